@@ -1,0 +1,83 @@
+# jpki: a JPKI (My Number Card) login gate for nginx and Apache httpd.
+#   make          build build/libjpki.a, build/jpkictl (and the modules)
+#   make test     install missing Debian packages, build, run every test
+#   make demo     install missing Debian packages, run the demo
+#   make bench    print the performance figures
+CC      ?= cc
+B       := build
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Werror=implicit-function-declaration \
+           -Werror=format-security
+CPPFLAGS_ALL := -Icommon -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 \
+           -DOPENSSL_NO_DEPRECATED $(CPPFLAGS)
+LIBS    := -lhiredis -lssl -lcrypto -lpthread
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+
+CORE_SRC := $(sort $(wildcard common/*.c))
+CORE_HDR := $(wildcard common/*.h)
+CORE_OBJ := $(CORE_SRC:common/%.c=$(B)/obj/%.o)
+SAN_OBJ  := $(CORE_SRC:common/%.c=$(B)/asan/obj/%.o)
+UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
+UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
+
+.PHONY: all deps test unit demo bench pki clean
+all: $(B)/libjpki.a $(B)/jpkictl
+
+deps:
+	@bash .ci/deps
+
+$(B)/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/libjpki.a: $(CORE_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/asan/libjpki.a: $(SAN_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(B)/jpkictl: tools/jpkictl.c $(B)/libjpki.a common/jpki.h
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+
+$(B)/t/%: t/unit/%.c t/unit/tap.h $(B)/libjpki.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+$(B)/asan/t/%: t/unit/%.c t/unit/tap.h $(B)/asan/libjpki.a
+	@mkdir -p $(@D)
+	$(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
+	    $(B)/asan/libjpki.a $(LIBS)
+
+# The test PKI (t/pki/mkpki.sh) is rebuilt when the script changes.
+pki: $(B)/pki/.done
+$(B)/pki/.done: t/pki/mkpki.sh
+	rm -rf $(B)/pki
+	bash t/pki/mkpki.sh $(B)/pki
+	touch $@
+
+unit: $(UNIT_BIN) $(UNIT_SAN) pki
+
+test: deps
+	$(MAKE) all unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \
+	    prove -j2 $(UNIT_BIN) $(UNIT_SAN) $(wildcard t/*.t)
+
+demo: deps
+	$(MAKE) all pki
+	bash tools/demo.sh
+
+bench: deps
+	$(MAKE) all pki $(B)/bench_core
+	bash bench/run.sh
+
+$(B)/bench_core: bench/bench_core.c $(B)/libjpki.a
+	$(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,94 @@
+/*
+ * internal.h - structures shared by the files of common/.  Not for adapters:
+ * they include jpki.h only.
+ */
+#ifndef JPKI_INTERNAL_H
+#define JPKI_INTERNAL_H
+
+#include "jpki.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define JPKI_MAX_ISSUERS 16
+#define JPKI_MAX_KEYS    8
+#define JPKI_NAME_MAX    63
+
+struct jpki_issuer {
+    char name[JPKI_NAME_MAX + 1];
+    char tag[17];                 /* hex of SHA-256 over anchor key hashes */
+    STACK_OF(X509) *anchors;      /* self-signed: trusted */
+    STACK_OF(X509) *links;        /* link certificates: untrusted */
+    STACK_OF(X509) *all;          /* anchors + links (key lookup) */
+    X509_STORE *store;            /* anchors, built by jpki_ctx_finish */
+    char *policy_oid;             /* NULL: none required */
+    ASN1_OBJECT *policy;
+    char *ocsp_url;
+    char *crl_source;
+    struct jpki_ctx *ctx;
+};
+
+typedef struct {
+    unsigned id;
+    uint8_t challenge_key[32];    /* HKDF(key, "jpki challenge v1") */
+    uint8_t session_key[32];      /* HKDF(key, "jpki session v1") */
+} jpki_ring_key;
+
+typedef struct jpki_chain_cache jpki_chain_cache;
+
+struct jpki_ctx {
+    struct jpki_issuer *issuers[JPKI_MAX_ISSUERS];
+    size_t n_issuers;
+    uint8_t secret[JPKI_SECRET_MAX];
+    size_t secret_len;
+    jpki_ring_key keys[JPKI_MAX_KEYS];
+    size_t n_keys;
+    size_t current_key;           /* index into keys */
+    jpki_policy policy;
+    jpki_log_fn log;
+    void *log_ud;
+    int finished;
+    jpki_chain_cache *cache;
+};
+
+struct jpki_cert {
+    X509 *x509;
+    EVP_PKEY *pkey;               /* leaf public key (owned reference) */
+    const struct jpki_issuer *issuer;
+    X509 *issuer_cert;            /* the CA certificate that signed the leaf */
+    uint8_t issuer_key_hash[20];  /* SHA-1 of issuer_cert's public key */
+    char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
+    time_t not_after;             /* earliest notAfter along the path */
+    int cached;
+};
+
+/* Logging (printf-like; never pass serials, keys or secrets). */
+void jpki_log(const jpki_ctx *ctx, jpki_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes a sentence into errbuf when errbuf != NULL. */
+void jpki_set_detail(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ASN1_TIME -> seconds since the epoch; -1 on error. */
+int64_t jpki_asn1_time_to_epoch(const ASN1_TIME *t);
+/* SHA-1 of the subjectPublicKey BIT STRING contents of x (OCSP key hash). */
+int jpki_key_hash_sha1(X509 *x, uint8_t out[20]);
+/* Issuer of ctx whose CA certificates hold a key that verifies a structure:
+ * finds the CA certificate by SKI == aki (when aki != NULL) and then by
+ * trying the key.  Used by CRL and cert path code. */
+typedef int (*jpki_key_try_fn)(void *ud, EVP_PKEY *key);
+const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
+        const ASN1_OCTET_STRING *aki, jpki_key_try_fn fn, void *ud,
+        X509 **ca_out);
+/* HKDF-SHA256 (RFC 5869) with empty salt. */
+int jpki_hkdf(const uint8_t *key, size_t keylen, const char *info,
+              uint8_t *out, size_t outlen);
+int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
+                     size_t alen, const uint8_t *b, size_t blen,
+                     uint8_t out[32]);
+int jpki_random(uint8_t *buf, size_t len);
+
+#endif

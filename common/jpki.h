@@ -1,0 +1,629 @@
+/*
+ * jpki.h - the one public header of libjpki, the shared core of the JPKI
+ * (My Number Card) login gate for nginx and Apache httpd.
+ *
+ * libjpki holds all JPKI logic and no web-server code: no server headers,
+ * no sockets, no file I/O on the request path (files are read only by the
+ * explicit *_load_file() helpers, at configuration time).  Adapters include
+ * this header and nothing else from common/.
+ *
+ * Conventions
+ *  - Functions return jpki_err (JPKI_OK == 0) unless said otherwise.
+ *  - Every (pointer, length) input is bounded by the length given; no input
+ *    needs to be NUL-terminated unless the parameter is a "const char *" with
+ *    no length.
+ *  - A certificate serial number never leaves the library in clear: outside,
+ *    a certificate is named by its cert_id (jpki_cert_id_*).
+ *  - Objects are not thread-safe unless said; a configured jpki_ctx is
+ *    read-only after jpki_ctx_finish() and may be shared by threads (its
+ *    internal verified-chain cache has its own lock).
+ */
+#ifndef JPKI_H
+#define JPKI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JPKI_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    JPKI_OK = 0,
+    /* generic */
+    JPKI_ERR_NOMEM,
+    JPKI_ERR_INVALID,          /* bad argument or configuration */
+    JPKI_ERR_PARSE,            /* malformed input */
+    JPKI_ERR_TOO_LARGE,        /* input over a fixed bound */
+    JPKI_ERR_INTERNAL,
+    /* certificate */
+    JPKI_ERR_CERT_PARSE,
+    JPKI_ERR_CERT_UNKNOWN_ISSUER,
+    JPKI_ERR_CERT_CHAIN,       /* path to an anchor fails (bad signature...) */
+    JPKI_ERR_CERT_EXPIRED,
+    JPKI_ERR_CERT_NOT_YET_VALID,
+    JPKI_ERR_CERT_IS_CA,
+    JPKI_ERR_CERT_KEY_USAGE,
+    JPKI_ERR_CERT_POLICY,
+    JPKI_ERR_CERT_KEY,         /* key type or size not allowed */
+    /* signature */
+    JPKI_ERR_SIG_ALG,          /* algorithm unknown, disabled or wrong key */
+    JPKI_ERR_SIG_INVALID,
+    /* challenge */
+    JPKI_ERR_CHALLENGE_FORMAT,
+    JPKI_ERR_CHALLENGE_KEY,    /* MAC key id not in the key ring */
+    JPKI_ERR_CHALLENGE_MAC,
+    JPKI_ERR_CHALLENGE_EXPIRED,
+    JPKI_ERR_CHALLENGE_REPLAY,
+    /* OCSP */
+    JPKI_ERR_OCSP_PARSE,
+    JPKI_ERR_OCSP_STATUS,      /* responseStatus other than successful */
+    JPKI_ERR_OCSP_SIGNER,      /* not signed by the CA or a delegated signer */
+    JPKI_ERR_OCSP_SIGNATURE,
+    JPKI_ERR_OCSP_NO_ANSWER,   /* no SingleResponse for our CertID */
+    JPKI_ERR_OCSP_NONCE,
+    JPKI_ERR_OCSP_STALE,       /* thisUpdate/nextUpdate out of the window */
+    /* CRL */
+    JPKI_ERR_CRL_PARSE,
+    JPKI_ERR_CRL_ISSUER,       /* not from a configured issuer */
+    JPKI_ERR_CRL_SIGNATURE,
+    JPKI_ERR_CRL_STALE,
+    JPKI_ERR_CRL_NOT_YET_VALID,
+    /* revocation verdicts */
+    JPKI_ERR_REVOKED,
+    JPKI_ERR_ON_HOLD,
+    JPKI_ERR_REVOCATION_UNKNOWN,     /* responder says "unknown" */
+    JPKI_ERR_REVOCATION_UNAVAILABLE, /* no fresh revocation data at all */
+    /* session */
+    JPKI_ERR_SESSION_FORMAT,
+    JPKI_ERR_SESSION_KEY,
+    JPKI_ERR_SESSION_MAC,
+    JPKI_ERR_SESSION_EXPIRED,
+    JPKI_ERR_SESSION_IDLE,
+    JPKI_ERR_SESSION_LOGGED_OUT,
+    /* mapping, store, I/O */
+    JPKI_ERR_NOT_MAPPED,
+    JPKI_ERR_ACCOUNT_MISMATCH,
+    JPKI_ERR_STORE,
+    JPKI_ERR_STORE_FULL,
+    JPKI_ERR_IO,
+    JPKI_ERR_TIMEOUT,
+    /* request */
+    JPKI_ERR_BAD_REQUEST,
+    JPKI_ERR_METHOD,
+    JPKI_ERR_UNAUTHENTICATED,
+    JPKI__ERR_COUNT
+} jpki_err;
+
+/* Stable snake_case reason used in JSON answers and audit ("cert_expired"). */
+const char *jpki_reason(jpki_err e);
+/* A short human sentence.  Never contains input data. */
+const char *jpki_strerror(jpki_err e);
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    JPKI_LOG_ERROR = 0, JPKI_LOG_WARN, JPKI_LOG_INFO, JPKI_LOG_DEBUG
+} jpki_log_level;
+
+/* Messages never contain secrets, serial numbers, keys or certificates. */
+typedef void (*jpki_log_fn)(void *ud, jpki_log_level level, const char *msg);
+
+/* ------------------------------------------------------------------ */
+/* Small utilities (bounded, used by adapters and tools)               */
+/* ------------------------------------------------------------------ */
+
+/* Base64 (standard or URL alphabet, padding optional on input; whitespace
+ * rejected).  out must hold jpki_b64_decoded_max(inlen) bytes. */
+size_t jpki_b64_decoded_max(size_t inlen);
+jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
+                         size_t *outlen);
+/* Encodes without newlines; url != 0: URL alphabet, no padding.
+ * out must hold jpki_b64_encoded_len(inlen) + 1 bytes (NUL-terminated). */
+size_t jpki_b64_encoded_len(size_t inlen, int url);
+void jpki_b64_encode(const uint8_t *in, size_t inlen, char *out, int url);
+
+void jpki_hex_encode(const uint8_t *in, size_t inlen, char *out);
+jpki_err jpki_hex_decode(const char *in, size_t inlen, uint8_t *out,
+                         size_t outmax, size_t *outlen);
+
+/* Constant-time comparison of equal-length buffers: 1 equal, 0 not. */
+int jpki_ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
+
+/* Reads a whole file (configuration time only), at most maxlen bytes.
+ * *out is malloc'ed, NUL-terminated (not counted in *outlen). */
+jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
+                        size_t *outlen);
+
+/* Certificates, CRLs and keys given as DER, PEM or bare base64 (the three
+ * forms a client sends) are turned into DER by this helper; *der is
+ * malloc'ed.  label is the PEM label expected ("CERTIFICATE", "X509 CRL"). */
+#define JPKI_MAX_CERT_LEN  16384
+jpki_err jpki_to_der(const uint8_t *in, size_t inlen, const char *label,
+                     size_t maxlen, uint8_t **der, size_t *derlen);
+
+/* ------------------------------------------------------------------ */
+/* Context: site configuration                                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct jpki_ctx jpki_ctx;
+typedef struct jpki_issuer jpki_issuer;
+
+#define JPKI_SECRET_MIN 32
+#define JPKI_SECRET_MAX 64
+#define JPKI_KEY_LEN    32
+
+jpki_ctx *jpki_ctx_new(void);
+void jpki_ctx_free(jpki_ctx *ctx);
+void jpki_ctx_set_log(jpki_ctx *ctx, jpki_log_fn fn, void *ud);
+
+/* The site secret: keys cert_id.  Never rotated (rotating it re-keys every
+ * mapping).  32..64 bytes. */
+jpki_err jpki_ctx_set_secret(jpki_ctx *ctx, const uint8_t *secret,
+                             size_t len);
+/* Key ring for challenges and session cookies: id 1..255, 32 bytes each.
+ * The key marked current issues new challenges and seals new cookies; the
+ * others still verify (rotation without breaking logins in flight).  When no
+ * key is added, key id 1 is derived from the site secret. */
+jpki_err jpki_ctx_add_key(jpki_ctx *ctx, unsigned id, const uint8_t *key,
+                          size_t len, int current);
+/* Secret file format (docs/configuration.md):
+ *     secret <hex, 64..128 digits>
+ *     key <id> <hex, 64 digits> [current]
+ * '#' comments and blank lines allowed.  The file must not be readable by
+ * group or others (checked, JPKI_ERR_INVALID with a message otherwise). */
+jpki_err jpki_ctx_load_secret_file(jpki_ctx *ctx, const char *path,
+                                   char *errbuf, size_t errlen);
+
+/* Issuers.  name is the operator's label (used in logs and store keys). */
+#define JPKI_POLICY_JPKI_AUTH "1.2.392.200149.8.5.1.3.30"
+jpki_issuer *jpki_ctx_add_issuer(jpki_ctx *ctx, const char *name);
+/* A PEM bundle or DER certificate: self-signed ones become trust anchors,
+ * others (link certificates) untrusted intermediates.  Several calls add
+ * key generations. */
+jpki_err jpki_issuer_add_certs(jpki_issuer *is, const uint8_t *buf,
+                               size_t len, char *errbuf, size_t errlen);
+jpki_err jpki_issuer_add_certs_file(jpki_issuer *is, const char *path,
+                                    char *errbuf, size_t errlen);
+/* NULL or "" = no policy required; default JPKI_POLICY_JPKI_AUTH. */
+jpki_err jpki_issuer_set_policy(jpki_issuer *is, const char *oid);
+jpki_err jpki_issuer_set_ocsp_url(jpki_issuer *is, const char *url);
+jpki_err jpki_issuer_set_crl_source(jpki_issuer *is, const char *src);
+const char *jpki_issuer_name(const jpki_issuer *is);
+const char *jpki_issuer_ocsp_url(const jpki_issuer *is);
+const char *jpki_issuer_crl_source(const jpki_issuer *is);
+size_t jpki_ctx_issuer_count(const jpki_ctx *ctx);
+const jpki_issuer *jpki_ctx_issuer(const jpki_ctx *ctx, size_t i);
+/* Short stable tag of an issuer (hex of its anchors' key hash, 16 chars):
+ * the issuer's name in store keys; unaffected by renaming in config. */
+const char *jpki_issuer_tag(const jpki_issuer *is);
+
+/* Signature algorithms. */
+typedef enum {
+    JPKI_SIG_RSA_PKCS1_SHA256 = 0,
+    JPKI_SIG_RSA_PKCS1_SHA384,
+    JPKI_SIG_RSA_PKCS1_SHA512,
+    JPKI_SIG_RSA_PKCS1_SHA1,   /* only when enabled with allow_sha1 */
+    JPKI_SIG_ECDSA_SHA256,     /* DER ECDSA-Sig-Value, strict */
+    JPKI_SIG_ECDSA_SHA384,
+    JPKI__SIG_COUNT
+} jpki_sig_alg;
+/* "rsa-pkcs1-sha256" ... "ecdsa-sha384"; -1 when unknown. */
+int jpki_sig_alg_from_name(const char *name, size_t len);
+const char *jpki_sig_alg_name(jpki_sig_alg alg);
+
+/* Policies (defaults in brackets). */
+typedef enum {
+    JPKI_REV_NONE = 0,       /* only for tests; refused by adapters' config */
+    JPKI_REV_OCSP,           /* [default] */
+    JPKI_REV_CRL,
+    JPKI_REV_OCSP_CRL,       /* OCSP, CRL when OCSP fails */
+    JPKI_REV_CRL_OCSP
+} jpki_rev_policy;
+jpki_err jpki_rev_policy_parse(const char *s, size_t len, jpki_rev_policy *p);
+
+typedef struct {
+    unsigned challenge_ttl;        /* seconds [120] */
+    unsigned session_lifetime;     /* seconds [28800] */
+    unsigned session_idle;         /* seconds [1800]; 0 = no idle limit */
+    unsigned recheck_interval;     /* seconds [300]; 0 = every request */
+    unsigned clock_skew;           /* seconds [300] OCSP/CRL time window */
+    unsigned ocsp_good_max_ttl;    /* seconds [3600] */
+    unsigned ocsp_hold_ttl;        /* seconds [300] */
+    unsigned ocsp_revoked_ttl;     /* seconds [86400*30] */
+    unsigned ocsp_sha256_certid;   /* [0]: SHA-1 CertID for compatibility */
+    unsigned ocsp_nonce;           /* [0] */
+    unsigned allow_sha1;           /* [0] */
+    unsigned fail_open;            /* [0]: closed; open = pass + audit */
+    jpki_rev_policy rev_policy;    /* [JPKI_REV_OCSP] */
+    unsigned require_account;      /* [0]: account in login is optional */
+    unsigned chain_cache_size;     /* entries [4096]; 0 disables */
+} jpki_policy;
+jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
+
+/* Validates and freezes the configuration (at least one issuer with an
+ * anchor, a secret).  errbuf receives a sentence for the operator. */
+jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* Certificates                                                        */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_CERT_ID_LEN      16  /* bytes of HMAC-SHA256 kept */
+#define JPKI_CERT_ID_HEX_LEN  32
+
+/* A verified end-entity certificate: the library's view of it.  The serial
+ * is kept inside; only cert_id is exposed. */
+typedef struct jpki_cert jpki_cert;
+
+/* Parses (DER/PEM/base64) and validates der at time now against the
+ * configured issuers: path to an anchor (issuer found by key), validity of
+ * every certificate of the path, leaf not a CA, digitalSignature when
+ * keyUsage is present, the issuer's policy, RSA >= 2048 or EC P-256/P-384.
+ * A verified path is cached by SHA-256 fingerprint (chain_cache_size).
+ * On error *out is NULL and the cause is the return value; detail (may be
+ * NULL) receives a sentence without serials or keys. */
+jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,
+                         time_t now, jpki_cert **out, char *detail,
+                         size_t detaillen);
+void jpki_cert_free(jpki_cert *c);
+const jpki_issuer *jpki_cert_issuer(const jpki_cert *c);
+const char *jpki_cert_id_hex(const jpki_cert *c);   /* 32 hex chars */
+time_t jpki_cert_not_after(const jpki_cert *c);
+/* 1 when the path came from the fingerprint cache. */
+int jpki_cert_cached(const jpki_cert *c);
+
+/* cert_id = HMAC-SHA256(secret, issuer_key_hash || serial) truncated to
+ * JPKI_CERT_ID_LEN bytes, as lower-case hex (out: 33 bytes).  issuer_key_hash
+ * is SHA-1 of the issuing CA's public key (as in OCSP CertID).  Serial is the
+ * big-endian magnitude (no leading zero octets). */
+jpki_err jpki_cert_id_compute(const jpki_ctx *ctx,
+                              const uint8_t *issuer_key_hash, size_t ikhlen,
+                              const uint8_t *serial, size_t seriallen,
+                              char out[JPKI_CERT_ID_HEX_LEN + 1]);
+/* Same, from a decimal or hex ("0x...") serial typed by an operator. */
+jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
+                                       const jpki_issuer *is,
+                                       const char *serial_text,
+                                       char out[JPKI_CERT_ID_HEX_LEN + 1]);
+
+/* Signature over msg with the certificate's key (strict; see docs). */
+jpki_err jpki_cert_verify_sig(const jpki_ctx *ctx, const jpki_cert *c,
+                              jpki_sig_alg alg, const uint8_t *msg,
+                              size_t msglen, const uint8_t *sig,
+                              size_t siglen);
+/* Same with a bare public key (PEM/DER SubjectPublicKeyInfo or a
+ * certificate) for jpkictl sig-verify. */
+jpki_err jpki_sig_verify_pubkey(const uint8_t *key, size_t keylen,
+                                jpki_sig_alg alg, int allow_sha1,
+                                const uint8_t *msg, size_t msglen,
+                                const uint8_t *sig, size_t siglen);
+
+/* ------------------------------------------------------------------ */
+/* Challenges                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Text form: base64url(ver | key_id | expiry(8, BE) | random(32) |
+ * HMAC-SHA256 tag(32)), 100 chars.  The client signs these ASCII chars. */
+#define JPKI_CHALLENGE_LEN      100
+#define JPKI_CHALLENGE_ID_HEX   32   /* store key of a challenge */
+
+jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
+                              char out[JPKI_CHALLENGE_LEN + 1],
+                              time_t *expires);
+/* Checks format, key id, MAC (constant time) and expiry.  id_hex receives
+ * the identifier under which single use is recorded; *expires its expiry. */
+jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
+                              size_t len, time_t now,
+                              char id_hex[JPKI_CHALLENGE_ID_HEX + 1],
+                              time_t *expires);
+
+/* ------------------------------------------------------------------ */
+/* Sessions: sealed cookies (AES-256-GCM, key ring)                    */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_ACCOUNT_MAX   128   /* bytes; printable ASCII or UTF-8, no
+                                    control characters, no '"' or '\\' */
+#define JPKI_SESSION_MAX   512   /* cookie value length bound */
+
+typedef struct {
+    char account[JPKI_ACCOUNT_MAX + 1];
+    char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
+    char issuer_tag[17];
+    char sid[33];            /* random session id, hex (logout marker key) */
+    int64_t auth_time;
+    int64_t expires;         /* absolute end of the session */
+    int64_t idle_deadline;   /* 0 when no idle limit */
+    int64_t rev_checked;     /* last successful revocation check */
+    uint8_t flags;           /* JPKI_SESSION_F_* */
+} jpki_session;
+#define JPKI_SESSION_F_SOFT_PASS 0x01  /* accepted with fail_open */
+
+/* Seals s with the current key; out must hold JPKI_SESSION_MAX + 1. */
+jpki_err jpki_session_seal(const jpki_ctx *ctx, const jpki_session *s,
+                           char *out, size_t outmax, size_t *outlen);
+/* Opens and checks MAC, key id, expiry and idle deadline at now. */
+jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
+                           time_t now, jpki_session *s);
+/* Checks an account string against the rules above. */
+int jpki_account_valid(const char *a, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Revocation: OCSP                                                    */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    JPKI_REV_GOOD = 0,
+    JPKI_REV_REVOKED,
+    JPKI_REV_HOLD,           /* revoked with reason certificateHold */
+    JPKI_REV_UNKNOWN
+} jpki_rev_status;
+
+/* CRLReason values (RFC 5280); -1 when absent. */
+#define JPKI_REASON_NONE                 -1
+#define JPKI_REASON_UNSPECIFIED           0
+#define JPKI_REASON_KEY_COMPROMISE        1
+#define JPKI_REASON_CA_COMPROMISE         2
+#define JPKI_REASON_AFFILIATION_CHANGED   3
+#define JPKI_REASON_SUPERSEDED            4
+#define JPKI_REASON_CESSATION             5
+#define JPKI_REASON_CERTIFICATE_HOLD      6
+#define JPKI_REASON_REMOVE_FROM_CRL       8
+#define JPKI_REASON_PRIVILEGE_WITHDRAWN   9
+#define JPKI_REASON_AA_COMPROMISE        10
+const char *jpki_reason_name(int reason);  /* "keyCompromise" ... */
+
+typedef struct {
+    jpki_rev_status status;
+    int reason;               /* JPKI_REASON_* */
+    int64_t revoked_at;       /* 0 when not revoked */
+    int64_t this_update;
+    int64_t next_update;      /* 0 when absent */
+    unsigned cache_ttl;       /* seconds the answer may be cached */
+} jpki_rev_info;
+
+#define JPKI_OCSP_RESP_MAX (64 * 1024)
+
+/* DER OCSPRequest for c (CertID hash per policy; nonce when enabled: the
+ * nonce is kept in *req_state for the response check).  *der malloc'ed. */
+typedef struct { uint8_t nonce[16]; int has_nonce; int sha256; } jpki_ocsp_state;
+jpki_err jpki_ocsp_request(const jpki_ctx *ctx, const jpki_cert *c,
+                           jpki_ocsp_state *st, uint8_t **der, size_t *len);
+/* Verifies a DER OCSPResponse for c at now: signed by the issuing CA key or
+ * by a responder certificate issued by it with id-kp-OCSPSigning (and valid
+ * at now); thisUpdate <= now + skew; nextUpdate (when present) >= now - skew;
+ * the nonce when one was sent.  Fills *info (cache_ttl per policy). */
+jpki_err jpki_ocsp_check(const jpki_ctx *ctx, const jpki_cert *c,
+                         const jpki_ocsp_state *st, const uint8_t *der,
+                         size_t len, time_t now, jpki_rev_info *info);
+
+/* ------------------------------------------------------------------ */
+/* Revocation: CRL                                                     */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_CRL_MAX ((size_t)1 << 31)
+
+typedef struct {
+    const jpki_issuer *issuer;
+    int64_t this_update;
+    int64_t next_update;      /* 0 when absent */
+    int64_t crl_number;       /* -1 when absent */
+    uint64_t entries;
+} jpki_crl_info;
+
+/* Verifies a CRL (DER or PEM) against the configured issuers at now:
+ * signed by a key of one issuer, thisUpdate <= now + skew; stale when
+ * now > nextUpdate + grace (grace_s; 0 = nextUpdate + clock_skew). */
+jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
+                         time_t now, unsigned grace_s, jpki_crl_info *info,
+                         char *detail, size_t detaillen);
+
+/* One CRL entry as it leaves the library: cert_id, reason, date. */
+typedef struct {
+    char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
+    int reason;
+    int64_t revoked_at;
+} jpki_crl_entry;
+typedef int (*jpki_crl_entry_fn)(void *ud, const jpki_crl_entry *e);
+/* Streams the entries of a verified CRL (call jpki_crl_verify first) without
+ * building them all in memory; fn returning non-zero stops (JPKI_ERR_IO). */
+jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
+                          size_t len, jpki_crl_entry_fn fn, void *ud);
+
+/* An in-memory index of one CRL for O(log n) lookups by cert_id. */
+typedef struct jpki_crl_index jpki_crl_index;
+jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
+                              size_t len, time_t now, unsigned grace_s,
+                              jpki_crl_index **out, char *detail,
+                              size_t detaillen);
+void jpki_crl_index_free(jpki_crl_index *ix);
+const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix);
+/* JPKI_OK and info->status GOOD / REVOKED / HOLD; JPKI_ERR_CRL_STALE when
+ * the CRL is stale at now. */
+jpki_err jpki_crl_index_lookup(const jpki_crl_index *ix, const char *cert_id,
+                               time_t now, unsigned grace_s,
+                               jpki_rev_info *info);
+
+/* ------------------------------------------------------------------ */
+/* Store: abstract operations, Redis encoding, embedded table          */
+/* ------------------------------------------------------------------ */
+
+/* Key schema: docs/store-schema.md.  Every key starts "jpki:v1:". */
+#define JPKI_STORE_PREFIX "jpki:v1:"
+#define JPKI_STORE_KEY_MAX 96
+#define JPKI_STORE_VAL_MAX 192
+
+typedef enum {
+    JPKI_STORE_GET = 0,      /* value or nil */
+    JPKI_STORE_SET,          /* set with TTL */
+    JPKI_STORE_SETNX,        /* set with TTL if absent: 1 set, 0 existed */
+    JPKI_STORE_DEL           /* 1 deleted, 0 absent */
+} jpki_store_op;
+
+typedef struct {
+    jpki_store_op op;
+    char key[JPKI_STORE_KEY_MAX + 1];
+    size_t keylen;
+    uint8_t val[JPKI_STORE_VAL_MAX];
+    size_t vallen;
+    uint32_t ttl_ms;         /* SET/SETNX; 0 = no expiry */
+} jpki_store_cmd;
+
+typedef enum {
+    JPKI_STORE_R_ERROR = 0,  /* I/O error, timeout, server error */
+    JPKI_STORE_R_NIL,        /* GET: absent */
+    JPKI_STORE_R_VALUE,      /* GET: value in val */
+    JPKI_STORE_R_INT         /* SET: 1; SETNX/DEL: 1 or 0 */
+} jpki_store_rtype;
+
+typedef struct {
+    jpki_store_rtype type;
+    uint8_t val[JPKI_STORE_VAL_MAX];
+    size_t vallen;
+    long long n;
+} jpki_store_result;
+
+/* Redis: the command in RESP (malloc'ed, free with free()), and a reply
+ * (hiredis redisReply *, passed as void * to keep hiredis out of this
+ * header) turned into a result; a malformed reply becomes R_ERROR. */
+jpki_err jpki_store_cmd_to_resp(const jpki_store_cmd *cmd, char **out,
+                                size_t *outlen);
+void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
+                                  const void *redis_reply,
+                                  jpki_store_result *res);
+/* Incremental RESP reply parser (wraps hiredis's redisReader). */
+typedef struct jpki_resp_reader jpki_resp_reader;
+jpki_resp_reader *jpki_resp_reader_new(void);
+void jpki_resp_reader_free(jpki_resp_reader *r);
+jpki_err jpki_resp_reader_feed(jpki_resp_reader *r, const char *buf,
+                               size_t len);
+/* 1 and *res filled when a whole reply is available, 0 when more bytes are
+ * needed, -1 on a protocol error. */
+int jpki_resp_reader_next(jpki_resp_reader *r, const jpki_store_cmd *cmd,
+                          jpki_store_result *res);
+
+/* Embedded store: a fixed-capacity hash table in memory the adapter
+ * provides (nginx shared zone, APR shared memory).  The adapter supplies a
+ * lock; the table holds no pointers, so it may be mapped at different
+ * addresses in different processes. */
+typedef struct {
+    void (*lock)(void *ud);
+    void (*unlock)(void *ud);
+    void *ud;
+} jpki_shm_lock;
+typedef struct jpki_shm jpki_shm;
+size_t jpki_shm_min_size(void);
+/* Formats mem (size bytes) as an empty table, or attaches to one already
+ * formatted there (same size) when attach != 0. */
+jpki_err jpki_shm_init(void *mem, size_t size, int attach);
+/* A handle over mem; no allocation: the handle is placed in h (opaque
+ * storage of jpki_shm_handle_size() bytes). */
+size_t jpki_shm_handle_size(void);
+jpki_shm *jpki_shm_attach(void *handle_mem, void *mem, size_t size,
+                          const jpki_shm_lock *lock);
+void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
+                   jpki_store_result *res);
+/* Deletes every live key starting with prefix; returns the count. */
+uint64_t jpki_shm_delete_prefix(jpki_shm *s, const char *prefix,
+                                int64_t now_ms);
+uint64_t jpki_shm_count(jpki_shm *s, int64_t now_ms);
+size_t jpki_shm_capacity(const jpki_shm *s);
+
+/* ------------------------------------------------------------------ */
+/* Transactions: the sans-I/O login state machine                      */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    JPKI_OP_CHALLENGE = 0,   /* GET  <prefix>/challenge */
+    JPKI_OP_LOGIN,           /* POST <prefix>/login */
+    JPKI_OP_CHECK,           /* any gated request */
+    JPKI_OP_LOGOUT,          /* POST <prefix>/logout */
+    JPKI_OP_STATUS           /* GET  <prefix>/status */
+} jpki_op;
+
+typedef enum {
+    JPKI_STEP_DONE = 0,      /* verdict ready */
+    JPKI_STEP_STORE,         /* run jpki_txn_store_cmds(), feed results */
+    JPKI_STEP_OCSP,          /* POST jpki_txn_ocsp(), feed the answer */
+    JPKI_STEP_CRL            /* look the cert up in a CRL, feed the info */
+} jpki_step;
+
+typedef struct jpki_txn jpki_txn;
+
+/* Where the account mapping comes from. */
+typedef enum {
+    JPKI_MAP_STORE = 0,      /* store key map:<cert_id> */
+    JPKI_MAP_CALLBACK        /* adapter's mapping file via map_fn */
+} jpki_map_source;
+/* Looks up an account for cert_id (no I/O: an in-memory table). Returns the
+ * account length, 0 when not mapped; out holds JPKI_ACCOUNT_MAX + 1. */
+typedef size_t (*jpki_map_fn)(void *ud, const char *cert_id, char *out);
+
+typedef struct {
+    jpki_op op;
+    int64_t now;             /* seconds since the epoch */
+    int is_post;
+    int wants_json;          /* Accept prefers JSON (API client) */
+    const char *content_type; size_t content_type_len;
+    const uint8_t *body;     size_t body_len;   /* LOGIN */
+    const char *cookie;      size_t cookie_len; /* session cookie value */
+    const char *peer;        /* client address for the audit record */
+    jpki_map_source map_source;
+    jpki_map_fn map_fn;
+    void *map_ud;
+} jpki_txn_request;
+
+#define JPKI_BODY_MAX (64 * 1024)
+
+jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
+                      jpki_txn **out);
+void jpki_txn_free(jpki_txn *t);
+jpki_step jpki_txn_step(jpki_txn *t);
+
+/* STORE: a batch of commands, to run in order (Redis: pipelined). */
+const jpki_store_cmd *jpki_txn_store_cmds(const jpki_txn *t, size_t *n);
+/* res[n]; any R_ERROR (or a timeout: pass NULL) ends fail-closed. */
+void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res,
+                         size_t n);
+
+/* OCSP: URL and DER body to POST (Content-Type application/ocsp-request). */
+const char *jpki_txn_ocsp_url(const jpki_txn *t);
+const uint8_t *jpki_txn_ocsp_body(const jpki_txn *t, size_t *len);
+/* http_status 0 = I/O failure or timeout. */
+void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
+                        size_t len);
+
+/* CRL: the cert_id and issuer to look up; feed JPKI_OK + info, or the
+ * error (JPKI_ERR_CRL_STALE, JPKI_ERR_REVOCATION_UNAVAILABLE). */
+const char *jpki_txn_cert_id(const jpki_txn *t);
+const jpki_issuer *jpki_txn_issuer(const jpki_txn *t);
+void jpki_txn_feed_crl(jpki_txn *t, jpki_err e, const jpki_rev_info *info);
+
+typedef struct {
+    int http_status;          /* 200, 303, 400, 401, 403, 503 ... */
+    jpki_err err;             /* JPKI_OK on success */
+    const char *reason;       /* jpki_reason(err) or "ok" */
+    const char *body;         /* JSON, NUL-terminated */
+    size_t body_len;
+    const char *set_cookie;   /* cookie value to set, "" to clear, NULL */
+    const char *account;      /* when authenticated */
+    const char *cert_id;
+    int64_t auth_time;
+    int soft_pass;            /* passed under fail_open: audited */
+    const char *audit;        /* one JSON line for the audit log */
+} jpki_verdict;
+const jpki_verdict *jpki_txn_verdict(const jpki_txn *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JPKI_H */
