@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -90,5 +91,9 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
                      size_t alen, const uint8_t *b, size_t blen,
                      uint8_t out[32]);
 int jpki_random(uint8_t *buf, size_t len);
+
+/* Verified-chain cache (cert.c). */
+jpki_chain_cache *jpki_chain_cache_new(size_t n);
+void jpki_chain_cache_free(jpki_chain_cache *c);
 
 #endif

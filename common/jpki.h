@@ -312,7 +312,7 @@ jpki_err jpki_sig_verify_pubkey(const uint8_t *key, size_t keylen,
 /* Challenges                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Text form: base64url(ver | key_id | expiry(8, BE) | random(32) |
+/* Text form: base64url(ver | key_id | expiry(8, BE) | random(33) |
  * HMAC-SHA256 tag(32)), 100 chars.  The client signs these ASCII chars. */
 #define JPKI_CHALLENGE_LEN      100
 #define JPKI_CHALLENGE_ID_HEX   32   /* store key of a challenge */

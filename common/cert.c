@@ -1,0 +1,435 @@
+/* cert.c - end-entity certificate validation and the verified-chain cache. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- verified-chain cache ---------------------------------------- */
+
+/* Direct-mapped by fingerprint: a repeat login of the same certificate skips
+ * path building and the CA signature checks.  Entries carry the window in
+ * which the path was valid; outside it the cache is not used. */
+typedef struct {
+    uint8_t fp[32];
+    int used;
+    X509 *leaf;
+    X509 *issuer_cert;
+    const struct jpki_issuer *issuer;
+    uint8_t issuer_key_hash[20];
+    char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
+    int64_t valid_from, valid_to;
+} cache_entry;
+
+struct jpki_chain_cache {
+    pthread_mutex_t mu;
+    size_t n;
+    cache_entry e[];
+};
+
+jpki_chain_cache *jpki_chain_cache_new(size_t n)
+{
+    jpki_chain_cache *c;
+    if (n > (1u << 20))
+        n = 1u << 20;
+    c = calloc(1, sizeof(*c) + n * sizeof(cache_entry));
+    if (c == NULL)
+        return NULL;
+    c->n = n;
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+static void entry_clear(cache_entry *e)
+{
+    X509_free(e->leaf);
+    X509_free(e->issuer_cert);
+    memset(e, 0, sizeof(*e));
+}
+
+void jpki_chain_cache_free(jpki_chain_cache *c)
+{
+    size_t i;
+    if (c == NULL)
+        return;
+    for (i = 0; i < c->n; i++)
+        entry_clear(&c->e[i]);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static size_t slot_of(const jpki_chain_cache *c, const uint8_t fp[32])
+{
+    uint64_t v;
+    memcpy(&v, fp, sizeof(v));
+    return (size_t)(v % c->n);
+}
+
+static int cache_get(jpki_chain_cache *c, const uint8_t fp[32], time_t now,
+                     struct jpki_cert *out)
+{
+    cache_entry *e;
+    int hit = 0;
+
+    if (c == NULL)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    e = &c->e[slot_of(c, fp)];
+    if (e->used && memcmp(e->fp, fp, 32) == 0 && now >= e->valid_from
+        && now <= e->valid_to) {
+        X509_up_ref(e->leaf);
+        X509_up_ref(e->issuer_cert);
+        out->x509 = e->leaf;
+        out->issuer_cert = e->issuer_cert;
+        out->issuer = e->issuer;
+        memcpy(out->issuer_key_hash, e->issuer_key_hash, 20);
+        memcpy(out->cert_id, e->cert_id, sizeof(out->cert_id));
+        out->not_after = (time_t)e->valid_to;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void cache_put(jpki_chain_cache *c, const uint8_t fp[32],
+                      const struct jpki_cert *v, int64_t from, int64_t to)
+{
+    cache_entry *e;
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    e = &c->e[slot_of(c, fp)];
+    entry_clear(e);
+    memcpy(e->fp, fp, 32);
+    X509_up_ref(v->x509);
+    X509_up_ref(v->issuer_cert);
+    e->leaf = v->x509;
+    e->issuer_cert = v->issuer_cert;
+    e->issuer = v->issuer;
+    memcpy(e->issuer_key_hash, v->issuer_key_hash, 20);
+    memcpy(e->cert_id, v->cert_id, sizeof(e->cert_id));
+    e->valid_from = from;
+    e->valid_to = to;
+    e->used = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- leaf checks -------------------------------------------------- */
+
+static jpki_err check_key(EVP_PKEY *k, char *detail, size_t dl)
+{
+    char group[64];
+    size_t gl = 0;
+    int bits;
+
+    if (k == NULL)
+        return JPKI_ERR_CERT_KEY;
+    bits = EVP_PKEY_get_bits(k);
+    if (EVP_PKEY_is_a(k, "RSA")) {
+        if (bits < 2048 || bits > 8192) {
+            jpki_set_detail(detail, dl, "RSA key of %d bits (2048..8192 "
+                            "allowed)", bits);
+            return JPKI_ERR_CERT_KEY;
+        }
+        return JPKI_OK;
+    }
+    if (EVP_PKEY_is_a(k, "EC")
+        && EVP_PKEY_get_group_name(k, group, sizeof(group), &gl) == 1
+        && (strcmp(group, "prime256v1") == 0
+            || strcmp(group, "secp384r1") == 0))
+        return JPKI_OK;
+    jpki_set_detail(detail, dl, "key type not allowed (RSA >= 2048 bits, EC "
+                    "P-256 or P-384)");
+    return JPKI_ERR_CERT_KEY;
+}
+
+static int has_policy(X509 *x, const ASN1_OBJECT *want)
+{
+    CERTIFICATEPOLICIES *cp;
+    int i, crit = 0, found = 0;
+
+    cp = X509_get_ext_d2i(x, NID_certificate_policies, &crit, NULL);
+    if (cp == NULL)
+        return 0;
+    for (i = 0; i < sk_POLICYINFO_num(cp); i++)
+        if (OBJ_cmp(sk_POLICYINFO_value(cp, i)->policyid, want) == 0)
+            found = 1;
+    CERTIFICATEPOLICIES_free(cp);
+    return found;
+}
+
+static jpki_err check_leaf(const struct jpki_issuer *is, X509 *x,
+                           char *detail, size_t dl)
+{
+    uint32_t fl = X509_get_extension_flags(x);   /* also caches extensions */
+
+    if (fl & EXFLAG_INVALID) {
+        jpki_set_detail(detail, dl, "certificate extensions are malformed");
+        return JPKI_ERR_CERT_PARSE;
+    }
+    if (X509_check_ca(x) != 0) {
+        jpki_set_detail(detail, dl, "a CA certificate cannot log in");
+        return JPKI_ERR_CERT_IS_CA;
+    }
+    if ((fl & EXFLAG_KUSAGE)
+        && !(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE)) {
+        jpki_set_detail(detail, dl, "keyUsage lacks digitalSignature");
+        return JPKI_ERR_CERT_KEY_USAGE;
+    }
+    if (is->policy != NULL && !has_policy(x, is->policy)) {
+        jpki_set_detail(detail, dl, "certificate lacks policy %s (issuer "
+                        "\"%s\")", is->policy_oid, is->name);
+        return JPKI_ERR_CERT_POLICY;
+    }
+    return check_key(X509_get0_pubkey(x), detail, dl);
+}
+
+/* ---- path --------------------------------------------------------- */
+
+static int try_verify_cert(void *ud, EVP_PKEY *key)
+{
+    return X509_verify((X509 *)ud, key) == 1;
+}
+
+static jpki_err map_verify_error(int err, int depth, char *detail, size_t dl)
+{
+    jpki_set_detail(detail, dl, "path check failed at depth %d: %s", depth,
+                    X509_verify_cert_error_string(err));
+    switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return JPKI_ERR_CERT_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return JPKI_ERR_CERT_NOT_YET_VALID;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        return JPKI_ERR_CERT_UNKNOWN_ISSUER;
+    default:
+        return JPKI_ERR_CERT_CHAIN;
+    }
+}
+
+/* Builds and checks the path; fills issuer_cert and the validity window. */
+static jpki_err verify_path(const struct jpki_issuer *is, X509 *x, time_t now,
+                            struct jpki_cert *c, int64_t *from, int64_t *to,
+                            char *detail, size_t dl)
+{
+    X509_STORE_CTX *sc = X509_STORE_CTX_new();
+    STACK_OF(X509) *chain;
+    jpki_err e = JPKI_OK;
+    int i;
+
+    if (sc == NULL || X509_STORE_CTX_init(sc, is->store, x, is->links) != 1) {
+        X509_STORE_CTX_free(sc);
+        return JPKI_ERR_NOMEM;
+    }
+    X509_STORE_CTX_set_time(sc, 0, now);
+    if (X509_verify_cert(sc) != 1) {
+        e = map_verify_error(X509_STORE_CTX_get_error(sc),
+                             X509_STORE_CTX_get_error_depth(sc), detail, dl);
+        X509_STORE_CTX_free(sc);
+        ERR_clear_error();
+        return e;
+    }
+    chain = X509_STORE_CTX_get0_chain(sc);
+    if (sk_X509_num(chain) < 2) {
+        X509_STORE_CTX_free(sc);
+        return JPKI_ERR_CERT_CHAIN;
+    }
+    c->issuer_cert = sk_X509_value(chain, 1);
+    X509_up_ref(c->issuer_cert);
+    *from = INT64_MIN;
+    *to = INT64_MAX;
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        X509 *y = sk_X509_value(chain, i);
+        int64_t nb = jpki_asn1_time_to_epoch(X509_get0_notBefore(y));
+        int64_t na = jpki_asn1_time_to_epoch(X509_get0_notAfter(y));
+        if (nb > *from) *from = nb;
+        if (na < *to) *to = na;
+    }
+    X509_STORE_CTX_free(sc);
+    return e;
+}
+
+static jpki_err compute_id(const jpki_ctx *ctx, struct jpki_cert *c)
+{
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(c->x509);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
+    uint8_t buf[64];
+    int n;
+    jpki_err e;
+
+    if (bn == NULL)
+        return JPKI_ERR_CERT_PARSE;
+    n = BN_num_bytes(bn);
+    if (n > (int)sizeof(buf)) {
+        BN_free(bn);
+        return JPKI_ERR_CERT_PARSE;
+    }
+    BN_bn2bin(bn, buf);
+    BN_free(bn);
+    if (!jpki_key_hash_sha1(c->issuer_cert, c->issuer_key_hash))
+        return JPKI_ERR_INTERNAL;
+    e = jpki_cert_id_compute(ctx, c->issuer_key_hash, 20, buf, (size_t)n,
+                             c->cert_id);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return e;
+}
+
+static jpki_err check_parsed(const jpki_ctx *ctx, X509 *x, time_t now,
+                             struct jpki_cert *c, int64_t *from, int64_t *to,
+                             char *detail, size_t dl)
+{
+    const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
+    const struct jpki_issuer *is;
+    X509 *ca = NULL;
+    jpki_err e;
+
+    is = jpki_find_issuer_by_key(ctx, aki, try_verify_cert, x, &ca);
+    if (is == NULL) {
+        jpki_set_detail(detail, dl, "no configured CA key signed this "
+                        "certificate");
+        return JPKI_ERR_CERT_UNKNOWN_ISSUER;
+    }
+    c->issuer = is;
+    e = check_leaf(is, x, detail, dl);
+    if (e == JPKI_OK)
+        e = verify_path(is, x, now, c, from, to, detail, dl);
+    if (e == JPKI_OK)
+        e = compute_id(ctx, c);
+    return e;
+}
+
+jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,
+                         time_t now, jpki_cert **out, char *detail,
+                         size_t detaillen)
+{
+    struct jpki_cert *c;
+    uint8_t *der = NULL, fp[32];
+    size_t derlen = 0;
+    unsigned int fplen = 0;
+    const unsigned char *p;
+    int64_t from, to;
+    jpki_err e;
+
+    *out = NULL;
+    if (!ctx->finished)
+        return JPKI_ERR_INVALID;
+    e = jpki_to_der(in, len, "CERTIFICATE", JPKI_MAX_CERT_LEN, &der, &derlen);
+    if (e != JPKI_OK) {
+        jpki_set_detail(detail, detaillen, "certificate is not DER, PEM or "
+                        "base64 of at most %d bytes", JPKI_MAX_CERT_LEN);
+        return e == JPKI_ERR_NOMEM || e == JPKI_ERR_TOO_LARGE ? e
+               : JPKI_ERR_CERT_PARSE;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL
+        || EVP_Digest(der, derlen, fp, &fplen, EVP_sha256(), NULL) != 1) {
+        free(der);
+        free(c);
+        return JPKI_ERR_NOMEM;
+    }
+    if (cache_get(ctx->cache, fp, now, c)) {
+        free(der);
+        c->cached = 1;
+        goto done;
+    }
+    p = der;
+    c->x509 = d2i_X509(NULL, &p, (long)derlen);
+    if (c->x509 == NULL || p != der + derlen) {
+        free(der);
+        jpki_cert_free(c);
+        ERR_clear_error();
+        jpki_set_detail(detail, detaillen, "certificate DER does not parse");
+        return JPKI_ERR_CERT_PARSE;
+    }
+    free(der);
+    e = check_parsed(ctx, c->x509, now, c, &from, &to, detail, detaillen);
+    if (e != JPKI_OK) {
+        jpki_cert_free(c);
+        ERR_clear_error();
+        return e;
+    }
+    c->not_after = (time_t)to;
+    cache_put(ctx->cache, fp, c, from, to);
+done:
+    c->pkey = X509_get_pubkey(c->x509);
+    if (c->pkey == NULL) {
+        jpki_cert_free(c);
+        return JPKI_ERR_CERT_PARSE;
+    }
+    *out = c;
+    return JPKI_OK;
+}
+
+void jpki_cert_free(jpki_cert *c)
+{
+    if (c == NULL)
+        return;
+    X509_free(c->x509);
+    X509_free(c->issuer_cert);
+    EVP_PKEY_free(c->pkey);
+    OPENSSL_cleanse(c, sizeof(*c));
+    free(c);
+}
+
+const jpki_issuer *jpki_cert_issuer(const jpki_cert *c) { return c->issuer; }
+const char *jpki_cert_id_hex(const jpki_cert *c) { return c->cert_id; }
+time_t jpki_cert_not_after(const jpki_cert *c) { return c->not_after; }
+int jpki_cert_cached(const jpki_cert *c) { return c->cached; }
+
+/* ---- cert_id ------------------------------------------------------ */
+
+jpki_err jpki_cert_id_compute(const jpki_ctx *ctx,
+                              const uint8_t *issuer_key_hash, size_t ikhlen,
+                              const uint8_t *serial, size_t seriallen,
+                              char out[JPKI_CERT_ID_HEX_LEN + 1])
+{
+    uint8_t mac[32];
+
+    while (seriallen > 0 && serial[0] == 0) {   /* canonical magnitude */
+        serial++;
+        seriallen--;
+    }
+    if (ctx->secret_len == 0 || ikhlen != 20 || seriallen > 64)
+        return JPKI_ERR_INVALID;
+    if (!jpki_hmac_sha256(ctx->secret, ctx->secret_len, issuer_key_hash,
+                          ikhlen, serial, seriallen, mac))
+        return JPKI_ERR_INTERNAL;
+    jpki_hex_encode(mac, JPKI_CERT_ID_LEN, out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return JPKI_OK;
+}
+
+/* For operators: a serial typed in decimal or 0x-hex, for an issuer whose
+ * current generation is meant; tries the newest anchor first. */
+jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
+                                       const jpki_issuer *is,
+                                       const char *serial_text,
+                                       char out[JPKI_CERT_ID_HEX_LEN + 1])
+{
+    BIGNUM *bn = NULL;
+    uint8_t buf[64], kh[20];
+    int n, ok;
+    X509 *ca;
+    jpki_err e;
+
+    if (serial_text == NULL || strlen(serial_text) == 0
+        || strlen(serial_text) > 160 || sk_X509_num(is->anchors) == 0)
+        return JPKI_ERR_INVALID;
+    if (strncmp(serial_text, "0x", 2) == 0 || strncmp(serial_text, "0X", 2) == 0)
+        ok = BN_hex2bn(&bn, serial_text + 2) == (int)strlen(serial_text + 2);
+    else
+        ok = BN_dec2bn(&bn, serial_text) == (int)strlen(serial_text);
+    if (!ok || bn == NULL || BN_num_bytes(bn) > (int)sizeof(buf)) {
+        BN_free(bn);
+        return JPKI_ERR_PARSE;
+    }
+    n = BN_bn2bin(bn, buf);
+    BN_free(bn);
+    ca = sk_X509_value(is->anchors, sk_X509_num(is->anchors) - 1);
+    if (!jpki_key_hash_sha1(ca, kh))
+        return JPKI_ERR_INTERNAL;
+    e = jpki_cert_id_compute(ctx, kh, sizeof(kh), buf, (size_t)n, out);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return e;
+}

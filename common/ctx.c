@@ -1,0 +1,551 @@
+/* ctx.c - site configuration: secret, key ring, issuers, policy. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/pem.h>
+
+jpki_ctx *jpki_ctx_new(void)
+{
+    jpki_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    ctx->policy.challenge_ttl = 120;
+    ctx->policy.session_lifetime = 28800;
+    ctx->policy.session_idle = 1800;
+    ctx->policy.recheck_interval = 300;
+    ctx->policy.clock_skew = 300;
+    ctx->policy.ocsp_good_max_ttl = 3600;
+    ctx->policy.ocsp_hold_ttl = 300;
+    ctx->policy.ocsp_revoked_ttl = 86400 * 30;
+    ctx->policy.rev_policy = JPKI_REV_OCSP;
+    ctx->policy.chain_cache_size = 4096;
+    return ctx;
+}
+
+static void issuer_free(struct jpki_issuer *is)
+{
+    if (is == NULL)
+        return;
+    sk_X509_pop_free(is->anchors, X509_free);
+    sk_X509_pop_free(is->links, X509_free);
+    sk_X509_free(is->all);
+    X509_STORE_free(is->store);
+    ASN1_OBJECT_free(is->policy);
+    free(is->policy_oid);
+    free(is->ocsp_url);
+    free(is->crl_source);
+    free(is);
+}
+
+void jpki_ctx_free(jpki_ctx *ctx)
+{
+    size_t i;
+    if (ctx == NULL)
+        return;
+    for (i = 0; i < ctx->n_issuers; i++)
+        issuer_free(ctx->issuers[i]);
+    jpki_chain_cache_free(ctx->cache);
+    OPENSSL_cleanse(ctx, sizeof(*ctx));
+    free(ctx);
+}
+
+void jpki_ctx_set_log(jpki_ctx *ctx, jpki_log_fn fn, void *ud)
+{
+    ctx->log = fn;
+    ctx->log_ud = ud;
+}
+
+jpki_policy *jpki_ctx_policy(jpki_ctx *ctx)
+{
+    return ctx->finished ? NULL : &ctx->policy;
+}
+
+/* ---- secret and key ring ----------------------------------------- */
+
+jpki_err jpki_ctx_set_secret(jpki_ctx *ctx, const uint8_t *secret,
+                             size_t len)
+{
+    if (ctx->finished || len < JPKI_SECRET_MIN || len > JPKI_SECRET_MAX)
+        return JPKI_ERR_INVALID;
+    memcpy(ctx->secret, secret, len);
+    ctx->secret_len = len;
+    return JPKI_OK;
+}
+
+jpki_err jpki_ctx_add_key(jpki_ctx *ctx, unsigned id, const uint8_t *key,
+                          size_t len, int current)
+{
+    jpki_ring_key *k;
+    size_t i;
+
+    if (ctx->finished || id < 1 || id > 255 || len != JPKI_KEY_LEN
+        || ctx->n_keys >= JPKI_MAX_KEYS)
+        return JPKI_ERR_INVALID;
+    for (i = 0; i < ctx->n_keys; i++)
+        if (ctx->keys[i].id == id)
+            return JPKI_ERR_INVALID;
+    k = &ctx->keys[ctx->n_keys];
+    k->id = id;
+    if (!jpki_hkdf(key, len, "jpki challenge v1", k->challenge_key, 32)
+        || !jpki_hkdf(key, len, "jpki session v1", k->session_key, 32))
+        return JPKI_ERR_INTERNAL;
+    if (current || ctx->n_keys == 0)
+        ctx->current_key = ctx->n_keys;
+    ctx->n_keys++;
+    return JPKI_OK;
+}
+
+static char *next_word(char **p)
+{
+    char *s = *p, *w;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '\0')
+        return NULL;
+    w = s;
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    if (*s)
+        *s++ = '\0';
+    *p = s;
+    return w;
+}
+
+static jpki_err secret_line(jpki_ctx *ctx, char *line, int *explicit_current,
+                            char *errbuf, size_t errlen, int lineno)
+{
+    char *p = line, *w = next_word(&p), *hex, *id, *flag;
+    uint8_t buf[JPKI_SECRET_MAX];
+    size_t n;
+    jpki_err e;
+
+    if (w == NULL || w[0] == '#')
+        return JPKI_OK;
+    if (strcmp(w, "secret") == 0) {
+        hex = next_word(&p);
+        if (hex == NULL || next_word(&p) != NULL
+            || jpki_hex_decode(hex, strlen(hex), buf, sizeof(buf), &n)
+               != JPKI_OK
+            || jpki_ctx_set_secret(ctx, buf, n) != JPKI_OK) {
+            jpki_set_detail(errbuf, errlen, "line %d: \"secret\" needs 64 to "
+                            "128 hex digits", lineno);
+            OPENSSL_cleanse(buf, sizeof(buf));
+            return JPKI_ERR_INVALID;
+        }
+    } else if (strcmp(w, "key") == 0) {
+        long v;
+        char *end;
+        id = next_word(&p);
+        hex = next_word(&p);
+        flag = next_word(&p);
+        v = id ? strtol(id, &end, 10) : 0;
+        if (id == NULL || *end != '\0' || hex == NULL
+            || (flag != NULL && strcmp(flag, "current") != 0)
+            || next_word(&p) != NULL
+            || jpki_hex_decode(hex, strlen(hex), buf, sizeof(buf), &n)
+               != JPKI_OK
+            || n != JPKI_KEY_LEN) {
+            jpki_set_detail(errbuf, errlen, "line %d: expected \"key <id> "
+                            "<64 hex digits> [current]\"", lineno);
+            OPENSSL_cleanse(buf, sizeof(buf));
+            return JPKI_ERR_INVALID;
+        }
+        if (flag != NULL && (*explicit_current)++) {
+            jpki_set_detail(errbuf, errlen, "line %d: only one key may be "
+                            "current", lineno);
+            return JPKI_ERR_INVALID;
+        }
+        e = jpki_ctx_add_key(ctx, (unsigned)v, buf, n, flag != NULL);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (e != JPKI_OK) {
+            jpki_set_detail(errbuf, errlen, "line %d: key id must be 1..255, "
+                            "unique, at most %d keys", lineno, JPKI_MAX_KEYS);
+            return e;
+        }
+    } else {
+        jpki_set_detail(errbuf, errlen, "line %d: unknown keyword (expected "
+                        "\"secret\" or \"key\")", lineno);
+        return JPKI_ERR_INVALID;
+    }
+    return JPKI_OK;
+}
+
+jpki_err jpki_ctx_load_secret_file(jpki_ctx *ctx, const char *path,
+                                   char *errbuf, size_t errlen)
+{
+    struct stat st;
+    uint8_t *data;
+    size_t len;
+    char *line, *save = NULL;
+    int lineno = 0, cur = 0;
+    jpki_err e;
+
+    if (stat(path, &st) != 0) {
+        jpki_set_detail(errbuf, errlen, "cannot read secret file \"%s\"",
+                        path);
+        return JPKI_ERR_IO;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        jpki_set_detail(errbuf, errlen, "secret file \"%s\" must not be "
+                        "accessible by group or others (chmod 600)", path);
+        return JPKI_ERR_INVALID;
+    }
+    e = jpki_load_file(path, 64 * 1024, &data, &len);
+    if (e != JPKI_OK) {
+        jpki_set_detail(errbuf, errlen, "cannot read secret file \"%s\": %s",
+                        path, jpki_strerror(e));
+        return e;
+    }
+    if (memchr(data, '\0', len) != NULL) {
+        e = JPKI_ERR_PARSE;
+        jpki_set_detail(errbuf, errlen, "secret file \"%s\" is binary", path);
+    }
+    for (line = strtok_r((char *)data, "\r\n", &save);
+         e == JPKI_OK && line != NULL; line = strtok_r(NULL, "\r\n", &save))
+        e = secret_line(ctx, line, &cur, errbuf, errlen, ++lineno);
+    OPENSSL_cleanse(data, len);
+    free(data);
+    if (e == JPKI_OK && ctx->secret_len == 0) {
+        jpki_set_detail(errbuf, errlen, "secret file \"%s\" has no \"secret\""
+                        " line", path);
+        e = JPKI_ERR_INVALID;
+    }
+    return e;
+}
+
+/* ---- issuers ------------------------------------------------------ */
+
+jpki_issuer *jpki_ctx_add_issuer(jpki_ctx *ctx, const char *name)
+{
+    struct jpki_issuer *is;
+    size_t i;
+
+    if (ctx->finished || ctx->n_issuers >= JPKI_MAX_ISSUERS || name == NULL
+        || *name == '\0' || strlen(name) > JPKI_NAME_MAX)
+        return NULL;
+    for (i = 0; i < ctx->n_issuers; i++)
+        if (strcmp(ctx->issuers[i]->name, name) == 0)
+            return NULL;
+    is = calloc(1, sizeof(*is));
+    if (is == NULL)
+        return NULL;
+    snprintf(is->name, sizeof(is->name), "%s", name);
+    is->anchors = sk_X509_new_null();
+    is->links = sk_X509_new_null();
+    is->all = sk_X509_new_null();
+    is->ctx = ctx;
+    if (is->anchors == NULL || is->links == NULL || is->all == NULL
+        || jpki_issuer_set_policy(is, JPKI_POLICY_JPKI_AUTH) != JPKI_OK) {
+        issuer_free(is);
+        return NULL;
+    }
+    ctx->issuers[ctx->n_issuers++] = is;
+    return is;
+}
+
+static int is_self_signed(X509 *x)
+{
+    EVP_PKEY *k = X509_get0_pubkey(x);
+    return k != NULL && X509_check_issued(x, x) == X509_V_OK
+           && X509_verify(x, k) == 1;
+}
+
+static jpki_err add_one_cert(struct jpki_issuer *is, X509 *x, char *errbuf,
+                             size_t errlen, int n)
+{
+    STACK_OF(X509) *dst;
+
+    if (X509_check_ca(x) < 1) {
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\": certificate #%d is "
+                        "not a CA certificate", is->name, n);
+        return JPKI_ERR_INVALID;
+    }
+    dst = is_self_signed(x) ? is->anchors : is->links;
+    if (!sk_X509_push(dst, x))
+        return JPKI_ERR_NOMEM;
+    X509_up_ref(x);
+    if (!sk_X509_push(is->all, x))
+        return JPKI_ERR_NOMEM;
+    return JPKI_OK;
+}
+
+jpki_err jpki_issuer_add_certs(jpki_issuer *is, const uint8_t *buf,
+                               size_t len, char *errbuf, size_t errlen)
+{
+    BIO *bio;
+    X509 *x;
+    int n = 0;
+    jpki_err e = JPKI_OK;
+
+    if (is->ctx->finished || len > 16 * 1024 * 1024 || len > INT_MAX)
+        return JPKI_ERR_INVALID;
+    if (len > 0 && buf[0] == 0x30) {
+        const unsigned char *p = buf;
+        x = d2i_X509(NULL, &p, (long)len);
+        if (x == NULL || p != buf + len) {
+            X509_free(x);
+            jpki_set_detail(errbuf, errlen, "issuer \"%s\": DER certificate "
+                            "does not parse", is->name);
+            return JPKI_ERR_CERT_PARSE;
+        }
+        e = add_one_cert(is, x, errbuf, errlen, 1);
+        X509_free(x);
+        return e;
+    }
+    bio = BIO_new_mem_buf(buf, (int)len);
+    if (bio == NULL)
+        return JPKI_ERR_NOMEM;
+    while (e == JPKI_OK
+           && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        e = add_one_cert(is, x, errbuf, errlen, ++n);
+        X509_free(x);
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    if (e == JPKI_OK && n == 0) {
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\": no PEM certificate "
+                        "found", is->name);
+        e = JPKI_ERR_CERT_PARSE;
+    }
+    return e;
+}
+
+jpki_err jpki_issuer_add_certs_file(jpki_issuer *is, const char *path,
+                                    char *errbuf, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    jpki_err e = jpki_load_file(path, 16 * 1024 * 1024, &buf, &len);
+
+    if (e != JPKI_OK) {
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\": cannot read \"%s\": "
+                        "%s", is->name, path, jpki_strerror(e));
+        return e;
+    }
+    e = jpki_issuer_add_certs(is, buf, len, errbuf, errlen);
+    free(buf);
+    return e;
+}
+
+static jpki_err set_str(char **dst, const char *s)
+{
+    char *c = NULL;
+    if (s != NULL && *s != '\0') {
+        if (strlen(s) > 2048)
+            return JPKI_ERR_INVALID;
+        c = strdup(s);
+        if (c == NULL)
+            return JPKI_ERR_NOMEM;
+    }
+    free(*dst);
+    *dst = c;
+    return JPKI_OK;
+}
+
+jpki_err jpki_issuer_set_policy(jpki_issuer *is, const char *oid)
+{
+    ASN1_OBJECT *o = NULL;
+    if (is->ctx->finished)
+        return JPKI_ERR_INVALID;
+    if (oid != NULL && *oid != '\0') {
+        o = OBJ_txt2obj(oid, 1);             /* numeric form only */
+        if (o == NULL) {
+            ERR_clear_error();
+            return JPKI_ERR_INVALID;
+        }
+    }
+    if (set_str(&is->policy_oid, oid) != JPKI_OK) {
+        ASN1_OBJECT_free(o);
+        return JPKI_ERR_NOMEM;
+    }
+    ASN1_OBJECT_free(is->policy);
+    is->policy = o;
+    return JPKI_OK;
+}
+
+jpki_err jpki_issuer_set_ocsp_url(jpki_issuer *is, const char *url)
+{
+    if (is->ctx->finished)
+        return JPKI_ERR_INVALID;
+    if (url != NULL && *url != '\0' && strncmp(url, "http://", 7) != 0
+        && strncmp(url, "https://", 8) != 0)
+        return JPKI_ERR_INVALID;
+    return set_str(&is->ocsp_url, url);
+}
+
+jpki_err jpki_issuer_set_crl_source(jpki_issuer *is, const char *src)
+{
+    if (is->ctx->finished)
+        return JPKI_ERR_INVALID;
+    return set_str(&is->crl_source, src);
+}
+
+const char *jpki_issuer_name(const jpki_issuer *is) { return is->name; }
+const char *jpki_issuer_ocsp_url(const jpki_issuer *is) { return is->ocsp_url; }
+const char *jpki_issuer_crl_source(const jpki_issuer *is)
+{
+    return is->crl_source;
+}
+const char *jpki_issuer_tag(const jpki_issuer *is) { return is->tag; }
+size_t jpki_ctx_issuer_count(const jpki_ctx *ctx) { return ctx->n_issuers; }
+const jpki_issuer *jpki_ctx_issuer(const jpki_ctx *ctx, size_t i)
+{
+    return i < ctx->n_issuers ? ctx->issuers[i] : NULL;
+}
+
+/* Tag: SHA-256 over the SHA-1 key hashes of the anchors, 8 bytes hex. */
+static jpki_err issuer_finish(struct jpki_issuer *is, char *errbuf,
+                              size_t errlen)
+{
+    EVP_MD_CTX *md;
+    uint8_t kh[20], d[32];
+    unsigned int dl = 0;
+    int i, ok = 1;
+
+    if (sk_X509_num(is->anchors) == 0) {
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\" has no self-signed "
+                        "trust anchor", is->name);
+        return JPKI_ERR_INVALID;
+    }
+    is->store = X509_STORE_new();
+    md = EVP_MD_CTX_new();
+    if (is->store == NULL || md == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return JPKI_ERR_NOMEM;
+    }
+    for (i = 0; i < sk_X509_num(is->anchors); i++) {
+        X509 *a = sk_X509_value(is->anchors, i);
+        if (X509_STORE_add_cert(is->store, a) != 1
+            || !jpki_key_hash_sha1(a, kh)
+            || EVP_DigestUpdate(md, kh, sizeof(kh)) != 1)
+            ok = 0;
+    }
+    if (!ok || EVP_DigestFinal_ex(md, d, &dl) != 1) {
+        EVP_MD_CTX_free(md);
+        ERR_clear_error();
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\": cannot load anchors",
+                        is->name);
+        return JPKI_ERR_INVALID;
+    }
+    EVP_MD_CTX_free(md);
+    jpki_hex_encode(d, 8, is->tag);
+    return JPKI_OK;
+}
+
+jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
+{
+    size_t i;
+    jpki_err e;
+
+    if (ctx->finished)
+        return JPKI_OK;
+    if (ctx->secret_len == 0) {
+        jpki_set_detail(errbuf, errlen, "no site secret configured");
+        return JPKI_ERR_INVALID;
+    }
+    if (ctx->n_issuers == 0) {
+        jpki_set_detail(errbuf, errlen, "no issuer configured");
+        return JPKI_ERR_INVALID;
+    }
+    if (ctx->policy.challenge_ttl < 10 || ctx->policy.challenge_ttl > 3600
+        || ctx->policy.session_lifetime < 60
+        || ctx->policy.rev_policy > JPKI_REV_CRL_OCSP) {
+        jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
+                        "10..3600 s, session lifetime >= 60 s)");
+        return JPKI_ERR_INVALID;
+    }
+    for (i = 0; i < ctx->n_issuers; i++) {
+        e = issuer_finish(ctx->issuers[i], errbuf, errlen);
+        if (e != JPKI_OK)
+            return e;
+    }
+    if (ctx->n_keys == 0) {
+        uint8_t k[32];
+        if (!jpki_hkdf(ctx->secret, ctx->secret_len, "jpki ring key 1", k,
+                       sizeof(k))
+            || jpki_ctx_add_key(ctx, 1, k, sizeof(k), 1) != JPKI_OK)
+            return JPKI_ERR_INTERNAL;
+        OPENSSL_cleanse(k, sizeof(k));
+    }
+    if (ctx->policy.chain_cache_size > 0) {
+        ctx->cache = jpki_chain_cache_new(ctx->policy.chain_cache_size);
+        if (ctx->cache == NULL)
+            return JPKI_ERR_NOMEM;
+    }
+    ctx->finished = 1;
+    return JPKI_OK;
+}
+
+/* ---- issuer lookup by key ---------------------------------------- */
+
+static int ski_matches(X509 *ca, const ASN1_OCTET_STRING *aki)
+{
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+    return aki == NULL || ski == NULL || ASN1_OCTET_STRING_cmp(ski, aki) == 0;
+}
+
+const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
+        const ASN1_OCTET_STRING *aki, jpki_key_try_fn fn, void *ud,
+        X509 **ca_out)
+{
+    size_t i;
+    int j;
+
+    for (i = 0; i < ctx->n_issuers; i++) {
+        const struct jpki_issuer *is = ctx->issuers[i];
+        for (j = 0; j < sk_X509_num(is->all); j++) {
+            X509 *ca = sk_X509_value(is->all, j);
+            EVP_PKEY *k = X509_get0_pubkey(ca);
+            if (k == NULL || !ski_matches(ca, aki))
+                continue;
+            if (fn(ud, k)) {
+                if (ca_out != NULL)
+                    *ca_out = ca;
+                return is;
+            }
+        }
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+/* ---- names -------------------------------------------------------- */
+
+static const char *const sig_names[JPKI__SIG_COUNT] = {
+    "rsa-pkcs1-sha256", "rsa-pkcs1-sha384", "rsa-pkcs1-sha512",
+    "rsa-pkcs1-sha1", "ecdsa-sha256", "ecdsa-sha384"};
+
+int jpki_sig_alg_from_name(const char *name, size_t len)
+{
+    int i;
+    for (i = 0; i < JPKI__SIG_COUNT; i++)
+        if (strlen(sig_names[i]) == len && memcmp(sig_names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
+const char *jpki_sig_alg_name(jpki_sig_alg alg)
+{
+    return (unsigned)alg < JPKI__SIG_COUNT ? sig_names[alg] : "unknown";
+}
+
+jpki_err jpki_rev_policy_parse(const char *s, size_t len, jpki_rev_policy *p)
+{
+    static const struct { const char *n; jpki_rev_policy p; } t[] = {
+        {"ocsp", JPKI_REV_OCSP}, {"crl", JPKI_REV_CRL},
+        {"ocsp,crl", JPKI_REV_OCSP_CRL}, {"crl,ocsp", JPKI_REV_CRL_OCSP},
+        {"none", JPKI_REV_NONE}};
+    size_t i;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (strlen(t[i].n) == len && memcmp(t[i].n, s, len) == 0) {
+            *p = t[i].p;
+            return JPKI_OK;
+        }
+    return JPKI_ERR_INVALID;
+}

@@ -1,0 +1,118 @@
+/* errors.c - reasons and messages of jpki_err. */
+#include "jpki.h"
+
+static const struct {
+    const char *reason;
+    const char *msg;
+} errtab[JPKI__ERR_COUNT] = {
+    [JPKI_OK] = {"ok", "success"},
+    [JPKI_ERR_NOMEM] = {"no_memory", "out of memory"},
+    [JPKI_ERR_INVALID] = {"invalid", "invalid argument or configuration"},
+    [JPKI_ERR_PARSE] = {"malformed", "malformed input"},
+    [JPKI_ERR_TOO_LARGE] = {"too_large", "input too large"},
+    [JPKI_ERR_INTERNAL] = {"internal_error", "internal error"},
+    [JPKI_ERR_CERT_PARSE] = {"cert_malformed", "certificate is malformed"},
+    [JPKI_ERR_CERT_UNKNOWN_ISSUER] = {"cert_unknown_issuer",
+        "certificate not issued by a configured issuer"},
+    [JPKI_ERR_CERT_CHAIN] = {"cert_chain_invalid",
+        "certificate path to a trust anchor is invalid"},
+    [JPKI_ERR_CERT_EXPIRED] = {"cert_expired", "certificate has expired"},
+    [JPKI_ERR_CERT_NOT_YET_VALID] = {"cert_not_yet_valid",
+        "certificate is not yet valid"},
+    [JPKI_ERR_CERT_IS_CA] = {"cert_is_ca",
+        "certificate is a CA certificate, not a user certificate"},
+    [JPKI_ERR_CERT_KEY_USAGE] = {"cert_key_usage",
+        "certificate key usage does not allow digital signatures"},
+    [JPKI_ERR_CERT_POLICY] = {"cert_policy",
+        "certificate lacks the required policy"},
+    [JPKI_ERR_CERT_KEY] = {"cert_key_not_allowed",
+        "certificate key type or size not allowed"},
+    [JPKI_ERR_SIG_ALG] = {"signature_algorithm",
+        "signature algorithm not allowed for this key"},
+    [JPKI_ERR_SIG_INVALID] = {"signature_invalid", "signature is invalid"},
+    [JPKI_ERR_CHALLENGE_FORMAT] = {"challenge_malformed",
+        "challenge is malformed"},
+    [JPKI_ERR_CHALLENGE_KEY] = {"challenge_unknown_key",
+        "challenge was made with an unknown key"},
+    [JPKI_ERR_CHALLENGE_MAC] = {"challenge_tampered",
+        "challenge authentication tag is wrong"},
+    [JPKI_ERR_CHALLENGE_EXPIRED] = {"challenge_expired",
+        "challenge has expired"},
+    [JPKI_ERR_CHALLENGE_REPLAY] = {"challenge_replayed",
+        "challenge was already used"},
+    [JPKI_ERR_OCSP_PARSE] = {"ocsp_malformed", "OCSP response is malformed"},
+    [JPKI_ERR_OCSP_STATUS] = {"ocsp_error_status",
+        "OCSP responder returned an error status"},
+    [JPKI_ERR_OCSP_SIGNER] = {"ocsp_unauthorized_signer",
+        "OCSP response signer is not authorized"},
+    [JPKI_ERR_OCSP_SIGNATURE] = {"ocsp_bad_signature",
+        "OCSP response signature is invalid"},
+    [JPKI_ERR_OCSP_NO_ANSWER] = {"ocsp_no_answer",
+        "OCSP response has no answer for the certificate"},
+    [JPKI_ERR_OCSP_NONCE] = {"ocsp_nonce", "OCSP nonce mismatch"},
+    [JPKI_ERR_OCSP_STALE] = {"ocsp_stale",
+        "OCSP response outside its validity window"},
+    [JPKI_ERR_CRL_PARSE] = {"crl_malformed", "CRL is malformed"},
+    [JPKI_ERR_CRL_ISSUER] = {"crl_unknown_issuer",
+        "CRL not issued by a configured issuer"},
+    [JPKI_ERR_CRL_SIGNATURE] = {"crl_bad_signature",
+        "CRL signature is invalid"},
+    [JPKI_ERR_CRL_STALE] = {"crl_stale", "CRL is past its next update"},
+    [JPKI_ERR_CRL_NOT_YET_VALID] = {"crl_not_yet_valid",
+        "CRL is not yet valid"},
+    [JPKI_ERR_REVOKED] = {"cert_revoked", "certificate is revoked"},
+    [JPKI_ERR_ON_HOLD] = {"cert_on_hold",
+        "certificate is suspended (certificateHold)"},
+    [JPKI_ERR_REVOCATION_UNKNOWN] = {"cert_status_unknown",
+        "revocation status of the certificate is unknown"},
+    [JPKI_ERR_REVOCATION_UNAVAILABLE] = {"revocation_unavailable",
+        "revocation data is unavailable or stale"},
+    [JPKI_ERR_SESSION_FORMAT] = {"session_malformed",
+        "session cookie is malformed"},
+    [JPKI_ERR_SESSION_KEY] = {"session_unknown_key",
+        "session cookie was sealed with an unknown key"},
+    [JPKI_ERR_SESSION_MAC] = {"session_tampered",
+        "session cookie failed authentication"},
+    [JPKI_ERR_SESSION_EXPIRED] = {"session_expired", "session has expired"},
+    [JPKI_ERR_SESSION_IDLE] = {"session_idle_timeout",
+        "session idle timeout"},
+    [JPKI_ERR_SESSION_LOGGED_OUT] = {"session_logged_out",
+        "session was logged out"},
+    [JPKI_ERR_NOT_MAPPED] = {"account_not_mapped",
+        "certificate is not mapped to an account"},
+    [JPKI_ERR_ACCOUNT_MISMATCH] = {"account_mismatch",
+        "account does not match the certificate"},
+    [JPKI_ERR_STORE] = {"store_error", "store error"},
+    [JPKI_ERR_STORE_FULL] = {"store_full", "store is full"},
+    [JPKI_ERR_IO] = {"io_error", "I/O error"},
+    [JPKI_ERR_TIMEOUT] = {"timeout", "timed out"},
+    [JPKI_ERR_BAD_REQUEST] = {"bad_request", "bad request"},
+    [JPKI_ERR_METHOD] = {"method_not_allowed", "method not allowed"},
+    [JPKI_ERR_UNAUTHENTICATED] = {"unauthenticated",
+        "authentication required"},
+};
+
+const char *jpki_reason(jpki_err e)
+{
+    if ((unsigned)e >= JPKI__ERR_COUNT || errtab[e].reason == NULL)
+        return "unknown_error";
+    return errtab[e].reason;
+}
+
+const char *jpki_strerror(jpki_err e)
+{
+    if ((unsigned)e >= JPKI__ERR_COUNT || errtab[e].msg == NULL)
+        return "unknown error";
+    return errtab[e].msg;
+}
+
+const char *jpki_reason_name(int reason)
+{
+    static const char *const names[] = {
+        "unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+        "superseded", "cessationOfOperation", "certificateHold", NULL,
+        "removeFromCRL", "privilegeWithdrawn", "aACompromise"};
+    if (reason < 0 || reason > 10 || names[reason] == NULL)
+        return "none";
+    return names[reason];
+}

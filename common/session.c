@@ -1,0 +1,176 @@
+/* session.c - sealed session cookies.
+ *
+ * cookie = "v1." base64url(key_id(1) | iv(12) | ciphertext | tag(16))
+ * AES-256-GCM under the session key of key_id, AAD = "jpki-session-v1" |
+ * key_id.  Plaintext (all integers big-endian):
+ *   auth_time(8) expires(8) idle_deadline(8) rev_checked(8) flags(1)
+ *   cert_id(16) issuer_tag(8) sid(16) account_len(1) account */
+#include "internal.h"
+
+#include <string.h>
+
+#define S_PREFIX   "v1."
+#define S_FIXED    (8 * 4 + 1 + 16 + 8 + 16 + 1)
+#define S_PT_MAX   (S_FIXED + JPKI_ACCOUNT_MAX)
+#define S_RAW_MAX  (1 + 12 + S_PT_MAX + 16)
+static const char s_aad[] = "jpki-session-v1";
+
+int jpki_account_valid(const char *a, size_t len)
+{
+    size_t i;
+    if (a == NULL || len == 0 || len > JPKI_ACCOUNT_MAX)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static void put64(uint8_t *p, int64_t v)
+{
+    int i;
+    for (i = 0; i < 8; i++)
+        p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+}
+
+static int64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+static int unhex_fixed(const char *hex, uint8_t *out, size_t n)
+{
+    size_t got = 0;
+    return strlen(hex) == 2 * n
+           && jpki_hex_decode(hex, 2 * n, out, n, &got) == JPKI_OK
+           && got == n;
+}
+
+static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
+               uint8_t kid, const uint8_t *in, size_t inlen, uint8_t *out,
+               uint8_t tag[16])
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    uint8_t aad[sizeof(s_aad)];
+    int n = 0, ok;
+
+    if (c == NULL)
+        return 0;
+    memcpy(aad, s_aad, sizeof(s_aad) - 1);
+    aad[sizeof(s_aad) - 1] = kid;
+    ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc) == 1
+         && (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1)
+         && EVP_CipherUpdate(c, NULL, &n, aad, sizeof(aad)) == 1
+         && EVP_CipherUpdate(c, out, &n, in, (int)inlen) == 1
+         && EVP_CipherFinal_ex(c, out + n, &n) == 1
+         && (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1);
+    EVP_CIPHER_CTX_free(c);
+    ERR_clear_error();
+    return ok;
+}
+
+jpki_err jpki_session_seal(const jpki_ctx *ctx, const jpki_session *s,
+                           char *out, size_t outmax, size_t *outlen)
+{
+    uint8_t pt[S_PT_MAX], raw[S_RAW_MAX], *p = pt;
+    const jpki_ring_key *k;
+    size_t alen = strlen(s->account), ptlen, rawlen;
+
+    if (!ctx->finished || !jpki_account_valid(s->account, alen))
+        return JPKI_ERR_INVALID;
+    k = &ctx->keys[ctx->current_key];
+    put64(p, s->auth_time); p += 8;
+    put64(p, s->expires); p += 8;
+    put64(p, s->idle_deadline); p += 8;
+    put64(p, s->rev_checked); p += 8;
+    *p++ = s->flags;
+    if (!unhex_fixed(s->cert_id, p, 16) || !unhex_fixed(s->issuer_tag, p + 16, 8)
+        || !unhex_fixed(s->sid, p + 24, 16))
+        return JPKI_ERR_INVALID;
+    p += 40;
+    *p++ = (uint8_t)alen;
+    memcpy(p, s->account, alen);
+    ptlen = S_FIXED + alen;
+    raw[0] = (uint8_t)k->id;
+    if (!jpki_random(raw + 1, 12)
+        || !gcm(1, k->session_key, raw + 1, raw[0], pt, ptlen, raw + 13,
+                raw + 13 + ptlen))
+        return JPKI_ERR_INTERNAL;
+    rawlen = 13 + ptlen + 16;
+    if (strlen(S_PREFIX) + jpki_b64_encoded_len(rawlen, 1) + 1 > outmax)
+        return JPKI_ERR_TOO_LARGE;
+    memcpy(out, S_PREFIX, strlen(S_PREFIX));
+    jpki_b64_encode(raw, rawlen, out + strlen(S_PREFIX), 1);
+    *outlen = strlen(out);
+    OPENSSL_cleanse(pt, sizeof(pt));
+    return JPKI_OK;
+}
+
+static jpki_err unseal(const jpki_ctx *ctx, const char *in, size_t len,
+                       uint8_t *pt, size_t *ptlen)
+{
+    uint8_t raw[S_RAW_MAX + 3];
+    const jpki_ring_key *k = NULL;
+    size_t rawlen = 0, i, pl = strlen(S_PREFIX);
+
+    if (in == NULL || len <= pl || len > JPKI_SESSION_MAX
+        || memcmp(in, S_PREFIX, pl) != 0
+        || jpki_b64_encoded_len(S_RAW_MAX, 1) < len - pl
+        || jpki_b64_decode(in + pl, len - pl, raw, &rawlen) != JPKI_OK
+        || rawlen < 13 + S_FIXED + 1 + 16 || rawlen > S_RAW_MAX)
+        return JPKI_ERR_SESSION_FORMAT;
+    for (i = 0; i < ctx->n_keys; i++)
+        if (ctx->keys[i].id == raw[0])
+            k = &ctx->keys[i];
+    if (k == NULL)
+        return JPKI_ERR_SESSION_KEY;
+    *ptlen = rawlen - 13 - 16;
+    if (!gcm(0, k->session_key, raw + 1, raw[0], raw + 13, *ptlen, pt,
+             raw + rawlen - 16))
+        return JPKI_ERR_SESSION_MAC;
+    return JPKI_OK;
+}
+
+jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
+                           time_t now, jpki_session *s)
+{
+    uint8_t pt[S_RAW_MAX];
+    size_t ptlen = 0, alen;
+    const uint8_t *p = pt;
+    jpki_err e;
+
+    memset(s, 0, sizeof(*s));
+    if (!ctx->finished)
+        return JPKI_ERR_INVALID;
+    e = unseal(ctx, in, len, pt, &ptlen);
+    if (e != JPKI_OK)
+        return e;
+    alen = pt[S_FIXED - 1];
+    if (ptlen != S_FIXED + alen || alen > JPKI_ACCOUNT_MAX
+        || !jpki_account_valid((const char *)pt + S_FIXED, alen)) {
+        OPENSSL_cleanse(pt, sizeof(pt));
+        return JPKI_ERR_SESSION_FORMAT;
+    }
+    s->auth_time = get64(p); p += 8;
+    s->expires = get64(p); p += 8;
+    s->idle_deadline = get64(p); p += 8;
+    s->rev_checked = get64(p); p += 8;
+    s->flags = *p++;
+    jpki_hex_encode(p, 16, s->cert_id);
+    jpki_hex_encode(p + 16, 8, s->issuer_tag);
+    jpki_hex_encode(p + 24, 16, s->sid);
+    memcpy(s->account, pt + S_FIXED, alen);
+    s->account[alen] = '\0';
+    OPENSSL_cleanse(pt, sizeof(pt));
+    if ((int64_t)now >= s->expires)
+        return JPKI_ERR_SESSION_EXPIRED;
+    if (s->idle_deadline != 0 && (int64_t)now >= s->idle_deadline)
+        return JPKI_ERR_SESSION_IDLE;
+    return JPKI_OK;
+}

@@ -1,0 +1,401 @@
+/* util.c - bounded encoders, file loading, small crypto helpers. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+/* ---- base64 ------------------------------------------------------- */
+
+static const char b64std[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t jpki_b64_decoded_max(size_t inlen)
+{
+    return inlen / 4 * 3 + 3;
+}
+
+size_t jpki_b64_encoded_len(size_t inlen, int url)
+{
+    if (url)
+        return inlen / 3 * 4 + (inlen % 3 ? inlen % 3 + 1 : 0);
+    return (inlen + 2) / 3 * 4;
+}
+
+void jpki_b64_encode(const uint8_t *in, size_t inlen, char *out, int url)
+{
+    const char *al = url ? b64url : b64std;
+    size_t i = 0, o = 0;
+
+    for (; i + 3 <= inlen; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8
+                     | in[i + 2];
+        out[o++] = al[v >> 18];
+        out[o++] = al[(v >> 12) & 63];
+        out[o++] = al[(v >> 6) & 63];
+        out[o++] = al[v & 63];
+    }
+    if (inlen - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = al[v >> 18];
+        out[o++] = al[(v >> 12) & 63];
+        if (!url) {
+            out[o++] = '=';
+            out[o++] = '=';
+        }
+    } else if (inlen - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = al[v >> 18];
+        out[o++] = al[(v >> 12) & 63];
+        out[o++] = al[(v >> 6) & 63];
+        if (!url)
+            out[o++] = '=';
+    }
+    out[o] = '\0';
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
+                         size_t *outlen)
+{
+    uint32_t acc = 0;
+    size_t i, o = 0, n = 0, pad = 0;
+    int url = 0, std = 0;
+
+    for (i = 0; i < inlen; i++) {
+        unsigned char c = (unsigned char)in[i];
+        int v;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        if (pad)
+            return JPKI_ERR_PARSE;           /* data after padding */
+        v = b64val(c);
+        if (v < 0)
+            return JPKI_ERR_PARSE;
+        if (c == '-' || c == '_') url = 1;
+        if (c == '+' || c == '/') std = 1;
+        acc = acc << 6 | (uint32_t)v;
+        if (++n == 4) {
+            out[o++] = (uint8_t)(acc >> 16);
+            out[o++] = (uint8_t)(acc >> 8);
+            out[o++] = (uint8_t)acc;
+            n = 0;
+            acc = 0;
+        }
+    }
+    if (url && std)
+        return JPKI_ERR_PARSE;               /* mixed alphabets */
+    if (n == 1 || pad > 2 || (pad && (n + pad) != 4))
+        return JPKI_ERR_PARSE;
+    if (n == 2) {
+        if (acc & 0xf)
+            return JPKI_ERR_PARSE;           /* non-canonical bits */
+        out[o++] = (uint8_t)(acc >> 4);
+    } else if (n == 3) {
+        if (acc & 0x3)
+            return JPKI_ERR_PARSE;
+        out[o++] = (uint8_t)(acc >> 10);
+        out[o++] = (uint8_t)(acc >> 2);
+    }
+    *outlen = o;
+    return JPKI_OK;
+}
+
+/* ---- hex ---------------------------------------------------------- */
+
+void jpki_hex_encode(const uint8_t *in, size_t inlen, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    size_t i;
+    for (i = 0; i < inlen; i++) {
+        out[2 * i] = hx[in[i] >> 4];
+        out[2 * i + 1] = hx[in[i] & 15];
+    }
+    out[2 * inlen] = '\0';
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+jpki_err jpki_hex_decode(const char *in, size_t inlen, uint8_t *out,
+                         size_t outmax, size_t *outlen)
+{
+    size_t i;
+    if (inlen % 2)
+        return JPKI_ERR_PARSE;
+    if (inlen / 2 > outmax)
+        return JPKI_ERR_TOO_LARGE;
+    for (i = 0; i < inlen; i += 2) {
+        int h = hexval((unsigned char)in[i]), l = hexval((unsigned char)in[i + 1]);
+        if (h < 0 || l < 0)
+            return JPKI_ERR_PARSE;
+        out[i / 2] = (uint8_t)(h << 4 | l);
+    }
+    *outlen = inlen / 2;
+    return JPKI_OK;
+}
+
+int jpki_ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* ---- files -------------------------------------------------------- */
+
+jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
+                        size_t *outlen)
+{
+    int fd;
+    struct stat st;
+    uint8_t *buf;
+    size_t got = 0;
+
+    *out = NULL;
+    *outlen = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return JPKI_ERR_IO;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return JPKI_ERR_IO;
+    }
+    if ((uint64_t)st.st_size > maxlen) {
+        close(fd);
+        return JPKI_ERR_TOO_LARGE;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        close(fd);
+        return JPKI_ERR_NOMEM;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != (size_t)st.st_size) {
+        free(buf);
+        return JPKI_ERR_IO;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *outlen = got;
+    return JPKI_OK;
+}
+
+/* ---- DER / PEM / base64 ------------------------------------------- */
+
+static const uint8_t *memfind(const uint8_t *h, size_t hl, const char *n)
+{
+    size_t nl = strlen(n);
+    if (nl == 0 || hl < nl)
+        return NULL;
+    return memmem(h, hl, n, nl);
+}
+
+/* Base64 body with line breaks (PEM): strips CR/LF/space then decodes. */
+static jpki_err b64_lines(const uint8_t *in, size_t inlen, size_t maxlen,
+                          uint8_t **der, size_t *derlen)
+{
+    char *clean;
+    size_t i, n = 0;
+    uint8_t *out;
+    jpki_err e;
+
+    if (inlen / 4 * 3 > maxlen + 3 + inlen / 64 * 3)
+        return JPKI_ERR_TOO_LARGE;
+    clean = malloc(inlen + 1);
+    if (clean == NULL)
+        return JPKI_ERR_NOMEM;
+    for (i = 0; i < inlen; i++) {
+        if (in[i] == '\r' || in[i] == '\n' || in[i] == ' ' || in[i] == '\t')
+            continue;
+        clean[n++] = (char)in[i];
+    }
+    out = malloc(jpki_b64_decoded_max(n));
+    if (out == NULL) {
+        free(clean);
+        return JPKI_ERR_NOMEM;
+    }
+    e = jpki_b64_decode(clean, n, out, derlen);
+    free(clean);
+    if (e == JPKI_OK && *derlen > maxlen)
+        e = JPKI_ERR_TOO_LARGE;
+    if (e == JPKI_OK && *derlen == 0)
+        e = JPKI_ERR_PARSE;
+    if (e != JPKI_OK) {
+        free(out);
+        return e;
+    }
+    *der = out;
+    return JPKI_OK;
+}
+
+jpki_err jpki_to_der(const uint8_t *in, size_t inlen, const char *label,
+                     size_t maxlen, uint8_t **der, size_t *derlen)
+{
+    char begin[64], end[64];
+    const uint8_t *b, *e;
+
+    *der = NULL;
+    *derlen = 0;
+    if (in == NULL || inlen == 0)
+        return JPKI_ERR_PARSE;
+    if (in[0] == 0x30) {                    /* DER SEQUENCE */
+        if (inlen > maxlen)
+            return JPKI_ERR_TOO_LARGE;
+        *der = malloc(inlen);
+        if (*der == NULL)
+            return JPKI_ERR_NOMEM;
+        memcpy(*der, in, inlen);
+        *derlen = inlen;
+        return JPKI_OK;
+    }
+    if (inlen > maxlen * 2 + 4096)          /* even as base64 with lines */
+        return JPKI_ERR_TOO_LARGE;
+    snprintf(begin, sizeof(begin), "-----BEGIN %s-----", label);
+    snprintf(end, sizeof(end), "-----END %s-----", label);
+    b = memfind(in, inlen, begin);
+    if (b != NULL) {
+        b += strlen(begin);
+        e = memfind(b, inlen - (size_t)(b - in), end);
+        if (e == NULL)
+            return JPKI_ERR_PARSE;
+        return b64_lines(b, (size_t)(e - b), maxlen, der, derlen);
+    }
+    if (memfind(in, inlen, "-----BEGIN") != NULL)
+        return JPKI_ERR_PARSE;              /* PEM of another kind */
+    return b64_lines(in, inlen, maxlen, der, derlen);
+}
+
+/* ---- logging ------------------------------------------------------ */
+
+void jpki_log(const jpki_ctx *ctx, jpki_log_level lvl, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    if (ctx == NULL || ctx->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    ctx->log(ctx->log_ud, lvl, buf);
+}
+
+void jpki_set_detail(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    if (buf == NULL || len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- time, hashes, KDF -------------------------------------------- */
+
+int64_t jpki_asn1_time_to_epoch(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
+int jpki_key_hash_sha1(X509 *x, uint8_t out[20])
+{
+    const ASN1_BIT_STRING *k = X509_get0_pubkey_bitstr(x);
+    unsigned int n = 0;
+    if (k == NULL)
+        return 0;
+    return EVP_Digest(k->data, (size_t)k->length, out, &n, EVP_sha1(), NULL)
+           == 1 && n == 20;
+}
+
+int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
+                     size_t alen, const uint8_t *b, size_t blen,
+                     uint8_t out[32])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *mc = NULL;
+    OSSL_PARAM params[2];
+    size_t n = 0;
+    int ok = 0;
+
+    if (mac == NULL)
+        return 0;
+    mc = EVP_MAC_CTX_new(mac);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (mc != NULL && EVP_MAC_init(mc, key, keylen, params) == 1
+        && EVP_MAC_update(mc, a, alen) == 1
+        && (blen == 0 || EVP_MAC_update(mc, b, blen) == 1)
+        && EVP_MAC_final(mc, out, &n, 32) == 1 && n == 32)
+        ok = 1;
+    EVP_MAC_CTX_free(mc);
+    EVP_MAC_free(mac);
+    return ok;
+}
+
+int jpki_hkdf(const uint8_t *key, size_t keylen, const char *info,
+              uint8_t *out, size_t outlen)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kc;
+    OSSL_PARAM p[4];
+    int ok;
+
+    if (kdf == NULL)
+        return 0;
+    kc = EVP_KDF_CTX_new(kdf);
+    EVP_KDF_free(kdf);
+    if (kc == NULL)
+        return 0;
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                            (char *)"SHA256", 0);
+    p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                             (void *)key, keylen);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                             (void *)info, strlen(info));
+    p[3] = OSSL_PARAM_construct_end();
+    ok = EVP_KDF_derive(kc, out, outlen, p) == 1;
+    EVP_KDF_CTX_free(kc);
+    return ok;
+}
+
+int jpki_random(uint8_t *buf, size_t len)
+{
+    return RAND_bytes(buf, (int)len) == 1;
+}
