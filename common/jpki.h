@@ -247,6 +247,14 @@ typedef struct {
     jpki_rev_policy rev_policy;    /* [JPKI_REV_OCSP] */
     unsigned require_account;      /* [0]: account in login is optional */
     unsigned chain_cache_size;     /* entries [4096]; 0 disables */
+    /* session cookie */
+    char cookie_name[64];          /* ["jpki_session"] */
+    char cookie_path[128];         /* ["/"] */
+    char cookie_samesite[8];       /* ["Lax"]: Strict, Lax or None */
+    unsigned cookie_secure;        /* [1] */
+    unsigned cookie_httponly;      /* [1] */
+    /* where browsers are sent when not signed in ("" = answer 401) */
+    char login_page[256];          /* [""] */
 } jpki_policy;
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
 
@@ -340,6 +348,10 @@ typedef struct {
     char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
     char issuer_tag[17];
     char sid[33];            /* random session id, hex (logout marker key) */
+    /* Opaque revocation reference (serial and issuer key hash, so that a
+     * re-check can ask OCSP).  Only ever sealed, never logged. */
+    uint8_t rev_ref[53];
+    uint8_t rev_ref_len;
     int64_t auth_time;
     int64_t expires;         /* absolute end of the session */
     int64_t idle_deadline;   /* 0 when no idle limit */
@@ -356,6 +368,10 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
                            time_t now, jpki_session *s);
 /* Checks an account string against the rules above. */
 int jpki_account_valid(const char *a, size_t len);
+/* Finds cookie name in a Cookie header value; 1 found (*val, *vlen point
+ * into hdr), 0 not found. */
+int jpki_cookie_find(const char *hdr, size_t len, const char *name,
+                     const char **val, size_t *vlen);
 
 /* ------------------------------------------------------------------ */
 /* Revocation: OCSP                                                    */
@@ -577,6 +593,7 @@ typedef struct {
     const uint8_t *body;     size_t body_len;   /* LOGIN */
     const char *cookie;      size_t cookie_len; /* session cookie value */
     const char *peer;        /* client address for the audit record */
+    const char *uri;         /* request URI (CHECK: where to come back) */
     jpki_map_source map_source;
     jpki_map_fn map_fn;
     void *map_ud;
@@ -614,7 +631,8 @@ typedef struct {
     const char *reason;       /* jpki_reason(err) or "ok" */
     const char *body;         /* JSON, NUL-terminated */
     size_t body_len;
-    const char *set_cookie;   /* cookie value to set, "" to clear, NULL */
+    const char *set_cookie;   /* whole Set-Cookie header value, or NULL */
+    const char *location;     /* Location for 302/303, or NULL */
     const char *account;      /* when authenticated */
     const char *cert_id;
     int64_t auth_time;

@@ -4,14 +4,17 @@
  * AES-256-GCM under the session key of key_id, AAD = "jpki-session-v1" |
  * key_id.  Plaintext (all integers big-endian):
  *   auth_time(8) expires(8) idle_deadline(8) rev_checked(8) flags(1)
- *   cert_id(16) issuer_tag(8) sid(16) account_len(1) account */
+ *   cert_id(16) issuer_tag(8) sid(16) ref_len(1) rev_ref account_len(1)
+ *   account */
 #include "internal.h"
 
 #include <string.h>
 
 #define S_PREFIX   "v1."
-#define S_FIXED    (8 * 4 + 1 + 16 + 8 + 16 + 1)
-#define S_PT_MAX   (S_FIXED + JPKI_ACCOUNT_MAX)
+#define S_HEAD     (8 * 4 + 1 + 16 + 8 + 16)
+#define S_FIXED    (S_HEAD + 2)
+#define S_REF_MAX  53
+#define S_PT_MAX   (S_FIXED + S_REF_MAX + JPKI_ACCOUNT_MAX)
 #define S_RAW_MAX  (1 + 12 + S_PT_MAX + 16)
 static const char s_aad[] = "jpki-session-v1";
 
@@ -94,9 +97,14 @@ jpki_err jpki_session_seal(const jpki_ctx *ctx, const jpki_session *s,
         || !unhex_fixed(s->sid, p + 24, 16))
         return JPKI_ERR_INVALID;
     p += 40;
+    if (s->rev_ref_len > S_REF_MAX)
+        return JPKI_ERR_INVALID;
+    *p++ = s->rev_ref_len;
+    memcpy(p, s->rev_ref, s->rev_ref_len);
+    p += s->rev_ref_len;
     *p++ = (uint8_t)alen;
     memcpy(p, s->account, alen);
-    ptlen = S_FIXED + alen;
+    ptlen = S_FIXED + s->rev_ref_len + alen;
     raw[0] = (uint8_t)k->id;
     if (!jpki_random(raw + 1, 12)
         || !gcm(1, k->session_key, raw + 1, raw[0], pt, ptlen, raw + 13,
@@ -141,8 +149,8 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
                            time_t now, jpki_session *s)
 {
     uint8_t pt[S_RAW_MAX];
-    size_t ptlen = 0, alen;
-    const uint8_t *p = pt;
+    size_t ptlen = 0, alen, rlen;
+    const uint8_t *p = pt, *acct;
     jpki_err e;
 
     memset(s, 0, sizeof(*s));
@@ -151,9 +159,15 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
     e = unseal(ctx, in, len, pt, &ptlen);
     if (e != JPKI_OK)
         return e;
-    alen = pt[S_FIXED - 1];
-    if (ptlen != S_FIXED + alen || alen > JPKI_ACCOUNT_MAX
-        || !jpki_account_valid((const char *)pt + S_FIXED, alen)) {
+    rlen = pt[S_HEAD];
+    if (ptlen < S_FIXED + rlen || rlen > S_REF_MAX) {
+        OPENSSL_cleanse(pt, sizeof(pt));
+        return JPKI_ERR_SESSION_FORMAT;
+    }
+    alen = pt[S_HEAD + 1 + rlen];
+    acct = pt + S_FIXED + rlen;
+    if (ptlen != S_FIXED + rlen + alen || alen > JPKI_ACCOUNT_MAX
+        || !jpki_account_valid((const char *)acct, alen)) {
         OPENSSL_cleanse(pt, sizeof(pt));
         return JPKI_ERR_SESSION_FORMAT;
     }
@@ -165,7 +179,9 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
     jpki_hex_encode(p, 16, s->cert_id);
     jpki_hex_encode(p + 16, 8, s->issuer_tag);
     jpki_hex_encode(p + 24, 16, s->sid);
-    memcpy(s->account, pt + S_FIXED, alen);
+    s->rev_ref_len = (uint8_t)rlen;
+    memcpy(s->rev_ref, pt + S_HEAD + 1, rlen);
+    memcpy(s->account, acct, alen);
     s->account[alen] = '\0';
     OPENSSL_cleanse(pt, sizeof(pt));
     if ((int64_t)now >= s->expires)

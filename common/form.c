@@ -1,0 +1,293 @@
+/* form.c - bounded parsers for login bodies (flat JSON object or
+ * application/x-www-form-urlencoded) and the Cookie header. */
+#include "internal.h"
+#include "form.h"
+
+#include <string.h>
+
+static int field_index(const jpki_form_field *f, size_t n, const char *k,
+                       size_t kl)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strlen(f[i].name) == kl && memcmp(f[i].name, k, kl) == 0)
+            return (int)i;
+    return -1;
+}
+
+static jpki_err field_set(jpki_form_field *f, char *buf, size_t len)
+{
+    if (f->value != NULL)
+        return JPKI_ERR_BAD_REQUEST;        /* duplicate field */
+    if (len > f->max)
+        return JPKI_ERR_TOO_LARGE;
+    f->value = buf;
+    f->len = len;
+    return JPKI_OK;
+}
+
+/* ---- JSON: one object of string members; other value types skipped
+ * only when they are scalars (numbers, true, false, null). ---------- */
+
+typedef struct {
+    const uint8_t *p, *end;
+    char *out;                  /* scratch, as large as the body */
+} jcur;
+
+static void ws(jcur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n'
+                             || *c->p == '\r'))
+        c->p++;
+}
+
+static int hex4(const uint8_t *p, unsigned *v)
+{
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        uint8_t ch = p[i];
+        *v <<= 4;
+        if (ch >= '0' && ch <= '9') *v |= ch - '0';
+        else if (ch >= 'a' && ch <= 'f') *v |= ch - 'a' + 10;
+        else if (ch >= 'A' && ch <= 'F') *v |= ch - 'A' + 10;
+        else return 0;
+    }
+    return 1;
+}
+
+static size_t utf8_put(char *o, unsigned cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63));
+        o[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63));
+    o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* Parses a string at c->p (on the opening quote) into c->out. */
+static jpki_err jstring(jcur *c, char **s, size_t *len)
+{
+    char *o = c->out;
+    unsigned cp, lo;
+
+    if (c->p >= c->end || *c->p != '"')
+        return JPKI_ERR_BAD_REQUEST;
+    c->p++;
+    while (c->p < c->end && *c->p != '"') {
+        uint8_t ch = *c->p++;
+        if (ch < 0x20)
+            return JPKI_ERR_BAD_REQUEST;
+        if (ch != '\\') {
+            *o++ = (char)ch;
+            continue;
+        }
+        if (c->p >= c->end)
+            return JPKI_ERR_BAD_REQUEST;
+        ch = *c->p++;
+        switch (ch) {
+        case '"': case '\\': case '/': *o++ = (char)ch; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u':
+            if (c->end - c->p < 4 || !hex4(c->p, &cp) || cp == 0)
+                return JPKI_ERR_BAD_REQUEST;
+            c->p += 4;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                return JPKI_ERR_BAD_REQUEST;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u'
+                    || !hex4(c->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    return JPKI_ERR_BAD_REQUEST;
+                c->p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            o += utf8_put(o, cp);    /* never longer than the escape */
+            break;
+        default:
+            return JPKI_ERR_BAD_REQUEST;
+        }
+    }
+    if (c->p >= c->end)
+        return JPKI_ERR_BAD_REQUEST;
+    c->p++;
+    *s = c->out;
+    *len = (size_t)(o - c->out);
+    *o++ = '\0';
+    c->out = o;
+    return JPKI_OK;
+}
+
+static jpki_err jscalar(jcur *c)
+{
+    const uint8_t *st = c->p;
+    while (c->p < c->end && ((*c->p >= '0' && *c->p <= '9') || *c->p == '-'
+                             || *c->p == '+' || *c->p == '.' || *c->p == 'e'
+                             || *c->p == 'E' || (*c->p >= 'a' && *c->p <= 'z')))
+        c->p++;
+    if (c->p == st)
+        return JPKI_ERR_BAD_REQUEST;         /* objects, arrays: refused */
+    if (!(c->p - st == 4 && memcmp(st, "true", 4) == 0)
+        && !(c->p - st == 5 && memcmp(st, "false", 5) == 0)
+        && !(c->p - st == 4 && memcmp(st, "null", 4) == 0)
+        && !((*st >= '0' && *st <= '9') || *st == '-'))
+        return JPKI_ERR_BAD_REQUEST;
+    return JPKI_OK;
+}
+
+jpki_err jpki_form_parse_json(const uint8_t *body, size_t len, char *scratch,
+                              jpki_form_field *f, size_t n)
+{
+    jcur c = {body, body + len, scratch};
+    char *k, *v;
+    size_t kl, vl;
+    jpki_err e;
+    int first = 1, i;
+
+    ws(&c);
+    if (c.p >= c.end || *c.p++ != '{')
+        return JPKI_ERR_BAD_REQUEST;
+    for (;;) {
+        ws(&c);
+        if (c.p < c.end && *c.p == '}' && first) {
+            c.p++;
+            break;
+        }
+        if ((e = jstring(&c, &k, &kl)) != JPKI_OK)
+            return e;
+        ws(&c);
+        if (c.p >= c.end || *c.p++ != ':')
+            return JPKI_ERR_BAD_REQUEST;
+        ws(&c);
+        i = field_index(f, n, k, kl);
+        if (c.p < c.end && *c.p == '"') {
+            if ((e = jstring(&c, &v, &vl)) != JPKI_OK)
+                return e;
+            if (i >= 0 && (e = field_set(&f[i], v, vl)) != JPKI_OK)
+                return e;
+        } else if (i >= 0 || (e = jscalar(&c)) != JPKI_OK) {
+            return JPKI_ERR_BAD_REQUEST;     /* known field must be string */
+        }
+        first = 0;
+        ws(&c);
+        if (c.p < c.end && *c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (c.p < c.end && *c.p == '}') {
+            c.p++;
+            break;
+        }
+        return JPKI_ERR_BAD_REQUEST;
+    }
+    ws(&c);
+    return c.p == c.end ? JPKI_OK : JPKI_ERR_BAD_REQUEST;
+}
+
+/* ---- application/x-www-form-urlencoded ---------------------------- */
+
+static int unhex1(uint8_t ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static jpki_err url_decode(const uint8_t *s, size_t len, char *o,
+                           size_t *olen)
+{
+    size_t i, n = 0;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            o[n++] = ' ';
+        } else if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= len || (h = unhex1(s[i + 1])) < 0
+                || (l = unhex1(s[i + 2])) < 0 || (h == 0 && l == 0))
+                return JPKI_ERR_BAD_REQUEST;
+            o[n++] = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            o[n++] = (char)s[i];
+        }
+    }
+    o[n] = '\0';
+    *olen = n;
+    return JPKI_OK;
+}
+
+jpki_err jpki_form_parse_urlencoded(const uint8_t *body, size_t len,
+                                    char *scratch, jpki_form_field *f,
+                                    size_t n)
+{
+    const uint8_t *p = body, *end = body + len;
+    char *o = scratch;
+    jpki_err e;
+
+    while (p < end) {
+        const uint8_t *amp = memchr(p, '&', (size_t)(end - p));
+        const uint8_t *pe = amp ? amp : end, *eq;
+        char *k, *v;
+        size_t kl, vl;
+        int i;
+
+        eq = memchr(p, '=', (size_t)(pe - p));
+        if (eq == NULL)
+            return JPKI_ERR_BAD_REQUEST;
+        k = o;
+        if ((e = url_decode(p, (size_t)(eq - p), k, &kl)) != JPKI_OK)
+            return e;
+        o += kl + 1;
+        v = o;
+        if ((e = url_decode(eq + 1, (size_t)(pe - eq - 1), v, &vl)) != JPKI_OK)
+            return e;
+        o += vl + 1;
+        i = field_index(f, n, k, kl);
+        if (i >= 0 && (e = field_set(&f[i], v, vl)) != JPKI_OK)
+            return e;
+        p = amp ? amp + 1 : end;
+    }
+    return JPKI_OK;
+}
+
+/* ---- Cookie header ------------------------------------------------ */
+
+int jpki_cookie_find(const char *hdr, size_t len, const char *name,
+                     const char **val, size_t *vlen)
+{
+    size_t nl = strlen(name), i = 0;
+
+    while (i < len) {
+        size_t s, e;
+        while (i < len && (hdr[i] == ' ' || hdr[i] == ';' || hdr[i] == '\t'))
+            i++;
+        s = i;
+        while (i < len && hdr[i] != ';')
+            i++;
+        e = i;
+        while (e > s && (hdr[e - 1] == ' ' || hdr[e - 1] == '\t'))
+            e--;
+        if (e - s > nl && hdr[s + nl] == '=' && memcmp(hdr + s, name, nl) == 0) {
+            *val = hdr + s + nl + 1;
+            *vlen = e - s - nl - 1;
+            if (*vlen >= 2 && (*val)[0] == '"' && (*val)[*vlen - 1] == '"') {
+                (*val)++;
+                *vlen -= 2;
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
