@@ -433,3 +433,78 @@ jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
     OPENSSL_cleanse(buf, sizeof(buf));
     return e;
 }
+
+/* ---- revocation reference (sealed in sessions) -------------------- */
+
+/* ref = issuer key hash (20) | serial magnitude (1..33). */
+jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,
+                       size_t *len)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c->x509), NULL);
+    int n;
+
+    if (bn == NULL)
+        return JPKI_ERR_INTERNAL;
+    n = BN_num_bytes(bn);
+    if (n < 1 || (size_t)n + 20 > max) {
+        BN_free(bn);
+        return JPKI_ERR_TOO_LARGE;
+    }
+    memcpy(ref, c->issuer_key_hash, 20);
+    BN_bn2bin(bn, ref + 20);
+    BN_free(bn);
+    *len = 20 + (size_t)n;
+    return JPKI_OK;
+}
+
+/* A certificate stand-in made from a reference: enough for OCSP (issuer
+ * name, serial, issuing CA) and for cert_id; its signature is not valid. */
+jpki_err jpki_cert_from_ref(const jpki_ctx *ctx, const uint8_t *ref,
+                            size_t len, jpki_cert **out)
+{
+    struct jpki_cert *c;
+    ASN1_INTEGER *sn = NULL;
+    BIGNUM *bn = NULL;
+    uint8_t kh[20];
+    size_t i;
+    int j, ok = 0;
+
+    *out = NULL;
+    if (len < 21 || len > 53)
+        return JPKI_ERR_SESSION_FORMAT;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return JPKI_ERR_NOMEM;
+    for (i = 0; i < ctx->n_issuers && c->issuer_cert == NULL; i++)
+        for (j = 0; j < sk_X509_num(ctx->issuers[i]->all); j++) {
+            X509 *ca = sk_X509_value(ctx->issuers[i]->all, j);
+            if (jpki_key_hash_sha1(ca, kh) && memcmp(kh, ref, 20) == 0) {
+                c->issuer_cert = ca;
+                c->issuer = ctx->issuers[i];
+                X509_up_ref(ca);
+                break;
+            }
+        }
+    if (c->issuer_cert == NULL) {
+        free(c);
+        return JPKI_ERR_CERT_UNKNOWN_ISSUER;
+    }
+    memcpy(c->issuer_key_hash, ref, 20);
+    c->x509 = X509_new();
+    bn = BN_bin2bn(ref + 20, (int)(len - 20), NULL);
+    if (c->x509 != NULL && bn != NULL && (sn = BN_to_ASN1_INTEGER(bn, NULL))
+        && X509_set_serialNumber(c->x509, sn) == 1
+        && X509_set_issuer_name(c->x509,
+                                X509_get_subject_name(c->issuer_cert)) == 1
+        && jpki_cert_id_compute(ctx, kh, 20, ref + 20, len - 20, c->cert_id)
+           == JPKI_OK)
+        ok = 1;
+    ASN1_INTEGER_free(sn);
+    BN_free(bn);
+    if (!ok) {
+        jpki_cert_free(c);
+        return JPKI_ERR_INTERNAL;
+    }
+    *out = c;
+    return JPKI_OK;
+}

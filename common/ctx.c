@@ -24,6 +24,13 @@ jpki_ctx *jpki_ctx_new(void)
     ctx->policy.ocsp_revoked_ttl = 86400 * 30;
     ctx->policy.rev_policy = JPKI_REV_OCSP;
     ctx->policy.chain_cache_size = 4096;
+    snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),
+             "jpki_session");
+    snprintf(ctx->policy.cookie_path, sizeof(ctx->policy.cookie_path), "/");
+    snprintf(ctx->policy.cookie_samesite,
+             sizeof(ctx->policy.cookie_samesite), "Lax");
+    ctx->policy.cookie_secure = 1;
+    ctx->policy.cookie_httponly = 1;
     return ctx;
 }
 
@@ -438,6 +445,31 @@ static jpki_err issuer_finish(struct jpki_issuer *is, char *errbuf,
     return JPKI_OK;
 }
 
+static int token_ok(const char *s, const char *extra)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')
+              || (*s >= '0' && *s <= '9') || strchr(extra, *s) != NULL))
+            return 0;
+    return 1;
+}
+
+static int cookie_conf_ok(const jpki_policy *p)
+{
+    const char *lp = p->login_page;
+    return token_ok(p->cookie_name, "_-.")
+           && p->cookie_path[0] == '/' && token_ok(p->cookie_path, "/_-.~")
+           && (strcmp(p->cookie_samesite, "Strict") == 0
+               || strcmp(p->cookie_samesite, "Lax") == 0
+               || (strcmp(p->cookie_samesite, "None") == 0
+                   && p->cookie_secure))
+           && (lp[0] == '\0' || ((lp[0] == '/' || strncmp(lp, "http://", 7) == 0
+                                  || strncmp(lp, "https://", 8) == 0)
+                                 && token_ok(lp, "/_-.~:%?=&")));
+}
+
 jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
 {
     size_t i;
@@ -458,6 +490,13 @@ jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
         || ctx->policy.rev_policy > JPKI_REV_CRL_OCSP) {
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
                         "10..3600 s, session lifetime >= 60 s)");
+        return JPKI_ERR_INVALID;
+    }
+    if (!cookie_conf_ok(&ctx->policy)) {
+        jpki_set_detail(errbuf, errlen, "cookie name must be a token, path "
+                        "must start with '/', SameSite Strict, Lax or None "
+                        "(None needs Secure), login page must start with '/' "
+                        "or http(s)://");
         return JPKI_ERR_INVALID;
     }
     for (i = 0; i < ctx->n_issuers; i++) {

@@ -96,4 +96,11 @@ int jpki_random(uint8_t *buf, size_t len);
 jpki_chain_cache *jpki_chain_cache_new(size_t n);
 void jpki_chain_cache_free(jpki_chain_cache *c);
 
+
+
+/* Revocation reference of a checked certificate, and back (cert.c). */
+jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,
+                       size_t *len);
+jpki_err jpki_cert_from_ref(const jpki_ctx *ctx, const uint8_t *ref,
+                            size_t len, jpki_cert **out);
 #endif

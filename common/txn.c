@@ -1,0 +1,984 @@
+/* txn.c - the sans-I/O transaction: CHALLENGE, LOGIN, CHECK, LOGOUT,
+ * STATUS.  The adapter asks jpki_txn_step() what to do next, performs the
+ * store commands or the OCSP POST its own way, feeds the results back, and
+ * reads the verdict.  Every failure fed back ends fail-closed (or, with the
+ * fail_open policy, passes with an audit record when only revocation data
+ * is missing). */
+#include "internal.h"
+#include "form.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    T_INIT = 0, T_LOGIN_STORE, T_OCSP, T_CRL, T_REV_PUT, T_SOFT_PUT,
+    T_CHECK_STORE, T_LOGOUT_STORE, T_DONE
+};
+
+enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
+
+#define MAX_CMDS 4
+#define SOFT_TTL_MS (30u * 86400u * 1000u)
+
+struct jpki_txn {
+    const jpki_ctx *ctx;
+    jpki_txn_request req;
+    int state;
+    /* login input */
+    char *scratch;
+    jpki_form_field f[F_N];
+    int form;                              /* body was a form */
+    char return_to[1025];
+    char ch_id[JPKI_CHALLENGE_ID_HEX + 1];
+    time_t ch_exp;
+    /* certificate and session */
+    jpki_cert *cert;
+    jpki_session s;
+    int have_session;
+    int rechecked;
+    /* revocation */
+    jpki_rev_policy methods[2];
+    int n_methods, next_method;
+    jpki_ocsp_state ocsp_st;
+    uint8_t *ocsp_req;
+    size_t ocsp_req_len;
+    const char *rev_source;
+    jpki_rev_status rev_status;
+    /* store */
+    jpki_store_cmd cmds[MAX_CMDS];
+    size_t n_cmds;
+    /* verdict */
+    jpki_verdict v;
+    char body[1024];
+    char cookie[JPKI_SESSION_MAX + 320];
+    char location[1400];
+    char audit[1024];
+};
+
+/* ---- verdicts ----------------------------------------------------- */
+
+static int status_of(jpki_err e)
+{
+    switch (e) {
+    case JPKI_OK:
+        return 200;
+    case JPKI_ERR_TOO_LARGE:
+        return 413;
+    case JPKI_ERR_METHOD:
+        return 405;
+    case JPKI_ERR_BAD_REQUEST: case JPKI_ERR_PARSE:
+    case JPKI_ERR_CHALLENGE_FORMAT: case JPKI_ERR_CERT_PARSE:
+    case JPKI_ERR_SIG_ALG:
+        return 400;
+    case JPKI_ERR_CHALLENGE_KEY: case JPKI_ERR_CHALLENGE_MAC:
+    case JPKI_ERR_CHALLENGE_EXPIRED: case JPKI_ERR_CHALLENGE_REPLAY:
+    case JPKI_ERR_CERT_UNKNOWN_ISSUER: case JPKI_ERR_CERT_CHAIN:
+    case JPKI_ERR_CERT_EXPIRED: case JPKI_ERR_CERT_NOT_YET_VALID:
+    case JPKI_ERR_CERT_IS_CA: case JPKI_ERR_CERT_KEY_USAGE:
+    case JPKI_ERR_CERT_POLICY: case JPKI_ERR_CERT_KEY:
+    case JPKI_ERR_SIG_INVALID: case JPKI_ERR_SESSION_FORMAT:
+    case JPKI_ERR_SESSION_KEY: case JPKI_ERR_SESSION_MAC:
+    case JPKI_ERR_SESSION_EXPIRED: case JPKI_ERR_SESSION_IDLE:
+    case JPKI_ERR_SESSION_LOGGED_OUT: case JPKI_ERR_UNAUTHENTICATED:
+        return 401;
+    case JPKI_ERR_REVOKED: case JPKI_ERR_ON_HOLD:
+    case JPKI_ERR_REVOCATION_UNKNOWN: case JPKI_ERR_NOT_MAPPED:
+    case JPKI_ERR_ACCOUNT_MISMATCH:
+        return 403;
+    case JPKI_ERR_NOMEM: case JPKI_ERR_INTERNAL: case JPKI_ERR_INVALID:
+        return 500;
+    default:
+        return 503;
+    }
+}
+
+static const char *event_name(jpki_op op)
+{
+    static const char *const n[] = {"challenge", "login", "check", "logout",
+                                    "status"};
+    return (unsigned)op < 5 ? n[op] : "unknown";
+}
+
+/* Peer addresses go into JSON: keep only address characters. */
+static const char *safe_peer(const char *p)
+{
+    size_t i;
+    if (p == NULL || *p == '\0' || strlen(p) > 64)
+        return "-";
+    for (i = 0; p[i]; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')
+              || (p[i] >= 'A' && p[i] <= 'F') || p[i] == '.' || p[i] == ':'
+              || p[i] == '[' || p[i] == ']'))
+            return "-";
+    return p;
+}
+
+static void make_audit(jpki_txn *t, jpki_err e)
+{
+    const char *acct = t->have_session ? t->s.account : "";
+    const char *cid = t->cert ? t->cert->cert_id
+                      : t->have_session ? t->s.cert_id : "";
+    const char *iss = t->cert ? t->cert->issuer->name : "";
+
+    snprintf(t->audit, sizeof(t->audit),
+             "{\"ts\":%lld,\"event\":\"%s\",\"result\":\"%s\",\"reason\":"
+             "\"%s\",\"account\":\"%s\",\"cert_id\":\"%s\",\"issuer\":\"%s\","
+             "\"revocation\":\"%s\",\"soft_pass\":%s,\"peer\":\"%s\"}",
+             (long long)t->req.now, event_name(t->req.op),
+             e == JPKI_OK ? "ok" : status_of(e) >= 500 ? "error" : "denied",
+             jpki_reason(e), acct, cid, iss,
+             t->rev_source ? t->rev_source : "none",
+             t->v.soft_pass ? "true" : "false", safe_peer(t->req.peer));
+    t->v.audit = t->audit;
+}
+
+static void cookie_header(jpki_txn *t, const char *value, long max_age)
+{
+    const jpki_policy *p = &t->ctx->policy;
+    snprintf(t->cookie, sizeof(t->cookie),
+             "%s=%s; Path=%s; Max-Age=%ld%s%s; SameSite=%s", p->cookie_name,
+             value, p->cookie_path, max_age, p->cookie_secure ? "; Secure" : "",
+             p->cookie_httponly ? "; HttpOnly" : "", p->cookie_samesite);
+    t->v.set_cookie = t->cookie;
+}
+
+static void finish(jpki_txn *t, jpki_err e)
+{
+    t->v.err = e;
+    t->v.reason = jpki_reason(e);
+    t->v.http_status = status_of(e);
+    if (e != JPKI_OK) {
+        snprintf(t->body, sizeof(t->body), "{\"error\":\"%s\",\"message\":"
+                 "\"%s\"}", jpki_reason(e), jpki_strerror(e));
+        t->v.body = t->body;
+        t->v.body_len = strlen(t->body);
+        t->v.account = NULL;
+        if (t->have_session)             /* a dead session: clear it */
+            cookie_header(t, "", 0);
+    }
+    if (t->req.op == JPKI_OP_LOGIN || t->req.op == JPKI_OP_LOGOUT
+        || t->v.soft_pass || (e != JPKI_OK && t->rechecked))
+        make_audit(t, e);
+    if (e != JPKI_OK)
+        jpki_log(t->ctx, status_of(e) >= 500 ? JPKI_LOG_ERROR : JPKI_LOG_INFO,
+                 "jpki %s refused: %s (cert_id %s)", event_name(t->req.op),
+                 jpki_reason(e), t->cert ? t->cert->cert_id
+                 : t->have_session ? t->s.cert_id : "-");
+    t->state = T_DONE;
+}
+
+/* Not signed in: API clients get 401 JSON, browsers the login page. */
+static void unauthenticated(jpki_txn *t, jpki_err e)
+{
+    const char *lp = t->ctx->policy.login_page;
+    finish(t, e);
+    if (t->req.op == JPKI_OP_CHECK && !t->req.wants_json && lp[0] != '\0'
+        && t->v.http_status == 401) {
+        size_t i, o;
+        const char *u = t->req.uri ? t->req.uri : "/";
+        o = (size_t)snprintf(t->location, sizeof(t->location), "%s%creturn_to=",
+                             lp, strchr(lp, '?') ? '&' : '?');
+        for (i = 0; u[i] && i < 1024 && o + 4 < sizeof(t->location); i++) {
+            unsigned char c = (unsigned char)u[i];
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                || (c >= '0' && c <= '9') || strchr("/-_.~", c))
+                t->location[o++] = (char)c;
+            else
+                o += (size_t)snprintf(t->location + o, 4, "%%%02X", c);
+        }
+        t->location[o] = '\0';
+        t->v.location = t->location;
+        t->v.http_status = 302;
+    }
+}
+
+/* ---- store commands ----------------------------------------------- */
+
+static jpki_store_cmd *cmd_add(jpki_txn *t, jpki_store_op op, const char *kind,
+                               const char *id)
+{
+    jpki_store_cmd *c = &t->cmds[t->n_cmds++];
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->keylen = (size_t)snprintf(c->key, sizeof(c->key), "%s%s:%s",
+                                 JPKI_STORE_PREFIX, kind, id);
+    return c;
+}
+
+static void cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms)
+{
+    size_t n = strlen(v);
+    if (n > sizeof(c->val))
+        n = sizeof(c->val);
+    memcpy(c->val, v, n);
+    c->vallen = n;
+    c->ttl_ms = ttl_ms;
+}
+
+/* rev value: status|reason|revoked_at|checked_at|source */
+static const char *const rev_names[] = {"good", "revoked", "hold", "unknown"};
+
+static int rev_parse(const jpki_store_result *r, jpki_rev_status *st)
+{
+    char buf[JPKI_STORE_VAL_MAX + 1];
+    char *bar;
+    int i;
+
+    if (r->type != JPKI_STORE_R_VALUE || r->vallen >= sizeof(buf))
+        return 0;
+    memcpy(buf, r->val, r->vallen);
+    buf[r->vallen] = '\0';
+    bar = strchr(buf, '|');
+    if (bar == NULL)
+        return 0;
+    *bar = '\0';
+    for (i = 0; i < 4; i++)
+        if (strcmp(buf, rev_names[i]) == 0) {
+            *st = (jpki_rev_status)i;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---- revocation --------------------------------------------------- */
+
+static void login_success(jpki_txn *t);
+static void check_success(jpki_txn *t);
+
+static void rev_passed(jpki_txn *t)
+{
+    if (t->req.op == JPKI_OP_LOGIN)
+        login_success(t);
+    else
+        check_success(t);
+}
+
+static void rev_decide(jpki_txn *t, jpki_rev_status st)
+{
+    t->rev_status = st;
+    switch (st) {
+    case JPKI_REV_GOOD:
+        rev_passed(t);
+        break;
+    case JPKI_REV_REVOKED:
+        finish(t, JPKI_ERR_REVOKED);
+        break;
+    case JPKI_REV_HOLD:
+        finish(t, JPKI_ERR_ON_HOLD);
+        break;
+    default:
+        finish(t, JPKI_ERR_REVOCATION_UNKNOWN);
+        break;
+    }
+}
+
+static void rev_next(jpki_txn *t);
+
+static void rev_unavailable(jpki_txn *t)
+{
+    char val[JPKI_STORE_VAL_MAX], id[80];
+
+    if (!t->ctx->policy.fail_open) {
+        finish(t, JPKI_ERR_REVOCATION_UNAVAILABLE);
+        return;
+    }
+    jpki_log(t->ctx, JPKI_LOG_WARN, "jpki %s: revocation data unavailable, "
+             "passing under fail-open policy (cert_id %s)",
+             event_name(t->req.op), t->cert->cert_id);
+    t->v.soft_pass = 1;
+    t->rev_source = "soft";
+    t->n_cmds = 0;
+    snprintf(id, sizeof(id), "%s:%lld", t->cert->cert_id,
+             (long long)t->req.now);
+    snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
+             "\"%s\",\"event\":\"%s\"}", (long long)t->req.now,
+             t->cert->cert_id, t->cert->issuer->tag, event_name(t->req.op));
+    cmd_val(cmd_add(t, JPKI_STORE_SET, "soft", id), val, SOFT_TTL_MS);
+    t->state = T_SOFT_PUT;
+}
+
+static void rev_start(jpki_txn *t)
+{
+    jpki_rev_policy p = t->ctx->policy.rev_policy;
+    t->n_methods = 0;
+    t->next_method = 0;
+    switch (p) {
+    case JPKI_REV_NONE:
+        t->rev_source = "none";
+        rev_decide(t, JPKI_REV_GOOD);
+        return;
+    case JPKI_REV_OCSP_CRL:
+        t->methods[t->n_methods++] = JPKI_REV_OCSP;
+        t->methods[t->n_methods++] = JPKI_REV_CRL;
+        break;
+    case JPKI_REV_CRL_OCSP:
+        t->methods[t->n_methods++] = JPKI_REV_CRL;
+        t->methods[t->n_methods++] = JPKI_REV_OCSP;
+        break;
+    default:
+        t->methods[t->n_methods++] = p;
+    }
+    rev_next(t);
+}
+
+static void rev_next(jpki_txn *t)
+{
+    jpki_err e;
+
+    while (t->next_method < t->n_methods) {
+        jpki_rev_policy m = t->methods[t->next_method++];
+        if (m == JPKI_REV_CRL) {
+            t->state = T_CRL;
+            return;
+        }
+        if (t->cert->issuer->ocsp_url == NULL) {
+            jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: issuer \"%s\" has no OCSP "
+                     "URL", t->cert->issuer->name);
+            continue;
+        }
+        free(t->ocsp_req);
+        t->ocsp_req = NULL;
+        e = jpki_ocsp_request(t->ctx, t->cert, &t->ocsp_st, &t->ocsp_req,
+                              &t->ocsp_req_len);
+        if (e == JPKI_OK) {
+            t->state = T_OCSP;
+            return;
+        }
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: cannot build OCSP request: "
+                 "%s", jpki_reason(e));
+    }
+    rev_unavailable(t);
+}
+
+static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
+                       const char *source)
+{
+    char val[JPKI_STORE_VAL_MAX];
+
+    t->rev_source = source;
+    t->rev_status = info->status;
+    if (info->cache_ttl == 0 || strcmp(source, "ocsp") != 0) {
+        rev_decide(t, info->status);
+        return;
+    }
+    t->n_cmds = 0;
+    snprintf(val, sizeof(val), "%s|%d|%lld|%lld|%s",
+             rev_names[info->status], info->reason,
+             (long long)info->revoked_at, (long long)t->req.now, source);
+    cmd_val(cmd_add(t, JPKI_STORE_SET, "rev", t->cert->cert_id), val,
+            info->cache_ttl > 86400u * 40 ? 86400u * 40 * 1000
+            : info->cache_ttl * 1000u);
+    t->state = T_REV_PUT;
+}
+
+/* ---- LOGIN -------------------------------------------------------- */
+
+static int content_type_is(const jpki_txn *t, const char *want)
+{
+    size_t wl = strlen(want);
+    return t->req.content_type != NULL && t->req.content_type_len >= wl
+           && strncasecmp(t->req.content_type, want, wl) == 0
+           && (t->req.content_type_len == wl
+               || t->req.content_type[wl] == ';'
+               || t->req.content_type[wl] == ' ');
+}
+
+static jpki_err login_parse(jpki_txn *t)
+{
+    static const struct { const char *n; size_t max; } spec[F_N] = {
+        {"challenge", 256}, {"certificate", 3 * JPKI_MAX_CERT_LEN},
+        {"signature", 2048}, {"algorithm", 32},
+        {"account", JPKI_ACCOUNT_MAX}, {"return_to", 1024}};
+    jpki_err e;
+    int i;
+
+    if (!t->req.is_post)
+        return JPKI_ERR_METHOD;
+    if (t->req.body_len > JPKI_BODY_MAX)
+        return JPKI_ERR_TOO_LARGE;
+    for (i = 0; i < F_N; i++) {
+        t->f[i].name = spec[i].n;
+        t->f[i].max = spec[i].max;
+    }
+    t->scratch = malloc(2 * t->req.body_len + 2);
+    if (t->scratch == NULL)
+        return JPKI_ERR_NOMEM;
+    if (content_type_is(t, "application/json")) {
+        e = jpki_form_parse_json(t->req.body, t->req.body_len, t->scratch,
+                                 t->f, F_N);
+    } else if (content_type_is(t, "application/x-www-form-urlencoded")) {
+        t->form = 1;
+        e = jpki_form_parse_urlencoded(t->req.body, t->req.body_len,
+                                       t->scratch, t->f, F_N);
+    } else {
+        e = JPKI_ERR_BAD_REQUEST;
+    }
+    if (e == JPKI_ERR_TOO_LARGE)
+        e = JPKI_ERR_BAD_REQUEST;
+    if (e == JPKI_OK && (t->f[F_CHALLENGE].value == NULL
+                         || t->f[F_CERT].value == NULL
+                         || t->f[F_SIG].value == NULL))
+        e = JPKI_ERR_BAD_REQUEST;
+    if (e == JPKI_OK && t->f[F_ACCOUNT].value != NULL
+        && !jpki_account_valid(t->f[F_ACCOUNT].value, t->f[F_ACCOUNT].len))
+        e = JPKI_ERR_BAD_REQUEST;
+    if (e == JPKI_OK && t->ctx->policy.require_account
+        && t->f[F_ACCOUNT].value == NULL)
+        e = JPKI_ERR_BAD_REQUEST;
+    return e;
+}
+
+/* Only local paths: "/x", never "//host" or "/\host". */
+static void set_return_to(jpki_txn *t)
+{
+    const char *r = t->f[F_RETURN].value;
+    size_t i;
+
+    snprintf(t->return_to, sizeof(t->return_to), "/");
+    if (r == NULL || r[0] != '/' || r[1] == '/' || r[1] == '\\')
+        return;
+    for (i = 0; r[i]; i++)
+        if ((unsigned char)r[i] <= 0x20 || (unsigned char)r[i] >= 0x7f
+            || r[i] == '\\')
+            return;
+    snprintf(t->return_to, sizeof(t->return_to), "%s", r);
+}
+
+static jpki_err login_verify(jpki_txn *t)
+{
+    uint8_t sig[2048];
+    size_t siglen = 0;
+    int alg;
+    jpki_err e;
+    char detail[200];
+
+    e = jpki_challenge_check(t->ctx, t->f[F_CHALLENGE].value,
+                             t->f[F_CHALLENGE].len, (time_t)t->req.now,
+                             t->ch_id, &t->ch_exp);
+    if (e != JPKI_OK)
+        return e;
+    if (jpki_b64_decoded_max(t->f[F_SIG].len) > sizeof(sig)
+        || jpki_b64_decode(t->f[F_SIG].value, t->f[F_SIG].len, sig, &siglen)
+           != JPKI_OK)
+        return JPKI_ERR_BAD_REQUEST;
+    detail[0] = '\0';
+    e = jpki_cert_check(t->ctx, (const uint8_t *)t->f[F_CERT].value,
+                        t->f[F_CERT].len, (time_t)t->req.now, &t->cert,
+                        detail, sizeof(detail));
+    if (e != JPKI_OK) {
+        jpki_log(t->ctx, JPKI_LOG_INFO, "jpki login: certificate refused: %s",
+                 detail[0] ? detail : jpki_strerror(e));
+        return e;
+    }
+    if (t->f[F_ALG].value != NULL) {
+        alg = jpki_sig_alg_from_name(t->f[F_ALG].value, t->f[F_ALG].len);
+        if (alg < 0)
+            return JPKI_ERR_SIG_ALG;
+    } else if (EVP_PKEY_is_a(t->cert->pkey, "EC")) {
+        alg = EVP_PKEY_get_bits(t->cert->pkey) > 256 ? JPKI_SIG_ECDSA_SHA384
+              : JPKI_SIG_ECDSA_SHA256;
+    } else {
+        alg = JPKI_SIG_RSA_PKCS1_SHA256;
+    }
+    return jpki_cert_verify_sig(t->ctx, t->cert, (jpki_sig_alg)alg,
+                                (const uint8_t *)t->f[F_CHALLENGE].value,
+                                t->f[F_CHALLENGE].len, sig, siglen);
+}
+
+static void login_begin(jpki_txn *t)
+{
+    int64_t ttl;
+    jpki_err e = login_parse(t);
+
+    if (e == JPKI_OK)
+        e = login_verify(t);
+    if (e != JPKI_OK) {
+        finish(t, e);
+        return;
+    }
+    set_return_to(t);
+    ttl = (int64_t)t->ch_exp - t->req.now + t->ctx->policy.clock_skew;
+    t->n_cmds = 0;
+    cmd_val(cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
+            (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
+    cmd_add(t, JPKI_STORE_GET, "rev", t->cert->cert_id);
+    if (t->req.map_source == JPKI_MAP_STORE)
+        cmd_add(t, JPKI_STORE_GET, "map", t->cert->cert_id);
+    t->state = T_LOGIN_STORE;
+}
+
+/* The account bound to the certificate, checked against a claimed one. */
+static jpki_err login_account(jpki_txn *t, const jpki_store_result *map)
+{
+    char acct[JPKI_ACCOUNT_MAX + 1];
+    size_t n = 0;
+    const char *claimed = t->f[F_ACCOUNT].value;
+
+    if (t->req.map_source == JPKI_MAP_STORE) {
+        if (map->type == JPKI_STORE_R_NIL)
+            return JPKI_ERR_NOT_MAPPED;
+        if (map->type != JPKI_STORE_R_VALUE)
+            return JPKI_ERR_STORE;
+        n = map->vallen;
+        if (n > JPKI_ACCOUNT_MAX)
+            return JPKI_ERR_STORE;
+        memcpy(acct, map->val, n);
+    } else if (t->req.map_fn != NULL) {
+        n = t->req.map_fn(t->req.map_ud, t->cert->cert_id, acct);
+        if (n == 0)
+            return JPKI_ERR_NOT_MAPPED;
+        if (n > JPKI_ACCOUNT_MAX)
+            return JPKI_ERR_INTERNAL;
+    } else {
+        return JPKI_ERR_NOT_MAPPED;
+    }
+    acct[n] = '\0';
+    if (!jpki_account_valid(acct, n))
+        return JPKI_ERR_STORE;
+    if (claimed != NULL && (strlen(claimed) != n || memcmp(claimed, acct, n)))
+        return JPKI_ERR_ACCOUNT_MISMATCH;
+    memcpy(t->s.account, acct, n + 1);
+    return JPKI_OK;
+}
+
+static void login_stored(jpki_txn *t, const jpki_store_result *r)
+{
+    jpki_rev_status st;
+    jpki_err e;
+
+    if (r[0].type != JPKI_STORE_R_INT) {
+        finish(t, JPKI_ERR_STORE);
+        return;
+    }
+    if (r[0].n != 1) {
+        finish(t, JPKI_ERR_CHALLENGE_REPLAY);
+        return;
+    }
+    e = login_account(t, t->n_cmds > 2 ? &r[2] : NULL);
+    if (e != JPKI_OK) {
+        finish(t, e);
+        return;
+    }
+    if (r[1].type == JPKI_STORE_R_ERROR) {
+        finish(t, JPKI_ERR_STORE);
+        return;
+    }
+    if (rev_parse(&r[1], &st)) {
+        t->rev_source = "cache";
+        rev_decide(t, st);
+        return;
+    }
+    rev_start(t);
+}
+
+static void set_session_cookie(jpki_txn *t)
+{
+    char val[JPKI_SESSION_MAX + 1];
+    size_t n;
+    jpki_err e = jpki_session_seal(t->ctx, &t->s, val, sizeof(val), &n);
+    if (e != JPKI_OK) {
+        finish(t, e);
+        return;
+    }
+    cookie_header(t, val, (long)(t->s.expires - t->req.now));
+}
+
+static void login_success(jpki_txn *t)
+{
+    const jpki_policy *p = &t->ctx->policy;
+    uint8_t sid[16];
+    size_t rl = 0;
+
+    t->have_session = 1;
+    t->s.auth_time = t->req.now;
+    t->s.expires = t->req.now + p->session_lifetime;
+    if (t->s.expires > (int64_t)t->cert->not_after)
+        t->s.expires = (int64_t)t->cert->not_after;
+    t->s.idle_deadline = p->session_idle ? t->req.now + p->session_idle : 0;
+    t->s.rev_checked = t->req.now;
+    t->s.flags = t->v.soft_pass ? JPKI_SESSION_F_SOFT_PASS : 0;
+    memcpy(t->s.cert_id, t->cert->cert_id, sizeof(t->s.cert_id));
+    memcpy(t->s.issuer_tag, t->cert->issuer->tag, sizeof(t->s.issuer_tag));
+    if (!jpki_random(sid, sizeof(sid))
+        || jpki_cert_ref(t->cert, t->s.rev_ref, sizeof(t->s.rev_ref), &rl)
+           != JPKI_OK) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    t->s.rev_ref_len = (uint8_t)rl;
+    jpki_hex_encode(sid, sizeof(sid), t->s.sid);
+    set_session_cookie(t);
+    if (t->state == T_DONE)
+        return;
+    t->v.account = t->s.account;
+    t->v.cert_id = t->s.cert_id;
+    t->v.auth_time = t->s.auth_time;
+    snprintf(t->body, sizeof(t->body), "{\"status\":\"ok\",\"account\":\"%s\","
+             "\"expires\":%lld}", t->s.account, (long long)t->s.expires);
+    t->v.body = t->body;
+    t->v.body_len = strlen(t->body);
+    finish(t, JPKI_OK);
+    if (t->form && !t->req.wants_json) {
+        snprintf(t->location, sizeof(t->location), "%s", t->return_to);
+        t->v.location = t->location;
+        t->v.http_status = 303;
+    }
+}
+
+/* ---- CHECK / STATUS ----------------------------------------------- */
+
+static void check_success(jpki_txn *t)
+{
+    const jpki_policy *p = &t->ctx->policy;
+    int reseal = 0;
+
+    if (t->rechecked && t->rev_status == JPKI_REV_GOOD && !t->v.soft_pass) {
+        t->s.rev_checked = t->req.now;
+        t->s.flags &= (uint8_t)~JPKI_SESSION_F_SOFT_PASS;
+        reseal = 1;
+    }
+    /* slide the idle deadline, at most once a minute */
+    if (p->session_idle && t->s.idle_deadline - (int64_t)p->session_idle
+                           + 60 <= t->req.now) {
+        t->s.idle_deadline = t->req.now + p->session_idle;
+        reseal = 1;
+    }
+    if (reseal) {
+        set_session_cookie(t);
+        if (t->state == T_DONE)
+            return;
+    }
+    t->v.account = t->s.account;
+    t->v.cert_id = t->s.cert_id;
+    t->v.auth_time = t->s.auth_time;
+    if (t->req.op == JPKI_OP_STATUS)
+        snprintf(t->body, sizeof(t->body), "{\"authenticated\":true,"
+                 "\"account\":\"%s\",\"cert_id\":\"%s\",\"auth_time\":%lld,"
+                 "\"expires\":%lld,\"idle_deadline\":%lld}", t->s.account,
+                 t->s.cert_id, (long long)t->s.auth_time,
+                 (long long)t->s.expires, (long long)t->s.idle_deadline);
+    else
+        t->body[0] = '\0';
+    t->v.body = t->body;
+    t->v.body_len = strlen(t->body);
+    finish(t, JPKI_OK);
+}
+
+static jpki_err open_cookie(jpki_txn *t)
+{
+    jpki_err e;
+    if (t->req.cookie == NULL || t->req.cookie_len == 0)
+        return JPKI_ERR_UNAUTHENTICATED;
+    e = jpki_session_open(t->ctx, t->req.cookie, t->req.cookie_len,
+                          (time_t)t->req.now, &t->s);
+    if (e == JPKI_ERR_SESSION_EXPIRED || e == JPKI_ERR_SESSION_IDLE)
+        t->have_session = 1;                 /* clear the cookie */
+    else if (e == JPKI_OK)
+        t->have_session = 1;
+    return e;
+}
+
+static void check_begin(jpki_txn *t)
+{
+    jpki_err e = open_cookie(t);
+
+    if (e != JPKI_OK) {
+        unauthenticated(t, e);
+        return;
+    }
+    if (t->req.now - t->s.rev_checked < (int64_t)t->ctx->policy.recheck_interval
+        && !(t->s.flags & JPKI_SESSION_F_SOFT_PASS)) {
+        check_success(t);
+        return;
+    }
+    t->rechecked = 1;
+    t->n_cmds = 0;
+    cmd_add(t, JPKI_STORE_GET, "rev", t->s.cert_id);
+    cmd_add(t, JPKI_STORE_GET, "out", t->s.sid);
+    if (t->req.map_source == JPKI_MAP_STORE)
+        cmd_add(t, JPKI_STORE_GET, "map", t->s.cert_id);
+    t->state = T_CHECK_STORE;
+}
+
+static void check_stored(jpki_txn *t, const jpki_store_result *r)
+{
+    char acct[JPKI_ACCOUNT_MAX + 1];
+    jpki_rev_status st;
+    size_t i, n;
+    jpki_err e;
+
+    for (i = 0; i < t->n_cmds; i++)
+        if (r[i].type == JPKI_STORE_R_ERROR) {
+            finish(t, JPKI_ERR_STORE);
+            return;
+        }
+    if (r[1].type != JPKI_STORE_R_NIL) {
+        unauthenticated(t, JPKI_ERR_SESSION_LOGGED_OUT);
+        return;
+    }
+    /* the mapping may have been removed or changed since login */
+    if (t->req.map_source == JPKI_MAP_STORE) {
+        n = r[2].type == JPKI_STORE_R_VALUE ? r[2].vallen : 0;
+        if (n > JPKI_ACCOUNT_MAX)
+            n = 0;
+        memcpy(acct, r[2].val, n);
+    } else {
+        n = t->req.map_fn ? t->req.map_fn(t->req.map_ud, t->s.cert_id, acct)
+            : 0;
+    }
+    if (n == 0 || n != strlen(t->s.account) || memcmp(acct, t->s.account, n)) {
+        finish(t, JPKI_ERR_NOT_MAPPED);
+        return;
+    }
+    if (rev_parse(&r[0], &st)) {
+        t->rev_source = "cache";
+        rev_decide(t, st);
+        return;
+    }
+    e = jpki_cert_from_ref(t->ctx, t->s.rev_ref, t->s.rev_ref_len, &t->cert);
+    if (e != JPKI_OK) {
+        finish(t, e);
+        return;
+    }
+    rev_start(t);
+}
+
+/* ---- LOGOUT ------------------------------------------------------- */
+
+static void logout_begin(jpki_txn *t)
+{
+    int64_t left;
+
+    if (!t->req.is_post) {
+        finish(t, JPKI_ERR_METHOD);
+        return;
+    }
+    if (open_cookie(t) != JPKI_OK) {
+        t->have_session = 0;
+        snprintf(t->body, sizeof(t->body), "{\"status\":\"logged_out\"}");
+        t->v.body = t->body;
+        t->v.body_len = strlen(t->body);
+        cookie_header(t, "", 0);
+        finish(t, JPKI_OK);
+        return;
+    }
+    left = t->s.expires - t->req.now + t->ctx->policy.clock_skew;
+    t->n_cmds = 0;
+    cmd_val(cmd_add(t, JPKI_STORE_SET, "out", t->s.sid), "1",
+            (uint32_t)(left > 86400 * 40 ? 86400u * 40 * 1000 : left * 1000));
+    t->state = T_LOGOUT_STORE;
+}
+
+static void logout_stored(jpki_txn *t, const jpki_store_result *r)
+{
+    if (r[0].type == JPKI_STORE_R_ERROR) {
+        finish(t, JPKI_ERR_STORE);
+        return;
+    }
+    snprintf(t->body, sizeof(t->body), "{\"status\":\"logged_out\"}");
+    t->v.body = t->body;
+    t->v.body_len = strlen(t->body);
+    t->v.account = t->s.account;
+    finish(t, JPKI_OK);
+    cookie_header(t, "", 0);
+    if (!t->req.wants_json) {
+        snprintf(t->location, sizeof(t->location), "%s",
+                 t->ctx->policy.login_page[0] ? t->ctx->policy.login_page
+                 : "/");
+        t->v.location = t->location;
+        t->v.http_status = 303;
+    }
+}
+
+/* ---- CHALLENGE ---------------------------------------------------- */
+
+static void challenge(jpki_txn *t)
+{
+    char ch[JPKI_CHALLENGE_LEN + 1];
+    time_t exp;
+    jpki_err e;
+
+    if (t->req.is_post) {
+        finish(t, JPKI_ERR_METHOD);
+        return;
+    }
+    e = jpki_challenge_issue(t->ctx, (time_t)t->req.now, ch, &exp);
+    if (e != JPKI_OK) {
+        finish(t, e);
+        return;
+    }
+    snprintf(t->body, sizeof(t->body), "{\"challenge\":\"%s\",\"expires\":"
+             "%lld,\"algorithms\":[\"rsa-pkcs1-sha256\",\"rsa-pkcs1-sha384\","
+             "\"rsa-pkcs1-sha512\",%s\"ecdsa-sha256\",\"ecdsa-sha384\"]}", ch,
+             (long long)exp, t->ctx->policy.allow_sha1 ? "\"rsa-pkcs1-sha1\","
+             : "");
+    t->v.body = t->body;
+    t->v.body_len = strlen(t->body);
+    finish(t, JPKI_OK);
+}
+
+/* ---- public API --------------------------------------------------- */
+
+jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
+                      jpki_txn **out)
+{
+    jpki_txn *t;
+    *out = NULL;
+    if (!ctx->finished || req == NULL || (unsigned)req->op > JPKI_OP_STATUS)
+        return JPKI_ERR_INVALID;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return JPKI_ERR_NOMEM;
+    t->ctx = ctx;
+    t->req = *req;
+    t->state = T_INIT;
+    *out = t;
+    return JPKI_OK;
+}
+
+void jpki_txn_free(jpki_txn *t)
+{
+    if (t == NULL)
+        return;
+    jpki_cert_free(t->cert);
+    free(t->ocsp_req);
+    if (t->scratch != NULL) {
+        OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
+        free(t->scratch);
+    }
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+}
+
+jpki_step jpki_txn_step(jpki_txn *t)
+{
+    if (t->state == T_INIT) {
+        switch (t->req.op) {
+        case JPKI_OP_CHALLENGE: challenge(t); break;
+        case JPKI_OP_LOGIN: login_begin(t); break;
+        case JPKI_OP_LOGOUT: logout_begin(t); break;
+        default: check_begin(t); break;
+        }
+    }
+    switch (t->state) {
+    case T_LOGIN_STORE: case T_REV_PUT: case T_SOFT_PUT:
+    case T_CHECK_STORE: case T_LOGOUT_STORE:
+        return JPKI_STEP_STORE;
+    case T_OCSP:
+        return JPKI_STEP_OCSP;
+    case T_CRL:
+        return JPKI_STEP_CRL;
+    default:
+        return JPKI_STEP_DONE;
+    }
+}
+
+const jpki_store_cmd *jpki_txn_store_cmds(const jpki_txn *t, size_t *n)
+{
+    *n = t->n_cmds;
+    return t->n_cmds ? t->cmds : NULL;
+}
+
+void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
+{
+    int st = t->state;
+
+    if (res == NULL || n != t->n_cmds) {
+        if (st == T_REV_PUT || st == T_SOFT_PUT) {
+            res = NULL;                  /* a failed cache write is not fatal */
+        } else {
+            finish(t, res == NULL ? JPKI_ERR_TIMEOUT : JPKI_ERR_STORE);
+            return;
+        }
+    }
+    switch (st) {
+    case T_LOGIN_STORE: login_stored(t, res); break;
+    case T_CHECK_STORE: check_stored(t, res); break;
+    case T_LOGOUT_STORE: logout_stored(t, res); break;
+    case T_REV_PUT:
+        if (res == NULL || res[0].type == JPKI_STORE_R_ERROR)
+            jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: revocation cache write "
+                     "failed");
+        rev_decide(t, t->rev_status);
+        break;
+    case T_SOFT_PUT:
+        if (res == NULL || res[0].type == JPKI_STORE_R_ERROR)
+            jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: soft-pass record could "
+                     "not be stored (cert_id %s)", t->cert->cert_id);
+        t->rev_status = JPKI_REV_GOOD;
+        rev_passed(t);
+        break;
+    default:
+        finish(t, JPKI_ERR_INTERNAL);
+    }
+}
+
+const char *jpki_txn_ocsp_url(const jpki_txn *t)
+{
+    return t->state == T_OCSP ? t->cert->issuer->ocsp_url : NULL;
+}
+
+const uint8_t *jpki_txn_ocsp_body(const jpki_txn *t, size_t *len)
+{
+    *len = t->state == T_OCSP ? t->ocsp_req_len : 0;
+    return t->state == T_OCSP ? t->ocsp_req : NULL;
+}
+
+void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
+                        size_t len)
+{
+    jpki_rev_info info;
+    jpki_err e;
+
+    if (t->state != T_OCSP) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    if (http_status != 200 || body == NULL) {
+        jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: OCSP responder for \"%s\" "
+                 "failed (%s)", t->cert->issuer->name,
+                 http_status ? "HTTP error" : "no answer or timeout");
+        rev_next(t);
+        return;
+    }
+    e = jpki_ocsp_check(t->ctx, t->cert, &t->ocsp_st, body, len,
+                        (time_t)t->req.now, &info);
+    if (e != JPKI_OK) {
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: OCSP response for \"%s\" "
+                 "refused: %s", t->cert->issuer->name, jpki_reason(e));
+        rev_next(t);
+        return;
+    }
+    rev_answer(t, &info, "ocsp");
+}
+
+const char *jpki_txn_cert_id(const jpki_txn *t)
+{
+    return t->cert ? t->cert->cert_id : NULL;
+}
+
+const jpki_issuer *jpki_txn_issuer(const jpki_txn *t)
+{
+    return t->cert ? t->cert->issuer : NULL;
+}
+
+void jpki_txn_feed_crl(jpki_txn *t, jpki_err e, const jpki_rev_info *info)
+{
+    if (t->state != T_CRL) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    if (e != JPKI_OK || info == NULL) {
+        jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: CRL of \"%s\" unusable: %s",
+                 t->cert->issuer->name, jpki_reason(e));
+        rev_next(t);
+        return;
+    }
+    rev_answer(t, info, "crl");
+}
+
+const jpki_verdict *jpki_txn_verdict(const jpki_txn *t)
+{
+    return t->state == T_DONE ? &t->v : NULL;
+}
