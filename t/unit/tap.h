@@ -40,7 +40,7 @@ static int tap_ok(int c, const char *f, int l, const char *fmt, ...)
     return c;
 }
 
-static void diag(const char *m) { printf("# %s\n", m); }
+__attribute__((unused)) static void diag(const char *m) { printf("# %s\n", m); }
 
 static int done_testing(void)
 {
@@ -55,7 +55,7 @@ static const char *tap_pki_dir(void)
     return d && *d ? d : "build/pki";
 }
 
-static char *tap_path(const char *name)
+__attribute__((unused)) static char *tap_path(const char *name)
 {
     static char buf[8][1024];
     static int i;

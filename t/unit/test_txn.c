@@ -1,0 +1,445 @@
+/* test_txn.c - the login transaction end to end against the test PKI, with
+ * the embedded store as the store and OCSP answers made by `openssl ocsp`. */
+#include "jpki.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+static jpki_ctx *ctx;
+static void *shm_mem, *shm_h;
+static jpki_shm *shm;
+static time_t NOW;
+static char tmpdir[256];
+
+static jpki_ctx *make_ctx(int fail_open, jpki_rev_policy rp, const char *url)
+{
+    uint8_t secret[32];
+    char err[256];
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_issuer *is;
+    jpki_policy *p;
+
+    memset(secret, 7, sizeof(secret));
+    jpki_ctx_set_secret(c, secret, sizeof(secret));
+    is = jpki_ctx_add_issuer(c, "card");
+    jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err, sizeof(err));
+    jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err, sizeof(err));
+    if (url)
+        jpki_issuer_set_ocsp_url(is, url);
+    p = jpki_ctx_policy(c);
+    p->fail_open = (unsigned)fail_open;
+    p->rev_policy = rp;
+    p->recheck_interval = 60;
+    p->session_idle = 600;
+    if (jpki_ctx_finish(c, err, sizeof(err)) != JPKI_OK) {
+        printf("# finish: %s\n", err);
+        exit(1);
+    }
+    return c;
+}
+
+static int run(const char *cmd)
+{
+    int r = system(cmd);
+    return r == 0;
+}
+
+/* Signs the challenge with key into a base64 string (openssl CLI). */
+static char *sign(const char *ch, const char *key, const char *dgst)
+{
+    static char out[4096];
+    char cmd[2048];
+    FILE *f;
+    size_t n;
+
+    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | openssl dgst -%s -sign %s"
+             " | base64 -w0", ch, dgst, tap_path(key));
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, f);
+    pclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+static char *file_b64(const char *name)
+{
+    static char out[8192];
+    char cmd[1024];
+    FILE *f;
+    size_t n;
+    char der[256], *dot;
+    snprintf(der, sizeof(der), "%s", name);
+    dot = strstr(der, ".pem");
+    if (dot)
+        memcpy(dot, ".der", 4);
+    snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(der));
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, f);
+    pclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+typedef struct {
+    const char *ocsp_signer;       /* NULL: responder down */
+    const char *crl;               /* NULL: no CRL */
+    int ocsp_calls, crl_calls;
+} io_env;
+
+static void exec_store(jpki_txn *t)
+{
+    size_t n, i;
+    const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
+    jpki_store_result r[8];
+    for (i = 0; i < n; i++)
+        jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
+    jpki_txn_feed_store(t, r, n);
+}
+
+static void exec_ocsp(jpki_txn *t, io_env *env)
+{
+    size_t len;
+    const uint8_t *req = jpki_txn_ocsp_body(t, &len);
+    char path[512], cmd[2048];
+    uint8_t *resp;
+    size_t rlen;
+    FILE *f;
+
+    env->ocsp_calls++;
+    if (env->ocsp_signer == NULL) {
+        jpki_txn_feed_ocsp(t, 0, NULL, 0);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/req.der", tmpdir);
+    f = fopen(path, "wb");
+    fwrite(req, 1, len, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "cd %s && openssl ocsp -index ca2-index.txt "
+             "-CA ca2.pem -rsigner %s.pem -rkey %s.key -ndays 1 -reqin "
+             "%s/req.der -respout %s/resp.der >/dev/null 2>&1", tap_pki_dir(),
+             env->ocsp_signer, env->ocsp_signer, tmpdir, tmpdir);
+    if (!run(cmd)) {
+        jpki_txn_feed_ocsp(t, 500, NULL, 0);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/resp.der", tmpdir);
+    jpki_load_file(path, 1 << 20, &resp, &rlen);
+    jpki_txn_feed_ocsp(t, 200, resp, rlen);
+    free(resp);
+}
+
+static void exec_crl(jpki_txn *t, io_env *env)
+{
+    uint8_t *der;
+    size_t len;
+    jpki_crl_index *ix = NULL;
+    jpki_rev_info info;
+    jpki_err e;
+
+    env->crl_calls++;
+    if (env->crl == NULL) {
+        jpki_txn_feed_crl(t, JPKI_ERR_REVOCATION_UNAVAILABLE, NULL);
+        return;
+    }
+    jpki_load_file(tap_path(env->crl), 1 << 24, &der, &len);
+    e = jpki_crl_index_build(ctx, der, len, NOW, 0, &ix, NULL, 0);
+    free(der);
+    if (e == JPKI_OK)
+        e = jpki_crl_index_lookup(ix, jpki_txn_cert_id(t), NOW, 0, &info);
+    jpki_crl_index_free(ix);
+    jpki_txn_feed_crl(t, e, e == JPKI_OK ? &info : NULL);
+}
+
+/* Runs a transaction to its verdict; returns it (t kept in *tp). */
+static const jpki_verdict *drive(jpki_txn_request *rq, io_env *env,
+                                 jpki_txn **tp)
+{
+    jpki_txn *t;
+    jpki_step s;
+    int guard = 0;
+
+    if (jpki_txn_new(ctx, rq, &t) != JPKI_OK)
+        return NULL;
+    while ((s = jpki_txn_step(t)) != JPKI_STEP_DONE && guard++ < 10) {
+        if (s == JPKI_STEP_STORE) exec_store(t);
+        else if (s == JPKI_STEP_OCSP) exec_ocsp(t, env);
+        else exec_crl(t, env);
+    }
+    *tp = t;
+    return jpki_txn_verdict(t);
+}
+
+static char last_cookie[1024];
+
+static const jpki_verdict *login(const char *cert, const char *key,
+                                 const char *account, io_env *env,
+                                 jpki_txn **tp, const char *ch_override)
+{
+    static char body[16384];
+    char ch[JPKI_CHALLENGE_LEN + 1];
+    jpki_txn_request rq = {0};
+    const jpki_verdict *v;
+
+    jpki_challenge_issue(ctx, NOW, ch, NULL);
+    if (ch_override)
+        snprintf(ch, sizeof(ch), "%s", ch_override);
+    snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":\"%s\","
+             "\"signature\":\"%s\"%s%s%s}", ch, file_b64(cert),
+             sign(ch, key, "sha256"), account ? ",\"account\":\"" : "",
+             account ? account : "", account ? "\"" : "");
+    rq.op = JPKI_OP_LOGIN;
+    rq.now = NOW;
+    rq.is_post = 1;
+    rq.wants_json = 1;
+    rq.content_type = "application/json";
+    rq.content_type_len = strlen(rq.content_type);
+    rq.body = (const uint8_t *)body;
+    rq.body_len = strlen(body);
+    rq.peer = "127.0.0.1";
+    v = drive(&rq, env, tp);
+    last_cookie[0] = '\0';
+    if (v && v->set_cookie) {
+        const char *eq = strchr(v->set_cookie, '='), *sc = strchr(v->set_cookie, ';');
+        snprintf(last_cookie, sizeof(last_cookie), "%.*s",
+                 (int)(sc - eq - 1), eq + 1);
+    }
+    return v;
+}
+
+static void map(const char *cert, const char *account)
+{
+    jpki_cert *c = NULL;
+    uint8_t *der;
+    size_t len;
+    jpki_store_cmd cmd = {0};
+    jpki_store_result r;
+
+    jpki_load_file(tap_path(cert), 1 << 16, &der, &len);
+    if (jpki_cert_check(ctx, der, len, NOW, &c, NULL, 0) != JPKI_OK) {
+        printf("# map: %s does not check\n", cert);
+        free(der);
+        return;
+    }
+    free(der);
+    cmd.op = JPKI_STORE_SET;
+    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key), "jpki:v1:map:%s",
+                                  jpki_cert_id_hex(c));
+    cmd.vallen = strlen(account);
+    memcpy(cmd.val, account, cmd.vallen);
+    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
+    jpki_cert_free(c);
+}
+
+static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
+                                 jpki_txn **tp)
+{
+    jpki_txn_request rq = {0};
+    rq.op = JPKI_OP_CHECK;
+    rq.now = at;
+    rq.wants_json = 1;
+    rq.cookie = cookie;
+    rq.cookie_len = strlen(cookie);
+    return drive(&rq, env, tp);
+}
+
+#define EXPECT_LOGIN(cert, key, acct, env, st_, rs_, name) do {              \
+        jpki_txn *t_ = NULL;                                                 \
+        const jpki_verdict *v_ = login(cert, key, acct, env, &t_, NULL);     \
+        is_int(v_ ? v_->http_status : -1, st_, "%s: status", name);          \
+        is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
+        jpki_txn_free(t_);                                                   \
+    } while (0)
+
+int main(void)
+{
+    io_env good = {"ocsp", NULL, 0, 0};
+    io_env down = {NULL, NULL, 0, 0};
+    io_env bad_signer = {"ocsp-noeku", NULL, 0, 0};
+    io_env crl_only = {NULL, "ca2.crl", 0, 0};
+    io_env stale_crl = {NULL, "ca2-stale.crl", 0, 0};
+    const char *revs[] = {"rev-unspecified", "rev-keyCompromise",
+        "rev-cACompromise", "rev-affiliationChanged", "rev-superseded",
+        "rev-cessationOfOperation"};
+    const jpki_verdict *v;
+    jpki_txn *t;
+    char cookie[1024], replay_ch[JPKI_CHALLENGE_LEN + 1];
+    size_t i;
+
+    NOW = time(NULL);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/jpki-txn-%d", (int)getpid());
+    mkdir(tmpdir, 0700);
+    shm_mem = calloc(1, 1 << 20);
+    shm_h = calloc(1, jpki_shm_handle_size());
+    jpki_shm_init(shm_mem, 1 << 20, 0);
+    shm = jpki_shm_attach(shm_h, shm_mem, 1 << 20, NULL);
+    ok(shm != NULL, "embedded store attached");
+
+    ctx = make_ctx(0, JPKI_REV_OCSP, "http://127.0.0.1:1/");
+    map("user1.pem", "alice");
+    map("user-old.pem", "olduser");
+
+    /* success: the account comes back and a cookie is set */
+    v = login("user1.pem", "user1.key", NULL, &good, &t, NULL);
+    is_int(v->http_status, 200, "login ok");
+    is_str(v->account, "alice", "account from the store mapping");
+    ok(v->set_cookie && strstr(v->set_cookie, "HttpOnly")
+       && strstr(v->set_cookie, "Secure"), "cookie is Secure and HttpOnly");
+    ok(v->audit && strstr(v->audit, "\"result\":\"ok\""), "audit record");
+    ok(v->audit && !strstr(v->audit, "serial"), "audit has no serial");
+    is_int(good.ocsp_calls, 1, "one OCSP query");
+    snprintf(cookie, sizeof(cookie), "%s", last_cookie);
+    jpki_txn_free(t);
+
+    /* second login: revocation answer comes from the store cache */
+    EXPECT_LOGIN("user1.pem", "user1.key", "alice", &good, 200, "ok",
+                 "repeat login with matching account");
+    is_int(good.ocsp_calls, 1, "second login used the cached OCSP answer");
+    EXPECT_LOGIN("user1.pem", "user1.key", "mallory", &good, 403,
+                 "account_mismatch", "claimed account differs");
+    EXPECT_LOGIN("user1.pem", "user2.key", NULL, &good, 401,
+                 "signature_invalid", "signature by another key");
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, &good, 403,
+                 "account_not_mapped", "certificate not mapped");
+    EXPECT_LOGIN("user-expired.pem", "user-expired.key", NULL, &good, 401,
+                 "cert_expired", "expired certificate");
+    EXPECT_LOGIN("user-notyet.pem", "user-notyet.key", NULL, &good, 401,
+                 "cert_not_yet_valid", "not yet valid certificate");
+    EXPECT_LOGIN("user-foreign.pem", "user-foreign.key", NULL, &good, 401,
+                 "cert_unknown_issuer", "unknown CA with the J-LIS name");
+    EXPECT_LOGIN("user-old.pem", "user-old.key", NULL, &down, 503,
+                 "revocation_unavailable", "responder down: fail closed");
+    for (i = 0; i < 6; i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "%s via OCSP", revs[i]);
+        map(strcat(strcpy(name, revs[i]), ".pem"), "x");
+        snprintf(name, sizeof(name), "%s.key", revs[i]);
+        {
+            char pem[96], label[96];
+            snprintf(pem, sizeof(pem), "%s.pem", revs[i]);
+            snprintf(label, sizeof(label), "%s via OCSP", revs[i]);
+            EXPECT_LOGIN(pem, name, NULL, &good, 403, "cert_revoked", label);
+        }
+    }
+    map("rev-certificateHold.pem", "held");
+    EXPECT_LOGIN("rev-certificateHold.pem", "rev-certificateHold.key", NULL,
+                 &good, 403, "cert_on_hold", "hold via OCSP");
+    map("user2.pem", "bob");
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, &bad_signer, 503,
+                 "revocation_unavailable", "OCSP signer without EKU refused");
+
+    /* replay: the same signed challenge twice */
+    {
+        jpki_challenge_issue(ctx, NOW, replay_ch, NULL);
+        v = login("user1.pem", "user1.key", NULL, &good, &t, replay_ch);
+        is_int(v->http_status, 200, "first use of a challenge");
+        jpki_txn_free(t);
+        v = login("user1.pem", "user1.key", NULL, &good, &t, replay_ch);
+        is_str(v->reason, "challenge_replayed", "replayed challenge refused");
+        jpki_txn_free(t);
+        replay_ch[10] ^= 1;
+        v = login("user1.pem", "user1.key", NULL, &good, &t, replay_ch);
+        ok(v->http_status == 400 || v->http_status == 401,
+           "tampered challenge refused (%d %s)", v->http_status, v->reason);
+        jpki_txn_free(t);
+    }
+
+    /* gated request with the session cookie */
+    v = check(cookie, NOW + 5, &good, &t);
+    is_int(v->http_status, 200, "gated request passes");
+    is_str(v->account, "alice", "gated request carries the account");
+    jpki_txn_free(t);
+    {
+        char bad[1024];
+        snprintf(bad, sizeof(bad), "%s", cookie);
+        bad[strlen(bad) - 3] ^= 1;
+        v = check(bad, NOW + 5, &good, &t);
+        is_int(v->http_status, 401, "tampered cookie refused");
+        jpki_txn_free(t);
+    }
+    v = check(cookie, NOW + 28800 + 5, &good, &t);
+    is_str(v->reason, "session_expired", "expired session refused");
+    jpki_txn_free(t);
+    v = check(cookie, NOW + 700, &good, &t);
+    is_str(v->reason, "session_idle_timeout", "idle session refused");
+    jpki_txn_free(t);
+
+    /* revocation re-check after the interval goes through OCSP again when
+     * the cache entry has expired: drop the cached entry first */
+    {
+        uint64_t n = jpki_shm_delete_prefix(shm, "jpki:v1:rev:", NOW * 1000);
+        int before = good.ocsp_calls;
+        ok(n >= 1, "cache entries dropped (%llu)", (unsigned long long)n);
+        v = check(cookie, NOW + 120, &good, &t);
+        is_int(v->http_status, 200, "re-check passes");
+        is_int(good.ocsp_calls, before + 1, "re-check asked OCSP");
+        ok(v->set_cookie != NULL, "re-check re-seals the cookie");
+        jpki_txn_free(t);
+        jpki_shm_delete_prefix(shm, "jpki:v1:rev:", NOW * 1000);
+        v = check(cookie, NOW + 120, &down, &t);
+        is_int(v->http_status, 503, "re-check with responder down fails "
+               "closed");
+        jpki_txn_free(t);
+    }
+
+    /* logout */
+    {
+        jpki_txn_request rq = {0};
+        rq.op = JPKI_OP_LOGOUT;
+        rq.now = NOW + 10;
+        rq.is_post = 1;
+        rq.wants_json = 1;
+        rq.cookie = cookie;
+        rq.cookie_len = strlen(cookie);
+        v = drive(&rq, &good, &t);
+        is_int(v->http_status, 200, "logout");
+        ok(v->set_cookie && strstr(v->set_cookie, "Max-Age=0"),
+           "logout clears the cookie");
+        jpki_txn_free(t);
+        v = check(cookie, NOW + 120, &good, &t);
+        is_str(v->reason, "session_logged_out",
+               "logged-out cookie refused at the next re-check");
+        jpki_txn_free(t);
+    }
+
+    /* CRL policy, stale CRL, fail open */
+    jpki_ctx_free(ctx);
+    ctx = make_ctx(0, JPKI_REV_CRL, NULL);
+    map("user1.pem", "alice");
+    map("rev-keyCompromise.pem", "x");
+    map("rev-certificateHold.pem", "x");
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, &crl_only, 200, "ok",
+                 "login with CRL");
+    EXPECT_LOGIN("rev-keyCompromise.pem", "rev-keyCompromise.key", NULL,
+                 &crl_only, 403, "cert_revoked", "revoked via CRL");
+    EXPECT_LOGIN("rev-certificateHold.pem", "rev-certificateHold.key", NULL,
+                 &crl_only, 403, "cert_on_hold", "hold via CRL");
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, &stale_crl, 503,
+                 "revocation_unavailable", "stale CRL fails closed");
+    jpki_ctx_free(ctx);
+    ctx = make_ctx(1, JPKI_REV_CRL, NULL);
+    map("user1.pem", "alice");
+    v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
+    is_int(v->http_status, 200, "stale CRL with fail-open passes");
+    ok(v->soft_pass && v->audit && strstr(v->audit, "\"soft_pass\":true"),
+       "soft pass is audited");
+    jpki_txn_free(t);
+    jpki_ctx_free(ctx);
+
+    /* OCSP then CRL */
+    ctx = make_ctx(0, JPKI_REV_OCSP_CRL, "http://127.0.0.1:1/");
+    map("user1.pem", "alice");
+    {
+        io_env fb = {NULL, "ca2.crl", 0, 0};
+        EXPECT_LOGIN("user1.pem", "user1.key", NULL, &fb, 200, "ok",
+                     "OCSP down, CRL fallback");
+        is_int(fb.crl_calls, 1, "fallback used the CRL");
+    }
+    jpki_ctx_free(ctx);
+
+    system("rm -rf /tmp/jpki-txn-*");
+    free(shm_mem);
+    free(shm_h);
+    return done_testing();
+}
