@@ -323,7 +323,8 @@ jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL
-        || EVP_Digest(der, derlen, fp, &fplen, EVP_sha256(), NULL) != 1) {
+        || EVP_Digest(der, derlen, fp, &fplen, jpki_md(JPKI_MD_SHA256),
+                      NULL) != 1) {
         free(der);
         free(c);
         return JPKI_ERR_NOMEM;

@@ -84,6 +84,10 @@ typedef int (*jpki_key_try_fn)(void *ud, EVP_PKEY *key);
 const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
         const ASN1_OCTET_STRING *aki, jpki_key_try_fn fn, void *ud,
         X509 **ca_out);
+/* Digests fetched once per process (util.c). */
+typedef enum { JPKI_MD_SHA1 = 0, JPKI_MD_SHA256, JPKI_MD_SHA384,
+               JPKI_MD_SHA512 } jpki_md_id;
+const EVP_MD *jpki_md(jpki_md_id id);
 /* HKDF-SHA256 (RFC 5869) with empty salt. */
 int jpki_hkdf(const uint8_t *key, size_t keylen, const char *info,
               uint8_t *out, size_t outlen);

@@ -29,14 +29,14 @@ static const EVP_MD *alg_md(jpki_sig_alg alg)
     switch (alg) {
     case JPKI_SIG_RSA_PKCS1_SHA256:
     case JPKI_SIG_ECDSA_SHA256:
-        return EVP_sha256();
+        return jpki_md(JPKI_MD_SHA256);
     case JPKI_SIG_RSA_PKCS1_SHA384:
     case JPKI_SIG_ECDSA_SHA384:
-        return EVP_sha384();
+        return jpki_md(JPKI_MD_SHA384);
     case JPKI_SIG_RSA_PKCS1_SHA512:
-        return EVP_sha512();
+        return jpki_md(JPKI_MD_SHA512);
     case JPKI_SIG_RSA_PKCS1_SHA1:
-        return EVP_sha1();
+        return jpki_md(JPKI_MD_SHA1);
     default:
         return NULL;
     }

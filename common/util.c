@@ -325,6 +325,28 @@ void jpki_set_detail(char *buf, size_t len, const char *fmt, ...)
 
 /* ---- time, hashes, KDF -------------------------------------------- */
 
+/* Algorithms fetched once per process: an implicit fetch (EVP_sha256())
+ * takes locks and property lookups on every call in OpenSSL 3. */
+static EVP_MD *md_tab[4];
+static EVP_MAC *hmac_alg;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algs(void)
+{
+    static const char *const names[4] = {"SHA1", "SHA256", "SHA384",
+                                         "SHA512"};
+    int i;
+    for (i = 0; i < 4; i++)
+        md_tab[i] = EVP_MD_fetch(NULL, names[i], NULL);
+    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+const EVP_MD *jpki_md(jpki_md_id id)
+{
+    pthread_once(&fetch_once, fetch_algs);
+    return (unsigned)id < 4 ? md_tab[id] : NULL;
+}
+
 int64_t jpki_asn1_time_to_epoch(const ASN1_TIME *t)
 {
     struct tm tm;
@@ -339,7 +361,8 @@ int jpki_key_hash_sha1(X509 *x, uint8_t out[20])
     unsigned int n = 0;
     if (k == NULL)
         return 0;
-    return EVP_Digest(k->data, (size_t)k->length, out, &n, EVP_sha1(), NULL)
+    return EVP_Digest(k->data, (size_t)k->length, out, &n,
+                      jpki_md(JPKI_MD_SHA1), NULL)
            == 1 && n == 20;
 }
 
@@ -347,15 +370,15 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
                      size_t alen, const uint8_t *b, size_t blen,
                      uint8_t out[32])
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *mc = NULL;
     OSSL_PARAM params[2];
     size_t n = 0;
     int ok = 0;
 
-    if (mac == NULL)
+    pthread_once(&fetch_once, fetch_algs);
+    if (hmac_alg == NULL)
         return 0;
-    mc = EVP_MAC_CTX_new(mac);
+    mc = EVP_MAC_CTX_new(hmac_alg);
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                  (char *)"SHA256", 0);
     params[1] = OSSL_PARAM_construct_end();
@@ -365,7 +388,6 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
         && EVP_MAC_final(mc, out, &n, 32) == 1 && n == 32)
         ok = 1;
     EVP_MAC_CTX_free(mc);
-    EVP_MAC_free(mac);
     return ok;
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make bench: performance figures as ratios against a baseline measured in
+# the same run on this machine.  Prints "figure: NAME = VALUE" lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${JPKI_BUILD:-build}
+export JPKI_TEST_PKI=${JPKI_TEST_PKI:-$PWD/$B/pki}
+
+# Baseline: RSA-2048 verifications per second on one core.
+rsa_verify=$(openssl speed -seconds 3 rsa2048 2>/dev/null \
+    | awk '/^rsa 2048 bits/ {print $NF}')
+# Core logins per second on one core (taskset pins it when available).
+pin=""
+command -v taskset >/dev/null && pin="taskset -c 0"
+read -r _ warm cold < <($pin "$B/bench_core")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+echo "figure: core.rsa2048_verify_per_s = $rsa_verify"
+echo "figure: core.login_per_s = $warm"
+echo "figure: core.login_cold_chain_per_s = $cold"
+echo "figure: core.login_vs_rsa_verify = $(ratio "$warm" "$rsa_verify")"
+echo "figure: core.login_cold_chain_vs_rsa_verify = $(ratio "$cold" "$rsa_verify")"
