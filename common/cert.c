@@ -167,7 +167,7 @@ static jpki_err check_leaf(const struct jpki_issuer *is, X509 *x,
         jpki_set_detail(detail, dl, "certificate extensions are malformed");
         return JPKI_ERR_CERT_PARSE;
     }
-    if (X509_check_ca(x) != 0) {
+    if (X509_check_ca(x) != 0 || (fl & EXFLAG_CA)) {   /* cA TRUE, any KU */
         jpki_set_detail(detail, dl, "a CA certificate cannot log in");
         return JPKI_ERR_CERT_IS_CA;
     }

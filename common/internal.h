@@ -102,6 +102,9 @@ void jpki_chain_cache_free(jpki_chain_cache *c);
 
 
 
+/* Validates a store command: key prefix, characters, lengths (store.c). */
+jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);
+
 /* Revocation reference of a checked certificate, and back (cert.c). */
 jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,
                        size_t *len);

@@ -1,0 +1,547 @@
+/*
+ * shm.c - the embedded store: a fixed-capacity hash table laid out in
+ * memory the adapter provides (an nginx shared zone, an APR shared segment).
+ *
+ * Layout (docs/store-schema.md, "Embedded store"):
+ *
+ *     [ header, SHM_HDR_SIZE bytes ][ slot 0 ][ slot 1 ] ... [ slot n-1 ]
+ *
+ * The region holds no pointers: processes map it at different addresses,
+ * and everything is found by index from the start of the region.  The
+ * handle (struct jpki_shm) is per process and lives in caller storage.
+ *
+ * Open addressing with linear probing and backward-shift deletion (no
+ * tombstones, so probe sequences do not decay under churn).  Keys hash with
+ * SipHash-2-4 under a random key drawn when the region is formatted.
+ * Expired entries count as absent; they are removed when a probe meets
+ * them, a few at a time by a sweep cursor, and all at once when the table
+ * is full and something may have expired.  At most 3/4 of the slots are
+ * occupied, so a probe always ends at an empty slot.
+ */
+#include "internal.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+/* store.c */
+
+#define SHM_MAGIC      UINT64_C(0x524f54534b504a31)  /* "1JPKSTOR" LE */
+#define SHM_VERSION    1u
+#define SHM_MIN_SLOTS  64u
+#define SHM_SWEEP_STEP 4u        /* slots looked at by each exec */
+#define SHM_NEVER      INT64_MAX /* expiry of an entry without TTL */
+
+enum { SLOT_EMPTY = 0, SLOT_LIVE = 1 };
+
+typedef struct {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t slot_size;
+    uint64_t size;              /* bytes of the region */
+    uint64_t hdr_size;
+    uint64_t slots;             /* number of slots */
+    uint64_t max_live;          /* occupied slots allowed (3/4) */
+    uint8_t hash_key[16];       /* SipHash key, random at format */
+    /* Mutable, under the adapter's lock. */
+    uint64_t occupied;          /* LIVE slots, expired or not */
+    int64_t earliest;           /* lower bound of LIVE expiries */
+    uint64_t cursor;            /* incremental sweep position */
+    uint64_t reclaimed;         /* counter: expired entries removed */
+    uint64_t refused;           /* counter: inserts refused when full */
+} shm_hdr;
+
+typedef struct {
+    uint8_t state;              /* SLOT_* */
+    uint8_t keylen;
+    uint8_t vallen;
+    uint8_t pad[5];
+    int64_t expires;            /* ms since the epoch; SHM_NEVER */
+    uint64_t hash;
+    char key[JPKI_STORE_KEY_MAX];
+    uint8_t val[JPKI_STORE_VAL_MAX];
+} shm_slot;
+
+_Static_assert(JPKI_STORE_KEY_MAX <= UINT8_MAX, "keylen fits a byte");
+_Static_assert(JPKI_STORE_VAL_MAX <= UINT8_MAX, "vallen fits a byte");
+_Static_assert(sizeof(shm_slot) % 8 == 0, "slots stay aligned");
+
+#define SHM_HDR_SIZE  ((sizeof(shm_hdr) + 63) & ~(size_t)63)
+
+struct jpki_shm {
+    shm_hdr *hdr;
+    shm_slot *slot;
+    uint64_t n;                 /* slots, checked at attach */
+    uint64_t max_live;
+    jpki_shm_lock lock;
+};
+
+/* ------------------------------------------------------------------ */
+/* SipHash-2-4                                                         */
+/* ------------------------------------------------------------------ */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND do {                                                   \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);       \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);       \
+    } while (0)
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t siphash24(const uint8_t k[16], const uint8_t *in,
+                          size_t len)
+{
+    uint64_t k0 = le64(k), k1 = le64(k + 8);
+    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
+    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
+    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
+    uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
+    uint64_t b = (uint64_t)len << 56, m;
+    size_t i, left = len & 7;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        m = le64(in + i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    while (left > 0) {
+        left--;
+        b |= (uint64_t)in[i + left] << (8 * left);
+    }
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ------------------------------------------------------------------ */
+/* Layout                                                              */
+/* ------------------------------------------------------------------ */
+
+static uint64_t slots_for(size_t size)
+{
+    return (uint64_t)((size - SHM_HDR_SIZE) / sizeof(shm_slot));
+}
+
+static uint64_t max_live_for(uint64_t slots)
+{
+    return slots - slots / 4;
+}
+
+size_t jpki_shm_min_size(void)
+{
+    return SHM_HDR_SIZE + SHM_MIN_SLOTS * sizeof(shm_slot);
+}
+
+size_t jpki_shm_handle_size(void)
+{
+    return sizeof(struct jpki_shm);
+}
+
+static int region_ok(const void *mem, size_t size)
+{
+    return mem != NULL && ((uintptr_t)mem & 7) == 0
+           && size >= jpki_shm_min_size();
+}
+
+static int header_ok(const shm_hdr *h, size_t size)
+{
+    uint64_t n = slots_for(size);
+
+    return h->magic == SHM_MAGIC && h->version == SHM_VERSION
+           && h->slot_size == sizeof(shm_slot) && h->size == size
+           && h->hdr_size == SHM_HDR_SIZE && h->slots == n
+           && h->max_live == max_live_for(n) && h->occupied <= n;
+}
+
+jpki_err jpki_shm_init(void *mem, size_t size, int attach)
+{
+    shm_hdr *h = mem;
+    uint64_t n;
+
+    if (!region_ok(mem, size))
+        return JPKI_ERR_INVALID;
+    if (attach)
+        return header_ok(h, size) ? JPKI_OK : JPKI_ERR_INVALID;
+    n = slots_for(size);
+    memset(mem, 0, SHM_HDR_SIZE + n * sizeof(shm_slot));
+    if (RAND_bytes(h->hash_key, sizeof(h->hash_key)) != 1)
+        return JPKI_ERR_INTERNAL;
+    h->version = SHM_VERSION;
+    h->slot_size = sizeof(shm_slot);
+    h->size = size;
+    h->hdr_size = SHM_HDR_SIZE;
+    h->slots = n;
+    h->max_live = max_live_for(n);
+    h->occupied = 0;
+    h->earliest = SHM_NEVER;
+    h->magic = SHM_MAGIC;
+    return JPKI_OK;
+}
+
+jpki_shm *jpki_shm_attach(void *handle_mem, void *mem, size_t size,
+                          const jpki_shm_lock *lock)
+{
+    struct jpki_shm *s = handle_mem;
+
+    if (s == NULL || ((uintptr_t)s % _Alignof(struct jpki_shm)) != 0)
+        return NULL;
+    if (!region_ok(mem, size) || !header_ok(mem, size))
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    s->hdr = mem;
+    s->slot = (shm_slot *)((char *)mem + SHM_HDR_SIZE);
+    s->n = s->hdr->slots;
+    s->max_live = s->hdr->max_live;
+    if (lock != NULL)
+        s->lock = *lock;
+    return s;
+}
+
+size_t jpki_shm_capacity(const jpki_shm *s)
+{
+    return s != NULL ? (size_t)s->max_live : 0;
+}
+
+static void shm_lock(jpki_shm *s)
+{
+    if (s->lock.lock != NULL)
+        s->lock.lock(s->lock.ud);
+}
+
+static void shm_unlock(jpki_shm *s)
+{
+    if (s->lock.unlock != NULL)
+        s->lock.unlock(s->lock.ud);
+}
+
+/* ------------------------------------------------------------------ */
+/* Table primitives (caller holds the lock)                            */
+/* ------------------------------------------------------------------ */
+
+static uint64_t key_hash(const jpki_shm *s, const char *key, size_t len)
+{
+    return siphash24(s->hdr->hash_key, (const uint8_t *)key, len);
+}
+
+static uint64_t next_idx(const jpki_shm *s, uint64_t i)
+{
+    return i + 1 == s->n ? 0 : i + 1;
+}
+
+static int expired(const shm_slot *e, int64_t now_ms)
+{
+    return now_ms >= e->expires;
+}
+
+static int64_t expiry_of(int64_t now_ms, uint32_t ttl_ms)
+{
+    if (ttl_ms == 0 || now_ms > INT64_MAX - (int64_t)ttl_ms)
+        return SHM_NEVER;
+    return now_ms + (int64_t)ttl_ms;
+}
+
+/* 1 when home position k lies cyclically in (i, j]: the entry at j may
+ * not move back to i. */
+static int stays(uint64_t i, uint64_t j, uint64_t k)
+{
+    return i <= j ? (i < k && k <= j) : (i < k || k <= j);
+}
+
+/* Removes slot i by shifting the rest of its cluster back.  Entries only
+ * move into positions at or after i (cyclically).  A cluster ends at an
+ * empty slot, which always exists (max_live < n); the step bound only
+ * guards against a corrupted region. */
+static void delete_at(jpki_shm *s, uint64_t i)
+{
+    uint64_t j = i, k, steps;
+
+    for (steps = 1; steps < s->n; steps++) {
+        j = next_idx(s, j);
+        if (s->slot[j].state != SLOT_LIVE)
+            break;
+        k = s->slot[j].hash % s->n;
+        if (stays(i, j, k))
+            continue;
+        s->slot[i] = s->slot[j];
+        i = j;
+    }
+    memset(&s->slot[i], 0, sizeof(shm_slot));
+    s->hdr->occupied--;
+}
+
+static void reclaim_at(jpki_shm *s, uint64_t i)
+{
+    delete_at(s, i);
+    s->hdr->reclaimed++;
+}
+
+static int key_eq(const shm_slot *e, uint64_t hash, const char *key,
+                  size_t len)
+{
+    return e->hash == hash && e->keylen == len
+           && memcmp(e->key, key, len) == 0;
+}
+
+/* Looks a key up; expired entries met on the way are removed.  Returns 1
+ * and *pos of the entry, or 0 and *pos of the empty slot ending the probe
+ * (s->n if the probe saw the whole table, impossible under max_live). */
+static int find(jpki_shm *s, const char *key, size_t len, uint64_t hash,
+                int64_t now_ms, uint64_t *pos)
+{
+    uint64_t i = hash % s->n, probes = 0;
+    shm_slot *e;
+
+    while (probes < s->n) {
+        e = &s->slot[i];
+        if (e->state != SLOT_LIVE) {
+            *pos = i;
+            return 0;
+        }
+        if (expired(e, now_ms)) {
+            reclaim_at(s, i);       /* look at slot i again */
+            continue;
+        }
+        if (key_eq(e, hash, key, len)) {
+            *pos = i;
+            return 1;
+        }
+        i = next_idx(s, i);
+        probes++;
+    }
+    *pos = s->n;
+    return 0;
+}
+
+/* Removes every entry for which fn() says so, and the expired ones; the
+ * return value counts the live entries fn() removed.  Refreshes the
+ * earliest-expiry bound. */
+typedef int (*slot_pred)(const shm_slot *e, const void *ud);
+
+static uint64_t scan_delete(jpki_shm *s, int64_t now_ms, slot_pred fn,
+                            const void *ud)
+{
+    uint64_t i = 0, count = 0;
+    int64_t earliest = SHM_NEVER;
+    shm_slot *e;
+
+    while (i < s->n) {
+        e = &s->slot[i];
+        if (e->state != SLOT_LIVE) {
+            i++;
+        } else if (expired(e, now_ms)) {
+            reclaim_at(s, i);
+        } else if (fn != NULL && fn(e, ud)) {
+            delete_at(s, i);
+            count++;
+        } else {
+            if (e->expires < earliest)
+                earliest = e->expires;
+            i++;
+        }
+    }
+    s->hdr->earliest = earliest;
+    return count;
+}
+
+/* A few slots of sweep per operation keep expired entries from piling up
+ * between full sweeps. */
+static void sweep_step(jpki_shm *s, int64_t now_ms)
+{
+    uint64_t i = s->hdr->cursor % s->n;
+    unsigned looked;
+
+    for (looked = 0; looked < SHM_SWEEP_STEP; looked++) {
+        if (s->slot[i].state == SLOT_LIVE && expired(&s->slot[i], now_ms))
+            reclaim_at(s, i);
+        else
+            i = next_idx(s, i);
+    }
+    s->hdr->cursor = i;
+}
+
+static void slot_write(jpki_shm *s, uint64_t i, const jpki_store_cmd *cmd,
+                       uint64_t hash, int64_t expires)
+{
+    shm_slot *e = &s->slot[i];
+
+    if (e->state != SLOT_LIVE)
+        s->hdr->occupied++;
+    e->state = SLOT_LIVE;
+    e->hash = hash;
+    e->keylen = (uint8_t)cmd->keylen;
+    memcpy(e->key, cmd->key, cmd->keylen);
+    e->vallen = (uint8_t)cmd->vallen;
+    if (cmd->vallen > 0)
+        memcpy(e->val, cmd->val, cmd->vallen);
+    e->expires = expires;
+    if (expires < s->hdr->earliest)
+        s->hdr->earliest = expires;
+}
+
+/* ------------------------------------------------------------------ */
+/* Operations                                                          */
+/* ------------------------------------------------------------------ */
+
+static void res_int(jpki_store_result *res, long long n)
+{
+    res->type = JPKI_STORE_R_INT;
+    res->n = n;
+}
+
+static void op_get(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                   int64_t now_ms, jpki_store_result *res)
+{
+    uint64_t i;
+    const shm_slot *e;
+
+    if (!find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
+        res->type = JPKI_STORE_R_NIL;
+        return;
+    }
+    e = &s->slot[i];
+    if (e->vallen > JPKI_STORE_VAL_MAX)
+        return;                                 /* corrupt: R_ERROR */
+    memcpy(res->val, e->val, e->vallen);
+    res->vallen = e->vallen;
+    res->type = JPKI_STORE_R_VALUE;
+}
+
+/* Room for one more entry: sweeps the whole table when it is full and an
+ * entry may have expired (the earliest bound says so). */
+static int make_room(jpki_shm *s, int64_t now_ms)
+{
+    if (s->hdr->occupied < s->max_live)
+        return 1;
+    if (now_ms >= s->hdr->earliest)
+        scan_delete(s, now_ms, NULL, NULL);
+    return s->hdr->occupied < s->max_live;
+}
+
+static void op_set(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                   int64_t now_ms, jpki_store_result *res)
+{
+    int nx = cmd->op == JPKI_STORE_SETNX;
+    int64_t expires = expiry_of(now_ms, cmd->ttl_ms);
+    uint64_t i;
+
+    if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
+        if (!nx)
+            slot_write(s, i, cmd, hash, expires);
+        res_int(res, nx ? 0 : 1);
+        return;
+    }
+    if (!make_room(s, now_ms)) {
+        s->hdr->refused++;
+        return;                                 /* R_ERROR: full */
+    }
+    /* A sweep moves entries: find the empty slot again. */
+    if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i) || i >= s->n)
+        return;
+    slot_write(s, i, cmd, hash, expires);
+    res_int(res, 1);
+}
+
+static void op_del(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                   int64_t now_ms, jpki_store_result *res)
+{
+    uint64_t i;
+
+    if (!find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
+        res_int(res, 0);
+        return;
+    }
+    delete_at(s, i);
+    res_int(res, 1);
+}
+
+void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
+                   jpki_store_result *res)
+{
+    uint64_t hash;
+
+    if (res == NULL)
+        return;
+    memset(res, 0, sizeof(*res));
+    res->type = JPKI_STORE_R_ERROR;
+    if (s == NULL || jpki_store_cmd_check(cmd) != JPKI_OK)
+        return;
+    hash = key_hash(s, cmd->key, cmd->keylen);
+    shm_lock(s);
+    sweep_step(s, now_ms);
+    switch (cmd->op) {
+    case JPKI_STORE_GET:
+        op_get(s, cmd, hash, now_ms, res);
+        break;
+    case JPKI_STORE_SET:
+    case JPKI_STORE_SETNX:
+        op_set(s, cmd, hash, now_ms, res);
+        break;
+    case JPKI_STORE_DEL:
+        op_del(s, cmd, hash, now_ms, res);
+        break;
+    }
+    shm_unlock(s);
+}
+
+typedef struct {
+    const char *prefix;
+    size_t len;
+} prefix_arg;
+
+static int has_prefix(const shm_slot *e, const void *ud)
+{
+    const prefix_arg *p = ud;
+
+    return e->keylen >= p->len && memcmp(e->key, p->prefix, p->len) == 0;
+}
+
+uint64_t jpki_shm_delete_prefix(jpki_shm *s, const char *prefix,
+                                int64_t now_ms)
+{
+    prefix_arg p;
+    uint64_t n;
+
+    if (s == NULL || prefix == NULL)
+        return 0;
+    p.prefix = prefix;
+    p.len = strnlen(prefix, JPKI_STORE_KEY_MAX + 1);
+    if (p.len > JPKI_STORE_KEY_MAX)
+        return 0;
+    shm_lock(s);
+    n = scan_delete(s, now_ms, has_prefix, &p);
+    shm_unlock(s);
+    return n;
+}
+
+uint64_t jpki_shm_count(jpki_shm *s, int64_t now_ms)
+{
+    uint64_t n;
+
+    if (s == NULL)
+        return 0;
+    shm_lock(s);
+    scan_delete(s, now_ms, NULL, NULL);
+    n = s->hdr->occupied;
+    shm_unlock(s);
+    return n;
+}
