@@ -523,7 +523,9 @@ void jpki_resp_reader_free(jpki_resp_reader *r);
 jpki_err jpki_resp_reader_feed(jpki_resp_reader *r, const char *buf,
                                size_t len);
 /* 1 and *res filled when a whole reply is available, 0 when more bytes are
- * needed, -1 on a protocol error. */
+ * needed, -1 on a protocol error (the reader then stays failed: drop the
+ * connection).  Call it until it returns 0 before feeding more bytes: at most
+ * 64 KiB may be buffered unread. */
 int jpki_resp_reader_next(jpki_resp_reader *r, const jpki_store_cmd *cmd,
                           jpki_store_result *res);
 
@@ -538,8 +540,9 @@ typedef struct {
 } jpki_shm_lock;
 typedef struct jpki_shm jpki_shm;
 size_t jpki_shm_min_size(void);
-/* Formats mem (size bytes) as an empty table, or attaches to one already
- * formatted there (same size) when attach != 0. */
+/* Formats mem (size bytes, 8-byte aligned) as an empty table, or attaches to
+ * one already formatted there (same size) when attach != 0.  A SET of a new
+ * key into a full table answers R_ERROR (the adapter reports store_full). */
 jpki_err jpki_shm_init(void *mem, size_t size, int attach);
 /* A handle over mem; no allocation: the handle is placed in h (opaque
  * storage of jpki_shm_handle_size() bytes). */
