@@ -1,0 +1,747 @@
+/*
+ * jpkictl - command-line companion of libjpki for operators and for
+ * integrators debugging a client: checks a signature, a certificate or a CRL
+ * exactly as the login gate does.
+ *
+ * Exit status: 0 valid, 1 invalid (the verdict line says why), 2 usage or
+ * input error (message on stderr).  Nothing printed ever contains a
+ * certificate serial number, a key or the site secret: certificates are
+ * named by their cert_id.  Options are parsed by hand: exact names only (no
+ * abbreviations), every value bounded and checked, no option given twice.
+ */
+#include "jpki.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define EXIT_VALID   0
+#define EXIT_INVALID 1
+#define EXIT_USAGE   2
+#define SHOW_USAGE   (-1)         /* usage error: print the command's usage */
+
+#define ARG_MAX_LEN    4096       /* any option value */
+#define MAX_ISSUER_OPT 16         /* --issuer / --policy options */
+#define MAX_CAFILES    16         /* files in one --issuer */
+#define KEY_FILE_MAX   (1024 * 1024)
+#define MSG_FILE_MAX   (64 * 1024 * 1024)
+#define SIG_FILE_MAX   (64 * 1024)
+#define CERT_FILE_MAX  (1024 * 1024)
+#define GRACE_MAX      (10u * 366 * 86400)
+
+static const char usage_head[] =
+"usage: jpkictl COMMAND [OPTIONS]       (jpkictl help COMMAND for one)\n"
+"Checks signatures, certificates and CRLs exactly as the JPKI login gate\n"
+"does.  Exit status: 0 valid, 1 invalid (the verdict gives the reason word\n"
+"the gate logs and returns), 2 usage or input error (message on stderr).\n"
+"Options: --opt VALUE or --opt=VALUE; -h/--help after a command.\n\n";
+
+static const char usage_sig[] =
+"jpkictl sig-verify (--cert FILE | --pubkey FILE) --alg ALG --msg FILE\n"
+"                   --sig FILE [--allow-sha1]\n"
+"  Verifies a signature strictly; prints \"signature valid\" (exit 0) or\n"
+"  \"signature invalid: REASON\" (exit 1; REASON signature_invalid or\n"
+"  signature_algorithm).\n"
+"  --cert FILE    the signer's certificate (PEM, DER or base64); no path\n"
+"                 check is made (see cert-check)\n"
+"  --pubkey FILE  or its public key (PEM \"PUBLIC KEY\" or DER\n"
+"                 SubjectPublicKeyInfo: openssl x509 -pubkey -noout);\n"
+"                 either option accepts either form\n"
+"  --alg ALG      rsa-pkcs1-sha256 | rsa-pkcs1-sha384 | rsa-pkcs1-sha512 |\n"
+"                 rsa-pkcs1-sha1 | ecdsa-sha256 | ecdsa-sha384; an ALG that\n"
+"                 does not fit the key type gives signature_algorithm\n"
+"  --msg FILE     the exact bytes signed (a login signs the 100 ASCII\n"
+"                 characters of the challenge: no newline, no quotes)\n"
+"  --sig FILE     raw binary, or base64 (standard or URL alphabet, line\n"
+"                 breaks allowed); hex is not accepted\n"
+"  --allow-sha1   accept rsa-pkcs1-sha1 (site option allow_sha1).  Without\n"
+"                 it SHA-1 is refused: exit 1, reason signature_algorithm.\n"
+"  Strict: an RSA signature is exactly as long as the modulus and its\n"
+"  DigestInfo byte for byte the DER of RFC 8017 (no BER, no missing NULL\n"
+"  parameter, no trailing bytes).  An ECDSA signature is a DER\n"
+"  ECDSA-Sig-Value (as openssl dgst -sign writes); raw r||s (WebCrypto,\n"
+"  PKCS#11 CKM_ECDSA) must be converted to DER by the client.\n\n";
+
+static const char usage_cert[] =
+"jpkictl cert-check --cert FILE --issuer NAME=CAFILE[,CAFILE...]\n"
+"                   [--issuer ...] [--policy NAME=OID|none] [--at TIME]\n"
+"                   [--secret-file FILE]\n"
+"  Validates a login certificate (PEM, DER or base64) as the gate does:\n"
+"  path to a trust anchor, validity, not a CA, digitalSignature, the\n"
+"  issuer's policy, RSA >= 2048 bits or EC P-256/P-384.  Prints\n"
+"    OK issuer=NAME cert_id=HEX not_after=TIME   (exit 0; not_after: the\n"
+"                                                 earliest of the path)\n"
+"    FAIL REASON: DETAIL                         (exit 1)\n"
+"  REASON: cert_malformed cert_unknown_issuer cert_chain_invalid\n"
+"  cert_expired cert_not_yet_valid cert_is_ca cert_key_usage cert_policy\n"
+"  cert_key_not_allowed\n"
+"  --issuer NAME=CAFILE,...  one issuer, as in the gate's configuration:\n"
+"                 self-signed CA certificates become trust anchors, others\n"
+"                 (link certificates) intermediates; PEM bundles allowed.\n"
+"                 NAME: 1..63 of A-Z a-z 0-9 _ - . (no ',' in CAFILE)\n"
+"  --policy NAME=OID|none  policy issuer NAME requires (default\n"
+"                 1.2.392.200149.8.5.1.3.30, JPKI user authentication)\n"
+"  --at TIME      check at TIME, not now: YYYY-MM-DDTHH:MM:SSZ (UTC) or\n"
+"                 seconds since the epoch\n"
+"  --secret-file FILE  the site secret file (mode 600): cert_id is then the\n"
+"                 one the gate uses.  Without it a random secret is used\n"
+"                 and cert_id changes on every run.\n"
+"\n";
+
+static const char usage_crl[] =
+"jpkictl crl inspect --crl FILE --issuer NAME=CAFILE[,CAFILE...]\n"
+"                    [--issuer ...] [--at TIME] [--grace SECONDS]\n"
+"  Verifies a CRL (DER or PEM) as the gate does.  Prints issuer,\n"
+"  thisUpdate, nextUpdate (UTC), crlNumber, entries and \"signature: ok\"\n"
+"  when the signature verified, else only \"signature: REASON: DETAIL\";\n"
+"  then \"fresh: yes|stale|not_yet_valid|unknown\".  Exit 0 when valid\n"
+"  and fresh, 1 otherwise.\n"
+"  --grace SECONDS  stale after nextUpdate + SECONDS (0 or absent: the\n"
+"                 clock skew, 300 s)\n"
+"  --issuer, --at  as for cert-check\n\n";
+
+static const char usage_tail[] =
+"jpkictl version | help [COMMAND]\n";
+
+/* ---- small helpers ------------------------------------------------ */
+
+static __attribute__((format(printf, 1, 2))) void say(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("jpkictl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static const char *iso8601(int64_t t, char buf[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL
+        || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, 32, "@%lld", (long long)t);
+    return buf;
+}
+
+static int all_digits(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return n > 0;
+}
+
+/* YYYY-MM-DDTHH:MM:SSZ or seconds since the epoch; 0 on success. */
+static int parse_time(const char *s, time_t *out)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:ddZ";
+    size_t i, n = strlen(s);
+    struct tm tm, want;
+
+    if (all_digits(s, n) && n <= 12) {
+        *out = (time_t)strtoll(s, NULL, 10);
+        return 0;
+    }
+    if (n != sizeof(pat) - 1)
+        return -1;
+    for (i = 0; i < n; i++)
+        if (pat[i] == 'd' ? !all_digits(s + i, 1) : s[i] != pat[i])
+            return -1;
+    memset(&tm, 0, sizeof(tm));
+    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+           &tm.tm_hour, &tm.tm_min, &tm.tm_sec);   /* digits checked above */
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    want = tm;
+    *out = timegm(&tm);        /* normalises: a changed field = no such date */
+    return *out >= 0 && tm.tm_year == want.tm_year && tm.tm_mon == want.tm_mon
+           && tm.tm_mday == want.tm_mday && tm.tm_hour == want.tm_hour
+           && tm.tm_min == want.tm_min && tm.tm_sec == want.tm_sec ? 0 : -1;
+}
+
+static int load(const char *what, const char *path, size_t max, uint8_t **buf,
+                size_t *len)
+{
+    jpki_err e = jpki_load_file(path, max, buf, len);
+
+    if (e == JPKI_ERR_TOO_LARGE)
+        say("%s file \"%s\" is larger than %zu bytes", what, path, max);
+    else if (e != JPKI_OK)
+        say("cannot read %s file \"%s\" (missing, unreadable or not a "
+            "regular file)", what, path);
+    return e == JPKI_OK ? 0 : -1;
+}
+
+/* ---- options ------------------------------------------------------ */
+
+enum {
+    O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
+    O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O__COUNT
+};
+#define BIT(o) (1u << (o))
+
+static const struct {
+    const char *name;
+    int has_arg;
+} optdefs[O__COUNT] = {
+    [O_CERT] = {"cert", 1},       [O_PUBKEY] = {"pubkey", 1},
+    [O_ALG] = {"alg", 1},         [O_MSG] = {"msg", 1},
+    [O_SIG] = {"sig", 1},         [O_ALLOW_SHA1] = {"allow-sha1", 0},
+    [O_ISSUER] = {"issuer", 1},   [O_POLICY] = {"policy", 1},
+    [O_AT] = {"at", 1},           [O_SECRET] = {"secret-file", 1},
+    [O_CRL] = {"crl", 1},         [O_GRACE] = {"grace", 1},
+    [O_HELP] = {"help", 0},
+};
+
+typedef struct {
+    unsigned seen;                       /* BIT(o) of the options given */
+    const char *val[O__COUNT];           /* single-valued options */
+    const char *issuer[MAX_ISSUER_OPT];
+    size_t n_issuer;
+    const char *policy[MAX_ISSUER_OPT];
+    size_t n_policy;
+    time_t now;                          /* --at, or the current time */
+} args_t;
+
+static int find_opt(const char *name, size_t len)
+{
+    int o;
+    for (o = 0; o < O__COUNT; o++)
+        if (strlen(optdefs[o].name) == len
+            && memcmp(optdefs[o].name, name, len) == 0)
+            return o;
+    return -1;
+}
+
+static int store_opt(args_t *a, int o, const char *val)
+{
+    int multi = o == O_ISSUER || o == O_POLICY;
+    const char **list = o == O_ISSUER ? a->issuer : a->policy;
+    size_t *n = o == O_ISSUER ? &a->n_issuer : &a->n_policy;
+
+    if (val != NULL && (*val == '\0' || strlen(val) > ARG_MAX_LEN)) {
+        say("--%s: the value must have 1 to %d characters", optdefs[o].name,
+            ARG_MAX_LEN);
+        return -1;
+    }
+    if (multi && *n >= MAX_ISSUER_OPT) {
+        say("--%s: at most %d times", optdefs[o].name, MAX_ISSUER_OPT);
+        return -1;
+    }
+    if (!multi && (a->seen & BIT(o))) {
+        say("--%s given twice", optdefs[o].name);
+        return -1;
+    }
+    if (multi)
+        list[(*n)++] = val;
+    a->seen |= BIT(o);
+    a->val[o] = val;
+    return 0;
+}
+
+/* allowed: BIT() mask of the options the command takes. */
+static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
+{
+    int i, o;
+
+    for (i = 0; i < argc; i++) {
+        const char *arg = strcmp(argv[i], "-h") == 0 ? "--help" : argv[i];
+        const char *eq, *val = NULL;
+        size_t nl;
+
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            say("unexpected argument \"%.64s\"", arg);
+            return -1;
+        }
+        eq = strchr(arg + 2, '=');
+        nl = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        o = find_opt(arg + 2, nl);
+        if (o < 0 || !(allowed & BIT(o))) {
+            say("unknown option \"--%.*s\" for this command",
+                (int)(nl > 64 ? 64 : nl), arg + 2);
+            return -1;
+        }
+        if (optdefs[o].has_arg && eq != NULL) {
+            val = eq + 1;
+        } else if (optdefs[o].has_arg) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                say("--%s needs a value", optdefs[o].name);
+                return -1;
+            }
+            val = argv[++i];
+        } else if (eq != NULL) {
+            say("--%s takes no value", optdefs[o].name);
+            return -1;
+        }
+        if (store_opt(a, o, val) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int require(const args_t *a, unsigned mask)
+{
+    int o;
+    for (o = 0; o < O__COUNT; o++)
+        if ((mask & BIT(o)) && !(a->seen & BIT(o))) {
+            say("--%s is required", optdefs[o].name);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---- context ------------------------------------------------------ */
+
+static int name_ok(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || strchr("_-.", s[i]) != NULL))
+            return 0;
+    return n > 0 && n <= 63;
+}
+
+/* "NAME=VALUE": NAME copied to nb, VALUE returned (NULL when malformed). */
+static const char *split_named(const char *opt, const char *s, char nb[64])
+{
+    const char *eq = strchr(s, '=');
+
+    if (eq == NULL || !name_ok(s, (size_t)(eq - s)) || eq[1] == '\0') {
+        say("--%s: expected NAME=%s, NAME 1..63 of A-Z a-z 0-9 _ - . "
+            "(got \"%.64s\")", opt,
+            strcmp(opt, "issuer") == 0 ? "CAFILE[,CAFILE...]" : "OID|none",
+            s);
+        return NULL;
+    }
+    memcpy(nb, s, (size_t)(eq - s));
+    nb[eq - s] = '\0';
+    return eq + 1;
+}
+
+static int add_issuer(jpki_ctx *ctx, const char *spec)
+{
+    char name[64], files[ARG_MAX_LEN + 1], err[512] = "", *f, *save = NULL;
+    const char *list = split_named("issuer", spec, name);
+    jpki_issuer *is;
+    int n = 0;
+
+    if (list == NULL)
+        return -1;
+    if ((is = jpki_ctx_add_issuer(ctx, name)) == NULL) {
+        say("--issuer: \"%s\" given twice (or over 16 issuers)", name);
+        return -1;
+    }
+    snprintf(files, sizeof(files), "%s", list);
+    for (f = strtok_r(files, ",", &save); f != NULL;
+         f = strtok_r(NULL, ",", &save)) {
+        if (++n > MAX_CAFILES) {
+            say("--issuer %s: at most %d files", name, MAX_CAFILES);
+            return -1;
+        }
+        if (jpki_issuer_add_certs_file(is, f, err, sizeof(err)) != JPKI_OK) {
+            say("%s", err);
+            return -1;
+        }
+    }
+    if (n == 0)
+        say("--issuer %s: no CA file given", name);
+    return n > 0 ? 0 : -1;
+}
+
+static int set_policy(jpki_ctx *ctx, const char *spec, unsigned *done)
+{
+    const char *oid;
+    char name[64];
+    size_t i;
+
+    if ((oid = split_named("policy", spec, name)) == NULL)
+        return -1;
+    for (i = 0; i < jpki_ctx_issuer_count(ctx); i++) {
+        jpki_issuer *is = (jpki_issuer *)jpki_ctx_issuer(ctx, i);
+        if (strcmp(jpki_issuer_name(is), name) != 0)
+            continue;
+        if (*done & (1u << i)) {
+            say("--policy %s given twice", name);
+            return -1;
+        }
+        *done |= 1u << i;
+        if (jpki_issuer_set_policy(is, strcmp(oid, "none") == 0 ? NULL : oid)
+            == JPKI_OK)
+            return 0;
+        say("--policy %s: \"%.64s\" is not a dotted OID or none", name, oid);
+        return -1;
+    }
+    say("--policy %s: no --issuer of that name", name);
+    return -1;
+}
+
+static int set_secret(jpki_ctx *ctx, const args_t *a, int note)
+{
+    char err[512] = "";
+    uint8_t s[JPKI_SECRET_MIN];
+    int ok;
+
+    if (a->val[O_SECRET] != NULL) {
+        if (jpki_ctx_load_secret_file(ctx, a->val[O_SECRET], err, sizeof(err))
+            == JPKI_OK)
+            return 0;
+        say("%s", err);
+        return -1;
+    }
+    ok = getrandom(s, sizeof(s), 0) == (ssize_t)sizeof(s)
+         && jpki_ctx_set_secret(ctx, s, sizeof(s)) == JPKI_OK;
+    memset(s, 0, sizeof(s));
+    if (!ok)
+        say("cannot make a temporary secret");
+    else if (note)
+        say("note: no --secret-file: cert_id is made with a random secret; "
+            "it differs from the gate's and changes on every run");
+    return ok ? 0 : -1;
+}
+
+/* A finished context from --issuer, --policy and --secret-file. */
+static jpki_ctx *build_ctx(const args_t *a, int secret_note)
+{
+    jpki_ctx *ctx = jpki_ctx_new();
+    char err[512] = "";
+    unsigned done = 0;
+    size_t i;
+
+    if (ctx == NULL) {
+        say("out of memory");
+        return NULL;
+    }
+    if (set_secret(ctx, a, secret_note) != 0)
+        goto fail;
+    for (i = 0; i < a->n_issuer; i++)
+        if (add_issuer(ctx, a->issuer[i]) != 0)
+            goto fail;
+    for (i = 0; i < a->n_policy; i++)
+        if (set_policy(ctx, a->policy[i], &done) != 0)
+            goto fail;
+    if (jpki_ctx_finish(ctx, err, sizeof(err)) == JPKI_OK)
+        return ctx;
+    say("configuration: %s", err[0] ? err : "invalid");
+fail:
+    jpki_ctx_free(ctx);
+    return NULL;
+}
+
+/* ---- sig-verify --------------------------------------------------- */
+
+/* 2: base64 character (either alphabet, or '='), 1: whitespace, 0: other */
+static int b64_class(uint8_t c)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+        || (c >= '0' && c <= '9') || (c != 0 && strchr("+/-_=", c)))
+        return 2;
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Base64 when the file holds only base64 characters and whitespace (a raw
+ * signature of only those bytes is vanishingly unlikely), raw otherwise.
+ * buf is compacted in place; *out is buf itself when raw. */
+static int decode_sig(uint8_t *buf, size_t len, uint8_t **out,
+                      size_t *outlen, int *was_b64)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < len && b64_class(buf[i]) != 0; i++)
+        ;
+    *was_b64 = i == len;
+    *out = buf;
+    *outlen = len;
+    if (!*was_b64)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (b64_class(buf[i]) == 2)
+            buf[n++] = buf[i];
+    *out = malloc(jpki_b64_decoded_max(n) + 1);
+    if (*out != NULL && n > 0
+        && jpki_b64_decode((const char *)buf, n, *out, outlen) == JPKI_OK
+        && *outlen > 0)
+        return 0;
+    free(*out);
+    *out = NULL;
+    say("the signature file looks like base64 but does not decode");
+    return -1;
+}
+
+static void sig_hint(jpki_err e, jpki_sig_alg alg, int allow_sha1)
+{
+    if (e == JPKI_ERR_SIG_ALG && alg == JPKI_SIG_RSA_PKCS1_SHA1 && !allow_sha1)
+        say("hint: rsa-pkcs1-sha1 is disabled; --allow-sha1 accepts it, as "
+            "the site option allow_sha1 does");
+    else if (e == JPKI_ERR_SIG_ALG)
+        say("hint: %s does not fit the key: RSA keys take rsa-pkcs1-*, EC "
+            "keys ecdsa-*", jpki_sig_alg_name(alg));
+    else
+        say("hint: other key or message, hash other than ALG's, length not "
+            "the modulus', DigestInfo not DER, or raw r||s ECDSA");
+}
+
+static int verify_files(const args_t *a, const char *keypath,
+                        jpki_sig_alg alg)
+{
+    uint8_t *key = NULL, *msg = NULL, *raw = NULL, *sig = NULL;
+    size_t keylen, msglen, rawlen, siglen;
+    int rc = EXIT_USAGE, b64 = 0, sha1 = (a->seen & BIT(O_ALLOW_SHA1)) != 0;
+    jpki_err e;
+
+    if (load("key", keypath, KEY_FILE_MAX, &key, &keylen) != 0
+        || load("message", a->val[O_MSG], MSG_FILE_MAX, &msg, &msglen) != 0
+        || load("signature", a->val[O_SIG], SIG_FILE_MAX, &raw, &rawlen) != 0)
+        goto out;
+    if (rawlen == 0) {
+        say("the signature file is empty");
+        goto out;
+    }
+    if (decode_sig(raw, rawlen, &sig, &siglen, &b64) != 0)
+        goto out;
+    e = jpki_sig_verify_pubkey(key, keylen, alg, sha1, msg, msglen, sig,
+                               siglen);
+    if (e == JPKI_OK) {
+        printf("signature valid\n");
+        rc = EXIT_VALID;
+    } else if (e == JPKI_ERR_SIG_ALG || e == JPKI_ERR_SIG_INVALID) {
+        printf("signature invalid: %s\n", jpki_reason(e));
+        say("%s (%s, signature of %zu bytes read as %s)", jpki_strerror(e),
+            jpki_sig_alg_name(alg), siglen, b64 ? "base64" : "raw binary");
+        sig_hint(e, alg, sha1);
+        rc = EXIT_INVALID;
+    } else if (e == JPKI_ERR_PARSE) {
+        say("\"%s\" holds no usable public key or certificate (PEM \"PUBLIC "
+            "KEY\" or \"CERTIFICATE\", DER or base64)", keypath);
+    } else {
+        say("verification failed: %s", jpki_strerror(e));
+    }
+out:
+    if (sig != raw)
+        free(sig);
+    free(raw);
+    free(msg);
+    free(key);
+    return rc;
+}
+
+static int run_sig_verify(const args_t *a)
+{
+    int alg;
+
+    if (!(a->seen & BIT(O_CERT)) == !(a->seen & BIT(O_PUBKEY))) {
+        say("give exactly one of --cert and --pubkey");
+        return SHOW_USAGE;
+    }
+    alg = jpki_sig_alg_from_name(a->val[O_ALG], strlen(a->val[O_ALG]));
+    if (alg < 0) {
+        say("unknown --alg \"%.64s\"", a->val[O_ALG]);
+        return SHOW_USAGE;
+    }
+    return verify_files(a, a->val[O_CERT] ? a->val[O_CERT] : a->val[O_PUBKEY],
+                        (jpki_sig_alg)alg);
+}
+
+/* ---- cert-check --------------------------------------------------- */
+
+static int run_cert_check(const args_t *a)
+{
+    char detail[512] = "", t[32];
+    jpki_ctx *ctx = NULL;
+    jpki_cert *c = NULL;
+    uint8_t *buf = NULL;
+    size_t len;
+    jpki_err e;
+    int rc = EXIT_USAGE;
+
+    if (load("certificate", a->val[O_CERT], CERT_FILE_MAX, &buf, &len) != 0
+        || (ctx = build_ctx(a, 1)) == NULL)
+        goto out;
+    e = jpki_cert_check(ctx, buf, len, a->now, &c, detail, sizeof(detail));
+    if (e == JPKI_OK) {
+        printf("OK issuer=%s cert_id=%s not_after=%s\n",
+               jpki_issuer_name(jpki_cert_issuer(c)), jpki_cert_id_hex(c),
+               iso8601((int64_t)jpki_cert_not_after(c), t));
+        rc = EXIT_VALID;
+    } else {
+        printf("FAIL %s: %s\n", jpki_reason(e),
+               detail[0] ? detail : jpki_strerror(e));
+        rc = EXIT_INVALID;
+    }
+out:
+    jpki_cert_free(c);
+    jpki_ctx_free(ctx);
+    free(buf);
+    return rc;
+}
+
+/* ---- crl inspect -------------------------------------------------- */
+
+static void print_crl(jpki_err e, const jpki_crl_info *info,
+                      const char *detail)
+{
+    char t[32];
+
+    if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE
+        && e != JPKI_ERR_CRL_NOT_YET_VALID) {     /* nothing else is known */
+        printf("signature: %s: %s\nfresh: unknown\n", jpki_reason(e),
+               detail[0] ? detail : jpki_strerror(e));
+        return;
+    }
+    printf("issuer: %s\n",
+           info->issuer != NULL ? jpki_issuer_name(info->issuer) : "?");
+    printf("thisUpdate: %s\n", iso8601(info->this_update, t));
+    printf("nextUpdate: %s\n",
+           info->next_update != 0 ? iso8601(info->next_update, t) : "none");
+    if (info->crl_number >= 0)
+        printf("crlNumber: %lld\n", (long long)info->crl_number);
+    else
+        printf("crlNumber: none\n");
+    printf("entries: %llu\nsignature: ok\n",
+           (unsigned long long)info->entries);
+    printf("fresh: %s\n", e == JPKI_OK ? "yes"
+           : e == JPKI_ERR_CRL_STALE ? "stale" : "not_yet_valid");
+    if (e != JPKI_OK)
+        say("%s", detail[0] ? detail : jpki_strerror(e));
+}
+
+static int run_crl_inspect(const args_t *a)
+{
+    const char *g = a->val[O_GRACE];
+    char detail[512] = "";
+    jpki_crl_info info;
+    jpki_ctx *ctx = NULL;
+    uint8_t *buf = NULL;
+    size_t len;
+    jpki_err e;
+    int rc = EXIT_USAGE;
+
+    if (g != NULL && (!all_digits(g, strlen(g)) || strlen(g) > 10
+                      || strtoull(g, NULL, 10) > GRACE_MAX)) {
+        say("--grace: expected seconds, 0..%u", GRACE_MAX);
+        return SHOW_USAGE;
+    }
+    if (load("CRL", a->val[O_CRL], JPKI_CRL_MAX, &buf, &len) != 0
+        || (ctx = build_ctx(a, 0)) == NULL)
+        goto out;
+    memset(&info, 0, sizeof(info));
+    e = jpki_crl_verify(ctx, buf, len, a->now,
+                        g != NULL ? (unsigned)strtoul(g, NULL, 10) : 0, &info,
+                        detail, sizeof(detail));
+    print_crl(e, &info, detail);
+    rc = e == JPKI_OK ? EXIT_VALID : EXIT_INVALID;
+out:
+    jpki_ctx_free(ctx);
+    free(buf);
+    return rc;
+}
+
+/* ---- commands ----------------------------------------------------- */
+
+static const struct command {
+    const char *name, *sub;              /* sub: second word, or NULL */
+    const char *usage;
+    unsigned allowed, required;
+    int (*run)(const args_t *a);
+} commands[] = {
+    {"sig-verify", NULL, usage_sig,
+     BIT(O_CERT) | BIT(O_PUBKEY) | BIT(O_ALG) | BIT(O_MSG) | BIT(O_SIG)
+     | BIT(O_ALLOW_SHA1), BIT(O_ALG) | BIT(O_MSG) | BIT(O_SIG),
+     run_sig_verify},
+    {"cert-check", NULL, usage_cert,
+     BIT(O_CERT) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_AT) | BIT(O_SECRET),
+     BIT(O_CERT) | BIT(O_ISSUER), run_cert_check},
+    {"crl", "inspect", usage_crl,
+     BIT(O_CRL) | BIT(O_ISSUER) | BIT(O_AT) | BIT(O_GRACE),
+     BIT(O_CRL) | BIT(O_ISSUER), run_crl_inspect},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static int parse_at(args_t *a)
+{
+    if (a->val[O_AT] == NULL || parse_time(a->val[O_AT], &a->now) == 0)
+        return 0;
+    say("--at: expected YYYY-MM-DDTHH:MM:SSZ (UTC) or seconds since the "
+        "epoch, got \"%.64s\"", a->val[O_AT]);
+    return -1;
+}
+
+static int run_command(const struct command *c, int argc, char **argv)
+{
+    int rc = SHOW_USAGE, skip = c->sub != NULL;
+    args_t a;
+
+    memset(&a, 0, sizeof(a));
+    a.now = time(NULL);
+    if (skip && (argc < 1 || strcmp(argv[0], c->sub) != 0)) {
+        say("%s: expected \"%s %s\"", c->name, c->name, c->sub);
+    } else if (parse_args(argc - skip, argv + skip, c->allowed | BIT(O_HELP),
+                          &a) == 0) {
+        if (a.seen & BIT(O_HELP)) {
+            fputs(c->usage, stdout);
+            return EXIT_VALID;
+        }
+        if (require(&a, c->required) == 0 && parse_at(&a) == 0)
+            rc = c->run(&a);
+    }
+    if (rc == SHOW_USAGE) {
+        fputs(c->usage, stderr);
+        rc = EXIT_USAGE;
+    }
+    return rc;
+}
+
+static const struct command *find_command(const char *name)
+{
+    size_t i;
+    for (i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void usage(FILE *f)
+{
+    size_t i;
+    fputs(usage_head, f);
+    for (i = 0; i < N_COMMANDS; i++)
+        fputs(commands[i].usage, f);
+    fputs(usage_tail, f);
+}
+
+int main(int argc, char **argv)
+{
+    const struct command *c;
+
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0) {
+        if (argc == 2)
+            usage(stdout);
+        else if ((c = find_command(argv[2])) != NULL)
+            fputs(c->usage, stdout);
+        else {
+            say("no command \"%.64s\"", argv[2]);
+            return EXIT_USAGE;
+        }
+        return EXIT_VALID;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("jpkictl %s\n", JPKI_VERSION);
+        return EXIT_VALID;
+    }
+    if ((c = find_command(argv[1])) != NULL)
+        return run_command(c, argc - 2, argv + 2);
+    say("unknown command \"%.64s\" (jpkictl help lists them)", argv[1]);
+    return EXIT_USAGE;
+}
