@@ -419,6 +419,7 @@ static jpki_err issuer_finish(struct jpki_issuer *is, char *errbuf,
                         "trust anchor", is->name);
         return JPKI_ERR_INVALID;
     }
+    X509_STORE_free(is->store);         /* from an earlier failed finish */
     is->store = X509_STORE_new();
     md = EVP_MD_CTX_new();
     if (is->store == NULL || md == NULL
@@ -470,6 +471,32 @@ static int cookie_conf_ok(const jpki_policy *p)
                                  && token_ok(lp, "/_-.~:%?=&")));
 }
 
+jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
+{
+    if (p->challenge_ttl < 10 || p->challenge_ttl > 3600
+        || p->session_lifetime < 60 || p->session_lifetime > 86400 * 30
+        || p->session_idle > p->session_lifetime
+        || p->rev_policy > JPKI_REV_CRL_OCSP) {
+        jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
+                        "10..3600 s, session lifetime 60 s..30 days, idle "
+                        "timeout not above the lifetime)");
+        return JPKI_ERR_INVALID;
+    }
+    if (!cookie_conf_ok(p)) {
+        jpki_set_detail(errbuf, errlen, "cookie name must be a token, path "
+                        "must start with '/', SameSite Strict, Lax or None "
+                        "(None needs Secure), login page must start with '/' "
+                        "or http(s)://");
+        return JPKI_ERR_INVALID;
+    }
+    return JPKI_OK;
+}
+
+const jpki_policy *jpki_ctx_get_policy(const jpki_ctx *ctx)
+{
+    return &ctx->policy;
+}
+
 jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
 {
     size_t i;
@@ -485,20 +512,9 @@ jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
         jpki_set_detail(errbuf, errlen, "no issuer configured");
         return JPKI_ERR_INVALID;
     }
-    if (ctx->policy.challenge_ttl < 10 || ctx->policy.challenge_ttl > 3600
-        || ctx->policy.session_lifetime < 60
-        || ctx->policy.rev_policy > JPKI_REV_CRL_OCSP) {
-        jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
-                        "10..3600 s, session lifetime >= 60 s)");
-        return JPKI_ERR_INVALID;
-    }
-    if (!cookie_conf_ok(&ctx->policy)) {
-        jpki_set_detail(errbuf, errlen, "cookie name must be a token, path "
-                        "must start with '/', SameSite Strict, Lax or None "
-                        "(None needs Secure), login page must start with '/' "
-                        "or http(s)://");
-        return JPKI_ERR_INVALID;
-    }
+    e = jpki_policy_check(&ctx->policy, errbuf, errlen);
+    if (e != JPKI_OK)
+        return e;
     for (i = 0; i < ctx->n_issuers; i++) {
         e = issuer_finish(ctx->issuers[i], errbuf, errlen);
         if (e != JPKI_OK)

@@ -257,6 +257,11 @@ typedef struct {
     char login_page[256];          /* [""] */
 } jpki_policy;
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
+/* Checks a policy's ranges and cookie settings (jpki_ctx_finish does it for
+ * the site's policy; adapters call it for per-location copies). */
+jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen);
+/* The site policy (defaults for per-location copies). */
+const jpki_policy *jpki_ctx_get_policy(const jpki_ctx *ctx);
 
 /* Validates and freezes the configuration (at least one issuer with an
  * anchor, a secret).  errbuf receives a sentence for the operator. */
@@ -597,6 +602,11 @@ typedef struct {
     const char *cookie;      size_t cookie_len; /* session cookie value */
     const char *peer;        /* client address for the audit record */
     const char *uri;         /* request URI (CHECK: where to come back) */
+    const jpki_policy *policy; /* per-location policy; NULL: the site's.
+                                  Session, cookie, revocation and failure
+                                  settings come from it; OCSP cache TTLs,
+                                  clock skew, challenge TTL and SHA-1 from
+                                  the site's. */
     jpki_map_source map_source;
     jpki_map_fn map_fn;
     void *map_ud;

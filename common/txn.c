@@ -23,6 +23,7 @@ enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
 
 struct jpki_txn {
     const jpki_ctx *ctx;
+    const jpki_policy *pol;                /* request's, or the site's */
     jpki_txn_request req;
     int state;
     /* login input */
@@ -135,7 +136,7 @@ static void make_audit(jpki_txn *t, jpki_err e)
 
 static void cookie_header(jpki_txn *t, const char *value, long max_age)
 {
-    const jpki_policy *p = &t->ctx->policy;
+    const jpki_policy *p = t->pol;
     snprintf(t->cookie, sizeof(t->cookie),
              "%s=%s; Path=%s; Max-Age=%ld%s%s; SameSite=%s", p->cookie_name,
              value, p->cookie_path, max_age, p->cookie_secure ? "; Secure" : "",
@@ -171,7 +172,7 @@ static void finish(jpki_txn *t, jpki_err e)
 /* Not signed in: API clients get 401 JSON, browsers the login page. */
 static void unauthenticated(jpki_txn *t, jpki_err e)
 {
-    const char *lp = t->ctx->policy.login_page;
+    const char *lp = t->pol->login_page;
     finish(t, e);
     if (t->req.op == JPKI_OP_CHECK && !t->req.wants_json && lp[0] != '\0'
         && t->v.http_status == 401) {
@@ -279,7 +280,7 @@ static void rev_unavailable(jpki_txn *t)
 {
     char val[JPKI_STORE_VAL_MAX], id[80];
 
-    if (!t->ctx->policy.fail_open) {
+    if (!t->pol->fail_open) {
         finish(t, JPKI_ERR_REVOCATION_UNAVAILABLE);
         return;
     }
@@ -300,7 +301,7 @@ static void rev_unavailable(jpki_txn *t)
 
 static void rev_start(jpki_txn *t)
 {
-    jpki_rev_policy p = t->ctx->policy.rev_policy;
+    jpki_rev_policy p = t->pol->rev_policy;
     t->n_methods = 0;
     t->next_method = 0;
     switch (p) {
@@ -423,7 +424,7 @@ static jpki_err login_parse(jpki_txn *t)
     if (e == JPKI_OK && t->f[F_ACCOUNT].value != NULL
         && !jpki_account_valid(t->f[F_ACCOUNT].value, t->f[F_ACCOUNT].len))
         e = JPKI_ERR_BAD_REQUEST;
-    if (e == JPKI_OK && t->ctx->policy.require_account
+    if (e == JPKI_OK && t->pol->require_account
         && t->f[F_ACCOUNT].value == NULL)
         e = JPKI_ERR_BAD_REQUEST;
     return e;
@@ -498,7 +499,7 @@ static void login_begin(jpki_txn *t)
         return;
     }
     set_return_to(t);
-    ttl = (int64_t)t->ch_exp - t->req.now + t->ctx->policy.clock_skew;
+    ttl = (int64_t)t->ch_exp - t->req.now + t->pol->clock_skew;
     t->n_cmds = 0;
     cmd_val(cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
             (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
@@ -586,7 +587,7 @@ static void set_session_cookie(jpki_txn *t)
 
 static void login_success(jpki_txn *t)
 {
-    const jpki_policy *p = &t->ctx->policy;
+    const jpki_policy *p = t->pol;
     uint8_t sid[16];
     size_t rl = 0;
 
@@ -630,7 +631,7 @@ static void login_success(jpki_txn *t)
 
 static void check_success(jpki_txn *t)
 {
-    const jpki_policy *p = &t->ctx->policy;
+    const jpki_policy *p = t->pol;
     int reseal = 0;
 
     if (t->rechecked && t->rev_status == JPKI_REV_GOOD && !t->v.soft_pass) {
@@ -687,7 +688,7 @@ static void check_begin(jpki_txn *t)
         unauthenticated(t, e);
         return;
     }
-    if (t->req.now - t->s.rev_checked < (int64_t)t->ctx->policy.recheck_interval
+    if (t->req.now - t->s.rev_checked < (int64_t)t->pol->recheck_interval
         && !(t->s.flags & JPKI_SESSION_F_SOFT_PASS)) {
         check_success(t);
         return;
@@ -763,7 +764,7 @@ static void logout_begin(jpki_txn *t)
         finish(t, JPKI_OK);
         return;
     }
-    left = t->s.expires - t->req.now + t->ctx->policy.clock_skew;
+    left = t->s.expires - t->req.now + t->pol->clock_skew;
     t->n_cmds = 0;
     cmd_val(cmd_add(t, JPKI_STORE_SET, "out", t->s.sid), "1",
             (uint32_t)(left > 86400 * 40 ? 86400u * 40 * 1000 : left * 1000));
@@ -784,7 +785,7 @@ static void logout_stored(jpki_txn *t, const jpki_store_result *r)
     cookie_header(t, "", 0);
     if (!t->req.wants_json) {
         snprintf(t->location, sizeof(t->location), "%s",
-                 t->ctx->policy.login_page[0] ? t->ctx->policy.login_page
+                 t->pol->login_page[0] ? t->pol->login_page
                  : "/");
         t->v.location = t->location;
         t->v.http_status = 303;
@@ -811,7 +812,7 @@ static void challenge(jpki_txn *t)
     snprintf(t->body, sizeof(t->body), "{\"challenge\":\"%s\",\"expires\":"
              "%lld,\"algorithms\":[\"rsa-pkcs1-sha256\",\"rsa-pkcs1-sha384\","
              "\"rsa-pkcs1-sha512\",%s\"ecdsa-sha256\",\"ecdsa-sha384\"]}", ch,
-             (long long)exp, t->ctx->policy.allow_sha1 ? "\"rsa-pkcs1-sha1\","
+             (long long)exp, t->pol->allow_sha1 ? "\"rsa-pkcs1-sha1\","
              : "");
     t->v.body = t->body;
     t->v.body_len = strlen(t->body);
@@ -830,7 +831,13 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return JPKI_ERR_NOMEM;
+    if (req->policy != NULL && jpki_policy_check(req->policy, NULL, 0)
+                               != JPKI_OK) {
+        free(t);
+        return JPKI_ERR_INVALID;
+    }
     t->ctx = ctx;
+    t->pol = req->policy ? req->policy : &ctx->policy;
     t->req = *req;
     t->state = T_INIT;
     *out = t;

@@ -172,6 +172,7 @@ static const jpki_verdict *drive(jpki_txn_request *rq, io_env *env,
 }
 
 static char last_cookie[1024];
+static const jpki_policy *req_policy;   /* per-location policy, or NULL */
 
 static const jpki_verdict *login(const char *cert, const char *key,
                                  const char *account, io_env *env,
@@ -198,6 +199,7 @@ static const jpki_verdict *login(const char *cert, const char *key,
     rq.body = (const uint8_t *)body;
     rq.body_len = strlen(body);
     rq.peer = "127.0.0.1";
+    rq.policy = req_policy;
     v = drive(&rq, env, tp);
     last_cookie[0] = '\0';
     if (v && v->set_cookie) {
@@ -401,6 +403,26 @@ int main(void)
         is_str(v->reason, "session_logged_out",
                "logged-out cookie refused at the next re-check");
         jpki_txn_free(t);
+    }
+
+    /* a per-location policy overrides the site's failure policy */
+    {
+        jpki_policy loc = *jpki_ctx_get_policy(ctx);
+        jpki_txn_request rq = {0};
+        loc.fail_open = 1;
+        req_policy = &loc;
+        map("user-old.pem", "olduser");
+        jpki_shm_delete_prefix(shm, "jpki:v1:rev:", NOW * 1000);
+        EXPECT_LOGIN("user-old.pem", "user-old.key", NULL, &down, 200, "ok",
+                     "location policy fail-open passes with responder down");
+        req_policy = NULL;
+        EXPECT_LOGIN("user-old.pem", "user-old.key", NULL, &down, 503,
+                     "revocation_unavailable", "site policy still closed");
+        loc.session_lifetime = 10;
+        rq.op = JPKI_OP_CHALLENGE;
+        rq.policy = &loc;
+        ok(jpki_txn_new(ctx, &rq, &t) == JPKI_ERR_INVALID,
+           "an out-of-range location policy is refused");
     }
 
     /* CRL policy, stale CRL, fail open */
