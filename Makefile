@@ -23,7 +23,7 @@ UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
-.PHONY: all deps test unit demo bench pki clean
+.PHONY: all deps test unit demo bench pki pki-age clean
 all: $(B)/libjpki.a $(B)/jpkictl
 
 deps:
@@ -52,8 +52,11 @@ $(B)/asan/t/%: t/unit/%.c t/unit/tap.h $(B)/asan/libjpki.a
 	$(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
 	    $(B)/asan/libjpki.a $(LIBS)
 
-# The test PKI (t/pki/mkpki.sh) is rebuilt when the script changes.
-pki: $(B)/pki/.done
+# The test PKI (t/pki/mkpki.sh) is rebuilt when the script changes, and when
+# it is older than 12 hours (its CRLs are valid for one day).
+pki: pki-age $(B)/pki/.done
+pki-age:
+	@find $(B)/pki/.done -mmin +720 -delete 2>/dev/null || true
 $(B)/pki/.done: t/pki/mkpki.sh
 	rm -rf $(B)/pki
 	bash t/pki/mkpki.sh $(B)/pki

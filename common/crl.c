@@ -4,11 +4,16 @@
  *
  * A J-LIS CRL can hold millions of entries, so the CRL is never turned into
  * an OpenSSL X509_CRL (which builds every entry in memory).  A small DER
- * walker (bounded, no recursion, every length checked against what is left)
- * splits the CertificateList into its parts; the signature is checked over
- * the exact tbsCertList bytes with EVP_DigestVerify; the few CRL extensions
- * are decoded by OpenSSL (d2i_X509_EXTENSIONS); the revokedCertificates
- * SEQUENCE is walked entry by entry.
+ * walker (bounded, no recursion, every length checked against what is left,
+ * DER lengths only) splits the CertificateList into its parts; the
+ * signature is checked over the exact tbsCertList bytes (digest computed
+ * once, then EVP_PKEY_verify with each candidate CA key); the few CRL
+ * extensions are decoded by OpenSSL (d2i_X509_EXTENSIONS); the
+ * revokedCertificates SEQUENCE is walked entry by entry, and an entry is
+ * only reported after its whole encoding was checked.
+ *
+ * Signature algorithms: RSA PKCS#1 v1.5 or ECDSA with SHA-256/384/512;
+ * SHA-1 only with policy.allow_sha1.  Others: JPKI_ERR_CRL_SIGNATURE.
  *
  * Accepted CRLs: complete CRLs only.  Delta CRLs, indirect CRLs (IDP
  * indirectCRL or a certificateIssuer entry extension), CRLs limited to some
@@ -17,15 +22,27 @@
  * silently miss revocations.
  *
  * Issuer: the CA certificate whose key verifies the signature, looked up by
- * the CRL's AuthorityKeyIdentifier (jpki_find_issuer_by_key).  When no key
- * verifies:
+ * the CRL's AuthorityKeyIdentifier (jpki_find_issuer_by_key); its subject
+ * must be the CRL issuer name and its keyUsage (when present) must allow
+ * cRLSign, else JPKI_ERR_CRL_ISSUER.  When no key verifies:
  *   JPKI_ERR_CRL_SIGNATURE  a configured CA certificate is the one the CRL
  *                           names (its SKI equals the CRL's AKI keyid, or,
  *                           when the CRL has no AKI keyid, its subject equals
  *                           the CRL issuer): a forged or damaged CRL;
  *   JPKI_ERR_CRL_ISSUER     no configured CA is named: the CRL comes from
- *                           another CA (even one using the J-LIS DN, since
- *                           the AKI decides when present).
+ *                           another CA (so ca2-wrongkey.crl, J-LIS DN but
+ *                           other-ca's key and AKI, is crl_issuer).
+ *
+ * Key generations: an entry names (CRL issuer name, serial), and RFC 5280
+ * lets a CA sign its CRL with a newer key than the one that issued the
+ * certificate.  cert_id is keyed by the issuing key, so every entry is
+ * reported (foreach) and indexed once per key of the issuer whose
+ * certificate bears the CRL issuer's name: with ca1 and ca2 configured, a
+ * ca2-signed CRL also revokes ca1-issued certificates with those serials.
+ *
+ * Index: 24 bytes per (entry, key): cert_id, revocation date as unsigned
+ * 32-bit seconds (clamped to 1970..2106), reason.  When one cert_id is
+ * listed twice, a final revocation wins over certificateHold.
  *
  * Serial numbers never leave this file: entries are named by cert_id.
  */

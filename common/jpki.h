@@ -441,7 +441,11 @@ typedef struct {
     uint64_t entries;
 } jpki_crl_info;
 
-/* Verifies a CRL (DER or PEM) against the configured issuers at now:
+/* Verifies a CRL (DER or PEM) against the configured issuers at now.  When
+ * its AKI (or name) designates a configured CA whose key does not verify the
+ * signature: JPKI_ERR_CRL_SIGNATURE; when no configured CA is designated:
+ * JPKI_ERR_CRL_ISSUER.  Delta, indirect and partial CRLs are refused.
+ * In short:
  * signed by a key of one issuer, thisUpdate <= now + skew; stale when
  * now > nextUpdate + grace (grace_s; 0 = nextUpdate + clock_skew). */
 jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
@@ -456,7 +460,10 @@ typedef struct {
 } jpki_crl_entry;
 typedef int (*jpki_crl_entry_fn)(void *ud, const jpki_crl_entry *e);
 /* Streams the entries of a verified CRL (call jpki_crl_verify first) without
- * building them all in memory; fn returning non-zero stops (JPKI_ERR_IO). */
+ * building them all in memory; fn returning non-zero stops (JPKI_ERR_IO).
+ * An entry is reported once per CA key generation of the CRL's issuer (a CA
+ * may sign its CRL with a newer key than the one that issued a certificate,
+ * and cert_id is keyed by the issuing key). */
 jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
                           size_t len, jpki_crl_entry_fn fn, void *ud);
 
@@ -468,8 +475,9 @@ jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
                               size_t detaillen);
 void jpki_crl_index_free(jpki_crl_index *ix);
 const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix);
-/* JPKI_OK and info->status GOOD / REVOKED / HOLD; JPKI_ERR_CRL_STALE when
- * the CRL is stale at now. */
+/* JPKI_OK and info->status GOOD / REVOKED / HOLD (an entry without a reason
+ * code is revoked, reason unspecified); JPKI_ERR_CRL_STALE when the CRL is
+ * stale at now. */
 jpki_err jpki_crl_index_lookup(const jpki_crl_index *ix, const char *cert_id,
                                time_t now, unsigned grace_s,
                                jpki_rev_info *info);

@@ -7,6 +7,13 @@
  * the CA is identified by its key, never by its name alone) or by a
  * delegated responder certificate included in the response that the same CA
  * key issued, that carries id-kp-OCSPSigning and that is valid at now.
+ * Signature algorithms: RSA PKCS#1 v1.5 or ECDSA with SHA-256/384/512,
+ * SHA-1 only with policy.allow_sha1 (else JPKI_ERR_OCSP_SIGNATURE).
+ *
+ * Error codes: JPKI_ERR_OCSP_SIGNER when the ResponderID names neither the
+ * issuing CA nor an acceptable delegated responder included in the
+ * response; JPKI_ERR_OCSP_SIGNATURE when it names one whose key does not
+ * verify the signature (e.g. another CA using the J-LIS DN, named by DN).
  *
  * Time window (clock_skew = policy.clock_skew):
  *   thisUpdate <= now + clock_skew, and
@@ -174,18 +181,39 @@ static int delegated_ok(X509 *r, X509 *ca, time_t now)
     return valid_at(r, now);
 }
 
+/* RSA PKCS#1 v1.5 or ECDSA with SHA-256/384/512, SHA-1 only when allowed
+ * (the algorithms crl.c accepts too). */
+static int sig_alg_ok(const OCSP_BASICRESP *bs, int allow_sha1)
+{
+    const X509_ALGOR *alg = OCSP_resp_get0_tbs_sigalg(bs);
+    const ASN1_OBJECT *obj;
+    int md = NID_undef, pk = NID_undef;
+
+    if (alg == NULL)
+        return 0;
+    X509_ALGOR_get0(&obj, NULL, NULL, alg);
+    if (!OBJ_find_sigid_algs(OBJ_obj2nid(obj), &md, &pk) ||
+        (pk != NID_rsaEncryption && pk != NID_X9_62_id_ecPublicKey))
+        return 0;
+    return md == NID_sha256 || md == NID_sha384 || md == NID_sha512 ||
+           (md == NID_sha1 && allow_sha1);
+}
+
 /*
  * Finds who signed bs.  JPKI_OK when the issuing CA or an acceptable
  * delegated responder named by the ResponderID verifies the signature;
  * JPKI_ERR_OCSP_SIGNATURE when an acceptable signer is named but its key
  * does not verify; JPKI_ERR_OCSP_SIGNER when no acceptable signer is named.
  */
-static jpki_err find_signer(const jpki_cert *c, OCSP_BASICRESP *bs,
-                            time_t now)
+static jpki_err find_signer(const jpki_ctx *ctx, const jpki_cert *c,
+                            OCSP_BASICRESP *bs, time_t now)
 {
     const STACK_OF(X509) *certs = OCSP_resp_get0_certs(bs);
     jpki_err e = JPKI_ERR_OCSP_SIGNER;
     int i, n;
+
+    if (!sig_alg_ok(bs, (int)ctx->policy.allow_sha1))
+        return JPKI_ERR_OCSP_SIGNATURE;
 
     if (responder_id_matches(bs, c->issuer_cert, c->issuer_key_hash)) {
         if (response_signed_by(bs, c->issuer_cert))
@@ -357,7 +385,7 @@ static jpki_err check_basic(const jpki_ctx *ctx, const jpki_cert *c,
     int found;
     jpki_err e;
 
-    e = find_signer(c, bs, now);
+    e = find_signer(ctx, c, bs, now);
     if (e != JPKI_OK)
         return e;
 
