@@ -3,6 +3,7 @@
 #   make test     install missing Debian packages, build, run every test
 #   make demo     install missing Debian packages, run the demo
 #   make bench    print the performance figures
+SHELL   := /bin/bash
 CC      ?= cc
 B       := build
 CFLAGS  ?= -O2 -g
@@ -24,32 +25,32 @@ UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
 .PHONY: all deps test unit demo bench pki pki-age clean
-all: $(B)/libjpki.a $(B)/jpkictl
+all: $(B)/libjpki.a $(B)/jpkictl $(B)/ngx_http_jpki_module.so
 
 deps:
 	@bash .ci/deps
 
 $(B)/obj/%.o: common/%.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
+	@echo '  CC    $@'; $(CC) $(CFLAGS) $(WARN) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/libjpki.a: $(CORE_OBJ)
-	rm -f $@; ar rcs $@ $^
+	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
 $(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	$(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
+	@echo '  CC    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/asan/libjpki.a: $(SAN_OBJ)
-	rm -f $@; ar rcs $@ $^
+	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
 $(B)/jpkictl: tools/jpkictl.c $(B)/libjpki.a common/jpki.h
-	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 
 $(B)/t/%: t/unit/%.c t/unit/tap.h $(B)/libjpki.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 $(B)/asan/t/%: t/unit/%.c t/unit/tap.h $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
-	$(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
+	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
 	    $(B)/asan/libjpki.a $(LIBS)
 
 # The test PKI (t/pki/mkpki.sh) is rebuilt when the script changes, and when
@@ -80,7 +81,24 @@ bench: deps
 	bash bench/run.sh
 
 $(B)/bench_core: bench/bench_core.c $(B)/libjpki.a
-	$(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 
 clean:
 	rm -rf $(B)
+
+# ---- nginx dynamic module, built against Debian's nginx-dev -------------
+NGX_SRC := /usr/share/nginx/src
+NGX_MOD := $(wildcard ngx_module/*.c ngx_module/*.h)
+$(B)/nginx/objs/Makefile: config
+	@rm -rf $(B)/nginx && mkdir -p $(B) && cp -r $(NGX_SRC) $(B)/nginx
+	@echo '  NGX   configure (Debian flags, --with-compat)'
+	@cd $(B)/nginx && . ./conf_flags && JPKI_BUILD=$(CURDIR)/$(B) \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt='-g -O2 -fPIC -Wall -Werror' \
+	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || (tail -20 configure.log; exit 1)
+$(B)/ngx_http_jpki_module.so: $(B)/libjpki.a $(NGX_MOD) $(B)/nginx/objs/Makefile
+	@echo '  NGX   $@'
+	@touch ngx_module/ngx_http_jpki_module.c
+	@$(MAKE) -s -C $(B)/nginx -f objs/Makefile modules > /dev/null
+	@cp $(B)/nginx/objs/ngx_http_jpki_module.so $@

@@ -1,0 +1,84 @@
+/*
+ * ngx_http_jpki.h - shared declarations of the nginx JPKI gate module.
+ * JPKI logic lives in common/ (jpki.h); this module only drives it.
+ */
+#ifndef NGX_HTTP_JPKI_H
+#define NGX_HTTP_JPKI_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "jpki.h"
+
+
+#define NGX_HTTP_JPKI_STORE_SHM    1
+#define NGX_HTTP_JPKI_STORE_REDIS  2
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  crl_file;
+    ngx_url_t                  ocsp_url;
+    ngx_str_t                  ocsp_host;     /* Host header */
+    ngx_str_t                  ocsp_uri;
+    jpki_issuer               *issuer;
+    jpki_crl_index            *crl;           /* per worker */
+} ngx_http_jpki_issuer_t;
+
+
+typedef struct {
+    jpki_ctx                  *ctx;
+    ngx_flag_t                 configured;
+    ngx_flag_t                 has_secret;
+    ngx_array_t                issuers;       /* ngx_http_jpki_issuer_t */
+
+    ngx_uint_t                 store;
+    ngx_shm_zone_t            *shm_zone;
+    jpki_shm                  *shm;           /* per worker handle */
+    void                      *shm_handle;
+
+    ngx_url_t                  redis;
+    ngx_str_t                  redis_user;
+    ngx_str_t                  redis_password;
+    ngx_int_t                  redis_db;
+    ngx_msec_t                 redis_connect_timeout;
+    ngx_msec_t                 redis_timeout;
+    ngx_uint_t                 redis_keepalive;
+
+    ngx_msec_t                 ocsp_timeout;
+
+    ngx_str_t                  map_file;
+    time_t                     map_mtime;
+    ngx_event_t                map_timer;
+    void                      *map;           /* per worker table */
+} ngx_http_jpki_main_conf_t;
+
+
+typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
+
+/* Store I/O completion: res holds n results, or res is NULL on failure. */
+typedef void (*ngx_http_jpki_store_done_pt)(void *data,
+    jpki_store_result *res, size_t n);
+/* OCSP completion: status 0 on failure or timeout. */
+typedef void (*ngx_http_jpki_ocsp_done_pt)(void *data, ngx_int_t status,
+    u_char *body, size_t len);
+
+
+ngx_int_t ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_log_t *log, const jpki_store_cmd *cmds, size_t n,
+    ngx_http_jpki_store_done_pt done, void *data, ngx_http_jpki_io_t **io);
+
+ngx_int_t ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, ngx_log_t *log, ngx_str_t *key,
+    const u_char *body, size_t len, ngx_http_jpki_ocsp_done_pt done,
+    void *data, ngx_http_jpki_io_t **io);
+
+/* The request went away: the I/O goes on (or is closed) but will not call
+ * back. */
+void ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io);
+
+
+extern ngx_module_t  ngx_http_jpki_module;
+
+#endif /* NGX_HTTP_JPKI_H */

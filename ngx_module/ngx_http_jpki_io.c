@@ -1,0 +1,960 @@
+/*
+ * ngx_http_jpki_io.c - the module's non-blocking I/O: Redis commands over
+ * nginx peer connections (RESP from common/, a per-worker keepalive pool)
+ * and OCSP POSTs (one flight per certificate shared by concurrent logins).
+ * Every wait is bounded by an nginx timer; failures reach the caller, which
+ * feeds them to the core as failures (fail-closed).
+ */
+
+#include "ngx_http_jpki.h"
+
+
+#define NGX_HTTP_JPKI_IO_REDIS  1
+#define NGX_HTTP_JPKI_IO_OCSP   2
+
+#define JPKI_MAX_CMDS           8
+#define JPKI_OCSP_HEADER_MAX    16384
+
+
+typedef struct ngx_http_jpki_redis_conn_s  ngx_http_jpki_redis_conn_t;
+typedef struct ngx_http_jpki_flight_s      ngx_http_jpki_flight_t;
+
+
+struct ngx_http_jpki_io_s {
+    ngx_uint_t                     kind;
+    void                          *data;        /* NULL once detached */
+    ngx_http_jpki_store_done_pt    store_done;
+    ngx_http_jpki_ocsp_done_pt     ocsp_done;
+
+    /* Redis */
+    ngx_http_jpki_redis_conn_t    *conn;
+    jpki_store_cmd                 cmds[JPKI_MAX_CMDS];
+    jpki_store_result              res[JPKI_MAX_CMDS];
+    size_t                         n;
+
+    /* OCSP */
+    ngx_http_jpki_flight_t        *flight;
+    ngx_http_jpki_io_t            *next_waiter;
+};
+
+
+struct ngx_http_jpki_redis_conn_s {
+    ngx_queue_t                    queue;
+    ngx_peer_connection_t          pc;
+    ngx_http_jpki_main_conf_t     *jmcf;
+    jpki_resp_reader              *rd;
+    ngx_http_jpki_io_t            *io;
+    u_char                        *out;
+    size_t                         out_len;
+    size_t                         out_sent;
+    ngx_uint_t                     prelude;     /* AUTH/SELECT replies due */
+    ngx_uint_t                     got;         /* command replies read */
+    ngx_uint_t                     ready;       /* AUTH/SELECT done */
+    ngx_log_t                      log;
+};
+
+
+struct ngx_http_jpki_flight_s {
+    ngx_queue_t                    queue;
+    u_char                         key[64];
+    size_t                         key_len;
+    ngx_peer_connection_t          pc;
+    ngx_http_jpki_io_t            *waiters;
+    u_char                        *out;
+    size_t                         out_len;
+    size_t                         out_sent;
+    u_char                        *in;
+    size_t                         in_len;
+    size_t                         in_max;
+    ngx_msec_t                     timeout;
+    ngx_log_t                      log;
+};
+
+
+static ngx_queue_t  ngx_http_jpki_redis_idle;
+static ngx_uint_t   ngx_http_jpki_redis_nidle;
+static ngx_queue_t  ngx_http_jpki_flights;
+static ngx_uint_t   ngx_http_jpki_io_inited;
+
+
+static void ngx_http_jpki_io_init(void)
+{
+    if (!ngx_http_jpki_io_inited) {
+        ngx_queue_init(&ngx_http_jpki_redis_idle);
+        ngx_queue_init(&ngx_http_jpki_flights);
+        ngx_http_jpki_io_inited = 1;
+    }
+}
+
+
+void
+ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io)
+{
+    if (io != NULL) {
+        io->data = NULL;
+    }
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+static ngx_int_t
+ngx_http_jpki_connect(ngx_peer_connection_t *pc, ngx_url_t *u, ngx_log_t *log,
+    void *data, ngx_event_handler_pt rh, ngx_event_handler_pt wh)
+{
+    ngx_int_t  rc;
+
+    ngx_memzero(pc, sizeof(ngx_peer_connection_t));
+    pc->sockaddr = u->addrs[0].sockaddr;
+    pc->socklen = u->addrs[0].socklen;
+    pc->name = &u->addrs[0].name;
+    pc->get = ngx_event_get_peer;
+    pc->log = log;
+    pc->log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (pc->connection) {
+            ngx_close_connection(pc->connection);
+            pc->connection = NULL;
+        }
+        return NGX_ERROR;
+    }
+
+    pc->connection->data = data;
+    pc->connection->read->handler = rh;
+    pc->connection->write->handler = wh;
+    pc->connection->pool = NULL;
+
+    return rc;                                /* NGX_OK or NGX_AGAIN */
+}
+
+
+static ngx_int_t
+ngx_http_jpki_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_ERR, c->log, err, "jpki: connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Sends what is left of out; NGX_OK when all is sent. */
+static ngx_int_t
+ngx_http_jpki_send(ngx_connection_t *c, u_char *out, size_t len, size_t *sent)
+{
+    ssize_t  n;
+
+    while (*sent < len) {
+        n = c->send(c, out + *sent, len - *sent);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                return NGX_ERROR;
+            }
+            return NGX_AGAIN;
+        }
+
+        if (n <= 0) {
+            return NGX_ERROR;
+        }
+
+        *sent += n;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Redis                                                               */
+/* ------------------------------------------------------------------ */
+
+static void ngx_http_jpki_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_jpki_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_jpki_redis_idle_handler(ngx_event_t *ev);
+
+
+static void
+ngx_http_jpki_redis_close(ngx_http_jpki_redis_conn_t *rc)
+{
+    if (rc->pc.connection) {
+        ngx_close_connection(rc->pc.connection);
+        rc->pc.connection = NULL;
+    }
+
+    jpki_resp_reader_free(rc->rd);
+    ngx_free(rc->out);
+    ngx_free(rc);
+}
+
+
+/* Ends the current operation; ok = 0 closes the connection. */
+static void
+ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t ok)
+{
+    ngx_http_jpki_io_t  *io;
+    ngx_connection_t    *c;
+
+    io = rc->io;
+    rc->io = NULL;
+    c = rc->pc.connection;
+
+    if (c) {
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+    }
+
+    if (ok && c && ngx_http_jpki_redis_nidle < rc->jmcf->redis_keepalive) {
+        c->read->handler = ngx_http_jpki_redis_idle_handler;
+        c->write->handler = ngx_http_jpki_redis_idle_handler;
+        c->idle = 1;
+        c->log->handler = NULL;
+        ngx_queue_insert_head(&ngx_http_jpki_redis_idle, &rc->queue);
+        ngx_http_jpki_redis_nidle++;
+
+    } else {
+        ngx_http_jpki_redis_close(rc);
+    }
+
+    if (io->data != NULL) {
+        io->store_done(io->data, ok ? io->res : NULL, io->n);
+    }
+
+    ngx_free(io);
+}
+
+
+static void
+ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_jpki_redis_conn_t  *rc;
+    u_char                       buf[1];
+    ssize_t                      n;
+
+    c = ev->data;
+    rc = c->data;
+
+    if (ev->write) {
+        return;
+    }
+
+    /* an idle connection has nothing to read: EOF or garbage closes it */
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            goto close;
+        }
+        return;
+    }
+
+close:
+    ngx_queue_remove(&rc->queue);
+    ngx_http_jpki_redis_nidle--;
+    ngx_http_jpki_redis_close(rc);
+}
+
+
+static void
+ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
+{
+    ngx_connection_t  *c = rc->pc.connection;
+    ngx_int_t          r;
+
+    r = ngx_http_jpki_send(c, rc->out, rc->out_len, &rc->out_sent);
+
+    if (r == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis send failed");
+        ngx_http_jpki_redis_finish(rc, 0);
+        return;
+    }
+
+    if (r == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, rc->jmcf->redis_timeout);
+        }
+        return;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_add_timer(c->read, rc->jmcf->redis_timeout);
+
+    if (c->read->ready) {
+        ngx_http_jpki_redis_read_handler(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_jpki_redis_finish(rc, 0);
+    }
+}
+
+
+static void
+ngx_http_jpki_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c = ev->data;
+    ngx_http_jpki_redis_conn_t  *rc = c->data;
+
+    if (rc->io == NULL) {
+        return;
+    }
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                      "jpki: redis connect or send timed out");
+        ngx_http_jpki_redis_finish(rc, 0);
+        return;
+    }
+
+    if (!rc->ready && rc->out_sent == 0
+        && ngx_http_jpki_test_connect(c) != NGX_OK)
+    {
+        ngx_http_jpki_redis_finish(rc, 0);
+        return;
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    ngx_http_jpki_redis_start(rc);
+}
+
+
+/* Reads replies; returns 1 when the operation is complete. */
+static ngx_int_t
+ngx_http_jpki_redis_parse(ngx_http_jpki_redis_conn_t *rc)
+{
+    ngx_http_jpki_io_t  *io = rc->io;
+    jpki_store_cmd       ok_cmd;
+    jpki_store_result    r;
+    int                  got;
+
+    ngx_memzero(&ok_cmd, sizeof(ok_cmd));
+    ok_cmd.op = JPKI_STORE_SET;
+
+    for ( ;; ) {
+        if (rc->prelude) {
+            got = jpki_resp_reader_next(rc->rd, &ok_cmd, &r);
+            if (got == 1) {
+                if (r.type != JPKI_STORE_R_INT) {
+                    ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                                  "jpki: redis AUTH or SELECT refused");
+                    return NGX_ERROR;
+                }
+                if (--rc->prelude == 0) {
+                    rc->ready = 1;
+                }
+                continue;
+            }
+
+        } else if (rc->got < io->n) {
+            got = jpki_resp_reader_next(rc->rd, &io->cmds[rc->got],
+                                        &io->res[rc->got]);
+            if (got == 1) {
+                rc->got++;
+                continue;
+            }
+
+        } else {
+            return 1;
+        }
+
+        if (got < 0) {
+            ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
+                          "jpki: redis protocol error");
+            return NGX_ERROR;
+        }
+
+        return 0;
+    }
+}
+
+
+static void
+ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c = ev->data;
+    ngx_http_jpki_redis_conn_t  *rc = c->data;
+    u_char                       buf[4096];
+    ssize_t                      n;
+    ngx_int_t                    done;
+
+    if (rc->io == NULL) {
+        return;
+    }
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                      "jpki: redis command timed out");
+        ngx_http_jpki_redis_finish(rc, 0);
+        return;
+    }
+
+    for ( ;; ) {
+        done = ngx_http_jpki_redis_parse(rc);
+        if (done == NGX_ERROR) {
+            ngx_http_jpki_redis_finish(rc, 0);
+            return;
+        }
+        if (done == 1) {
+            ngx_http_jpki_redis_finish(rc, 1);
+            return;
+        }
+
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+                ngx_http_jpki_redis_finish(rc, 0);
+            }
+            return;
+        }
+
+        if (n <= 0) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "jpki: redis closed the connection");
+            ngx_http_jpki_redis_finish(rc, 0);
+            return;
+        }
+
+        if (jpki_resp_reader_feed(rc->rd, (char *) buf, n) != JPKI_OK) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "jpki: redis reply too large");
+            ngx_http_jpki_redis_finish(rc, 0);
+            return;
+        }
+    }
+}
+
+
+static size_t
+ngx_http_jpki_resp_arg(u_char *p, ngx_str_t *s)
+{
+    u_char  *start = p;
+
+    p = ngx_sprintf(p, "$%uz\r\n", s->len);
+    p = ngx_cpymem(p, s->data, s->len);
+    *p++ = '\r';
+    *p++ = '\n';
+
+    return p - start;
+}
+
+
+/* AUTH [user] password and SELECT db, sent before the first commands. */
+static size_t
+ngx_http_jpki_redis_prelude(ngx_http_jpki_main_conf_t *jmcf, u_char *p,
+    ngx_uint_t *count)
+{
+    u_char     *start = p, dbbuf[NGX_INT_T_LEN];
+    ngx_str_t   auth = ngx_string("AUTH"), select = ngx_string("SELECT");
+    ngx_str_t   db;
+
+    *count = 0;
+
+    if (jmcf->redis_password.len) {
+        p = ngx_sprintf(p, "*%d\r\n", jmcf->redis_user.len ? 3 : 2);
+        p += ngx_http_jpki_resp_arg(p, &auth);
+        if (jmcf->redis_user.len) {
+            p += ngx_http_jpki_resp_arg(p, &jmcf->redis_user);
+        }
+        p += ngx_http_jpki_resp_arg(p, &jmcf->redis_password);
+        (*count)++;
+    }
+
+    if (jmcf->redis_db > 0) {
+        db.data = dbbuf;
+        db.len = ngx_sprintf(dbbuf, "%i", jmcf->redis_db) - dbbuf;
+        p = ngx_sprintf(p, "*2\r\n");
+        p += ngx_http_jpki_resp_arg(p, &select);
+        p += ngx_http_jpki_resp_arg(p, &db);
+        (*count)++;
+    }
+
+    return p - start;
+}
+
+
+static ngx_http_jpki_redis_conn_t *
+ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    ngx_int_t *rc_connect)
+{
+    ngx_queue_t                 *q;
+    ngx_http_jpki_redis_conn_t  *rc;
+
+    if (!ngx_queue_empty(&ngx_http_jpki_redis_idle)) {
+        q = ngx_queue_head(&ngx_http_jpki_redis_idle);
+        ngx_queue_remove(q);
+        ngx_http_jpki_redis_nidle--;
+        rc = ngx_queue_data(q, ngx_http_jpki_redis_conn_t, queue);
+        rc->pc.connection->idle = 0;
+        rc->pc.connection->read->handler = ngx_http_jpki_redis_read_handler;
+        rc->pc.connection->write->handler = ngx_http_jpki_redis_write_handler;
+        *rc_connect = NGX_OK;
+        return rc;
+    }
+
+    rc = ngx_calloc(sizeof(ngx_http_jpki_redis_conn_t), log);
+    if (rc == NULL) {
+        return NULL;
+    }
+
+    rc->jmcf = jmcf;
+    rc->log = *ngx_cycle->log;
+    rc->rd = jpki_resp_reader_new();
+
+    if (rc->rd == NULL) {
+        ngx_free(rc);
+        return NULL;
+    }
+
+    *rc_connect = ngx_http_jpki_connect(&rc->pc, &jmcf->redis, &rc->log, rc,
+                                        ngx_http_jpki_redis_read_handler,
+                                        ngx_http_jpki_redis_write_handler);
+    if (*rc_connect == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to redis");
+        jpki_resp_reader_free(rc->rd);
+        ngx_free(rc);
+        return NULL;
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    const jpki_store_cmd *cmds, size_t n, ngx_http_jpki_store_done_pt done,
+    void *data, ngx_http_jpki_io_t **iop)
+{
+    ngx_http_jpki_io_t          *io;
+    ngx_http_jpki_redis_conn_t  *rc;
+    ngx_int_t                    connect;
+    size_t                       i, total, len[JPKI_MAX_CMDS];
+    char                        *resp[JPKI_MAX_CMDS];
+    u_char                      *p;
+
+    ngx_http_jpki_io_init();
+
+    if (n == 0 || n > JPKI_MAX_CMDS) {
+        return NGX_ERROR;
+    }
+
+    total = 512 + jmcf->redis_user.len + jmcf->redis_password.len;
+    ngx_memzero(resp, sizeof(resp));
+
+    for (i = 0; i < n; i++) {
+        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
+            goto failed;
+        }
+        total += len[i];
+    }
+
+    io = ngx_calloc(sizeof(ngx_http_jpki_io_t), log);
+    if (io == NULL) {
+        goto failed;
+    }
+
+    io->kind = NGX_HTTP_JPKI_IO_REDIS;
+    io->data = data;
+    io->store_done = done;
+    io->n = n;
+    ngx_memcpy(io->cmds, cmds, n * sizeof(jpki_store_cmd));
+
+    rc = ngx_http_jpki_redis_get(jmcf, log, &connect);
+    if (rc == NULL) {
+        ngx_free(io);
+        goto failed;
+    }
+
+    ngx_free(rc->out);
+    rc->out = ngx_alloc(total, log);
+    if (rc->out == NULL) {
+        ngx_free(io);
+        ngx_http_jpki_redis_close(rc);
+        goto failed;
+    }
+
+    p = rc->out;
+    if (!rc->ready) {
+        p += ngx_http_jpki_redis_prelude(jmcf, p, &rc->prelude);
+        if (rc->prelude == 0) {
+            rc->ready = 1;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, resp[i], len[i]);
+        free(resp[i]);
+    }
+
+    rc->out_len = p - rc->out;
+    rc->out_sent = 0;
+    rc->got = 0;
+    rc->io = io;
+    io->conn = rc;
+    *iop = io;
+
+    if (connect == NGX_AGAIN) {
+        ngx_add_timer(rc->pc.connection->write, jmcf->redis_connect_timeout);
+        return NGX_AGAIN;
+    }
+
+    ngx_http_jpki_redis_start(rc);
+
+    return NGX_AGAIN;
+
+failed:
+
+    for (i = 0; i < n; i++) {
+        free(resp[i]);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* OCSP                                                                */
+/* ------------------------------------------------------------------ */
+
+static void ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev);
+static void ngx_http_jpki_ocsp_write_handler(ngx_event_t *ev);
+
+
+static void
+ngx_http_jpki_flight_end(ngx_http_jpki_flight_t *f, ngx_int_t status,
+    u_char *body, size_t len)
+{
+    ngx_http_jpki_io_t  *w, *next;
+
+    if (f->pc.connection) {
+        ngx_close_connection(f->pc.connection);
+        f->pc.connection = NULL;
+    }
+
+    ngx_queue_remove(&f->queue);
+
+    for (w = f->waiters; w; w = next) {
+        next = w->next_waiter;
+        if (w->data != NULL) {
+            w->ocsp_done(w->data, status, body, len);
+        }
+        ngx_free(w);
+    }
+
+    ngx_free(f->out);
+    ngx_free(f->in);
+    ngx_free(f);
+}
+
+
+/* Status line, end of headers, Content-Length; NGX_AGAIN until whole. */
+static ngx_int_t
+ngx_http_jpki_ocsp_parse(ngx_http_jpki_flight_t *f, ngx_uint_t eof,
+    ngx_int_t *status, u_char **body, size_t *blen)
+{
+    u_char   *p, *end, *hend, *cl;
+    size_t    clen;
+    ngx_int_t st;
+
+    p = f->in;
+    end = f->in + f->in_len;
+
+    hend = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
+    if (hend == NULL) {
+        return eof || f->in_len >= JPKI_OCSP_HEADER_MAX ? NGX_ERROR
+                                                        : NGX_AGAIN;
+    }
+
+    if (f->in_len < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
+        return NGX_ERROR;
+    }
+
+    st = ngx_atoi(p + 9, 3);
+    if (st == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *status = st;
+    *body = hend + 4;
+    *blen = end - *body;
+
+    cl = ngx_strlcasestrn(p, hend, (u_char *) "\ncontent-length:", 16 - 1);
+    if (cl != NULL) {
+        cl += 16;
+        while (*cl == ' ' || *cl == '\t') {
+            cl++;
+        }
+        clen = 0;
+        while (cl < hend && *cl >= '0' && *cl <= '9'
+               && clen <= JPKI_OCSP_RESP_MAX)
+        {
+            clen = clen * 10 + (*cl++ - '0');
+        }
+        if (clen > JPKI_OCSP_RESP_MAX || *blen > clen) {
+            return NGX_ERROR;
+        }
+        if (*blen == clen) {
+            return NGX_OK;
+        }
+        return eof ? NGX_ERROR : NGX_AGAIN;
+    }
+
+    return eof ? NGX_OK : NGX_AGAIN;
+}
+
+
+static void
+ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t        *c = ev->data;
+    ngx_http_jpki_flight_t  *f = c->data;
+    ssize_t                  n;
+    ngx_int_t                rc, status;
+    u_char                  *body;
+    size_t                   blen;
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                      "jpki: OCSP responder timed out");
+        ngx_http_jpki_flight_end(f, 0, NULL, 0);
+        return;
+    }
+
+    for ( ;; ) {
+        if (f->in_len == f->in_max) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "jpki: OCSP response too large");
+            ngx_http_jpki_flight_end(f, 0, NULL, 0);
+            return;
+        }
+
+        n = c->recv(c, f->in + f->in_len, f->in_max - f->in_len);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(ev, 0) != NGX_OK) {
+                ngx_http_jpki_flight_end(f, 0, NULL, 0);
+            }
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_jpki_flight_end(f, 0, NULL, 0);
+            return;
+        }
+
+        if (n > 0) {
+            f->in_len += n;
+        }
+
+        rc = ngx_http_jpki_ocsp_parse(f, n == 0, &status, &body, &blen);
+
+        if (rc == NGX_OK) {
+            ngx_http_jpki_flight_end(f, status, body, blen);
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "jpki: malformed HTTP answer from OCSP responder");
+            ngx_http_jpki_flight_end(f, 0, NULL, 0);
+            return;
+        }
+
+        if (n == 0) {
+            ngx_http_jpki_flight_end(f, 0, NULL, 0);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_jpki_ocsp_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t        *c = ev->data;
+    ngx_http_jpki_flight_t  *f = c->data;
+    ngx_int_t                rc;
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                      "jpki: OCSP responder connect timed out");
+        ngx_http_jpki_flight_end(f, 0, NULL, 0);
+        return;
+    }
+
+    if (f->out_sent == 0 && ngx_http_jpki_test_connect(c) != NGX_OK) {
+        ngx_http_jpki_flight_end(f, 0, NULL, 0);
+        return;
+    }
+
+    rc = ngx_http_jpki_send(c, f->out, f->out_len, &f->out_sent);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_jpki_flight_end(f, 0, NULL, 0);
+        return;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    /* one timer for the whole answer */
+    ngx_add_timer(c->read, f->timeout);
+    c->write->handler = ngx_http_jpki_ocsp_write_handler;
+
+    if (c->read->ready) {
+        ngx_http_jpki_ocsp_read_handler(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_jpki_flight_end(f, 0, NULL, 0);
+    }
+}
+
+
+static void
+ngx_http_jpki_ocsp_noop(ngx_event_t *ev)
+{
+}
+
+
+ngx_int_t
+ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, ngx_log_t *log, ngx_str_t *key,
+    const u_char *body, size_t len, ngx_http_jpki_ocsp_done_pt done,
+    void *data, ngx_http_jpki_io_t **iop)
+{
+    ngx_queue_t             *q;
+    ngx_http_jpki_flight_t  *f;
+    ngx_http_jpki_io_t      *io;
+    ngx_int_t                rc;
+    u_char                  *p;
+
+    ngx_http_jpki_io_init();
+
+    io = ngx_calloc(sizeof(ngx_http_jpki_io_t), log);
+    if (io == NULL) {
+        return NGX_ERROR;
+    }
+
+    io->kind = NGX_HTTP_JPKI_IO_OCSP;
+    io->data = data;
+    io->ocsp_done = done;
+
+    /* join a flight for the same certificate already under way */
+    if (key != NULL && key->len > 0 && key->len <= 64) {
+        for (q = ngx_queue_head(&ngx_http_jpki_flights);
+             q != ngx_queue_sentinel(&ngx_http_jpki_flights);
+             q = ngx_queue_next(q))
+        {
+            f = ngx_queue_data(q, ngx_http_jpki_flight_t, queue);
+            if (f->key_len == key->len
+                && ngx_memcmp(f->key, key->data, key->len) == 0)
+            {
+                io->flight = f;
+                io->next_waiter = f->waiters;
+                f->waiters = io;
+                *iop = io;
+                return NGX_AGAIN;
+            }
+        }
+    }
+
+    f = ngx_calloc(sizeof(ngx_http_jpki_flight_t), log);
+    if (f == NULL) {
+        ngx_free(io);
+        return NGX_ERROR;
+    }
+
+    if (key != NULL && key->len <= 64) {
+        ngx_memcpy(f->key, key->data, key->len);
+        f->key_len = key->len;
+    }
+
+    f->log = *ngx_cycle->log;
+    f->timeout = jmcf->ocsp_timeout;
+    f->in_max = JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX;
+    f->in = ngx_alloc(f->in_max, log);
+    f->out = ngx_alloc(len + 512 + iss->ocsp_host.len + iss->ocsp_uri.len,
+                       log);
+
+    if (f->in == NULL || f->out == NULL) {
+        ngx_free(f->in);
+        ngx_free(f->out);
+        ngx_free(f);
+        ngx_free(io);
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(f->out, "POST %V HTTP/1.0\r\nHost: %V\r\n"
+                    "Content-Type: application/ocsp-request\r\n"
+                    "Accept: application/ocsp-response\r\n"
+                    "Content-Length: %uz\r\nConnection: close\r\n\r\n",
+                    &iss->ocsp_uri, &iss->ocsp_host, len);
+    p = ngx_cpymem(p, body, len);
+    f->out_len = p - f->out;
+
+    io->flight = f;
+    f->waiters = io;
+    ngx_queue_insert_tail(&ngx_http_jpki_flights, &f->queue);
+    *iop = io;
+
+    rc = ngx_http_jpki_connect(&f->pc, &iss->ocsp_url, &f->log, f,
+                               ngx_http_jpki_ocsp_read_handler,
+                               ngx_http_jpki_ocsp_write_handler);
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "jpki: cannot connect to OCSP responder \"%V\"",
+                      &iss->ocsp_url.url);
+        ngx_queue_remove(&f->queue);
+        ngx_free(f->in);
+        ngx_free(f->out);
+        ngx_free(f);
+        ngx_free(io);
+        *iop = NULL;
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_jpki_ocsp_noop;
+
+    ngx_add_timer(f->pc.connection->write, f->timeout);
+
+    if (rc == NGX_OK) {
+        ngx_http_jpki_ocsp_write_handler(f->pc.connection->write);
+    }
+
+    return NGX_AGAIN;
+}

@@ -1,0 +1,2197 @@
+/*
+ * ngx_http_jpki_module.c - the JPKI (My Number Card) login gate for nginx.
+ *
+ * Directives, the access-phase gate, the endpoints (challenge, login,
+ * logout, status), variables.  The JPKI logic is the core's transaction
+ * (common/jpki.h); this file drives it from nginx events: the embedded store
+ * is executed in place (shared memory, no I/O), Redis and OCSP go through
+ * ngx_http_jpki_io.c and resume the request when they answer.
+ */
+
+#include "ngx_http_jpki.h"
+
+
+#define NGX_HTTP_JPKI_UNSET_REV  ((ngx_uint_t) -1)
+
+typedef struct {
+    ngx_flag_t                 enable;
+    ngx_flag_t                 endpoints;
+    ngx_str_t                  header;
+    ngx_int_t                  lifetime;
+    ngx_int_t                  idle;
+    ngx_int_t                  recheck;
+    ngx_str_t                  cookie_name;
+    ngx_str_t                  cookie_path;
+    ngx_str_t                  cookie_samesite;
+    ngx_flag_t                 cookie_secure;
+    ngx_uint_t                 rev_policy;
+    ngx_flag_t                 fail_open;
+    ngx_str_t                  login_page;
+    ngx_flag_t                 require_account;
+    jpki_policy               *policy;
+} ngx_http_jpki_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t        *r;
+    jpki_txn                  *txn;
+    ngx_http_jpki_io_t        *io;
+    jpki_op                    op;
+    ngx_uint_t                 done;
+    ngx_uint_t                 waiting;      /* I/O under way */
+    ngx_int_t                  rc;           /* access phase result */
+    u_char                    *body;
+    size_t                     body_len;
+    ngx_str_t                  cookie;
+    ngx_str_t                  account;
+    ngx_str_t                  cert_id;
+    ngx_str_t                  status;
+    time_t                     auth_time;
+    u_char                     peer[NGX_SOCKADDR_STRLEN + 1];
+    u_char                    *uri;
+} ngx_http_jpki_ctx_t;
+
+
+typedef struct {
+    u_char                     cert_id[JPKI_CERT_ID_HEX_LEN];
+    u_char                     account[JPKI_ACCOUNT_MAX + 1];
+    size_t                     account_len;
+} ngx_http_jpki_map_entry_t;
+
+typedef struct {
+    ngx_http_jpki_map_entry_t *e;
+    ngx_uint_t                 n;
+} ngx_http_jpki_map_t;
+
+
+static ngx_int_t ngx_http_jpki_add_variables(ngx_conf_t *cf);
+static void *ngx_http_jpki_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_jpki_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_jpki_init_process(ngx_cycle_t *cycle);
+static void ngx_http_jpki_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_jpki_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_revocation(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
+
+
+static ngx_command_t  ngx_http_jpki_commands[] = {
+
+    { ngx_string("jpki_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_jpki_issuer,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_jpki_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_jpki_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("jpki_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_jpki_main_conf_t, redis_connect_timeout),
+      NULL },
+
+    { ngx_string("jpki_ocsp_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_jpki_main_conf_t, ocsp_timeout),
+      NULL },
+
+    { ngx_string("jpki_map_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_jpki_main_conf_t, map_file),
+      NULL },
+
+    { ngx_string("jpki_challenge_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, challenge_ttl),
+      NULL },
+
+    { ngx_string("jpki_clock_skew"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, clock_skew),
+      NULL },
+
+    { ngx_string("jpki_ocsp_cache_good"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, ocsp_good_max_ttl),
+      NULL },
+
+    { ngx_string("jpki_ocsp_cache_hold"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, ocsp_hold_ttl),
+      NULL },
+
+    { ngx_string("jpki_ocsp_cache_revoked"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, ocsp_revoked_ttl),
+      NULL },
+
+    { ngx_string("jpki"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("jpki_endpoints"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_jpki_endpoints,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, header),
+      NULL },
+
+    { ngx_string("jpki_session_lifetime"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, lifetime),
+      NULL },
+
+    { ngx_string("jpki_session_idle"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, idle),
+      NULL },
+
+    { ngx_string("jpki_recheck_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, recheck),
+      NULL },
+
+    { ngx_string("jpki_cookie_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, cookie_name),
+      NULL },
+
+    { ngx_string("jpki_cookie_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, cookie_path),
+      NULL },
+
+    { ngx_string("jpki_cookie_samesite"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_samesite,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, cookie_samesite),
+      NULL },
+
+    { ngx_string("jpki_cookie_secure"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, cookie_secure),
+      NULL },
+
+    { ngx_string("jpki_revocation"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_revocation,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_failure"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_failure,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_login_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, login_page),
+      NULL },
+
+    { ngx_string("jpki_require_account"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, require_account),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_jpki_module_ctx = {
+    ngx_http_jpki_add_variables,           /* preconfiguration */
+    ngx_http_jpki_init,                    /* postconfiguration */
+
+    ngx_http_jpki_create_main_conf,        /* create main configuration */
+    ngx_http_jpki_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_jpki_create_loc_conf,         /* create location configuration */
+    ngx_http_jpki_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_jpki_module = {
+    NGX_MODULE_V1,
+    &ngx_http_jpki_module_ctx,             /* module context */
+    ngx_http_jpki_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_jpki_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_jpki_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* ------------------------------------------------------------------ */
+/* Logging bridge                                                      */
+/* ------------------------------------------------------------------ */
+
+static void
+ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg)
+{
+    static const ngx_uint_t  map[] = {
+        NGX_LOG_ERR, NGX_LOG_WARN, NGX_LOG_INFO, NGX_LOG_DEBUG
+    };
+
+    ngx_log_error(map[(unsigned) level < 4 ? level : 3], ngx_cycle->log, 0,
+                  "%s", msg);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+static void
+ngx_http_jpki_cleanup_ctx(void *data)
+{
+    jpki_ctx_free(data);
+}
+
+
+static void *
+ngx_http_jpki_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_pool_cleanup_t         *cln;
+
+    jmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_main_conf_t));
+    if (jmcf == NULL) {
+        return NULL;
+    }
+
+    jmcf->ctx = jpki_ctx_new();
+    if (jmcf->ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        jpki_ctx_free(jmcf->ctx);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_jpki_cleanup_ctx;
+    cln->data = jmcf->ctx;
+
+    jpki_ctx_set_log(jmcf->ctx, ngx_http_jpki_log, NULL);
+
+    if (ngx_array_init(&jmcf->issuers, cf->pool, 4,
+                       sizeof(ngx_http_jpki_issuer_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    jmcf->redis_db = NGX_CONF_UNSET;
+    jmcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    jmcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
+    jmcf->ocsp_timeout = NGX_CONF_UNSET_MSEC;
+
+    return jmcf;
+}
+
+
+static char *
+ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    char                        err[256];
+
+    ngx_conf_init_msec_value(jmcf->redis_timeout, 1000);
+    ngx_conf_init_msec_value(jmcf->redis_connect_timeout, 1000);
+    ngx_conf_init_msec_value(jmcf->ocsp_timeout, 3000);
+    ngx_conf_init_value(jmcf->redis_db, 0);
+
+    if (jmcf->redis_keepalive == 0) {
+        jmcf->redis_keepalive = 16;
+    }
+
+    if (!jmcf->configured) {
+        return NGX_CONF_OK;
+    }
+
+    if (!jmcf->has_secret) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: \"jpki_secret_file\" is required");
+        return NGX_CONF_ERROR;
+    }
+
+    if (jmcf->issuers.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: at least one \"jpki_issuer\" is required");
+        return NGX_CONF_ERROR;
+    }
+
+    if (jmcf->store == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: \"jpki_store\" is required "
+                           "(e.g. \"jpki_store shm zone=jpki:10m;\")");
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_ctx_finish(jmcf->ctx, err, sizeof(err)) != JPKI_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts;
+    char                        err[256];
+
+    if (jmcf->has_secret) {
+        return "is duplicate";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_ctx_load_secret_file(jmcf->ctx, (char *) value[1].data, err,
+                                  sizeof(err))
+        != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    jmcf->has_secret = 1;
+    jmcf->configured = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_issuer_ca(ngx_conf_t *cf, jpki_issuer *is, ngx_str_t *list)
+{
+    u_char     *p, *last, *comma, *z;
+    ngx_str_t   file;
+    char        err[256];
+
+    p = list->data;
+    last = list->data + list->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        file.data = p;
+        file.len = (comma ? comma : last) - p;
+
+        if (file.len == 0) {
+            return "has an empty CA file name";
+        }
+
+        z = ngx_pnalloc(cf->pool, file.len + 1);
+        if (z == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        (void) ngx_cpystrn(z, file.data, file.len + 1);
+        file.data = z;
+        if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (jpki_issuer_add_certs_file(is, (char *) file.data, err,
+                                       sizeof(err))
+            != JPKI_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+            return NGX_CONF_ERROR;
+        }
+
+        p = comma ? comma + 1 : last;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_issuer_ocsp(ngx_conf_t *cf, ngx_http_jpki_issuer_t *iss,
+    ngx_str_t *url)
+{
+    u_char  *z;
+
+    if (url->len < 8 || ngx_strncmp(url->data, "http://", 7) != 0) {
+        return "needs an http:// OCSP URL (https responders: put a local "
+               "proxy in front)";
+    }
+
+    iss->ocsp_url.url.data = url->data + 7;
+    iss->ocsp_url.url.len = url->len - 7;
+    iss->ocsp_url.default_port = 80;
+    iss->ocsp_url.uri_part = 1;
+
+    if (ngx_parse_url(cf->pool, &iss->ocsp_url) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: OCSP URL \"%V\": %s", url,
+                           iss->ocsp_url.err ? iss->ocsp_url.err : "invalid");
+        return NGX_CONF_ERROR;
+    }
+
+    if (iss->ocsp_url.naddrs == 0) {
+        return "has an OCSP URL whose host does not resolve";
+    }
+
+    iss->ocsp_host = iss->ocsp_url.host;
+    if (iss->ocsp_url.uri.len) {
+        iss->ocsp_uri = iss->ocsp_url.uri;
+    } else {
+        ngx_str_set(&iss->ocsp_uri, "/");
+    }
+
+    z = ngx_pnalloc(cf->pool, url->len + 1);
+    if (z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    (void) ngx_cpystrn(z, url->data, url->len + 1);
+
+    if (jpki_issuer_set_ocsp_url(iss->issuer, (char *) z) != JPKI_OK) {
+        return "has an invalid OCSP URL";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* jpki_issuer NAME ca=FILE[,FILE...] [ocsp=URL] [crl=FILE]
+ *             [policy=OID|none]; */
+static char *
+ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts, v;
+    ngx_http_jpki_issuer_t     *iss;
+    ngx_uint_t                  i, has_ca = 0;
+    u_char                     *name, *z;
+    char                       *rv;
+
+    name = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    (void) ngx_cpystrn(name, value[1].data, value[1].len + 1);
+
+    iss = ngx_array_push(&jmcf->issuers);
+    if (iss == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(iss, sizeof(ngx_http_jpki_issuer_t));
+    iss->name = value[1];
+    iss->issuer = jpki_ctx_add_issuer(jmcf->ctx, (char *) name);
+
+    if (iss->issuer == NULL) {
+        return "has a duplicate, empty or too long name, or too many issuers";
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ca=", 3) == 0) {
+            v.data = value[i].data + 3;
+            v.len = value[i].len - 3;
+            rv = ngx_http_jpki_issuer_ca(cf, iss->issuer, &v);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+            has_ca = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ocsp=", 5) == 0) {
+            v.data = value[i].data + 5;
+            v.len = value[i].len - 5;
+            rv = ngx_http_jpki_issuer_ocsp(cf, iss, &v);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "crl=", 4) == 0) {
+            iss->crl_file.data = value[i].data + 4;
+            iss->crl_file.len = value[i].len - 4;
+            if (ngx_conf_full_name(cf->cycle, &iss->crl_file, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+            if (jpki_issuer_set_crl_source(iss->issuer,
+                                           (char *) iss->crl_file.data)
+                != JPKI_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "policy=", 7) == 0) {
+            v.len = value[i].len - 7;
+            z = ngx_pnalloc(cf->pool, v.len + 1);
+            if (z == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            (void) ngx_cpystrn(z, value[i].data + 7, v.len + 1);
+            if (jpki_issuer_set_policy(iss->issuer,
+                                       ngx_strcmp(z, "none") == 0
+                                       ? "" : (char *) z)
+                != JPKI_OK)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "jpki: invalid policy OID \"%s\"", z);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: invalid parameter \"%V\" (expected ca=, "
+                           "ocsp=, crl= or policy=)", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!has_ca) {
+        return "needs ca=FILE[,FILE...]";
+    }
+
+    jmcf->configured = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool;
+    void             *mem;
+    size_t            size;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        shm_zone->data = data;             /* reload: keep the table */
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    size = shm_zone->shm.size - shm_zone->shm.size / 8;
+    size &= ~(size_t) 7;
+
+    mem = ngx_slab_alloc(shpool, size);
+    if (mem == NULL || jpki_shm_init(mem, size, 0) != JPKI_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "jpki: zone \"%V\" is too small", &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    /* the size is kept in front of the table */
+    shpool->data = mem;
+    shm_zone->data = mem;
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/* jpki_store shm zone=NAME:SIZE;
+ * jpki_store redis=HOST:PORT|unix:PATH [db=N] [user=U] [password=P]
+ *            [keepalive=N]; */
+static char *
+ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts, name, s;
+    ngx_uint_t                  i;
+    ssize_t                     size;
+    u_char                     *colon;
+    ngx_int_t                   n;
+
+    if (jmcf->store) {
+        return "is duplicate";
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "shm", 3) == 0) {
+        if (cf->args->nelts != 3
+            || ngx_strncmp(value[2].data, "zone=", 5) != 0)
+        {
+            return "expects \"shm zone=NAME:SIZE\"";
+        }
+
+        name.data = value[2].data + 5;
+        colon = ngx_strlchr(name.data, value[2].data + value[2].len, ':');
+        if (colon == NULL) {
+            return "expects \"shm zone=NAME:SIZE\"";
+        }
+        name.len = colon - name.data;
+        s.data = colon + 1;
+        s.len = value[2].data + value[2].len - s.data;
+        size = ngx_parse_size(&s);
+
+        if (name.len == 0 || size == NGX_ERROR
+            || size < (ssize_t) (8 * ngx_pagesize)
+            || (size_t) size < 2 * jpki_shm_min_size())
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "jpki: invalid shm zone \"%V\" (size at "
+                               "least %uz)", &value[2],
+                               ngx_max(8 * ngx_pagesize,
+                                       2 * jpki_shm_min_size()));
+            return NGX_CONF_ERROR;
+        }
+
+        jmcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                               &ngx_http_jpki_module);
+        if (jmcf->shm_zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        jmcf->shm_zone->init = ngx_http_jpki_init_zone;
+        jmcf->store = NGX_HTTP_JPKI_STORE_SHM;
+        jmcf->configured = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[1].data, "redis=", 6) != 0) {
+        return "expects \"shm zone=NAME:SIZE\" or \"redis=HOST:PORT\"";
+    }
+
+    jmcf->redis.url.data = value[1].data + 6;
+    jmcf->redis.url.len = value[1].len - 6;
+    jmcf->redis.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &jmcf->redis) != NGX_OK
+        || jmcf->redis.naddrs == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: redis address "
+                           "\"%V\": %s", &jmcf->redis.url,
+                           jmcf->redis.err ? jmcf->redis.err
+                                           : "does not resolve");
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR || n > 15) {
+                return "has an invalid db= (0..15)";
+            }
+            jmcf->redis_db = n;
+
+        } else if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            jmcf->redis_user.data = value[i].data + 5;
+            jmcf->redis_user.len = value[i].len - 5;
+
+        } else if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            jmcf->redis_password.data = value[i].data + 9;
+            jmcf->redis_password.len = value[i].len - 9;
+
+        } else if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+            if (n == NGX_ERROR || n < 1 || n > 1024) {
+                return "has an invalid keepalive= (1..1024)";
+            }
+            jmcf->redis_keepalive = n;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "jpki: invalid parameter \"%V\" (expected "
+                               "db=, user=, password= or keepalive=)",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (jmcf->redis_user.len && jmcf->redis_password.len == 0) {
+        return "has user= without password=";
+    }
+
+    jmcf->store = NGX_HTTP_JPKI_STORE_REDIS;
+    jmcf->configured = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts;
+    jpki_policy                *p;
+    time_t                      t;
+
+    p = jpki_ctx_policy(jmcf->ctx);
+    t = ngx_parse_time(&value[1], 1);
+
+    if (p == NULL || t == (time_t) NGX_ERROR || t > 86400 * 365) {
+        return "invalid value";
+    }
+
+    *(unsigned *) ((char *) p + cmd->offset) = (unsigned) t;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_revocation(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value = cf->args->elts;
+    jpki_rev_policy            p;
+
+    if (jlcf->rev_policy != NGX_HTTP_JPKI_UNSET_REV) {
+        return "is duplicate";
+    }
+
+    if (jpki_rev_policy_parse((char *) value[1].data, value[1].len, &p)
+        != JPKI_OK || p == JPKI_REV_NONE)
+    {
+        return "must be ocsp, crl, \"ocsp,crl\" or \"crl,ocsp\"";
+    }
+
+    jlcf->rev_policy = p;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value = cf->args->elts;
+
+    if (jlcf->fail_open != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "closed") == 0) {
+        jlcf->fail_open = 0;
+
+    } else if (ngx_strcmp(value[1].data, "open") == 0) {
+        jlcf->fail_open = 1;
+
+    } else {
+        return "must be \"closed\" or \"open\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "Strict") != 0
+        && ngx_strcmp(value[1].data, "Lax") != 0
+        && ngx_strcmp(value[1].data, "None") != 0)
+    {
+        return "must be Strict, Lax or None";
+    }
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
+}
+
+
+static void *
+ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf;
+
+    jlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_loc_conf_t));
+    if (jlcf == NULL) {
+        return NULL;
+    }
+
+    jlcf->enable = NGX_CONF_UNSET;
+    jlcf->endpoints = NGX_CONF_UNSET;
+    jlcf->lifetime = NGX_CONF_UNSET;
+    jlcf->idle = NGX_CONF_UNSET;
+    jlcf->recheck = NGX_CONF_UNSET;
+    jlcf->cookie_secure = NGX_CONF_UNSET;
+    jlcf->rev_policy = NGX_HTTP_JPKI_UNSET_REV;
+    jlcf->fail_open = NGX_CONF_UNSET;
+    jlcf->require_account = NGX_CONF_UNSET;
+
+    return jlcf;
+}
+
+
+static char *
+ngx_http_jpki_copy_str(char *dst, size_t max, ngx_str_t *s, const char *what)
+{
+    if (s->len >= max) {
+        return (char *) what;
+    }
+
+    ngx_memcpy(dst, s->data, s->len);
+    dst[s->len] = '\0';
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_jpki_loc_conf_t   *prev = parent;
+    ngx_http_jpki_loc_conf_t   *conf = child;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    jpki_policy                *p;
+    char                       *rv, err[256];
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
+    ngx_conf_merge_str_value(conf->header, prev->header, "X-JPKI-Account");
+    ngx_conf_merge_sec_value(conf->lifetime, prev->lifetime, 28800);
+    ngx_conf_merge_sec_value(conf->idle, prev->idle, 1800);
+    ngx_conf_merge_sec_value(conf->recheck, prev->recheck, 300);
+    ngx_conf_merge_str_value(conf->cookie_name, prev->cookie_name,
+                             "jpki_session");
+    ngx_conf_merge_str_value(conf->cookie_path, prev->cookie_path, "/");
+    ngx_conf_merge_str_value(conf->cookie_samesite, prev->cookie_samesite,
+                             "Lax");
+    ngx_conf_merge_value(conf->cookie_secure, prev->cookie_secure, 1);
+    ngx_conf_merge_uint_value(conf->rev_policy, prev->rev_policy,
+                              JPKI_REV_OCSP);
+    ngx_conf_merge_value(conf->fail_open, prev->fail_open, 0);
+    ngx_conf_merge_str_value(conf->login_page, prev->login_page, "");
+    ngx_conf_merge_value(conf->require_account, prev->require_account, 0);
+
+    if (conf->header.len == 0 || conf->header.len > 64) {
+        return "jpki_header must be a header name of 1..64 characters";
+    }
+
+    jmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
+
+    if (!conf->enable && !conf->endpoints) {
+        return NGX_CONF_OK;
+    }
+
+    if (!jmcf->configured) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs "
+                           "\"jpki_secret_file\", \"jpki_issuer\" and "
+                           "\"jpki_store\" at http level");
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_palloc(cf->pool, sizeof(jpki_policy));
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *p = *jpki_ctx_get_policy(jmcf->ctx);
+    p->session_lifetime = (unsigned) conf->lifetime;
+    p->session_idle = (unsigned) conf->idle;
+    p->recheck_interval = (unsigned) conf->recheck;
+    p->cookie_secure = (unsigned) conf->cookie_secure;
+    p->cookie_httponly = 1;
+    p->rev_policy = (jpki_rev_policy) conf->rev_policy;
+    p->fail_open = (unsigned) conf->fail_open;
+    p->require_account = (unsigned) conf->require_account;
+
+    rv = ngx_http_jpki_copy_str(p->cookie_name, sizeof(p->cookie_name),
+                                &conf->cookie_name, "cookie name too long");
+    if (rv == NGX_CONF_OK) {
+        rv = ngx_http_jpki_copy_str(p->cookie_path, sizeof(p->cookie_path),
+                                    &conf->cookie_path, "cookie path too long");
+    }
+    if (rv == NGX_CONF_OK) {
+        rv = ngx_http_jpki_copy_str(p->cookie_samesite,
+                                    sizeof(p->cookie_samesite),
+                                    &conf->cookie_samesite, "bad SameSite");
+    }
+    if (rv == NGX_CONF_OK) {
+        rv = ngx_http_jpki_copy_str(p->login_page, sizeof(p->login_page),
+                                    &conf->login_page, "login page too long");
+    }
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->policy = p;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Per-worker state: store handle, CRLs, mapping file                  */
+/* ------------------------------------------------------------------ */
+
+static void
+ngx_http_jpki_shm_lock(void *ud)
+{
+    ngx_shmtx_lock(&((ngx_slab_pool_t *) ud)->mutex);
+}
+
+
+static void
+ngx_http_jpki_shm_unlock(void *ud)
+{
+    ngx_shmtx_unlock(&((ngx_slab_pool_t *) ud)->mutex);
+}
+
+
+static void
+ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+{
+    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+    ngx_uint_t               i;
+    uint8_t                 *der;
+    size_t                   len;
+    jpki_err                 e;
+    char                     detail[256];
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_file.len == 0) {
+            continue;
+        }
+
+        e = jpki_load_file((char *) iss[i].crl_file.data, JPKI_CRL_MAX, &der,
+                           &len);
+        if (e != JPKI_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot read CRL \"%V\":"
+                          " %s", &iss[i].crl_file, jpki_strerror(e));
+            continue;
+        }
+
+        detail[0] = '\0';
+        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(), 0,
+                                 &iss[i].crl, detail, sizeof(detail));
+        free(der);
+
+        if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
+                          " %s", &iss[i].crl_file, jpki_reason(e), detail);
+        }
+    }
+}
+
+
+static int
+ngx_http_jpki_map_cmp(const void *a, const void *b)
+{
+    return ngx_memcmp(((ngx_http_jpki_map_entry_t *) a)->cert_id,
+                      ((ngx_http_jpki_map_entry_t *) b)->cert_id,
+                      JPKI_CERT_ID_HEX_LEN);
+}
+
+
+/* The mapping file: "<cert_id> <account>" lines, '#' comments. */
+static void
+ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+{
+    ngx_http_jpki_map_t        *m, *old;
+    ngx_http_jpki_map_entry_t  *e;
+    uint8_t                    *data;
+    size_t                      len, n, alen;
+    char                       *line, *save, *sp, *acct;
+    ngx_file_info_t             fi;
+    ngx_uint_t                  lineno = 0, bad = 0;
+
+    if (ngx_file_info(jmcf->map_file.data, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: mapping file "
+                      "\"%V\" unreadable", &jmcf->map_file);
+        return;
+    }
+
+    if (ngx_file_mtime(&fi) == jmcf->map_mtime && jmcf->map != NULL) {
+        return;
+    }
+
+    if (jpki_load_file((char *) jmcf->map_file.data, 64 * 1024 * 1024, &data,
+                       &len)
+        != JPKI_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
+                      "unreadable", &jmcf->map_file);
+        return;
+    }
+
+    m = ngx_calloc(sizeof(ngx_http_jpki_map_t), log);
+    e = ngx_alloc((len / (JPKI_CERT_ID_HEX_LEN + 2) + 1)
+                  * sizeof(ngx_http_jpki_map_entry_t), log);
+    if (m == NULL || e == NULL) {
+        ngx_free(m);
+        ngx_free(e);
+        free(data);
+        return;
+    }
+
+    n = 0;
+    for (line = strtok_r((char *) data, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+    {
+        lineno++;
+        sp = line + strlen(line);
+        while (sp > line && (sp[-1] == '\r' || sp[-1] == ' ')) {
+            *--sp = '\0';
+        }
+        if (*line == '#' || *line == '\0') {
+            continue;
+        }
+        acct = line + JPKI_CERT_ID_HEX_LEN + 1;
+        alen = strlen(line) > JPKI_CERT_ID_HEX_LEN + 1
+               ? strlen(acct) : 0;
+        if (alen == 0 || line[JPKI_CERT_ID_HEX_LEN] != ' '
+            || strspn(line, "0123456789abcdef") != JPKI_CERT_ID_HEX_LEN
+            || !jpki_account_valid(acct, alen))
+        {
+            bad++;
+            continue;
+        }
+        ngx_memcpy(e[n].cert_id, line, JPKI_CERT_ID_HEX_LEN);
+        ngx_memcpy(e[n].account, acct, alen);
+        e[n].account_len = alen;
+        n++;
+    }
+
+    free(data);
+
+    if (bad) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: mapping file \"%V\": %ui "
+                      "malformed lines ignored (expected \"<cert_id> "
+                      "<account>\")", &jmcf->map_file, bad);
+    }
+
+    ngx_qsort(e, n, sizeof(ngx_http_jpki_map_entry_t), ngx_http_jpki_map_cmp);
+    m->e = e;
+    m->n = n;
+
+    old = jmcf->map;
+    jmcf->map = m;
+    jmcf->map_mtime = ngx_file_mtime(&fi);
+
+    if (old) {
+        ngx_free(old->e);
+        ngx_free(old);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, log, 0, "jpki: mapping file \"%V\" loaded, "
+                  "%uz entries", &jmcf->map_file, n);
+}
+
+
+static void
+ngx_http_jpki_map_timer(ngx_event_t *ev)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = ev->data;
+
+    ngx_http_jpki_map_load(jmcf, ev->log);
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+static size_t
+ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = ud;
+    ngx_http_jpki_map_t        *m = jmcf->map;
+    ngx_int_t                   lo, hi, mid, c;
+
+    if (m == NULL) {
+        return 0;
+    }
+
+    lo = 0;
+    hi = (ngx_int_t) m->n - 1;
+
+    while (lo <= hi) {
+        mid = (lo + hi) / 2;
+        c = ngx_memcmp(m->e[mid].cert_id, cert_id, JPKI_CERT_ID_HEX_LEN);
+        if (c == 0) {
+            ngx_memcpy(out, m->e[mid].account, m->e[mid].account_len);
+            out[m->e[mid].account_len] = '\0';
+            return m->e[mid].account_len;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_slab_pool_t            *shpool;
+    jpki_shm_lock               lock;
+    size_t                      size;
+
+    jmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+
+    if (jmcf == NULL || !jmcf->configured) {
+        return NGX_OK;
+    }
+
+    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+        shpool = (ngx_slab_pool_t *) jmcf->shm_zone->shm.addr;
+        size = jmcf->shm_zone->shm.size - jmcf->shm_zone->shm.size / 8;
+        size &= ~(size_t) 7;
+        lock.lock = ngx_http_jpki_shm_lock;
+        lock.unlock = ngx_http_jpki_shm_unlock;
+        lock.ud = shpool;
+        jmcf->shm_handle = ngx_alloc(jpki_shm_handle_size(), cycle->log);
+        if (jmcf->shm_handle == NULL) {
+            return NGX_ERROR;
+        }
+        jmcf->shm = jpki_shm_attach(jmcf->shm_handle, jmcf->shm_zone->data,
+                                    size, &lock);
+        if (jmcf->shm == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "jpki: cannot attach to the shared store");
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_jpki_load_crls(jmcf, cycle->log);
+
+    if (jmcf->map_file.len) {
+        ngx_http_jpki_map_load(jmcf, cycle->log);
+        jmcf->map_timer.handler = ngx_http_jpki_map_timer;
+        jmcf->map_timer.data = jmcf;
+        jmcf->map_timer.log = cycle->log;
+        jmcf->map_timer.cancelable = 1;
+        ngx_add_timer(&jmcf->map_timer, 1000);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    ngx_http_jpki_map_t        *m;
+    ngx_uint_t                  i;
+
+    jmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+
+    if (jmcf == NULL || !jmcf->configured) {
+        return;
+    }
+
+    iss = jmcf->issuers.elts;
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        jpki_crl_index_free(iss[i].crl);
+        iss[i].crl = NULL;
+    }
+
+    m = jmcf->map;
+    if (m) {
+        ngx_free(m->e);
+        ngx_free(m);
+        jmcf->map = NULL;
+    }
+
+    ngx_free(jmcf->shm_handle);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Removes every client copy of the gate's headers (the account header and
+ * any X-JPKI-*), rebuilding the list: nginx's list has no removal. */
+static ngx_int_t
+ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+    ngx_list_t        list;
+    ngx_uint_t        i, found = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if ((h[i].key.len == name->len
+             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+            || (h[i].key.len >= 7
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-JPKI-", 7)
+                   == 0))
+        {
+            found = 1;
+            break;
+        }
+    }
+
+    if (!found) {
+        return NGX_OK;
+    }
+
+    if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if ((h[i].key.len == name->len
+             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+            || (h[i].key.len >= 7
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-JPKI-", 7)
+                   == 0))
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "jpki: client sent gate header \"%V\": removed",
+                          &h[i].key);
+            continue;
+        }
+        nh = ngx_list_push(&list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+        *nh = h[i];
+    }
+
+    r->headers_in.headers = list;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_set_account_header(ngx_http_request_t *r,
+    ngx_http_jpki_loc_conf_t *jlcf, ngx_str_t *account)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key = jlcf->header;
+    h->value = *account;
+    h->lowcase_key = ngx_pnalloc(r->pool, h->key.len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+    size_t            len;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    len = ngx_strlen(value);
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_jpki_wants_json(ngx_http_request_t *r)
+{
+    ngx_str_t  *a;
+
+    if (r->headers_in.accept == NULL) {
+        return 1;
+    }
+
+    a = &r->headers_in.accept->value;
+
+    if (ngx_strlcasestrn(a->data, a->data + a->len,
+                         (u_char *) "application/json", 16 - 1) != NULL)
+    {
+        return 1;
+    }
+
+    return ngx_strlcasestrn(a->data, a->data + a->len,
+                            (u_char *) "text/html", 9 - 1) == NULL;
+}
+
+
+static void
+ngx_http_jpki_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *val)
+{
+    ngx_table_elt_t **h;
+    ngx_uint_t        i;
+    const char       *v;
+    size_t            vl;
+    u_char            n[65];
+
+    val->len = 0;
+    val->data = NULL;
+
+    if (name->len > 64) {
+        return;
+    }
+    ngx_memcpy(n, name->data, name->len);
+    n[name->len] = '\0';
+
+    h = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        if (jpki_cookie_find((char *) h[i]->value.data, h[i]->value.len,
+                             (char *) n, &v, &vl))
+        {
+            val->data = (u_char *) v;
+            val->len = vl;
+            return;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_copy_str_to(ngx_http_request_t *r, ngx_str_t *dst,
+    const char *s)
+{
+    size_t  len;
+
+    if (s == NULL) {
+        dst->len = 0;
+        return NGX_OK;
+    }
+
+    len = ngx_strlen(s);
+    dst->data = ngx_pnalloc(r->pool, len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(dst->data, s, len);
+    dst->len = len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_jpki_cleanup(void *data)
+{
+    ngx_http_jpki_ctx_t  *ctx = data;
+
+    if (ctx->io) {
+        ngx_http_jpki_io_detach(ctx->io);
+        ctx->io = NULL;
+    }
+
+    jpki_txn_free(ctx->txn);
+    ctx->txn = NULL;
+}
+
+
+static ngx_http_jpki_ctx_t *
+ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op)
+{
+    ngx_http_jpki_ctx_t       *ctx;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_jpki_loc_conf_t  *jlcf;
+    ngx_str_t                  name;
+    size_t                     n;
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_jpki_cleanup;
+    cln->data = ctx;
+
+    ctx->r = r;
+    ctx->op = op;
+    name.data = (u_char *) jlcf->policy->cookie_name;
+    name.len = ngx_strlen(name.data);
+    ngx_http_jpki_find_cookie(r, &name, &ctx->cookie);
+
+    n = ngx_min(r->connection->addr_text.len, NGX_SOCKADDR_STRLEN);
+    ngx_memcpy(ctx->peer, r->connection->addr_text.data, n);
+    ctx->peer[n] = '\0';
+
+    ctx->uri = ngx_pnalloc(r->pool, r->unparsed_uri.len + 1);
+    if (ctx->uri == NULL) {
+        return NULL;
+    }
+    (void) ngx_cpystrn(ctx->uri, r->unparsed_uri.data,
+                       r->unparsed_uri.len + 1);
+
+    ngx_http_set_ctx(r, ctx, ngx_http_jpki_module);
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
+{
+    ngx_http_request_t         *r = ctx->r;
+    ngx_http_jpki_loc_conf_t   *jlcf;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    jpki_txn_request            rq;
+    ngx_str_t                  *ct;
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+
+    ngx_memzero(&rq, sizeof(rq));
+    rq.op = ctx->op;
+    rq.now = ngx_time();
+    rq.is_post = r->method == NGX_HTTP_POST;
+    rq.wants_json = ngx_http_jpki_wants_json(r);
+    ct = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                    : NULL;
+    rq.content_type = ct ? (char *) ct->data : NULL;
+    rq.content_type_len = ct ? ct->len : 0;
+    rq.body = ctx->body;
+    rq.body_len = ctx->body_len;
+    rq.cookie = ctx->cookie.len ? (char *) ctx->cookie.data : NULL;
+    rq.cookie_len = ctx->cookie.len;
+    rq.peer = (char *) ctx->peer;
+    rq.uri = (char *) ctx->uri;
+    rq.policy = jlcf->policy;
+
+    if (jmcf->map_file.len) {
+        rq.map_source = JPKI_MAP_CALLBACK;
+        rq.map_fn = ngx_http_jpki_map_lookup;
+        rq.map_ud = jmcf;
+    } else {
+        rq.map_source = JPKI_MAP_STORE;
+    }
+
+    if (jpki_txn_new(jmcf->ctx, &rq, &ctx->txn) != JPKI_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Resumes the request after an I/O completion. */
+static void
+ngx_http_jpki_resume(ngx_http_jpki_ctx_t *ctx)
+{
+    ngx_http_request_t  *r = ctx->r;
+    ngx_connection_t    *c = r->connection;
+
+    ctx->waiting = 0;
+    ngx_http_jpki_drive(ctx);
+
+    if (ctx->waiting) {
+        return;
+    }
+
+    if (ctx->op == JPKI_OP_CHECK) {
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+    } else {
+        ngx_http_finalize_request(r, ctx->rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_jpki_store_done(void *data, jpki_store_result *res, size_t n)
+{
+    ngx_http_jpki_ctx_t  *ctx = data;
+
+    ctx->io = NULL;
+    jpki_txn_feed_store(ctx->txn, res, n);
+    ngx_http_jpki_resume(ctx);
+}
+
+
+static void
+ngx_http_jpki_ocsp_done(void *data, ngx_int_t status, u_char *body,
+    size_t len)
+{
+    ngx_http_jpki_ctx_t  *ctx = data;
+
+    ctx->io = NULL;
+    jpki_txn_feed_ocsp(ctx->txn, (int) status, body, len);
+    ngx_http_jpki_resume(ctx);
+}
+
+
+static ngx_http_jpki_issuer_t *
+ngx_http_jpki_issuer_of(ngx_http_jpki_main_conf_t *jmcf, const jpki_issuer *is)
+{
+    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+    ngx_uint_t               i;
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].issuer == is) {
+            return &iss[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx);
+
+
+/* Runs the transaction until it needs real I/O or is done. */
+static void
+ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
+{
+    ngx_http_request_t         *r = ctx->r;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    const jpki_store_cmd       *cmds;
+    jpki_store_result           res[8];
+    jpki_rev_info               info;
+    jpki_step                   step;
+    jpki_err                    e;
+    ngx_str_t                   key;
+    const uint8_t              *body;
+    size_t                      n, i, blen;
+    int64_t                     now_ms;
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+
+    for ( ;; ) {
+        step = jpki_txn_step(ctx->txn);
+
+        switch (step) {
+
+        case JPKI_STEP_STORE:
+            cmds = jpki_txn_store_cmds(ctx->txn, &n);
+
+            if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+                if (n > 8) {
+                    jpki_txn_feed_store(ctx->txn, NULL, 0);
+                    continue;
+                }
+                now_ms = (int64_t) ngx_time() * 1000;
+                for (i = 0; i < n; i++) {
+                    jpki_shm_exec(jmcf->shm, &cmds[i], now_ms, &res[i]);
+                }
+                jpki_txn_feed_store(ctx->txn, res, n);
+                continue;
+            }
+
+            if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, cmds, n,
+                                         ngx_http_jpki_store_done, ctx,
+                                         &ctx->io)
+                == NGX_AGAIN)
+            {
+                ctx->waiting = 1;
+                return;
+            }
+            jpki_txn_feed_store(ctx->txn, NULL, 0);
+            continue;
+
+        case JPKI_STEP_OCSP:
+            iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
+            body = jpki_txn_ocsp_body(ctx->txn, &blen);
+            key.data = (u_char *) jpki_txn_cert_id(ctx->txn);
+            key.len = key.data ? ngx_strlen(key.data) : 0;
+
+            if (iss != NULL && iss->ocsp_url.naddrs > 0
+                && ngx_http_jpki_ocsp_post(jmcf, iss, r->connection->log,
+                                           &key, body, blen,
+                                           ngx_http_jpki_ocsp_done, ctx,
+                                           &ctx->io)
+                   == NGX_AGAIN)
+            {
+                ctx->waiting = 1;
+                return;
+            }
+            jpki_txn_feed_ocsp(ctx->txn, 0, NULL, 0);
+            continue;
+
+        case JPKI_STEP_CRL:
+            iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
+            if (iss == NULL || iss->crl == NULL) {
+                jpki_txn_feed_crl(ctx->txn, JPKI_ERR_REVOCATION_UNAVAILABLE,
+                                  NULL);
+                continue;
+            }
+            e = jpki_crl_index_lookup(iss->crl, jpki_txn_cert_id(ctx->txn),
+                                      ngx_time(), 0, &info);
+            jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
+            continue;
+
+        default:
+            ctx->rc = ngx_http_jpki_verdict(ctx);
+            ctx->done = 1;
+            return;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body, size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+    ngx_int_t     rc;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (ngx_http_jpki_add_out_header(r, "Cache-Control", "no-store")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* Applies the verdict: returns the access-phase code or, for endpoints,
+ * what to finalize the request with. */
+static ngx_int_t
+ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
+{
+    ngx_http_request_t        *r = ctx->r;
+    ngx_http_jpki_loc_conf_t  *jlcf;
+    const jpki_verdict        *v;
+    ngx_str_t                  account;
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+    v = jpki_txn_verdict(ctx->txn);
+
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (v->audit) {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "jpki audit: %s", v->audit);
+    }
+
+    if (ngx_http_jpki_copy_str_to(r, &ctx->status, v->reason) != NGX_OK
+        || ngx_http_jpki_copy_str_to(r, &ctx->account, v->account) != NGX_OK
+        || ngx_http_jpki_copy_str_to(r, &ctx->cert_id, v->cert_id) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->auth_time = (time_t) v->auth_time;
+
+    if (v->set_cookie
+        && ngx_http_jpki_add_out_header(r, "Set-Cookie", v->set_cookie)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (v->location
+        && ngx_http_jpki_add_out_header(r, "Location", v->location)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->op == JPKI_OP_CHECK && v->http_status == 200) {
+        account = ctx->account;
+        if (ngx_http_jpki_set_account_header(r, jlcf, &account) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return NGX_OK;
+    }
+
+    /* refusals of the gate and endpoint answers are ours to send */
+    return ngx_http_jpki_send_json(r, v->http_status, v->body, v->body_len);
+}
+
+
+/* ---- the gate (access phase) ------------------------------------- */
+
+static ngx_int_t
+ngx_http_jpki_access_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf;
+    ngx_http_jpki_ctx_t       *ctx;
+    ngx_int_t                  rc;
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+
+    if (ctx != NULL) {
+        if (ctx->op != JPKI_OP_CHECK || !ctx->done) {
+            return ctx->op == JPKI_OP_CHECK ? NGX_AGAIN : NGX_DECLINED;
+        }
+        rc = ctx->rc;
+        if (rc != NGX_OK) {
+            /* the response was sent by the verdict */
+            ngx_http_finalize_request(r, rc);
+            return NGX_DONE;
+        }
+        return NGX_OK;
+    }
+
+    if (ngx_http_jpki_strip_headers(r, &jlcf->header) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!jlcf->enable || jlcf->endpoints || jlcf->policy == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_jpki_new_ctx(r, JPKI_OP_CHECK);
+    if (ctx == NULL || ngx_http_jpki_start(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_jpki_drive(ctx);
+
+    if (ctx->waiting) {
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_request_empty_handler;
+        return NGX_AGAIN;
+    }
+
+    if (ctx->rc != NGX_OK) {
+        ngx_http_finalize_request(r, ctx->rc);
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- endpoints (content handler) --------------------------------- */
+
+static void
+ngx_http_jpki_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_ctx_t  *ctx;
+    ngx_chain_t          *cl;
+    size_t                len;
+    u_char               *p;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+
+    len = 0;
+    if (r->request_body && !r->request_body->temp_file) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += ngx_buf_size(cl->buf);
+        }
+    }
+
+    if (r->request_body && r->request_body->temp_file) {
+        ctx->body = NULL;
+        ctx->body_len = JPKI_BODY_MAX + 1;        /* too large */
+
+    } else if (len > 0) {
+        ctx->body = ngx_pnalloc(r->pool, len);
+        if (ctx->body == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        p = ctx->body;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+        ctx->body_len = len;
+    }
+
+    if (ngx_http_jpki_start(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_jpki_drive(ctx);
+
+    if (!ctx->waiting) {
+        ngx_http_finalize_request(r, ctx->rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t                  tail;
+    jpki_op                    op;
+    ngx_int_t                  rc;
+    static const char          nf[] =
+        "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}";
+    static const char          big[] =
+        "{\"error\":\"too_large\",\"message\":\"input too large\"}";
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    /* the endpoint is the last path segment under the location */
+    tail = r->uri;
+    while (tail.len && tail.data[tail.len - 1] == '/') {
+        tail.len--;
+    }
+    while (tail.len && tail.data[0] != '/') {
+        tail.data++;
+        tail.len--;
+    }
+    {
+        u_char  *slash = tail.data + tail.len;
+        while (slash > tail.data && slash[-1] != '/') {
+            slash--;
+        }
+        tail.len -= slash - tail.data;
+        tail.data = slash;
+    }
+
+    if (tail.len == 9 && ngx_strncmp(tail.data, "challenge", 9) == 0) {
+        op = JPKI_OP_CHALLENGE;
+    } else if (tail.len == 5 && ngx_strncmp(tail.data, "login", 5) == 0) {
+        op = JPKI_OP_LOGIN;
+    } else if (tail.len == 6 && ngx_strncmp(tail.data, "logout", 6) == 0) {
+        op = JPKI_OP_LOGOUT;
+    } else if (tail.len == 6 && ngx_strncmp(tail.data, "status", 6) == 0) {
+        op = JPKI_OP_STATUS;
+    } else {
+        ngx_http_discard_request_body(r);
+        return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, nf,
+                                       sizeof(nf) - 1);
+    }
+
+    ctx = ngx_http_jpki_new_ctx(r, op);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (op != JPKI_OP_LOGIN || r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+        r->main->count++;                 /* finalized by the body handler */
+        ngx_http_jpki_body_handler(r);
+        return NGX_DONE;
+    }
+
+    if (r->headers_in.content_length_n > JPKI_BODY_MAX
+        || r->headers_in.content_length_n
+           > (off_t) clcf->client_body_buffer_size)
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_jpki_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       big, sizeof(big) - 1);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_jpki_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static char *
+ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (jlcf->endpoints != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    jlcf->endpoints = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_jpki_endpoint_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- variables --------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_http_jpki_ctx_t  *ctx;
+    ngx_str_t            *s = NULL;
+    u_char               *p;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
+
+    if (ctx == NULL || !ctx->done) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+    case 0:
+        s = &ctx->account;
+        break;
+    case 1:
+        s = &ctx->cert_id;
+        break;
+    case 2:
+        if (ctx->auth_time == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        v->len = ngx_sprintf(p, "%T", ctx->auth_time) - p;
+        v->data = p;
+        v->valid = 1;
+        v->no_cacheable = 0;
+        v->not_found = 0;
+        return NGX_OK;
+    default:
+        s = &ctx->status;
+        break;
+    }
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_add_variables(ngx_conf_t *cf)
+{
+    static ngx_str_t    names[] = {
+        ngx_string("jpki_account"), ngx_string("jpki_cert_id"),
+        ngx_string("jpki_auth_time"), ngx_string("jpki_status")
+    };
+    ngx_http_variable_t  *var;
+    ngx_uint_t            i;
+
+    for (i = 0; i < 4; i++) {
+        var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+        var->get_handler = ngx_http_jpki_variable;
+        var->data = i;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_jpki_access_handler;
+
+    return NGX_OK;
+}
