@@ -11,6 +11,7 @@
  */
 #include "jpki.h"
 
+#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,21 @@ static const char usage_crl[] =
 "                 clock skew, 300 s)\n"
 "  --issuer, --at  as for cert-check\n\n";
 
+static const char usage_map[] =
+"jpkictl map add (--cert FILE | --serial N) --issuer NAME=CAFILE[,...]\n"
+"                --account ID --secret-file FILE (--redis ADDR | --map-file F)\n"
+"jpkictl map remove (--cert FILE | --serial N | --cert-id HEX) ...\n"
+"jpkictl map list (--redis ADDR | --map-file FILE)\n"
+"  Binds a user-authentication certificate to an account, by cert_id (the\n"
+"  keyed hash of issuer key and serial; the serial itself is never stored).\n"
+"  --cert FILE    the certificate (checked against --issuer first)\n"
+"  --serial N     its serial (decimal or 0x-hex) as read off the card; the\n"
+"                 issuer's last CA file must be the generation that issued it\n"
+"  --secret-file  the gate's site secret file (cert_id depends on it)\n"
+"  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U,\n"
+"                 --redis-password P (or env JPKI_REDIS_PASSWORD)\n"
+"  --map-file F   the gate's mapping file (one machine, embedded store)\n\n";
+
 static const char usage_tail[] =
 "jpkictl version | help [COMMAND]\n";
 
@@ -183,7 +199,8 @@ static int load(const char *what, const char *path, size_t max, uint8_t **buf,
 
 enum {
     O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
-    O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O__COUNT
+    O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
+    O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE, O__COUNT
 };
 #define BIT(o) (1u << (o))
 
@@ -198,6 +215,11 @@ static const struct {
     [O_AT] = {"at", 1},           [O_SECRET] = {"secret-file", 1},
     [O_CRL] = {"crl", 1},         [O_GRACE] = {"grace", 1},
     [O_HELP] = {"help", 0},
+    [O_ACCOUNT] = {"account", 1}, [O_SERIAL] = {"serial", 1},
+    [O_CERT_ID] = {"cert-id", 1}, [O_REDIS] = {"redis", 1},
+    [O_REDIS_DB] = {"redis-db", 1}, [O_REDIS_USER] = {"redis-user", 1},
+    [O_REDIS_PASSWORD] = {"redis-password", 1},
+    [O_MAP_FILE] = {"map-file", 1},
 };
 
 typedef struct {
@@ -643,6 +665,278 @@ out:
     return rc;
 }
 
+/* ---- map add | remove | list -------------------------------------- */
+
+static redisContext *redis_open(const args_t *a)
+{
+    const char *addr = a->val[O_REDIS], *colon, *pw;
+    struct timeval tv = {3, 0};
+    redisContext *rc;
+    redisReply *r;
+    char host[256];
+    long port, db = 0;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        rc = redisConnectUnixWithTimeout(addr + 5, tv);
+    } else {
+        colon = strrchr(addr, ':');
+        port = colon ? strtol(colon + 1, NULL, 10) : 6379;
+        if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)
+            || port < 1 || port > 65535) {
+            say("--redis: expected HOST:PORT or unix:PATH");
+            return NULL;
+        }
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        rc = redisConnectWithTimeout(host, (int)port, tv);
+    }
+    if (rc == NULL || rc->err) {
+        say("redis: cannot connect to %.200s", addr);
+        redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, tv);
+    pw = a->val[O_REDIS_PASSWORD] ? a->val[O_REDIS_PASSWORD]
+         : getenv("JPKI_REDIS_PASSWORD");
+    if (pw != NULL) {
+        r = a->val[O_REDIS_USER]
+            ? redisCommand(rc, "AUTH %s %s", a->val[O_REDIS_USER], pw)
+            : redisCommand(rc, "AUTH %s", pw);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            say("redis: authentication refused");
+            freeReplyObject(r);
+            redisFree(rc);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    if (a->val[O_REDIS_DB] != NULL) {
+        db = strtol(a->val[O_REDIS_DB], NULL, 10);
+        r = redisCommand(rc, "SELECT %ld", db);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            say("redis: SELECT %ld refused", db);
+            freeReplyObject(r);
+            redisFree(rc);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* The cert_id named by --cert, --serial or --cert-id. */
+static int map_cert_id(const args_t *a, char id[JPKI_CERT_ID_HEX_LEN + 1])
+{
+    char detail[512] = "";
+    jpki_ctx *ctx;
+    jpki_cert *c = NULL;
+    uint8_t *buf = NULL;
+    size_t len, n = 0;
+    jpki_err e;
+    int given = !!a->val[O_CERT] + !!a->val[O_SERIAL] + !!a->val[O_CERT_ID];
+
+    if (given != 1) {
+        say("give one of --cert, --serial%s", a->val[O_ACCOUNT] ? ""
+            : " or --cert-id");
+        return EXIT_USAGE;
+    }
+    if (a->val[O_CERT_ID] != NULL) {
+        n = strlen(a->val[O_CERT_ID]);
+        if (n != JPKI_CERT_ID_HEX_LEN
+            || strspn(a->val[O_CERT_ID], "0123456789abcdef") != n) {
+            say("--cert-id: expected %d lower-case hex digits",
+                JPKI_CERT_ID_HEX_LEN);
+            return EXIT_USAGE;
+        }
+        memcpy(id, a->val[O_CERT_ID], n + 1);
+        return EXIT_VALID;
+    }
+    if (a->n_issuer == 0 || a->val[O_SECRET] == NULL) {
+        say("--issuer and --secret-file are needed to compute the cert_id");
+        return EXIT_USAGE;
+    }
+    if ((ctx = build_ctx(a, 0)) == NULL)
+        return EXIT_USAGE;
+    if (a->val[O_SERIAL] != NULL) {
+        e = jpki_cert_id_from_serial_text(ctx, jpki_ctx_issuer(ctx, 0),
+                                          a->val[O_SERIAL], id);
+        jpki_ctx_free(ctx);
+        if (e != JPKI_OK)
+            say("--serial: expected a decimal or 0x-hex number");
+        return e == JPKI_OK ? EXIT_VALID : EXIT_USAGE;
+    }
+    if (load("certificate", a->val[O_CERT], CERT_FILE_MAX, &buf, &len) != 0) {
+        jpki_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    e = jpki_cert_check(ctx, buf, len, a->now, &c, detail, sizeof(detail));
+    free(buf);
+    if (e == JPKI_OK)
+        memcpy(id, jpki_cert_id_hex(c), JPKI_CERT_ID_HEX_LEN + 1);
+    else
+        printf("FAIL %s: %s\n", jpki_reason(e),
+               detail[0] ? detail : jpki_strerror(e));
+    jpki_cert_free(c);
+    jpki_ctx_free(ctx);
+    return e == JPKI_OK ? EXIT_VALID : EXIT_INVALID;
+}
+
+static int map_backend(const args_t *a)
+{
+    if (!!a->val[O_REDIS] + !!a->val[O_MAP_FILE] != 1) {
+        say("give one of --redis or --map-file");
+        return -1;
+    }
+    return 0;
+}
+
+/* Rewrites the mapping file without cert_id's line, then (add) appends the
+ * new line; the file is replaced by rename, so the gate never reads a half
+ * written file. */
+static int map_file_update(const char *path, const char *id,
+                           const char *account, int *found)
+{
+    char tmp[4200], line[512];
+    FILE *in, *out;
+    int ok = 1;
+
+    *found = 0;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    out = fopen(tmp, "w");
+    if (out == NULL) {
+        say("cannot write %.200s", tmp);
+        return -1;
+    }
+    in = fopen(path, "r");
+    while (in != NULL && fgets(line, sizeof(line), in) != NULL) {
+        if (strncmp(line, id, JPKI_CERT_ID_HEX_LEN) == 0
+            && line[JPKI_CERT_ID_HEX_LEN] == ' ') {
+            *found = 1;
+            continue;
+        }
+        fputs(line, out);
+    }
+    if (in != NULL)
+        fclose(in);
+    if (account != NULL)
+        fprintf(out, "%s %s\n", id, account);
+    ok = fflush(out) == 0 && fclose(out) == 0 && rename(tmp, path) == 0;
+    if (!ok)
+        say("cannot replace %.200s", path);
+    return ok ? 0 : -1;
+}
+
+static int redis_map_cmd(const args_t *a, const char *id, const char *account,
+                         long long *n)
+{
+    redisContext *rc = redis_open(a);
+    redisReply *r;
+    char key[80];
+
+    if (rc == NULL)
+        return -1;
+    snprintf(key, sizeof(key), JPKI_STORE_PREFIX "map:%s", id);
+    r = account ? redisCommand(rc, "SET %s %s", key, account)
+        : redisCommand(rc, "DEL %s", key);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        say("redis: command failed");
+        freeReplyObject(r);
+        redisFree(rc);
+        return -1;
+    }
+    *n = r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
+    freeReplyObject(r);
+    redisFree(rc);
+    return 0;
+}
+
+static int run_map_add(const args_t *a)
+{
+    char id[JPKI_CERT_ID_HEX_LEN + 1];
+    const char *acct = a->val[O_ACCOUNT];
+    long long n = 0;
+    int rc, found;
+
+    if (!jpki_account_valid(acct, strlen(acct))) {
+        say("--account: 1..%d bytes, no control characters, '\"' or '\\'",
+            JPKI_ACCOUNT_MAX);
+        return EXIT_USAGE;
+    }
+    if (map_backend(a) != 0)
+        return EXIT_USAGE;
+    if ((rc = map_cert_id(a, id)) != EXIT_VALID)
+        return rc;
+    if (a->val[O_MAP_FILE] != NULL
+            ? map_file_update(a->val[O_MAP_FILE], id, acct, &found)
+            : redis_map_cmd(a, id, acct, &n))
+        return EXIT_USAGE;
+    printf("mapped cert_id=%s account=%s\n", id, acct);
+    return EXIT_VALID;
+}
+
+static int run_map_remove(const args_t *a)
+{
+    char id[JPKI_CERT_ID_HEX_LEN + 1];
+    long long n = 0;
+    int rc, found = 0;
+
+    if (map_backend(a) != 0)
+        return EXIT_USAGE;
+    if ((rc = map_cert_id(a, id)) != EXIT_VALID)
+        return rc;
+    if (a->val[O_MAP_FILE] != NULL
+            ? map_file_update(a->val[O_MAP_FILE], id, NULL, &found)
+            : redis_map_cmd(a, id, NULL, &n))
+        return EXIT_USAGE;
+    found = found || n > 0;
+    printf("%s cert_id=%s\n", found ? "removed" : "not mapped", id);
+    return found ? EXIT_VALID : EXIT_INVALID;
+}
+
+static int run_map_list(const args_t *a)
+{
+    redisContext *rc;
+    redisReply *r, *g;
+    char cursor[32] = "0";
+    size_t i, plen = strlen(JPKI_STORE_PREFIX "map:");
+    uint8_t *buf;
+    size_t len;
+
+    if (map_backend(a) != 0)
+        return EXIT_USAGE;
+    if (a->val[O_MAP_FILE] != NULL) {
+        if (load("mapping file", a->val[O_MAP_FILE], 64 << 20, &buf, &len))
+            return EXIT_USAGE;
+        fwrite(buf, 1, len, stdout);
+        free(buf);
+        return EXIT_VALID;
+    }
+    if ((rc = redis_open(a)) == NULL)
+        return EXIT_USAGE;
+    do {
+        r = redisCommand(rc, "SCAN %s MATCH " JPKI_STORE_PREFIX "map:* "
+                         "COUNT 1000", cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            say("redis: SCAN failed");
+            freeReplyObject(r);
+            redisFree(rc);
+            return EXIT_USAGE;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (i = 0; i < r->element[1]->elements; i++) {
+            const char *k = r->element[1]->element[i]->str;
+            g = redisCommand(rc, "GET %s", k);
+            if (g != NULL && g->type == REDIS_REPLY_STRING
+                && strlen(k) > plen)
+                printf("%s %.*s\n", k + plen, (int)g->len, g->str);
+            freeReplyObject(g);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(rc);
+    return EXIT_VALID;
+}
+
 /* ---- commands ----------------------------------------------------- */
 
 static const struct command {
@@ -661,6 +955,15 @@ static const struct command {
     {"crl", "inspect", usage_crl,
      BIT(O_CRL) | BIT(O_ISSUER) | BIT(O_AT) | BIT(O_GRACE),
      BIT(O_CRL) | BIT(O_ISSUER), run_crl_inspect},
+#define MAP_BACKEND (BIT(O_REDIS) | BIT(O_REDIS_DB) | BIT(O_REDIS_USER) \
+                     | BIT(O_REDIS_PASSWORD) | BIT(O_MAP_FILE))
+    {"map", "add", usage_map,
+     BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_ISSUER) | BIT(O_SECRET)
+     | BIT(O_ACCOUNT) | BIT(O_AT) | MAP_BACKEND, BIT(O_ACCOUNT), run_map_add},
+    {"map", "remove", usage_map,
+     BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_CERT_ID) | BIT(O_ISSUER)
+     | BIT(O_SECRET) | BIT(O_AT) | MAP_BACKEND, 0, run_map_remove},
+    {"map", "list", usage_map, MAP_BACKEND, 0, run_map_list},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -698,13 +1001,21 @@ static int run_command(const struct command *c, int argc, char **argv)
     return rc;
 }
 
-static const struct command *find_command(const char *name)
+/* The command named by argv[0] (and argv[1] when it has a second word). */
+static const struct command *find_command(int argc, char **argv)
 {
+    const struct command *first = NULL;
     size_t i;
-    for (i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0)
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].name, argv[0]) != 0)
+            continue;
+        if (first == NULL)
+            first = &commands[i];
+        if (commands[i].sub == NULL
+            || (argc > 1 && strcmp(commands[i].sub, argv[1]) == 0))
             return &commands[i];
-    return NULL;
+    }
+    return first;
 }
 
 static void usage(FILE *f)
@@ -712,7 +1023,8 @@ static void usage(FILE *f)
     size_t i;
     fputs(usage_head, f);
     for (i = 0; i < N_COMMANDS; i++)
-        fputs(commands[i].usage, f);
+        if (i == 0 || commands[i].usage != commands[i - 1].usage)
+            fputs(commands[i].usage, f);
     fputs(usage_tail, f);
 }
 
@@ -728,7 +1040,7 @@ int main(int argc, char **argv)
         || strcmp(argv[1], "-h") == 0) {
         if (argc == 2)
             usage(stdout);
-        else if ((c = find_command(argv[2])) != NULL)
+        else if ((c = find_command(argc - 2, argv + 2)) != NULL)
             fputs(c->usage, stdout);
         else {
             say("no command \"%.64s\"", argv[2]);
@@ -740,7 +1052,7 @@ int main(int argc, char **argv)
         printf("jpkictl %s\n", JPKI_VERSION);
         return EXIT_VALID;
     }
-    if ((c = find_command(argv[1])) != NULL)
+    if ((c = find_command(argc - 1, argv + 1)) != NULL)
         return run_command(c, argc - 2, argv + 2);
     say("unknown command \"%.64s\" (jpkictl help lists them)", argv[1]);
     return EXIT_USAGE;
