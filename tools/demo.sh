@@ -1,42 +1,99 @@
 #!/usr/bin/env bash
-# make demo: the core against the test PKI (the nginx demo replaces this once
-# the nginx module lands, see issue 3).
+# make demo: nginx with the JPKI gate in front of a small upstream, on
+# localhost, with the test PKI; logs in with a signed challenge (openssl and
+# curl play the card and the browser) and prints the protected page.
+#   bash tools/demo.sh        start and log in
+#   bash tools/demo.sh stop   stop what the demo started
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TOP=$PWD
 B=${JPKI_BUILD:-build}
-P=$B/pki
-CTL=$B/jpkictl
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+P=$TOP/$B/pki
+D=$TOP/$B/demo
+PORT=${JPKI_DEMO_PORT:-8480}
+OCSP_PORT=$((PORT + 1))
+APP_PORT=$((PORT + 2))
 
-step() { printf '\n== %s\n' "$*"; }
+stop() {
+    [ -f "$D/nginx.pid" ] && nginx -p "$D" -c "$D/nginx.conf" -s stop 2>/dev/null || true
+    [ -f "$D/ocsp.pid" ] && kill "$(cat "$D/ocsp.pid")" 2>/dev/null || true
+    rm -f "$D/ocsp.pid"
+}
+if [ "${1:-}" = stop ]; then stop; echo "demo stopped"; exit 0; fi
 
-step "A user-authentication certificate checked against the two CA generations"
-$CTL cert-check --cert "$P/user1.pem" --issuer "card=$P/ca1.pem,$P/ca2.pem"
+stop
+mkdir -p "$D/logs" "$D/www"
+umask 077
+printf 'secret %s\nkey 1 %s current\n' "$(openssl rand -hex 32)" \
+    "$(openssl rand -hex 32)" > "$D/secret"
+umask 022
+cat "$P/ca1.pem" "$P/ca2.pem" > "$D/jlis-ca.pem"
+cp "$P/ca2.crl" "$D/jlis-auth.crl"
+echo '<p>Sign in with your My Number Card.</p>' > "$D/www/login.html"
 
-step "Refusals, each with its reason"
-for c in user-expired user-foreign user-isca user-nopolicy; do
-    $CTL cert-check --cert "$P/$c.pem" --issuer "card=$P/ca1.pem,$P/ca2.pem" \
-        || true
+# The configuration a newcomer starts from, with the demo's paths and ports.
+sed -e "s|/usr/lib/nginx/modules/ngx_http_jpki_module.so|$TOP/$B/ngx_http_jpki_module.so|" \
+    -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|" \
+    -e "s|/var/log/nginx|$D/logs|g; s|/run/nginx-jpki.pid|$D/nginx.pid|" \
+    -e "s|127.0.0.1:8888|127.0.0.1:$OCSP_PORT|; s|127.0.0.1:8080|127.0.0.1:$PORT|" \
+    -e "s|127.0.0.1:9000|127.0.0.1:$APP_PORT|; s|worker_processes auto|worker_processes 2|" \
+    conf.example/nginx.conf > "$D/nginx.conf"
+# The demo is plain http on localhost: let the browser keep the cookie.
+sed -i "s|jpki_header            X-JPKI-Account;|&\n    jpki_cookie_secure     off;\n    client_body_temp_path  $D/body;\n    proxy_temp_path $D/proxy;|" "$D/nginx.conf"
+# A small upstream application: shows what the gate told it.
+head -n -1 "$D/nginx.conf" > "$D/nginx.conf.tmp"
+cat >> "$D/nginx.conf.tmp" <<APP
+    server {
+        listen 127.0.0.1:$APP_PORT;
+        location / {
+            default_type text/plain;
+            return 200 "Protected page of the demo application.\\nThe gate says the account is: \$http_x_jpki_account\\n";
+        }
+    }
+}
+APP
+mv "$D/nginx.conf.tmp" "$D/nginx.conf"
+
+# The J-LIS OCSP responder's stand-in.
+(cd "$P" && exec openssl ocsp -index ca2-index.txt -CA ca2.pem \
+    -rsigner ocsp.pem -rkey ocsp.key -ndays 1 -port "$OCSP_PORT" \
+    > "$D/logs/ocsp.log" 2>&1) &
+echo $! > "$D/ocsp.pid"
+
+# Map the demo card's certificate to an account (cert_id, never the serial).
+"$B/jpkictl" map add --cert "$P/user1.pem" --issuer "card=$D/jlis-ca.pem" \
+    --secret-file "$D/secret" --account demo-user-0001 \
+    --map-file "$D/accounts" >/dev/null
+
+nginx -t -q -p "$D" -c "$D/nginx.conf"
+nginx -p "$D" -c "$D/nginx.conf"
+for _ in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/jpki/status" && break
+    sleep 0.1
 done
 
-step "The card signs a challenge (here: openssl with the test key)"
-openssl rand -base64 48 | tr -d '\n' > "$tmp/challenge"
-openssl dgst -sha256 -sign "$P/user1.key" -out "$tmp/sig" "$tmp/challenge"
-echo "challenge: $(cat "$tmp/challenge")"
-$CTL sig-verify --cert "$P/user1.pem" --alg rsa-pkcs1-sha256 \
-    --msg "$tmp/challenge" --sig "$tmp/sig"
-printf 'tampered' >> "$tmp/challenge"
-$CTL sig-verify --cert "$P/user1.pem" --alg rsa-pkcs1-sha256 \
-    --msg "$tmp/challenge" --sig "$tmp/sig" || true
-
-step "The CA's CRL"
-$CTL crl inspect --crl "$P/ca2.crl" --issuer "card=$P/ca1.pem,$P/ca2.pem" \
-    || true
-
-step "Whole logins through the core's transaction (embedded store, openssl ocsp)"
-make -s "$B/t/test_txn" >/dev/null
-JPKI_TEST_PKI=$PWD/$P "$B/t/test_txn" | grep -E '^(ok|not ok)' \
-    | sed 's/^ok [0-9]* - /  pass: /; s/^not ok [0-9]* - /  FAIL: /'
+U=http://127.0.0.1:$PORT
+echo "== 1. Without a session the application is closed:"
+curl -s "$U/account/"; echo
+echo "== 2. The site gives a challenge:"
+CH=$(curl -s "$U/jpki/challenge" | sed 's/.*"challenge":"\([^"]*\)".*/\1/')
+echo "   $CH"
+echo "== 3. The card signs it (here: openssl with the test key); the client sends"
+echo "      challenge, certificate and signature:"
+SIG=$(printf %s "$CH" | openssl dgst -sha256 -sign "$P/user1.key" | base64 -w0)
+CERT=$(base64 -w0 "$P/user1.der")
+curl -s -c "$D/cookies" -H 'Content-Type: application/json' \
+    -d "{\"challenge\":\"$CH\",\"certificate\":\"$CERT\",\"signature\":\"$SIG\"}" \
+    "$U/jpki/login"; echo
+echo "== 4. With the session cookie, the protected page:"
+curl -s -b "$D/cookies" -H 'X-JPKI-Account: someone-else' "$U/account/"
+echo "   (the X-JPKI-Account header the client sent was removed by the gate)"
+echo "== 5. The same signed challenge again is refused:"
+curl -s -H 'Content-Type: application/json' \
+    -d "{\"challenge\":\"$CH\",\"certificate\":\"$CERT\",\"signature\":\"$SIG\"}" \
+    "$U/jpki/login"; echo
+echo "== Audit lines (error log):"
+grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | head -3
 echo
-echo "Demo done: nothing is left running."
+echo "The demo runs at $U/ (nginx and an OCSP responder)."
+echo "Stop it with: bash tools/demo.sh stop"
