@@ -1384,6 +1384,9 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
     }
 
     r->headers_in.headers = list;
+    if (list.last == &list.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
 
     return NGX_OK;
 }
