@@ -76,7 +76,7 @@ static int cache_get(jpki_chain_cache *c, const uint8_t fp[32], time_t now,
     pthread_mutex_lock(&c->mu);
     e = &c->e[slot_of(c, fp)];
     if (e->used && memcmp(e->fp, fp, 32) == 0 && now >= e->valid_from
-        && now <= e->valid_to) {
+        && now < e->valid_to) {   /* X509_verify_cert: expired at notAfter */
         X509_up_ref(e->leaf);
         X509_up_ref(e->issuer_cert);
         out->x509 = e->leaf;
@@ -421,7 +421,8 @@ jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
         ok = BN_hex2bn(&bn, serial_text + 2) == (int)strlen(serial_text + 2);
     else
         ok = BN_dec2bn(&bn, serial_text) == (int)strlen(serial_text);
-    if (!ok || bn == NULL || BN_num_bytes(bn) > (int)sizeof(buf)) {
+    if (!ok || bn == NULL || BN_is_negative(bn)
+        || BN_num_bytes(bn) > (int)sizeof(buf)) {
         BN_free(bn);
         return JPKI_ERR_PARSE;
     }

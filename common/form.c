@@ -219,6 +219,8 @@ static jpki_err url_decode(const uint8_t *s, size_t len, char *o,
                 return JPKI_ERR_BAD_REQUEST;
             o[n++] = (char)(h << 4 | l);
             i += 2;
+        } else if (s[i] == '\0') {
+            return JPKI_ERR_BAD_REQUEST;    /* raw NUL, as %00 above */
         } else {
             o[n++] = (char)s[i];
         }

@@ -344,7 +344,7 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
 /* Sessions: sealed cookies (AES-256-GCM, key ring)                    */
 /* ------------------------------------------------------------------ */
 
-#define JPKI_ACCOUNT_MAX   128   /* bytes; printable ASCII or UTF-8, no
+#define JPKI_ACCOUNT_MAX   128   /* bytes; valid UTF-8 (or ASCII), no
                                     control characters, no '"' or '\\' */
 #define JPKI_SESSION_MAX   512   /* cookie value length bound */
 

@@ -18,14 +18,42 @@
 #define S_RAW_MAX  (1 + 12 + S_PT_MAX + 16)
 static const char s_aad[] = "jpki-session-v1";
 
+/* Length of the UTF-8 sequence at p (1..4), 0 when invalid or overlong. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    size_t n, i;
+    uint32_t cp;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) { n = 2; cp = p[0] & 0x1f; }
+    else if (p[0] >= 0xe0 && p[0] <= 0xef) { n = 3; cp = p[0] & 0x0f; }
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4) { n = 4; cp = p[0] & 0x07; }
+    else return 0;
+    if (left < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
 int jpki_account_valid(const char *a, size_t len)
 {
-    size_t i;
+    size_t i, n;
     if (a == NULL || len == 0 || len > JPKI_ACCOUNT_MAX)
         return 0;
-    for (i = 0; i < len; i++) {
+    for (i = 0; i < len; i += n) {
         unsigned char c = (unsigned char)a[i];
         if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+            return 0;
+        n = utf8_seq((const unsigned char *)a + i, len - i);
+        if (n == 0)
             return 0;
     }
     return 1;
