@@ -20,3 +20,6 @@ echo "figure: core.login_per_s = $warm"
 echo "figure: core.login_cold_chain_per_s = $cold"
 echo "figure: core.login_vs_rsa_verify = $(ratio "$warm" "$rsa_verify")"
 echo "figure: core.login_cold_chain_vs_rsa_verify = $(ratio "$cold" "$rsa_verify")"
+
+P=$JPKI_TEST_PKI
+. bench/nginx.sh

@@ -88,6 +88,8 @@ const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
 typedef enum { JPKI_MD_SHA1 = 0, JPKI_MD_SHA256, JPKI_MD_SHA384,
                JPKI_MD_SHA512 } jpki_md_id;
 const EVP_MD *jpki_md(jpki_md_id id);
+const EVP_CIPHER *jpki_aes256gcm(void);
+EVP_CIPHER_CTX *jpki_cipher_ctx(void);     /* per thread, reused */
 /* HKDF-SHA256 (RFC 5869) with empty salt. */
 int jpki_hkdf(const uint8_t *key, size_t keylen, const char *info,
               uint8_t *out, size_t outlen);

@@ -87,7 +87,7 @@ static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
                uint8_t kid, const uint8_t *in, size_t inlen, uint8_t *out,
                uint8_t tag[16])
 {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *c = jpki_cipher_ctx();
     uint8_t aad[sizeof(s_aad)];
     int n = 0, ok;
 
@@ -95,14 +95,16 @@ static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
         return 0;
     memcpy(aad, s_aad, sizeof(s_aad) - 1);
     aad[sizeof(s_aad) - 1] = kid;
-    ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc) == 1
+    ok = EVP_CipherInit_ex(c, jpki_aes256gcm(), NULL, key, iv, enc) == 1
          && (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1)
          && EVP_CipherUpdate(c, NULL, &n, aad, sizeof(aad)) == 1
          && EVP_CipherUpdate(c, out, &n, in, (int)inlen) == 1
          && EVP_CipherFinal_ex(c, out + n, &n) == 1
          && (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1);
-    EVP_CIPHER_CTX_free(c);
-    ERR_clear_error();
+    if (!ok) {
+        EVP_CIPHER_CTX_reset(c);            /* no state kept after a failure */
+        ERR_clear_error();
+    }
     return ok;
 }
 

@@ -854,7 +854,7 @@ void jpki_txn_free(jpki_txn *t)
         OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
         free(t->scratch);
     }
-    OPENSSL_cleanse(t, sizeof(*t));
+    OPENSSL_cleanse(&t->s, sizeof(t->s));      /* the opened session */
     free(t);
 }
 

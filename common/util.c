@@ -64,14 +64,23 @@ void jpki_b64_encode(const uint8_t *in, size_t inlen, char *out, int url)
     out[o] = '\0';
 }
 
+/* 0..63, or 64 for characters outside both alphabets. */
+static const uint8_t b64tab[256] = {
+#define X64 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64
+    X64, X64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 62, 64, 62, 64, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 64, 64, 64, 64, 64, 64,
+    64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 64, 64, 64, 64, 63,
+    64, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 64, 64, 64, 64, 64,
+    X64, X64, X64, X64, X64, X64, X64, X64
+#undef X64
+};
+
 static int b64val(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
+    return b64tab[c] == 64 ? -1 : b64tab[c];
 }
 
 jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
@@ -329,6 +338,8 @@ void jpki_set_detail(char *buf, size_t len, const char *fmt, ...)
  * takes locks and property lookups on every call in OpenSSL 3. */
 static EVP_MD *md_tab[4];
 static EVP_MAC *hmac_alg;
+static EVP_CIPHER *gcm_alg;
+static pthread_key_t cipher_key;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
 static void fetch_algs(void)
@@ -339,6 +350,31 @@ static void fetch_algs(void)
     for (i = 0; i < 4; i++)
         md_tab[i] = EVP_MD_fetch(NULL, names[i], NULL);
     hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    gcm_alg = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    (void)pthread_key_create(&cipher_key, (void (*)(void *))EVP_CIPHER_CTX_free);
+}
+
+const EVP_CIPHER *jpki_aes256gcm(void)
+{
+    pthread_once(&fetch_once, fetch_algs);
+    return gcm_alg;
+}
+
+/* One cipher context per thread, reused (re-keyed) for every cookie. */
+EVP_CIPHER_CTX *jpki_cipher_ctx(void)
+{
+    EVP_CIPHER_CTX *c;
+
+    pthread_once(&fetch_once, fetch_algs);
+    c = pthread_getspecific(cipher_key);
+    if (c == NULL) {
+        c = EVP_CIPHER_CTX_new();
+        if (c != NULL && pthread_setspecific(cipher_key, c) != 0) {
+            EVP_CIPHER_CTX_free(c);
+            c = NULL;
+        }
+    }
+    return c;
 }
 
 const EVP_MD *jpki_md(jpki_md_id id)

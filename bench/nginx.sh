@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# nginx figures (sourced by bench/run.sh; needs $B, $P, ratio, rsa_verify):
+# gated vs ungated requests through the same nginx to the same upstream
+# (shm store and Redis), and logins per second through one worker.
+D=$PWD/$B/bench-nginx
+rm -rf "$D"; mkdir -p "$D/logs"
+BASE=${JPKI_BENCH_PORT:-18600}
+GATE=$BASE UPS=$((BASE + 1)) OCSP=$((BASE + 2)) REDIS=$((BASE + 3))
+umask 077
+printf 'secret %s\nkey 1 %s current\n' "$(openssl rand -hex 32)" \
+    "$(openssl rand -hex 32)" > "$D/secret"
+umask 022
+"$B/jpkictl" map add --cert "$P/user1.pem" --issuer "card=$P/ca1.pem,$P/ca2.pem" \
+    --secret-file "$D/secret" --account bench --map-file "$D/map" >/dev/null
+
+(cd "$P" && exec openssl ocsp -index ca2-index.txt -CA ca2.pem -rsigner ocsp.pem \
+    -rkey ocsp.key -ndays 1 -port "$OCSP" >/dev/null 2>&1) &
+ocsp_pid=$!
+redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >/dev/null 2>&1 &
+redis_pid=$!
+cleanup_nginx() {
+    [ -f "$D/nginx.pid" ] && kill "$(cat "$D/nginx.pid")" 2>/dev/null
+    kill "$ocsp_pid" "$redis_pid" 2>/dev/null
+    sleep 0.3
+}
+trap cleanup_nginx EXIT
+
+start_nginx() {   # $1: jpki_store line
+    local old
+    if [ -f "$D/nginx.pid" ]; then
+        old=$(cat "$D/nginx.pid")
+        kill "$old" 2>/dev/null
+        while kill -0 "$old" 2>/dev/null; do sleep 0.1; done
+    fi
+    cat > "$D/nginx.conf" <<CONF
+load_module $PWD/$B/ngx_http_jpki_module.so;
+worker_processes 1;
+error_log $D/logs/error.log notice;
+pid $D/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $D/body;
+    proxy_temp_path $D/proxy;
+    jpki_secret_file $D/secret;
+    jpki_issuer card ca=$P/ca1.pem,$P/ca2.pem ocsp=http://127.0.0.1:$OCSP/;
+    $1
+    jpki_map_file $D/map;
+    jpki_challenge_ttl 900;
+    jpki_cookie_secure off;
+    upstream app { server 127.0.0.1:$UPS; keepalive 32; }
+    server {
+        listen 127.0.0.1:$UPS;
+        location / { return 200 "ok\n"; }
+    }
+    server {
+        listen 127.0.0.1:$GATE;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /jpki/ { jpki_endpoints; client_body_buffer_size 64k; }
+        location /open/ { proxy_pass http://app; }
+        location /gated/ { jpki on; proxy_pass http://app; }
+    }
+}
+CONF
+    nginx -p "$D" -c "$D/nginx.conf"
+    for _ in $(seq 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$GATE/open/" && break
+        sleep 0.1
+    done
+}
+
+login_cookie() {
+    local ch sig cert
+    ch=$(curl -s "http://127.0.0.1:$GATE/jpki/challenge" \
+        | sed 's/.*"challenge":"\([^"]*\)".*/\1/')
+    sig=$(printf %s "$ch" | openssl dgst -sha256 -sign "$P/user1.key" | base64 -w0)
+    cert=$(base64 -w0 "$P/user1.der")
+    curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
+        -d "{\"challenge\":\"$ch\",\"certificate\":\"$cert\",\"signature\":\"$sig\"}" \
+        "http://127.0.0.1:$GATE/jpki/login" \
+        | sed -n 's/^Set-Cookie: \([^;]*\);.*/\1/p'
+}
+
+wrk_rps() {   # wrk args...; prints requests/s, fails on non-2xx answers
+    local out
+    out=$(taskset -c 1 wrk "$@" 2>&1)
+    if echo "$out" | grep -q 'Non-2xx'; then
+        echo "bench: wrk saw errors: $(echo "$out" | grep Non-2xx)" >&2
+        echo 0; return
+    fi
+    echo "$out" | awk '/^Requests\/sec/ {print $2}'
+}
+
+best_of() {   # best of 3 runs of wrk_rps
+    local best=0 r
+    for _ in 1 2 3; do
+        r=$(wrk_rps "$@")
+        best=$(awk -v a="$best" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+    done
+    echo "$best"
+}
+
+session_ratio() {   # $1 name, $2 store line
+    local cookie open gated
+    start_nginx "$2"
+    cookie=$(login_cookie)
+    [ -n "$cookie" ] || { echo "bench: login failed ($1)" >&2; return 1; }
+    # nginx's worker on core 0, wrk on core 1
+    taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
+    open=$(best_of -t1 -c32 -d3s "http://127.0.0.1:$GATE/open/")
+    gated=$(best_of -t1 -c32 -d3s -H "Cookie: $cookie" \
+        "http://127.0.0.1:$GATE/gated/")
+    echo "figure: nginx.ungated_rps.$1 = $open"
+    echo "figure: nginx.gated_rps.$1 = $gated"
+    echo "figure: nginx.session_vs_ungated.$1 = $(ratio "$gated" "$open")"
+}
+
+session_ratio shm "jpki_store shm zone=jpki:16m;"
+session_ratio redis "jpki_store redis=127.0.0.1:$REDIS;"
+
+# Logins through one worker: challenges issued and signed ahead of time with
+# the site's keys; the first login warms the revocation cache.
+start_nginx "jpki_store shm zone=jpki:64m;"
+taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
+[ -n "$(login_cookie)" ] || echo "bench: warm-up login failed" >&2
+# Every body is used once: more bodies than one second of logins can use.
+n=${JPKI_BENCH_LOGINS:-16000}
+pids=""
+for half in 1 2; do
+    "$B/sign_bodies" "$D/secret" "$P/ca2.pem" "$P/user1.key" "$P/user1.der" \
+        "$n" > "$D/bodies.$half" &
+    pids="$pids $!"
+done
+wait $pids
+cat "$D/bodies.1" "$D/bodies.2" > "$D/bodies"
+logins=$(wrk_rps -t1 -c8 -d1s -s bench/login.lua "http://127.0.0.1:$GATE/" \
+    -- "$D/bodies")
+echo "figure: nginx.logins_per_s = $logins"
+echo "figure: nginx.login_vs_rsa_verify = $(ratio "$logins" "$rsa_verify")"
+if grep -E '\[(alert|crit|emerg)\]' "$D/logs/error.log" >&2; then
+    echo "bench: nginx logged alerts" >&2
+fi
