@@ -93,14 +93,7 @@ wrk_rps() {   # wrk args...; prints requests/s, fails on non-2xx answers
     echo "$out" | awk '/^Requests\/sec/ {print $2}'
 }
 
-best_of() {   # best of 3 runs of wrk_rps
-    local best=0 r
-    for _ in 1 2 3; do
-        r=$(wrk_rps "$@")
-        best=$(awk -v a="$best" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
-    done
-    echo "$best"
-}
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
 
 session_ratio() {   # $1 name, $2 store line
     local cookie open gated
@@ -109,9 +102,14 @@ session_ratio() {   # $1 name, $2 store line
     [ -n "$cookie" ] || { echo "bench: login failed ($1)" >&2; return 1; }
     # nginx's worker on core 0, wrk on core 1
     taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
-    open=$(best_of -t1 -c32 -d3s "http://127.0.0.1:$GATE/open/")
-    gated=$(best_of -t1 -c32 -d3s -H "Cookie: $cookie" \
-        "http://127.0.0.1:$GATE/gated/")
+    # interleaved, best of three each: both see the same machine
+    open=0 gated=0
+    for _ in 1 2 3; do
+        open=$(max "$open" "$(wrk_rps -t1 -c32 -d2s \
+            "http://127.0.0.1:$GATE/open/")")
+        gated=$(max "$gated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
+            "http://127.0.0.1:$GATE/gated/")")
+    done
     echo "figure: nginx.ungated_rps.$1 = $open"
     echo "figure: nginx.gated_rps.$1 = $gated"
     echo "figure: nginx.session_vs_ungated.$1 = $(ratio "$gated" "$open")"

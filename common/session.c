@@ -175,8 +175,94 @@ static jpki_err unseal(const jpki_ctx *ctx, const char *in, size_t len,
     return JPKI_OK;
 }
 
+/* Per-thread cache of opened cookies: a gated request with a cookie seen
+ * before skips base64 and AES-GCM.  A cookie's contents never change, so an
+ * entry is valid for as long as its exact bytes are presented to the same
+ * context; expiry and idle deadline are still checked on every request. */
+#define S_CACHE_N 256
+typedef struct {
+    const jpki_ctx *ctx;
+    size_t len;
+    char cookie[JPKI_SESSION_MAX];
+    jpki_session s;
+} s_cache_entry;
+
+static pthread_key_t s_cache_key;
+static pthread_once_t s_cache_once = PTHREAD_ONCE_INIT;
+
+static void s_cache_free(void *p)
+{
+    if (p != NULL) {
+        OPENSSL_cleanse(p, S_CACHE_N * sizeof(s_cache_entry));
+        free(p);
+    }
+}
+
+static void s_cache_init(void)
+{
+    (void)pthread_key_create(&s_cache_key, s_cache_free);
+}
+
+static s_cache_entry *s_cache_slot(const char *in, size_t len)
+{
+    s_cache_entry *tab;
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    pthread_once(&s_cache_once, s_cache_init);
+    tab = pthread_getspecific(s_cache_key);
+    if (tab == NULL) {
+        tab = calloc(S_CACHE_N, sizeof(s_cache_entry));
+        if (tab == NULL || pthread_setspecific(s_cache_key, tab) != 0) {
+            free(tab);
+            return NULL;
+        }
+    }
+    /* the last characters encode the GCM tag: random, a good index */
+    for (i = len > 8 ? len - 8 : 0; i < len; i++)
+        h = (h ^ (uint8_t)in[i]) * 16777619u;
+    return &tab[h % S_CACHE_N];
+}
+
+static jpki_err session_times(const jpki_session *s, time_t now)
+{
+    if ((int64_t)now >= s->expires)
+        return JPKI_ERR_SESSION_EXPIRED;
+    if (s->idle_deadline != 0 && (int64_t)now >= s->idle_deadline)
+        return JPKI_ERR_SESSION_IDLE;
+    return JPKI_OK;
+}
+
+static jpki_err session_open_full(const jpki_ctx *ctx, const char *in,
+                                  size_t len, time_t now, jpki_session *s);
+
 jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
                            time_t now, jpki_session *s)
+{
+    s_cache_entry *e;
+    jpki_err err;
+
+    if (in == NULL || len == 0 || len > JPKI_SESSION_MAX || !ctx->finished)
+        return session_open_full(ctx, in, len, now, s);
+    e = s_cache_slot(in, len);
+    if (e != NULL && e->ctx == ctx && e->len == len
+        && memcmp(e->cookie, in, len) == 0) {
+        *s = e->s;
+        return session_times(s, now);
+    }
+    err = session_open_full(ctx, in, len, now, s);
+    if (e != NULL && (err == JPKI_OK || err == JPKI_ERR_SESSION_IDLE
+                      || err == JPKI_ERR_SESSION_EXPIRED)) {
+        e->ctx = ctx;
+        e->len = len;
+        memcpy(e->cookie, in, len);
+        e->s = *s;
+    }
+    return err;
+}
+
+static jpki_err session_open_full(const jpki_ctx *ctx, const char *in,
+                                  size_t len, time_t now, jpki_session *s)
 {
     uint8_t pt[S_RAW_MAX];
     size_t ptlen = 0, alen, rlen;
@@ -214,9 +300,5 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
     memcpy(s->account, acct, alen);
     s->account[alen] = '\0';
     OPENSSL_cleanse(pt, sizeof(pt));
-    if ((int64_t)now >= s->expires)
-        return JPKI_ERR_SESSION_EXPIRED;
-    if (s->idle_deadline != 0 && (int64_t)now >= s->idle_deadline)
-        return JPKI_ERR_SESSION_IDLE;
-    return JPKI_OK;
+    return session_times(s, now);
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "form.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ struct jpki_txn {
     size_t n_cmds;
     /* verdict */
     jpki_verdict v;
+    /* buffers: not zeroed at creation, written before use */
     char body[1024];
     char cookie[JPKI_SESSION_MAX + 320];
     char location[1400];
@@ -828,9 +830,10 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     *out = NULL;
     if (!ctx->finished || req == NULL || (unsigned)req->op > JPKI_OP_STATUS)
         return JPKI_ERR_INVALID;
-    t = calloc(1, sizeof(*t));
+    t = malloc(sizeof(*t));
     if (t == NULL)
         return JPKI_ERR_NOMEM;
+    memset(t, 0, offsetof(struct jpki_txn, body));
     if (req->policy != NULL && jpki_policy_check(req->policy, NULL, 0)
                                != JPKI_OK) {
         free(t);
