@@ -57,7 +57,8 @@ typedef struct {
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
 
-/* Store I/O completion: res holds n results, or res is NULL on failure. */
+/* Store I/O completion: res holds n results (all JPKI_STORE_R_ERROR when
+ * the I/O failed), or res is NULL on a timeout. */
 typedef void (*ngx_http_jpki_store_done_pt)(void *data,
     jpki_store_result *res, size_t n);
 /* OCSP completion: status 0 on failure or timeout. */

@@ -13,6 +13,11 @@
 #define NGX_HTTP_JPKI_IO_OCSP   2
 
 #define JPKI_MAX_CMDS           8
+
+/* how a Redis operation ended */
+#define NGX_HTTP_JPKI_REDIS_ERROR    0
+#define NGX_HTTP_JPKI_REDIS_OK       1
+#define NGX_HTTP_JPKI_REDIS_TIMEOUT  2
 #define JPKI_OCSP_HEADER_MAX    16384
 
 
@@ -31,6 +36,8 @@ struct ngx_http_jpki_io_s {
     jpki_store_cmd                 cmds[JPKI_MAX_CMDS];
     jpki_store_result              res[JPKI_MAX_CMDS];
     size_t                         n;
+    ngx_uint_t                     retried;
+    ngx_http_jpki_main_conf_t     *jmcf;
 
     /* OCSP */
     ngx_http_jpki_flight_t        *flight;
@@ -50,6 +57,7 @@ struct ngx_http_jpki_redis_conn_s {
     ngx_uint_t                     prelude;     /* AUTH/SELECT replies due */
     ngx_uint_t                     got;         /* command replies read */
     ngx_uint_t                     ready;       /* AUTH/SELECT done */
+    ngx_uint_t                     reused;      /* taken from the pool */
     ngx_log_t                      log;
 };
 
@@ -189,6 +197,8 @@ ngx_http_jpki_send(ngx_connection_t *c, u_char *out, size_t len, size_t *sent)
 static void ngx_http_jpki_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_jpki_redis_write_handler(ngx_event_t *ev);
 static void ngx_http_jpki_redis_idle_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io,
+    ngx_log_t *log);
 
 
 static void
@@ -205,16 +215,42 @@ ngx_http_jpki_redis_close(ngx_http_jpki_redis_conn_t *rc)
 }
 
 
-/* Ends the current operation; ok = 0 closes the connection. */
+/* Ends the current operation; anything but NGX_HTTP_JPKI_REDIS_OK closes
+ * the connection.  The caller gets the results, NULL for a timeout, or
+ * error results for any other failure (refused connection, AUTH refused,
+ * protocol error...): the core reports "timeout" and "store_error". */
 static void
-ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t ok)
+ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
 {
     ngx_http_jpki_io_t  *io;
     ngx_connection_t    *c;
+    ngx_uint_t           ok, i;
 
     io = rc->io;
     rc->io = NULL;
     c = rc->pc.connection;
+    ok = (how == NGX_HTTP_JPKI_REDIS_OK);
+
+    /* A pooled connection Redis closed meanwhile (a restart): try once
+     * more on a fresh connection before reporting a failure. */
+    if (how == NGX_HTTP_JPKI_REDIS_ERROR && rc->reused && rc->got == 0
+        && rc->prelude == 0 && !io->retried && io->data != NULL)
+    {
+        io->retried = 1;
+        ngx_http_jpki_redis_close(rc);
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "jpki: redis connection lost, retrying once");
+        if (ngx_http_jpki_redis_send(io, ngx_cycle->log) == NGX_AGAIN) {
+            return;
+        }
+        for (i = 0; i < io->n; i++) {
+            ngx_memzero(&io->res[i], sizeof(jpki_store_result));
+            io->res[i].type = JPKI_STORE_R_ERROR;
+        }
+        io->store_done(io->data, io->res, io->n);
+        ngx_free(io);
+        return;
+    }
 
     if (c) {
         if (c->read->timer_set) {
@@ -225,7 +261,11 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t ok)
         }
     }
 
-    if (ok && c && ngx_http_jpki_redis_nidle < rc->jmcf->redis_keepalive) {
+    /* no keepalive while the worker is exiting: an idle connection left
+     * open makes it log "open socket left" alerts */
+    if (ok && c && !ngx_exiting && !ngx_terminate
+        && ngx_http_jpki_redis_nidle < rc->jmcf->redis_keepalive)
+    {
         c->read->handler = ngx_http_jpki_redis_idle_handler;
         c->write->handler = ngx_http_jpki_redis_idle_handler;
         c->idle = 1;
@@ -238,7 +278,15 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t ok)
     }
 
     if (io->data != NULL) {
-        io->store_done(io->data, ok ? io->res : NULL, io->n);
+        if (how == NGX_HTTP_JPKI_REDIS_ERROR) {
+            for (i = 0; i < io->n; i++) {
+                ngx_memzero(&io->res[i], sizeof(jpki_store_result));
+                io->res[i].type = JPKI_STORE_R_ERROR;
+            }
+        }
+        io->store_done(io->data,
+                       how == NGX_HTTP_JPKI_REDIS_TIMEOUT ? NULL : io->res,
+                       io->n);
     }
 
     ngx_free(io);
@@ -258,6 +306,11 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
 
     if (ev->write) {
         return;
+    }
+
+    /* graceful shutdown (ngx_close_idle_connections) sets c->close */
+    if (c->close) {
+        goto close;
     }
 
     /* an idle connection has nothing to read: EOF or garbage closes it */
@@ -286,7 +339,7 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
 
     if (r == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis send failed");
-        ngx_http_jpki_redis_finish(rc, 0);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
         return;
     }
 
@@ -309,7 +362,7 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_jpki_redis_finish(rc, 0);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
     }
 }
 
@@ -327,14 +380,14 @@ ngx_http_jpki_redis_write_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
                       "jpki: redis connect or send timed out");
-        ngx_http_jpki_redis_finish(rc, 0);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_TIMEOUT);
         return;
     }
 
     if (!rc->ready && rc->out_sent == 0
         && ngx_http_jpki_test_connect(c) != NGX_OK)
     {
-        ngx_http_jpki_redis_finish(rc, 0);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
         return;
     }
 
@@ -412,18 +465,18 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
                       "jpki: redis command timed out");
-        ngx_http_jpki_redis_finish(rc, 0);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_TIMEOUT);
         return;
     }
 
     for ( ;; ) {
         done = ngx_http_jpki_redis_parse(rc);
         if (done == NGX_ERROR) {
-            ngx_http_jpki_redis_finish(rc, 0);
+            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
             return;
         }
         if (done == 1) {
-            ngx_http_jpki_redis_finish(rc, 1);
+            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_OK);
             return;
         }
 
@@ -431,7 +484,7 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(ev, 0) != NGX_OK) {
-                ngx_http_jpki_redis_finish(rc, 0);
+                ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
             }
             return;
         }
@@ -439,14 +492,14 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
         if (n <= 0) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "jpki: redis closed the connection");
-            ngx_http_jpki_redis_finish(rc, 0);
+            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
             return;
         }
 
         if (jpki_resp_reader_feed(rc->rd, (char *) buf, n) != JPKI_OK) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "jpki: redis reply too large");
-            ngx_http_jpki_redis_finish(rc, 0);
+            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
             return;
         }
     }
@@ -513,6 +566,7 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
         ngx_queue_remove(q);
         ngx_http_jpki_redis_nidle--;
         rc = ngx_queue_data(q, ngx_http_jpki_redis_conn_t, queue);
+        rc->reused = 1;
         rc->pc.connection->idle = 0;
         rc->pc.connection->read->handler = ngx_http_jpki_redis_read_handler;
         rc->pc.connection->write->handler = ngx_http_jpki_redis_write_handler;
@@ -548,57 +602,40 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 }
 
 
-ngx_int_t
-ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
-    const jpki_store_cmd *cmds, size_t n, ngx_http_jpki_store_done_pt done,
-    void *data, ngx_http_jpki_io_t **iop)
+/* Sends io's commands on a pooled or new connection. */
+static ngx_int_t
+ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
-    ngx_http_jpki_io_t          *io;
+    ngx_http_jpki_main_conf_t   *jmcf = io->jmcf;
     ngx_http_jpki_redis_conn_t  *rc;
     ngx_int_t                    connect;
     size_t                       i, total, len[JPKI_MAX_CMDS];
     char                        *resp[JPKI_MAX_CMDS];
     u_char                      *p;
-
-    ngx_http_jpki_io_init();
-
-    if (n == 0 || n > JPKI_MAX_CMDS) {
-        return NGX_ERROR;
-    }
+    ngx_int_t                    ret = NGX_ERROR;
 
     total = 512 + jmcf->redis_user.len + jmcf->redis_password.len;
     ngx_memzero(resp, sizeof(resp));
 
-    for (i = 0; i < n; i++) {
-        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
-            goto failed;
+    for (i = 0; i < io->n; i++) {
+        if (jpki_store_cmd_to_resp(&io->cmds[i], &resp[i], &len[i])
+            != JPKI_OK)
+        {
+            goto done;
         }
         total += len[i];
     }
 
-    io = ngx_calloc(sizeof(ngx_http_jpki_io_t), log);
-    if (io == NULL) {
-        goto failed;
-    }
-
-    io->kind = NGX_HTTP_JPKI_IO_REDIS;
-    io->data = data;
-    io->store_done = done;
-    io->n = n;
-    ngx_memcpy(io->cmds, cmds, n * sizeof(jpki_store_cmd));
-
     rc = ngx_http_jpki_redis_get(jmcf, log, &connect);
     if (rc == NULL) {
-        ngx_free(io);
-        goto failed;
+        goto done;
     }
 
     ngx_free(rc->out);
     rc->out = ngx_alloc(total, log);
     if (rc->out == NULL) {
-        ngx_free(io);
         ngx_http_jpki_redis_close(rc);
-        goto failed;
+        goto done;
     }
 
     p = rc->out;
@@ -609,9 +646,8 @@ ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
         }
     }
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < io->n; i++) {
         p = ngx_cpymem(p, resp[i], len[i]);
-        free(resp[i]);
     }
 
     rc->out_len = p - rc->out;
@@ -619,24 +655,58 @@ ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     rc->got = 0;
     rc->io = io;
     io->conn = rc;
-    *iop = io;
+    ret = NGX_AGAIN;
 
     if (connect == NGX_AGAIN) {
         ngx_add_timer(rc->pc.connection->write, jmcf->redis_connect_timeout);
-        return NGX_AGAIN;
+
+    } else {
+        ngx_http_jpki_redis_start(rc);
     }
 
-    ngx_http_jpki_redis_start(rc);
+done:
 
-    return NGX_AGAIN;
-
-failed:
-
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < io->n; i++) {
         free(resp[i]);
     }
 
-    return NGX_ERROR;
+    return ret;
+}
+
+
+ngx_int_t
+ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    const jpki_store_cmd *cmds, size_t n, ngx_http_jpki_store_done_pt done,
+    void *data, ngx_http_jpki_io_t **iop)
+{
+    ngx_http_jpki_io_t  *io;
+
+    ngx_http_jpki_io_init();
+
+    if (n == 0 || n > JPKI_MAX_CMDS) {
+        return NGX_ERROR;
+    }
+
+    io = ngx_calloc(sizeof(ngx_http_jpki_io_t), log);
+    if (io == NULL) {
+        return NGX_ERROR;
+    }
+
+    io->kind = NGX_HTTP_JPKI_IO_REDIS;
+    io->data = data;
+    io->store_done = done;
+    io->jmcf = jmcf;
+    io->n = n;
+    ngx_memcpy(io->cmds, cmds, n * sizeof(jpki_store_cmd));
+    *iop = io;
+
+    if (ngx_http_jpki_redis_send(io, log) != NGX_AGAIN) {
+        *iop = NULL;
+        ngx_free(io);
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
 }
 
 

@@ -40,6 +40,7 @@ typedef struct {
     ngx_uint_t                 done;
     ngx_uint_t                 waiting;      /* I/O under way */
     ngx_int_t                  rc;           /* access phase result */
+    ngx_uint_t                 pass;         /* the gate let it through */
     u_char                    *body;
     size_t                     body_len;
     ngx_str_t                  cookie;
@@ -1743,7 +1744,16 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
                 ctx->waiting = 1;
                 return;
             }
-            jpki_txn_feed_store(ctx->txn, NULL, 0);
+            /* Redis unreachable: an error (store_error), not a timeout */
+            if (n > 8) {
+                jpki_txn_feed_store(ctx->txn, NULL, 0);
+                continue;
+            }
+            ngx_memzero(res, n * sizeof(jpki_store_result));
+            for (i = 0; i < n; i++) {
+                res[i].type = JPKI_STORE_R_ERROR;
+            }
+            jpki_txn_feed_store(ctx->txn, res, n);
             continue;
 
         case JPKI_STEP_OCSP:
@@ -1778,8 +1788,10 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
             continue;
 
         default:
-            ctx->rc = ngx_http_jpki_verdict(ctx);
+            /* done first: the variables are read while the verdict sends
+             * the answer (add_header ... always, $jpki_status) */
             ctx->done = 1;
+            ctx->rc = ngx_http_jpki_verdict(ctx);
             return;
         }
     }
@@ -1840,6 +1852,7 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_loc_conf_t  *jlcf;
     const jpki_verdict        *v;
     ngx_str_t                  account;
+    ngx_int_t                  rc;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     v = jpki_txn_verdict(ctx->txn);
@@ -1881,10 +1894,20 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
         if (ngx_http_jpki_set_account_header(r, jlcf, &account) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+        ctx->pass = 1;
         return NGX_OK;
     }
 
-    /* refusals of the gate and endpoint answers are ours to send */
+    /* refusals of the gate and endpoint answers are ours to send; a
+     * refused request's body is never read by anyone else: discard it, or
+     * on a keepalive connection it would be parsed as the next request */
+    if (ctx->op == JPKI_OP_CHECK) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     return ngx_http_jpki_send_json(r, v->http_status, v->body, v->body_len);
 }
 
@@ -1911,8 +1934,9 @@ ngx_http_jpki_access_handler(ngx_http_request_t *r)
             return ctx->op == JPKI_OP_CHECK ? NGX_AGAIN : NGX_DECLINED;
         }
         rc = ctx->rc;
-        if (rc != NGX_OK) {
-            /* the response was sent by the verdict */
+        if (!ctx->pass) {
+            /* the response was sent by the verdict (rc: what sending it
+             * returned, NGX_OK included) or rc is an error status */
             ngx_http_finalize_request(r, rc);
             return NGX_DONE;
         }
@@ -1940,7 +1964,7 @@ ngx_http_jpki_access_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    if (ctx->rc != NGX_OK) {
+    if (!ctx->pass) {
         ngx_http_finalize_request(r, ctx->rc);
         return NGX_DONE;
     }
