@@ -278,6 +278,18 @@ static void rev_decide(jpki_txn *t, jpki_rev_status st)
 
 static void rev_next(jpki_txn *t);
 
+/* Decides from a cached revocation answer; 0 when there is none. */
+static int rev_cached(jpki_txn *t, const jpki_store_result *r)
+{
+    jpki_rev_status st;
+
+    if (!rev_parse(r, &st))
+        return 0;
+    t->rev_source = "cache";
+    rev_decide(t, st);
+    return 1;
+}
+
 static void rev_unavailable(jpki_txn *t)
 {
     char val[JPKI_STORE_VAL_MAX], id[80];
@@ -547,7 +559,6 @@ static jpki_err login_account(jpki_txn *t, const jpki_store_result *map)
 
 static void login_stored(jpki_txn *t, const jpki_store_result *r)
 {
-    jpki_rev_status st;
     jpki_err e;
 
     if (r[0].type != JPKI_STORE_R_INT) {
@@ -567,12 +578,8 @@ static void login_stored(jpki_txn *t, const jpki_store_result *r)
         finish(t, JPKI_ERR_STORE);
         return;
     }
-    if (rev_parse(&r[1], &st)) {
-        t->rev_source = "cache";
-        rev_decide(t, st);
-        return;
-    }
-    rev_start(t);
+    if (!rev_cached(t, &r[1]))
+        rev_start(t);
 }
 
 static void set_session_cookie(jpki_txn *t)
@@ -707,7 +714,6 @@ static void check_begin(jpki_txn *t)
 static void check_stored(jpki_txn *t, const jpki_store_result *r)
 {
     char acct[JPKI_ACCOUNT_MAX + 1];
-    jpki_rev_status st;
     size_t i, n;
     jpki_err e;
 
@@ -734,11 +740,8 @@ static void check_stored(jpki_txn *t, const jpki_store_result *r)
         finish(t, JPKI_ERR_NOT_MAPPED);
         return;
     }
-    if (rev_parse(&r[0], &st)) {
-        t->rev_source = "cache";
-        rev_decide(t, st);
+    if (rev_cached(t, &r[0]))
         return;
-    }
     e = jpki_cert_from_ref(t->ctx, t->s.rev_ref, t->s.rev_ref_len, &t->cert);
     if (e != JPKI_OK) {
         finish(t, e);

@@ -1313,6 +1313,16 @@ ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
+static ngx_uint_t
+ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name)
+{
+    return (h->key.len == name->len
+            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
+           || (h->key.len >= 7
+               && ngx_strncasecmp(h->key.data, (u_char *) "X-JPKI-", 7) == 0);
+}
+
+
 /* Removes every client copy of the gate's headers (the account header and
  * any X-JPKI-*), rebuilding the list: nginx's list has no removal. */
 static ngx_int_t
@@ -1335,12 +1345,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
             h = part->elts;
             i = 0;
         }
-        if ((h[i].key.len == name->len
-             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-            || (h[i].key.len >= 7
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-JPKI-", 7)
-                   == 0))
-        {
+        if (ngx_http_jpki_is_gate_header(&h[i], name)) {
             found = 1;
             break;
         }
@@ -1366,12 +1371,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
             h = part->elts;
             i = 0;
         }
-        if ((h[i].key.len == name->len
-             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-            || (h[i].key.len >= 7
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-JPKI-", 7)
-                   == 0))
-        {
+        if (ngx_http_jpki_is_gate_header(&h[i], name)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "jpki: client sent gate header \"%V\": removed",
                           &h[i].key);
