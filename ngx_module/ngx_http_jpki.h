@@ -45,6 +45,10 @@ typedef struct {
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_uint_t                 redis_keepalive;
+#if (NGX_SSL)
+    ngx_ssl_t                 *redis_ssl;     /* TLS with verification */
+    ngx_str_t                  redis_tls_name;
+#endif
 
     ngx_msec_t                 ocsp_timeout;
 

@@ -204,8 +204,20 @@ static ngx_int_t ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io,
 static void
 ngx_http_jpki_redis_close(ngx_http_jpki_redis_conn_t *rc)
 {
+    ngx_pool_t  *pool;
+
     if (rc->pc.connection) {
+#if (NGX_SSL)
+        if (rc->pc.connection->ssl) {
+            rc->pc.connection->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(rc->pc.connection);
+        }
+#endif
+        pool = rc->pc.connection->pool;
         ngx_close_connection(rc->pc.connection);
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
         rc->pc.connection = NULL;
     }
 
@@ -313,9 +325,20 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
         goto close;
     }
 
-    /* an idle connection has nothing to read: EOF or garbage closes it */
-    n = recv(c->fd, buf, 1, MSG_PEEK);
-    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+    /* an idle connection has nothing to read: EOF or garbage closes it
+     * (over TLS, records without data, like session tickets, are fine) */
+#if (NGX_SSL)
+    if (c->ssl) {
+        n = c->recv(c, buf, 1);
+    } else
+#endif
+    {
+        n = recv(c->fd, buf, 1, MSG_PEEK);
+        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+            n = NGX_AGAIN;
+        }
+    }
+    if (n == NGX_AGAIN) {
         if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
             goto close;
         }
@@ -329,11 +352,149 @@ close:
 }
 
 
+#if (NGX_SSL)
+
+static void ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc);
+
+
+/* The server certificate must name the host: DNS name or IP address. */
+static ngx_int_t
+ngx_http_jpki_check_name(ngx_connection_t *c, ngx_str_t *name)
+{
+    X509       *cert;
+    u_char      z[256];
+    int         ok;
+
+    if (name->len == 0 || name->len >= sizeof(z)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(z, name->data, name->len);
+    z[name->len] = '\0';
+
+    cert = SSL_get1_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ERROR;
+    }
+
+    ok = X509_check_ip_asc(cert, (char *) z, 0);
+    if (ok == -2) {                               /* not an IP address */
+        ok = X509_check_host(cert, (char *) z, name->len, 0, NULL);
+    }
+
+    X509_free(cert);
+
+    return ok == 1 ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
+{
+    ngx_http_jpki_redis_conn_t  *rc = c->data;
+    long                         v;
+
+    if (!c->ssl->handshaked) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "jpki: redis TLS handshake failed");
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
+        return;
+    }
+
+    v = SSL_get_verify_result(c->ssl->connection);
+    if (v != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis server "
+                      "certificate refused: %s",
+                      X509_verify_cert_error_string(v));
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
+        return;
+    }
+
+    if (ngx_http_jpki_check_name(c, &rc->jmcf->redis_tls_name) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis server "
+                      "certificate does not name \"%V\"",
+                      &rc->jmcf->redis_tls_name);
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
+        return;
+    }
+
+    c->read->handler = ngx_http_jpki_redis_read_handler;
+    c->write->handler = ngx_http_jpki_redis_write_handler;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_http_jpki_redis_start(rc);
+}
+
+
+/* Starts TLS on a new connection; NGX_OK when already done. */
+static ngx_int_t
+ngx_http_jpki_redis_tls(ngx_http_jpki_redis_conn_t *rc)
+{
+    ngx_connection_t  *c = rc->pc.connection;
+    ngx_int_t          r;
+    u_char             name[256];
+
+    if (rc->jmcf->redis_ssl == NULL || c->ssl != NULL) {
+        return NGX_OK;
+    }
+
+    /* the TLS state lives in a pool of the connection's own */
+    c->pool = ngx_create_pool(2048, c->log);
+    if (c->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ssl_create_connection(rc->jmcf->redis_ssl, c,
+                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rc->jmcf->redis_tls_name.len < sizeof(name)) {
+        ngx_memcpy(name, rc->jmcf->redis_tls_name.data,
+                   rc->jmcf->redis_tls_name.len);
+        name[rc->jmcf->redis_tls_name.len] = '\0';
+        (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) name);
+    }
+
+    if (!c->write->timer_set) {
+        ngx_add_timer(c->write, rc->jmcf->redis_connect_timeout);
+    }
+
+    r = ngx_ssl_handshake(c);
+
+    if (r == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_jpki_redis_handshaked;
+        return NGX_AGAIN;
+    }
+
+    ngx_http_jpki_redis_handshaked(c);
+    return NGX_DONE;
+}
+
+#endif
+
+
 static void
 ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
 {
     ngx_connection_t  *c = rc->pc.connection;
     ngx_int_t          r;
+
+#if (NGX_SSL)
+    r = ngx_http_jpki_redis_tls(rc);
+    if (r == NGX_ERROR) {
+        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
+        return;
+    }
+    if (r != NGX_OK) {
+        return;                    /* the handshake handler goes on */
+    }
+#endif
 
     r = ngx_http_jpki_send(c, rc->out, rc->out_len, &rc->out_sent);
 

@@ -695,9 +695,66 @@ ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+#if (NGX_SSL)
+
+/* TLS to Redis: the server certificate must chain to tls_ca= (required) and
+ * name tls_name= (default: the host of redis=). */
+static ngx_int_t
+ngx_http_jpki_redis_tls_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
+    ngx_str_t *ca)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ca->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: redis tls=on needs "
+                           "tls_ca=FILE (the server is always verified)");
+        return NGX_ERROR;
+    }
+
+    if (jmcf->redis_tls_name.len == 0) {
+        jmcf->redis_tls_name = jmcf->redis.host;
+    }
+
+    jmcf->redis_ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (jmcf->redis_ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    jmcf->redis_ssl->log = cf->log;
+
+    if (ngx_ssl_create(jmcf->redis_ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3,
+                       NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(jmcf->redis_ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = jmcf->redis_ssl;
+
+    if (ngx_conf_full_name(cf->cycle, ca, 1) != NGX_OK
+        || ngx_ssl_trusted_certificate(cf, jmcf->redis_ssl, ca, 4) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    SSL_CTX_set_verify(jmcf->redis_ssl->ctx, SSL_VERIFY_PEER, NULL);
+
+    return NGX_OK;
+}
+
+#endif
+
+
 /* jpki_store shm zone=NAME:SIZE;
  * jpki_store redis=HOST:PORT|unix:PATH [db=N] [user=U] [password=P]
- *            [keepalive=N]; */
+ *            [keepalive=N] [tls=on tls_ca=FILE [tls_name=NAME]]; */
 static char *
 ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -707,6 +764,10 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ssize_t                     size;
     u_char                     *colon;
     ngx_int_t                   n;
+#if (NGX_SSL)
+    ngx_uint_t                  tls = 0;
+    ngx_str_t                   tls_ca = ngx_null_string;
+#endif
 
     if (jmcf->store) {
         return "is duplicate";
@@ -787,6 +848,19 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             jmcf->redis_password.data = value[i].data + 9;
             jmcf->redis_password.len = value[i].len - 9;
 
+#if (NGX_SSL)
+        } else if (ngx_strcmp(value[i].data, "tls=on") == 0) {
+            tls = 1;
+
+        } else if (ngx_strncmp(value[i].data, "tls_ca=", 7) == 0) {
+            tls_ca.data = value[i].data + 7;
+            tls_ca.len = value[i].len - 7;
+
+        } else if (ngx_strncmp(value[i].data, "tls_name=", 9) == 0) {
+            jmcf->redis_tls_name.data = value[i].data + 9;
+            jmcf->redis_tls_name.len = value[i].len - 9;
+#endif
+
         } else if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
             n = ngx_atoi(value[i].data + 10, value[i].len - 10);
             if (n == NGX_ERROR || n < 1 || n > 1024) {
@@ -797,7 +871,8 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "jpki: invalid parameter \"%V\" (expected "
-                               "db=, user=, password= or keepalive=)",
+                               "db=, user=, password=, keepalive=, tls=on, "
+                               "tls_ca= or tls_name=)",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
@@ -806,6 +881,16 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (jmcf->redis_user.len && jmcf->redis_password.len == 0) {
         return "has user= without password=";
     }
+
+#if (NGX_SSL)
+    if (tls_ca.len && !tls) {
+        return "has tls_ca= without tls=on";
+    }
+
+    if (tls && ngx_http_jpki_redis_tls_conf(cf, jmcf, &tls_ca) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     jmcf->store = NGX_HTTP_JPKI_STORE_REDIS;
     jmcf->configured = 1;
