@@ -77,8 +77,11 @@ demo: deps
 	bash tools/demo.sh
 
 bench: deps
-	$(MAKE) all pki $(B)/bench_core
+	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies
 	bash bench/run.sh
+
+$(B)/sign_bodies: bench/sign_bodies.c $(B)/libjpki.a
+	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 
 $(B)/bench_core: bench/bench_core.c $(B)/libjpki.a
 	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
@@ -101,4 +104,4 @@ $(B)/ngx_http_jpki_module.so: $(B)/libjpki.a $(NGX_MOD) $(B)/nginx/objs/Makefile
 	@echo '  NGX   $@'
 	@touch ngx_module/ngx_http_jpki_module.c
 	@$(MAKE) -s -C $(B)/nginx -f objs/Makefile modules > /dev/null
-	@cp $(B)/nginx/objs/ngx_http_jpki_module.so $@
+	@cp $(B)/nginx/objs/ngx_http_jpki_module.so $@.tmp && mv -f $@.tmp $@

@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 B=${JPKI_BUILD:-build}
 export JPKI_TEST_PKI=${JPKI_TEST_PKI:-$PWD/$B/pki}
 
-# Baseline: RSA-2048 verifications per second on one core.
-rsa_verify=$(openssl speed -seconds 3 rsa2048 2>/dev/null \
-    | awk '/^rsa 2048 bits/ {print $NF}')
-# Core logins per second on one core (taskset pins it when available).
+# Baseline: RSA-2048 verifications per second on one core; the core's logins
+# per second on the same core (taskset pins both when available).
 pin=""
 command -v taskset >/dev/null && pin="taskset -c 0"
+rsa_verify=$($pin openssl speed -seconds 3 rsa2048 2>/dev/null \
+    | awk '/^rsa 2048 bits/ {print $NF}')
 read -r _ warm cold < <($pin "$B/bench_core")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }

@@ -1,0 +1,784 @@
+package JPKITest;
+# t/lib/JPKITest.pm - harness for the server scenario tests (t/nginx-*.t):
+# loopback ports, a temp directory per test, secret files, child processes
+# (Debian's nginx with the module, redis-server, `openssl ocsp` responders,
+# a "black hole" OCSP responder), and the client side of the login protocol
+# (challenge, signature with the openssl CLI, login, gated requests).
+#
+# The client helpers know nothing about the web server: the Apache tests
+# reuse them with their own server start.  Core Perl only.
+#
+# Env: JPKI_BUILD (default <repo>/build), JPKI_TEST_PKI (default
+#      <build>/pki), JPKI_NGINX (default /usr/sbin/nginx), JPKI_REDIS_SERVER,
+#      JPKI_KEEP=1 (keep the temp directory and print where it is).
+use strict;
+use warnings;
+use Exporter 'import';
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time sleep);
+use HTTP::Tiny;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64 decode_base64);
+use Test::More ();
+
+our @EXPORT = qw(
+    $REPO $BUILD $PKI $NGINX $MODULE
+    skip_unless free_port tmpdir slurp spew write_secret
+    spawn stop_pid wait_port
+    http get_json post_json post_form cookie_of set_cookies
+    challenge sign_b64 cert_pem cert_b64 login_body
+    cert_id json_decode json_encode
+);
+
+our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
+our $BUILD = $ENV{JPKI_BUILD} // "$REPO/build";
+our $PKI   = $ENV{JPKI_TEST_PKI} // "$BUILD/pki";
+our $NGINX = $ENV{JPKI_NGINX} // '/usr/sbin/nginx';
+our $MODULE = "$BUILD/ngx_http_jpki_module.so";
+
+my $OWNER = $$;          # END blocks of forked children must not kill anything
+our %KIDS;               # pid => name: every process this harness started
+my %PORTS;               # ports handed out by this process
+my $TMP;
+
+my $JSON = JSON::PP->new->canonical(1)->allow_nonref(1);
+sub json_decode { my $j = eval { $JSON->decode($_[0]) }; return $j }
+sub json_encode { $JSON->encode($_[0]) }
+
+# ---------------------------------------------------------------- basics
+
+sub which {
+    my ($name) = @_;
+    return $name if $name =~ m{/} && -x $name;
+    for (split /:/, $ENV{PATH} // '') { return "$_/$name" if -x "$_/$name" }
+    return undef;
+}
+
+# skip_unless(qw(nginx redis module jpkictl pki openssl)): skip_all when a
+# piece is missing (the build targets are named in the message).
+sub skip_unless {
+    my @why;
+    for (@_) {
+        if ($_ eq 'nginx') { push @why, "$NGINX not found" unless -x $NGINX }
+        elsif ($_ eq 'module') {
+            push @why, "$MODULE not built (make build/ngx_http_jpki_module.so)"
+                unless -f $MODULE;
+        }
+        elsif ($_ eq 'jpkictl') {
+            push @why, "$BUILD/jpkictl not built (make build/jpkictl)"
+                unless -x "$BUILD/jpkictl";
+        }
+        elsif ($_ eq 'pki') {
+            push @why, "no test PKI in $PKI (make pki)" unless -f "$PKI/user1.pem";
+        }
+        elsif ($_ eq 'redis') {
+            push @why, 'redis-server not found' unless redis_bin();
+        }
+        elsif ($_ eq 'openssl') {
+            push @why, 'openssl CLI not found' unless which('openssl');
+        }
+    }
+    Test::More::plan(skip_all => join('; ', @why)) if @why;
+}
+
+sub redis_bin {
+    for ($ENV{JPKI_REDIS_SERVER} || (), '/usr/bin/redis-server') {
+        return $_ if -x $_;
+    }
+    return which('redis-server');
+}
+
+# A directory for this test (0755: nginx workers run as nobody under root).
+sub tmpdir {
+    return $TMP if $TMP;
+    my $keep = $ENV{JPKI_KEEP} ? 1 : 0;
+    $TMP = tempdir('jpki-t-XXXXXX', TMPDIR => 1, CLEANUP => !$keep);
+    chmod 0755, $TMP;
+    Test::More::diag("temp directory kept: $TMP") if $keep;
+    return $TMP;
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $h, '<:raw', $f or return '';
+    local $/;
+    my $d = <$h>;
+    return $d // '';
+}
+
+sub spew {
+    my ($f, $d, $mode) = @_;
+    open my $h, '>:raw', $f or die "$f: $!";
+    print $h $d;
+    close $h or die "$f: $!";
+    chmod $mode, $f if defined $mode;
+}
+
+# A free loopback port, never the same twice in this process.  (Another
+# test running in parallel could take it between here and the bind; ports
+# come from the kernel's ephemeral range, so this is rare.)
+sub free_port {
+    for (1 .. 50) {
+        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Proto => 'tcp',
+                                      ReuseAddr => 1) or die "socket: $!";
+        my $p = $s->sockport;
+        close $s;
+        next if $PORTS{$p}++;
+        return $p;
+    }
+    die 'no free port';
+}
+
+sub rand_hex {
+    my ($bytes) = @_;
+    my $d = '';
+    if (open my $r, '<:raw', '/dev/urandom') {
+        read $r, $d, $bytes;
+        close $r;
+    }
+    $d .= chr(int rand 256) while length $d < $bytes;
+    return unpack 'H*', $d;
+}
+
+# write_secret(FILE, key => [id, current]) - a secret file (mode 0600) with a
+# random site secret; with key => [9, 1] an explicit ring key 9 (current).
+sub write_secret {
+    my ($file, %o) = @_;
+    my $s = "# test secret\nsecret " . rand_hex(32) . "\n";
+    $s .= "key $o{key}[0] " . rand_hex(32) . ($o{key}[1] ? ' current' : '') . "\n"
+        if $o{key};
+    spew($file, $s, 0600);
+    return $file;
+}
+
+# The module as nginx loads it: a private copy, so that a rebuild of
+# build/ngx_http_jpki_module.so (cp over the file) while the tests run
+# cannot pull the code from under the running workers.
+my $MODULE_COPY;
+sub module_copy {
+    return $MODULE_COPY if $MODULE_COPY;
+    my $f = tmpdir() . '/ngx_http_jpki_module.so';
+    spew($f, slurp($MODULE), 0755);
+    return $MODULE_COPY = $f;
+}
+
+# The PKI directory as servers see it.  Under root the workers run as
+# nobody and read the CRLs: give them a world-readable copy of the public
+# files (the checkout may sit in a directory nobody cannot enter).
+my $SERVER_PKI;
+sub server_pki {
+    return $SERVER_PKI if $SERVER_PKI;
+    return $SERVER_PKI = $PKI if $> != 0;
+    my $d = tmpdir() . '/pki';
+    mkdir $d;
+    chmod 0755, $d;
+    for my $f (glob("$PKI/*.pem"), glob("$PKI/*.crl"), glob("$PKI/*.der")) {
+        (my $b = $f) =~ s{.*/}{};
+        spew("$d/$b", slurp($f), 0644);
+    }
+    return $SERVER_PKI = $d;
+}
+
+# ---------------------------------------------------------------- processes
+
+# spawn(NAME, LOGFILE, CMD...) - runs CMD in its own process group with
+# stdout and stderr to LOGFILE; returns the pid.
+sub spawn {
+    my ($name, $log, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        setpgrp(0, 0);
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+    }
+    $KIDS{$pid} = $name;
+    return $pid;
+}
+
+sub alive { my ($pid) = @_; return waitpid($pid, WNOHANG) == 0 }
+
+# Processes still in process group PGID (each child runs in its own group,
+# PGID = its pid: nginx workers left behind by a master that died).
+sub group_members {
+    my ($pgid) = @_;
+    my @p;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $t = slurp($stat);
+        push @p, $1 if $t =~ /^(\d+) \(.*\) \S+ \d+ (\d+) / && $2 == $pgid;
+    }
+    return @p;
+}
+
+sub kill_group { my ($pgid) = @_; kill 'KILL', $_ for group_members($pgid) }
+
+# stop_pid(PID, SIGNAL, TIMEOUT) - signals PID, waits up to TIMEOUT seconds
+# (then SIGKILL), and kills what is left of its process group.  Returns the
+# wait status (or -1).
+sub stop_pid {
+    my ($pid, $sig, $timeout) = @_;
+    return -1 unless $pid && $KIDS{$pid};
+    $timeout //= 5;
+    kill 'CONT', $pid;
+    kill $sig // 'TERM', $pid;
+    my $end = time + $timeout;
+    my $st = -1;
+    while (time < $end) {
+        my $r = waitpid($pid, WNOHANG);
+        if ($r == $pid) { $st = $?; last }
+        if ($r == -1) { $st = -1; last }
+        sleep 0.02;
+    }
+    if ($st == -1 && waitpid($pid, WNOHANG) == 0) {
+        Test::More::diag("$KIDS{$pid} (pid $pid) did not stop on $sig: killed");
+        kill 'KILL', $pid;
+        waitpid($pid, 0);
+        $st = $?;
+    }
+    kill_group($pid);                    # leftovers of its group (workers)
+    delete $KIDS{$pid};
+    return $st;
+}
+
+END {
+    if ($$ == $OWNER) {
+        my $st = $?;
+        my @all = keys %KIDS;
+        for my $pid (@all) {
+            kill 'CONT', $pid;
+            kill 'TERM', $pid;
+        }
+        my $end = time + 3;
+        while (%KIDS && time < $end) {
+            for my $pid (keys %KIDS) {
+                delete $KIDS{$pid} if waitpid($pid, WNOHANG) != 0;
+            }
+            sleep 0.05 if %KIDS;
+        }
+        for my $pid (keys %KIDS) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+        }
+        kill_group($_) for @all;
+        $? = $st;
+    }
+}
+
+# wait_port(PORT, TIMEOUT, PID) - 1 once something accepts on PORT; 0 on
+# timeout or when PID exits first.
+sub wait_port {
+    my ($port, $timeout, $pid) = @_;
+    my $end = time + ($timeout // 10);
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                      Proto => 'tcp', Timeout => 1);
+        if ($s) { close $s; return 1 }
+        return 0 if $pid && !alive($pid);
+        sleep 0.03;
+    }
+    return 0;
+}
+
+# ---------------------------------------------------------------- client
+
+my $UA = HTTP::Tiny->new(max_redirect => 0, timeout => 20, keep_alive => 0,
+                         agent => 'jpki-test/1');
+
+# http(METHOD, URL, headers => {}, content => STR|CODE, timeout => S)
+# -> { status, reason, headers, content, json, elapsed }.
+sub http {
+    my ($method, $url, %o) = @_;
+    my %opt = (headers => $o{headers} // {});
+    $opt{content} = $o{content} if defined $o{content};
+    my $ua = $o{timeout}
+        ? HTTP::Tiny->new(max_redirect => 0, timeout => $o{timeout},
+                          keep_alive => 0, agent => 'jpki-test/1')
+        : $UA;
+    my $t0 = time;
+    my $r = $ua->request($method, $url, \%opt);
+    $r->{elapsed} = time - $t0;
+    my $ct = $r->{headers}{'content-type'} // '';
+    $r->{json} = json_decode($r->{content})
+        if $ct =~ m{^application/json} && defined $r->{content};
+    return $r;
+}
+
+sub get_json { my ($url, %o) = @_; return http('GET', $url, %o) }
+
+sub post_json {
+    my ($url, $data, %o) = @_;
+    my $h = { 'Content-Type' => 'application/json', %{ $o{headers} // {} } };
+    return http('POST', $url, %o, headers => $h,
+                content => ref $data ? json_encode($data) : $data);
+}
+
+sub form_enc {
+    my ($s) = @_;
+    $s =~ s/([^A-Za-z0-9_.~-])/sprintf('%%%02X', ord $1)/ge;
+    return $s;
+}
+
+sub post_form {
+    my ($url, $data, %o) = @_;
+    my $body = join '&', map { form_enc($_) . '=' . form_enc($data->{$_}) }
+                         sort keys %$data;
+    my $h = { 'Content-Type' => 'application/x-www-form-urlencoded',
+              %{ $o{headers} // {} } };
+    return http('POST', $url, %o, headers => $h, content => $body);
+}
+
+# Set-Cookie header values of a response (list).
+sub set_cookies {
+    my ($r) = @_;
+    my $h = $r->{headers}{'set-cookie'};
+    return () unless defined $h;
+    return ref $h ? @$h : ($h);
+}
+
+# The value a response sets for cookie NAME (undef when not set).
+sub cookie_of {
+    my ($r, $name) = @_;
+    $name //= 'jpki_session';
+    for (set_cookies($r)) {
+        return $1 if /^\Q$name\E=([^;]*)/;
+    }
+    return undef;
+}
+
+# GET <base>/challenge -> the challenge text (undef on failure).
+sub challenge {
+    my ($base) = @_;
+    my $r = http('GET', "$base/challenge");
+    return $r->{status} == 200 && $r->{json} ? $r->{json}{challenge} : undef;
+}
+
+# Signature of TEXT with PKI key NAME (openssl dgst -sign), base64.
+sub sign_b64 {
+    my ($text, $key, $md) = @_;
+    $md //= 'sha256';
+    my $f = tmpdir() . "/to-sign.$$";
+    spew($f, $text);
+    my $keyfile = $key =~ m{/} ? $key : "$PKI/$key.key";
+    open my $p, '-|', 'openssl', 'dgst', "-$md", '-sign', $keyfile, $f
+        or die "openssl: $!";
+    binmode $p;
+    local $/;
+    my $sig = <$p>;
+    close $p or die "openssl dgst -sign $keyfile failed";
+    unlink $f;
+    return encode_base64($sig, '');
+}
+
+sub cert_pem { my ($n) = @_; return slurp($n =~ m{/} ? $n : "$PKI/$n.pem") }
+
+# base64 of the DER certificate.
+sub cert_b64 {
+    my ($n) = @_;
+    my $pem = cert_pem($n);
+    $pem =~ s/-----[^-]+-----//g;
+    $pem =~ s/\s+//g;
+    return $pem;
+}
+
+# login_body(CHALLENGE, CERT, KEY, %more) -> hashref of login fields signed
+# with KEY (the certificate as PEM unless cert_form => 'b64').
+sub login_body {
+    my ($ch, $cert, $key, %o) = @_;
+    my %b = (challenge => $ch,
+             certificate => ($o{cert_form} // '') eq 'b64' ? cert_b64($cert)
+                                                           : cert_pem($cert),
+             signature => sign_b64($ch, $key // $cert, $o{md}));
+    $b{algorithm} = $o{algorithm} if $o{algorithm};
+    $b{account} = $o{account} if defined $o{account};
+    $b{return_to} = $o{return_to} if defined $o{return_to};
+    return \%b;
+}
+
+# cert_id of a PKI certificate under SECRET_FILE (jpkictl cert-check).
+my %CERT_ID;
+sub cert_id {
+    my ($cert, $secret) = @_;
+    my $k = "$cert\0$secret";
+    return $CERT_ID{$k} if $CERT_ID{$k};
+    my $f = $cert =~ m{/} ? $cert : "$PKI/$cert.pem";
+    open my $p, '-|', "$BUILD/jpkictl", 'cert-check', '--cert', $f, '--issuer',
+        "card=$PKI/ca1.pem,$PKI/ca2.pem", '--issuer', "phone=$PKI/phone-ca.pem",
+        '--secret-file', $secret or die "jpkictl: $!";
+    my $out = join '', <$p>;
+    close $p;
+    die "jpkictl cert-check $f: $out" unless $out =~ /\bcert_id=([0-9a-f]{32})\b/;
+    return $CERT_ID{$k} = $1;
+}
+
+# ================================================================ servers
+
+package JPKITest::Nginx;
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+
+# JPKITest::Nginx->start(name => N, http => TEXT, workers => 2,
+#                        main => TEXT)
+# TEXT may use @PORT@ (the front port), @UP@ (the echo upstream), @DIR@
+# (this instance's directory) and @PKI@ (the test PKI, see server_pki).  The harness adds load_module,
+# pid, error_log (notice), temp paths, and the echo upstream server:
+#   GET any -> 200 "account=[<X-JPKI-Account>] spoof=[<X-JPKI-Cert-Id>]
+#                   other=[<X-JPKI-Other>] user=[<X-Remote-User>] uri=<uri>\n"
+sub start {
+    my ($class, %o) = @_;
+    my $self = $class->prepare(%o);
+    my ($name, $dir) = @$self{qw(name dir)};
+    $self->{pid} = JPKITest::spawn("nginx $name", "$dir/stderr.log", $JPKITest::NGINX,
+                                   '-p', "$dir/", '-c', "$dir/nginx.conf",
+                                   '-e', "$dir/error.log", '-g', 'daemon off;');
+    unless (JPKITest::wait_port($self->{port}, 10, $self->{pid})
+            && JPKITest::wait_port($self->{up}, 5, $self->{pid})) {
+        my $err = JPKITest::slurp("$dir/stderr.log") . JPKITest::slurp("$dir/error.log");
+        JPKITest::stop_pid($self->{pid}, 'TERM', 2);
+        die "nginx $name did not start:\n$err";
+    }
+    $self->{started} = -s $self->{log};
+    return $self;
+}
+
+# JPKITest::Nginx->test_config(same options as start) -> (exit status,
+# output of `nginx -t`).
+sub test_config {
+    my ($class, %o) = @_;
+    my $self = $class->prepare(%o);
+    my $dir = $self->{dir};
+    my $pid = JPKITest::spawn("nginx -t $self->{name}", "$dir/test.log", $JPKITest::NGINX,
+                              '-t', '-q', '-p', "$dir/", '-c', "$dir/nginx.conf",
+                              '-e', "$dir/error.log");
+    waitpid $pid, 0;
+    my $st = $? >> 8;
+    delete $JPKITest::KIDS{$pid};
+    return ($st, JPKITest::slurp("$dir/test.log"));
+}
+
+# Writes the configuration of an instance (see start).
+sub prepare {
+    my ($class, %o) = @_;
+    my $name = $o{name} // 'nginx';
+    my $dir = JPKITest::tmpdir() . "/$name";
+    mkdir $dir;
+    mkdir "$dir/tmp";
+    chmod 0755, $dir, "$dir/tmp";
+    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port(),
+                       up => JPKITest::free_port(), log => "$dir/error.log" },
+                     $class;
+    my $http = $o{http} // '';
+    my $conf = <<"EOF";
+load_module @{[ JPKITest::module_copy() ]};
+worker_processes @{[ $o{workers} // 2 ]};
+pid $dir/nginx.pid;
+error_log $dir/error.log notice;
+@{[ $o{main} // "" ]}
+events { worker_connections 512; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    default_type text/plain;
+
+    server {
+        listen 127.0.0.1:\@UP\@;
+        access_log $dir/upstream.log;
+        location / {
+            return 200 "account=[\$http_x_jpki_account] spoof=[\$http_x_jpki_cert_id] other=[\$http_x_jpki_other] user=[\$http_x_remote_user] uri=\$request_uri\\n";
+        }
+    }
+
+$http
+}
+EOF
+    $conf =~ s/\@PORT\@/$self->{port}/g;
+    $conf =~ s/\@UP\@/$self->{up}/g;
+    $conf =~ s/\@DIR\@/$dir/g;
+    $conf =~ s/\@PKI\@/JPKITest::server_pki()/ge;
+    JPKITest::spew("$dir/nginx.conf", $conf);
+    $self->{conf} = $conf;
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub base { "http://127.0.0.1:$_[0]{port}" }
+sub url  { my ($s, $p) = @_; return $s->base . $p }
+sub log_file { $_[0]{log} }
+sub mark { my ($s) = @_; return -s $s->{log} // 0 }
+
+# Requests the echo upstream received (its access log lines) since MARK,
+# a position in that log (upstream_mark).  The upstream logs a request after
+# answering it, maybe after the client has its answer: with WANT, wait until
+# that many lines are there (at most 2 s; 0.2 s for WANT 0).
+sub upstream_mark { my ($s) = @_; return -s "$s->{dir}/upstream.log" // 0 }
+sub upstream_hits {
+    my ($s, $mark, $want) = @_;
+    my $end = time + (!defined $want ? 0 : $want ? 2 : 0.2);
+    for (;;) {
+        my $t = substr(JPKITest::slurp("$s->{dir}/upstream.log"), $mark // 0);
+        my $n = () = $t =~ /\n/g;
+        return $n if time >= $end || (defined $want && $want && $n >= $want);
+        sleep 0.02;
+    }
+}
+
+# Error log text from offset MARK (default: everything).
+sub log_since {
+    my ($s, $mark) = @_;
+    my $t = JPKITest::slurp($s->{log});
+    return substr($t, $mark // 0);
+}
+
+# Audit records (decoded JSON) logged since MARK.
+sub audits {
+    my ($s, $mark) = @_;
+    my @a;
+    for (split /\n/, $s->log_since($mark)) {
+        next unless /jpki audit: (\{[^{}]*\})/;
+        my $j = JPKITest::json_decode($1);
+        push @a, $j if $j;
+    }
+    return @a;
+}
+
+sub worker_pids {
+    my ($s) = @_;
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $t = JPKITest::slurp($stat);
+        next unless $t =~ /^(\d+) \(.*\) \S (\d+) /;
+        push @w, $1 if $2 == $s->{pid};
+    }
+    return @w;
+}
+
+# Problems in the error log: alert/crit/emerg, a worker that died, a
+# sanitizer report.  Returns the offending lines.
+sub log_problems {
+    my ($s, $mark) = @_;
+    my @bad;
+    for (split /\n/, $s->log_since($mark)) {
+        push @bad, $_ if /\[(alert|crit|emerg)\]/ || /exited on signal/
+                         || /AddressSanitizer|runtime error:|LeakSanitizer/
+                         || /worker process \d+ exited with code [1-9]/;
+    }
+    return @bad;
+}
+
+# Stops nginx (SIGQUIT: graceful shutdown, so leaks at worker exit show as
+# "open socket left" alerts) and checks the error log as a test assertion.
+sub stop {
+    my ($s, %o) = @_;
+    return if $s->{stopped}++;
+    my $st = JPKITest::stop_pid($s->{pid}, $o{signal} // 'QUIT', 10);
+    my @bad = $s->log_problems;
+    Test::More::ok(!@bad, "nginx $s->{name}: error log free of alert/crit/emerg and crashes")
+        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
+    Test::More::is($st, 0, "nginx $s->{name}: master exited cleanly")
+        unless $o{no_exit_check};
+}
+
+sub DESTROY { }
+
+package JPKITest::Redis;
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
+
+# JPKITest::Redis->start(name => N, password => P): redis-server on a free
+# port, no persistence.
+sub start {
+    my ($class, %o) = @_;
+    my $name = $o{name} // 'redis';
+    my $dir = JPKITest::tmpdir() . "/$name";
+    mkdir $dir;
+    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port() },
+                     $class;
+    $self->{pid} = JPKITest::spawn("redis $name", "$dir/stdout.log",
+                                   JPKITest::redis_bin(), '--port', $self->{port},
+                                   '--bind', '127.0.0.1', '--save', '',
+                                   '--appendonly', 'no', '--dir', $dir,
+                                   '--logfile', "$dir/redis.log",
+                                   '--daemonize', 'no',
+                                   $o{password} ? ('--requirepass', $o{password}) : ());
+    $self->{password} = $o{password};
+    my $end = time + 10;
+    while (time < $end) {
+        last if ($self->try_cmd('PING') // '') eq 'PONG';
+        die "redis-server did not start: " . JPKITest::slurp("$dir/redis.log")
+            unless JPKITest::alive($self->{pid});
+        sleep 0.03;
+    }
+    die 'redis-server does not answer PING' unless ($self->try_cmd('PING') // '') eq 'PONG';
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+
+sub resp {
+    my (@a) = @_;
+    my $s = '*' . @a . "\r\n";
+    $s .= '$' . length($_) . "\r\n$_\r\n" for @a;
+    return $s;
+}
+
+sub read_reply {
+    my ($sock) = @_;
+    my $line = <$sock>;
+    die "redis: no reply\n" unless defined $line;
+    $line =~ s/\r\n\z//;
+    my ($t, $v) = (substr($line, 0, 1), substr($line, 1));
+    return $v if $t eq '+' || $t eq ':';
+    die "redis: $v\n" if $t eq '-';
+    if ($t eq '$') {
+        return undef if $v < 0;
+        my $d = '';
+        while (length $d < $v + 2) {
+            my $n = read($sock, $d, $v + 2 - length $d, length $d);
+            die "redis: short read\n" unless $n;
+        }
+        return substr($d, 0, $v);
+    }
+    if ($t eq '*') {
+        return undef if $v < 0;
+        return [ map { read_reply($sock) } 1 .. $v ];
+    }
+    die "redis: bad reply $line\n";
+}
+
+# A connection, authenticated when the server has a password, on DB.
+sub conn {
+    my ($s, $db) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->{port},
+                                     Proto => 'tcp', Timeout => 3)
+        or die "redis connect: $!\n";
+    $sock->autoflush(1);
+    if ($s->{password}) {
+        print $sock resp('AUTH', $s->{password});
+        read_reply($sock);
+    }
+    if ($db) {
+        print $sock resp('SELECT', $db);
+        read_reply($sock);
+    }
+    return $sock;
+}
+
+# cmd(ARGS...) -> reply (string, integer, undef, arrayref); dies on errors.
+sub cmd {
+    my ($s, @a) = @_;
+    my $sock = $s->conn(0);
+    print $sock resp(@a);
+    my $r = read_reply($sock);
+    close $sock;
+    return $r;
+}
+
+sub try_cmd { my ($s, @a) = @_; my $r = eval { $s->cmd(@a) }; return $r }
+
+# Keys matching PATTERN in database DB.
+sub keys_like {
+    my ($s, $pattern, $db) = @_;
+    my $sock = $s->conn($db);
+    print $sock resp('KEYS', $pattern);
+    my $r = read_reply($sock);
+    close $sock;
+    return @$r;
+}
+
+# set_in(DB, COMMAND...): one command in database DB.
+sub set_in {
+    my ($s, $db, @kv) = @_;
+    my $sock = $s->conn($db);
+    print $sock resp(@kv);
+    my $r = read_reply($sock);
+    close $sock;
+    return $r;
+}
+
+sub pause  { kill 'STOP', $_[0]{pid} }
+sub resume { kill 'CONT', $_[0]{pid} }
+
+sub stop {
+    my ($s) = @_;
+    return if $s->{stopped}++;
+    JPKITest::stop_pid($s->{pid}, 'TERM', 5);
+}
+
+package JPKITest::Ocsp;
+use strict;
+use warnings;
+
+# JPKITest::Ocsp->start(name => N, signer => 'ocsp', index => 'ca2-index.txt',
+#                       ca => 'ca2.pem') - `openssl ocsp` as a responder
+# (it answers one request at a time).
+sub start {
+    my ($class, %o) = @_;
+    my $name = $o{name} // 'ocsp';
+    my $dir = JPKITest::tmpdir() . "/$name";
+    mkdir $dir;
+    my $pki = $JPKITest::PKI;
+    my $signer = $o{signer} // 'ocsp';
+    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port() },
+                     $class;
+    $self->{pid} = JPKITest::spawn("ocsp $name", "$dir/ocsp.log", 'openssl', 'ocsp',
+                                   '-port', $self->{port},
+                                   '-index', "$pki/" . ($o{index} // 'ca2-index.txt'),
+                                   '-CA', "$pki/" . ($o{ca} // 'ca2.pem'),
+                                   '-rsigner', "$pki/$signer.pem",
+                                   '-rkey', "$pki/$signer.key",
+                                   '-ndays', $o{ndays} // 1);
+    # a connect without a request would cost the sequential responder a
+    # read error; wait for its banner instead
+    my $end = Time::HiRes::time() + 10;
+    while (Time::HiRes::time() < $end) {
+        last if JPKITest::slurp("$dir/ocsp.log") =~ /waiting for OCSP client/i;
+        die "openssl ocsp did not start: " . JPKITest::slurp("$dir/ocsp.log")
+            unless JPKITest::alive($self->{pid});
+        Time::HiRes::sleep(0.03);
+    }
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub url  { "http://127.0.0.1:$_[0]{port}/" }
+sub log_text { JPKITest::slurp("$_[0]{dir}/ocsp.log") }
+
+sub stop {
+    my ($s) = @_;
+    return if $s->{stopped}++;
+    JPKITest::stop_pid($s->{pid}, 'TERM', 5);
+}
+
+package JPKITest::BlackHole;
+use strict;
+use warnings;
+use IO::Socket::INET;
+
+# A listening socket that never accepts: the kernel completes the TCP
+# handshake and takes the request, nobody ever answers.
+sub start {
+    my ($class) = @_;
+    my $sock = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
+                                     LocalPort => 0, Proto => 'tcp',
+                                     ReuseAddr => 1) or die "black hole: $!";
+    return bless { sock => $sock, port => $sock->sockport }, $class;
+}
+
+sub port { $_[0]{port} }
+sub url  { "http://127.0.0.1:$_[0]{port}/" }
+sub stop { my ($s) = @_; close $s->{sock} if $s->{sock}; delete $s->{sock} }
+
+1;
