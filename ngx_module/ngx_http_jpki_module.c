@@ -744,8 +744,8 @@ ngx_http_jpki_redis_tls_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
         return NGX_ERROR;
     }
 
-    SSL_CTX_set_verify(jmcf->redis_ssl->ctx, SSL_VERIFY_PEER, NULL);
-
+    /* as proxy_ssl_verify does: the handshake completes and the result of
+     * the verification is checked after it (ngx_http_jpki_io.c) */
     return NGX_OK;
 }
 

@@ -596,8 +596,9 @@ use warnings;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 
-# JPKITest::Redis->start(name => N, password => P): redis-server on a free
-# port, no persistence.
+# JPKITest::Redis->start(name => N, password => P,
+#                        tls => {cert => F, key => F, ca => F}): redis-server
+# on a free port, no persistence; with tls also on a TLS port (tls_port).
 sub start {
     my ($class, %o) = @_;
     my $name = $o{name} // 'redis';
@@ -611,7 +612,12 @@ sub start {
                                    '--appendonly', 'no', '--dir', $dir,
                                    '--logfile', "$dir/redis.log",
                                    '--daemonize', 'no',
-                                   $o{password} ? ('--requirepass', $o{password}) : ());
+                                   $o{password} ? ('--requirepass', $o{password}) : (),
+                                   $o{tls} ? ('--tls-port', ($self->{tls_port} = JPKITest::free_port()),
+                                              '--tls-cert-file', $o{tls}{cert},
+                                              '--tls-key-file', $o{tls}{key},
+                                              '--tls-ca-cert-file', $o{tls}{ca},
+                                              '--tls-auth-clients', 'no') : ());
     $self->{password} = $o{password};
     my $end = time + 10;
     while (time < $end) {
@@ -625,6 +631,7 @@ sub start {
 }
 
 sub port { $_[0]{port} }
+sub tls_port { $_[0]{tls_port} }
 sub pid  { $_[0]{pid} }
 
 sub resp {
