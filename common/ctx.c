@@ -474,11 +474,11 @@ static int cookie_conf_ok(const jpki_policy *p)
 jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
 {
     if (p->challenge_ttl < 10 || p->challenge_ttl > 3600
-        || p->session_lifetime < 60 || p->session_lifetime > 86400 * 30
+        || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
         || p->session_idle > p->session_lifetime
         || p->rev_policy > JPKI_REV_CRL_OCSP) {
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
-                        "10..3600 s, session lifetime 60 s..30 days, idle "
+                        "10..3600 s, session lifetime 10 s..30 days, idle "
                         "timeout not above the lifetime)");
         return JPKI_ERR_INVALID;
     }

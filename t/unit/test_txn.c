@@ -418,7 +418,7 @@ int main(void)
         req_policy = NULL;
         EXPECT_LOGIN("user-old.pem", "user-old.key", NULL, &down, 503,
                      "revocation_unavailable", "site policy still closed");
-        loc.session_lifetime = 10;
+        loc.session_lifetime = 9;
         rq.op = JPKI_OP_CHALLENGE;
         rq.policy = &loc;
         ok(jpki_txn_new(ctx, &rq, &t) == JPKI_ERR_INVALID,
