@@ -596,16 +596,17 @@ use warnings;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 
-# JPKITest::Redis->start(name => N, password => P,
+# JPKITest::Redis->start(name => N, password => P, port => P, unixsocket => F,
 #                        tls => {cert => F, key => F, ca => F}): redis-server
-# on a free port, no persistence; with tls also on a TLS port (tls_port).
+# on a free port (or P), no persistence; with tls also on a TLS port
+# (tls_port), with unixsocket also on that socket.
 sub start {
     my ($class, %o) = @_;
     my $name = $o{name} // 'redis';
     my $dir = JPKITest::tmpdir() . "/$name";
     mkdir $dir;
-    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port() },
-                     $class;
+    my $self = bless { name => $name, dir => $dir,
+                       port => $o{port} // JPKITest::free_port() }, $class;
     $self->{pid} = JPKITest::spawn("redis $name", "$dir/stdout.log",
                                    JPKITest::redis_bin(), '--port', $self->{port},
                                    '--bind', '127.0.0.1', '--save', '',
@@ -613,6 +614,8 @@ sub start {
                                    '--logfile', "$dir/redis.log",
                                    '--daemonize', 'no',
                                    $o{password} ? ('--requirepass', $o{password}) : (),
+                                   $o{unixsocket} ? ('--unixsocket', $o{unixsocket},
+                                                     '--unixsocketperm', '777') : (),
                                    $o{tls} ? ('--tls-port', ($self->{tls_port} = JPKITest::free_port()),
                                               '--tls-cert-file', $o{tls}{cert},
                                               '--tls-key-file', $o{tls}{key},
@@ -738,8 +741,8 @@ sub start {
     mkdir $dir;
     my $pki = $JPKITest::PKI;
     my $signer = $o{signer} // 'ocsp';
-    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port() },
-                     $class;
+    my $self = bless { name => $name, dir => $dir,
+                       port => $o{port} // JPKITest::free_port() }, $class;
     $self->{pid} = JPKITest::spawn("ocsp $name", "$dir/ocsp.log", 'openssl', 'ocsp',
                                    '-port', $self->{port},
                                    '-index', "$pki/" . ($o{index} // 'ca2-index.txt'),
