@@ -645,18 +645,36 @@ static jpki_err crl_open(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     return JPKI_OK;
 }
 
+/* The time after which a CRL is stale: nextUpdate + grace; grace 0 is the
+ * clock skew; JPKI_CRL_GRACE_VALIDITY is the end of the J-LIS validity
+ * (thisUpdate + 72 h), but never before nextUpdate + skew.  A CRL without
+ * nextUpdate is never stale (INT64_MAX). */
+int64_t jpki_crl_stale_after(const jpki_crl_info *info, unsigned grace_s,
+                             int64_t skew)
+{
+    int64_t end;
+
+    if (info->next_update == 0)
+        return INT64_MAX;
+    if (grace_s == JPKI_CRL_GRACE_VALIDITY) {
+        end = info->this_update + JPKI_CRL_VALIDITY;
+        return end > info->next_update + skew ? end
+               : info->next_update + skew;
+    }
+    return info->next_update + (grace_s != 0 ? (int64_t)grace_s : skew);
+}
+
 static jpki_err check_time(const jpki_ctx *ctx, const jpki_crl_info *info,
                            time_t now, unsigned grace_s, char *detail,
                            size_t dl)
 {
     int64_t skew = ctx->policy.clock_skew;
-    int64_t grace = grace_s != 0 ? (int64_t)grace_s : skew;
 
     if (info->this_update > (int64_t)now + skew) {
         jpki_set_detail(detail, dl, "CRL thisUpdate is in the future");
         return JPKI_ERR_CRL_NOT_YET_VALID;
     }
-    if (info->next_update != 0 && (int64_t)now > info->next_update + grace) {
+    if ((int64_t)now > jpki_crl_stale_after(info, grace_s, skew)) {
         jpki_set_detail(detail, dl, "CRL is past its nextUpdate");
         return JPKI_ERR_CRL_STALE;
     }
@@ -1121,7 +1139,6 @@ jpki_err jpki_crl_index_lookup(const jpki_crl_index *ix, const char *cert_id,
 {
     uint8_t id[JPKI_CERT_ID_LEN];
     const ix_entry *x;
-    int64_t grace;
     size_t n;
 
     if (info == NULL)
@@ -1136,9 +1153,7 @@ jpki_err jpki_crl_index_lookup(const jpki_crl_index *ix, const char *cert_id,
         return JPKI_ERR_INVALID;
     info->this_update = ix->info.this_update;
     info->next_update = ix->info.next_update;
-    grace = grace_s != 0 ? (int64_t)grace_s : (int64_t)ix->skew;
-    if (ix->info.next_update != 0 &&
-        (int64_t)now > ix->info.next_update + grace)
+    if ((int64_t)now > jpki_crl_stale_after(&ix->info, grace_s, ix->skew))
         return JPKI_ERR_CRL_STALE;
 
     x = ix_find(ix, id);

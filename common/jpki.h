@@ -432,6 +432,10 @@ jpki_err jpki_ocsp_check(const jpki_ctx *ctx, const jpki_cert *c,
 /* ------------------------------------------------------------------ */
 
 #define JPKI_CRL_MAX ((size_t)1 << 31)
+/* grace_s value: stale at the end of the J-LIS CRL validity, thisUpdate +
+ * 72 h (J-LIS issues every 24 h with nextUpdate = thisUpdate + 24 h). */
+#define JPKI_CRL_GRACE_VALIDITY ((unsigned)-1)
+#define JPKI_CRL_VALIDITY       (72 * 3600)
 
 typedef struct {
     const jpki_issuer *issuer;
@@ -451,6 +455,12 @@ typedef struct {
 jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
                          time_t now, unsigned grace_s, jpki_crl_info *info,
                          char *detail, size_t detaillen);
+
+/* The time after which a CRL with this info is stale under grace_s (see
+ * jpki_crl_verify and JPKI_CRL_GRACE_VALIDITY); INT64_MAX without
+ * nextUpdate. */
+int64_t jpki_crl_stale_after(const jpki_crl_info *info, unsigned grace_s,
+                             int64_t skew);
 
 /* One CRL entry as it leaves the library: cert_id, reason, date. */
 typedef struct {

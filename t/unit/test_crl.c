@@ -1154,6 +1154,50 @@ static void t_duplicates(const jpki_ctx *ctx)
 
 /* The test PKI's "now": ca2.crl was issued a minute before the script
  * ended, so the tests do not depend on when the PKI was built. */
+/* JPKI_CRL_GRACE_VALIDITY: stale only after thisUpdate + 72 h. */
+static void t_validity_grace(jpki_ctx *ctx)
+{
+    size_t len;
+    uint8_t *der = slurp("ca2.crl", &len), *stale;
+    size_t slen;
+    jpki_crl_info info, sinfo;
+    jpki_crl_index *ix = NULL;
+    jpki_rev_info ri;
+    int64_t tu;
+
+    stale = slurp("ca2-stale.crl", &slen);
+    is_int(jpki_crl_verify(ctx, der, len, now, 0, &info, NULL, 0), JPKI_OK,
+           "validity grace: ca2.crl verifies");
+    tu = info.this_update;
+    is_int(jpki_crl_verify(ctx, der, len, (time_t)(tu + 2 * 86400), 0, &info,
+                           NULL, 0), JPKI_ERR_CRL_STALE,
+           "two days on, past nextUpdate: stale with the skew as grace");
+    is_int(jpki_crl_verify(ctx, der, len, (time_t)(tu + 2 * 86400),
+                           JPKI_CRL_GRACE_VALIDITY, &info, NULL, 0), JPKI_OK,
+           "... but within the 72-hour validity: fresh");
+    is_int(jpki_crl_verify(ctx, der, len, (time_t)(tu + 72 * 3600 + 1),
+                           JPKI_CRL_GRACE_VALIDITY, &info, NULL, 0),
+           JPKI_ERR_CRL_STALE, "past thisUpdate + 72 h: stale");
+    is_int(jpki_crl_verify(ctx, stale, slen, now, JPKI_CRL_GRACE_VALIDITY,
+                           &sinfo, NULL, 0), JPKI_ERR_CRL_STALE,
+           "ca2-stale.crl (5 days old) is stale under the validity grace");
+    is_int(jpki_crl_index_build(ctx, der, len, now, JPKI_CRL_GRACE_VALIDITY,
+                                &ix, NULL, 0), JPKI_OK, "index built");
+    is_int(jpki_crl_index_lookup(ix, "00000000000000000000000000000000",
+                                 (time_t)(tu + 2 * 86400),
+                                 JPKI_CRL_GRACE_VALIDITY, &ri),
+           JPKI_OK, "lookup two days on within the validity");
+    is_int(jpki_crl_index_lookup(ix, "00000000000000000000000000000000",
+                                 (time_t)(tu + 73 * 3600),
+                                 JPKI_CRL_GRACE_VALIDITY, &ri),
+           JPKI_ERR_CRL_STALE, "lookup after 73 h: stale");
+    ok(jpki_crl_stale_after(&info, JPKI_CRL_GRACE_VALIDITY, 300)
+       == tu + 72 * 3600, "stale_after = thisUpdate + 72 h");
+    jpki_crl_index_free(ix);
+    free(der);
+    free(stale);
+}
+
 static time_t pki_now(void)
 {
     size_t len;
@@ -1199,6 +1243,7 @@ int main(void)
     t_rollover(ctx);
     t_walker(ctx);
     t_duplicates(ctx);
+    t_validity_grace(ctx);
 
     X509_free(ca1);
     X509_free(ca2);
