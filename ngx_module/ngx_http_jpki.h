@@ -24,6 +24,9 @@ typedef struct {
     ngx_str_t                  ocsp_uri;
     jpki_issuer               *issuer;
     jpki_crl_index            *crl;           /* per worker */
+    time_t                     crl_mtime;     /* of the file loaded */
+    time_t                     crl_loaded;    /* when it was loaded */
+    jpki_err                   crl_error;     /* last load attempt */
 } ngx_http_jpki_issuer_t;
 
 
@@ -51,6 +54,7 @@ typedef struct {
 #endif
 
     ngx_msec_t                 ocsp_timeout;
+    ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
 
     ngx_str_t                  map_file;
     time_t                     map_mtime;

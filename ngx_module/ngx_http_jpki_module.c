@@ -91,6 +91,10 @@ static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_jpki_crl_grace(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
 
@@ -137,6 +141,20 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, ocsp_timeout),
+      NULL },
+
+    { ngx_string("jpki_crl_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_crl_grace,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_jpki_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("jpki_map_file"),
@@ -379,6 +397,7 @@ ngx_http_jpki_create_main_conf(ngx_conf_t *cf)
     jmcf->redis_timeout = NGX_CONF_UNSET_MSEC;
     jmcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
     jmcf->ocsp_timeout = NGX_CONF_UNSET_MSEC;
+    jmcf->crl_grace = NGX_CONF_UNSET_UINT;
 
     return jmcf;
 }
@@ -394,6 +413,7 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(jmcf->redis_connect_timeout, 1000);
     ngx_conf_init_msec_value(jmcf->ocsp_timeout, 3000);
     ngx_conf_init_value(jmcf->redis_db, 0);
+    ngx_conf_init_uint_value(jmcf->crl_grace, JPKI_CRL_GRACE_VALIDITY);
 
     if (jmcf->redis_keepalive == 0) {
         jmcf->redis_keepalive = 16;
@@ -920,6 +940,35 @@ ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* jpki_crl_grace auto|TIME: a CRL is stale after nextUpdate + TIME; auto is
+ * the end of the J-LIS validity (thisUpdate + 72 h). */
+static char *
+ngx_http_jpki_crl_grace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts;
+    time_t                      t;
+
+    if (jmcf->crl_grace != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "auto") == 0) {
+        jmcf->crl_grace = JPKI_CRL_GRACE_VALIDITY;
+        return NGX_CONF_OK;
+    }
+
+    t = ngx_parse_time(&value[1], 1);
+    if (t == (time_t) NGX_ERROR || t < 1 || t > 30 * 86400) {
+        return "must be \"auto\" or a time of 1s..30d";
+    }
+
+    jmcf->crl_grace = (ngx_uint_t) t;
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_jpki_revocation(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1128,11 +1177,32 @@ ngx_http_jpki_shm_unlock(void *ud)
 }
 
 
+/* A CRL older than the one loaded (lower CRL number, or earlier thisUpdate)
+ * is never loaded over it: a replayed old file cannot un-revoke anyone. */
+static ngx_uint_t
+ngx_http_jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
+{
+    if (new->crl_number >= 0 && cur->crl_number >= 0
+        && new->crl_number != cur->crl_number)
+    {
+        return new->crl_number < cur->crl_number;
+    }
+
+    return new->this_update < cur->this_update;
+}
+
+
+/* Loads the issuers' CRL files that changed since they were loaded (all of
+ * them at worker start).  A file that does not verify, or is stale, leaves
+ * the index loaded before in place (which then goes stale itself: checks
+ * that need it fail closed). */
 static void
 ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
     ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
     ngx_uint_t               i;
+    ngx_file_info_t          fi;
+    jpki_crl_index          *ix;
     uint8_t                 *der;
     size_t                   len;
     jpki_err                 e;
@@ -1143,23 +1213,64 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
             continue;
         }
 
+        if (ngx_file_info(iss[i].crl_file.data, &fi) == NGX_FILE_ERROR) {
+            if (iss[i].crl_error != JPKI_ERR_IO) {
+                ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: CRL \"%V\" "
+                              "unreadable", &iss[i].crl_file);
+            }
+            iss[i].crl_error = JPKI_ERR_IO;
+            continue;
+        }
+
+        if (ngx_file_mtime(&fi) == iss[i].crl_mtime) {
+            continue;
+        }
+
+        iss[i].crl_mtime = ngx_file_mtime(&fi);
+
         e = jpki_load_file((char *) iss[i].crl_file.data, JPKI_CRL_MAX, &der,
                            &len);
         if (e != JPKI_OK) {
             ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot read CRL \"%V\":"
                           " %s", &iss[i].crl_file, jpki_strerror(e));
+            iss[i].crl_error = e;
             continue;
         }
 
         detail[0] = '\0';
-        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(), 0,
-                                 &iss[i].crl, detail, sizeof(detail));
+        ix = NULL;
+        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(),
+                                 (unsigned) jmcf->crl_grace, &ix, detail,
+                                 sizeof(detail));
         free(der);
+        iss[i].crl_error = e;
 
-        if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
-                          " %s", &iss[i].crl_file, jpki_reason(e), detail);
+        if (e == JPKI_OK && iss[i].crl != NULL
+            && ngx_http_jpki_crl_older(jpki_crl_index_info(ix),
+                                       jpki_crl_index_info(iss[i].crl)))
+        {
+            jpki_crl_index_free(ix);
+            ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
+                         "older than the CRL loaded%Z");
+            e = JPKI_ERR_CRL_STALE;
+            iss[i].crl_error = e;
         }
+
+        if (e != JPKI_OK) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
+                          "%s%s%s", &iss[i].crl_file, jpki_reason(e),
+                          detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
+            continue;
+        }
+
+        jpki_crl_index_free(iss[i].crl);
+        iss[i].crl = ix;
+        iss[i].crl_loaded = ngx_time();
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "jpki: CRL \"%V\" of issuer "
+                      "\"%V\" loaded: %uL entries",
+                      &iss[i].crl_file, &iss[i].name,
+                      (uint64_t) jpki_crl_index_info(ix)->entries);
     }
 }
 
@@ -1268,12 +1379,17 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 }
 
 
+/* Once a second: the mapping file and the CRL files, when they changed. */
 static void
-ngx_http_jpki_map_timer(ngx_event_t *ev)
+ngx_http_jpki_files_timer(ngx_event_t *ev)
 {
     ngx_http_jpki_main_conf_t  *jmcf = ev->data;
 
-    ngx_http_jpki_map_load(jmcf, ev->log);
+    if (jmcf->map_file.len) {
+        ngx_http_jpki_map_load(jmcf, ev->log);
+    }
+
+    ngx_http_jpki_load_crls(jmcf, ev->log);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -1352,12 +1468,13 @@ ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 
     if (jmcf->map_file.len) {
         ngx_http_jpki_map_load(jmcf, cycle->log);
-        jmcf->map_timer.handler = ngx_http_jpki_map_timer;
-        jmcf->map_timer.data = jmcf;
-        jmcf->map_timer.log = cycle->log;
-        jmcf->map_timer.cancelable = 1;
-        ngx_add_timer(&jmcf->map_timer, 1000);
     }
+
+    jmcf->map_timer.handler = ngx_http_jpki_files_timer;
+    jmcf->map_timer.data = jmcf;
+    jmcf->map_timer.log = cycle->log;
+    jmcf->map_timer.cancelable = 1;
+    ngx_add_timer(&jmcf->map_timer, 1000);
 
     return NGX_OK;
 }
@@ -1868,7 +1985,8 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
                 continue;
             }
             e = jpki_crl_index_lookup(iss->crl, jpki_txn_cert_id(ctx->txn),
-                                      ngx_time(), 0, &info);
+                                      ngx_time(), (unsigned) jmcf->crl_grace,
+                                      &info);
             jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
             continue;
 
@@ -2203,6 +2321,210 @@ ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_jpki_endpoint_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- health (JSON for monitoring) -------------------------------- */
+
+typedef struct {
+    ngx_http_request_t        *r;
+    ngx_http_jpki_io_t        *io;
+    u_char                    *crls;          /* JSON array text */
+    size_t                     crls_len;
+    ngx_uint_t                 crls_ok;
+} ngx_http_jpki_health_ctx_t;
+
+
+static size_t
+ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
+    ngx_uint_t *all_ok)
+{
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    const jpki_crl_info        *ci;
+    ngx_uint_t                  i, fresh;
+    u_char                     *p = buf, *last = buf + max;
+    time_t                      now = ngx_time();
+    int64_t                     stale_at;
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    iss = jmcf->issuers.elts;
+    *all_ok = 1;
+
+    p = ngx_slprintf(p, last, "[");
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_file.len == 0) {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last, "%s{\"issuer\":\"%V\"", p[-1] == '[' ? ""
+                                                                  : ",",
+                         &iss[i].name);
+
+        if (iss[i].crl == NULL) {
+            *all_ok = 0;
+            p = ngx_slprintf(p, last, ",\"loaded\":false,\"error\":\"%s\"}",
+                             jpki_reason(iss[i].crl_error));
+            continue;
+        }
+
+        ci = jpki_crl_index_info(iss[i].crl);
+        stale_at = jpki_crl_stale_after(ci, (unsigned) jmcf->crl_grace,
+                                        jpki_ctx_get_policy(jmcf->ctx)
+                                            ->clock_skew);
+        fresh = (int64_t) now <= stale_at;
+        if (!fresh || iss[i].crl_error != JPKI_OK) {
+            *all_ok = 0;
+        }
+
+        p = ngx_slprintf(p, last, ",\"loaded\":true,\"this_update\":%L,"
+                         "\"next_update\":%L,\"age\":%L,\"entries\":%uL,"
+                         "\"crl_number\":%L,\"fresh\":%s,\"stale_at\":%L,"
+                         "\"loaded_at\":%T,\"last_load\":\"%s\"}",
+                         (int64_t) ci->this_update, (int64_t) ci->next_update,
+                         (int64_t) now - ci->this_update,
+                         (uint64_t) ci->entries, (int64_t) ci->crl_number,
+                         fresh ? "true" : "false",
+                         stale_at == INT64_MAX ? (int64_t) 0 : stale_at,
+                         iss[i].crl_loaded, jpki_reason(iss[i].crl_error));
+    }
+
+    p = ngx_slprintf(p, last, "]");
+
+    return p - buf;
+}
+
+
+static void
+ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, ngx_uint_t store_ok)
+{
+    ngx_http_request_t         *r = hc->r;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    u_char                     *body, *p;
+    size_t                      len;
+    ngx_uint_t                  ok;
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    ok = store_ok && hc->crls_ok;
+    len = hc->crls_len + 256;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = ngx_slprintf(body, body + len, "{\"status\":\"%s\",\"time\":%T,"
+                     "\"store\":{\"type\":\"%s\",\"ok\":%s},\"crls\":%*s}",
+                     ok ? "ok" : "degraded", ngx_time(),
+                     jmcf->store == NGX_HTTP_JPKI_STORE_SHM ? "shm" : "redis",
+                     store_ok ? "true" : "false", hc->crls_len, hc->crls);
+
+    ngx_http_finalize_request(r, ngx_http_jpki_send_json(r,
+                              ok ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE,
+                              (char *) body, p - body));
+}
+
+
+static void
+ngx_http_jpki_health_store_done(void *data, jpki_store_result *res, size_t n)
+{
+    ngx_http_jpki_health_ctx_t  *hc = data;
+    ngx_connection_t            *c = hc->r->connection;
+
+    hc->io = NULL;
+    ngx_http_jpki_health_send(hc, res != NULL && n == 1
+                                  && res[0].type != JPKI_STORE_R_ERROR);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_jpki_health_cleanup(void *data)
+{
+    ngx_http_jpki_health_ctx_t  *hc = data;
+
+    if (hc->io) {
+        ngx_http_jpki_io_detach(hc->io);
+        hc->io = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_health_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_main_conf_t   *jmcf;
+    ngx_http_jpki_health_ctx_t  *hc;
+    ngx_pool_cleanup_t          *cln;
+    jpki_store_cmd               cmd;
+    ngx_int_t                    rc;
+    size_t                       max;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+
+    hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    max = 512 * (jmcf->issuers.nelts + 1);
+    if (hc == NULL || cln == NULL
+        || (hc->crls = ngx_pnalloc(r->pool, max)) == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_jpki_health_cleanup;
+    cln->data = hc;
+    hc->r = r;
+    hc->crls_len = ngx_http_jpki_health_crls(r, hc->crls, max, &hc->crls_ok);
+
+    r->main->count++;
+
+    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+        ngx_http_jpki_health_send(hc, jmcf->shm != NULL);
+        return NGX_DONE;
+    }
+
+    ngx_memzero(&cmd, sizeof(cmd));
+    cmd.op = JPKI_STORE_GET;
+    cmd.keylen = ngx_sprintf((u_char *) cmd.key, "%shealth",
+                             JPKI_STORE_PREFIX) - (u_char *) cmd.key;
+
+    if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, &cmd, 1,
+                                 ngx_http_jpki_health_store_done, hc, &hc->io)
+        != NGX_AGAIN)
+    {
+        ngx_http_jpki_health_send(hc, 0);
+    }
+
+    return NGX_DONE;
+}
+
+
+static char *
+ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_jpki_main_conf_t  *jmcf;
+
+    jmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
+    if (!jmcf->configured) {
+        return "needs jpki_secret_file, jpki_issuer and jpki_store before it";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_jpki_health_handler;
 
     return NGX_CONF_OK;
 }
