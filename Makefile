@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
 .PHONY: all deps test unit demo bench pki pki-age clean
-all: $(B)/libjpki.a $(B)/jpkictl $(B)/ngx_http_jpki_module.so
+all: $(B)/libjpki.a $(B)/jpkictl $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
 
 deps:
 	@bash .ci/deps
@@ -105,3 +105,23 @@ $(B)/ngx_http_jpki_module.so: $(B)/libjpki.a $(NGX_MOD) $(B)/nginx/objs/Makefile
 	@touch ngx_module/ngx_http_jpki_module.c
 	@$(MAKE) -s -C $(B)/nginx -f objs/Makefile modules > /dev/null
 	@cp $(B)/nginx/objs/ngx_http_jpki_module.so $@.tmp && mv -f $@.tmp $@
+
+# ---- Apache httpd module (mod_auth_jpki), built with apxs (apache2-dev) --
+# apxs/libtool objects go to build/apache/, not next to the sources; the
+# core is linked in statically (its objects are -fPIC).
+APXS    ?= apxs
+AP_SRC  := $(wildcard apache_module/*.c)
+AP_HDR  := $(wildcard apache_module/*.h)
+$(B)/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/libjpki.a common/jpki.h
+	@echo '  APXS  $@'
+	@rm -rf $(B)/apache && mkdir -p $(B)/apache
+	@cp $(AP_SRC) $(AP_HDR) $(B)/apache/
+	@cd $(B)/apache && $(APXS) -c -o mod_auth_jpki.la -I$(CURDIR)/common \
+	    -Wc,-Wall -Wc,-Wextra -Wc,-Wno-unused-parameter \
+	    -Wc,-Wno-missing-field-initializers -Wc,-Werror=implicit-function-declaration \
+	    -Wc,-Werror=format-security -Wl,-Wl,--exclude-libs,ALL \
+	    $(notdir $(AP_SRC)) $(CURDIR)/$(B)/libjpki.a \
+	    -lhiredis -lssl -lcrypto > apxs.log 2>&1 \
+	    || (cat apxs.log; exit 1)
+	@grep -E ': (warning|error):' $(B)/apache/apxs.log || true
+	@cp $(B)/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@

@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOP=$PWD
 B=${JPKI_BUILD:-build}
-P=$TOP/$B/pki
-D=$TOP/$B/demo
+case $B in /*) ;; *) B=$TOP/$B ;; esac
+P=$B/pki
+D=$B/demo
 PORT=${JPKI_DEMO_PORT:-8480}
 OCSP_PORT=$((PORT + 1))
 APP_PORT=$((PORT + 2))
@@ -32,7 +33,7 @@ cp "$P/ca2.crl" "$D/jlis-auth.crl"
 echo '<p>Sign in with your My Number Card.</p>' > "$D/www/login.html"
 
 # The configuration a newcomer starts from, with the demo's paths and ports.
-sed -e "s|/usr/lib/nginx/modules/ngx_http_jpki_module.so|$TOP/$B/ngx_http_jpki_module.so|" \
+sed -e "s|/usr/lib/nginx/modules/ngx_http_jpki_module.so|$B/ngx_http_jpki_module.so|" \
     -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|" \
     -e "s|/var/log/nginx|$D/logs|g; s|/run/nginx-jpki.pid|$D/nginx.pid|" \
     -e "s|127.0.0.1:8888|127.0.0.1:$OCSP_PORT|; s|127.0.0.1:8080|127.0.0.1:$PORT|" \

@@ -1,0 +1,214 @@
+/*
+ * mod_auth_jpki.h - shared declarations of the Apache httpd JPKI gate.
+ *
+ * The JPKI logic is the core's (common/jpki.h); this module drives its
+ * transactions with bounded blocking I/O:
+ *   mod_auth_jpki.c         module record, hooks, requests (gate, endpoints,
+ *                           health)
+ *   mod_auth_jpki_config.c  directives, per-server and per-directory
+ *                           configuration, building the site contexts
+ *   mod_auth_jpki_io.c      embedded store (APR shared memory), Redis (TLS)
+ *                           and OCSP over APR sockets, CRL indexes, mapping
+ *                           file
+ */
+#ifndef MOD_AUTH_JPKI_H
+#define MOD_AUTH_JPKI_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+#include "apr_shm.h"
+#include "apr_global_mutex.h"
+#include "apr_thread_mutex.h"
+#include "apr_thread_rwlock.h"
+#include "apr_network_io.h"
+
+#include <openssl/ssl.h>
+
+#include "jpki.h"
+
+#define JPKI_UNSET            (-1)
+#define JPKI_STORE_SHM        1
+#define JPKI_STORE_REDIS      2
+#define JPKI_MAX_CMDS         8
+#define JPKI_HANDLER          "jpki-endpoints"
+#define JPKI_HEALTH_HANDLER   "jpki-health"
+#define JPKI_AUTH_TYPE        "JPKI"
+#define JPKI_DEFAULT_HEADER   "X-JPKI-Account"
+#define JPKI_SHM_DEFAULT_SIZE (10 * 1024 * 1024)
+#define JPKI_MUTEX_TYPE       "jpki-shm"
+
+extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
+
+/* One JPKIIssuer line, as written. */
+typedef struct {
+    const char                *name;
+    apr_array_header_t        *ca;            /* const char * (full paths) */
+    const char                *ocsp_url;      /* NULL: none */
+    const char                *crl_file;      /* NULL: none */
+    const char                *policy;        /* NULL: default, "": none */
+} jpki_issuer_spec;
+
+/* The runtime side of an issuer of one site. */
+typedef struct {
+    const jpki_issuer_spec    *spec;
+    jpki_issuer               *issuer;
+    apr_sockaddr_t            *ocsp_addr;
+    const char                *ocsp_host;     /* Host header */
+    const char                *ocsp_path;
+    /* the CRL of this process (loaded in the parent, reloaded by each
+     * child when the file changes), under the site's crl_lock */
+    jpki_crl_index            *crl;
+    apr_time_t                 crl_mtime;
+    apr_off_t                  crl_size;
+    apr_ino_t                  crl_inode;
+    jpki_err                   crl_error;     /* result of the last load */
+    apr_time_t                 crl_loaded;    /* when crl was loaded */
+} jpki_issuer_rt;
+
+/* A shared memory table; lives in the process pool, so that it survives
+ * restarts (graceful or not) of the same size. */
+typedef struct {
+    const char                *name;
+    apr_size_t                 size;
+    apr_shm_t                 *shm;
+    void                      *mem;
+    apr_size_t                 memsize;
+    apr_global_mutex_t        *mutex;
+    const char                *lockfile;
+    jpki_shm                  *store;
+    void                      *handle;
+    int                        generation;    /* last one that used it */
+    int                        child_ready;
+} jpki_zone;
+
+typedef struct jpki_redis_conn jpki_redis_conn;
+typedef struct jpki_map jpki_map;
+
+/* Server-level settings.  A virtual host without any of the server-level
+ * directives shares its parent's site (one context, one store). */
+typedef struct {
+    /* configuration, JPKI_UNSET / NULL when not given */
+    const char                *secret_file;
+    apr_array_header_t        *issuers;       /* jpki_issuer_spec */
+    int                        store;
+    apr_size_t                 shm_size;
+    const char                *shm_zone;
+    const char                *redis_addr;    /* as written */
+    const char                *redis_host;    /* NULL for unix: */
+    apr_port_t                 redis_port;
+    const char                *redis_unix;
+    int                        redis_db;
+    const char                *redis_user;
+    const char                *redis_password;
+    int                        redis_keepalive;
+    int                        redis_tls;
+    const char                *redis_tls_ca;
+    const char                *redis_tls_name;
+    apr_interval_time_t        redis_timeout;
+    apr_interval_time_t        redis_connect_timeout;
+    apr_interval_time_t        ocsp_timeout;
+    const char                *map_file;
+    int                        crl_grace;     /* JPKI_UNSET: auto */
+    int                        challenge_ttl;
+    int                        clock_skew;
+    int                        ocsp_good;
+    int                        ocsp_hold;
+    int                        ocsp_revoked;
+
+    /* runtime (per configuration generation) */
+    server_rec                *server;        /* the first that uses it */
+    int                        built;         /* check_config */
+    int                        io_ready;      /* post_config */
+    int                        child_ready;   /* child_init */
+    jpki_ctx                  *ctx;
+    apr_array_header_t        *rt_issuers;    /* jpki_issuer_rt */
+    jpki_zone                 *zone;
+    unsigned                   grace;         /* for the core */
+    apr_sockaddr_t            *redis_sa;
+    SSL_CTX                   *redis_ssl;
+    apr_thread_mutex_t        *redis_mutex;   /* per child */
+    jpki_redis_conn           *redis_idle;
+    int                        redis_nidle;
+    jpki_map                  *map;
+    apr_thread_rwlock_t       *map_lock;      /* per child */
+    apr_thread_rwlock_t       *crl_lock;      /* per child */
+    apr_thread_mutex_t        *files_mutex;   /* per child: one reloader */
+    volatile apr_uint32_t      files_checked; /* second of the last stat */
+    apr_time_t                 map_mtime;
+    apr_off_t                  map_size;
+    apr_ino_t                  map_inode;
+    int                        map_failed;
+} jpki_site;
+
+typedef struct {
+    jpki_site                 *site;
+    int                        own;           /* a directive was given here */
+} jpki_srv_conf;
+
+typedef struct {
+    const char                *where;         /* section, for messages */
+    int                        endpoints;
+    int                        health;
+    const char                *header;
+    int                        lifetime;
+    int                        idle;
+    int                        recheck;
+    const char                *cookie_name;
+    const char                *cookie_path;
+    const char                *cookie_samesite;
+    int                        cookie_secure;
+    int                        rev_policy;
+    int                        fail_open;
+    const char                *login_page;
+    int                        require_account;
+} jpki_dir_conf;
+
+/* mod_auth_jpki_config.c */
+extern const command_rec mjpki_cmds[];
+void *mjpki_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *mjpki_merge_srv_conf(apr_pool_t *p, void *base, void *add);
+void *mjpki_create_dir_conf(apr_pool_t *p, char *dir);
+void *mjpki_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+int mjpki_site_configured(const jpki_site *site);
+int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                      server_rec *s);
+/* The per-location policy; NULL (and a sentence in err) when the merged
+ * settings are inconsistent. */
+const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const jpki_site *site,
+                                   const jpki_dir_conf *d, char *err,
+                                   size_t errlen);
+const char *mjpki_dir_header(const jpki_dir_conf *d);
+void mjpki_log_cb(void *ud, jpki_log_level level, const char *msg);
+
+/* mod_auth_jpki_io.c */
+int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                        apr_pool_t *ptemp, server_rec *s);
+void mjpki_io_child_init(apr_pool_t *pchild, server_rec *s);
+/* Runs n store commands; returns 1 done (res filled, errors included),
+ * 0 timeout (res untouched). */
+int mjpki_store_exec(jpki_site *site, request_rec *r,
+                    const jpki_store_cmd *cmds, size_t n,
+                    jpki_store_result *res);
+/* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout. */
+int mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+                   const uint8_t *body, size_t len, const uint8_t **resp,
+                   size_t *resp_len);
+/* At most once a second: the mapping file and the CRL files, reloaded
+ * when they changed. */
+void mjpki_files_refresh(jpki_site *site);
+size_t mjpki_map_lookup(void *ud, const char *cert_id, char *out);
+jpki_err mjpki_crl_lookup(jpki_site *site, jpki_issuer_rt *rt,
+                          const char *cert_id, jpki_rev_info *info);
+/* The JSON of the health endpoint; *ok when all is well. */
+const char *mjpki_health_json(jpki_site *site, request_rec *r, int *ok);
+jpki_issuer_rt *mjpki_issuer_of(jpki_site *site, const jpki_issuer *is);
+
+/* mod_auth_jpki.c */
+request_rec *mjpki_current_request(void);
+
+#endif /* MOD_AUTH_JPKI_H */

@@ -1,0 +1,1653 @@
+/*
+ * mod_auth_jpki_io.c - the module's I/O, blocking and bounded:
+ *  - the embedded store: the core's table in an APR shared memory segment
+ *    with a global mutex, kept in the process pool so that it survives
+ *    restarts of the same size;
+ *  - Redis: APR sockets (TLS by OpenSSL on the descriptor when asked, the
+ *    server verified) speaking RESP (encoded and parsed by the core), a
+ *    per-process pool of connections, AUTH/SELECT on new ones, one deadline
+ *    per round trip, one retry on a fresh connection when a pooled one
+ *    turns out dead (Redis restarted);
+ *  - OCSP: HTTP/1.0 POST with one deadline for connect and whole answer;
+ *  - CRL indexes and the mapping file: loaded in the parent (the children
+ *    share the pages), re-read by each child when a file changes (checked
+ *    at most once a second), with the nginx module's rules for CRLs;
+ *  - the health endpoint's JSON (CRLs of this process, store reachable).
+ * Every failure is reported to the caller, which feeds it to the core as a
+ * failure (fail-closed).
+ */
+
+#include "mod_auth_jpki.h"
+
+#include "ap_mpm.h"
+#include "util_mutex.h"
+#include "apr_atomic.h"
+#include "apr_poll.h"
+#include "apr_portable.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+APLOG_USE_MODULE(auth_jpki);
+
+#define JPKI_OCSP_HEADER_MAX  16384
+#define JPKI_MAP_FILE_MAX     (64 * 1024 * 1024)
+
+/* Redis round trip outcomes */
+#define JPKI_RUN_OK       0
+#define JPKI_RUN_TIMEOUT  1
+#define JPKI_RUN_ERROR    2
+#define JPKI_RUN_STALE    3    /* connection dead before any reply byte */
+
+
+struct jpki_redis_conn {
+    jpki_redis_conn           *next;
+    apr_pool_t                *pool;
+    apr_socket_t              *sock;
+    SSL                       *ssl;           /* over TLS */
+    int                        fd;
+    int                        ready;         /* AUTH/SELECT done */
+};
+
+typedef struct {
+    char                       cert_id[JPKI_CERT_ID_HEX_LEN];
+    char                       account[JPKI_ACCOUNT_MAX + 1];
+    size_t                     len;
+} jpki_map_entry;
+
+struct jpki_map {
+    jpki_map_entry            *e;
+    size_t                     n;
+};
+
+
+static jpki_srv_conf *
+jpki_srv(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &auth_jpki_module);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Embedded store                                                      */
+/* ------------------------------------------------------------------ */
+
+static int
+jpki_zone_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
+{
+    apr_pool_t   *pp = s->process->pool;
+    jpki_zone    *zone = NULL;
+    const char   *key;
+    apr_status_t  rv;
+    int           gen = ap_state_query(AP_SQ_CONFIG_GEN);
+
+    key = apr_pstrcat(ptemp, "auth_jpki-zone-", site->shm_zone, NULL);
+    apr_pool_userdata_get((void **) &zone, key, pp);
+
+    if (zone != NULL && zone->generation == gen
+        && zone->size != site->shm_size)
+    {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: JPKIStore shm "
+                     "zone=%s is used with two sizes (give the stores "
+                     "different zone= names)", site->shm_zone);
+        return !OK;
+    }
+
+    if (zone != NULL && zone->size == site->shm_size && zone->store) {
+        zone->generation = gen;
+        site->zone = zone;
+        return OK;
+    }
+
+    if (zone == NULL) {
+        zone = apr_pcalloc(pp, sizeof(jpki_zone));
+        zone->name = apr_pstrdup(pp, site->shm_zone);
+        rv = ap_global_mutex_create(&zone->mutex, &zone->lockfile,
+                                    JPKI_MUTEX_TYPE, zone->name, s, pp, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                         "the mutex of store zone %s", zone->name);
+            return !OK;
+        }
+        apr_pool_userdata_set(zone, apr_pstrdup(pp, key),
+                              apr_pool_cleanup_null, pp);
+    } else {
+        /* another size: a new table (the children of the previous
+         * generation keep their own mapping of the old one) */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: store zone %s "
+                     "resized: its entries are lost", zone->name);
+        if (zone->shm) {
+            apr_shm_destroy(zone->shm);
+            zone->shm = NULL;
+        }
+        zone->store = NULL;
+    }
+
+    zone->size = site->shm_size;
+    rv = apr_shm_create(&zone->shm, zone->size, NULL, pp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                     "the shared memory of store zone %s (%" APR_SIZE_T_FMT
+                     " bytes)", zone->name, zone->size);
+        return !OK;
+    }
+
+    zone->mem = apr_shm_baseaddr_get(zone->shm);
+    zone->memsize = apr_shm_size_get(zone->shm) & ~(apr_size_t) 7;
+
+    if (jpki_shm_init(zone->mem, zone->memsize, 0) != JPKI_OK) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: store zone %s is "
+                     "too small", zone->name);
+        return !OK;
+    }
+
+    zone->handle = apr_palloc(pp, jpki_shm_handle_size());
+    /* no lock in the handle: a batch of commands runs under the zone's
+     * global mutex (see mjpki_store_exec) */
+    zone->store = jpki_shm_attach(zone->handle, zone->mem, zone->memsize,
+                                  NULL);
+    if (zone->store == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: cannot attach to "
+                     "store zone %s", zone->name);
+        return !OK;
+    }
+
+    zone->generation = gen;
+    site->zone = zone;
+
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: store zone %s: %"
+                 APR_SIZE_T_FMT " entries", zone->name,
+                 jpki_shm_capacity(zone->store));
+
+    return OK;
+}
+
+
+static void
+jpki_results_error(jpki_store_result *res, size_t n)
+{
+    size_t  i;
+
+    memset(res, 0, n * sizeof(jpki_store_result));
+    for (i = 0; i < n; i++) {
+        res[i].type = JPKI_STORE_R_ERROR;
+    }
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Sockets with a deadline                                             */
+/* ------------------------------------------------------------------ */
+
+static apr_status_t
+jpki_set_deadline(apr_socket_t *sock, apr_time_t deadline)
+{
+    apr_interval_time_t  left = deadline - apr_time_now();
+
+    if (left <= 0) {
+        return APR_TIMEUP;
+    }
+    if (left < 1000) {
+        left = 1000;
+    }
+
+    return apr_socket_timeout_set(sock, left);
+}
+
+
+static apr_status_t
+jpki_send_all(apr_socket_t *sock, const char *buf, apr_size_t len,
+              apr_time_t deadline)
+{
+    apr_size_t    n;
+    apr_status_t  rv;
+
+    while (len > 0) {
+        rv = jpki_set_deadline(sock, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        n = len;
+        rv = apr_socket_send(sock, buf, &n);
+        if (rv != APR_SUCCESS && n == 0) {
+            return rv;
+        }
+        buf += n;
+        len -= n;
+    }
+
+    return APR_SUCCESS;
+}
+
+
+static apr_status_t
+jpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa, apr_time_t deadline,
+             apr_pool_t *pool)
+{
+    apr_status_t  rv;
+
+    rv = apr_socket_create(sock, sa->family, SOCK_STREAM,
+#if APR_HAVE_SOCKADDR_UN
+                           sa->family == APR_UNIX ? 0 :
+#endif
+                           APR_PROTO_TCP, pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+
+#if APR_HAVE_SOCKADDR_UN
+    if (sa->family != APR_UNIX)
+#endif
+    {
+        apr_socket_opt_set(*sock, APR_TCP_NODELAY, 1);
+    }
+
+    rv = jpki_set_deadline(*sock, deadline);
+    if (rv == APR_SUCCESS) {
+        rv = apr_socket_connect(*sock, sa);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_socket_close(*sock);
+        *sock = NULL;
+    }
+
+    return rv;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Redis                                                               */
+/* ------------------------------------------------------------------ */
+
+static void
+jpki_redis_close(jpki_redis_conn *c)
+{
+    if (c->ssl) {
+        (void) SSL_shutdown(c->ssl);        /* close_notify, no wait */
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
+    if (c->sock) {
+        apr_socket_close(c->sock);
+    }
+    apr_pool_destroy(c->pool);
+}
+
+
+/* ---- TLS: OpenSSL on the socket's descriptor (non-blocking: APR sets
+ * O_NONBLOCK on a socket with a timeout), each wait a poll() bounded by the
+ * deadline */
+
+static apr_status_t
+jpki_wait_fd(int fd, short events, apr_time_t deadline)
+{
+    struct pollfd        pfd;
+    apr_interval_time_t  left;
+    int                  n;
+
+    for ( ;; ) {
+        left = deadline - apr_time_now();
+        if (left <= 0) {
+            return APR_TIMEUP;
+        }
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, (int) ((left + 999) / 1000));
+        if (n > 0) {
+            return APR_SUCCESS;
+        }
+        if (n == 0) {
+            return APR_TIMEUP;
+        }
+        if (errno != EINTR) {
+            return APR_FROM_OS_ERROR(errno);
+        }
+    }
+}
+
+
+/* After SSL_get_error: wait for what OpenSSL wants, or fail. */
+static apr_status_t
+jpki_tls_want(jpki_redis_conn *c, int ret, apr_time_t deadline)
+{
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return jpki_wait_fd(c->fd, POLLIN, deadline);
+    case SSL_ERROR_WANT_WRITE:
+        return jpki_wait_fd(c->fd, POLLOUT, deadline);
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return APR_EOF;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        return ret == 0 ? APR_EOF : APR_ECONNRESET;
+    default:
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+}
+
+
+/* The server certificate must name the host: DNS name or IP address. */
+static int
+jpki_tls_name_ok(SSL *ssl, const char *name)
+{
+    X509  *cert;
+    int    ok;
+
+    cert = SSL_get1_peer_certificate(ssl);
+    if (cert == NULL) {
+        return 0;
+    }
+
+    ok = X509_check_ip_asc(cert, name, 0);
+    if (ok == -2) {                               /* not an IP address */
+        ok = X509_check_host(cert, name, strlen(name), 0, NULL);
+    }
+
+    X509_free(cert);
+
+    return ok == 1;
+}
+
+
+/* TLS on a new connection; the server is verified once the handshake is
+ * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
+static apr_status_t
+jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+               apr_time_t deadline)
+{
+    apr_os_sock_t  fd;
+    apr_status_t   rv;
+    long           v;
+    int            ret;
+
+    if (apr_os_sock_get(&fd, c->sock) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    c->fd = fd;
+
+    c->ssl = SSL_new(site->redis_ssl);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+        ERR_clear_error();
+        return APR_ENOMEM;
+    }
+
+    /* SNI for a DNS name, not for an IP address */
+    if (strchr(site->redis_tls_name, ':') == NULL
+        && strspn(site->redis_tls_name, "0123456789.")
+           != strlen(site->redis_tls_name))
+    {
+        (void) SSL_set_tlsext_host_name(c->ssl, site->redis_tls_name);
+    }
+
+    SSL_set_connect_state(c->ssl);
+
+    for ( ;; ) {
+        ERR_clear_error();
+        ret = SSL_do_handshake(c->ssl);
+        if (ret == 1) {
+            break;
+        }
+        rv = jpki_tls_want(c, ret, deadline);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis TLS "
+                          "handshake failed%s", APR_STATUS_IS_TIMEUP(rv)
+                                                ? " (timed out)" : "");
+            return rv;
+        }
+    }
+
+    v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis server "
+                      "certificate refused: %s",
+                      X509_verify_cert_error_string(v));
+        return APR_EGENERAL;
+    }
+
+    if (!jpki_tls_name_ok(c->ssl, site->redis_tls_name)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis server "
+                      "certificate does not name \"%s\"",
+                      site->redis_tls_name);
+        return APR_EGENERAL;
+    }
+
+    return APR_SUCCESS;
+}
+
+
+static apr_status_t
+jpki_conn_send(jpki_redis_conn *c, const char *buf, apr_size_t len,
+               apr_time_t deadline)
+{
+    apr_status_t  rv;
+    int           n;
+
+    if (c->ssl == NULL) {
+        return jpki_send_all(c->sock, buf, len, deadline);
+    }
+
+    while (len > 0) {
+        ERR_clear_error();
+        n = SSL_write(c->ssl, buf, (int) (len > 65536 ? 65536 : len));
+        if (n > 0) {
+            buf += n;
+            len -= n;
+            continue;
+        }
+        rv = jpki_tls_want(c, n, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv == APR_EOF ? APR_ECONNRESET : rv;
+        }
+    }
+
+    return APR_SUCCESS;
+}
+
+
+static apr_status_t
+jpki_conn_recv(jpki_redis_conn *c, char *buf, apr_size_t *len,
+               apr_time_t deadline)
+{
+    apr_status_t  rv;
+    int           n;
+
+    if (c->ssl == NULL) {
+        rv = jpki_set_deadline(c->sock, deadline);
+        if (rv != APR_SUCCESS) {
+            *len = 0;
+            return rv;
+        }
+        return apr_socket_recv(c->sock, buf, len);
+    }
+
+    for ( ;; ) {
+        ERR_clear_error();
+        n = SSL_read(c->ssl, buf, (int) *len);
+        if (n > 0) {
+            *len = n;
+            return APR_SUCCESS;
+        }
+        rv = jpki_tls_want(c, n, deadline);
+        if (rv != APR_SUCCESS) {
+            *len = 0;
+            return rv;
+        }
+    }
+}
+
+
+static apr_status_t
+jpki_redis_pool_cleanup(void *data)
+{
+    jpki_site        *site = data;
+    jpki_redis_conn  *c, *next;
+
+    for (c = site->redis_idle; c; c = next) {
+        next = c->next;
+        jpki_redis_close(c);
+    }
+    site->redis_idle = NULL;
+    site->redis_nidle = 0;
+
+    return APR_SUCCESS;
+}
+
+
+static jpki_redis_conn *
+jpki_redis_idle_get(jpki_site *site, request_rec *r)
+{
+    jpki_redis_conn  *c;
+    int               eof;
+
+    for ( ;; ) {
+        if (site->redis_mutex) {
+            apr_thread_mutex_lock(site->redis_mutex);
+        }
+        c = site->redis_idle;
+        if (c) {
+            site->redis_idle = c->next;
+            site->redis_nidle--;
+        }
+        if (site->redis_mutex) {
+            apr_thread_mutex_unlock(site->redis_mutex);
+        }
+        if (c == NULL) {
+            return NULL;
+        }
+        /* an idle connection has nothing to read: EOF (Redis closed it or
+         * restarted) drops it at once */
+        eof = 0;
+        if (apr_socket_atreadeof(c->sock, &eof) == APR_SUCCESS && !eof) {
+            c->next = NULL;
+            return c;
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: pooled redis "
+                      "connection closed by the server: dropped");
+        jpki_redis_close(c);
+    }
+}
+
+
+static void
+jpki_redis_idle_put(jpki_site *site, jpki_redis_conn *c)
+{
+    int  kept = 0;
+
+    if (site->redis_mutex) {
+        apr_thread_mutex_lock(site->redis_mutex);
+        if (site->redis_nidle < site->redis_keepalive) {
+            c->next = site->redis_idle;
+            site->redis_idle = c;
+            site->redis_nidle++;
+            kept = 1;
+        }
+        apr_thread_mutex_unlock(site->redis_mutex);
+    }
+
+    if (!kept) {
+        jpki_redis_close(c);
+    }
+}
+
+
+static jpki_redis_conn *
+jpki_redis_connect(jpki_site *site, request_rec *r)
+{
+    jpki_redis_conn  *c;
+    apr_pool_t       *pool;
+    apr_time_t        deadline;
+    apr_status_t      rv;
+
+    /* a pool of its own: the connection outlives the request */
+    rv = apr_pool_create_unmanaged_ex(&pool, NULL, NULL);
+    if (rv != APR_SUCCESS) {
+        return NULL;
+    }
+
+    c = apr_pcalloc(pool, sizeof(jpki_redis_conn));
+    c->pool = pool;
+
+    deadline = apr_time_now() + site->redis_connect_timeout;
+
+    rv = jpki_connect(&c->sock, site->redis_sa, deadline, pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot connect to "
+                      "redis %s%s", site->redis_addr,
+                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+        apr_pool_destroy(pool);
+        return NULL;
+    }
+
+    if (site->redis_ssl != NULL
+        && jpki_tls_start(site, r, c, deadline) != APR_SUCCESS)
+    {
+        jpki_redis_close(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+static char *
+jpki_resp_arg(char *p, const char *s)
+{
+    size_t  n = strlen(s);
+
+    p += sprintf(p, "$%lu\r\n", (unsigned long) n);
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+
+    return p;
+}
+
+
+/* AUTH [user] password and SELECT db, sent in front of the first commands
+ * of a new connection. */
+static apr_size_t
+jpki_redis_prelude(jpki_site *site, char *p, int *count)
+{
+    char  *start = p, db[16];
+
+    *count = 0;
+
+    if (site->redis_password) {
+        p += sprintf(p, "*%d\r\n", site->redis_user ? 3 : 2);
+        p = jpki_resp_arg(p, "AUTH");
+        if (site->redis_user) {
+            p = jpki_resp_arg(p, site->redis_user);
+        }
+        p = jpki_resp_arg(p, site->redis_password);
+        (*count)++;
+    }
+
+    if (site->redis_db > 0) {
+        apr_snprintf(db, sizeof(db), "%d", site->redis_db);
+        p += sprintf(p, "*2\r\n");
+        p = jpki_resp_arg(p, "SELECT");
+        p = jpki_resp_arg(p, db);
+        (*count)++;
+    }
+
+    return p - start;
+}
+
+
+/* One round trip on c: the (prelude and) pipelined commands, one reply per
+ * command, all within the deadline. */
+static int
+jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+               const char *cmdbuf, apr_size_t cmdlen,
+               const jpki_store_cmd *cmds, size_t n, jpki_store_result *res)
+{
+    jpki_resp_reader  *rd;
+    jpki_store_cmd     ok_cmd, extra_cmd;
+    jpki_store_result  pr;
+    apr_time_t         deadline;
+    apr_status_t       rv;
+    apr_size_t         len, got = 0;
+    char              *out, buf[4096];
+    int                prelude = 0, rc, next;
+    size_t             done = 0;
+
+    deadline = apr_time_now() + site->redis_timeout;
+
+    out = apr_palloc(r->pool, cmdlen + 1024
+                              + (site->redis_user ? strlen(site->redis_user)
+                                                  : 0)
+                              + (site->redis_password
+                                 ? strlen(site->redis_password) : 0));
+    len = 0;
+    if (!c->ready) {
+        len = jpki_redis_prelude(site, out, &prelude);
+    }
+    memcpy(out + len, cmdbuf, cmdlen);
+    len += cmdlen;
+
+    rv = jpki_conn_send(c, out, len, deadline);
+    if (rv != APR_SUCCESS) {
+        if (APR_STATUS_IS_TIMEUP(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis send "
+                          "timed out");
+            return JPKI_RUN_TIMEOUT;
+        }
+        return JPKI_RUN_STALE;
+    }
+
+    rd = jpki_resp_reader_new();
+    if (rd == NULL) {
+        return JPKI_RUN_ERROR;
+    }
+
+    memset(&ok_cmd, 0, sizeof(ok_cmd));
+    ok_cmd.op = JPKI_STORE_SET;
+    rc = JPKI_RUN_ERROR;
+
+    for ( ;; ) {
+        /* take every complete reply */
+        for ( ;; ) {
+            if (prelude > 0) {
+                next = jpki_resp_reader_next(rd, &ok_cmd, &pr);
+                if (next == 1) {
+                    if (pr.type != JPKI_STORE_R_INT) {
+                        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: "
+                                      "redis AUTH or SELECT refused");
+                        goto done;
+                    }
+                    prelude--;
+                    continue;
+                }
+            } else if (done < n) {
+                next = jpki_resp_reader_next(rd, &cmds[done], &res[done]);
+                if (next == 1) {
+                    done++;
+                    continue;
+                }
+            } else {
+                /* all replies in; anything more is out of step */
+                extra_cmd = ok_cmd;
+                next = jpki_resp_reader_next(rd, &extra_cmd, &pr);
+                if (next != 0) {
+                    /* the caller closes a connection without a socket */
+                    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis "
+                                  "sent more replies than asked");
+                    apr_socket_close(c->sock);
+                    c->sock = NULL;
+                }
+                c->ready = 1;
+                rc = JPKI_RUN_OK;
+                goto done;
+            }
+            if (next < 0) {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis "
+                              "protocol error");
+                goto done;
+            }
+            break;
+        }
+
+        len = sizeof(buf);
+        rv = jpki_conn_recv(c, buf, &len, deadline);
+
+        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis command "
+                          "timed out");
+            rc = JPKI_RUN_TIMEOUT;
+            goto done;
+        }
+
+        if (len == 0 || (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv))) {
+            if (got == 0) {
+                rc = JPKI_RUN_STALE;
+            } else {
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: redis "
+                              "closed the connection");
+            }
+            goto done;
+        }
+
+        got += len;
+        if (jpki_resp_reader_feed(rd, buf, len) != JPKI_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis reply "
+                          "too large");
+            goto done;
+        }
+    }
+
+done:
+    jpki_resp_reader_free(rd);
+    return rc;
+}
+
+
+static int
+jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
+{
+    jpki_redis_conn  *c;
+    char             *resp[JPKI_MAX_CMDS], *buf, *p;
+    size_t            len[JPKI_MAX_CMDS], i, total = 0;
+    int               rc, pooled, attempt;
+
+    memset(resp, 0, sizeof(resp));
+
+    for (i = 0; i < n; i++) {
+        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
+            for (i = 0; i < n; i++) {
+                free(resp[i]);
+            }
+            jpki_results_error(res, n);
+            return 1;
+        }
+        total += len[i];
+    }
+
+    buf = apr_palloc(r->pool, total + 1);
+    for (p = buf, i = 0; i < n; i++) {
+        memcpy(p, resp[i], len[i]);
+        p += len[i];
+        free(resp[i]);
+    }
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        c = attempt == 0 ? jpki_redis_idle_get(site, r) : NULL;
+        pooled = c != NULL;
+        if (c == NULL) {
+            c = jpki_redis_connect(site, r);
+            if (c == NULL) {
+                jpki_results_error(res, n);
+                return 1;
+            }
+        }
+
+        rc = jpki_redis_run(site, r, c, buf, total, cmds, n, res);
+
+        if (rc == JPKI_RUN_OK) {
+            if (c->sock) {
+                jpki_redis_idle_put(site, c);
+            } else {
+                jpki_redis_close(c);
+            }
+            return 1;
+        }
+
+        jpki_redis_close(c);
+
+        if (rc == JPKI_RUN_TIMEOUT) {
+            return 0;
+        }
+
+        if (rc == JPKI_RUN_STALE && pooled) {
+            /* the pooled connection was dead (Redis restarted): nothing
+             * reached Redis, one more try on a fresh connection */
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: pooled redis "
+                          "connection lost, retrying on a new one");
+            continue;
+        }
+
+        if (rc == JPKI_RUN_STALE) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis closed "
+                          "the connection");
+        }
+        break;
+    }
+
+    jpki_results_error(res, n);
+    return 1;
+}
+
+
+int
+mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
+{
+    jpki_zone     *zone = site->zone;
+    apr_status_t   rv;
+    int64_t        now_ms;
+    size_t         i;
+
+    if (n == 0 || n > JPKI_MAX_CMDS) {
+        return 0;
+    }
+
+    if (site->store == JPKI_STORE_REDIS) {
+        return jpki_redis_exec(site, r, cmds, n, res);
+    }
+
+    if (zone == NULL || zone->store == NULL) {
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    rv = apr_global_mutex_lock(zone->mutex);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot lock store "
+                      "zone %s", zone->name);
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    now_ms = (int64_t) (apr_time_now() / 1000);
+    for (i = 0; i < n; i++) {
+        jpki_shm_exec(zone->store, &cmds[i], now_ms, &res[i]);
+    }
+
+    apr_global_mutex_unlock(zone->mutex);
+
+    return 1;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* OCSP                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Status line, end of headers, Content-Length: 1 whole, 0 more, -1 bad. */
+static int
+jpki_http_parse(const char *in, apr_size_t in_len, int eof, int *status,
+                const char **body, apr_size_t *blen)
+{
+    const char   *hend, *cl, *p;
+    apr_size_t    clen;
+    int           st, i;
+
+    hend = NULL;
+    for (p = in; p + 3 < in + in_len; p++) {
+        if (p[0] == '\r' && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
+            hend = p;
+            break;
+        }
+    }
+    if (hend == NULL) {
+        return eof || in_len >= JPKI_OCSP_HEADER_MAX ? -1 : 0;
+    }
+
+    if (in_len < 12 || strncmp(in, "HTTP/1.", 7) != 0 || in[8] != ' ') {
+        return -1;
+    }
+    st = 0;
+    for (i = 9; i < 12; i++) {
+        if (in[i] < '0' || in[i] > '9') {
+            return -1;
+        }
+        st = st * 10 + (in[i] - '0');
+    }
+
+    *status = st;
+    *body = hend + 4;
+    *blen = in + in_len - *body;
+
+    for (cl = in; cl + 16 <= hend; cl++) {
+        if (*cl == '\n' && strncasecmp(cl + 1, "content-length:", 15) == 0) {
+            break;
+        }
+    }
+    if (cl + 16 <= hend) {
+        cl += 16;
+        while (*cl == ' ' || *cl == '\t') {
+            cl++;
+        }
+        clen = 0;
+        while (cl < hend && *cl >= '0' && *cl <= '9'
+               && clen <= JPKI_OCSP_RESP_MAX)
+        {
+            clen = clen * 10 + (*cl++ - '0');
+        }
+        if (clen > JPKI_OCSP_RESP_MAX || *blen > clen) {
+            return -1;
+        }
+        if (*blen == clen) {
+            return 1;
+        }
+        return eof ? -1 : 0;
+    }
+
+    if (*blen > JPKI_OCSP_RESP_MAX) {
+        return -1;
+    }
+
+    return eof ? 1 : 0;
+}
+
+
+int
+mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+               const uint8_t *body, size_t len, const uint8_t **resp,
+               size_t *resp_len)
+{
+    apr_socket_t  *sock;
+    apr_time_t     deadline;
+    apr_status_t   rv;
+    apr_size_t     in_len = 0, in_max, n;
+    char          *req, *in;
+    const char    *rbody;
+    apr_size_t     rblen;
+    int            status = 0, parsed = 0, eof;
+    size_t         hlen;
+
+    if (iss->ocsp_addr == NULL) {
+        return 0;
+    }
+
+    deadline = apr_time_now() + site->ocsp_timeout;
+
+    rv = jpki_connect(&sock, iss->ocsp_addr, deadline, r->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot connect to "
+                      "OCSP responder \"%s\"%s", iss->spec->ocsp_url,
+                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+        return 0;
+    }
+
+    req = apr_psprintf(r->pool, "POST %s HTTP/1.0\r\nHost: %s\r\n"
+                       "Content-Type: application/ocsp-request\r\n"
+                       "Accept: application/ocsp-response\r\n"
+                       "Content-Length: %" APR_SIZE_T_FMT "\r\n"
+                       "Connection: close\r\n\r\n", iss->ocsp_path,
+                       iss->ocsp_host, (apr_size_t) len);
+    hlen = strlen(req);
+
+    rv = jpki_send_all(sock, req, hlen, deadline);
+    if (rv == APR_SUCCESS) {
+        rv = jpki_send_all(sock, (const char *) body, len, deadline);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: OCSP request to "
+                      "\"%s\" failed%s", iss->spec->ocsp_url,
+                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+        apr_socket_close(sock);
+        return 0;
+    }
+
+    in_max = JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX;
+    in = apr_palloc(r->pool, in_max);
+
+    for ( ;; ) {
+        if (in_len == in_max) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: OCSP response "
+                          "too large");
+            break;
+        }
+
+        rv = jpki_set_deadline(sock, deadline);
+        n = in_max - in_len;
+        if (rv == APR_SUCCESS) {
+            rv = apr_socket_recv(sock, in + in_len, &n);
+        } else {
+            n = 0;
+        }
+
+        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: OCSP responder "
+                          "\"%s\" timed out", iss->spec->ocsp_url);
+            break;
+        }
+        if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: reading from "
+                          "OCSP responder \"%s\" failed", iss->spec->ocsp_url);
+            break;
+        }
+
+        in_len += n;
+        eof = APR_STATUS_IS_EOF(rv) || n == 0;
+
+        parsed = jpki_http_parse(in, in_len, eof, &status, &rbody, &rblen);
+        if (parsed == 1) {
+            *resp = (const uint8_t *) rbody;
+            *resp_len = rblen;
+            apr_socket_close(sock);
+            return status;
+        }
+        if (parsed < 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: malformed HTTP "
+                          "answer from OCSP responder \"%s\"",
+                          iss->spec->ocsp_url);
+            break;
+        }
+        if (eof) {
+            break;
+        }
+    }
+
+    apr_socket_close(sock);
+    return 0;
+}
+
+
+jpki_issuer_rt *
+mjpki_issuer_of(jpki_site *site, const jpki_issuer *is)
+{
+    jpki_issuer_rt  *rt;
+    int              i;
+
+    if (site->rt_issuers == NULL) {
+        return NULL;
+    }
+    rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        if (rt[i].issuer == is) {
+            return &rt[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* CRL indexes                                                         */
+/* ------------------------------------------------------------------ */
+
+static apr_status_t
+jpki_crl_cleanup(void *data)
+{
+    jpki_site       *site = data;
+    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    int              i;
+
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        jpki_crl_index_free(rt[i].crl);
+        rt[i].crl = NULL;
+    }
+
+    return APR_SUCCESS;
+}
+
+
+/* A CRL older than the one loaded (lower CRL number, or earlier thisUpdate)
+ * is never loaded over it: a replayed old file cannot un-revoke anyone. */
+static int
+jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
+{
+    if (new->crl_number >= 0 && cur->crl_number >= 0
+        && new->crl_number != cur->crl_number)
+    {
+        return new->crl_number < cur->crl_number;
+    }
+
+    return new->this_update < cur->this_update;
+}
+
+
+/* Loads the issuers' CRL files that changed since they were loaded (all of
+ * them the first time).  A file that does not verify, is stale or older
+ * leaves the index loaded before in place (which then goes stale itself:
+ * checks that need it fail closed).  The same rules as the nginx module. */
+static void
+jpki_crls_load(jpki_site *site, apr_pool_t *tmp)
+{
+    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts, *x;
+    jpki_crl_index  *ix, *old;
+    apr_finfo_t      fi;
+    apr_status_t     rv;
+    uint8_t         *der;
+    size_t           len;
+    jpki_err         e;
+    char             detail[256];
+    int              i;
+
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        x = &rt[i];
+        if (x->spec->crl_file == NULL) {
+            continue;
+        }
+
+        rv = apr_stat(&fi, x->spec->crl_file, APR_FINFO_MTIME | APR_FINFO_SIZE
+                                              | APR_FINFO_INODE, tmp);
+        if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+            if (x->crl_error != JPKI_ERR_IO) {
+                ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: "
+                             "CRL \"%s\" unreadable", x->spec->crl_file);
+            }
+            x->crl_error = JPKI_ERR_IO;
+            continue;
+        }
+
+        if (fi.mtime == x->crl_mtime && fi.size == x->crl_size
+            && fi.inode == x->crl_inode)
+        {
+            continue;
+        }
+
+        x->crl_mtime = fi.mtime;
+        x->crl_size = fi.size;
+        x->crl_inode = fi.inode;
+
+        e = jpki_load_file(x->spec->crl_file, JPKI_CRL_MAX, &der, &len);
+        if (e != JPKI_OK) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: "
+                         "cannot read CRL \"%s\": %s", x->spec->crl_file,
+                         jpki_strerror(e));
+            x->crl_error = e;
+            continue;
+        }
+
+        detail[0] = '\0';
+        ix = NULL;
+        e = jpki_crl_index_build(site->ctx, der, len, time(NULL), site->grace,
+                                 &ix, detail, sizeof(detail));
+        free(der);
+
+        if (e == JPKI_OK && x->crl != NULL
+            && jpki_crl_older(jpki_crl_index_info(ix),
+                              jpki_crl_index_info(x->crl)))
+        {
+            jpki_crl_index_free(ix);
+            ix = NULL;
+            apr_cpystrn(detail, "older than the CRL loaded", sizeof(detail));
+            e = JPKI_ERR_CRL_STALE;
+        }
+
+        x->crl_error = e;
+
+        if (e != JPKI_OK) {
+            jpki_crl_index_free(ix);
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: CRL "
+                         "\"%s\" refused: %s%s%s%s", x->spec->crl_file,
+                         jpki_reason(e), detail[0] ? " (" : "", detail,
+                         detail[0] ? ")" : "");
+            continue;
+        }
+
+        if (site->crl_lock) {
+            apr_thread_rwlock_wrlock(site->crl_lock);
+        }
+        old = x->crl;
+        x->crl = ix;
+        x->crl_loaded = apr_time_now();
+        if (site->crl_lock) {
+            apr_thread_rwlock_unlock(site->crl_lock);
+        }
+        jpki_crl_index_free(old);
+
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server, "jpki: CRL "
+                     "\"%s\" of issuer \"%s\" loaded: %" APR_UINT64_T_FMT
+                     " entries", x->spec->crl_file, x->spec->name,
+                     (apr_uint64_t) jpki_crl_index_info(ix)->entries);
+    }
+}
+
+
+jpki_err
+mjpki_crl_lookup(jpki_site *site, jpki_issuer_rt *rt, const char *cert_id,
+                 jpki_rev_info *info)
+{
+    jpki_err  e;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_rdlock(site->crl_lock);
+    }
+
+    e = rt->crl ? jpki_crl_index_lookup(rt->crl, cert_id, time(NULL),
+                                        site->grace, info)
+                : JPKI_ERR_REVOCATION_UNAVAILABLE;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_unlock(site->crl_lock);
+    }
+
+    return e;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Health (JSON for monitoring)                                        */
+/* ------------------------------------------------------------------ */
+
+const char *
+mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
+{
+    jpki_issuer_rt       *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    const jpki_crl_info  *ci;
+    jpki_store_cmd        cmd;
+    jpki_store_result     res;
+    apr_int64_t           now = apr_time_sec(apr_time_now()), stale_at;
+    const char           *crls = "", *one;
+    int                   i, n = 0, crls_ok = 1, store_ok, fresh;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_rdlock(site->crl_lock);
+    }
+
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        if (rt[i].spec->crl_file == NULL) {
+            continue;
+        }
+
+        if (rt[i].crl == NULL) {
+            crls_ok = 0;
+            one = apr_psprintf(r->pool, "{\"issuer\":\"%s\",\"loaded\":"
+                               "false,\"error\":\"%s\"}", rt[i].spec->name,
+                               jpki_reason(rt[i].crl_error));
+        } else {
+            ci = jpki_crl_index_info(rt[i].crl);
+            stale_at = jpki_crl_stale_after(ci, site->grace,
+                           jpki_ctx_get_policy(site->ctx)->clock_skew);
+            fresh = now <= stale_at;
+            if (!fresh || rt[i].crl_error != JPKI_OK) {
+                crls_ok = 0;
+            }
+            one = apr_psprintf(r->pool, "{\"issuer\":\"%s\",\"loaded\":"
+                               "true,\"this_update\":%" APR_INT64_T_FMT
+                               ",\"next_update\":%" APR_INT64_T_FMT
+                               ",\"age\":%" APR_INT64_T_FMT ",\"entries\":%"
+                               APR_UINT64_T_FMT ",\"crl_number\":%"
+                               APR_INT64_T_FMT ",\"fresh\":%s,\"stale_at\":%"
+                               APR_INT64_T_FMT ",\"loaded_at\":%"
+                               APR_INT64_T_FMT ",\"last_load\":\"%s\"}",
+                               rt[i].spec->name,
+                               (apr_int64_t) ci->this_update,
+                               (apr_int64_t) ci->next_update,
+                               now - (apr_int64_t) ci->this_update,
+                               (apr_uint64_t) ci->entries,
+                               (apr_int64_t) ci->crl_number,
+                               fresh ? "true" : "false",
+                               stale_at == INT64_MAX ? (apr_int64_t) 0
+                                                     : (apr_int64_t) stale_at,
+                               (apr_int64_t) apr_time_sec(rt[i].crl_loaded),
+                               jpki_reason(rt[i].crl_error));
+        }
+        crls = apr_pstrcat(r->pool, crls, n++ ? "," : "", one, NULL);
+    }
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_unlock(site->crl_lock);
+    }
+
+    if (site->store == JPKI_STORE_SHM) {
+        store_ok = site->zone != NULL && site->zone->store != NULL;
+    } else {
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.op = JPKI_STORE_GET;
+        cmd.keylen = (size_t) apr_snprintf(cmd.key, sizeof(cmd.key), "%shealth",
+                                           JPKI_STORE_PREFIX);
+        store_ok = mjpki_store_exec(site, r, &cmd, 1, &res)
+                   && res.type != JPKI_STORE_R_ERROR;
+    }
+
+    *ok = store_ok && crls_ok;
+
+    return apr_psprintf(r->pool, "{\"status\":\"%s\",\"time\":%"
+                        APR_INT64_T_FMT ",\"store\":{\"type\":\"%s\","
+                        "\"ok\":%s},\"crls\":[%s]}",
+                        *ok ? "ok" : "degraded", now,
+                        site->store == JPKI_STORE_SHM ? "shm" : "redis",
+                        store_ok ? "true" : "false", crls);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Mapping file                                                        */
+/* ------------------------------------------------------------------ */
+
+static void
+jpki_map_free(jpki_map *m)
+{
+    if (m) {
+        free(m->e);
+        free(m);
+    }
+}
+
+
+static int
+jpki_map_cmp(const void *a, const void *b)
+{
+    return memcmp(((const jpki_map_entry *) a)->cert_id,
+                  ((const jpki_map_entry *) b)->cert_id,
+                  JPKI_CERT_ID_HEX_LEN);
+}
+
+
+/* "<cert_id> <account>" lines, '#' comments. */
+static jpki_map *
+jpki_map_read(const char *path, server_rec *s)
+{
+    jpki_map        *m;
+    jpki_map_entry  *e;
+    uint8_t         *data;
+    size_t           len, n = 0, alen, bad = 0;
+    char            *line, *save, *sp, *acct;
+
+    if (jpki_load_file(path, JPKI_MAP_FILE_MAX, &data, &len) != JPKI_OK) {
+        return NULL;
+    }
+
+    m = calloc(1, sizeof(jpki_map));
+    e = malloc((len / (JPKI_CERT_ID_HEX_LEN + 2) + 1)
+               * sizeof(jpki_map_entry));
+    if (m == NULL || e == NULL) {
+        free(m);
+        free(e);
+        free(data);
+        return NULL;
+    }
+
+    for (line = strtok_r((char *) data, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+    {
+        sp = line + strlen(line);
+        while (sp > line && (sp[-1] == '\r' || sp[-1] == ' ')) {
+            *--sp = '\0';
+        }
+        if (*line == '#' || *line == '\0') {
+            continue;
+        }
+        acct = line + JPKI_CERT_ID_HEX_LEN + 1;
+        alen = strlen(line) > JPKI_CERT_ID_HEX_LEN + 1 ? strlen(acct) : 0;
+        if (alen == 0 || alen > JPKI_ACCOUNT_MAX
+            || line[JPKI_CERT_ID_HEX_LEN] != ' '
+            || strspn(line, "0123456789abcdef") != JPKI_CERT_ID_HEX_LEN
+            || !jpki_account_valid(acct, alen))
+        {
+            bad++;
+            continue;
+        }
+        memcpy(e[n].cert_id, line, JPKI_CERT_ID_HEX_LEN);
+        memcpy(e[n].account, acct, alen);
+        e[n].account[alen] = '\0';
+        e[n].len = alen;
+        n++;
+    }
+
+    free(data);
+
+    if (bad) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "jpki: mapping file "
+                     "\"%s\": %" APR_SIZE_T_FMT " malformed lines ignored "
+                     "(expected \"<cert_id> <account>\")", path, bad);
+    }
+
+    qsort(e, n, sizeof(jpki_map_entry), jpki_map_cmp);
+    m->e = e;
+    m->n = n;
+
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: mapping file \"%s\" "
+                 "loaded, %" APR_SIZE_T_FMT " entries", path, n);
+
+    return m;
+}
+
+
+/* Loads the file when it changed since the last load (mtime, size or
+ * inode: a rename-replaced file within the same second counts). */
+static void
+jpki_map_load(jpki_site *site, apr_pool_t *tmp)
+{
+    apr_finfo_t   fi;
+    apr_status_t  rv;
+    jpki_map     *m, *old;
+
+    rv = apr_stat(&fi, site->map_file, APR_FINFO_MTIME | APR_FINFO_SIZE
+                                       | APR_FINFO_INODE, tmp);
+    if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+        if (!site->map_failed) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: "
+                         "mapping file \"%s\" unreadable", site->map_file);
+            site->map_failed = 1;
+        }
+        return;
+    }
+
+    if (site->map != NULL && fi.mtime == site->map_mtime
+        && fi.size == site->map_size && fi.inode == site->map_inode)
+    {
+        return;
+    }
+
+    m = jpki_map_read(site->map_file, site->server);
+    if (m == NULL) {
+        if (!site->map_failed) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: "
+                         "mapping file \"%s\" unreadable", site->map_file);
+            site->map_failed = 1;
+        }
+        return;
+    }
+
+    site->map_failed = 0;
+    site->map_mtime = fi.mtime;
+    site->map_size = fi.size;
+    site->map_inode = fi.inode;
+
+    if (site->map_lock) {
+        apr_thread_rwlock_wrlock(site->map_lock);
+    }
+    old = site->map;
+    site->map = m;
+    if (site->map_lock) {
+        apr_thread_rwlock_unlock(site->map_lock);
+    }
+
+    jpki_map_free(old);
+}
+
+
+void
+mjpki_files_refresh(jpki_site *site)
+{
+    apr_uint32_t  now = (apr_uint32_t) apr_time_sec(apr_time_now());
+    apr_pool_t   *tmp;
+
+    if (apr_atomic_read32(&site->files_checked) == now
+        || site->files_mutex == NULL)
+    {
+        return;
+    }
+
+    /* one thread checks; the others go on with the tables they have */
+    if (apr_thread_mutex_trylock(site->files_mutex) != APR_SUCCESS) {
+        return;
+    }
+
+    if (apr_atomic_read32(&site->files_checked) != now) {
+        apr_atomic_set32(&site->files_checked, now);
+        if (apr_pool_create_unmanaged_ex(&tmp, NULL, NULL) == APR_SUCCESS) {
+            if (site->map_file) {
+                jpki_map_load(site, tmp);
+            }
+            jpki_crls_load(site, tmp);
+            apr_pool_destroy(tmp);
+        }
+    }
+
+    apr_thread_mutex_unlock(site->files_mutex);
+}
+
+
+size_t
+mjpki_map_lookup(void *ud, const char *cert_id, char *out)
+{
+    jpki_site  *site = ud;
+    jpki_map   *m;
+    size_t      lo, hi, mid, len = 0;
+    int         c;
+
+    if (cert_id == NULL || strlen(cert_id) != JPKI_CERT_ID_HEX_LEN) {
+        return 0;
+    }
+
+    if (site->map_lock) {
+        apr_thread_rwlock_rdlock(site->map_lock);
+    }
+
+    m = site->map;
+    lo = 0;
+    hi = m ? m->n : 0;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = memcmp(m->e[mid].cert_id, cert_id, JPKI_CERT_ID_HEX_LEN);
+        if (c == 0) {
+            memcpy(out, m->e[mid].account, m->e[mid].len);
+            out[m->e[mid].len] = '\0';
+            len = m->e[mid].len;
+            break;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    if (site->map_lock) {
+        apr_thread_rwlock_unlock(site->map_lock);
+    }
+
+    return len;
+}
+
+
+static apr_status_t
+jpki_map_cleanup(void *data)
+{
+    jpki_site  *site = data;
+
+    jpki_map_free(site->map);
+    site->map = NULL;
+
+    return APR_SUCCESS;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Process setup                                                       */
+/* ------------------------------------------------------------------ */
+
+int
+mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s)
+{
+    server_rec  *sv;
+    jpki_site   *site;
+    int          preflight;
+
+    preflight = ap_state_query(AP_SQ_MAIN_STATE)
+                == AP_SQ_MS_CREATE_PRE_CONFIG;
+
+    for (sv = s; sv; sv = sv->next) {
+        site = jpki_srv(sv)->site;
+        if (!site->built || site->io_ready) {
+            continue;
+        }
+        site->io_ready = 1;
+
+        if (site->store == JPKI_STORE_SHM
+            && jpki_zone_setup(ptemp, sv, site) != OK)
+        {
+            return !OK;
+        }
+
+        if (preflight) {
+            /* the real start follows: load the files then, once */
+            continue;
+        }
+
+        /* once in the parent: the children share these pages until a
+         * file changes */
+        jpki_crls_load(site, ptemp);
+        apr_pool_cleanup_register(pconf, site, jpki_crl_cleanup,
+                                  apr_pool_cleanup_null);
+
+        if (site->map_file) {
+            jpki_map_load(site, ptemp);
+            apr_pool_cleanup_register(pconf, site, jpki_map_cleanup,
+                                      apr_pool_cleanup_null);
+        }
+        apr_atomic_set32(&site->files_checked,
+                         (apr_uint32_t) apr_time_sec(apr_time_now()));
+    }
+
+    return OK;
+}
+
+
+void
+mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    server_rec    *sv;
+    jpki_site     *site;
+    apr_status_t   rv;
+
+    for (sv = s; sv; sv = sv->next) {
+        site = jpki_srv(sv)->site;
+        if (!site->built || site->child_ready) {
+            continue;
+        }
+        site->child_ready = 1;
+
+        if (site->zone && !site->zone->child_ready) {
+            site->zone->child_ready = 1;
+            rv = apr_global_mutex_child_init(&site->zone->mutex,
+                                             site->zone->lockfile, pchild);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, sv, "jpki: cannot "
+                             "attach the mutex of store zone %s",
+                             site->zone->name);
+            }
+        }
+
+        apr_thread_mutex_create(&site->redis_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                pchild);
+        apr_thread_mutex_create(&site->files_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                pchild);
+        apr_thread_rwlock_create(&site->map_lock, pchild);
+        apr_thread_rwlock_create(&site->crl_lock, pchild);
+
+        /* idle Redis connections are closed when the child exits */
+        apr_pool_cleanup_register(pchild, site, jpki_redis_pool_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+}
