@@ -42,8 +42,9 @@ $(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
 $(B)/asan/libjpki.a: $(SAN_OBJ)
 	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
-$(B)/jpkictl: tools/jpkictl.c $(B)/libjpki.a common/jpki.h
-	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+JPKICTL_SRC := tools/jpkictl.c tools/crl_cmds.c tools/crl_store.c tools/crl_fetch.c
+$(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/libjpki.a common/jpki.h
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
 
 $(B)/t/%: t/unit/%.c t/unit/tap.h $(B)/libjpki.a
 	@mkdir -p $(@D)
@@ -77,7 +78,7 @@ demo: deps
 	bash tools/demo.sh
 
 bench: deps
-	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies
+	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies $(B)/crlgen
 	bash bench/run.sh
 
 $(B)/sign_bodies: bench/sign_bodies.c $(B)/libjpki.a
@@ -125,3 +126,11 @@ $(B)/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/libjpki.a common/jpki.h
 	    || (cat apxs.log; exit 1)
 	@grep -E ': (warning|error):' $(B)/apache/apxs.log || true
 	@cp $(B)/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
+
+# ---- CRL figures (bench/crl.sh; bench/run.sh sources it and calls
+# crl_bench): a signed CRL of N entries made by bench/crlgen.c ------------
+.PHONY: bench-crl
+$(B)/crlgen: bench/crlgen.c
+	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ -lcrypto
+bench-crl: $(B)/jpkictl $(B)/crlgen pki
+	bash bench/crl.sh

@@ -4,14 +4,14 @@
  * exactly as the login gate does.
  *
  * Exit status: 0 valid, 1 invalid (the verdict line says why), 2 usage or
- * input error (message on stderr).  Nothing printed ever contains a
+ * input error (message on stderr); the store commands add 3..5 (jpkictl.h,
+ * docs/operations.md).  Nothing printed ever contains a
  * certificate serial number, a key or the site secret: certificates are
  * named by their cert_id.  Options are parsed by hand: exact names only (no
  * abbreviations), every value bounded and checked, no option given twice.
  */
-#include "jpki.h"
+#include "jpkictl.h"
 
-#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,25 +19,19 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define EXIT_VALID   0
-#define EXIT_INVALID 1
-#define EXIT_USAGE   2
-#define SHOW_USAGE   (-1)         /* usage error: print the command's usage */
-
-#define ARG_MAX_LEN    4096       /* any option value */
-#define MAX_ISSUER_OPT 16         /* --issuer / --policy options */
 #define MAX_CAFILES    16         /* files in one --issuer */
 #define KEY_FILE_MAX   (1024 * 1024)
 #define MSG_FILE_MAX   (64 * 1024 * 1024)
 #define SIG_FILE_MAX   (64 * 1024)
 #define CERT_FILE_MAX  (1024 * 1024)
-#define GRACE_MAX      (10u * 366 * 86400)
 
 static const char usage_head[] =
 "usage: jpkictl COMMAND [OPTIONS]       (jpkictl help COMMAND for one)\n"
 "Checks signatures, certificates and CRLs exactly as the JPKI login gate\n"
 "does.  Exit status: 0 valid, 1 invalid (the verdict gives the reason word\n"
-"the gate logs and returns), 2 usage or input error (message on stderr).\n"
+"the gate logs and returns), 2 usage or input error (message on stderr);\n"
+"crl sync, crl status, purge and recheck add 3 not newer, 4 fetch failed,\n"
+"5 store failed (see each command).\n"
 "Options: --opt VALUE or --opt=VALUE; -h/--help after a command.\n\n";
 
 static const char usage_sig[] =
@@ -124,7 +118,7 @@ static const char usage_tail[] =
 
 /* ---- small helpers ------------------------------------------------ */
 
-static __attribute__((format(printf, 1, 2))) void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
     va_list ap;
     fputs("jpkictl: ", stderr);
@@ -134,7 +128,7 @@ static __attribute__((format(printf, 1, 2))) void say(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static const char *iso8601(int64_t t, char buf[32])
+const char *iso8601(int64_t t, char buf[32])
 {
     time_t tt = (time_t)t;
     struct tm tm;
@@ -145,7 +139,7 @@ static const char *iso8601(int64_t t, char buf[32])
     return buf;
 }
 
-static int all_digits(const char *s, size_t n)
+int all_digits(const char *s, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++)
@@ -182,8 +176,8 @@ static int parse_time(const char *s, time_t *out)
            && tm.tm_min == want.tm_min && tm.tm_sec == want.tm_sec ? 0 : -1;
 }
 
-static int load(const char *what, const char *path, size_t max, uint8_t **buf,
-                size_t *len)
+int load(const char *what, const char *path, size_t max, uint8_t **buf,
+         size_t *len)
 {
     jpki_err e = jpki_load_file(path, max, buf, len);
 
@@ -196,13 +190,6 @@ static int load(const char *what, const char *path, size_t max, uint8_t **buf,
 }
 
 /* ---- options ------------------------------------------------------ */
-
-enum {
-    O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
-    O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
-    O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE, O__COUNT
-};
-#define BIT(o) (1u << (o))
 
 static const struct {
     const char *name;
@@ -220,17 +207,11 @@ static const struct {
     [O_REDIS_DB] = {"redis-db", 1}, [O_REDIS_USER] = {"redis-user", 1},
     [O_REDIS_PASSWORD] = {"redis-password", 1},
     [O_MAP_FILE] = {"map-file", 1},
+    [O_SOURCE] = {"source", 1},   [O_WATCH] = {"watch", 1},
+    [O_ARL] = {"arl", 0},         [O_REVOCATION] = {"revocation", 0},
+    [O_KEEP_OLD] = {"keep-old", 1}, [O_MAX_SIZE] = {"max-size", 1},
+    [O_TIMEOUT] = {"timeout", 1},
 };
-
-typedef struct {
-    unsigned seen;                       /* BIT(o) of the options given */
-    const char *val[O__COUNT];           /* single-valued options */
-    const char *issuer[MAX_ISSUER_OPT];
-    size_t n_issuer;
-    const char *policy[MAX_ISSUER_OPT];
-    size_t n_policy;
-    time_t now;                          /* --at, or the current time */
-} args_t;
 
 static int find_opt(const char *name, size_t len)
 {
@@ -316,6 +297,25 @@ static int require(const args_t *a, unsigned mask)
             say("--%s is required", optdefs[o].name);
             return -1;
         }
+    return 0;
+}
+
+int opt_uint(const args_t *a, int o, unsigned long long min,
+             unsigned long long max, unsigned long long def,
+             unsigned long long *out)
+{
+    const char *v = a->val[o];
+    unsigned long long x;
+
+    *out = def;
+    if (v == NULL)
+        return 0;
+    x = strtoull(v, NULL, 10);
+    if (!all_digits(v, strlen(v)) || strlen(v) > 19 || x < min || x > max) {
+        say("--%s: expected a number, %llu..%llu", optdefs[o].name, min, max);
+        return -1;
+    }
+    *out = x;
     return 0;
 }
 
@@ -430,7 +430,7 @@ static int set_secret(jpki_ctx *ctx, const args_t *a, int note)
 }
 
 /* A finished context from --issuer, --policy and --secret-file. */
-static jpki_ctx *build_ctx(const args_t *a, int secret_note)
+jpki_ctx *build_ctx(const args_t *a, int secret_note)
 {
     jpki_ctx *ctx = jpki_ctx_new();
     char err[512] = "";
@@ -667,7 +667,7 @@ out:
 
 /* ---- map add | remove | list -------------------------------------- */
 
-static redisContext *redis_open(const args_t *a)
+redisContext *redis_open(const args_t *a)
 {
     const char *addr = a->val[O_REDIS], *colon, *pw;
     struct timeval tv = {3, 0};
@@ -955,8 +955,18 @@ static const struct command {
     {"crl", "inspect", usage_crl,
      BIT(O_CRL) | BIT(O_ISSUER) | BIT(O_AT) | BIT(O_GRACE),
      BIT(O_CRL) | BIT(O_ISSUER), run_crl_inspect},
-#define MAP_BACKEND (BIT(O_REDIS) | BIT(O_REDIS_DB) | BIT(O_REDIS_USER) \
-                     | BIT(O_REDIS_PASSWORD) | BIT(O_MAP_FILE))
+#define REDIS_OPTS (BIT(O_REDIS) | BIT(O_REDIS_DB) | BIT(O_REDIS_USER) \
+                    | BIT(O_REDIS_PASSWORD))
+#define MAP_BACKEND (REDIS_OPTS | BIT(O_MAP_FILE))
+    {"crl", "sync", usage_crl_sync,
+     BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)
+     | BIT(O_GRACE) | BIT(O_WATCH) | BIT(O_ARL) | BIT(O_KEEP_OLD)
+     | BIT(O_MAX_SIZE) | BIT(O_TIMEOUT) | REDIS_OPTS,
+     BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS),
+     run_crl_sync},
+    {"crl", "status", usage_crl_sync,
+     BIT(O_ISSUER) | BIT(O_GRACE) | BIT(O_AT) | REDIS_OPTS, BIT(O_REDIS),
+     run_crl_status},
     {"map", "add", usage_map,
      BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_ISSUER) | BIT(O_SECRET)
      | BIT(O_ACCOUNT) | BIT(O_AT) | MAP_BACKEND, BIT(O_ACCOUNT), run_map_add},
@@ -964,6 +974,11 @@ static const struct command {
      BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_CERT_ID) | BIT(O_ISSUER)
      | BIT(O_SECRET) | BIT(O_AT) | MAP_BACKEND, 0, run_map_remove},
     {"map", "list", usage_map, MAP_BACKEND, 0, run_map_list},
+    {"purge", NULL, usage_purge, BIT(O_REVOCATION) | MAP_BACKEND,
+     BIT(O_REVOCATION), run_purge},
+    {"recheck", NULL, usage_recheck,
+     BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET) | BIT(O_GRACE) | BIT(O_AT)
+     | REDIS_OPTS, BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS), run_recheck},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

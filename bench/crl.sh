@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# CRL figures: `jpkictl crl sync` of a signed 1,000,000-entry CRL into a
+# fresh redis-server, against `openssl crl -noout -in` on the same file, on
+# this machine, in the same run; Redis memory per entry (INFO memory
+# used_memory before and after the load).
+#
+#   bash bench/crl.sh                  (make bench-crl builds what it needs)
+#   . bench/crl.sh; crl_bench          (from bench/run.sh)
+#
+# Needs $B/jpkictl, $B/crlgen (make build/crlgen), the test PKI ($P, make
+# pki: the CRL is signed with ca2.key), redis-server, openssl.  Prints
+# "figure: NAME = VALUE" lines.  Times are the best of 3 runs each (the
+# Redis database is flushed between sync runs; memory is measured on the
+# first, into the fresh server).  JPKI_BENCH_CRL_10M=1 adds a 10,000,000
+# entry run (time and memory only; about 400 MB of CRL, a few GB of RAM).
+# Env: JPKI_BUILD (build), JPKI_TEST_PKI ($B/pki), JPKI_BENCH_CRL_PORT
+# (18610), JPKI_BENCH_CRL_ENTRIES (1000000).
+
+crl_now() { date +%s.%N; }
+crl_div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+crl_min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+crl_mem() {
+    redis-cli -p "$CRL_PORT" INFO memory | tr -d '\r' \
+        | awk -F: '$1 == "used_memory" { print $2 }'
+}
+
+# crl_run NAME ENTRIES: one CRL size; prints its figures.
+crl_run() {
+    local name=$1 n=$2 f t0 t1 best_o="" best_s="" m0 m1 out i
+    f=$CRL_D/crl-$n.crl
+    "$B/crlgen" "$P/ca2.pem" "$P/ca2.key" "$n" 100 "$f"
+    for i in 1 2 3; do
+        t0=$(crl_now)
+        openssl crl -noout -in "$f"
+        t1=$(crl_now)
+        best_o=$(crl_min "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$best_o")
+    done
+    for i in 1 2 3; do
+        redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
+        m0=$(crl_mem)
+        t0=$(crl_now)
+        out=$("$B/jpkictl" crl sync --source "$f" --issuer "card=$P/ca2.pem" \
+            --secret-file "$CRL_D/secret" --redis "127.0.0.1:$CRL_PORT")
+        t1=$(crl_now)
+        case $out in
+            loaded*) ;;
+            *) echo "crl bench: sync failed: $out" >&2; return 1 ;;
+        esac
+        best_s=$(crl_min "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$best_s")
+        if [ "$i" = 1 ]; then
+            m1=$(crl_mem)
+            echo "figure: $name.redis_bytes_per_entry = $(crl_div $((m1 - m0)) "$n")"
+            echo "figure: $name.buckets_k = $(sed -n 's/.* k=\([0-9]*\) .*/\1/p' <<<"$out")"
+        fi
+    done
+    echo "figure: $name.entries = $n"
+    echo "figure: $name.crl_bytes = $(stat -c %s "$f")"
+    echo "figure: $name.openssl_parse_s = $best_o"
+    echo "figure: $name.sync_s = $best_s"
+    echo "figure: $name.sync_vs_openssl_parse = $(crl_div "$best_s" "$best_o")"
+    rm -f "$f"
+}
+
+crl_bench() (
+    set -euo pipefail
+    B=${B:-${JPKI_BUILD:-build}}
+    P=${P:-${JPKI_TEST_PKI:-$PWD/$B/pki}}
+    CRL_PORT=${JPKI_BENCH_CRL_PORT:-18610}
+    CRL_D=$PWD/$B/bench-crl
+    rm -rf "$CRL_D"
+    mkdir -p "$CRL_D"
+    umask 077
+    printf 'secret %s\n' "$(openssl rand -hex 32)" > "$CRL_D/secret"
+    umask 022
+    redis-server --port "$CRL_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no >"$CRL_D/redis.log" 2>&1 &
+    local rpid=$!
+    trap 'kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; rm -rf "$CRL_D"' EXIT
+    for _ in $(seq 50); do
+        redis-cli -p "$CRL_PORT" PING >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    crl_run crl "${JPKI_BENCH_CRL_ENTRIES:-1000000}"
+    if [ "${JPKI_BENCH_CRL_10M:-0}" = 1 ]; then
+        crl_run crl10m 10000000
+    fi
+)
+
+# run directly (not sourced)
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    cd "$(dirname "$0")/.."
+    crl_bench
+fi

@@ -1,0 +1,652 @@
+#!/usr/bin/perl
+# t/jpkictl-crl.t - jpkictl crl sync | crl status | purge --revocation |
+# recheck against a real redis-server (and a local HTTP server, and a real
+# slapd when Debian's slapd is installed), with the test PKI (make pki).
+#   prove -v t/jpkictl-crl.t
+# Env: JPKI_BUILD (default build), JPKI_TEST_PKI (default build/pki).
+#
+# Lookups are made here exactly as docs/store-schema.md tells the gate to:
+# GET jpki:v1:crlmeta:<tag>, then HGET of the bucket and the binary field.
+use strict;
+use warnings;
+use Test::More;
+use File::Temp qw(tempdir);
+use File::Copy qw(copy);
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep);
+
+sub now { Time::HiRes::time() }
+
+my $B   = $ENV{JPKI_BUILD}    // 'build';
+my $P   = $ENV{JPKI_TEST_PKI} // "$B/pki";
+my $J   = "$B/jpkictl";
+my $dir = tempdir(CLEANUP => 1);
+
+plan skip_all => "$J not built (make build/jpkictl)" unless -x $J;
+plan skip_all => "no test PKI in $P (make pki)" unless -f "$P/ca2.crl";
+plan skip_all => 'no redis-server' unless -x '/usr/bin/redis-server';
+
+my @kids;
+END { kill 'TERM', @kids if @kids; }
+
+# ---------------------------------------------------------------- helpers
+
+sub slurp { my ($f) = @_; open my $h, '<:raw', $f or die "$f: $!"; local $/; my $d = <$h>; $d // '' }
+sub spew  { my ($f, $d) = @_; open my $h, '>:raw', $f or die "$f: $!"; print $h $d; close $h or die }
+
+my $all_out = '';
+# Runs jpkictl; returns (exit status, stdout, stderr).
+sub ctl {
+    my @args = @_;
+    my ($o, $e) = ("$dir/out", "$dir/err");
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', $o or die; open STDERR, '>', $e or die;
+        exec $J, @args or POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    my $st = $?;
+    my ($so, $se) = (slurp($o), slurp($e));
+    $all_out .= $so . $se;
+    return ($st & 127 ? 128 + ($st & 127) : $st >> 8, $so, $se);
+}
+
+sub free_port {
+    for (1 .. 100) {
+        my $port = 20000 + int rand 20000;
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+                                      Listen => 1, ReuseAddr => 1);
+        return $port if $s;
+    }
+    die 'no free port';
+}
+
+sub wait_port {
+    my ($port) = @_;
+    for (1 .. 100) {
+        return 1 if IO::Socket::INET->new("127.0.0.1:$port");
+        sleep 0.05;
+    }
+    return 0;
+}
+
+# A tiny RESP client (core Perl): cmd(...) returns the reply; errors come
+# back as a hash {err => text}.
+package MiniRedis {
+    sub new {
+        my ($c, $port) = @_;
+        my $s = IO::Socket::INET->new("127.0.0.1:$port") or die "redis: $!";
+        binmode $s;
+        return bless {s => $s}, $c;
+    }
+    sub cmd {
+        my ($self, @a) = @_;
+        my $m = '*' . @a . "\r\n";
+        $m .= '$' . length($_) . "\r\n$_\r\n" for @a;
+        print { $self->{s} } $m;
+        return $self->reply;
+    }
+    sub reply {
+        my ($self) = @_;
+        my $s = $self->{s};
+        local $/ = "\r\n";
+        my $l = <$s>;
+        die 'redis: connection closed' unless defined $l;
+        chomp $l;
+        my $t = substr $l, 0, 1, '';
+        return $l if $t eq '+';
+        return {err => $l} if $t eq '-';
+        return 0 + $l if $t eq ':';
+        if ($t eq '$') {
+            return undef if $l < 0;
+            my $d = '';
+            while (length $d < $l + 2) {
+                my $n = read $s, $d, $l + 2 - length $d, length $d;
+                die 'redis: short read' unless $n;
+            }
+            return substr $d, 0, $l;
+        }
+        if ($t eq '*') {
+            return undef if $l < 0;
+            return [map { $self->reply } 1 .. $l];
+        }
+        die "redis: unexpected reply type $t";
+    }
+    sub keys_matching {
+        my ($self, $pat) = @_;
+        my ($cur, @k) = (0);
+        do {
+            my $r = $self->cmd('SCAN', $cur, 'MATCH', $pat, 'COUNT', 1000);
+            $cur = $r->[0];
+            push @k, @{ $r->[1] };
+        } while ($cur ne '0');
+        return wantarray ? sort @k : scalar @k;
+    }
+}
+
+# The reader's procedure of docs/store-schema.md.  Returns undef when the
+# certificate is not listed, (reason, revoked_at) when it is, 'nolist'
+# when no CRL is loaded.
+sub lookup {
+    my ($r, $tag, $id) = @_;
+    my $meta = $r->cmd('GET', "jpki:v1:crlmeta:$tag");
+    return 'nolist' unless defined $meta;
+    my ($gen, $k) = split /\|/, $meta;
+    my $bucket = substr $id, 0, $k;
+    my $field = pack 'H*', substr($id, 2 * int($k / 2));
+    my $v = $r->cmd('HGET', "jpki:v1:crl:$tag:$gen:$bucket", $field);
+    return undef unless defined $v;
+    my ($reason, $at) = unpack 'C N', $v;
+    return ($reason == 255 ? -1 : $reason, $at);
+}
+
+# ---------------------------------------------------------------- setup
+
+open my $fh, '>', "$dir/secret" or die;
+printf $fh "secret %s\n", unpack('H*', join '', map { chr int rand 256 } 1 .. 32);
+close $fh;
+chmod 0600, "$dir/secret";
+open $fh, '>', "$dir/secret2" or die;
+printf $fh "secret %s\n", unpack('H*', join '', map { chr int rand 256 } 1 .. 32);
+close $fh;
+chmod 0600, "$dir/secret2";
+
+my $card2  = "card=$P/ca2.pem";
+my $card12 = "card=$P/ca1.pem,$P/ca2.pem";
+my $phone  = "phone=$P/phone-ca.pem";
+
+sub cert_id {
+    my ($cert, $iss) = @_;
+    my ($rc, $out) = ctl('cert-check', '--cert', "$P/$cert.pem", '--issuer', $iss,
+                         '--secret-file', "$dir/secret");
+    my ($id) = $out =~ /cert_id=([0-9a-f]{32})/;
+    return $id;
+}
+my %id = map { $_ => cert_id($_, $card2) }
+    qw(rev-keyCompromise rev-certificateHold rev-unspecified user1);
+my $id_old = cert_id('user-old-revoked', $card12);
+ok($id{$_}, "cert_id of $_") for sort keys %id;
+my %serial;
+for my $c (qw(rev-keyCompromise rev-certificateHold rev-unspecified rev-superseded
+              rev-cACompromise rev-affiliationChanged rev-cessationOfOperation
+              user-old-revoked user1)) {
+    my ($s) = `openssl x509 -in $P/$c.pem -serial -noout` =~ /=([0-9A-F]+)/;
+    $serial{$c} = $s;
+}
+
+my $port = free_port();
+my $rpid = fork // die;
+if ($rpid == 0) {
+    chdir $dir;
+    open STDOUT, '>', '/dev/null';
+    { exec '/usr/bin/redis-server', '--port', $port, '--bind', '127.0.0.1', '--save', '',
+          '--appendonly', 'no' };
+    POSIX::_exit(1);
+}
+push @kids, $rpid;
+ok(wait_port($port), 'redis-server answers');
+my $r = MiniRedis->new($port);
+# an ACL user with exactly the rights docs/operations.md lists
+is($r->cmd('ACL', 'SETUSER', 'jpkictl', 'on', '>ctl-pw', '~jpki:*', '-@all',
+           qw(+get +set +del +unlink +scan +hset +hget +hgetall +hdel +expire
+              +pexpire +incr +watch +unwatch +multi +exec +discard)), 'OK',
+   'ACL user for jpkictl');
+my @R  = ('--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl',
+          '--redis-password', 'ctl-pw');
+my @S  = ('--secret-file', "$dir/secret");
+
+sub sync {
+    my ($src, $iss, @more) = @_;
+    return ctl('crl', 'sync', '--source', $src, '--issuer', $iss, @S, @R, @more);
+}
+
+my ($rc, $out, $err);
+
+# ---------------------------------------------------------------- usage
+
+($rc, $out, $err) = ctl('crl', 'sync', '--issuer', $card2, @S, @R);
+is($rc, 2, 'crl sync without --source: exit 2');
+like($err, qr/--source is required/, '... says so');
+($rc) = ctl('crl', 'sync', '--source', "$P/ca2.crl", '--issuer', $card2, @R);
+is($rc, 2, 'crl sync without --secret-file: exit 2');
+($rc) = sync("$P/ca2.crl", $card2, '--watch', '0');
+is($rc, 2, '--watch 0: exit 2');
+($rc) = sync("$P/ca2.crl", $card2, '--keep-old', 'x');
+is($rc, 2, '--keep-old x: exit 2');
+($rc, $out) = ctl('crl', 'status', @R);
+is($rc, 1, 'crl status with nothing loaded: exit 1');
+like($out, qr/^missing /m, '... "missing"');
+
+# ---------------------------------------------------------------- first load
+
+($rc, $out, $err) = sync("$P/ca2.crl", $card2);
+is($rc, 0, 'sync ca2.crl: exit 0') or diag($out, $err);
+like($out, qr/^loaded issuer=card crl_number=2 .* entries=7 stored=7 k=1 gen=1 /,
+     'one line: loaded, crlNumber, entries');
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
+is($rc, 0, 'crl status: exit 0');
+my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
+ok($tag, 'crl status: fresh, issuer, list tag, number, entries') or diag($out);
+like($out, qr/age=\d+s .*source=\Q$P\E\/ca2.crl$/m, 'crl status: age and source');
+
+is((lookup($r, $tag, $id{'rev-keyCompromise'}))[0], 1, 'keyCompromise listed with reason 1');
+my $hold_at = (lookup($r, $tag, $id{'rev-certificateHold'}))[1];
+is((lookup($r, $tag, $id{'rev-certificateHold'}))[0], 6, 'certificateHold listed with reason 6');
+ok(abs($hold_at - (time - 10 * 86400)) < 86400 * 2, 'revocation date kept (10 days ago)');
+is((lookup($r, $tag, $id{'rev-unspecified'}))[0], 0, 'unspecified listed with reason 0');
+is(scalar(() = lookup($r, $tag, $id{user1})), 1, 'user1 not listed');
+ok(!defined((lookup($r, $tag, $id{user1}))[0]), 'user1 lookup: nil');
+my $meta1 = $r->cmd('GET', "jpki:v1:crlmeta:$tag");
+like($meta1, qr/^1\|1\|\d+\|\d+\|2\|7\|\d+$/, 'pointer: gen|k|thisUpdate|nextUpdate|number|entries|loaded_at');
+my $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
+is($info->{issuer}, 'card', 'crlinfo: issuer');
+like($info->{sha256}, qr/^[0-9a-f]{64}$/, 'crlinfo: sha256');
+ok(!exists $info->{loading_gen}, 'crlinfo: no load in progress');
+for my $k ($r->keys_matching("jpki:v1:crl:$tag:1:*")) {
+    is($r->cmd('OBJECT', 'ENCODING', $k), 'listpack', "bucket $k is a compact listpack");
+    last;
+}
+
+# ---------------------------------------------------------------- refusals
+
+sub unchanged_store {
+    my ($what) = @_;
+    is($r->cmd('GET', "jpki:v1:crlmeta:$tag"), $meta1, "$what: the pointer is unchanged");
+    is((lookup($r, $tag, $id{'rev-keyCompromise'}))[0], 1, "$what: the old set still answers");
+    is(scalar($r->keys_matching("jpki:v1:crl:$tag:2:*")), 0, "$what: no new generation left behind");
+}
+
+($rc, $out) = sync("$P/ca2.crl", $card2);
+is($rc, 3, 'the same CRL again: exit 3');
+like($out, qr/^unchanged issuer=card crl_number=2 /, '... "unchanged"');
+unchanged_store('unchanged');
+
+($rc, $out) = sync("$P/ca2-stale.crl", $card2);
+is($rc, 3, 'an older CRL (crlNumber 1): exit 3');
+like($out, qr/^older issuer=card crl_number=1 .* loaded_crl_number=2$/, '... "older"');
+unchanged_store('older');
+
+($rc, $out) = sync("$P/ca2-wrongkey.crl", $card2);
+is($rc, 1, 'a CRL signed by the wrong key: exit 1');
+like($out, qr/^invalid source=\S+ reason=crl_(unknown_issuer|bad_signature) /, '... "invalid" with the reason');
+unchanged_store('wrong key');
+
+my $crl = slurp("$P/ca2-released.crl");
+spew("$dir/truncated.crl", substr($crl, 0, length($crl) - 40));
+($rc, $out) = sync("$dir/truncated.crl", $card2);
+is($rc, 1, 'a truncated CRL: exit 1');
+like($out, qr/^invalid .*reason=crl_malformed/, '... crl_malformed');
+unchanged_store('truncated');
+
+($rc, $out) = sync("$P/ca1.crl", $card2);
+is($rc, 1, 'ca1.crl with only ca2 configured: exit 1');
+like($out, qr/reason=crl_unknown_issuer/, '... crl_unknown_issuer');
+unchanged_store('other issuer');
+
+($rc, $out) = sync("$P/ca2-future.crl", $card2);
+is($rc, 1, 'a CRL not yet valid: exit 1');
+like($out, qr/^invalid .*reason=crl_not_yet_valid/, '... not yet valid');
+unchanged_store('future');
+
+($rc, $out) = sync("$dir/none.crl", $card2);
+is($rc, 4, 'a missing file: exit 4');
+like($out, qr/^fetch_failed /, '... fetch_failed');
+
+($rc, $out) = ctl('crl', 'sync', '--source', "$P/ca2-released.crl", '--issuer', $card2, @S,
+                  '--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl', '--redis-password', 'bad');
+is($rc, 5, 'a wrong Redis password: exit 5');
+like($out, qr/^store_failed /, '... store_failed');
+unchanged_store('wrong password');
+
+# a load that fails half way (Redis out of memory) leaves the old set
+{
+    my $idx = "$dir/big-index.txt";
+    open my $o, '>', $idx or die;
+    print $o grep { /^R/ } split /^/m, slurp("$P/ca2-index.txt");
+    printf $o "R\t351121223547Z\t261101000000Z,keyCompromise\t%02X%016X\tunknown\t/CN=X%d/C=JP\n",
+        0x10 + ($_ % 0x60), $_ * 2654435761, $_ for 1 .. 30000;
+    close $o;
+}
+my $crln = 10;
+sub gencrl {    # a CRL of ca2 with the 7 rev-* entries + 30000 others
+    my ($out) = @_;
+    spew("$dir/crlnum", sprintf("%02X\n", $crln++));
+    spew("$dir/serial", "01\n");
+    local $ENV{CA_DB} = "$dir/big-index.txt";
+    local $ENV{CA_SERIAL} = "$dir/serial";
+    local $ENV{CA_CRLNUM} = "$dir/crlnum";
+    local $ENV{CA_NEWCERTS} = $dir;
+    system("openssl ca -batch -config $P/db/openssl.cnf -gencrl -cert $P/ca2.pem "
+           . "-keyfile $P/ca2.key -out $out >/dev/null 2>&1") == 0 or die 'openssl ca -gencrl';
+}
+gencrl("$dir/big10.crl");
+my $used = $r->cmd('INFO', 'memory') =~ /^used_memory:(\d+)/m ? $1 : 0;
+$r->cmd('CONFIG', 'SET', 'maxmemory', $used + 300_000);
+$r->cmd('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+($rc, $out, $err) = sync("$dir/big10.crl", $card2);
+is($rc, 5, 'Redis full during the load: exit 5');
+like($out, qr/^store_failed issuer=card /, '... store_failed');
+like($err, qr/OOM|memory/i, '... Redis said why');
+$r->cmd('CONFIG', 'SET', 'maxmemory', 0);
+unchanged_store('failed load');
+$info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
+ok(!exists $info->{loading_gen}, 'the failed load is cleaned up');
+
+# a failed load that could not clean up (killed): the next sync removes it
+$r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'loading_gen', 77, 'loading_k', 1, 'loading_since', time);
+$r->cmd('HSET', "jpki:v1:crl:$tag:77:a", 'x', 'y');
+
+# ---------------------------------------------------------------- hold, release
+
+($rc, $out, $err) = sync("$P/ca2-released.crl", $card2, '--keep-old', 30);
+is($rc, 0, 'ca2-released.crl (crlNumber 3): exit 0') or diag($out, $err);
+like($out, qr/^loaded issuer=card crl_number=3 .* entries=6 /, '... loaded, 6 entries');
+like($err, qr/removing generation 77/, 'the leftovers of an unfinished load are removed');
+is(scalar($r->keys_matching("jpki:v1:crl:$tag:77:*")), 0, '... all of them');
+ok(!defined((lookup($r, $tag, $id{'rev-certificateHold'}))[0]), 'the hold is released');
+is((lookup($r, $tag, $id{'rev-keyCompromise'}))[0], 1, 'keyCompromise still listed');
+my @old = $r->keys_matching("jpki:v1:crl:$tag:1:*");
+ok(@old > 0, 'the replaced generation is still readable');
+my $ttl = $r->cmd('TTL', $old[0]);
+ok($ttl > 0 && $ttl <= 30, "... and expires (--keep-old 30: TTL $ttl)");
+is($r->cmd('TTL', "jpki:v1:crlmeta:$tag"), -1, 'the pointer has no TTL');
+$info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
+ok(!exists $info->{prev_gen}, 'crlinfo: the previous generation is handled');
+
+($rc, $out) = sync("$P/ca2-empty.crl", $card2);
+is($rc, 0, 'ca2-empty.crl (crlNumber 4): exit 0');
+like($out, qr/entries=0 stored=0 /, '... no entries');
+ok(!defined((lookup($r, $tag, $id{'rev-keyCompromise'}))[0]), 'nothing listed any more');
+($rc, $out) = sync("$P/ca2.crl", $card2);
+is($rc, 3, 'ca2.crl (2) after ca2-empty.crl (4): older, exit 3');
+
+# ---------------------------------------------------------------- atomic swap
+
+# A reader hammers the lookup of a certificate every CRL lists while sync
+# swaps generations: it must never miss it.
+gencrl("$dir/big$_.crl") for 11 .. 16;
+($rc, $out) = sync("$dir/big10.crl", $card2);
+is($rc, 0, 'a large CRL (30007 entries) loaded');
+my $stop = "$dir/stop-reader";
+my $rres = "$dir/reader";
+my $reader = fork // die;
+if ($reader == 0) {
+    my $rr = MiniRedis->new($port);
+    my ($n, $miss, %gens) = (0, 0);
+    my $t0 = now();
+    while (!-e $stop && now() - $t0 < 120) {
+        for (1 .. 50) {
+            my $meta = $rr->cmd('GET', "jpki:v1:crlmeta:$tag");
+            my ($g) = split /\|/, $meta;
+            $gens{$g} = 1;
+            my @v = lookup($rr, $tag, $id{'rev-keyCompromise'});
+            $miss++ unless defined $v[0] && $v[0] == 1;
+            $n++;
+        }
+    }
+    spew($rres, "$n $miss " . scalar(keys %gens));
+    POSIX::_exit(0);
+}
+push @kids, $reader;
+my $swaps = 0;
+for my $i (11 .. 16) {
+    ($rc, $out, $err) = sync("$dir/big$i.crl", $card2);
+    $swaps++ if $rc == 0;
+    diag($out, $err) if $rc != 0;
+}
+spew($stop, '');
+waitpid $reader, 0;
+my ($reads, $misses, $gens) = split ' ', slurp($rres);
+is($swaps, 6, 'six more loaded one after another');
+ok($reads > 100, "the reader made $reads lookups");
+is($misses, 0, 'it never missed the revoked certificate');
+ok($gens >= 2, "it saw $gens generations");
+like($out, qr/entries=30007 stored=30007 k=3 /, 'a 30007-entry CRL: k=3 (k=2 would exceed 128 fields a bucket)');
+my ($gen_now, $k_now) = split /\|/, $r->cmd('GET', "jpki:v1:crlmeta:$tag");
+my $maxb = 0;
+for my $k ($r->keys_matching("jpki:v1:crl:$tag:$gen_now:*")) {
+    my $n = $r->cmd('HLEN', $k);
+    $maxb = $n if $n > $maxb;
+}
+ok($maxb > 0 && $maxb <= 128, "largest bucket $maxb fields (<= 128)");
+
+# ---------------------------------------------------------------- key generations, other issuers
+
+# ca1 and ca2 share the DN: a ca1-signed CRL lists ca1's certificates; with
+# both configured, each entry is stored for both key generations.
+($rc, $out) = sync("$P/ca1.crl", $card12);
+is($rc, 0, 'ca1.crl with ca1+ca2 configured: its own list, exit 0');
+like($out, qr/entries=1 stored=2 /, 'one entry, stored for both key generations');
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card12);
+my ($tag12) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) .*crl_number=1 /m;
+ok($tag12 && $tag12 ne $tag, 'another list (the issuer tag follows the CA files)');
+is((lookup($r, $tag12, $id_old))[0], 1, 'user-old-revoked (issued by ca1) listed');
+($rc, $out) = sync("$P/phone-ca.crl", "$card2", '--issuer', $phone);
+is($rc, 0, 'phone-ca.crl with two issuers configured: exit 0');
+like($out, qr/^loaded issuer=phone /, '... loaded as the phone issuer');
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2, '--issuer', $phone);
+is($rc, 0, 'crl status: every configured issuer fresh');
+is(scalar(() = $out =~ /^fresh /mg), 3, '... three lists');
+($rc, $out) = ctl('crl', 'status', @R, '--at', time + 3 * 86400 + 60);
+is($rc, 1, 'crl status three days later: exit 1');
+like($out, qr/^stale issuer=card /m, '... stale');
+
+# ARL: kept apart from the CRL
+($rc, $out) = sync("$P/ca2-empty.crl", $card2, '--arl');
+is($rc, 0, '--arl: loaded');
+ok(defined $r->cmd('GET', "jpki:v1:crlmeta:$tag.arl"), '... as list <tag>.arl');
+like($r->cmd('GET', "jpki:v1:crlmeta:$tag"), qr/\|16\|30007\|/, '... the CRL is untouched');
+
+# ---------------------------------------------------------------- HTTP
+
+my $www = "$dir/www";
+mkdir $www;
+my $hport = free_port();
+my $hpid = fork // die;
+if ($hpid == 0) {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $hport, Listen => 8,
+                                  ReuseAddr => 1) or POSIX::_exit(1);
+    while (my $c = $l->accept) {
+        my $req = <$c> // '';
+        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+        my ($path) = $req =~ m{^GET /(\S*) HTTP};
+        if (defined $path && $path =~ /^[\w.-]+$/ && -f "$www/$path") {
+            my $b = slurp("$www/$path");
+            print $c "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\n"
+                . "Content-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b";
+        } else {
+            print $c "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        }
+        close $c;
+    }
+    POSIX::_exit(0);
+}
+push @kids, $hpid;
+ok(wait_port($hport), 'HTTP server answers');
+copy("$P/ca2.crl.pem", "$www/a.crl") or die;
+my $ures = `$J purge --revocation @R`;
+like($ures, qr/^purged \d+ keys/, 'purge before the HTTP fetch');
+($rc, $out, $err) = sync("http://127.0.0.1:$hport/a.crl", $card2);
+is($rc, 0, 'HTTP fetch (PEM): loaded') or diag($out, $err);
+like($out, qr/^loaded issuer=card crl_number=2 /, '... crlNumber 2');
+is((lookup($r, $tag, $id{'rev-certificateHold'}))[0], 6, '... hold listed');
+($rc, $out) = sync("http://127.0.0.1:$hport/missing.crl", $card2);
+is($rc, 4, 'HTTP 404: exit 4');
+like($out, qr/^fetch_failed .*HTTP status 404/, '... with the status');
+copy("$dir/big10.crl", "$www/b.crl") or die;
+($rc, $out) = sync("http://user:secretpw\@127.0.0.1:$hport/b.crl", $card2, '--max-size', 100000);
+is($rc, 4, 'over --max-size: exit 4');
+like($out, qr/larger than 100000 bytes/, '... says so');
+unlike($out, qr/secretpw/, 'the URL password is never shown');
+my $dead = free_port();
+($rc, $out) = sync("http://127.0.0.1:$dead/b.crl", $card2, '--timeout', 5);
+is($rc, 4, 'nothing listening: exit 4');
+
+# ---------------------------------------------------------------- watch
+
+copy("$P/ca2-released.crl", "$dir/watch.crl") or die;
+my $wlog = "$dir/watch.log";
+my $wpid = fork // die;
+if ($wpid == 0) {
+    open STDOUT, '>', $wlog or die; open STDERR, '>', "$wlog.err" or die;
+    { exec $J, 'crl', 'sync', '--source', "$dir/watch.crl", '--issuer', $card2, @S, @R,
+          '--watch', 1 };
+    POSIX::_exit(127);
+}
+push @kids, $wpid;
+my $t0 = now();
+sleep 0.1 until (-s $wlog && slurp($wlog) =~ /crl_number=3/) || now() - $t0 > 20;
+copy("$P/ca2-empty.crl", "$dir/watch.tmp") or die;
+rename "$dir/watch.tmp", "$dir/watch.crl" or die;
+sleep 0.1 until slurp($wlog) =~ /loaded issuer=card crl_number=4/ || now() - $t0 > 30;
+sleep 1.2;
+kill 'TERM', $wpid;
+waitpid $wpid, 0;
+is($? >> 8, 0, '--watch: SIGTERM ends it with exit 0');
+my $w = slurp($wlog);
+like($w, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ loaded issuer=card crl_number=3 .* exit=0$/m,
+     '--watch: a time-stamped line per check (loaded)');
+like($w, qr/loaded issuer=card crl_number=4 .* exit=0$/m, '--watch: picks up a replaced file');
+like($w, qr/unchanged issuer=card crl_number=4 .* exit=3$/m, '--watch: then unchanged');
+
+# ---------------------------------------------------------------- LDAP
+
+SKIP: {
+    skip 'slapd not installed (Debian packages slapd ldap-utils)', 6
+        unless -x '/usr/sbin/slapd' && -x '/usr/sbin/slapadd' && -f '/etc/ldap/schema/core.schema';
+    my $ld = "$dir/ldap";
+    mkdir $ld; mkdir "$ld/db";
+    my $lport = free_port();
+    spew("$ld/slapd.conf", <<"CONF");
+include /etc/ldap/schema/core.schema
+pidfile $ld/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+suffix "o=JPKI,c=JP"
+rootdn "cn=admin,o=JPKI,c=JP"
+directory $ld/db
+maxsize 10485760
+CONF
+    copy("$P/ca2-released.crl", "$ld/crl.der") or die;
+    spew("$ld/data.ldif", <<"LDIF");
+dn: o=JPKI,c=JP
+objectClass: organization
+o: JPKI
+
+dn: cn=CRL1,o=JPKI,c=JP
+objectClass: cRLDistributionPoint
+cn: CRL1
+certificateRevocationList;binary:< file://$ld/crl.der
+LDIF
+    my $sa = system("/usr/sbin/slapadd -f $ld/slapd.conf -l $ld/data.ldif >$ld/slapadd.log 2>&1");
+    my @u = $> == 0 ? ('-u', 'nobody', '-g', 'nogroup') : ();
+    system("chown -R nobody:nogroup $ld >/dev/null 2>&1") if @u;
+    chmod 0755, $dir;
+    my $st = $sa == 0 ? system('/usr/sbin/slapd', '-f', "$ld/slapd.conf", '-h', "ldap://127.0.0.1:$lport/", @u) : -1;
+    skip "slapd did not start (slapadd: $sa, slapd: $st): " . slurp("$ld/slapadd.log"), 6
+        unless $st == 0 && wait_port($lport);
+    my $base = "ldap://127.0.0.1:$lport/cn=CRL1,o=JPKI,c=JP";
+    `$J purge --revocation @R`;
+    ($rc, $out, $err) = sync("$base?certificateRevocationList;binary", $card2);
+    is($rc, 0, 'LDAP fetch from slapd: loaded') or diag($out, $err);
+    like($out, qr/^loaded issuer=card crl_number=3 /, '... the CRL stored in the directory');
+    ok(!defined((lookup($r, $tag, $id{'rev-certificateHold'}))[0]), '... hold released, as in that CRL');
+    ($rc, $out) = sync("ldap://127.0.0.1:$lport/cn=NONE,o=JPKI,c=JP?certificateRevocationList;binary", $card2);
+    is($rc, 4, 'LDAP: no such entry: exit 4');
+    ($rc, $out) = sync("$base?cn", $card2);
+    is($rc, 4, 'LDAP: no CRL attribute in the answer: exit 4');
+    like($out, qr/no certificateRevocationList/, '... says so');
+    my $spid = slurp("$ld/slapd.pid") =~ /(\d+)/ ? $1 : 0;
+    kill 'TERM', $spid if $spid;
+}
+
+# ---------------------------------------------------------------- stale
+
+$ures = `$J purge --revocation @R`;
+($rc, $out) = sync("$P/ca2-stale.crl", $card2);
+is($rc, 1, 'a stale CRL into an empty store: exit 1');
+like($out, qr/^stale issuer=card crl_number=1 .*detail="loaded/, '... loaded all the same (newer than nothing)');
+ok(defined $r->cmd('GET', "jpki:v1:crlmeta:$tag"), '... the pointer is there');
+($rc, $out) = sync("$P/ca2-stale.crl", $card2);
+is($rc, 1, 'the same stale CRL again: exit 1 (the loaded one is stale)');
+like($out, qr/^stale .*nothing newer/, '... says so');
+($rc, $out) = sync("$P/ca2-stale.crl", $card2, '--grace', 6 * 86400);
+is($rc, 3, '... with --grace 6 days it is merely unchanged: exit 3');
+($rc, $out) = ctl('crl', 'status', @R);
+is($rc, 1, 'crl status: stale, exit 1');
+
+# ---------------------------------------------------------------- recheck
+
+($rc, $out) = sync("$P/ca2.crl", $card2);
+is($rc, 0, 'ca2.crl loaded for the re-check');
+my ($tu) = $r->cmd('GET', "jpki:v1:crlmeta:$tag") =~ /^\d+\|\d+\|(\d+)\|/;
+my %soft = ('rev-keyCompromise' => $tu - 100, 'rev-certificateHold' => $tu - 50,
+            'user1' => $tu - 10);
+for my $c (sort keys %soft) {
+    $r->cmd('SET', "jpki:v1:soft:$id{$c}:$soft{$c}",
+            qq({"ts":$soft{$c},"cert_id":"$id{$c}","issuer":"$tag","event":"login"}),
+            'EX', 2592000);
+}
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu + 3600),
+        qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"$tag","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu - 5),
+        qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"ffffffffffffffff","event":"login"}), 'EX', 60);
+$r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
+($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
+is($rc, 1, 'recheck: some revoked, exit 1') or diag($out, $err);
+like($out, qr/^revoked cert_id=$id{'rev-keyCompromise'} issuer=card reason=keyCompromise revoked_at=\S+ auth_time=\S+$/m,
+     'recheck lists the revoked certificate (cert_id, reason, auth time)');
+like($out, qr/^revoked cert_id=$id{'rev-certificateHold'} .*reason=certificateHold /m, '... and the one on hold');
+unlike($out, qr/$id{user1}/, '... not the good one');
+like($out, qr/^unchecked cert_id=$id{'rev-unspecified'} .*why=crl_older_than_login$/m,
+     'a login after the CRL thisUpdate: unchecked');
+like($out, qr/why=issuer_not_configured$/m, 'a record of an issuer not configured: unchecked');
+like($out, qr/^recheck: records=5 revoked=2 unchecked=2 good=1$/m, 'summary line');
+my $rev = $r->cmd('GET', "jpki:v1:rev:$id{'rev-keyCompromise'}");
+like($rev, qr/^revoked\|1\|\d+\|\d+\|crl$/, 'rev:<cert_id> written: revoked|1|at|checked|crl');
+my $rttl = $r->cmd('PTTL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
+ok($rttl > 29 * 86400 * 1000 && $rttl <= 30 * 86400 * 1000, '... with a 30-day TTL');
+like($r->cmd('GET', "jpki:v1:rev:$id{'rev-certificateHold'}"), qr/^hold\|6\|/, 'hold cached as hold');
+ok($r->cmd('PTTL', "jpki:v1:rev:$id{'rev-certificateHold'}") <= 300_000, '... for a short time');
+($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, '--secret-file', "$dir/secret2");
+is($rc, 2, 'recheck with another secret: exit 2');
+like($err, qr/another --secret-file/, '... says the cert_ids do not match');
+($rc, $out) = ctl('recheck', '--redis', "127.0.0.1:$dead", '--issuer', $card2, @S);
+is($rc, 5, 'recheck: Redis down, exit 5');
+$r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
+$r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$tag","event":"login"}), 'EX', 60);
+($rc, $out) = ctl('recheck', @R, '--issuer', $card2, @S);
+is($rc, 0, 'recheck: none revoked, exit 0');
+
+# ---------------------------------------------------------------- purge
+
+my @before = ($r->keys_matching('jpki:v1:crl*'), $r->keys_matching('jpki:v1:rev:*'),
+              $r->keys_matching('jpki:v1:soft:*'));
+$r->cmd('SET', 'jpki:v1:map:' . $id{user1}, 'alice');
+($rc, $out) = ctl('purge', '--revocation', @R);
+is($rc, 0, 'purge --revocation: exit 0');
+like($out, qr/^purged ${\ scalar @before} keys: crl=\d+ rev=2 soft=1$/, 'purge counts every key it erased');
+is(scalar($r->keys_matching('jpki:v1:crl*')) + scalar($r->keys_matching('jpki:v1:rev:*'))
+   + scalar($r->keys_matching('jpki:v1:soft:*')), 0, 'no revocation data left');
+is($r->cmd('GET', 'jpki:v1:map:' . $id{user1}), 'alice', 'mappings are kept');
+($rc, $out) = ctl('purge', '--revocation', @R);
+like($out, qr/^purged 0 keys/, 'purge again: 0 keys');
+($rc, $out) = ctl('purge', '--revocation', '--map-file', "$dir/map");
+is($rc, 0, 'purge --map-file: exit 0');
+like($out, qr/^nothing to purge: the mapping file holds no revocation data/, '... says there is nothing');
+($rc) = ctl('purge', @R);
+is($rc, 2, 'purge without --revocation: exit 2');
+
+# ---------------------------------------------------------------- no serials
+
+for my $c (sort keys %serial) {
+    unlike($all_out, qr/$serial{$c}/i, "the serial of $c is never printed");
+}
+
+kill 'TERM', $rpid, $hpid;
+waitpid $_, 0 for $rpid, $hpid;
+@kids = ();
+done_testing();

@@ -1,0 +1,85 @@
+/*
+ * jpkictl.h - what the parts of jpkictl share: exit codes, options, the
+ * parsed command line, helpers of jpkictl.c, and the commands defined in
+ * the other files (CRL distribution through Redis: crl_cmds.c, crl_store.c,
+ * crl_fetch.c).
+ */
+#ifndef JPKICTL_H
+#define JPKICTL_H
+
+#include "jpki.h"
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Exit status.  0..2 for every command; 3..5 for the store commands (crl
+ * sync, crl status, recheck, purge): see docs/operations.md. */
+#define EXIT_VALID     0
+#define EXIT_INVALID   1          /* also: CRL invalid or stale; revoked */
+#define EXIT_USAGE     2
+#define EXIT_NOT_NEWER 3          /* crl sync: nothing newer to load */
+#define EXIT_FETCH     4          /* crl sync: the source did not answer */
+#define EXIT_STORE     5          /* Redis unreachable, refused or busy */
+#define SHOW_USAGE     (-1)       /* usage error: print the command's usage */
+
+#define ARG_MAX_LEN    4096       /* any option value */
+#define MAX_ISSUER_OPT 16         /* --issuer / --policy options */
+#define GRACE_MAX      (10u * 366 * 86400)
+
+enum {
+    O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
+    O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
+    O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
+    O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
+    O_TIMEOUT, O__COUNT
+};
+#define BIT(o) (1u << (o))
+
+typedef struct {
+    unsigned seen;                       /* BIT(o) of the options given */
+    const char *val[O__COUNT];           /* single-valued options */
+    const char *issuer[MAX_ISSUER_OPT];
+    size_t n_issuer;
+    const char *policy[MAX_ISSUER_OPT];
+    size_t n_policy;
+    time_t now;                          /* --at, or the current time */
+} args_t;
+
+/* jpkictl.c */
+__attribute__((format(printf, 1, 2))) void say(const char *fmt, ...);
+const char *iso8601(int64_t t, char buf[32]);
+int all_digits(const char *s, size_t n);
+int load(const char *what, const char *path, size_t max, uint8_t **buf,
+         size_t *len);
+/* The unsigned value of option o (def when absent) within [min, max]; -1
+ * with a message when it is not a decimal number in range. */
+int opt_uint(const args_t *a, int o, unsigned long long min,
+             unsigned long long max, unsigned long long def,
+             unsigned long long *out);
+jpki_ctx *build_ctx(const args_t *a, int secret_note);
+redisContext *redis_open(const args_t *a);
+
+/* crl_fetch.c: the bytes of a CRL from a file path, file://, http(s):// or
+ * ldap(s):// (the certificateRevocationList;binary value of the LDAP
+ * answer, decoded); at most max bytes.  0, or -1 with a sentence in err. */
+int crl_fetch(const char *source, size_t max, unsigned timeout_s,
+              uint8_t **out, size_t *outlen, char *err, size_t errlen);
+/* The source without user:password@ (what logs and the store may show). */
+void source_redact(const char *src, char *out, size_t outlen);
+/* Decodes libcurl's LDIF-like text for an LDAP search: the one value of a
+ * certificateRevocationList or authorityRevocationList attribute. */
+int ldap_answer_decode(const uint8_t *in, size_t len, uint8_t **der,
+                       size_t *derlen, char *err, size_t errlen);
+
+/* crl_cmds.c */
+extern const char usage_crl_sync[];
+extern const char usage_purge[];
+extern const char usage_recheck[];
+int run_crl_sync(const args_t *a);
+int run_crl_status(const args_t *a);
+int run_purge(const args_t *a);
+int run_recheck(const args_t *a);
+
+#endif /* JPKICTL_H */
