@@ -102,9 +102,9 @@ session_ratio() {   # $1 name, $2 store line
     [ -n "$cookie" ] || { echo "bench: login failed ($1)" >&2; return 1; }
     # nginx's worker on core 0, wrk on core 1
     taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
-    # interleaved, best of three each: both see the same machine
+    # interleaved, best of four each: both see the same machine
     open=0 gated=0
-    for _ in 1 2 3; do
+    for _ in 1 2 3 4; do
         open=$(max "$open" "$(wrk_rps -t1 -c32 -d2s \
             "http://127.0.0.1:$GATE/open/")")
         gated=$(max "$gated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \

@@ -23,5 +23,6 @@ echo "figure: core.login_cold_chain_vs_rsa_verify = $(ratio "$cold" "$rsa_verify
 
 P=$JPKI_TEST_PKI
 . bench/nginx.sh
+. bench/apache.sh
 . bench/crl.sh
 crl_bench
