@@ -287,6 +287,7 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
     rq.policy = pol;
+    rq.crl_in_store = site->store == JPKI_STORE_REDIS;
 
     mjpki_files_refresh(site);
 

@@ -1226,6 +1226,11 @@ jpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         }
     }
 
+    /* CRLs read from the store go stale under the same grace as files */
+    jpki_ctx_policy(site->ctx)->crl_grace =
+        site->crl_grace == JPKI_UNSET ? JPKI_CRL_GRACE_VALIDITY
+                                      : (unsigned) site->crl_grace;
+
     err[0] = '\0';
     if (jpki_ctx_finish(site->ctx, err, sizeof(err)) != JPKI_OK) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,

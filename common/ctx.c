@@ -24,6 +24,7 @@ jpki_ctx *jpki_ctx_new(void)
     ctx->policy.ocsp_revoked_ttl = 86400 * 30;
     ctx->policy.rev_policy = JPKI_REV_OCSP;
     ctx->policy.chain_cache_size = 4096;
+    ctx->policy.crl_grace = JPKI_CRL_GRACE_VALIDITY;
     snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),
              "jpki_session");
     snprintf(ctx->policy.cookie_path, sizeof(ctx->policy.cookie_path), "/");

@@ -247,6 +247,9 @@ typedef struct {
     jpki_rev_policy rev_policy;    /* [JPKI_REV_OCSP] */
     unsigned require_account;      /* [0]: account in login is optional */
     unsigned chain_cache_size;     /* entries [4096]; 0 disables */
+    unsigned crl_grace;            /* [JPKI_CRL_GRACE_VALIDITY] CRLs read from
+                                      the store: stale after nextUpdate +
+                                      this (see jpki_crl_stale_after) */
     /* session cookie */
     char cookie_name[64];          /* ["jpki_session"] */
     char cookie_path[128];         /* ["/"] */
@@ -505,17 +508,22 @@ typedef enum {
     JPKI_STORE_GET = 0,      /* value or nil */
     JPKI_STORE_SET,          /* set with TTL */
     JPKI_STORE_SETNX,        /* set with TTL if absent: 1 set, 0 existed */
-    JPKI_STORE_DEL           /* 1 deleted, 0 absent */
+    JPKI_STORE_DEL,          /* 1 deleted, 0 absent */
+    JPKI_STORE_HGET          /* field in val: value or nil; Redis only (CRLs
+                                loaded by `jpkictl crl sync`); the embedded
+                                store answers R_ERROR */
 } jpki_store_op;
 
 typedef struct {
     jpki_store_op op;
     char key[JPKI_STORE_KEY_MAX + 1];
     size_t keylen;
-    uint8_t val[JPKI_STORE_VAL_MAX];
+    uint8_t val[JPKI_STORE_VAL_MAX];   /* value (SET), field (HGET) */
     size_t vallen;
     uint32_t ttl_ms;         /* SET/SETNX; 0 = no expiry */
 } jpki_store_cmd;
+/* The most commands a transaction asks for in one batch. */
+#define JPKI_STORE_BATCH_MAX 4
 
 typedef enum {
     JPKI_STORE_R_ERROR = 0,  /* I/O error, timeout, server error */
@@ -620,6 +628,8 @@ typedef struct {
     const char *cookie;      size_t cookie_len; /* session cookie value */
     const char *peer;        /* client address for the audit record */
     const char *uri;         /* request URI (CHECK: where to come back) */
+    int crl_in_store;        /* CRLs of issuers without a local CRL file are
+                                read from the store (Redis: crl sync) */
     const jpki_policy *policy; /* per-location policy; NULL: the site's.
                                   Session, cookie, revocation and failure
                                   settings come from it; OCSP cache TTLs,

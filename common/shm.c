@@ -499,6 +499,8 @@ void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
     case JPKI_STORE_DEL:
         op_del(s, cmd, hash, now_ms, res);
         break;
+    default:
+        break;          /* HGET: no hashes here (CRLs live in Redis) */
     }
     shm_unlock(s);
 }

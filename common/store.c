@@ -62,6 +62,10 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd)
     case JPKI_STORE_SETNX:
     case JPKI_STORE_DEL:
         break;
+    case JPKI_STORE_HGET:
+        if (cmd->vallen == 0 || cmd->vallen > 64)
+            return JPKI_ERR_INVALID;
+        break;
     default:
         return JPKI_ERR_INVALID;
     }
@@ -108,6 +112,11 @@ static void args_build(const jpki_store_cmd *cmd, resp_args *a)
     case JPKI_STORE_DEL:
         args_push_str(a, "DEL");
         args_push(a, cmd->key, cmd->keylen);
+        return;
+    case JPKI_STORE_HGET:
+        args_push_str(a, "HGET");
+        args_push(a, cmd->key, cmd->keylen);
+        args_push(a, (const char *)cmd->val, cmd->vallen);
         return;
     case JPKI_STORE_SET:
     case JPKI_STORE_SETNX:
@@ -217,6 +226,7 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
         return;
     switch (cmd->op) {
     case JPKI_STORE_GET:
+    case JPKI_STORE_HGET:
         from_get(r, res);
         break;
     case JPKI_STORE_SET:

@@ -14,7 +14,7 @@
 
 enum {
     T_INIT = 0, T_LOGIN_STORE, T_OCSP, T_CRL, T_REV_PUT, T_SOFT_PUT,
-    T_CHECK_STORE, T_LOGOUT_STORE, T_DONE
+    T_CHECK_STORE, T_LOGOUT_STORE, T_CRL_META, T_CRL_HGET, T_DONE
 };
 
 enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
@@ -47,6 +47,7 @@ struct jpki_txn {
     size_t ocsp_req_len;
     const char *rev_source;
     jpki_rev_status rev_status;
+    jpki_crl_info crl_meta;                /* CRL read from the store */
     /* store */
     jpki_store_cmd cmds[MAX_CMDS];
     size_t n_cmds;
@@ -277,6 +278,7 @@ static void rev_decide(jpki_txn *t, jpki_rev_status st)
 }
 
 static void rev_next(jpki_txn *t);
+static void crl_store_start(jpki_txn *t);
 
 /* Decides from a cached revocation answer; 0 when there is none. */
 static int rev_cached(jpki_txn *t, const jpki_store_result *r)
@@ -343,6 +345,11 @@ static void rev_next(jpki_txn *t)
 
     while (t->next_method < t->n_methods) {
         jpki_rev_policy m = t->methods[t->next_method++];
+        if (m == JPKI_REV_CRL && t->req.crl_in_store
+            && t->cert->issuer->crl_source == NULL) {
+            crl_store_start(t);
+            return;
+        }
         if (m == JPKI_REV_CRL) {
             t->state = T_CRL;
             return;
@@ -364,6 +371,147 @@ static void rev_next(jpki_txn *t)
                  "%s", jpki_reason(e));
     }
     rev_unavailable(t);
+}
+
+static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
+                       const char *source);
+
+/* ---- CRLs loaded into the store by `jpkictl crl sync` (schema v1, see
+ * docs/store-schema.md "Reading"): the pointer, then one HGET. ------- */
+
+static void crl_store_start(jpki_txn *t)
+{
+    t->n_cmds = 0;
+    cmd_add(t, JPKI_STORE_GET, "crlmeta", t->cert->issuer->tag);
+    t->state = T_CRL_META;
+}
+
+/* "gen|k|this_update|next_update|crl_number|entries|loaded_at" */
+static int crl_meta_parse(const jpki_store_result *r, char gen[25],
+                          unsigned *k, jpki_crl_info *info)
+{
+    char buf[JPKI_STORE_VAL_MAX + 1], *f[7], *p, *end;
+    long long v[6];
+    size_t i, n = 0;
+
+    if (r->type != JPKI_STORE_R_VALUE || r->vallen >= sizeof(buf))
+        return 0;
+    memcpy(buf, r->val, r->vallen);
+    buf[r->vallen] = '\0';
+    for (p = buf; n < 7; n++) {
+        f[n] = p;
+        p = strchr(p, '|');
+        if (p == NULL)
+            break;
+        *p++ = '\0';
+    }
+    if (n != 6 || strlen(f[0]) == 0 || strlen(f[0]) > 24)
+        return 0;
+    for (p = f[0]; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
+              || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    for (i = 0; i < 6; i++) {
+        if (f[i + 1][0] == '\0' || f[i + 1][0] == '+')
+            return 0;
+        v[i] = strtoll(f[i + 1], &end, 10);
+        if (*end != '\0')
+            return 0;
+    }
+    if (v[0] < 1 || v[0] > 6)
+        return 0;
+    memcpy(gen, f[0], strlen(f[0]) + 1);
+    *k = (unsigned)v[0];
+    memset(info, 0, sizeof(*info));
+    info->this_update = v[1];
+    info->next_update = v[2];
+    info->crl_number = v[3];
+    info->entries = v[4] < 0 ? 0 : (uint64_t)v[4];
+    return 1;
+}
+
+static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
+{
+    char gen[25], id[JPKI_CERT_ID_HEX_LEN + 48];
+    uint8_t raw[JPKI_CERT_ID_LEN];
+    size_t n = 0;
+    unsigned k;
+    jpki_store_cmd *c;
+
+    if (r[0].type == JPKI_STORE_R_NIL) {
+        jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: no CRL of issuer \"%s\" in the "
+                 "store (jpkictl crl sync)", t->cert->issuer->name);
+        rev_next(t);
+        return;
+    }
+    if (!crl_meta_parse(&r[0], gen, &k, &t->crl_meta)) {
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL pointer of issuer \"%s\" "
+                 "in the store is unreadable", t->cert->issuer->name);
+        rev_next(t);
+        return;
+    }
+    if (t->req.now > jpki_crl_stale_after(&t->crl_meta, t->pol->crl_grace,
+                                          t->ctx->policy.clock_skew)) {
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL of issuer \"%s\" in the "
+                 "store is stale (nextUpdate passed)", t->cert->issuer->name);
+        rev_next(t);
+        return;
+    }
+    if (jpki_hex_decode(t->cert->cert_id, JPKI_CERT_ID_HEX_LEN, raw,
+                        sizeof(raw), &n) != JPKI_OK) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    snprintf(id, sizeof(id), "%s:%s:%.*s", t->cert->issuer->tag, gen, (int)k,
+             t->cert->cert_id);
+    t->n_cmds = 0;
+    c = cmd_add(t, JPKI_STORE_HGET, "crl", id);
+    c->vallen = JPKI_CERT_ID_LEN - k / 2;
+    memcpy(c->val, raw + k / 2, c->vallen);
+    t->state = T_CRL_HGET;
+}
+
+static unsigned ttl_to(int64_t until, int64_t now, unsigned max)
+{
+    if (until <= now)
+        return 0;
+    return until - now > (int64_t)max ? max : (unsigned)(until - now);
+}
+
+static void crl_hget_fed(jpki_txn *t, const jpki_store_result *r)
+{
+    jpki_rev_info info;
+    const jpki_policy *sp = &t->ctx->policy;
+
+    memset(&info, 0, sizeof(info));
+    info.this_update = t->crl_meta.this_update;
+    info.next_update = t->crl_meta.next_update;
+    info.reason = JPKI_REASON_NONE;
+    if (r[0].type == JPKI_STORE_R_NIL) {
+        info.status = JPKI_REV_GOOD;
+        info.cache_ttl = t->crl_meta.next_update
+            ? ttl_to(t->crl_meta.next_update, t->req.now,
+                     sp->ocsp_good_max_ttl) : 0;
+    } else if (r[0].type == JPKI_STORE_R_VALUE && r[0].vallen == 5
+               && (r[0].val[0] <= 10 || r[0].val[0] == 0xff)
+               && r[0].val[0] != 7) {
+        info.reason = r[0].val[0] == 0xff ? JPKI_REASON_UNSPECIFIED
+                      : r[0].val[0];
+        info.status = info.reason == JPKI_REASON_CERTIFICATE_HOLD
+                      ? JPKI_REV_HOLD : JPKI_REV_REVOKED;
+        info.revoked_at = (int64_t)((uint32_t)r[0].val[1] << 24
+                                    | (uint32_t)r[0].val[2] << 16
+                                    | (uint32_t)r[0].val[3] << 8
+                                    | r[0].val[4]);
+        info.cache_ttl = info.status == JPKI_REV_HOLD ? sp->ocsp_hold_ttl
+                         : sp->ocsp_revoked_ttl;
+    } else {
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL entry of issuer \"%s\" in "
+                 "the store is unreadable", t->cert->issuer->name);
+        rev_next(t);
+        return;
+    }
+    rev_answer(t, &info, "crl");
 }
 
 static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
@@ -876,7 +1024,8 @@ jpki_step jpki_txn_step(jpki_txn *t)
     }
     switch (t->state) {
     case T_LOGIN_STORE: case T_REV_PUT: case T_SOFT_PUT:
-    case T_CHECK_STORE: case T_LOGOUT_STORE:
+    case T_CHECK_STORE: case T_LOGOUT_STORE: case T_CRL_META:
+    case T_CRL_HGET:
         return JPKI_STEP_STORE;
     case T_OCSP:
         return JPKI_STEP_OCSP;
@@ -897,6 +1046,14 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
 {
     int st = t->state;
 
+    if ((st == T_CRL_META || st == T_CRL_HGET)
+        && (res == NULL || n != t->n_cmds
+            || res[0].type == JPKI_STORE_R_ERROR)) {
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL lookup in the store "
+                 "failed");
+        rev_next(t);                    /* the next method, or unavailable */
+        return;
+    }
     if (res == NULL || n != t->n_cmds) {
         if (st == T_REV_PUT || st == T_SOFT_PUT) {
             res = NULL;                  /* a failed cache write is not fatal */
@@ -909,6 +1066,8 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
     case T_LOGIN_STORE: login_stored(t, res); break;
     case T_CHECK_STORE: check_stored(t, res); break;
     case T_LOGOUT_STORE: logout_stored(t, res); break;
+    case T_CRL_META: crl_meta_fed(t, res); break;
+    case T_CRL_HGET: crl_hget_fed(t, res); break;
     case T_REV_PUT:
         if (res == NULL || res[0].type == JPKI_STORE_R_ERROR)
             jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: revocation cache write "

@@ -442,6 +442,9 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* CRLs read from the store go stale under the same grace as files */
+    jpki_ctx_policy(jmcf->ctx)->crl_grace = (unsigned) jmcf->crl_grace;
+
     if (jpki_ctx_finish(jmcf->ctx, err, sizeof(err)) != JPKI_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
@@ -1814,6 +1817,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
+    rq.crl_in_store = jmcf->store == NGX_HTTP_JPKI_STORE_REDIS;
 
     if (jmcf->map_file.len) {
         rq.map_source = JPKI_MAP_CALLBACK;

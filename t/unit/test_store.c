@@ -97,6 +97,24 @@ static void test_resp_encoding(void)
     ok(resp_is(&c, S("*4\r\n$3\r\nSET\r\n$9\r\njpki:v1:x\r\n$1\r\n1\r\n"
                      "$2\r\nNX\r\n")),
        "SETNX without TTL has no PX");
+    c = mks(JPKI_STORE_HGET, "jpki:v1:crl:t:1:ab", NULL, 0);
+    memcpy(c.val, "\x00\r\n\xff", 4);
+    c.vallen = 4;
+    ok(resp_is(&c, S("*3\r\n$4\r\nHGET\r\n$18\r\njpki:v1:crl:t:1:ab\r\n"
+                     "$4\r\n\x00\r\n\xff\r\n")),
+       "HGET with a binary field");
+    {
+        char *out = NULL;
+        size_t outlen = 0;
+        c.vallen = 0;
+        ok(jpki_store_cmd_to_resp(&c, &out, &outlen) == JPKI_ERR_INVALID,
+           "HGET without a field is refused");
+        free(out);
+        c.vallen = 65;
+        ok(jpki_store_cmd_to_resp(&c, &out, &outlen) == JPKI_ERR_INVALID,
+           "HGET with a field over 64 bytes is refused");
+        free(out);
+    }
     c = mks(JPKI_STORE_SET, "jpki:v1:x", "v", UINT32_MAX);
     ok(resp_is(&c, S("*5\r\n$3\r\nSET\r\n$9\r\njpki:v1:x\r\n$1\r\nv\r\n"
                      "$2\r\nPX\r\n$10\r\n4294967295\r\n")),

@@ -1,0 +1,146 @@
+#!/usr/bin/perl
+# t/crl-store.t - CRLs loaded into Redis by `jpkictl crl sync`, read by the
+# gate of both servers (nginx and Apache on one Redis, issuers without a CRL
+# file): revocations and holds refused, a hold released by a newer CRL, a
+# stale or missing CRL failing closed, and a revocation found by
+# `jpkictl recheck` refusing the session at its next re-check on every node.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JPKITest;
+use JPKIApache;
+
+skip_unless(qw(nginx module jpkictl pki openssl redis));
+skip_unless_apache();
+
+my $dir = tmpdir();
+my $pki = $JPKITest::PKI;
+my $J = "$JPKITest::BUILD/jpkictl";
+my $secret = write_secret("$dir/site.secret");
+my $redis = JPKITest::Redis->start(name => 'redis');
+my $R = '--redis 127.0.0.1:' . $redis->port;
+my $iss = "--issuer card=$pki/ca1.pem,$pki/ca2.pem --secret-file $secret";
+my %acct;
+for my $c (qw(user1 user2 rev-keyCompromise rev-certificateHold)) {
+    $acct{$c} = "acct-$c";
+    $redis->cmd('SET', 'jpki:v1:map:' . cert_id($c, $secret), $acct{$c});
+}
+
+sub sync {
+    my ($crl) = @_;
+    my $out = `$J crl sync --source $pki/$crl $iss $R 2>&1`;
+    return ($? >> 8, $out);
+}
+
+my ($rc, $out) = sync('ca2.crl');
+is($rc, 0, 'crl sync ca2.crl into Redis') or diag($out);
+
+my $ng = JPKITest::Nginx->start(name => 'ng', http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
+    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
+    jpki_revocation crl;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+        location /app/  { jpki on; jpki_recheck_interval 0;
+                          proxy_pass http://127.0.0.1:\@UP\@; }
+    }
+EOF
+my $ap = JPKIApache::Server->start(name => 'ap', main => <<"EOF");
+JPKISecretFile $secret
+JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem
+JPKIStore redis=127.0.0.1:@{[ $redis->port ]}
+JPKIRevocation crl
+<Location /jpki/>
+    JPKIEndpoints On
+</Location>
+<Location /app/>
+    AuthType JPKI
+    Require valid-user
+    JPKIRecheckInterval 0
+    ProxyPass http://127.0.0.1:\@UP\@/app/
+</Location>
+EOF
+my %srv = (nginx => $ng, apache => $ap);
+
+sub login {
+    my ($s, $cert) = @_;
+    my $base = $s->url('/jpki');
+    my $ch = challenge($base) // return {};
+    return post_json("$base/login", login_body($ch, $cert, $cert));
+}
+
+sub gated {
+    my ($s, $cookie) = @_;
+    return http('GET', $s->url('/app/x'), headers => { Cookie => "jpki_session=$cookie" });
+}
+
+for my $name (sort keys %srv) {
+    my $s = $srv{$name};
+    is(login($s, 'user1')->{status}, 200, "$name: user1 (not listed) logs in");
+    my $r = login($s, 'rev-keyCompromise');
+    is($r->{status}, 403, "$name: revoked in the synced CRL: 403");
+    is($r->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
+    is(login($s, 'rev-certificateHold')->{json}{error}, 'cert_on_hold',
+       "$name: on hold in the synced CRL");
+}
+
+($rc, $out) = sync('ca2-released.crl');
+is($rc, 0, 'crl sync of a newer CRL without the hold') or diag($out);
+for my $name (sort keys %srv) {
+    is(login($srv{$name}, 'rev-certificateHold')->{status}, 200,
+       "$name: the released certificate logs in at once");
+    is(login($srv{$name}, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+       "$name: the final revocation stays");
+}
+
+# a session made on one node; the certificate found revoked by the bulk
+# re-check (a soft pass recorded while revocation data was unavailable)
+my $r = login($ng, 'user2');
+my $cookie = cookie_of($r) // '';
+is(gated($ap, $cookie)->{status}, 200, 'a session made on nginx passes on Apache');
+my $id2 = cert_id('user2', $secret);
+my $now = time;
+# the soft-pass record, as the gate writes it, and the revocation record
+# `jpkictl recheck` writes when the newest CRL lists the certificate (the
+# test PKI has no CRL revoking user2; t/jpkictl-crl.t tests recheck itself)
+$redis->cmd('SET', "jpki:v1:soft:$id2:$now",
+            qq({"ts":$now,"cert_id":"$id2","issuer":"x","event":"login"}));
+$redis->cmd('SET', "jpki:v1:rev:$id2", "revoked|1|$now|$now|crl");
+for my $name (sort keys %srv) {
+    my $g = gated($srv{$name}, $cookie);
+    is($g->{status}, 403, "$name: the revoked certificate's session is refused at the re-check");
+    is($g->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
+}
+$redis->cmd('DEL', "jpki:v1:rev:$id2");
+
+# a stale CRL in the store fails closed
+my $tag_key = (grep { !/crlmeta:.*\.arl/ } $redis->keys_like('jpki:v1:crlmeta:*'))[0];
+ok($tag_key, 'the CRL pointer is in the store');
+my $meta = $redis->cmd('GET', $tag_key);
+my @f = split /\|/, $meta;
+my @stale = @f;
+@stale[2, 3] = ($now - 5 * 86400, $now - 4 * 86400);
+$redis->cmd('SET', $tag_key, join '|', @stale);
+for my $name (sort keys %srv) {
+    my $x = login($srv{$name}, 'user1');
+    is($x->{status}, 503, "$name: a stale CRL in the store: 503");
+    is($x->{json}{error}, 'revocation_unavailable', "$name: ... revocation_unavailable");
+}
+$redis->cmd('SET', $tag_key, $meta);
+is(login($ng, 'user1')->{status}, 200, 'the pointer restored: logins again');
+
+# purge: no revocation data at all fails closed
+$out = `$J purge --revocation $R 2>&1`;
+is($? >> 8, 0, 'jpkictl purge --revocation');
+for my $name (sort keys %srv) {
+    is(login($srv{$name}, 'user1')->{status}, 503, "$name: no CRL in the store: 503");
+}
+
+$ng->stop;
+$ap->stop;
+$redis->stop;
+done_testing();
