@@ -66,6 +66,37 @@ JPKIRevocation crl
 EOF
 my %srv = (nginx => $ng, apache => $ap);
 
+# A CRL of ca2 with CRL number N that revokes CERT (keyCompromise), made
+# with `openssl ca -gencrl` from a database of our own.
+sub new_crl_revoking {
+    my ($cert, $n) = @_;
+    my $d = "$dir/ca-$n";
+    mkdir $d;
+    my ($serial) = `openssl x509 -in $pki/$cert.pem -serial -noout` =~ /=([0-9A-F]+)/;
+    my ($subj) = `openssl x509 -in $pki/$cert.pem -subject -noout -nameopt compat`
+                 =~ /^subject=(.*)$/m;
+    my @g = gmtime(time - 60);
+    my $rev = sprintf "%02d%02d%02d%02d%02d%02dZ", $g[5] % 100, $g[4] + 1, @g[3, 2, 1, 0];
+    spew("$d/index.txt", "R\t351231000000Z\t$rev,keyCompromise\t$serial\tunknown\t$subj\n", 0644);
+    spew("$d/index.txt.attr", "unique_subject = no\n", 0644);
+    spew("$d/crlnumber", sprintf("%02X\n", $n), 0644);
+    spew("$d/ca.cnf", <<"CNF", 0644);
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+database = $d/index.txt
+crlnumber = $d/crlnumber
+default_md = sha256
+default_crl_days = 1
+crl_extensions = crl_ext
+[ crl_ext ]
+authorityKeyIdentifier = keyid:always
+CNF
+    my $out = `openssl ca -batch -gencrl -config $d/ca.cnf -cert $pki/ca2.pem -keyfile $pki/ca2.key -out $d/crl.pem 2>&1`;
+    die "openssl ca -gencrl: $out" if $?;
+    return "$d/crl.pem";
+}
+
 sub login {
     my ($s, $cert) = @_;
     my $base = $s->url('/jpki');
@@ -97,12 +128,27 @@ for my $name (sort keys %srv) {
        "$name: the final revocation stays");
 }
 
+# a certificate revoked in a new CRL: its session, made on one node, is
+# refused on both at the next re-check (interval 0 here)
+{
+    my $s2 = cookie_of(login($ng, 'user2')) // '';
+    is(gated($ap, $s2)->{status}, 200, 'user2 session (made on nginx) passes on Apache');
+    my $crl5 = new_crl_revoking('user2', 5);
+    my $o = `$J crl sync --source $crl5 $iss $R 2>&1`;
+    is($? >> 8, 0, 'crl sync of CRL 5, which revokes user2') or diag($o);
+    for my $name (sort keys %srv) {
+        my $g = gated($srv{$name}, $s2);
+        is($g->{status}, 403, "$name: user2's session is refused at its next re-check");
+        is($g->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
+    }
+}
+
 # a session made on one node; the certificate found revoked by the bulk
 # re-check (a soft pass recorded while revocation data was unavailable)
-my $r = login($ng, 'user2');
+my $r = login($ng, 'user1');
 my $cookie = cookie_of($r) // '';
 is(gated($ap, $cookie)->{status}, 200, 'a session made on nginx passes on Apache');
-my $id2 = cert_id('user2', $secret);
+my $id2 = cert_id('user1', $secret);
 my $now = time;
 # the soft-pass record, as the gate writes it, and the revocation record
 # `jpkictl recheck` writes when the newest CRL lists the certificate (the
@@ -116,6 +162,7 @@ for my $name (sort keys %srv) {
     is($g->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
 }
 $redis->cmd('DEL', "jpki:v1:rev:$id2");
+is(gated($ap, $cookie)->{status}, 200, 'the record removed: the session passes again');
 
 # a stale CRL in the store fails closed
 my $tag_key = (grep { !/crlmeta:.*\.arl/ } $redis->keys_like('jpki:v1:crlmeta:*'))[0];
