@@ -42,16 +42,15 @@ typedef struct {
     int                        identity_set;
 } jpki_req;
 
-static const char  jpki_json_not_found[] =
-    "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}";
-static const char  jpki_json_too_large[] =
-    "{\"error\":\"too_large\",\"message\":\"input too large\"}";
-static const char  jpki_json_bad_request[] =
-    "{\"error\":\"bad_request\",\"message\":\"the request body could not "
-    "be read\"}";
-static const char  jpki_json_denied[] =
-    "{\"error\":\"account_not_allowed\",\"message\":\"this account may not "
-    "use this resource\"}";
+/* The JSON of a refusal the module makes itself (the core's wording). */
+static const char *
+jpki_json_error(request_rec *r, jpki_err e, apr_size_t *len)
+{
+    char  *buf = apr_palloc(r->pool, 160);
+
+    *len = jpki_error_json(e, buf, 160);
+    return buf;
+}
 
 
 request_rec *
@@ -616,17 +615,18 @@ static void
 jpki_insert_error_filter(request_rec *r)
 {
     const char  *body = NULL;
+    apr_size_t   bl;
 
     if (apr_table_get(r->notes, JPKI_DENIED_NOTE) != NULL
         && (r->status == HTTP_UNAUTHORIZED || r->status == HTTP_FORBIDDEN))
     {
-        body = jpki_json_denied;
+        body = jpki_json_error(r, JPKI_ERR_ACCOUNT_NOT_ALLOWED, &bl);
 
     } else if (r->handler != NULL && strcmp(r->handler, JPKI_HANDLER) == 0) {
         if (r->status == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            body = jpki_json_too_large;
+            body = jpki_json_error(r, JPKI_ERR_TOO_LARGE, &bl);
         } else if (r->status == HTTP_BAD_REQUEST) {
-            body = jpki_json_bad_request;
+            body = jpki_json_error(r, JPKI_ERR_BAD_REQUEST, &bl);
         }
     }
 
@@ -761,8 +761,9 @@ jpki_endpoint_handler(request_rec *r)
     const jpki_verdict  *v;
     jpki_txn            *t;
     const uint8_t       *body = NULL;
-    const char          *u, *end, *seg;
+    const char          *u, *end, *seg, *msg;
     size_t               len = 0, sl;
+    apr_size_t           ml;
     jpki_op              op;
     int                  rc;
 
@@ -791,8 +792,8 @@ jpki_endpoint_handler(request_rec *r)
     } else if (sl == 6 && strncmp(seg, "status", 6) == 0) {
         op = JPKI_OP_STATUS;
     } else {
-        return jpki_send_json(r, HTTP_NOT_FOUND, jpki_json_not_found,
-                              sizeof(jpki_json_not_found) - 1);
+        msg = jpki_json_error(r, JPKI_ERR_NOT_FOUND, &ml);
+        return jpki_send_json(r, HTTP_NOT_FOUND, msg, ml);
     }
 
     site = jpki_site_of(r);
@@ -807,14 +808,14 @@ jpki_endpoint_handler(request_rec *r)
             return rc;
         }
         if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            return jpki_send_json(r, rc, jpki_json_too_large,
-                                  sizeof(jpki_json_too_large) - 1);
+            msg = jpki_json_error(r, JPKI_ERR_TOO_LARGE, &ml);
+            return jpki_send_json(r, rc, msg, ml);
         }
         if (rc != OK) {
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login body "
                           "not read (status %d)", rc);
-            return jpki_send_json(r, HTTP_BAD_REQUEST, jpki_json_bad_request,
-                                  sizeof(jpki_json_bad_request) - 1);
+            msg = jpki_json_error(r, JPKI_ERR_BAD_REQUEST, &ml);
+            return jpki_send_json(r, HTTP_BAD_REQUEST, msg, ml);
         }
     }
 

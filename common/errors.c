@@ -1,6 +1,8 @@
 /* errors.c - reasons and messages of jpki_err. */
 #include "jpki.h"
 
+#include <stdio.h>
+
 static const struct {
     const char *reason;
     const char *msg;
@@ -90,6 +92,9 @@ static const struct {
     [JPKI_ERR_METHOD] = {"method_not_allowed", "method not allowed"},
     [JPKI_ERR_UNAUTHENTICATED] = {"unauthenticated",
         "authentication required"},
+    [JPKI_ERR_NOT_FOUND] = {"not_found", "no such endpoint"},
+    [JPKI_ERR_ACCOUNT_NOT_ALLOWED] = {"account_not_allowed",
+        "this account may not use this resource"},
 };
 
 const char *jpki_reason(jpki_err e)
@@ -104,6 +109,18 @@ const char *jpki_strerror(jpki_err e)
     if ((unsigned)e >= JPKI__ERR_COUNT || errtab[e].msg == NULL)
         return "unknown error";
     return errtab[e].msg;
+}
+
+size_t jpki_error_json(jpki_err e, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "{\"error\":\"%s\",\"message\":\"%s\"}",
+                     jpki_reason(e), jpki_strerror(e));
+    if (n < 0 || (size_t)n >= len) {
+        if (len > 0)
+            buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
 }
 
 const char *jpki_reason_name(int reason)

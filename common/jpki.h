@@ -99,6 +99,8 @@ typedef enum {
     JPKI_ERR_BAD_REQUEST,
     JPKI_ERR_METHOD,
     JPKI_ERR_UNAUTHENTICATED,
+    JPKI_ERR_NOT_FOUND,          /* no such endpoint */
+    JPKI_ERR_ACCOUNT_NOT_ALLOWED, /* signed in, but not on the allow-list */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -106,6 +108,10 @@ typedef enum {
 const char *jpki_reason(jpki_err e);
 /* A short human sentence.  Never contains input data. */
 const char *jpki_strerror(jpki_err e);
+/* The JSON body of every refusal, {"error":"<reason>","message":"<...>"}:
+ * writes it NUL-terminated into buf, returns its length (0 if len is too
+ * small).  Adapters use it for the answers they make themselves. */
+size_t jpki_error_json(jpki_err e, char *buf, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Logging                                                             */

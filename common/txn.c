@@ -153,10 +153,8 @@ static void finish(jpki_txn *t, jpki_err e)
     t->v.reason = jpki_reason(e);
     t->v.http_status = status_of(e);
     if (e != JPKI_OK) {
-        snprintf(t->body, sizeof(t->body), "{\"error\":\"%s\",\"message\":"
-                 "\"%s\"}", jpki_reason(e), jpki_strerror(e));
         t->v.body = t->body;
-        t->v.body_len = strlen(t->body);
+        t->v.body_len = jpki_error_json(e, t->body, sizeof(t->body));
         t->v.account = NULL;
         if (t->have_session)             /* a dead session: clear it */
             cookie_header(t, "", 0);

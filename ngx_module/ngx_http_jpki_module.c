@@ -2237,10 +2237,8 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
     ngx_str_t                  tail;
     jpki_op                    op;
     ngx_int_t                  rc;
-    static const char          nf[] =
-        "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}";
-    static const char          big[] =
-        "{\"error\":\"too_large\",\"message\":\"input too large\"}";
+    char                       json[128];
+    size_t                     jl;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
@@ -2272,8 +2270,8 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
         op = JPKI_OP_STATUS;
     } else {
         ngx_http_discard_request_body(r);
-        return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, nf,
-                                       sizeof(nf) - 1);
+        jl = jpki_error_json(JPKI_ERR_NOT_FOUND, json, sizeof(json));
+        return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, json, jl);
     }
 
     ctx = ngx_http_jpki_new_ctx(r, op);
@@ -2296,8 +2294,9 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
            > (off_t) clcf->client_body_buffer_size)
     {
         ngx_http_discard_request_body(r);
+        jl = jpki_error_json(JPKI_ERR_TOO_LARGE, json, sizeof(json));
         return ngx_http_jpki_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       big, sizeof(big) - 1);
+                                       json, jl);
     }
 
     r->request_body_in_single_buf = 1;
