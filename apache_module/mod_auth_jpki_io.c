@@ -36,7 +36,6 @@
 
 APLOG_USE_MODULE(auth_jpki);
 
-#define JPKI_OCSP_HEADER_MAX  16384
 #define JPKI_MAP_FILE_MAX     (64 * 1024 * 1024)
 
 /* Redis round trip outcomes */
@@ -893,72 +892,6 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 /* OCSP                                                                */
 /* ------------------------------------------------------------------ */
 
-/* Status line, end of headers, Content-Length: 1 whole, 0 more, -1 bad. */
-static int
-jpki_http_parse(const char *in, apr_size_t in_len, int eof, int *status,
-                const char **body, apr_size_t *blen)
-{
-    const char   *hend, *cl, *p;
-    apr_size_t    clen;
-    int           st, i;
-
-    hend = NULL;
-    for (p = in; p + 3 < in + in_len; p++) {
-        if (p[0] == '\r' && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
-            hend = p;
-            break;
-        }
-    }
-    if (hend == NULL) {
-        return eof || in_len >= JPKI_OCSP_HEADER_MAX ? -1 : 0;
-    }
-
-    if (in_len < 12 || strncmp(in, "HTTP/1.", 7) != 0 || in[8] != ' ') {
-        return -1;
-    }
-    st = 0;
-    for (i = 9; i < 12; i++) {
-        if (in[i] < '0' || in[i] > '9') {
-            return -1;
-        }
-        st = st * 10 + (in[i] - '0');
-    }
-
-    *status = st;
-    *body = hend + 4;
-    *blen = in + in_len - *body;
-
-    for (cl = in; cl + 16 <= hend; cl++) {
-        if (*cl == '\n' && strncasecmp(cl + 1, "content-length:", 15) == 0) {
-            break;
-        }
-    }
-    if (cl + 16 <= hend) {
-        cl += 16;
-        while (*cl == ' ' || *cl == '\t') {
-            cl++;
-        }
-        clen = 0;
-        while (cl < hend && *cl >= '0' && *cl <= '9'
-               && clen <= JPKI_OCSP_RESP_MAX)
-        {
-            clen = clen * 10 + (*cl++ - '0');
-        }
-        if (clen > JPKI_OCSP_RESP_MAX || *blen > clen) {
-            return -1;
-        }
-        if (*blen == clen) {
-            return 1;
-        }
-        return eof ? -1 : 0;
-    }
-
-    if (*blen > JPKI_OCSP_RESP_MAX) {
-        return -1;
-    }
-
-    return eof ? 1 : 0;
-}
 
 
 int
@@ -971,8 +904,8 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
     apr_status_t   rv;
     apr_size_t     in_len = 0, in_max, n;
     char          *req, *in;
-    const char    *rbody;
-    apr_size_t     rblen;
+    const uint8_t *rbody;
+    size_t         rblen;
     int            status = 0, parsed = 0, eof;
     size_t         hlen;
 
@@ -990,13 +923,10 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
         return 0;
     }
 
-    req = apr_psprintf(r->pool, "POST %s HTTP/1.0\r\nHost: %s\r\n"
-                       "Content-Type: application/ocsp-request\r\n"
-                       "Accept: application/ocsp-response\r\n"
-                       "Content-Length: %" APR_SIZE_T_FMT "\r\n"
-                       "Connection: close\r\n\r\n", iss->ocsp_path,
-                       iss->ocsp_host, (apr_size_t) len);
-    hlen = strlen(req);
+    hlen = strlen(iss->ocsp_path) + strlen(iss->ocsp_host) + 256;
+    req = apr_palloc(r->pool, hlen);
+    hlen = jpki_ocsp_http_request(iss->ocsp_host, iss->ocsp_path, len,
+                                  (char *) req, hlen);
 
     rv = jpki_send_all(sock, req, hlen, deadline);
     if (rv == APR_SUCCESS) {
@@ -1042,9 +972,10 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
         in_len += n;
         eof = APR_STATUS_IS_EOF(rv) || n == 0;
 
-        parsed = jpki_http_parse(in, in_len, eof, &status, &rbody, &rblen);
+        parsed = jpki_http_response_parse((const uint8_t *) in, in_len, eof,
+                                          &status, &rbody, &rblen);
         if (parsed == 1) {
-            *resp = (const uint8_t *) rbody;
+            *resp = rbody;
             *resp_len = rblen;
             apr_socket_close(sock);
             return status;

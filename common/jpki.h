@@ -422,6 +422,19 @@ typedef struct {
 } jpki_rev_info;
 
 #define JPKI_OCSP_RESP_MAX (64 * 1024)
+#define JPKI_OCSP_HEADER_MAX (16 * 1024)
+
+/* The HTTP/1.0 POST head for an OCSP request of body_len bytes (the adapter
+ * sends it, then the body); returns its length, 0 when max is too small. */
+size_t jpki_ocsp_http_request(const char *host, const char *path,
+                              size_t body_len, char *out, size_t max);
+/* Parses the responder's answer read so far (eof: the peer closed):
+ * 1 whole (status, body), 0 more bytes needed, -1 malformed or too large
+ * (header over JPKI_OCSP_HEADER_MAX, body over JPKI_OCSP_RESP_MAX or over
+ * its Content-Length, truncated at eof). */
+int jpki_http_response_parse(const uint8_t *in, size_t len, int eof,
+                             int *status, const uint8_t **body,
+                             size_t *body_len);
 
 /* DER OCSPRequest for c (CertID hash per policy; nonce when enabled: the
  * nonce is kept in *req_state for the response check).  *der malloc'ed. */

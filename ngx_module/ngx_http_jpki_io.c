@@ -18,7 +18,6 @@
 #define NGX_HTTP_JPKI_REDIS_ERROR    0
 #define NGX_HTTP_JPKI_REDIS_OK       1
 #define NGX_HTTP_JPKI_REDIS_TIMEOUT  2
-#define JPKI_OCSP_HEADER_MAX    16384
 
 
 typedef struct ngx_http_jpki_redis_conn_s  ngx_http_jpki_redis_conn_t;
@@ -906,59 +905,23 @@ ngx_http_jpki_flight_end(ngx_http_jpki_flight_t *f, ngx_int_t status,
 }
 
 
-/* Status line, end of headers, Content-Length; NGX_AGAIN until whole. */
+/* The responder's answer, parsed by the core: NGX_AGAIN until whole. */
 static ngx_int_t
 ngx_http_jpki_ocsp_parse(ngx_http_jpki_flight_t *f, ngx_uint_t eof,
     ngx_int_t *status, u_char **body, size_t *blen)
 {
-    u_char   *p, *end, *hend, *cl;
-    size_t    clen;
-    ngx_int_t st;
+    const uint8_t  *b;
+    int             st, r;
 
-    p = f->in;
-    end = f->in + f->in_len;
+    r = jpki_http_response_parse(f->in, f->in_len, (int) eof, &st, &b, blen);
 
-    hend = ngx_strlcasestrn(p, end, (u_char *) "\r\n\r\n", 4 - 1);
-    if (hend == NULL) {
-        return eof || f->in_len >= JPKI_OCSP_HEADER_MAX ? NGX_ERROR
-                                                        : NGX_AGAIN;
+    if (r == 1) {
+        *status = st;
+        *body = (u_char *) b;
+        return NGX_OK;
     }
 
-    if (f->in_len < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') {
-        return NGX_ERROR;
-    }
-
-    st = ngx_atoi(p + 9, 3);
-    if (st == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    *status = st;
-    *body = hend + 4;
-    *blen = end - *body;
-
-    cl = ngx_strlcasestrn(p, hend, (u_char *) "\ncontent-length:", 16 - 1);
-    if (cl != NULL) {
-        cl += 16;
-        while (*cl == ' ' || *cl == '\t') {
-            cl++;
-        }
-        clen = 0;
-        while (cl < hend && *cl >= '0' && *cl <= '9'
-               && clen <= JPKI_OCSP_RESP_MAX)
-        {
-            clen = clen * 10 + (*cl++ - '0');
-        }
-        if (clen > JPKI_OCSP_RESP_MAX || *blen > clen) {
-            return NGX_ERROR;
-        }
-        if (*blen == clen) {
-            return NGX_OK;
-        }
-        return eof ? NGX_ERROR : NGX_AGAIN;
-    }
-
-    return eof ? NGX_OK : NGX_AGAIN;
+    return r == 0 ? NGX_AGAIN : NGX_ERROR;
 }
 
 
