@@ -13,6 +13,7 @@ package JPKITest;
 #      JPKI_KEEP=1 (keep the temp directory and print where it is).
 use strict;
 use warnings;
+use Fcntl qw(O_CREAT O_EXCL O_WRONLY);
 use Exporter 'import';
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
@@ -121,14 +122,30 @@ sub spew {
 # A free loopback port, never the same twice in this process.  (Another
 # test running in parallel could take it between here and the bind; ports
 # come from the kernel's ephemeral range, so this is rare.)
+# Ports are reserved across the test processes prove runs in parallel by a
+# file each in /tmp/jpki-test-ports (O_EXCL), removed at exit; they come
+# from below the kernel's ephemeral range, so no client connection takes
+# one between the probe here and the server's bind.
+my $PORT_DIR = '/tmp/jpki-test-ports';
+my @PORT_FILES;
+my $PORT_OWNER = $$;
+END { unlink @PORT_FILES if $$ == $PORT_OWNER }   # not in forked children
+
 sub free_port {
-    for (1 .. 50) {
+    mkdir $PORT_DIR, 01777;
+    for (1 .. 500) {
+        my $p = 20000 + int rand 12000;
+        next if $PORTS{$p};
+        my $f = "$PORT_DIR/$p";
+        unlink $f if -e $f && -M $f > 1 / 24;          # left by a killed run
+        sysopen(my $fh, $f, O_CREAT | O_EXCL | O_WRONLY) or next;
+        close $fh;
+        push @PORT_FILES, $f;
+        $PORTS{$p} = 1;
         my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                      LocalPort => 0, Proto => 'tcp',
-                                      ReuseAddr => 1) or die "socket: $!";
-        my $p = $s->sockport;
+                                      LocalPort => $p, Proto => 'tcp',
+                                      ReuseAddr => 1) or next;
         close $s;
-        next if $PORTS{$p}++;
         return $p;
     }
     die 'no free port';
