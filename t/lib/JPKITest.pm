@@ -762,7 +762,8 @@ sub start {
                        port => $o{port} // JPKITest::free_port() }, $class;
     $self->{pid} = JPKITest::spawn("ocsp $name", "$dir/ocsp.log", 'openssl', 'ocsp',
                                    '-port', $self->{port},
-                                   '-index', "$pki/" . ($o{index} // 'ca2-index.txt'),
+                                   '-index', ($o{index} // 'ca2-index.txt') =~ m{/}
+                                             ? $o{index} : "$pki/" . ($o{index} // 'ca2-index.txt'),
                                    '-CA', "$pki/" . ($o{ca} // 'ca2.pem'),
                                    '-rsigner', "$pki/$signer.pem",
                                    '-rkey', "$pki/$signer.key",
