@@ -118,6 +118,7 @@ typedef struct {
     int                        clock_skew;
     int                        ocsp_good;
     int                        ocsp_hold;
+    int                        crl_pointer_ttl;
     int                        ocsp_revoked;
 
     /* runtime (per configuration generation) */

@@ -150,6 +150,7 @@ jpki_site_new(apr_pool_t *p)
     site->clock_skew = JPKI_UNSET;
     site->ocsp_good = JPKI_UNSET;
     site->ocsp_hold = JPKI_UNSET;
+    site->crl_pointer_ttl = JPKI_UNSET;
     site->ocsp_revoked = JPKI_UNSET;
 
     return site;
@@ -230,6 +231,7 @@ mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_MERGE_INT(clock_skew);
     JPKI_MERGE_INT(ocsp_good);
     JPKI_MERGE_INT(ocsp_hold);
+    JPKI_MERGE_INT(crl_pointer_ttl);
     JPKI_MERGE_INT(ocsp_revoked);
 
     return conf;
@@ -1150,6 +1152,9 @@ jpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     if (site->ocsp_good != JPKI_UNSET) {
         pol->ocsp_good_max_ttl = (unsigned) site->ocsp_good;
     }
+    if (site->crl_pointer_ttl != JPKI_UNSET) {
+        pol->crl_pointer_ttl = (unsigned) site->crl_pointer_ttl;
+    }
     if (site->ocsp_hold != JPKI_UNSET) {
         pol->ocsp_hold_ttl = (unsigned) site->ocsp_hold;
     }
@@ -1439,6 +1444,9 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE1("JPKIOCSPCacheHold", jpki_cmd_site_secs,
         JPKI_SITE_OFF(ocsp_hold), RSRC_CONF,
         "cache of a certificateHold answer [5m]"),
+    AP_INIT_TAKE1("JPKICRLPointerTTL", jpki_cmd_site_secs,
+        JPKI_SITE_OFF(crl_pointer_ttl), RSRC_CONF,
+        "how long a process keeps the pointer of a CRL in Redis [10s]"),
     AP_INIT_TAKE1("JPKIOCSPCacheRevoked", jpki_cmd_site_secs,
         JPKI_SITE_OFF(ocsp_revoked), RSRC_CONF,
         "cache of a final revocation [30d]"),

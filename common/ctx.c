@@ -25,6 +25,8 @@ jpki_ctx *jpki_ctx_new(void)
     ctx->policy.rev_policy = JPKI_REV_OCSP;
     ctx->policy.chain_cache_size = 4096;
     ctx->policy.crl_grace = JPKI_CRL_GRACE_VALIDITY;
+    ctx->policy.crl_pointer_ttl = 10;
+    pthread_mutex_init(&ctx->crl_mu, NULL);
     snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),
              "jpki_session");
     snprintf(ctx->policy.cookie_path, sizeof(ctx->policy.cookie_path), "/");
@@ -58,6 +60,7 @@ void jpki_ctx_free(jpki_ctx *ctx)
     for (i = 0; i < ctx->n_issuers; i++)
         issuer_free(ctx->issuers[i]);
     jpki_chain_cache_free(ctx->cache);
+    pthread_mutex_destroy(&ctx->crl_mu);
     OPENSSL_cleanse(ctx, sizeof(*ctx));
     free(ctx);
 }
@@ -476,11 +479,12 @@ jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
 {
     if (p->challenge_ttl < 10 || p->challenge_ttl > 3600
         || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
-        || p->session_idle > p->session_lifetime
+        || p->session_idle > p->session_lifetime || p->crl_pointer_ttl > 60
         || p->rev_policy > JPKI_REV_CRL_OCSP) {
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
                         "10..3600 s, session lifetime 10 s..30 days, idle "
-                        "timeout not above the lifetime)");
+                        "timeout not above the lifetime, CRL pointer cache "
+                        "at most 60 s)");
         return JPKI_ERR_INVALID;
     }
     if (!cookie_conf_ok(p)) {

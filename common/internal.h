@@ -53,6 +53,13 @@ struct jpki_ctx {
     void *log_ud;
     int finished;
     jpki_chain_cache *cache;
+    /* CRL pointers read from the store, per issuer, kept crl_pointer_ttl
+     * seconds so that a CRL check is one HGET (txn.c) */
+    pthread_mutex_t crl_mu;
+    struct {
+        char meta[JPKI_STORE_VAL_MAX + 1];
+        int64_t at;
+    } crl_ptr[JPKI_MAX_ISSUERS];
 };
 
 struct jpki_cert {

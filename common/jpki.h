@@ -256,6 +256,10 @@ typedef struct {
     unsigned crl_grace;            /* [JPKI_CRL_GRACE_VALIDITY] CRLs read from
                                       the store: stale after nextUpdate +
                                       this (see jpki_crl_stale_after) */
+    unsigned crl_pointer_ttl;      /* [10] seconds a process keeps the CRL
+                                      pointer read from the store (a check is
+                                      then one HGET); 0..60 (crl sync keeps
+                                      a replaced generation 600 s) */
     /* session cookie */
     char cookie_name[64];          /* ["jpki_session"] */
     char cookie_path[128];         /* ["/"] */

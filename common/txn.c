@@ -48,6 +48,7 @@ struct jpki_txn {
     const char *rev_source;
     jpki_rev_status rev_status;
     jpki_crl_info crl_meta;                /* CRL read from the store */
+    int crl_ptr_cached;                    /* its pointer came from the cache */
     /* store */
     jpki_store_cmd cmds[MAX_CMDS];
     size_t n_cmds;
@@ -377,11 +378,61 @@ static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
 /* ---- CRLs loaded into the store by `jpkictl crl sync` (schema v1, see
  * docs/store-schema.md "Reading"): the pointer, then one HGET. ------- */
 
+static size_t issuer_index(const jpki_txn *t)
+{
+    size_t i;
+    for (i = 0; i < t->ctx->n_issuers; i++)
+        if (t->ctx->issuers[i] == t->cert->issuer)
+            break;
+    return i;
+}
+
+static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r);
+
 static void crl_store_start(jpki_txn *t)
 {
+    jpki_ctx *ctx = (jpki_ctx *)t->ctx;        /* the pointer cache only */
+    jpki_store_result r;
+    size_t i = issuer_index(t);
+    int hit = 0;
+
+    memset(&r, 0, sizeof(r));
+    if (t->ctx->policy.crl_pointer_ttl > 0 && i < JPKI_MAX_ISSUERS) {
+        pthread_mutex_lock(&ctx->crl_mu);
+        if (ctx->crl_ptr[i].meta[0] != '\0'
+            && t->req.now >= ctx->crl_ptr[i].at
+            && t->req.now - ctx->crl_ptr[i].at
+               < (int64_t)t->ctx->policy.crl_pointer_ttl) {
+            r.type = JPKI_STORE_R_VALUE;
+            r.vallen = strlen(ctx->crl_ptr[i].meta);
+            memcpy(r.val, ctx->crl_ptr[i].meta, r.vallen);
+            hit = 1;
+        }
+        pthread_mutex_unlock(&ctx->crl_mu);
+    }
+    if (hit) {
+        t->crl_ptr_cached = 1;
+        crl_meta_fed(t, &r);
+        return;
+    }
     t->n_cmds = 0;
     cmd_add(t, JPKI_STORE_GET, "crlmeta", t->cert->issuer->tag);
     t->state = T_CRL_META;
+}
+
+static void crl_ptr_remember(jpki_txn *t, const jpki_store_result *r)
+{
+    jpki_ctx *ctx = (jpki_ctx *)t->ctx;
+    size_t i = issuer_index(t);
+
+    if (t->crl_ptr_cached || t->ctx->policy.crl_pointer_ttl == 0
+        || i >= JPKI_MAX_ISSUERS || r->vallen > JPKI_STORE_VAL_MAX)
+        return;
+    pthread_mutex_lock(&ctx->crl_mu);
+    memcpy(ctx->crl_ptr[i].meta, r->val, r->vallen);
+    ctx->crl_ptr[i].meta[r->vallen] = '\0';
+    ctx->crl_ptr[i].at = t->req.now;
+    pthread_mutex_unlock(&ctx->crl_mu);
 }
 
 /* "gen|k|this_update|next_update|crl_number|entries|loaded_at" */
@@ -460,6 +511,7 @@ static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
         finish(t, JPKI_ERR_INTERNAL);
         return;
     }
+    crl_ptr_remember(t, &r[0]);
     snprintf(id, sizeof(id), "%s:%s:%.*s", t->cert->issuer->tag, gen, (int)k,
              t->cert->cert_id);
     t->n_cmds = 0;

@@ -185,6 +185,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       offsetof(jpki_policy, ocsp_good_max_ttl),
       NULL },
 
+    { ngx_string("jpki_crl_pointer_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_site_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(jpki_policy, crl_pointer_ttl),
+      NULL },
+
     { ngx_string("jpki_ocsp_cache_hold"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,

@@ -11,6 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use Time::HiRes qw(sleep);
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
 skip_unless_apache();
@@ -42,6 +43,7 @@ my $ng = JPKITest::Nginx->start(name => 'ng', http => <<"EOF");
     jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
     jpki_store redis=127.0.0.1:@{[ $redis->port ]};
     jpki_revocation crl;
+    jpki_crl_pointer_ttl 0;
     server {
         listen 127.0.0.1:\@PORT\@;
         location /jpki/ { jpki_endpoints; }
@@ -54,6 +56,7 @@ JPKISecretFile $secret
 JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem
 JPKIStore redis=127.0.0.1:@{[ $redis->port ]}
 JPKIRevocation crl
+JPKICRLPointerTTL 0
 <Location /jpki/>
     JPKIEndpoints On
 </Location>
@@ -126,6 +129,41 @@ for my $name (sort keys %srv) {
        "$name: the released certificate logs in at once");
     is(login($srv{$name}, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        "$name: the final revocation stays");
+}
+
+# the CRL pointer kept by a process (one HGET per check): one worker, 2 s
+{
+    my $one = JPKITest::Nginx->start(name => 'ptr', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
+    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
+    jpki_revocation crl;
+    jpki_crl_pointer_ttl 2s;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+    }
+EOF
+    is(login($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+       'pointer cached: revoked');
+    my $calls = sub {
+        my $info = $redis->cmd('INFO', 'commandstats');
+        return $info =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0;
+    };
+    my $before = $calls->();
+    login($one, 'rev-keyCompromise') for 1 .. 5;
+    my $gets = $calls->() - $before;
+    # each login reads the revocation cache and the mapping (2 GETs); the
+    # CRL pointer is not read again within its 2 s
+    is($gets, 10, 'five checks within the pointer TTL: no GET of the pointer');
+    my ($rc5, $o5) = sync('ca2-empty.crl');
+    is($rc5, 0, 'crl sync of CRL 4 (empty) while the pointer is cached') or diag($o5);
+    is(login($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+       'within the TTL the cached pointer still names the old generation (kept by crl sync)');
+    sleep 2.2;
+    is(login($one, 'rev-keyCompromise')->{status}, 200,
+       'after the TTL the new CRL applies');
+    $one->stop;
 }
 
 # a certificate revoked in a new CRL: its session, made on one node, is
