@@ -67,7 +67,7 @@ $(B)/pki/.done: t/pki/mkpki.sh
 unit: $(UNIT_BIN) $(UNIT_SAN) pki
 
 test: deps
-	$(MAKE) all unit
+	$(MAKE) all unit $(B)/crlgen
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \

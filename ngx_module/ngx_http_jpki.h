@@ -16,6 +16,18 @@
 #define NGX_HTTP_JPKI_STORE_REDIS  2
 
 
+/* The CRL of an issuer: in the shared zone of jpki_crl_zone (one copy for
+ * every worker, loaded by one of them), or in the worker's own memory. */
+typedef struct {
+    const jpki_crl_index      *cur;           /* NULL: none loaded */
+    void                      *old;           /* zone: freed at next swap */
+    time_t                     mtime;         /* of the file tried last */
+    time_t                     loaded;        /* when cur was loaded */
+    ngx_int_t                  error;         /* jpki_err of the last try */
+    u_char                     tag[17];       /* issuer tag of cur */
+} ngx_http_jpki_crl_slot_t;
+
+
 typedef struct {
     ngx_str_t                  name;
     ngx_str_t                  crl_file;
@@ -23,10 +35,8 @@ typedef struct {
     ngx_str_t                  ocsp_host;     /* Host header */
     ngx_str_t                  ocsp_uri;
     jpki_issuer               *issuer;
-    jpki_crl_index            *crl;           /* per worker */
-    time_t                     crl_mtime;     /* of the file loaded */
-    time_t                     crl_loaded;    /* when it was loaded */
-    jpki_err                   crl_error;     /* last load attempt */
+    ngx_http_jpki_crl_slot_t  *crl;           /* zone or crl_own */
+    ngx_http_jpki_crl_slot_t   crl_own;       /* without jpki_crl_zone */
 } ngx_http_jpki_issuer_t;
 
 
@@ -55,6 +65,7 @@ typedef struct {
 
     ngx_msec_t                 ocsp_timeout;
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
+    ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
 
     ngx_str_t                  map_file;
     time_t                     map_mtime;

@@ -95,6 +95,8 @@ static char *ngx_http_jpki_crl_grace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
 
@@ -146,6 +148,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
     { ngx_string("jpki_crl_grace"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_crl_grace,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_crl_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_crl_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -950,6 +959,87 @@ ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* The CRL zone: a header with one slot per issuer, then the placed indexes
+ * (slab allocations). */
+typedef struct {
+    ngx_pid_t                  loader;        /* a worker parsing a file */
+    time_t                     loading_since;
+    ngx_http_jpki_crl_slot_t   slot[16];
+} ngx_http_jpki_crl_shm_t;
+
+
+static ngx_int_t
+ngx_http_jpki_init_crl_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t          *shpool;
+    ngx_http_jpki_crl_shm_t  *hdr;
+
+    if (data) {
+        /* reload: the loaded CRLs stay in force (the slots carry the
+         * issuer tag: a changed issuer reloads its file) */
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    hdr = ngx_slab_calloc(shpool, sizeof(ngx_http_jpki_crl_shm_t));
+    if (hdr == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = hdr;
+    shpool->log_nomem = 0;              /* "zone too small" is logged by us */
+    shm_zone->data = hdr;
+
+    return NGX_OK;
+}
+
+
+/* jpki_crl_zone NAME:SIZE: CRL files parsed once into shared memory, one
+ * copy for every worker (a CRL entry takes 24 bytes there). */
+static char *
+ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts, name, sz;
+    u_char                     *colon;
+    ssize_t                     size;
+
+    if (jmcf->crl_zone) {
+        return "is duplicate";
+    }
+
+    colon = ngx_strlchr(value[1].data, value[1].data + value[1].len, ':');
+    if (colon == NULL) {
+        return "expects NAME:SIZE";
+    }
+
+    name.data = value[1].data;
+    name.len = colon - name.data;
+    sz.data = colon + 1;
+    sz.len = value[1].data + value[1].len - sz.data;
+    size = ngx_parse_size(&sz);
+
+    if (name.len == 0 || size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        return "expects NAME:SIZE with a size of at least 32k";
+    }
+
+    jmcf->crl_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_jpki_module);
+    if (jmcf->crl_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jmcf->crl_zone->data) {
+        return "names a zone already used";
+    }
+
+    jmcf->crl_zone->init = ngx_http_jpki_init_crl_zone;
+
+    return NGX_CONF_OK;
+}
+
+
 /* jpki_crl_grace auto|TIME: a CRL is stale after nextUpdate + TIME; auto is
  * the end of the J-LIS validity (thisUpdate + 72 h). */
 static char *
@@ -1202,21 +1292,200 @@ ngx_http_jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
 }
 
 
-/* Loads the issuers' CRL files that changed since they were loaded (all of
- * them at worker start).  A file that does not verify, or is stale, leaves
- * the index loaded before in place (which then goes stale itself: checks
- * that need it fail closed). */
+/* The CRL of an issuer as lookups see it (NULL: none). */
+static const jpki_crl_index *
+ngx_http_jpki_crl_of(ngx_http_jpki_issuer_t *iss)
+{
+    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+
+    if (sl == NULL || sl->cur == NULL
+        || ngx_strcmp(sl->tag, jpki_issuer_tag(iss->issuer)) != 0)
+    {
+        return NULL;
+    }
+
+    return sl->cur;
+}
+
+
+static void
+ngx_http_jpki_crl_lock(ngx_http_jpki_main_conf_t *jmcf)
+{
+    if (jmcf->crl_zone) {
+        ngx_shmtx_lock(&((ngx_slab_pool_t *) jmcf->crl_zone->shm.addr)->mutex);
+    }
+}
+
+
+static void
+ngx_http_jpki_crl_unlock(ngx_http_jpki_main_conf_t *jmcf)
+{
+    if (jmcf->crl_zone) {
+        ngx_shmtx_unlock(
+            &((ngx_slab_pool_t *) jmcf->crl_zone->shm.addr)->mutex);
+    }
+}
+
+
+/* Publishes a new index: copied into the zone (one copy for all workers;
+ * the block it replaces is freed at the next swap, when no lookup can still
+ * be reading it) or kept in this worker. */
+static jpki_err
+ngx_http_jpki_crl_publish(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, jpki_crl_index *ix, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+    ngx_slab_pool_t           *shpool;
+    const jpki_crl_index      *placed;
+    size_t                     size;
+    void                      *mem;
+
+    if (jmcf->crl_zone == NULL) {
+        jpki_crl_index_free((jpki_crl_index *) sl->cur);
+        sl->cur = ix;
+        return JPKI_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) jmcf->crl_zone->shm.addr;
+    size = jpki_crl_index_placed_size(ix);
+
+    ngx_shmtx_lock(&shpool->mutex);
+    if (sl->old) {
+        ngx_slab_free_locked(shpool, sl->old);
+        sl->old = NULL;
+    }
+    mem = ngx_slab_alloc_locked(shpool, size);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    placed = mem ? jpki_crl_index_place(ix, mem, size) : NULL;
+    jpki_crl_index_free(ix);
+
+    if (placed == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL zone \"%V\" too small "
+                      "for %uz bytes", &jmcf->crl_zone->shm.name, size);
+        if (mem) {
+            ngx_slab_free(shpool, mem);
+        }
+        return JPKI_ERR_STORE_FULL;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+    sl->old = (void *) sl->cur;
+    sl->cur = placed;
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return JPKI_OK;
+}
+
+
+/* With a zone, one worker at a time parses a changed file (the others skip
+ * it; a loader that died is taken over after a minute). */
+static ngx_uint_t
+ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take)
+{
+    ngx_http_jpki_crl_shm_t  *hdr;
+    ngx_uint_t                ok = 1;
+
+    if (jmcf->crl_zone == NULL) {
+        return 1;
+    }
+
+    hdr = jmcf->crl_zone->data;
+    ngx_http_jpki_crl_lock(jmcf);
+
+    if (!take) {
+        if (hdr->loader == ngx_pid) {
+            hdr->loader = 0;
+        }
+    } else if (hdr->loader != 0 && hdr->loader != ngx_pid
+               && ngx_time() - hdr->loading_since < 60)
+    {
+        ok = 0;
+    } else {
+        hdr->loader = ngx_pid;
+        hdr->loading_since = ngx_time();
+    }
+
+    ngx_http_jpki_crl_unlock(jmcf);
+
+    return ok;
+}
+
+
+/* Loads one CRL file into its slot; the slot records the try. */
+static void
+ngx_http_jpki_load_crl(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, time_t mtime, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+    const jpki_crl_index      *cur = ngx_http_jpki_crl_of(iss);
+    jpki_crl_index            *ix = NULL;
+    uint8_t                   *der;
+    size_t                     len;
+    jpki_err                   e;
+    char                       detail[256];
+
+    detail[0] = '\0';
+    e = jpki_load_file((char *) iss->crl_file.data, JPKI_CRL_MAX, &der, &len);
+
+    if (e == JPKI_OK) {
+        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(),
+                                 (unsigned) jmcf->crl_grace, &ix, detail,
+                                 sizeof(detail));
+        free(der);
+    }
+
+    if (e == JPKI_OK && cur != NULL
+        && ngx_http_jpki_crl_older(jpki_crl_index_info(ix),
+                                   jpki_crl_index_info(cur)))
+    {
+        jpki_crl_index_free(ix);
+        ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
+                     "older than the CRL loaded%Z");
+        e = JPKI_ERR_CRL_STALE;
+    }
+
+    if (e == JPKI_OK) {
+        uint64_t  n = jpki_crl_index_info(ix)->entries;
+
+        e = ngx_http_jpki_crl_publish(jmcf, iss, ix, log);
+        if (e == JPKI_OK) {
+            ngx_http_jpki_crl_lock(jmcf);
+            (void) ngx_cpystrn(sl->tag,
+                               (u_char *) jpki_issuer_tag(iss->issuer),
+                               sizeof(sl->tag));
+            sl->loaded = ngx_time();
+            ngx_http_jpki_crl_unlock(jmcf);
+            ngx_log_error(NGX_LOG_NOTICE, log, 0, "jpki: CRL \"%V\" of issuer "
+                          "\"%V\" loaded: %uL entries%s", &iss->crl_file,
+                          &iss->name, n,
+                          jmcf->crl_zone ? " (shared zone)" : "");
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
+                      "%s%s%s", &iss->crl_file, jpki_reason(e),
+                      detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
+    }
+
+    ngx_http_jpki_crl_lock(jmcf);
+    sl->mtime = mtime;
+    sl->error = e;
+    ngx_http_jpki_crl_unlock(jmcf);
+}
+
+
+/* Loads the issuers' CRL files that changed since they were tried (all of
+ * them at start).  A file that does not verify, is stale or older than the
+ * loaded one leaves the loaded index in place (which then goes stale
+ * itself: checks that need it fail closed). */
 static void
 ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
     ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
     ngx_uint_t               i;
     ngx_file_info_t          fi;
-    jpki_crl_index          *ix;
-    uint8_t                 *der;
-    size_t                   len;
-    jpki_err                 e;
-    char                     detail[256];
+    time_t                   mtime;
 
     for (i = 0; i < jmcf->issuers.nelts; i++) {
         if (iss[i].crl_file.len == 0) {
@@ -1224,63 +1493,32 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
         }
 
         if (ngx_file_info(iss[i].crl_file.data, &fi) == NGX_FILE_ERROR) {
-            if (iss[i].crl_error != JPKI_ERR_IO) {
+            if (iss[i].crl->error != JPKI_ERR_IO) {
                 ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: CRL \"%V\" "
                               "unreadable", &iss[i].crl_file);
             }
-            iss[i].crl_error = JPKI_ERR_IO;
+            iss[i].crl->error = JPKI_ERR_IO;
+            iss[i].crl->mtime = 0;
             continue;
         }
 
-        if (ngx_file_mtime(&fi) == iss[i].crl_mtime) {
-            continue;
-        }
+        mtime = ngx_file_mtime(&fi);
 
-        iss[i].crl_mtime = ngx_file_mtime(&fi);
-
-        e = jpki_load_file((char *) iss[i].crl_file.data, JPKI_CRL_MAX, &der,
-                           &len);
-        if (e != JPKI_OK) {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot read CRL \"%V\":"
-                          " %s", &iss[i].crl_file, jpki_strerror(e));
-            iss[i].crl_error = e;
-            continue;
-        }
-
-        detail[0] = '\0';
-        ix = NULL;
-        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(),
-                                 (unsigned) jmcf->crl_grace, &ix, detail,
-                                 sizeof(detail));
-        free(der);
-        iss[i].crl_error = e;
-
-        if (e == JPKI_OK && iss[i].crl != NULL
-            && ngx_http_jpki_crl_older(jpki_crl_index_info(ix),
-                                       jpki_crl_index_info(iss[i].crl)))
+        /* this very file was tried (by this worker or, with a zone, by any):
+         * loaded for this issuer, or refused */
+        if (mtime == iss[i].crl->mtime
+            && (iss[i].crl->error != JPKI_OK
+                || ngx_http_jpki_crl_of(&iss[i]) != NULL))
         {
-            jpki_crl_index_free(ix);
-            ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
-                         "older than the CRL loaded%Z");
-            e = JPKI_ERR_CRL_STALE;
-            iss[i].crl_error = e;
-        }
-
-        if (e != JPKI_OK) {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
-                          "%s%s%s", &iss[i].crl_file, jpki_reason(e),
-                          detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
             continue;
         }
 
-        jpki_crl_index_free(iss[i].crl);
-        iss[i].crl = ix;
-        iss[i].crl_loaded = ngx_time();
+        if (!ngx_http_jpki_crl_claim(jmcf, 1)) {
+            continue;                   /* another worker is loading */
+        }
 
-        ngx_log_error(NGX_LOG_NOTICE, log, 0, "jpki: CRL \"%V\" of issuer "
-                      "\"%V\" loaded: %uL entries",
-                      &iss[i].crl_file, &iss[i].name,
-                      (uint64_t) jpki_crl_index_info(ix)->entries);
+        ngx_http_jpki_load_crl(jmcf, &iss[i], mtime, log);
+        (void) ngx_http_jpki_crl_claim(jmcf, 0);
     }
 }
 
@@ -1444,8 +1682,10 @@ static ngx_int_t
 ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
     ngx_slab_pool_t            *shpool;
     jpki_shm_lock               lock;
+    ngx_uint_t                  i;
     size_t                      size;
 
     jmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
@@ -1472,6 +1712,14 @@ ngx_http_jpki_init_process(ngx_cycle_t *cycle)
                           "jpki: cannot attach to the shared store");
             return NGX_ERROR;
         }
+    }
+
+    iss = jmcf->issuers.elts;
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        iss[i].crl = jmcf->crl_zone && i < 16
+                     ? &((ngx_http_jpki_crl_shm_t *) jmcf->crl_zone->data)
+                           ->slot[i]
+                     : &iss[i].crl_own;
     }
 
     ngx_http_jpki_load_crls(jmcf, cycle->log);
@@ -1506,8 +1754,10 @@ ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
 
     iss = jmcf->issuers.elts;
     for (i = 0; i < jmcf->issuers.nelts; i++) {
-        jpki_crl_index_free(iss[i].crl);
-        iss[i].crl = NULL;
+        if (jmcf->crl_zone == NULL && iss[i].crl != NULL) {
+            jpki_crl_index_free((jpki_crl_index *) iss[i].crl->cur);
+            iss[i].crl->cur = NULL;
+        }
     }
 
     m = jmcf->map;
@@ -1990,12 +2240,13 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
 
         case JPKI_STEP_CRL:
             iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
-            if (iss == NULL || iss->crl == NULL) {
+            if (iss == NULL || ngx_http_jpki_crl_of(iss) == NULL) {
                 jpki_txn_feed_crl(ctx->txn, JPKI_ERR_REVOCATION_UNAVAILABLE,
                                   NULL);
                 continue;
             }
-            e = jpki_crl_index_lookup(iss->crl, jpki_txn_cert_id(ctx->txn),
+            e = jpki_crl_index_lookup(ngx_http_jpki_crl_of(iss),
+                                      jpki_txn_cert_id(ctx->txn),
                                       ngx_time(), (unsigned) jmcf->crl_grace,
                                       &info);
             jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
@@ -2374,19 +2625,19 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
                                                                   : ",",
                          &iss[i].name);
 
-        if (iss[i].crl == NULL) {
+        if (ngx_http_jpki_crl_of(&iss[i]) == NULL) {
             *all_ok = 0;
             p = ngx_slprintf(p, last, ",\"loaded\":false,\"error\":\"%s\"}",
-                             jpki_reason(iss[i].crl_error));
+                             jpki_reason(iss[i].crl->error));
             continue;
         }
 
-        ci = jpki_crl_index_info(iss[i].crl);
+        ci = jpki_crl_index_info(ngx_http_jpki_crl_of(&iss[i]));
         stale_at = jpki_crl_stale_after(ci, (unsigned) jmcf->crl_grace,
                                         jpki_ctx_get_policy(jmcf->ctx)
                                             ->clock_skew);
         fresh = (int64_t) now <= stale_at;
-        if (!fresh || iss[i].crl_error != JPKI_OK) {
+        if (!fresh || iss[i].crl->error != JPKI_OK) {
             *all_ok = 0;
         }
 
@@ -2399,7 +2650,7 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
                          (uint64_t) ci->entries, (int64_t) ci->crl_number,
                          fresh ? "true" : "false",
                          stale_at == INT64_MAX ? (int64_t) 0 : stale_at,
-                         iss[i].crl_loaded, jpki_reason(iss[i].crl_error));
+                         iss[i].crl->loaded, jpki_reason(iss[i].crl->error));
     }
 
     p = ngx_slprintf(p, last, "]");

@@ -1,0 +1,113 @@
+#!/usr/bin/perl
+# t/nginx-crl-zone.t - jpki_crl_zone: a CRL file is parsed once, by one
+# worker, into shared memory, and every worker answers from that copy; a
+# replaced file is picked up the same way; a reload keeps the loaded CRL
+# without parsing it again; a zone too small for the CRL fails closed.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use File::Copy qw(copy);
+use JPKITest;
+
+skip_unless(qw(nginx module jpkictl pki openssl));
+
+my $dir = tmpdir();
+my $pki = $JPKITest::PKI;
+my $secret = write_secret("$dir/site.secret");
+my $crl = "$dir/card.crl";
+my $map = "$dir/map.txt";
+spew($map, join('', map { cert_id($_, $secret) . " acct-$_\n" }
+                    qw(user1 rev-certificateHold rev-keyCompromise)), 0644);
+my $gen = 0;
+sub put_crl {
+    my ($name) = @_;
+    copy("$pki/$name", "$crl.tmp") or die "copy $name: $!";
+    chmod 0644, "$crl.tmp";
+    my $t = time + 10 * ++$gen;
+    utime $t, $t, "$crl.tmp";
+    rename "$crl.tmp", $crl or die "rename: $!";
+}
+put_crl('ca2.crl');
+
+sub conf {
+    my ($zone) = @_;
+    return <<"EOF";
+    jpki_secret_file $secret;
+    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=$crl;
+    jpki_store shm zone=jpki:1m;
+    jpki_crl_zone $zone;
+    jpki_map_file $map;
+    jpki_revocation crl;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+        location = /health { jpki_health; }
+    }
+EOF
+}
+
+sub login {
+    my ($ng, $cert) = @_;
+    my $base = $ng->url('/jpki');
+    my $ch = challenge($base) // return {};
+    return post_json("$base/login", login_body($ch, $cert, $cert));
+}
+
+sub loads { my ($ng, $m) = @_; my @l = $ng->log_since($m) =~ /loaded: \d+ entries \(shared zone\)/g; scalar @l }
+
+my $m0 = 0;
+my $ng = JPKITest::Nginx->start(name => 'zone', workers => 2, http => conf('crl:1m'));
+sleep 1.5;                                 # both workers past their first timer
+is(loads($ng, $m0), 1, 'two workers, one parse of the CRL into the zone');
+# many requests: whichever worker answers, the zone's CRL is used
+my %seen;
+for (1 .. 8) {
+    my $r = login($ng, 'rev-keyCompromise');
+    $seen{ $r->{json}{error} // $r->{status} }++;
+}
+is_deeply(\%seen, { cert_revoked => 8 }, 'every worker answers from the shared CRL');
+is(login($ng, 'user1')->{status}, 200, 'an unlisted certificate logs in');
+
+my $m = $ng->mark;
+put_crl('ca2-released.crl');
+my $end = time + 5;
+my $ok;
+while (time < $end) {
+    $ok = 1;
+    for (1 .. 4) { $ok = 0 if (login($ng, 'rev-certificateHold')->{status} // 0) != 200 }
+    last if $ok;
+    sleep 0.3;
+}
+ok($ok, 'the replaced file is used by every worker');
+sleep 1.2;
+is(loads($ng, $m), 1, '... after one parse');
+my $h = get_json($ng->url('/health'))->{json} // {};
+is($h->{crls}[0]{crl_number}, 3, 'health: CRL 3 from the zone');
+
+# reload: the new workers find the CRL in the zone and do not parse it again
+$m = $ng->mark;
+kill 'HUP', $ng->{pid};
+sleep 2;
+is(loads($ng, $m), 0, 'after a reload the CRL in the zone is kept (no new parse)');
+is(login($ng, 'rev-certificateHold')->{status}, 200, '... and still answers');
+is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', '... revocations too');
+$ng->stop;
+
+# a zone too small for the CRL: nothing loaded, CRL checks fail closed
+my $big = "$dir/big.crl";
+system("$JPKITest::BUILD/crlgen $pki/ca2.pem $pki/ca2.key 5000 9 $big >/dev/null 2>&1") == 0
+    or BAIL_OUT('crlgen failed (make build/crlgen)');
+copy($big, $crl) or die;
+chmod 0644, $crl;
+my $small = JPKITest::Nginx->start(name => 'small', workers => 1, http => conf('crl:32k'));
+sleep 0.5;
+like($small->log_since(0), qr/CRL zone "crl" too small/, 'a zone too small: logged');
+my $r = login($small, 'user1');
+is($r->{status}, 503, 'no CRL in the zone: 503');
+is($r->{json}{error}, 'revocation_unavailable', '... revocation_unavailable');
+$small->stop;
+
+done_testing();
