@@ -237,8 +237,10 @@ jpki_issuer *jpki_ctx_add_issuer(jpki_ctx *ctx, const char *name)
     size_t i;
 
     if (ctx->finished || ctx->n_issuers >= JPKI_MAX_ISSUERS || name == NULL
-        || *name == '\0' || strlen(name) > JPKI_NAME_MAX)
-        return NULL;
+        || *name == '\0' || strlen(name) > JPKI_NAME_MAX
+        || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789_.-") != strlen(name))
+        return NULL;                    /* names go into logs and JSON */
     for (i = 0; i < ctx->n_issuers; i++)
         if (strcmp(ctx->issuers[i]->name, name) == 0)
             return NULL;

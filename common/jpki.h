@@ -190,7 +190,8 @@ jpki_err jpki_ctx_add_key(jpki_ctx *ctx, unsigned id, const uint8_t *key,
 jpki_err jpki_ctx_load_secret_file(jpki_ctx *ctx, const char *path,
                                    char *errbuf, size_t errlen);
 
-/* Issuers.  name is the operator's label (used in logs and store keys). */
+/* Issuers.  name is the operator's label (logs, audit JSON): 1..63 of
+ * A-Z a-z 0-9 _ . - (NULL otherwise, or when taken). */
 #define JPKI_POLICY_JPKI_AUTH "1.2.392.200149.8.5.1.3.30"
 jpki_issuer *jpki_ctx_add_issuer(jpki_ctx *ctx, const char *name);
 /* A PEM bundle or DER certificate: self-signed ones become trust anchors,

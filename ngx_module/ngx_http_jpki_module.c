@@ -620,7 +620,8 @@ ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     iss->issuer = jpki_ctx_add_issuer(jmcf->ctx, (char *) name);
 
     if (iss->issuer == NULL) {
-        return "has a duplicate, empty or too long name, or too many issuers";
+        return "needs a unique name of 1..63 letters, digits, _ . - "
+               "(at most 16 issuers)";
     }
 
     for (i = 2; i < cf->args->nelts; i++) {

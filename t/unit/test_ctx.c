@@ -317,6 +317,10 @@ static void test_issuers(void)
     ok(jpki_ctx_add_issuer(c, "card") == NULL, "duplicate name refused");
     ok(jpki_ctx_add_issuer(c, "") == NULL, "empty name refused");
     ok(jpki_ctx_add_issuer(c, NULL) == NULL, "NULL name refused");
+    ok(jpki_ctx_add_issuer(c, "a\"b") == NULL, "a quote in a name refused");
+    ok(jpki_ctx_add_issuer(c, "a b") == NULL, "a space in a name refused");
+    ok(jpki_ctx_add_issuer(c, "phone-2023.v1_x") != NULL,
+       "letters, digits, _ . - accepted");
     memset(name, 'n', 64);
     name[64] = '\0';
     ok(jpki_ctx_add_issuer(c, name) == NULL, "name of 64 chars refused");
