@@ -8,6 +8,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include "jpki.h"
 
@@ -37,6 +40,10 @@ typedef struct {
     jpki_issuer               *issuer;
     ngx_http_jpki_crl_slot_t  *crl;           /* zone or crl_own */
     ngx_http_jpki_crl_slot_t   crl_own;       /* without jpki_crl_zone */
+    ngx_uint_t                 crl_busy;      /* parsing in a thread */
+#if (NGX_THREADS)
+    ngx_thread_task_t         *crl_task;
+#endif
 } ngx_http_jpki_issuer_t;
 
 
@@ -66,6 +73,9 @@ typedef struct {
     ngx_msec_t                 ocsp_timeout;
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
+#if (NGX_THREADS)
+    ngx_thread_pool_t         *crl_threads;   /* thread pool "jpki_crl" */
+#endif
 
     ngx_str_t                  map_file;
     time_t                     map_mtime;

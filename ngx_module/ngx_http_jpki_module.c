@@ -461,6 +461,25 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
     /* CRLs read from the store go stale under the same grace as files */
     jpki_ctx_policy(jmcf->ctx)->crl_grace = (unsigned) jmcf->crl_grace;
 
+#if (NGX_THREADS)
+    {
+        ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+        ngx_uint_t               i;
+
+        for (i = 0; i < jmcf->issuers.nelts; i++) {
+            if (iss[i].crl_file.len) {
+                /* CRL files are parsed in nginx's default thread pool, off
+                 * the event loop */
+                jmcf->crl_threads = ngx_thread_pool_add(cf, NULL);
+                if (jmcf->crl_threads == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+                break;
+            }
+        }
+    }
+#endif
+
     if (jpki_ctx_finish(jmcf->ctx, err, sizeof(err)) != JPKI_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
@@ -1413,41 +1432,53 @@ ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take)
 }
 
 
-/* Loads one CRL file into its slot; the slot records the try. */
-static void
-ngx_http_jpki_load_crl(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, time_t mtime, ngx_log_t *log)
+/* Reads and parses a CRL file (no nginx state touched: may run in a
+ * thread of the jpki_crl thread pool). */
+static jpki_err
+ngx_http_jpki_crl_parse(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, time_t now, jpki_crl_index **ix,
+    char *detail, size_t dlen)
 {
-    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
-    const jpki_crl_index      *cur = ngx_http_jpki_crl_of(iss);
-    jpki_crl_index            *ix = NULL;
-    uint8_t                   *der;
-    size_t                     len;
-    jpki_err                   e;
-    char                       detail[256];
+    uint8_t   *der;
+    size_t     len;
+    jpki_err   e;
 
+    *ix = NULL;
     detail[0] = '\0';
     e = jpki_load_file((char *) iss->crl_file.data, JPKI_CRL_MAX, &der, &len);
 
     if (e == JPKI_OK) {
-        e = jpki_crl_index_build(jmcf->ctx, der, len, ngx_time(),
-                                 (unsigned) jmcf->crl_grace, &ix, detail,
-                                 sizeof(detail));
+        e = jpki_crl_index_build(jmcf->ctx, der, len, now,
+                                 (unsigned) jmcf->crl_grace, ix, detail, dlen);
         free(der);
     }
+
+    return e;
+}
+
+
+/* Publishes a parsed CRL (or records why not) in the issuer's slot. */
+static void
+ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, time_t mtime, jpki_err e,
+    jpki_crl_index *ix, char *detail, size_t dlen, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+    const jpki_crl_index      *cur = ngx_http_jpki_crl_of(iss);
+    uint64_t                   n;
 
     if (e == JPKI_OK && cur != NULL
         && ngx_http_jpki_crl_older(jpki_crl_index_info(ix),
                                    jpki_crl_index_info(cur)))
     {
         jpki_crl_index_free(ix);
-        ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
+        ngx_snprintf((u_char *) detail, dlen - 1,
                      "older than the CRL loaded%Z");
         e = JPKI_ERR_CRL_STALE;
     }
 
     if (e == JPKI_OK) {
-        uint64_t  n = jpki_crl_index_info(ix)->entries;
+        n = jpki_crl_index_info(ix)->entries;
 
         e = ngx_http_jpki_crl_publish(jmcf, iss, ix, log);
         if (e == JPKI_OK) {
@@ -1476,6 +1507,86 @@ ngx_http_jpki_load_crl(ngx_http_jpki_main_conf_t *jmcf,
 }
 
 
+#if (NGX_THREADS)
+
+/* A CRL parsed in a thread of nginx's default pool: a national-size file
+ * never stalls the worker (`thread_pool default threads=N;` in the main
+ * context sizes the pool; 32 threads when not declared). */
+typedef struct {
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    time_t                      mtime;
+    time_t                      now;
+    jpki_err                    e;
+    jpki_crl_index             *ix;
+    char                        detail[256];
+} ngx_http_jpki_crl_task_t;
+
+
+static void
+ngx_http_jpki_crl_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_task_t  *ct = data;
+
+    ct->e = ngx_http_jpki_crl_parse(ct->jmcf, ct->iss, ct->now, &ct->ix,
+                                    ct->detail, sizeof(ct->detail));
+}
+
+
+static void
+ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
+{
+    ngx_http_jpki_crl_task_t  *ct = ev->data;
+
+    ngx_http_jpki_crl_apply(ct->jmcf, ct->iss, ct->mtime, ct->e, ct->ix,
+                            ct->detail, sizeof(ct->detail), ev->log);
+    ct->iss->crl_busy = 0;
+    (void) ngx_http_jpki_crl_claim(ct->jmcf, 0);
+}
+
+
+static ngx_int_t
+ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, time_t mtime, ngx_log_t *log)
+{
+    ngx_thread_task_t         *task;
+    ngx_http_jpki_crl_task_t  *ct;
+
+    if (jmcf->crl_threads == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (iss->crl_task == NULL) {
+        iss->crl_task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                              sizeof(ngx_http_jpki_crl_task_t));
+        if (iss->crl_task == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    task = iss->crl_task;
+    ct = task->ctx;
+    ct->jmcf = jmcf;
+    ct->iss = iss;
+    ct->mtime = mtime;
+    ct->now = ngx_time();
+    task->handler = ngx_http_jpki_crl_thread;
+    task->event.handler = ngx_http_jpki_crl_thread_done;
+    task->event.data = ct;
+    task->event.log = log;
+
+    if (ngx_thread_task_post(jmcf->crl_threads, task) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    iss->crl_busy = 1;
+
+    return NGX_OK;
+}
+
+#endif
+
+
 /* Loads the issuers' CRL files that changed since they were tried (all of
  * them at start).  A file that does not verify, is stale or older than the
  * loaded one leaves the loaded index in place (which then goes stale
@@ -1487,6 +1598,9 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
     ngx_uint_t               i;
     ngx_file_info_t          fi;
     time_t                   mtime;
+    jpki_crl_index          *ix;
+    jpki_err                 e;
+    char                     detail[256];
 
     for (i = 0; i < jmcf->issuers.nelts; i++) {
         if (iss[i].crl_file.len == 0) {
@@ -1514,11 +1628,20 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
             continue;
         }
 
-        if (!ngx_http_jpki_crl_claim(jmcf, 1)) {
-            continue;                   /* another worker is loading */
+        if (iss[i].crl_busy || !ngx_http_jpki_crl_claim(jmcf, 1)) {
+            continue;                   /* under way here or elsewhere */
         }
 
-        ngx_http_jpki_load_crl(jmcf, &iss[i], mtime, log);
+#if (NGX_THREADS)
+        if (ngx_http_jpki_crl_post(jmcf, &iss[i], mtime, log) == NGX_OK) {
+            continue;                   /* done in a thread; claim kept */
+        }
+#endif
+
+        e = ngx_http_jpki_crl_parse(jmcf, &iss[i], ngx_time(), &ix, detail,
+                                    sizeof(detail));
+        ngx_http_jpki_crl_apply(jmcf, &iss[i], mtime, e, ix, detail,
+                                sizeof(detail), log);
         (void) ngx_http_jpki_crl_claim(jmcf, 0);
     }
 }

@@ -96,6 +96,37 @@ is(login($ng, 'rev-certificateHold')->{status}, 200, '... and still answers');
 is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', '... revocations too');
 $ng->stop;
 
+# a national-size CRL (1,000,000 entries) is parsed in a thread: the single
+# worker keeps answering meanwhile
+{
+    put_crl('ca2.crl');
+    my $one = JPKITest::Nginx->start(name => 'big', workers => 1,
+        http => conf('crl:128m'));
+    sleep 1.2;
+    my $huge = "$dir/huge.crl";
+    system("$JPKITest::BUILD/crlgen $pki/ca2.pem $pki/ca2.key 1000000 20 $huge >/dev/null 2>&1") == 0
+        or BAIL_OUT('crlgen failed (make build/crlgen)');
+    my $m1 = $one->mark;
+    my $t = time + 50;
+    utime $t, $t, $huge;
+    chmod 0644, $huge;
+    rename $huge, $crl or die;
+    my ($worst, $n, $loaded) = (0, 0, 0);
+    my $end = time + 15;
+    while (time < $end) {
+        my $r = http('GET', $one->url('/health'), timeout => 5);
+        $worst = $r->{elapsed} if $r->{elapsed} > $worst;
+        $n++;
+        if (($r->{json}{crls}[0]{crl_number} // 0) == 20) { $loaded = 1; last }
+        sleep 0.05;
+    }
+    ok($loaded, 'the 1,000,000-entry CRL is loaded (CRL 20)');
+    ok($n >= 3, "the worker answered $n times while it was parsed");
+    ok($worst < 0.5, sprintf('... each within %.3f s (< 0.5 s): the parse did not stall it', $worst));
+    like($one->log_since($m1), qr/loaded: 1000000 entries \(shared zone\)/, 'logged');
+    $one->stop;
+}
+
 # a zone too small for the CRL: nothing loaded, CRL checks fail closed
 my $big = "$dir/big.crl";
 system("$JPKITest::BUILD/crlgen $pki/ca2.pem $pki/ca2.key 5000 9 $big >/dev/null 2>&1") == 0
