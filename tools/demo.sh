@@ -23,6 +23,7 @@ stop() {
 if [ "${1:-}" = stop ]; then stop; echo "demo stopped"; exit 0; fi
 
 stop
+rm -rf "$D/logs"
 mkdir -p "$D/logs" "$D/www"
 umask 077
 printf 'secret %s\nkey 1 %s current\n' "$(openssl rand -hex 32)" \
@@ -94,7 +95,7 @@ curl -s -H 'Content-Type: application/json' \
     -d "{\"challenge\":\"$CH\",\"certificate\":\"$CERT\",\"signature\":\"$SIG\"}" \
     "$U/jpki/login"; echo
 echo "== Audit lines (error log):"
-grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | head -3
+grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | awk 'NR <= 3'
 echo
 echo "The demo runs at $U/ (nginx and an OCSP responder)."
 echo "Stop it with: bash tools/demo.sh stop"
