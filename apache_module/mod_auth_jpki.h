@@ -41,6 +41,7 @@
 #define JPKI_DEFAULT_HEADER   "X-JPKI-Account"
 #define JPKI_SHM_DEFAULT_SIZE (10 * 1024 * 1024)
 #define JPKI_MUTEX_TYPE       "jpki-shm"
+#define JPKI_CRLZ_MIN_SIZE    (32 * 1024)
 
 extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
 
@@ -60,8 +61,10 @@ typedef struct {
     apr_sockaddr_t            *ocsp_addr;
     const char                *ocsp_host;     /* Host header */
     const char                *ocsp_path;
-    /* the CRL of this process (loaded in the parent, reloaded by each
-     * child when the file changes), under the site's crl_lock */
+    /* without JPKICRLZone, the CRL of this process (loaded in the parent,
+     * reloaded by each child when the file changes), under the site's
+     * crl_lock; with it, these stay unused: the CRL is in the zone's slot
+     * of the issuer */
     jpki_crl_index            *crl;
     apr_time_t                 crl_mtime;
     apr_off_t                  crl_size;
@@ -85,6 +88,22 @@ typedef struct {
     int                        generation;    /* last one that used it */
     int                        child_ready;
 } jpki_zone;
+
+/* The CRL zone of a site (JPKICRLZone): an APR shared memory segment,
+ * created in the parent before the children are forked (so mapped at the
+ * same address in all of them), holding one slot per issuer and the placed
+ * CRL indexes; in the process pool, so that it survives restarts (graceful
+ * or not) of the same size.  Layout in mod_auth_jpki_io.c. */
+typedef struct {
+    const char                *name;          /* "crl-N": mutex, messages */
+    apr_size_t                 size;
+    apr_shm_t                 *shm;
+    void                      *hdr;           /* base of the segment */
+    apr_global_mutex_t        *mutex;
+    const char                *lockfile;
+    int                        generation;    /* last one that used it */
+    int                        child_ready;
+} jpki_crl_zone;
 
 typedef struct jpki_redis_conn jpki_redis_conn;
 typedef struct jpki_map jpki_map;
@@ -114,6 +133,8 @@ typedef struct {
     apr_interval_time_t        ocsp_timeout;
     const char                *map_file;
     int                        crl_grace;     /* JPKI_UNSET: auto */
+    apr_size_t                 crl_zone_size; /* JPKICRLZone; 0: none */
+    int                        crl_zone_set;  /* given (or "off") */
     int                        challenge_ttl;
     int                        clock_skew;
     int                        ocsp_good;
@@ -129,6 +150,7 @@ typedef struct {
     jpki_ctx                  *ctx;
     apr_array_header_t        *rt_issuers;    /* jpki_issuer_rt */
     jpki_zone                 *zone;
+    jpki_crl_zone             *crlz;          /* NULL: CRLs per process */
     unsigned                   grace;         /* for the core */
     apr_sockaddr_t            *redis_sa;
     SSL_CTX                   *redis_ssl;

@@ -227,6 +227,13 @@ mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_MERGE_INT(ocsp_timeout);
     JPKI_MERGE_PTR(map_file);
     JPKI_MERGE_INT(crl_grace);
+    if (add->crl_zone_set) {
+        site->crl_zone_size = add->crl_zone_size;
+        site->crl_zone_set = 1;
+    } else {
+        site->crl_zone_size = base->crl_zone_size;
+        site->crl_zone_set = base->crl_zone_set;
+    }
     JPKI_MERGE_INT(challenge_ttl);
     JPKI_MERGE_INT(clock_skew);
     JPKI_MERGE_INT(ocsp_good);
@@ -728,6 +735,36 @@ jpki_cmd_crl_grace(cmd_parms *cmd, void *dconf, const char *arg)
     }
 
     site->crl_grace = (int) (ms / 1000);
+
+    return NULL;
+}
+
+
+/* JPKICRLZone SIZE|off: the CRL files of the site parsed once, by one
+ * process, into shared memory that every child reads (24 bytes a CRL
+ * entry; a replacement is placed beside the CRL in force). */
+static const char *
+jpki_cmd_crl_zone(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpki_site   *site = jpki_cmd_site(cmd);
+    apr_size_t   size;
+
+    if (site->crl_zone_set) {
+        return "JPKICRLZone: duplicate in this server";
+    }
+
+    if (strcasecmp(arg, "off") == 0) {
+        size = 0;
+    } else if (jpki_parse_size(arg, &size) != NULL
+               || size < JPKI_CRLZ_MIN_SIZE)
+    {
+        return apr_psprintf(cmd->pool, "JPKICRLZone must be \"off\" or a "
+                            "size of at least %dk (e.g. 64M)",
+                            JPKI_CRLZ_MIN_SIZE / 1024);
+    }
+
+    site->crl_zone_size = size;
+    site->crl_zone_set = 1;
 
     return NULL;
 }
@@ -1433,6 +1470,9 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE1("JPKICRLGrace", jpki_cmd_crl_grace, NULL, RSRC_CONF,
         "a CRL is stale after nextUpdate + this; auto: thisUpdate + 72 h "
         "[auto]"),
+    AP_INIT_TAKE1("JPKICRLZone", jpki_cmd_crl_zone, NULL, RSRC_CONF,
+        "SIZE (e.g. 64M) | off: CRL files parsed once, by one process, into "
+        "shared memory every child answers from [off]"),
     AP_INIT_TAKE1("JPKIChallengeTTL", jpki_cmd_site_secs,
         JPKI_SITE_OFF(challenge_ttl), RSRC_CONF, "challenge validity [120s]"),
     AP_INIT_TAKE1("JPKIClockSkew", jpki_cmd_site_secs,

@@ -11,7 +11,9 @@
  *  - OCSP: HTTP/1.0 POST with one deadline for connect and whole answer;
  *  - CRL indexes and the mapping file: loaded in the parent (the children
  *    share the pages), re-read by each child when a file changes (checked
- *    at most once a second), with the nginx module's rules for CRLs;
+ *    at most once a second), with the nginx module's rules for CRLs; with
+ *    JPKICRLZone, CRLs are parsed once, by one process, into an APR shared
+ *    memory segment every child reads (kept across restarts);
  *  - the health endpoint's JSON (CRLs of this process, store reachable).
  * Every failure is reported to the caller, which feeds it to the core as a
  * failure (fail-closed).
@@ -1051,10 +1053,545 @@ jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
 }
 
 
+/* ---- The CRL zone (JPKICRLZone) -------------------------------------
+ * One APR shared memory segment per site, created in the parent before the
+ * children are forked: every process maps it at the same address, so the
+ * pointers inside a placed index (jpki_crl_index_place) are valid in all
+ * of them.  The segment: a header (the loader's claim and one slot per
+ * issuer, by its position in the site), then the blocks of the placed
+ * indexes.  A slot owns at most three blocks: the index in force, the one
+ * its last swap replaced and the one a loader is filling.  A replaced
+ * block may still be read by a lookup that began before the swap: it is
+ * reused by a later swap only (of this slot or another), and no sooner
+ * than a second after its replacement.  A block is found by first fit
+ * among the blocks of all slots (at most 48 of them).  Lookups read the
+ * slot without a lock; everything else changes under the zone's global
+ * mutex.  One process at a time parses a changed file (the claim; a loader
+ * silent for a minute is taken over), the others skip it and find it
+ * loaded. */
+
+#define JPKI_CRLZ_MAGIC     ((apr_uint64_t) 0x4a504b4943524c31)  /* JPKICRL1 */
+#define JPKI_CRLZ_SLOTS     16              /* JPKI_MAX_ISSUERS of the core */
+#define JPKI_CRLZ_TAKEOVER  apr_time_from_sec(60)
+#define JPKI_CRLZ_REUSE     apr_time_from_sec(1)
+#define JPKI_CRLZ_ALIGN     64
+#define JPKI_CRLZ_LIST      "auth_jpki-crlzones"
+
+#define JPKI_CRLZ_CUR       0               /* the index in force */
+#define JPKI_CRLZ_OLD       1               /* replaced by the last swap */
+#define JPKI_CRLZ_NEW       2               /* being filled by the loader */
+
+typedef struct {
+    apr_size_t                 off;           /* from the segment's base */
+    apr_size_t                 size;          /* 0: no block */
+} jpki_crlz_block;
+
+typedef struct {
+    const jpki_crl_index      *volatile cur;  /* NULL: none */
+    jpki_crlz_block            blk[3];
+    apr_time_t                 swapped;       /* the last swap */
+    apr_time_t                 loaded;        /* when cur was loaded */
+    apr_time_t                 mtime;         /* the file tried last */
+    apr_off_t                  fsize;
+    apr_ino_t                  inode;
+    int                        error;         /* jpki_err of that try */
+    char                       tag[17];       /* issuer tag of cur */
+    char                       tried[17];     /* issuer tag of the try */
+} jpki_crlz_slot;
+
+typedef struct {
+    apr_uint64_t               magic;
+    apr_size_t                 size;          /* of the segment */
+    apr_size_t                 data;          /* offset of the blocks */
+    pid_t                      loader;        /* 0: nobody is loading */
+    apr_time_t                 loading_since;
+    jpki_crlz_slot             slot[JPKI_CRLZ_SLOTS];
+} jpki_crlz_hdr;
+
+
+/* A slot whose issuer is gone: its index becomes a replaced block (reused
+ * a second later), the slot empty. */
+static void
+jpki_crlz_retire(jpki_crlz_slot *sl)
+{
+    if ((sl->cur == NULL && sl->blk[JPKI_CRLZ_CUR].size == 0)
+        || (sl->blk[JPKI_CRLZ_OLD].size
+            && apr_time_now() - sl->swapped < JPKI_CRLZ_REUSE))
+    {
+        return;                 /* empty, or a replaced block still young */
+    }
+    sl->cur = NULL;
+    sl->blk[JPKI_CRLZ_OLD] = sl->blk[JPKI_CRLZ_CUR];
+    sl->blk[JPKI_CRLZ_CUR].size = 0;
+    sl->swapped = apr_time_now();
+    sl->tag[0] = '\0';
+    sl->tried[0] = '\0';
+}
+
+
+/* The zone of the n-th site having one (in the order of the servers):
+ * found again at a restart, kept when its size did not change. */
+static int
+jpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
+{
+    apr_pool_t          *pp = s->process->pool;
+    apr_array_header_t  *all = NULL;
+    jpki_crl_zone       *z = NULL;
+    jpki_crlz_hdr       *h;
+    const char          *key;
+    apr_status_t         rv;
+    int                  i, gen = ap_state_query(AP_SQ_CONFIG_GEN);
+
+    key = apr_psprintf(ptemp, "auth_jpki-crlzone-%d", n);
+    apr_pool_userdata_get((void **) &z, key, pp);
+
+    if (z != NULL && z->shm != NULL && z->size == site->crl_zone_size) {
+        /* a restart: the CRLs loaded stay in force (a slot carries the
+         * tag of its issuer: an issuer that changed loads its file); the
+         * slots of issuers no longer configured are released */
+        h = z->hdr;
+        if (apr_global_mutex_lock(z->mutex) == APR_SUCCESS) {
+            for (i = site->rt_issuers->nelts; i < JPKI_CRLZ_SLOTS; i++) {
+                jpki_crlz_retire(&h->slot[i]);
+            }
+            apr_global_mutex_unlock(z->mutex);
+        }
+        z->generation = gen;
+        site->crlz = z;
+        return OK;
+    }
+
+    if (z == NULL) {
+        z = apr_pcalloc(pp, sizeof(jpki_crl_zone));
+        z->name = apr_psprintf(pp, "crl-%d", n);
+        rv = ap_global_mutex_create(&z->mutex, &z->lockfile, JPKI_MUTEX_TYPE,
+                                    z->name, s, pp, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                         "the mutex of CRL zone %s", z->name);
+            return !OK;
+        }
+        apr_pool_userdata_set(z, apr_pstrdup(pp, key), apr_pool_cleanup_null,
+                              pp);
+        apr_pool_userdata_get((void **) &all, JPKI_CRLZ_LIST, pp);
+        if (all == NULL) {
+            all = apr_array_make(pp, 4, sizeof(jpki_crl_zone *));
+            apr_pool_userdata_set(all, JPKI_CRLZ_LIST, apr_pool_cleanup_null,
+                                  pp);
+        }
+        APR_ARRAY_PUSH(all, jpki_crl_zone *) = z;
+
+    } else if (z->shm != NULL) {
+        /* another size: a new segment (the children of the previous
+         * generation keep their own mapping of the old one) */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: CRL zone %s "
+                     "resized: its CRLs are loaded again", z->name);
+        apr_shm_destroy(z->shm);
+        z->shm = NULL;
+        z->hdr = NULL;
+    }
+
+    z->size = site->crl_zone_size;
+    rv = apr_shm_create(&z->shm, z->size, NULL, pp);
+    if (rv != APR_SUCCESS) {
+        z->shm = NULL;
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                     "the shared memory of CRL zone %s (JPKICRLZone %"
+                     APR_SIZE_T_FMT " bytes)", z->name, z->size);
+        return !OK;
+    }
+
+    h = apr_shm_baseaddr_get(z->shm);
+    memset(h, 0, sizeof(jpki_crlz_hdr));
+    h->magic = JPKI_CRLZ_MAGIC;
+    h->size = apr_shm_size_get(z->shm);
+    h->data = APR_ALIGN(sizeof(jpki_crlz_hdr), JPKI_CRLZ_ALIGN);
+
+    /* a placed index wants 8-byte alignment (the segment's base has it;
+     * block offsets are multiples of JPKI_CRLZ_ALIGN) */
+    if ((apr_uintptr_t) h % 8 != 0 || h->data >= h->size) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: CRL zone %s "
+                     "unusable (%" APR_SIZE_T_FMT " bytes)", z->name,
+                     h->size);
+        apr_shm_destroy(z->shm);
+        z->shm = NULL;
+        return !OK;
+    }
+
+    z->hdr = h;
+    z->generation = gen;
+    site->crlz = z;
+
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s: %"
+                 APR_SIZE_T_FMT " bytes for the CRLs", z->name,
+                 h->size - h->data);
+
+    return OK;
+}
+
+
+/* After a restart: the segments no site uses any more are released (the
+ * children of the previous generation keep their own mapping). */
+static void
+jpki_crlz_sweep(server_rec *s)
+{
+    apr_array_header_t  *all = NULL;
+    jpki_crl_zone       *z;
+    int                  i, gen = ap_state_query(AP_SQ_CONFIG_GEN);
+
+    apr_pool_userdata_get((void **) &all, JPKI_CRLZ_LIST, s->process->pool);
+
+    for (i = 0; all && i < all->nelts; i++) {
+        z = APR_ARRAY_IDX(all, i, jpki_crl_zone *);
+        if (z->shm != NULL && z->generation != gen) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s is "
+                         "no longer used: released", z->name);
+            apr_shm_destroy(z->shm);
+            z->shm = NULL;
+            z->hdr = NULL;
+        }
+    }
+}
+
+
+static jpki_crlz_slot *
+jpki_crlz_slot_of(jpki_site *site, jpki_issuer_rt *x)
+{
+    jpki_crlz_hdr  *h;
+    long            i;
+
+    if (site->crlz == NULL || site->crlz->hdr == NULL) {
+        return NULL;
+    }
+    h = site->crlz->hdr;
+    i = x - (jpki_issuer_rt *) site->rt_issuers->elts;
+
+    return i >= 0 && i < JPKI_CRLZ_SLOTS ? &h->slot[i] : NULL;
+}
+
+
+/* The CRL of an issuer in the zone, as lookups see it (NULL: none). */
+static const jpki_crl_index *
+jpki_crlz_of(jpki_site *site, jpki_issuer_rt *x)
+{
+    jpki_crlz_slot        *sl = jpki_crlz_slot_of(site, x);
+    const jpki_crl_index  *ix;
+
+    if (sl == NULL) {
+        return NULL;
+    }
+    ix = sl->cur;                       /* one read (volatile) */
+
+    return ix != NULL && strcmp(sl->tag, jpki_issuer_tag(x->issuer)) == 0
+           ? ix : NULL;
+}
+
+
+/* This very file was tried for this issuer (by any process). */
+static int
+jpki_crlz_tried(const jpki_crlz_slot *sl, const apr_finfo_t *fi,
+                const char *tag)
+{
+    return sl->mtime == fi->mtime && sl->fsize == fi->size
+           && sl->inode == fi->inode && strcmp(sl->tried, tag) == 0;
+}
+
+
+/* First fit among the blocks of every slot (a replaced block is free a
+ * second after its replacement); 0 when nothing fits (*avail: the largest
+ * free gap). */
+static apr_size_t
+jpki_crlz_alloc(jpki_crlz_hdr *h, apr_size_t need, apr_size_t *avail)
+{
+    jpki_crlz_block  b[JPKI_CRLZ_SLOTS * 3], t;
+    apr_size_t       pos = h->data, found = 0, gap;
+    apr_time_t       now = apr_time_now();
+    int              i, j, n = 0;
+
+    for (i = 0; i < JPKI_CRLZ_SLOTS; i++) {
+        for (j = 0; j < 3; j++) {
+            if (h->slot[i].blk[j].size == 0) {
+                continue;
+            }
+            if (j == JPKI_CRLZ_OLD
+                && now - h->slot[i].swapped >= JPKI_CRLZ_REUSE)
+            {
+                h->slot[i].blk[j].size = 0;
+                continue;
+            }
+            b[n++] = h->slot[i].blk[j];
+        }
+    }
+
+    for (i = 1; i < n; i++) {                   /* by offset */
+        t = b[i];
+        for (j = i; j > 0 && b[j - 1].off > t.off; j--) {
+            b[j] = b[j - 1];
+        }
+        b[j] = t;
+    }
+
+    *avail = 0;
+    for (i = 0; i <= n; i++) {
+        gap = i < n ? (b[i].off > pos ? b[i].off - pos : 0)
+                    : (h->size > pos ? h->size - pos : 0);
+        if (gap > *avail) {
+            *avail = gap;
+        }
+        if (found == 0 && gap >= need) {
+            found = pos;
+        }
+        if (i < n && b[i].off + b[i].size > pos) {
+            pos = b[i].off + b[i].size;
+        }
+    }
+
+    return found;
+}
+
+
+/* Takes the claim to parse a file into the slot: 0 when another process is
+ * loading, or when the file was tried meanwhile. */
+static int
+jpki_crlz_claim(jpki_site *site, jpki_crlz_slot *sl, const apr_finfo_t *fi,
+                const char *tag)
+{
+    jpki_crl_zone  *z = site->crlz;
+    jpki_crlz_hdr  *h = z->hdr;
+    apr_time_t      now = apr_time_now();
+    pid_t           me = getpid(), was;
+    apr_status_t    rv;
+    int             ok = 0, i;
+
+    rv = apr_global_mutex_lock(z->mutex);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: cannot "
+                     "lock CRL zone %s", z->name);
+        return 0;
+    }
+
+    was = h->loader;
+    if (was != 0 && was != me && now - h->loading_since < JPKI_CRLZ_TAKEOVER) {
+        ok = 0;                             /* another process is loading */
+    } else if (jpki_crlz_tried(sl, fi, tag)) {
+        ok = 0;                             /* done meanwhile */
+        was = 0;
+    } else {
+        if (was != 0 && was != me) {
+            /* the loader died: the blocks it was filling are free */
+            for (i = 0; i < JPKI_CRLZ_SLOTS; i++) {
+                h->slot[i].blk[JPKI_CRLZ_NEW].size = 0;
+            }
+        }
+        h->loader = me;
+        h->loading_since = now;
+        ok = 1;
+    }
+
+    apr_global_mutex_unlock(z->mutex);
+
+    if (ok && was != 0 && was != me) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: CRL "
+                     "zone %s: process %" APR_PID_T_FMT " loading for more "
+                     "than a minute, taken over", z->name, was);
+    }
+
+    return ok;
+}
+
+
+/* Copies a new index into the zone and puts it in force (ix is freed).
+ * JPKI_ERR_STORE_FULL when it does not fit (logged). */
+static jpki_err
+jpki_crlz_publish(jpki_site *site, jpki_issuer_rt *x, jpki_crlz_slot *sl,
+                  jpki_crl_index *ix, const char *tag)
+{
+    jpki_crl_zone         *z = site->crlz;
+    jpki_crlz_hdr         *h = z->hdr;
+    jpki_crlz_block       *nb = &sl->blk[JPKI_CRLZ_NEW];
+    const jpki_crl_index  *placed;
+    apr_size_t             size, need, off, avail = 0;
+    apr_interval_time_t    wait;
+    int                    ok;
+
+    size = jpki_crl_index_placed_size(ix);
+    need = APR_ALIGN(size, JPKI_CRLZ_ALIGN);
+
+    /* the block the last swap replaced is reused now: a lookup that read
+     * the slot before that swap has had a second to finish */
+    wait = sl->swapped + JPKI_CRLZ_REUSE - apr_time_now();
+    if (sl->blk[JPKI_CRLZ_OLD].size && wait > 0) {
+        apr_sleep(wait);
+    }
+
+    if (apr_global_mutex_lock(z->mutex) != APR_SUCCESS) {
+        jpki_crl_index_free(ix);
+        return JPKI_ERR_INTERNAL;
+    }
+    sl->blk[JPKI_CRLZ_OLD].size = 0;
+    off = jpki_crlz_alloc(h, need, &avail);
+    if (off) {
+        nb->off = off;
+        nb->size = need;
+    }
+    apr_global_mutex_unlock(z->mutex);
+
+    if (off == 0) {
+        jpki_crl_index_free(ix);
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: CRL zone "
+                     "%s too small: CRL \"%s\" of issuer \"%s\" needs %"
+                     APR_SIZE_T_FMT " bytes, %" APR_SIZE_T_FMT " free of %"
+                     APR_SIZE_T_FMT " (raise JPKICRLZone: it must hold the "
+                     "CRLs in force and a replacement, 24 bytes an entry); "
+                     "not loaded%s", z->name, x->spec->crl_file,
+                     x->spec->name, size, avail, h->size - h->data,
+                     jpki_crlz_of(site, x) ? ", the CRL loaded before stays "
+                     "in force" : ", CRL checks of this issuer fail closed");
+        return JPKI_ERR_STORE_FULL;
+    }
+
+    placed = jpki_crl_index_place(ix, (char *) h + off, need);
+    jpki_crl_index_free(ix);
+
+    if (apr_global_mutex_lock(z->mutex) != APR_SUCCESS) {
+        return JPKI_ERR_INTERNAL;           /* the block is freed at the
+                                               next claim taken over */
+    }
+    /* still ours (not taken over by another loader meanwhile) */
+    ok = placed != NULL && h->loader == getpid() && nb->off == off
+         && nb->size == need;
+    if (ok) {
+        sl->blk[JPKI_CRLZ_OLD] = sl->blk[JPKI_CRLZ_CUR];
+        sl->blk[JPKI_CRLZ_CUR] = *nb;
+        apr_cpystrn(sl->tag, tag, sizeof(sl->tag));
+        /* a full barrier: the copy is visible before the pointer */
+        (void) apr_atomic_xchgptr((volatile void **) &sl->cur,
+                                  (void *) placed);
+        sl->loaded = sl->swapped = apr_time_now();
+    }
+    if (nb->off == off) {
+        nb->size = 0;
+    }
+    apr_global_mutex_unlock(z->mutex);
+
+    return ok ? JPKI_OK : JPKI_ERR_INTERNAL;
+}
+
+
+/* Loads a changed file into the zone, when no other process does (the same
+ * rules as without a zone). */
+static void
+jpki_crlz_load(jpki_site *site, jpki_issuer_rt *x, const apr_finfo_t *fi)
+{
+    jpki_crlz_slot        *sl = jpki_crlz_slot_of(site, x);
+    jpki_crl_zone         *z = site->crlz;
+    const char            *tag = jpki_issuer_tag(x->issuer);
+    const jpki_crl_index  *cur;
+    jpki_crl_index        *ix = NULL;
+    apr_uint64_t           n = 0;
+    uint8_t               *der;
+    size_t                 len;
+    jpki_err               e;
+    char                   detail[256];
+
+    if (sl == NULL || jpki_crlz_tried(sl, fi, tag)
+        || !jpki_crlz_claim(site, sl, fi, tag))
+    {
+        return;
+    }
+
+    detail[0] = '\0';
+    e = jpki_load_file(x->spec->crl_file, JPKI_CRL_MAX, &der, &len);
+    if (e != JPKI_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: "
+                     "cannot read CRL \"%s\": %s", x->spec->crl_file,
+                     jpki_strerror(e));
+    } else {
+        e = jpki_crl_index_build(site->ctx, der, len, time(NULL),
+                                 site->grace, &ix, detail, sizeof(detail));
+        free(der);
+
+        cur = jpki_crlz_of(site, x);
+        if (e == JPKI_OK && cur != NULL
+            && jpki_crl_older(jpki_crl_index_info(ix),
+                              jpki_crl_index_info(cur)))
+        {
+            apr_cpystrn(detail, "older than the CRL loaded", sizeof(detail));
+            e = JPKI_ERR_CRL_STALE;
+        }
+
+        if (e != JPKI_OK) {
+            jpki_crl_index_free(ix);
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: CRL "
+                         "\"%s\" refused: %s%s%s%s", x->spec->crl_file,
+                         jpki_reason(e), detail[0] ? " (" : "", detail,
+                         detail[0] ? ")" : "");
+        } else {
+            n = jpki_crl_index_info(ix)->entries;
+            e = jpki_crlz_publish(site, x, sl, ix, tag);
+            if (e == JPKI_OK) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server,
+                             "jpki: CRL \"%s\" of issuer \"%s\" loaded: %"
+                             APR_UINT64_T_FMT " entries (shared zone)",
+                             x->spec->crl_file, x->spec->name, n);
+            }
+        }
+    }
+
+    /* the try, for every process; the claim released */
+    if (apr_global_mutex_lock(z->mutex) == APR_SUCCESS) {
+        if (((jpki_crlz_hdr *) z->hdr)->loader == getpid()) {
+            sl->mtime = fi->mtime;
+            sl->fsize = fi->size;
+            sl->inode = fi->inode;
+            sl->error = e;
+            apr_cpystrn(sl->tried, tag, sizeof(sl->tried));
+            ((jpki_crlz_hdr *) z->hdr)->loader = 0;
+        }
+        apr_global_mutex_unlock(z->mutex);
+    }
+}
+
+
+/* A file that cannot be stat'ed: recorded for every process (logged
+ * once), so that it is loaded again when it is back. */
+static void
+jpki_crlz_unreadable(jpki_site *site, jpki_issuer_rt *x, apr_status_t rv)
+{
+    jpki_crlz_slot  *sl = jpki_crlz_slot_of(site, x);
+    const char      *tag = jpki_issuer_tag(x->issuer);
+    int              first = 0;
+
+    if (sl == NULL
+        || (sl->error == JPKI_ERR_IO && strcmp(sl->tried, tag) == 0))
+    {
+        return;
+    }
+
+    if (apr_global_mutex_lock(site->crlz->mutex) == APR_SUCCESS) {
+        if (sl->error != JPKI_ERR_IO || strcmp(sl->tried, tag) != 0) {
+            first = 1;
+            sl->error = JPKI_ERR_IO;
+            sl->mtime = 0;
+            sl->fsize = -1;
+            sl->inode = 0;
+            apr_cpystrn(sl->tried, tag, sizeof(sl->tried));
+        }
+        apr_global_mutex_unlock(site->crlz->mutex);
+    }
+
+    if (first) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: CRL "
+                     "\"%s\" unreadable", x->spec->crl_file);
+    }
+}
+
+
 /* Loads the issuers' CRL files that changed since they were loaded (all of
  * them the first time).  A file that does not verify, is stale or older
  * leaves the index loaded before in place (which then goes stale itself:
- * checks that need it fail closed).  The same rules as the nginx module. */
+ * checks that need it fail closed).  The same rules as the nginx module.
+ * With a CRL zone, one process parses a changed file for all. */
 static void
 jpki_crls_load(jpki_site *site, apr_pool_t *tmp)
 {
@@ -1076,6 +1613,16 @@ jpki_crls_load(jpki_site *site, apr_pool_t *tmp)
 
         rv = apr_stat(&fi, x->spec->crl_file, APR_FINFO_MTIME | APR_FINFO_SIZE
                                               | APR_FINFO_INODE, tmp);
+
+        if (site->crlz) {
+            if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+                jpki_crlz_unreadable(site, x, rv);
+            } else {
+                jpki_crlz_load(site, x, &fi);
+            }
+            continue;
+        }
+
         if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
             if (x->crl_error != JPKI_ERR_IO) {
                 ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: "
@@ -1154,7 +1701,17 @@ jpki_err
 mjpki_crl_lookup(jpki_site *site, jpki_issuer_rt *rt, const char *cert_id,
                  jpki_rev_info *info)
 {
-    jpki_err  e;
+    const jpki_crl_index  *ix;
+    jpki_err               e;
+
+    if (site->crlz) {
+        /* no lock: a replaced index stays untouched until a later swap,
+         * and at least a second */
+        ix = jpki_crlz_of(site, rt);
+        return ix ? jpki_crl_index_lookup(ix, cert_id, time(NULL),
+                                          site->grace, info)
+                  : JPKI_ERR_REVOCATION_UNAVAILABLE;
+    }
 
     if (site->crl_lock) {
         apr_thread_rwlock_rdlock(site->crl_lock);
@@ -1181,6 +1738,10 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
 {
     jpki_issuer_rt       *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
     const jpki_crl_info  *ci;
+    const jpki_crl_index *ix;
+    jpki_crlz_slot       *sl;
+    jpki_err              error;
+    apr_time_t            loaded;
     jpki_store_cmd        cmd;
     jpki_store_result     res;
     apr_int64_t           now = apr_time_sec(apr_time_now()), stale_at;
@@ -1196,17 +1757,30 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
             continue;
         }
 
-        if (rt[i].crl == NULL) {
+        if (site->crlz) {
+            sl = jpki_crlz_slot_of(site, &rt[i]);
+            ix = jpki_crlz_of(site, &rt[i]);
+            error = sl && strcmp(sl->tried, jpki_issuer_tag(rt[i].issuer)) == 0
+                    ? (jpki_err) sl->error
+                    : ix ? JPKI_OK : JPKI_ERR_REVOCATION_UNAVAILABLE;
+            loaded = sl && ix ? sl->loaded : 0;
+        } else {
+            ix = rt[i].crl;
+            error = rt[i].crl_error;
+            loaded = rt[i].crl_loaded;
+        }
+
+        if (ix == NULL) {
             crls_ok = 0;
             one = apr_psprintf(r->pool, "{\"issuer\":\"%s\",\"loaded\":"
                                "false,\"error\":\"%s\"}", rt[i].spec->name,
-                               jpki_reason(rt[i].crl_error));
+                               jpki_reason(error));
         } else {
-            ci = jpki_crl_index_info(rt[i].crl);
+            ci = jpki_crl_index_info(ix);
             stale_at = jpki_crl_stale_after(ci, site->grace,
                            jpki_ctx_get_policy(site->ctx)->clock_skew);
             fresh = now <= stale_at;
-            if (!fresh || rt[i].crl_error != JPKI_OK) {
+            if (!fresh || error != JPKI_OK) {
                 crls_ok = 0;
             }
             one = apr_psprintf(r->pool, "{\"issuer\":\"%s\",\"loaded\":"
@@ -1226,8 +1800,8 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
                                fresh ? "true" : "false",
                                stale_at == INT64_MAX ? (apr_int64_t) 0
                                                      : (apr_int64_t) stale_at,
-                               (apr_int64_t) apr_time_sec(rt[i].crl_loaded),
-                               jpki_reason(rt[i].crl_error));
+                               (apr_int64_t) apr_time_sec(loaded),
+                               jpki_reason(error));
         }
         crls = apr_pstrcat(r->pool, crls, n++ ? "," : "", one, NULL);
     }
@@ -1503,7 +2077,7 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 {
     server_rec  *sv;
     jpki_site   *site;
-    int          preflight;
+    int          preflight, ncrlz = 0;
 
     preflight = ap_state_query(AP_SQ_MAIN_STATE)
                 == AP_SQ_MS_CREATE_PRE_CONFIG;
@@ -1521,13 +2095,20 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             return !OK;
         }
 
+        if (site->crl_zone_size > 0
+            && jpki_crlz_setup(ptemp, sv, site, ncrlz++) != OK)
+        {
+            return !OK;
+        }
+
         if (preflight) {
             /* the real start follows: load the files then, once */
             continue;
         }
 
         /* once in the parent: the children share these pages until a
-         * file changes */
+         * file changes (with a CRL zone: into the zone, unless the files
+         * are there already, loaded before a restart) */
         jpki_crls_load(site, ptemp);
         apr_pool_cleanup_register(pconf, site, jpki_crl_cleanup,
                                   apr_pool_cleanup_null);
@@ -1539,6 +2120,10 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         }
         apr_atomic_set32(&site->files_checked,
                          (apr_uint32_t) apr_time_sec(apr_time_now()));
+    }
+
+    if (!preflight) {
+        jpki_crlz_sweep(s);
     }
 
     return OK;
@@ -1567,6 +2152,17 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
                 ap_log_error(APLOG_MARK, APLOG_CRIT, rv, sv, "jpki: cannot "
                              "attach the mutex of store zone %s",
                              site->zone->name);
+            }
+        }
+
+        if (site->crlz && !site->crlz->child_ready) {
+            site->crlz->child_ready = 1;
+            rv = apr_global_mutex_child_init(&site->crlz->mutex,
+                                             site->crlz->lockfile, pchild);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, sv, "jpki: cannot "
+                             "attach the mutex of CRL zone %s",
+                             site->crlz->name);
             }
         }
 
