@@ -47,7 +47,13 @@ typedef struct {
 } ngx_http_jpki_issuer_t;
 
 
-typedef struct {
+/* A site: its JPKI context, issuers, store and files.  The module's server
+ * configuration; `site` is the one in force (its own when it has site
+ * directives, else the http block's). */
+typedef struct ngx_http_jpki_main_conf_s  ngx_http_jpki_main_conf_t;
+
+struct ngx_http_jpki_main_conf_s {
+    ngx_http_jpki_main_conf_t *site;
     jpki_ctx                  *ctx;
     ngx_flag_t                 configured;
     ngx_flag_t                 has_secret;
@@ -81,7 +87,17 @@ typedef struct {
     time_t                     map_mtime;
     ngx_event_t                map_timer;
     void                      *map;           /* per worker table */
-} ngx_http_jpki_main_conf_t;
+};
+
+
+typedef struct {
+    ngx_array_t                sites;         /* ngx_http_jpki_main_conf_t * */
+} ngx_http_jpki_sites_t;
+
+
+#define ngx_http_jpki_site(r)                                                 \
+    (((ngx_http_jpki_main_conf_t *)                                           \
+      ngx_http_get_module_srv_conf(r, ngx_http_jpki_module))->site)
 
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;

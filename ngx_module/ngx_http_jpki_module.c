@@ -28,6 +28,7 @@ typedef struct {
     ngx_flag_t                 fail_open;
     ngx_str_t                  login_page;
     ngx_flag_t                 require_account;
+    ngx_uint_t                 health;        /* jpki_health here */
     jpki_policy               *policy;
 } ngx_http_jpki_loc_conf_t;
 
@@ -68,6 +69,9 @@ typedef struct {
 static ngx_int_t ngx_http_jpki_add_variables(ngx_conf_t *cf);
 static void *ngx_http_jpki_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_jpki_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -104,58 +108,58 @@ static void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
 static ngx_command_t  ngx_http_jpki_commands[] = {
 
     { ngx_string("jpki_secret_file"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_secret_file,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("jpki_issuer"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
       ngx_http_jpki_issuer,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("jpki_store"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
       ngx_http_jpki_store,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("jpki_redis_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, redis_timeout),
       NULL },
 
     { ngx_string("jpki_redis_connect_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, redis_connect_timeout),
       NULL },
 
     { ngx_string("jpki_ocsp_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, ocsp_timeout),
       NULL },
 
     { ngx_string("jpki_crl_grace"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_crl_grace,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("jpki_crl_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_crl_zone,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
 
@@ -167,51 +171,51 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       NULL },
 
     { ngx_string("jpki_map_file"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, map_file),
       NULL },
 
     { ngx_string("jpki_challenge_ttl"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, challenge_ttl),
       NULL },
 
     { ngx_string("jpki_clock_skew"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, clock_skew),
       NULL },
 
     { ngx_string("jpki_ocsp_cache_good"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, ocsp_good_max_ttl),
       NULL },
 
     { ngx_string("jpki_crl_pointer_ttl"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, crl_pointer_ttl),
       NULL },
 
     { ngx_string("jpki_ocsp_cache_hold"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, ocsp_hold_ttl),
       NULL },
 
     { ngx_string("jpki_ocsp_cache_revoked"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_site_policy,
-      NGX_HTTP_MAIN_CONF_OFFSET,
+      NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, ocsp_revoked_ttl),
       NULL },
 
@@ -324,8 +328,8 @@ static ngx_http_module_t  ngx_http_jpki_module_ctx = {
     ngx_http_jpki_create_main_conf,        /* create main configuration */
     ngx_http_jpki_init_main_conf,          /* init main configuration */
 
-    NULL,                                  /* create server configuration */
-    NULL,                                  /* merge server configuration */
+    ngx_http_jpki_create_srv_conf,         /* create server configuration */
+    ngx_http_jpki_merge_srv_conf,          /* merge server configuration */
 
     ngx_http_jpki_create_loc_conf,         /* create location configuration */
     ngx_http_jpki_merge_loc_conf           /* merge location configuration */
@@ -375,8 +379,99 @@ ngx_http_jpki_cleanup_ctx(void *data)
 }
 
 
+/* The sites: the http block's and those of server blocks with their own
+ * jpki_secret_file/jpki_issuer/jpki_store (each a whole site).  Workers
+ * set up every site at start. */
 static void *
 ngx_http_jpki_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_jpki_sites_t  *sites;
+
+    sites = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_sites_t));
+    if (sites == NULL
+        || ngx_array_init(&sites->sites, cf->pool, 4, sizeof(void *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return sites;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_site_register(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *site)
+{
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **p;
+
+    sites = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
+    p = ngx_array_push(&sites->sites);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *p = site;
+
+    return NGX_OK;
+}
+
+
+static char *ngx_http_jpki_site_finish(ngx_conf_t *cf,
+    ngx_http_jpki_main_conf_t *jmcf);
+
+
+/* The http block's site (its server-level configuration). */
+static char *
+ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *site;
+    char                       *rv;
+
+    site = ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module);
+
+    rv = ngx_http_jpki_site_finish(cf, site);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (site->configured && ngx_http_jpki_site_register(cf, site) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* A server block with site directives of its own is a site of its own (it
+ * must be complete); otherwise it uses the http block's. */
+static char *
+ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_jpki_main_conf_t  *prev = parent;
+    ngx_http_jpki_main_conf_t  *conf = child;
+    char                       *rv;
+
+    if (!conf->configured) {
+        conf->site = prev->site;
+        return NGX_CONF_OK;
+    }
+
+    rv = ngx_http_jpki_site_finish(cf, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (ngx_http_jpki_site_register(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_jpki_create_srv_conf(ngx_conf_t *cf)
 {
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_pool_cleanup_t         *cln;
@@ -414,15 +509,15 @@ ngx_http_jpki_create_main_conf(ngx_conf_t *cf)
     jmcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
     jmcf->ocsp_timeout = NGX_CONF_UNSET_MSEC;
     jmcf->crl_grace = NGX_CONF_UNSET_UINT;
+    jmcf->site = jmcf;
 
     return jmcf;
 }
 
 
 static char *
-ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
+ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_main_conf_t  *jmcf = conf;
     char                        err[256];
 
     ngx_conf_init_msec_value(jmcf->redis_timeout, 1000);
@@ -441,7 +536,9 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (!jmcf->has_secret) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "jpki: \"jpki_secret_file\" is required");
+                           "jpki: \"jpki_secret_file\" is required (a site "
+                           "needs jpki_secret_file, jpki_issuer and "
+                           "jpki_store in the same block)");
         return NGX_CONF_ERROR;
     }
 
@@ -1221,7 +1318,15 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return "jpki_header must be a header name of 1..64 characters";
     }
 
-    jmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
+    jmcf = ((ngx_http_jpki_main_conf_t *)
+            ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module))->site;
+
+    if (conf->health && !jmcf->configured) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_health\" needs "
+                           "jpki_secret_file, jpki_issuer and jpki_store for "
+                           "this server or at http level");
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enable && !conf->endpoints) {
         return NGX_CONF_OK;
@@ -1802,21 +1907,42 @@ ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out)
 }
 
 
+static ngx_int_t ngx_http_jpki_init_site(ngx_cycle_t *cycle,
+    ngx_http_jpki_main_conf_t *jmcf);
+static void ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf);
+
+
 static ngx_int_t
 ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **site;
+    ngx_uint_t                   i;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    if (sites == NULL) {
+        return NGX_OK;
+    }
+
+    site = sites->sites.elts;
+    for (i = 0; i < sites->sites.nelts; i++) {
+        if (ngx_http_jpki_init_site(cycle, site[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
+{
     ngx_http_jpki_issuer_t     *iss;
     ngx_slab_pool_t            *shpool;
     jpki_shm_lock               lock;
     ngx_uint_t                  i;
     size_t                      size;
-
-    jmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
-
-    if (jmcf == NULL || !jmcf->configured) {
-        return NGX_OK;
-    }
 
     if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
         shpool = (ngx_slab_pool_t *) jmcf->shm_zone->shm.addr;
@@ -1865,16 +1991,28 @@ ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **site;
+    ngx_uint_t                   i;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    if (sites == NULL) {
+        return;
+    }
+
+    site = sites->sites.elts;
+    for (i = 0; i < sites->sites.nelts; i++) {
+        ngx_http_jpki_exit_site(site[i]);
+    }
+}
+
+
+static void
+ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
+{
     ngx_http_jpki_issuer_t     *iss;
     ngx_http_jpki_map_t        *m;
     ngx_uint_t                  i;
-
-    jmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
-
-    if (jmcf == NULL || !jmcf->configured) {
-        return;
-    }
 
     iss = jmcf->issuers.elts;
     for (i = 0; i < jmcf->issuers.nelts; i++) {
@@ -2180,7 +2318,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     ngx_str_t                  *ct;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
-    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
 
     ngx_memzero(&rq, sizeof(rq));
     rq.op = ctx->op;
@@ -2300,7 +2438,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     size_t                      n, i, blen;
     int64_t                     now_ms;
 
-    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
 
     for ( ;; ) {
         step = jpki_txn_step(ctx->txn);
@@ -2734,7 +2872,7 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
     time_t                      now = ngx_time();
     int64_t                     stale_at;
 
-    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
     iss = jmcf->issuers.elts;
     *all_ok = 1;
 
@@ -2792,7 +2930,7 @@ ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, ngx_uint_t store_ok)
     size_t                      len;
     ngx_uint_t                  ok;
 
-    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
     ok = store_ok && hc->crls_ok;
     len = hc->crls_len + 256;
 
@@ -2858,7 +2996,7 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    jmcf = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
 
     hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -2900,14 +3038,10 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
 static char *
 ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_jpki_loc_conf_t   *jlcf = conf;
     ngx_http_core_loc_conf_t   *clcf;
-    ngx_http_jpki_main_conf_t  *jmcf;
 
-    jmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
-    if (!jmcf->configured) {
-        return "needs jpki_secret_file, jpki_issuer and jpki_store before it";
-    }
-
+    jlcf->health = 1;
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_jpki_health_handler;
 
