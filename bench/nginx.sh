@@ -95,7 +95,6 @@ wrk_rps() {   # wrk args...; prints requests/s, fails on non-2xx answers
     echo "$out" | awk '/^Requests\/sec/ {print $2}'
 }
 
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
 
 session_ratio() {   # $1 name, $2 store line
     local cookie open gated
