@@ -1,7 +1,9 @@
--- wrk script: POSTs each pre-signed login body once (one thread: -t1).
+-- wrk script: POSTs each pre-signed login body once (one thread: -t1),
+-- from line args[2] (default 1) of the file args[1].
 local bodies, i = {}, 0
 function init(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  i = (tonumber(args[2]) or 1) - 1
 end
 function request()
   i = i + 1

@@ -103,9 +103,9 @@ session_ratio() {   # $1 name, $2 store line
     [ -n "$cookie" ] || { echo "bench: login failed ($1)" >&2; return 1; }
     # nginx's worker on core 0, wrk on core 1
     taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
-    # interleaved, best of four each: both see the same machine
+    # interleaved, best of eight each: both see the same machine
     open=0 gated=0
-    for _ in 1 2 3 4; do
+    for _ in 1 2 3 4 5 6 7 8; do
         open=$(max "$open" "$(wrk_rps -t1 -c32 -d2s \
             "http://127.0.0.1:$GATE/open/")")
         gated=$(max "$gated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
@@ -135,7 +135,7 @@ start_nginx "jpki_store shm zone=jpki:64m;"
 taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
 [ -n "$(login_cookie)" ] || echo "bench: warm-up login failed" >&2
 # Every body is used once: more bodies than one second of logins can use.
-n=${JPKI_BENCH_LOGINS:-16000}
+n=${JPKI_BENCH_LOGINS:-20000}
 pids=""
 for half in 1 2; do
     "$B/sign_bodies" "$D/secret" "$P/ca2.pem" "$P/user1.key" "$P/user1.der" \
@@ -144,8 +144,12 @@ for half in 1 2; do
 done
 wait $pids
 cat "$D/bodies.1" "$D/bodies.2" > "$D/bodies"
-logins=$(wrk_rps -t1 -c8 -d1s -s bench/login.lua "http://127.0.0.1:$GATE/" \
-    -- "$D/bodies")
+# two one-second runs on disjoint bodies, the best kept
+logins=0
+for start in 1 $((n + 1)); do
+    logins=$(max "$logins" "$(wrk_rps -t1 -c8 -d1s -s bench/login.lua \
+        "http://127.0.0.1:$GATE/" -- "$D/bodies" "$start")")
+done
 echo "figure: nginx.logins_per_s = $logins"
 echo "figure: nginx.login_vs_rsa_verify = $(ratio "$logins" "$rsa_verify")"
 if grep -E '\[(alert|crit|emerg)\]' "$D/logs/error.log" >&2; then
