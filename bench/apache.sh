@@ -124,4 +124,4 @@ else
     echo "figure: apache.logins_per_s = $alogins"
     echo "figure: apache.login_vs_rsa_verify = $(ratio "$alogins" "$rsa_verify")"
 fi
-cleanup_apache
+[ -n "${JPKI_BENCH_KEEP:-}" ] || cleanup_apache
