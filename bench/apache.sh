@@ -100,7 +100,7 @@ if [ -z "$acookie" ]; then
     echo "bench: apache login failed" >&2
 else
     aopen=0 agated=0
-    for _ in 1 2 3 4 5 6; do
+    for _ in 1 2 3 4 5 6 7 8; do
         aopen=$(max "$aopen" "$(wrk_rps -t1 -c32 -d2s \
             "http://127.0.0.1:$AGATE/open/")")
         agated=$(max "$agated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $acookie" \
