@@ -477,12 +477,18 @@ static int cookie_conf_ok(const jpki_policy *p)
                                  && token_ok(lp, "/_-.~:%?=&")));
 }
 
+/* The numeric ranges: cheap enough for every request (jpki_txn_new). */
+int jpki_policy_ranges_ok(const jpki_policy *p)
+{
+    return !(p->challenge_ttl < 10 || p->challenge_ttl > 3600
+             || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
+             || p->session_idle > p->session_lifetime
+             || p->crl_pointer_ttl > 60 || p->rev_policy > JPKI_REV_CRL_OCSP);
+}
+
 jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
 {
-    if (p->challenge_ttl < 10 || p->challenge_ttl > 3600
-        || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
-        || p->session_idle > p->session_lifetime || p->crl_pointer_ttl > 60
-        || p->rev_policy > JPKI_REV_CRL_OCSP) {
+    if (!jpki_policy_ranges_ok(p)) {
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
                         "10..3600 s, session lifetime 10 s..30 days, idle "
                         "timeout not above the lifetime, CRL pointer cache "

@@ -111,6 +111,10 @@ void jpki_chain_cache_free(jpki_chain_cache *c);
 
 
 
+/* The numeric ranges of jpki_policy_check (ctx.c), checked per request;
+ * the string settings are checked once, at configuration. */
+int jpki_policy_ranges_ok(const jpki_policy *p);
+
 /* Validates a store command: key prefix, characters, lengths (store.c). */
 jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);
 

@@ -662,7 +662,10 @@ typedef struct {
     const char *uri;         /* request URI (CHECK: where to come back) */
     int crl_in_store;        /* CRLs of issuers without a local CRL file are
                                 read from the store (Redis: crl sync) */
-    const jpki_policy *policy; /* per-location policy; NULL: the site's.
+    const jpki_policy *policy; /* per-location policy, checked with
+                                  jpki_policy_check at configuration (only
+                                  its ranges are checked again here); NULL:
+                                  the site's.
                                   Session, cookie, revocation and failure
                                   settings come from it; OCSP cache TTLs,
                                   clock skew, challenge TTL and SHA-1 from

@@ -1035,8 +1035,7 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     if (t == NULL)
         return JPKI_ERR_NOMEM;
     memset(t, 0, offsetof(struct jpki_txn, body));
-    if (req->policy != NULL && jpki_policy_check(req->policy, NULL, 0)
-                               != JPKI_OK) {
+    if (req->policy != NULL && !jpki_policy_ranges_ok(req->policy)) {
         free(t);
         return JPKI_ERR_INVALID;
     }
