@@ -2223,26 +2223,11 @@ ngx_http_jpki_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
 }
 
 
-static ngx_int_t
-ngx_http_jpki_copy_str_to(ngx_http_request_t *r, ngx_str_t *dst,
-    const char *s)
+static void
+ngx_http_jpki_str_of(ngx_str_t *dst, const char *s)
 {
-    size_t  len;
-
-    if (s == NULL) {
-        dst->len = 0;
-        return NGX_OK;
-    }
-
-    len = ngx_strlen(s);
-    dst->data = ngx_pnalloc(r->pool, len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-    ngx_memcpy(dst->data, s, len);
-    dst->len = len;
-
-    return NGX_OK;
+    dst->data = (u_char *) s;
+    dst->len = s ? ngx_strlen(s) : 0;
 }
 
 
@@ -2593,12 +2578,11 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
                       "jpki audit: %s", v->audit);
     }
 
-    if (ngx_http_jpki_copy_str_to(r, &ctx->status, v->reason) != NGX_OK
-        || ngx_http_jpki_copy_str_to(r, &ctx->account, v->account) != NGX_OK
-        || ngx_http_jpki_copy_str_to(r, &ctx->cert_id, v->cert_id) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    /* the verdict's strings live as long as the transaction, which is
+     * freed with the request's pool: the variables may point at them */
+    ngx_http_jpki_str_of(&ctx->status, v->reason);
+    ngx_http_jpki_str_of(&ctx->account, v->account);
+    ngx_http_jpki_str_of(&ctx->cert_id, v->cert_id);
 
     ctx->auth_time = (time_t) v->auth_time;
 
