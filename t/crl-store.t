@@ -100,34 +100,24 @@ CNF
     return "$d/crl.pem";
 }
 
-sub login {
-    my ($s, $cert) = @_;
-    my $base = $s->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, $cert, $cert));
-}
 
-sub gated {
-    my ($s, $cookie) = @_;
-    return http('GET', $s->url('/app/x'), headers => { Cookie => "jpki_session=$cookie" });
-}
 
 for my $name (sort keys %srv) {
     my $s = $srv{$name};
-    is(login($s, 'user1')->{status}, 200, "$name: user1 (not listed) logs in");
-    my $r = login($s, 'rev-keyCompromise');
+    is(login_to($s, 'user1')->{status}, 200, "$name: user1 (not listed) logs in");
+    my $r = login_to($s, 'rev-keyCompromise');
     is($r->{status}, 403, "$name: revoked in the synced CRL: 403");
     is($r->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
-    is(login($s, 'rev-certificateHold')->{json}{error}, 'cert_on_hold',
+    is(login_to($s, 'rev-certificateHold')->{json}{error}, 'cert_on_hold',
        "$name: on hold in the synced CRL");
 }
 
 ($rc, $out) = sync('ca2-released.crl');
 is($rc, 0, 'crl sync of a newer CRL without the hold') or diag($out);
 for my $name (sort keys %srv) {
-    is(login($srv{$name}, 'rev-certificateHold')->{status}, 200,
+    is(login_to($srv{$name}, 'rev-certificateHold')->{status}, 200,
        "$name: the released certificate logs in at once");
-    is(login($srv{$name}, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+    is(login_to($srv{$name}, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        "$name: the final revocation stays");
 }
 
@@ -144,24 +134,24 @@ for my $name (sort keys %srv) {
         location /jpki/ { jpki_endpoints; }
     }
 EOF
-    is(login($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+    is(login_to($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        'pointer cached: revoked');
     my $calls = sub {
         my $info = $redis->cmd('INFO', 'commandstats');
         return $info =~ /cmdstat_get:calls=(\d+)/ ? $1 : 0;
     };
     my $before = $calls->();
-    login($one, 'rev-keyCompromise') for 1 .. 5;
+    login_to($one, 'rev-keyCompromise') for 1 .. 5;
     my $gets = $calls->() - $before;
     # each login reads the revocation cache and the mapping (2 GETs); the
     # CRL pointer is not read again within its 2 s
     is($gets, 10, 'five checks within the pointer TTL: no GET of the pointer');
     my ($rc5, $o5) = sync('ca2-empty.crl');
     is($rc5, 0, 'crl sync of CRL 4 (empty) while the pointer is cached') or diag($o5);
-    is(login($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+    is(login_to($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        'within the TTL the cached pointer still names the old generation (kept by crl sync)');
     sleep 2.2;
-    is(login($one, 'rev-keyCompromise')->{status}, 200,
+    is(login_to($one, 'rev-keyCompromise')->{status}, 200,
        'after the TTL the new CRL applies');
     $one->stop;
 }
@@ -169,13 +159,13 @@ EOF
 # a certificate revoked in a new CRL: its session, made on one node, is
 # refused on both at the next re-check (interval 0 here)
 {
-    my $s2 = cookie_of(login($ng, 'user2')) // '';
-    is(gated($ap, $s2)->{status}, 200, 'user2 session (made on nginx) passes on Apache');
+    my $s2 = cookie_of(login_to($ng, 'user2')) // '';
+    is(gated_get($ap, $s2)->{status}, 200, 'user2 session (made on nginx) passes on Apache');
     my $crl5 = new_crl_revoking('user2', 5);
     my $o = `$J crl sync --source $crl5 $iss $R 2>&1`;
     is($? >> 8, 0, 'crl sync of CRL 5, which revokes user2') or diag($o);
     for my $name (sort keys %srv) {
-        my $g = gated($srv{$name}, $s2);
+        my $g = gated_get($srv{$name}, $s2);
         is($g->{status}, 403, "$name: user2's session is refused at its next re-check");
         is($g->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
     }
@@ -183,9 +173,9 @@ EOF
 
 # a session made on one node; the certificate found revoked by the bulk
 # re-check (a soft pass recorded while revocation data was unavailable)
-my $r = login($ng, 'user1');
+my $r = login_to($ng, 'user1');
 my $cookie = cookie_of($r) // '';
-is(gated($ap, $cookie)->{status}, 200, 'a session made on nginx passes on Apache');
+is(gated_get($ap, $cookie)->{status}, 200, 'a session made on nginx passes on Apache');
 my $id2 = cert_id('user1', $secret);
 my $now = time;
 # the soft-pass record, as the gate writes it, and the revocation record
@@ -195,12 +185,12 @@ $redis->cmd('SET', "jpki:v1:soft:$id2:$now",
             qq({"ts":$now,"cert_id":"$id2","issuer":"x","event":"login"}));
 $redis->cmd('SET', "jpki:v1:rev:$id2", "revoked|1|$now|$now|crl");
 for my $name (sort keys %srv) {
-    my $g = gated($srv{$name}, $cookie);
+    my $g = gated_get($srv{$name}, $cookie);
     is($g->{status}, 403, "$name: the revoked certificate's session is refused at the re-check");
     is($g->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
 }
 $redis->cmd('DEL', "jpki:v1:rev:$id2");
-is(gated($ap, $cookie)->{status}, 200, 'the record removed: the session passes again');
+is(gated_get($ap, $cookie)->{status}, 200, 'the record removed: the session passes again');
 
 # a stale CRL in the store fails closed
 my $tag_key = (grep { !/crlmeta:.*\.arl/ } $redis->keys_like('jpki:v1:crlmeta:*'))[0];
@@ -211,18 +201,18 @@ my @stale = @f;
 @stale[2, 3] = ($now - 5 * 86400, $now - 4 * 86400);
 $redis->cmd('SET', $tag_key, join '|', @stale);
 for my $name (sort keys %srv) {
-    my $x = login($srv{$name}, 'user1');
+    my $x = login_to($srv{$name}, 'user1');
     is($x->{status}, 503, "$name: a stale CRL in the store: 503");
     is($x->{json}{error}, 'revocation_unavailable', "$name: ... revocation_unavailable");
 }
 $redis->cmd('SET', $tag_key, $meta);
-is(login($ng, 'user1')->{status}, 200, 'the pointer restored: logins again');
+is(login_to($ng, 'user1')->{status}, 200, 'the pointer restored: logins again');
 
 # purge: no revocation data at all fails closed
 $out = `$J purge --revocation $R 2>&1`;
 is($? >> 8, 0, 'jpkictl purge --revocation');
 for my $name (sort keys %srv) {
-    is(login($srv{$name}, 'user1')->{status}, 503, "$name: no CRL in the store: 503");
+    is(login_to($srv{$name}, 'user1')->{status}, 503, "$name: no CRL in the store: 503");
 }
 
 $ng->stop;

@@ -22,13 +22,9 @@ my $map = "$dir/map.txt";
 spew($map, join('', map { cert_id($_, $secret) . " acct-$_\n" }
                     qw(user1 rev-certificateHold rev-keyCompromise)), 0644);
 my $gen = 0;
-sub put_crl {
+sub put_crl {                 # replace the file with a new mtime each time
     my ($name) = @_;
-    copy("$pki/$name", "$crl.tmp") or die "copy $name: $!";
-    chmod 0644, "$crl.tmp";
-    my $t = time + 10 * ++$gen;
-    utime $t, $t, "$crl.tmp";
-    rename "$crl.tmp", $crl or die "rename: $!";
+    put_file("$pki/$name", $crl, time + 10 * ++$gen);
 }
 put_crl('ca2.crl');
 
@@ -49,12 +45,6 @@ sub conf {
 EOF
 }
 
-sub login {
-    my ($ng, $cert) = @_;
-    my $base = $ng->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, $cert, $cert));
-}
 
 sub loads { my ($ng, $m) = @_; my @l = $ng->log_since($m) =~ /loaded: \d+ entries \(shared zone\)/g; scalar @l }
 
@@ -65,11 +55,11 @@ is(loads($ng, $m0), 1, 'two workers, one parse of the CRL into the zone');
 # many requests: whichever worker answers, the zone's CRL is used
 my %seen;
 for (1 .. 8) {
-    my $r = login($ng, 'rev-keyCompromise');
+    my $r = login_to($ng, 'rev-keyCompromise');
     $seen{ $r->{json}{error} // $r->{status} }++;
 }
 is_deeply(\%seen, { cert_revoked => 8 }, 'every worker answers from the shared CRL');
-is(login($ng, 'user1')->{status}, 200, 'an unlisted certificate logs in');
+is(login_to($ng, 'user1')->{status}, 200, 'an unlisted certificate logs in');
 
 my $m = $ng->mark;
 put_crl('ca2-released.crl');
@@ -77,7 +67,7 @@ my $end = time + 5;
 my $ok;
 while (time < $end) {
     $ok = 1;
-    for (1 .. 4) { $ok = 0 if (login($ng, 'rev-certificateHold')->{status} // 0) != 200 }
+    for (1 .. 4) { $ok = 0 if (login_to($ng, 'rev-certificateHold')->{status} // 0) != 200 }
     last if $ok;
     sleep 0.3;
 }
@@ -92,8 +82,8 @@ $m = $ng->mark;
 kill 'HUP', $ng->{pid};
 sleep 2;
 is(loads($ng, $m), 0, 'after a reload the CRL in the zone is kept (no new parse)');
-is(login($ng, 'rev-certificateHold')->{status}, 200, '... and still answers');
-is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', '... revocations too');
+is(login_to($ng, 'rev-certificateHold')->{status}, 200, '... and still answers');
+is(login_to($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', '... revocations too');
 $ng->stop;
 
 # a national-size CRL (1,000,000 entries) is parsed in a thread: the single
@@ -136,7 +126,7 @@ chmod 0644, $crl;
 my $small = JPKITest::Nginx->start(name => 'small', workers => 1, http => conf('crl:32k'));
 sleep 0.5;
 like($small->log_since(0), qr/CRL zone "crl" too small/, 'a zone too small: logged');
-my $r = login($small, 'user1');
+my $r = login_to($small, 'user1');
 is($r->{status}, 503, 'no CRL in the zone: 503');
 is($r->{json}{error}, 'revocation_unavailable', '... revocation_unavailable');
 $small->stop;

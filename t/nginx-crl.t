@@ -9,7 +9,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
-use File::Copy qw(copy);
 use JPKITest;
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
@@ -25,11 +24,7 @@ spew($map, join('', map { cert_id($_, $secret) . " acct-$_\n" }
 my $gen = 0;
 sub put_crl {                 # replace the file with a new mtime each time
     my ($name) = @_;
-    copy("$pki/$name", "$crl.tmp") or die "copy $name: $!";
-    chmod 0644, "$crl.tmp";
-    my $t = time + 10 * ++$gen;
-    utime $t, $t, "$crl.tmp";
-    rename "$crl.tmp", $crl or die "rename: $!";
+    put_file("$pki/$name", $crl, time + 10 * ++$gen);
 }
 put_crl('ca2.crl');
 
@@ -49,12 +44,6 @@ sub conf {
 EOF
 }
 
-sub login {
-    my ($ng, $cert) = @_;
-    my $base = $ng->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, $cert, $cert));
-}
 
 sub health {
     my ($ng) = @_;
@@ -74,11 +63,11 @@ sub eventually {
 
 my $ng = JPKITest::Nginx->start(name => 'crl', workers => 1,
                                 http => conf('jpki_store shm zone=jpki:1m;', "jpki_map_file $map;"));
-is(login($ng, 'user1')->{status}, 200, 'user1 logs in (not in the CRL)');
-my $r = login($ng, 'rev-certificateHold');
+is(login_to($ng, 'user1')->{status}, 200, 'user1 logs in (not in the CRL)');
+my $r = login_to($ng, 'rev-certificateHold');
 is($r->{status}, 403, 'the held certificate is refused');
 is($r->{json}{error}, 'cert_on_hold', '... cert_on_hold');
-is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', 'keyCompromise: cert_revoked');
+is(login_to($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked', 'keyCompromise: cert_revoked');
 
 my ($st, $h) = health($ng);
 is($st, 200, 'health: 200 while the CRL is fresh and the store answers');
@@ -97,8 +86,8 @@ is($c->{stale_at}, $c->{this_update} + 72 * 3600, 'stale at thisUpdate + 72 h (d
 # the hold is released: a new CRL without the entry, no reload
 put_crl('ca2-released.crl');
 eventually('after the new CRL, the released certificate logs in', sub {
-    login($ng, 'rev-certificateHold')->{status} == 200 });
-is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+    login_to($ng, 'rev-certificateHold')->{status} == 200 });
+is(login_to($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
    'the final revocation is still there');
 ($st, $h) = health($ng);
 is($h->{crls}[0]{crl_number}, 3, 'health: CRL number 3 now');
@@ -108,7 +97,7 @@ my $m = $ng->mark;
 put_crl('ca2.crl');
 eventually('an older CRL is refused (logged)', sub {
     $ng->log_since($m) =~ /CRL "[^"]*" refused: crl_stale \(older than the CRL loaded\)/ });
-is(login($ng, 'rev-certificateHold')->{status}, 200, '... the newer CRL stays in force');
+is(login_to($ng, 'rev-certificateHold')->{status}, 200, '... the newer CRL stays in force');
 ($st, $h) = health($ng);
 is($st, 503, 'health: 503 after a refused load');
 is($h->{crls}[0]{last_load}, 'crl_stale', 'health: the last load failed (crl_stale)');
@@ -121,7 +110,7 @@ for ([ 'ca2-wrongkey.crl', qr/crl_unknown_issuer|crl_bad_signature/ ],
     $m = $ng->mark;
     put_crl($file);
     eventually("$file is refused", sub { $ng->log_since($m) =~ /refused: $why/ });
-    is(login($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+    is(login_to($ng, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        "... the loaded CRL still answers after $file");
 }
 # a fresh valid one again: health back to ok
@@ -133,7 +122,7 @@ $ng->stop;
 unlink $crl;
 my $none = JPKITest::Nginx->start(name => 'nocrl', workers => 1,
                                   http => conf('jpki_store shm zone=jpki:1m;', "jpki_map_file $map;"));
-$r = login($none, 'user1');
+$r = login_to($none, 'user1');
 is($r->{status}, 503, 'no CRL loaded: 503');
 is($r->{json}{error}, 'revocation_unavailable', '... revocation_unavailable');
 ($st, $h) = health($none);

@@ -51,15 +51,9 @@ JPKIOCSPCacheHold 1
 EOF
 my %srv = (nginx => $ng, apache => $ap);
 
-sub login {
-    my ($s, $cert) = @_;
-    my $base = $s->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, $cert, $cert));
-}
 
 for my $name (sort keys %srv) {
-    my $r = login($srv{$name}, 'rev-certificateHold');
+    my $r = login_to($srv{$name}, 'rev-certificateHold');
     is($r->{status}, 403, "$name: held certificate refused (OCSP)");
     is($r->{json}{error}, 'cert_on_hold', "$name: ... cert_on_hold");
 }
@@ -78,13 +72,13 @@ for my $name (sort keys %srv) {
     my $st = 0;
     my $end = time + 8;
     while (time < $end) {
-        $st = login($srv{$name}, 'rev-certificateHold')->{status} // 0;
+        $st = login_to($srv{$name}, 'rev-certificateHold')->{status} // 0;
         last if $st == 200;
         sleep 0.3;
     }
     is($st, 200, "$name: after the release (and the short hold cache), the certificate logs in");
 }
-is(login($ng, 'user1')->{status}, 200, 'a good certificate is unaffected');
+is(login_to($ng, 'user1')->{status}, 200, 'a good certificate is unaffected');
 
 $ng->stop;
 $ap->stop;

@@ -31,8 +31,8 @@ our @EXPORT = qw(
     skip_unless free_port tmpdir slurp spew write_secret
     spawn stop_pid wait_port
     http get_json post_json post_form cookie_of set_cookies
-    challenge sign_b64 cert_pem cert_b64 login_body
-    cert_id json_decode json_encode
+    challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
+    put_file cert_id json_decode json_encode
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -415,6 +415,37 @@ sub login_body {
     $b{account} = $o{account} if defined $o{account};
     $b{return_to} = $o{return_to} if defined $o{return_to};
     return \%b;
+}
+
+# login_to(SERVER, CERT, prefix => P, key => K, challenge => C): a signed
+# JSON login at SERVER's <P>/jpki (nginx or Apache: anything with ->url);
+# the key defaults to CERT's own.  {} when no challenge could be had.
+sub login_to {
+    my ($s, $cert, %o) = @_;
+    my $base = $s->url(($o{prefix} // '') . '/jpki');
+    my $ch = $o{challenge} // challenge($base) // return {};
+    return post_json("$base/login", login_body($ch, $cert, $o{key} // $cert));
+}
+
+# gated_get(SERVER, COOKIE, PATH): GET PATH (default /app/x) with the
+# session cookie.
+sub gated_get {
+    my ($s, $cookie, $path) = @_;
+    return http('GET', $s->url($path // '/app/x'),
+                headers => { Cookie => "jpki_session=$cookie" });
+}
+
+# put_file(SRC, DST, MTIME): DST replaced by a copy of SRC (rename, as a
+# deploy does), mode 0644, with the given mtime.
+sub put_file {
+    my ($src, $dst, $mtime) = @_;
+    open my $in, '<:raw', $src or die "$src: $!";
+    local $/;
+    my $d = <$in>;
+    close $in;
+    spew("$dst.tmp", $d, 0644);
+    utime $mtime, $mtime, "$dst.tmp";
+    rename "$dst.tmp", $dst or die "rename $dst: $!";
 }
 
 # cert_id of a PKI certificate under SECRET_FILE (jpkictl cert-check).
