@@ -46,10 +46,10 @@ JPKICTL_SRC := tools/jpkictl.c tools/crl_cmds.c tools/crl_store.c tools/crl_fetc
 $(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/libjpki.a common/jpki.h
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
 
-$(B)/t/%: t/unit/%.c t/unit/tap.h $(B)/libjpki.a
+$(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
-$(B)/asan/t/%: t/unit/%.c t/unit/tap.h $(B)/asan/libjpki.a
+$(B)/asan/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
 	    $(B)/asan/libjpki.a $(LIBS)

@@ -5,7 +5,7 @@
  * extensions, odd serials, key rollover, many entries).  The DER walker of
  * crl.c is checked against OpenSSL's own parse of the same CRLs. */
 #include "internal.h"
-#include "tap.h"
+#include "pki.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -50,35 +50,14 @@ static EVP_PKEY *load_key(const char *name)
     return k;
 }
 
+static void tune_sha1(jpki_policy *p, const void *ud)
+{
+    p->allow_sha1 = (unsigned)*(const int *)ud;
+}
+
 static jpki_ctx *mkctx(int allow_sha1)
 {
-    jpki_ctx *ctx = jpki_ctx_new();
-    uint8_t secret[32];
-    char err[256];
-    jpki_issuer *is, *ph;
-
-    memset(secret, 0x5a, sizeof(secret));
-    if (ctx == NULL || jpki_ctx_set_secret(ctx, secret, 32) != JPKI_OK)
-        return NULL;
-    is = jpki_ctx_add_issuer(ctx, "jpki");
-    ph = jpki_ctx_add_issuer(ctx, "phone");
-    if (is == NULL || ph == NULL ||
-        jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err,
-                                   sizeof(err)) != JPKI_OK ||
-        jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err,
-                                   sizeof(err)) != JPKI_OK ||
-        jpki_issuer_add_certs_file(ph, tap_path("phone-ca.pem"), err,
-                                   sizeof(err)) != JPKI_OK) {
-        jpki_ctx_free(ctx);
-        return NULL;
-    }
-    jpki_ctx_policy(ctx)->allow_sha1 = (unsigned)allow_sha1;
-    if (jpki_ctx_finish(ctx, err, sizeof(err)) != JPKI_OK) {
-        printf("# finish: %s\n", err);
-        jpki_ctx_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    return tap_pki_ctx(0x5a, tune_sha1, &allow_sha1);
 }
 
 static jpki_cert *check_cert(const jpki_ctx *ctx, const char *name)

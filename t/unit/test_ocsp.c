@@ -4,7 +4,7 @@
  * PKI's index files, answering the DER request jpki_ocsp_request made (so
  * the request path is exercised too).  Every rejection has a case here. */
 #include "internal.h"
-#include "tap.h"
+#include "pki.h"
 
 #include <unistd.h>
 #include <openssl/ocsp.h>
@@ -66,37 +66,21 @@ static uint8_t *respond(const uint8_t *req, size_t reqlen, const char *args,
     return out;
 }
 
+static void tune_ocsp(jpki_policy *p, const void *ud)
+{
+    const int *v = ud;
+    p->ocsp_nonce = (unsigned)v[0];
+    p->ocsp_sha256_certid = (unsigned)v[1];
+    p->allow_sha1 = (unsigned)v[2];
+}
+
 static jpki_ctx *mkctx(int nonce, int sha256, int allow_sha1)
 {
-    jpki_ctx *ctx = jpki_ctx_new();
-    uint8_t secret[32];
-    char err[256];
-    jpki_issuer *is, *ph;
-
-    memset(secret, 0x33, sizeof(secret));
-    if (ctx == NULL || jpki_ctx_set_secret(ctx, secret, 32) != JPKI_OK)
-        return NULL;
-    is = jpki_ctx_add_issuer(ctx, "jpki");
-    ph = jpki_ctx_add_issuer(ctx, "phone");
-    if (is == NULL || ph == NULL ||
-        jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err,
-                                   sizeof(err)) != JPKI_OK ||
-        jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err,
-                                   sizeof(err)) != JPKI_OK ||
-        jpki_issuer_add_certs_file(ph, tap_path("phone-ca.pem"), err,
-                                   sizeof(err)) != JPKI_OK) {
-        jpki_ctx_free(ctx);
-        return NULL;
-    }
-    jpki_ctx_policy(ctx)->ocsp_nonce = (unsigned)nonce;
-    jpki_ctx_policy(ctx)->ocsp_sha256_certid = (unsigned)sha256;
-    jpki_ctx_policy(ctx)->allow_sha1 = (unsigned)allow_sha1;
-    if (jpki_ctx_finish(ctx, err, sizeof(err)) != JPKI_OK) {
-        printf("# finish: %s\n", err);
-        jpki_ctx_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    int v[3];
+    v[0] = nonce;
+    v[1] = sha256;
+    v[2] = allow_sha1;
+    return tap_pki_ctx(0x33, tune_ocsp, v);
 }
 
 static jpki_cert *check_cert(const jpki_ctx *ctx, const char *name)

@@ -1,0 +1,44 @@
+/* pki.h - a finished context over the test PKI for the unit tests: issuer
+ * "jpki" (ca1.pem, ca2.pem) and issuer "phone" (phone-ca.pem). */
+#ifndef JPKI_TEST_PKI_H
+#define JPKI_TEST_PKI_H
+#include "jpki.h"
+#include "tap.h"
+
+/* tune, when not NULL, sets the policy before jpki_ctx_finish. */
+typedef void (*tap_tune_fn)(jpki_policy *p, const void *ud);
+
+__attribute__((unused))
+static jpki_ctx *tap_pki_ctx(uint8_t secret_fill, tap_tune_fn tune,
+                             const void *ud)
+{
+    jpki_ctx *ctx = jpki_ctx_new();
+    uint8_t secret[32];
+    char err[256];
+    jpki_issuer *is, *ph;
+
+    memset(secret, secret_fill, sizeof(secret));
+    if (ctx == NULL || jpki_ctx_set_secret(ctx, secret, 32) != JPKI_OK)
+        return NULL;
+    is = jpki_ctx_add_issuer(ctx, "jpki");
+    ph = jpki_ctx_add_issuer(ctx, "phone");
+    if (is == NULL || ph == NULL ||
+        jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err,
+                                   sizeof(err)) != JPKI_OK ||
+        jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err,
+                                   sizeof(err)) != JPKI_OK ||
+        jpki_issuer_add_certs_file(ph, tap_path("phone-ca.pem"), err,
+                                   sizeof(err)) != JPKI_OK) {
+        jpki_ctx_free(ctx);
+        return NULL;
+    }
+    if (tune != NULL)
+        tune(jpki_ctx_policy(ctx), ud);
+    if (jpki_ctx_finish(ctx, err, sizeof(err)) != JPKI_OK) {
+        printf("# finish: %s\n", err);
+        jpki_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+#endif
