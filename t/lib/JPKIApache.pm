@@ -356,11 +356,8 @@ sub stop {
     return if $s->{stopped}++;
     my $st = JPKITest::stop_pid($s->{pid}, $o{signal} // 'TERM', 10);
     $s->{echo}->stop;
-    my @bad = $s->all_problems;
-    Test::More::ok(!@bad, "apache $s->{name}: logs free of alert/crit/emerg and crashes")
-        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
-    Test::More::is($st, 0, "apache $s->{name}: exited cleanly")
-        unless $o{no_exit_check};
+    JPKITest::stopped_ok("apache $s->{name}", 'logs', 'exited cleanly',
+                         $st, [ $s->all_problems ], %o);
 }
 
 sub DESTROY { }

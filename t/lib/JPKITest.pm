@@ -119,6 +119,17 @@ sub spew {
     chmod $mode, $f if defined $mode;
 }
 
+# stopped_ok(WHAT, LOGS, EXITED, STATUS, [PROBLEM LINES], no_exit_check =>)
+# - the assertions every server's stop makes: its logs hold no alert, crit,
+# emerg or crash, and it exited with status 0.
+sub stopped_ok {
+    my ($what, $logs, $exited, $st, $bad, %o) = @_;
+    my @bad = @$bad;
+    Test::More::ok(!@bad, "$what: $logs free of alert/crit/emerg and crashes")
+        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
+    Test::More::is($st, 0, "$what: $exited") unless $o{no_exit_check};
+}
+
 # A free loopback port, never the same twice in this process.  (Another
 # test running in parallel could take it between here and the bind; ports
 # come from the kernel's ephemeral range, so this is rare.)
@@ -629,11 +640,8 @@ sub stop {
     my ($s, %o) = @_;
     return if $s->{stopped}++;
     my $st = JPKITest::stop_pid($s->{pid}, $o{signal} // 'QUIT', 10);
-    my @bad = $s->log_problems;
-    Test::More::ok(!@bad, "nginx $s->{name}: error log free of alert/crit/emerg and crashes")
-        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
-    Test::More::is($st, 0, "nginx $s->{name}: master exited cleanly")
-        unless $o{no_exit_check};
+    JPKITest::stopped_ok("nginx $s->{name}", 'error log', 'master exited cleanly',
+                         $st, [ $s->log_problems ], %o);
 }
 
 sub DESTROY { }
