@@ -24,7 +24,7 @@ UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
-.PHONY: all deps test unit demo bench pki pki-age clean
+.PHONY: all deps test unit sanitized demo bench pki pki-age clean
 all: $(B)/libjpki.a $(B)/jpkictl $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
 
 deps:
@@ -38,13 +38,15 @@ $(B)/libjpki.a: $(CORE_OBJ)
 
 $(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	@echo '  CC    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
+	@echo '  CC    $@'; $(CC) -O1 -g -fPIC $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/asan/libjpki.a: $(SAN_OBJ)
 	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
 JPKICTL_SRC := tools/jpkictl.c tools/crl_cmds.c tools/crl_store.c tools/crl_fetch.c
 $(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/libjpki.a common/jpki.h
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
+$(B)/asan/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/asan/libjpki.a common/jpki.h
+	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
 
 $(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
 	@mkdir -p $(@D)
@@ -66,12 +68,26 @@ $(B)/pki/.done: t/pki/mkpki.sh
 
 unit: $(UNIT_BIN) $(UNIT_SAN) pki
 
+# The tests run twice: as released, then with the modules and jpkictl
+# built with AddressSanitizer and UBSan (t/sanitize/: nginx and Apache
+# started with the sanitizer runtimes preloaded; a report in a log fails
+# the test that made it; jpkictl also checks for leaks).  The second run
+# leaves out the test that measures time (nginx-nonblocking) and the demo.
+SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t,$(wildcard t/*.t))
 test: deps
-	$(MAKE) all unit $(B)/crlgen
+	$(MAKE) all unit sanitized $(B)/crlgen
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \
 	    prove -j2 $(UNIT_BIN) $(UNIT_SAN) $(wildcard t/*.t)
+	@echo '  the tests again, modules and jpkictl under ASan and UBSan'
+	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \
+	JPKI_NGINX=$(CURDIR)/t/sanitize/nginx JPKI_APACHE=$(CURDIR)/t/sanitize/apache2 \
+	JPKI_NGINX_MODULE=$(CURDIR)/$(B)/asan/ngx_http_jpki_module.so \
+	JPKI_APACHE_MODULE=$(CURDIR)/$(B)/asan/mod_auth_jpki.so \
+	JPKI_JPKICTL=$(CURDIR)/$(B)/asan/jpkictl \
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    prove -j2 $(SAN_T)
 
 demo: deps
 	$(MAKE) all pki
@@ -107,6 +123,24 @@ $(B)/ngx_http_jpki_module.so: $(B)/libjpki.a $(NGX_MOD) $(B)/nginx/objs/Makefile
 	@$(MAKE) -s -C $(B)/nginx -f objs/Makefile modules > /dev/null
 	@cp $(B)/nginx/objs/ngx_http_jpki_module.so $@.tmp && mv -f $@.tmp $@
 
+# The same module with AddressSanitizer and UBSan (for `make test`); the
+# core's objects are build/asan's.  Only the module's own objects are
+# rebuilt when its sources change: the .so is relinked every time, for a
+# changed libjpki.a.
+$(B)/asan/nginx/objs/Makefile: config
+	@rm -rf $(B)/asan/nginx && mkdir -p $(B)/asan && cp -r $(NGX_SRC) $(B)/asan/nginx
+	@echo '  NGX   configure (ASan, UBSan)'
+	@cd $(B)/asan/nginx && . ./conf_flags && JPKI_BUILD=$(CURDIR)/$(B)/asan \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt='-g -O1 -fPIC -Wall -Werror $(SAN)' --with-ld-opt='$(SAN)' \
+	    --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || (tail -20 configure.log; exit 1)
+$(B)/asan/ngx_http_jpki_module.so: $(B)/asan/libjpki.a $(NGX_MOD) $(B)/asan/nginx/objs/Makefile
+	@echo '  NGX   $@'
+	@rm -f $(B)/asan/nginx/objs/ngx_http_jpki_module.so
+	@$(MAKE) -s -C $(B)/asan/nginx -f objs/Makefile modules > /dev/null
+	@cp $(B)/asan/nginx/objs/ngx_http_jpki_module.so $@.tmp && mv -f $@.tmp $@
+
 # ---- Apache httpd module (mod_auth_jpki), built with apxs (apache2-dev) --
 # apxs/libtool objects go to build/apache/, not next to the sources; the
 # core is linked in statically (its objects are -fPIC).
@@ -126,6 +160,22 @@ $(B)/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/libjpki.a common/jpki.h
 	    || (cat apxs.log; exit 1)
 	@grep -E ': (warning|error):' $(B)/apache/apxs.log || true
 	@cp $(B)/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
+
+# The same module with AddressSanitizer and UBSan (for `make test`).
+$(B)/asan/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/asan/libjpki.a common/jpki.h
+	@echo '  APXS  $@'
+	@rm -rf $(B)/asan/apache && mkdir -p $(B)/asan/apache
+	@cp $(AP_SRC) $(AP_HDR) $(B)/asan/apache/
+	@cd $(B)/asan/apache && $(APXS) -c -o mod_auth_jpki.la -I$(CURDIR)/common \
+	    -Wc,-O1 -Wc,-g -Wc,-fsanitize=address -Wc,-fsanitize=undefined \
+	    -Wc,-fno-omit-frame-pointer -Wc,-fno-sanitize-recover=undefined \
+	    -Wl,-fsanitize=address -Wl,-fsanitize=undefined \
+	    $(notdir $(AP_SRC)) $(CURDIR)/$(B)/asan/libjpki.a \
+	    -lhiredis -lssl -lcrypto > apxs.log 2>&1 \
+	    || (cat apxs.log; exit 1)
+	@cp $(B)/asan/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
+
+sanitized: $(B)/asan/ngx_http_jpki_module.so $(B)/asan/mod_auth_jpki.so $(B)/asan/jpkictl
 
 # ---- CRL figures (bench/crl.sh; bench/run.sh sources it and calls
 # crl_bench): a signed CRL of N entries made by bench/crlgen.c ------------

@@ -2715,7 +2715,10 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
         }
         p = ctx->body;
         for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+            /* a chunked body ends with an empty buffer (pos NULL) */
+            if (cl->buf->last > cl->buf->pos) {
+                p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+            }
         }
         ctx->body_len = len;
     }

@@ -292,18 +292,6 @@ EOF
 
 # ---------------------------------------------------------------- restarts keep the store
 
-sub wait_new_children {
-    my ($ap, @old) = @_;
-    my %old = map { $_ => 1 } @old;
-    my $end = time + 10;
-    while (time < $end) {
-        my @c = $ap->children;
-        return 1 if @c && !grep { $old{$_} } @c;
-        sleep 0.1;
-    }
-    return 0;
-}
-
 for my $sig (qw(USR1 HUP)) {
     my $what = $sig eq 'USR1' ? 'graceful restart' : 'restart';
     my ($r, $body) = login($ap);
@@ -314,7 +302,7 @@ for my $sig (qw(USR1 HUP)) {
     is($r->{status}, 200, "$what: a session logged out before");
     my @old = $ap->children;
     kill $sig, $ap->pid;
-    ok(wait_new_children($ap, @old), "$what: new children");
+    ok($ap->new_children(@old), "$what: new children");
     sleep 0.3;
     $r = post_json($ap->url('/jpki/login'), $body);
     is($r->{json} && $r->{json}{error}, 'challenge_replayed',

@@ -18,7 +18,7 @@ skip_unless_apache();
 
 my $dir = tmpdir();
 my $pki = $JPKITest::PKI;
-my $J = "$JPKITest::BUILD/jpkictl";
+my $J = $JPKICTL;
 my $secret = write_secret("$dir/site.secret");
 my $redis = JPKITest::Redis->start(name => 'redis');
 my $R = '--redis 127.0.0.1:' . $redis->port;

@@ -20,7 +20,7 @@ sub now { Time::HiRes::time() }
 
 my $B   = $ENV{JPKI_BUILD}    // 'build';
 my $P   = $ENV{JPKI_TEST_PKI} // "$B/pki";
-my $J   = "$B/jpkictl";
+my $J   = $ENV{JPKI_JPKICTL} // "$B/jpkictl";
 my $dir = tempdir(CLEANUP => 1);
 
 plan skip_all => "$J not built (make build/jpkictl)" unless -x $J;

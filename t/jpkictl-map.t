@@ -8,7 +8,7 @@ use IO::Socket::INET;
 
 my $B   = $ENV{JPKI_BUILD}    // 'build';
 my $P   = $ENV{JPKI_TEST_PKI} // "$B/pki";
-my $J   = "$B/jpkictl";
+my $J   = $ENV{JPKI_JPKICTL} // "$B/jpkictl";
 my $dir = tempdir(CLEANUP => 1);
 my $iss = "card=$P/ca1.pem,$P/ca2.pem";
 

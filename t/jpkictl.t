@@ -17,7 +17,7 @@ use POSIX qw(strftime);
 my $repo  = abs_path(File::Spec->catdir((File::Spec->splitpath(abs_path($0)))[1], '..'));
 my $build = $ENV{JPKI_BUILD} // "$repo/build";
 my $pki   = $ENV{JPKI_TEST_PKI} // "$build/pki";
-my $ctl   = "$build/jpkictl";
+my $ctl   = $ENV{JPKI_JPKICTL} // "$build/jpkictl";
 my $real  = $ENV{JPKI_REAL_CA_DIR} // "$repo/../shared/data/jpki-ca";
 
 plan skip_all => "$ctl not built (make build/jpkictl)" unless -x $ctl;

@@ -11,22 +11,14 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use File::Copy qw(copy);
 use JPKITest;
+use JPKICRLFiles qw(fixture);
 
 skip_unless(qw(nginx module jpkictl pki openssl));
 
 my $dir = tmpdir();
 my $pki = $JPKITest::PKI;
-my $secret = write_secret("$dir/site.secret");
-my $crl = "$dir/card.crl";
-my $map = "$dir/map.txt";
-spew($map, join('', map { cert_id($_, $secret) . " acct-$_\n" }
-                    qw(user1 rev-certificateHold rev-keyCompromise)), 0644);
-my $gen = 0;
-sub put_crl {                 # replace the file with a new mtime each time
-    my ($name) = @_;
-    put_file("$pki/$name", $crl, time + 10 * ++$gen);
-}
-put_crl('ca2.crl');
+my $f = fixture($dir);
+my ($secret, $crl, $map, $put_crl) = @$f{qw(secret crl map put)};
 
 sub conf {
     my ($zone) = @_;
@@ -62,7 +54,7 @@ is_deeply(\%seen, { cert_revoked => 8 }, 'every worker answers from the shared C
 is(login_to($ng, 'user1')->{status}, 200, 'an unlisted certificate logs in');
 
 my $m = $ng->mark;
-put_crl('ca2-released.crl');
+$put_crl->('ca2-released.crl');
 my $end = time + 5;
 my $ok;
 while (time < $end) {
@@ -89,7 +81,7 @@ $ng->stop;
 # a national-size CRL (1,000,000 entries) is parsed in a thread: the single
 # worker keeps answering meanwhile
 {
-    put_crl('ca2.crl');
+    $put_crl->('ca2.crl');
     my $one = JPKITest::Nginx->start(name => 'big', workers => 1,
         http => conf('crl:128m'));
     sleep 1.2;

@@ -1028,7 +1028,8 @@ int run_crl_status(const args_t *a)
         goto out;
     if (scan_keys(rc, JPKI_STORE_PREFIX "crlmeta:*", &keys, &n) != 0)
         goto out;
-    qsort(keys, n, sizeof(char *), str_cmp);
+    if (n > 1)
+        qsort(keys, n, sizeof(char *), str_cmp);
     for (i = 0; i < n; i++) {
         const char *lid = keys[i] + plen, *name = NULL;
         list_state st;

@@ -24,7 +24,7 @@ our @EXPORT = qw($APACHE $APMODULE skip_unless_apache ap_areas_conf
 
 our $APACHE   = $ENV{JPKI_APACHE} // '/usr/sbin/apache2';
 our $MODDIR   = $ENV{JPKI_APACHE_MODULES} // '/usr/lib/apache2/modules';
-our $APMODULE = "$JPKITest::BUILD/mod_auth_jpki.so";
+our $APMODULE = $ENV{JPKI_APACHE_MODULE} // "$JPKITest::BUILD/mod_auth_jpki.so";
 
 # skip_unless_apache(): skip_all when apache2, its modules or our module
 # are missing.
@@ -155,6 +155,13 @@ sub start {
     for my $vh (@{ $self->{order} }) {
         $ok &&= JPKITest::wait_port($self->{ports}{$vh}, 10, $self->{pid});
     }
+    # the port answers as soon as the parent listens: wait for the
+    # children too (StartServers), so that tests counting them see them
+    my $want = $o{children} // 2;
+    my $end = time + 10;
+    while ($ok && time < $end && $self->children < $want) {
+        select undef, undef, undef, 0.05;
+    }
     unless ($ok) {
         my $err = JPKITest::slurp("$dir/stderr.log") . JPKITest::slurp("$dir/error.log");
         JPKITest::stop_pid($self->{pid}, 'TERM', 3);
@@ -228,7 +235,7 @@ Timeout 20
 KeepAlive On
 MaxKeepAliveRequests 1000
 KeepAliveTimeout 5
-$listen
+@{[ $ENV{JPKI_TEST_COREDIR} ? "CoreDumpDirectory $ENV{JPKI_TEST_COREDIR}\n" : '' ]}$listen
 @{[ $o{global} // '' ]}
 EOF
     for my $vh (@order) {
@@ -347,6 +354,20 @@ sub children {
         push @c, $1 if $2 == $s->{pid};
     }
     return @c;
+}
+
+# After a restart signal: true once every child is new (none of OLD, the
+# children before the signal, is left), false after 10 s.
+sub new_children {
+    my ($s, @old) = @_;
+    my %old = map { $_ => 1 } @old;
+    my $end = time + 10;
+    while (time < $end) {
+        my @c = $s->children;
+        return 1 if @c && !grep { $old{$_} } @c;
+        select undef, undef, undef, 0.1;
+    }
+    return 0;
 }
 
 # Stops Apache (SIGTERM) and the echo upstream, and checks the logs as a

@@ -27,7 +27,7 @@ use MIME::Base64 qw(encode_base64 decode_base64);
 use Test::More ();
 
 our @EXPORT = qw(
-    $REPO $BUILD $PKI $NGINX $MODULE
+    $REPO $BUILD $PKI $NGINX $MODULE $JPKICTL
     skip_unless free_port tmpdir slurp spew write_secret
     spawn stop_pid wait_port
     http get_json post_json post_form cookie_of set_cookies
@@ -39,7 +39,8 @@ our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $BUILD = $ENV{JPKI_BUILD} // "$REPO/build";
 our $PKI   = $ENV{JPKI_TEST_PKI} // "$BUILD/pki";
 our $NGINX = $ENV{JPKI_NGINX} // '/usr/sbin/nginx';
-our $MODULE = "$BUILD/ngx_http_jpki_module.so";
+our $MODULE = $ENV{JPKI_NGINX_MODULE} // "$BUILD/ngx_http_jpki_module.so";
+our $JPKICTL = $ENV{JPKI_JPKICTL} // "$BUILD/jpkictl";
 
 my $OWNER = $$;          # END blocks of forked children must not kill anything
 our %KIDS;               # pid => name: every process this harness started
@@ -70,8 +71,8 @@ sub skip_unless {
                 unless -f $MODULE;
         }
         elsif ($_ eq 'jpkictl') {
-            push @why, "$BUILD/jpkictl not built (make build/jpkictl)"
-                unless -x "$BUILD/jpkictl";
+            push @why, "$JPKICTL not built (make build/jpkictl)"
+                unless -x $JPKICTL;
         }
         elsif ($_ eq 'pki') {
             push @why, "no test PKI in $PKI (make pki)" unless -f "$PKI/user1.pem";
@@ -466,7 +467,7 @@ sub cert_id {
     my $k = "$cert\0$secret";
     return $CERT_ID{$k} if $CERT_ID{$k};
     my $f = $cert =~ m{/} ? $cert : "$PKI/$cert.pem";
-    open my $p, '-|', "$BUILD/jpkictl", 'cert-check', '--cert', $f, '--issuer',
+    open my $p, '-|', $JPKICTL, 'cert-check', '--cert', $f, '--issuer',
         "card=$PKI/ca1.pem,$PKI/ca2.pem", '--issuer', "phone=$PKI/phone-ca.pem",
         '--secret-file', $secret or die "jpkictl: $!";
     my $out = join '', <$p>;
