@@ -288,6 +288,17 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     rq.policy = pol;
     rq.crl_in_store = site->store == JPKI_STORE_REDIS;
 
+    if (op == JPKI_OP_LOGIN || op == JPKI_OP_LOGOUT) {
+        /* where the browser says the request comes from */
+        rq.sec_fetch_site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
+        rq.sec_fetch_site_len = rq.sec_fetch_site
+                                ? strlen(rq.sec_fetch_site) : 0;
+        rq.origin = apr_table_get(r->headers_in, "Origin");
+        rq.origin_len = rq.origin ? strlen(rq.origin) : 0;
+        rq.host = apr_table_get(r->headers_in, "Host");
+        rq.host_len = rq.host ? strlen(rq.host) : 0;
+    }
+
     mjpki_files_refresh(site);
 
     if (site->map_file) {

@@ -188,6 +188,7 @@ typedef struct {
     int                        rev_policy;
     int                        fail_open;
     const char                *login_page;
+    const char                *trusted_origins;  /* space-separated */
     int                        require_account;
 } jpki_dir_conf;
 

@@ -817,6 +817,7 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_DMERGE_INT(rev_policy);
     JPKI_DMERGE_INT(fail_open);
     JPKI_DMERGE_PTR(login_page);
+    JPKI_DMERGE_PTR(trusted_origins);
     JPKI_DMERGE_INT(require_account);
 
     return d;
@@ -832,7 +833,7 @@ jpki_dir_has_settings(const jpki_dir_conf *d)
            || d->cookie_name || d->cookie_path || d->cookie_samesite
            || d->cookie_secure != JPKI_UNSET || d->rev_policy != JPKI_UNSET
            || d->fail_open != JPKI_UNSET || d->login_page
-           || d->require_account != JPKI_UNSET;
+           || d->trusted_origins || d->require_account != JPKI_UNSET;
 }
 
 
@@ -906,10 +907,13 @@ mjpki_dir_policy(apr_pool_t *p, const jpki_site *site, const jpki_dir_conf *d,
                           d->cookie_samesite))
         || (d->login_page
             && !jpki_copy(pol->login_page, sizeof(pol->login_page),
-                          d->login_page)))
+                          d->login_page))
+        || (d->trusted_origins
+            && !jpki_copy(pol->trusted_origins, sizeof(pol->trusted_origins),
+                          d->trusted_origins)))
     {
-        apr_cpystrn(err, "cookie name, cookie path or login page too long",
-                    errlen);
+        apr_cpystrn(err, "cookie name, cookie path, login page or trusted "
+                    "origins too long", errlen);
         return NULL;
     }
 
@@ -1032,6 +1036,22 @@ jpki_cmd_failure(cmd_parms *cmd, void *dconf, const char *arg)
     } else {
         return "JPKIFailure must be \"closed\" or \"open\"";
     }
+
+    return NULL;
+}
+
+
+/* JPKITrustedOrigins https://login.example ...: the origins (besides the
+ * gate's own) whose pages may post logins and logouts (checked with the
+ * policy at start-up). */
+static const char *
+jpki_cmd_trusted_origins(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpki_dir_conf  *d = dconf;
+
+    d->trusted_origins = d->trusted_origins
+        ? apr_pstrcat(cmd->pool, d->trusted_origins, " ", arg, NULL)
+        : apr_pstrdup(cmd->pool, arg);
 
     return NULL;
 }
@@ -1521,6 +1541,9 @@ const command_rec mjpki_cmds[] = {
         "closed or open: what to do without revocation data [closed]"),
     AP_INIT_TAKE1("JPKILoginPage", jpki_cmd_login_page, NULL, JPKI_DIR_CTX,
         "where browsers go when not signed in [none: 401]"),
+    AP_INIT_ITERATE("JPKITrustedOrigins", jpki_cmd_trusted_origins, NULL,
+        JPKI_DIR_CTX, "origins (https://host[:port]) besides the gate's own "
+        "whose pages may post logins and logouts [none]"),
     AP_INIT_FLAG("JPKIRequireAccount", ap_set_flag_slot,
         JPKI_DIR_OFF(require_account), JPKI_DIR_CTX,
         "the login must name the account [Off]"),

@@ -477,6 +477,46 @@ static int cookie_conf_ok(const jpki_policy *p)
                                  && token_ok(lp, "/_-.~:%?=&")));
 }
 
+/* "http(s)://host[:port]" separated by spaces, at most 8, no path. */
+static int origins_ok(const char *p)
+{
+    int n = 0;
+
+    while (*p != '\0') {
+        const char *h, *e;
+        size_t k;
+
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        if (strncmp(p, "https://", 8) == 0)
+            k = 8;
+        else if (strncmp(p, "http://", 7) == 0)
+            k = 7;
+        else
+            return 0;
+        for (h = e = p + k; *e != '\0' && *e != ' ' && *e != ':'; e++)
+            if (!isalnum((unsigned char)*e) && *e != '.' && *e != '-')
+                return 0;
+        if (e == h)
+            return 0;
+        if (*e == ':') {
+            const char *d = ++e;
+            for (; *e >= '0' && *e <= '9'; e++)
+                ;
+            if (e == d || e - d > 5)
+                return 0;
+        }
+        if (*e != '\0' && *e != ' ')
+            return 0;
+        if (++n > 8)
+            return 0;
+        p = e;
+    }
+    return 1;
+}
+
 /* The numeric ranges: cheap enough for every request (jpki_txn_new). */
 int jpki_policy_ranges_ok(const jpki_policy *p)
 {
@@ -500,6 +540,11 @@ jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
                         "must start with '/', SameSite Strict, Lax or None "
                         "(None needs Secure), login page must start with '/' "
                         "or http(s)://");
+        return JPKI_ERR_INVALID;
+    }
+    if (!origins_ok(p->trusted_origins)) {
+        jpki_set_detail(errbuf, errlen, "trusted origins must be at most 8 "
+                        "of http(s)://host[:port], without a path");
         return JPKI_ERR_INVALID;
     }
     return JPKI_OK;

@@ -93,6 +93,8 @@ static const struct {
     [JPKI_ERR_UNAUTHENTICATED] = {"unauthenticated",
         "authentication required"},
     [JPKI_ERR_NOT_FOUND] = {"not_found", "no such endpoint"},
+    [JPKI_ERR_CROSS_ORIGIN] = {"cross_origin",
+        "login and logout are accepted from the site's own pages only"},
     [JPKI_ERR_ACCOUNT_NOT_ALLOWED] = {"account_not_allowed",
         "this account may not use this resource"},
 };

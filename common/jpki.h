@@ -101,6 +101,8 @@ typedef enum {
     JPKI_ERR_UNAUTHENTICATED,
     JPKI_ERR_NOT_FOUND,          /* no such endpoint */
     JPKI_ERR_ACCOUNT_NOT_ALLOWED, /* signed in, but not on the allow-list */
+    JPKI_ERR_CROSS_ORIGIN,       /* a login or logout another site made the
+                                    browser send */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -269,6 +271,9 @@ typedef struct {
     unsigned cookie_httponly;      /* [1] */
     /* where browsers are sent when not signed in ("" = answer 401) */
     char login_page[256];          /* [""] */
+    /* origins besides the gate's own whose pages may post logins and
+     * logouts: "https://a.example https://b.example:8443" (at most 8) */
+    char trusted_origins[512];     /* [""] */
 } jpki_policy;
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
 /* Checks a policy's ranges and cookie settings (jpki_ctx_finish does it for
@@ -660,6 +665,14 @@ typedef struct {
     const char *cookie;      size_t cookie_len; /* session cookie value */
     const char *peer;        /* client address for the audit record */
     const char *uri;         /* request URI (CHECK: where to come back) */
+    /* LOGIN, LOGOUT: where the browser says the request comes from (the
+     * request headers, NULL when absent): a login or logout a page of
+     * another origin made the browser send is refused (cross_origin),
+     * unless that origin is in the policy's trusted_origins.  Requests
+     * with neither header (API clients) are not concerned. */
+    const char *sec_fetch_site; size_t sec_fetch_site_len;
+    const char *origin;      size_t origin_len;
+    const char *host;        size_t host_len;   /* the Host header */
     int crl_in_store;        /* CRLs of issuers without a local CRL file are
                                 read from the store (Redis: crl sync) */
     const jpki_policy *policy; /* per-location policy, checked with

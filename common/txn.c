@@ -8,6 +8,7 @@
 #include "form.h"
 
 #include <stddef.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,7 @@ static int status_of(jpki_err e)
         return 401;
     case JPKI_ERR_REVOKED: case JPKI_ERR_ON_HOLD:
     case JPKI_ERR_REVOCATION_UNKNOWN: case JPKI_ERR_NOT_MAPPED:
-    case JPKI_ERR_ACCOUNT_MISMATCH:
+    case JPKI_ERR_ACCOUNT_MISMATCH: case JPKI_ERR_CROSS_ORIGIN:
         return 403;
     case JPKI_ERR_NOMEM: case JPKI_ERR_INTERNAL: case JPKI_ERR_INVALID:
         return 500;
@@ -699,10 +700,77 @@ static jpki_err login_verify(jpki_txn *t)
                                 t->f[F_CHALLENGE].len, sig, siglen);
 }
 
+/* The host[:port] of an origin ("https://h:p"); 0 when it is not one. */
+static int origin_host(const char *o, size_t n, const char **h, size_t *hn)
+{
+    size_t k;
+
+    if (n > 8 && strncmp(o, "https://", 8) == 0)
+        k = 8;
+    else if (n > 7 && strncmp(o, "http://", 7) == 0)
+        k = 7;
+    else
+        return 0;
+    *h = o + k;
+    *hn = n - k;
+    return memchr(*h, '/', *hn) == NULL;
+}
+
+static int origin_trusted(const jpki_txn *t)
+{
+    const char *p = t->pol->trusted_origins, *e;
+
+    if (t->req.origin == NULL)
+        return 0;
+    while (*p != '\0') {
+        while (*p == ' ')
+            p++;
+        for (e = p; *e != '\0' && *e != ' '; e++)
+            ;
+        if (e > p && (size_t)(e - p) == t->req.origin_len
+            && strncasecmp(p, t->req.origin, t->req.origin_len) == 0)
+            return 1;
+        p = e;
+    }
+    return 0;
+}
+
+static int header_is(const char *v, size_t n, const char *want)
+{
+    return n == strlen(want) && strncasecmp(v, want, n) == 0;
+}
+
+/* Logins and logouts come from the site's own pages: a browser says where
+ * a request comes from (Sec-Fetch-Site; older ones only Origin), and a page
+ * of another site must not sign its visitor in (login CSRF) or out.
+ * Clients that send neither header are not browsers: not concerned. */
+static jpki_err origin_check(const jpki_txn *t)
+{
+    const jpki_txn_request *r = &t->req;
+    const char *h;
+    size_t hn;
+
+    if (r->sec_fetch_site != NULL) {
+        if (header_is(r->sec_fetch_site, r->sec_fetch_site_len, "same-origin")
+            || header_is(r->sec_fetch_site, r->sec_fetch_site_len, "none"))
+            return JPKI_OK;
+    } else if (r->origin == NULL) {
+        return JPKI_OK;
+    } else if (origin_host(r->origin, r->origin_len, &h, &hn)
+               && r->host != NULL && hn == r->host_len
+               && strncasecmp(h, r->host, hn) == 0) {
+        return JPKI_OK;
+    }
+    return origin_trusted(t) ? JPKI_OK : JPKI_ERR_CROSS_ORIGIN;
+}
+
 static void login_begin(jpki_txn *t)
 {
     int64_t ttl;
-    jpki_err e = login_parse(t);
+    jpki_err e = origin_check(t);
+
+    if (e == JPKI_OK)
+        e = login_parse(t);
 
     if (e == JPKI_OK)
         e = login_verify(t);
@@ -956,6 +1024,10 @@ static void logout_begin(jpki_txn *t)
 
     if (!t->req.is_post) {
         finish(t, JPKI_ERR_METHOD);
+        return;
+    }
+    if (origin_check(t) != JPKI_OK) {
+        finish(t, JPKI_ERR_CROSS_ORIGIN);
         return;
     }
     if (open_cookie(t) != JPKI_OK) {

@@ -27,6 +27,7 @@ typedef struct {
     ngx_uint_t                 rev_policy;
     ngx_flag_t                 fail_open;
     ngx_str_t                  login_page;
+    ngx_str_t                  trusted_origins;  /* space-separated */
     ngx_flag_t                 require_account;
     ngx_uint_t                 health;        /* jpki_health here */
     jpki_policy               *policy;
@@ -91,6 +92,8 @@ static char *ngx_http_jpki_revocation(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_jpki_trusted_origins(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -308,6 +311,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_jpki_loc_conf_t, login_page),
+      NULL },
+
+    { ngx_string("jpki_trusted_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_jpki_trusted_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("jpki_require_account"),
@@ -1233,6 +1243,45 @@ ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* jpki_trusted_origins https://login.example ...: the origins (besides
+ * the gate's own) whose pages may post logins and logouts; kept as one
+ * space-separated string (checked with the policy). */
+static char *
+ngx_http_jpki_trusted_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value = cf->args->elts;
+    ngx_uint_t                 i;
+    size_t                     len = 0;
+    u_char                    *p;
+
+    if (jlcf->trusted_origins.data != NULL) {
+        return "is duplicate";
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        len += value[i].len + 1;
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    jlcf->trusted_origins.data = p;
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (i > 1) {
+            *p++ = ' ';
+        }
+        p = ngx_cpymem(p, value[i].data, value[i].len);
+    }
+    jlcf->trusted_origins.len = p - jlcf->trusted_origins.data;
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1312,6 +1361,8 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               JPKI_REV_OCSP);
     ngx_conf_merge_value(conf->fail_open, prev->fail_open, 0);
     ngx_conf_merge_str_value(conf->login_page, prev->login_page, "");
+    ngx_conf_merge_str_value(conf->trusted_origins, prev->trusted_origins,
+                             "");
     ngx_conf_merge_value(conf->require_account, prev->require_account, 0);
 
     if (conf->header.len == 0 || conf->header.len > 64) {
@@ -1368,6 +1419,12 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (rv == NGX_CONF_OK) {
         rv = ngx_http_jpki_copy_str(p->login_page, sizeof(p->login_page),
                                     &conf->login_page, "login page too long");
+    }
+    if (rv == NGX_CONF_OK) {
+        rv = ngx_http_jpki_copy_str(p->trusted_origins,
+                                    sizeof(p->trusted_origins),
+                                    &conf->trusted_origins,
+                                    "jpki_trusted_origins too long");
     }
     if (rv != NGX_CONF_OK) {
         return rv;
@@ -2293,6 +2350,36 @@ ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op)
 }
 
 
+/* The first request header NAME (NULL: absent). */
+static ngx_table_elt_t *
+ngx_http_jpki_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len = ngx_strlen(name);
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
 {
@@ -2301,6 +2388,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_main_conf_t  *jmcf;
     jpki_txn_request            rq;
     ngx_str_t                  *ct;
+    ngx_table_elt_t            *h;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     jmcf = ngx_http_jpki_site(r);
@@ -2322,6 +2410,25 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
     rq.crl_in_store = jmcf->store == NGX_HTTP_JPKI_STORE_REDIS;
+
+    if (ctx->op == JPKI_OP_LOGIN || ctx->op == JPKI_OP_LOGOUT) {
+        /* where the browser says the request comes from */
+        h = ngx_http_jpki_header_in(r, "Sec-Fetch-Site");
+        if (h) {
+            rq.sec_fetch_site = (char *) h->value.data;
+            rq.sec_fetch_site_len = h->value.len;
+        }
+        h = ngx_http_jpki_header_in(r, "Origin");
+        if (h) {
+            rq.origin = (char *) h->value.data;
+            rq.origin_len = h->value.len;
+        }
+        h = r->headers_in.host;
+        if (h) {
+            rq.host = (char *) h->value.data;
+            rq.host_len = h->value.len;
+        }
+    }
 
     if (jmcf->map_file.len) {
         rq.map_source = JPKI_MAP_CALLBACK;

@@ -132,6 +132,9 @@ sub get {
          "$ok<Location />\nAuthType JPKI\nRequire jpki-account\n</Location>",
          qr/needs at least one account/],
         ['challenge TTL out of range', "${ok}JPKIChallengeTTL 2s\n", qr/policy out of range/],
+        ['a trusted origin with a path',
+         "$ok<Location /jpki/>\nJPKIEndpoints On\nJPKITrustedOrigins https://login.example/x\n</Location>",
+         qr{settings for "/jpki/".*trusted origins must be at most 8 of http\(s\)://host\[:port\]}],
     );
     my $i = 0;
     for my $b (@bad) {

@@ -171,6 +171,10 @@ for my $store (qw(shm redis)) {
          "jpki_secret_file $secret; $ok_issuer jpki_store shm zone=j:1m;",
          'location / { jpki on; jpki_cookie_samesite None; jpki_cookie_secure off; }',
          qr/None needs Secure/],
+        ['a trusted origin without a scheme',
+         "jpki_secret_file $secret; $ok_issuer jpki_store shm zone=j:1m;",
+         'location /jpki/ { jpki_endpoints; jpki_trusted_origins login.example; }',
+         qr{trusted origins must be at most 8 of http\(s\)://host\[:port\]}],
     );
     my $i = 0;
     for my $b (@bad) {

@@ -42,6 +42,7 @@ sub areas_conf {
         push @d, "jpki_session_idle $a->{idle}s;" if defined $a->{idle};
         push @d, "jpki_recheck_interval $a->{recheck}s;" if defined $a->{recheck};
         push @d, "jpki_login_page $a->{login_page};" if $a->{login_page};
+        push @d, "jpki_trusted_origins $a->{trusted_origins};" if $a->{trusted_origins};
         push @d, 'jpki_require_account on;' if $a->{require_account};
         push @d, "jpki_header $a->{header};" if $a->{header};
         push @d, 'proxy_pass http://127.0.0.1:@UP@;' if $a->{upstream};

@@ -84,6 +84,7 @@ sub ap_areas_conf {
         push @d, "JPKISessionIdle $a->{idle}s" if defined $a->{idle};
         push @d, "JPKIRecheckInterval $a->{recheck}s" if defined $a->{recheck};
         push @d, "JPKILoginPage $a->{login_page}" if $a->{login_page};
+        push @d, "JPKITrustedOrigins $a->{trusted_origins}" if $a->{trusted_origins};
         push @d, 'JPKIRequireAccount On' if $a->{require_account};
         push @d, "JPKIHeader $a->{header}" if $a->{header};
         push @d, "ProxyPass http://127.0.0.1:\@UP\@$a->{path}" if $a->{upstream};

@@ -51,6 +51,7 @@ package JPKIScenarios;
 #                  algorithm, md, cert_form => pem | b64, certificate =>
 #                  TEXT | KEY:NAME (replaces the field), drop => FIELD,
 #                  content_type, chunked => 1 (no Content-Length),
+#                  headers => { NAME => VALUE or sub (env) },
 #                  raw => BODY (sent as is, application/json) }
 #     request => { method, path, accept, cookie => NAME, cookie_raw,
 #                  tamper => 1 (one character of the cookie changed),
@@ -65,6 +66,7 @@ package JPKIScenarios;
 #     status, error (JSON "error" reason; a "message" must come with it),
 #     json => { field => value }, headers => { name => value }, location,
 #     body (exact), body_like, set_cookie => qr// (one Set-Cookie matches),
+#     no_cookie => 1 (no Set-Cookie at all),
 #     audit => { field => value } (the last audit record since the
 #     request), log_like => qr//, robust => 1 (a 4xx, nothing in the error
 #     log about crashes or alerts), soft_key => CERT (a soft-pass record
@@ -105,6 +107,8 @@ our @AREAS = (
       failure => 'open' },
     { path => '/idle/jpki/',    endpoints => 1, lifetime => 60, idle => 2 },
     { path => '/acct/jpki/',    endpoints => 1, require_account => 1 },
+    { path => '/trusted/jpki/', endpoints => 1,
+      trusted_origins => 'https://login.example https://other.example:8443' },
     { path => '/life/jpki/',    endpoints => 1, lifetime => 10, idle => 0 },
     { path => '/app/',          gate => 1, recheck => 0, upstream => 1 },
     { path => '/idle/app/',     gate => 1, lifetime => 60, idle => 2,
@@ -364,6 +368,53 @@ our @SCENARIOS = (
       request => { path => '/app/t', cookie_raw => 'garbage' },
       status => 401, error => 'session_malformed' },
 
+    # ---- where logins and logouts come from: a page of another site must
+    # not sign its visitor in (login CSRF) or out
+    { name => 'form login posted by a page of another site: 403 cross_origin',
+      login => { cert => 'user1', format => 'form', accept => 'text/html',
+                 return_to => '/web/x', headers => { 'Sec-Fetch-Site' => 'cross-site',
+                                                     Origin => 'https://evil.example' } },
+      status => 403, error => 'cross_origin', no_cookie => 1,
+      audit => { event => 'login', reason => 'cross_origin' } },
+    { name => 'login from a sibling site (Sec-Fetch-Site same-site): 403',
+      login => { cert => 'user1', headers => { 'Sec-Fetch-Site' => 'same-site' } },
+      status => 403, error => 'cross_origin', no_cookie => 1 },
+    { name => 'login from the site\'s own page (Sec-Fetch-Site same-origin)',
+      login => { cert => 'user1', headers => { 'Sec-Fetch-Site' => 'same-origin',
+                                               Origin => sub { $_[0]{base}->('main') } } },
+      status => 200, json => { account => 'alice' } },
+    { name => 'login typed or bookmarked (Sec-Fetch-Site none)',
+      login => { cert => 'user1', headers => { 'Sec-Fetch-Site' => 'none' } },
+      status => 200 },
+    { name => 'older browser: Origin of another site: 403',
+      login => { cert => 'user1', headers => { Origin => 'http://evil.example' } },
+      status => 403, error => 'cross_origin' },
+    { name => 'older browser: Origin of the gate itself',
+      login => { cert => 'user1', headers => { Origin => sub { $_[0]{base}->('main') } } },
+      status => 200 },
+    { name => 'Origin null (sandboxed page): 403',
+      login => { cert => 'user1', headers => { Origin => 'null' } },
+      status => 403, error => 'cross_origin' },
+    { name => 'a trusted origin may post logins',
+      login => { cert => 'user1', area => '/trusted/jpki',
+                 headers => { 'Sec-Fetch-Site' => 'cross-site',
+                              Origin => 'https://other.example:8443' } },
+      status => 200 },
+    { name => '... another origin may not, there either',
+      login => { cert => 'user1', area => '/trusted/jpki',
+                 headers => { 'Sec-Fetch-Site' => 'cross-site',
+                              Origin => 'https://other.example' } },
+      status => 403, error => 'cross_origin' },
+    { name => 'login (for a logout another site tries)', login => { cert => 'user1' },
+      status => 200, save_cookie => 'csrf' },
+    { name => 'logout posted by a page of another site: 403, cookie kept',
+      request => { method => 'POST', path => '/jpki/logout', cookie => 'csrf',
+                   headers => { 'Sec-Fetch-Site' => 'cross-site' } },
+      status => 403, error => 'cross_origin', no_cookie => 1 },
+    { name => '... the session lives on',
+      request => { path => '/app/csrf', cookie => 'csrf' },
+      status => 200, body => $ECHO->('alice', '/app/csrf') },
+
     # ---- logout
     { name => 'login (to log out)', login => { cert => 'user1' }, status => 200,
       save_cookie => 'bye' },
@@ -470,7 +521,8 @@ sub do_login {
     my $l = $sc->{login};
     my $site = $sc->{site} // 'main';
     my $base = area_base($env, $site, $l->{area});
-    my %hdr;
+    my %hdr = map { my $v = $l->{headers}{$_}; ($_ => ref $v eq 'CODE' ? $v->($env) : $v) }
+              keys %{ $l->{headers} // {} };
     $hdr{Accept} = $l->{accept} if $l->{accept};
     my ($body, $ct);
     if (exists $l->{raw}) {
@@ -520,7 +572,8 @@ sub do_request {
     my ($env, $sc, $st) = @_;
     my $q = $sc->{request};
     my $site = $sc->{site} // 'main';
-    my %hdr = %{ $q->{headers} // {} };
+    my %hdr = map { my $v = $q->{headers}{$_}; ($_ => ref $v eq 'CODE' ? $v->($env) : $v) }
+              keys %{ $q->{headers} // {} };
     $hdr{Accept} = $q->{accept} if $q->{accept};
     my $cookie = $q->{cookie_raw};
     if ($q->{cookie}) {
@@ -641,6 +694,10 @@ sub check {
         my @sc = set_cookies($r);
         ok(scalar(grep { $_ =~ $re } @sc), "$n: Set-Cookie")
             or diag('got Set-Cookie: ' . join(' | ', @sc));
+    }
+    if ($sc->{no_cookie}) {
+        my @sc = set_cookies($r);
+        ok(!@sc, "$n: no Set-Cookie") or diag('got Set-Cookie: ' . join(' | ', @sc));
     }
     if ($sc->{robust}) {
         ok($r->{status} >= 400 && $r->{status} < 500, "$n: a 4xx, not a 5xx");

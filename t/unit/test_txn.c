@@ -173,6 +173,18 @@ static const jpki_verdict *drive(jpki_txn_request *rq, io_env *env,
 
 static char last_cookie[1024];
 static const jpki_policy *req_policy;   /* per-location policy, or NULL */
+/* where the browser says a login comes from (NULL: header absent) */
+static const char *req_sfs, *req_origin, *req_host = "gate.example:8443";
+
+static void set_from(jpki_txn_request *rq)
+{
+    rq->sec_fetch_site = req_sfs;
+    rq->sec_fetch_site_len = req_sfs ? strlen(req_sfs) : 0;
+    rq->origin = req_origin;
+    rq->origin_len = req_origin ? strlen(req_origin) : 0;
+    rq->host = req_host;
+    rq->host_len = req_host ? strlen(req_host) : 0;
+}
 
 static const jpki_verdict *login(const char *cert, const char *key,
                                  const char *account, io_env *env,
@@ -200,6 +212,7 @@ static const jpki_verdict *login(const char *cert, const char *key,
     rq.body_len = strlen(body);
     rq.peer = "127.0.0.1";
     rq.policy = req_policy;
+    set_from(&rq);
     v = drive(&rq, env, tp);
     last_cookie[0] = '\0';
     if (v && v->set_cookie) {
@@ -385,7 +398,76 @@ int main(void)
         jpki_txn_free(t);
     }
 
-    /* logout */
+    /* where a login comes from: the site's own pages, or not a browser */
+    {
+        static const struct {
+            const char *sfs, *origin, *trusted;
+            int status;
+            const char *name;
+        } o[] = {
+            {"same-origin", NULL, "", 200, "Sec-Fetch-Site same-origin"},
+            {"none", NULL, "", 200, "Sec-Fetch-Site none (typed, bookmark)"},
+            {"SAME-ORIGIN", "https://gate.example:8443", "", 200,
+             "header values compare without case"},
+            {"cross-site", "https://evil.example", "", 403,
+             "Sec-Fetch-Site cross-site"},
+            {"same-site", "https://other.gate.example", "", 403,
+             "Sec-Fetch-Site same-site (a sibling host)"},
+            {"cross-site", "https://gate.example:8443", "", 403,
+             "cross-site even with our Origin (Sec-Fetch-Site wins)"},
+            {"same-origin-x", NULL, "", 403, "an unknown Sec-Fetch-Site"},
+            {NULL, "https://gate.example:8443", "", 200,
+             "no Sec-Fetch-Site, Origin of the gate"},
+            {NULL, "https://GATE.example:8443", "", 200,
+             "Origin host without case"},
+            {NULL, "https://evil.example", "", 403, "no Sec-Fetch-Site, "
+             "Origin of another site"},
+            {NULL, "https://gate.example", "", 403, "Origin on another port"},
+            {NULL, "null", "", 403, "Origin null (sandboxed page)"},
+            {NULL, "https://gate.example:8443/x", "", 403,
+             "Origin with a path"},
+            {NULL, NULL, "", 200, "neither header (an API client)"},
+            {"cross-site", "https://login.example", "https://a.example "
+             "https://login.example", 200, "a trusted origin"},
+            {"cross-site", "https://login.example:444", "https://a.example "
+             "https://login.example", 403, "trusted origins match whole"},
+            {NULL, "https://a.example", "https://a.example", 200,
+             "a trusted origin without Sec-Fetch-Site"},
+        };
+        jpki_policy loc = *jpki_ctx_get_policy(ctx);
+        char err[256];
+        size_t k;
+
+        for (k = 0; k < sizeof(o) / sizeof(o[0]); k++) {
+            snprintf(loc.trusted_origins, sizeof(loc.trusted_origins), "%s",
+                     o[k].trusted);
+            ok(jpki_policy_check(&loc, err, sizeof(err)) == JPKI_OK,
+               "%s: the policy checks", o[k].name);
+            req_policy = &loc;
+            req_sfs = o[k].sfs;
+            req_origin = o[k].origin;
+            EXPECT_LOGIN("user1.pem", "user1.key", NULL, &good, o[k].status,
+                         o[k].status == 200 ? "ok" : "cross_origin",
+                         o[k].name);
+        }
+        req_policy = NULL;
+        req_sfs = req_origin = NULL;
+
+        static const char *const bad[] = {
+            "evil.example", "https://", "https://a.example/", "ftp://a.example",
+            "https://a.example:123456", "https://a_b.example",
+            "http://1 http://2 http://3 http://4 http://5 http://6 http://7 "
+            "http://8 http://9"};
+        for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            snprintf(loc.trusted_origins, sizeof(loc.trusted_origins), "%s",
+                     bad[k]);
+            ok(jpki_policy_check(&loc, err, sizeof(err)) == JPKI_ERR_INVALID
+               && strstr(err, "trusted origins") != NULL,
+               "trusted origins \"%s\" refused", bad[k]);
+        }
+    }
+
+    /* logout: only from the site's own pages too */
     {
         jpki_txn_request rq = {0};
         rq.op = JPKI_OP_LOGOUT;
@@ -394,6 +476,18 @@ int main(void)
         rq.wants_json = 1;
         rq.cookie = cookie;
         rq.cookie_len = strlen(cookie);
+        rq.sec_fetch_site = "cross-site";
+        rq.sec_fetch_site_len = strlen(rq.sec_fetch_site);
+        v = drive(&rq, &good, &t);
+        is_int(v->http_status, 403, "cross-site logout refused");
+        is_str(v->reason, "cross_origin", "... cross_origin");
+        ok(v->set_cookie == NULL, "... the cookie is not cleared");
+        jpki_txn_free(t);
+        v = check(cookie, NOW + 120, &good, &t);
+        is_int(v->http_status, 200, "... and the session lives on");
+        jpki_txn_free(t);
+        rq.sec_fetch_site = "same-origin";
+        rq.sec_fetch_site_len = strlen(rq.sec_fetch_site);
         v = drive(&rq, &good, &t);
         is_int(v->http_status, 200, "logout");
         ok(v->set_cookie && strstr(v->set_cookie, "Max-Age=0"),
