@@ -463,10 +463,21 @@ static int token_ok(const char *s, const char *extra)
     return 1;
 }
 
+/* Cookie name prefixes browsers enforce (a cookie breaking them is
+ * dropped silently): __Secure- needs Secure, __Host- also Path=/. */
+static int cookie_prefix_ok(const jpki_policy *p)
+{
+    if (strncmp(p->cookie_name, "__Host-", 7) == 0)
+        return p->cookie_secure && strcmp(p->cookie_path, "/") == 0;
+    if (strncmp(p->cookie_name, "__Secure-", 9) == 0)
+        return p->cookie_secure;
+    return 1;
+}
+
 static int cookie_conf_ok(const jpki_policy *p)
 {
     const char *lp = p->login_page;
-    return token_ok(p->cookie_name, "_-.")
+    return token_ok(p->cookie_name, "_-.") && cookie_prefix_ok(p)
            && p->cookie_path[0] == '/' && token_ok(p->cookie_path, "/_-.~")
            && (strcmp(p->cookie_samesite, "Strict") == 0
                || strcmp(p->cookie_samesite, "Lax") == 0
@@ -536,10 +547,11 @@ jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
         return JPKI_ERR_INVALID;
     }
     if (!cookie_conf_ok(p)) {
-        jpki_set_detail(errbuf, errlen, "cookie name must be a token, path "
-                        "must start with '/', SameSite Strict, Lax or None "
-                        "(None needs Secure), login page must start with '/' "
-                        "or http(s)://");
+        jpki_set_detail(errbuf, errlen, "cookie name must be a token (a "
+                        "__Secure- name needs Secure, a __Host- name Secure "
+                        "and path /), path must start with '/', SameSite "
+                        "Strict, Lax or None (None needs Secure), login page "
+                        "must start with '/' or http(s)://");
         return JPKI_ERR_INVALID;
     }
     if (!origins_ok(p->trusted_origins)) {

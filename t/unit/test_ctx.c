@@ -631,6 +631,27 @@ static void test_policy(void)
         is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_ERR_INVALID,
                "copy with SameSite=None and no Secure refused");
         ok(strstr(err, "None needs Secure") != NULL, "message explains");
+        /* cookie name prefixes: what browsers would drop silently */
+        loc = *jpki_ctx_get_policy(c);
+        strcpy(loc.cookie_name, "__Host-jpki");
+        is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_OK,
+               "__Host- cookie, Secure, path /: accepted");
+        strcpy(loc.cookie_path, "/app");
+        is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_ERR_INVALID,
+               "__Host- cookie with path /app refused");
+        ok(strstr(err, "__Host- name Secure and path /") != NULL,
+           "message explains");
+        strcpy(loc.cookie_path, "/");
+        loc.cookie_secure = 0;
+        is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_ERR_INVALID,
+               "__Host- cookie without Secure refused");
+        strcpy(loc.cookie_name, "__Secure-jpki");
+        is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_ERR_INVALID,
+               "__Secure- cookie without Secure refused");
+        loc.cookie_secure = 1;
+        strcpy(loc.cookie_path, "/app");
+        is_int(jpki_policy_check(&loc, err, sizeof(err)), JPKI_OK,
+               "__Secure- cookie, Secure, any path: accepted");
     }
     is_int(finish(c, err, sizeof(err)), JPKI_OK, "second finish is a no-op");
     jpki_ctx_free(c);
