@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
 .PHONY: all deps test unit sanitized demo bench pki pki-age clean
-all: $(B)/libjpki.a $(B)/jpkictl $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
+all: $(B)/libjpki.a $(B)/jpkictl $(B)/jpki-login $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
 
 deps:
 	@bash .ci/deps
@@ -47,6 +47,18 @@ $(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/libjpki.a co
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
 $(B)/asan/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h $(B)/asan/libjpki.a common/jpki.h
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
+
+# jpki-login: the client that signs in with a card (PKCS#11 module loaded
+# with dlopen; types from p11-kit's header).  Not linked with libjpki.
+LOGIN_SRC := tools/jpki_login.c tools/p11.c
+LOGIN_DEP := $(LOGIN_SRC) tools/p11.h common/jpki.h
+P11_CFLAGS := $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
+$(B)/jpki-login: $(LOGIN_DEP)
+	@mkdir -p $(@D)
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ -lcurl -lssl -lcrypto -ldl
+$(B)/asan/jpki-login: $(LOGIN_DEP)
+	@mkdir -p $(@D)
+	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ -lcurl -lssl -lcrypto -ldl
 
 $(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
 	@mkdir -p $(@D)
@@ -86,6 +98,7 @@ test: deps
 	JPKI_NGINX_MODULE=$(CURDIR)/$(B)/asan/ngx_http_jpki_module.so \
 	JPKI_APACHE_MODULE=$(CURDIR)/$(B)/asan/mod_auth_jpki.so \
 	JPKI_JPKICTL=$(CURDIR)/$(B)/asan/jpkictl \
+	JPKI_LOGIN=$(CURDIR)/$(B)/asan/jpki-login \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    prove -j2 $(SAN_T)
 
@@ -175,7 +188,7 @@ $(B)/asan/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/asan/libjpki.a common/jpki.
 	    || (cat apxs.log; exit 1)
 	@cp $(B)/asan/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
 
-sanitized: $(B)/asan/ngx_http_jpki_module.so $(B)/asan/mod_auth_jpki.so $(B)/asan/jpkictl
+sanitized: $(B)/asan/ngx_http_jpki_module.so $(B)/asan/mod_auth_jpki.so $(B)/asan/jpkictl $(B)/asan/jpki-login
 
 # ---- CRL figures (bench/crl.sh; bench/run.sh sources it and calls
 # crl_bench): a signed CRL of N entries made by bench/crlgen.c ------------

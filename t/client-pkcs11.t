@@ -1,0 +1,534 @@
+#!/usr/bin/perl
+# t/client-pkcs11.t - build/jpki-login, the client that signs in with a
+# card, against real parts: SoftHSM2 tokens (keys imported with
+# softhsm2-util, certificates written with OpenSC's pkcs11-tool) holding
+# the test PKI's users, Debian's nginx with the module and Apache with
+# mod_auth_jpki as the gate (CRL revocation, mapping file, an echo upstream
+# behind a gated location).  Checks: sign-in with RSA, EC P-256 and P-384
+# (a second issuer), the cookie jar used by curl -b, the PIN from a file,
+# from JPKI_PIN, never from a terminal that is not there, never printed;
+# each refusal with its exit status (1 gate, 2 usage, 3 token/PIN, 4
+# network) and message; TLS verified (no --cacert: refused); answers no
+# real gate gives (nginx `return` locations: escapes, duplicates, trailing
+# bytes, over 64 KiB with and without a length).
+#   make build/jpki-login pki && prove -v t/client-pkcs11.t
+# Env: JPKI_LOGIN (default build/jpki-login; make test's second run sets
+# the ASan build: then LeakSanitizer reports fail the runs).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(time);
+use JPKITest;
+use JPKIApache;
+
+my $LOGIN   = $ENV{JPKI_LOGIN} // "$JPKITest::BUILD/jpki-login";
+my $SOFTHSM = $ENV{JPKI_SOFTHSM_MODULE} // '/usr/lib/softhsm/libsofthsm2.so';
+
+skip_unless(qw(nginx module jpkictl pki openssl));
+{
+    my @why;
+    push @why, "$LOGIN not built (make build/jpki-login)" unless -x $LOGIN;
+    push @why, "$SOFTHSM not found (apt install softhsm2)" unless -f $SOFTHSM;
+    for my $t (qw(softhsm2-util pkcs11-tool curl)) {
+        push @why, "$t not found" unless grep { -x "$_/$t" } split /:/, $ENV{PATH};
+    }
+    plan(skip_all => join '; ', @why) if @why;
+}
+my $have_apache = -x $JPKIApache::APACHE && -f $JPKIApache::APMODULE
+                  && -f "$JPKIApache::MODDIR/mod_mpm_event.so";
+
+my $dir = tmpdir();
+my $PKI = $JPKITest::PKI;
+my $PIN = 'Pw7319x';              # distinctive: looked for in every output
+my $BADPIN = 'Wr0ng-5831';
+my $t0 = time;
+
+# ---------------------------------------------------------------- helpers
+
+# sys(ENV, CMD...) -> (exit status, output); setup commands.
+sub sys {
+    my ($env, @cmd) = @_;
+    my $log = "$dir/sys.log";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        $ENV{$_} = $env->{$_} for keys %$env;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    return ($? >> 8, slurp($log));
+}
+
+sub setup {
+    my ($env, @cmd) = @_;
+    my ($st, $out) = sys($env, @cmd);
+    BAIL_OUT("@cmd[0,1]: exit $st: $out") if $st != 0;
+}
+
+# A SoftHSM configuration (its own token directory): SOFTHSM2_CONF.
+sub hsm_conf {
+    my ($name) = @_;
+    my $d = "$dir/hsm-$name";
+    mkdir $d;
+    mkdir "$d/tokens";
+    spew("$d/softhsm2.conf", "directories.tokendir = $d/tokens\n"
+         . "objectstore.backend = file\nlog.level = ERROR\n", 0600);
+    return "$d/softhsm2.conf";
+}
+
+# token(CONF, LABEL, [key => NAME, id => HEX, label => L] | [cert => ...])
+sub token {
+    my ($conf, $label, @objs) = @_;
+    my %env = (SOFTHSM2_CONF => $conf);
+    setup(\%env, 'softhsm2-util', '--init-token', '--free', '--label', $label,
+          '--so-pin', '12345678', '--pin', $PIN);
+    for my $o (@objs) {
+        if ($o->{key}) {
+            my $p8 = "$dir/$o->{key}.p8";
+            setup({}, 'openssl', 'pkcs8', '-topk8', '-nocrypt', '-in',
+                  "$PKI/$o->{key}.key", '-out', $p8) unless -f $p8;
+            setup(\%env, 'softhsm2-util', '--import', $p8, '--token', $label,
+                  '--label', $o->{label}, '--id', $o->{id}, '--pin', $PIN);
+        } else {
+            my $der = -f "$PKI/$o->{cert}.der" ? "$PKI/$o->{cert}.der"
+                                                : "$dir/$o->{cert}.der";
+            setup({}, 'openssl', 'x509', '-in', "$PKI/$o->{cert}.pem",
+                  '-outform', 'der', '-out', $der) unless -f $der;
+            setup(\%env, 'pkcs11-tool', '--module', $SOFTHSM, '--token-label',
+                  $label, '--login', '--pin', $PIN, '--write-object', $der,
+                  '--type', 'cert', '--id', $o->{id}, '--label', $o->{label});
+        }
+    }
+}
+
+sub key  { my ($n, $id, $l) = @_; return { key => $n, id => $id, label => $l // 'auth' } }
+sub cert { my ($n, $id, $l) = @_; return { cert => $n, id => $id, label => $l // 'auth' } }
+
+# login(ARGS..., {env}) -> {rc, out, err, elapsed}: jpki-login in a new
+# session (no controlling terminal: it can never prompt), SoftHSM as the
+# module, the multi-token configuration unless env says otherwise.
+my $MULTI;                        # the SoftHSM configuration of most runs
+my @ALL_OUTPUT;
+my $SAN_REPORTS = '';
+my $n_run = 0;
+sub login {
+    my @args = @_;
+    my $env = ref $args[-1] eq 'HASH' ? pop @args : {};
+    my ($out, $err) = ("$dir/run.out", "$dir/run.err");
+    my $t = time;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        delete $ENV{JPKI_PIN};
+        $ENV{SOFTHSM2_CONF} = $env->{SOFTHSM2_CONF} // $MULTI;
+        for (keys %$env) {
+            if (defined $env->{$_}) { $ENV{$_} = $env->{$_} } else { delete $ENV{$_} }
+        }
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out or POSIX::_exit(126);
+        open STDERR, '>', $err or POSIX::_exit(126);
+        exec { $LOGIN } $LOGIN, @args or POSIX::_exit(127);
+    }
+    # a run that hangs fails its test instead of the whole file
+    my $limit = time + 30;
+    while (waitpid($pid, POSIX::WNOHANG()) == 0) {
+        if (time > $limit) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+            $? = 255 << 8;
+            spew($err, slurp($err) . "(killed after 30 s)\n");
+            last;
+        }
+        Time::HiRes::sleep(0.01);
+    }
+    my $r = { rc => $? >> 8, sig => $? & 127, out => slurp($out),
+              err => slurp($err), elapsed => time - $t };
+    $n_run++;
+    push @ALL_OUTPUT, $r->{out}, $r->{err};
+    $SAN_REPORTS .= $r->{err}
+        if $r->{err} =~ /AddressSanitizer|LeakSanitizer|runtime error:/;
+    return $r;
+}
+
+# is_rc(RESULT, RC, NAME, [REGEX for stderr]): the exit status (stderr shown
+# when it is not the one expected) and the message.
+sub is_rc {
+    my ($r, $rc, $name, $re) = @_;
+    is($r->{rc}, $rc, "$name: exit $rc") or diag("stdout: $r->{out}stderr: $r->{err}");
+    like($r->{err}, $re, "$name: message") if $re;
+}
+
+# GET URL with curl -b JAR (the jar as curl reads it) -> (status, body).
+sub curl_get {
+    my ($jar, $url, @more) = @_;
+    open my $p, '-|', 'curl', '-s', '-b', $jar, @more, '-w', '\n%{http_code}', $url
+        or die "curl: $!";
+    local $/;
+    my $o = <$p> // '';
+    close $p;
+    return $o =~ /\A(.*)\n(\d{3})\z/s ? ($2, $1) : (0, $o);
+}
+
+# ---------------------------------------------------------------- tokens
+
+$MULTI = hsm_conf('multi');
+token($MULTI, 'card',    key('user1', '01'), cert('user1', '01'));
+token($MULTI, 'revoked', key('rev-keyCompromise', '01'), cert('rev-keyCompromise', '01'));
+token($MULTI, 'ec',      key('user-ec', '01'), cert('user-ec', '01'));
+token($MULTI, 'phone',   key('phone-user384', '01'), cert('phone-user384', '01'));
+token($MULTI, 'nocert',  key('user2', '01'));
+# two users' keys and certificates, and a CA certificate without a key
+token($MULTI, 'two',     key('user1', '01', 'first'), cert('user1', '01', 'first'),
+                     key('user2', '02', 'second'), cert('user2', '02', 'second'),
+                     cert('ca2', '03', 'ca'));
+# user1's certificate over user2's key (same CKA_ID)
+token($MULTI, 'mismatch', key('user2', '01'), cert('user1', '01'));
+# one token only, laid out like the card: the key's certificate and a CA
+# certificate without a key
+my $SOLO = hsm_conf('solo');
+token($SOLO, 'solo', key('user1', '01'), cert('user1', '01'), cert('ca2', '03', 'ca'));
+
+my %pinfile = (good => "$dir/pin", bad => "$dir/badpin");
+spew($pinfile{good}, "$PIN\n", 0600);
+spew($pinfile{bad}, "$BADPIN\n", 0600);
+my @M = ('--module', $SOFTHSM);
+my @P = ('--pin-file', $pinfile{good});
+
+# ---------------------------------------------------------------- servers
+
+my $secret = write_secret("$dir/site.secret");
+my %acct = (user1 => 'alice', user2 => 'bob', 'rev-keyCompromise' => 'mallory',
+            'user-ec' => 'carol', 'phone-user384' => 'dave');
+spew("$dir/map.txt", join('', map { cert_id($_, $secret) . " $acct{$_}\n" } sort keys %acct),
+     0644);
+
+# TLS for one nginx server: a self-signed certificate for 127.0.0.1
+my $tls_port = free_port();
+setup({}, 'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+      'ec_paramgen_curve:P-256', '-nodes', '-keyout', "$dir/tls.key", '-out',
+      "$dir/tls.pem", '-days', '2', '-subj', '/CN=127.0.0.1', '-addext',
+      'subjectAltName=IP:127.0.0.1');
+chmod 0644, "$dir/tls.key";
+
+# Fake gates: answers the real ones never give (escapes, nested values,
+# duplicates, sizes), at /fake-NAME/{challenge,login}.
+my $CH = 'A' x 100;
+mkdir "$dir/big";
+chmod 0755, "$dir/big";
+spew("$dir/big/challenge", '{"challenge":"' . $CH . '","pad":"' . ('x' x 70000) . '"}', 0644);
+my %fake = (
+    ok    => [ qq({"challenge":"$CH","expires":1,"algorithms":["rsa-pkcs1-sha256",{"n":[1,-2.5e3,true,null,"\\\\\\""]}]}),
+               qq({"extra":{"a":[{"b":"\\ud83d\\ude00"}]},"status":"ok","account":"eve\\u001b[2J\\u00e9\\ud83d\\ude00","expires":1795340406}) ],
+    evil  => [ qq({"challenge":"$CH"}),
+               qq(403 {"error":"cert_revoked","message":"no\\u001b]0;owned\\u0007 way \\u009b1m"}) ],
+    dup   => [ qq({"challenge":"$CH","challenge":"@{[ 'B' x 100 ]}"}) ],
+    notb64 => [ '{"challenge":"' . ('A' x 96) . 'A/+="}' ],
+    trail => [ qq({"challenge":"$CH"} x) ],
+    half  => [ qq({"challenge":"$CH"}), '{"status":"ok"}' ],
+    html  => [ qq({"challenge":"$CH"}), '502 <html>bad gateway</html>' ],
+);
+my $fake = join '', map {
+    my ($c, $l) = @{ $fake{$_} };
+    my $lst = defined $l && $l =~ s/^(\d{3}) // ? $1 : 200;
+    "        location = /fake-$_/challenge { default_type application/json; return 200 '$c'; }\n"
+    . (defined $l ? "        location = /fake-$_/login { default_type application/json; return $lst '$l'; }\n" : '')
+} sort keys %fake;
+# the same big answer with a length (curl stops it) and chunked (sub_filter
+# drops the length: the client's own bound stops it)
+$fake .= "        location /fake-big/ { alias $dir/big/; default_type application/json; }\n"
+       . "        location /fake-chunked/ { alias $dir/big/; default_type application/json;\n"
+       . "            sub_filter_types application/json; sub_filter pad pad; }\n";
+
+my $ng = JPKITest::Nginx->start(name => 'nginx', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer card ca=\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl;
+    jpki_issuer phone ca=\@PKI\@/phone-ca.pem crl=\@PKI\@/phone-ca.crl;
+    jpki_store shm zone=jpki:1m;
+    jpki_map_file $dir/map.txt;
+    jpki_revocation crl;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        jpki_cookie_secure off;
+        location /jpki/  { jpki_endpoints; }
+        location /app/   { jpki on; proxy_pass http://127.0.0.1:\@UP\@; }
+        location /plain/ { return 200 "not the gate\\n"; }
+$fake
+    }
+    server {
+        listen 127.0.0.1:$tls_port ssl;
+        ssl_certificate $dir/tls.pem;
+        ssl_certificate_key $dir/tls.key;
+        location /jpki/  { jpki_endpoints; }
+        location /app/   { jpki on; proxy_pass http://127.0.0.1:\@UP\@; }
+    }
+EOF
+
+my $ap;
+$ap = JPKIApache::Server->start(name => 'apache', children => 1, main => <<"EOF") if $have_apache;
+JPKISecretFile $secret
+JPKIIssuer card ca=\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl
+JPKIIssuer phone ca=\@PKI\@/phone-ca.pem crl=\@PKI\@/phone-ca.crl
+JPKIStore shm size=1M
+JPKIMapFile $dir/map.txt
+JPKIRevocation crl
+JPKICookieSecure Off
+<Location /jpki/>
+    JPKIEndpoints On
+</Location>
+<Location /app/>
+    AuthType JPKI
+    Require valid-user
+    ProxyPass http://127.0.0.1:\@UP\@/app/
+</Location>
+EOF
+
+# ---------------------------------------------------------------- per server
+
+# The same sign-ins and refusals at either gate.
+sub server_checks {
+    my ($name, $srv, $not_gate) = @_;
+    my $url = $srv->url('/jpki');
+    my $jar = "$dir/$name.jar";
+
+    # the gate is on: no cookie, no entry
+    my ($st) = curl_get('/dev/null', $srv->url('/app/x'));
+    is($st, 401, "$name: /app/ without a session: 401");
+
+    # RSA card, PIN from a file, cookie jar
+    spew($jar, "old\n", 0644);           # replaced, and made private
+    my $r = login('--url', $url, @M, '--token', 'card', @P, '--cookie-jar', $jar);
+    is_rc($r, 0, "$name: card (RSA), --pin-file");
+    like($r->{out}, qr/\Aaccount=alice expires=(\d{10})\n\z/, "$name: prints account and expiry");
+    my ($exp) = $r->{out} =~ /expires=(\d+)/;
+    ok($exp && $exp > time && $exp < time + 9 * 3600, "$name: expiry within the session lifetime");
+    is($r->{err}, '', "$name: nothing on stderr");
+    is((stat $jar)[2] & 07777, 0600, "$name: cookie jar mode 0600");
+    my $j = slurp($jar);
+    like($j, qr/^# Netscape HTTP Cookie File/, "$name: jar in Netscape format");
+    like($j, qr/^(?:#HttpOnly_)?127\.0\.0\.1\t\S+\t\/\t\S+\t\d+\tjpki_session\t\S+\n/m,
+         "$name: jar holds the session cookie");
+    my ($cookie) = $j =~ /jpki_session\t(\S+)/;
+    ok($cookie && index($r->{out} . $r->{err}, $cookie) < 0, "$name: the cookie value is not printed");
+    my ($gst, $body) = curl_get($jar, $srv->url('/app/x'));
+    is($gst, 200, "$name: curl -b jar: the gated request passes");
+    like($body, qr/account=\[alice\]/, "$name: the upstream gets the account header");
+
+    # PIN from JPKI_PIN, verbose: steps, never the PIN
+    $r = login('--url', $url, @M, '--token', 'card', '--verbose', { JPKI_PIN => $PIN });
+    is_rc($r, 0, "$name: PIN from JPKI_PIN");
+    like($r->{out}, qr/\Aaccount=alice /, "$name: JPKI_PIN: signed in as alice");
+    like($r->{err}, qr/RSA 2048 key.*issuer .*O = JPKI/, "$name: --verbose: key type and issuer");
+    like($r->{err}, qr/signed with rsa-pkcs1-sha256: 256 bytes/, "$name: --verbose: algorithm");
+
+    # wrong PIN
+    $r = login('--url', $url, @M, '--token', 'card', '--pin-file', $pinfile{bad}, '--verbose');
+    is_rc($r, 3, "$name: wrong PIN", qr/PIN refused by the token "card"/);
+    unlike($r->{out} . $r->{err}, qr/\Q$BADPIN\E/, "$name: the wrong PIN is not printed");
+    unlike($r->{out}, qr/account=/, "$name: wrong PIN: not signed in");
+
+    # refusals by the gate
+    $r = login('--url', $url, @M, '--token', 'revoked', @P);
+    is_rc($r, 1, "$name: revoked certificate", qr/^refused: cert_revoked: \S/m);
+    is($r->{out}, '', "$name: revoked: nothing on stdout");
+    $r = login('--url', $url, @M, '--token', 'card', @P, '--account', 'bob');
+    is_rc($r, 1, "$name: --account bob with alice's card", qr/^refused: account_mismatch: \S/m);
+    $r = login('--url', $url, @M, '--token', 'card', @P, '--account', 'alice');
+    is_rc($r, 0, "$name: --account alice with alice's card");
+
+    # EC: card user with P-256, smartphone issuer with P-384
+    $r = login('--url', $url, @M, '--token', 'ec', @P, '--verbose');
+    is_rc($r, 0, "$name: EC P-256 card user");
+    like($r->{out}, qr/\Aaccount=carol /, "$name: EC P-256: signed in as carol");
+    like($r->{err}, qr/EC P-256 key.*signed with ecdsa-sha256/s, "$name: EC P-256: ecdsa-sha256");
+    $r = login('--url', $url, @M, '--token', 'phone', @P, '--verbose');
+    is_rc($r, 0, "$name: EC P-384 under the phone issuer");
+    like($r->{out}, qr/\Aaccount=dave /, "$name: P-384: signed in as dave");
+    like($r->{err}, qr/EC P-384 key.*signed with ecdsa-sha384/s, "$name: P-384: ecdsa-sha384");
+
+    # another digest, chosen
+    $r = login('--url', $url, @M, '--token', 'card', @P, '--algorithm', 'rsa-pkcs1-sha512');
+    is_rc($r, 0, "$name: --algorithm rsa-pkcs1-sha512");
+
+    # several certificates with keys: --id / --label choose
+    $r = login('--url', $url, @M, '--token', 'two', @P, '--id', '02');
+    is_rc($r, 0, "$name: --id 02 on a two-user token");
+    like($r->{out}, qr/\Aaccount=bob /, "$name: --id 02: signed in as bob");
+    $r = login('--url', $url, @M, '--token', 'two', @P, '--label', 'first');
+    like($r->{out}, qr/\Aaccount=alice /, "$name: --label first: signed in as alice");
+
+    # an answer that is not the gate's JSON
+    $r = login('--url', $srv->url($not_gate), @M, '--token', 'card', @P);
+    is_rc($r, 4, "$name: --url not the gate ($not_gate)",
+          qr/not the gate's JSON \(is --url the gate's endpoint prefix\?\)/);
+}
+
+my $before = Test::More->builder->current_test;
+server_checks('nginx', $ng, '/plain');
+my $per_server = Test::More->builder->current_test - $before;
+SKIP: {
+    skip 'apache2 or build/mod_auth_jpki.so missing', $per_server unless $ap;
+    server_checks('apache', $ap, '/nothing');
+}
+
+my $url = $ng->url('/jpki');
+my $r;
+
+# ---------------------------------------------------------------- fake gates
+
+my @C = (@M, '--token', 'card', @P);
+$r = login('--url', $ng->url('/fake-ok'), @C);
+is_rc($r, 0, 'fake gate: nested values skipped, escapes decoded');
+is($r->{out}, "account=eve?[2J\x{c3}\x{a9}\x{f0}\x{9f}\x{98}\x{80} expires=1795340406\n",
+   '... the account printed without its control character, UTF-8 kept');
+$r = login('--url', $ng->url('/fake-ok'), @C, '--cookie-jar', "$dir/fake.jar");
+is_rc($r, 4, 'fake gate: signed in without a cookie, --cookie-jar', qr/the gate set no cookie/);
+ok(!-e "$dir/fake.jar", '... no jar written');
+$r = login('--url', $ng->url('/fake-evil'), @C);
+is_rc($r, 1, 'fake gate: refusal with control characters',
+      qr/^refused: cert_revoked: no\?\]0;owned\? way \?1m$/m);
+unlike($r->{err}, qr/[\x00-\x08\x0b-\x1f\x7f]|\xc2\x9b/, '... none reaches the terminal');
+my $not_json = qr/GET \S+\/challenge: HTTP 200, the answer is not the gate's JSON/;
+for my $c ([ dup => 'a field given twice', $not_json ],
+           [ trail => 'bytes after the JSON object', $not_json ],
+           [ notb64 => 'a challenge that is not base64url', qr/the challenge is not base64url text/ ],
+           [ half => 'login 200 without account and expiry', qr/HTTP 200 but not the gate's/ ],
+           [ html => 'login 502 in HTML', qr/HTTP 502, the answer is not the gate's JSON/ ],
+           [ big => 'an answer over 64 KiB', qr/the answer is larger than 65536 bytes/ ],
+           [ chunked => 'a chunked answer over 64 KiB', qr/the answer is larger than 65536 bytes/ ]) {
+    my ($n, $what, $re) = @$c;
+    is_rc(login('--url', $ng->url("/fake-$n"), @C), 4, "fake gate: $what", $re);
+}
+
+# ---------------------------------------------------------------- token side
+
+
+# the only token, the only certificate with a key (the CA one has none)
+$r = login('--url', $url, @M, @P, { SOFTHSM2_CONF => $SOLO });
+is_rc($r, 0, 'one token, no --token, no --id: signed in');
+like($r->{out}, qr/\Aaccount=alice /, '... with the certificate that has a key');
+
+$r = login('--url', $url, @M, @P);
+is_rc($r, 2, 'several tokens without --token', qr/choose one with --token LABEL/);
+ok(!grep({ $r->{err} !~ /"$_"/ } qw(card revoked ec phone nocert two mismatch)),
+   '... their labels are listed');
+$r = login('--url', $url, @M, @P, '--token', 'nosuch');
+is_rc($r, 3, '--token naming no token', qr/no token labelled "nosuch"; tokens: .*"card"/);
+
+$r = login('--url', $url, @M, @P, '--token', 'two');
+is_rc($r, 2, 'two certificates with keys, no --id', qr/choose one with --id HEX or --label LABEL/);
+ok($r->{err} =~ /id=01 label="first"/ && $r->{err} =~ /id=02 label="second"/, '... both are listed');
+unlike($r->{err}, qr/id=03/, '... not the CA certificate without a key');
+$r = login('--url', $url, @M, @P, '--token', 'two', '--id', '03');
+is_rc($r, 3, '--id of a certificate without a key', qr/certificate id=03 label="ca" has no private key/);
+$r = login('--url', $url, @M, @P, '--token', 'two', '--id', '09');
+is_rc($r, 3, '--id naming nothing', qr/no certificate with id "09"/);
+$r = login('--url', $url, @M, @P, '--token', 'nocert');
+is_rc($r, 3, 'a key but no certificate', qr/has a private key but no certificate/);
+$r = login('--url', $url, @M, @P, '--token', 'mismatch');
+is_rc($r, 3, "a certificate over another user's key",
+      qr/does not verify with the certificate id=01.*do not match/);
+
+$r = login('--url', $url, '--module', "$dir/nosuch.so", @P);
+is_rc($r, 3, 'module path that does not exist', qr/cannot load the PKCS#11 module .*nosuch\.so/);
+my ($libz) = grep { -f } qw(/lib/x86_64-linux-gnu/libz.so.1 /usr/lib/x86_64-linux-gnu/libz.so.1);
+SKIP: {
+    skip 'no libz.so.1 to load', 2 unless $libz;
+    $r = login('--url', $url, '--module', $libz, @P);
+    is_rc($r, 3, 'a library that is not a PKCS#11 module', qr/is not a PKCS#11 module/);
+}
+
+# PIN sources and bounds
+$r = login('--url', $url, @M, '--token', 'card');
+is_rc($r, 2, 'no PIN file, no JPKI_PIN, no terminal', qr/no PIN: give --pin-file FILE or JPKI_PIN/);
+$r = login('--url', $url, @M, '--token', 'card', { JPKI_PIN => '12' });
+is_rc($r, 3, 'PIN shorter than the token takes', qr/PIN is too short .*not tried, no try used/);
+$r = login('--url', $url, @M, '--token', 'card', '--pin-file', "$dir/nosuch");
+is_rc($r, 2, 'unreadable --pin-file', qr/cannot read the PIN file/);
+spew("$dir/emptypin", "\n", 0600);
+$r = login('--url', $url, @M, '--token', 'card', '--pin-file', "$dir/emptypin");
+is_rc($r, 2, 'empty PIN file', qr/first line is empty/);
+spew("$dir/pin-crlf", "$PIN\r\nsecond line\n", 0600);
+$r = login('--url', $url, @M, '--token', 'card', '--pin-file', "$dir/pin-crlf");
+is_rc($r, 0, 'PIN file: the first line (CRLF)');
+$r = login('--url', $url, @M, '--token', 'card', '--pin', $PIN);
+is_rc($r, 2, 'no --pin option (never on the command line)', qr/unknown option "--pin"/);
+
+# after the wrong PINs: the token says so; a good PIN clears it
+$r = login('--url', $url, @M, '--token', 'card', '--pin-file', $pinfile{bad});
+is($r->{rc}, 3, 'wrong PIN again');
+$r = login('--url', $url, @M, '--token', 'card', @P);
+is_rc($r, 0, 'good PIN after a wrong one', qr/warning: a wrong PIN was entered since the last good one/);
+
+# ---------------------------------------------------------------- usage
+
+for my $c (
+    [ 'no --url',            [ @M, @P ],                              qr/--url is required/ ],
+    [ '--id and --label',    [ '--url', $url, '--id', '01', '--label', 'a' ], qr/give one of them/ ],
+    [ '--id not hex',        [ '--url', $url, '--id', '0g' ],         qr/--id: hex digits/ ],
+    [ '--id odd length',     [ '--url', $url, '--id', '1' ],          qr/--id: hex digits/ ],
+    [ '--timeout 0',         [ '--url', $url, '--timeout', '0' ],     qr/--timeout: seconds/ ],
+    [ '--algorithm unknown', [ '--url', $url, '--algorithm', 'rsa-pkcs1-sha1' ], qr/--algorithm: rsa-pkcs1-sha256/ ],
+    [ 'ftp URL',             [ '--url', 'ftp://127.0.0.1/jpki' ],     qr/http:\/\/ or https:\/\/ only/ ],
+    [ 'URL with a query',    [ '--url', "$url?x=1" ],                 qr/no query or fragment/ ],
+    [ 'option twice',        [ '--url', $url, '--url', $url ],        qr/--url given twice/ ],
+    [ '--cacert unreadable', [ '--url', $url, '--cacert', "$dir/nosuch.pem" ], qr/--cacert: cannot read/ ],
+    [ 'cookie jar in a missing directory',
+      [ '--url', $url, @M, '--token', 'card', '--pin-file', $pinfile{bad}, '--cookie-jar', "$dir/no/dir/jar" ],
+      qr/--cookie-jar: cannot create/ ],
+) {
+    my ($name, $args, $re) = @$c;
+    is_rc(login(@$args), 2, $name, $re);
+}
+$r = login('--url', $url, @M, '--token', 'card', @P, '--algorithm', 'ecdsa-sha256');
+is_rc($r, 2, '--algorithm of the other key type', qr/does not fit the certificate's RSA key/);
+$r = login('--help');
+is_rc($r, 0, '--help');
+like($r->{out}, qr/Exit status: 0 signed in; 1 refused/, '--help documents the exit status');
+ok(!-e "$dir/no", 'no cookie jar left behind');
+is_deeply([ grep { /\.jar\.\w{6}\z/ } glob("$dir/*") ], [], 'no temporary jar left behind');
+
+# ---------------------------------------------------------------- network
+
+my $down = free_port();
+$r = login('--url', "http://127.0.0.1:$down/jpki", @M, '--token', 'card', @P);
+is_rc($r, 4, 'nobody listening', qr/GET http:\/\/127\.0\.0\.1:$down\/jpki\/challenge: .*(?:connect|refused)/i);
+my $hole = JPKITest::BlackHole->start;
+$r = login('--url', 'http://127.0.0.1:' . $hole->port . '/jpki', @M, '--token', 'card', @P,
+           '--timeout', '1');
+is_rc($r, 4, 'a server that never answers, --timeout 1', qr/timed out \(--timeout\)/);
+ok($r->{elapsed} < 5, sprintf('... within the timeout (%.1f s)', $r->{elapsed}));
+$hole->stop;
+
+# TLS: verified, --cacert names the CA; the cookie is Secure there
+my $https = "https://127.0.0.1:$tls_port/jpki";
+$r = login('--url', $https, @M, '--token', 'card', @P);
+is_rc($r, 4, 'https with an unknown CA', qr/TLS failed, the server was not verified/);
+my $tjar = "$dir/tls.jar";
+$r = login('--url', $https, @M, '--token', 'card', @P, '--cacert', "$dir/tls.pem",
+           '--cookie-jar', $tjar);
+is_rc($r, 0, 'https with --cacert');
+like(slurp($tjar), qr/^(?:#HttpOnly_)?127\.0\.0\.1\t\S+\t\/\tTRUE\t\d+\tjpki_session\t/m,
+     'https: the jar keeps the cookie Secure');
+my ($tst, $tbody) = curl_get($tjar, "https://127.0.0.1:$tls_port/app/x", '--cacert', "$dir/tls.pem");
+is($tst, 200, 'https: curl -b jar passes the gate');
+like($tbody, qr/account=\[alice\]/, 'https: the upstream gets the account');
+
+# ---------------------------------------------------------------- all runs
+
+my $all = join '', @ALL_OUTPUT;
+unlike($all, qr/\Q$PIN\E/, "the PIN appears in no output of the $n_run runs");
+unlike($all, qr/\Q$BADPIN\E/, 'nor the wrong PIN');
+my @serials = map { my ($s) = `openssl x509 -in $PKI/$_.pem -noout -serial` =~ /=([0-9A-F]+)/; $s }
+              qw(user1 user2 user-ec phone-user384 rev-keyCompromise);
+ok(@serials == 5 && !grep({ $all =~ /\Q$_\E/i } @serials), 'no serial number is printed');
+is($SAN_REPORTS, '', 'no sanitizer report in any run');
+
+$ng->stop;
+$ap->stop if $ap;
+diag(sprintf '%d runs of %s in %.1f s', $n_run, $LOGIN, time - $t0);
+done_testing();

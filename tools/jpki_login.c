@@ -1,0 +1,1582 @@
+/*
+ * jpki-login - signs in at a JPKI login gate (nginx or Apache) with a My
+ * Number Card or any PKCS#11 token: GET <url>/challenge, the card signs
+ * the 100 characters of the challenge, POST <url>/login (docs/protocol.md,
+ * docs/client.md).
+ *
+ * Exit status: 0 signed in, 1 refused by the gate, 2 usage, 3 token or
+ * PIN problem, 4 network or HTTP problem (EXIT_* below).
+ *
+ * The PIN is never taken from the command line, never printed, and wiped
+ * (OPENSSL_cleanse) as soon as C_Login has it.  Nothing printed contains
+ * the certificate's serial number or subject, the challenge, the signature
+ * or the cookie: the session cookie goes to --cookie-jar only (mode 0600).
+ * TLS is always verified (--cacert adds a CA file; there is no option to
+ * turn verification off).  Answers are read into bounded buffers (64 KiB)
+ * and only the few JSON fields needed are decoded, each bounded.
+ * Options are parsed by hand, as in jpkictl: exact names, --opt VALUE or
+ * --opt=VALUE, each at most once, every value bounded.
+ */
+#include "jpki.h"                  /* JPKI_VERSION only: no libjpki link */
+#include "p11.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_SIGNED_IN 0
+#define EXIT_REFUSED   1          /* the gate answered with a JSON error */
+#define EXIT_USAGE     2
+#define EXIT_TOKEN     3          /* module, token, PIN, certificate, key */
+#define EXIT_NET       4          /* unreachable, timeout, TLS, not JSON */
+
+#define DEFAULT_MODULE "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+#define ARG_MAX_LEN    4096
+#define URL_MAX        2048
+#define ACCOUNT_MAX    256
+#define PIN_MAX        255
+#define BODY_MAX       (64 * 1024)   /* an answer of the gate */
+#define CHALLENGE_MAX  512
+#define CONNECT_MS     10000L
+#define TIMEOUT_DEF    20
+#define TIMEOUT_MAX    600
+
+static const char usage_text[] =
+"usage: jpki-login --url URL [--module PKCS11.so] [--token LABEL]\n"
+"                  [--id HEX | --label LABEL] [--pin-file FILE]\n"
+"                  [--account ACCT] [--cookie-jar FILE] [--cacert FILE]\n"
+"                  [--algorithm NAME] [--timeout SECONDS] [--verbose]\n"
+"Signs in at a JPKI login gate with a My Number Card (or any PKCS#11\n"
+"token): GET URL/challenge, the card signs it, POST URL/login.  Prints\n"
+"\"account=ACCT expires=UNIXTIME\" when signed in.\n"
+"  --url URL         the gate's endpoint prefix, http(s)://host[:port]/path\n"
+"                    (e.g. https://www.example.jp/jpki); no query\n"
+"  --module FILE     the PKCS#11 module; default OpenSC's, which reads\n"
+"                    the My Number Card:\n"
+"                    " DEFAULT_MODULE "\n"
+"  --token LABEL     the token to use; needed when several are present\n"
+"  --id HEX          the certificate with this CKA_ID (card: 01, the\n"
+"  --label LABEL     user-authentication one), or with this CKA_LABEL;\n"
+"                    default: the only certificate with a private key\n"
+"  --pin-file FILE   the PIN is the first line of FILE; else the\n"
+"                    environment variable JPKI_PIN; else it is asked on\n"
+"                    the terminal.  Never on the command line.  Card: the\n"
+"                    4-digit user-authentication PIN (3 wrong tries lock it)\n"
+"  --account ACCT    the account you claim (the gate checks the mapping)\n"
+"  --cookie-jar FILE write the session cookie to FILE (Netscape format,\n"
+"                    mode 0600, for curl -b FILE); nothing secret is printed\n"
+"  --cacert FILE     verify the server with these CA certificates (PEM)\n"
+"                    instead of the system's; TLS is always verified\n"
+"  --algorithm NAME  rsa-pkcs1-sha256 (RSA default), rsa-pkcs1-sha384,\n"
+"                    rsa-pkcs1-sha512, ecdsa-sha256 (P-256 default),\n"
+"                    ecdsa-sha384 (P-384 default)\n"
+"  --timeout SECONDS bound on the whole HTTP exchange, both requests\n"
+"                    (1..600, default 20; connecting: at most 10)\n"
+"  --verbose         the steps on stderr (never the PIN, serial or cookie)\n"
+"Exit status: 0 signed in; 1 refused by the gate (stderr: \"refused:\n"
+"REASON: MESSAGE\"); 2 usage; 3 token or PIN problem (module not loadable,\n"
+"no token, PIN refused or locked, no certificate or key); 4 network or\n"
+"HTTP problem (unreachable, timeout, TLS, an answer that is not the gate's\n"
+"JSON).\n";
+
+/* ---- messages ----------------------------------------------------- */
+
+static int verbose;
+
+__attribute__((format(printf, 1, 2)))
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("jpki-login: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+#define step(...) do { if (verbose) say(__VA_ARGS__); } while (0)
+
+/* S with everything that is not printable ASCII or a well-formed UTF-8
+ * character from U+00A0 up replaced by '?' (no terminal control from a
+ * server's message), at most OUTLEN - 1 bytes. */
+static const char *clean(const char *s, char *out, size_t outlen)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t k = 0;
+
+    while (*p != '\0' && k + 1 < outlen) {
+        size_t n = 0, i;
+        unsigned cp = 0;
+
+        if (*p >= 0x20 && *p < 0x7f) {
+            out[k++] = (char)*p++;
+            continue;
+        }
+        if ((*p & 0xe0) == 0xc0) { n = 2; cp = *p & 0x1f; }
+        else if ((*p & 0xf0) == 0xe0) { n = 3; cp = *p & 0x0f; }
+        else if ((*p & 0xf8) == 0xf0) { n = 4; cp = *p & 0x07; }
+        for (i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                break;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if (n == 0 || i < n) {          /* not UTF-8: one byte */
+            out[k++] = '?';
+            p++;
+            continue;
+        }
+        if (k + n >= outlen || cp < 0xa0 || (n == 3 && cp < 0x800)
+            || (n == 4 && cp < 0x10000) || cp > 0x10ffff
+            || (cp >= 0xd800 && cp <= 0xdfff)) {
+            out[k++] = '?';             /* C1 control, overlong...: one */
+            p += n;
+            continue;
+        }
+        memcpy(out + k, p, n);
+        k += n;
+        p += n;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+/* ---- options ------------------------------------------------------ */
+
+enum {
+    O_URL, O_MODULE, O_TOKEN, O_ID, O_LABEL, O_PIN_FILE, O_ACCOUNT,
+    O_COOKIE_JAR, O_CACERT, O_ALGORITHM, O_TIMEOUT, O_VERBOSE, O_HELP,
+    O__COUNT
+};
+
+static const struct {
+    const char *name;
+    int has_arg;
+    size_t max;
+} optdefs[O__COUNT] = {
+    [O_URL] = {"url", 1, URL_MAX},
+    [O_MODULE] = {"module", 1, ARG_MAX_LEN},
+    [O_TOKEN] = {"token", 1, P11_LABEL_MAX},
+    [O_ID] = {"id", 1, 2 * P11_ID_MAX},
+    [O_LABEL] = {"label", 1, P11_LABEL_MAX},
+    [O_PIN_FILE] = {"pin-file", 1, ARG_MAX_LEN},
+    [O_ACCOUNT] = {"account", 1, ACCOUNT_MAX},
+    [O_COOKIE_JAR] = {"cookie-jar", 1, ARG_MAX_LEN},
+    [O_CACERT] = {"cacert", 1, ARG_MAX_LEN},
+    [O_ALGORITHM] = {"algorithm", 1, 32},
+    [O_TIMEOUT] = {"timeout", 1, 3},
+    [O_VERBOSE] = {"verbose", 0, 0},
+    [O_HELP] = {"help", 0, 0},
+};
+
+typedef struct {
+    const char *val[O__COUNT];
+    int seen[O__COUNT];
+} args_t;
+
+static int parse_args(int argc, char **argv, args_t *a)
+{
+    int i, o;
+
+    for (i = 1; i < argc; i++) {
+        const char *arg = strcmp(argv[i], "-h") == 0 ? "--help" : argv[i];
+        const char *eq, *val = NULL;
+        size_t nl;
+
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            say("unexpected argument \"%.64s\"", arg);
+            return -1;
+        }
+        eq = strchr(arg + 2, '=');
+        nl = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        for (o = 0; o < O__COUNT; o++)
+            if (strlen(optdefs[o].name) == nl
+                && memcmp(optdefs[o].name, arg + 2, nl) == 0)
+                break;
+        if (o == O__COUNT) {
+            say("unknown option \"--%.*s\"", (int)(nl > 64 ? 64 : nl),
+                arg + 2);
+            return -1;
+        }
+        if (optdefs[o].has_arg && eq != NULL) {
+            val = eq + 1;
+        } else if (optdefs[o].has_arg) {
+            if (i + 1 >= argc) {
+                say("--%s needs a value", optdefs[o].name);
+                return -1;
+            }
+            val = argv[++i];
+        } else if (eq != NULL) {
+            say("--%s takes no value", optdefs[o].name);
+            return -1;
+        }
+        if (a->seen[o]) {
+            say("--%s given twice", optdefs[o].name);
+            return -1;
+        }
+        if (val != NULL && (*val == '\0' || strlen(val) > optdefs[o].max)) {
+            say("--%s: the value must have 1 to %zu characters",
+                optdefs[o].name, optdefs[o].max);
+            return -1;
+        }
+        a->seen[o] = 1;
+        a->val[o] = val;
+    }
+    return 0;
+}
+
+/* --id: hex digits, an even number of them. */
+static int parse_hex(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n % 2 != 0 || n / 2 > cap)
+        return -1;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        int v = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+        if (v < 0)
+            return -1;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] |= (uint8_t)v;
+    }
+    *len = n / 2;
+    return 0;
+}
+
+/* ---- algorithms --------------------------------------------------- */
+
+/* DER DigestInfo prefixes (RFC 8017, 9.2 note 1). */
+static const uint8_t di_sha256[19] = {
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+    0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+static const uint8_t di_sha384[19] = {
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+    0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30};
+static const uint8_t di_sha512[19] = {
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+    0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
+
+typedef struct {
+    const char *name;
+    int ec;                               /* 1 ECDSA, 0 RSA PKCS#1 v1.5 */
+    const EVP_MD *(*md)(void);
+    const uint8_t *prefix;                /* RSA: DigestInfo prefix */
+} alg_t;
+
+static const alg_t algs[] = {
+    {"rsa-pkcs1-sha256", 0, EVP_sha256, di_sha256},
+    {"rsa-pkcs1-sha384", 0, EVP_sha384, di_sha384},
+    {"rsa-pkcs1-sha512", 0, EVP_sha512, di_sha512},
+    {"ecdsa-sha256", 1, EVP_sha256, NULL},
+    {"ecdsa-sha384", 1, EVP_sha384, NULL},
+};
+
+static const alg_t *alg_by_name(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
+        if (strcmp(algs[i].name, name) == 0)
+            return &algs[i];
+    return NULL;
+}
+
+/* ---- signals: the terminal and the jar's temp file ---------------- */
+
+static volatile sig_atomic_t tty_raw;    /* echo is off on tty_fd */
+static int tty_fd = -1;
+static struct termios tty_saved;
+static char jar_tmp[ARG_MAX_LEN + 16];   /* temp jar to remove, or "" */
+
+static void on_signal(int sig)
+{
+    if (tty_raw)
+        tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+    if (jar_tmp[0] != '\0')
+        unlink(jar_tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    struct sigaction sa;
+    size_t i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* ---- the PIN ------------------------------------------------------ */
+
+/* The first line of FILE (without its end of line). */
+static int pin_from_file(const char *path, char *pin, size_t cap,
+                         size_t *len)
+{
+    char buf[PIN_MAX + 3];
+    struct stat st;
+    ssize_t n;
+    size_t k = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        say("cannot read the PIN file \"%.200s\" (missing, unreadable or "
+            "not a regular file)", path);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (st.st_mode & 077)
+        say("warning: the PIN file \"%.200s\" can be read by others "
+            "(chmod 600 it)", path);
+    while (k < sizeof(buf)
+           && (n = read(fd, buf + k, sizeof(buf) - k)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        k += (size_t)n;
+    }
+    close(fd);
+    n = 0;
+    while ((size_t)n < k && buf[n] != '\n')
+        n++;
+    if ((size_t)n == k && k == sizeof(buf)) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        say("the PIN file's first line is longer than %d characters",
+            PIN_MAX);
+        return -1;
+    }
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if ((size_t)n >= cap || n == 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (n == 0)
+            say("the PIN file's first line is empty");
+        else if ((size_t)n >= cap)
+            say("the PIN file's first line is longer than %d characters",
+                PIN_MAX);
+        else
+            say("the PIN file's first line holds a NUL byte");
+        return -1;
+    }
+    memcpy(pin, buf, (size_t)n);
+    pin[n] = '\0';
+    *len = (size_t)n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+/* Asked on /dev/tty with echo off. */
+static int pin_from_tty(const char *token, char *pin, size_t cap,
+                        size_t *len)
+{
+    struct termios t;
+    char prompt[160], c;
+    size_t k = 0;
+    ssize_t n;
+    int over = 0;
+
+    if ((tty_fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0
+        || tcgetattr(tty_fd, &tty_saved) != 0) {
+        say("no PIN: give --pin-file FILE or JPKI_PIN, or run on a "
+            "terminal");
+        if (tty_fd >= 0)
+            close(tty_fd);
+        tty_fd = -1;
+        return -1;
+    }
+    t = tty_saved;
+    t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+    t.c_lflag |= ICANON;
+    snprintf(prompt, sizeof(prompt), "PIN for token \"%.64s\": ", token);
+    if (write(tty_fd, prompt, strlen(prompt)) < 0)
+        prompt[0] = '\0';               /* nothing to do about it */
+    tty_raw = 1;
+    tcsetattr(tty_fd, TCSAFLUSH, &t);
+    for (;;) {
+        n = read(tty_fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || c == '\n' || c == '\r')
+            break;
+        if (k + 1 < cap)
+            pin[k++] = c;
+        else
+            over = 1;
+    }
+    tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+    tty_raw = 0;
+    if (write(tty_fd, "\n", 1) < 0)
+        c = 0;
+    close(tty_fd);
+    tty_fd = -1;
+    c = 0;
+    pin[k] = '\0';
+    if (over || k == 0) {
+        OPENSSL_cleanse(pin, cap);
+        say(over ? "the PIN is longer than %d characters" : "no PIN entered",
+            PIN_MAX);
+        return -1;
+    }
+    *len = k;
+    return 0;
+}
+
+/* --pin-file, else JPKI_PIN, else the terminal.  PIN has cap bytes. */
+static int get_pin(const args_t *a, const char *token, char *pin,
+                   size_t cap, size_t *len)
+{
+    const char *env = getenv("JPKI_PIN");
+
+    if (a->val[O_PIN_FILE] != NULL)
+        return pin_from_file(a->val[O_PIN_FILE], pin, cap, len);
+    if (env != NULL && *env != '\0') {
+        size_t n = strlen(env);
+
+        if (n >= cap) {
+            say("JPKI_PIN is longer than %d characters", PIN_MAX);
+            return -1;
+        }
+        memcpy(pin, env, n + 1);
+        *len = n;
+        unsetenv("JPKI_PIN");
+        return 0;
+    }
+    return pin_from_tty(token, pin, cap, len);
+}
+
+/* ---- JSON: the few fields of the gate's answers ------------------- */
+
+enum { J_STR, J_INT };
+
+typedef struct {
+    const char *name;
+    int kind;
+    char *str;                  /* J_STR: decoded, NUL-terminated */
+    size_t cap;
+    long long num;              /* J_INT */
+    int seen;
+} jfield;
+
+typedef struct {
+    const unsigned char *p, *end;
+} jcur;
+
+static void j_ws(jcur *c)
+{
+    while (c->p < c->end
+           && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n'
+               || *c->p == '\r'))
+        c->p++;
+}
+
+static int hex4(const unsigned char *s, unsigned *v)
+{
+    int i;
+
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        unsigned char ch = s[i];
+        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+                   : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                   : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10) : 99;
+
+        if (d == 99)
+            return -1;
+        *v = *v << 4 | d;
+    }
+    return 0;
+}
+
+/* A string at c->p, decoded into OUT (CAP bytes with the NUL) when OUT is
+ * not NULL.  0, or -1 malformed, or 1 (consumed) when it does not fit or
+ * holds a NUL. */
+static int j_string(jcur *c, char *out, size_t cap)
+{
+    size_t k = 0;
+    int over = 0;
+
+    if (c->p >= c->end || *c->p != '"')
+        return -1;
+    c->p++;
+    while (c->p < c->end) {
+        unsigned ch = *c->p++, cp;
+        unsigned char u[4];
+        size_t n;
+
+        if (ch == '"') {
+            if (out != NULL && !over)
+                out[k] = '\0';
+            return over;
+        }
+        if (ch < 0x20)
+            return -1;
+        if (ch != '\\') {
+            u[0] = (unsigned char)ch;
+            n = 1;
+        } else {
+            if (c->p >= c->end)
+                return -1;
+            switch ((ch = *c->p++)) {
+            case '"': case '\\': case '/': cp = ch; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u':
+                if (c->end - c->p < 4 || hex4(c->p, &cp) != 0)
+                    return -1;
+                c->p += 4;
+                if (cp >= 0xdc00 && cp <= 0xdfff)
+                    return -1;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    unsigned lo;
+
+                    if (c->end - c->p < 6 || c->p[0] != '\\'
+                        || c->p[1] != 'u' || hex4(c->p + 2, &lo) != 0
+                        || lo < 0xdc00 || lo > 0xdfff)
+                        return -1;
+                    c->p += 6;
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                }
+                break;
+            default:
+                return -1;
+            }
+            if (cp == 0)
+                over = 1;
+            if (cp < 0x80) {
+                u[0] = (unsigned char)cp; n = 1;
+            } else if (cp < 0x800) {
+                u[0] = (unsigned char)(0xc0 | cp >> 6);
+                u[1] = (unsigned char)(0x80 | (cp & 0x3f)); n = 2;
+            } else if (cp < 0x10000) {
+                u[0] = (unsigned char)(0xe0 | cp >> 12);
+                u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                u[2] = (unsigned char)(0x80 | (cp & 0x3f)); n = 3;
+            } else {
+                u[0] = (unsigned char)(0xf0 | cp >> 18);
+                u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+                u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                u[3] = (unsigned char)(0x80 | (cp & 0x3f)); n = 4;
+            }
+        }
+        if (out != NULL && !over) {
+            if (k + n >= cap)
+                over = 1;
+            else {
+                memcpy(out + k, u, n);
+                k += n;
+            }
+        }
+    }
+    return -1;
+}
+
+/* A number; *is_int and *v when it is an integer of at most 18 digits. */
+static int j_number(jcur *c, int *is_int, long long *v)
+{
+    const unsigned char *s = c->p;
+    int digits = 0, neg = 0;
+    long long x = 0;
+
+    *is_int = 1;
+    if (c->p < c->end && *c->p == '-') {
+        neg = 1;
+        c->p++;
+    }
+    if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+        return -1;
+    if (*c->p == '0' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')
+        return -1;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (++digits <= 18)
+            x = x * 10 + (*c->p - '0');
+        c->p++;
+    }
+    if (digits > 18)
+        *is_int = 0;
+    if (c->p < c->end && *c->p == '.') {
+        *is_int = 0;
+        c->p++;
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return -1;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+            c->p++;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        *is_int = 0;
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return -1;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+            c->p++;
+    }
+    *v = neg ? -x : x;
+    return c->p > s ? 0 : -1;
+}
+
+/* Any value (checked, not kept), nested at most 32 deep. */
+static int j_skip(jcur *c, int depth)
+{
+    static const char *const lits[] = {"true", "false", "null"};
+    long long v;
+    int is_int;
+    size_t i, n;
+
+    j_ws(c);
+    if (c->p >= c->end || depth > 32)
+        return -1;
+    if (*c->p == '"')
+        return j_string(c, NULL, 0) < 0 ? -1 : 0;
+    if (*c->p == '{' || *c->p == '[') {
+        unsigned char close = *c->p == '{' ? '}' : ']';
+        int obj = close == '}';
+
+        c->p++;
+        j_ws(c);
+        if (c->p < c->end && *c->p == close) {
+            c->p++;
+            return 0;
+        }
+        for (;;) {
+            if (obj) {
+                j_ws(c);
+                if (j_string(c, NULL, 0) < 0)
+                    return -1;
+                j_ws(c);
+                if (c->p >= c->end || *c->p++ != ':')
+                    return -1;
+            }
+            if (j_skip(c, depth + 1) != 0)
+                return -1;
+            j_ws(c);
+            if (c->p >= c->end)
+                return -1;
+            if (*c->p == close) {
+                c->p++;
+                return 0;
+            }
+            if (*c->p++ != ',')
+                return -1;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        n = strlen(lits[i]);
+        if ((size_t)(c->end - c->p) >= n && memcmp(c->p, lits[i], n) == 0) {
+            c->p += n;
+            return 0;
+        }
+    }
+    return j_number(c, &is_int, &v);
+}
+
+/* The top-level object of BODY: FIELDS found are filled in (a field of
+ * the wrong type, too long, or given twice makes the answer malformed);
+ * everything else is checked and skipped.  0, or -1 when BODY is not one
+ * JSON object. */
+static int j_fields(const char *body, size_t len, jfield *fields, size_t nf)
+{
+    jcur c = {(const unsigned char *)body, (const unsigned char *)body + len};
+    char key[32];
+    size_t i;
+
+    for (i = 0; i < nf; i++)
+        fields[i].seen = 0;
+    j_ws(&c);
+    if (c.p >= c.end || *c.p++ != '{')
+        return -1;
+    j_ws(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+        goto tail;
+    }
+    for (;;) {
+        int r;
+        jfield *f = NULL;
+
+        j_ws(&c);
+        if ((r = j_string(&c, key, sizeof(key))) < 0)
+            return -1;
+        for (i = 0; r == 0 && i < nf; i++)
+            if (strcmp(fields[i].name, key) == 0)
+                f = &fields[i];
+        j_ws(&c);
+        if (c.p >= c.end || *c.p++ != ':')
+            return -1;
+        j_ws(&c);
+        if (f == NULL) {
+            if (j_skip(&c, 1) != 0)
+                return -1;
+        } else if (f->seen++) {
+            return -1;
+        } else if (f->kind == J_STR) {
+            if (j_string(&c, f->str, f->cap) != 0)
+                return -1;
+        } else {
+            int is_int;
+
+            if (j_number(&c, &is_int, &f->num) != 0 || !is_int)
+                return -1;
+        }
+        j_ws(&c);
+        if (c.p >= c.end)
+            return -1;
+        if (*c.p == '}') {
+            c.p++;
+            break;
+        }
+        if (*c.p++ != ',')
+            return -1;
+    }
+tail:
+    j_ws(&c);
+    return c.p == c.end ? 0 : -1;
+}
+
+/* ---- a bounded text buffer (the login body) ----------------------- */
+
+typedef struct {
+    char *b;
+    size_t len, cap;
+    int err;
+} sbuf;
+
+static void sb_add(sbuf *s, const char *d, size_t n)
+{
+    if (s->err)
+        return;
+    if (n >= s->cap - s->len) {
+        s->err = 1;
+        return;
+    }
+    memcpy(s->b + s->len, d, n);
+    s->len += n;
+    s->b[s->len] = '\0';
+}
+
+static void sb_adds(sbuf *s, const char *d) { sb_add(s, d, strlen(d)); }
+
+/* "name":"value" with VALUE escaped, after a comma unless first. */
+static void sb_field(sbuf *s, const char *name, const char *v, int first)
+{
+    char u[8];
+
+    sb_adds(s, first ? "\"" : ",\"");
+    sb_adds(s, name);
+    sb_adds(s, "\":\"");
+    for (; *v != '\0'; v++) {
+        unsigned char ch = (unsigned char)*v;
+
+        if (ch == '"' || ch == '\\') {
+            u[0] = '\\';
+            u[1] = (char)ch;
+            sb_add(s, u, 2);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            snprintf(u, sizeof(u), "\\u%04x", ch);
+            sb_add(s, u, 6);
+        } else {
+            sb_add(s, v, 1);
+        }
+    }
+    sb_adds(s, "\"");
+}
+
+/* base64 of D (standard alphabet, no line breaks), malloc'ed. */
+static char *b64(const uint8_t *d, size_t n)
+{
+    char *out;
+
+    if (n > BODY_MAX || (out = malloc(4 * ((n + 2) / 3) + 1)) == NULL)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, d, (int)n);
+    return out;
+}
+
+/* ---- HTTP --------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int over;
+} sink_t;
+
+static size_t sink_write(char *d, size_t size, size_t nmemb, void *ud)
+{
+    sink_t *s = ud;
+    size_t n = size * nmemb;
+
+    if (n > BODY_MAX - s->len) {
+        s->over = 1;
+        return 0;                       /* aborts the transfer */
+    }
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        char *nb;
+
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        if ((nb = realloc(s->buf, cap)) == NULL)
+            return 0;
+        s->buf = nb;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, d, n);
+    s->len += n;
+    s->buf[s->len] = '\0';
+    return n;
+}
+
+typedef struct {
+    CURL *h;
+    char cerr[CURL_ERROR_SIZE];
+    struct timespec deadline;
+    char shown[URL_MAX + 32];          /* the prefix without user info */
+} http_t;
+
+static long ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(deadline->tv_sec - now.tv_sec) * 1000
+           + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* GET (BODY NULL) or POST BODY as JSON to URL; *status and the answer in
+ * OUT.  EXIT_SIGNED_IN (0) when an HTTP answer came, else EXIT_NET with
+ * a message said. */
+static int http_do(http_t *x, const char *url, const char *what,
+                   const char *body, long *status, sink_t *out)
+{
+    struct curl_slist *hdr = NULL, *h2;
+    long left = ms_left(&x->deadline);
+    CURLcode cc;
+
+    *status = 0;
+    if (left <= 0) {
+        say("%s: no time left (--timeout)", what);
+        return EXIT_NET;
+    }
+    hdr = curl_slist_append(hdr, "Accept: application/json");
+    if (hdr != NULL && body != NULL) {
+        h2 = curl_slist_append(hdr, "Content-Type: application/json");
+        hdr = h2 != NULL ? curl_slist_append(h2, "Expect:") : NULL;
+    }
+    if (hdr == NULL) {
+        say("out of memory");
+        return EXIT_NET;
+    }
+    x->cerr[0] = '\0';
+    curl_easy_setopt(x->h, CURLOPT_URL, url);
+    curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, left);
+    curl_easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT_MS,
+                     left < CONNECT_MS ? left : CONNECT_MS);
+    curl_easy_setopt(x->h, CURLOPT_WRITEDATA, out);
+    if (body != NULL) {
+        curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    } else {
+        curl_easy_setopt(x->h, CURLOPT_HTTPGET, 1L);
+    }
+    cc = curl_easy_perform(x->h);
+    curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hdr);
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, status);
+    if (out->over || cc == CURLE_FILESIZE_EXCEEDED) {
+        say("%s: the answer is larger than %d bytes", what, BODY_MAX);
+        return EXIT_NET;
+    }
+    switch (cc) {
+    case CURLE_OK:
+        step("%s: HTTP %ld, %zu bytes", what, *status, out->len);
+        return EXIT_SIGNED_IN;
+    case CURLE_OPERATION_TIMEDOUT:
+        say("%s: timed out (--timeout): %s", what, x->cerr);
+        return EXIT_NET;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+        say("%s: TLS failed, the server was not verified (a private CA? "
+            "--cacert FILE): %s", what, x->cerr[0] ? x->cerr
+            : curl_easy_strerror(cc));
+        return EXIT_NET;
+    default:
+        say("%s: %s", what, x->cerr[0] ? x->cerr : curl_easy_strerror(cc));
+        return EXIT_NET;
+    }
+}
+
+/* The prefix as shown in messages: user info left out. */
+static int check_url(const char *url, http_t *x)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *query = NULL, *frag = NULL;
+    char *port = NULL, *path = NULL;
+    int rc = -1;
+
+    if (u == NULL)
+        return -1;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK
+        || curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+        say("--url: not a URL: \"%.200s\"", url);
+    } else if (strcasecmp(scheme, "https") != 0
+               && strcasecmp(scheme, "http") != 0) {
+        say("--url: http:// or https:// only");
+    } else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK
+               || curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0)
+                  == CURLUE_OK) {
+        say("--url: the endpoint prefix has no query or fragment (it is "
+            "e.g. https://www.example.jp/jpki)");
+    } else {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        snprintf(x->shown, sizeof(x->shown), "%s://%s%s%s%s", scheme, host,
+                 port ? ":" : "", port ? port : "", path);
+        if (strcasecmp(scheme, "http") == 0 && strcmp(host, "127.0.0.1") != 0
+            && strcmp(host, "[::1]") != 0 && strcasecmp(host, "localhost"))
+            say("warning: plain http to %s: the session cookie crosses the "
+                "network unencrypted", host);
+        rc = 0;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(query);
+    curl_free(frag);
+    curl_free(port);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static int http_init(http_t *x, const args_t *a)
+{
+    if ((x->h = curl_easy_init()) == NULL) {
+        say("libcurl: out of memory");
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &x->deadline);
+    x->deadline.tv_sec += a->val[O_TIMEOUT] != NULL
+                          ? atoi(a->val[O_TIMEOUT]) : TIMEOUT_DEF;
+    curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(x->h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (a->val[O_CACERT] != NULL)
+        curl_easy_setopt(x->h, CURLOPT_CAINFO, a->val[O_CACERT]);
+    curl_easy_setopt(x->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)BODY_MAX);
+    curl_easy_setopt(x->h, CURLOPT_USERAGENT, "jpki-login/" JPKI_VERSION);
+    curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->cerr);
+    curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(x->h, CURLOPT_COOKIEFILE, "");   /* cookie engine */
+    return 0;
+}
+
+/* ---- the cookie jar ----------------------------------------------- */
+
+/* A new file next to PATH (mode 0600), renamed over PATH once signed in:
+ * made first, so that an unwritable place fails before the card is used. */
+static int jar_open(const char *path)
+{
+    int fd;
+
+    snprintf(jar_tmp, sizeof(jar_tmp), "%s.XXXXXX", path);
+    if ((fd = mkstemp(jar_tmp)) < 0) {
+        jar_tmp[0] = '\0';
+        say("--cookie-jar: cannot create a file next to \"%.200s\": %s",
+            path, strerror(errno));
+        return -1;
+    }
+    if (fchmod(fd, 0600) != 0) {
+        close(fd);
+        unlink(jar_tmp);
+        jar_tmp[0] = '\0';
+        say("--cookie-jar: chmod: %s", strerror(errno));
+        return -1;
+    }
+    return fd;
+}
+
+static int jar_commit(CURL *h, int fd, const char *path)
+{
+    static const char head[] =
+        "# Netscape HTTP Cookie File\n"
+        "# Written by jpki-login: a signed-in session; keep it private.\n\n";
+    struct curl_slist *list = NULL, *l;
+    FILE *f;
+    int n = 0, ok;
+
+    if (curl_easy_getinfo(h, CURLINFO_COOKIELIST, &list) != CURLE_OK
+        || list == NULL) {
+        say("signed in, but the gate set no cookie (a Secure cookie over "
+            "http:// is dropped: use https)");
+        return -1;
+    }
+    if ((f = fdopen(fd, "w")) == NULL) {
+        curl_slist_free_all(list);
+        close(fd);
+        say("--cookie-jar: %s", strerror(errno));
+        return -1;
+    }
+    fputs(head, f);
+    for (l = list; l != NULL; l = l->next, n++)
+        fprintf(f, "%s\n", l->data);
+    curl_slist_free_all(list);
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(jar_tmp, path) != 0) {
+        say("--cookie-jar: cannot write \"%.200s\": %s", path,
+            strerror(errno));
+        return -1;
+    }
+    jar_tmp[0] = '\0';
+    step("cookie jar %s: %d cookie%s", path, n, n == 1 ? "" : "s");
+    return 0;
+}
+
+/* ---- the certificate ---------------------------------------------- */
+
+static void asn1_time_text(const ASN1_TIME *t, char *out, size_t outlen)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1
+        || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "?");
+}
+
+/* Key type and default algorithm of the certificate; its description for
+ * --verbose (key, issuer, validity: no serial, no subject). */
+static int cert_inspect(X509 *x, const alg_t **def, int *ec_bytes)
+{
+    EVP_PKEY *pk = X509_get0_pubkey(x);
+    char grp[64] = "", from[32], to[32], issuer[512] = "", shown[512];
+    size_t gl = 0;
+    int bits;
+
+    if (pk == NULL) {
+        say("the certificate on the token has a public key OpenSSL does "
+            "not read");
+        return -1;
+    }
+    bits = EVP_PKEY_get_bits(pk);
+    *ec_bytes = 0;
+    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
+        *def = &algs[0];
+        snprintf(grp, sizeof(grp), "RSA %d", bits);
+    } else if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC
+               && EVP_PKEY_get_utf8_string_param(pk,
+                      OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof(grp), &gl)
+               && (strcmp(grp, "prime256v1") == 0
+                   || strcmp(grp, "secp384r1") == 0)) {
+        int p384 = strcmp(grp, "secp384r1") == 0;
+
+        *def = &algs[p384 ? 4 : 3];
+        *ec_bytes = p384 ? 48 : 32;
+        snprintf(grp, sizeof(grp), "EC %s", p384 ? "P-384" : "P-256");
+    } else {
+        say("the certificate's key is neither RSA nor EC P-256/P-384: "
+            "the gate does not take it");
+        return -1;
+    }
+    if (verbose) {
+        BIO *b = BIO_new(BIO_s_mem());
+
+        if (b != NULL) {
+            int n;
+
+            X509_NAME_print_ex(b, X509_get_issuer_name(x), 0,
+                               XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+            n = BIO_read(b, issuer, sizeof(issuer) - 1);
+            issuer[n > 0 ? n : 0] = '\0';
+            BIO_free(b);
+        }
+        asn1_time_text(X509_get0_notBefore(x), from, sizeof(from));
+        asn1_time_text(X509_get0_notAfter(x), to, sizeof(to));
+        say("certificate: %s key, issuer %s, valid %s .. %s%s", grp,
+            clean(issuer, shown, sizeof(shown)), from, to,
+            X509_cmp_current_time(X509_get0_notAfter(x)) < 0
+            ? " (expired)" : "");
+    }
+    return 0;
+}
+
+/* The token's raw r||s as DER ECDSA-Sig-Value into OUT. */
+static int ecdsa_der(const uint8_t *rs, size_t n, uint8_t *out,
+                     size_t *outlen)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(rs, (int)(n / 2), NULL);
+    BIGNUM *s = BN_bin2bn(rs + n / 2, (int)(n / 2), NULL);
+    unsigned char *p = out;
+    int len = -1;
+
+    if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s)) {
+        r = s = NULL;                   /* es owns them */
+        len = i2d_ECDSA_SIG(es, NULL);
+        if (len > 0 && (size_t)len <= *outlen)
+            len = i2d_ECDSA_SIG(es, &p);
+        else
+            len = -1;
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    if (len <= 0)
+        return -1;
+    *outlen = (size_t)len;
+    return 0;
+}
+
+/* The signature verified with the certificate's key, as the gate will. */
+static int verify_local(X509 *x, const alg_t *alg, const uint8_t *hash,
+                        size_t hl, const uint8_t *sig, size_t sl)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, X509_get0_pubkey(x),
+                                                 NULL);
+    int ok = c != NULL && EVP_PKEY_verify_init(c) == 1
+             && (alg->ec
+                 || (EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1
+                     && EVP_PKEY_CTX_set_signature_md(c, alg->md()) == 1))
+             && EVP_PKEY_verify(c, sig, sl, hash, hl) == 1;
+
+    EVP_PKEY_CTX_free(c);
+    return ok ? 0 : -1;
+}
+
+/* Signs CHALLENGE with the token: DER signature into SIG. */
+static int sign_challenge(p11 *p, X509 *x, const alg_t *alg, int ec_bytes,
+                          const char *challenge, uint8_t *sig,
+                          size_t *siglen)
+{
+    uint8_t in[19 + EVP_MAX_MD_SIZE], raw[P11_SIG_MAX];
+    unsigned hl = 0;
+    size_t inlen, rawlen = sizeof(raw);
+    char err[512];
+    p11_rc rc;
+
+    if (EVP_Digest(challenge, strlen(challenge), in + 19, &hl, alg->md(),
+                   NULL) != 1) {
+        say("cannot hash the challenge");
+        return EXIT_TOKEN;
+    }
+    if (alg->ec) {
+        memmove(in, in + 19, hl);      /* CKM_ECDSA takes the hash */
+        inlen = hl;
+    } else {
+        memcpy(in, alg->prefix, 19);    /* CKM_RSA_PKCS: the DigestInfo */
+        inlen = 19 + hl;
+    }
+    rc = p11_sign(p, alg->ec ? P11_MECH_ECDSA : P11_MECH_RSA_PKCS, in, inlen,
+                  raw, &rawlen, err, sizeof(err));
+    if (rc != P11_OK) {
+        say("%s", err);
+        return (int)rc;
+    }
+    if (alg->ec) {
+        if (rawlen != 2 * (size_t)ec_bytes
+            || ecdsa_der(raw, rawlen, sig, siglen) != 0) {
+            say("the token's ECDSA signature has %zu bytes, not r||s of "
+                "%d", rawlen, 2 * ec_bytes);
+            return EXIT_TOKEN;
+        }
+    } else {
+        if (rawlen > *siglen) {
+            say("the token's signature is too long");
+            return EXIT_TOKEN;
+        }
+        memcpy(sig, raw, rawlen);
+        *siglen = rawlen;
+    }
+    if (verify_local(x, alg, alg->ec ? in : in + 19, hl, sig, *siglen)
+        != 0) {
+        say("the signature does not verify with the certificate %s: the "
+            "token's key and certificate do not match", p11_cert_desc(p));
+        return EXIT_TOKEN;
+    }
+    step("signed with %s: %zu bytes", alg->name, *siglen);
+    return EXIT_SIGNED_IN;
+}
+
+/* ---- the token, up to the certificate ----------------------------- */
+
+typedef struct {
+    p11 *p;
+    X509 *cert;
+    uint8_t *der;
+    size_t derlen;
+} card_t;
+
+static int card_open(const args_t *a, card_t *k)
+{
+    const char *module = a->val[O_MODULE] ? a->val[O_MODULE] : DEFAULT_MODULE;
+    char err[1024], pin[PIN_MAX + 1];
+    uint8_t id[P11_ID_MAX];
+    size_t idlen = 0, pinlen = 0, lo, hi;
+    const unsigned char *dp;
+    const char *warn;
+    p11_rc rc;
+
+    if (a->val[O_ID] != NULL)
+        parse_hex(a->val[O_ID], id, sizeof(id), &idlen);   /* checked */
+    if ((rc = p11_load(module, &k->p, err, sizeof(err))) != P11_OK
+        || (rc = p11_open_token(k->p, a->val[O_TOKEN], err, sizeof(err)))
+           != P11_OK) {
+        say("%s", err);
+        return (int)rc;
+    }
+    step("module %s, token \"%s\" (%s)", module, p11_token_label(k->p),
+         p11_token_model(k->p));
+    switch (p11_login_kind_of(k->p)) {
+    case P11_LOGIN_NONE:
+        step("the token needs no login");
+        break;
+    case P11_LOGIN_PINPAD:
+        if ((rc = p11_pin_state(k->p, &warn, err, sizeof(err))) != P11_OK) {
+            say("%s", err);
+            return (int)rc;
+        }
+        if (warn != NULL)
+            say("warning: %s", warn);
+        say("enter the PIN on the reader's PIN pad");
+        if ((rc = p11_login(k->p, NULL, 0, err, sizeof(err))) != P11_OK) {
+            say("%s", err);
+            return (int)rc;
+        }
+        break;
+    case P11_LOGIN_PIN:
+        if ((rc = p11_pin_state(k->p, &warn, err, sizeof(err))) != P11_OK) {
+            say("%s", err);
+            return (int)rc;
+        }
+        if (warn != NULL)
+            say("warning: %s", warn);
+        if (get_pin(a, p11_token_label(k->p), pin, sizeof(pin), &pinlen)
+            != 0) {
+            OPENSSL_cleanse(pin, sizeof(pin));
+            return EXIT_USAGE;
+        }
+        p11_pin_len(k->p, &lo, &hi);
+        if (hi > 0 && (pinlen < lo || pinlen > hi)) {
+            OPENSSL_cleanse(pin, sizeof(pin));
+            say("the PIN is too %s for token \"%s\" (%zu..%zu characters): "
+                "not tried, no try used", pinlen < lo ? "short" : "long",
+                p11_token_label(k->p), lo, hi);
+            return EXIT_TOKEN;
+        }
+        rc = p11_login(k->p, pin, pinlen, err, sizeof(err));
+        OPENSSL_cleanse(pin, sizeof(pin));
+        if (rc != P11_OK) {
+            say("%s", err);
+            return (int)rc;
+        }
+        step("logged in to the token");
+        break;
+    }
+    rc = p11_find_cert(k->p, id, idlen, a->val[O_LABEL], &k->der, &k->derlen,
+                       err, sizeof(err));
+    if (rc != P11_OK) {
+        say("%s", err);
+        return (int)rc;
+    }
+    dp = k->der;
+    k->cert = d2i_X509(NULL, &dp, (long)k->derlen);
+    if (k->cert == NULL || dp != k->der + k->derlen) {
+        say("certificate %s on the token is not one DER X.509 certificate",
+            p11_cert_desc(k->p));
+        return EXIT_TOKEN;
+    }
+    step("certificate %s", p11_cert_desc(k->p));
+    return EXIT_SIGNED_IN;
+}
+
+/* ---- the exchange ------------------------------------------------- */
+
+/* GET URL/challenge -> the challenge (base64url, checked). */
+static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
+{
+    char url[URL_MAX + 16], what[URL_MAX + 64], err[64], msg[512];
+    char shown[512], shown2[64];
+    jfield f[3] = {{"challenge", J_STR, ch, cap, 0, 0},
+                   {"error", J_STR, err, sizeof(err), 0, 0},
+                   {"message", J_STR, msg, sizeof(msg), 0, 0}};
+    sink_t s = {NULL, 0, 0, 0};
+    long status;
+    size_t i, n;
+    int rc;
+
+    snprintf(url, sizeof(url), "%s/challenge", base);
+    snprintf(what, sizeof(what), "GET %s/challenge", x->shown);
+    if ((rc = http_do(x, url, what, NULL, &status, &s)) != 0) {
+        free(s.buf);
+        return rc;
+    }
+    rc = EXIT_NET;
+    if (s.buf == NULL || j_fields(s.buf, s.len, f, 3) != 0) {
+        say("%s: HTTP %ld, the answer is not the gate's JSON (is --url the "
+            "gate's endpoint prefix?)", what, status);
+    } else if (status != 200) {
+        say("%s: HTTP %ld: %s: %s", what, status,
+            f[1].seen ? clean(err, shown2, sizeof(shown2)) : "?",
+            f[2].seen ? clean(msg, shown, sizeof(shown)) : "");
+    } else if (!f[0].seen || (n = strlen(ch)) < 16) {
+        say("%s: the answer holds no challenge", what);
+    } else {
+        for (i = 0; i < n; i++)
+            if (!((ch[i] >= 'A' && ch[i] <= 'Z') || (ch[i] >= 'a'
+                  && ch[i] <= 'z') || (ch[i] >= '0' && ch[i] <= '9')
+                  || ch[i] == '-' || ch[i] == '_'))
+                break;
+        if (i < n)
+            say("%s: the challenge is not base64url text", what);
+        else
+            rc = EXIT_SIGNED_IN;
+    }
+    free(s.buf);
+    return rc;
+}
+
+/* POST URL/login; prints the result. */
+static int post_login(http_t *x, const char *base, const char *body,
+                      char *account, size_t acap, long long *expires)
+{
+    char url[URL_MAX + 16], what[URL_MAX + 64], status_s[16], err[64];
+    char msg[512], shown[512], shown2[64];
+    jfield f[5] = {{"status", J_STR, status_s, sizeof(status_s), 0, 0},
+                   {"account", J_STR, account, acap, 0, 0},
+                   {"expires", J_INT, NULL, 0, 0, 0},
+                   {"error", J_STR, err, sizeof(err), 0, 0},
+                   {"message", J_STR, msg, sizeof(msg), 0, 0}};
+    sink_t s = {NULL, 0, 0, 0};
+    long status;
+    int rc;
+
+    snprintf(url, sizeof(url), "%s/login", base);
+    snprintf(what, sizeof(what), "POST %s/login", x->shown);
+    if ((rc = http_do(x, url, what, body, &status, &s)) != 0) {
+        free(s.buf);
+        return rc;
+    }
+    rc = EXIT_NET;
+    if (s.buf == NULL || j_fields(s.buf, s.len, f, 5) != 0) {
+        say("%s: HTTP %ld, the answer is not the gate's JSON", what, status);
+    } else if (status != 200 && f[3].seen) {
+        fprintf(stderr, "refused: %s: %s\n", clean(err, shown2,
+                sizeof(shown2)), f[4].seen ? clean(msg, shown, sizeof(shown))
+                : "(no message)");
+        rc = EXIT_REFUSED;
+    } else if (status != 200) {
+        say("%s: HTTP %ld without a reason", what, status);
+    } else if (!f[0].seen || strcmp(status_s, "ok") != 0 || !f[1].seen
+               || !f[2].seen) {
+        say("%s: HTTP 200 but not the gate's {\"status\":\"ok\",...}", what);
+    } else {
+        *expires = f[2].num;
+        rc = EXIT_SIGNED_IN;
+    }
+    free(s.buf);
+    return rc;
+}
+
+/* ---- main --------------------------------------------------------- */
+
+static int check_args(const args_t *a, const alg_t **alg)
+{
+    uint8_t id[P11_ID_MAX];
+    size_t idlen;
+    const char *t = a->val[O_TIMEOUT];
+
+    if (a->val[O_URL] == NULL) {
+        say("--url is required");
+        return -1;
+    }
+    if (a->val[O_ID] != NULL && a->val[O_LABEL] != NULL) {
+        say("--id and --label: give one of them");
+        return -1;
+    }
+    if (a->val[O_ID] != NULL
+        && parse_hex(a->val[O_ID], id, sizeof(id), &idlen) != 0) {
+        say("--id: hex digits, two per byte (e.g. 01), at most %d bytes",
+            P11_ID_MAX);
+        return -1;
+    }
+    if (t != NULL && (strspn(t, "0123456789") != strlen(t) || atoi(t) < 1
+                      || atoi(t) > TIMEOUT_MAX)) {
+        say("--timeout: seconds, 1..%d", TIMEOUT_MAX);
+        return -1;
+    }
+    *alg = NULL;
+    if (a->val[O_ALGORITHM] != NULL
+        && (*alg = alg_by_name(a->val[O_ALGORITHM])) == NULL) {
+        say("--algorithm: rsa-pkcs1-sha256, rsa-pkcs1-sha384, "
+            "rsa-pkcs1-sha512, ecdsa-sha256 or ecdsa-sha384");
+        return -1;
+    }
+    if (a->val[O_CACERT] != NULL && access(a->val[O_CACERT], R_OK) != 0) {
+        say("--cacert: cannot read \"%.200s\"", a->val[O_CACERT]);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    args_t a;
+    const alg_t *alg = NULL, *def = NULL;
+    card_t k = {NULL, NULL, NULL, 0};
+    http_t x;
+    char base[URL_MAX + 1], challenge[CHALLENGE_MAX + 1];
+    char account[ACCOUNT_MAX + 1], shown[ACCOUNT_MAX * 2 + 1];
+    uint8_t sig[P11_SIG_MAX];
+    size_t siglen = sizeof(sig), n;
+    char *cert_b64 = NULL, *sig_b64 = NULL;
+    long long expires = 0;
+    sbuf body = {NULL, 0, 0, 0};
+    int rc = EXIT_USAGE, jar_fd = -1, ec_bytes = 0, curl_up = 0;
+
+    memset(&a, 0, sizeof(a));
+    memset(&x, 0, sizeof(x));
+    if (parse_args(argc, argv, &a) != 0) {
+        say("jpki-login --help shows the options");
+        return EXIT_USAGE;
+    }
+    if (a.seen[O_HELP]) {
+        fputs(usage_text, stdout);
+        return EXIT_SIGNED_IN;
+    }
+    verbose = a.seen[O_VERBOSE];
+    if (check_args(&a, &alg) != 0 || check_url(a.val[O_URL], &x) != 0)
+        return EXIT_USAGE;
+    snprintf(base, sizeof(base), "%s", a.val[O_URL]);
+    n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        base[--n] = '\0';
+    n = strlen(x.shown);
+    while (n > 0 && x.shown[n - 1] == '/')
+        x.shown[--n] = '\0';
+    catch_signals();
+    if (a.val[O_COOKIE_JAR] != NULL
+        && (jar_fd = jar_open(a.val[O_COOKIE_JAR])) < 0)
+        return EXIT_USAGE;
+
+    if ((rc = card_open(&a, &k)) != 0)
+        goto done;
+    if (cert_inspect(k.cert, &def, &ec_bytes) != 0) {
+        rc = EXIT_TOKEN;
+        goto done;
+    }
+    if (alg == NULL) {
+        alg = def;
+    } else if (alg->ec != def->ec) {
+        say("--algorithm %s does not fit the certificate's %s key",
+            alg->name, def->ec ? "EC" : "RSA");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    rc = EXIT_NET;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        say("libcurl does not initialise");
+        goto done;
+    }
+    curl_up = 1;
+    if (http_init(&x, &a) != 0)
+        goto done;
+    if ((rc = get_challenge(&x, base, challenge, sizeof(challenge))) != 0
+        || (rc = sign_challenge(k.p, k.cert, alg, ec_bytes, challenge, sig,
+                                &siglen)) != 0)
+        goto done;
+    p11_close(k.p);                     /* done with the card */
+    k.p = NULL;
+
+    rc = EXIT_NET;
+    body.cap = BODY_MAX;
+    if ((body.b = malloc(body.cap)) == NULL
+        || (cert_b64 = b64(k.der, k.derlen)) == NULL
+        || (sig_b64 = b64(sig, siglen)) == NULL) {
+        say("out of memory");
+        goto done;
+    }
+    sb_adds(&body, "{");
+    sb_field(&body, "challenge", challenge, 1);
+    sb_field(&body, "certificate", cert_b64, 0);
+    sb_field(&body, "signature", sig_b64, 0);
+    sb_field(&body, "algorithm", alg->name, 0);
+    if (a.val[O_ACCOUNT] != NULL)
+        sb_field(&body, "account", a.val[O_ACCOUNT], 0);
+    sb_adds(&body, "}");
+    if (body.err) {
+        say("the login request would be larger than %d bytes", BODY_MAX);
+        goto done;
+    }
+    if ((rc = post_login(&x, base, body.b, account, sizeof(account),
+                         &expires)) != 0)
+        goto done;
+    if (jar_fd >= 0) {
+        int fd = jar_fd;
+
+        jar_fd = -1;                    /* jar_commit closes it */
+        if (jar_commit(x.h, fd, a.val[O_COOKIE_JAR]) != 0) {
+            rc = EXIT_NET;
+            goto done;
+        }
+    }
+    printf("account=%s expires=%lld\n", clean(account, shown, sizeof(shown)),
+           expires);
+    if (fflush(stdout) != 0)
+        rc = EXIT_NET;
+done:
+    if (jar_fd >= 0)
+        close(jar_fd);
+    if (jar_tmp[0] != '\0') {
+        unlink(jar_tmp);
+        jar_tmp[0] = '\0';
+    }
+    p11_close(k.p);
+    X509_free(k.cert);
+    free(k.der);
+    free(cert_b64);
+    free(sig_b64);
+    free(body.b);
+    if (x.h != NULL)
+        curl_easy_cleanup(x.h);
+    if (curl_up)
+        curl_global_cleanup();
+    OPENSSL_cleanse(sig, sizeof(sig));
+    return rc;
+}
