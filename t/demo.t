@@ -31,6 +31,10 @@ like($out, qr/"status":"ok","account":"demo-user-0001"/, 'the login succeeds');
 like($out, qr/The gate says the account is: demo-user-0001\n/,
      'the protected page shows the account the gate set (not the spoofed one)');
 like($out, qr/"error":"challenge_replayed"/, 'the replayed login is refused');
+like($out, qr/^   account=demo-user-0001 expires=\d+$/m,
+     'jpki-login with a SoftHSM token signs in');
+like($out, qr/^   The gate says the account is: demo-user-0001$/m,
+     '... and its cookie jar opens the protected page');
 like($out, qr/jpki audit: \{"ts":\d+,"event":"login","result":"ok"/, 'audit lines are shown');
 unlike($out, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 my $stop = `bash $FindBin::Bin/../tools/demo.sh stop 2>&1`;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: nginx with the JPKI gate in front of a small upstream, on
 # localhost, with the test PKI; logs in with a signed challenge (openssl and
-# curl play the card and the browser) and prints the protected page.
+# curl play the card and the browser) and prints the protected page; then
+# the same with a SoftHSM token as the card and the jpki-login client.
 #   bash tools/demo.sh        start and log in
 #   bash tools/demo.sh stop   stop what the demo started
 set -euo pipefail
@@ -94,6 +95,31 @@ echo "== 5. The same signed challenge again is refused:"
 curl -s -H 'Content-Type: application/json' \
     -d "{\"challenge\":\"$CH\",\"certificate\":\"$CERT\",\"signature\":\"$SIG\"}" \
     "$U/jpki/login"; echo
+if command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null \
+   && [ -x "$B/jpki-login" ]; then
+    echo "== 6. The same with a PKCS#11 token as the card (SoftHSM here, OpenSC's"
+    echo "      module with a real My Number Card) and the jpki-login client:"
+    T=$D/token
+    rm -rf "$T" && mkdir -p "$T/tokens"
+    printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\n' "$T" \
+        > "$T/softhsm2.conf"
+    export SOFTHSM2_CONF=$T/softhsm2.conf
+    HSM=/usr/lib/softhsm/libsofthsm2.so
+    softhsm2-util --init-token --free --label demo-card --so-pin 12345678 \
+        --pin 1234 >/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in "$P/user1.key" -out "$T/user1.p8"
+    softhsm2-util --import "$T/user1.p8" --token demo-card --label auth \
+        --id 01 --pin 1234 >/dev/null
+    pkcs11-tool --module "$HSM" --token-label demo-card --login --pin 1234 \
+        --write-object "$P/user1.der" --type cert --id 01 --label auth \
+        >/dev/null 2>&1
+    rm -f "$T/user1.p8"
+    (umask 077; echo 1234 > "$T/pin")
+    echo "   \$ jpki-login --url $U/jpki --module $HSM --pin-file PIN --cookie-jar JAR"
+    "$B/jpki-login" --url "$U/jpki" --module "$HSM" --pin-file "$T/pin" \
+        --cookie-jar "$T/jar" | sed 's/^/   /'
+    curl -s -b "$T/jar" "$U/account/" | sed 's/^/   /'
+fi
 echo "== Audit lines (error log):"
 grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | awk 'NR <= 3'
 echo
