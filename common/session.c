@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #define S_PREFIX   "v1."
 #define S_HEAD     (8 * 4 + 1 + 16 + 8 + 16)
 #define S_FIXED    (S_HEAD + 2)
@@ -245,8 +247,10 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
     if (in == NULL || len == 0 || len > JPKI_SESSION_MAX || !ctx->finished)
         return session_open_full(ctx, in, len, now, s);
     e = s_cache_slot(in, len);
+    /* the cached cookie is a secret (someone's session): compared in
+     * constant time */
     if (e != NULL && e->ctx == ctx && e->len == len
-        && memcmp(e->cookie, in, len) == 0) {
+        && CRYPTO_memcmp(e->cookie, in, len) == 0) {
         *s = e->s;
         return session_times(s, now);
     }
