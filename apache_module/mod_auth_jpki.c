@@ -357,9 +357,14 @@ jpki_run(request_rec *r, jpki_site *site, jpki_txn *t)
         case JPKI_STEP_OCSP:
             rt = mjpki_issuer_of(site, jpki_txn_issuer(t));
             body = jpki_txn_ocsp_body(t, &blen);
-            status = rt && body ? mjpki_ocsp_post(site, rt, r, body, blen,
-                                                 &resp, &rlen)
-                                : 0;
+            /* concurrent logins of a certificate share one query (not
+             * with nonces: each query is then its own) */
+            status = rt && body
+                     ? mjpki_ocsp_post(site, rt, r,
+                           jpki_ctx_get_policy(site->ctx)->ocsp_nonce
+                           ? NULL : jpki_txn_cert_id(t),
+                           body, blen, &resp, &rlen)
+                     : 0;
             jpki_txn_feed_ocsp(t, status, status ? resp : NULL,
                                status ? rlen : 0);
             break;

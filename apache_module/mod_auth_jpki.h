@@ -24,6 +24,7 @@
 #include "apr_shm.h"
 #include "apr_global_mutex.h"
 #include "apr_thread_mutex.h"
+#include "apr_thread_cond.h"
 #include "apr_thread_rwlock.h"
 #include "apr_network_io.h"
 
@@ -161,6 +162,9 @@ typedef struct {
     apr_thread_rwlock_t       *map_lock;      /* per child */
     apr_thread_rwlock_t       *crl_lock;      /* per child */
     apr_thread_mutex_t        *files_mutex;   /* per child: one reloader */
+    apr_thread_mutex_t        *flight_mutex;  /* per child: OCSP flights */
+    apr_thread_cond_t         *flight_cond;
+    struct jpki_flight        *flights;       /* OCSP queries under way */
     volatile apr_uint32_t      files_checked; /* second of the last stat */
     apr_time_t                 map_mtime;
     apr_off_t                  map_size;
@@ -218,10 +222,12 @@ void mjpki_io_child_init(apr_pool_t *pchild, server_rec *s);
 int mjpki_store_exec(jpki_site *site, request_rec *r,
                     const jpki_store_cmd *cmds, size_t n,
                     jpki_store_result *res);
-/* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout. */
+/* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout.
+ * key (the certificate's cert_id, or NULL): the threads of a child asking
+ * for the same key at the same time share one query (the first one's). */
 int mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
-                   const uint8_t *body, size_t len, const uint8_t **resp,
-                   size_t *resp_len);
+                   const char *key, const uint8_t *body, size_t len,
+                   const uint8_t **resp, size_t *resp_len);
 /* At most once a second: the mapping file and the CRL files, reloaded
  * when they changed. */
 void mjpki_files_refresh(jpki_site *site);

@@ -896,10 +896,10 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 
 
 
-int
-mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
-               const uint8_t *body, size_t len, const uint8_t **resp,
-               size_t *resp_len)
+static int
+jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+                const uint8_t *body, size_t len, const uint8_t **resp,
+                size_t *resp_len)
 {
     apr_socket_t  *sock;
     apr_time_t     deadline;
@@ -995,6 +995,126 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
 
     apr_socket_close(sock);
     return 0;
+}
+
+
+/* An OCSP query under way in this child, shared by the threads asking for
+ * the same certificate meanwhile: the first one queries, the others wait
+ * (each up to its own deadline) and take a copy of the answer.  The last
+ * one out frees it. */
+struct jpki_flight {
+    struct jpki_flight  *next;
+    char                 key[JPKI_CERT_ID_HEX_LEN + 1];
+    int                  done;
+    int                  status;
+    int                  waiters;
+    uint8_t             *resp;          /* malloc'ed */
+    size_t               resp_len;
+};
+
+
+int
+mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+               const char *key, const uint8_t *body, size_t len,
+               const uint8_t **resp, size_t *resp_len)
+{
+    struct jpki_flight  *f, **pp;
+    const uint8_t       *rb = NULL;
+    size_t               rl = 0;
+    apr_time_t           deadline;
+    apr_status_t         rv;
+    int                  status;
+
+    if (key == NULL || strlen(key) != JPKI_CERT_ID_HEX_LEN
+        || site->flight_mutex == NULL || site->flight_cond == NULL)
+    {
+        return jpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+    }
+
+    apr_thread_mutex_lock(site->flight_mutex);
+
+    for (f = site->flights; f; f = f->next) {
+        if (strcmp(f->key, key) == 0) {
+            break;
+        }
+    }
+
+    if (f != NULL) {
+        /* another thread is asking: wait for its answer */
+        f->waiters++;
+        deadline = apr_time_now() + site->ocsp_timeout;
+        rv = APR_SUCCESS;
+        while (!f->done && rv != APR_TIMEUP) {
+            apr_interval_time_t left = deadline - apr_time_now();
+            rv = left > 0 ? apr_thread_cond_timedwait(site->flight_cond,
+                                                      site->flight_mutex,
+                                                      left)
+                          : APR_TIMEUP;
+        }
+        status = f->done ? f->status : 0;
+        if (status && f->resp_len > 0) {
+            *resp = apr_pmemdup(r->pool, f->resp, f->resp_len);
+            *resp_len = f->resp_len;
+        } else if (status) {
+            *resp = (const uint8_t *) "";
+            *resp_len = 0;
+        }
+        if (--f->waiters == 0 && f->done) {
+            free(f->resp);
+            free(f);
+        }
+        apr_thread_mutex_unlock(site->flight_mutex);
+        if (!status) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: the OCSP query "
+                          "this login waited for failed or timed out");
+        }
+        return status;
+    }
+
+    f = calloc(1, sizeof(struct jpki_flight));
+    if (f == NULL) {
+        apr_thread_mutex_unlock(site->flight_mutex);
+        return jpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+    }
+    apr_cpystrn(f->key, key, sizeof(f->key));
+    f->next = site->flights;
+    site->flights = f;
+    apr_thread_mutex_unlock(site->flight_mutex);
+
+    status = jpki_ocsp_query(site, iss, r, body, len, &rb, &rl);
+
+    apr_thread_mutex_lock(site->flight_mutex);
+    for (pp = &site->flights; *pp; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;              /* later logins ask again (or find
+                                           the answer cached in the store) */
+            break;
+        }
+    }
+    f->done = 1;
+    f->status = status;
+    if (status && f->waiters > 0 && rl > 0) {
+        f->resp = malloc(rl);
+        if (f->resp != NULL) {
+            memcpy(f->resp, rb, rl);
+            f->resp_len = rl;
+        } else {
+            f->status = 0;
+        }
+    }
+    if (f->waiters > 0) {
+        apr_thread_cond_broadcast(site->flight_cond);
+    } else {
+        free(f->resp);
+        free(f);
+    }
+    apr_thread_mutex_unlock(site->flight_mutex);
+
+    if (status) {
+        *resp = rb;
+        *resp_len = rl;
+    }
+    return status;
 }
 
 
@@ -2170,6 +2290,9 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
                                 pchild);
         apr_thread_mutex_create(&site->files_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild);
+        apr_thread_mutex_create(&site->flight_mutex,
+                                APR_THREAD_MUTEX_DEFAULT, pchild);
+        apr_thread_cond_create(&site->flight_cond, pchild);
         apr_thread_rwlock_create(&site->map_lock, pchild);
         apr_thread_rwlock_create(&site->crl_lock, pchild);
 

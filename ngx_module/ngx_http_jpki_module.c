@@ -2576,8 +2576,11 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
         case JPKI_STEP_OCSP:
             iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
             body = jpki_txn_ocsp_body(ctx->txn, &blen);
+            /* concurrent logins of a certificate share one query (not
+             * with nonces: each query is then its own) */
             key.data = (u_char *) jpki_txn_cert_id(ctx->txn);
-            key.len = key.data ? ngx_strlen(key.data) : 0;
+            key.len = key.data && !jpki_ctx_get_policy(jmcf->ctx)->ocsp_nonce
+                      ? ngx_strlen(key.data) : 0;
 
             if (iss != NULL && iss->ocsp_url.naddrs > 0
                 && ngx_http_jpki_ocsp_post(jmcf, iss, r->connection->log,

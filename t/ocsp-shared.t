@@ -1,0 +1,146 @@
+#!/usr/bin/perl
+# t/ocsp-shared.t - concurrent logins of one certificate ask the OCSP
+# responder once: the first login's query is shared by the others waiting
+# for the same certificate (nginx: within a worker; Apache: within a child).
+# Logins of different certificates each have their own query.  The real
+# `openssl ocsp` answers behind a relay that holds every query for a second
+# (so that the logins overlap) and counts them.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
+use POSIX ();
+use JPKITest;
+use JPKIApache;
+
+skip_unless(qw(nginx module jpkictl pki openssl));
+skip_unless_apache();
+
+my $dir = tmpdir();
+my $secret = write_secret("$dir/site.secret");
+my @certs = qw(user1 user-ec rev-keyCompromise);
+spew("$dir/map.txt", join('', map { cert_id($_, $secret) . " acct-$_\n" } @certs), 0644);
+
+my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
+
+# The relay: each connection is held a second, then forwarded to the
+# responder (one at a time: `openssl ocsp` is sequential); one line per
+# query in queries.log.
+my $count = "$dir/queries.log";
+my $listen = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1', LocalPort => 0,
+                                   Proto => 'tcp', ReuseAddr => 1) or die "relay: $!";
+my $relay_port = $listen->sockport;
+JPKIApache::fork_code('ocsp relay', "$dir/relay.log", sub {
+    $SIG{CHLD} = 'IGNORE';
+    while (my $c = $listen->accept) {
+        my $pid = fork // next;
+        if ($pid) { close $c; next }
+        my $req = '';
+        while ($req !~ /\r\n\r\n/ || length($req) < want($req)) {
+            my $n = sysread($c, $req, 65536, length $req) or POSIX::_exit(0);
+        }
+        open my $fh, '>>', $count or POSIX::_exit(1);
+        syswrite $fh, "query\n";
+        close $fh;
+        sleep 1;
+        my $up = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ocsp->port)
+            or POSIX::_exit(1);
+        syswrite $up, $req;
+        my $resp = '';
+        while (sysread($up, $resp, 65536, length $resp)) { }
+        syswrite $c, $resp;
+        POSIX::_exit(0);
+    }
+});
+sub want {
+    my ($req) = @_;
+    my ($h) = $req =~ /^(.*?\r\n\r\n)/s or return 1 << 30;
+    my ($cl) = $h =~ /^Content-Length:\s*(\d+)/mi;
+    return length($h) + ($cl // 0);
+}
+sub queries { my $t = slurp($count) // ''; my @l = $t =~ /^query$/mg; scalar @l }
+
+# N logins at once (each in its own process): their answers
+sub at_once {
+    my ($srv, @who) = @_;
+    my @kids;
+    for my $i (0 .. $#who) {
+        pipe(my $r, my $w) or die;
+        my $pid = fork // die;
+        if (!$pid) {
+            close $r;
+            my $res = login_to($srv, $who[$i]);
+            print $w ($res->{status} // 0), ' ', ($res->{json}{error} // $res->{json}{account} // ''), "\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+        close $w;
+        push @kids, [ $pid, $r ];
+    }
+    my @out;
+    for (@kids) {
+        my ($pid, $r) = @$_;
+        local $/;
+        my $line = <$r> // '';
+        $line =~ s/\s+\z//;
+        push @out, $line;
+        waitpid $pid, 0;
+    }
+    return @out;
+}
+
+sub check {
+    my ($label, $srv, $flush) = @_;
+    my $q0 = queries();
+    my @r = at_once($srv, ('user1') x 6);
+    is_deeply(\@r, [ ('200 acct-user1') x 6 ], "$label: six logins of one certificate at once all pass")
+        or diag explain \@r;
+    is(queries() - $q0, 1, "$label: ... with one OCSP query");
+
+    $flush->();          # no cached status: the next logins ask again
+    $q0 = queries();
+    @r = at_once($srv, 'user-ec', 'rev-keyCompromise');
+    is_deeply([ sort @r ], [ '200 acct-user-ec', '403 cert_revoked' ],
+              "$label: logins of two certificates at once: each its own answer")
+        or diag explain \@r;
+    is(queries() - $q0, 2, "$label: ... two queries");
+}
+
+my $redis = JPKITest::Redis->start(name => 'redis');
+my $iss = "card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=http://127.0.0.1:$relay_port/";
+
+my $ng = JPKITest::Nginx->start(name => 'ng', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer $iss;
+    jpki_store redis=127.0.0.1:@{[ $redis->port ]} db=1;
+    jpki_map_file $dir/map.txt;
+    jpki_revocation ocsp;
+    jpki_ocsp_timeout 8s;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+    }
+EOF
+check('nginx', $ng, sub { $redis->cmd('FLUSHALL') });
+$ng->stop;
+
+my $ap = JPKIApache::Server->start(name => 'ap', children => 1, main => <<"EOF");
+JPKISecretFile $secret
+JPKIIssuer $iss
+JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
+JPKIMapFile $dir/map.txt
+JPKIRevocation ocsp
+JPKIOCSPTimeout 8s
+<Location /jpki/>
+    JPKIEndpoints On
+</Location>
+EOF
+check('apache', $ap, sub { $redis->cmd('FLUSHALL') });
+$ap->stop;
+
+$ocsp->stop;
+$redis->stop;
+done_testing();
