@@ -140,6 +140,7 @@ typedef struct {
     int                        clock_skew;
     int                        ocsp_good;
     int                        ocsp_hold;
+    int                        ocsp_nonce;
     int                        crl_pointer_ttl;
     int                        ocsp_revoked;
 

@@ -150,6 +150,7 @@ jpki_site_new(apr_pool_t *p)
     site->clock_skew = JPKI_UNSET;
     site->ocsp_good = JPKI_UNSET;
     site->ocsp_hold = JPKI_UNSET;
+    site->ocsp_nonce = JPKI_UNSET;
     site->crl_pointer_ttl = JPKI_UNSET;
     site->ocsp_revoked = JPKI_UNSET;
 
@@ -238,6 +239,7 @@ mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_MERGE_INT(clock_skew);
     JPKI_MERGE_INT(ocsp_good);
     JPKI_MERGE_INT(ocsp_hold);
+    JPKI_MERGE_INT(ocsp_nonce);
     JPKI_MERGE_INT(crl_pointer_ttl);
     JPKI_MERGE_INT(ocsp_revoked);
 
@@ -672,6 +674,16 @@ jpki_cmd_timeout(cmd_parms *cmd, void *dconf, const char *arg)
     }
 
     *(apr_interval_time_t *) ((char *) site + off) = ms * 1000;
+
+    return NULL;
+}
+
+
+/* JPKIOCSPNonce On|Off: site policy. */
+static const char *
+jpki_cmd_ocsp_nonce(cmd_parms *cmd, void *dconf, int on)
+{
+    jpki_cmd_site(cmd)->ocsp_nonce = on ? 1 : 0;
 
     return NULL;
 }
@@ -1215,6 +1227,9 @@ jpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     if (site->ocsp_hold != JPKI_UNSET) {
         pol->ocsp_hold_ttl = (unsigned) site->ocsp_hold;
     }
+    if (site->ocsp_nonce != JPKI_UNSET) {
+        pol->ocsp_nonce = (unsigned) site->ocsp_nonce;
+    }
     if (site->ocsp_revoked != JPKI_UNSET) {
         pol->ocsp_revoked_ttl = (unsigned) site->ocsp_revoked;
     }
@@ -1512,6 +1527,9 @@ const command_rec mjpki_cmds[] = {
         "cache of a final revocation [30d]"),
 
     /* directory */
+    AP_INIT_FLAG("JPKIOCSPNonce", jpki_cmd_ocsp_nonce, NULL, RSRC_CONF,
+        "On: OCSP requests carry a nonce the answer must echo (a responder "
+        "that ignores nonces then fails every query) [Off]"),
     AP_INIT_FLAG("JPKIEndpoints", jpki_cmd_endpoints, NULL, ACCESS_CONF,
         "On: this location answers <location>/challenge, /login, /logout "
         "and /status"),

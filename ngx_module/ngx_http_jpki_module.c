@@ -98,6 +98,8 @@ static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_jpki_site_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_jpki_crl_grace(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -213,6 +215,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       ngx_http_jpki_site_policy,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(jpki_policy, ocsp_hold_ttl),
+      NULL },
+
+    { ngx_string("jpki_ocsp_nonce"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_http_jpki_site_flag,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(jpki_policy, ocsp_nonce),
       NULL },
 
     { ngx_string("jpki_ocsp_cache_revoked"),
@@ -1081,6 +1090,34 @@ ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *(unsigned *) ((char *) p + cmd->offset) = (unsigned) t;
+
+    return NGX_CONF_OK;
+}
+
+
+/* A site policy switch: on or off. */
+static char *
+ngx_http_jpki_site_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts;
+    jpki_policy                *p;
+    unsigned                    on;
+
+    p = jpki_ctx_policy(jmcf->ctx);
+    if (p == NULL) {
+        return "is too late (the site is already complete)";
+    }
+
+    if (ngx_strcasecmp(value[1].data, (u_char *) "on") == 0) {
+        on = 1;
+    } else if (ngx_strcasecmp(value[1].data, (u_char *) "off") == 0) {
+        on = 0;
+    } else {
+        return "must be \"on\" or \"off\"";
+    }
+
+    *(unsigned *) ((char *) p + cmd->offset) = on;
 
     return NGX_CONF_OK;
 }

@@ -2,7 +2,8 @@
 # t/ocsp-shared.t - concurrent logins of one certificate ask the OCSP
 # responder once: the first login's query is shared by the others waiting
 # for the same certificate (nginx: within a worker; Apache: within a child).
-# Logins of different certificates each have their own query.  The real
+# Logins of different certificates each have their own query, and so does
+# every login when queries carry a nonce (jpki_ocsp_nonce, JPKIOCSPNonce).  The real
 # `openssl ocsp` answers behind a relay that holds every query for a second
 # (so that the logins overlap) and counts them.
 use strict;
@@ -25,6 +26,7 @@ my @certs = qw(user1 user-ec rev-keyCompromise);
 spew("$dir/map.txt", join('', map { cert_id($_, $secret) . " acct-$_\n" } @certs), 0644);
 
 my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
+my $redis = JPKITest::Redis->start(name => 'redis');
 
 # The relay: each connection is held a second, then forwarded to the
 # responder (one at a time: `openssl ocsp` is sequential); one line per
@@ -109,7 +111,18 @@ sub check {
     is(queries() - $q0, 2, "$label: ... two queries");
 }
 
-my $redis = JPKITest::Redis->start(name => 'redis');
+# With nonces, no sharing: each login its own query, each answer checked
+# against its own nonce (`openssl ocsp` echoes it).
+sub check_nonce {
+    my ($label, $srv) = @_;
+    $redis->cmd('FLUSHALL');
+    my $q0 = queries();
+    my @r = at_once($srv, ('user1') x 4);
+    is_deeply(\@r, [ ('200 acct-user1') x 4 ], "$label with nonces: four logins at once all pass")
+        or diag explain \@r;
+    is(queries() - $q0, 4, "$label with nonces: ... four queries");
+}
+
 my $iss = "card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=http://127.0.0.1:$relay_port/";
 
 my $ng = JPKITest::Nginx->start(name => 'ng', workers => 1, http => <<"EOF");
@@ -126,6 +139,21 @@ my $ng = JPKITest::Nginx->start(name => 'ng', workers => 1, http => <<"EOF");
 EOF
 check('nginx', $ng, sub { $redis->cmd('FLUSHALL') });
 $ng->stop;
+my $ngn = JPKITest::Nginx->start(name => 'ng-nonce', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer $iss;
+    jpki_store redis=127.0.0.1:@{[ $redis->port ]} db=1;
+    jpki_map_file $dir/map.txt;
+    jpki_revocation ocsp;
+    jpki_ocsp_timeout 8s;
+    jpki_ocsp_nonce on;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+    }
+EOF
+check_nonce('nginx', $ngn);
+$ngn->stop;
 
 my $ap = JPKIApache::Server->start(name => 'ap', children => 1, main => <<"EOF");
 JPKISecretFile $secret
@@ -140,6 +168,20 @@ JPKIOCSPTimeout 8s
 EOF
 check('apache', $ap, sub { $redis->cmd('FLUSHALL') });
 $ap->stop;
+my $apn = JPKIApache::Server->start(name => 'ap-nonce', children => 1, main => <<"EOF");
+JPKISecretFile $secret
+JPKIIssuer $iss
+JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
+JPKIMapFile $dir/map.txt
+JPKIRevocation ocsp
+JPKIOCSPTimeout 8s
+JPKIOCSPNonce On
+<Location /jpki/>
+    JPKIEndpoints On
+</Location>
+EOF
+check_nonce('apache', $apn);
+$apn->stop;
 
 $ocsp->stop;
 $redis->stop;
