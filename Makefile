@@ -24,7 +24,7 @@ UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
-.PHONY: all deps test unit sanitized demo bench pki pki-age clean
+.PHONY: all deps test unit sanitized fuzz fuzz-build demo bench pki pki-age clean
 all: $(B)/libjpki.a $(B)/jpkictl $(B)/jpki-login $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
 
 deps:
@@ -87,7 +87,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN) pki
 # leaves out the test that measures time (nginx-nonblocking) and the demo.
 SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t,$(wildcard t/*.t))
 test: deps
-	$(MAKE) all unit sanitized $(B)/crlgen
+	$(MAKE) all unit sanitized fuzz-build $(B)/crlgen
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \
@@ -101,6 +101,31 @@ test: deps
 	JPKI_LOGIN=$(CURDIR)/$(B)/asan/jpki-login \
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    prove -j2 $(SAN_T)
+	@echo '  the fuzz targets, 5 s each'
+	@bash t/fuzz/run.sh $(B) 5
+
+# ---- fuzzing (libFuzzer, clang): the parsers that read what others send
+# (t/fuzz/).  `make fuzz` runs each target FUZZ_SECONDS (default 60) from
+# seeds made of the test PKI; `make test` runs them 5 s each.  A crash
+# leaves its input in build/fuzz/ (crash-*).
+FUZZ_CC    ?= clang
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ   := $(CORE_SRC:common/%.c=$(B)/fuzz/obj/%.o)
+FUZZ_BIN   := $(B)/fuzz/fuzz_login $(B)/fuzz/fuzz_parsers
+FUZZ_SECONDS ?= 60
+$(B)/fuzz/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	@echo '  CC    $@'; $(FUZZ_CC) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+	    -Wall -Wno-unused-parameter $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/fuzz/%: t/fuzz/%.c t/fuzz/fuzz_common.h t/unit/tap.h t/unit/pki.h $(FUZZ_OBJ)
+	@echo '  LD    $@'; $(FUZZ_CC) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) \
+	    -Wall -Wno-unused-parameter -Wno-unused-function $(CPPFLAGS_ALL) $< \
+	    $(FUZZ_OBJ) -o $@ $(LIBS)
+.SECONDARY: $(FUZZ_OBJ)
+fuzz-build: $(FUZZ_BIN) pki
+fuzz: deps
+	$(MAKE) fuzz-build
+	@bash t/fuzz/run.sh $(B) $(FUZZ_SECONDS)
 
 demo: deps
 	$(MAKE) all pki

@@ -1,0 +1,108 @@
+/* fuzz_parsers.c - libFuzzer target over the parsers that read what others
+ * send (the first byte chooses one): certificates (DER/PEM/base64 and the
+ * checks), CRLs (the DER walker and index), OCSP responses (for a real
+ * certificate of the test PKI), the OCSP responder's HTTP answer, Redis
+ * replies, session cookies and challenges. */
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static jpki_cert *fz_user;
+
+static void fz_user_init(void)
+{
+    size_t len;
+    uint8_t *der;
+
+    if (fz_user != NULL)
+        return;
+    der = fz_file("user1.der", &len);
+    if (der == NULL
+        || jpki_cert_check(fz_ctx, der, len, fz_now, &fz_user, NULL, 0)
+           != JPKI_OK) {
+        fprintf(stderr, "fuzz: user1.der does not check\n");
+        exit(1);
+    }
+    free(der);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *in = data + 1;
+    size_t n = size - 1;
+
+    fz_init();
+    fz_user_init();
+    if (size < 1 || size > (1 << 20))
+        return 0;
+
+    switch (data[0] % 7) {
+    case 0: {
+        jpki_cert *c = NULL;
+        char detail[256];
+        if (jpki_cert_check(fz_ctx, in, n, fz_now, &c, detail,
+                            sizeof(detail)) == JPKI_OK
+            && c == NULL)
+            abort();
+        jpki_cert_free(c);
+        break;
+    }
+    case 1: {
+        jpki_crl_index *ix = NULL;
+        jpki_rev_info info;
+        char detail[256];
+        if (jpki_crl_index_build(fz_ctx, in, n, fz_now, JPKI_CRL_GRACE_VALIDITY,
+                                 &ix, detail, sizeof(detail)) == JPKI_OK) {
+            (void)jpki_crl_index_lookup(ix, jpki_cert_id_hex(fz_user), fz_now,
+                                        0, &info);
+        }
+        jpki_crl_index_free(ix);
+        break;
+    }
+    case 2: {
+        jpki_ocsp_state st;
+        jpki_rev_info info;
+        memset(&st, 0, sizeof(st));
+        (void)jpki_ocsp_check(fz_ctx, fz_user, &st, in, n, fz_now, &info);
+        break;
+    }
+    case 3: {
+        int status = 0;
+        const uint8_t *body = NULL;
+        size_t blen = 0;
+        int r = jpki_http_response_parse(in, n, 1, &status, &body, &blen);
+        if (r == 1 && (body < in || body + blen > in + n))
+            abort();
+        (void)jpki_http_response_parse(in, n, 0, &status, &body, &blen);
+        break;
+    }
+    case 4: {
+        jpki_resp_reader *rd = jpki_resp_reader_new();
+        jpki_store_cmd cmd;
+        jpki_store_result res;
+        int k = 0;
+        memset(&cmd, 0, sizeof(cmd));
+        cmd.op = (jpki_store_op)(n > 0 ? in[0] % 4 : 0);
+        if (rd != NULL && jpki_resp_reader_feed(rd, (const char *)in, n)
+                          == JPKI_OK)
+            while (k++ < 64 && jpki_resp_reader_next(rd, &cmd, &res) == 1)
+                ;
+        jpki_resp_reader_free(rd);
+        break;
+    }
+    case 5: {
+        jpki_session s;
+        (void)jpki_session_open(fz_ctx, (const char *)in, n, fz_now, &s);
+        break;
+    }
+    default: {
+        char id[JPKI_CHALLENGE_ID_HEX + 1];
+        time_t exp;
+        if (jpki_challenge_check(fz_ctx, (const char *)in, n, fz_now, id, &exp)
+            == JPKI_OK)
+            abort();          /* a MAC no one made */
+        break;
+    }
+    }
+    return 0;
+}
