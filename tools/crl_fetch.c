@@ -20,43 +20,13 @@
  * is an error.
  */
 #include "jpkictl.h"
+#include "sink.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap, max;
-    int over;
-} sink_t;
-
-static size_t sink_write(char *d, size_t size, size_t nmemb, void *ud)
-{
-    sink_t *s = ud;
-    size_t n = size * nmemb;
-
-    if (n > s->max - s->len) {
-        s->over = 1;
-        return 0;                       /* aborts the transfer */
-    }
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 65536;
-        uint8_t *nb;
-
-        while (cap < s->len + n + 1)
-            cap = cap > s->max / 2 ? s->max + 1 : cap * 2;
-        if ((nb = realloc(s->buf, cap)) == NULL)
-            return 0;
-        s->buf = nb;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, d, n);
-    s->len += n;
-    return n;
-}
 
 void source_redact(const char *src, char *out, size_t outlen)
 {

@@ -19,6 +19,7 @@
  */
 #include "jpki.h"                  /* JPKI_VERSION only: no libjpki link */
 #include "p11.h"
+#include "sink.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -827,38 +828,6 @@ static char *b64(const uint8_t *d, size_t n)
 /* ---- HTTP --------------------------------------------------------- */
 
 typedef struct {
-    char *buf;
-    size_t len, cap;
-    int over;
-} sink_t;
-
-static size_t sink_write(char *d, size_t size, size_t nmemb, void *ud)
-{
-    sink_t *s = ud;
-    size_t n = size * nmemb;
-
-    if (n > BODY_MAX - s->len) {
-        s->over = 1;
-        return 0;                       /* aborts the transfer */
-    }
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        char *nb;
-
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        if ((nb = realloc(s->buf, cap)) == NULL)
-            return 0;
-        s->buf = nb;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, d, n);
-    s->len += n;
-    s->buf[s->len] = '\0';
-    return n;
-}
-
-typedef struct {
     CURL *h;
     char cerr[CURL_ERROR_SIZE];
     struct timespec deadline;
@@ -1336,7 +1305,7 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
     jfield f[3] = {{"challenge", J_STR, ch, cap, 0, 0},
                    {"error", J_STR, err, sizeof(err), 0, 0},
                    {"message", J_STR, msg, sizeof(msg), 0, 0}};
-    sink_t s = {NULL, 0, 0, 0};
+    sink_t s = {NULL, 0, 0, BODY_MAX, 0};
     long status;
     size_t i, n;
     int rc;
@@ -1348,7 +1317,7 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
         return rc;
     }
     rc = EXIT_NET;
-    if (s.buf == NULL || j_fields(s.buf, s.len, f, 3) != 0) {
+    if (s.buf == NULL || j_fields((const char *)s.buf, s.len, f, 3) != 0) {
         say("%s: HTTP %ld, the answer is not the gate's JSON (is --url the "
             "gate's endpoint prefix?)", what, status);
     } else if (status != 200) {
@@ -1383,7 +1352,7 @@ static int post_login(http_t *x, const char *base, const char *body,
                    {"expires", J_INT, NULL, 0, 0, 0},
                    {"error", J_STR, err, sizeof(err), 0, 0},
                    {"message", J_STR, msg, sizeof(msg), 0, 0}};
-    sink_t s = {NULL, 0, 0, 0};
+    sink_t s = {NULL, 0, 0, BODY_MAX, 0};
     long status;
     int rc;
 
@@ -1394,7 +1363,7 @@ static int post_login(http_t *x, const char *base, const char *body,
         return rc;
     }
     rc = EXIT_NET;
-    if (s.buf == NULL || j_fields(s.buf, s.len, f, 5) != 0) {
+    if (s.buf == NULL || j_fields((const char *)s.buf, s.len, f, 5) != 0) {
         say("%s: HTTP %ld, the answer is not the gate's JSON", what, status);
     } else if (status != 200 && f[3].seen) {
         fprintf(stderr, "refused: %s: %s\n", clean(err, shown2,
