@@ -279,7 +279,8 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     cc.name = pol->cookie_name;
     cc.val = NULL;
     cc.len = 0;
-    apr_table_do(jpki_cookie_cb, &cc, r->headers_in, "Cookie", NULL);
+    apr_table_do(jpki_cookie_cb, &cc, r->headers_in, "Cookie",
+                 (const char *) NULL);
     rq.cookie = cc.val;
     rq.cookie_len = cc.len;
 

@@ -183,7 +183,7 @@ static void unauthenticated(jpki_txn *t, jpki_err e)
         const char *u = t->req.uri ? t->req.uri : "/";
         o = (size_t)snprintf(t->location, sizeof(t->location), "%s%creturn_to=",
                              lp, strchr(lp, '?') ? '&' : '?');
-        for (i = 0; u[i] && i < 1024 && o + 4 < sizeof(t->location); i++) {
+        for (i = 0; i < 1024 && u[i] && o + 4 < sizeof(t->location); i++) {
             unsigned char c = (unsigned char)u[i];
             if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
                 || (c >= '0' && c <= '9') || strchr("/-_.~", c))
