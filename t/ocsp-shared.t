@@ -3,9 +3,10 @@
 # responder once: the first login's query is shared by the others waiting
 # for the same certificate (nginx: within a worker; Apache: within a child).
 # Logins of different certificates each have their own query, and so does
-# every login when queries carry a nonce (jpki_ocsp_nonce, JPKIOCSPNonce).  The real
-# `openssl ocsp` answers behind a relay that holds every query for a second
-# (so that the logins overlap) and counts them.
+# every login when queries carry a nonce (jpki_ocsp_nonce, JPKIOCSPNonce).
+# The real `openssl ocsp` answers behind a relay that holds every query two
+# seconds (so that the logins overlap even on a loaded machine) and counts
+# them.
 use strict;
 use warnings;
 use FindBin;
@@ -28,7 +29,7 @@ spew("$dir/map.txt", join('', map { cert_id($_, $secret) . " acct-$_\n" } @certs
 my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
 my $redis = JPKITest::Redis->start(name => 'redis');
 
-# The relay: each connection is held a second, then forwarded to the
+# The relay: each connection is held two seconds, then forwarded to the
 # responder (one at a time: `openssl ocsp` is sequential); one line per
 # query in queries.log.
 my $count = "$dir/queries.log";
@@ -47,7 +48,7 @@ JPKIApache::fork_code('ocsp relay', "$dir/relay.log", sub {
         open my $fh, '>>', $count or POSIX::_exit(1);
         syswrite $fh, "query\n";
         close $fh;
-        sleep 1;
+        sleep 2;
         my $up = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ocsp->port)
             or POSIX::_exit(1);
         syswrite $up, $req;
