@@ -33,17 +33,7 @@ JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=@{[ $ocsp->url ]}
 JPKIMapFile $dir/map.txt
 EOF
 
-my $areas = <<'EOF';
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    JPKIRecheckInterval 0
-    ProxyPass http://127.0.0.1:@UP@/app/
-</Location>
-EOF
+my $areas = ap_gate_conf(recheck => 0);
 
 sub login {
     my ($ap, $cert, %o) = @_;

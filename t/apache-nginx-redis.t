@@ -49,15 +49,7 @@ my $ap_conf = <<"EOF";
 JPKISecretFile $secret
 JPKIIssuer $issuer
 $store_ap
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    JPKIRecheckInterval 0
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
+@{[ ap_gate_conf(recheck => 0) ]}
 <Location /web/>
     AuthType JPKI
     Require valid-user

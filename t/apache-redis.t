@@ -45,15 +45,7 @@ JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=@{[ $ocsp->url ]}
 JPKIStore $store
 JPKIRedisTimeout 2s
 @{[ $extra // '' ]}
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    JPKIRecheckInterval 0
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
+@{[ ap_gate_conf(recheck => 0) ]}
 EOF
 }
 

@@ -277,14 +277,7 @@ JPKIStore shm size=1M
 JPKIMapFile $dir/map.txt
 JPKIRevocation crl
 JPKICookieSecure Off
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
+@{[ ap_gate_conf() ]}
 EOF
 
 # ---------------------------------------------------------------- per server

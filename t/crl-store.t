@@ -57,15 +57,7 @@ JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem
 JPKIStore redis=127.0.0.1:@{[ $redis->port ]}
 JPKIRevocation crl
 JPKICRLPointerTTL 0
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    JPKIRecheckInterval 0
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
+@{[ ap_gate_conf(recheck => 0) ]}
 EOF
 my %srv = (nginx => $ng, apache => $ap);
 

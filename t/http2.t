@@ -92,14 +92,7 @@ JPKIStore shm size=1M
 JPKIMapFile $dir/map.txt
 JPKIRevocation crl
 JPKICookieSecure Off
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
+@{[ ap_gate_conf() ]}
 EOF
 flows('apache', $ap);
 $ap->stop;

@@ -126,63 +126,47 @@ sub check_nonce {
 
 my $iss = "card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=http://127.0.0.1:$relay_port/";
 
-my $ng = JPKITest::Nginx->start(name => 'ng', workers => 1, http => <<"EOF");
+# nginx and Apache, each without and with nonces
+sub ng_conf {
+    my ($nonce) = @_;
+    return <<"EOF";
     jpki_secret_file $secret;
     jpki_issuer $iss;
     jpki_store redis=127.0.0.1:@{[ $redis->port ]} db=1;
     jpki_map_file $dir/map.txt;
     jpki_revocation ocsp;
     jpki_ocsp_timeout 8s;
+    jpki_ocsp_nonce @{[ $nonce ? 'on' : 'off' ]};
     server {
         listen 127.0.0.1:\@PORT\@;
         location /jpki/ { jpki_endpoints; }
     }
 EOF
-check('nginx', $ng, sub { $redis->cmd('FLUSHALL') });
-$ng->stop;
-my $ngn = JPKITest::Nginx->start(name => 'ng-nonce', workers => 1, http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer $iss;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]} db=1;
-    jpki_map_file $dir/map.txt;
-    jpki_revocation ocsp;
-    jpki_ocsp_timeout 8s;
-    jpki_ocsp_nonce on;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
+}
+sub ap_conf {
+    my ($nonce) = @_;
+    return <<"EOF";
+JPKISecretFile $secret
+JPKIIssuer $iss
+JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
+JPKIMapFile $dir/map.txt
+JPKIRevocation ocsp
+JPKIOCSPTimeout 8s
+JPKIOCSPNonce @{[ $nonce ? 'On' : 'Off' ]}
+<Location /jpki/>
+    JPKIEndpoints On
+</Location>
 EOF
-check_nonce('nginx', $ngn);
-$ngn->stop;
+}
 
-my $ap = JPKIApache::Server->start(name => 'ap', children => 1, main => <<"EOF");
-JPKISecretFile $secret
-JPKIIssuer $iss
-JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
-JPKIMapFile $dir/map.txt
-JPKIRevocation ocsp
-JPKIOCSPTimeout 8s
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-EOF
-check('apache', $ap, sub { $redis->cmd('FLUSHALL') });
-$ap->stop;
-my $apn = JPKIApache::Server->start(name => 'ap-nonce', children => 1, main => <<"EOF");
-JPKISecretFile $secret
-JPKIIssuer $iss
-JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
-JPKIMapFile $dir/map.txt
-JPKIRevocation ocsp
-JPKIOCSPTimeout 8s
-JPKIOCSPNonce On
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-EOF
-check_nonce('apache', $apn);
-$apn->stop;
+for my $nonce (0, 1) {
+    my $ng = JPKITest::Nginx->start(name => "ng-$nonce", workers => 1, http => ng_conf($nonce));
+    $nonce ? check_nonce('nginx', $ng) : check('nginx', $ng, sub { $redis->cmd('FLUSHALL') });
+    $ng->stop;
+    my $ap = JPKIApache::Server->start(name => "ap-$nonce", children => 1, main => ap_conf($nonce));
+    $nonce ? check_nonce('apache', $ap) : check('apache', $ap, sub { $redis->cmd('FLUSHALL') });
+    $ap->stop;
+}
 
 $ocsp->stop;
 $redis->stop;

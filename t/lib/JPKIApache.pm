@@ -19,7 +19,7 @@ use Time::HiRes qw(time sleep);
 use Test::More ();
 use JPKITest;
 
-our @EXPORT = qw($APACHE $APMODULE skip_unless_apache ap_areas_conf
+our @EXPORT = qw($APACHE $APMODULE skip_unless_apache ap_areas_conf ap_gate_conf
                  ap_area_docs ap_scenario_env);
 
 our $APACHE   = $ENV{JPKI_APACHE} // '/usr/sbin/apache2';
@@ -93,6 +93,16 @@ sub ap_areas_conf {
     }
     $c .= "    DocumentRoot \"$docroot\"\n" if $docroot;
     return $c;
+}
+
+# The usual gate of a test: the endpoints at /jpki/ and /app/ gated and
+# proxied to the echo upstream (recheck => N: JPKIRecheckInterval there).
+sub ap_gate_conf {
+    my (%o) = @_;
+    my $re = defined $o{recheck} ? "    JPKIRecheckInterval $o{recheck}\n" : '';
+    return "<Location /jpki/>\n    JPKIEndpoints On\n</Location>\n"
+         . "<Location /app/>\n    AuthType JPKI\n    Require valid-user\n$re"
+         . "    ProxyPass http://127.0.0.1:\@UP\@/app/\n</Location>\n";
 }
 
 # The static files of @AREAS (path => text) for a document root.
