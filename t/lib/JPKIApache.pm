@@ -310,14 +310,8 @@ sub log_since {
 
 sub audits {
     my ($s, $vh, $mark) = @_;
-    my @a;
-    for (split /\n/, substr(JPKITest::slurp($s->log_file($vh)),
-                            ref $mark ? $mark->{log} : 0)) {
-        next unless /jpki audit: (\{[^{}]*\})/;
-        my $j = JPKITest::json_decode($1);
-        push @a, $j if $j;
-    }
-    return @a;
+    return JPKITest::audit_records(substr(JPKITest::slurp($s->log_file($vh)),
+                                          ref $mark ? $mark->{log} : 0));
 }
 
 sub upstream_hits {
@@ -328,16 +322,17 @@ sub upstream_hits {
 # Crashes, alerts, sanitizer reports and errors nobody expects.  (Errors
 # the tests provoke on purpose are logged at error level too: unexpected
 # means a crash, an alert or worse.)
+sub problem_line {
+    local $_ = shift;
+    return /:(alert|crit|emerg)\]/ || /exit signal/
+           || /AddressSanitizer|runtime error:|LeakSanitizer/
+           || /Segmentation fault|core dumped/i
+           || /\bAH00052\b|\bAH00051\b/;
+}
+
 sub log_problems {
     my ($s, $vh, $mark) = @_;
-    my @bad;
-    for (split /\n/, $s->log_since($vh, $mark)) {
-        push @bad, $_ if /:(alert|crit|emerg)\]/ || /exit signal/
-                         || /AddressSanitizer|runtime error:|LeakSanitizer/
-                         || /Segmentation fault|core dumped/i
-                         || /\bAH00052\b|\bAH00051\b/;
-    }
-    return @bad;
+    return grep { problem_line($_) } split /\n/, $s->log_since($vh, $mark);
 }
 
 # All logs of the instance (main and vhosts) from the start.
@@ -347,24 +342,14 @@ sub all_problems {
     for my $f ("$s->{dir}/error.log", "$s->{dir}/stderr.log",
                map { "$s->{dir}/error-$_.log" } @{ $s->{order} }) {
         next unless -f $f;
-        for (split /\n/, JPKITest::slurp($f)) {
-            push @bad, $_ if /:(alert|crit|emerg)\]/ || /exit signal/
-                             || /AddressSanitizer|runtime error:|LeakSanitizer/
-                             || /Segmentation fault|core dumped/i;
-        }
+        push @bad, grep { problem_line($_) } split /\n/, JPKITest::slurp($f);
     }
     return @bad;
 }
 
 sub children {
     my ($s) = @_;
-    my @c;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $t = JPKITest::slurp($stat);
-        next unless $t =~ /^(\d+) \(.*\) \S (\d+) /;
-        push @c, $1 if $2 == $s->{pid};
-    }
-    return @c;
+    return JPKITest::child_pids($s->{pid});
 }
 
 # After a restart signal: true once every child is new (none of OLD, the

@@ -460,6 +460,30 @@ sub put_file {
     rename "$dst.tmp", $dst or die "rename $dst: $!";
 }
 
+# The audit records (decoded JSON) in a server's log TEXT.
+sub audit_records {
+    my ($text) = @_;
+    my @a;
+    for (split /\n/, $text // '') {
+        next unless /jpki audit: (\{[^{}]*\})/;
+        my $j = json_decode($1);
+        push @a, $j if $j;
+    }
+    return @a;
+}
+
+# The pids of the processes whose parent is PPID (a server's workers).
+sub child_pids {
+    my ($ppid) = @_;
+    my @c;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $t = slurp($stat);
+        next unless $t =~ /^(\d+) \(.*\) \S (\d+) /;
+        push @c, $1 if $2 == $ppid;
+    }
+    return @c;
+}
+
 # cert_id of a PKI certificate under SECRET_FILE (jpkictl cert-check).
 my %CERT_ID;
 sub cert_id {
@@ -602,24 +626,12 @@ sub log_since {
 # Audit records (decoded JSON) logged since MARK.
 sub audits {
     my ($s, $mark) = @_;
-    my @a;
-    for (split /\n/, $s->log_since($mark)) {
-        next unless /jpki audit: (\{[^{}]*\})/;
-        my $j = JPKITest::json_decode($1);
-        push @a, $j if $j;
-    }
-    return @a;
+    return JPKITest::audit_records($s->log_since($mark));
 }
 
 sub worker_pids {
     my ($s) = @_;
-    my @w;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $t = JPKITest::slurp($stat);
-        next unless $t =~ /^(\d+) \(.*\) \S (\d+) /;
-        push @w, $1 if $2 == $s->{pid};
-    }
-    return @w;
+    return JPKITest::child_pids($s->{pid});
 }
 
 # Problems in the error log: alert/crit/emerg, a worker that died, a
