@@ -20,15 +20,11 @@ skip_unless(qw(jpkictl pki openssl redis));
 skip_unless_apache();
 
 my $dir = tmpdir();
-my %secret = (site => write_secret("$dir/site.secret"),
-              foreign => write_secret("$dir/foreign.secret", key => [9, 1]));
-
-my %ocsp = (
-    good  => JPKITest::Ocsp->start(name => 'ocsp-good', signer => 'ocsp'),
-    noeku => JPKITest::Ocsp->start(name => 'ocsp-noeku', signer => 'ocsp-noeku'),
-);
-my %ocsp_url = (good => $ocsp{good}->url, noeku => $ocsp{noeku}->url,
-                down => 'http://127.0.0.1:' . free_port() . '/');
+# the secrets and OCSP responders of %SITES (shared by both runs)
+my ($secret, $ocsp, $ocsp_url) = JPKIScenarios::fixture($dir);
+my %secret = %$secret;
+my %ocsp = %$ocsp;
+my %ocsp_url = %$ocsp_url;
 
 my %S = %JPKIScenarios::SITE_SETTINGS;
 my %accounts = %JPKIScenarios::ACCOUNTS;

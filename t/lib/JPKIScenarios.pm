@@ -131,6 +131,22 @@ our %ACCOUNTS = (
     map { ("rev-$_" => "rev-$_") } @REASONS,
 );
 
+# The fixture of %SITES in DIR: their secret files (name => path), the OCSP
+# responders (good, noeku) and the URL of each `ocsp` value (down: a port
+# nobody listens on).
+sub fixture {
+    my ($dir) = @_;
+    my %secret = (site => write_secret("$dir/site.secret"),
+                  foreign => write_secret("$dir/foreign.secret", key => [9, 1]));
+    my %ocsp = (
+        good  => JPKITest::Ocsp->start(name => 'ocsp-good', signer => 'ocsp'),
+        noeku => JPKITest::Ocsp->start(name => 'ocsp-noeku', signer => 'ocsp-noeku'),
+    );
+    my %url = (good => $ocsp{good}->url, noeku => $ocsp{noeku}->url,
+               down => 'http://127.0.0.1:' . JPKITest::free_port() . '/');
+    return (\%secret, \%ocsp, \%url);
+}
+
 sub cid { my ($cert) = @_; return sub { $_[0]{cert_id}->($cert) } }
 sub pred (&) { return bless $_[0], 'JPKIScenarios::Pred' }
 
