@@ -23,7 +23,8 @@ my $dir = tmpdir();
 my $secret = write_secret("$dir/site.secret");
 my $redis = JPKITest::Redis->start(name => 'redis');
 my $hole = JPKITest::BlackHole->start;
-my %acct = (user1 => 'alice', 'user-ec' => 'ecuser', 'rev-superseded' => 'rev');
+my %acct = (user1 => 'alice', user2 => 'bob', 'user-ec' => 'ecuser',
+            'rev-superseded' => 'rev');
 $redis->cmd('SET', 'jpki:v1:map:' . cert_id($_, $secret), $acct{$_}) for sort keys %acct;
 
 my $ng = JPKITest::Nginx->start(name => 'one-worker', workers => 1, http => <<"EOF");
@@ -115,7 +116,9 @@ like($r->{content}, qr/account=\[alice\]/, 'baseline: account header upstream');
 
 {
     my $t0 = time;
-    my @h = (bg(\&login, '/jpki', 'user1'), bg(\&login, '/jpki', 'user1'),
+    # three certificates: a login of the same one would join the first one's
+    # OCSP query and its timer, and end sooner than its own timeout
+    my @h = (bg(\&login, '/jpki', 'user1'), bg(\&login, '/jpki', 'user2'),
              bg(\&login, '/jpki', 'user-ec'));
     sleep 0.4;                             # the logins are waiting on OCSP
     prompt_ok('OCSP black hole');
