@@ -1158,21 +1158,6 @@ jpki_crl_cleanup(void *data)
 }
 
 
-/* A CRL older than the one loaded (lower CRL number, or earlier thisUpdate)
- * is never loaded over it: a replayed old file cannot un-revoke anyone. */
-static int
-jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
-{
-    if (new->crl_number >= 0 && cur->crl_number >= 0
-        && new->crl_number != cur->crl_number)
-    {
-        return new->crl_number < cur->crl_number;
-    }
-
-    return new->this_update < cur->this_update;
-}
-
-
 /* ---- The CRL zone (JPKICRLZone) -------------------------------------
  * One APR shared memory segment per site, created in the parent before the
  * children are forked: every process maps it at the same address, so the
@@ -1632,12 +1617,10 @@ jpki_crlz_load(jpki_site *site, jpki_issuer_rt *x, const apr_finfo_t *fi)
         free(der);
 
         cur = jpki_crlz_of(site, x);
-        if (e == JPKI_OK && cur != NULL
-            && jpki_crl_older(jpki_crl_index_info(ix),
-                              jpki_crl_index_info(cur)))
-        {
-            apr_cpystrn(detail, "older than the CRL loaded", sizeof(detail));
-            e = JPKI_ERR_CRL_STALE;
+        if (e == JPKI_OK) {
+            /* another issuer's CRL, or an older one: refused */
+            e = jpki_crl_index_replaces(ix, x->issuer, cur, detail,
+                                        sizeof(detail));
         }
 
         if (e != JPKI_OK) {
@@ -1777,14 +1760,10 @@ jpki_crls_load(jpki_site *site, apr_pool_t *tmp)
                                  &ix, detail, sizeof(detail));
         free(der);
 
-        if (e == JPKI_OK && x->crl != NULL
-            && jpki_crl_older(jpki_crl_index_info(ix),
-                              jpki_crl_index_info(x->crl)))
-        {
-            jpki_crl_index_free(ix);
-            ix = NULL;
-            apr_cpystrn(detail, "older than the CRL loaded", sizeof(detail));
-            e = JPKI_ERR_CRL_STALE;
+        if (e == JPKI_OK) {
+            /* another issuer's CRL, or an older one: refused */
+            e = jpki_crl_index_replaces(ix, x->issuer, x->crl, detail,
+                                        sizeof(detail));
         }
 
         x->crl_error = e;

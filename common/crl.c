@@ -1126,6 +1126,34 @@ const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix)
     return ix != NULL ? &ix->info : NULL;
 }
 
+jpki_err jpki_crl_index_replaces(const jpki_crl_index *ix,
+                                 const jpki_issuer *want,
+                                 const jpki_crl_index *cur, char *detail,
+                                 size_t dl)
+{
+    const jpki_crl_info *n, *c;
+
+    if (ix == NULL)
+        return JPKI_ERR_INVALID;
+    n = &ix->info;
+    if (want != NULL && n->issuer != want) {
+        jpki_set_detail(detail, dl, "a CRL of issuer \"%s\", not of \"%s\"",
+                        jpki_issuer_name(n->issuer), jpki_issuer_name(want));
+        return JPKI_ERR_CRL_ISSUER;
+    }
+    if (cur == NULL)
+        return JPKI_OK;
+    c = &cur->info;
+    if (n->crl_number >= 0 && c->crl_number >= 0
+            && n->crl_number != c->crl_number
+        ? n->crl_number < c->crl_number
+        : n->this_update < c->this_update) {
+        jpki_set_detail(detail, dl, "older than the CRL loaded");
+        return JPKI_ERR_CRL_STALE;
+    }
+    return JPKI_OK;
+}
+
 static const ix_entry *ix_find(const jpki_crl_index *ix,
                                const uint8_t id[JPKI_CERT_ID_LEN])
 {

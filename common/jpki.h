@@ -525,6 +525,15 @@ size_t jpki_crl_index_placed_size(const jpki_crl_index *ix);
 const jpki_crl_index *jpki_crl_index_place(const jpki_crl_index *ix,
                                            void *mem, size_t size);
 const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix);
+/* Whether ix, just built for the CRL slot of issuer want, may replace cur
+ * (NULL: nothing loaded): JPKI_ERR_CRL_ISSUER when ix is another configured
+ * issuer's CRL (every lookup would answer good), JPKI_ERR_CRL_STALE when it
+ * is older than cur (lower CRL number; without numbers, earlier thisUpdate):
+ * a replayed old file cannot un-revoke anyone.  detail says which. */
+jpki_err jpki_crl_index_replaces(const jpki_crl_index *ix,
+                                 const jpki_issuer *want,
+                                 const jpki_crl_index *cur, char *detail,
+                                 size_t detaillen);
 /* JPKI_OK and info->status GOOD / REVOKED / HOLD (an entry without a reason
  * code is revoked, reason unspecified); JPKI_ERR_CRL_STALE when the CRL is
  * stale at now. */

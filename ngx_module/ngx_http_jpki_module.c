@@ -1496,21 +1496,6 @@ ngx_http_jpki_shm_unlock(void *ud)
 }
 
 
-/* A CRL older than the one loaded (lower CRL number, or earlier thisUpdate)
- * is never loaded over it: a replayed old file cannot un-revoke anyone. */
-static ngx_uint_t
-ngx_http_jpki_crl_older(const jpki_crl_info *new, const jpki_crl_info *cur)
-{
-    if (new->crl_number >= 0 && cur->crl_number >= 0
-        && new->crl_number != cur->crl_number)
-    {
-        return new->crl_number < cur->crl_number;
-    }
-
-    return new->this_update < cur->this_update;
-}
-
-
 /* The CRL of an issuer as lookups see it (NULL: none). */
 static const jpki_crl_index *
 ngx_http_jpki_crl_of(ngx_http_jpki_issuer_t *iss)
@@ -1666,14 +1651,12 @@ ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
     const jpki_crl_index      *cur = ngx_http_jpki_crl_of(iss);
     uint64_t                   n;
 
-    if (e == JPKI_OK && cur != NULL
-        && ngx_http_jpki_crl_older(jpki_crl_index_info(ix),
-                                   jpki_crl_index_info(cur)))
-    {
-        jpki_crl_index_free(ix);
-        ngx_snprintf((u_char *) detail, dlen - 1,
-                     "older than the CRL loaded%Z");
-        e = JPKI_ERR_CRL_STALE;
+    if (e == JPKI_OK) {
+        /* another issuer's CRL, or an older one: refused */
+        e = jpki_crl_index_replaces(ix, iss->issuer, cur, detail, dlen);
+        if (e != JPKI_OK) {
+            jpki_crl_index_free(ix);
+        }
     }
 
     if (e == JPKI_OK) {

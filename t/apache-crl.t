@@ -25,6 +25,7 @@ sub conf {
     return <<"EOF";
 JPKISecretFile $f->{secret}
 JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=$f->{crl}
+JPKIIssuer phone ca=\@PKI\@/phone-ca.pem
 $store
 JPKIRevocation crl
 $extra

@@ -22,6 +22,7 @@ sub conf {
     return <<"EOF";
     jpki_secret_file $f->{secret};
     jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=$f->{crl};
+    jpki_issuer phone ca=\@PKI\@/phone-ca.pem;
     $store
     jpki_revocation crl;
     $extra

@@ -70,7 +70,9 @@ sub logged {
 
 # A replaced file is picked up without a reload (hold, then released by a
 # new CRL without the entry); an older, stale or wrongly signed replacement
-# is refused and the loaded CRL stays; health reports every CRL.
+# (or another issuer's CRL) is refused and the loaded CRL stays; health
+# reports every CRL.  SRV's main site also has the issuer phone
+# (phone-ca.pem), without a CRL.
 sub file_sequence {
     my ($srv, $f) = @_;
 
@@ -130,6 +132,16 @@ sub file_sequence {
         is(login_to($srv, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
            "... the loaded CRL still answers after $file");
     }
+
+    # another configured issuer's genuine, fresh CRL in this issuer's slot
+    # (a swapped path, or a CRL directory writable by others): would
+    # answer good for every certificate of this issuer
+    $m = $srv->mark;
+    $f->{put}->('phone-ca.crl');
+    logged($srv, $m, qr/refused: crl_unknown_issuer \(a CRL of issuer "phone", not of "card"\)/,
+           "another issuer's CRL is refused in this issuer's slot");
+    is(login_to($srv, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
+       "... the loaded CRL still answers after another issuer's CRL");
 
     # a fresh valid one again: health back to ok
     $f->{put}->('ca2-empty.crl');

@@ -676,6 +676,47 @@ static jpki_crl_index *build(const jpki_ctx *ctx, const char *name,
     return ix;
 }
 
+/* Which CRL may replace the one in an issuer's slot. */
+static void t_replaces(const jpki_ctx *ctx)
+{
+    const jpki_issuer *card = jpki_ctx_issuer(ctx, 0);
+    const jpki_issuer *ph = jpki_ctx_issuer(ctx, 1);
+    jpki_err e1, e2, e3, e4;
+    jpki_crl_index *c2 = build(ctx, "ca2.crl", now, &e1);
+    jpki_crl_index *c3 = build(ctx, "ca2-released.crl", now, &e2);
+    jpki_crl_index *pc = build(ctx, "phone-ca.crl", now, &e3);
+    jpki_crl_index *c2b = build(ctx, "ca2.crl", now + 5, &e4);
+    char d[128];
+
+    if (!ok(e1 == JPKI_OK && e2 == JPKI_OK && e3 == JPKI_OK && e4 == JPKI_OK,
+            "replaces: four indexes build"))
+        goto out;
+    is_int(jpki_crl_index_replaces(c2, card, NULL, d, sizeof(d)), JPKI_OK,
+           "first CRL of the card slot: ok");
+    is_int(jpki_crl_index_replaces(c3, card, c2, d, sizeof(d)), JPKI_OK,
+           "CRL 3 over CRL 2: ok");
+    is_int(jpki_crl_index_replaces(c2b, card, c2, d, sizeof(d)), JPKI_OK,
+           "the same CRL again: ok (unchanged)");
+    is_int(jpki_crl_index_replaces(c2, card, c3, d, sizeof(d)),
+           JPKI_ERR_CRL_STALE, "CRL 2 over CRL 3: crl_stale");
+    is_str(d, "older than the CRL loaded", "... detail: older");
+    is_int(jpki_crl_index_replaces(pc, card, NULL, d, sizeof(d)),
+           JPKI_ERR_CRL_ISSUER, "the phone CA's CRL in the card slot: refused");
+    is_str(d, "a CRL of issuer \"phone\", not of \"jpki\"",
+           "... detail names both issuers");
+    is_int(jpki_crl_index_replaces(pc, card, c2, d, sizeof(d)),
+           JPKI_ERR_CRL_ISSUER, "... also over a loaded CRL");
+    is_int(jpki_crl_index_replaces(pc, ph, NULL, d, sizeof(d)), JPKI_OK,
+           "the phone CA's CRL in its own slot: ok");
+    is_int(jpki_crl_index_replaces(NULL, card, c2, d, sizeof(d)),
+           JPKI_ERR_INVALID, "no index: invalid");
+out:
+    jpki_crl_index_free(c2);
+    jpki_crl_index_free(c3);
+    jpki_crl_index_free(pc);
+    jpki_crl_index_free(c2b);
+}
+
 static void t_index(const jpki_ctx *ctx)
 {
     static const char *reasons[] = {
@@ -1258,6 +1299,7 @@ int main(void)
     t_foreach(ctx);
     t_foreach_misc(ctx);
     t_index(ctx);
+    t_replaces(ctx);
     t_built(ctx, ctx_sha1);
     t_patched(ctx);
     t_no_crlsign();
