@@ -22,6 +22,7 @@ enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
 
 #define MAX_CMDS 4
 #define SOFT_TTL_MS (30u * 86400u * 1000u)
+#define SOFT_BUCKET_S 86400
 
 struct jpki_txn {
     const jpki_ctx *ctx;
@@ -306,8 +307,11 @@ static void rev_unavailable(jpki_txn *t)
     t->v.soft_pass = 1;
     t->rev_source = "soft";
     t->n_cmds = 0;
+    /* one record per certificate and day (UTC), overwritten by each soft
+     * pass of that day so that its ts is the latest: a session passing
+     * on every request of an outage does not add a key per request */
     snprintf(id, sizeof(id), "%s:%lld", t->cert->cert_id,
-             (long long)t->req.now);
+             (long long)(t->req.now - t->req.now % SOFT_BUCKET_S));
     snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
              "\"%s\",\"event\":\"%s\"}", (long long)t->req.now,
              t->cert->cert_id, t->cert->issuer->tag, event_name(t->req.op));

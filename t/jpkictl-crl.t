@@ -164,7 +164,7 @@ sub cert_id {
     return $id;
 }
 my %id = map { $_ => cert_id($_, $card2) }
-    qw(rev-keyCompromise rev-certificateHold rev-unspecified user1);
+    qw(rev-keyCompromise rev-certificateHold rev-unspecified rev-superseded user1);
 my $id_old = cert_id('user-old-revoked', $card12);
 ok($id{$_}, "cert_id of $_") for sort keys %id;
 my %serial;
@@ -593,6 +593,10 @@ $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu + 3600),
         qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"$tag","event":"login"}), 'EX', 60);
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu - 5),
         qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"ffffffffffffffff","event":"login"}), 'EX', 60);
+# the gate's record of a day (key: the day's first second) whose latest
+# soft pass (ts) came after the CRL: the CRL does not cover it
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-superseded'}:" . ($tu - 200),
+        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{'rev-superseded'}","issuer":"$tag","event":"check"}), 'EX', 60);
 $r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 1, 'recheck: some revoked, exit 1') or diag($out, $err);
@@ -602,8 +606,10 @@ like($out, qr/^revoked cert_id=$id{'rev-certificateHold'} .*reason=certificateHo
 unlike($out, qr/$id{user1}/, '... not the good one');
 like($out, qr/^unchecked cert_id=$id{'rev-unspecified'} .*why=crl_older_than_login$/m,
      'a login after the CRL thisUpdate: unchecked');
+like($out, qr/^unchecked cert_id=$id{'rev-superseded'} .*why=crl_older_than_login$/m,
+     'a record whose latest pass (ts) is after the CRL thisUpdate: unchecked');
 like($out, qr/why=issuer_not_configured$/m, 'a record of an issuer not configured: unchecked');
-like($out, qr/^recheck: records=5 revoked=2 unchecked=2 good=1$/m, 'summary line');
+like($out, qr/^recheck: records=6 revoked=2 unchecked=3 good=1$/m, 'summary line');
 my $rev = $r->cmd('GET', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 like($rev, qr/^revoked\|1\|\d+\|\d+\|crl$/, 'rev:<cert_id> written: revoked|1|at|checked|crl');
 my $rttl = $r->cmd('PTTL', "jpki:v1:rev:$id{'rev-keyCompromise'}");

@@ -86,6 +86,7 @@ const char usage_recheck[] =
 "  stale (jpki:v1:soft:* records) against the newest CRL loaded in the\n"
 "  store; lists those whose certificate is now revoked:\n"
 "    revoked cert_id=HEX issuer=NAME reason=R revoked_at=T auth_time=T\n"
+"  (auth_time: the latest soft pass the record stands for)\n"
 "  and writes jpki:v1:rev:<cert_id> so that their sessions are refused at\n"
 "  the next re-check on every node.  Records that cannot be decided (no CRL\n"
 "  for the issuer, CRL older than the login) are listed as \"unchecked\".\n"
@@ -1198,7 +1199,8 @@ typedef struct {
     int64_t at;
 } soft_rec;
 
-/* jpki:v1:soft:<cert_id>:<auth_time> */
+/* jpki:v1:soft:<cert_id>:<day> (the day's first second, UTC; older gates
+ * wrote the time of the pass) */
 static int parse_soft_key(const char *k, soft_rec *s)
 {
     size_t pl = strlen(JPKI_STORE_PREFIX "soft:"), n;
@@ -1232,6 +1234,24 @@ static int soft_issuer(const char *json, size_t n, char tag[17])
     memcpy(tag, p, 16);
     tag[16] = '\0';
     return 0;
+}
+
+/* The latest soft pass a record stands for: its JSON "ts" (the gate keeps
+ * one record per certificate and day, rewritten by each pass), never
+ * before the key's time. */
+static long long soft_latest(const char *json, size_t n, long long key_time)
+{
+    static const char pat[] = "\"ts\":";
+    const char *p = memmem(json, n, pat, sizeof(pat) - 1);
+    long long ts = 0;
+    size_t i;
+
+    if (p == NULL)
+        return key_time;
+    p += sizeof(pat) - 1;
+    for (i = 0; p + i < json + n && i < 12 && p[i] >= '0' && p[i] <= '9'; i++)
+        ts = ts * 10 + (p[i] - '0');
+    return i > 0 && ts > key_time ? ts : key_time;
 }
 
 /* Reads each configured issuer's pointer and checks that its cert_ids
@@ -1303,6 +1323,7 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
         else if (soft_issuer(r->str, r->len, tag) != 0)
             s[i].unchecked = "malformed_record";
         else {
+            s[i].auth_time = soft_latest(r->str, r->len, s[i].auth_time);
             for (j = 0; j < nl && strcmp(l[j].tag, tag) != 0; j++)
                 ;
             s[i].list = j < nl ? &l[j] : NULL;

@@ -541,6 +541,50 @@ int main(void)
     ok(v->soft_pass && v->audit && strstr(v->audit, "\"soft_pass\":true"),
        "soft pass is audited");
     jpki_txn_free(t);
+    {
+        /* the session is re-checked at every request while it is flagged;
+         * each re-check passing under fail-open again rewrites the day's
+         * record instead of adding one (a key per request filled the
+         * store in an outage) */
+        jpki_store_cmd g = {0};
+        jpki_store_result r;
+        char soft_cookie[1024], want[64], id[JPKI_CERT_ID_HEX_LEN + 1] = "";
+        int64_t at = NOW, passes = 0, days = 1;
+
+        snprintf(soft_cookie, sizeof(soft_cookie), "%s", last_cookie);
+        for (i = 1; i <= 5; i++) {
+            at = NOW + 20 * (int64_t)i;
+            days += at / 86400 != (at - 20) / 86400;
+            v = check(soft_cookie, at, &stale_crl, &t);
+            if (v && (v->http_status != 200 || !v->soft_pass))
+                printf("# re-check %d: %d %s\n", (int)i, v->http_status,
+                       v->reason ? v->reason : "");
+            passes += v != NULL && v->http_status == 200 && v->soft_pass;
+            if (v && v->cert_id)
+                snprintf(id, sizeof(id), "%s", v->cert_id);
+            if (v && v->set_cookie) {
+                const char *eq = strchr(v->set_cookie, '=');
+                const char *sc = strchr(v->set_cookie, ';');
+                snprintf(soft_cookie, sizeof(soft_cookie), "%.*s",
+                         (int)(sc - eq - 1), eq + 1);
+            }
+            jpki_txn_free(t);
+        }
+        is_int(passes, 5, "five re-checks of the soft session pass (soft)");
+        g.op = JPKI_STORE_GET;
+        g.keylen = (size_t)snprintf(g.key, sizeof(g.key),
+                                    "jpki:v1:soft:%s:%lld", id,
+                                    (long long)(at - at % 86400));
+        jpki_shm_exec(shm, &g, at * 1000, &r);
+        snprintf(want, sizeof(want), "{\"ts\":%lld,", (long long)at);
+        ok(r.type == JPKI_STORE_R_VALUE && r.vallen > strlen(want)
+           && memcmp(r.val, want, strlen(want)) == 0
+           && memmem(r.val, r.vallen, "\"event\":\"check\"", 15) != NULL,
+           "the day's record holds the latest re-check");
+        g.key[g.keylen - 10] = '\0';                 /* soft:<cert_id>: */
+        is_int((int64_t)jpki_shm_delete_prefix(shm, g.key, at * 1000),
+               days, "one soft record per certificate and day");
+    }
     jpki_ctx_free(ctx);
 
     /* OCSP then CRL */
