@@ -967,6 +967,14 @@ static void check_begin(jpki_txn *t)
         unauthenticated(t, e);
         return;
     }
+    /* the cookie carries the lifetime of the location that signed in; a
+     * location may ask for less (an admin area): there an older session
+     * signs in again, and the cookie stays for the other locations */
+    if (t->req.now - t->s.auth_time >= (int64_t)t->pol->session_lifetime) {
+        t->have_session = 0;
+        unauthenticated(t, JPKI_ERR_SESSION_EXPIRED);
+        return;
+    }
     if (t->req.now - t->s.rev_checked < (int64_t)t->pol->recheck_interval
         && !(t->s.flags & JPKI_SESSION_F_SOFT_PASS)) {
         check_success(t);

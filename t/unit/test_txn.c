@@ -373,6 +373,34 @@ int main(void)
         is_int(v->http_status, 401, "tampered cookie refused");
         jpki_txn_free(t);
     }
+    {
+        /* a location with a shorter session lifetime (an admin area):
+         * sessions older than it sign in again there; the cookie stays */
+        jpki_policy loc = *jpki_ctx_get_policy(ctx);
+        jpki_txn_request rq = {0};
+
+        loc.session_lifetime = 300;
+        loc.session_idle = 0;
+        rq.op = JPKI_OP_CHECK;
+        rq.wants_json = 1;
+        rq.cookie = cookie;
+        rq.cookie_len = strlen(cookie);
+        rq.policy = &loc;
+        rq.now = NOW + 299;
+        v = drive(&rq, &good, &t);
+        is_int(v->http_status, 200, "location lifetime 300 s: at 299 s passes");
+        jpki_txn_free(t);
+        rq.now = NOW + 300;
+        v = drive(&rq, &good, &t);
+        is_int(v->http_status, 401, "location lifetime 300 s: at 300 s 401");
+        is_str(v->reason, "session_expired", "... session_expired");
+        ok(v->set_cookie == NULL, "... the cookie is not cleared (other "
+           "locations keep the session)");
+        jpki_txn_free(t);
+        v = check(cookie, NOW + 300, &good, &t);
+        is_int(v->http_status, 200, "the site's lifetime (8 h): still valid");
+        jpki_txn_free(t);
+    }
     v = check(cookie, NOW + 28800 + 5, &good, &t);
     is_str(v->reason, "session_expired", "expired session refused");
     jpki_txn_free(t);
