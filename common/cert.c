@@ -401,8 +401,10 @@ jpki_err jpki_cert_id_compute(const jpki_ctx *ctx,
     return JPKI_OK;
 }
 
-/* For operators: a serial typed in decimal or 0x-hex, for an issuer whose
- * current generation is meant; tries the newest anchor first. */
+/* For operators: a serial typed in decimal or 0x-hex, of a certificate
+ * issued by the issuer's last anchor (the newest CA generation listed):
+ * the cert_id depends on the issuing key, so a certificate of an older
+ * generation needs that CA listed last (or the certificate itself). */
 jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
                                        const jpki_issuer *is,
                                        const char *serial_text,

@@ -19,6 +19,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #define MAX_CAFILES    16         /* files in one --issuer */
 #define KEY_FILE_MAX   (1024 * 1024)
 #define MSG_FILE_MAX   (64 * 1024 * 1024)
@@ -107,10 +109,13 @@ static const char usage_map[] =
 "  keyed hash of issuer key and serial; the serial itself is never stored).\n"
 "  --cert FILE    the certificate (checked against --issuer first)\n"
 "  --serial N     its serial (decimal or 0x-hex) as read off the card; the\n"
-"                 issuer's last CA file must be the generation that issued it\n"
+"                 issuer's last CA file must be the generation that issued it;\n"
+"                 --serial - reads it from standard input (a command line is\n"
+"                 visible to other local users)\n"
 "  --secret-file  the gate's site secret file (cert_id depends on it)\n"
 "  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U,\n"
-"                 --redis-password P (or env JPKI_REDIS_PASSWORD)\n"
+"                 --redis-password P (better: env JPKI_REDIS_PASSWORD, out\n"
+"                 of the process list)\n"
 "  --map-file F   the gate's mapping file (one machine, embedded store)\n\n";
 
 static const char usage_tail[] =
@@ -758,8 +763,19 @@ static int map_cert_id(const args_t *a, char id[JPKI_CERT_ID_HEX_LEN + 1])
     if ((ctx = build_ctx(a, 0)) == NULL)
         return EXIT_USAGE;
     if (a->val[O_SERIAL] != NULL) {
-        e = jpki_cert_id_from_serial_text(ctx, jpki_ctx_issuer(ctx, 0),
-                                          a->val[O_SERIAL], id);
+        char line[200];
+        const char *sn = a->val[O_SERIAL];
+
+        /* "-": one line on standard input, out of the process list */
+        if (strcmp(sn, "-") == 0) {
+            sn = fgets(line, sizeof(line), stdin);
+            if (sn != NULL)
+                line[strcspn(line, "\r\n")] = '\0';
+        }
+        e = sn != NULL ? jpki_cert_id_from_serial_text(
+                             ctx, jpki_ctx_issuer(ctx, 0), sn, id)
+                       : JPKI_ERR_INVALID;
+        OPENSSL_cleanse(line, sizeof(line));
         jpki_ctx_free(ctx);
         if (e != JPKI_OK)
             say("--serial: expected a decimal or 0x-hex number");
