@@ -12,17 +12,12 @@ use IO::Socket::INET;
 
 skip_unless(qw(nginx module jpkictl pki openssl));
 
-# three consecutive free ports: nginx, the OCSP responder, the application
-sub bindable {
-    my ($p) = @_;
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => $p, ReuseAddr => 1);
-    return defined $s;
-}
+# three consecutive free ports, reserved among the test files run in
+# parallel: nginx, the OCSP responder, the application
 my $port;
 for (1 .. 50) {
     $port = JPKITest::free_port();
-    last if $port < 65000 && bindable($port + 1) && bindable($port + 2);
+    last if JPKITest::reserve_port($port + 1) && JPKITest::reserve_port($port + 2);
 }
 my $out = `JPKI_DEMO_PORT=$port bash $FindBin::Bin/../tools/demo.sh 2>&1`;
 is($? >> 8, 0, 'tools/demo.sh succeeds') or diag($out);

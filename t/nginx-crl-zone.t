@@ -42,7 +42,11 @@ sub loads { my ($ng, $m) = @_; my @l = $ng->log_since($m) =~ /loaded: \d+ entrie
 
 my $m0 = 0;
 my $ng = JPKITest::Nginx->start(name => 'zone', workers => 2, http => conf('crl:1m'));
-sleep 1.5;                                 # both workers past their first timer
+# the first parse (a worker's thread), then both workers past their first
+# timer: still one parse
+my $t_end = time + 10;
+sleep 0.1 while loads($ng, $m0) < 1 && time < $t_end;
+sleep 1.5;
 is(loads($ng, $m0), 1, 'two workers, one parse of the CRL into the zone');
 # many requests: whichever worker answers, the zone's CRL is used
 my %seen;
@@ -116,7 +120,8 @@ system("$JPKITest::BUILD/crlgen $pki/ca2.pem $pki/ca2.key 5000 9 $big >/dev/null
 copy($big, $crl) or die;
 chmod 0644, $crl;
 my $small = JPKITest::Nginx->start(name => 'small', workers => 1, http => conf('crl:32k'));
-sleep 0.5;
+$t_end = time + 10;
+sleep 0.1 while $small->log_since(0) !~ /CRL zone "crl" too small/ && time < $t_end;
 like($small->log_since(0), qr/CRL zone "crl" too small/, 'a zone too small: logged');
 my $r = login_to($small, 'user1');
 is($r->{status}, 503, 'no CRL in the zone: 503');

@@ -6,6 +6,9 @@
 use strict;
 use warnings;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use JPKITest ();
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
@@ -68,14 +71,8 @@ sub run_driver {
         or diag(join "\n", grep { !/^ok / } @out);
 }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, Proto => 'tcp', ReuseAddr => 1)
-        or die "no free port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
+# reserved among the test files run in parallel (t/lib/JPKITest.pm)
+sub free_port { return JPKITest::free_port() }
 
 sub start_redis {
     my ($bin, $d, $p) = @_;

@@ -143,22 +143,29 @@ my @PORT_FILES;
 my $PORT_OWNER = $$;
 END { unlink @PORT_FILES if $$ == $PORT_OWNER }   # not in forked children
 
-sub free_port {
+# Port P for this test file, if no other test file holds it and it can be
+# bound now (the reservation lasts until this process ends).
+sub reserve_port {
+    my ($p) = @_;
     mkdir $PORT_DIR, 01777;
+    return 0 if $PORTS{$p} || $p < 1024 || $p > 65535;
+    my $f = "$PORT_DIR/$p";
+    unlink $f if -e $f && -M $f > 1 / 24;              # left by a killed run
+    sysopen(my $fh, $f, O_CREAT | O_EXCL | O_WRONLY) or return 0;
+    close $fh;
+    push @PORT_FILES, $f;
+    $PORTS{$p} = 1;
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => $p, Proto => 'tcp',
+                                  ReuseAddr => 1) or return 0;
+    close $s;
+    return 1;
+}
+
+sub free_port {
     for (1 .. 500) {
         my $p = 20000 + int rand 12000;
-        next if $PORTS{$p};
-        my $f = "$PORT_DIR/$p";
-        unlink $f if -e $f && -M $f > 1 / 24;          # left by a killed run
-        sysopen(my $fh, $f, O_CREAT | O_EXCL | O_WRONLY) or next;
-        close $fh;
-        push @PORT_FILES, $f;
-        $PORTS{$p} = 1;
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                      LocalPort => $p, Proto => 'tcp',
-                                      ReuseAddr => 1) or next;
-        close $s;
-        return $p;
+        return $p if reserve_port($p);
     }
     die 'no free port';
 }
@@ -527,6 +534,10 @@ sub start {
         JPKITest::stop_pid($self->{pid}, 'TERM', 2);
         die "nginx $name did not start:\n$err";
     }
+    # the master listens before it forks its workers
+    my $want = $o{workers} // 2;
+    my $end = time + 10;
+    sleep 0.02 while $self->worker_pids < $want && time < $end;
     $self->{started} = -s $self->{log};
     return $self;
 }
