@@ -29,12 +29,7 @@ my $redis = JPKITest::Redis->start(name => 'redis', password => 'admin-pw',
 my $port = $redis->port;
 my $map_key = 'jpki:v1:map:' . cert_id('user1', $secret);
 
-sub setup {
-    my ($r) = @_;
-    $r->cmd('ACL', 'SETUSER', 'jpki', 'on', '>jpki-pw', '~jpki:*', '+@all',
-            '-@dangerous');
-    $r->cmd('SET', $map_key, 'alice');
-}
+sub setup { $_[0]->jpki_user($map_key => 'alice') }
 setup($redis);
 
 sub conf {
@@ -49,18 +44,9 @@ JPKIRedisTimeout 2s
 EOF
 }
 
-sub login {
-    my ($ap) = @_;
-    my $base = $ap->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, 'user1', 'user1'));
-}
+sub login { login_to($_[0], 'user1') }
 
-sub gated {
-    my ($ap, $cookie, $path) = @_;
-    return http('GET', $ap->url($path // '/app/x'),
-                headers => { Cookie => "jpki_session=$cookie" }, timeout => 10);
-}
+sub gated { gated_get($_[0], $_[1], $_[2], timeout => 10) }
 
 # N clients at once, M logins and gated requests each: rounds that passed
 sub parallel {

@@ -44,12 +44,7 @@ sub conf {
 EOF
 }
 
-sub login {
-    my ($ng) = @_;
-    my $base = $ng->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, 'user1', 'user1'));
-}
+sub login { login_to($_[0], 'user1') }
 
 # verified by IP address (the default name is the host of redis=)
 my $ok = JPKITest::Nginx->start(name => 'tls-ok', http => conf("tls=on tls_ca=$dir/ca.pem"));

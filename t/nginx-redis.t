@@ -20,12 +20,7 @@ my $redis = JPKITest::Redis->start(name => 'redis', password => 'admin-pw',
                                    unixsocket => $sock);
 my $map_key = 'jpki:v1:map:' . cert_id('user1', $secret);
 
-sub setup {
-    my ($r) = @_;
-    $r->cmd('ACL', 'SETUSER', 'jpki', 'on', '>jpki-pw', '~jpki:*', '+@all',
-            '-@dangerous');
-    $r->cmd('SET', $map_key, 'alice');
-}
+sub setup { $_[0]->jpki_user($map_key => 'alice') }
 setup($redis);
 
 sub conf {
@@ -44,17 +39,9 @@ sub conf {
 EOF
 }
 
-sub login {
-    my ($ng) = @_;
-    my $base = $ng->url('/jpki');
-    my $ch = challenge($base) // return {};
-    return post_json("$base/login", login_body($ch, 'user1', 'user1'));
-}
+sub login { login_to($_[0], 'user1') }
 
-sub gated {
-    my ($ng, $cookie) = @_;
-    return http('GET', $ng->url('/app/x'), headers => { Cookie => "jpki_session=$cookie" });
-}
+sub gated { gated_get($_[0], $_[1]) }
 
 # an ACL user limited to the jpki: keys
 my $port = $redis->port;

@@ -446,11 +446,11 @@ sub login_to {
     return post_json("$base/login", login_body($ch, $cert, $o{key} // $cert));
 }
 
-# gated_get(SERVER, COOKIE, PATH): GET PATH (default /app/x) with the
-# session cookie.
+# gated_get(SERVER, COOKIE, PATH, http options): GET PATH (default /app/x)
+# with the session cookie.
 sub gated_get {
-    my ($s, $cookie, $path) = @_;
-    return http('GET', $s->url($path // '/app/x'),
+    my ($s, $cookie, $path, %o) = @_;
+    return http('GET', $s->url($path // '/app/x'), %o,
                 headers => { Cookie => "jpki_session=$cookie" });
 }
 
@@ -777,6 +777,15 @@ sub cmd {
 }
 
 sub try_cmd { my ($s, @a) = @_; my $r = eval { $s->cmd(@a) }; return $r }
+
+# The gate's ACL user "jpki" (password jpki-pw, keys jpki:* only, no
+# dangerous commands) and the mapping KEY -> VALUE pairs given.
+sub jpki_user {
+    my ($s, %map) = @_;
+    $s->cmd('ACL', 'SETUSER', 'jpki', 'on', '>jpki-pw', '~jpki:*', '+@all',
+            '-@dangerous');
+    $s->cmd('SET', $_, $map{$_}) for sort keys %map;
+}
 
 # Keys matching PATTERN in database DB.
 sub keys_like {
