@@ -43,16 +43,16 @@ $(B)/asan/libjpki.a: $(SAN_OBJ)
 	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
 JPKICTL_SRC := tools/jpkictl.c tools/crl_cmds.c tools/crl_store.c tools/crl_fetch.c \
-               tools/sink.c
-$(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h $(B)/libjpki.a common/jpki.h
+               tools/sink.c tools/opts.c
+$(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h tools/opts.h $(B)/libjpki.a common/jpki.h
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
-$(B)/asan/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h $(B)/asan/libjpki.a common/jpki.h
+$(B)/asan/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h tools/opts.h $(B)/asan/libjpki.a common/jpki.h
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
 
 # jpki-login: the client that signs in with a card (PKCS#11 module loaded
 # with dlopen; types from p11-kit's header).  Not linked with libjpki.
-LOGIN_SRC := tools/jpki_login.c tools/p11.c tools/sink.c
-LOGIN_DEP := $(LOGIN_SRC) tools/p11.h tools/sink.h common/jpki.h
+LOGIN_SRC := tools/jpki_login.c tools/p11.c tools/sink.c tools/opts.c
+LOGIN_DEP := $(LOGIN_SRC) tools/p11.h tools/sink.h tools/opts.h common/jpki.h
 P11_CFLAGS := $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
 $(B)/jpki-login: $(LOGIN_DEP)
 	@mkdir -p $(@D)

@@ -18,6 +18,7 @@
  * --opt=VALUE, each at most once, every value bounded.
  */
 #include "jpki.h"                  /* JPKI_VERSION only: no libjpki link */
+#include "opts.h"
 #include "p11.h"
 #include "sink.h"
 
@@ -101,8 +102,7 @@ static const char usage_text[] =
 
 static int verbose;
 
-__attribute__((format(printf, 1, 2)))
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
     va_list ap;
 
@@ -167,11 +167,7 @@ enum {
     O__COUNT
 };
 
-static const struct {
-    const char *name;
-    int has_arg;
-    size_t max;
-} optdefs[O__COUNT] = {
+static const tool_opt optdefs[O__COUNT] = {
     [O_URL] = {"url", 1, URL_MAX},
     [O_MODULE] = {"module", 1, ARG_MAX_LEN},
     [O_TOKEN] = {"token", 1, P11_LABEL_MAX},
@@ -194,47 +190,15 @@ typedef struct {
 
 static int parse_args(int argc, char **argv, args_t *a)
 {
+    const char *val;
     int i, o;
 
     for (i = 1; i < argc; i++) {
-        const char *arg = strcmp(argv[i], "-h") == 0 ? "--help" : argv[i];
-        const char *eq, *val = NULL;
-        size_t nl;
-
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            say("unexpected argument \"%.64s\"", arg);
+        o = tool_opt_next(argc, argv, &i, optdefs, O__COUNT, ~0ULL, &val);
+        if (o < 0)
             return -1;
-        }
-        eq = strchr(arg + 2, '=');
-        nl = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        for (o = 0; o < O__COUNT; o++)
-            if (strlen(optdefs[o].name) == nl
-                && memcmp(optdefs[o].name, arg + 2, nl) == 0)
-                break;
-        if (o == O__COUNT) {
-            say("unknown option \"--%.*s\"", (int)(nl > 64 ? 64 : nl),
-                arg + 2);
-            return -1;
-        }
-        if (optdefs[o].has_arg && eq != NULL) {
-            val = eq + 1;
-        } else if (optdefs[o].has_arg) {
-            if (i + 1 >= argc) {
-                say("--%s needs a value", optdefs[o].name);
-                return -1;
-            }
-            val = argv[++i];
-        } else if (eq != NULL) {
-            say("--%s takes no value", optdefs[o].name);
-            return -1;
-        }
         if (a->seen[o]) {
             say("--%s given twice", optdefs[o].name);
-            return -1;
-        }
-        if (val != NULL && (*val == '\0' || strlen(val) > optdefs[o].max)) {
-            say("--%s: the value must have 1 to %zu characters",
-                optdefs[o].name, optdefs[o].max);
             return -1;
         }
         a->seen[o] = 1;

@@ -196,37 +196,26 @@ int load(const char *what, const char *path, size_t max, uint8_t **buf,
 
 /* ---- options ------------------------------------------------------ */
 
-static const struct {
-    const char *name;
-    int has_arg;
-} optdefs[O__COUNT] = {
-    [O_CERT] = {"cert", 1},       [O_PUBKEY] = {"pubkey", 1},
-    [O_ALG] = {"alg", 1},         [O_MSG] = {"msg", 1},
-    [O_SIG] = {"sig", 1},         [O_ALLOW_SHA1] = {"allow-sha1", 0},
-    [O_ISSUER] = {"issuer", 1},   [O_POLICY] = {"policy", 1},
-    [O_AT] = {"at", 1},           [O_SECRET] = {"secret-file", 1},
-    [O_CRL] = {"crl", 1},         [O_GRACE] = {"grace", 1},
-    [O_HELP] = {"help", 0},
-    [O_ACCOUNT] = {"account", 1}, [O_SERIAL] = {"serial", 1},
-    [O_CERT_ID] = {"cert-id", 1}, [O_REDIS] = {"redis", 1},
-    [O_REDIS_DB] = {"redis-db", 1}, [O_REDIS_USER] = {"redis-user", 1},
-    [O_REDIS_PASSWORD] = {"redis-password", 1},
-    [O_MAP_FILE] = {"map-file", 1},
-    [O_SOURCE] = {"source", 1},   [O_WATCH] = {"watch", 1},
-    [O_ARL] = {"arl", 0},         [O_REVOCATION] = {"revocation", 0},
-    [O_KEEP_OLD] = {"keep-old", 1}, [O_MAX_SIZE] = {"max-size", 1},
-    [O_TIMEOUT] = {"timeout", 1},
+#define A ARG_MAX_LEN
+static const tool_opt optdefs[O__COUNT] = {
+    [O_CERT] = {"cert", 1, A},       [O_PUBKEY] = {"pubkey", 1, A},
+    [O_ALG] = {"alg", 1, A},         [O_MSG] = {"msg", 1, A},
+    [O_SIG] = {"sig", 1, A},         [O_ALLOW_SHA1] = {"allow-sha1", 0, A},
+    [O_ISSUER] = {"issuer", 1, A},   [O_POLICY] = {"policy", 1, A},
+    [O_AT] = {"at", 1, A},           [O_SECRET] = {"secret-file", 1, A},
+    [O_CRL] = {"crl", 1, A},         [O_GRACE] = {"grace", 1, A},
+    [O_HELP] = {"help", 0, A},
+    [O_ACCOUNT] = {"account", 1, A}, [O_SERIAL] = {"serial", 1, A},
+    [O_CERT_ID] = {"cert-id", 1, A}, [O_REDIS] = {"redis", 1, A},
+    [O_REDIS_DB] = {"redis-db", 1, A}, [O_REDIS_USER] = {"redis-user", 1, A},
+    [O_REDIS_PASSWORD] = {"redis-password", 1, A},
+    [O_MAP_FILE] = {"map-file", 1, A},
+    [O_SOURCE] = {"source", 1, A},   [O_WATCH] = {"watch", 1, A},
+    [O_ARL] = {"arl", 0, A},         [O_REVOCATION] = {"revocation", 0, A},
+    [O_KEEP_OLD] = {"keep-old", 1, A}, [O_MAX_SIZE] = {"max-size", 1, A},
+    [O_TIMEOUT] = {"timeout", 1, A},
 };
-
-static int find_opt(const char *name, size_t len)
-{
-    int o;
-    for (o = 0; o < O__COUNT; o++)
-        if (strlen(optdefs[o].name) == len
-            && memcmp(optdefs[o].name, name, len) == 0)
-            return o;
-    return -1;
-}
+#undef A
 
 static int store_opt(args_t *a, int o, const char *val)
 {
@@ -234,11 +223,6 @@ static int store_opt(args_t *a, int o, const char *val)
     const char **list = o == O_ISSUER ? a->issuer : a->policy;
     size_t *n = o == O_ISSUER ? &a->n_issuer : &a->n_policy;
 
-    if (val != NULL && (*val == '\0' || strlen(val) > ARG_MAX_LEN)) {
-        say("--%s: the value must have 1 to %d characters", optdefs[o].name,
-            ARG_MAX_LEN);
-        return -1;
-    }
     if (multi && *n >= MAX_ISSUER_OPT) {
         say("--%s: at most %d times", optdefs[o].name, MAX_ISSUER_OPT);
         return -1;
@@ -257,38 +241,12 @@ static int store_opt(args_t *a, int o, const char *val)
 /* allowed: BIT() mask of the options the command takes. */
 static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
 {
+    const char *val;
     int i, o;
 
     for (i = 0; i < argc; i++) {
-        const char *arg = strcmp(argv[i], "-h") == 0 ? "--help" : argv[i];
-        const char *eq, *val = NULL;
-        size_t nl;
-
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            say("unexpected argument \"%.64s\"", arg);
-            return -1;
-        }
-        eq = strchr(arg + 2, '=');
-        nl = eq != NULL ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        o = find_opt(arg + 2, nl);
-        if (o < 0 || !(allowed & BIT(o))) {
-            say("unknown option \"--%.*s\" for this command",
-                (int)(nl > 64 ? 64 : nl), arg + 2);
-            return -1;
-        }
-        if (optdefs[o].has_arg && eq != NULL) {
-            val = eq + 1;
-        } else if (optdefs[o].has_arg) {
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-                say("--%s needs a value", optdefs[o].name);
-                return -1;
-            }
-            val = argv[++i];
-        } else if (eq != NULL) {
-            say("--%s takes no value", optdefs[o].name);
-            return -1;
-        }
-        if (store_opt(a, o, val) != 0)
+        o = tool_opt_next(argc, argv, &i, optdefs, O__COUNT, allowed, &val);
+        if (o < 0 || store_opt(a, o, val) != 0)
             return -1;
     }
     return 0;

@@ -8,6 +8,7 @@
 #define JPKICTL_H
 
 #include "jpki.h"
+#include "opts.h"
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
@@ -48,7 +49,6 @@ typedef struct {
 } args_t;
 
 /* jpkictl.c */
-__attribute__((format(printf, 1, 2))) void say(const char *fmt, ...);
 const char *iso8601(int64_t t, char buf[32]);
 int all_digits(const char *s, size_t n);
 int load(const char *what, const char *path, size_t max, uint8_t **buf,
