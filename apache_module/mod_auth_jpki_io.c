@@ -26,11 +26,13 @@
 #include "apr_atomic.h"
 #include "apr_poll.h"
 #include "apr_portable.h"
+#include "apr_thread_proc.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1162,45 +1164,88 @@ jpki_crl_cleanup(void *data)
  * One APR shared memory segment per site, created in the parent before the
  * children are forked: every process maps it at the same address, so the
  * pointers inside a placed index (jpki_crl_index_place) are valid in all
- * of them.  The segment: a header (the loader's claim and one slot per
- * issuer, by its position in the site), then the blocks of the placed
- * indexes.  A slot owns at most three blocks: the index in force, the one
- * its last swap replaced and the one a loader is filling.  A replaced
- * block may still be read by a lookup that began before the swap: it is
- * reused by a later swap only (of this slot or another), and no sooner
- * than a second after its replacement.  A block is found by first fit
- * among the blocks of all slots (at most 48 of them).  Lookups read the
- * slot without a lock; everything else changes under the zone's global
+ * of them.  The segment: a header (the loader's claim, the blocks being
+ * filled, one slot per issuer by its position in the site), then the
+ * blocks of the placed indexes, found by first fit among the blocks in use
+ * (the slots' indexes in force and the blocks being filled).
+ *
+ * Writers.  Everything in the header changes under the zone's global
  * mutex.  One process at a time parses a changed file (the claim; a loader
- * silent for a minute is taken over), the others skip it and find it
- * loaded. */
+ * that died is taken over at once, one silent for a minute too), copies
+ * the index into a block it reserved (a fill record: the block is no
+ * slot's yet, nobody reads it) and puts it in force by changing the slot.
+ * The block of the index replaced is free from that moment: the next load
+ * may write another index over it (at another offset: blocks move).
+ *
+ * Readers (lookups, health, the loader's checks) take no lock: a seqlock
+ * per slot.  slot->seq is even while the slot is stable, odd while a
+ * writer changes it; every change of the slot (a new index, an index
+ * retired, a try recorded) is one section:
+ *
+ *   writer (mutex held)               reader (no lock)
+ *   seq = odd; full barrier           s = seq (acquire); odd: retry
+ *   change the slot                   copy the slot's fields and the
+ *   seq = even (release)                 header of its index (80 bytes)
+ *                                     acquire barrier; seq != s: retry
+ *                                     lookup: the entries, in the zone
+ *                                     acquire barrier; seq != s: retry
+ *
+ * A block is written again only after the swap that took it out of its
+ * slot, i.e. after a section that changed the seq of the slot: a reader
+ * that still reads in it (it read the slot before the swap, and was then
+ * descheduled for any time) finds the seq changed at its last check and
+ * starts again from the slot; what it read meanwhile is not used.  (The
+ * fill makes a full barrier before it writes: its stores come after that
+ * swap for every reader.)  A lookup never follows a pointer it read in the
+ * zone before that pointer was validated:
+ *  - the index's address is checked against the segment before its header
+ *    is copied (a torn read cannot make it copy from elsewhere);
+ *  - the copy is used only when the seq did not change meanwhile, and when
+ *    it is the one published: the block, the placed size (entries count)
+ *    and a checksum of the header recorded in the slot by the writer
+ *    match;
+ *  - the core then works on that copy: its entries pointer and count are
+ *    the ones published, inside the block, inside the segment; if the
+ *    block is reused during the binary search, the search reads garbage,
+ *    never outside the segment, and its verdict is thrown away.
+ * A reader retries a few times (a writer's section is a few stores; a seq
+ * odd for long is a writer that died in its section: a reader that gets
+ * the mutex without waiting ends that section), then fails closed
+ * (revocation_unavailable).  Readers never wait for a loader, and a
+ * lookup costs two atomic loads, an 80-byte copy and its checksum more
+ * than the binary search. */
 
-#define JPKI_CRLZ_MAGIC     ((apr_uint64_t) 0x4a504b4943524c31)  /* JPKICRL1 */
+#define JPKI_CRLZ_MAGIC     ((apr_uint64_t) 0x4a504b4943524c32)  /* JPKICRL2 */
 #define JPKI_CRLZ_SLOTS     16              /* JPKI_MAX_ISSUERS of the core */
+#define JPKI_CRLZ_FILLS     4               /* blocks being filled */
 #define JPKI_CRLZ_TAKEOVER  apr_time_from_sec(60)
-#define JPKI_CRLZ_REUSE     apr_time_from_sec(1)
 #define JPKI_CRLZ_ALIGN     64
+#define JPKI_CRLZ_IXHDR_MAX 256             /* a placed index's header */
+#define JPKI_CRLZ_TRIES     64              /* of a reader, then it fails */
+#define JPKI_CRLZ_YIELDS    8               /* the first tries only yield */
 #define JPKI_CRLZ_LIST      "auth_jpki-crlzones"
-
-#define JPKI_CRLZ_CUR       0               /* the index in force */
-#define JPKI_CRLZ_OLD       1               /* replaced by the last swap */
-#define JPKI_CRLZ_NEW       2               /* being filled by the loader */
 
 typedef struct {
     apr_size_t                 off;           /* from the segment's base */
-    apr_size_t                 size;          /* 0: no block */
-} jpki_crlz_block;
+    apr_size_t                 size;          /* 0: none */
+    pid_t                      pid;           /* the loader filling it */
+} jpki_crlz_fill;
 
 typedef struct {
-    const jpki_crl_index      *volatile cur;  /* NULL: none */
-    jpki_crlz_block            blk[3];
-    apr_time_t                 swapped;       /* the last swap */
-    apr_time_t                 loaded;        /* when cur was loaded */
+    apr_uint32_t               seq;           /* even: stable; odd: changing */
+    /* the index in force and its block */
+    const jpki_crl_index      *cur;           /* NULL: none */
+    apr_size_t                 off;           /* of its block */
+    apr_size_t                 size;          /* of its block; 0: none */
+    apr_size_t                 placed;        /* its placed size */
+    apr_uint64_t               sum;           /* checksum of its header */
+    apr_time_t                 loaded;        /* when it was put in force */
+    char                       tag[17];       /* issuer tag of cur */
+    /* the last try to load the issuer's file */
     apr_time_t                 mtime;         /* the file tried last */
     apr_off_t                  fsize;
     apr_ino_t                  inode;
     int                        error;         /* jpki_err of that try */
-    char                       tag[17];       /* issuer tag of cur */
     char                       tried[17];     /* issuer tag of the try */
 } jpki_crlz_slot;
 
@@ -1210,27 +1255,274 @@ typedef struct {
     apr_size_t                 data;          /* offset of the blocks */
     pid_t                      loader;        /* 0: nobody is loading */
     apr_time_t                 loading_since;
+    jpki_crlz_fill             fill[JPKI_CRLZ_FILLS];
     jpki_crlz_slot             slot[JPKI_CRLZ_SLOTS];
 } jpki_crlz_hdr;
 
+#define JPKI_CRLZ_DATA  APR_ALIGN(sizeof(jpki_crlz_hdr), JPKI_CRLZ_ALIGN)
 
-/* A slot whose issuer is gone: its index becomes a replaced block (reused
- * a second later), the slot empty. */
+/* A reader's consistent copy of a slot (jpki_crlz_read). */
+typedef struct {
+    apr_uint32_t               seq;           /* the slot's, when copied */
+    const jpki_crl_index      *ix;            /* ixhdr; NULL: no CRL of the
+                                                 issuer in force */
+    apr_time_t                 loaded;
+    apr_time_t                 mtime;
+    apr_off_t                  fsize;
+    apr_ino_t                  inode;
+    int                        error;
+    int                        tried;         /* the last try was of this
+                                                 issuer's file */
+    apr_uint64_t               ixhdr[JPKI_CRLZ_IXHDR_MAX / 8];
+} jpki_crlz_view;
+
+/* The size of a placed index's header (struct jpki_crl_index, opaque
+ * here; its entries follow it in the block): the placed size of an index
+ * without entries, which the core computes from a zeroed one (no entries).
+ * The same in every process (computed in the parent). */
+static apr_size_t jpki_crlz_hl;
+
+static volatile apr_uint32_t jpki_crlz_complained;   /* second of the last
+                                                        reader's complaint */
+
+
+static apr_size_t
+jpki_crlz_header_size(void)
+{
+    static const apr_uint64_t  zero[JPKI_CRLZ_IXHDR_MAX / 8];
+    apr_size_t                 n;
+
+    n = jpki_crl_index_placed_size((const jpki_crl_index *) zero);
+
+    return n > 0 && n <= sizeof(zero) && n % 8 == 0 ? n : 0;
+}
+
+
+/* A checksum of a placed index's header (n: a multiple of 8), recorded
+ * when it is published, checked by every reader: an FNV-style mix by
+ * 64-bit words (ten multiplications for an 80-byte header). */
+static apr_uint64_t
+jpki_crlz_sum(const void *p, apr_size_t n)
+{
+    const char    *b = p;
+    apr_uint64_t   h = APR_UINT64_C(0xcbf29ce484222325), w;
+
+    for (; n >= 8; n -= 8, b += 8) {
+        memcpy(&w, b, 8);
+        h = (h ^ w) * APR_UINT64_C(0x100000001b3);
+        h ^= h >> 29;
+    }
+
+    return h;
+}
+
+
+static int
+jpki_pid_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+
+/* A writer's section (zone mutex held): the seq odd before the first
+ * change is visible, even again after the last. */
+static void
+jpki_crlz_write_begin(jpki_crlz_slot *sl)
+{
+    apr_uint32_t  s = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED);
+
+    /* odd already: the section of a writer that died (we hold the mutex,
+     * nobody else is in one); a new odd value all the same */
+    __atomic_store_n(&sl->seq, s + ((s & 1) ? 2 : 1), __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+
+static void
+jpki_crlz_write_end(jpki_crlz_slot *sl)
+{
+    __atomic_store_n(&sl->seq, __atomic_load_n(&sl->seq, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELEASE);
+}
+
+
+/* A reader: whether the slot is still as it was at seq s (everything read
+ * before is ordered before this check). */
+static int
+jpki_crlz_unchanged(const jpki_crlz_slot *sl, apr_uint32_t s)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+    return __atomic_load_n(&sl->seq, __ATOMIC_RELAXED) == s;
+}
+
+
+/* A reader's complaint, at most once a second per process. */
+static void
+jpki_crlz_complain(jpki_site *site, jpki_issuer_rt *x, const char *what)
+{
+    apr_uint32_t  now = (apr_uint32_t) apr_time_sec(apr_time_now());
+    apr_uint32_t  last = apr_atomic_read32(&jpki_crlz_complained);
+
+    if (last != now && apr_atomic_cas32(&jpki_crlz_complained, now, last)
+                       == last)
+    {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: CRL zone "
+                     "%s: the CRL of issuer \"%s\" %s: revocation "
+                     "unavailable", site->crlz->name, x->spec->name, what);
+    }
+}
+
+
+/* Between two tries of a reader: a writer is in its section (a few stores
+ * under the mutex: let it run), or changed the slot under the read.  After
+ * a few tries, a seq still odd when the mutex is ours (taken without
+ * waiting) is the section of a writer that died: ended here. */
+static void
+jpki_crlz_backoff(jpki_crl_zone *z, jpki_crlz_slot *sl, int tries)
+{
+    apr_uint32_t  s;
+
+    if (tries < JPKI_CRLZ_YIELDS) {
+        apr_thread_yield();
+        return;
+    }
+
+    if (apr_global_mutex_trylock(z->mutex) == APR_SUCCESS) {
+        s = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED);
+        if (s & 1) {
+            __atomic_store_n(&sl->seq, s + 1, __ATOMIC_RELEASE);
+        }
+        apr_global_mutex_unlock(z->mutex);
+    }
+    apr_sleep(1000);
+}
+
+
+/* The slot of an issuer in the zone. */
+static jpki_crlz_slot *
+jpki_crlz_slot_of(jpki_site *site, jpki_issuer_rt *x)
+{
+    jpki_crlz_hdr  *h;
+    long            i;
+
+    if (site->crlz == NULL || site->crlz->hdr == NULL) {
+        return NULL;
+    }
+    h = site->crlz->hdr;
+    i = x - (jpki_issuer_rt *) site->rt_issuers->elts;
+
+    return i >= 0 && i < JPKI_CRLZ_SLOTS ? &h->slot[i] : NULL;
+}
+
+
+/* A reader's consistent copy of the slot of an issuer, its index's header
+ * included (the protocol above).  1: *v filled (v->ix NULL when no CRL of
+ * the issuer is in force); 0: no consistent or valid copy could be had
+ * (logged; fail closed). */
+static int
+jpki_crlz_read(jpki_site *site, jpki_issuer_rt *x, jpki_crlz_view *v)
+{
+    jpki_crl_zone         *z = site->crlz;
+    jpki_crlz_slot        *sl = jpki_crlz_slot_of(site, x);
+    const char            *tag = jpki_issuer_tag(x->issuer);
+    const char            *base, *ix;
+    const jpki_crl_index  *copy = (const jpki_crl_index *) v->ixhdr;
+    apr_size_t             hl = jpki_crlz_hl, end, off, size, placed;
+    apr_uint64_t           sum;
+    apr_uint32_t           s;
+    char                   cur_tag[17], tried[17];
+    int                    i, inside;
+
+    if (sl == NULL || hl == 0) {
+        return 0;
+    }
+    base = z->hdr;
+    end = apr_shm_size_get(z->shm);
+
+    for (i = 0; i < JPKI_CRLZ_TRIES; i++) {
+        if (i > 0) {
+            jpki_crlz_backoff(z, sl, i);
+        }
+
+        s = __atomic_load_n(&sl->seq, __ATOMIC_ACQUIRE);
+        if (s & 1) {
+            continue;                           /* a writer is in it */
+        }
+
+        /* each field read once (atomic loads: never re-read) */
+        ix = (const char *) __atomic_load_n(&sl->cur, __ATOMIC_RELAXED);
+        off = __atomic_load_n(&sl->off, __ATOMIC_RELAXED);
+        size = __atomic_load_n(&sl->size, __ATOMIC_RELAXED);
+        placed = __atomic_load_n(&sl->placed, __ATOMIC_RELAXED);
+        sum = __atomic_load_n(&sl->sum, __ATOMIC_RELAXED);
+        v->loaded = sl->loaded;
+        v->mtime = sl->mtime;
+        v->fsize = sl->fsize;
+        v->inode = sl->inode;
+        v->error = sl->error;
+        memcpy(cur_tag, sl->tag, sizeof(cur_tag));
+        memcpy(tried, sl->tried, sizeof(tried));
+
+        /* the header is copied from within the zone only, whatever the
+         * values read */
+        inside = ix != NULL && ix >= base + JPKI_CRLZ_DATA
+                 && end >= hl && ix <= base + end - hl;
+        if (inside) {
+            memcpy(v->ixhdr, ix, hl);
+        }
+
+        if (!jpki_crlz_unchanged(sl, s)) {
+            continue;                           /* changed under the read */
+        }
+
+        /* a consistent copy of the slot */
+        cur_tag[16] = tried[16] = '\0';
+        v->seq = s;
+        v->tried = strcmp(tried, tag) == 0;
+        v->ix = NULL;
+
+        if (ix == NULL || strcmp(cur_tag, tag) != 0) {
+            return 1;                           /* none of this issuer */
+        }
+
+        /* the index as its writer published it: in its block, in the
+         * segment, its entries too, its header unchanged */
+        if (!inside || ix != base + off || off < JPKI_CRLZ_DATA
+            || size > end || off > end - size || placed < hl
+            || placed > size
+            || jpki_crl_index_placed_size(copy) != placed
+            || jpki_crlz_sum(v->ixhdr, hl) != sum)
+        {
+            jpki_crlz_complain(site, x, "is inconsistent in the zone");
+            return 0;
+        }
+
+        v->ix = copy;
+        return 1;
+    }
+
+    jpki_crlz_complain(site, x, "kept changing during a read");
+
+    return 0;
+}
+
+
+/* A slot whose issuer is gone (zone mutex held): empty; its block is free
+ * (lookups still in it see the seq change). */
 static void
 jpki_crlz_retire(jpki_crlz_slot *sl)
 {
-    if ((sl->cur == NULL && sl->blk[JPKI_CRLZ_CUR].size == 0)
-        || (sl->blk[JPKI_CRLZ_OLD].size
-            && apr_time_now() - sl->swapped < JPKI_CRLZ_REUSE))
-    {
-        return;                 /* empty, or a replaced block still young */
+    if (sl->cur == NULL && sl->size == 0 && sl->tried[0] == '\0') {
+        return;
     }
-    sl->cur = NULL;
-    sl->blk[JPKI_CRLZ_OLD] = sl->blk[JPKI_CRLZ_CUR];
-    sl->blk[JPKI_CRLZ_CUR].size = 0;
-    sl->swapped = apr_time_now();
+    jpki_crlz_write_begin(sl);
+    __atomic_store_n(&sl->cur, NULL, __ATOMIC_RELAXED);
+    sl->size = 0;
+    sl->placed = 0;
     sl->tag[0] = '\0';
     sl->tried[0] = '\0';
+    jpki_crlz_write_end(sl);
 }
 
 
@@ -1247,10 +1539,22 @@ jpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
     apr_status_t         rv;
     int                  i, gen = ap_state_query(AP_SQ_CONFIG_GEN);
 
+    jpki_crlz_hl = jpki_crlz_header_size();
+    if (jpki_crlz_hl == 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: the core's CRL "
+                     "index header is larger than this module expects (%d "
+                     "bytes): JPKICRLZone unusable", JPKI_CRLZ_IXHDR_MAX);
+        return !OK;
+    }
+
     key = apr_psprintf(ptemp, "auth_jpki-crlzone-%d", n);
     apr_pool_userdata_get((void **) &z, key, pp);
 
-    if (z != NULL && z->shm != NULL && z->size == site->crl_zone_size) {
+    if (z != NULL && z->shm != NULL && z->size == site->crl_zone_size
+        && z->hdr != NULL && ((jpki_crlz_hdr *) z->hdr)->magic
+                             == JPKI_CRLZ_MAGIC
+        && ((jpki_crlz_hdr *) z->hdr)->data == JPKI_CRLZ_DATA)
+    {
         /* a restart: the CRLs loaded stay in force (a slot carries the
          * tag of its issuer: an issuer that changed loads its file); the
          * slots of issuers no longer configured are released */
@@ -1287,10 +1591,13 @@ jpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
         APR_ARRAY_PUSH(all, jpki_crl_zone *) = z;
 
     } else if (z->shm != NULL) {
-        /* another size: a new segment (the children of the previous
-         * generation keep their own mapping of the old one) */
+        /* another size (or the layout of another version of the module,
+         * loaded by this restart): a new segment (the children of the
+         * previous generation keep their own mapping of the old one) */
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: CRL zone %s "
-                     "resized: its CRLs are loaded again", z->name);
+                     "%s: its CRLs are loaded again", z->name,
+                     z->size != site->crl_zone_size ? "resized"
+                     : "laid out by another version of the module");
         apr_shm_destroy(z->shm);
         z->shm = NULL;
         z->hdr = NULL;
@@ -1310,7 +1617,7 @@ jpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
     memset(h, 0, sizeof(jpki_crlz_hdr));
     h->magic = JPKI_CRLZ_MAGIC;
     h->size = apr_shm_size_get(z->shm);
-    h->data = APR_ALIGN(sizeof(jpki_crlz_hdr), JPKI_CRLZ_ALIGN);
+    h->data = JPKI_CRLZ_DATA;
 
     /* a placed index wants 8-byte alignment (the segment's base has it;
      * block offsets are multiples of JPKI_CRLZ_ALIGN) */
@@ -1359,40 +1666,8 @@ jpki_crlz_sweep(server_rec *s)
 }
 
 
-static jpki_crlz_slot *
-jpki_crlz_slot_of(jpki_site *site, jpki_issuer_rt *x)
-{
-    jpki_crlz_hdr  *h;
-    long            i;
-
-    if (site->crlz == NULL || site->crlz->hdr == NULL) {
-        return NULL;
-    }
-    h = site->crlz->hdr;
-    i = x - (jpki_issuer_rt *) site->rt_issuers->elts;
-
-    return i >= 0 && i < JPKI_CRLZ_SLOTS ? &h->slot[i] : NULL;
-}
-
-
-/* The CRL of an issuer in the zone, as lookups see it (NULL: none). */
-static const jpki_crl_index *
-jpki_crlz_of(jpki_site *site, jpki_issuer_rt *x)
-{
-    jpki_crlz_slot        *sl = jpki_crlz_slot_of(site, x);
-    const jpki_crl_index  *ix;
-
-    if (sl == NULL) {
-        return NULL;
-    }
-    ix = sl->cur;                       /* one read (volatile) */
-
-    return ix != NULL && strcmp(sl->tag, jpki_issuer_tag(x->issuer)) == 0
-           ? ix : NULL;
-}
-
-
-/* This very file was tried for this issuer (by any process). */
+/* This very file was tried for this issuer (by any process): from the
+ * slot (zone mutex held), or from a reader's copy. */
 static int
 jpki_crlz_tried(const jpki_crlz_slot *sl, const apr_finfo_t *fi,
                 const char *tag)
@@ -1402,29 +1677,34 @@ jpki_crlz_tried(const jpki_crlz_slot *sl, const apr_finfo_t *fi,
 }
 
 
-/* First fit among the blocks of every slot (a replaced block is free a
- * second after its replacement); 0 when nothing fits (*avail: the largest
- * free gap). */
+static int
+jpki_crlz_view_tried(const jpki_crlz_view *v, const apr_finfo_t *fi)
+{
+    return v->tried && v->mtime == fi->mtime && v->fsize == fi->size
+           && v->inode == fi->inode;
+}
+
+
+/* First fit among the blocks in use (the slots' indexes, the blocks being
+ * filled); 0 when nothing fits (*avail: the largest free gap).  Zone
+ * mutex held. */
 static apr_size_t
 jpki_crlz_alloc(jpki_crlz_hdr *h, apr_size_t need, apr_size_t *avail)
 {
-    jpki_crlz_block  b[JPKI_CRLZ_SLOTS * 3], t;
+    struct { apr_size_t off, size; } b[JPKI_CRLZ_SLOTS + JPKI_CRLZ_FILLS], t;
     apr_size_t       pos = h->data, found = 0, gap;
-    apr_time_t       now = apr_time_now();
     int              i, j, n = 0;
 
     for (i = 0; i < JPKI_CRLZ_SLOTS; i++) {
-        for (j = 0; j < 3; j++) {
-            if (h->slot[i].blk[j].size == 0) {
-                continue;
-            }
-            if (j == JPKI_CRLZ_OLD
-                && now - h->slot[i].swapped >= JPKI_CRLZ_REUSE)
-            {
-                h->slot[i].blk[j].size = 0;
-                continue;
-            }
-            b[n++] = h->slot[i].blk[j];
+        if (h->slot[i].size != 0) {
+            b[n].off = h->slot[i].off;
+            b[n++].size = h->slot[i].size;
+        }
+    }
+    for (i = 0; i < JPKI_CRLZ_FILLS; i++) {
+        if (h->fill[i].size != 0) {
+            b[n].off = h->fill[i].off;
+            b[n++].size = h->fill[i].size;
         }
     }
 
@@ -1466,7 +1746,7 @@ jpki_crlz_claim(jpki_site *site, jpki_crlz_slot *sl, const apr_finfo_t *fi,
     apr_time_t      now = apr_time_now();
     pid_t           me = getpid(), was;
     apr_status_t    rv;
-    int             ok = 0, i;
+    int             ok = 0, alive = 0, i;
 
     rv = apr_global_mutex_lock(z->mutex);
     if (rv != APR_SUCCESS) {
@@ -1476,16 +1756,24 @@ jpki_crlz_claim(jpki_site *site, jpki_crlz_slot *sl, const apr_finfo_t *fi,
     }
 
     was = h->loader;
-    if (was != 0 && was != me && now - h->loading_since < JPKI_CRLZ_TAKEOVER) {
+    if (was != 0 && was != me) {
+        alive = jpki_pid_alive(was);
+    }
+    if (alive && now - h->loading_since < JPKI_CRLZ_TAKEOVER) {
         ok = 0;                             /* another process is loading */
     } else if (jpki_crlz_tried(sl, fi, tag)) {
         ok = 0;                             /* done meanwhile */
         was = 0;
     } else {
-        if (was != 0 && was != me) {
-            /* the loader died: the blocks it was filling are free */
-            for (i = 0; i < JPKI_CRLZ_SLOTS; i++) {
-                h->slot[i].blk[JPKI_CRLZ_NEW].size = 0;
+        /* the blocks left by loaders that died (or by this process) are
+         * free; those of a live one taken over stay reserved until it
+         * finds out, when it is done copying */
+        for (i = 0; i < JPKI_CRLZ_FILLS; i++) {
+            if (h->fill[i].size != 0
+                && (h->fill[i].pid == me || !jpki_pid_alive(h->fill[i].pid)))
+            {
+                h->fill[i].size = 0;
+                h->fill[i].pid = 0;
             }
         }
         h->loader = me;
@@ -1497,8 +1785,9 @@ jpki_crlz_claim(jpki_site *site, jpki_crlz_slot *sl, const apr_finfo_t *fi,
 
     if (ok && was != 0 && was != me) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: CRL "
-                     "zone %s: process %" APR_PID_T_FMT " loading for more "
-                     "than a minute, taken over", z->name, was);
+                     "zone %s: process %" APR_PID_T_FMT " %s, taken over",
+                     z->name, was, alive ? "loading for more than a minute"
+                                         : "died while loading");
     }
 
     return ok;
@@ -1506,40 +1795,51 @@ jpki_crlz_claim(jpki_site *site, jpki_crlz_slot *sl, const apr_finfo_t *fi,
 
 
 /* Copies a new index into the zone and puts it in force (ix is freed).
- * JPKI_ERR_STORE_FULL when it does not fit (logged). */
+ * had: a CRL of the issuer was in force.  JPKI_ERR_STORE_FULL when it does
+ * not fit (logged). */
 static jpki_err
 jpki_crlz_publish(jpki_site *site, jpki_issuer_rt *x, jpki_crlz_slot *sl,
-                  jpki_crl_index *ix, const char *tag)
+                  jpki_crl_index *ix, const char *tag, int had)
 {
     jpki_crl_zone         *z = site->crlz;
     jpki_crlz_hdr         *h = z->hdr;
-    jpki_crlz_block       *nb = &sl->blk[JPKI_CRLZ_NEW];
+    jpki_crlz_fill        *f = NULL;
     const jpki_crl_index  *placed;
-    apr_size_t             size, need, off, avail = 0;
-    apr_interval_time_t    wait;
-    int                    ok;
+    apr_size_t             size, need, off = 0, avail = 0;
+    apr_uint64_t           sum = 0;
+    pid_t                  me = getpid();
+    int                    ok, ours, i;
 
     size = jpki_crl_index_placed_size(ix);
     need = APR_ALIGN(size, JPKI_CRLZ_ALIGN);
-
-    /* the block the last swap replaced is reused now: a lookup that read
-     * the slot before that swap has had a second to finish */
-    wait = sl->swapped + JPKI_CRLZ_REUSE - apr_time_now();
-    if (sl->blk[JPKI_CRLZ_OLD].size && wait > 0) {
-        apr_sleep(wait);
-    }
 
     if (apr_global_mutex_lock(z->mutex) != APR_SUCCESS) {
         jpki_crl_index_free(ix);
         return JPKI_ERR_INTERNAL;
     }
-    sl->blk[JPKI_CRLZ_OLD].size = 0;
-    off = jpki_crlz_alloc(h, need, &avail);
-    if (off) {
-        nb->off = off;
-        nb->size = need;
+    for (i = 0; i < JPKI_CRLZ_FILLS && f == NULL; i++) {
+        if (h->fill[i].size == 0) {
+            f = &h->fill[i];
+        }
+    }
+    if (f != NULL) {
+        off = jpki_crlz_alloc(h, need, &avail);
+        if (off) {
+            f->off = off;
+            f->size = need;
+            f->pid = me;
+        }
     }
     apr_global_mutex_unlock(z->mutex);
+
+    if (f == NULL) {
+        jpki_crl_index_free(ix);
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: CRL zone "
+                     "%s: %d loaders taken over are still copying: CRL \"%s\" "
+                     "not loaded", z->name, JPKI_CRLZ_FILLS,
+                     x->spec->crl_file);
+        return JPKI_ERR_INTERNAL;
+    }
 
     if (off == 0) {
         jpki_crl_index_free(ix);
@@ -1550,32 +1850,47 @@ jpki_crlz_publish(jpki_site *site, jpki_issuer_rt *x, jpki_crlz_slot *sl,
                      "CRLs in force and a replacement, 24 bytes an entry); "
                      "not loaded%s", z->name, x->spec->crl_file,
                      x->spec->name, size, avail, h->size - h->data,
-                     jpki_crlz_of(site, x) ? ", the CRL loaded before stays "
-                     "in force" : ", CRL checks of this issuer fail closed");
+                     had ? ", the CRL loaded before stays in force"
+                         : ", CRL checks of this issuer fail closed");
         return JPKI_ERR_STORE_FULL;
     }
 
+    /* the block may have been an index that lookups still read: each of
+     * them read its slot before the swap that freed the block, and sees
+     * its seq changed; the barrier orders the copy after that swap */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     placed = jpki_crl_index_place(ix, (char *) h + off, need);
     jpki_crl_index_free(ix);
+    if (placed != NULL) {
+        sum = jpki_crlz_sum(placed, jpki_crlz_hl);
+        if (jpki_crl_index_placed_size(placed) != size) {
+            placed = NULL;
+        }
+    }
 
     if (apr_global_mutex_lock(z->mutex) != APR_SUCCESS) {
-        return JPKI_ERR_INTERNAL;           /* the block is freed at the
-                                               next claim taken over */
+        return JPKI_ERR_INTERNAL;           /* the block is freed at this
+                                               process's next claim */
     }
     /* still ours (not taken over by another loader meanwhile) */
-    ok = placed != NULL && h->loader == getpid() && nb->off == off
-         && nb->size == need;
+    ours = f->pid == me && f->off == off && f->size == need;
+    ok = ours && placed != NULL && h->loader == me;
     if (ok) {
-        sl->blk[JPKI_CRLZ_OLD] = sl->blk[JPKI_CRLZ_CUR];
-        sl->blk[JPKI_CRLZ_CUR] = *nb;
+        /* one section: the index in force, its block, its check values;
+         * the block of the index replaced is free from here */
+        jpki_crlz_write_begin(sl);
+        __atomic_store_n(&sl->cur, placed, __ATOMIC_RELAXED);
+        sl->off = off;
+        sl->size = need;
+        sl->placed = size;
+        sl->sum = sum;
+        sl->loaded = apr_time_now();
         apr_cpystrn(sl->tag, tag, sizeof(sl->tag));
-        /* a full barrier: the copy is visible before the pointer */
-        (void) apr_atomic_xchgptr((volatile void **) &sl->cur,
-                                  (void *) placed);
-        sl->loaded = sl->swapped = apr_time_now();
+        jpki_crlz_write_end(sl);
     }
-    if (nb->off == off) {
-        nb->size = 0;
+    if (ours) {
+        f->size = 0;
+        f->pid = 0;
     }
     apr_global_mutex_unlock(z->mutex);
 
@@ -1591,35 +1906,42 @@ jpki_crlz_load(jpki_site *site, jpki_issuer_rt *x, const apr_finfo_t *fi)
     jpki_crlz_slot        *sl = jpki_crlz_slot_of(site, x);
     jpki_crl_zone         *z = site->crlz;
     const char            *tag = jpki_issuer_tag(x->issuer);
-    const jpki_crl_index  *cur;
     jpki_crl_index        *ix = NULL;
+    jpki_crlz_view         v;
     apr_uint64_t           n = 0;
     uint8_t               *der;
     size_t                 len;
     jpki_err               e;
     char                   detail[256];
 
-    if (sl == NULL || jpki_crlz_tried(sl, fi, tag)
+    if (sl == NULL || (jpki_crlz_read(site, x, &v)
+                       && jpki_crlz_view_tried(&v, fi))
         || !jpki_crlz_claim(site, sl, fi, tag))
     {
         return;
     }
 
-    detail[0] = '\0';
+    /* the claim is ours: nobody else changes the slot's index now.  (A
+     * slot that cannot be read, logged, is loaded over as if empty: a new
+     * CRL is the way out.) */
+    if (!jpki_crlz_read(site, x, &v)) {
+        v.ix = NULL;
+    }
+
     e = jpki_load_file(x->spec->crl_file, JPKI_CRL_MAX, &der, &len);
     if (e != JPKI_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: "
                      "cannot read CRL \"%s\": %s", x->spec->crl_file,
                      jpki_strerror(e));
     } else {
+        detail[0] = '\0';
         e = jpki_crl_index_build(site->ctx, der, len, time(NULL),
                                  site->grace, &ix, detail, sizeof(detail));
         free(der);
 
-        cur = jpki_crlz_of(site, x);
         if (e == JPKI_OK) {
             /* another issuer's CRL, or an older one: refused */
-            e = jpki_crl_index_replaces(ix, x->issuer, cur, detail,
+            e = jpki_crl_index_replaces(ix, x->issuer, v.ix, detail,
                                         sizeof(detail));
         }
 
@@ -1631,7 +1953,7 @@ jpki_crlz_load(jpki_site *site, jpki_issuer_rt *x, const apr_finfo_t *fi)
                          detail[0] ? ")" : "");
         } else {
             n = jpki_crl_index_info(ix)->entries;
-            e = jpki_crlz_publish(site, x, sl, ix, tag);
+            e = jpki_crlz_publish(site, x, sl, ix, tag, v.ix != NULL);
             if (e == JPKI_OK) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server,
                              "jpki: CRL \"%s\" of issuer \"%s\" loaded: %"
@@ -1644,11 +1966,13 @@ jpki_crlz_load(jpki_site *site, jpki_issuer_rt *x, const apr_finfo_t *fi)
     /* the try, for every process; the claim released */
     if (apr_global_mutex_lock(z->mutex) == APR_SUCCESS) {
         if (((jpki_crlz_hdr *) z->hdr)->loader == getpid()) {
+            jpki_crlz_write_begin(sl);
             sl->mtime = fi->mtime;
             sl->fsize = fi->size;
             sl->inode = fi->inode;
             sl->error = e;
             apr_cpystrn(sl->tried, tag, sizeof(sl->tried));
+            jpki_crlz_write_end(sl);
             ((jpki_crlz_hdr *) z->hdr)->loader = 0;
         }
         apr_global_mutex_unlock(z->mutex);
@@ -1663,10 +1987,11 @@ jpki_crlz_unreadable(jpki_site *site, jpki_issuer_rt *x, apr_status_t rv)
 {
     jpki_crlz_slot  *sl = jpki_crlz_slot_of(site, x);
     const char      *tag = jpki_issuer_tag(x->issuer);
+    jpki_crlz_view   v;
     int              first = 0;
 
-    if (sl == NULL
-        || (sl->error == JPKI_ERR_IO && strcmp(sl->tried, tag) == 0))
+    if (sl == NULL || (jpki_crlz_read(site, x, &v) && v.tried
+                       && v.error == JPKI_ERR_IO))
     {
         return;
     }
@@ -1674,11 +1999,13 @@ jpki_crlz_unreadable(jpki_site *site, jpki_issuer_rt *x, apr_status_t rv)
     if (apr_global_mutex_lock(site->crlz->mutex) == APR_SUCCESS) {
         if (sl->error != JPKI_ERR_IO || strcmp(sl->tried, tag) != 0) {
             first = 1;
+            jpki_crlz_write_begin(sl);
             sl->error = JPKI_ERR_IO;
             sl->mtime = 0;
             sl->fsize = -1;
             sl->inode = 0;
             apr_cpystrn(sl->tried, tag, sizeof(sl->tried));
+            jpki_crlz_write_end(sl);
         }
         apr_global_mutex_unlock(site->crlz->mutex);
     }
@@ -1687,6 +2014,44 @@ jpki_crlz_unreadable(jpki_site *site, jpki_issuer_rt *x, apr_status_t rv)
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: CRL "
                      "\"%s\" unreadable", x->spec->crl_file);
     }
+}
+
+
+/* A lookup in the zone, without a lock (the protocol above): the verdict
+ * of an index that was in force from the start of the lookup to its end,
+ * or revocation_unavailable. */
+static jpki_err
+jpki_crlz_lookup(jpki_site *site, jpki_issuer_rt *x, const char *cert_id,
+                 jpki_rev_info *info)
+{
+    jpki_crlz_slot  *sl = jpki_crlz_slot_of(site, x);
+    jpki_crlz_view   v;
+    jpki_err         e;
+    int              i;
+
+    for (i = 0; i < JPKI_CRLZ_TRIES; i++) {
+        if (sl == NULL || !jpki_crlz_read(site, x, &v)) {
+            break;
+        }
+        if (v.ix == NULL) {
+            return JPKI_ERR_REVOCATION_UNAVAILABLE;
+        }
+        /* the entries are read in the zone through the copy's pointer */
+        e = jpki_crl_index_lookup(v.ix, cert_id, time(NULL), site->grace,
+                                  info);
+        if (jpki_crlz_unchanged(sl, v.seq)) {
+            return e;
+        }
+        /* swapped during the search: its block may have been reused */
+    }
+
+    if (sl != NULL && i == JPKI_CRLZ_TRIES) {
+        jpki_crlz_complain(site, x, "kept changing during lookups");
+    }
+    memset(info, 0, sizeof(*info));
+    info->status = JPKI_REV_UNKNOWN;
+
+    return JPKI_ERR_REVOCATION_UNAVAILABLE;
 }
 
 
@@ -1800,16 +2165,10 @@ jpki_err
 mjpki_crl_lookup(jpki_site *site, jpki_issuer_rt *rt, const char *cert_id,
                  jpki_rev_info *info)
 {
-    const jpki_crl_index  *ix;
-    jpki_err               e;
+    jpki_err  e;
 
     if (site->crlz) {
-        /* no lock: a replaced index stays untouched until a later swap,
-         * and at least a second */
-        ix = jpki_crlz_of(site, rt);
-        return ix ? jpki_crl_index_lookup(ix, cert_id, time(NULL),
-                                          site->grace, info)
-                  : JPKI_ERR_REVOCATION_UNAVAILABLE;
+        return jpki_crlz_lookup(site, rt, cert_id, info);   /* no lock */
     }
 
     if (site->crl_lock) {
@@ -1838,7 +2197,7 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
     jpki_issuer_rt       *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
     const jpki_crl_info  *ci;
     const jpki_crl_index *ix;
-    jpki_crlz_slot       *sl;
+    jpki_crlz_view        v;
     jpki_err              error;
     apr_time_t            loaded;
     jpki_store_cmd        cmd;
@@ -1857,12 +2216,18 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
         }
 
         if (site->crlz) {
-            sl = jpki_crlz_slot_of(site, &rt[i]);
-            ix = jpki_crlz_of(site, &rt[i]);
-            error = sl && strcmp(sl->tried, jpki_issuer_tag(rt[i].issuer)) == 0
-                    ? (jpki_err) sl->error
-                    : ix ? JPKI_OK : JPKI_ERR_REVOCATION_UNAVAILABLE;
-            loaded = sl && ix ? sl->loaded : 0;
+            /* a consistent copy of the slot, without a lock (ix: the
+             * copy of its index's header, all that is read of it here) */
+            if (jpki_crlz_read(site, &rt[i], &v)) {
+                ix = v.ix;
+                error = v.tried ? (jpki_err) v.error
+                        : ix ? JPKI_OK : JPKI_ERR_REVOCATION_UNAVAILABLE;
+                loaded = ix ? v.loaded : 0;
+            } else {
+                ix = NULL;
+                error = JPKI_ERR_REVOCATION_UNAVAILABLE;
+                loaded = 0;
+            }
         } else {
             ix = rt[i].crl;
             error = rt[i].crl_error;
