@@ -19,12 +19,25 @@
 #define NGX_HTTP_JPKI_STORE_REDIS  2
 
 
+/* What tells a watched file's versions apart: a replaced file (a new
+ * inode), one rewritten in place (size, mtime to the nanosecond).  Whole
+ * seconds are not enough: a file written twice within a second, or read
+ * half-written in the second it was completed, would look unchanged. */
+typedef struct {
+    dev_t                      dev;
+    ino_t                      ino;
+    off_t                      size;
+    time_t                     sec;
+    long                       nsec;
+} ngx_http_jpki_file_id_t;
+
+
 /* The CRL of an issuer: in the shared zone of jpki_crl_zone (one copy for
  * every worker, loaded by one of them), or in the worker's own memory. */
 typedef struct {
     const jpki_crl_index      *cur;           /* NULL: none loaded */
     void                      *old;           /* zone: freed at next swap */
-    time_t                     mtime;         /* of the file tried last */
+    ngx_http_jpki_file_id_t    file;          /* the file tried last */
     time_t                     loaded;        /* when cur was loaded */
     ngx_int_t                  error;         /* jpki_err of the last try */
     u_char                     tag[17];       /* issuer tag of cur */
@@ -71,6 +84,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_uint_t                 redis_keepalive;
+    ngx_queue_t                redis_idle;    /* per worker: this site's */
+    ngx_uint_t                 redis_nidle;   /* pooled connections */
 #if (NGX_SSL)
     ngx_ssl_t                 *redis_ssl;     /* TLS with verification */
     ngx_str_t                  redis_tls_name;
@@ -80,11 +95,14 @@ struct ngx_http_jpki_main_conf_s {
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
 #if (NGX_THREADS)
-    ngx_thread_pool_t         *crl_threads;   /* thread pool "jpki_crl" */
+    ngx_thread_pool_t         *threads;       /* "default": files read */
+    ngx_thread_task_t         *map_task;
 #endif
 
     ngx_str_t                  map_file;
-    time_t                     map_mtime;
+    ngx_http_jpki_file_id_t    map_file_id;   /* the file tried last */
+    ngx_uint_t                 map_busy;      /* read in a thread */
+    ngx_uint_t                 map_missing;   /* logged as unreadable */
     ngx_event_t                map_timer;
     void                      *map;           /* per worker table */
 };

@@ -1,9 +1,15 @@
 /*
  * ngx_http_jpki_io.c - the module's non-blocking I/O: Redis commands over
- * nginx peer connections (RESP from common/, a per-worker keepalive pool)
- * and OCSP POSTs (one flight per certificate shared by concurrent logins).
- * Every wait is bounded by an nginx timer; failures reach the caller, which
- * feeds them to the core as failures (fail-closed).
+ * nginx peer connections (RESP from common/, a keepalive pool per site in
+ * each worker) and OCSP POSTs (one flight per certificate shared by
+ * concurrent logins).
+ *
+ * Every operation is bounded by a deadline, a timer of its own armed when
+ * it starts and never pushed back by the I/O (a peer sending a byte now and
+ * then cannot hold a request).  Completions are never delivered from inside
+ * ngx_http_jpki_redis_exec() or ngx_http_jpki_ocsp_post(): their callers
+ * learn that the I/O is under way before it can end.  Failures reach the
+ * caller, which feeds them to the core as failures (fail-closed).
  */
 
 #include "ngx_http_jpki.h"
@@ -57,15 +63,19 @@ struct ngx_http_jpki_redis_conn_s {
     ngx_uint_t                     got;         /* command replies read */
     ngx_uint_t                     ready;       /* AUTH/SELECT done */
     ngx_uint_t                     reused;      /* taken from the pool */
+    ngx_uint_t                     timed;       /* commands' deadline set */
+    ngx_event_t                    deadline;
     ngx_log_t                      log;
 };
 
 
 struct ngx_http_jpki_flight_s {
     ngx_queue_t                    queue;
+    ngx_http_jpki_issuer_t        *iss;         /* of one site */
     u_char                         key[64];
     size_t                         key_len;
     ngx_peer_connection_t          pc;
+    ngx_event_t                    deadline;
     ngx_http_jpki_io_t            *waiters;
     u_char                        *out;
     size_t                         out_len;
@@ -78,8 +88,8 @@ struct ngx_http_jpki_flight_s {
 };
 
 
-static ngx_queue_t  ngx_http_jpki_redis_idle;
-static ngx_uint_t   ngx_http_jpki_redis_nidle;
+/* The idle Redis connections are pooled per site (jmcf->redis_idle): a
+ * connection has its site's AUTH and SELECT done, and serves no other. */
 static ngx_queue_t  ngx_http_jpki_flights;
 static ngx_uint_t   ngx_http_jpki_io_inited;
 
@@ -87,7 +97,6 @@ static ngx_uint_t   ngx_http_jpki_io_inited;
 static void ngx_http_jpki_io_init(void)
 {
     if (!ngx_http_jpki_io_inited) {
-        ngx_queue_init(&ngx_http_jpki_redis_idle);
         ngx_queue_init(&ngx_http_jpki_flights);
         ngx_http_jpki_io_inited = 1;
     }
@@ -205,6 +214,10 @@ ngx_http_jpki_redis_close(ngx_http_jpki_redis_conn_t *rc)
 {
     ngx_pool_t  *pool;
 
+    if (rc->deadline.timer_set) {
+        ngx_del_timer(&rc->deadline);
+    }
+
     if (rc->pc.connection) {
 #if (NGX_SSL)
         if (rc->pc.connection->ssl) {
@@ -242,6 +255,10 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
     c = rc->pc.connection;
     ok = (how == NGX_HTTP_JPKI_REDIS_OK);
 
+    if (rc->deadline.timer_set) {
+        ngx_del_timer(&rc->deadline);
+    }
+
     /* A pooled connection Redis closed meanwhile (a restart): try once
      * more on a fresh connection before reporting a failure. */
     if (how == NGX_HTTP_JPKI_REDIS_ERROR && rc->reused && rc->got == 0
@@ -251,6 +268,8 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
         ngx_http_jpki_redis_close(rc);
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "jpki: redis connection lost, retrying once");
+        /* (the new connection's completion is never delivered from
+         * within: this io is freed here, or by that completion) */
         if (ngx_http_jpki_redis_send(io, ngx_cycle->log) == NGX_AGAIN) {
             return;
         }
@@ -263,26 +282,17 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
         return;
     }
 
-    if (c) {
-        if (c->read->timer_set) {
-            ngx_del_timer(c->read);
-        }
-        if (c->write->timer_set) {
-            ngx_del_timer(c->write);
-        }
-    }
-
     /* no keepalive while the worker is exiting: an idle connection left
      * open makes it log "open socket left" alerts */
     if (ok && c && !ngx_exiting && !ngx_terminate
-        && ngx_http_jpki_redis_nidle < rc->jmcf->redis_keepalive)
+        && rc->jmcf->redis_nidle < rc->jmcf->redis_keepalive)
     {
         c->read->handler = ngx_http_jpki_redis_idle_handler;
         c->write->handler = ngx_http_jpki_redis_idle_handler;
         c->idle = 1;
         c->log->handler = NULL;
-        ngx_queue_insert_head(&ngx_http_jpki_redis_idle, &rc->queue);
-        ngx_http_jpki_redis_nidle++;
+        ngx_queue_insert_head(&rc->jmcf->redis_idle, &rc->queue);
+        rc->jmcf->redis_nidle++;
 
     } else {
         ngx_http_jpki_redis_close(rc);
@@ -346,8 +356,27 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
 
 close:
     ngx_queue_remove(&rc->queue);
-    ngx_http_jpki_redis_nidle--;
+    rc->jmcf->redis_nidle--;
     ngx_http_jpki_redis_close(rc);
+}
+
+
+/* The deadline of the operation under way: the connection's (connect and
+ * TLS handshake, jpki_redis_connect_timeout), then the commands'
+ * (jpki_redis_timeout); each armed once, never pushed back by I/O. */
+static void
+ngx_http_jpki_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_jpki_redis_conn_t  *rc = ev->data;
+
+    if (rc->io == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &rc->log, NGX_ETIMEDOUT,
+                  "jpki: redis %s timed out",
+                  rc->timed ? "command" : "connect");
+    ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_TIMEOUT);
 }
 
 
@@ -420,10 +449,6 @@ ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
     c->read->handler = ngx_http_jpki_redis_read_handler;
     c->write->handler = ngx_http_jpki_redis_write_handler;
 
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
     ngx_http_jpki_redis_start(rc);
 }
 
@@ -460,10 +485,7 @@ ngx_http_jpki_redis_tls(ngx_http_jpki_redis_conn_t *rc)
         (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) name);
     }
 
-    if (!c->write->timer_set) {
-        ngx_add_timer(c->write, rc->jmcf->redis_connect_timeout);
-    }
-
+    /* (the handshake is bounded by the connection's deadline) */
     r = ngx_ssl_handshake(c);
 
     if (r == NGX_AGAIN) {
@@ -495,6 +517,12 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
     }
 #endif
 
+    if (!rc->timed) {
+        /* connected: the commands have their own deadline, set once */
+        ngx_add_timer(&rc->deadline, rc->jmcf->redis_timeout);
+        rc->timed = 1;
+    }
+
     r = ngx_http_jpki_send(c, rc->out, rc->out_len, &rc->out_sent);
 
     if (r == NGX_ERROR) {
@@ -504,17 +532,8 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
     }
 
     if (r == NGX_AGAIN) {
-        if (!c->write->timer_set) {
-            ngx_add_timer(c->write, rc->jmcf->redis_timeout);
-        }
-        return;
+        return;                    /* the write handler goes on */
     }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    ngx_add_timer(c->read, rc->jmcf->redis_timeout);
 
     if (c->read->ready) {
         ngx_http_jpki_redis_read_handler(c->read);
@@ -537,22 +556,11 @@ ngx_http_jpki_redis_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                      "jpki: redis connect or send timed out");
-        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_TIMEOUT);
-        return;
-    }
-
     if (!rc->ready && rc->out_sent == 0
         && ngx_http_jpki_test_connect(c) != NGX_OK)
     {
         ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
         return;
-    }
-
-    if (ev->timer_set) {
-        ngx_del_timer(ev);
     }
 
     ngx_http_jpki_redis_start(rc);
@@ -619,13 +627,6 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
     ngx_int_t                    done;
 
     if (rc->io == NULL) {
-        return;
-    }
-
-    if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                      "jpki: redis command timed out");
-        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_TIMEOUT);
         return;
     }
 
@@ -721,10 +722,12 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     ngx_queue_t                 *q;
     ngx_http_jpki_redis_conn_t  *rc;
 
-    if (!ngx_queue_empty(&ngx_http_jpki_redis_idle)) {
-        q = ngx_queue_head(&ngx_http_jpki_redis_idle);
+    /* only a connection of this site: another site's has another
+     * server, database or user */
+    if (!ngx_queue_empty(&jmcf->redis_idle)) {
+        q = ngx_queue_head(&jmcf->redis_idle);
         ngx_queue_remove(q);
-        ngx_http_jpki_redis_nidle--;
+        jmcf->redis_nidle--;
         rc = ngx_queue_data(q, ngx_http_jpki_redis_conn_t, queue);
         rc->reused = 1;
         rc->pc.connection->idle = 0;
@@ -741,6 +744,9 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 
     rc->jmcf = jmcf;
     rc->log = *ngx_cycle->log;
+    rc->deadline.handler = ngx_http_jpki_redis_timeout;
+    rc->deadline.data = rc;
+    rc->deadline.log = &rc->log;
     rc->rd = jpki_resp_reader_new();
 
     if (rc->rd == NULL) {
@@ -817,11 +823,17 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     io->conn = rc;
     ret = NGX_AGAIN;
 
-    if (connect == NGX_AGAIN) {
-        ngx_add_timer(rc->pc.connection->write, jmcf->redis_connect_timeout);
+    /* the deadline: a pooled connection's is the commands', a new one's
+     * first the connection's (ngx_http_jpki_redis_start sets the
+     * commands' once connected) */
+    rc->timed = rc->reused;
+    ngx_add_timer(&rc->deadline, rc->reused ? jmcf->redis_timeout
+                                            : jmcf->redis_connect_timeout);
 
-    } else {
-        ngx_http_jpki_redis_start(rc);
+    if (connect == NGX_OK) {
+        /* connected already (a pooled connection, a unix socket): sent
+         * from the posted write event, never from within the caller */
+        ngx_post_event(rc->pc.connection->write, &ngx_posted_events);
     }
 
 done:
@@ -876,6 +888,7 @@ ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 
 static void ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev);
 static void ngx_http_jpki_ocsp_write_handler(ngx_event_t *ev);
+static void ngx_http_jpki_ocsp_noop(ngx_event_t *ev);
 
 
 static void
@@ -883,6 +896,10 @@ ngx_http_jpki_flight_end(ngx_http_jpki_flight_t *f, ngx_int_t status,
     u_char *body, size_t len)
 {
     ngx_http_jpki_io_t  *w, *next;
+
+    if (f->deadline.timer_set) {
+        ngx_del_timer(&f->deadline);
+    }
 
     if (f->pc.connection) {
         ngx_close_connection(f->pc.connection);
@@ -902,6 +919,20 @@ ngx_http_jpki_flight_end(ngx_http_jpki_flight_t *f, ngx_int_t status,
     ngx_free(f->out);
     ngx_free(f->in);
     ngx_free(f);
+}
+
+
+/* jpki_ocsp_timeout bounds the whole exchange (connect, request, answer):
+ * armed once when the flight starts, never pushed back by what the
+ * responder sends. */
+static void
+ngx_http_jpki_ocsp_timeout(ngx_event_t *ev)
+{
+    ngx_http_jpki_flight_t  *f = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, &f->log, NGX_ETIMEDOUT,
+                  "jpki: OCSP responder timed out");
+    ngx_http_jpki_flight_end(f, 0, NULL, 0);
 }
 
 
@@ -934,13 +965,6 @@ ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev)
     ngx_int_t                rc, status;
     u_char                  *body;
     size_t                   blen;
-
-    if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                      "jpki: OCSP responder timed out");
-        ngx_http_jpki_flight_end(f, 0, NULL, 0);
-        return;
-    }
 
     for ( ;; ) {
         if (f->in_len == f->in_max) {
@@ -997,13 +1021,6 @@ ngx_http_jpki_ocsp_write_handler(ngx_event_t *ev)
     ngx_http_jpki_flight_t  *f = c->data;
     ngx_int_t                rc;
 
-    if (ev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                      "jpki: OCSP responder connect timed out");
-        ngx_http_jpki_flight_end(f, 0, NULL, 0);
-        return;
-    }
-
     if (f->out_sent == 0 && ngx_http_jpki_test_connect(c) != NGX_OK) {
         ngx_http_jpki_flight_end(f, 0, NULL, 0);
         return;
@@ -1020,13 +1037,9 @@ ngx_http_jpki_ocsp_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ev->timer_set) {
-        ngx_del_timer(ev);
-    }
-
-    /* one timer for the whole answer */
-    ngx_add_timer(c->read, f->timeout);
-    c->write->handler = ngx_http_jpki_ocsp_write_handler;
+    /* all sent: later write events (with every read event, edge-triggered)
+     * have nothing to do; the answer is read under the same deadline */
+    c->write->handler = ngx_http_jpki_ocsp_noop;
 
     if (c->read->ready) {
         ngx_http_jpki_ocsp_read_handler(c->read);
@@ -1075,7 +1088,8 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
              q = ngx_queue_next(q))
         {
             f = ngx_queue_data(q, ngx_http_jpki_flight_t, queue);
-            if (f->key_len == key->len
+            if (f->iss == iss
+                && f->key_len == key->len
                 && ngx_memcmp(f->key, key->data, key->len) == 0)
             {
                 io->flight = f;
@@ -1098,8 +1112,12 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
         f->key_len = key->len;
     }
 
+    f->iss = iss;
     f->log = *ngx_cycle->log;
     f->timeout = jmcf->ocsp_timeout;
+    f->deadline.handler = ngx_http_jpki_ocsp_timeout;
+    f->deadline.data = f;
+    f->deadline.log = &f->log;
     f->in_max = JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX;
     f->in = ngx_alloc(f->in_max, log);
     f->out = ngx_alloc(len + 512 + iss->ocsp_host.len + iss->ocsp_uri.len,
@@ -1142,12 +1160,13 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
         return NGX_ERROR;
     }
 
-    (void) ngx_http_jpki_ocsp_noop;
-
-    ngx_add_timer(f->pc.connection->write, f->timeout);
+    ngx_add_timer(&f->deadline, f->timeout);
 
     if (rc == NGX_OK) {
-        ngx_http_jpki_ocsp_write_handler(f->pc.connection->write);
+        /* connected already: the request is sent from the posted write
+         * event, never from within the caller (a failure would complete
+         * the flight before the caller knows it waits) */
+        ngx_post_event(f->pc.connection->write, &ngx_posted_events);
     }
 
     return NGX_AGAIN;

@@ -580,17 +580,19 @@ ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 #if (NGX_THREADS)
     {
         ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
-        ngx_uint_t               i;
+        ngx_uint_t               i, files;
 
+        files = jmcf->map_file.len;
         for (i = 0; i < jmcf->issuers.nelts; i++) {
-            if (iss[i].crl_file.len) {
-                /* CRL files are parsed in nginx's default thread pool, off
-                 * the event loop */
-                jmcf->crl_threads = ngx_thread_pool_add(cf, NULL);
-                if (jmcf->crl_threads == NULL) {
-                    return NGX_CONF_ERROR;
-                }
-                break;
+            files |= iss[i].crl_file.len;
+        }
+
+        if (files) {
+            /* CRL and mapping files are read in nginx's default thread
+             * pool, off the event loop */
+            jmcf->threads = ngx_thread_pool_add(cf, NULL);
+            if (jmcf->threads == NULL) {
+                return NGX_CONF_ERROR;
             }
         }
     }
@@ -1644,7 +1646,7 @@ ngx_http_jpki_crl_parse(ngx_http_jpki_main_conf_t *jmcf,
 /* Publishes a parsed CRL (or records why not) in the issuer's slot. */
 static void
 ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, time_t mtime, jpki_err e,
+    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_file_id_t *file, jpki_err e,
     jpki_crl_index *ix, char *detail, size_t dlen, ngx_log_t *log)
 {
     ngx_http_jpki_crl_slot_t  *sl = iss->crl;
@@ -1683,7 +1685,7 @@ ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
     }
 
     ngx_http_jpki_crl_lock(jmcf);
-    sl->mtime = mtime;
+    sl->file = *file;
     sl->error = e;
     ngx_http_jpki_crl_unlock(jmcf);
 }
@@ -1697,7 +1699,7 @@ ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
 typedef struct {
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_http_jpki_issuer_t     *iss;
-    time_t                      mtime;
+    ngx_http_jpki_file_id_t     file;
     time_t                      now;
     jpki_err                    e;
     jpki_crl_index             *ix;
@@ -1720,7 +1722,7 @@ ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
 {
     ngx_http_jpki_crl_task_t  *ct = ev->data;
 
-    ngx_http_jpki_crl_apply(ct->jmcf, ct->iss, ct->mtime, ct->e, ct->ix,
+    ngx_http_jpki_crl_apply(ct->jmcf, ct->iss, &ct->file, ct->e, ct->ix,
                             ct->detail, sizeof(ct->detail), ev->log);
     ct->iss->crl_busy = 0;
     (void) ngx_http_jpki_crl_claim(ct->jmcf, 0);
@@ -1729,12 +1731,13 @@ ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
 
 static ngx_int_t
 ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, time_t mtime, ngx_log_t *log)
+    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_file_id_t *file,
+    ngx_log_t *log)
 {
     ngx_thread_task_t         *task;
     ngx_http_jpki_crl_task_t  *ct;
 
-    if (jmcf->crl_threads == NULL) {
+    if (jmcf->threads == NULL) {
         return NGX_DECLINED;
     }
 
@@ -1750,14 +1753,14 @@ ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
     ct = task->ctx;
     ct->jmcf = jmcf;
     ct->iss = iss;
-    ct->mtime = mtime;
+    ct->file = *file;
     ct->now = ngx_time();
     task->handler = ngx_http_jpki_crl_thread;
     task->event.handler = ngx_http_jpki_crl_thread_done;
     task->event.data = ct;
     task->event.log = log;
 
-    if (ngx_thread_task_post(jmcf->crl_threads, task) != NGX_OK) {
+    if (ngx_thread_task_post(jmcf->threads, task) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -1769,17 +1772,46 @@ ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
 #endif
 
 
+/* The identity of a watched file's version (see ngx_http_jpki_file_id_t). */
+static void
+ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id)
+{
+    ngx_memzero(id, sizeof(ngx_http_jpki_file_id_t));
+
+    id->dev = fi->st_dev;
+    id->ino = fi->st_ino;
+    id->size = fi->st_size;
+#if (NGX_DARWIN)
+    id->sec = fi->st_mtimespec.tv_sec;
+    id->nsec = fi->st_mtimespec.tv_nsec;
+#else
+    id->sec = fi->st_mtim.tv_sec;
+    id->nsec = fi->st_mtim.tv_nsec;
+#endif
+}
+
+
+static ngx_uint_t
+ngx_http_jpki_file_same(ngx_http_jpki_file_id_t *a, ngx_http_jpki_file_id_t *b)
+{
+    return a->ino == b->ino && a->dev == b->dev && a->size == b->size
+           && a->sec == b->sec && a->nsec == b->nsec;
+}
+
+
 /* Loads the issuers' CRL files that changed since they were tried (all of
- * them at start).  A file that does not verify, is stale or older than the
- * loaded one leaves the loaded index in place (which then goes stale
- * itself: checks that need it fail closed). */
+ * them at start): another inode, size or mtime (to the nanosecond) than the
+ * version tried last.  A file that does not verify, is stale or older than
+ * the loaded one leaves the loaded index in place (which then goes stale
+ * itself: checks that need it fail closed); it is tried again once it
+ * changes (a file read half-written is, when its writer completes it). */
 static void
 ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
     ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
     ngx_uint_t               i;
     ngx_file_info_t          fi;
-    time_t                   mtime;
+    ngx_http_jpki_file_id_t  file;
     jpki_crl_index          *ix;
     jpki_err                 e;
     char                     detail[256];
@@ -1795,15 +1827,15 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
                               "unreadable", &iss[i].crl_file);
             }
             iss[i].crl->error = JPKI_ERR_IO;
-            iss[i].crl->mtime = 0;
+            ngx_memzero(&iss[i].crl->file, sizeof(ngx_http_jpki_file_id_t));
             continue;
         }
 
-        mtime = ngx_file_mtime(&fi);
+        ngx_http_jpki_file_id(&fi, &file);
 
         /* this very file was tried (by this worker or, with a zone, by any):
          * loaded for this issuer, or refused */
-        if (mtime == iss[i].crl->mtime
+        if (ngx_http_jpki_file_same(&file, &iss[i].crl->file)
             && (iss[i].crl->error != JPKI_OK
                 || ngx_http_jpki_crl_of(&iss[i]) != NULL))
         {
@@ -1815,14 +1847,14 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
         }
 
 #if (NGX_THREADS)
-        if (ngx_http_jpki_crl_post(jmcf, &iss[i], mtime, log) == NGX_OK) {
+        if (ngx_http_jpki_crl_post(jmcf, &iss[i], &file, log) == NGX_OK) {
             continue;                   /* done in a thread; claim kept */
         }
 #endif
 
         e = ngx_http_jpki_crl_parse(jmcf, &iss[i], ngx_time(), &ix, detail,
                                     sizeof(detail));
-        ngx_http_jpki_crl_apply(jmcf, &iss[i], mtime, e, ix, detail,
+        ngx_http_jpki_crl_apply(jmcf, &iss[i], &file, e, ix, detail,
                                 sizeof(detail), log);
         (void) ngx_http_jpki_crl_claim(jmcf, 0);
     }
@@ -1838,34 +1870,35 @@ ngx_http_jpki_map_cmp(const void *a, const void *b)
 }
 
 
-/* The mapping file: "<cert_id> <account>" lines, '#' comments. */
+/* A reading of the mapping file: its result is applied in the worker. */
+typedef struct {
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_file_id_t     file;
+    ngx_http_jpki_map_t        *map;          /* NULL: not read */
+    jpki_err                    e;
+    ngx_uint_t                  bad;          /* malformed lines */
+} ngx_http_jpki_map_task_t;
+
+
+/* Reads and parses the mapping file: "<cert_id> <account>" lines, '#'
+ * comments (no nginx state touched: may run in a thread of the default
+ * pool). */
 static void
-ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+ngx_http_jpki_map_read(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
 {
-    ngx_http_jpki_map_t        *m, *old;
+    ngx_http_jpki_main_conf_t  *jmcf = mt->jmcf;
+    ngx_http_jpki_map_t        *m;
     ngx_http_jpki_map_entry_t  *e;
     uint8_t                    *data;
     size_t                      len, n, alen;
     char                       *line, *save, *sp, *acct;
-    ngx_file_info_t             fi;
-    ngx_uint_t                  lineno = 0, bad = 0;
 
-    if (ngx_file_info(jmcf->map_file.data, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: mapping file "
-                      "\"%V\" unreadable", &jmcf->map_file);
-        return;
-    }
+    mt->map = NULL;
+    mt->bad = 0;
 
-    if (ngx_file_mtime(&fi) == jmcf->map_mtime && jmcf->map != NULL) {
-        return;
-    }
-
-    if (jpki_load_file((char *) jmcf->map_file.data, 64 * 1024 * 1024, &data,
-                       &len)
-        != JPKI_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
-                      "unreadable", &jmcf->map_file);
+    mt->e = jpki_load_file((char *) jmcf->map_file.data, 64 * 1024 * 1024,
+                           &data, &len);
+    if (mt->e != JPKI_OK) {
         return;
     }
 
@@ -1876,6 +1909,7 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
         ngx_free(m);
         ngx_free(e);
         free(data);
+        mt->e = JPKI_ERR_NOMEM;
         return;
     }
 
@@ -1883,7 +1917,6 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
     for (line = strtok_r((char *) data, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save))
     {
-        lineno++;
         sp = line + strlen(line);
         while (sp > line && (sp[-1] == '\r' || sp[-1] == ' ')) {
             *--sp = '\0';
@@ -1898,7 +1931,7 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
             || strspn(line, "0123456789abcdef") != JPKI_CERT_ID_HEX_LEN
             || !jpki_account_valid(acct, alen))
         {
-            bad++;
+            mt->bad++;
             continue;
         }
         ngx_memcpy(e[n].cert_id, line, JPKI_CERT_ID_HEX_LEN);
@@ -1909,27 +1942,154 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 
     free(data);
 
-    if (bad) {
-        ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: mapping file \"%V\": %ui "
-                      "malformed lines ignored (expected \"<cert_id> "
-                      "<account>\")", &jmcf->map_file, bad);
-    }
-
     ngx_qsort(e, n, sizeof(ngx_http_jpki_map_entry_t), ngx_http_jpki_map_cmp);
     m->e = e;
     m->n = n;
+    mt->map = m;
+}
+
+
+/* Puts a reading in force (or logs why not: the table in force stays).
+ * The version read is not read again until the file changes. */
+static void
+ngx_http_jpki_map_apply(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = mt->jmcf;
+    ngx_http_jpki_map_t        *old;
+
+    jmcf->map_file_id = mt->file;
+
+    if (mt->map == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
+                      "unreadable: %s", &jmcf->map_file, jpki_strerror(mt->e));
+        return;
+    }
+
+    if (mt->bad) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: mapping file \"%V\": %ui "
+                      "malformed lines ignored (expected \"<cert_id> "
+                      "<account>\")", &jmcf->map_file, mt->bad);
+    }
 
     old = jmcf->map;
-    jmcf->map = m;
-    jmcf->map_mtime = ngx_file_mtime(&fi);
+    jmcf->map = mt->map;
+    mt->map = NULL;
 
     if (old) {
         ngx_free(old->e);
         ngx_free(old);
     }
 
-    ngx_log_error(NGX_LOG_INFO, log, 0, "jpki: mapping file \"%V\" loaded, "
-                  "%uz entries", &jmcf->map_file, n);
+    ngx_log_error(NGX_LOG_NOTICE, log, 0, "jpki: mapping file \"%V\" "
+                  "loaded, %ui entries", &jmcf->map_file,
+                  ((ngx_http_jpki_map_t *) jmcf->map)->n);
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_jpki_map_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_jpki_map_read(data, log);
+}
+
+
+static void
+ngx_http_jpki_map_thread_done(ngx_event_t *ev)
+{
+    ngx_http_jpki_map_task_t  *mt = ev->data;
+
+    ngx_http_jpki_map_apply(mt, ev->log);
+    mt->jmcf->map_busy = 0;
+}
+
+
+/* Hands the reading to a thread of nginx's default pool: a large file
+ * never stalls the worker.  NGX_DECLINED: read it here. */
+static ngx_int_t
+ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_file_id_t *file, ngx_log_t *log)
+{
+    ngx_thread_task_t         *task;
+    ngx_http_jpki_map_task_t  *mt;
+
+    if (jmcf->threads == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (jmcf->map_task == NULL) {
+        jmcf->map_task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                              sizeof(ngx_http_jpki_map_task_t));
+        if (jmcf->map_task == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    task = jmcf->map_task;
+    mt = task->ctx;
+    mt->jmcf = jmcf;
+    mt->file = *file;
+    task->handler = ngx_http_jpki_map_thread;
+    task->event.handler = ngx_http_jpki_map_thread_done;
+    task->event.data = mt;
+    task->event.log = log;
+
+    if (ngx_thread_task_post(jmcf->threads, task) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    jmcf->map_busy = 1;
+
+    return NGX_OK;
+}
+
+#endif
+
+
+/* Loads the mapping file when it changed (another inode, size or mtime to
+ * the nanosecond) since the version read last: in a thread once the worker
+ * runs (in_thread), in place when it starts (its first requests need the
+ * table). */
+static void
+ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    ngx_uint_t in_thread)
+{
+    ngx_file_info_t           fi;
+    ngx_http_jpki_file_id_t   file;
+    ngx_http_jpki_map_task_t  mt;
+
+    if (jmcf->map_busy) {
+        return;                         /* a reading under way */
+    }
+
+    if (ngx_file_info(jmcf->map_file.data, &fi) == NGX_FILE_ERROR) {
+        if (!jmcf->map_missing) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: mapping file "
+                          "\"%V\" unreadable", &jmcf->map_file);
+            jmcf->map_missing = 1;
+        }
+        ngx_memzero(&jmcf->map_file_id, sizeof(ngx_http_jpki_file_id_t));
+        return;
+    }
+
+    jmcf->map_missing = 0;
+    ngx_http_jpki_file_id(&fi, &file);
+
+    if (ngx_http_jpki_file_same(&file, &jmcf->map_file_id)) {
+        return;
+    }
+
+#if (NGX_THREADS)
+    if (in_thread && ngx_http_jpki_map_post(jmcf, &file, log) == NGX_OK) {
+        return;
+    }
+#endif
+
+    mt.jmcf = jmcf;
+    mt.file = file;
+    ngx_http_jpki_map_read(&mt, log);
+    ngx_http_jpki_map_apply(&mt, log);
 }
 
 
@@ -1940,7 +2100,7 @@ ngx_http_jpki_files_timer(ngx_event_t *ev)
     ngx_http_jpki_main_conf_t  *jmcf = ev->data;
 
     if (jmcf->map_file.len) {
-        ngx_http_jpki_map_load(jmcf, ev->log);
+        ngx_http_jpki_map_load(jmcf, ev->log, 1);
     }
 
     ngx_http_jpki_load_crls(jmcf, ev->log);
@@ -2041,6 +2201,10 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
         }
     }
 
+    /* this site's idle Redis connections (ngx_http_jpki_io.c) */
+    ngx_queue_init(&jmcf->redis_idle);
+    jmcf->redis_nidle = 0;
+
     iss = jmcf->issuers.elts;
     for (i = 0; i < jmcf->issuers.nelts; i++) {
         iss[i].crl = jmcf->crl_zone && i < 16
@@ -2052,7 +2216,7 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
     ngx_http_jpki_load_crls(jmcf, cycle->log);
 
     if (jmcf->map_file.len) {
-        ngx_http_jpki_map_load(jmcf, cycle->log);
+        ngx_http_jpki_map_load(jmcf, cycle->log, 0);
     }
 
     jmcf->map_timer.handler = ngx_http_jpki_files_timer;
@@ -2114,30 +2278,78 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Header names compared as nginx's $http_ variables and CGI-style
+ * upstreams (HTTP_X_JPKI_ACCOUNT) see them: case-insensitively, with '_'
+ * and '-' alike (underscores_in_headers on lets "X_JPKI_Account" in). */
 static ngx_uint_t
-ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name)
+ngx_http_jpki_name_eq(u_char *a, u_char *b, size_t len)
 {
+    u_char  ca, cb;
+
+    while (len--) {
+        ca = ngx_tolower(*a);
+        cb = ngx_tolower(*b);
+        a++;
+        b++;
+
+        if (ca == '_') {
+            ca = '-';
+        }
+
+        if (cb == '_') {
+            cb = '-';
+        }
+
+        if (ca != cb) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* One of the gate's headers (the account header NAME, any X-JPKI-*), but
+ * not the one the gate set (its value is keep, the very string). */
+static ngx_uint_t
+ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name,
+    ngx_str_t *keep)
+{
+    if (keep != NULL && keep->data != NULL && h->value.data == keep->data) {
+        return 0;
+    }
+
     return (h->key.len == name->len
-            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
+            && ngx_http_jpki_name_eq(h->key.data, name->data, name->len))
            || (h->key.len >= 7
-               && ngx_strncasecmp(h->key.data, (u_char *) "X-JPKI-", 7) == 0);
+               && ngx_http_jpki_name_eq(h->key.data, (u_char *) "X-JPKI-", 7));
 }
 
 
 /* Removes every client copy of the gate's headers (the account header and
- * any X-JPKI-*), rebuilding the list: nginx's list has no removal. */
+ * any X-JPKI-*, in any spelling), rebuilding the list: nginx's list has no
+ * removal.  A subrequest's list is a copy of its parent's, sharing its
+ * parts: rebuilt, it is the subrequest's own.  With own, it is rebuilt in
+ * any case (what the subrequest's gate adds then goes to its list, not to
+ * its parent's), and the gate's headers of the parent are left out too;
+ * otherwise the header the main request's gate set (keep) stays. */
 static ngx_int_t
-ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
+ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t own, ngx_str_t *keep)
 {
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
     ngx_list_t        list;
-    ngx_uint_t        i, found = 0;
+    ngx_uint_t        i, found = own;
+
+    if (own) {
+        keep = NULL;
+    }
 
     part = &r->headers_in.headers.part;
     h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+    for (i = 0; !found; i++) {
         if (i >= part->nelts) {
             if (part->next == NULL) {
                 break;
@@ -2146,9 +2358,8 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
             h = part->elts;
             i = 0;
         }
-        if (ngx_http_jpki_is_gate_header(&h[i], name)) {
+        if (ngx_http_jpki_is_gate_header(&h[i], name, keep)) {
             found = 1;
-            break;
         }
     }
 
@@ -2172,10 +2383,12 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name)
             h = part->elts;
             i = 0;
         }
-        if (ngx_http_jpki_is_gate_header(&h[i], name)) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "jpki: client sent gate header \"%V\": removed",
-                          &h[i].key);
+        if (ngx_http_jpki_is_gate_header(&h[i], name, keep)) {
+            if (!own) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "jpki: client sent gate header \"%V\": "
+                              "removed", &h[i].key);
+            }
             continue;
         }
         nh = ngx_list_push(&list);
@@ -2417,7 +2630,8 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.op = ctx->op;
     rq.now = ngx_time();
     rq.is_post = r->method == NGX_HTTP_POST;
-    rq.wants_json = ngx_http_jpki_wants_json(r);
+    /* a subrequest is nobody's navigation: no login page redirect */
+    rq.wants_json = r != r->main || ngx_http_jpki_wants_json(r);
     ct = r->headers_in.content_type ? &r->headers_in.content_type->value
                                     : NULL;
     rq.content_type = ct ? (char *) ct->data : NULL;
@@ -2743,6 +2957,13 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
      * refused request's body is never read by anyone else: discard it, or
      * on a keepalive connection it would be parsed as the next request */
     if (ctx->op == JPKI_OP_CHECK) {
+        if (r != r->main) {
+            /* a refused subrequest: its status for the request that made
+             * it (auth_request denies, an SSI include shows nothing), no
+             * body to be included in a page */
+            return ngx_http_jpki_send_json(r, v->http_status, NULL, 0);
+        }
+
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -2753,21 +2974,20 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
 }
 
 
-/* ---- the gate (access phase) ------------------------------------- */
+/* ---- the gate ---------------------------------------------------- */
 
+/* Checks the request's session; a refusal is answered here (NGX_DONE).
+ * NGX_OK: it passes, with the account header set; NGX_AGAIN: the check
+ * waits on I/O and resumes the phases when it ends; NGX_DECLINED: no gate
+ * here. */
 static ngx_int_t
-ngx_http_jpki_access_handler(ngx_http_request_t *r)
+ngx_http_jpki_gate(ngx_http_request_t *r)
 {
     ngx_http_jpki_loc_conf_t  *jlcf;
     ngx_http_jpki_ctx_t       *ctx;
     ngx_int_t                  rc;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
-
-    if (r != r->main) {
-        return NGX_DECLINED;
-    }
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
 
     if (ctx != NULL) {
@@ -2784,12 +3004,16 @@ ngx_http_jpki_access_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (ngx_http_jpki_strip_headers(r, &jlcf->header) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     if (!jlcf->enable || jlcf->endpoints || jlcf->policy == NULL) {
         return NGX_DECLINED;
+    }
+
+    /* a subrequest gets a header list of its own, without the gate's
+     * headers of its parent: the account it passes with is its own */
+    if (r != r->main
+        && ngx_http_jpki_strip_headers(r, &jlcf->header, 1, NULL) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx = ngx_http_jpki_new_ctx(r, JPKI_OP_CHECK);
@@ -2811,6 +3035,56 @@ ngx_http_jpki_access_handler(ngx_http_request_t *r)
     }
 
     return NGX_OK;
+}
+
+
+/* The access phase: the gate of main requests (nginx runs no access
+ * handler for subrequests). */
+static ngx_int_t
+ngx_http_jpki_access_handler(ngx_http_request_t *r)
+{
+    return ngx_http_jpki_gate(r);
+}
+
+
+/* The preaccess phase runs for every request, subrequests included, and
+ * before any access module could grant access first (satisfy any): client
+ * copies of the gate's headers are removed here, so that they never reach
+ * an upstream.  A subrequest (SSI include, auth_request...) into a gated
+ * location is gated here: the access phase is skipped for it
+ * (ngx_http_core_access_phase), and it would otherwise pass unchecked. */
+static ngx_int_t
+ngx_http_jpki_preaccess_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf;
+    ngx_http_jpki_ctx_t       *mctx;
+    ngx_str_t                 *keep;
+    ngx_int_t                  rc;
+
+    if (r != r->main) {
+        rc = ngx_http_jpki_gate(r);
+
+        if (rc != NGX_DECLINED) {
+            /* passed: the other preaccess handlers still run (NGX_OK
+             * would skip them) */
+            return rc == NGX_OK ? NGX_DECLINED : rc;
+        }
+    }
+
+    /* a subrequest outside the gate keeps the account header its main
+     * request's gate set, not client copies (one made before its main
+     * request got here, in the rewrite phase, has them) */
+    mctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
+    keep = r != r->main && mctx != NULL && mctx->pass ? &mctx->account
+                                                      : NULL;
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+
+    if (ngx_http_jpki_strip_headers(r, &jlcf->header, 0, keep) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -3176,7 +3450,11 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_str_t            *s = NULL;
     u_char               *p;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
+    /* a gated subrequest's own check, else the main request's */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+    if (ctx == NULL) {
+        ctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
+    }
 
     if (ctx == NULL || !ctx->done) {
         v->not_found = 1;
@@ -3255,6 +3533,13 @@ ngx_http_jpki_init(ngx_conf_t *cf)
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_jpki_preaccess_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
     if (h == NULL) {
