@@ -33,10 +33,11 @@ typedef struct {
 
 
 /* The CRL of an issuer: in the shared zone of jpki_crl_zone (one copy for
- * every worker, loaded by one of them), or in the worker's own memory. */
+ * every worker, loaded by one of them), or in the worker's own memory.  In
+ * the zone, cur is read without a lock: see "The CRL zone" in
+ * ngx_http_jpki_module.c. */
 typedef struct {
     const jpki_crl_index      *cur;           /* NULL: none loaded */
-    void                      *old;           /* zone: freed at next swap */
     ngx_http_jpki_file_id_t    file;          /* the file tried last */
     time_t                     loaded;        /* when cur was loaded */
     ngx_int_t                  error;         /* jpki_err of the last try */
@@ -53,7 +54,10 @@ typedef struct {
     jpki_issuer               *issuer;
     ngx_http_jpki_crl_slot_t  *crl;           /* zone or crl_own */
     ngx_http_jpki_crl_slot_t   crl_own;       /* without jpki_crl_zone */
-    ngx_uint_t                 crl_busy;      /* parsing in a thread */
+    ngx_uint_t                 crl_busy;      /* parsing, or pending */
+    jpki_crl_index            *crl_pending;   /* parsed, waiting for room
+                                                 in the zone (this worker) */
+    ngx_http_jpki_file_id_t    crl_pending_file;
 #if (NGX_THREADS)
     ngx_thread_task_t         *crl_task;
 #endif
@@ -94,6 +98,7 @@ struct ngx_http_jpki_main_conf_s {
     ngx_msec_t                 ocsp_timeout;
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
+    ngx_uint_t                 crl_npending;  /* issuers with crl_pending */
 #if (NGX_THREADS)
     ngx_thread_pool_t         *threads;       /* "default": files read */
     ngx_thread_task_t         *map_task;

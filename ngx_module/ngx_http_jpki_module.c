@@ -1125,12 +1125,72 @@ ngx_http_jpki_site_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* The CRL zone: a header with one slot per issuer, then the placed indexes
- * (slab allocations). */
+/* ---- The CRL zone (jpki_crl_zone) -----------------------------------
+ * A slab pool: a header (the loader's claim, one slot per issuer, the
+ * retired blocks, one reader entry per nginx process slot), then the
+ * blocks of the placed indexes (jpki_crl_index_place).  The zone is mapped
+ * at the same address in every worker (forked from the master), so the
+ * pointers inside a placed index are valid in all of them.
+ *
+ * Writers change the header under the pool's mutex.  One worker at a time
+ * parses a changed file (the claim), copies the index into a block no slot
+ * points to yet, and puts it in force by storing the slot's cur.  The
+ * block it replaces is retired: it may still be read, and is freed only
+ * once no lookup can be reading it.
+ *
+ * Readers (lookups, health) take no lock; a worker is single-threaded, so
+ * it reads at most one index at a time, and says when (RCU-like):
+ *
+ *   reader (ngx_http_jpki_crl_read/done)  writer (mutex held)
+ *   reader[slot].epoch = epoch (seq-cst)  cur = new (seq-cst)
+ *   ix = cur (seq-cst)                    r = epoch++ (seq-cst)
+ *   ... lookup in ix ...                  retired += (old block, r)
+ *   reader[slot].epoch = 0 (release)      full barrier, then free each
+ *                                         retired (b, r) when no reader
+ *                                         entry is in [1, r]
+ *
+ * A reader that began at an epoch > r loaded cur after the swap (it read
+ * the incremented epoch first): it cannot have the old block.  A reader
+ * entry still 0 when the writer scans it is stored later than the scan
+ * (both sides are seq-cst: store, then load), so that reader's load of
+ * cur comes after the swap too.  Every other reader keeps the block:
+ * its entry is in [1, r] until its lookup ends.  An entry of a process
+ * that died in a lookup (its pid, stored with it, is gone: kill(pid, 0))
+ * holds nothing; nginx's next process in that slot resets it.
+ *
+ * Retired blocks are freed at each publish and by every worker's 1 s
+ * file timer.  When the retired list is full (a reader that stays in a
+ * lookup: a worker stopped, or stalled) or the zone has no room while
+ * retired blocks still hold memory, a new index waits in the loader's
+ * memory (logged once) and is tried again each second: nothing is freed
+ * that a lookup may still read.  Threads (CRL parsing) never read the
+ * zone. */
+
+#define NGX_HTTP_JPKI_CRL_SLOTS    16        /* JPKI_MAX_ISSUERS of the core */
+#define NGX_HTTP_JPKI_CRL_RETIRED  (4 * NGX_HTTP_JPKI_CRL_SLOTS)
+
 typedef struct {
-    ngx_pid_t                  loader;        /* a worker parsing a file */
-    time_t                     loading_since;
-    ngx_http_jpki_crl_slot_t   slot[16];
+    void                      *block;
+    uint64_t                   epoch;         /* the epoch it was retired at */
+} ngx_http_jpki_crl_retired_t;
+
+/* One per nginx process slot (ngx_process_slot), a cache line each: the
+ * workers write theirs at every lookup. */
+typedef struct {
+    uint64_t                   epoch;         /* 0: not reading */
+    ngx_pid_t                  pid;
+    u_char                     pad[NGX_CPU_CACHE_LINE - sizeof(uint64_t)
+                                   - sizeof(ngx_pid_t)];
+} ngx_http_jpki_crl_reader_t;
+
+typedef struct {
+    ngx_pid_t                    loader;      /* a worker parsing a file */
+    time_t                       loading_since;
+    uint64_t                     epoch;       /* 1 + the publishes so far */
+    ngx_uint_t                   nretired;
+    ngx_http_jpki_crl_retired_t  retired[NGX_HTTP_JPKI_CRL_RETIRED];
+    ngx_http_jpki_crl_slot_t     slot[NGX_HTTP_JPKI_CRL_SLOTS];
+    ngx_http_jpki_crl_reader_t   reader[NGX_MAX_PROCESSES];
 } ngx_http_jpki_crl_shm_t;
 
 
@@ -1153,6 +1213,7 @@ ngx_http_jpki_init_crl_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    hdr->epoch = 1;
     shpool->data = hdr;
     shpool->log_nomem = 0;              /* "zone too small" is logged by us */
     shm_zone->data = hdr;
@@ -1189,6 +1250,11 @@ ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (name.len == 0 || size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
         return "expects NAME:SIZE with a size of at least 32k";
     }
+
+    /* the header (reader entries of every process slot) comes on top of
+     * the size asked for the CRLs */
+    size += ngx_align(sizeof(ngx_http_jpki_crl_shm_t), ngx_pagesize)
+            + ngx_pagesize;
 
     jmcf->crl_zone = ngx_shared_memory_add(cf, &name, size,
                                            &ngx_http_jpki_module);
@@ -1498,19 +1564,68 @@ ngx_http_jpki_shm_unlock(void *ud)
 }
 
 
-/* The CRL of an issuer as lookups see it (NULL: none). */
+/* Whether an issuer's CRL is in the zone (else in the worker's memory). */
+static ngx_uint_t
+ngx_http_jpki_crl_shared(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss)
+{
+    return jmcf->crl_zone != NULL && iss->crl != &iss->crl_own;
+}
+
+
+/* The CRL of an issuer in force (NULL: none).  The index itself may be
+ * read only between ngx_http_jpki_crl_read() and ngx_http_jpki_crl_done(),
+ * or with the zone's mutex held. */
 static const jpki_crl_index *
 ngx_http_jpki_crl_of(ngx_http_jpki_issuer_t *iss)
 {
     ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+    const jpki_crl_index      *cur;
 
-    if (sl == NULL || sl->cur == NULL
-        || ngx_strcmp(sl->tag, jpki_issuer_tag(iss->issuer)) != 0)
+    if (sl == NULL) {
+        return NULL;
+    }
+
+    cur = __atomic_load_n(&sl->cur, __ATOMIC_SEQ_CST);
+
+    if (cur == NULL || ngx_strcmp(sl->tag, jpki_issuer_tag(iss->issuer)) != 0)
     {
         return NULL;
     }
 
-    return sl->cur;
+    return cur;
+}
+
+
+/* A lookup begins: the index in force (NULL: none), which stays readable
+ * until ngx_http_jpki_crl_done() (see "The CRL zone"). */
+static const jpki_crl_index *
+ngx_http_jpki_crl_read(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss)
+{
+    ngx_http_jpki_crl_shm_t  *hdr;
+
+    if (ngx_http_jpki_crl_shared(jmcf, iss)) {
+        hdr = jmcf->crl_zone->data;
+        __atomic_store_n(&hdr->reader[ngx_process_slot].epoch,
+                         __atomic_load_n(&hdr->epoch, __ATOMIC_SEQ_CST),
+                         __ATOMIC_SEQ_CST);
+    }
+
+    return ngx_http_jpki_crl_of(iss);
+}
+
+
+static void
+ngx_http_jpki_crl_done(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_crl_shm_t  *hdr;
+
+    if (jmcf->crl_zone) {
+        hdr = jmcf->crl_zone->data;
+        __atomic_store_n(&hdr->reader[ngx_process_slot].epoch, 0,
+                         __ATOMIC_RELEASE);
+    }
 }
 
 
@@ -1533,38 +1648,139 @@ ngx_http_jpki_crl_unlock(ngx_http_jpki_main_conf_t *jmcf)
 }
 
 
-/* Publishes a new index: copied into the zone (one copy for all workers;
- * the block it replaces is freed at the next swap, when no lookup can still
- * be reading it) or kept in this worker. */
-static jpki_err
-ngx_http_jpki_crl_publish(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, jpki_crl_index *ix, ngx_log_t *log)
+/* Frees the retired blocks that no lookup can still be reading (the zone's
+ * mutex held): a block retired at epoch r, once no reader entry is in
+ * [1, r] (entries of processes gone do not count). */
+static void
+ngx_http_jpki_crl_reclaim_locked(ngx_slab_pool_t *shpool,
+    ngx_http_jpki_crl_shm_t *hdr)
 {
-    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
-    ngx_slab_pool_t           *shpool;
-    const jpki_crl_index      *placed;
-    size_t                     size;
-    void                      *mem;
+    uint64_t    oldest, e;
+    ngx_pid_t   pid;
+    ngx_uint_t  i, n;
+
+    if (hdr->nretired == 0) {
+        return;
+    }
+
+    /* the swaps before the scan (see "The CRL zone") */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+
+    oldest = UINT64_MAX;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        e = __atomic_load_n(&hdr->reader[i].epoch, __ATOMIC_SEQ_CST);
+        if (e == 0 || e >= oldest) {
+            continue;
+        }
+
+        pid = __atomic_load_n(&hdr->reader[i].pid, __ATOMIC_SEQ_CST);
+        if (pid > 0 && pid != ngx_pid && kill(pid, 0) == -1
+            && ngx_errno == NGX_ESRCH)
+        {
+            continue;                   /* died in a lookup */
+        }
+
+        oldest = e;
+    }
+
+    for (i = 0, n = 0; i < hdr->nretired; i++) {
+        if (hdr->retired[i].epoch < oldest) {
+            ngx_slab_free_locked(shpool, hdr->retired[i].block);
+        } else {
+            hdr->retired[n++] = hdr->retired[i];
+        }
+    }
+
+    hdr->nretired = n;
+}
+
+
+/* The 1 s timer: frees the retired blocks no longer read. */
+static void
+ngx_http_jpki_crl_reclaim(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_slab_pool_t          *shpool;
+    ngx_http_jpki_crl_shm_t  *hdr;
 
     if (jmcf->crl_zone == NULL) {
-        jpki_crl_index_free((jpki_crl_index *) sl->cur);
-        sl->cur = ix;
-        return JPKI_OK;
+        return;
     }
 
     shpool = (ngx_slab_pool_t *) jmcf->crl_zone->shm.addr;
-    size = jpki_crl_index_placed_size(ix);
+    hdr = jmcf->crl_zone->data;
+
+    if (__atomic_load_n(&hdr->nretired, __ATOMIC_RELAXED) == 0) {
+        return;
+    }
 
     ngx_shmtx_lock(&shpool->mutex);
-    if (sl->old) {
-        ngx_slab_free_locked(shpool, sl->old);
-        sl->old = NULL;
+    ngx_http_jpki_crl_reclaim_locked(shpool, hdr);
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* Puts a new index in force: NGX_OK; NGX_DECLINED when it may not replace
+ * the one in force (*e and detail say why; ix freed); NGX_ERROR when the
+ * zone is too small for it (logged; ix freed); NGX_AGAIN when the zone has
+ * no room for it yet, the indexes it replaced being still read (ix kept:
+ * try again later).  With a zone, ix is copied into it (one copy for all
+ * workers) and the index it replaces is retired (see "The CRL zone"). */
+static ngx_int_t
+ngx_http_jpki_crl_publish(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, jpki_crl_index *ix, jpki_err *e,
+    char *detail, size_t dlen, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_slot_t  *sl = iss->crl;
+    ngx_http_jpki_crl_shm_t   *hdr;
+    ngx_slab_pool_t           *shpool;
+    const jpki_crl_index      *placed, *old;
+    uint64_t                   r;
+    size_t                     size;
+    void                      *mem;
+
+    if (!ngx_http_jpki_crl_shared(jmcf, iss)) {
+        /* another issuer's CRL, or an older one: refused */
+        *e = jpki_crl_index_replaces(ix, iss->issuer,
+                                     ngx_http_jpki_crl_of(iss), detail, dlen);
+        if (*e != JPKI_OK) {
+            jpki_crl_index_free(ix);
+            return NGX_DECLINED;
+        }
+
+        jpki_crl_index_free((jpki_crl_index *) sl->cur);
+        sl->cur = ix;
+        return NGX_OK;
     }
-    mem = ngx_slab_alloc_locked(shpool, size);
+
+    shpool = (ngx_slab_pool_t *) jmcf->crl_zone->shm.addr;
+    hdr = jmcf->crl_zone->data;
+    size = jpki_crl_index_placed_size(ix);
+
+    /* the index in force is read under the mutex (never freed meanwhile) */
+    ngx_shmtx_lock(&shpool->mutex);
+    ngx_http_jpki_crl_reclaim_locked(shpool, hdr);
+
+    *e = jpki_crl_index_replaces(ix, iss->issuer, ngx_http_jpki_crl_of(iss),
+                                 detail, dlen);
+    mem = NULL;
+    if (*e == JPKI_OK && hdr->nretired < NGX_HTTP_JPKI_CRL_RETIRED) {
+        mem = ngx_slab_alloc_locked(shpool, size);
+    }
+    r = hdr->nretired;
     ngx_shmtx_unlock(&shpool->mutex);
 
+    if (*e != JPKI_OK) {
+        jpki_crl_index_free(ix);
+        return NGX_DECLINED;
+    }
+
+    if (mem == NULL && r > 0) {
+        return NGX_AGAIN;               /* room held by retired blocks */
+    }
+
+    /* a block nobody reads yet: filled without the mutex */
     placed = mem ? jpki_crl_index_place(ix, mem, size) : NULL;
-    jpki_crl_index_free(ix);
 
     if (placed == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL zone \"%V\" too small "
@@ -1572,25 +1788,61 @@ ngx_http_jpki_crl_publish(ngx_http_jpki_main_conf_t *jmcf,
         if (mem) {
             ngx_slab_free(shpool, mem);
         }
-        return JPKI_ERR_STORE_FULL;
+        jpki_crl_index_free(ix);
+        *e = JPKI_ERR_STORE_FULL;
+        return NGX_ERROR;
     }
 
     ngx_shmtx_lock(&shpool->mutex);
-    sl->old = (void *) sl->cur;
-    sl->cur = placed;
+
+    /* another loader (one that took the claim over) may have published
+     * meanwhile */
+    *e = jpki_crl_index_replaces(ix, iss->issuer, ngx_http_jpki_crl_of(iss),
+                                 detail, dlen);
+    old = sl->cur;
+
+    if (*e != JPKI_OK
+        || (old != NULL && hdr->nretired == NGX_HTTP_JPKI_CRL_RETIRED))
+    {
+        ngx_slab_free_locked(shpool, mem);
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (*e != JPKI_OK) {
+            jpki_crl_index_free(ix);
+            return NGX_DECLINED;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    __atomic_store_n(&sl->cur, placed, __ATOMIC_SEQ_CST);
+    r = __atomic_fetch_add(&hdr->epoch, 1, __ATOMIC_SEQ_CST);
+
+    if (old != NULL) {
+        hdr->retired[hdr->nretired].block = (void *) old;
+        hdr->retired[hdr->nretired].epoch = r;
+        hdr->nretired++;
+        ngx_http_jpki_crl_reclaim_locked(shpool, hdr);
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
 
-    return JPKI_OK;
+    jpki_crl_index_free(ix);
+
+    return NGX_OK;
 }
 
 
 /* With a zone, one worker at a time parses a changed file (the others skip
- * it; a loader that died is taken over after a minute). */
+ * it; a loader that died is taken over after a minute).  A loader keeps
+ * the claim while it parses another file or has an index waiting for room
+ * in the zone. */
 static ngx_uint_t
 ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take)
 {
     ngx_http_jpki_crl_shm_t  *hdr;
-    ngx_uint_t                ok = 1;
+    ngx_http_jpki_issuer_t   *iss = jmcf->issuers.elts;
+    ngx_uint_t                i, ok = 1;
 
     if (jmcf->crl_zone == NULL) {
         return 1;
@@ -1600,7 +1852,12 @@ ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take)
     ngx_http_jpki_crl_lock(jmcf);
 
     if (!take) {
-        if (hdr->loader == ngx_pid) {
+        for (i = 0; i < jmcf->issuers.nelts; i++) {
+            if (iss[i].crl_busy) {
+                break;                  /* a parse or an index pending */
+            }
+        }
+        if (hdr->loader == ngx_pid && i == jmcf->issuers.nelts) {
             hdr->loader = 0;
         }
     } else if (hdr->loader != 0 && hdr->loader != ngx_pid
@@ -1643,29 +1900,47 @@ ngx_http_jpki_crl_parse(ngx_http_jpki_main_conf_t *jmcf,
 }
 
 
-/* Publishes a parsed CRL (or records why not) in the issuer's slot. */
+/* Publishes a parsed CRL (or records why not) in the issuer's slot; an
+ * index the zone has no room for yet waits in iss->crl_pending. */
 static void
 ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_issuer_t *iss, ngx_http_jpki_file_id_t *file, jpki_err e,
     jpki_crl_index *ix, char *detail, size_t dlen, ngx_log_t *log)
 {
     ngx_http_jpki_crl_slot_t  *sl = iss->crl;
-    const jpki_crl_index      *cur = ngx_http_jpki_crl_of(iss);
+    ngx_int_t                  rc;
+    ngx_uint_t                 waited = 0;
     uint64_t                   n;
 
-    if (e == JPKI_OK) {
-        /* another issuer's CRL, or an older one: refused */
-        e = jpki_crl_index_replaces(ix, iss->issuer, cur, detail, dlen);
-        if (e != JPKI_OK) {
-            jpki_crl_index_free(ix);
-        }
+    if (ix != NULL && iss->crl_pending == ix) {
+        iss->crl_pending = NULL;
+        iss->crl_busy = 0;
+        jmcf->crl_npending--;
+        waited = 1;
     }
 
     if (e == JPKI_OK) {
         n = jpki_crl_index_info(ix)->entries;
 
-        e = ngx_http_jpki_crl_publish(jmcf, iss, ix, log);
-        if (e == JPKI_OK) {
+        rc = ngx_http_jpki_crl_publish(jmcf, iss, ix, &e, detail, dlen, log);
+
+        if (rc == NGX_AGAIN) {
+            if (!waited) {
+                ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: CRL \"%V\" of "
+                              "issuer \"%V\" waits: the CRLs it replaces in "
+                              "zone \"%V\" are still being read (or hold its "
+                              "room); tried again every second",
+                              &iss->crl_file, &iss->name,
+                              &jmcf->crl_zone->shm.name);
+            }
+            iss->crl_pending = ix;
+            iss->crl_pending_file = *file;
+            iss->crl_busy = 1;
+            jmcf->crl_npending++;
+            return;
+        }
+
+        if (rc == NGX_OK) {
             ngx_http_jpki_crl_lock(jmcf);
             (void) ngx_cpystrn(sl->tag,
                                (u_char *) jpki_issuer_tag(iss->issuer),
@@ -1676,6 +1951,11 @@ ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
                           "\"%V\" loaded: %uL entries%s", &iss->crl_file,
                           &iss->name, n,
                           jmcf->crl_zone ? " (shared zone)" : "");
+
+        } else if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: CRL \"%V\" refused: %s"
+                          "%s%s%s", &iss->crl_file, jpki_reason(e),
+                          detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
         }
 
     } else {
@@ -1688,6 +1968,37 @@ ngx_http_jpki_crl_apply(ngx_http_jpki_main_conf_t *jmcf,
     sl->file = *file;
     sl->error = e;
     ngx_http_jpki_crl_unlock(jmcf);
+}
+
+
+/* The indexes that waited for room in the zone, tried again (their files
+ * as they were when parsed: a newer version is read once they are in). */
+static void
+ngx_http_jpki_crl_retry(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+{
+    ngx_http_jpki_issuer_t   *iss = jmcf->issuers.elts;
+    ngx_http_jpki_file_id_t   file;
+    ngx_uint_t                i;
+    char                      detail[256];
+
+    if (jmcf->crl_npending == 0) {
+        return;
+    }
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_pending == NULL) {
+            continue;
+        }
+
+        (void) ngx_http_jpki_crl_claim(jmcf, 1);      /* still loading */
+        file = iss[i].crl_pending_file;
+        detail[0] = '\0';
+        ngx_http_jpki_crl_apply(jmcf, &iss[i], &file, JPKI_OK,
+                                iss[i].crl_pending, detail, sizeof(detail),
+                                log);
+    }
+
+    (void) ngx_http_jpki_crl_claim(jmcf, 0);
 }
 
 
@@ -1722,9 +2033,9 @@ ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
 {
     ngx_http_jpki_crl_task_t  *ct = ev->data;
 
+    ct->iss->crl_busy = 0;
     ngx_http_jpki_crl_apply(ct->jmcf, ct->iss, &ct->file, ct->e, ct->ix,
                             ct->detail, sizeof(ct->detail), ev->log);
-    ct->iss->crl_busy = 0;
     (void) ngx_http_jpki_crl_claim(ct->jmcf, 0);
 }
 
@@ -2093,7 +2404,8 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 }
 
 
-/* Once a second: the mapping file and the CRL files, when they changed. */
+/* Once a second: the mapping file and the CRL files, when they changed;
+ * the zone's retired blocks no longer read, the indexes waiting for room. */
 static void
 ngx_http_jpki_files_timer(ngx_event_t *ev)
 {
@@ -2103,6 +2415,8 @@ ngx_http_jpki_files_timer(ngx_event_t *ev)
         ngx_http_jpki_map_load(jmcf, ev->log, 1);
     }
 
+    ngx_http_jpki_crl_reclaim(jmcf);
+    ngx_http_jpki_crl_retry(jmcf, ev->log);
     ngx_http_jpki_load_crls(jmcf, ev->log);
 
     if (!ngx_exiting) {
@@ -2176,6 +2490,7 @@ static ngx_int_t
 ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
     ngx_http_jpki_issuer_t     *iss;
+    ngx_http_jpki_crl_shm_t    *crl;
     ngx_slab_pool_t            *shpool;
     jpki_shm_lock               lock;
     ngx_uint_t                  i;
@@ -2207,10 +2522,21 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 
     iss = jmcf->issuers.elts;
     for (i = 0; i < jmcf->issuers.nelts; i++) {
-        iss[i].crl = jmcf->crl_zone && i < 16
+        iss[i].crl = jmcf->crl_zone && i < NGX_HTTP_JPKI_CRL_SLOTS
                      ? &((ngx_http_jpki_crl_shm_t *) jmcf->crl_zone->data)
                            ->slot[i]
                      : &iss[i].crl_own;
+    }
+
+    if (jmcf->crl_zone) {
+        /* this process's reader entry (a process that had the slot before
+         * may have died in a lookup): the pid first, see
+         * ngx_http_jpki_crl_reclaim_locked() */
+        crl = jmcf->crl_zone->data;
+        __atomic_store_n(&crl->reader[ngx_process_slot].pid, ngx_pid,
+                         __ATOMIC_SEQ_CST);
+        __atomic_store_n(&crl->reader[ngx_process_slot].epoch, 0,
+                         __ATOMIC_SEQ_CST);
     }
 
     ngx_http_jpki_load_crls(jmcf, cycle->log);
@@ -2257,11 +2583,21 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
 
     iss = jmcf->issuers.elts;
     for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (jmcf->crl_zone == NULL && iss[i].crl != NULL) {
+        if (iss[i].crl_pending != NULL) {
+            jpki_crl_index_free(iss[i].crl_pending);
+            iss[i].crl_pending = NULL;
+            iss[i].crl_busy = 0;
+            jmcf->crl_npending--;
+        }
+
+        if (iss[i].crl != NULL && !ngx_http_jpki_crl_shared(jmcf, &iss[i])) {
             jpki_crl_index_free((jpki_crl_index *) iss[i].crl->cur);
             iss[i].crl->cur = NULL;
         }
     }
+
+    /* a claim kept for an index that waited: another worker loads it */
+    (void) ngx_http_jpki_crl_claim(jmcf, 0);
 
     m = jmcf->map;
     if (m) {
@@ -2754,6 +3090,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     ngx_http_request_t         *r = ctx->r;
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_http_jpki_issuer_t     *iss;
+    const jpki_crl_index       *ix;
     const jpki_store_cmd       *cmds;
     jpki_store_result           res[8];
     jpki_rev_info               info;
@@ -2831,15 +3168,17 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
 
         case JPKI_STEP_CRL:
             iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
-            if (iss == NULL || ngx_http_jpki_crl_of(iss) == NULL) {
-                jpki_txn_feed_crl(ctx->txn, JPKI_ERR_REVOCATION_UNAVAILABLE,
-                                  NULL);
-                continue;
+            e = JPKI_ERR_REVOCATION_UNAVAILABLE;
+            if (iss != NULL) {
+                ix = ngx_http_jpki_crl_read(jmcf, iss);
+                if (ix != NULL) {
+                    e = jpki_crl_index_lookup(ix, jpki_txn_cert_id(ctx->txn),
+                                              ngx_time(),
+                                              (unsigned) jmcf->crl_grace,
+                                              &info);
+                }
+                ngx_http_jpki_crl_done(jmcf);
             }
-            e = jpki_crl_index_lookup(ngx_http_jpki_crl_of(iss),
-                                      jpki_txn_cert_id(ctx->txn),
-                                      ngx_time(), (unsigned) jmcf->crl_grace,
-                                      &info);
             jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
             continue;
 
@@ -3257,7 +3596,9 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
 {
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_http_jpki_issuer_t     *iss;
+    const jpki_crl_index       *ix;
     const jpki_crl_info        *ci;
+    jpki_crl_info               info;
     ngx_uint_t                  i, fresh;
     u_char                     *p = buf, *last = buf + max;
     time_t                      now = ngx_time();
@@ -3278,14 +3619,20 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
                                                                   : ",",
                          &iss[i].name);
 
-        if (ngx_http_jpki_crl_of(&iss[i]) == NULL) {
+        ix = ngx_http_jpki_crl_read(jmcf, &iss[i]);
+        if (ix != NULL) {
+            info = *jpki_crl_index_info(ix);
+        }
+        ngx_http_jpki_crl_done(jmcf);
+
+        if (ix == NULL) {
             *all_ok = 0;
             p = ngx_slprintf(p, last, ",\"loaded\":false,\"error\":\"%s\"}",
                              jpki_reason(iss[i].crl->error));
             continue;
         }
 
-        ci = jpki_crl_index_info(ngx_http_jpki_crl_of(&iss[i]));
+        ci = &info;
         stale_at = jpki_crl_stale_after(ci, (unsigned) jmcf->crl_grace,
                                         jpki_ctx_get_policy(jmcf->ctx)
                                             ->clock_skew);

@@ -36,7 +36,7 @@ my $count = "$dir/queries.log";
 my $listen = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1', LocalPort => 0,
                                    Proto => 'tcp', ReuseAddr => 1) or die "relay: $!";
 my $relay_port = $listen->sockport;
-JPKIApache::fork_code('ocsp relay', "$dir/relay.log", sub {
+JPKITest::fork_code('ocsp relay', "$dir/relay.log", sub {
     $SIG{CHLD} = 'IGNORE';
     while (my $c = $listen->accept) {
         my $pid = fork // next;

@@ -48,23 +48,6 @@ sub module_copy {
     return $MODULE_COPY = $f;
 }
 
-# fork_code(NAME, LOG, CODE): CODE runs in a child in its own process
-# group (stopped with the other children of the harness).
-sub fork_code {
-    my ($name, $log, $code) = @_;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        $code->();
-        POSIX::_exit(0);
-    }
-    $JPKITest::KIDS{$pid} = $name;
-    return $pid;
-}
-
 # ---------------------------------------------------------------- areas
 
 # The locations of JPKIScenarios::@AREAS as Apache configuration (inside a
@@ -408,7 +391,7 @@ sub new {
 sub start {
     my ($self) = @_;
     my $dir = $self->{dir};
-    $self->{pid} = JPKIApache::fork_code("echo $dir", "$dir/echo.log", sub {
+    $self->{pid} = JPKITest::fork_code("echo $dir", "$dir/echo.log", sub {
         $SIG{CHLD} = 'IGNORE';
         $SIG{TERM} = sub { POSIX::_exit(0) };
         my %name_of = map { fileno($self->{socks}{$_}) => $_ } keys %{ $self->{socks} };

@@ -222,20 +222,28 @@ sub server_pki {
 
 # ---------------------------------------------------------------- processes
 
-# spawn(NAME, LOGFILE, CMD...) - runs CMD in its own process group with
-# stdout and stderr to LOGFILE; returns the pid.
-sub spawn {
-    my ($name, $log, @cmd) = @_;
+# fork_code(NAME, LOGFILE, CODE) - CODE runs in a child in its own process
+# group (stopped with the harness's other children), stdout and stderr to
+# LOGFILE; returns the pid.
+sub fork_code {
+    my ($name, $log, $code) = @_;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         setpgrp(0, 0);
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $log or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+        $code->();
+        POSIX::_exit(0);
     }
     $KIDS{$pid} = $name;
     return $pid;
+}
+
+# spawn(NAME, LOGFILE, CMD...) - runs CMD that way; returns the pid.
+sub spawn {
+    my ($name, $log, @cmd) = @_;
+    return fork_code($name, $log, sub { exec { $cmd[0] } @cmd or POSIX::_exit(127) });
 }
 
 sub alive { my ($pid) = @_; return waitpid($pid, WNOHANG) == 0 }
