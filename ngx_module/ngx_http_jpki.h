@@ -20,22 +20,28 @@
 
 
 /* What tells a watched file's versions apart: a replaced file (a new
- * inode), one rewritten in place (size, mtime to the nanosecond).  Whole
- * seconds are not enough: a file written twice within a second, or read
- * half-written in the second it was completed, would look unchanged. */
+ * inode), one rewritten in place (size, mtime to the nanosecond), one whose
+ * mode or owner changed (ctime: a file that could not be read, fixed with
+ * chmod or chown, keeps its mtime).  Whole seconds are not enough: a file
+ * written twice within a second, or read half-written in the second it was
+ * completed, would look unchanged. */
 typedef struct {
     dev_t                      dev;
     ino_t                      ino;
     off_t                      size;
     time_t                     sec;
     long                       nsec;
+    time_t                     csec;
+    long                       cnsec;
 } ngx_http_jpki_file_id_t;
 
 
 /* The CRL of an issuer: in the shared zone of jpki_crl_zone (one copy for
  * every worker, loaded by one of them), or in the worker's own memory.  In
  * the zone, cur is read without a lock: see "The CRL zone" in
- * ngx_http_jpki_module.c. */
+ * ngx_http_jpki_module.c; the other fields are written under the zone's
+ * mutex, and file (more than a word: a read of it half updated would not
+ * match either version) is read under it too. */
 typedef struct {
     const jpki_crl_index      *cur;           /* NULL: none loaded */
     ngx_http_jpki_file_id_t    file;          /* the file tried last */
@@ -108,6 +114,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_http_jpki_file_id_t    map_file_id;   /* the file tried last */
     ngx_uint_t                 map_busy;      /* read in a thread */
     ngx_uint_t                 map_missing;   /* logged as unreadable */
+    ngx_http_jpki_file_id_t    map_failed_id; /* the last failure logged: */
+    ngx_int_t                  map_failed;    /* its jpki_err (0: none) */
     ngx_event_t                map_timer;
     void                      *map;           /* per worker table */
 };

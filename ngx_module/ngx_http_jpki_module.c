@@ -49,6 +49,7 @@ typedef struct {
     ngx_str_t                  account;
     ngx_str_t                  cert_id;
     ngx_str_t                  status;
+    ngx_str_t                  set_cookie;
     time_t                     auth_time;
     u_char                     peer[NGX_SOCKADDR_STRLEN + 1];
     u_char                    *uri;
@@ -2095,9 +2096,13 @@ ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id)
 #if (NGX_DARWIN)
     id->sec = fi->st_mtimespec.tv_sec;
     id->nsec = fi->st_mtimespec.tv_nsec;
+    id->csec = fi->st_ctimespec.tv_sec;
+    id->cnsec = fi->st_ctimespec.tv_nsec;
 #else
     id->sec = fi->st_mtim.tv_sec;
     id->nsec = fi->st_mtim.tv_nsec;
+    id->csec = fi->st_ctim.tv_sec;
+    id->cnsec = fi->st_ctim.tv_nsec;
 #endif
 }
 
@@ -2106,21 +2111,24 @@ static ngx_uint_t
 ngx_http_jpki_file_same(ngx_http_jpki_file_id_t *a, ngx_http_jpki_file_id_t *b)
 {
     return a->ino == b->ino && a->dev == b->dev && a->size == b->size
-           && a->sec == b->sec && a->nsec == b->nsec;
+           && a->sec == b->sec && a->nsec == b->nsec
+           && a->csec == b->csec && a->cnsec == b->cnsec;
 }
 
 
 /* Loads the issuers' CRL files that changed since they were tried (all of
- * them at start): another inode, size or mtime (to the nanosecond) than the
- * version tried last.  A file that does not verify, is stale or older than
- * the loaded one leaves the loaded index in place (which then goes stale
- * itself: checks that need it fail closed); it is tried again once it
- * changes (a file read half-written is, when its writer completes it). */
+ * them at start): another inode, size, mtime or ctime (to the nanosecond)
+ * than the version tried last.  A file that does not verify, is stale or
+ * older than the loaded one leaves the loaded index in place (which then
+ * goes stale itself: checks that need it fail closed); it is tried again
+ * once it changes (a file read half-written is, when its writer completes
+ * it; one that could not be read, when fixed with chmod). */
 static void
 ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
     ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
-    ngx_uint_t               i;
+    ngx_uint_t               i, tried;
+    ngx_err_t                err;
     ngx_file_info_t          fi;
     ngx_http_jpki_file_id_t  file;
     jpki_crl_index          *ix;
@@ -2132,13 +2140,25 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
             continue;
         }
 
+        /* the slot's file and error are read and written under the
+         * zone's mutex: the identity (7 words) of another worker's update
+         * read half done would match neither version, and the file would
+         * be parsed again */
+
         if (ngx_file_info(iss[i].crl_file.data, &fi) == NGX_FILE_ERROR) {
-            if (iss[i].crl->error != JPKI_ERR_IO) {
-                ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: CRL \"%V\" "
-                              "unreadable", &iss[i].crl_file);
-            }
+            err = ngx_errno;
+
+            ngx_http_jpki_crl_lock(jmcf);
+            tried = iss[i].crl->error == JPKI_ERR_IO;
             iss[i].crl->error = JPKI_ERR_IO;
             ngx_memzero(&iss[i].crl->file, sizeof(ngx_http_jpki_file_id_t));
+            ngx_http_jpki_crl_unlock(jmcf);
+
+            if (!tried) {
+                ngx_log_error(NGX_LOG_ERR, log, err, "jpki: CRL \"%V\" "
+                              "unreadable", &iss[i].crl_file);
+            }
+
             continue;
         }
 
@@ -2146,10 +2166,13 @@ ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 
         /* this very file was tried (by this worker or, with a zone, by any):
          * loaded for this issuer, or refused */
-        if (ngx_http_jpki_file_same(&file, &iss[i].crl->file)
-            && (iss[i].crl->error != JPKI_OK
-                || ngx_http_jpki_crl_of(&iss[i]) != NULL))
-        {
+        ngx_http_jpki_crl_lock(jmcf);
+        tried = ngx_http_jpki_file_same(&file, &iss[i].crl->file)
+                && (iss[i].crl->error != JPKI_OK
+                    || ngx_http_jpki_crl_of(&iss[i]) != NULL);
+        ngx_http_jpki_crl_unlock(jmcf);
+
+        if (tried) {
             continue;
         }
 
@@ -2261,20 +2284,37 @@ ngx_http_jpki_map_read(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
 
 
 /* Puts a reading in force (or logs why not: the table in force stays).
- * The version read is not read again until the file changes. */
+ * The version read is not read again until the file changes; one that
+ * could not be read while no table is in force (at worker start) is tried
+ * again every second: its failure may be transient.  A failure is logged
+ * once for a version and cause. */
 static void
 ngx_http_jpki_map_apply(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t  *jmcf = mt->jmcf;
     ngx_http_jpki_map_t        *old;
 
-    jmcf->map_file_id = mt->file;
-
     if (mt->map == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
-                      "unreadable: %s", &jmcf->map_file, jpki_strerror(mt->e));
+        if (jmcf->map_failed != (ngx_int_t) mt->e
+            || !ngx_http_jpki_file_same(&mt->file, &jmcf->map_failed_id))
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
+                          "unreadable: %s%s", &jmcf->map_file,
+                          jpki_strerror(mt->e),
+                          jmcf->map ? "" : " (tried again every second)");
+            jmcf->map_failed = mt->e;
+            jmcf->map_failed_id = mt->file;
+        }
+
+        if (jmcf->map != NULL) {
+            jmcf->map_file_id = mt->file;
+        }
+
         return;
     }
+
+    jmcf->map_file_id = mt->file;
+    jmcf->map_failed = JPKI_OK;
 
     if (mt->bad) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: mapping file \"%V\": %ui "
@@ -2358,10 +2398,10 @@ ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf,
 #endif
 
 
-/* Loads the mapping file when it changed (another inode, size or mtime to
- * the nanosecond) since the version read last: in a thread once the worker
- * runs (in_thread), in place when it starts (its first requests need the
- * table). */
+/* Loads the mapping file when it changed (another inode, size, mtime or
+ * ctime to the nanosecond) since the version read last: in a thread once
+ * the worker runs (in_thread), in place when it starts (its first requests
+ * need the table). */
 static void
 ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     ngx_uint_t in_thread)
@@ -2668,7 +2708,7 @@ ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name,
  * parts: rebuilt, it is the subrequest's own.  With own, it is rebuilt in
  * any case (what the subrequest's gate adds then goes to its list, not to
  * its parent's), and the gate's headers of the parent are left out too;
- * otherwise the header the main request's gate set (keep) stays. */
+ * otherwise the header a gate above it set (keep) stays. */
 static ngx_int_t
 ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     ngx_uint_t own, ngx_str_t *keep)
@@ -3244,6 +3284,7 @@ static ngx_int_t
 ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
 {
     ngx_http_request_t        *r = ctx->r;
+    ngx_http_request_t        *hr;
     ngx_http_jpki_loc_conf_t  *jlcf;
     const jpki_verdict        *v;
     ngx_str_t                  account;
@@ -3266,11 +3307,19 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_str_of(&ctx->status, v->reason);
     ngx_http_jpki_str_of(&ctx->account, v->account);
     ngx_http_jpki_str_of(&ctx->cert_id, v->cert_id);
+    ngx_http_jpki_str_of(&ctx->set_cookie, v->set_cookie);
 
     ctx->auth_time = (time_t) v->auth_time;
 
+    /* nginx never sends a subrequest's headers (auth_request and SSI take
+     * its status only): the cookie its check set (resealed: the idle
+     * deadline slid, a re-check done; cleared: a dead session) goes with
+     * the main request's answer, while that one is still to be sent (not
+     * after an SSI page's header) */
+    hr = (r != r->main && !r->main->header_sent) ? r->main : r;
+
     if (v->set_cookie
-        && ngx_http_jpki_add_out_header(r, "Set-Cookie", v->set_cookie)
+        && ngx_http_jpki_add_out_header(hr, "Set-Cookie", v->set_cookie)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -3314,6 +3363,27 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
 
 
 /* ---- the gate ---------------------------------------------------- */
+
+/* The check a request carries the account of: its own gate's when it let
+ * it through, else the nearest ancestor's that did (a subrequest's header
+ * list is a copy of its parent's, with the header that gate set); NULL:
+ * none. */
+static ngx_http_jpki_ctx_t *
+ngx_http_jpki_passed(ngx_http_request_t *r)
+{
+    ngx_http_jpki_ctx_t  *ctx;
+
+    for ( /* void */ ; r != NULL; r = r->parent) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+
+        if (ctx != NULL && ctx->pass) {
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
 
 /* Checks the request's session; a refusal is answered here (NGX_DONE).
  * NGX_OK: it passes, with the account header set; NGX_AGAIN: the check
@@ -3396,7 +3466,7 @@ static ngx_int_t
 ngx_http_jpki_preaccess_handler(ngx_http_request_t *r)
 {
     ngx_http_jpki_loc_conf_t  *jlcf;
-    ngx_http_jpki_ctx_t       *mctx;
+    ngx_http_jpki_ctx_t       *pctx;
     ngx_str_t                 *keep;
     ngx_int_t                  rc;
 
@@ -3410,12 +3480,13 @@ ngx_http_jpki_preaccess_handler(ngx_http_request_t *r)
         }
     }
 
-    /* a subrequest outside the gate keeps the account header its main
-     * request's gate set, not client copies (one made before its main
-     * request got here, in the rewrite phase, has them) */
-    mctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
-    keep = r != r->main && mctx != NULL && mctx->pass ? &mctx->account
-                                                      : NULL;
+    /* a subrequest outside the gate keeps the account header the gate of
+     * the nearest request above it that passed one set (the main
+     * request's, or a gated subrequest's: an include in an include), not
+     * client copies (one made before its main request got here, in the
+     * rewrite phase, has them) */
+    pctx = r != r->main ? ngx_http_jpki_passed(r->parent) : NULL;
+    keep = pctx != NULL ? &pctx->account : NULL;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
 
@@ -3797,10 +3868,12 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_str_t            *s = NULL;
     u_char               *p;
 
-    /* a gated subrequest's own check, else the main request's */
+    /* the request's own check (a gated subrequest's, whatever its
+     * verdict), else the one whose account it carries: the nearest
+     * request above it whose gate let it through */
     ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
     if (ctx == NULL) {
-        ctx = ngx_http_get_module_ctx(r->main, ngx_http_jpki_module);
+        ctx = ngx_http_jpki_passed(r->parent);
     }
 
     if (ctx == NULL || !ctx->done) {
@@ -3830,6 +3903,9 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         v->no_cacheable = 0;
         v->not_found = 0;
         return NGX_OK;
+    case 4:
+        s = &ctx->set_cookie;
+        break;
     default:
         s = &ctx->status;
         break;
@@ -3855,12 +3931,13 @@ ngx_http_jpki_add_variables(ngx_conf_t *cf)
 {
     static ngx_str_t    names[] = {
         ngx_string("jpki_account"), ngx_string("jpki_cert_id"),
-        ngx_string("jpki_auth_time"), ngx_string("jpki_status")
+        ngx_string("jpki_auth_time"), ngx_string("jpki_status"),
+        ngx_string("jpki_set_cookie")
     };
     ngx_http_variable_t  *var;
     ngx_uint_t            i;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
         if (var == NULL) {
             return NGX_ERROR;

@@ -18,7 +18,14 @@
 #   6. subrequests (SSI include, auth_request) into a gated location are
 #      gated;
 #   7. the mapping file is read in a thread: a large one does not stall the
-#      worker.
+#      worker;
+#   8. a mapping file that could not be read is read once it is fixed in
+#      place (chmod: only its ctime changes); while no table is in force
+#      (a failure at worker start) it is tried again every second; a
+#      failure is logged once;
+#   9. with jpki_crl_zone, a worker reads the file identity another one
+#      writes in the zone under the zone's mutex: never half written (which
+#      made the file look changed and parsed again).
 #   make build/ngx_http_jpki_module.so build/jpkictl pki && prove -v t/nginx-hardening.t
 use strict;
 use warnings;
@@ -604,5 +611,226 @@ EOF
     JPKITest::stop_pid($ppid, 'TERM', 2);
     $redis->stop;
 }
+
+# ================================================================ 8. a mapping file that could not be read
+
+# Mode 000: the workers (nobody under root, the test's user otherwise)
+# cannot read it.  The fix, chmod, changes its ctime alone (same inode,
+# size and mtime).
+{
+    my $secret = write_secret("$dir/unread.secret");
+    my $id = cert_id('user1', $secret);
+    my $map = "$dir/unread.map";
+    my $t0 = int(time) - 60;
+    spew($map, "$id alice\n", 0);
+    utime $t0, $t0, $map or die;
+    my $ng = JPKITest::Nginx->start(name => 'unread', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer $issuer crl=$crl;
+    jpki_store shm zone=unread:1m;
+    jpki_map_file $map;
+    jpki_revocation crl;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; }
+    }
+EOF
+    my $account = sub {
+        my $r = login_at($ng->url('/jpki'));
+        return $r->{json} ? $r->{json}{account} // $r->{json}{error} : $r->{status};
+    };
+    my $failures = sub {
+        my $n = () = $ng->log_since($_[0]) =~ /mapping file "[^"]*unread\.map" unreadable/g;
+        return $n;
+    };
+    my $started = time;
+    SKIP: {
+        skip 'the workers can read a file of mode 000', 11
+            unless within(3, sub { $failures->(0) });
+        isnt($account->(), 'alice', 'mapping file unreadable at worker start: no account');
+
+        # tried again every second (its identity not recorded): seen as
+        # the worker's opens of the file
+        SKIP: {
+            my $strace = -x '/usr/bin/strace' ? '/usr/bin/strace' : undef;
+            skip 'no strace', 1 unless $strace;
+            my ($w) = $ng->worker_pids;
+            my $out = "$dir/unread.strace";
+            my $pid = JPKITest::spawn('strace', "$dir/strace.log", $strace, '-f',
+                                      '-e', 'trace=open,openat', '-o', $out, '-p', $w);
+            sleep 3.2;
+            JPKITest::stop_pid($pid, 'INT', 5);
+            skip 'strace cannot attach here', 1
+                unless slurp("$dir/strace.log") =~ /attached/;
+            my $opens = () = slurp($out) =~ /open(?:at)?\(.*unread\.map"/g;
+            cmp_ok($opens, '>=', 2, "... tried again every second while no table is in force ($opens opens in 3.2 s)");
+        }
+        sleep 0.1 while time < $started + 3;
+        is($failures->(0), 1, '... the failure logged once');
+        like($ng->log_since(0), qr/unreadable: .*\(tried again every second\)/, '... saying it is tried again');
+
+        my $ino = (stat $map)[1];
+        chmod 0644, $map;
+        utime $t0, $t0, $map;
+        is((stat $map)[1], $ino, '(fixed in place: same inode, size and mtime)');
+        ok(within(4, sub { $account->() eq 'alice' }), '... read once fixed (chmod)');
+
+        # a table in force, then a version that cannot be read
+        my $mark = $ng->mark;
+        spew("$map.tmp", "$id carol\n", 0);
+        utime $t0, $t0, "$map.tmp";
+        rename "$map.tmp", $map or die;
+        ok(within(4, sub { $failures->($mark) }), 'a new version unreadable: logged');
+        is($account->(), 'alice', '... the table in force stays');
+        sleep 2.2;
+        is($failures->($mark), 1, '... once');
+        $ino = (stat $map)[1];
+        chmod 0644, $map;
+        utime $t0, $t0, $map;
+        is((stat $map)[1], $ino, '(fixed in place: same inode, size and mtime)');
+        ok(within(4, sub { $account->() eq 'carol' }), '... read once fixed (chmod)');
+    }
+    $ng->stop;
+}
+
+# ================================================================ 9. the CRL zone's file identity, under its mutex
+
+# The worker that loads a CRL into the zone writes the file's identity (56
+# bytes) into the issuer's slot with the zone's mutex held; the others'
+# once-a-second checks compared it without: one that read it half written
+# saw neither version, took the file for changed and parsed it again (a
+# second "loaded").  Shown with gdb: the loader stopped in the middle of
+# that write (after its first store), the other worker then makes its
+# check; once the loader went on, no second load.
+subtest 'CRL zone: the slot\'s file identity is read under the mutex' => sub {
+    my $gdb = (grep { -x } '/usr/bin/gdb', '/usr/local/bin/gdb')[0];
+    plan skip_all => 'no gdb' unless $gdb;
+    my $src = "$JPKITest::REPO/ngx_module/ngx_http_jpki_module.c";
+    my @src = split /\n/, slurp($src);
+    my ($line) = grep { $src[$_ - 1] =~ /^\s*sl->file = \*file;/ } 1 .. @src;
+    plan skip_all => "no \"sl->file = *file;\" in $src" unless $line;
+    my $secret = write_secret("$dir/tear.secret");
+    spew("$dir/tear.map", cert_id('user1', $secret) . " alice\n", 0644);
+    my $crlf = "$dir/tear.crl";
+    spew($crlf, slurp("$JPKITest::PKI/ca2.crl"), 0644);
+    # gdb: a breakpoint at that line; when it is hit, one instruction at a
+    # time until the slot holds neither the old identity nor the new one
+    spew("$dir/tear.py", <<'EOF');
+import gdb, os, struct, time
+d = os.environ['TEAR_DIR']
+def flag(name, text=''):
+    with open(os.path.join(d, name + '.tmp'), 'w') as f:
+        f.write(text)
+    os.rename(os.path.join(d, name + '.tmp'), os.path.join(d, name))
+gdb.execute('set pagination off')
+gdb.execute('set confirm off')
+gdb.execute('break ngx_http_jpki_module.c:' + os.environ['TEAR_LINE'])
+flag('armed')
+state = 'breakpoint not hit'
+try:
+    gdb.execute('continue')
+    state = 'no slot address'
+    addr = int(gdb.parse_and_eval('&sl->file'))
+    st = os.stat(os.environ['TEAR_FILE'])
+    new = struct.pack('<QQqqqqq', st.st_dev, st.st_ino, st.st_size,
+                      st.st_mtime_ns // 10**9, st.st_mtime_ns % 10**9,
+                      st.st_ctime_ns // 10**9, st.st_ctime_ns % 10**9)
+    inf = gdb.selected_inferior()
+    old = bytes(inf.read_memory(addr, len(new)))
+    state = 'written whole'
+    for i in range(100000):
+        gdb.execute('stepi', to_string=True)
+        cur = bytes(inf.read_memory(addr, len(new)))
+        if cur == new:
+            break
+        if cur != old:
+            state = 'torn'
+            break
+except (gdb.error, KeyboardInterrupt) as e:
+    state += ' (%s)' % e
+flag('stepped', state)
+end = time.time() + 60
+while not os.path.exists(os.path.join(d, 'go')) and time.time() < end:
+    time.sleep(0.05)
+gdb.execute('delete')
+gdb.execute('detach')
+EOF
+    my $ng = JPKITest::Nginx->start(name => 'tear', workers => 2, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer $issuer crl=$crlf;
+    jpki_store shm zone=tear:1m;
+    jpki_crl_zone tearcrl:1m;
+    jpki_map_file $dir/tear.map;
+    jpki_revocation crl;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location = /health { jpki_health; }
+    }
+EOF
+    my $loaded = sub { (get_json($ng->url('/health'))->{json} // {})->{crls}[0]{loaded} };
+    ok(within(5, $loaded), 'the CRL is loaded');
+    my ($w1, $w2) = $ng->worker_pids;
+    my $td = "$dir/tear.d";
+    mkdir $td;
+    my $wait_for = sub { my ($f, $s) = @_; within($s, sub { -e "$td/$f" }) };
+    # only w1 sees the new version: w2 stopped meanwhile
+    kill 'STOP', $w2;
+    my $gpid = do {
+        local $ENV{TEAR_DIR} = $td;
+        local $ENV{TEAR_FILE} = $crlf;
+        local $ENV{TEAR_LINE} = $line;
+        JPKITest::spawn('gdb', "$dir/gdb.log", $gdb, '-q', '-batch', '-nx',
+                        '-p', $w1, '-x', "$dir/tear.py");
+    };
+    # gdb lets the loader go on (its breakpoint removed) and exits; SIGINT
+    # ends a wait for the breakpoint
+    my $gdb_done = sub {
+        spew("$td/go", '');
+        kill 'INT', $gpid unless -e "$td/stepped";
+        if (within(10, sub { !JPKITest::alive($gpid) })) {
+            delete $JPKITest::KIDS{$gpid};
+        } else {
+            JPKITest::stop_pid($gpid, 'TERM', 5);
+        }
+    };
+    my $done = sub { $gdb_done->(); kill 'CONT', $w2 };
+    SKIP: {
+        unless ($wait_for->('armed', 20)) {
+            $done->();
+            skip 'gdb cannot attach to a worker here: ' . slurp("$dir/gdb.log"), 4;
+        }
+        my $mark = $ng->mark;
+        spew("$crlf.tmp", slurp($crlf), 0644);
+        rename "$crlf.tmp", $crlf or die;
+        my $stepped = $wait_for->('stepped', 10) ? slurp("$td/stepped") : 'breakpoint not hit';
+        if ($stepped ne 'torn') {
+            $done->();
+            skip "no half-written identity to show ($stepped)", 4;
+        }
+        pass('the loader stopped with the identity half written (the mutex held)');
+        # w2 makes its check: it waits for the mutex (or, reading without it,
+        # takes the file for changed and waits to claim it); then stopped
+        # there while the loader completes and gives its claim up
+        kill 'CONT', $w2;
+        my $futex = { x86_64 => 202, aarch64 => 98 }->{(POSIX::uname())[4]};
+        if (defined $futex) {
+            ok(within(3, sub { slurp("/proc/$w2/syscall") =~ /^$futex / }),
+               'the other worker waits for the mutex');
+        } else {
+            sleep 1.5;
+            pass('the other worker waits for the mutex (given 1.5 s to get there)');
+        }
+        kill 'STOP', $w2;
+        $gdb_done->();
+        sleep 0.5;
+        kill 'CONT', $w2;
+        sleep 2.5;
+        my $n = () = $ng->log_since($mark) =~ /CRL "[^"]*tear\.crl" of issuer "card" loaded/g;
+        is($n, 1, 'the new version loaded once (by the loader), not again by the other worker')
+            or diag($ng->log_since($mark));
+        ok($loaded->(), '... and in force');
+    }
+    $ng->stop;
+};
 
 done_testing();
