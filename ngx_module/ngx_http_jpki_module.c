@@ -2685,20 +2685,54 @@ ngx_http_jpki_name_eq(u_char *a, u_char *b, size_t len)
 }
 
 
-/* One of the gate's headers (the account header NAME, any X-JPKI-*), but
- * not the one the gate set (its value is keep, the very string). */
+/* The account headers the gate set are known by their value: each value
+ * is registered as a no-op cleanup of the request's pool, which internal
+ * redirects keep (they clear the module's context) and subrequests share.
+ * A client's header can never match. */
+static void
+ngx_http_jpki_own_header(void *data)
+{
+    (void) data;
+}
+
+
 static ngx_uint_t
-ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name,
-    ngx_str_t *keep)
+ngx_http_jpki_is_own_header(ngx_http_request_t *r, ngx_table_elt_t *h)
+{
+    ngx_pool_cleanup_t  *c;
+
+    for (c = r->pool->cleanup; c != NULL; c = c->next) {
+        if (c->handler == ngx_http_jpki_own_header
+            && c->data == h->value.data)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* One of the gate's headers (the account header NAME, any X-JPKI-*), but
+ * not the one the gate set (its value is keep, the very string), nor, with
+ * keep_own, one a gate of this request set before an internal redirect. */
+static ngx_uint_t
+ngx_http_jpki_is_gate_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_str_t *name, ngx_str_t *keep, ngx_uint_t keep_own)
 {
     if (keep != NULL && keep->data != NULL && h->value.data == keep->data) {
         return 0;
     }
 
-    return (h->key.len == name->len
-            && ngx_http_jpki_name_eq(h->key.data, name->data, name->len))
-           || (h->key.len >= 7
-               && ngx_http_jpki_name_eq(h->key.data, (u_char *) "X-JPKI-", 7));
+    if (!((h->key.len == name->len
+           && ngx_http_jpki_name_eq(h->key.data, name->data, name->len))
+          || (h->key.len >= 7
+              && ngx_http_jpki_name_eq(h->key.data, (u_char *) "X-JPKI-", 7))))
+    {
+        return 0;
+    }
+
+    return !(keep_own && ngx_http_jpki_is_own_header(r, h));
 }
 
 
@@ -2711,7 +2745,7 @@ ngx_http_jpki_is_gate_header(ngx_table_elt_t *h, ngx_str_t *name,
  * otherwise the header a gate above it set (keep) stays. */
 static ngx_int_t
 ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_uint_t own, ngx_str_t *keep)
+    ngx_uint_t own, ngx_str_t *keep, ngx_uint_t keep_own)
 {
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
@@ -2734,7 +2768,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
             h = part->elts;
             i = 0;
         }
-        if (ngx_http_jpki_is_gate_header(&h[i], name, keep)) {
+        if (ngx_http_jpki_is_gate_header(r, &h[i], name, keep, keep_own)) {
             found = 1;
         }
     }
@@ -2759,8 +2793,8 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
             h = part->elts;
             i = 0;
         }
-        if (ngx_http_jpki_is_gate_header(&h[i], name, keep)) {
-            if (!own) {
+        if (ngx_http_jpki_is_gate_header(r, &h[i], name, keep, keep_own)) {
+            if (!own && !ngx_http_jpki_is_own_header(r, &h[i])) {
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "jpki: client sent gate header \"%V\": "
                               "removed", &h[i].key);
@@ -2787,7 +2821,8 @@ static ngx_int_t
 ngx_http_jpki_set_account_header(ngx_http_request_t *r,
     ngx_http_jpki_loc_conf_t *jlcf, ngx_str_t *account)
 {
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t     *h;
+    ngx_pool_cleanup_t  *cln;
 
     h = ngx_list_push(&r->headers_in.headers);
     if (h == NULL) {
@@ -2802,6 +2837,13 @@ ngx_http_jpki_set_account_header(ngx_http_request_t *r,
     }
     ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
     h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+    cln->handler = ngx_http_jpki_own_header;
+    cln->data = h->value.data;
 
     return NGX_OK;
 }
@@ -3385,6 +3427,14 @@ ngx_http_jpki_passed(ngx_http_request_t *r)
 }
 
 
+/* The location runs the gate (not the endpoints' location). */
+static ngx_uint_t
+ngx_http_jpki_gated(ngx_http_jpki_loc_conf_t *jlcf)
+{
+    return jlcf->enable && !jlcf->endpoints && jlcf->policy != NULL;
+}
+
+
 /* Checks the request's session; a refusal is answered here (NGX_DONE).
  * NGX_OK: it passes, with the account header set; NGX_AGAIN: the check
  * waits on I/O and resumes the phases when it ends; NGX_DECLINED: no gate
@@ -3413,14 +3463,15 @@ ngx_http_jpki_gate(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (!jlcf->enable || jlcf->endpoints || jlcf->policy == NULL) {
+    if (!ngx_http_jpki_gated(jlcf)) {
         return NGX_DECLINED;
     }
 
     /* a subrequest gets a header list of its own, without the gate's
      * headers of its parent: the account it passes with is its own */
     if (r != r->main
-        && ngx_http_jpki_strip_headers(r, &jlcf->header, 1, NULL) != NGX_OK)
+        && ngx_http_jpki_strip_headers(r, &jlcf->header, 1, NULL, 0)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -3490,7 +3541,13 @@ ngx_http_jpki_preaccess_handler(ngx_http_request_t *r)
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
 
-    if (ngx_http_jpki_strip_headers(r, &jlcf->header, 0, keep) != NGX_OK) {
+    /* after an internal redirect (try_files, error_page) the header the
+     * gate set stays in a location without the gate; a gated location's
+     * gate sets it again */
+    if (ngx_http_jpki_strip_headers(r, &jlcf->header, 0, keep,
+                                    !ngx_http_jpki_gated(jlcf))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
