@@ -527,12 +527,34 @@ jpki_note_auth_failure(request_rec *r, const char *auth_type)
 
 
 /* Identity for requests whose authentication was copied by the core from
- * the previous or main request (same configuration), then the endpoints'
+ * the previous or main request (same configuration); and for an internal
+ * redirect (ErrorDocument, mod_rewrite) out of a gated location into one
+ * without authentication: the account header and JPKI_* of the nearest
+ * earlier request the gate passed (REMOTE_USER stays empty there: the
+ * location has no authentication of its own).  Then the endpoints'
  * handler. */
 static int
 jpki_fixups_identity(request_rec *r)
 {
-    jpki_req  *rq;
+    jpki_req     *rq;
+    request_rec  *p;
+
+    if (r->user == NULL && ap_auth_type(r) == NULL) {
+        for (p = r->prev; p != NULL; p = p->prev) {
+            rq = ap_get_module_config(p->request_config, &auth_jpki_module);
+            if (rq != NULL && rq->identity_set) {
+                const char  *a = apr_table_get(p->subprocess_env,
+                                               "JPKI_ACCOUNT");
+
+                if (a != NULL) {
+                    jpki_set_identity(r, a, apr_table_get(p->subprocess_env,
+                                                          "JPKI_CERT_ID"));
+                }
+                break;
+            }
+        }
+        return DECLINED;
+    }
 
     if (r->user == NULL || !jpki_is_jpki_auth(r)) {
         return DECLINED;

@@ -3,7 +3,8 @@
 # include of mod_include) is gated like a request: without a session the
 # included content never appears and the upstream is not asked; with one,
 # the included request carries the account.  A client's account header is
-# stripped from subrequests too.  (nginx: t/nginx-hardening.t.)
+# stripped from subrequests too.  An internal redirect (ErrorDocument) out
+# of a gated location keeps the gate's account.  (nginx: t/nginx-hardening.t.)
 use strict;
 use warnings;
 use FindBin;
@@ -40,6 +41,11 @@ DocumentRoot "$www"
 <Location /pub/echo>
     ProxyPass http://127.0.0.1:\@UP\@/pub/echo
 </Location>
+<Location /err/>
+    AuthType JPKI
+    Require valid-user
+    ErrorDocument 404 /pub/echo
+</Location>
 @{[ ap_gate_conf(recheck => 0) ]}
 EOF
 
@@ -55,6 +61,16 @@ is($login->{status}, 200, 'login');
 my $cookie = cookie_of($login) // '';
 $r = http('GET', $ap->url('/page.shtml'), headers => { Cookie => "jpki_session=$cookie" });
 like($r->{content}, qr/account=\[alice\]/, 'with a session the include carries the account');
+
+# an internal redirect (ErrorDocument) from a gated location to an ungated
+# one keeps the account the gate set, not a client's
+my $m2 = $ap->mark;
+$r = http('GET', $ap->url('/err/none'), headers => { Cookie => "jpki_session=$cookie",
+                                                    'X-JPKI-Account' => 'mallory' });
+like($r->{content}, qr/account=\[alice\]/, 'internal redirect after the gate: the account stays');
+unlike($r->{content}, qr/mallory/, "... not the client's");
+$r = http('GET', $ap->url('/err/none'));
+is($r->{status}, 401, 'without a session the gated location refuses first');
 
 $r = http('GET', $ap->url('/page.shtml'),
           headers => { Cookie => 'jpki_session=v1.forged' });
