@@ -97,15 +97,8 @@ $ng->stop;
     utime $t, $t, $huge;
     chmod 0644, $huge;
     rename $huge, $crl or die;
-    my ($worst, $n, $loaded) = (0, 0, 0);
-    my $end = time + 15;
-    while (time < $end) {
-        my $r = http('GET', $one->url('/health'), timeout => 5);
-        $worst = $r->{elapsed} if $r->{elapsed} > $worst;
-        $n++;
-        if (($r->{json}{crls}[0]{crl_number} // 0) == 20) { $loaded = 1; last }
-        sleep 0.05;
-    }
+    my ($worst, $n, $loaded) = $one->answers_until('/health', 15, 0.05, sub {
+        (($_[0]{json} // {})->{crls}[0]{crl_number} // 0) == 20 });
     ok($loaded, 'the 1,000,000-entry CRL is loaded (CRL 20)');
     ok($n >= 3, "the worker answered $n times while it was parsed");
     ok($worst < 0.5, sprintf('... each within %.3f s (< 0.5 s): the parse did not stall it', $worst));

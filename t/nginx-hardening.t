@@ -400,18 +400,8 @@ EOF
         chmod 0644, $big;
         my $mark = $ng->mark;
         rename $big, $map or die;
-        my ($worst, $n, $loaded) = (0, 0, 0);
-        my $end = time + 30;
-        while (time < $end) {
-            my $r = http('GET', $ng->url('/pub/ping'), timeout => 10);
-            $worst = $r->{elapsed} if $r->{elapsed} > $worst;
-            $n++;
-            if ($ng->log_since($mark) =~ /mapping file "[^"]*" loaded, @{[ $lines + 1 ]} entries/) {
-                $loaded = 1;
-                last;
-            }
-            sleep 0.02;
-        }
+        my ($worst, $n, $loaded) = $ng->answers_until('/pub/ping', 30, 0.02, sub {
+            $ng->log_since($mark) =~ /mapping file "[^"]*" loaded, @{[ $lines + 1 ]} entries/ });
         ok($loaded, 'a mapping file of 1,500,001 lines is loaded');
         ok($n >= 3, "the worker answered $n times while it was read");
         ok($worst < 0.5, sprintf('... each within %.3f s (< 0.5 s): the reading did not stall it', $worst));

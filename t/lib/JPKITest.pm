@@ -653,6 +653,23 @@ sub worker_pids {
     return JPKITest::child_pids($s->{pid});
 }
 
+# Requests PATH over and over (PAUSE s apart) until DONE->(answer) is true
+# or SECONDS pass: (the slowest answer's seconds, how many, whether DONE),
+# to show that a worker keeps answering while it loads something big.
+sub answers_until {
+    my ($s, $path, $seconds, $pause, $done) = @_;
+    my ($worst, $n, $ok) = (0, 0, 0);
+    my $end = time + $seconds;
+    while (time < $end) {
+        my $r = JPKITest::http('GET', $s->url($path), timeout => 10);
+        $worst = $r->{elapsed} if $r->{elapsed} > $worst;
+        $n++;
+        if ($done->($r)) { $ok = 1; last }
+        sleep $pause;
+    }
+    return ($worst, $n, $ok);
+}
+
 # Problems in the error log: alert/crit/emerg, a worker that died, a
 # sanitizer report.  Returns the offending lines.
 sub log_problems {
