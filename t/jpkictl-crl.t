@@ -307,14 +307,7 @@ unchanged_store('wrong password');
 my $crln = 10;
 sub gencrl {    # a CRL of ca2 with the 7 rev-* entries + 30000 others
     my ($out) = @_;
-    spew("$dir/crlnum", sprintf("%02X\n", $crln++));
-    spew("$dir/serial", "01\n");
-    local $ENV{CA_DB} = "$dir/big-index.txt";
-    local $ENV{CA_SERIAL} = "$dir/serial";
-    local $ENV{CA_CRLNUM} = "$dir/crlnum";
-    local $ENV{CA_NEWCERTS} = $dir;
-    system("openssl ca -batch -config $P/db/openssl.cnf -gencrl -cert $P/ca2.pem "
-           . "-keyfile $P/ca2.key -out $out >/dev/null 2>&1") == 0 or die 'openssl ca -gencrl';
+    JPKITest::ca2_crl($dir, "$dir/big-index.txt", $crln++, $out) or die 'openssl ca -gencrl';
 }
 gencrl("$dir/big10.crl");
 my $used = $r->cmd('INFO', 'memory') =~ /^used_memory:(\d+)/m ? $1 : 0;

@@ -69,14 +69,8 @@ sub fixture {
                  map { sprintf "R\t%s\t%s,superseded\t7E%06X%010X\tunknown\t/CN=filler",
                        $exp, $revdate, $g, $_ } 1 .. $fill);
         spew("$dir/index-$g.txt", join('', map { "$_\n" } @r));
-        spew("$dir/crlnum", sprintf("%04X\n", $BASE_NUMBER + $g));
-        spew("$dir/serial", "01\n");
-        local $ENV{CA_DB} = "$dir/index-$g.txt";
-        local $ENV{CA_SERIAL} = "$dir/serial";
-        local $ENV{CA_CRLNUM} = "$dir/crlnum";
-        local $ENV{CA_NEWCERTS} = $dir;
-        system("openssl ca -batch -config $pki/db/openssl.cnf -gencrl -cert $pki/ca2.pem "
-               . "-keyfile $pki/ca2.key -out $dir/gen-$g.crl.pem >>$dir/openssl.log 2>&1") == 0
+        JPKITest::ca2_crl($dir, "$dir/index-$g.txt", $BASE_NUMBER + $g,
+                          "$dir/gen-$g.crl.pem", "$dir/openssl.log")
             && system("openssl crl -in $dir/gen-$g.crl.pem -outform DER -out $dir/gen-$g.crl "
                       . ">>$dir/openssl.log 2>&1") == 0
             or BAIL_OUT("openssl ca -gencrl failed: " . slurp("$dir/openssl.log"));

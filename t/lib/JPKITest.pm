@@ -222,6 +222,23 @@ sub server_pki {
 
 # ---------------------------------------------------------------- processes
 
+# ca2_crl(DIR, INDEX, NUMBER, OUT [, LOG]): a CRL of the test PKI's ca2 made
+# by `openssl ca -gencrl` from the index file INDEX (openssl ca's database
+# format) with CRL number NUMBER, PEM into OUT (scratch files in DIR,
+# openssl's output appended to LOG, default /dev/null).  True on success.
+sub ca2_crl {
+    my ($dir, $index, $number, $out, $log) = @_;
+    my $p = $PKI;
+    spew("$dir/crlnum", sprintf("%04X\n", $number));
+    spew("$dir/serial", "01\n");
+    local $ENV{CA_DB} = $index;
+    local $ENV{CA_SERIAL} = "$dir/serial";
+    local $ENV{CA_CRLNUM} = "$dir/crlnum";
+    local $ENV{CA_NEWCERTS} = $dir;
+    return system("openssl ca -batch -config $p/db/openssl.cnf -gencrl -cert $p/ca2.pem "
+                  . "-keyfile $p/ca2.key -out $out >>" . ($log // '/dev/null') . " 2>&1") == 0;
+}
+
 # fork_code(NAME, LOGFILE, CODE) - CODE runs in a child in its own process
 # group (stopped with the harness's other children), stdout and stderr to
 # LOGFILE; returns the pid.
