@@ -127,7 +127,7 @@ sub stopped_ok {
     my ($what, $logs, $exited, $st, $bad, %o) = @_;
     my @bad = @$bad;
     Test::More::ok(!@bad, "$what: $logs free of alert/crit/emerg and crashes")
-        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 20 ? 20 : $#bad)]);
+        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 40 ? 40 : $#bad)]);
     Test::More::is($st, 0, "$what: $exited") unless $o{no_exit_check};
 }
 
@@ -695,7 +695,8 @@ sub log_problems {
     for (split /\n/, $s->log_since($mark)) {
         push @bad, $_ if /\[(alert|crit|emerg)\]/ || /exited on signal/
                          || /AddressSanitizer|runtime error:|LeakSanitizer/
-                         || /worker process \d+ exited with code [1-9]/;
+                         || /worker process \d+ exited with code [1-9]/
+                         || /^\s*#\d+ 0x[0-9a-f]+ in /;   # a sanitizer's stack frames
     }
     return @bad;
 }
