@@ -484,4 +484,27 @@ sub crl { return ctl('crl', 'inspect', '--crl', @_) }
     is_usage('crl inspect unreadable', qr/cannot read CRL file/, crl("$tmp/nonexistent.crl", '--issuer', $card2));
 }
 
+# ---------------------------------------------------------------- --redis
+
+# Checked before any store command runs: a mistyped port or database is a
+# usage error (exit 2), not a store failure on port 1 or database 0.
+# Port 1: nothing listens there, so the old reading failed with exit 5.
+{
+    for my $c (['crl', 'status'], ['map', 'list'], ['purge', '--revocation']) {
+        is_usage("@$c --redis 127.0.0.1:1x", qr/--redis: expected HOST:PORT/,
+                 ctl(@$c, '--redis', '127.0.0.1:1x'));
+        is_usage("@$c --redis-db=x", qr/--redis-db: expected a number/,
+                 ctl(@$c, '--redis', '127.0.0.1:1', '--redis-db=x'));
+    }
+    is_usage('--redis :1 (no host)', qr/--redis: expected HOST:PORT/,
+             ctl('crl', 'status', '--redis', ':1'));
+    is_usage('--redis 127.0.0.1:65536', qr/--redis: expected HOST:PORT/,
+             ctl('crl', 'status', '--redis', '127.0.0.1:65536'));
+    is_usage('--redis-db -1', qr/--redis-db: expected a number/,
+             ctl('crl', 'status', '--redis', '127.0.0.1:1', '--redis-db=-1'));
+    my @r = ctl('crl', 'status', '--redis', '127.0.0.1:1', '--redis-db', '3');
+    is($r[0], 5, 'a valid --redis-db passes the check (then Redis is down: 5)')
+        or diag($r[2]);
+}
+
 done_testing();

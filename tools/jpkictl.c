@@ -12,12 +12,19 @@
  */
 #include "jpkictl.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -32,8 +39,8 @@ static const char usage_head[] =
 "Checks signatures, certificates and CRLs exactly as the JPKI login gate\n"
 "does.  Exit status: 0 valid, 1 invalid (the verdict gives the reason word\n"
 "the gate logs and returns), 2 usage or input error (message on stderr);\n"
-"crl sync, crl status, purge and recheck add 3 not newer, 4 fetch failed,\n"
-"5 store failed (see each command).\n"
+"the store commands (crl sync, crl status, purge, recheck, map) add 3 not\n"
+"newer, 4 fetch failed, 5 store failed (see each command).\n"
 "Options: --opt VALUE or --opt=VALUE; -h/--help after a command.\n\n";
 
 static const char usage_sig[] =
@@ -113,10 +120,15 @@ static const char usage_map[] =
 "                 --serial - reads it from standard input (a command line is\n"
 "                 visible to other local users)\n"
 "  --secret-file  the gate's site secret file (cert_id depends on it)\n"
-"  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U,\n"
-"                 --redis-password P (better: env JPKI_REDIS_PASSWORD, out\n"
-"                 of the process list)\n"
-"  --map-file F   the gate's mapping file (one machine, embedded store)\n\n";
+"  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U\n"
+"  --redis-password P  prefer env JPKI_REDIS_PASSWORD: P is blanked in the\n"
+"                 process list once read, but shows there until then\n"
+"  --map-file F   the gate's mapping file (one machine, embedded store):\n"
+"                 replaced whole, keeping its mode, owner and group (a new\n"
+"                 file: mode 0640, chgrp it to the gate's group); F.lock\n"
+"                 serialises runs.  Nothing changes when F cannot be read.\n"
+"  Exit: 0 done; 1 not mapped (remove) or certificate refused (FAIL line);\n"
+"  2 usage or mapping file error; 5 Redis failed.\n\n";
 
 static const char usage_tail[] =
 "jpkictl version | help [COMMAND]\n";
@@ -238,7 +250,15 @@ static int store_opt(args_t *a, int o, const char *val)
     return 0;
 }
 
-/* allowed: BIT() mask of the options the command takes. */
+/* --redis-password's value, out of argv (parse_args); cleared after the
+ * command ran. */
+static char redis_password[ARG_MAX_LEN + 1];
+
+/* allowed: BIT() mask of the options the command takes.  The value of
+ * --redis-password is copied and its characters in argv overwritten with
+ * 'x', as mysql does: /proc/PID/cmdline (ps) is readable by every local
+ * user.  It shows the password from exec until then, hence the advice to
+ * use JPKI_REDIS_PASSWORD. */
 static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
 {
     const char *val;
@@ -246,6 +266,11 @@ static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
 
     for (i = 0; i < argc; i++) {
         o = tool_opt_next(argc, argv, &i, optdefs, O__COUNT, allowed, &val);
+        if (o == O_REDIS_PASSWORD) {
+            snprintf(redis_password, sizeof(redis_password), "%s", val);
+            memset((char *)val, 'x', strlen(val));  /* points into argv */
+            val = redis_password;
+        }
         if (o < 0 || store_opt(a, o, val) != 0)
             return -1;
     }
@@ -268,18 +293,12 @@ int opt_uint(const args_t *a, int o, unsigned long long min,
              unsigned long long *out)
 {
     const char *v = a->val[o];
-    unsigned long long x;
 
     *out = def;
-    if (v == NULL)
+    if (v == NULL || tool_uint(v, strlen(v), min, max, out) == 0)
         return 0;
-    x = strtoull(v, NULL, 10);
-    if (!all_digits(v, strlen(v)) || strlen(v) > 19 || x < min || x > max) {
-        say("--%s: expected a number, %llu..%llu", optdefs[o].name, min, max);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    say("--%s: expected a number, %llu..%llu", optdefs[o].name, min, max);
+    return -1;
 }
 
 /* ---- context ------------------------------------------------------ */
@@ -630,28 +649,64 @@ out:
 
 /* ---- map add | remove | list -------------------------------------- */
 
+/* --redis HOST:PORT: the host into host[hostlen] and the port; -1 when
+ * malformed.  The port is all digits: strtol would read "6379abc" as
+ * 6379. */
+static int redis_addr(const char *addr, char *host, size_t hostlen,
+                      int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    unsigned long long p;
+
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= hostlen
+        || tool_uint(colon + 1, strlen(colon + 1), 1, 65535, &p) != 0)
+        return -1;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* --redis and --redis-db, checked before any command runs: a mistyped
+ * value is a usage error (exit 2), never another port or database 0. */
+static int check_redis_opts(const args_t *a)
+{
+    const char *addr = a->val[O_REDIS];
+    unsigned long long db;
+    char host[256];
+    int port;
+
+    if (addr != NULL
+        && (strncmp(addr, "unix:", 5) == 0
+            ? addr[5] == '\0'
+            : redis_addr(addr, host, sizeof(host), &port) != 0)) {
+        say("--redis: expected HOST:PORT (PORT 1..65535) or unix:PATH, got "
+            "\"%.64s\"", addr);
+        return -1;
+    }
+    return opt_uint(a, O_REDIS_DB, 0, INT_MAX, 0, &db);
+}
+
 redisContext *redis_open(const args_t *a)
 {
-    const char *addr = a->val[O_REDIS], *colon, *pw;
+    const char *addr = a->val[O_REDIS], *pw;
     struct timeval tv = {3, 0};
+    unsigned long long db;
     redisContext *rc;
     redisReply *r;
     char host[256];
-    long port, db = 0;
+    int port;
 
+    /* both checked by check_redis_opts() before the command ran */
+    if (opt_uint(a, O_REDIS_DB, 0, INT_MAX, 0, &db) != 0)
+        return NULL;
     if (strncmp(addr, "unix:", 5) == 0) {
         rc = redisConnectUnixWithTimeout(addr + 5, tv);
+    } else if (redis_addr(addr, host, sizeof(host), &port) == 0) {
+        rc = redisConnectWithTimeout(host, port, tv);
     } else {
-        colon = strrchr(addr, ':');
-        port = colon ? strtol(colon + 1, NULL, 10) : 6379;
-        if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)
-            || port < 1 || port > 65535) {
-            say("--redis: expected HOST:PORT or unix:PATH");
-            return NULL;
-        }
-        memcpy(host, addr, (size_t)(colon - addr));
-        host[colon - addr] = '\0';
-        rc = redisConnectWithTimeout(host, (int)port, tv);
+        say("--redis: expected HOST:PORT or unix:PATH");
+        return NULL;
     }
     if (rc == NULL || rc->err) {
         say("redis: cannot connect to %.200s", addr);
@@ -666,7 +721,10 @@ redisContext *redis_open(const args_t *a)
             ? redisCommand(rc, "AUTH %s %s", a->val[O_REDIS_USER], pw)
             : redisCommand(rc, "AUTH %s", pw);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            say("redis: authentication refused");
+            if (r == NULL)
+                say("redis: AUTH: %.200s", rc->errstr);
+            else
+                say("redis: authentication refused");
             freeReplyObject(r);
             redisFree(rc);
             return NULL;
@@ -674,10 +732,10 @@ redisContext *redis_open(const args_t *a)
         freeReplyObject(r);
     }
     if (a->val[O_REDIS_DB] != NULL) {
-        db = strtol(a->val[O_REDIS_DB], NULL, 10);
-        r = redisCommand(rc, "SELECT %ld", db);
+        r = redisCommand(rc, "SELECT %llu", db);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            say("redis: SELECT %ld refused", db);
+            say("redis: SELECT %llu: %.200s", db,
+                r == NULL ? rc->errstr : "refused");
             freeReplyObject(r);
             redisFree(rc);
             return NULL;
@@ -764,40 +822,154 @@ static int map_backend(const args_t *a)
     return 0;
 }
 
+#define MAP_FILE_MODE  0640       /* a new mapping file; see map_file_update */
+
+/* Best effort: makes a rename in path's directory durable.  The rename is
+ * done and seen whatever happens here. */
+static void sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[ARG_MAX_LEN + 1];
+    int fd;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s",
+                 slash == path ? 1 : (int)(slash - path), path);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
 /* Rewrites the mapping file without cert_id's line, then (add) appends the
- * new line; the file is replaced by rename, so the gate never reads a half
- * written file. */
+ * new line.  The gate may read the file at any moment, and it holds every
+ * mapping of the site, so:
+ * - the new content goes to a new temporary file beside it, made by
+ *   mkstemp (a fixed name could be a symlink planted by whoever can write
+ *   the directory), synced, then renamed over the file: the gate reads the
+ *   old file or the new one, never half of one, even after a crash;
+ * - any error reading the old file stops the run before anything is
+ *   replaced: a file read in part would lose the other mappings;
+ * - the new file gets the old one's mode, owner and group (typically
+ *   0640 root:<the gate's group>; only root can give another owner); a new
+ *   one is MAP_FILE_MODE, as mappings say who may log in as whom;
+ * - runs are serialised by an flock on "F.lock": two runs at once would
+ *   each write the old content plus their own line, and one change would
+ *   be lost.  The lock file stays: removing it would let a third run lock
+ *   another inode. */
 static int map_file_update(const char *path, const char *id,
                            const char *account, int *found)
 {
-    char tmp[4200], line[512];
-    FILE *in, *out;
-    int ok = 1;
+    char tmp[ARG_MAX_LEN + 16], lockpath[ARG_MAX_LEN + 16], *line = NULL;
+    int lock = -1, fd = -1, tfd = -1, made = 0, nl = 1, rc = -1, err;
+    mode_t mode = MAP_FILE_MODE;
+    struct stat st, tst;
+    FILE *in = NULL, *out = NULL;
+    size_t cap = 0;
+    ssize_t n;
 
     *found = 0;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    out = fopen(tmp, "w");
-    if (out == NULL) {
-        say("cannot write %.200s", tmp);
-        return -1;
+    snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
+    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+    lock = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+        say("cannot lock %.200s: %s", lockpath, strerror(errno));
+        goto out;
     }
-    in = fopen(path, "r");
-    while (in != NULL && fgets(line, sizeof(line), in) != NULL) {
-        if (strncmp(line, id, JPKI_CERT_ID_HEX_LEN) == 0
+
+    /* O_NONBLOCK: a FIFO at path must not hang the run (refused below) */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        say("cannot read %.200s: %s; nothing changed", path, strerror(errno));
+        goto out;
+    }
+    if (fd >= 0) {
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            say("%.200s is not a regular file; nothing changed", path);
+            goto out;
+        }
+        if ((in = fdopen(fd, "r")) == NULL) {
+            say("cannot read %.200s: %s; nothing changed", path,
+                strerror(errno));
+            goto out;
+        }
+        fd = -1;                                /* in owns it */
+        mode = st.st_mode & 0777;
+    }
+
+    if ((tfd = mkstemp(tmp)) < 0) {
+        say("cannot create a temporary file beside %.200s: %s; nothing "
+            "changed", path, strerror(errno));
+        goto out;
+    }
+    made = 1;
+    if (in != NULL
+        && (fstat(tfd, &tst) != 0
+            || ((tst.st_uid != st.st_uid || tst.st_gid != st.st_gid)
+                && fchown(tfd, st.st_uid, st.st_gid) != 0))) {
+        say("cannot give the new %.200s the owner and group of the old one "
+            "(%u:%u): %s; nothing changed (run as root or as its owner)",
+            path, (unsigned)st.st_uid, (unsigned)st.st_gid, strerror(errno));
+        goto out;
+    }
+    /* after fchown, which may clear mode bits */
+    if (fchmod(tfd, mode) != 0 || (out = fdopen(tfd, "w")) == NULL) {
+        say("cannot write %.200s: %s; nothing changed", tmp, strerror(errno));
+        goto out;
+    }
+    tfd = -1;                                   /* out owns it */
+
+    while (in != NULL && (n = getline(&line, &cap, in)) > 0) {
+        if ((size_t)n > JPKI_CERT_ID_HEX_LEN
+            && strncmp(line, id, JPKI_CERT_ID_HEX_LEN) == 0
             && line[JPKI_CERT_ID_HEX_LEN] == ' ') {
             *found = 1;
             continue;
         }
-        fputs(line, out);
+        fwrite(line, 1, (size_t)n, out);
+        nl = line[n - 1] == '\n';
     }
-    if (in != NULL)
-        fclose(in);
+    if (in != NULL && ferror(in)) {
+        say("cannot read %.200s: %s; nothing changed", path, strerror(errno));
+        goto out;
+    }
+    if (!nl)                        /* a last line without its newline */
+        fputc('\n', out);
     if (account != NULL)
         fprintf(out, "%s %s\n", id, account);
-    ok = fflush(out) == 0 && fclose(out) == 0 && rename(tmp, path) == 0;
-    if (!ok)
-        say("cannot replace %.200s", path);
-    return ok ? 0 : -1;
+    err = fflush(out) != 0 || fsync(fileno(out)) != 0;
+    if (fclose(out) != 0 || err) {
+        out = NULL;
+        say("cannot write %.200s: %s; nothing changed", tmp, strerror(errno));
+        goto out;
+    }
+    out = NULL;
+    if (rename(tmp, path) != 0) {
+        say("cannot replace %.200s: %s; nothing changed", path,
+            strerror(errno));
+        goto out;
+    }
+    made = 0;
+    sync_dir(path);
+    rc = 0;
+out:
+    if (out != NULL)
+        fclose(out);
+    if (tfd >= 0)
+        close(tfd);
+    if (made)
+        unlink(tmp);
+    if (in != NULL)
+        fclose(in);
+    if (fd >= 0)
+        close(fd);
+    if (lock >= 0)
+        close(lock);                            /* releases the flock */
+    free(line);
+    return rc;
 }
 
 static int redis_map_cmd(const args_t *a, const char *id, const char *account,
@@ -813,7 +985,8 @@ static int redis_map_cmd(const args_t *a, const char *id, const char *account,
     r = account ? redisCommand(rc, "SET %s %s", key, account)
         : redisCommand(rc, "DEL %s", key);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        say("redis: command failed");
+        say("redis: %s failed: %.200s", account ? "SET" : "DEL",
+            r != NULL ? r->str : rc->errstr);
         freeReplyObject(r);
         redisFree(rc);
         return -1;
@@ -840,10 +1013,12 @@ static int run_map_add(const args_t *a)
         return EXIT_USAGE;
     if ((rc = map_cert_id(a, id)) != EXIT_VALID)
         return rc;
-    if (a->val[O_MAP_FILE] != NULL
-            ? map_file_update(a->val[O_MAP_FILE], id, acct, &found)
-            : redis_map_cmd(a, id, acct, &n))
-        return EXIT_USAGE;
+    if (a->val[O_MAP_FILE] != NULL) {
+        if (map_file_update(a->val[O_MAP_FILE], id, acct, &found) != 0)
+            return EXIT_USAGE;
+    } else if (redis_map_cmd(a, id, acct, &n) != 0) {
+        return EXIT_STORE;
+    }
     printf("mapped cert_id=%s account=%s\n", id, acct);
     return EXIT_VALID;
 }
@@ -858,19 +1033,43 @@ static int run_map_remove(const args_t *a)
         return EXIT_USAGE;
     if ((rc = map_cert_id(a, id)) != EXIT_VALID)
         return rc;
-    if (a->val[O_MAP_FILE] != NULL
-            ? map_file_update(a->val[O_MAP_FILE], id, NULL, &found)
-            : redis_map_cmd(a, id, NULL, &n))
-        return EXIT_USAGE;
+    if (a->val[O_MAP_FILE] != NULL) {
+        if (map_file_update(a->val[O_MAP_FILE], id, NULL, &found) != 0)
+            return EXIT_USAGE;
+    } else if (redis_map_cmd(a, id, NULL, &n) != 0) {
+        return EXIT_STORE;
+    }
     found = found || n > 0;
     printf("%s cert_id=%s\n", found ? "removed" : "not mapped", id);
     return found ? EXIT_VALID : EXIT_INVALID;
 }
 
+/* A SCAN reply is [cursor, [key, ...]].  Whatever else answers (another
+ * server on that port, a proxy, a future Redis) is refused, not read: a
+ * cursor that is not digits would be sent back as is, a key that is not a
+ * string has no text. */
+static int scan_reply_ok(const redisReply *r)
+{
+    const redisReply *cur, *keys;
+    size_t i;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return 0;
+    cur = r->element[0];
+    keys = r->element[1];
+    if (cur->type != REDIS_REPLY_STRING || cur->len > 20
+        || !all_digits(cur->str, cur->len) || keys->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (i = 0; i < keys->elements; i++)
+        if (keys->element[i]->type != REDIS_REPLY_STRING)
+            return 0;
+    return 1;
+}
+
 static int run_map_list(const args_t *a)
 {
     redisContext *rc;
-    redisReply *r, *g;
+    redisReply *r, *g, *k;
     char cursor[32] = "0";
     size_t i, plen = strlen(JPKI_STORE_PREFIX "map:");
     uint8_t *buf;
@@ -886,29 +1085,40 @@ static int run_map_list(const args_t *a)
         return EXIT_VALID;
     }
     if ((rc = redis_open(a)) == NULL)
-        return EXIT_USAGE;
+        return EXIT_STORE;
     do {
         r = redisCommand(rc, "SCAN %s MATCH " JPKI_STORE_PREFIX "map:* "
                          "COUNT 1000", cursor);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            say("redis: SCAN failed");
-            freeReplyObject(r);
-            redisFree(rc);
-            return EXIT_USAGE;
+        if (!scan_reply_ok(r)) {
+            say("redis: SCAN failed: %.200s", r == NULL ? rc->errstr
+                : r->type == REDIS_REPLY_ERROR ? r->str
+                : "the answer is not a SCAN reply");
+            goto fail;
         }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
         for (i = 0; i < r->element[1]->elements; i++) {
-            const char *k = r->element[1]->element[i]->str;
-            g = redisCommand(rc, "GET %s", k);
-            if (g != NULL && g->type == REDIS_REPLY_STRING
-                && strlen(k) > plen)
-                printf("%s %.*s\n", k + plen, (int)g->len, g->str);
+            k = r->element[1]->element[i];
+            g = redisCommand(rc, "GET %b", k->str, k->len);
+            /* a lost connection or a refused GET would otherwise end the
+             * list early with exit 0; nil: deleted since the SCAN */
+            if (g == NULL || g->type == REDIS_REPLY_ERROR) {
+                say("redis: GET failed: %.200s", g != NULL ? g->str
+                    : rc->errstr);
+                freeReplyObject(g);
+                goto fail;
+            }
+            if (g->type == REDIS_REPLY_STRING && k->len > plen)
+                printf("%s %.*s\n", k->str + plen, (int)g->len, g->str);
             freeReplyObject(g);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
     redisFree(rc);
     return EXIT_VALID;
+fail:
+    freeReplyObject(r);
+    redisFree(rc);
+    return EXIT_STORE;
 }
 
 /* ---- commands ----------------------------------------------------- */
@@ -980,9 +1190,11 @@ static int run_command(const struct command *c, int argc, char **argv)
             fputs(c->usage, stdout);
             return EXIT_VALID;
         }
-        if (require(&a, c->required) == 0 && parse_at(&a) == 0)
+        if (require(&a, c->required) == 0 && parse_at(&a) == 0
+            && check_redis_opts(&a) == 0)
             rc = c->run(&a);
     }
+    OPENSSL_cleanse(redis_password, sizeof(redis_password));
     if (rc == SHOW_USAGE) {
         fputs(c->usage, stderr);
         rc = EXIT_USAGE;
@@ -1021,6 +1233,11 @@ int main(int argc, char **argv)
 {
     const struct command *c;
 
+    /* hiredis 0.14 writes with write(): a connection Redis (or a proxy)
+     * closed would kill the process with SIGPIPE (exit 141, no message,
+     * crl sync's result line unprinted).  Ignored, the write fails with
+     * EPIPE and the command reports the store failure. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -16,7 +16,7 @@
 #include <time.h>
 
 /* Exit status.  0..2 for every command; 3..5 for the store commands (crl
- * sync, crl status, recheck, purge): see docs/operations.md. */
+ * sync, crl status, recheck, purge; map: 5 only): see docs/operations.md. */
 #define EXIT_VALID     0
 #define EXIT_INVALID   1          /* also: CRL invalid or stale; revoked */
 #define EXIT_USAGE     2

@@ -3,6 +3,25 @@
 
 #include <string.h>
 
+int tool_uint(const char *s, size_t n, unsigned long long min,
+              unsigned long long max, unsigned long long *out)
+{
+    unsigned long long x = 0;
+    size_t i;
+
+    if (n == 0 || n > 19)               /* 19 digits never overflow */
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        x = x * 10 + (unsigned long long)(s[i] - '0');
+    }
+    if (x < min || x > max)
+        return -1;
+    *out = x;
+    return 0;
+}
+
 int tool_opt_next(int argc, char **argv, int *i, const tool_opt *defs,
                   int n, unsigned long long allowed, const char **val)
 {

@@ -19,6 +19,14 @@ typedef struct {
 int tool_opt_next(int argc, char **argv, int *i, const tool_opt *defs,
                   int n, unsigned long long allowed, const char **val);
 
+/* s[0..n) as a decimal number within [min, max] into *out: 0, or -1 when
+ * it is empty, holds anything but the digits 0-9 (no sign, space or
+ * suffix: strtoull would take "6379abc" as 6379 and "x" as 0), has more
+ * than 19 digits or is out of range.  No message: the caller names what
+ * was wrong. */
+int tool_uint(const char *s, size_t n, unsigned long long min,
+              unsigned long long max, unsigned long long *out);
+
 /* The tool's message function (prefixed with its name, on stderr). */
 __attribute__((format(printf, 1, 2))) void say(const char *fmt, ...);
 #endif
