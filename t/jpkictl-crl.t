@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # t/jpkictl-crl.t - jpkictl crl sync | crl status | purge --revocation |
 # recheck against a real redis-server (and a local HTTP server, and a real
-# slapd when Debian's slapd is installed), with the test PKI (make pki).
+# slapd when Debian's slapd is installed), with the test PKI (make pki);
+# replies a real server never gives come from a fake one (fake_redis).
 #   prove -v t/jpkictl-crl.t
 # Env: JPKI_BUILD (default build), JPKI_TEST_PKI (default build/pki).
 #
@@ -16,6 +17,7 @@ use JPKITest ();
 use File::Temp qw(tempdir);
 use File::Copy qw(copy);
 use IO::Socket::INET;
+use MIME::Base64 ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep);
 
@@ -39,6 +41,7 @@ sub slurp { my ($f) = @_; open my $h, '<:raw', $f or die "$f: $!"; local $/; my 
 sub spew  { my ($f, $d) = @_; open my $h, '>:raw', $f or die "$f: $!"; print $h $d; close $h or die }
 
 my $all_out = '';
+our $ctl_deadline = 0;    # seconds; a run still going then is killed (137)
 # Runs jpkictl; returns (exit status, stdout, stderr).
 sub ctl {
     my @args = @_;
@@ -48,7 +51,13 @@ sub ctl {
         open STDOUT, '>', $o or die; open STDERR, '>', $e or die;
         exec $J, @args or POSIX::_exit(127);
     }
-    waitpid $pid, 0;
+    if ($ctl_deadline) {
+        my $t0 = now();
+        sleep 0.05 while waitpid($pid, WNOHANG) == 0 && now() - $t0 < $ctl_deadline;
+        if (kill 0, $pid) { kill 'KILL', $pid; waitpid $pid, 0 }
+    } else {
+        waitpid $pid, 0;
+    }
     my $st = $?;
     my ($so, $se) = (slurp($o), slurp($e));
     $all_out .= $so . $se;
@@ -160,13 +169,13 @@ sub cert_id {
     return $id;
 }
 my %id = map { $_ => cert_id($_, $card2) }
-    qw(rev-keyCompromise rev-certificateHold rev-unspecified rev-superseded user1);
+    qw(rev-keyCompromise rev-certificateHold rev-unspecified rev-superseded user1 user2);
 my $id_old = cert_id('user-old-revoked', $card12);
 ok($id{$_}, "cert_id of $_") for sort keys %id;
 my %serial;
 for my $c (qw(rev-keyCompromise rev-certificateHold rev-unspecified rev-superseded
               rev-cACompromise rev-affiliationChanged rev-cessationOfOperation
-              user-old-revoked user1)) {
+              user-old-revoked user1 user2)) {
     my ($s) = `openssl x509 -in $P/$c.pem -serial -noout` =~ /=([0-9A-F]+)/;
     $serial{$c} = $s;
 }
@@ -186,7 +195,7 @@ my $r = MiniRedis->new($port);
 # an ACL user with exactly the rights docs/operations.md lists
 is($r->cmd('ACL', 'SETUSER', 'jpkictl', 'on', '>ctl-pw', '~jpki:*', '-@all',
            qw(+get +set +del +unlink +scan +hset +hget +hgetall +hdel +expire
-              +pexpire +incr +watch +unwatch +multi +exec +discard)), 'OK',
+              +pexpire +incr +watch +unwatch +multi +exec +discard +eval)), 'OK',
    'ACL user for jpkictl');
 my @R  = ('--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl',
           '--redis-password', 'ctl-pw');
@@ -210,6 +219,11 @@ is($rc, 2, 'crl sync without --secret-file: exit 2');
 is($rc, 2, '--watch 0: exit 2');
 ($rc) = sync("$P/ca2.crl", $card2, '--keep-old', 'x');
 is($rc, 2, '--keep-old x: exit 2');
+# readers may keep a pointer 60 s (the gate's largest crl_pointer_ttl), then
+# read the generation it names: a replaced one must outlive that
+($rc, $out, $err) = sync("$P/ca2.crl", $card2, '--keep-old', 89);
+is($rc, 2, '--keep-old 89 (under the pointer cache time + a request): exit 2');
+like($err, qr/--keep-old: expected a number, 90\.\./, '... says the least value');
 ($rc, $out) = ctl('crl', 'status', @R);
 is($rc, 1, 'crl status with nothing loaded: exit 1');
 like($out, qr/^missing /m, '... "missing"');
@@ -322,13 +336,39 @@ unchanged_store('failed load');
 $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
 ok(!exists $info->{loading_gen}, 'the failed load is cleaned up');
 
+# a command refused inside the MULTI of the pointer switch (a user that may
+# only read the pointer: NOPERM, as OOM would be): the transaction is
+# discarded, so that the clean-up and the lock release that follow are
+# carried out, not queued in it
+SKIP: {
+    my ($rv) = $r->cmd('INFO', 'server') =~ /^redis_version:(\d+)/m;
+    skip "Redis $rv: no read-only key patterns (%R~, Redis 7)", 10 unless $rv >= 7;
+    is($r->cmd('ACL', 'SETUSER', 'roptr', 'on', '>ro-pw', '%R~jpki:v1:crlmeta:*',
+               '~jpki:v1:crl:*', '~jpki:v1:crlinfo:*', '~jpki:v1:crlgen:*', '~jpki:v1:crllock:*',
+               '-@all', qw(+get +set +del +unlink +scan +hset +hget +hgetall +hdel +expire
+                           +pexpire +incr +watch +unwatch +multi +exec +discard +eval)), 'OK',
+       'ACL user that cannot write the pointer');
+    ($rc, $out, $err) = ctl('crl', 'sync', '--source', "$P/ca2-released.crl", '--issuer', $card2,
+                            @S, '--redis', "127.0.0.1:$port", '--redis-user', 'roptr',
+                            '--redis-password', 'ro-pw');
+    is($rc, 5, 'the pointer switch refused: exit 5');
+    like($out, qr/^store_failed issuer=card error="switching the pointer"/, '... store_failed');
+    like($err, qr/NOPERM/, '... Redis said why');
+    is($r->cmd('EXISTS', "jpki:v1:crllock:$tag"), 0, '... the lock is released');
+    is(scalar(grep { !/:1:[0-9a-f]+$/ } $r->keys_matching("jpki:v1:crl:$tag:*")), 0,
+       '... the new generation is removed');
+    $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
+    ok(!exists $info->{loading_gen}, '... and its record');
+    unchanged_store('refused switch');
+}
+
 # a failed load that could not clean up (killed): the next sync removes it
 $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'loading_gen', 77, 'loading_k', 1, 'loading_since', time);
 $r->cmd('HSET', "jpki:v1:crl:$tag:77:a", 'x', 'y');
 
 # ---------------------------------------------------------------- hold, release
 
-($rc, $out, $err) = sync("$P/ca2-released.crl", $card2, '--keep-old', 30);
+($rc, $out, $err) = sync("$P/ca2-released.crl", $card2, '--keep-old', 90);
 is($rc, 0, 'ca2-released.crl (crlNumber 3): exit 0') or diag($out, $err);
 like($out, qr/^loaded issuer=card crl_number=3 .* entries=6 /, '... loaded, 6 entries');
 like($err, qr/removing generation 77/, 'the leftovers of an unfinished load are removed');
@@ -338,7 +378,7 @@ is((lookup($r, $tag, $id{'rev-keyCompromise'}))[0], 1, 'keyCompromise still list
 my @old = $r->keys_matching("jpki:v1:crl:$tag:1:*");
 ok(@old > 0, 'the replaced generation is still readable');
 my $ttl = $r->cmd('TTL', $old[0]);
-ok($ttl > 0 && $ttl <= 30, "... and expires (--keep-old 30: TTL $ttl)");
+ok($ttl > 0 && $ttl <= 90, "... and expires (--keep-old 90: TTL $ttl)");
 is($r->cmd('TTL', "jpki:v1:crlmeta:$tag"), -1, 'the pointer has no TTL');
 $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
 ok(!exists $info->{prev_gen}, 'crlinfo: the previous generation is handled');
@@ -436,11 +476,20 @@ my $hpid = fork // die;
 if ($hpid == 0) {
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $hport, Listen => 8,
                                   ReuseAddr => 1) or POSIX::_exit(1);
+    # private-*: HTTP Basic, user crl, password s3cret
+    my $auth = 'Basic ' . MIME::Base64::encode_base64('crl:s3cret', '');
     while (my $c = $l->accept) {
         my $req = <$c> // '';
-        while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+        my $got = '';
+        while (my $h = <$c>) {
+            last if $h =~ /^\r?\n$/;
+            $got = $1 if $h =~ /^Authorization:\s*(.*?)\r?\n$/i;
+        }
         my ($path) = $req =~ m{^GET /(\S*) HTTP};
-        if (defined $path && $path =~ /^[\w.-]+$/ && -f "$www/$path") {
+        if (defined $path && $path =~ /^private-/ && $got ne $auth) {
+            print $c "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"crl\"\r\n"
+                . "Content-Length: 0\r\nConnection: close\r\n\r\n";
+        } elsif (defined $path && $path =~ /^[\w.-]+$/ && -f "$www/$path") {
             my $b = slurp("$www/$path");
             print $c "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\n"
                 . "Content-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b";
@@ -464,10 +513,32 @@ is((lookup($r, $tag, $id{'rev-certificateHold'}))[0], 6, '... hold listed');
 is($rc, 4, 'HTTP 404: exit 4');
 like($out, qr/^fetch_failed .*HTTP status 404/, '... with the status');
 copy("$dir/big10.crl", "$www/b.crl") or die;
-($rc, $out) = sync("http://user:secretpw\@127.0.0.1:$hport/b.crl", $card2, '--max-size', 100000);
+($rc, $out, $err) = sync("http://user:secretpw\@127.0.0.1:$hport/b.crl", $card2, '--max-size', 100000);
 is($rc, 4, 'over --max-size: exit 4');
 like($out, qr/larger than 100000 bytes/, '... says so');
-unlike($out, qr/secretpw/, 'the URL password is never shown');
+unlike($out . $err, qr/secretpw/, 'the URL password is never shown');
+like($err, qr/warning: --source carries a password.*JPKI_SOURCE_USERPWD/,
+     '... and a password in the URL (the process list shows it) is warned about');
+# credentials kept out of the command line
+copy("$P/ca2.crl.pem", "$www/private-a.crl") or die;
+($rc, $out) = sync("http://127.0.0.1:$hport/private-a.crl", $card2);
+is($rc, 4, 'HTTP Basic without credentials: exit 4');
+like($out, qr/HTTP status 401/, '... 401');
+{
+    local $ENV{JPKI_SOURCE_USERPWD} = 'crl:s3cret';
+    ($rc, $out, $err) = sync("http://127.0.0.1:$hport/private-a.crl", $card2);
+    is($rc, 3, 'HTTP Basic with JPKI_SOURCE_USERPWD: fetched (unchanged, exit 3)') or diag($out, $err);
+    like($out, qr/^unchanged issuer=card crl_number=2 /, '... the CRL served');
+    ($rc, $out, $err) = sync("http://bad:wrong\@127.0.0.1:$hport/private-a.crl", $card2);
+    is($rc, 3, '... and it replaces the URL\'s credentials') or diag($out, $err);
+}
+spew("$dir/netrc", "machine 127.0.0.1 login crl password s3cret\n");
+chmod 0600, "$dir/netrc";
+{
+    local $ENV{JPKI_SOURCE_NETRC} = "$dir/netrc";
+    ($rc, $out, $err) = sync("http://127.0.0.1:$hport/private-a.crl", $card2);
+    is($rc, 3, 'HTTP Basic with a netrc file (JPKI_SOURCE_NETRC): fetched') or diag($out, $err);
+}
 my $dead = free_port();
 ($rc, $out) = sync("http://127.0.0.1:$dead/b.crl", $card2, '--timeout', 5);
 is($rc, 4, 'nothing listening: exit 4');
@@ -497,6 +568,33 @@ like($w, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ loaded issuer=card crl_number=3 .* 
      '--watch: a time-stamped line per check (loaded)');
 like($w, qr/loaded issuer=card crl_number=4 .* exit=0$/m, '--watch: picks up a replaced file');
 like($w, qr/unchanged issuer=card crl_number=4 .* exit=3$/m, '--watch: then unchanged');
+
+# the reader of the lines goes away: the watch ends (SIGPIPE is ignored,
+# so without the check it would go on forever, writing to nobody)
+{
+    pipe my $rd, my $wr or die "pipe: $!";
+    my $pid = fork // die;
+    if ($pid == 0) {
+        close $rd;
+        open STDOUT, '>&', $wr or die; open STDERR, '>', "$wlog.pipe-err" or die;
+        { exec $J, 'crl', 'sync', '--source', "$dir/watch.crl", '--issuer', $card2, @S, @R,
+              '--watch', 1 };
+        POSIX::_exit(127);
+    }
+    push @kids, $pid;
+    close $wr;
+    my $first = <$rd>;
+    like($first // '', qr/ issuer=card crl_number=4 /, '--watch into a pipe: its first line');
+    close $rd;
+    my $t1 = now();
+    sleep 0.1 until waitpid($pid, POSIX::WNOHANG()) == $pid || now() - $t1 > 10;
+    my $gone = now() - $t1 <= 10;
+    kill 'KILL', $pid unless $gone;
+    waitpid $pid, 0 unless $gone;
+    ok($gone, '--watch: ends once nobody reads its lines');
+    is($? >> 8, 2, '... with exit 2');
+    like(slurp("$wlog.pipe-err"), qr/cannot write the status line/, '... and says why');
+}
 
 # ---------------------------------------------------------------- LDAP
 
@@ -582,9 +680,14 @@ $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu + 3600),
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu - 5),
         qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"ffffffffffffffff","event":"login"}), 'EX', 60);
 # the gate's record of a day (key: the day's first second) whose latest
-# soft pass (ts) came after the CRL: the CRL does not cover it
+# soft pass (ts) came after the CRL
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-superseded'}:" . ($tu - 200),
         qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{'rev-superseded'}","issuer":"$tag","event":"check"}), 'EX', 60);
+# user2 is not listed: logins after the CRL's thisUpdate are not covered
+$r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu + 3600),
+        qq({"ts":0,"cert_id":"$id{user2}","issuer":"$tag","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu - 200),
+        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{user2}","issuer":"$tag","event":"check"}), 'EX', 60);
 $r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 1, 'recheck: some revoked, exit 1') or diag($out, $err);
@@ -592,12 +695,20 @@ like($out, qr/^revoked cert_id=$id{'rev-keyCompromise'} issuer=card reason=keyCo
      'recheck lists the revoked certificate (cert_id, reason, auth time)');
 like($out, qr/^revoked cert_id=$id{'rev-certificateHold'} .*reason=certificateHold /m, '... and the one on hold');
 unlike($out, qr/$id{user1}/, '... not the good one');
-like($out, qr/^unchecked cert_id=$id{'rev-unspecified'} .*why=crl_older_than_login$/m,
-     'a login after the CRL thisUpdate: unchecked');
-like($out, qr/^unchecked cert_id=$id{'rev-superseded'} .*why=crl_older_than_login$/m,
-     'a record whose latest pass (ts) is after the CRL thisUpdate: unchecked');
+# a CRL that lists the certificate proves it revoked, however old the CRL:
+# the usual case after an outage (logins went on, the CRL came back later)
+like($out, qr/^revoked cert_id=$id{'rev-unspecified'} issuer=card reason=\w+ .*auth_time=\S+$/m,
+     'a login after the CRL thisUpdate, listed in it: revoked');
+like($out, qr/^revoked cert_id=$id{'rev-superseded'} issuer=card /m,
+     'a record whose latest pass (ts) is after the CRL thisUpdate, listed: revoked');
+unlike($out, qr/^unchecked cert_id=$id{'rev-unspecified'} .*crl_older_than_login/m,
+       '... not "unchecked"');
+like($r->cmd('GET', "jpki:v1:rev:$id{'rev-unspecified'}") // '', qr/^revoked\|0\|\d+\|\d+\|crl$/,
+     '... and its rev:<cert_id> is written');
+is(scalar(() = $out =~ /^unchecked cert_id=$id{user2} auth_time=\S+ why=crl_older_than_login$/mg), 2,
+   'not listed, login (key time, or latest pass ts) after the CRL thisUpdate: unchecked');
 like($out, qr/why=issuer_not_configured$/m, 'a record of an issuer not configured: unchecked');
-like($out, qr/^recheck: records=6 revoked=2 unchecked=3 good=1$/m, 'summary line');
+like($out, qr/^recheck: records=8 revoked=4 unchecked=3 good=1$/m, 'summary line');
 my $rev = $r->cmd('GET', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 like($rev, qr/^revoked\|1\|\d+\|\d+\|crl$/, 'rev:<cert_id> written: revoked|1|at|checked|crl');
 my $rttl = $r->cmd('PTTL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
@@ -615,6 +726,44 @@ $r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
 ($rc, $out) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 0, 'recheck: none revoked, exit 0');
 
+# ---------------------------------------------------------------- large cRLNumber
+
+# RFC 5280 allows 20 octets; the pointer holds any int64 (19 digits), and
+# what it cannot hold is refused before anything is written
+{
+    open my $o, '>', "$dir/small-index.txt" or die;
+    print $o grep { /^R/ } split /^/m, slurp("$P/ca2-index.txt");
+    close $o;
+}
+sub crl_numbered {
+    my ($n, $out) = @_;
+    JPKITest::ca2_crl($dir, "$dir/small-index.txt", $n, $out) or die 'openssl ca -gencrl';
+    return $out;
+}
+my $e18 = 1_000_000_000_000_000_000;
+crl_numbered($e18, "$dir/e18.crl");
+($rc, $out, $err) = sync("$dir/e18.crl", $card2);
+is($rc, 0, 'cRLNumber 10^18: loaded') or diag($out, $err);
+like($out, qr/^loaded issuer=card crl_number=1000000000000000000 /, '... with its number');
+like($r->cmd('GET', "jpki:v1:crlmeta:$tag"), qr/^\d+\|\d\|\d+\|\d+\|1000000000000000000\|7\|\d+$/,
+     '... into the pointer');
+($rc, $out, $err) = sync("$dir/e18.crl", $card2);
+is($rc, 3, 'the same again: unchanged (the pointer it wrote reads back)') or diag($out, $err);
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
+like($out, qr/^fresh issuer=card list=$tag kind=crl crl_number=1000000000000000000 /m,
+     'crl status reads it');
+crl_numbered($e18 + 1, "$dir/e18b.crl");
+($rc, $out, $err) = sync("$dir/e18b.crl", $card2);
+is($rc, 0, 'a higher one (10^18 + 1): loaded') or diag($out, $err);
+like($out, qr/^loaded issuer=card crl_number=1000000000000000001 /, '... with its number');
+my $meta_e18 = $r->cmd('GET', "jpki:v1:crlmeta:$tag");
+crl_numbered(9223372036854775808, "$dir/e63.crl");    # 2^63
+($rc, $out, $err) = sync("$dir/e63.crl", $card2);
+is($rc, 1, 'cRLNumber 2^63 (over int64): exit 1') or diag($out, $err);
+like($out, qr/^invalid issuer=card reason=crl_number detail="cRLNumber negative or over 9223372036854775807/,
+     '... refused as invalid, says why');
+is($r->cmd('GET', "jpki:v1:crlmeta:$tag"), $meta_e18, '... nothing written');
+
 # ---------------------------------------------------------------- purge
 
 my @before = ($r->keys_matching('jpki:v1:crl*'), $r->keys_matching('jpki:v1:rev:*'),
@@ -622,7 +771,7 @@ my @before = ($r->keys_matching('jpki:v1:crl*'), $r->keys_matching('jpki:v1:rev:
 $r->cmd('SET', 'jpki:v1:map:' . $id{user1}, 'alice');
 ($rc, $out) = ctl('purge', '--revocation', @R);
 is($rc, 0, 'purge --revocation: exit 0');
-like($out, qr/^purged ${\ scalar @before} keys: crl=\d+ rev=2 soft=1$/, 'purge counts every key it erased');
+like($out, qr/^purged ${\ scalar @before} keys: crl=\d+ rev=4 soft=1$/, 'purge counts every key it erased');
 is(scalar($r->keys_matching('jpki:v1:crl*')) + scalar($r->keys_matching('jpki:v1:rev:*'))
    + scalar($r->keys_matching('jpki:v1:soft:*')), 0, 'no revocation data left');
 is($r->cmd('GET', 'jpki:v1:map:' . $id{user1}), 'alice', 'mappings are kept');
@@ -633,6 +782,111 @@ is($rc, 0, 'purge --map-file: exit 0');
 like($out, qr/^nothing to purge: the mapping file holds no revocation data/, '... says there is nothing');
 ($rc) = ctl('purge', @R);
 is($rc, 2, 'purge without --revocation: exit 2');
+
+# ---------------------------------------------------------------- replies Redis never gives
+
+# A fake Redis: AUTH, SELECT and PING answer +OK, every other command what
+# $answer->(\@argv) returns (RESP text); one connection at a time,
+# pipelined commands answered in order.
+sub fake_redis {
+    my ($answer) = @_;
+    my $fport = free_port();
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $fport, Listen => 8,
+                                      ReuseAddr => 1) or POSIX::_exit(1);
+        while (my $c = $l->accept) {
+            binmode $c;
+            local $/ = "\r\n";
+            while (defined(my $h = <$c>)) {
+                last unless $h =~ /^\*(\d+)\r\n$/;
+                my @a;
+                for (1 .. $1) {
+                    my $bh = <$c> // last;
+                    last unless $bh =~ /^\$(\d+)\r\n$/;
+                    my ($n, $d) = ($1, '');
+                    while (length $d < $n + 2) {
+                        last unless read $c, $d, $n + 2 - length $d, length $d;
+                    }
+                    push @a, substr $d, 0, $n;
+                }
+                print $c $a[0] =~ /^(AUTH|SELECT|PING)$/i ? "+OK\r\n" : $answer->(\@a);
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+    wait_port($fport) or die 'fake redis';
+    return ($pid, '--redis', "127.0.0.1:$fport");
+}
+sub bulk { my ($d) = @_; return defined $d ? '$' . length($d) . "\r\n$d\r\n" : "\$-1\r\n" }
+sub arr  { return '*' . @_ . "\r\n" . join '', @_ }
+
+{
+    local $ctl_deadline = 20;    # a SCAN that never ends is killed
+    my %bad = ('an integer cursor' => arr(":0\r\n", arr()),
+               'an integer key'    => arr(bulk('0'), arr(":1\r\n")),
+               'a cursor not digits' => arr(bulk('x'), arr()),
+               'keys not an array' => arr(bulk('0'), bulk('k')));
+    for my $what (sort keys %bad) {
+        my ($fpid, @F) = fake_redis(sub {
+            my ($q) = @_;
+            return uc $q->[0] eq 'SCAN' ? $bad{$what}
+                 : uc $q->[0] eq 'GET' ? bulk(undef)
+                 : uc $q->[0] eq 'HGETALL' ? arr() : "-ERR unexpected\r\n";
+        });
+        ($rc, $out, $err) = ctl('purge', '--revocation', @F);
+        is($rc, 5, "purge, SCAN answers $what: exit 5");
+        like($err, qr/SCAN answered an unexpected reply/, '... says so');
+        like($out, qr/^store_failed purged 0 keys before the failure/, '... and nothing went');
+        ($rc, $out, $err) = ctl('recheck', @F, '--issuer', $card2, @S);
+        is($rc, 5, "recheck, SCAN answers $what: exit 5");
+        like($err, qr/SCAN answered an unexpected reply/, '... says so');
+        ($rc, $out, $err) = ctl('crl', 'status', @F);
+        is($rc, 5, "crl status, SCAN answers $what: exit 5");
+        kill 'TERM', $fpid;
+        waitpid $fpid, 0;
+    }
+}
+
+# purge failing part way tells what went
+{
+    my ($fpid, @F) = fake_redis(sub {
+        my ($q) = @_;
+        return uc $q->[0] eq 'UNLINK' ? ':' . (@$q - 1) . "\r\n"
+             : $q->[3] eq 'jpki:v1:crl*' ? arr(bulk('0'), arr(bulk('jpki:v1:crl:a'), bulk('jpki:v1:crlmeta:a')))
+             : "-ERR busy\r\n";
+    });
+    ($rc, $out, $err) = ctl('purge', '--revocation', @F);
+    is($rc, 5, 'purge failing at the second pattern: exit 5');
+    like($out, qr/^store_failed purged 2 keys before the failure: crl=2 rev=0 soft=0/,
+         '... with the counts of what went');
+    kill 'TERM', $fpid;
+    waitpid $fpid, 0;
+}
+
+# SCAN may return a key twice (the table grew meanwhile): counted once
+{
+    my $now = time;
+    my $soft = "jpki:v1:soft:$id{'rev-keyCompromise'}:" . ($now - 100);
+    my ($fpid, @F) = fake_redis(sub {
+        my ($q) = @_;
+        my $c = uc $q->[0];
+        return $c eq 'GET' && $q->[1] =~ /crlmeta/ ? bulk("9|1|$now|" . ($now + 86400) . "|5|1|$now")
+             : $c eq 'GET' ? bulk(qq({"ts":@{[ $now - 100 ]},"cert_id":"$id{'rev-keyCompromise'}","issuer":"$tag","event":"login"}))
+             : $c eq 'HGETALL' ? arr()
+             : $c eq 'SCAN' ? arr(bulk($q->[1] eq '0' ? '17' : '0'), arr(bulk($soft), bulk($soft)))
+             : $c eq 'HGET' ? bulk(pack 'C N', 1, $now - 1000)
+             : $c eq 'SET' ? "+OK\r\n" : "-ERR unexpected\r\n";
+    });
+    ($rc, $out, $err) = ctl('recheck', @F, '--issuer', $card2, @S);
+    is($rc, 1, 'recheck, a key SCAN returns four times: exit 1') or diag($out, $err);
+    is(scalar(() = $out =~ /^revoked cert_id=/mg), 1, '... listed once');
+    like($out, qr/^recheck: records=1 revoked=1 unchecked=0 good=0$/m, '... counted once');
+    kill 'TERM', $fpid;
+    waitpid $fpid, 0;
+}
 
 # ---------------------------------------------------------------- no serials
 

@@ -14,7 +14,9 @@
 #include "crl_store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +28,12 @@
 
 #define DEFAULT_GRACE    (48u * 3600)    /* a J-LIS CRL: 72 h validity */
 #define DEFAULT_KEEP_OLD 600
+/* A reader may keep a pointer up to the gate's largest crl_pointer_ttl (60
+ * s, jpki_policy_ranges_ok in common/ctx.c) and then read the buckets it
+ * names during one request (a few seconds of store deadlines): a replaced
+ * generation expiring sooner would answer nil, "not revoked". */
+#define POINTER_TTL_MAX  60
+#define KEEP_OLD_MIN     (POINTER_TTL_MAX + 30)
 #define DEFAULT_MAX_SIZE (1ULL << 30)
 #define DEFAULT_TIMEOUT  300
 #define LOCK_TTL_MS      300000
@@ -34,6 +42,17 @@
 #define BUCKET_MAX       256             /* fields per bucket at most */
 #define ID_CHECK_SERIAL  "1"
 #define SCAN_COUNT       "1000"
+#define RECHECK_PAGE     1000            /* soft records looked up at once */
+
+/* The lock is refreshed and released only by the sync holding it: the token
+ * is compared and the lock acted on in one step (a GET then a DEL could
+ * delete the lock another sync took in between, after ours expired). */
+#define LOCK_REFRESH_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+#define LOCK_RELEASE_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('del', KEYS[1]) end return 0"
 
 const char usage_crl_sync[] =
 "jpkictl crl sync --source URL|FILE --issuer NAME=CAFILE[,...] [--issuer ..]\n"
@@ -50,13 +69,15 @@ const char usage_crl_sync[] =
 "    one is stale) | fetch_failed 4 | store_failed 5 (also: busy)\n"
 "  --source       a path, file://, http(s)://, or ldap(s)://HOST/DN?\n"
 "                 certificateRevocationList;binary (user:password@ in the\n"
-"                 URL is never shown or stored)\n"
+"                 URL is never shown or stored, but stays visible in the\n"
+"                 process list: give it in JPKI_SOURCE_USERPWD=user:password\n"
+"                 or a netrc file named by JPKI_SOURCE_NETRC instead)\n"
 "  --issuer, --secret-file  exactly as the gate's configuration: the list\n"
 "                 key (issuer tag) and the cert_ids depend on them\n"
 "  --grace SECONDS  stale after nextUpdate + SECONDS (default 172800: the\n"
 "                 end of a J-LIS CRL's 72-hour validity)\n"
 "  --keep-old SECONDS  the replaced set stays readable this long (default\n"
-"                 600; readers may cache the pointer at most 60 s)\n"
+"                 600, at least 90: readers may cache the pointer 60 s)\n"
 "  --arl          the source is the ARL (CA certificates): kept apart from\n"
 "                 the issuer's CRL\n"
 "  --watch SECONDS  check again every SECONDS, forever; one time-stamped\n"
@@ -88,8 +109,9 @@ const char usage_recheck[] =
 "    revoked cert_id=HEX issuer=NAME reason=R revoked_at=T auth_time=T\n"
 "  (auth_time: the latest soft pass the record stands for)\n"
 "  and writes jpki:v1:rev:<cert_id> so that their sessions are refused at\n"
-"  the next re-check on every node.  Records that cannot be decided (no CRL\n"
-"  for the issuer, CRL older than the login) are listed as \"unchecked\".\n"
+"  the next re-check on every node (a CRL that lists it proves it, however\n"
+"  old).  Records that cannot be decided (no CRL for the issuer, not listed\n"
+"  in a CRL older than the login) are listed as \"unchecked\".\n"
 "  Last line: \"recheck: records=N revoked=N unchecked=N good=N\".\n"
 "  Exit 0 none revoked, 1 some revoked, 3 some unchecked (none revoked),\n"
 "  2 usage (also: the CRLs were loaded with another secret), 5 store\n"
@@ -324,16 +346,12 @@ static void lock_release(redisContext *rc, const char *lid,
                          const char *token)
 {
     char key[JPKI_STORE_KEY_MAX + 1];
-    redisReply *r = NULL;
+    const char *v[5] = {"EVAL", LOCK_RELEASE_LUA, "1", key, token};
 
     if (rc == NULL || rc->err)
         return;
     crl_key_lock(key, lid);
-    if (cmd2(rc, "GET", key, &r) != 0)
-        return;
-    if (r->type == REDIS_REPLY_STRING && strcmp(r->str, token) == 0)
-        cmd2(rc, "DEL", key, NULL);
-    freeReplyObject(r);
+    cmd_ok(rc, 5, v, NULL, NULL);
 }
 
 /* ---- entries -------------------------------------------------------- */
@@ -522,7 +540,7 @@ static void on_signal(int sig)
 
 /* Writes the buckets of generation gen; 0, -1 on failure. */
 static int write_buckets(redisContext *rc, const char *lid, long long gen,
-                         unsigned k, const ents_t *s)
+                         unsigned k, const ents_t *s, const char *token)
 {
     char key[JPKI_STORE_KEY_MAX + 1], lock[JPKI_STORE_KEY_MAX + 1], ttl[16];
     long long expect = (long long)s->n;
@@ -554,9 +572,12 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
         }
         rc_ = pipe_end(&p);
         if (rc_ == 0 && mono() - last > LOCK_REFRESH_S) {
-            pipe_begin(&p, 3);                  /* PEXPIRE answers 1 */
-            pipe_arg_str(&p, "PEXPIRE");
+            pipe_begin(&p, 6);          /* 1 when the lock is still ours */
+            pipe_arg_str(&p, "EVAL");
+            pipe_arg_str(&p, LOCK_REFRESH_LUA);
+            pipe_arg_str(&p, "1");
             pipe_arg_str(&p, lock);
+            pipe_arg_str(&p, token);
             pipe_arg_str(&p, ttl);
             rc_ = pipe_end(&p);
             expect++;
@@ -582,17 +603,19 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
 
 /* The new pointer and record, switched atomically when the pointer is still
  * the one read at the start (WATCH). 0 switched, -1 store failure, -2 the
- * pointer changed meanwhile. */
+ * pointer changed meanwhile.  Every failure ends the WATCH, and after MULTI
+ * the transaction (DISCARD): otherwise the clean-up commands that follow
+ * would only be queued, and the lock would stay taken. */
 static int switch_pointer(redisContext *rc, const char *lid,
                           const list_state *st, const crl_meta *m,
                           const char *fields[][2], size_t nf)
 {
     char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
     char val[CRL_META_MAX + 1];
-    const char *argv[64];
+    const char *argv[64], *undo = "UNWATCH";
     redisReply *r = NULL;
     size_t i, n = 0;
-    int same;
+    int same, ret = -1;
 
     crl_key_meta(km, lid);
     crl_key_info(ki, lid);
@@ -604,23 +627,23 @@ static int switch_pointer(redisContext *rc, const char *lid,
             return -1;
     }
     if (cmd2(rc, "GET", km, &r) != 0)
-        return -1;
+        goto fail;
     same = st->have ? r->type == REDIS_REPLY_STRING
                       && strlen(st->raw) == r->len
                       && memcmp(st->raw, r->str, r->len) == 0
                     : r->type == REDIS_REPLY_NIL;
     freeReplyObject(r);
     if (!same) {
-        redisReply *u = redisCommand(rc, "UNWATCH");
-        freeReplyObject(u);
-        return -2;
+        ret = -2;
+        goto fail;
     }
     if (cmd_ok(rc, 1, (const char *[]){"MULTI"}, NULL, NULL) != 0)
-        return -1;
+        goto fail;
+    undo = "DISCARD";
     {
         const char *s[3] = {"SET", km, val};
         if (cmd_ok(rc, 3, s, NULL, NULL) != 0)
-            return -1;
+            goto fail;
     }
     argv[n++] = "HSET";
     argv[n++] = ki;
@@ -628,22 +651,26 @@ static int switch_pointer(redisContext *rc, const char *lid,
         argv[n++] = fields[i][0];
         argv[n++] = fields[i][1];
     }
-    if (cmd_ok(rc, (int)n, argv, NULL, NULL) != 0) {
-        redisReply *d = redisCommand(rc, "DISCARD");
-        freeReplyObject(d);
-        return -1;
-    }
+    if (cmd_ok(rc, (int)n, argv, NULL, NULL) != 0)
+        goto fail;
     {
         const char *h[5] = {"HDEL", ki, "loading_gen", "loading_k",
                             "loading_since"};
         if (cmd_ok(rc, 5, h, NULL, NULL) != 0)
-            return -1;
+            goto fail;
     }
+    /* EXEC ends the transaction and the WATCH, whatever it answers */
     if (cmd_ok(rc, 1, (const char *[]){"EXEC"}, NULL, &r) != 0)
         return -1;
     same = r->type == REDIS_REPLY_ARRAY;
     freeReplyObject(r);
     return same ? 0 : -2;
+fail:
+    if (!rc->err) {
+        r = redisCommand(rc, undo);
+        freeReplyObject(r);
+    }
+    return ret;
 }
 
 typedef enum { CMP_NEWER, CMP_SAME, CMP_OLDER, CMP_CONFLICT } crl_cmp;
@@ -677,6 +704,46 @@ static crl_cmp compare(const jpki_crl_info *in, const char *sha,
     return CMP_NEWER;
 }
 
+/* The core reads a cRLNumber that is negative or over 2^63-1 as none
+ * (jpki_crl_info: -1), and such a CRL would then be compared by its
+ * thisUpdate alone; RFC 5280 allows 20 octets, but the store's pointer and
+ * the gate hold an int64: it is refused.  0 when the CRL has no cRLNumber
+ * or one within 0..2^63-1, -1 otherwise.  The walk over tbsCertList skips
+ * each element by its length: the entries are not parsed again. */
+static int crl_number_fits(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der, *end = der + len;
+    STACK_OF(X509_EXTENSION) *exts;
+    ASN1_INTEGER *num;
+    int64_t v;
+    long l;
+    int tag, cls, crit = -1, ok;
+
+    /* CertificateList, then tbsCertList: SEQUENCEs */
+    if (len > LONG_MAX
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE)
+        return -1;
+    for (end = p + l; p < end; p += l) {
+        if (ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p)) & 0x80)
+            return -1;
+        if (cls != V_ASN1_CONTEXT_SPECIFIC || tag != 0)
+            continue;
+        /* crlExtensions [0] EXPLICIT Extensions */
+        if ((exts = d2i_X509_EXTENSIONS(NULL, &p, l)) == NULL)
+            return -1;
+        num = X509V3_get_d2i(exts, NID_crl_number, &crit, NULL);
+        ok = num != NULL ? ASN1_INTEGER_get_int64(&v, num) == 1 && v >= 0
+                         : crit == -1;
+        ASN1_INTEGER_free(num);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        return ok ? 0 : -1;
+    }
+    return 0;
+}
+
 static void describe(char *line, size_t n, const jpki_crl_info *in)
 {
     char t1[32], t2[32];
@@ -688,13 +755,28 @@ static void describe(char *line, size_t n, const jpki_crl_info *in)
          (unsigned long long)in->entries);
 }
 
+/* The metadata a loaded CRL gets: its own fields, the generation and
+ * bucket count it is (or would be) stored under, and when. */
+static void meta_of(crl_meta *m, const jpki_crl_info *info, long long gen,
+                    unsigned k, long long loaded_at)
+{
+    memset(m, 0, sizeof(*m));
+    m->gen = gen;
+    m->k = k;
+    m->this_update = info->this_update;
+    m->next_update = info->next_update;
+    m->crl_number = info->crl_number;
+    m->entries = info->entries;
+    m->loaded_at = loaded_at;
+}
+
 /* One check: fetch, verify, compare, load.  The result line in line. */
 static int sync_once(const sync_cfg *c, char *line, size_t ln)
 {
     char detail[512] = "", lid[CRL_LID_MAX], sha[65], err[512] = "";
     char idc[JPKI_CERT_ID_HEX_LEN + 1], token[33] = "";
     char gens[24], ks[8], nums[24], tus[24], nus[24], ents_s[24], stored[24];
-    char at[24], prevg[24], prevk[8];
+    char at[24], prevg[24], prevk[8], mval[CRL_META_MAX + 1];
     uint8_t *buf = NULL, *der = NULL, md[32];
     unsigned int mdlen = 0;
     size_t len = 0, derlen = 0;
@@ -743,6 +825,24 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     free(buf);
     buf = NULL;
     jpki_hex_encode(md, mdlen, sha);
+
+    /* what the pointer cannot hold is refused before anything is written:
+     * a pointer that does not parse back would stop every later sync */
+    if (crl_number_fits(der, derlen) != 0) {
+        addf(line, ln, "invalid issuer=%s reason=crl_number detail=\""
+             "cRLNumber negative or over 9223372036854775807 (2^63-1): the "
+             "store holds a 64-bit number\"", name);
+        rc_ = EXIT_INVALID;
+        goto out;
+    }
+    meta_of(&m, &info, LLONG_MAX, CRL_K_MAX, (long long)now);
+    if (crl_meta_format(&m, mval, sizeof(mval)) < 0) {
+        addf(line, ln, "invalid issuer=%s reason=unsupported detail=\"a date "
+             "or count out of the store pointer's range\"", name);
+        describe(line, ln, &info);
+        rc_ = EXIT_INVALID;
+        goto out;
+    }
 
     if ((rc = redis_open(c->a)) == NULL) {
         addf(line, ln, "store_failed issuer=%s error=\"cannot connect\"",
@@ -831,21 +931,14 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
         }
         loading = 1;
     }
-    if (write_buckets(rc, lid, gen, k, &s) != 0) {
+    if (write_buckets(rc, lid, gen, k, &s, token) != 0) {
         addf(line, ln, "store_failed issuer=%s error=\"writing the entries\"",
              name);
         goto out;
     }
 
     /* switch */
-    memset(&m, 0, sizeof(m));
-    m.gen = gen;
-    m.k = k;
-    m.this_update = info.this_update;
-    m.next_update = info.next_update;
-    m.crl_number = info.crl_number;
-    m.entries = info.entries;
-    m.loaded_at = (long long)time(NULL);
+    meta_of(&m, &info, gen, k, (long long)time(NULL));
     snprintf(nums, sizeof(nums), "%lld", (long long)info.crl_number);
     snprintf(tus, sizeof(tus), "%lld", (long long)info.this_update);
     snprintf(nus, sizeof(nus), "%lld", (long long)info.next_update);
@@ -917,7 +1010,8 @@ int run_crl_sync(const args_t *a)
     int rc;
 
     if (opt_uint(a, O_GRACE, 0, GRACE_MAX, DEFAULT_GRACE, &grace)
-        || opt_uint(a, O_KEEP_OLD, 10, 7 * 86400, DEFAULT_KEEP_OLD, &keep)
+        || opt_uint(a, O_KEEP_OLD, KEEP_OLD_MIN, 7 * 86400, DEFAULT_KEEP_OLD,
+                    &keep)
         || opt_uint(a, O_MAX_SIZE, 1024, JPKI_CRL_MAX, DEFAULT_MAX_SIZE,
                     &maxs)
         || opt_uint(a, O_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT, &tmo)
@@ -952,7 +1046,14 @@ int run_crl_sync(const args_t *a)
 
         rc = sync_once(&c, line, sizeof(line));
         printf("%s %s exit=%d\n", iso8601(time(NULL), t), line, rc);
-        fflush(stdout);
+        /* SIGPIPE is ignored (jpkictl.c): a reader of the lines that went
+         * away ends the watch here, as the signal did */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            say("cannot write the status line: %s; stopping",
+                strerror(errno));
+            jpki_ctx_free(c.ctx);
+            return EXIT_USAGE;
+        }
         while (!stop_flag && nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
     }
@@ -960,27 +1061,66 @@ int run_crl_sync(const args_t *a)
     return EXIT_VALID;
 }
 
-/* ---- status ----------------------------------------------------------- */
+/* ---- SCAN ------------------------------------------------------------- */
 
+/* One page of SCAN: 0 with the next cursor in cursor, -1 with a message.
+ * The reply must be an array of the cursor (a string of digits) and an
+ * array of key names (strings): anything else, from a proxy or a broken
+ * server, is refused, as an integer key would be a NULL name and an
+ * integer cursor "(null)", which never ends the scan. */
+static int scan_page(redisContext *rc, const char *match,
+                     char cursor[32], redisReply **page)
+{
+    redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT " SCAN_COUNT,
+                                 cursor, match), *c, *k;
+    size_t i;
+
+    *page = NULL;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        say("redis: SCAN failed: %.120s", r != NULL ? r->str : rc->errstr);
+        freeReplyObject(r);
+        return -1;
+    }
+    c = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[0]
+                                                          : NULL;
+    k = c != NULL ? r->element[1] : NULL;
+    for (i = 0; k != NULL && k->type == REDIS_REPLY_ARRAY
+                && i < k->elements; i++)
+        if (k->element[i]->type != REDIS_REPLY_STRING)
+            break;
+    if (c == NULL || c->type != REDIS_REPLY_STRING || c->len >= 32
+        || !all_digits(c->str, c->len) || k->type != REDIS_REPLY_ARRAY
+        || i < k->elements) {
+        say("redis: SCAN answered an unexpected reply (not a cursor and an "
+            "array of key names)");
+        freeReplyObject(r);
+        return -1;
+    }
+    memcpy(cursor, c->str, c->len + 1);
+    *page = r;
+    return 0;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every key matching, sorted, each once: SCAN may return a key more than
+ * once. */
 static int scan_keys(redisContext *rc, const char *match, char ***keys,
                      size_t *n)
 {
     char cursor[32] = "0";
-    size_t cap = 0, i;
+    size_t cap = 0, i, j;
 
     *keys = NULL;
     *n = 0;
     do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT " SCAN_COUNT,
-                                     cursor, match);
+        redisReply *r;
 
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            say("redis: SCAN failed%s%.120s", r && r->str ? ": " : "",
-                r && r->str ? r->str : "");
-            freeReplyObject(r);
+        if (scan_page(rc, match, cursor, &r) != 0)
             return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (i = 0; i < r->element[1]->elements; i++) {
             if (*n == cap) {
                 char **nk = realloc(*keys, (cap = cap ? cap * 2 : 64)
@@ -991,10 +1131,25 @@ static int scan_keys(redisContext *rc, const char *match, char ***keys,
                 }
                 *keys = nk;
             }
-            (*keys)[(*n)++] = strdup(r->element[1]->element[i]->str);
+            if (((*keys)[*n] = strdup(r->element[1]->element[i]->str))
+                == NULL) {
+                freeReplyObject(r);
+                return -1;
+            }
+            (*n)++;
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+    if (*n > 1)
+        qsort(*keys, *n, sizeof(char *), str_cmp);
+    for (i = 1, j = 0; i < *n; i++) {
+        if (strcmp((*keys)[i], (*keys)[j]) == 0)
+            free((*keys)[i]);
+        else
+            (*keys)[++j] = (*keys)[i];
+    }
+    if (*n > 0)
+        *n = j + 1;
     return 0;
 }
 
@@ -1007,10 +1162,7 @@ static void free_keys(char **keys, size_t n)
     free(keys);
 }
 
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+/* ---- status ----------------------------------------------------------- */
 
 int run_crl_status(const args_t *a)
 {
@@ -1029,8 +1181,6 @@ int run_crl_status(const args_t *a)
         goto out;
     if (scan_keys(rc, JPKI_STORE_PREFIX "crlmeta:*", &keys, &n) != 0)
         goto out;
-    if (n > 1)
-        qsort(keys, n, sizeof(char *), str_cmp);
     for (i = 0; i < n; i++) {
         const char *lid = keys[i] + plen, *name = NULL;
         list_state st;
@@ -1090,25 +1240,20 @@ out:
 
 /* ---- purge --revocation ------------------------------------------------ */
 
-/* SCAN MATCH pattern + UNLINK of each page; the count, -1 on failure. */
-static long long unlink_matching(redisContext *rc, const char *match)
+/* SCAN MATCH pattern + UNLINK of each page; the keys unlinked are added to
+ * *total as they go, also when a later page fails.  0, -1 on failure. */
+static int unlink_matching(redisContext *rc, const char *match,
+                           long long *total)
 {
     char cursor[32] = "0";
-    long long total = 0;
 
     do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT " SCAN_COUNT,
-                                     cursor, match), *u;
+        redisReply *r, *u;
         const char **argv;
         size_t *lens, i, nk;
 
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            say("redis: SCAN failed%s%.120s", r && r->str ? ": " : "",
-                r && r->str ? r->str : "");
-            freeReplyObject(r);
+        if (scan_page(rc, match, cursor, &r) != 0)
             return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         nk = r->element[1]->elements;
         if (nk > 0) {
             argv = malloc((nk + 1) * sizeof(char *));
@@ -1135,12 +1280,12 @@ static long long unlink_matching(redisContext *rc, const char *match)
                 freeReplyObject(r);
                 return -1;
             }
-            total += u->integer;
+            *total += u->integer;       /* a key SCAN repeats counts once */
             freeReplyObject(u);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
-    return total;
+    return 0;
 }
 
 int run_purge(const args_t *a)
@@ -1148,7 +1293,7 @@ int run_purge(const args_t *a)
     static const char *const pat[3] = {JPKI_STORE_PREFIX "crl*",
                                        JPKI_STORE_PREFIX "rev:*",
                                        JPKI_STORE_PREFIX "soft:*"};
-    long long n[3];
+    long long n[3] = {0, 0, 0};
     redisContext *rc;
     int i;
 
@@ -1167,9 +1312,11 @@ int run_purge(const args_t *a)
     if ((rc = redis_open(a)) == NULL)
         return EXIT_STORE;
     for (i = 0; i < 3; i++)
-        if ((n[i] = unlink_matching(rc, pat[i])) < 0) {
+        if (unlink_matching(rc, pat[i], &n[i]) != 0) {
             redisFree(rc);
-            printf("store_failed purged some keys, not all\n");
+            printf("store_failed purged %lld keys before the failure: "
+                   "crl=%lld rev=%lld soft=%lld (run it again)\n",
+                   n[0] + n[1] + n[2], n[0], n[1], n[2]);
             return EXIT_STORE;
         }
     redisFree(rc);
@@ -1194,6 +1341,7 @@ typedef struct {
     long long auth_time;
     rc_list *list;
     const char *unchecked;    /* why it could not be decided */
+    int older;                /* the CRL predates the latest soft pass */
     int listed;               /* in the CRL: reason (-1 none), date */
     int reason;
     int64_t at;
@@ -1331,8 +1479,8 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
                 s[i].unchecked = "issuer_not_configured";
             else if (s[i].list->state != 1)
                 s[i].unchecked = "no_crl";
-            else if (s[i].list->m.this_update < s[i].auth_time)
-                s[i].unchecked = "crl_older_than_login";
+            else
+                s[i].older = s[i].list->m.this_update < s[i].auth_time;
         }
         freeReplyObject(r);
     }
@@ -1359,11 +1507,16 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
             continue;
         if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL)
             goto out;
+        /* listed: revoked now, however old the CRL (the usual case after
+         * an outage); not listed proves nothing about a login after the
+         * CRL's thisUpdate */
         if (r->type == REDIS_REPLY_STRING
             && crl_value_unpack(r->str, r->len, &s[i].reason, &s[i].at) == 0)
             s[i].listed = 1;
         else if (r->type != REDIS_REPLY_NIL)
             s[i].unchecked = "malformed_crl_entry";
+        else if (s[i].older)
+            s[i].unchecked = "crl_older_than_login";
         freeReplyObject(r);
     }
     for (i = 0; i < nk; i++) {                  /* report, cache */
@@ -1420,12 +1573,12 @@ out:
 
 int run_recheck(const args_t *a)
 {
-    char cursor[32] = "0";
     rc_list l[MAX_ISSUER_OPT];
     rc_count cnt = {0, 0, 0, 0};
     jpki_ctx *ctx;
     redisContext *rc = NULL;
-    size_t nl, i;
+    char **keys = NULL;
+    size_t nl, nk = 0, i;
     int rc_ = EXIT_STORE, s;
 
     if ((ctx = build_ctx(a, 0)) == NULL)
@@ -1443,40 +1596,23 @@ int run_recheck(const args_t *a)
         rc_ = s == -2 ? EXIT_USAGE : EXIT_STORE;
         goto out;
     }
-    do {
-        redisReply *r = redisCommand(rc, "SCAN %s MATCH " JPKI_STORE_PREFIX
-                                     "soft:* COUNT " SCAN_COUNT, cursor);
-        char **keys;
-        size_t nk;
-
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            say("redis: SCAN failed");
-            freeReplyObject(r);
-            goto out;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        nk = r->element[1]->elements;
-        keys = malloc((nk ? nk : 1) * sizeof(char *));
-        if (keys == NULL) {
-            freeReplyObject(r);
-            goto out;
-        }
-        for (i = 0; i < nk; i++)
-            keys[i] = r->element[1]->element[i]->str;
-        s = recheck_page(rc, ctx, l, nl, keys, nk, a->now, &cnt);
-        free(keys);
-        freeReplyObject(r);
-        if (s != 0) {
+    /* every record once (SCAN may return a key twice), then by pages */
+    if (scan_keys(rc, JPKI_STORE_PREFIX "soft:*", &keys, &nk) != 0)
+        goto out;
+    for (i = 0; i < nk; i += RECHECK_PAGE) {
+        if (recheck_page(rc, ctx, l, nl, keys + i, nk - i < RECHECK_PAGE
+                         ? nk - i : RECHECK_PAGE, a->now, &cnt) != 0) {
             say("redis: the re-check failed part way (%s)",
                 rc->err ? rc->errstr : "a command failed");
             goto out;
         }
-    } while (strcmp(cursor, "0") != 0);
+    }
     printf("recheck: records=%llu revoked=%llu unchecked=%llu good=%llu\n",
            cnt.records, cnt.revoked, cnt.unchecked, cnt.good);
     rc_ = cnt.revoked > 0 ? EXIT_INVALID
           : cnt.unchecked > 0 ? EXIT_NOT_NEWER : EXIT_VALID;
 out:
+    free_keys(keys, nk);
     redisFree(rc);
     jpki_ctx_free(ctx);
     return rc_;

@@ -6,6 +6,13 @@
  * connect timeout 10 s, whole transfer timeout_s.  Redirects: HTTP(S) only,
  * at most 3.  HTTP status >= 400 fails.
  *
+ * Credentials: user:password@ in the URL works, but the command line is
+ * readable by every local user (ps, /proc/PID/cmdline) for the whole life
+ * of --watch: JPKI_SOURCE_USERPWD ("user:password", as it is: not
+ * percent-encoded) or a netrc file named by JPKI_SOURCE_NETRC are taken
+ * instead (HTTP Basic, LDAP simple bind), and replace the URL's; a URL
+ * carrying a password is warned about once.
+ *
  * LDAP: the URL names the entry and the attribute, e.g.
  *   ldap://dir.example/cn=CRL1,o=JPKI,c=JP?certificateRevocationList;binary
  * libcurl answers with an LDIF-like text, one line per value:
@@ -42,6 +49,20 @@ void source_redact(const char *src, char *out, size_t outlen)
         snprintf(out, outlen, "%.*s%s", (int)(scheme + 3 - src), src, at + 1);
     else
         snprintf(out, outlen, "%s", src);
+}
+
+/* A URL whose user part holds a password: scheme://user:password@host. */
+static int has_password(const char *src)
+{
+    const char *scheme = strstr(src, "://"), *at, *slash, *colon;
+
+    if (scheme == NULL)
+        return 0;
+    slash = strchr(scheme + 3, '/');
+    at = strchr(scheme + 3, '@');
+    colon = strchr(scheme + 3, ':');
+    return at != NULL && (slash == NULL || at < slash) && colon != NULL
+           && colon < at;
 }
 
 static int is_crl_attr(const char *a, size_t n)
@@ -121,7 +142,9 @@ int ldap_answer_decode(const uint8_t *in, size_t len, uint8_t **der,
 int crl_fetch(const char *source, size_t max, unsigned timeout_s,
               uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {
-    static int curl_ready;
+    static int curl_ready, warned;
+    const char *userpwd = getenv("JPKI_SOURCE_USERPWD");
+    const char *netrc = getenv("JPKI_SOURCE_NETRC");
     char cerr[CURL_ERROR_SIZE] = "", shown[512];
     sink_t s = {NULL, 0, 0, max, 0};
     long status = 0;
@@ -149,6 +172,12 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
         curl_ready = 1;
     }
     source_redact(source, shown, sizeof(shown));
+    if (!warned && has_password(source)) {
+        say("warning: --source carries a password, which every local user "
+            "can read in the process list; give it in JPKI_SOURCE_USERPWD "
+            "or a netrc file (JPKI_SOURCE_NETRC) instead");
+        warned = 1;
+    }
     ldap = strncasecmp(source, "ldap", 4) == 0;
     if ((h = curl_easy_init()) == NULL) {
         snprintf(err, errlen, "libcurl: out of memory");
@@ -168,6 +197,12 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+    if (userpwd != NULL && userpwd[0] != '\0') {
+        curl_easy_setopt(h, CURLOPT_USERPWD, userpwd);
+    } else if (netrc != NULL && netrc[0] != '\0') {
+        curl_easy_setopt(h, CURLOPT_NETRC_FILE, netrc);
+        curl_easy_setopt(h, CURLOPT_NETRC, (long)CURL_NETRC_REQUIRED);
+    }
     cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(h);

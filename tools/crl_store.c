@@ -5,6 +5,7 @@
  */
 #include "crl_store.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +14,30 @@
 
 /* ---- pointer ------------------------------------------------------ */
 
+/* Only what crl_meta_parse() reads back as the same values is written: a
+ * pointer the next run (or a gate) cannot read would stop every later sync
+ * of the list. */
 int crl_meta_format(const crl_meta *m, char *out, size_t outlen)
 {
+    crl_meta back;
     int n = snprintf(out, outlen, "%lld|%u|%lld|%lld|%lld|%llu|%lld", m->gen,
                      m->k, m->this_update, m->next_update, m->crl_number,
                      m->entries, m->loaded_at);
 
-    return n > 0 && (size_t)n < outlen && n <= CRL_META_MAX ? n : -1;
+    if (n <= 0 || (size_t)n >= outlen || n > CRL_META_MAX
+        || crl_meta_parse(out, (size_t)n, &back) != 0
+        || back.gen != m->gen || back.k != m->k
+        || back.this_update != m->this_update
+        || back.next_update != m->next_update
+        || back.crl_number != m->crl_number || back.entries != m->entries
+        || back.loaded_at != m->loaded_at)
+        return -1;
+    return n;
 }
 
-/* One decimal field of at most 18 digits (optionally negative when neg). */
+/* One decimal field (optionally negative when neg): at most 19 digits and
+ * at most LLONG_MAX, every value of an int64 such as a cRLNumber (the
+ * gate's reader, common/txn.c, takes the same with strtoll). */
 static int meta_num(const char **p, const char *end, int neg, long long *v)
 {
     const char *s = *p;
@@ -34,9 +49,10 @@ static int meta_num(const char **p, const char *end, int neg, long long *v)
         minus = 1;
         s++;
     }
-    while (s < end && *s >= '0' && *s <= '9' && d < 18) {
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (++d > 19 || x > (LLONG_MAX - (*s - '0')) / 10)
+            return -1;
         x = x * 10 + (*s++ - '0');
-        d++;
     }
     if (d == 0 || (s < end && *s != '|'))
         return -1;

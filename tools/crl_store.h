@@ -33,7 +33,11 @@ typedef struct {
     long long loaded_at;
 } crl_meta;
 
+/* The pointer's text and its length; -1 when it does not fit or would not
+ * parse back as the same values (a field out of range). */
 int crl_meta_format(const crl_meta *m, char *out, size_t outlen);
+/* 0, -1 when s is not a pointer: 7 fields, each of at most 19 digits and
+ * within int64 (the cRLNumber may be -1), k within 1..6. */
 int crl_meta_parse(const char *s, size_t n, crl_meta *m);
 
 /* Key names; out holds JPKI_STORE_KEY_MAX + 1. */

@@ -229,7 +229,8 @@ sub server_pki {
 sub ca2_crl {
     my ($dir, $index, $number, $out, $log) = @_;
     my $p = $PKI;
-    spew("$dir/crlnum", sprintf("%04X\n", $number));
+    my $hex = sprintf '%04X', $number;       # an even count of hex digits,
+    spew("$dir/crlnum", (length($hex) % 2 ? '0' : '') . "$hex\n");  # or openssl ca refuses it
     spew("$dir/serial", "01\n");
     local $ENV{CA_DB} = $index;
     local $ENV{CA_SERIAL} = "$dir/serial";
