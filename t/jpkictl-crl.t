@@ -474,6 +474,8 @@ mkdir $www;
 my $hport = free_port();
 my $hpid = fork // die;
 if ($hpid == 0) {
+    # a client that stops reading (--max-size) must not kill the server
+    $SIG{PIPE} = 'IGNORE';
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $hport, Listen => 8,
                                   ReuseAddr => 1) or POSIX::_exit(1);
     # private-*: HTTP Basic, user crl, password s3cret
@@ -793,6 +795,7 @@ sub fake_redis {
     my $fport = free_port();
     my $pid = fork // die;
     if ($pid == 0) {
+        $SIG{PIPE} = 'IGNORE';        # a client gone does not end the server
         my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $fport, Listen => 8,
                                       ReuseAddr => 1) or POSIX::_exit(1);
         while (my $c = $l->accept) {

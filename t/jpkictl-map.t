@@ -271,6 +271,9 @@ sub with_fake_redis {
     }
     if (IO::Select->new($l)->can_read(10)) {
         my $c = $l->accept;
+        # here only (jpkictl must not inherit it): a jpkictl that has gone
+        # must not kill the test writing to it
+        local $SIG{PIPE} = 'IGNORE';
         $serve->($c, $pid);
         close $c;
     }
