@@ -12,6 +12,7 @@ printf 'secret %s\nkey 1 %s current\n' "$(openssl rand -hex 32)" \
 umask 022
 "$B/jpkictl" map add --cert "$P/user1.pem" --issuer "card=$P/ca1.pem,$P/ca2.pem" \
     --secret-file "$D/secret" --account bench --map-file "$D/map" >/dev/null
+chmod 644 "$D/map"                   # new: 0640; the workers run as nobody
 
 (cd "$P" && exec openssl ocsp -index ca2-index.txt -CA ca2.pem -rsigner ocsp.pem \
     -rkey ocsp.key -ndays 1 -port "$OCSP" >/dev/null 2>&1) &

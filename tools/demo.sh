@@ -64,9 +64,14 @@ mv "$D/nginx.conf.tmp" "$D/nginx.conf"
 echo $! > "$D/ocsp.pid"
 
 # Map the demo card's certificate to an account (cert_id, never the serial).
+# The secret is new on every run, so are the cert_ids: a fresh file.
+rm -f "$D/accounts"
 "$B/jpkictl" map add --cert "$P/user1.pem" --issuer "card=$D/jlis-ca.pem" \
     --secret-file "$D/secret" --account demo-user-0001 \
     --map-file "$D/accounts" >/dev/null
+# A new mapping file is 0640 (it says who may log in as whom); a site gives
+# it the group of nginx's workers.  The demo's workers run as nobody.
+chmod 0644 "$D/accounts"
 
 nginx -t -q -p "$D" -c "$D/nginx.conf"
 nginx -p "$D" -c "$D/nginx.conf"
