@@ -97,6 +97,10 @@ static char *ngx_http_jpki_trusted_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_jpki_site_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_jpki_site_str(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_flag(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -136,21 +140,21 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
 
     { ngx_string("jpki_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_jpki_site_msec,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, redis_timeout),
       NULL },
 
     { ngx_string("jpki_redis_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_jpki_site_msec,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, redis_connect_timeout),
       NULL },
 
     { ngx_string("jpki_ocsp_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_jpki_site_msec,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, ocsp_timeout),
       NULL },
@@ -178,7 +182,7 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
 
     { ngx_string("jpki_map_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_jpki_site_str,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, map_file),
       NULL },
@@ -399,6 +403,70 @@ ngx_http_jpki_cleanup_ctx(void *data)
 }
 
 
+/* The server configuration as allocated: the site, then where its first
+ * site directive was written.  Whether a block is a site is known only at
+ * its end (jpki_secret_file may come last), so a site directive in a block
+ * that is none, and would silently do nothing, is refused at merge time,
+ * naming the place it was written. */
+typedef struct {
+    ngx_http_jpki_main_conf_t  site;          /* first: conf points here */
+    ngx_str_t                 *set_name;      /* NULL: no site directive */
+    ngx_str_t                  set_file;
+    ngx_uint_t                 set_line;
+} ngx_http_jpki_srv_conf_t;
+
+
+static void
+ngx_http_jpki_site_note(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_srv_conf_t  *jscf = conf;
+
+    if (jscf->set_name == NULL) {
+        jscf->set_name = &cmd->name;
+        jscf->set_file = cf->conf_file->file.name;
+        jscf->set_line = cf->conf_file->line;
+    }
+}
+
+
+/* "what" says why the directive noted in conf has no effect. */
+static char *
+ngx_http_jpki_site_unused(ngx_conf_t *cf, void *conf, const char *what)
+{
+    ngx_http_jpki_srv_conf_t  *jscf = conf;
+
+    if (jscf->set_name == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* the merge runs after the whole file is read: cf->conf_file no longer
+     * points at the directive, so the place is given here */
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "jpki: \"%V\" here has no effect: %s in %V:%ui",
+                  jscf->set_name, what, &jscf->set_file, jscf->set_line);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_jpki_site_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_site_note(cf, cmd, conf);
+
+    return ngx_conf_set_msec_slot(cf, cmd, conf);
+}
+
+
+static char *
+ngx_http_jpki_site_str(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_site_note(cf, cmd, conf);
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
+}
+
+
 /* The sites: the http block's and those of server blocks with their own
  * jpki_secret_file/jpki_issuer/jpki_store (each a whole site).  Workers
  * set up every site at start. */
@@ -450,6 +518,18 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
 
     site = ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module);
 
+    /* a server's site takes nothing from the http block: without a site
+     * there, a site directive there does nothing */
+    if (!site->configured
+        && ngx_http_jpki_site_unused(cf, site, "the http block has no site "
+               "(jpki_secret_file, jpki_issuer and jpki_store), and a "
+               "server's site takes nothing from it; set it in each server "
+               "that has them")
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     rv = ngx_http_jpki_site_finish(cf, site);
     if (rv != NGX_CONF_OK) {
         return rv;
@@ -463,8 +543,9 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
 }
 
 
-/* A server block with site directives of its own is a site of its own (it
- * must be complete); otherwise it uses the http block's. */
+/* A server block with jpki_secret_file, jpki_issuer or jpki_store is a site
+ * of its own (it must be complete); otherwise it uses the http block's, and
+ * any other site directive in it is refused: it would have no effect. */
 static char *
 ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -474,7 +555,13 @@ ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (!conf->configured) {
         conf->site = prev->site;
-        return NGX_CONF_OK;
+        return ngx_http_jpki_site_unused(cf, conf, prev->configured
+                   ? "this server inherits the site of the http block; set "
+                     "it there, or give this server its own "
+                     "jpki_secret_file, jpki_issuer and jpki_store"
+                   : "this server has no site, nor has the http block; give "
+                     "this server its own jpki_secret_file, jpki_issuer and "
+                     "jpki_store");
     }
 
     rv = ngx_http_jpki_site_finish(cf, conf);
@@ -494,12 +581,15 @@ static void *
 ngx_http_jpki_create_srv_conf(ngx_conf_t *cf)
 {
     ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_srv_conf_t   *jscf;
     ngx_pool_cleanup_t         *cln;
 
-    jmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_main_conf_t));
-    if (jmcf == NULL) {
+    jscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_srv_conf_t));
+    if (jscf == NULL) {
         return NULL;
     }
+
+    jmcf = &jscf->site;
 
     jmcf->ctx = jpki_ctx_new();
     if (jmcf->ctx == NULL) {
@@ -1085,6 +1175,8 @@ ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     jpki_policy                *p;
     time_t                      t;
 
+    ngx_http_jpki_site_note(cf, cmd, conf);
+
     p = jpki_ctx_policy(jmcf->ctx);
     t = ngx_parse_time(&value[1], 1);
 
@@ -1106,6 +1198,8 @@ ngx_http_jpki_site_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                  *value = cf->args->elts;
     jpki_policy                *p;
     unsigned                    on;
+
+    ngx_http_jpki_site_note(cf, cmd, conf);
 
     p = jpki_ctx_policy(jmcf->ctx);
     if (p == NULL) {
@@ -1233,6 +1327,8 @@ ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                     *colon;
     ssize_t                     size;
 
+    ngx_http_jpki_site_note(cf, cmd, conf);
+
     if (jmcf->crl_zone) {
         return "is duplicate";
     }
@@ -1281,6 +1377,8 @@ ngx_http_jpki_crl_grace(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_jpki_main_conf_t  *jmcf = conf;
     ngx_str_t                  *value = cf->args->elts;
     time_t                      t;
+
+    ngx_http_jpki_site_note(cf, cmd, conf);
 
     if (jmcf->crl_grace != NGX_CONF_UNSET_UINT) {
         return "is duplicate";

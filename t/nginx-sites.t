@@ -93,5 +93,61 @@ for ([ "server { listen 127.0.0.1:\@PORT\@; jpki_store shm zone=z:1m; }",
     like($out, $_->[1], '... with a clear message');
 }
 
+# A site directive in a server that is no site of its own (it uses the http
+# block's) would do nothing: nginx -t refuses it, naming it and its line.
+my $site_http = "jpki_secret_file $sa; jpki_issuer card ca=\@PKI\@/ca2.pem; "
+              . "jpki_store shm zone=z:1m;\n";
+my $own_site = "jpki_secret_file $sb; jpki_issuer card ca=\@PKI\@/ca2.pem; "
+             . "jpki_store shm zone=y:1m;\n";
+my $inherits = qr/this server inherits the site of the http block; set it there, or give this server its own jpki_secret_file, jpki_issuer and jpki_store/;
+my $n = 0;
+
+# Refused: the message names the directive, the file and the line of it.
+sub refused_ok {
+    my ($http, $directive, $why, $name) = @_;
+    my $tn = 'sites-unused-' . ++$n;
+    my ($st, $out) = JPKITest::Nginx->test_config(name => $tn, http => $http);
+    my @lines = split /\n/, slurp(tmpdir() . "/$tn/nginx.conf");
+    my ($line) = grep { $lines[$_ - 1] =~ /^\s*\Q$directive\E / } 1 .. @lines;
+    isnt($st, 0, "nginx -t refuses $directive $name");
+    like($out, qr/"\Q$directive\E" here has no effect: $why.* in \S+\/nginx\.conf:$line\b/,
+         '... naming it, why, and its file and line') or diag $out;
+}
+
+for my $d ('jpki_ocsp_timeout 5s;', 'jpki_challenge_ttl 60s;', "jpki_map_file $dir/b.map;",
+           'jpki_crl_grace 2h;', 'jpki_ocsp_nonce on;', 'jpki_redis_timeout 2s;',
+           'jpki_crl_zone crlz:1m;', 'jpki_ocsp_cache_good 10m;') {
+    my ($name) = $d =~ /^(\S+)/;
+    refused_ok($site_http . "server {\n    listen 127.0.0.1:\@PORT\@;\n    $d\n"
+               . "    location / { jpki on; }\n}", $name, $inherits,
+               'in a server inheriting the site of the http block');
+}
+
+# The first of several is named.
+refused_ok($site_http . "server {\n    listen 127.0.0.1:\@PORT\@;\n    jpki_clock_skew 1m;\n"
+           . "    jpki_ocsp_timeout 5s;\n}", 'jpki_clock_skew', $inherits,
+           '(the first of two) in an inheriting server');
+
+# No site at all: neither this server nor the http block has one.
+refused_ok("server {\n    listen 127.0.0.1:\@PORT\@;\n    jpki_ocsp_timeout 5s;\n}",
+           'jpki_ocsp_timeout', qr/this server has no site, nor has the http block/,
+           'in a server when no block has a site');
+
+# At http level without a site there: a server's site takes nothing from it.
+refused_ok("jpki_challenge_ttl 60s;\nserver {\n    listen 127.0.0.1:\@PORT\@;\n    $own_site}",
+           'jpki_challenge_ttl', qr/the http block has no site .*server's site takes nothing from it/,
+           'at http level when only servers have sites');
+
+# A server with a site of its own takes them, before or after its
+# jpki_secret_file, jpki_issuer and jpki_store; so does a complete http block.
+my ($st, $out) = JPKITest::Nginx->test_config(name => 'sites-own', http => $site_http
+    . "jpki_ocsp_timeout 4s; jpki_challenge_ttl 90s;\n"
+    . "server {\n    listen 127.0.0.1:\@PORT\@;\n    jpki_ocsp_timeout 5s; jpki_challenge_ttl 60s;\n"
+    . "    jpki_map_file $dir/b.map; jpki_crl_grace 2h; jpki_ocsp_nonce on;\n"
+    . "    jpki_redis_timeout 2s; jpki_crl_zone crlz:1m; jpki_ocsp_cache_good 10m;\n"
+    . "    $own_site    location / { jpki on; }\n}\n"
+    . "server {\n    listen 127.0.0.1:$pb;\n    location / { jpki on; }\n}");
+is($st, 0, 'nginx -t accepts site directives in a server with its own site') or diag $out;
+
 $ocsp->stop;
 done_testing();
