@@ -589,6 +589,15 @@ jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
         e = issuer_finish(ctx->issuers[i], errbuf, errlen);
         if (e != JPKI_OK)
             return e;
+        /* the check value of CRLs loaded into the store (txn.c) */
+        e = jpki_cert_id_from_serial_text(ctx, ctx->issuers[i],
+                                          JPKI_CRL_ID_CHECK_SERIAL,
+                                          ctx->issuers[i]->id_check);
+        if (e != JPKI_OK) {
+            jpki_set_detail(errbuf, errlen, "issuer \"%s\": cannot compute "
+                            "the CRL check value", ctx->issuers[i]->name);
+            return e;
+        }
     }
     if (ctx->n_keys == 0) {
         uint8_t k[32];

@@ -29,6 +29,11 @@ struct jpki_issuer {
     ASN1_OBJECT *policy;
     char *ocsp_url;
     char *crl_source;
+    /* jpki_cert_id_from_serial_text(ctx, is, "1"), made at finish: `crl
+     * sync` stores the same value in crlinfo, and a list whose value
+     * differs was loaded with another secret or other CA files (no lookup
+     * in it can match: "not listed" would read as good) */
+    char id_check[JPKI_CERT_ID_HEX_LEN + 1];
     struct jpki_ctx *ctx;
 };
 

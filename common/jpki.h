@@ -327,6 +327,10 @@ jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
                                        const jpki_issuer *is,
                                        const char *serial_text,
                                        char out[JPKI_CERT_ID_HEX_LEN + 1]);
+/* The serial whose cert_id `jpkictl crl sync` stores as id_check next to
+ * a CRL loaded into the store, and the gate compares with its own: equal
+ * only with the same site secret and CA files (docs/store-schema.md). */
+#define JPKI_CRL_ID_CHECK_SERIAL "1"
 
 /* Signature over msg with the certificate's key (strict; see docs). */
 jpki_err jpki_cert_verify_sig(const jpki_ctx *ctx, const jpki_cert *c,

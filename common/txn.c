@@ -398,6 +398,7 @@ static void crl_store_start(jpki_txn *t)
 {
     jpki_ctx *ctx = (jpki_ctx *)t->ctx;        /* the pointer cache only */
     jpki_store_result r;
+    jpki_store_cmd *c;
     size_t i = issuer_index(t);
     int hit = 0;
 
@@ -420,8 +421,14 @@ static void crl_store_start(jpki_txn *t)
         crl_meta_fed(t, &r);
         return;
     }
+    /* the pointer and the list's check value in one round trip: a pointer
+     * is used (and cached) only once its list is known to be keyed with
+     * this secret and these CA files */
     t->n_cmds = 0;
     cmd_add(t, JPKI_STORE_GET, "crlmeta", t->cert->issuer->tag);
+    c = cmd_add(t, JPKI_STORE_HGET, "crlinfo", t->cert->issuer->tag);
+    c->vallen = sizeof("id_check") - 1;
+    memcpy(c->val, "id_check", c->vallen);
     t->state = T_CRL_META;
 }
 
@@ -484,6 +491,29 @@ static int crl_meta_parse(const jpki_store_result *r, char gen[25],
     return 1;
 }
 
+/* The list's id_check (HGET crlinfo) against the issuer's, computed at
+ * jpki_ctx_finish: cert_ids are HMACs under the site secret, so a list
+ * loaded with another secret is found (its tag depends on the CA files
+ * only) but never matches, and every revoked certificate would pass as
+ * "not listed".  Not a secret: a plain, length-checked compare. */
+static int crl_id_check_ok(jpki_txn *t, const jpki_store_result *r)
+{
+    const char *want = t->cert->issuer->id_check;
+
+    if (r->type == JPKI_STORE_R_VALUE && r->vallen == strlen(want)
+        && memcmp(r->val, want, r->vallen) == 0)
+        return 1;
+    /* never the values themselves: they are cert_ids */
+    jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL of issuer \"%s\" in the "
+             "store is not usable: its id_check %s, so it was loaded with "
+             "another site secret or other CA files; treating revocation "
+             "data as unavailable.  Re-run `jpkictl crl sync` with the "
+             "gate's --secret-file and --issuer files",
+             t->cert->issuer->name,
+             r->type == JPKI_STORE_R_NIL ? "is missing" : "does not match");
+    return 0;
+}
+
 static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
 {
     char gen[25], id[JPKI_CERT_ID_HEX_LEN + 48];
@@ -496,6 +526,10 @@ static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
         jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: no CRL of issuer \"%s\" in the "
                  "store (jpkictl crl sync)", t->cert->issuer->name);
         rev_next(t);
+        return;
+    }
+    if (!t->crl_ptr_cached && !crl_id_check_ok(t, &r[1])) {
+        rev_next(t);                    /* the next method, or unavailable */
         return;
     }
     if (!crl_meta_parse(&r[0], gen, &k, &t->crl_meta)) {
@@ -1181,7 +1215,8 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
 
     if ((st == T_CRL_META || st == T_CRL_HGET)
         && (res == NULL || n != t->n_cmds
-            || res[0].type == JPKI_STORE_R_ERROR)) {
+            || res[0].type == JPKI_STORE_R_ERROR
+            || (n > 1 && res[1].type == JPKI_STORE_R_ERROR))) {
         jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL lookup in the store "
                  "failed");
         rev_next(t);                    /* the next method, or unavailable */

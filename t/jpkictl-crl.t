@@ -239,6 +239,19 @@ is($rc, 0, 'crl status: exit 0');
 my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
 ok($tag, 'crl status: fresh, issuer, list tag, number, entries') or diag($out);
 like($out, qr/age=\d+s .*source=\Q$P\E\/ca2.crl$/m, 'crl status: age and source');
+# with the gate's secret file the list's id_check is compared: a CRL
+# loaded with another secret is found by the gate but never matches
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2, @S);
+is($rc, 0, 'crl status with the same --secret-file: exit 0');
+like($out, qr/^fresh issuer=card list=\Q$tag\E /m, '... fresh');
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2, '--secret-file',
+                  "$dir/secret2");
+is($rc, 1, 'crl status with another --secret-file: exit 1');
+like($out, qr/^mismatch issuer=card list=\Q$tag\E kind=crl detail="id_check differs: /m,
+     '... "mismatch", the list and why') or diag($out);
+unlike($out, qr/^fresh issuer=card list=\Q$tag\E /m, '... not "fresh"');
+($rc, $out, $err) = ctl('crl', 'status', @R, @S);
+is($rc, 2, 'crl status --secret-file without --issuer: exit 2');
 
 is((lookup($r, $tag, $id{'rev-keyCompromise'}))[0], 1, 'keyCompromise listed with reason 1');
 my $hold_at = (lookup($r, $tag, $id{'rev-certificateHold'}))[1];

@@ -40,7 +40,7 @@
 #define LOCK_REFRESH_S   60
 #define LISTPACK_ENTRIES 128             /* redis.conf's value */
 #define BUCKET_MAX       256             /* fields per bucket at most */
-#define ID_CHECK_SERIAL  "1"
+#define ID_CHECK_SERIAL  JPKI_CRL_ID_CHECK_SERIAL
 #define SCAN_COUNT       "1000"
 #define RECHECK_PAGE     1000            /* soft records looked up at once */
 
@@ -84,12 +84,16 @@ const char usage_crl_sync[] =
 "                 line per check; SIGTERM/SIGINT stop it (exit 0)\n"
 "  --max-size BYTES  largest answer accepted (default 1073741824)\n"
 "  --timeout SECONDS  whole transfer (default 300)\n"
-"jpkictl crl status --redis ADDR [...] [--issuer ...] [--grace SECONDS]\n"
+"jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
+"                   [--grace SECONDS]\n"
 "  One line per loaded CRL: \"fresh|stale issuer=NAME list=TAG kind=crl\n"
 "  crl_number=N this_update= next_update= age=S entries=N loaded_at=\n"
-"  source=\"; with --issuer, \"missing issuer=NAME\" for one without a CRL.\n"
-"  Exit 0 all fresh, 1 stale or missing (or nothing loaded), 5 store\n"
-"  failed.\n\n";
+"  source=\"; with --issuer, \"missing issuer=NAME\" for one without a CRL;\n"
+"  with --issuer and --secret-file (the gate's), \"mismatch issuer=NAME\n"
+"  list=TAG kind= detail=\" for a CRL loaded with another secret or other\n"
+"  CA files (its id_check differs or is missing): the gate treats it as\n"
+"  unavailable.  Exit 0 all fresh, 1 stale, missing or mismatch (or\n"
+"  nothing loaded), 5 store failed.\n\n";
 
 const char usage_purge[] =
 "jpkictl purge --revocation (--redis ADDR [...] | --map-file FILE)\n"
@@ -867,10 +871,14 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
              "state\"", name);
         goto out;
     }
-    if (st.have && st.id_check[0] && strcmp(st.id_check, idc) != 0)
-        say("warning: the loaded CRL of %s was made with another secret or "
-            "other CA files; replacing it", name);
-    if (st.have && (st.id_check[0] == '\0' || strcmp(st.id_check, idc) == 0)) {
+    /* the gate refuses a list whose id_check is not its own, also one
+     * without id_check: such a list is replaced whatever its number, or
+     * it would stay unusable until a newer CRL is published */
+    if (st.have && strcmp(st.id_check, idc) != 0)
+        say("warning: the loaded CRL of %s %s; replacing it", name,
+            st.id_check[0] ? "was made with another secret or other CA files"
+                           : "has no id_check");
+    if (st.have && strcmp(st.id_check, idc) == 0) {
         crl_cmp cmp = compare(&info, sha, &st, &why);
 
         if (cmp == CMP_CONFLICT) {
@@ -1175,6 +1183,10 @@ int run_crl_status(const args_t *a)
 
     if (opt_uint(a, O_GRACE, 0, GRACE_MAX, DEFAULT_GRACE, &grace))
         return SHOW_USAGE;
+    if (a->val[O_SECRET] != NULL && a->n_issuer == 0) {
+        say("--secret-file needs the gate's --issuer");
+        return SHOW_USAGE;
+    }
     if (a->n_issuer > 0 && (ctx = build_ctx(a, 0)) == NULL)
         return EXIT_USAGE;
     if ((rc = redis_open(a)) == NULL)
@@ -1183,6 +1195,8 @@ int run_crl_status(const args_t *a)
         goto out;
     for (i = 0; i < n; i++) {
         const char *lid = keys[i] + plen, *name = NULL;
+        const jpki_issuer *is = NULL;
+        char idc[JPKI_CERT_ID_HEX_LEN + 1];
         list_state st;
         int s;
 
@@ -1199,8 +1213,23 @@ int run_crl_status(const args_t *a)
         }
         for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++)
             if (strncmp(lid, jpki_issuer_tag(jpki_ctx_issuer(ctx, j)), 16)
-                == 0)
-                name = jpki_issuer_name(jpki_ctx_issuer(ctx, j));
+                == 0) {
+                is = jpki_ctx_issuer(ctx, j);
+                name = jpki_issuer_name(is);
+            }
+        /* the gate refuses a list whose id_check is not its own: with the
+         * gate's secret file, say so rather than "fresh" */
+        if (is != NULL && a->val[O_SECRET] != NULL
+            && (jpki_cert_id_from_serial_text(ctx, is, ID_CHECK_SERIAL, idc)
+                != JPKI_OK || strcmp(idc, st.id_check) != 0)) {
+            printf("mismatch issuer=%s list=%s kind=%s detail=\"%s: loaded "
+                   "with another --secret-file or other CA files; the gate "
+                   "treats it as unavailable; run crl sync with the gate's "
+                   "files\"\n", name, lid, st.kind[0] ? st.kind : "crl",
+                   st.id_check[0] ? "id_check differs" : "no id_check");
+            bad = 1;
+            continue;
+        }
         s = stale_at(&st.m, a->now, (unsigned)grace);
         bad |= s;
         printf("%s issuer=%s list=%s kind=%s crl_number=%lld this_update=%s "

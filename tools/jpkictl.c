@@ -61,8 +61,9 @@ static const char usage_sig[] =
 "                 characters of the challenge: no newline, no quotes)\n"
 "  --sig FILE     raw binary, or base64 (standard or URL alphabet, line\n"
 "                 breaks allowed); hex is not accepted\n"
-"  --allow-sha1   accept rsa-pkcs1-sha1 (site option allow_sha1).  Without\n"
-"                 it SHA-1 is refused: exit 1, reason signature_algorithm.\n"
+"  --allow-sha1   accept rsa-pkcs1-sha1 (to examine old signatures; the\n"
+"                 gate always refuses SHA-1).  Without it: exit 1, reason\n"
+"                 signature_algorithm, as at the gate.\n"
 "  Strict: an RSA signature is exactly as long as the modulus and its\n"
 "  DigestInfo byte for byte the DER of RFC 8017 (no BER, no missing NULL\n"
 "  parameter, no trailing bytes).  An ECDSA signature is a DER\n"
@@ -482,8 +483,8 @@ static int decode_sig(uint8_t *buf, size_t len, uint8_t **out,
 static void sig_hint(jpki_err e, jpki_sig_alg alg, int allow_sha1)
 {
     if (e == JPKI_ERR_SIG_ALG && alg == JPKI_SIG_RSA_PKCS1_SHA1 && !allow_sha1)
-        say("hint: rsa-pkcs1-sha1 is disabled; --allow-sha1 accepts it, as "
-            "the site option allow_sha1 does");
+        say("hint: rsa-pkcs1-sha1 is refused, as the gate refuses it; "
+            "--allow-sha1 accepts it here, to examine old signatures");
     else if (e == JPKI_ERR_SIG_ALG)
         say("hint: %s does not fit the key: RSA keys take rsa-pkcs1-*, EC "
             "keys ecdsa-*", jpki_sig_alg_name(alg));
@@ -1149,8 +1150,8 @@ static const struct command {
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS),
      run_crl_sync},
     {"crl", "status", usage_crl_sync,
-     BIT(O_ISSUER) | BIT(O_GRACE) | BIT(O_AT) | REDIS_OPTS, BIT(O_REDIS),
-     run_crl_status},
+     BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_GRACE) | BIT(O_AT) | REDIS_OPTS,
+     BIT(O_REDIS), run_crl_status},
     {"map", "add", usage_map,
      BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_ISSUER) | BIT(O_SECRET)
      | BIT(O_ACCOUNT) | BIT(O_AT) | MAP_BACKEND, BIT(O_ACCOUNT), run_map_add},

@@ -1,0 +1,381 @@
+/* test_txn_crlstore.c - the transaction's check against a CRL loaded into
+ * the store by `jpkictl crl sync` (docs/store-schema.md "Reading"), with a
+ * simulated Redis: the embedded store for strings, a table for the CRL
+ * hashes.  A list whose id_check is not the gate's (loaded with another
+ * site secret: its entries can never match) must read as unavailable, not
+ * as "not listed". */
+#include "jpki.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static jpki_ctx *ctx;
+static void *shm_mem, *shm_h;
+static jpki_shm *shm;
+static time_t NOW;
+static char logbuf[16384];
+
+/* ---- the simulated hashes (HGET) ----------------------------------- */
+
+typedef struct {
+    char key[JPKI_STORE_KEY_MAX + 1];
+    uint8_t field[64];
+    size_t flen;
+    uint8_t val[JPKI_STORE_VAL_MAX];
+    size_t vlen;
+} hent;
+
+static hent hash[8];
+static size_t n_hash;
+static int hget_error;          /* answer every HGET with an error */
+static int n_meta_gets, n_batches_with_both;
+
+static void hash_put(const char *key, const void *field, size_t flen,
+                     const void *val, size_t vlen)
+{
+    hent *h = &hash[n_hash++];
+    snprintf(h->key, sizeof(h->key), "%s", key);
+    memcpy(h->field, field, flen);
+    h->flen = flen;
+    memcpy(h->val, val, vlen);
+    h->vlen = vlen;
+}
+
+static void hget(const jpki_store_cmd *c, jpki_store_result *r)
+{
+    size_t i;
+
+    memset(r, 0, sizeof(*r));
+    r->type = JPKI_STORE_R_NIL;
+    if (hget_error) {
+        r->type = JPKI_STORE_R_ERROR;
+        return;
+    }
+    for (i = 0; i < n_hash; i++)
+        if (strlen(hash[i].key) == c->keylen
+            && memcmp(hash[i].key, c->key, c->keylen) == 0
+            && hash[i].flen == c->vallen
+            && memcmp(hash[i].field, c->val, c->vallen) == 0) {
+            r->type = JPKI_STORE_R_VALUE;
+            memcpy(r->val, hash[i].val, hash[i].vlen);
+            r->vallen = hash[i].vlen;
+        }
+}
+
+static void exec_store(jpki_txn *t)
+{
+    size_t n, i;
+    const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
+    jpki_store_result r[8];
+    int meta = 0, info = 0;
+
+    for (i = 0; i < n; i++) {
+        if (c[i].op == JPKI_STORE_HGET) {
+            hget(&c[i], &r[i]);
+            info |= strstr(c[i].key, ":crlinfo:") != NULL;
+        } else {
+            jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
+            meta |= c[i].op == JPKI_STORE_GET
+                    && strstr(c[i].key, ":crlmeta:") != NULL;
+        }
+    }
+    n_meta_gets += meta;
+    n_batches_with_both += meta && info;
+    jpki_txn_feed_store(t, r, n);
+}
+
+/* ---- the gate ------------------------------------------------------ */
+
+static void on_log(void *ud, jpki_log_level lvl, const char *msg)
+{
+    size_t l = strlen(logbuf);
+    snprintf(logbuf + l, sizeof(logbuf) - l, "%s\n", msg);
+}
+
+static jpki_ctx *make_ctx(uint8_t secret_byte, int fail_open,
+                          unsigned pointer_ttl)
+{
+    uint8_t secret[32];
+    char err[256];
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_issuer *is;
+    jpki_policy *p;
+
+    memset(secret, secret_byte, sizeof(secret));
+    jpki_ctx_set_secret(c, secret, sizeof(secret));
+    jpki_ctx_set_log(c, on_log, NULL);
+    is = jpki_ctx_add_issuer(c, "card");
+    jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err, sizeof(err));
+    jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err, sizeof(err));
+    p = jpki_ctx_policy(c);
+    p->fail_open = (unsigned)fail_open;
+    p->rev_policy = JPKI_REV_CRL;
+    p->crl_pointer_ttl = pointer_ttl;
+    if (jpki_ctx_finish(c, err, sizeof(err)) != JPKI_OK) {
+        printf("# finish: %s\n", err);
+        exit(1);
+    }
+    return c;
+}
+
+static char *sign(const char *ch, const char *key)
+{
+    static char out[4096];
+    char cmd[2048];
+    FILE *f;
+    size_t n;
+
+    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | openssl dgst -sha256 "
+             "-sign %s | base64 -w0", ch, tap_path(key));
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, f);
+    pclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+static char *file_b64(const char *name)
+{
+    static char out[8192];
+    char cmd[1024];
+    FILE *f;
+    size_t n;
+
+    snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(name));
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, f);
+    pclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+/* cert_id of a PKI certificate under context c */
+static void cert_id(jpki_ctx *c, const char *cert, char out[33])
+{
+    jpki_cert *x = NULL;
+    uint8_t *der;
+    size_t len;
+
+    out[0] = '\0';
+    jpki_load_file(tap_path(cert), 1 << 16, &der, &len);
+    if (jpki_cert_check(c, der, len, NOW, &x, NULL, 0) == JPKI_OK)
+        snprintf(out, 33, "%s", jpki_cert_id_hex(x));
+    jpki_cert_free(x);
+    free(der);
+}
+
+static void map(const char *cert, const char *account)
+{
+    jpki_store_cmd cmd = {0};
+    jpki_store_result r;
+    char id[33];
+
+    cert_id(ctx, cert, id);
+    cmd.op = JPKI_STORE_SET;
+    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key), "jpki:v1:map:%s",
+                                  id);
+    cmd.vallen = strlen(account);
+    memcpy(cmd.val, account, cmd.vallen);
+    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
+}
+
+/* What `crl sync` leaves: the pointer (k = 1, generation 1), the entry of
+ * rev-keyCompromise keyed by its cert_id under the secret of `loader`,
+ * and crlinfo's id_check (NULL: none). */
+static void load_crl(jpki_ctx *loader, const char *id_check)
+{
+    const char *tag = jpki_issuer_tag(jpki_ctx_issuer(ctx, 0));
+    jpki_store_cmd cmd = {0};
+    jpki_store_result r;
+    char key[JPKI_STORE_KEY_MAX + 1], id[33];
+    uint8_t raw[16], val[5] = {1, 0, 0, 0, 0};
+    uint32_t at = (uint32_t)(NOW - 3600);
+    size_t n;
+
+    n_hash = 0;
+    cmd.op = JPKI_STORE_SET;
+    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key),
+                                  "jpki:v1:crlmeta:%s", tag);
+    cmd.vallen = (size_t)snprintf((char *)cmd.val, sizeof(cmd.val),
+                                  "1|1|%lld|%lld|2|1|%lld",
+                                  (long long)NOW - 60, (long long)NOW + 86400,
+                                  (long long)NOW);
+    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
+    cert_id(loader, "rev-keyCompromise.pem", id);
+    jpki_hex_decode(id, 32, raw, sizeof(raw), &n);
+    val[1] = (uint8_t)(at >> 24);
+    val[2] = (uint8_t)(at >> 16);
+    val[3] = (uint8_t)(at >> 8);
+    val[4] = (uint8_t)at;
+    snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%c", tag, id[0]);
+    hash_put(key, raw, 16, val, 5);
+    if (id_check != NULL) {
+        snprintf(key, sizeof(key), "jpki:v1:crlinfo:%s", tag);
+        hash_put(key, "id_check", 8, id_check, strlen(id_check));
+    }
+}
+
+static const jpki_verdict *login(const char *who, jpki_txn **tp)
+{
+    static char body[16384];
+    char ch[JPKI_CHALLENGE_LEN + 1], cert[64], key[64];
+    jpki_txn_request rq = {0};
+    jpki_txn *t;
+    jpki_step s;
+    int guard = 0;
+
+    snprintf(cert, sizeof(cert), "%s.der", who);
+    snprintf(key, sizeof(key), "%s.key", who);
+    jpki_challenge_issue(ctx, NOW, ch, NULL);
+    snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":"
+             "\"%s\",\"signature\":\"%s\"}", ch, file_b64(cert),
+             sign(ch, key));
+    rq.op = JPKI_OP_LOGIN;
+    rq.now = NOW;
+    rq.is_post = 1;
+    rq.wants_json = 1;
+    rq.content_type = "application/json";
+    rq.content_type_len = strlen(rq.content_type);
+    rq.body = (const uint8_t *)body;
+    rq.body_len = strlen(body);
+    rq.peer = "127.0.0.1";
+    rq.crl_in_store = 1;
+    *tp = NULL;
+    if (jpki_txn_new(ctx, &rq, &t) != JPKI_OK)
+        return NULL;
+    while ((s = jpki_txn_step(t)) != JPKI_STEP_DONE && guard++ < 10) {
+        if (s == JPKI_STEP_STORE)
+            exec_store(t);
+        else if (s == JPKI_STEP_CRL)
+            jpki_txn_feed_crl(t, JPKI_ERR_REVOCATION_UNAVAILABLE, NULL);
+        else
+            jpki_txn_feed_ocsp(t, 0, NULL, 0);
+    }
+    *tp = t;
+    return jpki_txn_verdict(t);
+}
+
+#define EXPECT(who, st_, rs_, name) do {                                     \
+        jpki_txn *t_;                                                        \
+        const jpki_verdict *v_ = login(who, &t_);                            \
+        is_int(v_ ? v_->http_status : -1, st_, "%s: status", name);          \
+        is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
+        jpki_txn_free(t_);                                                   \
+    } while (0)
+
+static void new_gate(int fail_open, unsigned pointer_ttl)
+{
+    jpki_ctx_free(ctx);
+    ctx = make_ctx(7, fail_open, pointer_ttl);
+    map("user1.pem", "alice");
+    map("rev-keyCompromise.pem", "x");
+}
+
+int main(void)
+{
+    const char *mismatch_msg = "was loaded with another site secret or "
+                               "other CA files";
+    char idc_gate[33], idc_other[33];
+    jpki_ctx *other;
+    const jpki_verdict *v;
+    jpki_txn *t;
+
+    NOW = time(NULL);
+    shm_mem = calloc(1, 1 << 20);
+    shm_h = calloc(1, jpki_shm_handle_size());
+    jpki_shm_init(shm_mem, 1 << 20, 0);
+    shm = jpki_shm_attach(shm_h, shm_mem, 1 << 20, NULL);
+    ok(shm != NULL, "embedded store attached");
+
+    new_gate(0, 0);
+    other = make_ctx(9, 0, 0);                   /* another site secret */
+    jpki_cert_id_from_serial_text(ctx, jpki_ctx_issuer(ctx, 0),
+                                  JPKI_CRL_ID_CHECK_SERIAL, idc_gate);
+    jpki_cert_id_from_serial_text(other, jpki_ctx_issuer(other, 0),
+                                  JPKI_CRL_ID_CHECK_SERIAL, idc_other);
+    ok(strcmp(idc_gate, idc_other) != 0, "id_check depends on the secret");
+    ok(strcmp(jpki_issuer_tag(jpki_ctx_issuer(ctx, 0)),
+              jpki_issuer_tag(jpki_ctx_issuer(other, 0))) == 0,
+       "the list key (issuer tag) does not");
+
+    /* loaded with the gate's secret */
+    load_crl(ctx, idc_gate);
+    n_meta_gets = n_batches_with_both = 0;
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "same secret: revoked certificate refused");
+    is_int(n_batches_with_both, 1, "the pointer and id_check in one batch");
+    EXPECT("user1", 200, "ok", "same secret: good certificate passes");
+    ok(strstr(logbuf, "id_check") == NULL, "no id_check complaint");
+
+    /* loaded with another secret: the list is found, its entries never
+     * match, and "not listed" must not read as good */
+    load_crl(other, idc_other);
+    logbuf[0] = '\0';
+    EXPECT("rev-keyCompromise", 503, "revocation_unavailable",
+           "other secret: revoked certificate fails closed (not 200)");
+    EXPECT("user1", 503, "revocation_unavailable",
+           "other secret: the list is unavailable for every certificate");
+    ok(strstr(logbuf, mismatch_msg) != NULL
+       && strstr(logbuf, "issuer \"card\"") != NULL
+       && strstr(logbuf, "jpkictl crl sync") != NULL
+       && strstr(logbuf, "--secret-file") != NULL,
+       "the log names the issuer, the cause and the remedy");
+    ok(strstr(logbuf, idc_other) == NULL && strstr(logbuf, idc_gate) == NULL,
+       "the log carries no id_check value");
+
+    /* no id_check at all */
+    load_crl(ctx, NULL);
+    logbuf[0] = '\0';
+    EXPECT("rev-keyCompromise", 503, "revocation_unavailable",
+           "no id_check: fails closed");
+    ok(strstr(logbuf, "id_check is missing") != NULL, "... the log says so");
+
+    /* id_check of another length (a prefix of the right value) */
+    {
+        char half[17];
+        memcpy(half, idc_gate, 16);
+        half[16] = '\0';
+        load_crl(ctx, half);
+        EXPECT("user1", 503, "revocation_unavailable",
+               "a truncated id_check does not match");
+    }
+
+    /* HGET of id_check answered with an error (WRONGTYPE, ACL) */
+    load_crl(ctx, idc_gate);
+    hget_error = 1;
+    logbuf[0] = '\0';
+    EXPECT("user1", 503, "revocation_unavailable",
+           "id_check lookup failed: fails closed");
+    ok(strstr(logbuf, "CRL lookup in the store failed") != NULL,
+       "... logged as a store failure");
+    hget_error = 0;
+
+    /* fail-open: a soft pass, as for any missing revocation data */
+    new_gate(1, 0);
+    load_crl(other, idc_other);
+    v = login("rev-keyCompromise", &t);
+    is_int(v ? v->http_status : -1, 200, "fail open: other secret passes");
+    ok(v && v->soft_pass, "... as a soft pass");
+    jpki_txn_free(t);
+
+    /* the pointer cache: a pointer is kept only once its id_check matched */
+    new_gate(0, 30);
+    load_crl(other, idc_other);
+    n_meta_gets = 0;
+    EXPECT("user1", 503, "revocation_unavailable", "cache: other secret");
+    EXPECT("user1", 503, "revocation_unavailable", "cache: again");
+    is_int(n_meta_gets, 2, "a refused pointer is not cached");
+    load_crl(ctx, idc_gate);
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "cache: synced again with the gate's secret: applies at once");
+    n_meta_gets = 0;
+    EXPECT("user1", 200, "ok", "cache: good certificate");
+    is_int(n_meta_gets, 0, "a matching pointer is cached");
+
+    jpki_ctx_free(other);
+    jpki_ctx_free(ctx);
+    free(shm_mem);
+    free(shm_h);
+    return done_testing();
+}
