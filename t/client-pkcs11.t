@@ -10,7 +10,11 @@
 # each refusal with its exit status (1 gate, 2 usage, 3 token/PIN, 4
 # network) and message; TLS verified (no --cacert: refused); answers no
 # real gate gives (nginx `return` locations: escapes, duplicates, trailing
-# bytes, over 64 KiB with and without a length).
+# bytes, over 64 KiB with and without a length); what the card signs:
+# nothing but a current JPKI challenge, checked before the PIN is asked;
+# plain http only to this machine; the last PIN try (a wrapper module
+# that reports CKF_USER_PIN_FINAL_TRY, which SoftHSM never does, asked on
+# a pty); JPKI_PIN gone from /proc/PID/environ while the gate answers.
 #   make build/jpki-login pki && prove -v t/client-pkcs11.t
 # Env: JPKI_LOGIN (default build/jpki-login; make test's second run sets
 # the ASan build: then LeakSanitizer reports fail the runs).
@@ -20,6 +24,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use POSIX ();
+use Errno ();
+use Fcntl ();
+use MIME::Base64 ();
+use Socket ();
 use Time::HiRes qw(time);
 use JPKITest;
 use JPKIApache;
@@ -155,6 +163,69 @@ sub login {
     return $r;
 }
 
+# login_tty([REGEX => ANSWER, ...], ARGS..., {env}) -> as login, with {tty}
+# what jpki-login wrote on its terminal: a pty, its controlling terminal
+# (stdin stays /dev/null); each ANSWER is typed once the output since the
+# previous answer matches its REGEX, in order.  undef when there is no pty.
+sub login_tty {
+    my ($script, @args) = @_;
+    my $env = ref $args[-1] eq 'HASH' ? pop @args : {};
+    my ($out, $err) = ("$dir/run.out", "$dir/run.err");
+    my ($unlock, $n) = (pack('i', 0), pack('i', 0));
+    sysopen(my $m, '/dev/ptmx', Fcntl::O_RDWR() | Fcntl::O_NOCTTY()) or return undef;
+    ioctl($m, 0x40045431, $unlock) or return undef;          # TIOCSPTLCK
+    ioctl($m, 0x80045430, $n) or return undef;               # TIOCGPTN
+    my $pts = '/dev/pts/' . unpack('i', $n);
+    my $t = time;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        close $m;
+        # a session leader opening a terminal: its controlling terminal
+        sysopen(my $s, $pts, Fcntl::O_RDWR()) or POSIX::_exit(125);
+        delete $ENV{JPKI_PIN};
+        $ENV{SOFTHSM2_CONF} = $env->{SOFTHSM2_CONF} // $MULTI;
+        for (keys %$env) {
+            if (defined $env->{$_}) { $ENV{$_} = $env->{$_} } else { delete $ENV{$_} }
+        }
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out or POSIX::_exit(126);
+        open STDERR, '>', $err or POSIX::_exit(126);
+        exec { $LOGIN } $LOGIN, @args or POSIX::_exit(127);
+    }
+    my ($tty, $from, $st, @s) = ('', 0, undef, @$script);
+    my $limit = time + 30;
+    for (;;) {
+        my $rin = '';
+        vec($rin, fileno $m, 1) = 1;
+        if (select(my $rout = $rin, undef, undef, 0.02) > 0) {
+            my $buf;
+            $tty .= $buf if sysread($m, $buf, 4096);
+        }
+        if (@s && substr($tty, $from) =~ $s[0]) {
+            syswrite($m, $s[1]);
+            splice @s, 0, 2;
+            $from = length $tty;
+        }
+        if (waitpid($pid, POSIX::WNOHANG()) != 0) { $st = $?; last }
+        if (time > $limit) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+            $st = 255 << 8;
+            spew($err, slurp($err) . "(killed after 30 s)\n");
+            last;
+        }
+    }
+    close $m;
+    my $r = { rc => $st >> 8, sig => $st & 127, out => slurp($out),
+              err => slurp($err), tty => $tty, elapsed => time - $t };
+    $n_run++;
+    push @ALL_OUTPUT, $r->{out}, $r->{err}, $tty;
+    $SAN_REPORTS .= $r->{err}
+        if $r->{err} =~ /AddressSanitizer|LeakSanitizer|runtime error:/;
+    return $r;
+}
+
 # is_rc(RESULT, RC, NAME, [REGEX for stderr]): the exit status (stderr shown
 # when it is not the one expected) and the message.
 sub is_rc {
@@ -215,9 +286,22 @@ setup({}, 'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
       'subjectAltName=IP:127.0.0.1');
 chmod 0644, "$dir/tls.key";
 
+# A challenge shaped as the gate's (common/challenge.c): ver | key_id |
+# expiry (8 bytes, big-endian) | random(33) | tag(32), 75 bytes, 100
+# characters of base64url; VER and EXPIRY as given, the rest random.
+sub mk_ch {
+    my ($ver, $exp) = @_;
+    my $raw = pack('CCQ>', $ver, 1, $exp) . join('', map { chr int rand 256 } 1 .. 65);
+    (my $t = MIME::Base64::encode_base64($raw, '')) =~ tr{+/}{-_};
+    return $t;
+}
+
 # Fake gates: answers the real ones never give (escapes, nested values,
-# duplicates, sizes), at /fake-NAME/{challenge,login}.
-my $CH = 'A' x 100;
+# duplicates, sizes), at /fake-NAME/{challenge,login}; challenges that are
+# not the gate's (the card must not sign them).
+my $now = int time;
+my $CH = mk_ch(1, $now + 300);
+my $LOGIN_OK = '{"status":"ok","account":"eve","expires":1795340406}';
 mkdir "$dir/big";
 chmod 0755, "$dir/big";
 spew("$dir/big/challenge", '{"challenge":"' . $CH . '","pad":"' . ('x' x 70000) . '"}', 0644);
@@ -226,11 +310,22 @@ my %fake = (
                qq({"extra":{"a":[{"b":"\\ud83d\\ude00"}]},"status":"ok","account":"eve\\u001b[2J\\u00e9\\ud83d\\ude00","expires":1795340406}) ],
     evil  => [ qq({"challenge":"$CH"}),
                qq(403 {"error":"cert_revoked","message":"no\\u001b]0;owned\\u0007 way \\u009b1m"}) ],
-    dup   => [ qq({"challenge":"$CH","challenge":"@{[ 'B' x 100 ]}"}) ],
+    dup   => [ qq({"challenge":"$CH","challenge":"@{[ mk_ch(1, $now + 300) ]}"}) ],
     notb64 => [ '{"challenge":"' . ('A' x 96) . 'A/+="}' ],
     trail => [ qq({"challenge":"$CH"} x) ],
     half  => [ qq({"challenge":"$CH"}), '{"status":"ok"}' ],
     html  => [ qq({"challenge":"$CH"}), '502 <html>bad gateway</html>' ],
+    # what a malicious gate would have the card sign; the login locations
+    # answer ok: a signature posted there would show as exit 0
+    text    => [ '{"challenge":"transfer-100000-yen-to-account-1234567"}', $LOGIN_OK ],
+    zeros   => [ '{"challenge":"' . ('A' x 100) . '"}', $LOGIN_OK ],
+    ver2    => [ '{"challenge":"' . mk_ch(2, $now + 300) . '"}', $LOGIN_OK ],
+    expired => [ '{"challenge":"' . mk_ch(1, $now - 3600) . '"}', $LOGIN_OK ],
+    future  => [ '{"challenge":"' . mk_ch(1, $now + 86400) . '"}', $LOGIN_OK ],
+    # real-shaped: our clock 60 s ahead of the gate's (taken, then a new
+    # one asked once the PIN is in), and a gate's longest challenge_ttl
+    skew    => [ '{"challenge":"' . mk_ch(1, $now - 60) . '"}', $LOGIN_OK ],
+    longttl => [ '{"challenge":"' . mk_ch(1, $now + 3500) . '"}', $LOGIN_OK ],
 );
 my $fake = join '', map {
     my ($c, $l) = @{ $fake{$_} };
@@ -397,6 +492,36 @@ for my $c ([ dup => 'a field given twice', $not_json ],
     is_rc(login('--url', $ng->url("/fake-$n"), @C), 4, "fake gate: $what", $re);
 }
 
+# The card signs a current JPKI challenge and nothing else; refused before
+# the PIN is asked.  The PIN file holds a wrong PIN: tried, it would end the
+# run with exit 3 (and use a try); a signature would sign in (exit 0).
+my $text = 'transfer-100000-yen-to-account-1234567';
+for my $c ([ text => 'an arbitrary text', qr/the challenge has ${\ length $text} characters, not 100/ ],
+           [ zeros => "100 characters that are no challenge ('A' x 100)",
+             qr/the challenge is of version 0, not 1/ ],
+           [ ver2 => 'a challenge of version 2', qr/the challenge is of version 2, not 1/ ],
+           [ expired => 'a challenge expired an hour ago',
+             qr/the challenge expired 36\d\d s ago by this machine's clock \(300 s of clock skew allowed\)/ ],
+           [ future => 'a challenge expiring in a day',
+             qr/the challenge expires in 86\d\d\d s, later than a gate's ever do \(3600 s, and 300 s of clock skew\)/ ]) {
+    my ($n, $what, $re) = @$c;
+    $r = login('--url', $ng->url("/fake-$n"), @M, '--token', 'card', '--pin-file', $pinfile{bad});
+    is_rc($r, 4, "not signed: $what",
+          qr/^jpki-login: GET \S+\/fake-$n\/challenge: not signed: $re \(the card signs nothing but a JPKI login challenge\)$/m);
+    unlike($r->{err}, qr/PIN/, "... the PIN was not tried");
+}
+my $gets = sub {
+    my ($n) = @_;
+    return scalar(() = slurp("$ng->{dir}/access.log") =~ m{"GET /fake-\Q$n\E/challenge }g);
+};
+$r = login('--url', $ng->url('/fake-skew'), @C, '--verbose');
+is_rc($r, 0, 'a challenge expired 60 s ago by our clock (ahead of the gate\'s): taken',
+      qr/the challenge has expired, or nearly, by this machine's clock: a new one/);
+is($gets->('skew'), 2, '... and a new one asked once the PIN is in');
+$r = login('--url', $ng->url('/fake-longttl'), @C);
+is_rc($r, 0, "a challenge valid for 3500 s (a gate's challenge_ttl goes to 3600): taken");
+is($gets->('longttl'), 1, '... asked once');
+
 # ---------------------------------------------------------------- token side
 
 
@@ -451,6 +576,88 @@ is_rc($r, 0, 'PIN file: the first line (CRLF)');
 $r = login('--url', $url, @M, '--token', 'card', '--pin', $PIN);
 is_rc($r, 2, 'no --pin option (never on the command line)', qr/unknown option "--pin"/);
 
+# the PIN on the terminal: asked there, never echoed
+$r = login_tty([ qr/PIN for token "card": \z/ => "$PIN\n" ], '--url', $url, @M, '--token', 'card');
+SKIP: {
+    skip 'no pty', 7 unless $r;
+    is_rc($r, 0, 'PIN on the terminal');
+    like($r->{tty}, qr/\APIN for token "card": \r?\n\z/, '... asked there, not echoed');
+
+    # The last PIN try.  SoftHSM never reports CKF_USER_PIN_FINAL_TRY (it
+    # sets COUNT_LOW after a wrong PIN and never locks): a wrapper module
+    # over SoftHSM reports it and logs each C_Login.
+    spew("$dir/finaltry.c", <<'EOC', 0644);
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <p11-kit/pkcs11.h>
+static CK_FUNCTION_LIST mine;
+static CK_FUNCTION_LIST_PTR real;
+static CK_RV token_info(CK_SLOT_ID s, CK_TOKEN_INFO_PTR i)
+{
+    CK_RV rv = real->C_GetTokenInfo(s, i);
+    if (rv == CKR_OK)
+        i->flags |= CKF_USER_PIN_FINAL_TRY;
+    return rv;
+}
+static CK_RV login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin,
+                   CK_ULONG n)
+{
+    FILE *f = fopen(getenv("SHIM_LOG"), "a");
+    if (f != NULL) {
+        fputs("C_Login\n", f);
+        fclose(f);
+    }
+    return real->C_Login(h, u, pin, n);
+}
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR pp)
+{
+    void *dl = dlopen(getenv("SHIM_REAL"), RTLD_NOW | RTLD_LOCAL);
+    CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR);
+    CK_RV rv;
+    if (dl == NULL || (*(void **)&get = dlsym(dl, "C_GetFunctionList")) == NULL)
+        return CKR_GENERAL_ERROR;
+    if ((rv = get(&real)) != CKR_OK)
+        return rv;
+    mine = *real;
+    mine.C_GetTokenInfo = token_info;
+    mine.C_Login = login;
+    *pp = &mine;
+    return CKR_OK;
+}
+EOC
+    my $p11 = `pkg-config --cflags p11-kit-1 2>/dev/null` || '-I/usr/include/p11-kit-1';
+    my ($st, $o) = sys({}, 'cc', '-shared', '-fPIC', split(' ', $p11), '-o', "$dir/finaltry.so",
+                       "$dir/finaltry.c", '-ldl');
+    skip "cannot build the wrapper module: $o", 5 if $st;
+    my $flog = "$dir/finaltry.log";
+    my %F = (SHIM_REAL => $SOFTHSM, SHIM_LOG => $flog);
+    my @F = ('--url', $url, '--module', "$dir/finaltry.so", '--token', 'card');
+    my $logins = sub { my $k = () = slurp($flog) =~ /C_Login/g; unlink $flog; return $k };
+    unlink $flog;
+    $r = login(@F, @P, \%F);
+    is_rc($r, 3, 'last PIN try, --pin-file: refused',
+          qr/token "card" has one PIN try left: a wrong PIN locks it .*municipal office\)\.  Not tried: check the PIN, then run again with --final-pin-try/);
+    is($logins->(), 0, '... C_Login not called');
+    $r = login(@F, { %F, JPKI_PIN => $PIN });
+    is_rc($r, 3, 'last PIN try, JPKI_PIN: refused', qr/one PIN try left.*--final-pin-try/);
+    is($logins->(), 0, '... C_Login not called');
+    $r = login(@F, @P, '--final-pin-try', \%F);
+    is_rc($r, 0, 'last PIN try, --pin-file, --final-pin-try: signed in',
+          qr/warning: one try left before the PIN locks/);
+    is($logins->(), 1, '... one C_Login');
+    $r = login_tty([ qr/\[y\/N\] \z/ => "n\n" ], @F, \%F);
+    is_rc($r, 3, 'last PIN try on the terminal, answered n',
+          qr/the last PIN try of token "card" was not confirmed: not tried/);
+    like($r->{tty}, qr/Token "card" has ONE PIN try left: a wrong PIN locks it .*\n.*Try the PIN\? \[y\/N\] /,
+         '... asked on the terminal');
+    unlike($r->{tty}, qr/PIN for token/, '... the PIN not asked');
+    is($logins->(), 0, '... C_Login not called');
+    $r = login_tty([ qr/\[y\/N\] \z/ => "y\n", qr/PIN for token "card": \z/ => "$PIN\n" ], @F, \%F);
+    is_rc($r, 0, 'last PIN try on the terminal, answered y, then the PIN: signed in');
+    is($logins->(), 1, '... one C_Login');
+}
+
 # after the wrong PINs: the token says so; a good PIN clears it
 $r = login('--url', $url, @M, '--token', 'card', '--pin-file', $pinfile{bad});
 is($r->{rc}, 3, 'wrong PIN again');
@@ -495,7 +702,70 @@ $r = login('--url', 'http://127.0.0.1:' . $hole->port . '/jpki', @M, '--token', 
            '--timeout', '1');
 is_rc($r, 4, 'a server that never answers, --timeout 1', qr/timed out \(--timeout\)/);
 ok($r->{elapsed} < 5, sprintf('... within the timeout (%.1f s)', $r->{elapsed}));
+
+# JPKI_PIN is gone from /proc/PID/environ while the gate answers (root
+# reads it there; the same user cannot: the process is not dumpable)
+{
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        $ENV{SOFTHSM2_CONF} = $MULTI;
+        $ENV{JPKI_PIN} = $PIN;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', "$dir/run.out" or POSIX::_exit(126);
+        open STDERR, '>', "$dir/run.err" or POSIX::_exit(126);
+        exec { $LOGIN } $LOGIN, '--url', 'http://127.0.0.1:' . $hole->port . '/jpki', @M,
+            '--token', 'card', '--timeout', '10' or POSIX::_exit(127);
+    }
+    Time::HiRes::sleep(1);            # the token opened, the gate asked
+    my $waiting = waitpid($pid, POSIX::WNOHANG()) == 0;
+    my $environ = '';
+    my $readable = open(my $fh, '<', "/proc/$pid/environ");
+    my $errno = $! + 0;
+    if ($readable) { local $/; $environ = <$fh> // ''; close $fh }
+    if ($waiting) { kill 'TERM', $pid; waitpid $pid, 0 }
+    ok($waiting, 'JPKI_PIN: jpki-login waits for the gate');
+    if ($readable) {
+        like($environ, qr/(?:\A|\0)SOFTHSM2_CONF=/, '... its /proc/PID/environ read');
+        unlike($environ, qr/\Q$PIN\E/, '... the PIN is not in it');
+    } else {
+        is($errno, Errno::EACCES(), '... its /proc/PID/environ cannot be read (not dumpable)');
+        pass('... so the PIN cannot be read there');
+    }
+}
 $hole->stop;
+
+# plain http: to this machine (127.0.0.0/8, ::1, localhost) only, unless
+# --insecure-http
+$r = login('--url', 'http://192.0.2.1/jpki', @M, '--token', 'card', @P);
+is_rc($r, 2, 'http:// to another host: refused',
+      qr/--url: plain http:\/\/ to 192\.0\.2\.1, another host than this one: anyone on the network path could swap the gate's challenge for another gate's and keep the card's signature \(a login as you at that gate\).*--insecure-http/);
+$r = login('--url', 'http://192.0.2.1:9/jpki', @M, '--token', 'card', @P, '--insecure-http',
+           '--timeout', '1');
+is_rc($r, 4, '... with --insecure-http: tried',
+      qr/\Ajpki-login: warning: --insecure-http: plain http to 192\.0\.2\.1: .*\njpki-login: GET http:\/\/192\.0\.2\.1:9\/jpki\/challenge: /);
+$r = login('--url', 'http://localhost:' . $ng->port . '/jpki', @M, '--token', 'card', @P);
+is_rc($r, 0, 'http://localhost: this machine');
+is($r->{err}, '', '... no warning');
+for my $h ('127.9.9.9', '[::1]') {
+    $r = login('--url', "http://$h:$down/jpki", @M, '--token', 'card', @P, '--timeout', '2');
+    is_rc($r, 4, "http://$h: this machine (nobody listening)",
+          qr/\Ajpki-login: GET http:\/\/\Q$h\E:$down\/jpki\/challenge: /);
+}
+# a name of this machine other than localhost is another host: the client
+# does not resolve names to decide
+my $name = (POSIX::uname())[1];
+my $addr = Socket::inet_aton($name);
+SKIP: {
+    skip "the host name $name does not resolve to 127.0.0.1", 4
+        unless $addr && Socket::inet_ntoa($addr) eq '127.0.0.1' && lc $name ne 'localhost';
+    my $u = "http://$name:" . $ng->port . '/jpki';
+    $r = login('--url', $u, @M, '--token', 'card', @P);
+    is_rc($r, 2, "http://$name (resolves to 127.0.0.1): refused", qr/plain http:\/\/ to \Q$name\E, another host/);
+    $r = login('--url', $u, @M, '--token', 'card', @P, '--insecure-http');
+    is_rc($r, 0, '... with --insecure-http: signed in, with a warning',
+          qr/\Ajpki-login: warning: --insecure-http: plain http to \Q$name\E: /);
+}
 
 # TLS: verified, --cacert names the CA; the cookie is Secure there
 my $https = "https://127.0.0.1:$tls_port/jpki";
@@ -505,6 +775,18 @@ my $tjar = "$dir/tls.jar";
 $r = login('--url', $https, @M, '--token', 'card', @P, '--cacert', "$dir/tls.pem",
            '--cookie-jar', $tjar);
 is_rc($r, 0, 'https with --cacert');
+# --cacert replaces the system's CAs: libcurl's own CA directory (Debian's
+# /etc/ssl/certs) is cleared.  No server here has a certificate from a
+# system CA: --verbose shows what the TLS backend was given.
+$r = login('--url', $https, @M, '--token', 'card', @P, '--verbose');
+SKIP: {
+    skip "this libcurl's TLS backend does not say its CA file", 3
+        unless $r->{err} =~ /^jpki-login: TLS: CAfile: /m;
+    $r = login('--url', $https, @M, '--token', 'card', @P, '--cacert', "$dir/tls.pem", '--verbose');
+    is_rc($r, 0, 'https with --cacert, --verbose');
+    like($r->{err}, qr/^jpki-login: TLS: CAfile: \Q$dir\E\/tls\.pem$/m, '... the CA file');
+    like($r->{err}, qr/^jpki-login: TLS: CApath: none$/m, "... and not the system's CA directory too");
+}
 like(slurp($tjar), qr/^(?:#HttpOnly_)?127\.0\.0\.1\t\S+\t\/\tTRUE\t\d+\tjpki_session\t/m,
      'https: the jar keeps the cookie Secure');
 my ($tst, $tbody) = curl_get($tjar, "https://127.0.0.1:$tls_port/app/x", '--cacert', "$dir/tls.pem");

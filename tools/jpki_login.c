@@ -4,24 +4,35 @@
  * the 100 characters of the challenge, POST <url>/login (docs/protocol.md,
  * docs/client.md).
  *
+ * The card signs whatever it is given, so nothing but a well-formed,
+ * current JPKI challenge is given to it, and that is checked before the
+ * PIN is asked (check_challenge): a gate, or anyone between it and us,
+ * cannot have the card sign other text.  For the same reason plain http
+ * is refused to other hosts than this one (--insecure-http to allow it).
+ *
  * Exit status: 0 signed in, 1 refused by the gate, 2 usage, 3 token or
  * PIN problem, 4 network or HTTP problem (EXIT_* below).
  *
  * The PIN is never taken from the command line, never printed, and wiped
- * (OPENSSL_cleanse) as soon as C_Login has it.  Nothing printed contains
- * the certificate's serial number or subject, the challenge, the signature
- * or the cookie: the session cookie goes to --cookie-jar only (mode 0600).
- * TLS is always verified (--cacert adds a CA file; there is no option to
- * turn verification off).  Answers are read into bounded buffers (64 KiB)
- * and only the few JSON fields needed are decoded, each bounded.
+ * (OPENSSL_cleanse) as soon as C_Login has it; JPKI_PIN is wiped from the
+ * environment at start, and the process is not dumpable (no core file, no
+ * ptrace by the same user).  The token's last PIN try is used only when
+ * the user says so (y on the terminal, or --final-pin-try).  Nothing
+ * printed contains the certificate's serial number or subject, the
+ * challenge, the signature or the cookie: the session cookie goes to
+ * --cookie-jar only (mode 0600).  TLS is always verified (--cacert
+ * replaces the system's CAs; there is no option to turn verification
+ * off).  Answers are read into bounded buffers (64 KiB) and only the few
+ * JSON fields needed are decoded, each bounded.
  * Options are parsed by hand, as in jpkictl: exact names, --opt VALUE or
  * --opt=VALUE, each at most once, every value bounded.
  */
-#include "jpki.h"                  /* JPKI_VERSION only: no libjpki link */
+#include "jpki.h"   /* JPKI_VERSION, JPKI_CHALLENGE_LEN: no libjpki link */
 #include "opts.h"
 #include "p11.h"
 #include "sink.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -55,7 +67,12 @@
 #define ACCOUNT_MAX    256
 #define PIN_MAX        255
 #define BODY_MAX       (64 * 1024)   /* an answer of the gate */
-#define CHALLENGE_MAX  512
+#define CHALLENGE_MAX  512        /* the JSON field; a challenge has 100 */
+#define CH_RAW         75         /* bytes of a challenge (check_challenge) */
+#define CH_VERSION     1
+#define CH_SKEW        300        /* seconds our clock may be off the gate's */
+#define CH_TTL_MAX     3600       /* a gate's longest challenge_ttl (ctx.c) */
+#define CH_MARGIN      10         /* seconds left to sign and post, at least */
 #define CONNECT_MS     10000L
 #define TIMEOUT_DEF    20
 #define TIMEOUT_MAX    600
@@ -65,11 +82,13 @@ static const char usage_text[] =
 "                  [--id HEX | --label LABEL] [--pin-file FILE]\n"
 "                  [--account ACCT] [--cookie-jar FILE] [--cacert FILE]\n"
 "                  [--algorithm NAME] [--timeout SECONDS] [--verbose]\n"
+"                  [--insecure-http] [--final-pin-try]\n"
 "Signs in at a JPKI login gate with a My Number Card (or any PKCS#11\n"
 "token): GET URL/challenge, the card signs it, POST URL/login.  Prints\n"
 "\"account=ACCT expires=UNIXTIME\" when signed in.\n"
 "  --url URL         the gate's endpoint prefix, http(s)://host[:port]/path\n"
-"                    (e.g. https://www.example.jp/jpki); no query\n"
+"                    (e.g. https://www.example.jp/jpki); no query.  http://\n"
+"                    only to this machine (127.0.0.0/8, ::1, localhost)\n"
 "  --module FILE     the PKCS#11 module; default OpenSC's, which reads\n"
 "                    the My Number Card:\n"
 "                    " DEFAULT_MODULE "\n"
@@ -81,22 +100,31 @@ static const char usage_text[] =
 "                    environment variable JPKI_PIN; else it is asked on\n"
 "                    the terminal.  Never on the command line.  Card: the\n"
 "                    4-digit user-authentication PIN (3 wrong tries lock it)\n"
+"  --final-pin-try   when the token has one PIN try left, use it with\n"
+"                    --pin-file or JPKI_PIN (else refused, not tried; on\n"
+"                    the terminal the question is asked: y/N)\n"
 "  --account ACCT    the account you claim (the gate checks the mapping)\n"
 "  --cookie-jar FILE write the session cookie to FILE (Netscape format,\n"
 "                    mode 0600, for curl -b FILE); nothing secret is printed\n"
 "  --cacert FILE     verify the server with these CA certificates (PEM)\n"
 "                    instead of the system's; TLS is always verified\n"
+"  --insecure-http   allow http:// to other hosts: anyone on the path can\n"
+"                    swap the challenge and keep the card's signature (a\n"
+"                    login as you at any gate) and read the session cookie\n"
 "  --algorithm NAME  rsa-pkcs1-sha256 (RSA default), rsa-pkcs1-sha384,\n"
 "                    rsa-pkcs1-sha512, ecdsa-sha256 (P-256 default),\n"
 "                    ecdsa-sha384 (P-384 default)\n"
 "  --timeout SECONDS bound on the whole HTTP exchange, both requests\n"
 "                    (1..600, default 20; connecting: at most 10)\n"
 "  --verbose         the steps on stderr (never the PIN, serial or cookie)\n"
+"The challenge is checked before the PIN is asked: 100 base64url characters,\n"
+"version 1, expiring at most 300 s ago and at most 3900 s ahead by this\n"
+"machine's clock; the card signs nothing else.\n"
 "Exit status: 0 signed in; 1 refused by the gate (stderr: \"refused:\n"
 "REASON: MESSAGE\"); 2 usage; 3 token or PIN problem (module not loadable,\n"
-"no token, PIN refused or locked, no certificate or key); 4 network or\n"
-"HTTP problem (unreachable, timeout, TLS, an answer that is not the gate's\n"
-"JSON).\n";
+"no token, PIN refused or locked, last try not confirmed, no certificate or\n"
+"key); 4 network or HTTP problem (unreachable, timeout, TLS, an answer that\n"
+"is not the gate's JSON, a challenge that is not a JPKI one).\n";
 
 /* ---- messages ----------------------------------------------------- */
 
@@ -164,7 +192,7 @@ static const char *clean(const char *s, char *out, size_t outlen)
 enum {
     O_URL, O_MODULE, O_TOKEN, O_ID, O_LABEL, O_PIN_FILE, O_ACCOUNT,
     O_COOKIE_JAR, O_CACERT, O_ALGORITHM, O_TIMEOUT, O_VERBOSE, O_HELP,
-    O__COUNT
+    O_INSECURE_HTTP, O_FINAL_PIN_TRY, O__COUNT
 };
 
 static const tool_opt optdefs[O__COUNT] = {
@@ -181,6 +209,8 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_TIMEOUT] = {"timeout", 1, 3},
     [O_VERBOSE] = {"verbose", 0, 0},
     [O_HELP] = {"help", 0, 0},
+    [O_INSECURE_HTTP] = {"insecure-http", 0, 0},
+    [O_FINAL_PIN_TRY] = {"final-pin-try", 0, 0},
 };
 
 typedef struct {
@@ -301,6 +331,46 @@ static void catch_signals(void)
 
 /* ---- the PIN ------------------------------------------------------ */
 
+/* JPKI_PIN, moved out of the environment at start (env_pin_take). */
+static char env_pin[PIN_MAX + 1];
+static int env_pin_state;       /* 0 unset or empty, 1 in env_pin, -1 long */
+
+static void env_pin_wipe(void)
+{
+    OPENSSL_cleanse(env_pin, sizeof(env_pin));
+}
+
+/* Before anything else: the characters of JPKI_PIN are overwritten where
+ * they are, in the block the kernel shows as /proc/PID/environ (unsetenv
+ * only unlinks them from environ[]), so that the PIN cannot be read there
+ * while the gate answers; the copy is wiped at exit. */
+static void env_pin_take(void)
+{
+    char *env = getenv("JPKI_PIN");
+    size_t n;
+
+    atexit(env_pin_wipe);
+    if (env == NULL)
+        return;
+    n = strlen(env);
+    if (n >= sizeof(env_pin)) {
+        env_pin_state = -1;
+    } else if (n > 0) {
+        memcpy(env_pin, env, n + 1);
+        env_pin_state = 1;
+    }
+    OPENSSL_cleanse(env, n);
+    unsetenv("JPKI_PIN");
+}
+
+/* Whether the PIN is typed by someone now (terminal, PIN pad), who can be
+ * asked before the last try, or read from --pin-file or JPKI_PIN. */
+static int pin_typed(const args_t *a, p11_login_kind kind)
+{
+    return kind == P11_LOGIN_PINPAD
+           || (a->val[O_PIN_FILE] == NULL && env_pin_state == 0);
+}
+
 /* The first line of FILE (without its end of line). */
 static int pin_from_file(const char *path, char *pin, size_t cap,
                          size_t *len)
@@ -381,11 +451,13 @@ static int pin_from_tty(const char *token, char *pin, size_t cap,
     t = tty_saved;
     t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
     t.c_lflag |= ICANON;
+    /* echo off (and typed-ahead input dropped) before the prompt: what is
+     * typed once it shows is the PIN, never echoed */
+    tty_raw = 1;
+    tcsetattr(tty_fd, TCSAFLUSH, &t);
     snprintf(prompt, sizeof(prompt), "PIN for token \"%.64s\": ", token);
     if (write(tty_fd, prompt, strlen(prompt)) < 0)
         prompt[0] = '\0';               /* nothing to do about it */
-    tty_raw = 1;
-    tcsetattr(tty_fd, TCSAFLUSH, &t);
     for (;;) {
         n = read(tty_fd, &c, 1);
         if (n < 0 && errno == EINTR)
@@ -419,23 +491,58 @@ static int pin_from_tty(const char *token, char *pin, size_t cap,
 static int get_pin(const args_t *a, const char *token, char *pin,
                    size_t cap, size_t *len)
 {
-    const char *env = getenv("JPKI_PIN");
-
     if (a->val[O_PIN_FILE] != NULL)
         return pin_from_file(a->val[O_PIN_FILE], pin, cap, len);
-    if (env != NULL && *env != '\0') {
-        size_t n = strlen(env);
-
-        if (n >= cap) {
-            say("JPKI_PIN is longer than %d characters", PIN_MAX);
-            return -1;
-        }
-        memcpy(pin, env, n + 1);
-        *len = n;
-        unsetenv("JPKI_PIN");
+    if (env_pin_state < 0) {
+        say("JPKI_PIN is longer than %d characters", PIN_MAX);
+        return -1;
+    }
+    if (env_pin_state > 0) {            /* env_pin fits: PIN_MAX at most */
+        *len = strlen(env_pin);
+        memcpy(pin, env_pin, *len + 1);
+        env_pin_wipe();
+        env_pin_state = 0;
         return 0;
     }
     return pin_from_tty(token, pin, cap, len);
+}
+
+/* The token has one PIN try left: asked on /dev/tty, y to use it.  Input
+ * typed ahead is dropped first: only an answer to this question counts.
+ * 1 to go on; 0 (nothing said) for anything else or no terminal. */
+static int confirm_final_try(const char *token)
+{
+    char prompt[400], ans[8], c;
+    size_t k = 0;
+    ssize_t n;
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        say("no terminal to confirm the last PIN try on");
+        return 0;
+    }
+    tcflush(fd, TCIFLUSH);
+    snprintf(prompt, sizeof(prompt), "Token \"%.64s\" has ONE PIN try left: "
+             "a wrong PIN locks it (a My Number Card is then unlocked only "
+             "at the municipal office).\nTry the PIN? [y/N] ", token);
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        close(fd);
+        return 0;
+    }
+    for (;;) {
+        n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || c == '\n' || c == '\r')
+            break;
+        if (k + 1 < sizeof(ans))
+            ans[k++] = c;
+        else
+            ans[0] = '\0';               /* too long: not a yes */
+    }
+    ans[k] = '\0';
+    close(fd);
+    return strcasecmp(ans, "y") == 0 || strcasecmp(ans, "yes") == 0;
 }
 
 /* ---- JSON: the few fields of the gate's answers ------------------- */
@@ -873,8 +980,54 @@ static int http_do(http_t *x, const char *url, const char *what,
     }
 }
 
-/* The prefix as shown in messages: user info left out. */
-static int check_url(const char *url, http_t *x)
+/* Time spent with the token since SINCE (the PIN typed, the card's
+ * answer) is not the gate's: --timeout bounds the HTTP exchange only. */
+static void http_resume(http_t *x, const struct timespec *since)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    x->deadline.tv_sec += now.tv_sec - since->tv_sec;
+    x->deadline.tv_nsec += now.tv_nsec - since->tv_nsec;
+    while (x->deadline.tv_nsec < 0) {
+        x->deadline.tv_nsec += 1000000000L;
+        x->deadline.tv_sec--;
+    }
+    while (x->deadline.tv_nsec >= 1000000000L) {
+        x->deadline.tv_nsec -= 1000000000L;
+        x->deadline.tv_sec++;
+    }
+}
+
+/* HOST (as CURLU gives it: IPv6 in brackets) is this machine: localhost,
+ * 127.0.0.0/8, ::1 or ::ffff:127.x.  Spelled otherwise (another name, a
+ * zone, a trailing dot), it counts as another host. */
+static int is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char v6[64];
+    size_t n = strlen(host);
+
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (n < 3 || n - 2 >= sizeof(v6) || host[0] != '[' || host[n - 1] != ']')
+        return 0;
+    memcpy(v6, host + 1, n - 2);
+    v6[n - 2] = '\0';
+    if (inet_pton(AF_INET6, v6, &a6) != 1)
+        return 0;
+    return IN6_IS_ADDR_LOOPBACK(&a6)
+           || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+/* The prefix as shown in messages: user info left out.  Plain http to
+ * another host is refused unless INSECURE: whoever is on the path could
+ * hand the card another gate's challenge and keep the signature, a login
+ * as this user at that gate, not only read this session's cookie. */
+static int check_url(const char *url, int insecure, http_t *x)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *query = NULL, *frag = NULL;
@@ -900,11 +1053,22 @@ static int check_url(const char *url, http_t *x)
         curl_url_get(u, CURLUPART_PORT, &port, 0);
         snprintf(x->shown, sizeof(x->shown), "%s://%s%s%s%s", scheme, host,
                  port ? ":" : "", port ? port : "", path);
-        if (strcasecmp(scheme, "http") == 0 && strcmp(host, "127.0.0.1") != 0
-            && strcmp(host, "[::1]") != 0 && strcasecmp(host, "localhost"))
-            say("warning: plain http to %s: the session cookie crosses the "
-                "network unencrypted", host);
         rc = 0;
+        if (strcasecmp(scheme, "http") == 0 && !is_loopback(host)) {
+            if (!insecure) {
+                say("--url: plain http:// to %.200s, another host than this "
+                    "one: anyone on the network path could swap the gate's "
+                    "challenge for another gate's and keep the card's "
+                    "signature (a login as you at that gate), and read the "
+                    "session cookie.  Use https://, or --insecure-http to "
+                    "accept that", host);
+                rc = -1;
+            } else {
+                say("warning: --insecure-http: plain http to %.200s: anyone "
+                    "on the path can swap the challenge and keep the card's "
+                    "signature, and read the session cookie", host);
+            }
+        }
     }
     curl_free(scheme);
     curl_free(host);
@@ -914,6 +1078,36 @@ static int check_url(const char *url, http_t *x)
     curl_free(path);
     curl_url_cleanup(u);
     return rc;
+}
+
+/* --verbose: the CA file and directory the TLS backend was given, as it
+ * says them when it loads them ("CAfile: F", "CApath: D"; CURLINFO_CAPATH
+ * gives the built-in default, not the handle's).  Nothing else of
+ * libcurl's talk is shown: headers and lines such as "Added cookie" hold
+ * the cookie. */
+static int curl_debug(CURL *h, curl_infotype type, char *data, size_t size,
+                      void *unused)
+{
+    char line[400], shown[400];
+
+    (void)h;
+    (void)unused;
+    if (type != CURLINFO_TEXT)
+        return 0;
+    while (size > 0 && *data == ' ') {
+        data++;
+        size--;
+    }
+    while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+        size--;
+    if (size < 7 || size >= sizeof(line)
+        || (memcmp(data, "CAfile:", 7) != 0
+            && memcmp(data, "CApath:", 7) != 0))
+        return 0;
+    memcpy(line, data, size);
+    line[size] = '\0';
+    say("TLS: %s", clean(line, shown, sizeof(shown)));
+    return 0;
 }
 
 static int http_init(http_t *x, const args_t *a)
@@ -931,13 +1125,22 @@ static int http_init(http_t *x, const args_t *a)
     curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(x->h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (a->val[O_CACERT] != NULL)
+    if (a->val[O_CACERT] != NULL) {
         curl_easy_setopt(x->h, CURLOPT_CAINFO, a->val[O_CACERT]);
+        /* instead of the system's CAs, not with them: libcurl also has a
+         * built-in CA directory (Debian's: /etc/ssl/certs), searched too
+         * unless cleared */
+        curl_easy_setopt(x->h, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(x->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)BODY_MAX);
     curl_easy_setopt(x->h, CURLOPT_USERAGENT, "jpki-login/" JPKI_VERSION);
     curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->cerr);
     curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(x->h, CURLOPT_COOKIEFILE, "");   /* cookie engine */
+    if (verbose) {
+        curl_easy_setopt(x->h, CURLOPT_DEBUGFUNCTION, curl_debug);
+        curl_easy_setopt(x->h, CURLOPT_VERBOSE, 1L);
+    }
     return 0;
 }
 
@@ -1174,20 +1377,20 @@ typedef struct {
     X509 *cert;
     uint8_t *der;
     size_t derlen;
+    int final_try;              /* the next wrong PIN locks the token */
 } card_t;
 
+/* The module and the token, and the PIN's state: all that can be known
+ * before the gate is asked.  The PIN is asked later (card_login), once the
+ * challenge is known to be one. */
 static int card_open(const args_t *a, card_t *k)
 {
     const char *module = a->val[O_MODULE] ? a->val[O_MODULE] : DEFAULT_MODULE;
-    char err[1024], pin[PIN_MAX + 1];
-    uint8_t id[P11_ID_MAX];
-    size_t idlen = 0, pinlen = 0, lo, hi;
-    const unsigned char *dp;
+    char err[1024];
     const char *warn;
+    p11_login_kind kind;
     p11_rc rc;
 
-    if (a->val[O_ID] != NULL)
-        parse_hex(a->val[O_ID], id, sizeof(id), &idlen);   /* checked */
     if ((rc = p11_load(module, &k->p, err, sizeof(err))) != P11_OK
         || (rc = p11_open_token(k->p, a->val[O_TOKEN], err, sizeof(err)))
            != P11_OK) {
@@ -1196,17 +1399,51 @@ static int card_open(const args_t *a, card_t *k)
     }
     step("module %s, token \"%s\" (%s)", module, p11_token_label(k->p),
          p11_token_model(k->p));
-    switch (p11_login_kind_of(k->p)) {
+    if ((kind = p11_login_kind_of(k->p)) == P11_LOGIN_NONE)
+        return EXIT_SIGNED_IN;
+    if ((rc = p11_pin_state(k->p, &k->final_try, &warn, err, sizeof(err)))
+        != P11_OK) {
+        say("%s", err);
+        return (int)rc;
+    }
+    /* the last try of a PIN read from a file or JPKI_PIN: that PIN may be
+     * the wrong one that used the other tries, and nobody is there to be
+     * asked (a My Number Card's is then unlocked only at the office) */
+    if (k->final_try && !pin_typed(a, kind) && !a->seen[O_FINAL_PIN_TRY]) {
+        say("token \"%s\" has one PIN try left: a wrong PIN locks it (a My "
+            "Number Card is then unlocked only at the municipal office).  Not "
+            "tried: check the PIN, then run again with --final-pin-try",
+            p11_token_label(k->p));
+        return EXIT_TOKEN;
+    }
+    if (warn != NULL)
+        say("warning: %s", warn);
+    return EXIT_SIGNED_IN;
+}
+
+/* The user logged in (the PIN asked now), then the certificate. */
+static int card_login(const args_t *a, card_t *k)
+{
+    char err[1024], pin[PIN_MAX + 1];
+    uint8_t id[P11_ID_MAX];
+    size_t idlen = 0, pinlen = 0, lo, hi;
+    const unsigned char *dp;
+    p11_login_kind kind = p11_login_kind_of(k->p);
+    p11_rc rc;
+
+    if (a->val[O_ID] != NULL)
+        parse_hex(a->val[O_ID], id, sizeof(id), &idlen);   /* checked */
+    if (kind != P11_LOGIN_NONE && k->final_try && !a->seen[O_FINAL_PIN_TRY]
+        && !confirm_final_try(p11_token_label(k->p))) {
+        say("the last PIN try of token \"%s\" was not confirmed: not tried",
+            p11_token_label(k->p));
+        return EXIT_TOKEN;
+    }
+    switch (kind) {
     case P11_LOGIN_NONE:
         step("the token needs no login");
         break;
     case P11_LOGIN_PINPAD:
-        if ((rc = p11_pin_state(k->p, &warn, err, sizeof(err))) != P11_OK) {
-            say("%s", err);
-            return (int)rc;
-        }
-        if (warn != NULL)
-            say("warning: %s", warn);
         say("enter the PIN on the reader's PIN pad");
         if ((rc = p11_login(k->p, NULL, 0, err, sizeof(err))) != P11_OK) {
             say("%s", err);
@@ -1214,12 +1451,6 @@ static int card_open(const args_t *a, card_t *k)
         }
         break;
     case P11_LOGIN_PIN:
-        if ((rc = p11_pin_state(k->p, &warn, err, sizeof(err))) != P11_OK) {
-            say("%s", err);
-            return (int)rc;
-        }
-        if (warn != NULL)
-            say("warning: %s", warn);
         if (get_pin(a, p11_token_label(k->p), pin, sizeof(pin), &pinlen)
             != 0) {
             OPENSSL_cleanse(pin, sizeof(pin));
@@ -1261,8 +1492,78 @@ static int card_open(const args_t *a, card_t *k)
 
 /* ---- the exchange ------------------------------------------------- */
 
-/* GET URL/challenge -> the challenge (base64url, checked). */
-static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
+static int b64url_digit(char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62
+         : c == '_' ? 63 : -1;
+}
+
+/* CH is what the card is about to sign: the card signs any text it is
+ * given, so a gate, or whoever is on its path, could have it sign other
+ * text (an order to a service that takes the same card's signatures) or a
+ * challenge kept for later.  Only what the gate issues passes
+ * (common/challenge.c): JPKI_CHALLENGE_LEN base64url characters, CH_RAW
+ * bytes = ver(1) = 1 | key_id(1) | expiry(8, big-endian, Unix time) |
+ * random(33) | tag(32), current by our clock within CH_SKEW: expired at
+ * most CH_SKEW ago (our clock may be ahead), expiring at most
+ * CH_TTL_MAX + CH_SKEW ahead.  The tag is the gate's MAC, not ours to
+ * check.  0 and *expiry, or -1 and why not in WHY. */
+static int check_challenge(const char *ch, time_t now, long long *expiry,
+                           char *why, size_t whylen)
+{
+    uint8_t raw[CH_RAW];
+    uint64_t exp = 0;
+    size_t n = strlen(ch), i, j = 0;
+
+    for (i = 0; i < n; i++)
+        if (b64url_digit(ch[i]) < 0) {
+            snprintf(why, whylen, "the challenge is not base64url text");
+            return -1;
+        }
+    if (n != JPKI_CHALLENGE_LEN) {
+        snprintf(why, whylen, "the challenge has %zu characters, not %d", n,
+                 JPKI_CHALLENGE_LEN);
+        return -1;
+    }
+    for (i = 0; i < n; i += 4) {        /* 25 groups of 4: 75 bytes */
+        uint32_t v = (uint32_t)b64url_digit(ch[i]) << 18
+                     | (uint32_t)b64url_digit(ch[i + 1]) << 12
+                     | (uint32_t)b64url_digit(ch[i + 2]) << 6
+                     | (uint32_t)b64url_digit(ch[i + 3]);
+
+        raw[j++] = (uint8_t)(v >> 16);
+        raw[j++] = (uint8_t)(v >> 8);
+        raw[j++] = (uint8_t)v;
+    }
+    if (raw[0] != CH_VERSION) {
+        snprintf(why, whylen, "the challenge is of version %u, not %d",
+                 raw[0], CH_VERSION);
+        return -1;
+    }
+    for (i = 0; i < 8; i++)
+        exp = exp << 8 | raw[2 + i];
+    if (exp > (uint64_t)now + CH_TTL_MAX + CH_SKEW) {
+        snprintf(why, whylen, "the challenge expires in %llu s, later than a "
+                 "gate's ever do (%d s, and %d s of clock skew)",
+                 (unsigned long long)(exp - (uint64_t)now), CH_TTL_MAX,
+                 CH_SKEW);
+        return -1;
+    }
+    if (exp + CH_SKEW < (uint64_t)now) {
+        snprintf(why, whylen, "the challenge expired %llu s ago by this "
+                 "machine's clock (%d s of clock skew allowed)",
+                 (unsigned long long)((uint64_t)now - exp), CH_SKEW);
+        return -1;
+    }
+    *expiry = (long long)exp;
+    return 0;
+}
+
+/* GET URL/challenge -> the challenge, checked (check_challenge), and its
+ * expiry. */
+static int get_challenge(http_t *x, const char *base, char *ch, size_t cap,
+                         long long *expiry)
 {
     char url[URL_MAX + 16], what[URL_MAX + 64], err[64], msg[512];
     char shown[512], shown2[64];
@@ -1271,7 +1572,7 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
                    {"message", J_STR, msg, sizeof(msg), 0, 0}};
     sink_t s = {NULL, 0, 0, BODY_MAX, 0};
     long status;
-    size_t i, n;
+    char why[256];
     int rc;
 
     snprintf(url, sizeof(url), "%s/challenge", base);
@@ -1288,18 +1589,14 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap)
         say("%s: HTTP %ld: %s: %s", what, status,
             f[1].seen ? clean(err, shown2, sizeof(shown2)) : "?",
             f[2].seen ? clean(msg, shown, sizeof(shown)) : "");
-    } else if (!f[0].seen || (n = strlen(ch)) < 16) {
+    } else if (!f[0].seen || ch[0] == '\0') {
         say("%s: the answer holds no challenge", what);
+    } else if (check_challenge(ch, time(NULL), expiry, why, sizeof(why))
+               != 0) {
+        say("%s: not signed: %s (the card signs nothing but a JPKI login "
+            "challenge)", what, why);
     } else {
-        for (i = 0; i < n; i++)
-            if (!((ch[i] >= 'A' && ch[i] <= 'Z') || (ch[i] >= 'a'
-                  && ch[i] <= 'z') || (ch[i] >= '0' && ch[i] <= '9')
-                  || ch[i] == '-' || ch[i] == '_'))
-                break;
-        if (i < n)
-            say("%s: the challenge is not base64url text", what);
-        else
-            rc = EXIT_SIGNED_IN;
+        rc = EXIT_SIGNED_IN;
     }
     free(s.buf);
     return rc;
@@ -1392,7 +1689,7 @@ int main(int argc, char **argv)
 {
     args_t a;
     const alg_t *alg = NULL, *def = NULL;
-    card_t k = {NULL, NULL, NULL, 0};
+    card_t k = {NULL, NULL, NULL, 0, 0};
     http_t x;
     char base[URL_MAX + 1], challenge[CHALLENGE_MAX + 1];
     char account[ACCOUNT_MAX + 1], shown[ACCOUNT_MAX * 2 + 1];
@@ -1401,8 +1698,14 @@ int main(int argc, char **argv)
     char *cert_b64 = NULL, *sig_b64 = NULL;
     long long expires = 0;
     sbuf body = {NULL, 0, 0, 0};
+    struct timespec t0;
+    long long ch_expiry = 0;
     int rc = EXIT_USAGE, jar_fd = -1, ec_bytes = 0, curl_up = 0;
 
+    /* first of all: no core file and no ptrace by the same user can read
+     * the PIN in memory (this also leaves /proc/PID/environ to root) */
+    prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L);
+    env_pin_take();
     memset(&a, 0, sizeof(a));
     memset(&x, 0, sizeof(x));
     if (parse_args(argc, argv, &a) != 0) {
@@ -1414,7 +1717,8 @@ int main(int argc, char **argv)
         return EXIT_SIGNED_IN;
     }
     verbose = a.seen[O_VERBOSE];
-    if (check_args(&a, &alg) != 0 || check_url(a.val[O_URL], &x) != 0)
+    if (check_args(&a, &alg) != 0
+        || check_url(a.val[O_URL], a.seen[O_INSECURE_HTTP], &x) != 0)
         return EXIT_USAGE;
     snprintf(base, sizeof(base), "%s", a.val[O_URL]);
     n = strlen(base);
@@ -1428,7 +1732,25 @@ int main(int argc, char **argv)
         && (jar_fd = jar_open(a.val[O_COOKIE_JAR])) < 0)
         return EXIT_USAGE;
 
+    /* the token first (no PIN yet), then the challenge, checked, and only
+     * then the PIN: a gate that sends anything else never has a PIN asked
+     * for it, nor a try used */
     if ((rc = card_open(&a, &k)) != 0)
+        goto done;
+    rc = EXIT_NET;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        say("libcurl does not initialise");
+        goto done;
+    }
+    curl_up = 1;
+    if (http_init(&x, &a) != 0
+        || (rc = get_challenge(&x, base, challenge, sizeof(challenge),
+                               &ch_expiry)) != 0)
+        goto done;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = card_login(&a, &k);
+    http_resume(&x, &t0);
+    if (rc != 0)
         goto done;
     if (cert_inspect(k.cert, &def, &ec_bytes) != 0) {
         rc = EXIT_TOKEN;
@@ -1442,17 +1764,18 @@ int main(int argc, char **argv)
         rc = EXIT_USAGE;
         goto done;
     }
-    rc = EXIT_NET;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        say("libcurl does not initialise");
-        goto done;
+    /* a slow PIN entry may have outlived the challenge (120 s by default):
+     * a new one, checked the same way; once, whatever our clock says of it
+     * (ours may be ahead of the gate's) */
+    if ((long long)time(NULL) + CH_MARGIN >= ch_expiry) {
+        step("the challenge has expired, or nearly, by this machine's clock: "
+             "a new one");
+        if ((rc = get_challenge(&x, base, challenge, sizeof(challenge),
+                                &ch_expiry)) != 0)
+            goto done;
     }
-    curl_up = 1;
-    if (http_init(&x, &a) != 0)
-        goto done;
-    if ((rc = get_challenge(&x, base, challenge, sizeof(challenge))) != 0
-        || (rc = sign_challenge(k.p, k.cert, alg, ec_bytes, challenge, sig,
-                                &siglen)) != 0)
+    if ((rc = sign_challenge(k.p, k.cert, alg, ec_bytes, challenge, sig,
+                             &siglen)) != 0)
         goto done;
     p11_close(k.p);                     /* done with the card */
     k.p = NULL;

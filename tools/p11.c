@@ -241,11 +241,13 @@ void p11_pin_len(const p11 *p, size_t *min, size_t *max)
     *max = (size_t)hi;
 }
 
-p11_rc p11_pin_state(p11 *p, const char **warning, char *err, size_t errlen)
+p11_rc p11_pin_state(p11 *p, int *final_try, const char **warning,
+                     char *err, size_t errlen)
 {
     CK_TOKEN_INFO ti;
 
     *warning = NULL;
+    *final_try = 0;
     if (p->f->C_GetTokenInfo(p->slot, &ti) != CKR_OK)
         return P11_OK;                  /* C_Login will tell */
     if (ti.flags & CKF_USER_PIN_LOCKED) {
@@ -253,7 +255,10 @@ p11_rc p11_pin_state(p11 *p, const char **warning, char *err, size_t errlen)
                  "wrong tries); not tried", p->label);
         return P11_TOKEN;
     }
-    if (ti.flags & CKF_USER_PIN_FINAL_TRY)
+    /* only FINAL_TRY means that a wrong PIN locks: COUNT_LOW says that
+     * one was wrong since the last good one (a card of 3 tries: 2 left) */
+    *final_try = (ti.flags & CKF_USER_PIN_FINAL_TRY) != 0;
+    if (*final_try)
         *warning = "one try left before the PIN locks";
     else if (ti.flags & CKF_USER_PIN_COUNT_LOW)
         *warning = "a wrong PIN was entered since the last good one";

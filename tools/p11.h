@@ -50,9 +50,14 @@ const char *p11_token_model(const p11 *p);
 p11_login_kind p11_login_kind_of(const p11 *p);
 void p11_pin_len(const p11 *p, size_t *min, size_t *max);
 
-/* A warning to show before asking the PIN ("one try left..."), or NULL.
- * P11_TOKEN when the PIN is already locked. */
-p11_rc p11_pin_state(p11 *p, const char **warning, char *err, size_t errlen);
+/* The PIN's state, read before it is asked: P11_TOKEN when it is already
+ * locked.  Else *final_try is 1 when the token says that the next wrong
+ * PIN locks it (CKF_USER_PIN_FINAL_TRY: the caller asks before trying),
+ * and *warning is a sentence to show before asking ("a wrong PIN was
+ * entered...", "one try left...") or NULL.  A token that does not keep
+ * count (SoftHSM never sets FINAL_TRY) looks the same at every try. */
+p11_rc p11_pin_state(p11 *p, int *final_try, const char **warning,
+                     char *err, size_t errlen);
 
 /* C_Login(CKU_USER).  PIN NULL for a PIN pad.  The caller wipes the PIN. */
 p11_rc p11_login(p11 *p, const char *pin, size_t pinlen, char *err,
