@@ -124,6 +124,21 @@ my $MULTI;                        # the SoftHSM configuration of most runs
 my @ALL_OUTPUT;
 my $SAN_REPORTS = '';
 my $n_run = 0;
+# In a forked child: jpki-login ARGS with the environment ENV (undef
+# values removed), no standard input, output to OUT and ERR files.
+sub exec_login {
+    my ($env, $out, $err, @args) = @_;
+    delete $ENV{JPKI_PIN};
+    $ENV{SOFTHSM2_CONF} = $env->{SOFTHSM2_CONF} // $MULTI;
+    for (keys %$env) {
+        if (defined $env->{$_}) { $ENV{$_} = $env->{$_} } else { delete $ENV{$_} }
+    }
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>', $out or POSIX::_exit(126);
+    open STDERR, '>', $err or POSIX::_exit(126);
+    exec { $LOGIN } $LOGIN, @args or POSIX::_exit(127);
+}
+
 sub login {
     my @args = @_;
     my $env = ref $args[-1] eq 'HASH' ? pop @args : {};
@@ -132,15 +147,7 @@ sub login {
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         POSIX::setsid();
-        delete $ENV{JPKI_PIN};
-        $ENV{SOFTHSM2_CONF} = $env->{SOFTHSM2_CONF} // $MULTI;
-        for (keys %$env) {
-            if (defined $env->{$_}) { $ENV{$_} = $env->{$_} } else { delete $ENV{$_} }
-        }
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(126);
-        open STDERR, '>', $err or POSIX::_exit(126);
-        exec { $LOGIN } $LOGIN, @args or POSIX::_exit(127);
+        exec_login($env, $out, $err, @args);
     }
     # a run that hangs fails its test instead of the whole file
     my $limit = time + 30;
@@ -183,15 +190,7 @@ sub login_tty {
         close $m;
         # a session leader opening a terminal: its controlling terminal
         sysopen(my $s, $pts, Fcntl::O_RDWR()) or POSIX::_exit(125);
-        delete $ENV{JPKI_PIN};
-        $ENV{SOFTHSM2_CONF} = $env->{SOFTHSM2_CONF} // $MULTI;
-        for (keys %$env) {
-            if (defined $env->{$_}) { $ENV{$_} = $env->{$_} } else { delete $ENV{$_} }
-        }
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out or POSIX::_exit(126);
-        open STDERR, '>', $err or POSIX::_exit(126);
-        exec { $LOGIN } $LOGIN, @args or POSIX::_exit(127);
+        exec_login($env, $out, $err, @args);
     }
     my ($tty, $from, $st, @s) = ('', 0, undef, @$script);
     my $limit = time + 30;
