@@ -733,6 +733,15 @@ ok($r->cmd('PTTL', "jpki:v1:rev:$id{'rev-certificateHold'}") <= 300_000, '... fo
 ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, '--secret-file', "$dir/secret2");
 is($rc, 2, 'recheck with another secret: exit 2');
 like($err, qr/another --secret-file/, '... says the cert_ids do not match');
+our $idc_card2;    # the list's id_check, for the fake Redis below
+{   # a list without its id_check proves nothing either (the gate refuses it)
+    my $idc = $idc_card2 = $r->cmd('HGET', "jpki:v1:crlinfo:$tag", 'id_check');
+    $r->cmd('HDEL', "jpki:v1:crlinfo:$tag", 'id_check');
+    ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
+    is($rc, 2, 'recheck of a list without id_check: exit 2');
+    like($err, qr/has no id_check/, '... says so');
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'id_check', $idc);
+}
 ($rc, $out) = ctl('recheck', '--redis', "127.0.0.1:$dead", '--issuer', $card2, @S);
 is($rc, 5, 'recheck: Redis down, exit 5');
 $r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
@@ -891,7 +900,7 @@ sub arr  { return '*' . @_ . "\r\n" . join '', @_ }
         my $c = uc $q->[0];
         return $c eq 'GET' && $q->[1] =~ /crlmeta/ ? bulk("9|1|$now|" . ($now + 86400) . "|5|1|$now")
              : $c eq 'GET' ? bulk(qq({"ts":@{[ $now - 100 ]},"cert_id":"$id{'rev-keyCompromise'}","issuer":"$tag","event":"login"}))
-             : $c eq 'HGETALL' ? arr()
+             : $c eq 'HGETALL' ? arr(bulk('id_check'), bulk($idc_card2))
              : $c eq 'SCAN' ? arr(bulk($q->[1] eq '0' ? '17' : '0'), arr(bulk($soft), bulk($soft)))
              : $c eq 'HGET' ? bulk(pack 'C N', 1, $now - 1000)
              : $c eq 'SET' ? "+OK\r\n" : "-ERR unexpected\r\n";

@@ -1448,14 +1448,18 @@ static int recheck_lists(redisContext *rc, jpki_ctx *ctx, rc_list *l,
             return -1;
         l[i].state = s == 0 && st.have ? 1 : 2;
         l[i].m = st.m;
-        if (l[i].state == 1 && st.id_check[0]
-            && (jpki_cert_id_from_serial_text(ctx, l[i].is, ID_CHECK_SERIAL,
-                                              idc) != JPKI_OK
+        /* as the gate: a list without its id_check proves nothing either */
+        if (l[i].state == 1
+            && (st.id_check[0] == '\0'
+                || jpki_cert_id_from_serial_text(ctx, l[i].is,
+                                                 ID_CHECK_SERIAL, idc)
+                   != JPKI_OK
                 || strcmp(idc, st.id_check) != 0)) {
-            say("the CRL of issuer %s was loaded with another --secret-file "
-                "or other CA files: its cert_ids do not match; give the "
-                "gate's (and crl sync's) secret file and CA files",
-                jpki_issuer_name(l[i].is));
+            say("the CRL of issuer %s %s: its cert_ids cannot be trusted to "
+                "match; give the gate's (and crl sync's) secret file and CA "
+                "files, and sync it again", jpki_issuer_name(l[i].is),
+                st.id_check[0] ? "was loaded with another --secret-file or "
+                "other CA files" : "has no id_check");
             return -2;
         }
     }
