@@ -724,6 +724,16 @@ is(scalar(() = $out =~ /^unchecked cert_id=$id{user2} auth_time=\S+ why=crl_olde
    'not listed, login (key time, or latest pass ts) after the CRL thisUpdate: unchecked');
 like($out, qr/why=issuer_not_configured$/m, 'a record of an issuer not configured: unchecked');
 like($out, qr/^recheck: records=8 revoked=4 unchecked=3 good=1$/m, 'summary line');
+# the newest CRL itself past nextUpdate + grace: listed is still revoked,
+# not listed proves nothing (as stale as what the soft pass had)
+($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S, '--at', time + 3 * 86400 + 60);
+is($rc, 1, 'recheck against a stale CRL: some revoked, exit 1') or diag($out, $err);
+like($out, qr/^unchecked cert_id=$id{user1} auth_time=\S+ why=crl_stale$/m,
+     '... a certificate it does not list: unchecked, crl_stale');
+like($out, qr/^recheck: records=8 revoked=4 unchecked=4 good=0$/m, '... the listed ones still revoked');
+($rc, $out) = ctl('recheck', @R, '--issuer', $card2, @S, '--at', time + 3 * 86400 + 60,
+                  '--grace', 864000);
+like($out, qr/good=1$/m, '... not stale with a longer --grace');
 my $rev = $r->cmd('GET', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 like($rev, qr/^revoked\|1\|\d+\|\d+\|crl$/, 'rev:<cert_id> written: revoked|1|at|checked|crl');
 my $rttl = $r->cmd('PTTL', "jpki:v1:rev:$id{'rev-keyCompromise'}");

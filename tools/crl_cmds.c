@@ -115,7 +115,8 @@ const char usage_recheck[] =
 "  and writes jpki:v1:rev:<cert_id> so that their sessions are refused at\n"
 "  the next re-check on every node (a CRL that lists it proves it, however\n"
 "  old).  Records that cannot be decided (no CRL for the issuer, not listed\n"
-"  in a CRL older than the login) are listed as \"unchecked\".\n"
+"  in a CRL older than the login, or in one past nextUpdate + --grace,\n"
+"  default 172800 s as crl sync) are listed as \"unchecked\".\n"
 "  Last line: \"recheck: records=N revoked=N unchecked=N good=N\".\n"
 "  Exit 0 none revoked, 1 some revoked, 3 some unchecked (none revoked),\n"
 "  2 usage (also: the CRLs were loaded with another secret), 5 store\n"
@@ -1360,6 +1361,7 @@ typedef struct {
     char tag[17];
     const jpki_issuer *is;
     int state;                /* 0 unknown, 1 loaded, 2 no CRL */
+    int stale;                /* loaded, past nextUpdate + --grace */
     crl_meta m;
 } rc_list;
 
@@ -1550,6 +1552,8 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
             s[i].unchecked = "malformed_crl_entry";
         else if (s[i].older)
             s[i].unchecked = "crl_older_than_login";
+        else if (s[i].list->stale)      /* as stale as what the login had */
+            s[i].unchecked = "crl_stale";
         freeReplyObject(r);
     }
     for (i = 0; i < nk; i++) {                  /* report, cache */
@@ -1611,9 +1615,12 @@ int run_recheck(const args_t *a)
     jpki_ctx *ctx;
     redisContext *rc = NULL;
     char **keys = NULL;
+    unsigned long long grace;
     size_t nl, nk = 0, i;
     int rc_ = EXIT_STORE, s;
 
+    if (opt_uint(a, O_GRACE, 0, GRACE_MAX, DEFAULT_GRACE, &grace) != 0)
+        return SHOW_USAGE;
     if ((ctx = build_ctx(a, 0)) == NULL)
         return EXIT_USAGE;
     memset(l, 0, sizeof(l));
@@ -1629,6 +1636,9 @@ int run_recheck(const args_t *a)
         rc_ = s == -2 ? EXIT_USAGE : EXIT_STORE;
         goto out;
     }
+    for (i = 0; i < nl; i++)
+        l[i].stale = l[i].state == 1 && stale_at(&l[i].m, a->now,
+                                                 (unsigned)grace);
     /* every record once (SCAN may return a key twice), then by pages */
     if (scan_keys(rc, JPKI_STORE_PREFIX "soft:*", &keys, &nk) != 0)
         goto out;
