@@ -296,7 +296,14 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
                                 ? strlen(rq.sec_fetch_site) : 0;
         rq.origin = apr_table_get(r->headers_in, "Origin");
         rq.origin_len = rq.origin ? strlen(rq.origin) : 0;
+    }
+    if (op == JPKI_OP_CHALLENGE || op == JPKI_OP_LOGIN
+        || op == JPKI_OP_LOGOUT) {
+        /* the Host a challenge is bound to; absent (HTTP/2 without one,
+         * HTTP/1.0): the host Apache found for the request */
         rq.host = apr_table_get(r->headers_in, "Host");
+        if (rq.host == NULL || rq.host[0] == '\0')
+            rq.host = r->hostname;
         rq.host_len = rq.host ? strlen(rq.host) : 0;
     }
 

@@ -81,6 +81,8 @@ static double round1(jpki_ctx *ctx, char **bodies, jpki_shm *shm, int *fails)
         rq.wants_json = 1;
         rq.content_type = "application/json";
         rq.content_type_len = 16;
+        rq.host = "127.0.0.1:18600";     /* as the gate would see it */
+        rq.host_len = 15;
         rq.body = (const uint8_t *)bodies[i];
         rq.body_len = strlen(bodies[i]);
         jpki_txn_new(ctx, &rq, &t);
@@ -121,7 +123,7 @@ static char **make_bodies(jpki_ctx *ctx, EVP_PKEY *key, const char *cert_b64)
         uint8_t sig[512];
         size_t siglen = sizeof(sig);
         EVP_MD_CTX *md = EVP_MD_CTX_new();
-        jpki_challenge_issue(ctx, time(NULL), ch, NULL);
+        jpki_challenge_issue(ctx, time(NULL), "127.0.0.1", 9, ch, NULL);
         EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key);
         EVP_DigestSign(md, sig, &siglen, (uint8_t *)ch, strlen(ch));
         EVP_MD_CTX_free(md);

@@ -46,7 +46,8 @@ int main(int argc, char **argv)
     jpki_b64_encode(der, derlen, cert64, 0);
     for (i = 0; i < n; i++) {
         EVP_MD_CTX *md = EVP_MD_CTX_new();
-        jpki_challenge_issue(ctx, time(NULL), ch, NULL);
+        /* the gate is reached as 127.0.0.1:PORT (wrk's Host) */
+        jpki_challenge_issue(ctx, time(NULL), "127.0.0.1", 9, ch, NULL);
         siglen = sizeof(sig);
         if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1
             || EVP_DigestSign(md, sig, &siglen, (uint8_t *)ch, strlen(ch))

@@ -1,18 +1,26 @@
-/* challenge.c - stateless, MAC'ed login challenges.
+/* challenge.c - stateless, MAC'ed login challenges, bound to a host.
  *
- * raw = ver(1) | key_id(1) | expiry(8, big-endian) | random(33) | tag(32)
+ * raw = ver(1) = 2 | key_id(1) | expiry(8, big-endian) | host_hash(8)
+ *       | random(25) | tag(32)
  * tag = HMAC-SHA256(challenge key of key_id, ver..random)
+ * host_hash = SHA-256("jpki-challenge-host:" | canonical host)[0..8]
  * text = base64url(raw), 100 characters.  Any node holding the key ring can
  * check a challenge without a store read; single use is enforced at login
- * by SETNX of ch:<id> in the store, id = hex of the first 16 tag bytes. */
+ * by SETNX of ch:<id> in the store, id = hex of the first 16 tag bytes.
+ * The host hash lets a client refuse to sign a challenge issued for a host
+ * other than the one it talks to, and the gate refuse a login whose Host
+ * is not the one the challenge was issued for (relay between sites).
+ * Version 1 challenges (no host) are refused as malformed. */
 #include "internal.h"
 
 #include <string.h>
 
-#define CH_VER   1
-#define CH_RAND  33
-#define CH_BODY  (1 + 1 + 8 + CH_RAND)
+#define CH_VER   2
+#define CH_HASH  8
+#define CH_RAND  25
+#define CH_BODY  (1 + 1 + 8 + CH_HASH + CH_RAND)
 #define CH_RAW   (CH_BODY + 32)
+#define CH_HOST_MAX 255
 
 static const jpki_ring_key *ring_key(const jpki_ctx *ctx, unsigned id)
 {
@@ -23,7 +31,64 @@ static const jpki_ring_key *ring_key(const jpki_ctx *ctx, unsigned id)
     return NULL;
 }
 
+/* The canonical host of a Host header value into out (CH_HOST_MAX + 1);
+ * returns its length, 0 when there is none (empty, too long, bad bytes). */
+static size_t canonical_host(const char *h, size_t n, char *out)
+{
+    const char *p = h;
+    size_t len = n, i, k;
+
+    if (h == NULL)
+        return 0;
+    if (n > 0 && h[0] == '[') {
+        const char *e = memchr(h + 1, ']', n - 1);
+        if (e == NULL)
+            return 0;
+        p = h + 1;
+        len = (size_t)(e - p);
+    } else {
+        for (k = n; k > 0 && h[k - 1] != ':'; k--)
+            ;
+        if (k > 0 && n - k >= 1 && n - k <= 5) {
+            for (i = k; i < n && h[i] >= '0' && h[i] <= '9'; i++)
+                ;
+            if (i == n)
+                len = k - 1;
+        }
+    }
+    if (len > 0 && p[len - 1] == '.')
+        len--;
+    if (len == 0 || len > CH_HOST_MAX)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x21 || c > 0x7e)
+            return 0;
+        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    return len;
+}
+
+jpki_err jpki_challenge_host_hash(const char *host, size_t len,
+                                  uint8_t out[8])
+{
+    static const char label[] = "jpki-challenge-host:";
+    char buf[sizeof(label) - 1 + CH_HOST_MAX + 1];
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    size_t n;
+
+    memcpy(buf, label, sizeof(label) - 1);
+    n = canonical_host(host, len, buf + sizeof(label) - 1);
+    if (EVP_Digest(buf, sizeof(label) - 1 + n, md, &mdlen,
+                   jpki_md(JPKI_MD_SHA256), NULL) != 1 || mdlen != 32)
+        return JPKI_ERR_INTERNAL;
+    memcpy(out, md, 8);
+    return JPKI_OK;
+}
+
 jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
+                              const char *host, size_t host_len,
                               char out[JPKI_CHALLENGE_LEN + 1],
                               time_t *expires)
 {
@@ -40,7 +105,8 @@ jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
     raw[1] = (uint8_t)k->id;
     for (i = 0; i < 8; i++)
         raw[2 + i] = (uint8_t)(exp >> (56 - 8 * i));
-    if (!jpki_random(raw + 10, CH_RAND)
+    if (jpki_challenge_host_hash(host, host_len, raw + 10) != JPKI_OK
+        || !jpki_random(raw + 10 + CH_HASH, CH_RAND)
         || !jpki_hmac_sha256(k->challenge_key, 32, raw, CH_BODY, NULL, 0,
                              raw + CH_BODY))
         return JPKI_ERR_INTERNAL;
@@ -52,10 +118,11 @@ jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
 
 jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
                               size_t len, time_t now,
+                              const char *host, size_t host_len,
                               char id_hex[JPKI_CHALLENGE_ID_HEX + 1],
                               time_t *expires)
 {
-    uint8_t raw[CH_RAW + 3], tag[32];
+    uint8_t raw[CH_RAW + 3], tag[32], hh[CH_HASH];
     const jpki_ring_key *k;
     size_t rawlen = 0;
     uint64_t exp = 0;
@@ -78,6 +145,10 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
         exp = exp << 8 | raw[2 + i];
     if (exp > (uint64_t)INT64_MAX || (int64_t)exp < (int64_t)now)
         return JPKI_ERR_CHALLENGE_EXPIRED;
+    if (jpki_challenge_host_hash(host, host_len, hh) != JPKI_OK)
+        return JPKI_ERR_INTERNAL;
+    if (!jpki_ct_equal(hh, raw + 10, CH_HASH))
+        return JPKI_ERR_CHALLENGE_HOST;
     jpki_hex_encode(raw + CH_BODY, 16, id_hex);
     if (expires != NULL)
         *expires = (time_t)exp;

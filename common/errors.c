@@ -42,6 +42,8 @@ static const struct {
         "challenge has expired"},
     [JPKI_ERR_CHALLENGE_REPLAY] = {"challenge_replayed",
         "challenge was already used"},
+    [JPKI_ERR_CHALLENGE_HOST] = {"challenge_host",
+        "challenge was issued for another host"},
     [JPKI_ERR_OCSP_PARSE] = {"ocsp_malformed", "OCSP response is malformed"},
     [JPKI_ERR_OCSP_STATUS] = {"ocsp_error_status",
         "OCSP responder returned an error status"},

@@ -62,6 +62,7 @@ typedef enum {
     JPKI_ERR_CHALLENGE_MAC,
     JPKI_ERR_CHALLENGE_EXPIRED,
     JPKI_ERR_CHALLENGE_REPLAY,
+    JPKI_ERR_CHALLENGE_HOST,   /* issued for another host than the login's */
     /* OCSP */
     JPKI_ERR_OCSP_PARSE,
     JPKI_ERR_OCSP_STATUS,      /* responseStatus other than successful */
@@ -348,20 +349,37 @@ jpki_err jpki_sig_verify_pubkey(const uint8_t *key, size_t keylen,
 /* Challenges                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Text form: base64url(ver | key_id | expiry(8, BE) | random(33) |
- * HMAC-SHA256 tag(32)), 100 chars.  The client signs these ASCII chars. */
+/* Text form: base64url(ver = 2 | key_id | expiry(8, BE) | host_hash(8) |
+ * random(25) | HMAC-SHA256 tag(32)), 100 chars.  The client signs these
+ * ASCII chars.  host_hash binds the challenge to the host it was issued for
+ * (jpki_challenge_host_hash), so that a client can refuse to sign, and the
+ * gate refuse, a challenge relayed from another site. */
 #define JPKI_CHALLENGE_LEN      100
 #define JPKI_CHALLENGE_ID_HEX   32   /* store key of a challenge */
 
+/* host, host_len: the raw Host header value of the request (NULL when
+ * absent); canonicalized as jpki_challenge_host_hash does. */
 jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
+                              const char *host, size_t host_len,
                               char out[JPKI_CHALLENGE_LEN + 1],
                               time_t *expires);
-/* Checks format, key id, MAC (constant time) and expiry.  id_hex receives
- * the identifier under which single use is recorded; *expires its expiry. */
+/* Checks format (version 2 only), key id, MAC (constant time), expiry and
+ * host (JPKI_ERR_CHALLENGE_HOST when the challenge was issued for another
+ * host than host's), in that order.  id_hex receives the identifier under
+ * which single use is recorded; *expires its expiry. */
 jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
                               size_t len, time_t now,
+                              const char *host, size_t host_len,
                               char id_hex[JPKI_CHALLENGE_ID_HEX + 1],
                               time_t *expires);
+/* out = SHA-256("jpki-challenge-host:" | canonical host)[0..8].  Canonical
+ * host of a Host value: "[v6]..." -> the text between '[' and the first
+ * ']'; else "h:port" (1-5 digits after the last ':') -> "h"; else the
+ * value; then ASCII-lowercased, one trailing '.' removed.  Empty, longer
+ * than 255 or with bytes outside 0x21..0x7e: the empty string.  host may be
+ * NULL (absent).  JPKI_ERR_INTERNAL only if the digest fails. */
+jpki_err jpki_challenge_host_hash(const char *host, size_t len,
+                                  uint8_t out[8]);
 
 /* ------------------------------------------------------------------ */
 /* Sessions: sealed cookies (AES-256-GCM, key ring)                    */
@@ -685,7 +703,11 @@ typedef struct {
      * with neither header (API clients) are not concerned. */
     const char *sec_fetch_site; size_t sec_fetch_site_len;
     const char *origin;      size_t origin_len;
-    const char *host;        size_t host_len;   /* the Host header */
+    /* CHALLENGE, LOGIN, LOGOUT: the raw Host header value (the adapter
+     * falls back to the host it knows when there is none, HTTP/2): the
+     * challenge is bound to it, and a login to another host is refused
+     * (challenge_host). */
+    const char *host;        size_t host_len;
     int crl_in_store;        /* CRLs of issuers without a local CRL file are
                                 read from the store (Redis: crl sync) */
     const jpki_policy *policy; /* per-location policy, checked with

@@ -75,8 +75,8 @@ static int status_of(jpki_err e)
     case JPKI_ERR_METHOD:
         return 405;
     case JPKI_ERR_BAD_REQUEST: case JPKI_ERR_PARSE:
-    case JPKI_ERR_CHALLENGE_FORMAT: case JPKI_ERR_CERT_PARSE:
-    case JPKI_ERR_SIG_ALG:
+    case JPKI_ERR_CHALLENGE_FORMAT: case JPKI_ERR_CHALLENGE_HOST:
+    case JPKI_ERR_CERT_PARSE: case JPKI_ERR_SIG_ALG:
         return 400;
     case JPKI_ERR_CHALLENGE_KEY: case JPKI_ERR_CHALLENGE_MAC:
     case JPKI_ERR_CHALLENGE_EXPIRED: case JPKI_ERR_CHALLENGE_REPLAY:
@@ -707,7 +707,8 @@ static jpki_err login_verify(jpki_txn *t)
 
     e = jpki_challenge_check(t->ctx, t->f[F_CHALLENGE].value,
                              t->f[F_CHALLENGE].len, (time_t)t->req.now,
-                             t->ch_id, &t->ch_exp);
+                             t->req.host, t->req.host_len, t->ch_id,
+                             &t->ch_exp);
     if (e != JPKI_OK)
         return e;
     if (jpki_b64_decoded_max(t->f[F_SIG].len) > sizeof(sig)
@@ -1125,7 +1126,9 @@ static void challenge(jpki_txn *t)
         finish(t, JPKI_ERR_METHOD);
         return;
     }
-    e = jpki_challenge_issue(t->ctx, (time_t)t->req.now, ch, &exp);
+    /* bound to the Host it is fetched from (relay between sites) */
+    e = jpki_challenge_issue(t->ctx, (time_t)t->req.now, t->req.host,
+                             t->req.host_len, ch, &exp);
     if (e != JPKI_OK) {
         finish(t, e);
         return;

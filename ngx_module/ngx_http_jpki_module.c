@@ -3173,10 +3173,21 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
             rq.origin = (char *) h->value.data;
             rq.origin_len = h->value.len;
         }
+    }
+
+    if (ctx->op == JPKI_OP_CHALLENGE || ctx->op == JPKI_OP_LOGIN
+        || ctx->op == JPKI_OP_LOGOUT)
+    {
+        /* the Host a challenge is bound to (HTTP/2: from :authority);
+         * absent (HTTP/1.0): the host nginx found for the request */
         h = r->headers_in.host;
-        if (h) {
+        if (h && h->value.len) {
             rq.host = (char *) h->value.data;
             rq.host_len = h->value.len;
+
+        } else if (r->headers_in.server.len) {
+            rq.host = (char *) r->headers_in.server.data;
+            rq.host_len = r->headers_in.server.len;
         }
     }
 

@@ -11,7 +11,11 @@
 # network) and message; TLS verified (no --cacert: refused); answers no
 # real gate gives (nginx `return` locations: escapes, duplicates, trailing
 # bytes, over 64 KiB with and without a length); what the card signs:
-# nothing but a current JPKI challenge, checked before the PIN is asked;
+# nothing but a current JPKI challenge issued for the host of --url
+# (version 2: bound to a host; version 1, of an older gate, refused),
+# checked before the PIN is asked; the host as curl sends it canonical as
+# the gate makes it (a fake gate that binds its challenges to the Host
+# header it gets: case, port, trailing dot, IPv6);
 # plain http only to this machine; the last PIN try (a wrapper module
 # that reports CKF_USER_PIN_FINAL_TRY, which SoftHSM never does, asked on
 # a pty); JPKI_PIN gone from /proc/PID/environ while the gate answers.
@@ -28,6 +32,8 @@ use Errno ();
 use Fcntl ();
 use MIME::Base64 ();
 use Socket ();
+use Digest::SHA ();
+use IO::Socket::IP ();
 use Time::HiRes qw(time);
 use JPKITest;
 use JPKIApache;
@@ -285,12 +291,35 @@ setup({}, 'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
       'subjectAltName=IP:127.0.0.1');
 chmod 0644, "$dir/tls.key";
 
-# A challenge shaped as the gate's (common/challenge.c): ver | key_id |
-# expiry (8 bytes, big-endian) | random(33) | tag(32), 75 bytes, 100
-# characters of base64url; VER and EXPIRY as given, the rest random.
+# The host a gate binds a challenge to, made of the Host header it got
+# (common/challenge.c): "[v6]" -> "v6", else a last ":" and 1..5 digits
+# dropped; ASCII lowercase, one trailing "." dropped; '' when empty, over
+# 255 bytes or not 0x21..0x7e.
+sub canon_host {
+    my ($h) = @_;
+    if ($h =~ /^\[/) {
+        return '' unless $h =~ /^\[([^\]]*)\]/;
+        $h = $1;
+    } elsif ($h =~ /^(.*):[0-9]{1,5}\z/s) {
+        $h = $1;
+    }
+    $h =~ tr/A-Z/a-z/;
+    $h =~ s/\.\z//;
+    return $h eq '' || length $h > 255 || $h =~ /[^\x21-\x7e]/ ? '' : $h;
+}
+sub host_hash { substr(Digest::SHA::sha256('jpki-challenge-host:' . canon_host($_[0])), 0, 8) }
+
+# A challenge shaped as the gate's (common/challenge.c), 75 bytes, 100
+# characters of base64url: version 2, ver | key_id | expiry (8 bytes,
+# big-endian) | host_hash(8) | random(25) | tag(32), bound to HOST (a Host
+# header: 127.0.0.1 unless given, the fake gates' own); version 1 (older
+# gates) ver | key_id | expiry | random(33) | tag(32).  VER, EXPIRY and
+# HOST as given, the rest random.
 sub mk_ch {
-    my ($ver, $exp) = @_;
-    my $raw = pack('CCQ>', $ver, 1, $exp) . join('', map { chr int rand 256 } 1 .. 65);
+    my ($ver, $exp, $host) = @_;
+    my $raw = pack('CCQ>', $ver, 1, $exp)
+              . ($ver == 1 ? '' : host_hash($host // '127.0.0.1'));
+    $raw .= chr int rand 256 while length $raw < 75;
     (my $t = MIME::Base64::encode_base64($raw, '')) =~ tr{+/}{-_};
     return $t;
 }
@@ -299,7 +328,7 @@ sub mk_ch {
 # duplicates, sizes), at /fake-NAME/{challenge,login}; challenges that are
 # not the gate's (the card must not sign them).
 my $now = int time;
-my $CH = mk_ch(1, $now + 300);
+my $CH = mk_ch(2, $now + 300);
 my $LOGIN_OK = '{"status":"ok","account":"eve","expires":1795340406}';
 mkdir "$dir/big";
 chmod 0755, "$dir/big";
@@ -309,7 +338,7 @@ my %fake = (
                qq({"extra":{"a":[{"b":"\\ud83d\\ude00"}]},"status":"ok","account":"eve\\u001b[2J\\u00e9\\ud83d\\ude00","expires":1795340406}) ],
     evil  => [ qq({"challenge":"$CH"}),
                qq(403 {"error":"cert_revoked","message":"no\\u001b]0;owned\\u0007 way \\u009b1m"}) ],
-    dup   => [ qq({"challenge":"$CH","challenge":"@{[ mk_ch(1, $now + 300) ]}"}) ],
+    dup   => [ qq({"challenge":"$CH","challenge":"@{[ mk_ch(2, $now + 300) ]}"}) ],
     notb64 => [ '{"challenge":"' . ('A' x 96) . 'A/+="}' ],
     trail => [ qq({"challenge":"$CH"} x) ],
     half  => [ qq({"challenge":"$CH"}), '{"status":"ok"}' ],
@@ -318,13 +347,19 @@ my %fake = (
     # answer ok: a signature posted there would show as exit 0
     text    => [ '{"challenge":"transfer-100000-yen-to-account-1234567"}', $LOGIN_OK ],
     zeros   => [ '{"challenge":"' . ('A' x 100) . '"}', $LOGIN_OK ],
-    ver2    => [ '{"challenge":"' . mk_ch(2, $now + 300) . '"}', $LOGIN_OK ],
-    expired => [ '{"challenge":"' . mk_ch(1, $now - 3600) . '"}', $LOGIN_OK ],
-    future  => [ '{"challenge":"' . mk_ch(1, $now + 86400) . '"}', $LOGIN_OK ],
+    ver3    => [ '{"challenge":"' . mk_ch(3, $now + 300) . '"}', $LOGIN_OK ],
+    # an older gate's challenge, bound to no host; and a site passing on
+    # another site's (a real-shaped challenge of bank.example's gate)
+    ver1    => [ '{"challenge":"' . mk_ch(1, $now + 300) . '"}', $LOGIN_OK ],
+    bank    => [ '{"challenge":"' . mk_ch(2, $now + 300, 'bank.example') . '"}', $LOGIN_OK ],
+    # issued for localhost: taken at http://LOCALHOST:PORT, not at 127.0.0.1
+    lh      => [ '{"challenge":"' . mk_ch(2, $now + 300, 'localhost') . '"}', $LOGIN_OK ],
+    expired => [ '{"challenge":"' . mk_ch(2, $now - 3600) . '"}', $LOGIN_OK ],
+    future  => [ '{"challenge":"' . mk_ch(2, $now + 86400) . '"}', $LOGIN_OK ],
     # real-shaped: our clock 60 s ahead of the gate's (taken, then a new
     # one asked once the PIN is in), and a gate's longest challenge_ttl
-    skew    => [ '{"challenge":"' . mk_ch(1, $now - 60) . '"}', $LOGIN_OK ],
-    longttl => [ '{"challenge":"' . mk_ch(1, $now + 3500) . '"}', $LOGIN_OK ],
+    skew    => [ '{"challenge":"' . mk_ch(2, $now - 60) . '"}', $LOGIN_OK ],
+    longttl => [ '{"challenge":"' . mk_ch(2, $now + 3500) . '"}', $LOGIN_OK ],
 );
 my $fake = join '', map {
     my ($c, $l) = @{ $fake{$_} };
@@ -497,8 +532,8 @@ for my $c ([ dup => 'a field given twice', $not_json ],
 my $text = 'transfer-100000-yen-to-account-1234567';
 for my $c ([ text => 'an arbitrary text', qr/the challenge has ${\ length $text} characters, not 100/ ],
            [ zeros => "100 characters that are no challenge ('A' x 100)",
-             qr/the challenge is of version 0, not 1/ ],
-           [ ver2 => 'a challenge of version 2', qr/the challenge is of version 2, not 1/ ],
+             qr/the challenge is of version 0, not 2/ ],
+           [ ver3 => 'a challenge of version 3', qr/the challenge is of version 3, not 2/ ],
            [ expired => 'a challenge expired an hour ago',
              qr/the challenge expired 36\d\d s ago by this machine's clock \(300 s of clock skew allowed\)/ ],
            [ future => 'a challenge expiring in a day',
@@ -520,6 +555,86 @@ is($gets->('skew'), 2, '... and a new one asked once the PIN is in');
 $r = login('--url', $ng->url('/fake-longttl'), @C);
 is_rc($r, 0, "a challenge valid for 3500 s (a gate's challenge_ttl goes to 3600): taken");
 is($gets->('longttl'), 1, '... asked once');
+
+# A challenge is bound to the host it was asked at (version 2): one of
+# another host, or of an older gate (bound to none), is refused before the
+# PIN is asked (the wrong PIN file again: tried, exit 3).
+my $other = qr/not signed: the challenge was issued for another host than 127\.0\.0\.1 \(a site passing on another site's challenge\?\)$/m;
+$r = login('--url', $ng->url('/fake-bank'), @M, '--token', 'card', '--pin-file', $pinfile{bad});
+is_rc($r, 4, "not signed: bank.example's challenge passed on by the gate at 127.0.0.1",
+      qr/^jpki-login: GET \S+\/fake-bank\/challenge: $other/);
+unlike($r->{err}, qr/PIN/, '... the PIN was not tried');
+$r = login('--url', $ng->url('/fake-ver1'), @M, '--token', 'card', '--pin-file', $pinfile{bad});
+is_rc($r, 4, 'not signed: a challenge of version 1 (an older gate)',
+      qr/^jpki-login: GET \S+\/fake-ver1\/challenge: not signed: the gate is older than this client: it issues challenges of version 1, not bound to a host, .*upgrade the gate$/m);
+unlike($r->{err}, qr/PIN/, '... the PIN was not tried');
+$r = login('--url', $ng->url('/fake-lh'), @M, '--token', 'card', '--pin-file', $pinfile{bad});
+is_rc($r, 4, "not signed: localhost's challenge at 127.0.0.1 (no name resolved to decide)", $other);
+unlike($r->{err}, qr/PIN/, '... the PIN was not tried');
+$r = login('--url', 'http://LOCALHOST:' . $ng->port . '/fake-lh', @C);
+is_rc($r, 0, "localhost's challenge at http://LOCALHOST:PORT (case, port): signed");
+
+# A fake gate as the real one binds its challenges: to the Host header it
+# got (canon_host), whatever it is; the Host headers logged.  ADDR
+# 127.0.0.1 or ::1; undef when it cannot listen there.
+sub host_gate {
+    my ($addr) = @_;
+    my $sock = IO::Socket::IP->new(Listen => 16, LocalHost => $addr, LocalPort => 0,
+                                   ReuseAddr => 1) or return undef;
+    my $log = "$dir/host-gate-" . ($addr =~ tr/:/_/r) . '.log';
+    spew($log, '', 0644);
+    my $pid = JPKITest::fork_code("host gate $addr", "$log.err", sub {
+        while (my $c = $sock->accept) {
+            local $/ = "\r\n";
+            my ($req, %h) = (scalar <$c> // '');
+            while (defined(my $l = <$c>)) {
+                last if $l eq "\r\n";
+                $h{lc $1} = $2 if $l =~ /^([^:]+):\s*(.*?)\r\n\z/;
+            }
+            read($c, my $body, $h{'content-length'}) if $h{'content-length'};
+            my $host = $h{host} // '';
+            open my $fh, '>>', $log;
+            print $fh "$host\n";
+            close $fh;
+            my $a = $req =~ m{/challenge } ? '{"challenge":"' . mk_ch(2, time + 300, $host) . '"}'
+                                           : $LOGIN_OK;
+            print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     . length($a) . "\r\nConnection: close\r\n\r\n$a";
+            close $c;
+        }
+    });
+    my $port = $sock->sockport;
+    close $sock;
+    return { pid => $pid, port => $port, log => $log };
+}
+my $hg = host_gate('127.0.0.1');
+my $hosts = sub { my $l = slurp($hg->{log}); spew($hg->{log}, '', 0644); return $l };
+for my $c ([ "http://127.0.0.1:$hg->{port}/jpki", "127.0.0.1:$hg->{port}", 'the port dropped' ],
+           [ "http://LocalHost:$hg->{port}/jpki", "LocalHost:$hg->{port}", 'case' ]) {
+    my ($u, $h, $what) = @$c;
+    $r = login('--url', $u, @C);
+    is_rc($r, 0, "a gate that binds to the Host header, $u: signed ($what)");
+    is($hosts->(), "$h\n$h\n", "... Host: $h");
+}
+# a trailing dot: a name that is not resolved here, the fake gate as the
+# proxy (curl sends the same Host header); another host than this
+# machine's spelling: --insecure-http
+$r = login('--url', "http://LOCALHOST.:$hg->{port}/jpki", @C, '--insecure-http',
+           { http_proxy => "http://127.0.0.1:$hg->{port}", no_proxy => undef, NO_PROXY => undef });
+is_rc($r, 0, "a gate that binds to the Host header, http://LOCALHOST.:PORT (through a proxy): signed (a trailing dot)");
+is($hosts->(), "LOCALHOST.:$hg->{port}\n" x 2, "... Host: LOCALHOST.:$hg->{port}");
+JPKITest::stop_pid($hg->{pid}, 'TERM', 5);
+SKIP: {
+    my $h6 = host_gate('::1');
+    skip 'cannot listen on [::1]', 4 unless $h6;
+    for my $u ("http://[::1]:$h6->{port}/jpki", "http://[0:0:0:0:0:0:0:1]:$h6->{port}/jpki") {
+        $r = login('--url', $u, @C);
+        is_rc($r, 0, "a gate that binds to the Host header, $u: signed (IPv6)");
+        is(slurp($h6->{log}), "[::1]:$h6->{port}\n" x 2, "... Host: [::1]:$h6->{port}");
+        spew($h6->{log}, '', 0644);
+    }
+    JPKITest::stop_pid($h6->{pid}, 'TERM', 5);
+}
 
 # ---------------------------------------------------------------- token side
 
@@ -674,6 +789,8 @@ for my $c (
     [ '--algorithm unknown', [ '--url', $url, '--algorithm', 'rsa-pkcs1-sha1' ], qr/--algorithm: rsa-pkcs1-sha256/ ],
     [ 'ftp URL',             [ '--url', 'ftp://127.0.0.1/jpki' ],     qr/http:\/\/ or https:\/\/ only/ ],
     [ 'URL with a query',    [ '--url', "$url?x=1" ],                 qr/no query or fragment/ ],
+    [ 'a host of 300 characters (no challenge bound to it)',
+      [ '--url', 'https://' . ('a' x 300) . '/jpki' ],                qr/--url: the host "a+" is empty, longer than 255 characters or not plain ASCII: no challenge can be bound to it/ ],
     [ 'option twice',        [ '--url', $url, '--url', $url ],        qr/--url given twice/ ],
     [ '--cacert unreadable', [ '--url', $url, '--cacert', "$dir/nosuch.pem" ], qr/--cacert: cannot read/ ],
     [ 'cookie jar in a missing directory',

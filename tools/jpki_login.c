@@ -69,7 +69,9 @@
 #define BODY_MAX       (64 * 1024)   /* an answer of the gate */
 #define CHALLENGE_MAX  512        /* the JSON field; a challenge has 100 */
 #define CH_RAW         75         /* bytes of a challenge (check_challenge) */
-#define CH_VERSION     1
+#define CH_VERSION     2          /* bound to a host (check_challenge) */
+#define CH_HOST_MAX    255        /* a canonical host, at most (canon_host) */
+#define CH_HOST_CTX    "jpki-challenge-host:"
 #define CH_SKEW        300        /* seconds our clock may be off the gate's */
 #define CH_TTL_MAX     3600       /* a gate's longest challenge_ttl (ctx.c) */
 #define CH_MARGIN      10         /* seconds left to sign and post, at least */
@@ -903,6 +905,7 @@ typedef struct {
     char cerr[CURL_ERROR_SIZE];
     struct timespec deadline;
     char shown[URL_MAX + 32];          /* the prefix without user info */
+    char host[CH_HOST_MAX + 1];        /* --url's host, canon_host() */
 } http_t;
 
 static long ms_left(const struct timespec *deadline)
@@ -1023,6 +1026,74 @@ static int is_loopback(const char *host)
            || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 }
 
+/* HOST canonical, as the gate makes it of the Host header it gets
+ * (common/challenge.c) to bind a challenge to it: "[v6]" -> "v6"; else a
+ * last ":" and 1..5 digits (a port) dropped; ASCII lowercase, one
+ * trailing "." dropped.  Empty (and 0 returned) when that is empty,
+ * longer than CH_HOST_MAX or holds bytes outside 0x21..0x7e: nothing is
+ * signed for such a host.  OUT has CH_HOST_MAX + 1 bytes. */
+static size_t canon_host(const char *host, char *out)
+{
+    const char *s = host, *c;
+    size_t n = strlen(host), i, d;
+
+    out[0] = '\0';
+    if (host[0] == '[') {
+        if ((c = strchr(host + 1, ']')) == NULL)
+            return 0;
+        s = host + 1;
+        n = (size_t)(c - s);
+    } else if ((c = strrchr(host, ':')) != NULL) {
+        d = strlen(c + 1);
+        if (d >= 1 && d <= 5 && strspn(c + 1, "0123456789") == d)
+            n = (size_t)(c - host);
+    }
+    if (n > 0 && s[n - 1] == '.')
+        n--;
+    if (n == 0 || n > CH_HOST_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+            out[0] = '\0';
+            return 0;
+        }
+        out[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* The host of URL U as libcurl sends it in Host (a default port left out,
+ * which canon_host drops anyway), canonical in OUT (CH_HOST_MAX + 1
+ * bytes).  An IDN is asked for in punycode, as libcurl resolves and sends
+ * it; an IPv6 literal is bracketed whether this libcurl gives it with
+ * brackets or not.  0 when there is none to bind a challenge to. */
+static size_t url_host(CURLU *u, char *out)
+{
+    char *h = NULL, br[CH_HOST_MAX + 3];
+    size_t n = 0;
+    int got;
+
+    out[0] = '\0';
+#ifdef CURLU_PUNYCODE
+    got = curl_url_get(u, CURLUPART_HOST, &h, CURLU_PUNYCODE) == CURLUE_OK;
+    if (!got)                       /* a libcurl without IDN: as typed */
+#endif
+        got = curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK;
+    if (!got || h == NULL)
+        return 0;
+    if (h[0] != '[' && strchr(h, ':') != NULL) {
+        if (strlen(h) <= CH_HOST_MAX) {
+            snprintf(br, sizeof(br), "[%s]", h);
+            n = canon_host(br, out);
+        }
+    } else {
+        n = canon_host(h, out);
+    }
+    curl_free(h);
+    return n;
+}
+
 /* The prefix as shown in messages: user info left out.  Plain http to
  * another host is refused unless INSECURE: whoever is on the path could
  * hand the card another gate's challenge and keep the signature, a login
@@ -1031,7 +1102,7 @@ static int check_url(const char *url, int insecure, http_t *x)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *query = NULL, *frag = NULL;
-    char *port = NULL, *path = NULL;
+    char *port = NULL, *path = NULL, hshown[2 * 200 + 1];
     int rc = -1;
 
     if (u == NULL)
@@ -1049,6 +1120,10 @@ static int check_url(const char *url, int insecure, http_t *x)
                   == CURLUE_OK) {
         say("--url: the endpoint prefix has no query or fragment (it is "
             "e.g. https://www.example.jp/jpki)");
+    } else if (url_host(u, x->host) == 0) {
+        say("--url: the host \"%.200s\" is empty, longer than %d characters "
+            "or not plain ASCII: no challenge can be bound to it",
+            clean(host, hshown, sizeof(hshown)), CH_HOST_MAX);
     } else {
         curl_url_get(u, CURLUPART_PORT, &port, 0);
         snprintf(x->shown, sizeof(x->shown), "%s://%s%s%s%s", scheme, host,
@@ -1504,17 +1579,26 @@ static int b64url_digit(char c)
  * text (an order to a service that takes the same card's signatures) or a
  * challenge kept for later.  Only what the gate issues passes
  * (common/challenge.c): JPKI_CHALLENGE_LEN base64url characters, CH_RAW
- * bytes = ver(1) = 1 | key_id(1) | expiry(8, big-endian, Unix time) |
- * random(33) | tag(32), current by our clock within CH_SKEW: expired at
- * most CH_SKEW ago (our clock may be ahead), expiring at most
- * CH_TTL_MAX + CH_SKEW ahead.  The tag is the gate's MAC, not ours to
- * check.  0 and *expiry, or -1 and why not in WHY. */
-static int check_challenge(const char *ch, time_t now, long long *expiry,
-                           char *why, size_t whylen)
+ * bytes = ver(1) = 2 | key_id(1) | expiry(8, big-endian, Unix time) |
+ * host_hash(8) | random(25) | tag(32), current by our clock within
+ * CH_SKEW: expired at most CH_SKEW ago (our clock may be ahead), expiring
+ * at most CH_TTL_MAX + CH_SKEW ahead; and issued for HOST (canon_host of
+ * --url's host, the Host header libcurl sends): host_hash = the first 8
+ * bytes of SHA-256(CH_HOST_CTX | host), made by the gate of the Host
+ * header it got.  A site that passes on another site's challenge (its
+ * own page asks the card for a login at the bank) is caught here: the
+ * challenge is the bank's host's.  The tag is the gate's MAC, not ours to
+ * check.  0 and *expiry; -1 and why not in WHY (not a challenge of a
+ * gate), -2 and WHY a whole message (an older gate, another host). */
+static int check_challenge(const char *ch, time_t now, const char *host,
+                           long long *expiry, char *why, size_t whylen)
 {
-    uint8_t raw[CH_RAW];
+    uint8_t raw[CH_RAW], md[32];
     uint64_t exp = 0;
-    size_t n = strlen(ch), i, j = 0;
+    size_t n = strlen(ch), i, j = 0, hl = strlen(host);
+    EVP_MD_CTX *c;
+    unsigned int mdlen = 0;
+    int ok;
 
     for (i = 0; i < n; i++)
         if (b64url_digit(ch[i]) < 0) {
@@ -1536,6 +1620,12 @@ static int check_challenge(const char *ch, time_t now, long long *expiry,
         raw[j++] = (uint8_t)(v >> 8);
         raw[j++] = (uint8_t)v;
     }
+    if (raw[0] == 1) {
+        snprintf(why, whylen, "the gate is older than this client: it issues "
+                 "challenges of version 1, not bound to a host, which a site "
+                 "could pass on from another; upgrade the gate");
+        return -2;
+    }
     if (raw[0] != CH_VERSION) {
         snprintf(why, whylen, "the challenge is of version %u, not %d",
                  raw[0], CH_VERSION);
@@ -1556,6 +1646,27 @@ static int check_challenge(const char *ch, time_t now, long long *expiry,
                  (unsigned long long)((uint64_t)now - exp), CH_SKEW);
         return -1;
     }
+    if (hl == 0 || hl > CH_HOST_MAX) {  /* check_url refuses it already */
+        snprintf(why, whylen, "no host to bind the challenge to");
+        return -2;
+    }
+    c = EVP_MD_CTX_new();
+    ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1
+         && EVP_DigestUpdate(c, CH_HOST_CTX, strlen(CH_HOST_CTX)) == 1
+         && EVP_DigestUpdate(c, host, hl) == 1
+         && EVP_DigestFinal_ex(c, md, &mdlen) == 1 && mdlen == sizeof(md);
+    EVP_MD_CTX_free(c);
+    if (!ok) {
+        snprintf(why, whylen, "SHA-256 failed: the challenge's host is not "
+                 "checked");
+        return -2;
+    }
+    if (CRYPTO_memcmp(md, raw + 10, 8) != 0) {
+        snprintf(why, whylen, "the challenge was issued for another host "
+                 "than %s (a site passing on another site's challenge?)",
+                 host);
+        return -2;
+    }
     *expiry = (long long)exp;
     return 0;
 }
@@ -1572,8 +1683,8 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap,
                    {"message", J_STR, msg, sizeof(msg), 0, 0}};
     sink_t s = {NULL, 0, 0, BODY_MAX, 0};
     long status;
-    char why[256];
-    int rc;
+    char why[512];
+    int rc, cc;
 
     snprintf(url, sizeof(url), "%s/challenge", base);
     snprintf(what, sizeof(what), "GET %s/challenge", x->shown);
@@ -1591,8 +1702,10 @@ static int get_challenge(http_t *x, const char *base, char *ch, size_t cap,
             f[2].seen ? clean(msg, shown, sizeof(shown)) : "");
     } else if (!f[0].seen || ch[0] == '\0') {
         say("%s: the answer holds no challenge", what);
-    } else if (check_challenge(ch, time(NULL), expiry, why, sizeof(why))
-               != 0) {
+    } else if ((cc = check_challenge(ch, time(NULL), x->host, expiry, why,
+                                     sizeof(why))) == -2) {
+        say("%s: not signed: %s", what, why);
+    } else if (cc != 0) {
         say("%s: not signed: %s (the card signs nothing but a JPKI login "
             "challenge)", what, why);
     } else {

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mark != NULL) {
         char ch[JPKI_CHALLENGE_LEN + 1];
         size_t at = (size_t)(mark - body);
-        jpki_challenge_issue(fz_ctx, fz_now, ch, NULL);
+        jpki_challenge_issue(fz_ctx, fz_now, "gate.example", 12, ch, NULL);
         memmove(body + at + JPKI_CHALLENGE_LEN, body + at + 4, blen - at - 4);
         memcpy(body + at, ch, JPKI_CHALLENGE_LEN);
         blen += JPKI_CHALLENGE_LEN - 4;
@@ -42,6 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rq.content_type = data[0] & 2 ? "application/x-www-form-urlencoded"
                                   : "application/json";
     rq.content_type_len = strlen(rq.content_type);
+    rq.host = "Gate.Example:443";       /* the challenges' host */
+    rq.host_len = 16;
     rq.body = body;
     rq.body_len = blen;
     rq.peer = "127.0.0.1";

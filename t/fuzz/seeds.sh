@@ -20,7 +20,9 @@ printf 'HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Le
 printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' | seed 03 http-chunked
 printf '+OK\r\n$3\r\nabc\r\n*2\r\n:1\r\n$-1\r\n-ERR x\r\n' | seed 04 resp
 printf 'v1.AQEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' | seed 05 cookie
-printf 'AQEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQmZpYpLOcjW8uA6eRr2sTgHyU4ik0L' | seed 06 challenge
+printf 'AgEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQmZpYpLOcjW8uA6eRr2sTgHyU4ik0L' | seed 06 challenge
+printf 'GATE.Example.:8443' | seed 06 host
+printf '[FE80::1]:443' | seed 06 host-v6
 CERT=$(base64 -w0 "$P/user1.der")
 SIG=$(head -c 256 /dev/urandom | base64 -w0)
 printf '\x01{"challenge":"@CH@","certificate":"%s","signature":"%s"}' "$CERT" "$SIG" > "$O/login/json"

@@ -1,5 +1,5 @@
 /* test_challenge.c - MAC'ed stateless challenges: format, key ring, MAC,
- * expiry, rotation.  The ring keys are known to the test, so it can also
+ * expiry, host binding, rotation.  The ring keys are known to the test, so it can also
  * forge correctly MAC'ed challenges with bad contents. */
 #include "jpki.h"
 #include "tap.h"
@@ -11,8 +11,10 @@
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 
-#define RAW 75          /* ver 1 | kid 1 | expiry 8 | random 33 | tag 32 */
+#define RAW 75   /* ver 1 | kid 1 | expiry 8 | host 8 | random 25 | tag 32 */
 #define BODY 43
+#define HOST "gate.example"
+#define HL (sizeof(HOST) - 1)
 
 static time_t NOW;
 static uint8_t K1[32], K2[32], K1_OTHER[32];
@@ -89,7 +91,7 @@ static jpki_err chk(const jpki_ctx *c, const char *ch, size_t len, time_t t)
     char *copy = malloc(len ? len : 1);
     jpki_err e;
     memcpy(copy, ch, len);
-    e = jpki_challenge_check(c, copy, len, t, id, NULL);
+    e = jpki_challenge_check(c, copy, len, t, HOST, HL, id, NULL);
     free(copy);
     return e;
 }
@@ -103,19 +105,20 @@ static void test_issue_check(void)
     time_t exp = 0, exp2 = 0;
     size_t i;
 
-    is_int(jpki_challenge_issue(c, NOW, ch, &exp), JPKI_OK, "issue");
+    is_int(jpki_challenge_issue(c, NOW, HOST, HL, ch, &exp), JPKI_OK, "issue");
     is_int(strlen(ch), JPKI_CHALLENGE_LEN, "100 characters");
     ok(strspn(ch, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                   "0123456789-_") == JPKI_CHALLENGE_LEN,
        "base64url alphabet, no padding");
     is_int(exp, NOW + 120, "expires = now + challenge_ttl");
-    is_int(jpki_challenge_check(c, ch, strlen(ch), NOW, id, &exp2), JPKI_OK,
+    is_int(jpki_challenge_check(c, ch, strlen(ch), NOW, HOST, HL, id, &exp2),
+           JPKI_OK,
            "check");
     is_int(exp2, exp, "check reports the same expiry");
     ok(strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32,
        "id_hex is 32 lower-case hex chars");
     decode(ch, raw);
-    is_int(raw[0], 1, "version byte 1");
+    is_int(raw[0], 2, "version byte 2");
     is_int(raw[1], 1, "key id 1");
     jpki_hex_encode(raw + BODY, 16, hx);
     is_str(id, hx, "id_hex is the first 16 tag bytes");
@@ -127,9 +130,9 @@ static void test_issue_check(void)
         ok(memcmp(tag, raw + BODY, 32) == 0,
            "tag = HMAC-SHA256(HKDF(key, \"jpki challenge v1\"), body)");
     }
-    is_int(jpki_challenge_check(c, ch, strlen(ch), NOW, id, NULL), JPKI_OK,
-           "expires may be NULL");
-    is_int(jpki_challenge_issue(c, NOW, ch, NULL), JPKI_OK,
+    is_int(jpki_challenge_check(c, ch, strlen(ch), NOW, HOST, HL, id, NULL),
+           JPKI_OK, "expires may be NULL");
+    is_int(jpki_challenge_issue(c, NOW, HOST, HL, ch, NULL), JPKI_OK,
            "issue with expires NULL");
 
     {
@@ -138,9 +141,9 @@ static void test_issue_check(void)
         static char chs[200][JPKI_CHALLENGE_LEN + 1];
         size_t j, dup = 0;
         for (i = 0; i < 200; i++) {
-            jpki_challenge_issue(c, NOW, chs[i], NULL);
-            jpki_challenge_check(c, chs[i], JPKI_CHALLENGE_LEN, NOW, ids[i],
-                                 NULL);
+            jpki_challenge_issue(c, NOW, HOST, HL, chs[i], NULL);
+            jpki_challenge_check(c, chs[i], JPKI_CHALLENGE_LEN, NOW, HOST,
+                                 HL, ids[i], NULL);
             for (j = 0; j < i; j++)
                 if (strcmp(ids[i], ids[j]) == 0 || strcmp(chs[i], chs[j]) == 0)
                     dup++;
@@ -149,9 +152,10 @@ static void test_issue_check(void)
     }
     {
         jpki_ctx *u = jpki_ctx_new();
-        is_int(jpki_challenge_issue(u, NOW, ch, NULL), JPKI_ERR_INVALID,
-               "issue on an unfinished ctx");
-        is_int(jpki_challenge_check(u, ch, strlen(ch), NOW, id, NULL),
+        is_int(jpki_challenge_issue(u, NOW, HOST, HL, ch, NULL),
+               JPKI_ERR_INVALID, "issue on an unfinished ctx");
+        is_int(jpki_challenge_check(u, ch, strlen(ch), NOW, HOST, HL, id,
+                                    NULL),
                JPKI_ERR_INVALID, "check on an unfinished ctx");
         jpki_ctx_free(u);
     }
@@ -167,7 +171,7 @@ static void test_errors(void)
     time_t exp;
     int i, all;
 
-    jpki_challenge_issue(c, NOW, ch, &exp);
+    jpki_challenge_issue(c, NOW, HOST, HL, ch, &exp);
     decode(ch, raw);
 
     /* length and encoding */
@@ -177,7 +181,7 @@ static void test_errors(void)
     is_int(chk(c, ch, 0, NOW), JPKI_ERR_CHALLENGE_FORMAT, "empty");
     {
         char id[JPKI_CHALLENGE_ID_HEX + 1];
-        is_int(jpki_challenge_check(c, NULL, 100, NOW, id, NULL),
+        is_int(jpki_challenge_check(c, NULL, 100, NOW, HOST, HL, id, NULL),
                JPKI_ERR_CHALLENGE_FORMAT, "NULL");
     }
     memcpy(t, ch, sizeof(ch));
@@ -211,14 +215,14 @@ static void test_errors(void)
 
     /* version byte: flipped (no re-MAC) and forged with a valid MAC */
     memcpy(r2, raw, RAW);
-    r2[0] = 2;
+    r2[0] = 3;
     encode(r2, t);
     is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_FORMAT,
-           "version 2 (tag not redone): FORMAT, checked before the MAC");
+           "version 3 (tag not redone): FORMAT, checked before the MAC");
     remac(r2, K1);
     encode(r2, t);
     is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_FORMAT,
-           "version 2 with a valid MAC: FORMAT");
+           "version 3 with a valid MAC: FORMAT");
     memcpy(r2, raw, RAW);
     r2[0] = 0;
     remac(r2, K1);
@@ -250,7 +254,8 @@ static void test_errors(void)
             all = 0;
         }
     }
-    ok(all, "a flipped bit in expiry, random or tag: CHALLENGE_MAC");
+    ok(all, "a flipped bit in expiry, host hash, random or tag: "
+       "CHALLENGE_MAC");
     memcpy(r2, raw, RAW);
     r2[20] ^= 0x80;
     encode(r2, t);
@@ -294,12 +299,12 @@ static void test_rotation(void)
     char ch[JPKI_CHALLENGE_LEN + 1];
     uint8_t raw[RAW + 3];
 
-    jpki_challenge_issue(a, NOW, ch, NULL);
+    jpki_challenge_issue(a, NOW, HOST, HL, ch, NULL);
     is_int(chk(b, ch, 100, NOW), JPKI_OK,
            "challenge from A (key 1) verifies on B (keys 1, 2)");
     is_int(chk(c, ch, 100, NOW), JPKI_ERR_CHALLENGE_MAC,
            "same key id, other key material: MAC");
-    jpki_challenge_issue(b, NOW, ch, NULL);
+    jpki_challenge_issue(b, NOW, HOST, HL, ch, NULL);
     decode(ch, raw);
     is_int(raw[1], 2, "B issues with its current key 2");
     is_int(chk(b, ch, 100, NOW), JPKI_OK, "B verifies its own");
@@ -317,7 +322,7 @@ static void test_rotation(void)
         d1 = make_ctx(NULL, K2);
         d2 = make_ctx(NULL, K2);
         d3 = make_ctx(NULL, s2);
-        jpki_challenge_issue(d1, NOW, ch, NULL);
+        jpki_challenge_issue(d1, NOW, HOST, HL, ch, NULL);
         is_int(chk(d2, ch, 100, NOW), JPKI_OK,
                "derived key: same secret verifies");
         is_int(chk(d3, ch, 100, NOW), JPKI_ERR_CHALLENGE_MAC,
@@ -338,12 +343,149 @@ static void test_rotation(void)
         jpki_ctx_add_key(e, k1[0].id, k1[0].key, 32, 1);
         jpki_ctx_policy(e)->challenge_ttl = 30;
         jpki_ctx_finish(e, err, sizeof(err));
-        jpki_challenge_issue(e, NOW, ch, &exp);
+        jpki_challenge_issue(e, NOW, HOST, HL, ch, &exp);
         is_int(exp, NOW + 30, "challenge_ttl 30");
         is_int(chk(e, ch, 100, NOW + 31), JPKI_ERR_CHALLENGE_EXPIRED,
                "expired after 31 s");
         jpki_ctx_free(e);
     }
+}
+
+/* SHA-256("jpki-challenge-host:" | canon)[0..8], computed here. */
+static void want_hash(const char *canon, uint8_t out[8])
+{
+    char buf[400];
+    uint8_t md[32];
+    unsigned int n = 0;
+    snprintf(buf, sizeof(buf), "jpki-challenge-host:%s", canon);
+    EVP_Digest(buf, strlen(buf), md, &n, EVP_sha256(), NULL);
+    memcpy(out, md, 8);
+}
+
+/* jpki_challenge_host_hash(host) == want_hash(canon) */
+static void canon_is(const char *host, size_t len, const char *canon,
+                     const char *name)
+{
+    uint8_t got[8], want[8];
+    memset(got, 0, sizeof(got));
+    want_hash(canon, want);
+    is_int(jpki_challenge_host_hash(host, len, got), JPKI_OK, "%s: hashed",
+           name);
+    ok(memcmp(got, want, 8) == 0, "%s -> \"%s\"", name, canon);
+}
+
+static void test_host(void)
+{
+    kspec ks[] = {{1, K1, 1}, {0, NULL, 0}};
+    jpki_ctx *c = make_ctx(ks, NULL);
+    char ch[JPKI_CHALLENGE_LEN + 1], t[JPKI_CHALLENGE_LEN + 1];
+    char id[JPKI_CHALLENGE_ID_HEX + 1], big[300];
+    uint8_t raw[RAW + 3], r2[RAW + 3], h[8];
+    time_t exp;
+    int i;
+
+#define CANON(host, canon, name) canon_is(host, strlen(host), canon, name)
+    CANON("gate.example", "gate.example", "plain host");
+    CANON("gate.example:8443", "gate.example", "port stripped");
+    CANON("gate.example:1", "gate.example", "1-digit port stripped");
+    CANON("gate.example:123456", "gate.example:123456",
+          "6 digits after ':': not a port, kept");
+    CANON("gate.example:", "gate.example:", "':' with no digits: kept");
+    CANON("gate.example:80a", "gate.example:80a", "non-digit port: kept");
+    CANON("a:b:443", "a:b", "only after the last ':'");
+    CANON("GATE.Example", "gate.example", "uppercase lowered");
+    CANON("gate.example.", "gate.example", "trailing dot removed");
+    CANON("gate.example..", "gate.example.", "only one trailing dot removed");
+    CANON("GATE.EXAMPLE.:443", "gate.example", "port, case and dot");
+    CANON("127.0.0.1:18600", "127.0.0.1", "IPv4 with port");
+    CANON("[::1]:8443", "::1", "[v6]:port");
+    CANON("[::1]", "::1", "[v6]");
+    CANON("[FE80::1]:443", "fe80::1", "[V6]:port lowered");
+    CANON("[::1", "", "'[' without ']': empty");
+    CANON("[]:443", "", "empty brackets: empty");
+    CANON("::1", ":", "bare v6 ending in digits: last ':' part is a port");
+    CANON("", "", "empty");
+    CANON(".", "", "lone dot: empty");
+    CANON(":443", "", "port only: empty");
+    CANON("gate example", "", "space: empty");
+    CANON("gate\x7f" "example", "", "DEL: empty");
+    CANON("g\xc3\xa4te.example", "", "non-ASCII: empty");
+    canon_is("gate.example", 4, "gate", "length honoured (no NUL needed)");
+    canon_is(NULL, 0, "", "NULL (no Host): empty");
+    memset(big, 'a', sizeof(big));
+    big[255] = '\0';
+    canon_is(big, 255, big, "255 bytes kept");
+    {
+        char b2[300];
+        memcpy(b2, big, 255);
+        memcpy(b2 + 255, ".:443", 6);
+        canon_is(b2, strlen(b2), big, "255 bytes + '.' + port kept");
+        b2[255] = 'a';
+        b2[256] = '\0';
+        canon_is(b2, 256, "", "256 bytes: empty");
+    }
+#undef CANON
+
+    /* the hash is in the challenge, under the MAC */
+    jpki_challenge_issue(c, NOW, "Gate.Example:443", 16, ch, &exp);
+    decode(ch, raw);
+    want_hash("gate.example", h);
+    ok(memcmp(raw + 10, h, 8) == 0, "bytes 10..17 are the host hash");
+    is_int(chk(c, ch, 100, NOW), JPKI_OK,
+           "issued for Gate.Example:443, checked for gate.example");
+    is_int(jpki_challenge_check(c, ch, 100, NOW, "gate.example.:8443", 18, id,
+                                NULL),
+           JPKI_OK, "checked for gate.example.:8443");
+    is_int(jpki_challenge_check(c, ch, 100, NOW, "other.example", 13, id,
+                                NULL),
+           JPKI_ERR_CHALLENGE_HOST, "checked for other.example: HOST");
+    is_int(jpki_challenge_check(c, ch, 100, NOW, "gate.example.evil", 17, id,
+                                NULL),
+           JPKI_ERR_CHALLENGE_HOST, "checked for gate.example.evil: HOST");
+    is_int(jpki_challenge_check(c, ch, 100, NOW, NULL, 0, id, NULL),
+           JPKI_ERR_CHALLENGE_HOST, "checked without a Host: HOST");
+    is_str(jpki_reason(JPKI_ERR_CHALLENGE_HOST), "challenge_host",
+           "reason challenge_host");
+
+    /* order: format, key, MAC, expiry, then host */
+    is_int(jpki_challenge_check(c, ch, 100, NOW + 121, "other.example", 13,
+                                id, NULL),
+           JPKI_ERR_CHALLENGE_EXPIRED, "expired and other host: EXPIRED");
+    memcpy(r2, raw, RAW);
+    r2[12] ^= 0x01;
+    encode(r2, t);
+    is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_MAC,
+           "host hash changed without the key: MAC");
+    want_hash("other.example", r2 + 10);
+    remac(r2, K1);
+    encode(r2, t);
+    is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_HOST,
+           "host hash of other.example with a valid MAC: HOST");
+    is_int(jpki_challenge_check(c, t, 100, NOW, "OTHER.example:80", 16, id,
+                                NULL),
+           JPKI_OK, "... and accepted for other.example");
+
+    /* no or a bad Host: still issued, bound to the empty host */
+    is_int(jpki_challenge_issue(c, NOW, NULL, 0, ch, NULL), JPKI_OK,
+           "issued without a Host");
+    decode(ch, raw);
+    want_hash("", h);
+    ok(memcmp(raw + 10, h, 8) == 0, "... bound to the empty host");
+    is_int(chk(c, ch, 100, NOW), JPKI_ERR_CHALLENGE_HOST,
+           "... refused for gate.example");
+
+    /* version 1 (no host), with a valid MAC: refused as malformed */
+    memset(r2, 0, sizeof(r2));
+    r2[0] = 1;
+    r2[1] = 1;
+    put_exp(r2, (uint64_t)NOW + 60);
+    for (i = 10; i < BODY; i++)
+        r2[i] = (uint8_t)(i * 7);
+    remac(r2, K1);
+    encode(r2, t);
+    is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_FORMAT,
+           "version 1 with a valid MAC: FORMAT");
+    jpki_ctx_free(c);
 }
 
 int main(void)
@@ -354,6 +496,7 @@ int main(void)
     memset(K1_OTHER, 0x33, 32);
     test_issue_check();
     test_errors();
+    test_host();
     test_rotation();
     return done_testing();
 }

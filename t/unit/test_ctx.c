@@ -37,7 +37,7 @@ static int challenge_key_id(const jpki_ctx *c)
     char ch[JPKI_CHALLENGE_LEN + 1];
     uint8_t raw[JPKI_CHALLENGE_LEN];
     size_t n;
-    if (jpki_challenge_issue(c, time(NULL), ch, NULL) != JPKI_OK
+    if (jpki_challenge_issue(c, time(NULL), "h", 1, ch, NULL) != JPKI_OK
         || jpki_b64_decode(ch, strlen(ch), raw, &n) != JPKI_OK || n < 2)
         return -1;
     return raw[1];
@@ -192,8 +192,9 @@ static void test_secret_file(void)
     is_int(finish(c, err, sizeof(err)), JPKI_OK, "file ctx finishes");
     is_int(finish(ref, err, sizeof(err)), JPKI_OK, "reference ctx finishes");
     is_int(challenge_key_id(c), 2, "key 2 (marked current) issues");
-    jpki_challenge_issue(c, now, ch, NULL);
-    is_int(jpki_challenge_check(ref, ch, strlen(ch), now, idh, NULL), JPKI_OK,
+    jpki_challenge_issue(c, now, "h", 1, ch, NULL);
+    is_int(jpki_challenge_check(ref, ch, strlen(ch), now, "h", 1, idh, NULL),
+           JPKI_OK,
            "key 2 material from the file is the one written");
     jpki_ctx_free(c);
     jpki_ctx_free(ref);

@@ -195,7 +195,8 @@ static const jpki_verdict *login(const char *cert, const char *key,
     jpki_txn_request rq = {0};
     const jpki_verdict *v;
 
-    jpki_challenge_issue(ctx, NOW, ch, NULL);
+    jpki_challenge_issue(ctx, NOW, req_host, req_host ? strlen(req_host) : 0,
+                         ch, NULL);
     if (ch_override)
         snprintf(ch, sizeof(ch), "%s", ch_override);
     snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":\"%s\","
@@ -346,7 +347,8 @@ int main(void)
 
     /* replay: the same signed challenge twice */
     {
-        jpki_challenge_issue(ctx, NOW, replay_ch, NULL);
+        jpki_challenge_issue(ctx, NOW, req_host, strlen(req_host), replay_ch,
+                             NULL);
         v = login("user1.pem", "user1.key", NULL, &good, &t, replay_ch);
         is_int(v->http_status, 200, "first use of a challenge");
         jpki_txn_free(t);
@@ -358,6 +360,47 @@ int main(void)
         ok(v->http_status == 400 || v->http_status == 401,
            "tampered challenge refused (%d %s)", v->http_status, v->reason);
         jpki_txn_free(t);
+    }
+
+    /* the challenge op binds the challenge to its Host; a login to another
+     * Host is refused (relay between sites) */
+    {
+        static const struct { const char *issue, *login; int status;
+                              const char *reason; } hc[] = {
+            {"other.example", "gate.example:8443", 400, "challenge_host"},
+            {"gate.example:8443", "other.example", 400, "challenge_host"},
+            {NULL, "gate.example:8443", 400, "challenge_host"},
+            {"gate.example", "GATE.EXAMPLE.:8443", 200, "ok"},
+            {"gate.example:8443", "gate.example:8443", 200, "ok"},
+        };
+        jpki_txn_request rq = {0};
+        char hch[JPKI_CHALLENGE_LEN + 1];
+        const char *saved = req_host, *p;
+        size_t k;
+
+        map("user1.pem", "alice");
+        for (k = 0; k < sizeof(hc) / sizeof(hc[0]); k++) {
+            memset(&rq, 0, sizeof(rq));
+            rq.op = JPKI_OP_CHALLENGE;
+            rq.now = NOW;
+            rq.wants_json = 1;
+            req_host = hc[k].issue;
+            set_from(&rq);
+            v = drive(&rq, &good, &t);
+            p = v && v->body ? strstr(v->body, "\"challenge\":\"") : NULL;
+            ok(v && v->http_status == 200 && p != NULL,
+               "challenge op for Host %s", hc[k].issue ? hc[k].issue : "-");
+            snprintf(hch, sizeof(hch), "%s", p ? p + 13 : "");
+            jpki_txn_free(t);
+            req_host = hc[k].login;
+            v = login("user1.pem", "user1.key", NULL, &good, &t, hch);
+            is_int(v ? v->http_status : -1, hc[k].status,
+                   "issued for %s, login to %s: status",
+                   hc[k].issue ? hc[k].issue : "-", hc[k].login);
+            is_str(v ? v->reason : NULL, hc[k].reason, "... reason");
+            jpki_txn_free(t);
+        }
+        req_host = saved;
     }
 
     /* gated request with the session cookie */

@@ -227,7 +227,7 @@ static const jpki_verdict *login(const char *who, jpki_txn **tp)
 
     snprintf(cert, sizeof(cert), "%s.der", who);
     snprintf(key, sizeof(key), "%s.key", who);
-    jpki_challenge_issue(ctx, NOW, ch, NULL);
+    jpki_challenge_issue(ctx, NOW, "gate.example", 12, ch, NULL);
     snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":"
              "\"%s\",\"signature\":\"%s\"}", ch, file_b64(cert),
              sign(ch, key));
@@ -240,6 +240,8 @@ static const jpki_verdict *login(const char *who, jpki_txn **tp)
     rq.body = (const uint8_t *)body;
     rq.body_len = strlen(body);
     rq.peer = "127.0.0.1";
+    rq.host = "gate.example:443";
+    rq.host_len = 16;
     rq.crl_in_store = 1;
     *tp = NULL;
     if (jpki_txn_new(ctx, &rq, &t) != JPKI_OK)

@@ -1,0 +1,182 @@
+#!/usr/bin/perl
+# t/challenge-host.t - a challenge is bound to the Host it was fetched with
+# (relay of challenges between sites, docs/protocol.md), through nginx and
+# Apache: a challenge fetched with `Host: other.example` and used in a login
+# to 127.0.0.1 is refused with 400 challenge_host, and the other way round;
+# the usual path works, and so does a Host that differs only by port, case
+# or a trailing dot.  Over HTTP/2 (curl h2c) the :authority is the Host.
+#   make build/ngx_http_jpki_module.so build/mod_auth_jpki.so build/jpkictl pki
+#   prove -v t/challenge-host.t
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JPKITest;
+use JPKIApache;
+use IO::Socket::INET;
+
+skip_unless(qw(nginx module jpkictl pki openssl));
+skip_unless_apache();
+
+my $dir = tmpdir();
+my $secret = write_secret("$dir/site.secret");
+my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
+spew("$dir/map.txt", cert_id('user1', $secret) . " alice\n", 0644);
+my $issuer = 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url;
+
+# the site, and a server on LISTEN with more LOCATIONS
+sub ng_http {
+    my ($listen, $locations) = @_;
+    return <<"EOF";
+    jpki_secret_file $secret;
+    jpki_issuer $issuer;
+    jpki_store shm zone=jpki:1m;
+    jpki_map_file $dir/map.txt;
+    server {
+        listen $listen;
+        location /jpki/ { jpki_endpoints; }
+        $locations
+    }
+EOF
+}
+my $ng = JPKITest::Nginx->start(name => 'nginx', http => ng_http('127.0.0.1:@PORT@',
+    'location /app/  { jpki on; proxy_pass http://127.0.0.1:@UP@; }'));
+my $ap_site = <<"EOF";
+JPKISecretFile $secret
+JPKIIssuer $issuer
+JPKIStore shm size=1M
+JPKIMapFile $dir/map.txt
+@{[ ap_gate_conf() ]}
+EOF
+my $ap = JPKIApache::Server->start(name => 'apache', main => $ap_site);
+
+# HTTP::Tiny will not send another Host: one request on its own socket.
+# -> { status, headers (lower-case names), content, json }
+sub raw_http {
+    my ($url, $method, $host, $body) = @_;
+    my ($port, $path) = $url =~ m{^http://127\.0\.0\.1:(\d+)(/.*)$} or die $url;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 10) or die "connect: $!";
+    my $req = "$method $path HTTP/1.1\r\nHost: $host\r\nConnection: close\r\n";
+    $req .= "Content-Type: application/json\r\nContent-Length: "
+          . length($body) . "\r\n" if defined $body;
+    print $s "$req\r\n", $body // '';
+    local $/;
+    my $out = <$s> // '';
+    close $s;
+    my ($head, $content) = split /\r\n\r\n/, $out, 2;
+    my ($st) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    for (split /\r\n/, $head // '') {
+        next unless /^([^:]+):\s*(.*)$/;
+        my $k = lc $1;
+        $h{$k} = exists $h{$k} ? [ (ref $h{$k} ? @{ $h{$k} } : $h{$k}), $2 ] : $2;
+    }
+    $content //= '';
+    $content =~ s/^[0-9a-f]+\r\n(.*?)\r\n0\r\n\r\n$/$1/s
+        if ($h{'transfer-encoding'} // '') =~ /chunked/i;
+    return { status => $st // 0, headers => \%h, content => $content,
+             json => json_decode($content) };
+}
+
+# GET <base>/challenge with Host: HOST (undef: the URL's own).
+sub challenge_for {
+    my ($base, $host) = @_;
+    my $r = defined $host ? raw_http("$base/challenge", 'GET', $host)
+                          : http('GET', "$base/challenge");
+    return $r->{status} == 200 && $r->{json} ? $r->{json}{challenge} : undef;
+}
+
+sub login_with {
+    my ($base, $ch, $host) = @_;
+    my $body = login_body($ch // 'none', 'user1');
+    return defined $host
+        ? raw_http("$base/login", 'POST', $host, json_encode($body))
+        : post_json("$base/login", $body);
+}
+
+for my $s ([nginx => $ng], [apache => $ap]) {
+    my ($name, $srv) = @$s;
+    my $base = $srv->url('/jpki');
+    my $port = $srv->port;
+
+    # the usual path: the Host is 127.0.0.1:PORT both times
+    my $r = login_with($base, challenge_for($base));
+    is($r->{status}, 200, "$name: challenge and login to 127.0.0.1:$port");
+    my $cookie = cookie_of($r);
+    ok($cookie, "$name: ... a session");
+    $r = gated_get($srv, $cookie);
+    is($r->{status}, 200, "$name: ... which opens the gate");
+
+    # relayed: fetched for another host, used here
+    my $ch = challenge_for($base, 'other.example');
+    ok($ch, "$name: a challenge for Host other.example");
+    $r = login_with($base, $ch);
+    is($r->{status}, 400, "$name: ... used in a login to 127.0.0.1: 400");
+    is($r->{json} && $r->{json}{error}, 'challenge_host',
+       "$name: ... challenge_host") or diag $r->{content};
+    ok(!cookie_of($r), "$name: ... no session");
+    $r = login_with($base, $ch, 'other.example:8443');
+    is($r->{status}, 200, "$name: ... accepted for other.example:8443")
+        or diag $r->{content};
+
+    # fetched here, used for another host
+    $r = login_with($base, challenge_for($base), 'evil.example');
+    is($r->{json} && $r->{json}{error}, 'challenge_host',
+       "$name: a challenge for 127.0.0.1 used with Host evil.example: "
+       . "challenge_host");
+
+    # port, case and trailing dot do not matter
+    $r = login_with($base, challenge_for($base, 'Gate.EXAMPLE:8443'),
+                    'gate.example.');
+    is($r->{status}, 200, "$name: Gate.EXAMPLE:8443, then gate.example.")
+        or diag $r->{content};
+    $r = login_with($base, challenge_for($base, "127.0.0.1:$port"),
+                    '127.0.0.1');
+    is($r->{status}, 200, "$name: 127.0.0.1:$port, then 127.0.0.1")
+        or diag $r->{content};
+    $r = login_with($base, challenge_for($base, '[::1]:443'), '[::1]');
+    is($r->{status}, 200, "$name: [::1]:443, then [::1]") or diag $r->{content};
+}
+
+# HTTP/2: the :authority (curl puts the URL's host there; -H Host: too)
+SKIP: {
+    skip 'curl without HTTP/2', 6 unless `curl --version` =~ /\bHTTP2\b/;
+    skip 'no mod_http2', 6 unless -f "$JPKIApache::MODDIR/mod_http2.so";
+    my $h2 = JPKITest::Nginx->start(name => 'nginx-h2', http => ng_http('127.0.0.1:@PORT@ http2', ''));
+    my $ap2 = JPKIApache::Server->start(name => 'apache-h2', modules => ['http2'],
+                                        main => "Protocols h2c http/1.1\n$ap_site");
+    for my $s ([nginx => $h2], [apache => $ap2]) {
+        my ($name, $srv) = @$s;
+        my $u = $srv->url('/jpki');
+        my $curl = sub {
+            open my $p, '-|', 'curl', '-s', '-i', '--http2-prior-knowledge',
+                '--max-time', '10', @_ or die "curl: $!";
+            local $/;
+            my $out = <$p> // '';
+            close $p;
+            return $out;
+        };
+        my $h2login = sub {
+            my ($ch) = @_;
+            spew("$dir/body.json", json_encode(login_body($ch // 'none', 'user1')));
+            my $out = $curl->('-H', 'Content-Type: application/json',
+                              '--data-binary', "\@$dir/body.json", "$u/login");
+            my ($st) = $out =~ m{^HTTP/\S+ (\d+)};
+            my ($err) = $out =~ /"error":"([^"]+)"/;
+            return ($st // 0, $err // '', $out);
+        };
+        my ($ch) = $curl->("$u/challenge") =~ /"challenge":"([^"]+)"/;
+        my ($st, $err, $out) = $h2login->($ch);
+        is($st, 200, "$name h2: challenge and login over HTTP/2") or diag $out;
+        ($ch) = $curl->('-H', 'Host: other.example', "$u/challenge")
+            =~ /"challenge":"([^"]+)"/;
+        ok($ch, "$name h2: a challenge for :authority other.example");
+        ($st, $err, $out) = $h2login->($ch);
+        is($err, 'challenge_host',
+           "$name h2: ... refused for 127.0.0.1") or diag $out;
+    }
+}
+
+done_testing();
