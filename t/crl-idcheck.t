@@ -45,27 +45,23 @@ like($idc_other, qr/^[0-9a-f]{32}$/, 'the list records its id_check');
 
 # the default pointer cache time (10 s): a list refused is not cached, so
 # the list synced again with the right secret applies at once
-my $ng = JPKITest::Nginx->start(name => 'ng', http => <<"EOF");
+# an nginx site checking revocation by the CRL in Redis, EXTRA directives
+sub ng_crl_site {
+    my ($extra) = @_;
+    return <<"EOF";
     jpki_secret_file $secret;
     jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
     jpki_store redis=127.0.0.1:@{[ $redis->port ]};
     jpki_revocation crl;
+    $extra
     server {
         listen 127.0.0.1:\@PORT\@;
         location /jpki/ { jpki_endpoints; }
     }
 EOF
-my $open = JPKITest::Nginx->start(name => 'open', http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
-    jpki_revocation crl;
-    jpki_failure open;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
-EOF
+}
+my $ng = JPKITest::Nginx->start(name => 'ng', http => ng_crl_site(''));
+my $open = JPKITest::Nginx->start(name => 'open', http => ng_crl_site('jpki_failure open;'));
 my $ap = JPKIApache::Server->start(name => 'ap', main => <<"EOF");
 JPKISecretFile $secret
 JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem

@@ -41,4 +41,45 @@ static jpki_ctx *tap_pki_ctx(uint8_t secret_fill, tap_tune_fn tune,
     }
     return ctx;
 }
+/* The output of the shell command cmd (at most size - 1 bytes) in out. */
+__attribute__((unused))
+static char *tap_popen_read(const char *cmd, char *out, size_t size)
+{
+    FILE *f = popen(cmd, "r");
+    size_t n = f != NULL ? fread(out, 1, size - 1, f) : 0;
+
+    if (f != NULL)
+        pclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+/* The challenge ch signed with the PKI key file key and digest dgst
+ * ("sha256"), base64 (openssl CLI). */
+__attribute__((unused))
+static char *tap_sign_b64(const char *ch, const char *key, const char *dgst)
+{
+    static char out[4096];
+    char cmd[2048];
+
+    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | openssl dgst -%s -sign %s"
+             " | base64 -w0", ch, dgst, tap_path(key));
+    return tap_popen_read(cmd, out, sizeof(out));
+}
+
+/* The DER of the PKI certificate name (NAME.pem is read as NAME.der),
+ * base64. */
+__attribute__((unused))
+static char *tap_file_b64(const char *name)
+{
+    static char out[8192];
+    char cmd[1024], der[256], *dot;
+
+    snprintf(der, sizeof(der), "%s", name);
+    dot = strstr(der, ".pem");
+    if (dot)
+        memcpy(dot, ".der", 4);
+    snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(der));
+    return tap_popen_read(cmd, out, sizeof(out));
+}
 #endif

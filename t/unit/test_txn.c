@@ -2,6 +2,7 @@
  * the embedded store as the store and OCSP answers made by `openssl ocsp`. */
 #include "jpki.h"
 #include "tap.h"
+#include "pki.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -44,42 +45,6 @@ static int run(const char *cmd)
 {
     int r = system(cmd);
     return r == 0;
-}
-
-/* Signs the challenge with key into a base64 string (openssl CLI). */
-static char *sign(const char *ch, const char *key, const char *dgst)
-{
-    static char out[4096];
-    char cmd[2048];
-    FILE *f;
-    size_t n;
-
-    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | openssl dgst -%s -sign %s"
-             " | base64 -w0", ch, dgst, tap_path(key));
-    f = popen(cmd, "r");
-    n = fread(out, 1, sizeof(out) - 1, f);
-    pclose(f);
-    out[n] = '\0';
-    return out;
-}
-
-static char *file_b64(const char *name)
-{
-    static char out[8192];
-    char cmd[1024];
-    FILE *f;
-    size_t n;
-    char der[256], *dot;
-    snprintf(der, sizeof(der), "%s", name);
-    dot = strstr(der, ".pem");
-    if (dot)
-        memcpy(dot, ".der", 4);
-    snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(der));
-    f = popen(cmd, "r");
-    n = fread(out, 1, sizeof(out) - 1, f);
-    pclose(f);
-    out[n] = '\0';
-    return out;
 }
 
 typedef struct {
@@ -200,8 +165,8 @@ static const jpki_verdict *login(const char *cert, const char *key,
     if (ch_override)
         snprintf(ch, sizeof(ch), "%s", ch_override);
     snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":\"%s\","
-             "\"signature\":\"%s\"%s%s%s}", ch, file_b64(cert),
-             sign(ch, key, "sha256"), account ? ",\"account\":\"" : "",
+             "\"signature\":\"%s\"%s%s%s}", ch, tap_file_b64(cert),
+             tap_sign_b64(ch, key, "sha256"), account ? ",\"account\":\"" : "",
              account ? account : "", account ? "\"" : "");
     rq.op = JPKI_OP_LOGIN;
     rq.now = NOW;

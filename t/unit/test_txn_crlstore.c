@@ -6,6 +6,7 @@
  * as "not listed". */
 #include "jpki.h"
 #include "tap.h"
+#include "pki.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -119,37 +120,6 @@ static jpki_ctx *make_ctx(uint8_t secret_byte, int fail_open,
     return c;
 }
 
-static char *sign(const char *ch, const char *key)
-{
-    static char out[4096];
-    char cmd[2048];
-    FILE *f;
-    size_t n;
-
-    snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | openssl dgst -sha256 "
-             "-sign %s | base64 -w0", ch, tap_path(key));
-    f = popen(cmd, "r");
-    n = fread(out, 1, sizeof(out) - 1, f);
-    pclose(f);
-    out[n] = '\0';
-    return out;
-}
-
-static char *file_b64(const char *name)
-{
-    static char out[8192];
-    char cmd[1024];
-    FILE *f;
-    size_t n;
-
-    snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(name));
-    f = popen(cmd, "r");
-    n = fread(out, 1, sizeof(out) - 1, f);
-    pclose(f);
-    out[n] = '\0';
-    return out;
-}
-
 /* cert_id of a PKI certificate under context c */
 static void cert_id(jpki_ctx *c, const char *cert, char out[33])
 {
@@ -229,8 +199,8 @@ static const jpki_verdict *login(const char *who, jpki_txn **tp)
     snprintf(key, sizeof(key), "%s.key", who);
     jpki_challenge_issue(ctx, NOW, "gate.example", 12, ch, NULL);
     snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":"
-             "\"%s\",\"signature\":\"%s\"}", ch, file_b64(cert),
-             sign(ch, key));
+             "\"%s\",\"signature\":\"%s\"}", ch, tap_file_b64(cert),
+             tap_sign_b64(ch, key, "sha256"));
     rq.op = JPKI_OP_LOGIN;
     rq.now = NOW;
     rq.is_post = 1;
