@@ -693,9 +693,15 @@ is_rc($r, 2, 'no --pin option (never on the command line)', qr/unknown option "-
 # the PIN on the terminal: asked there, never echoed
 $r = login_tty([ qr/PIN for token "card": \z/ => "$PIN\n" ], '--url', $url, @M, '--token', 'card');
 SKIP: {
-    skip 'no pty', 7 unless $r;
+    skip 'no pty', 13 unless $r;
     is_rc($r, 0, 'PIN on the terminal');
     like($r->{tty}, qr/\APIN for token "card": \r?\n\z/, '... asked there, not echoed');
+    $r = login_tty([ qr/PIN for token "card": \z/ => "\n" ], '--url', $url, @M, '--token', 'card');
+    like($r->{err}, qr/no PIN entered/, 'an empty PIN on the terminal: refused');
+    $r = login_tty([ qr/PIN for token "card": \z/ => ('9' x 300) . "\n" ], '--url', $url, @M,
+                   '--token', 'card');
+    like($r->{err}, qr/the PIN is longer than 255 characters/, 'a PIN over 255 characters: refused');
+    isnt($r->{rc}, 0, '... not signed in');
 
     # The last PIN try.  SoftHSM never reports CKF_USER_PIN_FINAL_TRY (it
     # sets COUNT_LOW after a wrong PIN and never locks): a wrapper module
@@ -766,6 +772,10 @@ EOC
     like($r->{tty}, qr/Token "card" has ONE PIN try left: a wrong PIN locks it .*\n.*Try the PIN\? \[y\/N\] /,
          '... asked on the terminal');
     unlike($r->{tty}, qr/PIN for token/, '... the PIN not asked');
+    is($logins->(), 0, '... C_Login not called');
+    $r = login_tty([ qr/\[y\/N\] \z/ => "yesyesyes\n" ], @F, \%F);
+    is_rc($r, 3, 'last PIN try, an answer too long for a yes: not tried',
+          qr/was not confirmed: not tried/);
     is($logins->(), 0, '... C_Login not called');
     $r = login_tty([ qr/\[y\/N\] \z/ => "y\n", qr/PIN for token "card": \z/ => "$PIN\n" ], @F, \%F);
     is_rc($r, 0, 'last PIN try on the terminal, answered y, then the PIN: signed in');

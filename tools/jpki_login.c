@@ -431,15 +431,40 @@ static int pin_from_file(const char *path, char *pin, size_t cap,
     return 0;
 }
 
+/* A line typed on the terminal fd into buf (cap bytes, NUL-terminated),
+ * read byte by byte up to a newline or the end; its length.  *over is set
+ * when it did not fit (the rest is read and dropped). */
+static size_t tty_line(int fd, char *buf, size_t cap, int *over)
+{
+    size_t k = 0;
+    ssize_t n;
+    char c;
+
+    *over = 0;
+    for (;;) {
+        n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || c == '\n' || c == '\r')
+            break;
+        if (k + 1 < cap)
+            buf[k++] = c;
+        else
+            *over = 1;
+    }
+    c = 0;                              /* a PIN's last byte */
+    buf[k] = '\0';
+    return k;
+}
+
 /* Asked on /dev/tty with echo off. */
 static int pin_from_tty(const char *token, char *pin, size_t cap,
                         size_t *len)
 {
     struct termios t;
-    char prompt[160], c;
-    size_t k = 0;
-    ssize_t n;
-    int over = 0;
+    char prompt[160];
+    size_t k;
+    int over;
 
     if ((tty_fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0
         || tcgetattr(tty_fd, &tty_saved) != 0) {
@@ -460,25 +485,14 @@ static int pin_from_tty(const char *token, char *pin, size_t cap,
     snprintf(prompt, sizeof(prompt), "PIN for token \"%.64s\": ", token);
     if (write(tty_fd, prompt, strlen(prompt)) < 0)
         prompt[0] = '\0';               /* nothing to do about it */
-    for (;;) {
-        n = read(tty_fd, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || c == '\n' || c == '\r')
-            break;
-        if (k + 1 < cap)
-            pin[k++] = c;
-        else
-            over = 1;
-    }
+    k = tty_line(tty_fd, pin, cap, &over);
     tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
     tty_raw = 0;
-    if (write(tty_fd, "\n", 1) < 0)
-        c = 0;
+    if (write(tty_fd, "\n", 1) < 0) {
+        /* nothing to do about it */
+    }
     close(tty_fd);
     tty_fd = -1;
-    c = 0;
-    pin[k] = '\0';
     if (over || k == 0) {
         OPENSSL_cleanse(pin, cap);
         say(over ? "the PIN is longer than %d characters" : "no PIN entered",
@@ -514,10 +528,8 @@ static int get_pin(const args_t *a, const char *token, char *pin,
  * 1 to go on; 0 (nothing said) for anything else or no terminal. */
 static int confirm_final_try(const char *token)
 {
-    char prompt[400], ans[8], c;
-    size_t k = 0;
-    ssize_t n;
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    char prompt[400], ans[8];
+    int over, fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 
     if (fd < 0) {
         say("no terminal to confirm the last PIN try on");
@@ -531,20 +543,10 @@ static int confirm_final_try(const char *token)
         close(fd);
         return 0;
     }
-    for (;;) {
-        n = read(fd, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || c == '\n' || c == '\r')
-            break;
-        if (k + 1 < sizeof(ans))
-            ans[k++] = c;
-        else
-            ans[0] = '\0';               /* too long: not a yes */
-    }
-    ans[k] = '\0';
+    (void)tty_line(fd, ans, sizeof(ans), &over);
     close(fd);
-    return strcasecmp(ans, "y") == 0 || strcasecmp(ans, "yes") == 0;
+    return !over                        /* too long: not a yes */
+           && (strcasecmp(ans, "y") == 0 || strcasecmp(ans, "yes") == 0);
 }
 
 /* ---- JSON: the few fields of the gate's answers ------------------- */

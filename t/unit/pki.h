@@ -82,4 +82,19 @@ static char *tap_file_b64(const char *name)
     snprintf(cmd, sizeof(cmd), "base64 -w0 %s", tap_path(der));
     return tap_popen_read(cmd, out, sizeof(out));
 }
+/* rq: a JSON login POST of body (a NUL-terminated string) at now, from
+ * 127.0.0.1; the rest of rq is left as it is. */
+__attribute__((unused))
+static void tap_json_login(jpki_txn_request *rq, time_t now, const char *body)
+{
+    rq->op = JPKI_OP_LOGIN;
+    rq->now = now;
+    rq->is_post = 1;
+    rq->wants_json = 1;
+    rq->content_type = "application/json";
+    rq->content_type_len = strlen(rq->content_type);
+    rq->body = (const uint8_t *)body;
+    rq->body_len = strlen(body);
+    rq->peer = "127.0.0.1";
+}
 #endif

@@ -168,15 +168,7 @@ static const jpki_verdict *login(const char *cert, const char *key,
              "\"signature\":\"%s\"%s%s%s}", ch, tap_file_b64(cert),
              tap_sign_b64(ch, key, "sha256"), account ? ",\"account\":\"" : "",
              account ? account : "", account ? "\"" : "");
-    rq.op = JPKI_OP_LOGIN;
-    rq.now = NOW;
-    rq.is_post = 1;
-    rq.wants_json = 1;
-    rq.content_type = "application/json";
-    rq.content_type_len = strlen(rq.content_type);
-    rq.body = (const uint8_t *)body;
-    rq.body_len = strlen(body);
-    rq.peer = "127.0.0.1";
+    tap_json_login(&rq, NOW, body);
     rq.policy = req_policy;
     set_from(&rq);
     v = drive(&rq, env, tp);

@@ -201,15 +201,7 @@ static const jpki_verdict *login(const char *who, jpki_txn **tp)
     snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":"
              "\"%s\",\"signature\":\"%s\"}", ch, tap_file_b64(cert),
              tap_sign_b64(ch, key, "sha256"));
-    rq.op = JPKI_OP_LOGIN;
-    rq.now = NOW;
-    rq.is_post = 1;
-    rq.wants_json = 1;
-    rq.content_type = "application/json";
-    rq.content_type_len = strlen(rq.content_type);
-    rq.body = (const uint8_t *)body;
-    rq.body_len = strlen(body);
-    rq.peer = "127.0.0.1";
+    tap_json_login(&rq, NOW, body);
     rq.host = "gate.example:443";
     rq.host_len = 16;
     rq.crl_in_store = 1;
