@@ -53,6 +53,9 @@ typedef enum {
     JPKI_ERR_CERT_KEY_USAGE,
     JPKI_ERR_CERT_POLICY,
     JPKI_ERR_CERT_KEY,         /* key type or size not allowed */
+    JPKI_ERR_CERT_SIG_ALG,     /* a certificate of the path is signed with a
+                                  digest weaker than SHA-256, or its
+                                  issuer's key is too weak */
     /* signature */
     JPKI_ERR_SIG_ALG,          /* algorithm unknown, disabled or wrong key */
     JPKI_ERR_SIG_INVALID,
@@ -63,6 +66,7 @@ typedef enum {
     JPKI_ERR_CHALLENGE_EXPIRED,
     JPKI_ERR_CHALLENGE_REPLAY,
     JPKI_ERR_CHALLENGE_HOST,   /* issued for another host than the login's */
+    JPKI_ERR_BAD_HOST,         /* no valid Host to bind a challenge to */
     /* OCSP */
     JPKI_ERR_OCSP_PARSE,
     JPKI_ERR_OCSP_STATUS,      /* responseStatus other than successful */
@@ -104,6 +108,8 @@ typedef enum {
     JPKI_ERR_ACCOUNT_NOT_ALLOWED, /* signed in, but not on the allow-list */
     JPKI_ERR_CROSS_ORIGIN,       /* a login or logout another site made the
                                     browser send */
+    JPKI_ERR_THROTTLED,          /* too many failed logins: 429 */
+    JPKI_ERR_BUSY,               /* too many logins being verified: 503 */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -761,6 +767,8 @@ typedef struct {
     const char *cert_id;
     int64_t auth_time;
     int soft_pass;            /* passed under fail_open: audited */
+    unsigned retry_after;     /* seconds, for a Retry-After header (429,
+                                 503 busy); 0: none */
     const char *audit;        /* one JSON line for the audit log */
 } jpki_verdict;
 const jpki_verdict *jpki_txn_verdict(const jpki_txn *t);

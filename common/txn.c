@@ -76,6 +76,7 @@ static int status_of(jpki_err e)
         return 405;
     case JPKI_ERR_BAD_REQUEST: case JPKI_ERR_PARSE:
     case JPKI_ERR_CHALLENGE_FORMAT: case JPKI_ERR_CHALLENGE_HOST:
+    case JPKI_ERR_BAD_HOST:
     case JPKI_ERR_CERT_PARSE: case JPKI_ERR_SIG_ALG:
         return 400;
     case JPKI_ERR_CHALLENGE_KEY: case JPKI_ERR_CHALLENGE_MAC:
@@ -84,6 +85,7 @@ static int status_of(jpki_err e)
     case JPKI_ERR_CERT_EXPIRED: case JPKI_ERR_CERT_NOT_YET_VALID:
     case JPKI_ERR_CERT_IS_CA: case JPKI_ERR_CERT_KEY_USAGE:
     case JPKI_ERR_CERT_POLICY: case JPKI_ERR_CERT_KEY:
+    case JPKI_ERR_CERT_SIG_ALG:
     case JPKI_ERR_SIG_INVALID: case JPKI_ERR_SESSION_FORMAT:
     case JPKI_ERR_SESSION_KEY: case JPKI_ERR_SESSION_MAC:
     case JPKI_ERR_SESSION_EXPIRED: case JPKI_ERR_SESSION_IDLE:
@@ -93,6 +95,8 @@ static int status_of(jpki_err e)
     case JPKI_ERR_REVOCATION_UNKNOWN: case JPKI_ERR_NOT_MAPPED:
     case JPKI_ERR_ACCOUNT_MISMATCH: case JPKI_ERR_CROSS_ORIGIN:
         return 403;
+    case JPKI_ERR_THROTTLED:
+        return 429;
     case JPKI_ERR_NOMEM: case JPKI_ERR_INTERNAL: case JPKI_ERR_INVALID:
         return 500;
     default:
