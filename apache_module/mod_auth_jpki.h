@@ -35,7 +35,7 @@
 #define JPKI_UNSET            (-1)
 #define JPKI_STORE_SHM        1
 #define JPKI_STORE_REDIS      2
-#define JPKI_MAX_CMDS         8
+#define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
 #define JPKI_HANDLER          "jpki-endpoints"
 #define JPKI_HEALTH_HANDLER   "jpki-health"
 #define JPKI_AUTH_TYPE        "JPKI"

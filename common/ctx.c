@@ -26,7 +26,12 @@ jpki_ctx *jpki_ctx_new(void)
     ctx->policy.chain_cache_size = 4096;
     ctx->policy.crl_grace = JPKI_CRL_GRACE_VALIDITY;
     ctx->policy.crl_pointer_ttl = 10;
+    ctx->policy.throttle_window = 60;
+    ctx->policy.throttle_cert = 10;
+    ctx->policy.throttle_addr = 100;
+    ctx->policy.login_limit_cert = 60;
     pthread_mutex_init(&ctx->crl_mu, NULL);
+    pthread_mutex_init(&ctx->audit_mu, NULL);
     snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),
              "jpki_session");
     snprintf(ctx->policy.cookie_path, sizeof(ctx->policy.cookie_path), "/");
@@ -61,6 +66,7 @@ void jpki_ctx_free(jpki_ctx *ctx)
         issuer_free(ctx->issuers[i]);
     jpki_chain_cache_free(ctx->cache);
     pthread_mutex_destroy(&ctx->crl_mu);
+    pthread_mutex_destroy(&ctx->audit_mu);
     OPENSSL_cleanse(ctx, sizeof(*ctx));
     free(ctx);
 }
@@ -534,7 +540,10 @@ int jpki_policy_ranges_ok(const jpki_policy *p)
     return !(p->challenge_ttl < 10 || p->challenge_ttl > 3600
              || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
              || p->session_idle > p->session_lifetime
-             || p->crl_pointer_ttl > 60 || p->rev_policy > JPKI_REV_CRL_OCSP);
+             || p->crl_pointer_ttl > 60 || p->rev_policy > JPKI_REV_CRL_OCSP
+             || p->throttle_window < 1 || p->throttle_window > 3600
+             || p->throttle_cert > 1000000 || p->throttle_addr > 1000000
+             || p->login_limit_cert > 1000000);
 }
 
 jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
@@ -543,7 +552,8 @@ jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
                         "10..3600 s, session lifetime 10 s..30 days, idle "
                         "timeout not above the lifetime, CRL pointer cache "
-                        "at most 60 s)");
+                        "at most 60 s, throttle window 1..3600 s, throttle "
+                        "limits at most 1000000)");
         return JPKI_ERR_INVALID;
     }
     if (!cookie_conf_ok(p)) {

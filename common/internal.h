@@ -45,6 +45,16 @@ typedef struct {
 
 typedef struct jpki_chain_cache jpki_chain_cache;
 
+/* A slot of the audit-line rate limiter (guard.c). */
+#define JPKI_AUDIT_SLOTS 512
+typedef struct {
+    uint64_t h;                   /* 0: free */
+    int64_t window;               /* start of the current minute */
+    unsigned lines, suppressed;
+    char kind[8];
+    char id[68];
+} jpki_audit_slot;
+
 struct jpki_ctx {
     struct jpki_issuer *issuers[JPKI_MAX_ISSUERS];
     size_t n_issuers;
@@ -65,6 +75,9 @@ struct jpki_ctx {
         char meta[JPKI_STORE_VAL_MAX + 1];
         int64_t at;
     } crl_ptr[JPKI_MAX_ISSUERS];
+    /* refusal audit lines written per cert_id and address (guard.c) */
+    pthread_mutex_t audit_mu;
+    jpki_audit_slot audit[JPKI_AUDIT_SLOTS];
 };
 
 struct jpki_cert {
@@ -119,6 +132,22 @@ void jpki_chain_cache_free(jpki_chain_cache *c);
 /* The numeric ranges of jpki_policy_check (ctx.c), checked per request;
  * the string settings are checked once, at configuration. */
 int jpki_policy_ranges_ok(const jpki_policy *p);
+
+/* guard.c: the throttle's name of a client address (16 hex chars); 0
+ * when peer is not an address. */
+int jpki_peer_id(const jpki_ctx *ctx, const char *peer, char out[17]);
+/* The key of a throttle counter; 0 when it does not fit. */
+size_t jpki_throttle_key(char *out, size_t max, const char *kind,
+                         const char *id, int64_t window_no);
+/* 0 when the sliding count of cur (window now / win) and prev (the window
+ * before) is under limit, else the seconds until it is (Retry-After). */
+unsigned jpki_throttle_over(uint64_t cur, uint64_t prev, int64_t now,
+                            unsigned win, unsigned limit);
+/* Whether a refusal's audit line for cert_id and peer (either may be NULL)
+ * is written (1) or left out and counted (0); *suppressed: the lines left
+ * out before this one, to be reported in it. */
+int jpki_audit_admit(const jpki_ctx *ctx, const char *cert_id,
+                     const char *peer, int64_t now, unsigned *suppressed);
 
 /* Validates a store command: key prefix, characters, lengths (store.c). */
 jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);

@@ -270,6 +270,14 @@ typedef struct {
                                       pointer read from the store (a check is
                                       then one HGET); 0..60 (crl sync keeps
                                       a replaced generation 600 s) */
+    /* failed-login throttle (counters in the store, so they hold across
+     * nodes); 0 turns a limit off */
+    unsigned throttle_window;      /* seconds [60] of the sliding window */
+    unsigned throttle_cert;        /* [10] failed logins per certificate */
+    unsigned throttle_addr;        /* [100] failed logins per client address
+                                      (IPv6: per /64) */
+    unsigned login_limit_cert;     /* [60] logins per certificate (bounds
+                                      what one card can hold in the store) */
     /* session cookie */
     char cookie_name[64];          /* ["jpki_session"] */
     char cookie_path[128];         /* ["/"] */
@@ -420,6 +428,11 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
                            time_t now, jpki_session *s);
 /* Checks an account string against the rules above. */
 int jpki_account_valid(const char *a, size_t len);
+/* The store's name of an account (the key of its logout marker):
+ * hex(HMAC-SHA256(site secret, "jpki-account:" || account))[0..32]. */
+#define JPKI_ACCOUNT_ID_HEX_LEN 32
+jpki_err jpki_account_id(const jpki_ctx *ctx, const char *account,
+                         size_t len, char out[JPKI_ACCOUNT_ID_HEX_LEN + 1]);
 /* Finds cookie name in a Cookie header value; 1 found (*val, *vlen point
  * into hdr), 0 not found. */
 int jpki_cookie_find(const char *hdr, size_t len, const char *name,
@@ -583,9 +596,12 @@ typedef enum {
     JPKI_STORE_SET,          /* set with TTL */
     JPKI_STORE_SETNX,        /* set with TTL if absent: 1 set, 0 existed */
     JPKI_STORE_DEL,          /* 1 deleted, 0 absent */
-    JPKI_STORE_HGET          /* field in val: value or nil; Redis only (CRLs
+    JPKI_STORE_HGET,         /* field in val: value or nil; Redis only (CRLs
                                 loaded by `jpkictl crl sync`); the embedded
                                 store answers R_ERROR */
+    JPKI_STORE_INCR,         /* counter + 1: the new value (R_INT); an absent
+                                key starts at 0 without TTL */
+    JPKI_STORE_PEXPIRE       /* sets the TTL (ttl_ms > 0): 1, 0 absent */
 } jpki_store_op;
 
 typedef struct {
@@ -595,15 +611,22 @@ typedef struct {
     uint8_t val[JPKI_STORE_VAL_MAX];   /* value (SET), field (HGET) */
     size_t vallen;
     uint32_t ttl_ms;         /* SET/SETNX; 0 = no expiry */
+    uint8_t soft;            /* a new key of this command may not take the
+                                embedded store's last quarter (reserved for
+                                challenges and logouts): throttle counters
+                                and caches cannot crowd those out */
 } jpki_store_cmd;
 /* The most commands a transaction asks for in one batch. */
-#define JPKI_STORE_BATCH_MAX 4
+#define JPKI_STORE_BATCH_MAX 12
 
 typedef enum {
     JPKI_STORE_R_ERROR = 0,  /* I/O error, timeout, server error */
     JPKI_STORE_R_NIL,        /* GET: absent */
     JPKI_STORE_R_VALUE,      /* GET: value in val */
-    JPKI_STORE_R_INT         /* SET: 1; SETNX/DEL: 1 or 0 */
+    JPKI_STORE_R_INT,        /* SET: 1; SETNX/DEL/PEXPIRE: 1 or 0; INCR */
+    JPKI_STORE_R_FULL        /* a write refused for lack of room (the
+                                embedded store full, Redis -OOM at
+                                maxmemory): reported as store_full */
 } jpki_store_rtype;
 
 typedef struct {
@@ -646,8 +669,9 @@ typedef struct {
 typedef struct jpki_shm jpki_shm;
 size_t jpki_shm_min_size(void);
 /* Formats mem (size bytes, 8-byte aligned) as an empty table, or attaches to
- * one already formatted there (same size) when attach != 0.  A SET of a new
- * key into a full table answers R_ERROR (the adapter reports store_full). */
+ * one already formatted there (same size) when attach != 0.  A new key in a
+ * full table (expired entries reclaimed first) answers R_FULL: the last
+ * quarter of the table is kept from soft commands. */
 jpki_err jpki_shm_init(void *mem, size_t size, int attach);
 /* A handle over mem; no allocation: the handle is placed in h (opaque
  * storage of jpki_shm_handle_size() bytes). */
@@ -656,11 +680,52 @@ jpki_shm *jpki_shm_attach(void *handle_mem, void *mem, size_t size,
                           const jpki_shm_lock *lock);
 void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
                    jpki_store_result *res);
+/* n commands under one lock. */
+void jpki_shm_exec_batch(jpki_shm *s, const jpki_store_cmd *cmds, size_t n,
+                         int64_t now_ms, jpki_store_result *res);
+/* 1 when the table has no room left for a new key (expired entries
+ * reclaimed first): what health reports as store_full. */
+int jpki_shm_is_full(jpki_shm *s, int64_t now_ms);
 /* Deletes every live key starting with prefix; returns the count. */
 uint64_t jpki_shm_delete_prefix(jpki_shm *s, const char *prefix,
                                 int64_t now_ms);
 uint64_t jpki_shm_count(jpki_shm *s, int64_t now_ms);
 size_t jpki_shm_capacity(const jpki_shm *s);
+
+/* ------------------------------------------------------------------ */
+/* Logouts across nodes (outsync.c)                                    */
+/* ------------------------------------------------------------------ */
+
+/* A logout writes a marker: out:<cert_id> (every session of that
+ * certificate signed in until then ends) or outa:<account_id> (`jpkictl
+ * logout`: every session of the account).  Gated requests read the markers
+ * in the node's own table (jpki_txn_request.local): the embedded store
+ * itself, or, with Redis, a mirror that this poller fills from the logout
+ * log (docs/store-schema.md "out").  One poller per process: the adapter
+ * calls jpki_outsync_cmds() on a timer (or in a thread), runs the
+ * commands in the shared store and feeds the results, which may ask for
+ * more commands, until none are asked. */
+#define JPKI_OUTSYNC_PERIOD_MS 500   /* a poll at most this often */
+#define JPKI_OUTSYNC_STALE_MS  3000  /* no complete poll for this long: every
+                                        session checks the store itself */
+#define JPKI_OUTLOG_TTL        600   /* s a logout log record lives; also the
+                                        most a mirrored marker lives (a
+                                        session checks the store at least
+                                        this often with a mirror) */
+typedef struct jpki_outsync jpki_outsync;
+jpki_outsync *jpki_outsync_new(const jpki_ctx *ctx, jpki_shm *mirror);
+void jpki_outsync_free(jpki_outsync *o);
+/* The commands of a poll due at now_ms (NULL, *n = 0: none due). */
+const jpki_store_cmd *jpki_outsync_cmds(jpki_outsync *o, int64_t now_ms,
+                                        size_t *n);
+/* Their results (NULL: the store failed); returns the next commands of the
+ * same poll, or NULL when it is over. */
+const jpki_store_cmd *jpki_outsync_feed(jpki_outsync *o,
+                                        const jpki_store_result *res,
+                                        size_t n, int64_t now_ms,
+                                        size_t *next_n);
+/* The value of jpki_txn_request.local_since for a request at now_ms. */
+int64_t jpki_outsync_since(const jpki_outsync *o, int64_t now_ms);
 
 /* ------------------------------------------------------------------ */
 /* Transactions: the sans-I/O login state machine                      */
@@ -727,6 +792,17 @@ typedef struct {
     jpki_map_source map_source;
     jpki_map_fn map_fn;
     void *map_ud;
+    /* The node's table of logout markers, read by every gated request
+     * without waiting (NULL: none, the markers are read at re-checks only).
+     * shared_store == 0: the embedded store itself (the store commands run
+     * there too); 1: the store is Redis and local is this node's mirror,
+     * filled by a jpki_outsync poller: a logout also writes it and appends
+     * to the logout log, and a session whose last check in the store is
+     * older than local_since (jpki_outsync_since) or JPKI_OUTLOG_TTL checks
+     * the store. */
+    jpki_shm *local;
+    int shared_store;
+    int64_t local_since;
 } jpki_txn_request;
 
 #define JPKI_BODY_MAX (64 * 1024)

@@ -21,6 +21,7 @@
 #include "internal.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -426,15 +427,48 @@ static void op_get(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
     res->type = JPKI_STORE_R_VALUE;
 }
 
-/* Room for one more entry: sweeps the whole table when it is full and an
- * entry may have expired (the earliest bound says so). */
-static int make_room(jpki_shm *s, int64_t now_ms)
+/* The entries a new key may fill the table up to: soft commands (throttle
+ * counters, caches) stop at 3/4 of it, so that the last quarter stays for
+ * the challenges and logouts that logins and sessions need. */
+static uint64_t room_limit(const jpki_shm *s, const jpki_store_cmd *cmd)
 {
-    if (s->hdr->occupied < s->max_live)
+    return cmd->soft ? s->max_live - s->max_live / 4 : s->max_live;
+}
+
+/* Room for one more entry: sweeps the whole table when it is full and an
+ * entry may have expired (the earliest bound says so): expired entries are
+ * always reclaimed before anything is refused. */
+static int make_room(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms)
+{
+    uint64_t limit = room_limit(s, cmd);
+
+    if (s->hdr->occupied < limit)
         return 1;
     if (now_ms >= s->hdr->earliest)
         scan_delete(s, now_ms, NULL, NULL);
-    return s->hdr->occupied < s->max_live;
+    return s->hdr->occupied < limit;
+}
+
+static void res_full(jpki_shm *s, jpki_store_result *res)
+{
+    s->hdr->refused++;
+    res->type = JPKI_STORE_R_FULL;
+}
+
+/* A new entry for cmd at the empty slot ending its probe; 0 when full. */
+static int insert_new(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                      int64_t now_ms, int64_t expires, uint64_t *pos,
+                      jpki_store_result *res)
+{
+    if (!make_room(s, cmd, now_ms)) {
+        res_full(s, res);
+        return 0;
+    }
+    /* A sweep moves entries: find the empty slot again. */
+    if (find(s, cmd->key, cmd->keylen, hash, now_ms, pos) || *pos >= s->n)
+        return 0;
+    slot_write(s, *pos, cmd, hash, expires);
+    return 1;
 }
 
 static void op_set(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
@@ -450,14 +484,56 @@ static void op_set(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
         res_int(res, nx ? 0 : 1);
         return;
     }
-    if (!make_room(s, now_ms)) {
-        s->hdr->refused++;
-        return;                                 /* R_ERROR: full */
-    }
-    /* A sweep moves entries: find the empty slot again. */
-    if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i) || i >= s->n)
+    if (insert_new(s, cmd, hash, now_ms, expires, &i, res))
+        res_int(res, 1);
+}
+
+/* INCR: the value is the counter in decimal, as Redis keeps it; an absent
+ * key starts at 0 and never expires until PEXPIRE gives it a TTL. */
+static void op_incr(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                    int64_t now_ms, jpki_store_result *res)
+{
+    jpki_store_cmd c = *cmd;
+    shm_slot *e;
+    uint64_t i;
+    long long v = 0;
+    size_t k;
+
+    if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
+        e = &s->slot[i];
+        if (e->vallen == 0 || e->vallen > 18)
+            return;                             /* not a counter: R_ERROR */
+        for (k = 0; k < e->vallen; k++) {
+            if (e->val[k] < '0' || e->val[k] > '9')
+                return;
+            v = v * 10 + (e->val[k] - '0');
+        }
+        v++;
+        e->vallen = (uint8_t)snprintf((char *)e->val, JPKI_STORE_VAL_MAX,
+                                      "%lld", v);
+        res_int(res, v);
         return;
-    slot_write(s, i, cmd, hash, expires);
+    }
+    c.vallen = 1;
+    c.val[0] = '1';
+    if (insert_new(s, &c, hash, now_ms, SHM_NEVER, &i, res))
+        res_int(res, 1);
+}
+
+static void op_pexpire(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
+                       int64_t now_ms, jpki_store_result *res)
+{
+    shm_slot *e;
+    uint64_t i;
+
+    if (!find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
+        res_int(res, 0);
+        return;
+    }
+    e = &s->slot[i];
+    e->expires = expiry_of(now_ms, cmd->ttl_ms);
+    if (e->expires < s->hdr->earliest)
+        s->hdr->earliest = e->expires;
     res_int(res, 1);
 }
 
@@ -474,20 +550,46 @@ static void op_del(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
     res_int(res, 1);
 }
 
+static void exec_locked(jpki_shm *s, const jpki_store_cmd *cmd,
+                        int64_t now_ms, jpki_store_result *res);
+
 void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
                    jpki_store_result *res)
 {
-    uint64_t hash;
+    jpki_shm_exec_batch(s, cmd, 1, now_ms, res);
+}
 
-    if (res == NULL)
+void jpki_shm_exec_batch(jpki_shm *s, const jpki_store_cmd *cmds, size_t n,
+                         int64_t now_ms, jpki_store_result *res)
+{
+    size_t i;
+
+    if (res == NULL || cmds == NULL)
         return;
-    memset(res, 0, sizeof(*res));
-    res->type = JPKI_STORE_R_ERROR;
-    if (s == NULL || jpki_store_cmd_check(cmd) != JPKI_OK)
+    if (s == NULL) {
+        for (i = 0; i < n; i++) {
+            memset(&res[i], 0, sizeof(res[i]));
+            res[i].type = JPKI_STORE_R_ERROR;
+        }
         return;
-    hash = key_hash(s, cmd->key, cmd->keylen);
+    }
     shm_lock(s);
     sweep_step(s, now_ms);
+    for (i = 0; i < n; i++)
+        exec_locked(s, &cmds[i], now_ms, &res[i]);
+    shm_unlock(s);
+}
+
+static void exec_locked(jpki_shm *s, const jpki_store_cmd *cmd,
+                        int64_t now_ms, jpki_store_result *res)
+{
+    uint64_t hash;
+
+    memset(res, 0, sizeof(*res));
+    res->type = JPKI_STORE_R_ERROR;
+    if (jpki_store_cmd_check(cmd) != JPKI_OK)
+        return;
+    hash = key_hash(s, cmd->key, cmd->keylen);
     switch (cmd->op) {
     case JPKI_STORE_GET:
         op_get(s, cmd, hash, now_ms, res);
@@ -499,10 +601,15 @@ void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
     case JPKI_STORE_DEL:
         op_del(s, cmd, hash, now_ms, res);
         break;
+    case JPKI_STORE_INCR:
+        op_incr(s, cmd, hash, now_ms, res);
+        break;
+    case JPKI_STORE_PEXPIRE:
+        op_pexpire(s, cmd, hash, now_ms, res);
+        break;
     default:
         break;          /* HGET: no hashes here (CRLs live in Redis) */
     }
-    shm_unlock(s);
 }
 
 typedef struct {
@@ -546,4 +653,18 @@ uint64_t jpki_shm_count(jpki_shm *s, int64_t now_ms)
     n = s->hdr->occupied;
     shm_unlock(s);
     return n;
+}
+
+int jpki_shm_is_full(jpki_shm *s, int64_t now_ms)
+{
+    int full;
+
+    if (s == NULL)
+        return 0;
+    shm_lock(s);
+    if (s->hdr->occupied >= s->max_live && now_ms >= s->hdr->earliest)
+        scan_delete(s, now_ms, NULL, NULL);
+    full = s->hdr->occupied >= s->max_live;
+    shm_unlock(s);
+    return full;
 }

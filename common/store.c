@@ -61,6 +61,11 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd)
     case JPKI_STORE_SET:
     case JPKI_STORE_SETNX:
     case JPKI_STORE_DEL:
+    case JPKI_STORE_INCR:
+        break;
+    case JPKI_STORE_PEXPIRE:
+        if (cmd->ttl_ms == 0)
+            return JPKI_ERR_INVALID;
         break;
     case JPKI_STORE_HGET:
         if (cmd->vallen == 0 || cmd->vallen > 64)
@@ -112,6 +117,17 @@ static void args_build(const jpki_store_cmd *cmd, resp_args *a)
     case JPKI_STORE_DEL:
         args_push_str(a, "DEL");
         args_push(a, cmd->key, cmd->keylen);
+        return;
+    case JPKI_STORE_INCR:
+        args_push_str(a, "INCR");
+        args_push(a, cmd->key, cmd->keylen);
+        return;
+    case JPKI_STORE_PEXPIRE:
+        args_push_str(a, "PEXPIRE");
+        args_push(a, cmd->key, cmd->keylen);
+        n = snprintf(a->ttl, sizeof(a->ttl), "%lu",
+                     (unsigned long)cmd->ttl_ms);
+        args_push(a, a->ttl, (size_t)n);
         return;
     case JPKI_STORE_HGET:
         args_push_str(a, "HGET");
@@ -207,10 +223,25 @@ static void from_set(const redisReply *r, int nx, jpki_store_result *res)
 
 static void from_del(const redisReply *r, jpki_store_result *res)
 {
-    /* DEL of one key answers 0 or 1; anything else is not our reply. */
+    /* DEL of one key (and PEXPIRE) answers 0 or 1; anything else is not
+     * our reply. */
     if (r->type == REDIS_REPLY_INTEGER
         && (r->integer == 0 || r->integer == 1))
         res_int(res, r->integer);
+}
+
+static void from_incr(const redisReply *r, jpki_store_result *res)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 1)
+        res_int(res, r->integer);
+}
+
+/* Redis refuses writes at maxmemory (policy noeviction, or nothing left to
+ * evict) with "-OOM command not allowed when used memory > 'maxmemory'". */
+static int reply_is_oom(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->str != NULL && r->len >= 4
+           && memcmp(r->str, "OOM ", 4) == 0;
 }
 
 void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
@@ -222,7 +253,13 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
     if (res == NULL)
         return;
     res_error(res);
-    if (cmd == NULL || r == NULL || r->type == REDIS_REPLY_ERROR)
+    if (cmd == NULL || r == NULL)
+        return;
+    if (reply_is_oom(r)) {
+        res->type = JPKI_STORE_R_FULL;
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR)
         return;
     switch (cmd->op) {
     case JPKI_STORE_GET:
@@ -236,7 +273,11 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
         from_set(r, 1, res);
         break;
     case JPKI_STORE_DEL:
+    case JPKI_STORE_PEXPIRE:
         from_del(r, res);
+        break;
+    case JPKI_STORE_INCR:
+        from_incr(r, res);
         break;
     }
 }

@@ -14,13 +14,20 @@
 #include <string.h>
 
 enum {
-    T_INIT = 0, T_LOGIN_STORE, T_OCSP, T_CRL, T_REV_PUT, T_SOFT_PUT,
-    T_CHECK_STORE, T_LOGOUT_STORE, T_CRL_META, T_CRL_HGET, T_DONE
+    T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
+    T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
+    T_CRL_META, T_CRL_HGET, T_DONE
 };
+
+/* Throttle subjects: failed logins per address and per certificate,
+ * logins per certificate. */
+enum { THR_FA = 0, THR_FC, THR_LC, THR_N };
 
 enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
 
-#define MAX_CMDS 4
+#define MAX_CMDS JPKI_STORE_BATCH_MAX
+/* A logout marker outlives every session it may end (30 days at most). */
+#define OUT_TTL_S (30u * 86400u)
 #define SOFT_TTL_MS (30u * 86400u * 1000u)
 #define SOFT_BUCKET_S 86400
 
@@ -41,6 +48,17 @@ struct jpki_txn {
     jpki_session s;
     int have_session;
     int rechecked;
+    char account_id[JPKI_ACCOUNT_ID_HEX_LEN + 1];
+    /* login: the throttle, and what the first batch read */
+    char peer_id[17];
+    int ix_thr[THR_N][2];                  /* cur, prev: index in cmds */
+    int ix_map, ix_rev, ix_out;
+    jpki_store_result got_map, got_rev;
+    int64_t out_at;                        /* logout marker of the cert */
+    jpki_err fail_err;
+    int fail_ix[2][2];                     /* FA/FC: INCR, GET prev */
+    jpki_store_cmd rev_put;                /* a good OCSP answer to cache */
+    int rev_put_pending;
     /* revocation */
     jpki_rev_policy methods[2];
     int n_methods, next_method;
@@ -131,16 +149,28 @@ static void make_audit(jpki_txn *t, jpki_err e)
     const char *cid = t->cert ? t->cert->cert_id
                       : t->have_session ? t->s.cert_id : "";
     const char *iss = t->cert ? t->cert->issuer->name : "";
+    const char *peer = safe_peer(t->req.peer);
+    unsigned suppressed = 0;
+    char more[40] = "";
 
+    /* a flood of refused logins must not flood the log: refusals are
+     * written at most 10 a minute per certificate and per address, the
+     * others counted into the next line ("suppressed") */
+    if (t->req.op == JPKI_OP_LOGIN && e != JPKI_OK
+        && !jpki_audit_admit(t->ctx, cid, peer[0] != '-' ? peer : NULL,
+                             t->req.now, &suppressed))
+        return;
+    if (suppressed > 0)
+        snprintf(more, sizeof(more), ",\"suppressed\":%u", suppressed);
     snprintf(t->audit, sizeof(t->audit),
              "{\"ts\":%lld,\"event\":\"%s\",\"result\":\"%s\",\"reason\":"
              "\"%s\",\"account\":\"%s\",\"cert_id\":\"%s\",\"issuer\":\"%s\","
-             "\"revocation\":\"%s\",\"soft_pass\":%s,\"peer\":\"%s\"}",
+             "\"revocation\":\"%s\",\"soft_pass\":%s,\"peer\":\"%s\"%s}",
              (long long)t->req.now, event_name(t->req.op),
              e == JPKI_OK ? "ok" : status_of(e) >= 500 ? "error" : "denied",
              jpki_reason(e), acct, cid, iss,
              t->rev_source ? t->rev_source : "none",
-             t->v.soft_pass ? "true" : "false", safe_peer(t->req.peer));
+             t->v.soft_pass ? "true" : "false", peer, more);
     t->v.audit = t->audit;
 }
 
@@ -169,7 +199,8 @@ static void finish(jpki_txn *t, jpki_err e)
     if (t->req.op == JPKI_OP_LOGIN || t->req.op == JPKI_OP_LOGOUT
         || t->v.soft_pass || (e != JPKI_OK && t->rechecked))
         make_audit(t, e);
-    if (e != JPKI_OK)
+    /* a login refusal left out of the audit is left out of the log too */
+    if (e != JPKI_OK && (t->req.op != JPKI_OP_LOGIN || t->v.audit != NULL))
         jpki_log(t->ctx, status_of(e) >= 500 ? JPKI_LOG_ERROR : JPKI_LOG_INFO,
                  "jpki %s refused: %s (cert_id %s)", event_name(t->req.op),
                  jpki_reason(e), t->cert ? t->cert->cert_id
@@ -252,13 +283,15 @@ static int rev_parse(const jpki_store_result *r, jpki_rev_status *st)
 
 /* ---- revocation --------------------------------------------------- */
 
+static void login_commit(jpki_txn *t);
 static void login_success(jpki_txn *t);
 static void check_success(jpki_txn *t);
+static void refuse(jpki_txn *t, jpki_err e);
 
 static void rev_passed(jpki_txn *t)
 {
     if (t->req.op == JPKI_OP_LOGIN)
-        login_success(t);
+        login_commit(t);
     else
         check_success(t);
 }
@@ -271,13 +304,13 @@ static void rev_decide(jpki_txn *t, jpki_rev_status st)
         rev_passed(t);
         break;
     case JPKI_REV_REVOKED:
-        finish(t, JPKI_ERR_REVOKED);
+        refuse(t, JPKI_ERR_REVOKED);
         break;
     case JPKI_REV_HOLD:
-        finish(t, JPKI_ERR_ON_HOLD);
+        refuse(t, JPKI_ERR_ON_HOLD);
         break;
     default:
-        finish(t, JPKI_ERR_REVOCATION_UNKNOWN);
+        refuse(t, JPKI_ERR_REVOCATION_UNKNOWN);
         break;
     }
 }
@@ -611,6 +644,7 @@ static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
                        const char *source)
 {
     char val[JPKI_STORE_VAL_MAX];
+    jpki_store_cmd *c;
 
     t->rev_source = source;
     t->rev_status = info->status;
@@ -618,13 +652,25 @@ static void rev_answer(jpki_txn *t, const jpki_rev_info *info,
         rev_decide(t, info->status);
         return;
     }
+    if (t->req.op == JPKI_OP_LOGIN && info->status != JPKI_REV_GOOD) {
+        rev_decide(t, info->status);      /* a refused login writes nothing */
+        return;
+    }
     t->n_cmds = 0;
     snprintf(val, sizeof(val), "%s|%d|%lld|%lld|%s",
              rev_names[info->status], info->reason,
              (long long)info->revoked_at, (long long)t->req.now, source);
-    cmd_val(cmd_add(t, JPKI_STORE_SET, "rev", t->cert->cert_id), val,
-            info->cache_ttl > 86400u * 40 ? 86400u * 40 * 1000
+    c = cmd_add(t, JPKI_STORE_SET, "rev", t->cert->cert_id);
+    cmd_val(c, val, info->cache_ttl > 86400u * 40 ? 86400u * 40 * 1000
             : info->cache_ttl * 1000u);
+    c->soft = 1;
+    if (t->req.op == JPKI_OP_LOGIN) {
+        t->rev_put = *c;                  /* written with the commit */
+        t->rev_put_pending = 1;
+        t->n_cmds = 0;
+        rev_decide(t, info->status);
+        return;
+    }
     t->state = T_REV_PUT;
 }
 
@@ -701,11 +747,10 @@ static void set_return_to(jpki_txn *t)
     snprintf(t->return_to, sizeof(t->return_to), "%s", r);
 }
 
-static jpki_err login_verify(jpki_txn *t)
+/* The cheap checks: the challenge (MAC, expiry, host) and the certificate
+ * (its path is cached by fingerprint). */
+static jpki_err login_precheck(jpki_txn *t)
 {
-    uint8_t sig[2048];
-    size_t siglen = 0;
-    int alg;
     jpki_err e;
     char detail[200];
 
@@ -715,19 +760,29 @@ static jpki_err login_verify(jpki_txn *t)
                              &t->ch_exp);
     if (e != JPKI_OK)
         return e;
-    if (jpki_b64_decoded_max(t->f[F_SIG].len) > sizeof(sig)
-        || jpki_b64_decode(t->f[F_SIG].value, t->f[F_SIG].len, sig, &siglen)
-           != JPKI_OK)
+    if (jpki_b64_decoded_max(t->f[F_SIG].len) > 2048)
         return JPKI_ERR_BAD_REQUEST;
     detail[0] = '\0';
     e = jpki_cert_check(t->ctx, (const uint8_t *)t->f[F_CERT].value,
                         t->f[F_CERT].len, (time_t)t->req.now, &t->cert,
                         detail, sizeof(detail));
-    if (e != JPKI_OK) {
+    if (e != JPKI_OK)
         jpki_log(t->ctx, JPKI_LOG_INFO, "jpki login: certificate refused: %s",
                  detail[0] ? detail : jpki_strerror(e));
-        return e;
-    }
+    return e;
+}
+
+/* The signature over the challenge: after the throttle said yes. */
+static jpki_err login_verify(jpki_txn *t)
+{
+    uint8_t sig[2048];
+    size_t siglen = 0;
+    int alg;
+
+    if (jpki_b64_decoded_max(t->f[F_SIG].len) > sizeof(sig)
+        || jpki_b64_decode(t->f[F_SIG].value, t->f[F_SIG].len, sig, &siglen)
+           != JPKI_OK)
+        return JPKI_ERR_BAD_REQUEST;
     if (t->f[F_ALG].value != NULL) {
         alg = jpki_sig_alg_from_name(t->f[F_ALG].value, t->f[F_ALG].len);
         if (alg < 0)
@@ -807,29 +862,191 @@ static jpki_err origin_check(const jpki_txn *t)
     return origin_trusted(t) ? JPKI_OK : JPKI_ERR_CROSS_ORIGIN;
 }
 
-static void login_begin(jpki_txn *t)
+/* ---- the login throttle (guard.c) --------------------------------- */
+
+static unsigned thr_limit(const jpki_txn *t, int k)
 {
-    int64_t ttl;
-    jpki_err e = origin_check(t);
+    return k == THR_FA ? t->pol->throttle_addr
+           : k == THR_FC ? t->pol->throttle_cert : t->pol->login_limit_cert;
+}
 
-    if (e == JPKI_OK)
-        e = login_parse(t);
+/* The id a subject is counted under; NULL: not counted. */
+static const char *thr_id(const jpki_txn *t, int k)
+{
+    if (thr_limit(t, k) == 0)
+        return NULL;
+    if (k == THR_FA)
+        return t->peer_id[0] ? t->peer_id : NULL;
+    return t->cert ? t->cert->cert_id : NULL;
+}
 
-    if (e == JPKI_OK)
-        e = login_verify(t);
-    if (e != JPKI_OK) {
+static int thr_cmd(jpki_txn *t, jpki_store_op op, int k, int64_t w)
+{
+    static const char *const kind[THR_N] = {"fa", "fc", "lc"};
+    jpki_store_cmd *c = &t->cmds[t->n_cmds];
+
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->keylen = jpki_throttle_key(c->key, sizeof(c->key), kind[k],
+                                  thr_id(t, k), w);
+    c->soft = 1;                  /* counters never crowd out challenges */
+    if (op == JPKI_STORE_PEXPIRE)
+        c->ttl_ms = (2 * t->pol->throttle_window + 1) * 1000u;
+    return (int)t->n_cmds++;
+}
+
+static int64_t thr_window(const jpki_txn *t)
+{
+    return t->req.now / t->pol->throttle_window;
+}
+
+/* A counter's value: nil is 0; -1 when it is not a count. */
+static long long count_of(const jpki_store_result *r)
+{
+    char buf[24], *end;
+    long long v;
+
+    if (r->type == JPKI_STORE_R_NIL)
+        return 0;
+    if (r->type == JPKI_STORE_R_INT)
+        return r->n;
+    if (r->type != JPKI_STORE_R_VALUE || r->vallen == 0
+        || r->vallen >= sizeof(buf))
+        return -1;
+    memcpy(buf, r->val, r->vallen);
+    buf[r->vallen] = '\0';
+    v = strtoll(buf, &end, 10);
+    return *end == '\0' && v >= 0 ? v : -1;
+}
+
+/* The Retry-After of a subject over its limit (cur, prev counted), else 0. */
+static unsigned thr_over(const jpki_txn *t, int k, long long cur,
+                         long long prev)
+{
+    if (cur < 0 || prev < 0)
+        return 0;
+    return jpki_throttle_over((uint64_t)cur, (uint64_t)prev, t->req.now,
+                              t->pol->throttle_window, thr_limit(t, k));
+}
+
+static void throttled(jpki_txn *t, unsigned retry_after)
+{
+    finish(t, JPKI_ERR_THROTTLED);
+    t->v.retry_after = retry_after;
+}
+
+/* A refused login: counted against its address and certificate (what a
+ * refused login writes: nothing else), then answered; a login refused
+ * while over a limit is answered 429. */
+static void login_failed(jpki_txn *t, jpki_err e)
+{
+    int64_t w = thr_window(t);
+    int k;
+
+    t->fail_err = e;
+    t->n_cmds = 0;
+    t->rev_put_pending = 0;
+    for (k = THR_FA; k <= THR_FC; k++) {
+        t->fail_ix[k][0] = -1;
+        if (thr_id(t, k) == NULL)
+            continue;
+        t->fail_ix[k][0] = thr_cmd(t, JPKI_STORE_INCR, k, w);
+        thr_cmd(t, JPKI_STORE_PEXPIRE, k, w);
+        t->fail_ix[k][1] = thr_cmd(t, JPKI_STORE_GET, k, w - 1);
+    }
+    if (t->n_cmds == 0) {
         finish(t, e);
         return;
     }
+    t->state = T_FAIL_PUT;
+}
+
+static void fail_put_fed(jpki_txn *t, const jpki_store_result *r)
+{
+    unsigned ra, retry = 0;
+    long long cur;
+    int k;
+
+    for (k = THR_FA; k <= THR_FC; k++) {
+        if (t->fail_ix[k][0] < 0)
+            continue;
+        if (r == NULL || r[t->fail_ix[k][0]].type != JPKI_STORE_R_INT) {
+            jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: a failed login could not "
+                     "be counted (store %s)", r != NULL
+                     && r[t->fail_ix[k][0]].type == JPKI_STORE_R_FULL
+                     ? "full" : "error");
+            continue;
+        }
+        /* over the limit before this one: this one is a throttled try */
+        cur = r[t->fail_ix[k][0]].n - 1;
+        ra = thr_over(t, k, cur, count_of(&r[t->fail_ix[k][1]]));
+        if (ra > retry)
+            retry = ra;
+    }
+    if (retry > 0)
+        throttled(t, retry);
+    else
+        finish(t, t->fail_err);
+}
+
+/* A refusal: counted when it is a login's. */
+static void refuse(jpki_txn *t, jpki_err e)
+{
+    if (t->req.op == JPKI_OP_LOGIN)
+        login_failed(t, e);
+    else
+        finish(t, e);
+}
+
+static void login_begin(jpki_txn *t)
+{
+    int64_t w;
+    jpki_err e = origin_check(t);
+    int k;
+
+    if (e == JPKI_OK)
+        e = login_parse(t);
+    if (e != JPKI_OK) {
+        finish(t, e);                 /* malformed: nothing to count */
+        return;
+    }
     set_return_to(t);
-    ttl = (int64_t)t->ch_exp - t->req.now + t->pol->clock_skew;
+    if (!jpki_peer_id(t->ctx, t->req.peer, t->peer_id))
+        t->peer_id[0] = '\0';
+    e = login_precheck(t);
+    if (e != JPKI_OK) {
+        login_failed(t, e);
+        return;
+    }
+    /* one round trip before the signature is verified: the throttle
+     * counters, the mapping, a cached revocation answer and the logout
+     * marker of the certificate */
+    w = thr_window(t);
     t->n_cmds = 0;
-    cmd_val(cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
-            (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
+    for (k = 0; k < THR_N; k++) {
+        t->ix_thr[k][0] = t->ix_thr[k][1] = -1;
+        if (thr_id(t, k) == NULL)
+            continue;
+        t->ix_thr[k][0] = thr_cmd(t, JPKI_STORE_GET, k, w);
+        t->ix_thr[k][1] = thr_cmd(t, JPKI_STORE_GET, k, w - 1);
+    }
+    t->ix_rev = (int)t->n_cmds;
     cmd_add(t, JPKI_STORE_GET, "rev", t->cert->cert_id);
-    if (t->req.map_source == JPKI_MAP_STORE)
+    t->ix_out = (int)t->n_cmds;
+    cmd_add(t, JPKI_STORE_GET, "out", t->cert->cert_id);
+    t->ix_map = -1;
+    if (t->req.map_source == JPKI_MAP_STORE) {
+        t->ix_map = (int)t->n_cmds;
         cmd_add(t, JPKI_STORE_GET, "map", t->cert->cert_id);
-    t->state = T_LOGIN_STORE;
+    }
+    t->state = T_LOGIN_READ;
+}
+
+/* The time of a logout marker; 0 when there is none (or unreadable). */
+static int64_t marker_time(const jpki_store_result *r)
+{
+    long long v = count_of(r);
+    return r->type == JPKI_STORE_R_VALUE && v > 0 ? (int64_t)v : 0;
 }
 
 /* The account bound to the certificate, checked against a claimed one. */
@@ -866,29 +1083,87 @@ static jpki_err login_account(jpki_txn *t, const jpki_store_result *map)
     return JPKI_OK;
 }
 
-static void login_stored(jpki_txn *t, const jpki_store_result *r)
+static jpki_err store_err(const jpki_store_result *r)
 {
-    jpki_err e;
+    return r->type == JPKI_STORE_R_FULL ? JPKI_ERR_STORE_FULL
+                                        : JPKI_ERR_STORE;
+}
 
+static int failed(const jpki_store_result *r)
+{
+    return r->type == JPKI_STORE_R_ERROR || r->type == JPKI_STORE_R_FULL;
+}
+
+static void login_read(jpki_txn *t, const jpki_store_result *r)
+{
+    unsigned ra, retry = 0;
+    size_t i;
+    jpki_err e;
+    int k;
+
+    for (i = 0; i < t->n_cmds; i++)
+        if (failed(&r[i])) {
+            finish(t, store_err(&r[i]));
+            return;
+        }
+    for (k = 0; k < THR_N; k++) {
+        if (t->ix_thr[k][0] < 0)
+            continue;
+        ra = thr_over(t, k, count_of(&r[t->ix_thr[k][0]]),
+                      count_of(&r[t->ix_thr[k][1]]));
+        if (ra > retry)
+            retry = ra;
+    }
+    if (retry > 0) {
+        throttled(t, retry);          /* nothing verified, nothing written */
+        return;
+    }
+    t->got_rev = r[t->ix_rev];
+    t->out_at = marker_time(&r[t->ix_out]);
+    if (t->ix_map >= 0)
+        t->got_map = r[t->ix_map];
+    e = login_verify(t);
+    if (e == JPKI_OK)
+        e = login_account(t, t->ix_map >= 0 ? &t->got_map : NULL);
+    if (e != JPKI_OK) {
+        login_failed(t, e);
+        return;
+    }
+    if (!rev_cached(t, &t->got_rev))
+        rev_start(t);
+}
+
+/* Everything checked: the challenge is used up (single use is decided
+ * here, so a refused login never writes it), the login counted, a fresh
+ * OCSP answer cached. */
+static void login_commit(jpki_txn *t)
+{
+    int64_t ttl = (int64_t)t->ch_exp - t->req.now + t->pol->clock_skew;
+    int64_t w = thr_window(t);
+
+    t->n_cmds = 0;
+    cmd_val(cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
+            (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
+    if (thr_id(t, THR_LC) != NULL) {
+        thr_cmd(t, JPKI_STORE_INCR, THR_LC, w);
+        thr_cmd(t, JPKI_STORE_PEXPIRE, THR_LC, w);
+    }
+    if (t->rev_put_pending)
+        t->cmds[t->n_cmds++] = t->rev_put;
+    t->state = T_LOGIN_COMMIT;
+}
+
+static void login_committed(jpki_txn *t, const jpki_store_result *r)
+{
     if (r[0].type != JPKI_STORE_R_INT) {
-        finish(t, JPKI_ERR_STORE);
+        finish(t, store_err(&r[0]));
         return;
     }
     if (r[0].n != 1) {
-        finish(t, JPKI_ERR_CHALLENGE_REPLAY);
+        login_failed(t, JPKI_ERR_CHALLENGE_REPLAY);
         return;
     }
-    e = login_account(t, t->n_cmds > 2 ? &r[2] : NULL);
-    if (e != JPKI_OK) {
-        finish(t, e);
-        return;
-    }
-    if (r[1].type == JPKI_STORE_R_ERROR) {
-        finish(t, JPKI_ERR_STORE);
-        return;
-    }
-    if (!rev_cached(t, &r[1]))
-        rev_start(t);
+    login_success(t);
 }
 
 static void set_session_cookie(jpki_txn *t)
@@ -910,7 +1185,9 @@ static void login_success(jpki_txn *t)
     size_t rl = 0;
 
     t->have_session = 1;
-    t->s.auth_time = t->req.now;
+    /* the certificate's logout marker ends the sessions signed in until
+     * its time: a login in that same second starts a second later */
+    t->s.auth_time = t->out_at >= t->req.now ? t->out_at + 1 : t->req.now;
     t->s.expires = t->req.now + p->session_lifetime;
     if (t->s.expires > (int64_t)t->cert->not_after)
         t->s.expires = (int64_t)t->cert->not_after;
@@ -998,6 +1275,55 @@ static jpki_err open_cookie(jpki_txn *t)
     return e;
 }
 
+/* The logout markers of a session: its certificate's and its account's.
+ * kind: "out" then "outa". */
+static void marker_cmds(jpki_txn *t)
+{
+    cmd_add(t, JPKI_STORE_GET, "out", t->s.cert_id);
+    cmd_add(t, JPKI_STORE_GET, "outa", t->account_id);
+}
+
+static int logged_out(const jpki_txn *t, const jpki_store_result *r)
+{
+    int i;
+
+    for (i = 0; i < 2; i++)
+        if (marker_time(&r[i]) >= t->s.auth_time)
+            return 1;
+    return 0;
+}
+
+/* Logouts reach gated requests through the node's own table, read at
+ * every request without waiting: 1 when the session was logged out. */
+static int local_logged_out(jpki_txn *t)
+{
+    jpki_store_result r[2];
+
+    if (t->req.local == NULL)
+        return 0;
+    t->n_cmds = 0;
+    marker_cmds(t);
+    jpki_shm_exec_batch(t->req.local, t->cmds, 2, t->req.now * 1000, r);
+    t->n_cmds = 0;
+    return logged_out(t, r);
+}
+
+/* Whether a session must be checked in the store now. */
+static int recheck_due(const jpki_txn *t)
+{
+    int64_t since = t->s.rev_checked;
+
+    if (t->req.now - since >= (int64_t)t->pol->recheck_interval
+        || (t->s.flags & JPKI_SESSION_F_SOFT_PASS))
+        return 1;
+    /* a mirror holds the logouts of other nodes since local_since, each
+     * for JPKI_OUTLOG_TTL: a session checked before either reads the
+     * markers in the store */
+    return t->req.shared_store && t->req.local != NULL
+           && (since < t->req.local_since
+               || t->req.now - since >= JPKI_OUTLOG_TTL);
+}
+
 static void check_begin(jpki_txn *t)
 {
     jpki_err e = open_cookie(t);
@@ -1014,15 +1340,23 @@ static void check_begin(jpki_txn *t)
         unauthenticated(t, JPKI_ERR_SESSION_EXPIRED);
         return;
     }
-    if (t->req.now - t->s.rev_checked < (int64_t)t->pol->recheck_interval
-        && !(t->s.flags & JPKI_SESSION_F_SOFT_PASS)) {
+    if (jpki_account_id(t->ctx, t->s.account, strlen(t->s.account),
+                        t->account_id) != JPKI_OK) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    if (local_logged_out(t)) {
+        unauthenticated(t, JPKI_ERR_SESSION_LOGGED_OUT);
+        return;
+    }
+    if (!recheck_due(t)) {
         check_success(t);
         return;
     }
     t->rechecked = 1;
     t->n_cmds = 0;
     cmd_add(t, JPKI_STORE_GET, "rev", t->s.cert_id);
-    cmd_add(t, JPKI_STORE_GET, "out", t->s.sid);
+    marker_cmds(t);
     if (t->req.map_source == JPKI_MAP_STORE)
         cmd_add(t, JPKI_STORE_GET, "map", t->s.cert_id);
     t->state = T_CHECK_STORE;
@@ -1035,20 +1369,20 @@ static void check_stored(jpki_txn *t, const jpki_store_result *r)
     jpki_err e;
 
     for (i = 0; i < t->n_cmds; i++)
-        if (r[i].type == JPKI_STORE_R_ERROR) {
-            finish(t, JPKI_ERR_STORE);
+        if (failed(&r[i])) {
+            finish(t, store_err(&r[i]));
             return;
         }
-    if (r[1].type != JPKI_STORE_R_NIL) {
+    if (logged_out(t, &r[1])) {
         unauthenticated(t, JPKI_ERR_SESSION_LOGGED_OUT);
         return;
     }
     /* the mapping may have been removed or changed since login */
     if (t->req.map_source == JPKI_MAP_STORE) {
-        n = r[2].type == JPKI_STORE_R_VALUE ? r[2].vallen : 0;
+        n = r[3].type == JPKI_STORE_R_VALUE ? r[3].vallen : 0;
         if (n > JPKI_ACCOUNT_MAX)
             n = 0;
-        memcpy(acct, r[2].val, n);
+        memcpy(acct, r[3].val, n);
     } else {
         n = t->req.map_fn ? t->req.map_fn(t->req.map_ud, t->s.cert_id, acct)
             : 0;
@@ -1071,7 +1405,9 @@ static void check_stored(jpki_txn *t, const jpki_store_result *r)
 
 static void logout_begin(jpki_txn *t)
 {
-    int64_t left;
+    jpki_store_cmd *c, mirrored;
+    jpki_store_result lr;
+    char at[24];
 
     if (!t->req.is_post) {
         finish(t, JPKI_ERR_METHOD);
@@ -1090,19 +1426,72 @@ static void logout_begin(jpki_txn *t)
         finish(t, JPKI_OK);
         return;
     }
-    left = t->s.expires - t->req.now + t->pol->clock_skew;
+    /* every session of this certificate signed in until now ends: one
+     * marker per certificate, however many sessions it had */
+    snprintf(at, sizeof(at), "%lld", (long long)t->req.now);
     t->n_cmds = 0;
-    cmd_val(cmd_add(t, JPKI_STORE_SET, "out", t->s.sid), "1",
-            (uint32_t)(left > 86400 * 40 ? 86400u * 40 * 1000 : left * 1000));
+    c = cmd_add(t, JPKI_STORE_SET, "out", t->s.cert_id);
+    cmd_val(c, at, (OUT_TTL_S + t->ctx->policy.clock_skew) * 1000u);
+    if (t->req.shared_store) {
+        /* this node knows at once (its mirror), the others through the
+         * logout log within a second (outsync.c) */
+        if (t->req.local != NULL) {
+            mirrored = *c;
+            mirrored.ttl_ms = JPKI_OUTLOG_TTL * 1000u;
+            jpki_shm_exec(t->req.local, &mirrored, t->req.now * 1000, &lr);
+            if (lr.type != JPKI_STORE_R_INT)
+                jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: the logout mirror "
+                         "is full (give it more room)");
+        }
+        t->n_cmds++;
+        memset(&t->cmds[1], 0, sizeof(t->cmds[1]));
+        t->cmds[1].op = JPKI_STORE_INCR;
+        t->cmds[1].keylen = (size_t)snprintf(t->cmds[1].key,
+                                             sizeof(t->cmds[1].key),
+                                             "%soutseq", JPKI_STORE_PREFIX);
+    }
     t->state = T_LOGOUT_STORE;
 }
 
+static void logout_done(jpki_txn *t);
+
 static void logout_stored(jpki_txn *t, const jpki_store_result *r)
 {
-    if (r[0].type == JPKI_STORE_R_ERROR) {
-        finish(t, JPKI_ERR_STORE);
+    char rec[JPKI_STORE_VAL_MAX];
+    char id[24];
+
+    if (failed(&r[0])) {
+        finish(t, store_err(&r[0]));
         return;
     }
+    if (!t->req.shared_store) {
+        logout_done(t);
+        return;
+    }
+    if (r[1].type != JPKI_STORE_R_INT) {
+        finish(t, store_err(&r[1]));
+        return;
+    }
+    snprintf(id, sizeof(id), "%lld", r[1].n);
+    snprintf(rec, sizeof(rec), "c|%s|%lld|%u", t->s.cert_id,
+             (long long)t->req.now, (unsigned)JPKI_OUTLOG_TTL);
+    t->n_cmds = 0;
+    cmd_val(cmd_add(t, JPKI_STORE_SET, "outlog", id), rec,
+            JPKI_OUTLOG_TTL * 1000u);
+    t->state = T_LOGOUT_LOG;
+}
+
+static void logout_logged(jpki_txn *t, const jpki_store_result *r)
+{
+    if (failed(&r[0])) {
+        finish(t, store_err(&r[0]));
+        return;
+    }
+    logout_done(t);
+}
+
+static void logout_done(jpki_txn *t)
+{
     snprintf(t->body, sizeof(t->body), "{\"status\":\"logged_out\"}");
     t->v.body = t->body;
     t->v.body_len = strlen(t->body);
@@ -1197,8 +1586,9 @@ jpki_step jpki_txn_step(jpki_txn *t)
         }
     }
     switch (t->state) {
-    case T_LOGIN_STORE: case T_REV_PUT: case T_SOFT_PUT:
-    case T_CHECK_STORE: case T_LOGOUT_STORE: case T_CRL_META:
+    case T_LOGIN_READ: case T_LOGIN_COMMIT: case T_FAIL_PUT:
+    case T_REV_PUT: case T_SOFT_PUT: case T_CHECK_STORE:
+    case T_LOGOUT_STORE: case T_LOGOUT_LOG: case T_CRL_META:
     case T_CRL_HGET:
         return JPKI_STEP_STORE;
     case T_OCSP:
@@ -1230,7 +1620,7 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
         return;
     }
     if (res == NULL || n != t->n_cmds) {
-        if (st == T_REV_PUT || st == T_SOFT_PUT) {
+        if (st == T_REV_PUT || st == T_SOFT_PUT || st == T_FAIL_PUT) {
             res = NULL;                  /* a failed cache write is not fatal */
         } else {
             finish(t, res == NULL ? JPKI_ERR_TIMEOUT : JPKI_ERR_STORE);
@@ -1238,19 +1628,22 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
         }
     }
     switch (st) {
-    case T_LOGIN_STORE: login_stored(t, res); break;
+    case T_LOGIN_READ: login_read(t, res); break;
+    case T_LOGIN_COMMIT: login_committed(t, res); break;
+    case T_FAIL_PUT: fail_put_fed(t, res); break;
     case T_CHECK_STORE: check_stored(t, res); break;
     case T_LOGOUT_STORE: logout_stored(t, res); break;
+    case T_LOGOUT_LOG: logout_logged(t, res); break;
     case T_CRL_META: crl_meta_fed(t, res); break;
     case T_CRL_HGET: crl_hget_fed(t, res); break;
     case T_REV_PUT:
-        if (res == NULL || res[0].type == JPKI_STORE_R_ERROR)
+        if (res == NULL || failed(&res[0]))
             jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: revocation cache write "
                      "failed");
         rev_decide(t, t->rev_status);
         break;
     case T_SOFT_PUT:
-        if (res == NULL || res[0].type == JPKI_STORE_R_ERROR)
+        if (res == NULL || failed(&res[0]))
             jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: soft-pass record could "
                      "not be stored (cert_id %s)", t->cert->cert_id);
         t->rev_status = JPKI_REV_GOOD;

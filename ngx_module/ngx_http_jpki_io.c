@@ -18,7 +18,7 @@
 #define NGX_HTTP_JPKI_IO_REDIS  1
 #define NGX_HTTP_JPKI_IO_OCSP   2
 
-#define JPKI_MAX_CMDS           8
+#define JPKI_MAX_CMDS           JPKI_STORE_BATCH_MAX
 
 /* how a Redis operation ended */
 #define NGX_HTTP_JPKI_REDIS_ERROR    0

@@ -3283,7 +3283,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_issuer_t     *iss;
     const jpki_crl_index       *ix;
     const jpki_store_cmd       *cmds;
-    jpki_store_result           res[8];
+    jpki_store_result           res[JPKI_STORE_BATCH_MAX];
     jpki_rev_info               info;
     jpki_step                   step;
     jpki_err                    e;
@@ -3303,7 +3303,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
             cmds = jpki_txn_store_cmds(ctx->txn, &n);
 
             if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
-                if (n > 8) {
+                if (n > JPKI_STORE_BATCH_MAX) {
                     jpki_txn_feed_store(ctx->txn, NULL, 0);
                     continue;
                 }
@@ -3324,7 +3324,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
                 return;
             }
             /* Redis unreachable: an error (store_error), not a timeout */
-            if (n > 8) {
+            if (n > JPKI_STORE_BATCH_MAX) {
                 jpki_txn_feed_store(ctx->txn, NULL, 0);
                 continue;
             }

@@ -894,9 +894,9 @@ static void test_shm_full(void)
     is_int(bad, 0, "fill to capacity (%zu)", cap);
     is_int(jpki_shm_count(s, 0), cap, "  count == capacity");
     ok(ex(s, JPKI_STORE_SET, "jpki:v1:new", "v", 0, 0).type
-       == JPKI_STORE_R_ERROR, "SET of a new key when full -> ERROR");
+       == JPKI_STORE_R_FULL, "SET of a new key when full -> FULL");
     ok(ex(s, JPKI_STORE_SETNX, "jpki:v1:new", "v", 100, 0).type
-       == JPKI_STORE_R_ERROR, "SETNX of a new key when full -> ERROR");
+       == JPKI_STORE_R_FULL, "SETNX of a new key when full -> FULL");
     ok(ex(s, JPKI_STORE_GET, "jpki:v1:new", NULL, 0, 0).type
        == JPKI_STORE_R_NIL, "  nothing stored");
     key_of(k, sizeof(k), "f", 3);
@@ -908,7 +908,7 @@ static void test_shm_full(void)
     ok(is_n(ex(s, JPKI_STORE_SET, "jpki:v1:new", "v", 0, 0), 1),
        "  then a new key fits");
     ok(ex(s, JPKI_STORE_SET, "jpki:v1:new2", "v", 0, 0).type
-       == JPKI_STORE_R_ERROR, "  and the table is full again");
+       == JPKI_STORE_R_FULL, "  and the table is full again");
     for (i = 0, bad = 0; i < cap; i++) {
         key_of(k, sizeof(k), "f", (unsigned)i);
         if (i != 3 && !is_val(ex(s, JPKI_STORE_GET, k, NULL, 0, 0), "v"))
@@ -925,7 +925,7 @@ static void test_shm_full(void)
     }
     is_int(bad, 0, "fill: half with TTL 1000, half without");
     ok(ex(s, JPKI_STORE_SET, "jpki:v1:n0", "v", 0, 999).type
-       == JPKI_STORE_R_ERROR, "full before expiry");
+       == JPKI_STORE_R_FULL, "full before expiry");
     for (i = 0, bad = 0; i < cap / 2; i++) {
         key_of(k, sizeof(k), "n", (unsigned)i);
         if (!is_n(ex(s, JPKI_STORE_SETNX, k, "v", 0, 1000), 1))
@@ -933,7 +933,7 @@ static void test_shm_full(void)
     }
     is_int(bad, 0, "expired slots reused: %zu new keys fit", cap / 2);
     ok(ex(s, JPKI_STORE_SET, "jpki:v1:more", "v", 0, 1000).type
-       == JPKI_STORE_R_ERROR, "  then full again");
+       == JPKI_STORE_R_FULL, "  then full again");
     is_int(jpki_shm_count(s, 1000), cap, "  count == capacity");
     for (i = 0, bad = 0; i < cap; i++) {
         key_of(k, sizeof(k), "e", (unsigned)i);
@@ -1046,7 +1046,7 @@ static int model_step(jpki_shm *s, model_ent *m, size_t nkeys, size_t cap,
             return is_n(r, 0);
         if (!room) {
             model_refused++;
-            return r.type == JPKI_STORE_R_ERROR;
+            return r.type == JPKI_STORE_R_FULL;
         }
         e->present = 1;
         e->expires = ttl ? now + ttl : INT64_MAX;

@@ -57,7 +57,7 @@ static void exec_store(jpki_txn *t)
 {
     size_t n, i;
     const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
-    jpki_store_result r[8];
+    jpki_store_result r[JPKI_STORE_BATCH_MAX];
     for (i = 0; i < n; i++)
         jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
     jpki_txn_feed_store(t, r, n);

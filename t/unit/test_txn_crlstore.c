@@ -68,7 +68,7 @@ static void exec_store(jpki_txn *t)
 {
     size_t n, i;
     const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
-    jpki_store_result r[8];
+    jpki_store_result r[JPKI_STORE_BATCH_MAX];
     int meta = 0, info = 0;
 
     for (i = 0; i < n; i++) {

@@ -1,0 +1,199 @@
+/* guard.c - what keeps one client from hurting the others: the failed-login
+ * throttle (sliding-window counters held in the store, so that they hold
+ * across nodes), the rate limit of refusal audit lines (per process), and
+ * the store names of a client address and of an account.
+ *
+ * Throttle counters (docs/store-schema.md "thr"): one INCR'ed key per
+ * subject and window, jpki:v1:thr:<kind>:<id>:<window number>, living two
+ * windows.  The count over the sliding window is estimated the usual way:
+ * the current window's count plus the previous one's, weighted by how much
+ * of the previous window the sliding window still covers. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- names -------------------------------------------------------- */
+
+static void keyed_id(const jpki_ctx *ctx, const char *label, const char *v,
+                     size_t len, size_t bytes, char *out)
+{
+    uint8_t mac[32];
+
+    if (!jpki_hmac_sha256(ctx->secret, ctx->secret_len,
+                          (const uint8_t *)label, strlen(label),
+                          (const uint8_t *)v, len, mac)) {
+        memset(mac, 0, sizeof(mac));    /* cannot happen with a valid key */
+    }
+    jpki_hex_encode(mac, bytes, out);
+}
+
+jpki_err jpki_account_id(const jpki_ctx *ctx, const char *account,
+                         size_t len, char out[JPKI_ACCOUNT_ID_HEX_LEN + 1])
+{
+    if (ctx == NULL || ctx->secret_len == 0 || account == NULL
+        || !jpki_account_valid(account, len))
+        return JPKI_ERR_INVALID;
+    keyed_id(ctx, "jpki-account:", account, len, JPKI_ACCOUNT_ID_HEX_LEN / 2,
+             out);
+    return JPKI_OK;
+}
+
+/* The throttle's name of a client address: IPv4 as it is, IPv6 by its /64
+ * (one host commonly holds a whole /64), keyed with the site secret so that
+ * the store holds no addresses.  0 when peer is not an address. */
+int jpki_peer_id(const jpki_ctx *ctx, const char *peer, char out[17])
+{
+    uint8_t a6[16];
+    char text[64];
+    struct in_addr a4;
+    size_t n;
+
+    if (peer == NULL || (n = strlen(peer)) == 0 || n >= sizeof(text))
+        return 0;
+    memcpy(text, peer, n + 1);
+    if (text[0] == '[' && text[n - 1] == ']') {      /* "[v6]" */
+        memmove(text, text + 1, n - 2);
+        text[n - 2] = '\0';
+    }
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        keyed_id(ctx, "jpki-peer4:", (const char *)&a4, 4, 8, out);
+        return 1;
+    }
+    if (inet_pton(AF_INET6, text, a6) != 1)
+        return 0;
+    if (memcmp(a6, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+        keyed_id(ctx, "jpki-peer4:", (const char *)a6 + 12, 4, 8, out);
+        return 1;
+    }
+    keyed_id(ctx, "jpki-peer6:", (const char *)a6, 8, 8, out);
+    return 1;
+}
+
+/* ---- throttle counters ------------------------------------------- */
+
+size_t jpki_throttle_key(char *out, size_t max, const char *kind,
+                         const char *id, int64_t window_no)
+{
+    int n = snprintf(out, max, "%sthr:%s:%s:%lld", JPKI_STORE_PREFIX, kind,
+                     id, (long long)window_no);
+    return n < 0 || (size_t)n >= max ? 0 : (size_t)n;
+}
+
+/* The sliding count at now + dt when nothing more is counted: cur and prev
+ * are the counts of windows w = now / win and w - 1. */
+static double estimate(uint64_t cur, uint64_t prev, int64_t now, int64_t dt,
+                       unsigned win)
+{
+    int64_t t = now + dt, w = now / win, tw = t / win;
+    double left = (double)(win - (unsigned)(t % win)) / win;
+
+    if (tw == w)
+        return (double)cur + (double)prev * left;
+    if (tw == w + 1)
+        return (double)cur * left;
+    return 0;
+}
+
+unsigned jpki_throttle_over(uint64_t cur, uint64_t prev, int64_t now,
+                            unsigned win, unsigned limit)
+{
+    int64_t lo, hi, mid;
+
+    if (limit == 0 || win == 0 || estimate(cur, prev, now, 0, win) < limit)
+        return 0;
+    /* the first second at which the count is under the limit again (the
+     * estimate only falls as time passes) */
+    lo = 1;
+    hi = 2 * (int64_t)win;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (estimate(cur, prev, now, mid, win) < limit)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return (unsigned)lo;
+}
+
+/* ---- audit lines: at most AUDIT_LINES refusals per cert_id and per
+ * address a minute, per process; the ones left out are counted and the
+ * count goes into the next line written for that certificate or address
+ * ("suppressed"), or into a log line of its own when its slot is taken by
+ * another key.  Nothing is dropped silently. -------------------------- */
+
+#define AUDIT_LINES   10
+#define AUDIT_WINDOW  60
+
+static uint64_t fnv1a(const char *kind, const char *s)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    const char *p;
+
+    for (p = kind; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    for (p = s; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    return h | 1;                        /* 0 marks a free slot */
+}
+
+/* The slot of one key, taken over (with a log line for what it still
+ * counted) when another key holds it.  Caller holds audit_mu. */
+static jpki_audit_slot *audit_slot(jpki_ctx *ctx, const char *kind,
+                                   const char *id, int64_t now)
+{
+    uint64_t h = fnv1a(kind, id);
+    jpki_audit_slot *sl = &ctx->audit[h % JPKI_AUDIT_SLOTS];
+
+    if (sl->h != h) {
+        if (sl->h != 0 && sl->suppressed > 0)
+            jpki_log(ctx, JPKI_LOG_WARN, "jpki audit: %u refused logins of "
+                     "%s %s were not logged (rate limit of %d a minute)",
+                     sl->suppressed, sl->kind, sl->id, AUDIT_LINES);
+        memset(sl, 0, sizeof(*sl));
+        sl->h = h;
+        snprintf(sl->kind, sizeof(sl->kind), "%s", kind);
+        snprintf(sl->id, sizeof(sl->id), "%s", id);
+    }
+    if (now - sl->window >= AUDIT_WINDOW || now < sl->window) {
+        sl->window = now;
+        sl->lines = 0;
+    }
+    return sl;
+}
+
+int jpki_audit_admit(const jpki_ctx *cctx, const char *cert_id,
+                     const char *peer_id, int64_t now, unsigned *suppressed)
+{
+    jpki_ctx *ctx = (jpki_ctx *)cctx;   /* the limiter's table only */
+    jpki_audit_slot *s[2] = {NULL, NULL};
+    int i, admit = 1;
+
+    *suppressed = 0;
+    pthread_mutex_lock(&ctx->audit_mu);
+    if (cert_id != NULL && cert_id[0] != '\0')
+        s[0] = audit_slot(ctx, "cert_id", cert_id, now);
+    if (peer_id != NULL && peer_id[0] != '\0') {
+        s[1] = audit_slot(ctx, "peer", peer_id, now);
+        if (s[1] == s[0])                /* both keys in one slot */
+            s[1] = NULL;
+    }
+    for (i = 0; i < 2; i++)
+        if (s[i] != NULL && s[i]->lines >= AUDIT_LINES)
+            admit = 0;
+    for (i = 0; i < 2; i++) {
+        if (s[i] == NULL)
+            continue;
+        if (!admit) {
+            s[i]->suppressed++;
+            continue;
+        }
+        s[i]->lines++;
+        if (s[i]->suppressed > *suppressed)
+            *suppressed = s[i]->suppressed;
+        s[i]->suppressed = 0;
+    }
+    pthread_mutex_unlock(&ctx->audit_mu);
+    return admit;
+}
