@@ -208,6 +208,76 @@ static jpki_err map_verify_error(int err, int depth, char *detail, size_t dl)
     }
 }
 
+/* ---- algorithm strength of the path ------------------------------ */
+
+/* A key that signs a certificate of the path (a CA key, the anchor's too):
+ * RSA of at least 2048 bits, EC of at least 256 (P-256 and up), any other
+ * type at least 128 bits of security (Ed25519, Ed448). */
+static int signing_key_strong(EVP_PKEY *k)
+{
+    if (k == NULL)
+        return 0;
+    if (EVP_PKEY_is_a(k, "RSA") || EVP_PKEY_is_a(k, "RSA-PSS"))
+        return EVP_PKEY_get_bits(k) >= 2048;
+    if (EVP_PKEY_is_a(k, "EC"))
+        return EVP_PKEY_get_bits(k) >= 256;
+    return EVP_PKEY_get_security_bits(k) >= 128;
+}
+
+/* "the leaf certificate", "the link or intermediate certificate at depth
+ * N", "the trust anchor": which certificate of a path of n a detail names. */
+static const char *path_role(int depth, int n, char *buf, size_t len)
+{
+    if (depth == 0)
+        return "the leaf certificate";
+    if (depth == n - 1)
+        return "the trust anchor";
+    snprintf(buf, len, "the link or intermediate certificate at depth %d",
+             depth);
+    return buf;
+}
+
+/* Every certificate of a verified chain (leaf first, anchor last) is signed
+ * with a digest of at least 128 bits of security (SHA-256 or stronger,
+ * per X509_get_signature_info: SHA-1 counts 63, SHA-224 112) and every key
+ * that signs one is strong.  The anchor's own self-signature is not
+ * checked: anchors are trusted by configuration. */
+static jpki_err check_path_algs(STACK_OF(X509) *chain, char *detail,
+                                size_t dl)
+{
+    int i, n = sk_X509_num(chain);
+    char role[64];
+
+    for (i = 0; i < n; i++) {
+        X509 *y = sk_X509_value(chain, i);
+        int secbits = -1, anchor_self = i == n - 1 && X509_self_signed(y, 0);
+        uint32_t flags = 0;
+        EVP_PKEY *k = X509_get0_pubkey(y);
+
+        if (!anchor_self
+            && (X509_get_signature_info(y, NULL, NULL, &secbits, &flags) != 1
+                || !(flags & X509_SIG_INFO_VALID) || secbits < 128)) {
+            int nid = X509_get_signature_nid(y);
+            jpki_set_detail(detail, dl, "%s is signed with %s (digests "
+                            "weaker than SHA-256 are refused)",
+                            path_role(i, n, role, sizeof(role)),
+                            nid != NID_undef ? OBJ_nid2ln(nid)
+                                             : "an unknown algorithm");
+            return JPKI_ERR_CERT_SIG_ALG;
+        }
+        if (i > 0 && !signing_key_strong(k)) {
+            jpki_set_detail(detail, dl, "%s has a key too weak to sign "
+                            "certificates (%s, %d bits; CA keys: RSA >= 2048 "
+                            "bits, EC >= P-256)",
+                            path_role(i, n, role, sizeof(role)),
+                            k != NULL ? EVP_PKEY_get0_type_name(k) : "missing",
+                            k != NULL ? EVP_PKEY_get_bits(k) : 0);
+            return JPKI_ERR_CERT_SIG_ALG;
+        }
+    }
+    return JPKI_OK;
+}
+
 /* Builds and checks the path; fills issuer_cert and the validity window. */
 static jpki_err verify_path(const struct jpki_issuer *is, X509 *x, time_t now,
                             struct jpki_cert *c, int64_t *from, int64_t *to,
@@ -234,6 +304,12 @@ static jpki_err verify_path(const struct jpki_issuer *is, X509 *x, time_t now,
     if (sk_X509_num(chain) < 2) {
         X509_STORE_CTX_free(sc);
         return JPKI_ERR_CERT_CHAIN;
+    }
+    e = check_path_algs(chain, detail, dl);   /* before anything is cached */
+    if (e != JPKI_OK) {
+        X509_STORE_CTX_free(sc);
+        ERR_clear_error();
+        return e;
     }
     c->issuer_cert = sk_X509_value(chain, 1);
     X509_up_ref(c->issuer_cert);
@@ -462,7 +538,9 @@ jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,
 }
 
 /* A certificate stand-in made from a reference: enough for OCSP (issuer
- * name, serial, issuing CA) and for cert_id; its signature is not valid. */
+ * name, serial, issuing CA) and for cert_id; its signature is not valid.
+ * JPKI_ERR_CERT_SIG_ALG when the issuing CA's key is too weak to sign
+ * (as in check_path_algs). */
 jpki_err jpki_cert_from_ref(const jpki_ctx *ctx, const uint8_t *ref,
                             size_t len, jpki_cert **out)
 {
@@ -492,6 +570,12 @@ jpki_err jpki_cert_from_ref(const jpki_ctx *ctx, const uint8_t *ref,
     if (c->issuer_cert == NULL) {
         free(c);
         return JPKI_ERR_CERT_UNKNOWN_ISSUER;
+    }
+    /* the one part of the path rule a reference can show: a session made
+     * under a CA key now too weak is refused at its next re-check */
+    if (!signing_key_strong(X509_get0_pubkey(c->issuer_cert))) {
+        jpki_cert_free(c);
+        return JPKI_ERR_CERT_SIG_ALG;
     }
     memcpy(c->issuer_key_hash, ref, 20);
     c->x509 = X509_new();

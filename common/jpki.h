@@ -315,7 +315,10 @@ typedef struct jpki_cert jpki_cert;
 /* Parses (DER/PEM/base64) and validates der at time now against the
  * configured issuers: path to an anchor (issuer found by key), validity of
  * every certificate of the path, leaf not a CA, digitalSignature when
- * keyUsage is present, the issuer's policy, RSA >= 2048 or EC P-256/P-384.
+ * keyUsage is present, the issuer's policy, RSA >= 2048 or EC P-256/P-384;
+ * every certificate of the path (not an anchor's self-signature) signed
+ * with SHA-256 or stronger by a key of RSA >= 2048 or EC >= P-256, else
+ * JPKI_ERR_CERT_SIG_ALG.
  * A verified path is cached by SHA-256 fingerprint (chain_cache_size).
  * On error *out is NULL and the cause is the return value; detail (may be
  * NULL) receives a sentence without serials or keys. */

@@ -325,6 +325,26 @@ my %bad = ('user-expired' => 'cert_expired', 'user-notyet' => 'cert_not_yet_vali
 for my $u (sort keys %bad) {
     cc_fail($u, $bad{$u}, cc("$pki/$u.pem", '--issuer', $card12));
 }
+# weak algorithms in the path: cert_signature_algorithm, the detail says
+# which certificate and which algorithm
+{
+    my @r = cc("$pki/user-sha1.pem", '--issuer', $card12);
+    cc_fail('user-sha1 (leaf signed with SHA-1)', 'cert_signature_algorithm', @r);
+    like($r[1], qr/the leaf certificate is signed with sha1WithRSAEncryption/,
+         'user-sha1: the detail names the leaf and the algorithm');
+    @r = cc("$pki/user-ca3.pem", '--issuer', "card=$pki/ca2.pem,$pki/link-ca3-with-ca2-sha1.pem");
+    cc_fail('user-ca3 through a link certificate signed with SHA-1', 'cert_signature_algorithm', @r);
+    like($r[1], qr/link or intermediate certificate at depth 1 is signed with sha1WithRSAEncryption/,
+         'user-ca3: the detail names the link and the algorithm');
+    cc_ok('user-ca3 under its own anchor ca3', 'card', cc("$pki/user-ca3.pem", '--issuer', "card=$pki/ca3.pem"));
+    @r = cc("$pki/user-under-rsa1024.pem", '--issuer', "card=$pki/ca2.pem,$pki/link-rsa1024.pem");
+    cc_fail('user-under-rsa1024 (intermediate with an RSA 1024 key)', 'cert_signature_algorithm', @r);
+    like($r[1], qr/link or intermediate certificate at depth 1 has a key too weak .*RSA, 1024 bits/,
+         'user-under-rsa1024: the detail names the intermediate and its key size');
+    cc_ok('user-sha1self under an anchor self-signed with SHA-1', 'card',
+          cc("$pki/user-sha1self.pem", '--issuer', "card=$pki/ca-sha1self.pem"));
+}
+
 cc_ok('user-nopolicy with --policy card=none', 'card',
       cc("$pki/user-nopolicy.pem", '--issuer', $card2, '--policy', 'card=none'));
 cc_ok('user-otherpolicy with its policy', 'card',
@@ -353,7 +373,7 @@ cc_fail('random bytes as certificate', 'cert_malformed', cc("$tmp/garbage", '--i
 
 # serial numbers never appear
 {
-    for my $u (qw(user1 user-expired user-isca user-foreign user-old)) {
+    for my $u (qw(user1 user-expired user-isca user-foreign user-old user-sha1)) {
         open my $ph, '-|', 'openssl', 'x509', '-in', "$pki/$u.pem", '-serial', '-noout' or die;
         my ($hex) = do { local $/; <$ph> } =~ /serial=([0-9A-Fa-f]+)/;
         close $ph;

@@ -48,6 +48,26 @@
 #                                revocation time 10 days ago
 #   user-old-revoked             ca1; revoked keyCompromise (30 days ago .. +4 years,
 #                                revoked 10 days ago)
+# Weak algorithms in the path (each refused with cert_signature_algorithm
+# where noted; their database rows go to db/weak-index.txt, so that the
+# files above, ca2-index.txt included, are the same as without them):
+#   user-sha1                    ca2, signed with sha1WithRSAEncryption; otherwise
+#                                as user1 (refused)
+#   ca3.key ca3.pem              a third key generation (RSA 2048, SHA-256, J-LIS DN,
+#                                self-signed, as ca1/ca2)
+#   link-ca3-with-ca2-sha1.pem   ca3's key, signed by ca2 with sha1WithRSAEncryption
+#                                (AKI = ca2 SKI, SKI = ca3 SKI)
+#   user-ca3                     issued by ca3 (SHA-256): passes with ca3.pem as
+#                                anchor, refused with ca2.pem + link-ca3-with-ca2-sha1.pem
+#   link-rsa1024.key link-rsa1024.pem  J-LIS DN, CA:TRUE, RSA 1024 key, issued by ca2
+#                                (SHA-256): an intermediate with a weak key
+#   user-under-rsa1024           issued by link-rsa1024 (SHA-256); refused with
+#                                ca2.pem + link-rsa1024.pem
+#   ca-sha1self.key ca-sha1self.pem  RSA 2048 CA (J-LIS DN) self-signed with
+#                                sha1WithRSAEncryption: an anchor's own signature
+#                                is not checked
+#   user-sha1self                issued by ca-sha1self (SHA-256): passes with
+#                                ca-sha1self.pem as anchor
 # Delegated OCSP responders (RSA 2048, KU critical digitalSignature, EKU OCSPSigning,
 # id-pkix-ocsp-nocheck, policy 1.2.392.200149.8.5.1.3.330, 1 day ago .. +5 years,
 # subject J-LIS DN + CN=...):
@@ -288,15 +308,20 @@ emit_ocsp_ext ext_ocsp_noeku no
 
 # ---------------------------------------------------------------- issuing
 
+# ISSUE_MD (e.g. sha1) overrides the signing digest of mkca and issue;
+# ISSUE_DB the CA database they record into (default: NAME-index.txt,
+# db/selfsigned-index.txt for mkca).
+md_opt() { [ -z "${ISSUE_MD:-}" ] || printf '%s\n' -md "$ISSUE_MD"; }
+
 # mkca NAME KEYTYPE DN : self-signed CA, 2 years ago .. +8 years (10 years).
 mkca() {
     local name=$1 kt=$2 dn=$3
     genkey "$name.key" "$kt"
     run openssl req -new -config "$CNF" -key "$name.key" -subj "$dn" -out "db/$name.csr"
     # self-signed certs go to a scratch database, not into the CA's index
-    usedb selfsigned db/selfsigned-index.txt
+    usedb selfsigned "${ISSUE_DB:-db/selfsigned-index.txt}"
     newserial "$CA_SERIAL"
-    run openssl ca -batch -config "$CNF" -selfsign -preserveDN -notext -keyfile "$name.key" \
+    run openssl ca -batch -config "$CNF" -selfsign -preserveDN -notext $(md_opt) -keyfile "$name.key" \
         -in "db/$name.csr" -out "$name.pem" -extensions ext_ca \
         -startdate "$CA_START" -enddate "$CA_END"
 }
@@ -308,11 +333,11 @@ issue() {
     local subj=${7:-/CN=$(randcn)/C=JP} key=${8:-$1.key}
     [ -n "${8:-}" ] || genkey "$key" "$kt"
     run openssl req -new -config "$CNF" -key "$key" -subj "$subj" -out "db/$name.csr"
-    usedb "$ca"
+    usedb "$ca" "${ISSUE_DB:-}"
     newserial "$CA_SERIAL"
     # -preserveDN: keep the CSR's RDN order (/CN=.../C=JP); the config
     # option "preserve = yes" is not honoured by openssl ca 3.0.
-    run openssl ca -batch -config "$CNF" -preserveDN -notext -cert "$ca.pem" -keyfile "$ca.key" \
+    run openssl ca -batch -config "$CNF" -preserveDN -notext $(md_opt) -cert "$ca.pem" -keyfile "$ca.key" \
         -in "db/$name.csr" -out "$name.pem" -extensions "$ext" \
         -startdate "$start" -enddate "$end"
 }
@@ -438,6 +463,23 @@ gencrl ca2-wrongkey other-ca "$NOW_M1" "$NEXT" db/ca2-wrongkey-index.txt ca2-wro
 
 gencrl ca1      ca1      "$NOW_M1" "$NEXT"
 gencrl phone-ca phone-ca "$NOW_M1" "$NEXT" phone-index.txt phone-ca
+
+# ---------------------------------------------------------------- weak algorithms
+
+# Made last, recorded in db/weak-index.txt: every file above stays as it was.
+# ISSUE_MD/ISSUE_DB are bash function-call assignments (restored after).
+W=db/weak-index.txt
+ISSUE_DB=$W ISSUE_MD=sha1 leaf user-sha1 ca2 rsa2048 ext_user "$U_START" "$U_END"
+
+ISSUE_DB=$W mkca ca3 rsa2048 "$CA_DN"
+ISSUE_DB=$W ISSUE_MD=sha1 issue link-ca3-with-ca2-sha1 ca2 - ext_ca "$CA_START" "$CA_END" "$CA_DN" ca3.key
+ISSUE_DB=$W leaf user-ca3 ca3 rsa2048 ext_user "$U_START" "$U_END"
+
+ISSUE_DB=$W issue link-rsa1024 ca2 rsa1024 ext_ca "$CA_START" "$CA_END" "$CA_DN"
+ISSUE_DB=$W leaf user-under-rsa1024 link-rsa1024 rsa2048 ext_user "$U_START" "$U_END"
+
+ISSUE_DB=$W ISSUE_MD=sha1 mkca ca-sha1self rsa2048 "$CA_DN"
+ISSUE_DB=$W leaf user-sha1self ca-sha1self rsa2048 ext_user "$U_START" "$U_END"
 
 # ---------------------------------------------------------------- tidy
 

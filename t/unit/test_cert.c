@@ -1,7 +1,8 @@
 /* test_cert.c - certificate checks against the test PKI: every file, link
- * certificates, input forms, malformed input, time, the verified-chain
- * cache, cert_id, and the real J-LIS CA certificates. */
-#include "jpki.h"
+ * certificates, weak algorithms in the path, input forms, malformed input,
+ * time, the verified-chain cache, cert_id, and the real J-LIS CA
+ * certificates. */
+#include "internal.h"     /* jpki_cert_from_ref */
 #include "tap.h"
 
 #include <dirent.h>
@@ -104,10 +105,10 @@ static jpki_err check_buf(const jpki_ctx *c, const void *b, size_t n)
     return e;
 }
 
-static X509 *load_x509(const char *name)
+static X509 *load_x509_path(const char *path)
 {
     size_t n, dl;
-    uint8_t *b = slurp(tap_path(name), &n), *der;
+    uint8_t *b = slurp(path, &n), *der;
     const unsigned char *p;
     X509 *x;
     jpki_to_der(b, n, "CERTIFICATE", 1 << 20, &der, &dl);
@@ -116,6 +117,11 @@ static X509 *load_x509(const char *name)
     free(der);
     free(b);
     return x;
+}
+
+static X509 *load_x509(const char *name)
+{
+    return load_x509_path(tap_path(name));
 }
 
 static char *serial_hex(const char *name)
@@ -156,6 +162,15 @@ static const struct { const char *stem; jpki_err want; } expect[] = {
     {"user-otherpolicy", JPKI_ERR_CERT_POLICY},
     {"user-rsa1024", JPKI_ERR_CERT_KEY},
     {"user-foreign", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"user-sha1", JPKI_ERR_CERT_SIG_ALG},
+    /* issued under CAs all-cas.pem lacks (see test_weak_algorithms) */
+    {"user-ca3", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"user-under-rsa1024", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"user-sha1self", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"ca3", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"ca-sha1self", JPKI_ERR_CERT_UNKNOWN_ISSUER},
+    {"link-ca3-with-ca2-sha1", JPKI_ERR_CERT_IS_CA},
+    {"link-rsa1024", JPKI_ERR_CERT_IS_CA},
     {"ca1", JPKI_ERR_CERT_IS_CA}, {"ca2", JPKI_ERR_CERT_IS_CA},
     {"link-new-with-old", JPKI_ERR_CERT_IS_CA},
     {"link-old-with-new", JPKI_ERR_CERT_IS_CA},
@@ -356,6 +371,104 @@ static void test_key_types(void)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         diag("cannot remove the temp dir");
+    jpki_ctx_free(c);
+}
+
+/* ---- weak algorithms in the path --------------------------------- */
+
+/* Checks name under the CA files (NULL-ended) twice, the second time
+ * through the verified-chain cache: want both times; when refused, the
+ * detail names role and alg and no serial. */
+static void check_path_rule(const char *const *cas, const char *name,
+                            jpki_err want, const char *role, const char *alg)
+{
+    ctx_opts o = {cas, 0, NULL, -1, 0};
+    jpki_ctx *c = make_ctx(&o);
+    char detail[256], under[256] = "";
+    int i;
+
+    for (i = 0; cas[i]; i++)
+        snprintf(under + strlen(under), sizeof(under) - strlen(under),
+                 "%s%s", i ? " + " : "", cas[i]);
+    for (i = 0; i < 2; i++) {
+        jpki_cert *x = NULL;
+        detail[0] = '\0';
+        is_int(check_at(c, name, NOW, &x, detail, sizeof(detail)), want,
+               "%s under %s: %s", name, under,
+               i ? "again (cache)" : jpki_reason(want));
+        ok(want != JPKI_OK || (x != NULL && !jpki_cert_cached(x) == !i),
+           "%s: %s", name, want != JPKI_OK ? "refused, so never cached"
+                           : i ? "cached the second time" : "not cached yet");
+        jpki_cert_free(x);
+    }
+    if (want != JPKI_OK)
+        ok(strstr(detail, role) != NULL && strstr(detail, alg) != NULL
+           && strstr(detail, serial_hex(name)) == NULL,
+           "%s: detail names %s and %s, no serial (%s)", name, role, alg,
+           detail);
+    jpki_ctx_free(c);
+}
+
+/* A revocation reference (as sealed in a session) to a certificate issued
+ * by the key of the CA file at path ca: what jpki_cert_from_ref makes of
+ * it. */
+static jpki_err from_ref_under(const jpki_ctx *c, const char *ca)
+{
+    X509 *x = load_x509_path(ca);
+    const ASN1_BIT_STRING *k = X509_get0_pubkey_bitstr(x);
+    uint8_t ref[21];
+    unsigned int khl = 0;
+    jpki_cert *r = NULL;
+    jpki_err e;
+
+    EVP_Digest(k->data, (size_t)k->length, ref, &khl, EVP_sha1(), NULL);
+    ref[20] = 0x42;                          /* serial 0x42 */
+    X509_free(x);
+    e = jpki_cert_from_ref(c, ref, sizeof(ref), &r);
+    ok((e == JPKI_OK) == (r != NULL), "from_ref %s: *out set on success only",
+       ca);
+    jpki_cert_free(r);
+    return e;
+}
+
+/* Any certificate of the path (leaf, link, intermediate) signed with a
+ * digest weaker than SHA-256, or a CA key that signs one too weak, is
+ * refused with cert_signature_algorithm; an anchor's own self-signature is
+ * not checked. */
+static void test_weak_algorithms(void)
+{
+    static const char *const ca2_sha1link[] = {
+        "ca2.pem", "link-ca3-with-ca2-sha1.pem", NULL};
+    static const char *const ca2_weaklink[] = {
+        "ca2.pem", "link-rsa1024.pem", NULL};
+    static const char *const ca3[] = {"ca3.pem", NULL};
+    static const char *const sha1self[] = {"ca-sha1self.pem", NULL};
+    static const char *const ca2_with_links[] = {
+        "ca2.pem", "link-ca3-with-ca2-sha1.pem", "link-rsa1024.pem", NULL};
+    ctx_opts o = {ca2_with_links, 0, NULL, -1, 0};
+    jpki_ctx *c;
+
+    check_path_rule(ANCHORS, "user-sha1.pem", JPKI_ERR_CERT_SIG_ALG,
+                    "leaf", "sha1WithRSAEncryption");
+    check_path_rule(ANCHORS, "user-sha1.der", JPKI_ERR_CERT_SIG_ALG,
+                    "leaf", "sha1WithRSAEncryption");
+    check_path_rule(ca2_sha1link, "user-ca3.pem", JPKI_ERR_CERT_SIG_ALG,
+                    "link or intermediate", "sha1WithRSAEncryption");
+    check_path_rule(ca2_weaklink, "user-under-rsa1024.pem",
+                    JPKI_ERR_CERT_SIG_ALG, "link or intermediate",
+                    "RSA, 1024 bits");
+    /* the same leaves through strong paths */
+    check_path_rule(ca3, "user-ca3.pem", JPKI_OK, NULL, NULL);
+    check_path_rule(sha1self, "user-sha1self.pem", JPKI_OK, NULL, NULL);
+    check_path_rule(ca2_sha1link, "user1.pem", JPKI_OK, NULL, NULL);
+
+    /* a session's revocation re-check: the issuing CA key must be strong */
+    c = make_ctx(&o);
+    is_int(from_ref_under(c, tap_path("link-rsa1024.pem")),
+           JPKI_ERR_CERT_SIG_ALG,
+           "session under the RSA 1024 CA key: cert_signature_algorithm");
+    is_int(from_ref_under(c, tap_path("ca2.pem")), JPKI_OK,
+           "session under ca2's key: accepted");
     jpki_ctx_free(c);
 }
 
@@ -719,7 +832,7 @@ static void test_cert_id(void)
 
 /* ---- the real J-LIS CA certificates ------------------------------- */
 
-#define REAL_TESTS 7
+#define REAL_TESTS 11
 
 static void test_real_cas(void)
 {
@@ -764,6 +877,10 @@ static void test_real_cas(void)
     free(b);
     is_int(check(c, "user1.pem"), JPKI_ERR_CERT_UNKNOWN_ISSUER,
            "a test user is not issued by J-LIS");
+    /* their keys are strong enough to sign (RSA 2048): sessions under
+     * them pass the re-check's key rule */
+    is_int(from_ref_under(c, p15), JPKI_OK, "the 2015 CA key may sign");
+    is_int(from_ref_under(c, p23), JPKI_OK, "the 2023 CA key may sign");
     jpki_ctx_free(c);
 }
 
@@ -772,6 +889,7 @@ int main(void)
     NOW = time(NULL);
     test_every_file();
     test_links_and_policy();
+    test_weak_algorithms();
     test_key_types();
     test_inputs();
     test_time_and_cache();
