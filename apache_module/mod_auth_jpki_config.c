@@ -716,11 +716,20 @@ static const char *
 jpki_cmd_map_file(cmd_parms *cmd, void *dconf, const char *arg)
 {
     jpki_site  *site = jpki_cmd_site(cmd);
+    char        err[512];
 
     site->map_file = ap_server_root_relative(cmd->pool, arg);
     if (site->map_file == NULL) {
         return apr_psprintf(cmd->pool, "JPKIMapFile: invalid path \"%s\"",
                             arg);
+    }
+
+    /* read by the parent, then again by each child when it changes: one
+     * that is not there is refused now, with the system's reason */
+    if (jpki_file_check("mapping file", site->map_file, err, sizeof(err))
+        != JPKI_OK)
+    {
+        return apr_psprintf(cmd->pool, "JPKIMapFile: %s", err);
     }
 
     return NULL;

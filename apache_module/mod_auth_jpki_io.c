@@ -2321,7 +2321,7 @@ jpki_map_cmp(const void *a, const void *b)
 
 /* "<cert_id> <account>" lines, '#' comments. */
 static jpki_map *
-jpki_map_read(const char *path, server_rec *s)
+jpki_map_read(const char *path, server_rec *s, char *why, size_t whylen)
 {
     jpki_map        *m;
     jpki_map_entry  *e;
@@ -2329,7 +2329,10 @@ jpki_map_read(const char *path, server_rec *s)
     size_t           len, n = 0, alen, bad = 0;
     char            *line, *save, *sp, *acct;
 
-    if (jpki_load_file(path, JPKI_MAP_FILE_MAX, &data, &len) != JPKI_OK) {
+    if (jpki_load_file_msg("mapping file", path, JPKI_MAP_FILE_MAX, &data,
+                           &len, why, whylen)
+        != JPKI_OK)
+    {
         return NULL;
     }
 
@@ -2340,6 +2343,8 @@ jpki_map_read(const char *path, server_rec *s)
         free(m);
         free(e);
         free(data);
+        apr_snprintf(why, whylen, "mapping file \"%s\": out of memory",
+                     path);
         return NULL;
     }
 
@@ -2397,13 +2402,14 @@ jpki_map_load(jpki_site *site, apr_pool_t *tmp)
     apr_finfo_t   fi;
     apr_status_t  rv;
     jpki_map     *m, *old;
+    char          why[512];
 
     rv = apr_stat(&fi, site->map_file, APR_FINFO_MTIME | APR_FINFO_SIZE
                                        | APR_FINFO_INODE, tmp);
     if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
         if (!site->map_failed) {
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: "
-                         "mapping file \"%s\" unreadable", site->map_file);
+                         "cannot read mapping file \"%s\"", site->map_file);
             site->map_failed = 1;
         }
         return;
@@ -2415,11 +2421,11 @@ jpki_map_load(jpki_site *site, apr_pool_t *tmp)
         return;
     }
 
-    m = jpki_map_read(site->map_file, site->server);
+    m = jpki_map_read(site->map_file, site->server, why, sizeof(why));
     if (m == NULL) {
         if (!site->map_failed) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: "
-                         "mapping file \"%s\" unreadable", site->map_file);
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: %s",
+                         why);
             site->map_failed = 1;
         }
         return;

@@ -202,22 +202,18 @@ jpki_err jpki_ctx_load_secret_file(jpki_ctx *ctx, const char *path,
     int lineno = 0, cur = 0;
     jpki_err e;
 
-    if (stat(path, &st) != 0) {
-        jpki_set_detail(errbuf, errlen, "cannot read secret file \"%s\"",
-                        path);
-        return JPKI_ERR_IO;
-    }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    e = jpki_file_check("secret file", path, errbuf, errlen);
+    if (e != JPKI_OK)
+        return e;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
         jpki_set_detail(errbuf, errlen, "secret file \"%s\" must not be "
                         "accessible by group or others (chmod 600)", path);
         return JPKI_ERR_INVALID;
     }
-    e = jpki_load_file(path, 64 * 1024, &data, &len);
-    if (e != JPKI_OK) {
-        jpki_set_detail(errbuf, errlen, "cannot read secret file \"%s\": %s",
-                        path, jpki_strerror(e));
+    e = jpki_load_file_msg("secret file", path, 64 * 1024, &data, &len,
+                           errbuf, errlen);
+    if (e != JPKI_OK)
         return e;
-    }
     if (memchr(data, '\0', len) != NULL) {
         e = JPKI_ERR_PARSE;
         jpki_set_detail(errbuf, errlen, "secret file \"%s\" is binary", path);
@@ -339,11 +335,12 @@ jpki_err jpki_issuer_add_certs_file(jpki_issuer *is, const char *path,
 {
     uint8_t *buf;
     size_t len;
-    jpki_err e = jpki_load_file(path, 16 * 1024 * 1024, &buf, &len);
+    char why[256];
+    jpki_err e = jpki_load_file_msg("CA file", path, 16 * 1024 * 1024, &buf,
+                                    &len, why, sizeof(why));
 
     if (e != JPKI_OK) {
-        jpki_set_detail(errbuf, errlen, "issuer \"%s\": cannot read \"%s\": "
-                        "%s", is->name, path, jpki_strerror(e));
+        jpki_set_detail(errbuf, errlen, "issuer \"%s\": %s", is->name, why);
         return e;
     }
     e = jpki_issuer_add_certs(is, buf, len, errbuf, errlen);

@@ -158,6 +158,18 @@ int jpki_ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
  * *out is malloc'ed, NUL-terminated (not counted in *outlen). */
 jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
                         size_t *outlen);
+/* Same, and on failure a sentence for the operator in errbuf (may be
+ * NULL): "cannot read <what> \"<path>\": <why>" (what NULL: "file"); why is
+ * the system's reason ("No such file or directory", "Permission
+ * denied"...), "not a regular file" or "larger than <maxlen> bytes". */
+jpki_err jpki_load_file_msg(const char *what, const char *path,
+                            size_t maxlen, uint8_t **out, size_t *outlen,
+                            char *errbuf, size_t errlen);
+/* Configuration time, for a file read later (a mapping file): JPKI_OK when
+ * path names a regular file (stat), else JPKI_ERR_IO and the sentence of
+ * jpki_load_file_msg in errbuf. */
+jpki_err jpki_file_check(const char *what, const char *path, char *errbuf,
+                         size_t errlen);
 
 /* Certificates, CRLs and keys given as DER, PEM or bare base64 (the three
  * forms a client sends) are turned into DER by this helper; *der is

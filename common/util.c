@@ -177,36 +177,76 @@ int jpki_ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 
 /* ---- files -------------------------------------------------------- */
 
-jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
-                        size_t *outlen)
+/* "cannot read <what> \"<path>\": <why>" into errbuf (what NULL: "file"). */
+static jpki_err file_fail(jpki_err e, const char *what, const char *path,
+                          const char *why, char *errbuf, size_t errlen)
 {
-    int fd;
+    jpki_set_detail(errbuf, errlen, "cannot read %s \"%s\": %s",
+                    what ? what : "file", path, why);
+    return e;
+}
+
+/* The system's reason for errno err (strerror_r: thread-safe). */
+static const char *sys_why(int err, char *buf, size_t len)
+{
+    return strerror_r(err, buf, len);
+}
+
+jpki_err jpki_file_check(const char *what, const char *path, char *errbuf,
+                         size_t errlen)
+{
+    struct stat st;
+    char why[128];
+
+    if (stat(path, &st) != 0)
+        return file_fail(JPKI_ERR_IO, what, path,
+                         sys_why(errno, why, sizeof(why)), errbuf, errlen);
+    if (!S_ISREG(st.st_mode))
+        return file_fail(JPKI_ERR_IO, what, path, "not a regular file",
+                         errbuf, errlen);
+    return JPKI_OK;
+}
+
+jpki_err jpki_load_file_msg(const char *what, const char *path,
+                            size_t maxlen, uint8_t **out, size_t *outlen,
+                            char *errbuf, size_t errlen)
+{
+    int fd, err;
     struct stat st;
     uint8_t *buf;
     size_t got = 0;
+    char why[128];
 
     *out = NULL;
     *outlen = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return JPKI_ERR_IO;
+        return file_fail(JPKI_ERR_IO, what, path,
+                         sys_why(errno, why, sizeof(why)), errbuf, errlen);
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return JPKI_ERR_IO;
+        return file_fail(JPKI_ERR_IO, what, path, "not a regular file",
+                         errbuf, errlen);
     }
     if ((uint64_t)st.st_size > maxlen) {
         close(fd);
-        return JPKI_ERR_TOO_LARGE;
+        snprintf(why, sizeof(why), "larger than %zu bytes", maxlen);
+        return file_fail(JPKI_ERR_TOO_LARGE, what, path, why, errbuf,
+                         errlen);
     }
     buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL) {
         close(fd);
-        return JPKI_ERR_NOMEM;
+        return file_fail(JPKI_ERR_NOMEM, what, path, "out of memory",
+                         errbuf, errlen);
     }
+    err = 0;
     while (got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0)
+            err = errno;
         if (r <= 0)
             break;
         got += (size_t)r;
@@ -214,12 +254,21 @@ jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
     close(fd);
     if (got != (size_t)st.st_size) {
         free(buf);
-        return JPKI_ERR_IO;
+        return file_fail(JPKI_ERR_IO, what, path,
+                         err ? sys_why(err, why, sizeof(why))
+                             : "shorter than its size (changed while read)",
+                         errbuf, errlen);
     }
     buf[got] = '\0';
     *out = buf;
     *outlen = got;
     return JPKI_OK;
+}
+
+jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
+                        size_t *outlen)
+{
+    return jpki_load_file_msg(NULL, path, maxlen, out, outlen, NULL, 0);
 }
 
 /* ---- DER / PEM / base64 ------------------------------------------- */

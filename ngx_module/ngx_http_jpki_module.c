@@ -99,7 +99,7 @@ static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_jpki_site_str(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_policy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -182,7 +182,7 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
 
     { ngx_string("jpki_map_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_http_jpki_site_str,
+      ngx_http_jpki_map_file,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_jpki_main_conf_t, map_file),
       NULL },
@@ -458,12 +458,30 @@ ngx_http_jpki_site_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* jpki_map_file FILE: read by the workers (and again when it changes);
+ * one that is not there is refused now, with the system's reason. */
 static char *
-ngx_http_jpki_site_str(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    char                       *rv, err[512];
+
     ngx_http_jpki_site_note(cf, cmd, conf);
 
-    return ngx_conf_set_str_slot(cf, cmd, conf);
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (jpki_file_check("mapping file", (char *) jmcf->map_file.data, err,
+                        sizeof(err))
+        != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -2309,6 +2327,7 @@ typedef struct {
     ngx_http_jpki_map_t        *map;          /* NULL: not read */
     jpki_err                    e;
     ngx_uint_t                  bad;          /* malformed lines */
+    char                        why[512];     /* when not read */
 } ngx_http_jpki_map_task_t;
 
 
@@ -2328,8 +2347,9 @@ ngx_http_jpki_map_read(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
     mt->map = NULL;
     mt->bad = 0;
 
-    mt->e = jpki_load_file((char *) jmcf->map_file.data, 64 * 1024 * 1024,
-                           &data, &len);
+    mt->e = jpki_load_file_msg("mapping file", (char *) jmcf->map_file.data,
+                               64 * 1024 * 1024, &data, &len, mt->why,
+                               sizeof(mt->why));
     if (mt->e != JPKI_OK) {
         return;
     }
@@ -2342,6 +2362,8 @@ ngx_http_jpki_map_read(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
         ngx_free(e);
         free(data);
         mt->e = JPKI_ERR_NOMEM;
+        ngx_snprintf((u_char *) mt->why, sizeof(mt->why), "mapping file "
+                     "\"%V\": out of memory%Z", &jmcf->map_file);
         return;
     }
 
@@ -2396,9 +2418,7 @@ ngx_http_jpki_map_apply(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
         if (jmcf->map_failed != (ngx_int_t) mt->e
             || !ngx_http_jpki_file_same(&mt->file, &jmcf->map_failed_id))
         {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: mapping file \"%V\" "
-                          "unreadable: %s%s", &jmcf->map_file,
-                          jpki_strerror(mt->e),
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: %s%s", mt->why,
                           jmcf->map ? "" : " (tried again every second)");
             jmcf->map_failed = mt->e;
             jmcf->map_failed_id = mt->file;
@@ -2514,8 +2534,8 @@ ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 
     if (ngx_file_info(jmcf->map_file.data, &fi) == NGX_FILE_ERROR) {
         if (!jmcf->map_missing) {
-            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: mapping file "
-                          "\"%V\" unreadable", &jmcf->map_file);
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: cannot read "
+                          "mapping file \"%V\"", &jmcf->map_file);
             jmcf->map_missing = 1;
         }
         ngx_memzero(&jmcf->map_file_id, sizeof(ngx_http_jpki_file_id_t));

@@ -630,7 +630,7 @@ EOF
         return $r->{json} ? $r->{json}{account} // $r->{json}{error} : $r->{status};
     };
     my $failures = sub {
-        my $n = () = $ng->log_since($_[0]) =~ /mapping file "[^"]*unread\.map" unreadable/g;
+        my $n = () = $ng->log_since($_[0]) =~ /cannot read mapping file "[^"]*unread\.map": Permission denied/g;
         return $n;
     };
     my $started = time;
@@ -657,7 +657,7 @@ EOF
         }
         sleep 0.1 while time < $started + 3;
         is($failures->(0), 1, '... the failure logged once');
-        like($ng->log_since(0), qr/unreadable: .*\(tried again every second\)/, '... saying it is tried again');
+        like($ng->log_since(0), qr/cannot read mapping file .*: Permission denied \(tried again every second\)/, '... saying why, and that it is tried again');
 
         my $ino = (stat $map)[1];
         chmod 0644, $map;

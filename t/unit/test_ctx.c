@@ -265,6 +265,9 @@ static void test_secret_file(void)
         is_int(jpki_ctx_load_secret_file(b, p, m, sizeof(m)), JPKI_ERR_IO,
                "missing file");
         ok(strstr(m, p) != NULL, "message names the file");
+        ok(strstr(m, "cannot read secret file") != NULL
+           && strstr(m, ": No such file or directory") != NULL,
+           "... and gives the system's reason (%s)", m);
         ok(jpki_ctx_load_secret_file(b, "/tmp", m, sizeof(m)) != JPKI_OK,
            "a directory is refused");
         jpki_ctx_free(b);
@@ -354,6 +357,10 @@ static void test_issuers(void)
     is_int(jpki_issuer_add_certs_file(is, tap_path("no-such.pem"), err,
                                       sizeof(err)),
            JPKI_ERR_IO, "missing file");
+    ok(strstr(err, "issuer \"card\": cannot read CA file") != NULL
+       && strstr(err, tap_path("no-such.pem")) != NULL
+       && strstr(err, ": No such file or directory") != NULL,
+       "message: the issuer, the path and the system's reason (%s)", err);
     /* DER: whole, truncated, with a trailing byte */
     jpki_load_file(tap_path("ca2.pem"), 1 << 20, &buf, &n);
     {

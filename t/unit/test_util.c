@@ -3,6 +3,7 @@
 #include "jpki.h"
 #include "tap.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -397,6 +398,80 @@ static void test_load_file(void)
     unlink(path);
 }
 
+/* The operator's sentence of a file that cannot be read: the path and the
+ * system's reason, not "I/O error". */
+static void test_load_file_msg(void)
+{
+    char path[] = "/tmp/jpki-util-XXXXXX", dir[] = "/tmp/jpki-utild-XXXXXX";
+    char m[512], want[600], file[64];
+    uint8_t *b = NULL;
+    size_t n = 0;
+    int fd = mkstemp(path);
+
+    if (write(fd, "hello", 5) != 5)
+        diag("short write");
+    close(fd);
+    m[0] = '\0';
+    ok(jpki_load_file_msg("CA file", path, 100, &b, &n, m, sizeof(m))
+       == JPKI_OK && n == 5 && memcmp(b, "hello", 5) == 0 && m[0] == '\0',
+       "load_file_msg reads; errbuf untouched");
+    free(b);
+    is_int(jpki_load_file_msg("CA file", path, 4, &b, &n, m, sizeof(m)),
+           JPKI_ERR_TOO_LARGE, "too large");
+    snprintf(want, sizeof(want), "cannot read CA file \"%s\": larger than 4 "
+             "bytes", path);
+    is_str(m, want, "... the sentence");
+    ok(b == NULL && n == 0, "... outputs cleared");
+    is_int(jpki_file_check("mapping file", path, m, sizeof(m)), JPKI_OK,
+           "file_check: a regular file");
+    unlink(path);
+
+    is_int(jpki_load_file_msg("secret file", path, 100, &b, &n, m,
+                              sizeof(m)), JPKI_ERR_IO, "missing file");
+    snprintf(want, sizeof(want), "cannot read secret file \"%s\": No such "
+             "file or directory", path);
+    is_str(m, want, "... the path and the system's reason");
+    is_int(jpki_file_check("mapping file", path, m, sizeof(m)), JPKI_ERR_IO,
+           "file_check: missing file");
+    snprintf(want, sizeof(want), "cannot read mapping file \"%s\": No such "
+             "file or directory", path);
+    is_str(m, want, "... the same sentence");
+    is_int(jpki_load_file_msg(NULL, path, 100, &b, &n, m, sizeof(m)),
+           JPKI_ERR_IO, "what NULL");
+    ok(strncmp(m, "cannot read file \"", 18) == 0, "... says \"file\" (%s)",
+       m);
+    is_int(jpki_load_file_msg(NULL, path, 100, &b, &n, NULL, 0), JPKI_ERR_IO,
+           "errbuf NULL");
+    is_int(jpki_load_file_msg(NULL, path, 100, &b, &n, m, 12), JPKI_ERR_IO,
+           "a short errbuf");
+    is_int(strlen(m), 11, "... truncated, NUL-terminated");
+
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    is_int(jpki_load_file_msg("CA file", dir, 100, &b, &n, m, sizeof(m)),
+           JPKI_ERR_IO, "directory");
+    ok(strstr(m, dir) != NULL && strstr(m, "not a regular file") != NULL,
+       "... not a regular file (%s)", m);
+    is_int(jpki_file_check("mapping file", dir, m, sizeof(m)), JPKI_ERR_IO,
+           "file_check: directory");
+    ok(strstr(m, "not a regular file") != NULL, "... not a regular file");
+    snprintf(file, sizeof(file), "%s/f", dir);
+    fd = open(file, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    if (geteuid() != 0) {
+        chmod(dir, 0);
+        is_int(jpki_file_check("mapping file", file, m, sizeof(m)),
+               JPKI_ERR_IO, "file_check: a directory that cannot be searched");
+        ok(strstr(m, "Permission denied") != NULL, "... Permission denied");
+        chmod(dir, 0700);
+        chmod(file, 0);
+        is_int(jpki_load_file_msg("CA file", file, 100, &b, &n, m, sizeof(m)),
+               JPKI_ERR_IO, "a file that cannot be read");
+        ok(strstr(m, "Permission denied") != NULL, "... Permission denied");
+    }
+    unlink(file);
+    rmdir(dir);
+}
+
 static void test_errors(void)
 {
     int i, j, all = 1, distinct = 1, shape = 1;
@@ -441,6 +516,7 @@ int main(void)
     test_ct_equal();
     test_to_der();
     test_load_file();
+    test_load_file_msg();
     test_errors();
     return done_testing();
 }
