@@ -300,10 +300,13 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     if (op == JPKI_OP_CHALLENGE || op == JPKI_OP_LOGIN
         || op == JPKI_OP_LOGOUT) {
         /* the Host a challenge is bound to; absent (HTTP/2 without one,
-         * HTTP/1.0): the host Apache found for the request */
+         * HTTP/1.0): the host Apache found for the request, else the
+         * server's name */
         rq.host = apr_table_get(r->headers_in, "Host");
         if (rq.host == NULL || rq.host[0] == '\0')
             rq.host = r->hostname;
+        if (rq.host == NULL || rq.host[0] == '\0')
+            rq.host = ap_get_server_name(r);
         rq.host_len = rq.host ? strlen(rq.host) : 0;
     }
 

@@ -10,7 +10,10 @@
  * The host hash lets a client refuse to sign a challenge issued for a host
  * other than the one it talks to, and the gate refuse a login whose Host
  * is not the one the challenge was issued for (relay between sites).
- * Version 1 challenges (no host) are refused as malformed. */
+ * No challenge is issued for a request without a valid Host (none, empty,
+ * over 255 bytes, bytes outside 0x21..0x7e): bound to the empty host, it
+ * would be good under any other invalid Host.  Version 1 challenges (no
+ * host) are refused as malformed. */
 #include "internal.h"
 
 #include <string.h>
@@ -95,10 +98,15 @@ jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
     const jpki_ring_key *k;
     uint8_t raw[CH_RAW];
     uint64_t exp;
+    char canon[CH_HOST_MAX + 1];
     int i;
 
     if (!ctx->finished)
         return JPKI_ERR_INVALID;
+    /* no valid host to bind it to: bound to the empty host, it would be
+     * accepted under any other invalid Host */
+    if (canonical_host(host, host_len, canon) == 0)
+        return JPKI_ERR_BAD_HOST;
     k = &ctx->keys[ctx->current_key];
     exp = (uint64_t)now + ctx->policy.challenge_ttl;
     raw[0] = CH_VER;
@@ -123,6 +131,7 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
                               time_t *expires)
 {
     uint8_t raw[CH_RAW + 3], tag[32], hh[CH_HASH];
+    char canon[CH_HOST_MAX + 1];
     const jpki_ring_key *k;
     size_t rawlen = 0;
     uint64_t exp = 0;
@@ -145,6 +154,10 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
         exp = exp << 8 | raw[2 + i];
     if (exp > (uint64_t)INT64_MAX || (int64_t)exp < (int64_t)now)
         return JPKI_ERR_CHALLENGE_EXPIRED;
+    /* none is issued for the empty host (one issued before that was
+     * refused is not accepted either) */
+    if (canonical_host(host, host_len, canon) == 0)
+        return JPKI_ERR_CHALLENGE_HOST;
     if (jpki_challenge_host_hash(host, host_len, hh) != JPKI_OK)
         return JPKI_ERR_INTERNAL;
     if (!jpki_ct_equal(hh, raw + 10, CH_HASH))

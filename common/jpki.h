@@ -387,15 +387,21 @@ jpki_err jpki_sig_verify_pubkey(const uint8_t *key, size_t keylen,
 #define JPKI_CHALLENGE_ID_HEX   32   /* store key of a challenge */
 
 /* host, host_len: the raw Host header value of the request (NULL when
- * absent); canonicalized as jpki_challenge_host_hash does. */
+ * absent); canonicalized as jpki_challenge_host_hash does.  A host whose
+ * canonical form is empty (absent, empty, over 255 bytes, bytes outside
+ * 0x21..0x7e) is refused, JPKI_ERR_BAD_HOST (400 bad_host): bound to the
+ * empty host, the challenge would be good under any other invalid Host.
+ * Adapters pass the host the server found for the request when there is
+ * no Host header (HTTP/1.0). */
 jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
                               const char *host, size_t host_len,
                               char out[JPKI_CHALLENGE_LEN + 1],
                               time_t *expires);
 /* Checks format (version 2 only), key id, MAC (constant time), expiry and
  * host (JPKI_ERR_CHALLENGE_HOST when the challenge was issued for another
- * host than host's), in that order.  id_hex receives the identifier under
- * which single use is recorded; *expires its expiry. */
+ * host than host's, or host's canonical form is empty), in that order.
+ * id_hex receives the identifier under which single use is recorded;
+ * *expires its expiry. */
 jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
                               size_t len, time_t now,
                               const char *host, size_t host_len,

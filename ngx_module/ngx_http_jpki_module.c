@@ -3149,6 +3149,46 @@ ngx_http_jpki_header_in(ngx_http_request_t *r, const char *name)
 }
 
 
+/* The host of a request without one (HTTP/1.0 without Host), as $host
+ * has it: the server's name; when it has none, or a wildcard or regex one,
+ * the address the client connected to ("[v6]" in brackets). */
+static ngx_int_t
+ngx_http_jpki_own_host(ngx_http_request_t *r, ngx_str_t *host)
+{
+    ngx_http_core_srv_conf_t  *cscf;
+    u_char                     buf[NGX_SOCKADDR_STRLEN];
+    ngx_str_t                  addr;
+    ngx_uint_t                 v6;
+
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+
+    if (cscf->server_name.len && cscf->server_name.data[0] != '~'
+        && ngx_strlchr(cscf->server_name.data,
+                       cscf->server_name.data + cscf->server_name.len, '*')
+           == NULL)
+    {
+        *host = cscf->server_name;
+        return NGX_OK;
+    }
+
+    addr.data = buf;
+    addr.len = sizeof(buf);
+    if (ngx_connection_local_sockaddr(r->connection, &addr, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v6 = r->connection->local_sockaddr->sa_family == AF_INET6;
+    host->data = ngx_pnalloc(r->pool, addr.len + 2);
+    if (host->data == NULL) {
+        return NGX_ERROR;
+    }
+    host->len = ngx_sprintf(host->data, v6 ? "[%V]" : "%V", &addr)
+                - host->data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
 {
@@ -3156,7 +3196,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_loc_conf_t   *jlcf;
     ngx_http_jpki_main_conf_t  *jmcf;
     jpki_txn_request            rq;
-    ngx_str_t                  *ct;
+    ngx_str_t                  *ct, own;
     ngx_table_elt_t            *h;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
@@ -3208,6 +3248,10 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
         } else if (r->headers_in.server.len) {
             rq.host = (char *) r->headers_in.server.data;
             rq.host_len = r->headers_in.server.len;
+
+        } else if (ngx_http_jpki_own_host(r, &own) == NGX_OK) {
+            rq.host = (char *) own.data;
+            rq.host_len = own.len;
         }
     }
 

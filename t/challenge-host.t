@@ -19,11 +19,8 @@ use IO::Socket::INET;
 skip_unless(qw(nginx module jpkictl pki openssl));
 skip_unless_apache();
 
-my $dir = tmpdir();
-my $secret = write_secret("$dir/site.secret");
-my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
-spew("$dir/map.txt", cert_id('user1', $secret) . " alice\n", 0644);
-my $issuer = 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url;
+my $f = site_fixture();
+my ($dir, $secret, $issuer) = @$f{qw(dir secret issuer)};
 
 # the site, and a server on LISTEN with more LOCATIONS
 sub ng_http {
@@ -51,14 +48,17 @@ JPKIMapFile $dir/map.txt
 EOF
 my $ap = JPKIApache::Server->start(name => 'apache', main => $ap_site);
 
-# HTTP::Tiny will not send another Host: one request on its own socket.
+# HTTP::Tiny will not send another Host: one request on its own socket
+# (HOST undef: none, HTTP/1.0).
 # -> { status, headers (lower-case names), content, json }
 sub raw_http {
     my ($url, $method, $host, $body) = @_;
     my ($port, $path) = $url =~ m{^http://127\.0\.0\.1:(\d+)(/.*)$} or die $url;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Timeout => 10) or die "connect: $!";
-    my $req = "$method $path HTTP/1.1\r\nHost: $host\r\nConnection: close\r\n";
+    my $req = defined $host
+        ? "$method $path HTTP/1.1\r\nHost: $host\r\nConnection: close\r\n"
+        : "$method $path HTTP/1.0\r\n";
     $req .= "Content-Type: application/json\r\nContent-Length: "
           . length($body) . "\r\n" if defined $body;
     print $s "$req\r\n", $body // '';
@@ -138,6 +138,27 @@ for my $s ([nginx => $ng], [apache => $ap]) {
         or diag $r->{content};
     $r = login_with($base, challenge_for($base, '[::1]:443'), '[::1]');
     is($r->{status}, 200, "$name: [::1]:443, then [::1]") or diag $r->{content};
+
+    # no valid Host to bind it to: none issued (bound to the empty host, it
+    # would be good under any other invalid Host)
+    $r = raw_http("$base/challenge", 'GET', 'a' x 300);
+    is($r->{status}, 400, "$name: a challenge for a Host of 300 characters: 400")
+        or diag $r->{content};
+    is($r->{json} && $r->{json}{error}, 'bad_host', "$name: ... bad_host");
+    ok($r->{json} && !exists $r->{json}{challenge}, "$name: ... no challenge");
+
+    # HTTP/1.0 without Host: bound to the host the server found for it
+    $r = raw_http("$base/challenge", 'GET', undef);
+    is($r->{status}, 200, "$name: HTTP/1.0 without Host: a challenge")
+        or diag $r->{content};
+    $ch = $r->{json} && $r->{json}{challenge};
+    $r = raw_http("$base/login", 'POST', undef,
+                  json_encode(login_body($ch // 'none', 'user1')));
+    is($r->{status}, 200, "$name: ... and a login with it, HTTP/1.0 without Host")
+        or diag $r->{content};
+    $r = login_with($base, $ch, 'other.example');
+    is($r->{json} && $r->{json}{error}, 'challenge_host',
+       "$name: ... which is not good for Host other.example");
 }
 
 # HTTP/2: the :authority (curl puts the URL's host there; -H Host: too)
@@ -150,19 +171,10 @@ SKIP: {
     for my $s ([nginx => $h2], [apache => $ap2]) {
         my ($name, $srv) = @$s;
         my $u = $srv->url('/jpki');
-        my $curl = sub {
-            open my $p, '-|', 'curl', '-s', '-i', '--http2-prior-knowledge',
-                '--max-time', '10', @_ or die "curl: $!";
-            local $/;
-            my $out = <$p> // '';
-            close $p;
-            return $out;
-        };
+        my $curl = \&curl_h2;
         my $h2login = sub {
             my ($ch) = @_;
-            spew("$dir/body.json", json_encode(login_body($ch // 'none', 'user1')));
-            my $out = $curl->('-H', 'Content-Type: application/json',
-                              '--data-binary', "\@$dir/body.json", "$u/login");
+            my $out = login_h2($u, $ch, 'user1');
             my ($st) = $out =~ m{^HTTP/\S+ (\d+)};
             my ($err) = $out =~ /"error":"([^"]+)"/;
             return ($st // 0, $err // '', $out);

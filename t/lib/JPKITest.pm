@@ -32,7 +32,7 @@ our @EXPORT = qw(
     spawn stop_pid wait_port
     http get_json post_json post_form cookie_of set_cookies
     challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
-    put_file cert_id json_decode json_encode
+    put_file cert_id json_decode json_encode site_fixture curl_h2 login_h2
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -478,6 +478,40 @@ sub gated_get {
     my ($s, $cookie, $path, %o) = @_;
     return http('GET', $s->url($path // '/app/x'), %o,
                 headers => { Cookie => "jpki_session=$cookie" });
+}
+
+# site_fixture(): what the usual one-site test starts from: its temp
+# directory, a secret file, an OCSP responder (ca2's) and a mapping file
+# with user1 as alice -> { dir, secret, map, ocsp, issuer } (issuer: the
+# "card" issuer's line, ca1 and ca2 as @PKI@ files, that responder).
+sub site_fixture {
+    my $dir = tmpdir();
+    my %f = (dir => $dir, secret => write_secret("$dir/site.secret"),
+             map => "$dir/map.txt", ocsp => JPKITest::Ocsp->start(name => 'ocsp'));
+    spew($f{map}, cert_id('user1', $f{secret}) . " alice\n", 0644);
+    $f{issuer} = 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $f{ocsp}->url;
+    return \%f;
+}
+
+# curl_h2(ARGS): curl over HTTP/2 without TLS (prior knowledge), -s -i,
+# 10 s at most -> its output (status line, headers, body).
+sub curl_h2 {
+    open my $p, '-|', 'curl', '-s', '-i', '--http2-prior-knowledge',
+        '--max-time', '10', @_ or die "curl: $!";
+    local $/;
+    my $out = <$p> // '';
+    close $p;
+    return $out;
+}
+
+# login_h2(BASE, CHALLENGE, CERT): the JSON login of login_body to
+# BASE/login over HTTP/2 (curl_h2) -> curl's output.
+sub login_h2 {
+    my ($base, $ch, $cert) = @_;
+    my $f = tmpdir() . '/h2-login.json';
+    spew($f, json_encode(login_body($ch // 'none', $cert)));
+    return curl_h2('-H', 'Content-Type: application/json', '--data-binary', "\@$f",
+                   "$base/login");
 }
 
 # put_file(SRC, DST, MTIME): DST replaced by a copy of SRC (rename, as a

@@ -465,13 +465,52 @@ static void test_host(void)
                                 NULL),
            JPKI_OK, "... and accepted for other.example");
 
-    /* no or a bad Host: still issued, bound to the empty host */
-    is_int(jpki_challenge_issue(c, NOW, NULL, 0, ch, NULL), JPKI_OK,
-           "issued without a Host");
-    decode(ch, raw);
+    /* no or a bad Host: none issued (bound to the empty host, it would
+     * be good under any other invalid Host) */
+    {
+        static const struct { const char *h; size_t n; const char *name; }
+            bad[] = {
+                {NULL, 0, "no Host"},
+                {"", 0, "an empty Host"},
+                {":443", 4, "a port alone"},
+                {"gate example", 12, "a space"},
+                {"g\xc3\xa4te.example", 13, "a byte over 0x7e"},
+                {"gate\x01.example", 13, "a control byte"},
+                {"[::1", 4, "'[' without ']'"},
+            };
+        size_t k;
+
+        for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            memset(ch, 'x', sizeof(ch) - 1);
+            ch[sizeof(ch) - 1] = '\0';
+            is_int(jpki_challenge_issue(c, NOW, bad[k].h, bad[k].n, ch, NULL),
+                   JPKI_ERR_BAD_HOST, "not issued for %s: BAD_HOST",
+                   bad[k].name);
+        }
+        memset(big, 'a', sizeof(big));        /* 300 bytes, no NUL */
+        is_int(jpki_challenge_issue(c, NOW, big, 300, ch, NULL),
+               JPKI_ERR_BAD_HOST, "not issued for a 300-byte Host");
+        is_int(jpki_challenge_issue(c, NOW, big, 255, ch, NULL), JPKI_OK,
+               "... issued for 255 bytes");
+        is_str(jpki_reason(JPKI_ERR_BAD_HOST), "bad_host", "reason bad_host");
+    }
+
+    /* one bound to the empty host (as issued before) is good under no
+     * Host at all */
+    memset(r2, 0, sizeof(r2));
+    r2[0] = 2;
+    r2[1] = 1;
+    put_exp(r2, (uint64_t)NOW + 60);
+    want_hash("", r2 + 10);
+    remac(r2, K1);
+    encode(r2, t);
     want_hash("", h);
-    ok(memcmp(raw + 10, h, 8) == 0, "... bound to the empty host");
-    is_int(chk(c, ch, 100, NOW), JPKI_ERR_CHALLENGE_HOST,
+    ok(memcmp(r2 + 10, h, 8) == 0, "(a challenge bound to the empty host)");
+    is_int(jpki_challenge_check(c, t, 100, NOW, NULL, 0, id, NULL),
+           JPKI_ERR_CHALLENGE_HOST, "... refused without a Host");
+    is_int(jpki_challenge_check(c, t, 100, NOW, big, 300, id, NULL),
+           JPKI_ERR_CHALLENGE_HOST, "... refused for a 300-byte Host");
+    is_int(chk(c, t, 100, NOW), JPKI_ERR_CHALLENGE_HOST,
            "... refused for gate.example");
 
     /* version 1 (no host), with a valid MAC: refused as malformed */

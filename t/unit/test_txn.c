@@ -326,7 +326,6 @@ int main(void)
                               const char *reason; } hc[] = {
             {"other.example", "gate.example:8443", 400, "challenge_host"},
             {"gate.example:8443", "other.example", 400, "challenge_host"},
-            {NULL, "gate.example:8443", 400, "challenge_host"},
             {"gate.example", "GATE.EXAMPLE.:8443", 200, "ok"},
             {"gate.example:8443", "gate.example:8443", 200, "ok"},
         };
@@ -356,6 +355,31 @@ int main(void)
                    hc[k].issue ? hc[k].issue : "-", hc[k].login);
             is_str(v ? v->reason : NULL, hc[k].reason, "... reason");
             jpki_txn_free(t);
+        }
+        /* none for a request without a valid Host: 400 bad_host */
+        {
+            static char big[301];
+            const char *bad[] = {NULL, "", big, "gate example"};
+
+            memset(big, 'a', 300);
+            for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+                memset(&rq, 0, sizeof(rq));
+                rq.op = JPKI_OP_CHALLENGE;
+                rq.now = NOW;
+                rq.wants_json = 1;
+                req_host = bad[k];
+                set_from(&rq);
+                v = drive(&rq, &good, &t);
+                is_int(v ? v->http_status : -1, 400,
+                       "challenge op for Host %s: 400",
+                       bad[k] == NULL ? "(none)" : bad[k] == big
+                       ? "of 300 bytes" : bad[k]);
+                is_str(v ? v->reason : NULL, "bad_host", "... bad_host");
+                ok(v && v->body && strstr(v->body, "\"error\":\"bad_host\"")
+                   && strstr(v->body, "\"challenge\"") == NULL,
+                   "... the refusal's JSON, no challenge");
+                jpki_txn_free(t);
+            }
         }
         req_host = saved;
     }
