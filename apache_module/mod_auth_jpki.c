@@ -230,29 +230,126 @@ jpki_wants_json(request_rec *r)
 }
 
 
-typedef struct {
-    const char                *name;
-    const char                *val;
-    size_t                     len;
-} jpki_cookie_ctx;
+/* ------------------------------------------------------------------ */
+/* The client's Cookie headers                                         */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_COOKIES_KEY  "auth_jpki:client-cookies"
+
+/* The Cookie header values the client sent, kept (array of const char *)
+ * when a gate took its session cookie out of what goes upstream: in the
+ * pool of the main request, which its internal redirects share (with its
+ * headers) and the pools of its subrequests descend from.  NULL: none was
+ * taken out, the request's headers are the client's. */
+static apr_array_header_t *
+jpki_client_cookies(request_rec *r)
+{
+    void  *a = NULL;
+
+    apr_pool_userdata_get(&a, JPKI_COOKIES_KEY,
+                          (r->main ? r->main : r)->pool);
+
+    return a;
+}
 
 
 static int
-jpki_cookie_cb(void *rec, const char *key, const char *value)
+jpki_cookie_collect(void *rec, const char *key, const char *value)
 {
-    jpki_cookie_ctx  *cc = rec;
-    const char       *v;
-    size_t            vl;
-
-    if (value != NULL
-        && jpki_cookie_find(value, strlen(value), cc->name, &v, &vl))
-    {
-        cc->val = v;
-        cc->len = vl;
-        return 0;
+    if (value != NULL) {
+        APR_ARRAY_PUSH((apr_array_header_t *) rec, const char *) = value;
     }
 
     return 1;
+}
+
+
+/* The client's Cookie header values, in pool p. */
+static apr_array_header_t *
+jpki_cookie_values(request_rec *r, apr_pool_t *p)
+{
+    apr_array_header_t  *a = jpki_client_cookies(r);
+
+    if (a == NULL) {
+        a = apr_array_make(p, 2, sizeof(const char *));
+        apr_table_do(jpki_cookie_collect, a, r->headers_in, "Cookie",
+                     (const char *) NULL);
+    }
+
+    return a;
+}
+
+
+/* The session cookie name's value in the client's Cookie headers. */
+static void
+jpki_cookie_of(request_rec *r, const char *name, const char **val,
+               size_t *len)
+{
+    apr_array_header_t  *a = jpki_cookie_values(r, r->pool);
+    const char          *v;
+    int                  i;
+
+    *val = NULL;
+    *len = 0;
+
+    for (i = 0; i < a->nelts; i++) {
+        v = APR_ARRAY_IDX(a, i, const char *);
+        if (jpki_cookie_find(v, strlen(v), name, val, len)) {
+            return;
+        }
+    }
+}
+
+
+/* What goes upstream in Cookie (mod_proxy, CGI...) once the gate lets a
+ * request through: the client's headers without the session cookie (a
+ * bearer token, for nobody's logs) unless JPKIPassCookie On; one left
+ * empty is dropped.  Made again from the client's at every gate (an
+ * internal redirect to another gated location, whose JPKIPassCookie
+ * counts), which reads its cookie there too. */
+static void
+jpki_upstream_cookies(request_rec *r, const char *name, int pass)
+{
+    apr_pool_t          *mp = (r->main ? r->main : r)->pool;
+    apr_array_header_t  *a = jpki_client_cookies(r), *kept;
+    const char          *v, *x;
+    char                *out;
+    size_t               len, xl;
+    int                  i, found = 0;
+
+    if (a == NULL) {
+        if (pass) {
+            return;                     /* the client's, as they came */
+        }
+        a = jpki_cookie_values(r, r->pool);
+        for (i = 0; i < a->nelts && !found; i++) {
+            v = APR_ARRAY_IDX(a, i, const char *);
+            found = jpki_cookie_find(v, strlen(v), name, &x, &xl);
+        }
+        if (!found) {
+            return;                     /* none to take out */
+        }
+        kept = apr_array_make(mp, a->nelts, sizeof(const char *));
+        for (i = 0; i < a->nelts; i++) {
+            APR_ARRAY_PUSH(kept, const char *) =
+                apr_pstrdup(mp, APR_ARRAY_IDX(a, i, const char *));
+        }
+        apr_pool_userdata_setn(kept, JPKI_COOKIES_KEY, NULL, mp);
+        a = kept;
+    }
+
+    apr_table_unset(r->headers_in, "Cookie");
+
+    for (i = 0; i < a->nelts; i++) {
+        v = APR_ARRAY_IDX(a, i, const char *);
+        out = pass ? NULL : apr_palloc(r->pool, strlen(v) + 1);
+        if (pass || jpki_cookie_strip(v, strlen(v), name, out, &len) == 0) {
+            apr_table_addn(r->headers_in, "Cookie", v);
+        } else if (len > 0) {
+            out[len] = '\0';
+            apr_table_addn(r->headers_in, "Cookie", out);
+        }
+    }
 }
 
 
@@ -261,7 +358,6 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
            jpki_op op, const uint8_t *body, size_t body_len)
 {
     jpki_txn_request   rq;
-    jpki_cookie_ctx    cc;
     jpki_txn          *t = NULL;
     const char        *ct;
 
@@ -276,13 +372,7 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     rq.body = body;
     rq.body_len = body_len;
 
-    cc.name = pol->cookie_name;
-    cc.val = NULL;
-    cc.len = 0;
-    apr_table_do(jpki_cookie_cb, &cc, r->headers_in, "Cookie",
-                 (const char *) NULL);
-    rq.cookie = cc.val;
-    rq.cookie_len = cc.len;
+    jpki_cookie_of(r, pol->cookie_name, &rq.cookie, &rq.cookie_len);
 
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
@@ -412,12 +502,24 @@ jpki_run(request_rec *r, jpki_site *site, jpki_txn *t)
 }
 
 
+/* The headers of every answer the gate makes itself. */
+static void
+jpki_answer_headers_set(request_rec *r)
+{
+    const jpki_header  *h;
+
+    for (h = jpki_answer_headers; h->name != NULL; h++) {
+        apr_table_setn(r->headers_out, h->name, h->value);
+    }
+}
+
+
 static int
 jpki_send_json(request_rec *r, int status, const char *body, size_t len)
 {
     r->status = status;
     ap_set_content_type(r, "application/json");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    jpki_answer_headers_set(r);
     ap_set_content_length(r, (apr_off_t) len);
 
     if (len > 0 && !r->header_only) {
@@ -477,6 +579,7 @@ jpki_authenticate(request_rec *r)
     jpki_site           *site;
     const jpki_policy   *pol;
     const jpki_verdict  *v;
+    const jpki_header   *h;
     jpki_txn            *t;
 
     if (!jpki_is_jpki_auth(r)) {
@@ -510,8 +613,14 @@ jpki_authenticate(request_rec *r)
         r->ap_auth_type = JPKI_AUTH_TYPE;
         if (v->set_cookie) {
             apr_table_add(r->err_headers_out, "Set-Cookie", v->set_cookie);
+            /* a session sealed again: no shared cache keeps the answer */
+            for (h = jpki_pass_cookie_headers; h->name != NULL; h++) {
+                apr_table_add(r->err_headers_out, h->name, h->value);
+            }
         }
         jpki_set_identity(r, r->user, v->cert_id);
+        jpki_upstream_cookies(r, pol->cookie_name,
+                              jpki_dir_of(r)->pass_cookie == 1);
         return OK;
     }
 
@@ -697,7 +806,7 @@ jpki_json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         apr_table_setn(r->notes, JPKI_JSON_NOTE, "1");
         ap_set_content_type(r, "application/json");
         apr_table_unset(r->headers_out, "Content-Length");
-        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        jpki_answer_headers_set(r);
     }
 
     for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);

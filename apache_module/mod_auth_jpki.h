@@ -190,6 +190,7 @@ typedef struct {
     const char                *cookie_path;
     const char                *cookie_samesite;
     int                        cookie_secure;
+    int                        pass_cookie;   /* JPKIPassCookie */
     int                        rev_policy;
     int                        fail_open;
     const char                *login_page;

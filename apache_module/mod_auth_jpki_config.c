@@ -807,6 +807,7 @@ mjpki_create_dir_conf(apr_pool_t *p, char *dir)
     d->idle = JPKI_UNSET;
     d->recheck = JPKI_UNSET;
     d->cookie_secure = JPKI_UNSET;
+    d->pass_cookie = JPKI_UNSET;
     d->rev_policy = JPKI_UNSET;
     d->fail_open = JPKI_UNSET;
     d->require_account = JPKI_UNSET;
@@ -835,6 +836,7 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_DMERGE_PTR(cookie_path);
     JPKI_DMERGE_PTR(cookie_samesite);
     JPKI_DMERGE_INT(cookie_secure);
+    JPKI_DMERGE_INT(pass_cookie);
     JPKI_DMERGE_INT(rev_policy);
     JPKI_DMERGE_INT(fail_open);
     JPKI_DMERGE_PTR(login_page);
@@ -852,7 +854,8 @@ jpki_dir_has_settings(const jpki_dir_conf *d)
            || d->lifetime != JPKI_UNSET
            || d->idle != JPKI_UNSET || d->recheck != JPKI_UNSET
            || d->cookie_name || d->cookie_path || d->cookie_samesite
-           || d->cookie_secure != JPKI_UNSET || d->rev_policy != JPKI_UNSET
+           || d->cookie_secure != JPKI_UNSET || d->pass_cookie != JPKI_UNSET
+           || d->rev_policy != JPKI_UNSET
            || d->fail_open != JPKI_UNSET || d->login_page
            || d->trusted_origins || d->require_account != JPKI_UNSET;
 }
@@ -1562,6 +1565,9 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_FLAG("JPKICookieSecure", ap_set_flag_slot,
         JPKI_DIR_OFF(cookie_secure), JPKI_DIR_CTX,
         "Secure attribute of the session cookie [On]"),
+    AP_INIT_FLAG("JPKIPassCookie", ap_set_flag_slot,
+        JPKI_DIR_OFF(pass_cookie), JPKI_DIR_CTX,
+        "the session cookie goes on to the upstream in Cookie [Off]"),
     AP_INIT_TAKE1("JPKIRevocation", jpki_cmd_revocation, NULL, JPKI_DIR_CTX,
         "ocsp, crl, ocsp,crl or crl,ocsp [ocsp]"),
     AP_INIT_TAKE1("JPKIFailure", jpki_cmd_failure, NULL, JPKI_DIR_CTX,

@@ -134,6 +134,17 @@ size_t jpki_error_json(jpki_err e, char *buf, size_t len)
     return (size_t)n;
 }
 
+const jpki_header jpki_answer_headers[] = {
+    {"Cache-Control", "no-store"},
+    {"X-Content-Type-Options", "nosniff"},
+    {NULL, NULL}
+};
+
+const jpki_header jpki_pass_cookie_headers[] = {
+    {"Cache-Control", "private"},
+    {NULL, NULL}
+};
+
 const char *jpki_reason_name(int reason)
 {
     static const char *const names[] = {

@@ -266,21 +266,29 @@ jpki_err jpki_form_parse_urlencoded(const uint8_t *body, size_t len,
 
 /* ---- Cookie header ------------------------------------------------ */
 
+/* The next item of a Cookie header from i: [*s, *e), without the blanks
+ * and ';' around it (a quoted value is not special: browsers send none
+ * with ';' inside); returns the index after it.  *s == len: none left. */
+static size_t cookie_item(const char *hdr, size_t len, size_t i, size_t *s,
+                          size_t *e)
+{
+    while (i < len && (hdr[i] == ' ' || hdr[i] == ';' || hdr[i] == '\t'))
+        i++;
+    *s = i;
+    while (i < len && hdr[i] != ';')
+        i++;
+    *e = i;
+    while (*e > *s && (hdr[*e - 1] == ' ' || hdr[*e - 1] == '\t'))
+        (*e)--;
+    return i;
+}
+
 int jpki_cookie_find(const char *hdr, size_t len, const char *name,
                      const char **val, size_t *vlen)
 {
-    size_t nl = strlen(name), i = 0;
+    size_t nl = strlen(name), i = 0, s, e;
 
-    while (i < len) {
-        size_t s, e;
-        while (i < len && (hdr[i] == ' ' || hdr[i] == ';' || hdr[i] == '\t'))
-            i++;
-        s = i;
-        while (i < len && hdr[i] != ';')
-            i++;
-        e = i;
-        while (e > s && (hdr[e - 1] == ' ' || hdr[e - 1] == '\t'))
-            e--;
+    while ((i = cookie_item(hdr, len, i, &s, &e)), s < len) {
         if (e - s > nl && hdr[s + nl] == '=' && memcmp(hdr + s, name, nl) == 0) {
             *val = hdr + s + nl + 1;
             *vlen = e - s - nl - 1;
@@ -292,4 +300,41 @@ int jpki_cookie_find(const char *hdr, size_t len, const char *name,
         }
     }
     return 0;
+}
+
+size_t jpki_cookie_strip(const char *hdr, size_t len, const char *name,
+                         char *out, size_t *outlen)
+{
+    size_t nl = strlen(name), i = 0, o = 0, removed = 0, s, e, k;
+    size_t sep = 0, sep_end = 0;        /* after the last item kept */
+    int kept = 0, open_sep = 0;
+
+    while ((i = cookie_item(hdr, len, i, &s, &e)), s < len) {
+        if (open_sep) {                 /* the separator ends here */
+            sep_end = s;
+            open_sep = 0;
+        }
+        /* the name: before '=', blanks before '=' ignored */
+        for (k = s; k < e && hdr[k] != '='; k++)
+            ;
+        if (k < e) {
+            while (k > s && (hdr[k - 1] == ' ' || hdr[k - 1] == '\t'))
+                k--;
+            if (nl > 0 && k - s == nl && memcmp(hdr + s, name, nl) == 0) {
+                removed++;
+                continue;
+            }
+        }
+        if (kept) {
+            memcpy(out + o, hdr + sep, sep_end - sep);
+            o += sep_end - sep;
+        }
+        memcpy(out + o, hdr + s, e - s);
+        o += e - s;
+        kept = 1;
+        sep = e;
+        open_sep = 1;
+    }
+    *outlen = o;
+    return removed;
 }

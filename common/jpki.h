@@ -122,6 +122,21 @@ const char *jpki_strerror(jpki_err e);
  * small).  Adapters use it for the answers they make themselves. */
 size_t jpki_error_json(jpki_err e, char *buf, size_t len);
 
+/* Response headers the adapters add, as {name, value} pairs ending with
+ * {NULL, NULL}. */
+typedef struct {
+    const char *name;
+    const char *value;
+} jpki_header;
+/* On every answer the gate makes itself (endpoint answers, refusals,
+ * redirects to the login page, health): never cached, never sniffed as
+ * anything but the JSON it says it is. */
+extern const jpki_header jpki_answer_headers[];
+/* On the answer to a request the gate lets through to the upstream with a
+ * Set-Cookie (the verdict's set_cookie: a session resealed or refreshed):
+ * a shared cache must not keep it (and hand the cookie to others). */
+extern const jpki_header jpki_pass_cookie_headers[];
+
 /* ------------------------------------------------------------------ */
 /* Logging                                                             */
 /* ------------------------------------------------------------------ */
@@ -458,6 +473,17 @@ jpki_err jpki_account_id(const jpki_ctx *ctx, const char *account,
  * into hdr), 0 not found. */
 int jpki_cookie_find(const char *hdr, size_t len, const char *name,
                      const char **val, size_t *vlen);
+/* Removes every cookie name from a Cookie header value (the gate's session
+ * cookie from what goes to the upstream: a bearer token in its logs).  The
+ * items are split as jpki_cookie_find splits them (at ';', blanks around
+ * them ignored), so whatever it could read is removed, a quoted value
+ * included; blanks before '=' do not save one.  The other items are copied
+ * as they were, each with the separator that followed it: out (len bytes
+ * suffice, the result is never longer) holds the rest, *outlen its length
+ * (0: nothing left, drop the header).  Returns how many were removed (0:
+ * use the header as it is).  O(len), no allocation. */
+size_t jpki_cookie_strip(const char *hdr, size_t len, const char *name,
+                         char *out, size_t *outlen);
 
 /* ------------------------------------------------------------------ */
 /* Revocation: OCSP                                                    */

@@ -24,6 +24,7 @@ typedef struct {
     ngx_str_t                  cookie_path;
     ngx_str_t                  cookie_samesite;
     ngx_flag_t                 cookie_secure;
+    ngx_flag_t                 pass_cookie;   /* jpki_pass_cookie */
     ngx_uint_t                 rev_policy;
     ngx_flag_t                 fail_open;
     ngx_str_t                  login_page;
@@ -325,6 +326,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_jpki_loc_conf_t, login_page),
+      NULL },
+
+    { ngx_string("jpki_pass_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_jpki_loc_conf_t, pass_cookie),
       NULL },
 
     { ngx_string("jpki_trusted_origins"),
@@ -1536,6 +1544,7 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
     jlcf->idle = NGX_CONF_UNSET;
     jlcf->recheck = NGX_CONF_UNSET;
     jlcf->cookie_secure = NGX_CONF_UNSET;
+    jlcf->pass_cookie = NGX_CONF_UNSET;
     jlcf->rev_policy = NGX_HTTP_JPKI_UNSET_REV;
     jlcf->fail_open = NGX_CONF_UNSET;
     jlcf->require_account = NGX_CONF_UNSET;
@@ -1579,6 +1588,7 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->cookie_samesite, prev->cookie_samesite,
                              "Lax");
     ngx_conf_merge_value(conf->cookie_secure, prev->cookie_secure, 1);
+    ngx_conf_merge_value(conf->pass_cookie, prev->pass_cookie, 0);
     ngx_conf_merge_uint_value(conf->rev_policy, prev->rev_policy,
                               JPKI_REV_OCSP);
     ngx_conf_merge_value(conf->fail_open, prev->fail_open, 0);
@@ -2967,6 +2977,150 @@ ngx_http_jpki_set_account_header(ngx_http_request_t *r,
 }
 
 
+/* The Cookie headers nginx sends upstream (the list headers_in.headers)
+ * are the client's (headers_in.cookies, which the gate and $cookie_...
+ * read, stay as they came), without the session cookie unless
+ * jpki_pass_cookie is on: each stripped by the core's rule, one left empty
+ * dropped.  Made again from the client's at every gate (an internal
+ * redirect to another gated location, whose jpki_pass_cookie counts). */
+static ngx_int_t
+ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
+    ngx_http_jpki_loc_conf_t *jlcf)
+{
+    ngx_table_elt_t  **c = r->headers_in.cookies.elts, *h, *nh;
+    ngx_list_part_t   *part;
+    ngx_list_t         list;
+    ngx_str_t         *want;
+    ngx_uint_t         i, j, n = r->headers_in.cookies.nelts, k, same;
+    size_t             len;
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    want = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    if (want == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        want[i] = c[i]->value;
+        if (jlcf->pass_cookie) {
+            continue;
+        }
+        want[i].data = ngx_pnalloc(r->pool, c[i]->value.len + 1);
+        if (want[i].data == NULL) {
+            return NGX_ERROR;
+        }
+        if (jpki_cookie_strip((char *) c[i]->value.data, c[i]->value.len,
+                              jlcf->policy->cookie_name,
+                              (char *) want[i].data, &len)
+            == 0)
+        {
+            want[i] = c[i]->value;           /* none of ours: as it came */
+        } else {
+            want[i].len = len;
+            want[i].data[len] = '\0';
+        }
+    }
+
+    /* the list holds these already (no session cookie in the request): as
+     * it is */
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    same = 1;
+    k = 0;
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
+        {
+            while (k < n && want[k].len == 0) {
+                k++;
+            }
+            if (k == n || h[i].value.data != want[k].data
+                || h[i].value.len != want[k].len)
+            {
+                same = 0;
+            }
+            k++;
+        }
+    }
+    while (k < n && want[k].len == 0) {
+        k++;
+    }
+    if (same && k >= n) {
+        return NGX_OK;
+    }
+
+    /* rebuilt: the wanted Cookie headers where the first one was */
+    if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    k = 0;
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
+        {
+            for ( /* void */ ; k < n; k++) {
+                if (want[k].len == 0) {
+                    continue;
+                }
+                nh = ngx_list_push(&list);
+                if (nh == NULL) {
+                    return NGX_ERROR;
+                }
+                *nh = *c[k];
+                nh->value = want[k];
+            }
+            continue;
+        }
+        nh = ngx_list_push(&list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+        *nh = h[i];
+    }
+
+    for (j = k; j < n; j++) {          /* none in the list: appended */
+        if (want[j].len == 0) {
+            continue;
+        }
+        nh = ngx_list_push(&list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+        *nh = *c[j];
+        nh->value = want[j];
+    }
+
+    r->headers_in.headers = list;
+    if (list.last == &list.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
     const char *value)
@@ -3452,19 +3606,20 @@ static ngx_int_t
 ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *body, size_t len)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-    ngx_int_t     rc;
+    ngx_buf_t          *b;
+    ngx_chain_t         out;
+    ngx_int_t           rc;
+    const jpki_header  *h;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    if (ngx_http_jpki_add_out_header(r, "Cache-Control", "no-store")
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    for (h = jpki_answer_headers; h->name != NULL; h++) {
+        if (ngx_http_jpki_add_out_header(r, h->name, h->value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (len == 0 || r->method == NGX_HTTP_HEAD) {
@@ -3502,6 +3657,7 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     ngx_http_request_t        *hr;
     ngx_http_jpki_loc_conf_t  *jlcf;
     const jpki_verdict        *v;
+    const jpki_header         *h;
     ngx_str_t                  account;
     ngx_int_t                  rc;
 
@@ -3551,6 +3707,23 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
         account = ctx->account;
         if (ngx_http_jpki_set_account_header(r, jlcf, &account) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        /* the session cookie (a bearer token) stays out of what goes
+         * upstream; with auth_request, the main request goes there too */
+        if (ngx_http_jpki_upstream_cookies(r, jlcf) != NGX_OK
+            || (hr != r && ngx_http_jpki_upstream_cookies(hr, jlcf) != NGX_OK))
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        /* a session sealed again: no shared cache keeps that answer */
+        for (h = v->set_cookie ? jpki_pass_cookie_headers : NULL;
+             h != NULL && h->name != NULL; h++)
+        {
+            if (ngx_http_jpki_add_out_header(hr, h->name, h->value)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
         ctx->pass = 1;
         return NGX_OK;

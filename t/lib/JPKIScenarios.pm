@@ -353,6 +353,32 @@ our @SCENARIOS = (
     { name => 'unknown endpoint', robust => 1,
       request => { path => '/jpki/frobnicate' }, status => 404, error => 'not_found' },
 
+    # ---- the gate's own answers are never sniffed as anything but what
+    # they say they are (X-Content-Type-Options), nor cached
+    { name => 'challenge: X-Content-Type-Options nosniff',
+      request => { path => '/jpki/challenge' }, status => 200,
+      headers => { 'x-content-type-options' => 'nosniff',
+                   'cache-control' => 'no-store' } },
+    { name => 'a refusal of the gate (401): nosniff',
+      request => { path => '/app/page' }, status => 401, error => 'unauthenticated',
+      headers => { 'x-content-type-options' => 'nosniff',
+                   'cache-control' => 'no-store' } },
+    { name => 'a refused login: nosniff',
+      login => { cert => 'user1', sig => 'wrong' }, status => 401,
+      error => 'signature_invalid',
+      headers => { 'x-content-type-options' => 'nosniff' } },
+    { name => 'unknown endpoint: nosniff',
+      request => { path => '/jpki/frobnicate' }, status => 404, error => 'not_found',
+      headers => { 'x-content-type-options' => 'nosniff' } },
+    { name => 'a body over the limit, refused by the server (413): nosniff',
+      request => { method => 'POST', path => '/jpki/login',
+                   content_type => 'application/json', chunked => 200 * 1024 },
+      status => 413, error => 'too_large',
+      headers => { 'x-content-type-options' => 'nosniff' } },
+    { name => 'browser without a session, sent to the login page: nosniff',
+      request => { path => '/web/page', accept => 'text/html' }, status => 302,
+      headers => { 'x-content-type-options' => 'nosniff' } },
+
     # ---- browsers
     { name => 'browser without a session: 302 to the login page with return_to',
       request => { path => '/web/page?x=1&y=%2F', accept => 'text/html' },

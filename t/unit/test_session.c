@@ -492,6 +492,118 @@ static void test_cookie_find(void)
        == 1 && vl == 2 && memcmp(val, "ab", 2) == 0, "header length honoured");
 }
 
+/* jpki_cookie_strip over an exact-size copy into an exact-size buffer
+ * (ASan sees any access past len): what is left, NUL-terminated, in out
+ * (256); returns how many were removed. */
+static size_t strip(const char *hdr, const char *name, char *out)
+{
+    size_t len = strlen(hdr), ol = 12345, n;
+    char *copy = malloc(len ? len : 1), *o = malloc(len ? len : 1);
+
+    memcpy(copy, hdr, len);
+    n = jpki_cookie_strip(copy, len, name, o, &ol);
+    snprintf(out, 256, "%.*s", (int)(ol <= len ? ol : 0), o);
+    if (ol > len)
+        snprintf(out, 256, "(outlen %zu over %zu)", ol, len);
+    free(copy);
+    free(o);
+    return n;
+}
+
+#define STRIP(hdr, want_n, want, name) do {                                 \
+        char o_[256];                                                       \
+        size_t n_ = strip(hdr, "jpki_session", o_);                         \
+        if (!tap_ok(n_ == (want_n) && strcmp(o_, want) == 0, __FILE__,      \
+                    __LINE__, "strip: %s", name))                           \
+            printf("#   got %zu removed, \"%s\"; want %d, \"%s\"\n", n_,    \
+                   o_, (int)(want_n), want);                                \
+    } while (0)
+
+static void test_cookie_strip(void)
+{
+    static const char *const parts[] = {
+        "jpki_session=v1.abc", "jpki_session=\"v1.q\"", "jpki_session = x",
+        "a=1", "b=\"x y\"", "jpki_session2=k", "xjpki_session=k",
+        "jpki_session", "c=jpki_session=v", ";", "; ", " ", "\t", "=v",
+    };
+    char hdr[512], out[256], again[256], buf[600];
+    const char *v;
+    size_t vl, i, j, bad = 0, ol;
+    unsigned seed = 7;
+
+    STRIP("jpki_session=abc", 1, "", "the only cookie: nothing left");
+    STRIP("a=1; jpki_session=abc; b=2", 1, "a=1; b=2", "in the middle");
+    STRIP("jpki_session=abc; b=2", 1, "b=2", "first");
+    STRIP("a=1; jpki_session=abc", 1, "a=1", "last");
+    STRIP("a=1;jpki_session=abc;b=2", 1, "a=1;b=2", "without spaces");
+    STRIP("  a=1 ;\t jpki_session=abc \t;  b=2  ", 1, "a=1 ;\t b=2",
+          "blanks: the separators of the items kept stay as they were");
+    STRIP("a=1; jpki_session=x; jpki_session=y; b=2; jpki_session=z", 3,
+          "a=1; b=2", "every occurrence");
+    STRIP("jpki_session=\"v1.abc\"; theme=dark", 1, "theme=dark",
+          "quoted value");
+    STRIP("jpki_session =x; jpki_session\t= y; a=1", 2, "a=1",
+          "blanks before '='");
+    STRIP("jpki_session=a=b; c=d", 1, "c=d", "'=' in the value");
+    STRIP("a=\"x;jpki_session=tok\"; b=2", 1, "a=\"x;b=2",
+          "what the gate would read inside another quoted value: removed");
+    STRIP("jpki_session2=x; xjpki_session=y; jpki_sessio=z; c=jpki_session=v",
+          0, "jpki_session2=x; xjpki_session=y; jpki_sessio=z; "
+          "c=jpki_session=v", "other names, and ours in a value: kept");
+    STRIP("jpki_session; a=1", 0, "jpki_session; a=1",
+          "our name without '=' (not a cookie of ours): kept");
+    STRIP("", 0, "", "empty header");
+    STRIP(";;; ;", 0, "", "only separators");
+    STRIP("a=1;;  ;jpki_session=x;; b=2;;", 1, "a=1;;  ;b=2",
+          "empty items");
+    {
+        char o[256];
+        ok(strip("__Host-s=abc; jpki_session=k", "__Host-s", o) == 1
+           && strcmp(o, "jpki_session=k") == 0, "another cookie name");
+        ok(strip("jpki_session=x; a=1", "", o) == 0
+           && strcmp(o, "jpki_session=x; a=1") == 0, "an empty name: none");
+    }
+    ol = 99;
+    is_int(jpki_cookie_strip("jpki_session=abcdef; z=1", 16, "jpki_session",
+                             out, &ol), 1, "header length honoured");
+    is_int(ol, 0, "... nothing left");
+
+    /* random headers: never longer, nothing the gate could read left,
+     * stripping again changes nothing, the other items in order */
+    for (i = 0; i < 20000; i++) {
+        size_t k = 1 + rand_r(&seed) % 12;
+        hdr[0] = '\0';
+        for (j = 0; j < k; j++) {
+            const char *p = parts[rand_r(&seed) % (sizeof(parts)
+                                                   / sizeof(parts[0]))];
+            strcat(hdr, p);
+            if (j + 1 < k && rand_r(&seed) % 3)
+                strcat(hdr, rand_r(&seed) % 2 ? "; " : ";");
+        }
+        (void)strip(hdr, "jpki_session", out);
+        if (strlen(out) > strlen(hdr) || strncmp(out, "(outlen", 7) == 0
+            || jpki_cookie_find(out, strlen(out), "jpki_session", &v, &vl)
+            || strip(out, "jpki_session", again) != 0
+            || strcmp(again, out) != 0) {
+            if (bad++ < 3)
+                printf("# \"%s\" -> \"%s\"\n", hdr, out);
+        }
+        /* a header without ours comes out the same (blanks and ';' at
+         * its ends aside) */
+        if (!jpki_cookie_find(hdr, strlen(hdr), "jpki_session", &v, &vl)
+            && strip(hdr, "jpki_session", out) == 0) {
+            size_t a = strspn(hdr, " ;\t"), b = strlen(hdr);
+            while (b > a && strchr(" ;\t", hdr[b - 1]))
+                b--;
+            snprintf(buf, sizeof(buf), "%.*s", (int)(b - a), hdr + a);
+            if (strcmp(buf, out) != 0 && bad++ < 3)
+                printf("# kept \"%s\" -> \"%s\"\n", hdr, out);
+        }
+    }
+    is_int(bad, 0, "20000 random headers: never longer, no session cookie "
+           "left, idempotent, the rest unchanged");
+}
+
 int main(void)
 {
     NOW = time(NULL);
@@ -502,5 +614,6 @@ int main(void)
     test_rotation();
     test_account();
     test_cookie_find();
+    test_cookie_strip();
     return done_testing();
 }

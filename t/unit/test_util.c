@@ -472,6 +472,25 @@ static void test_load_file_msg(void)
     rmdir(dir);
 }
 
+/* value of header name in a {NULL, NULL}-terminated list, NULL absent */
+static const char *hdr_of(const jpki_header *h, const char *name)
+{
+    for (; h->name != NULL; h++)
+        if (strcmp(h->name, name) == 0)
+            return h->value;
+    return NULL;
+}
+
+static void test_headers(void)
+{
+    is_str(hdr_of(jpki_answer_headers, "Cache-Control"), "no-store",
+           "the gate's answers: Cache-Control: no-store");
+    is_str(hdr_of(jpki_answer_headers, "X-Content-Type-Options"), "nosniff",
+           "... X-Content-Type-Options: nosniff");
+    is_str(hdr_of(jpki_pass_cookie_headers, "Cache-Control"), "private",
+           "a request let through with a Set-Cookie: Cache-Control: private");
+}
+
 static void test_errors(void)
 {
     int i, j, all = 1, distinct = 1, shape = 1;
@@ -517,6 +536,7 @@ int main(void)
     test_to_der();
     test_load_file();
     test_load_file_msg();
+    test_headers();
     test_errors();
     return done_testing();
 }
