@@ -378,6 +378,8 @@ jpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     rq.uri = r->unparsed_uri;
     rq.policy = pol;
     rq.crl_in_store = site->store == JPKI_STORE_REDIS;
+    /* logouts: the node's table, read without waiting */
+    mjpki_local_markers(site, &rq);
 
     if (op == JPKI_OP_LOGIN || op == JPKI_OP_LOGOUT) {
         /* where the browser says the request comes from */

@@ -74,8 +74,9 @@ typedef struct {
     apr_time_t                 crl_loaded;    /* when crl was loaded */
 } jpki_issuer_rt;
 
-/* A shared memory table; lives in the process pool, so that it survives
- * restarts (graceful or not) of the same size. */
+/* A shared memory table (the embedded store, or the logout mirror of a
+ * Redis store); lives in the process pool, so that it survives restarts
+ * (graceful or not) of the same size. */
 typedef struct {
     const char                *name;
     apr_size_t                 size;
@@ -84,8 +85,12 @@ typedef struct {
     apr_size_t                 memsize;
     apr_global_mutex_t        *mutex;
     const char                *lockfile;
-    jpki_shm                  *store;
+    jpki_shm                  *store;         /* no lock: used under the
+                                                 mutex (mjpki_store_exec) */
     void                      *handle;
+    jpki_shm                  *locked;        /* per child: takes the mutex
+                                                 itself (the core's reads of
+                                                 logout markers, health) */
     int                        generation;    /* last one that used it */
     int                        child_ready;
 } jpki_zone;
@@ -159,6 +164,14 @@ typedef struct {
     apr_thread_mutex_t        *redis_mutex;   /* per child */
     jpki_redis_conn           *redis_idle;
     int                        redis_nidle;
+    /* Redis: the node's table of logout markers (an APR segment shared by
+     * the sites on the same Redis server and db), filled by a poller
+     * thread of each child (common/outsync.c) */
+    jpki_zone                 *mirror;
+    jpki_outsync              *outsync;       /* per child */
+    apr_thread_mutex_t        *outsync_mutex; /* per child: outsync */
+    apr_thread_t              *poller;        /* per child */
+    volatile apr_uint32_t      poller_stop;   /* per child: 1 at exit */
     jpki_map                  *map;
     apr_thread_rwlock_t       *map_lock;      /* per child */
     apr_thread_rwlock_t       *crl_lock;      /* per child */
@@ -220,10 +233,15 @@ int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                         apr_pool_t *ptemp, server_rec *s);
 void mjpki_io_child_init(apr_pool_t *pchild, server_rec *s);
 /* Runs n store commands; returns 1 done (res filled, errors included),
- * 0 timeout (res untouched). */
+ * 0 timeout (res untouched).  r may be NULL (no request: the logout
+ * poller); messages then go to the site's server. */
 int mjpki_store_exec(jpki_site *site, request_rec *r,
                     const jpki_store_cmd *cmds, size_t n,
                     jpki_store_result *res);
+/* The node's table of logout markers for a request at rq->now: the
+ * embedded store, or the Redis store's mirror (rq->local, shared_store,
+ * local_since). */
+void mjpki_local_markers(jpki_site *site, jpki_txn_request *rq);
 /* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout.
  * key (the certificate's cert_id, or NULL): the threads of a child asking
  * for the same key at the same time share one query (the first one's). */

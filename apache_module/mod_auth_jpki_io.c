@@ -27,11 +27,13 @@
 #include "apr_poll.h"
 #include "apr_portable.h"
 #include "apr_thread_proc.h"
+#include "apr_hash.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,12 +79,30 @@ jpki_srv(server_rec *s)
 }
 
 
+/* A message about the request r; without one (the logout poller, which
+ * says itself when the store stops and starts answering), a debug message
+ * about the site's server. */
+#define JPKI_LOG(site, r, level, rv, ...)                                  \
+    do {                                                                   \
+        if ((r) != NULL) {                                                 \
+            ap_log_rerror(APLOG_MARK, level, rv, r, __VA_ARGS__);          \
+        } else {                                                           \
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, (site)->server,      \
+                         __VA_ARGS__);                                     \
+        }                                                                  \
+    } while (0)
+
+
 /* ------------------------------------------------------------------ */
 /* Embedded store                                                      */
 /* ------------------------------------------------------------------ */
 
-static int
-jpki_zone_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
+/* The shared table called name (what: "store zone", "logout mirror"),
+ * found again in the process pool at a restart and kept when its size did
+ * not change; mutex_id names its mutex (a lock file name). */
+static jpki_zone *
+jpki_zone_setup(apr_pool_t *ptemp, server_rec *s, const char *name,
+                const char *mutex_id, apr_size_t size, const char *what)
 {
     apr_pool_t   *pp = s->process->pool;
     jpki_zone    *zone = NULL;
@@ -90,41 +110,38 @@ jpki_zone_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
     apr_status_t  rv;
     int           gen = ap_state_query(AP_SQ_CONFIG_GEN);
 
-    key = apr_pstrcat(ptemp, "auth_jpki-zone-", site->shm_zone, NULL);
+    key = apr_pstrcat(ptemp, "auth_jpki-zone-", name, NULL);
     apr_pool_userdata_get((void **) &zone, key, pp);
 
-    if (zone != NULL && zone->generation == gen
-        && zone->size != site->shm_size)
-    {
+    if (zone != NULL && zone->generation == gen && zone->size != size) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: JPKIStore shm "
                      "zone=%s is used with two sizes (give the stores "
-                     "different zone= names)", site->shm_zone);
-        return !OK;
+                     "different zone= names)", name);
+        return NULL;
     }
 
-    if (zone != NULL && zone->size == site->shm_size && zone->store) {
+    if (zone != NULL && zone->size == size && zone->store) {
         zone->generation = gen;
-        site->zone = zone;
-        return OK;
+        return zone;
     }
 
     if (zone == NULL) {
         zone = apr_pcalloc(pp, sizeof(jpki_zone));
-        zone->name = apr_pstrdup(pp, site->shm_zone);
+        zone->name = apr_pstrdup(pp, name);
         rv = ap_global_mutex_create(&zone->mutex, &zone->lockfile,
-                                    JPKI_MUTEX_TYPE, zone->name, s, pp, 0);
+                                    JPKI_MUTEX_TYPE, mutex_id, s, pp, 0);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
-                         "the mutex of store zone %s", zone->name);
-            return !OK;
+                         "the mutex of %s %s", what, zone->name);
+            return NULL;
         }
         apr_pool_userdata_set(zone, apr_pstrdup(pp, key),
                               apr_pool_cleanup_null, pp);
     } else {
         /* another size: a new table (the children of the previous
          * generation keep their own mapping of the old one) */
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: store zone %s "
-                     "resized: its entries are lost", zone->name);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: %s %s "
+                     "resized: its entries are lost", what, zone->name);
         if (zone->shm) {
             apr_shm_destroy(zone->shm);
             zone->shm = NULL;
@@ -132,43 +149,95 @@ jpki_zone_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
         zone->store = NULL;
     }
 
-    zone->size = site->shm_size;
+    zone->size = size;
     rv = apr_shm_create(&zone->shm, zone->size, NULL, pp);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
-                     "the shared memory of store zone %s (%" APR_SIZE_T_FMT
-                     " bytes)", zone->name, zone->size);
-        return !OK;
+                     "the shared memory of %s %s (%" APR_SIZE_T_FMT
+                     " bytes)", what, zone->name, zone->size);
+        return NULL;
     }
 
     zone->mem = apr_shm_baseaddr_get(zone->shm);
     zone->memsize = apr_shm_size_get(zone->shm) & ~(apr_size_t) 7;
 
     if (jpki_shm_init(zone->mem, zone->memsize, 0) != JPKI_OK) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: store zone %s is "
-                     "too small", zone->name);
-        return !OK;
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: %s %s is "
+                     "too small", what, zone->name);
+        return NULL;
     }
 
     zone->handle = apr_palloc(pp, jpki_shm_handle_size());
     /* no lock in the handle: a batch of commands runs under the zone's
-     * global mutex (see mjpki_store_exec) */
+     * global mutex (see mjpki_store_exec); each child attaches another
+     * handle that takes it (jpki_zone_child_init) */
     zone->store = jpki_shm_attach(zone->handle, zone->mem, zone->memsize,
                                   NULL);
     if (zone->store == NULL) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: cannot attach to "
-                     "store zone %s", zone->name);
-        return !OK;
+                     "%s %s", what, zone->name);
+        return NULL;
     }
 
     zone->generation = gen;
-    site->zone = zone;
 
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: store zone %s: %"
-                 APR_SIZE_T_FMT " entries", zone->name,
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: %s %s: %"
+                 APR_SIZE_T_FMT " entries", what, zone->name,
                  jpki_shm_capacity(zone->store));
 
-    return OK;
+    return zone;
+}
+
+
+static void
+jpki_zone_lock(void *ud)
+{
+    jpki_zone     *zone = ud;
+    apr_status_t   rv;
+
+    rv = apr_global_mutex_lock(zone->mutex);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, NULL, "jpki: cannot lock "
+                     "the mutex of %s", zone->name);
+    }
+}
+
+
+static void
+jpki_zone_unlock(void *ud)
+{
+    jpki_zone  *zone = ud;
+
+    apr_global_mutex_unlock(zone->mutex);
+}
+
+
+/* In a child, once per zone: its mutex, and a handle that takes it (the
+ * core reads and writes there itself, outside mjpki_store_exec). */
+static void
+jpki_zone_child_init(jpki_zone *zone, apr_pool_t *pchild, server_rec *s,
+                     const char *what)
+{
+    jpki_shm_lock  lock;
+    apr_status_t   rv;
+
+    if (zone == NULL || zone->child_ready) {
+        return;
+    }
+    zone->child_ready = 1;
+
+    rv = apr_global_mutex_child_init(&zone->mutex, zone->lockfile, pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: cannot attach "
+                     "the mutex of %s %s", what, zone->name);
+        return;
+    }
+
+    lock.lock = jpki_zone_lock;
+    lock.unlock = jpki_zone_unlock;
+    lock.ud = zone;
+    zone->locked = jpki_shm_attach(apr_palloc(pchild, jpki_shm_handle_size()),
+                                   zone->mem, zone->memsize, &lock);
 }
 
 
@@ -401,25 +470,25 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         }
         rv = jpki_tls_want(c, ret, deadline);
         if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis TLS "
-                          "handshake failed%s", APR_STATUS_IS_TIMEUP(rv)
-                                                ? " (timed out)" : "");
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis TLS handshake "
+                     "failed%s", APR_STATUS_IS_TIMEUP(rv) ? " (timed out)"
+                                                          : "");
             return rv;
         }
     }
 
     v = SSL_get_verify_result(c->ssl);
     if (v != X509_V_OK) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis server "
-                      "certificate refused: %s",
-                      X509_verify_cert_error_string(v));
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
+                 "certificate refused: %s",
+                 X509_verify_cert_error_string(v));
         return APR_EGENERAL;
     }
 
     if (!jpki_tls_name_ok(c->ssl, site->redis_tls_name)) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis server "
-                      "certificate does not name \"%s\"",
-                      site->redis_tls_name);
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
+                 "certificate does not name \"%s\"",
+                 site->redis_tls_name);
         return APR_EGENERAL;
     }
 
@@ -533,8 +602,8 @@ jpki_redis_idle_get(jpki_site *site, request_rec *r)
             c->next = NULL;
             return c;
         }
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: pooled redis "
-                      "connection closed by the server: dropped");
+        JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
+                 "connection closed by the server: dropped");
         jpki_redis_close(c);
     }
 }
@@ -583,9 +652,9 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
 
     rv = jpki_connect(&c->sock, site->redis_sa, deadline, pool);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot connect to "
-                      "redis %s%s", site->redis_addr,
-                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+        JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot connect to "
+                 "redis %s%s", site->redis_addr,
+                 APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
         apr_pool_destroy(pool);
         return NULL;
     }
@@ -666,11 +735,12 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
 
     deadline = apr_time_now() + site->redis_timeout;
 
-    out = apr_palloc(r->pool, cmdlen + 1024
-                              + (site->redis_user ? strlen(site->redis_user)
-                                                  : 0)
-                              + (site->redis_password
-                                 ? strlen(site->redis_password) : 0));
+    out = malloc(cmdlen + 1024
+                 + (site->redis_user ? strlen(site->redis_user) : 0)
+                 + (site->redis_password ? strlen(site->redis_password) : 0));
+    if (out == NULL) {
+        return JPKI_RUN_ERROR;
+    }
     len = 0;
     if (!c->ready) {
         len = jpki_redis_prelude(site, out, &prelude);
@@ -679,10 +749,11 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
     len += cmdlen;
 
     rv = jpki_conn_send(c, out, len, deadline);
+    free(out);
     if (rv != APR_SUCCESS) {
         if (APR_STATUS_IS_TIMEUP(rv)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis send "
-                          "timed out");
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis send "
+                     "timed out");
             return JPKI_RUN_TIMEOUT;
         }
         return JPKI_RUN_STALE;
@@ -704,8 +775,8 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
                 next = jpki_resp_reader_next(rd, &ok_cmd, &pr);
                 if (next == 1) {
                     if (pr.type != JPKI_STORE_R_INT) {
-                        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: "
-                                      "redis AUTH or SELECT refused");
+                        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: "
+                                 "redis AUTH or SELECT refused");
                         goto done;
                     }
                     prelude--;
@@ -723,8 +794,8 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
                 next = jpki_resp_reader_next(rd, &extra_cmd, &pr);
                 if (next != 0) {
                     /* the caller closes a connection without a socket */
-                    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis "
-                                  "sent more replies than asked");
+                    JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis "
+                             "sent more replies than asked");
                     apr_socket_close(c->sock);
                     c->sock = NULL;
                 }
@@ -733,8 +804,8 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
                 goto done;
             }
             if (next < 0) {
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis "
-                              "protocol error");
+                JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis "
+                         "protocol error");
                 goto done;
             }
             break;
@@ -744,8 +815,8 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         rv = jpki_conn_recv(c, buf, &len, deadline);
 
         if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis command "
-                          "timed out");
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis command "
+                     "timed out");
             rc = JPKI_RUN_TIMEOUT;
             goto done;
         }
@@ -754,16 +825,16 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
             if (got == 0) {
                 rc = JPKI_RUN_STALE;
             } else {
-                ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: redis "
-                              "closed the connection");
+                JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: redis "
+                         "closed the connection");
             }
             goto done;
         }
 
         got += len;
         if (jpki_resp_reader_feed(rd, buf, len) != JPKI_OK) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis reply "
-                          "too large");
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis reply "
+                     "too large");
             goto done;
         }
     }
@@ -774,34 +845,14 @@ done:
 }
 
 
+/* The commands in buf (RESP) on a pooled connection, or a new one. */
 static int
-jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
-                size_t n, jpki_store_result *res)
+jpki_redis_send_cmds(jpki_site *site, request_rec *r, const char *buf,
+                     size_t total, const jpki_store_cmd *cmds, size_t n,
+                     jpki_store_result *res)
 {
     jpki_redis_conn  *c;
-    char             *resp[JPKI_MAX_CMDS], *buf, *p;
-    size_t            len[JPKI_MAX_CMDS], i, total = 0;
     int               rc, pooled, attempt;
-
-    memset(resp, 0, sizeof(resp));
-
-    for (i = 0; i < n; i++) {
-        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
-            for (i = 0; i < n; i++) {
-                free(resp[i]);
-            }
-            jpki_results_error(res, n);
-            return 1;
-        }
-        total += len[i];
-    }
-
-    buf = apr_palloc(r->pool, total + 1);
-    for (p = buf, i = 0; i < n; i++) {
-        memcpy(p, resp[i], len[i]);
-        p += len[i];
-        free(resp[i]);
-    }
 
     for (attempt = 0; attempt < 2; attempt++) {
         c = attempt == 0 ? jpki_redis_idle_get(site, r) : NULL;
@@ -834,20 +885,62 @@ jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
         if (rc == JPKI_RUN_STALE && pooled) {
             /* the pooled connection was dead (Redis restarted): nothing
              * reached Redis, one more try on a fresh connection */
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: pooled redis "
-                          "connection lost, retrying on a new one");
+            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
+                     "connection lost, retrying on a new one");
             continue;
         }
 
         if (rc == JPKI_RUN_STALE) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: redis closed "
-                          "the connection");
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis closed "
+                     "the connection");
         }
         break;
     }
 
     jpki_results_error(res, n);
     return 1;
+}
+
+
+static int
+jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
+{
+    char    *resp[JPKI_MAX_CMDS], *buf, *p;
+    size_t   len[JPKI_MAX_CMDS], i, total = 0;
+    int      done;
+
+    memset(resp, 0, sizeof(resp));
+
+    for (i = 0; i < n; i++) {
+        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
+            for (i = 0; i < n; i++) {
+                free(resp[i]);
+            }
+            jpki_results_error(res, n);
+            return 1;
+        }
+        total += len[i];
+    }
+
+    /* malloc'ed, not from a pool: the poller has no request */
+    buf = malloc(total + 1);
+    for (p = buf, i = 0; i < n; i++) {
+        if (buf != NULL) {
+            memcpy(p, resp[i], len[i]);
+            p += len[i];
+        }
+        free(resp[i]);
+    }
+    if (buf == NULL) {
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    done = jpki_redis_send_cmds(site, r, buf, total, cmds, n, res);
+    free(buf);
+
+    return done;
 }
 
 
@@ -875,8 +968,8 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 
     rv = apr_global_mutex_lock(zone->mutex);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot lock store "
-                      "zone %s", zone->name);
+        JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot lock store "
+                 "zone %s", zone->name);
         jpki_results_error(res, n);
         return 1;
     }
@@ -889,6 +982,181 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
     apr_global_mutex_unlock(zone->mutex);
 
     return 1;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Logout markers: the node's table                                    */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_MIRROR_SIZE       (1024 * 1024)
+#define JPKI_POLLER_PERIOD     apr_time_from_msec(200)
+#define JPKI_POLLER_NAP        apr_time_from_msec(50)
+
+static int64_t
+jpki_now_ms(void)
+{
+    return (int64_t) (apr_time_now() / 1000);
+}
+
+
+void
+mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
+{
+    if (site->store != JPKI_STORE_REDIS) {
+        /* the embedded store is the node's table */
+        rq->local = site->zone ? site->zone->locked : NULL;
+        rq->shared_store = 0;
+        return;
+    }
+
+    rq->local = site->mirror ? site->mirror->locked : NULL;
+    rq->shared_store = 1;
+    rq->local_since = INT64_MAX;          /* no poller: the store's markers */
+    if (rq->local != NULL && site->outsync != NULL) {
+        apr_thread_mutex_lock(site->outsync_mutex);
+        rq->local_since = jpki_outsync_since(site->outsync, jpki_now_ms());
+        apr_thread_mutex_unlock(site->outsync_mutex);
+    }
+}
+
+
+/* One poll of the logout log, if one is due: the commands the core asks
+ * for run in Redis without the mutex (gated requests read outsync's
+ * since meanwhile), until it asks for none. */
+static void
+jpki_poll_logouts(jpki_site *site, int *failing)
+{
+    const jpki_store_cmd  *cmds;
+    jpki_store_cmd         batch[JPKI_MAX_CMDS];
+    jpki_store_result      res[JPKI_MAX_CMDS];
+    size_t                 n, i;
+    int                    done, failed = 0, polled = 0;
+
+    apr_thread_mutex_lock(site->outsync_mutex);
+    cmds = jpki_outsync_cmds(site->outsync, jpki_now_ms(), &n);
+    while (cmds != NULL && n > 0 && n <= JPKI_MAX_CMDS
+           && !apr_atomic_read32(&site->poller_stop))
+    {
+        memcpy(batch, cmds, n * sizeof(jpki_store_cmd));
+        apr_thread_mutex_unlock(site->outsync_mutex);
+        done = mjpki_store_exec(site, NULL, batch, n, res);
+        for (i = 0; i < n && done && !failed; i++) {
+            failed = res[i].type == JPKI_STORE_R_ERROR
+                     || res[i].type == JPKI_STORE_R_FULL;
+        }
+        failed |= !done;
+        polled = 1;
+        apr_thread_mutex_lock(site->outsync_mutex);
+        cmds = jpki_outsync_feed(site->outsync, done ? res : NULL, n,
+                                 jpki_now_ms(), &n);
+    }
+    apr_thread_mutex_unlock(site->outsync_mutex);
+
+    /* once per outage, not at every poll */
+    if (polled && failed != *failing) {
+        *failing = failed;
+        if (failed) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: "
+                         "logout log: redis %s does not answer: sessions are "
+                         "checked in redis until it does (LogLevel "
+                         "auth_jpki:debug says why)", site->redis_addr);
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server, "jpki: "
+                         "logout log: redis %s answers again",
+                         site->redis_addr);
+        }
+    }
+}
+
+
+static void *APR_THREAD_FUNC
+jpki_poller_main(apr_thread_t *thd, void *data)
+{
+    jpki_site   *site = data;
+    apr_time_t   next = 0;
+    int          failing = 0;
+
+    while (!apr_atomic_read32(&site->poller_stop)) {
+        if (apr_time_now() >= next) {
+            jpki_poll_logouts(site, &failing);
+            next = apr_time_now() + JPKI_POLLER_PERIOD;
+        }
+        apr_sleep(JPKI_POLLER_NAP);         /* a stop is seen soon */
+    }
+
+    /* a return, not apr_thread_exit(): pthread_exit() would unwind these
+     * frames without unpoisoning them (an ASan report at thread exit);
+     * the thread's pool goes with the child's */
+    return NULL;
+}
+
+
+/* Before the child's pool goes (a pre-cleanup: the thread's pool is a
+ * subpool of it): the poller stops, then its state is freed. */
+static apr_status_t
+jpki_poller_cleanup(void *data)
+{
+    jpki_site     *site = data;
+    apr_status_t   rv;
+
+    apr_atomic_set32(&site->poller_stop, 1);
+    if (site->poller != NULL) {
+        apr_thread_join(&rv, site->poller);
+        site->poller = NULL;
+    }
+    jpki_outsync_free(site->outsync);
+    site->outsync = NULL;
+
+    return APR_SUCCESS;
+}
+
+
+/* In a child: the poller of a Redis site's logout log, a thread that
+ * receives no signals (the MPM's handlers run in its own threads). */
+static void
+jpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s)
+{
+    sigset_t      all, old;
+    apr_status_t  rv;
+
+    if (site->mirror == NULL || site->mirror->locked == NULL) {
+        return;
+    }
+
+    rv = apr_thread_mutex_create(&site->outsync_mutex,
+                                 APR_THREAD_MUTEX_DEFAULT, pchild);
+    site->outsync = rv == APR_SUCCESS
+                    ? jpki_outsync_new(site->ctx, site->mirror->locked)
+                    : NULL;
+    if (site->outsync == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: no poller of the "
+                     "logout log: sessions read logouts in redis");
+        return;
+    }
+
+    apr_atomic_set32(&site->poller_stop, 0);
+    apr_pool_pre_cleanup_register(pchild, site, jpki_poller_cleanup);
+
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&site->poller, NULL, jpki_poller_main, site,
+                           pchild);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (rv != APR_SUCCESS) {
+        site->poller = NULL;
+        jpki_outsync_free(site->outsync);
+        site->outsync = NULL;
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: cannot start the "
+                     "poller of the logout log: sessions read logouts in "
+                     "redis");
+    }
 }
 
 
@@ -2204,7 +2472,8 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
     jpki_store_result     res;
     apr_int64_t           now = apr_time_sec(apr_time_now()), stale_at;
     const char           *crls = "", *one;
-    int                   i, n = 0, crls_ok = 1, store_ok, fresh;
+    jpki_err              store_err;
+    int                   i, n = 0, crls_ok = 1, fresh;
 
     if (site->crl_lock) {
         apr_thread_rwlock_rdlock(site->crl_lock);
@@ -2274,25 +2543,46 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
         apr_thread_rwlock_unlock(site->crl_lock);
     }
 
+    /* the store: full (no room for a new key; Redis answering a write
+     * -OOM at maxmemory), or not answering */
+    store_err = JPKI_OK;
     if (site->store == JPKI_STORE_SHM) {
-        store_ok = site->zone != NULL && site->zone->store != NULL;
+        if (site->zone == NULL || site->zone->locked == NULL) {
+            store_err = JPKI_ERR_STORE;
+        } else if (jpki_shm_is_full(site->zone->locked,
+                                    (int64_t) (apr_time_now() / 1000)))
+        {
+            store_err = JPKI_ERR_STORE_FULL;
+        }
     } else {
+        /* a write, so that maxmemory shows */
         memset(&cmd, 0, sizeof(cmd));
-        cmd.op = JPKI_STORE_GET;
+        cmd.op = JPKI_STORE_SET;
         cmd.keylen = (size_t) apr_snprintf(cmd.key, sizeof(cmd.key), "%shealth",
                                            JPKI_STORE_PREFIX);
-        store_ok = mjpki_store_exec(site, r, &cmd, 1, &res)
-                   && res.type != JPKI_STORE_R_ERROR;
+        cmd.vallen = (size_t) apr_snprintf((char *) cmd.val, sizeof(cmd.val),
+                                           "%" APR_INT64_T_FMT, now);
+        cmd.ttl_ms = 60 * 1000;
+        if (!mjpki_store_exec(site, r, &cmd, 1, &res)) {
+            store_err = JPKI_ERR_TIMEOUT;
+        } else if (res.type == JPKI_STORE_R_FULL) {
+            store_err = JPKI_ERR_STORE_FULL;
+        } else if (res.type != JPKI_STORE_R_INT) {
+            store_err = JPKI_ERR_STORE;
+        }
     }
 
-    *ok = store_ok && crls_ok;
+    *ok = store_err == JPKI_OK && crls_ok;
 
     return apr_psprintf(r->pool, "{\"status\":\"%s\",\"time\":%"
                         APR_INT64_T_FMT ",\"store\":{\"type\":\"%s\","
-                        "\"ok\":%s},\"crls\":[%s]}",
+                        "\"ok\":%s%s%s%s},\"crls\":[%s]}",
                         *ok ? "ok" : "degraded", now,
                         site->store == JPKI_STORE_SHM ? "shm" : "redis",
-                        store_ok ? "true" : "false", crls);
+                        store_err == JPKI_OK ? "true" : "false",
+                        store_err == JPKI_OK ? "" : ",\"error\":\"",
+                        store_err == JPKI_OK ? "" : jpki_reason(store_err),
+                        store_err == JPKI_OK ? "" : "\"", crls);
 }
 
 
@@ -2547,6 +2837,8 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 {
     server_rec  *sv;
     jpki_site   *site;
+    const char  *name, *mutex_id;
+    apr_ssize_t  klen;
     int          preflight, ncrlz = 0;
 
     preflight = ap_state_query(AP_SQ_MAIN_STATE)
@@ -2559,10 +2851,28 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         }
         site->io_ready = 1;
 
-        if (site->store == JPKI_STORE_SHM
-            && jpki_zone_setup(ptemp, sv, site) != OK)
-        {
-            return !OK;
+        if (site->store == JPKI_STORE_SHM) {
+            site->zone = jpki_zone_setup(ptemp, sv, site->shm_zone,
+                                         site->shm_zone, site->shm_size,
+                                         "store zone");
+            if (site->zone == NULL) {
+                return !OK;
+            }
+        }
+
+        if (site->store == JPKI_STORE_REDIS) {
+            /* one per Redis server and db: the sites on it share it (a
+             * marker is keyed by a cert_id of one site secret) */
+            name = apr_psprintf(ptemp, "logouts:%s/%d", site->redis_addr,
+                                site->redis_db);
+            klen = APR_HASH_KEY_STRING;
+            mutex_id = apr_psprintf(ptemp, "logouts-%08x",
+                                    apr_hashfunc_default(name, &klen));
+            site->mirror = jpki_zone_setup(ptemp, sv, name, mutex_id,
+                                           JPKI_MIRROR_SIZE, "logout mirror");
+            if (site->mirror == NULL) {
+                return !OK;
+            }
         }
 
         if (site->crl_zone_size > 0
@@ -2614,16 +2924,8 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
         }
         site->child_ready = 1;
 
-        if (site->zone && !site->zone->child_ready) {
-            site->zone->child_ready = 1;
-            rv = apr_global_mutex_child_init(&site->zone->mutex,
-                                             site->zone->lockfile, pchild);
-            if (rv != APR_SUCCESS) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, sv, "jpki: cannot "
-                             "attach the mutex of store zone %s",
-                             site->zone->name);
-            }
-        }
+        jpki_zone_child_init(site->zone, pchild, sv, "store zone");
+        jpki_zone_child_init(site->mirror, pchild, sv, "logout mirror");
 
         if (site->crlz && !site->crlz->child_ready) {
             site->crlz->child_ready = 1;
@@ -2649,5 +2951,7 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
         /* idle Redis connections are closed when the child exits */
         apr_pool_cleanup_register(pchild, site, jpki_redis_pool_cleanup,
                                   apr_pool_cleanup_null);
+
+        jpki_poller_start(site, pchild, sv);
     }
 }
