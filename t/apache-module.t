@@ -287,7 +287,8 @@ EOF
 
 for my $sig (qw(USR1 HUP)) {
     my $what = $sig eq 'USR1' ? 'graceful restart' : 'restart';
-    my ($r, $body) = login($ap);
+    # another certificate: a logout ends every session of its certificate
+    my ($r, $body) = login($ap, 'user2');
     my $cookie = cookie_of($r);
     ($r) = login($ap);
     my $bye = cookie_of($r);
@@ -327,6 +328,32 @@ $ap->stop;
     $r = post_json($vap->url('/jpki/login', 'c'), $body);
     is($r->{status}, 200, 'vhost c (own store zone, inherited secret): its store has not seen the challenge');
     $vap->stop;
+}
+
+# ---------------------------------------------------------------- logouts
+
+# Every gated request reads the logout markers in the embedded store: a
+# logout ends the sessions of its certificate at the next request, in every
+# child, without waiting for a re-check (the default interval here).
+{
+    my $lap = JPKIApache::Server->start(name => 'logout',
+                                        main => "${site}JPKIStore shm size=1M\n" . ap_gate_conf());
+    my $c1 = cookie_of(scalar login($lap));
+    my $c2 = cookie_of(scalar login($lap));
+    my $bob = cookie_of(scalar login($lap, 'user2'));
+    my $ok = 0;
+    $ok += get($lap, "/app/a$_", $c1)->{status} == 200 for 1 .. 4;
+    is($ok, 4, 'logout: a session in use');
+    my $r = get($lap, '/jpki/logout', $c2, method => 'POST');
+    is($r->{status}, 200, 'logout: another session of the certificate logs out');
+    my $refused = 0;
+    for (1 .. 6) {
+        $r = get($lap, "/app/b$_", $c1);
+        $refused++ if $r->{status} == 401 && ($r->{json}{error} // '') eq 'session_logged_out';
+    }
+    is($refused, 6, 'logout: every session of the certificate refused at once, in every child');
+    is(get($lap, '/app/c', $bob)->{status}, 200, 'logout: a session of another certificate goes on');
+    $lap->stop;
 }
 
 # ---------------------------------------------------------------- OCSP silent

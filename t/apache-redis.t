@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # t/apache-redis.t - the Redis store of the Apache module beyond the
 # scenario table (as t/nginx-redis.t and t/nginx-redis-tls.t for nginx): an
-# ACL user, a unix socket, parallel logins over the connection pool, a
+# ACL user, a unix socket, logouts through the nodes' mirrors of the
+# logout log, parallel logins over the connection pool, a
 # Redis restart under a running Apache (pooled connections replaced without
 # an error the user sees), a Redis that stops answering (bounded by
 # JPKIRedisTimeout) or is gone (refused at once), and TLS with the server
@@ -101,6 +102,42 @@ is($r->{json}{account}, 'alice-db3', '... mapping read from db 3');
 like(gated($unix, cookie_of($r) // '')->{content}, qr/account=\[alice-db3\]/,
      'gated request through the socket');
 $unix->stop;
+
+# ---- logouts: the logout of a node reaches every node within a second,
+# without a re-check in Redis (the default interval): each child polls the
+# logout log into the node's table (the mirror) that every request reads.
+# The marker in Redis is deleted at once here: only the mirror can refuse.
+{
+    my $mconf = <<"EOF";
+JPKISecretFile $secret
+JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=@{[ $ocsp->url ]}
+JPKIStore redis=127.0.0.1:$port password=admin-pw
+@{[ ap_gate_conf() ]}
+EOF
+    my @n = map { JPKIApache::Server->start(name => "mirror$_", main => $mconf) } 1, 2;
+    my $c = cookie_of(login($n[0])) // '';
+    my $ok = 0;
+    $ok += gated($_, $c)->{status} == 200 for @n, @n;
+    is($ok, 4, 'mirror: a session valid on both nodes');
+    $r = http('POST', $n[0]->url('/jpki/logout'), headers => { Cookie => "jpki_session=$c" });
+    is($r->{status}, 200, 'mirror: logout on node 1');
+    $redis->cmd('DEL', 'jpki:v1:out:' . cert_id('user1', $secret));
+    my $refused = 0;
+    $refused += gated($n[0], $c, "/app/n1-$_")->{status} == 401 for 1 .. 4;
+    is($refused, 4, 'mirror: node 1 refuses the session on every child at once');
+    my ($t0, $dt) = (time, undef);
+    while (time - $t0 < 3) {
+        my $g = gated($n[1], $c, '/app/n2');
+        if ($g->{status} == 401 && ($g->{json}{error} // '') eq 'session_logged_out') {
+            $dt = time - $t0;
+            last;
+        }
+        sleep 0.05;
+    }
+    ok(defined $dt && $dt <= 1.0, 'mirror: node 2 refuses it within a second, from its '
+       . 'mirror' . (defined $dt ? sprintf(' (%.2f s)', $dt) : ''));
+    $_->stop for @n;
+}
 
 # ---- a Redis restart: the children's pooled connections die with it
 my $ap = JPKIApache::Server->start(name => 'restart', loglevel => 'notice auth_jpki:info',
