@@ -98,7 +98,9 @@ for my $from (@names) {
     }
 }
 
-# ---- revocation cache written by one adapter, read by the other
+# ---- revocation cache written by one adapter, read by the other (a
+# login writes it once it succeeds: a refused one writes only its throttle
+# counters)
 {
     my $m = $ap[0]->mark;
     my $r = post_json(base('nginx', '/jpki/login'),
@@ -107,6 +109,13 @@ for my $from (@names) {
     $r = post_json(base('apache1', '/jpki/login'),
                    login_body(challenge(base('apache1', '/jpki')), 'rev-keyCompromise'));
     is($r->{json} && $r->{json}{error}, 'cert_revoked', 'apache: revoked certificate');
+    $r = post_json(base('nginx', '/jpki/login'),
+                   login_body(challenge(base('nginx', '/jpki')), 'user-ec'));
+    is($r->{status}, 200, 'nginx: login (OCSP answer cached)');
+    $m = $ap[0]->mark;
+    $r = post_json(base('apache1', '/jpki/login'),
+                   login_body(challenge(base('apache1', '/jpki')), 'user-ec'));
+    is($r->{status}, 200, 'apache: login of the same certificate');
     my @a = $ap[0]->audits(undef, $m);
     is(@a ? $a[-1]{revocation} : undef, 'cache', 'apache: answer from the cache nginx wrote');
 }
