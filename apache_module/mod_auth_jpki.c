@@ -541,6 +541,10 @@ jpki_send_verdict(request_rec *r, const jpki_verdict *v)
     if (v->location) {
         apr_table_set(r->headers_out, "Location", v->location);
     }
+    if (v->retry_after > 0) {
+        apr_table_setn(r->headers_out, "Retry-After",
+                       apr_psprintf(r->pool, "%u", v->retry_after));
+    }
 
     return jpki_send_json(r, v->http_status, v->body ? v->body : "",
                           v->body ? v->body_len : 0);
