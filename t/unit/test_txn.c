@@ -53,11 +53,14 @@ typedef struct {
     int ocsp_calls, crl_calls;
 } io_env;
 
+static int store_batches;              /* batches run in the store */
+
 static void exec_store(jpki_txn *t)
 {
     size_t n, i;
     const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
     jpki_store_result r[JPKI_STORE_BATCH_MAX];
+    store_batches++;
     for (i = 0; i < n; i++)
         jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
     jpki_txn_feed_store(t, r, n);
@@ -140,6 +143,11 @@ static char last_cookie[1024];
 static const jpki_policy *req_policy;   /* per-location policy, or NULL */
 /* where the browser says a login comes from (NULL: header absent) */
 static const char *req_sfs, *req_origin, *req_host = "gate.example:8443";
+static const char *req_peer;            /* NULL: 127.0.0.1 */
+/* the node's table of logout markers for gated requests and logouts */
+static jpki_shm *req_local;
+static int req_shared;
+static int64_t req_since;
 
 static void set_from(jpki_txn_request *rq)
 {
@@ -149,6 +157,16 @@ static void set_from(jpki_txn_request *rq)
     rq->origin_len = req_origin ? strlen(req_origin) : 0;
     rq->host = req_host;
     rq->host_len = req_host ? strlen(req_host) : 0;
+    if (req_peer != NULL)
+        rq->peer = req_peer;
+}
+
+static void set_local(jpki_txn_request *rq)
+{
+    rq->policy = req_policy;
+    rq->local = req_local;
+    rq->shared_store = req_shared;
+    rq->local_since = req_since;
 }
 
 static const jpki_verdict *login(const char *cert, const char *key,
@@ -181,28 +199,58 @@ static const jpki_verdict *login(const char *cert, const char *key,
     return v;
 }
 
-static void map(const char *cert, const char *account)
+/* The cert_id of the PKI certificate file cert ("" when it does not
+ * check). */
+static const char *cert_id_of(const char *cert)
 {
+    static char id[JPKI_CERT_ID_HEX_LEN + 1];
     jpki_cert *c = NULL;
     uint8_t *der;
     size_t len;
+
+    id[0] = '\0';
+    jpki_load_file(tap_path(cert), 1 << 16, &der, &len);
+    if (jpki_cert_check(ctx, der, len, NOW, &c, NULL, 0) != JPKI_OK)
+        printf("# %s does not check\n", cert);
+    else
+        snprintf(id, sizeof(id), "%s", jpki_cert_id_hex(c));
+    free(der);
+    jpki_cert_free(c);
+    return id;
+}
+
+/* key (printf format) in table s at NOW: GET (val NULL), the value or ""
+ * when absent; SET without TTL (val not NULL). */
+static const char *kv(jpki_shm *s, const char *val, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static const char *kv(jpki_shm *s, const char *val, const char *fmt, ...)
+{
+    static char buf[JPKI_STORE_VAL_MAX + 1];
     jpki_store_cmd cmd = {0};
     jpki_store_result r;
+    va_list ap;
 
-    jpki_load_file(tap_path(cert), 1 << 16, &der, &len);
-    if (jpki_cert_check(ctx, der, len, NOW, &c, NULL, 0) != JPKI_OK) {
-        printf("# map: %s does not check\n", cert);
-        free(der);
-        return;
+    va_start(ap, fmt);
+    cmd.keylen = (size_t)vsnprintf(cmd.key, sizeof(cmd.key), fmt, ap);
+    va_end(ap);
+    cmd.op = val != NULL ? JPKI_STORE_SET : JPKI_STORE_GET;
+    if (val != NULL) {
+        cmd.vallen = strlen(val);
+        memcpy(cmd.val, val, cmd.vallen);
     }
-    free(der);
-    cmd.op = JPKI_STORE_SET;
-    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key), "jpki:v1:map:%s",
-                                  jpki_cert_id_hex(c));
-    cmd.vallen = strlen(account);
-    memcpy(cmd.val, account, cmd.vallen);
-    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
-    jpki_cert_free(c);
+    jpki_shm_exec(s, &cmd, (int64_t)NOW * 1000, &r);
+    snprintf(buf, sizeof(buf), "%.*s",
+             r.type == JPKI_STORE_R_VALUE ? (int)r.vallen : 0,
+             (const char *)r.val);
+    return buf;
+}
+
+static void map(const char *cert, const char *account)
+{
+    const char *id = cert_id_of(cert);
+
+    if (id[0] != '\0')
+        kv(shm, account, "jpki:v1:map:%s", id);
 }
 
 static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
@@ -214,7 +262,22 @@ static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
     rq.wants_json = 1;
     rq.cookie = cookie;
     rq.cookie_len = strlen(cookie);
+    set_local(&rq);
     return drive(&rq, env, tp);
+}
+
+/* rq: a logout (JSON) of the session cookie at `at`. */
+static void logout_request(jpki_txn_request *rq, const char *cookie,
+                           int64_t at)
+{
+    memset(rq, 0, sizeof(*rq));
+    rq->op = JPKI_OP_LOGOUT;
+    rq->now = at;
+    rq->is_post = 1;
+    rq->wants_json = 1;
+    rq->cookie = cookie;
+    rq->cookie_len = strlen(cookie);
+    set_local(rq);
 }
 
 #define EXPECT_LOGIN(cert, key, acct, env, st_, rs_, name) do {              \
@@ -224,6 +287,476 @@ static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
         is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
         jpki_txn_free(t_);                                                   \
     } while (0)
+
+/* ------------------------------------------------------------------ */
+/* The guard: what a refused login writes, the throttle, logout markers */
+/* read without waiting, a full store, the audit lines of refusals       */
+/* ------------------------------------------------------------------ */
+
+static jpki_policy gp;                  /* the policy of these tests */
+
+static const jpki_verdict *logout(const char *cookie, int64_t at,
+                                  jpki_txn **tp)
+{
+    jpki_txn_request rq = {0};
+
+    logout_request(&rq, cookie, at);
+    return drive(&rq, NULL, tp);
+}
+
+/* A login; its status, its session cookie in out (when out != NULL) and
+ * its auth_time in *at (when at != NULL). */
+static int login_to(const char *cert, const char *key, io_env *env,
+                    char *out, int64_t *at)
+{
+    jpki_txn *t = NULL;
+    const jpki_verdict *v = login(cert, key, NULL, env, &t, NULL);
+    int st = v ? v->http_status : -1;
+
+    if (out != NULL)
+        snprintf(out, 1024, "%s", last_cookie);
+    if (at != NULL)
+        *at = v ? v->auth_time : -1;
+    jpki_txn_free(t);
+    return st;
+}
+
+/* The throttle counter of kind ("fa", "fc", "lc") and id in the window of
+ * NOW ("" when absent). */
+static const char *thr_count(const char *kind, const char *id)
+{
+    return kv(shm, NULL, "jpki:v1:thr:%s:%s:%lld", kind, id,
+              (long long)(NOW / gp.throttle_window));
+}
+
+static void thr_clear(void)
+{
+    jpki_shm_delete_prefix(shm, "jpki:v1:thr:", (int64_t)NOW * 1000);
+}
+
+/* A refused login writes its throttle counters (address, certificate) and
+ * nothing else: its challenge is used up only by a login that passed
+ * everything, no revocation answer is cached. */
+static void refusal_writes_counters(const char *cert, const char *key,
+                                    const char *reason, io_env *env)
+{
+    char ch[JPKI_CHALLENGE_LEN + 1], id[JPKI_CHALLENGE_ID_HEX + 1] = "";
+    const jpki_verdict *v;
+    jpki_txn *t;
+    uint64_t before;
+
+    thr_clear();
+    before = jpki_shm_count(shm, (int64_t)NOW * 1000);
+    jpki_challenge_issue(ctx, NOW, req_host, strlen(req_host), ch, NULL);
+    v = login(cert, key, NULL, env, &t, ch);
+    is_str(v ? v->reason : NULL, reason, "%s signed with %s: %s", cert, key,
+           reason);
+    jpki_txn_free(t);
+    is_int(jpki_shm_delete_prefix(shm, "jpki:v1:thr:", (int64_t)NOW * 1000),
+           2, "... counted against its address and its certificate");
+    is_int(jpki_shm_count(shm, (int64_t)NOW * 1000), before,
+           "... and nothing else written");
+    jpki_challenge_check(ctx, ch, strlen(ch), NOW, req_host, strlen(req_host),
+                         id, NULL);
+    is_str(kv(shm, NULL, "jpki:v1:ch:%s", id), "",
+           "... its challenge not used up");
+}
+
+/* The next login of cert answers 429 too_many_attempts with a
+ * Retry-After; returns it. */
+static unsigned expect_429(const char *cert, const char *key, io_env *env,
+                           const char *name)
+{
+    jpki_txn *t = NULL;
+    const jpki_verdict *v = login(cert, key, NULL, env, &t, NULL);
+    unsigned ra = v ? v->retry_after : 0;
+
+    is_int(v ? v->http_status : -1, 429, "%s: 429", name);
+    is_str(v ? v->reason : NULL, "too_many_attempts", "... too_many_attempts");
+    ok(ra >= 1 && ra <= 2 * gp.throttle_window, "... Retry-After %u s", ra);
+    jpki_txn_free(t);
+    return ra;
+}
+
+static void test_throttle(io_env *env)
+{
+    char name[64], cid[JPKI_CERT_ID_HEX_LEN + 1];
+    unsigned ra;
+    int i;
+
+    /* failed logins per certificate */
+    gp.throttle_cert = 3;
+    gp.throttle_addr = 0;
+    thr_clear();
+    snprintf(cid, sizeof(cid), "%s", cert_id_of("user1.pem"));
+    for (i = 1; i <= 3; i++) {
+        snprintf(name, sizeof(name), "throttle cert=3: bad signature %d", i);
+        EXPECT_LOGIN("user1.pem", "user2.key", NULL, env, 401,
+                     "signature_invalid", name);
+    }
+    is_int(expect_429("user1.pem", "user2.key", env, "... the 4th"), 61,
+           "... 61 s at a window's start (the next window weighs this one "
+           "fully at its start)");
+    ra = expect_429("user1.pem", "user1.key", env, "a good login of that "
+                    "certificate (refused before its signature is checked)");
+    is_str(thr_count("fc", cid), "3", "the tries refused over the limit are "
+           "not counted");
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, env, 200, "ok",
+                 "another certificate signs in");
+    NOW += ra;
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 200, "ok",
+                 "Retry-After seconds later the certificate signs in");
+
+    /* failed logins per address (IPv6: per /64), over several
+     * certificates */
+    gp.throttle_cert = 0;
+    gp.throttle_addr = 3;
+    thr_clear();
+    req_peer = "2001:db8:7:7::1";
+    EXPECT_LOGIN("user1.pem", "user2.key", NULL, env, 401,
+                 "signature_invalid", "throttle addr=3: bad signature");
+    EXPECT_LOGIN("user-ec.pem", "user-ec.key", NULL, env, 403,
+                 "account_not_mapped", "... a certificate not mapped");
+    EXPECT_LOGIN("user2.pem", "user1.key", NULL, env, 401,
+                 "signature_invalid", "... a third certificate");
+    req_peer = "2001:db8:7:7::99";
+    expect_429("user2.pem", "user2.key", env,
+               "a good login from another address of that /64");
+    req_peer = "2001:db8:7:8::1";
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, env, 200, "ok",
+                 "another /64 signs in");
+    req_peer = "192.0.2.1";
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, env, 200, "ok",
+                 "another address signs in");
+    req_peer = NULL;
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, env, 200, "ok",
+                 "the certificates themselves are not limited");
+
+    /* logins per certificate */
+    gp.throttle_cert = 10;
+    gp.throttle_addr = 0;
+    gp.login_limit_cert = 3;
+    thr_clear();
+    for (i = 1; i <= 3; i++) {
+        snprintf(name, sizeof(name), "logins=3: login %d", i);
+        EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 200, "ok", name);
+    }
+    expect_429("user1.pem", "user1.key", env, "... the 4th");
+    EXPECT_LOGIN("user2.pem", "user2.key", NULL, env, 200, "ok",
+                 "... another certificate signs in");
+    gp.login_limit_cert = 60;
+
+    /* a replayed login (the same challenge) is a failed login */
+    {
+        char ch[JPKI_CHALLENGE_LEN + 1];
+        jpki_txn *t;
+        const jpki_verdict *v;
+
+        gp.throttle_addr = 100;
+        thr_clear();
+        jpki_challenge_issue(ctx, NOW, req_host, strlen(req_host), ch, NULL);
+        v = login("user1.pem", "user1.key", NULL, env, &t, ch);
+        is_int(v ? v->http_status : -1, 200, "a challenge used once");
+        jpki_txn_free(t);
+        is_str(thr_count("fc", cid), "", "... no failure counted");
+        v = login("user1.pem", "user1.key", NULL, env, &t, ch);
+        is_str(v ? v->reason : NULL, "challenge_replayed",
+               "the same login body again: challenge_replayed");
+        jpki_txn_free(t);
+        is_str(thr_count("fc", cid), "1", "... counted against the "
+               "certificate");
+        is_int(jpki_shm_delete_prefix(shm, "jpki:v1:thr:fa:",
+                                      (int64_t)NOW * 1000), 1,
+               "... and against the address");
+    }
+}
+
+/* Logouts read from the node's table (here the embedded store itself) by
+ * every gated request, however long the recheck interval. */
+static void test_logout_local(io_env *env)
+{
+    char a[1024], b[1024], c[1024];
+    int64_t base = NOW, auth = 0;
+    const jpki_verdict *v;
+    jpki_txn *t;
+    int batches, i;
+
+    req_local = shm;
+    req_shared = 0;
+    is_int(login_to("user1.pem", "user1.key", env, a, NULL), 200, "session a");
+    is_int(login_to("user1.pem", "user1.key", env, b, NULL), 200,
+           "session b of the same certificate");
+    batches = store_batches;
+    v = check(a, base + 5, env, &t);
+    ok(v && v->http_status == 200 && store_batches == batches,
+       "a gated request within the recheck interval: no store round trip");
+    jpki_txn_free(t);
+    v = logout(a, base + 10, &t);
+    is_int(v ? v->http_status : -1, 200, "logout of session a");
+    jpki_txn_free(t);
+    batches = store_batches;
+    v = check(a, base + 11, env, &t);
+    is_str(v ? v->reason : NULL, "session_logged_out",
+           "its next request: session_logged_out");
+    is_int(v ? v->http_status : -1, 401, "... 401");
+    is_int(store_batches, batches, "... at once (no store round trip, "
+           "recheck interval 3600 s)");
+    jpki_txn_free(t);
+    v = check(b, base + 11, env, &t);
+    is_str(v ? v->reason : NULL, "session_logged_out",
+           "session b, signed in before the logout: out too");
+    jpki_txn_free(t);
+    req_local = NULL;
+    v = check(b, base + 11, env, &t);
+    is_int(v ? v->http_status : -1, 200, "without the node's table the "
+           "marker waits for the next re-check");
+    jpki_txn_free(t);
+    req_local = shm;
+
+    for (i = 0; i < 2; i++) {
+        NOW = base + 10 + i;
+        is_int(login_to("user1.pem", "user1.key", env, c, &auth), 200,
+               "a login %s the logout", i ? "a second after" : "in the "
+               "second of");
+        is_int(auth, base + 11, "... its session starts after the logout");
+        v = check(c, base + 12, env, &t);
+        is_int(v ? v->http_status : -1, 200, "... and is not logged out");
+        jpki_txn_free(t);
+    }
+
+    /* `jpkictl logout`: every session of an account */
+    NOW = base + 20;
+    is_int(login_to("user2.pem", "user2.key", env, c, &auth), 200,
+           "a session of account bob");
+    {
+        char aid[JPKI_ACCOUNT_ID_HEX_LEN + 1], at[24];
+
+        jpki_account_id(ctx, "bob", 3, aid);
+        snprintf(at, sizeof(at), "%lld", (long long)auth - 1);
+        kv(shm, at, "jpki:v1:outa:%s", aid);
+        v = check(c, base + 21, env, &t);
+        is_int(v ? v->http_status : -1, 200,
+               "an account marker before its auth_time: passes");
+        jpki_txn_free(t);
+        snprintf(at, sizeof(at), "%lld", (long long)auth);
+        kv(shm, at, "jpki:v1:outa:%s", aid);
+        batches = store_batches;
+        v = check(c, base + 21, env, &t);
+        ok(v && strcmp(v->reason, "session_logged_out") == 0
+           && store_batches == batches,
+           "outa:<account_id> at its auth_time: session_logged_out at once");
+        jpki_txn_free(t);
+        jpki_shm_delete_prefix(shm, "jpki:v1:outa:", (int64_t)NOW * 1000);
+    }
+    req_local = NULL;
+}
+
+/* Whether a gated request with cookie at `at` asks the store (-1: it did
+ * not pass). */
+static int check_asks_store(const char *cookie, int64_t at, io_env *env)
+{
+    int batches = store_batches, st;
+    jpki_txn *t;
+    const jpki_verdict *v = check(cookie, at, env, &t);
+
+    st = v ? v->http_status : -1;
+    jpki_txn_free(t);
+    return st != 200 ? -1 : store_batches > batches;
+}
+
+/* With Redis: the node's mirror, a logout writes it at once and appends
+ * to the logout log; sessions the mirror cannot vouch for ask the store. */
+static void test_logout_mirror(io_env *env)
+{
+    size_t size = 1 << 16;
+    void *mem = calloc(1, size), *h = calloc(1, jpki_shm_handle_size());
+    jpki_shm *mirror;
+    jpki_txn_request rq;
+    const jpki_store_cmd *c;
+    jpki_txn *t;
+    char f[1024], g[1024], cid[JPKI_CERT_ID_HEX_LEN + 1], want[128];
+    long long seq;
+    int64_t tg;
+    size_t n;
+
+    jpki_shm_init(mem, size, 0);
+    mirror = jpki_shm_attach(h, mem, size, NULL);
+    req_local = mirror;
+    req_shared = 1;
+    req_since = 0;
+    snprintf(cid, sizeof(cid), "%s", cert_id_of("user1.pem"));
+    is_int(login_to("user1.pem", "user1.key", env, f, NULL), 200,
+           "shared store: a session");
+
+    logout_request(&rq, f, NOW + 10);
+    jpki_txn_new(ctx, &rq, &t);
+    is_int(jpki_txn_step(t), JPKI_STEP_STORE, "logout: a store step");
+    c = jpki_txn_store_cmds(t, &n);
+    snprintf(want, sizeof(want), "%lld", (long long)NOW + 10);
+    ok(n == 2 && c[0].op == JPKI_STORE_SET
+       && strncmp(c[0].key, "jpki:v1:out:", 12) == 0
+       && strcmp(c[0].key + 12, cid) == 0
+       && c[0].vallen == strlen(want)
+       && memcmp(c[0].val, want, c[0].vallen) == 0
+       && c[1].op == JPKI_STORE_INCR && strcmp(c[1].key, "jpki:v1:outseq") == 0,
+       "... SET out:<cert_id> <time>, INCR outseq");
+    is_str(kv(mirror, NULL, "jpki:v1:out:%s", cid), want,
+           "... the mirror written at once, before the store answers");
+    seq = atoll(kv(shm, NULL, "jpki:v1:outseq")) + 1;
+    exec_store(t);
+    is_int(jpki_txn_step(t), JPKI_STEP_STORE, "... then another store step");
+    c = jpki_txn_store_cmds(t, &n);
+    snprintf(want, sizeof(want), "c|%s|%lld|%u", cid, (long long)NOW + 10,
+             (unsigned)JPKI_OUTLOG_TTL);
+    ok(n == 1 && c[0].op == JPKI_STORE_SET
+       && strcmp(c[0].key, "jpki:v1:outlog:") > 0
+       && atoll(c[0].key + 15) == seq && c[0].vallen == strlen(want)
+       && memcmp(c[0].val, want, c[0].vallen) == 0
+       && c[0].ttl_ms == JPKI_OUTLOG_TTL * 1000u,
+       "... SET outlog:%lld \"%s\" for JPKI_OUTLOG_TTL", seq, want);
+    exec_store(t);
+    is_int(jpki_txn_step(t), JPKI_STEP_DONE, "... done");
+    is_int(jpki_txn_verdict(t)->http_status, 200, "... logged out");
+    jpki_txn_free(t);
+    is_int(check_asks_store(f, NOW + 11, env), -1,
+           "the session is refused on this node");
+    NOW += 10 + JPKI_OUTLOG_TTL;
+    is_str(kv(mirror, NULL, "jpki:v1:out:%s", cid), "",
+           "the mirror keeps the marker JPKI_OUTLOG_TTL");
+    NOW -= 10 + JPKI_OUTLOG_TTL;
+
+    /* a session the mirror can vouch for, and ones it cannot */
+    tg = NOW;
+    is_int(login_to("user2.pem", "user2.key", env, g, NULL), 200,
+           "another session (checked at login)");
+    req_since = tg;
+    is_int(check_asks_store(g, tg + 5, env), 0,
+           "checked in the store at local_since: the mirror suffices");
+    req_since = tg + 1;
+    is_int(check_asks_store(g, tg + 5, env), 1,
+           "checked before local_since: asks the store");
+    req_since = INT64_MAX;
+    is_int(check_asks_store(g, tg + 5, env), 1,
+           "no complete poll lately (INT64_MAX): asks the store");
+    req_since = 0;
+    is_int(check_asks_store(g, tg + JPKI_OUTLOG_TTL - 1, env), 0,
+           "checked JPKI_OUTLOG_TTL - 1 s ago: the mirror suffices");
+    is_int(check_asks_store(g, tg + JPKI_OUTLOG_TTL, env), 1,
+           "checked JPKI_OUTLOG_TTL ago: asks the store");
+    req_shared = 0;
+    is_int(check_asks_store(g, tg + JPKI_OUTLOG_TTL, env), 0,
+           "... not with the embedded store (no mirror)");
+    req_local = NULL;
+    free(mem);
+    free(h);
+}
+
+/* The embedded store nearly full: soft writes (counters, caches) stop at
+ * 3/4, so a login still gets its challenge in; full, it is 503. */
+static void test_store_full(io_env *env)
+{
+    size_t size = jpki_shm_min_size(), i;
+    void *mem = calloc(1, size), *h = calloc(1, jpki_shm_handle_size());
+    jpki_shm *saved = shm;
+
+    jpki_shm_init(mem, size, 0);
+    shm = jpki_shm_attach(h, mem, size, NULL);
+    map("user1.pem", "alice");
+    for (i = 1; i < jpki_shm_capacity(shm) * 3 / 4; i++)
+        kv(shm, "x", "jpki:v1:fill:%zu", i);
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 200, "ok",
+                 "the store 3/4 full: a login gets its challenge in");
+    is_int(jpki_shm_count(shm, (int64_t)NOW * 1000),
+           jpki_shm_capacity(shm) * 3 / 4 + 1,
+           "... only its challenge written (counters, cache kept out)");
+    EXPECT_LOGIN("user1.pem", "user2.key", NULL, env, 401,
+                 "signature_invalid", "... a refused login answered, "
+                 "uncounted");
+    for (; !jpki_shm_is_full(shm, (int64_t)NOW * 1000); i++)
+        kv(shm, "x", "jpki:v1:fill:%zu", i);
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 503, "store_full",
+                 "the store full: the challenge cannot be used up");
+    shm = saved;
+    free(mem);
+    free(h);
+}
+
+static int log_refused;
+
+static void count_refusals(void *ud, jpki_log_level l, const char *msg)
+{
+    log_refused += strstr(msg, "jpki login refused") != NULL;
+}
+
+/* Refusals beyond the throttle's limit (at least 10) a window have no
+ * audit line, nor a log line; the next one says how many. */
+static void test_audit_limit(io_env *env)
+{
+    const jpki_verdict *v;
+    jpki_txn *t;
+    int i, lines = 0;
+
+    NOW += 3600;                        /* windows of their own */
+    gp.throttle_cert = 10;
+    gp.throttle_addr = 0;
+    thr_clear();
+    jpki_ctx_set_log(ctx, count_refusals, NULL);
+    for (i = 0; i < 10; i++) {
+        v = login("user1.pem", "user2.key", NULL, env, &t, NULL);
+        lines += v && v->http_status == 401 && v->audit != NULL
+                 && strstr(v->audit, "\"reason\":\"signature_invalid\"")
+                 && !strstr(v->audit, "suppressed");
+        jpki_txn_free(t);
+    }
+    is_int(lines, 10, "10 refused logins of a certificate: 10 audit lines");
+    is_int(log_refused, 10, "... and 10 log lines");
+    for (i = 0; i < 2; i++) {
+        v = login("user1.pem", "user2.key", NULL, env, &t, NULL);
+        ok(v && v->http_status == 429 && v->audit == NULL,
+           "refusal %d: no audit line", 11 + i);
+        jpki_txn_free(t);
+    }
+    is_int(log_refused, 10, "... nor a log line");
+    NOW += 2 * gp.throttle_window;
+    v = login("user1.pem", "user2.key", NULL, env, &t, NULL);
+    ok(v && v->audit && strstr(v->audit, ",\"suppressed\":2}"),
+       "the next window: the line says 2 were left out (%s)",
+       v && v->audit ? v->audit : "none");
+    jpki_txn_free(t);
+    v = login("user1.pem", "user2.key", NULL, env, &t, NULL);
+    ok(v && v->audit && !strstr(v->audit, "suppressed"),
+       "... the one after it no more");
+    jpki_txn_free(t);
+    jpki_ctx_set_log(ctx, NULL, NULL);
+}
+
+static void test_guard(io_env *env)
+{
+    time_t base = NOW;
+
+    NOW = NOW - NOW % 60 + 60;          /* at the start of a window */
+    jpki_shm_delete_prefix(shm, "jpki:v1:", (int64_t)NOW * 1000);
+    map("user1.pem", "alice");
+    map("user2.pem", "bob");
+    map("rev-keyCompromise.pem", "x");
+    gp = *jpki_ctx_get_policy(ctx);
+    gp.recheck_interval = 3600;
+    gp.session_idle = 0;
+    req_policy = &gp;
+    refusal_writes_counters("user-ec.pem", "user-ec.key", "account_not_mapped",
+                            env);
+    refusal_writes_counters("user1.pem", "user2.key", "signature_invalid",
+                            env);
+    refusal_writes_counters("rev-keyCompromise.pem", "rev-keyCompromise.key",
+                            "cert_revoked", env);
+    test_throttle(env);
+    test_logout_local(env);
+    test_logout_mirror(env);
+    test_store_full(env);
+    test_audit_limit(env);
+    req_policy = NULL;
+    NOW = base;
+}
 
 int main(void)
 {
@@ -521,13 +1054,8 @@ int main(void)
 
     /* logout: only from the site's own pages too */
     {
-        jpki_txn_request rq = {0};
-        rq.op = JPKI_OP_LOGOUT;
-        rq.now = NOW + 10;
-        rq.is_post = 1;
-        rq.wants_json = 1;
-        rq.cookie = cookie;
-        rq.cookie_len = strlen(cookie);
+        jpki_txn_request rq;
+        logout_request(&rq, cookie, NOW + 10);
         rq.sec_fetch_site = "cross-site";
         rq.sec_fetch_site_len = strlen(rq.sec_fetch_site);
         v = drive(&rq, &good, &t);
@@ -648,6 +1176,11 @@ int main(void)
                      "OCSP down, CRL fallback");
         is_int(fb.crl_calls, 1, "fallback used the CRL");
     }
+    jpki_ctx_free(ctx);
+
+    /* the guard: throttle, logout markers, a full store, audit lines */
+    ctx = make_ctx(0, JPKI_REV_OCSP, "http://127.0.0.1:1/");
+    test_guard(&good);
     jpki_ctx_free(ctx);
 
     system("rm -rf /tmp/jpki-txn-*");
