@@ -25,6 +25,7 @@
 #include "util_filter.h"
 #include "util_mutex.h"
 #include "apr_lib.h"
+#include "apr_atomic.h"
 
 #include <string.h>
 #include <strings.h>
@@ -918,16 +919,36 @@ jpki_read_body(request_rec *r, const uint8_t **out, size_t *outlen)
 
 
 static int
+jpki_run_endpoint(request_rec *r, jpki_site *site, const jpki_policy *pol,
+                  jpki_op op, const uint8_t *body, size_t len)
+{
+    const jpki_verdict  *v;
+    jpki_txn            *t;
+
+    t = jpki_start(r, site, pol, op, body, len);
+    if (t == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = jpki_run(r, site, t);
+    if (v == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return jpki_send_verdict(r, v);
+}
+
+
+static int
 jpki_endpoint_handler(request_rec *r)
 {
     jpki_site           *site;
     const jpki_policy   *pol;
-    const jpki_verdict  *v;
-    jpki_txn            *t;
     const uint8_t       *body = NULL;
     const char          *u, *end, *seg, *msg;
     size_t               len = 0, sl;
     apr_size_t           ml;
+    apr_uint32_t         cap;
     jpki_op              op;
     int                  rc;
 
@@ -983,17 +1004,27 @@ jpki_endpoint_handler(request_rec *r)
         }
     }
 
-    t = jpki_start(r, site, pol, op, body, len);
-    if (t == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
+    if (op != JPKI_OP_LOGIN) {
+        return jpki_run_endpoint(r, site, pol, op, NULL, 0);
     }
 
-    v = jpki_run(r, site, t);
-    if (v == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
+    /* the logins of the site this child verifies at once, against the
+     * cap of the location (JPKIThrottle concurrency=, the site's value
+     * unless the location has its own) */
+    cap = pol->login_concurrency;
+    if (apr_atomic_inc32(&site->logins) >= cap && cap > 0) {
+        apr_atomic_dec32(&site->logins);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login refused: "
+                      "%u logins being verified in this child (JPKIThrottle "
+                      "concurrency=)", cap);
+        apr_table_setn(r->headers_out, "Retry-After", "1");
+        msg = jpki_json_error(r, JPKI_ERR_BUSY, &ml);
+        return jpki_send_json(r, HTTP_SERVICE_UNAVAILABLE, msg, ml);
     }
+    rc = jpki_run_endpoint(r, site, pol, op, body, len);
+    apr_atomic_dec32(&site->logins);
 
-    return jpki_send_verdict(r, v);
+    return rc;
 }
 
 

@@ -172,6 +172,7 @@ typedef struct {
     apr_thread_mutex_t        *outsync_mutex; /* per child: outsync */
     apr_thread_t              *poller;        /* per child */
     volatile apr_uint32_t      poller_stop;   /* per child: 1 at exit */
+    volatile apr_uint32_t      logins;        /* per child: being verified */
     jpki_map                  *map;
     apr_thread_rwlock_t       *map_lock;      /* per child */
     apr_thread_rwlock_t       *crl_lock;      /* per child */
@@ -209,6 +210,9 @@ typedef struct {
     const char                *login_page;
     const char                *trusted_origins;  /* space-separated */
     int                        require_account;
+    apr_array_header_t        *throttle;      /* JPKIThrottle values
+                                                 (const char *), applied in
+                                                 order; NULL: none */
 } jpki_dir_conf;
 
 /* mod_auth_jpki_config.c */
@@ -220,6 +224,10 @@ void *mjpki_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mjpki_site_configured(const jpki_site *site);
 int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                       server_rec *s);
+/* Applies JPKIThrottle values (a jpki_dir_conf's throttle) to p, in
+ * order; JPKI_OK, or the core's sentence in err. */
+jpki_err mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t,
+                             char *err, size_t errlen);
 /* The per-location policy; NULL (and a sentence in err) when the merged
  * settings are inconsistent. */
 const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const jpki_site *site,

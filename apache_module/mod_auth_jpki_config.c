@@ -842,6 +842,13 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     JPKI_DMERGE_PTR(login_page);
     JPKI_DMERGE_PTR(trusted_origins);
     JPKI_DMERGE_INT(require_account);
+    /* each value changes only what it names: the server's, then the
+     * section's, as if given in that order */
+    if (base->throttle && add->throttle) {
+        d->throttle = apr_array_append(p, base->throttle, add->throttle);
+    } else {
+        JPKI_DMERGE_PTR(throttle);
+    }
 
     return d;
 }
@@ -857,7 +864,8 @@ jpki_dir_has_settings(const jpki_dir_conf *d)
            || d->cookie_secure != JPKI_UNSET || d->pass_cookie != JPKI_UNSET
            || d->rev_policy != JPKI_UNSET
            || d->fail_open != JPKI_UNSET || d->login_page
-           || d->trusted_origins || d->require_account != JPKI_UNSET;
+           || d->trusted_origins || d->require_account != JPKI_UNSET
+           || d->throttle;
 }
 
 
@@ -879,6 +887,25 @@ jpki_copy(char *dst, size_t max, const char *src)
     memcpy(dst, src, n + 1);
 
     return 1;
+}
+
+
+jpki_err
+mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t, char *err,
+                     size_t errlen)
+{
+    jpki_err  e;
+    int       i;
+
+    for (i = 0; t != NULL && i < t->nelts; i++) {
+        e = jpki_policy_set_throttle(p, APR_ARRAY_IDX(t, i, const char *),
+                                     err, errlen);
+        if (e != JPKI_OK) {
+            return e;
+        }
+    }
+
+    return JPKI_OK;
 }
 
 
@@ -941,7 +968,9 @@ mjpki_dir_policy(apr_pool_t *p, const jpki_site *site, const jpki_dir_conf *d,
         return NULL;
     }
 
-    if (jpki_policy_check(pol, err, errlen) != JPKI_OK) {
+    if (mjpki_apply_throttle(pol, d->throttle, err, errlen) != JPKI_OK
+        || jpki_policy_check(pol, err, errlen) != JPKI_OK)
+    {
         return NULL;
     }
 
@@ -1081,6 +1110,52 @@ jpki_cmd_trusted_origins(cmd_parms *cmd, void *dconf, const char *arg)
 }
 
 
+/* JPKIThrottle off | [window=T] [cert=N] [addr=N] [logins=N]
+ * [concurrency=N]: the grammar is the core's (jpki_policy_set_throttle),
+ * checked here over the defaults; the values are applied to the section's
+ * policy in order, after the server's (each changes only what it names). */
+static const char *
+jpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
+{
+    jpki_dir_conf  *d = dconf;
+    jpki_ctx       *ctx;
+    jpki_policy     pol;
+    const char     *args, *msg;
+    char            err[256];
+    int             i;
+
+    if (argc == 0) {
+        return "JPKIThrottle: expects off, or window=, cert=, addr=, "
+               "logins=, concurrency=";
+    }
+
+    args = argv[0];
+    for (i = 1; i < argc; i++) {
+        args = apr_pstrcat(cmd->pool, args, " ", argv[i], NULL);
+    }
+
+    ctx = jpki_ctx_new();
+    if (ctx == NULL) {
+        return "JPKIThrottle: out of memory";
+    }
+    pol = *jpki_ctx_get_policy(ctx);
+    jpki_ctx_free(ctx);
+
+    err[0] = '\0';
+    if (jpki_policy_set_throttle(&pol, args, err, sizeof(err)) != JPKI_OK) {
+        msg = strncmp(err, "throttle: ", 10) == 0 ? err + 10 : err;
+        return apr_psprintf(cmd->pool, "JPKIThrottle: %s", msg);
+    }
+
+    if (d->throttle == NULL) {
+        d->throttle = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(d->throttle, const char *) = apr_pstrdup(cmd->pool, args);
+
+    return NULL;
+}
+
+
 static const char *
 jpki_cmd_login_page(cmd_parms *cmd, void *dconf, const char *arg)
 {
@@ -1179,6 +1254,7 @@ jpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                 jpki_site *site)
 {
     jpki_policy        *pol;
+    jpki_dir_conf      *dflt;
     jpki_issuer_spec   *spec;
     jpki_issuer_rt     *rt;
     jpki_issuer        *is;
@@ -1244,6 +1320,20 @@ jpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     }
     if (site->ocsp_revoked != JPKI_UNSET) {
         pol->ocsp_revoked_ttl = (unsigned) site->ocsp_revoked;
+    }
+
+    /* JPKIThrottle at the server level of the server that defines the
+     * site: the site's values (each location's policy starts from them) */
+    dflt = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
+    err[0] = '\0';
+    if (dflt != NULL
+        && mjpki_apply_throttle(pol, dflt->throttle, err, sizeof(err))
+           != JPKI_OK)
+    {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
+                     "jpki: %s: JPKIThrottle: %s",
+                     jpki_server_name(ptemp, s), err);
+        return !OK;
     }
 
     site->rt_issuers = apr_array_make(pconf, site->issuers->nelts,
@@ -1580,5 +1670,10 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_FLAG("JPKIRequireAccount", ap_set_flag_slot,
         JPKI_DIR_OFF(require_account), JPKI_DIR_CTX,
         "the login must name the account [Off]"),
+    AP_INIT_TAKE_ARGV("JPKIThrottle", jpki_cmd_throttle, NULL, JPKI_DIR_CTX,
+        "off | [window=60s] [cert=10] [addr=100] [logins=60] "
+        "[concurrency=16]: failed logins per certificate and per client "
+        "address (IPv6 /64), logins per certificate in the window; "
+        "concurrency: logins of the site a child verifies at once"),
     { NULL }
 };
