@@ -88,7 +88,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN) pki
 # leaves out the test that measures time (nginx-nonblocking) and the demo.
 SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t,$(wildcard t/*.t))
 test: deps
-	$(MAKE) all unit sanitized fuzz-build $(B)/crlgen
+	$(MAKE) all unit sanitized fuzz-build $(B)/crlgen $(B)/sign_bodies
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	JPKI_TEST_PKI=$(CURDIR)/$(B)/pki JPKI_BUILD=$(CURDIR)/$(B) \

@@ -30,6 +30,7 @@ jpki_ctx *jpki_ctx_new(void)
     ctx->policy.throttle_cert = 10;
     ctx->policy.throttle_addr = 100;
     ctx->policy.login_limit_cert = 60;
+    ctx->policy.login_concurrency = 16;
     pthread_mutex_init(&ctx->crl_mu, NULL);
     pthread_mutex_init(&ctx->audit_mu, NULL);
     snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- names -------------------------------------------------------- */
@@ -117,14 +118,15 @@ unsigned jpki_throttle_over(uint64_t cur, uint64_t prev, int64_t now,
     return (unsigned)lo;
 }
 
-/* ---- audit lines: at most AUDIT_LINES refusals per cert_id and per
- * address a minute, per process; the ones left out are counted and the
- * count goes into the next line written for that certificate or address
- * ("suppressed"), or into a log line of its own when its slot is taken by
- * another key.  Nothing is dropped silently. -------------------------- */
+/* ---- audit lines: at most `limit` refusals per cert_id and per address
+ * a window (the throttle's limits and window; at least AUDIT_MIN lines),
+ * per process; the
+ * ones left out are counted and the count goes into the next line written
+ * for that certificate or address ("suppressed"), or into a log line of
+ * its own when its slot is taken by another key.  Nothing is dropped
+ * silently. ------------------------------------------------------------ */
 
-#define AUDIT_LINES   10
-#define AUDIT_WINDOW  60
+#define AUDIT_MIN     10
 
 static uint64_t fnv1a(const char *kind, const char *s)
 {
@@ -139,24 +141,28 @@ static uint64_t fnv1a(const char *kind, const char *s)
 }
 
 /* The slot of one key, taken over (with a log line for what it still
- * counted) when another key holds it.  Caller holds audit_mu. */
-static jpki_audit_slot *audit_slot(jpki_ctx *ctx, const char *kind,
-                                   const char *id, int64_t now)
+ * counted) when another key holds it: certificates in the first half of
+ * the table, addresses in the other (a certificate and an address never
+ * take each other's slot).  Caller holds audit_mu. */
+static jpki_audit_slot *audit_slot(jpki_ctx *ctx, int half, const char *kind,
+                                   const char *id, int64_t now,
+                                   unsigned window)
 {
     uint64_t h = fnv1a(kind, id);
-    jpki_audit_slot *sl = &ctx->audit[h % JPKI_AUDIT_SLOTS];
+    jpki_audit_slot *sl = &ctx->audit[half * (JPKI_AUDIT_SLOTS / 2)
+                                      + h % (JPKI_AUDIT_SLOTS / 2)];
 
     if (sl->h != h) {
         if (sl->h != 0 && sl->suppressed > 0)
             jpki_log(ctx, JPKI_LOG_WARN, "jpki audit: %u refused logins of "
-                     "%s %s were not logged (rate limit of %d a minute)",
-                     sl->suppressed, sl->kind, sl->id, AUDIT_LINES);
+                     "%s %s were not logged (rate limit)", sl->suppressed,
+                     sl->kind, sl->id);
         memset(sl, 0, sizeof(*sl));
         sl->h = h;
         snprintf(sl->kind, sizeof(sl->kind), "%s", kind);
         snprintf(sl->id, sizeof(sl->id), "%s", id);
     }
-    if (now - sl->window >= AUDIT_WINDOW || now < sl->window) {
+    if (now - sl->window >= (int64_t)window || now < sl->window) {
         sl->window = now;
         sl->lines = 0;
     }
@@ -164,23 +170,25 @@ static jpki_audit_slot *audit_slot(jpki_ctx *ctx, const char *kind,
 }
 
 int jpki_audit_admit(const jpki_ctx *cctx, const char *cert_id,
-                     const char *peer_id, int64_t now, unsigned *suppressed)
+                     unsigned cert_limit, const char *peer,
+                     unsigned peer_limit, unsigned window, int64_t now,
+                     unsigned *suppressed)
 {
     jpki_ctx *ctx = (jpki_ctx *)cctx;   /* the limiter's table only */
     jpki_audit_slot *s[2] = {NULL, NULL};
+    unsigned lim[2];
     int i, admit = 1;
 
     *suppressed = 0;
+    lim[0] = cert_limit > AUDIT_MIN ? cert_limit : AUDIT_MIN;
+    lim[1] = peer_limit > AUDIT_MIN ? peer_limit : AUDIT_MIN;
     pthread_mutex_lock(&ctx->audit_mu);
-    if (cert_id != NULL && cert_id[0] != '\0')
-        s[0] = audit_slot(ctx, "cert_id", cert_id, now);
-    if (peer_id != NULL && peer_id[0] != '\0') {
-        s[1] = audit_slot(ctx, "peer", peer_id, now);
-        if (s[1] == s[0])                /* both keys in one slot */
-            s[1] = NULL;
-    }
+    if (cert_id != NULL && cert_id[0] != '\0' && cert_limit > 0)
+        s[0] = audit_slot(ctx, 0, "cert_id", cert_id, now, window);
+    if (peer != NULL && peer[0] != '\0' && peer_limit > 0)
+        s[1] = audit_slot(ctx, 1, "peer", peer, now, window);
     for (i = 0; i < 2; i++)
-        if (s[i] != NULL && s[i]->lines >= AUDIT_LINES)
+        if (s[i] != NULL && s[i]->lines >= lim[i])
             admit = 0;
     for (i = 0; i < 2; i++) {
         if (s[i] == NULL)
@@ -196,4 +204,75 @@ int jpki_audit_admit(const jpki_ctx *cctx, const char *cert_id,
     }
     pthread_mutex_unlock(&ctx->audit_mu);
     return admit;
+}
+
+/* ---- the throttle's directive grammar (both servers) ---------------- */
+
+/* "off", or any of window=<n>[s|m] cert=<n> addr=<n> logins=<n>
+ * concurrency=<n>, separated by blanks; a limit of 0 is off. */
+jpki_err jpki_policy_set_throttle(jpki_policy *p, const char *args,
+                                  char *errbuf, size_t errlen)
+{
+    static const char *const names[] = {"window=", "cert=", "addr=",
+                                        "logins=", "concurrency="};
+    jpki_policy q = *p;
+    const char *s = args, *e;
+    unsigned long v;
+    size_t i, nl;
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (strncmp(s, "off", 3) == 0 && strspn(s + 3, " \t") == strlen(s + 3)) {
+        p->throttle_cert = p->throttle_addr = p->login_limit_cert = 0;
+        p->login_concurrency = 0;
+        return JPKI_OK;
+    }
+    while (*s != '\0') {
+        for (e = s; *e != '\0' && *e != ' ' && *e != '\t'; e++)
+            ;
+        for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            nl = strlen(names[i]);
+            if ((size_t)(e - s) > nl && strncmp(s, names[i], nl) == 0)
+                break;
+        }
+        if (i == sizeof(names) / sizeof(names[0])) {
+            jpki_set_detail(errbuf, errlen, "throttle: unknown setting "
+                            "\"%.*s\" (off, or window= cert= addr= logins= "
+                            "concurrency=)", (int)(e - s > 40 ? 40 : e - s),
+                            s);
+            return JPKI_ERR_INVALID;
+        }
+        v = 0;
+        if (s[nl] >= '0' && s[nl] <= '9')
+            v = strtoul(s + nl, &end, 10);
+        else
+            end = (char *)s + nl;
+        if (end == s + nl || v > 1000000
+            || !(end == e || (i == 0 && end + 1 == e
+                              && (*end == 's' || *end == 'm')))) {
+            jpki_set_detail(errbuf, errlen, "throttle: \"%.*s\" needs a "
+                            "number up to 1000000%s", (int)(e - s > 40 ? 40
+                            : e - s), s, i == 0 ? " (seconds, or 2m)" : "");
+            return JPKI_ERR_INVALID;
+        }
+        if (i == 0 && end != e && *end == 'm')
+            v *= 60;
+        switch (i) {
+        case 0: q.throttle_window = (unsigned)v; break;
+        case 1: q.throttle_cert = (unsigned)v; break;
+        case 2: q.throttle_addr = (unsigned)v; break;
+        case 3: q.login_limit_cert = (unsigned)v; break;
+        default: q.login_concurrency = (unsigned)v; break;
+        }
+        for (s = e; *s == ' ' || *s == '\t'; s++)
+            ;
+    }
+    if (q.throttle_window < 1 || q.throttle_window > 3600) {
+        jpki_set_detail(errbuf, errlen, "throttle: window must be 1 s to "
+                        "1 hour");
+        return JPKI_ERR_INVALID;
+    }
+    *p = q;
+    return JPKI_OK;
 }

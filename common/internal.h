@@ -144,10 +144,13 @@ size_t jpki_throttle_key(char *out, size_t max, const char *kind,
 unsigned jpki_throttle_over(uint64_t cur, uint64_t prev, int64_t now,
                             unsigned win, unsigned limit);
 /* Whether a refusal's audit line for cert_id and peer (either may be NULL)
- * is written (1) or left out and counted (0); *suppressed: the lines left
- * out before this one, to be reported in it. */
+ * is written (1) or left out and counted (0): at most a limit per window
+ * of seconds and key (at least 10; a limit of 0: that key is not limited);
+ * *suppressed: the lines left out before this one, to be reported in it. */
 int jpki_audit_admit(const jpki_ctx *ctx, const char *cert_id,
-                     const char *peer, int64_t now, unsigned *suppressed);
+                     unsigned cert_limit, const char *peer,
+                     unsigned peer_limit, unsigned window, int64_t now,
+                     unsigned *suppressed);
 
 /* Validates a store command: key prefix, characters, lengths (store.c). */
 jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);

@@ -305,6 +305,10 @@ typedef struct {
                                       (IPv6: per /64) */
     unsigned login_limit_cert;     /* [60] logins per certificate (bounds
                                       what one card can hold in the store) */
+    unsigned login_concurrency;    /* [16] logins a worker (nginx) or child
+                                      (Apache) verifies at once, the site's
+                                      value; more are answered 503 busy;
+                                      0 = no cap */
     /* session cookie */
     char cookie_name[64];          /* ["jpki_session"] */
     char cookie_path[128];         /* ["/"] */
@@ -318,6 +322,12 @@ typedef struct {
     char trusted_origins[512];     /* [""] */
 } jpki_policy;
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
+/* The throttle directive's value (nginx jpki_throttle, Apache
+ * JPKIThrottle): "off" (no limits), or any of window=<n>[s|m] cert=<n>
+ * addr=<n> logins=<n> concurrency=<n>, blank-separated; a limit of 0 is
+ * off.  Changes only what it names. */
+jpki_err jpki_policy_set_throttle(jpki_policy *p, const char *args,
+                                  char *errbuf, size_t errlen);
 /* Checks a policy's ranges and cookie settings (jpki_ctx_finish does it for
  * the site's policy; adapters call it for per-location copies). */
 jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen);
@@ -892,6 +902,9 @@ typedef struct {
     int soft_pass;            /* passed under fail_open: audited */
     unsigned retry_after;     /* seconds, for a Retry-After header (429,
                                  503 busy); 0: none */
+    unsigned delay_ms;        /* hold the answer this long when holding it
+                                 costs nothing (nginx: a timer): a throttled
+                                 client's flood then slows itself down */
     const char *audit;        /* one JSON line for the audit log */
 } jpki_verdict;
 const jpki_verdict *jpki_txn_verdict(const jpki_txn *t);

@@ -215,15 +215,15 @@ static void fed_log(jpki_outsync *o, const jpki_store_result *r, size_t n,
 
     for (i = 0; i < n; i++) {
         if (r[i].type == JPKI_STORE_R_NIL) {
-            /* numbered by INCR, not written yet; or written long ago and
-             * expired, or its writer died in between */
+            /* numbered by INCR, not written yet (wait a little); or
+             * expired, or its writer died in between: a gap, every record
+             * up to the counter is given up at once */
             if (o->nil_since_ms == 0)
                 o->nil_since_ms = now_ms;
             if (now_ms - o->nil_since_ms < SYNC_NIL_WAIT_MS)
                 break;
-            o->cursor++;
-            o->nil_since_ms = 0;
-            continue;
+            restart_at(o, o->seq, now_ms, "a record is missing");
+            return;
         }
         rc = r[i].type == JPKI_STORE_R_VALUE ? copy_record(o, &r[i], now_ms)
              : 0;

@@ -154,10 +154,12 @@ static void make_audit(jpki_txn *t, jpki_err e)
     char more[40] = "";
 
     /* a flood of refused logins must not flood the log: refusals are
-     * written at most 10 a minute per certificate and per address, the
-     * others counted into the next line ("suppressed") */
+     * written at most the throttle's limits a minute per certificate and
+     * per address, the others counted into the next line ("suppressed") */
     if (t->req.op == JPKI_OP_LOGIN && e != JPKI_OK
-        && !jpki_audit_admit(t->ctx, cid, peer[0] != '-' ? peer : NULL,
+        && !jpki_audit_admit(t->ctx, cid, t->pol->throttle_cert,
+                             t->peer_id[0] ? t->peer_id : NULL,
+                             t->pol->throttle_addr, t->pol->throttle_window,
                              t->req.now, &suppressed))
         return;
     if (suppressed > 0)
@@ -929,10 +931,13 @@ static unsigned thr_over(const jpki_txn *t, int k, long long cur,
                               t->pol->throttle_window, thr_limit(t, k));
 }
 
+#define THROTTLED_DELAY_MS 1000
+
 static void throttled(jpki_txn *t, unsigned retry_after)
 {
     finish(t, JPKI_ERR_THROTTLED);
     t->v.retry_after = retry_after;
+    t->v.delay_ms = THROTTLED_DELAY_MS;
 }
 
 /* A refused login: counted against its address and certificate (what a
@@ -964,7 +969,7 @@ static void login_failed(jpki_txn *t, jpki_err e)
 static void fail_put_fed(jpki_txn *t, const jpki_store_result *r)
 {
     unsigned ra, retry = 0;
-    long long cur;
+    long long cur, prev;
     int k;
 
     for (k = THR_FA; k <= THR_FC; k++) {
@@ -977,9 +982,13 @@ static void fail_put_fed(jpki_txn *t, const jpki_store_result *r)
                      ? "full" : "error");
             continue;
         }
-        /* over the limit before this one: this one is a throttled try */
-        cur = r[t->fail_ix[k][0]].n - 1;
-        ra = thr_over(t, k, cur, count_of(&r[t->fail_ix[k][1]]));
+        /* over the limit before this one: this one is a throttled try,
+         * told when the count with it falls under the limit */
+        cur = r[t->fail_ix[k][0]].n;
+        prev = count_of(&r[t->fail_ix[k][1]]);
+        if (thr_over(t, k, cur - 1, prev) == 0)
+            continue;
+        ra = thr_over(t, k, cur, prev);
         if (ra > retry)
             retry = ra;
     }
@@ -1106,8 +1115,13 @@ static void login_read(jpki_txn *t, const jpki_store_result *r)
             finish(t, store_err(&r[i]));
             return;
         }
+    /* over the address's limit, or the certificate's logins: refused
+     * before anything is verified.  Over the certificate's failures: the
+     * signature is still verified (it costs little next to the request),
+     * and a good one passes, so that someone who has a card's certificate
+     * cannot lock its holder out; a bad one is answered 429. */
     for (k = 0; k < THR_N; k++) {
-        if (t->ix_thr[k][0] < 0)
+        if (t->ix_thr[k][0] < 0 || k == THR_FC)
             continue;
         ra = thr_over(t, k, count_of(&r[t->ix_thr[k][0]]),
                       count_of(&r[t->ix_thr[k][1]]));

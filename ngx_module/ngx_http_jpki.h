@@ -19,6 +19,9 @@
 #define NGX_HTTP_JPKI_STORE_REDIS  2
 
 
+typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
+
+
 /* What tells a watched file's versions apart: a replaced file (a new
  * inode), one rewritten in place (size, mtime to the nanosecond), one whose
  * mode or owner changed (ctime: a file that could not be read, fixed with
@@ -87,6 +90,16 @@ struct ngx_http_jpki_main_conf_s {
     jpki_shm                  *shm;           /* per worker handle */
     void                      *shm_handle;
 
+    /* Redis: the node's table of logout markers (all workers), filled by
+     * each worker's poller of the logout log (common/outsync.c) */
+    ngx_shm_zone_t            *mirror_zone;
+    jpki_shm                  *mirror;        /* per worker handle */
+    void                      *mirror_handle;
+    jpki_outsync              *outsync;       /* per worker */
+    ngx_event_t                outsync_timer;
+    ngx_http_jpki_io_t        *outsync_io;
+    ngx_uint_t                 logins;        /* being verified, this worker */
+
     ngx_url_t                  redis;
     ngx_str_t                  redis_user;
     ngx_str_t                  redis_password;
@@ -131,7 +144,6 @@ typedef struct {
       ngx_http_get_module_srv_conf(r, ngx_http_jpki_module))->site)
 
 
-typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
 
 /* Store I/O completion: res holds n results (all JPKI_STORE_R_ERROR when
  * the I/O failed), or res is NULL on a timeout. */

@@ -30,6 +30,7 @@ typedef struct {
     ngx_str_t                  login_page;
     ngx_str_t                  trusted_origins;  /* space-separated */
     ngx_flag_t                 require_account;
+    ngx_str_t                  throttle;      /* jpki_throttle's value */
     ngx_uint_t                 health;        /* jpki_health here */
     jpki_policy               *policy;
 } ngx_http_jpki_loc_conf_t;
@@ -44,6 +45,9 @@ typedef struct {
     ngx_uint_t                 waiting;      /* I/O under way */
     ngx_int_t                  rc;           /* access phase result */
     ngx_uint_t                 pass;         /* the gate let it through */
+    ngx_uint_t                 counted;      /* a login in jmcf->logins */
+    ngx_uint_t                 held;         /* the answer was held */
+    ngx_event_t                hold;         /* verdict's delay_ms */
     u_char                    *body;
     size_t                     body_len;
     ngx_str_t                  cookie;
@@ -96,6 +100,8 @@ static char *ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_trusted_origins(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_jpki_site_msec(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -347,6 +353,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_jpki_loc_conf_t, require_account),
+      NULL },
+
+    { ngx_string("jpki_throttle"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_jpki_throttle,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -1048,15 +1061,16 @@ ngx_http_jpki_redis_tls_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
 
 /* jpki_store shm zone=NAME:SIZE;
  * jpki_store redis=HOST:PORT|unix:PATH [db=N] [user=U] [password=P]
- *            [keepalive=N] [tls=on tls_ca=FILE [tls_name=NAME]]; */
+ *            [keepalive=N] [tls=on tls_ca=FILE [tls_name=NAME]]
+ *            [mirror=SIZE]; */
 static char *
 ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_main_conf_t  *jmcf = conf;
     ngx_str_t                  *value = cf->args->elts, name, s;
     ngx_uint_t                  i;
-    ssize_t                     size;
-    u_char                     *colon;
+    ssize_t                     size, mirror = 1024 * 1024;
+    u_char                     *colon, mirror_name[300];
     ngx_int_t                   n;
 #if (NGX_SSL)
     ngx_uint_t                  tls = 0;
@@ -1162,11 +1176,22 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
             jmcf->redis_keepalive = n;
 
+        } else if (ngx_strncmp(value[i].data, "mirror=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)
+                || (size_t) size < 2 * jpki_shm_min_size())
+            {
+                return "has an invalid mirror= (a size, at least 32k)";
+            }
+            mirror = size;
+
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "jpki: invalid parameter \"%V\" (expected "
                                "db=, user=, password=, keepalive=, tls=on, "
-                               "tls_ca= or tls_name=)",
+                               "tls_ca=, tls_name= or mirror=)",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
@@ -1185,6 +1210,23 @@ ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 #endif
+
+    /* the node's table of logouts: one per Redis server and db, shared by
+     * the sites on it (a marker is keyed by a cert_id of one secret) */
+    name.len = ngx_snprintf(mirror_name, sizeof(mirror_name),
+                            "jpki_logouts:%V:%i", &jmcf->redis.url,
+                            jmcf->redis_db) - mirror_name;
+    name.data = ngx_pnalloc(cf->pool, name.len);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(name.data, mirror_name, name.len);
+    jmcf->mirror_zone = ngx_shared_memory_add(cf, &name, mirror,
+                                              &ngx_http_jpki_module);
+    if (jmcf->mirror_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    jmcf->mirror_zone->init = ngx_http_jpki_init_zone;
 
     jmcf->store = NGX_HTTP_JPKI_STORE_REDIS;
     jmcf->configured = 1;
@@ -1476,19 +1518,14 @@ ngx_http_jpki_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* jpki_trusted_origins https://login.example ...: the origins (besides
  * the gate's own) whose pages may post logins and logouts; kept as one
  * space-separated string (checked with the policy). */
+/* The directive's arguments joined by blanks into out, NUL-terminated. */
 static char *
-ngx_http_jpki_trusted_origins(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_jpki_join_args(ngx_conf_t *cf, ngx_str_t *out)
 {
-    ngx_http_jpki_loc_conf_t  *jlcf = conf;
-    ngx_str_t                 *value = cf->args->elts;
-    ngx_uint_t                 i;
-    size_t                     len = 0;
-    u_char                    *p;
-
-    if (jlcf->trusted_origins.data != NULL) {
-        return "is duplicate";
-    }
+    ngx_str_t   *value = cf->args->elts;
+    ngx_uint_t   i;
+    size_t       len = 0;
+    u_char      *p;
 
     for (i = 1; i < cf->args->nelts; i++) {
         len += value[i].len + 1;
@@ -1499,16 +1536,28 @@ ngx_http_jpki_trusted_origins(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    jlcf->trusted_origins.data = p;
+    out->data = p;
     for (i = 1; i < cf->args->nelts; i++) {
-        if (i > 1) {
-            *p++ = ' ';
-        }
         p = ngx_cpymem(p, value[i].data, value[i].len);
+        *p++ = (i + 1 < cf->args->nelts) ? ' ' : '\0';
     }
-    jlcf->trusted_origins.len = p - jlcf->trusted_origins.data;
+    out->len = len - 1;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_trusted_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+
+    if (jlcf->trusted_origins.data != NULL) {
+        return "is duplicate";
+    }
+
+    return ngx_http_jpki_join_args(cf, &jlcf->trusted_origins);
 }
 
 
@@ -1525,6 +1574,37 @@ ngx_http_jpki_samesite(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_conf_set_str_slot(cf, cmd, conf);
+}
+
+
+/* jpki_throttle off | [window=T] [cert=N] [addr=N] [logins=N]
+ *               [concurrency=N]: the grammar is the core's. */
+static char *
+ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    jpki_policy                check;
+    char                       err[256];
+
+    if (jlcf->throttle.data) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_jpki_join_args(cf, &jlcf->throttle) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&check, sizeof(check));
+    check.throttle_window = 60;
+    if (jpki_policy_set_throttle(&check, (char *) jlcf->throttle.data, err,
+                                 sizeof(err))
+        != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1596,6 +1676,7 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->trusted_origins, prev->trusted_origins,
                              "");
     ngx_conf_merge_value(conf->require_account, prev->require_account, 0);
+    ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
 
     if (conf->header.len == 0 || conf->header.len > 64) {
         return "jpki_header must be a header name of 1..64 characters";
@@ -1660,6 +1741,12 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
     if (rv != NGX_CONF_OK) {
         return rv;
+    }
+
+    if (conf->throttle.len) {
+        /* the value was checked where it was written (ngx_http_jpki_throttle) */
+        (void) jpki_policy_set_throttle(p, (char *) conf->throttle.data, err,
+                                        sizeof(err));
     }
 
     if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
@@ -2654,34 +2741,132 @@ ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 }
 
 
+static int64_t
+ngx_http_jpki_now_ms(void)
+{
+    ngx_time_t  *tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + (int64_t) tp->msec;
+}
+
+
+/* This worker's handle over a table zone (the store, the logout mirror). */
+static jpki_shm *
+ngx_http_jpki_attach(ngx_cycle_t *cycle, ngx_shm_zone_t *zone,
+    void **handle)
+{
+    ngx_slab_pool_t  *shpool;
+    jpki_shm_lock     lock;
+    jpki_shm         *s;
+    size_t            size;
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+    size = zone->shm.size - zone->shm.size / 8;
+    size &= ~(size_t) 7;
+    lock.lock = ngx_http_jpki_shm_lock;
+    lock.unlock = ngx_http_jpki_shm_unlock;
+    lock.ud = shpool;
+    *handle = ngx_alloc(jpki_shm_handle_size(), cycle->log);
+    if (*handle == NULL) {
+        return NULL;
+    }
+    s = jpki_shm_attach(*handle, zone->data, size, &lock);
+    if (s == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "jpki: cannot attach to the shared zone \"%V\"",
+                      &zone->shm.name);
+    }
+    return s;
+}
+
+
+/* The logout log poller (common/outsync.c): one per worker and site, on a
+ * timer; its commands go to Redis like a request's, never blocking. */
+static void ngx_http_jpki_outsync_run(ngx_http_jpki_main_conf_t *jmcf,
+    const jpki_store_cmd *cmds, size_t n);
+
+static void
+ngx_http_jpki_outsync_done(void *data, jpki_store_result *res, size_t n)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = data;
+    const jpki_store_cmd       *cmds;
+    size_t                      next;
+
+    jmcf->outsync_io = NULL;
+    cmds = jpki_outsync_feed(jmcf->outsync, res, n,
+                             ngx_http_jpki_now_ms(), &next);
+    if (cmds != NULL) {
+        ngx_http_jpki_outsync_run(jmcf, cmds, next);
+    }
+}
+
+
+static void
+ngx_http_jpki_outsync_run(ngx_http_jpki_main_conf_t *jmcf,
+    const jpki_store_cmd *cmds, size_t n)
+{
+    size_t  next;
+
+    if (ngx_http_jpki_redis_exec(jmcf, jmcf->outsync_timer.log, cmds, n,
+                                 ngx_http_jpki_outsync_done, jmcf,
+                                 &jmcf->outsync_io)
+        != NGX_AGAIN)
+    {
+        (void) jpki_outsync_feed(jmcf->outsync, NULL, 0,
+                                 ngx_http_jpki_now_ms(), &next);
+    }
+}
+
+
+static void
+ngx_http_jpki_outsync_timer(ngx_event_t *ev)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = ev->data;
+    const jpki_store_cmd       *cmds;
+    size_t                      n;
+
+    if (jmcf->outsync_io == NULL) {
+        cmds = jpki_outsync_cmds(jmcf->outsync,
+                                 ngx_http_jpki_now_ms(), &n);
+        if (cmds != NULL) {
+            ngx_http_jpki_outsync_run(jmcf, cmds, n);
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, JPKI_OUTSYNC_PERIOD_MS / 2);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
     ngx_http_jpki_issuer_t     *iss;
     ngx_http_jpki_crl_shm_t    *crl;
-    ngx_slab_pool_t            *shpool;
-    jpki_shm_lock               lock;
     ngx_uint_t                  i;
-    size_t                      size;
 
     if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
-        shpool = (ngx_slab_pool_t *) jmcf->shm_zone->shm.addr;
-        size = jmcf->shm_zone->shm.size - jmcf->shm_zone->shm.size / 8;
-        size &= ~(size_t) 7;
-        lock.lock = ngx_http_jpki_shm_lock;
-        lock.unlock = ngx_http_jpki_shm_unlock;
-        lock.ud = shpool;
-        jmcf->shm_handle = ngx_alloc(jpki_shm_handle_size(), cycle->log);
-        if (jmcf->shm_handle == NULL) {
-            return NGX_ERROR;
-        }
-        jmcf->shm = jpki_shm_attach(jmcf->shm_handle, jmcf->shm_zone->data,
-                                    size, &lock);
+        jmcf->shm = ngx_http_jpki_attach(cycle, jmcf->shm_zone,
+                                         &jmcf->shm_handle);
         if (jmcf->shm == NULL) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                          "jpki: cannot attach to the shared store");
             return NGX_ERROR;
         }
+    }
+
+    if (jmcf->mirror_zone) {
+        jmcf->mirror = ngx_http_jpki_attach(cycle, jmcf->mirror_zone,
+                                            &jmcf->mirror_handle);
+        jmcf->outsync = jmcf->mirror
+                        ? jpki_outsync_new(jmcf->ctx, jmcf->mirror) : NULL;
+        if (jmcf->outsync == NULL) {
+            return NGX_ERROR;
+        }
+        jmcf->outsync_timer.handler = ngx_http_jpki_outsync_timer;
+        jmcf->outsync_timer.data = jmcf;
+        jmcf->outsync_timer.log = cycle->log;
+        jmcf->outsync_timer.cancelable = 1;
+        ngx_add_timer(&jmcf->outsync_timer, 1);
     }
 
     /* this site's idle Redis connections (ngx_http_jpki_io.c) */
@@ -2775,6 +2960,14 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
     }
 
     ngx_free(jmcf->shm_handle);
+
+    if (jmcf->outsync_io) {
+        ngx_http_jpki_io_detach(jmcf->outsync_io);
+        jmcf->outsync_io = NULL;
+    }
+    jpki_outsync_free(jmcf->outsync);
+    jmcf->outsync = NULL;
+    ngx_free(jmcf->mirror_handle);
 }
 
 
@@ -3211,10 +3404,27 @@ ngx_http_jpki_str_of(ngx_str_t *dst, const char *s)
 }
 
 
+/* A login leaves the worker's count of logins being verified. */
+static void
+ngx_http_jpki_uncount(ngx_http_jpki_ctx_t *ctx)
+{
+    if (ctx->counted) {
+        ngx_http_jpki_site(ctx->r)->logins--;
+        ctx->counted = 0;
+    }
+}
+
+
 static void
 ngx_http_jpki_cleanup(void *data)
 {
     ngx_http_jpki_ctx_t  *ctx = data;
+
+    ngx_http_jpki_uncount(ctx);
+
+    if (ctx->hold.timer_set) {
+        ngx_del_timer(&ctx->hold);
+    }
 
     if (ctx->io) {
         ngx_http_jpki_io_detach(ctx->io);
@@ -3417,6 +3627,16 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
         rq.map_source = JPKI_MAP_STORE;
     }
 
+    /* logouts: read at every request in the node's table */
+    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+        rq.local = jmcf->shm;
+    } else {
+        rq.local = jmcf->mirror;
+        rq.shared_store = 1;
+        rq.local_since = jpki_outsync_since(jmcf->outsync,
+                                            ngx_http_jpki_now_ms());
+    }
+
     if (jpki_txn_new(jmcf->ctx, &rq, &ctx->txn) != JPKI_OK) {
         return NGX_ERROR;
     }
@@ -3447,6 +3667,13 @@ ngx_http_jpki_resume(ngx_http_jpki_ctx_t *ctx)
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_jpki_hold_done(ngx_event_t *ev)
+{
+    ngx_http_jpki_resume(ev->data);
 }
 
 
@@ -3501,6 +3728,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_issuer_t     *iss;
     const jpki_crl_index       *ix;
     const jpki_store_cmd       *cmds;
+    const jpki_verdict         *v;
     jpki_store_result           res[JPKI_STORE_BATCH_MAX];
     jpki_rev_info               info;
     jpki_step                   step;
@@ -3526,9 +3754,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
                     continue;
                 }
                 now_ms = (int64_t) ngx_time() * 1000;
-                for (i = 0; i < n; i++) {
-                    jpki_shm_exec(jmcf->shm, &cmds[i], now_ms, &res[i]);
-                }
+                jpki_shm_exec_batch(jmcf->shm, cmds, n, now_ms, res);
                 jpki_txn_feed_store(ctx->txn, res, n);
                 continue;
             }
@@ -3592,6 +3818,21 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
             continue;
 
         default:
+            ngx_http_jpki_uncount(ctx);
+
+            /* a throttled login's answer is held a while (a timer costs the
+             * worker nothing): a flood on few connections slows down */
+            v = jpki_txn_verdict(ctx->txn);
+            if (v != NULL && v->delay_ms && !ctx->held && r == r->main) {
+                ctx->held = 1;
+                ctx->hold.handler = ngx_http_jpki_hold_done;
+                ctx->hold.data = ctx;
+                ctx->hold.log = r->connection->log;
+                ngx_add_timer(&ctx->hold, v->delay_ms);
+                ctx->waiting = 1;
+                return;
+            }
+
             /* done first: the variables are read while the verdict sends
              * the answer (add_header ... always, $jpki_status) */
             ctx->done = 1;
@@ -3660,6 +3901,7 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     const jpki_header         *h;
     ngx_str_t                  account;
     ngx_int_t                  rc;
+    u_char                     retry[NGX_INT_T_LEN + 1];
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     v = jpki_txn_verdict(ctx->txn);
@@ -3701,6 +3943,15 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (v->retry_after) {
+        ngx_sprintf(retry, "%ui%Z", (ngx_uint_t) v->retry_after);
+        if (ngx_http_jpki_add_out_header(r, "Retry-After", (char *) retry)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (ctx->op == JPKI_OP_CHECK && v->http_status == 200) {
@@ -3906,10 +4157,13 @@ ngx_http_jpki_preaccess_handler(ngx_http_request_t *r)
 static void
 ngx_http_jpki_body_handler(ngx_http_request_t *r)
 {
-    ngx_http_jpki_ctx_t  *ctx;
-    ngx_chain_t          *cl;
-    size_t                len;
-    u_char               *p;
+    ngx_http_jpki_ctx_t        *ctx;
+    ngx_http_jpki_loc_conf_t   *jlcf;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_chain_t                *cl;
+    size_t                      len, jl;
+    u_char                     *p;
+    char                        json[128];
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
 
@@ -3940,9 +4194,33 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
         ctx->body_len = len;
     }
 
+    /* a cap on the logins a worker verifies at once (the location's
+     * jpki_throttle concurrency=): a flood cannot take the worker from the
+     * gated requests */
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
+    if (ctx->op == JPKI_OP_LOGIN && jlcf->policy->login_concurrency
+        && jmcf->logins >= jlcf->policy->login_concurrency)
+    {
+        jl = jpki_error_json(JPKI_ERR_BUSY, json, sizeof(json));
+        if (ngx_http_jpki_add_out_header(r, "Retry-After", "1") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        ngx_http_finalize_request(r,
+            ngx_http_jpki_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE, json,
+                                    jl));
+        return;
+    }
+
     if (ngx_http_jpki_start(ctx) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
+    }
+
+    if (ctx->op == JPKI_OP_LOGIN) {
+        jmcf->logins++;
+        ctx->counted = 1;
     }
 
     ngx_http_jpki_drive(ctx);
@@ -4134,15 +4412,17 @@ ngx_http_jpki_health_crls(ngx_http_request_t *r, u_char *buf, size_t max,
 
 
 static void
-ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, ngx_uint_t store_ok)
+ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc,
+    jpki_store_rtype store)
 {
     ngx_http_request_t         *r = hc->r;
     ngx_http_jpki_main_conf_t  *jmcf;
     u_char                     *body, *p;
     size_t                      len;
-    ngx_uint_t                  ok;
+    ngx_uint_t                  ok, store_ok;
 
     jmcf = ngx_http_jpki_site(r);
+    store_ok = store != JPKI_STORE_R_ERROR && store != JPKI_STORE_R_FULL;
     ok = store_ok && hc->crls_ok;
     len = hc->crls_len + 256;
 
@@ -4153,10 +4433,14 @@ ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, ngx_uint_t store_ok)
     }
 
     p = ngx_slprintf(body, body + len, "{\"status\":\"%s\",\"time\":%T,"
-                     "\"store\":{\"type\":\"%s\",\"ok\":%s},\"crls\":%*s}",
+                     "\"store\":{\"type\":\"%s\",\"ok\":%s%s},"
+                     "\"crls\":%*s}",
                      ok ? "ok" : "degraded", ngx_time(),
                      jmcf->store == NGX_HTTP_JPKI_STORE_SHM ? "shm" : "redis",
-                     store_ok ? "true" : "false", hc->crls_len, hc->crls);
+                     store_ok ? "true" : "false",
+                     store == JPKI_STORE_R_FULL ? ",\"error\":\"store_full\""
+                     : store_ok ? "" : ",\"error\":\"store_error\"",
+                     hc->crls_len, hc->crls);
 
     ngx_http_finalize_request(r, ngx_http_jpki_send_json(r,
                               ok ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -4171,8 +4455,8 @@ ngx_http_jpki_health_store_done(void *data, jpki_store_result *res, size_t n)
     ngx_connection_t            *c = hc->r->connection;
 
     hc->io = NULL;
-    ngx_http_jpki_health_send(hc, res != NULL && n == 1
-                                  && res[0].type != JPKI_STORE_R_ERROR);
+    ngx_http_jpki_health_send(hc, res != NULL && n == 1 ? res[0].type
+                                  : JPKI_STORE_R_ERROR);
     ngx_http_run_posted_requests(c);
 }
 
@@ -4227,20 +4511,27 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     r->main->count++;
 
     if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
-        ngx_http_jpki_health_send(hc, jmcf->shm != NULL);
+        ngx_http_jpki_health_send(hc, jmcf->shm == NULL ? JPKI_STORE_R_ERROR
+                                  : jpki_shm_is_full(jmcf->shm,
+                                                     ngx_http_jpki_now_ms())
+                                  ? JPKI_STORE_R_FULL : JPKI_STORE_R_INT);
         return NGX_DONE;
     }
 
+    /* a write: Redis at maxmemory refuses it (store_full) */
     ngx_memzero(&cmd, sizeof(cmd));
-    cmd.op = JPKI_STORE_GET;
+    cmd.op = JPKI_STORE_SET;
     cmd.keylen = ngx_sprintf((u_char *) cmd.key, "%shealth",
                              JPKI_STORE_PREFIX) - (u_char *) cmd.key;
+    cmd.val[0] = '1';
+    cmd.vallen = 1;
+    cmd.ttl_ms = 10000;
 
     if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, &cmd, 1,
                                  ngx_http_jpki_health_store_done, hc, &hc->io)
         != NGX_AGAIN)
     {
-        ngx_http_jpki_health_send(hc, 0);
+        ngx_http_jpki_health_send(hc, JPKI_STORE_R_ERROR);
     }
 
     return NGX_DONE;

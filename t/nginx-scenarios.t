@@ -40,6 +40,8 @@ sub areas_conf {
         push @d, "jpki_trusted_origins $a->{trusted_origins};" if $a->{trusted_origins};
         push @d, 'jpki_require_account on;' if $a->{require_account};
         push @d, "jpki_header $a->{header};" if $a->{header};
+        my $thr = JPKIScenarios::area_throttle($a);
+        push @d, "jpki_throttle $thr;" if defined $thr;
         push @d, 'proxy_pass http://127.0.0.1:@UP@;' if $a->{upstream};
         (my $t = $a->{text} // '') =~ s/\n/\\n/g;
         push @d, "return 200 \"$t\";" if defined $a->{text};

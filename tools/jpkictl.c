@@ -111,6 +111,19 @@ static const char usage_crl[] =
 "                 clock skew, 300 s)\n"
 "  --issuer, --at  as for cert-check\n\n";
 
+static const char usage_logout[] =
+"jpkictl logout --account ID --secret-file FILE --redis ADDR\n"
+"  Ends every session of the account on every node of the site, those signed\n"
+"  in until now: writes the account's logout marker (outa:<account_id>, a\n"
+"  keyed hash of the account) and a record in the logout log, which every\n"
+"  node's gate reads twice a second (docs/store-schema.md \"out\").  Logins\n"
+"  after it are not concerned.  Needs the Redis store: the embedded store\n"
+"  lives inside one gate.\n"
+"  --secret-file  the gate's site secret file (account_id depends on it)\n"
+"  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U,\n"
+"                 --redis-password P (prefer env JPKI_REDIS_PASSWORD)\n"
+"  Exit: 0 done; 2 usage; 5 Redis failed.\n\n";
+
 static const char usage_map[] =
 "jpkictl map add (--cert FILE | --serial N) --issuer NAME=CAFILE[,...]\n"
 "                --account ID --secret-file FILE (--redis ADDR | --map-file F)\n"
@@ -1001,6 +1014,59 @@ static int redis_map_cmd(const args_t *a, const char *id, const char *account,
     return 0;
 }
 
+/* ---- logout ------------------------------------------------------- */
+
+static int run_logout(const args_t *a)
+{
+    char id[JPKI_ACCOUNT_ID_HEX_LEN + 1], rec[128];
+    const char *acct = a->val[O_ACCOUNT];
+    jpki_ctx *ctx = jpki_ctx_new();
+    redisContext *rc = NULL;
+    redisReply *r = NULL;
+    long long n = -1;
+    int ok = 0;
+
+    if (ctx == NULL || set_secret(ctx, a, 0) != 0
+        || jpki_account_id(ctx, acct, strlen(acct), id) != JPKI_OK) {
+        if (ctx != NULL && a->val[O_SECRET] != NULL)
+            say("--account: 1..%d bytes, no control characters, '\"' or "
+                "'\\'", JPKI_ACCOUNT_MAX);
+        jpki_ctx_free(ctx);
+        return EXIT_USAGE;
+    }
+    jpki_ctx_free(ctx);
+    rc = redis_open(a);
+    if (rc == NULL)
+        return EXIT_STORE;
+    /* the marker, then the record the other nodes read (outsync.c) */
+    r = redisCommand(rc, "SET " JPKI_STORE_PREFIX "outa:%s %lld PX %llu", id,
+                     (long long)a->now,
+                     (unsigned long long)(30ull * 86400 + 300) * 1000);
+    if (r != NULL && r->type == REDIS_REPLY_STATUS) {
+        freeReplyObject(r);
+        r = redisCommand(rc, "INCR " JPKI_STORE_PREFIX "outseq");
+        if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+            n = r->integer;
+    }
+    if (n > 0) {
+        freeReplyObject(r);
+        snprintf(rec, sizeof(rec), "a|%s|%lld|%u", id, (long long)a->now,
+                 (unsigned)JPKI_OUTLOG_TTL);
+        r = redisCommand(rc, "SET " JPKI_STORE_PREFIX "outlog:%lld %s PX %u",
+                         n, rec, (unsigned)JPKI_OUTLOG_TTL * 1000u);
+        ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+    }
+    if (!ok)
+        say("redis: logout failed: %.200s", r != NULL && r->str != NULL
+            ? r->str : rc->errstr);
+    freeReplyObject(r);
+    redisFree(rc);
+    if (!ok)
+        return EXIT_STORE;
+    printf("logged out account=%s at=%lld\n", acct, (long long)a->now);
+    return EXIT_VALID;
+}
+
 static int run_map_add(const args_t *a)
 {
     char id[JPKI_CERT_ID_HEX_LEN + 1];
@@ -1162,6 +1228,9 @@ static const struct command {
      BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_CERT_ID) | BIT(O_ISSUER)
      | BIT(O_SECRET) | BIT(O_AT) | MAP_BACKEND, 0, run_map_remove},
     {"map", "list", usage_map, MAP_BACKEND, 0, run_map_list},
+    {"logout", NULL, usage_logout,
+     BIT(O_ACCOUNT) | BIT(O_SECRET) | REDIS_OPTS,
+     BIT(O_ACCOUNT) | BIT(O_SECRET) | BIT(O_REDIS), run_logout},
     {"purge", NULL, usage_purge, BIT(O_REVOCATION) | MAP_BACKEND,
      BIT(O_REVOCATION), run_purge},
     {"recheck", NULL, usage_recheck,

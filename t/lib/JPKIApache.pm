@@ -70,6 +70,8 @@ sub ap_areas_conf {
         push @d, "JPKITrustedOrigins $a->{trusted_origins}" if $a->{trusted_origins};
         push @d, 'JPKIRequireAccount On' if $a->{require_account};
         push @d, "JPKIHeader $a->{header}" if $a->{header};
+        my $thr = JPKIScenarios::area_throttle($a);
+        push @d, "JPKIThrottle $thr" if defined $thr;
         push @d, "ProxyPass http://127.0.0.1:\@UP\@$a->{path}" if $a->{upstream};
         $c .= "    <Location $a->{path}>\n" . join('', map { "        $_\n" } @d)
             . "    </Location>\n";

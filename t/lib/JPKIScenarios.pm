@@ -70,7 +70,9 @@ package JPKIScenarios;
 #     audit => { field => value } (the last audit record since the
 #     request), log_like => qr//, robust => 1 (a 4xx, nothing in the error
 #     log about crashes or alerts), soft_key => CERT (a soft-pass record
-#     in the store, when the env has store_keys).  A value is a string
+#     in the store, when the env has store_keys), no_store_key => KIND (no
+#     jpki:v1:KIND:<cert_id> key of the login's certificate in the store,
+#     when the env has store_keys).  A value is a string
 #     (exact), a qr//, a sub (env) giving the string, or pred { (env, got) }.
 #   and what to keep: save_cookie, save_login, save_challenge => NAME.
 use strict;
@@ -120,6 +122,14 @@ our @AREAS = (
     { path => '/pub/',          upstream => 1 },
     { path => '/login.html',    exact => 1, text => "login page\n" },
 );
+
+# The failed-login throttle of an area: the table's areas turn it off (its
+# scenarios fail many logins from one address and certificate on purpose;
+# t/guard.t tests the throttle), unless an area sets its own.
+sub area_throttle {
+    my ($a) = @_;
+    return $a->{throttle} // ($a->{endpoints} ? 'off' : undef);
+}
 
 our @REASONS = qw(unspecified keyCompromise cACompromise affiliationChanged
                   superseded cessationOfOperation certificateHold);
@@ -293,9 +303,11 @@ our @SCENARIOS = (
            audit => { result => 'denied', revocation => 'ocsp',
                       cert_id => cid("rev-$r") } }
     } @REASONS),
-    { name => 'revoked (keyCompromise) again: from the revocation cache',
+    { name => 'revoked (keyCompromise) again: asked again (a refused login '
+              . 'writes nothing to the store but its throttle counters)',
       login => { cert => 'rev-keyCompromise' }, status => 403, error => 'cert_revoked',
-      audit => { revocation => 'cache' } },
+      audit => { revocation => 'ocsp' },
+      no_store_key => 'rev' },
     { name => 'EC P-256 certificate (user-ec), ecdsa-sha256',
       login => { cert => 'user-ec' }, status => 200, json => { account => 'ec-やまだ' },
       save_cookie => 'ec' },
@@ -516,11 +528,11 @@ our @SCENARIOS = (
     # ---- two nodes, one store
     { name => 'challenge of one node accepted by the other', needs => 'shared_store',
       login => { cert => 'user1', challenge => 'site:peer' }, status => 200,
-      save_login => 'cross' },
+      save_login => 'cross', save_cookie => 'cross' },
     { name => '... once', needs => 'shared_store', site => 'peer', replay => 'cross',
       status => 401, error => 'challenge_replayed' },
     { name => 'session made on one node valid on the other', needs => 'shared_store',
-      site => 'peer', request => { path => '/app/n', cookie => 'alice' },
+      site => 'peer', request => { path => '/app/n', cookie => 'cross' },
       status => 200, body => $ECHO->('alice', '/app/n') },
     { name => 'session logged out on one node refused by the other',
       needs => 'shared_store', site => 'peer',
@@ -765,6 +777,11 @@ sub check {
         my $id = $env->{cert_id}->($cert);
         my @k = $env->{store_keys}->($site, "jpki:v1:soft:$id:*");
         is(scalar @k, 1, "$n: soft-pass record in the store");
+    }
+    if ((my $kind = $sc->{no_store_key}) && $env->{store_keys}) {
+        my $id = $env->{cert_id}->($sc->{login}{cert});
+        my @k = $env->{store_keys}->($site, "jpki:v1:$kind:$id");
+        is(scalar @k, 0, "$n: no $kind key of the certificate in the store");
     }
     if ($sc->{smuggle}) {
         is($r->{responses}, 1, "$n: one response on the connection")
