@@ -56,6 +56,8 @@ ProxyPass /gated/ http://127.0.0.1:$AUPS/
 </Location>
 <Location /jpki/>
     JPKIEndpoints On
+    # one certificate logs in thousands of times a second
+    JPKIThrottle logins=0
     Require all granted
 </Location>
 CONF
@@ -123,5 +125,10 @@ else
     done
     echo "figure: apache.logins_per_s = $alogins"
     echo "figure: apache.login_vs_rsa_verify = $(ratio "$alogins" "$rsa_verify")"
+    # after the logins: the flood's failures put 127.0.0.1 over its limit
+    "$B/sign_bodies" "$AD/secret" "$P/ca2.pem" "$P/user2.key" "$P/user1.der" 1 \
+        > "$AD/flood"
+    flood_ratio apache "http://127.0.0.1:$AGATE/gated/" "$acookie" \
+        "http://127.0.0.1:$AGATE/" "$AD/flood"
 fi
 [ -n "${JPKI_BENCH_KEEP:-}" ] || cleanup_apache

@@ -607,6 +607,8 @@ jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
             return e;
         }
     }
+    if (!jpki_account_key(ctx, ctx->account_key))
+        return JPKI_ERR_INTERNAL;
     if (ctx->n_keys == 0) {
         uint8_t k[32];
         if (!jpki_hkdf(ctx->secret, ctx->secret_len, "jpki ring key 1", k,

@@ -75,6 +75,8 @@ struct jpki_ctx {
         char meta[JPKI_STORE_VAL_MAX + 1];
         int64_t at;
     } crl_ptr[JPKI_MAX_ISSUERS];
+    /* SipHash keys of account ids (guard.c), from the secret at finish */
+    uint8_t account_key[32];
     /* refusal audit lines written per cert_id and address (guard.c) */
     pthread_mutex_t audit_mu;
     jpki_audit_slot audit[JPKI_AUDIT_SLOTS];
@@ -122,6 +124,8 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
                      size_t alen, const uint8_t *b, size_t blen,
                      uint8_t out[32]);
 int jpki_random(uint8_t *buf, size_t len);
+/* SipHash-2-4 of in under the 16-byte key k (util.c). */
+uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in, size_t len);
 
 /* Verified-chain cache (cert.c). */
 jpki_chain_cache *jpki_chain_cache_new(size_t n);
@@ -133,6 +137,8 @@ void jpki_chain_cache_free(jpki_chain_cache *c);
  * the string settings are checked once, at configuration. */
 int jpki_policy_ranges_ok(const jpki_policy *p);
 
+/* guard.c: the keys of account ids, derived from the site secret. */
+int jpki_account_key(const jpki_ctx *ctx, uint8_t key[32]);
 /* guard.c: the throttle's name of a client address (16 hex chars); 0
  * when peer is not an address. */
 int jpki_peer_id(const jpki_ctx *ctx, const char *peer, char out[17]);

@@ -474,8 +474,10 @@ jpki_err jpki_session_open(const jpki_ctx *ctx, const char *in, size_t len,
                            time_t now, jpki_session *s);
 /* Checks an account string against the rules above. */
 int jpki_account_valid(const char *a, size_t len);
-/* The store's name of an account (the key of its logout marker):
- * hex(HMAC-SHA256(site secret, "jpki-account:" || account))[0..32]. */
+/* The store's name of an account (the key of its logout marker), read on
+ * every gated request: K = HKDF-SHA256(site secret, info "jpki account
+ * id", 32 bytes); hex(SipHash-2-4(K[0..16], account) big-endian ||
+ * SipHash-2-4(K[16..32], account) big-endian), 32 hex chars. */
 #define JPKI_ACCOUNT_ID_HEX_LEN 32
 jpki_err jpki_account_id(const jpki_ctx *ctx, const char *account,
                          size_t len, char out[JPKI_ACCOUNT_ID_HEX_LEN + 1]);

@@ -1442,7 +1442,12 @@ static void logout_begin(jpki_txn *t)
     }
     /* every session of this certificate signed in until now ends: one
      * marker per certificate, however many sessions it had */
-    snprintf(at, sizeof(at), "%lld", (long long)t->req.now);
+    /* at the session's own time when that is later (a login in the
+     * second of an earlier logout starts a second later): the marker must
+     * end it */
+    snprintf(at, sizeof(at), "%lld", (long long)(t->s.auth_time > t->req.now
+                                                 ? t->s.auth_time
+                                                 : t->req.now));
     t->n_cmds = 0;
     c = cmd_add(t, JPKI_STORE_SET, "out", t->s.cert_id);
     cmd_val(c, at, (OUT_TTL_S + t->ctx->policy.clock_skew) * 1000u);
@@ -1487,8 +1492,9 @@ static void logout_stored(jpki_txn *t, const jpki_store_result *r)
         return;
     }
     snprintf(id, sizeof(id), "%lld", r[1].n);
-    snprintf(rec, sizeof(rec), "c|%s|%lld|%u", t->s.cert_id,
-             (long long)t->req.now, (unsigned)JPKI_OUTLOG_TTL);
+    snprintf(rec, sizeof(rec), "c|%s|%.*s|%u", t->s.cert_id,
+             (int)t->cmds[0].vallen, (const char *)t->cmds[0].val,
+             (unsigned)JPKI_OUTLOG_TTL);
     t->n_cmds = 0;
     cmd_val(cmd_add(t, JPKI_STORE_SET, "outlog", id), rec,
             JPKI_OUTLOG_TTL * 1000u);

@@ -506,3 +506,59 @@ int jpki_random(uint8_t *buf, size_t len)
 {
     return RAND_bytes(buf, (int)len) == 1;
 }
+
+/* ------------------------------------------------------------------ */
+/* SipHash-2-4                                                         */
+/* ------------------------------------------------------------------ */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND do {                                                   \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);       \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);       \
+    } while (0)
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in,
+                          size_t len)
+{
+    uint64_t k0 = le64(k), k1 = le64(k + 8);
+    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
+    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
+    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
+    uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
+    uint64_t b = (uint64_t)len << 56, m;
+    size_t i, left = len & 7;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        m = le64(in + i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    while (left > 0) {
+        left--;
+        b |= (uint64_t)in[i + left] << (8 * left);
+    }
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}

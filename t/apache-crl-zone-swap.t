@@ -50,7 +50,7 @@ JPKIRevocation crl
 <Location /health>
     JPKIHealth On
 </Location>
-@{[ ap_gate_conf(recheck => 0) ]}
+@{[ ap_gate_conf(recheck => 0, throttle => 'off') ]}
 EOF
 # connections spread over both children (see t/apache-crl-zone.t)
 my $ap = JPKIApache::Server->start(name => 'swap', mpm => 'event', children => 2,

@@ -21,8 +21,10 @@ my $secret = write_secret("$dir/site.secret");
 my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
 my $redis = JPKITest::Redis->start(name => 'redis');
 my $id = cert_id('user1', $secret);
-spew("$dir/map.txt", "$id alice\n", 0644);
+my $id2 = cert_id('user2', $secret);
+spew("$dir/map.txt", "$id alice\n$id2 bob\n", 0644);
 $redis->cmd('SET', "jpki:v1:map:$id", 'alice');
+$redis->cmd('SET', "jpki:v1:map:$id2", 'bob');
 
 sub conf {
     my ($store) = @_;
@@ -72,10 +74,11 @@ for my $store (qw(shm redis)) {
     my $r = post_json("$base/login", $body);
     is($r->{status}, 200, "$store: login before the reload");
     my $cookie = cookie_of($r);
-    $r = post_json("$base/login", login_body(challenge($base), 'user1'));
+    # (a logout ends every session of its certificate: another one's)
+    $r = post_json("$base/login", login_body(challenge($base), 'user2'));
     my $bye = cookie_of($r);
     $r = http('POST', "$base/logout", headers => { Cookie => "jpki_session=$bye" });
-    is($r->{status}, 200, "$store: a second session logged out");
+    is($r->{status}, 200, "$store: a session of another certificate logged out");
     # several gated requests: idle Redis connections in every worker
     for (1 .. 6) {
         $r = http('GET', $ng->url("/app/$_"), headers => { Cookie => "jpki_session=$cookie" });

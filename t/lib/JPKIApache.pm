@@ -81,11 +81,13 @@ sub ap_areas_conf {
 }
 
 # The usual gate of a test: the endpoints at /jpki/ and /app/ gated and
-# proxied to the echo upstream (recheck => N: JPKIRecheckInterval there).
+# proxied to the echo upstream (recheck => N: JPKIRecheckInterval there;
+# throttle => T: JPKIThrottle T at /jpki/).
 sub ap_gate_conf {
     my (%o) = @_;
     my $re = defined $o{recheck} ? "    JPKIRecheckInterval $o{recheck}\n" : '';
-    return "<Location /jpki/>\n    JPKIEndpoints On\n</Location>\n"
+    my $thr = defined $o{throttle} ? "    JPKIThrottle $o{throttle}\n" : '';
+    return "<Location /jpki/>\n    JPKIEndpoints On\n$thr</Location>\n"
          . "<Location /app/>\n    AuthType JPKI\n    Require valid-user\n$re"
          . "    ProxyPass http://127.0.0.1:\@UP\@/app/\n</Location>\n";
 }

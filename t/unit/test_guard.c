@@ -193,12 +193,26 @@ static void test_account_id(void)
        "account id: 32 hex chars");
     ok(jpki_account_id(c, "alice", 5, b) == JPKI_OK && strcmp(a, b) == 0,
        "deterministic");
-    /* hex(HMAC-SHA256(secret, "jpki-account:" || account))[0..32] */
+    /* SipHash-2-4 itself: the reference vector (key 00..0f, message
+     * 00..0e -> a129ca6149be45e5) */
+    for (i = 0; i < 16; i++)
+        secret[i] = (uint8_t)i;
+    for (i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    ok(jpki_siphash24(secret, msg, 15) == UINT64_C(0xa129ca6149be45e5),
+       "SipHash-2-4 reference vector");
+    /* K = HKDF(secret, "jpki account id"); hex(SipHash(K[0..16]) ||
+     * SipHash(K[16..32])), big-endian */
     memset(secret, 1, sizeof(secret));
-    memcpy(msg, "jpki-account:alice", 18);
-    HMAC(EVP_sha256(), secret, sizeof(secret), msg, 18, mac, &maclen);
-    jpki_hex_encode(mac, 16, want);
-    is_str(a, want, "the documented HMAC");
+    ok(jpki_hkdf(secret, sizeof(secret), "jpki account id", mac, 32),
+       "the account key");
+    for (i = 0; i < 2; i++) {
+        uint64_t v = jpki_siphash24(mac + 16 * i, (const uint8_t *)"alice", 5);
+        for (maclen = 0; maclen < 8; maclen++)
+            msg[8 * i + maclen] = (uint8_t)(v >> (56 - 8 * maclen));
+    }
+    jpki_hex_encode(msg, 16, want);
+    is_str(a, want, "the documented SipHash of the account");
     ok(jpki_account_id(c, "alicf", 5, b) == JPKI_OK && strcmp(a, b) != 0,
        "another account, another id");
     ok(jpki_account_id(c, "alice-x", 5, b) == JPKI_OK && strcmp(a, b) == 0,

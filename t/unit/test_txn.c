@@ -526,6 +526,15 @@ static void test_logout_local(io_env *env)
         is_int(v ? v->http_status : -1, 200, "... and is not logged out");
         jpki_txn_free(t);
     }
+    /* that session logged out in the second of the first logout: its
+     * marker takes its (later) auth_time, else it would not end it */
+    v = logout(c, base + 10, &t);
+    is_int(v ? v->http_status : -1, 200, "a logout of it in the second of "
+           "the first logout");
+    jpki_txn_free(t);
+    v = check(c, base + 12, env, &t);
+    is_str(v ? v->reason : NULL, "session_logged_out", "... ends it");
+    jpki_txn_free(t);
 
     /* `jpkictl logout`: every session of an account */
     NOW = base + 20;
