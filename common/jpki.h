@@ -742,6 +742,12 @@ void jpki_shm_exec(jpki_shm *s, const jpki_store_cmd *cmd, int64_t now_ms,
 /* n commands under one lock. */
 void jpki_shm_exec_batch(jpki_shm *s, const jpki_store_cmd *cmds, size_t n,
                          int64_t now_ms, jpki_store_result *res);
+/* n GETs without taking the lock (a seqlock: read, then tried again when a
+ * locked section ran meanwhile; after a few tries, under the lock).  What
+ * every gated request reads (the logout markers): no lock, no syscall.
+ * Other commands: as jpki_shm_exec_batch. */
+void jpki_shm_read_batch(jpki_shm *s, const jpki_store_cmd *cmds, size_t n,
+                         int64_t now_ms, jpki_store_result *res);
 /* 1 when the table has no room left for a new key (expired entries
  * reclaimed first): what health reports as store_full. */
 int jpki_shm_is_full(jpki_shm *s, int64_t now_ms);

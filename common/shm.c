@@ -51,6 +51,10 @@ typedef struct {
     uint64_t cursor;            /* incremental sweep position */
     uint64_t reclaimed;         /* counter: expired entries removed */
     uint64_t refused;           /* counter: inserts refused when full */
+    /* Odd while a locked section may be changing the table: readers of
+     * jpki_shm_read_batch() read without the lock and try again when it
+     * moved (a seqlock).  Zero in tables formatted before it existed. */
+    uint64_t seq;
 } shm_hdr;
 
 typedef struct {
@@ -167,14 +171,19 @@ size_t jpki_shm_capacity(const jpki_shm *s)
     return s != NULL ? (size_t)s->max_live : 0;
 }
 
+/* Every locked section may change slots (a lookup reclaims what expired):
+ * seq is odd for its duration (see jpki_shm_read_batch). */
 static void shm_lock(jpki_shm *s)
 {
     if (s->lock.lock != NULL)
         s->lock.lock(s->lock.ud);
+    __atomic_store_n(&s->hdr->seq, s->hdr->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 static void shm_unlock(jpki_shm *s)
 {
+    __atomic_store_n(&s->hdr->seq, s->hdr->seq + 1, __ATOMIC_RELEASE);
     if (s->lock.unlock != NULL)
         s->lock.unlock(s->lock.ud);
 }
@@ -611,4 +620,71 @@ int jpki_shm_is_full(jpki_shm *s, int64_t now_ms)
     full = s->hdr->occupied >= s->max_live;
     shm_unlock(s);
     return full;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads without the lock                                              */
+/* ------------------------------------------------------------------ */
+
+/* GET of one key by probing without the lock: expired entries are passed
+ * over, not reclaimed; everything read is copied and judged only after
+ * the caller has seen seq unchanged.  Bounded whatever the slots hold. */
+static void get_unlocked(const jpki_shm *s, const jpki_store_cmd *cmd,
+                         int64_t now_ms, jpki_store_result *res)
+{
+    uint64_t hash = jpki_siphash24(s->hdr->hash_key,
+                                   (const uint8_t *)cmd->key, cmd->keylen);
+    uint64_t i = hash % s->n, probes;
+    const shm_slot *e;
+    uint8_t vl;
+
+    res->type = JPKI_STORE_R_NIL;
+    for (probes = 0; probes < s->n; probes++, i = next_idx(s, i)) {
+        e = &s->slot[i];
+        if (e->state != SLOT_LIVE)
+            return;
+        if (expired(e, now_ms) || e->hash != hash || e->keylen != cmd->keylen
+            || memcmp(e->key, cmd->key, cmd->keylen) != 0)
+            continue;
+        vl = e->vallen;
+        if (vl > JPKI_STORE_VAL_MAX) {
+            res->type = JPKI_STORE_R_ERROR;
+            return;
+        }
+        memcpy(res->val, e->val, vl);
+        res->vallen = vl;
+        res->type = JPKI_STORE_R_VALUE;
+        return;
+    }
+}
+
+void jpki_shm_read_batch(jpki_shm *s, const jpki_store_cmd *cmds, size_t n,
+                         int64_t now_ms, jpki_store_result *res)
+{
+    uint64_t s1, s2;
+    size_t i;
+    int tries;
+
+    if (res == NULL || cmds == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        if (s == NULL || cmds[i].op != JPKI_STORE_GET
+            || jpki_store_cmd_check(&cmds[i]) != JPKI_OK) {
+            jpki_shm_exec_batch(s, cmds, n, now_ms, res);
+            return;
+        }
+    for (tries = 0; tries < 8; tries++) {
+        s1 = __atomic_load_n(&s->hdr->seq, __ATOMIC_ACQUIRE);
+        if (s1 & 1)
+            continue;
+        for (i = 0; i < n; i++) {
+            memset(&res[i], 0, sizeof(res[i]));
+            get_unlocked(s, &cmds[i], now_ms, &res[i]);
+        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        s2 = __atomic_load_n(&s->hdr->seq, __ATOMIC_RELAXED);
+        if (s1 == s2)
+            return;
+    }
+    jpki_shm_exec_batch(s, cmds, n, now_ms, res);   /* busy: take the lock */
 }

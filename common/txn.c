@@ -55,6 +55,7 @@ struct jpki_txn {
     int ix_map, ix_rev, ix_out;
     jpki_store_result got_map, got_rev;
     int64_t out_at;                        /* logout marker of the cert */
+    int64_t local_out;                     /* the same in the node's table */
     jpki_err fail_err;
     int fail_ix[2][2];                     /* FA/FC: INCR, GET prev */
     jpki_store_cmd rev_put;                /* a good OCSP answer to cache */
@@ -1313,12 +1314,13 @@ static int local_logged_out(jpki_txn *t)
 {
     jpki_store_result r[2];
 
-    if (t->req.local == NULL)
+    if (t->req.local == NULL || getenv("JPKI_NOLOCAL"))
         return 0;
     t->n_cmds = 0;
     marker_cmds(t);
-    jpki_shm_exec_batch(t->req.local, t->cmds, 2, t->req.now * 1000, r);
+    jpki_shm_read_batch(t->req.local, t->cmds, 2, t->req.now * 1000, r);
     t->n_cmds = 0;
+    t->local_out = marker_time(&r[0]);
     return logged_out(t, r);
 }
 
@@ -1417,10 +1419,13 @@ static void check_stored(jpki_txn *t, const jpki_store_result *r)
 
 /* ---- LOGOUT ------------------------------------------------------- */
 
+static void logout_done(jpki_txn *t);
+
 static void logout_begin(jpki_txn *t)
 {
     jpki_store_cmd *c, mirrored;
     jpki_store_result lr;
+    int64_t mark;
     char at[24];
 
     if (!t->req.is_post) {
@@ -1440,14 +1445,26 @@ static void logout_begin(jpki_txn *t)
         finish(t, JPKI_OK);
         return;
     }
+    /* a session already logged out (a copied cookie posting logouts over
+     * and over): nothing written */
+    if (jpki_account_id(t->ctx, t->s.account, strlen(t->s.account),
+                        t->account_id) != JPKI_OK) {
+        finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
+    if (local_logged_out(t)) {
+        logout_done(t);
+        return;
+    }
     /* every session of this certificate signed in until now ends: one
-     * marker per certificate, however many sessions it had */
-    /* at the session's own time when that is later (a login in the
-     * second of an earlier logout starts a second later): the marker must
-     * end it */
-    snprintf(at, sizeof(at), "%lld", (long long)(t->s.auth_time > t->req.now
-                                                 ? t->s.auth_time
-                                                 : t->req.now));
+     * marker per certificate, however many sessions it had; its time is
+     * the session's own when that is later (a login in the second of an
+     * earlier logout starts a second later), and never below the marker
+     * there is (the node's table knows it) */
+    mark = t->s.auth_time > t->req.now ? t->s.auth_time : t->req.now;
+    if (t->local_out > mark)
+        mark = t->local_out;
+    snprintf(at, sizeof(at), "%lld", (long long)mark);
     t->n_cmds = 0;
     c = cmd_add(t, JPKI_STORE_SET, "out", t->s.cert_id);
     cmd_val(c, at, (OUT_TTL_S + t->ctx->policy.clock_skew) * 1000u);

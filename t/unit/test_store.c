@@ -3,6 +3,8 @@
 #include "jpki.h"
 #include "tap.h"
 
+#include <pthread.h>
+
 #include <stdint.h>
 #include <hiredis/hiredis.h>
 
@@ -1120,6 +1122,92 @@ static void run_model(size_t size, size_t nkeys, unsigned ops,
     table_free(&t);
 }
 
+/* jpki_shm_read_batch: GETs without the lock, right while another thread
+ * writes, moves and deletes entries (a seqlock); what it returns is
+ * always a value some writer stored for that key, or nil. */
+static pthread_mutex_t rmu = PTHREAD_MUTEX_INITIALIZER;
+static void r_lock(void *ud) { (void)ud; pthread_mutex_lock(&rmu); }
+static void r_unlock(void *ud) { (void)ud; pthread_mutex_unlock(&rmu); }
+static const jpki_shm_lock real_lock = { r_lock, r_unlock, NULL };
+static volatile int r_stop;
+
+static void *r_writer(void *arg)
+{
+    jpki_shm *s = arg;
+    jpki_store_cmd c;
+    jpki_store_result r;
+    char k[32], v[64];
+    unsigned i = 0;
+
+    while (!r_stop) {
+        i++;
+        snprintf(k, sizeof(k), "jpki:v1:r:%u", i % 97);
+        snprintf(v, sizeof(v), "value-of-%u-%u", i % 97, i);
+        c = mks(i % 5 == 0 ? JPKI_STORE_DEL : JPKI_STORE_SET, k, v,
+                i % 3 ? 0 : 1);
+        jpki_shm_exec(s, &c, (int64_t)i, &r);
+    }
+    return NULL;
+}
+
+static void test_shm_read_unlocked(void)
+{
+    void *mem = malloc(jpki_shm_min_size() * 4);
+    void *hm = malloc(jpki_shm_handle_size());
+    jpki_shm *s;
+    jpki_store_cmd c[2];
+    jpki_store_result r[2];
+    pthread_t th;
+    char want[32];
+    unsigned i, bad = 0, vals = 0, n;
+    int j;
+
+    jpki_shm_init(mem, jpki_shm_min_size() * 4, 0);
+    s = jpki_shm_attach(hm, mem, jpki_shm_min_size() * 4, &real_lock);
+    c[0] = mks(JPKI_STORE_SET, "jpki:v1:a", "1", 0);
+    jpki_shm_exec(s, &c[0], 0, &r[0]);
+    c[0] = mks(JPKI_STORE_GET, "jpki:v1:a", NULL, 0);
+    c[1] = mks(JPKI_STORE_GET, "jpki:v1:b", NULL, 0);
+    jpki_shm_read_batch(s, c, 2, 0, r);
+    ok(is_val(r[0], "1") && r[1].type == JPKI_STORE_R_NIL,
+       "read without the lock: a value and a nil");
+    c[1] = mks(JPKI_STORE_SET, "jpki:v1:b", "2", 0);
+    jpki_shm_read_batch(s, c, 2, 0, r);
+    ok(is_val(r[0], "1") && is_n(r[1], 1),
+       "a batch with a write: run under the lock");
+    c[0] = mks(JPKI_STORE_SET, "jpki:v1:e", "x", 5);
+    jpki_shm_exec(s, &c[0], 0, &r[0]);
+    c[0] = mks(JPKI_STORE_GET, "jpki:v1:e", NULL, 0);
+    jpki_shm_read_batch(s, c, 1, 10, r);
+    ok(r[0].type == JPKI_STORE_R_NIL, "an expired entry reads as nil");
+
+    r_stop = 0;
+    pthread_create(&th, NULL, r_writer, s);
+    for (i = 0; i < 200000; i++) {
+        n = i % 97;
+        snprintf(want, sizeof(want), "jpki:v1:r:%u", n);
+        c[0] = mks(JPKI_STORE_GET, want, NULL, 0);
+        jpki_shm_read_batch(s, c, 1, 0, r);
+        if (r[0].type == JPKI_STORE_R_VALUE) {
+            char buf[JPKI_STORE_VAL_MAX + 1], pre[32];
+            vals++;
+            memcpy(buf, r[0].val, r[0].vallen);
+            buf[r[0].vallen] = '\0';
+            j = snprintf(pre, sizeof(pre), "value-of-%u-", n);
+            if (strncmp(buf, pre, (size_t)j) != 0)
+                bad++;
+        } else if (r[0].type != JPKI_STORE_R_NIL) {
+            bad++;
+        }
+    }
+    r_stop = 1;
+    pthread_join(th, NULL);
+    is_int(bad, 0, "200000 reads without the lock while a thread writes: "
+           "every answer one a writer stored for the key (%u values)", vals);
+    free(mem);
+    free(hm);
+}
+
 int main(void)
 {
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
@@ -1144,6 +1232,7 @@ int main(void)
     test_shm_ops();
     test_shm_full();
     test_shm_copy();
+    test_shm_read_unlocked();
     /* Small table, more keys than room: full and expiry paths. */
     run_model(jpki_shm_min_size(), 80, 6000, seed, 1);
     /* Larger table, long clusters at high load. */

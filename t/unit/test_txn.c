@@ -498,6 +498,12 @@ static void test_logout_local(io_env *env)
     is_int(v ? v->http_status : -1, 200, "logout of session a");
     jpki_txn_free(t);
     batches = store_batches;
+    v = logout(a, base + 10, &t);
+    ok(v && v->http_status == 200 && store_batches == batches,
+       "its cookie posted to logout again: 200, nothing written (a copied "
+       "cookie cannot fill the logout log)");
+    jpki_txn_free(t);
+    batches = store_batches;
     v = check(a, base + 11, env, &t);
     is_str(v ? v->reason : NULL, "session_logged_out",
            "its next request: session_logged_out");
