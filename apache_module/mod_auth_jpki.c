@@ -26,7 +26,9 @@
 #include "util_mutex.h"
 #include "apr_lib.h"
 #include "apr_atomic.h"
+#include "ap_mpm.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -546,9 +548,48 @@ jpki_send_verdict(request_rec *r, const jpki_verdict *v)
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%u", v->retry_after));
     }
+    if (v->delay_ms > 0) {
+        apr_table_setn(r->notes, "jpki-hold",
+                       apr_psprintf(r->pool, "%u", v->delay_ms));
+    }
 
     return jpki_send_json(r, v->http_status, v->body ? v->body : "",
                           v->body ? v->body_len : 0);
+}
+
+
+/* Threads of this child holding a throttled answer (jpki_hold). */
+static volatile apr_uint32_t jpki_holding;
+
+/* The core asks a throttled answer to be held a while (the verdict's
+ * delay_ms): a flood then slows itself down instead of taking the CPU from
+ * gated requests.  A held answer holds a thread (a sleeping one: no CPU),
+ * so holds leave the child max(8, 1/8) of its threads for everything else;
+ * a throttled answer that cannot be held closes its connection (the client
+ * must connect again).  A child of fewer than 16 threads (prefork) holds
+ * none.  Called after the answer is written and before the handler returns
+ * (the answer leaves then). */
+static void
+jpki_hold(request_rec *r)
+{
+    const char  *ms = apr_table_get(r->notes, "jpki-hold");
+    int          threads = 1;
+    apr_uint32_t limit = 0;
+
+    if (ms == NULL) {
+        return;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) == APR_SUCCESS
+        && threads >= 16)
+    {
+        limit = (apr_uint32_t) (threads - (threads / 8 > 8 ? threads / 8 : 8));
+    }
+    if (apr_atomic_inc32(&jpki_holding) < limit) {
+        apr_sleep(apr_time_from_msec(atoi(ms)));
+    } else {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    apr_atomic_dec32(&jpki_holding);
 }
 
 
@@ -1023,6 +1064,7 @@ jpki_endpoint_handler(request_rec *r)
     }
     rc = jpki_run_endpoint(r, site, pol, op, body, len);
     apr_atomic_dec32(&site->logins);
+    jpki_hold(r);                     /* not counted as a login meanwhile */
 
     return rc;
 }

@@ -32,6 +32,9 @@ struct jpki_outsync {
     jpki_shm *mirror;
     int state;
     int started;
+    long long catchup_to;         /* first poll: the records up to here
+                                     that read nil have expired */
+    int catchup_first;            /* the next record read is the first */
     long long cursor;             /* last record copied */
     long long seq;                /* outseq as last read */
     int64_t since;                /* complete since (s) */
@@ -197,9 +200,17 @@ static void fed_seq(jpki_outsync *o, const jpki_store_result *r,
         o->next_ms = now_ms + JPKI_OUTSYNC_PERIOD_MS;
         return;
     }
-    if (!o->started)
-        restart_at(o, seq, now_ms, "");
-    else if (seq < o->cursor)
+    if (!o->started) {
+        /* the first poll reads the log back (it keeps JPKI_OUTLOG_TTL s):
+         * complete, the mirror vouches for the sessions checked in that
+         * time, and a restart does not send them all to the store */
+        restart_at(o, seq > SYNC_MAX_BEHIND ? seq - SYNC_MAX_BEHIND : 0,
+                   now_ms, "");
+        o->catchup_to = seq > 16 ? seq - 16 : 0;
+        o->catchup_first = 1;
+        if (o->cursor == 0)                 /* the whole log is there */
+            o->since = now_ms / 1000 - JPKI_OUTLOG_TTL + 5;
+    } else if (seq < o->cursor)
         restart_at(o, seq, now_ms, "the counter went back (store emptied "
                    "or restarted)");
     else if (seq - o->cursor > SYNC_MAX_BEHIND)
@@ -214,6 +225,18 @@ static void fed_log(jpki_outsync *o, const jpki_store_result *r, size_t n,
     int rc;
 
     for (i = 0; i < n; i++) {
+        if (o->catchup_first && r[i].type != JPKI_STORE_R_ERROR) {
+            /* the first record of the first poll: nil, it expired and so
+             * did every older one; else older ones may live: the mirror
+             * vouches for nothing before now */
+            o->catchup_first = 0;
+            if (o->cursor > 0 && r[i].type == JPKI_STORE_R_NIL)
+                o->since = now_ms / 1000 - JPKI_OUTLOG_TTL + 5;
+        }
+        if (r[i].type == JPKI_STORE_R_NIL && o->cursor + 1 <= o->catchup_to) {
+            o->cursor++;                    /* expired (first poll) */
+            continue;
+        }
         if (r[i].type == JPKI_STORE_R_NIL) {
             /* numbered by INCR, not written yet (wait a little); or
              * expired, or its writer died in between: a gap, every record

@@ -48,6 +48,8 @@ JPKIMapFile $map
 JPKIRevocation crl
 <Location /jpki/>
     JPKIEndpoints On
+    # many logins of one revoked certificate: no throttle
+    JPKIThrottle off
 </Location>
 <Location /health>
     JPKIHealth On

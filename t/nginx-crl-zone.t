@@ -31,7 +31,7 @@ sub conf {
     jpki_revocation crl;
     server {
         listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
+        location /jpki/ { jpki_endpoints; jpki_throttle off; }
         location = /health { jpki_health; }
     }
 EOF

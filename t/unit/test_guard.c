@@ -566,12 +566,13 @@ static void test_outsync_basics(jpki_ctx *c)
        && jpki_outsync_since(o, now) == INT64_MAX,
        "a store error: since still INT64_MAX");
 
-    /* the first complete poll: the mirror is complete from the next
-     * second on */
+    /* the first complete poll: the whole log read (there is none yet),
+     * the mirror vouches for the time records live (less 5 s) */
     now += 1000;
     is_int(poll_at(o, store, now), 1, "first poll: one batch (no log yet)");
     since0 = jpki_outsync_since(o, now);
-    is_int(since0, now / 1000 + 1, "since: the second after the first poll");
+    is_int(since0, now / 1000 - JPKI_OUTLOG_TTL + 5,
+           "since: JPKI_OUTLOG_TTL - 5 s before the first poll");
     synced = now;
 
     /* a logout on another node reaches the mirror at the next poll */
@@ -765,6 +766,61 @@ static void test_outsync_nil(jpki_ctx *c)
     tab_close(&mi);
 }
 
+/* The first poll reads the log back: a restart does not send every
+ * session to the store. */
+static void test_outsync_catchup(jpki_ctx *c)
+{
+    shm_tab st, mi;
+    jpki_shm *store = tab_open(&st, 1 << 20), *mirror = tab_open(&mi, 1 << 20);
+    jpki_outsync *o;
+    int64_t now = T0;
+    long long k;
+    unsigned i;
+
+    /* records 1..40: the first 20 expired (nil), 21..40 live */
+    for (i = 1; i <= 40; i++)
+        log_logout(store, now, 'c', hexid(100 + i), now / 1000);
+    for (i = 1; i <= 20; i++)
+        op(store, JPKI_STORE_DEL, now, 0, NULL, "jpki:v1:outlog:%u", i);
+    o = jpki_outsync_new(c, mirror);
+    poll_at(o, store, now);
+    ok(marker(mirror, "out", hexid(140), now)[0] != '\0'
+       && marker(mirror, "out", hexid(121), now)[0] != '\0',
+       "first poll: the live records of the log copied");
+    is_int(jpki_outsync_since(o, now), now / 1000 - JPKI_OUTLOG_TTL + 5,
+           "... expired ones passed over: since JPKI_OUTLOG_TTL - 5 s back");
+    jpki_outsync_free(o);
+
+    /* more than 1024 records, the oldest read still there: older ones may
+     * live too, the mirror vouches from the next second only */
+    for (i = 41; i <= 1100; i++)
+        log_logout(store, now, 'c', hexid(100 + i), now / 1000);
+    o = jpki_outsync_new(c, mirror);
+    poll_at(o, store, now);
+    is_int(jpki_outsync_since(o, now), now / 1000 + 1,
+           "a longer log whose oldest read record lives: since the next "
+           "second");
+    jpki_outsync_free(o);
+    /* ... and when that one has expired, so have all older ones */
+    op(store, JPKI_STORE_DEL, now, 0, NULL, "jpki:v1:outlog:%u", 1100 - 1024 + 1);
+    o = jpki_outsync_new(c, mirror);
+    poll_at(o, store, now);
+    is_int(jpki_outsync_since(o, now), now / 1000 - JPKI_OUTLOG_TTL + 5,
+           "... expired: since JPKI_OUTLOG_TTL - 5 s back");
+    jpki_outsync_free(o);
+
+    /* a record numbered at the top, not written yet: waited for */
+    k = log_append(store, now, NULL);
+    o = jpki_outsync_new(c, mirror);
+    poll_at(o, store, now);
+    is_int(jpki_outsync_since(o, now + 100), INT64_MAX,
+           "a record at the top not written yet: the first poll waits");
+    jpki_outsync_free(o);
+    (void)k;
+    tab_close(&st);
+    tab_close(&mi);
+}
+
 /* The mirror full: a logout it cannot hold moves since forward. */
 static void test_outsync_full(jpki_ctx *c)
 {
@@ -803,6 +859,7 @@ int main(void)
     test_audit_admit();
     test_outsync_basics(c);
     test_outsync_nil(c);
+    test_outsync_catchup(c);
     test_outsync_full(c);
     jpki_ctx_free(c);
     return done_testing();
