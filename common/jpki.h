@@ -660,7 +660,9 @@ typedef enum {
                                 store answers R_ERROR */
     JPKI_STORE_INCR,         /* counter + 1: the new value (R_INT); an absent
                                 key starts at 0 without TTL */
-    JPKI_STORE_PEXPIRE       /* sets the TTL (ttl_ms > 0): 1, 0 absent */
+    JPKI_STORE_PEXPIRE,      /* sets the TTL (ttl_ms > 0): 1, 0 absent */
+    JPKI_STORE_DECR          /* counter - 1: the new value (R_INT); an absent
+                                key starts at 0 without TTL */
 } jpki_store_op;
 
 typedef struct {

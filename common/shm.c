@@ -441,36 +441,40 @@ static void op_set(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
         res_int(res, 1);
 }
 
-/* INCR: the value is the counter in decimal, as Redis keeps it; an absent
- * key starts at 0 and never expires until PEXPIRE gives it a TTL. */
+/* INCR, DECR: the value is the counter in decimal, as Redis keeps it; an
+ * absent key starts at 0 and never expires until PEXPIRE gives it a TTL. */
 static void op_incr(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
                     int64_t now_ms, jpki_store_result *res)
 {
     jpki_store_cmd c = *cmd;
+    long long v = 0, d = cmd->op == JPKI_STORE_DECR ? -1 : 1;
     shm_slot *e;
     uint64_t i;
-    long long v = 0;
-    size_t k;
+    size_t k = 0;
+    int neg = 0;
 
     if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
         e = &s->slot[i];
-        if (e->vallen == 0 || e->vallen > 18)
+        if (e->vallen > 0 && e->val[0] == '-') {
+            neg = 1;
+            k = 1;
+        }
+        if (e->vallen <= k || e->vallen > 18)
             return;                             /* not a counter: R_ERROR */
-        for (k = 0; k < e->vallen; k++) {
+        for (; k < e->vallen; k++) {
             if (e->val[k] < '0' || e->val[k] > '9')
                 return;
             v = v * 10 + (e->val[k] - '0');
         }
-        v++;
+        v = (neg ? -v : v) + d;
         e->vallen = (uint8_t)snprintf((char *)e->val, JPKI_STORE_VAL_MAX,
                                       "%lld", v);
         res_int(res, v);
         return;
     }
-    c.vallen = 1;
-    c.val[0] = '1';
+    c.vallen = (size_t)snprintf((char *)c.val, sizeof(c.val), "%lld", d);
     if (insert_new(s, &c, hash, now_ms, SHM_NEVER, &i, res))
-        res_int(res, 1);
+        res_int(res, d);
 }
 
 static void op_pexpire(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
@@ -555,6 +559,7 @@ static void exec_locked(jpki_shm *s, const jpki_store_cmd *cmd,
         op_del(s, cmd, hash, now_ms, res);
         break;
     case JPKI_STORE_INCR:
+    case JPKI_STORE_DECR:
         op_incr(s, cmd, hash, now_ms, res);
         break;
     case JPKI_STORE_PEXPIRE:

@@ -62,6 +62,7 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd)
     case JPKI_STORE_SETNX:
     case JPKI_STORE_DEL:
     case JPKI_STORE_INCR:
+    case JPKI_STORE_DECR:
         break;
     case JPKI_STORE_PEXPIRE:
         if (cmd->ttl_ms == 0)
@@ -119,7 +120,8 @@ static void args_build(const jpki_store_cmd *cmd, resp_args *a)
         args_push(a, cmd->key, cmd->keylen);
         return;
     case JPKI_STORE_INCR:
-        args_push_str(a, "INCR");
+    case JPKI_STORE_DECR:
+        args_push_str(a, cmd->op == JPKI_STORE_INCR ? "INCR" : "DECR");
         args_push(a, cmd->key, cmd->keylen);
         return;
     case JPKI_STORE_PEXPIRE:
@@ -230,9 +232,9 @@ static void from_del(const redisReply *r, jpki_store_result *res)
         res_int(res, r->integer);
 }
 
-static void from_incr(const redisReply *r, jpki_store_result *res)
+static void from_incr(const redisReply *r, int decr, jpki_store_result *res)
 {
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 1)
+    if (r->type == REDIS_REPLY_INTEGER && (decr || r->integer >= 1))
         res_int(res, r->integer);
 }
 
@@ -277,7 +279,8 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
         from_del(r, res);
         break;
     case JPKI_STORE_INCR:
-        from_incr(r, res);
+    case JPKI_STORE_DECR:
+        from_incr(r, cmd->op == JPKI_STORE_DECR, res);
         break;
     }
 }

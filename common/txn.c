@@ -960,6 +960,13 @@ static void login_failed(jpki_txn *t, jpki_err e)
         thr_cmd(t, JPKI_STORE_PEXPIRE, k, w);
         t->fail_ix[k][1] = thr_cmd(t, JPKI_STORE_GET, k, w - 1);
     }
+    /* a replay was counted as a login by the commit that found the
+     * challenge used: it is not one (a captured body must not spend its
+     * certificate's logins) */
+    if (e == JPKI_ERR_CHALLENGE_REPLAY && thr_id(t, THR_LC) != NULL) {
+        thr_cmd(t, JPKI_STORE_DECR, THR_LC, w);
+        thr_cmd(t, JPKI_STORE_PEXPIRE, THR_LC, w);
+    }
     if (t->n_cmds == 0) {
         finish(t, e);
         return;

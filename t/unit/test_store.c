@@ -1208,6 +1208,37 @@ static void test_shm_read_unlocked(void)
     free(hm);
 }
 
+/* DECR: the counter less one, also below zero; an absent key starts at 0;
+ * in RESP "DECR key". */
+static void test_shm_decr(void)
+{
+    table t;
+    jpki_store_cmd c = mks(JPKI_STORE_DECR, "jpki:v1:d", NULL, 0);
+    char *resp = NULL;
+    size_t len = 0;
+
+    ok(table_new(&t, jpki_shm_min_size()), "table for DECR");
+    ok(is_n(ex(t.s, JPKI_STORE_DECR, "jpki:v1:d", NULL, 0, 0), -1),
+       "DECR of an absent key: -1");
+    ok(is_n(ex(t.s, JPKI_STORE_INCR, "jpki:v1:d", NULL, 0, 0), 0),
+       "INCR of -1: 0");
+    ok(is_n(ex(t.s, JPKI_STORE_INCR, "jpki:v1:d", NULL, 0, 0), 1)
+       && is_n(ex(t.s, JPKI_STORE_INCR, "jpki:v1:d", NULL, 0, 0), 2)
+       && is_n(ex(t.s, JPKI_STORE_DECR, "jpki:v1:d", NULL, 0, 0), 1),
+       "INCR, INCR, DECR: 1");
+    ok(is_val(ex(t.s, JPKI_STORE_GET, "jpki:v1:d", NULL, 0, 0), "1"),
+       "kept in decimal");
+    ok(is_n(ex(t.s, JPKI_STORE_SET, "jpki:v1:s", "x", 0, 0), 1)
+       && ex(t.s, JPKI_STORE_DECR, "jpki:v1:s", NULL, 0, 0).type
+          == JPKI_STORE_R_ERROR, "DECR of a string: ERROR");
+    ok(jpki_store_cmd_to_resp(&c, &resp, &len) == JPKI_OK && resp != NULL
+       && len == strlen("*2\r\n$4\r\nDECR\r\n$9\r\njpki:v1:d\r\n")
+       && memcmp(resp, "*2\r\n$4\r\nDECR\r\n$9\r\njpki:v1:d\r\n", len) == 0,
+       "RESP: DECR key");
+    free(resp);
+    table_free(&t);
+}
+
 int main(void)
 {
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
@@ -1233,6 +1264,7 @@ int main(void)
     test_shm_full();
     test_shm_copy();
     test_shm_read_unlocked();
+    test_shm_decr();
     /* Small table, more keys than room: full and expiry paths. */
     run_model(jpki_shm_min_size(), 80, 6000, seed, 1);
     /* Larger table, long clusters at high load. */

@@ -462,12 +462,15 @@ static void test_throttle(io_env *env)
         is_int(v ? v->http_status : -1, 200, "a challenge used once");
         jpki_txn_free(t);
         is_str(thr_count("fc", cid), "", "... no failure counted");
+        is_str(thr_count("lc", cid), "1", "... one login counted");
         v = login("user1.pem", "user1.key", NULL, env, &t, ch);
         is_str(v ? v->reason : NULL, "challenge_replayed",
                "the same login body again: challenge_replayed");
         jpki_txn_free(t);
         is_str(thr_count("fc", cid), "1", "... counted against the "
                "certificate");
+        is_str(thr_count("lc", cid), "1", "... not as a login (a captured "
+               "body cannot spend its certificate's logins)");
         is_int(jpki_shm_delete_prefix(shm, "jpki:v1:thr:fa:",
                                       (int64_t)NOW * 1000), 1,
                "... and against the address");
