@@ -2975,6 +2975,23 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
+/* The next header of a list walk started with part = &list.part, i = 0;
+ * NULL at its end. */
+static ngx_table_elt_t *
+ngx_http_jpki_header_next(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    while (*i >= (*part)->nelts) {
+        if ((*part)->next == NULL) {
+            return NULL;
+        }
+        *part = (*part)->next;
+        *i = 0;
+    }
+
+    return &((ngx_table_elt_t *) (*part)->elts)[(*i)++];
+}
+
+
 /* Header names compared as nginx's $http_ variables and CGI-style
  * upstreams (HTTP_X_JPKI_ACCOUNT) see them: case-insensitively, with '_'
  * and '-' alike (underscores_in_headers on lets "X_JPKI_Account" in). */
@@ -3078,18 +3095,9 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     }
 
     part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; !found; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (ngx_http_jpki_is_gate_header(r, &h[i], name, keep, keep_own)) {
+    i = 0;
+    while (!found && (h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (ngx_http_jpki_is_gate_header(r, h, name, keep, keep_own)) {
             found = 1;
         }
     }
@@ -3103,22 +3111,13 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     }
 
     part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (ngx_http_jpki_is_gate_header(r, &h[i], name, keep, keep_own)) {
-            if (!own && !ngx_http_jpki_is_own_header(r, &h[i])) {
+    i = 0;
+    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (ngx_http_jpki_is_gate_header(r, h, name, keep, keep_own)) {
+            if (!own && !ngx_http_jpki_is_own_header(r, h)) {
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "jpki: client sent gate header \"%V\": "
-                              "removed", &h[i].key);
+                              "removed", &h->key);
             }
             continue;
         }
@@ -3126,7 +3125,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
         if (nh == NULL) {
             return NGX_ERROR;
         }
-        *nh = h[i];
+        *nh = *h;
     }
 
     r->headers_in.headers = list;
@@ -3220,26 +3219,18 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
     /* the list holds these already (no session cookie in the request): as
      * it is */
     part = &r->headers_in.headers.part;
-    h = part->elts;
+    i = 0;
     same = 1;
     k = 0;
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
+    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (h->key.len == 6
+            && ngx_strncasecmp(h->key.data, (u_char *) "Cookie", 6) == 0)
         {
             while (k < n && want[k].len == 0) {
                 k++;
             }
-            if (k == n || h[i].value.data != want[k].data
-                || h[i].value.len != want[k].len)
+            if (k == n || h->value.data != want[k].data
+                || h->value.len != want[k].len)
             {
                 same = 0;
             }
@@ -3259,19 +3250,11 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
     }
 
     part = &r->headers_in.headers.part;
-    h = part->elts;
+    i = 0;
     k = 0;
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie", 6) == 0)
+    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (h->key.len == 6
+            && ngx_strncasecmp(h->key.data, (u_char *) "Cookie", 6) == 0)
         {
             for ( /* void */ ; k < n; k++) {
                 if (want[k].len == 0) {
@@ -3290,7 +3273,7 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
         if (nh == NULL) {
             return NGX_ERROR;
         }
-        *nh = h[i];
+        *nh = *h;
     }
 
     for (j = k; j < n; j++) {          /* none in the list: appended */
@@ -3493,23 +3476,16 @@ ngx_http_jpki_header_in(ngx_http_request_t *r, const char *name)
     ngx_uint_t        i;
 
     part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+    i = 0;
+    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (h->key.len == len
+            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
         {
-            return &h[i];
+            return h;
         }
     }
+
+    return NULL;
 }
 
 
