@@ -26,6 +26,7 @@ enum { THR_FA = 0, THR_FC, THR_LC, THR_N };
 enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
 
 #define MAX_CMDS JPKI_STORE_BATCH_MAX
+#define SIG_MAX 2048          /* bytes of a decoded signature */
 /* A logout marker outlives every session it may end (30 days at most). */
 #define OUT_TTL_S (30u * 86400u)
 #define SOFT_TTL_MS (30u * 86400u * 1000u)
@@ -763,7 +764,7 @@ static jpki_err login_precheck(jpki_txn *t)
                              &t->ch_exp);
     if (e != JPKI_OK)
         return e;
-    if (jpki_b64_decoded_max(t->f[F_SIG].len) > 2048)
+    if (jpki_b64_decoded_max(t->f[F_SIG].len) > SIG_MAX)
         return JPKI_ERR_BAD_REQUEST;
     detail[0] = '\0';
     e = jpki_cert_check(t->ctx, (const uint8_t *)t->f[F_CERT].value,
@@ -778,7 +779,7 @@ static jpki_err login_precheck(jpki_txn *t)
 /* The signature over the challenge: after the throttle said yes. */
 static jpki_err login_verify(jpki_txn *t)
 {
-    uint8_t sig[2048];
+    uint8_t sig[SIG_MAX];
     size_t siglen = 0;
     int alg;
 
