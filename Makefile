@@ -148,7 +148,11 @@ clean:
 # ---- nginx dynamic module, built against Debian's nginx-dev -------------
 NGX_SRC := /usr/share/nginx/src
 NGX_MOD := $(wildcard ngx_module/*.c ngx_module/*.h)
-$(B)/nginx/objs/Makefile: config
+# nginx's configure lists the module's files: it is run again when a file is
+# added or removed (build/ngx_files changes only then).
+NGX_FILES := $(B)/ngx_files
+$(shell mkdir -p $(B); echo $(sort $(NGX_MOD)) | cmp -s - $(NGX_FILES) || echo $(sort $(NGX_MOD)) > $(NGX_FILES))
+$(B)/nginx/objs/Makefile: config $(NGX_FILES)
 	@rm -rf $(B)/nginx && mkdir -p $(B) && cp -r $(NGX_SRC) $(B)/nginx
 	@echo '  NGX   configure (Debian flags, --with-compat)'
 	@cd $(B)/nginx && . ./conf_flags && JPKI_BUILD=$(CURDIR)/$(B) \
@@ -166,7 +170,7 @@ $(B)/ngx_http_jpki_module.so: $(B)/libjpki.a $(NGX_MOD) $(B)/nginx/objs/Makefile
 # core's objects are build/asan's.  Only the module's own objects are
 # rebuilt when its sources change: the .so is relinked every time, for a
 # changed libjpki.a.
-$(B)/asan/nginx/objs/Makefile: config
+$(B)/asan/nginx/objs/Makefile: config $(NGX_FILES)
 	@rm -rf $(B)/asan/nginx && mkdir -p $(B)/asan && cp -r $(NGX_SRC) $(B)/asan/nginx
 	@echo '  NGX   configure (ASan, UBSan)'
 	@cd $(B)/asan/nginx && . ./conf_flags && JPKI_BUILD=$(CURDIR)/$(B)/asan \
