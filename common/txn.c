@@ -5,6 +5,7 @@
  * fail_open policy, passes with an audit record when only revocation data
  * is missing). */
 #include "internal.h"
+#include "crlptr.h"
 #include "form.h"
 
 #include <stddef.h>
@@ -488,47 +489,19 @@ static void crl_ptr_remember(jpki_txn *t, const jpki_store_result *r)
     pthread_mutex_unlock(&ctx->crl_mu);
 }
 
-/* "gen|k|this_update|next_update|crl_number|entries|loaded_at" */
-static int crl_meta_parse(const jpki_store_result *r, char gen[25],
-                          unsigned *k, jpki_crl_info *info)
+/* The pointer (crlptr.c: the reader `jpkictl crl sync` checks its own
+ * writing with) into ptr and the CRL's dates into info. */
+static int crl_meta_parse(const jpki_store_result *r, jpki_crlptr *ptr,
+                          jpki_crl_info *info)
 {
-    char buf[JPKI_STORE_VAL_MAX + 1], *f[7], *p, *end;
-    long long v[6];
-    size_t i, n = 0;
-
-    if (r->type != JPKI_STORE_R_VALUE || r->vallen >= sizeof(buf))
+    if (r->type != JPKI_STORE_R_VALUE
+        || jpki_crlptr_parse((const char *)r->val, r->vallen, ptr) != 0)
         return 0;
-    memcpy(buf, r->val, r->vallen);
-    buf[r->vallen] = '\0';
-    for (p = buf; n < 7; n++) {
-        f[n] = p;
-        p = strchr(p, '|');
-        if (p == NULL)
-            break;
-        *p++ = '\0';
-    }
-    if (n != 6 || strlen(f[0]) == 0 || strlen(f[0]) > 24)
-        return 0;
-    for (p = f[0]; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
-              || (*p >= 'A' && *p <= 'Z')))
-            return 0;
-    for (i = 0; i < 6; i++) {
-        if (f[i + 1][0] == '\0' || f[i + 1][0] == '+')
-            return 0;
-        v[i] = strtoll(f[i + 1], &end, 10);
-        if (*end != '\0')
-            return 0;
-    }
-    if (v[0] < 1 || v[0] > 6)
-        return 0;
-    memcpy(gen, f[0], strlen(f[0]) + 1);
-    *k = (unsigned)v[0];
     memset(info, 0, sizeof(*info));
-    info->this_update = v[1];
-    info->next_update = v[2];
-    info->crl_number = v[3];
-    info->entries = v[4] < 0 ? 0 : (uint64_t)v[4];
+    info->this_update = ptr->this_update;
+    info->next_update = ptr->next_update;
+    info->crl_number = ptr->crl_number;
+    info->entries = ptr->entries;
     return 1;
 }
 
@@ -557,10 +530,11 @@ static int crl_id_check_ok(jpki_txn *t, const jpki_store_result *r)
 
 static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
 {
-    char gen[25], id[JPKI_CERT_ID_HEX_LEN + 48];
+    char id[JPKI_STORE_KEY_MAX + 1];
+    const uint8_t *field;
     uint8_t raw[JPKI_CERT_ID_LEN];
     size_t n = 0;
-    unsigned k;
+    jpki_crlptr ptr;
     jpki_store_cmd *c;
 
     if (r[0].type == JPKI_STORE_R_NIL) {
@@ -573,7 +547,7 @@ static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
         rev_next(t);                    /* the next method, or unavailable */
         return;
     }
-    if (!crl_meta_parse(&r[0], gen, &k, &t->crl_meta)) {
+    if (!crl_meta_parse(&r[0], &ptr, &t->crl_meta)) {
         jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: CRL pointer of issuer \"%s\" "
                  "in the store is unreadable", t->cert->issuer->name);
         rev_next(t);
@@ -587,17 +561,18 @@ static void crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
         return;
     }
     if (jpki_hex_decode(t->cert->cert_id, JPKI_CERT_ID_HEX_LEN, raw,
-                        sizeof(raw), &n) != JPKI_OK) {
+                        sizeof(raw), &n) != JPKI_OK
+        || jpki_crl_bucket_name(id, sizeof(id), t->cert->issuer->tag,
+                                ptr.gen, ptr.k,
+                                jpki_crl_bucket(raw, ptr.k)) < 0) {
         finish(t, JPKI_ERR_INTERNAL);
         return;
     }
     crl_ptr_remember(t, &r[0]);
-    snprintf(id, sizeof(id), "%s:%s:%.*s", t->cert->issuer->tag, gen, (int)k,
-             t->cert->cert_id);
     t->n_cmds = 0;
     c = cmd_add(t, JPKI_STORE_HGET, "crl", id);
-    c->vallen = JPKI_CERT_ID_LEN - k / 2;
-    memcpy(c->val, raw + k / 2, c->vallen);
+    field = jpki_crl_field(raw, ptr.k, &c->vallen);
+    memcpy(c->val, field, c->vallen);
     t->state = T_CRL_HGET;
 }
 
@@ -612,6 +587,8 @@ static void crl_hget_fed(jpki_txn *t, const jpki_store_result *r)
 {
     jpki_rev_info info;
     const jpki_policy *sp = &t->ctx->policy;
+    int64_t at;
+    int reason;
 
     memset(&info, 0, sizeof(info));
     info.this_update = t->crl_meta.this_update;
@@ -622,17 +599,13 @@ static void crl_hget_fed(jpki_txn *t, const jpki_store_result *r)
         info.cache_ttl = t->crl_meta.next_update
             ? ttl_to(t->crl_meta.next_update, t->req.now,
                      sp->ocsp_good_max_ttl) : 0;
-    } else if (r[0].type == JPKI_STORE_R_VALUE && r[0].vallen == 5
-               && (r[0].val[0] <= 10 || r[0].val[0] == 0xff)
-               && r[0].val[0] != 7) {
-        info.reason = r[0].val[0] == 0xff ? JPKI_REASON_UNSPECIFIED
-                      : r[0].val[0];
+    } else if (r[0].type == JPKI_STORE_R_VALUE
+               && jpki_crl_value_unpack(r[0].val, r[0].vallen, &reason,
+                                        &at) == 0) {
+        info.reason = reason < 0 ? JPKI_REASON_UNSPECIFIED : reason;
         info.status = info.reason == JPKI_REASON_CERTIFICATE_HOLD
                       ? JPKI_REV_HOLD : JPKI_REV_REVOKED;
-        info.revoked_at = (int64_t)((uint32_t)r[0].val[1] << 24
-                                    | (uint32_t)r[0].val[2] << 16
-                                    | (uint32_t)r[0].val[3] << 8
-                                    | r[0].val[4]);
+        info.revoked_at = at;
         info.cache_ttl = info.status == JPKI_REV_HOLD ? sp->ocsp_hold_ttl
                          : sp->ocsp_revoked_ttl;
     } else {

@@ -176,7 +176,7 @@ static void list_id(const jpki_issuer *is, int arl, char lid[CRL_LID_MAX])
              arl ? ".arl" : "");
 }
 
-static int stale_at(const crl_meta *m, time_t now, unsigned grace)
+static int stale_at(const jpki_crlptr *m, time_t now, unsigned grace)
 {
     return m->next_update != 0
            && (long long)now > m->next_update + (long long)grace;
@@ -186,8 +186,8 @@ static int stale_at(const crl_meta *m, time_t now, unsigned grace)
 
 typedef struct {
     int have;                 /* a pointer exists */
-    char raw[CRL_META_MAX + 1];
-    crl_meta m;
+    char raw[JPKI_CRLPTR_MAX + 1];
+    jpki_crlptr m;
     char sha[65];
     char id_check[JPKI_CERT_ID_HEX_LEN + 1];
     char issuer[64];
@@ -239,7 +239,7 @@ static int read_state(redisContext *rc, const char *lid, list_state *st)
     if (cmd2(rc, "GET", km, &r) != 0)
         return -1;
     if (r->type == REDIS_REPLY_STRING) {
-        if (r->len > CRL_META_MAX || crl_meta_parse(r->str, r->len, &st->m)) {
+        if (r->len > JPKI_CRLPTR_MAX || jpki_crlptr_parse(r->str, r->len, &st->m)) {
             freeReplyObject(r);
             return -2;
         }
@@ -269,7 +269,7 @@ static long long gen_op(redisContext *rc, const char *cmd, const char *arg,
     pipe_t p;
     long long sum;
 
-    if (k < CRL_K_MIN || k > CRL_K_MAX)
+    if (k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX)
         return 0;
     pipe_init(&p, rc);
     for (b = 0; b < nb; b++) {
@@ -481,9 +481,9 @@ static unsigned choose_k(const ents_t *s, unsigned long limit)
     unsigned k;
     size_t i, run, max;
 
-    for (k = CRL_K_MIN; k < CRL_K_MAX; k++) {
+    for (k = JPKI_CRL_K_MIN; k < JPKI_CRL_K_MAX; k++) {
         for (i = 1, run = 1, max = s->n > 0; i < s->n; i++) {
-            run = crl_prefix(s->e[i].id, k) == crl_prefix(s->e[i - 1].id, k)
+            run = jpki_crl_bucket(s->e[i].id, k) == jpki_crl_bucket(s->e[i - 1].id, k)
                   ? run + 1 : 1;
             if (run > max)
                 max = run;
@@ -558,20 +558,20 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
     snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
     pipe_init(&p, rc);
     for (i = 0; i < s->n && rc_ == 0; i = j) {
-        unsigned long b = crl_prefix(s->e[i].id, k);
+        unsigned long b = jpki_crl_bucket(s->e[i].id, k);
 
-        for (j = i + 1; j < s->n && crl_prefix(s->e[j].id, k) == b; j++)
+        for (j = i + 1; j < s->n && jpki_crl_bucket(s->e[j].id, k) == b; j++)
             ;
         crl_key_bucket_n(key, lid, gen, k, b);
         pipe_begin(&p, 2 + 2 * (j - i));
         pipe_arg(&p, "HSET", 4);
         pipe_arg_str(&p, key);
         for (; i < j; i++) {
-            uint8_t v[CRL_VALUE_LEN];
+            uint8_t v[JPKI_CRL_VALUE_LEN];
             size_t fl;
-            const uint8_t *f = crl_field(s->e[i].id, k, &fl);
+            const uint8_t *f = jpki_crl_field(s->e[i].id, k, &fl);
 
-            crl_value_pack(v, s->e[i].reason, s->e[i].at);
+            jpki_crl_value_pack(v, s->e[i].reason, s->e[i].at);
             pipe_arg(&p, f, fl);
             pipe_arg(&p, v, sizeof(v));
         }
@@ -612,11 +612,11 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
  * the transaction (DISCARD): otherwise the clean-up commands that follow
  * would only be queued, and the lock would stay taken. */
 static int switch_pointer(redisContext *rc, const char *lid,
-                          const list_state *st, const crl_meta *m,
+                          const list_state *st, const jpki_crlptr *m,
                           const char *fields[][2], size_t nf)
 {
     char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
-    char val[CRL_META_MAX + 1];
+    char val[JPKI_CRLPTR_MAX + 1];
     const char *argv[64], *undo = "UNWATCH";
     redisReply *r = NULL;
     size_t i, n = 0;
@@ -624,7 +624,7 @@ static int switch_pointer(redisContext *rc, const char *lid,
 
     crl_key_meta(km, lid);
     crl_key_info(ki, lid);
-    if (crl_meta_format(m, val, sizeof(val)) < 0 || 2 + 2 * nf > 64)
+    if (jpki_crlptr_format(m, val, sizeof(val)) < 0 || 2 + 2 * nf > 64)
         return -1;
     {
         const char *w[3] = {"WATCH", km, ki};
@@ -683,7 +683,7 @@ typedef enum { CMP_NEWER, CMP_SAME, CMP_OLDER, CMP_CONFLICT } crl_cmp;
 static crl_cmp compare(const jpki_crl_info *in, const char *sha,
                        const list_state *st, const char **why)
 {
-    const crl_meta *m = &st->m;
+    const jpki_crlptr *m = &st->m;
 
     *why = "";
     if (in->crl_number >= 0 && m->crl_number >= 0) {
@@ -762,7 +762,7 @@ static void describe(char *line, size_t n, const jpki_crl_info *in)
 
 /* The metadata a loaded CRL gets: its own fields, the generation and
  * bucket count it is (or would be) stored under, and when. */
-static void meta_of(crl_meta *m, const jpki_crl_info *info, long long gen,
+static void meta_of(jpki_crlptr *m, const jpki_crl_info *info, long long gen,
                     unsigned k, long long loaded_at)
 {
     memset(m, 0, sizeof(*m));
@@ -781,7 +781,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     char detail[512] = "", lid[CRL_LID_MAX], sha[65], err[512] = "";
     char idc[JPKI_CERT_ID_HEX_LEN + 1], token[33] = "";
     char gens[24], ks[8], nums[24], tus[24], nus[24], ents_s[24], stored[24];
-    char at[24], prevg[24], prevk[8], mval[CRL_META_MAX + 1];
+    char at[24], prevg[24], prevk[8], mval[JPKI_CRLPTR_MAX + 1];
     uint8_t *buf = NULL, *der = NULL, md[32];
     unsigned int mdlen = 0;
     size_t len = 0, derlen = 0;
@@ -792,7 +792,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     ents_t s = {NULL, 0, 0, 0};
     jpki_crl_info info;
     list_state st;
-    crl_meta m;
+    jpki_crlptr m;
     const char *why, *name;
     long long gen = 0;
     unsigned k = 0;
@@ -840,8 +840,8 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
         rc_ = EXIT_INVALID;
         goto out;
     }
-    meta_of(&m, &info, LLONG_MAX, CRL_K_MAX, (long long)now);
-    if (crl_meta_format(&m, mval, sizeof(mval)) < 0) {
+    meta_of(&m, &info, LLONG_MAX, JPKI_CRL_K_MAX, (long long)now);
+    if (jpki_crlptr_format(&m, mval, sizeof(mval)) < 0) {
         addf(line, ln, "invalid issuer=%s reason=unsupported detail=\"a date "
              "or count out of the store pointer's range\"", name);
         describe(line, ln, &info);
@@ -895,7 +895,8 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
             addf(line, ln, "%s issuer=%s", old_stale ? "stale"
                  : cmp == CMP_SAME ? "unchanged" : "older", name);
             describe(line, ln, &info);
-            addf(line, ln, " loaded_crl_number=%lld%s", st.m.crl_number,
+            addf(line, ln, " loaded_crl_number=%lld%s",
+                 (long long)st.m.crl_number,
                  old_stale ? " detail=\"nothing newer than the loaded CRL, "
                              "which is past nextUpdate + grace\"" : "");
             rc_ = old_stale ? EXIT_INVALID : EXIT_NOT_NEWER;
@@ -954,8 +955,9 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     snprintf(ents_s, sizeof(ents_s), "%llu",
              (unsigned long long)info.entries);
     snprintf(stored, sizeof(stored), "%zu", s.n);
-    snprintf(at, sizeof(at), "%lld", m.loaded_at);
-    snprintf(prevg, sizeof(prevg), "%lld", st.have ? st.m.gen : 0);
+    snprintf(at, sizeof(at), "%lld", (long long)m.loaded_at);
+    snprintf(prevg, sizeof(prevg), "%lld",
+             (long long)(st.have ? st.m.gen : 0));
     snprintf(prevk, sizeof(prevk), "%u", st.have ? st.m.k : 0);
     {
         const char *f[][2] = {
@@ -986,7 +988,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
         if (gen_op(rc, "EXPIRE", ttl, lid, st.m.gen, st.m.k) < 0
             || hdel(rc, lid, "prev_gen", "prev_k", NULL) != 0)
             say("warning: the replaced generation %lld was not given its "
-                "expiry; the next crl sync does it", st.m.gen);
+                "expiry; the next crl sync does it", (long long)st.m.gen);
     }
     addf(line, ln, "%s issuer=%s", stale ? "stale" : "loaded", name);
     describe(line, ln, &info);
@@ -1237,10 +1239,11 @@ int run_crl_status(const args_t *a)
                "next_update=%s age=%llds entries=%llu loaded_at=%s "
                "source=%s\n", s ? "stale" : "fresh",
                name ? name : st.issuer[0] ? st.issuer : "?", lid,
-               st.kind[0] ? st.kind : "crl", st.m.crl_number,
+               st.kind[0] ? st.kind : "crl", (long long)st.m.crl_number,
                iso8601(st.m.this_update, t1),
                st.m.next_update ? iso8601(st.m.next_update, t2) : "none",
-               (long long)a->now - st.m.this_update, st.m.entries,
+               (long long)a->now - st.m.this_update,
+               (unsigned long long)st.m.entries,
                iso8601(st.m.loaded_at, t3), st.source[0] ? st.source : "?");
     }
     for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++) {
@@ -1362,7 +1365,7 @@ typedef struct {
     const jpki_issuer *is;
     int state;                /* 0 unknown, 1 loaded, 2 no CRL */
     int stale;                /* loaded, past nextUpdate + --grace */
-    crl_meta m;
+    jpki_crlptr m;
 } rc_list;
 
 typedef struct {
@@ -1528,7 +1531,7 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
             continue;
         crl_key_bucket(key, s[i].list->tag, s[i].list->m.gen,
                        s[i].list->m.k, s[i].id);
-        argv[2] = (const char *)crl_field(s[i].id, s[i].list->m.k, &fl);
+        argv[2] = (const char *)jpki_crl_field(s[i].id, s[i].list->m.k, &fl);
         lens[0] = 4;
         lens[1] = strlen(key);
         lens[2] = fl;
@@ -1546,7 +1549,7 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
          * an outage); not listed proves nothing about a login after the
          * CRL's thisUpdate */
         if (r->type == REDIS_REPLY_STRING
-            && crl_value_unpack(r->str, r->len, &s[i].reason, &s[i].at) == 0)
+            && jpki_crl_value_unpack((const uint8_t *)r->str, r->len, &s[i].reason, &s[i].at) == 0)
             s[i].listed = 1;
         else if (r->type != REDIS_REPLY_NIL)
             s[i].unchecked = "malformed_crl_entry";

@@ -12,76 +12,7 @@
 
 #define PIPE_BATCH (256 * 1024)   /* bytes of commands sent at once */
 
-/* ---- pointer ------------------------------------------------------ */
-
-/* Only what crl_meta_parse() reads back as the same values is written: a
- * pointer the next run (or a gate) cannot read would stop every later sync
- * of the list. */
-int crl_meta_format(const crl_meta *m, char *out, size_t outlen)
-{
-    crl_meta back;
-    int n = snprintf(out, outlen, "%lld|%u|%lld|%lld|%lld|%llu|%lld", m->gen,
-                     m->k, m->this_update, m->next_update, m->crl_number,
-                     m->entries, m->loaded_at);
-
-    if (n <= 0 || (size_t)n >= outlen || n > CRL_META_MAX
-        || crl_meta_parse(out, (size_t)n, &back) != 0
-        || back.gen != m->gen || back.k != m->k
-        || back.this_update != m->this_update
-        || back.next_update != m->next_update
-        || back.crl_number != m->crl_number || back.entries != m->entries
-        || back.loaded_at != m->loaded_at)
-        return -1;
-    return n;
-}
-
-/* One decimal field (optionally negative when neg): at most 19 digits and
- * at most LLONG_MAX, every value of an int64 such as a cRLNumber (the
- * gate's reader, common/txn.c, takes the same with strtoll). */
-static int meta_num(const char **p, const char *end, int neg, long long *v)
-{
-    const char *s = *p;
-    int minus = 0;
-    size_t d = 0;
-    long long x = 0;
-
-    if (neg && s < end && *s == '-') {
-        minus = 1;
-        s++;
-    }
-    while (s < end && *s >= '0' && *s <= '9') {
-        if (++d > 19 || x > (LLONG_MAX - (*s - '0')) / 10)
-            return -1;
-        x = x * 10 + (*s++ - '0');
-    }
-    if (d == 0 || (s < end && *s != '|'))
-        return -1;
-    *v = minus ? -x : x;
-    *p = s < end ? s + 1 : s;
-    return 0;
-}
-
-int crl_meta_parse(const char *s, size_t n, crl_meta *m)
-{
-    const char *p = s, *end = s + n;
-    long long k, entries;
-
-    if (n == 0 || n > CRL_META_MAX || s[n - 1] == '|')
-        return -1;
-    if (meta_num(&p, end, 0, &m->gen) || meta_num(&p, end, 0, &k)
-        || meta_num(&p, end, 0, &m->this_update)
-        || meta_num(&p, end, 0, &m->next_update)
-        || meta_num(&p, end, 1, &m->crl_number)
-        || meta_num(&p, end, 0, &entries)
-        || meta_num(&p, end, 0, &m->loaded_at) || p != end
-        || k < CRL_K_MIN || k > CRL_K_MAX || m->crl_number < -1)
-        return -1;
-    m->k = (unsigned)k;
-    m->entries = (unsigned long long)entries;
-    return 0;
-}
-
-/* ---- keys and values ---------------------------------------------- */
+/* ---- keys ---------------------------------------------------------- */
 
 void crl_key_meta(char *out, const char *lid)
 {
@@ -106,53 +37,21 @@ void crl_key_lock(char *out, const char *lid)
              lid);
 }
 
-unsigned long crl_prefix(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k)
-{
-    uint32_t w = (uint32_t)id[0] << 24 | (uint32_t)id[1] << 16
-                 | (uint32_t)id[2] << 8 | id[3];
-
-    return (unsigned long)(w >> (32 - 4 * k));
-}
-
 void crl_key_bucket_n(char *out, const char *lid, long long gen, unsigned k,
                       unsigned long b)
 {
-    snprintf(out, JPKI_STORE_KEY_MAX + 1,
-             JPKI_STORE_PREFIX "crl:%s:%lld:%0*lx", lid, gen, (int)k, b);
+    char name[JPKI_STORE_KEY_MAX + 1 - sizeof(JPKI_STORE_PREFIX "crl:") + 1];
+
+    out[0] = '\0';
+    if (jpki_crl_bucket_name(name, sizeof(name), lid, gen, k, b) >= 0)
+        snprintf(out, JPKI_STORE_KEY_MAX + 1, JPKI_STORE_PREFIX "crl:%s",
+                 name);
 }
 
 void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
                     const uint8_t id[JPKI_CERT_ID_LEN])
 {
-    crl_key_bucket_n(out, lid, gen, k, crl_prefix(id, k));
-}
-
-const uint8_t *crl_field(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k,
-                         size_t *len)
-{
-    *len = JPKI_CERT_ID_LEN - k / 2;
-    return id + k / 2;
-}
-
-void crl_value_pack(uint8_t out[CRL_VALUE_LEN], int reason, uint32_t at)
-{
-    out[0] = reason < 0 || reason > 10 ? CRL_REASON_NONE : (uint8_t)reason;
-    out[1] = (uint8_t)(at >> 24);
-    out[2] = (uint8_t)(at >> 16);
-    out[3] = (uint8_t)(at >> 8);
-    out[4] = (uint8_t)at;
-}
-
-int crl_value_unpack(const char *v, size_t n, int *reason, int64_t *at)
-{
-    const uint8_t *u = (const uint8_t *)v;
-
-    if (n != CRL_VALUE_LEN || (u[0] > 10 && u[0] != CRL_REASON_NONE))
-        return -1;
-    *reason = u[0] == CRL_REASON_NONE ? -1 : u[0];
-    *at = (int64_t)((uint32_t)u[1] << 24 | (uint32_t)u[2] << 16
-                    | (uint32_t)u[3] << 8 | u[4]);
-    return 0;
+    crl_key_bucket_n(out, lid, gen, k, jpki_crl_bucket(id, k));
 }
 
 /* ---- pipelined writer --------------------------------------------- */

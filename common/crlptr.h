@@ -1,0 +1,57 @@
+/* crlptr.h - the layout of the CRLs `jpkictl crl sync` loads into Redis
+ * (docs/store-schema.md, "crl"): the pointer value, bucket keys, fields
+ * and values.  One writer and one reader for jpkictl (tools/crl_*.c) and
+ * the gate (common/txn.c): the same checks on both sides. */
+#ifndef JPKI_CRLPTR_H
+#define JPKI_CRLPTR_H
+#include "jpki.h"
+
+#define JPKI_CRLPTR_MAX       192     /* pointer value, bytes */
+#define JPKI_CRL_K_MIN        1
+#define JPKI_CRL_K_MAX        6       /* 16^6 buckets: enumerable */
+#define JPKI_CRL_LIST_MAX     24      /* issuer tag (16) [+ ".arl"], NUL */
+#define JPKI_CRL_VALUE_LEN    5       /* reason octet + revoked_at (BE u32) */
+#define JPKI_CRL_REASON_NONE  0xff    /* value octet of an entry without one */
+
+/* The pointer jpki:v1:crlmeta:<list> (a string):
+ *     <gen>|<k>|<this_update>|<next_update>|<crl_number>|<entries>|<loaded_at>
+ */
+typedef struct {
+    int64_t gen;                      /* >= 1 (INCR) */
+    unsigned k;                       /* JPKI_CRL_K_MIN..JPKI_CRL_K_MAX */
+    int64_t this_update, next_update; /* next_update 0: none */
+    int64_t crl_number;               /* -1: none */
+    uint64_t entries;
+    int64_t loaded_at;
+} jpki_crlptr;
+
+/* The pointer's text into out and its length; -1 when it does not fit
+ * (outlen, JPKI_CRLPTR_MAX) or would not parse back as the same values
+ * (a field out of range): nothing is written that a reader refuses. */
+int jpki_crlptr_format(const jpki_crlptr *p, char *out, size_t outlen);
+/* 0, or -1 when s (n bytes) is not a pointer: 7 fields of decimal digits,
+ * each at most 19 digits, within int64 and without a leading zero (only
+ * crl_number may be negative, and only -1); gen >= 1; k within
+ * JPKI_CRL_K_MIN..JPKI_CRL_K_MAX; at most JPKI_CRLPTR_MAX bytes. */
+int jpki_crlptr_parse(const char *s, size_t n, jpki_crlptr *p);
+
+/* The bucket of a binary cert_id: its first k hex digits as a number. */
+unsigned long jpki_crl_bucket(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k);
+/* "<list>:<gen>:<bucket>" (bucket: k lower-case hex digits): the bucket's
+ * store key after "jpki:v1:crl:".  Its length, -1 when it does not fit in
+ * outlen or an argument is out of range. */
+int jpki_crl_bucket_name(char *out, size_t outlen, const char *list,
+                         int64_t gen, unsigned k, unsigned long bucket);
+/* The field of a cert_id in its bucket: octets k/2 .. 15 of the binary
+ * cert_id (*len of them). */
+const uint8_t *jpki_crl_field(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k,
+                              size_t *len);
+/* A value: the CRLReason octet (0..10 but 7; JPKI_CRL_REASON_NONE for an
+ * entry without reason: reason < 0, or one that is no CRLReason), then
+ * the revocation date, seconds since the epoch, big-endian u32. */
+void jpki_crl_value_pack(uint8_t out[JPKI_CRL_VALUE_LEN], int reason,
+                         uint32_t at);
+/* 0 and *reason (-1: none) and *at; -1 when v is not such a value. */
+int jpki_crl_value_unpack(const uint8_t *v, size_t n, int *reason,
+                          int64_t *at);
+#endif

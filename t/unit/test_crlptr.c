@@ -1,0 +1,228 @@
+/* test_crlptr.c - the Redis layout of loaded CRLs (common/crlptr.c): the
+ * pointer's writer and reader (round trips, every malformed pointer
+ * refused), bucket names, fields and values, as `jpkictl crl sync` writes
+ * them and the gate (txn.c) reads them. */
+#include "jpki.h"
+#include "crlptr.h"
+#include "tap.h"
+
+#include <stdint.h>
+
+static int parses(const char *s)
+{
+    jpki_crlptr p;
+    size_t n = strlen(s);
+    char *b = malloc(n ? n : 1);        /* exact size, no NUL: ASan sees */
+    int r;
+
+    memcpy(b, s, n);
+    r = jpki_crlptr_parse(b, n, &p);
+    free(b);
+    return r == 0;
+}
+
+static int same(const jpki_crlptr *a, const jpki_crlptr *b)
+{
+    return a->gen == b->gen && a->k == b->k && a->this_update == b->this_update
+           && a->next_update == b->next_update
+           && a->crl_number == b->crl_number && a->entries == b->entries
+           && a->loaded_at == b->loaded_at;
+}
+
+static void test_round_trip(void)
+{
+    static const jpki_crlptr cases[] = {
+        {7, 4, 1795300498, 1795386958, 1042, 1000000, 1795303722},
+        {1, 1, 0, 0, -1, 0, 0},
+        {INT64_MAX, 6, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX},
+        {1, 6, 1, 0, 0, 7, 1},
+    };
+    char out[JPKI_CRLPTR_MAX + 1];
+    jpki_crlptr back;
+    size_t i;
+    int n;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        n = jpki_crlptr_format(&cases[i], out, sizeof(out));
+        ok(n > 0 && (size_t)n == strlen(out), "case %zu: formatted: %s", i, out);
+        ok(jpki_crlptr_parse(out, (size_t)n, &back) == 0
+           && same(&back, &cases[i]),
+           "case %zu: parsed back to the same values", i);
+    }
+    n = jpki_crlptr_format(&cases[0], out, sizeof(out));
+    is_str(out, "7|4|1795300498|1795386958|1042|1000000|1795303722",
+           "the bytes of docs/store-schema.md's example");
+    ok(jpki_crlptr_parse("7|4|1795300498|1795386958|1042|1000000|1795303722",
+                         49, &back) == 0 && back.gen == 7 && back.k == 4
+       && back.this_update == 1795300498 && back.next_update == 1795386958
+       && back.crl_number == 1042 && back.entries == 1000000
+       && back.loaded_at == 1795303722, "the example read field by field");
+}
+
+static void test_format_refuses(void)
+{
+    jpki_crlptr p = {7, 4, 1, 2, 3, 4, 5};
+    char out[JPKI_CRLPTR_MAX + 1];
+
+    ok(jpki_crlptr_format(&p, out, 5) == -1, "a buffer too small: -1");
+    p.k = 0;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "k 0: not written");
+    p.k = 7;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "k 7: not written");
+    p.k = 4;
+    p.gen = 0;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "gen 0: not written");
+    p.gen = 1;
+    p.crl_number = -2;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "crl_number -2: not written");
+    p.crl_number = 3;
+    p.this_update = -5;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "a negative thisUpdate: not written");
+    p.this_update = 1;
+    p.entries = (uint64_t)INT64_MAX + 1;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "entries over int64: not written");
+}
+
+static void test_parse_refuses(void)
+{
+    static const char *const bad[] = {
+        "",                                     /* empty */
+        "7|4|1|2|3|4",                          /* 6 fields */
+        "7|4|1|2|3|4|5|6",                      /* 8 fields */
+        "7|4|1|2|3|4|5|",                       /* a trailing | */
+        "|7|4|1|2|3|4|5",                       /* a leading | */
+        "7||1|2|3|4|5",                         /* an empty field */
+        "7|4|1|2|3|4|",                         /* last field empty */
+        "7|0|1|2|3|4|5",                        /* k 0 */
+        "7|7|1|2|3|4|5",                        /* k 7 */
+        "7|10|1|2|3|4|5",                       /* k 10 */
+        "0|4|1|2|3|4|5",                        /* gen 0 */
+        "-7|4|1|2|3|4|5",                       /* gen negative */
+        "07|4|1|2|3|4|5",                       /* a leading zero */
+        "7|04|1|2|3|4|5",
+        "7|4|01|2|3|4|5",
+        "7|4|1|2|03|4|5",
+        "7|4|1|2|3|4|05",
+        "+7|4|1|2|3|4|5",                       /* a sign */
+        "7|4|+1|2|3|4|5",
+        " 7|4|1|2|3|4|5",                       /* blanks */
+        "7|4|1|2|3|4|5 ",
+        "7 |4|1|2|3|4|5",
+        "7|4|1|2|3|4|5\n",
+        "7|4|1|2|-2|4|5",                       /* crl_number below -1 */
+        "7|4|1|2|-0|4|5",                       /* -0 */
+        "7|4|1|2|-10|4|5",                      /* -1 followed by a digit */
+        "7|4|1|2|-|4|5",
+        "7|4|-1|2|3|4|5",                       /* only crl_number negative */
+        "7|4|1|-1|3|4|5",
+        "7|4|1|2|3|-1|5",
+        "7|4|1|2|3|4|-1",
+        "7|4|1|2|3|4|9223372036854775808",      /* INT64_MAX + 1 */
+        "9223372036854775808|4|1|2|3|4|5",
+        "7|4|1|2|3|99999999999999999999|5",     /* 20 digits */
+        "7|4|1|2|3|4|00000000000000000001",
+        "7|4|0x1|2|3|4|5",                      /* not decimal */
+        "7|4|1e3|2|3|4|5",
+        "7|4|1.0|2|3|4|5",
+        "a|4|1|2|3|4|5",                        /* the gate once took gen as text */
+        "7a|4|1|2|3|4|5",
+        "7|4|1|2|3|4|5;",
+        "7,4,1,2,3,4,5",
+    };
+    char big[JPKI_CRLPTR_MAX + 2];
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ok(!parses(bad[i]), "refused: \"%.*s\"%s",
+           (int)strcspn(bad[i], "\n"), bad[i],
+           strchr(bad[i], '\n') ? " and a newline" : "");
+    ok(jpki_crlptr_parse("7|4|1\0|2|3|4|5", 14, &(jpki_crlptr){0}) == -1,
+       "refused: a NUL inside");
+    /* over 192 bytes: refused even when the fields would parse */
+    memset(big, '1', sizeof(big));
+    memcpy(big, "7|4|1|2|3|4|", 12);
+    ok(jpki_crlptr_parse(big, JPKI_CRLPTR_MAX + 1, &(jpki_crlptr){0}) == -1,
+       "refused: 193 bytes");
+    ok(parses("1|1|0|0|-1|0|0"), "the smallest pointer is read");
+    ok(parses("9223372036854775807|6|9223372036854775807|9223372036854775807|"
+              "9223372036854775807|9223372036854775807|9223372036854775807"),
+       "the largest pointer is read");
+}
+
+static void test_buckets(void)
+{
+    const uint8_t id[JPKI_CERT_ID_LEN] = {0xab, 0xcd, 0xef, 0x12, 0x34, 0x56,
+                                          0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01,
+                                          0x02, 0x03, 0x04, 0x05};
+    char name[64];
+    const uint8_t *f;
+    size_t len;
+    unsigned k;
+
+    is_int(jpki_crl_bucket(id, 1), 0xa, "bucket k=1");
+    is_int(jpki_crl_bucket(id, 4), 0xabcd, "bucket k=4");
+    is_int(jpki_crl_bucket(id, 6), 0xabcdef, "bucket k=6");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef", 7, 4,
+                            jpki_crl_bucket(id, 4)) == 23, "bucket name");
+    is_str(name, "0123456789abcdef:7:abcd", "... <list>:<gen>:<bucket>");
+    jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef.arl", 12, 3, 0x5);
+    is_str(name, "0123456789abcdef.arl:12:005", "... zero-padded to k digits");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 2, 0x100) == -1,
+       "a bucket wider than k digits: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 7, 1) == -1, "k 7: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 0, 1, 1) == -1, "gen 0: refused");
+    ok(jpki_crl_bucket_name(name, 8, "list", 7, 4, 1) == -1, "no room: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef0123456789", 7, 4, 1)
+       == -1, "a list name over 23 bytes: refused");
+    for (k = 1; k <= 6; k++) {
+        char hex[33], want[8];
+
+        f = jpki_crl_field(id, k, &len);
+        ok(f == id + k / 2 && len == 16 - k / 2, "field k=%u: octets %u..15", k, k / 2);
+        jpki_hex_encode(id, 16, hex);
+        snprintf(want, sizeof(want), "%0*lx", (int)k, jpki_crl_bucket(id, k));
+        ok(strncmp(hex, want, k) == 0, "k=%u: the bucket is the hex cert_id's first digits", k);
+    }
+}
+
+static void test_values(void)
+{
+    uint8_t v[JPKI_CRL_VALUE_LEN];
+    int reason, r;
+    int64_t at;
+
+    jpki_crl_value_pack(v, 1, 0x01020304u);
+    ok(memcmp(v, "\x01\x01\x02\x03\x04", 5) == 0, "keyCompromise packed");
+    ok(jpki_crl_value_unpack(v, 5, &reason, &at) == 0 && reason == 1
+       && at == 0x01020304, "... and unpacked");
+    jpki_crl_value_pack(v, -1, 0xffffffffu);
+    ok(v[0] == 0xff && jpki_crl_value_unpack(v, 5, &reason, &at) == 0
+       && reason == -1 && at == 0xffffffffLL, "no reason: 0xff, read as -1");
+    jpki_crl_value_pack(v, 7, 1);
+    ok(v[0] == 0xff, "reason 7 (no CRLReason) packed as none");
+    jpki_crl_value_pack(v, 11, 1);
+    ok(v[0] == 0xff, "reason 11 packed as none");
+    for (r = 0; r <= 10; r++) {
+        v[0] = (uint8_t)r;
+        ok((jpki_crl_value_unpack(v, 5, &reason, &at) == 0) == (r != 7),
+           "reason octet %d %s", r, r == 7 ? "refused" : "read");
+    }
+    for (r = 11; r < 255; r += 61) {
+        v[0] = (uint8_t)r;
+        ok(jpki_crl_value_unpack(v, 5, &reason, &at) == -1, "reason octet %d refused", r);
+    }
+    v[0] = 6;
+    ok(jpki_crl_value_unpack(v, 4, &reason, &at) == -1, "4 octets refused");
+    ok(jpki_crl_value_unpack((const uint8_t *)"\x06\0\0\0\0\0", 6, &reason, &at) == -1,
+       "6 octets refused");
+}
+
+int main(void)
+{
+    test_round_trip();
+    test_format_refuses();
+    test_parse_refuses();
+    test_buckets();
+    test_values();
+    return done_testing();
+}
