@@ -42,11 +42,15 @@ $(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
 $(B)/asan/libjpki.a: $(SAN_OBJ)
 	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
-JPKICTL_SRC := tools/jpkictl.c tools/crl_cmds.c tools/crl_store.c tools/crl_fetch.c \
-               tools/sink.c tools/opts.c
-$(B)/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h tools/opts.h $(B)/libjpki.a common/jpki.h
+# jpkictl: the dispatch (jpkictl.c), then one file per command family
+JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
+               tools/redis_conn.c tools/crl_sync.c tools/crl_check.c \
+               tools/crl_store.c tools/crl_fetch.c tools/sink.c tools/opts.c
+JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h \
+               tools/opts.h $(CORE_HDR)
+$(B)/jpkictl: $(JPKICTL_DEP) $(B)/libjpki.a
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
-$(B)/asan/jpkictl: $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h tools/opts.h $(B)/asan/libjpki.a common/jpki.h
+$(B)/asan/jpkictl: $(JPKICTL_DEP) $(B)/asan/libjpki.a
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
 
 # jpki-login: the client that signs in with a card (PKCS#11 module loaded

@@ -169,6 +169,27 @@ SKIP: {
     is(slurp("$dir/map-nonl"), "$idA alice\n$idB bob\n", 'a last line without newline stays a line');
 }
 {
+    # the core's writer (common/mapfile.c): comments and malformed lines are
+    # kept as they are; map list shows the file and warns, as the gate
+    # does, of the lines the gate ignores, with their numbers
+    my $f = "$dir/map-keep";
+    spew($f, "# accounts\n$idA alice\nnot a mapping\n$idA again\n");
+    ($rc, $out) = add_serial($f, 7002, 'bob');
+    is($rc, 0, 'map add to a file with comments and malformed lines');
+    is(slurp($f), "# accounts\n$idA alice\nnot a mapping\n$idA again\n$idB bob\n",
+       '... keeps them, the new line at the end');
+    my $list = `$J map list --map-file $f 2>$dir/list.err`;
+    is($list, slurp($f), 'map list --map-file: the file as it is');
+    is(slurp("$dir/list.err"), "jpkictl: warning: mapping file \"$f\": 2 malformed lines ignored "
+       . "(expected \"<cert_id> <account>\"): line 3: it does not start with a cert_id (32 "
+       . "lower-case hex digits) and a space; line 4: the cert_id is mapped on line 2 already\n",
+       '... and on stderr the lines the gate ignores, by number');
+    ($rc, $out) = run("$J map remove --cert-id $idA --map-file $f");
+    is(slurp($f), "# accounts\nnot a mapping\n$idB bob\n", 'map remove: every line of the cert_id goes');
+    ($rc, $out) = run("$J map list --map-file $f");
+    like($out, qr/: 1 malformed line ignored .*: line 2: it does not start/, '... map list: one malformed line left');
+}
+{
     # a symlink planted at the old fixed temporary name is not followed
     spew("$dir/victim", "precious\n");
     spew("$dir/map-sym", $two);

@@ -54,6 +54,107 @@ void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
     crl_key_bucket_n(out, lid, gen, k, jpki_crl_bucket(id, k));
 }
 
+/* ---- commands and the state of a list ------------------------------ */
+
+/* A command whose reply is only checked for errors; 0 ok. */
+int cmd_ok(redisContext *rc, int argc, const char **argv,
+           const size_t *lens, redisReply **keep)
+{
+    redisReply *r = redisCommandArgv(rc, argc, argv, lens);
+    int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+
+    if (!ok)
+        say("redis: %s failed: %.120s", argv[0],
+            r != NULL ? r->str : rc->errstr);
+    if (keep != NULL && ok)
+        *keep = r;
+    else
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+int cmd2(redisContext *rc, const char *c, const char *k,
+         redisReply **keep)
+{
+    const char *v[2] = {c, k};
+    return cmd_ok(rc, 2, v, NULL, keep);
+}
+
+/* The list id: the issuer tag, ".arl" appended for an ARL. */
+void list_id(const jpki_issuer *is, int arl, char lid[CRL_LID_MAX])
+{
+    snprintf(lid, CRL_LID_MAX, "%s%s", jpki_issuer_tag(is),
+             arl ? ".arl" : "");
+}
+
+int stale_at(const jpki_crlptr *m, time_t now, unsigned grace)
+{
+    return m->next_update != 0
+           && (long long)now > m->next_update + (long long)grace;
+}
+
+
+static void info_field(list_state *st, const redisReply *k,
+                       const redisReply *v)
+{
+    const char *n = k->str;
+    long long x = v->len < 20 ? strtoll(v->str, NULL, 10) : 0;
+
+#define COPY(dst) snprintf(dst, sizeof(dst), "%.*s", (int)v->len, v->str)
+    if (strcmp(n, "sha256") == 0)
+        COPY(st->sha);
+    else if (strcmp(n, "id_check") == 0)
+        COPY(st->id_check);
+    else if (strcmp(n, "issuer") == 0)
+        COPY(st->issuer);
+    else if (strcmp(n, "kind") == 0)
+        COPY(st->kind);
+    else if (strcmp(n, "source") == 0)
+        COPY(st->source);
+    else if (strcmp(n, "loading_gen") == 0)
+        st->loading_gen = x;
+    else if (strcmp(n, "loading_k") == 0)
+        st->loading_k = (unsigned)x;
+    else if (strcmp(n, "prev_gen") == 0)
+        st->prev_gen = x;
+    else if (strcmp(n, "prev_k") == 0)
+        st->prev_k = (unsigned)x;
+#undef COPY
+}
+
+/* GET crlmeta + HGETALL crlinfo.  0, -1 store failure, -2 a pointer that
+ * does not parse. */
+int read_state(redisContext *rc, const char *lid, list_state *st)
+{
+    char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
+    redisReply *r = NULL;
+    size_t i;
+
+    memset(st, 0, sizeof(*st));
+    crl_key_meta(km, lid);
+    crl_key_info(ki, lid);
+    if (cmd2(rc, "GET", km, &r) != 0)
+        return -1;
+    if (r->type == REDIS_REPLY_STRING) {
+        if (r->len > JPKI_CRLPTR_MAX || jpki_crlptr_parse(r->str, r->len, &st->m)) {
+            freeReplyObject(r);
+            return -2;
+        }
+        memcpy(st->raw, r->str, r->len);
+        st->have = 1;
+    }
+    freeReplyObject(r);
+    if (cmd2(rc, "HGETALL", ki, &r) != 0)
+        return -1;
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING
+            && r->element[i + 1]->type == REDIS_REPLY_STRING)
+            info_field(st, r->element[i], r->element[i + 1]);
+    freeReplyObject(r);
+    return 0;
+}
+
+
 /* ---- pipelined writer --------------------------------------------- */
 
 void pipe_init(pipe_t *p, redisContext *rc)

@@ -33,6 +33,35 @@ void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
 void crl_key_bucket_n(char *out, const char *lid, long long gen, unsigned k,
                       unsigned long b);
 
+#define DEFAULT_GRACE   (48u * 3600)     /* a J-LIS CRL: 72 h validity */
+
+/* What the store holds for one list: its pointer and crl sync's record. */
+typedef struct {
+    int have;                 /* a pointer exists */
+    char raw[JPKI_CRLPTR_MAX + 1];
+    jpki_crlptr m;
+    char sha[65];
+    char id_check[JPKI_CERT_ID_HEX_LEN + 1];
+    char issuer[64];
+    char kind[8];
+    char source[512];
+    long long loading_gen, prev_gen;
+    unsigned loading_k, prev_k;
+} list_state;
+
+/* A command whose reply is only checked for errors (a message when it
+ * fails); the reply in *keep when keep is not NULL.  0, -1. */
+int cmd_ok(redisContext *rc, int argc, const char **argv, const size_t *lens,
+           redisReply **keep);
+int cmd2(redisContext *rc, const char *c, const char *k, redisReply **keep);
+/* The list id: the issuer tag, ".arl" appended for an ARL. */
+void list_id(const jpki_issuer *is, int arl, char lid[CRL_LID_MAX]);
+/* 1 when the list is past nextUpdate + grace at now. */
+int stale_at(const jpki_crlptr *m, time_t now, unsigned grace);
+/* GET crlmeta + HGETALL crlinfo.  0, -1 store failure, -2 a pointer that
+ * does not parse. */
+int read_state(redisContext *rc, const char *lid, list_state *st);
+
 /* Pipelined writer: commands are formatted in RESP into a batch; a full
  * batch is sent while the replies of the previous one are read (one batch
  * in flight).  Integer replies are summed; the first error reply is kept. */

@@ -1,7 +1,9 @@
 /*
  * jpkictl.h - what the parts of jpkictl share: exit codes, options, the
- * parsed command line, helpers of jpkictl.c, and the commands defined in
- * the other files (CRL distribution through Redis: crl_cmds.c, crl_store.c,
+ * parsed command line, helpers of jpkictl.c (the dispatch), and the
+ * command families defined in the other files: cert_cmds.c (sig-verify,
+ * cert-check, crl inspect), map_cmds.c (map, logout), redis_conn.c, and
+ * CRL distribution through Redis (crl_sync.c, crl_check.c, crl_store.c,
  * crl_fetch.c).
  */
 #ifndef JPKICTL_H
@@ -28,6 +30,7 @@
 #define ARG_MAX_LEN    4096       /* any option value */
 #define MAX_ISSUER_OPT 16         /* --issuer / --policy options */
 #define GRACE_MAX      (10u * 366 * 86400)
+#define CERT_FILE_MAX  (1024 * 1024)
 
 enum {
     O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
@@ -59,7 +62,33 @@ int opt_uint(const args_t *a, int o, unsigned long long min,
              unsigned long long max, unsigned long long def,
              unsigned long long *out);
 jpki_ctx *build_ctx(const args_t *a, int secret_note);
+/* The site secret of --secret-file, else (with a note when note) a random
+ * one.  0, -1 with a message. */
+int set_secret(jpki_ctx *ctx, const args_t *a, int note);
+
+/* redis_conn.c: --redis and --redis-db checked before any command runs (a
+ * mistyped value is a usage error, never another port or database 0);
+ * the connection, authenticated and on its database (NULL with a
+ * message); 1 when r is a SCAN reply [cursor, [key, ...]]. */
+int check_redis_opts(const args_t *a);
 redisContext *redis_open(const args_t *a);
+int scan_reply_ok(const redisReply *r);
+
+/* cert_cmds.c */
+extern const char usage_sig[];
+extern const char usage_cert[];
+extern const char usage_crl[];
+int run_sig_verify(const args_t *a);
+int run_cert_check(const args_t *a);
+int run_crl_inspect(const args_t *a);
+
+/* map_cmds.c */
+extern const char usage_map[];
+extern const char usage_logout[];
+int run_map_add(const args_t *a);
+int run_map_remove(const args_t *a);
+int run_map_list(const args_t *a);
+int run_logout(const args_t *a);
 
 /* crl_fetch.c: the bytes of a CRL from a file path, file://, http(s):// or
  * ldap(s):// (the certificateRevocationList;binary value of the LDAP

@@ -1,0 +1,982 @@
+/*
+ * crl_sync.c - jpkictl crl sync: a CRL loaded into Redis for every gate
+ * node (crl status, purge and recheck: crl_check.c).
+ *
+ * crl sync loads a verified CRL under a new generation of bucketed hashes,
+ * then switches the pointer jpki:v1:crlmeta:<list> in one MULTI/EXEC guarded
+ * by WATCH, then lets the previous generation expire (--keep-old): a reader
+ * sees the old set or the new set, never a mix, and a failed load leaves the
+ * old set.  The layout and the reader's procedure: docs/store-schema.md;
+ * operations and exit codes: docs/operations.md.
+ *
+ * Nothing printed or stored names a serial number: entries are cert_ids.
+ */
+#include "crl_store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define DEFAULT_KEEP_OLD 600
+/* A reader may keep a pointer up to the gate's largest crl_pointer_ttl (60
+ * s, jpki_policy_ranges_ok in common/ctx.c) and then read the buckets it
+ * names during one request (a few seconds of store deadlines): a replaced
+ * generation expiring sooner would answer nil, "not revoked". */
+#define POINTER_TTL_MAX  60
+#define KEEP_OLD_MIN     (POINTER_TTL_MAX + 30)
+#define DEFAULT_MAX_SIZE (1ULL << 30)
+#define DEFAULT_TIMEOUT  300
+#define LOCK_TTL_MS      300000
+#define LOCK_REFRESH_S   60
+#define LISTPACK_ENTRIES 128             /* redis.conf's value */
+#define BUCKET_MAX       256             /* fields per bucket at most */
+
+/* The lock is refreshed and released only by the sync holding it: the token
+ * is compared and the lock acted on in one step (a GET then a DEL could
+ * delete the lock another sync took in between, after ours expired). */
+#define LOCK_REFRESH_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+#define LOCK_RELEASE_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('del', KEYS[1]) end return 0"
+
+const char usage_crl_sync[] =
+"jpkictl crl sync --source URL|FILE --issuer NAME=CAFILE[,...] [--issuer ..]\n"
+"                 --secret-file FILE --redis ADDR [--redis-db N]\n"
+"                 [--redis-user U] [--redis-password P] [--grace SECONDS]\n"
+"                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
+"                 [--max-size BYTES] [--timeout SECONDS]\n"
+"  Fetches a CRL, verifies it against the configured issuer it names and\n"
+"  loads it into Redis for every gate node: readers see the old set or the\n"
+"  new set, never a mix; a failed load leaves the old set in place.  Prints\n"
+"  one line \"STATUS issuer=NAME ...\"; STATUS and exit status:\n"
+"    loaded 0 | stale 1 (past nextUpdate + grace; loaded when newer than\n"
+"    the store's) | invalid 1 | unchanged, older 3 (stale 1 when the loaded\n"
+"    one is stale) | fetch_failed 4 | store_failed 5 (also: busy)\n"
+"  --source       a path, file://, http(s)://, or ldap(s)://HOST/DN?\n"
+"                 certificateRevocationList;binary (user:password@ in the\n"
+"                 URL is never shown or stored, but stays visible in the\n"
+"                 process list: give it in JPKI_SOURCE_USERPWD=user:password\n"
+"                 or a netrc file named by JPKI_SOURCE_NETRC instead)\n"
+"  --issuer, --secret-file  exactly as the gate's configuration: the list\n"
+"                 key (issuer tag) and the cert_ids depend on them\n"
+"  --grace SECONDS  stale after nextUpdate + SECONDS (default 172800: the\n"
+"                 end of a J-LIS CRL's 72-hour validity)\n"
+"  --keep-old SECONDS  the replaced set stays readable this long (default\n"
+"                 600, at least 90: readers may cache the pointer 60 s)\n"
+"  --arl          the source is the ARL (CA certificates): kept apart from\n"
+"                 the issuer's CRL\n"
+"  --watch SECONDS  check again every SECONDS, forever; one time-stamped\n"
+"                 line per check; SIGTERM/SIGINT stop it (exit 0)\n"
+"  --max-size BYTES  largest answer accepted (default 1073741824)\n"
+"  --timeout SECONDS  whole transfer (default 300)\n"
+"jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
+"                   [--grace SECONDS]\n"
+"  One line per loaded CRL: \"fresh|stale issuer=NAME list=TAG kind=crl\n"
+"  crl_number=N this_update= next_update= age=S entries=N loaded_at=\n"
+"  source=\"; with --issuer, \"missing issuer=NAME\" for one without a CRL;\n"
+"  with --issuer and --secret-file (the gate's), \"mismatch issuer=NAME\n"
+"  list=TAG kind= detail=\" for a CRL loaded with another secret or other\n"
+"  CA files (its id_check differs or is missing): the gate treats it as\n"
+"  unavailable.  Exit 0 all fresh, 1 stale, missing or mismatch (or\n"
+"  nothing loaded), 5 store failed.\n\n";
+
+/* ---- small helpers ------------------------------------------------ */
+
+static __attribute__((format(printf, 3, 4)))
+void addf(char *line, size_t n, const char *fmt, ...)
+{
+    size_t l = strlen(line);
+    va_list ap;
+
+    if (l + 1 >= n)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line + l, n - l, fmt, ap);
+    va_end(ap);
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- whole generations -------------------------------------------- */
+
+/* cmd (UNLINK or EXPIRE with arg) on every possible bucket of a
+ * generation (16^k keys, pipelined); returns the sum of the replies. */
+static long long gen_op(redisContext *rc, const char *cmd, const char *arg,
+                        const char *lid, long long gen, unsigned k)
+{
+    char key[JPKI_STORE_KEY_MAX + 1];
+    unsigned long b, nb = 1ul << (4 * k);
+    pipe_t p;
+    long long sum;
+
+    if (k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX)
+        return 0;
+    pipe_init(&p, rc);
+    for (b = 0; b < nb; b++) {
+        crl_key_bucket_n(key, lid, gen, k, b);
+        pipe_begin(&p, arg != NULL ? 3 : 2);
+        pipe_arg_str(&p, cmd);
+        pipe_arg_str(&p, key);
+        if (arg != NULL)
+            pipe_arg_str(&p, arg);
+        if (pipe_end(&p) != 0)
+            break;
+    }
+    pipe_finish(&p);
+    if (p.failed)
+        say("%s", p.err);
+    sum = p.failed ? -1 : p.sum;
+    pipe_free(&p);
+    return sum;
+}
+
+static int hdel(redisContext *rc, const char *lid, const char *f1,
+                const char *f2, const char *f3)
+{
+    char ki[JPKI_STORE_KEY_MAX + 1];
+    const char *v[5] = {"HDEL", ki, f1, f2, f3};
+
+    crl_key_info(ki, lid);
+    return cmd_ok(rc, f3 != NULL ? 5 : 4, v, NULL, NULL);
+}
+
+/* Leftovers of an earlier run: a load that did not finish (its buckets are
+ * removed), a previous generation whose expiry was not set. */
+static int recover(redisContext *rc, const char *lid, list_state *st,
+                   unsigned keep_old)
+{
+    char ttl[24];
+
+    if (st->loading_gen > 0) {
+        say("note: removing generation %lld of an unfinished load",
+            st->loading_gen);
+        if (gen_op(rc, "UNLINK", NULL, lid, st->loading_gen, st->loading_k)
+            < 0 || hdel(rc, lid, "loading_gen", "loading_k", "loading_since"))
+            return -1;
+        st->loading_gen = 0;
+    }
+    if (st->prev_gen > 0 && (!st->have || st->prev_gen != st->m.gen)) {
+        snprintf(ttl, sizeof(ttl), "%u", keep_old);
+        if (gen_op(rc, "EXPIRE", ttl, lid, st->prev_gen, st->prev_k) < 0
+            || hdel(rc, lid, "prev_gen", "prev_k", NULL))
+            return -1;
+        st->prev_gen = 0;
+    }
+    return 0;
+}
+
+/* ---- lock ----------------------------------------------------------- */
+
+static int lock_take(redisContext *rc, const char *lid, char token[33])
+{
+    char key[JPKI_STORE_KEY_MAX + 1], ttl[16];
+    uint8_t r[16];
+    const char *v[6] = {"SET", key, token, "NX", "PX", ttl};
+    redisReply *rep = NULL;
+    int got;
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return -1;
+    jpki_hex_encode(r, sizeof(r), token);
+    crl_key_lock(key, lid);
+    snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+    if (cmd_ok(rc, 6, v, NULL, &rep) != 0)
+        return -1;
+    got = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    return got ? 0 : -2;
+}
+
+static void lock_release(redisContext *rc, const char *lid,
+                         const char *token)
+{
+    char key[JPKI_STORE_KEY_MAX + 1];
+    const char *v[5] = {"EVAL", LOCK_RELEASE_LUA, "1", key, token};
+
+    if (rc == NULL || rc->err)
+        return;
+    crl_key_lock(key, lid);
+    cmd_ok(rc, 5, v, NULL, NULL);
+}
+
+/* ---- entries -------------------------------------------------------- */
+
+typedef struct {
+    crl_ent *e;
+    size_t n, cap;
+    int nomem;
+} ents_t;
+
+/* 32 lower-case hex digits (as jpki_crl_foreach writes them) to 16 octets,
+ * by table: it runs once per entry. */
+static int id_decode(const char *h, uint8_t *out)
+{
+    static int8_t tab[256];
+    unsigned bad = 0;
+    size_t i;
+
+    if (tab[0] == 0) {
+        for (i = 0; i < 256; i++)
+            tab[i] = -1;
+        for (i = 0; i < 10; i++)
+            tab['0' + i] = (int8_t)i;
+        for (i = 0; i < 6; i++)
+            tab['a' + i] = (int8_t)(10 + i);
+    }
+    for (i = 0; i < JPKI_CERT_ID_LEN; i++) {
+        int hi = tab[(uint8_t)h[2 * i]], lo = tab[(uint8_t)h[2 * i + 1]];
+
+        bad |= (unsigned)(hi | lo) & 0x80u;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return bad ? -1 : 0;
+}
+
+static int collect(void *ud, const jpki_crl_entry *ce)
+{
+    ents_t *s = ud;
+    crl_ent *x;
+
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        crl_ent *ne = realloc(s->e, cap * sizeof(crl_ent));
+
+        if (ne == NULL) {
+            s->nomem = 1;
+            return 1;
+        }
+        s->e = ne;
+        s->cap = cap;
+    }
+    x = &s->e[s->n];
+    if (id_decode(ce->cert_id, x->id) != 0)
+        return 1;
+    x->at = ce->revoked_at < 0 ? 0 : ce->revoked_at > (int64_t)UINT32_MAX
+            ? UINT32_MAX : (uint32_t)ce->revoked_at;
+    x->reason = (int8_t)ce->reason;
+    s->n++;
+    return 0;
+}
+
+/* By cert_id; for one cert_id a final revocation sorts before a hold (as
+ * the core's index: the final one wins). */
+static int ent_cmp(const void *a, const void *b)
+{
+    const crl_ent *x = a, *y = b;
+    int c = memcmp(x->id, y->id, sizeof(x->id));
+
+    if (c != 0)
+        return c;
+    return (x->reason == JPKI_REASON_CERTIFICATE_HOLD)
+           - (y->reason == JPKI_REASON_CERTIFICATE_HOLD);
+}
+
+/* Sorts by the first two octets with a counting pass, then each (small)
+ * group with qsort; drops duplicates. */
+static int sort_unique(ents_t *s)
+{
+    size_t *cnt, i, k = 0, tot = 0;
+    crl_ent *out;
+
+    if (s->n == 0)
+        return 0;
+    cnt = calloc(65537, sizeof(size_t));
+    out = malloc(s->n * sizeof(crl_ent));
+    if (cnt == NULL || out == NULL) {
+        free(cnt);
+        free(out);
+        return -1;
+    }
+    for (i = 0; i < s->n; i++)
+        cnt[(size_t)s->e[i].id[0] << 8 | s->e[i].id[1]]++;
+    for (i = 0; i < 65536; i++) {
+        size_t c = cnt[i];
+        cnt[i] = tot;
+        tot += c;
+    }
+    cnt[65536] = tot;
+    for (i = 0; i < s->n; i++)
+        out[cnt[(size_t)s->e[i].id[0] << 8 | s->e[i].id[1]]++] = s->e[i];
+    /* cnt[g] is now the end of group g */
+    for (i = 0, tot = 0; i < 65536; i++) {
+        if (cnt[i] - tot > 1)
+            qsort(out + tot, cnt[i] - tot, sizeof(crl_ent), ent_cmp);
+        tot = cnt[i];
+    }
+    free(cnt);
+    free(s->e);
+    s->e = out;
+    s->cap = s->n;
+    for (i = 1; i < s->n; i++)
+        if (memcmp(s->e[i].id, s->e[k].id, sizeof(s->e[k].id)) != 0)
+            s->e[++k] = s->e[i];
+    s->n = k + 1;
+    return 0;
+}
+
+/* The fewest buckets (smallest k) whose largest holds at most limit
+ * fields, so that every bucket keeps Redis's compact listpack encoding. */
+static unsigned choose_k(const ents_t *s, unsigned long limit)
+{
+    unsigned k;
+    size_t i, run, max;
+
+    for (k = JPKI_CRL_K_MIN; k < JPKI_CRL_K_MAX; k++) {
+        for (i = 1, run = 1, max = s->n > 0; i < s->n; i++) {
+            run = jpki_crl_bucket(s->e[i].id, k) == jpki_crl_bucket(s->e[i - 1].id, k)
+                  ? run + 1 : 1;
+            if (run > max)
+                max = run;
+        }
+        if (max <= limit)
+            break;
+    }
+    return k;
+}
+
+/* hash-max-listpack-entries (hash-max-ziplist-entries before Redis 7), or
+ * 128 when CONFIG is not allowed; at most BUCKET_MAX even when the server
+ * allows more (Redis 7's built-in default is 512): a field written to a
+ * listpack is first searched for, so filling buckets of n fields costs
+ * n^2/2 comparisons each; 256 keeps a 1,000,000-entry load near its
+ * memory optimum without making it slow. */
+static unsigned long listpack_limit(redisContext *rc)
+{
+    static const char *const names[] = {"hash-max-listpack-entries",
+                                        "hash-max-ziplist-entries"};
+    unsigned long v = LISTPACK_ENTRIES;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        redisReply *r = redisCommand(rc, "CONFIG GET %s", names[i]);
+        int got = r != NULL && r->type == REDIS_REPLY_ARRAY
+                  && r->elements == 2
+                  && r->element[1]->type == REDIS_REPLY_STRING;
+
+        if (got)
+            v = strtoul(r->element[1]->str, NULL, 10);
+        freeReplyObject(r);
+        if (got)
+            break;
+        if (rc->err)
+            break;
+    }
+    return v < 4 ? 4 : v > BUCKET_MAX ? BUCKET_MAX : v;
+}
+
+/* ---- sync ----------------------------------------------------------- */
+
+typedef struct {
+    const args_t *a;
+    jpki_ctx *ctx;
+    unsigned grace, keep_old, timeout;
+    size_t max_size;
+    int arl;
+    char source[512];         /* redacted */
+} sync_cfg;
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+/* Writes the buckets of generation gen; 0, -1 on failure. */
+static int write_buckets(redisContext *rc, const char *lid, long long gen,
+                         unsigned k, const ents_t *s, const char *token)
+{
+    char key[JPKI_STORE_KEY_MAX + 1], lock[JPKI_STORE_KEY_MAX + 1], ttl[16];
+    long long expect = (long long)s->n;
+    double last = mono();
+    size_t i, j;
+    pipe_t p;
+    int rc_ = 0;
+
+    crl_key_lock(lock, lid);
+    snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
+    pipe_init(&p, rc);
+    for (i = 0; i < s->n && rc_ == 0; i = j) {
+        unsigned long b = jpki_crl_bucket(s->e[i].id, k);
+
+        for (j = i + 1; j < s->n && jpki_crl_bucket(s->e[j].id, k) == b; j++)
+            ;
+        crl_key_bucket_n(key, lid, gen, k, b);
+        pipe_begin(&p, 2 + 2 * (j - i));
+        pipe_arg(&p, "HSET", 4);
+        pipe_arg_str(&p, key);
+        for (; i < j; i++) {
+            uint8_t v[JPKI_CRL_VALUE_LEN];
+            size_t fl;
+            const uint8_t *f = jpki_crl_field(s->e[i].id, k, &fl);
+
+            jpki_crl_value_pack(v, s->e[i].reason, s->e[i].at);
+            pipe_arg(&p, f, fl);
+            pipe_arg(&p, v, sizeof(v));
+        }
+        rc_ = pipe_end(&p);
+        if (rc_ == 0 && mono() - last > LOCK_REFRESH_S) {
+            pipe_begin(&p, 6);          /* 1 when the lock is still ours */
+            pipe_arg_str(&p, "EVAL");
+            pipe_arg_str(&p, LOCK_REFRESH_LUA);
+            pipe_arg_str(&p, "1");
+            pipe_arg_str(&p, lock);
+            pipe_arg_str(&p, token);
+            pipe_arg_str(&p, ttl);
+            rc_ = pipe_end(&p);
+            expect++;
+            last = mono();
+        }
+        if (stop_flag) {
+            say("interrupted");
+            rc_ = -1;
+        }
+    }
+    if (pipe_finish(&p) != 0)
+        rc_ = -1;
+    if (p.failed)
+        say("%s", p.err);
+    else if (rc_ == 0 && p.sum != expect) {
+        say("redis: %lld fields written, %lld expected (a bucket existed, or "
+            "the lock was lost)", p.sum, expect);
+        rc_ = -1;
+    }
+    pipe_free(&p);
+    return rc_;
+}
+
+/* The new pointer and record, switched atomically when the pointer is still
+ * the one read at the start (WATCH). 0 switched, -1 store failure, -2 the
+ * pointer changed meanwhile.  Every failure ends the WATCH, and after MULTI
+ * the transaction (DISCARD): otherwise the clean-up commands that follow
+ * would only be queued, and the lock would stay taken. */
+static int switch_pointer(redisContext *rc, const char *lid,
+                          const list_state *st, const jpki_crlptr *m,
+                          const char *fields[][2], size_t nf)
+{
+    char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
+    char val[JPKI_CRLPTR_MAX + 1];
+    const char *argv[64], *undo = "UNWATCH";
+    redisReply *r = NULL;
+    size_t i, n = 0;
+    int same, ret = -1;
+
+    crl_key_meta(km, lid);
+    crl_key_info(ki, lid);
+    if (jpki_crlptr_format(m, val, sizeof(val)) < 0 || 2 + 2 * nf > 64)
+        return -1;
+    {
+        const char *w[3] = {"WATCH", km, ki};
+        if (cmd_ok(rc, 3, w, NULL, NULL) != 0)
+            return -1;
+    }
+    if (cmd2(rc, "GET", km, &r) != 0)
+        goto fail;
+    same = st->have ? r->type == REDIS_REPLY_STRING
+                      && strlen(st->raw) == r->len
+                      && memcmp(st->raw, r->str, r->len) == 0
+                    : r->type == REDIS_REPLY_NIL;
+    freeReplyObject(r);
+    if (!same) {
+        ret = -2;
+        goto fail;
+    }
+    if (cmd_ok(rc, 1, (const char *[]){"MULTI"}, NULL, NULL) != 0)
+        goto fail;
+    undo = "DISCARD";
+    {
+        const char *s[3] = {"SET", km, val};
+        if (cmd_ok(rc, 3, s, NULL, NULL) != 0)
+            goto fail;
+    }
+    argv[n++] = "HSET";
+    argv[n++] = ki;
+    for (i = 0; i < nf; i++) {
+        argv[n++] = fields[i][0];
+        argv[n++] = fields[i][1];
+    }
+    if (cmd_ok(rc, (int)n, argv, NULL, NULL) != 0)
+        goto fail;
+    {
+        const char *h[5] = {"HDEL", ki, "loading_gen", "loading_k",
+                            "loading_since"};
+        if (cmd_ok(rc, 5, h, NULL, NULL) != 0)
+            goto fail;
+    }
+    /* EXEC ends the transaction and the WATCH, whatever it answers */
+    if (cmd_ok(rc, 1, (const char *[]){"EXEC"}, NULL, &r) != 0)
+        return -1;
+    same = r->type == REDIS_REPLY_ARRAY;
+    freeReplyObject(r);
+    return same ? 0 : -2;
+fail:
+    if (!rc->err) {
+        r = redisCommand(rc, undo);
+        freeReplyObject(r);
+    }
+    return ret;
+}
+
+typedef enum { CMP_NEWER, CMP_SAME, CMP_OLDER, CMP_CONFLICT } crl_cmp;
+
+static crl_cmp compare(const jpki_crl_info *in, const char *sha,
+                       const list_state *st, const char **why)
+{
+    const jpki_crlptr *m = &st->m;
+
+    *why = "";
+    if (in->crl_number >= 0 && m->crl_number >= 0) {
+        if (in->crl_number < m->crl_number)
+            return CMP_OLDER;
+        if (in->crl_number == m->crl_number) {
+            if (strcmp(sha, st->sha) == 0)
+                return CMP_SAME;
+            *why = "same crlNumber as the loaded CRL, other content";
+            return CMP_CONFLICT;
+        }
+        if (in->this_update < m->this_update) {
+            *why = "higher crlNumber but older thisUpdate than the loaded "
+                   "CRL";
+            return CMP_CONFLICT;
+        }
+        return CMP_NEWER;
+    }
+    if (in->this_update < m->this_update)
+        return CMP_OLDER;
+    if (in->this_update == m->this_update)
+        return strcmp(sha, st->sha) == 0 ? CMP_SAME : CMP_OLDER;
+    return CMP_NEWER;
+}
+
+/* The core reads a cRLNumber that is negative or over 2^63-1 as none
+ * (jpki_crl_info: -1), and such a CRL would then be compared by its
+ * thisUpdate alone; RFC 5280 allows 20 octets, but the store's pointer and
+ * the gate hold an int64: it is refused.  0 when the CRL has no cRLNumber
+ * or one within 0..2^63-1, -1 otherwise.  The walk over tbsCertList skips
+ * each element by its length: the entries are not parsed again. */
+static int crl_number_fits(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der, *end = der + len;
+    STACK_OF(X509_EXTENSION) *exts;
+    ASN1_INTEGER *num;
+    int64_t v;
+    long l;
+    int tag, cls, crit = -1, ok;
+
+    /* CertificateList, then tbsCertList: SEQUENCEs */
+    if (len > LONG_MAX
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE)
+        return -1;
+    for (end = p + l; p < end; p += l) {
+        if (ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p)) & 0x80)
+            return -1;
+        if (cls != V_ASN1_CONTEXT_SPECIFIC || tag != 0)
+            continue;
+        /* crlExtensions [0] EXPLICIT Extensions */
+        if ((exts = d2i_X509_EXTENSIONS(NULL, &p, l)) == NULL)
+            return -1;
+        num = X509V3_get_d2i(exts, NID_crl_number, &crit, NULL);
+        ok = num != NULL ? ASN1_INTEGER_get_int64(&v, num) == 1 && v >= 0
+                         : crit == -1;
+        ASN1_INTEGER_free(num);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        return ok ? 0 : -1;
+    }
+    return 0;
+}
+
+static void describe(char *line, size_t n, const jpki_crl_info *in)
+{
+    char t1[32], t2[32];
+
+    addf(line, n, " crl_number=%lld this_update=%s next_update=%s "
+         "entries=%llu", (long long)in->crl_number,
+         iso8601(in->this_update, t1),
+         in->next_update ? iso8601(in->next_update, t2) : "none",
+         (unsigned long long)in->entries);
+}
+
+/* The metadata a loaded CRL gets: its own fields, the generation and
+ * bucket count it is (or would be) stored under, and when. */
+static void meta_of(jpki_crlptr *m, const jpki_crl_info *info, long long gen,
+                    unsigned k, long long loaded_at)
+{
+    memset(m, 0, sizeof(*m));
+    m->gen = gen;
+    m->k = k;
+    m->this_update = info->this_update;
+    m->next_update = info->next_update;
+    m->crl_number = info->crl_number;
+    m->entries = info->entries;
+    m->loaded_at = loaded_at;
+}
+
+/* One run of sync_once: what its stages share. */
+typedef struct {
+    const sync_cfg *c;
+    char *line;                       /* the result line */
+    size_t ln;
+    char lid[CRL_LID_MAX], sha[65], idc[JPKI_CERT_ID_HEX_LEN + 1];
+    char token[33];                   /* the lock's, when taken */
+    uint8_t *buf, *der;
+    size_t len, derlen;
+    time_t now;
+    double t0;
+    redisContext *rc;
+    ents_t s;
+    jpki_crl_info info;
+    list_state st;
+    const char *name;                 /* the issuer's */
+    long long gen;                    /* the generation written */
+    unsigned k;
+    int stale;                        /* the CRL is past nextUpdate + grace */
+    int loading;                      /* a generation is being written */
+} sync_run;
+
+#define GO_ON (-1)                    /* a stage's "go on": not an exit code */
+
+/* Fetch and verify the CRL; what the pointer cannot hold is refused before
+ * anything is written: a pointer that does not parse back would stop
+ * every later sync. */
+static int sync_verify(sync_run *r)
+{
+    const sync_cfg *c = r->c;
+    char detail[512] = "", err[512] = "", mval[JPKI_CRLPTR_MAX + 1];
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    jpki_crlptr m;
+    jpki_err e;
+
+    if (crl_fetch(c->a->val[O_SOURCE], c->max_size, c->timeout, &r->buf,
+                  &r->len, err, sizeof(err)) != 0) {
+        addf(r->line, r->ln, "fetch_failed source=%s error=\"%s\"", c->source,
+             err);
+        return EXIT_FETCH;
+    }
+    e = jpki_crl_verify(c->ctx, r->buf, r->len, r->now, c->grace, &r->info,
+                        detail, sizeof(detail));
+    if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
+        addf(r->line, r->ln, "invalid source=%s reason=%s detail=\"%s\"",
+             c->source, jpki_reason(e), detail[0] ? detail
+                                                  : jpki_strerror(e));
+        return EXIT_INVALID;
+    }
+    r->stale = e == JPKI_ERR_CRL_STALE;
+    r->name = jpki_issuer_name(r->info.issuer);
+    list_id(r->info.issuer, c->arl, r->lid);
+    if (jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
+                    &r->derlen) != JPKI_OK
+        || EVP_Digest(r->der, r->derlen, md, &mdlen, EVP_sha256(), NULL) != 1
+        || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
+                                         JPKI_CRL_ID_CHECK_SERIAL, r->idc) != JPKI_OK) {
+        addf(r->line, r->ln, "invalid source=%s reason=internal", c->source);
+        return EXIT_INVALID;
+    }
+    free(r->buf);
+    r->buf = NULL;
+    jpki_hex_encode(md, mdlen, r->sha);
+    if (crl_number_fits(r->der, r->derlen) != 0) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=crl_number detail=\""
+             "cRLNumber negative or over 9223372036854775807 (2^63-1): the "
+             "store holds a 64-bit number\"", r->name);
+        return EXIT_INVALID;
+    }
+    meta_of(&m, &r->info, LLONG_MAX, JPKI_CRL_K_MAX, (long long)r->now);
+    if (jpki_crlptr_format(&m, mval, sizeof(mval)) < 0) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=unsupported detail=\""
+             "a date or count out of the store pointer's range\"", r->name);
+        describe(r->line, r->ln, &r->info);
+        return EXIT_INVALID;
+    }
+    return GO_ON;
+}
+
+/* Connect, lock the list, read what is loaded (and clear an earlier
+ * run's leftovers): go on only when the CRL is newer than the loaded one,
+ * or the loaded one is not usable by the gate. */
+static int sync_against_store(sync_run *r)
+{
+    const sync_cfg *c = r->c;
+    const char *why;
+    crl_cmp cmp;
+    int e2, old_stale;
+
+    if ((r->rc = redis_open(c->a)) == NULL) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"cannot "
+             "connect\"", r->name);
+        return EXIT_STORE;
+    }
+    e2 = lock_take(r->rc, r->lid, r->token);
+    if (e2 != 0) {
+        r->token[0] = '\0';
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
+             e2 == -2 ? "busy: another crl sync is loading this list"
+                      : "lock");
+        return EXIT_STORE;
+    }
+    e2 = read_state(r->rc, r->lid, &r->st);
+    if (e2 == -2) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"the pointer "
+             "jpki:v1:crlmeta:%s does not parse\"", r->name, r->lid);
+        return EXIT_STORE;
+    }
+    if (e2 != 0 || recover(r->rc, r->lid, &r->st, c->keep_old) != 0) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"reading the "
+             "loaded state\"", r->name);
+        return EXIT_STORE;
+    }
+    /* the gate refuses a list whose id_check is not its own, also one
+     * without id_check: such a list is replaced whatever its number, or
+     * it would stay unusable until a newer CRL is published */
+    if (r->st.have && strcmp(r->st.id_check, r->idc) != 0)
+        say("warning: the loaded CRL of %s %s; replacing it", r->name,
+            r->st.id_check[0]
+            ? "was made with another secret or other CA files"
+            : "has no id_check");
+    if (!r->st.have || strcmp(r->st.id_check, r->idc) != 0)
+        return GO_ON;
+    cmp = compare(&r->info, r->sha, &r->st, &why);
+    if (cmp == CMP_CONFLICT) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=crl_number "
+             "detail=\"%s\"", r->name, why);
+        describe(r->line, r->ln, &r->info);
+        return EXIT_INVALID;
+    }
+    if (cmp == CMP_NEWER)
+        return GO_ON;
+    old_stale = stale_at(&r->st.m, r->now, c->grace);
+    addf(r->line, r->ln, "%s issuer=%s", old_stale ? "stale"
+         : cmp == CMP_SAME ? "unchanged" : "older", r->name);
+    describe(r->line, r->ln, &r->info);
+    addf(r->line, r->ln, " loaded_crl_number=%lld%s",
+         (long long)r->st.m.crl_number,
+         old_stale ? " detail=\"nothing newer than the loaded CRL, "
+                     "which is past nextUpdate + grace\"" : "");
+    return old_stale ? EXIT_INVALID : EXIT_NOT_NEWER;
+}
+
+/* The entries (cert_ids of every key generation, sorted, unique) written
+ * under a new generation, recorded as loading until the switch. */
+static int sync_write(sync_run *r)
+{
+    char kg[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
+    char gens[24], ks[8], since[24];
+    const char *v[8] = {"HSET", ki, "loading_gen", gens, "loading_k", ks,
+                        "loading_since", since};
+    redisReply *rep = NULL;
+    jpki_err e;
+
+    e = jpki_crl_foreach(r->c->ctx, r->der, r->derlen, collect, &r->s);
+    free(r->der);
+    r->der = NULL;
+    if (e != JPKI_OK || sort_unique(&r->s) != 0) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=%s", r->name,
+             r->s.nomem ? "out_of_memory" : jpki_reason(e));
+        return EXIT_INVALID;
+    }
+    r->k = choose_k(&r->s, listpack_limit(r->rc));
+
+    crl_key_gen(kg, r->lid);
+    crl_key_info(ki, r->lid);
+    if (cmd2(r->rc, "INCR", kg, &rep) != 0
+        || rep->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(rep);
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"INCR\"",
+             r->name);
+        return EXIT_STORE;
+    }
+    r->gen = rep->integer;
+    freeReplyObject(rep);
+    snprintf(gens, sizeof(gens), "%lld", r->gen);
+    snprintf(ks, sizeof(ks), "%u", r->k);
+    snprintf(since, sizeof(since), "%lld", (long long)r->now);
+    if (cmd_ok(r->rc, 8, v, NULL, NULL) != 0) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"HSET\"",
+             r->name);
+        return EXIT_STORE;
+    }
+    r->loading = 1;
+    if (write_buckets(r->rc, r->lid, r->gen, r->k, &r->s, r->token) != 0) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"writing the "
+             "entries\"", r->name);
+        return EXIT_STORE;
+    }
+    return GO_ON;
+}
+
+/* The pointer switched to the new generation (with crl sync's record),
+ * then the replaced generation set to expire once readers are done with
+ * it; the result line. */
+static int sync_switch(sync_run *r)
+{
+    const sync_cfg *c = r->c;
+    char gens[24], ks[8], nums[24], tus[24], nus[24], ents_s[24], stored[24];
+    char at[24], prevg[24], prevk[8], ttl[24];
+    jpki_crlptr m;
+    int e2;
+
+    meta_of(&m, &r->info, r->gen, r->k, (long long)time(NULL));
+    snprintf(gens, sizeof(gens), "%lld", r->gen);
+    snprintf(ks, sizeof(ks), "%u", r->k);
+    snprintf(nums, sizeof(nums), "%lld", (long long)r->info.crl_number);
+    snprintf(tus, sizeof(tus), "%lld", (long long)r->info.this_update);
+    snprintf(nus, sizeof(nus), "%lld", (long long)r->info.next_update);
+    snprintf(ents_s, sizeof(ents_s), "%llu",
+             (unsigned long long)r->info.entries);
+    snprintf(stored, sizeof(stored), "%zu", r->s.n);
+    snprintf(at, sizeof(at), "%lld", (long long)m.loaded_at);
+    snprintf(prevg, sizeof(prevg), "%lld",
+             (long long)(r->st.have ? r->st.m.gen : 0));
+    snprintf(prevk, sizeof(prevk), "%u", r->st.have ? r->st.m.k : 0);
+    {
+        const char *f[][2] = {
+            {"issuer", r->name}, {"kind", c->arl ? "arl" : "crl"},
+            {"gen", gens}, {"k", ks}, {"crl_number", nums},
+            {"this_update", tus}, {"next_update", nus},
+            {"entries", ents_s}, {"stored", stored},
+            {"source", c->source}, {"loaded_at", at}, {"sha256", r->sha},
+            {"id_check", r->idc}, {"prev_gen", prevg}, {"prev_k", prevk},
+        };
+        size_t nf = sizeof(f) / sizeof(f[0]) - (r->st.have ? 0 : 2);
+
+        e2 = switch_pointer(r->rc, r->lid, &r->st, &m, f, nf);
+    }
+    if (e2 != 0) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
+             e2 == -2 ? "the loaded CRL changed meanwhile (purge or another "
+                        "sync)" : "switching the pointer");
+        return EXIT_STORE;
+    }
+    r->loading = 0;
+
+    if (r->st.have) {
+        snprintf(ttl, sizeof(ttl), "%u", c->keep_old);
+        if (gen_op(r->rc, "EXPIRE", ttl, r->lid, r->st.m.gen, r->st.m.k) < 0
+            || hdel(r->rc, r->lid, "prev_gen", "prev_k", NULL) != 0)
+            say("warning: the replaced generation %lld was not given its "
+                "expiry; the next crl sync does it", (long long)r->st.m.gen);
+    }
+    addf(r->line, r->ln, "%s issuer=%s", r->stale ? "stale" : "loaded",
+         r->name);
+    describe(r->line, r->ln, &r->info);
+    addf(r->line, r->ln, " stored=%zu k=%u gen=%lld seconds=%.2f", r->s.n,
+         r->k, r->gen, mono() - r->t0);
+    if (r->stale)
+        addf(r->line, r->ln, " detail=\"loaded (newer than the store's) but "
+             "past nextUpdate + grace\"");
+    return r->stale ? EXIT_INVALID : EXIT_VALID;
+}
+
+/* One check: fetch and verify, compare with the store, write a new
+ * generation, switch.  The result line in line.  A load that did not
+ * switch is removed: the old set stays. */
+static int sync_once(const sync_cfg *c, char *line, size_t ln)
+{
+    sync_run r;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.c = c;
+    r.line = line;
+    r.ln = ln;
+    r.now = time(NULL);
+    r.t0 = mono();
+    line[0] = '\0';
+    if ((rc = sync_verify(&r)) == GO_ON
+        && (rc = sync_against_store(&r)) == GO_ON
+        && (rc = sync_write(&r)) == GO_ON)
+        rc = sync_switch(&r);
+    if (r.loading && r.rc != NULL && !r.rc->err) {
+        if (gen_op(r.rc, "UNLINK", NULL, r.lid, r.gen, r.k) >= 0)
+            hdel(r.rc, r.lid, "loading_gen", "loading_k", "loading_since");
+    }
+    if (r.token[0])
+        lock_release(r.rc, r.lid, r.token);
+    redisFree(r.rc);
+    free(r.s.e);
+    free(r.der);
+    free(r.buf);
+    return rc;
+}
+
+int run_crl_sync(const args_t *a)
+{
+    unsigned long long grace, keep, maxs, tmo, watch;
+    char line[2048], t[32];
+    struct sigaction sa;
+    sync_cfg c;
+    int rc;
+
+    if (opt_uint(a, O_GRACE, 0, GRACE_MAX, DEFAULT_GRACE, &grace)
+        || opt_uint(a, O_KEEP_OLD, KEEP_OLD_MIN, 7 * 86400, DEFAULT_KEEP_OLD,
+                    &keep)
+        || opt_uint(a, O_MAX_SIZE, 1024, JPKI_CRL_MAX, DEFAULT_MAX_SIZE,
+                    &maxs)
+        || opt_uint(a, O_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT, &tmo)
+        || opt_uint(a, O_WATCH, 1, 7 * 86400, 0, &watch))
+        return SHOW_USAGE;
+    memset(&c, 0, sizeof(c));
+    c.a = a;
+    c.grace = (unsigned)grace;
+    c.keep_old = (unsigned)keep;
+    c.max_size = (size_t)maxs;
+    c.timeout = (unsigned)tmo;
+    c.arl = (a->seen & BIT(O_ARL)) != 0;
+    source_redact(a->val[O_SOURCE], c.source, sizeof(c.source));
+    if (strchr(c.source, '"') != NULL || strchr(c.source, ' ') != NULL) {
+        say("--source: no spaces or quotes (percent-encode them)");
+        return SHOW_USAGE;
+    }
+    if ((c.ctx = build_ctx(a, 0)) == NULL)
+        return EXIT_USAGE;
+    if (watch == 0) {
+        rc = sync_once(&c, line, sizeof(line));
+        printf("%s\n", line);
+        jpki_ctx_free(c.ctx);
+        return rc;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    while (!stop_flag) {
+        struct timespec ts = {(time_t)watch, 0};
+
+        rc = sync_once(&c, line, sizeof(line));
+        printf("%s %s exit=%d\n", iso8601(time(NULL), t), line, rc);
+        /* SIGPIPE is ignored (jpkictl.c): a reader of the lines that went
+         * away ends the watch here, as the signal did */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            say("cannot write the status line: %s; stopping",
+                strerror(errno));
+            jpki_ctx_free(c.ctx);
+            return EXIT_USAGE;
+        }
+        while (!stop_flag && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    jpki_ctx_free(c.ctx);
+    return EXIT_VALID;
+}
+
