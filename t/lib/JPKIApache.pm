@@ -19,8 +19,7 @@ use Time::HiRes qw(time sleep);
 use Test::More ();
 use JPKITest;
 
-our @EXPORT = qw($APACHE $APMODULE skip_unless_apache ap_areas_conf ap_gate_conf
-                 ap_area_docs ap_scenario_env);
+our @EXPORT = qw($APACHE $APMODULE skip_unless_apache ap_gate_conf);
 
 our $APACHE   = $ENV{JPKI_APACHE} // '/usr/sbin/apache2';
 our $MODDIR   = $ENV{JPKI_APACHE_MODULES} // '/usr/lib/apache2/modules';
@@ -48,37 +47,7 @@ sub module_copy {
     return $MODULE_COPY = $f;
 }
 
-# ---------------------------------------------------------------- areas
-
-# The locations of JPKIScenarios::@AREAS as Apache configuration (inside a
-# virtual host; @UP@ is its echo upstream).  Per-location directives
-# mirror the nginx ones.
-sub ap_areas_conf {
-    my ($docroot) = @_;
-    my $c = '';
-    for my $a (@JPKIScenarios::AREAS) {
-        next if $a->{exact};                     # static files: DocumentRoot
-        my @d;
-        push @d, 'JPKIEndpoints On' if $a->{endpoints};
-        push @d, 'AuthType JPKI', 'Require valid-user' if $a->{gate};
-        push @d, "JPKIRevocation $a->{revocation}" if $a->{revocation};
-        push @d, "JPKIFailure $a->{failure}" if $a->{failure};
-        push @d, "JPKISessionLifetime $a->{lifetime}s" if $a->{lifetime};
-        push @d, "JPKISessionIdle $a->{idle}s" if defined $a->{idle};
-        push @d, "JPKIRecheckInterval $a->{recheck}s" if defined $a->{recheck};
-        push @d, "JPKILoginPage $a->{login_page}" if $a->{login_page};
-        push @d, "JPKITrustedOrigins $a->{trusted_origins}" if $a->{trusted_origins};
-        push @d, 'JPKIRequireAccount On' if $a->{require_account};
-        push @d, "JPKIHeader $a->{header}" if $a->{header};
-        my $thr = JPKIScenarios::area_throttle($a);
-        push @d, "JPKIThrottle $thr" if defined $thr;
-        push @d, "ProxyPass http://127.0.0.1:\@UP\@$a->{path}" if $a->{upstream};
-        $c .= "    <Location $a->{path}>\n" . join('', map { "        $_\n" } @d)
-            . "    </Location>\n";
-    }
-    $c .= "    DocumentRoot \"$docroot\"\n" if $docroot;
-    return $c;
-}
+# ---------------------------------------------------------------- the usual gate
 
 # The usual gate of a test: the endpoints at /jpki/ and /app/ gated and
 # proxied to the echo upstream (recheck => N: JPKIRecheckInterval there;
@@ -90,32 +59,6 @@ sub ap_gate_conf {
     return "<Location /jpki/>\n    JPKIEndpoints On\n$thr</Location>\n"
          . "<Location /app/>\n    AuthType JPKI\n    Require valid-user\n$re"
          . "    ProxyPass http://127.0.0.1:\@UP\@/app/\n</Location>\n";
-}
-
-# The static files of @AREAS (path => text) for a document root.
-sub ap_area_docs {
-    return { map { ($_->{path} => $_->{text}) }
-             grep { $_->{exact} && defined $_->{text} } @JPKIScenarios::AREAS };
-}
-
-# The env hash JPKIScenarios::run() wants, over SITES: name => [instance,
-# vhost].
-sub ap_scenario_env {
-    my ($label, $sites, %o) = @_;
-    my $at = sub { my $s = $sites->{ $_[0] }; return $s ? @$s : () };
-    return {
-        label        => $label,
-        shared_store => $o{shared_store},
-        base         => sub { my ($ap, $vh) = $at->($_[0]); $ap ? $ap->base($vh) : undef },
-        cert_id      => $o{cert_id},
-        mark         => sub { my ($ap, $vh) = $at->($_[0]); $ap->mark($vh) },
-        audits       => sub { my ($ap, $vh) = $at->($_[0]); $ap->audits($vh, $_[1]) },
-        log_since    => sub { my ($ap, $vh) = $at->($_[0]); $ap->log_since($vh, $_[1]) },
-        log_problems => sub { my ($ap, $vh) = $at->($_[0]); $ap->log_problems($vh, $_[1]) },
-        upstream_hits => sub { my ($ap, $vh) = $at->($_[0]); $ap->upstream_hits($vh, $_[1]) },
-        unmap        => $o{unmap},
-        store_keys   => $o{store_keys},
-    };
 }
 
 # ================================================================ Apache

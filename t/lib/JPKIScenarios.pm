@@ -1,7 +1,7 @@
 package JPKIScenarios;
 # t/lib/JPKIScenarios.pm - the login-gate scenarios every server adapter must
-# pass: one table, two servers.  t/nginx-scenarios.t runs it against nginx
-# (embedded store, then Redis); the Apache tests will run the same table.
+# pass: one table, two servers.  t/scenarios.t runs it against nginx and
+# Apache (t/lib/JPKIServer.pm), each with the embedded store and Redis.
 #
 # What a server harness provides
 # ------------------------------
