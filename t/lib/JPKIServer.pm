@@ -132,6 +132,14 @@ sub directive {
 
 sub is_nginx { $_[0] eq 'nginx' }
 
+# The name KIND gives directive KEY of %DIRECTIVE or %ROLE (for the tests
+# that look for it in a message).
+sub directive_name {
+    my ($kind, $key) = @_;
+    my $i = is_nginx($kind) ? 0 : 1;
+    return $DIRECTIVE{$key} ? $DIRECTIVE{$key}[$i] : ($ROLE{$key}[$i] =~ /^(\w+)/)[0];
+}
+
 # The directives for the keys of %DIRECTIVE in H (a site or a location).
 sub directives {
     my ($kind, $h, @first) = @_;
