@@ -54,16 +54,21 @@ $(B)/asan/jpkictl: $(JPKICTL_DEP) $(B)/asan/libjpki.a
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
 
 # jpki-login: the client that signs in with a card (PKCS#11 module loaded
-# with dlopen; types from p11-kit's header).  Not linked with libjpki.
-LOGIN_SRC := tools/jpki_login.c tools/p11.c tools/sink.c tools/opts.c
-LOGIN_DEP := $(LOGIN_SRC) tools/p11.h tools/sink.h tools/opts.h common/jpki.h
+# with dlopen; types from p11-kit's header): login_main.c (options, the
+# run), login_http.c (the gate), login_card.c (the token).  Linked with
+# libjpki for the rules it shares with the gate (the challenge's layout
+# and host, base64, the JSON answers).
+LOGIN_SRC := tools/login_main.c tools/login_http.c tools/login_card.c \
+             tools/p11.c tools/sink.c tools/opts.c
+LOGIN_DEP := $(LOGIN_SRC) tools/login.h tools/p11.h tools/sink.h tools/opts.h \
+             $(CORE_HDR)
 P11_CFLAGS := $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
-$(B)/jpki-login: $(LOGIN_DEP)
+$(B)/jpki-login: $(LOGIN_DEP) $(B)/libjpki.a
 	@mkdir -p $(@D)
-	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ -lcurl -lssl -lcrypto -ldl
-$(B)/asan/jpki-login: $(LOGIN_DEP)
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ $(B)/libjpki.a -lcurl $(LIBS) -ldl
+$(B)/asan/jpki-login: $(LOGIN_DEP) $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
-	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ -lcurl -lssl -lcrypto -ldl
+	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ $(B)/asan/libjpki.a -lcurl $(LIBS) -ldl
 
 $(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
 	@mkdir -p $(@D)

@@ -23,7 +23,7 @@
 #define CH_RAND  25
 #define CH_BODY  (1 + 1 + 8 + CH_HASH + CH_RAND)
 #define CH_RAW   (CH_BODY + 32)
-#define CH_HOST_MAX 255
+#define CH_HOST_MAX JPKI_HOST_MAX
 
 static const jpki_ring_key *ring_key(const jpki_ctx *ctx, unsigned id)
 {
@@ -34,13 +34,17 @@ static const jpki_ring_key *ring_key(const jpki_ctx *ctx, unsigned id)
     return NULL;
 }
 
-/* The canonical host of a Host header value into out (CH_HOST_MAX + 1);
- * returns its length, 0 when there is none (empty, too long, bad bytes). */
-static size_t canonical_host(const char *h, size_t n, char *out)
+/* The canonical host of a Host header value into out (CH_HOST_MAX + 1,
+ * NUL-terminated); returns its length, 0 (out empty) when there is none
+ * (empty, too long, bad bytes).  jpki-login binds what it signs to the
+ * same form of its URL's host. */
+size_t jpki_host_canonical(const char *h, size_t n,
+                           char out[JPKI_HOST_MAX + 1])
 {
     const char *p = h;
     size_t len = n, i, k;
 
+    out[0] = '\0';
     if (h == NULL)
         return 0;
     if (n > 0 && h[0] == '[') {
@@ -65,10 +69,13 @@ static size_t canonical_host(const char *h, size_t n, char *out)
         return 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c < 0x21 || c > 0x7e)
+        if (c < 0x21 || c > 0x7e) {
+            out[0] = '\0';
             return 0;
+        }
         out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
+    out[len] = '\0';
     return len;
 }
 
@@ -76,13 +83,13 @@ jpki_err jpki_challenge_host_hash(const char *host, size_t len,
                                   uint8_t out[8])
 {
     static const char label[] = "jpki-challenge-host:";
-    char buf[sizeof(label) - 1 + CH_HOST_MAX + 1];
+    char buf[sizeof(label) - 1 + CH_HOST_MAX + 1];     /* with the NUL */
     uint8_t md[32];
     unsigned int mdlen = 0;
     size_t n;
 
     memcpy(buf, label, sizeof(label) - 1);
-    n = canonical_host(host, len, buf + sizeof(label) - 1);
+    n = jpki_host_canonical(host, len, buf + sizeof(label) - 1);
     if (EVP_Digest(buf, sizeof(label) - 1 + n, md, &mdlen,
                    jpki_md(JPKI_MD_SHA256), NULL) != 1 || mdlen != 32)
         return JPKI_ERR_INTERNAL;
@@ -105,7 +112,7 @@ jpki_err jpki_challenge_issue(const jpki_ctx *ctx, time_t now,
         return JPKI_ERR_INVALID;
     /* no valid host to bind it to: bound to the empty host, it would be
      * accepted under any other invalid Host */
-    if (canonical_host(host, host_len, canon) == 0)
+    if (jpki_host_canonical(host, host_len, canon) == 0)
         return JPKI_ERR_BAD_HOST;
     k = &ctx->keys[ctx->current_key];
     exp = (uint64_t)now + ctx->policy.challenge_ttl;
@@ -156,7 +163,7 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
         return JPKI_ERR_CHALLENGE_EXPIRED;
     /* none is issued for the empty host (one issued before that was
      * refused is not accepted either) */
-    if (canonical_host(host, host_len, canon) == 0)
+    if (jpki_host_canonical(host, host_len, canon) == 0)
         return JPKI_ERR_CHALLENGE_HOST;
     if (jpki_challenge_host_hash(host, host_len, hh) != JPKI_OK)
         return JPKI_ERR_INTERNAL;
@@ -165,5 +172,37 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
     jpki_hex_encode(raw + CH_BODY, 16, id_hex);
     if (expires != NULL)
         *expires = (time_t)exp;
+    return JPKI_OK;
+}
+
+/* What jpki-login checks before its card signs: the gate's text and
+ * layout, read here where they are written. */
+jpki_err jpki_challenge_peek(const char *ch, size_t len, const char *host,
+                             size_t host_len, jpki_challenge_view *v)
+{
+    uint8_t raw[CH_RAW + 3], hh[CH_HASH];
+    char canon[CH_HOST_MAX + 1];
+    size_t rawlen = 0, i;
+
+    memset(v, 0, sizeof(*v));
+    if (ch == NULL || len != JPKI_CHALLENGE_LEN)
+        return JPKI_ERR_CHALLENGE_FORMAT;
+    for (i = 0; i < len; i++)                   /* what _issue writes */
+        if (!((ch[i] >= 'A' && ch[i] <= 'Z') || (ch[i] >= 'a' && ch[i] <= 'z')
+              || (ch[i] >= '0' && ch[i] <= '9') || ch[i] == '-'
+              || ch[i] == '_'))
+            return JPKI_ERR_CHALLENGE_FORMAT;
+    if (jpki_b64_decode(ch, len, raw, &rawlen) != JPKI_OK || rawlen != CH_RAW)
+        return JPKI_ERR_CHALLENGE_FORMAT;
+    v->version = raw[0];
+    if (raw[0] != CH_VER)
+        return JPKI_OK;
+    for (i = 0; i < 8; i++)
+        v->expires = v->expires << 8 | raw[2 + i];
+    if (jpki_host_canonical(host, host_len, canon) == 0)
+        return JPKI_OK;                         /* host_ok stays 0 */
+    if (jpki_challenge_host_hash(host, host_len, hh) != JPKI_OK)
+        return JPKI_ERR_INTERNAL;
+    v->host_ok = jpki_ct_equal(hh, raw + 10, CH_HASH);
     return JPKI_OK;
 }

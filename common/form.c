@@ -146,12 +146,161 @@ static jpki_err jscalar(jcur *c)
     return JPKI_OK;
 }
 
-jpki_err jpki_form_parse_json(const uint8_t *body, size_t len, char *scratch,
-                              jpki_form_field *f, size_t n)
+/* A JSON number (RFC 8259 grammar); *is_int when it has no fraction or
+ * exponent and at most 18 digits, its value in *v. */
+static jpki_err jnumber(jcur *c, int *is_int, long long *v)
+{
+    const uint8_t *d;
+    int neg = 0;
+
+    *is_int = 1;
+    *v = 0;
+    if (c->p < c->end && *c->p == '-') {
+        neg = 1;
+        c->p++;
+    }
+    if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+        return JPKI_ERR_BAD_REQUEST;
+    if (*c->p == '0' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')
+        return JPKI_ERR_BAD_REQUEST;             /* a leading zero */
+    for (d = c->p; c->p < c->end && *c->p >= '0' && *c->p <= '9'; c->p++)
+        if (c->p - d < 18)
+            *v = *v * 10 + (*c->p - '0');
+    if (c->p - d > 18)
+        *is_int = 0;
+    if (c->p < c->end && *c->p == '.') {
+        *is_int = 0;
+        if (++c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return JPKI_ERR_BAD_REQUEST;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+            c->p++;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        *is_int = 0;
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return JPKI_ERR_BAD_REQUEST;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+            c->p++;
+    }
+    if (neg)
+        *v = -*v;
+    return JPKI_OK;
+}
+
+/* Any JSON value, checked and skipped (its strings decoded in scratch,
+ * which is given back), nested at most JPKI_JSON_DEPTH deep. */
+static jpki_err jskip(jcur *c, int depth)
+{
+    static const char *const lits[] = {"true", "false", "null"};
+    char *mark = c->out, *s;
+    size_t l, i;
+    long long v;
+    jpki_err e;
+    int is_int;
+    uint8_t close;
+
+    ws(c);
+    if (c->p >= c->end || depth > JPKI_JSON_DEPTH)
+        return JPKI_ERR_BAD_REQUEST;
+    if (*c->p == '"') {
+        e = jstring(c, &s, &l);
+        c->out = mark;
+        return e;
+    }
+    if (*c->p == '{' || *c->p == '[') {
+        close = *c->p++ == '{' ? '}' : ']';
+        ws(c);
+        if (c->p < c->end && *c->p == close) {
+            c->p++;
+            return JPKI_OK;
+        }
+        for (;;) {
+            if (close == '}') {
+                ws(c);
+                if ((e = jstring(c, &s, &l)) != JPKI_OK)
+                    return e;
+                c->out = mark;
+                ws(c);
+                if (c->p >= c->end || *c->p++ != ':')
+                    return JPKI_ERR_BAD_REQUEST;
+            }
+            if ((e = jskip(c, depth + 1)) != JPKI_OK)
+                return e;
+            ws(c);
+            if (c->p >= c->end)
+                return JPKI_ERR_BAD_REQUEST;
+            if (*c->p == close) {
+                c->p++;
+                return JPKI_OK;
+            }
+            if (*c->p++ != ',')
+                return JPKI_ERR_BAD_REQUEST;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        l = strlen(lits[i]);
+        if ((size_t)(c->end - c->p) >= l && memcmp(c->p, lits[i], l) == 0) {
+            c->p += l;
+            return JPKI_OK;
+        }
+    }
+    return jnumber(c, &is_int, &v);
+}
+
+/* An integer field: its text kept in scratch, its value in f->num. */
+static jpki_err jint(jcur *c, jpki_form_field *f)
+{
+    const uint8_t *st = c->p;
+    size_t n;
+    jpki_err e;
+    int is_int;
+
+    if ((e = jnumber(c, &is_int, &f->num)) != JPKI_OK || !is_int)
+        return JPKI_ERR_BAD_REQUEST;
+    n = (size_t)(c->p - st);
+    if ((e = field_set(f, c->out, n)) != JPKI_OK)
+        return e;
+    memcpy(c->out, st, n);
+    c->out[n] = '\0';
+    c->out += n + 1;
+    return JPKI_OK;
+}
+
+/* One member's value: a field's (of its kind), or skipped: scalars only
+ * in a login body, any value in an answer. */
+static jpki_err jmember(jcur *c, jpki_form_field *f, int answer)
+{
+    char *mark = c->out, *v;
+    size_t vl;
+    jpki_err e;
+
+    if (c->p < c->end && *c->p == '"' && (f == NULL
+                                          || f->kind == JPKI_FORM_STRING)) {
+        if ((e = jstring(c, &v, &vl)) != JPKI_OK)
+            return e;
+        if (f != NULL)
+            return field_set(f, v, vl);
+        if (answer)
+            c->out = mark;
+        return JPKI_OK;
+    }
+    if (f != NULL) {                /* known field, not of its kind */
+        if (answer && f->kind == JPKI_FORM_INT)
+            return jint(c, f);
+        return JPKI_ERR_BAD_REQUEST;
+    }
+    return answer ? jskip(c, 1) : jscalar(c);
+}
+
+static jpki_err json_object(const uint8_t *body, size_t len, char *scratch,
+                            jpki_form_field *f, size_t n, int answer)
 {
     jcur c = {body, body + len, scratch};
-    char *k, *v;
-    size_t kl, vl;
+    char *k;
+    size_t kl;
     jpki_err e;
     int first = 1, i;
 
@@ -171,14 +320,9 @@ jpki_err jpki_form_parse_json(const uint8_t *body, size_t len, char *scratch,
             return JPKI_ERR_BAD_REQUEST;
         ws(&c);
         i = field_index(f, n, k, kl);
-        if (c.p < c.end && *c.p == '"') {
-            if ((e = jstring(&c, &v, &vl)) != JPKI_OK)
-                return e;
-            if (i >= 0 && (e = field_set(&f[i], v, vl)) != JPKI_OK)
-                return e;
-        } else if (i >= 0 || (e = jscalar(&c)) != JPKI_OK) {
-            return JPKI_ERR_BAD_REQUEST;     /* known field must be string */
-        }
+        e = jmember(&c, i >= 0 ? &f[i] : NULL, answer);
+        if (e != JPKI_OK)
+            return e == JPKI_ERR_TOO_LARGE ? e : JPKI_ERR_BAD_REQUEST;
         first = 0;
         ws(&c);
         if (c.p < c.end && *c.p == ',') {
@@ -193,6 +337,18 @@ jpki_err jpki_form_parse_json(const uint8_t *body, size_t len, char *scratch,
     }
     ws(&c);
     return c.p == c.end ? JPKI_OK : JPKI_ERR_BAD_REQUEST;
+}
+
+jpki_err jpki_form_parse_json(const uint8_t *body, size_t len, char *scratch,
+                              jpki_form_field *f, size_t n)
+{
+    return json_object(body, len, scratch, f, n, 0);
+}
+
+jpki_err jpki_form_parse_answer(const uint8_t *body, size_t len,
+                                char *scratch, jpki_form_field *f, size_t n)
+{
+    return json_object(body, len, scratch, f, n, 1);
 }
 
 /* ---- application/x-www-form-urlencoded ---------------------------- */

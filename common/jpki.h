@@ -440,6 +440,31 @@ jpki_err jpki_challenge_check(const jpki_ctx *ctx, const char *ch,
  * NULL (absent).  JPKI_ERR_INTERNAL only if the digest fails. */
 jpki_err jpki_challenge_host_hash(const char *host, size_t len,
                                   uint8_t out[8]);
+/* The canonical form of a Host header value (or of a URL's host, IPv6 in
+ * brackets) that challenges are bound to: "[v6]" -> "v6" (what follows
+ * ']' ignored); else a last ':' and 1..5 digits (a port) dropped; ASCII
+ * lower case; one trailing '.' dropped.  Into out (NUL-terminated); its
+ * length, 0 (out empty) when there is none: empty, over JPKI_HOST_MAX
+ * bytes, or a byte outside 0x21..0x7e. */
+#define JPKI_HOST_MAX 255
+size_t jpki_host_canonical(const char *host, size_t len,
+                           char out[JPKI_HOST_MAX + 1]);
+/* What a client can read of a challenge without the gate's key, to sign
+ * nothing else (jpki-login): JPKI_ERR_CHALLENGE_FORMAT unless ch is
+ * JPKI_CHALLENGE_LEN characters of base64url (URL alphabet, no padding:
+ * what jpki_challenge_issue writes) of the challenge's length; else
+ * JPKI_OK and v: its version (the first byte), and, for version 2, its
+ * expiry and whether it was issued for host, a Host header value (made
+ * canonical here, as the gate does: not canonical again: "::1" is not
+ * "[::1]"; host_ok 0 too when host has no canonical form).
+ * JPKI_ERR_INTERNAL only if the digest fails. */
+typedef struct {
+    unsigned version;
+    uint64_t expires;
+    int host_ok;
+} jpki_challenge_view;
+jpki_err jpki_challenge_peek(const char *ch, size_t len, const char *host,
+                             size_t host_len, jpki_challenge_view *v);
 
 /* ------------------------------------------------------------------ */
 /* Sessions: sealed cookies (AES-256-GCM, key ring)                    */

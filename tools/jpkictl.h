@@ -102,7 +102,7 @@ void source_redact(const char *src, char *out, size_t outlen);
 int ldap_answer_decode(const uint8_t *in, size_t len, uint8_t **der,
                        size_t *derlen, char *err, size_t errlen);
 
-/* crl_cmds.c */
+/* crl_sync.c, crl_check.c */
 extern const char usage_crl_sync[];
 extern const char usage_purge[];
 extern const char usage_recheck[];

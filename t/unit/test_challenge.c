@@ -367,11 +367,65 @@ static void canon_is(const char *host, size_t len, const char *canon,
                      const char *name)
 {
     uint8_t got[8], want[8];
+    char out[JPKI_HOST_MAX + 1];
     memset(got, 0, sizeof(got));
     want_hash(canon, want);
     is_int(jpki_challenge_host_hash(host, len, got), JPKI_OK, "%s: hashed",
            name);
     ok(memcmp(got, want, 8) == 0, "%s -> \"%s\"", name, canon);
+    /* the public form (jpki-login binds its URL's host with it) */
+    memset(out, 'x', sizeof(out));
+    is_int(jpki_host_canonical(host, len, out), strlen(canon),
+           "%s: jpki_host_canonical's length", name);
+    is_str(out, canon, "%s: jpki_host_canonical's text", name);
+}
+
+/* jpki_challenge_peek: what jpki-login reads before its card signs. */
+static void test_peek(void)
+{
+    kspec ks[] = {{1, K1, 1}, {0, NULL, 0}};
+    jpki_ctx *c = make_ctx(ks, NULL);
+    char ch[JPKI_CHALLENGE_LEN + 1], t[JPKI_CHALLENGE_LEN + 1];
+    uint8_t raw[RAW + 3];
+    jpki_challenge_view v;
+    time_t exp;
+
+    jpki_challenge_issue(c, NOW, "Gate.Example:443", 16, ch, &exp);
+    ok(jpki_challenge_peek(ch, 100, "gate.example", 12, &v) == JPKI_OK
+       && v.version == 2 && v.expires == (uint64_t)exp && v.host_ok == 1,
+       "peek: version 2, its expiry, issued for gate.example");
+    ok(jpki_challenge_peek(ch, 100, "GATE.example.:8443", 18, &v) == JPKI_OK
+       && v.host_ok == 1, "peek: the host canonicalised");
+    ok(jpki_challenge_peek(ch, 100, "bank.example", 12, &v) == JPKI_OK
+       && v.host_ok == 0 && v.version == 2, "peek: another host: host_ok 0");
+    ok(jpki_challenge_peek(ch, 100, "", 0, &v) == JPKI_OK && v.host_ok == 0,
+       "peek: no host: host_ok 0");
+    is_int(jpki_challenge_peek(ch, 99, "gate.example", 12, &v),
+           JPKI_ERR_CHALLENGE_FORMAT, "peek: 99 characters: FORMAT");
+    is_int(jpki_challenge_peek(NULL, 0, "gate.example", 12, &v),
+           JPKI_ERR_CHALLENGE_FORMAT, "peek: none: FORMAT");
+    memcpy(t, ch, sizeof(t));
+    t[50] = t[50] == '+' ? '/' : '+';
+    is_int(jpki_challenge_peek(t, 100, "gate.example", 12, &v),
+           JPKI_ERR_CHALLENGE_FORMAT, "peek: '+' (standard alphabet): FORMAT");
+    t[50] = '=';
+    is_int(jpki_challenge_peek(t, 100, "gate.example", 12, &v),
+           JPKI_ERR_CHALLENGE_FORMAT, "peek: '=': FORMAT");
+    decode(ch, raw);
+    raw[0] = 3;
+    encode(raw, t);
+    ok(jpki_challenge_peek(t, 100, "gate.example", 12, &v) == JPKI_OK
+       && v.version == 3 && v.expires == 0 && v.host_ok == 0,
+       "peek: version 3: read, nothing else");
+    raw[0] = 1;
+    encode(raw, t);
+    ok(jpki_challenge_peek(t, 100, "gate.example", 12, &v) == JPKI_OK
+       && v.version == 1, "peek: version 1 (older gates): read");
+    memset(t, 'A', 100);
+    t[100] = '\0';
+    ok(jpki_challenge_peek(t, 100, "gate.example", 12, &v) == JPKI_OK
+       && v.version == 0, "peek: 100 x 'A': version 0");
+    jpki_ctx_free(c);
 }
 
 static void test_host(void)
@@ -536,6 +590,7 @@ int main(void)
     test_issue_check();
     test_errors();
     test_host();
+    test_peek();
     test_rotation();
     return done_testing();
 }

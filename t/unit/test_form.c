@@ -20,9 +20,9 @@ static struct {
  * ASan catches any access past them. */
 static jpki_err parse_n(int json, const void *body, size_t len)
 {
-    jpki_form_field f[F_N] = {{"challenge", 100, NULL, 0},
-                              {"signature", 16, NULL, 0},
-                              {"account", 8, NULL, 0}};
+    jpki_form_field f[F_N] = {{"challenge", 100, NULL, 0, 0, 0},
+                              {"signature", 16, NULL, 0, 0, 0},
+                              {"account", 8, NULL, 0, 0, 0}};
     uint8_t *b = malloc(len ? len : 1);
     char *scratch = malloc(2 * len + 2);
     jpki_err e;
@@ -351,9 +351,104 @@ static void test_fuzz(void)
        accepted[1], accepted[0]);
 }
 
+/* jpki_form_parse_answer (a gate's answers, as jpki-login reads them):
+ * fields "status" (string, at most 8), "expires" (integer); exact-size
+ * heap copies for ASan.  The status's text in *st, the number in *num. */
+static jpki_err pa(const char *body, char st[16], long long *num, int *seen)
+{
+    size_t len = strlen(body);
+    jpki_form_field f[2] = {{"status", 8, NULL, 0, JPKI_FORM_STRING, 0},
+                            {"expires", 20, NULL, 0, JPKI_FORM_INT, 0}};
+    uint8_t *b = malloc(len ? len : 1);
+    char *scratch = malloc(2 * len + 2);
+    jpki_err e;
+
+    memcpy(b, body, len);
+    e = jpki_form_parse_answer(b, len, scratch, f, 2);
+    st[0] = '\0';
+    if (f[0].value != NULL)
+        snprintf(st, 16, "%s", f[0].value);
+    *num = f[1].num;
+    *seen = (f[0].value != NULL) | (f[1].value != NULL) << 1;
+    free(b);
+    free(scratch);
+    return e;
+}
+
+static void test_answer(void)
+{
+    static const char *bad[][2] = {
+        {"", "empty"},
+        {"[]", "an array at the top"},
+        {"{\"status\":\"ok\"} x", "bytes after the object"},
+        {"{\"status\":\"ok\",\"status\":\"ok\"}", "a field twice"},
+        {"{\"status\":\"123456789\"}", "a string field over its max"},
+        {"{\"status\":1}", "a string field given a number"},
+        {"{\"expires\":\"1\"}", "an integer field given a string"},
+        {"{\"expires\":1.5}", "an integer field given a fraction"},
+        {"{\"expires\":1e3}", "an integer field given an exponent"},
+        {"{\"expires\":1234567890123456789}", "an integer of 19 digits"},
+        {"{\"expires\":01}", "a leading zero"},
+        {"{\"expires\":-}", "a lone minus"},
+        {"{\"expires\":true}", "an integer field given true"},
+        {"{\"expires\":1,\"expires\":1}", "an integer field twice"},
+        {"{\"x\":[1,2}", "an unclosed array"},
+        {"{\"x\":{\"a\" 1}}", "no colon in a nested object"},
+        {"{\"x\":{1:2}}", "a nested key that is no string"},
+        {"{\"x\":[1,]}", "a trailing comma"},
+        {"{\"x\":1.}", "a number ending in '.'"},
+        {"{\"x\":1e}", "an exponent without digits"},
+        {"{\"x\":12abc}", "letters after a number"},
+        {"{\"x\":nul}", "a truncated literal"},
+        {"{\"x\":\"a\\u0000b\"}", "\\u0000 in a skipped string"},
+        {"{\"x\":\"\\ud800\"}", "a lone surrogate"},
+    };
+    char st[16], deep[200];
+    long long num;
+    int seen, i;
+    size_t k;
+
+    is_int(pa("{\"expires\":1795340406,\"x\":{\"a\":[{\"b\":\"\\ud83d\\ude00\"},"
+              "-2.5e3,true,false,null,\"\\\\\\\"\"]},\"status\":\"ok\"}",
+              st, &num, &seen), JPKI_OK, "nested values skipped");
+    ok(strcmp(st, "ok") == 0 && num == 1795340406 && seen == 3,
+       "... the string and the integer read");
+    is_int(pa("{\"expires\":-123456789012345678}", st, &num, &seen), JPKI_OK,
+           "a negative integer of 18 digits");
+    ok(num == -123456789012345678LL && seen == 2, "... its value");
+    is_int(pa(" { } ", st, &num, &seen), JPKI_OK, "an empty object");
+    ok(seen == 0, "... nothing seen");
+    is_int(pa("{\"expires\":0}", st, &num, &seen), JPKI_OK, "zero");
+    is_int(pa("{\"status\":\"12345678\"}", st, &num, &seen), JPKI_OK,
+           "a string of exactly max bytes");
+    for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+        ok(pa(bad[k][0], st, &num, &seen) != JPKI_OK, "refused: %s", bad[k][1]);
+    is_int(pa("{\"status\":\"123456789\"}", st, &num, &seen),
+           JPKI_ERR_TOO_LARGE, "over max: TOO_LARGE");
+    /* nesting: 32 levels read, 33 refused */
+    for (i = 0; i < 2; i++) {
+        int depth = 32 + i, d;
+        size_t o = (size_t)sprintf(deep, "{\"x\":");
+
+        for (d = 1; d < depth; d++)
+            deep[o++] = '[';
+        deep[o++] = '1';
+        for (d = 1; d < depth; d++)
+            deep[o++] = ']';
+        deep[o++] = '}';
+        deep[o] = '\0';
+        ok((pa(deep, st, &num, &seen) == JPKI_OK) == (i == 0),
+           "a value nested %d deep: %s", depth, i == 0 ? "read" : "refused");
+    }
+    /* a login body refuses what an answer skips */
+    is_int(pj("{\"challenge\":\"a\",\"x\":[1]}"), JPKI_ERR_BAD_REQUEST,
+           "a login body still refuses nested values");
+}
+
 int main(void)
 {
     test_json();
+    test_answer();
     test_truncations();
     test_urlencoded();
     test_fuzz();
