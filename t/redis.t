@@ -14,7 +14,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use POSIX ();
 use JPKITest;
 use JPKIServer;
 
@@ -45,29 +44,6 @@ sub site {
 
 sub gated { my ($srv, $c, $path) = @_; return $srv->get($path // '/app/x', cookie => $c, timeout => 10) }
 
-# N clients at once, M logins and gated requests each: rounds that passed
-sub parallel {
-    my ($srv, $n, $m) = @_;
-    my @pids;
-    for my $k (1 .. $n) {
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            my $good = 0;
-            for my $i (1 .. $m) {
-                my $r = $srv->login('user1');
-                my $c = cookie_of($r);
-                $good++ if $r->{status} == 200 && $c
-                           && gated($srv, $c, "/app/p$k-$i")->{status} == 200;
-            }
-            POSIX::_exit($good);
-        }
-        push @pids, $pid;
-    }
-    my $total = 0;
-    for (@pids) { waitpid($_, 0); $total += $? >> 8 }
-    return $total;
-}
-
 for my $kind (@kinds) {
     # a Redis of its own for each server (the restart below ends with it gone)
     my $sock = "$dir/redis-$kind.sock";
@@ -85,7 +61,7 @@ for my $kind (@kinds) {
     is(gated($acl, $cookie)->{status}, 200, "$kind: gated request re-checked as the ACL user");
     ok(scalar(my @k = $redis->keys_like('jpki:v1:ch:*')) >= 1,
        "$kind: the challenge was recorded under jpki:v1:ch:");
-    is(parallel($acl, 8, 5), 40, "$kind: 8 clients at once, 5 logins each (connection pool)");
+    is($acl->parallel_logins(8, 5), 40, "$kind: 8 clients at once, 5 logins each (connection pool)");
     $acl->stop;
 
     my $wrong = JPKIServer->start($kind, name => 'acl-wrong',

@@ -25,7 +25,8 @@ package JPKIServer;
 #
 # A site description
 #   secret, issuer (a string or a list of them), store, map: the site;
-#   any other key of %DIRECTIVE: that directive at the site's level;
+#   any other key of %DIRECTIVE: that directive at the site's level (a
+#     list: the directive once for each); a key of %ROLE: that role there;
 #   locations => [ PATH => { ... } ]: in that order; a location has roles
 #     (endpoints, gate, health: see %ROLE), upstream => 1 (proxied to the
 #     echo upstream of the harnesses), text => TEXT (a static answer: its
@@ -44,6 +45,7 @@ package JPKIServer;
 #   get(PATH, cookie => C, cookie_name => N, headers => {}, method => M,
 #       content => BODY, timeout => S)
 #   logout(COOKIE, prefix => P)       POST <P>/jpki/logout
+#   parallel_logins(N, M, path => P, cert => C, account => A)
 #   health(PATH)                      GET PATH (default /health)
 #   mark, log_since(MARK), audits(MARK), log_problems(MARK),
 #   upstream_hits(MARK, WANT)         (MARK from mark, opaque)
@@ -56,6 +58,7 @@ package JPKIServer;
 use strict;
 use warnings;
 use Time::HiRes qw(time sleep);
+use POSIX ();
 use Test::More ();
 use JPKITest;
 use JPKIApache;
@@ -195,7 +198,8 @@ sub docs_of {
 # Apache's server (or virtual host) body.
 sub conf {
     my ($kind, %site) = @_;
-    my $site = join '', map { "    $_\n" } directives($kind, \%site, @SITE_FIRST);
+    my $site = join '', map { "    $_\n" } directives($kind, \%site, @SITE_FIRST),
+        map { $ROLE{$_}[ is_nginx($kind) ? 0 : 1 ] } grep { $site{$_} } sort keys %ROLE;
     my $locs = locations_conf($kind, @{ $site{locations} // [] });
     return is_nginx($kind)
         ? $site . ($site{nginx} // '') . "\n    server {\n        listen 127.0.0.1:\@PORT\@;\n"
@@ -311,6 +315,33 @@ sub get {
     $h{Cookie} = ($o{cookie_name} // 'jpki_session') . "=$o{cookie}" if defined $o{cookie};
     return http($o{method} // 'GET', $s->url($path), headers => \%h,
                 map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(content timeout));
+}
+
+# N clients at once, M rounds each of a login of CERT (default user1) and
+# a gated request to PATH<k>-<i> (default /app/p) that reaches the upstream
+# with ACCOUNT (default alice): the rounds that went right.
+sub parallel_logins {
+    my ($s, $n, $m, %o) = @_;
+    my @pids;
+    for my $k (1 .. $n) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my $good = 0;
+            for my $i (1 .. $m) {
+                my $r = $s->login($o{cert} // 'user1');
+                my $c = cookie_of($r);
+                next unless $r->{status} == 200 && $c;
+                $r = $s->get(($o{path} // '/app/p') . "$k-$i", cookie => $c, timeout => 10);
+                my $acct = $o{account} // 'alice';
+                $good++ if $r->{status} == 200 && $r->{content} =~ /account=\[\Q$acct\E\]/;
+            }
+            POSIX::_exit($good);
+        }
+        push @pids, $pid;
+    }
+    my $total = 0;
+    for (@pids) { waitpid($_, 0); $total += $? >> 8 }
+    return $total;
 }
 
 sub logout {
