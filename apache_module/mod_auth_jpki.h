@@ -27,10 +27,13 @@
 #include "apr_thread_cond.h"
 #include "apr_thread_rwlock.h"
 #include "apr_network_io.h"
+#include "mod_auth.h"
 
 #include <openssl/ssl.h>
 
 #include "jpki.h"
+#include "conf.h"
+#include "mapfile.h"
 
 #define JPKI_UNSET            (-1)
 #define JPKI_STORE_SHM        1
@@ -39,10 +42,9 @@
 #define JPKI_HANDLER          "jpki-endpoints"
 #define JPKI_HEALTH_HANDLER   "jpki-health"
 #define JPKI_AUTH_TYPE        "JPKI"
-#define JPKI_DEFAULT_HEADER   "X-JPKI-Account"
-#define JPKI_SHM_DEFAULT_SIZE (10 * 1024 * 1024)
 #define JPKI_MUTEX_TYPE       "jpki-shm"
 #define JPKI_CRLZ_MIN_SIZE    (32 * 1024)
+#define JPKI_MIRROR_SIZE      (1024 * 1024)  /* a child's logout mirror */
 
 extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
 
@@ -112,7 +114,6 @@ typedef struct {
 } jpki_crl_zone;
 
 typedef struct jpki_redis_conn jpki_redis_conn;
-typedef struct jpki_map jpki_map;
 
 /* Server-level settings.  A virtual host without any of the server-level
  * directives shares its parent's site (one context, one store). */
@@ -134,22 +135,17 @@ typedef struct {
     int                        redis_tls;
     const char                *redis_tls_ca;
     const char                *redis_tls_name;
+    apr_size_t                 mirror_size;   /* the logout mirror */
+    const char                *map_file;
+    apr_size_t                 crl_zone_size; /* JPKICRLZone; 0: none */
+    int                        crl_zone_set;  /* given (or "off") */
+    jpki_conf_values           values;        /* the core's table's (timeouts,
+                                                 CRL grace, site policy) */
+
+    /* runtime (per configuration generation) */
     apr_interval_time_t        redis_timeout;
     apr_interval_time_t        redis_connect_timeout;
     apr_interval_time_t        ocsp_timeout;
-    const char                *map_file;
-    int                        crl_grace;     /* JPKI_UNSET: auto */
-    apr_size_t                 crl_zone_size; /* JPKICRLZone; 0: none */
-    int                        crl_zone_set;  /* given (or "off") */
-    int                        challenge_ttl;
-    int                        clock_skew;
-    int                        ocsp_good;
-    int                        ocsp_hold;
-    int                        ocsp_nonce;
-    int                        crl_pointer_ttl;
-    int                        ocsp_revoked;
-
-    /* runtime (per configuration generation) */
     server_rec                *server;        /* the first that uses it */
     int                        built;         /* check_config */
     int                        io_ready;      /* post_config */
@@ -196,20 +192,7 @@ typedef struct {
     const char                *where;         /* section, for messages */
     int                        endpoints;
     int                        health;
-    const char                *header;
-    int                        lifetime;
-    int                        idle;
-    int                        recheck;
-    const char                *cookie_name;
-    const char                *cookie_path;
-    const char                *cookie_samesite;
-    int                        cookie_secure;
-    int                        pass_cookie;   /* JPKIPassCookie */
-    int                        rev_policy;
-    int                        fail_open;
-    const char                *login_page;
-    const char                *trusted_origins;  /* space-separated */
-    int                        require_account;
+    jpki_conf_values           values;        /* the core's table's */
     apr_array_header_t        *throttle;      /* JPKIThrottle values
                                                  (const char *), applied in
                                                  order; NULL: none */
@@ -234,7 +217,19 @@ const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const jpki_site *site,
                                    const jpki_dir_conf *d, char *err,
                                    size_t errlen);
 const char *mjpki_dir_header(const jpki_dir_conf *d);
+int mjpki_dir_pass_cookie(const jpki_dir_conf *d);
+/* 1 when a section sets anything of ours. */
+int mjpki_dir_has_settings(const jpki_dir_conf *d);
+
+/* mod_auth_jpki_site.c: the sites built (check_config, also for
+ * `apachectl configtest`) */
 void mjpki_log_cb(void *ud, jpki_log_level level, const char *msg);
+/* A client TLS context trusting ca (NULL out: only checks that it loads);
+ * NULL, or what is wrong. */
+const char *mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out);
+/* Checks an http:// URL: host[:port][/path]. */
+const char *mjpki_check_ocsp_url(apr_pool_t *p, const char *url, char **host,
+                                 apr_port_t *port, const char **path);
 
 /* mod_auth_jpki_io.c */
 int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -268,5 +263,79 @@ jpki_issuer_rt *mjpki_issuer_of(jpki_site *site, const jpki_issuer *is);
 
 /* mod_auth_jpki.c */
 request_rec *mjpki_current_request(void);
+/* The request this thread serves (NULL: none), for the core's log lines. */
+void mjpki_set_current_request(request_rec *r);
+
+#define JPKI_JSON_FILTER    "JPKI_JSON_ERROR"
+
+/* A message about the request r; without one (the logout poller, which
+ * says itself when the store stops and starts answering), a debug message
+ * about the site's server. */
+#define JPKI_LOG(site, r, level, rv, ...)                                  \
+    do {                                                                   \
+        if ((r) != NULL) {                                                 \
+            ap_log_rerror(APLOG_MARK, level, rv, r, __VA_ARGS__);          \
+        } else {                                                           \
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, (site)->server,      \
+                         __VA_ARGS__);                                     \
+        }                                                                  \
+    } while (0)
+
+
+
+/* Functions of one file of this module used by another. */
+/* mod_auth_jpki_redis.c: sockets with one deadline (OCSP uses them too),
+ * the connection pool, the logout poller */
+apr_status_t mjpki_set_deadline(apr_socket_t *sock, apr_time_t deadline);
+apr_status_t mjpki_send_all(apr_socket_t *sock, const char *buf,
+                            apr_size_t len, apr_time_t deadline);
+apr_status_t mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa,
+                           apr_time_t deadline, apr_pool_t *pool);
+apr_status_t mjpki_redis_pool_cleanup(void *data);
+void mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s);
+
+/* mod_auth_jpki_store.c: the embedded store's shared segments */
+jpki_srv_conf *mjpki_srv(server_rec *s);
+jpki_zone *mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s,
+                            const char *name, const char *mutex_id,
+                            apr_size_t size, const char *what);
+void mjpki_zone_child_init(jpki_zone *zone, apr_pool_t *pchild,
+                           server_rec *s, const char *what);
+
+
+/* mod_auth_jpki.c: the site and directory of a request */
+const char *mjpki_json_error(request_rec *r, jpki_err e, apr_size_t *len);
+jpki_site *mjpki_site_of(request_rec *r);
+jpki_dir_conf *mjpki_dir_of(request_rec *r);
+int mjpki_is_jpki_auth(request_rec *r);
+
+/* mod_auth_jpki_gate.c: the hooks of the gate */
+int mjpki_post_read_request(request_rec *r);
+int mjpki_header_parser(request_rec *r);
+int mjpki_authenticate(request_rec *r);
+int mjpki_note_auth_failure(request_rec *r, const char *auth_type);
+int mjpki_fixups_identity(request_rec *r);
+int mjpki_fixups_handler(request_rec *r);
+void mjpki_insert_error_filter(request_rec *r);
+apr_status_t mjpki_json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+extern const authz_provider mjpki_authz_account;
+
+/* mod_auth_jpki_endpoints.c */
+int mjpki_endpoint_handler(request_rec *r);
+int mjpki_health_handler(request_rec *r);
+
+/* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
+void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);
+jpki_txn *mjpki_start(request_rec *r, jpki_site *site,
+                      const jpki_policy *pol, jpki_op op,
+                      const uint8_t *body, size_t body_len);
+const jpki_verdict *mjpki_run(request_rec *r, jpki_site *site, jpki_txn *t);
+void mjpki_answer_headers_set(request_rec *r);
+int mjpki_send_json(request_rec *r, int status, const char *body,
+                    size_t len);
+int mjpki_send_verdict(request_rec *r, const jpki_verdict *v);
+void mjpki_hold(request_rec *r);
+const jpki_policy *mjpki_request_policy(request_rec *r, jpki_site *site,
+                                        const char *what);
 
 #endif /* MOD_AUTH_JPKI_H */

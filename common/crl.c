@@ -640,6 +640,7 @@ static jpki_err crl_open(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     if (e != JPKI_OK)
         return e;
     d->info.issuer = d->is;
+    memcpy(d->info.key_hash, d->keys[0], sizeof(d->info.key_hash));
     d->info.this_update = d->raw.this_update;
     d->info.next_update = d->raw.next_update;
     return JPKI_OK;
@@ -966,18 +967,8 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
 /* Index                                                               */
 /* ------------------------------------------------------------------ */
 
-typedef struct {
-    uint8_t id[JPKI_CERT_ID_LEN];
-    uint32_t at;               /* revocation date, seconds (to 2106) */
-    int8_t reason;
-} ix_entry;
-
-struct jpki_crl_index {
-    jpki_crl_info info;
-    ix_entry *e;
-    size_t n, cap;
-    unsigned skew, good_ttl, hold_ttl, revoked_ttl;
-};
+/* ix_entry and struct jpki_crl_index: internal.h (crlzone.c places the
+ * entries in a zone). */
 
 typedef struct {
     id_set ids;
@@ -1067,8 +1058,12 @@ jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
     if (e == JPKI_OK && (ix = calloc(1, sizeof(*ix))) == NULL)
         e = JPKI_ERR_NOMEM;
     memset(&cs, 0, sizeof(cs));
-    if (e == JPKI_OK)
+    /* the index covers the key that signed the CRL, only: a certificate
+     * is looked up in the CRL of the key that issued it (crlzone.c) */
+    if (e == JPKI_OK) {
+        d.n_keys = 1;
         e = ids_init(ctx, &d, &cs.ids);
+    }
     if (e == JPKI_OK) {
         cs.ix = ix;
         e = walk_entries(&d.raw, collect_entry, &cs, &d.info.entries);

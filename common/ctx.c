@@ -1,5 +1,6 @@
 /* ctx.c - site configuration: secret, key ring, issuers, policy. */
 #include "internal.h"
+#include "conf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -9,37 +10,44 @@
 
 #include <openssl/pem.h>
 
+/* The core's defaults: every default of a setting lives here (the
+ * adapters' directives left unset take them, common/conf.c). */
+void jpki_policy_defaults(jpki_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->challenge_ttl = 120;
+    p->session_lifetime = 28800;
+    p->session_idle = 1800;
+    p->recheck_interval = 300;
+    p->clock_skew = 300;
+    p->ocsp_good_max_ttl = 3600;
+    p->ocsp_hold_ttl = 300;
+    p->ocsp_revoked_ttl = 86400 * 30;
+    p->rev_policy.src[0] = JPKI_REV_SRC_OCSP;
+    p->rev_policy.n = 1;
+    p->chain_cache_size = 4096;
+    p->crl_grace = JPKI_CRL_GRACE_VALIDITY;
+    p->crl_pointer_ttl = 10;
+    p->throttle_window = 60;
+    p->throttle_cert = 10;
+    p->throttle_addr = 100;
+    p->login_limit_cert = 60;
+    p->login_concurrency = 16;
+    snprintf(p->cookie_name, sizeof(p->cookie_name), "jpki_session");
+    snprintf(p->cookie_path, sizeof(p->cookie_path), "/");
+    snprintf(p->cookie_samesite, sizeof(p->cookie_samesite), "Lax");
+    p->cookie_secure = 1;
+    p->cookie_httponly = 1;
+}
+
 jpki_ctx *jpki_ctx_new(void)
 {
     jpki_ctx *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
-    ctx->policy.challenge_ttl = 120;
-    ctx->policy.session_lifetime = 28800;
-    ctx->policy.session_idle = 1800;
-    ctx->policy.recheck_interval = 300;
-    ctx->policy.clock_skew = 300;
-    ctx->policy.ocsp_good_max_ttl = 3600;
-    ctx->policy.ocsp_hold_ttl = 300;
-    ctx->policy.ocsp_revoked_ttl = 86400 * 30;
-    ctx->policy.rev_policy = JPKI_REV_OCSP;
-    ctx->policy.chain_cache_size = 4096;
-    ctx->policy.crl_grace = JPKI_CRL_GRACE_VALIDITY;
-    ctx->policy.crl_pointer_ttl = 10;
-    ctx->policy.throttle_window = 60;
-    ctx->policy.throttle_cert = 10;
-    ctx->policy.throttle_addr = 100;
-    ctx->policy.login_limit_cert = 60;
-    ctx->policy.login_concurrency = 16;
+    jpki_policy_defaults(&ctx->policy);
     pthread_mutex_init(&ctx->crl_mu, NULL);
     pthread_mutex_init(&ctx->audit_mu, NULL);
-    snprintf(ctx->policy.cookie_name, sizeof(ctx->policy.cookie_name),
-             "jpki_session");
-    snprintf(ctx->policy.cookie_path, sizeof(ctx->policy.cookie_path), "/");
-    snprintf(ctx->policy.cookie_samesite,
-             sizeof(ctx->policy.cookie_samesite), "Lax");
-    ctx->policy.cookie_secure = 1;
-    ctx->policy.cookie_httponly = 1;
     return ctx;
 }
 
@@ -532,13 +540,29 @@ static int origins_ok(const char *p)
     return 1;
 }
 
+static int rev_policy_ok(const jpki_rev_policy *r)
+{
+    unsigned i, j;
+
+    if (r->n > JPKI_REV_SOURCES_MAX)
+        return 0;
+    for (i = 0; i < r->n; i++) {
+        if ((unsigned)r->src[i] >= JPKI__REV_SRC_COUNT)
+            return 0;
+        for (j = 0; j < i; j++)
+            if (r->src[j] == r->src[i])
+                return 0;
+    }
+    return 1;
+}
+
 /* The numeric ranges: cheap enough for every request (jpki_txn_new). */
 int jpki_policy_ranges_ok(const jpki_policy *p)
 {
     return !(p->challenge_ttl < 10 || p->challenge_ttl > 3600
              || p->session_lifetime < 10 || p->session_lifetime > 86400 * 30
              || p->session_idle > p->session_lifetime
-             || p->crl_pointer_ttl > 60 || p->rev_policy > JPKI_REV_CRL_OCSP
+             || p->crl_pointer_ttl > 60 || !rev_policy_ok(&p->rev_policy)
              || p->throttle_window < 1 || p->throttle_window > 3600
              || p->throttle_cert > 1000000 || p->throttle_addr > 1000000
              || p->login_limit_cert > 1000000);
@@ -679,17 +703,38 @@ const char *jpki_sig_alg_name(jpki_sig_alg alg)
     return (unsigned)alg < JPKI__SIG_COUNT ? sig_names[alg] : "unknown";
 }
 
+static const char *const rev_names[JPKI__REV_SRC_COUNT] = {"ocsp", "crl"};
+
+const char *jpki_rev_source_name(jpki_rev_source src)
+{
+    return (unsigned)src < JPKI__REV_SRC_COUNT ? rev_names[src] : "unknown";
+}
+
 jpki_err jpki_rev_policy_parse(const char *s, size_t len, jpki_rev_policy *p)
 {
-    static const struct { const char *n; jpki_rev_policy p; } t[] = {
-        {"ocsp", JPKI_REV_OCSP}, {"crl", JPKI_REV_CRL},
-        {"ocsp,crl", JPKI_REV_OCSP_CRL}, {"crl,ocsp", JPKI_REV_CRL_OCSP},
-        {"none", JPKI_REV_NONE}};
-    size_t i;
-    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-        if (strlen(t[i].n) == len && memcmp(t[i].n, s, len) == 0) {
-            *p = t[i].p;
-            return JPKI_OK;
-        }
-    return JPKI_ERR_INVALID;
+    jpki_rev_policy r;
+    const char *e = s + len, *w, *c;
+    unsigned i;
+
+    memset(&r, 0, sizeof(r));
+    if (len == 4 && memcmp(s, "none", 4) == 0) {
+        *p = r;
+        return JPKI_OK;
+    }
+    for (w = s; w <= e; w = c + 1) {
+        c = memchr(w, ',', (size_t)(e - w));
+        if (c == NULL)
+            c = e;
+        for (i = 0; i < JPKI__REV_SRC_COUNT; i++)
+            if (strlen(rev_names[i]) == (size_t)(c - w)
+                && memcmp(rev_names[i], w, (size_t)(c - w)) == 0)
+                break;
+        if (i == JPKI__REV_SRC_COUNT || r.n == JPKI_REV_SOURCES_MAX)
+            return JPKI_ERR_INVALID;
+        r.src[r.n++] = (jpki_rev_source)i;
+        if (!rev_policy_ok(&r))
+            return JPKI_ERR_INVALID;           /* a source twice */
+    }
+    *p = r;
+    return JPKI_OK;
 }

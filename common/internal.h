@@ -93,6 +93,21 @@ struct jpki_cert {
     int cached;
 };
 
+/* A CRL index (crl.c): its entries sorted by cert_id, 24 bytes each;
+ * crlzone.c copies them into a zone and looks them up there. */
+typedef struct {
+    uint8_t id[JPKI_CERT_ID_LEN];
+    uint32_t at;               /* revocation date, seconds (to 2106) */
+    int8_t reason;
+} ix_entry;
+
+struct jpki_crl_index {
+    jpki_crl_info info;
+    ix_entry *e;
+    size_t n, cap;
+    unsigned skew, good_ttl, hold_ttl, revoked_ttl;
+};
+
 /* Logging (printf-like; never pass serials, keys or secrets). */
 void jpki_log(const jpki_ctx *ctx, jpki_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

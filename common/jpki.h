@@ -265,14 +265,25 @@ int jpki_sig_alg_from_name(const char *name, size_t len);
 const char *jpki_sig_alg_name(jpki_sig_alg alg);
 
 /* Policies (defaults in brackets). */
+/* Revocation: the sources asked in order, the next one when a source has
+ * no answer (OCSP responder down, CRL stale).  A new source is one more
+ * value here and one more case in txn.c's rev_next. */
 typedef enum {
-    JPKI_REV_NONE = 0,       /* only for tests; refused by adapters' config */
-    JPKI_REV_OCSP,           /* [default] */
-    JPKI_REV_CRL,
-    JPKI_REV_OCSP_CRL,       /* OCSP, CRL when OCSP fails */
-    JPKI_REV_CRL_OCSP
+    JPKI_REV_SRC_OCSP = 0,
+    JPKI_REV_SRC_CRL,
+    JPKI__REV_SRC_COUNT
+} jpki_rev_source;
+#define JPKI_REV_SOURCES_MAX JPKI__REV_SRC_COUNT
+typedef struct {
+    jpki_rev_source src[JPKI_REV_SOURCES_MAX];
+    unsigned n;              /* 0: none (only for tests; refused by the
+                                adapters' configuration) */
 } jpki_rev_policy;
+/* "ocsp", "crl", or several joined by commas, each once ("ocsp,crl");
+ * "none": n = 0. */
 jpki_err jpki_rev_policy_parse(const char *s, size_t len, jpki_rev_policy *p);
+/* "ocsp", "crl" ("unknown" out of range). */
+const char *jpki_rev_source_name(jpki_rev_source s);
 
 typedef struct {
     unsigned challenge_ttl;        /* seconds [120] */
@@ -287,7 +298,7 @@ typedef struct {
     unsigned ocsp_nonce;           /* [0] */
     unsigned allow_sha1;           /* [0] */
     unsigned fail_open;            /* [0]: closed; open = pass + audit */
-    jpki_rev_policy rev_policy;    /* [JPKI_REV_OCSP] */
+    jpki_rev_policy rev_policy;    /* [ocsp] */
     unsigned require_account;      /* [0]: account in login is optional */
     unsigned chain_cache_size;     /* entries [4096]; 0 disables */
     unsigned crl_grace;            /* [JPKI_CRL_GRACE_VALIDITY] CRLs read from
@@ -600,6 +611,9 @@ typedef struct {
     int64_t next_update;      /* 0 when absent */
     int64_t crl_number;       /* -1 when absent */
     uint64_t entries;
+    uint8_t key_hash[20];     /* SHA-1 of the key that signed it: the CA
+                                 key generation whose certificates the CRL
+                                 covers (crlzone.h) */
 } jpki_crl_info;
 
 /* Verifies a CRL (DER or PEM) against the configured issuers at now.  When
@@ -921,6 +935,9 @@ void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
  * error (JPKI_ERR_CRL_STALE, JPKI_ERR_REVOCATION_UNAVAILABLE). */
 const char *jpki_txn_cert_id(const jpki_txn *t);
 const jpki_issuer *jpki_txn_issuer(const jpki_txn *t);
+/* The SHA-1 hash of the key that issued the certificate (20 bytes; NULL
+ * before it is checked): the CRL that covers it is that key's. */
+const uint8_t *jpki_txn_issuer_key(const jpki_txn *t);
 void jpki_txn_feed_crl(jpki_txn *t, jpki_err e, const jpki_rev_info *info);
 
 typedef struct {

@@ -63,8 +63,7 @@ struct jpki_txn {
     jpki_store_cmd rev_put;                /* a good OCSP answer to cache */
     int rev_put_pending;
     /* revocation */
-    jpki_rev_policy methods[2];
-    int n_methods, next_method;
+    unsigned next_source;                  /* in pol->rev_policy */
     jpki_ocsp_state ocsp_st;
     uint8_t *ocsp_req;
     size_t ocsp_req_len;
@@ -363,42 +362,33 @@ static void rev_unavailable(jpki_txn *t)
 
 static void rev_start(jpki_txn *t)
 {
-    jpki_rev_policy p = t->pol->rev_policy;
-    t->n_methods = 0;
-    t->next_method = 0;
-    switch (p) {
-    case JPKI_REV_NONE:
+    t->next_source = 0;
+    if (t->pol->rev_policy.n == 0) {
         t->rev_source = "none";
         rev_decide(t, JPKI_REV_GOOD);
         return;
-    case JPKI_REV_OCSP_CRL:
-        t->methods[t->n_methods++] = JPKI_REV_OCSP;
-        t->methods[t->n_methods++] = JPKI_REV_CRL;
-        break;
-    case JPKI_REV_CRL_OCSP:
-        t->methods[t->n_methods++] = JPKI_REV_CRL;
-        t->methods[t->n_methods++] = JPKI_REV_OCSP;
-        break;
-    default:
-        t->methods[t->n_methods++] = p;
     }
     rev_next(t);
 }
 
+/* The policy's next source that can be asked: the store's CRL, a CRL file
+ * (T_CRL), or the issuer's OCSP responder. */
 static void rev_next(jpki_txn *t)
 {
+    const jpki_rev_policy *rp = &t->pol->rev_policy;
     jpki_err e;
 
-    while (t->next_method < t->n_methods) {
-        jpki_rev_policy m = t->methods[t->next_method++];
-        if (m == JPKI_REV_CRL && t->req.crl_in_store
-            && t->cert->issuer->crl_source == NULL) {
-            crl_store_start(t);
+    while (t->next_source < rp->n) {
+        switch (rp->src[t->next_source++]) {
+        case JPKI_REV_SRC_CRL:
+            if (t->req.crl_in_store && t->cert->issuer->crl_source == NULL)
+                crl_store_start(t);
+            else
+                t->state = T_CRL;
             return;
-        }
-        if (m == JPKI_REV_CRL) {
-            t->state = T_CRL;
-            return;
+        case JPKI_REV_SRC_OCSP:
+        default:
+            break;
         }
         if (t->cert->issuer->ocsp_url == NULL) {
             jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: issuer \"%s\" has no OCSP "
@@ -1719,6 +1709,11 @@ const char *jpki_txn_cert_id(const jpki_txn *t)
 const jpki_issuer *jpki_txn_issuer(const jpki_txn *t)
 {
     return t->cert ? t->cert->issuer : NULL;
+}
+
+const uint8_t *jpki_txn_issuer_key(const jpki_txn *t)
+{
+    return t->cert ? t->cert->issuer_key_hash : NULL;
 }
 
 void jpki_txn_feed_crl(jpki_txn *t, jpki_err e, const jpki_rev_info *info)

@@ -13,6 +13,8 @@
 #endif
 
 #include "jpki.h"
+#include "conf.h"
+#include "mapfile.h"
 
 
 #define NGX_HTTP_JPKI_STORE_SHM    1
@@ -104,6 +106,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_str_t                  redis_user;
     ngx_str_t                  redis_password;
     ngx_int_t                  redis_db;
+    ngx_str_t                  redis_prelude; /* per worker: AUTH, SELECT */
+    ngx_uint_t                 redis_prelude_n;  /* their replies */
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_uint_t                 redis_keepalive;
@@ -114,6 +118,7 @@ struct ngx_http_jpki_main_conf_s {
     ngx_str_t                  redis_tls_name;
 #endif
 
+    jpki_conf_values           values;        /* the core's table's */
     ngx_msec_t                 ocsp_timeout;
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
@@ -145,6 +150,45 @@ typedef struct {
 
 
 
+/* A location's configuration. */
+typedef struct {
+    ngx_flag_t                 enable;
+    ngx_flag_t                 endpoints;
+    ngx_flag_t                 health;        /* jpki_health here */
+    jpki_conf_values           values;        /* the core's table's */
+    ngx_str_t                  throttle;      /* jpki_throttle's value */
+    /* merged: */
+    ngx_str_t                  header;        /* jpki_header */
+    ngx_flag_t                 pass_cookie;   /* jpki_pass_cookie */
+    jpki_policy               *policy;
+} ngx_http_jpki_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t        *r;
+    jpki_txn                  *txn;
+    ngx_http_jpki_io_t        *io;
+    jpki_op                    op;
+    ngx_uint_t                 done;
+    ngx_uint_t                 waiting;      /* I/O under way */
+    ngx_int_t                  rc;           /* access phase result */
+    ngx_uint_t                 pass;         /* the gate let it through */
+    ngx_uint_t                 counted;      /* a login in jmcf->logins */
+    ngx_uint_t                 held;         /* the answer was held */
+    ngx_event_t                hold;         /* verdict's delay_ms */
+    u_char                    *body;
+    size_t                     body_len;
+    ngx_str_t                  cookie;
+    ngx_str_t                  account;
+    ngx_str_t                  cert_id;
+    ngx_str_t                  status;
+    ngx_str_t                  set_cookie;
+    time_t                     auth_time;
+    u_char                     peer[NGX_SOCKADDR_STRLEN + 1];
+    u_char                    *uri;
+} ngx_http_jpki_ctx_t;
+
+
 /* Store I/O completion: res holds n results (all JPKI_STORE_R_ERROR when
  * the I/O failed), or res is NULL on a timeout. */
 typedef void (*ngx_http_jpki_store_done_pt)(void *data,
@@ -167,6 +211,92 @@ ngx_int_t ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
  * back. */
 void ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io);
 
+
+
+/* The CRL zone's layout (see "The CRL zone" in ngx_http_jpki_module.c). */
+#define NGX_HTTP_JPKI_CRL_SLOTS    16        /* JPKI_MAX_ISSUERS of the core */
+#define NGX_HTTP_JPKI_CRL_RETIRED  (4 * NGX_HTTP_JPKI_CRL_SLOTS)
+
+typedef struct {
+    void                      *block;
+    uint64_t                   epoch;         /* the epoch it was retired at */
+} ngx_http_jpki_crl_retired_t;
+
+/* One per nginx process slot (ngx_process_slot), a cache line each: the
+ * workers write theirs at every lookup. */
+typedef struct {
+    uint64_t                   epoch;         /* 0: not reading */
+    ngx_pid_t                  pid;
+    u_char                     pad[NGX_CPU_CACHE_LINE - sizeof(uint64_t)
+                                   - sizeof(ngx_pid_t)];
+} ngx_http_jpki_crl_reader_t;
+
+typedef struct {
+    ngx_pid_t                    loader;      /* a worker parsing a file */
+    time_t                       loading_since;
+    uint64_t                     epoch;       /* 1 + the publishes so far */
+    ngx_uint_t                   nretired;
+    ngx_http_jpki_crl_retired_t  retired[NGX_HTTP_JPKI_CRL_RETIRED];
+    ngx_http_jpki_crl_slot_t     slot[NGX_HTTP_JPKI_CRL_SLOTS];
+    ngx_http_jpki_crl_reader_t   reader[NGX_MAX_PROCESSES];
+} ngx_http_jpki_crl_shm_t;
+
+
+/* Functions of one file of this module used by another. */
+ngx_table_elt_t *ngx_http_jpki_header_next(ngx_list_part_t **part, ngx_uint_t *i);
+ngx_int_t ngx_http_jpki_set_account_header(ngx_http_request_t *r,
+    ngx_http_jpki_loc_conf_t *jlcf, ngx_str_t *account);
+ngx_int_t ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
+    ngx_http_jpki_loc_conf_t *jlcf);
+ngx_int_t ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
+    const char *value);
+int ngx_http_jpki_wants_json(ngx_http_request_t *r);
+void ngx_http_jpki_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *val);
+ngx_http_jpki_ctx_t *ngx_http_jpki_passed(ngx_http_request_t *r);
+ngx_int_t ngx_http_jpki_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_jpki_preaccess_handler(ngx_http_request_t *r);
+char *ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+/* ngx_http_jpki_conf.c: the directives of the core's grammar */
+char *ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_conf_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_flag_t *flag);
+void ngx_http_jpki_conf_site_apply(ngx_http_jpki_main_conf_t *jmcf);
+char *ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
+/* ngx_http_jpki_module.c: notes where a site directive was written */
+void ngx_http_jpki_site_note(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_jpki_shm_lock(void *ud);
+void ngx_http_jpki_shm_unlock(void *ud);
+ngx_uint_t ngx_http_jpki_crl_shared(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss);
+const jpki_crl_index *ngx_http_jpki_crl_read(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss);
+void ngx_http_jpki_crl_done(ngx_http_jpki_main_conf_t *jmcf);
+void ngx_http_jpki_crl_reclaim_locked(ngx_slab_pool_t *shpool,
+    ngx_http_jpki_crl_shm_t *hdr);
+ngx_uint_t ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take);
+void ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log);
+void ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    ngx_uint_t in_thread);
+void ngx_http_jpki_files_timer(ngx_event_t *ev);
+size_t ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out);
+ngx_int_t ngx_http_jpki_init_process(ngx_cycle_t *cycle);
+int64_t ngx_http_jpki_now_ms(void);
+ngx_int_t ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf);
+void ngx_http_jpki_exit_process(ngx_cycle_t *cycle);
+void ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf);
+ngx_http_jpki_ctx_t *ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op);
+ngx_int_t ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx);
+void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
+ngx_int_t ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body, size_t len);
+ngx_int_t ngx_http_jpki_add_variables(ngx_conf_t *cf);
 
 extern ngx_module_t  ngx_http_jpki_module;
 

@@ -13,6 +13,7 @@
  */
 
 #include "ngx_http_jpki.h"
+#include "gate.h"
 
 
 #define NGX_HTTP_JPKI_IO_REDIS  1
@@ -667,51 +668,56 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
 }
 
 
-static size_t
-ngx_http_jpki_resp_arg(u_char *p, ngx_str_t *s)
+/* AUTH [user] password and SELECT db, sent before the first commands of a
+ * new connection (the core writes them): made once per worker. */
+static ngx_int_t
+ngx_http_jpki_redis_prelude(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
-    u_char  *start = p;
+    u_char    *user, *pass;
+    size_t     max;
+    unsigned   count;
 
-    p = ngx_sprintf(p, "$%uz\r\n", s->len);
-    p = ngx_cpymem(p, s->data, s->len);
-    *p++ = '\r';
-    *p++ = '\n';
-
-    return p - start;
-}
-
-
-/* AUTH [user] password and SELECT db, sent before the first commands. */
-static size_t
-ngx_http_jpki_redis_prelude(ngx_http_jpki_main_conf_t *jmcf, u_char *p,
-    ngx_uint_t *count)
-{
-    u_char     *start = p, dbbuf[NGX_INT_T_LEN];
-    ngx_str_t   auth = ngx_string("AUTH"), select = ngx_string("SELECT");
-    ngx_str_t   db;
-
-    *count = 0;
-
-    if (jmcf->redis_password.len) {
-        p = ngx_sprintf(p, "*%d\r\n", jmcf->redis_user.len ? 3 : 2);
-        p += ngx_http_jpki_resp_arg(p, &auth);
-        if (jmcf->redis_user.len) {
-            p += ngx_http_jpki_resp_arg(p, &jmcf->redis_user);
-        }
-        p += ngx_http_jpki_resp_arg(p, &jmcf->redis_password);
-        (*count)++;
+    if (jmcf->redis_prelude.data != NULL) {
+        return NGX_OK;
     }
 
-    if (jmcf->redis_db > 0) {
-        db.data = dbbuf;
-        db.len = ngx_sprintf(dbbuf, "%i", jmcf->redis_db) - dbbuf;
-        p = ngx_sprintf(p, "*2\r\n");
-        p += ngx_http_jpki_resp_arg(p, &select);
-        p += ngx_http_jpki_resp_arg(p, &db);
-        (*count)++;
+    user = jmcf->redis_user.len
+           ? ngx_pnalloc(ngx_cycle->pool, jmcf->redis_user.len + 1) : NULL;
+    pass = jmcf->redis_password.len
+           ? ngx_pnalloc(ngx_cycle->pool, jmcf->redis_password.len + 1) : NULL;
+    if ((jmcf->redis_user.len && user == NULL)
+        || (jmcf->redis_password.len && pass == NULL))
+    {
+        return NGX_ERROR;
     }
 
-    return p - start;
+    if (user) {
+        ngx_cpystrn(user, jmcf->redis_user.data, jmcf->redis_user.len + 1);
+    }
+
+    if (pass) {
+        ngx_cpystrn(pass, jmcf->redis_password.data,
+                    jmcf->redis_password.len + 1);
+    }
+
+    max = jpki_redis_prelude_size((char *) user, (char *) pass);
+    jmcf->redis_prelude.data = ngx_pnalloc(ngx_cycle->pool, max);
+    if (jmcf->redis_prelude.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    jmcf->redis_prelude.len = jpki_redis_prelude((char *) user, (char *) pass,
+                                  jmcf->redis_db > 0 ? jmcf->redis_db : 0,
+                                  (char *) jmcf->redis_prelude.data, max,
+                                  &count);
+    jmcf->redis_prelude_n = count;
+
+    if (pass) {
+        ngx_explicit_memzero(pass, jmcf->redis_password.len);
+    }
+
+    (void) log;
+    return NGX_OK;
 }
 
 
@@ -780,7 +786,11 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     u_char                      *p;
     ngx_int_t                    ret = NGX_ERROR;
 
-    total = 512 + jmcf->redis_user.len + jmcf->redis_password.len;
+    if (ngx_http_jpki_redis_prelude(jmcf, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    total = jmcf->redis_prelude.len;
     ngx_memzero(resp, sizeof(resp));
 
     for (i = 0; i < io->n; i++) {
@@ -806,7 +816,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 
     p = rc->out;
     if (!rc->ready) {
-        p += ngx_http_jpki_redis_prelude(jmcf, p, &rc->prelude);
+        p = ngx_cpymem(p, jmcf->redis_prelude.data, jmcf->redis_prelude.len);
+        rc->prelude = jmcf->redis_prelude_n;
         if (rc->prelude == 0) {
             rc->ready = 1;
         }

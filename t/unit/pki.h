@@ -5,6 +5,8 @@
 #include "jpki.h"
 #include "tap.h"
 
+#include <openssl/pem.h>
+
 /* tune, when not NULL, sets the policy before jpki_ctx_finish. */
 typedef void (*tap_tune_fn)(jpki_policy *p, const void *ud);
 
@@ -41,6 +43,21 @@ static jpki_ctx *tap_pki_ctx(uint8_t secret_fill, tap_tune_fn tune,
     }
     return ctx;
 }
+/* A PEM certificate or private key of the test PKI (NULL: none). */
+__attribute__((unused))
+static void *tap_pem_read(const char *name, int key)
+{
+    FILE *f = fopen(tap_path(name), "r");
+    void *x = NULL;
+
+    if (f != NULL)
+        x = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                : (void *)PEM_read_X509(f, NULL, NULL, NULL);
+    if (f != NULL)
+        fclose(f);
+    return x;
+}
+
 /* The output of the shell command cmd (at most size - 1 bytes) in out. */
 __attribute__((unused))
 static char *tap_popen_read(const char *cmd, char *out, size_t size)

@@ -1026,7 +1026,9 @@ static void t_no_crlsign(void)
 }
 
 /* Key rollover: a CRL signed with ca2's key that lists a certificate
- * issued under ca1's key (same CA name). */
+ * issued under ca1's key (same CA name).  A CRL covers the key that
+ * signed it: its index holds its entries under ca2's cert_ids only (the
+ * ca1-issued certificate is looked up in ca1's CRL: crlzone.c). */
 static void t_rollover(const jpki_ctx *ctx)
 {
     mk_entry e = {NULL, 1, 0, 0};
@@ -1045,8 +1047,12 @@ static void t_rollover(const jpki_ctx *ctx)
            "rollover CRL builds");
     ok(uor != NULL && jpki_crl_index_lookup(ix, jpki_cert_id_hex(uor), now,
                                             0, &ri) == JPKI_OK &&
-       ri.status == JPKI_REV_REVOKED,
-       "ca1-issued cert listed in a CRL signed by ca2's key: revoked");
+       ri.status == JPKI_REV_GOOD,
+       "ca1-issued cert listed in a CRL signed by ca2's key: not under "
+       "ca1's key in its index (the CRL covers ca2's key)");
+    ok(uor != NULL && ix != NULL &&
+       memcmp(jpki_crl_index_info(ix)->key_hash, uor->issuer_key_hash, 20)
+       != 0, "... its key_hash is not the key that issued the certificate");
     ok(u1 != NULL && jpki_crl_index_lookup(ix, jpki_cert_id_hex(u1), now,
                                            0, &ri) == JPKI_OK &&
        ri.status == JPKI_REV_GOOD, "rollover CRL: user1 good");
@@ -1123,7 +1129,8 @@ static void t_walker(const jpki_ctx *ctx)
         if (sn > 64)
             continue;
         BN_bn2bin(es[i].serial, sb);
-        jpki_key_hash_sha1(i % 2 ? ca1 : ca2, kh);
+        /* under the signing key (ca2's) only: the key the CRL covers */
+        jpki_key_hash_sha1(ca2, kh);
         jpki_cert_id_compute(ctx, kh, 20, sb, (size_t)sn, id);
         if (jpki_crl_index_lookup(ix, id, now, 0, &ri) != JPKI_OK ||
             (want_reason == 6 ? ri.status != JPKI_REV_HOLD

@@ -553,7 +553,13 @@ static void p_idle_eq(jpki_policy *p)
     p->session_lifetime = 3600;
     p->session_idle = 3600;
 }
-static void p_rev_bad(jpki_policy *p) { p->rev_policy = (jpki_rev_policy)5; }
+static void p_rev_bad(jpki_policy *p) { p->rev_policy.src[0] = (jpki_rev_source)5; }
+static void p_rev_many(jpki_policy *p) { p->rev_policy.n = JPKI_REV_SOURCES_MAX + 1; }
+static void p_rev_twice(jpki_policy *p)
+{
+    p->rev_policy.n = 2;
+    p->rev_policy.src[0] = p->rev_policy.src[1] = JPKI_REV_SRC_CRL;
+}
 static void p_name_space(jpki_policy *p) { strcpy(p->cookie_name, "a b"); }
 static void p_name_semi(jpki_policy *p) { strcpy(p->cookie_name, "a;b"); }
 static void p_name_eq(jpki_policy *p) { strcpy(p->cookie_name, "a=b"); }
@@ -594,7 +600,9 @@ static void test_policy(void)
     POLICY_CASE(p_life_max, JPKI_OK, "session lifetime 30 days");
     POLICY_CASE(p_idle_high, JPKI_ERR_INVALID, "idle timeout above lifetime");
     POLICY_CASE(p_idle_eq, JPKI_OK, "idle timeout equal to lifetime");
-    POLICY_CASE(p_rev_bad, JPKI_ERR_INVALID, "rev_policy out of range");
+    POLICY_CASE(p_rev_bad, JPKI_ERR_INVALID, "rev_policy source out of range");
+    POLICY_CASE(p_rev_many, JPKI_ERR_INVALID, "rev_policy: too many sources");
+    POLICY_CASE(p_rev_twice, JPKI_ERR_INVALID, "rev_policy: a source twice");
     POLICY_CASE(p_name_space, JPKI_ERR_INVALID, "cookie name with a space");
     POLICY_CASE(p_name_semi, JPKI_ERR_INVALID, "cookie name with ;");
     POLICY_CASE(p_name_eq, JPKI_ERR_INVALID, "cookie name with =");
@@ -621,7 +629,8 @@ static void test_policy(void)
     p = jpki_ctx_policy(c);
     ok(p != NULL, "policy pointer before finish");
     is_int(p->challenge_ttl, 120, "default challenge ttl");
-    is_int(p->rev_policy, JPKI_REV_OCSP, "default rev policy");
+    ok(p->rev_policy.n == 1 && p->rev_policy.src[0] == JPKI_REV_SRC_OCSP,
+       "default rev policy: ocsp");
     is_str(p->cookie_name, "jpki_session", "default cookie name");
     is_int(p->chain_cache_size, 4096, "default chain cache size");
     is_int(finish(c, err, sizeof(err)), JPKI_OK, "finish");
@@ -667,25 +676,39 @@ static void test_policy(void)
 
 static void test_names(void)
 {
-    static const struct { const char *s; jpki_rev_policy p; } rp[] = {
-        {"none", JPKI_REV_NONE}, {"ocsp", JPKI_REV_OCSP}, {"crl", JPKI_REV_CRL},
-        {"ocsp,crl", JPKI_REV_OCSP_CRL}, {"crl,ocsp", JPKI_REV_CRL_OCSP}};
+    static const struct { const char *s; unsigned n; jpki_rev_source a, b; }
+    rp[] = {
+        {"none", 0, 0, 0}, {"ocsp", 1, JPKI_REV_SRC_OCSP, 0},
+        {"crl", 1, JPKI_REV_SRC_CRL, 0},
+        {"ocsp,crl", 2, JPKI_REV_SRC_OCSP, JPKI_REV_SRC_CRL},
+        {"crl,ocsp", 2, JPKI_REV_SRC_CRL, JPKI_REV_SRC_OCSP}};
     static const char *bad[] = {"", "OCSP", "ocsp ", " ocsp", "ocsp,",
-                                "ocsp, crl", "ocsp,crl,ocsp", "crl,", "oc"};
+                                "ocsp, crl", "ocsp,crl,ocsp", "crl,", "oc",
+                                "crl,crl", ",crl", "none,ocsp", "ocsp,,crl"};
     jpki_rev_policy p;
     size_t i;
     int a, all = 1;
 
     for (i = 0; i < sizeof(rp) / sizeof(rp[0]); i++) {
-        p = (jpki_rev_policy)99;
+        memset(&p, 0x55, sizeof(p));
         ok(jpki_rev_policy_parse(rp[i].s, strlen(rp[i].s), &p) == JPKI_OK
-           && p == rp[i].p, "rev policy \"%s\"", rp[i].s);
+           && p.n == rp[i].n && (p.n < 1 || p.src[0] == rp[i].a)
+           && (p.n < 2 || p.src[1] == rp[i].b), "rev policy \"%s\"", rp[i].s);
     }
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        is_int(jpki_rev_policy_parse(bad[i], strlen(bad[i]), &p),
-               JPKI_ERR_INVALID, "rev policy \"%s\" refused", bad[i]);
-    ok(jpki_rev_policy_parse("crlXYZ", 3, &p) == JPKI_OK && p == JPKI_REV_CRL,
-       "rev policy parse honours len");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        jpki_rev_policy before;
+        memset(&p, 0x55, sizeof(p));
+        before = p;
+        ok(jpki_rev_policy_parse(bad[i], strlen(bad[i]), &p)
+           == JPKI_ERR_INVALID && memcmp(&p, &before, sizeof(p)) == 0,
+           "rev policy \"%s\" refused, policy unchanged", bad[i]);
+    }
+    ok(jpki_rev_policy_parse("crlXYZ", 3, &p) == JPKI_OK && p.n == 1
+       && p.src[0] == JPKI_REV_SRC_CRL, "rev policy parse honours len");
+    is_str(jpki_rev_source_name(JPKI_REV_SRC_OCSP), "ocsp", "source name ocsp");
+    is_str(jpki_rev_source_name(JPKI_REV_SRC_CRL), "crl", "source name crl");
+    is_str(jpki_rev_source_name((jpki_rev_source)9), "unknown",
+           "source name out of range");
 
     for (a = 0; a < JPKI__SIG_COUNT; a++) {
         const char *n = jpki_sig_alg_name((jpki_sig_alg)a);

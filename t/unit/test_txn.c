@@ -14,7 +14,7 @@ static jpki_shm *shm;
 static time_t NOW;
 static char tmpdir[256];
 
-static jpki_ctx *make_ctx(int fail_open, jpki_rev_policy rp, const char *url)
+static jpki_ctx *make_ctx(int fail_open, const char *rp, const char *url)
 {
     uint8_t secret[32];
     char err[256];
@@ -31,7 +31,8 @@ static jpki_ctx *make_ctx(int fail_open, jpki_rev_policy rp, const char *url)
         jpki_issuer_set_ocsp_url(is, url);
     p = jpki_ctx_policy(c);
     p->fail_open = (unsigned)fail_open;
-    p->rev_policy = rp;
+    if (jpki_rev_policy_parse(rp, strlen(rp), &p->rev_policy) != JPKI_OK)
+        exit(1);
     p->recheck_interval = 60;
     p->session_idle = 600;
     if (jpki_ctx_finish(c, err, sizeof(err)) != JPKI_OK) {
@@ -803,7 +804,7 @@ int main(void)
     shm = jpki_shm_attach(shm_h, shm_mem, 1 << 20, NULL);
     ok(shm != NULL, "embedded store attached");
 
-    ctx = make_ctx(0, JPKI_REV_OCSP, "http://127.0.0.1:1/");
+    ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
     map("user1.pem", "alice");
     map("user-old.pem", "olduser");
 
@@ -1122,7 +1123,7 @@ int main(void)
 
     /* CRL policy, stale CRL, fail open */
     jpki_ctx_free(ctx);
-    ctx = make_ctx(0, JPKI_REV_CRL, NULL);
+    ctx = make_ctx(0, "crl", NULL);
     map("user1.pem", "alice");
     map("rev-keyCompromise.pem", "x");
     map("rev-certificateHold.pem", "x");
@@ -1135,7 +1136,7 @@ int main(void)
     EXPECT_LOGIN("user1.pem", "user1.key", NULL, &stale_crl, 503,
                  "revocation_unavailable", "stale CRL fails closed");
     jpki_ctx_free(ctx);
-    ctx = make_ctx(1, JPKI_REV_CRL, NULL);
+    ctx = make_ctx(1, "crl", NULL);
     map("user1.pem", "alice");
     v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
     is_int(v->http_status, 200, "stale CRL with fail-open passes");
@@ -1189,7 +1190,7 @@ int main(void)
     jpki_ctx_free(ctx);
 
     /* OCSP then CRL */
-    ctx = make_ctx(0, JPKI_REV_OCSP_CRL, "http://127.0.0.1:1/");
+    ctx = make_ctx(0, "ocsp,crl", "http://127.0.0.1:1/");
     map("user1.pem", "alice");
     {
         io_env fb = {NULL, "ca2.crl", 0, 0};
@@ -1199,8 +1200,28 @@ int main(void)
     }
     jpki_ctx_free(ctx);
 
+    /* CRL then OCSP: the sources in the policy's order */
+    ctx = make_ctx(0, "crl,ocsp", "http://127.0.0.1:1/");
+    map("user1.pem", "alice");
+    {
+        io_env cf = {NULL, "ca2.crl", 0, 0};
+        EXPECT_LOGIN("user1.pem", "user1.key", NULL, &cf, 200, "ok",
+                     "crl,ocsp: the CRL answers");
+        ok(cf.crl_calls == 1 && cf.ocsp_calls == 0,
+           "crl,ocsp: the CRL first, OCSP not asked");
+    }
+    {
+        io_env nocrl = {NULL, NULL, 0, 0};
+        EXPECT_LOGIN("user1.pem", "user1.key", NULL, &nocrl, 503,
+                     "revocation_unavailable",
+                     "crl,ocsp: no CRL, OCSP down: unavailable");
+        ok(nocrl.crl_calls == 1 && nocrl.ocsp_calls == 1,
+           "crl,ocsp: no CRL, then OCSP asked");
+    }
+    jpki_ctx_free(ctx);
+
     /* the guard: throttle, logout markers, a full store, audit lines */
-    ctx = make_ctx(0, JPKI_REV_OCSP, "http://127.0.0.1:1/");
+    ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
     test_guard(&good);
     jpki_ctx_free(ctx);
 

@@ -111,7 +111,8 @@ static jpki_ctx *make_ctx(uint8_t secret_byte, int fail_open,
     jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err, sizeof(err));
     p = jpki_ctx_policy(c);
     p->fail_open = (unsigned)fail_open;
-    p->rev_policy = JPKI_REV_CRL;
+    p->rev_policy.src[0] = JPKI_REV_SRC_CRL;
+    p->rev_policy.n = 1;
     p->crl_pointer_ttl = pointer_ttl;
     if (jpki_ctx_finish(c, err, sizeof(err)) != JPKI_OK) {
         printf("# finish: %s\n", err);

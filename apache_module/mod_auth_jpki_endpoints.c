@@ -1,0 +1,241 @@
+/*
+ * mod_auth_jpki_endpoints.c - the endpoints (JPKIEndpoints On: challenge,
+ * login, logout, status; the body read, then a transaction) and health
+ * (JPKIHealth On; the core writes the JSON).
+ */
+
+#include "mod_auth_jpki.h"
+
+#include "apr_atomic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+APLOG_USE_MODULE(auth_jpki);
+
+
+/* Reads a login body of at most JPKI_BODY_MAX bytes: OK, or the HTTP
+ * status of the failure (413 when too large). */
+static int
+jpki_read_body(request_rec *r, const uint8_t **out, size_t *outlen)
+{
+    apr_bucket_brigade  *bb;
+    apr_bucket          *b;
+    apr_status_t         rv;
+    const char          *cl, *data;
+    char                *end, *buf;
+    apr_off_t            clen;
+    apr_size_t           dlen;
+    size_t               len = 0;
+    int                  eos = 0;
+
+    cl = apr_table_get(r->headers_in, "Content-Length");
+    if (cl != NULL && apr_strtoff(&clen, cl, &end, 10) == APR_SUCCESS
+        && *end == '\0' && clen > JPKI_BODY_MAX)
+    {
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    buf = apr_palloc(r->pool, JPKI_BODY_MAX);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+
+    while (!eos) {
+        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                            APR_BLOCK_READ, HUGE_STRING_LEN);
+        if (rv != APR_SUCCESS) {
+            /* AP_FILTER_ERROR: the core's filter already answered (413 for
+             * LimitRequestBody, 400...): made JSON by our error filter */
+            apr_brigade_destroy(bb);
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        }
+
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b))
+        {
+            if (APR_BUCKET_IS_EOS(b)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b)) {
+                continue;
+            }
+            rv = apr_bucket_read(b, &data, &dlen, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                apr_brigade_destroy(bb);
+                return HTTP_BAD_REQUEST;
+            }
+            if (dlen > JPKI_BODY_MAX - len) {
+                apr_brigade_destroy(bb);
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            memcpy(buf + len, data, dlen);
+            len += dlen;
+        }
+
+        apr_brigade_cleanup(bb);
+    }
+
+    apr_brigade_destroy(bb);
+
+    *out = (const uint8_t *) buf;
+    *outlen = len;
+
+    return OK;
+}
+
+
+static int
+jpki_run_endpoint(request_rec *r, jpki_site *site, const jpki_policy *pol,
+                  jpki_op op, const uint8_t *body, size_t len)
+{
+    const jpki_verdict  *v;
+    jpki_txn            *t;
+
+    t = mjpki_start(r, site, pol, op, body, len);
+    if (t == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = mjpki_run(r, site, t);
+    if (v == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return mjpki_send_verdict(r, v);
+}
+
+
+int
+mjpki_endpoint_handler(request_rec *r)
+{
+    jpki_site           *site;
+    const jpki_policy   *pol;
+    const uint8_t       *body = NULL;
+    const char          *u, *end, *seg, *msg;
+    size_t               len = 0, sl;
+    apr_size_t           ml;
+    apr_uint32_t         cap;
+    jpki_op              op;
+    int                  rc;
+
+    if (r->handler == NULL || strcmp(r->handler, JPKI_HANDLER) != 0) {
+        return DECLINED;
+    }
+
+    /* the endpoint is the last path segment */
+    u = r->uri ? r->uri : "";
+    end = u + strlen(u);
+    while (end > u && end[-1] == '/') {
+        end--;
+    }
+    seg = end;
+    while (seg > u && seg[-1] != '/') {
+        seg--;
+    }
+    sl = end - seg;
+
+    if (sl == 9 && strncmp(seg, "challenge", 9) == 0) {
+        op = JPKI_OP_CHALLENGE;
+    } else if (sl == 5 && strncmp(seg, "login", 5) == 0) {
+        op = JPKI_OP_LOGIN;
+    } else if (sl == 6 && strncmp(seg, "logout", 6) == 0) {
+        op = JPKI_OP_LOGOUT;
+    } else if (sl == 6 && strncmp(seg, "status", 6) == 0) {
+        op = JPKI_OP_STATUS;
+    } else {
+        msg = mjpki_json_error(r, JPKI_ERR_NOT_FOUND, &ml);
+        return mjpki_send_json(r, HTTP_NOT_FOUND, msg, ml);
+    }
+
+    site = mjpki_site_of(r);
+    pol = mjpki_request_policy(r, site, "JPKIEndpoints");
+    if (pol == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (op == JPKI_OP_LOGIN && r->method_number == M_POST) {
+        rc = jpki_read_body(r, &body, &len);
+        if (rc == AP_FILTER_ERROR) {
+            return rc;
+        }
+        if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            msg = mjpki_json_error(r, JPKI_ERR_TOO_LARGE, &ml);
+            return mjpki_send_json(r, rc, msg, ml);
+        }
+        if (rc != OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login body "
+                          "not read (status %d)", rc);
+            msg = mjpki_json_error(r, JPKI_ERR_BAD_REQUEST, &ml);
+            return mjpki_send_json(r, HTTP_BAD_REQUEST, msg, ml);
+        }
+    }
+
+    if (op != JPKI_OP_LOGIN) {
+        return jpki_run_endpoint(r, site, pol, op, NULL, 0);
+    }
+
+    /* the logins of the site this child verifies at once, against the
+     * cap of the location (JPKIThrottle concurrency=, the site's value
+     * unless the location has its own) */
+    cap = pol->login_concurrency;
+    if (apr_atomic_inc32(&site->logins) >= cap && cap > 0) {
+        apr_atomic_dec32(&site->logins);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login refused: "
+                      "%u logins being verified in this child (JPKIThrottle "
+                      "concurrency=)", cap);
+        apr_table_setn(r->headers_out, "Retry-After", "1");
+        msg = mjpki_json_error(r, JPKI_ERR_BUSY, &ml);
+        return mjpki_send_json(r, HTTP_SERVICE_UNAVAILABLE, msg, ml);
+    }
+    rc = jpki_run_endpoint(r, site, pol, op, body, len);
+    apr_atomic_dec32(&site->logins);
+    mjpki_hold(r);                     /* not counted as a login meanwhile */
+
+    return rc;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Health: JPKIHealth On                                               */
+/* ------------------------------------------------------------------ */
+
+/* JSON for monitoring: every CRL of this process (loaded, dates, age,
+ * entries, CRL number, fresh, last load result) and whether the store
+ * answers; 200 when all is well, 503 otherwise. */
+int
+mjpki_health_handler(request_rec *r)
+{
+    static const char  na[] =
+        "{\"error\":\"method_not_allowed\",\"message\":\"GET or HEAD "
+        "only\"}";
+    jpki_site         *site;
+    const char        *body;
+    int                ok = 0;
+
+    if (r->handler == NULL || strcmp(r->handler, JPKI_HEALTH_HANDLER) != 0) {
+        return DECLINED;
+    }
+
+    if (r->method_number != M_GET) {
+        apr_table_setn(r->headers_out, "Allow", "GET, HEAD");
+        return mjpki_send_json(r, HTTP_METHOD_NOT_ALLOWED, na, sizeof(na) - 1);
+    }
+
+    site = mjpki_site_of(r);
+    if (!site->built) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: JPKIHealth used in "
+                      "a server without JPKISecretFile, JPKIIssuer and "
+                      "JPKIStore");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    mjpki_files_refresh(site);
+
+    mjpki_set_current_request(r);
+    body = mjpki_health_json(site, r, &ok);
+    mjpki_set_current_request(NULL);
+
+    return mjpki_send_json(r, ok ? HTTP_OK : HTTP_SERVICE_UNAVAILABLE, body,
+                          strlen(body));
+}
+

@@ -1,0 +1,947 @@
+/*
+ * mod_auth_jpki_redis.c - the store's commands run: in the embedded store
+ * (the core's table, mod_auth_jpki_store.c) or on Redis through APR sockets
+ * (TLS by OpenSSL on the descriptor when asked, the server verified),
+ * speaking RESP (encoded and parsed by the core; the AUTH/SELECT prelude
+ * is the core's too), a per-process pool of connections, one deadline per
+ * round trip, one retry on a fresh connection when a pooled one turns out
+ * dead (Redis restarted); and each child's logout-log poller thread
+ * (common/outsync.c).  Every failure is reported to the caller, which
+ * feeds it to the core as a failure (fail-closed).
+ */
+
+#include "mod_auth_jpki.h"
+#include "gate.h"
+
+#include "apr_atomic.h"
+#include "apr_poll.h"
+#include "apr_portable.h"
+#include "apr_thread_proc.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+APLOG_USE_MODULE(auth_jpki);
+
+/* Redis round trip outcomes */
+#define JPKI_RUN_OK       0
+#define JPKI_RUN_TIMEOUT  1
+#define JPKI_RUN_ERROR    2
+#define JPKI_RUN_STALE    3    /* connection dead before any reply byte */
+
+
+struct jpki_redis_conn {
+    jpki_redis_conn           *next;
+    apr_pool_t                *pool;
+    apr_socket_t              *sock;
+    SSL                       *ssl;           /* over TLS */
+    int                        fd;
+    int                        ready;         /* AUTH/SELECT done */
+};
+
+
+static void
+jpki_results_error(jpki_store_result *res, size_t n)
+{
+    size_t  i;
+
+    memset(res, 0, n * sizeof(jpki_store_result));
+    for (i = 0; i < n; i++) {
+        res[i].type = JPKI_STORE_R_ERROR;
+    }
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Sockets with a deadline                                             */
+/* ------------------------------------------------------------------ */
+
+apr_status_t
+mjpki_set_deadline(apr_socket_t *sock, apr_time_t deadline)
+{
+    apr_interval_time_t  left = deadline - apr_time_now();
+
+    if (left <= 0) {
+        return APR_TIMEUP;
+    }
+    if (left < 1000) {
+        left = 1000;
+    }
+
+    return apr_socket_timeout_set(sock, left);
+}
+
+
+apr_status_t
+mjpki_send_all(apr_socket_t *sock, const char *buf, apr_size_t len,
+              apr_time_t deadline)
+{
+    apr_size_t    n;
+    apr_status_t  rv;
+
+    while (len > 0) {
+        rv = mjpki_set_deadline(sock, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        n = len;
+        rv = apr_socket_send(sock, buf, &n);
+        if (rv != APR_SUCCESS && n == 0) {
+            return rv;
+        }
+        buf += n;
+        len -= n;
+    }
+
+    return APR_SUCCESS;
+}
+
+
+apr_status_t
+mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa, apr_time_t deadline,
+             apr_pool_t *pool)
+{
+    apr_status_t  rv;
+
+    rv = apr_socket_create(sock, sa->family, SOCK_STREAM,
+#if APR_HAVE_SOCKADDR_UN
+                           sa->family == APR_UNIX ? 0 :
+#endif
+                           APR_PROTO_TCP, pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+
+#if APR_HAVE_SOCKADDR_UN
+    if (sa->family != APR_UNIX)
+#endif
+    {
+        apr_socket_opt_set(*sock, APR_TCP_NODELAY, 1);
+    }
+
+    rv = mjpki_set_deadline(*sock, deadline);
+    if (rv == APR_SUCCESS) {
+        rv = apr_socket_connect(*sock, sa);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_socket_close(*sock);
+        *sock = NULL;
+    }
+
+    return rv;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Redis                                                               */
+/* ------------------------------------------------------------------ */
+
+static void
+jpki_redis_close(jpki_redis_conn *c)
+{
+    if (c->ssl) {
+        (void) SSL_shutdown(c->ssl);        /* close_notify, no wait */
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
+    if (c->sock) {
+        apr_socket_close(c->sock);
+    }
+    apr_pool_destroy(c->pool);
+}
+
+
+/* ---- TLS: OpenSSL on the socket's descriptor (non-blocking: APR sets
+ * O_NONBLOCK on a socket with a timeout), each wait a poll() bounded by the
+ * deadline */
+
+static apr_status_t
+jpki_wait_fd(int fd, short events, apr_time_t deadline)
+{
+    struct pollfd        pfd;
+    apr_interval_time_t  left;
+    int                  n;
+
+    for ( ;; ) {
+        left = deadline - apr_time_now();
+        if (left <= 0) {
+            return APR_TIMEUP;
+        }
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, (int) ((left + 999) / 1000));
+        if (n > 0) {
+            return APR_SUCCESS;
+        }
+        if (n == 0) {
+            return APR_TIMEUP;
+        }
+        if (errno != EINTR) {
+            return APR_FROM_OS_ERROR(errno);
+        }
+    }
+}
+
+
+/* After SSL_get_error: wait for what OpenSSL wants, or fail. */
+static apr_status_t
+jpki_tls_want(jpki_redis_conn *c, int ret, apr_time_t deadline)
+{
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return jpki_wait_fd(c->fd, POLLIN, deadline);
+    case SSL_ERROR_WANT_WRITE:
+        return jpki_wait_fd(c->fd, POLLOUT, deadline);
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return APR_EOF;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        return ret == 0 ? APR_EOF : APR_ECONNRESET;
+    default:
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+}
+
+
+/* The server certificate must name the host: DNS name or IP address. */
+static int
+jpki_tls_name_ok(SSL *ssl, const char *name)
+{
+    X509  *cert;
+    int    ok;
+
+    cert = SSL_get1_peer_certificate(ssl);
+    if (cert == NULL) {
+        return 0;
+    }
+
+    ok = X509_check_ip_asc(cert, name, 0);
+    if (ok == -2) {                               /* not an IP address */
+        ok = X509_check_host(cert, name, strlen(name), 0, NULL);
+    }
+
+    X509_free(cert);
+
+    return ok == 1;
+}
+
+
+/* TLS on a new connection; the server is verified once the handshake is
+ * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
+static apr_status_t
+jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+               apr_time_t deadline)
+{
+    apr_os_sock_t  fd;
+    apr_status_t   rv;
+    long           v;
+    int            ret;
+
+    if (apr_os_sock_get(&fd, c->sock) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    c->fd = fd;
+
+    c->ssl = SSL_new(site->redis_ssl);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+        ERR_clear_error();
+        return APR_ENOMEM;
+    }
+
+    /* SNI for a DNS name, not for an IP address */
+    if (strchr(site->redis_tls_name, ':') == NULL
+        && strspn(site->redis_tls_name, "0123456789.")
+           != strlen(site->redis_tls_name))
+    {
+        (void) SSL_set_tlsext_host_name(c->ssl, site->redis_tls_name);
+    }
+
+    SSL_set_connect_state(c->ssl);
+
+    for ( ;; ) {
+        ERR_clear_error();
+        ret = SSL_do_handshake(c->ssl);
+        if (ret == 1) {
+            break;
+        }
+        rv = jpki_tls_want(c, ret, deadline);
+        if (rv != APR_SUCCESS) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis TLS handshake "
+                     "failed%s", APR_STATUS_IS_TIMEUP(rv) ? " (timed out)"
+                                                          : "");
+            return rv;
+        }
+    }
+
+    v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
+                 "certificate refused: %s",
+                 X509_verify_cert_error_string(v));
+        return APR_EGENERAL;
+    }
+
+    if (!jpki_tls_name_ok(c->ssl, site->redis_tls_name)) {
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
+                 "certificate does not name \"%s\"",
+                 site->redis_tls_name);
+        return APR_EGENERAL;
+    }
+
+    return APR_SUCCESS;
+}
+
+
+static apr_status_t
+jpki_conn_send(jpki_redis_conn *c, const char *buf, apr_size_t len,
+               apr_time_t deadline)
+{
+    apr_status_t  rv;
+    int           n;
+
+    if (c->ssl == NULL) {
+        return mjpki_send_all(c->sock, buf, len, deadline);
+    }
+
+    while (len > 0) {
+        ERR_clear_error();
+        n = SSL_write(c->ssl, buf, (int) (len > 65536 ? 65536 : len));
+        if (n > 0) {
+            buf += n;
+            len -= n;
+            continue;
+        }
+        rv = jpki_tls_want(c, n, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv == APR_EOF ? APR_ECONNRESET : rv;
+        }
+    }
+
+    return APR_SUCCESS;
+}
+
+
+static apr_status_t
+jpki_conn_recv(jpki_redis_conn *c, char *buf, apr_size_t *len,
+               apr_time_t deadline)
+{
+    apr_status_t  rv;
+    int           n;
+
+    if (c->ssl == NULL) {
+        rv = mjpki_set_deadline(c->sock, deadline);
+        if (rv != APR_SUCCESS) {
+            *len = 0;
+            return rv;
+        }
+        return apr_socket_recv(c->sock, buf, len);
+    }
+
+    for ( ;; ) {
+        ERR_clear_error();
+        n = SSL_read(c->ssl, buf, (int) *len);
+        if (n > 0) {
+            *len = n;
+            return APR_SUCCESS;
+        }
+        rv = jpki_tls_want(c, n, deadline);
+        if (rv != APR_SUCCESS) {
+            *len = 0;
+            return rv;
+        }
+    }
+}
+
+
+apr_status_t
+mjpki_redis_pool_cleanup(void *data)
+{
+    jpki_site        *site = data;
+    jpki_redis_conn  *c, *next;
+
+    for (c = site->redis_idle; c; c = next) {
+        next = c->next;
+        jpki_redis_close(c);
+    }
+    site->redis_idle = NULL;
+    site->redis_nidle = 0;
+
+    return APR_SUCCESS;
+}
+
+
+static jpki_redis_conn *
+jpki_redis_idle_get(jpki_site *site, request_rec *r)
+{
+    jpki_redis_conn  *c;
+    int               eof;
+
+    for ( ;; ) {
+        if (site->redis_mutex) {
+            apr_thread_mutex_lock(site->redis_mutex);
+        }
+        c = site->redis_idle;
+        if (c) {
+            site->redis_idle = c->next;
+            site->redis_nidle--;
+        }
+        if (site->redis_mutex) {
+            apr_thread_mutex_unlock(site->redis_mutex);
+        }
+        if (c == NULL) {
+            return NULL;
+        }
+        /* an idle connection has nothing to read: EOF (Redis closed it or
+         * restarted) drops it at once */
+        eof = 0;
+        if (apr_socket_atreadeof(c->sock, &eof) == APR_SUCCESS && !eof) {
+            c->next = NULL;
+            return c;
+        }
+        JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
+                 "connection closed by the server: dropped");
+        jpki_redis_close(c);
+    }
+}
+
+
+static void
+jpki_redis_idle_put(jpki_site *site, jpki_redis_conn *c)
+{
+    int  kept = 0;
+
+    if (site->redis_mutex) {
+        apr_thread_mutex_lock(site->redis_mutex);
+        if (site->redis_nidle < site->redis_keepalive) {
+            c->next = site->redis_idle;
+            site->redis_idle = c;
+            site->redis_nidle++;
+            kept = 1;
+        }
+        apr_thread_mutex_unlock(site->redis_mutex);
+    }
+
+    if (!kept) {
+        jpki_redis_close(c);
+    }
+}
+
+
+static jpki_redis_conn *
+jpki_redis_connect(jpki_site *site, request_rec *r)
+{
+    jpki_redis_conn  *c;
+    apr_pool_t       *pool;
+    apr_time_t        deadline;
+    apr_status_t      rv;
+
+    /* a pool of its own: the connection outlives the request */
+    rv = apr_pool_create_unmanaged_ex(&pool, NULL, NULL);
+    if (rv != APR_SUCCESS) {
+        return NULL;
+    }
+
+    c = apr_pcalloc(pool, sizeof(jpki_redis_conn));
+    c->pool = pool;
+
+    deadline = apr_time_now() + site->redis_connect_timeout;
+
+    rv = mjpki_connect(&c->sock, site->redis_sa, deadline, pool);
+    if (rv != APR_SUCCESS) {
+        JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot connect to "
+                 "redis %s%s", site->redis_addr,
+                 APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+        apr_pool_destroy(pool);
+        return NULL;
+    }
+
+    if (site->redis_ssl != NULL
+        && jpki_tls_start(site, r, c, deadline) != APR_SUCCESS)
+    {
+        jpki_redis_close(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+#define JPKI_RUN_MORE     (-1)  /* replies still due: read on */
+
+/* Sends the AUTH/SELECT prelude (on a new connection) and the commands. */
+static int
+jpki_redis_send_round(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+                      const char *cmdbuf, apr_size_t cmdlen,
+                      apr_time_t deadline, unsigned *prelude)
+{
+    apr_status_t  rv;
+    apr_size_t    len = 0, max;
+    char         *out;
+
+    max = jpki_redis_prelude_size(site->redis_user, site->redis_password);
+    out = malloc(cmdlen + max);
+    if (out == NULL) {
+        return JPKI_RUN_ERROR;
+    }
+    if (!c->ready) {
+        len = jpki_redis_prelude(site->redis_user, site->redis_password,
+                                 site->redis_db > 0 ? site->redis_db : 0,
+                                 out, max, prelude);
+    }
+    memcpy(out + len, cmdbuf, cmdlen);
+    len += cmdlen;
+
+    rv = jpki_conn_send(c, out, len, deadline);
+    free(out);
+    if (rv == APR_SUCCESS) {
+        return JPKI_RUN_OK;
+    }
+    if (APR_STATUS_IS_TIMEUP(rv)) {
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis send timed out");
+        return JPKI_RUN_TIMEOUT;
+    }
+    return JPKI_RUN_STALE;
+}
+
+
+/* Takes every complete reply read so far: the prelude's, then one per
+ * command.  JPKI_RUN_OK when all are in, JPKI_RUN_MORE when more bytes
+ * are needed, JPKI_RUN_ERROR. */
+static int
+jpki_redis_take(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+                jpki_resp_reader *rd, unsigned *prelude,
+                const jpki_store_cmd *cmds, size_t n, size_t *done,
+                jpki_store_result *res)
+{
+    jpki_store_cmd     ok_cmd;
+    jpki_store_result  pr;
+    int                next;
+
+    memset(&ok_cmd, 0, sizeof(ok_cmd));
+    ok_cmd.op = JPKI_STORE_SET;
+
+    for ( ;; ) {
+        if (*prelude > 0) {
+            next = jpki_resp_reader_next(rd, &ok_cmd, &pr);
+            if (next == 1 && pr.type != JPKI_STORE_R_INT) {
+                JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis AUTH or "
+                         "SELECT refused");
+                return JPKI_RUN_ERROR;
+            }
+            if (next == 1) {
+                (*prelude)--;
+                continue;
+            }
+        } else if (*done < n) {
+            next = jpki_resp_reader_next(rd, &cmds[*done], &res[*done]);
+            if (next == 1) {
+                (*done)++;
+                continue;
+            }
+        } else {
+            /* all replies in; anything more is out of step */
+            if (jpki_resp_reader_next(rd, &ok_cmd, &pr) != 0) {
+                /* the caller closes a connection without a socket */
+                JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis sent more "
+                         "replies than asked");
+                apr_socket_close(c->sock);
+                c->sock = NULL;
+            }
+            c->ready = 1;
+            return JPKI_RUN_OK;
+        }
+        if (next < 0) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis protocol error");
+            return JPKI_RUN_ERROR;
+        }
+        return JPKI_RUN_MORE;
+    }
+}
+
+
+/* One round trip on c: the (prelude and) pipelined commands, one reply per
+ * command, all within the deadline. */
+static int
+jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+               const char *cmdbuf, apr_size_t cmdlen,
+               const jpki_store_cmd *cmds, size_t n, jpki_store_result *res)
+{
+    jpki_resp_reader  *rd;
+    apr_time_t         deadline;
+    apr_status_t       rv;
+    apr_size_t         len, got = 0;
+    char               buf[4096];
+    unsigned           prelude = 0;
+    int                rc;
+    size_t             done = 0;
+
+    deadline = apr_time_now() + site->redis_timeout;
+
+    rc = jpki_redis_send_round(site, r, c, cmdbuf, cmdlen, deadline,
+                               &prelude);
+    if (rc != JPKI_RUN_OK) {
+        return rc;
+    }
+
+    rd = jpki_resp_reader_new();
+    if (rd == NULL) {
+        return JPKI_RUN_ERROR;
+    }
+
+    while ((rc = jpki_redis_take(site, r, c, rd, &prelude, cmds, n, &done,
+                                 res)) == JPKI_RUN_MORE)
+    {
+        len = sizeof(buf);
+        rv = jpki_conn_recv(c, buf, &len, deadline);
+
+        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis command "
+                     "timed out");
+            rc = JPKI_RUN_TIMEOUT;
+            break;
+        }
+
+        if (len == 0 || (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv))) {
+            rc = JPKI_RUN_STALE;
+            if (got != 0) {
+                rc = JPKI_RUN_ERROR;
+                JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: redis "
+                         "closed the connection");
+            }
+            break;
+        }
+
+        got += len;
+        if (jpki_resp_reader_feed(rd, buf, len) != JPKI_OK) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis reply "
+                     "too large");
+            rc = JPKI_RUN_ERROR;
+            break;
+        }
+    }
+
+    jpki_resp_reader_free(rd);
+    return rc;
+}
+
+
+/* The commands in buf (RESP) on a pooled connection, or a new one. */
+static int
+jpki_redis_send_cmds(jpki_site *site, request_rec *r, const char *buf,
+                     size_t total, const jpki_store_cmd *cmds, size_t n,
+                     jpki_store_result *res)
+{
+    jpki_redis_conn  *c;
+    int               rc, pooled, attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        c = attempt == 0 ? jpki_redis_idle_get(site, r) : NULL;
+        pooled = c != NULL;
+        if (c == NULL) {
+            c = jpki_redis_connect(site, r);
+            if (c == NULL) {
+                jpki_results_error(res, n);
+                return 1;
+            }
+        }
+
+        rc = jpki_redis_run(site, r, c, buf, total, cmds, n, res);
+
+        if (rc == JPKI_RUN_OK) {
+            if (c->sock) {
+                jpki_redis_idle_put(site, c);
+            } else {
+                jpki_redis_close(c);
+            }
+            return 1;
+        }
+
+        jpki_redis_close(c);
+
+        if (rc == JPKI_RUN_TIMEOUT) {
+            return 0;
+        }
+
+        if (rc == JPKI_RUN_STALE && pooled) {
+            /* the pooled connection was dead (Redis restarted): nothing
+             * reached Redis, one more try on a fresh connection */
+            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
+                     "connection lost, retrying on a new one");
+            continue;
+        }
+
+        if (rc == JPKI_RUN_STALE) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis closed "
+                     "the connection");
+        }
+        break;
+    }
+
+    jpki_results_error(res, n);
+    return 1;
+}
+
+
+static int
+jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
+{
+    char    *resp[JPKI_MAX_CMDS], *buf, *p;
+    size_t   len[JPKI_MAX_CMDS], i, total = 0;
+    int      done;
+
+    memset(resp, 0, sizeof(resp));
+
+    for (i = 0; i < n; i++) {
+        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
+            for (i = 0; i < n; i++) {
+                free(resp[i]);
+            }
+            jpki_results_error(res, n);
+            return 1;
+        }
+        total += len[i];
+    }
+
+    /* malloc'ed, not from a pool: the poller has no request */
+    buf = malloc(total + 1);
+    for (p = buf, i = 0; i < n; i++) {
+        if (buf != NULL) {
+            memcpy(p, resp[i], len[i]);
+            p += len[i];
+        }
+        free(resp[i]);
+    }
+    if (buf == NULL) {
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    done = jpki_redis_send_cmds(site, r, buf, total, cmds, n, res);
+    free(buf);
+
+    return done;
+}
+
+
+int
+mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
+{
+    jpki_zone     *zone = site->zone;
+    apr_status_t   rv;
+    int64_t        now_ms;
+    size_t         i;
+
+    if (n == 0 || n > JPKI_MAX_CMDS) {
+        return 0;
+    }
+
+    if (site->store == JPKI_STORE_REDIS) {
+        return jpki_redis_exec(site, r, cmds, n, res);
+    }
+
+    if (zone == NULL || zone->store == NULL) {
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    rv = apr_global_mutex_lock(zone->mutex);
+    if (rv != APR_SUCCESS) {
+        JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot lock store "
+                 "zone %s", zone->name);
+        jpki_results_error(res, n);
+        return 1;
+    }
+
+    now_ms = (int64_t) (apr_time_now() / 1000);
+    for (i = 0; i < n; i++) {
+        jpki_shm_exec(zone->store, &cmds[i], now_ms, &res[i]);
+    }
+
+    apr_global_mutex_unlock(zone->mutex);
+
+    return 1;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Logout markers: the node's table                                    */
+/* ------------------------------------------------------------------ */
+
+#define JPKI_POLLER_PERIOD     apr_time_from_msec(200)
+#define JPKI_POLLER_NAP        apr_time_from_msec(50)
+
+static int64_t
+jpki_now_ms(void)
+{
+    return (int64_t) (apr_time_now() / 1000);
+}
+
+
+void
+mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
+{
+    if (site->store != JPKI_STORE_REDIS) {
+        /* the embedded store is the node's table */
+        rq->local = site->zone ? site->zone->locked : NULL;
+        rq->shared_store = 0;
+        return;
+    }
+
+    rq->local = site->mirror ? site->mirror->locked : NULL;
+    rq->shared_store = 1;
+    rq->local_since = INT64_MAX;          /* no poller: the store's markers */
+    if (rq->local != NULL && site->outsync != NULL) {
+        apr_thread_mutex_lock(site->outsync_mutex);
+        rq->local_since = jpki_outsync_since(site->outsync, jpki_now_ms());
+        apr_thread_mutex_unlock(site->outsync_mutex);
+    }
+}
+
+
+/* One poll of the logout log, if one is due: the commands the core asks
+ * for run in Redis without the mutex (gated requests read outsync's
+ * since meanwhile), until it asks for none. */
+static void
+jpki_poll_logouts(jpki_site *site, int *failing)
+{
+    const jpki_store_cmd  *cmds;
+    jpki_store_cmd         batch[JPKI_MAX_CMDS];
+    jpki_store_result      res[JPKI_MAX_CMDS];
+    size_t                 n, i;
+    int                    done, failed = 0, polled = 0;
+
+    apr_thread_mutex_lock(site->outsync_mutex);
+    cmds = jpki_outsync_cmds(site->outsync, jpki_now_ms(), &n);
+    while (cmds != NULL && n > 0 && n <= JPKI_MAX_CMDS
+           && !apr_atomic_read32(&site->poller_stop))
+    {
+        memcpy(batch, cmds, n * sizeof(jpki_store_cmd));
+        apr_thread_mutex_unlock(site->outsync_mutex);
+        done = mjpki_store_exec(site, NULL, batch, n, res);
+        for (i = 0; i < n && done && !failed; i++) {
+            failed = res[i].type == JPKI_STORE_R_ERROR
+                     || res[i].type == JPKI_STORE_R_FULL;
+        }
+        failed |= !done;
+        polled = 1;
+        apr_thread_mutex_lock(site->outsync_mutex);
+        cmds = jpki_outsync_feed(site->outsync, done ? res : NULL, n,
+                                 jpki_now_ms(), &n);
+    }
+    apr_thread_mutex_unlock(site->outsync_mutex);
+
+    /* once per outage, not at every poll */
+    if (polled && failed != *failing) {
+        *failing = failed;
+        if (failed) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: "
+                         "logout log: redis %s does not answer: sessions are "
+                         "checked in redis until it does (LogLevel "
+                         "auth_jpki:debug says why)", site->redis_addr);
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server, "jpki: "
+                         "logout log: redis %s answers again",
+                         site->redis_addr);
+        }
+    }
+}
+
+
+static void *APR_THREAD_FUNC
+jpki_poller_main(apr_thread_t *thd, void *data)
+{
+    jpki_site   *site = data;
+    apr_time_t   next = 0;
+    int          failing = 0;
+
+    while (!apr_atomic_read32(&site->poller_stop)) {
+        if (apr_time_now() >= next) {
+            jpki_poll_logouts(site, &failing);
+            next = apr_time_now() + JPKI_POLLER_PERIOD;
+        }
+        apr_sleep(JPKI_POLLER_NAP);         /* a stop is seen soon */
+    }
+
+    /* a return, not apr_thread_exit(): pthread_exit() would unwind these
+     * frames without unpoisoning them (an ASan report at thread exit);
+     * the thread's pool goes with the child's */
+    return NULL;
+}
+
+
+/* Before the child's pool goes (a pre-cleanup: the thread's pool is a
+ * subpool of it): the poller stops, then its state is freed. */
+static apr_status_t
+jpki_poller_cleanup(void *data)
+{
+    jpki_site     *site = data;
+    apr_status_t   rv;
+
+    apr_atomic_set32(&site->poller_stop, 1);
+    if (site->poller != NULL) {
+        apr_thread_join(&rv, site->poller);
+        site->poller = NULL;
+    }
+    jpki_outsync_free(site->outsync);
+    site->outsync = NULL;
+
+    return APR_SUCCESS;
+}
+
+
+/* In a child: the poller of a Redis site's logout log, a thread that
+ * receives no signals (the MPM's handlers run in its own threads). */
+void
+mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s)
+{
+    sigset_t      all, old;
+    apr_status_t  rv;
+
+    if (site->mirror == NULL || site->mirror->locked == NULL) {
+        return;
+    }
+
+    rv = apr_thread_mutex_create(&site->outsync_mutex,
+                                 APR_THREAD_MUTEX_DEFAULT, pchild);
+    site->outsync = rv == APR_SUCCESS
+                    ? jpki_outsync_new(site->ctx, site->mirror->locked)
+                    : NULL;
+    if (site->outsync == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: no poller of the "
+                     "logout log: sessions read logouts in redis");
+        return;
+    }
+
+    apr_atomic_set32(&site->poller_stop, 0);
+    apr_pool_pre_cleanup_register(pchild, site, jpki_poller_cleanup);
+
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&site->poller, NULL, jpki_poller_main, site,
+                           pchild);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (rv != APR_SUCCESS) {
+        site->poller = NULL;
+        jpki_outsync_free(site->outsync);
+        site->outsync = NULL;
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: cannot start the "
+                     "poller of the logout log: sessions read logouts in "
+                     "redis");
+    }
+}
+

@@ -1,0 +1,738 @@
+/* conf.c - the directives' grammar: values, the table of simple
+ * directives with their defaults, the store's spec.  See conf.h. */
+#include "conf.h"
+#include "internal.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define POL(f) offsetof(jpki_policy, f)
+#define SITE   JPKI_CONF_SITE
+#define LOC    JPKI_CONF_LOCATION
+#define NOF    JPKI_CONF_NO_FIELD
+#define DAY    86400LL
+
+/* One entry a directive.  Policy fields take their defaults from
+ * jpki_policy_defaults (ctx.c); the others from def/sdef here. */
+const jpki_directive jpki_directives[JPKI__D_COUNT] = {
+    [JPKI_D_CHALLENGE_TTL] = {"challenge_ttl", SITE, JPKI_CONF_SECS,
+        POL(challenge_ttl), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_CLOCK_SKEW] = {"clock_skew", SITE, JPKI_CONF_SECS,
+        POL(clock_skew), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_OCSP_CACHE_GOOD] = {"ocsp_good_max_ttl", SITE, JPKI_CONF_SECS,
+        POL(ocsp_good_max_ttl), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_OCSP_CACHE_HOLD] = {"ocsp_hold_ttl", SITE, JPKI_CONF_SECS,
+        POL(ocsp_hold_ttl), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_OCSP_CACHE_REVOKED] = {"ocsp_revoked_ttl", SITE, JPKI_CONF_SECS,
+        POL(ocsp_revoked_ttl), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_CRL_POINTER_TTL] = {"crl_pointer_ttl", SITE, JPKI_CONF_SECS,
+        POL(crl_pointer_ttl), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_OCSP_NONCE] = {"ocsp_nonce", SITE, JPKI_CONF_FLAG,
+        POL(ocsp_nonce), 0, 1, 0, NULL},
+    [JPKI_D_CRL_GRACE] = {"crl_grace", SITE, JPKI_CONF_GRACE,
+        POL(crl_grace), 1, 30 * DAY, 0, NULL},
+    [JPKI_D_REDIS_TIMEOUT] = {"redis_timeout", SITE, JPKI_CONF_MSEC,
+        NOF, 1, 600000, 1000, NULL},
+    [JPKI_D_REDIS_CONNECT_TIMEOUT] = {"redis_connect_timeout", SITE,
+        JPKI_CONF_MSEC, NOF, 1, 600000, 1000, NULL},
+    [JPKI_D_OCSP_TIMEOUT] = {"ocsp_timeout", SITE, JPKI_CONF_MSEC,
+        NOF, 1, 600000, 3000, NULL},
+    [JPKI_D_SESSION_LIFETIME] = {"session_lifetime", LOC, JPKI_CONF_SECS,
+        POL(session_lifetime), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_SESSION_IDLE] = {"session_idle", LOC, JPKI_CONF_SECS,
+        POL(session_idle), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_RECHECK_INTERVAL] = {"recheck_interval", LOC, JPKI_CONF_SECS,
+        POL(recheck_interval), 0, 365 * DAY, 0, NULL},
+    [JPKI_D_COOKIE_NAME] = {"cookie_name", LOC, JPKI_CONF_TOKEN,
+        POL(cookie_name), 1, 63, 0, NULL},
+    [JPKI_D_COOKIE_PATH] = {"cookie_path", LOC, JPKI_CONF_PATH,
+        POL(cookie_path), 1, 127, 0, NULL},
+    [JPKI_D_COOKIE_SAMESITE] = {"cookie_samesite", LOC, JPKI_CONF_SAMESITE,
+        POL(cookie_samesite), 0, 7, 0, NULL},
+    [JPKI_D_COOKIE_SECURE] = {"cookie_secure", LOC, JPKI_CONF_FLAG,
+        POL(cookie_secure), 0, 1, 0, NULL},
+    [JPKI_D_REVOCATION] = {"rev_policy", LOC, JPKI_CONF_REVOCATION,
+        POL(rev_policy), 0, 0, 0, NULL},
+    [JPKI_D_FAILURE] = {"fail_open", LOC, JPKI_CONF_FAILURE,
+        POL(fail_open), 0, 1, 0, NULL},
+    [JPKI_D_LOGIN_PAGE] = {"login_page", LOC, JPKI_CONF_LOGIN_PAGE,
+        POL(login_page), 0, 255, 0, NULL},
+    [JPKI_D_TRUSTED_ORIGINS] = {"trusted_origins", LOC, JPKI_CONF_ORIGINS,
+        POL(trusted_origins), 0, 511, 0, NULL},
+    [JPKI_D_REQUIRE_ACCOUNT] = {"require_account", LOC, JPKI_CONF_FLAG,
+        POL(require_account), 0, 1, 0, NULL},
+    [JPKI_D_HEADER] = {"header", LOC, JPKI_CONF_TOKEN,
+        NOF, 1, 64, 0, "X-JPKI-Account"},
+    [JPKI_D_PASS_COOKIE] = {"pass_cookie", LOC, JPKI_CONF_FLAG,
+        NOF, 0, 1, 0, NULL},
+};
+
+/* ---- values -------------------------------------------------------- */
+
+static const char TIME_SYNTAX[] = "must be a time (e.g. 30s, 5m, 8h, 1d)";
+
+jpki_err jpki_conf_time(const char *s, int ms_ok, uint64_t *ms, char *err,
+                        size_t errlen)
+{
+    static const struct { char u; uint64_t ms; } units[] = {
+        {'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000},
+        {'w', 7 * 86400000ULL}, {'M', 30 * 86400000ULL},
+        {'y', 365 * 86400000ULL}};
+    uint64_t total = 0, n, mul;
+    size_t i;
+
+    if (s == NULL || *s == '\0') {
+        jpki_set_detail(err, errlen, "is empty");
+        return JPKI_ERR_INVALID;
+    }
+    while (*s != '\0') {
+        if (*s < '0' || *s > '9') {
+            jpki_set_detail(err, errlen, TIME_SYNTAX);
+            return JPKI_ERR_INVALID;
+        }
+        for (n = 0; *s >= '0' && *s <= '9'; s++) {
+            n = n * 10 + (uint64_t)(*s - '0');
+            if (n > 3650 * 86400000ULL) {
+                jpki_set_detail(err, errlen, "is too large");
+                return JPKI_ERR_INVALID;
+            }
+        }
+        if (s[0] == 'm' && s[1] == 's') {
+            if (!ms_ok) {
+                jpki_set_detail(err, errlen, "must be given in seconds, "
+                                "minutes, hours or days");
+                return JPKI_ERR_INVALID;
+            }
+            mul = 1;
+            s += 2;
+        } else if (*s == '\0' || *s == ' ') {
+            mul = 1000;
+        } else {
+            for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                if (units[i].u == *s)
+                    break;
+            if (i == sizeof(units) / sizeof(units[0])) {
+                jpki_set_detail(err, errlen, TIME_SYNTAX);
+                return JPKI_ERR_INVALID;
+            }
+            mul = units[i].ms;
+            s++;
+        }
+        total += n * mul;
+        if (total > 3650 * 86400000ULL) {
+            jpki_set_detail(err, errlen, "is too large");
+            return JPKI_ERR_INVALID;
+        }
+        while (*s == ' ')
+            s++;
+    }
+    *ms = total;
+    return JPKI_OK;
+}
+
+jpki_err jpki_conf_size(const char *s, uint64_t *bytes, char *err,
+                        size_t errlen)
+{
+    uint64_t n = 0;
+    const char *p = s;
+
+    while (p != NULL && *p >= '0' && *p <= '9' && n <= (1ULL << 40))
+        n = n * 10 + (uint64_t)(*p++ - '0');
+    switch (p != NULL ? *p : 'x') {
+    case 'k': case 'K': n <<= 10; p++; break;
+    case 'm': case 'M': n <<= 20; p++; break;
+    case 'g': case 'G': n <<= 30; p++; break;
+    default: break;
+    }
+    if (p == s || p == NULL || *p != '\0' || n == 0 || n > (64ULL << 30)) {
+        jpki_set_detail(err, errlen, "must be a size (e.g. 10m)");
+        return JPKI_ERR_INVALID;
+    }
+    *bytes = n;
+    return JPKI_OK;
+}
+
+jpki_err jpki_conf_flag(const char *s, int *on, char *err, size_t errlen)
+{
+    if (s == NULL || strcasecmp(s, "on") == 0) {
+        *on = 1;
+    } else if (strcasecmp(s, "off") == 0) {
+        *on = 0;
+    } else {
+        jpki_set_detail(err, errlen, "must be \"on\" or \"off\"");
+        return JPKI_ERR_INVALID;
+    }
+    return JPKI_OK;
+}
+
+void jpki_conf_message(char *out, size_t outlen, const char *name,
+                       const char *sentence)
+{
+    static const char *const preds[] = {"must ", "is ", "needs "};
+    size_t i;
+
+    for (i = 0; i < sizeof(preds) / sizeof(preds[0]); i++)
+        if (strncmp(sentence, preds[i], strlen(preds[i])) == 0) {
+            snprintf(out, outlen, "%s %s", name, sentence);
+            return;
+        }
+    snprintf(out, outlen, "%s: %s", name, sentence);
+}
+
+/* ---- simple directives ------------------------------------------- */
+
+void jpki_conf_init(jpki_conf_values *v)
+{
+    size_t i;
+
+    memset(v, 0, sizeof(*v));
+    for (i = 0; i < JPKI__D_COUNT; i++)
+        v->n[i] = JPKI_CONF_UNSET;
+}
+
+static int is_token(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++)
+        if (*s <= 0x20 || *s >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *s))
+            return 0;
+    return 1;
+}
+
+static jpki_err set_time(const jpki_directive *d, const char *arg,
+                         long long *out, char *err, size_t errlen)
+{
+    uint64_t ms;
+    int is_ms = d->kind == JPKI_CONF_MSEC;
+    long long v, unit = is_ms ? 1 : 1000;
+
+    if (jpki_conf_time(arg, is_ms, &ms, err, errlen) != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    v = (long long)(ms / (uint64_t)unit);
+    if (v < d->min || v > d->max || (is_ms && ms == 0)) {
+        if (d->max == 365 * DAY)
+            jpki_set_detail(err, errlen, "is too large");
+        else
+            jpki_set_detail(err, errlen, "must be between %lld%s and "
+                            "%lld%s", d->min, is_ms ? "ms" : "s",
+                            is_ms ? d->max / 1000 : d->max, "s");
+        return JPKI_ERR_INVALID;
+    }
+    *out = v;
+    return JPKI_OK;
+}
+
+/* Strings: checks arg; *val is arg or a constant. */
+static jpki_err set_string(jpki_conf_values *v, jpki_directive_id id,
+                           const char *arg, char *err, size_t errlen)
+{
+    const jpki_directive *d = &jpki_directives[id];
+    const char *val = arg;
+    size_t n = strlen(arg);
+    static const char *const ss[] = {"Strict", "Lax", "None"};
+    size_t i;
+
+    switch (d->kind) {
+    case JPKI_CONF_TOKEN:
+        if (!is_token(arg, (size_t)d->max)) {
+            jpki_set_detail(err, errlen, "must be a %s of 1..%lld "
+                            "characters", id == JPKI_D_HEADER ? "header name"
+                            : "token", d->max);
+            return JPKI_ERR_INVALID;
+        }
+        break;
+    case JPKI_CONF_PATH:
+        if (arg[0] != '/' || n > (size_t)d->max || strpbrk(arg, "; \t\r\n")) {
+            jpki_set_detail(err, errlen, "must be a path starting with '/' "
+                            "(at most %lld characters, no ';' or spaces)",
+                            d->max);
+            return JPKI_ERR_INVALID;
+        }
+        break;
+    case JPKI_CONF_SAMESITE:
+        for (i = 0; i < 3 && strcasecmp(arg, ss[i]) != 0; i++)
+            ;
+        if (i == 3) {
+            jpki_set_detail(err, errlen, "must be Strict, Lax or None");
+            return JPKI_ERR_INVALID;
+        }
+        val = ss[i];
+        break;
+    case JPKI_CONF_LOGIN_PAGE:
+        if (strcasecmp(arg, "none") == 0) {
+            val = "";
+            break;
+        }
+        if (arg[0] != '/' && strncasecmp(arg, "http://", 7) != 0
+            && strncasecmp(arg, "https://", 8) != 0) {
+            jpki_set_detail(err, errlen, "must start with '/' or http(s):// "
+                            "(or be \"none\")");
+            return JPKI_ERR_INVALID;
+        }
+        if (n > (size_t)d->max || strpbrk(arg, " \t\r\n\"")) {
+            jpki_set_detail(err, errlen, "must be at most %lld characters, "
+                            "without spaces or quotes", d->max);
+            return JPKI_ERR_INVALID;
+        }
+        break;
+    default:                                /* JPKI_CONF_ORIGINS */
+        if (n == 0 || n > (size_t)d->max) {
+            jpki_set_detail(err, errlen, "must be 1..%lld characters in all",
+                            d->max);
+            return JPKI_ERR_INVALID;
+        }
+        break;
+    }
+    v->s[id] = val;
+    return JPKI_OK;
+}
+
+static jpki_err set_word(jpki_conf_values *v, jpki_directive_id id,
+                         const char *arg, char *err, size_t errlen)
+{
+    const jpki_directive *d = &jpki_directives[id];
+    long long *out = &v->n[id];
+    int on;
+
+    switch (d->kind) {
+    case JPKI_CONF_SECS:
+    case JPKI_CONF_MSEC:
+        return set_time(d, arg, out, err, errlen);
+    case JPKI_CONF_FLAG:
+        if (jpki_conf_flag(arg, &on, err, errlen) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        *out = on;
+        return JPKI_OK;
+    case JPKI_CONF_FAILURE:
+        if (strcasecmp(arg, "closed") != 0 && strcasecmp(arg, "open") != 0) {
+            jpki_set_detail(err, errlen, "must be \"closed\" or \"open\"");
+            return JPKI_ERR_INVALID;
+        }
+        *out = strcasecmp(arg, "open") == 0;
+        return JPKI_OK;
+    case JPKI_CONF_REVOCATION:
+        if (jpki_rev_policy_parse(arg, strlen(arg), &v->rev) != JPKI_OK
+            || v->rev.n == 0) {
+            jpki_set_detail(err, errlen, "must be ocsp, crl, or both in the "
+                            "order they are asked (\"ocsp,crl\", "
+                            "\"crl,ocsp\")");
+            return JPKI_ERR_INVALID;
+        }
+        *out = 1;
+        return JPKI_OK;
+    case JPKI_CONF_GRACE:
+        if (strcasecmp(arg, "auto") == 0) {
+            *out = JPKI_CRL_GRACE_VALIDITY;
+            return JPKI_OK;
+        }
+        if (set_time(d, arg, out, err, errlen) != JPKI_OK) {
+            jpki_set_detail(err, errlen, "must be \"auto\" or a time of "
+                            "1s..30d");
+            return JPKI_ERR_INVALID;
+        }
+        return JPKI_OK;
+    default:
+        return set_string(v, id, arg, err, errlen);
+    }
+}
+
+static int is_set(const jpki_conf_values *v, jpki_directive_id id)
+{
+    return v->n[id] != JPKI_CONF_UNSET || v->s[id] != NULL;
+}
+
+jpki_err jpki_conf_set(jpki_conf_values *v, jpki_directive_id id,
+                       const char *arg, char *err, size_t errlen)
+{
+    if ((unsigned)id >= JPKI__D_COUNT) {
+        jpki_set_detail(err, errlen, "is not a directive of the core");
+        return JPKI_ERR_INVALID;
+    }
+    if (is_set(v, id)) {
+        jpki_set_detail(err, errlen, "is duplicate");
+        return JPKI_ERR_INVALID;
+    }
+    if (arg == NULL) {
+        jpki_set_detail(err, errlen, "needs a value");
+        return JPKI_ERR_INVALID;
+    }
+    return set_word(v, id, arg, err, errlen);
+}
+
+void jpki_conf_merge(jpki_conf_values *child, const jpki_conf_values *parent)
+{
+    size_t i;
+
+    for (i = 0; i < JPKI__D_COUNT; i++) {
+        if (is_set(child, (jpki_directive_id)i))
+            continue;
+        child->n[i] = parent->n[i];
+        child->s[i] = parent->s[i];
+        if (i == JPKI_D_REVOCATION)
+            child->rev = parent->rev;
+    }
+}
+
+int jpki_conf_any(const jpki_conf_values *v, int level)
+{
+    size_t i;
+
+    for (i = 0; i < JPKI__D_COUNT; i++)
+        if (jpki_directives[i].level == level
+            && is_set(v, (jpki_directive_id)i))
+            return 1;
+    return 0;
+}
+
+void jpki_conf_apply(const jpki_conf_values *v, int level, jpki_policy *p)
+{
+    const jpki_directive *d;
+    char *f;
+    size_t i;
+
+    for (i = 0; i < JPKI__D_COUNT; i++) {
+        d = &jpki_directives[i];
+        if (d->level != level || d->field == NOF
+            || !is_set(v, (jpki_directive_id)i))
+            continue;
+        f = (char *)p + d->field;
+        if (d->kind == JPKI_CONF_REVOCATION)
+            memcpy(f, &v->rev, sizeof(v->rev));
+        else if (v->s[i] != NULL)   /* bounded by the setter: max < size */
+            snprintf(f, (size_t)d->max + 1, "%s", v->s[i]);
+        else
+            *(unsigned *)(void *)f = (unsigned)v->n[i];
+    }
+}
+
+static const jpki_policy *default_policy(void)
+{
+    static jpki_policy p;
+    static int done;
+
+    if (!done) {                /* configuration time: one thread */
+        jpki_policy_defaults(&p);
+        done = 1;
+    }
+    return &p;
+}
+
+long long jpki_conf_num(const jpki_conf_values *v, jpki_directive_id id)
+{
+    const jpki_directive *d = &jpki_directives[id];
+
+    if (v != NULL && v->n[id] != JPKI_CONF_UNSET)
+        return v->n[id];
+    if (d->field == NOF)
+        return d->def;
+    return *(const unsigned *)(const void *)((const char *)default_policy()
+                                             + d->field);
+}
+
+const char *jpki_conf_str(const jpki_conf_values *v, jpki_directive_id id)
+{
+    const jpki_directive *d = &jpki_directives[id];
+
+    if (v != NULL && v->s[id] != NULL)
+        return v->s[id];
+    if (d->field == NOF)
+        return d->sdef;
+    return (const char *)default_policy() + d->field;
+}
+
+/* ---- the store ----------------------------------------------------- */
+
+uint64_t jpki_conf_zone_min(void)
+{
+    uint64_t m = 2 * (uint64_t)jpki_shm_min_size();
+
+    return m > 64 * 1024 ? m : 64 * 1024;
+}
+
+static jpki_err copy_word(char *dst, size_t size, const char *src,
+                          const char *what, char *err, size_t errlen)
+{
+    size_t n = strlen(src);
+
+    if (n == 0 || n >= size) {
+        jpki_set_detail(err, errlen, "%s needs a value of 1..%zu characters",
+                        what, size - 1);
+        return JPKI_ERR_INVALID;
+    }
+    memcpy(dst, src, n + 1);
+    return JPKI_OK;
+}
+
+static jpki_err zone_size(const char *s, uint64_t *out, const char *what,
+                          char *err, size_t errlen)
+{
+    if (jpki_conf_size(s, out, err, errlen) != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    if (*out < jpki_conf_zone_min()) {
+        jpki_set_detail(err, errlen, "%s must be at least %lluk", what,
+                        (unsigned long long)(jpki_conf_zone_min() / 1024));
+        return JPKI_ERR_INVALID;
+    }
+    return JPKI_OK;
+}
+
+static int zone_name_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > 63)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+            return 0;
+    return 1;
+}
+
+/* shm [zone=NAME] [size=SIZE]; zone=NAME:SIZE is the old nginx spelling. */
+static jpki_err store_shm(int argc, const char *const *argv,
+                          jpki_store_spec *sp, char *err, size_t errlen)
+{
+    int i, zone = 0, size = 0;
+    const char *a, *colon;
+    char why[128];
+
+    for (i = 1; i < argc; i++) {
+        a = argv[i];
+        if (strncmp(a, "zone=", 5) == 0 && !zone++) {
+            colon = strchr(a + 5, ':');
+            if (!zone_name_ok(a + 5, colon ? (size_t)(colon - a - 5)
+                                           : strlen(a + 5))) {
+                jpki_set_detail(err, errlen, "zone= must be a name of 1..63 "
+                                "of A-Z a-z 0-9 _ . -");
+                return JPKI_ERR_INVALID;
+            }
+            snprintf(sp->zone, sizeof(sp->zone), "%.*s",
+                     (int)(colon ? colon - a - 5 : 63), a + 5);
+            if (colon != NULL) {
+                if (size++ || zone_size(colon + 1, &sp->size, "size", why,
+                                        sizeof(why)) != JPKI_OK) {
+                    jpki_set_detail(err, errlen, "zone=NAME:SIZE: %s",
+                                    size > 1 ? "size given twice" : why);
+                    return JPKI_ERR_INVALID;
+                }
+                snprintf(sp->warning, sizeof(sp->warning), "\"zone=NAME:SIZE"
+                         "\" is deprecated: write \"zone=%s size=%s\"",
+                         sp->zone, colon + 1);
+            }
+        } else if (strncmp(a, "size=", 5) == 0 && !size++) {
+            if (zone_size(a + 5, &sp->size, "size=", why, sizeof(why))
+                != JPKI_OK) {
+                jpki_set_detail(err, errlen, "size= %s", why);
+                return JPKI_ERR_INVALID;
+            }
+        } else {
+            jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" "
+                            "(shm takes zone=NAME and size=SIZE, once each)",
+                            a);
+            return JPKI_ERR_INVALID;
+        }
+    }
+    return JPKI_OK;
+}
+
+/* HOST[:PORT], [V6]:PORT or unix:/PATH into sp. */
+static jpki_err redis_addr(const char *a, jpki_store_spec *sp, char *err,
+                           size_t errlen)
+{
+    const char *host = a, *end, *port = NULL;
+    char *pe;
+    unsigned long p = JPKI_CONF_REDIS_PORT;
+
+    if (copy_word(sp->addr, sizeof(sp->addr), a, "redis=", err, errlen)
+        != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    if (strncmp(a, "unix:", 5) == 0) {
+        if (a[5] != '/' || strlen(a + 5) >= sizeof(sp->unix_path)) {
+            jpki_set_detail(err, errlen, "redis=unix: needs an absolute "
+                            "socket path");
+            return JPKI_ERR_INVALID;
+        }
+        snprintf(sp->unix_path, sizeof(sp->unix_path), "%s", a + 5);
+        return JPKI_OK;
+    }
+    if (*a == '[') {
+        host = a + 1;
+        end = strchr(host, ']');
+        if (end != NULL && end[1] == ':')
+            port = end + 2;
+        else if (end != NULL && end[1] != '\0')
+            end = NULL;
+    } else {
+        end = strchr(a, ':');
+        if (end != NULL && strchr(end + 1, ':') != NULL)
+            end = NULL;                 /* a bare IPv6 address: brackets */
+        else if (end != NULL)
+            port = end + 1;
+        else
+            end = a + strlen(a);
+    }
+    if (port != NULL) {
+        p = (*port >= '0' && *port <= '9') ? strtoul(port, &pe, 10) : 0;
+        if (p == 0 || p > 65535 || *pe != '\0')
+            end = NULL;
+    }
+    if (end == NULL || end == host
+        || strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789.-_:%") < (size_t)(end - host)) {
+        jpki_set_detail(err, errlen, "invalid redis address \"%.64s\" "
+                        "(HOST:PORT, [IPv6]:PORT or unix:/path)", a);
+        return JPKI_ERR_INVALID;
+    }
+    snprintf(sp->host, sizeof(sp->host), "%.*s", (int)(end - host), host);
+    sp->port = (unsigned)p;
+    return JPKI_OK;
+}
+
+static jpki_err redis_number(const char *s, long lo, long hi, long *out,
+                             const char *what, char *err, size_t errlen)
+{
+    char *end;
+    long n = (*s >= '0' && *s <= '9') ? strtol(s, &end, 10) : -1;
+
+    if (n < lo || n > hi || *end != '\0') {
+        jpki_set_detail(err, errlen, "invalid %s (%ld..%ld)", what, lo, hi);
+        return JPKI_ERR_INVALID;
+    }
+    *out = n;
+    return JPKI_OK;
+}
+
+/* One option of redis=: key=value into sp. */
+static jpki_err redis_option(const char *a, jpki_store_spec *sp,
+                             unsigned *seen, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"db=", "user=", "password=",
+        "keepalive=", "tls=", "tls_ca=", "tls_name=", "mirror="};
+    const size_t nk = sizeof(keys) / sizeof(keys[0]);
+    const char *v;
+    char why[128];
+    long n;
+    size_t k;
+    int on;
+
+    for (k = 0; k < nk && strncmp(a, keys[k], strlen(keys[k])) != 0; k++)
+        ;
+    if (k == nk || (*seen & (1u << k))) {
+        jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" (redis= "
+                        "takes db=, user=, password=, keepalive=, tls=, "
+                        "tls_ca=, tls_name= and mirror=, once each)", a);
+        return JPKI_ERR_INVALID;
+    }
+    *seen |= 1u << k;
+    v = a + strlen(keys[k]);
+    switch (k) {
+    case 0:
+        if (redis_number(v, 0, 15, &n, "db=", err, errlen) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        sp->db = (int)n;
+        return JPKI_OK;
+    case 1:
+        return copy_word(sp->user, sizeof(sp->user), v, "user=", err, errlen);
+    case 2:
+        return copy_word(sp->password, sizeof(sp->password), v, "password=",
+                         err, errlen);
+    case 3:
+        if (redis_number(v, 1, 1024, &n, "keepalive=", err, errlen)
+            != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        sp->keepalive = (unsigned)n;
+        return JPKI_OK;
+    case 4:
+        if (jpki_conf_flag(v, &on, why, sizeof(why)) != JPKI_OK) {
+            jpki_set_detail(err, errlen, "tls= must be \"on\" or \"off\"");
+            return JPKI_ERR_INVALID;
+        }
+        sp->tls = on;
+        return JPKI_OK;
+    case 5:
+        return copy_word(sp->tls_ca, sizeof(sp->tls_ca), v, "tls_ca=", err,
+                         errlen);
+    case 6:
+        return copy_word(sp->tls_name, sizeof(sp->tls_name), v, "tls_name=",
+                         err, errlen);
+    default:
+        if (zone_size(v, &sp->mirror, "mirror=", why, sizeof(why))
+            != JPKI_OK) {
+            jpki_set_detail(err, errlen, "mirror= %s", why);
+            return JPKI_ERR_INVALID;
+        }
+        return JPKI_OK;
+    }
+}
+
+static jpki_err store_redis(int argc, const char *const *argv,
+                            jpki_store_spec *sp, char *err, size_t errlen)
+{
+    unsigned seen = 0;
+    int i;
+
+    if (redis_addr(argv[0] + 6, sp, err, errlen) != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    for (i = 1; i < argc; i++)
+        if (redis_option(argv[i], sp, &seen, err, errlen) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+    if (sp->user[0] && !sp->password[0]) {
+        jpki_set_detail(err, errlen, "user= without password=");
+        return JPKI_ERR_INVALID;
+    }
+    if (sp->tls_ca[0] && !sp->tls) {
+        jpki_set_detail(err, errlen, "tls_ca= without tls=on");
+        return JPKI_ERR_INVALID;
+    }
+    if (sp->tls && !sp->tls_ca[0]) {
+        jpki_set_detail(err, errlen, "redis tls=on needs tls_ca=FILE (the "
+                        "server is always verified)");
+        return JPKI_ERR_INVALID;
+    }
+    if (sp->tls && sp->unix_path[0] && !sp->tls_name[0]) {
+        jpki_set_detail(err, errlen, "tls=on over a unix socket needs "
+                        "tls_name=");
+        return JPKI_ERR_INVALID;
+    }
+    if (sp->tls && !sp->tls_name[0])
+        snprintf(sp->tls_name, sizeof(sp->tls_name), "%s", sp->host);
+    return JPKI_OK;
+}
+
+jpki_err jpki_conf_store(int argc, const char *const *argv,
+                         jpki_store_spec *spec, char *err, size_t errlen)
+{
+    jpki_store_spec sp;
+    jpki_err e;
+
+    memset(&sp, 0, sizeof(sp));
+    snprintf(sp.zone, sizeof(sp.zone), "jpki");
+    sp.size = JPKI_CONF_STORE_SIZE;
+    sp.port = JPKI_CONF_REDIS_PORT;
+    sp.keepalive = JPKI_CONF_KEEPALIVE;
+    sp.mirror = JPKI_CONF_MIRROR_SIZE;
+    if (argc >= 1 && strcmp(argv[0], "shm") == 0) {
+        sp.kind = JPKI_STORE_KIND_SHM;
+        e = store_shm(argc, argv, &sp, err, errlen);
+    } else if (argc >= 1 && strncmp(argv[0], "redis=", 6) == 0) {
+        sp.kind = JPKI_STORE_KIND_REDIS;
+        e = store_redis(argc, argv, &sp, err, errlen);
+    } else {
+        jpki_set_detail(err, errlen, "expects \"shm [zone=NAME] [size=SIZE]"
+                        "\" or \"redis=HOST:PORT|unix:/PATH [db=N] [user=U] "
+                        "[password=P] [keepalive=N] [tls=on tls_ca=FILE "
+                        "[tls_name=NAME]] [mirror=SIZE]\"");
+        return JPKI_ERR_INVALID;
+    }
+    if (e == JPKI_OK)
+        *spec = sp;
+    OPENSSL_cleanse(&sp, sizeof(sp));
+    return e;
+}

@@ -1,0 +1,78 @@
+/* gate.h - the rules of the gate's HTTP face that belong to no one web
+ * server: which request headers are the gate's, whether a client wants
+ * JSON or a page, the health answer, and the Redis connection prelude.
+ * Both adapters call these; neither writes its own. */
+#ifndef JPKI_GATE_H
+#define JPKI_GATE_H
+
+#include "jpki.h"
+
+/* Header names compare as CGI-style upstreams and nginx's $http_ variables
+ * see them: case-insensitively, '_' read as '-'.  n bytes of each; a NUL in
+ * either before n bytes is a mismatch. */
+int jpki_header_name_eq(const char *a, const char *b, size_t n);
+
+/* Whether a request header (key, klen bytes) is one of the gate's: any
+ * X-JPKI-*, or the account header name (nlen bytes; name NULL: none).
+ * Every client copy of these is removed before the request goes on. */
+int jpki_is_gate_header(const char *key, size_t klen, const char *name,
+                        size_t nlen);
+
+/* Whether an answer made by the gate is JSON (API client) rather than a
+ * page or a redirect: Accept absent (accept NULL), naming
+ * application/json, or not naming text/html.  len bytes of accept. */
+int jpki_accept_wants_json(const char *accept, size_t len);
+
+/* ---- health ------------------------------------------------------ */
+
+/* The health answer, {"status":"ok"|"degraded","time":T,"store":{...},
+ * "crls":[...]}: the adapter adds what it reads of each CRL file slot,
+ * then the store's state, and answers 200 when ok, 503 otherwise. */
+typedef struct {
+    char *buf;              /* the "crls" array's text, NUL-terminated */
+    size_t max;
+    size_t len;
+    unsigned n;
+    int ok;                 /* every CRL loaded, fresh, last load good */
+    int64_t now;            /* seconds */
+    unsigned grace;         /* jpki_crl_stale_after's grace_s */
+    int64_t skew;
+} jpki_health;
+
+/* Each entry takes at most this much of buf. */
+#define JPKI_HEALTH_CRL_MAX 512
+
+void jpki_health_init(jpki_health *h, char *buf, size_t max, int64_t now,
+                      unsigned grace, int64_t skew);
+/* A CRL slot: info NULL when none is loaded; error the last load's result
+ * (JPKI_OK when good); loaded_at when the loaded one was read (seconds).
+ * issuer is the operator's label, file the slot's own (NULL: the issuer
+ * has one slot). */
+void jpki_health_add_crl(jpki_health *h, const char *issuer,
+                         const char *file, const jpki_crl_info *info,
+                         jpki_err error, int64_t loaded_at);
+
+/* The command that probes the store: a write (SET with a TTL), so that a
+ * Redis at maxmemory shows as full. */
+void jpki_health_probe(jpki_store_cmd *cmd, int64_t now);
+/* The store's state from the probe's result (res NULL or n != 1: no
+ * answer): JPKI_OK, JPKI_ERR_STORE_FULL or JPKI_ERR_STORE. */
+jpki_err jpki_health_probe_result(const jpki_store_result *res, size_t n);
+
+/* The whole answer into out (NUL-terminated); returns its length, 0 when
+ * max is too small.  *ok: the status is "ok". */
+size_t jpki_health_json(const jpki_health *h, int shm, jpki_err store,
+                        char *out, size_t max, int *ok);
+
+/* ---- Redis ------------------------------------------------------- */
+
+/* AUTH [user] password (when password is not NULL) and SELECT db (when db
+ * > 0) in RESP, sent before the first commands of a new connection; *count
+ * is the number of replies they will get.  Returns the length written to
+ * out, or (size_t)-1 when max is too small (jpki_redis_prelude_size). */
+size_t jpki_redis_prelude(const char *user, const char *password,
+                          unsigned db, char *out, size_t max,
+                          unsigned *count);
+size_t jpki_redis_prelude_size(const char *user, const char *password);
+
+#endif

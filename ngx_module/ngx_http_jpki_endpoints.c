@@ -1,0 +1,358 @@
+/*
+ * ngx_http_jpki_endpoints.c - the endpoints (challenge, login, logout,
+ * status: the request body read, then a transaction) and the health
+ * answer (common/gate.c writes it).
+ */
+
+#include "ngx_http_jpki.h"
+#include "gate.h"
+
+
+static void
+ngx_http_jpki_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_ctx_t        *ctx;
+    ngx_http_jpki_loc_conf_t   *jlcf;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_chain_t                *cl;
+    size_t                      len, jl;
+    u_char                     *p;
+    char                        json[128];
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+
+    len = 0;
+    if (r->request_body && !r->request_body->temp_file) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += ngx_buf_size(cl->buf);
+        }
+    }
+
+    if (r->request_body && r->request_body->temp_file) {
+        ctx->body = NULL;
+        ctx->body_len = JPKI_BODY_MAX + 1;        /* too large */
+
+    } else if (len > 0) {
+        ctx->body = ngx_pnalloc(r->pool, len);
+        if (ctx->body == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        p = ctx->body;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            /* a chunked body ends with an empty buffer (pos NULL) */
+            if (cl->buf->last > cl->buf->pos) {
+                p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+            }
+        }
+        ctx->body_len = len;
+    }
+
+    /* a cap on the logins a worker verifies at once (the location's
+     * jpki_throttle concurrency=): a flood cannot take the worker from the
+     * gated requests */
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
+    jmcf = ngx_http_jpki_site(r);
+    if (ctx->op == JPKI_OP_LOGIN && jlcf->policy->login_concurrency
+        && jmcf->logins >= jlcf->policy->login_concurrency)
+    {
+        jl = jpki_error_json(JPKI_ERR_BUSY, json, sizeof(json));
+        if (ngx_http_jpki_add_out_header(r, "Retry-After", "1") != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+        ngx_http_finalize_request(r,
+            ngx_http_jpki_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE, json,
+                                    jl));
+        return;
+    }
+
+    if (ngx_http_jpki_start(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ctx->op == JPKI_OP_LOGIN) {
+        jmcf->logins++;
+        ctx->counted = 1;
+    }
+
+    ngx_http_jpki_drive(ctx);
+
+    if (!ctx->waiting) {
+        ngx_http_finalize_request(r, ctx->rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t                  tail;
+    jpki_op                    op;
+    ngx_int_t                  rc;
+    char                       json[128];
+    size_t                     jl;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    /* the endpoint is the last path segment under the location */
+    tail = r->uri;
+    while (tail.len && tail.data[tail.len - 1] == '/') {
+        tail.len--;
+    }
+    while (tail.len && tail.data[0] != '/') {
+        tail.data++;
+        tail.len--;
+    }
+    {
+        u_char  *slash = tail.data + tail.len;
+        while (slash > tail.data && slash[-1] != '/') {
+            slash--;
+        }
+        tail.len -= slash - tail.data;
+        tail.data = slash;
+    }
+
+    if (tail.len == 9 && ngx_strncmp(tail.data, "challenge", 9) == 0) {
+        op = JPKI_OP_CHALLENGE;
+    } else if (tail.len == 5 && ngx_strncmp(tail.data, "login", 5) == 0) {
+        op = JPKI_OP_LOGIN;
+    } else if (tail.len == 6 && ngx_strncmp(tail.data, "logout", 6) == 0) {
+        op = JPKI_OP_LOGOUT;
+    } else if (tail.len == 6 && ngx_strncmp(tail.data, "status", 6) == 0) {
+        op = JPKI_OP_STATUS;
+    } else {
+        ngx_http_discard_request_body(r);
+        jl = jpki_error_json(JPKI_ERR_NOT_FOUND, json, sizeof(json));
+        return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, json, jl);
+    }
+
+    ctx = ngx_http_jpki_new_ctx(r, op);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (op != JPKI_OP_LOGIN || r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+        r->main->count++;                 /* finalized by the body handler */
+        ngx_http_jpki_body_handler(r);
+        return NGX_DONE;
+    }
+
+    if (r->headers_in.content_length_n > JPKI_BODY_MAX
+        || r->headers_in.content_length_n
+           > (off_t) clcf->client_body_buffer_size)
+    {
+        ngx_http_discard_request_body(r);
+        jl = jpki_error_json(JPKI_ERR_TOO_LARGE, json, sizeof(json));
+        return ngx_http_jpki_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       json, jl);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_jpki_body_handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+char *
+ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_http_core_loc_conf_t  *clcf;
+    char                      *rv;
+
+    rv = ngx_http_jpki_conf_flag(cf, cmd, &jlcf->endpoints);
+    if (rv == NGX_CONF_OK && jlcf->endpoints) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->handler = ngx_http_jpki_endpoint_handler;
+    }
+
+    return rv;
+}
+
+
+/* ---- health (JSON for monitoring) -------------------------------- */
+
+typedef struct {
+    ngx_http_request_t        *r;
+    ngx_http_jpki_io_t        *io;
+    jpki_health                health;        /* the CRLs' part */
+} ngx_http_jpki_health_ctx_t;
+
+
+/* Each CRL slot of the site, as this worker sees it. */
+static void
+ngx_http_jpki_health_crls(ngx_http_request_t *r, jpki_health *h)
+{
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    const jpki_crl_index       *ix;
+    jpki_crl_info               info;
+    ngx_uint_t                  i;
+    char                        name[64];
+
+    jmcf = ngx_http_jpki_site(r);
+    iss = jmcf->issuers.elts;
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_file.len == 0) {
+            continue;
+        }
+
+        ngx_cpystrn((u_char *) name, iss[i].name.data,
+                    ngx_min(iss[i].name.len + 1, sizeof(name)));
+
+        ix = ngx_http_jpki_crl_read(jmcf, &iss[i]);
+        if (ix != NULL) {
+            info = *jpki_crl_index_info(ix);
+        }
+        ngx_http_jpki_crl_done(jmcf);
+
+        jpki_health_add_crl(h, name, NULL, ix != NULL ? &info : NULL,
+                            (jpki_err) iss[i].crl->error,
+                            ix != NULL ? (int64_t) iss[i].crl->loaded : 0);
+    }
+}
+
+
+static void
+ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
+{
+    ngx_http_request_t         *r = hc->r;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    u_char                     *body;
+    size_t                      len, max;
+    int                         ok;
+
+    jmcf = ngx_http_jpki_site(r);
+    max = hc->health.len + 256;
+
+    body = ngx_pnalloc(r->pool, max);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    len = jpki_health_json(&hc->health,
+                           jmcf->store == NGX_HTTP_JPKI_STORE_SHM, store,
+                           (char *) body, max, &ok);
+
+    ngx_http_finalize_request(r, ngx_http_jpki_send_json(r,
+                              ok ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE,
+                              (char *) body, len));
+}
+
+
+static void
+ngx_http_jpki_health_store_done(void *data, jpki_store_result *res, size_t n)
+{
+    ngx_http_jpki_health_ctx_t  *hc = data;
+    ngx_connection_t            *c = hc->r->connection;
+
+    hc->io = NULL;
+    ngx_http_jpki_health_send(hc, jpki_health_probe_result(res, n));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_jpki_health_cleanup(void *data)
+{
+    ngx_http_jpki_health_ctx_t  *hc = data;
+
+    if (hc->io) {
+        ngx_http_jpki_io_detach(hc->io);
+        hc->io = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_jpki_health_handler(ngx_http_request_t *r)
+{
+    ngx_http_jpki_main_conf_t   *jmcf;
+    ngx_http_jpki_health_ctx_t  *hc;
+    ngx_pool_cleanup_t          *cln;
+    jpki_store_cmd               cmd;
+    ngx_int_t                    rc;
+    size_t                       max;
+    u_char                      *crls;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    jmcf = ngx_http_jpki_site(r);
+
+    hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    max = JPKI_HEALTH_CRL_MAX * (jmcf->issuers.nelts + 1);
+    if (hc == NULL || cln == NULL || (crls = ngx_pnalloc(r->pool, max)) == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_jpki_health_cleanup;
+    cln->data = hc;
+    hc->r = r;
+    jpki_health_init(&hc->health, (char *) crls, max, ngx_time(),
+                     (unsigned) jmcf->crl_grace,
+                     jpki_ctx_get_policy(jmcf->ctx)->clock_skew);
+    ngx_http_jpki_health_crls(r, &hc->health);
+
+    r->main->count++;
+
+    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+        ngx_http_jpki_health_send(hc, jmcf->shm == NULL ? JPKI_ERR_STORE
+                                  : jpki_shm_is_full(jmcf->shm,
+                                                     ngx_http_jpki_now_ms())
+                                  ? JPKI_ERR_STORE_FULL : JPKI_OK);
+        return NGX_DONE;
+    }
+
+    jpki_health_probe(&cmd, ngx_time());
+
+    if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, &cmd, 1,
+                                 ngx_http_jpki_health_store_done, hc, &hc->io)
+        != NGX_AGAIN)
+    {
+        ngx_http_jpki_health_send(hc, JPKI_ERR_STORE);
+    }
+
+    return NGX_DONE;
+}
+
+
+char *
+ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t   *jlcf = conf;
+    ngx_http_core_loc_conf_t   *clcf;
+    char                       *rv;
+
+    rv = ngx_http_jpki_conf_flag(cf, cmd, &jlcf->health);
+    if (rv == NGX_CONF_OK && jlcf->health) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->handler = ngx_http_jpki_health_handler;
+    }
+
+    return rv;
+}
+

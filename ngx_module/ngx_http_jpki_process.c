@@ -1,0 +1,255 @@
+/*
+ * ngx_http_jpki_process.c - a worker's start and exit: the shared zones
+ * attached, the watched files' timer, the logout-log poller (with Redis).
+ */
+
+#include "ngx_http_jpki.h"
+
+
+ngx_int_t
+ngx_http_jpki_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **site;
+    ngx_uint_t                   i;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    if (sites == NULL) {
+        return NGX_OK;
+    }
+
+    site = sites->sites.elts;
+    for (i = 0; i < sites->sites.nelts; i++) {
+        if (ngx_http_jpki_init_site(cycle, site[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+int64_t
+ngx_http_jpki_now_ms(void)
+{
+    ngx_time_t  *tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + (int64_t) tp->msec;
+}
+
+
+/* This worker's handle over a table zone (the store, the logout mirror). */
+static jpki_shm *
+ngx_http_jpki_attach(ngx_cycle_t *cycle, ngx_shm_zone_t *zone,
+    void **handle)
+{
+    ngx_slab_pool_t  *shpool;
+    jpki_shm_lock     lock;
+    jpki_shm         *s;
+    size_t            size;
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+    size = zone->shm.size - zone->shm.size / 8;
+    size &= ~(size_t) 7;
+    lock.lock = ngx_http_jpki_shm_lock;
+    lock.unlock = ngx_http_jpki_shm_unlock;
+    lock.ud = shpool;
+    *handle = ngx_alloc(jpki_shm_handle_size(), cycle->log);
+    if (*handle == NULL) {
+        return NULL;
+    }
+    s = jpki_shm_attach(*handle, zone->data, size, &lock);
+    if (s == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "jpki: cannot attach to the shared zone \"%V\"",
+                      &zone->shm.name);
+    }
+    return s;
+}
+
+
+/* The logout log poller (common/outsync.c): one per worker and site, on a
+ * timer; its commands go to Redis like a request's, never blocking. */
+static void ngx_http_jpki_outsync_run(ngx_http_jpki_main_conf_t *jmcf,
+    const jpki_store_cmd *cmds, size_t n);
+
+static void
+ngx_http_jpki_outsync_done(void *data, jpki_store_result *res, size_t n)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = data;
+    const jpki_store_cmd       *cmds;
+    size_t                      next;
+
+    jmcf->outsync_io = NULL;
+    cmds = jpki_outsync_feed(jmcf->outsync, res, n,
+                             ngx_http_jpki_now_ms(), &next);
+    if (cmds != NULL) {
+        ngx_http_jpki_outsync_run(jmcf, cmds, next);
+    }
+}
+
+
+static void
+ngx_http_jpki_outsync_run(ngx_http_jpki_main_conf_t *jmcf,
+    const jpki_store_cmd *cmds, size_t n)
+{
+    size_t  next;
+
+    if (ngx_http_jpki_redis_exec(jmcf, jmcf->outsync_timer.log, cmds, n,
+                                 ngx_http_jpki_outsync_done, jmcf,
+                                 &jmcf->outsync_io)
+        != NGX_AGAIN)
+    {
+        (void) jpki_outsync_feed(jmcf->outsync, NULL, 0,
+                                 ngx_http_jpki_now_ms(), &next);
+    }
+}
+
+
+static void
+ngx_http_jpki_outsync_timer(ngx_event_t *ev)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = ev->data;
+    const jpki_store_cmd       *cmds;
+    size_t                      n;
+
+    if (jmcf->outsync_io == NULL) {
+        cmds = jpki_outsync_cmds(jmcf->outsync,
+                                 ngx_http_jpki_now_ms(), &n);
+        if (cmds != NULL) {
+            ngx_http_jpki_outsync_run(jmcf, cmds, n);
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, JPKI_OUTSYNC_PERIOD_MS / 2);
+    }
+}
+
+
+ngx_int_t
+ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t     *iss;
+    ngx_http_jpki_crl_shm_t    *crl;
+    ngx_uint_t                  i;
+
+    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+        jmcf->shm = ngx_http_jpki_attach(cycle, jmcf->shm_zone,
+                                         &jmcf->shm_handle);
+        if (jmcf->shm == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (jmcf->mirror_zone) {
+        jmcf->mirror = ngx_http_jpki_attach(cycle, jmcf->mirror_zone,
+                                            &jmcf->mirror_handle);
+        jmcf->outsync = jmcf->mirror
+                        ? jpki_outsync_new(jmcf->ctx, jmcf->mirror) : NULL;
+        if (jmcf->outsync == NULL) {
+            return NGX_ERROR;
+        }
+        jmcf->outsync_timer.handler = ngx_http_jpki_outsync_timer;
+        jmcf->outsync_timer.data = jmcf;
+        jmcf->outsync_timer.log = cycle->log;
+        jmcf->outsync_timer.cancelable = 1;
+        ngx_add_timer(&jmcf->outsync_timer, 1);
+    }
+
+    /* this site's idle Redis connections (ngx_http_jpki_io.c) */
+    ngx_queue_init(&jmcf->redis_idle);
+    jmcf->redis_nidle = 0;
+
+    iss = jmcf->issuers.elts;
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        iss[i].crl = jmcf->crl_zone && i < NGX_HTTP_JPKI_CRL_SLOTS
+                     ? &((ngx_http_jpki_crl_shm_t *) jmcf->crl_zone->data)
+                           ->slot[i]
+                     : &iss[i].crl_own;
+    }
+
+    if (jmcf->crl_zone) {
+        /* this process's reader entry (a process that had the slot before
+         * may have died in a lookup): the pid first, see
+         * ngx_http_jpki_crl_reclaim_locked() */
+        crl = jmcf->crl_zone->data;
+        __atomic_store_n(&crl->reader[ngx_process_slot].pid, ngx_pid,
+                         __ATOMIC_SEQ_CST);
+        __atomic_store_n(&crl->reader[ngx_process_slot].epoch, 0,
+                         __ATOMIC_SEQ_CST);
+    }
+
+    ngx_http_jpki_load_crls(jmcf, cycle->log);
+
+    if (jmcf->map_file.len) {
+        ngx_http_jpki_map_load(jmcf, cycle->log, 0);
+    }
+
+    jmcf->map_timer.handler = ngx_http_jpki_files_timer;
+    jmcf->map_timer.data = jmcf;
+    jmcf->map_timer.log = cycle->log;
+    jmcf->map_timer.cancelable = 1;
+    ngx_add_timer(&jmcf->map_timer, 1000);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **site;
+    ngx_uint_t                   i;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    if (sites == NULL) {
+        return;
+    }
+
+    site = sites->sites.elts;
+    for (i = 0; i < sites->sites.nelts; i++) {
+        ngx_http_jpki_exit_site(site[i]);
+    }
+}
+
+
+void
+ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t     *iss;
+    ngx_uint_t                  i;
+
+    iss = jmcf->issuers.elts;
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_pending != NULL) {
+            jpki_crl_index_free(iss[i].crl_pending);
+            iss[i].crl_pending = NULL;
+            iss[i].crl_busy = 0;
+            jmcf->crl_npending--;
+        }
+
+        if (iss[i].crl != NULL && !ngx_http_jpki_crl_shared(jmcf, &iss[i])) {
+            jpki_crl_index_free((jpki_crl_index *) iss[i].crl->cur);
+            iss[i].crl->cur = NULL;
+        }
+    }
+
+    /* a claim kept for an index that waited: another worker loads it */
+    (void) ngx_http_jpki_crl_claim(jmcf, 0);
+
+    jpki_map_free(jmcf->map);
+    jmcf->map = NULL;
+
+    ngx_free(jmcf->shm_handle);
+
+    if (jmcf->outsync_io) {
+        ngx_http_jpki_io_detach(jmcf->outsync_io);
+        jmcf->outsync_io = NULL;
+    }
+    jpki_outsync_free(jmcf->outsync);
+    jmcf->outsync = NULL;
+    ngx_free(jmcf->mirror_handle);
+}
+

@@ -1,0 +1,97 @@
+/*
+ * ngx_http_jpki_variables.c - $jpki_account, $jpki_cert_id, $jpki_status
+ * and $jpki_auth_time.
+ */
+
+#include "ngx_http_jpki.h"
+
+
+static ngx_int_t
+ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_http_jpki_ctx_t  *ctx;
+    ngx_str_t            *s = NULL;
+    u_char               *p;
+
+    /* the request's own check (a gated subrequest's, whatever its
+     * verdict), else the one whose account it carries: the nearest
+     * request above it whose gate let it through */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
+    if (ctx == NULL) {
+        ctx = ngx_http_jpki_passed(r->parent);
+    }
+
+    if (ctx == NULL || !ctx->done) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+    case 0:
+        s = &ctx->account;
+        break;
+    case 1:
+        s = &ctx->cert_id;
+        break;
+    case 2:
+        if (ctx->auth_time == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        v->len = ngx_sprintf(p, "%T", ctx->auth_time) - p;
+        v->data = p;
+        v->valid = 1;
+        v->no_cacheable = 0;
+        v->not_found = 0;
+        return NGX_OK;
+    case 4:
+        s = &ctx->set_cookie;
+        break;
+    default:
+        s = &ctx->status;
+        break;
+    }
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_jpki_add_variables(ngx_conf_t *cf)
+{
+    static ngx_str_t    names[] = {
+        ngx_string("jpki_account"), ngx_string("jpki_cert_id"),
+        ngx_string("jpki_auth_time"), ngx_string("jpki_status"),
+        ngx_string("jpki_set_cookie")
+    };
+    ngx_http_variable_t  *var;
+    ngx_uint_t            i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        var = ngx_http_add_variable(cf, &names[i], NGX_HTTP_VAR_NOCACHEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+        var->get_handler = ngx_http_jpki_variable;
+        var->data = i;
+    }
+
+    return NGX_OK;
+}
+
