@@ -29,12 +29,13 @@ package JPKIServer;
 #     list: the directive once for each); a key of %ROLE: that role there;
 #   locations => [ PATH => { ... } ]: in that order; a location has roles
 #     (endpoints, gate, health: see %ROLE), upstream => 1 (proxied to the
-#     echo upstream of the harnesses), text => TEXT (a static answer: its
+#     echo upstream of the harnesses; or => 'http://HOST:PORT', proxied
+#     there, the request's path kept), text => TEXT (a static answer: its
 #     exact path), any key of %DIRECTIVE, and nginx => TEXT / apache =>
 #     TEXT (more directives of that server only);
 #   nginx, nginx_server, apache: text for one server only (nginx: in http{}
 #     after the site, in server{} after the locations; Apache: after the
-#     site);
+#     site); nginx_listen: parameters of nginx's listen (http2);
 #   harness options: name, workers (nginx workers, Apache children), and
 #     Apache's mpm, modules, loglevel, docs.
 #   Text may use @PKI@, @UP@ (the echo upstream), @PORT@, @DIR@.
@@ -171,8 +172,8 @@ sub locations_conf {
         }
         my @d = map { $ROLE{$_}[ is_nginx($kind) ? 0 : 1 ] } grep { $l->{$_} } sort keys %ROLE;
         push @d, directives($kind, $l);
-        push @d, is_nginx($kind) ? 'proxy_pass http://127.0.0.1:@UP@;'
-                                 : "ProxyPass http://127.0.0.1:\@UP\@$path" if $l->{upstream};
+        my $up = ($l->{upstream} // '') =~ m{^http://} ? $l->{upstream} : 'http://127.0.0.1:@UP@';
+        push @d, is_nginx($kind) ? "proxy_pass $up;" : "ProxyPass $up$path" if $l->{upstream};
         push @d, $l->{$kind} if defined $l->{$kind};
         my $body = join '', map { "            $_\n" } map { split /\n/ } @d;
         $c .= is_nginx($kind)
@@ -202,7 +203,8 @@ sub conf {
         map { $ROLE{$_}[ is_nginx($kind) ? 0 : 1 ] } grep { $site{$_} } sort keys %ROLE;
     my $locs = locations_conf($kind, @{ $site{locations} // [] });
     return is_nginx($kind)
-        ? $site . ($site{nginx} // '') . "\n    server {\n        listen 127.0.0.1:\@PORT\@;\n"
+        ? $site . ($site{nginx} // '') . "\n    server {\n        listen 127.0.0.1:\@PORT\@"
+          . ($site{nginx_listen} ? " $site{nginx_listen}" : '') . ";\n"
           . $locs . ($site{nginx_server} // '') . "\n    }\n"
         : $site . ($site{apache} // '') . "\n$locs";
 }
