@@ -381,6 +381,14 @@ EOF
     $put->($map, "$id david\n", 0.3);
     ok(within(4, sub { $account->() eq 'david' }),
        'mapping file replaced within the second (same size): read again');
+    # the parser nginx, Apache and jpkictl share (common/mapfile.c): a
+    # malformed line is ignored and named by number, a cert_id's first
+    # line stands
+    my $mk = $ng->mark;
+    $put->($map, "# accounts\n$id frank\nnot a mapping\n$id mallory\n", 0.4);
+    ok(within(4, sub { $account->() eq 'frank' }), 'a cert_id on two lines: the first stands');
+    like($ng->log_since($mk), qr/mapping file "[^"]*": 2 malformed lines ignored \(expected "<cert_id> <account>"\): line 3: it does not start with a cert_id \(32 lower-case hex digits\) and a space; line 4: the cert_id is mapped on line 2 already/,
+         '... the malformed lines named by number in the log');
 
     # 7. a large mapping file is read in a thread: the worker answers
     # meanwhile (parsing and sorting 1,500,000 lines, 62 MB, in no order,
