@@ -25,6 +25,7 @@ use HTTP::Tiny;
 use IO::Socket::INET;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
 skip_unless_apache();
@@ -71,67 +72,24 @@ my %LOC = (
     '/aud/jpki/'   => 'window=5s cert=3 addr=100 logins=0',
 );
 
-sub ng_conf {
+# The site (t/lib/JPKIServer.pm) on STORE.
+sub site {
     my ($store) = @_;
-    my $locs = '';
-    for my $l (sort keys %LOC) {
-        $locs .= "location $l { jpki_endpoints; "
-               . (defined $LOC{$l} ? "jpki_throttle $LOC{$l}; " : '') . "}\n";
-    }
-    return <<"EOF";
-    jpki_secret_file $secret;
-    jpki_issuer $issuer;
-    jpki_store $store;
-    jpki_map_file $dir/map.txt;
-    jpki_redis_timeout 2s;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        $locs
-        location /app/ { jpki on; proxy_pass http://127.0.0.1:\@UP\@; }
-        location = /health { jpki_health; }
-    }
-EOF
-}
-
-sub ap_conf {
-    my ($store) = @_;
-    my $locs = '';
-    for my $l (sort keys %LOC) {
-        $locs .= "<Location $l>\n    JPKIEndpoints On\n"
-               . (defined $LOC{$l} ? "    JPKIThrottle $LOC{$l}\n" : '')
-               . "</Location>\n";
-    }
-    return <<"EOF";
-JPKISecretFile $secret
-JPKIIssuer $issuer
-JPKIStore $store
-JPKIMapFile $dir/map.txt
-JPKIRedisTimeout 2s
-$locs<Location /app/>
-    AuthType JPKI
-    Require valid-user
-    ProxyPass http://127.0.0.1:\@UP\@/app/
-</Location>
-<Location /health>
-    JPKIHealth On
-</Location>
-EOF
+    return (secret => $secret, issuer => $issuer, store => $store, map => "$dir/map.txt",
+            redis_timeout => '2s',
+            locations => [ (map { ($_ => { endpoints => 1, throttle => $LOC{$_} }) } sort keys %LOC),
+                           '/app/' => { gate => 1, upstream => 1 },
+                           '/health' => { health => 1, exact => 1 } ]);
 }
 
 # A server: nginx or apache, on the embedded store of SIZE or on Redis.
 sub server {
     my ($kind, $name, $store, %o) = @_;
-    return $kind eq 'nginx'
-        ? JPKITest::Nginx->start(name => $name, http => ng_conf($store->{nginx}),
-                                 workers => $o{workers} // 2)
-        : JPKIApache::Server->start(name => $name, main => ap_conf($store->{apache}),
-                                    children => $o{workers} // 2);
+    $name =~ s/^\Q$kind\E-//;                 # (JPKIServer names it after its kind)
+    return JPKIServer->start($kind, name => $name, workers => $o{workers} // 2, site($store));
 }
-sub shm_store {
-    my ($name, $size) = @_;
-    return { nginx => "shm zone=$name:$size", apache => "shm size=$size zone=$name" };
-}
-my $REDIS = { nginx => "redis=127.0.0.1:$rport", apache => "redis=127.0.0.1:$rport" };
+sub shm_store { my ($name, $size) = @_; return "shm zone=$name size=$size" }
+my $REDIS = "redis=127.0.0.1:$rport";
 
 # A login body POSTed on a kept-alive connection, the request written at
 # once (HTTP::Tiny writes the head and the body apart: Nagle and delayed
