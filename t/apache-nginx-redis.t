@@ -15,6 +15,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
 skip_unless_apache();
@@ -27,37 +28,15 @@ my %acct = (user1 => 'alice', user2 => 'bob', 'rev-keyCompromise' => 'eve',
             'user-ec' => 'ec-user');
 $redis->cmd('SET', 'jpki:v1:map:' . cert_id($_, $secret), $acct{$_}) for keys %acct;
 
-my $store_ng = 'jpki_store redis=127.0.0.1:' . $redis->port . ' password=pw;';
-my $store_ap = 'JPKIStore redis=127.0.0.1:' . $redis->port . ' password=pw';
 my $issuer = 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url;
-
-my $ng = JPKITest::Nginx->start(name => 'nginx', http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer $issuer;
-    $store_ng
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-        location /app/  { jpki on; jpki_recheck_interval 0;
-                          proxy_pass http://127.0.0.1:\@UP\@; }
-        location /web/  { jpki on; jpki_login_page /login.html;
-                          proxy_pass http://127.0.0.1:\@UP\@; }
-    }
-EOF
-
-my $ap_conf = <<"EOF";
-JPKISecretFile $secret
-JPKIIssuer $issuer
-$store_ap
-@{[ ap_gate_conf(recheck => 0) ]}
-<Location /web/>
-    AuthType JPKI
-    Require valid-user
-    JPKILoginPage /login.html
-    ProxyPass http://127.0.0.1:\@UP\@/web/
-</Location>
-EOF
-my @ap = map { JPKIApache::Server->start(name => "apache$_", main => $ap_conf) } 1, 2;
+# the site (t/lib/JPKIServer.pm), the same on every node
+my %site = (secret => $secret, issuer => $issuer,
+            store => 'redis=127.0.0.1:' . $redis->port . ' password=pw',
+            locations => [ '/jpki/' => { endpoints => 1 },
+                           '/app/' => { gate => 1, recheck_interval => 0, upstream => 1 },
+                           '/web/' => { gate => 1, login_page => '/login.html', upstream => 1 } ]);
+my $ng = JPKIServer->start('nginx', name => 'nginx', %site);
+my @ap = map { JPKIServer->start('apache', name => "apache$_", %site) } 1, 2;
 
 my %node = (nginx => $ng, apache1 => $ap[0], apache2 => $ap[1]);
 my @names = qw(nginx apache1 apache2);
@@ -116,7 +95,7 @@ for my $from (@names) {
     $r = post_json(base('apache1', '/jpki/login'),
                    login_body(challenge(base('apache1', '/jpki')), 'user-ec'));
     is($r->{status}, 200, 'apache: login of the same certificate');
-    my @a = $ap[0]->audits(undef, $m);
+    my @a = $ap[0]->audits($m);
     is(@a ? $a[-1]{revocation} : undef, 'cache', 'apache: answer from the cache nginx wrote');
 }
 

@@ -85,7 +85,6 @@ sub site {
 # A server: nginx or apache, on the embedded store of SIZE or on Redis.
 sub server {
     my ($kind, $name, $store, %o) = @_;
-    $name =~ s/^\Q$kind\E-//;                 # (JPKIServer names it after its kind)
     return JPKIServer->start($kind, name => $name, workers => $o{workers} // 2, site($store));
 }
 sub shm_store { my ($name, $size) = @_; return "shm zone=$name size=$size" }

@@ -233,7 +233,7 @@ sub kinds {
 # The harness's options for KIND from a description.
 sub harness_opts {
     my ($kind, $name, %site) = @_;
-    my %o = (name => "$kind-$name");
+    my %o = (name => $name =~ /^\Q$kind\E/ ? $name : "$kind-$name");
     if (is_nginx($kind)) {
         $o{workers} = $site{workers} if $site{workers};
     } else {
