@@ -1,0 +1,103 @@
+#!/usr/bin/perl
+# t/conf-grammar.t - the directives' grammar is the core's (common/conf.c):
+# the same words are taken, and the same mistakes refused with the same
+# sentence, by `nginx -t` and `apache2 -t`.  The store (shm and redis, the
+# old nginx spelling zone=NAME:SIZE with a warning, the least sizes,
+# mirror=), revocation as an ordered list, [on|off] for the health and
+# endpoints locations, times, words in any case, a directive given twice.
+# The unit test t/unit/test_conf.c checks every sentence of the parsers;
+# this one checks that both modules use them.
+#   make build/ngx_http_jpki_module.so build/mod_auth_jpki.so pki
+#   prove -v t/conf-grammar.t
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JPKITest;
+use JPKIApache;
+use JPKIServer;
+
+skip_unless(qw(pki openssl));
+
+my $dir = tmpdir();
+my $secret = write_secret("$dir/site.secret");
+spew("$dir/ca.pem", slurp("$JPKITest::PKI/ca2.pem"), 0644);
+my %base = (secret => $secret, issuer => 'card ca=@PKI@/ca2.pem',
+            store => 'shm zone=jpki size=1m');
+
+# The store directive as written (JPKIServer's store => adds size=1m to a
+# shm store): at the site's level of each server.
+sub store { my ($spec) = @_; return (store => undef, nginx => "jpki_store $spec;", apache => "JPKIStore $spec") }
+
+# name, site changes, what the output says (undef: accepted)
+my @cases = (
+    # the store
+    [ 'shm with the defaults', { store('shm') }, undef ],
+    [ 'shm zone= size= in either order', { store('shm size=128k zone=a.b-c_1') }, undef ],
+    [ 'shm size under 64k', { store('shm size=32k') }, qr/size= must be at least 64k/ ],
+    [ 'shm size not a size', { store('shm size=12x') }, qr/size= must be a size/ ],
+    [ 'shm zone name with a slash', { store('shm zone=a/b') }, qr/zone= must be a name of 1\.\.63/ ],
+    [ 'shm with a redis word', { store('shm db=1') }, qr/invalid parameter "db=1" \(shm takes zone=NAME and size=SIZE/ ],
+    [ 'neither shm nor redis', { store('memcached=1') }, qr/expects "shm \[zone=NAME\] \[size=SIZE\]" or "redis=/ ],
+    [ 'redis with mirror=', { store('redis=127.0.0.1:6399 db=3 keepalive=4 mirror=2m') }, undef ],
+    [ 'redis db out of range', { store('redis=127.0.0.1:6399 db=16') }, qr/invalid db= \(0\.\.15\)/ ],
+    [ 'redis keepalive 0', { store('redis=127.0.0.1:6399 keepalive=0') }, qr/invalid keepalive= \(1\.\.1024\)/ ],
+    [ 'redis user without password', { store('redis=127.0.0.1:6399 user=u') }, qr/user= without password=/ ],
+    [ 'redis empty password', { store('redis=127.0.0.1:6399 password=') }, qr/password= needs a value/ ],
+    [ 'redis mirror under 64k', { store('redis=127.0.0.1:6399 mirror=32k') }, qr/mirror= must be at least 64k/ ],
+    [ 'redis relative socket', { store('redis=unix:run/redis.sock') }, qr/redis=unix: needs an absolute socket path/ ],
+    [ 'redis bad port', { store('redis=127.0.0.1:99999') }, qr/invalid redis address "127\.0\.0\.1:99999"/ ],
+    [ 'redis TLS over a unix socket without a name',
+      { store("redis=unix:/run/redis.sock tls=on tls_ca=$dir/ca.pem") }, qr/tls=on over a unix socket needs tls_name=/ ],
+    [ 'redis tls=maybe', { store('redis=127.0.0.1:6399 tls=maybe') }, qr/tls= must be "on" or "off"/ ],
+    [ 'redis db= twice', { store('redis=127.0.0.1:6399 db=1 db=2') }, qr/invalid parameter "db=2"/ ],
+    # revocation: an ordered list
+    [ 'revocation crl,ocsp', { locations => [ '/' => { gate => 1, revocation => 'crl,ocsp' } ] }, undef ],
+    [ 'revocation crl twice', { locations => [ '/' => { gate => 1, revocation => 'crl,crl' } ] }, qr/must be ocsp, crl, or both in the order/ ],
+    [ 'revocation none', { locations => [ '/' => { gate => 1, revocation => 'none' } ] }, qr/must be ocsp, crl/ ],
+    # health and endpoints: [on|off]
+    [ 'health and endpoints on', { locations => [ '/jpki/' => { nginx => 'jpki_endpoints on;', apache => 'JPKIEndpoints On' },
+                                                 '/health' => { nginx => 'jpki_health on;', apache => 'JPKIHealth on' } ] }, undef ],
+    [ 'health without a word', { locations => [ '/health' => { nginx => 'jpki_health;', apache => 'JPKIHealth' } ] }, undef ],
+    [ 'health maybe', { locations => [ '/health' => { nginx => 'jpki_health maybe;', apache => 'JPKIHealth maybe' } ] },
+      qr/(?:jpki_health|JPKIHealth)"?(?: directive)? must be "on" or "off"/ ],
+    # times, words in any case
+    [ 'timeouts in ms', { ocsp_timeout => '500ms', redis_timeout => '1s500ms' }, undef ],
+    [ 'a timeout of 0', { redis_timeout => '0' }, qr/must be between 1ms and 600s/ ],
+    [ 'ms for a policy time', { challenge_ttl => '500ms' }, qr/must be given in seconds, minutes, hours or days/ ],
+    [ 'not a time', { locations => [ '/' => { gate => 1, session_lifetime => '8x' } ] }, qr/must be a time \(e\.g\. 30s, 5m, 8h, 1d\)/ ],
+    [ 'words in any case', { locations => [ '/' => { gate => 1, failure => 'OPEN', cookie_samesite => 'strict',
+                                                     login_page => 'none' } ] }, undef ],
+    [ 'a header name with a colon', { locations => [ '/' => { gate => 1, header => 'X:Account' } ] },
+      qr/must be a header name of 1\.\.64 characters/ ],
+    [ 'a cookie path without a slash', { locations => [ '/' => { gate => 1, cookie_path => 'app' } ] },
+      qr/must be a path starting with '\/'/ ],
+    # each directive once
+    [ 'a directive twice', { locations => [ '/' => { gate => 1, revocation => [ 'ocsp', 'crl' ] } ] }, qr/is duplicate/ ],
+    [ 'a site value twice', { challenge_ttl => [ '60s', '90s' ] }, qr/is duplicate/ ],
+);
+
+for my $kind (JPKIServer::kinds()) {
+    my $i = 0;
+    for my $c (@cases) {
+        my ($what, $change, $re) = @$c;
+        my %site = (%base, %$change, name => "conf" . ++$i);
+        my ($st, $out) = JPKIServer->configtest($kind, %site);
+        if (defined $re) {
+            isnt($st, 0, "$kind: refused: $what");
+            like($out, $re, "$kind: $what: says why") or diag($out);
+        } else {
+            is($st, 0, "$kind: accepted: $what") or diag($out);
+        }
+    }
+
+    # the old nginx spelling: taken on both, with a warning naming the new
+    my ($st, $out) = JPKIServer->configtest($kind, %base, store('shm zone=old:1m'),
+                                            name => 'conf-old');
+    is($st, 0, "$kind: shm zone=NAME:SIZE still taken");
+    like($out, qr/"zone=NAME:SIZE" is deprecated: write "zone=old size=1m"/,
+         "$kind: ... with a warning naming the new spelling") or diag($out);
+}
+
+done_testing();
