@@ -1,0 +1,131 @@
+/* txn_internal.h - the transaction's state, shared by the files of the
+ * transaction (txn.c, txn_login.c, txn_rev.c, txn_session.c).  Not for
+ * adapters. */
+#ifndef JPKI_TXN_INTERNAL_H
+#define JPKI_TXN_INTERNAL_H
+
+#include "internal.h"
+#include "form.h"
+
+enum {
+    T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
+    T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
+    T_CRL_META, T_CRL_HGET, T_DONE
+};
+
+/* Throttle subjects: failed logins per address and per certificate,
+ * logins per certificate. */
+enum { THR_FA = 0, THR_FC, THR_LC, THR_N };
+
+enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
+
+#define MAX_CMDS JPKI_STORE_BATCH_MAX
+#define SIG_MAX 2048          /* bytes of a decoded signature */
+/* A logout marker outlives every session it may end (30 days at most). */
+#define OUT_TTL_S (30u * 86400u)
+#define SOFT_TTL_MS (30u * 86400u * 1000u)
+#define SOFT_BUCKET_S 86400
+
+struct jpki_txn {
+    const jpki_ctx *ctx;
+    const jpki_policy *pol;                /* request's, or the site's */
+    jpki_txn_request req;
+    int state;
+    /* login input */
+    char *scratch;
+    jpki_form_field f[F_N];
+    int form;                              /* body was a form */
+    char return_to[1025];
+    char ch_id[JPKI_CHALLENGE_ID_HEX + 1];
+    time_t ch_exp;
+    /* certificate and session */
+    jpki_cert *cert;
+    jpki_session s;
+    int have_session;
+    int rechecked;
+    char account_id[JPKI_ACCOUNT_ID_HEX_LEN + 1];
+    /* login: the throttle, and what the first batch read */
+    char peer_id[17];
+    int ix_thr[THR_N][2];                  /* cur, prev: index in cmds */
+    int ix_map, ix_rev, ix_out;
+    jpki_store_result got_map, got_rev;
+    int64_t out_at;                        /* logout marker of the cert */
+    int64_t local_out;                     /* the same in the node's table */
+    jpki_err fail_err;
+    int fail_ix[2][2];                     /* FA/FC: INCR, GET prev */
+    jpki_store_cmd rev_put;                /* a good OCSP answer to cache */
+    int rev_put_pending;
+    /* revocation */
+    unsigned next_source;                  /* in pol->rev_policy */
+    jpki_ocsp_state ocsp_st;
+    uint8_t *ocsp_req;
+    size_t ocsp_req_len;
+    const char *rev_source;
+    jpki_rev_status rev_status;
+    jpki_crl_info crl_meta;                /* CRL read from the store */
+    int crl_ptr_cached;                    /* its pointer came from the cache */
+    /* store */
+    jpki_store_cmd cmds[MAX_CMDS];
+    size_t n_cmds;
+    /* verdict */
+    jpki_verdict v;
+    /* buffers: not zeroed at creation, written before use */
+    char body[1024];
+    char cookie[JPKI_SESSION_MAX + 320];
+    char location[1400];
+    char audit[1024];
+};
+
+/* The stages one file of the transaction calls in another (hidden: not
+ * exported from a module that links libjpki). */
+#pragma GCC visibility push(hidden)
+
+/* "good", "revoked", "hold", "unknown": a cached answer's value */
+extern const char *const txn_rev_names[4];
+
+/* txn.c */
+const char *txn_event_name(jpki_op op);
+void txn_cookie_header(jpki_txn *t, const char *value, long max_age);
+void txn_finish(jpki_txn *t, jpki_err e);
+void txn_unauthenticated(jpki_txn *t, jpki_err e);
+jpki_store_cmd *txn_cmd_add(jpki_txn *t, jpki_store_op op, const char *kind,
+                           const char *id);
+void txn_cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms);
+int txn_rev_parse(const jpki_store_result *r, jpki_rev_status *st);
+void txn_challenge(jpki_txn *t);
+
+/* txn_rev.c */
+void txn_rev_passed(jpki_txn *t);
+void txn_rev_decide(jpki_txn *t, jpki_rev_status st);
+int txn_rev_cached(jpki_txn *t, const jpki_store_result *r);
+void txn_rev_start(jpki_txn *t);
+void txn_rev_next(jpki_txn *t);
+void txn_rev_answer(jpki_txn *t, const jpki_rev_info *info,
+                    const char *source);
+void txn_crl_meta_fed(jpki_txn *t, const jpki_store_result *r);
+void txn_crl_hget_fed(jpki_txn *t, const jpki_store_result *r);
+
+/* txn_login.c */
+jpki_err txn_origin_check(const jpki_txn *t);
+void txn_fail_put_fed(jpki_txn *t, const jpki_store_result *r);
+void txn_refuse(jpki_txn *t, jpki_err e);
+void txn_login_begin(jpki_txn *t);
+int64_t txn_marker_time(const jpki_store_result *r);
+jpki_err txn_store_err(const jpki_store_result *r);
+int txn_failed(const jpki_store_result *r);
+void txn_login_read(jpki_txn *t, const jpki_store_result *r);
+void txn_login_commit(jpki_txn *t);
+void txn_login_committed(jpki_txn *t, const jpki_store_result *r);
+void txn_set_session_cookie(jpki_txn *t);
+void txn_login_success(jpki_txn *t);
+
+/* txn_session.c */
+void txn_check_success(jpki_txn *t);
+void txn_check_begin(jpki_txn *t);
+void txn_check_stored(jpki_txn *t, const jpki_store_result *r);
+void txn_logout_begin(jpki_txn *t);
+void txn_logout_stored(jpki_txn *t, const jpki_store_result *r);
+void txn_logout_logged(jpki_txn *t, const jpki_store_result *r);
+#pragma GCC visibility pop
+
+#endif
