@@ -81,7 +81,7 @@ static void bad_add(jpki_map *m, uint32_t line, uint32_t first,
 static int entry_cmp(const void *a, const void *b)
 {
     const jpki_map_entry *x = a, *y = b;
-    int c = memcmp(x->cert_id, y->cert_id, ID_LEN);
+    int c = memcmp(x->id, y->id, JPKI_CERT_ID_LEN);
 
     if (c != 0)
         return c;
@@ -107,8 +107,8 @@ jpki_err jpki_map_parse(const uint8_t *data, size_t len, jpki_map **out)
     const uint8_t *p = data, *end = data + len, *eol;
     jpki_map *m;
     jpki_mapline_why why;
-    uint32_t line = 0;
-    size_t n, i, k;
+    uint32_t line = 0, off = 0;
+    size_t n, i, k, idn;
 
     *out = NULL;
     if (len > JPKI_MAP_FILE_MAX)
@@ -117,8 +117,9 @@ jpki_err jpki_map_parse(const uint8_t *data, size_t len, jpki_map **out)
         return JPKI_ERR_NOMEM;
     /* a mapping line has at least ID_LEN + 3 bytes with its newline */
     m->e = malloc((len / (ID_LEN + 3) + 1) * sizeof(jpki_map_entry));
-    if (m->e == NULL) {
-        free(m);
+    m->accounts = malloc(len + 1);      /* each account and its NUL */
+    if (m->e == NULL || m->accounts == NULL) {
+        jpki_map_free(m);
         return JPKI_ERR_NOMEM;
     }
     for (; p < end; p = eol + 1) {
@@ -130,19 +131,22 @@ jpki_err jpki_map_parse(const uint8_t *data, size_t len, jpki_map **out)
             bad_add(m, line, 0, why);
             continue;
         }
-        memcpy(m->e[m->n].cert_id, p, ID_LEN);
+        (void)jpki_hex_decode((const char *)p, ID_LEN, m->e[m->n].id,
+                              JPKI_CERT_ID_LEN, &idn);  /* checked: hex */
         n -= ID_LEN + 1;
-        memcpy(m->e[m->n].account, p + ID_LEN + 1, n);
-        m->e[m->n].account[n] = '\0';
+        memcpy(m->accounts + off, p + ID_LEN + 1, n);
+        m->accounts[off + n] = '\0';
+        m->e[m->n].off = off;
         m->e[m->n].len = (uint8_t)n;
         m->e[m->n].line = line;
+        off += (uint32_t)n + 1;
         m->n++;
     }
     qsort(m->e, m->n, sizeof(jpki_map_entry), entry_cmp);
     /* each cert_id once: the first line stands */
     for (i = 0, k = 0; i < m->n; i++) {
-        if (k > 0 && memcmp(m->e[k - 1].cert_id, m->e[i].cert_id,
-                            ID_LEN) == 0) {
+        if (k > 0 && memcmp(m->e[k - 1].id, m->e[i].id,
+                            JPKI_CERT_ID_LEN) == 0) {
             bad_add(m, m->e[i].line, m->e[k - 1].line,
                     JPKI_MAPLINE_DUPLICATE);
             continue;
@@ -180,24 +184,29 @@ void jpki_map_free(jpki_map *m)
 {
     if (m != NULL) {
         free(m->e);
+        free(m->accounts);
         free(m);
     }
 }
 
 size_t jpki_map_lookup(const jpki_map *m, const char *cert_id, char *out)
 {
-    size_t lo = 0, hi, mid;
+    uint8_t id[JPKI_CERT_ID_LEN];
+    size_t lo = 0, hi, mid, n;
     int c;
 
     out[0] = '\0';
-    if (m == NULL || cert_id == NULL || strnlen(cert_id, ID_LEN + 1) != ID_LEN)
+    if (m == NULL || cert_id == NULL
+        || !jpki_map_cert_id_valid(cert_id, strnlen(cert_id, ID_LEN + 1))
+        || jpki_hex_decode(cert_id, ID_LEN, id, sizeof(id), &n) != JPKI_OK)
         return 0;
     hi = m->n;
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        c = memcmp(m->e[mid].cert_id, cert_id, ID_LEN);
+        c = memcmp(m->e[mid].id, id, JPKI_CERT_ID_LEN);
         if (c == 0) {
-            memcpy(out, m->e[mid].account, (size_t)m->e[mid].len + 1);
+            memcpy(out, m->accounts + m->e[mid].off,
+                   (size_t)m->e[mid].len + 1);
             return m->e[mid].len;
         }
         if (c < 0)

@@ -10,11 +10,13 @@
 #define JPKI_MAP_FILE_MAX   (64u * 1024 * 1024)   /* bytes of the file */
 #define JPKI_MAP_BAD_SHOWN  4     /* malformed lines named in the warning */
 
+/* An entry is small (a national table has millions: they are sorted):
+ * the binary cert_id, the account in the table's pool. */
 typedef struct {
-    char cert_id[JPKI_CERT_ID_HEX_LEN];
-    uint8_t len;                               /* of account: 1..128 */
-    char account[JPKI_ACCOUNT_MAX + 1];        /* NUL-terminated */
+    uint8_t id[JPKI_CERT_ID_LEN];              /* binary cert_id */
+    uint32_t off;                              /* account: accounts + off */
     uint32_t line;                             /* where it was read */
+    uint8_t len;                               /* of account: 1..128 */
 } jpki_map_entry;
 
 /* Why a line was ignored. */
@@ -36,6 +38,7 @@ typedef struct {
 typedef struct jpki_map {
     jpki_map_entry *e;          /* sorted by cert_id, each cert_id once */
     size_t n;
+    char *accounts;             /* NUL-terminated, one after the other */
     size_t bad;                 /* malformed lines ignored */
     jpki_map_bad shown[JPKI_MAP_BAD_SHOWN];    /* the first of them */
 } jpki_map;

@@ -52,8 +52,8 @@ static void test_good(void)
     ok(look(m, "0123456789ABCDEF0123456789ABCDEF") == NULL, "upper case: not mapped");
     ok(look(m, A "0") == NULL, "33 characters: not mapped");
     ok(look(m, "0123") == NULL, "short: not mapped");
-    ok(memcmp(m->e[0].cert_id, m->e[1].cert_id, 32) < 0
-       && memcmp(m->e[1].cert_id, m->e[2].cert_id, 32) < 0, "sorted");
+    ok(memcmp(m->e[0].id, m->e[1].id, 16) < 0
+       && memcmp(m->e[1].id, m->e[2].id, 16) < 0, "sorted");
     jpki_map_warning(m, "/f", w, sizeof(w));
     is_str(w, "", "no warning");
     jpki_map_free(m);
