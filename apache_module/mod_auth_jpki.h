@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 
 #include "jpki.h"
+#include "crlzone.h"
 #include "conf.h"
 #include "mapfile.h"
 
@@ -53,7 +54,8 @@ typedef struct {
     const char                *name;
     apr_array_header_t        *ca;            /* const char * (full paths) */
     const char                *ocsp_url;      /* NULL: none */
-    const char                *crl_file;      /* NULL: none */
+    apr_array_header_t        *crl;           /* const char *: crl= files
+                                                 and directories */
     const char                *policy;        /* NULL: default, "": none */
 } jpki_issuer_spec;
 
@@ -64,16 +66,6 @@ typedef struct {
     apr_sockaddr_t            *ocsp_addr;
     const char                *ocsp_host;     /* Host header */
     const char                *ocsp_path;
-    /* without JPKICRLZone, the CRL of this process (loaded in the parent,
-     * reloaded by each child when the file changes), under the site's
-     * crl_lock; with it, these stay unused: the CRL is in the zone's slot
-     * of the issuer */
-    jpki_crl_index            *crl;
-    apr_time_t                 crl_mtime;
-    apr_off_t                  crl_size;
-    apr_ino_t                  crl_inode;
-    jpki_err                   crl_error;     /* result of the last load */
-    apr_time_t                 crl_loaded;    /* when crl was loaded */
 } jpki_issuer_rt;
 
 /* A shared memory table (the embedded store, or the logout mirror of a
@@ -97,11 +89,10 @@ typedef struct {
     int                        child_ready;
 } jpki_zone;
 
-/* The CRL zone of a site (JPKICRLZone): an APR shared memory segment,
- * created in the parent before the children are forked (so mapped at the
- * same address in all of them), holding one slot per issuer and the placed
- * CRL indexes; in the process pool, so that it survives restarts (graceful
- * or not) of the same size.  Layout in mod_auth_jpki_io.c. */
+/* The CRL zone of a site (JPKICRLZone): an APR shared memory segment
+ * created in the parent, laid out by the core (common/crlzone.c), with its
+ * global mutex; in the process pool, so that it survives restarts
+ * (graceful or not) of the same size (mod_auth_jpki_crl.c). */
 typedef struct {
     const char                *name;          /* "crl-N": mutex, messages */
     apr_size_t                 size;
@@ -154,6 +145,8 @@ typedef struct {
     apr_array_header_t        *rt_issuers;    /* jpki_issuer_rt */
     jpki_zone                 *zone;
     jpki_crl_zone             *crlz;          /* NULL: CRLs per process */
+    jpki_crlzone              *crls;          /* the CRLs (the process's
+                                                 handle on the zone) */
     unsigned                   grace;         /* for the core */
     apr_sockaddr_t            *redis_sa;
     SSL_CTX                   *redis_ssl;
@@ -255,8 +248,20 @@ int mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
  * when they changed. */
 void mjpki_files_refresh(jpki_site *site);
 size_t mjpki_map_lookup(void *ud, const char *cert_id, char *out);
-jpki_err mjpki_crl_lookup(jpki_site *site, jpki_issuer_rt *rt,
-                          const char *cert_id, jpki_rev_info *info);
+/* mod_auth_jpki_crl.c: the issuers and their CRLs */
+const char *mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc,
+                             char *const argv[]);
+/* mod_auth_jpki_config.c: the site a server directive sets */
+jpki_site *mjpki_cmd_site(cmd_parms *cmd);
+int mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                          server_rec *s, jpki_site *site, int *n,
+                          int preflight);
+void mjpki_crl_post_config_done(server_rec *s);
+void mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s,
+                          jpki_site *site);
+void mjpki_crls_load(jpki_site *site, apr_pool_t *tmp);
+jpki_err mjpki_crl_lookup(jpki_site *site, jpki_txn *t, jpki_rev_info *info);
+int mjpki_crl_health(jpki_site *site, jpki_health *h);
 /* The JSON of the health endpoint; *ok when all is well. */
 const char *mjpki_health_json(jpki_site *site, request_rec *r, int *ok);
 jpki_issuer_rt *mjpki_issuer_of(jpki_site *site, const jpki_issuer *is);

@@ -127,7 +127,7 @@ mjpki_site_configured(const jpki_site *site)
 }
 
 
-static jpki_site *
+jpki_site *
 mjpki_cmd_site(cmd_parms *cmd)
 {
     jpki_srv_conf  *conf;
@@ -177,134 +177,6 @@ mjpki_cmd_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
 
     return NULL;
 }
-
-
-/* JPKIIssuer NAME ca=F1,F2 [ocsp=URL] [crl=FILE] [policy=OID|none] */
-static const char *
-mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
-{
-    jpki_site         *site = mjpki_cmd_site(cmd);
-    jpki_issuer_spec  *spec;
-    jpki_ctx          *ctx;
-    jpki_issuer       *is;
-    const char        *err = NULL, *path;
-    char              *list, *tok, *last, *host;
-    char               buf[256];
-    apr_port_t         port;
-    int                i;
-
-    if (argc < 2) {
-        return "JPKIIssuer: expects NAME ca=FILE[,FILE...] [ocsp=URL] "
-               "[crl=FILE] [policy=OID|none]";
-    }
-
-    if (site->issuers == NULL) {
-        site->issuers = apr_array_make(cmd->pool, 4,
-                                       sizeof(jpki_issuer_spec));
-    }
-
-    for (i = 0; i < site->issuers->nelts; i++) {
-        if (strcmp(APR_ARRAY_IDX(site->issuers, i, jpki_issuer_spec).name,
-                   argv[0]) == 0)
-        {
-            return apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
-                                "name \"%s\"", argv[0]);
-        }
-    }
-
-    spec = apr_array_push(site->issuers);
-    memset(spec, 0, sizeof(*spec));
-    spec->name = apr_pstrdup(cmd->pool, argv[0]);
-    spec->ca = apr_array_make(cmd->pool, 2, sizeof(const char *));
-
-    /* a scratch context validates the files and values now */
-    ctx = jpki_ctx_new();
-    if (ctx == NULL) {
-        return "JPKIIssuer: out of memory";
-    }
-    is = jpki_ctx_add_issuer(ctx, spec->name);
-    if (is == NULL) {
-        jpki_ctx_free(ctx);
-        return apr_psprintf(cmd->pool, "JPKIIssuer: invalid issuer name "
-                            "\"%s\" (empty or too long)", argv[0]);
-    }
-
-    for (i = 1; i < argc && err == NULL; i++) {
-        if (strncmp(argv[i], "ca=", 3) == 0) {
-            list = apr_pstrdup(cmd->temp_pool, argv[i] + 3);
-            if (*list == '\0') {
-                err = "JPKIIssuer: ca= needs a file name";
-                break;
-            }
-            for (tok = apr_strtok(list, ",", &last); tok;
-                 tok = apr_strtok(NULL, ",", &last))
-            {
-                path = ap_server_root_relative(cmd->pool, tok);
-                if (path == NULL) {
-                    err = apr_psprintf(cmd->pool, "JPKIIssuer: invalid path "
-                                       "\"%s\"", tok);
-                    break;
-                }
-                buf[0] = '\0';
-                if (jpki_issuer_add_certs_file(is, path, buf, sizeof(buf))
-                    != JPKI_OK)
-                {
-                    err = apr_psprintf(cmd->pool, "JPKIIssuer %s: %s",
-                                       spec->name, buf);
-                    break;
-                }
-                APR_ARRAY_PUSH(spec->ca, const char *) = path;
-            }
-
-        } else if (strncmp(argv[i], "ocsp=", 5) == 0) {
-            err = mjpki_check_ocsp_url(cmd->temp_pool, argv[i] + 5, &host,
-                                      &port, &path);
-            if (err == NULL
-                && jpki_issuer_set_ocsp_url(is, argv[i] + 5) != JPKI_OK)
-            {
-                err = "has an invalid OCSP URL";
-            }
-            if (err != NULL) {
-                err = apr_psprintf(cmd->pool, "JPKIIssuer %s: %s",
-                                   spec->name, err);
-            }
-            spec->ocsp_url = apr_pstrdup(cmd->pool, argv[i] + 5);
-
-        } else if (strncmp(argv[i], "crl=", 4) == 0) {
-            if (argv[i][4] == '\0') {
-                err = "JPKIIssuer: crl= needs a file name";
-                break;
-            }
-            spec->crl_file = ap_server_root_relative(cmd->pool, argv[i] + 4);
-            if (spec->crl_file == NULL) {
-                err = "JPKIIssuer: invalid crl= path";
-            }
-
-        } else if (strncmp(argv[i], "policy=", 7) == 0) {
-            spec->policy = strcmp(argv[i] + 7, "none") == 0
-                           ? "" : apr_pstrdup(cmd->pool, argv[i] + 7);
-            if (jpki_issuer_set_policy(is, spec->policy) != JPKI_OK) {
-                err = apr_psprintf(cmd->pool, "JPKIIssuer %s: invalid policy "
-                                   "OID \"%s\"", spec->name, argv[i] + 7);
-            }
-
-        } else {
-            err = apr_psprintf(cmd->pool, "JPKIIssuer %s: invalid parameter "
-                               "\"%s\" (expected ca=, ocsp=, crl= or "
-                               "policy=)", spec->name, argv[i]);
-        }
-    }
-
-    jpki_ctx_free(ctx);
-
-    if (err == NULL && spec->ca->nelts == 0) {
-        err = apr_psprintf(cmd->pool, "JPKIIssuer %s: needs "
-                           "ca=FILE[,FILE...]", spec->name);
-    }
-
-    return err;
-}
-
 
 
 static const char *

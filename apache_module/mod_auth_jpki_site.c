@@ -287,8 +287,9 @@ mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 
         if ((spec->policy != NULL
              && jpki_issuer_set_policy(rt->issuer, spec->policy) != JPKI_OK)
-            || (spec->crl_file != NULL
-                && jpki_issuer_set_crl_source(rt->issuer, spec->crl_file)
+            || (spec->crl->nelts > 0
+                && jpki_issuer_set_crl_source(rt->issuer,
+                       APR_ARRAY_IDX(spec->crl, 0, const char *))
                    != JPKI_OK)
             || (spec->ocsp_url != NULL
                 && mjpki_site_ocsp(pconf, ptemp, s, rt) != OK))

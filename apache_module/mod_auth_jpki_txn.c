@@ -270,9 +270,8 @@ mjpki_run(request_rec *r, jpki_site *site, jpki_txn *t)
             break;
 
         case JPKI_STEP_CRL:
-            rt = mjpki_issuer_of(site, jpki_txn_issuer(t));
-            e = rt ? mjpki_crl_lookup(site, rt, jpki_txn_cert_id(t), &info)
-                   : JPKI_ERR_REVOCATION_UNAVAILABLE;
+            /* the CRL of the key that issued the certificate */
+            e = mjpki_crl_lookup(site, t, &info);
             jpki_txn_feed_crl(t, e, e == JPKI_OK ? &info : NULL);
             break;
 

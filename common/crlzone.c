@@ -65,6 +65,7 @@
  */
 #include "internal.h"
 #include "crlzone.h"
+#include "gate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -995,48 +996,29 @@ static int status_read(jpki_crlzone *z, const jpki_issuer *is,
     return -1;
 }
 
-size_t jpki_crlzone_health(jpki_crlzone *z, const jpki_issuer *is,
-                           const char *path, time_t now, unsigned grace_s,
-                           char *buf, size_t len, int *ok)
+void jpki_crlzone_health(jpki_crlzone *z, const jpki_issuer *is,
+                         const char *path, const char *label,
+                         jpki_health *h)
 {
     struct jpki_crl_index ix;
-    int64_t stale_at;
     zfile fr;
     zslot sl;
-    int r, fresh, n;
+    int r = -1;
 
-    r = -1;
     if (z != NULL) {
         rdlock(z);
         r = status_read(z, is, path, &fr, &sl);
         rdunlock(z);
     }
     if (r <= 0) {
-        *ok = 0;
-        n = snprintf(buf, len, "{\"issuer\":\"%s\",\"loaded\":false,"
-                     "\"error\":\"%s\"}", is->name,
-                     jpki_reason(r < 0 || fr.error == JPKI_OK
-                                 ? JPKI_ERR_REVOCATION_UNAVAILABLE
-                                 : (jpki_err)fr.error));
-        return n > 0 && (size_t)n < len ? (size_t)n : 0;
+        jpki_health_add_crl(h, is->name, label, NULL, r < 0
+                            ? JPKI_ERR_REVOCATION_UNAVAILABLE
+                            : (jpki_err)fr.error, 0);
+        return;
     }
     slot_index(&sl, is, NULL, &ix);
-    stale_at = jpki_crl_stale_after(&ix.info, grace_s, sl.skew);
-    fresh = (int64_t)now <= stale_at;
-    if (!fresh || fr.error != JPKI_OK)
-        *ok = 0;
-    n = snprintf(buf, len, "{\"issuer\":\"%s\",\"loaded\":true,"
-                 "\"this_update\":%lld,\"next_update\":%lld,\"age\":%lld,"
-                 "\"entries\":%llu,\"crl_number\":%lld,\"fresh\":%s,"
-                 "\"stale_at\":%lld,\"loaded_at\":%lld,\"last_load\":\"%s\"}",
-                 is->name, (long long)sl.this_update,
-                 (long long)sl.next_update,
-                 (long long)((int64_t)now - sl.this_update),
-                 (unsigned long long)sl.entries, (long long)sl.crl_number,
-                 fresh ? "true" : "false",
-                 (long long)(stale_at == INT64_MAX ? 0 : stale_at),
-                 (long long)sl.loaded, jpki_reason((jpki_err)fr.error));
-    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+    jpki_health_add_crl(h, is->name, label, &ix.info, (jpki_err)fr.error,
+                        sl.loaded);
 }
 
 /* ------------------------------------------------------------------ */

@@ -17,6 +17,7 @@
 #define JPKI_CRLZONE_H
 
 #include "jpki.h"
+#include "gate.h"
 
 #define JPKI_CRLZONE_SLOTS    64     /* CRLs in force: an issuer's key each */
 #define JPKI_CRLZONE_FILES    64     /* CRL files watched */
@@ -118,13 +119,12 @@ jpki_err jpki_crlzone_lookup(jpki_crlzone *z, const jpki_issuer *is,
                              const uint8_t *key, const char *cert_id,
                              time_t now, unsigned grace_s,
                              jpki_rev_info *info);
-/* The health of one CRL file as a JSON object ({"issuer":..,"loaded":..,
- * dates, entries, crl_number, fresh, stale_at, loaded_at, last_load});
- * *ok cleared when it is not loaded, stale, or its last load failed.
- * Returns the length written (0 when buf is too small). */
-size_t jpki_crlzone_health(jpki_crlzone *z, const jpki_issuer *is,
-                           const char *path, time_t now, unsigned grace_s,
-                           char *buf, size_t len, int *ok);
+/* The health of one CRL file, added to h (common/gate.h): its CRL in
+ * force (when it put one in force), its last load's result.  label: the
+ * file's own label in the answer (NULL: the issuer has one file). */
+void jpki_crlzone_health(jpki_crlzone *z, const jpki_issuer *is,
+                         const char *path, const char *label,
+                         jpki_health *h);
 
 /* ---- files and coverage (configuration) -------------------------- */
 

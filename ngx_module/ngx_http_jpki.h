@@ -13,6 +13,7 @@
 #endif
 
 #include "jpki.h"
+#include "crlzone.h"
 #include "conf.h"
 #include "mapfile.h"
 
@@ -41,37 +42,27 @@ typedef struct {
 } ngx_http_jpki_file_id_t;
 
 
-/* The CRL of an issuer: in the shared zone of jpki_crl_zone (one copy for
- * every worker, loaded by one of them), or in the worker's own memory.  In
- * the zone, cur is read without a lock: see "The CRL zone" in
- * ngx_http_jpki_module.c; the other fields are written under the zone's
- * mutex, and file (more than a word: a read of it half updated would not
- * match either version) is read under it too. */
+/* A CRL file of an issuer, watched by the worker (ngx_http_jpki_crl.c): a
+ * crl= file, or one of a crl= directory. */
 typedef struct {
-    const jpki_crl_index      *cur;           /* NULL: none loaded */
-    ngx_http_jpki_file_id_t    file;          /* the file tried last */
-    time_t                     loaded;        /* when cur was loaded */
-    ngx_int_t                  error;         /* jpki_err of the last try */
-    u_char                     tag[17];       /* issuer tag of cur */
-} ngx_http_jpki_crl_slot_t;
+    char                      *path;          /* NULL: a free record */
+    ngx_uint_t                 busy;          /* parsed in a thread */
+    ngx_uint_t                 seen;          /* in the last scan */
+#if (NGX_THREADS)
+    ngx_thread_task_t         *task;
+#endif
+} ngx_http_jpki_crl_file_t;
 
 
 typedef struct {
     ngx_str_t                  name;
-    ngx_str_t                  crl_file;
+    ngx_array_t               *crl_sources;   /* ngx_str_t: crl= files
+                                                 and directories */
+    ngx_array_t               *crl_files;     /* per worker: their files */
     ngx_url_t                  ocsp_url;
     ngx_str_t                  ocsp_host;     /* Host header */
     ngx_str_t                  ocsp_uri;
     jpki_issuer               *issuer;
-    ngx_http_jpki_crl_slot_t  *crl;           /* zone or crl_own */
-    ngx_http_jpki_crl_slot_t   crl_own;       /* without jpki_crl_zone */
-    ngx_uint_t                 crl_busy;      /* parsing, or pending */
-    jpki_crl_index            *crl_pending;   /* parsed, waiting for room
-                                                 in the zone (this worker) */
-    ngx_http_jpki_file_id_t    crl_pending_file;
-#if (NGX_THREADS)
-    ngx_thread_task_t         *crl_task;
-#endif
 } ngx_http_jpki_issuer_t;
 
 
@@ -122,7 +113,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_msec_t                 ocsp_timeout;
     ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
-    ngx_uint_t                 crl_npending;  /* issuers with crl_pending */
+    size_t                     crl_zone_bytes;  /* the core's zone in it */
+    jpki_crlzone              *crlz;          /* per worker: the CRLs */
 #if (NGX_THREADS)
     ngx_thread_pool_t         *threads;       /* "default": files read */
     ngx_thread_task_t         *map_task;
@@ -213,35 +205,6 @@ void ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io);
 
 
 
-/* The CRL zone's layout (see "The CRL zone" in ngx_http_jpki_module.c). */
-#define NGX_HTTP_JPKI_CRL_SLOTS    16        /* JPKI_MAX_ISSUERS of the core */
-#define NGX_HTTP_JPKI_CRL_RETIRED  (4 * NGX_HTTP_JPKI_CRL_SLOTS)
-
-typedef struct {
-    void                      *block;
-    uint64_t                   epoch;         /* the epoch it was retired at */
-} ngx_http_jpki_crl_retired_t;
-
-/* One per nginx process slot (ngx_process_slot), a cache line each: the
- * workers write theirs at every lookup. */
-typedef struct {
-    uint64_t                   epoch;         /* 0: not reading */
-    ngx_pid_t                  pid;
-    u_char                     pad[NGX_CPU_CACHE_LINE - sizeof(uint64_t)
-                                   - sizeof(ngx_pid_t)];
-} ngx_http_jpki_crl_reader_t;
-
-typedef struct {
-    ngx_pid_t                    loader;      /* a worker parsing a file */
-    time_t                       loading_since;
-    uint64_t                     epoch;       /* 1 + the publishes so far */
-    ngx_uint_t                   nretired;
-    ngx_http_jpki_crl_retired_t  retired[NGX_HTTP_JPKI_CRL_RETIRED];
-    ngx_http_jpki_crl_slot_t     slot[NGX_HTTP_JPKI_CRL_SLOTS];
-    ngx_http_jpki_crl_reader_t   reader[NGX_MAX_PROCESSES];
-} ngx_http_jpki_crl_shm_t;
-
-
 /* Functions of one file of this module used by another. */
 ngx_table_elt_t *ngx_http_jpki_header_next(ngx_list_part_t **part, ngx_uint_t *i);
 ngx_int_t ngx_http_jpki_set_account_header(ngx_http_request_t *r,
@@ -273,15 +236,19 @@ void ngx_http_jpki_site_note(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_jpki_shm_lock(void *ud);
 void ngx_http_jpki_shm_unlock(void *ud);
-ngx_uint_t ngx_http_jpki_crl_shared(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss);
-const jpki_crl_index *ngx_http_jpki_crl_read(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss);
-void ngx_http_jpki_crl_done(ngx_http_jpki_main_conf_t *jmcf);
-void ngx_http_jpki_crl_reclaim_locked(ngx_slab_pool_t *shpool,
-    ngx_http_jpki_crl_shm_t *hdr);
-ngx_uint_t ngx_http_jpki_crl_claim(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t take);
+/* ngx_http_jpki_crl.c: the issuers and their CRLs */
+char *ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_jpki_crl_init(ngx_cycle_t *cycle,
+    ngx_http_jpki_main_conf_t *jmcf);
+void ngx_http_jpki_crl_exit(ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log);
+jpki_err ngx_http_jpki_crl_lookup(ngx_http_jpki_main_conf_t *jmcf,
+    jpki_txn *txn, jpki_rev_info *info);
+void ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf,
+    jpki_health *h);
+ngx_uint_t ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf);
+void ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id);
 void ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     ngx_uint_t in_thread);
 void ngx_http_jpki_files_timer(ngx_event_t *ev);

@@ -192,41 +192,6 @@ typedef struct {
 } ngx_http_jpki_health_ctx_t;
 
 
-/* Each CRL slot of the site, as this worker sees it. */
-static void
-ngx_http_jpki_health_crls(ngx_http_request_t *r, jpki_health *h)
-{
-    ngx_http_jpki_main_conf_t  *jmcf;
-    ngx_http_jpki_issuer_t     *iss;
-    const jpki_crl_index       *ix;
-    jpki_crl_info               info;
-    ngx_uint_t                  i;
-    char                        name[64];
-
-    jmcf = ngx_http_jpki_site(r);
-    iss = jmcf->issuers.elts;
-
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (iss[i].crl_file.len == 0) {
-            continue;
-        }
-
-        ngx_cpystrn((u_char *) name, iss[i].name.data,
-                    ngx_min(iss[i].name.len + 1, sizeof(name)));
-
-        ix = ngx_http_jpki_crl_read(jmcf, &iss[i]);
-        if (ix != NULL) {
-            info = *jpki_crl_index_info(ix);
-        }
-        ngx_http_jpki_crl_done(jmcf);
-
-        jpki_health_add_crl(h, name, NULL, ix != NULL ? &info : NULL,
-                            (jpki_err) iss[i].crl->error,
-                            ix != NULL ? (int64_t) iss[i].crl->loaded : 0);
-    }
-}
-
-
 static void
 ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
 {
@@ -303,7 +268,7 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
 
     hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
-    max = JPKI_HEALTH_CRL_MAX * (jmcf->issuers.nelts + 1);
+    max = JPKI_HEALTH_CRL_MAX * (ngx_http_jpki_crl_count(jmcf) + 1);
     if (hc == NULL || cln == NULL || (crls = ngx_pnalloc(r->pool, max)) == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -315,7 +280,7 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     jpki_health_init(&hc->health, (char *) crls, max, ngx_time(),
                      (unsigned) jmcf->crl_grace,
                      jpki_ctx_get_policy(jmcf->ctx)->clock_skew);
-    ngx_http_jpki_health_crls(r, &hc->health);
+    ngx_http_jpki_crl_health(jmcf, &hc->health);
 
     r->main->count++;
 

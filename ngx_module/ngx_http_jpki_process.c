@@ -130,10 +130,6 @@ ngx_http_jpki_outsync_timer(ngx_event_t *ev)
 ngx_int_t
 ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_issuer_t     *iss;
-    ngx_http_jpki_crl_shm_t    *crl;
-    ngx_uint_t                  i;
-
     if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
         jmcf->shm = ngx_http_jpki_attach(cycle, jmcf->shm_zone,
                                          &jmcf->shm_handle);
@@ -161,26 +157,9 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
     ngx_queue_init(&jmcf->redis_idle);
     jmcf->redis_nidle = 0;
 
-    iss = jmcf->issuers.elts;
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        iss[i].crl = jmcf->crl_zone && i < NGX_HTTP_JPKI_CRL_SLOTS
-                     ? &((ngx_http_jpki_crl_shm_t *) jmcf->crl_zone->data)
-                           ->slot[i]
-                     : &iss[i].crl_own;
+    if (ngx_http_jpki_crl_init(cycle, jmcf) != NGX_OK) {
+        return NGX_ERROR;
     }
-
-    if (jmcf->crl_zone) {
-        /* this process's reader entry (a process that had the slot before
-         * may have died in a lookup): the pid first, see
-         * ngx_http_jpki_crl_reclaim_locked() */
-        crl = jmcf->crl_zone->data;
-        __atomic_store_n(&crl->reader[ngx_process_slot].pid, ngx_pid,
-                         __ATOMIC_SEQ_CST);
-        __atomic_store_n(&crl->reader[ngx_process_slot].epoch, 0,
-                         __ATOMIC_SEQ_CST);
-    }
-
-    ngx_http_jpki_load_crls(jmcf, cycle->log);
 
     if (jmcf->map_file.len) {
         ngx_http_jpki_map_load(jmcf, cycle->log, 0);
@@ -218,26 +197,8 @@ ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
 void
 ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_issuer_t     *iss;
-    ngx_uint_t                  i;
-
-    iss = jmcf->issuers.elts;
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (iss[i].crl_pending != NULL) {
-            jpki_crl_index_free(iss[i].crl_pending);
-            iss[i].crl_pending = NULL;
-            iss[i].crl_busy = 0;
-            jmcf->crl_npending--;
-        }
-
-        if (iss[i].crl != NULL && !ngx_http_jpki_crl_shared(jmcf, &iss[i])) {
-            jpki_crl_index_free((jpki_crl_index *) iss[i].crl->cur);
-            iss[i].crl->cur = NULL;
-        }
-    }
-
-    /* a claim kept for an index that waited: another worker loads it */
-    (void) ngx_http_jpki_crl_claim(jmcf, 0);
+    /* (a load under way: another worker takes the zone's claim over) */
+    ngx_http_jpki_crl_exit(jmcf);
 
     jpki_map_free(jmcf->map);
     jmcf->map = NULL;

@@ -332,7 +332,6 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     ngx_http_request_t         *r = ctx->r;
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_http_jpki_issuer_t     *iss;
-    const jpki_crl_index       *ix;
     const jpki_store_cmd       *cmds;
     const jpki_verdict         *v;
     jpki_store_result           res[JPKI_STORE_BATCH_MAX];
@@ -408,18 +407,8 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
             continue;
 
         case JPKI_STEP_CRL:
-            iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
-            e = JPKI_ERR_REVOCATION_UNAVAILABLE;
-            if (iss != NULL) {
-                ix = ngx_http_jpki_crl_read(jmcf, iss);
-                if (ix != NULL) {
-                    e = jpki_crl_index_lookup(ix, jpki_txn_cert_id(ctx->txn),
-                                              ngx_time(),
-                                              (unsigned) jmcf->crl_grace,
-                                              &info);
-                }
-                ngx_http_jpki_crl_done(jmcf);
-            }
+            /* the CRL of the key that issued the certificate */
+            e = ngx_http_jpki_crl_lookup(jmcf, ctx->txn, &info);
             jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
             continue;
 

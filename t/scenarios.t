@@ -44,7 +44,7 @@ sub site {
     my ($name, $store, $map) = @_;
     my $s = $JPKIScenarios::SITES{$name};
     my $iss = 'card ca=' . join(',', map { "\@PKI\@/$_" } @{ $s->{ca} })
-            . " ocsp=$ocsp_url->{ $s->{ocsp} }" . ($s->{crl} ? " crl=\@PKI\@/$s->{crl}" : '');
+            . " ocsp=$ocsp_url->{ $s->{ocsp} }" . join('', map { " crl=\@PKI\@/$_" } split ' ', $s->{crl} // '');
     return { secret => $secret->{ $s->{secret} }, issuer => $iss, store => $store,
              map => $map, challenge_ttl => "$S{challenge_ttl}s",
              ocsp_timeout => "$S{ocsp_timeout}s", redis_timeout => '3s',

@@ -1,7 +1,6 @@
 package JPKICRLFiles;
-# The CRL-file checks t/nginx-crl.t and t/apache-crl.t both run, one table
-# of steps for either server, and the fixture of the CRL tests (also used by
-# the *-crl-zone.t):
+# The CRL-file checks t/crl.t runs on either server, and the fixture of
+# the CRL tests (also used by t/crl-zone.t; eventually() by t/crl-keys.t):
 #
 #   my $f = JPKICRLFiles::fixture($dir);   # secret, map, crl, put
 #   $f->{put}->('ca2-released.crl');        # replace the CRL file (new mtime)

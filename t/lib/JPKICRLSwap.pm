@@ -1,6 +1,6 @@
 package JPKICRLSwap;
-# The CRL-swap run that t/apache-crl-zone-swap.t and t/nginx-crl-zone-swap.t
-# share: a shared CRL zone whose CRL is replaced over and over while
+# The CRL-swap run of t/crl-zone-swap.t (nginx and Apache alike): a shared
+# CRL zone whose CRL is replaced over and over while
 # concurrent clients log in and make gated requests; every answer must be
 # the one of a CRL that was in force during the request.
 #

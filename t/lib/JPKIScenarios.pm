@@ -88,12 +88,14 @@ our %SITE_SETTINGS = (
 );
 
 our %SITES = (
+    # crl: the CRL of each CA key (a certificate is checked against the
+    # CRL of the key that issued it)
     main    => { secret => 'site', ca => [qw(ca1.pem ca2.pem)],
-                 ocsp => 'good', crl => 'ca2.crl' },
+                 ocsp => 'good', crl => 'ca2.crl ca1.crl' },
     peer    => { secret => 'site', ca => [qw(ca1.pem ca2.pem)],
-                 ocsp => 'good', crl => 'ca2.crl', shares => 'main' },
+                 ocsp => 'good', crl => 'ca2.crl ca1.crl', shares => 'main' },
     link    => { secret => 'site', ca => [qw(ca2.pem link-old-with-new.pem)],
-                 ocsp => 'noeku', crl => 'ca2.crl' },
+                 ocsp => 'noeku', crl => 'ca2.crl ca1.crl' },
     down    => { secret => 'site', ca => [qw(ca1.pem ca2.pem)],
                  ocsp => 'down', crl => 'ca2-stale.crl' },
     foreign => { secret => 'foreign', ca => [qw(ca2.pem)], ocsp => 'good' },

@@ -211,24 +211,22 @@ static void t_keys(jpki_crlzone *z, const char *what)
 
 static void t_health(jpki_crlzone *z, const char *what)
 {
-    char buf[1024];
-    int ok_ = 1;
+    char buf[2048];
+    jpki_health h;
 
-    ok(jpki_crlzone_health(z, jis, "/x/ca2.crl", now, 0, buf, sizeof(buf),
-                           &ok_) > 0 && ok_, "%s: health of ca2.crl ok",
-       what);
-    like(buf, "\"issuer\":\"jpki\",\"loaded\":true,", "%s: loaded", what);
+    jpki_health_init(&h, buf, sizeof(buf), now, 0, 300);
+    jpki_crlzone_health(z, jis, "/x/ca2.crl", NULL, &h);
+    ok(h.ok, "%s: health of ca2.crl ok", what);
+    like(buf, "{\"issuer\":\"jpki\",\"loaded\":true,", "%s: loaded", what);
     like(buf, "\"crl_number\":3,", "%s: crl number 3", what);
     like(buf, "\"last_load\":\"ok\"", "%s: last load ok", what);
-    ok_ = 1;
-    jpki_crlzone_health(z, jis, "/x/b.crl", now, 0, buf, sizeof(buf), &ok_);
-    ok(!ok_, "%s: the refused file: degraded", what);
-    like(buf, "\"loaded\":false,\"error\":\"crl_stale\"", "%s: ... crl_stale",
-         what);
-    ok_ = 1;
-    jpki_crlzone_health(z, jis, "/x/none.crl", now, 0, buf, sizeof(buf),
-                        &ok_);
-    ok(!ok_ && strstr(buf, "revocation_unavailable") != NULL,
+    jpki_crlzone_health(z, jis, "/x/b.crl", "b.crl", &h);
+    ok(!h.ok, "%s: the refused file: degraded", what);
+    like(buf, "\"file\":\"b.crl\",\"loaded\":false,\"error\":\"crl_stale\"",
+         "%s: ... crl_stale", what);
+    jpki_health_init(&h, buf, sizeof(buf), now, 0, 300);
+    jpki_crlzone_health(z, jis, "/x/none.crl", NULL, &h);
+    ok(!h.ok && strstr(buf, "revocation_unavailable") != NULL,
        "%s: a file never tried: not loaded", what);
 }
 

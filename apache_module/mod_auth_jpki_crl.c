@@ -1,0 +1,539 @@
+/*
+ * mod_auth_jpki_crl.c - the issuers and their CRLs, Apache's side: the
+ * JPKIIssuer directive, the CRL zone's APR shared memory segment and
+ * global mutex (kept in the process pool across restarts of the same
+ * size), the CRL files checked in requests (at most once a second, one
+ * thread of a child), and the per-process CRLs' read-write lock.  The
+ * grammar, the zone's layout and protocol, the lookups and what is logged
+ * are the core's (common/conf_issuer.c, common/crlzone.c).
+ */
+
+#include "mod_auth_jpki.h"
+#include "conf_issuer.h"
+#include "util_mutex.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MJPKI_CRLZ_LIST  "auth_jpki-crlzones"
+
+
+/* ---- JPKIIssuer NAME ca=FILE[,FILE...] [ocsp=URL] [crl=FILE|DIR]...
+ *                 [policy=OID|none] ------------------------------------- */
+
+static const char *
+mjpki_issuer_abs(void *ud, const char *path)
+{
+    return ap_server_root_relative(((cmd_parms *) ud)->pool, path);
+}
+
+
+static void
+mjpki_issuer_warn(void *ud, const char *msg)
+{
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ((cmd_parms *) ud)->server,
+                 "jpki: %s", msg);
+}
+
+
+static apr_array_header_t *
+mjpki_strings(apr_pool_t *p, char *const *s, size_t n)
+{
+    apr_array_header_t  *a = apr_array_make(p, (int) n + 1,
+                                            sizeof(const char *));
+    size_t               i;
+
+    for (i = 0; i < n; i++) {
+        APR_ARRAY_PUSH(a, const char *) = apr_pstrdup(p, s[i]);
+    }
+
+    return a;
+}
+
+
+const char *
+mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
+{
+    jpki_site         *site = mjpki_cmd_site(cmd);
+    jpki_issuer_spec  *spec;
+    jpki_conf_issuer   cs;
+    const char        *err = NULL, *path;
+    char              *host, buf[512];
+    apr_port_t         port;
+    int                i;
+
+    if (jpki_conf_issuer_parse(&cs, (const char *const *) argv,
+                               (size_t) argc, buf, sizeof(buf)) != JPKI_OK)
+    {
+        return apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
+    }
+
+    for (i = 0; site->issuers != NULL && i < site->issuers->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(site->issuers, i, jpki_issuer_spec).name,
+                   cs.name) == 0)
+        {
+            err = apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
+                               "name \"%s\"", cs.name);
+        }
+    }
+
+    if (err == NULL && cs.ocsp != NULL) {
+        err = mjpki_check_ocsp_url(cmd->temp_pool, cs.ocsp, &host, &port,
+                                   &path);
+        if (err != NULL) {
+            err = apr_psprintf(cmd->pool, "JPKIIssuer %s: %s", cs.name, err);
+        }
+    }
+
+    /* the files load, and each CA key has a CRL (a warning) */
+    if (err == NULL
+        && (jpki_conf_issuer_paths(&cs, mjpki_issuer_abs, cmd, buf,
+                                   sizeof(buf)) != JPKI_OK
+            || jpki_conf_issuer_check(&cs, mjpki_issuer_warn, cmd, buf,
+                                      sizeof(buf)) != JPKI_OK))
+    {
+        err = apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
+    }
+
+    if (err == NULL) {
+        if (site->issuers == NULL) {
+            site->issuers = apr_array_make(cmd->pool, 4,
+                                           sizeof(jpki_issuer_spec));
+        }
+        spec = apr_array_push(site->issuers);
+        memset(spec, 0, sizeof(*spec));
+        spec->name = apr_pstrdup(cmd->pool, cs.name);
+        spec->ca = mjpki_strings(cmd->pool, cs.ca, cs.n_ca);
+        spec->crl = mjpki_strings(cmd->pool, cs.crl, cs.n_crl);
+        spec->ocsp_url = cs.ocsp ? apr_pstrdup(cmd->pool, cs.ocsp) : NULL;
+        spec->policy = cs.policy ? apr_pstrdup(cmd->pool, cs.policy) : NULL;
+    }
+
+    jpki_conf_issuer_free(&cs);
+
+    return err;
+}
+
+
+/* ---- the zone: an APR segment, a global mutex ------------------------ */
+
+static void
+mjpki_crlz_lock(void *ud)
+{
+    (void) apr_global_mutex_lock(((jpki_crl_zone *) ud)->mutex);
+}
+
+
+static void
+mjpki_crlz_unlock(void *ud)
+{
+    (void) apr_global_mutex_unlock(((jpki_crl_zone *) ud)->mutex);
+}
+
+
+static int
+mjpki_crlz_alive(void *ud, long pid)
+{
+    return kill((pid_t) pid, 0) == 0 || errno == EPERM;
+}
+
+
+/* The per-process CRLs (no zone): the child's read-write lock (none in
+ * the parent, which loads them before the children are forked). */
+static void
+mjpki_crl_wrlock(void *ud)
+{
+    jpki_site  *site = ud;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_wrlock(site->crl_lock);
+    }
+}
+
+
+static void
+mjpki_crl_rdlock(void *ud)
+{
+    jpki_site  *site = ud;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_rdlock(site->crl_lock);
+    }
+}
+
+
+static void
+mjpki_crl_rwunlock(void *ud)
+{
+    jpki_site  *site = ud;
+
+    if (site->crl_lock) {
+        apr_thread_rwlock_unlock(site->crl_lock);
+    }
+}
+
+
+static jpki_crlzone *
+mjpki_crlz_attach(jpki_site *site)
+{
+    jpki_crl_zone     *z = site->crlz;
+    jpki_crlzone_ops   ops;
+
+    memset(&ops, 0, sizeof(ops));
+    if (z == NULL) {
+        ops.lock = mjpki_crl_wrlock;
+        ops.unlock = mjpki_crl_rwunlock;
+        ops.rdlock = mjpki_crl_rdlock;
+        ops.rdunlock = mjpki_crl_rwunlock;
+        ops.ud = site;
+        return jpki_crlzone_local(&ops);
+    }
+
+    ops.lock = mjpki_crlz_lock;
+    ops.unlock = mjpki_crlz_unlock;
+    ops.alive = mjpki_crlz_alive;
+    ops.ud = z;
+    return jpki_crlzone_attach(z->hdr, z->size, z->name, &ops,
+                               (long) getpid());
+}
+
+
+/* A new segment for zone z (its size: the site's). */
+static int
+mjpki_crlz_create(server_rec *s, jpki_site *site, jpki_crl_zone *z)
+{
+    apr_status_t  rv;
+
+    z->size = site->crl_zone_size + jpki_crlzone_overhead();
+    rv = apr_shm_create(&z->shm, z->size, NULL, s->process->pool);
+    if (rv != APR_SUCCESS) {
+        z->shm = NULL;
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                     "the shared memory of CRL zone %s (JPKICRLZone %"
+                     APR_SIZE_T_FMT " bytes)", z->name, site->crl_zone_size);
+        return !OK;
+    }
+
+    z->hdr = apr_shm_baseaddr_get(z->shm);
+    if (jpki_crlzone_format(z->hdr, z->size) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: CRL zone %s "
+                     "unusable (%" APR_SIZE_T_FMT " bytes)", z->name, z->size);
+        apr_shm_destroy(z->shm);
+        z->shm = NULL;
+        return !OK;
+    }
+
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s: %"
+                 APR_SIZE_T_FMT " bytes for the CRLs", z->name,
+                 site->crl_zone_size);
+
+    return OK;
+}
+
+
+/* The zone of the n-th site having one (in the order of the servers):
+ * found again at a restart, kept when its size did not change (the CRLs in
+ * force stay; the core releases those of issuers no longer configured). */
+static int
+mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
+{
+    apr_pool_t          *pp = s->process->pool;
+    apr_array_header_t  *all = NULL;
+    jpki_crl_zone       *z = NULL;
+    const char          *key;
+    apr_status_t         rv;
+
+    key = apr_psprintf(ptemp, "auth_jpki-crlzone-%d", n);
+    apr_pool_userdata_get((void **) &z, key, pp);
+
+    if (z == NULL) {
+        z = apr_pcalloc(pp, sizeof(jpki_crl_zone));
+        z->name = apr_psprintf(pp, "crl-%d", n);
+        rv = ap_global_mutex_create(&z->mutex, &z->lockfile, JPKI_MUTEX_TYPE,
+                                    z->name, s, pp, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                         "the mutex of CRL zone %s", z->name);
+            return !OK;
+        }
+        apr_pool_userdata_set(z, apr_pstrdup(pp, key), apr_pool_cleanup_null,
+                              pp);
+        apr_pool_userdata_get((void **) &all, MJPKI_CRLZ_LIST, pp);
+        if (all == NULL) {
+            all = apr_array_make(pp, 4, sizeof(jpki_crl_zone *));
+            apr_pool_userdata_set(all, MJPKI_CRLZ_LIST,
+                                  apr_pool_cleanup_null, pp);
+        }
+        APR_ARRAY_PUSH(all, jpki_crl_zone *) = z;
+    }
+
+    z->generation = ap_state_query(AP_SQ_CONFIG_GEN);
+    site->crlz = z;
+
+    if (z->shm != NULL
+        && z->size == site->crl_zone_size + jpki_crlzone_overhead()
+        && jpki_crlzone_format(z->hdr, z->size) == 1)
+    {
+        return OK;                  /* a restart: the CRLs in force stay */
+    }
+
+    if (z->shm != NULL) {
+        /* another size (or the layout of another version of the module):
+         * a new segment (the children of the previous generation keep
+         * their own mapping of the old one) */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: CRL zone %s "
+                     "%s: its CRLs are loaded again", z->name,
+                     z->size != site->crl_zone_size + jpki_crlzone_overhead()
+                     ? "resized" : "laid out by another version of the "
+                                   "module");
+        apr_shm_destroy(z->shm);
+        z->shm = NULL;
+        z->hdr = NULL;
+    }
+
+    return mjpki_crlz_create(s, site, z);
+}
+
+
+/* After a restart: the segments no site uses any more are released. */
+static void
+mjpki_crlz_sweep(server_rec *s)
+{
+    apr_array_header_t  *all = NULL;
+    jpki_crl_zone       *z;
+    int                  i, gen = ap_state_query(AP_SQ_CONFIG_GEN);
+
+    apr_pool_userdata_get((void **) &all, MJPKI_CRLZ_LIST, s->process->pool);
+
+    for (i = 0; all && i < all->nelts; i++) {
+        z = APR_ARRAY_IDX(all, i, jpki_crl_zone *);
+        if (z->shm != NULL && z->generation != gen) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s is "
+                         "no longer used: released", z->name);
+            apr_shm_destroy(z->shm);
+            z->shm = NULL;
+            z->hdr = NULL;
+        }
+    }
+}
+
+
+static apr_status_t
+mjpki_crl_cleanup(void *data)
+{
+    jpki_site  *site = data;
+
+    jpki_crlzone_free(site->crls);
+    site->crls = NULL;
+
+    return APR_SUCCESS;
+}
+
+
+/* ---- loading --------------------------------------------------------- */
+
+/* One file: parsed when this version was not tried (by any process) and
+ * nobody else loads a file of the zone now. */
+static void
+mjpki_crl_file(jpki_site *site, jpki_issuer_rt *x, const char *path,
+               apr_pool_t *tmp)
+{
+    struct { apr_time_t mtime; apr_off_t size; apr_ino_t inode; } fid;
+    jpki_crlzone_file     f = { x->issuer, path, &fid, sizeof(fid) };
+    jpki_crlzone_outcome  o;
+    jpki_crl_index       *ix;
+    apr_finfo_t           fi;
+    apr_status_t          rv;
+    jpki_err              e;
+    char                  detail[256], msg[1024];
+
+    rv = apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_SIZE
+                             | APR_FINFO_INODE, tmp);
+    if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+        if (jpki_crlzone_unreadable(site->crls, x->issuer, path)) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: CRL "
+                         "\"%s\" unreadable", path);
+        }
+        return;
+    }
+
+    memset(&fid, 0, sizeof(fid));
+    fid.mtime = fi.mtime;
+    fid.size = fi.size;
+    fid.inode = fi.inode;
+    if (!jpki_crlzone_begin(site->crls, &f, (int64_t) apr_time_sec(
+                                                  apr_time_now())))
+    {
+        return;
+    }
+
+    e = jpki_crlzone_build(site->ctx, path, time(NULL), site->grace, &ix,
+                           detail, sizeof(detail));
+    o = jpki_crlzone_end(site->crls, &f, e, ix,
+                         (int64_t) apr_time_sec(apr_time_now()), msg,
+                         sizeof(msg));
+    ap_log_error(APLOG_MARK, o == JPKI_CRLZONE_LOADED ? APLOG_NOTICE
+                                                      : APLOG_ERR,
+                 0, site->server, "jpki: %s", msg);
+}
+
+
+/* The CRL files of an issuer now: its crl= files, each crl= directory's
+ * *.crl and *.pem files (a missing file: itself, watched all the same). */
+static int
+mjpki_crl_files(jpki_issuer_rt *x, char **paths, int max)
+{
+    int  i, n = 0, k;
+
+    for (i = 0; i < x->spec->crl->nelts && n < max; i++) {
+        const char  *src = APR_ARRAY_IDX(x->spec->crl, i, const char *);
+
+        k = jpki_crl_source_files(src, paths + n, (size_t) (max - n));
+        if (k < 0) {
+            paths[n] = strdup(src);
+            k = paths[n] ? 1 : 0;
+        }
+        n += k;
+    }
+
+    return n;
+}
+
+
+/* Loads the CRL files that changed since they were tried (all of them the
+ * first time); the same rules as the nginx module (the core's). */
+void
+mjpki_crls_load(jpki_site *site, apr_pool_t *tmp)
+{
+    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
+    int              i, k, n;
+
+    if (site->crls == NULL) {
+        return;
+    }
+
+    jpki_crlzone_tick(site->crls);
+
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        n = mjpki_crl_files(&rt[i], paths,
+                            JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX);
+        for (k = 0; k < n; k++) {
+            mjpki_crl_file(site, &rt[i], paths[k], tmp);
+        }
+        jpki_crl_source_files_free(paths, (size_t) n);
+    }
+}
+
+
+jpki_err
+mjpki_crl_lookup(jpki_site *site, jpki_txn *t, jpki_rev_info *info)
+{
+    return jpki_crlzone_lookup(site->crls, jpki_txn_issuer(t),
+                               jpki_txn_issuer_key(t), jpki_txn_cert_id(t),
+                               time(NULL), site->grace, info);
+}
+
+
+/* Every CRL file of the site in the health answer (a file's own label when
+ * its issuer has several); the count of files. */
+int
+mjpki_crl_health(jpki_site *site, jpki_health *h)
+{
+    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
+    const char      *base;
+    int              i, k, n, total = 0;
+
+    for (i = 0; i < site->rt_issuers->nelts; i++) {
+        n = mjpki_crl_files(&rt[i], paths,
+                            JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX);
+        for (k = 0; h != NULL && k < n; k++) {
+            base = strrchr(paths[k], '/');
+            jpki_crlzone_health(site->crls, rt[i].issuer, paths[k],
+                                n > 1 ? (base ? base + 1 : paths[k]) : NULL,
+                                h);
+        }
+        jpki_crl_source_files_free(paths, (size_t) n);
+        total += n;
+    }
+
+    return total;
+}
+
+
+/* ---- process setup ---------------------------------------------------- */
+
+/* In the parent: the zone (n: the sites having one so far), the CRLs of
+ * the site loaded once (the children share these pages until a file
+ * changes; with a zone, unless they are there already). */
+int
+mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                      jpki_site *site, int *n, int preflight)
+{
+    const jpki_issuer  *list[16];
+    jpki_issuer_rt     *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    int                 i;
+
+    if (site->crl_zone_size > 0 && mjpki_crlz_setup(ptemp, s, site, (*n)++)
+                                   != OK)
+    {
+        return !OK;
+    }
+
+    if (preflight) {
+        return OK;                  /* the real start follows */
+    }
+
+    site->crls = mjpki_crlz_attach(site);
+    if (site->crls == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: cannot set up the "
+                     "CRLs");
+        return !OK;
+    }
+    apr_pool_cleanup_register(pconf, site, mjpki_crl_cleanup,
+                              apr_pool_cleanup_null);
+
+    for (i = 0; i < site->rt_issuers->nelts && i < 16; i++) {
+        list[i] = rt[i].issuer;
+    }
+    jpki_crlzone_retain(site->crls, list, (size_t) i);
+
+    mjpki_crls_load(site, ptemp);
+
+    return OK;
+}
+
+
+void
+mjpki_crl_post_config_done(server_rec *s)
+{
+    mjpki_crlz_sweep(s);
+}
+
+
+/* In a child: the zone's mutex, and a handle of the child's own (the
+ * parent's was inherited); the per-process CRLs' lock. */
+void
+mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s, jpki_site *site)
+{
+    jpki_crl_zone  *z = site->crlz;
+    apr_status_t    rv;
+
+    apr_thread_rwlock_create(&site->crl_lock, pchild);
+
+    if (z != NULL) {
+        if (!z->child_ready) {
+            z->child_ready = 1;
+            rv = apr_global_mutex_child_init(&z->mutex, z->lockfile, pchild);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: cannot "
+                             "attach the mutex of CRL zone %s", z->name);
+            }
+        }
+        jpki_crlzone_free(site->crls);
+        site->crls = mjpki_crlz_attach(site);
+    }
+}

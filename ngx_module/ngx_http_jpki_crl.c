@@ -1,0 +1,693 @@
+/*
+ * ngx_http_jpki_crl.c - the issuers and their CRLs, nginx's side: the
+ * jpki_issuer and jpki_crl_zone directives, the zone's shared memory and
+ * lock, the CRL files watched on the workers' 1 s timer and parsed in
+ * threads of nginx's default pool.  The grammar, the zone's layout and
+ * protocol, the lookups and what is logged are the core's (common/
+ * conf_issuer.c, common/crlzone.c).
+ */
+
+#include "ngx_http_jpki.h"
+#include "conf_issuer.h"
+
+
+/* ---- jpki_issuer NAME ca=FILE[,FILE...] [ocsp=URL] [crl=FILE|DIR]...
+ *                  [policy=OID|none] ------------------------------------ */
+
+static const char *
+ngx_http_jpki_issuer_abs(void *ud, const char *path)
+{
+    ngx_conf_t  *cf = ud;
+    ngx_str_t    s;
+
+    s.len = ngx_strlen(path);
+    s.data = ngx_pnalloc(cf->pool, s.len + 1);
+    if (s.data == NULL) {
+        return NULL;
+    }
+    (void) ngx_cpystrn(s.data, (u_char *) path, s.len + 1);
+
+    if (ngx_conf_full_name(cf->cycle, &s, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    return (const char *) s.data;
+}
+
+
+static void
+ngx_http_jpki_issuer_warn(void *ud, const char *msg)
+{
+    ngx_conf_log_error(NGX_LOG_WARN, (ngx_conf_t *) ud, 0, "jpki: %s", msg);
+}
+
+
+/* The OCSP responder's address (resolved now) and request line. */
+static char *
+ngx_http_jpki_issuer_ocsp(ngx_conf_t *cf, ngx_http_jpki_issuer_t *iss,
+    jpki_conf_issuer *spec)
+{
+    ngx_str_t  hp;
+
+    hp.len = ngx_strlen(spec->ocsp_hostport);
+    hp.data = (u_char *) spec->ocsp_hostport;
+    iss->ocsp_url.url.data = ngx_pstrdup(cf->pool, &hp);
+    iss->ocsp_url.url.len = hp.len;
+    iss->ocsp_url.default_port = 80;
+    if (iss->ocsp_url.url.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_parse_url(cf->pool, &iss->ocsp_url) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: OCSP URL \"%s\": %s", spec->ocsp,
+                           iss->ocsp_url.err ? iss->ocsp_url.err : "invalid");
+        return NGX_CONF_ERROR;
+    }
+
+    if (iss->ocsp_url.naddrs == 0) {
+        return "has an OCSP URL whose host does not resolve";
+    }
+
+    iss->ocsp_host = iss->ocsp_url.host;
+    iss->ocsp_uri.len = ngx_strlen(spec->ocsp_path);
+    iss->ocsp_uri.data = ngx_pstrdup(cf->pool,
+                                     &(ngx_str_t) { iss->ocsp_uri.len,
+                                                    (u_char *) spec->ocsp_path });
+    return iss->ocsp_uri.data ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+/* The spec's CRL sources, kept for the workers. */
+static char *
+ngx_http_jpki_issuer_crls(ngx_conf_t *cf, ngx_http_jpki_issuer_t *iss,
+    jpki_conf_issuer *spec)
+{
+    ngx_str_t   *src;
+    ngx_uint_t   i;
+
+    if (spec->n_crl == 0) {
+        return NGX_CONF_OK;
+    }
+
+    iss->crl_sources = ngx_array_create(cf->pool, spec->n_crl,
+                                        sizeof(ngx_str_t));
+    if (iss->crl_sources == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < spec->n_crl; i++) {
+        src = ngx_array_push(iss->crl_sources);
+        if (src == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        src->len = ngx_strlen(spec->crl[i]);
+        src->data = ngx_pnalloc(cf->pool, src->len + 1);
+        if (src->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        (void) ngx_cpystrn(src->data, (u_char *) spec->crl[i], src->len + 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_jpki_issuer_setup(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
+    jpki_conf_issuer *spec)
+{
+    ngx_http_jpki_issuer_t  *iss;
+    char                     err[512], *rv;
+
+    if (jpki_conf_issuer_paths(spec, ngx_http_jpki_issuer_abs, cf, err,
+                               sizeof(err)) != JPKI_OK
+        || jpki_conf_issuer_check(spec, ngx_http_jpki_issuer_warn, cf, err,
+                                  sizeof(err)) != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    iss = ngx_array_push(&jmcf->issuers);
+    if (iss == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memzero(iss, sizeof(ngx_http_jpki_issuer_t));
+
+    iss->name.len = ngx_strlen(spec->name);
+    iss->name.data = ngx_pstrdup(cf->pool, &(ngx_str_t) { iss->name.len,
+                                                    (u_char *) spec->name });
+    iss->issuer = jpki_ctx_add_issuer(jmcf->ctx, spec->name);
+    if (iss->name.data == NULL || iss->issuer == NULL) {
+        jmcf->issuers.nelts--;
+        return "needs a unique name of 1..63 letters, digits, _ . - "
+               "(at most 16 issuers)";
+    }
+
+    if (jpki_conf_issuer_apply(spec, iss->issuer, err, sizeof(err))
+        != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (spec->ocsp != NULL) {
+        rv = ngx_http_jpki_issuer_ocsp(cf, iss, spec);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    return ngx_http_jpki_issuer_crls(cf, iss, spec);
+}
+
+
+char *
+ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts;
+    jpki_conf_issuer            spec;
+    const char                 *argv[64];
+    ngx_uint_t                  i, n;
+    char                        err[512], *rv;
+
+    n = cf->args->nelts - 1;
+    if (n > 64) {
+        return "has more than 63 parameters";
+    }
+    for (i = 0; i < n; i++) {
+        argv[i] = (const char *) value[i + 1].data;     /* NUL-terminated */
+    }
+
+    if (jpki_conf_issuer_parse(&spec, argv, n, err, sizeof(err)) != JPKI_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_http_jpki_issuer_setup(cf, jmcf, &spec);
+    jpki_conf_issuer_free(&spec);
+
+    if (rv == NGX_CONF_OK) {
+        jmcf->configured = 1;
+    }
+
+    return rv;
+}
+
+
+/* ---- jpki_crl_zone NAME:SIZE ------------------------------------------ */
+
+/* The zone: a block of the slab pool, laid out by the core (a reload finds
+ * it again: the CRLs in force stay). */
+static ngx_int_t
+ngx_http_jpki_init_crl_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    size_t            size = *(size_t *) shm_zone->data;
+    void             *mem;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    mem = ngx_slab_alloc(shpool, size);
+    if (mem == NULL || jpki_crlzone_format(mem, size) < 0) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = mem;
+    shm_zone->data = mem;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = conf;
+    ngx_str_t                  *value = cf->args->elts, name, sz;
+    u_char                     *colon;
+    ssize_t                     size;
+
+    ngx_http_jpki_site_note(cf, cmd, conf);
+
+    if (jmcf->crl_zone) {
+        return "is duplicate";
+    }
+
+    colon = ngx_strlchr(value[1].data, value[1].data + value[1].len, ':');
+    if (colon == NULL) {
+        return "expects NAME:SIZE";
+    }
+
+    name.data = value[1].data;
+    name.len = colon - name.data;
+    sz.data = colon + 1;
+    sz.len = value[1].data + value[1].len - sz.data;
+    size = ngx_parse_size(&sz);
+
+    if (name.len == 0 || size == NGX_ERROR || size < JPKI_CRLZONE_MIN) {
+        return "expects NAME:SIZE with a size of at least 32k";
+    }
+
+    /* the core's header and the slab pool's page descriptors come on top
+     * of the size asked for the CRLs */
+    jmcf->crl_zone_bytes = ngx_align(size + jpki_crlzone_overhead(),
+                                     ngx_pagesize);
+    size = jmcf->crl_zone_bytes
+           + ngx_align((jmcf->crl_zone_bytes / ngx_pagesize + 64)
+                       * sizeof(ngx_slab_page_t), ngx_pagesize)
+           + 8 * ngx_pagesize;
+
+    jmcf->crl_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_jpki_module);
+    if (jmcf->crl_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jmcf->crl_zone->data) {
+        return "names a zone already used";
+    }
+
+    /* until the zone's init: the size of the block it takes */
+    jmcf->crl_zone->data = &jmcf->crl_zone_bytes;
+    jmcf->crl_zone->init = ngx_http_jpki_init_crl_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- a worker's CRLs ------------------------------------------------- */
+
+static int
+ngx_http_jpki_crl_alive(void *ud, long pid)
+{
+    return kill((ngx_pid_t) pid, 0) == 0 || ngx_errno == NGX_EPERM;
+}
+
+
+/* The worker's handle on the site's CRLs: the zone, or its own memory;
+ * the CRL files read a first time. */
+ngx_int_t
+ngx_http_jpki_crl_init(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+    const jpki_issuer       *list[16];
+    jpki_crlzone_ops         ops;
+    ngx_shm_zone_t          *zone = jmcf->crl_zone;
+    ngx_uint_t               i;
+    u_char                   name[64];
+
+    ngx_memzero(&ops, sizeof(ops));
+
+    if (zone) {
+        ops.lock = ngx_http_jpki_shm_lock;
+        ops.unlock = ngx_http_jpki_shm_unlock;
+        ops.alive = ngx_http_jpki_crl_alive;
+        ops.ud = zone->shm.addr;
+        (void) ngx_cpystrn(name, zone->shm.name.data,
+                           ngx_min(zone->shm.name.len + 1, sizeof(name)));
+        jmcf->crlz = jpki_crlzone_attach(zone->data, jmcf->crl_zone_bytes,
+                                         (char *) name, &ops, (long) ngx_pid);
+    } else {
+        jmcf->crlz = jpki_crlzone_local(&ops);
+    }
+
+    if (jmcf->crlz == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "jpki: cannot set up "
+                      "the CRLs%s", zone ? " (zone of another layout)" : "");
+        return NGX_ERROR;
+    }
+
+    /* a new configuration: the CRLs of issuers gone are released */
+    for (i = 0; i < jmcf->issuers.nelts && i < 16; i++) {
+        list[i] = iss[i].issuer;
+    }
+    jpki_crlzone_retain(jmcf->crlz, list, i);
+
+    ngx_http_jpki_load_crls(jmcf, cycle->log);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_jpki_crl_exit(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t   *iss = jmcf->issuers.elts;
+    ngx_http_jpki_crl_file_t *f;
+    ngx_uint_t                i, k;
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        f = iss[i].crl_files ? iss[i].crl_files->elts : NULL;
+        for (k = 0; f && k < iss[i].crl_files->nelts; k++) {
+            ngx_free(f[k].path);
+            f[k].path = NULL;
+        }
+    }
+
+    jpki_crlzone_free(jmcf->crlz);
+    jmcf->crlz = NULL;
+}
+
+
+/* The status of the certificate of txn in the CRL of the key that issued
+ * it (the core's verdict: fail closed without one). */
+jpki_err
+ngx_http_jpki_crl_lookup(ngx_http_jpki_main_conf_t *jmcf, jpki_txn *txn,
+    jpki_rev_info *info)
+{
+    return jpki_crlzone_lookup(jmcf->crlz, jpki_txn_issuer(txn),
+                               jpki_txn_issuer_key(txn),
+                               jpki_txn_cert_id(txn), ngx_time(),
+                               (unsigned) jmcf->crl_grace, info);
+}
+
+
+/* The CRL files of the site the worker watches. */
+ngx_uint_t
+ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+    ngx_uint_t               i, n = 0;
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        n += iss[i].crl_files ? iss[i].crl_files->nelts : 0;
+    }
+
+    return n;
+}
+
+
+/* Every CRL file of the site in the health answer (a file's own label when
+ * its issuer has several). */
+void
+ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf, jpki_health *h)
+{
+    ngx_http_jpki_issuer_t    *iss = jmcf->issuers.elts;
+    ngx_http_jpki_crl_file_t  *f;
+    ngx_uint_t                 i, k, n;
+    const char                *base;
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_sources == NULL || iss[i].crl_files == NULL) {
+            continue;
+        }
+
+        f = iss[i].crl_files->elts;
+        for (k = 0, n = 0; k < iss[i].crl_files->nelts; k++) {
+            n += f[k].path != NULL;
+        }
+
+        for (k = 0; k < iss[i].crl_files->nelts; k++) {
+            if (f[k].path == NULL) {
+                continue;
+            }
+            base = strrchr(f[k].path, '/');
+            jpki_crlzone_health(jmcf->crlz, iss[i].issuer, f[k].path,
+                                n > 1 ? (base ? base + 1 : f[k].path) : NULL,
+                                h);
+        }
+    }
+}
+
+
+/* ---- loading --------------------------------------------------------- */
+
+/* The outcome of a parse, logged (the core's sentence). */
+static void
+ngx_http_jpki_crl_end(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
+    ngx_http_jpki_file_id_t *fid, jpki_err e, jpki_crl_index *ix,
+    ngx_log_t *log)
+{
+    jpki_crlzone_file     zf = { iss->issuer, f->path, fid, sizeof(*fid) };
+    jpki_crlzone_outcome  o;
+    ngx_uint_t            level;
+    char                  msg[1024];
+
+    f->busy = 0;
+    o = jpki_crlzone_end(jmcf->crlz, &zf, e, ix, ngx_time(), msg,
+                         sizeof(msg));
+    level = o == JPKI_CRLZONE_LOADED ? NGX_LOG_NOTICE : NGX_LOG_ERR;
+    ngx_log_error(level, log, 0, "jpki: %s", msg);
+}
+
+
+#if (NGX_THREADS)
+
+/* A CRL parsed in a thread of nginx's default pool: a national-size file
+ * never stalls the worker (`thread_pool default threads=N;` in the main
+ * context sizes the pool; 32 threads when not declared). */
+typedef struct {
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_jpki_issuer_t     *iss;
+    ngx_http_jpki_crl_file_t   *f;
+    ngx_http_jpki_file_id_t     fid;
+    time_t                      now;
+    jpki_err                    e;
+    jpki_crl_index             *ix;
+    char                        detail[256];
+} ngx_http_jpki_crl_task_t;
+
+
+static void
+ngx_http_jpki_crl_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_task_t  *ct = data;
+
+    ct->e = jpki_crlzone_build(ct->jmcf->ctx, ct->f->path, ct->now, (unsigned)
+                               ct->jmcf->crl_grace, &ct->ix, ct->detail,
+                               sizeof(ct->detail));
+}
+
+
+static void
+ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
+{
+    ngx_http_jpki_crl_task_t  *ct = ev->data;
+
+    ngx_http_jpki_crl_end(ct->jmcf, ct->iss, ct->f, &ct->fid, ct->e, ct->ix,
+                          ev->log);
+}
+
+
+static ngx_int_t
+ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
+    ngx_http_jpki_file_id_t *fid, ngx_log_t *log)
+{
+    ngx_thread_task_t         *task;
+    ngx_http_jpki_crl_task_t  *ct;
+
+    if (jmcf->threads == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (f->task == NULL) {
+        f->task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                        sizeof(ngx_http_jpki_crl_task_t));
+        if (f->task == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    task = f->task;
+    ct = task->ctx;
+    ct->jmcf = jmcf;
+    ct->iss = iss;
+    ct->f = f;
+    ct->fid = *fid;
+    ct->now = ngx_time();
+    ct->ix = NULL;
+    task->handler = ngx_http_jpki_crl_thread;
+    task->event.handler = ngx_http_jpki_crl_thread_done;
+    task->event.data = ct;
+    task->event.log = log;
+
+    if (ngx_thread_task_post(jmcf->threads, task) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+#endif
+
+
+/* One file: stat'ed; parsed when this version was not tried (by any
+ * worker) and nobody else parses a file of the zone now. */
+static void
+ngx_http_jpki_crl_file(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
+    ngx_log_t *log)
+{
+    ngx_file_info_t          fi;
+    ngx_http_jpki_file_id_t  fid;
+    jpki_crlzone_file        zf = { iss->issuer, f->path, &fid, sizeof(fid) };
+    jpki_crl_index          *ix;
+    jpki_err                 e;
+    char                     detail[256];
+
+    if (f->busy) {
+        return;
+    }
+
+    if (ngx_file_info(f->path, &fi) == NGX_FILE_ERROR) {
+        if (jpki_crlzone_unreadable(jmcf->crlz, iss->issuer, f->path)) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: CRL \"%s\" "
+                          "unreadable", f->path);
+        }
+        return;
+    }
+
+    ngx_http_jpki_file_id(&fi, &fid);
+    if (!jpki_crlzone_begin(jmcf->crlz, &zf, ngx_time())) {
+        return;                     /* tried, or under way elsewhere */
+    }
+
+    f->busy = 1;
+
+#if (NGX_THREADS)
+    if (ngx_http_jpki_crl_post(jmcf, iss, f, &fid, log) == NGX_OK) {
+        return;                     /* done in a thread */
+    }
+#endif
+
+    e = jpki_crlzone_build(jmcf->ctx, f->path, ngx_time(),
+                           (unsigned) jmcf->crl_grace, &ix, detail,
+                           sizeof(detail));
+    ngx_http_jpki_crl_end(jmcf, iss, f, &fid, e, ix, log);
+}
+
+
+/* The file record of path (kept), or a new one (NULL: no room). */
+static ngx_http_jpki_crl_file_t *
+ngx_http_jpki_crl_file_of(ngx_http_jpki_issuer_t *iss, const char *path)
+{
+    ngx_http_jpki_crl_file_t  *f = iss->crl_files->elts, *spare = NULL;
+    ngx_uint_t                 k;
+    size_t                     n;
+
+    for (k = 0; k < iss->crl_files->nelts; k++) {
+        if (f[k].path != NULL && ngx_strcmp(f[k].path, path) == 0) {
+            return &f[k];
+        }
+        if (f[k].path == NULL && !f[k].busy && spare == NULL) {
+            spare = &f[k];
+        }
+    }
+
+    if (spare == NULL) {
+        if (iss->crl_files->nelts == iss->crl_files->nalloc) {
+            return NULL;            /* (never grown: tasks point into it) */
+        }
+        spare = ngx_array_push(iss->crl_files);
+        ngx_memzero(spare, sizeof(ngx_http_jpki_crl_file_t));
+    }
+
+    n = ngx_strlen(path) + 1;
+    spare->path = ngx_alloc(n, ngx_cycle->log);
+    if (spare->path == NULL) {
+        return NULL;
+    }
+    ngx_memcpy(spare->path, path, n);
+
+    return spare;
+}
+
+
+/* The files of an issuer's sources now (a directory's may change): the
+ * records of files gone are dropped (their CRLs stay in force). */
+static void
+ngx_http_jpki_crl_scan(ngx_http_jpki_issuer_t *iss, ngx_log_t *log)
+{
+    ngx_http_jpki_crl_file_t  *f;
+    ngx_str_t                 *src = iss->crl_sources->elts;
+    ngx_uint_t                 i, k;
+    char                      *paths[JPKI_CRL_DIR_MAX];
+    int                        n, j;
+
+    if (iss->crl_files == NULL) {
+        iss->crl_files = ngx_array_create(ngx_cycle->pool,
+                             iss->crl_sources->nelts * JPKI_CRL_DIR_MAX,
+                             sizeof(ngx_http_jpki_crl_file_t));
+        if (iss->crl_files == NULL) {
+            return;
+        }
+    }
+
+    f = iss->crl_files->elts;
+    for (k = 0; k < iss->crl_files->nelts; k++) {
+        f[k].seen = 0;
+    }
+
+    for (i = 0; i < iss->crl_sources->nelts; i++) {
+        n = jpki_crl_source_files((char *) src[i].data, paths,
+                                  JPKI_CRL_DIR_MAX);
+        if (n < 0) {
+            /* a missing file: watched all the same (it may come) */
+            paths[0] = strdup((char *) src[i].data);
+            n = paths[0] ? 1 : 0;
+        }
+
+        for (j = 0; j < n; j++) {
+            f = ngx_http_jpki_crl_file_of(iss, paths[j]);
+            if (f != NULL) {
+                f->seen = 1;
+            }
+        }
+        jpki_crl_source_files_free(paths, (size_t) n);
+    }
+
+    f = iss->crl_files->elts;
+    for (k = 0; k < iss->crl_files->nelts; k++) {
+        if (!f[k].seen && f[k].path != NULL && !f[k].busy) {
+            ngx_free(f[k].path);
+            f[k].path = NULL;
+        }
+    }
+}
+
+
+/* Loads the issuers' CRL files that changed since they were tried (all of
+ * them at start): another inode, size, mtime or ctime (to the nanosecond)
+ * than the version tried last.  A file that does not verify, is stale or
+ * older than the CRL of its key in force leaves that one in place (which
+ * then goes stale itself: checks that need it fail closed); it is tried
+ * again once it changes. */
+void
+ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+{
+    ngx_http_jpki_issuer_t    *iss = jmcf->issuers.elts;
+    ngx_http_jpki_crl_file_t  *f;
+    ngx_uint_t                 i, k;
+
+    if (jmcf->crlz == NULL) {
+        return;
+    }
+
+    jpki_crlzone_tick(jmcf->crlz);
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_sources == NULL) {
+            continue;
+        }
+
+        ngx_http_jpki_crl_scan(&iss[i], log);
+        if (iss[i].crl_files == NULL) {
+            continue;
+        }
+
+        f = iss[i].crl_files->elts;
+        for (k = 0; k < iss[i].crl_files->nelts; k++) {
+            if (f[k].path != NULL) {
+                ngx_http_jpki_crl_file(jmcf, &iss[i], &f[k], log);
+            }
+        }
+    }
+}
