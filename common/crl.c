@@ -1095,27 +1095,6 @@ void jpki_crl_index_free(jpki_crl_index *ix)
     free(ix);
 }
 
-size_t jpki_crl_index_placed_size(const jpki_crl_index *ix)
-{
-    return ix != NULL ? sizeof(*ix) + ix->n * sizeof(ix_entry) : 0;
-}
-
-const jpki_crl_index *jpki_crl_index_place(const jpki_crl_index *ix,
-                                           void *mem, size_t size)
-{
-    jpki_crl_index *p = mem;
-
-    if (ix == NULL || mem == NULL || (uintptr_t)mem % 8 != 0
-        || size < jpki_crl_index_placed_size(ix))
-        return NULL;
-    *p = *ix;
-    p->e = (ix_entry *)(p + 1);
-    p->cap = ix->n;
-    if (ix->n > 0)
-        memcpy(p->e, ix->e, ix->n * sizeof(ix_entry));
-    return p;
-}
-
 const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix)
 {
     return ix != NULL ? &ix->info : NULL;

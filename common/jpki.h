@@ -655,14 +655,7 @@ jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
                               jpki_crl_index **out, char *detail,
                               size_t detaillen);
 void jpki_crl_index_free(jpki_crl_index *ix);
-/* An index copied into memory the caller provides (8-byte aligned), e.g. a
- * shared memory zone, so that one copy serves every worker: the copy
- * holds a pointer to its own entries and to the issuer, so it is valid in
- * the processes that map mem at the same address and share the context
- * (forked workers).  Never jpki_crl_index_free() a placed index. */
-size_t jpki_crl_index_placed_size(const jpki_crl_index *ix);
-const jpki_crl_index *jpki_crl_index_place(const jpki_crl_index *ix,
-                                           void *mem, size_t size);
+/* (An index shared by workers is copied into a zone by crlzone.h.) */
 const jpki_crl_info *jpki_crl_index_info(const jpki_crl_index *ix);
 /* Whether ix, just built for the CRL slot of issuer want, may replace cur
  * (NULL: nothing loaded): JPKI_ERR_CRL_ISSUER when ix is another configured

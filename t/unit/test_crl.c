@@ -1225,48 +1225,6 @@ static void t_validity_grace(jpki_ctx *ctx)
     free(stale);
 }
 
-/* An index placed in caller memory answers like the original. */
-static void t_placed(jpki_ctx *ctx)
-{
-    size_t len, sz;
-    uint8_t *der = slurp("ca2.crl", &len);
-    jpki_crl_index *ix = NULL;
-    const jpki_crl_index *pl;
-    jpki_rev_info a, b;
-    char *mem;
-    const char *good = "00000000000000000000000000000000";
-    char revoked[JPKI_CERT_ID_HEX_LEN + 1] = "";
-    jpki_cert *c = NULL;
-    uint8_t *cder;
-    size_t clen;
-
-    is_int(jpki_crl_index_build(ctx, der, len, now, 0, &ix, NULL, 0), JPKI_OK,
-           "placed: index built");
-    cder = slurp("rev-keyCompromise.pem", &clen);
-    if (jpki_cert_check(ctx, cder, clen, now, &c, NULL, 0) == JPKI_OK)
-        memcpy(revoked, jpki_cert_id_hex(c), sizeof(revoked));
-    jpki_cert_free(c);
-    free(cder);
-    sz = jpki_crl_index_placed_size(ix);
-    ok(sz > 7 * 16, "placed size covers the entries (%zu)", sz);
-    mem = malloc(sz + 8);
-    ok(jpki_crl_index_place(ix, mem, sz - 1) == NULL, "too small: refused");
-    ok(jpki_crl_index_place(ix, mem + 4, sz) == NULL, "misaligned: refused");
-    pl = jpki_crl_index_place(ix, mem, sz);
-    ok(pl != NULL, "placed");
-    jpki_crl_index_free(ix);               /* the copy stands on its own */
-    is_int(jpki_crl_index_lookup(pl, revoked, now, 0, &a), JPKI_OK,
-           "placed lookup of a revoked certificate");
-    is_int(a.status, JPKI_REV_REVOKED, "... revoked");
-    is_int(a.reason, JPKI_REASON_KEY_COMPROMISE, "... keyCompromise");
-    is_int(jpki_crl_index_lookup(pl, good, now, 0, &b), JPKI_OK,
-           "placed lookup of an unlisted id");
-    is_int(b.status, JPKI_REV_GOOD, "... good");
-    is_int(jpki_crl_index_info(pl)->crl_number, 2, "placed info: CRL number");
-    free(mem);
-    free(der);
-}
-
 static time_t pki_now(void)
 {
     size_t len;
@@ -1314,7 +1272,6 @@ int main(void)
     t_walker(ctx);
     t_duplicates(ctx);
     t_validity_grace(ctx);
-    t_placed(ctx);
 
     X509_free(ca1);
     X509_free(ca2);
