@@ -110,16 +110,14 @@ our %ROLE = (
     gate      => ['jpki on;', "AuthType JPKI\nRequire valid-user"],
 );
 
-# The store in each server's words, from "shm [zone=NAME] [size=SIZE]"
-# (size 1m unless given) or a Redis store (the same words on both).
+# The store in each server's words: "shm [zone=NAME] [size=SIZE]" (size 1m
+# unless given) or a Redis store.  (Both servers now take the same words;
+# before, nginx wrote "shm zone=NAME:SIZE" and Apache "shm size= zone=".)
 sub store_arg {
     my ($kind, $spec) = @_;
     return $spec unless $spec =~ /^shm\b/;
     my %a = $spec =~ /\b(zone|size)=(\S+)/g;
-    my $size = $a{size} // '1m';
-    return $kind eq 'nginx'
-        ? 'shm zone=' . ($a{zone} // 'jpki') . ":$size"
-        : "shm size=$size" . ($a{zone} ? " zone=$a{zone}" : '');
+    return 'shm' . ($a{zone} ? " zone=$a{zone}" : '') . ' size=' . ($a{size} // '1m');
 }
 
 # One directive KEY VALUE of a description, as KIND writes it.
