@@ -648,7 +648,10 @@ typedef int (*jpki_crl_entry_fn)(void *ud, const jpki_crl_entry *e);
 jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
                           size_t len, jpki_crl_entry_fn fn, void *ud);
 
-/* An in-memory index of one CRL for O(log n) lookups by cert_id. */
+/* An in-memory index of one CRL for O(log n) lookups by cert_id: its
+ * entries under the key that signed it (info.key_hash), the one key
+ * generation the CRL covers (a certificate of another key is looked up in
+ * that key's CRL: crlzone.h). */
 typedef struct jpki_crl_index jpki_crl_index;
 jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
                               size_t len, time_t now, unsigned grace_s,
