@@ -628,6 +628,7 @@ typedef struct {
     const jpki_crlzone_file *f;
     char who[WHO_LEN + 1];
     int had;                      /* a CRL of the key was in force */
+    int retry;                    /* taken over: not a try of the file */
     char *msg;
     size_t msglen;
 } pub_state;
@@ -760,6 +761,7 @@ static jpki_crlzone_outcome publish_shared(jpki_crlzone *z, pub_state *ps,
     if (ok && *e != JPKI_OK)
         return JPKI_CRLZONE_REFUSED;
     *e = ok ? JPKI_ERR_STORE_FULL : JPKI_ERR_INTERNAL;
+    ps->retry = !ok;
     jpki_set_detail(ps->msg, ps->msglen, ok ? "CRL zone \"%s\": CRL \"%s\" "
                     "not loaded: %d CRLs are in force already"
                     : "CRL zone \"%s\": CRL \"%s\" not loaded: another process"
@@ -771,7 +773,7 @@ static jpki_crlzone_outcome publish_shared(jpki_crlzone *z, pub_state *ps,
 /* The try, for every process; the claim released when nothing else of
  * this process is being loaded. */
 static void record_try(jpki_crlzone *z, const jpki_crlzone_file *f,
-                       jpki_err e, const uint8_t *key)
+                       jpki_err e, const uint8_t *key, int retry)
 {
     zfile *r;
 
@@ -780,7 +782,9 @@ static void record_try(jpki_crlzone *z, const jpki_crlzone_file *f,
     if (r != NULL) {
         write_begin(&r->seq);
         memcpy(r->fid, f->fid, f->fidlen);
-        r->fidlen = (uint32_t)f->fidlen;
+        /* a load taken over by another process (this one silent for a
+         * minute): that version is not tried yet, the other loads it */
+        r->fidlen = retry ? 0 : (uint32_t)f->fidlen;
         r->error = e;
         if (key != NULL) {
             r->has_key = 1;
@@ -827,7 +831,7 @@ jpki_crlzone_outcome jpki_crlzone_end(jpki_crlzone *z,
         if (e == JPKI_OK)
             e = JPKI_ERR_INTERNAL;
     }
-    record_try(z, f, e, o == JPKI_CRLZONE_LOADED ? key : NULL);
+    record_try(z, f, e, o == JPKI_CRLZONE_LOADED ? key : NULL, ps.retry);
     if (o == JPKI_CRLZONE_LOADED)
         jpki_set_detail(msg, msglen, "CRL \"%s\" of issuer \"%s\" loaded: "
                         "%llu entries%s", f->path, f->issuer->name,

@@ -290,6 +290,15 @@ static void t_shared(void)
     ok(jpki_crlzone_begin(z, &f, now), "it died: taken over");
     jpki_crlzone_end(z, &f, JPKI_ERR_IO, NULL, now, msg, sizeof(msg));
     l->dead = -1;
+    /* the first loader ends after all: its CRL is not put in force, and
+     * its file is not counted as tried (the one who took over loads it) */
+    f.path = "/x/big.crl";
+    is_int(jpki_crlzone_end(z2, &f, JPKI_OK, index_of("ca2-empty.crl"), now,
+                            msg, sizeof(msg)), JPKI_CRLZONE_FAILED,
+           "the loader taken over: its CRL not put in force");
+    like(msg, "another process took the loading over", "... said");
+    ok(jpki_crlzone_begin(z, &f, now), "... the file is loaded by another");
+    jpki_crlzone_end(z, &f, JPKI_ERR_IO, NULL, now, msg, sizeof(msg));
     jpki_crlzone_free(z2);
 
     /* a zone too small for a CRL: its key fails closed, logged */
