@@ -403,11 +403,32 @@ int run_logout(const args_t *a)
     return EXIT_VALID;
 }
 
+/* The cert_id named, then its mapping written (account) or removed
+ * (NULL) where the gate reads it; *found: it was there.  An exit code. */
+static int map_apply(const args_t *a, char id[JPKI_CERT_ID_HEX_LEN + 1],
+                     const char *account, int *found)
+{
+    long long n = 0;
+    int rc;
+
+    *found = 0;
+    if (map_backend(a) != 0)
+        return EXIT_USAGE;
+    if ((rc = map_cert_id(a, id)) != EXIT_VALID)
+        return rc;
+    if (a->val[O_MAP_FILE] != NULL)
+        return map_file_update(a->val[O_MAP_FILE], id, account, found) != 0
+               ? EXIT_USAGE : EXIT_VALID;
+    if (redis_map_cmd(a, id, account, &n) != 0)
+        return EXIT_STORE;
+    *found = n > 0;
+    return EXIT_VALID;
+}
+
 int run_map_add(const args_t *a)
 {
     char id[JPKI_CERT_ID_HEX_LEN + 1];
     const char *acct = a->val[O_ACCOUNT];
-    long long n = 0;
     int rc, found;
 
     if (!jpki_account_valid(acct, strlen(acct))) {
@@ -415,16 +436,8 @@ int run_map_add(const args_t *a)
             JPKI_ACCOUNT_MAX);
         return EXIT_USAGE;
     }
-    if (map_backend(a) != 0)
-        return EXIT_USAGE;
-    if ((rc = map_cert_id(a, id)) != EXIT_VALID)
+    if ((rc = map_apply(a, id, acct, &found)) != EXIT_VALID)
         return rc;
-    if (a->val[O_MAP_FILE] != NULL) {
-        if (map_file_update(a->val[O_MAP_FILE], id, acct, &found) != 0)
-            return EXIT_USAGE;
-    } else if (redis_map_cmd(a, id, acct, &n) != 0) {
-        return EXIT_STORE;
-    }
     printf("mapped cert_id=%s account=%s\n", id, acct);
     return EXIT_VALID;
 }
@@ -432,20 +445,10 @@ int run_map_add(const args_t *a)
 int run_map_remove(const args_t *a)
 {
     char id[JPKI_CERT_ID_HEX_LEN + 1];
-    long long n = 0;
-    int rc, found = 0;
+    int rc, found;
 
-    if (map_backend(a) != 0)
-        return EXIT_USAGE;
-    if ((rc = map_cert_id(a, id)) != EXIT_VALID)
+    if ((rc = map_apply(a, id, NULL, &found)) != EXIT_VALID)
         return rc;
-    if (a->val[O_MAP_FILE] != NULL) {
-        if (map_file_update(a->val[O_MAP_FILE], id, NULL, &found) != 0)
-            return EXIT_USAGE;
-    } else if (redis_map_cmd(a, id, NULL, &n) != 0) {
-        return EXIT_STORE;
-    }
-    found = found || n > 0;
     printf("%s cert_id=%s\n", found ? "removed" : "not mapped", id);
     return found ? EXIT_VALID : EXIT_INVALID;
 }
