@@ -554,9 +554,9 @@ static jpki_err redis_addr(const char *a, jpki_store_spec *sp, char *err,
         != JPKI_OK)
         return JPKI_ERR_INVALID;
     if (strncmp(a, "unix:", 5) == 0) {
-        if (a[5] != '/' || strlen(a + 5) >= sizeof(sp->unix_path)) {
+        if (a[5] != '/' || strlen(a + 5) > 107) {     /* sun_path */
             jpki_set_detail(err, errlen, "redis=unix: needs an absolute "
-                            "socket path");
+                            "socket path (at most 107 characters)");
             return JPKI_ERR_INVALID;
         }
         snprintf(sp->unix_path, sizeof(sp->unix_path), "%s", a + 5);

@@ -165,7 +165,7 @@ typedef struct {
                                   logout mirror) */
     char host[256];            /* "" for a unix socket; no brackets */
     unsigned port;             /* [6379] */
-    char unix_path[256];       /* absolute; "" for TCP */
+    char unix_path[108];       /* absolute (sun_path); "" for TCP */
     int db;                    /* [0] 0..15 */
     char user[128];            /* "" none */
     char password[512];        /* "" none */

@@ -370,6 +370,26 @@ static void test_store(void)
     STORE_BAD("redis=h mirror=big", "mirror= must be a size");
     STORE_BAD("redis=h db=1 db=2", "invalid parameter \"db=2\"");
     STORE_BAD("redis=h oscp=1", "invalid parameter \"oscp=1\"");
+    {
+        char line[900], big[400];
+
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        snprintf(line, sizeof(line), "redis=%s", big);
+        STORE_BAD(line, "redis= needs a value of 1..255 characters");
+        snprintf(line, sizeof(line), "redis=unix:/%.107s", big);
+        STORE_BAD(line, "socket path (at most 107 characters)");
+        snprintf(line, sizeof(line), "redis=unix:/%.106s", big);
+        is_int(store(line, &sp), JPKI_OK, "a socket path of 107 characters");
+        memset(&sp, 0, sizeof(sp));
+        snprintf(line, sizeof(line), "redis=h user=%s password=p", big);
+        STORE_BAD(line, "user= needs a value of 1..127 characters");
+        snprintf(line, sizeof(line), "redis=h tls=on tls_ca=/c tls_name=%s",
+                 big);
+        STORE_BAD(line, "tls_name= needs a value of 1..255 characters");
+        snprintf(line, sizeof(line), "shm zone=%.64s", big);
+        STORE_BAD(line, "zone= must be a name of 1..63");
+    }
 }
 
 int main(void)
