@@ -42,6 +42,14 @@ our $NGINX = $ENV{JPKI_NGINX} // '/usr/sbin/nginx';
 our $MODULE = $ENV{JPKI_NGINX_MODULE} // "$BUILD/ngx_http_jpki_module.so";
 our $JPKICTL = $ENV{JPKI_JPKICTL} // "$BUILD/jpkictl";
 
+# The sanitizer wrappers (t/sanitize/run) preload gcc's ASan and UBSan
+# runtimes: their paths found once here, not by two gcc runs a server start.
+if (!$ENV{JPKI_SAN_ASAN} && grep { m{/sanitize/} } $NGINX, $ENV{JPKI_APACHE} // '') {
+    chomp(my $asan = `gcc -print-file-name=libasan.so 2>/dev/null` // '');
+    chomp(my $ubsan = `gcc -print-file-name=libubsan.so 2>/dev/null` // '');
+    @ENV{qw(JPKI_SAN_ASAN JPKI_SAN_UBSAN)} = ($asan, $ubsan) if $asan =~ m{/} && $ubsan =~ m{/};
+}
+
 my $OWNER = $$;          # END blocks of forked children must not kill anything
 our %KIDS;               # pid => name: every process this harness started
 my %PORTS;               # ports handed out by this process
