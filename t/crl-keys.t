@@ -76,6 +76,16 @@ for my $kind (@kinds) {
             secret => $secret, store => 'shm');
         unlike($out, qr/no CRL file covers/, 'an issuer without crl= (OCSP): no warning');
 
+        # the issuer's grammar (common/conf_issuer.c): the same sentences
+        for my $bad ([ 'crl=', qr/issuer "card": has crl= without a file or directory name/ ],
+                     [ join(' ', map { "crl=$crldir" } 1 .. 9), qr/issuer "card": has more than 8 crl= sources/ ],
+                     [ 'ocsp=http://127.0.0.1:9/ ocsp=http://127.0.0.1:9/', qr/issuer "card": has ocsp= twice/ ]) {
+            ($st, $out) = JPKIServer->configtest($kind, name => 'bad',
+                issuer => "card ca=\@PKI\@/ca2.pem $bad->[0]", secret => $secret, store => 'shm');
+            isnt($st, 0, "$kind: refused: $bad->[0]");
+            like($out, $bad->[1], '... with the core\'s sentence');
+        }
+
         # ---- ca2's CRL only: ca1's certificates fail closed
         my $srv = JPKIServer->start($kind, name => 'only2', site("$pki/ca2.crl"));
         eventually('the CRL is loaded', sub { answer($srv, 'user1') eq '200 acct-user1' });
