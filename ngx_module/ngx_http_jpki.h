@@ -249,6 +249,12 @@ void ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf,
     jpki_health *h);
 ngx_uint_t ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id);
+#if (NGX_THREADS)
+void *ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_thread_task_t **task, size_t size,
+    void (*handler)(void *data, ngx_log_t *log), ngx_event_handler_pt done,
+    ngx_log_t *log);
+#endif
 void ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     ngx_uint_t in_thread);
 void ngx_http_jpki_files_timer(ngx_event_t *ev);

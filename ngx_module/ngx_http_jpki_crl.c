@@ -476,44 +476,57 @@ ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
 }
 
 
+/* The context of a task of nginx's default thread pool, allocated once
+ * in *task (size bytes of context), with its handlers; NULL when there is
+ * no pool (read the file in the worker). */
+void *
+ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf, ngx_thread_task_t **task,
+    size_t size, void (*handler)(void *data, ngx_log_t *log),
+    ngx_event_handler_pt done, ngx_log_t *log)
+{
+    if (jmcf->threads == NULL) {
+        return NULL;
+    }
+
+    if (*task == NULL) {
+        *task = ngx_thread_task_alloc(ngx_cycle->pool, size);
+        if (*task == NULL) {
+            return NULL;
+        }
+    }
+
+    (*task)->handler = handler;
+    (*task)->event.handler = done;
+    (*task)->event.data = (*task)->ctx;
+    (*task)->event.log = log;
+
+    return (*task)->ctx;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
     ngx_http_jpki_file_id_t *fid, ngx_log_t *log)
 {
-    ngx_thread_task_t         *task;
     ngx_http_jpki_crl_task_t  *ct;
 
-    if (jmcf->threads == NULL) {
+    ct = ngx_http_jpki_task(jmcf, &f->task, sizeof(ngx_http_jpki_crl_task_t),
+                            ngx_http_jpki_crl_thread,
+                            ngx_http_jpki_crl_thread_done, log);
+    if (ct == NULL) {
         return NGX_DECLINED;
     }
 
-    if (f->task == NULL) {
-        f->task = ngx_thread_task_alloc(ngx_cycle->pool,
-                                        sizeof(ngx_http_jpki_crl_task_t));
-        if (f->task == NULL) {
-            return NGX_DECLINED;
-        }
-    }
-
-    task = f->task;
-    ct = task->ctx;
     ct->jmcf = jmcf;
     ct->iss = iss;
     ct->f = f;
     ct->fid = *fid;
     ct->now = ngx_time();
     ct->ix = NULL;
-    task->handler = ngx_http_jpki_crl_thread;
-    task->event.handler = ngx_http_jpki_crl_thread_done;
-    task->event.data = ct;
-    task->event.log = log;
 
-    if (ngx_thread_task_post(jmcf->threads, task) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return ngx_thread_task_post(jmcf->threads, f->task) == NGX_OK
+           ? NGX_OK : NGX_DECLINED;
 }
 
 #endif

@@ -675,31 +675,20 @@ static ngx_int_t
 ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_file_id_t *file, ngx_log_t *log)
 {
-    ngx_thread_task_t         *task;
     ngx_http_jpki_map_task_t  *mt;
 
-    if (jmcf->threads == NULL) {
+    mt = ngx_http_jpki_task(jmcf, &jmcf->map_task,
+                            sizeof(ngx_http_jpki_map_task_t),
+                            ngx_http_jpki_map_thread,
+                            ngx_http_jpki_map_thread_done, log);
+    if (mt == NULL) {
         return NGX_DECLINED;
     }
 
-    if (jmcf->map_task == NULL) {
-        jmcf->map_task = ngx_thread_task_alloc(ngx_cycle->pool,
-                                              sizeof(ngx_http_jpki_map_task_t));
-        if (jmcf->map_task == NULL) {
-            return NGX_DECLINED;
-        }
-    }
-
-    task = jmcf->map_task;
-    mt = task->ctx;
     mt->jmcf = jmcf;
     mt->file = *file;
-    task->handler = ngx_http_jpki_map_thread;
-    task->event.handler = ngx_http_jpki_map_thread_done;
-    task->event.data = mt;
-    task->event.log = log;
 
-    if (ngx_thread_task_post(jmcf->threads, task) != NGX_OK) {
+    if (ngx_thread_task_post(jmcf->threads, jmcf->map_task) != NGX_OK) {
         return NGX_DECLINED;
     }
 
