@@ -10,9 +10,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
-skip_unless(qw(nginx module jpkictl pki openssl));
-skip_unless_apache();
+skip_unless(qw(jpkictl pki openssl));
+my @kinds = JPKIServer::kinds();
 plan skip_all => 'curl without HTTP/2' unless `curl --version` =~ /\bHTTP2\b/;
 plan skip_all => 'no mod_http2' unless -f "$JPKIApache::MODDIR/mod_http2.so";
 
@@ -66,35 +67,15 @@ sub flows {
     like($out, qr/"error":"challenge_replayed"/, "$label: ... JSON reason");
 }
 
-my $site_ng = <<"EOF";
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl;
-    jpki_store shm zone=jpki:1m;
-    jpki_map_file $dir/map.txt;
-    jpki_revocation crl;
-    jpki_cookie_secure off;
-    server {
-        listen 127.0.0.1:\@PORT\@ http2;
-        location /jpki/ { jpki_endpoints; }
-        location /app/ { jpki on; proxy_pass http://127.0.0.1:\@UP\@; }
-    }
-EOF
-my $ng = JPKITest::Nginx->start(name => 'h2-nginx', workers => 1, http => $site_ng);
-flows('nginx', $ng);
-$ng->stop;
-
-my $ap = JPKIApache::Server->start(name => 'h2-apache', children => 1, modules => ['http2'],
-                                   main => <<"EOF");
-Protocols h2c http/1.1
-JPKISecretFile $secret
-JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl
-JPKIStore shm size=1M
-JPKIMapFile $dir/map.txt
-JPKIRevocation crl
-JPKICookieSecure Off
-@{[ ap_gate_conf() ]}
-EOF
-flows('apache', $ap);
-$ap->stop;
+# the site (t/lib/JPKIServer.pm) on each server, over h2c
+for my $kind (@kinds) {
+    my $srv = JPKIServer->start($kind, name => 'h2', workers => 1,
+        secret => $secret, issuer => 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem crl=@PKI@/ca2.crl',
+        store => 'shm', map => "$dir/map.txt", revocation => 'crl', cookie_secure => 'off',
+        locations => [ '/jpki/' => { endpoints => 1 }, '/app/' => { gate => 1, upstream => 1 } ],
+        nginx_listen => 'http2', apache => "Protocols h2c http/1.1\n", modules => ['http2']);
+    flows($kind, $srv);
+    $srv->stop;
+}
 
 done_testing();

@@ -12,9 +12,10 @@ use Time::HiRes qw(sleep time);
 use File::Copy qw(copy);
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
-skip_unless(qw(nginx module jpkictl pki openssl));
-skip_unless_apache();
+skip_unless(qw(jpkictl pki openssl));
+my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
 my $pki = $JPKITest::PKI;
@@ -28,28 +29,11 @@ my $map = "$dir/map.txt";
 spew($map, join('', map { cert_id($_, $secret) . " acct-$_\n" }
                     qw(user1 rev-certificateHold)), 0644);
 
-my $ng = JPKITest::Nginx->start(name => 'ng', http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=@{[ $ocsp->url ]};
-    jpki_store shm zone=jpki:1m;
-    jpki_map_file $map;
-    jpki_ocsp_cache_hold 1s;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
-EOF
-my $ap = JPKIApache::Server->start(name => 'ap', main => <<"EOF");
-JPKISecretFile $secret
-JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=@{[ $ocsp->url ]}
-JPKIStore shm
-JPKIMapFile $map
-JPKIOCSPCacheHold 1
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-EOF
-my %srv = (nginx => $ng, apache => $ap);
+# the site (t/lib/JPKIServer.pm) on each server: a "hold" answer cached 1 s
+my %srv = map { ($_ => JPKIServer->start($_, name => 'hold',
+    secret => $secret, issuer => 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url,
+    store => 'shm', map => $map, ocsp_cache_hold => '1s',
+    locations => [ '/jpki/' => { endpoints => 1 } ])) } @kinds;
 
 
 for my $name (sort keys %srv) {
@@ -78,9 +62,8 @@ for my $name (sort keys %srv) {
     }
     is($st, 200, "$name: after the release (and the short hold cache), the certificate logs in");
 }
-is(login_to($ng, 'user1')->{status}, 200, 'a good certificate is unaffected');
+is(login_to($srv{ $kinds[0] }, 'user1')->{status}, 200, 'a good certificate is unaffected');
 
-$ng->stop;
-$ap->stop;
+$srv{$_}->stop for @kinds;
 $ocsp->stop;
 done_testing();
