@@ -17,9 +17,10 @@ use IO::Socket::INET;
 use POSIX ();
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
-skip_unless(qw(nginx module jpkictl pki openssl));
-skip_unless_apache();
+skip_unless(qw(jpkictl pki openssl));
+my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
 my $secret = write_secret("$dir/site.secret");
@@ -126,46 +127,19 @@ sub check_nonce {
 
 my $iss = "card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem ocsp=http://127.0.0.1:$relay_port/";
 
-# nginx and Apache, each without and with nonces
-sub ng_conf {
-    my ($nonce) = @_;
-    return <<"EOF";
-    jpki_secret_file $secret;
-    jpki_issuer $iss;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]} db=1;
-    jpki_map_file $dir/map.txt;
-    jpki_revocation ocsp;
-    jpki_ocsp_timeout 8s;
-    jpki_ocsp_nonce @{[ $nonce ? 'on' : 'off' ]};
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
-EOF
-}
-sub ap_conf {
-    my ($nonce) = @_;
-    return <<"EOF";
-JPKISecretFile $secret
-JPKIIssuer $iss
-JPKIStore redis=127.0.0.1:@{[ $redis->port ]} db=2
-JPKIMapFile $dir/map.txt
-JPKIRevocation ocsp
-JPKIOCSPTimeout 8s
-JPKIOCSPNonce @{[ $nonce ? 'On' : 'Off' ]}
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-EOF
-}
-
+# nginx and Apache (t/lib/JPKIServer.pm), each without and with nonces
+# (each server on its own database)
+my %db = (nginx => 1, apache => 2);
 for my $nonce (0, 1) {
-    my $ng = JPKITest::Nginx->start(name => "ng-$nonce", workers => 1, http => ng_conf($nonce));
-    $nonce ? check_nonce('nginx', $ng) : check('nginx', $ng, sub { $redis->cmd('FLUSHALL') });
-    $ng->stop;
-    my $ap = JPKIApache::Server->start(name => "ap-$nonce", children => 1, main => ap_conf($nonce));
-    $nonce ? check_nonce('apache', $ap) : check('apache', $ap, sub { $redis->cmd('FLUSHALL') });
-    $ap->stop;
+    for my $kind (@kinds) {
+        my $srv = JPKIServer->start($kind, name => "$kind-$nonce", workers => 1,
+            secret => $secret, issuer => $iss,
+            store => 'redis=127.0.0.1:' . $redis->port . " db=$db{$kind}",
+            map => "$dir/map.txt", revocation => 'ocsp', ocsp_timeout => '8s',
+            ocsp_nonce => $nonce, locations => [ '/jpki/' => { endpoints => 1 } ]);
+        $nonce ? check_nonce($kind, $srv) : check($kind, $srv, sub { $redis->cmd('FLUSHALL') });
+        $srv->stop;
+    }
 }
 
 $ocsp->stop;
