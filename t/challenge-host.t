@@ -14,39 +14,23 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 use IO::Socket::INET;
 
-skip_unless(qw(nginx module jpkictl pki openssl));
-skip_unless_apache();
+skip_unless(qw(jpkictl pki openssl));
+my @kinds = JPKIServer::kinds();
 
 my $f = site_fixture();
 my ($dir, $secret, $issuer) = @$f{qw(dir secret issuer)};
 
-# the site, and a server on LISTEN with more LOCATIONS
-sub ng_http {
-    my ($listen, $locations) = @_;
-    return <<"EOF";
-    jpki_secret_file $secret;
-    jpki_issuer $issuer;
-    jpki_store shm zone=jpki:1m;
-    jpki_map_file $dir/map.txt;
-    server {
-        listen $listen;
-        location /jpki/ { jpki_endpoints; }
-        $locations
-    }
-EOF
+# the site (t/lib/JPKIServer.pm): the endpoints and /app/ gated, MORE
+# settings
+sub site {
+    return (secret => $secret, issuer => $issuer, store => 'shm', map => "$dir/map.txt",
+            locations => [ '/jpki/' => { endpoints => 1 }, '/app/' => { gate => 1, upstream => 1 } ],
+            @_);
 }
-my $ng = JPKITest::Nginx->start(name => 'nginx', http => ng_http('127.0.0.1:@PORT@',
-    'location /app/  { jpki on; proxy_pass http://127.0.0.1:@UP@; }'));
-my $ap_site = <<"EOF";
-JPKISecretFile $secret
-JPKIIssuer $issuer
-JPKIStore shm size=1M
-JPKIMapFile $dir/map.txt
-@{[ ap_gate_conf() ]}
-EOF
-my $ap = JPKIApache::Server->start(name => 'apache', main => $ap_site);
+my %srv = map { ($_ => JPKIServer->start($_, name => 'main', site())) } @kinds;
 
 # HTTP::Tiny will not send another Host: one request on its own socket
 # (HOST undef: none, HTTP/1.0).
@@ -96,8 +80,8 @@ sub login_with {
         : post_json("$base/login", $body);
 }
 
-for my $s ([nginx => $ng], [apache => $ap]) {
-    my ($name, $srv) = @$s;
+for my $name (@kinds) {
+    my $srv = $srv{$name};
     my $base = $srv->url('/jpki');
     my $port = $srv->port;
 
@@ -163,13 +147,11 @@ for my $s ([nginx => $ng], [apache => $ap]) {
 
 # HTTP/2: the :authority (curl puts the URL's host there; -H Host: too)
 SKIP: {
-    skip 'curl without HTTP/2', 6 unless `curl --version` =~ /\bHTTP2\b/;
-    skip 'no mod_http2', 6 unless -f "$JPKIApache::MODDIR/mod_http2.so";
-    my $h2 = JPKITest::Nginx->start(name => 'nginx-h2', http => ng_http('127.0.0.1:@PORT@ http2', ''));
-    my $ap2 = JPKIApache::Server->start(name => 'apache-h2', modules => ['http2'],
-                                        main => "Protocols h2c http/1.1\n$ap_site");
-    for my $s ([nginx => $h2], [apache => $ap2]) {
-        my ($name, $srv) = @$s;
+    skip 'curl without HTTP/2', 3 * @kinds unless `curl --version` =~ /\bHTTP2\b/;
+    skip 'no mod_http2', 3 * @kinds unless -f "$JPKIApache::MODDIR/mod_http2.so";
+    for my $name (@kinds) {
+        my $srv = JPKIServer->start($name, name => 'h2', site(nginx_listen => 'http2',
+            apache => "Protocols h2c http/1.1\n", modules => ['http2']));
         my $u = $srv->url('/jpki');
         my $curl = \&curl_h2;
         my $h2login = sub {
