@@ -13,9 +13,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 
-skip_unless(qw(nginx module jpkictl pki openssl redis));
-skip_unless_apache();
+skip_unless(qw(jpkictl pki openssl redis));
+my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
 my $pki = $JPKITest::PKI;
@@ -46,84 +47,61 @@ like($idc_other, qr/^[0-9a-f]{32}$/, 'the list records its id_check');
 # the default pointer cache time (10 s): a list refused is not cached, so
 # the list synced again with the right secret applies at once
 # an nginx site checking revocation by the CRL in Redis, EXTRA directives
-sub ng_crl_site {
-    my ($extra) = @_;
-    return <<"EOF";
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
-    jpki_revocation crl;
-    $extra
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
-EOF
-}
-my $ng = JPKITest::Nginx->start(name => 'ng', http => ng_crl_site(''));
-my $open = JPKITest::Nginx->start(name => 'open', http => ng_crl_site('jpki_failure open;'));
-my $ap = JPKIApache::Server->start(name => 'ap', main => <<"EOF");
-JPKISecretFile $secret
-JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem
-JPKIStore redis=127.0.0.1:@{[ $redis->port ]}
-JPKIRevocation crl
-@{[ ap_gate_conf() ]}
-EOF
-my %srv = (nginx => $ng, apache => $ap);
+# the site (t/lib/JPKIServer.pm) on each server: revocation by the CRL in
+# the store, failure closed at /jpki/, open at /open/jpki/
+my %srv = map { ($_ => JPKIServer->start($_, name => 'crl',
+    secret => $secret, issuer => 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem',
+    store => 'redis=127.0.0.1:' . $redis->port, revocation => 'crl',
+    locations => [ '/jpki/' => { endpoints => 1 },
+                   '/open/jpki/' => { endpoints => 1, failure => 'open' } ])) } @kinds;
 
-# the error log since MARK (Apache's log_since takes a virtual host first)
-sub log_after {
-    my ($s, $m) = @_;
-    return $s->isa('JPKIApache::Server') ? $s->log_since(undef, $m)
-                                         : $s->log_since($m);
-}
 my $clear = qr/CRL of issuer "card" in the store is not usable: its id_check (?:does not match|is missing), so it was loaded with another site secret or other CA files.*Re-run `jpkictl crl sync` with the gate's --secret-file and --issuer files/;
 
-for my $name (sort keys %srv) {
+for my $name (@kinds) {
     my $s = $srv{$name};
     my $m = $s->mark;
     my $r = login_to($s, 'rev-keyCompromise');
     is($r->{status}, 503, "$name: revoked certificate, CRL of another secret: 503 (not 200)");
     is($r->{json}{error}, 'revocation_unavailable', "$name: ... revocation_unavailable");
     is(login_to($s, 'user1')->{status}, 503, "$name: user1 too: the list is unavailable");
-    my $log = log_after($s, $m);
+    my $log = $s->log_since($m);
     like($log, $clear, "$name: the log says the CRL was loaded with another secret and what to do");
     unlike($log, qr/\Q$idc_other\E/, "$name: ... without the id_check value");
 }
-{
-    my $m = $open->mark;
-    my $r = login_to($open, 'rev-keyCompromise');
-    is($r->{status}, 200, 'failure open: a soft pass (revocation data unavailable)');
-    my @a = grep { ($_->{event} // '') eq 'login' } $open->audits($m);
-    ok(@a && $a[-1]{soft_pass}, '... audited as a soft pass') or diag(explain(\@a));
-    like($open->log_since($m), $clear, '... and the log says why');
+for my $name (@kinds) {
+    my $s = $srv{$name};
+    my $m = $s->mark;
+    my $r = login_to($s, 'rev-keyCompromise', prefix => '/open');
+    is($r->{status}, 200, "$name: failure open: a soft pass (revocation data unavailable)");
+    my @a = grep { ($_->{event} // '') eq 'login' } $s->audits($m);
+    ok(@a && $a[-1]{soft_pass}, "$name: ... audited as a soft pass") or diag(explain(\@a));
+    like($s->log_since($m), $clear, "$name: ... and the log says why");
 }
 
 # the id_check removed (a list loaded by hand, or by an older jpkictl)
 $redis->cmd('HDEL', $info_key, 'id_check');
-{
-    my $m = $ng->mark;
-    is(login_to($ng, 'rev-keyCompromise')->{status}, 503,
-       'nginx: a list without id_check: 503');
-    like($ng->log_since($m), qr/its id_check is missing/, '... the log says it is missing');
+for my $name (@kinds) {
+    my $s = $srv{$name};
+    my $m = $s->mark;
+    is(login_to($s, 'rev-keyCompromise')->{status}, 503,
+       "$name: a list without id_check: 503");
+    like($s->log_since($m), qr/its id_check is missing/, "$name: ... the log says it is missing");
 }
 
 ($rc, $out) = sync($secret);
 is($rc, 0, 'crl sync again with the gate\'s secret file') or diag($out);
 isnt($redis->cmd('HGET', $info_key, 'id_check') // '', $idc_other,
      'the list now carries the gate\'s id_check');
-for my $name (sort keys %srv) {
+for my $name (@kinds) {
     my $s = $srv{$name};
     my $m = $s->mark;
     my $r = login_to($s, 'rev-keyCompromise');
     is($r->{status}, 403, "$name: the same login is refused as revoked");
     is($r->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
     is(login_to($s, 'user1')->{status}, 200, "$name: a good certificate logs in");
-    unlike(log_after($s, $m), qr/id_check/, "$name: no id_check complaint");
+    unlike($s->log_since($m), qr/id_check/, "$name: no id_check complaint");
 }
 
-$ng->stop;
-$open->stop;
-$ap->stop;
+$srv{$_}->stop for @kinds;
 $redis->stop;
 done_testing();
