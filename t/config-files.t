@@ -12,10 +12,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
-use JPKIApache;
+use JPKIServer;
 
-skip_unless(qw(nginx module pki openssl));
-skip_unless_apache();
+skip_unless(qw(pki openssl));
+my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
 my $secret = write_secret("$dir/site.secret");
@@ -29,47 +29,22 @@ my @cases = (
     [ 'mapping file', $secret, '@PKI@/ca2.pem', "$gone.map" ],
 );
 
-sub nginx_conf {
+# the site (t/lib/JPKIServer.pm) naming these files
+sub site {
     my ($sec, $ca, $map) = @_;
-    return <<"EOF";
-    jpki_secret_file $sec;
-    jpki_issuer card ca=$ca;
-    jpki_store shm zone=jpki:1m;
-    jpki_map_file $map;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; }
-    }
-EOF
+    return (secret => $sec, issuer => "card ca=$ca", store => 'shm', map => $map,
+            locations => [ '/jpki/' => { endpoints => 1 } ]);
 }
-
-sub apache_conf {
-    my ($sec, $ca, $map) = @_;
-    return <<"EOF";
-JPKISecretFile $sec
-JPKIIssuer card ca=$ca
-JPKIStore shm size=1M
-JPKIMapFile $map
-<Location /jpki/>
-    JPKIEndpoints On
-</Location>
-EOF
-}
+my %TEST = (nginx => 'nginx -t', apache => 'apache2 -t');
 
 my $n = 0;
 for my $c (@cases) {
     my ($what, @files) = @$c;
     my ($path) = grep { index($_, $gone) == 0 } @files;
     $n++;
-    my @servers = (
-        [ 'nginx -t' => sub {
-              JPKITest::Nginx->test_config(name => "ng$n", http => nginx_conf(@files)) } ],
-        [ 'apache2 -t' => sub {
-              JPKIApache::Server->configtest(name => "ap$n", main => apache_conf(@files)) } ],
-    );
-    for my $s (@servers) {
-        my ($name, $run) = @$s;
-        my ($st, $out) = $run->();
+    for my $kind (@kinds) {
+        my $name = $TEST{$kind};
+        my ($st, $out) = JPKIServer->configtest($kind, name => "conf$n", site(@files));
         isnt($st, 0, "$name: a missing $what is refused");
         like($out, qr/\Q$path\E/, "$name: ... the message names it") or diag $out;
         like($out, qr/No such file or directory/,
@@ -80,19 +55,16 @@ for my $c (@cases) {
 
 # a file that exists but cannot be read (not as root: root reads it anyway)
 SKIP: {
-    skip 'running as root: permissions do not stop root', 4 if $> == 0;
+    skip 'running as root: permissions do not stop root', 2 * @kinds if $> == 0;
     my $locked = "$dir/locked.pem";
     spew($locked, slurp(JPKITest::server_pki() . '/ca2.pem'), 0);
-    my ($st, $out) = JPKITest::Nginx->test_config(name => 'ng-perm',
-        http => nginx_conf($secret, $locked, "$dir/map.txt"));
-    isnt($st, 0, 'nginx -t: an unreadable CA file is refused');
-    like($out, qr/\Q$locked\E.*Permission denied/, '... with its path and '
-         . '"Permission denied"') or diag $out;
-    ($st, $out) = JPKIApache::Server->configtest(name => 'ap-perm',
-        main => apache_conf($secret, $locked, "$dir/map.txt"));
-    isnt($st, 0, 'apache2 -t: an unreadable CA file is refused');
-    like($out, qr/\Q$locked\E.*Permission denied/, '... with its path and '
-         . '"Permission denied"') or diag $out;
+    for my $kind (@kinds) {
+        my ($st, $out) = JPKIServer->configtest($kind, name => 'perm',
+                                                site($secret, $locked, "$dir/map.txt"));
+        isnt($st, 0, "$TEST{$kind}: an unreadable CA file is refused");
+        like($out, qr/\Q$locked\E.*Permission denied/, '... with its path and '
+             . '"Permission denied"') or diag $out;
+    }
 }
 
 done_testing();
