@@ -19,15 +19,14 @@ jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
                 const uint8_t *body, size_t len, const uint8_t **resp,
                 size_t *resp_len)
 {
-    apr_socket_t  *sock;
-    apr_time_t     deadline;
-    apr_status_t   rv;
-    apr_size_t     in_len = 0, in_max, n;
-    char          *req, *in;
-    const uint8_t *rbody;
-    size_t         rblen;
-    int            status = 0, parsed = 0, eof;
-    size_t         hlen;
+    apr_socket_t      *sock;
+    apr_time_t         deadline;
+    apr_status_t       rv;
+    apr_size_t         n;
+    char              *req, *p;
+    jpki_ocsp_answer   in;
+    int                got;
+    size_t             hlen;
 
     if (iss->ocsp_addr == NULL) {
         return 0;
@@ -60,20 +59,15 @@ jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
         return 0;
     }
 
-    in_max = JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX;
-    in = apr_palloc(r->pool, in_max);
+    /* the answer's framing and bounds are the core's */
+    jpki_ocsp_answer_init(&in, apr_palloc(r->pool, JPKI_OCSP_ANSWER_MAX),
+                          JPKI_OCSP_ANSWER_MAX);
 
-    for ( ;; ) {
-        if (in_len == in_max) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: OCSP response "
-                          "too large");
-            break;
-        }
-
+    do {
+        p = (char *) jpki_ocsp_answer_room(&in, &n);
         rv = mjpki_set_deadline(sock, deadline);
-        n = in_max - in_len;
         if (rv == APR_SUCCESS) {
-            rv = apr_socket_recv(sock, in + in_len, &n);
+            rv = apr_socket_recv(sock, p, &n);
         } else {
             n = 0;
         }
@@ -89,27 +83,18 @@ jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
             break;
         }
 
-        in_len += n;
-        eof = APR_STATUS_IS_EOF(rv) || n == 0;
-
-        parsed = jpki_http_response_parse((const uint8_t *) in, in_len, eof,
-                                          &status, &rbody, &rblen);
-        if (parsed == 1) {
-            *resp = rbody;
-            *resp_len = rblen;
+        got = jpki_ocsp_answer_read(&in, n, APR_STATUS_IS_EOF(rv) || n == 0);
+        if (got == 1) {
+            *resp = in.body;
+            *resp_len = in.body_len;
             apr_socket_close(sock);
-            return status;
+            return in.status;
         }
-        if (parsed < 0) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: malformed HTTP "
-                          "answer from OCSP responder \"%s\"",
-                          iss->spec->ocsp_url);
-            break;
+        if (got < 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: %s \"%s\"",
+                          in.reason, iss->spec->ocsp_url);
         }
-        if (eof) {
-            break;
-        }
-    }
+    } while (got == 0);
 
     apr_socket_close(sock);
     return 0;

@@ -2,16 +2,16 @@
  * mod_auth_jpki_redis.c - the store's commands run: in the embedded store
  * (the core's table, mod_auth_jpki_store.c) or on Redis through APR sockets
  * (TLS by OpenSSL on the descriptor when asked, the server verified),
- * speaking RESP (encoded and parsed by the core; the AUTH/SELECT prelude
- * is the core's too), a per-process pool of connections, one deadline per
- * round trip, one retry on a fresh connection when a pooled one turns out
- * dead (Redis restarted); and each child's logout-log poller thread
- * (common/outsync.c).  Every failure is reported to the caller, which
+ * a per-process pool of connections, one deadline per round trip; what is
+ * sent, how the replies are counted, when a connection is kept and when a
+ * round is tried again on a fresh connection (a pooled one dead: Redis
+ * restarted) are the core's (common/redis.c); and each child's logout-log
+ * poller thread (common/outsync.c).  Every failure is reported to the caller, which
  * feeds it to the core as a failure (fail-closed).
  */
 
 #include "mod_auth_jpki.h"
-#include "gate.h"
+#include "redis.h"
 
 #include "apr_atomic.h"
 #include "apr_poll.h"
@@ -19,7 +19,6 @@
 #include "apr_thread_proc.h"
 
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -31,7 +30,7 @@ APLOG_USE_MODULE(auth_jpki);
 #define JPKI_RUN_OK       0
 #define JPKI_RUN_TIMEOUT  1
 #define JPKI_RUN_ERROR    2
-#define JPKI_RUN_STALE    3    /* connection dead before any reply byte */
+#define JPKI_RUN_CLOSED   3    /* the connection failed (not a timeout) */
 
 
 struct jpki_redis_conn {
@@ -40,20 +39,8 @@ struct jpki_redis_conn {
     apr_socket_t              *sock;
     SSL                       *ssl;           /* over TLS */
     int                        fd;
-    int                        ready;         /* AUTH/SELECT done */
+    jpki_redis_round          *round;         /* the core's: the replies */
 };
-
-
-static void
-jpki_results_error(jpki_store_result *res, size_t n)
-{
-    size_t  i;
-
-    memset(res, 0, n * sizeof(jpki_store_result));
-    for (i = 0; i < n; i++) {
-        res[i].type = JPKI_STORE_R_ERROR;
-    }
-}
 
 
 /* ------------------------------------------------------------------ */
@@ -151,6 +138,7 @@ jpki_redis_close(jpki_redis_conn *c)
     if (c->sock) {
         apr_socket_close(c->sock);
     }
+    jpki_redis_round_free(c->round);
     apr_pool_destroy(c->pool);
 }
 
@@ -210,29 +198,6 @@ jpki_tls_want(jpki_redis_conn *c, int ret, apr_time_t deadline)
 }
 
 
-/* The server certificate must name the host: DNS name or IP address. */
-static int
-jpki_tls_name_ok(SSL *ssl, const char *name)
-{
-    X509  *cert;
-    int    ok;
-
-    cert = SSL_get1_peer_certificate(ssl);
-    if (cert == NULL) {
-        return 0;
-    }
-
-    ok = X509_check_ip_asc(cert, name, 0);
-    if (ok == -2) {                               /* not an IP address */
-        ok = X509_check_host(cert, name, strlen(name), 0, NULL);
-    }
-
-    X509_free(cert);
-
-    return ok == 1;
-}
-
-
 /* TLS on a new connection; the server is verified once the handshake is
  * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
 static apr_status_t
@@ -256,12 +221,7 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
     }
 
     /* SNI for a DNS name, not for an IP address */
-    if (strchr(site->redis_tls_name, ':') == NULL
-        && strspn(site->redis_tls_name, "0123456789.")
-           != strlen(site->redis_tls_name))
-    {
-        (void) SSL_set_tlsext_host_name(c->ssl, site->redis_tls_name);
-    }
+    jpki_tls_set_server_name(c->ssl, site->redis_tls_name);
 
     SSL_set_connect_state(c->ssl);
 
@@ -288,7 +248,8 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         return APR_EGENERAL;
     }
 
-    if (!jpki_tls_name_ok(c->ssl, site->redis_tls_name)) {
+    /* the server certificate must name the host: DNS name or IP address */
+    if (!jpki_tls_peer_named(c->ssl, site->redis_tls_name)) {
         JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
                  "certificate does not name \"%s\"",
                  site->redis_tls_name);
@@ -450,6 +411,11 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
 
     c = apr_pcalloc(pool, sizeof(jpki_redis_conn));
     c->pool = pool;
+    c->round = jpki_redis_round_new();
+    if (c->round == NULL) {
+        apr_pool_destroy(pool);
+        return NULL;
+    }
 
     deadline = apr_time_now() + site->redis_connect_timeout;
 
@@ -458,7 +424,7 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
         JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot connect to "
                  "redis %s%s", site->redis_addr,
                  APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
-        apr_pool_destroy(pool);
+        jpki_redis_close(c);
         return NULL;
     }
 
@@ -473,189 +439,94 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
 }
 
 
-#define JPKI_RUN_MORE     (-1)  /* replies still due: read on */
-
-/* Sends the AUTH/SELECT prelude (on a new connection) and the commands. */
+/* One round trip on c: the (prelude and) pipelined commands, then the
+ * replies read and fed to the round until it is done, all within one
+ * deadline. */
 static int
-jpki_redis_send_round(jpki_site *site, request_rec *r, jpki_redis_conn *c,
-                      const char *cmdbuf, apr_size_t cmdlen,
-                      apr_time_t deadline, unsigned *prelude)
+jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
+               int pooled, const jpki_store_cmd *cmds, size_t n,
+               jpki_store_result *res)
 {
-    apr_status_t  rv;
-    apr_size_t    len = 0, max;
-    char         *out;
+    jpki_redis_auth    auth;
+    jpki_round_state   st;
+    apr_time_t         deadline;
+    apr_status_t       rv;
+    apr_size_t         len;
+    const char        *out, *why;
+    char               buf[4096];
 
-    max = jpki_redis_prelude_size(site->redis_user, site->redis_password);
-    out = malloc(cmdlen + max);
-    if (out == NULL) {
+    auth.user = site->redis_user;
+    auth.password = site->redis_password;
+    auth.db = site->redis_db > 0 ? (unsigned) site->redis_db : 0;
+
+    if (jpki_redis_round_start(c->round, pooled ? NULL : &auth, cmds, n, res)
+        != JPKI_OK)
+    {
         return JPKI_RUN_ERROR;
     }
-    if (!c->ready) {
-        len = jpki_redis_prelude(site->redis_user, site->redis_password,
-                                 site->redis_db > 0 ? site->redis_db : 0,
-                                 out, max, prelude);
-    }
-    memcpy(out + len, cmdbuf, cmdlen);
-    len += cmdlen;
 
+    deadline = apr_time_now() + site->redis_timeout;
+    out = jpki_redis_round_out(c->round, &len);
     rv = jpki_conn_send(c, out, len, deadline);
-    free(out);
-    if (rv == APR_SUCCESS) {
-        return JPKI_RUN_OK;
-    }
     if (APR_STATUS_IS_TIMEUP(rv)) {
         JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis send timed out");
         return JPKI_RUN_TIMEOUT;
     }
-    return JPKI_RUN_STALE;
-}
-
-
-/* Takes every complete reply read so far: the prelude's, then one per
- * command.  JPKI_RUN_OK when all are in, JPKI_RUN_MORE when more bytes
- * are needed, JPKI_RUN_ERROR. */
-static int
-jpki_redis_take(jpki_site *site, request_rec *r, jpki_redis_conn *c,
-                jpki_resp_reader *rd, unsigned *prelude,
-                const jpki_store_cmd *cmds, size_t n, size_t *done,
-                jpki_store_result *res)
-{
-    jpki_store_cmd     ok_cmd;
-    jpki_store_result  pr;
-    int                next;
-
-    memset(&ok_cmd, 0, sizeof(ok_cmd));
-    ok_cmd.op = JPKI_STORE_SET;
-
-    for ( ;; ) {
-        if (*prelude > 0) {
-            next = jpki_resp_reader_next(rd, &ok_cmd, &pr);
-            if (next == 1 && pr.type != JPKI_STORE_R_INT) {
-                JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis AUTH or "
-                         "SELECT refused");
-                return JPKI_RUN_ERROR;
-            }
-            if (next == 1) {
-                (*prelude)--;
-                continue;
-            }
-        } else if (*done < n) {
-            next = jpki_resp_reader_next(rd, &cmds[*done], &res[*done]);
-            if (next == 1) {
-                (*done)++;
-                continue;
-            }
-        } else {
-            /* all replies in; anything more is out of step */
-            if (jpki_resp_reader_next(rd, &ok_cmd, &pr) != 0) {
-                /* the caller closes a connection without a socket */
-                JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis sent more "
-                         "replies than asked");
-                apr_socket_close(c->sock);
-                c->sock = NULL;
-            }
-            c->ready = 1;
-            return JPKI_RUN_OK;
-        }
-        if (next < 0) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis protocol error");
-            return JPKI_RUN_ERROR;
-        }
-        return JPKI_RUN_MORE;
-    }
-}
-
-
-/* One round trip on c: the (prelude and) pipelined commands, one reply per
- * command, all within the deadline. */
-static int
-jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
-               const char *cmdbuf, apr_size_t cmdlen,
-               const jpki_store_cmd *cmds, size_t n, jpki_store_result *res)
-{
-    jpki_resp_reader  *rd;
-    apr_time_t         deadline;
-    apr_status_t       rv;
-    apr_size_t         len, got = 0;
-    char               buf[4096];
-    unsigned           prelude = 0;
-    int                rc;
-    size_t             done = 0;
-
-    deadline = apr_time_now() + site->redis_timeout;
-
-    rc = jpki_redis_send_round(site, r, c, cmdbuf, cmdlen, deadline,
-                               &prelude);
-    if (rc != JPKI_RUN_OK) {
-        return rc;
+    if (rv != APR_SUCCESS) {
+        return JPKI_RUN_CLOSED;
     }
 
-    rd = jpki_resp_reader_new();
-    if (rd == NULL) {
-        return JPKI_RUN_ERROR;
-    }
-
-    while ((rc = jpki_redis_take(site, r, c, rd, &prelude, cmds, n, &done,
-                                 res)) == JPKI_RUN_MORE)
-    {
+    do {
         len = sizeof(buf);
         rv = jpki_conn_recv(c, buf, &len, deadline);
 
         if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis command "
                      "timed out");
-            rc = JPKI_RUN_TIMEOUT;
-            break;
+            return JPKI_RUN_TIMEOUT;
         }
-
         if (len == 0 || (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv))) {
-            rc = JPKI_RUN_STALE;
-            if (got != 0) {
-                rc = JPKI_RUN_ERROR;
-                JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: redis "
-                         "closed the connection");
-            }
-            break;
+            (void) jpki_redis_round_eof(c->round);
+            return JPKI_RUN_CLOSED;
         }
 
-        got += len;
-        if (jpki_resp_reader_feed(rd, buf, len) != JPKI_OK) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis reply "
-                     "too large");
-            rc = JPKI_RUN_ERROR;
-            break;
-        }
+        st = jpki_redis_round_feed(c->round, buf, len);
+    } while (st == JPKI_ROUND_MORE);
+
+    /* a failure, or a reply out of step (the results stand, the
+     * connection goes) */
+    why = jpki_redis_round_reason(c->round);
+    if (why != NULL) {
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis %s", why);
     }
 
-    jpki_resp_reader_free(rd);
-    return rc;
+    return st == JPKI_ROUND_DONE ? JPKI_RUN_OK : JPKI_RUN_ERROR;
 }
 
 
-/* The commands in buf (RESP) on a pooled connection, or a new one. */
+/* The commands on a pooled connection, or a new one; 0 on a timeout. */
 static int
-jpki_redis_send_cmds(jpki_site *site, request_rec *r, const char *buf,
-                     size_t total, const jpki_store_cmd *cmds, size_t n,
-                     jpki_store_result *res)
+jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                size_t n, jpki_store_result *res)
 {
     jpki_redis_conn  *c;
-    int               rc, pooled, attempt;
+    int               rc, pooled;
+    unsigned          tries;
 
-    for (attempt = 0; attempt < 2; attempt++) {
-        c = attempt == 0 ? jpki_redis_idle_get(site, r) : NULL;
+    for (tries = 0; tries < 2; tries++) {
+        c = tries == 0 ? jpki_redis_idle_get(site, r) : NULL;
         pooled = c != NULL;
         if (c == NULL) {
             c = jpki_redis_connect(site, r);
             if (c == NULL) {
-                jpki_results_error(res, n);
-                return 1;
+                break;
             }
         }
 
-        rc = jpki_redis_run(site, r, c, buf, total, cmds, n, res);
+        rc = jpki_redis_run(site, r, c, pooled, cmds, n, res);
 
         if (rc == JPKI_RUN_OK) {
-            if (c->sock) {
+            if (jpki_redis_round_keep(c->round)) {
                 jpki_redis_idle_put(site, c);
             } else {
                 jpki_redis_close(c);
@@ -663,71 +534,31 @@ jpki_redis_send_cmds(jpki_site *site, request_rec *r, const char *buf,
             return 1;
         }
 
-        jpki_redis_close(c);
-
-        if (rc == JPKI_RUN_TIMEOUT) {
-            return 0;
-        }
-
-        if (rc == JPKI_RUN_STALE && pooled) {
+        if (rc == JPKI_RUN_CLOSED
+            && jpki_redis_round_retry(c->round, pooled, tries))
+        {
             /* the pooled connection was dead (Redis restarted): nothing
-             * reached Redis, one more try on a fresh connection */
+             * came back, one more try on a fresh connection */
+            jpki_redis_close(c);
             JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
                      "connection lost, retrying on a new one");
             continue;
         }
 
-        if (rc == JPKI_RUN_STALE) {
+        jpki_redis_close(c);
+
+        if (rc == JPKI_RUN_TIMEOUT) {
+            return 0;
+        }
+        if (rc == JPKI_RUN_CLOSED) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis closed "
                      "the connection");
         }
         break;
     }
 
-    jpki_results_error(res, n);
+    jpki_store_results_error(res, n);
     return 1;
-}
-
-
-static int
-jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
-                size_t n, jpki_store_result *res)
-{
-    char    *resp[JPKI_MAX_CMDS], *buf, *p;
-    size_t   len[JPKI_MAX_CMDS], i, total = 0;
-    int      done;
-
-    memset(resp, 0, sizeof(resp));
-
-    for (i = 0; i < n; i++) {
-        if (jpki_store_cmd_to_resp(&cmds[i], &resp[i], &len[i]) != JPKI_OK) {
-            for (i = 0; i < n; i++) {
-                free(resp[i]);
-            }
-            jpki_results_error(res, n);
-            return 1;
-        }
-        total += len[i];
-    }
-
-    /* malloc'ed, not from a pool: the poller has no request */
-    buf = malloc(total + 1);
-    for (p = buf, i = 0; i < n; i++) {
-        if (buf != NULL) {
-            memcpy(p, resp[i], len[i]);
-            p += len[i];
-        }
-        free(resp[i]);
-    }
-    if (buf == NULL) {
-        jpki_results_error(res, n);
-        return 1;
-    }
-
-    done = jpki_redis_send_cmds(site, r, buf, total, cmds, n, res);
-    free(buf);
-
-    return done;
 }
 
 
@@ -749,7 +580,7 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
     }
 
     if (zone == NULL || zone->store == NULL) {
-        jpki_results_error(res, n);
+        jpki_store_results_error(res, n);
         return 1;
     }
 
@@ -757,7 +588,7 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
     if (rv != APR_SUCCESS) {
         JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot lock store "
                  "zone %s", zone->name);
-        jpki_results_error(res, n);
+        jpki_store_results_error(res, n);
         return 1;
     }
 

@@ -260,10 +260,8 @@ mjpki_run(request_rec *r, jpki_site *site, jpki_txn *t)
             /* concurrent logins of a certificate share one query (not
              * with nonces: each query is then its own) */
             status = rt && body
-                     ? mjpki_ocsp_post(site, rt, r,
-                           jpki_ctx_get_policy(site->ctx)->ocsp_nonce
-                           ? NULL : jpki_txn_cert_id(t),
-                           body, blen, &resp, &rlen)
+                     ? mjpki_ocsp_post(site, rt, r, jpki_txn_ocsp_key(t),
+                                       body, blen, &resp, &rlen)
                      : 0;
             jpki_txn_feed_ocsp(t, status, status ? resp : NULL,
                                status ? rlen : 0);

@@ -71,3 +71,39 @@ int jpki_http_response_parse(const uint8_t *in, size_t len, int eof,
         return -1;
     return eof ? 1 : 0;
 }
+
+void jpki_ocsp_answer_init(jpki_ocsp_answer *a, uint8_t *buf, size_t max)
+{
+    memset(a, 0, sizeof(*a));
+    a->buf = buf;
+    a->max = max;
+}
+
+uint8_t *jpki_ocsp_answer_room(jpki_ocsp_answer *a, size_t *room)
+{
+    *room = a->max - a->len;
+    return a->buf + a->len;
+}
+
+int jpki_ocsp_answer_read(jpki_ocsp_answer *a, size_t n, int eof)
+{
+    int r;
+
+    if (n > a->max - a->len) {
+        a->reason = "OCSP response too large";
+        return -1;
+    }
+    a->len += n;
+    r = jpki_http_response_parse(a->buf, a->len, eof, &a->status, &a->body,
+                                 &a->body_len);
+    if (r < 0) {
+        a->reason = "malformed HTTP answer from OCSP responder";
+        return -1;
+    }
+    if (r == 0 && a->len == a->max) {
+        /* (no room left for the rest) */
+        a->reason = "OCSP response too large";
+        return -1;
+    }
+    return r;
+}

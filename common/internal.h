@@ -175,6 +175,9 @@ int jpki_audit_admit(const jpki_ctx *ctx, const char *cert_id,
 
 /* Validates a store command: key prefix, characters, lengths (store.c). */
 jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);
+/* The bytes a RESP reader holds that no reply has taken yet (store.c):
+ * after a round's last reply, anything is out of step. */
+size_t jpki_resp_reader_pending(const jpki_resp_reader *r);
 
 /* Revocation reference of a checked certificate, and back (cert.c). */
 jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,

@@ -581,6 +581,24 @@ size_t jpki_ocsp_http_request(const char *host, const char *path,
 int jpki_http_response_parse(const uint8_t *in, size_t len, int eof,
                              int *status, const uint8_t **body,
                              size_t *body_len);
+/* The answer as the adapter reads it, into a buffer it gives
+ * (JPKI_OCSP_ANSWER_MAX bytes): jpki_ocsp_answer_room() says where to read
+ * next (never 0 bytes), jpki_ocsp_answer_read() takes the n bytes read
+ * there (eof: the responder closed): 1 whole (status, body), 0 read on, -1
+ * failed (reason: "OCSP response too large", "malformed HTTP answer from
+ * OCSP responder"). */
+#define JPKI_OCSP_ANSWER_MAX (JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX)
+typedef struct {
+    uint8_t *buf;
+    size_t len, max;
+    int status;
+    const uint8_t *body;      /* in buf */
+    size_t body_len;
+    const char *reason;
+} jpki_ocsp_answer;
+void jpki_ocsp_answer_init(jpki_ocsp_answer *a, uint8_t *buf, size_t max);
+uint8_t *jpki_ocsp_answer_room(jpki_ocsp_answer *a, size_t *room);
+int jpki_ocsp_answer_read(jpki_ocsp_answer *a, size_t n, int eof);
 
 /* DER OCSPRequest for c (CertID hash per policy; nonce when enabled: the
  * nonce is kept in *req_state for the response check).  *der malloc'ed. */
@@ -930,6 +948,9 @@ void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
 /* CRL: the cert_id and issuer to look up; feed JPKI_OK + info, or the
  * error (JPKI_ERR_CRL_STALE, JPKI_ERR_REVOCATION_UNAVAILABLE). */
 const char *jpki_txn_cert_id(const jpki_txn *t);
+/* The key under which concurrent OCSP queries of one certificate are one
+ * query (the cert_id), or NULL when each is its own (nonces). */
+const char *jpki_txn_ocsp_key(const jpki_txn *t);
 const jpki_issuer *jpki_txn_issuer(const jpki_txn *t);
 /* The SHA-1 hash of the key that issued the certificate (20 bytes; NULL
  * before it is checked): the CRL that covers it is that key's. */

@@ -323,6 +323,11 @@ static size_t pending(const jpki_resp_reader *r)
     return r->rd->len - r->rd->pos;
 }
 
+size_t jpki_resp_reader_pending(const jpki_resp_reader *r)
+{
+    return r == NULL ? 0 : pending(r);
+}
+
 jpki_err jpki_resp_reader_feed(jpki_resp_reader *r, const char *buf,
                                size_t len)
 {

@@ -407,6 +407,14 @@ const char *jpki_txn_cert_id(const jpki_txn *t)
     return t->cert ? t->cert->cert_id : NULL;
 }
 
+const char *jpki_txn_ocsp_key(const jpki_txn *t)
+{
+    /* with a nonce, each query is its own */
+    if (t->cert == NULL || jpki_ctx_get_policy(t->ctx)->ocsp_nonce)
+        return NULL;
+    return t->cert->cert_id;
+}
+
 const jpki_issuer *jpki_txn_issuer(const jpki_txn *t)
 {
     return t->cert ? t->cert->issuer : NULL;

@@ -97,8 +97,6 @@ struct ngx_http_jpki_main_conf_s {
     ngx_str_t                  redis_user;
     ngx_str_t                  redis_password;
     ngx_int_t                  redis_db;
-    ngx_str_t                  redis_prelude; /* per worker: AUTH, SELECT */
-    ngx_uint_t                 redis_prelude_n;  /* their replies */
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_uint_t                 redis_keepalive;

@@ -13,7 +13,7 @@
  */
 
 #include "ngx_http_jpki.h"
-#include "gate.h"
+#include "redis.h"
 
 
 #define NGX_HTTP_JPKI_IO_REDIS  1
@@ -55,14 +55,9 @@ struct ngx_http_jpki_redis_conn_s {
     ngx_queue_t                    queue;
     ngx_peer_connection_t          pc;
     ngx_http_jpki_main_conf_t     *jmcf;
-    jpki_resp_reader              *rd;
+    jpki_redis_round              *round;       /* the replies counted */
     ngx_http_jpki_io_t            *io;
-    u_char                        *out;
-    size_t                         out_len;
     size_t                         out_sent;
-    ngx_uint_t                     prelude;     /* AUTH/SELECT replies due */
-    ngx_uint_t                     got;         /* command replies read */
-    ngx_uint_t                     ready;       /* AUTH/SELECT done */
     ngx_uint_t                     reused;      /* taken from the pool */
     ngx_uint_t                     timed;       /* commands' deadline set */
     ngx_event_t                    deadline;
@@ -81,9 +76,7 @@ struct ngx_http_jpki_flight_s {
     u_char                        *out;
     size_t                         out_len;
     size_t                         out_sent;
-    u_char                        *in;
-    size_t                         in_len;
-    size_t                         in_max;
+    jpki_ocsp_answer               in;
     ngx_msec_t                     timeout;
     ngx_log_t                      log;
 };
@@ -234,8 +227,7 @@ ngx_http_jpki_redis_close(ngx_http_jpki_redis_conn_t *rc)
         rc->pc.connection = NULL;
     }
 
-    jpki_resp_reader_free(rc->rd);
-    ngx_free(rc->out);
+    jpki_redis_round_free(rc->round);
     ngx_free(rc);
 }
 
@@ -249,7 +241,7 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
 {
     ngx_http_jpki_io_t  *io;
     ngx_connection_t    *c;
-    ngx_uint_t           ok, i;
+    ngx_uint_t           ok;
 
     io = rc->io;
     rc->io = NULL;
@@ -261,9 +253,11 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
     }
 
     /* A pooled connection Redis closed meanwhile (a restart): try once
-     * more on a fresh connection before reporting a failure. */
-    if (how == NGX_HTTP_JPKI_REDIS_ERROR && rc->reused && rc->got == 0
-        && rc->prelude == 0 && !io->retried && io->data != NULL)
+     * more on a fresh connection before reporting a failure (the core's
+     * rule: nothing came back on it). */
+    if (how == NGX_HTTP_JPKI_REDIS_ERROR && io->data != NULL
+        && jpki_redis_round_retry(rc->round, (int) rc->reused,
+                                  (unsigned) io->retried))
     {
         io->retried = 1;
         ngx_http_jpki_redis_close(rc);
@@ -274,10 +268,7 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
         if (ngx_http_jpki_redis_send(io, ngx_cycle->log) == NGX_AGAIN) {
             return;
         }
-        for (i = 0; i < io->n; i++) {
-            ngx_memzero(&io->res[i], sizeof(jpki_store_result));
-            io->res[i].type = JPKI_STORE_R_ERROR;
-        }
+        jpki_store_results_error(io->res, io->n);
         io->store_done(io->data, io->res, io->n);
         ngx_free(io);
         return;
@@ -286,6 +277,7 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
     /* no keepalive while the worker is exiting: an idle connection left
      * open makes it log "open socket left" alerts */
     if (ok && c && !ngx_exiting && !ngx_terminate
+        && jpki_redis_round_keep(rc->round)
         && rc->jmcf->redis_nidle < rc->jmcf->redis_keepalive)
     {
         c->read->handler = ngx_http_jpki_redis_idle_handler;
@@ -301,10 +293,7 @@ ngx_http_jpki_redis_finish(ngx_http_jpki_redis_conn_t *rc, ngx_uint_t how)
 
     if (io->data != NULL) {
         if (how == NGX_HTTP_JPKI_REDIS_ERROR) {
-            for (i = 0; i < io->n; i++) {
-                ngx_memzero(&io->res[i], sizeof(jpki_store_result));
-                io->res[i].type = JPKI_STORE_R_ERROR;
-            }
+            jpki_store_results_error(io->res, io->n);
         }
         io->store_done(io->data,
                        how == NGX_HTTP_JPKI_REDIS_TIMEOUT ? NULL : io->res,
@@ -386,37 +375,6 @@ ngx_http_jpki_redis_timeout(ngx_event_t *ev)
 static void ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc);
 
 
-/* The server certificate must name the host: DNS name or IP address. */
-static ngx_int_t
-ngx_http_jpki_check_name(ngx_connection_t *c, ngx_str_t *name)
-{
-    X509       *cert;
-    u_char      z[256];
-    int         ok;
-
-    if (name->len == 0 || name->len >= sizeof(z)) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(z, name->data, name->len);
-    z[name->len] = '\0';
-
-    cert = SSL_get1_peer_certificate(c->ssl->connection);
-    if (cert == NULL) {
-        return NGX_ERROR;
-    }
-
-    ok = X509_check_ip_asc(cert, (char *) z, 0);
-    if (ok == -2) {                               /* not an IP address */
-        ok = X509_check_host(cert, (char *) z, name->len, 0, NULL);
-    }
-
-    X509_free(cert);
-
-    return ok == 1 ? NGX_OK : NGX_ERROR;
-}
-
-
 static void
 ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
 {
@@ -439,7 +397,10 @@ ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
         return;
     }
 
-    if (ngx_http_jpki_check_name(c, &rc->jmcf->redis_tls_name) != NGX_OK) {
+    /* the server certificate must name the host: DNS name or IP address */
+    if (!jpki_tls_peer_named(c->ssl->connection,
+                             (const char *) rc->jmcf->redis_tls_name.data))
+    {
         ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis server "
                       "certificate does not name \"%V\"",
                       &rc->jmcf->redis_tls_name);
@@ -460,7 +421,6 @@ ngx_http_jpki_redis_tls(ngx_http_jpki_redis_conn_t *rc)
 {
     ngx_connection_t  *c = rc->pc.connection;
     ngx_int_t          r;
-    u_char             name[256];
 
     if (rc->jmcf->redis_ssl == NULL || c->ssl != NULL) {
         return NGX_OK;
@@ -479,12 +439,8 @@ ngx_http_jpki_redis_tls(ngx_http_jpki_redis_conn_t *rc)
         return NGX_ERROR;
     }
 
-    if (rc->jmcf->redis_tls_name.len < sizeof(name)) {
-        ngx_memcpy(name, rc->jmcf->redis_tls_name.data,
-                   rc->jmcf->redis_tls_name.len);
-        name[rc->jmcf->redis_tls_name.len] = '\0';
-        (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) name);
-    }
+    jpki_tls_set_server_name(c->ssl->connection,
+                             (const char *) rc->jmcf->redis_tls_name.data);
 
     /* (the handshake is bounded by the connection's deadline) */
     r = ngx_ssl_handshake(c);
@@ -506,6 +462,8 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
 {
     ngx_connection_t  *c = rc->pc.connection;
     ngx_int_t          r;
+    const char        *out;
+    size_t             len;
 
 #if (NGX_SSL)
     r = ngx_http_jpki_redis_tls(rc);
@@ -524,7 +482,8 @@ ngx_http_jpki_redis_start(ngx_http_jpki_redis_conn_t *rc)
         rc->timed = 1;
     }
 
-    r = ngx_http_jpki_send(c, rc->out, rc->out_len, &rc->out_sent);
+    out = jpki_redis_round_out(rc->round, &len);
+    r = ngx_http_jpki_send(c, (u_char *) out, len, &rc->out_sent);
 
     if (r == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis send failed");
@@ -557,7 +516,7 @@ ngx_http_jpki_redis_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (!rc->ready && rc->out_sent == 0
+    if (!rc->reused && rc->out_sent == 0
         && ngx_http_jpki_test_connect(c) != NGX_OK)
     {
         ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
@@ -568,56 +527,8 @@ ngx_http_jpki_redis_write_handler(ngx_event_t *ev)
 }
 
 
-/* Reads replies; returns 1 when the operation is complete. */
-static ngx_int_t
-ngx_http_jpki_redis_parse(ngx_http_jpki_redis_conn_t *rc)
-{
-    ngx_http_jpki_io_t  *io = rc->io;
-    jpki_store_cmd       ok_cmd;
-    jpki_store_result    r;
-    int                  got;
-
-    ngx_memzero(&ok_cmd, sizeof(ok_cmd));
-    ok_cmd.op = JPKI_STORE_SET;
-
-    for ( ;; ) {
-        if (rc->prelude) {
-            got = jpki_resp_reader_next(rc->rd, &ok_cmd, &r);
-            if (got == 1) {
-                if (r.type != JPKI_STORE_R_INT) {
-                    ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
-                                  "jpki: redis AUTH or SELECT refused");
-                    return NGX_ERROR;
-                }
-                if (--rc->prelude == 0) {
-                    rc->ready = 1;
-                }
-                continue;
-            }
-
-        } else if (rc->got < io->n) {
-            got = jpki_resp_reader_next(rc->rd, &io->cmds[rc->got],
-                                        &io->res[rc->got]);
-            if (got == 1) {
-                rc->got++;
-                continue;
-            }
-
-        } else {
-            return 1;
-        }
-
-        if (got < 0) {
-            ngx_log_error(NGX_LOG_ERR, &rc->log, 0,
-                          "jpki: redis protocol error");
-            return NGX_ERROR;
-        }
-
-        return 0;
-    }
-}
-
-
+/* Reads replies and feeds them to the round (the core counts them): done
+ * when every reply is in, or when the round fails. */
 static void
 ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
 {
@@ -625,23 +536,14 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
     ngx_http_jpki_redis_conn_t  *rc = c->data;
     u_char                       buf[4096];
     ssize_t                      n;
-    ngx_int_t                    done;
+    jpki_round_state             st;
+    const char                  *why;
 
     if (rc->io == NULL) {
         return;
     }
 
-    for ( ;; ) {
-        done = ngx_http_jpki_redis_parse(rc);
-        if (done == NGX_ERROR) {
-            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
-            return;
-        }
-        if (done == 1) {
-            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_OK);
-            return;
-        }
-
+    do {
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
@@ -651,73 +553,18 @@ ngx_http_jpki_redis_read_handler(ngx_event_t *ev)
             return;
         }
 
-        if (n <= 0) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "jpki: redis closed the connection");
-            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
-            return;
-        }
+        st = n > 0 ? jpki_redis_round_feed(rc->round, (char *) buf, n)
+                   : jpki_redis_round_eof(rc->round);
+    } while (st == JPKI_ROUND_MORE);
 
-        if (jpki_resp_reader_feed(rc->rd, (char *) buf, n) != JPKI_OK) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "jpki: redis reply too large");
-            ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
-            return;
-        }
-    }
-}
-
-
-/* AUTH [user] password and SELECT db, sent before the first commands of a
- * new connection (the core writes them): made once per worker. */
-static ngx_int_t
-ngx_http_jpki_redis_prelude(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
-{
-    u_char    *user, *pass;
-    size_t     max;
-    unsigned   count;
-
-    if (jmcf->redis_prelude.data != NULL) {
-        return NGX_OK;
+    why = jpki_redis_round_reason(rc->round);
+    if (why != NULL) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis %s", why);
     }
 
-    user = jmcf->redis_user.len
-           ? ngx_pnalloc(ngx_cycle->pool, jmcf->redis_user.len + 1) : NULL;
-    pass = jmcf->redis_password.len
-           ? ngx_pnalloc(ngx_cycle->pool, jmcf->redis_password.len + 1) : NULL;
-    if ((jmcf->redis_user.len && user == NULL)
-        || (jmcf->redis_password.len && pass == NULL))
-    {
-        return NGX_ERROR;
-    }
-
-    if (user) {
-        ngx_cpystrn(user, jmcf->redis_user.data, jmcf->redis_user.len + 1);
-    }
-
-    if (pass) {
-        ngx_cpystrn(pass, jmcf->redis_password.data,
-                    jmcf->redis_password.len + 1);
-    }
-
-    max = jpki_redis_prelude_size((char *) user, (char *) pass);
-    jmcf->redis_prelude.data = ngx_pnalloc(ngx_cycle->pool, max);
-    if (jmcf->redis_prelude.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    jmcf->redis_prelude.len = jpki_redis_prelude((char *) user, (char *) pass,
-                                  jmcf->redis_db > 0 ? jmcf->redis_db : 0,
-                                  (char *) jmcf->redis_prelude.data, max,
-                                  &count);
-    jmcf->redis_prelude_n = count;
-
-    if (pass) {
-        ngx_explicit_memzero(pass, jmcf->redis_password.len);
-    }
-
-    (void) log;
-    return NGX_OK;
+    ngx_http_jpki_redis_finish(rc, st == JPKI_ROUND_DONE
+                                   ? NGX_HTTP_JPKI_REDIS_OK
+                                   : NGX_HTTP_JPKI_REDIS_ERROR);
 }
 
 
@@ -753,9 +600,9 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     rc->deadline.handler = ngx_http_jpki_redis_timeout;
     rc->deadline.data = rc;
     rc->deadline.log = &rc->log;
-    rc->rd = jpki_resp_reader_new();
+    rc->round = jpki_redis_round_new();
 
-    if (rc->rd == NULL) {
+    if (rc->round == NULL) {
         ngx_free(rc);
         return NULL;
     }
@@ -765,7 +612,7 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
                                         ngx_http_jpki_redis_write_handler);
     if (*rc_connect == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to redis");
-        jpki_resp_reader_free(rc->rd);
+        jpki_redis_round_free(rc->round);
         ngx_free(rc);
         return NULL;
     }
@@ -774,65 +621,37 @@ ngx_http_jpki_redis_get(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 }
 
 
-/* Sends io's commands on a pooled or new connection. */
+/* Sends io's commands on a pooled or new connection (a new one's with the
+ * AUTH/SELECT prelude, written by the core). */
 static ngx_int_t
 ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t   *jmcf = io->jmcf;
     ngx_http_jpki_redis_conn_t  *rc;
     ngx_int_t                    connect;
-    size_t                       i, total, len[JPKI_MAX_CMDS];
-    char                        *resp[JPKI_MAX_CMDS];
-    u_char                      *p;
-    ngx_int_t                    ret = NGX_ERROR;
-
-    if (ngx_http_jpki_redis_prelude(jmcf, log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    total = jmcf->redis_prelude.len;
-    ngx_memzero(resp, sizeof(resp));
-
-    for (i = 0; i < io->n; i++) {
-        if (jpki_store_cmd_to_resp(&io->cmds[i], &resp[i], &len[i])
-            != JPKI_OK)
-        {
-            goto done;
-        }
-        total += len[i];
-    }
+    jpki_redis_auth              auth;
 
     rc = ngx_http_jpki_redis_get(jmcf, log, &connect);
     if (rc == NULL) {
-        goto done;
+        return NGX_ERROR;
     }
 
-    ngx_free(rc->out);
-    rc->out = ngx_alloc(total, log);
-    if (rc->out == NULL) {
+    /* (the configuration's strings end with a NUL; NULL when empty) */
+    auth.user = (const char *) jmcf->redis_user.data;
+    auth.password = (const char *) jmcf->redis_password.data;
+    auth.db = jmcf->redis_db > 0 ? (unsigned) jmcf->redis_db : 0;
+
+    if (jpki_redis_round_start(rc->round, rc->reused ? NULL : &auth,
+                               io->cmds, io->n, io->res)
+        != JPKI_OK)
+    {
         ngx_http_jpki_redis_close(rc);
-        goto done;
+        return NGX_ERROR;
     }
 
-    p = rc->out;
-    if (!rc->ready) {
-        p = ngx_cpymem(p, jmcf->redis_prelude.data, jmcf->redis_prelude.len);
-        rc->prelude = jmcf->redis_prelude_n;
-        if (rc->prelude == 0) {
-            rc->ready = 1;
-        }
-    }
-
-    for (i = 0; i < io->n; i++) {
-        p = ngx_cpymem(p, resp[i], len[i]);
-    }
-
-    rc->out_len = p - rc->out;
     rc->out_sent = 0;
-    rc->got = 0;
     rc->io = io;
     io->conn = rc;
-    ret = NGX_AGAIN;
 
     /* the deadline: a pooled connection's is the commands', a new one's
      * first the connection's (ngx_http_jpki_redis_start sets the
@@ -847,13 +666,7 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         ngx_post_event(rc->pc.connection->write, &ngx_posted_events);
     }
 
-done:
-
-    for (i = 0; i < io->n; i++) {
-        free(resp[i]);
-    }
-
-    return ret;
+    return NGX_AGAIN;
 }
 
 
@@ -928,7 +741,7 @@ ngx_http_jpki_flight_end(ngx_http_jpki_flight_t *f, ngx_int_t status,
     }
 
     ngx_free(f->out);
-    ngx_free(f->in);
+    ngx_free(f->in.buf);
     ngx_free(f);
 }
 
@@ -947,45 +760,21 @@ ngx_http_jpki_ocsp_timeout(ngx_event_t *ev)
 }
 
 
-/* The responder's answer, parsed by the core: NGX_AGAIN until whole. */
-static ngx_int_t
-ngx_http_jpki_ocsp_parse(ngx_http_jpki_flight_t *f, ngx_uint_t eof,
-    ngx_int_t *status, u_char **body, size_t *blen)
-{
-    const uint8_t  *b;
-    int             st, r;
-
-    r = jpki_http_response_parse(f->in, f->in_len, (int) eof, &st, &b, blen);
-
-    if (r == 1) {
-        *status = st;
-        *body = (u_char *) b;
-        return NGX_OK;
-    }
-
-    return r == 0 ? NGX_AGAIN : NGX_ERROR;
-}
-
-
+/* The responder's answer, read into the core's jpki_ocsp_answer (its
+ * framing, its bounds) until whole. */
 static void
 ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev)
 {
     ngx_connection_t        *c = ev->data;
     ngx_http_jpki_flight_t  *f = c->data;
     ssize_t                  n;
-    ngx_int_t                rc, status;
-    u_char                  *body;
-    size_t                   blen;
+    size_t                   room;
+    u_char                  *p;
+    int                      rc;
 
     for ( ;; ) {
-        if (f->in_len == f->in_max) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "jpki: OCSP response too large");
-            ngx_http_jpki_flight_end(f, 0, NULL, 0);
-            return;
-        }
-
-        n = c->recv(c, f->in + f->in_len, f->in_max - f->in_len);
+        p = jpki_ocsp_answer_room(&f->in, &room);
+        n = c->recv(c, p, room);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(ev, 0) != NGX_OK) {
@@ -999,25 +788,16 @@ ngx_http_jpki_ocsp_read_handler(ngx_event_t *ev)
             return;
         }
 
-        if (n > 0) {
-            f->in_len += n;
-        }
+        rc = jpki_ocsp_answer_read(&f->in, (size_t) n, n == 0);
 
-        rc = ngx_http_jpki_ocsp_parse(f, n == 0, &status, &body, &blen);
-
-        if (rc == NGX_OK) {
-            ngx_http_jpki_flight_end(f, status, body, blen);
+        if (rc == 1) {
+            ngx_http_jpki_flight_end(f, f->in.status,
+                                     (u_char *) f->in.body, f->in.body_len);
             return;
         }
 
-        if (rc == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "jpki: malformed HTTP answer from OCSP responder");
-            ngx_http_jpki_flight_end(f, 0, NULL, 0);
-            return;
-        }
-
-        if (n == 0) {
+        if (rc < 0) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: %s", f->in.reason);
             ngx_http_jpki_flight_end(f, 0, NULL, 0);
             return;
         }
@@ -1079,7 +859,8 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_flight_t  *f;
     ngx_http_jpki_io_t      *io;
     ngx_int_t                rc;
-    u_char                  *p;
+    u_char                  *hp;
+    size_t                   head;
 
     ngx_http_jpki_io_init();
 
@@ -1129,26 +910,35 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
     f->deadline.handler = ngx_http_jpki_ocsp_timeout;
     f->deadline.data = f;
     f->deadline.log = &f->log;
-    f->in_max = JPKI_OCSP_RESP_MAX + JPKI_OCSP_HEADER_MAX;
-    f->in = ngx_alloc(f->in_max, log);
-    f->out = ngx_alloc(len + 512 + iss->ocsp_host.len + iss->ocsp_uri.len,
-                       log);
+    jpki_ocsp_answer_init(&f->in, ngx_alloc(JPKI_OCSP_ANSWER_MAX, log),
+                          JPKI_OCSP_ANSWER_MAX);
+    head = iss->ocsp_host.len + iss->ocsp_uri.len + 256;
+    f->out = ngx_alloc(head + len, log);
+    /* the request's head is the core's: host and path as C strings */
+    hp = ngx_alloc(iss->ocsp_host.len + iss->ocsp_uri.len + 2, log);
 
-    if (f->in == NULL || f->out == NULL) {
-        ngx_free(f->in);
+    if (f->in.buf != NULL && f->out != NULL && hp != NULL) {
+        *ngx_cpymem(hp, iss->ocsp_host.data, iss->ocsp_host.len) = '\0';
+        *ngx_cpymem(hp + iss->ocsp_host.len + 1, iss->ocsp_uri.data,
+                    iss->ocsp_uri.len) = '\0';
+        head = jpki_ocsp_http_request((char *) hp,
+                                      (char *) hp + iss->ocsp_host.len + 1,
+                                      len, (char *) f->out, head);
+    } else {
+        head = 0;
+    }
+
+    ngx_free(hp);
+
+    if (head == 0) {
+        ngx_free(f->in.buf);
         ngx_free(f->out);
         ngx_free(f);
         ngx_free(io);
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(f->out, "POST %V HTTP/1.0\r\nHost: %V\r\n"
-                    "Content-Type: application/ocsp-request\r\n"
-                    "Accept: application/ocsp-response\r\n"
-                    "Content-Length: %uz\r\nConnection: close\r\n\r\n",
-                    &iss->ocsp_uri, &iss->ocsp_host, len);
-    p = ngx_cpymem(p, body, len);
-    f->out_len = p - f->out;
+    f->out_len = ngx_cpymem(f->out + head, body, len) - f->out;
 
     io->flight = f;
     f->waiters = io;
@@ -1163,7 +953,7 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
                       "jpki: cannot connect to OCSP responder \"%V\"",
                       &iss->ocsp_url.url);
         ngx_queue_remove(&f->queue);
-        ngx_free(f->in);
+        ngx_free(f->in.buf);
         ngx_free(f->out);
         ngx_free(f);
         ngx_free(io);

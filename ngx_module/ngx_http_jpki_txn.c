@@ -7,6 +7,7 @@
 
 #include "ngx_http_jpki.h"
 #include "gate.h"
+#include "redis.h"
 
 
 static void
@@ -340,7 +341,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
     jpki_err                    e;
     ngx_str_t                   key;
     const uint8_t              *body;
-    size_t                      n, i, blen;
+    size_t                      n, blen;
     int64_t                     now_ms;
 
     jmcf = ngx_http_jpki_site(r);
@@ -377,10 +378,7 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
                 jpki_txn_feed_store(ctx->txn, NULL, 0);
                 continue;
             }
-            ngx_memzero(res, n * sizeof(jpki_store_result));
-            for (i = 0; i < n; i++) {
-                res[i].type = JPKI_STORE_R_ERROR;
-            }
+            jpki_store_results_error(res, n);
             jpki_txn_feed_store(ctx->txn, res, n);
             continue;
 
@@ -389,9 +387,8 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
             body = jpki_txn_ocsp_body(ctx->txn, &blen);
             /* concurrent logins of a certificate share one query (not
              * with nonces: each query is then its own) */
-            key.data = (u_char *) jpki_txn_cert_id(ctx->txn);
-            key.len = key.data && !jpki_ctx_get_policy(jmcf->ctx)->ocsp_nonce
-                      ? ngx_strlen(key.data) : 0;
+            key.data = (u_char *) jpki_txn_ocsp_key(ctx->txn);
+            key.len = key.data ? ngx_strlen(key.data) : 0;
 
             if (iss != NULL && iss->ocsp_url.naddrs > 0
                 && ngx_http_jpki_ocsp_post(jmcf, iss, r->connection->log,

@@ -1,0 +1,321 @@
+/* redis.c - a Redis round for both adapters (which own the sockets): the
+ * bytes to send (the AUTH/SELECT prelude on a new connection, then the
+ * commands pipelined), the replies counted as they are fed (the prelude's
+ * must each be OK, then one per command, nothing beyond), and when the
+ * connection may be kept or the round tried again; and the TLS peer's
+ * name check. */
+#include "redis.h"
+#include "gate.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/x509v3.h>
+
+/* fed to the reader in pieces of at most this much, each piece's replies
+ * taken before the next: what the caller read at once may hold many */
+#define ROUND_PIECE 4096
+
+struct jpki_redis_round {
+    jpki_resp_reader *rd;
+    const jpki_store_cmd *cmds;
+    jpki_store_result *res;
+    size_t n;
+    size_t got;                 /* command replies read */
+    unsigned prelude;           /* AUTH/SELECT replies still due */
+    size_t received;            /* bytes fed in this round */
+    jpki_round_state state;
+    int unkept;                 /* out of step, or closed: not kept */
+    int clean;                  /* the reader holds nothing: reusable */
+    const char *reason;
+    char *out;
+    size_t out_len, out_max;
+    int secret;                 /* out has held a password: wiped */
+};
+
+jpki_redis_round *jpki_redis_round_new(void)
+{
+    jpki_redis_round *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->rd = jpki_resp_reader_new();
+    if (r->rd == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->clean = 1;
+    return r;
+}
+
+void jpki_redis_round_free(jpki_redis_round *r)
+{
+    if (r == NULL)
+        return;
+    jpki_resp_reader_free(r->rd);
+    OPENSSL_clear_free(r->out, r->out_max);
+    free(r);
+}
+
+/* Room for need more bytes in out (the old buffer wiped: it may hold a
+ * password). */
+static int out_room(jpki_redis_round *r, size_t need)
+{
+    size_t want = r->out_len + need;
+    char *p;
+
+    if (want <= r->out_max)
+        return 1;
+    if (want < 2 * r->out_max)
+        want = 2 * r->out_max;
+    p = malloc(want);
+    if (p == NULL)
+        return 0;
+    if (r->out_len > 0)
+        memcpy(p, r->out, r->out_len);
+    OPENSSL_clear_free(r->out, r->out_max);
+    r->out = p;
+    r->out_max = want;
+    return 1;
+}
+
+/* The prelude (auth not NULL) and the commands in r->out. */
+static jpki_err round_encode(jpki_redis_round *r, const jpki_redis_auth *auth,
+                             const jpki_store_cmd *cmds, size_t n)
+{
+    size_t i, len, max;
+    char *resp;
+
+    if (r->secret)
+        OPENSSL_cleanse(r->out, r->out_max);
+    r->secret = auth != NULL && auth->password != NULL;
+    r->out_len = 0;
+    r->prelude = 0;
+    if (auth != NULL) {
+        max = jpki_redis_prelude_size(auth->user, auth->password);
+        if (!out_room(r, max))
+            return JPKI_ERR_NOMEM;
+        r->out_len = jpki_redis_prelude(auth->user, auth->password, auth->db,
+                                        r->out, max, &r->prelude);
+    }
+    for (i = 0; i < n; i++) {
+        if (jpki_store_cmd_to_resp(&cmds[i], &resp, &len) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        if (!out_room(r, len)) {
+            free(resp);
+            return JPKI_ERR_NOMEM;
+        }
+        memcpy(r->out + r->out_len, resp, len);
+        r->out_len += len;
+        free(resp);
+    }
+    return JPKI_OK;
+}
+
+jpki_err jpki_redis_round_start(jpki_redis_round *r,
+                                const jpki_redis_auth *auth,
+                                const jpki_store_cmd *cmds, size_t n,
+                                jpki_store_result *res)
+{
+    jpki_err e;
+
+    if (r == NULL || cmds == NULL || res == NULL || n == 0
+        || n > JPKI_STORE_BATCH_MAX)
+        return JPKI_ERR_INVALID;
+    if (!r->clean) {
+        /* a round that ended otherwise left bytes or a failure behind */
+        jpki_resp_reader_free(r->rd);
+        r->rd = jpki_resp_reader_new();
+        if (r->rd == NULL)
+            return JPKI_ERR_NOMEM;
+    }
+    r->cmds = cmds;
+    r->res = res;
+    r->n = n;
+    r->got = 0;
+    r->received = 0;
+    r->state = JPKI_ROUND_MORE;
+    r->unkept = 0;
+    r->clean = 0;
+    r->reason = NULL;
+    e = round_encode(r, auth, cmds, n);
+    if (e != JPKI_OK)
+        r->state = JPKI_ROUND_FAILED;
+    return e;
+}
+
+const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len)
+{
+    *len = r->out_len;
+    return r->out;
+}
+
+static jpki_round_state round_fail(jpki_redis_round *r, const char *reason)
+{
+    r->state = JPKI_ROUND_FAILED;
+    r->reason = reason;
+    return r->state;
+}
+
+/* Every complete reply fed so far: the prelude's, then the commands'. */
+static jpki_round_state round_take(jpki_redis_round *r)
+{
+    jpki_store_cmd ok_cmd;
+    jpki_store_result pr;
+    int next;
+
+    memset(&ok_cmd, 0, sizeof(ok_cmd));
+    ok_cmd.op = JPKI_STORE_SET;               /* "+OK" reads as R_INT */
+    for (;;) {
+        if (r->prelude > 0) {
+            next = jpki_resp_reader_next(r->rd, &ok_cmd, &pr);
+            if (next == 1 && pr.type != JPKI_STORE_R_INT)
+                return round_fail(r, "AUTH or SELECT refused");
+            if (next == 1) {
+                r->prelude--;
+                continue;
+            }
+        } else if (r->got < r->n) {
+            next = jpki_resp_reader_next(r->rd, &r->cmds[r->got],
+                                         &r->res[r->got]);
+            if (next == 1) {
+                r->got++;
+                continue;
+            }
+        } else {
+            r->state = JPKI_ROUND_DONE;
+            if (jpki_resp_reader_pending(r->rd) > 0) {
+                r->unkept = 1;
+                r->reason = "sent more replies than asked";
+            } else {
+                r->clean = 1;
+            }
+            return r->state;
+        }
+        if (next < 0)
+            return round_fail(r, "protocol error");
+        return JPKI_ROUND_MORE;
+    }
+}
+
+jpki_round_state jpki_redis_round_feed(jpki_redis_round *r, const char *buf,
+                                       size_t len)
+{
+    size_t piece;
+
+    if (r->state == JPKI_ROUND_FAILED)
+        return r->state;
+    r->received += len;
+    if (r->state == JPKI_ROUND_DONE) {
+        if (len > 0) {
+            r->unkept = 1;
+            r->clean = 0;
+            r->reason = "sent more replies than asked";
+        }
+        return r->state;
+    }
+    while (len > 0) {
+        piece = len < ROUND_PIECE ? len : ROUND_PIECE;
+        if (jpki_resp_reader_feed(r->rd, buf, piece) != JPKI_OK)
+            return round_fail(r, "reply too large");
+        buf += piece;
+        len -= piece;
+        if (round_take(r) != JPKI_ROUND_MORE) {
+            if (r->state == JPKI_ROUND_DONE && len > 0) {
+                r->unkept = 1;
+                r->clean = 0;
+                r->reason = "sent more replies than asked";
+            }
+            return r->state;
+        }
+    }
+    return r->state;
+}
+
+jpki_round_state jpki_redis_round_eof(jpki_redis_round *r)
+{
+    if (r->state == JPKI_ROUND_DONE) {
+        r->unkept = 1;
+        return r->state;
+    }
+    if (r->state == JPKI_ROUND_FAILED)
+        return r->state;
+    return round_fail(r, "closed the connection");
+}
+
+const char *jpki_redis_round_reason(const jpki_redis_round *r)
+{
+    return r->reason;
+}
+
+int jpki_redis_round_keep(const jpki_redis_round *r)
+{
+    return r->state == JPKI_ROUND_DONE && !r->unkept;
+}
+
+int jpki_redis_round_retry(const jpki_redis_round *r, int pooled,
+                           unsigned tries)
+{
+    return pooled && tries == 0 && r->received == 0
+           && r->state != JPKI_ROUND_DONE;
+}
+
+void jpki_store_results_error(jpki_store_result *res, size_t n)
+{
+    size_t i;
+
+    memset(res, 0, n * sizeof(jpki_store_result));
+    for (i = 0; i < n; i++)
+        res[i].type = JPKI_STORE_R_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS peer name                                                       */
+/* ------------------------------------------------------------------ */
+
+static int is_ip_address(const char *name)
+{
+    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(name);
+
+    if (ip == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    ASN1_OCTET_STRING_free(ip);
+    return 1;
+}
+
+void jpki_tls_set_server_name(SSL *ssl, const char *name)
+{
+    if (ssl != NULL && name != NULL && name[0] != '\0'
+        && !is_ip_address(name))
+        (void)SSL_set_tlsext_host_name(ssl, name);
+}
+
+int jpki_x509_names_host(X509 *cert, const char *name)
+{
+    int ok;
+
+    if (cert == NULL || name == NULL || name[0] == '\0')
+        return 0;
+    ok = X509_check_ip_asc(cert, name, 0);
+    if (ok == -2)                               /* not an IP address */
+        ok = X509_check_host(cert, name, strlen(name), 0, NULL);
+    ERR_clear_error();
+    return ok == 1;
+}
+
+int jpki_tls_peer_named(SSL *ssl, const char *name)
+{
+    X509 *cert;
+    int ok;
+
+    if (ssl == NULL)
+        return 0;
+    cert = SSL_get1_peer_certificate(ssl);
+    ok = jpki_x509_names_host(cert, name);
+    X509_free(cert);
+    return ok;
+}

@@ -1,0 +1,89 @@
+/* redis.h - the rules of the gate's clients that belong to no one web
+ * server: a Redis round (the request's bytes, the replies counted and
+ * checked as they come, when a connection may be kept or a round tried
+ * again) and the TLS peer's name.  The adapters own the sockets, events,
+ * deadlines and pools; they feed the bytes they read and log the reason a
+ * round gives. */
+#ifndef JPKI_REDIS_H
+#define JPKI_REDIS_H
+
+#include "jpki.h"
+
+#include <openssl/ssl.h>
+
+/* ---- a Redis round ------------------------------------------------ */
+
+/* What a connection needs before its first commands: AUTH [user] password
+ * (password not NULL) and SELECT db (db > 0). */
+typedef struct {
+    const char *user;           /* NULL: none */
+    const char *password;       /* NULL: no AUTH */
+    unsigned db;
+} jpki_redis_auth;
+
+typedef enum {
+    JPKI_ROUND_FAILED = -1,     /* jpki_redis_round_reason() says why; the
+                                   connection is dropped */
+    JPKI_ROUND_MORE = 0,        /* replies still due: read on */
+    JPKI_ROUND_DONE = 1         /* every reply in: the results stand */
+} jpki_round_state;
+
+/* One per connection (or per round): it may serve round after round while
+ * jpki_redis_round_keep() says so. */
+typedef struct jpki_redis_round jpki_redis_round;
+
+jpki_redis_round *jpki_redis_round_new(void);
+void jpki_redis_round_free(jpki_redis_round *r);
+
+/* Starts a round: on a new connection (auth not NULL) its AUTH/SELECT
+ * replies are due first, each of which must be OK ("AUTH or SELECT
+ * refused"); then one reply per command, written to res[i] (res and cmds
+ * must live until the round ends).  1 <= n <= JPKI_STORE_BATCH_MAX.
+ * JPKI_OK, or an error when the commands cannot be encoded. */
+jpki_err jpki_redis_round_start(jpki_redis_round *r,
+                                const jpki_redis_auth *auth,
+                                const jpki_store_cmd *cmds, size_t n,
+                                jpki_store_result *res);
+/* The bytes to send: the prelude (on a new connection) and the commands,
+ * pipelined. */
+const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len);
+
+/* len bytes read from the connection (any piece size).  A reply beyond
+ * the round's is out of step: the round is DONE (the results stand) but
+ * the connection is not kept, and the reason says so. */
+jpki_round_state jpki_redis_round_feed(jpki_redis_round *r, const char *buf,
+                                       size_t len);
+/* The connection ended (EOF, a read error) before more bytes came. */
+jpki_round_state jpki_redis_round_eof(jpki_redis_round *r);
+/* Why the round failed, or why its connection may not be kept: "AUTH or
+ * SELECT refused", "protocol error", "reply too large", "closed the
+ * connection", "sent more replies than asked"; NULL when nothing is
+ * wrong.  The adapter logs "jpki: redis <reason>". */
+const char *jpki_redis_round_reason(const jpki_redis_round *r);
+
+/* Whether the connection may go back to the pool: the round is DONE,
+ * nothing came beyond its replies, and the peer did not close. */
+int jpki_redis_round_keep(const jpki_redis_round *r);
+/* Whether a round whose connection failed (closed, reset, a send refused;
+ * not a timeout) may be tried once more on a new connection: the
+ * connection came from the pool (pooled), this was the first try (tries
+ * 0), and not one byte came back (Redis restarted while it was idle:
+ * nothing was answered). */
+int jpki_redis_round_retry(const jpki_redis_round *r, int pooled,
+                           unsigned tries);
+
+/* n results of a failed batch: every one JPKI_STORE_R_ERROR. */
+void jpki_store_results_error(jpki_store_result *res, size_t n);
+
+/* ---- TLS ---------------------------------------------------------- */
+
+/* Before the handshake: the server name (SNI) for a DNS name; none for an
+ * IP address (RFC 6066). */
+void jpki_tls_set_server_name(SSL *ssl, const char *name);
+/* After it: whether the peer's certificate names name, an IP address
+ * (iPAddress entries) or a DNS name (dNSName entries, the subject's CN when
+ * it has none).  1 yes, 0 no (no certificate, NULL or empty name). */
+int jpki_tls_peer_named(SSL *ssl, const char *name);
+int jpki_x509_names_host(X509 *cert, const char *name);
+
+#endif
