@@ -11,6 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIServer;
 use Time::HiRes qw(sleep);
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
@@ -38,27 +39,18 @@ sub sync {
 my ($rc, $out) = sync('ca2.crl');
 is($rc, 0, 'crl sync ca2.crl into Redis') or diag($out);
 
-my $ng = JPKITest::Nginx->start(name => 'ng', http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
-    jpki_revocation crl;
-    jpki_crl_pointer_ttl 0;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; jpki_throttle off; }
-        location /app/  { jpki on; jpki_recheck_interval 0;
-                          proxy_pass http://127.0.0.1:\@UP\@; }
-    }
-EOF
-my $ap = JPKIApache::Server->start(name => 'ap', main => <<"EOF");
-JPKISecretFile $secret
-JPKIIssuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem
-JPKIStore redis=127.0.0.1:@{[ $redis->port ]}
-JPKIRevocation crl
-JPKICRLPointerTTL 0
-@{[ ap_gate_conf(recheck => 0, throttle => 'off') ]}
-EOF
+# the site (t/lib/JPKIServer.pm): revocation by the CRL in the store, its
+# pointer read again at every check unless MORE says otherwise
+sub site {
+    return (secret => $secret, issuer => 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem',
+            store => 'redis=127.0.0.1:' . $redis->port, revocation => 'crl',
+            crl_pointer_ttl => '0',
+            locations => [ '/jpki/' => { endpoints => 1, throttle => 'off' },
+                           '/app/' => { gate => 1, recheck_interval => 0, upstream => 1 } ],
+            @_);
+}
+my $ng = JPKIServer->start('nginx', name => 'ng', site());
+my $ap = JPKIServer->start('apache', name => 'ap', site());
 my %srv = (nginx => $ng, apache => $ap);
 
 # A CRL of ca2 with CRL number N that revokes CERT (keyCompromise), made
@@ -116,17 +108,10 @@ for my $name (sort keys %srv) {
 # the CRL pointer kept by a process (one HGET per check): one worker, 5 s
 # (the TTL counts whole seconds: a pointer read at x.99 lives 4.01 s)
 {
-    my $one = JPKITest::Nginx->start(name => 'ptr', workers => 1, http => <<"EOF");
-    jpki_secret_file $secret;
-    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem;
-    jpki_store redis=127.0.0.1:@{[ $redis->port ]};
-    jpki_revocation crl;
-    jpki_crl_pointer_ttl 5s;
-    server {
-        listen 127.0.0.1:\@PORT\@;
-        location /jpki/ { jpki_endpoints; jpki_throttle off; }
-    }
-EOF
+    my $one = JPKIServer->start('nginx', name => 'ptr', workers => 1,
+                                site(crl_pointer_ttl => '5s',
+                                     locations => [ '/jpki/' => { endpoints => 1,
+                                                                  throttle => 'off' } ]));
     my $t1 = Time::HiRes::time();
     is(login_to($one, 'rev-keyCompromise')->{json}{error}, 'cert_revoked',
        'pointer cached: revoked');
