@@ -83,7 +83,18 @@ static jpki_err jstring(jcur *c, char **s, size_t *len)
         return JPKI_ERR_BAD_REQUEST;
     c->p++;
     while (c->p < c->end && *c->p != '"') {
-        uint8_t ch = *c->p++;
+        uint8_t ch;
+        const uint8_t *run = c->p;
+        /* a run of plain characters copied at once */
+        while (c->p < c->end && *c->p >= 0x20 && *c->p != '"'
+               && *c->p != '\\')
+            c->p++;
+        if (c->p > run) {
+            memcpy(o, run, (size_t)(c->p - run));
+            o += c->p - run;
+            continue;
+        }
+        ch = *c->p++;
         if (ch < 0x20)
             return JPKI_ERR_BAD_REQUEST;
         if (ch != '\\') {

@@ -83,14 +83,43 @@ static int b64val(unsigned char c)
     return b64tab[c] == 64 ? -1 : b64tab[c];
 }
 
+/* The alphabet a character belongs to only: 1 base64url ('-', '_'), 2
+ * base64 ('+', '/'); 0 for the characters both share. */
+static uint8_t b64only(unsigned char c)
+{
+    return (uint8_t)((c == '-' || c == '_') | (c == '+' || c == '/') << 1);
+}
+
 jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
                          size_t *outlen)
 {
+    const unsigned char *u = (const unsigned char *)in;
     uint32_t acc = 0;
-    size_t i, o = 0, n = 0, pad = 0;
+    size_t i = 0, o = 0, n = 0, pad = 0;
     int url = 0, std = 0;
+    unsigned only = 0;
 
-    for (i = 0; i < inlen; i++) {
+    /* whole groups of four alphabet characters (no padding) at once; the
+     * rest, and any group with something else, one character at a time */
+    while (i + 4 <= inlen) {
+        uint8_t a = b64tab[u[i]], b = b64tab[u[i + 1]], c = b64tab[u[i + 2]],
+                d = b64tab[u[i + 3]];
+        uint32_t v;
+        if ((a | b | c | d) & 64)
+            break;
+        only |= b64only(u[i]) | b64only(u[i + 1]) | b64only(u[i + 2])
+                | b64only(u[i + 3]);
+        v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+        out[o] = (uint8_t)(v >> 16);
+        out[o + 1] = (uint8_t)(v >> 8);
+        out[o + 2] = (uint8_t)v;
+        o += 3;
+        i += 4;
+    }
+    url = (only & 1) != 0;
+    std = (only & 2) != 0;
+
+    for (; i < inlen; i++) {
         unsigned char c = (unsigned char)in[i];
         int v;
         if (c == '=') {
@@ -387,9 +416,30 @@ void jpki_set_detail(char *buf, size_t len, const char *fmt, ...)
  * takes locks and property lookups on every call in OpenSSL 3. */
 static EVP_MD *md_tab[4];
 static EVP_MAC *hmac_alg;
+static EVP_MAC_CTX *hmac_tpl;
 static EVP_CIPHER *gcm_alg;
 static pthread_key_t cipher_key;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+/* HMAC-SHA256 keyed with zeros: each MAC starts from a copy of it and sets
+ * its own key, so that the digest is not looked up by name every time. */
+static EVP_MAC_CTX *hmac_template(void)
+{
+    static const uint8_t zero[32];
+    OSSL_PARAM params[2];
+    EVP_MAC_CTX *mc;
+
+    if (hmac_alg == NULL || (mc = EVP_MAC_CTX_new(hmac_alg)) == NULL)
+        return NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(mc, zero, sizeof(zero), params) != 1) {
+        EVP_MAC_CTX_free(mc);
+        return NULL;
+    }
+    return mc;
+}
 
 static void fetch_algs(void)
 {
@@ -399,6 +449,7 @@ static void fetch_algs(void)
     for (i = 0; i < 4; i++)
         md_tab[i] = EVP_MD_fetch(NULL, names[i], NULL);
     hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    hmac_tpl = hmac_template();
     gcm_alg = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     (void)pthread_key_create(&cipher_key, (void (*)(void *))EVP_CIPHER_CTX_free);
 }
@@ -455,19 +506,15 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
                      size_t alen, const uint8_t *b, size_t blen,
                      uint8_t out[32])
 {
-    EVP_MAC_CTX *mc = NULL;
-    OSSL_PARAM params[2];
+    EVP_MAC_CTX *mc;
     size_t n = 0;
     int ok = 0;
 
     pthread_once(&fetch_once, fetch_algs);
-    if (hmac_alg == NULL)
+    if (hmac_tpl == NULL)
         return 0;
-    mc = EVP_MAC_CTX_new(hmac_alg);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (mc != NULL && EVP_MAC_init(mc, key, keylen, params) == 1
+    mc = EVP_MAC_CTX_dup(hmac_tpl);
+    if (mc != NULL && EVP_MAC_init(mc, key, keylen, NULL) == 1
         && EVP_MAC_update(mc, a, alen) == 1
         && (blen == 0 || EVP_MAC_update(mc, b, blen) == 1)
         && EVP_MAC_final(mc, out, &n, 32) == 1 && n == 32)

@@ -1,6 +1,7 @@
 /* test_util.c - base64, hex, constant-time compare, DER/PEM/base64 input,
  * file loading and the error tables. */
 #include "jpki.h"
+#include "internal.h"
 #include "tap.h"
 
 #include <fcntl.h>
@@ -145,6 +146,35 @@ static void test_base64(void)
     is_int(dec_err("Zm9vY"), JPKI_ERR_PARSE, "5 chars (dangling 6 bits)");
     is_int(dec_err("Z==="), JPKI_ERR_PARSE, "Z===");
     ok(dec_is("", ""), "empty decodes to nothing");
+}
+
+/* RFC 4231 test cases 2 and 6 (a key longer than the block), the data in
+ * one part or two: the MAC starts from a copy of a keyed template. */
+static void test_hmac(void)
+{
+    static const char want2[] =
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    static const char want6[] =
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54";
+    uint8_t key6[131], mac[32];
+    char hex[65];
+    int i;
+
+    ok(jpki_hmac_sha256((const uint8_t *)"Jefe", 4,
+                        (const uint8_t *)"what do ya want ", 16,
+                        (const uint8_t *)"for nothing?", 12, mac),
+       "HMAC-SHA256 in two parts");
+    jpki_hex_encode(mac, 32, hex);
+    is_str(hex, want2, "RFC 4231 case 2");
+    memset(key6, 0xaa, sizeof(key6));
+    for (i = 0; i < 2; i++) {
+        ok(jpki_hmac_sha256(key6, sizeof(key6), (const uint8_t *)
+                            "Test Using Larger Than Block-Size Key - Hash "
+                            "Key First", 54, NULL, 0, mac),
+           "HMAC-SHA256, a 131-byte key (%d)", i);
+        jpki_hex_encode(mac, 32, hex);
+        is_str(hex, want6, "RFC 4231 case 6 (%d)", i);
+    }
 }
 
 static void test_hex(void)
@@ -530,6 +560,7 @@ static void test_errors(void)
 
 int main(void)
 {
+    test_hmac();
     test_base64();
     test_hex();
     test_ct_equal();
