@@ -899,7 +899,7 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
         return NGX_ERROR;
     }
 
-    if (key != NULL && key->len <= 64) {
+    if (key != NULL && key->len > 0 && key->len <= 64) {
         ngx_memcpy(f->key, key->data, key->len);
         f->key_len = key->len;
     }
