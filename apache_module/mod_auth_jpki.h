@@ -104,7 +104,7 @@ typedef struct {
     int                        child_ready;
 } jpki_crl_zone;
 
-typedef struct jpki_redis_conn jpki_redis_conn;
+typedef struct mjpki_redis_conn mjpki_redis_conn;
 
 /* Server-level settings.  A virtual host without any of the server-level
  * directives shares its parent's site (one context, one store). */
@@ -151,7 +151,7 @@ typedef struct {
     apr_sockaddr_t            *redis_sa;
     SSL_CTX                   *redis_ssl;
     apr_thread_mutex_t        *redis_mutex;   /* per child */
-    jpki_redis_conn           *redis_idle;
+    mjpki_redis_conn          *redis_idle;
     int                        redis_nidle;
     /* Redis: the node's table of logout markers (an APR segment shared by
      * the sites on the same Redis server and db), filled by a poller
@@ -168,7 +168,7 @@ typedef struct {
     apr_thread_mutex_t        *files_mutex;   /* per child: one reloader */
     apr_thread_mutex_t        *flight_mutex;  /* per child: OCSP flights */
     apr_thread_cond_t         *flight_cond;
-    struct jpki_flight        *flights;       /* OCSP queries under way */
+    struct mjpki_flight       *flights;       /* OCSP queries under way */
     volatile apr_uint32_t      files_checked; /* second of the last stat */
     apr_time_t                 map_mtime;
     apr_off_t                  map_size;

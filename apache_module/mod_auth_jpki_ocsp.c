@@ -15,9 +15,9 @@ APLOG_USE_MODULE(auth_jpki);
 
 
 static int
-jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
-                const uint8_t *body, size_t len, const uint8_t **resp,
-                size_t *resp_len)
+mjpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+                 const uint8_t *body, size_t len, const uint8_t **resp,
+                 size_t *resp_len)
 {
     apr_socket_t      *sock;
     apr_time_t         deadline;
@@ -105,8 +105,8 @@ jpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
  * the same certificate meanwhile: the first one queries, the others wait
  * (each up to its own deadline) and take a copy of the answer.  The last
  * one out frees it. */
-struct jpki_flight {
-    struct jpki_flight  *next;
+struct mjpki_flight {
+    struct mjpki_flight *next;
     char                 key[JPKI_CERT_ID_HEX_LEN + 1];
     int                  done;
     int                  status;
@@ -121,7 +121,7 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
                const char *key, const uint8_t *body, size_t len,
                const uint8_t **resp, size_t *resp_len)
 {
-    struct jpki_flight  *f, **pp;
+    struct mjpki_flight *f, **pp;
     const uint8_t       *rb = NULL;
     size_t               rl = 0;
     apr_time_t           deadline;
@@ -131,7 +131,7 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
     if (key == NULL || strlen(key) != JPKI_CERT_ID_HEX_LEN
         || site->flight_mutex == NULL || site->flight_cond == NULL)
     {
-        return jpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+        return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
     }
 
     apr_thread_mutex_lock(site->flight_mutex);
@@ -174,17 +174,17 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
         return status;
     }
 
-    f = calloc(1, sizeof(struct jpki_flight));
+    f = calloc(1, sizeof(struct mjpki_flight));
     if (f == NULL) {
         apr_thread_mutex_unlock(site->flight_mutex);
-        return jpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+        return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
     }
     apr_cpystrn(f->key, key, sizeof(f->key));
     f->next = site->flights;
     site->flights = f;
     apr_thread_mutex_unlock(site->flight_mutex);
 
-    status = jpki_ocsp_query(site, iss, r, body, len, &rb, &rl);
+    status = mjpki_ocsp_query(site, iss, r, body, len, &rb, &rl);
 
     apr_thread_mutex_lock(site->flight_mutex);
     for (pp = &site->flights; *pp; pp = &(*pp)->next) {

@@ -27,14 +27,14 @@
 APLOG_USE_MODULE(auth_jpki);
 
 /* Redis round trip outcomes */
-#define JPKI_RUN_OK       0
-#define JPKI_RUN_TIMEOUT  1
-#define JPKI_RUN_ERROR    2
-#define JPKI_RUN_CLOSED   3    /* the connection failed (not a timeout) */
+#define MJPKI_RUN_OK       0
+#define MJPKI_RUN_TIMEOUT  1
+#define MJPKI_RUN_ERROR    2
+#define MJPKI_RUN_CLOSED   3    /* the connection failed (not a timeout) */
 
 
-struct jpki_redis_conn {
-    jpki_redis_conn           *next;
+struct mjpki_redis_conn {
+    mjpki_redis_conn          *next;
     apr_pool_t                *pool;
     apr_socket_t              *sock;
     SSL                       *ssl;           /* over TLS */
@@ -128,7 +128,7 @@ mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa, apr_time_t deadline,
 /* ------------------------------------------------------------------ */
 
 static void
-jpki_redis_close(jpki_redis_conn *c)
+mjpki_redis_close(mjpki_redis_conn *c)
 {
     if (c->ssl) {
         (void) SSL_shutdown(c->ssl);        /* close_notify, no wait */
@@ -148,7 +148,7 @@ jpki_redis_close(jpki_redis_conn *c)
  * deadline */
 
 static apr_status_t
-jpki_wait_fd(int fd, short events, apr_time_t deadline)
+mjpki_wait_fd(int fd, short events, apr_time_t deadline)
 {
     struct pollfd        pfd;
     apr_interval_time_t  left;
@@ -178,13 +178,13 @@ jpki_wait_fd(int fd, short events, apr_time_t deadline)
 
 /* After SSL_get_error: wait for what OpenSSL wants, or fail. */
 static apr_status_t
-jpki_tls_want(jpki_redis_conn *c, int ret, apr_time_t deadline)
+mjpki_tls_want(mjpki_redis_conn *c, int ret, apr_time_t deadline)
 {
     switch (SSL_get_error(c->ssl, ret)) {
     case SSL_ERROR_WANT_READ:
-        return jpki_wait_fd(c->fd, POLLIN, deadline);
+        return mjpki_wait_fd(c->fd, POLLIN, deadline);
     case SSL_ERROR_WANT_WRITE:
-        return jpki_wait_fd(c->fd, POLLOUT, deadline);
+        return mjpki_wait_fd(c->fd, POLLOUT, deadline);
     case SSL_ERROR_ZERO_RETURN:
         ERR_clear_error();
         return APR_EOF;
@@ -201,12 +201,13 @@ jpki_tls_want(jpki_redis_conn *c, int ret, apr_time_t deadline)
 /* TLS on a new connection; the server is verified once the handshake is
  * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
 static apr_status_t
-jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
-               apr_time_t deadline)
+mjpki_tls_start(jpki_site *site, request_rec *r, mjpki_redis_conn *c,
+                apr_time_t deadline)
 {
     apr_os_sock_t  fd;
     apr_status_t   rv;
-    long           v;
+    const char    *why;
+    char           buf[512];
     int            ret;
 
     if (apr_os_sock_get(&fd, c->sock) != APR_SUCCESS) {
@@ -231,7 +232,7 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         if (ret == 1) {
             break;
         }
-        rv = jpki_tls_want(c, ret, deadline);
+        rv = mjpki_tls_want(c, ret, deadline);
         if (rv != APR_SUCCESS) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis TLS handshake "
                      "failed%s", APR_STATUS_IS_TIMEUP(rv) ? " (timed out)"
@@ -240,19 +241,11 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         }
     }
 
-    v = SSL_get_verify_result(c->ssl);
-    if (v != X509_V_OK) {
-        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
-                 "certificate refused: %s",
-                 X509_verify_cert_error_string(v));
-        return APR_EGENERAL;
-    }
-
-    /* the server certificate must name the host: DNS name or IP address */
-    if (!jpki_tls_peer_named(c->ssl, site->redis_tls_name)) {
-        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis server "
-                 "certificate does not name \"%s\"",
-                 site->redis_tls_name);
+    /* the server certificate must chain to tls_ca= and name the host:
+     * DNS name or IP address */
+    why = jpki_tls_peer_check(c->ssl, site->redis_tls_name, buf, sizeof(buf));
+    if (why != NULL) {
+        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis %s", why);
         return APR_EGENERAL;
     }
 
@@ -261,8 +254,8 @@ jpki_tls_start(jpki_site *site, request_rec *r, jpki_redis_conn *c,
 
 
 static apr_status_t
-jpki_conn_send(jpki_redis_conn *c, const char *buf, apr_size_t len,
-               apr_time_t deadline)
+mjpki_conn_send(mjpki_redis_conn *c, const char *buf, apr_size_t len,
+                apr_time_t deadline)
 {
     apr_status_t  rv;
     int           n;
@@ -279,7 +272,7 @@ jpki_conn_send(jpki_redis_conn *c, const char *buf, apr_size_t len,
             len -= n;
             continue;
         }
-        rv = jpki_tls_want(c, n, deadline);
+        rv = mjpki_tls_want(c, n, deadline);
         if (rv != APR_SUCCESS) {
             return rv == APR_EOF ? APR_ECONNRESET : rv;
         }
@@ -290,8 +283,8 @@ jpki_conn_send(jpki_redis_conn *c, const char *buf, apr_size_t len,
 
 
 static apr_status_t
-jpki_conn_recv(jpki_redis_conn *c, char *buf, apr_size_t *len,
-               apr_time_t deadline)
+mjpki_conn_recv(mjpki_redis_conn *c, char *buf, apr_size_t *len,
+                apr_time_t deadline)
 {
     apr_status_t  rv;
     int           n;
@@ -312,7 +305,7 @@ jpki_conn_recv(jpki_redis_conn *c, char *buf, apr_size_t *len,
             *len = n;
             return APR_SUCCESS;
         }
-        rv = jpki_tls_want(c, n, deadline);
+        rv = mjpki_tls_want(c, n, deadline);
         if (rv != APR_SUCCESS) {
             *len = 0;
             return rv;
@@ -325,11 +318,11 @@ apr_status_t
 mjpki_redis_pool_cleanup(void *data)
 {
     jpki_site        *site = data;
-    jpki_redis_conn  *c, *next;
+    mjpki_redis_conn *c, *next;
 
     for (c = site->redis_idle; c; c = next) {
         next = c->next;
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
     }
     site->redis_idle = NULL;
     site->redis_nidle = 0;
@@ -338,10 +331,10 @@ mjpki_redis_pool_cleanup(void *data)
 }
 
 
-static jpki_redis_conn *
-jpki_redis_idle_get(jpki_site *site, request_rec *r)
+static mjpki_redis_conn *
+mjpki_redis_idle_get(jpki_site *site, request_rec *r)
 {
-    jpki_redis_conn  *c;
+    mjpki_redis_conn *c;
     int               eof;
 
     for ( ;; ) {
@@ -368,13 +361,13 @@ jpki_redis_idle_get(jpki_site *site, request_rec *r)
         }
         JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
                  "connection closed by the server: dropped");
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
     }
 }
 
 
 static void
-jpki_redis_idle_put(jpki_site *site, jpki_redis_conn *c)
+mjpki_redis_idle_put(jpki_site *site, mjpki_redis_conn *c)
 {
     int  kept = 0;
 
@@ -390,15 +383,15 @@ jpki_redis_idle_put(jpki_site *site, jpki_redis_conn *c)
     }
 
     if (!kept) {
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
     }
 }
 
 
-static jpki_redis_conn *
-jpki_redis_connect(jpki_site *site, request_rec *r)
+static mjpki_redis_conn *
+mjpki_redis_connect(jpki_site *site, request_rec *r)
 {
-    jpki_redis_conn  *c;
+    mjpki_redis_conn *c;
     apr_pool_t       *pool;
     apr_time_t        deadline;
     apr_status_t      rv;
@@ -409,7 +402,7 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
         return NULL;
     }
 
-    c = apr_pcalloc(pool, sizeof(jpki_redis_conn));
+    c = apr_pcalloc(pool, sizeof(mjpki_redis_conn));
     c->pool = pool;
     c->round = jpki_redis_round_new();
     if (c->round == NULL) {
@@ -424,14 +417,14 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
         JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot connect to "
                  "redis %s%s", site->redis_addr,
                  APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
         return NULL;
     }
 
     if (site->redis_ssl != NULL
-        && jpki_tls_start(site, r, c, deadline) != APR_SUCCESS)
+        && mjpki_tls_start(site, r, c, deadline) != APR_SUCCESS)
     {
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
         return NULL;
     }
 
@@ -443,9 +436,9 @@ jpki_redis_connect(jpki_site *site, request_rec *r)
  * replies read and fed to the round until it is done, all within one
  * deadline. */
 static int
-jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
-               int pooled, const jpki_store_cmd *cmds, size_t n,
-               jpki_store_result *res)
+mjpki_redis_run(jpki_site *site, request_rec *r, mjpki_redis_conn *c,
+                int pooled, const jpki_store_cmd *cmds, size_t n,
+                jpki_store_result *res)
 {
     jpki_redis_auth    auth;
     jpki_round_state   st;
@@ -462,32 +455,32 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
     if (jpki_redis_round_start(c->round, pooled ? NULL : &auth, cmds, n, res)
         != JPKI_OK)
     {
-        return JPKI_RUN_ERROR;
+        return MJPKI_RUN_ERROR;
     }
 
     deadline = apr_time_now() + site->redis_timeout;
     out = jpki_redis_round_out(c->round, &len);
-    rv = jpki_conn_send(c, out, len, deadline);
+    rv = mjpki_conn_send(c, out, len, deadline);
     if (APR_STATUS_IS_TIMEUP(rv)) {
         JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis send timed out");
-        return JPKI_RUN_TIMEOUT;
+        return MJPKI_RUN_TIMEOUT;
     }
     if (rv != APR_SUCCESS) {
-        return JPKI_RUN_CLOSED;
+        return MJPKI_RUN_CLOSED;
     }
 
     do {
         len = sizeof(buf);
-        rv = jpki_conn_recv(c, buf, &len, deadline);
+        rv = mjpki_conn_recv(c, buf, &len, deadline);
 
         if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis command "
                      "timed out");
-            return JPKI_RUN_TIMEOUT;
+            return MJPKI_RUN_TIMEOUT;
         }
         if (len == 0 || (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv))) {
             (void) jpki_redis_round_eof(c->round);
-            return JPKI_RUN_CLOSED;
+            return MJPKI_RUN_CLOSED;
         }
 
         st = jpki_redis_round_feed(c->round, buf, len);
@@ -500,57 +493,57 @@ jpki_redis_run(jpki_site *site, request_rec *r, jpki_redis_conn *c,
         JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis %s", why);
     }
 
-    return st == JPKI_ROUND_DONE ? JPKI_RUN_OK : JPKI_RUN_ERROR;
+    return st == JPKI_ROUND_DONE ? MJPKI_RUN_OK : MJPKI_RUN_ERROR;
 }
 
 
 /* The commands on a pooled connection, or a new one; 0 on a timeout. */
 static int
-jpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
-                size_t n, jpki_store_result *res)
+mjpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+                 size_t n, jpki_store_result *res)
 {
-    jpki_redis_conn  *c;
+    mjpki_redis_conn *c;
     int               rc, pooled;
     unsigned          tries;
 
     for (tries = 0; tries < 2; tries++) {
-        c = tries == 0 ? jpki_redis_idle_get(site, r) : NULL;
+        c = tries == 0 ? mjpki_redis_idle_get(site, r) : NULL;
         pooled = c != NULL;
         if (c == NULL) {
-            c = jpki_redis_connect(site, r);
+            c = mjpki_redis_connect(site, r);
             if (c == NULL) {
                 break;
             }
         }
 
-        rc = jpki_redis_run(site, r, c, pooled, cmds, n, res);
+        rc = mjpki_redis_run(site, r, c, pooled, cmds, n, res);
 
-        if (rc == JPKI_RUN_OK) {
+        if (rc == MJPKI_RUN_OK) {
             if (jpki_redis_round_keep(c->round)) {
-                jpki_redis_idle_put(site, c);
+                mjpki_redis_idle_put(site, c);
             } else {
-                jpki_redis_close(c);
+                mjpki_redis_close(c);
             }
             return 1;
         }
 
-        if (rc == JPKI_RUN_CLOSED
+        if (rc == MJPKI_RUN_CLOSED
             && jpki_redis_round_retry(c->round, pooled, tries))
         {
             /* the pooled connection was dead (Redis restarted): nothing
              * came back, one more try on a fresh connection */
-            jpki_redis_close(c);
+            mjpki_redis_close(c);
             JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
                      "connection lost, retrying on a new one");
             continue;
         }
 
-        jpki_redis_close(c);
+        mjpki_redis_close(c);
 
-        if (rc == JPKI_RUN_TIMEOUT) {
+        if (rc == MJPKI_RUN_TIMEOUT) {
             return 0;
         }
-        if (rc == JPKI_RUN_CLOSED) {
+        if (rc == MJPKI_RUN_CLOSED) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis closed "
                      "the connection");
         }
@@ -576,7 +569,7 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
     }
 
     if (site->store == JPKI_STORE_REDIS) {
-        return jpki_redis_exec(site, r, cmds, n, res);
+        return mjpki_redis_exec(site, r, cmds, n, res);
     }
 
     if (zone == NULL || zone->store == NULL) {
@@ -607,11 +600,11 @@ mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 /* Logout markers: the node's table                                    */
 /* ------------------------------------------------------------------ */
 
-#define JPKI_POLLER_PERIOD     apr_time_from_msec(200)
-#define JPKI_POLLER_NAP        apr_time_from_msec(50)
+#define MJPKI_POLLER_PERIOD     apr_time_from_msec(200)
+#define MJPKI_POLLER_NAP        apr_time_from_msec(50)
 
 static int64_t
-jpki_now_ms(void)
+mjpki_now_ms(void)
 {
     return (int64_t) (apr_time_now() / 1000);
 }
@@ -632,7 +625,7 @@ mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
     rq->local_since = INT64_MAX;          /* no poller: the store's markers */
     if (rq->local != NULL && site->outsync != NULL) {
         apr_thread_mutex_lock(site->outsync_mutex);
-        rq->local_since = jpki_outsync_since(site->outsync, jpki_now_ms());
+        rq->local_since = jpki_outsync_since(site->outsync, mjpki_now_ms());
         apr_thread_mutex_unlock(site->outsync_mutex);
     }
 }
@@ -642,7 +635,7 @@ mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
  * for run in Redis without the mutex (gated requests read outsync's
  * since meanwhile), until it asks for none. */
 static void
-jpki_poll_logouts(jpki_site *site, int *failing)
+mjpki_poll_logouts(jpki_site *site, int *failing)
 {
     const jpki_store_cmd  *cmds;
     jpki_store_cmd         batch[JPKI_MAX_CMDS];
@@ -651,7 +644,7 @@ jpki_poll_logouts(jpki_site *site, int *failing)
     int                    done, failed = 0, polled = 0;
 
     apr_thread_mutex_lock(site->outsync_mutex);
-    cmds = jpki_outsync_cmds(site->outsync, jpki_now_ms(), &n);
+    cmds = jpki_outsync_cmds(site->outsync, mjpki_now_ms(), &n);
     while (cmds != NULL && n > 0 && n <= JPKI_MAX_CMDS
            && !apr_atomic_read32(&site->poller_stop))
     {
@@ -666,7 +659,7 @@ jpki_poll_logouts(jpki_site *site, int *failing)
         polled = 1;
         apr_thread_mutex_lock(site->outsync_mutex);
         cmds = jpki_outsync_feed(site->outsync, done ? res : NULL, n,
-                                 jpki_now_ms(), &n);
+                                 mjpki_now_ms(), &n);
     }
     apr_thread_mutex_unlock(site->outsync_mutex);
 
@@ -688,7 +681,7 @@ jpki_poll_logouts(jpki_site *site, int *failing)
 
 
 static void *APR_THREAD_FUNC
-jpki_poller_main(apr_thread_t *thd, void *data)
+mjpki_poller_main(apr_thread_t *thd, void *data)
 {
     jpki_site   *site = data;
     apr_time_t   next = 0;
@@ -696,10 +689,10 @@ jpki_poller_main(apr_thread_t *thd, void *data)
 
     while (!apr_atomic_read32(&site->poller_stop)) {
         if (apr_time_now() >= next) {
-            jpki_poll_logouts(site, &failing);
-            next = apr_time_now() + JPKI_POLLER_PERIOD;
+            mjpki_poll_logouts(site, &failing);
+            next = apr_time_now() + MJPKI_POLLER_PERIOD;
         }
-        apr_sleep(JPKI_POLLER_NAP);         /* a stop is seen soon */
+        apr_sleep(MJPKI_POLLER_NAP);         /* a stop is seen soon */
     }
 
     /* a return, not apr_thread_exit(): pthread_exit() would unwind these
@@ -712,7 +705,7 @@ jpki_poller_main(apr_thread_t *thd, void *data)
 /* Before the child's pool goes (a pre-cleanup: the thread's pool is a
  * subpool of it): the poller stops, then its state is freed. */
 static apr_status_t
-jpki_poller_cleanup(void *data)
+mjpki_poller_cleanup(void *data)
 {
     jpki_site     *site = data;
     apr_status_t   rv;
@@ -753,7 +746,7 @@ mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s)
     }
 
     apr_atomic_set32(&site->poller_stop, 0);
-    apr_pool_pre_cleanup_register(pchild, site, jpki_poller_cleanup);
+    apr_pool_pre_cleanup_register(pchild, site, mjpki_poller_cleanup);
 
     sigfillset(&all);
     sigdelset(&all, SIGSEGV);
@@ -762,7 +755,7 @@ mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s)
     sigdelset(&all, SIGILL);
     sigdelset(&all, SIGABRT);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    rv = apr_thread_create(&site->poller, NULL, jpki_poller_main, site,
+    rv = apr_thread_create(&site->poller, NULL, mjpki_poller_main, site,
                            pchild);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 

@@ -8,6 +8,7 @@
 #include "gate.h"
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -318,4 +319,23 @@ int jpki_tls_peer_named(SSL *ssl, const char *name)
     ok = jpki_x509_names_host(cert, name);
     X509_free(cert);
     return ok;
+}
+
+const char *jpki_tls_peer_check(SSL *ssl, const char *name, char *buf,
+                                size_t max)
+{
+    long v = ssl != NULL ? SSL_get_verify_result(ssl)
+                         : X509_V_ERR_UNSPECIFIED;
+
+    if (v != X509_V_OK) {
+        snprintf(buf, max, "server certificate refused: %s",
+                 X509_verify_cert_error_string(v));
+        return buf;
+    }
+    if (!jpki_tls_peer_named(ssl, name)) {
+        snprintf(buf, max, "server certificate does not name \"%s\"",
+                 name != NULL ? name : "");
+        return buf;
+    }
+    return NULL;
 }

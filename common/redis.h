@@ -80,9 +80,16 @@ void jpki_store_results_error(jpki_store_result *res, size_t n);
 /* Before the handshake: the server name (SNI) for a DNS name; none for an
  * IP address (RFC 6066). */
 void jpki_tls_set_server_name(SSL *ssl, const char *name);
-/* After it: whether the peer's certificate names name, an IP address
- * (iPAddress entries) or a DNS name (dNSName entries, the subject's CN when
- * it has none).  1 yes, 0 no (no certificate, NULL or empty name). */
+/* After it: the server is the one asked for when its certificate chained
+ * to the configured CAs (the handshake's verify result) and names name.
+ * NULL when it is; else why, written in buf (max bytes): "server
+ * certificate refused: <OpenSSL's reason>" or "server certificate does not
+ * name \"<name>\"".  The adapter logs "jpki: redis <why>". */
+const char *jpki_tls_peer_check(SSL *ssl, const char *name, char *buf,
+                                size_t max);
+/* Whether the peer's certificate names name, an IP address (iPAddress
+ * entries) or a DNS name (dNSName entries, the subject's CN when it has
+ * none).  1 yes, 0 no (no certificate, NULL or empty name). */
 int jpki_tls_peer_named(SSL *ssl, const char *name);
 int jpki_x509_names_host(X509 *cert, const char *name);
 

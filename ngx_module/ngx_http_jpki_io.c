@@ -379,7 +379,8 @@ static void
 ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
 {
     ngx_http_jpki_redis_conn_t  *rc = c->data;
-    long                         v;
+    const char                  *why;
+    char                         buf[512];
 
     if (!c->ssl->handshaked) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
@@ -388,22 +389,13 @@ ngx_http_jpki_redis_handshaked(ngx_connection_t *c)
         return;
     }
 
-    v = SSL_get_verify_result(c->ssl->connection);
-    if (v != X509_V_OK) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis server "
-                      "certificate refused: %s",
-                      X509_verify_cert_error_string(v));
-        ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
-        return;
-    }
-
-    /* the server certificate must name the host: DNS name or IP address */
-    if (!jpki_tls_peer_named(c->ssl->connection,
-                             (const char *) rc->jmcf->redis_tls_name.data))
-    {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis server "
-                      "certificate does not name \"%V\"",
-                      &rc->jmcf->redis_tls_name);
+    /* the server certificate must chain to tls_ca= and name the host:
+     * DNS name or IP address */
+    why = jpki_tls_peer_check(c->ssl->connection,
+                              (const char *) rc->jmcf->redis_tls_name.data,
+                              buf, sizeof(buf));
+    if (why != NULL) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: redis %s", why);
         ngx_http_jpki_redis_finish(rc, NGX_HTTP_JPKI_REDIS_ERROR);
         return;
     }

@@ -394,11 +394,16 @@ static int on_servername(SSL *s, int *al, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* A handshake in memory with a server whose certificate is cert; name is
- * the client's: what jpki_tls_peer_named says after it (-1: no
- * handshake). */
-static int handshake_named(X509 *cert, const char *name)
+static char why_seen[512];
+
+/* A handshake in memory with a server whose certificate is cert (trusted
+ * by the client when trust); name is the client's: what
+ * jpki_tls_peer_named says after it (-1: no handshake), and
+ * jpki_tls_peer_check's reason in why_seen ("" when none). */
+static int handshake_named(X509 *cert, const char *name, int trust)
 {
+    const char *why;
+
     SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
     SSL *srv, *cli;
@@ -408,6 +413,9 @@ static int handshake_named(X509 *cert, const char *name)
     SSL_CTX_use_certificate(sctx, cert);
     SSL_CTX_use_PrivateKey(sctx, key);
     SSL_CTX_set_tlsext_servername_callback(sctx, on_servername);
+    if (trust)
+        X509_STORE_add_cert(SSL_CTX_get_cert_store(cctx), cert);
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);  /* the result kept */
     srv = SSL_new(sctx);
     cli = SSL_new(cctx);
     BIO_new_bio_pair(&b1, 0, &b2, 0);
@@ -423,8 +431,14 @@ static int handshake_named(X509 *cert, const char *name)
         if (sr != 1)
             sr = SSL_do_handshake(srv);
     }
-    if (cr == 1 && sr == 1)
+    why_seen[0] = '\0';
+    if (cr == 1 && sr == 1) {
+        char buf[512];
+
         named = jpki_tls_peer_named(cli, name);
+        why = jpki_tls_peer_check(cli, name, buf, sizeof(buf));
+        snprintf(why_seen, sizeof(why_seen), "%s", why ? why : "");
+    }
     ERR_clear_error();
     SSL_free(cli);
     SSL_free(srv);
@@ -437,17 +451,28 @@ static void test_tls_handshake(void)
 {
     X509 *cert = make_cert("redis.test", "IP:127.0.0.1,DNS:redis.test");
 
-    is_int(handshake_named(cert, "redis.test"), 1,
+    char buf[128];
+
+    is_int(handshake_named(cert, "redis.test", 1), 1,
            "TLS: the server's certificate names redis.test");
     is_str(sni_seen, "redis.test", "... which the client sent as SNI");
-    is_int(handshake_named(cert, "127.0.0.1"), 1,
+    is_str(why_seen, "", "... the peer check passes");
+    is_int(handshake_named(cert, "127.0.0.1", 1), 1,
            "TLS: it names 127.0.0.1");
     is_str(sni_seen, "(none)", "... and no SNI for an address");
-    is_int(handshake_named(cert, "::1"), 0, "TLS: it does not name ::1");
+    is_str(why_seen, "", "... the peer check passes");
+    is_int(handshake_named(cert, "::1", 1), 0, "TLS: it does not name ::1");
     is_str(sni_seen, "(none)", "... no SNI for an IPv6 address either");
-    is_int(handshake_named(cert, "elsewhere.test"), 0,
+    is_int(handshake_named(cert, "elsewhere.test", 1), 0,
            "TLS: it does not name elsewhere.test");
+    is_str(why_seen, "server certificate does not name \"elsewhere.test\"",
+           "... the peer check says so");
+    handshake_named(cert, "redis.test", 0);
+    is_str(why_seen, "server certificate refused: self-signed certificate",
+           "TLS: a certificate the client does not trust: refused, why");
     ok(!jpki_tls_peer_named(NULL, "redis.test"), "no connection: no");
+    ok(jpki_tls_peer_check(NULL, "redis.test", buf, sizeof(buf)) != NULL,
+       "no connection: the peer check fails");
     X509_free(cert);
 }
 
