@@ -48,6 +48,12 @@ JPKIMapFile $AD/map
 JPKIChallengeTTL 900
 JPKICookieSecure Off
 DocumentRoot "$AD/docs"
+# as Debian's apache2.conf has it: no .htaccess looked for in every
+# directory of a request's path
+<Directory />
+    Options FollowSymLinks
+    AllowOverride None
+</Directory>
 ProxyPass /open/ http://127.0.0.1:$AUPS/
 ProxyPass /gated/ http://127.0.0.1:$AUPS/
 <Location /gated/>

@@ -159,7 +159,7 @@ session_ratio() {   # $1 name, $2 store line
     echo "figure: nginx.recheck_vs_cached.$1 = $(ratio "$recheck" "$gated")"
 }
 
-session_ratio shm "jpki_store shm zone=jpki:16m;"
+session_ratio shm "jpki_store shm zone=jpki size=16m;"
 # the flood: one body signed with another key than its certificate's
 "$B/sign_bodies" "$D/secret" "$P/ca2.pem" "$P/user2.key" "$P/user1.der" 1 \
     > "$D/flood"
@@ -169,7 +169,7 @@ session_ratio redis "jpki_store redis=127.0.0.1:$REDIS;"
 
 # Logins through one worker: challenges issued and signed ahead of time with
 # the site's keys; the first login warms the revocation cache.
-start_nginx "jpki_store shm zone=jpki:64m;"
+start_nginx "jpki_store shm zone=jpki size=64m;"
 taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
 [ -n "$(login_cookie)" ] || echo "bench: warm-up login failed" >&2
 # Every body is used once: more bodies than one second of logins can use.
