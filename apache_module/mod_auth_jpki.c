@@ -63,10 +63,10 @@ mjpki_current_request(void)
 }
 
 
-jpki_site *
+mjpki_site *
 mjpki_site_of(request_rec *r)
 {
-    jpki_srv_conf  *conf;
+    mjpki_srv_conf  *conf;
 
     conf = ap_get_module_config(r->server->module_config, &auth_jpki_module);
 
@@ -74,7 +74,7 @@ mjpki_site_of(request_rec *r)
 }
 
 
-jpki_dir_conf *
+mjpki_dir_conf *
 mjpki_dir_of(request_rec *r)
 {
     return ap_get_module_config(r->per_dir_config, &auth_jpki_module);
@@ -115,7 +115,7 @@ mjpki_is_jpki_auth(request_rec *r)
 /* ------------------------------------------------------------------ */
 
 static int
-jpki_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+mjpki_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     return ap_mutex_register(pconf, JPKI_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0) == APR_SUCCESS ? OK : !OK;
@@ -123,7 +123,7 @@ jpki_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 
 
 static int
-jpki_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+mjpki_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                  server_rec *s)
 {
     return mjpki_io_post_config(pconf, plog, ptemp, s);
@@ -131,19 +131,19 @@ jpki_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
 
 static void
-jpki_child_init(apr_pool_t *pchild, server_rec *s)
+mjpki_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mjpki_io_child_init(pchild, s);
 }
 
 
 static void
-jpki_register_hooks(apr_pool_t *p)
+mjpki_register_hooks(apr_pool_t *p)
 {
-    ap_hook_pre_config(jpki_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_config(mjpki_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(mjpki_check_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_config(jpki_post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(jpki_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(mjpki_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(mjpki_child_init, NULL, NULL, APR_HOOK_MIDDLE);
 
     ap_hook_post_read_request(mjpki_post_read_request, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
@@ -176,6 +176,6 @@ AP_DECLARE_MODULE(auth_jpki) = {
     mjpki_create_srv_conf,          /* create per-server config */
     mjpki_merge_srv_conf,           /* merge per-server config */
     mjpki_cmds,                     /* directives */
-    jpki_register_hooks            /* hooks */
+    mjpki_register_hooks            /* hooks */
 };
 

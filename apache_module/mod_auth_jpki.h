@@ -57,16 +57,16 @@ typedef struct {
     apr_array_header_t        *crl;           /* const char *: crl= files
                                                  and directories */
     const char                *policy;        /* NULL: default, "": none */
-} jpki_issuer_spec;
+} mjpki_issuer_spec;
 
 /* The runtime side of an issuer of one site. */
 typedef struct {
-    const jpki_issuer_spec    *spec;
+    const mjpki_issuer_spec    *spec;
     jpki_issuer               *issuer;
     apr_sockaddr_t            *ocsp_addr;
     const char                *ocsp_host;     /* Host header */
     const char                *ocsp_path;
-} jpki_issuer_rt;
+} mjpki_issuer_rt;
 
 /* A shared memory table (the embedded store, or the logout mirror of a
  * Redis store); lives in the process pool, so that it survives restarts
@@ -87,7 +87,7 @@ typedef struct {
                                                  logout markers, health) */
     int                        generation;    /* last one that used it */
     int                        child_ready;
-} jpki_zone;
+} mjpki_zone;
 
 /* The CRL zone of a site (JPKICRLZone): an APR shared memory segment
  * created in the parent, laid out by the core (common/crlzone.c), with its
@@ -102,7 +102,7 @@ typedef struct {
     const char                *lockfile;
     int                        generation;    /* last one that used it */
     int                        child_ready;
-} jpki_crl_zone;
+} mjpki_crl_zone;
 
 typedef struct mjpki_redis_conn mjpki_redis_conn;
 
@@ -111,7 +111,7 @@ typedef struct mjpki_redis_conn mjpki_redis_conn;
 typedef struct {
     /* configuration, JPKI_UNSET / NULL when not given */
     const char                *secret_file;
-    apr_array_header_t        *issuers;       /* jpki_issuer_spec */
+    apr_array_header_t        *issuers;       /* mjpki_issuer_spec */
     int                        store;
     apr_size_t                 shm_size;
     const char                *shm_zone;
@@ -142,9 +142,9 @@ typedef struct {
     int                        io_ready;      /* post_config */
     int                        child_ready;   /* child_init */
     jpki_ctx                  *ctx;
-    apr_array_header_t        *rt_issuers;    /* jpki_issuer_rt */
-    jpki_zone                 *zone;
-    jpki_crl_zone             *crlz;          /* NULL: CRLs per process */
+    apr_array_header_t        *rt_issuers;    /* mjpki_issuer_rt */
+    mjpki_zone                 *zone;
+    mjpki_crl_zone             *crlz;          /* NULL: CRLs per process */
     jpki_crlzone              *crls;          /* the CRLs (the process's
                                                  handle on the zone) */
     unsigned                   grace;         /* for the core */
@@ -156,7 +156,7 @@ typedef struct {
     /* Redis: the node's table of logout markers (an APR segment shared by
      * the sites on the same Redis server and db), filled by a poller
      * thread of each child (common/outsync.c) */
-    jpki_zone                 *mirror;
+    mjpki_zone                 *mirror;
     jpki_outsync              *outsync;       /* per child */
     apr_thread_mutex_t        *outsync_mutex; /* per child: outsync */
     apr_thread_t              *poller;        /* per child */
@@ -174,12 +174,12 @@ typedef struct {
     apr_off_t                  map_size;
     apr_ino_t                  map_inode;
     int                        map_failed;
-} jpki_site;
+} mjpki_site;
 
 typedef struct {
-    jpki_site                 *site;
+    mjpki_site                 *site;
     int                        own;           /* a directive was given here */
-} jpki_srv_conf;
+} mjpki_srv_conf;
 
 typedef struct {
     const char                *where;         /* section, for messages */
@@ -189,7 +189,7 @@ typedef struct {
     apr_array_header_t        *throttle;      /* JPKIThrottle values
                                                  (const char *), applied in
                                                  order; NULL: none */
-} jpki_dir_conf;
+} mjpki_dir_conf;
 
 /* mod_auth_jpki_config.c */
 extern const command_rec mjpki_cmds[];
@@ -197,22 +197,22 @@ void *mjpki_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *mjpki_merge_srv_conf(apr_pool_t *p, void *base, void *add);
 void *mjpki_create_dir_conf(apr_pool_t *p, char *dir);
 void *mjpki_merge_dir_conf(apr_pool_t *p, void *base, void *add);
-int mjpki_site_configured(const jpki_site *site);
+int mjpki_site_configured(const mjpki_site *site);
 int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                       server_rec *s);
-/* Applies JPKIThrottle values (a jpki_dir_conf's throttle) to p, in
+/* Applies JPKIThrottle values (a mjpki_dir_conf's throttle) to p, in
  * order; JPKI_OK, or the core's sentence in err. */
 jpki_err mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t,
                              char *err, size_t errlen);
 /* The per-location policy; NULL (and a sentence in err) when the merged
  * settings are inconsistent. */
-const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const jpki_site *site,
-                                   const jpki_dir_conf *d, char *err,
+const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site,
+                                   const mjpki_dir_conf *d, char *err,
                                    size_t errlen);
-const char *mjpki_dir_header(const jpki_dir_conf *d);
-int mjpki_dir_pass_cookie(const jpki_dir_conf *d);
+const char *mjpki_dir_header(const mjpki_dir_conf *d);
+int mjpki_dir_pass_cookie(const mjpki_dir_conf *d);
 /* 1 when a section sets anything of ours. */
-int mjpki_dir_has_settings(const jpki_dir_conf *d);
+int mjpki_dir_has_settings(const mjpki_dir_conf *d);
 
 /* mod_auth_jpki_site.c: the sites built (check_config, also for
  * `apachectl configtest`) */
@@ -231,40 +231,40 @@ void mjpki_io_child_init(apr_pool_t *pchild, server_rec *s);
 /* Runs n store commands; returns 1 done (res filled, errors included),
  * 0 timeout (res untouched).  r may be NULL (no request: the logout
  * poller); messages then go to the site's server. */
-int mjpki_store_exec(jpki_site *site, request_rec *r,
+int mjpki_store_exec(mjpki_site *site, request_rec *r,
                     const jpki_store_cmd *cmds, size_t n,
                     jpki_store_result *res);
 /* The node's table of logout markers for a request at rq->now: the
  * embedded store, or the Redis store's mirror (rq->local, shared_store,
  * local_since). */
-void mjpki_local_markers(jpki_site *site, jpki_txn_request *rq);
+void mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq);
 /* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout.
  * key (the certificate's cert_id, or NULL): the threads of a child asking
  * for the same key at the same time share one query (the first one's). */
-int mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+int mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
                    const char *key, const uint8_t *body, size_t len,
                    const uint8_t **resp, size_t *resp_len);
 /* At most once a second: the mapping file and the CRL files, reloaded
  * when they changed. */
-void mjpki_files_refresh(jpki_site *site);
+void mjpki_files_refresh(mjpki_site *site);
 size_t mjpki_map_lookup(void *ud, const char *cert_id, char *out);
 /* mod_auth_jpki_crl.c: the issuers and their CRLs */
 const char *mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc,
                              char *const argv[]);
 /* mod_auth_jpki_config.c: the site a server directive sets */
-jpki_site *mjpki_cmd_site(cmd_parms *cmd);
+mjpki_site *mjpki_cmd_site(cmd_parms *cmd);
 int mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
-                          server_rec *s, jpki_site *site, int *n,
+                          server_rec *s, mjpki_site *site, int *n,
                           int preflight);
 void mjpki_crl_post_config_done(server_rec *s);
 void mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s,
-                          jpki_site *site);
-void mjpki_crls_load(jpki_site *site, apr_pool_t *tmp);
-jpki_err mjpki_crl_lookup(jpki_site *site, jpki_txn *t, jpki_rev_info *info);
-int mjpki_crl_health(jpki_site *site, jpki_health *h);
+                          mjpki_site *site);
+void mjpki_crls_load(mjpki_site *site, apr_pool_t *tmp);
+jpki_err mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info);
+int mjpki_crl_health(mjpki_site *site, jpki_health *h);
 /* The JSON of the health endpoint; *ok when all is well. */
-const char *mjpki_health_json(jpki_site *site, request_rec *r, int *ok);
-jpki_issuer_rt *mjpki_issuer_of(jpki_site *site, const jpki_issuer *is);
+const char *mjpki_health_json(mjpki_site *site, request_rec *r, int *ok);
+mjpki_issuer_rt *mjpki_issuer_of(mjpki_site *site, const jpki_issuer *is);
 
 /* mod_auth_jpki.c */
 request_rec *mjpki_current_request(void);
@@ -297,21 +297,21 @@ apr_status_t mjpki_send_all(apr_socket_t *sock, const char *buf,
 apr_status_t mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa,
                            apr_time_t deadline, apr_pool_t *pool);
 apr_status_t mjpki_redis_pool_cleanup(void *data);
-void mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s);
+void mjpki_poller_start(mjpki_site *site, apr_pool_t *pchild, server_rec *s);
 
 /* mod_auth_jpki_store.c: the embedded store's shared segments */
-jpki_srv_conf *mjpki_srv(server_rec *s);
-jpki_zone *mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s,
+mjpki_srv_conf *mjpki_srv(server_rec *s);
+mjpki_zone *mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s,
                             const char *name, const char *mutex_id,
                             apr_size_t size, const char *what);
-void mjpki_zone_child_init(jpki_zone *zone, apr_pool_t *pchild,
+void mjpki_zone_child_init(mjpki_zone *zone, apr_pool_t *pchild,
                            server_rec *s, const char *what);
 
 
 /* mod_auth_jpki.c: the site and directory of a request */
 const char *mjpki_json_error(request_rec *r, jpki_err e, apr_size_t *len);
-jpki_site *mjpki_site_of(request_rec *r);
-jpki_dir_conf *mjpki_dir_of(request_rec *r);
+mjpki_site *mjpki_site_of(request_rec *r);
+mjpki_dir_conf *mjpki_dir_of(request_rec *r);
 int mjpki_is_jpki_auth(request_rec *r);
 
 /* mod_auth_jpki_gate.c: the hooks of the gate */
@@ -331,16 +331,16 @@ int mjpki_health_handler(request_rec *r);
 
 /* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
 void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);
-jpki_txn *mjpki_start(request_rec *r, jpki_site *site,
+jpki_txn *mjpki_start(request_rec *r, mjpki_site *site,
                       const jpki_policy *pol, jpki_op op,
                       const uint8_t *body, size_t body_len);
-const jpki_verdict *mjpki_run(request_rec *r, jpki_site *site, jpki_txn *t);
+const jpki_verdict *mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t);
 void mjpki_answer_headers_set(request_rec *r);
 int mjpki_send_json(request_rec *r, int status, const char *body,
                     size_t len);
 int mjpki_send_verdict(request_rec *r, const jpki_verdict *v);
 void mjpki_hold(request_rec *r);
-const jpki_policy *mjpki_request_policy(request_rec *r, jpki_site *site,
+const jpki_policy *mjpki_request_policy(request_rec *r, mjpki_site *site,
                                         const char *what);
 
 #endif /* MOD_AUTH_JPKI_H */

@@ -35,10 +35,10 @@ mjpki_conf_msg(cmd_parms *cmd, const char *sentence)
 /* Per-server configuration                                            */
 /* ------------------------------------------------------------------ */
 
-static jpki_site *
+static mjpki_site *
 mjpki_site_new(apr_pool_t *p)
 {
-    jpki_site  *site = apr_pcalloc(p, sizeof(jpki_site));
+    mjpki_site  *site = apr_pcalloc(p, sizeof(mjpki_site));
 
     site->redis_db = JPKI_UNSET;
     site->redis_keepalive = JPKI_UNSET;
@@ -51,7 +51,7 @@ mjpki_site_new(apr_pool_t *p)
 void *
 mjpki_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
-    jpki_srv_conf  *conf = apr_pcalloc(p, sizeof(jpki_srv_conf));
+    mjpki_srv_conf  *conf = apr_pcalloc(p, sizeof(mjpki_srv_conf));
 
     conf->site = mjpki_site_new(p);
 
@@ -61,7 +61,7 @@ mjpki_create_srv_conf(apr_pool_t *p, server_rec *s)
 
 /* The store's settings of from (JPKIStore, all or none) into site. */
 static void
-mjpki_store_copy(jpki_site *site, const jpki_site *from)
+mjpki_store_copy(mjpki_site *site, const mjpki_site *from)
 {
     site->store = from->store;
     site->shm_size = from->shm_size;
@@ -84,9 +84,9 @@ mjpki_store_copy(jpki_site *site, const jpki_site *from)
 void *
 mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
 {
-    jpki_srv_conf  *b = basev, *a = addv;
-    jpki_srv_conf  *conf = apr_pcalloc(p, sizeof(jpki_srv_conf));
-    jpki_site      *base = b->site, *add = a->site, *site;
+    mjpki_srv_conf  *b = basev, *a = addv;
+    mjpki_srv_conf  *conf = apr_pcalloc(p, sizeof(mjpki_srv_conf));
+    mjpki_site      *base = b->site, *add = a->site, *site;
 
     if (!a->own) {
         /* nothing of ours in the virtual host: the same site */
@@ -119,7 +119,7 @@ mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
 
 
 int
-mjpki_site_configured(const jpki_site *site)
+mjpki_site_configured(const mjpki_site *site)
 {
     return site != NULL
            && (site->secret_file || (site->issuers && site->issuers->nelts)
@@ -127,10 +127,10 @@ mjpki_site_configured(const jpki_site *site)
 }
 
 
-jpki_site *
+mjpki_site *
 mjpki_cmd_site(cmd_parms *cmd)
 {
-    jpki_srv_conf  *conf;
+    mjpki_srv_conf  *conf;
 
     conf = ap_get_module_config(cmd->server->module_config,
                                 &auth_jpki_module);
@@ -144,7 +144,7 @@ mjpki_cmd_site(cmd_parms *cmd)
 static const char *
 mjpki_cmd_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    jpki_site  *site = mjpki_cmd_site(cmd);
+    mjpki_site  *site = mjpki_cmd_site(cmd);
     jpki_ctx   *ctx;
     const char *path;
     char        err[256];
@@ -191,7 +191,7 @@ mjpki_dup(apr_pool_t *p, const char *s)
 static const char *
 mjpki_cmd_store(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
-    jpki_site        *site = mjpki_cmd_site(cmd);
+    mjpki_site        *site = mjpki_cmd_site(cmd);
     jpki_store_spec  *sp;
     const char       *msg = NULL;
     char              err[256];
@@ -265,7 +265,7 @@ mjpki_cmd_value(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
     }
 
     v = jpki_directives[id].level == JPKI_CONF_SITE
-        ? &mjpki_cmd_site(cmd)->values : &((jpki_dir_conf *) dconf)->values;
+        ? &mjpki_cmd_site(cmd)->values : &((mjpki_dir_conf *) dconf)->values;
     arg = apr_pstrdup(cmd->pool, argv[0]);
     for (i = 1; i < argc; i++) {
         arg = apr_pstrcat(cmd->pool, arg, " ", argv[i], NULL);
@@ -282,7 +282,7 @@ mjpki_cmd_value(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 static const char *
 mjpki_cmd_map_file(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    jpki_site  *site = mjpki_cmd_site(cmd);
+    mjpki_site  *site = mjpki_cmd_site(cmd);
     char        err[512];
 
     site->map_file = ap_server_root_relative(cmd->pool, arg);
@@ -309,7 +309,7 @@ mjpki_cmd_map_file(cmd_parms *cmd, void *dconf, const char *arg)
 static const char *
 mjpki_cmd_crl_zone(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    jpki_site   *site = mjpki_cmd_site(cmd);
+    mjpki_site   *site = mjpki_cmd_site(cmd);
     uint64_t     size;
     char         err[128];
 
@@ -342,7 +342,7 @@ mjpki_cmd_crl_zone(cmd_parms *cmd, void *dconf, const char *arg)
 void *
 mjpki_create_dir_conf(apr_pool_t *p, char *dir)
 {
-    jpki_dir_conf  *d = apr_pcalloc(p, sizeof(jpki_dir_conf));
+    mjpki_dir_conf  *d = apr_pcalloc(p, sizeof(mjpki_dir_conf));
 
     d->where = dir ? apr_pstrdup(p, dir) : NULL;
     d->endpoints = JPKI_UNSET;
@@ -356,8 +356,8 @@ mjpki_create_dir_conf(apr_pool_t *p, char *dir)
 void *
 mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
-    jpki_dir_conf  *base = basev, *add = addv;
-    jpki_dir_conf  *d = apr_palloc(p, sizeof(jpki_dir_conf));
+    mjpki_dir_conf  *base = basev, *add = addv;
+    mjpki_dir_conf  *d = apr_palloc(p, sizeof(mjpki_dir_conf));
 
     d->where = add->where ? add->where : base->where;
     d->endpoints = add->endpoints != JPKI_UNSET ? add->endpoints
@@ -378,7 +378,7 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
 
 int
-mjpki_dir_has_settings(const jpki_dir_conf *d)
+mjpki_dir_has_settings(const mjpki_dir_conf *d)
 {
     return d->endpoints == 1 || d->health == 1 || d->throttle
            || jpki_conf_any(&d->values, JPKI_CONF_LOCATION);
@@ -386,14 +386,14 @@ mjpki_dir_has_settings(const jpki_dir_conf *d)
 
 
 const char *
-mjpki_dir_header(const jpki_dir_conf *d)
+mjpki_dir_header(const mjpki_dir_conf *d)
 {
     return jpki_conf_str(&d->values, JPKI_D_HEADER);
 }
 
 
 int
-mjpki_dir_pass_cookie(const jpki_dir_conf *d)
+mjpki_dir_pass_cookie(const mjpki_dir_conf *d)
 {
     return jpki_conf_num(&d->values, JPKI_D_PASS_COOKIE) == 1;
 }
@@ -420,7 +420,7 @@ mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t, char *err,
 
 
 const jpki_policy *
-mjpki_dir_policy(apr_pool_t *p, const jpki_site *site, const jpki_dir_conf *d,
+mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
                 char *err, size_t errlen)
 {
     jpki_policy  *pol;
@@ -453,7 +453,7 @@ mjpki_dir_policy(apr_pool_t *p, const jpki_site *site, const jpki_dir_conf *d,
 static const char *
 mjpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
-    jpki_dir_conf  *d = dconf;
+    mjpki_dir_conf  *d = dconf;
     jpki_policy     pol;
     const char     *args, *msg;
     char            err[256];
@@ -491,7 +491,7 @@ mjpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 static const char *
 mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
-    jpki_dir_conf  *d = dconf;
+    mjpki_dir_conf  *d = dconf;
     int            *flag, on;
     char            err[128];
 
@@ -523,7 +523,7 @@ mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 /* Directives                                                          */
 /* ------------------------------------------------------------------ */
 
-#define MJPKI_DIR_OFF(f)  (void *) APR_OFFSETOF(jpki_dir_conf, f)
+#define MJPKI_DIR_OFF(f)  (void *) APR_OFFSETOF(mjpki_dir_conf, f)
 #define MJPKI_DIR_CTX     (RSRC_CONF | ACCESS_CONF)
 /* A directive of the core's table (common/conf.h) */
 #define MJPKI_SITE_VALUE(name, id, help)                                     \

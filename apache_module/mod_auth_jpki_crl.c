@@ -56,8 +56,8 @@ mjpki_strings(apr_pool_t *p, char *const *s, size_t n)
 const char *
 mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
-    jpki_site         *site = mjpki_cmd_site(cmd);
-    jpki_issuer_spec  *spec;
+    mjpki_site         *site = mjpki_cmd_site(cmd);
+    mjpki_issuer_spec  *spec;
     jpki_conf_issuer   cs;
     const char        *err = NULL, *path;
     char              *host, buf[512];
@@ -71,7 +71,7 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
     }
 
     for (i = 0; site->issuers != NULL && i < site->issuers->nelts; i++) {
-        if (strcmp(APR_ARRAY_IDX(site->issuers, i, jpki_issuer_spec).name,
+        if (strcmp(APR_ARRAY_IDX(site->issuers, i, mjpki_issuer_spec).name,
                    cs.name) == 0)
         {
             err = apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
@@ -100,7 +100,7 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
     if (err == NULL) {
         if (site->issuers == NULL) {
             site->issuers = apr_array_make(cmd->pool, 4,
-                                           sizeof(jpki_issuer_spec));
+                                           sizeof(mjpki_issuer_spec));
         }
         spec = apr_array_push(site->issuers);
         memset(spec, 0, sizeof(*spec));
@@ -122,14 +122,14 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 static void
 mjpki_crlz_lock(void *ud)
 {
-    (void) apr_global_mutex_lock(((jpki_crl_zone *) ud)->mutex);
+    (void) apr_global_mutex_lock(((mjpki_crl_zone *) ud)->mutex);
 }
 
 
 static void
 mjpki_crlz_unlock(void *ud)
 {
-    (void) apr_global_mutex_unlock(((jpki_crl_zone *) ud)->mutex);
+    (void) apr_global_mutex_unlock(((mjpki_crl_zone *) ud)->mutex);
 }
 
 
@@ -145,7 +145,7 @@ mjpki_crlz_alive(void *ud, long pid)
 static void
 mjpki_crl_wrlock(void *ud)
 {
-    jpki_site  *site = ud;
+    mjpki_site  *site = ud;
 
     if (site->crl_lock) {
         apr_thread_rwlock_wrlock(site->crl_lock);
@@ -156,7 +156,7 @@ mjpki_crl_wrlock(void *ud)
 static void
 mjpki_crl_rdlock(void *ud)
 {
-    jpki_site  *site = ud;
+    mjpki_site  *site = ud;
 
     if (site->crl_lock) {
         apr_thread_rwlock_rdlock(site->crl_lock);
@@ -167,7 +167,7 @@ mjpki_crl_rdlock(void *ud)
 static void
 mjpki_crl_rwunlock(void *ud)
 {
-    jpki_site  *site = ud;
+    mjpki_site  *site = ud;
 
     if (site->crl_lock) {
         apr_thread_rwlock_unlock(site->crl_lock);
@@ -176,9 +176,9 @@ mjpki_crl_rwunlock(void *ud)
 
 
 static jpki_crlzone *
-mjpki_crlz_attach(jpki_site *site)
+mjpki_crlz_attach(mjpki_site *site)
 {
-    jpki_crl_zone     *z = site->crlz;
+    mjpki_crl_zone     *z = site->crlz;
     jpki_crlzone_ops   ops;
 
     memset(&ops, 0, sizeof(ops));
@@ -202,7 +202,7 @@ mjpki_crlz_attach(jpki_site *site)
 
 /* A new segment for zone z (its size: the site's). */
 static int
-mjpki_crlz_create(server_rec *s, jpki_site *site, jpki_crl_zone *z)
+mjpki_crlz_create(server_rec *s, mjpki_site *site, mjpki_crl_zone *z)
 {
     apr_status_t  rv;
 
@@ -237,11 +237,11 @@ mjpki_crlz_create(server_rec *s, jpki_site *site, jpki_crl_zone *z)
  * found again at a restart, kept when its size did not change (the CRLs in
  * force stay; the core releases those of issuers no longer configured). */
 static int
-mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
+mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, mjpki_site *site, int n)
 {
     apr_pool_t          *pp = s->process->pool;
     apr_array_header_t  *all = NULL;
-    jpki_crl_zone       *z = NULL;
+    mjpki_crl_zone       *z = NULL;
     const char          *key;
     apr_status_t         rv;
 
@@ -249,7 +249,7 @@ mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
     apr_pool_userdata_get((void **) &z, key, pp);
 
     if (z == NULL) {
-        z = apr_pcalloc(pp, sizeof(jpki_crl_zone));
+        z = apr_pcalloc(pp, sizeof(mjpki_crl_zone));
         z->name = apr_psprintf(pp, "crl-%d", n);
         rv = ap_global_mutex_create(&z->mutex, &z->lockfile, JPKI_MUTEX_TYPE,
                                     z->name, s, pp, 0);
@@ -262,11 +262,11 @@ mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, jpki_site *site, int n)
                               pp);
         apr_pool_userdata_get((void **) &all, MJPKI_CRLZ_LIST, pp);
         if (all == NULL) {
-            all = apr_array_make(pp, 4, sizeof(jpki_crl_zone *));
+            all = apr_array_make(pp, 4, sizeof(mjpki_crl_zone *));
             apr_pool_userdata_set(all, MJPKI_CRLZ_LIST,
                                   apr_pool_cleanup_null, pp);
         }
-        APR_ARRAY_PUSH(all, jpki_crl_zone *) = z;
+        APR_ARRAY_PUSH(all, mjpki_crl_zone *) = z;
     }
 
     z->generation = ap_state_query(AP_SQ_CONFIG_GEN);
@@ -302,13 +302,13 @@ static void
 mjpki_crlz_sweep(server_rec *s)
 {
     apr_array_header_t  *all = NULL;
-    jpki_crl_zone       *z;
+    mjpki_crl_zone       *z;
     int                  i, gen = ap_state_query(AP_SQ_CONFIG_GEN);
 
     apr_pool_userdata_get((void **) &all, MJPKI_CRLZ_LIST, s->process->pool);
 
     for (i = 0; all && i < all->nelts; i++) {
-        z = APR_ARRAY_IDX(all, i, jpki_crl_zone *);
+        z = APR_ARRAY_IDX(all, i, mjpki_crl_zone *);
         if (z->shm != NULL && z->generation != gen) {
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s is "
                          "no longer used: released", z->name);
@@ -323,7 +323,7 @@ mjpki_crlz_sweep(server_rec *s)
 static apr_status_t
 mjpki_crl_cleanup(void *data)
 {
-    jpki_site  *site = data;
+    mjpki_site  *site = data;
 
     jpki_crlzone_free(site->crls);
     site->crls = NULL;
@@ -337,7 +337,7 @@ mjpki_crl_cleanup(void *data)
 /* One file: parsed when this version was not tried (by any process) and
  * nobody else loads a file of the zone now. */
 static void
-mjpki_crl_file(jpki_site *site, jpki_issuer_rt *x, const char *path,
+mjpki_crl_file(mjpki_site *site, mjpki_issuer_rt *x, const char *path,
                apr_pool_t *tmp)
 {
     struct { apr_time_t mtime; apr_off_t size; apr_ino_t inode; } fid;
@@ -383,7 +383,7 @@ mjpki_crl_file(jpki_site *site, jpki_issuer_rt *x, const char *path,
 /* The CRL files of an issuer now: its crl= files, each crl= directory's
  * *.crl and *.pem files (a missing file: itself, watched all the same). */
 static int
-mjpki_crl_files(jpki_issuer_rt *x, char **paths, int max)
+mjpki_crl_files(mjpki_issuer_rt *x, char **paths, int max)
 {
     int  i, n = 0, k;
 
@@ -405,9 +405,9 @@ mjpki_crl_files(jpki_issuer_rt *x, char **paths, int max)
 /* Loads the CRL files that changed since they were tried (all of them the
  * first time); the same rules as the nginx module (the core's). */
 void
-mjpki_crls_load(jpki_site *site, apr_pool_t *tmp)
+mjpki_crls_load(mjpki_site *site, apr_pool_t *tmp)
 {
-    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    mjpki_issuer_rt  *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
     char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
     int              i, k, n;
 
@@ -429,7 +429,7 @@ mjpki_crls_load(jpki_site *site, apr_pool_t *tmp)
 
 
 jpki_err
-mjpki_crl_lookup(jpki_site *site, jpki_txn *t, jpki_rev_info *info)
+mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info)
 {
     return jpki_crlzone_lookup(site->crls, jpki_txn_issuer(t),
                                jpki_txn_issuer_key(t), jpki_txn_cert_id(t),
@@ -440,9 +440,9 @@ mjpki_crl_lookup(jpki_site *site, jpki_txn *t, jpki_rev_info *info)
 /* Every CRL file of the site in the health answer (a file's own label when
  * its issuer has several); the count of files. */
 int
-mjpki_crl_health(jpki_site *site, jpki_health *h)
+mjpki_crl_health(mjpki_site *site, jpki_health *h)
 {
-    jpki_issuer_rt  *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    mjpki_issuer_rt  *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
     char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
     const char      *base;
     int              i, k, n, total = 0;
@@ -471,10 +471,10 @@ mjpki_crl_health(jpki_site *site, jpki_health *h)
  * changes; with a zone, unless they are there already). */
 int
 mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                      jpki_site *site, int *n, int preflight)
+                      mjpki_site *site, int *n, int preflight)
 {
     const jpki_issuer  *list[16];
-    jpki_issuer_rt     *rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    mjpki_issuer_rt     *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
     int                 i;
 
     if (site->crl_zone_size > 0 && mjpki_crlz_setup(ptemp, s, site, (*n)++)
@@ -517,9 +517,9 @@ mjpki_crl_post_config_done(server_rec *s)
 /* In a child: the zone's mutex, and a handle of the child's own (the
  * parent's was inherited); the per-process CRLs' lock. */
 void
-mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s, jpki_site *site)
+mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s, mjpki_site *site)
 {
-    jpki_crl_zone  *z = site->crlz;
+    mjpki_crl_zone  *z = site->crlz;
     apr_status_t    rv;
 
     apr_thread_rwlock_create(&site->crl_lock, pchild);

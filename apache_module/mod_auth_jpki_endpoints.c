@@ -17,7 +17,7 @@ APLOG_USE_MODULE(auth_jpki);
 /* Reads a login body of at most JPKI_BODY_MAX bytes: OK, or the HTTP
  * status of the failure (413 when too large). */
 static int
-jpki_read_body(request_rec *r, const uint8_t **out, size_t *outlen)
+mjpki_read_body(request_rec *r, const uint8_t **out, size_t *outlen)
 {
     apr_bucket_brigade  *bb;
     apr_bucket          *b;
@@ -85,7 +85,7 @@ jpki_read_body(request_rec *r, const uint8_t **out, size_t *outlen)
 
 
 static int
-jpki_run_endpoint(request_rec *r, jpki_site *site, const jpki_policy *pol,
+mjpki_run_endpoint(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                   jpki_op op, const uint8_t *body, size_t len)
 {
     const jpki_verdict  *v;
@@ -108,7 +108,7 @@ jpki_run_endpoint(request_rec *r, jpki_site *site, const jpki_policy *pol,
 int
 mjpki_endpoint_handler(request_rec *r)
 {
-    jpki_site           *site;
+    mjpki_site           *site;
     const jpki_policy   *pol;
     const uint8_t       *body = NULL;
     const char          *u, *end, *seg, *msg;
@@ -154,7 +154,7 @@ mjpki_endpoint_handler(request_rec *r)
     }
 
     if (op == JPKI_OP_LOGIN && r->method_number == M_POST) {
-        rc = jpki_read_body(r, &body, &len);
+        rc = mjpki_read_body(r, &body, &len);
         if (rc == AP_FILTER_ERROR) {
             return rc;
         }
@@ -171,7 +171,7 @@ mjpki_endpoint_handler(request_rec *r)
     }
 
     if (op != JPKI_OP_LOGIN) {
-        return jpki_run_endpoint(r, site, pol, op, NULL, 0);
+        return mjpki_run_endpoint(r, site, pol, op, NULL, 0);
     }
 
     /* the logins of the site this child verifies at once, against the
@@ -187,7 +187,7 @@ mjpki_endpoint_handler(request_rec *r)
         msg = mjpki_json_error(r, JPKI_ERR_BUSY, &ml);
         return mjpki_send_json(r, HTTP_SERVICE_UNAVAILABLE, msg, ml);
     }
-    rc = jpki_run_endpoint(r, site, pol, op, body, len);
+    rc = mjpki_run_endpoint(r, site, pol, op, body, len);
     apr_atomic_dec32(&site->logins);
     mjpki_hold(r);                     /* not counted as a login meanwhile */
 
@@ -208,7 +208,7 @@ mjpki_health_handler(request_rec *r)
     static const char  na[] =
         "{\"error\":\"method_not_allowed\",\"message\":\"GET or HEAD "
         "only\"}";
-    jpki_site         *site;
+    mjpki_site         *site;
     const char        *body;
     int                ok = 0;
 

@@ -28,7 +28,7 @@ typedef struct {
 
 /* Removes every copy of the gate's headers from the request. */
 static void
-jpki_strip_headers(request_rec *r, const char *name, int warn)
+mjpki_strip_headers(request_rec *r, const char *name, int warn)
 {
     const apr_array_header_t  *arr = apr_table_elts(r->headers_in);
     const apr_table_entry_t   *e = (const apr_table_entry_t *) arr->elts;
@@ -68,7 +68,7 @@ jpki_strip_headers(request_rec *r, const char *name, int warn)
 int
 mjpki_post_read_request(request_rec *r)
 {
-    jpki_strip_headers(r, NULL, 1);
+    mjpki_strip_headers(r, NULL, 1);
 
     return DECLINED;
 }
@@ -83,14 +83,14 @@ mjpki_header_parser(request_rec *r)
         return DECLINED;
     }
 
-    jpki_strip_headers(r, mjpki_dir_header(mjpki_dir_of(r)), r->prev == NULL);
+    mjpki_strip_headers(r, mjpki_dir_header(mjpki_dir_of(r)), r->prev == NULL);
 
     return DECLINED;
 }
 
 
 static void
-jpki_set_identity(request_rec *r, const char *account, const char *cert_id)
+mjpki_set_identity(request_rec *r, const char *account, const char *cert_id)
 {
     mjpki_req  *rq;
 
@@ -112,7 +112,7 @@ jpki_set_identity(request_rec *r, const char *account, const char *cert_id)
 int
 mjpki_authenticate(request_rec *r)
 {
-    jpki_site           *site;
+    mjpki_site           *site;
     const jpki_policy   *pol;
     const jpki_verdict  *v;
     const jpki_header   *h;
@@ -154,7 +154,7 @@ mjpki_authenticate(request_rec *r)
                 apr_table_add(r->err_headers_out, h->name, h->value);
             }
         }
-        jpki_set_identity(r, r->user, v->cert_id);
+        mjpki_set_identity(r, r->user, v->cert_id);
         mjpki_upstream_cookies(r, pol->cookie_name,
                               mjpki_dir_pass_cookie(mjpki_dir_of(r)));
         return OK;
@@ -202,7 +202,7 @@ mjpki_fixups_identity(request_rec *r)
                                                "JPKI_ACCOUNT");
 
                 if (a != NULL) {
-                    jpki_set_identity(r, a, apr_table_get(p->subprocess_env,
+                    mjpki_set_identity(r, a, apr_table_get(p->subprocess_env,
                                                           "JPKI_CERT_ID"));
                 }
                 break;
@@ -217,7 +217,7 @@ mjpki_fixups_identity(request_rec *r)
 
     rq = ap_get_module_config(r->request_config, &auth_jpki_module);
     if (rq == NULL || !rq->identity_set) {
-        jpki_set_identity(r, r->user,
+        mjpki_set_identity(r, r->user,
                           apr_table_get(r->subprocess_env, "JPKI_CERT_ID"));
     }
 
@@ -228,7 +228,7 @@ mjpki_fixups_identity(request_rec *r)
 int
 mjpki_fixups_handler(request_rec *r)
 {
-    jpki_dir_conf  *d = mjpki_dir_of(r);
+    mjpki_dir_conf  *d = mjpki_dir_of(r);
 
     if (d->endpoints == 1) {
         r->handler = JPKI_HANDLER;
@@ -245,7 +245,7 @@ mjpki_fixups_handler(request_rec *r)
 /* ------------------------------------------------------------------ */
 
 static authz_status
-jpki_account_check(request_rec *r, const char *require_args,
+mjpki_account_check(request_rec *r, const char *require_args,
                    const void *parsed)
 {
     const char  *t, *w;
@@ -270,7 +270,7 @@ jpki_account_check(request_rec *r, const char *require_args,
 
 
 static const char *
-jpki_account_parse(cmd_parms *cmd, const char *require_line,
+mjpki_account_parse(cmd_parms *cmd, const char *require_line,
                    const void **parsed)
 {
     const char  *t = require_line, *w;
@@ -295,8 +295,8 @@ jpki_account_parse(cmd_parms *cmd, const char *require_line,
 
 
 const authz_provider  mjpki_authz_account = {
-    &jpki_account_check,
-    &jpki_account_parse
+    &mjpki_account_check,
+    &mjpki_account_parse
 };
 
 

@@ -46,7 +46,7 @@ APLOG_USE_MODULE(auth_jpki);
 /* ------------------------------------------------------------------ */
 
 const char *
-mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
+mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
 {
     jpki_store_cmd        cmd;
     jpki_store_result     res;
@@ -99,7 +99,7 @@ mjpki_health_json(jpki_site *site, request_rec *r, int *ok)
 /* Loads the file when it changed since the last load (mtime, size or
  * inode: a rename-replaced file within the same second counts). */
 static void
-jpki_map_load(jpki_site *site, apr_pool_t *tmp)
+mjpki_map_load(mjpki_site *site, apr_pool_t *tmp)
 {
     apr_finfo_t   fi;
     apr_status_t  rv;
@@ -160,7 +160,7 @@ jpki_map_load(jpki_site *site, apr_pool_t *tmp)
 
 
 void
-mjpki_files_refresh(jpki_site *site)
+mjpki_files_refresh(mjpki_site *site)
 {
     apr_uint32_t  now = (apr_uint32_t) apr_time_sec(apr_time_now());
     apr_pool_t   *tmp;
@@ -180,7 +180,7 @@ mjpki_files_refresh(jpki_site *site)
         apr_atomic_set32(&site->files_checked, now);
         if (apr_pool_create_unmanaged_ex(&tmp, NULL, NULL) == APR_SUCCESS) {
             if (site->map_file) {
-                jpki_map_load(site, tmp);
+                mjpki_map_load(site, tmp);
             }
             mjpki_crls_load(site, tmp);
             apr_pool_destroy(tmp);
@@ -194,7 +194,7 @@ mjpki_files_refresh(jpki_site *site)
 size_t
 mjpki_map_lookup(void *ud, const char *cert_id, char *out)
 {
-    jpki_site  *site = ud;
+    mjpki_site  *site = ud;
     size_t      len;
 
     if (site->map_lock) {
@@ -210,9 +210,9 @@ mjpki_map_lookup(void *ud, const char *cert_id, char *out)
 
 
 static apr_status_t
-jpki_map_cleanup(void *data)
+mjpki_map_cleanup(void *data)
 {
-    jpki_site  *site = data;
+    mjpki_site  *site = data;
 
     jpki_map_free(site->map);
     site->map = NULL;
@@ -230,7 +230,7 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s)
 {
     server_rec  *sv;
-    jpki_site   *site;
+    mjpki_site   *site;
     const char  *name, *mutex_id;
     apr_ssize_t  klen;
     int          preflight, ncrlz = 0;
@@ -282,8 +282,8 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         }
 
         if (site->map_file) {
-            jpki_map_load(site, ptemp);
-            apr_pool_cleanup_register(pconf, site, jpki_map_cleanup,
+            mjpki_map_load(site, ptemp);
+            apr_pool_cleanup_register(pconf, site, mjpki_map_cleanup,
                                       apr_pool_cleanup_null);
         }
         apr_atomic_set32(&site->files_checked,
@@ -302,7 +302,7 @@ void
 mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
 {
     server_rec    *sv;
-    jpki_site     *site;
+    mjpki_site     *site;
 
     for (sv = s; sv; sv = sv->next) {
         site = mjpki_srv(sv)->site;

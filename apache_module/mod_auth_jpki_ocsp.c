@@ -15,7 +15,7 @@ APLOG_USE_MODULE(auth_jpki);
 
 
 static int
-mjpki_ocsp_query(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+mjpki_ocsp_query(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
                  const uint8_t *body, size_t len, const uint8_t **resp,
                  size_t *resp_len)
 {
@@ -117,7 +117,7 @@ struct mjpki_flight {
 
 
 int
-mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
+mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
                const char *key, const uint8_t *body, size_t len,
                const uint8_t **resp, size_t *resp_len)
 {
@@ -221,16 +221,16 @@ mjpki_ocsp_post(jpki_site *site, jpki_issuer_rt *iss, request_rec *r,
 }
 
 
-jpki_issuer_rt *
-mjpki_issuer_of(jpki_site *site, const jpki_issuer *is)
+mjpki_issuer_rt *
+mjpki_issuer_of(mjpki_site *site, const jpki_issuer *is)
 {
-    jpki_issuer_rt  *rt;
+    mjpki_issuer_rt  *rt;
     int              i;
 
     if (site->rt_issuers == NULL) {
         return NULL;
     }
-    rt = (jpki_issuer_rt *) site->rt_issuers->elts;
+    rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
     for (i = 0; i < site->rt_issuers->nelts; i++) {
         if (rt[i].issuer == is) {
             return &rt[i];

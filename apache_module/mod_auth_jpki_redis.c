@@ -201,7 +201,7 @@ mjpki_tls_want(mjpki_redis_conn *c, int ret, apr_time_t deadline)
 /* TLS on a new connection; the server is verified once the handshake is
  * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
 static apr_status_t
-mjpki_tls_start(jpki_site *site, request_rec *r, mjpki_redis_conn *c,
+mjpki_tls_start(mjpki_site *site, request_rec *r, mjpki_redis_conn *c,
                 apr_time_t deadline)
 {
     apr_os_sock_t  fd;
@@ -317,7 +317,7 @@ mjpki_conn_recv(mjpki_redis_conn *c, char *buf, apr_size_t *len,
 apr_status_t
 mjpki_redis_pool_cleanup(void *data)
 {
-    jpki_site        *site = data;
+    mjpki_site        *site = data;
     mjpki_redis_conn *c, *next;
 
     for (c = site->redis_idle; c; c = next) {
@@ -332,7 +332,7 @@ mjpki_redis_pool_cleanup(void *data)
 
 
 static mjpki_redis_conn *
-mjpki_redis_idle_get(jpki_site *site, request_rec *r)
+mjpki_redis_idle_get(mjpki_site *site, request_rec *r)
 {
     mjpki_redis_conn *c;
     int               eof;
@@ -367,7 +367,7 @@ mjpki_redis_idle_get(jpki_site *site, request_rec *r)
 
 
 static void
-mjpki_redis_idle_put(jpki_site *site, mjpki_redis_conn *c)
+mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 {
     int  kept = 0;
 
@@ -389,7 +389,7 @@ mjpki_redis_idle_put(jpki_site *site, mjpki_redis_conn *c)
 
 
 static mjpki_redis_conn *
-mjpki_redis_connect(jpki_site *site, request_rec *r)
+mjpki_redis_connect(mjpki_site *site, request_rec *r)
 {
     mjpki_redis_conn *c;
     apr_pool_t       *pool;
@@ -436,7 +436,7 @@ mjpki_redis_connect(jpki_site *site, request_rec *r)
  * replies read and fed to the round until it is done, all within one
  * deadline. */
 static int
-mjpki_redis_run(jpki_site *site, request_rec *r, mjpki_redis_conn *c,
+mjpki_redis_run(mjpki_site *site, request_rec *r, mjpki_redis_conn *c,
                 int pooled, const jpki_store_cmd *cmds, size_t n,
                 jpki_store_result *res)
 {
@@ -499,7 +499,7 @@ mjpki_redis_run(jpki_site *site, request_rec *r, mjpki_redis_conn *c,
 
 /* The commands on a pooled connection, or a new one; 0 on a timeout. */
 static int
-mjpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
 {
     mjpki_redis_conn *c;
@@ -556,10 +556,10 @@ mjpki_redis_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 
 
 int
-mjpki_store_exec(jpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
+mjpki_store_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                 size_t n, jpki_store_result *res)
 {
-    jpki_zone     *zone = site->zone;
+    mjpki_zone     *zone = site->zone;
     apr_status_t   rv;
     int64_t        now_ms;
     size_t         i;
@@ -611,7 +611,7 @@ mjpki_now_ms(void)
 
 
 void
-mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
+mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq)
 {
     if (site->store != JPKI_STORE_REDIS) {
         /* the embedded store is the node's table */
@@ -635,7 +635,7 @@ mjpki_local_markers(jpki_site *site, jpki_txn_request *rq)
  * for run in Redis without the mutex (gated requests read outsync's
  * since meanwhile), until it asks for none. */
 static void
-mjpki_poll_logouts(jpki_site *site, int *failing)
+mjpki_poll_logouts(mjpki_site *site, int *failing)
 {
     const jpki_store_cmd  *cmds;
     jpki_store_cmd         batch[JPKI_MAX_CMDS];
@@ -683,7 +683,7 @@ mjpki_poll_logouts(jpki_site *site, int *failing)
 static void *APR_THREAD_FUNC
 mjpki_poller_main(apr_thread_t *thd, void *data)
 {
-    jpki_site   *site = data;
+    mjpki_site   *site = data;
     apr_time_t   next = 0;
     int          failing = 0;
 
@@ -707,7 +707,7 @@ mjpki_poller_main(apr_thread_t *thd, void *data)
 static apr_status_t
 mjpki_poller_cleanup(void *data)
 {
-    jpki_site     *site = data;
+    mjpki_site     *site = data;
     apr_status_t   rv;
 
     apr_atomic_set32(&site->poller_stop, 1);
@@ -725,7 +725,7 @@ mjpki_poller_cleanup(void *data)
 /* In a child: the poller of a Redis site's logout log, a thread that
  * receives no signals (the MPM's handlers run in its own threads). */
 void
-mjpki_poller_start(jpki_site *site, apr_pool_t *pchild, server_rec *s)
+mjpki_poller_start(mjpki_site *site, apr_pool_t *pchild, server_rec *s)
 {
     sigset_t      all, old;
     apr_status_t  rv;

@@ -22,7 +22,7 @@ mjpki_log_cb(void *ud, jpki_log_level level, const char *msg)
     static const int  map[] = {
         APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG
     };
-    jpki_site        *site = ud;
+    mjpki_site        *site = ud;
     request_rec      *r = mjpki_current_request();
     int               lvl = map[(unsigned) level < 4 ? level : 3];
 
@@ -139,7 +139,7 @@ mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out)
 
 /* Stage 1: the three pieces a site needs. */
 static int
-mjpki_site_required(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
+mjpki_site_required(apr_pool_t *ptemp, server_rec *s, mjpki_site *site)
 {
     const char  *missing = NULL;
 
@@ -166,9 +166,9 @@ mjpki_site_required(apr_pool_t *ptemp, server_rec *s, jpki_site *site)
  * (each location's policy starts from them). */
 static int
 mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                   jpki_site *site)
+                   mjpki_site *site)
 {
-    jpki_dir_conf  *dflt;
+    mjpki_dir_conf  *dflt;
     char            err[256];
 
     site->ctx = jpki_ctx_new();
@@ -215,9 +215,9 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 /* Stage 3, for one issuer: its OCSP responder, resolved now. */
 static int
 mjpki_site_ocsp(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                jpki_issuer_rt *rt)
+                mjpki_issuer_rt *rt)
 {
-    const jpki_issuer_spec  *spec = rt->spec;
+    const mjpki_issuer_spec  *spec = rt->spec;
     char                    *host;
     apr_port_t               port;
     apr_status_t             rv;
@@ -248,19 +248,19 @@ mjpki_site_ocsp(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 /* Stage 3: the issuers, as JPKIIssuer wrote them. */
 static int
 mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                   jpki_site *site)
+                   mjpki_site *site)
 {
-    jpki_issuer_spec  *spec;
-    jpki_issuer_rt    *rt;
+    mjpki_issuer_spec  *spec;
+    mjpki_issuer_rt    *rt;
     const char        *path;
     char               err[256];
     int                i, j;
 
     site->rt_issuers = apr_array_make(pconf, site->issuers->nelts,
-                                      sizeof(jpki_issuer_rt));
+                                      sizeof(mjpki_issuer_rt));
 
     for (i = 0; i < site->issuers->nelts; i++) {
-        spec = &APR_ARRAY_IDX(site->issuers, i, jpki_issuer_spec);
+        spec = &APR_ARRAY_IDX(site->issuers, i, mjpki_issuer_spec);
         rt = apr_array_push(site->rt_issuers);
         memset(rt, 0, sizeof(*rt));
         rt->spec = spec;
@@ -305,7 +305,7 @@ mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 /* Stage 4: the store's server work: the TLS context, the address. */
 static int
 mjpki_site_store(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                 jpki_site *site)
+                 mjpki_site *site)
 {
     const char    *msg;
     apr_status_t   rv;
@@ -345,7 +345,7 @@ mjpki_site_store(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 
 static int
 mjpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                 jpki_site *site)
+                 mjpki_site *site)
 {
     char  err[256];
 
@@ -376,11 +376,11 @@ mjpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 
 /* Checks the merged policy of a section (over its server's defaults). */
 static int
-mjpki_check_section(apr_pool_t *ptemp, server_rec *s, jpki_site *site,
+mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
                    ap_conf_vector_t *sec, int vhost_sites)
 {
     int             fatal;
-    jpki_dir_conf  *base, *d, *m;
+    mjpki_dir_conf  *base, *d, *m;
     char            err[256];
 
     base = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
@@ -427,7 +427,7 @@ mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                   server_rec *s)
 {
     server_rec          *sv;
-    jpki_srv_conf       *conf;
+    mjpki_srv_conf       *conf;
     core_server_config  *core;
     apr_array_header_t  *secs[2];
     int                  i, k, vhost_sites = 0;

@@ -14,7 +14,7 @@
 APLOG_USE_MODULE(auth_jpki);
 
 
-jpki_srv_conf *
+mjpki_srv_conf *
 mjpki_srv(server_rec *s)
 {
     return ap_get_module_config(s->module_config, &auth_jpki_module);
@@ -28,12 +28,12 @@ mjpki_srv(server_rec *s)
 /* The shared table called name (what: "store zone", "logout mirror"),
  * found again in the process pool at a restart and kept when its size did
  * not change; mutex_id names its mutex (a lock file name). */
-jpki_zone *
+mjpki_zone *
 mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s, const char *name,
                 const char *mutex_id, apr_size_t size, const char *what)
 {
     apr_pool_t   *pp = s->process->pool;
-    jpki_zone    *zone = NULL;
+    mjpki_zone    *zone = NULL;
     const char   *key;
     apr_status_t  rv;
     int           gen = ap_state_query(AP_SQ_CONFIG_GEN);
@@ -54,7 +54,7 @@ mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s, const char *name,
     }
 
     if (zone == NULL) {
-        zone = apr_pcalloc(pp, sizeof(jpki_zone));
+        zone = apr_pcalloc(pp, sizeof(mjpki_zone));
         zone->name = apr_pstrdup(pp, name);
         rv = ap_global_mutex_create(&zone->mutex, &zone->lockfile,
                                     JPKI_MUTEX_TYPE, mutex_id, s, pp, 0);
@@ -118,9 +118,9 @@ mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s, const char *name,
 
 
 static void
-jpki_zone_lock(void *ud)
+mjpki_zone_lock(void *ud)
 {
-    jpki_zone     *zone = ud;
+    mjpki_zone     *zone = ud;
     apr_status_t   rv;
 
     rv = apr_global_mutex_lock(zone->mutex);
@@ -132,9 +132,9 @@ jpki_zone_lock(void *ud)
 
 
 static void
-jpki_zone_unlock(void *ud)
+mjpki_zone_unlock(void *ud)
 {
-    jpki_zone  *zone = ud;
+    mjpki_zone  *zone = ud;
 
     apr_global_mutex_unlock(zone->mutex);
 }
@@ -143,7 +143,7 @@ jpki_zone_unlock(void *ud)
 /* In a child, once per zone: its mutex, and a handle that takes it (the
  * core reads and writes there itself, outside mjpki_store_exec). */
 void
-mjpki_zone_child_init(jpki_zone *zone, apr_pool_t *pchild, server_rec *s,
+mjpki_zone_child_init(mjpki_zone *zone, apr_pool_t *pchild, server_rec *s,
                      const char *what)
 {
     jpki_shm_lock  lock;
@@ -161,8 +161,8 @@ mjpki_zone_child_init(jpki_zone *zone, apr_pool_t *pchild, server_rec *s,
         return;
     }
 
-    lock.lock = jpki_zone_lock;
-    lock.unlock = jpki_zone_unlock;
+    lock.lock = mjpki_zone_lock;
+    lock.unlock = mjpki_zone_unlock;
     lock.ud = zone;
     zone->locked = jpki_shm_attach(apr_palloc(pchild, jpki_shm_handle_size()),
                                    zone->mem, zone->memsize, &lock);

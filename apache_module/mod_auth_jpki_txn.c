@@ -18,7 +18,7 @@ APLOG_USE_MODULE(auth_jpki);
 
 
 static apr_status_t
-jpki_txn_cleanup(void *data)
+mjpki_txn_cleanup(void *data)
 {
     jpki_txn_free(data);
     return APR_SUCCESS;
@@ -37,7 +37,7 @@ jpki_txn_cleanup(void *data)
  * headers) and the pools of its subrequests descend from.  NULL: none was
  * taken out, the request's headers are the client's. */
 static apr_array_header_t *
-jpki_client_cookies(request_rec *r)
+mjpki_client_cookies(request_rec *r)
 {
     void  *a = NULL;
 
@@ -49,7 +49,7 @@ jpki_client_cookies(request_rec *r)
 
 
 static int
-jpki_cookie_collect(void *rec, const char *key, const char *value)
+mjpki_cookie_collect(void *rec, const char *key, const char *value)
 {
     if (value != NULL) {
         APR_ARRAY_PUSH((apr_array_header_t *) rec, const char *) = value;
@@ -61,13 +61,13 @@ jpki_cookie_collect(void *rec, const char *key, const char *value)
 
 /* The client's Cookie header values, in pool p. */
 static apr_array_header_t *
-jpki_cookie_values(request_rec *r, apr_pool_t *p)
+mjpki_cookie_values(request_rec *r, apr_pool_t *p)
 {
-    apr_array_header_t  *a = jpki_client_cookies(r);
+    apr_array_header_t  *a = mjpki_client_cookies(r);
 
     if (a == NULL) {
         a = apr_array_make(p, 2, sizeof(const char *));
-        apr_table_do(jpki_cookie_collect, a, r->headers_in, "Cookie",
+        apr_table_do(mjpki_cookie_collect, a, r->headers_in, "Cookie",
                      (const char *) NULL);
     }
 
@@ -77,10 +77,10 @@ jpki_cookie_values(request_rec *r, apr_pool_t *p)
 
 /* The session cookie name's value in the client's Cookie headers. */
 static void
-jpki_cookie_of(request_rec *r, const char *name, const char **val,
+mjpki_cookie_of(request_rec *r, const char *name, const char **val,
                size_t *len)
 {
-    apr_array_header_t  *a = jpki_cookie_values(r, r->pool);
+    apr_array_header_t  *a = mjpki_cookie_values(r, r->pool);
     const char          *v;
     int                  i;
 
@@ -106,7 +106,7 @@ void
 mjpki_upstream_cookies(request_rec *r, const char *name, int pass)
 {
     apr_pool_t          *mp = (r->main ? r->main : r)->pool;
-    apr_array_header_t  *a = jpki_client_cookies(r), *kept;
+    apr_array_header_t  *a = mjpki_client_cookies(r), *kept;
     const char          *v, *x;
     char                *out;
     size_t               len, xl;
@@ -116,7 +116,7 @@ mjpki_upstream_cookies(request_rec *r, const char *name, int pass)
         if (pass) {
             return;                     /* the client's, as they came */
         }
-        a = jpki_cookie_values(r, r->pool);
+        a = mjpki_cookie_values(r, r->pool);
         for (i = 0; i < a->nelts && !found; i++) {
             v = APR_ARRAY_IDX(a, i, const char *);
             found = jpki_cookie_find(v, strlen(v), name, &x, &xl);
@@ -149,7 +149,7 @@ mjpki_upstream_cookies(request_rec *r, const char *name, int pass)
 
 
 jpki_txn *
-mjpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
+mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
            jpki_op op, const uint8_t *body, size_t body_len)
 {
     jpki_txn_request   rq;
@@ -169,7 +169,7 @@ mjpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
     rq.body = body;
     rq.body_len = body_len;
 
-    jpki_cookie_of(r, pol->cookie_name, &rq.cookie, &rq.cookie_len);
+    mjpki_cookie_of(r, pol->cookie_name, &rq.cookie, &rq.cookie_len);
 
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
@@ -215,7 +215,7 @@ mjpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
         return NULL;
     }
 
-    apr_pool_cleanup_register(r->pool, t, jpki_txn_cleanup,
+    apr_pool_cleanup_register(r->pool, t, mjpki_txn_cleanup,
                               apr_pool_cleanup_null);
 
     return t;
@@ -224,12 +224,12 @@ mjpki_start(request_rec *r, jpki_site *site, const jpki_policy *pol,
 
 /* Runs the transaction to its verdict, doing the I/O it asks for. */
 const jpki_verdict *
-mjpki_run(request_rec *r, jpki_site *site, jpki_txn *t)
+mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 {
     const jpki_store_cmd  *cmds;
     const jpki_verdict    *v;
     jpki_store_result      res[JPKI_MAX_CMDS];
-    jpki_issuer_rt        *rt;
+    mjpki_issuer_rt        *rt;
     jpki_rev_info          info;
     const uint8_t         *body, *resp = NULL;
     size_t                 n, blen, rlen = 0;
@@ -385,7 +385,7 @@ mjpki_hold(request_rec *r)
 
 
 const jpki_policy *
-mjpki_request_policy(request_rec *r, jpki_site *site, const char *what)
+mjpki_request_policy(request_rec *r, mjpki_site *site, const char *what)
 {
     const jpki_policy  *pol;
     char                err[256];
