@@ -33,6 +33,14 @@ mjpki_issuer_abs(void *ud, const char *path)
 static void
 mjpki_issuer_warn(void *ud, const char *msg)
 {
+    /* Apache reads its configuration twice when it starts: the warning
+     * goes with the pass it runs (and with a configuration test), once */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG
+        && ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST)
+    {
+        return;
+    }
+
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ((cmd_parms *) ud)->server,
                  "jpki: %s", msg);
 }
