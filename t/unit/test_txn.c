@@ -13,6 +13,7 @@ static void *shm_mem, *shm_h;
 static jpki_shm *shm;
 static time_t NOW;
 static char tmpdir[256];
+static unsigned ocsp_nonce;            /* make_ctx's site policy */
 
 static jpki_ctx *make_ctx(int fail_open, const char *rp, const char *url)
 {
@@ -31,6 +32,7 @@ static jpki_ctx *make_ctx(int fail_open, const char *rp, const char *url)
         jpki_issuer_set_ocsp_url(is, url);
     p = jpki_ctx_policy(c);
     p->fail_open = (unsigned)fail_open;
+    p->ocsp_nonce = ocsp_nonce;
     if (jpki_rev_policy_parse(rp, strlen(rp), &p->rev_policy) != JPKI_OK)
         exit(1);
     p->recheck_interval = 60;
@@ -53,6 +55,9 @@ typedef struct {
     const char *crl;               /* NULL: no CRL */
     int ocsp_calls, crl_calls;
 } io_env;
+/* jpki_txn_ocsp_key at the last OCSP query, and whether it was NULL */
+static char ocsp_key[80];
+static int ocsp_keyless;
 
 static int store_batches;              /* batches run in the store */
 
@@ -77,6 +82,9 @@ static void exec_ocsp(jpki_txn *t, io_env *env)
     FILE *f;
 
     env->ocsp_calls++;
+    ocsp_keyless = jpki_txn_ocsp_key(t) == NULL;
+    snprintf(ocsp_key, sizeof(ocsp_key), "%s",
+             ocsp_keyless ? "" : jpki_txn_ocsp_key(t));
     if (env->ocsp_signer == NULL) {
         jpki_txn_feed_ocsp(t, 0, NULL, 0);
         return;
@@ -817,6 +825,8 @@ int main(void)
     ok(v->audit && strstr(v->audit, "\"result\":\"ok\""), "audit record");
     ok(v->audit && !strstr(v->audit, "serial"), "audit has no serial");
     is_int(good.ocsp_calls, 1, "one OCSP query");
+    ok(!ocsp_keyless && strcmp(ocsp_key, jpki_txn_cert_id(t)) == 0,
+       "its key (concurrent logins share the query) is the cert_id");
     snprintf(cookie, sizeof(cookie), "%s", last_cookie);
     jpki_txn_free(t);
 
@@ -1217,6 +1227,19 @@ int main(void)
                      "crl,ocsp: no CRL, OCSP down: unavailable");
         ok(nocrl.crl_calls == 1 && nocrl.ocsp_calls == 1,
            "crl,ocsp: no CRL, then OCSP asked");
+    }
+    jpki_ctx_free(ctx);
+
+    /* with OCSP nonces, every query is its own: no key to share it by */
+    ocsp_nonce = 1;
+    ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
+    ocsp_nonce = 0;
+    {
+        io_env nonce = {"ocsp", NULL, 0, 0};
+        EXPECT_LOGIN("user2.pem", "user2.key", NULL, &nonce, 200, "ok",
+                     "a login with an OCSP nonce");
+        ok(nonce.ocsp_calls == 1 && ocsp_keyless,
+           "with nonces the query has no key (it is not shared)");
     }
     jpki_ctx_free(ctx);
 
