@@ -331,6 +331,24 @@ for my $kind (@kinds) {
        "$kind: logout: a session of another certificate goes on");
 }
 
+# ---- the mapping file's malformed lines are named by number in the log,
+# and a cert_id's first line stands (the parser both servers and jpkictl
+# share, common/mapfile.c)
+for my $kind (@kinds) {
+    my $bad = "$dir/bad-$kind.map";
+    spew($bad, "# accounts\n$id frank\nnot a mapping\n$id mallory\n", 0644);
+    my $srv = JPKIServer->start($kind, name => 'badmap', secret => $secret,
+                                issuer => $issuer, store => 'shm', map => $bad,
+                                workers => 1,
+                                locations => [ '/jpki/' => { endpoints => 1 } ]);
+    my $r = $srv->login('user1');
+    is($r->{json} && $r->{json}{account}, 'frank',
+       "$kind: mapping file: a cert_id on two lines, the first stands");
+    like($srv->log_since(undef), qr/mapping file "[^"]*": 2 malformed lines ignored \(expected "<cert_id> <account>"\): line 3: it does not start with a cert_id \(32 lower-case hex digits\) and a space; line 4: the cert_id is mapped on line 2 already/,
+         "$kind: mapping file: the malformed lines named by number in the log");
+    $srv->stop;
+}
+
 # ================================================================ reloads keep the store
 
 # nginx: `nginx -s reload` (SIGHUP): the old workers exit cleanly (idle Redis
