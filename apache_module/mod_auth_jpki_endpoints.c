@@ -5,6 +5,7 @@
  */
 
 #include "mod_auth_jpki.h"
+#include "gate.h"
 
 #include "apr_atomic.h"
 
@@ -111,8 +112,8 @@ mjpki_endpoint_handler(request_rec *r)
     mjpki_site           *site;
     const jpki_policy   *pol;
     const uint8_t       *body = NULL;
-    const char          *u, *end, *seg, *msg;
-    size_t               len = 0, sl;
+    const char          *u, *msg;
+    size_t               len = 0;
     apr_size_t           ml;
     apr_uint32_t         cap;
     jpki_op              op;
@@ -122,27 +123,8 @@ mjpki_endpoint_handler(request_rec *r)
         return DECLINED;
     }
 
-    /* the endpoint is the last path segment */
     u = r->uri ? r->uri : "";
-    end = u + strlen(u);
-    while (end > u && end[-1] == '/') {
-        end--;
-    }
-    seg = end;
-    while (seg > u && seg[-1] != '/') {
-        seg--;
-    }
-    sl = end - seg;
-
-    if (sl == 9 && strncmp(seg, "challenge", 9) == 0) {
-        op = JPKI_OP_CHALLENGE;
-    } else if (sl == 5 && strncmp(seg, "login", 5) == 0) {
-        op = JPKI_OP_LOGIN;
-    } else if (sl == 6 && strncmp(seg, "logout", 6) == 0) {
-        op = JPKI_OP_LOGOUT;
-    } else if (sl == 6 && strncmp(seg, "status", 6) == 0) {
-        op = JPKI_OP_STATUS;
-    } else {
+    if (!jpki_endpoint_op(u, strlen(u), &op)) {
         msg = mjpki_json_error(r, JPKI_ERR_NOT_FOUND, &ml);
         return mjpki_send_json(r, HTTP_NOT_FOUND, msg, ml);
     }

@@ -55,6 +55,30 @@ int jpki_accept_wants_json(const char *accept, size_t len)
     return !has_word(accept, len, "text/html");
 }
 
+int jpki_endpoint_op(const char *path, size_t len, jpki_op *op)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+        jpki_op op;
+    } ends[] = {
+        {"challenge", 9, JPKI_OP_CHALLENGE}, {"login", 5, JPKI_OP_LOGIN},
+        {"logout", 6, JPKI_OP_LOGOUT}, {"status", 6, JPKI_OP_STATUS}};
+    size_t end = len, start, i;
+
+    while (end > 0 && path[end - 1] == '/')
+        end--;
+    for (start = end; start > 0 && path[start - 1] != '/'; start--)
+        ;
+    for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+        if (end - start == ends[i].len
+            && memcmp(path + start, ends[i].name, ends[i].len) == 0) {
+            *op = ends[i].op;
+            return 1;
+        }
+    return 0;
+}
+
 /* ---- health ------------------------------------------------------ */
 
 static void put(char *buf, size_t max, size_t *len, const char *fmt, ...)

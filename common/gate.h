@@ -23,6 +23,11 @@ int jpki_is_gate_header(const char *key, size_t klen, const char *name,
  * application/json, or not naming text/html.  len bytes of accept. */
 int jpki_accept_wants_json(const char *accept, size_t len);
 
+/* The endpoint a request names: the last segment of its path (trailing
+ * '/' ignored) is challenge, login, logout or status.  1 and *op when it
+ * is one of them, 0 otherwise (the answer is 404 not_found). */
+int jpki_endpoint_op(const char *path, size_t len, jpki_op *op);
+
 /* ---- health ------------------------------------------------------ */
 
 /* The health answer, {"status":"ok"|"degraded","time":T,"store":{...},

@@ -90,7 +90,6 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
 {
     ngx_http_jpki_ctx_t       *ctx;
     ngx_http_core_loc_conf_t  *clcf;
-    ngx_str_t                  tail;
     jpki_op                    op;
     ngx_int_t                  rc;
     char                       json[128];
@@ -98,33 +97,7 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    /* the endpoint is the last path segment under the location */
-    tail = r->uri;
-    while (tail.len && tail.data[tail.len - 1] == '/') {
-        tail.len--;
-    }
-    while (tail.len && tail.data[0] != '/') {
-        tail.data++;
-        tail.len--;
-    }
-    {
-        u_char  *slash = tail.data + tail.len;
-        while (slash > tail.data && slash[-1] != '/') {
-            slash--;
-        }
-        tail.len -= slash - tail.data;
-        tail.data = slash;
-    }
-
-    if (tail.len == 9 && ngx_strncmp(tail.data, "challenge", 9) == 0) {
-        op = JPKI_OP_CHALLENGE;
-    } else if (tail.len == 5 && ngx_strncmp(tail.data, "login", 5) == 0) {
-        op = JPKI_OP_LOGIN;
-    } else if (tail.len == 6 && ngx_strncmp(tail.data, "logout", 6) == 0) {
-        op = JPKI_OP_LOGOUT;
-    } else if (tail.len == 6 && ngx_strncmp(tail.data, "status", 6) == 0) {
-        op = JPKI_OP_STATUS;
-    } else {
+    if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len, &op)) {
         ngx_http_discard_request_body(r);
         jl = jpki_error_json(JPKI_ERR_NOT_FOUND, json, sizeof(json));
         return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, json, jl);
@@ -166,20 +139,32 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
 }
 
 
+/* A location's answer (jpki_endpoints, jpki_health): the core's flag, and
+ * handler as the location's content handler when on. */
+static char *
+ngx_http_jpki_answers(ngx_conf_t *cf, ngx_command_t *cmd, ngx_flag_t *flag,
+    ngx_http_handler_pt handler)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+    char                      *rv;
+
+    rv = ngx_http_jpki_conf_flag(cf, cmd, flag);
+    if (rv == NGX_CONF_OK && *flag) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->handler = handler;
+    }
+
+    return rv;
+}
+
+
 char *
 ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_loc_conf_t  *jlcf = conf;
-    ngx_http_core_loc_conf_t  *clcf;
-    char                      *rv;
 
-    rv = ngx_http_jpki_conf_flag(cf, cmd, &jlcf->endpoints);
-    if (rv == NGX_CONF_OK && jlcf->endpoints) {
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->handler = ngx_http_jpki_endpoint_handler;
-    }
-
-    return rv;
+    return ngx_http_jpki_answers(cf, cmd, &jlcf->endpoints,
+                                 ngx_http_jpki_endpoint_handler);
 }
 
 
@@ -308,16 +293,9 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
 char *
 ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_jpki_loc_conf_t   *jlcf = conf;
-    ngx_http_core_loc_conf_t   *clcf;
-    char                       *rv;
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
 
-    rv = ngx_http_jpki_conf_flag(cf, cmd, &jlcf->health);
-    if (rv == NGX_CONF_OK && jlcf->health) {
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->handler = ngx_http_jpki_health_handler;
-    }
-
-    return rv;
+    return ngx_http_jpki_answers(cf, cmd, &jlcf->health,
+                                 ngx_http_jpki_health_handler);
 }
 

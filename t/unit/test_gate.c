@@ -38,6 +38,28 @@ static void test_accept(void)
        "the search stops at len (text/htm)");
 }
 
+static void test_endpoint(void)
+{
+    jpki_op op = JPKI_OP_CHECK;
+
+    ok(jpki_endpoint_op("/jpki/challenge", 15, &op) && op == JPKI_OP_CHALLENGE,
+       "/jpki/challenge");
+    ok(jpki_endpoint_op("/a/b/login//", 12, &op) && op == JPKI_OP_LOGIN,
+       "trailing slashes ignored");
+    ok(jpki_endpoint_op("logout", 6, &op) && op == JPKI_OP_LOGOUT,
+       "a path without '/'");
+    ok(jpki_endpoint_op("/x/status", 9, &op) && op == JPKI_OP_STATUS,
+       "/x/status");
+    op = JPKI_OP_CHECK;
+    ok(!jpki_endpoint_op("/jpki/login2", 12, &op) && op == JPKI_OP_CHECK,
+       "another name: none");
+    ok(!jpki_endpoint_op("/jpki/logi", 10, &op), "a prefix of a name: none");
+    ok(!jpki_endpoint_op("/jpki/login", 10, &op),
+       "the length bounds the path (/jpki/logi)");
+    ok(!jpki_endpoint_op("/", 1, &op) && !jpki_endpoint_op("", 0, &op),
+       "no segment: none");
+}
+
 static void test_health(void)
 {
     char buf[2048], out[4096];
@@ -135,6 +157,7 @@ int main(void)
 {
     test_headers();
     test_accept();
+    test_endpoint();
     test_health();
     test_prelude();
     return done_testing();
