@@ -111,6 +111,41 @@ mjpki_is_jpki_auth(request_rec *r)
 
 
 /* ------------------------------------------------------------------ */
+/* Endpoint requests are no files                                      */
+/* ------------------------------------------------------------------ */
+
+/* The endpoints and the health answer are made by the module, never read
+ * from the disk: their requests skip the walk of the document root's
+ * directories (a stat of every directory on the path, .htaccess files),
+ * as mod_proxy's requests do.  Whether a request is one is known from the
+ * first walk of the <Location> sections, which has run when the name is
+ * translated; the map to storage that follows starts again from the
+ * server's defaults.  <Directory> sections thus do not apply to the
+ * endpoints: their access rules go in their <Location>. */
+#define MJPKI_NO_FILE_NOTE  "jpki-no-file"
+
+static int
+mjpki_translate_name(request_rec *r)
+{
+    mjpki_dir_conf  *d = mjpki_dir_of(r);
+
+    if (d != NULL && (d->endpoints == 1 || d->health == 1)) {
+        apr_table_setn(r->notes, MJPKI_NO_FILE_NOTE, "1");
+    }
+
+    return DECLINED;
+}
+
+
+static int
+mjpki_map_to_storage(request_rec *r)
+{
+    return apr_table_get(r->notes, MJPKI_NO_FILE_NOTE) != NULL ? OK
+                                                               : DECLINED;
+}
+
+
+/* ------------------------------------------------------------------ */
 /* Process hooks                                                       */
 /* ------------------------------------------------------------------ */
 
@@ -149,6 +184,10 @@ mjpki_register_hooks(apr_pool_t *p)
                               APR_HOOK_REALLY_FIRST);
     ap_hook_header_parser(mjpki_header_parser, NULL, NULL,
                           APR_HOOK_REALLY_FIRST);
+    ap_hook_translate_name(mjpki_translate_name, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
+    ap_hook_map_to_storage(mjpki_map_to_storage, NULL, NULL,
+                           APR_HOOK_FIRST);
     ap_hook_check_authn(mjpki_authenticate, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_note_auth_failure(mjpki_note_auth_failure, NULL, NULL,
