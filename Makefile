@@ -24,7 +24,7 @@ UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
 
-.PHONY: all deps test unit sanitized fuzz fuzz-build demo bench pki pki-age clean
+.PHONY: all deps test unit sanitized fuzz fuzz-build demo bench pki pki-age clean install
 all: $(B)/libjpki.a $(B)/jpkictl $(B)/jpki-login $(B)/ngx_http_jpki_module.so $(B)/mod_auth_jpki.so
 
 deps:
@@ -94,8 +94,9 @@ unit: $(UNIT_BIN) $(UNIT_SAN) pki
 # built with AddressSanitizer and UBSan (t/sanitize/: nginx and Apache
 # started with the sanitizer runtimes preloaded; a report in a log fails
 # the test that made it; jpkictl also checks for leaks).  The second run
-# leaves out the test that measures time (nginx-nonblocking) and the demo.
-SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t,$(wildcard t/*.t))
+# leaves out the test that measures time (nginx-nonblocking), the demo and
+# the installed modules (debian-layout).
+SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t t/debian-layout.t,$(wildcard t/*.t))
 test: deps
 	$(MAKE) all unit sanitized fuzz-build $(B)/crlgen $(B)/sign_bodies
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -140,6 +141,39 @@ fuzz: deps
 demo: deps
 	$(MAKE) all pki
 	bash tools/demo.sh
+
+# ---- make install [PREFIX=/usr/local] [DESTDIR=]: the tools under PREFIX,
+# the modules where Debian's nginx and apache2 look for them, with the
+# snippets that load them (enable them with
+#   ln -s /usr/share/nginx/modules-available/mod-http-jpki.conf \
+#         /etc/nginx/modules-enabled/50-mod-http-jpki.conf
+# and `a2enmod auth_jpki`), and the example snippets for Debian's layout
+# (conf.d, sites-available, conf-available) in the documentation.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DOCDIR     ?= $(PREFIX)/share/doc/jpki-gate
+NGX_MODDIR ?= /usr/lib/nginx/modules
+NGX_AVAIL  ?= /usr/share/nginx/modules-available
+AP_MODDIR  ?= /usr/lib/apache2/modules
+AP_CONFDIR ?= /etc/apache2
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(NGX_MODDIR) $(DESTDIR)$(NGX_AVAIL) \
+	    $(DESTDIR)$(AP_MODDIR) $(DESTDIR)$(AP_CONFDIR)/mods-available \
+	    $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(B)/jpkictl $(B)/jpki-login $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(B)/ngx_http_jpki_module.so $(DESTDIR)$(NGX_MODDIR)/
+	install -m 0644 conf.example/nginx/modules-available/mod-http-jpki.conf \
+	    $(DESTDIR)$(NGX_AVAIL)/
+	install -m 0644 $(B)/mod_auth_jpki.so $(DESTDIR)$(AP_MODDIR)/
+	sed 's|/usr/lib/apache2/modules|$(AP_MODDIR)|' \
+	    conf.example/apache2/mods-available/auth_jpki.load \
+	    > $(DESTDIR)$(AP_CONFDIR)/mods-available/auth_jpki.load
+	chmod 0644 $(DESTDIR)$(AP_CONFDIR)/mods-available/auth_jpki.load
+	cp -R conf.example/. $(DESTDIR)$(DOCDIR)/examples/
+	sed -i 's|/usr/local/bin/jpkictl|$(BINDIR)/jpkictl|' \
+	    $(DESTDIR)$(DOCDIR)/examples/systemd/jpki-crl-sync.service \
+	    $(DESTDIR)$(DOCDIR)/examples/systemd/jpki-crl-sync.cron
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 
 bench: deps
 	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies $(B)/crlgen

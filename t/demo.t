@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# t/demo.t - `make demo` (tools/demo.sh) runs conf.example/nginx.conf with the
+# t/demo.t - `make demo` (tools/demo.sh) runs conf.example/nginx/ (Debian layout) with the
 # test PKI: the protected page is shown after a login, a replay is refused,
 # and `tools/demo.sh stop` leaves nothing running.
 use strict;

@@ -10,7 +10,7 @@
 # nginx only: the variables ($jpki_account ...).
 # Apache only: mpm worker and prefork, REMOTE_USER and JPKI_ACCOUNT,
 # Require jpki-account, LimitRequestBody, virtual hosts sharing or not the
-# main server's site, and conf.example/httpd.conf itself.
+# main server's site.  (conf.example's snippets: t/debian-layout.t.)
 #   make all pki && prove -v t/module.t   (JPKI_SERVERS=nginx: one server)
 use strict;
 use warnings;
@@ -452,67 +452,6 @@ if (grep { $_ eq 'apache' } @kinds) {
     $r = post_json($vap->url('/jpki/login', 'c'), $body);
     is($r->{status}, 200, 'vhost c (own store zone, inherited secret): its store has not seen the challenge');
     $vap->stop;
-
-    # ---- conf.example/httpd.conf
-    my $d = "$dir/example";
-    mkdir $d;
-    mkdir "$_" for "$d/www", "$d/logs", "$d/run";
-    chmod 0755, $d, "$d/www", "$d/logs", "$d/run";
-    my $pki = JPKITest::server_pki();
-    spew("$d/secret", slurp($secret), 0600);
-    spew("$d/jlis-ca.pem", slurp("$pki/ca1.pem") . slurp("$pki/ca2.pem"), 0644);
-    spew("$d/jlis-auth.crl", slurp("$pki/ca2.crl"), 0644);
-    spew("$d/accounts", "$id example-user\n", 0644);
-    spew("$d/www/login.html", "<p>Sign in</p>\n", 0644);
-    my ($port, $oport) = (free_port(), $ocsp->port);
-    my $echo = JPKIApache::Echo->new($d, 'app');
-    $echo->start;
-    my $conf = slurp("$FindBin::Bin/../conf.example/httpd.conf");
-    my $mod = JPKIApache::module_copy();
-    $conf =~ s{/usr/lib/apache2/modules/mod_auth_jpki.so}{$mod};
-    $conf =~ s{/usr/lib/apache2/modules}{$JPKIApache::MODDIR}g;
-    $conf =~ s{/etc/jpki}{$d}g;
-    $conf =~ s{/var/www/jpki}{$d/www}g;
-    $conf =~ s{/var/log/apache2}{$d/logs}g;
-    $conf =~ s{/run/apache2-jpki}{$d/run}g;
-    $conf =~ s{"/etc/apache2"}{"$d"};
-    $conf =~ s{127\.0\.0\.1:8080}{127.0.0.1:$port}g;
-    $conf =~ s{127\.0\.0\.1:8888}{127.0.0.1:$oport}g;
-    $conf =~ s{127\.0\.0\.1:9000}{127.0.0.1:$echo->{ports}{app}}g;
-    $conf =~ s{^User www-data\nGroup www-data}{$> == 0 ? "User nobody\nGroup nogroup" : ''}me;
-    # plain http on localhost in the test: let the client keep the cookie
-    $conf =~ s{(JPKIHeader\s+X-JPKI-Account)}{$1\nJPKICookieSecure Off};
-    spew("$d/httpd.conf", $conf);
-    my $pid = JPKITest::spawn('apache example', "$d/stderr.log", $JPKIApache::APACHE,
-                              '-d', $d, '-f', "$d/httpd.conf", '-DFOREGROUND');
-    ok(wait_port($port, 10, $pid), 'conf.example/httpd.conf: Apache starts')
-        or diag(slurp("$d/stderr.log") . slurp("$d/logs/jpki-error.log"));
-    my $u = "http://127.0.0.1:$port";
-    $r = http('GET', "$u/account/");
-    is($r->{status}, 401, 'example: the application is closed to API clients');
-    $r = http('GET', "$u/account/", headers => { Accept => 'text/html' });
-    is($r->{status}, 302, 'example: browsers are sent to the login page');
-    like($r->{headers}{location} // '', qr{^/login\.html\?return_to=/account/}, 'example: Location');
-    $r = http('GET', "$u/login.html");
-    is($r->{content}, "<p>Sign in</p>\n", 'example: the login page is served');
-    $r = http('GET', "$u/jpki-health");
-    is($r->{status}, 200, 'example: health 200 (CRL fresh, store up)');
-    is($r->{json} && $r->{json}{crls}[0]{loaded} ? 1 : 0, 1, 'example: the CRL is loaded');
-    $ch = challenge("$u/jpki");
-    $r = post_json("$u/jpki/login", login_body($ch, 'user1'));
-    is($r->{status}, 200, 'example: login');
-    is($r->{json} && $r->{json}{account}, 'example-user', 'example: mapped account');
-    my $c = cookie_of($r);
-    $r = http('GET', "$u/account/", headers => { Cookie => "jpki_session=$c",
-                                                 'X-JPKI-Account' => 'someone-else' });
-    is($r->{content}, "account=[example-user] spoof=[] other=[] user=[] uri=/account/\n",
-       'example: the application gets the account, not the spoofed header');
-    like(slurp("$d/logs/jpki-error.log"), qr/jpki audit: \{"ts":\d+,"event":"login","result":"ok"/,
-         'example: audit line in the error log');
-    JPKITest::stop_pid($pid, 'TERM', 10);
-    $echo->stop;
-    my @bad = grep { /:(alert|crit|emerg)\]|exit signal/ } split /\n/, slurp("$d/logs/jpki-error.log");
-    ok(!@bad, 'example: error log clean') or diag(join "\n", @bad);
 }
 
 $redis->stop;

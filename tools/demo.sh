@@ -34,18 +34,37 @@ cat "$P/ca1.pem" "$P/ca2.pem" > "$D/jlis-ca.pem"
 cp "$P/ca2.crl" "$D/jlis-auth.crl"
 echo '<p>Sign in with your My Number Card.</p>' > "$D/www/login.html"
 
-# The configuration a newcomer starts from, with the demo's paths and ports.
-sed -e "s|/usr/lib/nginx/modules/ngx_http_jpki_module.so|$B/ngx_http_jpki_module.so|" \
-    -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|" \
-    -e "s|/var/log/nginx|$D/logs|g; s|/run/nginx-jpki.pid|$D/nginx.pid|" \
-    -e "s|127.0.0.1:8888|127.0.0.1:$OCSP_PORT|; s|127.0.0.1:8080|127.0.0.1:$PORT|" \
-    -e "s|127.0.0.1:9000|127.0.0.1:$APP_PORT|; s|worker_processes auto|worker_processes 2|" \
-    conf.example/nginx.conf > "$D/nginx.conf"
+# The snippets a newcomer starts from (conf.example/nginx/, Debian's layout:
+# modules-enabled, conf.d, sites-enabled), with the demo's paths and ports,
+# under a main nginx.conf shaped like Debian's.
+rm -rf "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled"
+mkdir -p "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled"
+demo_sed() {
+    sed -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|; s|/var/log/nginx|$D/logs|g" \
+        -e "s|127.0.0.1:8888|127.0.0.1:$OCSP_PORT|; s|127.0.0.1:8080|127.0.0.1:$PORT|" \
+        -e "s|127.0.0.1:9000|127.0.0.1:$APP_PORT|" "$@"
+}
+sed "s|modules/ngx_http_jpki_module.so|$B/ngx_http_jpki_module.so|" \
+    conf.example/nginx/modules-available/mod-http-jpki.conf \
+    > "$D/modules-enabled/50-mod-http-jpki.conf"
+demo_sed conf.example/nginx/conf.d/jpki.conf > "$D/conf.d/jpki.conf"
 # The demo is plain http on localhost: let the browser keep the cookie.
-sed -i "s|jpki_header            X-JPKI-Account;|&\n    jpki_cookie_secure     off;\n    client_body_temp_path  $D/body;\n    proxy_temp_path $D/proxy;|" "$D/nginx.conf"
-# A small upstream application: shows what the gate told it.
-head -n -1 "$D/nginx.conf" > "$D/nginx.conf.tmp"
-cat >> "$D/nginx.conf.tmp" <<APP
+echo 'jpki_cookie_secure off;' >> "$D/conf.d/jpki.conf"
+demo_sed conf.example/nginx/sites-available/jpki > "$D/sites-enabled/jpki"
+cat > "$D/nginx.conf" <<CONF
+include $D/modules-enabled/*.conf;
+worker_processes 2;
+pid $D/nginx.pid;
+error_log $D/logs/error.log;
+events { worker_connections 768; }
+http {
+    access_log $D/logs/access.log;
+    client_body_temp_path $D/body;
+    proxy_temp_path $D/proxy;
+    include $D/conf.d/*.conf;
+    include $D/sites-enabled/*;
+
+    # A small upstream application: shows what the gate told it.
     server {
         listen 127.0.0.1:$APP_PORT;
         location / {
@@ -54,8 +73,7 @@ cat >> "$D/nginx.conf.tmp" <<APP
         }
     }
 }
-APP
-mv "$D/nginx.conf.tmp" "$D/nginx.conf"
+CONF
 
 # The J-LIS OCSP responder's stand-in.
 (cd "$P" && exec openssl ocsp -index ca2-index.txt -CA ca2.pem \

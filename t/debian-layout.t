@@ -1,0 +1,200 @@
+#!/usr/bin/perl
+# t/debian-layout.t - `make install` and the example snippets, on nginx and
+# Apache alike:
+#  - `make install DESTDIR=D PREFIX=/usr` puts the tools under PREFIX, the
+#    modules where Debian's nginx and apache2 look for them, the snippets
+#    that load them (modules-available, mods-available) and the examples in
+#    the documentation; the default PREFIX is /usr/local;
+#  - the installed pieces run as a Debian system would run them: a main
+#    configuration shaped like Debian's (modules-enabled or mods-enabled,
+#    conf.d or conf-enabled, sites-enabled) with the snippets of
+#    conf.example/ (paths and ports replaced): the application is closed,
+#    browsers go to the login page, health answers, a login through the
+#    installed jpkictl's mapping opens the application with the account,
+#    and an audit line is logged.
+#   make all pki && prove -v t/debian-layout.t   (JPKI_SERVERS=nginx: one server)
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JPKITest;
+use JPKIApache;
+use JPKIServer;
+
+skip_unless(qw(pki openssl));
+my @kinds = JPKIServer::kinds();
+my $top = "$FindBin::Bin/..";
+my $dir = tmpdir();
+
+# ---- make install
+sub install {
+    my ($dest, @vars) = @_;
+    my $out = `make -s -C $top install DESTDIR=$dest @vars 2>&1`;
+    is($? >> 8, 0, "make install DESTDIR @vars") or diag($out);
+}
+my $root = "$dir/root";
+install($root, 'PREFIX=/usr');
+for my $f (qw(usr/bin/jpkictl usr/bin/jpki-login)) {
+    ok(-x "$root/$f", "installed /$f");
+}
+ok(-f "$root/usr/lib/nginx/modules/ngx_http_jpki_module.so", 'the nginx module in Debian\'s modules directory');
+ok(-f "$root/usr/lib/apache2/modules/mod_auth_jpki.so", 'the Apache module in Debian\'s modules directory');
+is(slurp("$root/usr/share/nginx/modules-available/mod-http-jpki.conf"),
+   "load_module modules/ngx_http_jpki_module.so;\n", 'modules-available/mod-http-jpki.conf loads it');
+like(slurp("$root/etc/apache2/mods-available/auth_jpki.load"),
+     qr{^LoadModule auth_jpki_module /usr/lib/apache2/modules/mod_auth_jpki.so$}m,
+     'mods-available/auth_jpki.load loads it (a2enmod auth_jpki)');
+my $ex = "$root/usr/share/doc/jpki-gate/examples";
+ok(-f "$ex/$_", "example $_") for qw(nginx/conf.d/jpki.conf nginx/sites-available/jpki
+    apache2/conf-available/jpki.conf apache2/sites-available/jpki.conf
+    systemd/jpki-crl-sync.service systemd/jpki-crl-sync.timer);
+like(slurp("$ex/systemd/jpki-crl-sync.service"), qr{^ExecStart=/usr/bin/jpkictl crl sync}m,
+     'the CRL sync unit runs the installed jpkictl');
+install("$dir/root-local");
+ok(-x "$dir/root-local/usr/local/bin/jpkictl", 'the default PREFIX is /usr/local');
+like(slurp("$dir/root-local/usr/local/share/doc/jpki-gate/examples/systemd/jpki-crl-sync.service"),
+     qr{^ExecStart=/usr/local/bin/jpkictl crl sync}m, '... and the unit says so');
+
+# ---- the site's files, as /etc/jpki would hold them
+my $pki = JPKITest::server_pki();
+my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
+my $etc = "$dir/etc-jpki";
+mkdir $_, 0755 for $etc, "$etc/www";
+chmod 0755, $etc, "$etc/www";
+my $secret = write_secret("$etc/secret");
+spew("$etc/jlis-ca.pem", slurp("$pki/ca1.pem") . slurp("$pki/ca2.pem"), 0644);
+spew("$etc/jlis-auth.crl", slurp("$pki/ca2.crl"), 0644);
+spew("$etc/www/login.html", "<p>Sign in</p>\n", 0644);
+my $out = `$root/usr/bin/jpkictl map add --cert $pki/user1.pem --issuer card=$etc/jlis-ca.pem --secret-file $etc/secret --account debian-user --map-file $etc/accounts 2>&1`;
+is($? >> 8, 0, 'the installed jpkictl writes the mapping') or diag($out);
+chmod 0644, "$etc/accounts";
+
+# The example snippets with this test's paths and ports.
+sub localize {
+    my ($text, $port, $up) = @_;
+    $text =~ s{/etc/jpki}{$etc}g;
+    $text =~ s{/var/www/jpki}{$etc/www}g;
+    $text =~ s{127\.0\.0\.1:8888}{'127.0.0.1:' . $ocsp->port}ge;
+    $text =~ s{127\.0\.0\.1:8080}{127.0.0.1:$port}g;
+    $text =~ s{127\.0\.0\.1:9000}{127.0.0.1:$up}g;
+    return $text;
+}
+
+# nginx: Debian's nginx.conf includes modules-enabled/*.conf, conf.d/*.conf
+# and sites-enabled/*; modules/ is its link to /usr/lib/nginx/modules.
+sub start_nginx {
+    my ($n, $port, $up) = @_;
+    mkdir $_, 0755 for $n, map { "$n/$_" } qw(modules-enabled conf.d sites-enabled logs);
+    symlink "$root/usr/lib/nginx/modules", "$n/modules";
+    symlink "$root/usr/share/nginx/modules-available/mod-http-jpki.conf",
+            "$n/modules-enabled/50-mod-http-jpki.conf";
+    my $site = localize(slurp("$ex/nginx/conf.d/jpki.conf"), $port, $up);
+    $site =~ s{/var/log/nginx}{$n/logs}g;
+    spew("$n/conf.d/jpki.conf", "$site\njpki_cookie_secure off;\n");
+    spew("$n/sites-enabled/jpki", localize(slurp("$ex/nginx/sites-available/jpki"), $port, $up));
+    spew("$n/nginx.conf", <<"EOF");
+include modules-enabled/*.conf;
+worker_processes 2;
+pid $n/nginx.pid;
+error_log $n/logs/error.log;
+events { worker_connections 768; }
+http {
+    access_log $n/logs/access.log;
+    client_body_temp_path $n/body;
+    proxy_temp_path $n/proxy;
+    include conf.d/*.conf;
+    include sites-enabled/*;
+}
+EOF
+    return (JPKITest::spawn('nginx debian', "$n/stderr.log", $JPKITest::NGINX, '-p', $n,
+                            '-c', "$n/nginx.conf", '-g', 'daemon off;'),
+            "$n/logs/error.log");
+}
+
+# Apache: Debian's apache2.conf includes mods-enabled/*.load,
+# conf-enabled/*.conf and sites-enabled/*.conf, and denies the file system
+# but /var/www.
+sub start_apache {
+    my ($a, $port, $up) = @_;
+    mkdir $_, 0755 for $a, map { "$a/$_" } qw(mods-enabled conf-enabled sites-enabled logs run);
+    my $load = slurp("$root/etc/apache2/mods-available/auth_jpki.load");
+    $load =~ s{/usr/lib/apache2/modules}{$root/usr/lib/apache2/modules};
+    spew("$a/mods-enabled/auth_jpki.load", $load);
+    spew("$a/conf-enabled/jpki.conf",
+         localize(slurp("$ex/apache2/conf-available/jpki.conf"), $port, $up)
+         . "JPKICookieSecure Off\n");
+    spew("$a/sites-enabled/jpki.conf",
+         localize(slurp("$ex/apache2/sites-available/jpki.conf"), $port, $up));
+    my $md = $JPKIApache::MODDIR;
+    my $user = $> == 0 ? "User nobody\nGroup nogroup\n" : '';
+    spew("$a/apache2.conf", <<"EOF");
+DefaultRuntimeDir $a/run
+PidFile $a/run/apache2.pid
+ServerName localhost
+${user}ErrorLog $a/logs/error.log
+LogLevel warn
+LoadModule mpm_event_module $md/mod_mpm_event.so
+LoadModule authn_core_module $md/mod_authn_core.so
+LoadModule authz_core_module $md/mod_authz_core.so
+LoadModule authz_host_module $md/mod_authz_host.so
+LoadModule authz_user_module $md/mod_authz_user.so
+LoadModule proxy_module $md/mod_proxy.so
+LoadModule proxy_http_module $md/mod_proxy_http.so
+StartServers 1
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory $etc/www>
+    Require all granted
+</Directory>
+IncludeOptional mods-enabled/*.load
+IncludeOptional conf-enabled/*.conf
+IncludeOptional sites-enabled/*.conf
+EOF
+    return (JPKITest::spawn('apache debian', "$a/stderr.log", $JPKIApache::APACHE, '-d', $a,
+                            '-f', "$a/apache2.conf", '-DFOREGROUND'),
+            "$a/logs/error.log");
+}
+
+for my $kind (@kinds) {
+    my $port = free_port();
+    my $echo = JPKIApache::Echo->new($dir, "app-$kind");
+    $echo->start;
+    my ($pid, $log) = $kind eq 'nginx'
+        ? start_nginx("$dir/nginx", $port, $echo->{ports}{"app-$kind"})
+        : start_apache("$dir/apache", $port, $echo->{ports}{"app-$kind"});
+    ok(wait_port($port, 10, $pid), "$kind: starts from the Debian-layout snippets")
+        or diag(slurp("$dir/$kind/stderr.log") . slurp($log));
+    my $u = "http://127.0.0.1:$port";
+    my $r = http('GET', "$u/account/");
+    is($r->{status}, 401, "$kind: the application is closed to API clients");
+    $r = http('GET', "$u/account/", headers => { Accept => 'text/html' });
+    is($r->{status}, 302, "$kind: browsers are sent to the login page");
+    like($r->{headers}{location} // '', qr{^/login\.html\?return_to=/account/}, "$kind: Location");
+    $r = http('GET', "$u/login.html");
+    is($r->{content}, "<p>Sign in</p>\n", "$kind: the login page is served");
+    $r = http('GET', "$u/jpki-health");
+    is($r->{status}, 200, "$kind: health 200 (CRL fresh, store up)");
+    is($r->{json} && $r->{json}{crls}[0]{loaded} ? 1 : 0, 1, "$kind: the CRL is loaded");
+    my $ch = challenge("$u/jpki");
+    $r = post_json("$u/jpki/login", login_body($ch, 'user1'));
+    is($r->{status}, 200, "$kind: login");
+    is($r->{json} && $r->{json}{account}, 'debian-user', "$kind: the account of the installed jpkictl's mapping");
+    my $c = cookie_of($r);
+    $r = http('GET', "$u/account/", headers => { Cookie => "jpki_session=$c",
+                                                 'X-JPKI-Account' => 'someone-else' });
+    like($r->{content} // '', qr/^account=\[debian-user\] spoof=\[\]/,
+         "$kind: the application gets the account, not the spoofed header");
+    like(slurp($log), qr/jpki audit: \{"ts":\d+,"event":"login","result":"ok"/,
+         "$kind: audit line in the error log");
+    JPKITest::stop_pid($pid, $kind eq 'nginx' ? 'QUIT' : 'TERM', 10);
+    $echo->stop;
+    my @bad = grep { /\[(alert|crit|emerg)\]|:(alert|crit|emerg)\]|exit signal|signal \d+/ }
+              split /\n/, slurp($log);
+    ok(!@bad, "$kind: error log clean") or diag(join "\n", @bad);
+}
+
+$ocsp->stop;
+done_testing();
