@@ -138,9 +138,12 @@ fuzz: deps
 	$(MAKE) fuzz-build
 	@bash t/fuzz/run.sh $(B) $(FUZZ_SECONDS)
 
-demo: deps
+# make demo [SERVER=apache]: the demo on nginx (default) or Apache httpd
+SERVER ?= nginx
+demo:
+	@bash .ci/deps demo
 	$(MAKE) all pki
-	bash tools/demo.sh
+	SERVER=$(SERVER) bash tools/demo.sh
 
 # ---- make install [PREFIX=/usr/local] [DESTDIR=]: the tools under PREFIX,
 # the modules where Debian's nginx and apache2 look for them, with the
@@ -175,7 +178,8 @@ install: all
 	    $(DESTDIR)$(DOCDIR)/examples/systemd/jpki-crl-sync.cron
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 
-bench: deps
+bench:
+	@bash .ci/deps bench
 	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies $(B)/crlgen
 	bash bench/run.sh
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# make demo: nginx with the JPKI gate in front of a small upstream, on
-# localhost, with the test PKI; logs in with a signed challenge (openssl and
-# curl play the card and the browser) and prints the protected page; then
-# the same with a SoftHSM token as the card and the jpki-login client.
-#   bash tools/demo.sh        start and log in
-#   bash tools/demo.sh stop   stop what the demo started
+# make demo [SERVER=nginx|apache]: nginx (or Apache httpd) with the JPKI
+# gate in front of a small upstream, on localhost, with the test PKI and the
+# snippets of conf.example/ (Debian's layout); logs in with a signed
+# challenge (openssl and curl play the card and the browser) and prints the
+# protected page; then the same with a SoftHSM token as the card and the
+# jpki-login client.
+#   SERVER=apache bash tools/demo.sh   start and log in (default: nginx)
+#   bash tools/demo.sh stop            stop what the demo started
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -15,11 +17,22 @@ D=$B/demo
 PORT=${JPKI_DEMO_PORT:-8480}
 OCSP_PORT=$((PORT + 1))
 APP_PORT=$((PORT + 2))
+SERVER=${SERVER:-nginx}
+case $SERVER in
+    nginx|apache) ;;
+    *) echo "demo: SERVER is nginx or apache, not \"$SERVER\"" >&2; exit 2 ;;
+esac
 
 stop() {
     [ -f "$D/nginx.pid" ] && nginx -p "$D" -c "$D/nginx.conf" -s stop 2>/dev/null || true
+    [ -f "$D/apache/run/apache2.pid" ] \
+        && kill "$(cat "$D/apache/run/apache2.pid")" 2>/dev/null || true
     [ -f "$D/ocsp.pid" ] && kill "$(cat "$D/ocsp.pid")" 2>/dev/null || true
     rm -f "$D/ocsp.pid"
+    for _ in $(seq 50); do
+        [ -f "$D/apache/run/apache2.pid" ] || [ -f "$D/nginx.pid" ] || break
+        sleep 0.1
+    done
 }
 if [ "${1:-}" = stop ]; then stop; echo "demo stopped"; exit 0; fi
 
@@ -31,27 +44,35 @@ printf 'secret %s\nkey 1 %s current\n' "$(openssl rand -hex 32)" \
     "$(openssl rand -hex 32)" > "$D/secret"
 umask 022
 cat "$P/ca1.pem" "$P/ca2.pem" > "$D/jlis-ca.pem"
-cp "$P/ca2.crl" "$D/jlis-auth.crl"
+rm -rf "$D/crl" && mkdir -p "$D/crl"
+cp "$P/ca1.crl" "$P/ca2.crl" "$D/crl/"      # a CRL per CA key generation
 echo '<p>Sign in with your My Number Card.</p>' > "$D/www/login.html"
 
-# The snippets a newcomer starts from (conf.example/nginx/, Debian's layout:
-# modules-enabled, conf.d, sites-enabled), with the demo's paths and ports,
-# under a main nginx.conf shaped like Debian's.
-rm -rf "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled"
-mkdir -p "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled"
 demo_sed() {
-    sed -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|; s|/var/log/nginx|$D/logs|g" \
+    sed -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|" \
+        -e "s|/var/log/nginx|$D/logs|g; s|/var/log/apache2|$D/logs|g" \
         -e "s|127.0.0.1:8888|127.0.0.1:$OCSP_PORT|; s|127.0.0.1:8080|127.0.0.1:$PORT|" \
         -e "s|127.0.0.1:9000|127.0.0.1:$APP_PORT|" "$@"
 }
-sed "s|modules/ngx_http_jpki_module.so|$B/ngx_http_jpki_module.so|" \
-    conf.example/nginx/modules-available/mod-http-jpki.conf \
-    > "$D/modules-enabled/50-mod-http-jpki.conf"
-demo_sed conf.example/nginx/conf.d/jpki.conf > "$D/conf.d/jpki.conf"
-# The demo is plain http on localhost: let the browser keep the cookie.
-echo 'jpki_cookie_secure off;' >> "$D/conf.d/jpki.conf"
-demo_sed conf.example/nginx/sites-available/jpki > "$D/sites-enabled/jpki"
-cat > "$D/nginx.conf" <<CONF
+rm -rf "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled" "$D/apache"
+
+# The snippets a newcomer starts from (conf.example/nginx/, Debian's layout:
+# modules-enabled, conf.d, sites-enabled), with the demo's paths and ports,
+# under a main nginx.conf shaped like Debian's; with SERVER=apache, only the
+# application (a small server showing what the gate told it).
+nginx_conf() {
+    mkdir -p "$D/modules-enabled" "$D/conf.d" "$D/sites-enabled"
+    sed "s|modules/ngx_http_jpki_module.so|$B/ngx_http_jpki_module.so|" \
+        conf.example/nginx/modules-available/mod-http-jpki.conf \
+        > "$D/modules-enabled/50-mod-http-jpki.conf"
+    demo_sed conf.example/nginx/conf.d/jpki.conf > "$D/conf.d/jpki.conf"
+    # The demo is plain http on localhost: let the browser keep the cookie.
+    echo 'jpki_cookie_secure off;' >> "$D/conf.d/jpki.conf"
+    demo_sed conf.example/nginx/sites-available/jpki > "$D/sites-enabled/jpki"
+    if [ "$SERVER" = apache ]; then
+        rm -f "$D/modules-enabled/"* "$D/conf.d/"* "$D/sites-enabled/"*
+    fi
+    cat > "$D/nginx.conf" <<CONF
 include $D/modules-enabled/*.conf;
 worker_processes 2;
 pid $D/nginx.pid;
@@ -74,6 +95,41 @@ http {
     }
 }
 CONF
+}
+
+# Apache: the snippets of conf.example/apache2/ (mods-enabled, conf-enabled,
+# sites-enabled) under an apache2.conf shaped like Debian's.
+apache_conf() {
+    local A=$D/apache M=/usr/lib/apache2/modules
+    mkdir -p "$A/mods-enabled" "$A/conf-enabled" "$A/sites-enabled" "$A/run"
+    sed "s|/usr/lib/apache2/modules/mod_auth_jpki.so|$B/mod_auth_jpki.so|" \
+        conf.example/apache2/mods-available/auth_jpki.load \
+        > "$A/mods-enabled/auth_jpki.load"
+    demo_sed conf.example/apache2/conf-available/jpki.conf > "$A/conf-enabled/jpki.conf"
+    # The demo is plain http on localhost: let the browser keep the cookie.
+    echo 'JPKICookieSecure Off' >> "$A/conf-enabled/jpki.conf"
+    demo_sed conf.example/apache2/sites-available/jpki.conf \
+        > "$A/sites-enabled/jpki.conf"
+    {
+        echo "DefaultRuntimeDir $A/run"
+        echo "PidFile $A/run/apache2.pid"
+        echo "ServerName localhost"
+        [ "$(id -u)" = 0 ] && printf 'User nobody\nGroup nogroup\n'
+        echo "ErrorLog $D/logs/error.log"
+        for m in mpm_event authn_core authz_core authz_host authz_user proxy \
+                 proxy_http; do
+            echo "LoadModule ${m}_module $M/mod_$m.so"
+        done
+        printf '<Directory />\n    AllowOverride None\n    Require all denied\n</Directory>\n'
+        printf '<Directory %s/www>\n    Require all granted\n</Directory>\n' "$D"
+        echo "IncludeOptional mods-enabled/*.load"
+        echo "IncludeOptional conf-enabled/*.conf"
+        echo "IncludeOptional sites-enabled/*.conf"
+    } > "$A/apache2.conf"
+}
+
+nginx_conf
+if [ "$SERVER" = apache ]; then apache_conf; fi
 
 # The J-LIS OCSP responder's stand-in.
 (cd "$P" && exec openssl ocsp -index ca2-index.txt -CA ca2.pem \
@@ -88,11 +144,16 @@ rm -f "$D/accounts"
     --secret-file "$D/secret" --account demo-user-0001 \
     --map-file "$D/accounts" >/dev/null
 # A new mapping file is 0640 (it says who may log in as whom); a site gives
-# it the group of nginx's workers.  The demo's workers run as nobody.
+# it the group of the server's workers.  The demo's workers run as nobody.
 chmod 0644 "$D/accounts"
 
 nginx -t -q -p "$D" -c "$D/nginx.conf"
 nginx -p "$D" -c "$D/nginx.conf"
+if [ "$SERVER" = apache ]; then
+    apache2 -t -d "$D/apache" -f "$D/apache/apache2.conf" 2>&1 \
+        | grep -v 'Syntax OK' >&2 || true
+    apache2 -d "$D/apache" -f "$D/apache/apache2.conf" -k start
+fi
 for _ in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/jpki/status" && break
     sleep 0.1
@@ -146,5 +207,5 @@ fi
 echo "== Audit lines (error log):"
 grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | awk 'NR <= 3'
 echo
-echo "The demo runs at $U/ (nginx and an OCSP responder)."
+echo "The demo runs at $U/ ($SERVER and an OCSP responder)."
 echo "Stop it with: bash tools/demo.sh stop"
