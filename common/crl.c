@@ -933,6 +933,7 @@ static jpki_err emit_entry(void *ud, const uint8_t *serial, size_t n,
         if (!id_compute(&fs->ids, k, serial, n, id))
             return JPKI_ERR_INTERNAL;
         jpki_hex_encode(id, sizeof(id), ce.cert_id);
+        ce.key = (unsigned)k;           /* 0: the signing key (keys[0]) */
         if (fs->fn(fs->ud, &ce) != 0)
             return JPKI_ERR_IO;
     }

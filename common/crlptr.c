@@ -6,6 +6,93 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#define KEY_TAG_LABEL "jpki crl key"
+
+static int hex16(const char *s)
+{
+    return strspn(s, "0123456789abcdef") >= 16;
+}
+
+int jpki_crl_list_name(char *out, size_t outlen, const char *issuer_tag,
+                       const uint8_t key_hash[20], int arl)
+{
+    uint8_t d[32];
+    char key[JPKI_CRL_KEY_TAG_LEN + 1];
+    unsigned int dl = 0;
+    EVP_MD_CTX *md;
+    int ok, n;
+
+    if (issuer_tag == NULL || key_hash == NULL || strlen(issuer_tag) != 16
+        || !hex16(issuer_tag))
+        return -1;
+    md = EVP_MD_CTX_new();
+    ok = md != NULL && EVP_DigestInit_ex(md, jpki_md(JPKI_MD_SHA256), NULL)
+         && EVP_DigestUpdate(md, KEY_TAG_LABEL, sizeof(KEY_TAG_LABEL) - 1)
+         && EVP_DigestUpdate(md, key_hash, 20)
+         && EVP_DigestFinal_ex(md, d, &dl) && dl == sizeof(d);
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        ERR_clear_error();
+        return -1;
+    }
+    jpki_hex_encode(d, JPKI_CRL_KEY_TAG_LEN / 2, key);
+    n = snprintf(out, outlen, "%s.%s%s", issuer_tag, key, arl ? ".arl" : "");
+    return n > 0 && (size_t)n < outlen ? n : -1;
+}
+
+int jpki_crl_list_parse(const char *name, char tag[17], char key[17],
+                        int *arl)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+
+    *arl = 0;
+    tag[0] = key[0] = '\0';
+    if (n < 16 || !hex16(name))
+        return -1;
+    memcpy(tag, name, 16);
+    tag[16] = '\0';
+    if (n == 16 || (n == 20 && strcmp(name + 16, ".arl") == 0)) {
+        *arl = n == 20;
+        return 0;
+    }
+    if ((n != 33 && n != 37) || name[16] != '.' || !hex16(name + 17)
+        || (n == 37 && strcmp(name + 33, ".arl") != 0))
+        return -1;
+    memcpy(key, name + 17, 16);
+    key[16] = '\0';
+    *arl = n == 37;
+    return 1;
+}
+
+size_t jpki_crl_issuer_keys(const jpki_issuer *is, jpki_crl_key *keys,
+                            size_t max)
+{
+    size_t n = 0, k;
+    uint8_t h[20];
+    int j;
+
+    for (j = 0; is != NULL && j < sk_X509_num(is->all) && n < max; j++) {
+        X509 *ca = sk_X509_value(is->all, j);
+
+        if (!jpki_key_hash_sha1(ca, h))
+            continue;
+        for (k = 0; k < n && memcmp(keys[k].hash, h, 20) != 0; k++)
+            ;
+        if (k < n)
+            continue;                   /* a link certificate's key */
+        memcpy(keys[n].hash, h, 20);
+        X509_NAME_oneline(X509_get_subject_name(ca), keys[n].subject,
+                          sizeof(keys[n].subject));
+        for (k = 0; keys[n].subject[k] != '\0'; k++)
+            if (keys[n].subject[k] == '"')      /* quoted in messages */
+                keys[n].subject[k] = '\'';
+        n++;
+    }
+    return n;
+}
 
 /* One decimal field ending at '|' or at end: at most 19 digits, within
  * INT64_MAX, no leading zero; "-1" too when neg. */

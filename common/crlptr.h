@@ -9,9 +9,42 @@
 #define JPKI_CRLPTR_MAX       192     /* pointer value, bytes */
 #define JPKI_CRL_K_MIN        1
 #define JPKI_CRL_K_MAX        6       /* 16^6 buckets: enumerable */
-#define JPKI_CRL_LIST_MAX     24      /* issuer tag (16) [+ ".arl"], NUL */
+#define JPKI_CRL_KEY_TAG_LEN  16      /* hex digits of a CA key's name */
+/* "<issuer tag>.<key tag>[.arl]", NUL */
+#define JPKI_CRL_LIST_MAX     (16 + 1 + JPKI_CRL_KEY_TAG_LEN + 4 + 1)
+#define JPKI_CRL_KEYS_MAX     16      /* CA keys of an issuer looked at */
 #define JPKI_CRL_VALUE_LEN    5       /* reason octet + revoked_at (BE u32) */
 #define JPKI_CRL_REASON_NONE  0xff    /* value octet of an entry without one */
+
+/* A list is the CRLs (or, apart, the ARLs) one CA key of an issuer signs:
+ * a certificate is looked up in the list of the key that issued it, as in
+ * the CRL zone (crlzone.h), and no list of that key is revocation data
+ * unavailable.  Its name: "<issuer tag>.<key tag>", ".arl" appended for
+ * an ARL; the key tag is the first 8 octets, in hex, of SHA-256 over
+ * "jpki crl key" and the key's SHA-1 hash (jpki_crl_info.key_hash,
+ * jpki_txn_issuer_key): no key in clear.  The length of the name written
+ * into out, -1 when issuer_tag is not 16 lower-case hex digits or out is
+ * too small. */
+int jpki_crl_list_name(char *out, size_t outlen, const char *issuer_tag,
+                       const uint8_t key_hash[20], int arl);
+/* What a list name is: 1 this layout (issuer tag, key tag and arl
+ * written; each tag 16 hex and a NUL), 0 the layout of jpkictl before
+ * lists per key ("<issuer tag>[.arl]": one list per issuer, which no gate
+ * of this version reads), -1 neither. */
+int jpki_crl_list_parse(const char *name, char tag[17], char key[17],
+                        int *arl);
+
+/* A CA key of an issuer: its SHA-1 hash and the subject of a CA
+ * certificate holding it (for messages). */
+typedef struct {
+    uint8_t hash[20];
+    char subject[160];
+} jpki_crl_key;
+/* The distinct keys of the issuer's CA certificates (a link certificate
+ * adds none), at most max, in the order of the CA files: the lists the
+ * gate may read for it. */
+size_t jpki_crl_issuer_keys(const jpki_issuer *is, jpki_crl_key *keys,
+                            size_t max);
 
 /* The pointer jpki:v1:crlmeta:<list> (a string):
  *     <gen>|<k>|<this_update>|<next_update>|<crl_number>|<entries>|<loaded_at>

@@ -16,6 +16,8 @@
 
 #define JPKI_MAX_ISSUERS 16
 #define JPKI_MAX_KEYS    8
+#define JPKI_CRL_PTR_SLOTS (JPKI_MAX_ISSUERS * 4)  /* CRL pointers cached */
+#define JPKI_CRL_PTR_LIST  40     /* >= JPKI_CRL_LIST_MAX (crlptr.h) */
 #define JPKI_NAME_MAX    63
 
 struct jpki_issuer {
@@ -68,13 +70,15 @@ struct jpki_ctx {
     void *log_ud;
     int finished;
     jpki_chain_cache *cache;
-    /* CRL pointers read from the store, per issuer, kept crl_pointer_ttl
-     * seconds so that a CRL check is one HGET (txn.c) */
+    /* CRL pointers read from the store, per list (a CA key of an issuer,
+     * crlptr.h), kept crl_pointer_ttl seconds so that a CRL check is one
+     * HGET (txn_rev.c) */
     pthread_mutex_t crl_mu;
     struct {
+        char list[JPKI_CRL_PTR_LIST];     /* "": a free slot */
         char meta[JPKI_STORE_VAL_MAX + 1];
         int64_t at;
-    } crl_ptr[JPKI_MAX_ISSUERS];
+    } crl_ptr[JPKI_CRL_PTR_SLOTS];
     /* SipHash keys of account ids (guard.c), from the secret at finish */
     uint8_t account_key[32];
     /* refusal audit lines written per cert_id and address (guard.c) */

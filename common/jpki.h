@@ -651,11 +651,15 @@ jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
 int64_t jpki_crl_stale_after(const jpki_crl_info *info, unsigned grace_s,
                              int64_t skew);
 
-/* One CRL entry as it leaves the library: cert_id, reason, date. */
+/* One CRL entry as it leaves the library: cert_id, reason, date, and the
+ * key generation cert_id is made with: 0 the key that signed the CRL
+ * (jpki_crl_info.key_hash, the key whose certificates it covers:
+ * crlzone.h), 1.. the issuer's other keys. */
 typedef struct {
     char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
     int reason;
     int64_t revoked_at;
+    unsigned key;
 } jpki_crl_entry;
 typedef int (*jpki_crl_entry_fn)(void *ud, const jpki_crl_entry *e);
 /* Streams the entries of a verified CRL (call jpki_crl_verify first) without

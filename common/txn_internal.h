@@ -6,6 +6,7 @@
 
 #include "internal.h"
 #include "form.h"
+#include "crlptr.h"
 
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
@@ -64,6 +65,7 @@ struct jpki_txn {
     jpki_rev_status rev_status;
     jpki_crl_info crl_meta;                /* CRL read from the store */
     int crl_ptr_cached;                    /* its pointer came from the cache */
+    char crl_list[JPKI_CRL_LIST_MAX];      /* the list of the issuing key */
     /* store */
     jpki_store_cmd cmds[MAX_CMDS];
     size_t n_cmds;

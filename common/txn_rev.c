@@ -56,7 +56,7 @@ int txn_rev_cached(jpki_txn *t, const jpki_store_result *r)
 
 static void rev_unavailable(jpki_txn *t)
 {
-    char val[JPKI_STORE_VAL_MAX], id[80];
+    char val[JPKI_STORE_VAL_MAX], id[80], list[JPKI_CRL_LIST_MAX];
 
     if (!t->pol->fail_open) {
         txn_finish(t, JPKI_ERR_REVOCATION_UNAVAILABLE);
@@ -73,9 +73,15 @@ static void rev_unavailable(jpki_txn *t)
      * on every request of an outage does not add a key per request */
     snprintf(id, sizeof(id), "%s:%lld", t->cert->cert_id,
              (long long)(t->req.now - t->req.now % SOFT_BUCKET_S));
+    /* the CA key's list name (crlptr.h) too: `jpkictl recheck` looks the
+     * certificate up in the CRL of that key */
+    if (jpki_crl_list_name(list, sizeof(list), t->cert->issuer->tag,
+                           t->cert->issuer_key_hash, 0) < 0)
+        list[0] = '\0';
     snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
-             "\"%s\",\"event\":\"%s\"}", (long long)t->req.now,
-             t->cert->cert_id, t->cert->issuer->tag, txn_event_name(t->req.op));
+             "\"%s\",\"list\":\"%s\",\"event\":\"%s\"}",
+             (long long)t->req.now, t->cert->cert_id, t->cert->issuer->tag,
+             list, txn_event_name(t->req.op));
     txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SET, "soft", id), val, SOFT_TTL_MS);
     t->state = T_SOFT_PUT;
 }
@@ -131,31 +137,41 @@ void txn_rev_next(jpki_txn *t)
 
 
 /* ---- CRLs loaded into the store by `jpkictl crl sync` (schema v1, see
- * docs/store-schema.md "Reading"): the pointer, then one HGET. ------- */
+ * docs/store-schema.md "Reading"): the pointer of the list of the CA key
+ * that issued the certificate, then one HGET. ------------------------- */
 
-static size_t issuer_index(const jpki_txn *t)
+_Static_assert(JPKI_CRL_PTR_LIST >= JPKI_CRL_LIST_MAX,
+               "the pointer cache holds a list name");
+
+/* The cached pointer of list (crl_pointer_ttl), or -1. */
+static int crl_ptr_slot(const jpki_ctx *ctx, const char *list)
 {
-    size_t i;
-    for (i = 0; i < t->ctx->n_issuers; i++)
-        if (t->ctx->issuers[i] == t->cert->issuer)
-            break;
-    return i;
-}
+    int i;
 
+    for (i = 0; i < JPKI_CRL_PTR_SLOTS; i++)
+        if (strcmp(ctx->crl_ptr[i].list, list) == 0)
+            return i;
+    return -1;
+}
 
 static void crl_store_start(jpki_txn *t)
 {
     jpki_ctx *ctx = (jpki_ctx *)t->ctx;        /* the pointer cache only */
     jpki_store_result r;
     jpki_store_cmd *c;
-    size_t i = issuer_index(t);
-    int hit = 0;
+    int i, hit = 0;
 
+    if (jpki_crl_list_name(t->crl_list, sizeof(t->crl_list),
+                           t->cert->issuer->tag, t->cert->issuer_key_hash,
+                           0) < 0) {
+        txn_finish(t, JPKI_ERR_INTERNAL);
+        return;
+    }
     memset(&r, 0, sizeof(r));
-    if (t->ctx->policy.crl_pointer_ttl > 0 && i < JPKI_MAX_ISSUERS) {
+    if (t->ctx->policy.crl_pointer_ttl > 0) {
         pthread_mutex_lock(&ctx->crl_mu);
-        if (ctx->crl_ptr[i].meta[0] != '\0'
-            && t->req.now >= ctx->crl_ptr[i].at
+        i = crl_ptr_slot(ctx, t->crl_list);
+        if (i >= 0 && t->req.now >= ctx->crl_ptr[i].at
             && t->req.now - ctx->crl_ptr[i].at
                < (int64_t)t->ctx->policy.crl_pointer_ttl) {
             r.type = JPKI_STORE_R_VALUE;
@@ -174,22 +190,31 @@ static void crl_store_start(jpki_txn *t)
      * is used (and cached) only once its list is known to be keyed with
      * this secret and these CA files */
     t->n_cmds = 0;
-    txn_cmd_add(t, JPKI_STORE_GET, "crlmeta", t->cert->issuer->tag);
-    c = txn_cmd_add(t, JPKI_STORE_HGET, "crlinfo", t->cert->issuer->tag);
+    txn_cmd_add(t, JPKI_STORE_GET, "crlmeta", t->crl_list);
+    c = txn_cmd_add(t, JPKI_STORE_HGET, "crlinfo", t->crl_list);
     c->vallen = sizeof("id_check") - 1;
     memcpy(c->val, "id_check", c->vallen);
     t->state = T_CRL_META;
 }
 
+/* The pointer kept for the list: in its slot, else in a free one, else in
+ * the oldest (a site has few issuers and keys: the cache holds them). */
 static void crl_ptr_remember(jpki_txn *t, const jpki_store_result *r)
 {
     jpki_ctx *ctx = (jpki_ctx *)t->ctx;
-    size_t i = issuer_index(t);
+    int i, j;
 
     if (t->crl_ptr_cached || t->ctx->policy.crl_pointer_ttl == 0
-        || i >= JPKI_MAX_ISSUERS || r->vallen > JPKI_STORE_VAL_MAX)
+        || r->vallen > JPKI_STORE_VAL_MAX)
         return;
     pthread_mutex_lock(&ctx->crl_mu);
+    if ((i = crl_ptr_slot(ctx, t->crl_list)) < 0
+        && (i = crl_ptr_slot(ctx, "")) < 0)
+        for (i = 0, j = 1; j < JPKI_CRL_PTR_SLOTS; j++)
+            if (ctx->crl_ptr[j].at < ctx->crl_ptr[i].at)
+                i = j;
+    snprintf(ctx->crl_ptr[i].list, sizeof(ctx->crl_ptr[i].list), "%s",
+             t->crl_list);
     memcpy(ctx->crl_ptr[i].meta, r->val, r->vallen);
     ctx->crl_ptr[i].meta[r->vallen] = '\0';
     ctx->crl_ptr[i].at = t->req.now;
@@ -245,8 +270,14 @@ void txn_crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
     jpki_store_cmd *c;
 
     if (r[0].type == JPKI_STORE_R_NIL) {
-        jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: no CRL of issuer \"%s\" in the "
-                 "store (jpkictl crl sync)", t->cert->issuer->name);
+        /* the list of another key of the issuer does not cover it (the CRL
+         * zone's rule); nor does the one list per issuer of a store loaded
+         * by jpkictl before lists per key */
+        jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: no CRL of issuer \"%s\" for "
+                 "the CA key that issued the certificate in the store (list "
+                 "%s): run `jpkictl crl sync` with that key's CRL (a store "
+                 "loaded by an older jpkictl, one list per issuer, needs a "
+                 "new sync)", t->cert->issuer->name, t->crl_list);
         txn_rev_next(t);
         return;
     }
@@ -269,7 +300,7 @@ void txn_crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
     }
     if (jpki_hex_decode(t->cert->cert_id, JPKI_CERT_ID_HEX_LEN, raw,
                         sizeof(raw), &n) != JPKI_OK
-        || jpki_crl_bucket_name(id, sizeof(id), t->cert->issuer->tag,
+        || jpki_crl_bucket_name(id, sizeof(id), t->crl_list,
                                 ptr.gen, ptr.k,
                                 jpki_crl_bucket(raw, ptr.k)) < 0) {
         txn_finish(t, JPKI_ERR_INTERNAL);

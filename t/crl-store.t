@@ -4,6 +4,10 @@
 # file): revocations and holds refused, a hold released by a newer CRL, a
 # stale or missing CRL failing closed, and a revocation found by
 # `jpkictl recheck` refusing the session at its next re-check on every node.
+# A certificate is checked against the CRL of the CA key that issued it, as
+# with CRL files (t/crl-keys.t): with ca1 and ca2 configured and only ca2's
+# CRL synced, a ca1 certificate fails closed; a store of an older jpkictl
+# (one list per issuer) is never read as good.
 use strict;
 use warnings;
 use FindBin;
@@ -25,7 +29,8 @@ my $redis = JPKITest::Redis->start(name => 'redis');
 my $R = '--redis 127.0.0.1:' . $redis->port;
 my $iss = "--issuer card=$pki/ca1.pem,$pki/ca2.pem --secret-file $secret";
 my %acct;
-for my $c (qw(user1 user2 rev-keyCompromise rev-certificateHold)) {
+for my $c (qw(user1 user2 rev-keyCompromise rev-certificateHold user-old
+              user-old-revoked)) {
     $acct{$c} = "acct-$c";
     $redis->cmd('SET', 'jpki:v1:map:' . cert_id($c, $secret), $acct{$c});
 }
@@ -194,6 +199,60 @@ for my $name (sort keys %srv) {
 }
 $redis->cmd('SET', $tag_key, $meta);
 is(login_to($ng, 'user1')->{status}, 200, 'the pointer restored: logins again');
+
+# the lists per CA key: only ca2's CRL is synced so far; user-old and
+# user-old-revoked are ca1's certificates (user-old-revoked is listed on
+# ca1.crl only)
+for my $name (sort keys %srv) {
+    my $x = login_to($srv{$name}, 'user-old-revoked');
+    is($x->{status}, 503, "$name: ca1's certificate revoked on ca1's CRL, only "
+       . "ca2's CRL synced: 503 (before: 200)");
+    is($x->{json}{error}, 'revocation_unavailable', "$name: ... revocation_unavailable");
+    is(login_to($srv{$name}, 'user-old')->{status}, 503,
+       "$name: a good ca1 certificate fails closed too");
+}
+like($ng->log_since(0), qr/no CRL of issuer "card" for the CA key that issued the certificate in the store \(list [0-9a-f]{16}\.[0-9a-f]{16}\)/,
+     'nginx logs which list is missing');
+($rc, $out) = sync('ca1.crl');
+is($rc, 0, 'crl sync ca1.crl: the list of ca1\'s key') or diag($out);
+my ($list1) = $out =~ /^loaded issuer=card .* list=([0-9a-f]{16}\.[0-9a-f]{16})$/m;
+ok($list1, '... the line names it');
+for my $name (sort keys %srv) {
+    my $x = login_to($srv{$name}, 'user-old-revoked');
+    is($x->{status}, 403, "$name: ca1's CRL synced: user-old-revoked 403");
+    is($x->{json}{error}, 'cert_revoked', "$name: ... cert_revoked");
+    my $g = login_to($srv{$name}, 'user-old');
+    is($g->{status}, 200, "$name: a good ca1 certificate logs in");
+    is($g->{json}{account}, 'acct-user-old', "$name: ... as its account");
+    is(login_to($srv{$name}, 'user1')->{status}, 200, "$name: ca2's still answers for ca2");
+}
+
+# a store of an older jpkictl: one list per issuer ("<issuer tag>", no key
+# tag), made here from ca2's list by renaming its keys.  The gate does not
+# read it: it fails closed, never answers good, until a new sync
+$redis->cmd('DEL', $_) for $redis->keys_like("jpki:v1:crl*:$list1*");
+for my $k ($redis->keys_like('jpki:v1:crl*')) {
+    (my $old = $k) =~ s/^(jpki:v1:crl\w*:[0-9a-f]{16})\.[0-9a-f]{16}/$1/ or next;
+    $redis->cmd('RENAME', $k, $old);
+}
+is(scalar(grep { /crlmeta:[0-9a-f]{16}$/ } $redis->keys_like('jpki:v1:crlmeta:*')), 1,
+   'the old layout: one pointer of the issuer');
+is(scalar(grep { /\./ } $redis->keys_like('jpki:v1:crlmeta:*')), 0, '... and no list per key');
+for my $name (sort keys %srv) {
+    for my $c (qw(user1 rev-keyCompromise user-old-revoked)) {
+        my $x = login_to($srv{$name}, $c);
+        is("$x->{status} " . ($x->{json}{error} // ''), '503 revocation_unavailable',
+           "$name: old layout: $c fails closed (not read)");
+    }
+}
+$out = `$J crl status $R 2>&1`;
+like($out, qr/^outdated list=[0-9a-f]{16} detail=/m, 'crl status: the old list is "outdated"');
+($rc, $out) = sync('ca2-released.crl');
+is($rc, 0, 'crl sync again') or diag($out);
+like($out, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl/,
+     '... notes the old list');
+is(login_to($ng, 'user1')->{status}, 200, 'synced again: ca2\'s certificates log in');
+is(login_to($ap, 'user-old')->{status}, 503, '... ca1\'s fail closed until ca1\'s CRL is synced');
 
 # purge: no revocation data at all fails closed
 $out = `$J purge --revocation $R 2>&1`;

@@ -7,7 +7,8 @@
 # Env: JPKI_BUILD (default build), JPKI_TEST_PKI (default build/pki).
 #
 # Lookups are made here exactly as docs/store-schema.md tells the gate to:
-# GET jpki:v1:crlmeta:<tag>, then HGET of the bucket and the binary field.
+# GET jpki:v1:crlmeta:<list>, then HGET of the bucket and the binary field;
+# a list is "<issuer tag>.<key tag>", the CRLs of one CA key.
 use strict;
 use warnings;
 use Test::More;
@@ -236,8 +237,9 @@ like($out, qr/^loaded issuer=card crl_number=2 .* entries=7 stored=7 k=1 gen=1 /
      'one line: loaded, crlNumber, entries');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
 is($rc, 0, 'crl status: exit 0');
-my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
-ok($tag, 'crl status: fresh, issuer, list tag, number, entries') or diag($out);
+my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}\.[0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
+ok($tag, 'crl status: fresh, issuer, list (issuer tag.key tag), number, entries') or diag($out);
+my $itag = substr($tag // '', 0, 16);     # the issuer tag (soft records)
 like($out, qr/age=\d+s .*source=\Q$P\E\/ca2.crl$/m, 'crl status: age and source');
 # with the gate's secret file the list's id_check is compared: a CRL
 # loaded with another secret is found by the gate but never matches
@@ -455,21 +457,50 @@ ok($maxb > 0 && $maxb <= 128, "largest bucket $maxb fields (<= 128)");
 
 # ---------------------------------------------------------------- key generations, other issuers
 
-# ca1 and ca2 share the DN: a ca1-signed CRL lists ca1's certificates; with
-# both configured, each entry is stored for both key generations.
+# ca1 and ca2 share the DN: a ca1-signed CRL lists ca1's certificates, in
+# the list of ca1's key (the gate looks a certificate up in the list of the
+# key that issued it); only ca1's cert_ids are stored.
 ($rc, $out) = sync("$P/ca1.crl", $card12);
 is($rc, 0, 'ca1.crl with ca1+ca2 configured: its own list, exit 0');
-like($out, qr/entries=1 stored=2 /, 'one entry, stored for both key generations');
+like($out, qr/entries=1 stored=1 .* list=[0-9a-f]{16}\.[0-9a-f]{16}$/,
+     'one entry, stored for the key that signed it; the line names the list');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card12);
-my ($tag12) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) .*crl_number=1 /m;
+my ($tag12) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}\.[0-9a-f]{16}) .*crl_number=1 /m;
 ok($tag12 && $tag12 ne $tag, 'another list (the issuer tag follows the CA files)');
+is($rc, 1, '... status exit 1: ca2\'s key of that issuer has no list');
+my @miss = $out =~ /^missing issuer=card list=(\S+) ca="[^"]*JPKI[^"]*"$/mg;
+is(scalar @miss, 1, '... one "missing" line, naming the CA') or diag($out);
+ok(@miss && substr($miss[0], 0, 16) eq substr($tag12, 0, 16) && $miss[0] ne $tag12,
+   '... the list of the other key of the same issuer');
 is((lookup($r, $tag12, $id_old))[0], 1, 'user-old-revoked (issued by ca1) listed');
+is((lookup($r, $miss[0] // 'x', $id_old))[0], 'nolist', '... and nowhere else');
+($rc, $out) = sync("$P/ca2.crl", $card12);
+is($rc, 0, 'ca2.crl with ca1+ca2 configured: exit 0') or diag($out);
+like($out, qr/ list=\Q@{[ $miss[0] \/\/ '' ]}\E$/, '... into the list of ca2\'s key');
+($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card12);
+is(scalar(() = $out =~ /^fresh issuer=card list=\Q@{[ substr $tag12, 0, 16 ]}\E\./mg), 2,
+   'crl status: both keys of the issuer fresh') or diag($out);
+unlike($out, qr/^missing /m, '... none missing');
+is((lookup($r, $tag12, $id_old))[0], 1, 'ca1\'s list unchanged by ca2\'s sync');
+
+# the one list per issuer of an older jpkictl: reported, and never read by
+# the gate (it fails closed for a key without a list of its own)
+$r->cmd('SET', "jpki:v1:crlmeta:$itag", "1|1|1|0|-1|0|1");
+($rc, $out) = ctl('crl', 'status', @R);
+is($rc, 1, 'an old one-list-per-issuer pointer: crl status exit 1');
+like($out, qr/^outdated list=$itag detail="one list per issuer, loaded by an older jpkictl: the gate does not read it; run crl sync with the CRL of each CA key/m,
+     '... "outdated", with what to do');
+($rc, $out, $err) = sync("$P/ca2.crl", $card2);
+is($rc, 3, 'crl sync with it in the store: runs (not newer than the loaded)');
+like($err, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl \(jpki:v1:crlmeta:$itag: one list per issuer\), which the gate no longer reads.*fails closed \(revocation_unavailable\)/,
+     '... and notes the old list and the gate\'s answer');
+$r->cmd('DEL', "jpki:v1:crlmeta:$itag");
 ($rc, $out) = sync("$P/phone-ca.crl", "$card2", '--issuer', $phone);
 is($rc, 0, 'phone-ca.crl with two issuers configured: exit 0');
 like($out, qr/^loaded issuer=phone /, '... loaded as the phone issuer');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2, '--issuer', $phone);
 is($rc, 0, 'crl status: every configured issuer fresh');
-is(scalar(() = $out =~ /^fresh /mg), 3, '... three lists');
+is(scalar(() = $out =~ /^fresh /mg), 4, '... four lists (card2\'s, both keys of ca1+ca2, phone\'s)');
 ($rc, $out) = ctl('crl', 'status', @R, '--at', time + 3 * 86400 + 60);
 is($rc, 1, 'crl status three days later: exit 1');
 like($out, qr/^stale issuer=card /m, '... stale');
@@ -687,22 +718,22 @@ my %soft = ('rev-keyCompromise' => $tu - 100, 'rev-certificateHold' => $tu - 50,
             'user1' => $tu - 10);
 for my $c (sort keys %soft) {
     $r->cmd('SET', "jpki:v1:soft:$id{$c}:$soft{$c}",
-            qq({"ts":$soft{$c},"cert_id":"$id{$c}","issuer":"$tag","event":"login"}),
+            qq({"ts":$soft{$c},"cert_id":"$id{$c}","issuer":"$itag","event":"login"}),
             'EX', 2592000);
 }
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu + 3600),
-        qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"$tag","event":"login"}), 'EX', 60);
+        qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"$itag","event":"login"}), 'EX', 60);
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu - 5),
         qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"ffffffffffffffff","event":"login"}), 'EX', 60);
 # the gate's record of a day (key: the day's first second) whose latest
 # soft pass (ts) came after the CRL
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-superseded'}:" . ($tu - 200),
-        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{'rev-superseded'}","issuer":"$tag","event":"check"}), 'EX', 60);
+        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{'rev-superseded'}","issuer":"$itag","event":"check"}), 'EX', 60);
 # user2 is not listed: logins after the CRL's thisUpdate are not covered
 $r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu + 3600),
-        qq({"ts":0,"cert_id":"$id{user2}","issuer":"$tag","event":"login"}), 'EX', 60);
+        qq({"ts":0,"cert_id":"$id{user2}","issuer":"$itag","event":"login"}), 'EX', 60);
 $r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu - 200),
-        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{user2}","issuer":"$tag","event":"check"}), 'EX', 60);
+        qq({"ts":@{[ $tu + 100 ]},"cert_id":"$id{user2}","issuer":"$itag","event":"check"}), 'EX', 60);
 $r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 1, 'recheck: some revoked, exit 1') or diag($out, $err);
@@ -756,9 +787,51 @@ our $idc_card2;    # the list's id_check, for the fake Redis below
 is($rc, 5, 'recheck: Redis down, exit 5');
 $r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
 $r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
-        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$tag","event":"login"}), 'EX', 60);
+        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$itag","event":"login"}), 'EX', 60);
 ($rc, $out) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 0, 'recheck: none revoked, exit 0');
+
+# lists per CA key: a record names the list of its certificate's key (the
+# gate writes it); one of an older gate is looked up in all of its
+# issuer's lists, and "not listed" proves nothing while one is missing
+$r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
+$r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-keyCompromise'}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{'rev-keyCompromise'}","issuer":"$itag","list":"$tag","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$itag","list":"$itag.0123456789abcdef","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{user2}","issuer":"$itag","list":"ffffffffffffffff.0123456789abcdef","event":"login"}), 'EX', 60);
+($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
+is($rc, 1, 'recheck, records naming their list: exit 1') or diag($out, $err);
+like($out, qr/^revoked cert_id=$id{'rev-keyCompromise'} issuer=card reason=keyCompromise /m,
+     '... listed in the list it names: revoked');
+like($out, qr/^unchecked cert_id=$id{user1} auth_time=\S+ why=issuer_not_configured$/m,
+     '... a list of a key not configured: unchecked');
+like($out, qr/^unchecked cert_id=$id{user2} auth_time=\S+ why=malformed_record$/m,
+     '... a list of another issuer than the record\'s: malformed');
+{
+    my $itag12 = substr($tag12 // '', 0, 16);
+    $r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
+    ($rc, $out) = sync("$P/ca2.crl", $card12);
+    is($rc, 0, 'ca2.crl for ca1+ca2 (ca1\'s key without a list)') or diag($out);
+    $r->cmd('SET', "jpki:v1:soft:$id_old:" . ($tu - 1),
+            qq({"ts":0,"cert_id":"$id_old","issuer":"$itag12","event":"login"}), 'EX', 60);
+    ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card12, @S);
+    like($out, qr/^unchecked cert_id=$id_old auth_time=\S+ why=no_crl$/m,
+         'a ca1 certificate, a record without its list, only ca2\'s list loaded: '
+         . 'unchecked (not good)') or diag($out, $err);
+    ($rc, $out) = sync("$P/ca1.crl", $card12);
+    is($rc, 0, 'ca1.crl for ca1+ca2') or diag($out);
+    ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card12, @S);
+    like($out, qr/^revoked cert_id=$id_old issuer=card reason=\w+ /m,
+         '... with ca1\'s list: revoked') or diag($out, $err);
+    # the store as before this block, for the purge counts below
+    $r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
+    $r->cmd('DEL', "jpki:v1:rev:$id_old");
+    $r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
+            qq({"ts":0,"cert_id":"$id{user1}","issuer":"$itag","event":"login"}), 'EX', 60);
+}
 
 # ---------------------------------------------------------------- large cRLNumber
 
@@ -909,7 +982,7 @@ sub arr  { return '*' . @_ . "\r\n" . join '', @_ }
         my ($q) = @_;
         my $c = uc $q->[0];
         return $c eq 'GET' && $q->[1] =~ /crlmeta/ ? bulk("9|1|$now|" . ($now + 86400) . "|5|1|$now")
-             : $c eq 'GET' ? bulk(qq({"ts":@{[ $now - 100 ]},"cert_id":"$id{'rev-keyCompromise'}","issuer":"$tag","event":"login"}))
+             : $c eq 'GET' ? bulk(qq({"ts":@{[ $now - 100 ]},"cert_id":"$id{'rev-keyCompromise'}","issuer":"$itag","event":"login"}))
              : $c eq 'HGETALL' ? arr(bulk('id_check'), bulk($idc_card2))
              : $c eq 'SCAN' ? arr(bulk($q->[1] eq '0' ? '17' : '0'), arr(bulk($soft), bulk($soft)))
              : $c eq 'HGET' ? bulk(pack 'C N', 1, $now - 1000)

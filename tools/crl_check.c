@@ -32,12 +32,15 @@ const char usage_recheck[] =
 "                --secret-file FILE\n"
 "  Re-checks every login accepted while revocation data was unavailable or\n"
 "  stale (jpki:v1:soft:* records) against the newest CRL loaded in the\n"
-"  store; lists those whose certificate is now revoked:\n"
+"  store for the CA key that issued the certificate (the list the record\n"
+"  names; a record of an older gate names none: every list of its issuer,\n"
+"  and each must be loaded to call it good); lists those whose\n"
+"  certificate is now revoked:\n"
 "    revoked cert_id=HEX issuer=NAME reason=R revoked_at=T auth_time=T\n"
 "  (auth_time: the latest soft pass the record stands for)\n"
 "  and writes jpki:v1:rev:<cert_id> so that their sessions are refused at\n"
 "  the next re-check on every node (a CRL that lists it proves it, however\n"
-"  old).  Records that cannot be decided (no CRL for the issuer, not listed\n"
+"  old).  Records that cannot be decided (no CRL of the key, not listed\n"
 "  in a CRL older than the login, or in one past nextUpdate + --grace,\n"
 "  default 172800 s as crl sync) are listed as \"unchecked\".\n"
 "  Last line: \"recheck: records=N revoked=N unchecked=N good=N\".\n"
@@ -148,6 +151,30 @@ static void free_keys(char **keys, size_t n)
 
 /* ---- status ----------------------------------------------------------- */
 
+/* "missing" for each CA key of the issuer without a list among keys (the
+ * pointers found, plen: their prefix); 1 when one is. */
+static int status_missing(const jpki_issuer *is, char **keys, size_t n,
+                          size_t plen)
+{
+    jpki_crl_key k[JPKI_CRL_KEYS_MAX];
+    size_t nk = jpki_crl_issuer_keys(is, k, JPKI_CRL_KEYS_MAX), i, x;
+    char lid[CRL_LID_MAX];
+    int bad = 0, found;
+
+    for (x = 0; x < nk; x++) {
+        if (list_id(is, k[x].hash, 0, lid) != 0)
+            continue;
+        for (i = 0, found = 0; i < n && !found; i++)
+            found = strcmp(keys[i] + plen, lid) == 0;
+        if (!found) {
+            printf("missing issuer=%s list=%s ca=\"%s\"\n",
+                   jpki_issuer_name(is), lid, k[x].subject);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+
 int run_crl_status(const args_t *a)
 {
     unsigned long long grace;
@@ -176,8 +203,23 @@ int run_crl_status(const args_t *a)
         list_state st;
         int s;
 
+        char tag[17], key[17];
+        int arl;
+
         if (strlen(keys[i]) <= plen || strlen(lid) >= CRL_LID_MAX)
             continue;
+        s = jpki_crl_list_parse(lid, tag, key, &arl);
+        if (s <= 0) {
+            /* the one list per issuer of an older jpkictl: the gate reads
+             * the list of each CA key and fails closed without it */
+            printf("%s list=%s detail=\"%s\"\n", s == 0 ? "outdated"
+                   : "broken", lid, s == 0 ? "one list per issuer, loaded "
+                   "by an older jpkictl: the gate does not read it; run crl "
+                   "sync with the CRL of each CA key, then jpkictl purge "
+                   "--revocation removes it" : "not a list name");
+            bad = 1;
+            continue;
+        }
         s = read_state(rc, lid, &st);
         if (s == -1)
             goto out;
@@ -219,19 +261,8 @@ int run_crl_status(const args_t *a)
                (unsigned long long)st.m.entries,
                iso8601(st.m.loaded_at, t3), st.source[0] ? st.source : "?");
     }
-    for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++) {
-        const jpki_issuer *is = jpki_ctx_issuer(ctx, j);
-        char lid[CRL_LID_MAX];
-        int found = 0;
-
-        list_id(is, 0, lid);
-        for (i = 0; i < n && !found; i++)
-            found = strcmp(keys[i] + plen, lid) == 0;
-        if (!found) {
-            printf("missing issuer=%s list=%s\n", jpki_issuer_name(is), lid);
-            bad = 1;
-        }
-    }
+    for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++)
+        bad |= status_missing(jpki_ctx_issuer(ctx, j), keys, n, plen);
     if (n == 0 && ctx == NULL) {
         printf("missing detail=\"no CRL loaded\"\n");
         bad = 1;
@@ -333,8 +364,11 @@ int run_purge(const args_t *a)
 
 /* ---- recheck ---------------------------------------------------------- */
 
+/* The list of one CA key of a configured issuer (crlptr.h); the lists of
+ * an issuer are next to each other. */
 typedef struct {
-    char tag[17];
+    char tag[17];             /* the issuer's */
+    char lid[CRL_LID_MAX];
     const jpki_issuer *is;
     int state;                /* 0 unknown, 1 loaded, 2 no CRL */
     int stale;                /* loaded, past nextUpdate + --grace */
@@ -346,9 +380,11 @@ typedef struct {
     char cert_id[JPKI_CERT_ID_HEX_LEN + 1];
     uint8_t id[JPKI_CERT_ID_LEN];
     long long auth_time;
-    rc_list *list;
+    /* the lists that may hold it: the one the record names (its issuing
+     * key's), or, from a gate before lists per key, all of its issuer's */
+    rc_list *list;            /* the first */
+    size_t nlists;
     const char *unchecked;    /* why it could not be decided */
-    int older;                /* the CRL predates the latest soft pass */
     int listed;               /* in the CRL: reason (-1 none), date */
     int reason;
     int64_t at;
@@ -375,20 +411,61 @@ static int parse_soft_key(const char *k, soft_rec *s)
                            &n) == JPKI_OK && n == sizeof(s->id) ? 0 : -1;
 }
 
-/* The issuer tag of a soft record's JSON ("issuer":"<16 hex>"). */
-static int soft_issuer(const char *json, size_t n, char tag[17])
+/* The string value of a soft record's JSON field name ("name":"<value>"):
+ * 0 with value (at most max - 1 characters of [0-9a-f.]), -1. */
+static int soft_field(const char *json, size_t n, const char *name,
+                      char *value, size_t max)
 {
-    static const char pat[] = "\"issuer\":\"";
-    const char *p = memmem(json, n, pat, sizeof(pat) - 1);
+    char pat[16];
+    const char *p, *end = json + n;
+    size_t i;
 
-    if (p == NULL || (size_t)(json + n - p) < sizeof(pat) - 1 + 17)
+    snprintf(pat, sizeof(pat), "\"%s\":\"", name);
+    if ((p = memmem(json, n, pat, strlen(pat))) == NULL)
         return -1;
-    p += sizeof(pat) - 1;
-    if (strspn(p, "0123456789abcdef") < 16 || p[16] != '"')
+    p += strlen(pat);
+    for (i = 0; p + i < end && i < max && p[i] != '"'; i++)
+        if (strchr("0123456789abcdef.", p[i]) == NULL)
+            return -1;
+    if (p + i >= end || i >= max || i == 0)
         return -1;
-    memcpy(tag, p, 16);
-    tag[16] = '\0';
+    memcpy(value, p, i);
+    value[i] = '\0';
     return 0;
+}
+
+/* The lists a soft record (its JSON) is looked up in: *first, *n; why not
+ * as an "unchecked" word. */
+static const char *soft_lists(const char *json, size_t len, rc_list *l,
+                              size_t nl, rc_list **first, size_t *n)
+{
+    char tag[17], lid[CRL_LID_MAX], t2[17], key[17];
+    size_t j;
+    int arl;
+
+    *first = NULL;
+    *n = 0;
+    if (soft_field(json, len, "issuer", tag, sizeof(tag)) != 0
+        || strlen(tag) != 16)
+        return "malformed_record";
+    if (soft_field(json, len, "list", lid, sizeof(lid)) == 0) {
+        if (jpki_crl_list_parse(lid, t2, key, &arl) != 1 || arl
+            || strcmp(t2, tag) != 0)
+            return "malformed_record";
+        for (j = 0; j < nl && strcmp(l[j].lid, lid) != 0; j++)
+            ;
+        if (j < nl) {
+            *first = &l[j];
+            *n = 1;
+        }
+    } else {
+        for (j = 0; j < nl && strcmp(l[j].tag, tag) != 0; j++)
+            ;
+        *first = j < nl ? &l[j] : NULL;
+        for (; j < nl && strcmp(l[j].tag, tag) == 0; j++)
+            (*n)++;
+    }
+    return *n == 0 ? "issuer_not_configured" : NULL;
 }
 
 /* The latest soft pass a record stands for: its JSON "ts" (the gate keeps
@@ -409,9 +486,9 @@ static long long soft_latest(const char *json, size_t n, long long key_time)
     return i > 0 && ts > key_time ? ts : key_time;
 }
 
-/* Reads each configured issuer's pointer and checks that its cert_ids
- * were made with this secret and these CA files.  0, -1 store, -2
- * mismatch. */
+/* Reads the pointer of each CA key of each configured issuer and checks
+ * that its cert_ids were made with this secret and these CA files.  0, -1
+ * store, -2 mismatch. */
 static int recheck_lists(redisContext *rc, jpki_ctx *ctx, rc_list *l,
                          size_t nl)
 {
@@ -420,7 +497,7 @@ static int recheck_lists(redisContext *rc, jpki_ctx *ctx, rc_list *l,
     for (i = 0; i < nl; i++) {
         char idc[JPKI_CERT_ID_HEX_LEN + 1];
         list_state st;
-        int s = read_state(rc, l[i].tag, &st);
+        int s = read_state(rc, l[i].lid, &st);
 
         if (s == -1)
             return -1;
@@ -448,13 +525,12 @@ typedef struct {
     unsigned long long records, revoked, unchecked, good;
 } rc_count;
 
-/* One page of soft keys: GET each, look each up, write rev keys. */
-/* The page's soft records (GET, pipelined): each one's issuer list and
- * latest soft pass, or why it cannot be checked. */
+/* The page's soft records (GET, pipelined): each one's lists and latest
+ * soft pass, or why it cannot be checked. */
 static int recheck_records(redisContext *rc, rc_list *l, size_t nl,
                            char **keys, soft_rec *s, size_t nk)
 {
-    size_t i, j;
+    size_t i;
 
     for (i = 0; i < nk; i++) {
         snprintf(s[i].key, sizeof(s[i].key), "%s", keys[i]);
@@ -465,7 +541,6 @@ static int recheck_records(redisContext *rc, rc_list *l, size_t nl,
     }
     for (i = 0; i < nk; i++) {                  /* the records' JSON */
         redisReply *r = NULL;
-        char tag[17];
 
         if (s[i].unchecked != NULL)
             continue;
@@ -474,68 +549,79 @@ static int recheck_records(redisContext *rc, rc_list *l, size_t nl,
         if (r->type != REDIS_REPLY_STRING)
             s[i].unchecked = r->type == REDIS_REPLY_NIL ? "expired"
                                                           : "malformed_record";
-        else if (soft_issuer(r->str, r->len, tag) != 0)
-            s[i].unchecked = "malformed_record";
         else {
+            s[i].unchecked = soft_lists(r->str, r->len, l, nl, &s[i].list,
+                                        &s[i].nlists);
             s[i].auth_time = soft_latest(r->str, r->len, s[i].auth_time);
-            for (j = 0; j < nl && strcmp(l[j].tag, tag) != 0; j++)
-                ;
-            s[i].list = j < nl ? &l[j] : NULL;
-            if (s[i].list == NULL)
-                s[i].unchecked = "issuer_not_configured";
-            else if (s[i].list->state != 1)
-                s[i].unchecked = "no_crl";
-            else
-                s[i].older = s[i].list->m.this_update < s[i].auth_time;
         }
         freeReplyObject(r);
     }
     return 0;
 }
 
-/* The records' cert_ids looked up in their issuer's loaded CRL (HGET,
- * pipelined). */
+/* Not listed in any of its lists: why that proves nothing, or NULL (good):
+ * a list missing (its key may be the certificate's), older than the
+ * latest soft pass, or stale (as stale as what the login had). */
+static const char *not_listed(const soft_rec *s)
+{
+    size_t j;
+
+    for (j = 0; j < s->nlists; j++)
+        if (s->list[j].state != 1)
+            return "no_crl";
+    for (j = 0; j < s->nlists; j++)
+        if (s->list[j].m.this_update < s->auth_time)
+            return "crl_older_than_login";
+    for (j = 0; j < s->nlists; j++)
+        if (s->list[j].stale)
+            return "crl_stale";
+    return NULL;
+}
+
+/* The records' cert_ids looked up in their lists (HGET, pipelined): one
+ * that lists it proves it revoked, however old. */
 static int recheck_lookup(redisContext *rc, soft_rec *s, size_t nk)
 {
-    size_t i;
+    size_t i, j;
 
     for (i = 0; i < nk; i++) {                  /* the CRL lookups */
-        char key[JPKI_STORE_KEY_MAX + 1];
-        const char *argv[3] = {"HGET", key, NULL};
-        size_t lens[3], fl;
+        for (j = 0; s[i].unchecked == NULL && j < s[i].nlists; j++) {
+            const rc_list *l = &s[i].list[j];
+            char key[JPKI_STORE_KEY_MAX + 1];
+            const char *argv[3] = {"HGET", key, NULL};
+            size_t lens[3], fl;
 
-        if (s[i].unchecked != NULL)
-            continue;
-        crl_key_bucket(key, s[i].list->tag, s[i].list->m.gen,
-                       s[i].list->m.k, s[i].id);
-        argv[2] = (const char *)jpki_crl_field(s[i].id, s[i].list->m.k, &fl);
-        lens[0] = 4;
-        lens[1] = strlen(key);
-        lens[2] = fl;
-        if (redisAppendCommandArgv(rc, 3, argv, lens) != REDIS_OK)
-            return -1;
+            if (l->state != 1)
+                continue;
+            crl_key_bucket(key, l->lid, l->m.gen, l->m.k, s[i].id);
+            argv[2] = (const char *)jpki_crl_field(s[i].id, l->m.k, &fl);
+            lens[0] = 4;
+            lens[1] = strlen(key);
+            lens[2] = fl;
+            if (redisAppendCommandArgv(rc, 3, argv, lens) != REDIS_OK)
+                return -1;
+        }
     }
     for (i = 0; i < nk; i++) {                  /* their answers */
-        redisReply *r = NULL;
+        const char *bad = NULL;
 
-        if (s[i].unchecked != NULL)
-            continue;
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL)
-            return -1;
-        /* listed: revoked now, however old the CRL (the usual case after
-         * an outage); not listed proves nothing about a login after the
-         * CRL's thisUpdate */
-        if (r->type == REDIS_REPLY_STRING
-            && jpki_crl_value_unpack((const uint8_t *)r->str, r->len,
-                                     &s[i].reason, &s[i].at) == 0)
-            s[i].listed = 1;
-        else if (r->type != REDIS_REPLY_NIL)
-            s[i].unchecked = "malformed_crl_entry";
-        else if (s[i].older)
-            s[i].unchecked = "crl_older_than_login";
-        else if (s[i].list->stale)      /* as stale as what the login had */
-            s[i].unchecked = "crl_stale";
-        freeReplyObject(r);
+        for (j = 0; s[i].unchecked == NULL && j < s[i].nlists; j++) {
+            redisReply *r = NULL;
+
+            if (s[i].list[j].state != 1)
+                continue;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL)
+                return -1;
+            if (r->type == REDIS_REPLY_STRING && !s[i].listed
+                && jpki_crl_value_unpack((const uint8_t *)r->str, r->len,
+                                         &s[i].reason, &s[i].at) == 0)
+                s[i].listed = 1;
+            else if (r->type != REDIS_REPLY_NIL && !s[i].listed)
+                bad = "malformed_crl_entry";
+            freeReplyObject(r);
+        }
+        if (s[i].unchecked == NULL && !s[i].listed)
+            s[i].unchecked = bad != NULL ? bad : not_listed(&s[i]);
     }
     return 0;
 }
@@ -613,9 +699,33 @@ static int recheck_page(redisContext *rc, jpki_ctx *ctx, rc_list *l,
     return ret;
 }
 
+/* The lists of every CA key of every configured issuer. */
+static rc_list *recheck_list_ids(const jpki_ctx *ctx, size_t *nl)
+{
+    size_t ni = jpki_ctx_issuer_count(ctx), i, k, nkey;
+    jpki_crl_key keys[JPKI_CRL_KEYS_MAX];
+    rc_list *l = calloc(ni * JPKI_CRL_KEYS_MAX + 1, sizeof(*l));
+
+    *nl = 0;
+    for (i = 0; l != NULL && i < ni; i++) {
+        const jpki_issuer *is = jpki_ctx_issuer(ctx, i);
+
+        nkey = jpki_crl_issuer_keys(is, keys, JPKI_CRL_KEYS_MAX);
+        for (k = 0; k < nkey; k++) {
+            rc_list *x = &l[*nl];
+
+            x->is = is;
+            snprintf(x->tag, sizeof(x->tag), "%s", jpki_issuer_tag(is));
+            if (list_id(is, keys[k].hash, 0, x->lid) == 0)
+                (*nl)++;
+        }
+    }
+    return l;
+}
+
 int run_recheck(const args_t *a)
 {
-    rc_list l[MAX_ISSUER_OPT];
+    rc_list *l = NULL;
     rc_count cnt = {0, 0, 0, 0};
     jpki_ctx *ctx;
     redisContext *rc = NULL;
@@ -628,13 +738,8 @@ int run_recheck(const args_t *a)
         return SHOW_USAGE;
     if ((ctx = build_ctx(a, 0)) == NULL)
         return EXIT_USAGE;
-    memset(l, 0, sizeof(l));
-    nl = jpki_ctx_issuer_count(ctx);
-    for (i = 0; i < nl && i < MAX_ISSUER_OPT; i++) {
-        l[i].is = jpki_ctx_issuer(ctx, i);
-        snprintf(l[i].tag, sizeof(l[i].tag), "%s", jpki_issuer_tag(l[i].is));
-    }
-    if ((rc = redis_open(a)) == NULL)
+    if ((l = recheck_list_ids(ctx, &nl)) == NULL
+        || (rc = redis_open(a)) == NULL)
         goto out;
     s = recheck_lists(rc, ctx, l, nl);
     if (s != 0) {
@@ -661,6 +766,7 @@ int run_recheck(const args_t *a)
           : cnt.unchecked > 0 ? EXIT_NOT_NEWER : EXIT_VALID;
 out:
     free_keys(keys, nk);
+    free(l);
     redisFree(rc);
     jpki_ctx_free(ctx);
     return rc_;

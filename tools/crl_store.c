@@ -80,11 +80,11 @@ int cmd2(redisContext *rc, const char *c, const char *k,
     return cmd_ok(rc, 2, v, NULL, keep);
 }
 
-/* The list id: the issuer tag, ".arl" appended for an ARL. */
-void list_id(const jpki_issuer *is, int arl, char lid[CRL_LID_MAX])
+int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
+            char lid[CRL_LID_MAX])
 {
-    snprintf(lid, CRL_LID_MAX, "%s%s", jpki_issuer_tag(is),
-             arl ? ".arl" : "");
+    return jpki_crl_list_name(lid, CRL_LID_MAX, jpki_issuer_tag(is),
+                              key_hash, arl) < 0 ? -1 : 0;
 }
 
 int stale_at(const jpki_crlptr *m, time_t now, unsigned grace)

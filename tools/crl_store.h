@@ -54,8 +54,10 @@ typedef struct {
 int cmd_ok(redisContext *rc, int argc, const char **argv, const size_t *lens,
            redisReply **keep);
 int cmd2(redisContext *rc, const char *c, const char *k, redisReply **keep);
-/* The list id: the issuer tag, ".arl" appended for an ARL. */
-void list_id(const jpki_issuer *is, int arl, char lid[CRL_LID_MAX]);
+/* The list id of the CRLs (arl: ARLs) of one CA key of an issuer
+ * (jpki_crl_list_name: "<issuer tag>.<key tag>[.arl]").  0, -1. */
+int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
+            char lid[CRL_LID_MAX]);
 /* 1 when the list is past nextUpdate + grace at now. */
 int stale_at(const jpki_crlptr *m, time_t now, unsigned grace);
 /* GET crlmeta + HGETALL crlinfo.  0, -1 store failure, -2 a pointer that

@@ -57,9 +57,13 @@ const char usage_crl_sync[] =
 "                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
 "                 [--max-size BYTES] [--timeout SECONDS]\n"
 "  Fetches a CRL, verifies it against the configured issuer it names and\n"
-"  loads it into Redis for every gate node: readers see the old set or the\n"
-"  new set, never a mix; a failed load leaves the old set in place.  Prints\n"
-"  one line \"STATUS issuer=NAME ...\"; STATUS and exit status:\n"
+"  loads it into Redis for every gate node, in the list of the CA key that\n"
+"  signed it: the gate checks a certificate against the CRL of the key\n"
+"  that issued it and fails closed without one, so run it for the CRL of\n"
+"  each CA key (as crl= files).  Readers see the old set or the new set,\n"
+"  never a mix; a failed load leaves the old set in place.  Prints one\n"
+"  line \"STATUS issuer=NAME ...\" (\"list=\" ends a loaded one); STATUS and\n"
+"  exit status:\n"
 "    loaded 0 | stale 1 (past nextUpdate + grace; loaded when newer than\n"
 "    the store's) | invalid 1 | unchanged, older 3 (stale 1 when the loaded\n"
 "    one is stale) | fetch_failed 4 | store_failed 5 (also: busy)\n"
@@ -82,14 +86,17 @@ const char usage_crl_sync[] =
 "  --timeout SECONDS  whole transfer (default 300)\n"
 "jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
 "                   [--grace SECONDS]\n"
-"  One line per loaded CRL: \"fresh|stale issuer=NAME list=TAG kind=crl\n"
-"  crl_number=N this_update= next_update= age=S entries=N loaded_at=\n"
-"  source=\"; with --issuer, \"missing issuer=NAME\" for one without a CRL;\n"
+"  One line per loaded CRL: \"fresh|stale issuer=NAME list=TAG.KEY\n"
+"  kind=crl crl_number=N this_update= next_update= age=S entries=N\n"
+"  loaded_at= source=\"; \"outdated list=TAG\" for the one list per issuer\n"
+"  of an older jpkictl, which the gate does not read (sync each key's CRL,\n"
+"  then purge --revocation removes it); with --issuer, \"missing\n"
+"  issuer=NAME list=TAG.KEY ca=SUBJECT\" for each CA key without a CRL;\n"
 "  with --issuer and --secret-file (the gate's), \"mismatch issuer=NAME\n"
 "  list=TAG kind= detail=\" for a CRL loaded with another secret or other\n"
 "  CA files (its id_check differs or is missing): the gate treats it as\n"
-"  unavailable.  Exit 0 all fresh, 1 stale, missing or mismatch (or\n"
-"  nothing loaded), 5 store failed.\n\n";
+"  unavailable.  Exit 0 all fresh, 1 stale, missing, outdated or mismatch\n"
+"  (or nothing loaded), 5 store failed.\n\n";
 
 /* ---- small helpers ------------------------------------------------ */
 
@@ -254,6 +261,8 @@ static int collect(void *ud, const jpki_crl_entry *ce)
     ents_t *s = ud;
     crl_ent *x;
 
+    if (ce->key != 0)
+        return 0;       /* another key's cert_id: not in this key's list */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
         crl_ent *ne = realloc(s->e, cap * sizeof(crl_ent));
@@ -684,8 +693,8 @@ static int sync_verify(sync_run *r)
     }
     r->stale = e == JPKI_ERR_CRL_STALE;
     r->name = jpki_issuer_name(r->info.issuer);
-    list_id(r->info.issuer, c->arl, r->lid);
-    if (jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
+    if (list_id(r->info.issuer, r->info.key_hash, c->arl, r->lid) != 0
+        || jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
                     &r->derlen) != JPKI_OK
         || EVP_Digest(r->der, r->derlen, md, &mdlen, EVP_sha256(), NULL) != 1
         || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
@@ -712,6 +721,29 @@ static int sync_verify(sync_run *r)
     return GO_ON;
 }
 
+/* A store loaded by jpkictl before lists per CA key holds one list per
+ * issuer, "<issuer tag>[.arl]", which gates of this version do not read
+ * (they fail closed for the keys without a list of their own): say so,
+ * once per run; the old list stays for older gates until purged. */
+static void old_layout_note(sync_run *r)
+{
+    char km[JPKI_STORE_KEY_MAX + 1];
+    redisReply *rep = NULL;
+
+    snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s",
+             jpki_issuer_tag(r->info.issuer), r->c->arl ? ".arl" : "");
+    if (cmd2(r->rc, "GET", km, &rep) == 0
+        && rep->type == REDIS_REPLY_STRING)
+        say("note: the store holds a CRL of issuer %s in the layout of an "
+            "older jpkictl (%s: one list per issuer), which the gate no "
+            "longer reads: it now reads the list of the CA key that issued "
+            "each certificate, and fails closed (revocation_unavailable) "
+            "for a key without one.  Run crl sync with the CRL of each CA "
+            "key; `jpkictl purge --revocation` then removes the old list",
+            r->name, km);
+    freeReplyObject(rep);
+}
+
 /* Connect, lock the list, read what is loaded (and clear an earlier
  * run's leftovers): go on only when the CRL is newer than the loaded one,
  * or the loaded one is not usable by the gate. */
@@ -735,6 +767,7 @@ static int sync_against_store(sync_run *r)
                       : "lock");
         return EXIT_STORE;
     }
+    old_layout_note(r);
     e2 = read_state(r->rc, r->lid, &r->st);
     if (e2 == -2) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"the pointer "
@@ -776,8 +809,9 @@ static int sync_against_store(sync_run *r)
     return old_stale ? EXIT_INVALID : EXIT_NOT_NEWER;
 }
 
-/* The entries (cert_ids of every key generation, sorted, unique) written
- * under a new generation, recorded as loading until the switch. */
+/* The entries (the cert_ids of the key that signed the CRL, sorted,
+ * unique) written under a new generation, recorded as loading until the
+ * switch. */
 static int sync_write(sync_run *r)
 {
     char kg[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
@@ -880,8 +914,8 @@ static int sync_switch(sync_run *r)
     addf(r->line, r->ln, "%s issuer=%s", r->stale ? "stale" : "loaded",
          r->name);
     describe(r->line, r->ln, &r->info);
-    addf(r->line, r->ln, " stored=%zu k=%u gen=%lld seconds=%.2f", r->s.n,
-         r->k, r->gen, mono() - r->t0);
+    addf(r->line, r->ln, " stored=%zu k=%u gen=%lld seconds=%.2f list=%s",
+         r->s.n, r->k, r->gen, mono() - r->t0, r->lid);
     if (r->stale)
         addf(r->line, r->ln, " detail=\"loaded (newer than the store's) but "
              "past nextUpdate + grace\"");

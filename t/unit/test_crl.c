@@ -158,6 +158,12 @@ static int collect_cb(void *ud, const jpki_crl_entry *e)
     return 0;
 }
 
+/* The entries made with the key that signed the CRL (e->key 0). */
+static int collect_signer_cb(void *ud, const jpki_crl_entry *e)
+{
+    return e->key == 0 ? collect_cb(ud, e) : 0;
+}
+
 static int64_t t2e(const ASN1_TIME *t)
 {
     struct tm tm;
@@ -584,6 +590,30 @@ static void t_foreach(const jpki_ctx *ctx)
 
     ok(foreach_matches_oracle(ctx, der, len, jlis, 2, 14),
        "ca2.crl: foreach = OpenSSL's entries, once per J-LIS key (14)");
+    {
+        /* key 0 marks the signing key's cert_ids: what `jpkictl crl sync`
+         * stores in the list of that key (crlptr.h) */
+        strlist sig = {0}, want = {0}, sig1 = {0}, want1 = {0};
+        size_t l1;
+        uint8_t *d1 = slurp("ca1.crl", &l1);
+        X509 *k1[1] = {ca1};
+
+        jpki_crl_foreach(ctx, der, len, collect_signer_cb, &sig);
+        oracle(ctx, der, len, jlis, 1, &want);
+        ok(sig.n == 7 && sl_equal(&sig, &want),
+           "ca2.crl: the entries of key 0 are ca2's cert_ids (7)");
+        if (d1 != NULL) {
+            jpki_crl_foreach(ctx, d1, l1, collect_signer_cb, &sig1);
+            oracle(ctx, d1, l1, k1, 1, &want1);
+        }
+        ok(d1 != NULL && sig1.n > 0 && sl_equal(&sig1, &want1),
+           "ca1.crl: the entries of key 0 are ca1's cert_ids");
+        free(d1);
+        sl_free(&sig);
+        sl_free(&want);
+        sl_free(&sig1);
+        sl_free(&want1);
+    }
 
     jpki_crl_foreach(ctx, der, len, collect_cb, &got);
     for (i = 0; i < 7; i++) {

@@ -172,8 +172,20 @@ static void test_buckets(void)
     ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 7, 1) == -1, "k 7: refused");
     ok(jpki_crl_bucket_name(name, sizeof(name), "l", 0, 1, 1) == -1, "gen 0: refused");
     ok(jpki_crl_bucket_name(name, 8, "list", 7, 4, 1) == -1, "no room: refused");
-    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef0123456789", 7, 4, 1)
-       == -1, "a list name over 23 bytes: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name),
+                            "0123456789abcdef.0123456789abcdef.arl0", 7, 4, 1)
+       == -1, "a list name over 37 bytes: refused");
+    {
+        /* the longest list, generation and bucket fit a store key */
+        char big[JPKI_STORE_KEY_MAX + 64];
+        int n = jpki_crl_bucket_name(big, sizeof(big),
+                                     "0123456789abcdef.0123456789abcdef.arl",
+                                     INT64_MAX, 6, 0xffffff);
+
+        ok(n > 0 && sizeof("jpki:v1:crl:") - 1 + (size_t)n
+                    <= JPKI_STORE_KEY_MAX,
+           "the longest bucket key fits JPKI_STORE_KEY_MAX (%d + 12)", n);
+    }
     for (k = 1; k <= 6; k++) {
         char hex[33], want[8];
 
@@ -217,8 +229,97 @@ static void test_values(void)
        "6 octets refused");
 }
 
+/* List names: one per CA key of an issuer, the key hashed. */
+static void test_list_names(void)
+{
+    static const char tag[] = "0123456789abcdef";
+    uint8_t k1[20], k2[20];
+    char a[JPKI_CRL_LIST_MAX], b[JPKI_CRL_LIST_MAX], c[JPKI_CRL_LIST_MAX];
+    char t[17], key[17], hex[41];
+    int arl = -1;
+
+    memset(k1, 0x11, sizeof(k1));
+    memset(k2, 0x11, sizeof(k2));
+    k2[19] = 0x12;
+    is_int(jpki_crl_list_name(a, sizeof(a), tag, k1, 0), 33,
+           "list name: <issuer tag>.<key tag>");
+    ok(strncmp(a, "0123456789abcdef.", 17) == 0
+       && strspn(a + 17, "0123456789abcdef") == 16, "... %s", a);
+    jpki_crl_list_name(b, sizeof(b), tag, k2, 0);
+    ok(strcmp(a, b) != 0, "another key, another list");
+    is_int(jpki_crl_list_name(c, sizeof(c), tag, k1, 1), 37, "an ARL: .arl");
+    ok(strncmp(a, c, 33) == 0 && strcmp(c + 33, ".arl") == 0,
+       "... after the same name");
+    jpki_hex_encode(k1, 20, hex);
+    ok(strstr(a, hex + 0) == NULL && strstr(a, "1111111111") == NULL,
+       "the key hash is not in the name in clear");
+    jpki_crl_list_name(b, sizeof(b), tag, k1, 0);
+    ok(strcmp(a, b) == 0, "the same key: the same name (writer and reader)");
+    ok(jpki_crl_list_name(b, 33, tag, k1, 0) == -1, "no room: -1");
+    ok(jpki_crl_list_name(b, sizeof(b), "0123456789ABCDEF", k1, 0) == -1,
+       "an issuer tag not in lower-case hex: -1");
+    ok(jpki_crl_list_name(b, sizeof(b), "0123456789abcde", k1, 0) == -1,
+       "an issuer tag of 15 digits: -1");
+    ok(jpki_crl_list_name(b, sizeof(b), tag, NULL, 0) == -1, "no key: -1");
+
+    ok(jpki_crl_list_parse(a, t, key, &arl) == 1 && strcmp(t, tag) == 0
+       && strcmp(key, a + 17) == 0 && arl == 0, "parsed: tag, key tag");
+    ok(jpki_crl_list_parse(c, t, key, &arl) == 1 && arl == 1
+       && strcmp(key, a + 17) == 0, "parsed: an ARL's");
+    ok(jpki_crl_list_parse(tag, t, key, &arl) == 0 && arl == 0
+       && strcmp(t, tag) == 0 && key[0] == '\0',
+       "the one list per issuer of an older jpkictl: 0");
+    ok(jpki_crl_list_parse("0123456789abcdef.arl", t, key, &arl) == 0
+       && arl == 1, "... and its ARL");
+    {
+        static const char *const bad[] = {
+            "", "0123456789abcde", "0123456789abcdeF", "0123456789abcdef.",
+            "0123456789abcdef.ar", "0123456789abcdef.0123456789abcde",
+            "0123456789abcdef:0123456789abcdef",
+            "0123456789abcdef.0123456789abcdeg",
+            "0123456789abcdef.0123456789abcdef.arx",
+            "0123456789abcdef.0123456789abcdef.arl.arl",
+            "0123456789abcdef.0123456789abcdef0",
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            ok(jpki_crl_list_parse(bad[i], t, key, &arl) == -1,
+               "not a list name: \"%s\"", bad[i]);
+    }
+}
+
+/* The keys of an issuer: ca1 and ca2 (the J-LIS generations) and a link
+ * certificate, which adds no key. */
+static void test_issuer_keys(void)
+{
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_issuer *is = jpki_ctx_add_issuer(c, "card");
+    jpki_crl_key k[JPKI_CRL_KEYS_MAX];
+    uint8_t secret[32];
+    char err[256];
+    size_t n;
+
+    memset(secret, 7, sizeof(secret));
+    jpki_ctx_set_secret(c, secret, sizeof(secret));
+    jpki_issuer_add_certs_file(is, tap_path("ca1.pem"), err, sizeof(err));
+    jpki_issuer_add_certs_file(is, tap_path("ca2.pem"), err, sizeof(err));
+    jpki_issuer_add_certs_file(is, tap_path("link-new-with-old.pem"), err,
+                               sizeof(err));
+    ok(jpki_ctx_finish(c, err, sizeof(err)) == JPKI_OK, "ctx: %s", err);
+    n = jpki_crl_issuer_keys(is, k, JPKI_CRL_KEYS_MAX);
+    is_int(n, 2, "two keys (the link certificate adds none)");
+    ok(n == 2 && memcmp(k[0].hash, k[1].hash, 20) != 0
+       && strstr(k[0].subject, "JPKI") != NULL, "distinct, with a subject");
+    is_int(jpki_crl_issuer_keys(is, k, 1), 1, "at most max");
+    is_int(jpki_crl_issuer_keys(NULL, k, 4), 0, "no issuer: none");
+    jpki_ctx_free(c);
+}
+
 int main(void)
 {
+    test_list_names();
+    test_issuer_keys();
     test_round_trip();
     test_format_refuses();
     test_parse_refuses();

@@ -3,13 +3,17 @@
  * simulated Redis: the embedded store for strings, a table for the CRL
  * hashes.  A list whose id_check is not the gate's (loaded with another
  * site secret: its entries can never match) must read as unavailable, not
- * as "not listed". */
-#include "jpki.h"
+ * as "not listed".  A certificate is looked up in the list of the CA key
+ * that issued it (crlptr.h): none of that key, or only the one list per
+ * issuer of an older jpkictl, is unavailable too. */
+#include "internal.h"
+#include "crlptr.h"
 #include "tap.h"
 #include "pki.h"
 
 #include <stdint.h>
 #include <unistd.h>
+#include <openssl/pem.h>
 
 static jpki_ctx *ctx;
 static void *shm_mem, *shm_h;
@@ -27,7 +31,7 @@ typedef struct {
     size_t vlen;
 } hent;
 
-static hent hash[8];
+static hent hash[16];
 static size_t n_hash;
 static int hget_error;          /* answer every HGET with an error */
 static int n_meta_gets, n_batches_with_both;
@@ -151,12 +155,33 @@ static void map(const char *cert, const char *account)
     jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
 }
 
-/* What `crl sync` leaves: the pointer (k = 1, generation 1), the entry of
- * rev-keyCompromise keyed by its cert_id under the secret of `loader`,
- * and crlinfo's id_check (NULL: none). */
-static void load_crl(jpki_ctx *loader, const char *id_check)
+/* The list name of the CA key in PKI file ca ("ca1.pem", "ca2.pem"), as
+ * `crl sync` names it for a CRL signed by that key; with old, the one
+ * list per issuer of jpkictl before lists per key (the issuer tag). */
+static void list_of(const char *ca, int old, char out[JPKI_CRL_LIST_MAX])
 {
     const char *tag = jpki_issuer_tag(jpki_ctx_issuer(ctx, 0));
+    FILE *f = fopen(tap_path(ca), "r");
+    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    uint8_t kh[20];
+
+    out[0] = '\0';
+    if (old)
+        snprintf(out, JPKI_CRL_LIST_MAX, "%s", tag);
+    else if (x != NULL && jpki_key_hash_sha1(x, kh))
+        jpki_crl_list_name(out, JPKI_CRL_LIST_MAX, tag, kh, 0);
+    X509_free(x);
+    if (f != NULL)
+        fclose(f);
+}
+
+/* What `crl sync` leaves in list lid: the pointer (k = 1, generation 1),
+ * the entry of cert (revoked, keyCompromise) keyed by its cert_id under
+ * the secret of `loader`, and crlinfo's id_check (NULL: none).  The
+ * hashes of other lists stay unless fresh (then the table is emptied). */
+static void load_list(jpki_ctx *loader, const char *id_check, const char *lid,
+                      const char *cert, int fresh)
+{
     jpki_store_cmd cmd = {0};
     jpki_store_result r;
     char key[JPKI_STORE_KEY_MAX + 1], id[33];
@@ -164,27 +189,50 @@ static void load_crl(jpki_ctx *loader, const char *id_check)
     uint32_t at = (uint32_t)(NOW - 3600);
     size_t n;
 
-    n_hash = 0;
+    if (fresh)
+        n_hash = 0;
     cmd.op = JPKI_STORE_SET;
     cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key),
-                                  "jpki:v1:crlmeta:%s", tag);
+                                  "jpki:v1:crlmeta:%s", lid);
     cmd.vallen = (size_t)snprintf((char *)cmd.val, sizeof(cmd.val),
                                   "1|1|%lld|%lld|2|1|%lld",
                                   (long long)NOW - 60, (long long)NOW + 86400,
                                   (long long)NOW);
     jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
-    cert_id(loader, "rev-keyCompromise.pem", id);
+    cert_id(loader, cert, id);
     jpki_hex_decode(id, 32, raw, sizeof(raw), &n);
     val[1] = (uint8_t)(at >> 24);
     val[2] = (uint8_t)(at >> 16);
     val[3] = (uint8_t)(at >> 8);
     val[4] = (uint8_t)at;
-    snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%c", tag, id[0]);
+    snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%c", lid, id[0]);
     hash_put(key, raw, 16, val, 5);
     if (id_check != NULL) {
-        snprintf(key, sizeof(key), "jpki:v1:crlinfo:%s", tag);
+        snprintf(key, sizeof(key), "jpki:v1:crlinfo:%s", lid);
         hash_put(key, "id_check", 8, id_check, strlen(id_check));
     }
+}
+
+static void unload_list(const char *lid)
+{
+    jpki_store_cmd cmd = {0};
+    jpki_store_result r;
+
+    cmd.op = JPKI_STORE_DEL;
+    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key),
+                                  "jpki:v1:crlmeta:%s", lid);
+    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
+}
+
+/* ca2's CRL (it revokes rev-keyCompromise, a ca2 certificate), alone. */
+static void load_crl(jpki_ctx *loader, const char *id_check)
+{
+    char lid[JPKI_CRL_LIST_MAX];
+
+    list_of("ca1.pem", 0, lid);
+    unload_list(lid);
+    list_of("ca2.pem", 0, lid);
+    load_list(loader, id_check, lid, "rev-keyCompromise.pem", 1);
 }
 
 static const jpki_verdict *login(const char *who, jpki_txn **tp)
@@ -235,6 +283,111 @@ static void new_gate(int fail_open, unsigned pointer_ttl)
     ctx = make_ctx(7, fail_open, pointer_ttl);
     map("user1.pem", "alice");
     map("rev-keyCompromise.pem", "x");
+    map("user-old.pem", "old");
+    map("user-old-revoked.pem", "old-revoked");
+}
+
+/* The soft-pass record of cert (today's), or "". */
+static const char *soft_record(const char *cert)
+{
+    static jpki_store_result r;
+    jpki_store_cmd cmd = {0};
+    char id[33];
+
+    cert_id(ctx, cert, id);
+    cmd.op = JPKI_STORE_GET;
+    cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key),
+                                  "jpki:v1:soft:%s:%lld", id,
+                                  (long long)(NOW - NOW % 86400));
+    memset(&r, 0, sizeof(r));
+    jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
+    r.val[r.type == JPKI_STORE_R_VALUE ? r.vallen : 0] = '\0';
+    return (const char *)r.val;
+}
+
+/* Lists per CA key: ca1 and ca2 configured, a certificate looked up in the
+ * list of the key that issued it (the CRL zone's rule, crlzone.h). */
+static void test_lists_per_key(const char *idc_gate)
+{
+    char l1[JPKI_CRL_LIST_MAX], l2[JPKI_CRL_LIST_MAX], old[JPKI_CRL_LIST_MAX];
+    char want[64];
+    const jpki_verdict *v;
+    jpki_txn *t;
+
+    list_of("ca1.pem", 0, l1);
+    list_of("ca2.pem", 0, l2);
+    list_of("ca1.pem", 1, old);
+    ok(strlen(l1) == 33 && strlen(l2) == 33 && strcmp(l1, l2) != 0
+       && strncmp(l1, l2, 17) == 0, "two lists: <issuer tag>.<key tag>");
+
+    /* only ca2's CRL synced: a ca1 certificate has no CRL of its key, also
+     * when ca2's list answers "not listed" for its cert_id */
+    new_gate(0, 0);
+    unload_list(l1);
+    load_list(ctx, idc_gate, l2, "rev-keyCompromise.pem", 1);
+    logbuf[0] = '\0';
+    EXPECT("user-old-revoked", 503, "revocation_unavailable",
+           "ca2's list only: a ca1 certificate revoked on ca1's CRL fails "
+           "closed (before: 200)");
+    snprintf(want, sizeof(want), "(list %s)", l1);
+    ok(strstr(logbuf, "for the CA key that issued the certificate") != NULL
+       && strstr(logbuf, want) != NULL && strstr(logbuf, "older jpkictl"),
+       "... the log names the key's list and the upgrade");
+    EXPECT("user-old", 503, "revocation_unavailable",
+           "... a good ca1 certificate too");
+    EXPECT("user1", 200, "ok", "... a ca2 certificate is answered by ca2's");
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "... and refused when ca2's lists it");
+
+    /* ca1's CRL synced next to it */
+    load_list(ctx, idc_gate, l1, "user-old-revoked.pem", 0);
+    EXPECT("user-old-revoked", 403, "cert_revoked",
+           "ca1's list synced: revoked by it");
+    EXPECT("user-old", 200, "ok", "... a good ca1 certificate passes");
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "... ca2's list still answers for ca2");
+
+    /* a ca1 entry in ca2's list does not answer for ca1 */
+    load_list(ctx, idc_gate, l2, "user-old-revoked.pem", 1);
+    load_list(ctx, idc_gate, l1, "rev-keyCompromise.pem", 0);
+    EXPECT("user-old-revoked", 200, "ok",
+           "an entry under another key's list is not read");
+
+    /* the pointer cache holds each key's pointer apart */
+    new_gate(0, 30);
+    unload_list(l1);
+    load_list(ctx, idc_gate, l2, "rev-keyCompromise.pem", 1);
+    EXPECT("user1", 200, "ok", "cache: ca2's pointer cached");
+    n_meta_gets = 0;
+    EXPECT("user-old", 503, "revocation_unavailable",
+           "cache: ca2's cached pointer does not answer for ca1");
+    is_int(n_meta_gets, 1, "... ca1's pointer is read from the store");
+    EXPECT("user1", 200, "ok", "cache: ca2 again");
+    is_int(n_meta_gets, 1, "... from the cache");
+    load_list(ctx, idc_gate, l1, "user-old-revoked.pem", 0);
+    EXPECT("user-old-revoked", 403, "cert_revoked",
+           "cache: ca1's list synced: a missing pointer is not cached");
+
+    /* a store of jpkictl before lists per key: one pointer per issuer,
+     * entries of every key: never read, fail closed until synced again */
+    new_gate(0, 0);
+    unload_list(l1);
+    unload_list(l2);
+    load_list(ctx, idc_gate, old, "user-old-revoked.pem", 1);
+    EXPECT("user-old-revoked", 503, "revocation_unavailable",
+           "old layout: not read (fails closed, never good)");
+    EXPECT("user1", 503, "revocation_unavailable", "old layout: ca2 too");
+    unload_list(old);
+
+    /* fail open: the soft-pass record names the key's list, for
+     * `jpkictl recheck` */
+    new_gate(1, 0);
+    v = login("user-old", &t);
+    ok(v && v->http_status == 200 && v->soft_pass, "fail open: a soft pass");
+    jpki_txn_free(t);
+    snprintf(want, sizeof(want), "\"list\":\"%s\"", l1);
+    ok(strstr(soft_record("user-old.pem"), want) != NULL,
+       "... its record names the list of the certificate's key");
 }
 
 int main(void)
@@ -323,6 +476,8 @@ int main(void)
     is_int(v ? v->http_status : -1, 200, "fail open: other secret passes");
     ok(v && v->soft_pass, "... as a soft pass");
     jpki_txn_free(t);
+
+    test_lists_per_key(idc_gate);
 
     /* the pointer cache: a pointer is kept only once its id_check matched */
     new_gate(0, 30);
