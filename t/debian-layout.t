@@ -11,7 +11,14 @@
 #    conf.example/ (paths and ports replaced): the application is closed,
 #    browsers go to the login page, health answers, a login through the
 #    installed jpkictl's mapping opens the application with the account,
-#    and an audit line is logged.
+#    and an audit line is logged;
+#  - as root, with dpkg-buildpackage (JPKI_TEST_DEB=0: not): the Debian
+#    packages built from a copy of the tree (libnginx-mod-http-jpki,
+#    libapache2-mod-auth-jpki, jpki-tools), with the ABI dependencies of
+#    Debian's own module packages, installed with dpkg: the module enabled
+#    (modules-enabled link, a2enmod), the jpki user, the CRL sync's units;
+#    Debian's own nginx.conf and apache2.conf still pass their configuration
+#    test; the same runs with the installed packages; then purged.
 #   make all pki && prove -v t/debian-layout.t   (JPKI_SERVERS=nginx: one server)
 use strict;
 use warnings;
@@ -86,7 +93,7 @@ sub localize {
 # nginx: Debian's nginx.conf includes modules-enabled/*.conf, conf.d/*.conf
 # and sites-enabled/*; modules/ is its link to /usr/lib/nginx/modules.
 sub start_nginx {
-    my ($n, $port, $up) = @_;
+    my ($n, $port, $up, $root, $ex) = @_;
     mkdir $_, 0755 for $n, map { "$n/$_" } qw(modules-enabled conf.d sites-enabled logs);
     symlink "$root/usr/lib/nginx/modules", "$n/modules";
     symlink "$root/usr/share/nginx/modules-available/mod-http-jpki.conf",
@@ -118,10 +125,10 @@ EOF
 # conf-enabled/*.conf and sites-enabled/*.conf, and denies the file system
 # but /var/www.
 sub start_apache {
-    my ($a, $port, $up) = @_;
+    my ($a, $port, $up, $root, $ex) = @_;
     mkdir $_, 0755 for $a, map { "$a/$_" } qw(mods-enabled conf-enabled sites-enabled logs run);
     my $load = slurp("$root/etc/apache2/mods-available/auth_jpki.load");
-    $load =~ s{/usr/lib/apache2/modules}{$root/usr/lib/apache2/modules};
+    $load =~ s{/usr/lib/apache2/modules}{$root/usr/lib/apache2/modules} if $root ne '';
     spew("$a/mods-enabled/auth_jpki.load", $load);
     spew("$a/conf-enabled/jpki.conf",
          localize(slurp("$ex/apache2/conf-available/jpki.conf"), $port, $up)
@@ -160,42 +167,101 @@ EOF
             "$a/logs/error.log");
 }
 
-for my $kind (@kinds) {
+# Runs each server from what is installed under root (the modules and the
+# snippets), with the examples of ex; what: the label.
+sub run_sites {
+    my ($what, $root, $ex) = @_;
+    for my $kind (@kinds) {
+        run_site($kind, "$what $kind", "$dir/$what-$kind", $root, $ex);
+    }
+}
+
+sub run_site {
+    my ($kind, $label, $sdir, $root, $ex) = @_;
     my $port = free_port();
-    my $echo = JPKIApache::Echo->new($dir, "app-$kind");
+    my $echo = JPKIApache::Echo->new($dir, "app-$label" =~ s/ /-/gr);
     $echo->start;
-    my ($pid, $log) = $kind eq 'nginx'
-        ? start_nginx("$dir/nginx", $port, $echo->{ports}{"app-$kind"})
-        : start_apache("$dir/apache", $port, $echo->{ports}{"app-$kind"});
-    ok(wait_port($port, 10, $pid), "$kind: starts from the Debian-layout snippets")
-        or diag(slurp("$dir/$kind/stderr.log") . slurp($log));
+    my $up = (values %{ $echo->{ports} })[0];
+    my ($pid, $log) = $kind eq 'nginx' ? start_nginx($sdir, $port, $up, $root, $ex)
+                                       : start_apache($sdir, $port, $up, $root, $ex);
+    ok(wait_port($port, 10, $pid), "$label: starts from the Debian-layout snippets")
+        or diag(slurp("$sdir/stderr.log") . slurp($log));
     my $u = "http://127.0.0.1:$port";
     my $r = http('GET', "$u/account/");
-    is($r->{status}, 401, "$kind: the application is closed to API clients");
+    is($r->{status}, 401, "$label: the application is closed to API clients");
     $r = http('GET', "$u/account/", headers => { Accept => 'text/html' });
-    is($r->{status}, 302, "$kind: browsers are sent to the login page");
-    like($r->{headers}{location} // '', qr{^/login\.html\?return_to=/account/}, "$kind: Location");
+    is($r->{status}, 302, "$label: browsers are sent to the login page");
+    like($r->{headers}{location} // '', qr{^/login\.html\?return_to=/account/}, "$label: Location");
     $r = http('GET', "$u/login.html");
-    is($r->{content}, "<p>Sign in</p>\n", "$kind: the login page is served");
+    is($r->{content}, "<p>Sign in</p>\n", "$label: the login page is served");
     $r = http('GET', "$u/jpki-health");
-    is($r->{status}, 200, "$kind: health 200 (CRL fresh, store up)");
-    is($r->{json} && $r->{json}{crls}[0]{loaded} ? 1 : 0, 1, "$kind: the CRL is loaded");
+    is($r->{status}, 200, "$label: health 200 (CRL fresh, store up)");
+    is($r->{json} && $r->{json}{crls}[0]{loaded} ? 1 : 0, 1, "$label: the CRL is loaded");
     my $ch = challenge("$u/jpki");
     $r = post_json("$u/jpki/login", login_body($ch, 'user1'));
-    is($r->{status}, 200, "$kind: login");
-    is($r->{json} && $r->{json}{account}, 'debian-user', "$kind: the account of the installed jpkictl's mapping");
+    is($r->{status}, 200, "$label: login");
+    is($r->{json} && $r->{json}{account}, 'debian-user', "$label: the account of the installed jpkictl's mapping");
     my $c = cookie_of($r);
     $r = http('GET', "$u/account/", headers => { Cookie => "jpki_session=$c",
                                                  'X-JPKI-Account' => 'someone-else' });
     like($r->{content} // '', qr/^account=\[debian-user\] spoof=\[\]/,
-         "$kind: the application gets the account, not the spoofed header");
+         "$label: the application gets the account, not the spoofed header");
     like(slurp($log), qr/jpki audit: \{"ts":\d+,"event":"login","result":"ok"/,
-         "$kind: audit line in the error log");
+         "$label: audit line in the error log");
     JPKITest::stop_pid($pid, $kind eq 'nginx' ? 'QUIT' : 'TERM', 10);
     $echo->stop;
     my @bad = grep { /\[(alert|crit|emerg)\]|:(alert|crit|emerg)\]|exit signal|signal \d+/ }
               split /\n/, slurp($log);
-    ok(!@bad, "$kind: error log clean") or diag(join "\n", @bad);
+    ok(!@bad, "$label: error log clean") or diag(join "\n", @bad);
+}
+
+
+run_sites('make-install', $root, $ex);
+
+# ---- the Debian packages
+SKIP: {
+    skip 'Debian packages: not root', 1 if $> != 0;
+    skip 'Debian packages: JPKI_TEST_DEB=0', 1 if ($ENV{JPKI_TEST_DEB} // '') eq '0';
+    skip 'Debian packages: no dpkg-buildpackage', 1 unless -x '/usr/bin/dpkg-buildpackage';
+    skip 'Debian packages: not a git checkout', 1 unless -d "$top/.git" || -f "$top/.git";
+    my $deb = "$dir/deb";
+    mkdir $deb;
+    # a copy of the tree (what git tracks, and new files not ignored): the
+    # packages' clean step empties build/
+    $out = `cd $top && mkdir -p $deb/src && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $deb/src 2>&1`;
+    is($? >> 8, 0, 'a copy of the tree') or diag($out);
+    $out = `cd $deb/src && dpkg-buildpackage -us -uc -b 2>&1`;
+    is($? >> 8, 0, 'dpkg-buildpackage -us -uc -b') or diag(substr($out, -3000));
+    my %debs = map { $_ => "$deb/${_}_0.1.0_" . `dpkg --print-architecture` =~ s/\s+//r . '.deb' }
+               qw(libnginx-mod-http-jpki libapache2-mod-auth-jpki jpki-tools);
+    ok(-f $debs{$_}, "package $_") for sort keys %debs;
+    like(`dpkg-deb -f $debs{'libnginx-mod-http-jpki'} Depends`, qr/\bnginx-abi-[\d.]+-\d+\b/,
+         'the nginx module depends on the nginx ABI it was built for');
+    like(`dpkg-deb -f $debs{'libapache2-mod-auth-jpki'} Depends`, qr/\bapache2-api-\d+\b/,
+         'the Apache module depends on the Apache API');
+    # no service started by the packages' scripts (as .ci/deps does)
+    my $policy = '/usr/sbin/policy-rc.d';
+    my $had_policy = -e $policy;
+    spew($policy, "#!/bin/sh\nexit 101\n", 0755) unless $had_policy;
+    $out = `dpkg -i @debs{qw(jpki-tools libapache2-mod-auth-jpki libnginx-mod-http-jpki)} 2>&1`;
+    is($? >> 8, 0, 'dpkg -i the three packages') or diag($out);
+    is(readlink('/etc/nginx/modules-enabled/50-mod-http-jpki.conf'),
+       '/usr/share/nginx/modules-available/mod-http-jpki.conf', 'nginx: the module is enabled');
+    is(slurp('/usr/share/nginx/modules-available/mod-http-jpki.conf'),
+       "load_module modules/ngx_http_jpki_module.so;\n", 'nginx: its load file');
+    ok(-l '/etc/apache2/mods-enabled/auth_jpki.load', 'Apache: a2enmod auth_jpki was run');
+    ok(scalar(getpwnam('jpki')), 'the jpki user of the CRL sync');
+    ok(-f "/lib/systemd/system/jpki-crl-sync.$_", "the CRL sync's $_ unit") for qw(service timer);
+    $out = `nginx -t 2>&1`;
+    is($? >> 8, 0, "Debian's nginx.conf with the module: nginx -t") or diag($out);
+    $out = `apache2ctl -t 2>&1`;
+    is($? >> 8, 0, "Debian's apache2.conf with the module: apache2ctl -t") or diag($out);
+    run_sites('dpkg', '', '/usr/share/doc/jpki-tools/examples');
+    $out = `dpkg --purge jpki-tools libapache2-mod-auth-jpki libnginx-mod-http-jpki 2>&1`;
+    is($? >> 8, 0, 'dpkg --purge') or diag($out);
+    ok(!-e '/etc/nginx/modules-enabled/50-mod-http-jpki.conf'
+       && !-e '/etc/apache2/mods-enabled/auth_jpki.load', 'purged: the modules are no longer enabled');
+    unlink $policy unless $had_policy;
 }
 
 $ocsp->stop;
