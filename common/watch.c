@@ -360,7 +360,8 @@ void jpki_crlwatch_free(jpki_crlwatch *w)
 }
 
 /* The record of path (kept), or a free one (NULL: no room); called with
- * the records' lock held. */
+ * the records' lock held.  A record whose parse runs keeps its path until
+ * the parse ends (scan, jpki_crlfile_end): it is never free. */
 static jpki_crlfile *file_of(watch_issuer *x, const char *path)
 {
     jpki_crlfile *spare = NULL;
@@ -369,7 +370,7 @@ static jpki_crlfile *file_of(watch_issuer *x, const char *path)
     for (k = 0; k < x->cap; k++) {
         if (x->file[k].path != NULL && strcmp(x->file[k].path, path) == 0)
             return &x->file[k];
-        if (x->file[k].path == NULL && !x->file[k].busy && spare == NULL)
+        if (x->file[k].path == NULL && spare == NULL)
             spare = &x->file[k];
     }
     if (spare == NULL || (spare->path = strdup(path)) == NULL)
