@@ -440,12 +440,14 @@ static void file_pass(jpki_crlwatch *w, jpki_crlfile *f, jpki_crlzone *z,
 {
     jpki_crlzone_file zf = {f->issuer, f->path, &f->fid, sizeof(f->fid)};
     char why[128];
+    int err;
 
     if (jpki_file_id_stat(f->path, &f->fid) != 0) {
+        err = errno;                    /* (the zone's lock may change it) */
         if (jpki_crlzone_unreadable(z, f->issuer, f->path))
             w_log(w->log, w->log_ud, JPKI_LOG_ERROR, "CRL \"%s\" "
                   "unreadable: %s", f->path,
-                  strerror_r(errno, why, sizeof(why)));
+                  strerror_r(err, why, sizeof(why)));
         return;
     }
     if (!jpki_crlzone_begin(z, &zf, now))
