@@ -35,6 +35,7 @@
 #include "crlzone.h"
 #include "conf.h"
 #include "mapfile.h"
+#include "watch.h"
 
 #define JPKI_UNSET            (-1)
 #define JPKI_STORE_SHM        1
@@ -162,18 +163,16 @@ typedef struct {
     apr_thread_t              *poller;        /* per child */
     volatile apr_uint32_t      poller_stop;   /* per child: 1 at exit */
     volatile apr_uint32_t      logins;        /* per child: being verified */
-    jpki_map                  *map;
-    apr_thread_rwlock_t       *map_lock;      /* per child */
+    jpki_mapwatch             *mapw;          /* the mapping file */
+    jpki_crlwatch             *crlw;          /* the CRL files */
+    apr_thread_rwlock_t       *watch_lock;    /* per child: the table in
+                                                 force, the CRL files' */
     apr_thread_rwlock_t       *crl_lock;      /* per child */
     apr_thread_mutex_t        *files_mutex;   /* per child: one reloader */
     apr_thread_mutex_t        *flight_mutex;  /* per child: OCSP flights */
     apr_thread_cond_t         *flight_cond;
     struct mjpki_flight       *flights;       /* OCSP queries under way */
     volatile apr_uint32_t      files_checked; /* second of the last stat */
-    apr_time_t                 map_mtime;
-    apr_off_t                  map_size;
-    apr_ino_t                  map_inode;
-    int                        map_failed;
 } mjpki_site;
 
 typedef struct {
@@ -259,9 +258,11 @@ int mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
 void mjpki_crl_post_config_done(server_rec *s);
 void mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s,
                           mjpki_site *site);
-void mjpki_crls_load(mjpki_site *site, apr_pool_t *tmp);
+/* A child's rwlock for the core's callbacks (ud: the lock's address). */
+void mjpki_rwlock_rd(void *ud);
+void mjpki_rwlock_wr(void *ud);
+void mjpki_rwlock_un(void *ud);
 jpki_err mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info);
-int mjpki_crl_health(mjpki_site *site, jpki_health *h);
 /* The JSON of the health endpoint; *ok when all is well. */
 const char *mjpki_health_json(mjpki_site *site, request_rec *r, int *ok);
 mjpki_issuer_rt *mjpki_issuer_of(mjpki_site *site, const jpki_issuer *is);

@@ -2,10 +2,10 @@
  * mod_auth_jpki_crl.c - the issuers and their CRLs, Apache's side: the
  * JPKIIssuer directive, the CRL zone's APR shared memory segment and
  * global mutex (kept in the process pool across restarts of the same
- * size), the CRL files checked in requests (at most once a second, one
- * thread of a child), and the per-process CRLs' read-write lock.  The
- * grammar, the zone's layout and protocol, the lookups and what is logged
- * are the core's (common/conf_issuer.c, common/crlzone.c).
+ * size), and the per-process CRLs' read-write lock.  The grammar, the
+ * zone's layout and protocol and the lookups are the core's (common/
+ * conf_issuer.c, common/crlzone.c); the CRL files are watched with the
+ * mapping file (mod_auth_jpki_io.c, common/watch.c).
  */
 
 #include "mod_auth_jpki.h"
@@ -148,37 +148,38 @@ mjpki_crlz_alive(void *ud, long pid)
 }
 
 
-/* The per-process CRLs (no zone): the child's read-write lock (none in
- * the parent, which loads them before the children are forked). */
-static void
-mjpki_crl_wrlock(void *ud)
+/* A child's read-write lock for the core (ud: where it is, NULL until
+ * child_init: none in the parent, which reads before the children are
+ * forked): the per-process CRLs (no zone), the watched files' tables. */
+void
+mjpki_rwlock_wr(void *ud)
 {
-    mjpki_site  *site = ud;
+    apr_thread_rwlock_t  *lock = *(apr_thread_rwlock_t **) ud;
 
-    if (site->crl_lock) {
-        apr_thread_rwlock_wrlock(site->crl_lock);
+    if (lock) {
+        apr_thread_rwlock_wrlock(lock);
     }
 }
 
 
-static void
-mjpki_crl_rdlock(void *ud)
+void
+mjpki_rwlock_rd(void *ud)
 {
-    mjpki_site  *site = ud;
+    apr_thread_rwlock_t  *lock = *(apr_thread_rwlock_t **) ud;
 
-    if (site->crl_lock) {
-        apr_thread_rwlock_rdlock(site->crl_lock);
+    if (lock) {
+        apr_thread_rwlock_rdlock(lock);
     }
 }
 
 
-static void
-mjpki_crl_rwunlock(void *ud)
+void
+mjpki_rwlock_un(void *ud)
 {
-    mjpki_site  *site = ud;
+    apr_thread_rwlock_t  *lock = *(apr_thread_rwlock_t **) ud;
 
-    if (site->crl_lock) {
-        apr_thread_rwlock_unlock(site->crl_lock);
+    if (lock) {
+        apr_thread_rwlock_unlock(lock);
     }
 }
 
@@ -191,11 +192,11 @@ mjpki_crlz_attach(mjpki_site *site)
 
     memset(&ops, 0, sizeof(ops));
     if (z == NULL) {
-        ops.lock = mjpki_crl_wrlock;
-        ops.unlock = mjpki_crl_rwunlock;
-        ops.rdlock = mjpki_crl_rdlock;
-        ops.rdunlock = mjpki_crl_rwunlock;
-        ops.ud = site;
+        ops.lock = mjpki_rwlock_wr;
+        ops.unlock = mjpki_rwlock_un;
+        ops.rdlock = mjpki_rwlock_rd;
+        ops.rdunlock = mjpki_rwlock_un;
+        ops.ud = &site->crl_lock;
         return jpki_crlzone_local(&ops);
     }
 
@@ -340,102 +341,6 @@ mjpki_crl_cleanup(void *data)
 }
 
 
-/* ---- loading --------------------------------------------------------- */
-
-/* One file: parsed when this version was not tried (by any process) and
- * nobody else loads a file of the zone now. */
-static void
-mjpki_crl_file(mjpki_site *site, mjpki_issuer_rt *x, const char *path,
-               apr_pool_t *tmp)
-{
-    struct { apr_time_t mtime; apr_off_t size; apr_ino_t inode; } fid;
-    jpki_crlzone_file     f = { x->issuer, path, &fid, sizeof(fid) };
-    jpki_crlzone_outcome  o;
-    jpki_crl_index       *ix;
-    apr_finfo_t           fi;
-    apr_status_t          rv;
-    jpki_err              e;
-    char                  detail[256], msg[1024];
-
-    rv = apr_stat(&fi, path, APR_FINFO_MTIME | APR_FINFO_SIZE
-                             | APR_FINFO_INODE, tmp);
-    if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
-        if (jpki_crlzone_unreadable(site->crls, x->issuer, path)) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: CRL "
-                         "\"%s\" unreadable", path);
-        }
-        return;
-    }
-
-    memset(&fid, 0, sizeof(fid));
-    fid.mtime = fi.mtime;
-    fid.size = fi.size;
-    fid.inode = fi.inode;
-    if (!jpki_crlzone_begin(site->crls, &f, (int64_t) apr_time_sec(
-                                                  apr_time_now())))
-    {
-        return;
-    }
-
-    e = jpki_crlzone_build(site->ctx, path, time(NULL), site->grace, &ix,
-                           detail, sizeof(detail));
-    o = jpki_crlzone_end(site->crls, &f, e, ix,
-                         (int64_t) apr_time_sec(apr_time_now()), msg,
-                         sizeof(msg));
-    ap_log_error(APLOG_MARK, o == JPKI_CRLZONE_LOADED ? APLOG_NOTICE
-                                                      : APLOG_ERR,
-                 0, site->server, "jpki: %s", msg);
-}
-
-
-/* The CRL files of an issuer now: its crl= files, each crl= directory's
- * *.crl and *.pem files (a missing file: itself, watched all the same). */
-static int
-mjpki_crl_files(mjpki_issuer_rt *x, char **paths, int max)
-{
-    int  i, n = 0, k;
-
-    for (i = 0; i < x->spec->crl->nelts && n < max; i++) {
-        const char  *src = APR_ARRAY_IDX(x->spec->crl, i, const char *);
-
-        k = jpki_crl_source_files(src, paths + n, (size_t) (max - n));
-        if (k < 0) {
-            paths[n] = strdup(src);
-            k = paths[n] ? 1 : 0;
-        }
-        n += k;
-    }
-
-    return n;
-}
-
-
-/* Loads the CRL files that changed since they were tried (all of them the
- * first time); the same rules as the nginx module (the core's). */
-void
-mjpki_crls_load(mjpki_site *site, apr_pool_t *tmp)
-{
-    mjpki_issuer_rt  *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
-    char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
-    int              i, k, n;
-
-    if (site->crls == NULL) {
-        return;
-    }
-
-    jpki_crlzone_tick(site->crls);
-
-    for (i = 0; i < site->rt_issuers->nelts; i++) {
-        n = mjpki_crl_files(&rt[i], paths,
-                            JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX);
-        for (k = 0; k < n; k++) {
-            mjpki_crl_file(site, &rt[i], paths[k], tmp);
-        }
-        jpki_crl_source_files_free(paths, (size_t) n);
-    }
-}
-
-
 jpki_err
 mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info)
 {
@@ -445,38 +350,10 @@ mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info)
 }
 
 
-/* Every CRL file of the site in the health answer (a file's own label when
- * its issuer has several); the count of files. */
-int
-mjpki_crl_health(mjpki_site *site, jpki_health *h)
-{
-    mjpki_issuer_rt  *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
-    char            *paths[JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX];
-    const char      *base;
-    int              i, k, n, total = 0;
-
-    for (i = 0; i < site->rt_issuers->nelts; i++) {
-        n = mjpki_crl_files(&rt[i], paths,
-                            JPKI_ISSUER_CRL_MAX * JPKI_CRL_DIR_MAX);
-        for (k = 0; h != NULL && k < n; k++) {
-            base = strrchr(paths[k], '/');
-            jpki_crlzone_health(site->crls, rt[i].issuer, paths[k],
-                                n > 1 ? (base ? base + 1 : paths[k]) : NULL,
-                                h);
-        }
-        jpki_crl_source_files_free(paths, (size_t) n);
-        total += n;
-    }
-
-    return total;
-}
-
-
 /* ---- process setup ---------------------------------------------------- */
 
-/* In the parent: the zone (n: the sites having one so far), the CRLs of
- * the site loaded once (the children share these pages until a file
- * changes; with a zone, unless they are there already). */
+/* In the parent: the zone (n: the sites having one so far), the site's
+ * handle on its CRLs (its files are read next: mod_auth_jpki_io.c). */
 int
 mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                       mjpki_site *site, int *n, int preflight)
@@ -508,8 +385,6 @@ mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         list[i] = rt[i].issuer;
     }
     jpki_crlzone_retain(site->crls, list, (size_t) i);
-
-    mjpki_crls_load(site, ptemp);
 
     return OK;
 }

@@ -1,8 +1,9 @@
 /*
  * mod_auth_jpki_io.c - the files the module watches, and its start:
- *  - the mapping file: loaded in the parent (the children share the
- *    pages), re-read by each child when it changes (checked at most once
- *    a second), with the CRL files (mod_auth_jpki_crl.c);
+ *  - the watched files, the mapping file and the CRL files (common/
+ *    watch.c): read in the parent (the children share the pages), read
+ *    again by each child when they change (checked at most once a second
+ *    from requests, by one thread);
  *  - the health endpoint's JSON (CRLs of this process, store reachable;
  *    written by the core, common/gate.c);
  *  - post_config and child_init: the stores' segments, the poller.
@@ -56,11 +57,11 @@ mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
     char                 *crls, *out;
     apr_size_t            max;
 
-    max = JPKI_HEALTH_CRL_MAX * (mjpki_crl_health(site, NULL) + 1);
+    max = JPKI_HEALTH_CRL_MAX * (jpki_crlwatch_count(site->crlw) + 1);
     crls = apr_palloc(r->pool, max);
     jpki_health_init(&h, crls, max, now, site->grace,
                      jpki_ctx_get_policy(site->ctx)->clock_skew);
-    (void) mjpki_crl_health(site, &h);
+    jpki_crlwatch_health(site->crlw, site->crls, &h);
 
     /* the store: full (no room for a new key; Redis answering a write
      * -OOM at maxmemory), or not answering */
@@ -93,77 +94,85 @@ mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
 
 
 /* ------------------------------------------------------------------ */
-/* Mapping file                                                        */
+/* The watched files: the mapping file, the CRL files (common/watch.c) */
 /* ------------------------------------------------------------------ */
 
-/* Loads the file when it changed since the last load (mtime, size or
- * inode: a rename-replaced file within the same second counts). */
+/* Their sentences, about the site's server: a file put in force at notice
+ * (seen at the default level). */
 static void
-mjpki_map_load(mjpki_site *site, apr_pool_t *tmp)
+mjpki_watch_log(void *ud, jpki_log_level level, const char *msg)
 {
-    apr_finfo_t   fi;
-    apr_status_t  rv;
-    jpki_map     *m, *old;
-    char          why[1024];
+    static const int  map[] = {
+        APLOG_ERR, APLOG_WARNING, APLOG_NOTICE, APLOG_DEBUG
+    };
 
-    rv = apr_stat(&fi, site->map_file, APR_FINFO_MTIME | APR_FINFO_SIZE
-                                       | APR_FINFO_INODE, tmp);
-    if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
-        if (!site->map_failed) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, site->server, "jpki: "
-                         "cannot read mapping file \"%s\"", site->map_file);
-            site->map_failed = 1;
-        }
-        return;
-    }
-
-    if (site->map != NULL && fi.mtime == site->map_mtime
-        && fi.size == site->map_size && fi.inode == site->map_inode)
-    {
-        return;
-    }
-
-    /* common/mapfile.c: the parser nginx and jpkictl use */
-    if (jpki_map_read(site->map_file, &m, why, sizeof(why)) != JPKI_OK) {
-        if (!site->map_failed) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, site->server, "jpki: %s",
-                         why);
-            site->map_failed = 1;
-        }
-        return;
-    }
-    if (m->bad) {
-        jpki_map_warning(m, site->map_file, why, sizeof(why));
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: %s",
-                     why);
-    }
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, site->server, "jpki: mapping file "
-                 "\"%s\" loaded, %" APR_SIZE_T_FMT " entries", site->map_file,
-                 m->n);
-
-    site->map_failed = 0;
-    site->map_mtime = fi.mtime;
-    site->map_size = fi.size;
-    site->map_inode = fi.inode;
-
-    if (site->map_lock) {
-        apr_thread_rwlock_wrlock(site->map_lock);
-    }
-    old = site->map;
-    site->map = m;
-    if (site->map_lock) {
-        apr_thread_rwlock_unlock(site->map_lock);
-    }
-
-    jpki_map_free(old);
+    ap_log_error(APLOG_MARK, map[(unsigned) level < 4 ? level : 3], 0,
+                 ((mjpki_site *) ud)->server, "jpki: %s", msg);
 }
 
 
+static apr_status_t
+mjpki_watch_cleanup(void *data)
+{
+    mjpki_site  *site = data;
+
+    jpki_mapwatch_free(site->mapw);
+    site->mapw = NULL;
+    jpki_crlwatch_free(site->crlw);
+    site->crlw = NULL;
+
+    return APR_SUCCESS;
+}
+
+
+/* In the parent: the site's files watched, and read a first time (the
+ * CRLs with a zone: unless they are there already). */
+static int
+mjpki_watch_start(apr_pool_t *pconf, mjpki_site *site)
+{
+    mjpki_issuer_rt   *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
+    jpki_watch_lock    lock = { mjpki_rwlock_rd, mjpki_rwlock_wr,
+                                mjpki_rwlock_un, &site->watch_lock };
+    int                i, bad = 0;
+
+    apr_pool_cleanup_register(pconf, site, mjpki_watch_cleanup,
+                              apr_pool_cleanup_null);
+
+    site->crlw = jpki_crlwatch_new(site->ctx, site->grace, mjpki_watch_log,
+                                   site, &lock);
+    bad = site->crlw == NULL;
+    for (i = 0; !bad && i < site->rt_issuers->nelts; i++) {
+        bad = jpki_crlwatch_issuer(site->crlw, rt[i].issuer,
+                                   (const char *const *) rt[i].spec->crl->elts,
+                                   (size_t) rt[i].spec->crl->nelts) != 0;
+    }
+
+    if (!bad && site->map_file) {
+        site->mapw = jpki_mapwatch_new(site->map_file, mjpki_watch_log, site,
+                                       &lock);
+        bad = site->mapw == NULL;
+    }
+
+    if (bad) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, site->server, "jpki: cannot "
+                     "watch the CRL and mapping files (out of memory)");
+        return !OK;
+    }
+
+    jpki_crlwatch_pass(site->crlw, site->crls, apr_time_sec(apr_time_now()),
+                       NULL, NULL);
+    jpki_mapwatch_load(site->mapw);
+
+    return OK;
+}
+
+
+/* At most once a second, from requests: one thread of the child reads the
+ * files that changed; the others go on with the tables they have. */
 void
 mjpki_files_refresh(mjpki_site *site)
 {
     apr_uint32_t  now = (apr_uint32_t) apr_time_sec(apr_time_now());
-    apr_pool_t   *tmp;
 
     if (apr_atomic_read32(&site->files_checked) == now
         || site->files_mutex == NULL)
@@ -171,20 +180,14 @@ mjpki_files_refresh(mjpki_site *site)
         return;
     }
 
-    /* one thread checks; the others go on with the tables they have */
     if (apr_thread_mutex_trylock(site->files_mutex) != APR_SUCCESS) {
         return;
     }
 
     if (apr_atomic_read32(&site->files_checked) != now) {
         apr_atomic_set32(&site->files_checked, now);
-        if (apr_pool_create_unmanaged_ex(&tmp, NULL, NULL) == APR_SUCCESS) {
-            if (site->map_file) {
-                mjpki_map_load(site, tmp);
-            }
-            mjpki_crls_load(site, tmp);
-            apr_pool_destroy(tmp);
-        }
+        jpki_mapwatch_load(site->mapw);
+        jpki_crlwatch_pass(site->crlw, site->crls, now, NULL, NULL);
     }
 
     apr_thread_mutex_unlock(site->files_mutex);
@@ -194,30 +197,7 @@ mjpki_files_refresh(mjpki_site *site)
 size_t
 mjpki_map_lookup(void *ud, const char *cert_id, char *out)
 {
-    mjpki_site  *site = ud;
-    size_t      len;
-
-    if (site->map_lock) {
-        apr_thread_rwlock_rdlock(site->map_lock);
-    }
-    len = jpki_map_lookup(site->map, cert_id, out);
-    if (site->map_lock) {
-        apr_thread_rwlock_unlock(site->map_lock);
-    }
-
-    return len;
-}
-
-
-static apr_status_t
-mjpki_map_cleanup(void *data)
-{
-    mjpki_site  *site = data;
-
-    jpki_map_free(site->map);
-    site->map = NULL;
-
-    return APR_SUCCESS;
+    return jpki_mapwatch_lookup(((mjpki_site *) ud)->mapw, cert_id, out);
 }
 
 
@@ -269,7 +249,7 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             }
         }
 
-        /* the CRLs: once in the parent (mod_auth_jpki_crl.c) */
+        /* the CRL zone, the handle on it (mod_auth_jpki_crl.c) */
         if (mjpki_crl_post_config(pconf, ptemp, sv, site, &ncrlz, preflight)
             != OK)
         {
@@ -281,10 +261,8 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             continue;
         }
 
-        if (site->map_file) {
-            mjpki_map_load(site, ptemp);
-            apr_pool_cleanup_register(pconf, site, mjpki_map_cleanup,
-                                      apr_pool_cleanup_null);
+        if (mjpki_watch_start(pconf, site) != OK) {
+            return !OK;
         }
         apr_atomic_set32(&site->files_checked,
                          (apr_uint32_t) apr_time_sec(apr_time_now()));
@@ -323,7 +301,7 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
         apr_thread_mutex_create(&site->flight_mutex,
                                 APR_THREAD_MUTEX_DEFAULT, pchild);
         apr_thread_cond_create(&site->flight_cond, pchild);
-        apr_thread_rwlock_create(&site->map_lock, pchild);
+        apr_thread_rwlock_create(&site->watch_lock, pchild);
 
         /* idle Redis connections are closed when the child exits */
         apr_pool_cleanup_register(pchild, site, mjpki_redis_pool_cleanup,

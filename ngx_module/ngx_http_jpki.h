@@ -16,6 +16,7 @@
 #include "crlzone.h"
 #include "conf.h"
 #include "mapfile.h"
+#include "watch.h"
 
 
 #define NGX_HTTP_JPKI_STORE_SHM    1
@@ -25,40 +26,10 @@
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
 
 
-/* What tells a watched file's versions apart: a replaced file (a new
- * inode), one rewritten in place (size, mtime to the nanosecond), one whose
- * mode or owner changed (ctime: a file that could not be read, fixed with
- * chmod or chown, keeps its mtime).  Whole seconds are not enough: a file
- * written twice within a second, or read half-written in the second it was
- * completed, would look unchanged. */
-typedef struct {
-    dev_t                      dev;
-    ino_t                      ino;
-    off_t                      size;
-    time_t                     sec;
-    long                       nsec;
-    time_t                     csec;
-    long                       cnsec;
-} ngx_http_jpki_file_id_t;
-
-
-/* A CRL file of an issuer, watched by the worker (ngx_http_jpki_crl.c): a
- * crl= file, or one of a crl= directory. */
-typedef struct {
-    char                      *path;          /* NULL: a free record */
-    ngx_uint_t                 busy;          /* parsed in a thread */
-    ngx_uint_t                 seen;          /* in the last scan */
-#if (NGX_THREADS)
-    ngx_thread_task_t         *task;
-#endif
-} ngx_http_jpki_crl_file_t;
-
-
 typedef struct {
     ngx_str_t                  name;
     ngx_array_t               *crl_sources;   /* ngx_str_t: crl= files
                                                  and directories */
-    ngx_array_t               *crl_files;     /* per worker: their files */
     ngx_url_t                  ocsp_url;
     ngx_str_t                  ocsp_host;     /* Host header */
     ngx_str_t                  ocsp_uri;
@@ -113,19 +84,15 @@ struct ngx_http_jpki_main_conf_s {
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
     size_t                     crl_zone_bytes;  /* the core's zone in it */
     jpki_crlzone              *crlz;          /* per worker: the CRLs */
+    jpki_crlwatch             *crlw;          /* per worker: their files */
 #if (NGX_THREADS)
     ngx_thread_pool_t         *threads;       /* "default": files read */
     ngx_thread_task_t         *map_task;
 #endif
 
     ngx_str_t                  map_file;
-    ngx_http_jpki_file_id_t    map_file_id;   /* the file tried last */
-    ngx_uint_t                 map_busy;      /* read in a thread */
-    ngx_uint_t                 map_missing;   /* logged as unreadable */
-    ngx_http_jpki_file_id_t    map_failed_id; /* the last failure logged: */
-    ngx_int_t                  map_failed;    /* its jpki_err (0: none) */
+    jpki_mapwatch             *mapw;          /* per worker: the table */
     ngx_event_t                map_timer;
-    void                      *map;           /* per worker table */
 };
 
 
@@ -240,21 +207,22 @@ char *ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_jpki_crl_init(ngx_cycle_t *cycle,
     ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_crl_exit(ngx_http_jpki_main_conf_t *jmcf);
-void ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log);
+void ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf);
 jpki_err ngx_http_jpki_crl_lookup(ngx_http_jpki_main_conf_t *jmcf,
     jpki_txn *txn, jpki_rev_info *info);
 void ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf,
     jpki_health *h);
 ngx_uint_t ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf);
-void ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id);
 #if (NGX_THREADS)
 void *ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf,
     ngx_thread_task_t **task, size_t size,
     void (*handler)(void *data, ngx_log_t *log), ngx_event_handler_pt done,
     ngx_log_t *log);
 #endif
-void ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
-    ngx_uint_t in_thread);
+/* The core's sentences; ud NGX_HTTP_JPKI_WATCH_LOG: the watched files'
+ * (common/watch.h). */
+void ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg);
+#define NGX_HTTP_JPKI_WATCH_LOG  ((void *) "jpki: ")
 void ngx_http_jpki_files_timer(ngx_event_t *ev);
 size_t ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out);
 ngx_int_t ngx_http_jpki_init_process(ngx_cycle_t *cycle);

@@ -290,6 +290,44 @@ ngx_http_jpki_crl_alive(void *ud, long pid)
 }
 
 
+/* The CRL files of the site, watched by the worker (common/watch.c):
+ * each issuer's crl= files and directories. */
+static ngx_int_t
+ngx_http_jpki_crl_watch(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
+    ngx_str_t               *src;
+    const char              *paths[JPKI_ISSUER_CRL_MAX];
+    ngx_uint_t               i, k;
+
+    jmcf->crlw = jpki_crlwatch_new(jmcf->ctx, (unsigned) jmcf->crl_grace,
+                                   ngx_http_jpki_log, NGX_HTTP_JPKI_WATCH_LOG,
+                                   NULL);
+    if (jmcf->crlw == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < jmcf->issuers.nelts; i++) {
+        if (iss[i].crl_sources == NULL) {
+            continue;
+        }
+
+        src = iss[i].crl_sources->elts;
+        for (k = 0; k < iss[i].crl_sources->nelts && k < JPKI_ISSUER_CRL_MAX;
+             k++)
+        {
+            paths[k] = (const char *) src[k].data;      /* NUL-terminated */
+        }
+
+        if (jpki_crlwatch_issuer(jmcf->crlw, iss[i].issuer, paths, k) != 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* The worker's handle on the site's CRLs: the zone, or its own memory;
  * the CRL files read a first time. */
 ngx_int_t
@@ -323,13 +361,17 @@ ngx_http_jpki_crl_init(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_jpki_crl_watch(jmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* a new configuration: the CRLs of issuers gone are released */
     for (i = 0; i < jmcf->issuers.nelts && i < 16; i++) {
         list[i] = iss[i].issuer;
     }
     jpki_crlzone_retain(jmcf->crlz, list, i);
 
-    ngx_http_jpki_load_crls(jmcf, cycle->log);
+    ngx_http_jpki_load_crls(jmcf);
 
     return NGX_OK;
 }
@@ -338,17 +380,8 @@ ngx_http_jpki_crl_init(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 void
 ngx_http_jpki_crl_exit(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_issuer_t   *iss = jmcf->issuers.elts;
-    ngx_http_jpki_crl_file_t *f;
-    ngx_uint_t                i, k;
-
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        f = iss[i].crl_files ? iss[i].crl_files->elts : NULL;
-        for (k = 0; f && k < iss[i].crl_files->nelts; k++) {
-            ngx_free(f[k].path);
-            f[k].path = NULL;
-        }
-    }
+    jpki_crlwatch_free(jmcf->crlw);
+    jmcf->crlw = NULL;
 
     jpki_crlzone_free(jmcf->crlz);
     jmcf->crlz = NULL;
@@ -372,14 +405,7 @@ ngx_http_jpki_crl_lookup(ngx_http_jpki_main_conf_t *jmcf, jpki_txn *txn,
 ngx_uint_t
 ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
-    ngx_uint_t               i, n = 0;
-
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        n += iss[i].crl_files ? iss[i].crl_files->nelts : 0;
-    }
-
-    return n;
+    return jpki_crlwatch_count(jmcf->crlw);
 }
 
 
@@ -388,91 +414,28 @@ ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf)
 void
 ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf, jpki_health *h)
 {
-    ngx_http_jpki_issuer_t    *iss = jmcf->issuers.elts;
-    ngx_http_jpki_crl_file_t  *f;
-    ngx_uint_t                 i, k, n;
-    const char                *base;
-
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (iss[i].crl_sources == NULL || iss[i].crl_files == NULL) {
-            continue;
-        }
-
-        f = iss[i].crl_files->elts;
-        for (k = 0, n = 0; k < iss[i].crl_files->nelts; k++) {
-            n += f[k].path != NULL;
-        }
-
-        for (k = 0; k < iss[i].crl_files->nelts; k++) {
-            if (f[k].path == NULL) {
-                continue;
-            }
-            base = strrchr(f[k].path, '/');
-            jpki_crlzone_health(jmcf->crlz, iss[i].issuer, f[k].path,
-                                n > 1 ? (base ? base + 1 : f[k].path) : NULL,
-                                h);
-        }
-    }
+    jpki_crlwatch_health(jmcf->crlw, jmcf->crlz, h);
 }
 
 
 /* ---- loading --------------------------------------------------------- */
-
-/* The outcome of a parse, logged (the core's sentence). */
-static void
-ngx_http_jpki_crl_end(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
-    ngx_http_jpki_file_id_t *fid, jpki_err e, jpki_crl_index *ix,
-    ngx_log_t *log)
-{
-    jpki_crlzone_file     zf = { iss->issuer, f->path, fid, sizeof(*fid) };
-    jpki_crlzone_outcome  o;
-    ngx_uint_t            level;
-    char                  msg[1024];
-
-    f->busy = 0;
-    o = jpki_crlzone_end(jmcf->crlz, &zf, e, ix, ngx_time(), msg,
-                         sizeof(msg));
-    level = o == JPKI_CRLZONE_LOADED ? NGX_LOG_NOTICE : NGX_LOG_ERR;
-    ngx_log_error(level, log, 0, "jpki: %s", msg);
-}
-
 
 #if (NGX_THREADS)
 
 /* A CRL parsed in a thread of nginx's default pool: a national-size file
  * never stalls the worker (`thread_pool default threads=N;` in the main
  * context sizes the pool; 32 threads when not declared). */
-typedef struct {
-    ngx_http_jpki_main_conf_t  *jmcf;
-    ngx_http_jpki_issuer_t     *iss;
-    ngx_http_jpki_crl_file_t   *f;
-    ngx_http_jpki_file_id_t     fid;
-    time_t                      now;
-    jpki_err                    e;
-    jpki_crl_index             *ix;
-    char                        detail[256];
-} ngx_http_jpki_crl_task_t;
-
-
 static void
 ngx_http_jpki_crl_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_jpki_crl_task_t  *ct = data;
-
-    ct->e = jpki_crlzone_build(ct->jmcf->ctx, ct->f->path, ct->now, (unsigned)
-                               ct->jmcf->crl_grace, &ct->ix, ct->detail,
-                               sizeof(ct->detail));
+    jpki_crlfile_build(*(jpki_crlfile **) data);
 }
 
 
 static void
 ngx_http_jpki_crl_thread_done(ngx_event_t *ev)
 {
-    ngx_http_jpki_crl_task_t  *ct = ev->data;
-
-    ngx_http_jpki_crl_end(ct->jmcf, ct->iss, ct->f, &ct->fid, ct->e, ct->ix,
-                          ev->log);
+    jpki_crlfile_end(*(jpki_crlfile **) ev->data, ngx_time());
 }
 
 
@@ -504,203 +467,44 @@ ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf, ngx_thread_task_t **task,
 }
 
 
-static ngx_int_t
-ngx_http_jpki_crl_post(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
-    ngx_http_jpki_file_id_t *fid, ngx_log_t *log)
+/* The watcher hands a parse over: posted to the pool, in the task kept
+ * with the file's record (0), or -1: parsed in the worker. */
+static int
+ngx_http_jpki_crl_post(void *ud, jpki_crlfile *f)
 {
-    ngx_http_jpki_crl_task_t  *ct;
+    ngx_http_jpki_main_conf_t   *jmcf = ud;
+    ngx_thread_task_t           *task = *jpki_crlfile_data(f);
+    jpki_crlfile               **ct;
 
-    ct = ngx_http_jpki_task(jmcf, &f->task, sizeof(ngx_http_jpki_crl_task_t),
+    ct = ngx_http_jpki_task(jmcf, &task, sizeof(jpki_crlfile *),
                             ngx_http_jpki_crl_thread,
-                            ngx_http_jpki_crl_thread_done, log);
+                            ngx_http_jpki_crl_thread_done, ngx_cycle->log);
     if (ct == NULL) {
-        return NGX_DECLINED;
+        return -1;
     }
 
-    ct->jmcf = jmcf;
-    ct->iss = iss;
-    ct->f = f;
-    ct->fid = *fid;
-    ct->now = ngx_time();
-    ct->ix = NULL;
+    *jpki_crlfile_data(f) = task;
+    *ct = f;
 
-    return ngx_thread_task_post(jmcf->threads, f->task) == NGX_OK
-           ? NGX_OK : NGX_DECLINED;
+    return ngx_thread_task_post(jmcf->threads, task) == NGX_OK ? 0 : -1;
 }
 
 #endif
 
 
-/* One file: stat'ed; parsed when this version was not tried (by any
- * worker) and nobody else parses a file of the zone now. */
-static void
-ngx_http_jpki_crl_file(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, ngx_http_jpki_crl_file_t *f,
-    ngx_log_t *log)
-{
-    ngx_file_info_t          fi;
-    ngx_http_jpki_file_id_t  fid;
-    jpki_crlzone_file        zf = { iss->issuer, f->path, &fid, sizeof(fid) };
-    jpki_crl_index          *ix;
-    jpki_err                 e;
-    char                     detail[256];
-
-    if (f->busy) {
-        return;
-    }
-
-    if (ngx_file_info(f->path, &fi) == NGX_FILE_ERROR) {
-        if (jpki_crlzone_unreadable(jmcf->crlz, iss->issuer, f->path)) {
-            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: CRL \"%s\" "
-                          "unreadable", f->path);
-        }
-        return;
-    }
-
-    ngx_http_jpki_file_id(&fi, &fid);
-    if (!jpki_crlzone_begin(jmcf->crlz, &zf, ngx_time())) {
-        return;                     /* tried, or under way elsewhere */
-    }
-
-    f->busy = 1;
-
-#if (NGX_THREADS)
-    if (ngx_http_jpki_crl_post(jmcf, iss, f, &fid, log) == NGX_OK) {
-        return;                     /* done in a thread */
-    }
-#endif
-
-    e = jpki_crlzone_build(jmcf->ctx, f->path, ngx_time(),
-                           (unsigned) jmcf->crl_grace, &ix, detail,
-                           sizeof(detail));
-    ngx_http_jpki_crl_end(jmcf, iss, f, &fid, e, ix, log);
-}
-
-
-/* The file record of path (kept), or a new one (NULL: no room). */
-static ngx_http_jpki_crl_file_t *
-ngx_http_jpki_crl_file_of(ngx_http_jpki_issuer_t *iss, const char *path)
-{
-    ngx_http_jpki_crl_file_t  *f = iss->crl_files->elts, *spare = NULL;
-    ngx_uint_t                 k;
-    size_t                     n;
-
-    for (k = 0; k < iss->crl_files->nelts; k++) {
-        if (f[k].path != NULL && ngx_strcmp(f[k].path, path) == 0) {
-            return &f[k];
-        }
-        if (f[k].path == NULL && !f[k].busy && spare == NULL) {
-            spare = &f[k];
-        }
-    }
-
-    if (spare == NULL) {
-        if (iss->crl_files->nelts == iss->crl_files->nalloc) {
-            return NULL;            /* (never grown: tasks point into it) */
-        }
-        spare = ngx_array_push(iss->crl_files);
-        ngx_memzero(spare, sizeof(ngx_http_jpki_crl_file_t));
-    }
-
-    n = ngx_strlen(path) + 1;
-    spare->path = ngx_alloc(n, ngx_cycle->log);
-    if (spare->path == NULL) {
-        return NULL;
-    }
-    ngx_memcpy(spare->path, path, n);
-
-    return spare;
-}
-
-
-/* The files of an issuer's sources now (a directory's may change): the
- * records of files gone are dropped (their CRLs stay in force). */
-static void
-ngx_http_jpki_crl_scan(ngx_http_jpki_issuer_t *iss, ngx_log_t *log)
-{
-    ngx_http_jpki_crl_file_t  *f;
-    ngx_str_t                 *src = iss->crl_sources->elts;
-    ngx_uint_t                 i, k;
-    char                      *paths[JPKI_CRL_DIR_MAX];
-    int                        n, j;
-
-    if (iss->crl_files == NULL) {
-        iss->crl_files = ngx_array_create(ngx_cycle->pool,
-                             iss->crl_sources->nelts * JPKI_CRL_DIR_MAX,
-                             sizeof(ngx_http_jpki_crl_file_t));
-        if (iss->crl_files == NULL) {
-            return;
-        }
-    }
-
-    f = iss->crl_files->elts;
-    for (k = 0; k < iss->crl_files->nelts; k++) {
-        f[k].seen = 0;
-    }
-
-    for (i = 0; i < iss->crl_sources->nelts; i++) {
-        n = jpki_crl_source_files((char *) src[i].data, paths,
-                                  JPKI_CRL_DIR_MAX);
-        if (n < 0) {
-            /* a missing file: watched all the same (it may come) */
-            paths[0] = strdup((char *) src[i].data);
-            n = paths[0] ? 1 : 0;
-        }
-
-        for (j = 0; j < n; j++) {
-            f = ngx_http_jpki_crl_file_of(iss, paths[j]);
-            if (f != NULL) {
-                f->seen = 1;
-            }
-        }
-        jpki_crl_source_files_free(paths, (size_t) n);
-    }
-
-    f = iss->crl_files->elts;
-    for (k = 0; k < iss->crl_files->nelts; k++) {
-        if (!f[k].seen && f[k].path != NULL && !f[k].busy) {
-            ngx_free(f[k].path);
-            f[k].path = NULL;
-        }
-    }
-}
-
-
-/* Loads the issuers' CRL files that changed since they were tried (all of
- * them at start): another inode, size, mtime or ctime (to the nanosecond)
- * than the version tried last.  A file that does not verify, is stale or
+/* The issuers' CRL files that changed since they were tried (all of them
+ * at start), parsed in threads (common/watch.c: which files, which
+ * versions, what is logged).  A file that does not verify, is stale or
  * older than the CRL of its key in force leaves that one in place (which
  * then goes stale itself: checks that need it fail closed); it is tried
  * again once it changes. */
 void
-ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
+ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_issuer_t    *iss = jmcf->issuers.elts;
-    ngx_http_jpki_crl_file_t  *f;
-    ngx_uint_t                 i, k;
-
-    if (jmcf->crlz == NULL) {
-        return;
-    }
-
-    jpki_crlzone_tick(jmcf->crlz);
-
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (iss[i].crl_sources == NULL) {
-            continue;
-        }
-
-        ngx_http_jpki_crl_scan(&iss[i], log);
-        if (iss[i].crl_files == NULL) {
-            continue;
-        }
-
-        f = iss[i].crl_files->elts;
-        for (k = 0; k < iss[i].crl_files->nelts; k++) {
-            if (f[k].path != NULL) {
-                ngx_http_jpki_crl_file(jmcf, &iss[i], &f[k], log);
-            }
-        }
-    }
+#if (NGX_THREADS)
+    jpki_crlwatch_pass(jmcf->crlw, jmcf->crlz, ngx_time(),
+                       ngx_http_jpki_crl_post, jmcf);
+#else
+    jpki_crlwatch_pass(jmcf->crlw, jmcf->crlz, ngx_time(), NULL, NULL);
+#endif
 }

@@ -187,15 +187,19 @@ ngx_module_t  ngx_http_jpki_module = {
 /* Logging bridge                                                      */
 /* ------------------------------------------------------------------ */
 
-static void
+/* The core's sentences: the context's (ud NULL: they name themselves), and
+ * the watched files' (ud NGX_HTTP_JPKI_WATCH_LOG, the prefix they take:
+ * a file put in force at notice, seen at the default level). */
+void
 ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg)
 {
-    static const ngx_uint_t  map[] = {
-        NGX_LOG_ERR, NGX_LOG_WARN, NGX_LOG_INFO, NGX_LOG_DEBUG
+    static const ngx_uint_t  map[2][4] = {
+        { NGX_LOG_ERR, NGX_LOG_WARN, NGX_LOG_INFO, NGX_LOG_DEBUG },
+        { NGX_LOG_ERR, NGX_LOG_WARN, NGX_LOG_NOTICE, NGX_LOG_DEBUG }
     };
 
-    ngx_log_error(map[(unsigned) level < 4 ? level : 3], ngx_cycle->log, 0,
-                  "%s", msg);
+    ngx_log_error(map[ud != NULL][(unsigned) level < 4 ? level : 3],
+                  ngx_cycle->log, 0, "%s%s", ud ? (char *) ud : "", msg);
 }
 
 
@@ -548,216 +552,65 @@ ngx_http_jpki_shm_unlock(void *ud)
 }
 
 
-/* The identity of a watched file's version (see ngx_http_jpki_file_id_t). */
-void
-ngx_http_jpki_file_id(ngx_file_info_t *fi, ngx_http_jpki_file_id_t *id)
-{
-    ngx_memzero(id, sizeof(ngx_http_jpki_file_id_t));
-
-    id->dev = fi->st_dev;
-    id->ino = fi->st_ino;
-    id->size = fi->st_size;
-#if (NGX_DARWIN)
-    id->sec = fi->st_mtimespec.tv_sec;
-    id->nsec = fi->st_mtimespec.tv_nsec;
-    id->csec = fi->st_ctimespec.tv_sec;
-    id->cnsec = fi->st_ctimespec.tv_nsec;
-#else
-    id->sec = fi->st_mtim.tv_sec;
-    id->nsec = fi->st_mtim.tv_nsec;
-    id->csec = fi->st_ctim.tv_sec;
-    id->cnsec = fi->st_ctim.tv_nsec;
-#endif
-}
-
-
-static ngx_uint_t
-ngx_http_jpki_file_same(ngx_http_jpki_file_id_t *a, ngx_http_jpki_file_id_t *b)
-{
-    return a->ino == b->ino && a->dev == b->dev && a->size == b->size
-           && a->sec == b->sec && a->nsec == b->nsec
-           && a->csec == b->csec && a->cnsec == b->cnsec;
-}
-
-
-/* A reading of the mapping file: its result is applied in the worker. */
-typedef struct {
-    ngx_http_jpki_main_conf_t  *jmcf;
-    ngx_http_jpki_file_id_t     file;
-    jpki_map                   *map;          /* NULL: not read */
-    jpki_err                    e;
-    char                        why[512];     /* when not read */
-} ngx_http_jpki_map_task_t;
-
-
-/* Reads and parses the mapping file (common/mapfile.c; no nginx state
- * touched: may run in a thread of the default pool). */
-static void
-ngx_http_jpki_map_read(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
-{
-    mt->e = jpki_map_read((char *) mt->jmcf->map_file.data, &mt->map,
-                          mt->why, sizeof(mt->why));
-}
-
-
-/* Puts a reading in force (or logs why not: the table in force stays).
- * The version read is not read again until the file changes; one that
- * could not be read while no table is in force (at worker start) is tried
- * again every second: its failure may be transient.  A failure is logged
- * once for a version and cause. */
-static void
-ngx_http_jpki_map_apply(ngx_http_jpki_map_task_t *mt, ngx_log_t *log)
-{
-    ngx_http_jpki_main_conf_t  *jmcf = mt->jmcf;
-    jpki_map                   *old;
-    char                        warn[1024];
-
-    if (mt->map == NULL) {
-        if (jmcf->map_failed != (ngx_int_t) mt->e
-            || !ngx_http_jpki_file_same(&mt->file, &jmcf->map_failed_id))
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: %s%s", mt->why,
-                          jmcf->map ? "" : " (tried again every second)");
-            jmcf->map_failed = mt->e;
-            jmcf->map_failed_id = mt->file;
-        }
-
-        if (jmcf->map != NULL) {
-            jmcf->map_file_id = mt->file;
-        }
-
-        return;
-    }
-
-    jmcf->map_file_id = mt->file;
-    jmcf->map_failed = JPKI_OK;
-
-    if (mt->map->bad) {
-        jpki_map_warning(mt->map, (char *) jmcf->map_file.data, warn,
-                         sizeof(warn));
-        ngx_log_error(NGX_LOG_WARN, log, 0, "jpki: %s", warn);
-    }
-
-    old = jmcf->map;
-    jmcf->map = mt->map;
-    mt->map = NULL;
-
-    jpki_map_free(old);
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0, "jpki: mapping file \"%V\" "
-                  "loaded, %uz entries", &jmcf->map_file,
-                  ((jpki_map *) jmcf->map)->n);
-}
-
-
 #if (NGX_THREADS)
 
 static void
 ngx_http_jpki_map_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_jpki_map_read(data, log);
+    jpki_mapwatch_read(*(jpki_mapwatch **) data);
 }
 
 
 static void
 ngx_http_jpki_map_thread_done(ngx_event_t *ev)
 {
-    ngx_http_jpki_map_task_t  *mt = ev->data;
-
-    ngx_http_jpki_map_apply(mt, ev->log);
-    mt->jmcf->map_busy = 0;
+    jpki_mapwatch_apply(*(jpki_mapwatch **) ev->data);
 }
 
 
-/* Hands the reading to a thread of nginx's default pool: a large file
- * never stalls the worker.  NGX_DECLINED: read it here. */
+/* Hands the reading of the mapping file to a thread of nginx's default
+ * pool: a large file never stalls the worker.  NGX_DECLINED: read it
+ * here. */
 static ngx_int_t
-ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_file_id_t *file, ngx_log_t *log)
+ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
 {
-    ngx_http_jpki_map_task_t  *mt;
+    jpki_mapwatch  **mw;
 
-    mt = ngx_http_jpki_task(jmcf, &jmcf->map_task,
-                            sizeof(ngx_http_jpki_map_task_t),
+    mw = ngx_http_jpki_task(jmcf, &jmcf->map_task, sizeof(jpki_mapwatch *),
                             ngx_http_jpki_map_thread,
                             ngx_http_jpki_map_thread_done, log);
-    if (mt == NULL) {
+    if (mw == NULL) {
         return NGX_DECLINED;
     }
 
-    mt->jmcf = jmcf;
-    mt->file = *file;
+    *mw = jmcf->mapw;
 
-    if (ngx_thread_task_post(jmcf->threads, jmcf->map_task) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    jmcf->map_busy = 1;
-
-    return NGX_OK;
+    return ngx_thread_task_post(jmcf->threads, jmcf->map_task) == NGX_OK
+           ? NGX_OK : NGX_DECLINED;
 }
 
 #endif
 
 
-/* Loads the mapping file when it changed (another inode, size, mtime or
- * ctime to the nanosecond) since the version read last: in a thread once
- * the worker runs (in_thread), in place when it starts (its first requests
- * need the table). */
-void
-ngx_http_jpki_map_load(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
-    ngx_uint_t in_thread)
-{
-    ngx_file_info_t           fi;
-    ngx_http_jpki_file_id_t   file;
-    ngx_http_jpki_map_task_t  mt;
-
-    if (jmcf->map_busy) {
-        return;                         /* a reading under way */
-    }
-
-    if (ngx_file_info(jmcf->map_file.data, &fi) == NGX_FILE_ERROR) {
-        if (!jmcf->map_missing) {
-            ngx_log_error(NGX_LOG_ERR, log, ngx_errno, "jpki: cannot read "
-                          "mapping file \"%V\"", &jmcf->map_file);
-            jmcf->map_missing = 1;
-        }
-        ngx_memzero(&jmcf->map_file_id, sizeof(ngx_http_jpki_file_id_t));
-        return;
-    }
-
-    jmcf->map_missing = 0;
-    ngx_http_jpki_file_id(&fi, &file);
-
-    if (ngx_http_jpki_file_same(&file, &jmcf->map_file_id)) {
-        return;
-    }
-
-#if (NGX_THREADS)
-    if (in_thread && ngx_http_jpki_map_post(jmcf, &file, log) == NGX_OK) {
-        return;
-    }
-#endif
-
-    mt.jmcf = jmcf;
-    mt.file = file;
-    ngx_http_jpki_map_read(&mt, log);
-    ngx_http_jpki_map_apply(&mt, log);
-}
-
-
-/* Once a second: the mapping file and the CRL files, when they changed;
- * the zone's retired blocks no longer read, the indexes waiting for room. */
+/* Once a second: the mapping file and the CRL files, read when they
+ * changed (common/watch.c decides, reads and logs); the zone's retired
+ * blocks no longer read, the indexes waiting for room. */
 void
 ngx_http_jpki_files_timer(ngx_event_t *ev)
 {
     ngx_http_jpki_main_conf_t  *jmcf = ev->data;
 
-    if (jmcf->map_file.len) {
-        ngx_http_jpki_map_load(jmcf, ev->log, 1);
+    if (jpki_mapwatch_check(jmcf->mapw)
+#if (NGX_THREADS)
+        && ngx_http_jpki_map_post(jmcf, ev->log) != NGX_OK
+#endif
+       )
+    {
+        jpki_mapwatch_read(jmcf->mapw);
+        jpki_mapwatch_apply(jmcf->mapw);
     }
 
-    ngx_http_jpki_load_crls(jmcf, ev->log);
+    ngx_http_jpki_load_crls(jmcf);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -770,7 +623,7 @@ ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out)
 {
     ngx_http_jpki_main_conf_t  *jmcf = ud;
 
-    return jpki_map_lookup(jmcf->map, cert_id, out);
+    return jpki_mapwatch_lookup(jmcf->mapw, cert_id, out);
 }
 
 

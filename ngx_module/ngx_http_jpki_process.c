@@ -161,8 +161,16 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
         return NGX_ERROR;
     }
 
+    /* the mapping file: read here, the first requests need its table
+     * (later in a thread: the files timer) */
     if (jmcf->map_file.len) {
-        ngx_http_jpki_map_load(jmcf, cycle->log, 0);
+        jmcf->mapw = jpki_mapwatch_new((char *) jmcf->map_file.data,
+                                       ngx_http_jpki_log,
+                                       NGX_HTTP_JPKI_WATCH_LOG, NULL);
+        if (jmcf->mapw == NULL) {
+            return NGX_ERROR;
+        }
+        jpki_mapwatch_load(jmcf->mapw);
     }
 
     jmcf->map_timer.handler = ngx_http_jpki_files_timer;
@@ -200,8 +208,8 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
     /* (a load under way: another worker takes the zone's claim over) */
     ngx_http_jpki_crl_exit(jmcf);
 
-    jpki_map_free(jmcf->map);
-    jmcf->map = NULL;
+    jpki_mapwatch_free(jmcf->mapw);
+    jmcf->mapw = NULL;
 
     ngx_free(jmcf->shm_handle);
 

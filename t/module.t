@@ -349,6 +349,65 @@ for my $kind (@kinds) {
     $srv->stop;
 }
 
+# ---- the mapping file is watched alike by both servers (common/watch.c):
+# a version is told apart by device, inode, size, mtime and ctime to the
+# nanosecond (a file rewritten in place with the same size, its mtime kept
+# as `touch -d` or `cp -p` do, is read again); a failure is logged once for
+# a version and cause, and a second, different broken file again; the
+# table in force stays meanwhile.  (Apache compared mtime, size and inode
+# only, and logged a failure once in its life.)
+for my $kind (@kinds) {
+    my $m = "$dir/watch-$kind.map";
+    my $t0 = int(time) - 3600;
+    spew($m, "$id alice\n", 0644);
+    utime $t0, $t0, $m or die;
+    my $srv = JPKIServer->start($kind, name => 'watchmap', secret => $secret,
+                                issuer => $issuer, store => 'shm', map => $m,
+                                workers => 1,
+                                locations => [ '/jpki/' => { endpoints => 1 } ]);
+    # (Apache checks at most once a second, from requests: each try is one)
+    my $until = sub {
+        my ($what, $cond) = @_;
+        my $end = time + 6;
+        my $r;
+        do { $r = $srv->login('user1'); sleep 0.2 unless $cond->($r) }
+            until $cond->($r) || time > $end;
+        return $r->{json} ? $r->{json}{account} // $r->{json}{error} : $r->{status};
+    };
+    my $account = sub { my $want = shift; $until->($want, sub { ($_[0]{json}{account} // '') eq $want }) };
+    is($account->('alice'), 'alice', "$kind: watched mapping file: read at start");
+    my $loaded = () = $srv->log_since(undef) =~ /mapping file "[^"]*watch-$kind\.map" loaded, 1 entries/g;
+    cmp_ok($loaded, '>=', 1, "$kind: ... \"loaded, 1 entries\" in the log (notice)");
+
+    my $ino = (stat $m)[1];
+    spew($m, "$id carol\n");                 # in place: same inode and size
+    utime $t0, $t0, $m or die;               # its mtime kept
+    is_deeply([ (stat $m)[1, 7, 9] ], [ $ino, length("$id carol\n"), $t0 ], '(same inode, size and mtime)');
+    is($account->('carol'), 'carol',
+       "$kind: rewritten in place, same size and mtime: read again (its ctime)");
+
+    # two versions that cannot be read (over the size limit: sparse files),
+    # each put in place at once (rename)
+    my $mk = $srv->mark;
+    my $fails = sub { my $n = () = $srv->log_since($mk) =~ /cannot read mapping file "[^"]*watch-$kind\.map": larger than \d+ bytes/g; $n };
+    for my $extra (1, 2) {
+        open my $h, '>', "$m.tmp" or die;
+        truncate $h, 64 * 1024 * 1024 + $extra or die;
+        close $h;
+        rename "$m.tmp", $m or die;
+        $until->('failure', sub { $fails->() >= $extra });
+        is($fails->(), $extra, "$kind: broken mapping file, version $extra: logged");
+        sleep 2.2;                       # (checks a second apart, or more)
+        $srv->login('user1') for 1 .. 3;
+        is($fails->(), $extra, "$kind: ... once");
+        is($account->('carol'), 'carol', "$kind: ... the table in force stays");
+    }
+    spew("$m.tmp", "$id dave\n", 0644);
+    rename "$m.tmp", $m or die;
+    is($account->('dave'), 'dave', "$kind: fixed: read");
+    $srv->stop;
+}
+
 # ================================================================ reloads keep the store
 
 # nginx: `nginx -s reload` (SIGHUP): the old workers exit cleanly (idle Redis
