@@ -150,8 +150,10 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 
 jpki_err jpki_conn_tls(jpki_conn *c, SSL_CTX *ctx, const char *name)
 {
-    if (c->ssl != NULL || ctx == NULL || c->state == JPKI_CONN_FAILED)
+    if (c->ssl != NULL || ctx == NULL)
         return JPKI_ERR_INVALID;
+    if (c->state == JPKI_CONN_FAILED)
+        return JPKI_OK;                 /* its first step says why */
     c->tls_name = dup_str(name);
     c->ssl = SSL_new(ctx);
     if (c->tls_name == NULL || c->ssl == NULL
@@ -185,6 +187,9 @@ static void exchange_start(jpki_conn *c, const char *out, size_t len)
     c->sent = 0;
     c->io_error = 0;
     c->timed_out = 0;
+    if (c->state == JPKI_CONN_FAILED)
+        return;                         /* (its connect failed: the first
+                                           step says why) */
     c->has_reason = 0;
     if (c->stage == ST_END)
         c->stage = ST_SEND;
@@ -199,8 +204,7 @@ jpki_err jpki_conn_redis(jpki_conn *c, const jpki_redis_auth *auth,
     size_t len;
     jpki_err e;
 
-    if (c->kind == K_HTTP || c->state == JPKI_CONN_FAILED
-        || (c->rounds > 0 && c->state != JPKI_CONN_DONE))
+    if (c->kind == K_HTTP || (c->rounds > 0 && c->state != JPKI_CONN_DONE))
         return JPKI_ERR_INVALID;
     if (c->round == NULL)
         c->round = jpki_redis_round_new();
@@ -226,7 +230,7 @@ jpki_err jpki_conn_ocsp(jpki_conn *c, const char *host, const char *path,
     size_t head, max;
     uint8_t *buf;
 
-    if (c->kind != K_NONE || c->state == JPKI_CONN_FAILED)
+    if (c->kind != K_NONE)
         return JPKI_ERR_INVALID;
     max = strlen(host) + strlen(path) + 256;
     c->req = malloc(max + len);
@@ -405,8 +409,9 @@ static jpki_conn_state redis_end(jpki_conn *c, jpki_round_state st)
     char extra[64];
     ssize_t n;
 
-    if (st == JPKI_ROUND_DONE && c->ssl != NULL && SSL_pending(c->ssl) > 0) {
-        /* decrypted bytes beyond the replies: out of step */
+    if (st == JPKI_ROUND_DONE && c->ssl != NULL && SSL_has_pending(c->ssl)) {
+        /* bytes read beyond the replies (a record without data, like a
+         * session ticket, is no reply): out of step */
         n = conn_read(c, extra, sizeof(extra));
         if (n > 0)
             (void)jpki_redis_round_feed(c->round, extra, (size_t)n);
@@ -528,9 +533,10 @@ void jpki_conn_timeout(jpki_conn *c)
         say(c, "cannot connect to %s %s (timed out)", c->what, c->where);
     else if (c->stage == ST_TLS)
         say(c, "%s TLS handshake timed out", c->what);
+    else if (c->kind == K_REDIS)
+        say(c, "%s command timed out", c->what);
     else
-        say(c, "%s %stimed out", c->what,
-            c->kind == K_REDIS ? "command " : "");
+        say(c, "%s timed out (%s)", c->what, c->where);
     c->timed_out = 1;
     conn_failed(c, 0);
 }

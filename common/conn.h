@@ -66,7 +66,8 @@ jpki_conn_state jpki_conn_state_of(const jpki_conn *c);
 int jpki_conn_ready(const jpki_conn *c);
 /* The adapter's deadline passed: FAILED, with a sentence saying in which
  * stage ("cannot connect to redis ... (timed out)", "redis TLS handshake
- * timed out", "redis command timed out", "OCSP responder timed out"). */
+ * timed out", "redis command timed out", "OCSP responder timed out
+ * (<url>)"). */
 void jpki_conn_timeout(jpki_conn *c);
 /* The adapter's own failure (an event that cannot be armed). */
 void jpki_conn_fail(jpki_conn *c, const char *why);
@@ -81,8 +82,8 @@ const char *jpki_conn_reason(const jpki_conn *c);
 int jpki_conn_keep(const jpki_conn *c, unsigned idle, unsigned max);
 /* Whether a FAILED round may be tried once more on a new connection (the
  * connection came from a pool and died unanswered: redis.h's retry rule;
- * never after a timeout).  The adapter then logs JPKI_CONN_RETRY_MSG at
- * the info level, instead of the reason. */
+ * never after a timeout).  The adapter logs the reason as always, then
+ * JPKI_CONN_RETRY_MSG at the info level. */
 int jpki_conn_retry(const jpki_conn *c, unsigned tries);
 #define JPKI_CONN_RETRY_MSG \
     "pooled redis connection lost, retrying on a new one"

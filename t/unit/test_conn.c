@@ -349,6 +349,28 @@ static void test_open(void)
     ok(!jpki_conn_retry(c, 0), "... not retried");
     jpki_conn_free(c);
 
+    /* a unix socket that is not there: refused at once, said at the
+     * first step (TLS and the round set up all the same) */
+    memset(&un, 0, sizeof(un));
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path, sizeof(un.sun_path), "/nonexistent/redis.sock");
+    c = jpki_conn_open((struct sockaddr *)&un, sizeof(un), "redis",
+                       "unix:/nonexistent/redis.sock");
+    {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+        is_int(jpki_conn_tls(c, ctx, "redis.test"), JPKI_OK,
+               "no socket: TLS set up all the same");
+        SSL_CTX_free(ctx);
+    }
+    is_int(jpki_conn_redis(c, NULL, &cmd, 1, &res), JPKI_OK,
+           "... and the round");
+    is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "... failed at once");
+    is_str(jpki_conn_reason(c), "cannot connect to redis "
+           "unix:/nonexistent/redis.sock: No such file or directory",
+           "... saying why");
+    jpki_conn_free(c);
+
     srv = listener(&sa, 1);
     c = jpki_conn_open((struct sockaddr *)&sa, sizeof(sa), "redis", where);
     round_over(c, srv, "TCP");
@@ -450,7 +472,8 @@ static void test_ocsp(void)
 
     c = sent_post();
     jpki_conn_timeout(c);
-    is_str(jpki_conn_reason(c), "OCSP responder timed out",
+    is_str(jpki_conn_reason(c), "OCSP responder timed out "
+           "(http://ocsp.test/o)",
            "the responder's silence");
     jpki_conn_free(c);
     close_pair();
