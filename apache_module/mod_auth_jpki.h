@@ -171,7 +171,7 @@ typedef struct {
     apr_thread_mutex_t        *files_mutex;   /* per child: one reloader */
     apr_thread_mutex_t        *flight_mutex;  /* per child: OCSP flights */
     apr_thread_cond_t         *flight_cond;
-    struct mjpki_flight       *flights;       /* OCSP queries under way */
+    struct jpki_flight        *flights;       /* OCSP queries under way */
     volatile apr_uint32_t      files_checked; /* second of the last stat */
 } mjpki_site;
 
@@ -290,13 +290,13 @@ void mjpki_set_current_request(request_rec *r);
 
 
 /* Functions of one file of this module used by another. */
-/* mod_auth_jpki_redis.c: sockets with one deadline (OCSP uses them too),
- * the connection pool, the logout poller */
-apr_status_t mjpki_set_deadline(apr_socket_t *sock, apr_time_t deadline);
-apr_status_t mjpki_send_all(apr_socket_t *sock, const char *buf,
-                            apr_size_t len, apr_time_t deadline);
-apr_status_t mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa,
-                           apr_time_t deadline, apr_pool_t *pool);
+/* mod_auth_jpki_redis.c: a connection of the core (common/conn.c) driven
+ * to its end (OCSP uses it too), poll() between its steps: connect_timeout
+ * until connected (0: none), then timeout; its jpki_conn_state.  The
+ * connection pool, the logout poller. */
+struct jpki_conn;
+int mjpki_conn_run(struct jpki_conn *c, apr_interval_time_t connect_timeout,
+                   apr_interval_time_t timeout);
 apr_status_t mjpki_redis_pool_cleanup(void *data);
 void mjpki_poller_start(mjpki_site *site, apr_pool_t *pchild, server_rec *s);
 

@@ -1,12 +1,13 @@
 /*
- * mod_auth_jpki_ocsp.c - OCSP queries: HTTP/1.0 POST (the request and the
- * answer's framing are the core's, common/http.c) with one deadline for
- * the connection and the whole answer.
+ * mod_auth_jpki_ocsp.c - OCSP queries: an HTTP/1.0 POST on a connection of
+ * the core (common/conn.c: the request, the answer's framing and bounds,
+ * what to log) with one deadline for the connection and the whole answer;
+ * the threads of a child asking for the same certificate share one query
+ * (the core's flight table).
  */
 
 #include "mod_auth_jpki.h"
-
-#include "apr_poll.h"
+#include "conn.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,85 +20,40 @@ mjpki_ocsp_query(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
                  const uint8_t *body, size_t len, const uint8_t **resp,
                  size_t *resp_len)
 {
-    apr_socket_t      *sock;
-    apr_time_t         deadline;
-    apr_status_t       rv;
-    apr_size_t         n;
-    char              *req, *p;
-    jpki_ocsp_answer   in;
-    int                got;
-    size_t             hlen;
+    jpki_conn               *c;
+    const jpki_ocsp_answer  *a;
+    const char              *why;
+    int                      status = 0;
 
     if (iss->ocsp_addr == NULL) {
         return 0;
     }
 
-    deadline = apr_time_now() + site->ocsp_timeout;
-
-    rv = mjpki_connect(&sock, iss->ocsp_addr, deadline, r->pool);
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: cannot connect to "
-                      "OCSP responder \"%s\"%s", iss->spec->ocsp_url,
-                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
+    c = jpki_conn_open((const struct sockaddr *) &iss->ocsp_addr->sa,
+                       iss->ocsp_addr->salen, "OCSP responder",
+                       iss->spec->ocsp_url);
+    if (c == NULL) {
         return 0;
     }
 
-    hlen = strlen(iss->ocsp_path) + strlen(iss->ocsp_host) + 256;
-    req = apr_palloc(r->pool, hlen);
-    hlen = jpki_ocsp_http_request(iss->ocsp_host, iss->ocsp_path, len,
-                                  (char *) req, hlen);
-
-    rv = mjpki_send_all(sock, req, hlen, deadline);
-    if (rv == APR_SUCCESS) {
-        rv = mjpki_send_all(sock, (const char *) body, len, deadline);
-    }
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: OCSP request to "
-                      "\"%s\" failed%s", iss->spec->ocsp_url,
-                      APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
-        apr_socket_close(sock);
-        return 0;
+    if (jpki_conn_ocsp(c, iss->ocsp_host, iss->ocsp_path, body, len)
+            == JPKI_OK
+        && mjpki_conn_run(c, 0, site->ocsp_timeout) == JPKI_CONN_DONE)
+    {
+        a = jpki_conn_answer(c);
+        status = a->status;
+        *resp = a->body_len > 0 ? apr_pmemdup(r->pool, a->body, a->body_len)
+                                : (const uint8_t *) "";
+        *resp_len = a->body_len;
     }
 
-    /* the answer's framing and bounds are the core's */
-    jpki_ocsp_answer_init(&in, apr_palloc(r->pool, JPKI_OCSP_ANSWER_MAX),
-                          JPKI_OCSP_ANSWER_MAX);
+    why = jpki_conn_reason(c);
+    if (why != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: %s", why);
+    }
 
-    do {
-        p = (char *) jpki_ocsp_answer_room(&in, &n);
-        rv = mjpki_set_deadline(sock, deadline);
-        if (rv == APR_SUCCESS) {
-            rv = apr_socket_recv(sock, p, &n);
-        } else {
-            n = 0;
-        }
-
-        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: OCSP responder "
-                          "\"%s\" timed out", iss->spec->ocsp_url);
-            break;
-        }
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "jpki: reading from "
-                          "OCSP responder \"%s\" failed", iss->spec->ocsp_url);
-            break;
-        }
-
-        got = jpki_ocsp_answer_read(&in, n, APR_STATUS_IS_EOF(rv) || n == 0);
-        if (got == 1) {
-            *resp = in.body;
-            *resp_len = in.body_len;
-            apr_socket_close(sock);
-            return in.status;
-        }
-        if (got < 0) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: %s \"%s\"",
-                          in.reason, iss->spec->ocsp_url);
-        }
-    } while (got == 0);
-
-    apr_socket_close(sock);
-    return 0;
+    jpki_conn_free(c);
+    return status;
 }
 
 
@@ -106,8 +62,7 @@ mjpki_ocsp_query(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
  * (each up to its own deadline) and take a copy of the answer.  The last
  * one out frees it. */
 struct mjpki_flight {
-    struct mjpki_flight *next;
-    char                 key[JPKI_CERT_ID_HEX_LEN + 1];
+    jpki_flight          entry;         /* the core's table: first */
     int                  done;
     int                  status;
     int                  waiters;
@@ -121,14 +76,17 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
                const char *key, const uint8_t *body, size_t len,
                const uint8_t **resp, size_t *resp_len)
 {
-    struct mjpki_flight *f, **pp;
+    struct mjpki_flight *f;
     const uint8_t       *rb = NULL;
     size_t               rl = 0;
     apr_time_t           deadline;
     apr_status_t         rv;
+    size_t               klen;
     int                  status;
 
-    if (key == NULL || strlen(key) != JPKI_CERT_ID_HEX_LEN
+    klen = key != NULL ? strlen(key) : 0;
+
+    if (!jpki_flight_shared(key, klen)
         || site->flight_mutex == NULL || site->flight_cond == NULL)
     {
         return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
@@ -136,11 +94,8 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
 
     apr_thread_mutex_lock(site->flight_mutex);
 
-    for (f = site->flights; f; f = f->next) {
-        if (strcmp(f->key, key) == 0) {
-            break;
-        }
-    }
+    f = (struct mjpki_flight *) jpki_flight_find(site->flights, iss, key,
+                                                 klen);
 
     if (f != NULL) {
         /* another thread is asking: wait for its answer */
@@ -179,21 +134,14 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
         apr_thread_mutex_unlock(site->flight_mutex);
         return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
     }
-    apr_cpystrn(f->key, key, sizeof(f->key));
-    f->next = site->flights;
-    site->flights = f;
+    jpki_flight_start(&site->flights, &f->entry, iss, key, klen);
     apr_thread_mutex_unlock(site->flight_mutex);
 
     status = mjpki_ocsp_query(site, iss, r, body, len, &rb, &rl);
 
     apr_thread_mutex_lock(site->flight_mutex);
-    for (pp = &site->flights; *pp; pp = &(*pp)->next) {
-        if (*pp == f) {
-            *pp = f->next;              /* later logins ask again (or find
-                                           the answer cached in the store) */
-            break;
-        }
-    }
+    /* later logins ask again (or find the answer cached in the store) */
+    jpki_flight_land(&site->flights, &f->entry);
     f->done = 1;
     f->status = status;
     if (status && f->waiters > 0 && rl > 0) {

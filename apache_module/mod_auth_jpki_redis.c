@@ -1,24 +1,22 @@
 /*
  * mod_auth_jpki_redis.c - the store's commands run: in the embedded store
- * (the core's table, mod_auth_jpki_store.c) or on Redis through APR sockets
- * (TLS by OpenSSL on the descriptor when asked, the server verified),
- * a per-process pool of connections, one deadline per round trip; what is
- * sent, how the replies are counted, when a connection is kept and when a
- * round is tried again on a fresh connection (a pooled one dead: Redis
- * restarted) are the core's (common/redis.c); and each child's logout-log
- * poller thread (common/outsync.c).  Every failure is reported to the caller, which
- * feeds it to the core as a failure (fail-closed).
+ * (the core's table, mod_auth_jpki_store.c) or on Redis, a per-process
+ * pool of connections; and each child's logout-log poller thread
+ * (common/outsync.c).  A connection is the core's state machine
+ * (common/conn.c: connect, TLS with the server verified, what is sent, how
+ * the replies are counted, when a connection is kept and when a round is
+ * tried again on a fresh connection, what to log): this file waits for its
+ * socket with poll() between its steps, within the deadlines.  Every
+ * failure is reported to the caller, which feeds it to the core as a
+ * failure (fail-closed).
  */
 
 #include "mod_auth_jpki.h"
-#include "redis.h"
+#include "conn.h"
 
 #include "apr_atomic.h"
-#include "apr_poll.h"
-#include "apr_portable.h"
 #include "apr_thread_proc.h"
 
-#include <openssl/err.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -26,126 +24,16 @@
 
 APLOG_USE_MODULE(auth_jpki);
 
-/* Redis round trip outcomes */
-#define MJPKI_RUN_OK       0
-#define MJPKI_RUN_TIMEOUT  1
-#define MJPKI_RUN_ERROR    2
-#define MJPKI_RUN_CLOSED   3    /* the connection failed (not a timeout) */
-
 
 struct mjpki_redis_conn {
     mjpki_redis_conn          *next;
-    apr_pool_t                *pool;
-    apr_socket_t              *sock;
-    SSL                       *ssl;           /* over TLS */
-    int                        fd;
-    jpki_redis_round          *round;         /* the core's: the replies */
+    jpki_conn                 *conn;
 };
 
 
 /* ------------------------------------------------------------------ */
-/* Sockets with a deadline                                             */
+/* A connection of the core, driven with deadlines                     */
 /* ------------------------------------------------------------------ */
-
-apr_status_t
-mjpki_set_deadline(apr_socket_t *sock, apr_time_t deadline)
-{
-    apr_interval_time_t  left = deadline - apr_time_now();
-
-    if (left <= 0) {
-        return APR_TIMEUP;
-    }
-    if (left < 1000) {
-        left = 1000;
-    }
-
-    return apr_socket_timeout_set(sock, left);
-}
-
-
-apr_status_t
-mjpki_send_all(apr_socket_t *sock, const char *buf, apr_size_t len,
-              apr_time_t deadline)
-{
-    apr_size_t    n;
-    apr_status_t  rv;
-
-    while (len > 0) {
-        rv = mjpki_set_deadline(sock, deadline);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-        n = len;
-        rv = apr_socket_send(sock, buf, &n);
-        if (rv != APR_SUCCESS && n == 0) {
-            return rv;
-        }
-        buf += n;
-        len -= n;
-    }
-
-    return APR_SUCCESS;
-}
-
-
-apr_status_t
-mjpki_connect(apr_socket_t **sock, apr_sockaddr_t *sa, apr_time_t deadline,
-             apr_pool_t *pool)
-{
-    apr_status_t  rv;
-
-    rv = apr_socket_create(sock, sa->family, SOCK_STREAM,
-#if APR_HAVE_SOCKADDR_UN
-                           sa->family == APR_UNIX ? 0 :
-#endif
-                           APR_PROTO_TCP, pool);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-
-#if APR_HAVE_SOCKADDR_UN
-    if (sa->family != APR_UNIX)
-#endif
-    {
-        apr_socket_opt_set(*sock, APR_TCP_NODELAY, 1);
-    }
-
-    rv = mjpki_set_deadline(*sock, deadline);
-    if (rv == APR_SUCCESS) {
-        rv = apr_socket_connect(*sock, sa);
-    }
-    if (rv != APR_SUCCESS) {
-        apr_socket_close(*sock);
-        *sock = NULL;
-    }
-
-    return rv;
-}
-
-
-/* ------------------------------------------------------------------ */
-/* Redis                                                               */
-/* ------------------------------------------------------------------ */
-
-static void
-mjpki_redis_close(mjpki_redis_conn *c)
-{
-    if (c->ssl) {
-        (void) SSL_shutdown(c->ssl);        /* close_notify, no wait */
-        SSL_free(c->ssl);
-        ERR_clear_error();
-    }
-    if (c->sock) {
-        apr_socket_close(c->sock);
-    }
-    jpki_redis_round_free(c->round);
-    apr_pool_destroy(c->pool);
-}
-
-
-/* ---- TLS: OpenSSL on the socket's descriptor (non-blocking: APR sets
- * O_NONBLOCK on a socket with a timeout), each wait a poll() bounded by the
- * deadline */
 
 static apr_status_t
 mjpki_wait_fd(int fd, short events, apr_time_t deadline)
@@ -176,141 +64,53 @@ mjpki_wait_fd(int fd, short events, apr_time_t deadline)
 }
 
 
-/* After SSL_get_error: wait for what OpenSSL wants, or fail. */
-static apr_status_t
-mjpki_tls_want(mjpki_redis_conn *c, int ret, apr_time_t deadline)
+int
+mjpki_conn_run(jpki_conn *c, apr_interval_time_t connect_timeout,
+               apr_interval_time_t timeout)
 {
-    switch (SSL_get_error(c->ssl, ret)) {
-    case SSL_ERROR_WANT_READ:
-        return mjpki_wait_fd(c->fd, POLLIN, deadline);
-    case SSL_ERROR_WANT_WRITE:
-        return mjpki_wait_fd(c->fd, POLLOUT, deadline);
-    case SSL_ERROR_ZERO_RETURN:
-        ERR_clear_error();
-        return APR_EOF;
-    case SSL_ERROR_SYSCALL:
-        ERR_clear_error();
-        return ret == 0 ? APR_EOF : APR_ECONNRESET;
-    default:
-        ERR_clear_error();
-        return APR_EGENERAL;
-    }
-}
+    jpki_conn_state  st;
+    apr_status_t     rv;
+    apr_time_t       deadline;
+    int              timed;
 
-
-/* TLS on a new connection; the server is verified once the handshake is
- * done (chain to tls_ca=, name tls_name=), so a refusal has its reason. */
-static apr_status_t
-mjpki_tls_start(mjpki_site *site, request_rec *r, mjpki_redis_conn *c,
-                apr_time_t deadline)
-{
-    apr_os_sock_t  fd;
-    apr_status_t   rv;
-    const char    *why;
-    char           buf[512];
-    int            ret;
-
-    if (apr_os_sock_get(&fd, c->sock) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
-    c->fd = fd;
-
-    c->ssl = SSL_new(site->redis_ssl);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
-        ERR_clear_error();
-        return APR_ENOMEM;
-    }
-
-    /* SNI for a DNS name, not for an IP address */
-    jpki_tls_set_server_name(c->ssl, site->redis_tls_name);
-
-    SSL_set_connect_state(c->ssl);
+    timed = connect_timeout == 0 || jpki_conn_ready(c);
+    deadline = apr_time_now() + (timed ? timeout : connect_timeout);
 
     for ( ;; ) {
-        ERR_clear_error();
-        ret = SSL_do_handshake(c->ssl);
-        if (ret == 1) {
-            break;
+        st = jpki_conn_step(c);
+        if (st == JPKI_CONN_DONE || st == JPKI_CONN_FAILED) {
+            return st;
         }
-        rv = mjpki_tls_want(c, ret, deadline);
+
+        if (!timed && jpki_conn_ready(c)) {
+            /* connected: the exchange has its own deadline */
+            deadline = apr_time_now() + timeout;
+            timed = 1;
+        }
+
+        rv = mjpki_wait_fd(jpki_conn_fd(c), st == JPKI_CONN_WANT_READ
+                                            ? POLLIN : POLLOUT, deadline);
+        if (APR_STATUS_IS_TIMEUP(rv)) {
+            jpki_conn_timeout(c);
+            return JPKI_CONN_FAILED;
+        }
         if (rv != APR_SUCCESS) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis TLS handshake "
-                     "failed%s", APR_STATUS_IS_TIMEUP(rv) ? " (timed out)"
-                                                          : "");
-            return rv;
+            jpki_conn_fail(c, "cannot wait for its socket");
+            return JPKI_CONN_FAILED;
         }
     }
-
-    /* the server certificate must chain to tls_ca= and name the host:
-     * DNS name or IP address */
-    why = jpki_tls_peer_check(c->ssl, site->redis_tls_name, buf, sizeof(buf));
-    if (why != NULL) {
-        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis %s", why);
-        return APR_EGENERAL;
-    }
-
-    return APR_SUCCESS;
 }
 
 
-static apr_status_t
-mjpki_conn_send(mjpki_redis_conn *c, const char *buf, apr_size_t len,
-                apr_time_t deadline)
+/* ------------------------------------------------------------------ */
+/* Redis                                                               */
+/* ------------------------------------------------------------------ */
+
+static void
+mjpki_redis_close(mjpki_redis_conn *c)
 {
-    apr_status_t  rv;
-    int           n;
-
-    if (c->ssl == NULL) {
-        return mjpki_send_all(c->sock, buf, len, deadline);
-    }
-
-    while (len > 0) {
-        ERR_clear_error();
-        n = SSL_write(c->ssl, buf, (int) (len > 65536 ? 65536 : len));
-        if (n > 0) {
-            buf += n;
-            len -= n;
-            continue;
-        }
-        rv = mjpki_tls_want(c, n, deadline);
-        if (rv != APR_SUCCESS) {
-            return rv == APR_EOF ? APR_ECONNRESET : rv;
-        }
-    }
-
-    return APR_SUCCESS;
-}
-
-
-static apr_status_t
-mjpki_conn_recv(mjpki_redis_conn *c, char *buf, apr_size_t *len,
-                apr_time_t deadline)
-{
-    apr_status_t  rv;
-    int           n;
-
-    if (c->ssl == NULL) {
-        rv = mjpki_set_deadline(c->sock, deadline);
-        if (rv != APR_SUCCESS) {
-            *len = 0;
-            return rv;
-        }
-        return apr_socket_recv(c->sock, buf, len);
-    }
-
-    for ( ;; ) {
-        ERR_clear_error();
-        n = SSL_read(c->ssl, buf, (int) *len);
-        if (n > 0) {
-            *len = n;
-            return APR_SUCCESS;
-        }
-        rv = mjpki_tls_want(c, n, deadline);
-        if (rv != APR_SUCCESS) {
-            *len = 0;
-            return rv;
-        }
-    }
+    jpki_conn_free(c->conn);
+    free(c);
 }
 
 
@@ -331,11 +131,12 @@ mjpki_redis_pool_cleanup(void *data)
 }
 
 
+/* A pooled connection still fit to serve (the core's check: nothing to
+ * read, no EOF: Redis closed it or restarted), or NULL. */
 static mjpki_redis_conn *
 mjpki_redis_idle_get(mjpki_site *site, request_rec *r)
 {
     mjpki_redis_conn *c;
-    int               eof;
 
     for ( ;; ) {
         if (site->redis_mutex) {
@@ -352,15 +153,11 @@ mjpki_redis_idle_get(mjpki_site *site, request_rec *r)
         if (c == NULL) {
             return NULL;
         }
-        /* an idle connection has nothing to read: EOF (Redis closed it or
-         * restarted) drops it at once */
-        eof = 0;
-        if (apr_socket_atreadeof(c->sock, &eof) == APR_SUCCESS && !eof) {
+        if (jpki_conn_idle(c->conn)) {
             c->next = NULL;
             return c;
         }
-        JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
-                 "connection closed by the server: dropped");
+        JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: " JPKI_CONN_DROP_MSG);
         mjpki_redis_close(c);
     }
 }
@@ -373,7 +170,10 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 
     if (site->redis_mutex) {
         apr_thread_mutex_lock(site->redis_mutex);
-        if (site->redis_nidle < site->redis_keepalive) {
+        if (jpki_conn_keep(c->conn, (unsigned) site->redis_nidle,
+                           site->redis_keepalive > 0
+                           ? (unsigned) site->redis_keepalive : 0))
+        {
             c->next = site->redis_idle;
             site->redis_idle = c;
             site->redis_nidle++;
@@ -388,41 +188,24 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 }
 
 
+/* A new connection (TLS when asked: the server verified by the core). */
 static mjpki_redis_conn *
-mjpki_redis_connect(mjpki_site *site, request_rec *r)
+mjpki_redis_connect(mjpki_site *site)
 {
     mjpki_redis_conn *c;
-    apr_pool_t       *pool;
-    apr_time_t        deadline;
-    apr_status_t      rv;
 
-    /* a pool of its own: the connection outlives the request */
-    rv = apr_pool_create_unmanaged_ex(&pool, NULL, NULL);
-    if (rv != APR_SUCCESS) {
+    c = calloc(1, sizeof(mjpki_redis_conn));
+    if (c == NULL) {
         return NULL;
     }
 
-    c = apr_pcalloc(pool, sizeof(mjpki_redis_conn));
-    c->pool = pool;
-    c->round = jpki_redis_round_new();
-    if (c->round == NULL) {
-        apr_pool_destroy(pool);
-        return NULL;
-    }
-
-    deadline = apr_time_now() + site->redis_connect_timeout;
-
-    rv = mjpki_connect(&c->sock, site->redis_sa, deadline, pool);
-    if (rv != APR_SUCCESS) {
-        JPKI_LOG(site, r, APLOG_ERR, rv, "jpki: cannot connect to "
-                 "redis %s%s", site->redis_addr,
-                 APR_STATUS_IS_TIMEUP(rv) ? " (timed out)" : "");
-        mjpki_redis_close(c);
-        return NULL;
-    }
-
-    if (site->redis_ssl != NULL
-        && mjpki_tls_start(site, r, c, deadline) != APR_SUCCESS)
+    c->conn = jpki_conn_open((const struct sockaddr *) &site->redis_sa->sa,
+                             site->redis_sa->salen, "redis",
+                             site->redis_addr);
+    if (c->conn == NULL
+        || (site->redis_ssl != NULL
+            && jpki_conn_tls(c->conn, site->redis_ssl, site->redis_tls_name)
+               != JPKI_OK))
     {
         mjpki_redis_close(c);
         return NULL;
@@ -432,122 +215,67 @@ mjpki_redis_connect(mjpki_site *site, request_rec *r)
 }
 
 
-/* One round trip on c: the (prelude and) pipelined commands, then the
- * replies read and fed to the round until it is done, all within one
- * deadline. */
-static int
-mjpki_redis_run(mjpki_site *site, request_rec *r, mjpki_redis_conn *c,
-                int pooled, const jpki_store_cmd *cmds, size_t n,
-                jpki_store_result *res)
-{
-    jpki_redis_auth    auth;
-    jpki_round_state   st;
-    apr_time_t         deadline;
-    apr_status_t       rv;
-    apr_size_t         len;
-    const char        *out, *why;
-    char               buf[4096];
-
-    auth.user = site->redis_user;
-    auth.password = site->redis_password;
-    auth.db = site->redis_db > 0 ? (unsigned) site->redis_db : 0;
-
-    if (jpki_redis_round_start(c->round, pooled ? NULL : &auth, cmds, n, res)
-        != JPKI_OK)
-    {
-        return MJPKI_RUN_ERROR;
-    }
-
-    deadline = apr_time_now() + site->redis_timeout;
-    out = jpki_redis_round_out(c->round, &len);
-    rv = mjpki_conn_send(c, out, len, deadline);
-    if (APR_STATUS_IS_TIMEUP(rv)) {
-        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis send timed out");
-        return MJPKI_RUN_TIMEOUT;
-    }
-    if (rv != APR_SUCCESS) {
-        return MJPKI_RUN_CLOSED;
-    }
-
-    do {
-        len = sizeof(buf);
-        rv = mjpki_conn_recv(c, buf, &len, deadline);
-
-        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis command "
-                     "timed out");
-            return MJPKI_RUN_TIMEOUT;
-        }
-        if (len == 0 || (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv))) {
-            (void) jpki_redis_round_eof(c->round);
-            return MJPKI_RUN_CLOSED;
-        }
-
-        st = jpki_redis_round_feed(c->round, buf, len);
-    } while (st == JPKI_ROUND_MORE);
-
-    /* a failure, or a reply out of step (the results stand, the
-     * connection goes) */
-    why = jpki_redis_round_reason(c->round);
-    if (why != NULL) {
-        JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis %s", why);
-    }
-
-    return st == JPKI_ROUND_DONE ? MJPKI_RUN_OK : MJPKI_RUN_ERROR;
-}
-
-
-/* The commands on a pooled connection, or a new one; 0 on a timeout. */
+/* The commands on a pooled connection, or a new one (with the AUTH/SELECT
+ * prelude, written by the core); 0 on a timeout. */
 static int
 mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
 {
     mjpki_redis_conn *c;
-    int               rc, pooled;
+    jpki_redis_auth   auth;
+    const char       *why;
     unsigned          tries;
+    int               st, timed_out;
+
+    auth.user = site->redis_user;
+    auth.password = site->redis_password;
+    auth.db = site->redis_db > 0 ? (unsigned) site->redis_db : 0;
 
     for (tries = 0; tries < 2; tries++) {
         c = tries == 0 ? mjpki_redis_idle_get(site, r) : NULL;
-        pooled = c != NULL;
         if (c == NULL) {
-            c = mjpki_redis_connect(site, r);
-            if (c == NULL) {
-                break;
-            }
+            c = mjpki_redis_connect(site);
+        }
+        if (c == NULL
+            || jpki_conn_redis(c->conn, &auth, cmds, n, res) != JPKI_OK)
+        {
+            break;
         }
 
-        rc = mjpki_redis_run(site, r, c, pooled, cmds, n, res);
+        st = mjpki_conn_run(c->conn, site->redis_connect_timeout,
+                            site->redis_timeout);
 
-        if (rc == MJPKI_RUN_OK) {
-            if (jpki_redis_round_keep(c->round)) {
-                mjpki_redis_idle_put(site, c);
-            } else {
-                mjpki_redis_close(c);
-            }
+        /* a failure, or a reply out of step (the results stand, the
+         * connection goes) */
+        why = jpki_conn_reason(c->conn);
+        if (why != NULL) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: %s", why);
+        }
+
+        if (st == JPKI_CONN_DONE) {
+            mjpki_redis_idle_put(site, c);
             return 1;
         }
 
-        if (rc == MJPKI_RUN_CLOSED
-            && jpki_redis_round_retry(c->round, pooled, tries))
-        {
+        if (jpki_conn_retry(c->conn, tries)) {
             /* the pooled connection was dead (Redis restarted): nothing
              * came back, one more try on a fresh connection */
             mjpki_redis_close(c);
-            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: pooled redis "
-                     "connection lost, retrying on a new one");
+            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: " JPKI_CONN_RETRY_MSG);
             continue;
         }
 
+        timed_out = jpki_conn_timed_out(c->conn);
         mjpki_redis_close(c);
-
-        if (rc == MJPKI_RUN_TIMEOUT) {
+        if (timed_out) {
             return 0;
         }
-        if (rc == MJPKI_RUN_CLOSED) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: redis closed "
-                     "the connection");
-        }
+        c = NULL;
         break;
+    }
+
+    if (c != NULL) {
+        mjpki_redis_close(c);
     }
 
     jpki_store_results_error(res, n);

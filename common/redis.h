@@ -1,9 +1,9 @@
 /* redis.h - the rules of the gate's clients that belong to no one web
  * server: a Redis round (the request's bytes, the replies counted and
  * checked as they come, when a connection may be kept or a round tried
- * again) and the TLS peer's name.  The adapters own the sockets, events,
- * deadlines and pools; they feed the bytes they read and log the reason a
- * round gives. */
+ * again) and the TLS peer's name.  conn.h drives a round on a connection
+ * (the bytes written and read, TLS); the adapters own the events,
+ * deadlines and pools. */
 #ifndef JPKI_REDIS_H
 #define JPKI_REDIS_H
 
