@@ -54,6 +54,10 @@ typedef struct {
     const char                *name;
     apr_array_header_t        *ca;            /* const char * (full paths) */
     const char                *ocsp_url;      /* NULL: none */
+    const char                *ocsp_host;     /* to resolve (the core's */
+    apr_port_t                 ocsp_port;     /* split of the URL) */
+    const char                *ocsp_host_header;
+    const char                *ocsp_path;
     apr_array_header_t        *crl;           /* const char *: crl= files
                                                  and directories */
     const char                *policy;        /* NULL: default, "": none */
@@ -220,9 +224,6 @@ void mjpki_log_cb(void *ud, jpki_log_level level, const char *msg);
 /* A client TLS context trusting ca (NULL out: only checks that it loads);
  * NULL, or what is wrong. */
 const char *mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out);
-/* Checks an http:// URL: host[:port][/path]. */
-const char *mjpki_check_ocsp_url(apr_pool_t *p, const char *url, char **host,
-                                 apr_port_t *port, const char **path);
 
 /* mod_auth_jpki_io.c */
 int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -335,10 +336,11 @@ jpki_txn *mjpki_start(request_rec *r, mjpki_site *site,
                       const jpki_policy *pol, jpki_op op,
                       const uint8_t *body, size_t body_len);
 const jpki_verdict *mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t);
-void mjpki_answer_headers_set(request_rec *r);
+void mjpki_verdict_headers(request_rec *r, const jpki_verdict *v, int pass);
 int mjpki_send_json(request_rec *r, int status, const char *body,
                     size_t len);
 int mjpki_send_verdict(request_rec *r, const jpki_verdict *v);
+int mjpki_refuse(request_rec *r, jpki_err e);
 void mjpki_hold(request_rec *r);
 const jpki_policy *mjpki_request_policy(request_rec *r, mjpki_site *site,
                                         const char *what);

@@ -426,8 +426,8 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
     jpki_policy  *pol;
 
     if (site == NULL || site->ctx == NULL) {
-        apr_cpystrn(err, "the server has no JPKISecretFile, JPKIIssuer and "
-                    "JPKIStore", errlen);
+        apr_snprintf(err, errlen, "the server has no %s",
+                     jpki_conf_site_pieces(JPKI_SERVER_APACHE));
         return NULL;
     }
 

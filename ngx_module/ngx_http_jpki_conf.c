@@ -526,8 +526,8 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->health && !jmcf->configured) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_health\" needs "
-                           "jpki_secret_file, jpki_issuer and jpki_store for "
-                           "this server or at http level");
+                           "%s for this server or at http level",
+                           jpki_conf_site_pieces(JPKI_SERVER_NGINX));
         return NGX_CONF_ERROR;
     }
 
@@ -536,9 +536,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (!jmcf->configured) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs "
-                           "\"jpki_secret_file\", \"jpki_issuer\" and "
-                           "\"jpki_store\" at http level");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs %s "
+                           "for this server or at http level",
+                           jpki_conf_site_pieces(JPKI_SERVER_NGINX));
         return NGX_CONF_ERROR;
     }
 

@@ -88,7 +88,7 @@ my @BAD = (
     ['a gate without the site', { locations => [ '/' => { gate => 1 } ] },
      nginx => 'the gate needs'],
     ['endpoints without the site', { locations => [ '/jpki/' => { endpoints => 1 } ] },
-     nginx => 'the gate needs "jpki_secret_file"',
+     nginx => 'the gate needs jpki_secret_file, jpki_issuer and jpki_store for this server',
      apache => 'JPKIEndpoints in <Location /jpki/>.*no JPKISecretFile'],
     ['endpoints at server level', { %ok, endpoints => 1 }, re => '{endpoints}.*not allowed here'],
     ['idle timeout above the lifetime',
