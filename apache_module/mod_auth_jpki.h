@@ -332,10 +332,9 @@ int mjpki_health_handler(request_rec *r);
 
 /* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
 void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);
-jpki_txn *mjpki_start(request_rec *r, mjpki_site *site,
-                      const jpki_policy *pol, jpki_op op,
-                      const uint8_t *body, size_t body_len);
-const jpki_verdict *mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t);
+const jpki_verdict *mjpki_transact(request_rec *r, mjpki_site *site,
+                                   const jpki_policy *pol, jpki_op op,
+                                   const uint8_t *body, size_t body_len);
 void mjpki_verdict_headers(request_rec *r, const jpki_verdict *v, int pass);
 int mjpki_send_json(request_rec *r, int status, const char *body,
                     size_t len);

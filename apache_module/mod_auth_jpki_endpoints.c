@@ -90,20 +90,9 @@ static int
 mjpki_run_endpoint(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                   jpki_op op, const uint8_t *body, size_t len)
 {
-    const jpki_verdict  *v;
-    jpki_txn            *t;
+    const jpki_verdict  *v = mjpki_transact(r, site, pol, op, body, len);
 
-    t = mjpki_start(r, site, pol, op, body, len);
-    if (t == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    v = mjpki_run(r, site, t);
-    if (v == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return mjpki_send_verdict(r, v);
+    return v != NULL ? mjpki_send_verdict(r, v) : HTTP_INTERNAL_SERVER_ERROR;
 }
 
 

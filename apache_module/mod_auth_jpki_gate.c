@@ -116,7 +116,6 @@ mjpki_authenticate(request_rec *r)
     mjpki_site           *site;
     const jpki_policy   *pol;
     const jpki_verdict  *v;
-    jpki_txn            *t;
 
     if (!mjpki_is_jpki_auth(r)) {
         return DECLINED;
@@ -134,12 +133,7 @@ mjpki_authenticate(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    t = mjpki_start(r, site, pol, JPKI_OP_CHECK, NULL, 0);
-    if (t == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    v = mjpki_run(r, site, t);
+    v = mjpki_transact(r, site, pol, JPKI_OP_CHECK, NULL, 0);
     if (v == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -182,7 +182,7 @@ mjpki_host_get(void *ud, size_t *len)
 }
 
 
-jpki_txn *
+static jpki_txn *
 mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
            jpki_op op, const uint8_t *body, size_t body_len)
 {
@@ -228,7 +228,7 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
 
 
 /* Runs the transaction to its verdict, doing the I/O it asks for. */
-const jpki_verdict *
+static const jpki_verdict *
 mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 {
     const jpki_store_cmd  *cmds;
@@ -300,6 +300,18 @@ mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
     }
 
     return v;
+}
+
+
+/* A transaction of op for the request, run to its verdict (NULL: none,
+ * logged). */
+const jpki_verdict *
+mjpki_transact(request_rec *r, mjpki_site *site, const jpki_policy *pol,
+               jpki_op op, const uint8_t *body, size_t body_len)
+{
+    jpki_txn  *t = mjpki_start(r, site, pol, op, body, body_len);
+
+    return t != NULL ? mjpki_run(r, site, t) : NULL;
 }
 
 

@@ -54,6 +54,20 @@ ngx_http_jpki_is_own_header(ngx_http_request_t *r, ngx_table_elt_t *h)
 }
 
 
+/* The request's header list becomes list (a copy: its last part is moved
+ * when it is the first). */
+static ngx_int_t
+ngx_http_jpki_headers_in(ngx_http_request_t *r, ngx_list_t *list)
+{
+    r->headers_in.headers = *list;
+    if (list->last == &list->part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    return NGX_OK;
+}
+
+
 /* What the gate does with request header h (jpki_edge_strip_header): the
  * account header NAME and any X-JPKI-* go, but not the one the gate set
  * (its value is keep, the very string), nor, with keep_own, one a gate of
@@ -128,12 +142,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
         *nh = *h;
     }
 
-    r->headers_in.headers = list;
-    if (list.last == &list.part) {
-        r->headers_in.headers.last = &r->headers_in.headers.part;
-    }
-
-    return NGX_OK;
+    return ngx_http_jpki_headers_in(r, &list);
 }
 
 
@@ -305,12 +314,7 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    r->headers_in.headers = list;
-    if (list.last == &list.part) {
-        r->headers_in.headers.last = &r->headers_in.headers.part;
-    }
-
-    return NGX_OK;
+    return ngx_http_jpki_headers_in(r, &list);
 }
 
 

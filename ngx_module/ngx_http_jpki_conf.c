@@ -467,6 +467,32 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/* The jpki_throttle values of a location and the levels above it, one a
+ * line (outermost first), applied in that order: each changes only what it
+ * names, as on Apache. */
+static jpki_err
+ngx_http_jpki_apply_throttle(jpki_policy *p, ngx_str_t *lines)
+{
+    u_char    *s, *nl, *end = lines->data + lines->len;
+    char       line[1024], err[256];
+    size_t     n;
+    jpki_err   e = JPKI_OK;
+
+    for (s = lines->data; s < end && e == JPKI_OK; s = nl + 1) {
+        nl = ngx_strlchr(s, end, '\n');
+        if (nl == NULL) {
+            nl = end;
+        }
+        n = ngx_min((size_t) (nl - s), sizeof(line) - 1);
+        ngx_memcpy(line, s, n);
+        line[n] = '\0';
+        e = jpki_policy_set_throttle(p, line, err, sizeof(err));
+    }
+
+    return e;
+}
+
+
 /* The location's policy: the site's, with the location's values (merged
  * down from http and server) written over it. */
 static char *
@@ -486,9 +512,9 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     p->cookie_httponly = 1;
 
     if (conf->throttle.len) {
-        /* the value was checked where it was written (ngx_http_jpki_throttle) */
-        (void) jpki_policy_set_throttle(p, (char *) conf->throttle.data, err,
-                                        sizeof(err));
+        /* the values were checked where they were written
+         * (ngx_http_jpki_throttle) */
+        (void) ngx_http_jpki_apply_throttle(p, &conf->throttle);
     }
 
     if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
@@ -502,6 +528,32 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
 }
 
 
+/* A location's jpki_throttle comes after the ones of the levels above it
+ * (the server's, the http block's): their lines, then its own. */
+static ngx_int_t
+ngx_http_jpki_merge_throttle(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
+    ngx_http_jpki_loc_conf_t *prev)
+{
+    u_char  *p;
+
+    if (conf->throttle.data == NULL || prev->throttle.len == 0) {
+        ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, prev->throttle.len + conf->throttle.len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->throttle.len = ngx_sprintf(p, "%V\n%V%Z", &prev->throttle,
+                                     &conf->throttle) - p - 1;
+    conf->throttle.data = p;
+
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -512,7 +564,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
-    ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
+    if (ngx_http_jpki_merge_throttle(cf, conf, prev) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
     jpki_conf_merge(&conf->values, &prev->values);
 
     conf->header.data = (u_char *) jpki_conf_str(&conf->values,
