@@ -34,18 +34,19 @@ mjpki_strip_headers(request_rec *r, const char *name, int quiet)
     const apr_array_header_t  *arr = apr_table_elts(r->headers_in);
     const apr_table_entry_t   *e = (const apr_table_entry_t *) arr->elts;
     apr_array_header_t        *gone = NULL;
-    jpki_edge_strip            what = JPKI_EDGE_KEEP;
-    const char                *key;
+    jpki_edge_strip            what;
     int                        i;
 
     for (i = 0; i < arr->nelts; i++) {
-        if (e[i].key == NULL
-            || (what = jpki_edge_strip_header(e[i].key, strlen(e[i].key),
-                                              name, name ? strlen(name) : 0,
-                                              0, 0, quiet))
-               == JPKI_EDGE_KEEP)
-        {
+        what = e[i].key == NULL ? JPKI_EDGE_KEEP
+               : jpki_edge_strip_header(e[i].key, strlen(e[i].key), name,
+                                        name ? strlen(name) : 0, 0, 0, quiet);
+        if (what == JPKI_EDGE_KEEP) {
             continue;
+        }
+        if (what == JPKI_EDGE_WARN) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "jpki: client "
+                          "sent gate header \"%s\": removed", e[i].key);
         }
         if (gone == NULL) {
             gone = apr_array_make(r->pool, 4, sizeof(const char *));
@@ -54,12 +55,7 @@ mjpki_strip_headers(request_rec *r, const char *name, int quiet)
     }
 
     for (i = 0; gone != NULL && i < gone->nelts; i++) {
-        key = APR_ARRAY_IDX(gone, i, const char *);
-        if (what == JPKI_EDGE_WARN) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "jpki: client "
-                          "sent gate header \"%s\": removed", key);
-        }
-        apr_table_unset(r->headers_in, key);
+        apr_table_unset(r->headers_in, APR_ARRAY_IDX(gone, i, const char *));
     }
 }
 

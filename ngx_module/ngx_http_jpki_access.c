@@ -6,6 +6,7 @@
  */
 
 #include "ngx_http_jpki.h"
+#include "gate.h"
 #include "edge.h"
 
 
@@ -76,7 +77,12 @@ static jpki_edge_strip
 ngx_http_jpki_strip_of(ngx_http_request_t *r, ngx_table_elt_t *h,
     ngx_str_t *name, ngx_str_t *keep, ngx_uint_t keep_own, ngx_uint_t quiet)
 {
-    if (keep != NULL && keep->data != NULL && h->value.data == keep->data) {
+    /* whether a gate set it is asked of the gate's headers only: the walk
+     * of the pool's cleanups is not for every header */
+    if ((keep != NULL && keep->data != NULL && h->value.data == keep->data)
+        || !jpki_is_gate_header((const char *) h->key.data, h->key.len,
+                                (const char *) name->data, name->len))
+    {
         return JPKI_EDGE_KEEP;
     }
 
