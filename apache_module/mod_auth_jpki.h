@@ -190,9 +190,10 @@ typedef struct {
     int                        endpoints;
     int                        health;
     jpki_conf_values           values;        /* the core's table's */
-    apr_array_header_t        *throttle;      /* JPKIThrottle values
-                                                 (const char *), applied in
-                                                 order; NULL: none */
+    const char                *throttle;      /* JPKIThrottle values, one
+                                                 a line, applied in order
+                                                 (jpki_conf_throttle); NULL:
+                                                 none */
 } mjpki_dir_conf;
 
 /* mod_auth_jpki_config.c */
@@ -204,10 +205,6 @@ void *mjpki_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mjpki_site_configured(const mjpki_site *site);
 int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                       server_rec *s);
-/* Applies JPKIThrottle values (a mjpki_dir_conf's throttle) to p, in
- * order; JPKI_OK, or the core's sentence in err. */
-jpki_err mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t,
-                             char *err, size_t errlen);
 /* The per-location policy; NULL (and a sentence in err) when the merged
  * settings are inconsistent. */
 const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site,

@@ -164,8 +164,8 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     dflt = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
     err[0] = '\0';
     if (dflt != NULL
-        && mjpki_apply_throttle(jpki_ctx_policy(site->ctx), dflt->throttle,
-                                err, sizeof(err))
+        && jpki_conf_throttle(jpki_ctx_policy(site->ctx), dflt->throttle,
+                              err, sizeof(err))
            != JPKI_OK)
     {
         MJPKI_SITE_FAIL(0, s, ptemp, "JPKIThrottle: %s", err);

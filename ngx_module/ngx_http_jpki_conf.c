@@ -467,32 +467,6 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/* The jpki_throttle values of a location and the levels above it, one a
- * line (outermost first), applied in that order: each changes only what it
- * names, as on Apache. */
-static jpki_err
-ngx_http_jpki_apply_throttle(jpki_policy *p, ngx_str_t *lines)
-{
-    u_char    *s, *nl, *end = lines->data + lines->len;
-    char       line[1024], err[256];
-    size_t     n;
-    jpki_err   e = JPKI_OK;
-
-    for (s = lines->data; s < end && e == JPKI_OK; s = nl + 1) {
-        nl = ngx_strlchr(s, end, '\n');
-        if (nl == NULL) {
-            nl = end;
-        }
-        n = ngx_min((size_t) (nl - s), sizeof(line) - 1);
-        ngx_memcpy(line, s, n);
-        line[n] = '\0';
-        e = jpki_policy_set_throttle(p, line, err, sizeof(err));
-    }
-
-    return e;
-}
-
-
 /* The location's policy: the site's, with the location's values (merged
  * down from http and server) written over it. */
 static char *
@@ -511,11 +485,10 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     jpki_conf_apply(&conf->values, JPKI_CONF_LOCATION, p);
     p->cookie_httponly = 1;
 
-    if (conf->throttle.len) {
-        /* the values were checked where they were written
-         * (ngx_http_jpki_throttle) */
-        (void) ngx_http_jpki_apply_throttle(p, &conf->throttle);
-    }
+    /* the values were checked where they were written
+     * (ngx_http_jpki_throttle): the levels' lines, outermost first */
+    (void) jpki_conf_throttle(p, (char *) conf->throttle.data, err,
+                              sizeof(err));
 
     if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
