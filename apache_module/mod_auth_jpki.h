@@ -55,6 +55,10 @@ typedef struct {
     const char                *name;
     apr_array_header_t        *ca;            /* const char * (full paths) */
     const char                *ocsp_url;      /* NULL: none */
+    const char                *ocsp_host;     /* to resolve (the core's */
+    apr_port_t                 ocsp_port;     /* split of the URL) */
+    const char                *ocsp_host_header;
+    const char                *ocsp_path;
     apr_array_header_t        *crl;           /* const char *: crl= files
                                                  and directories */
     const char                *policy;        /* NULL: default, "": none */
@@ -185,9 +189,10 @@ typedef struct {
     int                        endpoints;
     int                        health;
     jpki_conf_values           values;        /* the core's table's */
-    apr_array_header_t        *throttle;      /* JPKIThrottle values
-                                                 (const char *), applied in
-                                                 order; NULL: none */
+    const char                *throttle;      /* JPKIThrottle values, one
+                                                 a line, applied in order
+                                                 (jpki_conf_throttle); NULL:
+                                                 none */
 } mjpki_dir_conf;
 
 /* mod_auth_jpki_config.c */
@@ -199,10 +204,6 @@ void *mjpki_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mjpki_site_configured(const mjpki_site *site);
 int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                       server_rec *s);
-/* Applies JPKIThrottle values (a mjpki_dir_conf's throttle) to p, in
- * order; JPKI_OK, or the core's sentence in err. */
-jpki_err mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t,
-                             char *err, size_t errlen);
 /* The per-location policy; NULL (and a sentence in err) when the merged
  * settings are inconsistent. */
 const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site,
@@ -219,9 +220,6 @@ void mjpki_log_cb(void *ud, jpki_log_level level, const char *msg);
 /* A client TLS context trusting ca (NULL out: only checks that it loads);
  * NULL, or what is wrong. */
 const char *mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out);
-/* Checks an http:// URL: host[:port][/path]. */
-const char *mjpki_check_ocsp_url(apr_pool_t *p, const char *url, char **host,
-                                 apr_port_t *port, const char **path);
 
 /* mod_auth_jpki_io.c */
 int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -332,14 +330,14 @@ int mjpki_health_handler(request_rec *r);
 
 /* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
 void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);
-jpki_txn *mjpki_start(request_rec *r, mjpki_site *site,
-                      const jpki_policy *pol, jpki_op op,
-                      const uint8_t *body, size_t body_len);
-const jpki_verdict *mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t);
-void mjpki_answer_headers_set(request_rec *r);
+const jpki_verdict *mjpki_transact(request_rec *r, mjpki_site *site,
+                                   const jpki_policy *pol, jpki_op op,
+                                   const uint8_t *body, size_t body_len);
+void mjpki_verdict_headers(request_rec *r, const jpki_verdict *v, int pass);
 int mjpki_send_json(request_rec *r, int status, const char *body,
                     size_t len);
 int mjpki_send_verdict(request_rec *r, const jpki_verdict *v);
+int mjpki_refuse(request_rec *r, jpki_err e);
 void mjpki_hold(request_rec *r);
 const jpki_policy *mjpki_request_policy(request_rec *r, mjpki_site *site,
                                         const char *what);

@@ -368,7 +368,8 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     /* each value changes only what it names: the server's, then the
      * section's, as if given in that order */
     if (base->throttle && add->throttle) {
-        d->throttle = apr_array_append(p, base->throttle, add->throttle);
+        d->throttle = apr_pstrcat(p, base->throttle, "\n", add->throttle,
+                                  NULL);
     } else {
         d->throttle = add->throttle ? add->throttle : base->throttle;
     }
@@ -399,25 +400,6 @@ mjpki_dir_pass_cookie(const mjpki_dir_conf *d)
 }
 
 
-jpki_err
-mjpki_apply_throttle(jpki_policy *p, const apr_array_header_t *t, char *err,
-                     size_t errlen)
-{
-    jpki_err  e;
-    int       i;
-
-    for (i = 0; t != NULL && i < t->nelts; i++) {
-        e = jpki_policy_set_throttle(p, APR_ARRAY_IDX(t, i, const char *),
-                                     err, errlen);
-        if (e != JPKI_OK) {
-            return e;
-        }
-    }
-
-    return JPKI_OK;
-}
-
-
 
 const jpki_policy *
 mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
@@ -426,8 +408,8 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
     jpki_policy  *pol;
 
     if (site == NULL || site->ctx == NULL) {
-        apr_cpystrn(err, "the server has no JPKISecretFile, JPKIIssuer and "
-                    "JPKIStore", errlen);
+        apr_snprintf(err, errlen, "the server has no %s",
+                     jpki_conf_site_pieces(JPKI_SERVER_APACHE));
         return NULL;
     }
 
@@ -436,7 +418,7 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
     jpki_conf_apply(&d->values, JPKI_CONF_LOCATION, pol);
     pol->cookie_httponly = 1;
 
-    if (mjpki_apply_throttle(pol, d->throttle, err, errlen) != JPKI_OK
+    if (jpki_conf_throttle(pol, d->throttle, err, errlen) != JPKI_OK
         || jpki_policy_check(pol, err, errlen) != JPKI_OK)
     {
         return NULL;
@@ -476,10 +458,9 @@ mjpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
         return apr_psprintf(cmd->pool, "JPKIThrottle: %s", msg);
     }
 
-    if (d->throttle == NULL) {
-        d->throttle = apr_array_make(cmd->pool, 2, sizeof(const char *));
-    }
-    APR_ARRAY_PUSH(d->throttle, const char *) = apr_pstrdup(cmd->pool, args);
+    d->throttle = d->throttle ? apr_pstrcat(cmd->pool, d->throttle, "\n",
+                                            args, NULL)
+                              : apr_pstrdup(cmd->pool, args);
 
     return NULL;
 }

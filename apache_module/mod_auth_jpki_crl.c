@@ -67,9 +67,8 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
     mjpki_site         *site = mjpki_cmd_site(cmd);
     mjpki_issuer_spec  *spec;
     jpki_conf_issuer   cs;
-    const char        *err = NULL, *path;
-    char              *host, buf[512];
-    apr_port_t         port;
+    const char        *err = NULL;
+    char               buf[512];
     int                i;
 
     if (jpki_conf_issuer_parse(&cs, (const char *const *) argv,
@@ -84,14 +83,6 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
         {
             err = apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
                                "name \"%s\"", cs.name);
-        }
-    }
-
-    if (err == NULL && cs.ocsp != NULL) {
-        err = mjpki_check_ocsp_url(cmd->temp_pool, cs.ocsp, &host, &port,
-                                   &path);
-        if (err != NULL) {
-            err = apr_psprintf(cmd->pool, "JPKIIssuer %s: %s", cs.name, err);
         }
     }
 
@@ -115,7 +106,15 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
         spec->name = apr_pstrdup(cmd->pool, cs.name);
         spec->ca = mjpki_strings(cmd->pool, cs.ca, cs.n_ca);
         spec->crl = mjpki_strings(cmd->pool, cs.crl, cs.n_crl);
-        spec->ocsp_url = cs.ocsp ? apr_pstrdup(cmd->pool, cs.ocsp) : NULL;
+        if (cs.ocsp != NULL) {
+            /* the responder's target, as the core split it */
+            spec->ocsp_url = apr_pstrdup(cmd->pool, cs.ocsp);
+            spec->ocsp_host = apr_pstrdup(cmd->pool, cs.ocsp_host);
+            spec->ocsp_port = (apr_port_t) cs.ocsp_port;
+            spec->ocsp_host_header = apr_pstrdup(cmd->pool,
+                                                 cs.ocsp_host_header);
+            spec->ocsp_path = apr_pstrdup(cmd->pool, cs.ocsp_path);
+        }
         spec->policy = cs.policy ? apr_pstrdup(cmd->pool, cs.policy) : NULL;
     }
 

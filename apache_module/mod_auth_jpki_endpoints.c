@@ -6,6 +6,7 @@
 
 #include "mod_auth_jpki.h"
 #include "gate.h"
+#include "edge.h"
 
 #include "apr_atomic.h"
 
@@ -89,20 +90,9 @@ static int
 mjpki_run_endpoint(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                   jpki_op op, const uint8_t *body, size_t len)
 {
-    const jpki_verdict  *v;
-    jpki_txn            *t;
+    const jpki_verdict  *v = mjpki_transact(r, site, pol, op, body, len);
 
-    t = mjpki_start(r, site, pol, op, body, len);
-    if (t == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    v = mjpki_run(r, site, t);
-    if (v == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return mjpki_send_verdict(r, v);
+    return v != NULL ? mjpki_send_verdict(r, v) : HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
@@ -112,10 +102,8 @@ mjpki_endpoint_handler(request_rec *r)
     mjpki_site           *site;
     const jpki_policy   *pol;
     const uint8_t       *body = NULL;
-    const char          *u, *msg;
+    const char          *u;
     size_t               len = 0;
-    apr_size_t           ml;
-    apr_uint32_t         cap;
     jpki_op              op;
     int                  rc;
 
@@ -125,8 +113,7 @@ mjpki_endpoint_handler(request_rec *r)
 
     u = r->uri ? r->uri : "";
     if (!jpki_endpoint_op(u, strlen(u), &op)) {
-        msg = mjpki_json_error(r, JPKI_ERR_NOT_FOUND, &ml);
-        return mjpki_send_json(r, HTTP_NOT_FOUND, msg, ml);
+        return mjpki_refuse(r, JPKI_ERR_NOT_FOUND);
     }
 
     site = mjpki_site_of(r);
@@ -141,14 +128,12 @@ mjpki_endpoint_handler(request_rec *r)
             return rc;
         }
         if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            msg = mjpki_json_error(r, JPKI_ERR_TOO_LARGE, &ml);
-            return mjpki_send_json(r, rc, msg, ml);
+            return mjpki_refuse(r, JPKI_ERR_TOO_LARGE);
         }
         if (rc != OK) {
             ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login body "
                           "not read (status %d)", rc);
-            msg = mjpki_json_error(r, JPKI_ERR_BAD_REQUEST, &ml);
-            return mjpki_send_json(r, HTTP_BAD_REQUEST, msg, ml);
+            return mjpki_refuse(r, JPKI_ERR_BAD_REQUEST);
         }
     }
 
@@ -159,15 +144,12 @@ mjpki_endpoint_handler(request_rec *r)
     /* the logins of the site this child verifies at once, against the
      * cap of the location (JPKIThrottle concurrency=, the site's value
      * unless the location has its own) */
-    cap = pol->login_concurrency;
-    if (apr_atomic_inc32(&site->logins) >= cap && cap > 0) {
+    if (jpki_edge_login_busy(op, pol, apr_atomic_inc32(&site->logins))) {
         apr_atomic_dec32(&site->logins);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login refused: "
                       "%u logins being verified in this child (JPKIThrottle "
-                      "concurrency=)", cap);
-        apr_table_setn(r->headers_out, "Retry-After", "1");
-        msg = mjpki_json_error(r, JPKI_ERR_BUSY, &ml);
-        return mjpki_send_json(r, HTTP_SERVICE_UNAVAILABLE, msg, ml);
+                      "concurrency=)", pol->login_concurrency);
+        return mjpki_refuse(r, JPKI_ERR_BUSY);
     }
     rc = mjpki_run_endpoint(r, site, pol, op, body, len);
     apr_atomic_dec32(&site->logins);
@@ -187,9 +169,6 @@ mjpki_endpoint_handler(request_rec *r)
 int
 mjpki_health_handler(request_rec *r)
 {
-    static const char  na[] =
-        "{\"error\":\"method_not_allowed\",\"message\":\"GET or HEAD "
-        "only\"}";
     mjpki_site         *site;
     const char        *body;
     int                ok = 0;
@@ -199,15 +178,15 @@ mjpki_health_handler(request_rec *r)
     }
 
     if (r->method_number != M_GET) {
-        apr_table_setn(r->headers_out, "Allow", "GET, HEAD");
-        return mjpki_send_json(r, HTTP_METHOD_NOT_ALLOWED, na, sizeof(na) - 1);
+        apr_table_setn(r->headers_out, "Allow", JPKI_HEALTH_ALLOW);
+        return mjpki_refuse(r, JPKI_ERR_METHOD);
     }
 
     site = mjpki_site_of(r);
     if (!site->built) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: JPKIHealth used in "
-                      "a server without JPKISecretFile, JPKIIssuer and "
-                      "JPKIStore");
+                      "a server without %s",
+                      jpki_conf_site_pieces(JPKI_SERVER_APACHE));
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -6,7 +6,7 @@
  */
 
 #include "mod_auth_jpki.h"
-#include "gate.h"
+#include "edge.h"
 
 #include "mod_auth.h"
 #include "ap_provider.h"
@@ -26,21 +26,27 @@ typedef struct {
 } mjpki_req;
 
 
-/* Removes every copy of the gate's headers from the request. */
+/* Removes every copy of the gate's headers from the request (quiet: the
+ * headers were checked before, those left are the gate's). */
 static void
-mjpki_strip_headers(request_rec *r, const char *name, int warn)
+mjpki_strip_headers(request_rec *r, const char *name, int quiet)
 {
     const apr_array_header_t  *arr = apr_table_elts(r->headers_in);
     const apr_table_entry_t   *e = (const apr_table_entry_t *) arr->elts;
     apr_array_header_t        *gone = NULL;
+    jpki_edge_strip            what;
     int                        i;
 
     for (i = 0; i < arr->nelts; i++) {
-        if (e[i].key == NULL
-            || !jpki_is_gate_header(e[i].key, strlen(e[i].key), name,
-                                    name ? strlen(name) : 0))
-        {
+        what = e[i].key == NULL ? JPKI_EDGE_KEEP
+               : jpki_edge_strip_header(e[i].key, strlen(e[i].key), name,
+                                        name ? strlen(name) : 0, 0, 0, quiet);
+        if (what == JPKI_EDGE_KEEP) {
             continue;
+        }
+        if (what == JPKI_EDGE_WARN) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "jpki: client "
+                          "sent gate header \"%s\": removed", e[i].key);
         }
         if (gone == NULL) {
             gone = apr_array_make(r->pool, 4, sizeof(const char *));
@@ -48,16 +54,7 @@ mjpki_strip_headers(request_rec *r, const char *name, int warn)
         APR_ARRAY_PUSH(gone, const char *) = e[i].key;
     }
 
-    if (gone == NULL) {
-        return;
-    }
-
-    for (i = 0; i < gone->nelts; i++) {
-        if (warn) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "jpki: client "
-                          "sent gate header \"%s\": removed",
-                          APR_ARRAY_IDX(gone, i, const char *));
-        }
+    for (i = 0; gone != NULL && i < gone->nelts; i++) {
         apr_table_unset(r->headers_in, APR_ARRAY_IDX(gone, i, const char *));
     }
 }
@@ -68,7 +65,7 @@ mjpki_strip_headers(request_rec *r, const char *name, int warn)
 int
 mjpki_post_read_request(request_rec *r)
 {
-    mjpki_strip_headers(r, NULL, 1);
+    mjpki_strip_headers(r, NULL, 0);
 
     return DECLINED;
 }
@@ -83,7 +80,7 @@ mjpki_header_parser(request_rec *r)
         return DECLINED;
     }
 
-    mjpki_strip_headers(r, mjpki_dir_header(mjpki_dir_of(r)), r->prev == NULL);
+    mjpki_strip_headers(r, mjpki_dir_header(mjpki_dir_of(r)), r->prev != NULL);
 
     return DECLINED;
 }
@@ -115,8 +112,6 @@ mjpki_authenticate(request_rec *r)
     mjpki_site           *site;
     const jpki_policy   *pol;
     const jpki_verdict  *v;
-    const jpki_header   *h;
-    jpki_txn            *t;
 
     if (!mjpki_is_jpki_auth(r)) {
         return DECLINED;
@@ -134,26 +129,15 @@ mjpki_authenticate(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    t = mjpki_start(r, site, pol, JPKI_OP_CHECK, NULL, 0);
-    if (t == NULL) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    v = mjpki_run(r, site, t);
+    v = mjpki_transact(r, site, pol, JPKI_OP_CHECK, NULL, 0);
     if (v == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (v->http_status == HTTP_OK && v->account != NULL) {
+    if (jpki_edge_passes(JPKI_OP_CHECK, v)) {
         r->user = apr_pstrdup(r->pool, v->account);
         r->ap_auth_type = JPKI_AUTH_TYPE;
-        if (v->set_cookie) {
-            apr_table_add(r->err_headers_out, "Set-Cookie", v->set_cookie);
-            /* a session sealed again: no shared cache keeps the answer */
-            for (h = jpki_pass_cookie_headers; h->name != NULL; h++) {
-                apr_table_add(r->err_headers_out, h->name, h->value);
-            }
-        }
+        mjpki_verdict_headers(r, v, 1);
         mjpki_set_identity(r, r->user, v->cert_id);
         mjpki_upstream_cookies(r, pol->cookie_name,
                               mjpki_dir_pass_cookie(mjpki_dir_of(r)));
@@ -342,7 +326,7 @@ mjpki_json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         apr_table_setn(r->notes, JPKI_JSON_NOTE, "1");
         ap_set_content_type(r, "application/json");
         apr_table_unset(r->headers_out, "Content-Length");
-        mjpki_answer_headers_set(r);
+        mjpki_verdict_headers(r, NULL, 0);
     }
 
     for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);

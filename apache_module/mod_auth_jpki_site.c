@@ -54,37 +54,6 @@ mjpki_server_name(apr_pool_t *p, server_rec *s)
 }
 
 
-/* Checks an http:// URL: host[:port][/path]. */
-const char *
-mjpki_check_ocsp_url(apr_pool_t *p, const char *url, char **host,
-                    apr_port_t *port, const char **path)
-{
-    const char  *hp, *slash;
-    char        *hostport, *scope;
-    apr_status_t rv;
-
-    if (strncasecmp(url, "http://", 7) != 0 || url[7] == '\0') {
-        return "needs an http:// OCSP URL (https responders: put a local "
-               "proxy in front)";
-    }
-
-    hp = url + 7;
-    slash = strchr(hp, '/');
-    hostport = slash ? apr_pstrmemdup(p, hp, slash - hp) : apr_pstrdup(p, hp);
-    *path = slash ? slash : "/";
-
-    rv = apr_parse_addr_port(host, &scope, port, hostport, p);
-    if (rv != APR_SUCCESS || *host == NULL || scope != NULL) {
-        return "has an invalid OCSP URL";
-    }
-    if (*port == 0) {
-        *port = 80;
-    }
-
-    return NULL;
-}
-
-
 static apr_status_t
 mjpki_ssl_ctx_cleanup(void *data)
 {
@@ -141,18 +110,13 @@ mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out)
 static int
 mjpki_site_required(apr_pool_t *ptemp, server_rec *s, mjpki_site *site)
 {
-    const char  *missing = NULL;
+    char  why[256];
 
-    if (site->secret_file == NULL) {
-        missing = "JPKISecretFile";
-    } else if (site->issuers == NULL || site->issuers->nelts == 0) {
-        missing = "JPKIIssuer";
-    } else if (!site->store) {
-        missing = "JPKIStore (e.g. \"JPKIStore shm size=10M\")";
-    }
-    if (missing != NULL) {
-        MJPKI_SITE_FAIL(0, s, ptemp, "%s is required (the gate needs "
-                        "JPKISecretFile, JPKIIssuer and JPKIStore)", missing);
+    if (jpki_conf_site_missing(JPKI_SERVER_APACHE, site->secret_file != NULL,
+                               site->issuers ? site->issuers->nelts : 0,
+                               site->store != 0, why, sizeof(why)))
+    {
+        MJPKI_SITE_FAIL(0, s, ptemp, "%s", why);
         return !OK;
     }
 
@@ -200,8 +164,8 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     dflt = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
     err[0] = '\0';
     if (dflt != NULL
-        && mjpki_apply_throttle(jpki_ctx_policy(site->ctx), dflt->throttle,
-                                err, sizeof(err))
+        && jpki_conf_throttle(jpki_ctx_policy(site->ctx), dflt->throttle,
+                              err, sizeof(err))
            != JPKI_OK)
     {
         MJPKI_SITE_FAIL(0, s, ptemp, "JPKIThrottle: %s", err);
@@ -212,34 +176,27 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 }
 
 
-/* Stage 3, for one issuer: its OCSP responder, resolved now. */
+/* Stage 3, for one issuer: its OCSP responder (the core's target of the
+ * URL), resolved now. */
 static int
 mjpki_site_ocsp(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                 mjpki_issuer_rt *rt)
 {
     const mjpki_issuer_spec  *spec = rt->spec;
-    char                    *host;
-    apr_port_t               port;
     apr_status_t             rv;
 
-    if (mjpki_check_ocsp_url(pconf, spec->ocsp_url, &host, &port,
-                             &rt->ocsp_path) != NULL
-        || jpki_issuer_set_ocsp_url(rt->issuer, spec->ocsp_url) != JPKI_OK)
-    {
+    if (jpki_issuer_set_ocsp_url(rt->issuer, spec->ocsp_url) != JPKI_OK) {
         return !OK;
     }
-    rv = apr_sockaddr_info_get(&rt->ocsp_addr, host, APR_UNSPEC, port, 0,
-                               pconf);
+    rv = apr_sockaddr_info_get(&rt->ocsp_addr, spec->ocsp_host, APR_UNSPEC,
+                               spec->ocsp_port, 0, pconf);
     if (rv != APR_SUCCESS) {
         MJPKI_SITE_FAIL(rv, s, ptemp, "JPKIIssuer %s: OCSP host \"%s\" does "
-                        "not resolve", spec->name, host);
+                        "not resolve", spec->name, spec->ocsp_host);
         return !OK;
     }
-    rt->ocsp_host = port == 80 ? host
-                               : apr_psprintf(pconf, "%s:%u",
-                                     strchr(host, ':')
-                                     ? apr_psprintf(pconf, "[%s]", host)
-                                     : host, port);
+    rt->ocsp_host = spec->ocsp_host_header;
+    rt->ocsp_path = spec->ocsp_path;
 
     return OK;
 }
@@ -402,10 +359,11 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
         ap_log_error(APLOG_MARK, APLOG_STARTUP | (fatal ? APLOG_EMERG
                                                         : APLOG_WARNING),
                      0, NULL, "jpki: %s in <Location %s> of %s: the server "
-                     "has no JPKISecretFile, JPKIIssuer and JPKIStore",
+                     "has no %s",
                      m->endpoints == 1 ? "JPKIEndpoints" : "JPKIHealth",
                      d->where ? d->where : "/",
-                     mjpki_server_name(ptemp, s));
+                     mjpki_server_name(ptemp, s),
+                     jpki_conf_site_pieces(JPKI_SERVER_APACHE));
         return fatal ? !OK : OK;
     }
 

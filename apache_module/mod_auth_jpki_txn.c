@@ -6,7 +6,7 @@
  */
 
 #include "mod_auth_jpki.h"
-#include "gate.h"
+#include "edge.h"
 
 #include "apr_atomic.h"
 #include "ap_mpm.h"
@@ -75,139 +75,144 @@ mjpki_cookie_values(request_rec *r, apr_pool_t *p)
 }
 
 
-/* The session cookie name's value in the client's Cookie headers. */
-static void
-mjpki_cookie_of(request_rec *r, const char *name, const char **val,
-               size_t *len)
-{
-    apr_array_header_t  *a = mjpki_cookie_values(r, r->pool);
-    const char          *v;
-    int                  i;
-
-    *val = NULL;
-    *len = 0;
-
-    for (i = 0; i < a->nelts; i++) {
-        v = APR_ARRAY_IDX(a, i, const char *);
-        if (jpki_cookie_find(v, strlen(v), name, val, len)) {
-            return;
-        }
-    }
-}
-
-
 /* What goes upstream in Cookie (mod_proxy, CGI...) once the gate lets a
- * request through: the client's headers without the session cookie (a
- * bearer token, for nobody's logs) unless JPKIPassCookie On; one left
- * empty is dropped.  Made again from the client's at every gate (an
- * internal redirect to another gated location, whose JPKIPassCookie
- * counts), which reads its cookie there too. */
+ * request through: the client's headers without the session cookie unless
+ * JPKIPassCookie On (the core's decision: jpki_edge_upstream_cookies).
+ * Made again from the client's at every gate (an internal redirect to
+ * another gated location, whose JPKIPassCookie counts), which reads its
+ * cookie there too. */
 void
 mjpki_upstream_cookies(request_rec *r, const char *name, int pass)
 {
     apr_pool_t          *mp = (r->main ? r->main : r)->pool;
-    apr_array_header_t  *a = mjpki_client_cookies(r), *kept;
-    const char          *v, *x;
-    char                *out;
-    size_t               len, xl;
-    int                  i, found = 0;
+    apr_array_header_t  *a, *kept = mjpki_client_cookies(r);
+    jpki_span           *in, *out;
+    const char          *v;
+    char                *buf;
+    size_t               n, m, i, len = 1;
+    int                  changed;
 
-    if (a == NULL) {
-        if (pass) {
+    a = kept != NULL ? kept : mjpki_cookie_values(r, r->pool);
+    n = (size_t) a->nelts;
+    in = apr_palloc(r->pool, 2 * (n + 1) * sizeof(jpki_span));
+    out = in + n + 1;
+    for (i = 0; i < n; i++) {
+        v = APR_ARRAY_IDX(a, i, const char *);
+        in[i].p = v;
+        in[i].len = strlen(v);
+        len += in[i].len;
+    }
+    buf = apr_palloc(r->pool, len);
+
+    m = jpki_edge_upstream_cookies(in, n, name, pass, buf, out, &changed);
+
+    if (kept == NULL) {
+        if (!changed) {
             return;                     /* the client's, as they came */
         }
-        a = mjpki_cookie_values(r, r->pool);
-        for (i = 0; i < a->nelts && !found; i++) {
-            v = APR_ARRAY_IDX(a, i, const char *);
-            found = jpki_cookie_find(v, strlen(v), name, &x, &xl);
-        }
-        if (!found) {
-            return;                     /* none to take out */
-        }
-        kept = apr_array_make(mp, a->nelts, sizeof(const char *));
-        for (i = 0; i < a->nelts; i++) {
-            APR_ARRAY_PUSH(kept, const char *) =
-                apr_pstrdup(mp, APR_ARRAY_IDX(a, i, const char *));
+        kept = apr_array_make(mp, (int) n, sizeof(const char *));
+        for (i = 0; i < n; i++) {
+            APR_ARRAY_PUSH(kept, const char *) = apr_pstrdup(mp, in[i].p);
         }
         apr_pool_userdata_setn(kept, JPKI_COOKIES_KEY, NULL, mp);
-        a = kept;
     }
 
     apr_table_unset(r->headers_in, "Cookie");
 
-    for (i = 0; i < a->nelts; i++) {
-        v = APR_ARRAY_IDX(a, i, const char *);
-        out = pass ? NULL : apr_palloc(r->pool, strlen(v) + 1);
-        if (pass || jpki_cookie_strip(v, strlen(v), name, out, &len) == 0) {
-            apr_table_addn(r->headers_in, "Cookie", v);
-        } else if (len > 0) {
-            out[len] = '\0';
-            apr_table_addn(r->headers_in, "Cookie", out);
-        }
+    for (i = 0; i < m; i++) {
+        apr_table_addn(r->headers_in, "Cookie",
+                       apr_pstrmemdup(r->pool, out[i].p, out[i].len));
     }
 }
 
 
-jpki_txn *
+/* The request's headers for the core (jpki_edge_request): Cookie the
+ * client's (the table may hold what goes upstream). */
+typedef struct {
+    request_rec               *r;
+    apr_array_header_t        *cookies;
+} mjpki_headers;
+
+
+static const char *
+mjpki_header_get(void *ud, const char *name, size_t i, size_t *len)
+{
+    mjpki_headers            *h = ud;
+    const apr_array_header_t  *arr = apr_table_elts(h->r->headers_in);
+    const apr_table_entry_t   *e = (const apr_table_entry_t *) arr->elts;
+    const char                *v = NULL;
+    int                        k;
+
+    if (strcasecmp(name, "Cookie") == 0) {
+        if (h->cookies == NULL) {
+            h->cookies = mjpki_cookie_values(h->r, h->r->pool);
+        }
+        if (i < (size_t) h->cookies->nelts) {
+            v = APR_ARRAY_IDX(h->cookies, i, const char *);
+        }
+    } else {
+        for (k = 0; k < arr->nelts && v == NULL; k++) {
+            if (e[k].key != NULL && e[k].val != NULL
+                && strcasecmp(e[k].key, name) == 0 && i-- == 0)
+            {
+                v = e[k].val;
+            }
+        }
+    }
+
+    *len = v != NULL ? strlen(v) : 0;
+    return v;
+}
+
+
+/* The host of a request without Host (HTTP/2 without one, HTTP/1.0): the
+ * host Apache found for it, else the server's name. */
+static const char *
+mjpki_host_get(void *ud, size_t *len)
+{
+    request_rec  *r = ((mjpki_headers *) ud)->r;
+    const char   *h = r->hostname;
+
+    if (h == NULL || h[0] == '\0') {
+        h = ap_get_server_name(r);
+    }
+
+    *len = h != NULL ? strlen(h) : 0;
+    return h;
+}
+
+
+static jpki_txn *
 mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
            jpki_op op, const uint8_t *body, size_t body_len)
 {
     jpki_txn_request   rq;
     jpki_txn          *t = NULL;
-    const char        *ct, *accept;
+    mjpki_headers      hs = { r, NULL };
+    jpki_edge_in       in;
 
     memset(&rq, 0, sizeof(rq));
     rq.op = op;
     rq.now = (int64_t) apr_time_sec(apr_time_now());
     rq.is_post = r->method_number == M_POST;
-    accept = apr_table_get(r->headers_in, "Accept");
-    rq.wants_json = jpki_accept_wants_json(accept,
-                                           accept ? strlen(accept) : 0);
-    ct = apr_table_get(r->headers_in, "Content-Type");
-    rq.content_type = ct;
-    rq.content_type_len = ct ? strlen(ct) : 0;
     rq.body = body;
     rq.body_len = body_len;
-
-    mjpki_cookie_of(r, pol->cookie_name, &rq.cookie, &rq.cookie_len);
-
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
     rq.policy = pol;
-    rq.crl_in_store = site->store == JPKI_STORE_REDIS;
     /* logouts: the node's table, read without waiting */
     mjpki_local_markers(site, &rq);
 
-    if (op == JPKI_OP_LOGIN || op == JPKI_OP_LOGOUT) {
-        /* where the browser says the request comes from */
-        rq.sec_fetch_site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
-        rq.sec_fetch_site_len = rq.sec_fetch_site
-                                ? strlen(rq.sec_fetch_site) : 0;
-        rq.origin = apr_table_get(r->headers_in, "Origin");
-        rq.origin_len = rq.origin ? strlen(rq.origin) : 0;
-    }
-    if (op == JPKI_OP_CHALLENGE || op == JPKI_OP_LOGIN
-        || op == JPKI_OP_LOGOUT) {
-        /* the Host a challenge is bound to; absent (HTTP/2 without one,
-         * HTTP/1.0): the host Apache found for the request, else the
-         * server's name */
-        rq.host = apr_table_get(r->headers_in, "Host");
-        if (rq.host == NULL || rq.host[0] == '\0')
-            rq.host = r->hostname;
-        if (rq.host == NULL || rq.host[0] == '\0')
-            rq.host = ap_get_server_name(r);
-        rq.host_len = rq.host ? strlen(rq.host) : 0;
-    }
-
     mjpki_files_refresh(site);
+    rq.map_fn = site->map_file ? mjpki_map_lookup : NULL;
+    rq.map_ud = site;
 
-    if (site->map_file) {
-        rq.map_source = JPKI_MAP_CALLBACK;
-        rq.map_fn = mjpki_map_lookup;
-        rq.map_ud = site;
-    } else {
-        rq.map_source = JPKI_MAP_STORE;
-    }
+    in.header = mjpki_header_get;
+    in.own_host = mjpki_host_get;
+    in.ud = &hs;
+    in.subrequest = r->main != NULL;
+    in.redis = site->store == JPKI_STORE_REDIS;
+    jpki_edge_request(&rq, &in);
 
     if (jpki_txn_new(site->ctx, &rq, &t) != JPKI_OK || t == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: cannot start a "
@@ -223,7 +228,7 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
 
 
 /* Runs the transaction to its verdict, doing the I/O it asks for. */
-const jpki_verdict *
+static const jpki_verdict *
 mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 {
     const jpki_store_cmd  *cmds;
@@ -298,28 +303,57 @@ mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 }
 
 
-/* The headers of every answer the gate makes itself. */
-void
-mjpki_answer_headers_set(request_rec *r)
+/* A transaction of op for the request, run to its verdict (NULL: none,
+ * logged). */
+const jpki_verdict *
+mjpki_transact(request_rec *r, mjpki_site *site, const jpki_policy *pol,
+               jpki_op op, const uint8_t *body, size_t body_len)
 {
-    const jpki_header  *h;
+    jpki_txn  *t = mjpki_start(r, site, pol, op, body, body_len);
 
-    for (h = jpki_answer_headers; h->name != NULL; h++) {
-        apr_table_setn(r->headers_out, h->name, h->value);
+    return t != NULL ? mjpki_run(r, site, t) : NULL;
+}
+
+
+/* The headers the core gives for verdict v (v NULL: an answer without
+ * one; pass: the request goes on): the session's added to err_headers_out
+ * (kept on an error page), the others set in headers_out. */
+void
+mjpki_verdict_headers(request_rec *r, const jpki_verdict *v, int pass)
+{
+    jpki_edge_headers  eh;
+    size_t             i;
+
+    jpki_edge_verdict_headers(v, pass, &eh);
+
+    for (i = 0; i < eh.n; i++) {
+        if (eh.session[i]) {
+            apr_table_add(r->err_headers_out, eh.h[i].name, eh.h[i].value);
+        } else {
+            apr_table_set(r->headers_out, eh.h[i].name, eh.h[i].value);
+        }
     }
 }
 
 
+/* The gate's own answer to verdict v: status, headers, JSON body. */
 int
-mjpki_send_json(request_rec *r, int status, const char *body, size_t len)
+mjpki_send_verdict(request_rec *r, const jpki_verdict *v)
 {
-    r->status = status;
+    size_t  len = v->body != NULL ? v->body_len : 0;
+
+    if (v->delay_ms > 0) {
+        apr_table_setn(r->notes, "jpki-hold",
+                       apr_psprintf(r->pool, "%u", v->delay_ms));
+    }
+
+    r->status = v->http_status;
     ap_set_content_type(r, "application/json");
-    mjpki_answer_headers_set(r);
+    mjpki_verdict_headers(r, v, 0);
     ap_set_content_length(r, (apr_off_t) len);
 
     if (len > 0 && !r->header_only) {
-        ap_rwrite(body, (int) len, r);
+        ap_rwrite(v->body, (int) len, r);
     }
 
     return OK;
@@ -327,25 +361,22 @@ mjpki_send_json(request_rec *r, int status, const char *body, size_t len)
 
 
 int
-mjpki_send_verdict(request_rec *r, const jpki_verdict *v)
+mjpki_send_json(request_rec *r, int status, const char *body, size_t len)
 {
-    if (v->set_cookie) {
-        apr_table_add(r->err_headers_out, "Set-Cookie", v->set_cookie);
-    }
-    if (v->location) {
-        apr_table_set(r->headers_out, "Location", v->location);
-    }
-    if (v->retry_after > 0) {
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%u", v->retry_after));
-    }
-    if (v->delay_ms > 0) {
-        apr_table_setn(r->notes, "jpki-hold",
-                       apr_psprintf(r->pool, "%u", v->delay_ms));
-    }
+    jpki_verdict  v;
 
-    return mjpki_send_json(r, v->http_status, v->body ? v->body : "",
-                          v->body ? v->body_len : 0);
+    return mjpki_send_verdict(r, jpki_edge_answer(&v, status, body, len));
+}
+
+
+/* A refusal before any transaction (jpki_edge_refusal), answered. */
+int
+mjpki_refuse(request_rec *r, jpki_err e)
+{
+    jpki_verdict  v;
+
+    return mjpki_send_verdict(r, jpki_edge_refusal(&v, e,
+                                  apr_palloc(r->pool, JPKI_EDGE_REFUSAL_MAX)));
 }
 
 
@@ -392,8 +423,8 @@ mjpki_request_policy(request_rec *r, mjpki_site *site, const char *what)
 
     if (!site->built) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: %s used in a "
-                      "server without JPKISecretFile, JPKIIssuer and "
-                      "JPKIStore", what);
+                      "server without %s", what,
+                      jpki_conf_site_pieces(JPKI_SERVER_APACHE));
         return NULL;
     }
 

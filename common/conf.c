@@ -736,3 +736,85 @@ jpki_err jpki_conf_store(int argc, const char *const *argv,
     OPENSSL_cleanse(&sp, sizeof(sp));
     return e;
 }
+
+/* ---- the throttle's values over the levels ----------------------- */
+
+jpki_err jpki_conf_throttle(jpki_policy *p, const char *lines, char *err,
+                            size_t errlen)
+{
+    const char *s = lines, *nl;
+    char line[1024];
+    size_t n;
+    jpki_err e = JPKI_OK;
+
+    while (s != NULL && *s != '\0' && e == JPKI_OK) {
+        nl = strchr(s, '\n');
+        n = nl != NULL ? (size_t)(nl - s) : strlen(s);
+        if (n >= sizeof(line)) {
+            jpki_set_detail(err, errlen, "throttle: a value over %zu "
+                            "characters", sizeof(line) - 1);
+            return JPKI_ERR_INVALID;
+        }
+        memcpy(line, s, n);
+        line[n] = '\0';
+        e = jpki_policy_set_throttle(p, line, err, errlen);
+        s = nl != NULL ? nl + 1 : NULL;
+    }
+    return e;
+}
+
+/* ---- a site's required pieces ------------------------------------ */
+
+static const struct {
+    const char *name[JPKI__SITE_COUNT];
+    const char *pieces;        /* the three, as a list */
+    const char *scope;         /* where they go together */
+    const char *store_example;
+} site_words[] = {
+    [JPKI_SERVER_NGINX] = {
+        {"jpki_secret_file", "jpki_issuer", "jpki_store"},
+        "jpki_secret_file, jpki_issuer and jpki_store",
+        "the same block", "jpki_store shm size=10m;"},
+    [JPKI_SERVER_APACHE] = {
+        {"JPKISecretFile", "JPKIIssuer", "JPKIStore"},
+        "JPKISecretFile, JPKIIssuer and JPKIStore",
+        "the same server or virtual host", "JPKIStore shm size=10M"},
+};
+
+const char *jpki_conf_site_directive(jpki_server srv, jpki_site_piece p)
+{
+    return site_words[srv == JPKI_SERVER_APACHE].name[p < JPKI__SITE_COUNT
+                                                      ? p : 0];
+}
+
+const char *jpki_conf_site_pieces(jpki_server srv)
+{
+    return site_words[srv == JPKI_SERVER_APACHE].pieces;
+}
+
+size_t jpki_conf_site_missing(jpki_server srv, int has_secret,
+                              size_t issuers, int has_store, char *out,
+                              size_t outlen)
+{
+    int a = srv == JPKI_SERVER_APACHE, n;
+    const char *lead, *name, *eg = "";
+
+    if (!has_secret) {
+        lead = "";
+        name = site_words[a].name[JPKI_SITE_SECRET];
+    } else if (issuers == 0) {
+        lead = "at least one ";
+        name = site_words[a].name[JPKI_SITE_ISSUER];
+    } else if (!has_store) {
+        lead = "";
+        name = site_words[a].name[JPKI_SITE_STORE];
+        eg = site_words[a].store_example;
+    } else {
+        return 0;
+    }
+    n = snprintf(out, outlen, "%s\"%s\" is required (a site needs %s in "
+                 "%s%s%s%s)", lead, name, site_words[a].pieces,
+                 site_words[a].scope, *eg ? "; e.g. \"" : "", eg,
+                 *eg ? "\"" : "");
+    return n > 0 ? (size_t) n : 0;
+}

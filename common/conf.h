@@ -189,6 +189,45 @@ uint64_t jpki_conf_zone_min(void);
 jpki_err jpki_conf_store(int argc, const char *const *argv,
                          jpki_store_spec *spec, char *err, size_t errlen);
 
+/* ---- the throttle's values over the levels ------------------------ */
+
+/* The throttle values (jpki_policy_set_throttle's grammar) written at a
+ * location and the levels above it, one a line ('\n'), outermost first:
+ * applied to p in that order, each changing only what it names.  NULL or
+ * "": none.  JPKI_OK, or the first bad line's sentence in err. */
+jpki_err jpki_conf_throttle(jpki_policy *p, const char *lines, char *err,
+                            size_t errlen);
+
+/* ---- a site's required pieces, in each server's spelling --------- */
+
+/* Which server's words a sentence uses. */
+typedef enum {
+    JPKI_SERVER_NGINX = 0,
+    JPKI_SERVER_APACHE
+} jpki_server;
+
+/* The directives a site is made of: a secret file, one issuer or more,
+ * a store (nginx: in one block; Apache: in one server or virtual host). */
+typedef enum {
+    JPKI_SITE_SECRET = 0,
+    JPKI_SITE_ISSUER,
+    JPKI_SITE_STORE,
+    JPKI__SITE_COUNT
+} jpki_site_piece;
+
+/* A piece's directive as server srv spells it ("jpki_secret_file",
+ * "JPKISecretFile"...). */
+const char *jpki_conf_site_directive(jpki_server srv, jpki_site_piece p);
+/* "A, B and C": the three pieces in srv's spelling (a constant). */
+const char *jpki_conf_site_pieces(jpki_server srv);
+/* The sentence for a site that lacks a piece (the first missing: the
+ * secret file, then the issuers, then the store), "\"X\" is required (a
+ * site needs A, B and C in the same ...)", into out; 0 when the site has
+ * them all, else the sentence's length. */
+size_t jpki_conf_site_missing(jpki_server srv, int has_secret,
+                              size_t issuers, int has_store, char *out,
+                              size_t outlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include "conf_issuer.h"
 #include "crlzone.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,8 @@ void jpki_conf_issuer_free(jpki_conf_issuer *spec)
     free(spec->ocsp);
     free(spec->ocsp_hostport);
     free(spec->ocsp_path);
+    free(spec->ocsp_host);
+    free(spec->ocsp_host_header);
     free(spec->policy);
     memset(spec, 0, sizeof(*spec));
 }
@@ -63,10 +66,62 @@ static const char *parse_ca(jpki_conf_issuer *spec, const char *list)
     return NULL;
 }
 
+/* HOST[:PORT] of an OCSP URL (n bytes at hp): the host to resolve, the
+ * port and the Host header the responder is sent.  0: not valid. */
+static int ocsp_target(jpki_conf_issuer *spec, const char *hp, size_t n)
+{
+    const char *end = hp + n, *h = hp, *he, *colon;
+    unsigned long port = 80;
+    int v6 = *hp == '[';
+    char buf[300];
+
+    if (v6) {
+        h = hp + 1;
+        he = memchr(h, ']', n - 1);
+        if (he == NULL || he == h
+            || strspn(h, "0123456789abcdefABCDEF:.") != (size_t)(he - h)
+            || memchr(h, ':', (size_t)(he - h)) == NULL)
+            return 0;                   /* a zone (%) is not taken */
+        colon = he + 1 < end ? he + 1 : NULL;
+        if (colon != NULL && *colon != ':')
+            return 0;
+    } else {
+        colon = memchr(hp, ':', n);
+        he = colon != NULL ? colon : end;
+        if (he == h || strspn(h, "abcdefghijklmnopqrstuvwxyz"
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+                       != (size_t)(he - h))
+            return 0;
+    }
+    if ((size_t)(he - h) > 253)
+        return 0;
+    if (colon != NULL) {
+        const char *d = colon + 1;
+
+        if (d == end || (size_t)(end - d) > 5
+            || strspn(d, "0123456789") < (size_t)(end - d))
+            return 0;
+        for (port = 0; d < end; d++)
+            port = port * 10 + (unsigned long)(*d - '0');
+        if (port == 0 || port > 65535)
+            return 0;
+    }
+    spec->ocsp_port = (unsigned) port;
+    spec->ocsp_host = dup_n(h, (size_t)(he - h));
+    if (port == 80)
+        snprintf(buf, sizeof(buf), v6 ? "[%.*s]" : "%.*s", (int)(he - h), h);
+    else
+        snprintf(buf, sizeof(buf), v6 ? "[%.*s]:%lu" : "%.*s:%lu",
+                 (int)(he - h), h, port);
+    spec->ocsp_host_header = strdup(buf);
+    return 1;
+}
+
 /* ocsp=http://HOST[:PORT][/PATH] */
 static const char *parse_ocsp(jpki_conf_issuer *spec, const char *url)
 {
     const char *hp = url + 7, *slash;
+    size_t n;
 
     if (spec->ocsp != NULL)
         return "has ocsp= twice";
@@ -76,12 +131,15 @@ static const char *parse_ocsp(jpki_conf_issuer *spec, const char *url)
     if (strpbrk(url, " \t\r\n\"") != NULL || strchr(hp, '@') != NULL)
         return "has an invalid OCSP URL";
     slash = strchr(hp, '/');
+    n = slash ? (size_t)(slash - hp) : strlen(hp);
+    if (!ocsp_target(spec, hp, n))
+        return "has an invalid OCSP URL";
     spec->ocsp = strdup(url);
-    spec->ocsp_hostport = dup_n(hp, slash ? (size_t)(slash - hp)
-                                          : strlen(hp));
+    spec->ocsp_hostport = dup_n(hp, n);
     spec->ocsp_path = strdup(slash ? slash : "/");
     if (spec->ocsp == NULL || spec->ocsp_hostport == NULL
-        || spec->ocsp_path == NULL)
+        || spec->ocsp_path == NULL || spec->ocsp_host == NULL
+        || spec->ocsp_host_header == NULL)
         return "out of memory";
     return NULL;
 }

@@ -3,6 +3,7 @@
  * nginx (`jpki_issuer NAME ...;`) and Apache (`JPKIIssuer NAME ...`):
  *
  *   NAME ca=FILE[,FILE...] [ca=...] [ocsp=http://HOST[:PORT][/PATH]]
+ *        (HOST: a name, an IPv4 address or [IPv6] without a zone)
  *        [crl=FILE|DIR]... [policy=OID|none]
  *
  * NAME: 1..63 letters, digits, _ . - ; at most JPKI_ISSUER_CA_MAX CA
@@ -29,6 +30,11 @@ typedef struct {
     char *ocsp;                         /* NULL: none */
     char *ocsp_hostport;                /* HOST[:PORT] of ocsp */
     char *ocsp_path;                    /* "/..." of ocsp */
+    char *ocsp_host;                    /* HOST to resolve (no brackets) */
+    unsigned ocsp_port;                 /* PORT, 80 when none */
+    char *ocsp_host_header;             /* the Host header: HOST, or
+                                           HOST:PORT off port 80 (IPv6 in
+                                           brackets) */
     char *policy;                       /* NULL: the JPKI default; "": none */
 } jpki_conf_issuer;
 

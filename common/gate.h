@@ -44,6 +44,10 @@ typedef struct {
     int64_t skew;
 } jpki_health;
 
+/* The methods the health answer takes: another one is refused (405
+ * method_not_allowed, jpki_edge_refusal) with this Allow header. */
+#define JPKI_HEALTH_ALLOW "GET, HEAD"
+
 /* Each entry takes at most this much of buf. */
 #define JPKI_HEALTH_CRL_MAX 512
 

@@ -135,7 +135,6 @@ typedef struct {
     ngx_event_t                hold;         /* verdict's delay_ms */
     u_char                    *body;
     size_t                     body_len;
-    ngx_str_t                  cookie;
     ngx_str_t                  account;
     ngx_str_t                  cert_id;
     ngx_str_t                  status;
@@ -178,9 +177,6 @@ ngx_int_t ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
     ngx_http_jpki_loc_conf_t *jlcf);
 ngx_int_t ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
     const char *value);
-int ngx_http_jpki_wants_json(ngx_http_request_t *r);
-void ngx_http_jpki_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *val);
 ngx_http_jpki_ctx_t *ngx_http_jpki_passed(ngx_http_request_t *r);
 ngx_int_t ngx_http_jpki_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_jpki_preaccess_handler(ngx_http_request_t *r);
@@ -233,8 +229,9 @@ void ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf);
 ngx_http_jpki_ctx_t *ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op);
 ngx_int_t ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx);
 void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);
-ngx_int_t ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    const char *body, size_t len);
+ngx_int_t ngx_http_jpki_answer(ngx_http_request_t *r, const jpki_verdict *v,
+    ngx_uint_t body);
+ngx_int_t ngx_http_jpki_refuse(ngx_http_request_t *r, jpki_err e);
 ngx_int_t ngx_http_jpki_add_variables(ngx_conf_t *cf);
 
 extern ngx_module_t  ngx_http_jpki_module;

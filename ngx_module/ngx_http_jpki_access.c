@@ -7,6 +7,7 @@
 
 #include "ngx_http_jpki.h"
 #include "gate.h"
+#include "edge.h"
 
 
 /* The next header of a list walk started with part = &list.part, i = 0;
@@ -54,24 +55,41 @@ ngx_http_jpki_is_own_header(ngx_http_request_t *r, ngx_table_elt_t *h)
 }
 
 
-/* One of the gate's headers (the account header NAME, any X-JPKI-*), but
- * not the one the gate set (its value is keep, the very string), nor, with
- * keep_own, one a gate of this request set before an internal redirect. */
-static ngx_uint_t
-ngx_http_jpki_is_gate_header(ngx_http_request_t *r, ngx_table_elt_t *h,
-    ngx_str_t *name, ngx_str_t *keep, ngx_uint_t keep_own)
+/* The request's header list becomes list (a copy: its last part is moved
+ * when it is the first). */
+static ngx_int_t
+ngx_http_jpki_headers_in(ngx_http_request_t *r, ngx_list_t *list)
 {
-    if (keep != NULL && keep->data != NULL && h->value.data == keep->data) {
-        return 0;
+    r->headers_in.headers = *list;
+    if (list->last == &list->part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
     }
 
-    if (!jpki_is_gate_header((const char *) h->key.data, h->key.len,
-                             (const char *) name->data, name->len))
+    return NGX_OK;
+}
+
+
+/* What the gate does with request header h (jpki_edge_strip_header): the
+ * account header NAME and any X-JPKI-* go, but not the one the gate set
+ * (its value is keep, the very string), nor, with keep_own, one a gate of
+ * this request set before an internal redirect; with quiet, no warning. */
+static jpki_edge_strip
+ngx_http_jpki_strip_of(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_str_t *name, ngx_str_t *keep, ngx_uint_t keep_own, ngx_uint_t quiet)
+{
+    /* whether a gate set it is asked of the gate's headers only: the walk
+     * of the pool's cleanups is not for every header */
+    if ((keep != NULL && keep->data != NULL && h->value.data == keep->data)
+        || !jpki_is_gate_header((const char *) h->key.data, h->key.len,
+                                (const char *) name->data, name->len))
     {
-        return 0;
+        return JPKI_EDGE_KEEP;
     }
 
-    return !(keep_own && ngx_http_jpki_is_own_header(r, h));
+    return jpki_edge_strip_header((const char *) h->key.data, h->key.len,
+                                  (const char *) name->data, name->len,
+                                  (int) ngx_http_jpki_is_own_header(r, h),
+                                  (int) keep_own, (int) quiet);
 }
 
 
@@ -90,6 +108,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     ngx_table_elt_t  *h, *nh;
     ngx_list_t        list;
     ngx_uint_t        i, found = own;
+    jpki_edge_strip   what;
 
     if (own) {
         keep = NULL;
@@ -98,9 +117,8 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     part = &r->headers_in.headers.part;
     i = 0;
     while (!found && (h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
-        if (ngx_http_jpki_is_gate_header(r, h, name, keep, keep_own)) {
-            found = 1;
-        }
+        found = ngx_http_jpki_strip_of(r, h, name, keep, keep_own, own)
+                != JPKI_EDGE_KEEP;
     }
 
     if (!found) {
@@ -114,12 +132,13 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
     part = &r->headers_in.headers.part;
     i = 0;
     while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
-        if (ngx_http_jpki_is_gate_header(r, h, name, keep, keep_own)) {
-            if (!own && !ngx_http_jpki_is_own_header(r, h)) {
-                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                              "jpki: client sent gate header \"%V\": "
-                              "removed", &h->key);
-            }
+        what = ngx_http_jpki_strip_of(r, h, name, keep, keep_own, own);
+        if (what == JPKI_EDGE_WARN) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "jpki: client sent gate header \"%V\": "
+                          "removed", &h->key);
+        }
+        if (what != JPKI_EDGE_KEEP) {
             continue;
         }
         nh = ngx_list_push(&list);
@@ -129,12 +148,7 @@ ngx_http_jpki_strip_headers(ngx_http_request_t *r, ngx_str_t *name,
         *nh = *h;
     }
 
-    r->headers_in.headers = list;
-    if (list.last == &list.part) {
-        r->headers_in.headers.last = &r->headers_in.headers.part;
-    }
-
-    return NGX_OK;
+    return ngx_http_jpki_headers_in(r, &list);
 }
 
 
@@ -170,12 +184,67 @@ ngx_http_jpki_set_account_header(ngx_http_request_t *r,
 }
 
 
+/* Whether the Cookie headers of the list are want[n], the very strings
+ * (none was taken out, or they were at an earlier gate): then kept. */
+static ngx_uint_t
+ngx_http_jpki_cookies_are(ngx_http_request_t *r, jpki_span *want,
+    size_t n)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+    size_t            k;
+
+    part = &r->headers_in.headers.part;
+    i = 0;
+    k = 0;
+    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
+        if (h->key.len == 6
+            && ngx_strncasecmp(h->key.data, (u_char *) "Cookie", 6) == 0)
+        {
+            if (k == n || (u_char *) want[k].p != h->value.data
+                || want[k].len != h->value.len)
+            {
+                return 0;
+            }
+            k++;
+        }
+    }
+
+    return k == n;
+}
+
+
+/* Cookie headers of values want[n] (the key of the client's first) pushed
+ * to list. */
+static ngx_int_t
+ngx_http_jpki_push_cookies(ngx_list_t *list, ngx_table_elt_t *first,
+    jpki_span *want, size_t n)
+{
+    ngx_table_elt_t  *nh;
+    size_t            k;
+
+    for (k = 0; k < n; k++) {
+        nh = ngx_list_push(list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+        *nh = *first;
+        nh->value.data = (u_char *) want[k].p;
+        nh->value.len = want[k].len;
+    }
+
+    return NGX_OK;
+}
+
+
 /* The Cookie headers nginx sends upstream (the list headers_in.headers)
  * are the client's (headers_in.cookies, which the gate and $cookie_...
  * read, stay as they came), without the session cookie unless
- * jpki_pass_cookie is on: each stripped by the core's rule, one left empty
- * dropped.  Made again from the client's at every gate (an internal
- * redirect to another gated location, whose jpki_pass_cookie counts). */
+ * jpki_pass_cookie is on (the core's decision: jpki_edge_upstream_cookies).
+ * Made again from the client's at every gate (an internal redirect to
+ * another gated location, whose jpki_pass_cookie counts); the list is
+ * rebuilt with them where the first Cookie header was. */
 ngx_int_t
 ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
     ngx_http_jpki_loc_conf_t *jlcf)
@@ -183,90 +252,57 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
     ngx_table_elt_t  **c = r->headers_in.cookies.elts, *h, *nh;
     ngx_list_part_t   *part;
     ngx_list_t         list;
-    ngx_str_t         *want;
-    ngx_uint_t         i, j, n = r->headers_in.cookies.nelts, k, same;
-    size_t             len;
+    jpki_span         *in, *want;
+    ngx_uint_t         i, n = r->headers_in.cookies.nelts, put;
+    size_t             m, len;
+    u_char            *buf;
+    int                changed;
 
     if (n == 0) {
         return NGX_OK;
     }
 
-    want = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
-    if (want == NULL) {
+    in = ngx_palloc(r->pool, 2 * n * sizeof(jpki_span));
+    if (in == NULL) {
+        return NGX_ERROR;
+    }
+    want = in + n;
+
+    len = 1;
+    for (i = 0; i < n; i++) {
+        in[i].p = (const char *) c[i]->value.data;
+        in[i].len = c[i]->value.len;
+        len += c[i]->value.len;
+    }
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < n; i++) {
-        want[i] = c[i]->value;
-        if (jlcf->pass_cookie) {
-            continue;
-        }
-        want[i].data = ngx_pnalloc(r->pool, c[i]->value.len + 1);
-        if (want[i].data == NULL) {
-            return NGX_ERROR;
-        }
-        if (jpki_cookie_strip((char *) c[i]->value.data, c[i]->value.len,
-                              jlcf->policy->cookie_name,
-                              (char *) want[i].data, &len)
-            == 0)
-        {
-            want[i] = c[i]->value;           /* none of ours: as it came */
-        } else {
-            want[i].len = len;
-            want[i].data[len] = '\0';
-        }
-    }
+    m = jpki_edge_upstream_cookies(in, n, jlcf->policy->cookie_name,
+                                   (int) jlcf->pass_cookie, (char *) buf,
+                                   want, &changed);
 
-    /* the list holds these already (no session cookie in the request): as
-     * it is */
-    part = &r->headers_in.headers.part;
-    i = 0;
-    same = 1;
-    k = 0;
-    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
-        if (h->key.len == 6
-            && ngx_strncasecmp(h->key.data, (u_char *) "Cookie", 6) == 0)
-        {
-            while (k < n && want[k].len == 0) {
-                k++;
-            }
-            if (k == n || h->value.data != want[k].data
-                || h->value.len != want[k].len)
-            {
-                same = 0;
-            }
-            k++;
-        }
-    }
-    while (k < n && want[k].len == 0) {
-        k++;
-    }
-    if (same && k >= n) {
+    if (ngx_http_jpki_cookies_are(r, want, m)) {
         return NGX_OK;
     }
 
-    /* rebuilt: the wanted Cookie headers where the first one was */
     if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t)) != NGX_OK) {
         return NGX_ERROR;
     }
 
     part = &r->headers_in.headers.part;
     i = 0;
-    k = 0;
+    put = 0;
     while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
         if (h->key.len == 6
             && ngx_strncasecmp(h->key.data, (u_char *) "Cookie", 6) == 0)
         {
-            for ( /* void */ ; k < n; k++) {
-                if (want[k].len == 0) {
-                    continue;
-                }
-                nh = ngx_list_push(&list);
-                if (nh == NULL) {
-                    return NGX_ERROR;
-                }
-                *nh = *c[k];
-                nh->value = want[k];
+            if (put++ == 0
+                && ngx_http_jpki_push_cookies(&list, c[0], want, m) != NGX_OK)
+            {
+                return NGX_ERROR;
             }
             continue;
         }
@@ -277,24 +313,14 @@ ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
         *nh = *h;
     }
 
-    for (j = k; j < n; j++) {          /* none in the list: appended */
-        if (want[j].len == 0) {
-            continue;
-        }
-        nh = ngx_list_push(&list);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-        *nh = *c[j];
-        nh->value = want[j];
+    /* none in the list: appended */
+    if (put == 0
+        && ngx_http_jpki_push_cookies(&list, c[0], want, m) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    r->headers_in.headers = list;
-    if (list.last == &list.part) {
-        r->headers_in.headers.last = &r->headers_in.headers.part;
-    }
-
-    return NGX_OK;
+    return ngx_http_jpki_headers_in(r, &list);
 }
 
 
@@ -322,50 +348,6 @@ ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
     h->value.len = len;
 
     return NGX_OK;
-}
-
-
-int
-ngx_http_jpki_wants_json(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *a = r->headers_in.accept;
-
-    return a == NULL ? jpki_accept_wants_json(NULL, 0)
-                     : jpki_accept_wants_json((const char *) a->value.data,
-                                              a->value.len);
-}
-
-
-void
-ngx_http_jpki_find_cookie(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *val)
-{
-    ngx_table_elt_t **h;
-    ngx_uint_t        i;
-    const char       *v;
-    size_t            vl;
-    u_char            n[65];
-
-    val->len = 0;
-    val->data = NULL;
-
-    if (name->len > 64) {
-        return;
-    }
-    ngx_memcpy(n, name->data, name->len);
-    n[name->len] = '\0';
-
-    h = r->headers_in.cookies.elts;
-
-    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
-        if (jpki_cookie_find((char *) h[i]->value.data, h[i]->value.len,
-                             (char *) n, &v, &vl))
-        {
-            val->data = (u_char *) v;
-            val->len = vl;
-            return;
-        }
-    }
 }
 
 

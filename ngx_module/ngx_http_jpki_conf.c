@@ -485,11 +485,10 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     jpki_conf_apply(&conf->values, JPKI_CONF_LOCATION, p);
     p->cookie_httponly = 1;
 
-    if (conf->throttle.len) {
-        /* the value was checked where it was written (ngx_http_jpki_throttle) */
-        (void) jpki_policy_set_throttle(p, (char *) conf->throttle.data, err,
-                                        sizeof(err));
-    }
+    /* the values were checked where they were written
+     * (ngx_http_jpki_throttle): the levels' lines, outermost first */
+    (void) jpki_conf_throttle(p, (char *) conf->throttle.data, err,
+                              sizeof(err));
 
     if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
@@ -499,6 +498,32 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     conf->policy = p;
 
     return NGX_CONF_OK;
+}
+
+
+/* A location's jpki_throttle comes after the ones of the levels above it
+ * (the server's, the http block's): their lines, then its own. */
+static ngx_int_t
+ngx_http_jpki_merge_throttle(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
+    ngx_http_jpki_loc_conf_t *prev)
+{
+    u_char  *p;
+
+    if (conf->throttle.data == NULL || prev->throttle.len == 0) {
+        ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, prev->throttle.len + conf->throttle.len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->throttle.len = ngx_sprintf(p, "%V\n%V%Z", &prev->throttle,
+                                     &conf->throttle) - p - 1;
+    conf->throttle.data = p;
+
+    return NGX_OK;
 }
 
 
@@ -512,7 +537,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
-    ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
+    if (ngx_http_jpki_merge_throttle(cf, conf, prev) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
     jpki_conf_merge(&conf->values, &prev->values);
 
     conf->header.data = (u_char *) jpki_conf_str(&conf->values,
@@ -526,8 +553,8 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->health && !jmcf->configured) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_health\" needs "
-                           "jpki_secret_file, jpki_issuer and jpki_store for "
-                           "this server or at http level");
+                           "%s for this server or at http level",
+                           jpki_conf_site_pieces(JPKI_SERVER_NGINX));
         return NGX_CONF_ERROR;
     }
 
@@ -536,9 +563,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (!jmcf->configured) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs "
-                           "\"jpki_secret_file\", \"jpki_issuer\" and "
-                           "\"jpki_store\" at http level");
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs %s "
+                           "for this server or at http level",
+                           jpki_conf_site_pieces(JPKI_SERVER_NGINX));
         return NGX_CONF_ERROR;
     }
 

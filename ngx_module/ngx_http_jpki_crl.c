@@ -42,21 +42,29 @@ ngx_http_jpki_issuer_warn(void *ud, const char *msg)
 }
 
 
-/* The OCSP responder's address (resolved now) and request line. */
+/* The OCSP responder's address (resolved now) and request line: the host,
+ * port, path and Host header are the core's (jpki_conf_issuer_parse). */
 static char *
 ngx_http_jpki_issuer_ocsp(ngx_conf_t *cf, ngx_http_jpki_issuer_t *iss,
     jpki_conf_issuer *spec)
 {
-    ngx_str_t  hp;
+    ngx_str_t  hh, path;
 
-    hp.len = ngx_strlen(spec->ocsp_hostport);
-    hp.data = (u_char *) spec->ocsp_hostport;
-    iss->ocsp_url.url.data = ngx_pstrdup(cf->pool, &hp);
-    iss->ocsp_url.url.len = hp.len;
-    iss->ocsp_url.default_port = 80;
-    if (iss->ocsp_url.url.data == NULL) {
+    hh.len = ngx_strlen(spec->ocsp_host_header);
+    hh.data = (u_char *) spec->ocsp_host_header;
+    path.len = ngx_strlen(spec->ocsp_path);
+    path.data = (u_char *) spec->ocsp_path;
+
+    iss->ocsp_host.data = ngx_pstrdup(cf->pool, &hh);
+    iss->ocsp_host.len = hh.len;
+    iss->ocsp_uri.data = ngx_pstrdup(cf->pool, &path);
+    iss->ocsp_uri.len = path.len;
+    if (iss->ocsp_host.data == NULL || iss->ocsp_uri.data == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    iss->ocsp_url.url = iss->ocsp_host;
+    iss->ocsp_url.default_port = (in_port_t) spec->ocsp_port;
 
     if (ngx_parse_url(cf->pool, &iss->ocsp_url) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -69,12 +77,7 @@ ngx_http_jpki_issuer_ocsp(ngx_conf_t *cf, ngx_http_jpki_issuer_t *iss,
         return "has an OCSP URL whose host does not resolve";
     }
 
-    iss->ocsp_host = iss->ocsp_url.host;
-    iss->ocsp_uri.len = ngx_strlen(spec->ocsp_path);
-    iss->ocsp_uri.data = ngx_pstrdup(cf->pool,
-                                     &(ngx_str_t) { iss->ocsp_uri.len,
-                                                    (u_char *) spec->ocsp_path });
-    return iss->ocsp_uri.data ? NGX_CONF_OK : NGX_CONF_ERROR;
+    return NGX_CONF_OK;
 }
 
 

@@ -6,6 +6,7 @@
 
 #include "ngx_http_jpki.h"
 #include "gate.h"
+#include "edge.h"
 
 
 static void
@@ -15,9 +16,8 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
     ngx_http_jpki_loc_conf_t   *jlcf;
     ngx_http_jpki_main_conf_t  *jmcf;
     ngx_chain_t                *cl;
-    size_t                      len, jl;
+    size_t                      len;
     u_char                     *p;
-    char                        json[128];
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_jpki_module);
 
@@ -53,17 +53,10 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
      * gated requests */
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     jmcf = ngx_http_jpki_site(r);
-    if (ctx->op == JPKI_OP_LOGIN && jlcf->policy->login_concurrency
-        && jmcf->logins >= jlcf->policy->login_concurrency)
+    if (jpki_edge_login_busy(ctx->op, jlcf->policy,
+                             (unsigned) jmcf->logins))
     {
-        jl = jpki_error_json(JPKI_ERR_BUSY, json, sizeof(json));
-        if (ngx_http_jpki_add_out_header(r, "Retry-After", "1") != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-        ngx_http_finalize_request(r,
-            ngx_http_jpki_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE, json,
-                                    jl));
+        ngx_http_finalize_request(r, ngx_http_jpki_refuse(r, JPKI_ERR_BUSY));
         return;
     }
 
@@ -92,15 +85,12 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
     ngx_http_core_loc_conf_t  *clcf;
     jpki_op                    op;
     ngx_int_t                  rc;
-    char                       json[128];
-    size_t                     jl;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len, &op)) {
         ngx_http_discard_request_body(r);
-        jl = jpki_error_json(JPKI_ERR_NOT_FOUND, json, sizeof(json));
-        return ngx_http_jpki_send_json(r, NGX_HTTP_NOT_FOUND, json, jl);
+        return ngx_http_jpki_refuse(r, JPKI_ERR_NOT_FOUND);
     }
 
     ctx = ngx_http_jpki_new_ctx(r, op);
@@ -123,9 +113,7 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
            > (off_t) clcf->client_body_buffer_size)
     {
         ngx_http_discard_request_body(r);
-        jl = jpki_error_json(JPKI_ERR_TOO_LARGE, json, sizeof(json));
-        return ngx_http_jpki_send_json(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       json, jl);
+        return ngx_http_jpki_refuse(r, JPKI_ERR_TOO_LARGE);
     }
 
     r->request_body_in_single_buf = 1;
@@ -182,6 +170,7 @@ ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
 {
     ngx_http_request_t         *r = hc->r;
     ngx_http_jpki_main_conf_t  *jmcf;
+    jpki_verdict                v;
     u_char                     *body;
     size_t                      len, max;
     int                         ok;
@@ -199,9 +188,10 @@ ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
                            jmcf->store == NGX_HTTP_JPKI_STORE_SHM, store,
                            (char *) body, max, &ok);
 
-    ngx_http_finalize_request(r, ngx_http_jpki_send_json(r,
-                              ok ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE,
-                              (char *) body, len));
+    ngx_http_finalize_request(r, ngx_http_jpki_answer(r,
+                              jpki_edge_answer(&v, ok ? NGX_HTTP_OK
+                                                : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               (char *) body, len), 1));
 }
 
 
@@ -240,13 +230,18 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     size_t                       max;
     u_char                      *crls;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        if (ngx_http_jpki_add_out_header(r, "Allow", JPKI_HEALTH_ALLOW)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        return ngx_http_jpki_refuse(r, JPKI_ERR_METHOD);
     }
 
     jmcf = ngx_http_jpki_site(r);

@@ -453,24 +453,11 @@ ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
         return NGX_CONF_OK;
     }
 
-    if (!jmcf->has_secret) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "jpki: \"jpki_secret_file\" is required (a site "
-                           "needs jpki_secret_file, jpki_issuer and "
-                           "jpki_store in the same block)");
-        return NGX_CONF_ERROR;
-    }
-
-    if (jmcf->issuers.nelts == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "jpki: at least one \"jpki_issuer\" is required");
-        return NGX_CONF_ERROR;
-    }
-
-    if (jmcf->store == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "jpki: \"jpki_store\" is required "
-                           "(e.g. \"jpki_store shm size=10m;\")");
+    if (jpki_conf_site_missing(JPKI_SERVER_NGINX, (int) jmcf->has_secret,
+                               jmcf->issuers.nelts, jmcf->store != 0, err,
+                               sizeof(err)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
     }
 

@@ -6,7 +6,7 @@
  */
 
 #include "ngx_http_jpki.h"
-#include "gate.h"
+#include "edge.h"
 #include "redis.h"
 
 
@@ -55,11 +55,7 @@ ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op)
 {
     ngx_http_jpki_ctx_t       *ctx;
     ngx_pool_cleanup_t        *cln;
-    ngx_http_jpki_loc_conf_t  *jlcf;
-    ngx_str_t                  name;
     size_t                     n;
-
-    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_ctx_t));
     if (ctx == NULL) {
@@ -76,9 +72,6 @@ ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op)
 
     ctx->r = r;
     ctx->op = op;
-    name.data = (u_char *) jlcf->policy->cookie_name;
-    name.len = ngx_strlen(name.data);
-    ngx_http_jpki_find_cookie(r, &name, &ctx->cookie);
 
     n = ngx_min(r->connection->addr_text.len, NGX_SOCKADDR_STRLEN);
     ngx_memcpy(ctx->peer, r->connection->addr_text.data, n);
@@ -97,26 +90,45 @@ ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op)
 }
 
 
-/* The first request header NAME (NULL: absent). */
-static ngx_table_elt_t *
-ngx_http_jpki_header_in(ngx_http_request_t *r, const char *name)
+/* The i-th value of request header NAME for the core (jpki_edge_request):
+ * Cookie from the client's (headers_in.cookies: the list may hold what
+ * goes upstream), Host where nginx keeps it (HTTP/2: from :authority), the
+ * others from the list. */
+static const char *
+ngx_http_jpki_header_get(void *ud, const char *name, size_t i, size_t *len)
 {
-    size_t            len = ngx_strlen(name);
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-    ngx_uint_t        i;
+    ngx_http_request_t   *r = ud;
+    ngx_table_elt_t      *h, **c;
+    ngx_list_part_t      *part;
+    ngx_uint_t            k;
+    size_t                n = ngx_strlen(name);
 
-    part = &r->headers_in.headers.part;
-    i = 0;
-    while ((h = ngx_http_jpki_header_next(&part, &i)) != NULL) {
-        if (h->key.len == len
-            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
-        {
-            return h;
+    if (ngx_strcasecmp((u_char *) name, (u_char *) "Cookie") == 0) {
+        c = r->headers_in.cookies.elts;
+        h = i < r->headers_in.cookies.nelts ? c[i] : NULL;
+
+    } else if (ngx_strcasecmp((u_char *) name, (u_char *) "Host") == 0) {
+        h = i == 0 ? r->headers_in.host : NULL;
+
+    } else {
+        part = &r->headers_in.headers.part;
+        k = 0;
+        while ((h = ngx_http_jpki_header_next(&part, &k)) != NULL) {
+            if (h->key.len == n
+                && ngx_strncasecmp(h->key.data, (u_char *) name, n) == 0
+                && i-- == 0)
+            {
+                break;
+            }
         }
     }
 
-    return NULL;
+    if (h == NULL) {
+        return NULL;
+    }
+
+    *len = h->value.len;
+    return (const char *) h->value.data;
 }
 
 
@@ -160,6 +172,26 @@ ngx_http_jpki_own_host(ngx_http_request_t *r, ngx_str_t *host)
 }
 
 
+/* The host nginx found for a request without Host: the request line's,
+ * else the server's own. */
+static const char *
+ngx_http_jpki_host_get(void *ud, size_t *len)
+{
+    ngx_http_request_t  *r = ud;
+    ngx_str_t            own;
+
+    if (r->headers_in.server.len) {
+        own = r->headers_in.server;
+
+    } else if (ngx_http_jpki_own_host(r, &own) != NGX_OK) {
+        return NULL;
+    }
+
+    *len = own.len;
+    return (const char *) own.data;
+}
+
+
 ngx_int_t
 ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
 {
@@ -167,8 +199,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     ngx_http_jpki_loc_conf_t   *jlcf;
     ngx_http_jpki_main_conf_t  *jmcf;
     jpki_txn_request            rq;
-    ngx_str_t                  *ct, own;
-    ngx_table_elt_t            *h;
+    jpki_edge_in                in;
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     jmcf = ngx_http_jpki_site(r);
@@ -177,62 +208,13 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.op = ctx->op;
     rq.now = ngx_time();
     rq.is_post = r->method == NGX_HTTP_POST;
-    /* a subrequest is nobody's navigation: no login page redirect */
-    rq.wants_json = r != r->main || ngx_http_jpki_wants_json(r);
-    ct = r->headers_in.content_type ? &r->headers_in.content_type->value
-                                    : NULL;
-    rq.content_type = ct ? (char *) ct->data : NULL;
-    rq.content_type_len = ct ? ct->len : 0;
     rq.body = ctx->body;
     rq.body_len = ctx->body_len;
-    rq.cookie = ctx->cookie.len ? (char *) ctx->cookie.data : NULL;
-    rq.cookie_len = ctx->cookie.len;
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
-    rq.crl_in_store = jmcf->store == NGX_HTTP_JPKI_STORE_REDIS;
-
-    if (ctx->op == JPKI_OP_LOGIN || ctx->op == JPKI_OP_LOGOUT) {
-        /* where the browser says the request comes from */
-        h = ngx_http_jpki_header_in(r, "Sec-Fetch-Site");
-        if (h) {
-            rq.sec_fetch_site = (char *) h->value.data;
-            rq.sec_fetch_site_len = h->value.len;
-        }
-        h = ngx_http_jpki_header_in(r, "Origin");
-        if (h) {
-            rq.origin = (char *) h->value.data;
-            rq.origin_len = h->value.len;
-        }
-    }
-
-    if (ctx->op == JPKI_OP_CHALLENGE || ctx->op == JPKI_OP_LOGIN
-        || ctx->op == JPKI_OP_LOGOUT)
-    {
-        /* the Host a challenge is bound to (HTTP/2: from :authority);
-         * absent (HTTP/1.0): the host nginx found for the request */
-        h = r->headers_in.host;
-        if (h && h->value.len) {
-            rq.host = (char *) h->value.data;
-            rq.host_len = h->value.len;
-
-        } else if (r->headers_in.server.len) {
-            rq.host = (char *) r->headers_in.server.data;
-            rq.host_len = r->headers_in.server.len;
-
-        } else if (ngx_http_jpki_own_host(r, &own) == NGX_OK) {
-            rq.host = (char *) own.data;
-            rq.host_len = own.len;
-        }
-    }
-
-    if (jmcf->map_file.len) {
-        rq.map_source = JPKI_MAP_CALLBACK;
-        rq.map_fn = ngx_http_jpki_map_lookup;
-        rq.map_ud = jmcf;
-    } else {
-        rq.map_source = JPKI_MAP_STORE;
-    }
+    rq.map_fn = jmcf->map_file.len ? ngx_http_jpki_map_lookup : NULL;
+    rq.map_ud = jmcf;
 
     /* logouts: read at every request in the node's table */
     if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
@@ -243,6 +225,13 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
         rq.local_since = jpki_outsync_since(jmcf->outsync,
                                             ngx_http_jpki_now_ms());
     }
+
+    in.header = ngx_http_jpki_header_get;
+    in.own_host = ngx_http_jpki_host_get;
+    in.ud = r;
+    in.subrequest = r != r->main;
+    in.redis = jmcf->store == NGX_HTTP_JPKI_STORE_REDIS;
+    jpki_edge_request(&rq, &in);
 
     if (jpki_txn_new(jmcf->ctx, &rq, &ctx->txn) != JPKI_OK) {
         return NGX_ERROR;
@@ -435,24 +424,56 @@ ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
 }
 
 
-ngx_int_t
-ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    const char *body, size_t len)
+/* The headers the core gives for verdict v (pass: it lets the request
+ * through): the session's go with the answer to the request the client
+ * made.  nginx never sends a subrequest's headers (auth_request and SSI
+ * take its status only): the cookie its check set (resealed: the idle
+ * deadline slid, a re-check done; cleared: a dead session) goes with the
+ * main request's answer, while that one is still to be sent (not after an
+ * SSI page's header). */
+static ngx_int_t
+ngx_http_jpki_verdict_headers(ngx_http_request_t *r, const jpki_verdict *v,
+    ngx_uint_t pass)
 {
-    ngx_buf_t          *b;
-    ngx_chain_t         out;
-    ngx_int_t           rc;
-    const jpki_header  *h;
+    ngx_http_request_t  *hr;
+    jpki_edge_headers    eh;
+    size_t               i;
 
-    r->headers_out.status = status;
+    hr = (r != r->main && !r->main->header_sent) ? r->main : r;
+
+    jpki_edge_verdict_headers(v, (int) pass, &eh);
+
+    for (i = 0; i < eh.n; i++) {
+        if (ngx_http_jpki_add_out_header(eh.session[i] ? hr : r,
+                                         eh.h[i].name, eh.h[i].value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* The gate's own answer to verdict v: its status, headers and JSON body
+ * (none when body is 0). */
+ngx_int_t
+ngx_http_jpki_answer(ngx_http_request_t *r, const jpki_verdict *v,
+    ngx_uint_t body)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+    ngx_int_t     rc;
+    size_t        len = body && v->body ? v->body_len : 0;
+
+    r->headers_out.status = v->http_status;
     r->headers_out.content_length_n = len;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    for (h = jpki_answer_headers; h->name != NULL; h++) {
-        if (ngx_http_jpki_add_out_header(r, h->name, h->value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (ngx_http_jpki_verdict_headers(r, v, 0) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (len == 0 || r->method == NGX_HTTP_HEAD) {
@@ -465,7 +486,7 @@ ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, body, len);
+    b->last = ngx_cpymem(b->last, v->body, len);
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
@@ -481,19 +502,27 @@ ngx_http_jpki_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* A refusal before any transaction (jpki_edge_refusal), answered. */
+ngx_int_t
+ngx_http_jpki_refuse(ngx_http_request_t *r, jpki_err e)
+{
+    jpki_verdict  v;
+    char          buf[JPKI_EDGE_REFUSAL_MAX];
+
+    return ngx_http_jpki_answer(r, jpki_edge_refusal(&v, e, buf), 1);
+}
+
+
 /* Applies the verdict: returns the access-phase code or, for endpoints,
  * what to finalize the request with. */
 static ngx_int_t
 ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
 {
     ngx_http_request_t        *r = ctx->r;
-    ngx_http_request_t        *hr;
     ngx_http_jpki_loc_conf_t  *jlcf;
     const jpki_verdict        *v;
-    const jpki_header         *h;
     ngx_str_t                  account;
     ngx_int_t                  rc;
-    u_char                     retry[NGX_INT_T_LEN + 1];
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     v = jpki_txn_verdict(ctx->txn);
@@ -516,57 +545,20 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
 
     ctx->auth_time = (time_t) v->auth_time;
 
-    /* nginx never sends a subrequest's headers (auth_request and SSI take
-     * its status only): the cookie its check set (resealed: the idle
-     * deadline slid, a re-check done; cleared: a dead session) goes with
-     * the main request's answer, while that one is still to be sent (not
-     * after an SSI page's header) */
-    hr = (r != r->main && !r->main->header_sent) ? r->main : r;
-
-    if (v->set_cookie
-        && ngx_http_jpki_add_out_header(hr, "Set-Cookie", v->set_cookie)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (v->location
-        && ngx_http_jpki_add_out_header(r, "Location", v->location)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (v->retry_after) {
-        ngx_sprintf(retry, "%ui%Z", (ngx_uint_t) v->retry_after);
-        if (ngx_http_jpki_add_out_header(r, "Retry-After", (char *) retry)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (ctx->op == JPKI_OP_CHECK && v->http_status == 200) {
+    if (jpki_edge_passes(ctx->op, v)) {
         account = ctx->account;
-        if (ngx_http_jpki_set_account_header(r, jlcf, &account) != NGX_OK) {
+        if (ngx_http_jpki_verdict_headers(r, v, 1) != NGX_OK
+            || ngx_http_jpki_set_account_header(r, jlcf, &account) != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         /* the session cookie (a bearer token) stays out of what goes
          * upstream; with auth_request, the main request goes there too */
         if (ngx_http_jpki_upstream_cookies(r, jlcf) != NGX_OK
-            || (hr != r && ngx_http_jpki_upstream_cookies(hr, jlcf) != NGX_OK))
+            || (r != r->main && !r->main->header_sent
+                && ngx_http_jpki_upstream_cookies(r->main, jlcf) != NGX_OK))
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        /* a session sealed again: no shared cache keeps that answer */
-        for (h = v->set_cookie ? jpki_pass_cookie_headers : NULL;
-             h != NULL && h->name != NULL; h++)
-        {
-            if (ngx_http_jpki_add_out_header(hr, h->name, h->value)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
         }
         ctx->pass = 1;
         return NGX_OK;
@@ -580,7 +572,7 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
             /* a refused subrequest: its status for the request that made
              * it (auth_request denies, an SSI include shows nothing), no
              * body to be included in a page */
-            return ngx_http_jpki_send_json(r, v->http_status, NULL, 0);
+            return ngx_http_jpki_answer(r, v, 0);
         }
 
         rc = ngx_http_discard_request_body(r);
@@ -589,6 +581,5 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
         }
     }
 
-    return ngx_http_jpki_send_json(r, v->http_status, v->body, v->body_len);
+    return ngx_http_jpki_answer(r, v, 1);
 }
-

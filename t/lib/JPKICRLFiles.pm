@@ -98,7 +98,10 @@ sub file_sequence {
        'health: fresh, with its age and dates');
     is($c->{stale_at}, $c->{this_update} + 72 * 3600,
        'stale at thisUpdate + 72 h (default grace)');
-    is(http('POST', $srv->url('/health'))->{status}, 405, 'health: POST refused');
+    my $no = http('POST', $srv->url('/health'));
+    is($no->{status}, 405, 'health: POST refused');
+    is($no->{json}{error} // '', 'method_not_allowed', '... in JSON, like every answer of the gate');
+    is($no->{headers}{allow} // '', 'GET, HEAD', '... naming the methods taken');
 
     # the hold is released: a new CRL without the entry, no reload
     $f->{put}->('ca2-released.crl');
