@@ -107,6 +107,10 @@ static void info_field(list_state *st, const redisReply *k,
         COPY(st->id_check);
     else if (strcmp(n, "issuer") == 0)
         COPY(st->issuer);
+    else if (strcmp(n, "issuer_tag") == 0)
+        COPY(st->issuer_tag);
+    else if (strcmp(n, "key_tag") == 0)
+        COPY(st->key_tag);
     else if (strcmp(n, "kind") == 0)
         COPY(st->kind);
     else if (strcmp(n, "source") == 0)
