@@ -518,6 +518,14 @@ is($rc, 1, 'a list named <issuer tag>.<key tag>: crl status exit 1');
 like($out, qr/^outdated list=$itag\.0123456789abcdef detail="a list per key named by an older jpkictl: the gate does not read it/m,
      '... "outdated"') or diag($out);
 $r->cmd('DEL', "jpki:v1:crlmeta:$itag.0123456789abcdef");
+{
+    my $ktag = $r->cmd('HGET', "jpki:v1:crlinfo:$tag", 'key_tag') // 'none';
+    $r->cmd('SET', "jpki:v1:crlmeta:$itag.$ktag", "1|1|1|0|-1|0|1");
+    ($rc, $out, $err) = sync("$P/ca2.crl", $card2);
+    like($err, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl \(jpki:v1:crlmeta:$itag\.$ktag: a list per key named <issuer tag>\.<key tag>\), which the gate no longer reads/,
+         'crl sync notes the list of the key in the 06b82fb name') or diag($err);
+    $r->cmd('DEL', "jpki:v1:crlmeta:$itag.$ktag");
+}
 $r->cmd('SET', "jpki:v1:crlmeta:$itag.x", "1|1|1|0|-1|0|1");
 ($rc, $out) = ctl('crl', 'status', @R);
 like($out, qr/^broken list=$itag\.x detail="not a list name"$/m, 'a pointer that is no list name: "broken"');

@@ -724,26 +724,36 @@ static int sync_verify(sync_run *r)
 }
 
 /* A store loaded by jpkictl before lists per CA key holds one list per
- * issuer, "<issuer tag>[.arl]", which gates of this version do not read
- * (they fail closed for the keys without a list of their own): say so,
- * once per run; the old list stays for older gates until purged. */
+ * issuer, "<issuer tag>[.arl]", and one loaded by jpkictl 06b82fb lists
+ * named "<issuer tag>.<key tag>[.arl]"; gates of this version read
+ * neither (they fail closed for the keys without a list of their own):
+ * say so, once per run; the old list stays for older gates until purged. */
 static void old_layout_note(sync_run *r)
 {
-    char km[JPKI_STORE_KEY_MAX + 1];
+    char km[JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
     redisReply *rep = NULL;
+    int per_key;
 
-    snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s",
-             jpki_issuer_tag(r->info.issuer), r->c->arl ? ".arl" : "");
-    if (cmd2(r->rc, "GET", km, &rep) == 0
-        && rep->type == REDIS_REPLY_STRING)
-        say("note: the store holds a CRL of issuer %s in the layout of an "
-            "older jpkictl (%s: one list per issuer), which the gate no "
-            "longer reads: it now reads the list of the CA key that issued "
-            "each certificate, and fails closed (revocation_unavailable) "
-            "for a key without one.  Run crl sync with the CRL of each CA "
-            "key; `jpkictl purge --revocation` then removes the old list",
-            r->name, km);
-    freeReplyObject(rep);
+    for (per_key = 0; per_key < 2; per_key++) {
+        if (per_key && jpki_crl_key_tag(r->info.key_hash, key) != 0)
+            return;
+        snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s%s%s",
+                 jpki_issuer_tag(r->info.issuer), per_key ? "." : "",
+                 per_key ? key : "", r->c->arl ? ".arl" : "");
+        if (cmd2(r->rc, "GET", km, &rep) == 0
+            && rep->type == REDIS_REPLY_STRING)
+            say("note: the store holds a CRL of issuer %s in the layout of "
+                "an older jpkictl (%s: %s), which the gate no longer reads: "
+                "it now reads the list of the CA key that issued each "
+                "certificate, under its list tag, and fails closed "
+                "(revocation_unavailable) for a key without one.  Run crl "
+                "sync with the CRL of each CA key; `jpkictl purge "
+                "--revocation` then removes the old list", r->name, km,
+                per_key ? "a list per key named <issuer tag>.<key tag>"
+                        : "one list per issuer");
+        freeReplyObject(rep);
+        rep = NULL;
+    }
 }
 
 /* Connect, lock the list, read what is loaded (and clear an earlier
