@@ -9,62 +9,88 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#define KEY_TAG_LABEL "jpki crl key"
+#define KEY_TAG_LABEL  "jpki crl key"
+#define LIST_TAG_LABEL "jpki crl list"
 
 static int hex16(const char *s)
 {
-    return strspn(s, "0123456789abcdef") >= 16;
+    return strspn(s, "0123456789abcdef") >= JPKI_CRL_TAG_LEN;
 }
 
-int jpki_crl_list_name(char *out, size_t outlen, const char *issuer_tag,
-                       const uint8_t key_hash[20], int arl)
+static int is_tag(const char *s)
+{
+    return s != NULL && strlen(s) == JPKI_CRL_TAG_LEN && hex16(s);
+}
+
+/* The first 8 octets of SHA-256 over label, a and b, in hex, into out
+ * (JPKI_CRL_TAG_LEN + 1).  0, -1. */
+static int tag_of(const char *label, const void *a, size_t alen,
+                  const void *b, size_t blen, char *out)
 {
     uint8_t d[32];
-    char key[JPKI_CRL_KEY_TAG_LEN + 1];
     unsigned int dl = 0;
-    EVP_MD_CTX *md;
-    int ok, n;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok;
 
-    if (issuer_tag == NULL || key_hash == NULL || strlen(issuer_tag) != 16
-        || !hex16(issuer_tag))
-        return -1;
-    md = EVP_MD_CTX_new();
     ok = md != NULL && EVP_DigestInit_ex(md, jpki_md(JPKI_MD_SHA256), NULL)
-         && EVP_DigestUpdate(md, KEY_TAG_LABEL, sizeof(KEY_TAG_LABEL) - 1)
-         && EVP_DigestUpdate(md, key_hash, 20)
+         && EVP_DigestUpdate(md, label, strlen(label))
+         && EVP_DigestUpdate(md, a, alen) && EVP_DigestUpdate(md, b, blen)
          && EVP_DigestFinal_ex(md, d, &dl) && dl == sizeof(d);
     EVP_MD_CTX_free(md);
     if (!ok) {
         ERR_clear_error();
         return -1;
     }
-    jpki_hex_encode(d, JPKI_CRL_KEY_TAG_LEN / 2, key);
-    n = snprintf(out, outlen, "%s.%s%s", issuer_tag, key, arl ? ".arl" : "");
+    jpki_hex_encode(d, JPKI_CRL_TAG_LEN / 2, out);
+    return 0;
+}
+
+int jpki_crl_key_tag(const uint8_t key_hash[20],
+                     char out[JPKI_CRL_TAG_LEN + 1])
+{
+    out[0] = '\0';
+    return key_hash != NULL
+           ? tag_of(KEY_TAG_LABEL, key_hash, 20, "", 0, out) : -1;
+}
+
+int jpki_crl_list_of(char *out, size_t outlen, const char *issuer_tag,
+                     const char *key_tag, int arl)
+{
+    char list[JPKI_CRL_TAG_LEN + 1];
+    int n;
+
+    if (!is_tag(issuer_tag) || !is_tag(key_tag)
+        || tag_of(LIST_TAG_LABEL, issuer_tag, JPKI_CRL_TAG_LEN, key_tag,
+                  JPKI_CRL_TAG_LEN, list) != 0)
+        return -1;
+    n = snprintf(out, outlen, "%s%s", list, arl ? ".arl" : "");
     return n > 0 && (size_t)n < outlen ? n : -1;
 }
 
-int jpki_crl_list_parse(const char *name, char tag[17], char key[17],
-                        int *arl)
+int jpki_crl_list_name(char *out, size_t outlen, const char *issuer_tag,
+                       const uint8_t key_hash[20], int arl)
+{
+    char key[JPKI_CRL_TAG_LEN + 1];
+
+    if (jpki_crl_key_tag(key_hash, key) != 0)
+        return -1;
+    return jpki_crl_list_of(out, outlen, issuer_tag, key, arl);
+}
+
+int jpki_crl_list_parse(const char *name, int *arl)
 {
     size_t n = name != NULL ? strlen(name) : 0;
 
-    *arl = 0;
-    tag[0] = key[0] = '\0';
-    if (n < 16 || !hex16(name))
-        return -1;
-    memcpy(tag, name, 16);
-    tag[16] = '\0';
-    if (n == 16 || (n == 20 && strcmp(name + 16, ".arl") == 0)) {
-        *arl = n == 20;
+    *arl = n >= 4 && strcmp(name + n - 4, ".arl") == 0;
+    if (*arl)
+        n -= 4;
+    if (n == JPKI_CRL_TAG_LEN && hex16(name))
+        return 1;
+    if (n == 2 * JPKI_CRL_TAG_LEN + 1 && hex16(name)
+        && name[JPKI_CRL_TAG_LEN] == '.' && hex16(name + JPKI_CRL_TAG_LEN + 1))
         return 0;
-    }
-    if ((n != 33 && n != 37) || name[16] != '.' || !hex16(name + 17)
-        || (n == 37 && strcmp(name + 33, ".arl") != 0))
-        return -1;
-    memcpy(key, name + 17, 16);
-    key[16] = '\0';
-    *arl = n == 37;
-    return 1;
+    *arl = 0;
+    return -1;
 }
 
 size_t jpki_crl_issuer_keys(const jpki_issuer *is, jpki_crl_key *keys,

@@ -9,9 +9,10 @@
 #define JPKI_CRLPTR_MAX       192     /* pointer value, bytes */
 #define JPKI_CRL_K_MIN        1
 #define JPKI_CRL_K_MAX        6       /* 16^6 buckets: enumerable */
-#define JPKI_CRL_KEY_TAG_LEN  16      /* hex digits of a CA key's name */
-/* "<issuer tag>.<key tag>[.arl]", NUL */
-#define JPKI_CRL_LIST_MAX     (16 + 1 + JPKI_CRL_KEY_TAG_LEN + 4 + 1)
+#define JPKI_CRL_TAG_LEN      16      /* hex digits of a key or list tag */
+/* "<list tag>[.arl]", NUL: no longer than the one list per issuer of
+ * jpkictl before lists per key, as every bucket key holds it */
+#define JPKI_CRL_LIST_MAX     (JPKI_CRL_TAG_LEN + 4 + 1)
 #define JPKI_CRL_KEYS_MAX     16      /* CA keys of an issuer looked at */
 #define JPKI_CRL_VALUE_LEN    5       /* reason octet + revoked_at (BE u32) */
 #define JPKI_CRL_REASON_NONE  0xff    /* value octet of an entry without one */
@@ -19,20 +20,34 @@
 /* A list is the CRLs (or, apart, the ARLs) one CA key of an issuer signs:
  * a certificate is looked up in the list of the key that issued it, as in
  * the CRL zone (crlzone.h), and no list of that key is revocation data
- * unavailable.  Its name: "<issuer tag>.<key tag>", ".arl" appended for
- * an ARL; the key tag is the first 8 octets, in hex, of SHA-256 over
- * "jpki crl key" and the key's SHA-1 hash (jpki_crl_info.key_hash,
- * jpki_txn_issuer_key): no key in clear.  The length of the name written
- * into out, -1 when issuer_tag is not 16 lower-case hex digits or out is
- * too small. */
+ * unavailable.  Its name is one tag, so that the name in each of the
+ * list's bucket keys is no longer than the issuer tag of one list per
+ * issuer was: "<list tag>", ".arl" appended for an ARL.
+ *
+ * The key tag: the first 8 octets, in hex, of SHA-256 over "jpki crl key"
+ * and the key's SHA-1 hash (jpki_crl_info.key_hash, jpki_txn_issuer_key).
+ * The list tag: the first 8 octets, in hex, of SHA-256 over "jpki crl
+ * list", the issuer tag and the key tag.  No key in clear; the issuer and
+ * key tags of a list are in its record (crlinfo: issuer_tag, key_tag),
+ * which jpki_crl_list_of checks against the name. */
+
+/* The key tag of a key hash into out; 0, -1 (a digest failure). */
+int jpki_crl_key_tag(const uint8_t key_hash[20],
+                     char out[JPKI_CRL_TAG_LEN + 1]);
+/* The list name of an issuer tag and a key tag into out: its length, -1
+ * when a tag is not 16 lower-case hex digits or out is too small. */
+int jpki_crl_list_of(char *out, size_t outlen, const char *issuer_tag,
+                     const char *key_tag, int arl);
+/* The same from the key's SHA-1 hash. */
 int jpki_crl_list_name(char *out, size_t outlen, const char *issuer_tag,
                        const uint8_t key_hash[20], int arl);
-/* What a list name is: 1 this layout (issuer tag, key tag and arl
- * written; each tag 16 hex and a NUL), 0 the layout of jpkictl before
- * lists per key ("<issuer tag>[.arl]": one list per issuer, which no gate
- * of this version reads), -1 neither. */
-int jpki_crl_list_parse(const char *name, char tag[17], char key[17],
-                        int *arl);
+/* What a list name's shape is (*arl: it ends in ".arl"): 1 this layout,
+ * "<16 hex>[.arl]", which is also the shape of one list per issuer of
+ * jpkictl before lists per key (the record tells them apart: only a list
+ * of this layout holds a key_tag); 0 "<16 hex>.<16 hex>[.arl]", the list
+ * per key named "<issuer tag>.<key tag>" by the jpkictl of 06b82fb, which
+ * no gate of this version reads; -1 neither. */
+int jpki_crl_list_parse(const char *name, int *arl);
 
 /* A CA key of an issuer: its SHA-1 hash and the subject of a CA
  * certificate holding it (for messages). */

@@ -17,7 +17,7 @@
 #define JPKI_MAX_ISSUERS 16
 #define JPKI_MAX_KEYS    8
 #define JPKI_CRL_PTR_SLOTS (JPKI_MAX_ISSUERS * 4)  /* CRL pointers cached */
-#define JPKI_CRL_PTR_LIST  40     /* >= JPKI_CRL_LIST_MAX (crlptr.h) */
+#define JPKI_CRL_PTR_LIST  24     /* >= JPKI_CRL_LIST_MAX (crlptr.h) */
 #define JPKI_NAME_MAX    63
 
 struct jpki_issuer {

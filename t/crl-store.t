@@ -211,11 +211,11 @@ for my $name (sort keys %srv) {
     is(login_to($srv{$name}, 'user-old')->{status}, 503,
        "$name: a good ca1 certificate fails closed too");
 }
-like($ng->log_since(0), qr/no CRL of issuer "card" for the CA key that issued the certificate in the store \(list [0-9a-f]{16}\.[0-9a-f]{16}\)/,
+like($ng->log_since(0), qr/no CRL of issuer "card" for the CA key that issued the certificate in the store \(list [0-9a-f]{16}\)/,
      'nginx logs which list is missing');
 ($rc, $out) = sync('ca1.crl');
 is($rc, 0, 'crl sync ca1.crl: the list of ca1\'s key') or diag($out);
-my ($list1) = $out =~ /^loaded issuer=card .* list=([0-9a-f]{16}\.[0-9a-f]{16})$/m;
+my ($list1) = $out =~ /^loaded issuer=card .* list=([0-9a-f]{16})$/m;
 ok($list1, '... the line names it');
 for my $name (sort keys %srv) {
     my $x = login_to($srv{$name}, 'user-old-revoked');
@@ -227,17 +227,26 @@ for my $name (sort keys %srv) {
     is(login_to($srv{$name}, 'user1')->{status}, 200, "$name: ca2's still answers for ca2");
 }
 
-# a store of an older jpkictl: one list per issuer ("<issuer tag>", no key
-# tag), made here from ca2's list by renaming its keys.  The gate does not
-# read it: it fails closed, never answers good, until a new sync
+# a store of an older jpkictl: one list per issuer (named by the issuer
+# tag, no key in its record), made here from ca2's list by renaming its
+# keys.  The gate does not read it: it fails closed, never answers good,
+# until a new sync
 $redis->cmd('DEL', $_) for $redis->keys_like("jpki:v1:crl*:$list1*");
-for my $k ($redis->keys_like('jpki:v1:crl*')) {
-    (my $old = $k) =~ s/^(jpki:v1:crl\w*:[0-9a-f]{16})\.[0-9a-f]{16}/$1/ or next;
+my ($list2) = map { /^jpki:v1:crlmeta:([0-9a-f]{16})$/ ? $1 : () }
+    $redis->keys_like('jpki:v1:crlmeta:*');
+ok($list2, 'ca2\'s list: a 16-digit list tag');
+my %info = @{ $redis->cmd('HGETALL', "jpki:v1:crlinfo:$list2") // [] };
+like($info{issuer_tag} // '', qr/^[0-9a-f]{16}$/, '... its record names the issuer tag');
+like($info{key_tag} // '', qr/^[0-9a-f]{16}$/, '... and the key tag');
+isnt($info{issuer_tag} // '', $list2, '... the list tag is not the issuer tag');
+my $itag = $info{issuer_tag} // 'none';
+$redis->cmd('HDEL', "jpki:v1:crlinfo:$list2", 'issuer_tag', 'key_tag');
+for my $k ($redis->keys_like("jpki:v1:crl*:$list2*")) {
+    (my $old = $k) =~ s/^(jpki:v1:crl\w*:)$list2/$1$itag/ or next;
     $redis->cmd('RENAME', $k, $old);
 }
-is(scalar(grep { /crlmeta:[0-9a-f]{16}$/ } $redis->keys_like('jpki:v1:crlmeta:*')), 1,
-   'the old layout: one pointer of the issuer');
-is(scalar(grep { /\./ } $redis->keys_like('jpki:v1:crlmeta:*')), 0, '... and no list per key');
+is(join(' ', $redis->keys_like('jpki:v1:crlmeta:*')), "jpki:v1:crlmeta:$itag",
+   'the old layout: one pointer of the issuer, named by its tag');
 for my $name (sort keys %srv) {
     for my $c (qw(user1 rev-keyCompromise user-old-revoked)) {
         my $x = login_to($srv{$name}, $c);
@@ -246,7 +255,7 @@ for my $name (sort keys %srv) {
     }
 }
 $out = `$J crl status $R 2>&1`;
-like($out, qr/^outdated list=[0-9a-f]{16} detail=/m, 'crl status: the old list is "outdated"');
+like($out, qr/^outdated list=$itag detail="one list per issuer/m, 'crl status: the old list is "outdated"');
 ($rc, $out) = sync('ca2-released.crl');
 is($rc, 0, 'crl sync again') or diag($out);
 like($out, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl/,

@@ -8,7 +8,8 @@
 #
 # Lookups are made here exactly as docs/store-schema.md tells the gate to:
 # GET jpki:v1:crlmeta:<list>, then HGET of the bucket and the binary field;
-# a list is "<issuer tag>.<key tag>", the CRLs of one CA key.
+# a list is one 16-hex list tag (of the issuer tag and the key tag, both
+# in its crlinfo), the CRLs of one CA key.
 use strict;
 use warnings;
 use Test::More;
@@ -237,9 +238,12 @@ like($out, qr/^loaded issuer=card crl_number=2 .* entries=7 stored=7 k=1 gen=1 /
      'one line: loaded, crlNumber, entries');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
 is($rc, 0, 'crl status: exit 0');
-my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}\.[0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
-ok($tag, 'crl status: fresh, issuer, list (issuer tag.key tag), number, entries') or diag($out);
-my $itag = substr($tag // '', 0, 16);     # the issuer tag (soft records)
+my ($tag) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) kind=crl crl_number=2 .* entries=7 /m;
+ok($tag, 'crl status: fresh, issuer, list (a list tag), number, entries') or diag($out);
+# the issuer tag (soft records): in the list's record, not in its name
+my $itag = $r->cmd('HGET', 'jpki:v1:crlinfo:' . ($tag // ''), 'issuer_tag') // '';
+like($itag, qr/^[0-9a-f]{16}$/, 'crlinfo: the issuer tag');
+isnt($itag, $tag, '... the list is not named by it');
 like($out, qr/age=\d+s .*source=\Q$P\E\/ca2.crl$/m, 'crl status: age and source');
 # with the gate's secret file the list's id_check is compared: a CRL
 # loaded with another secret is found by the gate but never matches
@@ -267,6 +271,7 @@ like($meta1, qr/^1\|1\|\d+\|\d+\|2\|7\|\d+$/, 'pointer: gen|k|thisUpdate|nextUpd
 my $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
 is($info->{issuer}, 'card', 'crlinfo: issuer');
 like($info->{sha256}, qr/^[0-9a-f]{64}$/, 'crlinfo: sha256');
+like($info->{key_tag}, qr/^[0-9a-f]{16}$/, 'crlinfo: key_tag (the CA key hashed)');
 ok(!exists $info->{loading_gen}, 'crlinfo: no load in progress');
 for my $k ($r->keys_matching("jpki:v1:crl:$tag:1:*")) {
     is($r->cmd('OBJECT', 'ENCODING', $k), 'listpack', "bucket $k is a compact listpack");
@@ -462,24 +467,34 @@ ok($maxb > 0 && $maxb <= 128, "largest bucket $maxb fields (<= 128)");
 # key that issued it); only ca1's cert_ids are stored.
 ($rc, $out) = sync("$P/ca1.crl", $card12);
 is($rc, 0, 'ca1.crl with ca1+ca2 configured: its own list, exit 0');
-like($out, qr/entries=1 stored=1 .* list=[0-9a-f]{16}\.[0-9a-f]{16}$/,
+like($out, qr/entries=1 stored=1 .* list=[0-9a-f]{16}$/,
      'one entry, stored for the key that signed it; the line names the list');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card12);
-my ($tag12) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}\.[0-9a-f]{16}) .*crl_number=1 /m;
+my ($tag12) = $out =~ /^fresh issuer=card list=([0-9a-f]{16}) .*crl_number=1 /m;
 ok($tag12 && $tag12 ne $tag, 'another list (the issuer tag follows the CA files)');
 is($rc, 1, '... status exit 1: ca2\'s key of that issuer has no list');
 my @miss = $out =~ /^missing issuer=card list=(\S+) ca="[^"]*JPKI[^"]*"$/mg;
 is(scalar @miss, 1, '... one "missing" line, naming the CA') or diag($out);
-ok(@miss && substr($miss[0], 0, 16) eq substr($tag12, 0, 16) && $miss[0] ne $tag12,
-   '... the list of the other key of the same issuer');
+ok(@miss && $miss[0] =~ /^[0-9a-f]{16}$/ && $miss[0] ne $tag12,
+   '... the list of the other key');
 is((lookup($r, $tag12, $id_old))[0], 1, 'user-old-revoked (issued by ca1) listed');
 is((lookup($r, $miss[0] // 'x', $id_old))[0], 'nolist', '... and nowhere else');
 ($rc, $out) = sync("$P/ca2.crl", $card12);
 is($rc, 0, 'ca2.crl with ca1+ca2 configured: exit 0') or diag($out);
 like($out, qr/ list=\Q@{[ $miss[0] \/\/ '' ]}\E$/, '... into the list of ca2\'s key');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card12);
-is(scalar(() = $out =~ /^fresh issuer=card list=\Q@{[ substr $tag12, 0, 16 ]}\E\./mg), 2,
+is(scalar(() = $out =~ /^fresh issuer=card list=(?:\Q$tag12\E|\Q@{[ $miss[0] \/\/ 'x' ]}\E) /mg), 2,
    'crl status: both keys of the issuer fresh') or diag($out);
+my $itag12;                     # the issuer tag of ca1+ca2 (soft records)
+{
+    my @i = map { $r->cmd('HGET', "jpki:v1:crlinfo:$_", 'issuer_tag') // '' } $tag12, $miss[0] // 'x';
+    my @k = map { $r->cmd('HGET', "jpki:v1:crlinfo:$_", 'key_tag') // '' } $tag12, $miss[0] // 'x';
+    ok($i[0] =~ /^[0-9a-f]{16}$/ && $i[0] eq $i[1] && $i[0] ne $itag,
+       '... their records name the same issuer tag (not that of ca2 alone)');
+    $itag12 = $i[0];
+    ok($k[0] =~ /^[0-9a-f]{16}$/ && $k[1] =~ /^[0-9a-f]{16}$/ && $k[0] ne $k[1],
+       '... and each its own key tag');
+}
 unlike($out, qr/^missing /m, '... none missing');
 is((lookup($r, $tag12, $id_old))[0], 1, 'ca1\'s list unchanged by ca2\'s sync');
 
@@ -495,6 +510,49 @@ is($rc, 3, 'crl sync with it in the store: runs (not newer than the loaded)');
 like($err, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl \(jpki:v1:crlmeta:$itag: one list per issuer\), which the gate no longer reads.*fails closed \(revocation_unavailable\)/,
      '... and notes the old list and the gate\'s answer');
 $r->cmd('DEL', "jpki:v1:crlmeta:$itag");
+# the lists per key of jpkictl 06b82fb, "<issuer tag>.<key tag>": reported
+# too (the gate reads each key's list under its list tag)
+$r->cmd('SET', "jpki:v1:crlmeta:$itag.0123456789abcdef", "1|1|1|0|-1|0|1");
+($rc, $out) = ctl('crl', 'status', @R);
+is($rc, 1, 'a list named <issuer tag>.<key tag>: crl status exit 1');
+like($out, qr/^outdated list=$itag\.0123456789abcdef detail="a list per key named by an older jpkictl: the gate does not read it/m,
+     '... "outdated"') or diag($out);
+$r->cmd('DEL', "jpki:v1:crlmeta:$itag.0123456789abcdef");
+{
+    my $ktag = $r->cmd('HGET', "jpki:v1:crlinfo:$tag", 'key_tag') // 'none';
+    $r->cmd('SET', "jpki:v1:crlmeta:$itag.$ktag", "1|1|1|0|-1|0|1");
+    ($rc, $out, $err) = sync("$P/ca2.crl", $card2);
+    like($err, qr/note: the store holds a CRL of issuer card in the layout of an older jpkictl \(jpki:v1:crlmeta:$itag\.$ktag: a list per key named <issuer tag>\.<key tag>\), which the gate no longer reads/,
+         'crl sync notes the list of the key in the 06b82fb name') or diag($err);
+    $r->cmd('DEL', "jpki:v1:crlmeta:$itag.$ktag");
+}
+$r->cmd('SET', "jpki:v1:crlmeta:$itag.x", "1|1|1|0|-1|0|1");
+($rc, $out) = ctl('crl', 'status', @R);
+like($out, qr/^broken list=$itag\.x detail="not a list name"$/m, 'a pointer that is no list name: "broken"');
+is($rc, 1, '... exit 1');
+$r->cmd('DEL', "jpki:v1:crlmeta:$itag.x");
+# a list whose record names another issuer or key than its name is made of
+{
+    my $good = $r->cmd('HGET', "jpki:v1:crlinfo:$tag", 'key_tag');
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'key_tag', '0123456789abcdef');
+    ($rc, $out) = ctl('crl', 'status', @R);
+    is($rc, 1, 'a record naming another key: crl status exit 1');
+    like($out, qr/^broken list=$tag detail="its record \(crlinfo issuer_tag, key_tag\) names another list"$/m,
+         '... "broken"') or diag($out);
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'key_tag', $good);
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'issuer_tag', 'ffffffffffffffff');
+    ($rc, $out) = ctl('crl', 'status', @R);
+    like($out, qr/^broken list=$tag detail="its record/m, '... another issuer tag: "broken"');
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'issuer_tag', "${itag}0");
+    ($rc, $out) = ctl('crl', 'status', @R);
+    like($out, qr/^broken list=$tag detail="its record/m, '... the issuer tag and one more digit: "broken"');
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'issuer_tag', "");
+    ($rc, $out) = ctl('crl', 'status', @R);
+    like($out, qr/^broken list=$tag detail="its record/m, '... an empty issuer tag: "broken"');
+    $r->cmd('HSET', "jpki:v1:crlinfo:$tag", 'issuer_tag', $itag);
+    ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
+    like($out, qr/^fresh issuer=card list=$tag /m, '... restored: fresh');
+}
 ($rc, $out) = sync("$P/phone-ca.crl", "$card2", '--issuer', $phone);
 is($rc, 0, 'phone-ca.crl with two issuers configured: exit 0');
 like($out, qr/^loaded issuer=phone /, '... loaded as the phone issuer');
@@ -508,7 +566,9 @@ like($out, qr/^stale issuer=card /m, '... stale');
 # ARL: kept apart from the CRL
 ($rc, $out) = sync("$P/ca2-empty.crl", $card2, '--arl');
 is($rc, 0, '--arl: loaded');
-ok(defined $r->cmd('GET', "jpki:v1:crlmeta:$tag.arl"), '... as list <tag>.arl');
+ok(defined $r->cmd('GET', "jpki:v1:crlmeta:$tag.arl"), '... as list <list tag>.arl');
+is($r->cmd('HGET', "jpki:v1:crlinfo:$tag.arl", 'key_tag'), $r->cmd('HGET', "jpki:v1:crlinfo:$tag", 'key_tag'),
+   '... of the same key');
 like($r->cmd('GET', "jpki:v1:crlmeta:$tag"), qr/\|16\|30007\|/, '... the CRL is untouched');
 
 # ---------------------------------------------------------------- HTTP
@@ -799,9 +859,17 @@ $r->cmd('DEL', "jpki:v1:rev:$id{'rev-keyCompromise'}");
 $r->cmd('SET', "jpki:v1:soft:$id{'rev-keyCompromise'}:" . ($tu - 1),
         qq({"ts":0,"cert_id":"$id{'rev-keyCompromise'}","issuer":"$itag","list":"$tag","event":"login"}), 'EX', 60);
 $r->cmd('SET', "jpki:v1:soft:$id{user1}:" . ($tu - 1),
-        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$itag","list":"$itag.0123456789abcdef","event":"login"}), 'EX', 60);
+        qq({"ts":0,"cert_id":"$id{user1}","issuer":"$itag","list":"0123456789abcdef","event":"login"}), 'EX', 60);
 $r->cmd('SET', "jpki:v1:soft:$id{user2}:" . ($tu - 1),
-        qq({"ts":0,"cert_id":"$id{user2}","issuer":"$itag","list":"ffffffffffffffff.0123456789abcdef","event":"login"}), 'EX', 60);
+        qq({"ts":0,"cert_id":"$id{user2}","issuer":"ffffffffffffffff","list":"$tag","event":"login"}), 'EX', 60);
+# a gate of 06b82fb named the list "<issuer tag>.<key tag>": every list of
+# the issuer, as a record without one
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-unspecified'}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{'rev-unspecified'}","issuer":"$itag","list":"$itag.0123456789abcdef","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-superseded'}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{'rev-superseded'}","issuer":"$itag","list":"0123456789abcdeg","event":"login"}), 'EX', 60);
+$r->cmd('SET', "jpki:v1:soft:$id{'rev-certificateHold'}:" . ($tu - 1),
+        qq({"ts":0,"cert_id":"$id{'rev-certificateHold'}","issuer":"$itag","list":"0123456789abc","event":"login"}), 'EX', 60);
 ($rc, $out, $err) = ctl('recheck', @R, '--issuer', $card2, @S);
 is($rc, 1, 'recheck, records naming their list: exit 1') or diag($out, $err);
 like($out, qr/^revoked cert_id=$id{'rev-keyCompromise'} issuer=card reason=keyCompromise /m,
@@ -810,8 +878,15 @@ like($out, qr/^unchecked cert_id=$id{user1} auth_time=\S+ why=issuer_not_configu
      '... a list of a key not configured: unchecked');
 like($out, qr/^unchecked cert_id=$id{user2} auth_time=\S+ why=malformed_record$/m,
      '... a list of another issuer than the record\'s: malformed');
+like($out, qr/^revoked cert_id=$id{'rev-unspecified'} issuer=card /m,
+     '... a list named as by a gate of 06b82fb: the issuer\'s lists (revoked)');
+like($out, qr/^revoked cert_id=$id{'rev-superseded'} issuer=card /m,
+     '... a list field that is not hex: the issuer\'s lists too (revoked)')
+    or diag($out);
+like($out, qr/^unchecked cert_id=$id{'rev-certificateHold'} auth_time=\S+ why=malformed_record$/m,
+     '... a list name of 13 digits: malformed')
+    or diag($out);
 {
-    my $itag12 = substr($tag12 // '', 0, 16);
     $r->cmd('DEL', $_) for $r->keys_matching('jpki:v1:soft:*');
     ($rc, $out) = sync("$P/ca2.crl", $card12);
     is($rc, 0, 'ca2.crl for ca1+ca2 (ca1\'s key without a list)') or diag($out);

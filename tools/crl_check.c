@@ -175,14 +175,103 @@ static int status_missing(const jpki_issuer *is, char **keys, size_t n,
     return bad;
 }
 
+/* What a list's record says it is: 1 the list of the record's issuer_tag
+ * and key_tag (its name made of them), 0 one list per issuer of an older
+ * jpkictl (a record without key_tag, or none), -1 a name its record does
+ * not make. */
+static int list_layout(const char *lid, int arl, const list_state *st)
+{
+    char want[CRL_LID_MAX];
+
+    if (st->key_tag[0] == '\0')
+        return 0;
+    return jpki_crl_list_of(want, sizeof(want), st->issuer_tag, st->key_tag,
+                            arl) > 0 && strcmp(want, lid) == 0 ? 1 : -1;
+}
+
+/* The line of one pointer found (lid: its list name): 0 fresh, 1 not
+ * (stale, outdated, broken, mismatch), -1 store failure. */
+static int status_list(redisContext *rc, const args_t *a, jpki_ctx *ctx,
+                       const char *lid, unsigned grace)
+{
+    const char *name = NULL;
+    const jpki_issuer *is = NULL;
+    char idc[JPKI_CERT_ID_HEX_LEN + 1], t1[32], t2[32], t3[32];
+    list_state st;
+    size_t j;
+    int s, arl;
+
+    s = jpki_crl_list_parse(lid, &arl);
+    if (s <= 0) {
+        /* the lists per key of jpkictl 06b82fb, named "<issuer tag>.<key
+         * tag>": the gate reads each under its list tag */
+        printf("%s list=%.40s detail=\"%s\"\n", s == 0 ? "outdated"
+               : "broken", lid, s == 0 ? "a list per key named by an older "
+               "jpkictl: the gate does not read it; run crl sync with the "
+               "CRL of each CA key, then jpkictl purge --revocation removes "
+               "it" : "not a list name");
+        return 1;
+    }
+    s = read_state(rc, lid, &st);
+    if (s == -1)
+        return -1;
+    if (s == -2 || !st.have) {
+        printf("broken list=%s detail=\"the pointer does not parse\"\n", lid);
+        return 1;
+    }
+    if ((s = list_layout(lid, arl, &st)) <= 0) {
+        /* the one list per issuer of an older jpkictl (no key in its
+         * record): the gate reads the list of each CA key and fails
+         * closed without it */
+        printf("%s list=%s detail=\"%s\"\n", s == 0 ? "outdated" : "broken",
+               lid, s == 0 ? "one list per issuer, loaded by an older "
+               "jpkictl: the gate does not read it; run crl sync with the "
+               "CRL of each CA key, then jpkictl purge --revocation removes "
+               "it" : "its record (crlinfo issuer_tag, key_tag) names "
+               "another list");
+        return 1;
+    }
+    for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++)
+        if (strcmp(st.issuer_tag, jpki_issuer_tag(jpki_ctx_issuer(ctx, j)))
+            == 0) {
+            is = jpki_ctx_issuer(ctx, j);
+            name = jpki_issuer_name(is);
+        }
+    /* the gate refuses a list whose id_check is not its own: with the
+     * gate's secret file, say so rather than "fresh" */
+    if (is != NULL && a->val[O_SECRET] != NULL
+        && (jpki_cert_id_from_serial_text(ctx, is, JPKI_CRL_ID_CHECK_SERIAL,
+                                          idc) != JPKI_OK
+            || strcmp(idc, st.id_check) != 0)) {
+        printf("mismatch issuer=%s list=%s kind=%s detail=\"%s: loaded "
+               "with another --secret-file or other CA files; the gate "
+               "treats it as unavailable; run crl sync with the gate's "
+               "files\"\n", name, lid, st.kind[0] ? st.kind : "crl",
+               st.id_check[0] ? "id_check differs" : "no id_check");
+        return 1;
+    }
+    s = stale_at(&st.m, a->now, grace);
+    printf("%s issuer=%s list=%s kind=%s crl_number=%lld this_update=%s "
+           "next_update=%s age=%llds entries=%llu loaded_at=%s "
+           "source=%s\n", s ? "stale" : "fresh",
+           name ? name : st.issuer[0] ? st.issuer : "?", lid,
+           st.kind[0] ? st.kind : "crl", (long long)st.m.crl_number,
+           iso8601(st.m.this_update, t1),
+           st.m.next_update ? iso8601(st.m.next_update, t2) : "none",
+           (long long)a->now - st.m.this_update,
+           (unsigned long long)st.m.entries,
+           iso8601(st.m.loaded_at, t3), st.source[0] ? st.source : "?");
+    return s;
+}
+
 int run_crl_status(const args_t *a)
 {
     unsigned long long grace;
     size_t plen = strlen(JPKI_STORE_PREFIX "crlmeta:"), n = 0, i, j;
-    char **keys = NULL, t1[32], t2[32], t3[32];
+    char **keys = NULL;
     jpki_ctx *ctx = NULL;
     redisContext *rc;
-    int bad = 0, rc_ = EXIT_STORE;
+    int bad = 0, rc_ = EXIT_STORE, s;
 
     if (opt_uint(a, O_GRACE, 0, GRACE_MAX, DEFAULT_GRACE, &grace))
         return SHOW_USAGE;
@@ -197,69 +286,12 @@ int run_crl_status(const args_t *a)
     if (scan_keys(rc, JPKI_STORE_PREFIX "crlmeta:*", &keys, &n) != 0)
         goto out;
     for (i = 0; i < n; i++) {
-        const char *lid = keys[i] + plen, *name = NULL;
-        const jpki_issuer *is = NULL;
-        char idc[JPKI_CERT_ID_HEX_LEN + 1];
-        list_state st;
-        int s;
-
-        char tag[17], key[17];
-        int arl;
-
-        if (strlen(keys[i]) <= plen || strlen(lid) >= CRL_LID_MAX)
+        if (strlen(keys[i]) <= plen)
             continue;
-        s = jpki_crl_list_parse(lid, tag, key, &arl);
-        if (s <= 0) {
-            /* the one list per issuer of an older jpkictl: the gate reads
-             * the list of each CA key and fails closed without it */
-            printf("%s list=%s detail=\"%s\"\n", s == 0 ? "outdated"
-                   : "broken", lid, s == 0 ? "one list per issuer, loaded "
-                   "by an older jpkictl: the gate does not read it; run crl "
-                   "sync with the CRL of each CA key, then jpkictl purge "
-                   "--revocation removes it" : "not a list name");
-            bad = 1;
-            continue;
-        }
-        s = read_state(rc, lid, &st);
-        if (s == -1)
+        if ((s = status_list(rc, a, ctx, keys[i] + plen, (unsigned)grace))
+            < 0)
             goto out;
-        if (s == -2 || !st.have) {
-            printf("broken list=%s detail=\"the pointer does not parse\"\n",
-                   lid);
-            bad = 1;
-            continue;
-        }
-        for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++)
-            if (strncmp(lid, jpki_issuer_tag(jpki_ctx_issuer(ctx, j)), 16)
-                == 0) {
-                is = jpki_ctx_issuer(ctx, j);
-                name = jpki_issuer_name(is);
-            }
-        /* the gate refuses a list whose id_check is not its own: with the
-         * gate's secret file, say so rather than "fresh" */
-        if (is != NULL && a->val[O_SECRET] != NULL
-            && (jpki_cert_id_from_serial_text(ctx, is, JPKI_CRL_ID_CHECK_SERIAL, idc)
-                != JPKI_OK || strcmp(idc, st.id_check) != 0)) {
-            printf("mismatch issuer=%s list=%s kind=%s detail=\"%s: loaded "
-                   "with another --secret-file or other CA files; the gate "
-                   "treats it as unavailable; run crl sync with the gate's "
-                   "files\"\n", name, lid, st.kind[0] ? st.kind : "crl",
-                   st.id_check[0] ? "id_check differs" : "no id_check");
-            bad = 1;
-            continue;
-        }
-        s = stale_at(&st.m, a->now, (unsigned)grace);
         bad |= s;
-        printf("%s issuer=%s list=%s kind=%s crl_number=%lld this_update=%s "
-               "next_update=%s age=%llds entries=%llu loaded_at=%s "
-               "source=%s\n", s ? "stale" : "fresh",
-               name ? name : st.issuer[0] ? st.issuer : "?", lid,
-               st.kind[0] ? st.kind : "crl", (long long)st.m.crl_number,
-               iso8601(st.m.this_update, t1),
-               st.m.next_update ? iso8601(st.m.next_update, t2) : "none",
-               (long long)a->now - st.m.this_update,
-               (unsigned long long)st.m.entries,
-               iso8601(st.m.loaded_at, t3), st.source[0] ? st.source : "?");
     }
     for (j = 0; ctx != NULL && j < jpki_ctx_issuer_count(ctx); j++)
         bad |= status_missing(jpki_ctx_issuer(ctx, j), keys, n, plen);
@@ -439,7 +471,7 @@ static int soft_field(const char *json, size_t n, const char *name,
 static const char *soft_lists(const char *json, size_t len, rc_list *l,
                               size_t nl, rc_list **first, size_t *n)
 {
-    char tag[17], lid[CRL_LID_MAX], t2[17], key[17];
+    char tag[17], lid[CRL_LID_MAX];
     size_t j;
     int arl;
 
@@ -448,12 +480,17 @@ static const char *soft_lists(const char *json, size_t len, rc_list *l,
     if (soft_field(json, len, "issuer", tag, sizeof(tag)) != 0
         || strlen(tag) != 16)
         return "malformed_record";
+    /* a list name too long for this layout (the "<issuer tag>.<key tag>"
+     * a gate of 06b82fb wrote) is no list: all of the issuer's, as for a
+     * record without one.  The gate names CRL lists only (soft_field
+     * takes no ".arl", and no ARL list is among l) */
     if (soft_field(json, len, "list", lid, sizeof(lid)) == 0) {
-        if (jpki_crl_list_parse(lid, t2, key, &arl) != 1 || arl
-            || strcmp(t2, tag) != 0)
+        if (jpki_crl_list_parse(lid, &arl) != 1)
             return "malformed_record";
         for (j = 0; j < nl && strcmp(l[j].lid, lid) != 0; j++)
             ;
+        if (j < nl && strcmp(l[j].tag, tag) != 0)
+            return "malformed_record";      /* another issuer's list */
         if (j < nl) {
             *first = &l[j];
             *n = 1;

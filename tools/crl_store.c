@@ -94,6 +94,16 @@ int stale_at(const jpki_crlptr *m, time_t now, unsigned grace)
 }
 
 
+/* A tag of crlinfo: "?" (no tag, but not none) unless it is exactly as
+ * long as one, never cut to one. */
+static void tag_copy(char dst[JPKI_CRL_TAG_LEN + 1], const redisReply *v)
+{
+    if (v->len == JPKI_CRL_TAG_LEN)
+        snprintf(dst, JPKI_CRL_TAG_LEN + 1, "%.*s", (int)v->len, v->str);
+    else
+        snprintf(dst, JPKI_CRL_TAG_LEN + 1, "?");
+}
+
 static void info_field(list_state *st, const redisReply *k,
                        const redisReply *v)
 {
@@ -107,6 +117,10 @@ static void info_field(list_state *st, const redisReply *k,
         COPY(st->id_check);
     else if (strcmp(n, "issuer") == 0)
         COPY(st->issuer);
+    else if (strcmp(n, "issuer_tag") == 0)
+        tag_copy(st->issuer_tag, v);
+    else if (strcmp(n, "key_tag") == 0)
+        tag_copy(st->key_tag, v);
     else if (strcmp(n, "kind") == 0)
         COPY(st->kind);
     else if (strcmp(n, "source") == 0)

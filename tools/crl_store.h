@@ -43,6 +43,8 @@ typedef struct {
     char sha[65];
     char id_check[JPKI_CERT_ID_HEX_LEN + 1];
     char issuer[64];
+    char issuer_tag[JPKI_CRL_TAG_LEN + 1];  /* "": a list of an older jpkictl */
+    char key_tag[JPKI_CRL_TAG_LEN + 1];
     char kind[8];
     char source[512];
     long long loading_gen, prev_gen;
@@ -55,7 +57,7 @@ int cmd_ok(redisContext *rc, int argc, const char **argv, const size_t *lens,
            redisReply **keep);
 int cmd2(redisContext *rc, const char *c, const char *k, redisReply **keep);
 /* The list id of the CRLs (arl: ARLs) of one CA key of an issuer
- * (jpki_crl_list_name: "<issuer tag>.<key tag>[.arl]").  0, -1. */
+ * (jpki_crl_list_name: "<list tag>[.arl]").  0, -1. */
 int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
             char lid[CRL_LID_MAX]);
 /* 1 when the list is past nextUpdate + grace at now. */

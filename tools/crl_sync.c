@@ -73,7 +73,7 @@ const char usage_crl_sync[] =
 "                 process list: give it in JPKI_SOURCE_USERPWD=user:password\n"
 "                 or a netrc file named by JPKI_SOURCE_NETRC instead)\n"
 "  --issuer, --secret-file  exactly as the gate's configuration: the list\n"
-"                 key (issuer tag) and the cert_ids depend on them\n"
+"                 name (issuer and CA key) and the cert_ids depend on them\n"
 "  --grace SECONDS  stale after nextUpdate + SECONDS (default 172800: the\n"
 "                 end of a J-LIS CRL's 72-hour validity)\n"
 "  --keep-old SECONDS  the replaced set stays readable this long (default\n"
@@ -86,14 +86,16 @@ const char usage_crl_sync[] =
 "  --timeout SECONDS  whole transfer (default 300)\n"
 "jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
 "                   [--grace SECONDS]\n"
-"  One line per loaded CRL: \"fresh|stale issuer=NAME list=TAG.KEY\n"
+"  One line per loaded CRL: \"fresh|stale issuer=NAME list=LIST\n"
 "  kind=crl crl_number=N this_update= next_update= age=S entries=N\n"
-"  loaded_at= source=\"; \"outdated list=TAG\" for the one list per issuer\n"
-"  of an older jpkictl, which the gate does not read (sync each key's CRL,\n"
-"  then purge --revocation removes it); with --issuer, \"missing\n"
-"  issuer=NAME list=TAG.KEY ca=SUBJECT\" for each CA key without a CRL;\n"
-"  with --issuer and --secret-file (the gate's), \"mismatch issuer=NAME\n"
-"  list=TAG kind= detail=\" for a CRL loaded with another secret or other\n"
+"  loaded_at= source=\" (LIST: 16 hex digits, the list of one CA key of\n"
+"  the issuer, .arl appended for an ARL); \"outdated list=TAG\" for a\n"
+"  list of an older jpkictl (one per issuer, or named TAG.KEY), which the\n"
+"  gate does not read (sync each key's CRL, then purge --revocation\n"
+"  removes it); with --issuer, \"missing issuer=NAME list=LIST\n"
+"  ca=SUBJECT\" for each CA key without a CRL; with --issuer and\n"
+"  --secret-file (the gate's), \"mismatch issuer=NAME list=LIST kind=\n"
+"  detail=\" for a CRL loaded with another secret or other\n"
 "  CA files (its id_check differs or is missing): the gate treats it as\n"
 "  unavailable.  Exit 0 all fresh, 1 stale, missing, outdated or mismatch\n"
 "  (or nothing loaded), 5 store failed.\n\n";
@@ -722,26 +724,36 @@ static int sync_verify(sync_run *r)
 }
 
 /* A store loaded by jpkictl before lists per CA key holds one list per
- * issuer, "<issuer tag>[.arl]", which gates of this version do not read
- * (they fail closed for the keys without a list of their own): say so,
- * once per run; the old list stays for older gates until purged. */
+ * issuer, "<issuer tag>[.arl]", and one loaded by jpkictl 06b82fb lists
+ * named "<issuer tag>.<key tag>[.arl]"; gates of this version read
+ * neither (they fail closed for the keys without a list of their own):
+ * say so, once per run; the old list stays for older gates until purged. */
 static void old_layout_note(sync_run *r)
 {
-    char km[JPKI_STORE_KEY_MAX + 1];
+    char km[JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
     redisReply *rep = NULL;
+    int per_key;
 
-    snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s",
-             jpki_issuer_tag(r->info.issuer), r->c->arl ? ".arl" : "");
-    if (cmd2(r->rc, "GET", km, &rep) == 0
-        && rep->type == REDIS_REPLY_STRING)
-        say("note: the store holds a CRL of issuer %s in the layout of an "
-            "older jpkictl (%s: one list per issuer), which the gate no "
-            "longer reads: it now reads the list of the CA key that issued "
-            "each certificate, and fails closed (revocation_unavailable) "
-            "for a key without one.  Run crl sync with the CRL of each CA "
-            "key; `jpkictl purge --revocation` then removes the old list",
-            r->name, km);
-    freeReplyObject(rep);
+    for (per_key = 0; per_key < 2; per_key++) {
+        if (per_key && jpki_crl_key_tag(r->info.key_hash, key) != 0)
+            return;
+        snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s%s%s",
+                 jpki_issuer_tag(r->info.issuer), per_key ? "." : "",
+                 per_key ? key : "", r->c->arl ? ".arl" : "");
+        if (cmd2(r->rc, "GET", km, &rep) == 0
+            && rep->type == REDIS_REPLY_STRING)
+            say("note: the store holds a CRL of issuer %s in the layout of "
+                "an older jpkictl (%s: %s), which the gate no longer reads: "
+                "it now reads the list of the CA key that issued each "
+                "certificate, under its list tag, and fails closed "
+                "(revocation_unavailable) for a key without one.  Run crl "
+                "sync with the CRL of each CA key; `jpkictl purge "
+                "--revocation` then removes the old list", r->name, km,
+                per_key ? "a list per key named <issuer tag>.<key tag>"
+                        : "one list per issuer");
+        freeReplyObject(rep);
+        rep = NULL;
+    }
 }
 
 /* Connect, lock the list, read what is loaded (and clear an earlier
@@ -866,7 +878,7 @@ static int sync_switch(sync_run *r)
 {
     const sync_cfg *c = r->c;
     char gens[24], ks[8], nums[24], tus[24], nus[24], ents_s[24], stored[24];
-    char at[24], prevg[24], prevk[8], ttl[24];
+    char at[24], prevg[24], prevk[8], ttl[24], ktag[JPKI_CRL_TAG_LEN + 1];
     jpki_crlptr m;
     int e2;
 
@@ -883,9 +895,18 @@ static int sync_switch(sync_run *r)
     snprintf(prevg, sizeof(prevg), "%lld",
              (long long)(r->st.have ? r->st.m.gen : 0));
     snprintf(prevk, sizeof(prevk), "%u", r->st.have ? r->st.m.k : 0);
+    if (jpki_crl_key_tag(r->info.key_hash, ktag) != 0) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=internal", r->name);
+        return EXIT_INVALID;
+    }
     {
+        /* the issuer and key the list is of (its name is one tag made of
+         * them, crlptr.h): crl status and recheck check the name against
+         * them, and tell this layout from one list per issuer by them */
         const char *f[][2] = {
             {"issuer", r->name}, {"kind", c->arl ? "arl" : "crl"},
+            {"issuer_tag", jpki_issuer_tag(r->info.issuer)},
+            {"key_tag", ktag},
             {"gen", gens}, {"k", ks}, {"crl_number", nums},
             {"this_update", tus}, {"next_update", nus},
             {"entries", ents_s}, {"stored", stored},

@@ -7,6 +7,7 @@
 #include "tap.h"
 
 #include <stdint.h>
+#include <openssl/evp.h>
 
 static int parses(const char *s)
 {
@@ -172,14 +173,13 @@ static void test_buckets(void)
     ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 7, 1) == -1, "k 7: refused");
     ok(jpki_crl_bucket_name(name, sizeof(name), "l", 0, 1, 1) == -1, "gen 0: refused");
     ok(jpki_crl_bucket_name(name, 8, "list", 7, 4, 1) == -1, "no room: refused");
-    ok(jpki_crl_bucket_name(name, sizeof(name),
-                            "0123456789abcdef.0123456789abcdef.arl0", 7, 4, 1)
-       == -1, "a list name over 37 bytes: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef.arl0", 7,
+                            4, 1) == -1, "a list name over 20 bytes: refused");
     {
         /* the longest list, generation and bucket fit a store key */
         char big[JPKI_STORE_KEY_MAX + 64];
         int n = jpki_crl_bucket_name(big, sizeof(big),
-                                     "0123456789abcdef.0123456789abcdef.arl",
+                                     "0123456789abcdef.arl",
                                      INT64_MAX, 6, 0xffffff);
 
         ok(n > 0 && sizeof("jpki:v1:crl:") - 1 + (size_t)n
@@ -229,52 +229,92 @@ static void test_values(void)
        "6 octets refused");
 }
 
-/* List names: one per CA key of an issuer, the key hashed. */
+/* The first 8 octets of SHA-256 over three parts, in hex: the tags as
+ * crlptr.h defines them, computed here apart from crlptr.c. */
+static void sha_tag(const char *label, const void *a, size_t al,
+                    const void *b, size_t bl, char out[17])
+{
+    uint8_t d[32];
+    unsigned int dl = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestUpdate(md, label, strlen(label));
+    EVP_DigestUpdate(md, a, al);
+    EVP_DigestUpdate(md, b, bl);
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    jpki_hex_encode(d, 8, out);
+}
+
+/* List names: one per CA key of an issuer, one tag of the issuer tag and
+ * the key, no longer than the one list per issuer before. */
 static void test_list_names(void)
 {
     static const char tag[] = "0123456789abcdef";
+    static const char tag2[] = "fedcba9876543210";
     uint8_t k1[20], k2[20];
     char a[JPKI_CRL_LIST_MAX], b[JPKI_CRL_LIST_MAX], c[JPKI_CRL_LIST_MAX];
-    char t[17], key[17], hex[41];
+    char key[17], want_key[17], want[17], hex[41], big[64];
     int arl = -1;
 
     memset(k1, 0x11, sizeof(k1));
     memset(k2, 0x11, sizeof(k2));
     k2[19] = 0x12;
-    is_int(jpki_crl_list_name(a, sizeof(a), tag, k1, 0), 33,
-           "list name: <issuer tag>.<key tag>");
-    ok(strncmp(a, "0123456789abcdef.", 17) == 0
-       && strspn(a + 17, "0123456789abcdef") == 16, "... %s", a);
+    is_int(JPKI_CRL_LIST_MAX, 21, "a list name: at most 20 characters, as "
+           "\"<issuer tag>.arl\" of one list per issuer");
+    is_int(jpki_crl_key_tag(k1, key), 0, "key tag");
+    sha_tag("jpki crl key", k1, 20, "", 0, want_key);
+    is_str(key, want_key, "... SHA-256 over \"jpki crl key\" and the key hash");
+    ok(jpki_crl_key_tag(NULL, key) == -1, "... no key: -1");
+    is_int(jpki_crl_list_name(a, sizeof(a), tag, k1, 0), 16,
+           "list name: one tag of 16 hex digits, as an issuer tag");
+    sha_tag("jpki crl list", tag, 16, want_key, 16, want);
+    is_str(a, want, "... SHA-256 over \"jpki crl list\", issuer tag and key tag");
+    ok(strcmp(a, tag) != 0 && strstr(a, want_key) == NULL,
+       "... neither the issuer tag nor the key tag");
     jpki_crl_list_name(b, sizeof(b), tag, k2, 0);
     ok(strcmp(a, b) != 0, "another key, another list");
-    is_int(jpki_crl_list_name(c, sizeof(c), tag, k1, 1), 37, "an ARL: .arl");
-    ok(strncmp(a, c, 33) == 0 && strcmp(c + 33, ".arl") == 0,
+    jpki_crl_list_name(b, sizeof(b), tag2, k1, 0);
+    ok(strcmp(a, b) != 0, "the same key of another issuer, another list");
+    is_int(jpki_crl_list_name(c, sizeof(c), tag, k1, 1), 20, "an ARL: .arl");
+    ok(strncmp(a, c, 16) == 0 && strcmp(c + 16, ".arl") == 0,
        "... after the same name");
     jpki_hex_encode(k1, 20, hex);
     ok(strstr(a, hex + 0) == NULL && strstr(a, "1111111111") == NULL,
        "the key hash is not in the name in clear");
     jpki_crl_list_name(b, sizeof(b), tag, k1, 0);
     ok(strcmp(a, b) == 0, "the same key: the same name (writer and reader)");
-    ok(jpki_crl_list_name(b, 33, tag, k1, 0) == -1, "no room: -1");
+    is_int(jpki_crl_list_of(b, sizeof(b), tag, want_key, 0), 16,
+           "from the key tag (a list's record)");
+    is_str(b, a, "... the same name");
+    ok(jpki_crl_list_of(b, sizeof(b), tag, "0123456789abcdeF", 0) == -1
+       && jpki_crl_list_of(b, sizeof(b), tag, "0123456789abcde", 0) == -1
+       && jpki_crl_list_of(b, sizeof(b), tag, "0123456789abcdef0", 0) == -1
+       && jpki_crl_list_of(b, sizeof(b), tag, NULL, 0) == -1,
+       "... a key tag not 16 lower-case hex digits: -1");
+    ok(jpki_crl_list_name(b, 16, tag, k1, 0) == -1, "no room: -1");
+    ok(jpki_crl_list_name(b, 20, tag, k1, 1) == -1, "no room for .arl: -1");
     ok(jpki_crl_list_name(b, sizeof(b), "0123456789ABCDEF", k1, 0) == -1,
        "an issuer tag not in lower-case hex: -1");
     ok(jpki_crl_list_name(b, sizeof(b), "0123456789abcde", k1, 0) == -1,
        "an issuer tag of 15 digits: -1");
+    ok(jpki_crl_list_name(big, sizeof(big), "0123456789abcdef0", k1, 0)
+       == -1, "an issuer tag of 17 digits: -1");
     ok(jpki_crl_list_name(b, sizeof(b), tag, NULL, 0) == -1, "no key: -1");
 
-    ok(jpki_crl_list_parse(a, t, key, &arl) == 1 && strcmp(t, tag) == 0
-       && strcmp(key, a + 17) == 0 && arl == 0, "parsed: tag, key tag");
-    ok(jpki_crl_list_parse(c, t, key, &arl) == 1 && arl == 1
-       && strcmp(key, a + 17) == 0, "parsed: an ARL's");
-    ok(jpki_crl_list_parse(tag, t, key, &arl) == 0 && arl == 0
-       && strcmp(t, tag) == 0 && key[0] == '\0',
-       "the one list per issuer of an older jpkictl: 0");
-    ok(jpki_crl_list_parse("0123456789abcdef.arl", t, key, &arl) == 0
-       && arl == 1, "... and its ARL");
+    ok(jpki_crl_list_parse(a, &arl) == 1 && arl == 0, "parsed: a list");
+    ok(jpki_crl_list_parse(c, &arl) == 1 && arl == 1, "parsed: an ARL's");
+    ok(jpki_crl_list_parse("0123456789abcdef.0123456789abcdef", &arl) == 0
+       && arl == 0, "the \"<issuer tag>.<key tag>\" of jpkictl 06b82fb: 0");
+    ok(jpki_crl_list_parse("0123456789abcdef.0123456789abcdef.arl", &arl)
+       == 0 && arl == 1, "... and its ARL");
     {
         static const char *const bad[] = {
-            "", "0123456789abcde", "0123456789abcdeF", "0123456789abcdef.",
-            "0123456789abcdef.ar", "0123456789abcdef.0123456789abcde",
+            "", ".arl", "0123456789abcde", "0123456789abcdeF",
+            "0123456789abcdef.", "0123456789abcdef0", "0123456789abcdef.ar",
+            "0123456789abcdef.arx", "0123456789abcdef.arl.arl",
+            "0123456789abcdef.0123456789abcde",
             "0123456789abcdef:0123456789abcdef",
             "0123456789abcdef.0123456789abcdeg",
             "0123456789abcdef.0123456789abcdef.arx",
@@ -283,9 +323,11 @@ static void test_list_names(void)
         };
         size_t i;
 
-        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-            ok(jpki_crl_list_parse(bad[i], t, key, &arl) == -1,
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            arl = 7;
+            ok(jpki_crl_list_parse(bad[i], &arl) == -1 && arl == 0,
                "not a list name: \"%s\"", bad[i]);
+        }
     }
 }
 

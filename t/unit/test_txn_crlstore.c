@@ -156,20 +156,26 @@ static void map(const char *cert, const char *account)
 }
 
 /* The list name of the CA key in PKI file ca ("ca1.pem", "ca2.pem"), as
- * `crl sync` names it for a CRL signed by that key; with old, the one
- * list per issuer of jpkictl before lists per key (the issuer tag). */
-static void list_of(const char *ca, int old, char out[JPKI_CRL_LIST_MAX])
+ * `crl sync` names it for a CRL signed by that key; with old 1, the one
+ * list per issuer of jpkictl before lists per key (the issuer tag); with
+ * old 2, the "<issuer tag>.<key tag>" of jpkictl 06b82fb. */
+#define LIST_NAME_MAX 40
+static void list_of(const char *ca, int old, char out[LIST_NAME_MAX])
 {
     const char *tag = jpki_issuer_tag(jpki_ctx_issuer(ctx, 0));
     FILE *f = fopen(tap_path(ca), "r");
     X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     uint8_t kh[20];
+    char key[JPKI_CRL_TAG_LEN + 1];
 
     out[0] = '\0';
-    if (old)
-        snprintf(out, JPKI_CRL_LIST_MAX, "%s", tag);
-    else if (x != NULL && jpki_key_hash_sha1(x, kh))
-        jpki_crl_list_name(out, JPKI_CRL_LIST_MAX, tag, kh, 0);
+    if (old == 1)
+        snprintf(out, LIST_NAME_MAX, "%s", tag);
+    else if (x != NULL && jpki_key_hash_sha1(x, kh) && old == 2
+             && jpki_crl_key_tag(kh, key) == 0)
+        snprintf(out, LIST_NAME_MAX, "%s.%s", tag, key);
+    else if (x != NULL && jpki_key_hash_sha1(x, kh) && old == 0)
+        jpki_crl_list_name(out, LIST_NAME_MAX, tag, kh, 0);
     X509_free(x);
     if (f != NULL)
         fclose(f);
@@ -227,7 +233,7 @@ static void unload_list(const char *lid)
 /* ca2's CRL (it revokes rev-keyCompromise, a ca2 certificate), alone. */
 static void load_crl(jpki_ctx *loader, const char *id_check)
 {
-    char lid[JPKI_CRL_LIST_MAX];
+    char lid[LIST_NAME_MAX];
 
     list_of("ca1.pem", 0, lid);
     unload_list(lid);
@@ -309,16 +315,19 @@ static const char *soft_record(const char *cert)
  * list of the key that issued it (the CRL zone's rule, crlzone.h). */
 static void test_lists_per_key(const char *idc_gate)
 {
-    char l1[JPKI_CRL_LIST_MAX], l2[JPKI_CRL_LIST_MAX], old[JPKI_CRL_LIST_MAX];
-    char want[64];
+    char l1[LIST_NAME_MAX], l2[LIST_NAME_MAX], old[LIST_NAME_MAX];
+    char old2[LIST_NAME_MAX], want[64];
     const jpki_verdict *v;
     jpki_txn *t;
 
     list_of("ca1.pem", 0, l1);
     list_of("ca2.pem", 0, l2);
     list_of("ca1.pem", 1, old);
-    ok(strlen(l1) == 33 && strlen(l2) == 33 && strcmp(l1, l2) != 0
-       && strncmp(l1, l2, 17) == 0, "two lists: <issuer tag>.<key tag>");
+    list_of("ca2.pem", 2, old2);
+    ok(strlen(l1) == 16 && strlen(l2) == 16 && strcmp(l1, l2) != 0
+       && strcmp(l1, old) != 0 && strcmp(l2, old) != 0,
+       "two lists: a list tag each, neither the issuer tag");
+    ok(strlen(old2) == 33, "the 06b82fb name: <issuer tag>.<key tag>");
 
     /* only ca2's CRL synced: a ca1 certificate has no CRL of its key, also
      * when ca2's list answers "not listed" for its cert_id */
@@ -378,6 +387,13 @@ static void test_lists_per_key(const char *idc_gate)
            "old layout: not read (fails closed, never good)");
     EXPECT("user1", 503, "revocation_unavailable", "old layout: ca2 too");
     unload_list(old);
+    /* the lists per key of jpkictl 06b82fb, named "<issuer tag>.<key
+     * tag>": not read either */
+    load_list(ctx, idc_gate, old2, "rev-keyCompromise.pem", 1);
+    EXPECT("rev-keyCompromise", 503, "revocation_unavailable",
+           "the 06b82fb names: not read (fails closed, never revoked or good)");
+    EXPECT("user1", 503, "revocation_unavailable", "... nor good");
+    unload_list(old2);
 
     /* fail open: the soft-pass record names the key's list, for
      * `jpkictl recheck` */
