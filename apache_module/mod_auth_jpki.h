@@ -34,6 +34,7 @@
 #include "jpki.h"
 #include "crlzone.h"
 #include "conf.h"
+#include "site.h"
 #include "mapfile.h"
 #include "watch.h"
 
@@ -53,15 +54,12 @@ extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
 /* One JPKIIssuer line, as written. */
 typedef struct {
     const char                *name;
-    apr_array_header_t        *ca;            /* const char * (full paths) */
+    const jpki_conf_issuer    *cs;            /* the core's spec, paths
+                                                 full (freed with the
+                                                 configuration pool) */
     const char                *ocsp_url;      /* NULL: none */
-    const char                *ocsp_host;     /* to resolve (the core's */
-    apr_port_t                 ocsp_port;     /* split of the URL) */
-    const char                *ocsp_host_header;
-    const char                *ocsp_path;
     apr_array_header_t        *crl;           /* const char *: crl= files
                                                  and directories */
-    const char                *policy;        /* NULL: default, "": none */
 } mjpki_issuer_spec;
 
 /* The runtime side of an issuer of one site. */

@@ -46,18 +46,11 @@ mjpki_issuer_warn(void *ud, const char *msg)
 }
 
 
-static apr_array_header_t *
-mjpki_strings(apr_pool_t *p, char *const *s, size_t n)
+static apr_status_t
+mjpki_issuer_free(void *data)
 {
-    apr_array_header_t  *a = apr_array_make(p, (int) n + 1,
-                                            sizeof(const char *));
-    size_t               i;
-
-    for (i = 0; i < n; i++) {
-        APR_ARRAY_PUSH(a, const char *) = apr_pstrdup(p, s[i]);
-    }
-
-    return a;
+    jpki_conf_issuer_free(data);
+    return APR_SUCCESS;
 }
 
 
@@ -66,61 +59,59 @@ mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
     mjpki_site         *site = mjpki_cmd_site(cmd);
     mjpki_issuer_spec  *spec;
-    jpki_conf_issuer   cs;
-    const char        *err = NULL;
+    jpki_conf_issuer   *cs;
     char               buf[512];
     int                i;
 
-    if (jpki_conf_issuer_parse(&cs, (const char *const *) argv,
+    cs = apr_pcalloc(cmd->pool, sizeof(jpki_conf_issuer));
+    if (jpki_conf_issuer_parse(cs, (const char *const *) argv,
                                (size_t) argc, buf, sizeof(buf)) != JPKI_OK)
     {
         return apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
     }
+    apr_pool_cleanup_register(cmd->pool, cs, mjpki_issuer_free,
+                              apr_pool_cleanup_null);
 
     for (i = 0; site->issuers != NULL && i < site->issuers->nelts; i++) {
         if (strcmp(APR_ARRAY_IDX(site->issuers, i, mjpki_issuer_spec).name,
-                   cs.name) == 0)
+                   cs->name) == 0)
         {
-            err = apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
-                               "name \"%s\"", cs.name);
+            return apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
+                                "name \"%s\"", cs->name);
         }
+    }
+
+    /* as nginx does: the issuer one too many is refused where it is */
+    if (site->issuers != NULL
+        && jpki_site_issuers_full((size_t) site->issuers->nelts))
+    {
+        return "JPKIIssuer " JPKI_SITE_ISSUER_NAME;
     }
 
     /* the files load, and each CA key has a CRL (a warning) */
-    if (err == NULL
-        && (jpki_conf_issuer_paths(&cs, mjpki_issuer_abs, cmd, buf,
-                                   sizeof(buf)) != JPKI_OK
-            || jpki_conf_issuer_check(&cs, mjpki_issuer_warn, cmd, buf,
-                                      sizeof(buf)) != JPKI_OK))
+    if (jpki_conf_issuer_paths(cs, mjpki_issuer_abs, cmd, buf, sizeof(buf))
+            != JPKI_OK
+        || jpki_conf_issuer_check(cs, mjpki_issuer_warn, cmd, buf,
+                                  sizeof(buf)) != JPKI_OK)
     {
-        err = apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
+        return apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
     }
 
-    if (err == NULL) {
-        if (site->issuers == NULL) {
-            site->issuers = apr_array_make(cmd->pool, 4,
-                                           sizeof(mjpki_issuer_spec));
-        }
-        spec = apr_array_push(site->issuers);
-        memset(spec, 0, sizeof(*spec));
-        spec->name = apr_pstrdup(cmd->pool, cs.name);
-        spec->ca = mjpki_strings(cmd->pool, cs.ca, cs.n_ca);
-        spec->crl = mjpki_strings(cmd->pool, cs.crl, cs.n_crl);
-        if (cs.ocsp != NULL) {
-            /* the responder's target, as the core split it */
-            spec->ocsp_url = apr_pstrdup(cmd->pool, cs.ocsp);
-            spec->ocsp_host = apr_pstrdup(cmd->pool, cs.ocsp_host);
-            spec->ocsp_port = (apr_port_t) cs.ocsp_port;
-            spec->ocsp_host_header = apr_pstrdup(cmd->pool,
-                                                 cs.ocsp_host_header);
-            spec->ocsp_path = apr_pstrdup(cmd->pool, cs.ocsp_path);
-        }
-        spec->policy = cs.policy ? apr_pstrdup(cmd->pool, cs.policy) : NULL;
+    if (site->issuers == NULL) {
+        site->issuers = apr_array_make(cmd->pool, 4,
+                                       sizeof(mjpki_issuer_spec));
+    }
+    spec = apr_array_push(site->issuers);
+    spec->name = cs->name;
+    spec->cs = cs;
+    spec->ocsp_url = cs->ocsp;
+    spec->crl = apr_array_make(cmd->pool, (int) cs->n_crl + 1,
+                               sizeof(const char *));
+    for (i = 0; i < (int) cs->n_crl; i++) {
+        APR_ARRAY_PUSH(spec->crl, const char *) = cs->crl[i];
     }
 
-    jpki_conf_issuer_free(&cs);
-
-    return err;
+    return NULL;
 }
 
 

@@ -133,6 +133,7 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                    mjpki_site *site)
 {
     mjpki_dir_conf  *dflt;
+    jpki_site_times  t;
     char            err[256];
 
     site->ctx = jpki_ctx_new();
@@ -151,15 +152,12 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         return !OK;
     }
 
-    jpki_conf_apply(&site->values, JPKI_CONF_SITE,
-                    jpki_ctx_policy(site->ctx));
-    site->redis_timeout = jpki_conf_num(&site->values, JPKI_D_REDIS_TIMEOUT)
-                          * 1000;
+    jpki_site_values(site->ctx, &site->values, &t);
+    site->redis_timeout = (apr_interval_time_t) t.redis_timeout_ms * 1000;
     site->redis_connect_timeout =
-        jpki_conf_num(&site->values, JPKI_D_REDIS_CONNECT_TIMEOUT) * 1000;
-    site->ocsp_timeout = jpki_conf_num(&site->values, JPKI_D_OCSP_TIMEOUT)
-                         * 1000;
-    site->grace = (unsigned) jpki_conf_num(&site->values, JPKI_D_CRL_GRACE);
+        (apr_interval_time_t) t.redis_connect_timeout_ms * 1000;
+    site->ocsp_timeout = (apr_interval_time_t) t.ocsp_timeout_ms * 1000;
+    site->grace = t.crl_grace;
 
     dflt = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
     err[0] = '\0';
@@ -182,36 +180,33 @@ static int
 mjpki_site_ocsp(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                 mjpki_issuer_rt *rt)
 {
-    const mjpki_issuer_spec  *spec = rt->spec;
-    apr_status_t             rv;
+    const jpki_conf_issuer  *cs = rt->spec->cs;
+    apr_status_t            rv;
 
-    if (jpki_issuer_set_ocsp_url(rt->issuer, spec->ocsp_url) != JPKI_OK) {
-        return !OK;
-    }
-    rv = apr_sockaddr_info_get(&rt->ocsp_addr, spec->ocsp_host, APR_UNSPEC,
-                               spec->ocsp_port, 0, pconf);
+    rv = apr_sockaddr_info_get(&rt->ocsp_addr, cs->ocsp_host, APR_UNSPEC,
+                               (apr_port_t) cs->ocsp_port, 0, pconf);
     if (rv != APR_SUCCESS) {
         MJPKI_SITE_FAIL(rv, s, ptemp, "JPKIIssuer %s: OCSP host \"%s\" does "
-                        "not resolve", spec->name, spec->ocsp_host);
+                        "not resolve", cs->name, cs->ocsp_host);
         return !OK;
     }
-    rt->ocsp_host = spec->ocsp_host_header;
-    rt->ocsp_path = spec->ocsp_path;
+    rt->ocsp_host = cs->ocsp_host_header;
+    rt->ocsp_path = cs->ocsp_path;
 
     return OK;
 }
 
 
-/* Stage 3: the issuers, as JPKIIssuer wrote them. */
+/* Stage 3: the issuers, as JPKIIssuer wrote them (the core's setup:
+ * jpki_site_issuer). */
 static int
 mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                    mjpki_site *site)
 {
     mjpki_issuer_spec  *spec;
     mjpki_issuer_rt    *rt;
-    const char        *path;
     char               err[256];
-    int                i, j;
+    int                i;
 
     site->rt_issuers = apr_array_make(pconf, site->issuers->nelts,
                                       sizeof(mjpki_issuer_rt));
@@ -222,34 +217,18 @@ mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         memset(rt, 0, sizeof(*rt));
         rt->spec = spec;
 
-        rt->issuer = jpki_ctx_add_issuer(site->ctx, spec->name);
-        if (rt->issuer == NULL) {
-            MJPKI_SITE_FAIL(0, s, ptemp, "JPKIIssuer %s: duplicate name or "
-                            "too many issuers", spec->name);
+        err[0] = '\0';
+        if (jpki_site_issuer(site->ctx, spec->cs, &rt->issuer, err,
+                             sizeof(err))
+            != JPKI_OK)
+        {
+            MJPKI_SITE_FAIL(0, s, ptemp, "JPKIIssuer %s%s%s", spec->name,
+                            rt->issuer ? ": " : " ", err);
             return !OK;
         }
 
-        for (j = 0; j < spec->ca->nelts; j++) {
-            path = APR_ARRAY_IDX(spec->ca, j, const char *);
-            err[0] = '\0';
-            if (jpki_issuer_add_certs_file(rt->issuer, path, err,
-                                           sizeof(err))
-                != JPKI_OK)
-            {
-                MJPKI_SITE_FAIL(0, s, ptemp, "JPKIIssuer %s: %s", spec->name,
-                                err);
-                return !OK;
-            }
-        }
-
-        if ((spec->policy != NULL
-             && jpki_issuer_set_policy(rt->issuer, spec->policy) != JPKI_OK)
-            || (spec->crl->nelts > 0
-                && jpki_issuer_set_crl_source(rt->issuer,
-                       APR_ARRAY_IDX(spec->crl, 0, const char *))
-                   != JPKI_OK)
-            || (spec->ocsp_url != NULL
-                && mjpki_site_ocsp(pconf, ptemp, s, rt) != OK))
+        if (spec->ocsp_url != NULL
+            && mjpki_site_ocsp(pconf, ptemp, s, rt) != OK)
         {
             return !OK;
         }

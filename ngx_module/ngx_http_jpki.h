@@ -15,6 +15,7 @@
 #include "jpki.h"
 #include "crlzone.h"
 #include "conf.h"
+#include "site.h"
 #include "mapfile.h"
 #include "watch.h"
 
@@ -186,7 +187,6 @@ char *ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_flag_t *flag);
-void ngx_http_jpki_conf_site_apply(ngx_http_jpki_main_conf_t *jmcf);
 char *ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data);

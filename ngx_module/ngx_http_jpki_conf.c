@@ -122,27 +122,6 @@ ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* The site's values into its context's policy and its own fields: what is
- * not written takes the core's default. */
-void
-ngx_http_jpki_conf_site_apply(ngx_http_jpki_main_conf_t *jmcf)
-{
-    jpki_conf_values  *v = &jmcf->values;
-    jpki_policy       *p;
-
-    jmcf->redis_timeout = jpki_conf_num(v, JPKI_D_REDIS_TIMEOUT);
-    jmcf->redis_connect_timeout = jpki_conf_num(v,
-                                      JPKI_D_REDIS_CONNECT_TIMEOUT);
-    jmcf->ocsp_timeout = jpki_conf_num(v, JPKI_D_OCSP_TIMEOUT);
-    jmcf->crl_grace = (ngx_uint_t) jpki_conf_num(v, JPKI_D_CRL_GRACE);
-
-    p = jpki_ctx_policy(jmcf->ctx);
-    if (p != NULL) {
-        jpki_conf_apply(v, JPKI_CONF_SITE, p);
-    }
-}
-
-
 /* ---- jpki_store --------------------------------------------------- */
 
 ngx_int_t

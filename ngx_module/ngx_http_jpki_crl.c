@@ -8,7 +8,7 @@
  */
 
 #include "ngx_http_jpki.h"
-#include "conf_issuer.h"
+#include "site.h"
 
 
 /* ---- jpki_issuer NAME ca=FILE[,FILE...] [ocsp=URL] [crl=FILE|DIR]...
@@ -141,16 +141,17 @@ ngx_http_jpki_issuer_setup(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
     iss->name.len = ngx_strlen(spec->name);
     iss->name.data = ngx_pstrdup(cf->pool, &(ngx_str_t) { iss->name.len,
                                                     (u_char *) spec->name });
-    iss->issuer = jpki_ctx_add_issuer(jmcf->ctx, spec->name);
-    if (iss->name.data == NULL || iss->issuer == NULL) {
-        jmcf->issuers.nelts--;
-        return "needs a unique name of 1..63 letters, digits, _ . - "
-               "(at most 16 issuers)";
+    if (iss->name.data == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    if (jpki_conf_issuer_apply(spec, iss->issuer, err, sizeof(err))
+    if (jpki_site_issuer(jmcf->ctx, spec, &iss->issuer, err, sizeof(err))
         != JPKI_OK)
     {
+        if (iss->issuer == NULL) {
+            jmcf->issuers.nelts--;
+            return JPKI_SITE_ISSUER_NAME;
+        }
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
     }

@@ -444,10 +444,15 @@ ngx_http_jpki_create_srv_conf(ngx_conf_t *cf)
 static char *
 ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 {
+    jpki_site_times             t;
     char                        err[256];
 
     /* the site's values, or the core's defaults (common/conf.c) */
-    ngx_http_jpki_conf_site_apply(jmcf);
+    jpki_site_values(jmcf->ctx, &jmcf->values, &t);
+    jmcf->redis_timeout = (ngx_msec_t) t.redis_timeout_ms;
+    jmcf->redis_connect_timeout = (ngx_msec_t) t.redis_connect_timeout_ms;
+    jmcf->ocsp_timeout = (ngx_msec_t) t.ocsp_timeout_ms;
+    jmcf->crl_grace = t.crl_grace;
 
     if (!jmcf->configured) {
         return NGX_CONF_OK;

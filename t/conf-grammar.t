@@ -4,7 +4,8 @@
 # sentence, by `nginx -t` and `apache2 -t`.  The store (shm and redis, the
 # old nginx spelling zone=NAME:SIZE with a warning, the least sizes,
 # mirror=), revocation as an ordered list, [on|off] for the health and
-# endpoints locations, times, words in any case, a directive given twice.
+# endpoints locations, times, words in any case, a directive given twice,
+# the most issuers a site takes.
 # The unit test t/unit/test_conf.c checks every sentence of the parsers;
 # this one checks that both modules use them.
 #   make build/ngx_http_jpki_module.so build/mod_auth_jpki.so pki
@@ -76,6 +77,12 @@ my @cases = (
     # each directive once
     [ 'a directive twice', { locations => [ '/' => { gate => 1, revocation => [ 'ocsp', 'crl' ] } ] }, qr/is duplicate/ ],
     [ 'a site value twice', { challenge_ttl => [ '60s', '90s' ] }, qr/is duplicate/ ],
+    # the issuers of a site (common/site.c): at most 16, the next refused
+    # where it is written on both servers (Apache refused it only when the
+    # site was built, with another sentence)
+    [ '16 issuers', { issuer => [ map { "i$_ ca=\@PKI\@/ca2.pem" } 1 .. 16 ] }, undef ],
+    [ 'a 17th issuer', { issuer => [ map { "i$_ ca=\@PKI\@/ca2.pem" } 1 .. 17 ] },
+      qr/(?:jpki_issuer" directive|JPKIIssuer) needs a unique name of 1\.\.63 letters, digits, _ \. - \(at most 16 issuers\)/ ],
 );
 
 for my $kind (JPKIServer::kinds()) {

@@ -1,0 +1,58 @@
+/*
+ * site.h - a site's build, the part that is no server's.  A site is the
+ * nginx http block or a server block with its own jpki_secret_file,
+ * jpki_issuer and jpki_store, or the Apache main server or a virtual host
+ * with its own JPKISecretFile, JPKIIssuer and JPKIStore (their grammar:
+ * conf.h, conf_issuer.h; the pieces a site needs: jpki_conf_site_missing).
+ * The adapter keeps what its server forces: memory, relative paths, the
+ * addresses resolved, TLS contexts, shared memory, where a directive was
+ * written.
+ */
+#ifndef JPKI_SITE_H
+#define JPKI_SITE_H
+
+#include "jpki.h"
+#include "conf.h"
+#include "conf_issuer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What an adapter takes from a site's values (the core's table): its
+ * waits and the CRL grace. */
+typedef struct {
+    uint64_t redis_timeout_ms;          /* jpki_redis_timeout */
+    uint64_t redis_connect_timeout_ms;  /* jpki_redis_connect_timeout */
+    uint64_t ocsp_timeout_ms;           /* jpki_ocsp_timeout */
+    unsigned crl_grace;                 /* jpki_crl_grace: s, 0 auto */
+} jpki_site_times;
+
+/* The site values of v into ctx's policy (what v does not set stays the
+ * core's default), and the adapter's values into t. */
+void jpki_site_values(jpki_ctx *ctx, const jpki_conf_values *v,
+                      jpki_site_times *t);
+
+/* The predicate for an issuer the context cannot take: its name is
+ * another issuer's, or it would be one too many ("<directive> needs
+ * ..."). */
+#define JPKI_SITE_ISSUER_NAME                                              \
+    "needs a unique name of 1..63 letters, digits, _ . - (at most 16 "     \
+    "issuers)"
+
+/* The issuer of spec (paths absolute: jpki_conf_issuer_paths) added to
+ * ctx and set up: its CA files, OCSP URL, CRL source, policy.  On an
+ * error *is NULL means the name (err: JPKI_SITE_ISSUER_NAME, a predicate
+ * for the directive's name); otherwise err is a sentence about the
+ * issuer. */
+jpki_err jpki_site_issuer(jpki_ctx *ctx, const jpki_conf_issuer *spec,
+                          jpki_issuer **is, char *err, size_t errlen);
+
+/* 1 when a site with n issuers already has as many as it can take (the
+ * next jpki_issuer / JPKIIssuer is refused where it is written). */
+int jpki_site_issuers_full(size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JPKI_SITE_H */

@@ -1,0 +1,125 @@
+/* test_site.c - a site's build, the part that is no server's (site.c):
+ * the site values into the policy and the adapters' waits, an issuer
+ * added and set up from its spec, the limit on issuers. */
+#include "site.h"
+#include "tap.h"
+
+#include <string.h>
+
+static void test_values(void)
+{
+    jpki_conf_values v;
+    jpki_site_times t;
+    jpki_ctx *c = jpki_ctx_new();
+    char err[256];
+
+    jpki_conf_init(&v);
+    memset(&t, 0xff, sizeof(t));
+    jpki_site_values(c, &v, &t);
+    is_int((int)t.redis_timeout_ms, 1000, "jpki_redis_timeout default 1s");
+    is_int((int)t.redis_connect_timeout_ms, 1000,
+           "jpki_redis_connect_timeout default 1s");
+    is_int((int)t.ocsp_timeout_ms, 3000, "jpki_ocsp_timeout default 3s");
+    is_int((int)jpki_ctx_policy(c)->challenge_ttl, 120,
+           "jpki_challenge_ttl not written: the core's default");
+
+    ok(jpki_conf_set(&v, JPKI_D_REDIS_TIMEOUT, "250ms", err, sizeof(err))
+       == JPKI_OK, "jpki_redis_timeout 250ms");
+    ok(jpki_conf_set(&v, JPKI_D_REDIS_CONNECT_TIMEOUT, "2s", err,
+                     sizeof(err)) == JPKI_OK, "jpki_redis_connect_timeout 2s");
+    ok(jpki_conf_set(&v, JPKI_D_OCSP_TIMEOUT, "1500ms", err, sizeof(err))
+       == JPKI_OK, "jpki_ocsp_timeout 1500ms");
+    ok(jpki_conf_set(&v, JPKI_D_CRL_GRACE, "1h", err, sizeof(err))
+       == JPKI_OK, "jpki_crl_grace 1h");
+    ok(jpki_conf_set(&v, JPKI_D_CHALLENGE_TTL, "60s", err, sizeof(err))
+       == JPKI_OK, "jpki_challenge_ttl 60s");
+    jpki_site_values(c, &v, &t);
+    is_int((int)t.redis_timeout_ms, 250, "jpki_redis_timeout in ms");
+    is_int((int)t.redis_connect_timeout_ms, 2000,
+           "jpki_redis_connect_timeout in ms");
+    is_int((int)t.ocsp_timeout_ms, 1500, "jpki_ocsp_timeout in ms");
+    is_int((int)t.crl_grace, 3600, "jpki_crl_grace in seconds");
+    is_int((int)jpki_ctx_policy(c)->challenge_ttl, 60,
+           "jpki_challenge_ttl into the site's policy");
+
+    /* no context (an nginx block that is no site): the waits only */
+    jpki_site_values(NULL, &v, &t);
+    is_int((int)t.redis_timeout_ms, 250, "no context: the waits still");
+    jpki_ctx_free(c);
+}
+
+static jpki_err parse(jpki_conf_issuer *spec, const char *name,
+                      const char *ca, char *err, size_t errlen)
+{
+    char caw[1100];
+    const char *argv[2];
+
+    snprintf(caw, sizeof(caw), "ca=%s", ca);
+    argv[0] = name;
+    argv[1] = caw;
+    return jpki_conf_issuer_parse(spec, argv, 2, err, errlen);
+}
+
+static void test_issuers(void)
+{
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_conf_issuer spec;
+    jpki_issuer *is;
+    char err[256], name[16];
+    int i, all = 1;
+
+    ok(parse(&spec, "card", tap_path("ca2.pem"), err, sizeof(err))
+       == JPKI_OK, "jpki_issuer card ca=ca2.pem parses");
+    err[0] = '\0';
+    ok(jpki_site_issuer(c, &spec, &is, err, sizeof(err)) == JPKI_OK
+       && is != NULL, "the issuer is added and set up");
+    is_int((int)jpki_ctx_issuer_count(c), 1, "one issuer in the context");
+
+    /* the same name again: refused, with the name's predicate */
+    err[0] = '\0';
+    ok(jpki_site_issuer(c, &spec, &is, err, sizeof(err)) != JPKI_OK
+       && is == NULL, "jpki_issuer card twice: refused, no issuer");
+    is_str(err, JPKI_SITE_ISSUER_NAME, "the sentence names the rule");
+    jpki_conf_issuer_free(&spec);
+
+    /* a CA file that is no certificate: the issuer is there, the
+     * sentence is the file's */
+    ok(parse(&spec, "bad", tap_path("ca2.pem"), err, sizeof(err))
+       == JPKI_OK, "jpki_issuer bad parses");
+    free(spec.ca[0]);
+    spec.ca[0] = strdup("/nonexistent/jpki-site-test.pem");
+    err[0] = '\0';
+    ok(jpki_site_issuer(c, &spec, &is, err, sizeof(err)) != JPKI_OK
+       && is != NULL && err[0] != '\0'
+       && strcmp(err, JPKI_SITE_ISSUER_NAME) != 0,
+       "a CA file that does not load: its own sentence");
+    jpki_conf_issuer_free(&spec);
+
+    /* up to the limit, then refused */
+    for (i = (int)jpki_ctx_issuer_count(c); i < 16; i++) {
+        snprintf(name, sizeof(name), "i%d", i);
+        all &= !jpki_site_issuers_full(jpki_ctx_issuer_count(c));
+        all &= parse(&spec, name, tap_path("ca2.pem"), err, sizeof(err))
+               == JPKI_OK
+               && jpki_site_issuer(c, &spec, &is, err, sizeof(err))
+                  == JPKI_OK;
+        jpki_conf_issuer_free(&spec);
+    }
+    ok(all, "16 issuers are taken, and the site is not full before");
+    ok(jpki_site_issuers_full(16), "16 issuers: full");
+    ok(!jpki_site_issuers_full(15), "15 issuers: not full");
+    ok(parse(&spec, "seventeen", tap_path("ca2.pem"), err, sizeof(err))
+       == JPKI_OK
+       && jpki_site_issuer(c, &spec, &is, err, sizeof(err)) != JPKI_OK
+       && is == NULL, "a 17th issuer: refused");
+    is_str(err, JPKI_SITE_ISSUER_NAME, "the 17th: the same sentence");
+    jpki_conf_issuer_free(&spec);
+    jpki_ctx_free(c);
+}
+
+int main(void)
+{
+    test_values();
+    test_issuers();
+    return done_testing();
+}
