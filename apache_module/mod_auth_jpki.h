@@ -180,6 +180,9 @@ typedef struct {
 typedef struct {
     mjpki_site                 *site;
     int                        own;           /* a directive was given here */
+    const char                *set_name;      /* the first of them, */
+    const char                *set_file;      /* where it is written */
+    int                        set_line;
 } mjpki_srv_conf;
 
 typedef struct {

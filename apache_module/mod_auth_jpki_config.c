@@ -97,6 +97,9 @@ mjpki_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     site = mjpki_site_new(p);
     conf->site = site;
     conf->own = 1;
+    conf->set_name = a->set_name;
+    conf->set_file = a->set_file;
+    conf->set_line = a->set_line;
 
     site->secret_file = add->secret_file ? add->secret_file
                                          : base->secret_file;
@@ -135,6 +138,11 @@ mjpki_cmd_site(cmd_parms *cmd)
     conf = ap_get_module_config(cmd->server->module_config,
                                 &auth_jpki_module);
     conf->own = 1;
+    if (conf->set_name == NULL) {
+        conf->set_name = cmd->cmd->name;
+        conf->set_file = cmd->directive->filename;
+        conf->set_line = cmd->directive->line_num;
+    }
 
     return conf->site;
 }

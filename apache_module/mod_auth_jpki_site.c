@@ -359,6 +359,34 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
 }
 
 
+/* A site directive of a server whose site is none does nothing (as on
+ * nginx, refused): a virtual host's, when the main server has no site
+ * either; the main server's, when no virtual host has a site that takes
+ * it. */
+static int
+mjpki_check_unused(server_rec *s, int vhost_sites)
+{
+    mjpki_srv_conf  *conf;
+
+    conf = ap_get_module_config(s->module_config, &auth_jpki_module);
+    if (conf->set_name == NULL || mjpki_site_configured(conf->site)
+        || (!s->is_virtual && vhost_sites))
+    {
+        return OK;
+    }
+
+    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
+                 "jpki: \"%s\" here has no effect: %s in %s:%d",
+                 conf->set_name,
+                 jpki_site_unused(JPKI_SERVER_APACHE, s->is_virtual
+                                  ? JPKI_SITE_UNUSED_ALONE
+                                  : JPKI_SITE_UNUSED_TOP),
+                 conf->set_file, conf->set_line);
+
+    return !OK;
+}
+
+
 int
 mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                   server_rec *s)
@@ -385,7 +413,8 @@ mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
     for (sv = s; sv; sv = sv->next) {
         conf = ap_get_module_config(sv->module_config, &auth_jpki_module);
-        if (mjpki_check_section(ptemp, sv, conf->site, NULL, vhost_sites)
+        if (mjpki_check_unused(sv, vhost_sites) != OK
+            || mjpki_check_section(ptemp, sv, conf->site, NULL, vhost_sites)
             != OK)
         {
             return !OK;

@@ -36,3 +36,26 @@ int jpki_site_issuers_full(size_t n)
 {
     return n >= JPKI_MAX_ISSUERS;
 }
+
+const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why)
+{
+    static const char *const s[2][3] = {
+        {"the http block has no site (jpki_secret_file, jpki_issuer and "
+         "jpki_store), and a server's site takes nothing from it; set it in "
+         "each server that has them",
+         "this server inherits the site of the http block; set it there, or "
+         "give this server its own jpki_secret_file, jpki_issuer and "
+         "jpki_store",
+         "this server has no site, nor has the http block; give this server "
+         "its own jpki_secret_file, jpki_issuer and jpki_store"},
+        /* a virtual host takes what it does not set from the main server */
+        {"the main server has no site (JPKISecretFile, JPKIIssuer and "
+         "JPKIStore), nor has any virtual host to take it from there",
+         "this virtual host inherits the site of the main server; set it "
+         "there, or give this virtual host its own JPKISecretFile, "
+         "JPKIIssuer and JPKIStore",
+         "this virtual host has no site, nor has the main server; give this "
+         "virtual host its own JPKISecretFile, JPKIIssuer and JPKIStore"}};
+
+    return s[srv == JPKI_SERVER_APACHE][(unsigned)why <= 2 ? why : 2];
+}

@@ -52,6 +52,21 @@ jpki_err jpki_site_issuer(jpki_ctx *ctx, const jpki_conf_issuer *spec,
  * next jpki_issuer / JPKIIssuer is refused where it is written). */
 int jpki_site_issuers_full(size_t n);
 
+/* Why a site directive written where no site takes it has no effect (the
+ * adapter says "\"<directive>\" here has no effect: <why> in FILE:LINE"
+ * and refuses the configuration). */
+typedef enum {
+    JPKI_SITE_UNUSED_TOP = 0,   /* the nginx http block or Apache main
+                                   server has no site, and no block below
+                                   takes its values */
+    JPKI_SITE_UNUSED_INHERITS,  /* a block that uses the site above it */
+    JPKI_SITE_UNUSED_ALONE      /* a block without a site, under a top
+                                   without one */
+} jpki_site_unused_why;
+
+/* The sentence for why, in srv's words (a constant). */
+const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why);
+
 #ifdef __cplusplus
 }
 #endif

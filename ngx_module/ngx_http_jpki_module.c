@@ -341,10 +341,8 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
     /* a server's site takes nothing from the http block: without a site
      * there, a site directive there does nothing */
     if (!site->configured
-        && ngx_http_jpki_site_unused(cf, site, "the http block has no site "
-               "(jpki_secret_file, jpki_issuer and jpki_store), and a "
-               "server's site takes nothing from it; set it in each server "
-               "that has them")
+        && ngx_http_jpki_site_unused(cf, site,
+               jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP))
            != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -375,13 +373,10 @@ ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (!conf->configured) {
         conf->site = prev->site;
-        return ngx_http_jpki_site_unused(cf, conf, prev->configured
-                   ? "this server inherits the site of the http block; set "
-                     "it there, or give this server its own "
-                     "jpki_secret_file, jpki_issuer and jpki_store"
-                   : "this server has no site, nor has the http block; give "
-                     "this server its own jpki_secret_file, jpki_issuer and "
-                     "jpki_store");
+        return ngx_http_jpki_site_unused(cf, conf,
+                   jpki_site_unused(JPKI_SERVER_NGINX, prev->configured
+                                    ? JPKI_SITE_UNUSED_INHERITS
+                                    : JPKI_SITE_UNUSED_ALONE));
     }
 
     rv = ngx_http_jpki_site_finish(cf, conf);

@@ -5,7 +5,7 @@
 # old nginx spelling zone=NAME:SIZE with a warning, the least sizes,
 # mirror=), revocation as an ordered list, [on|off] for the health and
 # endpoints locations, times, words in any case, a directive given twice,
-# the most issuers a site takes.
+# the most issuers a site takes, a site directive where no site takes it.
 # The unit test t/unit/test_conf.c checks every sentence of the parsers;
 # this one checks that both modules use them.
 #   make build/ngx_http_jpki_module.so build/mod_auth_jpki.so pki
@@ -26,6 +26,9 @@ my $secret = write_secret("$dir/site.secret");
 spew("$dir/ca.pem", slurp("$JPKITest::PKI/ca2.pem"), 0644);
 my %base = (secret => $secret, issuer => 'card ca=@PKI@/ca2.pem',
             store => 'shm zone=jpki size=1m');
+
+# No site at all.
+my %nosite = (secret => undef, issuer => undef, store => undef);
 
 # The store directive as written (JPKIServer's store => adds size=1m to a
 # shm store): at the site's level of each server.
@@ -83,6 +86,14 @@ my @cases = (
     [ '16 issuers', { issuer => [ map { "i$_ ca=\@PKI\@/ca2.pem" } 1 .. 16 ] }, undef ],
     [ 'a 17th issuer', { issuer => [ map { "i$_ ca=\@PKI\@/ca2.pem" } 1 .. 17 ] },
       qr/(?:jpki_issuer" directive|JPKIIssuer) needs a unique name of 1\.\.63 letters, digits, _ \. - \(at most 16 issuers\)/ ],
+    # a site directive where no site takes it does nothing: refused on both
+    # servers, naming it and its line (Apache took it silently)
+    [ 'a site value and no site', { %nosite, challenge_ttl => '60s' },
+      qr/"(?:jpki_challenge_ttl|JPKIChallengeTTL)" here has no effect: the (?:http block|main server) has no site .* in \S+:\d+/ ],
+    [ 'a site value in a server, and no site',
+      { %nosite, nginx => "server {\n    listen 127.0.0.1:\@PORT\@;\n    jpki_clock_skew 1m;\n}",
+        apache => "<VirtualHost 127.0.0.1:\@PORT\@>\n    JPKIClockSkew 1m\n</VirtualHost>" },
+      qr/"(?:jpki_clock_skew|JPKIClockSkew)" here has no effect: this (?:server|virtual host) has no site, nor has the (?:http block|main server); give this (?:server|virtual host) its own .* in \S+:\d+/ ],
 );
 
 for my $kind (JPKIServer::kinds()) {

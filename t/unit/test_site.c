@@ -117,9 +117,35 @@ static void test_issuers(void)
     jpki_ctx_free(c);
 }
 
+static void test_unused(void)
+{
+    const char *s;
+
+    s = jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP);
+    ok(strstr(s, "the http block has no site (jpki_secret_file, jpki_issuer "
+                 "and jpki_store)") != NULL, "nginx, http block: %s", s);
+    s = jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_INHERITS);
+    ok(strstr(s, "this server inherits the site of the http block") == s,
+       "nginx, inheriting server: %s", s);
+    s = jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_ALONE);
+    ok(strstr(s, "this server has no site, nor has the http block; give "
+                 "this server its own jpki_secret_file") == s,
+       "nginx, server alone: %s", s);
+    s = jpki_site_unused(JPKI_SERVER_APACHE, JPKI_SITE_UNUSED_TOP);
+    ok(strstr(s, "the main server has no site (JPKISecretFile, JPKIIssuer "
+                 "and JPKIStore)") == s, "Apache, main server: %s", s);
+    s = jpki_site_unused(JPKI_SERVER_APACHE, JPKI_SITE_UNUSED_ALONE);
+    ok(strstr(s, "this virtual host has no site, nor has the main server; "
+                 "give this virtual host its own JPKISecretFile") == s,
+       "Apache, virtual host alone: %s", s);
+    ok(strstr(jpki_site_unused(JPKI_SERVER_APACHE, JPKI_SITE_UNUSED_INHERITS),
+              "jpki_") == NULL, "Apache's sentences never in nginx's words");
+}
+
 int main(void)
 {
     test_values();
     test_issuers();
+    test_unused();
     return done_testing();
 }
