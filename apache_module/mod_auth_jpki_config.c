@@ -153,10 +153,8 @@ static const char *
 mjpki_cmd_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
 {
     mjpki_site  *site = mjpki_cmd_site(cmd);
-    jpki_ctx   *ctx;
     const char *path;
     char        err[256];
-    jpki_err    e;
 
     if (site->secret_file) {
         return "JPKISecretFile: duplicate in this server";
@@ -169,16 +167,8 @@ mjpki_cmd_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
     }
 
     /* read it now: a clear error with the line number */
-    ctx = jpki_ctx_new();
-    if (ctx == NULL) {
-        return "JPKISecretFile: out of memory";
-    }
-    err[0] = '\0';
-    e = jpki_ctx_load_secret_file(ctx, path, err, sizeof(err));
-    jpki_ctx_free(ctx);
-    if (e != JPKI_OK) {
-        return apr_psprintf(cmd->pool, "JPKISecretFile: %s",
-                            err[0] ? err : jpki_strerror(e));
+    if (jpki_site_secret(NULL, path, err, sizeof(err)) != JPKI_OK) {
+        return apr_psprintf(cmd->pool, "JPKISecretFile: %s", err);
     }
 
     site->secret_file = path;

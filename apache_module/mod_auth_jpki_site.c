@@ -144,9 +144,8 @@ mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                               apr_pool_cleanup_null);
     jpki_ctx_set_log(site->ctx, mjpki_log_cb, site);
 
-    err[0] = '\0';
-    if (jpki_ctx_load_secret_file(site->ctx, site->secret_file, err,
-                                  sizeof(err)) != JPKI_OK)
+    if (jpki_site_secret(site->ctx, site->secret_file, err, sizeof(err))
+        != JPKI_OK)
     {
         MJPKI_SITE_FAIL(0, s, ptemp, "JPKISecretFile: %s", err);
         return !OK;

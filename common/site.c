@@ -6,6 +6,23 @@
 
 #include <stdio.h>
 
+jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
+                          size_t errlen)
+{
+    jpki_ctx *c = ctx != NULL ? ctx : jpki_ctx_new();
+    jpki_err e;
+
+    if (errlen > 0)
+        err[0] = '\0';
+    e = c != NULL ? jpki_ctx_load_secret_file(c, path, err, errlen)
+                  : JPKI_ERR_NOMEM;
+    if (e != JPKI_OK && errlen > 0 && err[0] == '\0')
+        snprintf(err, errlen, "%s", jpki_strerror(e));
+    if (ctx == NULL)
+        jpki_ctx_free(c);
+    return e;
+}
+
 void jpki_site_values(jpki_ctx *ctx, const jpki_conf_values *v,
                       jpki_site_times *t)
 {

@@ -19,6 +19,13 @@
 extern "C" {
 #endif
 
+/* The secret file at path (jpki_secret_file / JPKISecretFile, absolute)
+ * read into ctx, or, with ctx NULL, only tried (Apache reads it where the
+ * directive is written, and again when the site is built).  err always
+ * receives a sentence on an error. */
+jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
+                          size_t errlen);
+
 /* What an adapter takes from a site's values (the core's table): its
  * waits and the CRL grace. */
 typedef struct {

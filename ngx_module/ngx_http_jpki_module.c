@@ -506,8 +506,8 @@ ngx_http_jpki_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (jpki_ctx_load_secret_file(jmcf->ctx, (char *) value[1].data, err,
-                                  sizeof(err))
+    if (jpki_site_secret(jmcf->ctx, (char *) value[1].data, err,
+                         sizeof(err))
         != JPKI_OK)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);

@@ -1,10 +1,13 @@
 /* test_site.c - a site's build, the part that is no server's (site.c):
- * the site values into the policy and the adapters' waits, an issuer
- * added and set up from its spec, the limit on issuers. */
+ * the secret file, the site values into the policy and the adapters'
+ * waits, an issuer added and set up from its spec, the limit on issuers,
+ * the sentences for a site directive that no site takes. */
 #include "site.h"
 #include "tap.h"
 
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 static void test_values(void)
 {
@@ -117,6 +120,47 @@ static void test_issuers(void)
     jpki_ctx_free(c);
 }
 
+/* A secret file of mode with one secret line, at a fresh temp path. */
+static const char *secret_file(char *path, size_t len, mode_t mode)
+{
+    static const char line[] = "secret 303132333435363738396162636465663031"
+                               "3233343536373839616263646566\n";
+    int fd;
+
+    snprintf(path, len, "/tmp/jpki-site-XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, line, sizeof(line) - 1)
+                  != (ssize_t)(sizeof(line) - 1)) {
+        printf("# cannot write a temp file\n");
+        exit(1);
+    }
+    close(fd);
+    chmod(path, mode);
+    return path;
+}
+
+static void test_secret(void)
+{
+    jpki_ctx *c = jpki_ctx_new();
+    char path[64], err[256];
+
+    secret_file(path, sizeof(path), 0600);
+    ok(jpki_site_secret(NULL, path, err, sizeof(err)) == JPKI_OK,
+       "jpki_secret_file tried without a context");
+    ok(jpki_site_secret(c, path, err, sizeof(err)) == JPKI_OK,
+       "jpki_secret_file read into the site's context");
+    chmod(path, 0644);
+    err[0] = 'x';
+    ok(jpki_site_secret(NULL, path, err, sizeof(err)) != JPKI_OK
+       && err[0] != '\0' && err[0] != 'x',
+       "a secret file others may read: refused, with a sentence: %s", err);
+    unlink(path);
+    err[0] = '\0';
+    ok(jpki_site_secret(c, path, err, sizeof(err)) != JPKI_OK
+       && err[0] != '\0', "a secret file not there: a sentence: %s", err);
+    jpki_ctx_free(c);
+}
+
 static void test_unused(void)
 {
     const char *s;
@@ -147,5 +191,6 @@ int main(void)
     test_values();
     test_issuers();
     test_unused();
+    test_secret();
     return done_testing();
 }
