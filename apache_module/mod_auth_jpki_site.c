@@ -293,8 +293,12 @@ mjpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         return !OK;
     }
 
-    err[0] = '\0';
-    if (jpki_ctx_finish(site->ctx, err, sizeof(err)) != JPKI_OK) {
+    if (jpki_site_finish(JPKI_SERVER_APACHE, site->ctx,
+                         site->secret_file != NULL,
+                         (size_t) site->issuers->nelts, site->store != 0,
+                         err, sizeof(err))
+        != JPKI_OK)
+    {
         MJPKI_SITE_FAIL(0, s, ptemp, "%s", err);
         return !OK;
     }

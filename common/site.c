@@ -23,6 +23,23 @@ jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
     return e;
 }
 
+jpki_err jpki_site_finish(jpki_server srv, jpki_ctx *ctx, int has_secret,
+                          size_t issuers, int has_store, char *err,
+                          size_t errlen)
+{
+    jpki_err e;
+
+    if (jpki_conf_site_missing(srv, has_secret, issuers, has_store, err,
+                               errlen))
+        return JPKI_ERR_INVALID;
+    if (errlen > 0)
+        err[0] = '\0';
+    e = jpki_ctx_finish(ctx, err, errlen);
+    if (e != JPKI_OK && errlen > 0 && err[0] == '\0')
+        snprintf(err, errlen, "%s", jpki_strerror(e));
+    return e;
+}
+
 void jpki_site_values(jpki_ctx *ctx, const jpki_conf_values *v,
                       jpki_site_times *t)
 {

@@ -26,6 +26,13 @@ extern "C" {
 jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
                           size_t errlen);
 
+/* A site's end: the pieces it needs (jpki_conf_site_missing's sentence,
+ * in srv's words), then the context finished (jpki_ctx_finish).  err
+ * always receives a sentence on an error. */
+jpki_err jpki_site_finish(jpki_server srv, jpki_ctx *ctx, int has_secret,
+                          size_t issuers, int has_store, char *err,
+                          size_t errlen);
+
 /* What an adapter takes from a site's values (the core's table): its
  * waits and the CRL grace. */
 typedef struct {

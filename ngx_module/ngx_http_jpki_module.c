@@ -453,9 +453,10 @@ ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
         return NGX_CONF_OK;
     }
 
-    if (jpki_conf_site_missing(JPKI_SERVER_NGINX, (int) jmcf->has_secret,
-                               jmcf->issuers.nelts, jmcf->store != 0, err,
-                               sizeof(err)))
+    if (jpki_site_finish(JPKI_SERVER_NGINX, jmcf->ctx, (int) jmcf->has_secret,
+                         jmcf->issuers.nelts, jmcf->store != 0, err,
+                         sizeof(err))
+        != JPKI_OK)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
@@ -481,11 +482,6 @@ ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
         }
     }
 #endif
-
-    if (jpki_ctx_finish(jmcf->ctx, err, sizeof(err)) != JPKI_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
-        return NGX_CONF_ERROR;
-    }
 
     return NGX_CONF_OK;
 }

@@ -161,6 +161,43 @@ static void test_secret(void)
     jpki_ctx_free(c);
 }
 
+static void test_finish(void)
+{
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_conf_issuer spec;
+    jpki_issuer *is;
+    char path[64], err[256];
+
+    ok(jpki_site_finish(JPKI_SERVER_NGINX, c, 0, 1, 1, err, sizeof(err))
+       != JPKI_OK && strstr(err, "\"jpki_secret_file\" is required") != NULL,
+       "no jpki_secret_file: the pieces' sentence: %s", err);
+    ok(jpki_site_finish(JPKI_SERVER_APACHE, c, 1, 0, 1, err, sizeof(err))
+       != JPKI_OK && strstr(err, "\"JPKIIssuer\" is required") != NULL,
+       "no JPKIIssuer: in Apache's words: %s", err);
+    ok(jpki_site_finish(JPKI_SERVER_NGINX, c, 1, 1, 0, err, sizeof(err))
+       != JPKI_OK && strstr(err, "\"jpki_store\" is required") != NULL,
+       "no jpki_store: %s", err);
+    /* the pieces said to be there, but the context has no issuer */
+    err[0] = '\0';
+    ok(jpki_site_finish(JPKI_SERVER_NGINX, c, 1, 1, 1, err, sizeof(err))
+       != JPKI_OK && err[0] != '\0',
+       "a context that cannot finish: its sentence: %s", err);
+    jpki_ctx_free(c);
+
+    c = jpki_ctx_new();
+    secret_file(path, sizeof(path), 0600);
+    ok(jpki_site_secret(c, path, err, sizeof(err)) == JPKI_OK
+       && parse(&spec, "card", tap_path("ca2.pem"), err, sizeof(err))
+          == JPKI_OK
+       && jpki_site_issuer(c, &spec, &is, err, sizeof(err)) == JPKI_OK,
+       "a site: secret file and issuer");
+    unlink(path);
+    jpki_conf_issuer_free(&spec);
+    ok(jpki_site_finish(JPKI_SERVER_APACHE, c, 1, 1, 1, err, sizeof(err))
+       == JPKI_OK, "the site finishes");
+    jpki_ctx_free(c);
+}
+
 static void test_unused(void)
 {
     const char *s;
@@ -192,5 +229,6 @@ int main(void)
     test_issuers();
     test_unused();
     test_secret();
+    test_finish();
     return done_testing();
 }
