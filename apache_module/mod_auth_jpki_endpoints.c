@@ -178,7 +178,6 @@ mjpki_health_handler(request_rec *r)
     }
 
     if (r->method_number != M_GET) {
-        apr_table_setn(r->headers_out, "Allow", JPKI_HEALTH_ALLOW);
         return mjpki_refuse(r, JPKI_ERR_METHOD);
     }
 

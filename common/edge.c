@@ -138,6 +138,8 @@ void jpki_edge_verdict_headers(const jpki_verdict *v, int pass,
         snprintf(out->retry, sizeof(out->retry), "%u", v->retry_after);
         add(out, "Retry-After", out->retry, 0);
     }
+    if (v != NULL && v->allow != NULL)
+        add(out, "Allow", v->allow, 0);
     add_list(out, jpki_answer_headers, 0);
 }
 
@@ -155,8 +157,9 @@ const jpki_verdict *jpki_edge_refusal(jpki_verdict *v, jpki_err e,
     case JPKI_ERR_BAD_REQUEST:
         v->http_status = 400;
         break;
-    case JPKI_ERR_METHOD:
+    case JPKI_ERR_METHOD:               /* the health answer's */
         v->http_status = 405;
+        v->allow = JPKI_HEALTH_ALLOW;
         break;
     case JPKI_ERR_BUSY:
         /* a client may try again at once: another login ends soon */

@@ -979,6 +979,8 @@ typedef struct {
                                  costs nothing (nginx: a timer): a throttled
                                  client's flood then slows itself down */
     const char *audit;        /* one JSON line for the audit log */
+    const char *allow;        /* a 405: the methods taken, for an Allow
+                                 header (RFC 9110); NULL otherwise */
 } jpki_verdict;
 const jpki_verdict *jpki_txn_verdict(const jpki_txn *t);
 

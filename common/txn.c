@@ -124,6 +124,9 @@ void txn_finish(jpki_txn *t, jpki_err e)
     t->v.err = e;
     t->v.reason = jpki_reason(e);
     t->v.http_status = status_of(e);
+    if (e == JPKI_ERR_METHOD)                /* login, logout: POST only */
+        t->v.allow = t->req.op == JPKI_OP_LOGIN || t->req.op == JPKI_OP_LOGOUT
+                     ? "POST" : "GET, HEAD";
     if (e != JPKI_OK) {
         t->v.body = t->body;
         t->v.body_len = jpki_error_json(e, t->body, sizeof(t->body));

@@ -236,11 +236,6 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        if (ngx_http_jpki_add_out_header(r, "Allow", JPKI_HEALTH_ALLOW)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
         return ngx_http_jpki_refuse(r, JPKI_ERR_METHOD);
     }
 

@@ -186,6 +186,22 @@ static void test_answer(void)
     is_int(jpki_edge_refusal(&v, JPKI_ERR_METHOD, buf)->http_status, 405,
            "a method not taken: 405");
     ok(strstr(v.body, "method_not_allowed") != NULL, "... method_not_allowed");
+    is_str(v.allow, "GET, HEAD", "... Allow: the health answer's methods");
+    {
+        jpki_edge_headers hh;
+        size_t k;
+        int allow = 0;
+        jpki_edge_verdict_headers(&v, 0, &hh);
+        for (k = 0; k < hh.n; k++)
+            allow += strcmp(hh.h[k].name, "Allow") == 0
+                     && strcmp(hh.h[k].value, "GET, HEAD") == 0;
+        is_int(allow, 1, "a 405's verdict gives one Allow header");
+        v.allow = NULL;
+        jpki_edge_verdict_headers(&v, 0, &hh);
+        for (k = 0, allow = 0; k < hh.n; k++)
+            allow += strcmp(hh.h[k].name, "Allow") == 0;
+        is_int(allow, 0, "no Allow without one in the verdict");
+    }
     is_int(jpki_edge_refusal(&v, JPKI_ERR_STORE, buf)->http_status, 500,
            "anything else: 500");
     ok(strstr(v.body, "internal_error") != NULL, "... internal_error");
