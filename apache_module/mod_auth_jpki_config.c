@@ -443,6 +443,11 @@ mjpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
         return "JPKIThrottle: expects off, or window=, cert=, addr=, "
                "logins=, concurrency=";
     }
+    /* each directive once in a section, as on nginx (a second line used
+     * to be appended to the first) */
+    if (d->throttle != NULL) {
+        return "JPKIThrottle is duplicate (write its words on one line)";
+    }
 
     args = argv[0];
     for (i = 1; i < argc; i++) {
@@ -456,9 +461,7 @@ mjpki_cmd_throttle(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
         return apr_psprintf(cmd->pool, "JPKIThrottle: %s", msg);
     }
 
-    d->throttle = d->throttle ? apr_pstrcat(cmd->pool, d->throttle, "\n",
-                                            args, NULL)
-                              : apr_pstrdup(cmd->pool, args);
+    d->throttle = apr_pstrdup(cmd->pool, args);
 
     return NULL;
 }

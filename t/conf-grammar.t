@@ -80,6 +80,9 @@ my @cases = (
     # each directive once
     [ 'a directive twice', { locations => [ '/' => { gate => 1, revocation => [ 'ocsp', 'crl' ] } ] }, qr/is duplicate/ ],
     [ 'a site value twice', { challenge_ttl => [ '60s', '90s' ] }, qr/is duplicate/ ],
+    # the throttle too (Apache appended a second line to the first)
+    [ 'the throttle twice', { locations => [ '/' => { gate => 1, throttle => [ 'window=30s', 'logins=5' ] } ] },
+      qr/is duplicate/ ],
     # the issuers of a site (common/site.c): at most 16, the next refused
     # where it is written on both servers (Apache refused it only when the
     # site was built, with another sentence)
