@@ -4,12 +4,14 @@
  * configuration, UNSET sentinels merged the httpd way.  The grammar, the
  * limits and the defaults of most directives are the core's
  * (common/conf.h): one generic setter writes them into the site's or the
- * section's jpki_conf_values by the core's table; adding such a directive
- * is one entry there and one line in mjpki_cmds below.  The sites are built
+ * section's jpki_conf_values by the core's table; such a directive is
+ * listed in common/directives.h, from which mjpki_cmds below takes it.
+ * The sites are built
  * in mod_auth_jpki_site.c.
  */
 
 #include "mod_auth_jpki.h"
+#include "directives.h"
 
 #include <string.h>
 #include <strings.h>
@@ -507,13 +509,13 @@ mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 
 #define MJPKI_DIR_OFF(f)  (void *) APR_OFFSETOF(mjpki_dir_conf, f)
 #define MJPKI_DIR_CTX     (RSRC_CONF | ACCESS_CONF)
-/* A directive of the core's table (common/conf.h) */
-#define MJPKI_SITE_VALUE(name, id, help)                                     \
+/* the core's simple directives (common/directives.h) */
+#define MJPKI_SITE_VALUE(id, nginx, name, words, help)                       \
     AP_INIT_TAKE_ARGV(name, mjpki_cmd_value, (void *) (intptr_t) (id),      \
-                      RSRC_CONF, help)
-#define MJPKI_DIR_VALUE(name, id, help)                                      \
+                      RSRC_CONF, help),
+#define MJPKI_DIR_VALUE(id, nginx, name, words, help)                        \
     AP_INIT_TAKE_ARGV(name, mjpki_cmd_value, (void *) (intptr_t) (id),      \
-                      MJPKI_DIR_CTX, help)
+                      MJPKI_DIR_CTX, help),
 
 const command_rec mjpki_cmds[] = {
     /* server */
@@ -531,30 +533,7 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE1("JPKICRLZone", mjpki_cmd_crl_zone, NULL, RSRC_CONF,
         "SIZE (e.g. 64M) | off: CRL files parsed once, by one process, into "
         "shared memory every child answers from [off]"),
-    MJPKI_SITE_VALUE("JPKIRedisTimeout", JPKI_D_REDIS_TIMEOUT,
-        "bound of one Redis round trip [1s]"),
-    MJPKI_SITE_VALUE("JPKIRedisConnectTimeout", JPKI_D_REDIS_CONNECT_TIMEOUT,
-        "bound of a Redis connect [1s]"),
-    MJPKI_SITE_VALUE("JPKIOCSPTimeout", JPKI_D_OCSP_TIMEOUT,
-        "bound of an OCSP exchange, connect and whole answer [3s]"),
-    MJPKI_SITE_VALUE("JPKICRLGrace", JPKI_D_CRL_GRACE,
-        "a CRL is stale after nextUpdate + this; auto: thisUpdate + 72 h "
-        "[auto]"),
-    MJPKI_SITE_VALUE("JPKIChallengeTTL", JPKI_D_CHALLENGE_TTL,
-        "challenge validity [120s]"),
-    MJPKI_SITE_VALUE("JPKIClockSkew", JPKI_D_CLOCK_SKEW,
-        "tolerance for OCSP/CRL times [300s]"),
-    MJPKI_SITE_VALUE("JPKIOCSPCacheGood", JPKI_D_OCSP_CACHE_GOOD,
-        "cache of a \"good\" answer at most [1h]"),
-    MJPKI_SITE_VALUE("JPKIOCSPCacheHold", JPKI_D_OCSP_CACHE_HOLD,
-        "cache of a certificateHold answer [5m]"),
-    MJPKI_SITE_VALUE("JPKICRLPointerTTL", JPKI_D_CRL_POINTER_TTL,
-        "how long a process keeps the pointer of a CRL in Redis [10s]"),
-    MJPKI_SITE_VALUE("JPKIOCSPCacheRevoked", JPKI_D_OCSP_CACHE_REVOKED,
-        "cache of a final revocation [30d]"),
-    MJPKI_SITE_VALUE("JPKIOCSPNonce", JPKI_D_OCSP_NONCE,
-        "On: OCSP requests carry a nonce the answer must echo (a responder "
-        "that ignores nonces then fails every query) [Off]"),
+    JPKI_SITE_DIRECTIVES(MJPKI_SITE_VALUE)
 
     /* directory */
     AP_INIT_TAKE_ARGV("JPKIEndpoints", mjpki_cmd_answers,
@@ -564,36 +543,7 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE_ARGV("JPKIHealth", mjpki_cmd_answers, MJPKI_DIR_OFF(health),
         ACCESS_CONF,
         "[On]: this location answers JSON for monitoring (CRLs, store)"),
-    MJPKI_DIR_VALUE("JPKIHeader", JPKI_D_HEADER,
-        "request header carrying the account upstream [X-JPKI-Account]"),
-    MJPKI_DIR_VALUE("JPKISessionLifetime", JPKI_D_SESSION_LIFETIME,
-        "session lifetime [8h]"),
-    MJPKI_DIR_VALUE("JPKISessionIdle", JPKI_D_SESSION_IDLE,
-        "idle timeout, 0 for none [30m]"),
-    MJPKI_DIR_VALUE("JPKIRecheckInterval", JPKI_D_RECHECK_INTERVAL,
-        "revocation re-check of sessions, 0 for every request [5m]"),
-    MJPKI_DIR_VALUE("JPKICookieName", JPKI_D_COOKIE_NAME,
-        "session cookie name [jpki_session]"),
-    MJPKI_DIR_VALUE("JPKICookiePath", JPKI_D_COOKIE_PATH,
-        "session cookie path [/]"),
-    MJPKI_DIR_VALUE("JPKICookieSameSite", JPKI_D_COOKIE_SAMESITE,
-        "Strict, Lax or None [Lax]"),
-    MJPKI_DIR_VALUE("JPKICookieSecure", JPKI_D_COOKIE_SECURE,
-        "Secure attribute of the session cookie [On]"),
-    MJPKI_DIR_VALUE("JPKIPassCookie", JPKI_D_PASS_COOKIE,
-        "the session cookie goes on to the upstream in Cookie [Off]"),
-    MJPKI_DIR_VALUE("JPKIRevocation", JPKI_D_REVOCATION,
-        "ocsp, crl, ocsp,crl or crl,ocsp: the sources asked, in order "
-        "[ocsp]"),
-    MJPKI_DIR_VALUE("JPKIFailure", JPKI_D_FAILURE,
-        "closed or open: what to do without revocation data [closed]"),
-    MJPKI_DIR_VALUE("JPKILoginPage", JPKI_D_LOGIN_PAGE,
-        "where browsers go when not signed in [none: 401]"),
-    MJPKI_DIR_VALUE("JPKITrustedOrigins", JPKI_D_TRUSTED_ORIGINS,
-        "origins (https://host[:port]) besides the gate's own whose pages "
-        "may post logins and logouts [none]"),
-    MJPKI_DIR_VALUE("JPKIRequireAccount", JPKI_D_REQUIRE_ACCOUNT,
-        "the login must name the account [Off]"),
+    JPKI_LOCATION_DIRECTIVES(MJPKI_DIR_VALUE)
     AP_INIT_TAKE_ARGV("JPKIThrottle", mjpki_cmd_throttle, NULL, MJPKI_DIR_CTX,
         "off | [window=60s] [cert=10] [addr=100] [logins=60] "
         "[concurrency=16]: failed logins per certificate and per client "

@@ -818,3 +818,31 @@ size_t jpki_conf_site_missing(jpki_server srv, int has_secret,
                  *eg ? "\"" : "");
     return n > 0 ? (size_t) n : 0;
 }
+
+/* ---- the simple directives' names (directives.h) ------------------ */
+
+#include "directives.h"
+
+typedef struct {
+    int id, level;
+    const char *name[2];
+} directive_name;
+
+#define NAME_SITE(id, n, a, w, h) {id, JPKI_CONF_SITE, {n, a}},
+#define NAME_LOC(id, n, a, w, h) {id, JPKI_CONF_LOCATION, {n, a}},
+static const directive_name directive_names[] = {
+    JPKI_SITE_DIRECTIVES(NAME_SITE)
+    JPKI_LOCATION_DIRECTIVES(NAME_LOC)
+};
+
+const char *jpki_directive_name(jpki_server srv, jpki_directive_id id)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(directive_names) / sizeof(directive_names[0]);
+         i++)
+        if (directive_names[i].id == (int)id
+            && directive_names[i].level == jpki_directives[id].level)
+            return directive_names[i].name[srv == JPKI_SERVER_APACHE];
+    return NULL;
+}

@@ -9,6 +9,7 @@
  */
 
 #include "ngx_http_jpki.h"
+#include "directives.h"
 
 
 
@@ -34,12 +35,14 @@ static char *ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd,
 #define NGX_HTTP_JPKI_ANY_CONF                                                \
     (NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF)
 
-#define ngx_http_jpki_site_value(name, id)                                    \
+/* the core's simple directives (common/directives.h) */
+#define NGX_HTTP_JPKI_SITE_VALUE(id, name, apache, words, help)               \
     { ngx_string(name), NGX_HTTP_JPKI_SITE_CONF|NGX_CONF_TAKE1,               \
-      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, id, NULL }
-#define ngx_http_jpki_loc_value(name, id, args)                               \
-    { ngx_string(name), NGX_HTTP_JPKI_ANY_CONF|args,                          \
-      ngx_http_jpki_conf_loc, NGX_HTTP_LOC_CONF_OFFSET, id, NULL }
+      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, id, NULL },
+#define NGX_HTTP_JPKI_LOC_VALUE(id, name, apache, words, help)                \
+    { ngx_string(name),                                                       \
+      NGX_HTTP_JPKI_ANY_CONF|((words) ? NGX_CONF_TAKE1 : NGX_CONF_1MORE),     \
+      ngx_http_jpki_conf_loc, NGX_HTTP_LOC_CONF_OFFSET, id, NULL },
 
 
 static ngx_command_t  ngx_http_jpki_commands[] = {
@@ -79,19 +82,7 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       offsetof(ngx_http_jpki_main_conf_t, map_file),
       NULL },
 
-    ngx_http_jpki_site_value("jpki_redis_timeout", JPKI_D_REDIS_TIMEOUT),
-    ngx_http_jpki_site_value("jpki_redis_connect_timeout",
-                             JPKI_D_REDIS_CONNECT_TIMEOUT),
-    ngx_http_jpki_site_value("jpki_ocsp_timeout", JPKI_D_OCSP_TIMEOUT),
-    ngx_http_jpki_site_value("jpki_crl_grace", JPKI_D_CRL_GRACE),
-    ngx_http_jpki_site_value("jpki_challenge_ttl", JPKI_D_CHALLENGE_TTL),
-    ngx_http_jpki_site_value("jpki_clock_skew", JPKI_D_CLOCK_SKEW),
-    ngx_http_jpki_site_value("jpki_ocsp_cache_good", JPKI_D_OCSP_CACHE_GOOD),
-    ngx_http_jpki_site_value("jpki_ocsp_cache_hold", JPKI_D_OCSP_CACHE_HOLD),
-    ngx_http_jpki_site_value("jpki_ocsp_cache_revoked",
-                             JPKI_D_OCSP_CACHE_REVOKED),
-    ngx_http_jpki_site_value("jpki_crl_pointer_ttl", JPKI_D_CRL_POINTER_TTL),
-    ngx_http_jpki_site_value("jpki_ocsp_nonce", JPKI_D_OCSP_NONCE),
+    JPKI_SITE_DIRECTIVES(NGX_HTTP_JPKI_SITE_VALUE)
 
     { ngx_string("jpki"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -114,32 +105,7 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       0,
       NULL },
 
-    ngx_http_jpki_loc_value("jpki_header", JPKI_D_HEADER, NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_session_lifetime", JPKI_D_SESSION_LIFETIME,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_session_idle", JPKI_D_SESSION_IDLE,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_recheck_interval", JPKI_D_RECHECK_INTERVAL,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_cookie_name", JPKI_D_COOKIE_NAME,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_cookie_path", JPKI_D_COOKIE_PATH,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_cookie_samesite", JPKI_D_COOKIE_SAMESITE,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_cookie_secure", JPKI_D_COOKIE_SECURE,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_revocation", JPKI_D_REVOCATION,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_failure", JPKI_D_FAILURE, NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_login_page", JPKI_D_LOGIN_PAGE,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_pass_cookie", JPKI_D_PASS_COOKIE,
-                            NGX_CONF_TAKE1),
-    ngx_http_jpki_loc_value("jpki_trusted_origins", JPKI_D_TRUSTED_ORIGINS,
-                            NGX_CONF_1MORE),
-    ngx_http_jpki_loc_value("jpki_require_account", JPKI_D_REQUIRE_ACCOUNT,
-                            NGX_CONF_TAKE1),
+    JPKI_LOCATION_DIRECTIVES(NGX_HTTP_JPKI_LOC_VALUE)
 
     { ngx_string("jpki_throttle"),
       NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_1MORE,

@@ -3,9 +3,11 @@
  * limits and sentences, duplicates, merging, applying to a policy, the
  * defaults), and the store's spec (shm and redis, every refusal). */
 #include "conf.h"
+#include "directives.h"
 #include "tap.h"
 
 #include <string.h>
+#include <strings.h>
 
 static char err[512];
 
@@ -104,6 +106,25 @@ static void test_directives(void)
            && (jpki_directives[i].level == JPKI_CONF_SITE
                || jpki_directives[i].level == JPKI_CONF_LOCATION),
            "directive %zu has a key and a level", i);
+    /* each one listed once in directives.h, at its level, with a name on
+     * each server: the adapters' tables are made from those lists */
+    for (i = 0; i < JPKI__D_COUNT; i++) {
+        const char *n = jpki_directive_name(JPKI_SERVER_NGINX, i);
+        const char *a = jpki_directive_name(JPKI_SERVER_APACHE, i);
+        size_t k;
+        int dup = 0;
+
+        for (k = 0; n && a && k < JPKI__D_COUNT; k++) {
+            const char *n2 = jpki_directive_name(JPKI_SERVER_NGINX, k);
+            const char *a2 = jpki_directive_name(JPKI_SERVER_APACHE, k);
+
+            dup |= k != i && n2 && a2
+                   && (!strcmp(n, n2) || !strcasecmp(a, a2));
+        }
+        ok(n && a && !strncmp(n, "jpki_", 5) && !strncmp(a, "JPKI", 4)
+           && !dup, "directive %zu: %s / %s, listed at its level", i,
+           n ? n : "(none)", a ? a : "(none)");
+    }
 
     jpki_conf_init(&v);
     ok(!jpki_conf_any(&v, JPKI_CONF_SITE) && !jpki_conf_any(&v,
