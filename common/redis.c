@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 /* fed to the reader in pieces of at most this much, each piece's replies
@@ -338,4 +339,30 @@ const char *jpki_tls_peer_check(SSL *ssl, const char *name, char *buf,
         return buf;
     }
     return NULL;
+}
+
+jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
+                             size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    *out = NULL;
+    if (ctx == NULL) {
+        ERR_clear_error();
+        jpki_set_detail(err, errlen, "cannot create a TLS context");
+        return JPKI_ERR_NOMEM;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* checked after the handshake (jpki_tls_peer_check), as nginx's
+     * proxy_ssl_verify does: the result and the name are logged then */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        jpki_set_detail(err, errlen, "cannot load tls_ca \"%.512s\" (PEM CA "
+                        "certificates)", ca);
+        return JPKI_ERR_INVALID;
+    }
+    *out = ctx;
+    return JPKI_OK;
 }

@@ -91,6 +91,11 @@ const char *jpki_tls_peer_check(SSL *ssl, const char *name, char *buf,
  * entries) or a DNS name (dNSName entries, the subject's CN when it has
  * none).  1 yes, 0 no (no certificate, NULL or empty name). */
 int jpki_tls_peer_named(SSL *ssl, const char *name);
+/* A client TLS context (TLS 1.2 and later) trusting the PEM CA file ca
+ * (absolute): the server's chain and name are checked after the handshake
+ * (jpki_tls_peer_check).  err: why not (the file does not load). */
+jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
+                             size_t errlen);
 int jpki_x509_names_host(X509 *cert, const char *name);
 
 #endif

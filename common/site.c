@@ -4,7 +4,10 @@
 #include "site.h"
 #include "internal.h"
 
+#include "gate.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 
 jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
                           size_t errlen)
@@ -92,4 +95,247 @@ const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why)
          "virtual host its own JPKISecretFile, JPKIIssuer and JPKIStore"}};
 
     return s[srv == JPKI_SERVER_APACHE][(unsigned)why <= 2 ? why : 2];
+}
+
+/* ---- a site built from its configuration -------------------------- */
+
+struct jpki_site {
+    const jpki_siteconf *conf;
+    jpki_ctx *ctx;
+    jpki_site_times times;
+    jpki_issuer *issuers[JPKI_MAX_ISSUERS];
+    size_t n_issuers;
+    SSL_CTX *tls;
+    jpki_redis_auth auth;
+    /* per process */
+    jpki_crlzone *crls;
+    jpki_crlwatch *crlw;
+    jpki_mapwatch *mapw;
+};
+
+/* The issuers written, set up in the context. */
+static jpki_err build_issuers(jpki_site *s, char *err, size_t errlen)
+{
+    const jpki_conf_issuer *spec;
+    char why[400];
+    size_t i;
+
+    for (i = 0; i < jpki_siteconf_issuers(s->conf); i++) {
+        spec = jpki_siteconf_issuer(s->conf, i);
+        why[0] = '\0';
+        if (jpki_site_issuer(s->ctx, spec, &s->issuers[i], why, sizeof(why))
+            != JPKI_OK) {
+            jpki_set_detail(err, errlen, "issuer %s%s%s", spec->name,
+                            s->issuers[i] != NULL ? ": " : " ", why);
+            return JPKI_ERR_INVALID;
+        }
+        s->n_issuers = i + 1;
+    }
+    return JPKI_OK;
+}
+
+jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
+                         jpki_log_fn log, void *log_ud, jpki_site **out,
+                         char *err, size_t errlen)
+{
+    const jpki_store_spec *st = jpki_siteconf_store(sc);
+    const char *secret = jpki_siteconf_secret(sc);
+    jpki_site *s;
+    jpki_err e = JPKI_ERR_NOMEM;
+
+    *out = NULL;
+    if (errlen > 0)
+        err[0] = '\0';
+    if (jpki_conf_site_missing(srv, secret != NULL,
+                               jpki_siteconf_issuers(sc), st != NULL, err,
+                               errlen))
+        return JPKI_ERR_INVALID;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->ctx = jpki_ctx_new()) == NULL)
+        goto failed;
+    s->conf = sc;
+    jpki_ctx_set_log(s->ctx, log, log_ud);
+    e = jpki_site_secret(s->ctx, secret, err, errlen);
+    if (e != JPKI_OK)
+        goto failed;
+    jpki_site_values(s->ctx, jpki_siteconf_values(sc), &s->times);
+    e = build_issuers(s, err, errlen);
+    if (e == JPKI_OK)
+        e = jpki_site_finish(srv, s->ctx, 1, s->n_issuers, 1, err, errlen);
+    if (e == JPKI_OK && st->kind == JPKI_STORE_KIND_REDIS && st->tls)
+        e = jpki_tls_client_ctx(jpki_siteconf_tls_ca(sc), &s->tls, err,
+                                errlen);
+    if (e != JPKI_OK)
+        goto failed;
+    s->auth.user = st->user[0] ? st->user : NULL;
+    s->auth.password = st->password[0] ? st->password : NULL;
+    s->auth.db = st->db > 0 ? (unsigned)st->db : 0;
+    *out = s;
+    return JPKI_OK;
+
+failed:
+    if (e == JPKI_ERR_NOMEM && errlen > 0 && err[0] == '\0')
+        snprintf(err, errlen, "%s", jpki_strerror(e));
+    jpki_site_free(s);
+    return e;
+}
+
+void jpki_site_free(jpki_site *s)
+{
+    if (s == NULL)
+        return;
+    jpki_site_unwatch(s);
+    SSL_CTX_free(s->tls);
+    jpki_ctx_free(s->ctx);
+    free(s);
+}
+
+jpki_ctx *jpki_site_ctx(const jpki_site *s) { return s->ctx; }
+const jpki_siteconf *jpki_site_conf(const jpki_site *s) { return s->conf; }
+
+const jpki_site_times *jpki_site_times_of(const jpki_site *s)
+{
+    return &s->times;
+}
+
+const jpki_store_spec *jpki_site_store(const jpki_site *s)
+{
+    return jpki_siteconf_store(s->conf);
+}
+
+int jpki_site_shm(const jpki_site *s)
+{
+    return jpki_site_store(s)->kind == JPKI_STORE_KIND_SHM;
+}
+
+SSL_CTX *jpki_site_redis_tls(const jpki_site *s) { return s->tls; }
+
+const jpki_redis_auth *jpki_site_redis_auth(const jpki_site *s)
+{
+    return &s->auth;
+}
+
+size_t jpki_site_issuer_count(const jpki_site *s) { return s->n_issuers; }
+
+jpki_issuer *jpki_site_issuer_at(const jpki_site *s, size_t i)
+{
+    return i < s->n_issuers ? s->issuers[i] : NULL;
+}
+
+const jpki_conf_issuer *jpki_site_issuer_spec(const jpki_site *s, size_t i)
+{
+    return jpki_siteconf_issuer(s->conf, i);
+}
+
+int jpki_site_issuer_index(const jpki_site *s, const jpki_issuer *is)
+{
+    size_t i;
+
+    for (i = 0; is != NULL && i < s->n_issuers; i++)
+        if (s->issuers[i] == is)
+            return (int)i;
+    return -1;
+}
+
+int jpki_site_has_files(const jpki_site *s)
+{
+    size_t i;
+    int files = jpki_siteconf_map(s->conf) != NULL;
+
+    for (i = 0; i < s->n_issuers; i++)
+        files |= jpki_site_issuer_spec(s, i)->n_crl > 0;
+    return files;
+}
+
+/* ---- a process's files and CRLs ----------------------------------- */
+
+int jpki_site_watch(jpki_site *s, jpki_crlzone *z, jpki_log_fn log,
+                    void *log_ud, const jpki_watch_lock *lock, int64_t now)
+{
+    const jpki_conf_issuer *spec;
+    const char *map = jpki_siteconf_map(s->conf);
+    size_t i;
+
+    jpki_site_unwatch(s);
+    s->crls = z;
+    /* a new configuration: the CRLs of issuers gone are released */
+    jpki_crlzone_retain(z, (const jpki_issuer *const *)s->issuers,
+                        s->n_issuers);
+    s->crlw = jpki_crlwatch_new(s->ctx, s->times.crl_grace, log, log_ud,
+                                lock);
+    for (i = 0; s->crlw != NULL && i < s->n_issuers; i++) {
+        spec = jpki_site_issuer_spec(s, i);
+        if (spec->n_crl > 0
+            && jpki_crlwatch_issuer(s->crlw, s->issuers[i],
+                                    (const char *const *)spec->crl,
+                                    spec->n_crl) != 0)
+            return -1;
+    }
+    if (s->crlw == NULL)
+        return -1;
+    if (map != NULL) {
+        s->mapw = jpki_mapwatch_new(map, log, log_ud, lock);
+        if (s->mapw == NULL)
+            return -1;
+    }
+    if (now >= 0) {
+        jpki_crlwatch_pass(s->crlw, z, now, NULL, NULL);
+        jpki_mapwatch_load(s->mapw);
+    }
+    return 0;
+}
+
+void jpki_site_unwatch(jpki_site *s)
+{
+    jpki_crlwatch_free(s->crlw);
+    s->crlw = NULL;
+    jpki_mapwatch_free(s->mapw);
+    s->mapw = NULL;
+}
+
+jpki_crlzone *jpki_site_crls(const jpki_site *s) { return s->crls; }
+jpki_crlwatch *jpki_site_crlwatch(const jpki_site *s) { return s->crlw; }
+jpki_mapwatch *jpki_site_mapwatch(const jpki_site *s) { return s->mapw; }
+
+static size_t site_map_lookup(void *ud, const char *cert_id, char *out)
+{
+    return jpki_mapwatch_lookup(((jpki_site *)ud)->mapw, cert_id, out);
+}
+
+jpki_map_fn jpki_site_map_fn(const jpki_site *s)
+{
+    return jpki_siteconf_map(s->conf) != NULL ? site_map_lookup : NULL;
+}
+
+jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
+                              jpki_rev_info *info)
+{
+    return jpki_crlzone_lookup(s->crls, jpki_txn_issuer(t),
+                               jpki_txn_issuer_key(t), jpki_txn_cert_id(t),
+                               (time_t)now, s->times.crl_grace, info);
+}
+
+char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
+                       size_t *len, int *ok)
+{
+    size_t max = JPKI_HEALTH_CRL_MAX * (jpki_crlwatch_count(s->crlw) + 1);
+    char *crls = malloc(max), *out = NULL;
+    jpki_health h;
+
+    *ok = 0;
+    if (crls != NULL) {
+        jpki_health_init(&h, crls, max, now, s->times.crl_grace,
+                         jpki_ctx_get_policy(s->ctx)->clock_skew);
+        jpki_crlwatch_health(s->crlw, s->crls, &h);
+        max = h.len + 256;
+        out = malloc(max);
+    }
+    if (out != NULL)
+        *len = jpki_health_json(&h, jpki_site_shm(s), store, out, max, ok);
+    free(crls);
+    if (out != NULL && *len == 0) {
+        *ok = 0;
+        *len = (size_t)snprintf(out, max, "{\"status\":\"degraded\"}");
+    }
+    return out;
 }

@@ -14,6 +14,10 @@
 #include "jpki.h"
 #include "conf.h"
 #include "conf_issuer.h"
+#include "siteconf.h"
+#include "crlzone.h"
+#include "watch.h"
+#include "redis.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +84,66 @@ typedef enum {
 
 /* The sentence for why, in srv's words (a constant). */
 const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why);
+
+
+/* ---- a site built from its configuration -------------------------- */
+
+typedef struct jpki_site jpki_site;
+
+/* The site of sc (which outlives it), in srv's words: its context (its
+ * sentences to log(log_ud)), the secret read, the site's values in its
+ * policy, its issuers set up, the pieces checked and the context
+ * finished, the Redis TLS context made (tls=on).  err: a sentence. */
+jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
+                         jpki_log_fn log, void *log_ud, jpki_site **out,
+                         char *err, size_t errlen);
+void jpki_site_free(jpki_site *s);
+
+jpki_ctx *jpki_site_ctx(const jpki_site *s);
+const jpki_siteconf *jpki_site_conf(const jpki_site *s);
+const jpki_site_times *jpki_site_times_of(const jpki_site *s);
+/* The store: its spec (never NULL once built); shm: 1 for the embedded
+ * store, 0 for Redis. */
+const jpki_store_spec *jpki_site_store(const jpki_site *s);
+int jpki_site_shm(const jpki_site *s);
+/* Redis: the TLS context (NULL: no TLS), the AUTH/SELECT prelude. */
+SSL_CTX *jpki_site_redis_tls(const jpki_site *s);
+const jpki_redis_auth *jpki_site_redis_auth(const jpki_site *s);
+/* Its issuers, in the order written: the context's issuer, the spec (the
+ * OCSP target, the CRL sources); the index of an issuer (-1: not its). */
+size_t jpki_site_issuer_count(const jpki_site *s);
+jpki_issuer *jpki_site_issuer_at(const jpki_site *s, size_t i);
+const jpki_conf_issuer *jpki_site_issuer_spec(const jpki_site *s, size_t i);
+int jpki_site_issuer_index(const jpki_site *s, const jpki_issuer *is);
+/* 1 when it has files to watch (a mapping file, CRL files). */
+int jpki_site_has_files(const jpki_site *s);
+
+/* ---- a process's files and CRLs ----------------------------------- */
+
+/* In each process that answers (after fork): the CRLs in force z (a
+ * zone's handle or the process's own; the site keeps it, the issuers it
+ * no longer has released), the CRL files of its issuers and its mapping
+ * file watched (log, lock: common/watch.h), both read a first time at now
+ * (now < 0: not now).  -1: no memory. */
+int jpki_site_watch(jpki_site *s, jpki_crlzone *z, jpki_log_fn log,
+                    void *log_ud, const jpki_watch_lock *lock, int64_t now);
+/* The watchers freed (not z). */
+void jpki_site_unwatch(jpki_site *s);
+jpki_crlzone *jpki_site_crls(const jpki_site *s);
+jpki_crlwatch *jpki_site_crlwatch(const jpki_site *s);
+jpki_mapwatch *jpki_site_mapwatch(const jpki_site *s);
+/* A request's mapping (jpki_txn_request.map_fn, ud the site); NULL when
+ * the site has no mapping file. */
+jpki_map_fn jpki_site_map_fn(const jpki_site *s);
+/* The certificate of t in the CRL of the key that issued it (the core's
+ * verdict: fail closed without one). */
+jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
+                              jpki_rev_info *info);
+/* The health answer at now: every CRL file, the store's state store
+ * (JPKI_OK, JPKI_ERR_STORE, JPKI_ERR_STORE_FULL); malloc'ed JSON (free()),
+ * its length in *len, *ok when all is well.  NULL: no memory. */
+char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
+                       size_t *len, int *ok);
 
 #ifdef __cplusplus
 }

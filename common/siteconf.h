@@ -1,0 +1,105 @@
+/*
+ * siteconf.h - a site's configuration as written, once for both adapters:
+ * its directives (the secret file, the issuers, the store, the mapping
+ * file, the CRL zone, the core's simple site values) checked where they
+ * are written and kept; then the site built from it (site.h:
+ * jpki_site_build).
+ *
+ * The adapter reads its server's syntax, hands the words of a directive
+ * here with its part (jpki_sc_env: paths made absolute from its root,
+ * warnings said at the directive, where the directive is), and says the
+ * sentence it gets back after the directive's name (jpki_conf_message).
+ * Duplicates, the issuers' names and their limit, the files loading, each
+ * grammar and its limits are decided here, with the same sentences on both
+ * servers.
+ */
+#ifndef JPKI_SITECONF_H
+#define JPKI_SITECONF_H
+
+#include "jpki.h"
+#include "conf.h"
+#include "conf_issuer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The site directives with words of their own (the simple values go
+ * through jpki_siteconf_value). */
+typedef enum {
+    JPKI_SC_SECRET = 0,     /* FILE */
+    JPKI_SC_ISSUER,         /* NAME ca=FILE[,FILE...] ... (conf_issuer.h) */
+    JPKI_SC_STORE,          /* shm ... | redis=... (jpki_conf_store) */
+    JPKI_SC_MAP,            /* FILE */
+    JPKI_SC_CRL_ZONE,       /* off | SIZE | NAME:SIZE (SIZE at least 32k) */
+    JPKI__SC_COUNT
+} jpki_sc_directive;
+
+/* The adapter's part while a directive is read. */
+typedef struct {
+    /* the server's absolute path for p (its root, its prefix), in memory
+     * that lasts while the call does (copied); NULL: not a path */
+    const char *(*abs)(void *ud, const char *p);
+    /* a warning said at the directive (a CA key no CRL covers, an old
+     * spelling); NULL: none said */
+    void (*warn)(void *ud, const char *msg);
+    void *ud;
+    /* the directive as written, and where: the first site directive of a
+     * block is kept for the sentence of one that has no effect */
+    const char *name;
+    const char *file;
+    unsigned line;
+} jpki_sc_env;
+
+typedef struct jpki_siteconf jpki_siteconf;
+
+jpki_siteconf *jpki_siteconf_new(void);
+/* Frees it and what it holds (the store's password wiped). */
+void jpki_siteconf_free(jpki_siteconf *sc);
+
+/* A site directive's words after its name.  JPKI_ERR_INVALID and a
+ * sentence for jpki_conf_message ("is duplicate", "needs a unique name
+ * ...", "invalid db= (0..15)"...); JPKI_ERR_NOMEM. */
+jpki_err jpki_siteconf_set(jpki_siteconf *sc, jpki_sc_directive d, int argc,
+                           const char *const *argv, const jpki_sc_env *env,
+                           char *err, size_t errlen);
+/* A simple site value of the core's table (jpki_conf_set's sentences). */
+jpki_err jpki_siteconf_value(jpki_siteconf *sc, jpki_directive_id id,
+                             const char *arg, const jpki_sc_env *env,
+                             char *err, size_t errlen);
+
+/* 1 when it is a site: a secret file, an issuer or a store is written
+ * (inherited ones included). */
+int jpki_siteconf_is_site(const jpki_siteconf *sc);
+/* The first site directive written in this block, and where; NULL:
+ * none. */
+const char *jpki_siteconf_first(const jpki_siteconf *sc, const char **file,
+                                unsigned *line);
+
+/* Apache's virtual hosts: what sc does not write it takes from base (the
+ * main server's, which outlives it); its values merged over base's. */
+void jpki_siteconf_inherit(jpki_siteconf *sc, const jpki_siteconf *base);
+
+/* What was written (inherited ones included). */
+const char *jpki_siteconf_secret(const jpki_siteconf *sc);
+size_t jpki_siteconf_issuers(const jpki_siteconf *sc);
+const jpki_conf_issuer *jpki_siteconf_issuer(const jpki_siteconf *sc,
+                                             size_t i);
+/* NULL: no store written. */
+const jpki_store_spec *jpki_siteconf_store(const jpki_siteconf *sc);
+/* The absolute tls_ca= of a Redis store with TLS (NULL: none). */
+const char *jpki_siteconf_tls_ca(const jpki_siteconf *sc);
+const char *jpki_siteconf_map(const jpki_siteconf *sc);
+/* The CRL zone's size (0: none or off) and name ("": the adapter's). */
+uint64_t jpki_siteconf_crl_zone(const jpki_siteconf *sc, const char **name);
+const jpki_conf_values *jpki_siteconf_values(const jpki_siteconf *sc);
+
+/* The CRL zone's words: off (size 0), SIZE or NAME:SIZE; name into
+ * name[namelen] ("" when not given). */
+jpki_err jpki_conf_crl_zone(const char *arg, uint64_t *size, char *name,
+                            size_t namelen, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* JPKI_SITECONF_H */

@@ -1,0 +1,323 @@
+/* test_siteconf.c - a site's configuration as written (siteconf.c) and the
+ * site built from it (site.c: jpki_site_build and a process's files):
+ * each site directive's grammar and its refusals, duplicates, the issuers'
+ * names and limit, the store's TLS file, the CRL zone's words, what a
+ * virtual host takes from the main server, the pieces a site needs, the
+ * mapping file and the CRLs watched, the health answer. */
+#include "site.h"
+#include "siteconf.h"
+#include "tap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+static int warnings, abs_calls;
+
+static void warn(void *ud, const char *msg)
+{
+    (void)ud;
+    (void)msg;
+    warnings++;
+}
+
+/* "rel/NAME" is the PKI's NAME, as a server root would make it. */
+static const char *absp(void *ud, const char *p)
+{
+    (void)ud;
+    abs_calls++;
+    if (strncmp(p, "rel/", 4) == 0)
+        return tap_path(p + 4);
+    return p[0] == '/' ? p : NULL;
+}
+
+static const jpki_sc_env env = {absp, warn, NULL, "jpki_x", "site.conf", 7};
+
+#define SET1(sc, d, a)                                                      \
+    jpki_siteconf_set(sc, d, 1, (const char *const[]){a}, &env, err,       \
+                      sizeof(err))
+
+static const char *write_file(char *path, size_t len, const char *text,
+                              mode_t mode)
+{
+    int fd;
+
+    snprintf(path, len, "/tmp/jpki-sc-XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        printf("# cannot write a temp file\n");
+        exit(1);
+    }
+    close(fd);
+    chmod(path, mode);
+    return path;
+}
+
+static const char secret_text[] = "secret 3031323334353637383961626364656630"
+                                  "313233343536373839616263646566\n";
+
+static jpki_err issuer(jpki_siteconf *sc, const char *name, const char *ca,
+                       char *err, size_t errlen)
+{
+    char caw[1100];
+    const char *argv[2] = {name, caw};
+
+    snprintf(caw, sizeof(caw), "ca=%s", ca);
+    return jpki_siteconf_set(sc, JPKI_SC_ISSUER, 2, argv, &env, err, errlen);
+}
+
+static void test_directives(void)
+{
+    jpki_siteconf *sc = jpki_siteconf_new();
+    const char *file, *name;
+    char path[64], err[512], nm[16];
+    unsigned line;
+    int i, all = 1;
+
+    ok(!jpki_siteconf_is_site(sc) && jpki_siteconf_first(sc, &file, &line)
+       == NULL, "nothing written: no site, no first directive");
+    ok(jpki_siteconf_value(sc, JPKI_D_CHALLENGE_TTL, "60s", &env, err,
+                           sizeof(err)) == JPKI_OK
+       && !jpki_siteconf_is_site(sc), "a site value alone: no site yet");
+    ok(jpki_siteconf_first(sc, &file, &line) != NULL
+       && !strcmp(file, "site.conf") && line == 7,
+       "the first site directive and where it is written are kept");
+
+    /* the secret file: read now, once */
+    write_file(path, sizeof(path), secret_text, 0600);
+    ok(SET1(sc, JPKI_SC_SECRET, path) == JPKI_OK && jpki_siteconf_is_site(sc)
+       && !strcmp(jpki_siteconf_secret(sc), path), "secret file taken");
+    ok(SET1(sc, JPKI_SC_SECRET, path) != JPKI_OK
+       && !strcmp(err, "is duplicate"), "secret file twice: %s", err);
+    unlink(path);
+    {
+        jpki_siteconf *s2 = jpki_siteconf_new();
+
+        ok(SET1(s2, JPKI_SC_SECRET, path) != JPKI_OK && err[0],
+           "a secret file not there: refused where written: %s", err);
+        ok(SET1(s2, JPKI_SC_SECRET, "not/absolute") != JPKI_OK
+           && strstr(err, "invalid path") != NULL,
+           "a path the server cannot make absolute: %s", err);
+        jpki_siteconf_free(s2);
+    }
+
+    /* issuers: paths from the server's root, names unique, at most 16 */
+    abs_calls = 0;
+    ok(issuer(sc, "card", "rel/ca2.pem", err, sizeof(err)) == JPKI_OK
+       && abs_calls > 0 && jpki_siteconf_issuers(sc) == 1
+       && !strcmp(jpki_siteconf_issuer(sc, 0)->ca[0], tap_path("ca2.pem")),
+       "an issuer, its CA file made absolute by the server");
+    ok(issuer(sc, "card", tap_path("ca1.pem"), err, sizeof(err)) != JPKI_OK
+       && !strcmp(err, JPKI_SITE_ISSUER_NAME), "the same name: %s", err);
+    ok(issuer(sc, "nofile", "/nonexistent/ca.pem", err, sizeof(err))
+       != JPKI_OK && err[0] && jpki_siteconf_issuers(sc) == 1,
+       "a CA file that does not load: refused where written: %s", err);
+    ok(jpki_siteconf_set(sc, JPKI_SC_ISSUER, 1, (const char *const[]){"x"},
+                         &env, err, sizeof(err)) != JPKI_OK && err[0],
+       "an issuer without ca=: %s", err);
+    for (i = 1; i < 16; i++) {
+        snprintf(nm, sizeof(nm), "i%d", i);
+        all &= issuer(sc, nm, tap_path("ca2.pem"), err, sizeof(err))
+               == JPKI_OK;
+    }
+    ok(all && jpki_siteconf_issuers(sc) == 16, "16 issuers taken");
+    ok(issuer(sc, "seventeen", tap_path("ca2.pem"), err, sizeof(err))
+       != JPKI_OK && !strcmp(err, JPKI_SITE_ISSUER_NAME),
+       "a 17th issuer: refused where written");
+
+    /* the store: the core's grammar; tls_ca= from the root, tried now */
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 1, (const char *const[]){"disk"},
+                         &env, err, sizeof(err)) != JPKI_OK && err[0]
+       && jpki_siteconf_store(sc) == NULL, "a store of no kind: %s", err);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 3,
+                         (const char *const[]){"redis=127.0.0.1:1",
+                                               "tls=on",
+                                               "tls_ca=/nonexistent/ca.pem"},
+                         &env, err, sizeof(err)) != JPKI_OK
+       && strstr(err, "cannot load tls_ca") != NULL
+       && jpki_siteconf_store(sc) == NULL,
+       "a tls_ca= that does not load: %s", err);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 5,
+                         (const char *const[]){"redis=127.0.0.1:1",
+                                               "tls=on", "tls_ca=rel/ca2.pem",
+                                               "password=p", "db=3"},
+                         &env, err, sizeof(err)) == JPKI_OK
+       && jpki_siteconf_store(sc)->kind == JPKI_STORE_KIND_REDIS
+       && !strcmp(jpki_siteconf_tls_ca(sc), tap_path("ca2.pem")),
+       "a Redis store with TLS: %s", err);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 1, (const char *const[]){"shm"},
+                         &env, err, sizeof(err)) != JPKI_OK
+       && !strcmp(err, "is duplicate"), "a second store: %s", err);
+    warnings = 0;
+    {
+        jpki_siteconf *s2 = jpki_siteconf_new();
+
+        ok(jpki_siteconf_set(s2, JPKI_SC_STORE, 2,
+                             (const char *const[]){"shm", "zone=z:1m"},
+                             &env, err, sizeof(err)) == JPKI_OK
+           && warnings == 1, "the old spelling: taken, with a warning");
+        jpki_siteconf_free(s2);
+    }
+
+    /* the mapping file: there now */
+    ok(SET1(sc, JPKI_SC_MAP, "/nonexistent/map") != JPKI_OK
+       && strstr(err, "mapping file") != NULL && !jpki_siteconf_map(sc),
+       "a mapping file not there: %s", err);
+    write_file(path, sizeof(path), "", 0644);
+    ok(SET1(sc, JPKI_SC_MAP, path) == JPKI_OK
+       && !strcmp(jpki_siteconf_map(sc), path), "a mapping file");
+    ok(SET1(sc, JPKI_SC_MAP, path) != JPKI_OK, "a second mapping file");
+    unlink(path);
+
+    /* the CRL zone: off, SIZE, NAME:SIZE */
+    ok(SET1(sc, JPKI_SC_CRL_ZONE, "crlz:64m") == JPKI_OK
+       && jpki_siteconf_crl_zone(sc, &name) == 64 * 1024 * 1024
+       && !strcmp(name, "crlz"), "jpki_crl_zone crlz:64m");
+    ok(SET1(sc, JPKI_SC_CRL_ZONE, "1m") != JPKI_OK
+       && !strcmp(err, "is duplicate"), "a second CRL zone");
+    ok(jpki_siteconf_set(sc, JPKI_SC_SECRET, 2,
+                         (const char *const[]){"a", "b"}, &env, err,
+                         sizeof(err)) != JPKI_OK
+       && !strcmp(err, "takes one value"), "two secret files: %s", err);
+    jpki_siteconf_free(sc);
+}
+
+static void test_crl_zone_words(void)
+{
+    uint64_t size;
+    char name[64], err[256];
+
+    ok(jpki_conf_crl_zone("off", &size, name, sizeof(name), err, sizeof(err))
+       == JPKI_OK && size == 0, "off");
+    ok(jpki_conf_crl_zone("OFF", &size, name, sizeof(name), err, sizeof(err))
+       == JPKI_OK && size == 0, "OFF");
+    ok(jpki_conf_crl_zone("64M", &size, name, sizeof(name), err, sizeof(err))
+       == JPKI_OK && size == 64ULL << 20 && name[0] == '\0',
+       "SIZE alone: no name");
+    ok(jpki_conf_crl_zone("32k", &size, name, sizeof(name), err, sizeof(err))
+       == JPKI_OK && size == 32768, "32k: the least");
+    ok(jpki_conf_crl_zone("31k", &size, name, sizeof(name), err, sizeof(err))
+       != JPKI_OK && strstr(err, "at least 32k") != NULL, "31k: %s", err);
+    ok(jpki_conf_crl_zone(":1m", &size, name, sizeof(name), err, sizeof(err))
+       != JPKI_OK, ":1m: no name");
+    ok(jpki_conf_crl_zone("z:", &size, name, sizeof(name), err, sizeof(err))
+       != JPKI_OK, "z: no size");
+    ok(jpki_conf_crl_zone("z:lots", &size, name, sizeof(name), err,
+                          sizeof(err)) != JPKI_OK, "z:lots");
+}
+
+static void test_inherit(void)
+{
+    jpki_siteconf *base = jpki_siteconf_new(), *vh = jpki_siteconf_new();
+    char path[64], err[512];
+    const char *name;
+
+    write_file(path, sizeof(path), secret_text, 0600);
+    ok(SET1(base, JPKI_SC_SECRET, path) == JPKI_OK
+       && issuer(base, "card", tap_path("ca2.pem"), err, sizeof(err))
+          == JPKI_OK
+       && SET1(base, JPKI_SC_CRL_ZONE, "1m") == JPKI_OK
+       && jpki_siteconf_value(base, JPKI_D_CHALLENGE_TTL, "60s", &env, err,
+                              sizeof(err)) == JPKI_OK, "the main server's");
+    ok(jpki_siteconf_set(vh, JPKI_SC_STORE, 1, (const char *const[]){"shm"},
+                         &env, err, sizeof(err)) == JPKI_OK
+       && jpki_siteconf_value(vh, JPKI_D_CLOCK_SKEW, "10s", &env, err,
+                              sizeof(err)) == JPKI_OK, "a virtual host's");
+    jpki_siteconf_inherit(vh, base);
+    ok(jpki_siteconf_secret(vh) == jpki_siteconf_secret(base)
+       && jpki_siteconf_issuers(vh) == 1
+       && jpki_siteconf_store(vh)->kind == JPKI_STORE_KIND_SHM
+       && jpki_siteconf_store(base) == NULL
+       && jpki_siteconf_crl_zone(vh, &name) == 1024 * 1024,
+       "the virtual host takes what it does not write");
+    ok(jpki_conf_num(jpki_siteconf_values(vh), JPKI_D_CHALLENGE_TTL) == 60
+       && jpki_conf_num(jpki_siteconf_values(vh), JPKI_D_CLOCK_SKEW) == 10,
+       "its values over the main server's");
+    unlink(path);
+    jpki_siteconf_free(vh);
+    jpki_siteconf_free(base);
+}
+
+static void test_build(void)
+{
+    jpki_siteconf *sc = jpki_siteconf_new();
+    jpki_site *s = NULL;
+    jpki_crlzone *z;
+    jpki_crlzone_ops ops;
+    char secret[64], map[64], err[512], out[256], text[200], *h;
+    size_t len;
+    int okh;
+
+    ok(jpki_site_build(sc, JPKI_SERVER_NGINX, NULL, NULL, &s, err,
+                       sizeof(err)) != JPKI_OK && s == NULL
+       && strstr(err, "\"jpki_secret_file\" is required") != NULL,
+       "nothing written: the pieces' sentence: %s", err);
+    write_file(secret, sizeof(secret), secret_text, 0600);
+    snprintf(text, sizeof(text), "%032d acct-1\n", 7);
+    write_file(map, sizeof(map), text, 0644);
+    ok(SET1(sc, JPKI_SC_SECRET, secret) == JPKI_OK
+       && issuer(sc, "card", tap_path("ca2.pem"), err, sizeof(err))
+          == JPKI_OK, "secret and issuer");
+    ok(jpki_site_build(sc, JPKI_SERVER_APACHE, NULL, NULL, &s, err,
+                       sizeof(err)) != JPKI_OK
+       && strstr(err, "\"JPKIStore\" is required") != NULL,
+       "no store: in Apache's words: %s", err);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 4,
+                         (const char *const[]){"redis=127.0.0.1:1",
+                                               "user=gate", "password=pw",
+                                               "db=2"},
+                         &env, err, sizeof(err)) == JPKI_OK
+       && SET1(sc, JPKI_SC_MAP, map) == JPKI_OK
+       && jpki_siteconf_value(sc, JPKI_D_REDIS_TIMEOUT, "250ms", &env, err,
+                              sizeof(err)) == JPKI_OK, "store, map, a wait");
+    ok(jpki_site_build(sc, JPKI_SERVER_NGINX, NULL, NULL, &s, err,
+                       sizeof(err)) == JPKI_OK && s != NULL,
+       "the site is built: %s", err);
+    if (s == NULL)
+        return;
+    ok(jpki_ctx_issuer_count(jpki_site_ctx(s)) == 1
+       && jpki_site_issuer_count(s) == 1
+       && jpki_site_issuer_index(s, jpki_site_issuer_at(s, 0)) == 0
+       && jpki_site_issuer_index(s, NULL) == -1
+       && !strcmp(jpki_site_issuer_spec(s, 0)->name, "card"),
+       "its issuer, by index and back");
+    ok(!jpki_site_shm(s) && jpki_site_redis_tls(s) == NULL
+       && !strcmp(jpki_site_redis_auth(s)->user, "gate")
+       && !strcmp(jpki_site_redis_auth(s)->password, "pw")
+       && jpki_site_redis_auth(s)->db == 2, "Redis: no TLS, its AUTH/SELECT");
+    ok(jpki_site_times_of(s)->redis_timeout_ms == 250, "its waits");
+    ok(jpki_site_has_files(s), "a mapping file: files to watch");
+
+    /* a process's files: the mapping read, the CRLs (none: fail closed) */
+    memset(&ops, 0, sizeof(ops));
+    z = jpki_crlzone_local(&ops);
+    ok(z != NULL && jpki_site_watch(s, z, NULL, NULL, NULL, 1000) == 0
+       && jpki_site_crls(s) == z && jpki_site_mapwatch(s) != NULL,
+       "the files watched and read");
+    snprintf(text, sizeof(text), "%032d", 7);
+    ok(jpki_site_map_fn(s) != NULL
+       && jpki_site_map_fn(s)(s, text, out) > 0 && !strcmp(out, "acct-1"),
+       "the mapping answers through the site");
+    h = jpki_site_health(s, 1000, JPKI_ERR_STORE, &len, &okh);
+    ok(h != NULL && len == strlen(h) && !okh
+       && strstr(h, "\"store\"") != NULL, "health: the store down: %s", h);
+    free(h);
+    jpki_site_unwatch(s);
+    ok(jpki_site_mapwatch(s) == NULL, "unwatched");
+    jpki_site_free(s);
+    jpki_crlzone_free(z);
+    unlink(secret);
+    unlink(map);
+    jpki_siteconf_free(sc);
+}
+
+int main(void)
+{
+    test_directives();
+    test_crl_zone_words();
+    test_inherit();
+    test_build();
+    return done_testing();
+}
