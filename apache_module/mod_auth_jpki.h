@@ -51,26 +51,6 @@
 
 extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
 
-/* One JPKIIssuer line, as written. */
-typedef struct {
-    const char                *name;
-    const jpki_conf_issuer    *cs;            /* the core's spec, paths
-                                                 full (freed with the
-                                                 configuration pool) */
-    const char                *ocsp_url;      /* NULL: none */
-    apr_array_header_t        *crl;           /* const char *: crl= files
-                                                 and directories */
-} mjpki_issuer_spec;
-
-/* The runtime side of an issuer of one site. */
-typedef struct {
-    const mjpki_issuer_spec    *spec;
-    jpki_issuer               *issuer;
-    apr_sockaddr_t            *ocsp_addr;
-    const char                *ocsp_host;     /* Host header */
-    const char                *ocsp_path;
-} mjpki_issuer_rt;
-
 /* A shared memory table (the embedded store, or the logout mirror of a
  * Redis store); lives in the process pool, so that it survives restarts
  * (graceful or not) of the same size. */
@@ -109,50 +89,30 @@ typedef struct {
 
 typedef struct mjpki_redis_conn mjpki_redis_conn;
 
-/* Server-level settings.  A virtual host without any of the server-level
- * directives shares its parent's site (one context, one store). */
+/* A site: the main server or a virtual host with site directives of its
+ * own (it takes those it does not write from the main server).  What it
+ * is made of is the core's (sc as written, js built: common/siteconf.h,
+ * site.h); here is what Apache makes of it: addresses, segments, mutexes,
+ * a child's connections and threads.  A virtual host without any site
+ * directive shares its parent's site (one context, one store). */
 typedef struct {
-    /* configuration, JPKI_UNSET / NULL when not given */
-    const char                *secret_file;
-    apr_array_header_t        *issuers;       /* mjpki_issuer_spec */
-    int                        store;
-    apr_size_t                 shm_size;
-    const char                *shm_zone;
-    const char                *redis_addr;    /* as written */
-    const char                *redis_host;    /* NULL for unix: */
-    apr_port_t                 redis_port;
-    const char                *redis_unix;
-    int                        redis_db;
-    const char                *redis_user;
-    const char                *redis_password;
-    int                        redis_keepalive;
-    int                        redis_tls;
-    const char                *redis_tls_ca;
-    const char                *redis_tls_name;
-    apr_size_t                 mirror_size;   /* the logout mirror */
-    const char                *map_file;
-    apr_size_t                 crl_zone_size; /* JPKICRLZone; 0: none */
-    int                        crl_zone_set;  /* given (or "off") */
-    jpki_conf_values           values;        /* the core's table's (timeouts,
-                                                 CRL grace, site policy) */
+    jpki_siteconf             *sc;
+    jpki_site                 *js;            /* NULL: not built */
+    jpki_ctx                  *ctx;           /* js's */
 
     /* runtime (per configuration generation) */
     apr_interval_time_t        redis_timeout;
     apr_interval_time_t        redis_connect_timeout;
     apr_interval_time_t        ocsp_timeout;
     server_rec                *server;        /* the first that uses it */
-    int                        built;         /* check_config */
     int                        io_ready;      /* post_config */
     int                        child_ready;   /* child_init */
-    jpki_ctx                  *ctx;
-    apr_array_header_t        *rt_issuers;    /* mjpki_issuer_rt */
+    apr_sockaddr_t            *ocsp_addr[JPKI_MAX_ISSUERS];  /* by issuer */
     mjpki_zone                 *zone;
     mjpki_crl_zone             *crlz;          /* NULL: CRLs per process */
     jpki_crlzone              *crls;          /* the CRLs (the process's
                                                  handle on the zone) */
-    unsigned                   grace;         /* for the core */
     apr_sockaddr_t            *redis_sa;
-    SSL_CTX                   *redis_ssl;
     apr_thread_mutex_t        *redis_mutex;   /* per child */
     mjpki_redis_conn          *redis_idle;
     int                        redis_nidle;
@@ -165,8 +125,6 @@ typedef struct {
     apr_thread_t              *poller;        /* per child */
     volatile apr_uint32_t      poller_stop;   /* per child: 1 at exit */
     volatile apr_uint32_t      logins;        /* per child: being verified */
-    jpki_mapwatch             *mapw;          /* the mapping file */
-    jpki_crlwatch             *crlw;          /* the CRL files */
     apr_thread_rwlock_t       *watch_lock;    /* per child: the table in
                                                  force, the CRL files' */
     apr_thread_rwlock_t       *crl_lock;      /* per child */
@@ -180,20 +138,14 @@ typedef struct {
 typedef struct {
     mjpki_site                 *site;
     int                        own;           /* a directive was given here */
-    const char                *set_name;      /* the first of them, */
-    const char                *set_file;      /* where it is written */
-    int                        set_line;
 } mjpki_srv_conf;
 
 typedef struct {
     const char                *where;         /* section, for messages */
     int                        endpoints;
     int                        health;
-    jpki_conf_values           values;        /* the core's table's */
-    const char                *throttle;      /* JPKIThrottle values, one
-                                                 a line, applied in order
-                                                 (jpki_conf_throttle); NULL:
-                                                 none */
+    jpki_locconf               lc;            /* the core's: values,
+                                                 throttle */
 } mjpki_dir_conf;
 
 /* mod_auth_jpki_config.c */
@@ -218,9 +170,6 @@ int mjpki_dir_has_settings(const mjpki_dir_conf *d);
 /* mod_auth_jpki_site.c: the sites built (check_config, also for
  * `apachectl configtest`) */
 void mjpki_log_cb(void *ud, jpki_log_level level, const char *msg);
-/* A client TLS context trusting ca (NULL out: only checks that it loads);
- * NULL, or what is wrong. */
-const char *mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out);
 
 /* mod_auth_jpki_io.c */
 int mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -239,16 +188,13 @@ void mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq);
 /* POSTs an OCSP request; returns the HTTP status, 0 on failure/timeout.
  * key (the certificate's cert_id, or NULL): the threads of a child asking
  * for the same key at the same time share one query (the first one's). */
-int mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
+int mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
                    const char *key, const uint8_t *body, size_t len,
                    const uint8_t **resp, size_t *resp_len);
 /* At most once a second: the mapping file and the CRL files, reloaded
  * when they changed. */
 void mjpki_files_refresh(mjpki_site *site);
-size_t mjpki_map_lookup(void *ud, const char *cert_id, char *out);
-/* mod_auth_jpki_crl.c: the issuers and their CRLs */
-const char *mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc,
-                             char *const argv[]);
+/* mod_auth_jpki_crl.c: the CRLs */
 /* mod_auth_jpki_config.c: the site a server directive sets */
 mjpki_site *mjpki_cmd_site(cmd_parms *cmd);
 int mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
@@ -261,10 +207,8 @@ void mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s,
 void mjpki_rwlock_rd(void *ud);
 void mjpki_rwlock_wr(void *ud);
 void mjpki_rwlock_un(void *ud);
-jpki_err mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info);
 /* The JSON of the health endpoint; *ok when all is well. */
 const char *mjpki_health_json(mjpki_site *site, request_rec *r, int *ok);
-mjpki_issuer_rt *mjpki_issuer_of(mjpki_site *site, const jpki_issuer *is);
 
 /* mod_auth_jpki.c */
 request_rec *mjpki_current_request(void);
@@ -285,7 +229,6 @@ void mjpki_set_current_request(request_rec *r);
                          __VA_ARGS__);                                     \
         }                                                                  \
     } while (0)
-
 
 
 /* Functions of one file of this module used by another. */

@@ -1,15 +1,13 @@
 /*
- * mod_auth_jpki_crl.c - the issuers and their CRLs, Apache's side: the
- * JPKIIssuer directive, the CRL zone's APR shared memory segment and
- * global mutex (kept in the process pool across restarts of the same
- * size), and the per-process CRLs' read-write lock.  The grammar, the
- * zone's layout and protocol and the lookups are the core's (common/
- * conf_issuer.c, common/crlzone.c); the CRL files are watched with the
- * mapping file (mod_auth_jpki_io.c, common/watch.c).
+ * mod_auth_jpki_crl.c - the CRLs, Apache's side: the CRL zone's APR shared
+ * memory segment and global mutex (kept in the process pool across
+ * restarts of the same size), and the per-process CRLs' read-write lock.
+ * The grammar, the zone's layout and protocol and the lookups are the
+ * core's (common/siteconf.c, common/crlzone.c, common/site.c); the CRL
+ * files are watched with the mapping file (mod_auth_jpki_io.c).
  */
 
 #include "mod_auth_jpki.h"
-#include "conf_issuer.h"
 #include "util_mutex.h"
 
 #include <errno.h>
@@ -18,101 +16,6 @@
 #include <string.h>
 
 #define MJPKI_CRLZ_LIST  "auth_jpki-crlzones"
-
-
-/* ---- JPKIIssuer NAME ca=FILE[,FILE...] [ocsp=URL] [crl=FILE|DIR]...
- *                 [policy=OID|none] ------------------------------------- */
-
-static const char *
-mjpki_issuer_abs(void *ud, const char *path)
-{
-    return ap_server_root_relative(((cmd_parms *) ud)->pool, path);
-}
-
-
-static void
-mjpki_issuer_warn(void *ud, const char *msg)
-{
-    /* Apache reads its configuration twice when it starts: the warning
-     * goes with the pass it runs (and with a configuration test), once */
-    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG
-        && ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_CONFIG_TEST)
-    {
-        return;
-    }
-
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ((cmd_parms *) ud)->server,
-                 "jpki: %s", msg);
-}
-
-
-static apr_status_t
-mjpki_issuer_free(void *data)
-{
-    jpki_conf_issuer_free(data);
-    return APR_SUCCESS;
-}
-
-
-const char *
-mjpki_cmd_issuer(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
-{
-    mjpki_site         *site = mjpki_cmd_site(cmd);
-    mjpki_issuer_spec  *spec;
-    jpki_conf_issuer   *cs;
-    char               buf[512];
-    int                i;
-
-    cs = apr_pcalloc(cmd->pool, sizeof(jpki_conf_issuer));
-    if (jpki_conf_issuer_parse(cs, (const char *const *) argv,
-                               (size_t) argc, buf, sizeof(buf)) != JPKI_OK)
-    {
-        return apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
-    }
-    apr_pool_cleanup_register(cmd->pool, cs, mjpki_issuer_free,
-                              apr_pool_cleanup_null);
-
-    for (i = 0; site->issuers != NULL && i < site->issuers->nelts; i++) {
-        if (strcmp(APR_ARRAY_IDX(site->issuers, i, mjpki_issuer_spec).name,
-                   cs->name) == 0)
-        {
-            return apr_psprintf(cmd->pool, "JPKIIssuer: duplicate issuer "
-                                "name \"%s\"", cs->name);
-        }
-    }
-
-    /* as nginx does: the issuer one too many is refused where it is */
-    if (site->issuers != NULL
-        && jpki_site_issuers_full((size_t) site->issuers->nelts))
-    {
-        return "JPKIIssuer " JPKI_SITE_ISSUER_NAME;
-    }
-
-    /* the files load, and each CA key has a CRL (a warning) */
-    if (jpki_conf_issuer_paths(cs, mjpki_issuer_abs, cmd, buf, sizeof(buf))
-            != JPKI_OK
-        || jpki_conf_issuer_check(cs, mjpki_issuer_warn, cmd, buf,
-                                  sizeof(buf)) != JPKI_OK)
-    {
-        return apr_psprintf(cmd->pool, "JPKIIssuer: %s", buf);
-    }
-
-    if (site->issuers == NULL) {
-        site->issuers = apr_array_make(cmd->pool, 4,
-                                       sizeof(mjpki_issuer_spec));
-    }
-    spec = apr_array_push(site->issuers);
-    spec->name = cs->name;
-    spec->cs = cs;
-    spec->ocsp_url = cs->ocsp;
-    spec->crl = apr_array_make(cmd->pool, (int) cs->n_crl + 1,
-                               sizeof(const char *));
-    for (i = 0; i < (int) cs->n_crl; i++) {
-        APR_ARRAY_PUSH(spec->crl, const char *) = cs->crl[i];
-    }
-
-    return NULL;
-}
 
 
 /* ---- the zone: an APR segment, a global mutex ------------------------ */
@@ -199,19 +102,29 @@ mjpki_crlz_attach(mjpki_site *site)
 }
 
 
+/* The size JPKICRLZone gives the CRLs (0: none). */
+static apr_size_t
+mjpki_crlz_size(const mjpki_site *site)
+{
+    const char  *name;
+
+    return (apr_size_t) jpki_siteconf_crl_zone(site->sc, &name);
+}
+
+
 /* A new segment for zone z (its size: the site's). */
 static int
 mjpki_crlz_create(server_rec *s, mjpki_site *site, mjpki_crl_zone *z)
 {
     apr_status_t  rv;
 
-    z->size = site->crl_zone_size + jpki_crlzone_overhead();
+    z->size = mjpki_crlz_size(site) + jpki_crlzone_overhead();
     rv = apr_shm_create(&z->shm, z->size, NULL, s->process->pool);
     if (rv != APR_SUCCESS) {
         z->shm = NULL;
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
                      "the shared memory of CRL zone %s (JPKICRLZone %"
-                     APR_SIZE_T_FMT " bytes)", z->name, site->crl_zone_size);
+                     APR_SIZE_T_FMT " bytes)", z->name, mjpki_crlz_size(site));
         return !OK;
     }
 
@@ -226,7 +139,7 @@ mjpki_crlz_create(server_rec *s, mjpki_site *site, mjpki_crl_zone *z)
 
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "jpki: CRL zone %s: %"
                  APR_SIZE_T_FMT " bytes for the CRLs", z->name,
-                 site->crl_zone_size);
+                 mjpki_crlz_size(site));
 
     return OK;
 }
@@ -272,7 +185,7 @@ mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, mjpki_site *site, int n)
     site->crlz = z;
 
     if (z->shm != NULL
-        && z->size == site->crl_zone_size + jpki_crlzone_overhead()
+        && z->size == mjpki_crlz_size(site) + jpki_crlzone_overhead()
         && jpki_crlzone_format(z->hdr, z->size) == 1)
     {
         return OK;                  /* a restart: the CRLs in force stay */
@@ -284,7 +197,7 @@ mjpki_crlz_setup(apr_pool_t *ptemp, server_rec *s, mjpki_site *site, int n)
          * their own mapping of the old one) */
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "jpki: CRL zone %s "
                      "%s: its CRLs are loaded again", z->name,
-                     z->size != site->crl_zone_size + jpki_crlzone_overhead()
+                     z->size != mjpki_crlz_size(site) + jpki_crlzone_overhead()
                      ? "resized" : "laid out by another version of the "
                                    "module");
         apr_shm_destroy(z->shm);
@@ -331,15 +244,6 @@ mjpki_crl_cleanup(void *data)
 }
 
 
-jpki_err
-mjpki_crl_lookup(mjpki_site *site, jpki_txn *t, jpki_rev_info *info)
-{
-    return jpki_crlzone_lookup(site->crls, jpki_txn_issuer(t),
-                               jpki_txn_issuer_key(t), jpki_txn_cert_id(t),
-                               time(NULL), site->grace, info);
-}
-
-
 /* ---- process setup ---------------------------------------------------- */
 
 /* In the parent: the zone (n: the sites having one so far), the site's
@@ -348,11 +252,7 @@ int
 mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                       mjpki_site *site, int *n, int preflight)
 {
-    const jpki_issuer  *list[16];
-    mjpki_issuer_rt     *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
-    int                 i;
-
-    if (site->crl_zone_size > 0 && mjpki_crlz_setup(ptemp, s, site, (*n)++)
+    if (mjpki_crlz_size(site) > 0 && mjpki_crlz_setup(ptemp, s, site, (*n)++)
                                    != OK)
     {
         return !OK;
@@ -370,11 +270,6 @@ mjpki_crl_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     }
     apr_pool_cleanup_register(pconf, site, mjpki_crl_cleanup,
                               apr_pool_cleanup_null);
-
-    for (i = 0; i < site->rt_issuers->nelts && i < 16; i++) {
-        list[i] = rt[i].issuer;
-    }
-    jpki_crlzone_retain(site->crls, list, (size_t) i);
 
     return OK;
 }
@@ -408,5 +303,6 @@ mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s, mjpki_site *site)
         }
         jpki_crlzone_free(site->crls);
         site->crls = mjpki_crlz_attach(site);
+        jpki_site_set_crls(site->js, site->crls);
     }
 }

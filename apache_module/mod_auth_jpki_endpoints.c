@@ -182,7 +182,7 @@ mjpki_health_handler(request_rec *r)
     }
 
     site = mjpki_site_of(r);
-    if (!site->built) {
+    if (site->js == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: JPKIHealth used in "
                       "a server without %s",
                       jpki_conf_site_pieces(JPKI_SERVER_APACHE));

@@ -36,7 +36,6 @@
 APLOG_USE_MODULE(auth_jpki);
 
 
-
 /* ------------------------------------------------------------------ */
 /* OCSP                                                                */
 /* ------------------------------------------------------------------ */
@@ -49,47 +48,32 @@ APLOG_USE_MODULE(auth_jpki);
 const char *
 mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
 {
-    jpki_store_cmd        cmd;
-    jpki_store_result     res;
-    jpki_health           h;
-    apr_int64_t           now = apr_time_sec(apr_time_now());
-    jpki_err              store_err;
-    char                 *crls, *out;
-    apr_size_t            max;
-
-    max = JPKI_HEALTH_CRL_MAX * (jpki_crlwatch_count(site->crlw) + 1);
-    crls = apr_palloc(r->pool, max);
-    jpki_health_init(&h, crls, max, now, site->grace,
-                     jpki_ctx_get_policy(site->ctx)->clock_skew);
-    jpki_crlwatch_health(site->crlw, site->crls, &h);
+    jpki_store_cmd     cmd;
+    jpki_store_result  res;
+    apr_int64_t        now = apr_time_sec(apr_time_now());
+    jpki_err           store_err = JPKI_OK;
+    char              *json, *out;
+    size_t             len;
 
     /* the store: full (no room for a new key; Redis answering a write
      * -OOM at maxmemory), or not answering */
-    store_err = JPKI_OK;
-    if (site->store == JPKI_STORE_SHM) {
-        if (site->zone == NULL || site->zone->locked == NULL) {
-            store_err = JPKI_ERR_STORE;
-        } else if (jpki_shm_is_full(site->zone->locked,
-                                    (int64_t) (apr_time_now() / 1000)))
-        {
-            store_err = JPKI_ERR_STORE_FULL;
-        }
-    } else {
+    if (!jpki_site_shm(site->js)) {
         jpki_health_probe(&cmd, now);
         store_err = mjpki_store_exec(site, r, &cmd, 1, &res)
                     ? jpki_health_probe_result(&res, 1) : JPKI_ERR_STORE;
-    }
-
-    max = h.len + 256;
-    out = apr_palloc(r->pool, max);
-    if (jpki_health_json(&h, site->store == JPKI_STORE_SHM, store_err, out,
-                         max, ok) == 0)
+    } else if (site->zone == NULL || site->zone->locked == NULL) {
+        store_err = JPKI_ERR_STORE;
+    } else if (jpki_shm_is_full(site->zone->locked,
+                                (int64_t) (apr_time_now() / 1000)))
     {
-        *ok = 0;
-        return "{\"status\":\"degraded\"}";
+        store_err = JPKI_ERR_STORE_FULL;
     }
 
-    return out;
+    json = jpki_site_health(site->js, now, store_err, &len, ok);
+    out = json != NULL ? apr_pstrmemdup(r->pool, json, len) : NULL;
+    free(json);
+
+    return out != NULL ? out : "{\"status\":\"degraded\"}";
 }
 
 
@@ -114,54 +98,29 @@ mjpki_watch_log(void *ud, jpki_log_level level, const char *msg)
 static apr_status_t
 mjpki_watch_cleanup(void *data)
 {
-    mjpki_site  *site = data;
-
-    jpki_mapwatch_free(site->mapw);
-    site->mapw = NULL;
-    jpki_crlwatch_free(site->crlw);
-    site->crlw = NULL;
-
+    jpki_site_unwatch(((mjpki_site *) data)->js);
     return APR_SUCCESS;
 }
 
 
-/* In the parent: the site's files watched, and read a first time (the
- * CRLs with a zone: unless they are there already). */
+/* In the parent: the site's files watched (the core's), and read a first
+ * time (the CRLs with a zone: unless they are there already). */
 static int
 mjpki_watch_start(apr_pool_t *pconf, mjpki_site *site)
 {
-    mjpki_issuer_rt   *rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
-    jpki_watch_lock    lock = { mjpki_rwlock_rd, mjpki_rwlock_wr,
-                                mjpki_rwlock_un, &site->watch_lock };
-    int                i, bad = 0;
+    jpki_watch_lock  lock = { mjpki_rwlock_rd, mjpki_rwlock_wr,
+                              mjpki_rwlock_un, &site->watch_lock };
 
     apr_pool_cleanup_register(pconf, site, mjpki_watch_cleanup,
                               apr_pool_cleanup_null);
 
-    site->crlw = jpki_crlwatch_new(site->ctx, site->grace, mjpki_watch_log,
-                                   site, &lock);
-    bad = site->crlw == NULL;
-    for (i = 0; !bad && i < site->rt_issuers->nelts; i++) {
-        bad = jpki_crlwatch_issuer(site->crlw, rt[i].issuer,
-                                   (const char *const *) rt[i].spec->crl->elts,
-                                   (size_t) rt[i].spec->crl->nelts) != 0;
-    }
-
-    if (!bad && site->map_file) {
-        site->mapw = jpki_mapwatch_new(site->map_file, mjpki_watch_log, site,
-                                       &lock);
-        bad = site->mapw == NULL;
-    }
-
-    if (bad) {
+    if (jpki_site_watch(site->js, site->crls, mjpki_watch_log, site, &lock,
+                        apr_time_sec(apr_time_now())) != 0)
+    {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, site->server, "jpki: cannot "
                      "watch the CRL and mapping files (out of memory)");
         return !OK;
     }
-
-    jpki_crlwatch_pass(site->crlw, site->crls, apr_time_sec(apr_time_now()),
-                       NULL, NULL);
-    jpki_mapwatch_load(site->mapw);
 
     return OK;
 }
@@ -186,18 +145,12 @@ mjpki_files_refresh(mjpki_site *site)
 
     if (apr_atomic_read32(&site->files_checked) != now) {
         apr_atomic_set32(&site->files_checked, now);
-        jpki_mapwatch_load(site->mapw);
-        jpki_crlwatch_pass(site->crlw, site->crls, now, NULL, NULL);
+        jpki_mapwatch_load(jpki_site_mapwatch(site->js));
+        jpki_crlwatch_pass(jpki_site_crlwatch(site->js), site->crls, now,
+                           NULL, NULL);
     }
 
     apr_thread_mutex_unlock(site->files_mutex);
-}
-
-
-size_t
-mjpki_map_lookup(void *ud, const char *cert_id, char *out)
-{
-    return jpki_mapwatch_lookup(((mjpki_site *) ud)->mapw, cert_id, out);
 }
 
 
@@ -209,9 +162,10 @@ int
 mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s)
 {
-    server_rec  *sv;
-    mjpki_site   *site;
-    const char  *name, *mutex_id;
+    server_rec             *sv;
+    mjpki_site              *site;
+    const jpki_store_spec  *st;
+    const char             *name, *mutex_id;
     apr_ssize_t  klen;
     int          preflight, ncrlz = 0;
 
@@ -220,30 +174,30 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
     for (sv = s; sv; sv = sv->next) {
         site = mjpki_srv(sv)->site;
-        if (!site->built || site->io_ready) {
+        if (site->js == NULL || site->io_ready) {
             continue;
         }
         site->io_ready = 1;
+        st = jpki_site_store(site->js);
 
-        if (site->store == JPKI_STORE_SHM) {
-            site->zone = mjpki_zone_setup(ptemp, sv, site->shm_zone,
-                                         site->shm_zone, site->shm_size,
-                                         "store zone");
+        if (st->kind == JPKI_STORE_KIND_SHM) {
+            site->zone = mjpki_zone_setup(ptemp, sv, st->zone, st->zone,
+                                         (apr_size_t) st->size, "store zone");
             if (site->zone == NULL) {
                 return !OK;
             }
         }
 
-        if (site->store == JPKI_STORE_REDIS) {
+        if (st->kind == JPKI_STORE_KIND_REDIS) {
             /* one per Redis server and db: the sites on it share it (a
              * marker is keyed by a cert_id of one site secret) */
-            name = apr_psprintf(ptemp, "logouts:%s/%d", site->redis_addr,
-                                site->redis_db);
+            name = apr_psprintf(ptemp, "logouts:%s/%d", st->addr, st->db);
             klen = APR_HASH_KEY_STRING;
             mutex_id = apr_psprintf(ptemp, "logouts-%08x",
                                     apr_hashfunc_default(name, &klen));
             site->mirror = mjpki_zone_setup(ptemp, sv, name, mutex_id,
-                                           site->mirror_size, "logout mirror");
+                                           (apr_size_t) st->mirror,
+                                           "logout mirror");
             if (site->mirror == NULL) {
                 return !OK;
             }
@@ -284,7 +238,7 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
 
     for (sv = s; sv; sv = sv->next) {
         site = mjpki_srv(sv)->site;
-        if (!site->built || site->child_ready) {
+        if (site->js == NULL || site->child_ready) {
             continue;
         }
         site->child_ready = 1;

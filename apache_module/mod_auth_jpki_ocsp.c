@@ -16,27 +16,28 @@ APLOG_USE_MODULE(auth_jpki);
 
 
 static int
-mjpki_ocsp_query(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
+mjpki_ocsp_query(mjpki_site *site, int issuer, request_rec *r,
                  const uint8_t *body, size_t len, const uint8_t **resp,
                  size_t *resp_len)
 {
+    const jpki_conf_issuer  *cs = jpki_site_issuer_spec(site->js, issuer);
+    apr_sockaddr_t          *sa = site->ocsp_addr[issuer];
     jpki_conn               *c;
     const jpki_ocsp_answer  *a;
     const char              *why;
     int                      status = 0;
 
-    if (iss->ocsp_addr == NULL) {
+    if (sa == NULL) {
         return 0;
     }
 
-    c = jpki_conn_open((const struct sockaddr *) &iss->ocsp_addr->sa,
-                       iss->ocsp_addr->salen, "OCSP responder",
-                       iss->spec->ocsp_url);
+    c = jpki_conn_open((const struct sockaddr *) &sa->sa, sa->salen,
+                       "OCSP responder", cs->ocsp);
     if (c == NULL) {
         return 0;
     }
 
-    if (jpki_conn_ocsp(c, iss->ocsp_host, iss->ocsp_path, body, len)
+    if (jpki_conn_ocsp(c, cs->ocsp_host_header, cs->ocsp_path, body, len)
             == JPKI_OK
         && mjpki_conn_run(c, 0, site->ocsp_timeout) == JPKI_CONN_DONE)
     {
@@ -72,7 +73,7 @@ struct mjpki_flight {
 
 
 int
-mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
+mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
                const char *key, const uint8_t *body, size_t len,
                const uint8_t **resp, size_t *resp_len)
 {
@@ -89,12 +90,13 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
     if (!jpki_flight_shared(key, klen)
         || site->flight_mutex == NULL || site->flight_cond == NULL)
     {
-        return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+        return mjpki_ocsp_query(site, issuer, r, body, len, resp, resp_len);
     }
 
     apr_thread_mutex_lock(site->flight_mutex);
 
-    f = (struct mjpki_flight *) jpki_flight_find(site->flights, iss, key,
+    f = (struct mjpki_flight *) jpki_flight_find(site->flights,
+                                                 site->ocsp_addr[issuer], key,
                                                  klen);
 
     if (f != NULL) {
@@ -132,12 +134,13 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
     f = calloc(1, sizeof(struct mjpki_flight));
     if (f == NULL) {
         apr_thread_mutex_unlock(site->flight_mutex);
-        return mjpki_ocsp_query(site, iss, r, body, len, resp, resp_len);
+        return mjpki_ocsp_query(site, issuer, r, body, len, resp, resp_len);
     }
-    jpki_flight_start(&site->flights, &f->entry, iss, key, klen);
+    jpki_flight_start(&site->flights, &f->entry, site->ocsp_addr[issuer], key,
+                      klen);
     apr_thread_mutex_unlock(site->flight_mutex);
 
-    status = mjpki_ocsp_query(site, iss, r, body, len, &rb, &rl);
+    status = mjpki_ocsp_query(site, issuer, r, body, len, &rb, &rl);
 
     apr_thread_mutex_lock(site->flight_mutex);
     /* later logins ask again (or find the answer cached in the store) */
@@ -166,24 +169,4 @@ mjpki_ocsp_post(mjpki_site *site, mjpki_issuer_rt *iss, request_rec *r,
         *resp_len = rl;
     }
     return status;
-}
-
-
-mjpki_issuer_rt *
-mjpki_issuer_of(mjpki_site *site, const jpki_issuer *is)
-{
-    mjpki_issuer_rt  *rt;
-    int              i;
-
-    if (site->rt_issuers == NULL) {
-        return NULL;
-    }
-    rt = (mjpki_issuer_rt *) site->rt_issuers->elts;
-    for (i = 0; i < site->rt_issuers->nelts; i++) {
-        if (rt[i].issuer == is) {
-            return &rt[i];
-        }
-    }
-
-    return NULL;
 }

@@ -171,8 +171,7 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
     if (site->redis_mutex) {
         apr_thread_mutex_lock(site->redis_mutex);
         if (jpki_conn_keep(c->conn, (unsigned) site->redis_nidle,
-                           site->redis_keepalive > 0
-                           ? (unsigned) site->redis_keepalive : 0))
+                           jpki_site_store(site->js)->keepalive))
         {
             c->next = site->redis_idle;
             site->redis_idle = c;
@@ -192,7 +191,9 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 static mjpki_redis_conn *
 mjpki_redis_connect(mjpki_site *site)
 {
-    mjpki_redis_conn *c;
+    const jpki_store_spec  *st = jpki_site_store(site->js);
+    SSL_CTX                *tls = jpki_site_redis_tls(site->js);
+    mjpki_redis_conn       *c;
 
     c = calloc(1, sizeof(mjpki_redis_conn));
     if (c == NULL) {
@@ -200,12 +201,10 @@ mjpki_redis_connect(mjpki_site *site)
     }
 
     c->conn = jpki_conn_open((const struct sockaddr *) &site->redis_sa->sa,
-                             site->redis_sa->salen, "redis",
-                             site->redis_addr);
+                             site->redis_sa->salen, "redis", st->addr);
     if (c->conn == NULL
-        || (site->redis_ssl != NULL
-            && jpki_conn_tls(c->conn, site->redis_ssl, site->redis_tls_name)
-               != JPKI_OK))
+        || (tls != NULL && jpki_conn_tls(c->conn, tls, st->tls_name)
+                           != JPKI_OK))
     {
         mjpki_redis_close(c);
         return NULL;
@@ -222,14 +221,9 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
 {
     mjpki_redis_conn *c;
-    jpki_redis_auth   auth;
     const char       *why;
     unsigned          tries;
     int               st, timed_out;
-
-    auth.user = site->redis_user;
-    auth.password = site->redis_password;
-    auth.db = site->redis_db > 0 ? (unsigned) site->redis_db : 0;
 
     for (tries = 0; tries < 2; tries++) {
         c = tries == 0 ? mjpki_redis_idle_get(site, r) : NULL;
@@ -237,7 +231,9 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
             c = mjpki_redis_connect(site);
         }
         if (c == NULL
-            || jpki_conn_redis(c->conn, &auth, cmds, n, res) != JPKI_OK)
+            || jpki_conn_redis(c->conn, jpki_site_redis_auth(site->js), cmds,
+                               n, res)
+               != JPKI_OK)
         {
             break;
         }
@@ -296,7 +292,7 @@ mjpki_store_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
         return 0;
     }
 
-    if (site->store == JPKI_STORE_REDIS) {
+    if (!jpki_site_shm(site->js)) {
         return mjpki_redis_exec(site, r, cmds, n, res);
     }
 
@@ -341,7 +337,7 @@ mjpki_now_ms(void)
 void
 mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq)
 {
-    if (site->store != JPKI_STORE_REDIS) {
+    if (jpki_site_shm(site->js)) {
         /* the embedded store is the node's table */
         rq->local = site->zone ? site->zone->locked : NULL;
         rq->shared_store = 0;
@@ -398,11 +394,12 @@ mjpki_poll_logouts(mjpki_site *site, int *failing)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: "
                          "logout log: redis %s does not answer: sessions are "
                          "checked in redis until it does (LogLevel "
-                         "auth_jpki:debug says why)", site->redis_addr);
+                         "auth_jpki:debug says why)",
+                         jpki_site_store(site->js)->addr);
         } else {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server, "jpki: "
                          "logout log: redis %s answers again",
-                         site->redis_addr);
+                         jpki_site_store(site->js)->addr);
         }
     }
 }

@@ -2,14 +2,13 @@
  * mod_auth_jpki_site.c - the sites of the Apache JPKI gate built from the
  * configuration (check_config, which also runs for `apachectl configtest`,
  * so that every configuration error is reported there with a sentence):
- * the site context in named stages (what is required, the context and its
- * policy, the issuers, the store), then each section's merged policy
- * checked over its server's defaults.
+ * the core builds each site (common/site.c), Apache resolves its
+ * addresses; then each section's merged policy is checked over its
+ * server's defaults.
  */
 
 #include "mod_auth_jpki.h"
 
-#include <openssl/err.h>
 #include <string.h>
 #include <strings.h>
 
@@ -36,9 +35,14 @@ mjpki_log_cb(void *ud, jpki_log_level level, const char *msg)
 
 
 static apr_status_t
-mjpki_ctx_cleanup(void *data)
+mjpki_site_cleanup(void *data)
 {
-    jpki_ctx_free(data);
+    mjpki_site  *site = data;
+
+    jpki_site_free(site->js);
+    site->js = NULL;
+    site->ctx = NULL;
+
     return APR_SUCCESS;
 }
 
@@ -54,223 +58,56 @@ mjpki_server_name(apr_pool_t *p, server_rec *s)
 }
 
 
-static apr_status_t
-mjpki_ssl_ctx_cleanup(void *data)
-{
-    SSL_CTX_free(data);
-    return APR_SUCCESS;
-}
-
-
-/* A client TLS context trusting ca (TLS 1.2 and later).  The server's
- * certificate is checked after the handshake (mod_auth_jpki_io.c), as
- * nginx's proxy_ssl_verify does: the result and the name are logged then.
- * With out NULL, only checks that the CA file loads. */
-const char *
-mjpki_tls_ctx(apr_pool_t *p, const char *ca, SSL_CTX **out)
-{
-    SSL_CTX  *ctx;
-
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        return "JPKIStore: cannot create a TLS context";
-    }
-
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-
-    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-        SSL_CTX_free(ctx);
-        ERR_clear_error();
-        return apr_psprintf(p, "JPKIStore: cannot load tls_ca \"%s\" (PEM "
-                            "CA certificates)", ca);
-    }
-
-    if (out == NULL) {
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-
-    apr_pool_cleanup_register(p, ctx, mjpki_ssl_ctx_cleanup,
-                              apr_pool_cleanup_null);
-    *out = ctx;
-
-    return NULL;
-}
-
-
-
 /* A sentence about the site of server s at start-up. */
 #define MJPKI_SITE_FAIL(rv, s, ptemp, fmt, ...)                              \
     ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, rv, NULL,          \
                  "jpki: %s: " fmt, mjpki_server_name(ptemp, s), __VA_ARGS__)
 
 
-/* Stage 1: the three pieces a site needs. */
+/* The addresses: each issuer's OCSP responder (the core's target of its
+ * URL), the Redis server's. */
 static int
-mjpki_site_required(apr_pool_t *ptemp, server_rec *s, mjpki_site *site)
+mjpki_site_addresses(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                     mjpki_site *site)
 {
-    char  why[256];
+    const jpki_store_spec   *st = jpki_site_store(site->js);
+    const jpki_conf_issuer  *cs;
+    apr_status_t             rv;
+    size_t                   i;
 
-    if (jpki_conf_site_missing(JPKI_SERVER_APACHE, site->secret_file != NULL,
-                               site->issuers ? site->issuers->nelts : 0,
-                               site->store != 0, why, sizeof(why)))
-    {
-        MJPKI_SITE_FAIL(0, s, ptemp, "%s", why);
-        return !OK;
-    }
-
-    return OK;
-}
-
-
-/* Stage 2: the context, its secret, and the site's policy: the site's
- * values of the core's table (the rest the core's defaults), then
- * JPKIThrottle at the server level of the server that defines the site
- * (each location's policy starts from them). */
-static int
-mjpki_site_context(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                   mjpki_site *site)
-{
-    mjpki_dir_conf  *dflt;
-    jpki_site_times  t;
-    char            err[256];
-
-    site->ctx = jpki_ctx_new();
-    if (site->ctx == NULL) {
-        return !OK;
-    }
-    apr_pool_cleanup_register(pconf, site->ctx, mjpki_ctx_cleanup,
-                              apr_pool_cleanup_null);
-    jpki_ctx_set_log(site->ctx, mjpki_log_cb, site);
-
-    if (jpki_site_secret(site->ctx, site->secret_file, err, sizeof(err))
-        != JPKI_OK)
-    {
-        MJPKI_SITE_FAIL(0, s, ptemp, "JPKISecretFile: %s", err);
-        return !OK;
-    }
-
-    jpki_site_values(site->ctx, &site->values, &t);
-    site->redis_timeout = (apr_interval_time_t) t.redis_timeout_ms * 1000;
-    site->redis_connect_timeout =
-        (apr_interval_time_t) t.redis_connect_timeout_ms * 1000;
-    site->ocsp_timeout = (apr_interval_time_t) t.ocsp_timeout_ms * 1000;
-    site->grace = t.crl_grace;
-
-    dflt = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
-    err[0] = '\0';
-    if (dflt != NULL
-        && jpki_conf_throttle(jpki_ctx_policy(site->ctx), dflt->throttle,
-                              err, sizeof(err))
-           != JPKI_OK)
-    {
-        MJPKI_SITE_FAIL(0, s, ptemp, "JPKIThrottle: %s", err);
-        return !OK;
-    }
-
-    return OK;
-}
-
-
-/* Stage 3, for one issuer: its OCSP responder (the core's target of the
- * URL), resolved now. */
-static int
-mjpki_site_ocsp(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                mjpki_issuer_rt *rt)
-{
-    const jpki_conf_issuer  *cs = rt->spec->cs;
-    apr_status_t            rv;
-
-    rv = apr_sockaddr_info_get(&rt->ocsp_addr, cs->ocsp_host, APR_UNSPEC,
-                               (apr_port_t) cs->ocsp_port, 0, pconf);
-    if (rv != APR_SUCCESS) {
-        MJPKI_SITE_FAIL(rv, s, ptemp, "JPKIIssuer %s: OCSP host \"%s\" does "
-                        "not resolve", cs->name, cs->ocsp_host);
-        return !OK;
-    }
-    rt->ocsp_host = cs->ocsp_host_header;
-    rt->ocsp_path = cs->ocsp_path;
-
-    return OK;
-}
-
-
-/* Stage 3: the issuers, as JPKIIssuer wrote them (the core's setup:
- * jpki_site_issuer). */
-static int
-mjpki_site_issuers(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                   mjpki_site *site)
-{
-    mjpki_issuer_spec  *spec;
-    mjpki_issuer_rt    *rt;
-    char               err[256];
-    int                i;
-
-    site->rt_issuers = apr_array_make(pconf, site->issuers->nelts,
-                                      sizeof(mjpki_issuer_rt));
-
-    for (i = 0; i < site->issuers->nelts; i++) {
-        spec = &APR_ARRAY_IDX(site->issuers, i, mjpki_issuer_spec);
-        rt = apr_array_push(site->rt_issuers);
-        memset(rt, 0, sizeof(*rt));
-        rt->spec = spec;
-
-        err[0] = '\0';
-        if (jpki_site_issuer(site->ctx, spec->cs, &rt->issuer, err,
-                             sizeof(err))
-            != JPKI_OK)
-        {
-            MJPKI_SITE_FAIL(0, s, ptemp, "JPKIIssuer %s%s%s", spec->name,
-                            rt->issuer ? ": " : " ", err);
-            return !OK;
+    for (i = 0; i < jpki_site_issuer_count(site->js); i++) {
+        cs = jpki_site_issuer_spec(site->js, i);
+        if (cs->ocsp == NULL) {
+            continue;
         }
-
-        if (spec->ocsp_url != NULL
-            && mjpki_site_ocsp(pconf, ptemp, s, rt) != OK)
-        {
+        rv = apr_sockaddr_info_get(&site->ocsp_addr[i], cs->ocsp_host,
+                                   APR_UNSPEC, (apr_port_t) cs->ocsp_port, 0,
+                                   pconf);
+        if (rv != APR_SUCCESS) {
+            MJPKI_SITE_FAIL(rv, s, ptemp, "JPKIIssuer %s: OCSP host \"%s\" "
+                            "does not resolve", cs->name, cs->ocsp_host);
             return !OK;
         }
     }
 
-    return OK;
-}
-
-
-/* Stage 4: the store's server work: the TLS context, the address. */
-static int
-mjpki_site_store(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
-                 mjpki_site *site)
-{
-    const char    *msg;
-    apr_status_t   rv;
-
-    if (site->store != JPKI_STORE_REDIS) {
+    if (st->kind != JPKI_STORE_KIND_REDIS) {
         return OK;
     }
 
-    if (site->redis_tls) {
-        msg = mjpki_tls_ctx(pconf, site->redis_tls_ca, &site->redis_ssl);
-        if (msg != NULL) {
-            MJPKI_SITE_FAIL(0, s, ptemp, "%s", msg);
-            return !OK;
-        }
-    }
-
-    if (site->redis_unix) {
+    if (st->unix_path[0]) {
 #if APR_HAVE_SOCKADDR_UN
-        rv = apr_sockaddr_info_get(&site->redis_sa, site->redis_unix,
-                                   APR_UNIX, 0, 0, pconf);
+        rv = apr_sockaddr_info_get(&site->redis_sa, st->unix_path, APR_UNIX,
+                                   0, 0, pconf);
 #else
         rv = APR_ENOTIMPL;
 #endif
     } else {
-        rv = apr_sockaddr_info_get(&site->redis_sa, site->redis_host,
-                                   APR_UNSPEC, site->redis_port, 0, pconf);
+        rv = apr_sockaddr_info_get(&site->redis_sa, st->host, APR_UNSPEC,
+                                   (apr_port_t) st->port, 0, pconf);
     }
     if (rv != APR_SUCCESS) {
         MJPKI_SITE_FAIL(rv, s, ptemp, "redis address \"%s\" does not "
-                        "resolve", site->redis_addr);
+                        "resolve", st->addr);
         return !OK;
     }
 
@@ -278,38 +115,36 @@ mjpki_site_store(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
 }
 
 
+/* The site built by the core (what it lacks, its files, its issuers: a
+ * sentence), then its waits and addresses.  (JPKIThrottle at the server
+ * level comes with the sections' policies: each request's merges it.) */
 static int
 mjpki_build_site(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                  mjpki_site *site)
 {
-    char  err[256];
+    const jpki_site_times  *t;
+    char                    err[512];
 
     site->server = s;
 
-    if (mjpki_site_required(ptemp, s, site) != OK
-        || mjpki_site_context(pconf, ptemp, s, site) != OK
-        || mjpki_site_issuers(pconf, ptemp, s, site) != OK)
-    {
-        return !OK;
-    }
-
-    if (jpki_site_finish(JPKI_SERVER_APACHE, site->ctx,
-                         site->secret_file != NULL,
-                         (size_t) site->issuers->nelts, site->store != 0,
-                         err, sizeof(err))
+    if (jpki_site_build(site->sc, JPKI_SERVER_APACHE, mjpki_log_cb, site,
+                        &site->js, err, sizeof(err))
         != JPKI_OK)
     {
         MJPKI_SITE_FAIL(0, s, ptemp, "%s", err);
         return !OK;
     }
+    apr_pool_cleanup_register(pconf, site, mjpki_site_cleanup,
+                              apr_pool_cleanup_null);
+    site->ctx = jpki_site_ctx(site->js);
 
-    if (mjpki_site_store(pconf, ptemp, s, site) != OK) {
-        return !OK;
-    }
+    t = jpki_site_times_of(site->js);
+    site->redis_timeout = (apr_interval_time_t) t->redis_timeout_ms * 1000;
+    site->redis_connect_timeout =
+        (apr_interval_time_t) t->redis_connect_timeout_ms * 1000;
+    site->ocsp_timeout = (apr_interval_time_t) t->ocsp_timeout_ms * 1000;
 
-    site->built = 1;
-
-    return OK;
+    return mjpki_site_addresses(pconf, ptemp, s, site);
 }
 
 
@@ -370,21 +205,23 @@ static int
 mjpki_check_unused(server_rec *s, int vhost_sites)
 {
     mjpki_srv_conf  *conf;
+    const char     *name, *file;
+    unsigned        line;
 
     conf = ap_get_module_config(s->module_config, &auth_jpki_module);
-    if (conf->set_name == NULL || mjpki_site_configured(conf->site)
+    name = jpki_siteconf_first(conf->site->sc, &file, &line);
+    if (name == NULL || mjpki_site_configured(conf->site)
         || (!s->is_virtual && vhost_sites))
     {
         return OK;
     }
 
     ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
-                 "jpki: \"%s\" here has no effect: %s in %s:%d",
-                 conf->set_name,
+                 "jpki: \"%s\" here has no effect: %s in %s:%u", name,
                  jpki_site_unused(JPKI_SERVER_APACHE, s->is_virtual
                                   ? JPKI_SITE_UNUSED_ALONE
                                   : JPKI_SITE_UNUSED_TOP),
-                 conf->set_file, conf->set_line);
+                 file, line);
 
     return !OK;
 }
@@ -406,7 +243,7 @@ mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             continue;
         }
         vhost_sites |= sv->is_virtual;
-        if (conf->site->built) {
+        if (conf->site->js != NULL) {
             continue;
         }
         if (mjpki_build_site(pconf, ptemp, sv, conf->site) != OK) {

@@ -204,14 +204,14 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
     mjpki_local_markers(site, &rq);
 
     mjpki_files_refresh(site);
-    rq.map_fn = site->map_file ? mjpki_map_lookup : NULL;
-    rq.map_ud = site;
+    rq.map_fn = jpki_site_map_fn(site->js);
+    rq.map_ud = site->js;
 
     in.header = mjpki_header_get;
     in.own_host = mjpki_host_get;
     in.ud = &hs;
     in.subrequest = r->main != NULL;
-    in.redis = site->store == JPKI_STORE_REDIS;
+    in.redis = !jpki_site_shm(site->js);
     jpki_edge_request(&rq, &in);
 
     if (jpki_txn_new(site->ctx, &rq, &t) != JPKI_OK || t == NULL) {
@@ -227,73 +227,47 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
 }
 
 
+/* The I/O of the core's run, in the request's thread. */
+typedef struct {
+    request_rec               *r;
+    mjpki_site                *site;
+} mjpki_run_ud;
+
+
+static int
+mjpki_run_store(void *ud, const jpki_store_cmd *cmds, size_t n,
+                jpki_store_result *res)
+{
+    mjpki_run_ud  *u = ud;
+
+    return mjpki_store_exec(u->site, u->r, cmds, n, res);
+}
+
+
+static int
+mjpki_run_ocsp(void *ud, size_t issuer, const char *key, const uint8_t *body,
+               size_t len, const uint8_t **resp, size_t *resp_len)
+{
+    mjpki_run_ud  *u = ud;
+
+    return mjpki_ocsp_post(u->site, (int) issuer, u->r, key, body, len, resp,
+                           resp_len);
+}
+
+
 /* Runs the transaction to its verdict, doing the I/O it asks for. */
 static const jpki_verdict *
 mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 {
-    const jpki_store_cmd  *cmds;
-    const jpki_verdict    *v;
-    jpki_store_result      res[JPKI_MAX_CMDS];
-    mjpki_issuer_rt        *rt;
-    jpki_rev_info          info;
-    const uint8_t         *body, *resp = NULL;
-    size_t                 n, blen, rlen = 0;
-    jpki_step              step;
-    jpki_err               e;
-    int                    status, done = 0;
+    mjpki_run_ud        u = { r, site };
+    jpki_run_io         io = { mjpki_run_store, mjpki_run_ocsp, &u };
+    const jpki_verdict  *v;
 
     mjpki_set_current_request(r);
-
-    while (!done) {
-        step = jpki_txn_step(t);
-        switch (step) {
-
-        case JPKI_STEP_STORE:
-            cmds = jpki_txn_store_cmds(t, &n);
-            if (n == 0 || n > JPKI_MAX_CMDS
-                || !mjpki_store_exec(site, r, cmds, n, res))
-            {
-                jpki_txn_feed_store(t, NULL, 0);       /* timeout */
-            } else {
-                jpki_txn_feed_store(t, res, n);
-            }
-            break;
-
-        case JPKI_STEP_OCSP:
-            rt = mjpki_issuer_of(site, jpki_txn_issuer(t));
-            body = jpki_txn_ocsp_body(t, &blen);
-            /* concurrent logins of a certificate share one query (not
-             * with nonces: each query is then its own) */
-            status = rt && body
-                     ? mjpki_ocsp_post(site, rt, r, jpki_txn_ocsp_key(t),
-                                       body, blen, &resp, &rlen)
-                     : 0;
-            jpki_txn_feed_ocsp(t, status, status ? resp : NULL,
-                               status ? rlen : 0);
-            break;
-
-        case JPKI_STEP_CRL:
-            /* the CRL of the key that issued the certificate */
-            e = mjpki_crl_lookup(site, t, &info);
-            jpki_txn_feed_crl(t, e, e == JPKI_OK ? &info : NULL);
-            break;
-
-        case JPKI_STEP_DONE:
-            done = 1;
-            break;
-
-        default:
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: transaction "
-                          "step %d unknown to this module", (int) step);
-            mjpki_set_current_request(NULL);
-            return NULL;
-        }
-    }
-
+    (void) jpki_site_run(site->js, t, apr_time_sec(apr_time_now()), &io);
     mjpki_set_current_request(NULL);
 
     v = jpki_txn_verdict(t);
-
     if (v != NULL && v->audit != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "jpki audit: %s",
                       v->audit);
@@ -421,7 +395,7 @@ mjpki_request_policy(request_rec *r, mjpki_site *site, const char *what)
     const jpki_policy  *pol;
     char                err[256];
 
-    if (!site->built) {
+    if (site->js == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: %s used in a "
                       "server without %s", what,
                       jpki_conf_site_pieces(JPKI_SERVER_APACHE));

@@ -739,30 +739,6 @@ jpki_err jpki_conf_store(int argc, const char *const *argv,
 
 /* ---- the throttle's values over the levels ----------------------- */
 
-jpki_err jpki_conf_throttle(jpki_policy *p, const char *lines, char *err,
-                            size_t errlen)
-{
-    const char *s = lines, *nl;
-    char line[1024];
-    size_t n;
-    jpki_err e = JPKI_OK;
-
-    while (s != NULL && *s != '\0' && e == JPKI_OK) {
-        nl = strchr(s, '\n');
-        n = nl != NULL ? (size_t)(nl - s) : strlen(s);
-        if (n >= sizeof(line)) {
-            jpki_set_detail(err, errlen, "throttle: a value over %zu "
-                            "characters", sizeof(line) - 1);
-            return JPKI_ERR_INVALID;
-        }
-        memcpy(line, s, n);
-        line[n] = '\0';
-        e = jpki_policy_set_throttle(p, line, err, errlen);
-        s = nl != NULL ? nl + 1 : NULL;
-    }
-    return e;
-}
-
 /* ---- a site's required pieces ------------------------------------ */
 
 static const struct {

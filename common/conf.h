@@ -189,15 +189,6 @@ uint64_t jpki_conf_zone_min(void);
 jpki_err jpki_conf_store(int argc, const char *const *argv,
                          jpki_store_spec *spec, char *err, size_t errlen);
 
-/* ---- the throttle's values over the levels ------------------------ */
-
-/* The throttle values (jpki_policy_set_throttle's grammar) written at a
- * location and the levels above it, one a line ('\n'), outermost first:
- * applied to p in that order, each changing only what it names.  NULL or
- * "": none.  JPKI_OK, or the first bad line's sentence in err. */
-jpki_err jpki_conf_throttle(jpki_policy *p, const char *lines, char *err,
-                            size_t errlen);
-
 /* ---- a site's required pieces, in each server's spelling --------- */
 
 /* Which server's words a sentence uses. */

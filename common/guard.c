@@ -232,22 +232,27 @@ int jpki_audit_admit(const jpki_ctx *cctx, const char *cert_id,
 
 /* "off", or any of window=<n>[s|m] cert=<n> addr=<n> logins=<n>
  * concurrency=<n>, separated by blanks; a limit of 0 is off. */
-jpki_err jpki_policy_set_throttle(jpki_policy *p, const char *args,
-                                  char *errbuf, size_t errlen)
+jpki_err jpki_throttle_parse(const char *args, jpki_throttle *t,
+                             char *errbuf, size_t errlen)
 {
     static const char *const names[] = {"window=", "cert=", "addr=",
                                         "logins=", "concurrency="};
-    jpki_policy q = *p;
     const char *s = args, *e;
     unsigned long v;
     size_t i, nl;
     char *end;
 
+    memset(t, 0, sizeof(*t));
     while (*s == ' ' || *s == '\t')
         s++;
+    if (*s == '\0') {
+        jpki_set_detail(errbuf, errlen, "throttle: expects off, or window=, "
+                        "cert=, addr=, logins=, concurrency=");
+        return JPKI_ERR_INVALID;
+    }
     if (strncmp(s, "off", 3) == 0 && strspn(s + 3, " \t") == strlen(s + 3)) {
-        p->throttle_cert = p->throttle_addr = p->login_limit_cert = 0;
-        p->login_concurrency = 0;
+        /* every limit off; the window stays */
+        t->set = ~(1u << JPKI_THR_WINDOW) & ((1u << JPKI__THR_COUNT) - 1);
         return JPKI_OK;
     }
     while (*s != '\0') {
@@ -280,21 +285,53 @@ jpki_err jpki_policy_set_throttle(jpki_policy *p, const char *args,
         }
         if (i == 0 && end != e && *end == 'm')
             v *= 60;
-        switch (i) {
-        case 0: q.throttle_window = (unsigned)v; break;
-        case 1: q.throttle_cert = (unsigned)v; break;
-        case 2: q.throttle_addr = (unsigned)v; break;
-        case 3: q.login_limit_cert = (unsigned)v; break;
-        default: q.login_concurrency = (unsigned)v; break;
-        }
+        t->set |= 1u << i;
+        t->v[i] = (unsigned)v;
         for (s = e; *s == ' ' || *s == '\t'; s++)
             ;
     }
-    if (q.throttle_window < 1 || q.throttle_window > 3600) {
+    if ((t->set & (1u << JPKI_THR_WINDOW))
+        && (t->v[JPKI_THR_WINDOW] < 1 || t->v[JPKI_THR_WINDOW] > 3600)) {
         jpki_set_detail(errbuf, errlen, "throttle: window must be 1 s to "
                         "1 hour");
         return JPKI_ERR_INVALID;
     }
-    *p = q;
     return JPKI_OK;
+}
+
+void jpki_throttle_apply(const jpki_throttle *t, jpki_policy *p)
+{
+    unsigned *f[JPKI__THR_COUNT];
+    size_t i;
+
+    f[JPKI_THR_WINDOW] = &p->throttle_window;
+    f[JPKI_THR_CERT] = &p->throttle_cert;
+    f[JPKI_THR_ADDR] = &p->throttle_addr;
+    f[JPKI_THR_LOGINS] = &p->login_limit_cert;
+    f[JPKI_THR_CONCURRENCY] = &p->login_concurrency;
+    for (i = 0; i < JPKI__THR_COUNT; i++)
+        if (t->set & (1u << i))
+            *f[i] = t->v[i];
+}
+
+void jpki_throttle_merge(jpki_throttle *child, const jpki_throttle *parent)
+{
+    size_t i;
+
+    for (i = 0; i < JPKI__THR_COUNT; i++)
+        if (!(child->set & (1u << i)) && (parent->set & (1u << i))) {
+            child->set |= 1u << i;
+            child->v[i] = parent->v[i];
+        }
+}
+
+jpki_err jpki_policy_set_throttle(jpki_policy *p, const char *args,
+                                  char *errbuf, size_t errlen)
+{
+    jpki_throttle t;
+    jpki_err e = jpki_throttle_parse(args, &t, errbuf, errlen);
+
+    if (e == JPKI_OK)
+        jpki_throttle_apply(&t, p);
+    return e;
 }

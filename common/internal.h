@@ -14,7 +14,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define JPKI_MAX_ISSUERS 16
 #define JPKI_MAX_KEYS    8
 #define JPKI_CRL_PTR_SLOTS (JPKI_MAX_ISSUERS * 4)  /* CRL pointers cached */
 #define JPKI_CRL_PTR_LIST  24     /* >= JPKI_CRL_LIST_MAX (crlptr.h) */

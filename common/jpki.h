@@ -226,6 +226,9 @@ jpki_err jpki_ctx_add_key(jpki_ctx *ctx, unsigned id, const uint8_t *key,
 jpki_err jpki_ctx_load_secret_file(jpki_ctx *ctx, const char *path,
                                    char *errbuf, size_t errlen);
 
+/* The issuers a context (a site) takes at most. */
+#define JPKI_MAX_ISSUERS 16
+
 /* Issuers.  name is the operator's label (logs, audit JSON): 1..63 of
  * A-Z a-z 0-9 _ . - (NULL otherwise, or when taken). */
 #define JPKI_POLICY_JPKI_AUTH "1.2.392.200149.8.5.1.3.30"
@@ -333,6 +336,29 @@ typedef struct {
     char trusted_origins[512];     /* [""] */
 } jpki_policy;
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
+/* A throttle directive's value as written: what it names (set, a bit
+ * per JPKI_THR_*) and the values. */
+enum {
+    JPKI_THR_WINDOW = 0,        /* window= (seconds) */
+    JPKI_THR_CERT,              /* cert=: failed logins per certificate */
+    JPKI_THR_ADDR,              /* addr=: failed logins per address */
+    JPKI_THR_LOGINS,            /* logins=: logins per certificate */
+    JPKI_THR_CONCURRENCY,       /* concurrency=: logins verified at once */
+    JPKI__THR_COUNT
+};
+typedef struct {
+    unsigned set;
+    unsigned v[JPKI__THR_COUNT];
+} jpki_throttle;
+/* Parses a throttle value (the grammar below) into t: "off" names every
+ * limit (0), not the window.  An empty one is refused. */
+jpki_err jpki_throttle_parse(const char *args, jpki_throttle *t,
+                             char *errbuf, size_t errlen);
+/* What t names, into p. */
+void jpki_throttle_apply(const jpki_throttle *t, jpki_policy *p);
+/* What child does not name, it takes from parent (an inner level's value
+ * written after the outer ones'). */
+void jpki_throttle_merge(jpki_throttle *child, const jpki_throttle *parent);
 /* The throttle directive's value (nginx jpki_throttle, Apache
  * JPKIThrottle): "off" (no limits), or any of window=<n>[s|m] cert=<n>
  * addr=<n> logins=<n> concurrency=<n>, blank-separated; a limit of 0 is

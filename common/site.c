@@ -294,6 +294,7 @@ void jpki_site_unwatch(jpki_site *s)
 }
 
 jpki_crlzone *jpki_site_crls(const jpki_site *s) { return s->crls; }
+void jpki_site_set_crls(jpki_site *s, jpki_crlzone *z) { s->crls = z; }
 jpki_crlwatch *jpki_site_crlwatch(const jpki_site *s) { return s->crlw; }
 jpki_mapwatch *jpki_site_mapwatch(const jpki_site *s) { return s->mapw; }
 
@@ -338,4 +339,54 @@ char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
         *len = (size_t)snprintf(out, max, "{\"status\":\"degraded\"}");
     }
     return out;
+}
+
+/* ---- a transaction run ------------------------------------------ */
+
+jpki_step jpki_site_run(const jpki_site *s, jpki_txn *t, int64_t now,
+                        const jpki_run_io *io)
+{
+    jpki_store_result res[JPKI_STORE_BATCH_MAX];
+    const jpki_store_cmd *cmds;
+    const uint8_t *body, *resp;
+    jpki_rev_info info;
+    size_t n, len, rlen;
+    jpki_step step;
+    jpki_err e;
+    int rc, i;
+
+    for (;;) {
+        switch (step = jpki_txn_step(t)) {
+        case JPKI_STEP_STORE:
+            cmds = jpki_txn_store_cmds(t, &n);
+            rc = n > 0 && n <= JPKI_STORE_BATCH_MAX
+                 ? io->store(io->ud, cmds, n, res) : 0;
+            if (rc == JPKI_RUN_WAIT)
+                return step;
+            jpki_txn_feed_store(t, rc ? res : NULL, rc ? n : 0);
+            break;
+        case JPKI_STEP_OCSP:
+            /* concurrent logins of a certificate share one query (not
+             * with nonces: each query is then its own) */
+            i = jpki_site_issuer_index(s, jpki_txn_issuer(t));
+            body = jpki_txn_ocsp_body(t, &len);
+            resp = NULL;
+            rlen = 0;
+            rc = i >= 0 && body != NULL
+                 ? io->ocsp(io->ud, (size_t)i, jpki_txn_ocsp_key(t), body,
+                            len, &resp, &rlen)
+                 : 0;
+            if (rc == JPKI_RUN_WAIT)
+                return step;
+            jpki_txn_feed_ocsp(t, rc, rc ? resp : NULL, rc ? rlen : 0);
+            break;
+        case JPKI_STEP_CRL:
+            /* the CRL of the key that issued the certificate */
+            e = jpki_site_crl_lookup(s, t, now, &info);
+            jpki_txn_feed_crl(t, e, e == JPKI_OK ? &info : NULL);
+            break;
+        default:
+            return step;
+        }
+    }
 }

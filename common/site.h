@@ -127,6 +127,8 @@ int jpki_site_has_files(const jpki_site *s);
  * (now < 0: not now).  -1: no memory. */
 int jpki_site_watch(jpki_site *s, jpki_crlzone *z, jpki_log_fn log,
                     void *log_ud, const jpki_watch_lock *lock, int64_t now);
+/* The CRLs in force now z (a process's new handle on the same zone). */
+void jpki_site_set_crls(jpki_site *s, jpki_crlzone *z);
 /* The watchers freed (not z). */
 void jpki_site_unwatch(jpki_site *s);
 jpki_crlzone *jpki_site_crls(const jpki_site *s);
@@ -144,6 +146,32 @@ jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
  * its length in *len, *ok when all is well.  NULL: no memory. */
 char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
                        size_t *len, int *ok);
+
+/* ---- a transaction run ------------------------------------------ */
+
+/* The adapter's I/O for jpki_site_run.  JPKI_RUN_WAIT: under way; the
+ * adapter feeds the result later (jpki_txn_feed_store, _ocsp) and runs
+ * the transaction again. */
+#define JPKI_RUN_WAIT  (-1)
+typedef struct {
+    /* the batch cmds[n]: 1 done (res filled, a failure as error results),
+     * 0 timed out, or JPKI_RUN_WAIT */
+    int (*store)(void *ud, const jpki_store_cmd *cmds, size_t n,
+                 jpki_store_result *res);
+    /* a POST to the OCSP responder of the site's issuer i (key: the
+     * flight's, NULL: its own): the HTTP status (0: failed) and the answer
+     * in resp, or JPKI_RUN_WAIT */
+    int (*ocsp)(void *ud, size_t issuer, const char *key,
+                const uint8_t *body, size_t len, const uint8_t **resp,
+                size_t *resp_len);
+    void *ud;
+} jpki_run_io;
+
+/* Runs t, a transaction of site s, at now: the CRLs answered from the
+ * site's, the store and OCSP by io.  JPKI_STEP_DONE (jpki_txn_verdict),
+ * or the step whose I/O is under way. */
+jpki_step jpki_site_run(const jpki_site *s, jpki_txn *t, int64_t now,
+                        const jpki_run_io *io);
 
 #ifdef __cplusplus
 }

@@ -362,3 +362,51 @@ const jpki_conf_values *jpki_siteconf_values(const jpki_siteconf *sc)
 {
     return &sc->values;
 }
+
+/* ---- a location's configuration ----------------------------------- */
+
+void jpki_locconf_init(jpki_locconf *lc)
+{
+    memset(lc, 0, sizeof(*lc));
+    jpki_conf_init(&lc->values);
+}
+
+jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
+                               size_t errlen)
+{
+    jpki_throttle t;
+
+    if (lc->throttle_here)
+        return fail(err, errlen, "is duplicate");
+    if (jpki_throttle_parse(args, &t, err, errlen) != JPKI_OK) {
+        /* the directive names itself */
+        if (strncmp(err, "throttle: ", 10) == 0)
+            memmove(err, err + 10, strlen(err + 10) + 1);
+        return JPKI_ERR_INVALID;
+    }
+    lc->throttle = t;
+    lc->throttle_here = 1;
+    return JPKI_OK;
+}
+
+void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent)
+{
+    jpki_conf_merge(&child->values, &parent->values);
+    jpki_throttle_merge(&child->throttle, &parent->throttle);
+}
+
+int jpki_locconf_any(const jpki_locconf *lc)
+{
+    return lc->throttle.set != 0
+           || jpki_conf_any(&lc->values, JPKI_CONF_LOCATION);
+}
+
+jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,
+                             jpki_policy *out, char *err, size_t errlen)
+{
+    *out = *site;
+    jpki_conf_apply(&lc->values, JPKI_CONF_LOCATION, out);
+    out->cookie_httponly = 1;
+    jpki_throttle_apply(&lc->throttle, out);
+    return jpki_policy_check(out, err, errlen);
+}

@@ -99,6 +99,31 @@ const jpki_conf_values *jpki_siteconf_values(const jpki_siteconf *sc);
 jpki_err jpki_conf_crl_zone(const char *arg, uint64_t *size, char *name,
                             size_t namelen, char *err, size_t errlen);
 
+/* ---- a location's configuration ----------------------------------- */
+
+/* What a location (nginx http, server, location; Apache server,
+ * <Location>, <Directory>) writes of the core's: its values and its
+ * throttle, merged down the levels. */
+typedef struct {
+    jpki_conf_values values;
+    jpki_throttle throttle;
+    int throttle_here;          /* written at this level */
+} jpki_locconf;
+
+void jpki_locconf_init(jpki_locconf *lc);
+/* The throttle directive's words (jpki_throttle_parse): "is duplicate" at
+ * the same level, or the parser's sentence (a phrase). */
+jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
+                               size_t errlen);
+/* What child does not write it takes from parent. */
+void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent);
+/* 1 when it writes anything. */
+int jpki_locconf_any(const jpki_locconf *lc);
+/* The location's policy: the site's, then its values and throttle (the
+ * session cookie always HttpOnly), checked (jpki_policy_check). */
+jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,
+                             jpki_policy *out, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

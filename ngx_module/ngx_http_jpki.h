@@ -20,37 +20,24 @@
 #include "watch.h"
 
 
-#define NGX_HTTP_JPKI_STORE_SHM    1
-#define NGX_HTTP_JPKI_STORE_REDIS  2
-
-
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
 
 
-typedef struct {
-    ngx_str_t                  name;
-    ngx_array_t               *crl_sources;   /* ngx_str_t: crl= files
-                                                 and directories */
-    ngx_url_t                  ocsp_url;
-    ngx_str_t                  ocsp_host;     /* Host header */
-    ngx_str_t                  ocsp_uri;
-    jpki_issuer               *issuer;
-} ngx_http_jpki_issuer_t;
-
-
-/* A site: its JPKI context, issuers, store and files.  The module's server
- * configuration; `site` is the one in force (its own when it has site
- * directives, else the http block's). */
+/* A site: the nginx http block or a server block with its own
+ * jpki_secret_file, jpki_issuer and jpki_store.  The module's server
+ * configuration; `site` is the one in force (its own when it is a site,
+ * else the http block's).  What it is made of is the core's (sc as
+ * written, js built: common/siteconf.h, site.h); here is what nginx makes
+ * of it: addresses, zones, the worker's connections, timers, threads. */
 typedef struct ngx_http_jpki_main_conf_s  ngx_http_jpki_main_conf_t;
 
 struct ngx_http_jpki_main_conf_s {
     ngx_http_jpki_main_conf_t *site;
-    jpki_ctx                  *ctx;
-    ngx_flag_t                 configured;
-    ngx_flag_t                 has_secret;
-    ngx_array_t                issuers;       /* ngx_http_jpki_issuer_t */
+    jpki_siteconf             *sc;
+    jpki_site                 *js;            /* NULL: not a site */
+    jpki_ctx                  *ctx;           /* js's */
+    ngx_url_t                 *ocsp[JPKI_MAX_ISSUERS];  /* by issuer */
 
-    ngx_uint_t                 store;
     ngx_shm_zone_t            *shm_zone;
     jpki_shm                  *shm;           /* per worker handle */
     void                      *shm_handle;
@@ -66,33 +53,18 @@ struct ngx_http_jpki_main_conf_s {
     ngx_uint_t                 logins;        /* being verified, this worker */
 
     ngx_url_t                  redis;
-    ngx_str_t                  redis_user;
-    ngx_str_t                  redis_password;
-    ngx_int_t                  redis_db;
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
-    ngx_uint_t                 redis_keepalive;
+    ngx_msec_t                 ocsp_timeout;
     ngx_queue_t                redis_idle;    /* per worker: this site's */
     ngx_uint_t                 redis_nidle;   /* pooled connections */
-#if (NGX_SSL)
-    ngx_ssl_t                 *redis_ssl;     /* TLS with verification */
-    ngx_str_t                  redis_tls_name;
-#endif
 
-    jpki_conf_values           values;        /* the core's table's */
-    ngx_msec_t                 ocsp_timeout;
-    ngx_uint_t                 crl_grace;     /* JPKI_CRL_GRACE_VALIDITY */
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
     size_t                     crl_zone_bytes;  /* the core's zone in it */
-    jpki_crlzone              *crlz;          /* per worker: the CRLs */
-    jpki_crlwatch             *crlw;          /* per worker: their files */
 #if (NGX_THREADS)
     ngx_thread_pool_t         *threads;       /* "default": files read */
     ngx_thread_task_t         *map_task;
 #endif
-
-    ngx_str_t                  map_file;
-    jpki_mapwatch             *mapw;          /* per worker: the table */
     ngx_event_t                map_timer;
 };
 
@@ -107,14 +79,13 @@ typedef struct {
       ngx_http_get_module_srv_conf(r, ngx_http_jpki_module))->site)
 
 
-
 /* A location's configuration. */
 typedef struct {
     ngx_flag_t                 enable;
     ngx_flag_t                 endpoints;
     ngx_flag_t                 health;        /* jpki_health here */
-    jpki_conf_values           values;        /* the core's table's */
-    ngx_str_t                  throttle;      /* jpki_throttle's value */
+    jpki_locconf               lc;            /* the core's: values,
+                                                 throttle */
     /* merged: */
     ngx_str_t                  header;        /* jpki_header */
     ngx_flag_t                 pass_cookie;   /* jpki_pass_cookie */
@@ -160,14 +131,13 @@ ngx_int_t ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_store_done_pt done, void *data, ngx_http_jpki_io_t **io);
 
 ngx_int_t ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, ngx_log_t *log, ngx_str_t *key,
+    ngx_uint_t issuer, ngx_log_t *log, ngx_str_t *key,
     const u_char *body, size_t len, ngx_http_jpki_ocsp_done_pt done,
     void *data, ngx_http_jpki_io_t **io);
 
 /* The request went away: the I/O goes on (or is closed) but will not call
  * back. */
 void ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io);
-
 
 
 /* Functions of one file of this module used by another. */
@@ -183,32 +153,23 @@ ngx_int_t ngx_http_jpki_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_jpki_preaccess_handler(ngx_http_request_t *r);
 char *ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_http_jpki_conf.c: the directives of the core's grammar */
+#define NGX_HTTP_JPKI_VALUE  JPKI__SC_COUNT   /* + a jpki_directive_id */
 char *ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_flag_t *flag);
-char *ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
 char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
-/* ngx_http_jpki_module.c: notes where a site directive was written */
-void ngx_http_jpki_site_note(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_jpki_shm_lock(void *ud);
 void ngx_http_jpki_shm_unlock(void *ud);
-/* ngx_http_jpki_crl.c: the issuers and their CRLs */
-char *ngx_http_jpki_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+/* ngx_http_jpki_crl.c: the CRL zone, a worker's CRLs */
+char *ngx_http_jpki_crl_zone(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf);
 ngx_int_t ngx_http_jpki_crl_init(ngx_cycle_t *cycle,
     ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_crl_exit(ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_load_crls(ngx_http_jpki_main_conf_t *jmcf);
-jpki_err ngx_http_jpki_crl_lookup(ngx_http_jpki_main_conf_t *jmcf,
-    jpki_txn *txn, jpki_rev_info *info);
-void ngx_http_jpki_crl_health(ngx_http_jpki_main_conf_t *jmcf,
-    jpki_health *h);
-ngx_uint_t ngx_http_jpki_crl_count(ngx_http_jpki_main_conf_t *jmcf);
 #if (NGX_THREADS)
 void *ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf,
     ngx_thread_task_t **task, size_t size,
@@ -220,7 +181,6 @@ void *ngx_http_jpki_task(ngx_http_jpki_main_conf_t *jmcf,
 void ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg);
 #define NGX_HTTP_JPKI_WATCH_LOG  ((void *) "jpki: ")
 void ngx_http_jpki_files_timer(ngx_event_t *ev);
-size_t ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out);
 ngx_int_t ngx_http_jpki_init_process(ngx_cycle_t *cycle);
 int64_t ngx_http_jpki_now_ms(void);
 ngx_int_t ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf);

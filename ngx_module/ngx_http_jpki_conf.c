@@ -8,6 +8,7 @@
 
 #include "ngx_http_jpki.h"
 #include "conf.h"
+#include "siteconf.h"
 
 
 /* The core's sentence at the directive's line, the way nginx says its own:
@@ -102,14 +103,89 @@ ngx_http_jpki_conf_value(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* A path of a site directive, from nginx's prefix. */
+static const char *
+ngx_http_jpki_conf_abs(void *ud, const char *path)
+{
+    ngx_conf_t  *cf = ud;
+    ngx_str_t    s;
+
+    s.len = ngx_strlen(path);
+    s.data = ngx_pnalloc(cf->pool, s.len + 1);
+    if (s.data == NULL) {
+        return NULL;
+    }
+    (void) ngx_cpystrn(s.data, (u_char *) path, s.len + 1);
+
+    return ngx_conf_full_name(cf->cycle, &s, 1) == NGX_OK
+           ? (const char *) s.data : NULL;
+}
+
+
+static void
+ngx_http_jpki_conf_warn(void *ud, const char *msg)
+{
+    ngx_conf_log_error(NGX_LOG_WARN, (ngx_conf_t *) ud, 0, "jpki: %s", msg);
+}
+
+
+static char *ngx_http_jpki_store_conf(ngx_conf_t *cf,
+    ngx_http_jpki_main_conf_t *jmcf);
+static char *ngx_http_jpki_ocsp_conf(ngx_conf_t *cf,
+    ngx_http_jpki_main_conf_t *jmcf);
+
+
+/* A site directive: the core's (cmd->offset: its jpki_sc_directive, or
+ * NGX_HTTP_JPKI_VALUE + its jpki_directive_id), then nginx's part: the
+ * zones, the addresses resolved. */
 char *
 ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_main_conf_t  *jmcf = conf;
+    const char                **argv;
+    ngx_uint_t                  argc;
+    ngx_str_t                   arg;
+    jpki_sc_env                 env;
+    jpki_err                    e;
+    char                        err[512];
 
-    ngx_http_jpki_site_note(cf, cmd, conf);
+    env.abs = ngx_http_jpki_conf_abs;
+    env.warn = ngx_http_jpki_conf_warn;
+    env.ud = cf;
+    env.name = (const char *) cmd->name.data;
+    env.file = (const char *) cf->conf_file->file.name.data;
+    env.line = (unsigned) cf->conf_file->line;
 
-    return ngx_http_jpki_conf_value(cf, cmd, &jmcf->values);
+    if (cmd->offset >= NGX_HTTP_JPKI_VALUE) {
+        if (ngx_http_jpki_join_args(cf, &arg) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+        e = jpki_siteconf_value(jmcf->sc, (jpki_directive_id)
+                                (cmd->offset - NGX_HTTP_JPKI_VALUE),
+                                (char *) arg.data, &env, err, sizeof(err));
+    } else {
+        argv = ngx_http_jpki_conf_argv(cf, &argc);
+        if (argv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        e = jpki_siteconf_set(jmcf->sc, (jpki_sc_directive) cmd->offset,
+                              (int) argc, argv, &env, err, sizeof(err));
+    }
+
+    if (e != JPKI_OK) {
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    }
+
+    switch (cmd->offset) {
+    case JPKI_SC_STORE:
+        return ngx_http_jpki_store_conf(cf, jmcf);
+    case JPKI_SC_ISSUER:
+        return ngx_http_jpki_ocsp_conf(cf, jmcf);
+    case JPKI_SC_CRL_ZONE:
+        return ngx_http_jpki_crl_zone(cf, jmcf);
+    default:
+        return NGX_CONF_OK;
+    }
 }
 
 
@@ -118,7 +194,7 @@ ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_loc_conf_t  *jlcf = conf;
 
-    return ngx_http_jpki_conf_value(cf, cmd, &jlcf->values);
+    return ngx_http_jpki_conf_value(cf, cmd, &jlcf->lc.values);
 }
 
 
@@ -162,35 +238,18 @@ ngx_http_jpki_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-static ngx_int_t
-ngx_http_jpki_conf_str(ngx_conf_t *cf, ngx_str_t *dst, const char *src)
-{
-    dst->len = ngx_strlen(src);
-    if (dst->len == 0) {
-        dst->data = NULL;
-        return NGX_OK;
-    }
-
-    dst->data = ngx_pnalloc(cf->pool, dst->len + 1);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src, dst->len + 1);
-
-    return NGX_OK;
-}
-
-
 static ngx_shm_zone_t *
 ngx_http_jpki_conf_zone(ngx_conf_t *cf, const char *name, size_t size)
 {
     ngx_str_t        s;
     ngx_shm_zone_t  *zone;
 
-    if (ngx_http_jpki_conf_str(cf, &s, name) != NGX_OK) {
+    s.len = ngx_strlen(name);
+    s.data = ngx_pnalloc(cf->pool, s.len + 1);
+    if (s.data == NULL) {
         return NULL;
     }
+    (void) ngx_cpystrn(s.data, (u_char *) name, s.len + 1);
 
     zone = ngx_shared_memory_add(cf, &s, size, &ngx_http_jpki_module);
     if (zone != NULL) {
@@ -201,171 +260,89 @@ ngx_http_jpki_conf_zone(ngx_conf_t *cf, const char *name, size_t size)
 }
 
 
-#if (NGX_SSL)
-
-/* TLS to Redis: the server certificate must chain to tls_ca= and name
- * tls_name= (checked by the core's grammar: both are there). */
-static ngx_int_t
-ngx_http_jpki_redis_tls_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
-    const jpki_store_spec *spec)
+/* The store's zones: the embedded store's, or Redis's address resolved
+ * and the node's table of logouts (one per Redis server and db, shared by
+ * the sites on it: a marker is keyed by a cert_id of one secret). */
+static char *
+ngx_http_jpki_store_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_str_t            ca;
-    ngx_pool_cleanup_t  *cln;
+    const jpki_store_spec  *spec = jpki_siteconf_store(jmcf->sc);
+    u_char                  name[300];
 
-    if (ngx_http_jpki_conf_str(cf, &jmcf->redis_tls_name, spec->tls_name)
-           != NGX_OK
-        || ngx_http_jpki_conf_str(cf, &ca, spec->tls_ca) != NGX_OK)
-    {
-        return NGX_ERROR;
+    if (spec->kind == JPKI_STORE_KIND_SHM) {
+        jmcf->shm_zone = ngx_http_jpki_conf_zone(cf, spec->zone, spec->size);
+        return jmcf->shm_zone != NULL ? NGX_CONF_OK : NGX_CONF_ERROR;
     }
 
-    jmcf->redis_ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-    if (jmcf->redis_ssl == NULL) {
-        return NGX_ERROR;
+#if !(NGX_SSL)
+    if (spec->tls) {
+        return "has tls=on, which needs nginx built with SSL";
     }
-
-    jmcf->redis_ssl->log = cf->log;
-
-    if (ngx_ssl_create(jmcf->redis_ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3,
-                       NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(jmcf->redis_ssl);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = jmcf->redis_ssl;
-
-    if (ngx_conf_full_name(cf->cycle, &ca, 1) != NGX_OK
-        || ngx_ssl_trusted_certificate(cf, jmcf->redis_ssl, &ca, 4) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* as proxy_ssl_verify does: the handshake completes and the result of
-     * the verification is checked after it (ngx_http_jpki_io.c) */
-    return NGX_OK;
-}
-
 #endif
 
-
-/* Redis: the address resolved, the credentials, TLS, and the node's table
- * of logouts (one per Redis server and db, shared by the sites on it: a
- * marker is keyed by a cert_id of one secret). */
-static char *
-ngx_http_jpki_store_redis(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
-    const jpki_store_spec *spec)
-{
-    u_char  name[300];
-
-    if (ngx_http_jpki_conf_str(cf, &jmcf->redis.url, spec->addr) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
+    jmcf->redis.url.len = ngx_strlen(spec->addr);
+    jmcf->redis.url.data = (u_char *) spec->addr;
+    jmcf->redis.url.data = ngx_pstrdup(cf->pool, &jmcf->redis.url);
     jmcf->redis.default_port = JPKI_CONF_REDIS_PORT;
 
-    if (ngx_parse_url(cf->pool, &jmcf->redis) != NGX_OK
+    if (jmcf->redis.url.data == NULL
+        || ngx_parse_url(cf->pool, &jmcf->redis) != NGX_OK
         || jmcf->redis.naddrs == 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: redis address "
-                           "\"%V\": %s", &jmcf->redis.url,
+                           "\"%s\": %s", spec->addr,
                            jmcf->redis.err ? jmcf->redis.err
                                            : "does not resolve");
         return NGX_CONF_ERROR;
-    }
-
-    jmcf->redis_db = spec->db;
-    jmcf->redis_keepalive = spec->keepalive;
-    if (ngx_http_jpki_conf_str(cf, &jmcf->redis_user, spec->user) != NGX_OK
-        || ngx_http_jpki_conf_str(cf, &jmcf->redis_password, spec->password)
-           != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (spec->tls) {
-#if (NGX_SSL)
-        if (ngx_http_jpki_redis_tls_conf(cf, jmcf, spec) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-#else
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: redis tls=on needs "
-                           "nginx built with SSL");
-        return NGX_CONF_ERROR;
-#endif
     }
 
     ngx_snprintf(name, sizeof(name) - 1, "jpki_logouts:%s:%d%Z", spec->addr,
                  spec->db);
     jmcf->mirror_zone = ngx_http_jpki_conf_zone(cf, (char *) name,
                                                 spec->mirror);
-    if (jmcf->mirror_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
 
-    jmcf->store = NGX_HTTP_JPKI_STORE_REDIS;
-
-    return NGX_CONF_OK;
+    return jmcf->mirror_zone != NULL ? NGX_CONF_OK : NGX_CONF_ERROR;
 }
 
 
-/* jpki_store shm [zone=NAME] [size=SIZE];
- * jpki_store redis=HOST:PORT|unix:/PATH [db=N] [user=U] [password=P]
- *            [keepalive=N] [tls=on tls_ca=FILE [tls_name=NAME]]
- *            [mirror=SIZE];  (the core's grammar: jpki_conf_store) */
-char *
-ngx_http_jpki_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+/* The OCSP responder of the issuer just written, resolved now (its host,
+ * port, path and Host header are the core's: jpki_conf_issuer_parse). */
+static char *
+ngx_http_jpki_ocsp_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_http_jpki_main_conf_t  *jmcf = conf;
-    jpki_store_spec            *spec;
-    const char                **argv;
-    ngx_uint_t                  argc;
-    char                        err[256], *rv;
+    const jpki_conf_issuer  *spec;
+    ngx_url_t               *u;
+    ngx_uint_t               i;
 
-    if (jmcf->store) {
-        return "is duplicate";
+    i = jpki_siteconf_issuers(jmcf->sc) - 1;
+    spec = jpki_siteconf_issuer(jmcf->sc, i);
+    if (spec->ocsp == NULL) {
+        return NGX_CONF_OK;
     }
 
-    spec = ngx_palloc(cf->temp_pool, sizeof(jpki_store_spec));
-    argv = ngx_http_jpki_conf_argv(cf, &argc);
-    if (spec == NULL || argv == NULL) {
+    u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
+    if (u == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    u->url.len = ngx_strlen(spec->ocsp_host_header);
+    u->url.data = ngx_pstrdup(cf->pool, &(ngx_str_t) { u->url.len,
+                                    (u_char *) spec->ocsp_host_header });
+    u->default_port = (in_port_t) spec->ocsp_port;
+
+    if (u->url.data == NULL || ngx_parse_url(cf->pool, u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "jpki: OCSP URL \"%s\": %s", spec->ocsp,
+                           u->err ? u->err : "invalid");
         return NGX_CONF_ERROR;
     }
 
-    if (jpki_conf_store((int) argc, argv, spec, err, sizeof(err)) != JPKI_OK)
-    {
-        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    if (u->naddrs == 0) {
+        return "has an OCSP URL whose host does not resolve";
     }
 
-    if (spec->warning[0]) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0, "jpki: \"%V\": %s",
-                           &cmd->name, spec->warning);
-    }
+    jmcf->ocsp[i] = u;
 
-    if (spec->kind == JPKI_STORE_KIND_SHM) {
-        jmcf->shm_zone = ngx_http_jpki_conf_zone(cf, spec->zone, spec->size);
-        if (jmcf->shm_zone == NULL) {
-            return NGX_CONF_ERROR;
-        }
-        jmcf->store = NGX_HTTP_JPKI_STORE_SHM;
-        rv = NGX_CONF_OK;
-
-    } else {
-        rv = ngx_http_jpki_store_redis(cf, jmcf, spec);
-    }
-
-    ngx_explicit_memzero(spec, sizeof(jpki_store_spec));
-    if (rv == NGX_CONF_OK) {
-        jmcf->configured = 1;
-    }
-
-    return rv;
+    return NGX_CONF_OK;
 }
 
 
@@ -377,24 +354,17 @@ char *
 ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_loc_conf_t  *jlcf = conf;
-    jpki_policy                check;
+    ngx_str_t                  arg;
     char                       err[256];
 
-    if (jlcf->throttle.data) {
-        return "is duplicate";
-    }
-
-    if (ngx_http_jpki_join_args(cf, &jlcf->throttle) != NGX_CONF_OK) {
+    if (ngx_http_jpki_join_args(cf, &arg) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
-    jpki_policy_defaults(&check);
-    if (jpki_policy_set_throttle(&check, (char *) jlcf->throttle.data, err,
-                                 sizeof(err))
+    if (jpki_locconf_throttle(&jlcf->lc, (char *) arg.data, err, sizeof(err))
         != JPKI_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
-        return NGX_CONF_ERROR;
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
     }
 
     return NGX_CONF_OK;
@@ -440,69 +410,34 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
     jlcf->enable = NGX_CONF_UNSET;
     jlcf->endpoints = NGX_CONF_UNSET;
     jlcf->health = NGX_CONF_UNSET;
-    jpki_conf_init(&jlcf->values);
+    jpki_locconf_init(&jlcf->lc);
 
     return jlcf;
 }
 
 
-/* The location's policy: the site's, with the location's values (merged
- * down from http and server) written over it. */
+/* The location's policy: the site's, with the location's values and
+ * throttle (merged down from http and server) written over it. */
 static char *
 ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     ngx_http_jpki_main_conf_t *jmcf)
 {
-    jpki_policy  *p;
-    char          err[256];
+    char  err[256];
 
-    p = ngx_palloc(cf->pool, sizeof(jpki_policy));
-    if (p == NULL) {
+    conf->policy = ngx_palloc(cf->pool, sizeof(jpki_policy));
+    if (conf->policy == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    *p = *jpki_ctx_get_policy(jmcf->ctx);
-    jpki_conf_apply(&conf->values, JPKI_CONF_LOCATION, p);
-    p->cookie_httponly = 1;
-
-    /* the values were checked where they were written
-     * (ngx_http_jpki_throttle): the levels' lines, outermost first */
-    (void) jpki_conf_throttle(p, (char *) conf->throttle.data, err,
-                              sizeof(err));
-
-    if (jpki_policy_check(p, err, sizeof(err)) != JPKI_OK) {
+    if (jpki_locconf_policy(&conf->lc, jpki_ctx_get_policy(jmcf->ctx),
+                            conf->policy, err, sizeof(err))
+        != JPKI_OK)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
     }
 
-    conf->policy = p;
-
     return NGX_CONF_OK;
-}
-
-
-/* A location's jpki_throttle comes after the ones of the levels above it
- * (the server's, the http block's): their lines, then its own. */
-static ngx_int_t
-ngx_http_jpki_merge_throttle(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
-    ngx_http_jpki_loc_conf_t *prev)
-{
-    u_char  *p;
-
-    if (conf->throttle.data == NULL || prev->throttle.len == 0) {
-        ngx_conf_merge_str_value(conf->throttle, prev->throttle, "");
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(cf->pool, prev->throttle.len + conf->throttle.len + 2);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    conf->throttle.len = ngx_sprintf(p, "%V\n%V%Z", &prev->throttle,
-                                     &conf->throttle) - p - 1;
-    conf->throttle.data = p;
-
-    return NGX_OK;
 }
 
 
@@ -516,21 +451,18 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
-    if (ngx_http_jpki_merge_throttle(cf, conf, prev) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-    jpki_conf_merge(&conf->values, &prev->values);
+    jpki_locconf_merge(&conf->lc, &prev->lc);
 
-    conf->header.data = (u_char *) jpki_conf_str(&conf->values,
+    conf->header.data = (u_char *) jpki_conf_str(&conf->lc.values,
                                                  JPKI_D_HEADER);
     conf->header.len = ngx_strlen(conf->header.data);
-    conf->pass_cookie = (ngx_flag_t) jpki_conf_num(&conf->values,
+    conf->pass_cookie = (ngx_flag_t) jpki_conf_num(&conf->lc.values,
                                                    JPKI_D_PASS_COOKIE);
 
     jmcf = ((ngx_http_jpki_main_conf_t *)
             ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module))->site;
 
-    if (conf->health && !jmcf->configured) {
+    if (conf->health && jmcf->js == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_health\" needs "
                            "%s for this server or at http level",
                            jpki_conf_site_pieces(JPKI_SERVER_NGINX));
@@ -541,7 +473,7 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
-    if (!jmcf->configured) {
+    if (jmcf->js == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: the gate needs %s "
                            "for this server or at http level",
                            jpki_conf_site_pieces(JPKI_SERVER_NGINX));

@@ -8,6 +8,8 @@
 #include "gate.h"
 #include "edge.h"
 
+#include <stdlib.h>
+
 
 static void
 ngx_http_jpki_body_handler(ngx_http_request_t *r)
@@ -161,32 +163,29 @@ ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 typedef struct {
     ngx_http_request_t        *r;
     ngx_http_jpki_io_t        *io;
-    jpki_health                health;        /* the CRLs' part */
 } ngx_http_jpki_health_ctx_t;
 
 
+/* The core's answer (every CRL file, the store's state store). */
 static void
 ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
 {
-    ngx_http_request_t         *r = hc->r;
-    ngx_http_jpki_main_conf_t  *jmcf;
-    jpki_verdict                v;
-    u_char                     *body;
-    size_t                      len, max;
-    int                         ok;
+    ngx_http_request_t  *r = hc->r;
+    jpki_verdict         v;
+    u_char              *body, *json;
+    size_t               len;
+    int                  ok;
 
-    jmcf = ngx_http_jpki_site(r);
-    max = hc->health.len + 256;
-
-    body = ngx_pnalloc(r->pool, max);
+    json = (u_char *) jpki_site_health(ngx_http_jpki_site(r)->js, ngx_time(),
+                                       store, &len, &ok);
+    body = json ? ngx_pnalloc(r->pool, len) : NULL;
     if (body == NULL) {
+        free(json);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    len = jpki_health_json(&hc->health,
-                           jmcf->store == NGX_HTTP_JPKI_STORE_SHM, store,
-                           (char *) body, max, &ok);
+    ngx_memcpy(body, json, len);
+    free(json);
 
     ngx_http_finalize_request(r, ngx_http_jpki_answer(r,
                               jpki_edge_answer(&v, ok ? NGX_HTTP_OK
@@ -227,8 +226,6 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     ngx_pool_cleanup_t          *cln;
     jpki_store_cmd               cmd;
     ngx_int_t                    rc;
-    size_t                       max;
-    u_char                      *crls;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -243,23 +240,17 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
 
     hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
-    max = JPKI_HEALTH_CRL_MAX * (ngx_http_jpki_crl_count(jmcf) + 1);
-    if (hc == NULL || cln == NULL || (crls = ngx_pnalloc(r->pool, max)) == NULL)
-    {
+    if (hc == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cln->handler = ngx_http_jpki_health_cleanup;
     cln->data = hc;
     hc->r = r;
-    jpki_health_init(&hc->health, (char *) crls, max, ngx_time(),
-                     (unsigned) jmcf->crl_grace,
-                     jpki_ctx_get_policy(jmcf->ctx)->clock_skew);
-    ngx_http_jpki_crl_health(jmcf, &hc->health);
 
     r->main->count++;
 
-    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+    if (jpki_site_shm(jmcf->js)) {
         ngx_http_jpki_health_send(hc, jmcf->shm == NULL ? JPKI_ERR_STORE
                                   : jpki_shm_is_full(jmcf->shm,
                                                      ngx_http_jpki_now_ms())

@@ -360,7 +360,8 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     /* no keepalive while the worker is exiting: an idle connection left
      * open makes it log "open socket left" alerts */
     if (!ngx_exiting && !ngx_terminate
-        && jpki_conn_keep(p->conn, jmcf->redis_nidle, jmcf->redis_keepalive))
+        && jpki_conn_keep(p->conn, jmcf->redis_nidle,
+                          jpki_site_store(jmcf->js)->keepalive))
     {
         c->read->handler = ngx_http_jpki_redis_idle_handler;
         c->write->handler = ngx_http_jpki_redis_idle_handler;
@@ -412,7 +413,7 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t  *jmcf = io->jmcf;
     ngx_http_jpki_peer_t       *p;
-    jpki_redis_auth             auth;
+    SSL_CTX                    *tls = jpki_site_redis_tls(jmcf->js);
 
     p = ngx_http_jpki_redis_pooled(jmcf);
 
@@ -425,26 +426,21 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 
         p->jmcf = jmcf;
 
-#if (NGX_SSL)
-        /* the core's TLS on nginx's context (tls_ca=): the handshake, then
-         * the server's chain and name (tls_name=) */
-        if (jmcf->redis_ssl != NULL
-            && jpki_conn_tls(p->conn, jmcf->redis_ssl->ctx,
-                             (const char *) jmcf->redis_tls_name.data)
+        /* the core's TLS (tls_ca=): the handshake, then the server's chain
+         * and name (tls_name=) */
+        if (tls != NULL
+            && jpki_conn_tls(p->conn, tls, jpki_site_store(jmcf->js)->tls_name)
                != JPKI_OK)
         {
             ngx_http_jpki_peer_close(p);
             return NGX_ERROR;
         }
-#endif
     }
 
-    /* (the configuration's strings end with a NUL; NULL when empty) */
-    auth.user = (const char *) jmcf->redis_user.data;
-    auth.password = (const char *) jmcf->redis_password.data;
-    auth.db = jmcf->redis_db > 0 ? (unsigned) jmcf->redis_db : 0;
-
-    if (jpki_conn_redis(p->conn, &auth, io->cmds, io->n, io->res) != JPKI_OK) {
+    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js), io->cmds,
+                        io->n, io->res)
+        != JPKI_OK)
+    {
         ngx_http_jpki_peer_close(p);
         return NGX_ERROR;
     }
@@ -527,35 +523,27 @@ ngx_http_jpki_flight_end(ngx_http_jpki_peer_t *p)
 }
 
 
-/* A new flight's connection with the request: the head is the core's,
- * from host and path as C strings. */
+/* A new flight's connection with the request: the head is the core's
+ * (the issuer's Host header and path, as its spec has them). */
 static ngx_http_jpki_peer_t *
-ngx_http_jpki_ocsp_open(ngx_http_jpki_issuer_t *iss, ngx_log_t *log,
-    const u_char *body, size_t len)
+ngx_http_jpki_ocsp_open(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t issuer,
+    ngx_log_t *log, const u_char *body, size_t len)
 {
-    ngx_http_jpki_peer_t  *p;
-    char                  *host, *path;
-    jpki_err               e = JPKI_ERR_NOMEM;
+    const jpki_conf_issuer  *spec = jpki_site_issuer_spec(jmcf->js, issuer);
+    ngx_http_jpki_peer_t    *p;
 
-    p = ngx_http_jpki_peer_open(&iss->ocsp_url, "OCSP responder", log);
+    p = ngx_http_jpki_peer_open(jmcf->ocsp[issuer], "OCSP responder", log);
     if (p == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "jpki: cannot connect to OCSP responder \"%V\"",
-                      &iss->ocsp_url.url);
+                      "jpki: cannot connect to OCSP responder \"%s\"",
+                      spec->ocsp);
         return NULL;
     }
 
-    host = ngx_http_jpki_cstr(&iss->ocsp_host, log);
-    path = ngx_http_jpki_cstr(&iss->ocsp_uri, log);
-
-    if (host != NULL && path != NULL) {
-        e = jpki_conn_ocsp(p->conn, host, path, body, len);
-    }
-
-    ngx_free(host);
-    ngx_free(path);
-
-    if (e != JPKI_OK) {
+    if (jpki_conn_ocsp(p->conn, spec->ocsp_host_header, spec->ocsp_path,
+                       body, len)
+        != JPKI_OK)
+    {
         ngx_http_jpki_peer_close(p);
         return NULL;
     }
@@ -566,7 +554,7 @@ ngx_http_jpki_ocsp_open(ngx_http_jpki_issuer_t *iss, ngx_log_t *log,
 
 ngx_int_t
 ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_issuer_t *iss, ngx_log_t *log, ngx_str_t *key,
+    ngx_uint_t issuer, ngx_log_t *log, ngx_str_t *key,
     const u_char *body, size_t len, ngx_http_jpki_ocsp_done_pt done,
     void *data, ngx_http_jpki_io_t **iop)
 {
@@ -588,7 +576,7 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
     k = key != NULL ? (const char *) key->data : NULL;
     klen = key != NULL ? key->len : 0;
     f = (ngx_http_jpki_flight_t *)
-        jpki_flight_find(ngx_http_jpki_flights, iss, k, klen);
+        jpki_flight_find(ngx_http_jpki_flights, jmcf->ocsp[issuer], k, klen);
 
     if (f != NULL) {
         io->next_waiter = f->waiters;
@@ -598,7 +586,8 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
     }
 
     f = ngx_calloc(sizeof(ngx_http_jpki_flight_t), log);
-    p = f != NULL ? ngx_http_jpki_ocsp_open(iss, log, body, len) : NULL;
+    p = f != NULL ? ngx_http_jpki_ocsp_open(jmcf, issuer, log, body, len)
+                  : NULL;
 
     if (p == NULL) {
         ngx_free(f);
@@ -607,7 +596,8 @@ ngx_http_jpki_ocsp_post(ngx_http_jpki_main_conf_t *jmcf,
     }
 
     f->waiters = io;
-    jpki_flight_start(&ngx_http_jpki_flights, &f->entry, iss, k, klen);
+    jpki_flight_start(&ngx_http_jpki_flights, &f->entry, jmcf->ocsp[issuer], k,
+                      klen);
     *iop = io;
 
     ngx_http_jpki_peer_start(p, 0, jmcf->ocsp_timeout,

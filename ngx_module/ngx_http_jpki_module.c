@@ -1,18 +1,13 @@
 /*
- * ngx_http_jpki_module.c - the JPKI (My Number Card) login gate for nginx.
- *
- * Directives, the access-phase gate, the endpoints (challenge, login,
- * logout, status), variables.  The JPKI logic is the core's transaction
- * (common/jpki.h); this file drives it from nginx events: the embedded store
- * is executed in place (shared memory, no I/O), Redis and OCSP go through
- * ngx_http_jpki_io.c and resume the request when they answer.
+ * ngx_http_jpki_module.c - the JPKI (My Number Card) login gate for nginx:
+ * the module, its directives' table, the sites' configuration (the core's:
+ * common/siteconf.h, site.h) and their end, the watched files' timer, the
+ * phase handlers registered.  The gate in the phases: ngx_http_jpki_access.c;
+ * a transaction driven: ngx_http_jpki_txn.c; I/O: ngx_http_jpki_io.c.
  */
 
 #include "ngx_http_jpki.h"
 #include "directives.h"
-
-
-
 
 
 static void *ngx_http_jpki_create_main_conf(ngx_conf_t *cf);
@@ -21,12 +16,6 @@ static void *ngx_http_jpki_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_jpki_init(ngx_conf_t *cf);
-
-static char *ngx_http_jpki_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-
 
 
 /* Directive contexts, and one line for a directive of the core's table
@@ -38,7 +27,12 @@ static char *ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd,
 /* the core's simple directives (common/directives.h) */
 #define NGX_HTTP_JPKI_SITE_VALUE(id, name, apache, words, help)               \
     { ngx_string(name), NGX_HTTP_JPKI_SITE_CONF|NGX_CONF_TAKE1,               \
-      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, id, NULL },
+      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET,                      \
+      NGX_HTTP_JPKI_VALUE + id, NULL },
+/* the core's site directives (common/siteconf.h) */
+#define ngx_http_jpki_site_directive(name, d, args)                           \
+    { ngx_string(name), NGX_HTTP_JPKI_SITE_CONF|args,                         \
+      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, d, NULL }
 #define NGX_HTTP_JPKI_LOC_VALUE(id, name, apache, words, help)                \
     { ngx_string(name),                                                       \
       NGX_HTTP_JPKI_ANY_CONF|((words) ? NGX_CONF_TAKE1 : NGX_CONF_1MORE),     \
@@ -47,41 +41,15 @@ static char *ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
 static ngx_command_t  ngx_http_jpki_commands[] = {
 
-    { ngx_string("jpki_secret_file"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_http_jpki_secret_file,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("jpki_issuer"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
-      ngx_http_jpki_issuer,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("jpki_store"),
-      NGX_HTTP_JPKI_SITE_CONF|NGX_CONF_1MORE,
-      ngx_http_jpki_store,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("jpki_crl_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_http_jpki_crl_zone,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("jpki_map_file"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
-      ngx_http_jpki_map_file,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      offsetof(ngx_http_jpki_main_conf_t, map_file),
-      NULL },
-
+    ngx_http_jpki_site_directive("jpki_secret_file", JPKI_SC_SECRET,
+                                 NGX_CONF_TAKE1),
+    ngx_http_jpki_site_directive("jpki_issuer", JPKI_SC_ISSUER,
+                                 NGX_CONF_2MORE),
+    ngx_http_jpki_site_directive("jpki_store", JPKI_SC_STORE, NGX_CONF_1MORE),
+    ngx_http_jpki_site_directive("jpki_crl_zone", JPKI_SC_CRL_ZONE,
+                                 NGX_CONF_TAKE1),
+    ngx_http_jpki_site_directive("jpki_map_file", JPKI_SC_MAP,
+                                 NGX_CONF_TAKE1),
     JPKI_SITE_DIRECTIVES(NGX_HTTP_JPKI_SITE_VALUE)
 
     { ngx_string("jpki"),
@@ -174,82 +142,41 @@ ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg)
 /* ------------------------------------------------------------------ */
 
 static void
-ngx_http_jpki_cleanup_ctx(void *data)
+ngx_http_jpki_cleanup_siteconf(void *data)
 {
-    jpki_ctx_free(data);
+    jpki_siteconf_free(data);
 }
 
 
-/* The server configuration as allocated: the site, then where its first
- * site directive was written.  Whether a block is a site is known only at
- * its end (jpki_secret_file may come last), so a site directive in a block
- * that is none, and would silently do nothing, is refused at merge time,
- * naming the place it was written. */
-typedef struct {
-    ngx_http_jpki_main_conf_t  site;          /* first: conf points here */
-    ngx_str_t                 *set_name;      /* NULL: no site directive */
-    ngx_str_t                  set_file;
-    ngx_uint_t                 set_line;
-} ngx_http_jpki_srv_conf_t;
-
-
-void
-ngx_http_jpki_site_note(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+static void
+ngx_http_jpki_cleanup_site(void *data)
 {
-    ngx_http_jpki_srv_conf_t  *jscf = conf;
-
-    if (jscf->set_name == NULL) {
-        jscf->set_name = &cmd->name;
-        jscf->set_file = cf->conf_file->file.name;
-        jscf->set_line = cf->conf_file->line;
-    }
+    jpki_site_free(data);
 }
 
 
-/* "what" says why the directive noted in conf has no effect. */
+/* A site directive in a block that is no site would do nothing: refused
+ * ("what" says why), naming where the first one is written.  Whether a
+ * block is a site is known only at its end (jpki_secret_file may come
+ * last), and the merge runs after the whole file is read: the place is
+ * the one the core kept. */
 static char *
-ngx_http_jpki_site_unused(ngx_conf_t *cf, void *conf, const char *what)
+ngx_http_jpki_site_unused(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
+    const char *what)
 {
-    ngx_http_jpki_srv_conf_t  *jscf = conf;
+    const char  *name, *file;
+    unsigned     line;
 
-    if (jscf->set_name == NULL) {
+    name = jpki_siteconf_first(jmcf->sc, &file, &line);
+    if (name == NULL) {
         return NGX_CONF_OK;
     }
 
-    /* the merge runs after the whole file is read: cf->conf_file no longer
-     * points at the directive, so the place is given here */
     ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "jpki: \"%V\" here has no effect: %s in %V:%ui",
-                  jscf->set_name, what, &jscf->set_file, jscf->set_line);
+                  "jpki: \"%s\" here has no effect: %s in %s:%ud", name,
+                  what, file, line);
 
     return NGX_CONF_ERROR;
-}
-
-
-/* jpki_map_file FILE: read by the workers (and again when it changes);
- * one that is not there is refused now, with the system's reason. */
-static char *
-ngx_http_jpki_map_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_jpki_main_conf_t  *jmcf = conf;
-    char                       *rv, err[512];
-
-    ngx_http_jpki_site_note(cf, cmd, conf);
-
-    rv = ngx_conf_set_str_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    if (jpki_file_check("mapping file", (char *) jmcf->map_file.data, err,
-                        sizeof(err))
-        != JPKI_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
 }
 
 
@@ -273,57 +200,76 @@ ngx_http_jpki_create_main_conf(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
-ngx_http_jpki_site_register(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *site)
+/* A site's end: built by the core (what it lacks, its files, its issuers:
+ * a sentence), then registered for the workers; its files read in nginx's
+ * default thread pool, off the event loop. */
+static char *
+ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 {
     ngx_http_jpki_sites_t       *sites;
     ngx_http_jpki_main_conf_t  **p;
+    ngx_pool_cleanup_t          *cln;
+    const jpki_site_times       *t;
+    char                         err[512];
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_site_build(jmcf->sc, JPKI_SERVER_NGINX, ngx_http_jpki_log, NULL,
+                        &jmcf->js, err, sizeof(err))
+        != JPKI_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_jpki_cleanup_site;
+    cln->data = jmcf->js;
+    jmcf->ctx = jpki_site_ctx(jmcf->js);
+
+    t = jpki_site_times_of(jmcf->js);
+    jmcf->redis_timeout = (ngx_msec_t) t->redis_timeout_ms;
+    jmcf->redis_connect_timeout = (ngx_msec_t) t->redis_connect_timeout_ms;
+    jmcf->ocsp_timeout = (ngx_msec_t) t->ocsp_timeout_ms;
+
+#if (NGX_THREADS)
+    if (jpki_site_has_files(jmcf->js)) {
+        jmcf->threads = ngx_thread_pool_add(cf, NULL);
+        if (jmcf->threads == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+#endif
 
     sites = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
     p = ngx_array_push(&sites->sites);
     if (p == NULL) {
-        return NGX_ERROR;
+        return NGX_CONF_ERROR;
     }
+    *p = jmcf;
 
-    *p = site;
-
-    return NGX_OK;
+    return NGX_CONF_OK;
 }
 
 
-static char *ngx_http_jpki_site_finish(ngx_conf_t *cf,
-    ngx_http_jpki_main_conf_t *jmcf);
-
-
-/* The http block's site (its server-level configuration). */
+/* The http block's site (its server-level configuration): a server's site
+ * takes nothing from it, so without a site there a site directive there
+ * does nothing. */
 static char *
 ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_jpki_main_conf_t  *site;
-    char                       *rv;
 
     site = ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module);
 
-    /* a server's site takes nothing from the http block: without a site
-     * there, a site directive there does nothing */
-    if (!site->configured
-        && ngx_http_jpki_site_unused(cf, site,
-               jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP))
-           != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
+    if (!jpki_siteconf_is_site(site->sc)) {
+        return ngx_http_jpki_site_unused(cf, site,
+                   jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP));
     }
 
-    rv = ngx_http_jpki_site_finish(cf, site);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    if (site->configured && ngx_http_jpki_site_register(cf, site) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_jpki_site_finish(cf, site);
 }
 
 
@@ -335,26 +281,16 @@ ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_jpki_main_conf_t  *prev = parent;
     ngx_http_jpki_main_conf_t  *conf = child;
-    char                       *rv;
 
-    if (!conf->configured) {
+    if (!jpki_siteconf_is_site(conf->sc)) {
         conf->site = prev->site;
         return ngx_http_jpki_site_unused(cf, conf,
-                   jpki_site_unused(JPKI_SERVER_NGINX, prev->configured
+                   jpki_site_unused(JPKI_SERVER_NGINX, prev->js != NULL
                                     ? JPKI_SITE_UNUSED_INHERITS
                                     : JPKI_SITE_UNUSED_ALONE));
     }
 
-    rv = ngx_http_jpki_site_finish(cf, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    if (ngx_http_jpki_site_register(cf, conf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_jpki_site_finish(cf, conf);
 }
 
 
@@ -362,124 +298,24 @@ static void *
 ngx_http_jpki_create_srv_conf(ngx_conf_t *cf)
 {
     ngx_http_jpki_main_conf_t  *jmcf;
-    ngx_http_jpki_srv_conf_t   *jscf;
     ngx_pool_cleanup_t         *cln;
 
-    jscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_srv_conf_t));
-    if (jscf == NULL) {
-        return NULL;
-    }
-
-    jmcf = &jscf->site;
-
-    jmcf->ctx = jpki_ctx_new();
-    if (jmcf->ctx == NULL) {
-        return NULL;
-    }
-
+    jmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_jpki_main_conf_t));
     cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        jpki_ctx_free(jmcf->ctx);
+    if (jmcf == NULL || cln == NULL) {
         return NULL;
     }
 
-    cln->handler = ngx_http_jpki_cleanup_ctx;
-    cln->data = jmcf->ctx;
-
-    jpki_ctx_set_log(jmcf->ctx, ngx_http_jpki_log, NULL);
-
-    if (ngx_array_init(&jmcf->issuers, cf->pool, 4,
-                       sizeof(ngx_http_jpki_issuer_t))
-        != NGX_OK)
-    {
+    jmcf->sc = jpki_siteconf_new();
+    if (jmcf->sc == NULL) {
         return NULL;
     }
 
-    jpki_conf_init(&jmcf->values);
+    cln->handler = ngx_http_jpki_cleanup_siteconf;
+    cln->data = jmcf->sc;
     jmcf->site = jmcf;
 
     return jmcf;
-}
-
-
-static char *
-ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
-{
-    jpki_site_times             t;
-    char                        err[256];
-
-    /* the site's values, or the core's defaults (common/conf.c) */
-    jpki_site_values(jmcf->ctx, &jmcf->values, &t);
-    jmcf->redis_timeout = (ngx_msec_t) t.redis_timeout_ms;
-    jmcf->redis_connect_timeout = (ngx_msec_t) t.redis_connect_timeout_ms;
-    jmcf->ocsp_timeout = (ngx_msec_t) t.ocsp_timeout_ms;
-    jmcf->crl_grace = t.crl_grace;
-
-    if (!jmcf->configured) {
-        return NGX_CONF_OK;
-    }
-
-    if (jpki_site_finish(JPKI_SERVER_NGINX, jmcf->ctx, (int) jmcf->has_secret,
-                         jmcf->issuers.nelts, jmcf->store != 0, err,
-                         sizeof(err))
-        != JPKI_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
-        return NGX_CONF_ERROR;
-    }
-
-#if (NGX_THREADS)
-    {
-        ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
-        ngx_uint_t               i, files;
-
-        files = jmcf->map_file.len;
-        for (i = 0; i < jmcf->issuers.nelts; i++) {
-            files |= iss[i].crl_sources != NULL;
-        }
-
-        if (files) {
-            /* CRL and mapping files are read in nginx's default thread
-             * pool, off the event loop */
-            jmcf->threads = ngx_thread_pool_add(cf, NULL);
-            if (jmcf->threads == NULL) {
-                return NGX_CONF_ERROR;
-            }
-        }
-    }
-#endif
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_jpki_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_jpki_main_conf_t  *jmcf = conf;
-    ngx_str_t                  *value = cf->args->elts;
-    char                        err[256];
-
-    if (jmcf->has_secret) {
-        return "is duplicate";
-    }
-
-    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (jpki_site_secret(jmcf->ctx, (char *) value[1].data, err,
-                         sizeof(err))
-        != JPKI_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    jmcf->has_secret = 1;
-    jmcf->configured = 1;
-
-    return NGX_CONF_OK;
 }
 
 
@@ -532,7 +368,7 @@ ngx_http_jpki_map_post(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log)
         return NGX_DECLINED;
     }
 
-    *mw = jmcf->mapw;
+    *mw = jpki_site_mapwatch(jmcf->js);
 
     return ngx_thread_task_post(jmcf->threads, jmcf->map_task) == NGX_OK
            ? NGX_OK : NGX_DECLINED;
@@ -548,15 +384,16 @@ void
 ngx_http_jpki_files_timer(ngx_event_t *ev)
 {
     ngx_http_jpki_main_conf_t  *jmcf = ev->data;
+    jpki_mapwatch              *mw = jpki_site_mapwatch(jmcf->js);
 
-    if (jpki_mapwatch_check(jmcf->mapw)
+    if (jpki_mapwatch_check(mw)
 #if (NGX_THREADS)
         && ngx_http_jpki_map_post(jmcf, ev->log) != NGX_OK
 #endif
        )
     {
-        jpki_mapwatch_read(jmcf->mapw);
-        jpki_mapwatch_apply(jmcf->mapw);
+        jpki_mapwatch_read(mw);
+        jpki_mapwatch_apply(mw);
     }
 
     ngx_http_jpki_load_crls(jmcf);
@@ -565,31 +402,6 @@ ngx_http_jpki_files_timer(ngx_event_t *ev)
         ngx_add_timer(ev, 1000);
     }
 }
-
-
-size_t
-ngx_http_jpki_map_lookup(void *ud, const char *cert_id, char *out)
-{
-    ngx_http_jpki_main_conf_t  *jmcf = ud;
-
-    return jpki_mapwatch_lookup(jmcf->mapw, cert_id, out);
-}
-
-
-
-
-/* ------------------------------------------------------------------ */
-/* Requests                                                            */
-/* ------------------------------------------------------------------ */
-
-
-/* ---- the gate ---------------------------------------------------- */
-
-
-/* ---- endpoints (content handler) --------------------------------- */
-
-
-/* ---- variables --------------------------------------------------- */
 
 
 static ngx_int_t

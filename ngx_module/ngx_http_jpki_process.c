@@ -130,7 +130,7 @@ ngx_http_jpki_outsync_timer(ngx_event_t *ev)
 ngx_int_t
 ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
-    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+    if (jpki_site_shm(jmcf->js)) {
         jmcf->shm = ngx_http_jpki_attach(cycle, jmcf->shm_zone,
                                          &jmcf->shm_handle);
         if (jmcf->shm == NULL) {
@@ -159,18 +159,6 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 
     if (ngx_http_jpki_crl_init(cycle, jmcf) != NGX_OK) {
         return NGX_ERROR;
-    }
-
-    /* the mapping file: read here, the first requests need its table
-     * (later in a thread: the files timer) */
-    if (jmcf->map_file.len) {
-        jmcf->mapw = jpki_mapwatch_new((char *) jmcf->map_file.data,
-                                       ngx_http_jpki_log,
-                                       NGX_HTTP_JPKI_WATCH_LOG, NULL);
-        if (jmcf->mapw == NULL) {
-            return NGX_ERROR;
-        }
-        jpki_mapwatch_load(jmcf->mapw);
     }
 
     jmcf->map_timer.handler = ngx_http_jpki_files_timer;
@@ -207,9 +195,6 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
 {
     /* (a load under way: another worker takes the zone's claim over) */
     ngx_http_jpki_crl_exit(jmcf);
-
-    jpki_mapwatch_free(jmcf->mapw);
-    jmcf->mapw = NULL;
 
     ngx_free(jmcf->shm_handle);
 

@@ -213,11 +213,11 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
-    rq.map_fn = jmcf->map_file.len ? ngx_http_jpki_map_lookup : NULL;
-    rq.map_ud = jmcf;
+    rq.map_fn = jpki_site_map_fn(jmcf->js);
+    rq.map_ud = jmcf->js;
 
     /* logouts: read at every request in the node's table */
-    if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
+    if (jpki_site_shm(jmcf->js)) {
         rq.local = jmcf->shm;
     } else {
         rq.local = jmcf->mirror;
@@ -230,7 +230,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     in.own_host = ngx_http_jpki_host_get;
     in.ud = r;
     in.subrequest = r != r->main;
-    in.redis = jmcf->store == NGX_HTTP_JPKI_STORE_REDIS;
+    in.redis = !jpki_site_shm(jmcf->js);
     jpki_edge_request(&rq, &in);
 
     if (jpki_txn_new(jmcf->ctx, &rq, &ctx->txn) != JPKI_OK) {
@@ -296,131 +296,93 @@ ngx_http_jpki_ocsp_done(void *data, ngx_int_t status, u_char *body,
 }
 
 
-static ngx_http_jpki_issuer_t *
-ngx_http_jpki_issuer_of(ngx_http_jpki_main_conf_t *jmcf, const jpki_issuer *is)
-{
-    ngx_http_jpki_issuer_t  *iss = jmcf->issuers.elts;
-    ngx_uint_t               i;
+static ngx_int_t ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx);
 
-    for (i = 0; i < jmcf->issuers.nelts; i++) {
-        if (iss[i].issuer == is) {
-            return &iss[i];
-        }
+
+/* The store's batch for the core's run: the embedded store in place, or
+ * Redis (its completion resumes the request); Redis unreachable is an
+ * error (store_error), not a timeout. */
+static int
+ngx_http_jpki_run_store(void *ud, const jpki_store_cmd *cmds, size_t n,
+    jpki_store_result *res)
+{
+    ngx_http_jpki_ctx_t        *ctx = ud;
+    ngx_http_jpki_main_conf_t  *jmcf = ngx_http_jpki_site(ctx->r);
+
+    if (jpki_site_shm(jmcf->js)) {
+        jpki_shm_exec_batch(jmcf->shm, cmds, n, (int64_t) ngx_time() * 1000,
+                            res);
+        return 1;
     }
 
-    return NULL;
+    if (ngx_http_jpki_redis_exec(jmcf, ctx->r->connection->log, cmds, n,
+                                 ngx_http_jpki_store_done, ctx, &ctx->io)
+        == NGX_AGAIN)
+    {
+        return JPKI_RUN_WAIT;
+    }
+
+    jpki_store_results_error(res, n);
+    return 1;
 }
 
 
-static ngx_int_t ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx);
+/* An OCSP query for the core's run: its completion resumes the request. */
+static int
+ngx_http_jpki_run_ocsp(void *ud, size_t issuer, const char *key,
+    const uint8_t *body, size_t len, const uint8_t **resp, size_t *resp_len)
+{
+    ngx_http_jpki_ctx_t        *ctx = ud;
+    ngx_http_jpki_main_conf_t  *jmcf = ngx_http_jpki_site(ctx->r);
+    ngx_str_t                   k;
+
+    k.data = (u_char *) key;
+    k.len = key ? ngx_strlen(key) : 0;
+
+    return jmcf->ocsp[issuer] != NULL
+           && ngx_http_jpki_ocsp_post(jmcf, issuer, ctx->r->connection->log,
+                                      &k, body, len, ngx_http_jpki_ocsp_done,
+                                      ctx, &ctx->io)
+              == NGX_AGAIN
+           ? JPKI_RUN_WAIT : 0;
+}
 
 
 /* Runs the transaction until it needs real I/O or is done. */
 void
 ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx)
 {
-    ngx_http_request_t         *r = ctx->r;
-    ngx_http_jpki_main_conf_t  *jmcf;
-    ngx_http_jpki_issuer_t     *iss;
-    const jpki_store_cmd       *cmds;
-    const jpki_verdict         *v;
-    jpki_store_result           res[JPKI_STORE_BATCH_MAX];
-    jpki_rev_info               info;
-    jpki_step                   step;
-    jpki_err                    e;
-    ngx_str_t                   key;
-    const uint8_t              *body;
-    size_t                      n, blen;
-    int64_t                     now_ms;
+    ngx_http_request_t  *r = ctx->r;
+    const jpki_verdict  *v;
+    jpki_run_io          io = { ngx_http_jpki_run_store,
+                                ngx_http_jpki_run_ocsp, ctx };
 
-    jmcf = ngx_http_jpki_site(r);
-
-    for ( ;; ) {
-        step = jpki_txn_step(ctx->txn);
-
-        switch (step) {
-
-        case JPKI_STEP_STORE:
-            cmds = jpki_txn_store_cmds(ctx->txn, &n);
-
-            if (jmcf->store == NGX_HTTP_JPKI_STORE_SHM) {
-                if (n > JPKI_STORE_BATCH_MAX) {
-                    jpki_txn_feed_store(ctx->txn, NULL, 0);
-                    continue;
-                }
-                now_ms = (int64_t) ngx_time() * 1000;
-                jpki_shm_exec_batch(jmcf->shm, cmds, n, now_ms, res);
-                jpki_txn_feed_store(ctx->txn, res, n);
-                continue;
-            }
-
-            if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, cmds, n,
-                                         ngx_http_jpki_store_done, ctx,
-                                         &ctx->io)
-                == NGX_AGAIN)
-            {
-                ctx->waiting = 1;
-                return;
-            }
-            /* Redis unreachable: an error (store_error), not a timeout */
-            if (n > JPKI_STORE_BATCH_MAX) {
-                jpki_txn_feed_store(ctx->txn, NULL, 0);
-                continue;
-            }
-            jpki_store_results_error(res, n);
-            jpki_txn_feed_store(ctx->txn, res, n);
-            continue;
-
-        case JPKI_STEP_OCSP:
-            iss = ngx_http_jpki_issuer_of(jmcf, jpki_txn_issuer(ctx->txn));
-            body = jpki_txn_ocsp_body(ctx->txn, &blen);
-            /* concurrent logins of a certificate share one query (not
-             * with nonces: each query is then its own) */
-            key.data = (u_char *) jpki_txn_ocsp_key(ctx->txn);
-            key.len = key.data ? ngx_strlen(key.data) : 0;
-
-            if (iss != NULL && iss->ocsp_url.naddrs > 0
-                && ngx_http_jpki_ocsp_post(jmcf, iss, r->connection->log,
-                                           &key, body, blen,
-                                           ngx_http_jpki_ocsp_done, ctx,
-                                           &ctx->io)
-                   == NGX_AGAIN)
-            {
-                ctx->waiting = 1;
-                return;
-            }
-            jpki_txn_feed_ocsp(ctx->txn, 0, NULL, 0);
-            continue;
-
-        case JPKI_STEP_CRL:
-            /* the CRL of the key that issued the certificate */
-            e = ngx_http_jpki_crl_lookup(jmcf, ctx->txn, &info);
-            jpki_txn_feed_crl(ctx->txn, e, e == JPKI_OK ? &info : NULL);
-            continue;
-
-        default:
-            ngx_http_jpki_uncount(ctx);
-
-            /* a throttled login's answer is held a while (a timer costs the
-             * worker nothing): a flood on few connections slows down */
-            v = jpki_txn_verdict(ctx->txn);
-            if (v != NULL && v->delay_ms && !ctx->held && r == r->main) {
-                ctx->held = 1;
-                ctx->hold.handler = ngx_http_jpki_hold_done;
-                ctx->hold.data = ctx;
-                ctx->hold.log = r->connection->log;
-                ngx_add_timer(&ctx->hold, v->delay_ms);
-                ctx->waiting = 1;
-                return;
-            }
-
-            /* done first: the variables are read while the verdict sends
-             * the answer (add_header ... always, $jpki_status) */
-            ctx->done = 1;
-            ctx->rc = ngx_http_jpki_verdict(ctx);
-            return;
-        }
+    if (jpki_site_run(ngx_http_jpki_site(r)->js, ctx->txn, ngx_time(), &io)
+        != JPKI_STEP_DONE)
+    {
+        ctx->waiting = 1;
+        return;
     }
+
+    ngx_http_jpki_uncount(ctx);
+
+    /* a throttled login's answer is held a while (a timer costs the worker
+     * nothing): a flood on few connections slows down */
+    v = jpki_txn_verdict(ctx->txn);
+    if (v != NULL && v->delay_ms && !ctx->held && r == r->main) {
+        ctx->held = 1;
+        ctx->hold.handler = ngx_http_jpki_hold_done;
+        ctx->hold.data = ctx;
+        ctx->hold.log = r->connection->log;
+        ngx_add_timer(&ctx->hold, v->delay_ms);
+        ctx->waiting = 1;
+        return;
+    }
+
+    /* done first: the variables are read while the verdict sends the
+     * answer (add_header ... always, $jpki_status) */
+    ctx->done = 1;
+    ctx->rc = ngx_http_jpki_verdict(ctx);
 }
 
 

@@ -285,33 +285,6 @@ static void test_site(void)
            "jpki_secret_file, jpki_issuer and jpki_store", "the three");
 }
 
-static void test_throttle(void)
-{
-    jpki_policy p;
-    char err[256], big[1100];
-
-    jpki_policy_defaults(&p);
-    ok(jpki_conf_throttle(&p, "logins=1 window=30\ncert=3", err,
-                          sizeof(err)) == JPKI_OK
-       && p.login_limit_cert == 1 && p.throttle_window == 30
-       && p.throttle_cert == 3,
-       "each line changes what it names, the others stay");
-    ok(jpki_conf_throttle(&p, "window=90\noff", err, sizeof(err)) == JPKI_OK
-       && p.throttle_window == 90 && p.throttle_cert == 0
-       && p.login_limit_cert == 0, "in order: off after, the window kept");
-    ok(jpki_conf_throttle(&p, NULL, err, sizeof(err)) == JPKI_OK
-       && jpki_conf_throttle(&p, "", err, sizeof(err)) == JPKI_OK
-       && p.throttle_window == 90, "none: nothing changes");
-    jpki_policy_defaults(&p);
-    ok(jpki_conf_throttle(&p, "cert=2\nbogus=1", err, sizeof(err))
-       != JPKI_OK && strstr(err, "unknown setting") != NULL,
-       "a bad line: its sentence");
-    memset(big, ' ', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
-    ok(jpki_conf_throttle(&p, big, err, sizeof(err)) != JPKI_OK
-       && strstr(err, "over 1023") != NULL, "a line too long is refused");
-}
-
 static int target(const char *url, const char *host, unsigned port,
                   const char *hh, const char *path)
 {
@@ -368,7 +341,6 @@ int main(void)
     test_answer();
     test_upstream();
     test_site();
-    test_throttle();
     test_ocsp();
     return done_testing();
 }

@@ -313,8 +313,67 @@ static void test_build(void)
     jpki_siteconf_free(sc);
 }
 
+/* A location's values and throttle over the levels, its policy. */
+static void test_locconf(void)
+{
+    jpki_locconf outer, inner;
+    jpki_policy site, p;
+    char err[256];
+
+    jpki_policy_defaults(&site);
+    jpki_locconf_init(&outer);
+    jpki_locconf_init(&inner);
+    ok(!jpki_locconf_any(&outer), "nothing written");
+    ok(jpki_locconf_throttle(&outer, "logins=1 window=30", err, sizeof(err))
+       == JPKI_OK && jpki_locconf_any(&outer), "outer: logins=1 window=30");
+    ok(jpki_locconf_throttle(&outer, "cert=3", err, sizeof(err)) != JPKI_OK
+       && !strcmp(err, "is duplicate"), "a second one at the same level");
+    ok(jpki_locconf_throttle(&inner, "cert=3", err, sizeof(err)) == JPKI_OK,
+       "inner: cert=3");
+    jpki_locconf_merge(&inner, &outer);
+    ok(jpki_locconf_policy(&inner, &site, &p, err, sizeof(err)) == JPKI_OK
+       && p.login_limit_cert == 1 && p.throttle_window == 30
+       && p.throttle_cert == 3 && p.throttle_addr == site.throttle_addr,
+       "each level changes what it names, the others stay");
+    jpki_locconf_init(&outer);
+    jpki_locconf_init(&inner);
+    ok(jpki_locconf_throttle(&outer, "window=90 cert=4", err, sizeof(err))
+       == JPKI_OK && jpki_locconf_throttle(&inner, "off", err, sizeof(err))
+       == JPKI_OK, "outer window=90 cert=4, inner off");
+    jpki_locconf_merge(&inner, &outer);
+    ok(jpki_locconf_policy(&inner, &site, &p, err, sizeof(err)) == JPKI_OK
+       && p.throttle_window == 90 && p.throttle_cert == 0
+       && p.login_limit_cert == 0 && p.login_concurrency == 0,
+       "off inside: every limit off, the window kept");
+    jpki_locconf_init(&inner);
+    ok(jpki_locconf_throttle(&inner, " ", err, sizeof(err)) != JPKI_OK
+       && strncmp(err, "expects off", 11) == 0, "empty: %s", err);
+    ok(jpki_locconf_throttle(&inner, "cert=2 bogus=1", err, sizeof(err))
+       != JPKI_OK && strncmp(err, "unknown setting", 15) == 0,
+       "a bad word: the sentence, the directive names itself: %s", err);
+    ok(jpki_locconf_throttle(&inner, "window=0", err, sizeof(err)) != JPKI_OK
+       && strstr(err, "window must be") != NULL, "window=0: %s", err);
+
+    /* values: the location's over the site's; the cookie always HttpOnly */
+    jpki_locconf_init(&inner);
+    jpki_locconf_init(&outer);
+    ok(jpki_conf_set(&outer.values, JPKI_D_SESSION_LIFETIME, "1h", err,
+                     sizeof(err)) == JPKI_OK
+       && jpki_conf_set(&inner.values, JPKI_D_SESSION_IDLE, "2h", err,
+                        sizeof(err)) == JPKI_OK, "lifetime 1h, idle 2h");
+    jpki_locconf_merge(&inner, &outer);
+    site.cookie_httponly = 0;
+    ok(jpki_locconf_policy(&inner, &site, &p, err, sizeof(err)) != JPKI_OK
+       && strstr(err, "idle timeout not above the lifetime") != NULL,
+       "the merged policy is checked: %s", err);
+    jpki_locconf_init(&inner);
+    ok(jpki_locconf_policy(&inner, &site, &p, err, sizeof(err)) == JPKI_OK
+       && p.cookie_httponly == 1, "HttpOnly always");
+}
+
 int main(void)
 {
+    test_locconf();
     test_directives();
     test_crl_zone_words();
     test_inherit();
