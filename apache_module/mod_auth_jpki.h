@@ -1,15 +1,8 @@
 /*
  * mod_auth_jpki.h - shared declarations of the Apache httpd JPKI gate.
- *
- * The JPKI logic is the core's (common/jpki.h); this module drives its
- * transactions with bounded blocking I/O:
- *   mod_auth_jpki.c         module record, hooks, requests (gate, endpoints,
- *                           health)
- *   mod_auth_jpki_config.c  directives, per-server and per-directory
- *                           configuration, building the site contexts
- *   mod_auth_jpki_io.c      embedded store (APR shared memory), Redis (TLS)
- *                           and OCSP over APR sockets, CRL indexes, mapping
- *                           file
+ * The JPKI logic, the sites' configuration and their build are the core's
+ * (common/); this module drives its transactions with bounded blocking
+ * I/O.  Its files, by concern: docs/hacking.md.
  */
 #ifndef MOD_AUTH_JPKI_H
 #define MOD_AUTH_JPKI_H
@@ -162,10 +155,6 @@ int mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 const jpki_policy *mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site,
                                    const mjpki_dir_conf *d, char *err,
                                    size_t errlen);
-const char *mjpki_dir_header(const mjpki_dir_conf *d);
-int mjpki_dir_pass_cookie(const mjpki_dir_conf *d);
-/* 1 when a section sets anything of ours. */
-int mjpki_dir_has_settings(const mjpki_dir_conf *d);
 
 /* mod_auth_jpki_site.c: the sites built (check_config, also for
  * `apachectl configtest`) */

@@ -256,27 +256,6 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 }
 
 
-int
-mjpki_dir_has_settings(const mjpki_dir_conf *d)
-{
-    return d->endpoints == 1 || d->health == 1 || jpki_locconf_any(&d->lc);
-}
-
-
-const char *
-mjpki_dir_header(const mjpki_dir_conf *d)
-{
-    return jpki_conf_str(&d->lc.values, JPKI_D_HEADER);
-}
-
-
-int
-mjpki_dir_pass_cookie(const mjpki_dir_conf *d)
-{
-    return jpki_conf_num(&d->lc.values, JPKI_D_PASS_COOKIE) == 1;
-}
-
-
 const jpki_policy *
 mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
                 char *err, size_t errlen)

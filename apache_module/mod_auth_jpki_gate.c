@@ -80,7 +80,7 @@ mjpki_header_parser(request_rec *r)
         return DECLINED;
     }
 
-    mjpki_strip_headers(r, mjpki_dir_header(mjpki_dir_of(r)), r->prev != NULL);
+    mjpki_strip_headers(r, jpki_locconf_header(&mjpki_dir_of(r)->lc), r->prev != NULL);
 
     return DECLINED;
 }
@@ -91,7 +91,7 @@ mjpki_set_identity(request_rec *r, const char *account, const char *cert_id)
 {
     mjpki_req  *rq;
 
-    apr_table_set(r->headers_in, mjpki_dir_header(mjpki_dir_of(r)), account);
+    apr_table_set(r->headers_in, jpki_locconf_header(&mjpki_dir_of(r)->lc), account);
     apr_table_set(r->subprocess_env, "JPKI_ACCOUNT", account);
     if (cert_id != NULL && cert_id[0]) {
         apr_table_set(r->subprocess_env, "JPKI_CERT_ID", cert_id);
@@ -140,7 +140,7 @@ mjpki_authenticate(request_rec *r)
         mjpki_verdict_headers(r, v, 1);
         mjpki_set_identity(r, r->user, v->cert_id);
         mjpki_upstream_cookies(r, pol->cookie_name,
-                              mjpki_dir_pass_cookie(mjpki_dir_of(r)));
+                              jpki_locconf_pass_cookie(&mjpki_dir_of(r)->lc));
         return OK;
     }
 

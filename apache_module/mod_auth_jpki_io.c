@@ -55,21 +55,17 @@ mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
     char              *json, *out;
     size_t             len;
 
-    /* the store: full (no room for a new key; Redis answering a write
-     * -OOM at maxmemory), or not answering */
+    /* Redis: answering (a write -OOM at maxmemory: full), or not; the
+     * embedded store's the core asks itself */
     if (!jpki_site_shm(site->js)) {
         jpki_health_probe(&cmd, now);
         store_err = mjpki_store_exec(site, r, &cmd, 1, &res)
                     ? jpki_health_probe_result(&res, 1) : JPKI_ERR_STORE;
-    } else if (site->zone == NULL || site->zone->locked == NULL) {
-        store_err = JPKI_ERR_STORE;
-    } else if (jpki_shm_is_full(site->zone->locked,
-                                (int64_t) (apr_time_now() / 1000)))
-    {
-        store_err = JPKI_ERR_STORE_FULL;
     }
 
-    json = jpki_site_health(site->js, now, store_err, &len, ok);
+    json = jpki_site_health(site->js, now, site->zone ? site->zone->locked
+                                                      : NULL,
+                            store_err, &len, ok);
     out = json != NULL ? apr_pstrmemdup(r->pool, json, len) : NULL;
     free(json);
 

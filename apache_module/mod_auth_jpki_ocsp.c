@@ -58,26 +58,16 @@ mjpki_ocsp_query(mjpki_site *site, int issuer, request_rec *r,
 }
 
 
-/* An OCSP query under way in this child, shared by the threads asking for
- * the same certificate meanwhile: the first one queries, the others wait
- * (each up to its own deadline) and take a copy of the answer.  The last
- * one out frees it. */
-struct mjpki_flight {
-    jpki_flight          entry;         /* the core's table: first */
-    int                  done;
-    int                  status;
-    int                  waiters;
-    uint8_t             *resp;          /* malloc'ed */
-    size_t               resp_len;
-};
-
-
+/* An OCSP query under way in this child is shared by the threads asking
+ * for the same certificate meanwhile: the first one queries, the others
+ * wait (each up to its own deadline) and take a copy of the answer (the
+ * core's flight keeps it).  The last one out frees it. */
 int
 mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
                const char *key, const uint8_t *body, size_t len,
                const uint8_t **resp, size_t *resp_len)
 {
-    struct mjpki_flight *f;
+    jpki_flight         *f;
     const uint8_t       *rb = NULL;
     size_t               rl = 0;
     apr_time_t           deadline;
@@ -95,9 +85,7 @@ mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
 
     apr_thread_mutex_lock(site->flight_mutex);
 
-    f = (struct mjpki_flight *) jpki_flight_find(site->flights,
-                                                 site->ocsp_addr[issuer], key,
-                                                 klen);
+    f = jpki_flight_find(site->flights, site->ocsp_addr[issuer], key, klen);
 
     if (f != NULL) {
         /* another thread is asking: wait for its answer */
@@ -112,15 +100,12 @@ mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
                           : APR_TIMEUP;
         }
         status = f->done ? f->status : 0;
-        if (status && f->resp_len > 0) {
-            *resp = apr_pmemdup(r->pool, f->resp, f->resp_len);
-            *resp_len = f->resp_len;
-        } else if (status) {
-            *resp = (const uint8_t *) "";
-            *resp_len = 0;
+        if (status) {
+            *resp = apr_pmemdup(r->pool, f->body ? f->body : (uint8_t *) "",
+                                f->body_len);
+            *resp_len = f->body_len;
         }
-        if (--f->waiters == 0 && f->done) {
-            free(f->resp);
+        if (jpki_flight_leave(f)) {
             free(f);
         }
         apr_thread_mutex_unlock(site->flight_mutex);
@@ -131,36 +116,22 @@ mjpki_ocsp_post(mjpki_site *site, int issuer, request_rec *r,
         return status;
     }
 
-    f = calloc(1, sizeof(struct mjpki_flight));
+    f = calloc(1, sizeof(jpki_flight));
     if (f == NULL) {
         apr_thread_mutex_unlock(site->flight_mutex);
         return mjpki_ocsp_query(site, issuer, r, body, len, resp, resp_len);
     }
-    jpki_flight_start(&site->flights, &f->entry, site->ocsp_addr[issuer], key,
-                      klen);
+    jpki_flight_start(&site->flights, f, site->ocsp_addr[issuer], key, klen);
     apr_thread_mutex_unlock(site->flight_mutex);
 
     status = mjpki_ocsp_query(site, issuer, r, body, len, &rb, &rl);
 
     apr_thread_mutex_lock(site->flight_mutex);
     /* later logins ask again (or find the answer cached in the store) */
-    jpki_flight_land(&site->flights, &f->entry);
-    f->done = 1;
-    f->status = status;
-    if (status && f->waiters > 0 && rl > 0) {
-        f->resp = malloc(rl);
-        if (f->resp != NULL) {
-            memcpy(f->resp, rb, rl);
-            f->resp_len = rl;
-        } else {
-            f->status = 0;
-        }
-    }
-    if (f->waiters > 0) {
-        apr_thread_cond_broadcast(site->flight_cond);
-    } else {
-        free(f->resp);
+    if (jpki_flight_done(&site->flights, f, status, rb, rl)) {
         free(f);
+    } else {
+        apr_thread_cond_broadcast(site->flight_cond);
     }
     apr_thread_mutex_unlock(site->flight_mutex);
 

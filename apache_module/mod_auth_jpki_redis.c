@@ -357,15 +357,16 @@ mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq)
 
 /* One poll of the logout log, if one is due: the commands the core asks
  * for run in Redis without the mutex (gated requests read outsync's
- * since meanwhile), until it asks for none. */
+ * since meanwhile), until it asks for none.  (The core says when Redis
+ * stops and starts answering.) */
 static void
-mjpki_poll_logouts(mjpki_site *site, int *failing)
+mjpki_poll_logouts(mjpki_site *site)
 {
     const jpki_store_cmd  *cmds;
     jpki_store_cmd         batch[JPKI_MAX_CMDS];
     jpki_store_result      res[JPKI_MAX_CMDS];
-    size_t                 n, i;
-    int                    done, failed = 0, polled = 0;
+    size_t                 n;
+    int                    done;
 
     apr_thread_mutex_lock(site->outsync_mutex);
     cmds = jpki_outsync_cmds(site->outsync, mjpki_now_ms(), &n);
@@ -375,33 +376,11 @@ mjpki_poll_logouts(mjpki_site *site, int *failing)
         memcpy(batch, cmds, n * sizeof(jpki_store_cmd));
         apr_thread_mutex_unlock(site->outsync_mutex);
         done = mjpki_store_exec(site, NULL, batch, n, res);
-        for (i = 0; i < n && done && !failed; i++) {
-            failed = res[i].type == JPKI_STORE_R_ERROR
-                     || res[i].type == JPKI_STORE_R_FULL;
-        }
-        failed |= !done;
-        polled = 1;
         apr_thread_mutex_lock(site->outsync_mutex);
         cmds = jpki_outsync_feed(site->outsync, done ? res : NULL, n,
                                  mjpki_now_ms(), &n);
     }
     apr_thread_mutex_unlock(site->outsync_mutex);
-
-    /* once per outage, not at every poll */
-    if (polled && failed != *failing) {
-        *failing = failed;
-        if (failed) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, site->server, "jpki: "
-                         "logout log: redis %s does not answer: sessions are "
-                         "checked in redis until it does (LogLevel "
-                         "auth_jpki:debug says why)",
-                         jpki_site_store(site->js)->addr);
-        } else {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, site->server, "jpki: "
-                         "logout log: redis %s answers again",
-                         jpki_site_store(site->js)->addr);
-        }
-    }
 }
 
 
@@ -410,11 +389,10 @@ mjpki_poller_main(apr_thread_t *thd, void *data)
 {
     mjpki_site   *site = data;
     apr_time_t   next = 0;
-    int          failing = 0;
 
     while (!apr_atomic_read32(&site->poller_stop)) {
         if (apr_time_now() >= next) {
-            mjpki_poll_logouts(site, &failing);
+            mjpki_poll_logouts(site);
             next = apr_time_now() + MJPKI_POLLER_PERIOD;
         }
         apr_sleep(MJPKI_POLLER_NAP);         /* a stop is seen soon */

@@ -160,7 +160,9 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
     base = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
     d = sec ? ap_get_module_config(sec, &auth_jpki_module) : base;
 
-    if (d == NULL || base == NULL || !mjpki_dir_has_settings(d)) {
+    if (d == NULL || base == NULL
+        || !(d->endpoints == 1 || d->health == 1 || jpki_locconf_any(&d->lc)))
+    {
         return OK;
     }
 
@@ -205,23 +207,20 @@ static int
 mjpki_check_unused(server_rec *s, int vhost_sites)
 {
     mjpki_srv_conf  *conf;
-    const char     *name, *file;
-    unsigned        line;
+    char            msg[1200];
 
     conf = ap_get_module_config(s->module_config, &auth_jpki_module);
-    name = jpki_siteconf_first(conf->site->sc, &file, &line);
-    if (name == NULL || mjpki_site_configured(conf->site)
-        || (!s->is_virtual && vhost_sites))
+    if (mjpki_site_configured(conf->site) || (!s->is_virtual && vhost_sites)
+        || jpki_siteconf_unused(conf->site->sc, JPKI_SERVER_APACHE,
+                                s->is_virtual ? JPKI_SITE_UNUSED_ALONE
+                                              : JPKI_SITE_UNUSED_TOP,
+                                msg, sizeof(msg)) == 0)
     {
         return OK;
     }
 
-    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
-                 "jpki: \"%s\" here has no effect: %s in %s:%u", name,
-                 jpki_site_unused(JPKI_SERVER_APACHE, s->is_virtual
-                                  ? JPKI_SITE_UNUSED_ALONE
-                                  : JPKI_SITE_UNUSED_TOP),
-                 file, line);
+    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL, "jpki: %s",
+                 msg);
 
     return !OK;
 }

@@ -204,17 +204,13 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
     mjpki_local_markers(site, &rq);
 
     mjpki_files_refresh(site);
-    rq.map_fn = jpki_site_map_fn(site->js);
-    rq.map_ud = site->js;
 
     in.header = mjpki_header_get;
     in.own_host = mjpki_host_get;
     in.ud = &hs;
     in.subrequest = r->main != NULL;
-    in.redis = !jpki_site_shm(site->js);
-    jpki_edge_request(&rq, &in);
 
-    if (jpki_txn_new(site->ctx, &rq, &t) != JPKI_OK || t == NULL) {
+    if (jpki_site_txn(site->js, &rq, &in, &t) != JPKI_OK || t == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: cannot start a "
                       "transaction");
         return NULL;

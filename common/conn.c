@@ -669,3 +669,30 @@ void jpki_flight_land(jpki_flight **list, jpki_flight *f)
         }
     f->next = NULL;
 }
+
+int jpki_flight_done(jpki_flight **list, jpki_flight *f, int status,
+                     const uint8_t *body, size_t len)
+{
+    jpki_flight_land(list, f);
+    f->done = 1;
+    f->status = status;
+    if (status && f->waiters > 0 && len > 0) {
+        f->body = malloc(len);
+        if (f->body != NULL) {
+            memcpy(f->body, body, len);
+            f->body_len = len;
+        } else {
+            f->status = 0;
+        }
+    }
+    return f->waiters == 0;
+}
+
+int jpki_flight_leave(jpki_flight *f)
+{
+    if (--f->waiters > 0 || !f->done)
+        return 0;
+    free(f->body);
+    f->body = NULL;
+    return 1;
+}

@@ -110,6 +110,10 @@ struct jpki_flight {
     jpki_flight *next;
     const void *scope;
     char key[JPKI_CERT_ID_HEX_LEN + 1];
+    /* adapters whose logins wait in threads (Apache): its answer kept */
+    int done, status, waiters;
+    uint8_t *body;
+    size_t body_len;
 };
 
 int jpki_flight_shared(const char *key, size_t len);
@@ -121,5 +125,14 @@ void jpki_flight_start(jpki_flight **list, jpki_flight *f, const void *scope,
                        const char *key, size_t len);
 /* f's answer is in: later logins ask again (or find it in the store). */
 void jpki_flight_land(jpki_flight **list, jpki_flight *f);
+/* For waiters that wait in threads (the adapter counts them in waiters,
+ * under its lock): f lands with its answer (status 0: failed), the body
+ * kept for them (no memory: status 0).  1 when nobody waits: the adapter
+ * frees f. */
+int jpki_flight_done(jpki_flight **list, jpki_flight *f, int status,
+                     const uint8_t *body, size_t len);
+/* A waiter leaves f (having copied its answer): 1 when it was the last of
+ * a flight done (the body freed here; the adapter frees f). */
+int jpki_flight_leave(jpki_flight *f);
 
 #endif

@@ -1,5 +1,6 @@
 /* ctx.c - site configuration: secret, key ring, issuers, policy. */
 #include "internal.h"
+#include "crlptr.h"
 #include "conf.h"
 
 #include <ctype.h>
@@ -599,6 +600,40 @@ const jpki_policy *jpki_ctx_get_policy(const jpki_ctx *ctx)
     return &ctx->policy;
 }
 
+/* The CRL list name of each CA key of is (anchors and links). */
+static void issuer_lists(struct jpki_issuer *is)
+{
+    int j;
+
+    is->n_lists = 0;
+    for (j = 0; j < sk_X509_num(is->all)
+                && is->n_lists < sizeof(is->lists) / sizeof(is->lists[0]);
+         j++) {
+        if (jpki_key_hash_sha1(sk_X509_value(is->all, j),
+                               is->lists[is->n_lists].kh)
+            && jpki_crl_list_name(is->lists[is->n_lists].list,
+                                  sizeof(is->lists[0].list), is->tag,
+                                  is->lists[is->n_lists].kh, 0) >= 0)
+            is->n_lists++;
+    }
+    ERR_clear_error();
+}
+
+int jpki_issuer_crl_list(const struct jpki_issuer *is, const uint8_t kh[20],
+                         char *out, size_t outlen)
+{
+    size_t i;
+
+    for (i = 0; i < is->n_lists; i++)
+        if (memcmp(is->lists[i].kh, kh, 20) == 0) {
+            if (strlen(is->lists[i].list) >= outlen)
+                return -1;
+            memcpy(out, is->lists[i].list, strlen(is->lists[i].list) + 1);
+            return 0;
+        }
+    return jpki_crl_list_name(out, outlen, is->tag, kh, 0) < 0 ? -1 : 0;
+}
+
 jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
 {
     size_t i;
@@ -621,6 +656,7 @@ jpki_err jpki_ctx_finish(jpki_ctx *ctx, char *errbuf, size_t errlen)
         e = issuer_finish(ctx->issuers[i], errbuf, errlen);
         if (e != JPKI_OK)
             return e;
+        issuer_lists(ctx->issuers[i]);
         /* the check value of CRLs loaded into the store (txn.c) */
         e = jpki_cert_id_from_serial_text(ctx, ctx->issuers[i],
                                           JPKI_CRL_ID_CHECK_SERIAL,

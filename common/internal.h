@@ -35,8 +35,19 @@ struct jpki_issuer {
      * differs was loaded with another secret or other CA files (no lookup
      * in it can match: "not listed" would read as good) */
     char id_check[JPKI_CERT_ID_HEX_LEN + 1];
+    /* the Redis CRL list name (crlptr.h) of each CA key (SHA-1 key hash),
+     * made at finish: a lookup does not hash them again */
+    struct {
+        uint8_t kh[20];
+        char list[21];            /* JPKI_CRL_LIST_MAX (crlptr.h) */
+    } lists[16];
+    size_t n_lists;
     struct jpki_ctx *ctx;
 };
+/* The CRL list name of issuer is's key kh into out (JPKI_CRL_LIST_MAX):
+ * made at finish, or now for a key it did not list; -1: none. */
+int jpki_issuer_crl_list(const struct jpki_issuer *is, const uint8_t kh[20],
+                         char *out, size_t outlen);
 
 typedef struct {
     unsigned id;

@@ -42,6 +42,7 @@ struct jpki_outsync {
     int64_t synced_ms;            /* start of the last complete poll */
     int64_t nil_since_ms;         /* first nil seen for cursor + 1 */
     int64_t next_ms;
+    int failing;                  /* the last poll failed (said once) */
     jpki_store_cmd cmds[JPKI_STORE_BATCH_MAX];
     size_t n_cmds;
 };
@@ -278,11 +279,21 @@ const jpki_store_cmd *jpki_outsync_feed(jpki_outsync *o,
             res = NULL;
     if (res == NULL || n != o->n_cmds) {
         /* the store did not answer: try again at the next period; the
-         * mirror goes stale after JPKI_OUTSYNC_STALE_MS */
+         * mirror goes stale after JPKI_OUTSYNC_STALE_MS (said once an
+         * outage) */
+        if (!o->failing)
+            jpki_log(o->ctx, JPKI_LOG_WARN, "jpki: logout log: the store "
+                     "does not answer: sessions are checked in the store "
+                     "until it does");
+        o->failing = 1;
         o->state = S_IDLE;
         o->next_ms = now_ms + JPKI_OUTSYNC_PERIOD_MS;
         return NULL;
     }
+    if (o->failing)
+        jpki_log(o->ctx, JPKI_LOG_WARN, "jpki: logout log: the store answers "
+                 "again");
+    o->failing = 0;
     if (o->state == S_SEQ)
         fed_seq(o, res, now_ms);
     else

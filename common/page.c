@@ -3,6 +3,7 @@
 #include "page.h"
 
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -501,24 +502,21 @@ static const char default_text[] =
     "</html>\n";
 
 static jpki_page_tmpl *default_tmpl;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_parse(void)
+{
+    /* the built-in text is the project's: it always parses (a unit test
+     * says so), and lives as long as the process */
+    if (jpki_page_tmpl_parse(default_text, sizeof(default_text) - 1,
+                             "built-in", &default_tmpl, NULL, 0) != JPKI_OK)
+        abort();
+}
 
 const jpki_page_tmpl *jpki_page_tmpl_default(void)
 {
-    static int done;
-    jpki_page_tmpl *t;
-
-    /* parsed once; a race parses it twice and keeps one (both equal) */
-    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
-        if (jpki_page_tmpl_parse(default_text, sizeof(default_text) - 1,
-                                 "built-in", &t, NULL, 0) != JPKI_OK)
-            abort();
-        jpki_page_tmpl *expect = NULL;
-        if (!__atomic_compare_exchange_n(&default_tmpl, &expect, t, 0,
-                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            jpki_page_tmpl_free(t);
-        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
-    }
-    return __atomic_load_n(&default_tmpl, __ATOMIC_ACQUIRE);
+    pthread_once(&default_once, default_parse);
+    return default_tmpl;
 }
 
 /* ---- rendering ----------------------------------------------------- */

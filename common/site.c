@@ -97,6 +97,22 @@ const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why)
     return s[srv == JPKI_SERVER_APACHE][(unsigned)why <= 2 ? why : 2];
 }
 
+size_t jpki_siteconf_unused(const jpki_siteconf *sc, jpki_server srv,
+                            jpki_site_unused_why why, char *out,
+                            size_t outlen)
+{
+    const char *file, *name;
+    unsigned line;
+    int n;
+
+    name = jpki_siteconf_first(sc, &file, &line);
+    if (name == NULL)
+        return 0;
+    n = snprintf(out, outlen, "\"%s\" here has no effect: %s in %s:%u",
+                 name, jpki_site_unused(srv, why), file, line);
+    return n > 0 ? (size_t)n : 1;
+}
+
 /* ---- a site built from its configuration -------------------------- */
 
 struct jpki_site {
@@ -316,14 +332,19 @@ jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
                                (time_t)now, s->times.crl_grace, info);
 }
 
-char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
-                       size_t *len, int *ok)
+char *jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
+                       jpki_err store, size_t *len, int *ok)
 {
     size_t max = JPKI_HEALTH_CRL_MAX * (jpki_crlwatch_count(s->crlw) + 1);
     char *crls = malloc(max), *out = NULL;
     jpki_health h;
 
     *ok = 0;
+    /* the embedded store full: no room for a new key */
+    if (jpki_site_shm(s))
+        store = shm == NULL ? JPKI_ERR_STORE
+                : jpki_shm_is_full(shm, now * 1000) ? JPKI_ERR_STORE_FULL
+                : JPKI_OK;
     if (crls != NULL) {
         jpki_health_init(&h, crls, max, now, s->times.crl_grace,
                          jpki_ctx_get_policy(s->ctx)->clock_skew);
@@ -342,6 +363,16 @@ char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
 }
 
 /* ---- a transaction run ------------------------------------------ */
+
+jpki_err jpki_site_txn(const jpki_site *s, jpki_txn_request *rq,
+                       jpki_edge_in *in, jpki_txn **t)
+{
+    rq->map_fn = jpki_site_map_fn(s);
+    rq->map_ud = (void *)s;
+    in->redis = !jpki_site_shm(s);
+    jpki_edge_request(rq, in);
+    return jpki_txn_new(s->ctx, rq, t);
+}
 
 jpki_step jpki_site_run(const jpki_site *s, jpki_txn *t, int64_t now,
                         const jpki_run_io *io)

@@ -18,6 +18,7 @@
 #include "crlzone.h"
 #include "watch.h"
 #include "redis.h"
+#include "edge.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,6 +85,12 @@ typedef enum {
 
 /* The sentence for why, in srv's words (a constant). */
 const char *jpki_site_unused(jpki_server srv, jpki_site_unused_why why);
+/* The first site directive written in sc, for a block whose site does
+ * not take it: "\"<directive>\" here has no effect: <why> in FILE:LINE"
+ * into out; 0 when none is written (nothing to refuse). */
+size_t jpki_siteconf_unused(const jpki_siteconf *sc, jpki_server srv,
+                            jpki_site_unused_why why, char *out,
+                            size_t outlen);
 
 
 /* ---- a site built from its configuration -------------------------- */
@@ -141,13 +148,22 @@ jpki_map_fn jpki_site_map_fn(const jpki_site *s);
  * verdict: fail closed without one). */
 jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
                               jpki_rev_info *info);
-/* The health answer at now: every CRL file, the store's state store
- * (JPKI_OK, JPKI_ERR_STORE, JPKI_ERR_STORE_FULL); malloc'ed JSON (free()),
- * its length in *len, *ok when all is well.  NULL: no memory. */
-char *jpki_site_health(const jpki_site *s, int64_t now, jpki_err store,
-                       size_t *len, int *ok);
+/* The health answer at now: every CRL file, the store's state (the
+ * embedded store: shm's, NULL when the process has none; Redis: store,
+ * the probe's: JPKI_OK, JPKI_ERR_STORE, JPKI_ERR_STORE_FULL); malloc'ed
+ * JSON (free()), its length in *len, *ok when all is well.  NULL: no
+ * memory. */
+char *jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
+                       jpki_err store, size_t *len, int *ok);
 
 /* ---- a transaction run ------------------------------------------ */
+
+/* A transaction of site s for a request: what rq takes from the site (its
+ * mapping file) and from the request's headers (jpki_edge_request with
+ * in: whether the store is Redis is the site's); the adapter has written
+ * rq's op, now, is_post, body, peer, uri, policy and local table. */
+jpki_err jpki_site_txn(const jpki_site *s, jpki_txn_request *rq,
+                       jpki_edge_in *in, jpki_txn **t);
 
 /* The adapter's I/O for jpki_site_run.  JPKI_RUN_WAIT: under way; the
  * adapter feeds the result later (jpki_txn_feed_store, _ocsp) and runs

@@ -401,6 +401,16 @@ int jpki_locconf_any(const jpki_locconf *lc)
            || jpki_conf_any(&lc->values, JPKI_CONF_LOCATION);
 }
 
+const char *jpki_locconf_header(const jpki_locconf *lc)
+{
+    return jpki_conf_str(&lc->values, JPKI_D_HEADER);
+}
+
+int jpki_locconf_pass_cookie(const jpki_locconf *lc)
+{
+    return jpki_conf_num(&lc->values, JPKI_D_PASS_COOKIE) == 1;
+}
+
 jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,
                              jpki_policy *out, char *err, size_t errlen)
 {

@@ -119,6 +119,11 @@ jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent);
 /* 1 when it writes anything. */
 int jpki_locconf_any(const jpki_locconf *lc);
+/* What the adapter does with a location's request: the account header's
+ * name (jpki_header), whether the session cookie goes upstream
+ * (jpki_pass_cookie). */
+const char *jpki_locconf_header(const jpki_locconf *lc);
+int jpki_locconf_pass_cookie(const jpki_locconf *lc);
 /* The location's policy: the site's, then its values and throttle (the
  * session cookie always HttpOnly), checked (jpki_policy_check). */
 jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,

@@ -75,8 +75,8 @@ static void rev_unavailable(jpki_txn *t)
              (long long)(t->req.now - t->req.now % SOFT_BUCKET_S));
     /* the CA key's list name (crlptr.h) too: `jpkictl recheck` looks the
      * certificate up in the CRL of that key */
-    if (jpki_crl_list_name(list, sizeof(list), t->cert->issuer->tag,
-                           t->cert->issuer_key_hash, 0) < 0)
+    if (jpki_issuer_crl_list(t->cert->issuer, t->cert->issuer_key_hash, list,
+                             sizeof(list)) < 0)
         list[0] = '\0';
     snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
              "\"%s\",\"list\":\"%s\",\"event\":\"%s\"}",
@@ -161,9 +161,8 @@ static void crl_store_start(jpki_txn *t)
     jpki_store_cmd *c;
     int i, hit = 0;
 
-    if (jpki_crl_list_name(t->crl_list, sizeof(t->crl_list),
-                           t->cert->issuer->tag, t->cert->issuer_key_hash,
-                           0) < 0) {
+    if (jpki_issuer_crl_list(t->cert->issuer, t->cert->issuer_key_hash,
+                             t->crl_list, sizeof(t->crl_list)) < 0) {
         txn_finish(t, JPKI_ERR_INTERNAL);
         return;
     }

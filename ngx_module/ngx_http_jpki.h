@@ -107,11 +107,7 @@ typedef struct {
     ngx_event_t                hold;         /* verdict's delay_ms */
     u_char                    *body;
     size_t                     body_len;
-    ngx_str_t                  account;
-    ngx_str_t                  cert_id;
-    ngx_str_t                  status;
-    ngx_str_t                  set_cookie;
-    time_t                     auth_time;
+    ngx_str_t                  account;       /* the verdict's */
     u_char                     peer[NGX_SOCKADDR_STRLEN + 1];
     u_char                    *uri;
 } ngx_http_jpki_ctx_t;
@@ -149,7 +145,7 @@ ngx_int_t ngx_http_jpki_upstream_cookies(ngx_http_request_t *r,
 ngx_int_t ngx_http_jpki_add_out_header(ngx_http_request_t *r, const char *name,
     const char *value);
 ngx_http_jpki_ctx_t *ngx_http_jpki_passed(ngx_http_request_t *r);
-ngx_int_t ngx_http_jpki_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_jpki_gate(ngx_http_request_t *r);
 ngx_int_t ngx_http_jpki_preaccess_handler(ngx_http_request_t *r);
 char *ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_http_jpki_conf.c: the directives of the core's grammar */
@@ -183,9 +179,7 @@ void ngx_http_jpki_log(void *ud, jpki_log_level level, const char *msg);
 void ngx_http_jpki_files_timer(ngx_event_t *ev);
 ngx_int_t ngx_http_jpki_init_process(ngx_cycle_t *cycle);
 int64_t ngx_http_jpki_now_ms(void);
-ngx_int_t ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf);
 void ngx_http_jpki_exit_process(ngx_cycle_t *cycle);
-void ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf);
 ngx_http_jpki_ctx_t *ngx_http_jpki_new_ctx(ngx_http_request_t *r, jpki_op op);
 ngx_int_t ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx);
 void ngx_http_jpki_drive(ngx_http_jpki_ctx_t *ctx);

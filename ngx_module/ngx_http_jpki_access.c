@@ -383,8 +383,9 @@ ngx_http_jpki_gated(ngx_http_jpki_loc_conf_t *jlcf)
 /* Checks the request's session; a refusal is answered here (NGX_DONE).
  * NGX_OK: it passes, with the account header set; NGX_AGAIN: the check
  * waits on I/O and resumes the phases when it ends; NGX_DECLINED: no gate
- * here. */
-static ngx_int_t
+ * here.  The access handler: the gate of main requests (nginx runs no
+ * access handler for subrequests: ngx_http_jpki_preaccess_handler). */
+ngx_int_t
 ngx_http_jpki_gate(ngx_http_request_t *r)
 {
     ngx_http_jpki_loc_conf_t  *jlcf;
@@ -440,15 +441,6 @@ ngx_http_jpki_gate(ngx_http_request_t *r)
     }
 
     return NGX_OK;
-}
-
-
-/* The access phase: the gate of main requests (nginx runs no access
- * handler for subrequests). */
-ngx_int_t
-ngx_http_jpki_access_handler(ngx_http_request_t *r)
-{
-    return ngx_http_jpki_gate(r);
 }
 
 

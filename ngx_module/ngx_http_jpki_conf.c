@@ -1,9 +1,9 @@
 /*
- * ngx_http_jpki_conf.c - the directives whose grammar is the core's
- * (common/conf.h): the store, the simple site and location values, the
- * throttle, and the location configuration's create and merge.  nginx's
- * part is what only nginx does: shared zones, TLS contexts, resolving the
- * Redis address, the "is duplicate"-style messages with file and line.
+ * ngx_http_jpki_conf.c - the directives, read by the core (common/
+ * siteconf.h, conf.h): every site directive through one setter, the
+ * location values and throttle, the location configuration's create and
+ * merge.  nginx's part is what only nginx does: shared zones, resolving
+ * the addresses, its messages with file and line.
  */
 
 #include "ngx_http_jpki.h"
@@ -24,29 +24,6 @@ ngx_http_jpki_conf_fail(ngx_conf_t *cf, ngx_str_t *name, const char *why)
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", msg);
 
     return NGX_CONF_ERROR;
-}
-
-
-/* The directive's words after its name, NUL-terminated by nginx. */
-static const char **
-ngx_http_jpki_conf_argv(ngx_conf_t *cf, ngx_uint_t *argc)
-{
-    ngx_str_t    *value = cf->args->elts;
-    const char  **argv;
-    ngx_uint_t    i;
-
-    *argc = cf->args->nelts - 1;
-    argv = ngx_palloc(cf->pool, (*argc + 1) * sizeof(char *));
-    if (argv == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; i < *argc; i++) {
-        argv[i] = (const char *) value[i + 1].data;
-    }
-    argv[*argc] = NULL;
-
-    return argv;
 }
 
 
@@ -74,30 +51,6 @@ ngx_http_jpki_join_args(ngx_conf_t *cf, ngx_str_t *out)
         *p++ = (i + 1 < cf->args->nelts) ? ' ' : '\0';
     }
     out->len = len - 1;
-
-    return NGX_CONF_OK;
-}
-
-
-/* A value of the core's table (cmd->offset: its jpki_directive_id) into
- * values; several words are joined by blanks (jpki_trusted_origins). */
-static char *
-ngx_http_jpki_conf_value(ngx_conf_t *cf, ngx_command_t *cmd,
-    jpki_conf_values *values)
-{
-    ngx_str_t  arg;
-    char       err[256];
-
-    if (ngx_http_jpki_join_args(cf, &arg) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (jpki_conf_set(values, (jpki_directive_id) cmd->offset,
-                      (char *) arg.data, err, sizeof(err))
-        != JPKI_OK)
-    {
-        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
-    }
 
     return NGX_CONF_OK;
 }
@@ -142,9 +95,9 @@ char *
 ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_main_conf_t  *jmcf = conf;
-    const char                **argv;
-    ngx_uint_t                  argc;
-    ngx_str_t                   arg;
+    ngx_str_t                  *value = cf->args->elts, arg;
+    const char                 *argv[64];
+    ngx_uint_t                  i;
     jpki_sc_env                 env;
     jpki_err                    e;
     char                        err[512];
@@ -164,12 +117,15 @@ ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                 (cmd->offset - NGX_HTTP_JPKI_VALUE),
                                 (char *) arg.data, &env, err, sizeof(err));
     } else {
-        argv = ngx_http_jpki_conf_argv(cf, &argc);
-        if (argv == NULL) {
-            return NGX_CONF_ERROR;
+        /* the words after the name, NUL-terminated by nginx */
+        if (cf->args->nelts > 64) {
+            return "has more than 63 parameters";
+        }
+        for (i = 1; i < cf->args->nelts; i++) {
+            argv[i - 1] = (const char *) value[i].data;
         }
         e = jpki_siteconf_set(jmcf->sc, (jpki_sc_directive) cmd->offset,
-                              (int) argc, argv, &env, err, sizeof(err));
+                              (int) i - 1, argv, &env, err, sizeof(err));
     }
 
     if (e != JPKI_OK) {
@@ -189,12 +145,28 @@ ngx_http_jpki_conf_site(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* A location value of the core's table (cmd->offset: its
+ * jpki_directive_id); several words are joined by blanks
+ * (jpki_trusted_origins). */
 char *
 ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                  arg;
+    char                       err[256];
 
-    return ngx_http_jpki_conf_value(cf, cmd, &jlcf->lc.values);
+    if (ngx_http_jpki_join_args(cf, &arg) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_conf_set(&jlcf->lc.values, (jpki_directive_id) cmd->offset,
+                      (char *) arg.data, err, sizeof(err))
+        != JPKI_OK)
+    {
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -453,11 +425,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
     jpki_locconf_merge(&conf->lc, &prev->lc);
 
-    conf->header.data = (u_char *) jpki_conf_str(&conf->lc.values,
-                                                 JPKI_D_HEADER);
+    conf->header.data = (u_char *) jpki_locconf_header(&conf->lc);
     conf->header.len = ngx_strlen(conf->header.data);
-    conf->pass_cookie = (ngx_flag_t) jpki_conf_num(&conf->lc.values,
-                                                   JPKI_D_PASS_COOKIE);
+    conf->pass_cookie = jpki_locconf_pass_cookie(&conf->lc);
 
     jmcf = ((ngx_http_jpki_main_conf_t *)
             ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module))->site;

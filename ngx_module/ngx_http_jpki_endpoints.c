@@ -170,14 +170,16 @@ typedef struct {
 static void
 ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
 {
-    ngx_http_request_t  *r = hc->r;
-    jpki_verdict         v;
-    u_char              *body, *json;
-    size_t               len;
-    int                  ok;
+    ngx_http_request_t         *r = hc->r;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    jpki_verdict                v;
+    u_char                     *body, *json;
+    size_t                      len;
+    int                         ok;
 
-    json = (u_char *) jpki_site_health(ngx_http_jpki_site(r)->js, ngx_time(),
-                                       store, &len, &ok);
+    jmcf = ngx_http_jpki_site(r);
+    json = (u_char *) jpki_site_health(jmcf->js, ngx_time(), jmcf->shm, store,
+                                       &len, &ok);
     body = json ? ngx_pnalloc(r->pool, len) : NULL;
     if (body == NULL) {
         free(json);
@@ -251,10 +253,7 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     r->main->count++;
 
     if (jpki_site_shm(jmcf->js)) {
-        ngx_http_jpki_health_send(hc, jmcf->shm == NULL ? JPKI_ERR_STORE
-                                  : jpki_shm_is_full(jmcf->shm,
-                                                     ngx_http_jpki_now_ms())
-                                  ? JPKI_ERR_STORE_FULL : JPKI_OK);
+        ngx_http_jpki_health_send(hc, JPKI_OK);     /* the core asks it */
         return NGX_DONE;
     }
 

@@ -88,30 +88,16 @@ static void ngx_http_jpki_peer_handler(ngx_event_t *ev);
 static void ngx_http_jpki_peer_timeout(ngx_event_t *ev);
 
 
-/* s as a C string (ngx_free() it). */
-static char *
-ngx_http_jpki_cstr(ngx_str_t *s, ngx_log_t *log)
-{
-    u_char  *p;
-
-    p = ngx_alloc(s->len + 1, log);
-    if (p != NULL) {
-        *ngx_cpymem(p, s->data, s->len) = '\0';
-    }
-
-    return (char *) p;
-}
-
-
-/* A connection to u's first address (what: the peer in messages), handed
- * to the core connected or connecting. */
+/* A connection to u's first address (what: the peer in messages, where:
+ * its address as configured), handed to the core connected or
+ * connecting. */
 static ngx_http_jpki_peer_t *
-ngx_http_jpki_peer_open(ngx_url_t *u, const char *what, ngx_log_t *log)
+ngx_http_jpki_peer_open(ngx_url_t *u, const char *what, const char *where,
+    ngx_log_t *log)
 {
     ngx_http_jpki_peer_t  *p;
     ngx_connection_t      *c;
     ngx_int_t              rc;
-    char                  *where;
 
     p = ngx_calloc(sizeof(ngx_http_jpki_peer_t), log);
     if (p == NULL) {
@@ -142,12 +128,7 @@ ngx_http_jpki_peer_open(ngx_url_t *u, const char *what, ngx_log_t *log)
     c->write->handler = ngx_http_jpki_peer_handler;
     c->pool = NULL;
 
-    where = ngx_http_jpki_cstr(&u->url, log);
-    if (where != NULL) {
-        p->conn = jpki_conn_new(c->fd, rc == NGX_AGAIN, what, where);
-        ngx_free(where);
-    }
-
+    p->conn = jpki_conn_new(c->fd, rc == NGX_AGAIN, what, where);
     if (p->conn != NULL) {
         return p;
     }
@@ -418,7 +399,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     p = ngx_http_jpki_redis_pooled(jmcf);
 
     if (p == NULL) {
-        p = ngx_http_jpki_peer_open(&jmcf->redis, "redis", log);
+        p = ngx_http_jpki_peer_open(&jmcf->redis, "redis",
+                                    jpki_site_store(jmcf->js)->addr, log);
         if (p == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to redis");
             return NGX_ERROR;
@@ -532,7 +514,8 @@ ngx_http_jpki_ocsp_open(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t issuer,
     const jpki_conf_issuer  *spec = jpki_site_issuer_spec(jmcf->js, issuer);
     ngx_http_jpki_peer_t    *p;
 
-    p = ngx_http_jpki_peer_open(jmcf->ocsp[issuer], "OCSP responder", log);
+    p = ngx_http_jpki_peer_open(jmcf->ocsp[issuer], "OCSP responder",
+                                spec->ocsp, log);
     if (p == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "jpki: cannot connect to OCSP responder \"%s\"",

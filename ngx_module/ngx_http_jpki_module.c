@@ -156,25 +156,23 @@ ngx_http_jpki_cleanup_site(void *data)
 
 
 /* A site directive in a block that is no site would do nothing: refused
- * ("what" says why), naming where the first one is written.  Whether a
- * block is a site is known only at its end (jpki_secret_file may come
- * last), and the merge runs after the whole file is read: the place is
- * the one the core kept. */
+ * (why), naming where the first one is written.  Whether a block is a
+ * site is known only at its end (jpki_secret_file may come last), and the
+ * merge runs after the whole file is read: the place is the one the core
+ * kept. */
 static char *
 ngx_http_jpki_site_unused(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
-    const char *what)
+    jpki_site_unused_why why)
 {
-    const char  *name, *file;
-    unsigned     line;
+    char  msg[NGX_MAX_PATH + 600];
 
-    name = jpki_siteconf_first(jmcf->sc, &file, &line);
-    if (name == NULL) {
+    if (jpki_siteconf_unused(jmcf->sc, JPKI_SERVER_NGINX, why, msg,
+                             sizeof(msg)) == 0)
+    {
         return NGX_CONF_OK;
     }
 
-    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "jpki: \"%s\" here has no effect: %s in %s:%ud", name,
-                  what, file, line);
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "jpki: %s", msg);
 
     return NGX_CONF_ERROR;
 }
@@ -265,8 +263,7 @@ ngx_http_jpki_init_main_conf(ngx_conf_t *cf, void *conf)
     site = ngx_http_conf_get_module_srv_conf(cf, ngx_http_jpki_module);
 
     if (!jpki_siteconf_is_site(site->sc)) {
-        return ngx_http_jpki_site_unused(cf, site,
-                   jpki_site_unused(JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP));
+        return ngx_http_jpki_site_unused(cf, site, JPKI_SITE_UNUSED_TOP);
     }
 
     return ngx_http_jpki_site_finish(cf, site);
@@ -284,10 +281,9 @@ ngx_http_jpki_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (!jpki_siteconf_is_site(conf->sc)) {
         conf->site = prev->site;
-        return ngx_http_jpki_site_unused(cf, conf,
-                   jpki_site_unused(JPKI_SERVER_NGINX, prev->js != NULL
-                                    ? JPKI_SITE_UNUSED_INHERITS
-                                    : JPKI_SITE_UNUSED_ALONE));
+        return ngx_http_jpki_site_unused(cf, conf, prev->js != NULL
+                                         ? JPKI_SITE_UNUSED_INHERITS
+                                         : JPKI_SITE_UNUSED_ALONE);
     }
 
     return ngx_http_jpki_site_finish(cf, conf);
@@ -424,7 +420,7 @@ ngx_http_jpki_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_jpki_access_handler;
+    *h = ngx_http_jpki_gate;
 
     return NGX_OK;
 }

@@ -6,29 +6,6 @@
 #include "ngx_http_jpki.h"
 
 
-ngx_int_t
-ngx_http_jpki_init_process(ngx_cycle_t *cycle)
-{
-    ngx_http_jpki_sites_t       *sites;
-    ngx_http_jpki_main_conf_t  **site;
-    ngx_uint_t                   i;
-
-    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
-    if (sites == NULL) {
-        return NGX_OK;
-    }
-
-    site = sites->sites.elts;
-    for (i = 0; i < sites->sites.nelts; i++) {
-        if (ngx_http_jpki_init_site(cycle, site[i]) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
 int64_t
 ngx_http_jpki_now_ms(void)
 {
@@ -127,7 +104,7 @@ ngx_http_jpki_outsync_timer(ngx_event_t *ev)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
     if (jpki_site_shm(jmcf->js)) {
@@ -171,27 +148,8 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 }
 
 
-void
-ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_jpki_sites_t       *sites;
-    ngx_http_jpki_main_conf_t  **site;
-    ngx_uint_t                   i;
-
-    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
-    if (sites == NULL) {
-        return;
-    }
-
-    site = sites->sites.elts;
-    for (i = 0; i < sites->sites.nelts; i++) {
-        ngx_http_jpki_exit_site(site[i]);
-    }
-}
-
-
-void
-ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
+static ngx_int_t
+ngx_http_jpki_exit_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
 {
     /* (a load under way: another worker takes the zone's claim over) */
     ngx_http_jpki_crl_exit(jmcf);
@@ -205,5 +163,43 @@ ngx_http_jpki_exit_site(ngx_http_jpki_main_conf_t *jmcf)
     jpki_outsync_free(jmcf->outsync);
     jmcf->outsync = NULL;
     ngx_free(jmcf->mirror_handle);
+
+    return NGX_OK;
+}
+
+
+/* Each site of the cycle's configuration, in a worker. */
+static ngx_int_t
+ngx_http_jpki_each_site(ngx_cycle_t *cycle,
+    ngx_int_t (*fn)(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf))
+{
+    ngx_http_jpki_sites_t       *sites;
+    ngx_http_jpki_main_conf_t  **site;
+    ngx_uint_t                   i;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    site = sites != NULL ? sites->sites.elts : NULL;
+
+    for (i = 0; site != NULL && i < sites->sites.nelts; i++) {
+        if (fn(cycle, site[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_jpki_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_jpki_each_site(cycle, ngx_http_jpki_init_site);
+}
+
+
+void
+ngx_http_jpki_exit_process(ngx_cycle_t *cycle)
+{
+    (void) ngx_http_jpki_each_site(cycle, ngx_http_jpki_exit_site);
 }
 

@@ -10,14 +10,6 @@
 #include "redis.h"
 
 
-static void
-ngx_http_jpki_str_of(ngx_str_t *dst, const char *s)
-{
-    dst->data = (u_char *) s;
-    dst->len = s ? ngx_strlen(s) : 0;
-}
-
-
 /* A login leaves the worker's count of logins being verified. */
 static void
 ngx_http_jpki_uncount(ngx_http_jpki_ctx_t *ctx)
@@ -213,8 +205,6 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
-    rq.map_fn = jpki_site_map_fn(jmcf->js);
-    rq.map_ud = jmcf->js;
 
     /* logouts: read at every request in the node's table */
     if (jpki_site_shm(jmcf->js)) {
@@ -230,10 +220,8 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     in.own_host = ngx_http_jpki_host_get;
     in.ud = r;
     in.subrequest = r != r->main;
-    in.redis = !jpki_site_shm(jmcf->js);
-    jpki_edge_request(&rq, &in);
 
-    if (jpki_txn_new(jmcf->ctx, &rq, &ctx->txn) != JPKI_OK) {
+    if (jpki_site_txn(jmcf->js, &rq, &in, &ctx->txn) != JPKI_OK) {
         return NGX_ERROR;
     }
 
@@ -499,13 +487,10 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     }
 
     /* the verdict's strings live as long as the transaction, which is
-     * freed with the request's pool: the variables may point at them */
-    ngx_http_jpki_str_of(&ctx->status, v->reason);
-    ngx_http_jpki_str_of(&ctx->account, v->account);
-    ngx_http_jpki_str_of(&ctx->cert_id, v->cert_id);
-    ngx_http_jpki_str_of(&ctx->set_cookie, v->set_cookie);
-
-    ctx->auth_time = (time_t) v->auth_time;
+     * freed with the request's pool: the variables and the account
+     * header point at them */
+    ctx->account.data = (u_char *) v->account;
+    ctx->account.len = v->account ? ngx_strlen(v->account) : 0;
 
     if (jpki_edge_passes(ctx->op, v)) {
         account = ctx->account;

@@ -6,12 +6,15 @@
 #include "ngx_http_jpki.h"
 
 
+/* The verdict's value (data: the name's index); the strings live as long
+ * as the transaction, freed with the request's pool. */
 static ngx_int_t
 ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
     ngx_http_jpki_ctx_t  *ctx;
-    ngx_str_t            *s = NULL;
+    const jpki_verdict   *vd;
+    const char           *s;
     u_char               *p;
 
     /* the request's own check (a gated subrequest's, whatever its
@@ -22,51 +25,25 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         ctx = ngx_http_jpki_passed(r->parent);
     }
 
-    if (ctx == NULL || !ctx->done) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
+    vd = ctx != NULL && ctx->done ? jpki_txn_verdict(ctx->txn) : NULL;
+    s = vd == NULL ? NULL : data == 0 ? vd->account : data == 1 ? vd->cert_id
+        : data == 3 ? vd->reason : data == 4 ? vd->set_cookie : "";
 
-    switch (data) {
-    case 0:
-        s = &ctx->account;
-        break;
-    case 1:
-        s = &ctx->cert_id;
-        break;
-    case 2:
-        if (ctx->auth_time == 0) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
+    if (s != NULL && s[0] == '\0' && data == 2 && vd->auth_time != 0) {
         p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
         if (p == NULL) {
             return NGX_ERROR;
         }
-        v->len = ngx_sprintf(p, "%T", ctx->auth_time) - p;
-        v->data = p;
-        v->valid = 1;
-        v->no_cacheable = 0;
-        v->not_found = 0;
-        return NGX_OK;
-    case 4:
-        s = &ctx->set_cookie;
-        break;
-    default:
-        s = &ctx->status;
-        break;
+        v->len = ngx_sprintf(p, "%T", (time_t) vd->auth_time) - p;
+        s = (const char *) p;
+    } else {
+        v->len = s != NULL ? ngx_strlen(s) : 0;
     }
 
-    if (s->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s->len;
-    v->data = s->data;
+    v->data = (u_char *) s;
     v->valid = 1;
     v->no_cacheable = 0;
-    v->not_found = 0;
+    v->not_found = v->len == 0;
 
     return NGX_OK;
 }

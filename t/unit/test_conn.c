@@ -676,6 +676,30 @@ static void test_flights(void)
     jpki_flight_land(&list, &b);
     jpki_flight_land(&list, &d);
     ok(list == NULL, "all landed");
+
+    /* threads waiting (Apache): the answer kept for them, the last out
+     * frees it */
+    memset(&a, 0, sizeof(a));
+    jpki_flight_start(&list, &a, &s1, id, 32);
+    a.waiters = 2;
+    ok(!jpki_flight_done(&list, &a, 200, (const uint8_t *)"resp", 4)
+       && list == NULL && a.done && a.status == 200 && a.body_len == 4
+       && memcmp(a.body, "resp", 4) == 0,
+       "done with two waiters: landed, the answer kept for them");
+    ok(!jpki_flight_leave(&a) && a.body != NULL, "the first waiter leaves");
+    ok(jpki_flight_leave(&a) && a.body == NULL,
+       "the last one: the answer freed, the flight the adapter's to free");
+    memset(&a, 0, sizeof(a));
+    jpki_flight_start(&list, &a, &s1, id, 32);
+    ok(jpki_flight_done(&list, &a, 0, NULL, 0) && a.body == NULL,
+       "failed, nobody waiting: the adapter frees it at once");
+    memset(&a, 0, sizeof(a));
+    jpki_flight_start(&list, &a, &s1, id, 32);
+    a.waiters = 1;
+    ok(!jpki_flight_leave(&a), "a waiter that gives up before the answer: "
+       "the flight stays for its query");
+    ok(jpki_flight_done(&list, &a, 200, (const uint8_t *)"x", 1)
+       && a.body == NULL, "... then done, nobody waiting: nothing kept");
 }
 
 int main(void)

@@ -526,6 +526,17 @@ static const char *hexid(unsigned i)
 
 #define T0 INT64_C(1700000000000)            /* ms */
 
+/* The context's sentences about the logout log. */
+static int outsync_down, outsync_up;
+
+static void outsync_log(void *ud, jpki_log_level level, const char *msg)
+{
+    (void)ud;
+    outsync_down += level == JPKI_LOG_WARN
+                    && strstr(msg, "logout log: the store does not answer");
+    outsync_up += strstr(msg, "logout log: the store answers again") != NULL;
+}
+
 static void test_outsync_basics(jpki_ctx *c)
 {
     shm_tab st, mi;
@@ -539,6 +550,7 @@ static void test_outsync_basics(jpki_ctx *c)
     unsigned i;
 
     ok(o != NULL, "outsync: a poller");
+    jpki_ctx_set_log(c, outsync_log, NULL);
     ok(jpki_outsync_new(c, NULL) == NULL && jpki_outsync_new(NULL, mirror)
        == NULL, "... none without a context or a mirror");
     is_int(jpki_outsync_since(NULL, now) == INT64_MAX, 1,
@@ -565,11 +577,16 @@ static void test_outsync_basics(jpki_ctx *c)
     ok(cmd != NULL && jpki_outsync_feed(o, r, n, now, &n) == NULL
        && jpki_outsync_since(o, now) == INT64_MAX,
        "a store error: since still INT64_MAX");
+    ok(outsync_down == 1 && outsync_up == 0,
+       "the outage said once, at its first failed poll");
 
     /* the first complete poll: the whole log read (there is none yet),
      * the mirror vouches for the time records live (less 5 s) */
     now += 1000;
     is_int(poll_at(o, store, now), 1, "first poll: one batch (no log yet)");
+    ok(outsync_down == 1 && outsync_up == 1, "... the store answers again: "
+       "said once");
+    jpki_ctx_set_log(c, NULL, NULL);
     since0 = jpki_outsync_since(o, now);
     is_int(since0, now / 1000 - JPKI_OUTLOG_TTL + 5,
            "since: JPKI_OUTLOG_TTL - 5 s before the first poll");

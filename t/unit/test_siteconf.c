@@ -84,6 +84,19 @@ static void test_directives(void)
     ok(jpki_siteconf_first(sc, &file, &line) != NULL
        && !strcmp(file, "site.conf") && line == 7,
        "the first site directive and where it is written are kept");
+    ok(jpki_siteconf_unused(sc, JPKI_SERVER_NGINX, JPKI_SITE_UNUSED_TOP, err,
+                            sizeof(err)) > 0
+       && strncmp(err, "\"jpki_x\" here has no effect: the http block has no "
+                  "site", 52) == 0 && strstr(err, " in site.conf:7") != NULL,
+       "the sentence for a site directive no site takes: %s", err);
+    {
+        jpki_siteconf *none = jpki_siteconf_new();
+
+        ok(jpki_siteconf_unused(none, JPKI_SERVER_APACHE,
+                                JPKI_SITE_UNUSED_ALONE, err, sizeof(err))
+           == 0, "none written: nothing to refuse");
+        jpki_siteconf_free(none);
+    }
 
     /* the secret file: read now, once */
     write_file(path, sizeof(path), secret_text, 0600);
@@ -300,7 +313,7 @@ static void test_build(void)
     ok(jpki_site_map_fn(s) != NULL
        && jpki_site_map_fn(s)(s, text, out) > 0 && !strcmp(out, "acct-1"),
        "the mapping answers through the site");
-    h = jpki_site_health(s, 1000, JPKI_ERR_STORE, &len, &okh);
+    h = jpki_site_health(s, 1000, NULL, JPKI_ERR_STORE, &len, &okh);
     ok(h != NULL && len == strlen(h) && !okh
        && strstr(h, "\"store\"") != NULL, "health: the store down: %s", h);
     free(h);

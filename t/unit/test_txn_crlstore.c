@@ -328,6 +328,24 @@ static void test_lists_per_key(const char *idc_gate)
        && strcmp(l1, old) != 0 && strcmp(l2, old) != 0,
        "two lists: a list tag each, neither the issuer tag");
     ok(strlen(old2) == 33, "the 06b82fb name: <issuer tag>.<key tag>");
+    {
+        const struct jpki_issuer *is = jpki_ctx_issuer(ctx, 0);
+        uint8_t kh[20];
+        char a[LIST_NAME_MAX], b[LIST_NAME_MAX];
+        size_t k, found = 0;
+
+        for (k = 0; k < is->n_lists; k++)
+            found += !strcmp(is->lists[k].list, l1)
+                     + !strcmp(is->lists[k].list, l2);
+        ok(is->n_lists == 2 && found == 2,
+           "each CA key's list name made once, at finish");
+        memset(kh, 0x5a, sizeof(kh));
+        ok(jpki_issuer_crl_list(is, kh, a, sizeof(a)) == 0
+           && jpki_crl_list_name(b, sizeof(b), is->tag, kh, 0) > 0
+           && !strcmp(a, b), "a key it did not list: made now, the same");
+        ok(jpki_issuer_crl_list(is, is->lists[0].kh, a, 4) == -1,
+           "no room: -1");
+    }
 
     /* only ca2's CRL synced: a ca1 certificate has no CRL of its key, also
      * when ca2's list answers "not listed" for its cert_id */
