@@ -121,4 +121,19 @@ for my $kind (JPKIServer::kinds()) {
          "$kind: ... with a warning naming the new spelling") or diag($out);
 }
 
+# every directive of the core's list (common/directives.h, which both
+# modules' tables are made from) is documented under both names
+{
+    my $docs = join '', map { JPKITest::slurp($_) }
+        glob("$JPKITest::REPO/docs/*.md"), "$JPKITest::REPO/README.md",
+        "$JPKITest::REPO/ngx_module/README.md",
+        "$JPKITest::REPO/apache_module/README.md";
+    my @missing = grep { index($docs, $_) < 0 }
+        map { @{ $JPKIServer::DIRECTIVE{$_} } } sort keys %JPKIServer::DIRECTIVE;
+    is("@missing", '', 'every directive is documented by both its names');
+    ok(keys %JPKIServer::DIRECTIVE >= 30, '... '
+       . scalar(keys %JPKIServer::DIRECTIVE) . ' directives, read from '
+       . 'common/directives.h');
+}
+
 done_testing();

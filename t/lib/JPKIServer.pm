@@ -70,40 +70,28 @@ our @KINDS = qw(nginx apache);
 
 # A directive of a site or a location: name in a description => [nginx,
 # Apache].  Values are written as given; flags (1, 0, on, off) in each
-# server's case.
+# server's case.  The core's simple directives are read from the list both
+# modules' tables are made from (common/directives.h): the key is the nginx
+# name without "jpki_".
 our %DIRECTIVE = (
     secret                => [qw(jpki_secret_file JPKISecretFile)],
     issuer                => [qw(jpki_issuer JPKIIssuer)],
     store                 => [qw(jpki_store JPKIStore)],
     map                   => [qw(jpki_map_file JPKIMapFile)],
-    revocation            => [qw(jpki_revocation JPKIRevocation)],
-    failure               => [qw(jpki_failure JPKIFailure)],
-    session_lifetime      => [qw(jpki_session_lifetime JPKISessionLifetime)],
-    session_idle          => [qw(jpki_session_idle JPKISessionIdle)],
-    recheck_interval      => [qw(jpki_recheck_interval JPKIRecheckInterval)],
-    login_page            => [qw(jpki_login_page JPKILoginPage)],
-    trusted_origins       => [qw(jpki_trusted_origins JPKITrustedOrigins)],
-    require_account       => [qw(jpki_require_account JPKIRequireAccount)],
-    header                => [qw(jpki_header JPKIHeader)],
     throttle              => [qw(jpki_throttle JPKIThrottle)],
-    challenge_ttl         => [qw(jpki_challenge_ttl JPKIChallengeTTL)],
-    ocsp_timeout          => [qw(jpki_ocsp_timeout JPKIOCSPTimeout)],
-    ocsp_nonce            => [qw(jpki_ocsp_nonce JPKIOCSPNonce)],
-    redis_timeout         => [qw(jpki_redis_timeout JPKIRedisTimeout)],
-    redis_connect_timeout => [qw(jpki_redis_connect_timeout JPKIRedisConnectTimeout)],
-    crl_grace             => [qw(jpki_crl_grace JPKICRLGrace)],
-    crl_pointer_ttl       => [qw(jpki_crl_pointer_ttl JPKICRLPointerTTL)],
     crl_zone              => [qw(jpki_crl_zone JPKICRLZone)],
-    ocsp_cache_good       => [qw(jpki_ocsp_cache_good JPKIOCSPCacheGood)],
-    ocsp_cache_hold       => [qw(jpki_ocsp_cache_hold JPKIOCSPCacheHold)],
-    ocsp_cache_revoked    => [qw(jpki_ocsp_cache_revoked JPKIOCSPCacheRevoked)],
-    clock_skew            => [qw(jpki_clock_skew JPKIClockSkew)],
-    cookie_name           => [qw(jpki_cookie_name JPKICookieName)],
-    cookie_path           => [qw(jpki_cookie_path JPKICookiePath)],
-    cookie_samesite       => [qw(jpki_cookie_samesite JPKICookieSameSite)],
-    cookie_secure         => [qw(jpki_cookie_secure JPKICookieSecure)],
-    pass_cookie           => [qw(jpki_pass_cookie JPKIPassCookie)],
+    core_directives(),
 );
+
+sub core_directives {
+    my $h = JPKITest::slurp("$JPKITest::REPO/common/directives.h");
+    my %d;
+    while ($h =~ /X\(JPKI_D_\w+,[\s\\]*"jpki_(\w+)",[\s\\]*"(JPKI\w+)"/g) {
+        $d{$1} = [ "jpki_$1", $2 ];
+    }
+    die 'no directives read from common/directives.h' unless keys %d >= 25;
+    return %d;
+}
 # on/off directives: 1 and 0 are written on and off too
 my %FLAG = map { $_ => 1 } qw(require_account ocsp_nonce cookie_secure pass_cookie);
 # the order of the site's own directives (the others follow, sorted)
