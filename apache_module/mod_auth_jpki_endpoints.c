@@ -105,7 +105,7 @@ mjpki_endpoint_handler(request_rec *r)
     const char          *u;
     size_t               len = 0;
     jpki_op              op;
-    int                  rc;
+    int                  rc, login;
 
     if (r->handler == NULL || strcmp(r->handler, JPKI_HANDLER) != 0) {
         return DECLINED;
@@ -122,7 +122,8 @@ mjpki_endpoint_handler(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (op == JPKI_OP_LOGIN && r->method_number == M_POST) {
+    login = jpki_op_is_login(op);
+    if (login && r->method_number == M_POST) {
         rc = mjpki_read_body(r, &body, &len);
         if (rc == AP_FILTER_ERROR) {
             return rc;
@@ -137,7 +138,7 @@ mjpki_endpoint_handler(request_rec *r)
         }
     }
 
-    if (op != JPKI_OP_LOGIN) {
+    if (!login) {
         return mjpki_run_endpoint(r, site, pol, op, NULL, 0);
     }
 

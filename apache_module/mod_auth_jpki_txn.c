@@ -10,6 +10,7 @@
 
 #include "apr_atomic.h"
 #include "ap_mpm.h"
+#include "http_ssl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,13 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
     rq.body_len = body_len;
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
+    if (op == JPKI_OP_TLS_LOGIN) {
+        /* the handshake's certificate and version, as mod_ssl has them */
+        rq.client_cert = (const uint8_t *) ap_ssl_var_lookup(r->pool,
+                             r->server, r->connection, r, "SSL_CLIENT_CERT");
+        rq.tls_version = jpki_tls_version_of(ap_ssl_var_lookup(r->pool,
+                             r->server, r->connection, r, "SSL_PROTOCOL"));
+    }
     rq.policy = pol;
     /* logouts: the node's table, read without waiting */
     mjpki_local_markers(site, &rq);

@@ -69,7 +69,8 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     rq->crl_in_store = in->redis != 0;
     rq->map_source = rq->map_fn != NULL ? JPKI_MAP_CALLBACK : JPKI_MAP_STORE;
 
-    if (rq->op == JPKI_OP_LOGIN || rq->op == JPKI_OP_LOGOUT) {
+    if (rq->op == JPKI_OP_LOGIN || rq->op == JPKI_OP_TLS_LOGIN
+        || rq->op == JPKI_OP_LOGOUT) {
         /* where the browser says the request comes from */
         rq->sec_fetch_site = first(in, "Sec-Fetch-Site",
                                    &rq->sec_fetch_site_len);
@@ -77,7 +78,7 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     }
 
     if (rq->op == JPKI_OP_CHALLENGE || rq->op == JPKI_OP_LOGIN
-        || rq->op == JPKI_OP_LOGOUT) {
+        || rq->op == JPKI_OP_TLS_LOGIN || rq->op == JPKI_OP_LOGOUT) {
         /* the Host a challenge is bound to; absent or empty (HTTP/1.0,
          * HTTP/2 without :authority): the host the server found */
         rq->host = first(in, "Host", &rq->host_len);
@@ -193,7 +194,7 @@ const jpki_verdict *jpki_edge_answer(jpki_verdict *v, int status,
 int jpki_edge_login_busy(jpki_op op, const jpki_policy *pol,
                          unsigned in_flight)
 {
-    return op == JPKI_OP_LOGIN && pol != NULL && pol->login_concurrency > 0
+    return jpki_op_is_login(op) && pol != NULL && pol->login_concurrency > 0
            && in_flight >= pol->login_concurrency;
 }
 

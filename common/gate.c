@@ -63,7 +63,8 @@ int jpki_endpoint_op(const char *path, size_t len, jpki_op *op)
         jpki_op op;
     } ends[] = {
         {"challenge", 9, JPKI_OP_CHALLENGE}, {"login", 5, JPKI_OP_LOGIN},
-        {"logout", 6, JPKI_OP_LOGOUT}, {"status", 6, JPKI_OP_STATUS}};
+        {"logout", 6, JPKI_OP_LOGOUT}, {"status", 6, JPKI_OP_STATUS},
+        {"tls", 3, JPKI_OP_TLS_LOGIN}};
     size_t end = len, start, i;
 
     while (end > 0 && path[end - 1] == '/')

@@ -110,6 +110,10 @@ typedef enum {
                                     browser send */
     JPKI_ERR_THROTTLED,          /* too many failed logins: 429 */
     JPKI_ERR_BUSY,               /* too many logins being verified: 503 */
+    JPKI_ERR_NO_CLIENT_CERT,     /* a TLS login without a client certificate */
+    JPKI_ERR_TLS_VERSION,        /* ... over TLS 1.3 (the card signs only
+                                    PKCS#1 v1.5, which TLS 1.3 refuses), or
+                                    not over TLS */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -886,7 +890,10 @@ typedef enum {
     JPKI_OP_LOGIN,           /* POST <prefix>/login */
     JPKI_OP_CHECK,           /* any gated request */
     JPKI_OP_LOGOUT,          /* POST <prefix>/logout */
-    JPKI_OP_STATUS           /* GET  <prefix>/status */
+    JPKI_OP_STATUS,          /* GET  <prefix>/status */
+    JPKI_OP_TLS_LOGIN        /* POST <prefix>/tls: a login by the client
+                                certificate of the TLS handshake (the
+                                verdict is a login's) */
 } jpki_op;
 
 typedef enum {
@@ -953,7 +960,23 @@ typedef struct {
     jpki_shm *local;
     int shared_store;
     int64_t local_since;
+    /* TLS_LOGIN: the certificate the client presented in the TLS handshake
+     * (DER or PEM; NULL: none; a length of 0: a NUL-terminated PEM), and
+     * the connection's protocol version
+     * (0x0303 TLS 1.2, 0x0304 TLS 1.3; 0: not TLS).  The handshake proved
+     * the key: no challenge, no signature. */
+    const uint8_t *client_cert; size_t client_cert_len;
+    unsigned tls_version;
+    /* or the connection itself (nginx): the certificate and the version
+     * are read from it */
+    const struct ssl_st *tls;
 } jpki_txn_request;
+/* 1 for the logins (LOGIN, TLS_LOGIN): a body to read, counted among the
+ * logins being verified. */
+int jpki_op_is_login(jpki_op op);
+/* The protocol version of mod_ssl's SSL_PROTOCOL ("TLSv1.2": 0x0303;
+ * "TLSv1.3": 0x0304; NULL or another: 0). */
+unsigned jpki_tls_version_of(const char *name);
 
 #define JPKI_BODY_MAX (64 * 1024)
 

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 /* ---- verdicts ----------------------------------------------------- */
 
 static int status_of(jpki_err e)
@@ -29,6 +31,7 @@ static int status_of(jpki_err e)
     case JPKI_ERR_CHALLENGE_FORMAT: case JPKI_ERR_CHALLENGE_HOST:
     case JPKI_ERR_BAD_HOST:
     case JPKI_ERR_CERT_PARSE: case JPKI_ERR_SIG_ALG:
+    case JPKI_ERR_TLS_VERSION:
         return 400;
     case JPKI_ERR_CHALLENGE_KEY: case JPKI_ERR_CHALLENGE_MAC:
     case JPKI_ERR_CHALLENGE_EXPIRED: case JPKI_ERR_CHALLENGE_REPLAY:
@@ -41,6 +44,7 @@ static int status_of(jpki_err e)
     case JPKI_ERR_SESSION_KEY: case JPKI_ERR_SESSION_MAC:
     case JPKI_ERR_SESSION_EXPIRED: case JPKI_ERR_SESSION_IDLE:
     case JPKI_ERR_SESSION_LOGGED_OUT: case JPKI_ERR_UNAUTHENTICATED:
+    case JPKI_ERR_NO_CLIENT_CERT:
         return 401;
     case JPKI_ERR_REVOKED: case JPKI_ERR_ON_HOLD:
     case JPKI_ERR_REVOCATION_UNKNOWN: case JPKI_ERR_NOT_MAPPED:
@@ -250,12 +254,50 @@ void txn_challenge(jpki_txn *t)
 
 /* ---- public API --------------------------------------------------- */
 
+int jpki_op_is_login(jpki_op op)
+{
+    return op == JPKI_OP_LOGIN || op == JPKI_OP_TLS_LOGIN;
+}
+
+unsigned jpki_tls_version_of(const char *name)
+{
+    if (name != NULL && strcmp(name, "TLSv1.2") == 0)
+        return 0x0303;
+    if (name != NULL && strcmp(name, "TLSv1.3") == 0)
+        return 0x0304;
+    return 0;
+}
+
+/* The client certificate (DER, the transaction's copy) and the protocol
+ * version of the connection ssl. */
+static jpki_err tls_client(jpki_txn *t, SSL *ssl)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    unsigned char *p;
+    int n;
+
+    t->req.tls_version = (unsigned)SSL_version(ssl);
+    t->req.client_cert = NULL;
+    t->req.client_cert_len = 0;
+    if (x == NULL || (n = i2d_X509(x, NULL)) <= 0)
+        return JPKI_OK;
+    t->tls_der = malloc((size_t)n);
+    if (t->tls_der == NULL)
+        return JPKI_ERR_NOMEM;
+    p = t->tls_der;
+    i2d_X509(x, &p);
+    t->req.client_cert = t->tls_der;
+    t->req.client_cert_len = (size_t)n;
+    return JPKI_OK;
+}
+
 jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
                       jpki_txn **out)
 {
     jpki_txn *t;
     *out = NULL;
-    if (!ctx->finished || req == NULL || (unsigned)req->op > JPKI_OP_STATUS)
+    if (!ctx->finished || req == NULL
+        || (unsigned)req->op > JPKI_OP_TLS_LOGIN)
         return JPKI_ERR_INVALID;
     t = malloc(sizeof(*t));
     if (t == NULL)
@@ -268,6 +310,17 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     t->ctx = ctx;
     t->pol = req->policy ? req->policy : &ctx->policy;
     t->req = *req;
+    if (req->op == JPKI_OP_TLS_LOGIN) {
+        /* a login, its key proved by the TLS handshake */
+        t->tls = 1;
+        t->req.op = JPKI_OP_LOGIN;
+        if (req->tls != NULL && tls_client(t, (SSL *)req->tls) != JPKI_OK) {
+            free(t);
+            return JPKI_ERR_NOMEM;
+        }
+        if (t->req.client_cert != NULL && t->req.client_cert_len == 0)
+            t->req.client_cert_len = strlen((const char *)t->req.client_cert);
+    }
     t->state = T_INIT;
     *out = t;
     return JPKI_OK;
@@ -279,6 +332,7 @@ void jpki_txn_free(jpki_txn *t)
         return;
     jpki_cert_free(t->cert);
     free(t->ocsp_req);
+    free(t->tls_der);
     if (t->scratch != NULL) {
         OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
         free(t->scratch);

@@ -36,6 +36,9 @@ struct jpki_txn {
     char *scratch;
     jpki_form_field f[F_N];
     int form;                              /* body was a form */
+    int tls;                               /* TLS_LOGIN: the client
+                                              certificate, no challenge */
+    uint8_t *tls_der;                      /* ... read from req.tls */
     char return_to[1025];
     char ch_id[JPKI_CHALLENGE_ID_HEX + 1];
     time_t ch_exp;

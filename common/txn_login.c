@@ -35,6 +35,10 @@ static jpki_err login_parse(jpki_txn *t)
         return JPKI_ERR_METHOD;
     if (t->req.body_len > JPKI_BODY_MAX)
         return JPKI_ERR_TOO_LARGE;
+    if (t->tls && t->req.body_len == 0 && !t->pol->require_account) {
+        t->form = !t->req.wants_json;  /* a page's button: no fields */
+        return JPKI_OK;
+    }
     for (i = 0; i < F_N; i++) {
         t->f[i].name = spec[i].n;
         t->f[i].max = spec[i].max;
@@ -54,9 +58,9 @@ static jpki_err login_parse(jpki_txn *t)
     }
     if (e == JPKI_ERR_TOO_LARGE)
         e = JPKI_ERR_BAD_REQUEST;
-    if (e == JPKI_OK && (t->f[F_CHALLENGE].value == NULL
-                         || t->f[F_CERT].value == NULL
-                         || t->f[F_SIG].value == NULL))
+    if (e == JPKI_OK && !t->tls && (t->f[F_CHALLENGE].value == NULL
+                                    || t->f[F_CERT].value == NULL
+                                    || t->f[F_SIG].value == NULL))
         e = JPKI_ERR_BAD_REQUEST;
     if (e == JPKI_OK && t->f[F_ACCOUNT].value != NULL
         && !jpki_account_valid(t->f[F_ACCOUNT].value, t->f[F_ACCOUNT].len))
@@ -83,13 +87,33 @@ static void set_return_to(jpki_txn *t)
     snprintf(t->return_to, sizeof(t->return_to), "%s", r);
 }
 
+/* A TLS login's certificate: the handshake's; none over TLS 1.3 (or
+ * without TLS) is the protocol's fault, not the user's. */
+static jpki_err tls_login_cert(const jpki_txn *t)
+{
+    if (t->req.client_cert != NULL && t->req.client_cert_len > 0)
+        return JPKI_OK;
+    return t->req.tls_version == 0 || t->req.tls_version >= 0x0304
+           ? JPKI_ERR_TLS_VERSION : JPKI_ERR_NO_CLIENT_CERT;
+}
+
 /* The cheap checks: the challenge (MAC, expiry, host) and the certificate
- * (its path is cached by fingerprint). */
+ * (its path is cached by fingerprint); a TLS login's: the handshake's. */
 static jpki_err login_precheck(jpki_txn *t)
 {
     jpki_err e;
     char detail[200];
 
+    if (t->tls) {
+        detail[0] = '\0';
+        e = jpki_cert_check(t->ctx, t->req.client_cert,
+                            t->req.client_cert_len, (time_t)t->req.now,
+                            &t->cert, detail, sizeof(detail));
+        if (e != JPKI_OK)
+            jpki_log(t->ctx, JPKI_LOG_INFO, "jpki login: client certificate "
+                     "refused: %s", detail[0] ? detail : jpki_strerror(e));
+        return e;
+    }
     e = jpki_challenge_check(t->ctx, t->f[F_CHALLENGE].value,
                              t->f[F_CHALLENGE].len, (time_t)t->req.now,
                              t->req.host, t->req.host_len, t->ch_id,
@@ -108,13 +132,16 @@ static jpki_err login_precheck(jpki_txn *t)
     return e;
 }
 
-/* The signature over the challenge: after the throttle said yes. */
+/* The signature over the challenge: after the throttle said yes (a TLS
+ * login's key signed the handshake). */
 static jpki_err login_verify(jpki_txn *t)
 {
     uint8_t sig[SIG_MAX];
     size_t siglen = 0;
     int alg;
 
+    if (t->tls)
+        return JPKI_OK;
     if (jpki_b64_decoded_max(t->f[F_SIG].len) > sizeof(sig)
         || jpki_b64_decode(t->f[F_SIG].value, t->f[F_SIG].len, sig, &siglen)
            != JPKI_OK)
@@ -356,6 +383,8 @@ void txn_login_begin(jpki_txn *t)
 
     if (e == JPKI_OK)
         e = login_parse(t);
+    if (e == JPKI_OK && t->tls)
+        e = tls_login_cert(t);
     if (e != JPKI_OK) {
         txn_finish(t, e);                 /* malformed: nothing to count */
         return;
@@ -497,8 +526,9 @@ void txn_login_commit(jpki_txn *t)
     int64_t w = thr_window(t);
 
     t->n_cmds = 0;
-    txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
-            (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
+    if (!t->tls)
+        txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",
+                    (uint32_t)(ttl < 1 ? 1000 : ttl * 1000));
     if (thr_id(t, THR_LC) != NULL) {
         thr_cmd(t, JPKI_STORE_INCR, THR_LC, w);
         thr_cmd(t, JPKI_STORE_PEXPIRE, THR_LC, w);
@@ -506,10 +536,16 @@ void txn_login_commit(jpki_txn *t)
     if (t->rev_put_pending)
         t->cmds[t->n_cmds++] = t->rev_put;
     t->state = T_LOGIN_COMMIT;
+    if (t->n_cmds == 0)
+        txn_login_success(t);            /* nothing to write */
 }
 
 void txn_login_committed(jpki_txn *t, const jpki_store_result *r)
 {
+    if (t->tls) {
+        txn_login_success(t);            /* no challenge to use up */
+        return;
+    }
     if (r[0].type != JPKI_STORE_R_INT) {
         txn_finish(t, txn_store_err(&r[0]));
         return;

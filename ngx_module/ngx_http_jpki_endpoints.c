@@ -67,7 +67,7 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (ctx->op == JPKI_OP_LOGIN) {
+    if (jpki_op_is_login(ctx->op)) {
         jmcf->logins++;
         ctx->counted = 1;
     }
@@ -100,7 +100,7 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (op != JPKI_OP_LOGIN || r->method != NGX_HTTP_POST) {
+    if (!jpki_op_is_login(op) || r->method != NGX_HTTP_POST) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;

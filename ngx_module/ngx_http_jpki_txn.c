@@ -205,6 +205,10 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
     rq.policy = jlcf->policy;
+#if (NGX_SSL)
+    /* a TLS login: the core reads the handshake's certificate */
+    rq.tls = r->connection->ssl ? r->connection->ssl->connection : NULL;
+#endif
 
     /* logouts: read at every request in the node's table */
     if (jpki_site_shm(jmcf->js)) {

@@ -2,6 +2,7 @@
  * the embedded store as the store and OCSP answers made by `openssl ocsp`. */
 #include "jpki.h"
 #include "tap.h"
+#include "gate.h"
 #include "pki.h"
 
 #include <stdint.h>
@@ -296,6 +297,113 @@ static void logout_request(jpki_txn_request *rq, const char *cookie,
         is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
         jpki_txn_free(t_);                                                   \
     } while (0)
+
+/* A login by the client certificate of a TLS handshake (cert: the PKI
+ * file, NULL: none presented; version: the connection's; body: a form or
+ * NULL). */
+static const jpki_verdict *tls_login(const char *cert, unsigned version,
+                                     const char *body, io_env *env,
+                                     jpki_txn **tp)
+{
+    static uint8_t *der;
+    jpki_txn_request rq = {0};
+    size_t len = 0;
+
+    free(der);
+    der = NULL;
+    if (cert != NULL)
+        jpki_load_file(tap_path(cert), 1 << 16, &der, &len);
+    rq.op = JPKI_OP_TLS_LOGIN;
+    rq.now = NOW;
+    rq.is_post = 1;
+    rq.peer = "127.0.0.1";
+    rq.client_cert = der;
+    rq.client_cert_len = len;
+    rq.tls_version = version;
+    if (body != NULL) {
+        rq.body = (const uint8_t *)body;
+        rq.body_len = strlen(body);
+        rq.content_type = "application/x-www-form-urlencoded";
+        rq.content_type_len = strlen(rq.content_type);
+    }
+    rq.policy = req_policy;
+    set_from(&rq);
+    return drive(&rq, env, tp);
+}
+
+#define EXPECT_TLS(cert, ver, body, env, st_, rs_, name) do {                \
+        jpki_txn *t_ = NULL;                                                 \
+        const jpki_verdict *v_ = tls_login(cert, ver, body, env, &t_);       \
+        is_int(v_ ? v_->http_status : -1, st_, "%s: status", name);          \
+        is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
+        jpki_txn_free(t_);                                                   \
+    } while (0)
+
+/* TLS client-certificate logins: the same checks as a signed challenge's
+ * (issuer, path, validity, revocation, mapping), the same session. */
+static void test_tls_login(io_env *good)
+{
+    const jpki_verdict *v;
+    jpki_txn *t;
+    jpki_txn_request rq = {0};
+
+    v = tls_login("user1.pem", 0x0303, NULL, good, &t);
+    ok(v && v->http_status == 303 && v->location && !strcmp(v->location, "/")
+       && v->set_cookie && strstr(v->set_cookie, "HttpOnly")
+       && !strcmp(v->account, "alice"),
+       "TLS 1.2, a card's certificate: a session, back to / (a page's form)");
+    ok(v && v->audit && strstr(v->audit, "\"result\":\"ok\""),
+       "... audited as a login");
+    jpki_txn_free(t);
+    v = tls_login("user1.pem", 0x0303, "return_to=%2Fapp%2F", good, &t);
+    ok(v && v->http_status == 303 && !strcmp(v->location, "/app/"),
+       "return_to from the form: %s", v && v->location ? v->location : "-");
+    jpki_txn_free(t);
+    EXPECT_TLS("user1.pem", 0x0304, NULL, good, 303, "ok",
+               "TLS 1.3 with a certificate (a key in software): the "
+               "handshake proved it");
+    EXPECT_TLS(NULL, 0x0304, NULL, good, 400, "tls12_required",
+               "TLS 1.3 without a certificate: TLS 1.2 needed");
+    EXPECT_TLS(NULL, 0, NULL, good, 400, "tls12_required", "not over TLS");
+    EXPECT_TLS(NULL, 0x0303, NULL, good, 401, "no_client_cert",
+               "TLS 1.2 without a certificate");
+    EXPECT_TLS("user-ec.pem", 0x0303, NULL, good, 403, "account_not_mapped",
+               "an unmapped certificate");
+    EXPECT_TLS("user-keyenc.pem", 0x0303, NULL, good, 401, "cert_key_usage",
+               "a certificate whose key may not sign");
+    EXPECT_TLS("user-foreign.pem", 0x0303, NULL, good, 401,
+               "cert_unknown_issuer", "another CA with the J-LIS name");
+    EXPECT_TLS("user-expired.pem", 0x0303, NULL, good, 401, "cert_expired",
+               "an expired certificate");
+    map("rev-keyCompromise.pem", "revoked");
+    EXPECT_TLS("rev-keyCompromise.pem", 0x0303, NULL, good, 403,
+               "cert_revoked", "a revoked certificate (OCSP)");
+    req_sfs = "cross-site";
+    req_origin = "https://evil.example";
+    EXPECT_TLS("user1.pem", 0x0303, NULL, good, 403, "cross_origin",
+               "a login another site's page made the browser post");
+    req_sfs = req_origin = NULL;
+
+    /* a GET: 405, POST allowed */
+    rq.op = JPKI_OP_TLS_LOGIN;
+    rq.now = NOW;
+    rq.peer = "127.0.0.1";
+    set_from(&rq);
+    v = drive(&rq, good, &t);
+    ok(v && v->http_status == 405 && v->allow && strstr(v->allow, "POST"),
+       "GET: 405, Allow: POST");
+    jpki_txn_free(t);
+    {
+        jpki_op op;
+
+        ok(jpki_endpoint_op("/jpki/tls", 9, &op) && op == JPKI_OP_TLS_LOGIN,
+           "the endpoint <prefix>/tls");
+        ok(jpki_tls_version_of("TLSv1.2") == 0x0303
+           && jpki_tls_version_of("TLSv1.3") == 0x0304
+           && jpki_tls_version_of("SSLv3") == 0
+           && jpki_tls_version_of(NULL) == 0, "mod_ssl's SSL_PROTOCOL");
+    }
+}
 
 /* ------------------------------------------------------------------ */
 /* The guard: what a refused login writes, the throttle, logout markers */
@@ -1246,6 +1354,11 @@ int main(void)
     /* the guard: throttle, logout markers, a full store, audit lines */
     ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
     test_guard(&good);
+    jpki_ctx_free(ctx);
+
+    ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
+    map("user1.pem", "alice");
+    test_tls_login(&good);
     jpki_ctx_free(ctx);
 
     system("rm -rf /tmp/jpki-txn-*");
