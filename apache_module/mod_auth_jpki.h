@@ -196,8 +196,6 @@ void mjpki_crl_child_init(apr_pool_t *pchild, server_rec *s,
 void mjpki_rwlock_rd(void *ud);
 void mjpki_rwlock_wr(void *ud);
 void mjpki_rwlock_un(void *ud);
-/* The JSON of the health endpoint; *ok when all is well. */
-const char *mjpki_health_json(mjpki_site *site, request_rec *r, int *ok);
 
 /* mod_auth_jpki.c */
 request_rec *mjpki_current_request(void);

@@ -164,15 +164,14 @@ mjpki_endpoint_handler(request_rec *r)
 /* Health: JPKIHealth On                                               */
 /* ------------------------------------------------------------------ */
 
-/* JSON for monitoring: every CRL of this process (loaded, dates, age,
- * entries, CRL number, fresh, last load result) and whether the store
- * answers; 200 when all is well, 503 otherwise. */
+/* JSON for monitoring (a transaction of the core: every CRL of this
+ * process, whether the store answers): 200 when all is well, 503
+ * otherwise. */
 int
 mjpki_health_handler(request_rec *r)
 {
-    mjpki_site         *site;
-    const char        *body;
-    int                ok = 0;
+    mjpki_site          *site;
+    const jpki_policy  *pol;
 
     if (r->handler == NULL || strcmp(r->handler, JPKI_HEALTH_HANDLER) != 0) {
         return DECLINED;
@@ -183,20 +182,9 @@ mjpki_health_handler(request_rec *r)
     }
 
     site = mjpki_site_of(r);
-    if (site->js == NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: JPKIHealth used in "
-                      "a server without %s",
-                      jpki_conf_site_pieces(JPKI_SERVER_APACHE));
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
+    pol = mjpki_request_policy(r, site, "JPKIHealth");
 
-    mjpki_files_refresh(site);
-
-    mjpki_set_current_request(r);
-    body = mjpki_health_json(site, r, &ok);
-    mjpki_set_current_request(NULL);
-
-    return mjpki_send_json(r, ok ? HTTP_OK : HTTP_SERVICE_UNAVAILABLE, body,
-                          strlen(body));
+    return pol != NULL ? mjpki_run_endpoint(r, site, pol, JPKI_OP_HEALTH,
+                                            NULL, 0)
+                       : HTTP_INTERNAL_SERVER_ERROR;
 }
-

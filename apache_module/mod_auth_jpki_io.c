@@ -4,8 +4,6 @@
  *    watch.c): read in the parent (the children share the pages), read
  *    again by each child when they change (checked at most once a second
  *    from requests, by one thread);
- *  - the health endpoint's JSON (CRLs of this process, store reachable;
- *    written by the core, common/gate.c);
  *  - post_config and child_init: the stores' segments, the poller.
  * The store's commands and Redis are in mod_auth_jpki_redis.c, the shared
  * segments in mod_auth_jpki_store.c, OCSP in mod_auth_jpki_ocsp.c.
@@ -34,43 +32,6 @@
 #include <time.h>
 
 APLOG_USE_MODULE(auth_jpki);
-
-
-/* ------------------------------------------------------------------ */
-/* OCSP                                                                */
-/* ------------------------------------------------------------------ */
-
-
-/* ------------------------------------------------------------------ */
-/* Health (JSON for monitoring)                                        */
-/* ------------------------------------------------------------------ */
-
-const char *
-mjpki_health_json(mjpki_site *site, request_rec *r, int *ok)
-{
-    jpki_store_cmd     cmd;
-    jpki_store_result  res;
-    apr_int64_t        now = apr_time_sec(apr_time_now());
-    jpki_err           store_err = JPKI_OK;
-    char              *json, *out;
-    size_t             len;
-
-    /* Redis: answering (a write -OOM at maxmemory: full), or not; the
-     * embedded store's the core asks itself */
-    if (!jpki_site_shm(site->js)) {
-        jpki_health_probe(&cmd, now);
-        store_err = mjpki_store_exec(site, r, &cmd, 1, &res)
-                    ? jpki_health_probe_result(&res, 1) : JPKI_ERR_STORE;
-    }
-
-    json = jpki_site_health(site->js, now, site->zone ? site->zone->locked
-                                                      : NULL,
-                            store_err, &len, ok);
-    out = json != NULL ? apr_pstrmemdup(r->pool, json, len) : NULL;
-    free(json);
-
-    return out != NULL ? out : "{\"status\":\"degraded\"}";
-}
 
 
 /* ------------------------------------------------------------------ */

@@ -891,9 +891,11 @@ typedef enum {
     JPKI_OP_CHECK,           /* any gated request */
     JPKI_OP_LOGOUT,          /* POST <prefix>/logout */
     JPKI_OP_STATUS,          /* GET  <prefix>/status */
-    JPKI_OP_TLS_LOGIN        /* POST <prefix>/tls: a login by the client
+    JPKI_OP_TLS_LOGIN,       /* POST <prefix>/tls: a login by the client
                                 certificate of the TLS handshake (the
                                 verdict is a login's) */
+    JPKI_OP_HEALTH           /* GET a location's health answer: the store
+                                probed, the answer req.health writes */
 } jpki_op;
 
 typedef enum {
@@ -970,6 +972,12 @@ typedef struct {
     /* or the connection itself (nginx): the certificate and the version
      * are read from it */
     const struct ssl_st *tls;
+    /* HEALTH: the answer (jpki_site_health: malloc'ed JSON, *ok when all
+     * is well) for the embedded store local (NULL with Redis), or store:
+     * the probe's result */
+    char *(*health)(const void *ud, int64_t now, jpki_shm *local,
+                    jpki_err store, size_t *len, int *ok);
+    const void *health_ud;
 } jpki_txn_request;
 /* 1 for the logins (LOGIN, TLS_LOGIN): a body to read, counted among the
  * logins being verified. */

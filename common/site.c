@@ -364,11 +364,19 @@ char *jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
 
 /* ---- a transaction run ------------------------------------------ */
 
+static char *site_health(const void *ud, int64_t now, jpki_shm *local,
+                         jpki_err store, size_t *len, int *ok)
+{
+    return jpki_site_health(ud, now, local, store, len, ok);
+}
+
 jpki_err jpki_site_txn(const jpki_site *s, jpki_txn_request *rq,
                        jpki_edge_in *in, jpki_txn **t)
 {
     rq->map_fn = jpki_site_map_fn(s);
     rq->map_ud = (void *)s;
+    rq->health = site_health;
+    rq->health_ud = s;
     in->redis = !jpki_site_shm(s);
     jpki_edge_request(rq, in);
     return jpki_txn_new(s->ctx, rq, t);

@@ -5,6 +5,7 @@
  * fail_open policy, passes with an audit record when only revocation data
  * is missing). */
 #include "txn_internal.h"
+#include "gate.h"
 #include "crlptr.h"
 #include "form.h"
 
@@ -62,8 +63,8 @@ static int status_of(jpki_err e)
 const char *txn_event_name(jpki_op op)
 {
     static const char *const n[] = {"challenge", "login", "check", "logout",
-                                    "status"};
-    return (unsigned)op < 5 ? n[op] : "unknown";
+                                    "status", "login", "health"};
+    return (unsigned)op < 7 ? n[op] : "unknown";
 }
 
 /* Peer addresses go into JSON: keep only address characters. */
@@ -291,13 +292,46 @@ static jpki_err tls_client(jpki_txn *t, SSL *ssl)
     return JPKI_OK;
 }
 
+/* HEALTH: with Redis, the probe first (res NULL: to be sent); then the
+ * answer, 200 or 503: neither audited nor logged. */
+static void txn_health(jpki_txn *t, const jpki_store_result *res, size_t n)
+{
+    jpki_err store = JPKI_OK;
+    size_t len = 0;
+    int ok = 0;
+
+    if (t->req.shared_store && t->state != T_HEALTH_STORE) {
+        jpki_health_probe(&t->cmds[0], t->req.now);
+        t->n_cmds = 1;
+        t->state = T_HEALTH_STORE;
+        return;
+    }
+    if (t->req.shared_store)
+        store = res != NULL ? jpki_health_probe_result(res, n)
+                            : JPKI_ERR_STORE;
+    t->health = t->req.health == NULL ? NULL
+                : t->req.health(t->req.health_ud, t->req.now,
+                                t->req.shared_store ? NULL : t->req.local,
+                                store, &len, &ok);
+    if (t->health == NULL) {
+        txn_finish(t, JPKI_ERR_NOMEM);
+        return;
+    }
+    t->v.err = JPKI_OK;
+    t->v.reason = ok ? "ok" : "degraded";
+    t->v.http_status = ok ? 200 : 503;
+    t->v.body = t->health;
+    t->v.body_len = len;
+    t->state = T_DONE;
+}
+
 jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
                       jpki_txn **out)
 {
     jpki_txn *t;
     *out = NULL;
     if (!ctx->finished || req == NULL
-        || (unsigned)req->op > JPKI_OP_TLS_LOGIN)
+        || (unsigned)req->op > JPKI_OP_HEALTH)
         return JPKI_ERR_INVALID;
     t = malloc(sizeof(*t));
     if (t == NULL)
@@ -333,6 +367,7 @@ void jpki_txn_free(jpki_txn *t)
     jpki_cert_free(t->cert);
     free(t->ocsp_req);
     free(t->tls_der);
+    free(t->health);
     if (t->scratch != NULL) {
         OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
         free(t->scratch);
@@ -348,6 +383,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
         case JPKI_OP_CHALLENGE: txn_challenge(t); break;
         case JPKI_OP_LOGIN: txn_login_begin(t); break;
         case JPKI_OP_LOGOUT: txn_logout_begin(t); break;
+        case JPKI_OP_HEALTH: txn_health(t, NULL, 0); break;
         default: txn_check_begin(t); break;
         }
     }
@@ -355,7 +391,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
     case T_LOGIN_READ: case T_LOGIN_COMMIT: case T_FAIL_PUT:
     case T_REV_PUT: case T_SOFT_PUT: case T_CHECK_STORE:
     case T_LOGOUT_STORE: case T_LOGOUT_LOG: case T_CRL_META:
-    case T_CRL_HGET:
+    case T_CRL_HGET: case T_HEALTH_STORE:
         return JPKI_STEP_STORE;
     case T_OCSP:
         return JPKI_STEP_OCSP;
@@ -376,6 +412,10 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
 {
     int st = t->state;
 
+    if (st == T_HEALTH_STORE) {
+        txn_health(t, res, n);
+        return;
+    }
     if ((st == T_CRL_META || st == T_CRL_HGET)
         && (res == NULL || n != t->n_cmds
             || res[0].type == JPKI_STORE_R_ERROR

@@ -11,7 +11,7 @@
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
     T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
-    T_CRL_META, T_CRL_HGET, T_DONE
+    T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_DONE
 };
 
 /* Throttle subjects: failed logins per address and per certificate,
@@ -39,6 +39,7 @@ struct jpki_txn {
     int tls;                               /* TLS_LOGIN: the client
                                               certificate, no challenge */
     uint8_t *tls_der;                      /* ... read from req.tls */
+    char *health;                          /* HEALTH: the answer */
     char return_to[1025];
     char ch_id[JPKI_CHALLENGE_ID_HEX + 1];
     time_t ch_exp;

@@ -1,14 +1,12 @@
 /*
- * ngx_http_jpki_endpoints.c - the endpoints (challenge, login, logout,
- * status: the request body read, then a transaction) and the health
- * answer (common/gate.c writes it).
+ * ngx_http_jpki_endpoints.c - the endpoints (challenge, login, tls,
+ * logout, status: the request body read, then a transaction) and the
+ * health answer (a transaction too: common/site.c writes it).
  */
 
 #include "ngx_http_jpki.h"
 #include "gate.h"
 #include "edge.h"
-
-#include <stdlib.h>
 
 
 static void
@@ -158,76 +156,12 @@ ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* ---- health (JSON for monitoring) -------------------------------- */
-
-typedef struct {
-    ngx_http_request_t        *r;
-    ngx_http_jpki_io_t        *io;
-} ngx_http_jpki_health_ctx_t;
-
-
-/* The core's answer (every CRL file, the store's state store). */
-static void
-ngx_http_jpki_health_send(ngx_http_jpki_health_ctx_t *hc, jpki_err store)
-{
-    ngx_http_request_t         *r = hc->r;
-    ngx_http_jpki_main_conf_t  *jmcf;
-    jpki_verdict                v;
-    u_char                     *body, *json;
-    size_t                      len;
-    int                         ok;
-
-    jmcf = ngx_http_jpki_site(r);
-    json = (u_char *) jpki_site_health(jmcf->js, ngx_time(), jmcf->shm, store,
-                                       &len, &ok);
-    body = json ? ngx_pnalloc(r->pool, len) : NULL;
-    if (body == NULL) {
-        free(json);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-    ngx_memcpy(body, json, len);
-    free(json);
-
-    ngx_http_finalize_request(r, ngx_http_jpki_answer(r,
-                              jpki_edge_answer(&v, ok ? NGX_HTTP_OK
-                                                : NGX_HTTP_SERVICE_UNAVAILABLE,
-                                               (char *) body, len), 1));
-}
-
-
-static void
-ngx_http_jpki_health_store_done(void *data, jpki_store_result *res, size_t n)
-{
-    ngx_http_jpki_health_ctx_t  *hc = data;
-    ngx_connection_t            *c = hc->r->connection;
-
-    hc->io = NULL;
-    ngx_http_jpki_health_send(hc, jpki_health_probe_result(res, n));
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_jpki_health_cleanup(void *data)
-{
-    ngx_http_jpki_health_ctx_t  *hc = data;
-
-    if (hc->io) {
-        ngx_http_jpki_io_detach(hc->io);
-        hc->io = NULL;
-    }
-}
-
+/* ---- health (JSON for monitoring): a transaction of the core ------- */
 
 static ngx_int_t
 ngx_http_jpki_health_handler(ngx_http_request_t *r)
 {
-    ngx_http_jpki_main_conf_t   *jmcf;
-    ngx_http_jpki_health_ctx_t  *hc;
-    ngx_pool_cleanup_t          *cln;
-    jpki_store_cmd               cmd;
-    ngx_int_t                    rc;
+    ngx_int_t  rc;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -238,33 +172,12 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
         return ngx_http_jpki_refuse(r, JPKI_ERR_METHOD);
     }
 
-    jmcf = ngx_http_jpki_site(r);
-
-    hc = ngx_pcalloc(r->pool, sizeof(ngx_http_jpki_health_ctx_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (hc == NULL || cln == NULL) {
+    if (ngx_http_jpki_new_ctx(r, JPKI_OP_HEALTH) == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_http_jpki_health_cleanup;
-    cln->data = hc;
-    hc->r = r;
-
-    r->main->count++;
-
-    if (jpki_site_shm(jmcf->js)) {
-        ngx_http_jpki_health_send(hc, JPKI_OK);     /* the core asks it */
-        return NGX_DONE;
-    }
-
-    jpki_health_probe(&cmd, ngx_time());
-
-    if (ngx_http_jpki_redis_exec(jmcf, r->connection->log, &cmd, 1,
-                                 ngx_http_jpki_health_store_done, hc, &hc->io)
-        != NGX_AGAIN)
-    {
-        ngx_http_jpki_health_send(hc, JPKI_ERR_STORE);
-    }
+    r->main->count++;                     /* finalized by the body handler */
+    ngx_http_jpki_body_handler(r);
 
     return NGX_DONE;
 }

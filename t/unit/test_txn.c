@@ -405,6 +405,63 @@ static void test_tls_login(io_env *good)
     }
 }
 
+/* The health answer as a transaction: the embedded store handed to the
+ * writer of the answer, Redis probed first. */
+static jpki_shm *health_local;
+static jpki_err health_store;
+
+static char *fake_health(const void *ud, int64_t now, jpki_shm *local,
+                         jpki_err store, size_t *len, int *ok)
+{
+    char *j = strdup("{\"status\":\"x\"}");
+
+    (void)ud;
+    (void)now;
+    health_local = local;
+    health_store = store;
+    *ok = store == JPKI_OK;
+    *len = strlen(j);
+    return j;
+}
+
+static void test_health(io_env *env)
+{
+    jpki_txn_request rq = {0};
+    const jpki_verdict *v;
+    jpki_txn *t;
+
+    rq.op = JPKI_OP_HEALTH;
+    rq.now = NOW;
+    rq.local = shm;
+    rq.health = fake_health;
+    store_batches = 0;
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 200 && health_local == shm
+       && health_store == JPKI_OK && store_batches == 0 && !v->audit
+       && v->body_len == 14, "embedded store: its table handed over, no "
+       "store command, 200, not audited");
+    jpki_txn_free(t);
+    rq.shared_store = 1;
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 200 && health_local == NULL
+       && health_store == JPKI_OK && store_batches == 1,
+       "Redis: the probe written first (one batch), then the answer");
+    jpki_txn_free(t);
+    ok(jpki_txn_new(ctx, &rq, &t) == JPKI_OK
+       && jpki_txn_step(t) == JPKI_STEP_STORE, "... a store step");
+    jpki_txn_feed_store(t, NULL, 0);
+    v = jpki_txn_verdict(t);
+    ok(v && v->http_status == 503 && !strcmp(v->reason, "degraded")
+       && health_store == JPKI_ERR_STORE,
+       "the probe timed out: the store down, 503 degraded");
+    jpki_txn_free(t);
+    rq.health = NULL;
+    rq.shared_store = 0;
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 500, "no writer of the answer: 500");
+    jpki_txn_free(t);
+}
+
 /* ------------------------------------------------------------------ */
 /* The guard: what a refused login writes, the throttle, logout markers */
 /* read without waiting, a full store, the audit lines of refusals       */
@@ -1359,6 +1416,7 @@ int main(void)
     ctx = make_ctx(0, "ocsp", "http://127.0.0.1:1/");
     map("user1.pem", "alice");
     test_tls_login(&good);
+    test_health(&good);
     jpki_ctx_free(ctx);
 
     system("rm -rf /tmp/jpki-txn-*");
