@@ -285,8 +285,6 @@ mjpki_store_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 {
     mjpki_zone     *zone = site->zone;
     apr_status_t   rv;
-    int64_t        now_ms;
-    size_t         i;
 
     if (n == 0 || n > JPKI_MAX_CMDS) {
         return 0;
@@ -309,10 +307,10 @@ mjpki_store_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
         return 1;
     }
 
-    now_ms = (int64_t) (apr_time_now() / 1000);
-    for (i = 0; i < n; i++) {
-        jpki_shm_exec(zone->store, &cmds[i], now_ms, &res[i]);
-    }
+    /* the batch in one locked section, as on nginx (one sweep step of
+     * the table, not one per command) */
+    jpki_shm_exec_batch(zone->store, cmds, n,
+                        (int64_t) (apr_time_now() / 1000), res);
 
     apr_global_mutex_unlock(zone->mutex);
 
