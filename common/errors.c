@@ -106,7 +106,7 @@ static const struct {
     [JPKI_ERR_BUSY] = {"busy", "too many logins in progress; try again"},
     [JPKI_ERR_NO_CLIENT_CERT] = {"no_client_cert",
         "no client certificate was presented in the TLS handshake"},
-    [JPKI_ERR_TLS_VERSION] = {"tls12_required",
+    [JPKI_ERR_TLS_VERSION] = {"tls_version",
         "a login by client certificate needs TLS 1.2: the card signs only "
         "with PKCS#1 v1.5, which TLS 1.3 does not allow"},
     [JPKI_ERR_ACCOUNT_NOT_ALLOWED] = {"account_not_allowed",

@@ -106,7 +106,7 @@ for my $kind (@kinds) {
     like($body, qr/"error":"no_client_cert"/, "$kind: ... no_client_cert");
     ($st, $body) = tls_req($srv, 'POST', '/jpki/tls', tls => '1.3');
     is($st, 400, "$kind: a client of TLS 1.3 only, without a certificate: 400");
-    like($body, qr/"error":"tls12_required".*TLS 1\.2/, "$kind: ... told TLS 1.2 is needed");
+    like($body, qr/"error":"tls_version".*TLS 1\.2/, "$kind: ... told TLS 1.2 is needed");
     ($st) = tls_req($srv, 'GET', '/jpki/tls', cert => 'user1');
     is($st, 405, "$kind: GET: 405");
 

@@ -362,9 +362,9 @@ static void test_tls_login(io_env *good)
     EXPECT_TLS("user1.pem", 0x0304, NULL, good, 303, "ok",
                "TLS 1.3 with a certificate (a key in software): the "
                "handshake proved it");
-    EXPECT_TLS(NULL, 0x0304, NULL, good, 400, "tls12_required",
+    EXPECT_TLS(NULL, 0x0304, NULL, good, 400, "tls_version",
                "TLS 1.3 without a certificate: TLS 1.2 needed");
-    EXPECT_TLS(NULL, 0, NULL, good, 400, "tls12_required", "not over TLS");
+    EXPECT_TLS(NULL, 0, NULL, good, 400, "tls_version", "not over TLS");
     EXPECT_TLS(NULL, 0x0303, NULL, good, 401, "no_client_cert",
                "TLS 1.2 without a certificate");
     EXPECT_TLS("user-ec.pem", 0x0303, NULL, good, 403, "account_not_mapped",
