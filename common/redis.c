@@ -366,3 +366,23 @@ jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
     *out = ctx;
     return JPKI_OK;
 }
+
+int jpki_tls_hello_hold12(SSL *s, int *al, void *arg)
+{
+    const unsigned char *v;
+    size_t len, i;
+
+    (void)al;
+    (void)arg;
+    /* without supported_versions the client speaks TLS 1.2 at most */
+    if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_supported_versions, &v,
+                                   &len)
+        || len < 3 || v[0] != len - 1)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    for (i = 1; i + 1 < len; i += 2)
+        if (v[i] == 0x03 && v[i + 1] == 0x03) {
+            SSL_set_max_proto_version(s, TLS1_2_VERSION);
+            break;
+        }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}

@@ -96,6 +96,12 @@ int jpki_tls_peer_named(SSL *ssl, const char *name);
  * (jpki_tls_peer_check).  err: why not (the file does not load). */
 jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
                              size_t errlen);
+/* A server's client-hello callback (SSL_CTX_set_client_hello_cb) for the
+ * logins by a card's certificate: a client that offers TLS 1.2 is held to
+ * it (the card signs only PKCS#1 v1.5, which TLS 1.3's CertificateVerify
+ * refuses); one that offers only TLS 1.3 goes on, and its login is told
+ * why (tls_version). */
+int jpki_tls_hello_hold12(SSL *s, int *al, void *arg);
 int jpki_x509_names_host(X509 *cert, const char *name);
 
 #endif

@@ -37,6 +37,8 @@ struct ngx_http_jpki_main_conf_s {
     jpki_site                 *js;            /* NULL: not a site */
     jpki_ctx                  *ctx;           /* js's */
     ngx_url_t                 *ocsp[JPKI_MAX_ISSUERS];  /* by issuer */
+    ngx_flag_t                 tls_hold12;    /* jpki_tls_hold12 (this
+                                                 server's, not the site's) */
 
     ngx_shm_zone_t            *shm_zone;
     jpki_shm                  *shm;           /* per worker handle */

@@ -75,6 +75,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
 
     JPKI_LOCATION_DIRECTIVES(NGX_HTTP_JPKI_LOC_VALUE)
 
+    { ngx_string("jpki_tls_hold12"),
+      NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_jpki_main_conf_t, tls_hold12),
+      NULL },
+
     { ngx_string("jpki_throttle"),
       NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_1MORE,
       ngx_http_jpki_throttle,
@@ -306,6 +313,7 @@ ngx_http_jpki_create_srv_conf(ngx_conf_t *cf)
     if (jmcf->sc == NULL) {
         return NULL;
     }
+    jmcf->tls_hold12 = NGX_CONF_UNSET;
 
     cln->handler = ngx_http_jpki_cleanup_siteconf;
     cln->data = jmcf->sc;
@@ -400,6 +408,36 @@ ngx_http_jpki_files_timer(ngx_event_t *ev)
 }
 
 
+/* jpki_tls_hold12 on: the server's handshakes held to TLS 1.2 when the
+ * client offers it, for the logins by a card's certificate (the core's
+ * client-hello callback on the server's TLS context). */
+static ngx_int_t
+ngx_http_jpki_tls_hold12(ngx_conf_t *cf, ngx_http_core_main_conf_t *cmcf)
+{
+#if (NGX_HTTP_SSL)
+    ngx_http_core_srv_conf_t  **cscfp = cmcf->servers.elts;
+    ngx_http_jpki_main_conf_t  *jmcf;
+    ngx_http_ssl_srv_conf_t    *sscf;
+    ngx_uint_t                  i;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        jmcf = cscfp[i]->ctx->srv_conf[ngx_http_jpki_module.ctx_index];
+        sscf = cscfp[i]->ctx->srv_conf[ngx_http_ssl_module.ctx_index];
+        if (jmcf->tls_hold12 != 1) {
+            continue;
+        }
+        if (sscf == NULL || sscf->ssl.ctx == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_tls_hold12\" "
+                               "needs a server with ssl_certificate");
+            return NGX_ERROR;
+        }
+        SSL_CTX_set_client_hello_cb(sscf->ssl.ctx, jpki_tls_hello_hold12, NULL);
+    }
+#endif
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_init(ngx_conf_t *cf)
 {
@@ -407,6 +445,9 @@ ngx_http_jpki_init(ngx_conf_t *cf)
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    if (ngx_http_jpki_tls_hold12(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
     if (h == NULL) {

@@ -80,6 +80,15 @@ sub tls_req {
     return ($st // 0, $body // '', $head // '');
 }
 
+# the TLS version curl and the server agreed on (curl's own choice: it
+# offers TLS 1.2 and 1.3), with or without a certificate
+sub tls_version_of {
+    my ($srv, %o) = @_;
+    my $cert = $o{cert} ? "--cert $pki/$o{cert}.pem --key $pki/$o{cert}.key" : '';
+    my $out = `curl -s -v -k --max-time 10 -o /dev/null $cert -X POST https://127.0.0.1:@{[ $srv->port ]}/jpki/tls 2>&1`;
+    return $out =~ /SSL connection using (TLSv1\.[0-3])/ ? $1 : '';
+}
+
 for my $kind (@kinds) {
     my $srv = JPKIServer->start($kind, name => 'tls', site($kind));
 
@@ -112,7 +121,30 @@ for my $kind (@kinds) {
 
     my @bad = grep { /serial|BEGIN CERT/i } split /\n/, $srv->log_since(0) // '';
     is(scalar @bad, 0, "$kind: no serial or certificate in the log");
+    is(tls_version_of($srv), 'TLSv1.3', "$kind: without jpki_tls_hold12, a client "
+       . 'of TLS 1.2 and 1.3 gets 1.3 (where a card cannot sign)') if $kind =~ /nginx/;
     $srv->stop;
+
+    next unless $kind =~ /nginx/;
+    # jpki_tls_hold12 on: a client that offers TLS 1.2 is held to it; one
+    # of TLS 1.3 only goes on and is told why
+    my %s = site($kind);
+    $s{nginx_server} .= "jpki_tls_hold12 on;\n";
+    my $hold = JPKIServer->start($kind, name => 'tls-hold', %s);
+    is(tls_version_of($hold), 'TLSv1.2', "$kind: jpki_tls_hold12 on: a client of TLS "
+       . '1.2 and 1.3 is held to 1.2');
+    is(tls_version_of($hold, cert => 'user1'), 'TLSv1.2', "$kind: ... with a certificate too");
+    ($st, $body) = tls_req($hold, 'POST', '/jpki/tls', cert => 'user1', tls => 'any');
+    is($st, 200, "$kind: ... and it signs in");
+    ($st, $body) = tls_req($hold, 'POST', '/jpki/tls', tls => '1.3');
+    like($body, qr/"error":"tls_version"/, "$kind: a client of TLS 1.3 only still "
+         . 'connects, and is told TLS 1.2 is needed');
+    $hold->stop;
+    my ($cst, $cout) = JPKIServer->configtest($kind, name => 'hold-nossl',
+        secret => $secret, issuer => $issuer, store => 'shm',
+        nginx_server => "jpki_tls_hold12 on;\n");
+    isnt($cst, 0, "$kind: jpki_tls_hold12 on a server without TLS: refused");
+    like($cout, qr/"jpki_tls_hold12" needs a server with ssl_certificate/, '... saying why');
 }
 
 done_testing();

@@ -610,9 +610,53 @@ static void tls_case(const char *what, X509 *ca, const char *name,
     close_pair();
 }
 
+/* A handshake between a client of versions min..max and a server held to
+ * TLS 1.2 by jpki_tls_hello_hold12: the version it ends with (0: none). */
+static int hold12_version(int min, int max)
+{
+    SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL *srv, *cli;
+    int i, v = 0, cdone = 0, sdone = 0;
+
+    SSL_CTX_use_certificate(sctx, srv_cert);
+    SSL_CTX_use_PrivateKey(sctx, srv_key);
+    SSL_CTX_set_client_hello_cb(sctx, jpki_tls_hello_hold12, NULL);
+    SSL_CTX_set_min_proto_version(cctx, min);
+    SSL_CTX_set_max_proto_version(cctx, max);
+    new_pair();
+    srv = SSL_new(sctx);
+    cli = SSL_new(cctx);
+    SSL_set_fd(srv, pair[1]);
+    SSL_set_fd(cli, pair[0]);
+    SSL_set_accept_state(srv);
+    SSL_set_connect_state(cli);
+    for (i = 0; i < 40 && !(cdone && sdone); i++) {
+        if (!cdone)
+            cdone = SSL_do_handshake(cli) == 1;
+        if (!sdone)
+            sdone = SSL_do_handshake(srv) == 1;
+    }
+    if (cdone && sdone)
+        v = SSL_version(srv);
+    ERR_clear_error();
+    SSL_free(srv);
+    SSL_free(cli);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    close_pair();
+    return v;
+}
+
 static void test_tls(void)
 {
     make_pki();
+    is_int(hold12_version(TLS1_2_VERSION, TLS1_3_VERSION), TLS1_2_VERSION,
+           "a client of TLS 1.2 and 1.3: held to 1.2 (a card can sign)");
+    is_int(hold12_version(TLS1_3_VERSION, TLS1_3_VERSION), TLS1_3_VERSION,
+           "a client of TLS 1.3 only: 1.3 goes on (told why at its login)");
+    is_int(hold12_version(TLS1_2_VERSION, TLS1_2_VERSION), TLS1_2_VERSION,
+           "a client of TLS 1.2 only: 1.2");
     tls_case("the right server", ca_cert, "redis.test", NULL, "redis.test");
     tls_case("by IP address", ca_cert, "127.0.0.1", NULL, "(none)");
     tls_case("another name", ca_cert, "elsewhere.test",
