@@ -2,7 +2,8 @@
 # t/tls-login.t - a login by the client certificate of the TLS handshake,
 # <endpoints>/tls, on nginx (ssl_verify_client optional_no_ca: the module
 # reads the certificate itself) and Apache (mod_ssl, SSLVerifyClient
-# optional_no_ca) alike: the same checks as a signed challenge's (issuer by
+# optional_no_ca; also in the endpoints' <Location> only, by renegotiation)
+# alike: the same checks as a signed challenge's (issuer by
 # key, path, validity, revocation, mapping) and the same session, which
 # then opens a gated location.  curl is the client: a good, a revoked, an
 # unknown-CA and an unmapped certificate over TLS 1.2, none over TLS 1.2,
@@ -125,7 +126,21 @@ for my $kind (@kinds) {
        . 'of TLS 1.2 and 1.3 gets 1.3 (where a card cannot sign)') if $kind =~ /nginx/;
     $srv->stop;
 
-    next unless $kind =~ /nginx/;
+    if ($kind !~ /nginx/) {
+        # Apache: the certificate asked for in the endpoints' <Location>
+        # only, by renegotiation (TLS 1.2)
+        my %s = site($kind);
+        $s{apache} =~ s/SSLVerifyClient optional_no_ca\n//;
+        $s{locations}[1]{apache} = 'SSLVerifyClient optional_no_ca';
+        my $reneg = JPKIServer->start($kind, name => 'tls-reneg', %s);
+        ($st, $body) = tls_req($reneg, 'POST', '/jpki/tls', cert => 'user1');
+        is($st, 200, "$kind: SSLVerifyClient in the <Location> only (renegotiation): "
+           . 'signed in') or diag $body;
+        ($st, $body) = tls_req($reneg, 'POST', '/jpki/tls');
+        is($st, 401, "$kind: ... without a certificate: 401");
+        $reneg->stop;
+        next;
+    }
     # jpki_tls_hold12 on: a client that offers TLS 1.2 is held to it; one
     # of TLS 1.3 only goes on and is told why
     my %s = site($kind);
