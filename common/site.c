@@ -121,7 +121,6 @@ struct jpki_site {
     jpki_site_times times;
     jpki_issuer *issuers[JPKI_MAX_ISSUERS];
     size_t n_issuers;
-    SSL_CTX *tls;
     jpki_redis_auth auth;
     /* per process */
     jpki_crlzone *crls;
@@ -178,9 +177,6 @@ jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
     e = build_issuers(s, err, errlen);
     if (e == JPKI_OK)
         e = jpki_site_finish(srv, s->ctx, 1, s->n_issuers, 1, err, errlen);
-    if (e == JPKI_OK && st->kind == JPKI_STORE_KIND_REDIS && st->tls)
-        e = jpki_tls_client_ctx(jpki_siteconf_tls_ca(sc), &s->tls, err,
-                                errlen);
     if (e != JPKI_OK)
         goto failed;
     s->auth.user = st->user[0] ? st->user : NULL;
@@ -201,7 +197,6 @@ void jpki_site_free(jpki_site *s)
     if (s == NULL)
         return;
     jpki_site_unwatch(s);
-    SSL_CTX_free(s->tls);
     jpki_ctx_free(s->ctx);
     free(s);
 }
@@ -224,7 +219,10 @@ int jpki_site_shm(const jpki_site *s)
     return jpki_site_store(s)->kind == JPKI_STORE_KIND_SHM;
 }
 
-SSL_CTX *jpki_site_redis_tls(const jpki_site *s) { return s->tls; }
+SSL_CTX *jpki_site_redis_tls(const jpki_site *s)
+{
+    return jpki_siteconf_redis_tls(s->conf);
+}
 
 const jpki_redis_auth *jpki_site_redis_auth(const jpki_site *s)
 {

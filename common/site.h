@@ -100,7 +100,8 @@ typedef struct jpki_site jpki_site;
 /* The site of sc (which outlives it), in srv's words: its context (its
  * sentences to log(log_ud)), the secret read, the site's values in its
  * policy, its issuers set up, the pieces checked and the context
- * finished, the Redis TLS context made (tls=on).  err: a sentence. */
+ * finished (the Redis TLS context is the configuration's, loaded where
+ * the store is written).  err: a sentence. */
 jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
                          jpki_log_fn log, void *log_ud, jpki_site **out,
                          char *err, size_t errlen);

@@ -22,6 +22,7 @@ struct jpki_siteconf {
     size_t n_issuers;
     jpki_store_spec *store;
     char *tls_ca;                       /* absolute */
+    SSL_CTX *tls;                       /* loaded from it, the site's */
     char *map;
     int crl_zone_set;
     uint64_t crl_zone;
@@ -55,6 +56,7 @@ void jpki_siteconf_free(jpki_siteconf *sc)
         OPENSSL_cleanse(sc->store, sizeof(*sc->store));
     free(sc->store);
     free(sc->tls_ca);
+    SSL_CTX_free(sc->tls);
     free(sc->map);
     free(sc->first);
     free(sc->first_file);
@@ -174,7 +176,6 @@ static jpki_err set_store(jpki_siteconf *sc, int argc,
 {
     jpki_store_spec *sp;
     jpki_err e;
-    SSL_CTX *tls;
 
     if (sc->store != NULL)
         return fail(err, errlen, "is duplicate");
@@ -184,13 +185,12 @@ static jpki_err set_store(jpki_siteconf *sc, int argc,
     e = jpki_conf_store(argc, argv, sp, err, errlen);
     if (e == JPKI_OK && sp->warning[0] && env != NULL && env->warn != NULL)
         env->warn(env->ud, sp->warning);
-    /* the CA file of tls_ca= from the server's root, tried now */
+    /* the CA file of tls_ca= from the server's root, loaded now: the
+     * context the site's Redis connections use */
     if (e == JPKI_OK && sp->tls) {
         e = abs_file(env, sp->tls_ca, &sc->tls_ca, err, errlen);
-        if (e == JPKI_OK) {
-            e = jpki_tls_client_ctx(sc->tls_ca, &tls, err, errlen);
-            SSL_CTX_free(tls);
-        }
+        if (e == JPKI_OK)
+            e = jpki_tls_client_ctx(sc->tls_ca, &sc->tls, err, errlen);
     }
     if (e != JPKI_OK) {
         OPENSSL_cleanse(sp, sizeof(*sp));
@@ -344,6 +344,11 @@ const jpki_store_spec *jpki_siteconf_store(const jpki_siteconf *sc)
 const char *jpki_siteconf_tls_ca(const jpki_siteconf *sc)
 {
     return FROM(sc, sc->store != NULL)->tls_ca;
+}
+
+SSL_CTX *jpki_siteconf_redis_tls(const jpki_siteconf *sc)
+{
+    return FROM(sc, sc->store != NULL)->tls;
 }
 
 const char *jpki_siteconf_map(const jpki_siteconf *sc)

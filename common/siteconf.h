@@ -20,6 +20,8 @@
 #include "conf.h"
 #include "conf_issuer.h"
 
+#include <openssl/ssl.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -87,8 +89,11 @@ const jpki_conf_issuer *jpki_siteconf_issuer(const jpki_siteconf *sc,
                                              size_t i);
 /* NULL: no store written. */
 const jpki_store_spec *jpki_siteconf_store(const jpki_siteconf *sc);
-/* The absolute tls_ca= of a Redis store with TLS (NULL: none). */
+/* The absolute tls_ca= of a Redis store with TLS (NULL: none), and the
+ * client TLS context loaded from it where the store was written (NULL:
+ * no TLS; it lives as long as sc). */
 const char *jpki_siteconf_tls_ca(const jpki_siteconf *sc);
+SSL_CTX *jpki_siteconf_redis_tls(const jpki_siteconf *sc);
 const char *jpki_siteconf_map(const jpki_siteconf *sc);
 /* The CRL zone's size (0: none or off) and name ("": the adapter's). */
 uint64_t jpki_siteconf_crl_zone(const jpki_siteconf *sc, const char **name);

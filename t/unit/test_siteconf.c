@@ -158,8 +158,9 @@ static void test_directives(void)
                                                "password=p", "db=3"},
                          &env, err, sizeof(err)) == JPKI_OK
        && jpki_siteconf_store(sc)->kind == JPKI_STORE_KIND_REDIS
-       && !strcmp(jpki_siteconf_tls_ca(sc), tap_path("ca2.pem")),
-       "a Redis store with TLS: %s", err);
+       && !strcmp(jpki_siteconf_tls_ca(sc), tap_path("ca2.pem"))
+       && jpki_siteconf_redis_tls(sc) != NULL,
+       "a Redis store with TLS, its context loaded once, here: %s", err);
     ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 1, (const char *const[]){"shm"},
                          &env, err, sizeof(err)) != JPKI_OK
        && !strcmp(err, "is duplicate"), "a second store: %s", err);
