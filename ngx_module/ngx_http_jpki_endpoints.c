@@ -78,6 +78,25 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
 }
 
 
+/* A transaction without a body (the client's discarded), run: finalized
+ * by the body handler. */
+static ngx_int_t
+ngx_http_jpki_run_bodiless(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->main->count++;
+    ngx_http_jpki_body_handler(r);
+
+    return NGX_DONE;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
 {
@@ -99,13 +118,7 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
     }
 
     if (!jpki_op_is_login(op) || r->method != NGX_HTTP_POST) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-        r->main->count++;                 /* finalized by the body handler */
-        ngx_http_jpki_body_handler(r);
-        return NGX_DONE;
+        return ngx_http_jpki_run_bodiless(r);
     }
 
     if (r->headers_in.content_length_n > JPKI_BODY_MAX
@@ -161,14 +174,8 @@ ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_jpki_health_handler(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ngx_http_discard_request_body(r);
         return ngx_http_jpki_refuse(r, JPKI_ERR_METHOD);
     }
 
@@ -176,10 +183,7 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->main->count++;                     /* finalized by the body handler */
-    ngx_http_jpki_body_handler(r);
-
-    return NGX_DONE;
+    return ngx_http_jpki_run_bodiless(r);
 }
 
 

@@ -1,6 +1,6 @@
 /*
- * ngx_http_jpki_variables.c - $jpki_account, $jpki_cert_id, $jpki_status
- * and $jpki_auth_time.
+ * ngx_http_jpki_variables.c - $jpki_account, $jpki_cert_id,
+ * $jpki_auth_time, $jpki_status and $jpki_set_cookie.
  */
 
 #include "ngx_http_jpki.h"
@@ -26,18 +26,36 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     }
 
     vd = ctx != NULL && ctx->done ? jpki_txn_verdict(ctx->txn) : NULL;
-    s = vd == NULL ? NULL : data == 0 ? vd->account : data == 1 ? vd->cert_id
-        : data == 3 ? vd->reason : data == 4 ? vd->set_cookie : "";
+    s = NULL;
+    v->len = 0;
 
-    if (s != NULL && s[0] == '\0' && data == 2 && vd->auth_time != 0) {
-        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
+    switch (vd != NULL ? data : (uintptr_t) -1) {
+    case 0:
+        s = vd->account;
+        break;
+    case 1:
+        s = vd->cert_id;
+        break;
+    case 2:
+        if (vd->auth_time != 0) {
+            p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+            v->len = ngx_sprintf(p, "%T", (time_t) vd->auth_time) - p;
+            s = (const char *) p;
         }
-        v->len = ngx_sprintf(p, "%T", (time_t) vd->auth_time) - p;
-        s = (const char *) p;
-    } else {
-        v->len = s != NULL ? ngx_strlen(s) : 0;
+        break;
+    case 3:
+        s = vd->reason;
+        break;
+    case 4:
+        s = vd->set_cookie;
+        break;
+    }
+
+    if (s != NULL && v->len == 0) {
+        v->len = ngx_strlen(s);
     }
 
     v->data = (u_char *) s;
