@@ -32,15 +32,11 @@
 #include "watch.h"
 
 #define JPKI_UNSET            (-1)
-#define JPKI_STORE_SHM        1
-#define JPKI_STORE_REDIS      2
 #define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
 #define JPKI_HANDLER          "jpki-endpoints"
 #define JPKI_HEALTH_HANDLER   "jpki-health"
 #define JPKI_AUTH_TYPE        "JPKI"
 #define JPKI_MUTEX_TYPE       "jpki-shm"
-#define JPKI_CRLZ_MIN_SIZE    (32 * 1024)
-#define JPKI_MIRROR_SIZE      (1024 * 1024)  /* a child's logout mirror */
 
 extern module AP_MODULE_DECLARE_DATA auth_jpki_module;
 
