@@ -12,7 +12,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Werror=format-security
 CPPFLAGS_ALL := -Icommon -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 \
            -DOPENSSL_NO_DEPRECATED $(CPPFLAGS)
-LIBS    := -lhiredis -lssl -lcrypto -lpthread
+LIBS    := -lhiredis -lqrencode -lssl -lcrypto -lpthread
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
 
@@ -246,7 +246,7 @@ $(B)/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/libjpki.a common/jpki.h
 	    -Wc,-Wno-missing-field-initializers -Wc,-Werror=implicit-function-declaration \
 	    -Wc,-Werror=format-security -Wl,-Wl,--exclude-libs,ALL \
 	    $(notdir $(AP_SRC)) $(CURDIR)/$(B)/libjpki.a \
-	    -lhiredis -lssl -lcrypto > apxs.log 2>&1 \
+	    -lhiredis -lqrencode -lssl -lcrypto > apxs.log 2>&1 \
 	    || (cat apxs.log; exit 1)
 	@grep -E ': (warning|error):' $(B)/apache/apxs.log || true
 	@cp $(B)/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
@@ -261,7 +261,7 @@ $(B)/asan/mod_auth_jpki.so: $(AP_SRC) $(AP_HDR) $(B)/asan/libjpki.a common/jpki.
 	    -Wc,-fno-omit-frame-pointer -Wc,-fno-sanitize-recover=undefined \
 	    -Wl,-fsanitize=address -Wl,-fsanitize=undefined \
 	    $(notdir $(AP_SRC)) $(CURDIR)/$(B)/asan/libjpki.a \
-	    -lhiredis -lssl -lcrypto > apxs.log 2>&1 \
+	    -lhiredis -lqrencode -lssl -lcrypto > apxs.log 2>&1 \
 	    || (cat apxs.log; exit 1)
 	@cp $(B)/asan/apache/.libs/mod_auth_jpki.so $@.tmp && mv -f $@.tmp $@
 

@@ -206,3 +206,33 @@ jpki_err jpki_challenge_peek(const char *ch, size_t len, const char *host,
     v->host_ok = jpki_ct_equal(hh, raw + 10, CH_HASH);
     return JPKI_OK;
 }
+
+jpki_err jpki_device_code(const char *ch, size_t len,
+                          char out[JPKI_DEVICE_CODE_LEN + 1])
+{
+    static const char tag[] = "jpki-device-code:";
+    static const char alphabet[] = JPKI_DEVICE_CODE_ALPHABET;
+    uint8_t md[32];
+    uint64_t bits = 0;
+    EVP_MD_CTX *c;
+    int i, ok;
+
+    out[0] = '\0';
+    if (ch == NULL || len != JPKI_CHALLENGE_LEN)
+        return JPKI_ERR_CHALLENGE_FORMAT;
+    c = EVP_MD_CTX_new();
+    ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1
+         && EVP_DigestUpdate(c, tag, sizeof(tag) - 1) == 1
+         && EVP_DigestUpdate(c, ch, len) == 1
+         && EVP_DigestFinal_ex(c, md, NULL) == 1;
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        return JPKI_ERR_INTERNAL;
+    for (i = 0; i < 5; i++)
+        bits = bits << 8 | md[i];
+    for (i = 0; i < 8; i++)              /* 5 bits a character, first first */
+        out[i + (i >= 4)] = alphabet[(bits >> (35 - 5 * i)) & 31];
+    out[4] = '-';
+    out[JPKI_DEVICE_CODE_LEN] = '\0';
+    return JPKI_OK;
+}

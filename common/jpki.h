@@ -507,6 +507,18 @@ typedef struct {
 jpki_err jpki_challenge_peek(const char *ch, size_t len, const char *host,
                              size_t host_len, jpki_challenge_view *v);
 
+/* The short code of a device flow (docs/protocol.md section 7): what the
+ * login page and the signer both show, so that a person sees that the
+ * signer holds the flow of the page in front of them.  Public: anyone with
+ * the challenge computes it.  The first 40 bits of SHA-256("jpki-device-
+ * code:" | ch) as 8 characters of JPKI_DEVICE_CODE_ALPHABET, written
+ * "XXXX-XXXX" into out (NUL-terminated).  JPKI_ERR_CHALLENGE_FORMAT unless
+ * ch has JPKI_CHALLENGE_LEN characters. */
+#define JPKI_DEVICE_CODE_LEN 9
+#define JPKI_DEVICE_CODE_ALPHABET "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+jpki_err jpki_device_code(const char *ch, size_t len,
+                          char out[JPKI_DEVICE_CODE_LEN + 1]);
+
 /* ------------------------------------------------------------------ */
 /* Sessions: sealed cookies (AES-256-GCM, key ring)                    */
 /* ------------------------------------------------------------------ */

@@ -581,6 +581,29 @@ static void test_host(void)
     jpki_ctx_free(c);
 }
 
+/* The device flow's short code: SHA-256 of the challenge in 8 characters
+ * of the alphabet (the vector computed with Python's hashlib). */
+static void test_device_code(void)
+{
+    char ch[JPKI_CHALLENGE_LEN + 1], code[JPKI_DEVICE_CODE_LEN + 1];
+
+    memset(ch, 'A', 50);
+    memset(ch + 50, 'b', 49);
+    ch[99] = '_';
+    ch[100] = '\0';
+    is_int(jpki_device_code(ch, 100, code), JPKI_OK, "device code: ok");
+    is_str(code, "ZMFE-5P62", "device code: the known vector");
+    ch[0] = 'B';
+    is_int(jpki_device_code(ch, 100, code), JPKI_OK, "device code: ok");
+    ok(strcmp(code, "ZMFE-5P62") != 0 && strlen(code) == 9 && code[4] == '-',
+       "device code: another challenge, another code, XXXX-XXXX");
+    is_int(jpki_device_code(ch, 99, code), JPKI_ERR_CHALLENGE_FORMAT,
+           "device code: 99 characters refused");
+    is_int(code[0], 0, "device code: out emptied on an error");
+    is_int(jpki_device_code(NULL, 100, code), JPKI_ERR_CHALLENGE_FORMAT,
+           "device code: no challenge refused");
+}
+
 int main(void)
 {
     NOW = time(NULL);
@@ -592,5 +615,6 @@ int main(void)
     test_host();
     test_peek();
     test_rotation();
+    test_device_code();
     return done_testing();
 }
