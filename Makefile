@@ -18,8 +18,12 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 CORE_SRC := $(sort $(wildcard common/*.c))
 CORE_HDR := $(wildcard common/*.h)
-CORE_OBJ := $(CORE_SRC:common/%.c=$(B)/obj/%.o)
-SAN_OBJ  := $(CORE_SRC:common/%.c=$(B)/asan/obj/%.o)
+# the login page's assets (common/assets/) are in the core too: a C file
+# made from them at build time (tools/embed_assets.pl: bytes, types, ETags)
+ASSETS   := $(sort $(wildcard common/assets/*.css common/assets/*.js))
+GEN_SRC  := $(B)/gen/page_assets.c
+CORE_OBJ := $(CORE_SRC:common/%.c=$(B)/obj/%.o) $(B)/obj/page_assets.o
+SAN_OBJ  := $(CORE_SRC:common/%.c=$(B)/asan/obj/%.o) $(B)/asan/obj/page_assets.o
 UNIT_SRC := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:t/unit/%.c=$(B)/t/%)
 UNIT_SAN := $(UNIT_SRC:t/unit/%.c=$(B)/asan/t/%)
@@ -30,13 +34,23 @@ all: $(B)/libjpki.a $(B)/jpkictl $(B)/jpki-login $(B)/ngx_http_jpki_module.so $(
 deps:
 	@bash .ci/deps
 
+$(GEN_SRC): $(ASSETS) tools/embed_assets.pl
+	@mkdir -p $(@D)
+	@echo '  GEN   $@'; perl tools/embed_assets.pl $@ $(ASSETS)
+
 $(B)/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	@echo '  CC    $@'; $(CC) $(CFLAGS) $(WARN) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/obj/page_assets.o: $(GEN_SRC) common/page_assets.h
 	@mkdir -p $(@D)
 	@echo '  CC    $@'; $(CC) $(CFLAGS) $(WARN) -fPIC $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/libjpki.a: $(CORE_OBJ)
 	@echo '  AR    $@'; rm -f $@; ar rcs $@ $^
 
 $(B)/asan/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	@echo '  CC    $@'; $(CC) -O1 -g -fPIC $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/asan/obj/page_assets.o: $(GEN_SRC) common/page_assets.h
 	@mkdir -p $(@D)
 	@echo '  CC    $@'; $(CC) -O1 -g -fPIC $(SAN) $(WARN) $(CPPFLAGS_ALL) -c $< -o $@
 $(B)/asan/libjpki.a: $(SAN_OBJ)
@@ -121,10 +135,14 @@ test: deps
 # leaves its input in build/fuzz/ (crash-*).
 FUZZ_CC    ?= clang
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_OBJ   := $(CORE_SRC:common/%.c=$(B)/fuzz/obj/%.o)
+FUZZ_OBJ   := $(CORE_SRC:common/%.c=$(B)/fuzz/obj/%.o) $(B)/fuzz/obj/page_assets.o
 FUZZ_BIN   := $(B)/fuzz/fuzz_login $(B)/fuzz/fuzz_parsers
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/obj/%.o: common/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	@echo '  CC    $@'; $(FUZZ_CC) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+	    -Wall -Wno-unused-parameter $(CPPFLAGS_ALL) -c $< -o $@
+$(B)/fuzz/obj/page_assets.o: $(GEN_SRC) common/page_assets.h
 	@mkdir -p $(@D)
 	@echo '  CC    $@'; $(FUZZ_CC) -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
 	    -Wall -Wno-unused-parameter $(CPPFLAGS_ALL) -c $< -o $@
