@@ -226,7 +226,7 @@ for my $c ([ 'with --url', [ '--url', "http://$TRAP/jpki" ],
 }
 ok(!-e "$dir/jar", 'no cookie jar written');
 is_rc(login(@CARD), 2, 'neither --url nor --device',
-      qr/--url \(sign in here\) or --device \(a login page's link\) is required/);
+      qr/--url is required \(or --device LINK: sign a login page's link\)/);
 is_rc(login('--device', '--url', "http://$TRAP/jpki", @CARD), 2, '--device without its value',
       qr/--device needs a value/);
 like(login('--help')->{out}, qr/--device LINK .*\n.*jpki:https:/s, '--help tells --device');
@@ -358,11 +358,11 @@ sub browser {
     return $o =~ /\A(.*)\n(\d{3})\z/s ? ($2, $1) : (0, $o);
 }
 
-# The page's start of a flow (page.js): -> (status, JSON)
+# The page's start of a flow (page.js), back to /app/x: -> (status, JSON)
 sub start_flow {
     my ($base, $jar) = @_;
     spew($jar, '');
-    my ($st, $b) = browser($jar, '-X', 'POST', '-H', 'Accept: application/json',
+    my ($st, $b) = browser($jar, '--data', 'return_to=/app/x', '-H', 'Accept: application/json',
                            '-H', "Origin: $base", '-H', 'Sec-Fetch-Site: same-origin',
                            "$base/jpki/device");
     return ($st, json_decode($b), $b);
@@ -416,6 +416,7 @@ for my $kind (@kinds) {
     is($st, 200, "$kind: P/poll after: 200") or diag($b);
     is($j->{status}, 'ok', "$kind: ... ok");
     is($j->{account}, 'alice', "$kind: ... as alice");
+    is($j->{return_to}, '/app/x', "$kind: ... back to the page's return_to");
     like(slurp($jar), qr/\tjpki_session\t\S+/, "$kind: ... the browser has the session cookie");
     ($st, $b) = browser($jar, $srv->url('/app/x'));
     is($st, 200, "$kind: the gated application with the browser's cookies: 200");

@@ -319,8 +319,8 @@ static int check_args(const args_t *a, const alg_t **alg)
         return -1;
     }
     if (a->val[O_URL] == NULL && a->val[O_DEVICE] == NULL) {
-        say("--url (sign in here) or --device (a login page's link) is "
-            "required");
+        say("--url is required (or --device LINK: sign a login page's "
+            "link)");
         return -1;
     }
     if (a->val[O_DEVICE] != NULL && a->val[O_COOKIE_JAR] != NULL) {
