@@ -442,4 +442,5 @@ for my $kind (@kinds) {
 my $all = join '', @OUTPUT;
 unlike($all, qr/\Q$PIN\E/, 'the PIN is never printed');
 unlike($all, qr/\Q$fch\E|\Q$ch\E/, 'the challenges are never printed');
+unlike($all, qr/AddressSanitizer|LeakSanitizer|runtime error:/, 'no sanitizer report (JPKI_LOGIN: the ASan build)');
 done_testing();

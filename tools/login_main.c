@@ -97,10 +97,11 @@ static const char usage_text[] =
 "machine's clock; the card signs nothing else.\n"
 "Exit status: 0 signed in; 1 refused by the gate (stderr: \"refused:\n"
 "REASON: MESSAGE\"); 2 usage (with --device: a link that is not a login\n"
-"page's, its challenge or code not right); 3 token or PIN problem (module not loadable,\n"
-"no token, PIN refused or locked, last try not confirmed, no certificate or\n"
-"key); 4 network or HTTP problem (unreachable, timeout, TLS, an answer that\n"
-"is not the gate's JSON, a challenge that is not a JPKI one).\n";
+"page's, its challenge or code not right); 3 token or PIN problem (module\n"
+"not loadable, no token, PIN refused or locked, last try not confirmed, no\n"
+"certificate or key); 4 network or HTTP problem (unreachable, timeout,\n"
+"TLS, an answer that is not the gate's JSON, a challenge that is not a\n"
+"JPKI one).\n";
 
 /* ---- messages ----------------------------------------------------- */
 
