@@ -194,7 +194,7 @@ my @bad = (
     [ 'a challenge percent-encoded', $with->(substr($ch, 0, 97) . '%41'),
       qr/--device: not signed: the challenge is not base64url text/ ],
     [ 'a challenge of another host', $with->($other{bank}),
-      qr/--device: not signed: the challenge was issued for another host than 127\.0\.0\.1 \(a site passing on another site's challenge\?\)/ ],
+      qr/--device: not signed: the challenge was issued for another host than 127\.0\.0\.1 \(a site passing/ ],
     [ 'a challenge of localhost at 127.0.0.1', $with->($other{lh}),
       qr/--device: not signed: the challenge was issued for another host than 127\.0\.0\.1/ ],
     [ 'a challenge expired an hour ago', $with->($other{old}),
@@ -280,7 +280,8 @@ is($j->{certificate}, MIME::Base64::encode_base64(slurp("$dir/user1.der"), ''), 
 is($j->{algorithm}, 'rsa-pkcs1-sha256', '... rsa-pkcs1-sha256');
 spew("$dir/signed.txt", $fch);
 spew("$dir/sig.bin", MIME::Base64::decode_base64($j->{signature} // ''));
-my $v = `openssl x509 -in $PKI/user1.pem -pubkey -noout > $dir/pub.pem && openssl dgst -sha256 -verify $dir/pub.pem -signature $dir/sig.bin $dir/signed.txt 2>&1`;
+system("openssl x509 -in $PKI/user1.pem -pubkey -noout > $dir/pub.pem");
+my $v = `openssl dgst -sha256 -verify $dir/pub.pem -signature $dir/sig.bin $dir/signed.txt 2>&1`;
 like($v, qr/Verified OK/, '... the signature of the challenge verifies with the certificate');
 
 answer(qq(200 {"status":"ok","code":"$fcode"}));
@@ -300,7 +301,8 @@ for my $c ([ 'ok for another code', '200 {"status":"ok","code":"2222-2222"}',
              qr/the gate signed in a flow of another code \(2222-2222\), not \Q$fcode\E/ ],
            [ 'ok without a code', '200 {"status":"ok"}', qr/the gate signed in a flow of another code \(none\)/ ],
            [ 'pending', '200 {"status":"pending"}', qr/HTTP 200 but not the gate's \{"status":"ok",\.\.\.\}/ ],
-           [ 'not JSON', '200 <html>', qr/POST http:\/\/127\.0\.0\.1:$fake_port\/jpki\/sign: HTTP 200, the answer is not the gate's JSON/ ],
+           [ 'not JSON', '200 <html>',
+             qr/POST http:\/\/127\.0\.0\.1:$fake_port\/jpki\/sign: HTTP 200, the answer is not the gate's JSON/ ],
            [ 'an error without a reason', '502 {}', qr/HTTP 502 without a reason/ ]) {
     my ($what, $ans, $re) = @$c;
     answer($ans);

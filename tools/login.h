@@ -4,8 +4,9 @@
  * challenge checked before the card signs, the cookie jar) and
  * login_card.c (the token: PIN, certificate, signature), and of
  * login_device.c (--device: a login page's link read and checked, the
- * signature posted to it).  login_main.c holds the options and the run.  The challenge's layout, the host it is
- * bound to, base64 and the JSON answers are read with libjpki's functions
+ * signature posted to it).  login_main.c holds the options and the run.
+ * The challenge's layout, the host it is bound to, the device code,
+ * base64 and the JSON answers are read with libjpki's functions
  * (common/challenge.c, common/form.c, common/util.c): one rule for the
  * gate and its client.
  */

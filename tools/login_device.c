@@ -23,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define SCHEME "jpki:"
+#define LINK_SCHEME "jpki:"            /* the page's link for a desktop */
 
 /* The query's two parameters, each once, nothing else, into D: 0 or -1
  * said.  Their values are taken as written: base64url and the code's
@@ -89,11 +89,11 @@ int device_url(const char *arg, int insecure, device_t *d, http_t *x)
     size_t n, i;
     int cc;
 
-    if (strncasecmp(url, SCHEME, strlen(SCHEME)) == 0)
-        url += strlen(SCHEME);
+    if (strncasecmp(url, LINK_SCHEME, strlen(LINK_SCHEME)) == 0)
+        url += strlen(LINK_SCHEME);
     n = strlen(url);
     for (i = 0; i < n; i++)
-        if (url[i] < 0x21 || url[i] > 0x7e) {
+        if ((unsigned char)url[i] < 0x21 || (unsigned char)url[i] > 0x7e) {
             say("--device: the link holds a space, a control character or "
                 "a byte that is not ASCII (at %zu)", i);
             return -1;
