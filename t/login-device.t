@@ -372,11 +372,12 @@ sub start_flow {
 
 # The page's polls, every 0.2 s until an answer other than pending (10 s)
 sub poll {
-    my ($base, $jar) = @_;
+    my ($base, $jar, $path) = @_;
     my $end = time + 10;
     my ($st, $j, $b);
     do {
-        ($st, $b) = browser($jar, '-H', 'Accept: application/json', "$base/jpki/poll");
+        ($st, $b) = browser($jar, '-H', 'Accept: application/json',
+                            $base . ($path // '/jpki/poll'));
         $j = json_decode($b) // {};
         return ($st, $j, $b) unless $st == 200 && ($j->{status} // '') eq 'pending';
         sleep 0.2;
@@ -405,6 +406,8 @@ for my $kind (@kinds) {
     ok($c, "$kind: ... its url is the link to P/sign") or diag($url);
     is($j->{code}, dev_code($c // ''), "$kind: ... its code is the challenge's");
     is($j->{link}, "jpki:$url", "$kind: ... its link is jpki:url");
+    my $pollp = $j->{poll};
+    like($pollp // '', qr{^/jpki/poll\?return_to=}, "$kind: ... its poll keeps return_to");
     like(slurp($jar), qr/\tjpki_flow\t\S+/, "$kind: ... the browser has its jpki_flow cookie");
     ($st, $b) = browser($jar, '-H', 'Accept: application/json', "$base/jpki/poll");
     is((json_decode($b) // {})->{status}, 'pending', "$kind: P/poll before the signer: pending");
@@ -414,7 +417,7 @@ for my $kind (@kinds) {
     is($r->{out}, "signed in: go back to the page\n", "$kind: ... signed in: go back to the page");
     like($r->{err}, qr/^jpki-login: Sign in to \Q$base\E with code \Q$j->{code}\E /m,
          "$kind: ... the gate's origin and code shown");
-    ($st, $j, $b) = poll($base, $jar);
+    ($st, $j, $b) = poll($base, $jar, $pollp);
     is($st, 200, "$kind: P/poll after: 200") or diag($b);
     is($j->{status}, 'ok', "$kind: ... ok");
     is($j->{account}, 'alice', "$kind: ... as alice");
