@@ -76,79 +76,11 @@ sub poll {
                              defined $cookie ? (Cookie => "jpki_flow=$cookie") : () });
 }
 
-for my $kind (@kinds) {
-    # a template with a bad mark: the server does not start, and says where
-    my %bad = site($kind);
-    $bad{locations}[1] = { endpoints => 1,
-                           nginx => "jpki_login_template $dir/bad.html;",
-                           apache => "JPKILoginTemplate $dir/bad.html" };
-    my ($st, $out) = JPKIServer->configtest($kind, %bad);
-    ok($st != 0, "$kind: a template with an unknown mark: refused at startup");
-    like($out, qr/bad\.html" line 3: unknown mark \{\{nonsense\}\}/,
-         "$kind: ... with the file, the line and the mark") or diag $out;
-    %bad = site($kind);
-    $bad{locations}[1] = { endpoints => 1, login_methods => 'tls sms' };
-    ($st, $out) = JPKIServer->configtest($kind, %bad);
-    ok($st != 0 && $out =~ /must be "none", or "tls" and "device"/,
-       "$kind: an unknown login method: refused at startup") or diag $out;
-
-    my $srv = JPKIServer->start($kind, name => 'page', site($kind));
-
-    # ---- the page ----
-    my $r = http('GET', $srv->url('/jpki/login?return_to=%2Fapp%2Fx'),
-                 headers => { 'Accept-Language' => 'ja,en;q=0.5', Accept => 'text/html' });
-    is($r->{status}, 200, "$kind: GET /jpki/login: the page");
-    like($r->{headers}{'content-type'}, qr{^text/html; charset=utf-8}, "$kind: ... HTML");
-    my $html = $r->{content};
-    utf8::decode($html);
-    like($html, qr/<html lang="ja">/, "$kind: ... in Japanese (Accept-Language ja)");
-    like($html, qr/マイナンバーカードでログイン/, "$kind: ... its title");
-    like($html, qr{action="/jpki/tls"}, "$kind: ... the TLS method, a plain form");
-    like($html, qr{action="/jpki/device"}, "$kind: ... the device method");
-    like($html, qr{name="return_to" value="/app/x"}, "$kind: ... return_to kept");
-    like($r->{headers}{'content-security-policy'} // '',
-         qr/default-src 'none'.*script-src 'self'.*frame-ancestors 'none'/,
-         "$kind: ... a strict CSP");
-    is($r->{headers}{'x-frame-options'}, 'DENY', "$kind: ... no framing");
-    unlike($html, qr/<script>|onclick=|style="/, "$kind: ... no inline script or style");
-
-    $r = http('GET', $srv->url('/jpki/login?error=cert_expired'),
-              headers => { 'Accept-Language' => 'en-GB' });
-    like($r->{content}, qr/<html lang="en">.*has expired/s,
-         "$kind: in English, with the refusal's sentence (error=cert_expired)");
-    like($r->{content}, qr/role="alert"/, "$kind: ... read out by screen readers");
-
-    $r = http('GET', $srv->url('/own/login'));
-    like($r->{content}, qr{<h1>Our own page</h1>.*action="/own/tls"}s,
-         "$kind: the site's own template (jpki_login_template)");
-    $r = http('GET', $srv->url('/deviceonly/login'), headers => { 'Accept-Language' => 'en' });
-    ok($r->{content} !~ /m-tls/ && $r->{content} =~ /m-device/,
-       "$kind: only the methods the location turned on");
-
-    # ---- assets ----
-    $r = http('GET', $srv->url('/jpki/page.js'));
-    is($r->{status}, 200, "$kind: page.js");
-    like($r->{headers}{'content-type'}, qr{^text/javascript}, "$kind: ... its type");
-    like($r->{headers}{etag} // '', qr/^"[0-9a-f]{16}"$/, "$kind: ... its ETag");
-    $r = http('GET', $srv->url('/jpki/page.css'));
-    like($r->{headers}{'content-type'} // '', qr{^text/css}, "$kind: page.css");
-
-    # ---- a gated page sends the browser to it ----
-    $r = http('GET', $srv->url('/app/x'), headers => { Accept => 'text/html' });
-    is($r->{status}, 302, "$kind: a gated page without a session: to the login page");
-    like($r->{headers}{location} // '', qr{^/jpki/login\?return_to=/app/x}, "$kind: ... with return_to");
-
-    # ---- a form login refused: back to the page ----
-    my $ch = challenge($srv->url('/jpki'));
-    $r = post_form($srv->url('/jpki/login'),
-                   { %{ login_body($ch, 'user2', undef, cert_form => 'b64') },
-                     return_to => '/app/x' },
-                   headers => { Accept => 'text/html' });
-    is($r->{status}, 303, "$kind: a form login refused: 303");
-    is($r->{headers}{location}, '/jpki/login?error=account_not_mapped&return_to=/app/x',
-       "$kind: ... to the page, with the reason");
-
-    # ---- the device flow ----
+# The device flow on SRV (KIND, with the store LABEL says).
+sub device_flow {
+    my ($kind, $srv, $label) = @_;
+    $kind .= " ($label)" if $label;
+    my $r;
     my ($start, $cookie) = start_flow($srv);
     is($start->{status}, 200, "$kind: a flow started") or diag $start->{content};
     my $j = $start->{json} // {};
@@ -231,9 +163,98 @@ for my $kind (@kinds) {
     is($r->{headers}{location}, '/app/nojs', "$kind: ... to the page asked for");
     ok(cookie_of($r), "$kind: ... signed in");
 
+}
+
+for my $kind (@kinds) {
+    # a template with a bad mark: the server does not start, and says where
+    my %bad = site($kind);
+    $bad{locations}[1] = { endpoints => 1,
+                           nginx => "jpki_login_template $dir/bad.html;",
+                           apache => "JPKILoginTemplate $dir/bad.html" };
+    my ($st, $out) = JPKIServer->configtest($kind, %bad);
+    ok($st != 0, "$kind: a template with an unknown mark: refused at startup");
+    like($out, qr/bad\.html" line 3: unknown mark \{\{nonsense\}\}/,
+         "$kind: ... with the file, the line and the mark") or diag $out;
+    %bad = site($kind);
+    $bad{locations}[1] = { endpoints => 1, login_methods => 'tls sms' };
+    ($st, $out) = JPKIServer->configtest($kind, %bad);
+    ok($st != 0 && $out =~ /must be "none", or "tls" and "device"/,
+       "$kind: an unknown login method: refused at startup") or diag $out;
+
+    my $srv = JPKIServer->start($kind, name => 'page', site($kind));
+
+    # ---- the page ----
+    my $r = http('GET', $srv->url('/jpki/login?return_to=%2Fapp%2Fx'),
+                 headers => { 'Accept-Language' => 'ja,en;q=0.5', Accept => 'text/html' });
+    is($r->{status}, 200, "$kind: GET /jpki/login: the page");
+    like($r->{headers}{'content-type'}, qr{^text/html; charset=utf-8}, "$kind: ... HTML");
+    my $html = $r->{content};
+    utf8::decode($html);
+    like($html, qr/<html lang="ja">/, "$kind: ... in Japanese (Accept-Language ja)");
+    like($html, qr/マイナンバーカードでログイン/, "$kind: ... its title");
+    like($html, qr{action="/jpki/tls"}, "$kind: ... the TLS method, a plain form");
+    like($html, qr{action="/jpki/device"}, "$kind: ... the device method");
+    like($html, qr{name="return_to" value="/app/x"}, "$kind: ... return_to kept");
+    like($r->{headers}{'content-security-policy'} // '',
+         qr/default-src 'none'.*script-src 'self'.*frame-ancestors 'none'/,
+         "$kind: ... a strict CSP");
+    is($r->{headers}{'x-frame-options'}, 'DENY', "$kind: ... no framing");
+    unlike($html, qr/<script>|onclick=|style="/, "$kind: ... no inline script or style");
+
+    $r = http('GET', $srv->url('/jpki/login?error=cert_expired'),
+              headers => { 'Accept-Language' => 'en-GB' });
+    like($r->{content}, qr/<html lang="en">.*has expired/s,
+         "$kind: in English, with the refusal's sentence (error=cert_expired)");
+    like($r->{content}, qr/role="alert"/, "$kind: ... read out by screen readers");
+
+    $r = http('GET', $srv->url('/own/login'));
+    like($r->{content}, qr{<h1>Our own page</h1>.*action="/own/tls"}s,
+         "$kind: the site's own template (jpki_login_template)");
+    $r = http('GET', $srv->url('/deviceonly/login'), headers => { 'Accept-Language' => 'en' });
+    ok($r->{content} !~ /m-tls/ && $r->{content} =~ /m-device/,
+       "$kind: only the methods the location turned on");
+
+    # ---- assets ----
+    $r = http('GET', $srv->url('/jpki/page.js'));
+    is($r->{status}, 200, "$kind: page.js");
+    like($r->{headers}{'content-type'}, qr{^text/javascript}, "$kind: ... its type");
+    like($r->{headers}{etag} // '', qr/^"[0-9a-f]{16}"$/, "$kind: ... its ETag");
+    $r = http('GET', $srv->url('/jpki/page.css'));
+    like($r->{headers}{'content-type'} // '', qr{^text/css}, "$kind: page.css");
+
+    # ---- a gated page sends the browser to it ----
+    $r = http('GET', $srv->url('/app/x'), headers => { Accept => 'text/html' });
+    is($r->{status}, 302, "$kind: a gated page without a session: to the login page");
+    like($r->{headers}{location} // '', qr{^/jpki/login\?return_to=/app/x}, "$kind: ... with return_to");
+
+    # ---- a form login refused: back to the page ----
+    my $ch = challenge($srv->url('/jpki'));
+    $r = post_form($srv->url('/jpki/login'),
+                   { %{ login_body($ch, 'user2', undef, cert_form => 'b64') },
+                     return_to => '/app/x' },
+                   headers => { Accept => 'text/html' });
+    is($r->{status}, 303, "$kind: a form login refused: 303");
+    is($r->{headers}{location}, '/jpki/login?error=account_not_mapped&return_to=/app/x',
+       "$kind: ... to the page, with the reason");
+
+    device_flow($kind, $srv);
+
     my @problems = $srv->log_problems;
     ok(!@problems, "$kind: no crash or alert in the log") or diag "@problems";
     $srv->stop;
+}
+
+# the same with Redis as the store (the flow's sealed record is binary)
+SKIP: {
+    skip 'no redis-server', 1 unless JPKITest::redis_bin();
+    my $redis = JPKITest::Redis->start(name => 'redis');
+    for my $kind (@kinds) {
+        my %s = site($kind);
+        $s{store} = 'redis=127.0.0.1:' . $redis->port;
+        my $srv = JPKIServer->start($kind, name => 'redis', %s);
+        device_flow($kind, $srv, 'Redis');
+        $srv->stop;
+    }
 }
 
 # an expired flow (the challenge's TTL, 10 s here, its least): the signer
