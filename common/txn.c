@@ -424,7 +424,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
     case T_LOGIN_READ: case T_LOGIN_COMMIT: case T_FAIL_PUT:
     case T_REV_PUT: case T_SOFT_PUT: case T_CHECK_STORE:
     case T_LOGOUT_STORE: case T_LOGOUT_LOG: case T_CRL_META:
-    case T_CRL_HGET: case T_HEALTH_STORE: case T_FLOW_START:
+    case T_CRL_HGET: case T_HEALTH_STORE: case T_FLOW_GUARD: case T_FLOW_START:
     case T_FLOW_SIGNED: case T_FLOW_NOTE: case T_FLOW_READ: case T_FLOW_TAKE:
         return JPKI_STEP_STORE;
     case T_DONE:
@@ -481,6 +481,7 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
     case T_LOGOUT_LOG: txn_logout_logged(t, res); break;
     case T_CRL_META: txn_crl_meta_fed(t, res); break;
     case T_CRL_HGET: txn_crl_hget_fed(t, res); break;
+    case T_FLOW_GUARD: txn_device_guarded(t, res); break;
     case T_FLOW_START: txn_device_started(t, res); break;
     case T_FLOW_SIGNED: txn_device_signed_fed(t, res); break;
     case T_FLOW_NOTE: t->state = T_DONE; break;

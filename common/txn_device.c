@@ -182,10 +182,25 @@ static void flow_return_to(jpki_txn *t, const char *s, size_t len)
 
 /* ---- START: the page asks for a flow ----------------------------- */
 
+/* A command on the counter of flows started from the request's address
+ * in the throttle's window (at - 0) or the one before (-1). */
+static void start_count(jpki_txn *t, jpki_store_op op, int64_t at)
+{
+    jpki_store_cmd *c = &t->cmds[t->n_cmds++];
+    int64_t w = t->req.now / t->pol->throttle_window + at;
+
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->keylen = jpki_throttle_key(c->key, sizeof(c->key), "ds", t->peer_id,
+                                  w);
+    c->soft = 1;
+    if (op == JPKI_STORE_PEXPIRE)
+        c->ttl_ms = (2 * t->pol->throttle_window + 1) * 1000u;
+}
+
 void txn_device_start(jpki_txn *t)
 {
     uint8_t secret[FLOW_SECRET];
-    jpki_store_cmd *c;
     time_t exp = 0;
     jpki_err e;
 
@@ -218,7 +233,43 @@ void txn_device_start(jpki_txn *t)
     else
         snprintf(t->return_to, sizeof(t->return_to), "/");
     t->ch_exp = exp;
+    /* flows started from an address are counted (each writes a record):
+     * over the throttle's limit of an address, 429 */
     t->n_cmds = 0;
+    if (t->pol->throttle_addr > 0 && jpki_peer_id(t->ctx, t->req.peer,
+                                                  t->peer_id)) {
+        start_count(t, JPKI_STORE_GET, 0);
+        start_count(t, JPKI_STORE_GET, -1);
+        t->state = T_FLOW_GUARD;
+        return;
+    }
+    t->peer_id[0] = '\0';
+    txn_device_guarded(t, NULL);
+}
+
+void txn_device_guarded(jpki_txn *t, const jpki_store_result *r)
+{
+    jpki_store_cmd *c;
+    unsigned retry;
+
+    if (r != NULL && (txn_failed(&r[0]) || txn_failed(&r[1]))) {
+        txn_finish(t, txn_store_err(txn_failed(&r[0]) ? &r[0] : &r[1]));
+        return;
+    }
+    retry = r == NULL || txn_count_of(&r[0]) < 0 || txn_count_of(&r[1]) < 0
+            ? 0 : jpki_throttle_over((uint64_t)txn_count_of(&r[0]),
+                                     (uint64_t)txn_count_of(&r[1]),
+                                     t->req.now, t->pol->throttle_window,
+                                     t->pol->throttle_addr);
+    if (retry > 0) {
+        txn_throttled(t, retry);
+        return;
+    }
+    t->n_cmds = 0;
+    if (t->peer_id[0]) {
+        start_count(t, JPKI_STORE_INCR, 0);
+        start_count(t, JPKI_STORE_PEXPIRE, 0);
+    }
     c = txn_cmd_add(t, JPKI_STORE_SET, "flow", t->flow_id);
     c->val[0] = 'p';
     memcpy(c->val + 1, t->flow_bind, 16);
@@ -238,6 +289,7 @@ void txn_device_started(jpki_txn *t, const jpki_store_result *r)
     size_t qrlen = 0, max, o;
     jpki_err e = JPKI_OK;
 
+    r += t->n_cmds - 1;                  /* the flow's SET */
     if (r[0].type != JPKI_STORE_R_INT)
         e = txn_store_err(&r[0]);
     else if (!flow_origin(t, origin, sizeof(origin)))

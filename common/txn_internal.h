@@ -11,7 +11,8 @@
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
     T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
-    T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_FLOW_START, T_FLOW_SIGNED,
+    T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_FLOW_GUARD, T_FLOW_START,
+    T_FLOW_SIGNED,
     T_FLOW_NOTE, T_FLOW_READ, T_FLOW_TAKE, T_DONE
 };
 
@@ -132,6 +133,8 @@ void txn_crl_hget_fed(jpki_txn *t, const jpki_store_result *r);
 jpki_err txn_origin_check(const jpki_txn *t);
 void txn_fail_put_fed(jpki_txn *t, const jpki_store_result *r);
 void txn_refuse(jpki_txn *t, jpki_err e);
+long long txn_count_of(const jpki_store_result *r);
+void txn_throttled(jpki_txn *t, unsigned retry_after);
 void txn_login_begin(jpki_txn *t);
 int64_t txn_marker_time(const jpki_store_result *r);
 jpki_err txn_store_err(const jpki_store_result *r);
@@ -155,6 +158,7 @@ void txn_page_redirect(jpki_txn *t, jpki_err e);
 
 /* txn_device.c */
 void txn_device_start(jpki_txn *t);
+void txn_device_guarded(jpki_txn *t, const jpki_store_result *r);
 void txn_device_started(jpki_txn *t, const jpki_store_result *r);
 void txn_device_read_cmd(jpki_txn *t);
 jpki_err txn_device_read(jpki_txn *t, const jpki_store_result *r);

@@ -257,7 +257,7 @@ static int64_t thr_window(const jpki_txn *t)
 }
 
 /* A counter's value: nil is 0; -1 when it is not a count. */
-static long long count_of(const jpki_store_result *r)
+long long txn_count_of(const jpki_store_result *r)
 {
     char buf[24], *end;
     long long v;
@@ -287,7 +287,7 @@ static unsigned thr_over(const jpki_txn *t, int k, long long cur,
 
 #define THROTTLED_DELAY_MS 1000
 
-static void throttled(jpki_txn *t, unsigned retry_after)
+void txn_throttled(jpki_txn *t, unsigned retry_after)
 {
     txn_finish(t, JPKI_ERR_THROTTLED);
     t->v.retry_after = retry_after;
@@ -346,7 +346,7 @@ void txn_fail_put_fed(jpki_txn *t, const jpki_store_result *r)
         /* over the limit before this one: this one is a throttled try,
          * told when the count with it falls under the limit */
         cur = r[t->fail_ix[k][0]].n;
-        prev = count_of(&r[t->fail_ix[k][1]]);
+        prev = txn_count_of(&r[t->fail_ix[k][1]]);
         if (thr_over(t, k, cur - 1, prev) == 0)
             continue;
         ra = thr_over(t, k, cur, prev);
@@ -354,7 +354,7 @@ void txn_fail_put_fed(jpki_txn *t, const jpki_store_result *r)
             retry = ra;
     }
     if (retry > 0)
-        throttled(t, retry);
+        txn_throttled(t, retry);
     else
         txn_finish(t, t->fail_err);
 }
@@ -419,7 +419,7 @@ void txn_login_begin(jpki_txn *t)
 /* The time of a logout marker; 0 when there is none (or unreadable). */
 int64_t txn_marker_time(const jpki_store_result *r)
 {
-    long long v = count_of(r);
+    long long v = txn_count_of(r);
     return r->type == JPKI_STORE_R_VALUE && v > 0 ? (int64_t)v : 0;
 }
 
@@ -492,13 +492,13 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r)
     for (k = 0; k < THR_N; k++) {
         if (t->ix_thr[k][0] < 0 || k == THR_FC)
             continue;
-        ra = thr_over(t, k, count_of(&r[t->ix_thr[k][0]]),
-                      count_of(&r[t->ix_thr[k][1]]));
+        ra = thr_over(t, k, txn_count_of(&r[t->ix_thr[k][0]]),
+                      txn_count_of(&r[t->ix_thr[k][1]]));
         if (ra > retry)
             retry = ra;
     }
     if (retry > 0) {
-        throttled(t, retry);          /* nothing verified, nothing written */
+        txn_throttled(t, retry);          /* nothing verified, nothing written */
         return;
     }
     t->got_rev = r[t->ix_rev];

@@ -1135,6 +1135,7 @@ static const jpki_verdict *flow_start(int json, jpki_txn **tp, char *ch)
     rq.content_type = "application/x-www-form-urlencoded";
     rq.content_type_len = strlen(rq.content_type);
     rq.peer = "127.0.0.1";
+    rq.policy = req_policy;
     set_from(&rq);
     v = drive(&rq, NULL, tp);
     flow_cookie[0] = ch[0] = '\0';
@@ -1355,6 +1356,36 @@ static void test_device_flow(io_env *good)
        && !strcmp(v->location, "/jpki/login?error=flow_unknown&return_to="
                   "/app/"), "a used flow: back to the page, with why");
     jpki_txn_free(t);
+
+    /* flows started from one address: at most the throttle's addr= a
+     * window, then 429 (each writes a record) */
+    {
+        jpki_policy few = gp;
+        int k, refused = 0, first = -1;
+
+        few.throttle_addr = 3;
+        few.throttle_window = 3600;
+        req_policy = &few;
+        req_peer = "192.0.2.77";
+        for (k = 0; k < 5; k++) {
+            v = flow_start(1, &t, ch);
+            if (v && v->http_status == 429 && !strcmp(v->reason,
+                                                      "too_many_attempts")) {
+                refused++;
+                if (first < 0)
+                    first = k;
+            }
+            jpki_txn_free(t);
+        }
+        ok(refused == 2 && first == 3, "a 4th flow from one address in the "
+           "window: 429 (%d refused from the %d-th)", refused, first + 1);
+        req_peer = "192.0.2.78";
+        v = flow_start(1, &t, ch);
+        ok(v && v->http_status == 200, "another address: started");
+        jpki_txn_free(t);
+        req_peer = NULL;
+        req_policy = NULL;
+    }
 
     /* another site's page cannot start a flow in this browser */
     req_sfs = "cross-site";
