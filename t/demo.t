@@ -33,6 +33,11 @@ for my $kind (JPKIServer::kinds()) {
          "$kind: jpki-login with a SoftHSM token signs in");
     like($out, qr/^   The gate says the account is: demo-user-0001$/m,
          "$kind: ... and its cookie jar opens the protected page");
+    like($out, qr/^   jpki-login: Sign in to http:\/\/127\.0\.0\.1:\d+ with code [2-9A-Z]{4}-[2-9A-Z]{4} /m,
+         "$kind: the device flow: jpki-login shows the origin and the code");
+    like($out, qr/^   \{"status":"ok","account":"demo-user-0001","expires":\d+,"return_to":"\/"\}$/m,
+         "$kind: ... the browser's poll takes the session");
+    like($out, qr{login page:\n\Qhttp://127.0.0.1:$port/jpki/login\E}, "$kind: the login page's address is shown");
     like($out, qr/jpki audit: \{"ts":\d+,"event":"login","result":"ok"/, "$kind: audit lines are shown");
     unlike($out, qr/\[(alert|crit|emerg)\]/, "$kind: no alerts");
     my $stop = `bash $FindBin::Bin/../tools/demo.sh stop 2>&1`;

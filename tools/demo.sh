@@ -46,7 +46,6 @@ umask 022
 cat "$P/ca1.pem" "$P/ca2.pem" > "$D/jlis-ca.pem"
 rm -rf "$D/crl" && mkdir -p "$D/crl"
 cp "$P/ca1.crl" "$P/ca2.crl" "$D/crl/"      # a CRL per CA key generation
-echo '<p>Sign in with your My Number Card.</p>' > "$D/www/login.html"
 
 demo_sed() {
     sed -e "s|/etc/jpki|$D|g; s|/var/www/jpki|$D/www|" \
@@ -203,9 +202,21 @@ if command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null \
     "$B/jpki-login" --url "$U/jpki" --module "$HSM" --pin-file "$T/pin" \
         --cookie-jar "$T/jar" | sed 's/^/   /'
     curl -s -b "$T/jar" "$U/account/" | sed 's/^/   /'
+    echo "== 7. The login page's device flow: a browser's page starts it (the QR"
+    echo "      code and jpki: link of $U/jpki/login), a phone or jpki-login signs:"
+    LINK=$(curl -s -c "$T/browser" -H 'Accept: application/json' -X POST \
+           "$U/jpki/device" | grep -o '"link":"[^"]*"' | cut -d'"' -f4)
+    echo "   \$ jpki-login --device $LINK ..." | cut -c1-78
+    "$B/jpki-login" --device "$LINK" --module "$HSM" --pin-file "$T/pin" \
+        2>&1 | sed 's/^/   /'
+    echo "   the browser's poll:"
+    curl -s -b "$T/browser" -c "$T/browser" -H 'Accept: application/json' \
+        "$U/jpki/poll" | sed 's/^/   /'; echo
+    curl -s -b "$T/browser" "$U/account/" | sed 's/^/   /'
 fi
 echo "== Audit lines (error log):"
 grep -o 'jpki audit: .*' "$D/logs/error.log" | sed 's/, client:.*//' | awk 'NR <= 3'
 echo
-echo "The demo runs at $U/ ($SERVER and an OCSP responder)."
+echo "The demo runs at $U/ ($SERVER and an OCSP responder); its login page:"
+echo "$U/jpki/login"
 echo "Stop it with: bash tools/demo.sh stop"
