@@ -186,6 +186,35 @@ sub render_page {
     return $t;
 }
 
+# the code of a challenge, as jpki_device_code (common/challenge.c) makes it
+sub device_code {
+    my ($ch) = @_;
+    require Digest::SHA;
+    my @al = split //, '23456789ABCDEFGHJKLMNPQRSTUVWXYZ';
+    my $bits = 0;
+    $bits = $bits * 256 + $_ for unpack 'C5', Digest::SHA::sha256("jpki-device-code:$ch");
+    my $c = join '', map { $al[int($bits / 2 ** (35 - 5 * $_)) % 32] } 0 .. 7;
+    return substr($c, 0, 4) . '-' . substr($c, 4);
+}
+
+# a request to the checking gate ($MOCK/checker) as if it were sent to the
+# stand-in (its Host): (status, JSON)
+sub checker {
+    my ($port, $path, $body) = @_;
+    my $gate = slurp("$MOCK/checker");
+    my @data = ();
+    if (defined $body) {
+        spew("$MOCK/body.$$", $body);
+        @data = ('-H', 'Content-Type: application/json', '--data-binary', "\@$MOCK/body.$$");
+    }
+    open my $p, '-|', 'curl', '-s', '--max-time', '10', '-H', "Host: 127.0.0.1:$port",
+        '-H', 'Accept: application/json', @data, '-w', '\n%{http_code}', "$gate$path" or die "curl: $!";
+    my $out = do { local $/; <$p> } // '';
+    close $p;
+    my ($json, $st) = $out =~ /^(.*)\n(\d+)$/s;
+    return ($st // 0, json_decode($json // '') // {});
+}
+
 sub mock_scenario { spew("$MOCK/scenario", json_encode({ @_ })) }
 sub mock_requests {
     return map { json_decode($_) } grep { /\S/ } split /\n/, slurp("$MOCK/requests");
@@ -216,8 +245,8 @@ sub mock_answer {
             if $d eq 'html';
         my @b64 = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
         my $ch = join '', map { $b64[rand @b64] } 1 .. 100;
-        my @al = split //, '23456789ABCDEFGHJKLMNPQRSTUVWXYZ';
-        my $code = join('', map { $al[rand @al] } 1 .. 4) . '-' . join('', map { $al[rand @al] } 1 .. 4);
+        $ch = (checker($port, '/jpki/challenge'))[1]{challenge} // '' if -f "$MOCK/checker";
+        my $code = device_code($ch);
         my $url = "http://127.0.0.1:$port/jpki/sign?challenge=$ch&code=$code";
         my $svg = $HAVE_QRENCODE ? `qrencode -t SVG -m 0 -o - '$url'` : '';
         my %b = map { my ($k, $v) = split /=/, $_, 2; (uri_unescape($k), uri_unescape($v // '')) }
@@ -232,6 +261,18 @@ sub mock_answer {
                               expires => $flow->{expires}, poll => '/jpki/poll' },
                        'Set-Cookie', "jpki_flow=$flow->{cookie}; Path=/jpki/; HttpOnly; SameSite=Strict");
     }
+    if ($req->{method} eq 'POST' && $path eq '/jpki/sign') {
+        # the signer's post, checked by the gate as a login of this host
+        my $flow = json_decode(slurp("$MOCK/flow"));
+        my $in = json_decode($req->{body} // '') // {};
+        return $json->(410, { error => 'flow_unknown' })
+            unless $flow && ($in->{challenge} // '') eq ($flow->{url} =~ /challenge=([^&]+)/)[0];
+        my ($st, $answer) = checker($port, '/jpki/login', $req->{body});
+        $flow->{result} = $st == 200 ? 'ok' : $answer->{error} // "status_$st";
+        spew("$MOCK/flow", json_encode($flow));
+        return $st == 200 ? $json->(200, { status => 'ok', code => $flow->{code} })
+                          : $json->($st, { error => $flow->{result} });
+    }
     if ($req->{method} eq 'GET' && $path eq '/jpki/poll') {
         my $flow = json_decode(slurp("$MOCK/flow"));
         return $json->(410, { error => 'flow_unknown' })
@@ -240,6 +281,10 @@ sub mock_answer {
         spew("$MOCK/flow", json_encode($flow));
         my ($what, $arg, $after) = split /:/, $sc->{poll} // 'pending';
         $after = $arg if $what eq 'ok';
+        if ($what eq 'signer') {                # what the signer's post gave
+            ($what, $arg, $after) = !defined $flow->{result} ? ('pending')
+                : $flow->{result} eq 'ok' ? ('ok', 0, 0) : ('error', $flow->{result}, 0);
+        }
         if ($what ne 'pending' && $n > ($after // 0)) {
             return $json->(403, { error => $arg }) if $what eq 'error';
             return $json->(200, { status => 'ok', account => 'alice', expires => int(time) + 3600,
@@ -295,115 +340,8 @@ sub mock_serve {
 
 sub requests_to { my ($m, $p) = @_; return grep { $_->{method} eq $m && $_->{target} =~ /^\Q$p\E/ } mock_requests() }
 
-{
-    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 32,
-                                     ReuseAddr => 1) or die "listen: $!";
-    my $port = $sock->sockport;
-    JPKITest::fork_code('stand-in gate', "$dir/mock.log", sub { mock_serve($sock, $port) });
-    close $sock;
-    my $base = "http://127.0.0.1:$port";
-    my $br = JPKIBrowser->start;
-    my $RET = '/web/page?x=1';
-    my $RET_Q = '%2Fweb%2Fpage%3Fx%3D1';
-    my $login = "$base/jpki/login?return_to=$RET_Q";
 
-    # -- Japanese: the page, the QR code, the flow to its end
-    my $t0 = time;
-    mock_reset();
-    mock_scenario(poll => 'ok:2');
-    my $s = $br->session(lang => 'ja');
-    $s->go($login);
-    page_seen_ok($s, 'stand-in, ja', 'ja');
-    my ($qr, $code, $link, $status) = device_shown($s, 'stand-in, ja');
-    my $flow = json_decode(slurp("$MOCK/flow")) // {};
-    SKIP: {
-        skip 'no zbarimg or qrencode', 1 unless $ZBAR && $HAVE_QRENCODE;
-        is($qr, $flow->{url}, 'stand-in, ja: the QR code is the flow\'s URL');
-    }
-    is($code, $flow->{code}, 'stand-in, ja: the code is shown');
-    is($link, "jpki:$flow->{url}", 'stand-in, ja: the link for a signing app');
-    is($status, word('waiting', 'ja'), 'stand-in, ja: the status says it waits (its words)');
-    my ($start) = requests_to('POST', '/jpki/device');
-    like($start->{accept} // '', qr{^application/json}, 'page.js: the start asks for JSON');
-    is($start->{ctype}, 'application/x-www-form-urlencoded', 'page.js: ... posts a form body');
-    is($start->{body}, "return_to=$RET_Q", 'page.js: ... of the page\'s return_to');
-    is($start->{fetch_mode}, 'cors', 'page.js: ... by fetch()');
-    my $end = $s->wait_for('return location.pathname === "/web/page" && document.body.innerText', 15);
-    like($end // '', qr/account=\[alice\] uri=\/web\/page\?x=1/,
-         'stand-in, ja: "ok" goes to the page asked for, signed in');
-    my @polls = requests_to('GET', '/jpki/poll');
-    is(scalar @polls, 3, 'page.js: polled until "ok" (2 pending, then ok)');
-    is(scalar(grep { ($_->{accept} // '') =~ m{^application/json} } @polls), 3,
-       'page.js: ... each asking for JSON');
-    is(scalar(grep { ($_->{cookie} // '') =~ /jpki_flow=\Q$flow->{cookie}\E/ } @polls), 3,
-       'page.js: ... each with the flow\'s cookie');
-    my @gaps = map { $polls[$_]{t} - $polls[$_ - 1]{t} } 1 .. $#polls;
-    ok(@gaps && !grep({ $_ < 1.8 || $_ > 4 } @gaps), 'page.js: ... every 2 s')
-        or diag("gaps: @gaps");
-    $s->quit;
-    note(sprintf 'stand-in, ja: %.1f s', time - $t0);
-
-    # -- English: the page; errors; a foreign return_to; no JSON; expiry
-    $t0 = time;
-    $s = $br->session(lang => 'en');
-    mock_reset();
-    mock_scenario(poll => 'error:flow_mismatch:1');
-    $s->go($login);
-    page_seen_ok($s, 'stand-in, en', 'en');
-    device_shown($s, 'stand-in, en');
-    my $url = $s->wait_for('return location.search.indexOf("error=") >= 0 && location.href', 15);
-    is($url, "$base/jpki/login?error=flow_mismatch&return_to=$RET_Q",
-       'stand-in, en: a poll\'s error goes to P/login?error=R&return_to=...');
-    like($s->js('var e = document.querySelector(".error[role=alert]"); return e ? e.innerText : ""'),
-         qr/\Q@{[ word('err_failed', 'en') ]}\E/, 'stand-in, en: ... where the page says it');
-
-    mock_reset();
-    mock_scenario(device => 'error:cross_origin');
-    $s->go($login);
-    $s->click('#device button');
-    $url = $s->wait_for('return location.search.indexOf("error=") >= 0 && location.href', 15);
-    is($url, "$base/jpki/login?error=cross_origin&return_to=$RET_Q",
-       'stand-in, en: a refused start goes to P/login?error=R&return_to=...');
-    is(scalar(requests_to('GET', '/jpki/poll')), 0, 'stand-in, en: ... and nothing is polled');
-
-    mock_reset();
-    mock_scenario(poll => 'ok:0', return_to => '//evil.example/x');
-    $s->go($login);
-    $s->click('#device button');
-    $end = $s->wait_for('return location.pathname !== "/jpki/login" && location.href', 15);
-    is($end, "$base$RET", 'stand-in, en: a return_to of another site ("//evil.example/x") is '
-       . 'not followed: the page\'s own');
-
-    mock_reset();
-    mock_scenario(device => 'html');
-    $s->go($login);
-    $s->click('#device button');
-    $end = $s->wait_for('return document.body.innerText.indexOf("without script") >= 0', 15);
-    ok($end, 'stand-in, en: a start answered without JSON falls back to the form post');
-    my @starts = requests_to('POST', '/jpki/device');
-    is(scalar @starts, 2, 'stand-in, en: ... (fetch, then the form)');
-    like($starts[-1]{accept} // '', qr{^text/html}, 'stand-in, en: ... the form asks for the page');
-    is($starts[-1]{body}, "return_to=$RET_Q", 'stand-in, en: ... with its return_to');
-
-    mock_reset();
-    mock_scenario(poll => 'pending', expires_in => 3);
-    $s->go($login);
-    device_shown($s, 'stand-in, en, expiring');
-    my $back = $s->wait_for('var d = document.getElementById("device"); '
-                            . 'return !d.querySelector("form").hidden && !d.querySelector("img.qr")', 10);
-    ok($back, 'stand-in, en: an expired flow gives the start button back, the QR code gone');
-    ok(!$s->js('return document.querySelector("#device button").disabled'), 'stand-in, en: ... enabled');
-    my $n = () = requests_to('GET', '/jpki/poll');
-    sleep 4.5;
-    my $m = () = requests_to('GET', '/jpki/poll');
-    is($m, $n, 'stand-in, en: ... and the polling stopped');
-    ok($n >= 1 && $n <= 2, 'stand-in, en: ... after the polls of its 3 s') or diag("$n polls");
-    $s->quit;
-    note(sprintf 'stand-in, en: %.1f s', time - $t0);
-    $br->stop;
-}
-
-# ================================================================ B. the gate
+# ================================================================ B. the gate (setup)
 
 use JPKIApache ();
 my $servers = -x $JPKITest::JPKICTL
@@ -535,6 +473,178 @@ sub no_page {
     return $st eq '200' && ($type // '') =~ m{^text/html} ? ''
          : "GET $url is $st: the gate serves no login page yet";
 }
+
+# ================================================================ A. run
+
+{
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 32,
+                                     ReuseAddr => 1) or die "listen: $!";
+    my $port = $sock->sockport;
+    JPKITest::fork_code('stand-in gate', "$dir/mock.log", sub { mock_serve($sock, $port) });
+    close $sock;
+    my $base = "http://127.0.0.1:$port";
+    my $br = JPKIBrowser->start;
+    my $RET = '/web/page?x=1';
+    my $RET_Q = '%2Fweb%2Fpage%3Fx%3D1';
+    my $login = "$base/jpki/login?return_to=$RET_Q";
+
+    # -- Japanese: the page, the QR code, the flow to its end
+    my $t0 = time;
+    mock_reset();
+    mock_scenario(poll => 'ok:2');
+    my $s = $br->session(lang => 'ja');
+    $s->go($login);
+    page_seen_ok($s, 'stand-in, ja', 'ja');
+    # the dark scheme and reduced motion, as page.css says
+    my ($dark_bg) = slurp("$REPO/common/assets/page.css")
+        =~ /prefers-color-scheme:\s*dark\)\s*\{\s*:root\s*\{[^}]*--bg:\s*#(\w{6})/;
+    $s->media('prefers-color-scheme' => 'dark', 'prefers-reduced-motion' => 'reduce');
+    is($s->js('return getComputedStyle(document.body).backgroundColor'),
+       sprintf('rgb(%d, %d, %d)', map { hex } ($dark_bg // '') =~ /(..)/g),
+       'stand-in, ja: prefers-color-scheme: dark: the dark palette');
+    is($s->js('return getComputedStyle(document.querySelector("#device button")).transitionDuration'),
+       '0s', 'stand-in, ja: prefers-reduced-motion: no transition');
+    SKIP: {
+        skip 'no OCR of Japanese', 1 unless $OCR;
+        (my $want = word('title', 'ja')) =~ s/\s+//g;
+        my $text = ocr_text(shot($s, 'dark'), 'jpn');
+        like($text, qr/\Q$want\E/, 'stand-in, ja: ... the title is readable in the dark (OCR)')
+            or diag("OCR: $text");
+    }
+    $s->media();
+    is($s->js('return getComputedStyle(document.body).backgroundColor'), 'rgb(255, 255, 255)',
+       'stand-in, ja: the light palette otherwise');
+    my ($qr, $code, $link, $status) = device_shown($s, 'stand-in, ja');
+    my $flow = json_decode(slurp("$MOCK/flow")) // {};
+    SKIP: {
+        skip 'no zbarimg or qrencode', 1 unless $ZBAR && $HAVE_QRENCODE;
+        is($qr, $flow->{url}, 'stand-in, ja: the QR code is the flow\'s URL');
+    }
+    is($code, $flow->{code}, 'stand-in, ja: the code is shown');
+    is($link, "jpki:$flow->{url}", 'stand-in, ja: the link for a signing app');
+    is($status, word('waiting', 'ja'), 'stand-in, ja: the status says it waits (its words)');
+    my ($start) = requests_to('POST', '/jpki/device');
+    like($start->{accept} // '', qr{^application/json}, 'page.js: the start asks for JSON');
+    is($start->{ctype}, 'application/x-www-form-urlencoded', 'page.js: ... posts a form body');
+    is($start->{body}, "return_to=$RET_Q", 'page.js: ... of the page\'s return_to');
+    is($start->{fetch_mode}, 'cors', 'page.js: ... by fetch()');
+    my $end = $s->wait_for('return location.pathname === "/web/page" && document.body.innerText', 15);
+    like($end // '', qr/account=\[alice\] uri=\/web\/page\?x=1/,
+         'stand-in, ja: "ok" goes to the page asked for, signed in');
+    my @polls = requests_to('GET', '/jpki/poll');
+    is(scalar @polls, 3, 'page.js: polled until "ok" (2 pending, then ok)');
+    is(scalar(grep { ($_->{accept} // '') =~ m{^application/json} } @polls), 3,
+       'page.js: ... each asking for JSON');
+    is(scalar(grep { ($_->{cookie} // '') =~ /jpki_flow=\Q$flow->{cookie}\E/ } @polls), 3,
+       'page.js: ... each with the flow\'s cookie');
+    my @gaps = map { $polls[$_]{t} - $polls[$_ - 1]{t} } 1 .. $#polls;
+    ok(@gaps && !grep({ $_ < 1.8 || $_ > 4 } @gaps), 'page.js: ... every 2 s')
+        or diag("gaps: @gaps");
+    $s->quit;
+    note(sprintf 'stand-in, ja: %.1f s', time - $t0);
+
+    # -- English: the page; errors; a foreign return_to; no JSON; expiry
+    $t0 = time;
+    $s = $br->session(lang => 'en');
+    mock_reset();
+    mock_scenario(poll => 'error:flow_mismatch:1');
+    $s->go($login);
+    page_seen_ok($s, 'stand-in, en', 'en');
+    device_shown($s, 'stand-in, en');
+    my $url = $s->wait_for('return location.search.indexOf("error=") >= 0 && location.href', 15);
+    is($url, "$base/jpki/login?error=flow_mismatch&return_to=$RET_Q",
+       'stand-in, en: a poll\'s error goes to P/login?error=R&return_to=...');
+    like($s->js('var e = document.querySelector(".error[role=alert]"); return e ? e.innerText : ""'),
+         qr/\Q@{[ word('err_failed', 'en') ]}\E/, 'stand-in, en: ... where the page says it');
+
+    mock_reset();
+    mock_scenario(device => 'error:cross_origin');
+    $s->go($login);
+    $s->click('#device button');
+    $url = $s->wait_for('return location.search.indexOf("error=") >= 0 && location.href', 15);
+    is($url, "$base/jpki/login?error=cross_origin&return_to=$RET_Q",
+       'stand-in, en: a refused start goes to P/login?error=R&return_to=...');
+    is(scalar(requests_to('GET', '/jpki/poll')), 0, 'stand-in, en: ... and nothing is polled');
+
+    mock_reset();
+    mock_scenario(poll => 'ok:0', return_to => '//evil.example/x');
+    $s->go($login);
+    $s->click('#device button');
+    $end = $s->wait_for('return location.pathname !== "/jpki/login" && location.href', 15);
+    is($end, "$base$RET", 'stand-in, en: a return_to of another site ("//evil.example/x") is '
+       . 'not followed: the page\'s own');
+
+    mock_reset();
+    mock_scenario(device => 'html');
+    $s->go($login);
+    $s->click('#device button');
+    $end = $s->wait_for('return document.body.innerText.indexOf("without script") >= 0', 15);
+    ok($end, 'stand-in, en: a start answered without JSON falls back to the form post');
+    my @starts = requests_to('POST', '/jpki/device');
+    is(scalar @starts, 2, 'stand-in, en: ... (fetch, then the form)');
+    like($starts[-1]{accept} // '', qr{^text/html}, 'stand-in, en: ... the form asks for the page');
+    is($starts[-1]{body}, "return_to=$RET_Q", 'stand-in, en: ... with its return_to');
+
+    mock_reset();
+    mock_scenario(poll => 'pending', expires_in => 3);
+    $s->go($login);
+    device_shown($s, 'stand-in, en, expiring');
+    my $back = $s->wait_for('var d = document.getElementById("device"); '
+                            . 'return !d.querySelector("form").hidden && !d.querySelector("img.qr")', 10);
+    ok($back, 'stand-in, en: an expired flow gives the start button back, the QR code gone');
+    ok(!$s->js('return document.querySelector("#device button").disabled'), 'stand-in, en: ... enabled');
+    my $n = () = requests_to('GET', '/jpki/poll');
+    sleep 4.5;
+    my $m = () = requests_to('GET', '/jpki/poll');
+    is($m, $n, 'stand-in, en: ... and the polling stopped');
+    ok($n >= 1 && $n <= 2, 'stand-in, en: ... after the polls of its 3 s') or diag("$n polls");
+    $s->quit;
+    note(sprintf 'stand-in, en: %.1f s', time - $t0);
+
+    # -- the phone: jpki-login --device signs the URL of the QR code; the
+    # stand-in has a real gate check it (a challenge of that gate for the
+    # stand-in's host; the signer's post as its login)
+    SKIP: {
+        skip "stand-in, phone: no device signer: $why_no_signer", 1 if $why_no_signer;
+        skip 'stand-in, phone: no server with the module to check the signatures', 1 unless @kinds;
+        skip 'stand-in, phone: no zbarimg or qrencode', 1 unless $ZBAR && $HAVE_QRENCODE;
+        $t0 = time;
+        my $gate = JPKIServer->start($kinds[0], name => 'checker', gate_site($kinds[0]));
+        spew("$MOCK/checker", $gate->url(''));
+        mock_reset();
+        mock_scenario(poll => 'signer');
+        $s = $br->session(lang => 'ja');
+        $s->go($login);
+        my ($qr) = device_shown($s, 'stand-in, phone');
+        $flow = json_decode(slurp("$MOCK/flow")) // {};
+        is($qr, $flow->{url}, 'stand-in, phone: the QR code is the URL of a challenge of the gate');
+        my ($rc, $out) = phone_signs($qr, 'user1');
+        is($rc, 0, 'stand-in, phone: jpki-login --device <the QR code\'s URL>: signed') or diag $out;
+        my ($sign) = requests_to('POST', '/jpki/sign?');
+        is($sign && $sign->{ctype}, 'application/json', 'stand-in, phone: ... posted as JSON to that URL');
+        $end = $s->wait_for('return location.pathname === "/web/page" && document.body.innerText', 15);
+        like($end // '', qr/account=\[alice\] uri=\/web\/page\?x=1/,
+             'stand-in, phone: the page polled, then went to the page asked for');
+
+        mock_reset();
+        $s->go($login);
+        ($qr) = device_shown($s, 'stand-in, phone, unmapped');
+        ($rc, $out) = phone_signs($qr, 'user2');
+        is($rc, 1, 'stand-in, phone: an unmapped card is refused to the phone') or diag $out;
+        $url = $s->wait_for('return location.search.indexOf("error=") >= 0 && location.href', 15);
+        is($url, "$base/jpki/login?error=account_not_mapped&return_to=$RET_Q",
+           'stand-in, phone: ... and the page goes to the login page with the reason');
+        like($s->js('var e = document.querySelector(".error[role=alert]"); return e ? e.innerText : ""'),
+             qr/\Q@{[ word('err_not_enrolled', 'ja') ]}\E/, 'stand-in, phone: ... which says it');
+        $s->quit;
+        unlink "$MOCK/checker";
+        $gate->stop;
+        note(sprintf 'stand-in, phone: %.1f s', time - $t0);
+    }
+    $br->stop;
+}
+
+# ================================================================ B. run
 
 for my $kind (@kinds) {
     my $t0 = time;

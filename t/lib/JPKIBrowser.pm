@@ -11,6 +11,7 @@ package JPKIBrowser;
 #   $s->go(URL); $s->js('return ...', ARGS...); $s->url; $s->text;
 #   $s->wait_for('return COND', SECONDS);      # the value once true, or undef
 #   $s->click('css selector'); $s->png;        # a screenshot (PNG bytes)
+#   $s->media('prefers-color-scheme' => 'dark');   # media features emulated
 #   $s->quit;
 use strict;
 use warnings;
@@ -112,6 +113,15 @@ sub click {
     my $el = $s->wd('POST', '/element', { using => 'css selector', value => $css });
     my ($ref) = values %$el;
     $s->wd('POST', "/element/$ref/click", {});
+}
+
+# media(NAME => VALUE, ...): the page's media features emulated
+# ('prefers-color-scheme' => 'dark', 'prefers-reduced-motion' => 'reduce');
+# none: as the browser is
+sub media {
+    my ($s, %f) = @_;
+    $s->wd('POST', '/goog/cdp/execute', { cmd => 'Emulation.setEmulatedMedia', params => {
+        features => [ map { { name => $_, value => $f{$_} } } sort keys %f ] } });
 }
 
 sub png { my ($s) = @_; return MIME::Base64::decode_base64($s->wd('GET', '/screenshot')) }
