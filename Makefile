@@ -69,11 +69,12 @@ $(B)/asan/jpkictl: $(JPKICTL_DEP) $(B)/asan/libjpki.a
 
 # jpki-login: the client that signs in with a card (PKCS#11 module loaded
 # with dlopen; types from p11-kit's header): login_main.c (options, the
-# run), login_http.c (the gate), login_card.c (the token).  Linked with
-# libjpki for the rules it shares with the gate (the challenge's layout
-# and host, base64, the JSON answers).
+# run), login_http.c (the gate), login_card.c (the token), login_device.c
+# (--device: a login page's link).  Linked with libjpki for the rules it
+# shares with the gate (the challenge's layout and host, the device code,
+# base64, the JSON answers).
 LOGIN_SRC := tools/login_main.c tools/login_http.c tools/login_card.c \
-             tools/p11.c tools/sink.c tools/opts.c
+             tools/login_device.c tools/p11.c tools/sink.c tools/opts.c
 LOGIN_DEP := $(LOGIN_SRC) tools/login.h tools/p11.h tools/sink.h tools/opts.h \
              $(CORE_HDR)
 P11_CFLAGS := $(shell pkg-config --cflags p11-kit-1 2>/dev/null || echo -I/usr/include/p11-kit-1)
@@ -169,7 +170,9 @@ demo:
 #   ln -s /usr/share/nginx/modules-available/mod-http-jpki.conf \
 #         /etc/nginx/modules-enabled/50-mod-http-jpki.conf
 # and `a2enmod auth_jpki`), and the example snippets for Debian's layout
-# (conf.d, sites-available, conf-available) in the documentation.
+# (conf.d, sites-available, conf-available) in the documentation; the
+# desktop entry that makes jpki-login the handler of jpki: links (a login
+# page's device flow: jpki-login --device).
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 DOCDIR     ?= $(PREFIX)/share/doc/jpki-gate
@@ -177,11 +180,13 @@ NGX_MODDIR ?= /usr/lib/nginx/modules
 NGX_AVAIL  ?= /usr/share/nginx/modules-available
 AP_MODDIR  ?= /usr/lib/apache2/modules
 AP_CONFDIR ?= /etc/apache2
+APPDIR     ?= $(PREFIX)/share/applications
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(NGX_MODDIR) $(DESTDIR)$(NGX_AVAIL) \
 	    $(DESTDIR)$(AP_MODDIR) $(DESTDIR)$(AP_CONFDIR)/mods-available \
-	    $(DESTDIR)$(DOCDIR)/examples
+	    $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(APPDIR)
 	install -m 0755 $(B)/jpkictl $(B)/jpki-login $(DESTDIR)$(BINDIR)/
+	install -m 0644 tools/jpki-login.desktop $(DESTDIR)$(APPDIR)/
 	install -m 0644 $(B)/ngx_http_jpki_module.so $(DESTDIR)$(NGX_MODDIR)/
 	install -m 0644 conf.example/nginx/modules-available/mod-http-jpki.conf \
 	    $(DESTDIR)$(NGX_AVAIL)/

@@ -13,6 +13,7 @@
 #include "mod_auth_jpki.h"
 #include "directives.h"
 #include "siteconf.h"
+#include "page.h"
 
 /* a site value: MJPKI_VALUE + its jpki_directive_id */
 #define MJPKI_VALUE  JPKI__SC_COUNT
@@ -188,20 +189,24 @@ mjpki_cmd_site_directive(cmd_parms *cmd, void *dconf, int argc,
 }
 
 
-/* A section's value of the core's table (common/conf.h): cmd->info is its
- * jpki_directive_id.  Several words (JPKITrustedOrigins) are joined by
- * blanks. */
+/* cmd->info of a section's value: its jpki_directive_id, and whether it
+ * takes several words (directives.h's words 0). */
+#define MJPKI_WORDS  0x10000
+#define MJPKI_INFO(id, words) \
+    ((void *) (intptr_t) ((id) | ((words) ? 0 : MJPKI_WORDS)))
+
+/* A section's value of the core's table (common/conf.h).  Several words
+ * (JPKITrustedOrigins, JPKILoginMethods) are joined by blanks. */
 static const char *
 mjpki_cmd_value(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 {
-    jpki_directive_id   id = (jpki_directive_id) (intptr_t) cmd->info;
+    intptr_t            info = (intptr_t) cmd->info;
+    jpki_directive_id   id = (jpki_directive_id) (info & ~MJPKI_WORDS);
     const char         *arg;
     char                err[256];
     int                 i;
 
-    if (argc < 1
-        || (argc > 1 && jpki_directives[id].kind != JPKI_CONF_ORIGINS))
-    {
+    if (argc < 1 || (argc > 1 && !(info & MJPKI_WORDS))) {
         return apr_psprintf(cmd->pool, "%s takes one value", cmd->cmd->name);
     }
 
@@ -272,6 +277,40 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
 
     return jpki_locconf_policy(&d->lc, jpki_ctx_get_policy(site->ctx), pol,
                                err, errlen) == JPKI_OK ? pol : NULL;
+}
+
+
+static apr_status_t
+mjpki_tmpl_cleanup(void *data)
+{
+    jpki_page_tmpl_free(data);
+    return APR_SUCCESS;
+}
+
+
+/* JPKILoginTemplate FILE: the login page's template, read and checked
+ * now (relative to ServerRoot), freed with the configuration. */
+static const char *
+mjpki_cmd_login_template(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char      *path = ap_server_root_relative(cmd->pool, arg);
+    jpki_page_tmpl  *t;
+    char             err[512];
+
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "%s: invalid path \"%s\"",
+                            cmd->cmd->name, arg);
+    }
+    if (jpki_locconf_template(&((mjpki_dir_conf *) dconf)->lc, path, &t, err,
+                              sizeof(err))
+        != JPKI_OK)
+    {
+        return mjpki_conf_msg(cmd, err);
+    }
+    apr_pool_cleanup_register(cmd->pool, t, mjpki_tmpl_cleanup,
+                              apr_pool_cleanup_null);
+
+    return NULL;
 }
 
 
@@ -349,7 +388,7 @@ mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
     AP_INIT_TAKE_ARGV(name, mjpki_cmd_site_directive, (void *) (intptr_t) (d),\
                       RSRC_CONF, help)
 #define MJPKI_DIR_VALUE(id, nginx, name, words, help)                        \
-    AP_INIT_TAKE_ARGV(name, mjpki_cmd_value, (void *) (intptr_t) (id),      \
+    AP_INIT_TAKE_ARGV(name, mjpki_cmd_value, MJPKI_INFO(id, words),         \
                       MJPKI_DIR_CTX, help),
 
 const command_rec mjpki_cmds[] = {
@@ -379,6 +418,9 @@ const command_rec mjpki_cmds[] = {
         ACCESS_CONF,
         "[On]: this location answers JSON for monitoring (CRLs, store)"),
     JPKI_LOCATION_DIRECTIVES(MJPKI_DIR_VALUE)
+    AP_INIT_TAKE1("JPKILoginTemplate", mjpki_cmd_login_template, NULL,
+        MJPKI_DIR_CTX, "FILE: the template of the gate's login page (HTML "
+        "with {{...}} marks; docs/login-page.md) [built in]"),
     AP_INIT_TAKE_ARGV("JPKIThrottle", mjpki_cmd_throttle, NULL, MJPKI_DIR_CTX,
         "off | [window=60s] [cert=10] [addr=100] [logins=60] "
         "[concurrency=16]: failed logins per certificate and per client "

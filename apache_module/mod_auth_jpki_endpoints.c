@@ -112,7 +112,7 @@ mjpki_endpoint_handler(request_rec *r)
     }
 
     u = r->uri ? r->uri : "";
-    if (!jpki_endpoint_op(u, strlen(u), &op)) {
+    if (!jpki_endpoint_op(u, strlen(u), r->method_number == M_POST, &op)) {
         return mjpki_refuse(r, JPKI_ERR_NOT_FOUND);
     }
 
@@ -123,7 +123,7 @@ mjpki_endpoint_handler(request_rec *r)
     }
 
     login = jpki_op_is_login(op);
-    if (login && r->method_number == M_POST) {
+    if (jpki_op_has_body(op) && r->method_number == M_POST) {
         rc = mjpki_read_body(r, &body, &len);
         if (rc == AP_FILTER_ERROR) {
             return rc;
@@ -139,7 +139,7 @@ mjpki_endpoint_handler(request_rec *r)
     }
 
     if (!login) {
-        return mjpki_run_endpoint(r, site, pol, op, NULL, 0);
+        return mjpki_run_endpoint(r, site, pol, op, body, len);
     }
 
     /* the logins of the site this child verifies at once, against the

@@ -200,6 +200,9 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
     rq.body_len = body_len;
     rq.peer = r->useragent_ip;
     rq.uri = r->unparsed_uri;
+    rq.query = r->args;
+    rq.query_len = r->args != NULL ? strlen(r->args) : 0;
+    rq.https = strcmp(ap_http_scheme(r), "https") == 0;
     if (op == JPKI_OP_TLS_LOGIN) {
         /* the handshake's certificate and version, as mod_ssl has them */
         rq.client_cert = (const uint8_t *) ap_ssl_var_lookup(r->pool,
@@ -326,7 +329,8 @@ mjpki_send_verdict(request_rec *r, const jpki_verdict *v)
     }
 
     r->status = v->http_status;
-    ap_set_content_type(r, "application/json");
+    ap_set_content_type(r, v->content_type != NULL ? v->content_type
+                                                   : "application/json");
     mjpki_verdict_headers(r, v, 0);
     ap_set_content_length(r, (apr_off_t) len);
 

@@ -69,6 +69,8 @@ const jpki_directive jpki_directives[JPKI__D_COUNT] = {
         NOF, 1, 64, 0, "X-JPKI-Account"},
     [JPKI_D_PASS_COOKIE] = {"pass_cookie", LOC, JPKI_CONF_FLAG,
         NOF, 0, 1, 0, NULL},
+    [JPKI_D_LOGIN_METHODS] = {"login_methods", LOC, JPKI_CONF_METHODS,
+        POL(login_methods), 0, 3, 0, NULL},
 };
 
 /* ---- values -------------------------------------------------------- */
@@ -294,6 +296,45 @@ static jpki_err set_string(jpki_conf_values *v, jpki_directive_id id,
     return JPKI_OK;
 }
 
+/* The login page's methods: "none", or "tls" and "device" (each once, any
+ * order, blanks between). */
+static jpki_err set_methods(const char *arg, long long *out, char *err,
+                            size_t errlen)
+{
+    static const char *const names[] = {"tls", "device"};
+    unsigned bits = 0, bit;
+    size_t i, n;
+    int none = 0;
+
+    while (*arg) {
+        while (*arg == ' ' || *arg == '\t')
+            arg++;
+        for (n = 0; arg[n] && arg[n] != ' ' && arg[n] != '\t'; n++)
+            ;
+        if (n == 0)
+            break;
+        for (i = 0; i < 2; i++)
+            if (strlen(names[i]) == n && strncasecmp(arg, names[i], n) == 0)
+                break;
+        bit = i < 2 ? 1u << i : 0;
+        if (n == 4 && strncasecmp(arg, "none", 4) == 0 && !none && !bits) {
+            none = 1;
+        } else if (bit == 0 || (bits & bit) || none) {
+            jpki_set_detail(err, errlen, "must be \"none\", or \"tls\" and "
+                            "\"device\", each at most once");
+            return JPKI_ERR_INVALID;
+        }
+        bits |= bit;
+        arg += n;
+    }
+    if (bits == 0 && !none) {
+        jpki_set_detail(err, errlen, "needs a value");
+        return JPKI_ERR_INVALID;
+    }
+    *out = bits;
+    return JPKI_OK;
+}
+
 static jpki_err set_word(jpki_conf_values *v, jpki_directive_id id,
                          const char *arg, char *err, size_t errlen)
 {
@@ -327,6 +368,8 @@ static jpki_err set_word(jpki_conf_values *v, jpki_directive_id id,
         }
         *out = 1;
         return JPKI_OK;
+    case JPKI_CONF_METHODS:
+        return set_methods(arg, out, err, errlen);
     case JPKI_CONF_GRACE:
         if (strcasecmp(arg, "auto") == 0) {
             *out = JPKI_CRL_GRACE_VALIDITY;

@@ -79,6 +79,7 @@ typedef enum {
     JPKI_D_REQUIRE_ACCOUNT,
     JPKI_D_HEADER,                 /* the adapter's */
     JPKI_D_PASS_COOKIE,            /* the adapter's */
+    JPKI_D_LOGIN_METHODS,          /* the words joined by one blank */
     JPKI__D_COUNT
 } jpki_directive_id;
 
@@ -94,7 +95,8 @@ typedef enum {
     JPKI_CONF_LOGIN_PAGE,  /* none | /... | http(s)://..., at most max */
     JPKI_CONF_ORIGINS,     /* at most max characters (checked with the
                               policy: jpki_policy_check) */
-    JPKI_CONF_GRACE        /* auto | a time of min..max seconds */
+    JPKI_CONF_GRACE,       /* auto | a time of min..max seconds */
+    JPKI_CONF_METHODS      /* none, or tls and device, each once */
 } jpki_conf_kind;
 
 #define JPKI_CONF_NO_FIELD ((size_t)-1)

@@ -39,6 +39,7 @@ void jpki_policy_defaults(jpki_policy *p)
     snprintf(p->cookie_samesite, sizeof(p->cookie_samesite), "Lax");
     p->cookie_secure = 1;
     p->cookie_httponly = 1;
+    p->login_methods = JPKI_METHOD_TLS | JPKI_METHOD_DEVICE;
 }
 
 jpki_ctx *jpki_ctx_new(void)

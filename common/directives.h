@@ -75,7 +75,10 @@
       0, "origins (https://host[:port]) besides the gate's own whose pages "  \
       "may post logins and logouts [none]")                                   \
     X(JPKI_D_REQUIRE_ACCOUNT, "jpki_require_account", "JPKIRequireAccount",   \
-      1, "the login must name the account [off]")
+      1, "the login must name the account [off]")                             \
+    X(JPKI_D_LOGIN_METHODS, "jpki_login_methods", "JPKILoginMethods", 0,      \
+      "what the gate's login page offers: tls, device, or none "             \
+      "[tls device]")
 
 /* The name of directive id on server srv (for tests and messages). */
 const char *jpki_directive_name(jpki_server srv, jpki_directive_id id);

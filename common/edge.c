@@ -39,7 +39,8 @@ void jpki_edge_cookie(const jpki_span *cookies, size_t n, const char *name,
  * (HTTP/2 sends each cookie in its own). */
 static void request_cookie(jpki_txn_request *rq, const jpki_edge_in *in)
 {
-    const char *name = rq->policy != NULL ? rq->policy->cookie_name : NULL;
+    const char *name = rq->op == JPKI_OP_DEVICE_POLL ? JPKI_FLOW_COOKIE
+                       : rq->policy != NULL ? rq->policy->cookie_name : NULL;
     jpki_span c;
     size_t i;
 
@@ -69,8 +70,13 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     rq->crl_in_store = in->redis != 0;
     rq->map_source = rq->map_fn != NULL ? JPKI_MAP_CALLBACK : JPKI_MAP_STORE;
 
+    if (rq->op == JPKI_OP_PAGE || rq->op == JPKI_OP_DEVICE_START
+        || rq->op == JPKI_OP_DEVICE_POLL)   /* the page's language */
+        rq->accept_language = first(in, "Accept-Language",
+                                    &rq->accept_language_len);
+
     if (rq->op == JPKI_OP_LOGIN || rq->op == JPKI_OP_TLS_LOGIN
-        || rq->op == JPKI_OP_LOGOUT) {
+        || rq->op == JPKI_OP_LOGOUT || rq->op == JPKI_OP_DEVICE_START) {
         /* where the browser says the request comes from */
         rq->sec_fetch_site = first(in, "Sec-Fetch-Site",
                                    &rq->sec_fetch_site_len);
@@ -78,7 +84,9 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     }
 
     if (rq->op == JPKI_OP_CHALLENGE || rq->op == JPKI_OP_LOGIN
-        || rq->op == JPKI_OP_TLS_LOGIN || rq->op == JPKI_OP_LOGOUT) {
+        || rq->op == JPKI_OP_TLS_LOGIN || rq->op == JPKI_OP_LOGOUT
+        || rq->op == JPKI_OP_DEVICE_START || rq->op == JPKI_OP_DEVICE_SIGN
+        || rq->op == JPKI_OP_DEVICE_POLL) {
         /* the Host a challenge is bound to; absent or empty (HTTP/1.0,
          * HTTP/2 without :authority): the host the server found */
         rq->host = first(in, "Host", &rq->host_len);
@@ -126,6 +134,8 @@ void jpki_edge_verdict_headers(const jpki_verdict *v, int pass,
 
     if (v != NULL && v->set_cookie != NULL) {
         add(out, "Set-Cookie", v->set_cookie, 1);
+        if (v->set_cookie2 != NULL)
+            add(out, "Set-Cookie", v->set_cookie2, 1);
         /* a session sealed again: no shared cache keeps that answer */
         if (pass)
             add_list(out, jpki_pass_cookie_headers, 1);
@@ -141,7 +151,9 @@ void jpki_edge_verdict_headers(const jpki_verdict *v, int pass,
     }
     if (v != NULL && v->allow != NULL)
         add(out, "Allow", v->allow, 0);
-    add_list(out, jpki_answer_headers, 0);
+    /* a page or an asset has its own (the CSP, its cache rule) */
+    add_list(out, v != NULL && v->headers != NULL ? v->headers
+                                                  : jpki_answer_headers, 0);
 }
 
 const jpki_verdict *jpki_edge_refusal(jpki_verdict *v, jpki_err e,

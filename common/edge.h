@@ -52,7 +52,7 @@ void jpki_edge_cookie(const jpki_span *cookies, size_t n, const char *name,
 /* Whether a verdict lets a gated request go on to the upstream. */
 int jpki_edge_passes(jpki_op op, const jpki_verdict *v);
 
-#define JPKI_EDGE_HEADERS_MAX 8
+#define JPKI_EDGE_HEADERS_MAX 12
 
 /* The headers of an answer, in order.  session[i]: the session's header
  * (Set-Cookie, and the cache rule that goes with it): added to the answer

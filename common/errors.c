@@ -109,6 +109,11 @@ static const struct {
     [JPKI_ERR_TLS_VERSION] = {"tls_version",
         "a login by client certificate needs TLS 1.2: the card signs only "
         "with PKCS#1 v1.5, which TLS 1.3 does not allow"},
+    [JPKI_ERR_FLOW_UNKNOWN] = {"flow_unknown",
+        "no sign-in is waiting for this code: it expired, was used, or was "
+        "never started"},
+    [JPKI_ERR_FLOW_MISMATCH] = {"flow_mismatch",
+        "this sign-in was started in another browser"},
     [JPKI_ERR_ACCOUNT_NOT_ALLOWED] = {"account_not_allowed",
         "this account may not use this resource"},
 };

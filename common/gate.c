@@ -55,7 +55,7 @@ int jpki_accept_wants_json(const char *accept, size_t len)
     return !has_word(accept, len, "text/html");
 }
 
-int jpki_endpoint_op(const char *path, size_t len, jpki_op *op)
+int jpki_endpoint_op(const char *path, size_t len, int is_post, jpki_op *op)
 {
     static const struct {
         const char *name;
@@ -64,7 +64,9 @@ int jpki_endpoint_op(const char *path, size_t len, jpki_op *op)
     } ends[] = {
         {"challenge", 9, JPKI_OP_CHALLENGE}, {"login", 5, JPKI_OP_LOGIN},
         {"logout", 6, JPKI_OP_LOGOUT}, {"status", 6, JPKI_OP_STATUS},
-        {"tls", 3, JPKI_OP_TLS_LOGIN}};
+        {"tls", 3, JPKI_OP_TLS_LOGIN}, {"page.css", 8, JPKI_OP_ASSET},
+        {"page.js", 7, JPKI_OP_ASSET}, {"device", 6, JPKI_OP_DEVICE_START},
+        {"sign", 4, JPKI_OP_DEVICE_SIGN}, {"poll", 4, JPKI_OP_DEVICE_POLL}};
     size_t end = len, start, i;
 
     while (end > 0 && path[end - 1] == '/')
@@ -74,7 +76,8 @@ int jpki_endpoint_op(const char *path, size_t len, jpki_op *op)
     for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
         if (end - start == ends[i].len
             && memcmp(path + start, ends[i].name, ends[i].len) == 0) {
-            *op = ends[i].op;
+            *op = ends[i].op == JPKI_OP_LOGIN && !is_post ? JPKI_OP_PAGE
+                                                          : ends[i].op;
             return 1;
         }
     return 0;

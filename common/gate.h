@@ -24,9 +24,11 @@ int jpki_is_gate_header(const char *key, size_t klen, const char *name,
 int jpki_accept_wants_json(const char *accept, size_t len);
 
 /* The endpoint a request names: the last segment of its path (trailing
- * '/' ignored) is challenge, login, logout or status.  1 and *op when it
- * is one of them, 0 otherwise (the answer is 404 not_found). */
-int jpki_endpoint_op(const char *path, size_t len, jpki_op *op);
+ * '/' ignored) is challenge, login (is_post; otherwise the login page),
+ * logout, status, tls, page.css or page.js, device, sign or poll.  1 and
+ * *op when it is one of them, 0 otherwise (the answer is 404
+ * not_found). */
+int jpki_endpoint_op(const char *path, size_t len, int is_post, jpki_op *op);
 
 /* ---- health ------------------------------------------------------ */
 

@@ -153,6 +153,14 @@ int jpki_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *a,
                      size_t alen, const uint8_t *b, size_t blen,
                      uint8_t out[32]);
 int jpki_random(uint8_t *buf, size_t len);
+/* 8 bytes big-endian (session.c). */
+void jpki_put64(uint8_t *p, int64_t v);
+int64_t jpki_get64(const uint8_t *p);
+/* AES-256-GCM of in (inlen bytes) into out under key and iv with aad:
+ * enc 1 writes tag, enc 0 checks it.  1 on success (session.c). */
+int jpki_gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
+             const uint8_t *aad, size_t aadlen, const uint8_t *in,
+             size_t inlen, uint8_t *out, uint8_t tag[16]);
 /* SipHash-2-4 of in under the 16-byte key k (util.c). */
 uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in, size_t len);
 

@@ -114,6 +114,10 @@ typedef enum {
     JPKI_ERR_TLS_VERSION,        /* ... over TLS 1.3 (the card signs only
                                     PKCS#1 v1.5, which TLS 1.3 refuses), or
                                     not over TLS */
+    JPKI_ERR_FLOW_UNKNOWN,       /* a device flow that is not pending:
+                                    never started, expired, signed or taken
+                                    already (410) */
+    JPKI_ERR_FLOW_MISMATCH,      /* a poll with another browser's secret */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -338,7 +342,14 @@ typedef struct {
     /* origins besides the gate's own whose pages may post logins and
      * logouts: "https://a.example https://b.example:8443" (at most 8) */
     char trusted_origins[512];     /* [""] */
+    /* the gate's login page (GET <prefix>/login): the methods it offers
+     * (JPKI_METHOD_*) [tls device], and its template (NULL: the built-in
+     * one; common/page.h) */
+    unsigned login_methods;
+    const struct jpki_page_tmpl *page_tmpl;
 } jpki_policy;
+#define JPKI_METHOD_TLS     1u     /* TLS client certificate (<prefix>/tls) */
+#define JPKI_METHOD_DEVICE  2u     /* a phone or desktop signer (QR code) */
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
 /* A throttle directive's value as written: what it names (set, a bit
  * per JPKI_THR_*) and the values. */
@@ -906,8 +917,16 @@ typedef enum {
     JPKI_OP_TLS_LOGIN,       /* POST <prefix>/tls: a login by the client
                                 certificate of the TLS handshake (the
                                 verdict is a login's) */
-    JPKI_OP_HEALTH           /* GET a location's health answer: the store
+    JPKI_OP_HEALTH,          /* GET a location's health answer: the store
                                 probed, the answer req.health writes */
+    JPKI_OP_PAGE,            /* GET  <prefix>/login: the login page */
+    JPKI_OP_ASSET,           /* GET  <prefix>/page.css, page.js */
+    JPKI_OP_DEVICE_START,    /* POST <prefix>/device: a device flow started
+                                by the page (docs/protocol.md section 7) */
+    JPKI_OP_DEVICE_SIGN,     /* POST <prefix>/sign: the signer's login into
+                                a flow (a login's checks, no session) */
+    JPKI_OP_DEVICE_POLL      /* GET  <prefix>/poll: the page's session once
+                                the flow is signed */
 } jpki_op;
 
 typedef enum {
@@ -984,6 +1003,12 @@ typedef struct {
     /* or the connection itself (nginx): the certificate and the version
      * are read from it */
     const struct ssl_st *tls;
+    /* PAGE, DEVICE_*: the query string (after '?', NULL: none), the
+     * Accept-Language header, and whether the request came over TLS (the
+     * origin a device flow's URL names: https or http) */
+    const char *query;       size_t query_len;
+    const char *accept_language; size_t accept_language_len;
+    int https;
     /* HEALTH: the answer (jpki_site_health: malloc'ed JSON, *ok when all
      * is well) for the embedded store local (NULL with Redis), or store:
      * the probe's result */
@@ -991,9 +1016,15 @@ typedef struct {
                     jpki_err store, size_t *len, int *ok);
     const void *health_ud;
 } jpki_txn_request;
-/* 1 for the logins (LOGIN, TLS_LOGIN): a body to read, counted among the
+/* 1 for the logins (LOGIN, TLS_LOGIN, DEVICE_SIGN): counted among the
  * logins being verified. */
 int jpki_op_is_login(jpki_op op);
+/* 1 for the operations whose POST has a body to read (the logins, and
+ * DEVICE_START's return_to). */
+int jpki_op_has_body(jpki_op op);
+/* The cookie of the browser that started a device flow (Path: the
+ * endpoints' location; HttpOnly, SameSite=Strict). */
+#define JPKI_FLOW_COOKIE "jpki_flow"
 /* The protocol version of mod_ssl's SSL_PROTOCOL ("TLSv1.2": 0x0303;
  * "TLSv1.3": 0x0304; NULL or another: 0). */
 unsigned jpki_tls_version_of(const char *name);
@@ -1050,6 +1081,13 @@ typedef struct {
     const char *audit;        /* one JSON line for the audit log */
     const char *allow;        /* a 405: the methods taken, for an Allow
                                  header (RFC 9110); NULL otherwise */
+    const char *content_type; /* the body's type: NULL for JSON */
+    const jpki_header *headers; /* more headers of the gate's answer
+                                 (pages: jpki_page_headers), NULL-name-
+                                 terminated; NULL: none */
+    const char *set_cookie2;  /* a second Set-Cookie (the device flow's
+                                 cookie cleared with the session set), or
+                                 NULL */
 } jpki_verdict;
 const jpki_verdict *jpki_txn_verdict(const jpki_txn *t);
 

@@ -136,6 +136,19 @@ static const page_word words[] = {
                      "with the signing app of this computer. Check that "
                      "the app shows this site and the code shown here."}},
     {"device_start", {"QRコードを表示", "Show the QR code"}},
+    {"tls_start", {"カードリーダーでログイン", "Sign in with the card reader"}},
+    {"qr_alt", {"ログイン用のQRコード。スマートフォンのログイン用アプリで読み取ってください。",
+                "QR code for signing in: scan it with the signing app of "
+                "your phone."}},
+    {"code_label", {"確認コード：", "Check code:"}},
+    {"open_app", {"このパソコンのログイン用アプリで開く",
+                  "Open with the signing app of this computer"}},
+    {"err_flow", {"QRコードの有効期限が切れたか、すでに使われています。もう一度表示してください。",
+                  "The QR code has expired or was already used. Show a new "
+                  "one."}},
+    {"err_tls", {"カードの証明書が送られませんでした。カードリーダーとカードを確かめて、もう一度お試しください。",
+                 "Your browser did not send the card's certificate. Check "
+                 "the reader and the card, and try again."}},
     {"waiting", {"署名を待っています…", "Waiting for the signature…"}},
     {"none", {"このサイトでは、現在ログインの方法が設定されていません。",
               "This site has no way to sign in set up at the moment."}},
@@ -176,7 +189,9 @@ static const page_word words[] = {
 
 const char *const jpki_page_words[] = {
     "title", "intro", "methods", "tls", "tls_hint", "device", "device_hint",
-    "device_start", "waiting", "none", "error_title", "err_not_enrolled",
+    "device_start", "tls_start", "qr_alt", "code_label", "open_app",
+    "err_flow", "err_tls", "waiting", "none", "error_title",
+    "err_not_enrolled",
     "err_revoked", "err_on_hold", "err_expired", "err_try_later",
     "err_too_many", "err_signed_out", "err_cross_origin", "err_failed",
     "err_code", NULL
@@ -219,6 +234,10 @@ const char *jpki_page_error_key(const char *reason)
         {"session_idle_timeout", "err_signed_out"},
         {"session_logged_out", "err_signed_out"},
         {"cross_origin", "err_cross_origin"},
+        {"flow_unknown", "err_flow"},
+        {"flow_mismatch", "err_flow"},
+        {"no_client_cert", "err_tls"},
+        {"tls_version", "err_tls"},
         {NULL, NULL}
     };
     size_t i;
@@ -237,17 +256,19 @@ typedef enum { P_TEXT, P_VAR, P_WORD, P_OPEN, P_CLOSE } piece_kind;
 
 typedef enum {
     V_LANG, V_RETURN_TO, V_TLS_URL, V_DEVICE_URL, V_ASSETS, V_ERROR_CODE,
-    V_ERROR_TEXT, V__COUNT
+    V_ERROR_TEXT, V_CODE, V_QR, V_LINK, V_POLL_URL, V__COUNT
 } var_id;
 
-typedef enum { S_ERROR, S_TLS, S_DEVICE, S_NONE, S__COUNT } section_id;
+typedef enum {
+    S_ERROR, S_TLS, S_DEVICE, S_NONE, S_FLOW, S_NOFLOW, S__COUNT
+} section_id;
 
 static const char *const var_names[V__COUNT] = {
     "lang", "return_to", "tls_url", "device_url", "assets", "error_code",
-    "error_text"
+    "error_text", "code", "qr", "link", "poll_url"
 };
 static const char *const section_names[S__COUNT] = {
-    "error", "tls", "device", "none"
+    "error", "tls", "device", "none", "flow", "noflow"
 };
 
 typedef struct {
@@ -463,6 +484,8 @@ static const char default_text[] =
     "<meta charset=\"utf-8\">\n"
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
     "<title>{{t:title}}</title>\n"
+    "{{#flow}}<meta http-equiv=\"refresh\" content=\"3;url={{poll_url}}\">\n"
+    "{{/flow}}"
     "<link rel=\"stylesheet\" href=\"{{assets}}page.css\">\n"
     "<script src=\"{{assets}}page.js\" defer></script>\n"
     "</head>\n"
@@ -480,18 +503,28 @@ static const char default_text[] =
     "{{#tls}}<div class=\"method\">\n"
     "<h3 id=\"m-tls\">{{t:tls}}</h3>\n"
     "<p id=\"m-tls-hint\">{{t:tls_hint}}</p>\n"
-    "<p><a class=\"button\" href=\"{{tls_url}}\" "
-    "aria-describedby=\"m-tls-hint\">{{t:tls}}</a></p>\n"
+    "<form method=\"post\" action=\"{{tls_url}}\">\n"
+    "<input type=\"hidden\" name=\"return_to\" value=\"{{return_to}}\">\n"
+    "<button type=\"submit\" aria-describedby=\"m-tls-hint\">{{t:tls_start}}"
+    "</button>\n"
+    "</form>\n"
     "</div>\n{{/tls}}"
     "{{#device}}<div class=\"method\" id=\"device\" "
     "data-start=\"{{device_url}}\" data-return=\"{{return_to}}\">\n"
     "<h3 id=\"m-device\">{{t:device}}</h3>\n"
     "<p id=\"m-device-hint\">{{t:device_hint}}</p>\n"
-    "<form method=\"post\" action=\"{{device_url}}\">\n"
+    "{{#noflow}}<form method=\"post\" action=\"{{device_url}}\">\n"
     "<input type=\"hidden\" name=\"return_to\" value=\"{{return_to}}\">\n"
     "<button type=\"submit\" aria-describedby=\"m-device-hint\">"
     "{{t:device_start}}</button>\n"
-    "</form>\n"
+    "</form>\n{{/noflow}}"
+    "{{#flow}}<div class=\"flow\">\n"
+    "<img class=\"qr\" src=\"{{qr}}\" width=\"240\" height=\"240\" "
+    "alt=\"{{t:qr_alt}}\">\n"
+    "<p>{{t:code_label}} <strong class=\"code\">{{code}}</strong></p>\n"
+    "<p><a href=\"{{link}}\">{{t:open_app}}</a></p>\n"
+    "<p>{{t:waiting}}</p>\n"
+    "</div>\n{{/flow}}"
     "<p class=\"status\" role=\"status\" aria-live=\"polite\" "
     "data-waiting=\"{{t:waiting}}\"></p>\n"
     "</div>\n{{/device}}"
@@ -565,6 +598,10 @@ static const char *var_value(const jpki_page_vars *v, int id)
     case V_ERROR_TEXT:
         key = jpki_page_error_key(v->error);
         return key != NULL ? jpki_page_word(key, v->lang) : NULL;
+    case V_CODE: return v->flow_code;
+    case V_QR: return v->flow_qr;
+    case V_LINK: return v->flow_link;
+    case V_POLL_URL: return v->poll_url;
     default: return NULL;
     }
 }
@@ -573,9 +610,11 @@ static int section_on(const jpki_page_vars *v, int id)
 {
     switch ((section_id)id) {
     case S_ERROR: return jpki_page_error_key(v->error) != NULL;
-    case S_TLS: return (v->methods & JPKI_PAGE_TLS) != 0;
-    case S_DEVICE: return (v->methods & JPKI_PAGE_DEVICE) != 0;
-    case S_NONE: return (v->methods & (JPKI_PAGE_TLS | JPKI_PAGE_DEVICE)) == 0;
+    case S_TLS: return (v->methods & JPKI_METHOD_TLS) != 0;
+    case S_DEVICE: return (v->methods & JPKI_METHOD_DEVICE) != 0;
+    case S_NONE: return (v->methods & (JPKI_METHOD_TLS | JPKI_METHOD_DEVICE)) == 0;
+    case S_FLOW: return v->flow_qr != NULL;
+    case S_NOFLOW: return v->flow_qr == NULL;
     default: return 0;
     }
 }

@@ -5,12 +5,14 @@
  *
  * The template is HTML with three kinds of marks:
  *   {{name}}        a value of the page, HTML-escaped (lang, return_to,
- *                   tls_url, device_url, assets, error_code)
+ *                   tls_url, device_url, assets, error_code, error_text;
+ *                   a device flow's code, qr, link, poll_url)
  *   {{t:key}}       a word of the page in its language, HTML-escaped
  *                   (title, intro, ... : jpki_page_words lists them)
  *   {{#name}}...{{/name}}  a part shown only when name is set: error,
  *                   tls (the TLS client-certificate method is on), device
- *                   (the device flow is on), none (no method is on)
+ *                   (the device flow is on), none (no method is on),
+ *                   flow (a device flow under way), noflow (none)
  * Anything else between {{ and }} is refused when the template is loaded,
  * with its line.  Parts do not nest within a part of the same name. */
 #ifndef JPKI_PAGE_H
@@ -38,7 +40,8 @@ extern const char *const jpki_page_words[];
 /* The key of the word that explains a refusal of the reason word the core
  * gives (jpki_strerror): "err_not_enrolled", "err_revoked",
  * "err_on_hold", "err_expired", "err_try_later", "err_too_many",
- * "err_signed_out", "err_cross_origin", or "err_failed" for every other
+ * "err_signed_out", "err_cross_origin", "err_flow", "err_tls", or
+ * "err_failed" for every other
  * reason; NULL for NULL or "ok". */
 const char *jpki_page_error_key(const char *reason);
 
@@ -61,18 +64,21 @@ jpki_err jpki_page_tmpl_parse(const char *text, size_t len, const char *name,
 const jpki_page_tmpl *jpki_page_tmpl_default(void);
 void jpki_page_tmpl_free(jpki_page_tmpl *t);
 
-/* The methods of a page. */
-#define JPKI_PAGE_TLS     1u    /* TLS client certificate */
-#define JPKI_PAGE_DEVICE  2u    /* a phone or desktop signer (QR code) */
-
 typedef struct {
     jpki_lang lang;
-    unsigned methods;           /* JPKI_PAGE_* */
+    unsigned methods;           /* JPKI_METHOD_* (jpki.h) */
     const char *error;          /* a reason word, or NULL */
     const char *return_to;      /* where to go after the login, or NULL */
     const char *tls_url;        /* the TLS method's login URL */
     const char *device_url;     /* where the device flow starts */
     const char *assets;         /* the URL prefix of page.css, page.js */
+    /* a device flow under way (a page without JavaScript): its QR code (a
+     * data URL), its jpki: link, its code, and where the page refreshes
+     * to; flow_qr NULL: none */
+    const char *flow_qr;
+    const char *flow_link;
+    const char *flow_code;
+    const char *poll_url;
 } jpki_page_vars;
 
 /* Writes the page (NUL-terminated) into out: its length, or 0 when it

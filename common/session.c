@@ -61,14 +61,14 @@ int jpki_account_valid(const char *a, size_t len)
     return 1;
 }
 
-static void put64(uint8_t *p, int64_t v)
+void jpki_put64(uint8_t *p, int64_t v)
 {
     int i;
     for (i = 0; i < 8; i++)
         p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
 }
 
-static int64_t get64(const uint8_t *p)
+int64_t jpki_get64(const uint8_t *p)
 {
     uint64_t v = 0;
     int i;
@@ -85,21 +85,18 @@ static int unhex_fixed(const char *hex, uint8_t *out, size_t n)
            && got == n;
 }
 
-static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
-               uint8_t kid, const uint8_t *in, size_t inlen, uint8_t *out,
-               uint8_t tag[16])
+int jpki_gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
+             const uint8_t *aad, size_t aadlen, const uint8_t *in,
+             size_t inlen, uint8_t *out, uint8_t tag[16])
 {
     EVP_CIPHER_CTX *c = jpki_cipher_ctx();
-    uint8_t aad[sizeof(s_aad)];
     int n = 0, ok;
 
     if (c == NULL)
         return 0;
-    memcpy(aad, s_aad, sizeof(s_aad) - 1);
-    aad[sizeof(s_aad) - 1] = kid;
     ok = EVP_CipherInit_ex(c, jpki_aes256gcm(), NULL, key, iv, enc) == 1
          && (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1)
-         && EVP_CipherUpdate(c, NULL, &n, aad, sizeof(aad)) == 1
+         && EVP_CipherUpdate(c, NULL, &n, aad, (int)aadlen) == 1
          && EVP_CipherUpdate(c, out, &n, in, (int)inlen) == 1
          && EVP_CipherFinal_ex(c, out + n, &n) == 1
          && (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1);
@@ -108,6 +105,18 @@ static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
         ERR_clear_error();
     }
     return ok;
+}
+
+/* A session's: its AAD names the key that sealed it. */
+static int gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
+               uint8_t kid, const uint8_t *in, size_t inlen, uint8_t *out,
+               uint8_t tag[16])
+{
+    uint8_t aad[sizeof(s_aad)];
+
+    memcpy(aad, s_aad, sizeof(s_aad) - 1);
+    aad[sizeof(s_aad) - 1] = kid;
+    return jpki_gcm(enc, key, iv, aad, sizeof(aad), in, inlen, out, tag);
 }
 
 jpki_err jpki_session_seal(const jpki_ctx *ctx, const jpki_session *s,
@@ -120,10 +129,10 @@ jpki_err jpki_session_seal(const jpki_ctx *ctx, const jpki_session *s,
     if (!ctx->finished || !jpki_account_valid(s->account, alen))
         return JPKI_ERR_INVALID;
     k = &ctx->keys[ctx->current_key];
-    put64(p, s->auth_time); p += 8;
-    put64(p, s->expires); p += 8;
-    put64(p, s->idle_deadline); p += 8;
-    put64(p, s->rev_checked); p += 8;
+    jpki_put64(p, s->auth_time); p += 8;
+    jpki_put64(p, s->expires); p += 8;
+    jpki_put64(p, s->idle_deadline); p += 8;
+    jpki_put64(p, s->rev_checked); p += 8;
     *p++ = s->flags;
     if (!unhex_fixed(s->cert_id, p, 16) || !unhex_fixed(s->issuer_tag, p + 16, 8)
         || !unhex_fixed(s->sid, p + 24, 16))
@@ -291,10 +300,10 @@ static jpki_err session_open_full(const jpki_ctx *ctx, const char *in,
         OPENSSL_cleanse(pt, sizeof(pt));
         return JPKI_ERR_SESSION_FORMAT;
     }
-    s->auth_time = get64(p); p += 8;
-    s->expires = get64(p); p += 8;
-    s->idle_deadline = get64(p); p += 8;
-    s->rev_checked = get64(p); p += 8;
+    s->auth_time = jpki_get64(p); p += 8;
+    s->expires = jpki_get64(p); p += 8;
+    s->idle_deadline = jpki_get64(p); p += 8;
+    s->rev_checked = jpki_get64(p); p += 8;
     s->flags = *p++;
     jpki_hex_encode(p, 16, s->cert_id);
     jpki_hex_encode(p + 16, 8, s->issuer_tag);

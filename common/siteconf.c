@@ -6,6 +6,7 @@
 #include "site.h"
 #include "redis.h"
 #include "internal.h"
+#include "page.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,15 +395,31 @@ jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
     return JPKI_OK;
 }
 
+jpki_err jpki_locconf_template(jpki_locconf *lc, const char *path,
+                               struct jpki_page_tmpl **loaded, char *err,
+                               size_t errlen)
+{
+    *loaded = NULL;
+    if (lc->tmpl_here)
+        return fail(err, errlen, "is duplicate");
+    if (jpki_page_tmpl_load(path, loaded, err, errlen) != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    lc->tmpl = *loaded;
+    lc->tmpl_here = 1;
+    return JPKI_OK;
+}
+
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent)
 {
     jpki_conf_merge(&child->values, &parent->values);
     jpki_throttle_merge(&child->throttle, &parent->throttle);
+    if (child->tmpl == NULL)
+        child->tmpl = parent->tmpl;
 }
 
 int jpki_locconf_any(const jpki_locconf *lc)
 {
-    return lc->throttle.set != 0
+    return lc->throttle.set != 0 || lc->tmpl != NULL
            || jpki_conf_any(&lc->values, JPKI_CONF_LOCATION);
 }
 
@@ -423,5 +440,6 @@ jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,
     jpki_conf_apply(&lc->values, JPKI_CONF_LOCATION, out);
     out->cookie_httponly = 1;
     jpki_throttle_apply(&lc->throttle, out);
+    out->page_tmpl = lc->tmpl;
     return jpki_policy_check(out, err, errlen);
 }

@@ -113,12 +113,22 @@ typedef struct {
     jpki_conf_values values;
     jpki_throttle throttle;
     int throttle_here;          /* written at this level */
+    const struct jpki_page_tmpl *tmpl; /* the login page's template (NULL:
+                                          the built-in one) */
+    int tmpl_here;
 } jpki_locconf;
 
 void jpki_locconf_init(jpki_locconf *lc);
 /* The throttle directive's words (jpki_throttle_parse): "is duplicate" at
  * the same level, or the parser's sentence (a phrase). */
 jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
+                               size_t errlen);
+/* The login page's template file (jpki_login_template FILE, absolute):
+ * read and checked now ("is duplicate" at the same level, or the
+ * template's sentence with its line).  *loaded: the template, which the
+ * adapter frees with jpki_page_tmpl_free when its configuration goes. */
+jpki_err jpki_locconf_template(jpki_locconf *lc, const char *path,
+                               struct jpki_page_tmpl **loaded, char *err,
                                size_t errlen);
 /* What child does not write it takes from parent. */
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent);

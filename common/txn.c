@@ -26,6 +26,8 @@ static int status_of(jpki_err e)
         return 200;
     case JPKI_ERR_TOO_LARGE:
         return 413;
+    case JPKI_ERR_NOT_FOUND:
+        return 404;
     case JPKI_ERR_METHOD:
         return 405;
     case JPKI_ERR_BAD_REQUEST: case JPKI_ERR_PARSE:
@@ -50,7 +52,10 @@ static int status_of(jpki_err e)
     case JPKI_ERR_REVOKED: case JPKI_ERR_ON_HOLD:
     case JPKI_ERR_REVOCATION_UNKNOWN: case JPKI_ERR_NOT_MAPPED:
     case JPKI_ERR_ACCOUNT_MISMATCH: case JPKI_ERR_CROSS_ORIGIN:
+    case JPKI_ERR_FLOW_MISMATCH:
         return 403;
+    case JPKI_ERR_FLOW_UNKNOWN:
+        return 410;
     case JPKI_ERR_THROTTLED:
         return 429;
     case JPKI_ERR_NOMEM: case JPKI_ERR_INTERNAL: case JPKI_ERR_INVALID:
@@ -63,8 +68,9 @@ static int status_of(jpki_err e)
 const char *txn_event_name(jpki_op op)
 {
     static const char *const n[] = {"challenge", "login", "check", "logout",
-                                    "status", "login", "health"};
-    return (unsigned)op < 7 ? n[op] : "unknown";
+                                    "status", "login", "health", "page",
+                                    "asset", "device", "login", "poll"};
+    return (unsigned)op < sizeof(n) / sizeof(n[0]) ? n[op] : "unknown";
 }
 
 /* Peer addresses go into JSON: keep only address characters. */
@@ -131,24 +137,43 @@ void txn_finish(jpki_txn *t, jpki_err e)
     t->v.http_status = status_of(e);
     if (e == JPKI_ERR_METHOD)                /* login, logout: POST only */
         t->v.allow = t->req.op == JPKI_OP_LOGIN || t->req.op == JPKI_OP_LOGOUT
-                     ? "POST" : "GET, HEAD";
+                     || t->req.op == JPKI_OP_DEVICE_START ? "POST"
+                                                          : "GET, HEAD";
     if (e != JPKI_OK) {
         t->v.body = t->body;
         t->v.body_len = jpki_error_json(e, t->body, sizeof(t->body));
         t->v.account = NULL;
         if (t->have_session)             /* a dead session: clear it */
             txn_cookie_header(t, "", 0);
+        txn_device_ended(t);             /* a flow's cookie: cleared */
     }
     if (t->req.op == JPKI_OP_LOGIN || t->req.op == JPKI_OP_LOGOUT
         || t->v.soft_pass || (e != JPKI_OK && t->rechecked))
         make_audit(t, e);
     /* a login refusal left out of the audit is left out of the log too */
+    txn_page_redirect(t, e);
     if (e != JPKI_OK && (t->req.op != JPKI_OP_LOGIN || t->v.audit != NULL))
         jpki_log(t->ctx, status_of(e) >= 500 ? JPKI_LOG_ERROR : JPKI_LOG_INFO,
                  "jpki %s refused: %s (cert_id %s)", txn_event_name(t->req.op),
                  jpki_reason(e), t->cert ? t->cert->cert_id
                  : t->have_session ? t->s.cert_id : "-");
     t->state = T_DONE;
+}
+
+size_t txn_url_encode(char *buf, size_t size, size_t o, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 1024 && s[i] && o + 4 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || strchr("/-_.~", c))
+            buf[o++] = (char)c;
+        else
+            o += (size_t)snprintf(buf + o, 4, "%%%02X", c);
+    }
+    buf[o] = '\0';
+    return o;
 }
 
 /* Not signed in: API clients get 401 JSON, browsers the login page. */
@@ -158,19 +183,11 @@ void txn_unauthenticated(jpki_txn *t, jpki_err e)
     txn_finish(t, e);
     if (t->req.op == JPKI_OP_CHECK && !t->req.wants_json && lp[0] != '\0'
         && t->v.http_status == 401) {
-        size_t i, o;
+        size_t o;
         const char *u = t->req.uri ? t->req.uri : "/";
         o = (size_t)snprintf(t->location, sizeof(t->location), "%s%creturn_to=",
                              lp, strchr(lp, '?') ? '&' : '?');
-        for (i = 0; i < 1024 && u[i] && o + 4 < sizeof(t->location); i++) {
-            unsigned char c = (unsigned char)u[i];
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                || (c >= '0' && c <= '9') || strchr("/-_.~", c))
-                t->location[o++] = (char)c;
-            else
-                o += (size_t)snprintf(t->location + o, 4, "%%%02X", c);
-        }
-        t->location[o] = '\0';
+        txn_url_encode(t->location, sizeof(t->location), o, u);
         t->v.location = t->location;
         t->v.http_status = 302;
     }
@@ -257,7 +274,13 @@ void txn_challenge(jpki_txn *t)
 
 int jpki_op_is_login(jpki_op op)
 {
-    return op == JPKI_OP_LOGIN || op == JPKI_OP_TLS_LOGIN;
+    return op == JPKI_OP_LOGIN || op == JPKI_OP_TLS_LOGIN
+           || op == JPKI_OP_DEVICE_SIGN;
+}
+
+int jpki_op_has_body(jpki_op op)
+{
+    return jpki_op_is_login(op) || op == JPKI_OP_DEVICE_START;
 }
 
 unsigned jpki_tls_version_of(const char *name)
@@ -331,7 +354,7 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     jpki_txn *t;
     *out = NULL;
     if (!ctx->finished || req == NULL
-        || (unsigned)req->op > JPKI_OP_HEALTH)
+        || (unsigned)req->op > JPKI_OP_DEVICE_POLL)
         return JPKI_ERR_INVALID;
     t = malloc(sizeof(*t));
     if (t == NULL)
@@ -355,6 +378,11 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
         if (t->req.client_cert != NULL && t->req.client_cert_len == 0)
             t->req.client_cert_len = strlen((const char *)t->req.client_cert);
     }
+    if (req->op == JPKI_OP_DEVICE_SIGN) {
+        /* a login's checks; the session goes to the flow's browser */
+        t->device = 1;
+        t->req.op = JPKI_OP_LOGIN;
+    }
     t->state = T_INIT;
     *out = t;
     return JPKI_OK;
@@ -368,6 +396,7 @@ void jpki_txn_free(jpki_txn *t)
     free(t->ocsp_req);
     free(t->tls_der);
     free(t->health);
+    free(t->big);
     if (t->scratch != NULL) {
         OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
         free(t->scratch);
@@ -384,6 +413,10 @@ jpki_step jpki_txn_step(jpki_txn *t)
         case JPKI_OP_LOGIN: txn_login_begin(t); break;
         case JPKI_OP_LOGOUT: txn_logout_begin(t); break;
         case JPKI_OP_HEALTH: txn_health(t, NULL, 0); break;
+        case JPKI_OP_PAGE: txn_page(t); break;
+        case JPKI_OP_ASSET: txn_asset(t); break;
+        case JPKI_OP_DEVICE_START: txn_device_start(t); break;
+        case JPKI_OP_DEVICE_POLL: txn_device_poll(t); break;
         default: txn_check_begin(t); break;
         }
     }
@@ -391,8 +424,13 @@ jpki_step jpki_txn_step(jpki_txn *t)
     case T_LOGIN_READ: case T_LOGIN_COMMIT: case T_FAIL_PUT:
     case T_REV_PUT: case T_SOFT_PUT: case T_CHECK_STORE:
     case T_LOGOUT_STORE: case T_LOGOUT_LOG: case T_CRL_META:
-    case T_CRL_HGET: case T_HEALTH_STORE:
+    case T_CRL_HGET: case T_HEALTH_STORE: case T_FLOW_START:
+    case T_FLOW_SIGNED: case T_FLOW_NOTE: case T_FLOW_READ: case T_FLOW_TAKE:
         return JPKI_STEP_STORE;
+    case T_DONE:
+        /* a signer's refusal, once its key signed, told to the flow's
+         * browser */
+        return txn_device_note(t) ? JPKI_STEP_STORE : JPKI_STEP_DONE;
     case T_OCSP:
         return JPKI_STEP_OCSP;
     case T_CRL:
@@ -426,7 +464,8 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
         return;
     }
     if (res == NULL || n != t->n_cmds) {
-        if (st == T_REV_PUT || st == T_SOFT_PUT || st == T_FAIL_PUT) {
+        if (st == T_REV_PUT || st == T_SOFT_PUT || st == T_FAIL_PUT
+            || st == T_FLOW_NOTE) {
             res = NULL;                  /* a failed cache write is not fatal */
         } else {
             txn_finish(t, res == NULL ? JPKI_ERR_TIMEOUT : JPKI_ERR_STORE);
@@ -442,6 +481,11 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
     case T_LOGOUT_LOG: txn_logout_logged(t, res); break;
     case T_CRL_META: txn_crl_meta_fed(t, res); break;
     case T_CRL_HGET: txn_crl_hget_fed(t, res); break;
+    case T_FLOW_START: txn_device_started(t, res); break;
+    case T_FLOW_SIGNED: txn_device_signed_fed(t, res); break;
+    case T_FLOW_NOTE: t->state = T_DONE; break;
+    case T_FLOW_READ: txn_device_poll_read(t, res); break;
+    case T_FLOW_TAKE: txn_device_poll_taken(t, res); break;
     case T_REV_PUT:
         if (res == NULL || txn_failed(&res[0]))
             jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: revocation cache write "

@@ -11,7 +11,8 @@
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
     T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
-    T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_DONE
+    T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_FLOW_START, T_FLOW_SIGNED,
+    T_FLOW_NOTE, T_FLOW_READ, T_FLOW_TAKE, T_DONE
 };
 
 /* Throttle subjects: failed logins per address and per certificate,
@@ -73,11 +74,24 @@ struct jpki_txn {
     /* store */
     jpki_store_cmd cmds[MAX_CMDS];
     size_t n_cmds;
+    /* the login page and the device flow (txn_page.c, txn_device.c) */
+    char *big;                             /* a page, a flow's answer */
+    int device;                            /* DEVICE_SIGN: a login into a
+                                              flow, no session */
+    int key_proved;                        /* the login's key signed */
+    int flow_pending;                      /* the flow was waiting */
+    int ix_flow;
+    uint8_t flow_bind[16];                 /* H(the browser's secret) */
+    char flow_id[JPKI_CHALLENGE_ID_HEX + 1];
+    char flow_ch[JPKI_CHALLENGE_LEN + 1];  /* the flow's challenge */
+    char flow_secret[33];                  /* START: the new secret, hex */
+    jpki_header hdrs[4];                   /* an asset's headers */
     /* verdict */
     jpki_verdict v;
     /* buffers: not zeroed at creation, written before use */
     char body[1024];
     char cookie[JPKI_SESSION_MAX + 320];
+    char cookie2[448];                     /* the flow's cookie */
     char location[1400];
     char audit[1024];
 };
@@ -94,6 +108,9 @@ const char *txn_event_name(jpki_op op);
 void txn_cookie_header(jpki_txn *t, const char *value, long max_age);
 void txn_finish(jpki_txn *t, jpki_err e);
 void txn_unauthenticated(jpki_txn *t, jpki_err e);
+/* s (at most 1024 bytes) percent-encoded into buf from offset o (all but
+ * letters, digits and / - _ . ~), NUL-terminated; the new offset. */
+size_t txn_url_encode(char *buf, size_t size, size_t o, const char *s);
 jpki_store_cmd *txn_cmd_add(jpki_txn *t, jpki_store_op op, const char *kind,
                            const char *id);
 void txn_cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms);
@@ -123,7 +140,31 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r);
 void txn_login_commit(jpki_txn *t);
 void txn_login_committed(jpki_txn *t, const jpki_store_result *r);
 void txn_set_session_cookie(jpki_txn *t);
+void txn_session_issued(jpki_txn *t, int back);
 void txn_login_success(jpki_txn *t);
+
+/* txn_page.c */
+size_t txn_prefix(const jpki_txn *t, char *out, size_t max);
+int txn_local_path(const char *r);
+void txn_page(jpki_txn *t);
+void txn_asset(jpki_txn *t);
+int txn_page_render(jpki_txn *t, const char *error, const char *return_to,
+                    const char *flow_url, const char *flow_qr,
+                    const char *flow_code, const char *poll_url);
+void txn_page_redirect(jpki_txn *t, jpki_err e);
+
+/* txn_device.c */
+void txn_device_start(jpki_txn *t);
+void txn_device_started(jpki_txn *t, const jpki_store_result *r);
+void txn_device_read_cmd(jpki_txn *t);
+jpki_err txn_device_read(jpki_txn *t, const jpki_store_result *r);
+void txn_device_signed(jpki_txn *t);
+void txn_device_signed_fed(jpki_txn *t, const jpki_store_result *r);
+int txn_device_note(jpki_txn *t);
+void txn_device_poll(jpki_txn *t);
+void txn_device_poll_read(jpki_txn *t, const jpki_store_result *r);
+void txn_device_poll_taken(jpki_txn *t, const jpki_store_result *r);
+void txn_device_ended(jpki_txn *t);
 
 /* txn_session.c */
 void txn_check_success(jpki_txn *t);

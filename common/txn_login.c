@@ -71,20 +71,13 @@ static jpki_err login_parse(jpki_txn *t)
     return e;
 }
 
-/* Only local paths: "/x", never "//host" or "/\host". */
+/* Only local paths (txn_local_path). */
 static void set_return_to(jpki_txn *t)
 {
     const char *r = t->f[F_RETURN].value;
-    size_t i;
 
-    snprintf(t->return_to, sizeof(t->return_to), "/");
-    if (r == NULL || r[0] != '/' || r[1] == '/' || r[1] == '\\')
-        return;
-    for (i = 0; r[i]; i++)
-        if ((unsigned char)r[i] <= 0x20 || (unsigned char)r[i] >= 0x7f
-            || r[i] == '\\')
-            return;
-    snprintf(t->return_to, sizeof(t->return_to), "%s", r);
+    snprintf(t->return_to, sizeof(t->return_to), "%s",
+             txn_local_path(r) ? r : "/");
 }
 
 /* A TLS login's certificate: the handshake's; none over TLS 1.3 (or
@@ -418,6 +411,8 @@ void txn_login_begin(jpki_txn *t)
         t->ix_map = (int)t->n_cmds;
         txn_cmd_add(t, JPKI_STORE_GET, "map", t->cert->cert_id);
     }
+    if (t->device)
+        txn_device_read_cmd(t);          /* the flow waits for it */
     t->state = T_LOGIN_READ;
 }
 
@@ -485,6 +480,10 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r)
             txn_finish(t, txn_store_err(&r[i]));
             return;
         }
+    if (t->device && (e = txn_device_read(t, r)) != JPKI_OK) {
+        txn_finish(t, e);                 /* no flow waits for it */
+        return;
+    }
     /* over the address's limit, or the certificate's logins: refused
      * before anything is verified.  Over the certificate's failures: the
      * signature is still verified (it costs little next to the request),
@@ -507,6 +506,7 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r)
     if (t->ix_map >= 0)
         t->got_map = r[t->ix_map];
     e = login_verify(t);
+    t->key_proved = e == JPKI_OK;
     if (e == JPKI_OK)
         e = login_account(t, t->ix_map >= 0 ? &t->got_map : NULL);
     if (e != JPKI_OK) {
@@ -595,6 +595,17 @@ void txn_login_success(jpki_txn *t)
     }
     t->s.rev_ref_len = (uint8_t)rl;
     jpki_hex_encode(sid, sizeof(sid), t->s.sid);
+    if (t->device) {
+        txn_device_signed(t);            /* the session is the flow's */
+        return;
+    }
+    txn_session_issued(t, t->form);
+}
+
+/* The session t->s sealed into its cookie, and the verdict of a login:
+ * the account, and for a browser's form (back) 303 to return_to. */
+void txn_session_issued(jpki_txn *t, int back)
+{
     txn_set_session_cookie(t);
     if (t->state == T_DONE)
         return;
@@ -606,7 +617,7 @@ void txn_login_success(jpki_txn *t)
     t->v.body = t->body;
     t->v.body_len = strlen(t->body);
     txn_finish(t, JPKI_OK);
-    if (t->form && !t->req.wants_json) {
+    if (back && !t->req.wants_json) {
         snprintf(t->location, sizeof(t->location), "%s", t->return_to);
         t->v.location = t->location;
         t->v.http_status = 303;

@@ -157,6 +157,8 @@ char *ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_flag_t *flag);
 char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_login_template(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
 char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

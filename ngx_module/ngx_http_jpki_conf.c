@@ -9,6 +9,7 @@
 #include "ngx_http_jpki.h"
 #include "conf.h"
 #include "siteconf.h"
+#include "page.h"
 
 
 /* The core's sentence at the directive's line, the way nginx says its own:
@@ -319,6 +320,50 @@ ngx_http_jpki_ocsp_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
 
 
 /* ---- location ----------------------------------------------------- */
+
+static void
+ngx_http_jpki_tmpl_cleanup(void *data)
+{
+    jpki_page_tmpl_free(data);
+}
+
+
+/* jpki_login_template FILE: the login page's template, read and checked
+ * now (relative to the configuration's prefix), freed with the
+ * configuration. */
+char *
+ngx_http_jpki_login_template(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value, path;
+    ngx_pool_cleanup_t        *cln;
+    jpki_page_tmpl            *t;
+    char                       err[512];
+
+    value = cf->args->elts;
+    path = value[1];
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_locconf_template(&jlcf->lc, (char *) path.data, &t, err,
+                              sizeof(err))
+        != JPKI_OK)
+    {
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    }
+
+    cln->handler = ngx_http_jpki_tmpl_cleanup;
+    cln->data = t;
+
+    return NGX_CONF_OK;
+}
+
 
 /* jpki_throttle off | [window=T] [cert=N] [addr=N] [logins=N]
  *               [concurrency=N]: the grammar is the core's. */

@@ -107,7 +107,8 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len, &op)) {
+    if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len,
+                          r->method == NGX_HTTP_POST, &op)) {
         ngx_http_discard_request_body(r);
         return ngx_http_jpki_refuse(r, JPKI_ERR_NOT_FOUND);
     }
@@ -117,7 +118,7 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!jpki_op_is_login(op) || r->method != NGX_HTTP_POST) {
+    if (!jpki_op_has_body(op) || r->method != NGX_HTTP_POST) {
         return ngx_http_jpki_run_bodiless(r);
     }
 

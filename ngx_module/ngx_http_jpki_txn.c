@@ -204,8 +204,11 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.body_len = ctx->body_len;
     rq.peer = (char *) ctx->peer;
     rq.uri = (char *) ctx->uri;
+    rq.query = (const char *) r->args.data;
+    rq.query_len = r->args.len;
     rq.policy = jlcf->policy;
 #if (NGX_SSL)
+    rq.https = r->connection->ssl != NULL;
     /* a TLS login: the core reads the handshake's certificate */
     rq.tls = r->connection->ssl ? r->connection->ssl->connection : NULL;
 #endif
@@ -423,7 +426,12 @@ ngx_http_jpki_answer(ngx_http_request_t *r, const jpki_verdict *v,
 
     r->headers_out.status = v->http_status;
     r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    if (v->content_type != NULL) {          /* a page, an asset */
+        r->headers_out.content_type.data = (u_char *) v->content_type;
+        r->headers_out.content_type.len = ngx_strlen(v->content_type);
+    } else {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     if (ngx_http_jpki_verdict_headers(r, v, 0) != NGX_OK) {

@@ -2,15 +2,18 @@
  * login.h - what the parts of jpki-login share: exit codes, bounds, the
  * command line, and the functions of login_http.c (the gate: HTTP, the
  * challenge checked before the card signs, the cookie jar) and
- * login_card.c (the token: PIN, certificate, signature).  login_main.c
- * holds the options and the run.  The challenge's layout, the host it is
- * bound to, base64 and the JSON answers are read with libjpki's functions
+ * login_card.c (the token: PIN, certificate, signature), and of
+ * login_device.c (--device: a login page's link read and checked, the
+ * signature posted to it).  login_main.c holds the options and the run.
+ * The challenge's layout, the host it is bound to, the device code,
+ * base64 and the JSON answers are read with libjpki's functions
  * (common/challenge.c, common/form.c, common/util.c): one rule for the
  * gate and its client.
  */
 #ifndef JPKI_LOGIN_H
 #define JPKI_LOGIN_H
 
+#include "form.h"
 #include "jpki.h"
 #include "opts.h"
 #include "p11.h"
@@ -47,7 +50,7 @@
 enum {
     O_URL, O_MODULE, O_TOKEN, O_ID, O_LABEL, O_PIN_FILE, O_ACCOUNT,
     O_COOKIE_JAR, O_CACERT, O_ALGORITHM, O_TIMEOUT, O_VERBOSE, O_HELP,
-    O_INSECURE_HTTP, O_FINAL_PIN_TRY, O__COUNT
+    O_INSECURE_HTTP, O_FINAL_PIN_TRY, O_DEVICE, O__COUNT
 };
 
 typedef struct {
@@ -73,11 +76,15 @@ typedef struct {
     char shown[URL_MAX + 32];          /* the prefix without user info */
     char host_hdr[JPKI_HOST_MAX + 3];  /* --url's host as in Host ([v6]) */
     char host[JPKI_HOST_MAX + 1];      /* ... canonical (jpki_host_canonical) */
+    char origin[JPKI_HOST_MAX + 32];   /* scheme://host_hdr[:port] */
 } http_t;
 
-/* The prefix checked (http(s), no query; plain http to this machine only
- * unless insecure), its host made canonical into x->host. */
-int check_url(const char *url, int insecure, http_t *x);
+/* The URL of option OPT checked (http(s); plain http to this machine only
+ * unless insecure), its host made canonical into x->host.  QUERY NULL
+ * (--url): a prefix, no query or fragment; else (--device) no user info
+ * nor fragment, and a query of at most QCAP - 1 bytes, copied there. */
+int check_url(const char *url, const char *opt, int insecure, http_t *x,
+              char *query, size_t qcap);
 int http_init(http_t *x, const args_t *a);
 /* Time spent with the token since SINCE is not the gate's: --timeout
  * bounds the HTTP exchange only. */
@@ -86,6 +93,29 @@ void http_resume(http_t *x, const struct timespec *since);
  * expiry. */
 int get_challenge(http_t *x, const char *base, char *ch, size_t cap,
                   long long *expiry);
+/* GET (BODY NULL) or POST BODY as JSON to URL: *status and the answer in
+ * OUT; 0 when an HTTP answer came, else EXIT_NET, said. */
+int http_do(http_t *x, const char *url, const char *what, const char *body,
+            long *status, sink_t *out);
+/* The fields of a gate's JSON answer in S (jpki_form_parse_answer), their
+ * values in *scratch (free it): 0, -1 when it is not one JSON object. */
+int answer_fields(const sink_t *s, jpki_form_field *f, size_t n,
+                  char **scratch);
+/* A field's text, DEF when absent, shown clean. */
+const char *shown_field(const jpki_form_field *f, const char *def,
+                        char *out, size_t outlen);
+/* CH what a gate issues for x's host, current by NOW's clock (with
+ * CH_SKEW): 0 and *expiry; -1 (not a gate's challenge) or -2 (an older
+ * gate, another host) and why not in WHY. */
+int check_challenge(const char *ch, time_t now, const http_t *x,
+                    long long *expiry, char *why, size_t whylen);
+/* POST BODY to URL, the gate's JSON answer read into F[0..N): "status"
+ * first, "error" and "message" last; *scratch holds their values (free
+ * it).  0 when HTTP 200 says {"status":"ok"}; else EXIT_REFUSED
+ * ("refused: REASON: MESSAGE" on stderr) or EXIT_NET, said. */
+int post_answer(http_t *x, const char *url, const char *what,
+                const char *body, jpki_form_field *f, size_t n,
+                char **scratch);
 /* POST URL/login; the account and expiry of the session. */
 int post_login(http_t *x, const char *base, const char *body,
                char *account, size_t acap, long long *expires);
@@ -95,6 +125,23 @@ int post_login(http_t *x, const char *base, const char *body,
 int jar_open(const char *path);
 int jar_commit(CURL *h, int fd, const char *path);
 void jar_discard(void);
+
+/* login_device.c: --device, the signer of a login page's device flow */
+typedef struct {
+    char url[URL_MAX + 1];                  /* posted to: without "jpki:" */
+    char challenge[CHALLENGE_MAX + 1];
+    char code[JPKI_DEVICE_CODE_LEN + 1];
+    long long expiry;
+} device_t;
+
+/* ARG (https://HOST/P/sign?challenge=C&code=XXXX-XXXX, maybe after
+ * "jpki:") read strictly and checked: the challenge as a login's
+ * (check_challenge, for the URL's host) and the code its own
+ * (jpki_device_code).  0, or -1 said ("--device: ..."). */
+int device_url(const char *arg, int insecure, device_t *d, http_t *x);
+/* POST BODY to d->url: 0 when the gate says {"status":"ok"} with d's
+ * code, EXIT_REFUSED ("refused: REASON: MESSAGE") or EXIT_NET. */
+int post_sign(http_t *x, const device_t *d, const char *body);
 
 /* login_card.c: the token */
 typedef struct {

@@ -7,7 +7,6 @@
  * is always verified.
  */
 #include "login.h"
-#include "form.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,11 +28,9 @@ static long ms_left(const struct timespec *deadline)
            + (deadline->tv_nsec - now.tv_nsec) / 1000000;
 }
 
-/* GET (BODY NULL) or POST BODY as JSON to URL; *status and the answer in
- * OUT.  EXIT_SIGNED_IN (0) when an HTTP answer came, else EXIT_NET with
- * a message said. */
-static int http_do(http_t *x, const char *url, const char *what,
-                   const char *body, long *status, sink_t *out)
+/* (login.h) */
+int http_do(http_t *x, const char *url, const char *what,
+            const char *body, long *status, sink_t *out)
 {
     struct curl_slist *hdr = NULL, *h2;
     long left = ms_left(&x->deadline);
@@ -172,12 +169,16 @@ static size_t url_host(CURLU *u, http_t *x)
 /* The prefix as shown in messages: user info left out.  Plain http to
  * another host is refused unless INSECURE: whoever is on the path could
  * hand the card another gate's challenge and keep the signature, a login
- * as this user at that gate, not only read this session's cookie. */
-int check_url(const char *url, int insecure, http_t *x)
+ * as this user at that gate, not only read this session's cookie.  A
+ * --device URL (QUERY not NULL) is never printed whole: its query holds
+ * the challenge; user info in it (https://bank.example@evil.example/)
+ * could only mislead. */
+int check_url(const char *url, const char *opt, int insecure, http_t *x,
+              char *query, size_t qcap)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *query = NULL, *frag = NULL;
-    char *port = NULL, *path = NULL, hshown[2 * 200 + 1];
+    char *scheme = NULL, *host = NULL, *q = NULL, *frag = NULL, *user = NULL;
+    char *port = NULL, *path = NULL, hshown[2 * 200 + 1], ushown[2 * 200 + 1];
     int rc = -1;
 
     if (u == NULL)
@@ -186,32 +187,48 @@ int check_url(const char *url, int insecure, http_t *x)
         || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
         || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK
         || curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
-        say("--url: not a URL: \"%.200s\"", url);
+        say("%s: not a URL: \"%.200s\"", opt, query != NULL ? "..."
+            : clean(url, ushown, sizeof(ushown)));
     } else if (strcasecmp(scheme, "https") != 0
                && strcasecmp(scheme, "http") != 0) {
-        say("--url: http:// or https:// only");
-    } else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK
-               || curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0)
-                  == CURLUE_OK) {
-        say("--url: the endpoint prefix has no query or fragment (it is "
-            "e.g. https://www.example.jp/jpki)");
+        say("%s: http:// or https:// only", opt);
+    } else if (query == NULL
+               && (curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK
+                   || curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0)
+                      == CURLUE_OK)) {
+        say("%s: the endpoint prefix has no query or fragment (it is "
+            "e.g. https://www.example.jp/jpki)", opt);
+    } else if (query != NULL
+               && (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK
+                   || curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0)
+                      == CURLUE_OK)) {
+        say("%s: a login page's link has no user name or fragment", opt);
+    } else if (query != NULL
+               && (curl_url_get(u, CURLUPART_QUERY, &q, 0) != CURLUE_OK
+                   || strlen(q) >= qcap)) {
+        say("%s: the link has no query (?challenge=...&code=...), or one "
+            "over %zu bytes", opt, qcap - 1);
     } else if (url_host(u, x) == 0) {
-        say("--url: the host \"%.200s\" is empty, longer than %d characters "
-            "or not plain ASCII: no challenge can be bound to it",
+        say("%s: the host \"%.200s\" is empty, longer than %d characters "
+            "or not plain ASCII: no challenge can be bound to it", opt,
             clean(host, hshown, sizeof(hshown)), JPKI_HOST_MAX);
     } else {
         curl_url_get(u, CURLUPART_PORT, &port, 0);
         snprintf(x->shown, sizeof(x->shown), "%s://%s%s%s%s", scheme, host,
                  port ? ":" : "", port ? port : "", path);
+        snprintf(x->origin, sizeof(x->origin), "%s://%s%s%s", scheme,
+                 x->host_hdr, port ? ":" : "", port ? port : "");
+        if (query != NULL)
+            memcpy(query, q, strlen(q) + 1);
         rc = 0;
         if (strcasecmp(scheme, "http") == 0 && !is_loopback(host)) {
             if (!insecure) {
-                say("--url: plain http:// to %.200s, another host than this "
+                say("%s: plain http:// to %.200s, another host than this "
                     "one: anyone on the network path could swap the gate's "
                     "challenge for another gate's and keep the card's "
-                    "signature (a login as you at that gate), and read the "
-                    "session cookie.  Use https://, or --insecure-http to "
-                    "accept that", host);
+                    "signature (a login as you at that gate)%s.  Use "
+                    "https://, or --insecure-http to accept that", opt, host,
+                    query == NULL ? ", and read the session cookie" : "");
                 rc = -1;
             } else {
                 say("warning: --insecure-http: plain http to %.200s: anyone "
@@ -222,8 +239,9 @@ int check_url(const char *url, int insecure, http_t *x)
     }
     curl_free(scheme);
     curl_free(host);
-    curl_free(query);
+    curl_free(q);
     curl_free(frag);
+    curl_free(user);
     curl_free(port);
     curl_free(path);
     curl_url_cleanup(u);
@@ -384,8 +402,8 @@ int jar_commit(CURL *h, int fd, const char *path)
  * is the gate's MAC, not ours to check.  0 and *expiry; -1 and why not in
  * WHY (not a challenge of a gate), -2 and WHY a whole message (an older
  * gate, another host). */
-static int check_challenge(const char *ch, time_t now, const http_t *x,
-                           long long *expiry, char *why, size_t whylen)
+int check_challenge(const char *ch, time_t now, const http_t *x,
+                    long long *expiry, char *why, size_t whylen)
 {
     size_t n = strlen(ch);
     jpki_challenge_view v;
@@ -449,8 +467,8 @@ static int check_challenge(const char *ch, time_t now, const http_t *x,
  * values skipped, a field of the wrong type, too long or given twice
  * makes the answer malformed); *scratch holds their values (free it).
  * 0, -1 when it is not one JSON object. */
-static int answer_fields(const sink_t *s, jpki_form_field *f, size_t n,
-                         char **scratch)
+int answer_fields(const sink_t *s, jpki_form_field *f, size_t n,
+                  char **scratch)
 {
     *scratch = NULL;
     if (s->buf == NULL || (*scratch = malloc(2 * s->len + 2)) == NULL)
@@ -460,8 +478,8 @@ static int answer_fields(const sink_t *s, jpki_form_field *f, size_t n,
 }
 
 /* A field's text, "?" (or DEF) when absent, shown clean. */
-static const char *shown_field(const jpki_form_field *f, const char *def,
-                               char *out, size_t outlen)
+const char *shown_field(const jpki_form_field *f, const char *def,
+                        char *out, size_t outlen)
 {
     return f->value != NULL ? clean(f->value, out, outlen) : def;
 }
@@ -513,46 +531,63 @@ int get_challenge(http_t *x, const char *base, char *ch, size_t cap,
     return rc;
 }
 
+/* (login.h) */
+int post_answer(http_t *x, const char *url, const char *what,
+                const char *body, jpki_form_field *f, size_t n,
+                char **scratch)
+{
+    char shown[512], shown2[64];
+    sink_t s = {NULL, 0, 0, BODY_MAX, 0};
+    long status;
+    int rc;
+
+    *scratch = NULL;
+    if ((rc = http_do(x, url, what, body, &status, &s)) != 0) {
+        free(s.buf);
+        return rc;
+    }
+    rc = EXIT_NET;
+    if (answer_fields(&s, f, n, scratch) != 0) {
+        say("%s: HTTP %ld, the answer is not the gate's JSON", what, status);
+    } else if (status != 200 && f[n - 2].value != NULL) {
+        fprintf(stderr, "refused: %s: %s\n",
+                clean(f[n - 2].value, shown2, sizeof(shown2)),
+                shown_field(&f[n - 1], "(no message)", shown, sizeof(shown)));
+        rc = EXIT_REFUSED;
+    } else if (status != 200) {
+        say("%s: HTTP %ld without a reason", what, status);
+    } else if (f[0].value == NULL || strcmp(f[0].value, "ok") != 0) {
+        say("%s: HTTP 200 but not the gate's {\"status\":\"ok\",...}", what);
+    } else {
+        rc = EXIT_SIGNED_IN;
+    }
+    free(s.buf);
+    return rc;
+}
+
 int post_login(http_t *x, const char *base, const char *body,
                char *account, size_t acap, long long *expires)
 {
-    char url[URL_MAX + 16], what[URL_MAX + 64], shown[512], shown2[64];
+    char url[URL_MAX + 16], what[URL_MAX + 64];
     jpki_form_field f[5] = {
         {"status", 15, NULL, 0, JPKI_FORM_STRING, 0},
         {"account", acap - 1, NULL, 0, JPKI_FORM_STRING, 0},
         {"expires", 20, NULL, 0, JPKI_FORM_INT, 0},
         {"error", 63, NULL, 0, JPKI_FORM_STRING, 0},
         {"message", 511, NULL, 0, JPKI_FORM_STRING, 0}};
-    sink_t s = {NULL, 0, 0, BODY_MAX, 0};
     char *scratch = NULL;
-    long status;
     int rc;
 
     snprintf(url, sizeof(url), "%s/login", base);
     snprintf(what, sizeof(what), "POST %s/login", x->shown);
-    if ((rc = http_do(x, url, what, body, &status, &s)) != 0) {
-        free(s.buf);
-        return rc;
-    }
-    rc = EXIT_NET;
-    if (answer_fields(&s, f, 5, &scratch) != 0) {
-        say("%s: HTTP %ld, the answer is not the gate's JSON", what, status);
-    } else if (status != 200 && f[3].value != NULL) {
-        fprintf(stderr, "refused: %s: %s\n",
-                clean(f[3].value, shown2, sizeof(shown2)),
-                shown_field(&f[4], "(no message)", shown, sizeof(shown)));
-        rc = EXIT_REFUSED;
-    } else if (status != 200) {
-        say("%s: HTTP %ld without a reason", what, status);
-    } else if (f[0].value == NULL || strcmp(f[0].value, "ok") != 0
-               || f[1].value == NULL || f[2].value == NULL) {
+    rc = post_answer(x, url, what, body, f, 5, &scratch);
+    if (rc == 0 && (f[1].value == NULL || f[2].value == NULL)) {
         say("%s: HTTP 200 but not the gate's {\"status\":\"ok\",...}", what);
-    } else {
+        rc = EXIT_NET;
+    } else if (rc == 0) {
         memcpy(account, f[1].value, f[1].len + 1);
         *expires = f[2].num;
-        rc = EXIT_SIGNED_IN;
     }
     free(scratch);
-    free(s.buf);
     return rc;
 }

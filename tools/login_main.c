@@ -2,7 +2,10 @@
  * jpki-login - signs in at a JPKI login gate (nginx or Apache) with a My
  * Number Card or any PKCS#11 token: GET <url>/challenge, the card signs
  * the 100 characters of the challenge, POST <url>/login (docs/protocol.md,
- * docs/client.md).
+ * docs/client.md).  With --device URL it is the signer of a login page's
+ * device flow instead: the challenge and its code come in the page's link
+ * (login_device.c), the signature is posted there, and the browser that
+ * showed the page is signed in.
  *
  * The card signs whatever it is given, so nothing but a well-formed,
  * current JPKI challenge is given to it, and that is checked before the
@@ -15,7 +18,7 @@
  * PIN problem, 4 network or HTTP problem (EXIT_*, login.h).
  *
  * This file: the options and the run; login_http.c: the gate;
- * login_card.c: the token.
+ * login_card.c: the token; login_device.c: a page's link (--device).
  *
  * The PIN is never taken from the command line, never printed, and wiped
  * (OPENSSL_cleanse) as soon as C_Login has it; JPKI_PIN is wiped from the
@@ -48,12 +51,19 @@ static const char usage_text[] =
 "                  [--account ACCT] [--cookie-jar FILE] [--cacert FILE]\n"
 "                  [--algorithm NAME] [--timeout SECONDS] [--verbose]\n"
 "                  [--insecure-http] [--final-pin-try]\n"
+"       jpki-login --device LINK [the options above but --url, --account\n"
+"                  and --cookie-jar]\n"
 "Signs in at a JPKI login gate with a My Number Card (or any PKCS#11\n"
 "token): GET URL/challenge, the card signs it, POST URL/login.  Prints\n"
 "\"account=ACCT expires=UNIXTIME\" when signed in.\n"
 "  --url URL         the gate's endpoint prefix, http(s)://host[:port]/path\n"
 "                    (e.g. https://www.example.jp/jpki); no query.  http://\n"
 "                    only to this machine (127.0.0.0/8, ::1, localhost)\n"
+"  --device LINK     sign a login page's link instead (the page signs in):\n"
+"                    https://host[:port]/P/sign?challenge=C&code=XXXX-XXXX\n"
+"                    or jpki:https://...; the site and the code are shown\n"
+"                    before the PIN is asked.  Prints \"signed in: go back\n"
+"                    to the page\"\n"
 "  --module FILE     the PKCS#11 module; default OpenSC's, which reads\n"
 "                    the My Number Card:\n"
 "                    " DEFAULT_MODULE "\n"
@@ -86,10 +96,12 @@ static const char usage_text[] =
 "version 1, expiring at most 300 s ago and at most 3900 s ahead by this\n"
 "machine's clock; the card signs nothing else.\n"
 "Exit status: 0 signed in; 1 refused by the gate (stderr: \"refused:\n"
-"REASON: MESSAGE\"); 2 usage; 3 token or PIN problem (module not loadable,\n"
-"no token, PIN refused or locked, last try not confirmed, no certificate or\n"
-"key); 4 network or HTTP problem (unreachable, timeout, TLS, an answer that\n"
-"is not the gate's JSON, a challenge that is not a JPKI one).\n";
+"REASON: MESSAGE\"); 2 usage (with --device: a link that is not a login\n"
+"page's, its challenge or code not right); 3 token or PIN problem (module\n"
+"not loadable, no token, PIN refused or locked, last try not confirmed, no\n"
+"certificate or key); 4 network or HTTP problem (unreachable, timeout,\n"
+"TLS, an answer that is not the gate's JSON, a challenge that is not a\n"
+"JPKI one).\n";
 
 /* ---- messages ----------------------------------------------------- */
 
@@ -166,6 +178,7 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_HELP] = {"help", 0, 0},
     [O_INSECURE_HTTP] = {"insecure-http", 0, 0},
     [O_FINAL_PIN_TRY] = {"final-pin-try", 0, 0},
+    [O_DEVICE] = {"device", 1, URL_MAX + 5},     /* "jpki:" URL */
 };
 
 static int parse_args(int argc, char **argv, args_t *a)
@@ -301,8 +314,24 @@ static int check_args(const args_t *a, const alg_t **alg)
     size_t idlen;
     const char *t = a->val[O_TIMEOUT];
 
-    if (a->val[O_URL] == NULL) {
-        say("--url is required");
+    if (a->val[O_URL] != NULL && a->val[O_DEVICE] != NULL) {
+        say("--url and --device: give one of them (--url signs in here, "
+            "--device signs a login page's link)");
+        return -1;
+    }
+    if (a->val[O_URL] == NULL && a->val[O_DEVICE] == NULL) {
+        say("--url is required (or --device LINK: sign a login page's "
+            "link)");
+        return -1;
+    }
+    if (a->val[O_DEVICE] != NULL && a->val[O_COOKIE_JAR] != NULL) {
+        say("--cookie-jar: not with --device: the browser that shows the "
+            "page gets the session, not this client");
+        return -1;
+    }
+    if (a->val[O_DEVICE] != NULL && a->val[O_ACCOUNT] != NULL) {
+        say("--account: not with --device: the page's login takes the "
+            "certificate's account");
         return -1;
     }
     if (a->val[O_ID] != NULL && a->val[O_LABEL] != NULL) {
@@ -340,6 +369,7 @@ typedef struct {
     const alg_t *alg;                   /* --algorithm, then the one used */
     card_t k;
     http_t x;
+    device_t dev;                       /* --device: the page's link */
     char base[URL_MAX + 1], challenge[CHALLENGE_MAX + 1];
     uint8_t sig[P11_SIG_MAX];
     size_t siglen;
@@ -363,8 +393,21 @@ static int setup(run_t *r, int argc, char **argv)
         return EXIT_SIGNED_IN;
     }
     verbose = r->a.seen[O_VERBOSE];
-    if (check_args(&r->a, &r->alg) != 0
-        || check_url(r->a.val[O_URL], r->a.seen[O_INSECURE_HTTP], &r->x) != 0)
+    if (check_args(&r->a, &r->alg) != 0)
+        return EXIT_USAGE;
+    if (r->a.val[O_DEVICE] != NULL) {
+        if (device_url(r->a.val[O_DEVICE], r->a.seen[O_INSECURE_HTTP],
+                       &r->dev, &r->x) != 0)
+            return EXIT_USAGE;
+        memcpy(r->challenge, r->dev.challenge, sizeof(r->challenge));
+        r->ch_expiry = r->dev.expiry;
+        say("Sign in to %s with code %s (check that your browser shows "
+            "this site and this code)", r->x.origin, r->dev.code);
+        catch_signals();
+        return GO_ON;
+    }
+    if (check_url(r->a.val[O_URL], "--url", r->a.seen[O_INSECURE_HTTP],
+                  &r->x, NULL, 0) != 0)
         return EXIT_USAGE;
     snprintf(r->base, sizeof(r->base), "%s", r->a.val[O_URL]);
     n = strlen(r->base);
@@ -387,6 +430,7 @@ static int card_sign(run_t *r)
 {
     const alg_t *def = NULL;
     struct timespec t0;
+    char why[512];
     int rc, ec_bytes = 0;
 
     if ((rc = card_open(&r->a, &r->k)) != 0)
@@ -398,8 +442,9 @@ static int card_sign(run_t *r)
     r->curl_up = 1;
     if (http_init(&r->x, &r->a) != 0)
         return EXIT_NET;
-    if ((rc = get_challenge(&r->x, r->base, r->challenge,
-                            sizeof(r->challenge), &r->ch_expiry)) != 0)
+    if (r->a.val[O_DEVICE] == NULL
+        && (rc = get_challenge(&r->x, r->base, r->challenge,
+                               sizeof(r->challenge), &r->ch_expiry)) != 0)
         return rc;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = card_login(&r->a, &r->k);
@@ -417,8 +462,15 @@ static int card_sign(run_t *r)
     }
     /* a slow PIN entry may have outlived the challenge (120 s by default):
      * a new one, checked the same way; once, whatever our clock says of it
-     * (ours may be ahead of the gate's) */
-    if ((long long)time(NULL) + CH_MARGIN >= r->ch_expiry) {
+     * (ours may be ahead of the gate's).  A page's challenge cannot be
+     * renewed here: checked again, the page's flow may still take it. */
+    if (r->a.val[O_DEVICE] != NULL) {
+        if (check_challenge(r->challenge, time(NULL), &r->x, &r->ch_expiry,
+                            why, sizeof(why)) != 0) {
+            say("--device: not signed: %s: start again from the page", why);
+            return EXIT_USAGE;
+        }
+    } else if ((long long)time(NULL) + CH_MARGIN >= r->ch_expiry) {
         step("the challenge has expired, or nearly, by this machine's clock: "
              "a new one");
         if ((rc = get_challenge(&r->x, r->base, r->challenge,
@@ -434,7 +486,8 @@ static int card_sign(run_t *r)
     return GO_ON;
 }
 
-/* POST the login; the cookie jar written, the account printed. */
+/* POST the login; the cookie jar written, the account printed.  With
+ * --device, the signature posted to the page's link. */
 static int send_login(run_t *r)
 {
     char account[ACCOUNT_MAX + 1], shown[ACCOUNT_MAX * 2 + 1];
@@ -459,6 +512,14 @@ static int send_login(run_t *r)
     sb_adds(&body, "}");
     if (body.err) {
         say("the login request would be larger than %d bytes", BODY_MAX);
+        goto done;
+    }
+    if (r->a.val[O_DEVICE] != NULL) {
+        if ((rc = post_sign(&r->x, &r->dev, body.b)) == 0) {
+            puts("signed in: go back to the page");
+            if (fflush(stdout) != 0)
+                rc = EXIT_NET;
+        }
         goto done;
     }
     if ((rc = post_login(&r->x, r->base, body.b, account, sizeof(account),

@@ -42,22 +42,34 @@ static void test_endpoint(void)
 {
     jpki_op op = JPKI_OP_CHECK;
 
-    ok(jpki_endpoint_op("/jpki/challenge", 15, &op) && op == JPKI_OP_CHALLENGE,
+    ok(jpki_endpoint_op("/jpki/challenge", 15, 1, &op) && op == JPKI_OP_CHALLENGE,
        "/jpki/challenge");
-    ok(jpki_endpoint_op("/a/b/login//", 12, &op) && op == JPKI_OP_LOGIN,
+    ok(jpki_endpoint_op("/a/b/login//", 12, 1, &op) && op == JPKI_OP_LOGIN,
        "trailing slashes ignored");
-    ok(jpki_endpoint_op("logout", 6, &op) && op == JPKI_OP_LOGOUT,
+    ok(jpki_endpoint_op("logout", 6, 1, &op) && op == JPKI_OP_LOGOUT,
        "a path without '/'");
-    ok(jpki_endpoint_op("/x/status", 9, &op) && op == JPKI_OP_STATUS,
+    ok(jpki_endpoint_op("/x/status", 9, 1, &op) && op == JPKI_OP_STATUS,
        "/x/status");
     op = JPKI_OP_CHECK;
-    ok(!jpki_endpoint_op("/jpki/login2", 12, &op) && op == JPKI_OP_CHECK,
+    ok(!jpki_endpoint_op("/jpki/login2", 12, 1, &op) && op == JPKI_OP_CHECK,
        "another name: none");
-    ok(!jpki_endpoint_op("/jpki/logi", 10, &op), "a prefix of a name: none");
-    ok(!jpki_endpoint_op("/jpki/login", 10, &op),
+    ok(!jpki_endpoint_op("/jpki/logi", 10, 1, &op), "a prefix of a name: none");
+    ok(!jpki_endpoint_op("/jpki/login", 10, 1, &op),
        "the length bounds the path (/jpki/logi)");
-    ok(!jpki_endpoint_op("/", 1, &op) && !jpki_endpoint_op("", 0, &op),
+    ok(!jpki_endpoint_op("/", 1, 1, &op) && !jpki_endpoint_op("", 0, 1, &op),
        "no segment: none");
+    ok(jpki_endpoint_op("/jpki/login", 11, 0, &op) && op == JPKI_OP_PAGE,
+       "login without POST: the login page");
+    ok(jpki_endpoint_op("/jpki/page.css", 14, 0, &op) && op == JPKI_OP_ASSET
+       && jpki_endpoint_op("/jpki/page.js", 13, 0, &op)
+       && op == JPKI_OP_ASSET, "page.css, page.js: the assets");
+    ok(jpki_endpoint_op("/jpki/device", 12, 1, &op)
+       && op == JPKI_OP_DEVICE_START, "device: a flow started");
+    ok(jpki_endpoint_op("/jpki/sign", 10, 1, &op) && op == JPKI_OP_DEVICE_SIGN,
+       "sign: the signer's login");
+    ok(jpki_endpoint_op("/jpki/poll", 10, 0, &op) && op == JPKI_OP_DEVICE_POLL,
+       "poll: the page's wait");
+    ok(!jpki_endpoint_op("/jpki/page.cs", 13, 0, &op), "page.cs: none");
 }
 
 static void test_health(void)

@@ -144,7 +144,7 @@ static void test_render(void)
     ok(d != NULL && d == jpki_page_tmpl_default(), "the built-in template, once");
     memset(&v, 0, sizeof(v));
     v.lang = JPKI_LANG_EN;
-    v.methods = JPKI_PAGE_TLS;
+    v.methods = JPKI_METHOD_TLS;
     v.tls_url = "/jpki/tls-login?return_to=%2Fapp%2F&x=1";
     v.assets = "/jpki/";
     v.return_to = "/app/\"><script>";
@@ -152,7 +152,7 @@ static void test_render(void)
     ok(n > 0 && strlen(out) == n, "the built-in page renders");
     ok(strstr(out, "<html lang=\"en\">") != NULL, "lang=en");
     ok(strstr(out, "Sign in with the card reader of this computer") != NULL, "the TLS method");
-    ok(strstr(out, "href=\"/jpki/tls-login?return_to=%2Fapp%2F&amp;x=1\"") != NULL,
+    ok(strstr(out, "action=\"/jpki/tls-login?return_to=%2Fapp%2F&amp;x=1\"") != NULL,
        "its URL, escaped");
     ok(strstr(out, "m-device") == NULL, "no device method when it is off");
     ok(strstr(out, "role=\"alert\"") == NULL, "no error part without an error");
@@ -160,7 +160,7 @@ static void test_render(void)
     ok(strstr(out, "src=\"/jpki/page.js\"") != NULL, "the gate's own script");
 
     v.lang = JPKI_LANG_JA;
-    v.methods = JPKI_PAGE_TLS | JPKI_PAGE_DEVICE;
+    v.methods = JPKI_METHOD_TLS | JPKI_METHOD_DEVICE;
     v.device_url = "/jpki/device";
     v.return_to = "/app/\"><script>";
     v.error = "cert_revoked";

@@ -298,6 +298,8 @@ static void logout_request(jpki_txn_request *rq, const char *cookie,
         jpki_txn_free(t_);                                                   \
     } while (0)
 
+static int tls_json;                    /* the TLS logins' client: JSON */
+
 /* A login by the client certificate of a TLS handshake (cert: the PKI
  * file, NULL: none presented; version: the connection's; body: a form or
  * NULL). */
@@ -320,6 +322,7 @@ static const jpki_verdict *tls_login(const char *cert, unsigned version,
     rq.client_cert = der;
     rq.client_cert_len = len;
     rq.tls_version = version;
+    rq.wants_json = tls_json;
     if (body != NULL) {
         rq.body = (const uint8_t *)body;
         rq.body_len = strlen(body);
@@ -331,11 +334,32 @@ static const jpki_verdict *tls_login(const char *cert, unsigned version,
     return drive(&rq, env, tp);
 }
 
+/* A TLS login refused or taken, as an API client sees it (JSON: st_,
+ * rs_), then as the page's button (a browser: back to the page asked for,
+ * or to the login page with the reason; another site's post: refused as
+ * it is). */
 #define EXPECT_TLS(cert, ver, body, env, st_, rs_, name) do {                \
         jpki_txn *t_ = NULL;                                                 \
-        const jpki_verdict *v_ = tls_login(cert, ver, body, env, &t_);       \
+        const jpki_verdict *v_;                                              \
+        char want_[128];                                                     \
+        tls_json = 1;                                                        \
+        v_ = tls_login(cert, ver, body, env, &t_);                           \
         is_int(v_ ? v_->http_status : -1, st_, "%s: status", name);          \
         is_str(v_ ? v_->reason : NULL, rs_, "%s: reason", name);             \
+        jpki_txn_free(t_);                                                   \
+        tls_json = 0;                                                        \
+        v_ = tls_login(cert, ver, body, env, &t_);                           \
+        snprintf(want_, sizeof(want_), "/login?error=%s&return_to=/", rs_);  \
+        if (st_ == 200)                                                      \
+            snprintf(want_, sizeof(want_), "/");                             \
+        if (st_ == 403 && !strcmp(rs_, "cross_origin"))                      \
+            ok(v_ && v_->http_status == 403 && !v_->location,                \
+               "%s: the page's button: refused as it is", name);            \
+        else                                                                 \
+            ok(v_ && v_->http_status == 303 && v_->location                  \
+               && !strcmp(v_->location, want_),                              \
+               "%s: the page's button: 303 %s", name,                        \
+               v_ && v_->location ? v_->location : "-");                     \
         jpki_txn_free(t_);                                                   \
     } while (0)
 
@@ -359,7 +383,7 @@ static void test_tls_login(io_env *good)
     ok(v && v->http_status == 303 && !strcmp(v->location, "/app/"),
        "return_to from the form: %s", v && v->location ? v->location : "-");
     jpki_txn_free(t);
-    EXPECT_TLS("user1.pem", 0x0304, NULL, good, 303, "ok",
+    EXPECT_TLS("user1.pem", 0x0304, NULL, good, 200, "ok",
                "TLS 1.3 with a certificate (a key in software): the "
                "handshake proved it");
     EXPECT_TLS(NULL, 0x0304, NULL, good, 400, "tls_version",
@@ -396,7 +420,7 @@ static void test_tls_login(io_env *good)
     {
         jpki_op op;
 
-        ok(jpki_endpoint_op("/jpki/tls", 9, &op) && op == JPKI_OP_TLS_LOGIN,
+        ok(jpki_endpoint_op("/jpki/tls", 9, 1, &op) && op == JPKI_OP_TLS_LOGIN,
            "the endpoint <prefix>/tls");
         ok(jpki_tls_version_of("TLSv1.2") == 0x0303
            && jpki_tls_version_of("TLSv1.3") == 0x0304
@@ -953,6 +977,394 @@ static void test_guard(io_env *env)
     NOW = base;
 }
 
+/* ---- the login page and the device flow ---------------------------- */
+
+static const jpki_verdict *page_req(jpki_op op, const char *uri, int post,
+                                    const char *lang, jpki_txn **tp)
+{
+    jpki_txn_request rq = {0};
+    const char *q = strchr(uri, '?');
+
+    rq.op = op;
+    rq.now = NOW;
+    rq.is_post = post;
+    rq.uri = uri;
+    rq.query = q ? q + 1 : NULL;
+    rq.query_len = q ? strlen(q + 1) : 0;
+    rq.accept_language = lang;
+    rq.accept_language_len = lang ? strlen(lang) : 0;
+    rq.policy = req_policy;
+    set_from(&rq);
+    return drive(&rq, NULL, tp);
+}
+
+static const char *header_of(const jpki_verdict *v, const char *name)
+{
+    const jpki_header *h;
+
+    for (h = v && v->headers ? v->headers : NULL; h && h->name; h++)
+        if (!strcmp(h->name, name))
+            return h->value;
+    return NULL;
+}
+
+/* base64's '+', '/', '=' percent-encoded (a form's value). */
+static const char *form_escape(const char *b64)
+{
+    static char out[3][12288];
+    static int k;
+    char *o = out[k = (k + 1) % 3];
+    size_t n = 0;
+
+    for (; *b64 && n + 4 < sizeof(out[0]); b64++)
+        n += (size_t)(strchr("+/=", *b64)
+                      ? snprintf(o + n, 4, "%%%02X", (unsigned char)*b64)
+                      : snprintf(o + n, 2, "%c", *b64));
+    return o;
+}
+
+static void test_page_txn(io_env *good)
+{
+    const jpki_verdict *v;
+    jpki_txn *t;
+    jpki_policy none;
+    char form[16384], ch[JPKI_CHALLENGE_LEN + 1];
+    jpki_txn_request rq = {0};
+
+    v = page_req(JPKI_OP_PAGE, "/jpki/login?return_to=%2Fapp%2F&error="
+                 "cert_revoked", 0, "en-US,en;q=0.8", &t);
+    ok(v && v->http_status == 200 && v->content_type
+       && !strcmp(v->content_type, "text/html; charset=utf-8"),
+       "GET <prefix>/login: the page, HTML");
+    ok(v && v->body && strstr(v->body, "<html lang=\"en\">")
+       && strstr(v->body, "The certificate of this card has been revoked"),
+       "in English, with the refusal's sentence");
+    ok(v && strstr(v->body, "action=\"/jpki/tls\"")
+       && strstr(v->body, "action=\"/jpki/device\"")
+       && strstr(v->body, "value=\"/app/\"")
+       && strstr(v->body, "href=\"/jpki/page.css\""),
+       "the methods' URLs and return_to under the endpoints' prefix");
+    ok(header_of(v, "Content-Security-Policy")
+       && strstr(header_of(v, "Content-Security-Policy"), "script-src 'self'")
+       && header_of(v, "X-Frame-Options"), "the page's CSP and headers");
+    jpki_txn_free(t);
+    v = page_req(JPKI_OP_PAGE, "/jpki/login?return_to=%2F%2Fevil.example&"
+                 "error=x%3Cscript", 0, NULL, &t);
+    ok(v && strstr(v->body, "<html lang=\"ja\">")
+       && strstr(v->body, "マイナンバーカードでログイン"),
+       "no Accept-Language: Japanese");
+    ok(v && !strstr(v->body, "evil.example") && strstr(v->body, "value=\"/\"")
+       && !strstr(v->body, "role=\"alert\""),
+       "another site's return_to and a malformed error are left out");
+    jpki_txn_free(t);
+    v = page_req(JPKI_OP_PAGE, "/jpki/login", 1, NULL, &t);
+    ok(v && v->http_status == 405, "POST to the page's path without a "
+       "login: 405");
+    jpki_txn_free(t);
+    none = gp;
+    none.login_methods = 0;
+    req_policy = &none;
+    v = page_req(JPKI_OP_PAGE, "/jpki/login", 0, "en", &t);
+    ok(v && strstr(v->body, "no way to sign in") && !strstr(v->body, "m-tls"),
+       "no method turned on: the page says so");
+    jpki_txn_free(t);
+    none.login_methods = JPKI_METHOD_DEVICE;
+    v = page_req(JPKI_OP_PAGE, "/jpki/login", 0, "en", &t);
+    ok(v && !strstr(v->body, "m-tls") && strstr(v->body, "m-device"),
+       "only the methods turned on");
+    jpki_txn_free(t);
+    req_policy = NULL;
+
+    v = page_req(JPKI_OP_ASSET, "/jpki/page.js?v=1", 0, NULL, &t);
+    ok(v && v->http_status == 200 && v->body_len > 100
+       && !strcmp(v->content_type, "text/javascript; charset=utf-8")
+       && header_of(v, "ETag") && header_of(v, "ETag")[0] == '"',
+       "page.js, with its ETag");
+    jpki_txn_free(t);
+    v = page_req(JPKI_OP_ASSET, "/jpki/page.css", 0, NULL, &t);
+    ok(v && v->http_status == 200 && !strncmp(v->content_type, "text/css", 8),
+       "page.css");
+    jpki_txn_free(t);
+    v = page_req(JPKI_OP_ASSET, "/jpki/other.js", 0, NULL, &t);
+    ok(v && v->http_status == 404, "another name: 404");
+    jpki_txn_free(t);
+
+    /* a browser's form login refused: back to the page, with the reason */
+    jpki_challenge_issue(ctx, NOW, req_host, strlen(req_host), ch, NULL);
+    {
+        char cert[8192], sig[1024];
+        snprintf(cert, sizeof(cert), "%s", tap_file_b64("user-ec.pem"));
+        snprintf(sig, sizeof(sig), "%s", tap_sign_b64(ch, "user-ec.key",
+                                                      "sha256"));
+        snprintf(form, sizeof(form), "challenge=%s&certificate=%s&"
+                 "signature=%s&return_to=%%2Fapp%%2F", ch,
+                 form_escape(cert), form_escape(sig));
+    }
+    tap_json_login(&rq, NOW, form);
+    rq.wants_json = 0;
+    rq.content_type = "application/x-www-form-urlencoded";
+    rq.content_type_len = strlen(rq.content_type);
+    rq.uri = "/jpki/login";
+    set_from(&rq);
+    v = drive(&rq, good, &t);
+    ok(v && v->http_status == 303 && v->location
+       && !strcmp(v->location, "/jpki/login?error=account_not_mapped&"
+                  "return_to=/app/"),
+       "a form login refused: 303 to the page (%s)",
+       v && v->location ? v->location : "-");
+    jpki_txn_free(t);
+}
+
+/* The device flow: a browser's start, a signer's login, the poll. */
+static char flow_cookie[256];
+
+static const jpki_verdict *flow_start(int json, jpki_txn **tp, char *ch)
+{
+    jpki_txn_request rq = {0};
+    const jpki_verdict *v;
+    const char *p;
+
+    rq.op = JPKI_OP_DEVICE_START;
+    rq.now = NOW;
+    rq.is_post = 1;
+    rq.wants_json = json;
+    rq.https = 1;
+    rq.uri = "/jpki/device";
+    rq.body = (const uint8_t *)"return_to=%2Fapp%2F";
+    rq.body_len = strlen((const char *)rq.body);
+    rq.content_type = "application/x-www-form-urlencoded";
+    rq.content_type_len = strlen(rq.content_type);
+    rq.peer = "127.0.0.1";
+    set_from(&rq);
+    v = drive(&rq, NULL, tp);
+    flow_cookie[0] = ch[0] = '\0';
+    if (v && v->set_cookie && !strncmp(v->set_cookie, "jpki_flow=", 10))
+        snprintf(flow_cookie, sizeof(flow_cookie), "%.*s",
+                 (int)strcspn(v->set_cookie + 10, ";"), v->set_cookie + 10);
+    p = strchr(flow_cookie, '.');
+    if (p != NULL)
+        snprintf(ch, JPKI_CHALLENGE_LEN + 1, "%.*s", (int)(p - flow_cookie),
+                 flow_cookie);
+    return v;
+}
+
+static const jpki_verdict *flow_sign(const char *ch, const char *signed_ch,
+                                     const char *cert, const char *key,
+                                     io_env *env, jpki_txn **tp)
+{
+    static char body[16384];
+    jpki_txn_request rq = {0};
+
+    snprintf(body, sizeof(body), "{\"challenge\":\"%s\",\"certificate\":\"%s\","
+             "\"signature\":\"%s\"}", ch, tap_file_b64(cert),
+             tap_sign_b64(signed_ch, key, "sha256"));
+    tap_json_login(&rq, NOW, body);
+    rq.op = JPKI_OP_DEVICE_SIGN;
+    rq.uri = "/jpki/sign";
+    set_from(&rq);
+    rq.sec_fetch_site = rq.origin = NULL;      /* a phone: no browser */
+    return drive(&rq, env, tp);
+}
+
+static const jpki_verdict *flow_poll(const char *cookie, int json,
+                                     jpki_txn **tp)
+{
+    jpki_txn_request rq = {0};
+
+    rq.op = JPKI_OP_DEVICE_POLL;
+    rq.now = NOW;
+    rq.wants_json = json;
+    rq.uri = "/jpki/poll?return_to=%2Fapp%2F";
+    rq.query = "return_to=%2Fapp%2F";
+    rq.query_len = strlen(rq.query);
+    rq.cookie = cookie;
+    rq.cookie_len = cookie ? strlen(cookie) : 0;
+    set_from(&rq);
+    return drive(&rq, NULL, tp);
+}
+
+#define FLOW_EXPECT(v_, st_, rs_, name) do {                                \
+        is_int((v_) ? (v_)->http_status : -1, st_, "%s: status", name);      \
+        is_str((v_) ? (v_)->reason : NULL, rs_, "%s: reason", name);         \
+    } while (0)
+
+static void test_device_flow(io_env *good)
+{
+    const jpki_verdict *v;
+    jpki_txn *t;
+    char ch[JPKI_CHALLENGE_LEN + 1], ch2[JPKI_CHALLENGE_LEN + 1];
+    char code[JPKI_DEVICE_CODE_LEN + 1], want[512], other[256];
+    char cookie[256], session[1024];
+
+    v = flow_start(1, &t, ch);
+    jpki_device_code(ch, strlen(ch), code);
+    snprintf(want, sizeof(want), "\"url\":\"https://gate.example:8443/jpki/"
+             "sign?challenge=%s&code=%s\"", ch, code);
+    ok(v && v->http_status == 200 && strlen(ch) == JPKI_CHALLENGE_LEN
+       && strstr(v->body, want) && strstr(v->body, "\"link\":\"jpki:https:")
+       && strstr(v->body, "\"qr\":\"data:image/svg+xml;base64,")
+       && strstr(v->body, "\"poll\":\"/jpki/poll?return_to=/app/\""),
+       "a flow started: its URL (origin, challenge, code), link, QR code");
+    ok(v && v->set_cookie && strstr(v->set_cookie, "HttpOnly")
+       && strstr(v->set_cookie, "SameSite=Strict")
+       && strstr(v->set_cookie, "Path=/jpki/")
+       && strlen(flow_cookie) == JPKI_CHALLENGE_LEN + 33,
+       "bound to the browser by a cookie of its own");
+    jpki_txn_free(t);
+    snprintf(cookie, sizeof(cookie), "%s", flow_cookie);
+    /* another browser: the flow's challenge (it saw the QR code), its own
+     * secret */
+    snprintf(other, sizeof(other), "%s.%032d", ch, 7);
+
+    v = flow_poll(cookie, 1, &t);
+    ok(v && v->http_status == 200 && strstr(v->body, "\"status\":\"pending\""),
+       "before the signer: pending");
+    jpki_txn_free(t);
+    v = flow_poll(other, 1, &t);
+    FLOW_EXPECT(v, 403, "flow_mismatch", "another browser's poll, pending");
+    jpki_txn_free(t);
+    v = flow_poll(NULL, 1, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "a poll without the cookie");
+    jpki_txn_free(t);
+
+    /* a signature that proves no key leaves the flow waiting */
+    v = flow_sign(ch, ch, "user1.pem", "user2.key", good, &t);
+    FLOW_EXPECT(v, 401, "signature_invalid", "a forged signer");
+    jpki_txn_free(t);
+    jpki_challenge_issue(ctx, NOW, req_host, strlen(req_host), ch2, NULL);
+    v = flow_sign(ch, ch2, "user1.pem", "user1.key", good, &t);
+    FLOW_EXPECT(v, 401, "signature_invalid",
+                "a signature over another challenge, into this flow");
+    jpki_txn_free(t);
+    v = flow_sign(ch2, ch2, "user1.pem", "user1.key", good, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "a login of no flow: refused");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 1, &t);
+    ok(v && strstr(v->body, "\"status\":\"pending\""), "still pending");
+    jpki_txn_free(t);
+
+    v = flow_sign(ch, ch, "user1.pem", "user1.key", good, &t);
+    snprintf(want, sizeof(want), "{\"status\":\"ok\",\"code\":\"%s\"}", code);
+    ok(v && v->http_status == 200 && !strcmp(v->body, want)
+       && v->set_cookie == NULL && v->audit
+       && strstr(v->audit, "\"event\":\"login\""),
+       "the signer: ok with the code, no session, audited as a login");
+    jpki_txn_free(t);
+    v = flow_sign(ch, ch, "user1.pem", "user1.key", good, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "a second signer into a signed flow");
+    jpki_txn_free(t);
+    v = flow_poll(other, 1, &t);
+    FLOW_EXPECT(v, 403, "flow_mismatch", "another browser's poll, signed");
+    jpki_txn_free(t);
+
+    v = flow_poll(cookie, 1, &t);
+    ok(v && v->http_status == 200 && strstr(v->body, "\"account\":\"alice\"")
+       && v->set_cookie && !strncmp(v->set_cookie, "jpki_session=", 13)
+       && v->set_cookie2 && strstr(v->set_cookie2, "jpki_flow=;")
+       && strstr(v->set_cookie2, "Max-Age=0"),
+       "the browser's poll: the session, the flow's cookie cleared");
+    snprintf(session, sizeof(session), "%.*s",
+             v && v->set_cookie ? (int)strcspn(v->set_cookie + 13, ";") : 0,
+             v && v->set_cookie ? v->set_cookie + 13 : "");
+    jpki_txn_free(t);
+    v = check(session, NOW, good, &t);
+    ok(v && v->http_status == 200 && v->account
+       && !strcmp(v->account, "alice"), "the session opens the gate");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 1, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "the flow taken: a second poll");
+    ok(v && v->set_cookie && strstr(v->set_cookie, "jpki_flow=;"),
+       "... clears the flow's cookie");
+    jpki_txn_free(t);
+
+    /* a signer refused once its key signed: the browser is told why */
+    v = flow_start(1, &t, ch);
+    jpki_txn_free(t);
+    snprintf(cookie, sizeof(cookie), "%s", flow_cookie);
+    v = flow_sign(ch, ch, "user-ec.pem", "user-ec.key", good, &t);
+    FLOW_EXPECT(v, 403, "account_not_mapped", "an unmapped card's signer");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 1, &t);
+    FLOW_EXPECT(v, 403, "account_not_mapped", "the browser's poll says why");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 1, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "said once");
+    jpki_txn_free(t);
+
+    /* expired */
+    v = flow_start(1, &t, ch);
+    jpki_txn_free(t);
+    snprintf(cookie, sizeof(cookie), "%s", flow_cookie);
+    NOW += 200;
+    v = flow_sign(ch, ch, "user1.pem", "user1.key", good, &t);
+    FLOW_EXPECT(v, 401, "challenge_expired", "a signer after the expiry");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 1, &t);
+    FLOW_EXPECT(v, 410, "flow_unknown", "an expired flow's poll");
+    jpki_txn_free(t);
+    NOW -= 200;
+
+    /* the store holds no certificate part in clear */
+    v = flow_start(1, &t, ch);
+    jpki_txn_free(t);
+    snprintf(cookie, sizeof(cookie), "%s", flow_cookie);
+    v = flow_sign(ch, ch, "user1.pem", "user1.key", good, &t);
+    {
+        char id[JPKI_CHALLENGE_ID_HEX + 1];
+        jpki_store_cmd c = {0};
+        jpki_store_result r;
+        uint8_t raw[16];
+        size_t got = 0;
+
+        jpki_challenge_check(ctx, ch, strlen(ch), NOW, req_host,
+                             strlen(req_host), id, NULL);
+        c.op = JPKI_STORE_GET;
+        c.keylen = (size_t)snprintf(c.key, sizeof(c.key),
+                                    "jpki:v1:flow:%s", id);
+        jpki_shm_exec(shm, &c, (int64_t)NOW * 1000, &r);
+        jpki_hex_decode(jpki_txn_cert_id(t), 32, raw, 16, &got);
+        ok(r.type == JPKI_STORE_R_VALUE && r.vallen == 136 && r.val[0] == 'd'
+           && got == 16 && memmem(r.val, r.vallen, raw, 16) == NULL
+           && memmem(r.val, r.vallen, jpki_txn_cert_id(t), 32) == NULL,
+           "the signed flow's record: sealed (no cert_id, no reference)");
+    }
+    jpki_txn_free(t);
+
+    /* without JavaScript: the page with the QR code, refreshed to the
+     * poll, then back to the page asked for */
+    v = flow_start(0, &t, ch);
+    ok(v && v->http_status == 200 && v->content_type
+       && strstr(v->body, "<img class=\"qr\" src=\"data:image/svg+xml;base64,")
+       && strstr(v->body, "http-equiv=\"refresh\"")
+       && strstr(v->body, "/jpki/poll?return_to=/app/") && v->set_cookie,
+       "a browser without JavaScript: the page shows the QR code");
+    jpki_txn_free(t);
+    snprintf(cookie, sizeof(cookie), "%s", flow_cookie);
+    v = flow_poll(cookie, 0, &t);
+    ok(v && v->http_status == 200 && strstr(v->body, "class=\"qr\""),
+       "... and again while it waits");
+    jpki_txn_free(t);
+    v = flow_sign(ch, ch, "user1.pem", "user1.key", good, &t);
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 0, &t);
+    ok(v && v->http_status == 303 && !strcmp(v->location, "/app/")
+       && v->set_cookie, "... then 303 to the page asked for, signed in");
+    jpki_txn_free(t);
+    v = flow_poll(cookie, 0, &t);
+    ok(v && v->http_status == 303 && v->location
+       && !strcmp(v->location, "/jpki/login?error=flow_unknown&return_to="
+                  "/app/"), "a used flow: back to the page, with why");
+    jpki_txn_free(t);
+
+    /* another site's page cannot start a flow in this browser */
+    req_sfs = "cross-site";
+    req_origin = "https://evil.example";
+    v = flow_start(1, &t, ch);
+    FLOW_EXPECT(v, 403, "cross_origin", "a start from another site");
+    jpki_txn_free(t);
+    req_sfs = req_origin = NULL;
+}
+
 int main(void)
 {
     io_env good = {"ocsp", NULL, 0, 0};
@@ -1417,6 +1829,8 @@ int main(void)
     map("user1.pem", "alice");
     test_tls_login(&good);
     test_health(&good);
+    test_page_txn(&good);
+    test_device_flow(&good);
     jpki_ctx_free(ctx);
 
     system("rm -rf /tmp/jpki-txn-*");
