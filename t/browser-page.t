@@ -621,6 +621,27 @@ for my $kind (@kinds) {
             }
             $s->quit;
         }
+        # the page without JavaScript: the form post answers the page with
+        # the QR code, which refreshes itself to the poll until it is signed
+        SKIP: {
+            skip "$kind: no device signer: $why_no_signer", 4 if $why_no_signer;
+            skip 'no zbarimg', 4 unless $ZBAR;
+            my $s = $br->session(lang => 'en',
+                                 prefs => { 'profile.default_content_setting_values.javascript' => 2 });
+            $s->go($srv->url('/jpki/login?return_to=%2Fweb%2Fnojs'));
+            $s->click('#device button');
+            ok($s->wait_for('var i = document.querySelector("img.qr"); '
+                            . 'return i && i.complete && i.naturalWidth > 0', 15),
+               "$kind, no script: the form post answers the page with the QR code");
+            like($s->url, qr{/jpki/device$}, "$kind, no script: ... (the form's, not page.js's)");
+            my $qr = qr_text(shot($s, 'nojs'));
+            like($qr, qr{^\Q$base\E/jpki/sign\?challenge=}, "$kind, no script: zbarimg reads it");
+            my ($rc, $out) = phone_signs($qr, 'user1');
+            my $end = $s->wait_for('return location.pathname === "/web/nojs" && document.body.innerText', 20);
+            like($end // '', qr/account=\[alice\]/,
+                 "$kind, no script: signed, the page refreshes to the page asked for") or diag $out;
+            $s->quit;
+        }
         $br->stop;
     }
     $srv->stop;
