@@ -494,7 +494,7 @@ sub no_page {
     is(scalar(grep { ($_->{cookie} // '') =~ /jpki_flow=\Q$flow->{cookie}\E/ } @polls), 3,
        'page.js: ... each with the flow\'s cookie');
     my @gaps = map { $polls[$_]{t} - $polls[$_ - 1]{t} } 1 .. $#polls;
-    ok(@gaps && !grep({ $_ < 1.8 || $_ > 4 } @gaps), 'page.js: ... every 2 s')
+    ok(@gaps && !grep({ $_ < 1.8 || $_ > 6 } @gaps), 'page.js: ... every 2 s')
         or diag("gaps: @gaps");
     $s->quit;
     note(sprintf 'stand-in, ja: %.1f s', time - $t0);
@@ -543,7 +543,7 @@ sub no_page {
     is($starts[-1]{body}, "return_to=$RET_Q", 'stand-in, en: ... with its return_to');
 
     mock_reset();
-    mock_scenario(poll => 'pending', expires_in => 3);
+    mock_scenario(poll => 'pending', expires_in => 4);
     $s->go($login);
     device_shown($s, 'stand-in, en, expiring');
     my $back = $s->wait_for('var d = document.getElementById("device"); '
@@ -554,7 +554,7 @@ sub no_page {
     sleep 2.5;
     my $m = () = requests_to('GET', '/jpki/poll');
     is($m, $n, 'stand-in, en: ... and the polling stopped');
-    ok($n >= 1 && $n <= 2, 'stand-in, en: ... after the polls of its 3 s') or diag("$n polls");
+    ok($n >= 1 && $n <= 2, 'stand-in, en: ... after the polls of its 4 s') or diag("$n polls");
     $s->quit;
     note(sprintf 'stand-in, en: %.1f s', time - $t0);
 
