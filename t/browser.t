@@ -21,9 +21,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JPKITest;
 use JPKIApache;
+use JPKIBrowser;
 
-my $CHROMIUM = $ENV{JPKI_CHROMIUM} // '/usr/bin/chromium';
-plan skip_all => "no $CHROMIUM (Debian package chromium)" unless -x $CHROMIUM;
+JPKIBrowser::skip_unless();
 skip_unless(qw(nginx module jpkictl pki openssl));
 skip_unless_apache();
 
@@ -115,52 +115,27 @@ sub posted_page {
 EOF
 }
 
-# A headless Chromium driven by chromedriver (WebDriver over HTTP): each
+# A headless Chromium driven by chromedriver (t/lib/JPKIBrowser.pm): each
 # browse() is a fresh browser profile.  The text of URL's final page (after
 # its scripts, redirects and form posts), once it matches WANT (or after
 # 15 s).
-my $CHROMEDRIVER = $ENV{JPKI_CHROMEDRIVER} // '/usr/bin/chromedriver';
-my $wd_port = free_port();
-JPKITest::spawn('chromedriver', "$dir/chromedriver.log", $CHROMEDRIVER,
-                "--port=$wd_port", '--allowed-ips=127.0.0.1');
-wait_port($wd_port, 10) or BAIL_OUT('chromedriver did not start');
-my $WD = "http://127.0.0.1:$wd_port";
+my $br = JPKIBrowser->start;
 
-sub wd {
-    my ($method, $path, $body) = @_;
-    my $r = http($method, "$WD$path", timeout => 60,
-                 defined $body ? (headers => { 'Content-Type' => 'application/json' },
-                                  content => json_encode($body)) : ());
-    die "webdriver $method $path: $r->{status} $r->{content}\n"
-        unless $r->{status} == 200;
-    return $r->{json}{value};
-}
-
-my $runs = 0;
 sub browse {
     my ($url, $want) = @_;
-    my $prof = "$dir/chromium-" . ++$runs;
-    my $s = wd('POST', '/session', { capabilities => { alwaysMatch => {
-        browserName => 'chrome',
-        'goog:chromeOptions' => { binary => $CHROMIUM, args => [
-            '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-            '--disable-extensions', '--disable-background-networking',
-            "--user-data-dir=$prof" ] } } } });
-    my $id = $s->{sessionId};
+    my $s = $br->session;
     my $text = '';
     eval {
-        wd('POST', "/session/$id/url", { url => $url });
+        $s->go($url) or die $@;
         my $end = time + 15;
         while (1) {
-            $text = wd('POST', "/session/$id/execute/sync",
-                       { script => 'return document.body ? document.body.innerText : ""',
-                         args => [] }) // '';
+            $text = $s->text;
             last if $text =~ $want || time > $end;
             select undef, undef, undef, 0.1;
         }
         1;
     } or diag("browse $url: $@");
-    eval { wd('DELETE', "/session/$id") };
+    $s->quit;
     return $text;
 }
 

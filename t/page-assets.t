@@ -282,9 +282,10 @@ like($qr, qr/padding\s*:\s*(1[2-9]|[2-9]\d)px/, 'page.css: ... with a quiet zone
 like($qr, qr/background-color\s*:\s*var\(--qr-bg\)/, 'page.css: ... on a light background');
 like($css, qr/--qr-bg:\s*#fff(fff)?\b.*prefers-color-scheme: dark.*--qr-bg:\s*#fff(fff)?\b/s,
      'page.css: ... white in the dark scheme as well');
-like(rule(qr/^\.device-code$/), qr/font-size\s*:\s*(1\.[5-9]|[2-9])(\.\d+)?rem/,
-     'page.css: the device code is large');
-like(rule(qr/^code,\s*\.device-code$/), qr/font-family\s*:[^;]*monospace/, 'page.css: ... monospace');
+like(rule(qr/^\.device-code,\s*\.flow \.code$/), qr/font-size\s*:\s*(1\.[5-9]|[2-9])(\.\d+)?rem/,
+     'page.css: the device code is large (also on the page without script)');
+like(rule(qr/^code,\s*\.device-code,\s*\.flow \.code$/), qr/font-family\s*:[^;]*monospace/,
+     'page.css: ... monospace');
 like(rule(qr/^\.error$/), qr/border[^;]*var\(--error-border\)/, 'page.css: the refusal has a box');
 like($c, qr/\@media\s*\(prefers-reduced-motion:\s*reduce\)\s*\{[^{}]*\{[^}]*transition:\s*none/s,
      'page.css: prefers-reduced-motion turns the transitions off');

@@ -8,8 +8,9 @@
  * every 2 s, until json.expires): "pending" goes on, "ok" goes to the page
  * asked for, an error goes to this login page with ?error=<reason>, which
  * says what happened.  The words are the server's: data-* attributes of
- * the block (data-qr-alt, data-link-text, data-code-label, data-expired),
- * with the block's heading when one is missing.  No framework, no inline
+ * the block or of its status line (data-waiting, data-qr-alt,
+ * data-link-text, data-code-label, data-expired), with the block's heading
+ * when one is missing.  No framework, no inline
  * code, no eval: the page's Content-Security-Policy allows none. */
 (function () {
     'use strict';
@@ -31,8 +32,12 @@
         return;
     }
 
+    /* a data-* attribute of the block, or of its status line */
     function attr(name, fallback) {
         var v = box.getAttribute(name);
+        if (v === null || v === '') {
+            v = status.getAttribute(name);
+        }
         return v !== null && v !== '' ? v : fallback;
     }
 
