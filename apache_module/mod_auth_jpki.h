@@ -35,6 +35,7 @@
 #define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
 #define JPKI_HANDLER          "jpki-endpoints"
 #define JPKI_HEALTH_HANDLER   "jpki-health"
+#define JPKI_ADMIN_HANDLER    "jpki-admin"
 #define JPKI_AUTH_TYPE        "JPKI"
 #define JPKI_MUTEX_TYPE       "jpki-shm"
 
@@ -133,6 +134,7 @@ typedef struct {
     const char                *where;         /* section, for messages */
     int                        endpoints;
     int                        health;
+    int                        admin;
     jpki_locconf               lc;            /* the core's: values,
                                                  throttle */
 } mjpki_dir_conf;
@@ -254,6 +256,7 @@ extern const authz_provider mjpki_authz_account;
 /* mod_auth_jpki_endpoints.c */
 int mjpki_endpoint_handler(request_rec *r);
 int mjpki_health_handler(request_rec *r);
+int mjpki_admin_handler(request_rec *r);
 
 /* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
 void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);

@@ -238,6 +238,7 @@ mjpki_create_dir_conf(apr_pool_t *p, char *dir)
     d->where = dir ? apr_pstrdup(p, dir) : NULL;
     d->endpoints = JPKI_UNSET;
     d->health = JPKI_UNSET;
+    d->admin = JPKI_UNSET;
     jpki_locconf_init(&d->lc);
 
     return d;
@@ -254,6 +255,7 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     d->endpoints = add->endpoints != JPKI_UNSET ? add->endpoints
                                                 : base->endpoints;
     d->health = add->health != JPKI_UNSET ? add->health : base->health;
+    d->admin = add->admin != JPKI_UNSET ? add->admin : base->admin;
     d->lc = add->lc;
     jpki_locconf_merge(&d->lc, &base->lc);
 
@@ -277,6 +279,29 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
 
     return jpki_locconf_policy(&d->lc, jpki_ctx_get_policy(site->ctx), pol,
                                err, errlen) == JPKI_OK ? pol : NULL;
+}
+
+
+/* JPKIAdminTokenFile FILE: the admin API's bearer token, read and checked
+ * now (only its hash is kept). */
+static const char *
+mjpki_cmd_admin_token(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char  *path = ap_server_root_relative(cmd->pool, arg);
+    char         err[512];
+
+    if (path == NULL) {
+        return apr_psprintf(cmd->pool, "%s: invalid path \"%s\"",
+                            cmd->cmd->name, arg);
+    }
+    if (jpki_locconf_admin_token(&((mjpki_dir_conf *) dconf)->lc, path, err,
+                                 sizeof(err))
+        != JPKI_OK)
+    {
+        return mjpki_conf_msg(cmd, err);
+    }
+
+    return NULL;
 }
 
 
@@ -355,10 +380,8 @@ mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
 
     flag = (int *) ((char *) d + (intptr_t) cmd->info);
     if (cmd->path == NULL) {
-        return flag == &d->endpoints
-               ? "JPKIEndpoints belongs in a <Location> (the endpoints are "
-                 "<location>/challenge, /login, /logout and /status)"
-               : "JPKIHealth belongs in a <Location>";
+        return apr_psprintf(cmd->pool, "%s belongs in a <Location>",
+                            cmd->cmd->name);
     }
 
     if (jpki_conf_flag(argc ? argv[0] : NULL, &on, err, sizeof(err))
@@ -417,6 +440,11 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE_ARGV("JPKIHealth", mjpki_cmd_answers, MJPKI_DIR_OFF(health),
         ACCESS_CONF,
         "[On]: this location answers JSON for monitoring (CRLs, store)"),
+    AP_INIT_TAKE_ARGV("JPKIAdmin", mjpki_cmd_answers, MJPKI_DIR_OFF(admin),
+        ACCESS_CONF, "[On]: this location answers the admin API (bind, "
+        "unbind, certs, logout; docs/admin.md)"),
+    AP_INIT_TAKE1("JPKIAdminTokenFile", mjpki_cmd_admin_token, NULL,
+        MJPKI_DIR_CTX, "FILE: the admin API's bearer token (chmod 600)"),
     JPKI_LOCATION_DIRECTIVES(MJPKI_DIR_VALUE)
     AP_INIT_TAKE1("JPKILoginTemplate", mjpki_cmd_login_template, NULL,
         MJPKI_DIR_CTX, "FILE: the template of the gate's login page (HTML "

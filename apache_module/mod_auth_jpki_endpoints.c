@@ -7,6 +7,7 @@
 #include "mod_auth_jpki.h"
 #include "gate.h"
 #include "edge.h"
+#include "admin.h"
 
 #include "apr_atomic.h"
 
@@ -157,6 +158,52 @@ mjpki_endpoint_handler(request_rec *r)
     mjpki_hold(r);                     /* not counted as a login meanwhile */
 
     return rc;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* The admin API: JPKIAdmin On                                         */
+/* ------------------------------------------------------------------ */
+
+/* Who may ask and what: the core's (the client address, the bearer
+ * token, the route).  A location without its token file or its list is
+ * refused by the core, and said in the log. */
+int
+mjpki_admin_handler(request_rec *r)
+{
+    mjpki_site          *site;
+    const jpki_policy  *pol;
+    const uint8_t       *body = NULL;
+    size_t               len = 0;
+    char                 why[256];
+    int                  rc;
+
+    if (r->handler == NULL || strcmp(r->handler, JPKI_ADMIN_HANDLER) != 0) {
+        return DECLINED;
+    }
+
+    site = mjpki_site_of(r);
+    pol = mjpki_request_policy(r, site, "JPKIAdmin");
+    if (pol == NULL) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (jpki_admin_missing(pol, JPKI_SERVER_APACHE, why, sizeof(why))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "jpki: JPKIAdmin at %s "
+                      "%s", r->uri, why);
+    }
+
+    if (r->method_number == M_POST) {
+        rc = mjpki_read_body(r, &body, &len);
+        if (rc == AP_FILTER_ERROR) {
+            return rc;
+        }
+        if (rc != OK) {
+            return mjpki_refuse(r, rc == HTTP_REQUEST_ENTITY_TOO_LARGE
+                                   ? JPKI_ERR_TOO_LARGE : JPKI_ERR_BAD_REQUEST);
+        }
+    }
+
+    return mjpki_run_endpoint(r, site, pol, JPKI_OP_ADMIN, body, len);
 }
 
 

@@ -218,6 +218,8 @@ mjpki_fixups_handler(request_rec *r)
         r->handler = JPKI_HANDLER;
     } else if (d->health == 1) {
         r->handler = JPKI_HEALTH_HANDLER;
+    } else if (d->admin == 1) {
+        r->handler = JPKI_ADMIN_HANDLER;
     }
 
     return DECLINED;

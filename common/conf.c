@@ -2,6 +2,7 @@
  * directives with their defaults, the store's spec.  See conf.h. */
 #include "conf.h"
 #include "internal.h"
+#include "admin.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -71,6 +72,10 @@ const jpki_directive jpki_directives[JPKI__D_COUNT] = {
         NOF, 0, 1, 0, NULL},
     [JPKI_D_LOGIN_METHODS] = {"login_methods", LOC, JPKI_CONF_METHODS,
         POL(login_methods), 0, 3, 0, NULL},
+    [JPKI_D_ENROLL_PAGE] = {"enroll_page", LOC, JPKI_CONF_LOGIN_PAGE,
+        POL(enroll_page), 0, 255, 0, NULL},
+    [JPKI_D_ADMIN_ALLOW] = {"admin_allow", LOC, JPKI_CONF_CIDRS,
+        POL(admin_allow), 0, 511, 0, NULL},
 };
 
 /* ---- values -------------------------------------------------------- */
@@ -281,6 +286,14 @@ static jpki_err set_string(jpki_conf_values *v, jpki_directive_id id,
         if (n > (size_t)d->max || strpbrk(arg, " \t\r\n\"")) {
             jpki_set_detail(err, errlen, "must be at most %lld characters, "
                             "without spaces or quotes", d->max);
+            return JPKI_ERR_INVALID;
+        }
+        break;
+    case JPKI_CONF_CIDRS:
+        if (n == 0 || n > (size_t)d->max || !jpki_cidr_allows(arg, NULL)) {
+            jpki_set_detail(err, errlen, "must be IPv4 or IPv6 addresses or "
+                            "networks (192.0.2.0/24, 2001:db8::/32), at most "
+                            "%lld characters in all", d->max);
             return JPKI_ERR_INVALID;
         }
         break;

@@ -80,6 +80,8 @@ typedef enum {
     JPKI_D_HEADER,                 /* the adapter's */
     JPKI_D_PASS_COOKIE,            /* the adapter's */
     JPKI_D_LOGIN_METHODS,          /* the words joined by one blank */
+    JPKI_D_ENROLL_PAGE,
+    JPKI_D_ADMIN_ALLOW,            /* the words joined by one blank */
     JPKI__D_COUNT
 } jpki_directive_id;
 
@@ -96,7 +98,8 @@ typedef enum {
     JPKI_CONF_ORIGINS,     /* at most max characters (checked with the
                               policy: jpki_policy_check) */
     JPKI_CONF_GRACE,       /* auto | a time of min..max seconds */
-    JPKI_CONF_METHODS      /* none, or tls and device, each once */
+    JPKI_CONF_METHODS,     /* none, or tls and device, each once */
+    JPKI_CONF_CIDRS        /* addresses and networks (jpki_cidr_allows) */
 } jpki_conf_kind;
 
 #define JPKI_CONF_NO_FIELD ((size_t)-1)

@@ -78,7 +78,12 @@
       1, "the login must name the account [off]")                             \
     X(JPKI_D_LOGIN_METHODS, "jpki_login_methods", "JPKILoginMethods", 0,      \
       "what the gate's login page offers: tls, device, or none "             \
-      "[tls device]")
+      "[tls device]")                                                         \
+    X(JPKI_D_ENROLL_PAGE, "jpki_enroll_page", "JPKIEnrollPage", 1,            \
+      "where a card no account has yet is sent, with an enrollment token "  \
+      "[none: 403 account_not_mapped]")                                      \
+    X(JPKI_D_ADMIN_ALLOW, "jpki_admin_allow", "JPKIAdminAllow", 0,            \
+      "the client addresses and networks the admin API answers [none]")
 
 /* The name of directive id on server srv (for tests and messages). */
 const char *jpki_directive_name(jpki_server srv, jpki_directive_id id);

@@ -70,6 +70,10 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     rq->crl_in_store = in->redis != 0;
     rq->map_source = rq->map_fn != NULL ? JPKI_MAP_CALLBACK : JPKI_MAP_STORE;
 
+    if (rq->op == JPKI_OP_ADMIN)       /* its bearer token */
+        rq->authorization = first(in, "Authorization",
+                                  &rq->authorization_len);
+
     if (rq->op == JPKI_OP_PAGE || rq->op == JPKI_OP_DEVICE_START
         || rq->op == JPKI_OP_DEVICE_POLL)   /* the page's language */
         rq->accept_language = first(in, "Accept-Language",

@@ -118,6 +118,15 @@ typedef enum {
                                     never started, expired, signed or taken
                                     already (410) */
     JPKI_ERR_FLOW_MISMATCH,      /* a poll with another browser's secret */
+    /* the admin API and enrollment (issue 12) */
+    JPKI_ERR_FORBIDDEN,          /* the admin API from outside its list */
+    JPKI_ERR_TOKEN_INVALID,      /* an enrollment token forged or malformed */
+    JPKI_ERR_TOKEN_EXPIRED,
+    JPKI_ERR_TOKEN_USED,
+    JPKI_ERR_CERT_BOUND,         /* the certificate has another account */
+    JPKI_ERR_ACCOUNT_FULL,       /* an account has JPKI_ACCOUNT_CERTS */
+    JPKI_ERR_NOT_BOUND,          /* unbind: no such binding */
+    JPKI_ERR_MAP_FILE,           /* the site's mappings are its file */
     JPKI__ERR_COUNT
 } jpki_err;
 
@@ -347,7 +356,17 @@ typedef struct {
      * one; common/page.h) */
     unsigned login_methods;
     const struct jpki_page_tmpl *page_tmpl;
+    /* where a login of a card no account has is sent to enroll, with an
+     * enrollment token ("" = refused 403 account_not_mapped) */
+    char enroll_page[256];
+    /* the admin API: the client addresses it answers (CIDRs, blank-
+     * separated; "" = none) and the SHA-256 of its bearer token (set:
+     * admin_token_set) */
+    char admin_allow[512];
+    uint8_t admin_token[32];
+    unsigned admin_token_set;
 } jpki_policy;
+#define JPKI_ACCOUNT_CERTS 12      /* certificates an account holds at most */
 #define JPKI_METHOD_TLS     1u     /* TLS client certificate (<prefix>/tls) */
 #define JPKI_METHOD_DEVICE  2u     /* a phone or desktop signer (QR code) */
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx);       /* mutable until finish */
@@ -925,8 +944,10 @@ typedef enum {
                                 by the page (docs/protocol.md section 7) */
     JPKI_OP_DEVICE_SIGN,     /* POST <prefix>/sign: the signer's login into
                                 a flow (a login's checks, no session) */
-    JPKI_OP_DEVICE_POLL      /* GET  <prefix>/poll: the page's session once
+    JPKI_OP_DEVICE_POLL,     /* GET  <prefix>/poll: the page's session once
                                 the flow is signed */
+    JPKI_OP_ADMIN            /* the admin API (<admin>/bind, unbind, certs,
+                                logout): docs/admin.md */
 } jpki_op;
 
 typedef enum {
@@ -1007,6 +1028,8 @@ typedef struct {
      * Accept-Language header, and whether the request came over TLS (the
      * origin a device flow's URL names: https or http) */
     const char *query;       size_t query_len;
+    /* ADMIN: the Authorization header (a bearer token) */
+    const char *authorization; size_t authorization_len;
     const char *accept_language; size_t accept_language_len;
     int https;
     /* HEALTH: the answer (jpki_site_health: malloc'ed JSON, *ok when all

@@ -7,6 +7,7 @@
 #include "redis.h"
 #include "internal.h"
 #include "page.h"
+#include "admin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,8 +410,23 @@ jpki_err jpki_locconf_template(jpki_locconf *lc, const char *path,
     return JPKI_OK;
 }
 
+jpki_err jpki_locconf_admin_token(jpki_locconf *lc, const char *path,
+                                  char *err, size_t errlen)
+{
+    if (lc->admin_token_set)
+        return fail(err, errlen, "is duplicate");
+    if (jpki_admin_token_file(path, lc->admin_token, err, errlen) != JPKI_OK)
+        return JPKI_ERR_INVALID;
+    lc->admin_token_set = 1;
+    return JPKI_OK;
+}
+
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent)
 {
+    if (!child->admin_token_set && parent->admin_token_set) {
+        memcpy(child->admin_token, parent->admin_token, 32);
+        child->admin_token_set = 1;
+    }
     jpki_conf_merge(&child->values, &parent->values);
     jpki_throttle_merge(&child->throttle, &parent->throttle);
     if (child->tmpl == NULL)
@@ -419,7 +435,7 @@ void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent)
 
 int jpki_locconf_any(const jpki_locconf *lc)
 {
-    return lc->throttle.set != 0 || lc->tmpl != NULL
+    return lc->throttle.set != 0 || lc->tmpl != NULL || lc->admin_token_set
            || jpki_conf_any(&lc->values, JPKI_CONF_LOCATION);
 }
 
@@ -441,5 +457,7 @@ jpki_err jpki_locconf_policy(const jpki_locconf *lc, const jpki_policy *site,
     out->cookie_httponly = 1;
     jpki_throttle_apply(&lc->throttle, out);
     out->page_tmpl = lc->tmpl;
+    memcpy(out->admin_token, lc->admin_token, 32);
+    out->admin_token_set = (unsigned)lc->admin_token_set;
     return jpki_policy_check(out, err, errlen);
 }

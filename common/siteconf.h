@@ -116,6 +116,8 @@ typedef struct {
     const struct jpki_page_tmpl *tmpl; /* the login page's template (NULL:
                                           the built-in one) */
     int tmpl_here;
+    uint8_t admin_token[32];    /* SHA-256 of the admin API's token */
+    int admin_token_set;
 } jpki_locconf;
 
 void jpki_locconf_init(jpki_locconf *lc);
@@ -130,6 +132,10 @@ jpki_err jpki_locconf_throttle(jpki_locconf *lc, const char *args, char *err,
 jpki_err jpki_locconf_template(jpki_locconf *lc, const char *path,
                                struct jpki_page_tmpl **loaded, char *err,
                                size_t errlen);
+/* The admin API's token file (jpki_admin_token_file FILE, absolute): read
+ * and checked now ("is duplicate", or the file's sentence). */
+jpki_err jpki_locconf_admin_token(jpki_locconf *lc, const char *path,
+                                  char *err, size_t errlen);
 /* What child does not write it takes from parent. */
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent);
 /* 1 when it writes anything. */

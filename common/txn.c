@@ -54,8 +54,15 @@ static int status_of(jpki_err e)
     case JPKI_ERR_ACCOUNT_MISMATCH: case JPKI_ERR_CROSS_ORIGIN:
     case JPKI_ERR_FLOW_MISMATCH:
         return 403;
-    case JPKI_ERR_FLOW_UNKNOWN:
+    case JPKI_ERR_FLOW_UNKNOWN: case JPKI_ERR_TOKEN_EXPIRED:
         return 410;
+    case JPKI_ERR_FORBIDDEN: case JPKI_ERR_TOKEN_INVALID:
+        return 403;
+    case JPKI_ERR_TOKEN_USED: case JPKI_ERR_CERT_BOUND:
+    case JPKI_ERR_ACCOUNT_FULL: case JPKI_ERR_MAP_FILE:
+        return 409;
+    case JPKI_ERR_NOT_BOUND:
+        return 404;
     case JPKI_ERR_THROTTLED:
         return 429;
     case JPKI_ERR_NOMEM: case JPKI_ERR_INTERNAL: case JPKI_ERR_INVALID:
@@ -69,7 +76,8 @@ const char *txn_event_name(jpki_op op)
 {
     static const char *const n[] = {"challenge", "login", "check", "logout",
                                     "status", "login", "health", "page",
-                                    "asset", "device", "login", "poll"};
+                                    "asset", "device", "login", "poll",
+                                    "admin"};
     return (unsigned)op < sizeof(n) / sizeof(n[0]) ? n[op] : "unknown";
 }
 
@@ -151,6 +159,7 @@ void txn_finish(jpki_txn *t, jpki_err e)
         || t->v.soft_pass || (e != JPKI_OK && t->rechecked))
         make_audit(t, e);
     /* a login refusal left out of the audit is left out of the log too */
+    txn_enroll_offer(t, e);
     txn_page_redirect(t, e);
     if (e != JPKI_OK && (t->req.op != JPKI_OP_LOGIN || t->v.audit != NULL))
         jpki_log(t->ctx, status_of(e) >= 500 ? JPKI_LOG_ERROR : JPKI_LOG_INFO,
@@ -280,7 +289,8 @@ int jpki_op_is_login(jpki_op op)
 
 int jpki_op_has_body(jpki_op op)
 {
-    return jpki_op_is_login(op) || op == JPKI_OP_DEVICE_START;
+    return jpki_op_is_login(op) || op == JPKI_OP_DEVICE_START
+           || op == JPKI_OP_ADMIN;
 }
 
 unsigned jpki_tls_version_of(const char *name)
@@ -354,7 +364,7 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
     jpki_txn *t;
     *out = NULL;
     if (!ctx->finished || req == NULL
-        || (unsigned)req->op > JPKI_OP_DEVICE_POLL)
+        || (unsigned)req->op > JPKI_OP_ADMIN)
         return JPKI_ERR_INVALID;
     t = malloc(sizeof(*t));
     if (t == NULL)
@@ -417,6 +427,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
         case JPKI_OP_ASSET: txn_asset(t); break;
         case JPKI_OP_DEVICE_START: txn_device_start(t); break;
         case JPKI_OP_DEVICE_POLL: txn_device_poll(t); break;
+        case JPKI_OP_ADMIN: txn_admin(t); break;
         default: txn_check_begin(t); break;
         }
     }
@@ -426,6 +437,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
     case T_LOGOUT_STORE: case T_LOGOUT_LOG: case T_CRL_META:
     case T_CRL_HGET: case T_HEALTH_STORE: case T_FLOW_GUARD: case T_FLOW_START:
     case T_FLOW_SIGNED: case T_FLOW_NOTE: case T_FLOW_READ: case T_FLOW_TAKE:
+    case T_ADMIN:
         return JPKI_STEP_STORE;
     case T_DONE:
         /* a signer's refusal, once its key signed, told to the flow's
@@ -452,6 +464,10 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
 
     if (st == T_HEALTH_STORE) {
         txn_health(t, res, n);
+        return;
+    }
+    if (st == T_ADMIN) {
+        txn_admin_fed(t, res, n);
         return;
     }
     if ((st == T_CRL_META || st == T_CRL_HGET)

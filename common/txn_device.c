@@ -598,8 +598,15 @@ void txn_device_poll_taken(jpki_txn *t, const jpki_store_result *r)
                                     "{\"status\":\"ok\",\"account\":\"%s\","
                                     "\"expires\":%lld,\"return_to\":\"",
                                     t->s.account, (long long)t->s.expires);
-        if (o + 8 + 3 * strlen(t->return_to) < sizeof(t->body)) {
-            o = txn_url_encode(t->body, sizeof(t->body), o, t->return_to);
+        const char *q;
+
+        /* a local path (txn_local_path: no control character, no '\\'):
+         * only '"' (and '<', for any page it is shown in) escaped */
+        for (q = t->return_to; *q && o + 16 < sizeof(t->body); q++)
+            o += (size_t)(*q == '"' || *q == '<'
+                          ? snprintf(t->body + o, 7, "\\u%04x", *q)
+                          : snprintf(t->body + o, 2, "%c", *q));
+        if (*q == '\0') {
             snprintf(t->body + o, sizeof(t->body) - o, "\"}");
             t->v.body_len = strlen(t->body);
         }

@@ -13,7 +13,7 @@ enum {
     T_REV_PUT, T_SOFT_PUT, T_CHECK_STORE, T_LOGOUT_STORE, T_LOGOUT_LOG,
     T_CRL_META, T_CRL_HGET, T_HEALTH_STORE, T_FLOW_GUARD, T_FLOW_START,
     T_FLOW_SIGNED,
-    T_FLOW_NOTE, T_FLOW_READ, T_FLOW_TAKE, T_DONE
+    T_FLOW_NOTE, T_FLOW_READ, T_FLOW_TAKE, T_ADMIN, T_DONE
 };
 
 /* Throttle subjects: failed logins per address and per certificate,
@@ -28,6 +28,7 @@ enum { F_CHALLENGE, F_CERT, F_SIG, F_ALG, F_ACCOUNT, F_RETURN, F_N };
 #define OUT_TTL_S (30u * 86400u)
 #define SOFT_TTL_MS (30u * 86400u * 1000u)
 #define SOFT_BUCKET_S 86400
+#define LAST_TTL_S (40u * 86400u)    /* a binding's last login is kept */
 
 struct jpki_txn {
     const jpki_ctx *ctx;
@@ -87,6 +88,17 @@ struct jpki_txn {
     char flow_ch[JPKI_CHALLENGE_LEN + 1];  /* the flow's challenge */
     char flow_secret[33];                  /* START: the new secret, hex */
     jpki_header hdrs[4];                   /* an asset's headers */
+    /* a logout marker being written (txn_marker_put) */
+    char mk_rec;
+    char mk_id[JPKI_ACCOUNT_ID_HEX_LEN + 1];
+    /* the admin API (txn_admin.c) */
+    int adm_route, adm_step;
+    char adm_account[JPKI_ACCOUNT_MAX + 1];
+    char adm_cert[JPKI_CERT_ID_HEX_LEN + 1];
+    uint8_t adm_list[JPKI_ACCOUNT_CERTS * 16];
+    size_t adm_n, adm_at;
+    char *adm_out;
+    size_t adm_len, adm_cap;
     /* verdict */
     jpki_verdict v;
     /* buffers: not zeroed at creation, written before use */
@@ -177,6 +189,14 @@ void txn_check_stored(jpki_txn *t, const jpki_store_result *r);
 void txn_logout_begin(jpki_txn *t);
 void txn_logout_stored(jpki_txn *t, const jpki_store_result *r);
 void txn_logout_logged(jpki_txn *t, const jpki_store_result *r);
+void txn_marker_put(jpki_txn *t, const char *kind, const char *id,
+                    int64_t mark);
+
+/* txn_admin.c */
+void txn_admin(jpki_txn *t);
+void txn_admin_fed(jpki_txn *t, const jpki_store_result *r, size_t n);
+void txn_admin_marked(jpki_txn *t);
+void txn_enroll_offer(jpki_txn *t, jpki_err e);
 #pragma GCC visibility pop
 
 #endif

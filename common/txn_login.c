@@ -535,6 +535,15 @@ void txn_login_commit(jpki_txn *t)
     }
     if (t->rev_put_pending)
         t->cmds[t->n_cmds++] = t->rev_put;
+    if (t->req.map_source == JPKI_MAP_STORE) {
+        /* the binding's last login (the admin API lists it) */
+        char at[24];
+        jpki_store_cmd *c = txn_cmd_add(t, JPKI_STORE_SET, "last",
+                                        t->cert->cert_id);
+        snprintf(at, sizeof(at), "%lld", (long long)t->req.now);
+        txn_cmd_val(c, at, LAST_TTL_S * 1000u);
+        c->soft = 1;
+    }
     t->state = T_LOGIN_COMMIT;
     if (t->n_cmds == 0)
         txn_login_success(t);            /* nothing to write */

@@ -191,7 +191,7 @@ void txn_page_redirect(jpki_txn *t, jpki_err e)
     size_t o;
 
     if (e == JPKI_OK || e == JPKI_ERR_CROSS_ORIGIN || t->req.wants_json
-        || t->device
+        || t->device || t->v.location != NULL
         || !((t->req.op == JPKI_OP_LOGIN && t->form)
              || t->req.op == JPKI_OP_DEVICE_START
              || t->req.op == JPKI_OP_DEVICE_POLL))

@@ -194,12 +194,18 @@ void txn_check_stored(jpki_txn *t, const jpki_store_result *r)
 
 static void logout_done(jpki_txn *t);
 
+/* The marker written: a logout's answer, or the admin API's. */
+static void marker_done(jpki_txn *t)
+{
+    if (t->req.op == JPKI_OP_ADMIN)
+        txn_admin_marked(t);
+    else
+        logout_done(t);
+}
+
 void txn_logout_begin(jpki_txn *t)
 {
-    jpki_store_cmd *c, mirrored;
-    jpki_store_result lr;
     int64_t mark;
-    char at[24];
 
     if (!t->req.is_post) {
         txn_finish(t, JPKI_ERR_METHOD);
@@ -237,9 +243,25 @@ void txn_logout_begin(jpki_txn *t)
     mark = t->s.auth_time > t->req.now ? t->s.auth_time : t->req.now;
     if (t->local_out > mark)
         mark = t->local_out;
+    txn_marker_put(t, "out", t->s.cert_id, mark);
+}
+
+/* The logout marker kind:id ("out": a certificate's, "outa": an
+ * account's) at mark: in the store, and with Redis in this node's mirror
+ * at once and, through the logout log, in the others' within a second
+ * (outsync.c). */
+void txn_marker_put(jpki_txn *t, const char *kind, const char *id,
+                    int64_t mark)
+{
+    jpki_store_cmd *c, mirrored;
+    jpki_store_result lr;
+    char at[24];
+
+    t->mk_rec = strcmp(kind, "outa") == 0 ? 'a' : 'c';
+    snprintf(t->mk_id, sizeof(t->mk_id), "%s", id);
     snprintf(at, sizeof(at), "%lld", (long long)mark);
     t->n_cmds = 0;
-    c = txn_cmd_add(t, JPKI_STORE_SET, "out", t->s.cert_id);
+    c = txn_cmd_add(t, JPKI_STORE_SET, kind, id);
     txn_cmd_val(c, at, (OUT_TTL_S + t->ctx->policy.clock_skew) * 1000u);
     if (t->req.shared_store) {
         /* this node knows at once (its mirror), the others through the
@@ -262,8 +284,6 @@ void txn_logout_begin(jpki_txn *t)
     t->state = T_LOGOUT_STORE;
 }
 
-static void logout_done(jpki_txn *t);
-
 void txn_logout_stored(jpki_txn *t, const jpki_store_result *r)
 {
     char rec[JPKI_STORE_VAL_MAX];
@@ -274,7 +294,7 @@ void txn_logout_stored(jpki_txn *t, const jpki_store_result *r)
         return;
     }
     if (!t->req.shared_store) {
-        logout_done(t);
+        marker_done(t);
         return;
     }
     if (r[1].type != JPKI_STORE_R_INT) {
@@ -282,7 +302,7 @@ void txn_logout_stored(jpki_txn *t, const jpki_store_result *r)
         return;
     }
     snprintf(id, sizeof(id), "%lld", r[1].n);
-    snprintf(rec, sizeof(rec), "c|%s|%.*s|%u", t->s.cert_id,
+    snprintf(rec, sizeof(rec), "%c|%s|%.*s|%u", t->mk_rec, t->mk_id,
              (int)t->cmds[0].vallen, (const char *)t->cmds[0].val,
              (unsigned)JPKI_OUTLOG_TTL);
     t->n_cmds = 0;
@@ -297,7 +317,7 @@ void txn_logout_logged(jpki_txn *t, const jpki_store_result *r)
         txn_finish(t, txn_store_err(&r[0]));
         return;
     }
-    logout_done(t);
+    marker_done(t);
 }
 
 static void logout_done(jpki_txn *t)

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "siteconf.h"
 #include "page.h"
+#include "admin.h"
 
 
 /* The core's sentence at the directive's line, the way nginx says its own:
@@ -328,6 +329,32 @@ ngx_http_jpki_tmpl_cleanup(void *data)
 }
 
 
+/* jpki_admin_token_file FILE: the admin API's bearer token, read and
+ * checked now (only its hash is kept). */
+char *
+ngx_http_jpki_admin_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value, path;
+    char                       err[512];
+
+    value = cf->args->elts;
+    path = value[1];
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jpki_locconf_admin_token(&jlcf->lc, (char *) path.data, err,
+                                 sizeof(err))
+        != JPKI_OK)
+    {
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* jpki_login_template FILE: the login page's template, read and checked
  * now (relative to the configuration's prefix), freed with the
  * configuration. */
@@ -427,6 +454,7 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
     jlcf->enable = NGX_CONF_UNSET;
     jlcf->endpoints = NGX_CONF_UNSET;
     jlcf->health = NGX_CONF_UNSET;
+    jlcf->admin = NGX_CONF_UNSET;
     jpki_locconf_init(&jlcf->lc);
 
     return jlcf;
@@ -464,10 +492,12 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_jpki_loc_conf_t   *prev = parent;
     ngx_http_jpki_loc_conf_t   *conf = child;
     ngx_http_jpki_main_conf_t  *jmcf;
+    char                        err[256];
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
+    ngx_conf_init_value(conf->admin, 0);
     jpki_locconf_merge(&conf->lc, &prev->lc);
 
     conf->header.data = (u_char *) jpki_locconf_header(&conf->lc);
@@ -484,7 +514,7 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable && !conf->endpoints) {
+    if (!conf->enable && !conf->endpoints && !conf->admin) {
         return NGX_CONF_OK;
     }
 
@@ -495,5 +525,18 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_http_jpki_loc_policy(cf, conf, jmcf);
+    if (ngx_http_jpki_loc_policy(cf, conf, jmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->admin
+        && jpki_admin_missing(conf->policy, JPKI_SERVER_NGINX, err,
+                              sizeof(err)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_admin\" %s",
+                           err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }

@@ -97,21 +97,15 @@ ngx_http_jpki_run_bodiless(ngx_http_request_t *r)
 }
 
 
+/* A transaction of op, its body read first when it takes one. */
 static ngx_int_t
-ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
+ngx_http_jpki_run_op(ngx_http_request_t *r, jpki_op op)
 {
     ngx_http_jpki_ctx_t       *ctx;
     ngx_http_core_loc_conf_t  *clcf;
-    jpki_op                    op;
     ngx_int_t                  rc;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len,
-                          r->method == NGX_HTTP_POST, &op)) {
-        ngx_http_discard_request_body(r);
-        return ngx_http_jpki_refuse(r, JPKI_ERR_NOT_FOUND);
-    }
 
     ctx = ngx_http_jpki_new_ctx(r, op);
     if (ctx == NULL) {
@@ -138,6 +132,29 @@ ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_jpki_endpoint_handler(ngx_http_request_t *r)
+{
+    jpki_op  op;
+
+    if (!jpki_endpoint_op((const char *) r->uri.data, r->uri.len,
+                          r->method == NGX_HTTP_POST, &op)) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_jpki_refuse(r, JPKI_ERR_NOT_FOUND);
+    }
+
+    return ngx_http_jpki_run_op(r, op);
+}
+
+
+/* The admin API (jpki_admin): who may ask and what, the core's. */
+static ngx_int_t
+ngx_http_jpki_admin_handler(ngx_http_request_t *r)
+{
+    return ngx_http_jpki_run_op(r, JPKI_OP_ADMIN);
 }
 
 
@@ -185,6 +202,16 @@ ngx_http_jpki_health_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_jpki_run_bodiless(r);
+}
+
+
+char *
+ngx_http_jpki_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+
+    return ngx_http_jpki_answers(cf, cmd, &jlcf->admin,
+                                 ngx_http_jpki_admin_handler);
 }
 
 

@@ -73,6 +73,20 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("jpki_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_jpki_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_admin_token_file"),
+      NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_http_jpki_admin_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     JPKI_LOCATION_DIRECTIVES(NGX_HTTP_JPKI_LOC_VALUE)
 
     { ngx_string("jpki_tls_hold12"),

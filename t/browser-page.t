@@ -604,11 +604,7 @@ for my $kind (@kinds) {
                     like($end // '', qr/account=\[alice\]/,
                          "$kind: the page polled, then went to the gated page, signed in as alice")
                         or diag(eval { $s->url . ': ' . $s->text } // $@);
-                    TODO: {
-                        local $TODO = 'the poll gives return_to percent-encoded (common/txn_device.c '
-                                    . 'txn_url_encode): the page goes to /web/page%3Fx%3D1';
-                        like($end // '', qr/uri=\/web\/page\?x=1$/m, "$kind: ... the page asked for");
-                    }
+                    like($end // '', qr/uri=\/web\/page\?x=1$/m, "$kind: ... the page asked for");
                     # an unmapped card: the page says why
                     $s->go($srv->url('/jpki/login?return_to=%2Fweb%2Fother'));
                     my ($qr2) = device_shown($s, "$kind, unmapped");

@@ -310,8 +310,8 @@ like($code, qr/location\.pathname\s*\+\s*'\?error='/, 'page.js: an error goes to
 # what page.js looks for is in the built-in template
 (my $tmpl) = $page_c =~ /default_text\[\]\s*=\s*(.*?);\n/s;
 $tmpl = join '', map { s/\\"/"/gr } ($tmpl // '') =~ /"((?:[^"\\]|\\.)*)"/g;
-like($tmpl, qr/<div class="method" id="device" data-start="\{\{device_url\}\}" data-return="\{\{return_to\}\}">/,
-     'template: the #device block with data-start and data-return');
+like($tmpl, qr/<div class="method" id="device" data-start="\{\{device_url\}\}" data-return="\{\{return_to\}\}" data-qr-alt="\{\{t:qr_alt\}\}" data-code-label="\{\{t:code_label\}\}" data-link-text="\{\{t:open_app\}\}" data-expired="\{\{t:err_flow\}\}">/,
+     'template: the #device block with data-start, data-return and the words page.js shows');
 like($tmpl, qr/id="device".*?<form method="post" action="\{\{device_url\}\}">.*?<button type="submit"/s,
      'template: ... its form and submit button');
 like($tmpl, qr/<p class="status" role="status" aria-live="polite" data-waiting="\{\{t:waiting\}\}">/,

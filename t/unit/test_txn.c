@@ -4,6 +4,7 @@
 #include "tap.h"
 #include "gate.h"
 #include "pki.h"
+#include "enroll.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -1396,6 +1397,209 @@ static void test_device_flow(io_env *good)
     req_sfs = req_origin = NULL;
 }
 
+/* ---- enrollment and the admin API ------------------------------------ */
+
+static const char ADMIN_TOKEN[] = "0123456789abcdef0123456789abcdef-admin";
+
+static const jpki_verdict *admin(const char *method_path, const char *json,
+                                 const char *bearer, const char *peer,
+                                 jpki_txn **tp)
+{
+    static char auth[300];
+    jpki_txn_request rq = {0};
+    const char *path = strchr(method_path, ' ') + 1, *q = strchr(path, '?');
+
+    rq.op = JPKI_OP_ADMIN;
+    rq.now = NOW;
+    rq.is_post = strncmp(method_path, "POST", 4) == 0;
+    rq.wants_json = 1;
+    rq.uri = path;
+    rq.query = q ? q + 1 : NULL;
+    rq.query_len = q ? strlen(q + 1) : 0;
+    rq.body = (const uint8_t *)json;
+    rq.body_len = json ? strlen(json) : 0;
+    rq.content_type = "application/json";
+    rq.content_type_len = 16;
+    rq.peer = peer ? peer : "127.0.0.1";
+    snprintf(auth, sizeof(auth), "Bearer %s", bearer ? bearer : "");
+    rq.authorization = bearer ? auth : NULL;
+    rq.authorization_len = bearer ? strlen(auth) : 0;
+    set_local(&rq);
+    return drive(&rq, NULL, tp);
+}
+
+#define ADMIN_EXPECT(v_, st_, rs_, name) do {                               \
+        is_int((v_) ? (v_)->http_status : -1, st_, "%s: status", name);      \
+        is_str((v_) ? (v_)->reason : NULL, rs_, "%s: reason", name);         \
+    } while (0)
+
+/* The enrollment token out of a refused login's answer ("" none). */
+static const char *enroll_token_of(const jpki_verdict *v)
+{
+    static char tok[JPKI_ENROLL_LEN + 1];
+    const char *p = v && v->body ? strstr(v->body, "jpki_enroll=") : NULL;
+
+    snprintf(tok, sizeof(tok), "%.*s", p ? JPKI_ENROLL_LEN : 0,
+             p ? p + 12 : "");
+    return tok;
+}
+
+static void test_enroll_admin(io_env *good)
+{
+    jpki_policy pol = gp;
+    const jpki_verdict *v;
+    jpki_txn *t;
+    jpki_enroll en;
+    char tok[JPKI_ENROLL_LEN + 1], forged[JPKI_ENROLL_LEN + 1];
+    char json[512], cookie[1024], ec_id[JPKI_CERT_ID_HEX_LEN + 1];
+    unsigned int mdlen = 0;
+
+    snprintf(pol.enroll_page, sizeof(pol.enroll_page), "/enroll");
+    snprintf(pol.admin_allow, sizeof(pol.admin_allow), "127.0.0.0/8 ::1");
+    EVP_Digest(ADMIN_TOKEN, strlen(ADMIN_TOKEN), pol.admin_token, &mdlen,
+               EVP_sha256(), NULL);
+    pol.admin_token_set = 1;
+    req_policy = &pol;
+    snprintf(ec_id, sizeof(ec_id), "%s", cert_id_of("user-ec.pem"));
+
+    /* a card no account has: the login says where to enroll */
+    v = login("user-ec.pem", "user-ec.key", NULL, good, &t, NULL);
+    ok(v && v->http_status == 403 && !strcmp(v->reason, "account_not_mapped")
+       && strstr(v->body, "\"enroll\":\"/enroll?jpki_enroll=e1."),
+       "an unmapped card: 403 with the enrollment page and its token");
+    snprintf(tok, sizeof(tok), "%s", enroll_token_of(v));
+    ok(strlen(tok) == JPKI_ENROLL_LEN
+       && jpki_enroll_open(ctx, tok, strlen(tok), NOW, &en) == JPKI_OK
+       && !strcmp(en.cert_id, ec_id) && en.expires == NOW + JPKI_ENROLL_TTL,
+       "the token names the certificate by cert_id, for 10 minutes");
+    ok(v && !strstr(v->body, "serial"), "... and no serial");
+    jpki_txn_free(t);
+    v = login("user-ec.pem", "user2.key", NULL, good, &t, NULL);
+    ok(v && v->http_status == 401 && !strstr(v->body, "jpki_enroll"),
+       "no token for a login whose signature fails");
+    jpki_txn_free(t);
+
+    /* who may call the API */
+    snprintf(json, sizeof(json), "{\"token\":\"%s\",\"account\":\"carol\"}",
+             tok);
+    v = admin("POST /admin/bind", json, NULL, NULL, &t);
+    ADMIN_EXPECT(v, 401, "unauthenticated", "bind without the token");
+    jpki_txn_free(t);
+    v = admin("POST /admin/bind", json, "0123456789abcdef0123456789abcdef-x",
+              NULL, &t);
+    ADMIN_EXPECT(v, 401, "unauthenticated", "bind with a wrong token");
+    jpki_txn_free(t);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, "192.0.2.1", &t);
+    ADMIN_EXPECT(v, 403, "forbidden", "bind from outside the allow-list");
+    jpki_txn_free(t);
+    v = admin("GET /admin/bind", NULL, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 405, "method_not_allowed", "bind with GET");
+    jpki_txn_free(t);
+
+    /* tokens: forged, expired, redeemed, replayed */
+    snprintf(forged, sizeof(forged), "%s", tok);
+    forged[40] = forged[40] == 'A' ? 'B' : 'A';
+    snprintf(json, sizeof(json), "{\"token\":\"%s\",\"account\":\"carol\"}",
+             forged);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 403, "enroll_token_invalid", "a forged token");
+    jpki_txn_free(t);
+    NOW += JPKI_ENROLL_TTL + 1;
+    snprintf(json, sizeof(json), "{\"token\":\"%s\",\"account\":\"carol\"}",
+             tok);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 410, "enroll_token_expired", "an expired token");
+    jpki_txn_free(t);
+    NOW -= JPKI_ENROLL_TTL + 1;
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ok(v && v->http_status == 200 && strstr(v->body, "\"status\":\"bound\"")
+       && v->audit && strstr(v->audit, "\"action\":\"bind\"")
+       && !strstr(v->audit, tok),
+       "the token redeemed: bound, audited (without the token)");
+
+    jpki_txn_free(t);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 409, "enroll_token_used", "the token again");
+    jpki_txn_free(t);
+    EXPECT_LOGIN("user-ec.pem", "user-ec.key", "carol", good, 200, "ok",
+                 "the card now signs in as carol");
+
+    /* one account a certificate; several certificates an account */
+    snprintf(json, sizeof(json), "{\"cert_id\":\"%s\",\"account\":\"dave\"}",
+             ec_id);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 409, "cert_bound_elsewhere",
+                 "the same certificate for a second account");
+    jpki_txn_free(t);
+    map("user1.pem", "alice");
+    snprintf(json, sizeof(json), "{\"cert_id\":\"%s\",\"account\":\"carol\"}",
+             cert_id_of("user1.pem"));
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ok(v && v->http_status == 409, "a certificate of another account "
+       "(alice, the mapping of jpkictl) is not taken over");
+
+    jpki_txn_free(t);
+    snprintf(json, sizeof(json), "{\"cert_id\":\"%032d\",\"account\":\"carol\"}",
+             42);
+    v = admin("POST /admin/bind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 200, "ok", "a second certificate (by cert_id) for carol");
+    jpki_txn_free(t);
+    v = admin("GET /admin/certs?account=carol", NULL, ADMIN_TOKEN, NULL, &t);
+    ok(v && v->http_status == 200 && strstr(v->body, ec_id)
+       && strstr(v->body, "\"issuer\":\"card\"")
+       && strstr(v->body, "\"revocation\":\"good\"")
+       && strstr(v->body, "\"cert_id\":\"00000000000000000000000000000042\""),
+       "the account's two certificates, with issuer and revocation");
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "\"last_login\":%lld", (long long)NOW);
+        ok(v && strstr(v->body, want), "... and the last login");
+    }
+    jpki_txn_free(t);
+
+    /* log out every session of the account (the gated requests read the
+     * markers in the node's table: the embedded store) */
+    req_local = shm;
+    v = login("user-ec.pem", "user-ec.key", NULL, good, &t, NULL);
+    snprintf(cookie, sizeof(cookie), "%s", last_cookie);
+    jpki_txn_free(t);
+    NOW += 2;
+    v = check(cookie, NOW, good, &t);
+    ok(v && v->http_status == 200, "carol's session opens the gate");
+    jpki_txn_free(t);
+    v = admin("POST /admin/logout", "{\"account\":\"carol\"}", ADMIN_TOKEN,
+              NULL, &t);
+    ADMIN_EXPECT(v, 200, "ok", "the account logged out");
+    jpki_txn_free(t);
+    v = check(cookie, NOW, good, &t);
+    ok(v && v->http_status == 401, "... its session is refused (%s)",
+       v ? v->reason : "-");
+    jpki_txn_free(t);
+    NOW -= 2;
+    req_local = NULL;
+
+    /* unbind */
+    snprintf(json, sizeof(json), "{\"cert_id\":\"%s\"}", ec_id);
+    v = admin("POST /admin/unbind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 200, "ok", "unbind");
+    jpki_txn_free(t);
+    v = admin("POST /admin/unbind", json, ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 404, "not_bound", "unbind again");
+    jpki_txn_free(t);
+    v = admin("GET /admin/certs?account=carol", NULL, ADMIN_TOKEN, NULL, &t);
+    ok(v && v->body && !strstr(v->body, ec_id)
+       && strstr(v->body, "00000000000000000000000000000042"),
+       "the list without it");
+    jpki_txn_free(t);
+    v = login("user-ec.pem", "user-ec.key", NULL, good, &t, NULL);
+    ok(v && v->http_status == 403, "the card no longer signs in");
+    jpki_txn_free(t);
+    v = admin("POST /admin/nothing", "{}", ADMIN_TOKEN, NULL, &t);
+    ADMIN_EXPECT(v, 404, "not_found", "an unknown route");
+    jpki_txn_free(t);
+    req_policy = NULL;
+}
+
 int main(void)
 {
     io_env good = {"ocsp", NULL, 0, 0};
@@ -1862,6 +2066,7 @@ int main(void)
     test_health(&good);
     test_page_txn(&good);
     test_device_flow(&good);
+    test_enroll_admin(&good);
     jpki_ctx_free(ctx);
 
     system("rm -rf /tmp/jpki-txn-*");
