@@ -118,6 +118,8 @@ typedef enum {
                                     never started, expired, signed or taken
                                     already (410) */
     JPKI_ERR_FLOW_MISMATCH,      /* a poll with another browser's secret */
+    JPKI_ERR_ISSUER_NOT_ALLOWED, /* signed in with a certificate of an
+                                    issuer the location does not allow */
     JPKI__ERR_COUNT
 } jpki_err;
 
