@@ -341,14 +341,27 @@ mjpki_allow_cleanup(void *data)
  * the configuration; the issuer names are checked against the site's
  * issuers with the section's policy (mjpki_dir_policy). */
 static const char *
-mjpki_cmd_allow(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
+mjpki_cmd_allow(cmd_parms *cmd, void *dconf, const char *args)
 {
-    jpki_allow  *a;
-    char         err[512];
+    apr_array_header_t  *words;
+    const char          *w;
+    jpki_allow          *a;
+    char                 err[512];
+
+    /* the words split here (quotes keep blanks): TAKE_ARGV would drop
+     * those after the 64th without a word */
+    words = apr_array_make(cmd->temp_pool, 8, sizeof(const char *));
+    while (*args != '\0'
+           && (w = ap_getword_conf(cmd->temp_pool, &args)) != NULL
+           && words->nelts <= JPKI_ALLOW_ACCOUNTS_MAX)
+    {
+        APR_ARRAY_PUSH(words, const char *) = w;
+    }
 
     if (jpki_locconf_allow(&((mjpki_dir_conf *) dconf)->lc,
-                           cmd->info != NULL, argc,
-                           (const char *const *) argv, &a, err, sizeof(err))
+                           cmd->info != NULL, words->nelts,
+                           (const char *const *) words->elts, &a, err,
+                           sizeof(err))
         != JPKI_OK)
     {
         return mjpki_conf_msg(cmd, err);
@@ -467,10 +480,10 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE1("JPKILoginTemplate", mjpki_cmd_login_template, NULL,
         MJPKI_DIR_CTX, "FILE: the template of the gate's login page (HTML "
         "with {{...}} marks; docs/login-page.md) [built in]"),
-    AP_INIT_TAKE_ARGV("JPKIAllowAccounts", mjpki_cmd_allow, NULL,
+    AP_INIT_RAW_ARGS("JPKIAllowAccounts", mjpki_cmd_allow, NULL,
         MJPKI_DIR_CTX, "ID...: only these accounts pass the gate here "
         "(at most 64; others 403 account_not_allowed) [any]"),
-    AP_INIT_TAKE_ARGV("JPKIAllowIssuers", mjpki_cmd_allow, "issuers",
+    AP_INIT_RAW_ARGS("JPKIAllowIssuers", mjpki_cmd_allow, "issuers",
         MJPKI_DIR_CTX, "NAME...: only certificates of these JPKIIssuer "
         "names pass the gate here (others 403 issuer_not_allowed) [any]"),
     AP_INIT_TAKE_ARGV("JPKIThrottle", mjpki_cmd_throttle, NULL, MJPKI_DIR_CTX,

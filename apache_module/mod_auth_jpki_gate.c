@@ -334,7 +334,9 @@ mjpki_account_parse(cmd_parms *cmd, const char *require_line,
     char                 err[512], msg[600];
 
     words = apr_array_make(cmd->temp_pool, 8, sizeof(const char *));
-    while ((w = ap_getword_conf(cmd->temp_pool, &t)) != NULL && w[0]) {
+    while (words->nelts <= JPKI_ALLOW_ACCOUNTS_MAX
+           && (w = ap_getword_conf(cmd->temp_pool, &t)) != NULL && w[0])
+    {
         APR_ARRAY_PUSH(words, const char *) = w;
     }
 
