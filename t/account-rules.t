@@ -68,6 +68,10 @@ sub site {
                         apache => "AuthType JPKI\nRequire jpki-account alice\n"
                                   . "AuthzSendForbiddenOnFailure On" },
                 '/card/' => { gate => 1, upstream => 1, allow_issuers => 'card' },
+                # the refusal's reason in nginx's variables
+                '/alice-vars/' => { gate => 1, upstream => 1, allow_accounts => 'alice',
+                                    nginx => "add_header X-Status \"[\$jpki_status]\" always;\n"
+                                             . "add_header X-Account \"[\$jpki_account]\" always;" },
                 '/both/' => { gate => 1, upstream => 1, allow_issuers => 'card phone' },
                 '/card-alice/' => { gate => 1, upstream => 1, allow_issuers => 'card',
                                     allow_accounts => 'alice' },
@@ -101,6 +105,14 @@ for my $kind (@kinds) {
         is($r->{status}, 403, "$kind $path: a browser: the same 403");
         $r = $srv->get("${path}x");
         is($r->{status}, 401, "$kind $path: no session: 401 as anywhere");
+    }
+    if ($srv->nginx) {
+        my $r = $srv->get('/alice-vars/x', cookie => $c{user2});
+        is($r->{headers}{'x-status'}, '[account_not_allowed]', 'nginx: $jpki_status: the refusal\'s reason');
+        is($r->{headers}{'x-account'}, '[]', 'nginx: $jpki_account: empty when refused');
+        $r = $srv->get('/alice-vars/x', cookie => $c{user1});
+        is($r->{headers}{'x-status'}, '[ok]', 'nginx: $jpki_status: ok when allowed');
+        is($r->{headers}{'x-account'}, '[alice]', 'nginx: $jpki_account: the account');
     }
     my $r = $srv->get('/staff/x', cookie => $c{user2});
     is($r->{status}, 200, "$kind: bob on a list of two (one with a blank)");
