@@ -30,6 +30,7 @@
 #include "site.h"
 #include "mapfile.h"
 #include "watch.h"
+#include "allow.h"
 
 #define JPKI_UNSET            (-1)
 #define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
@@ -263,6 +264,9 @@ void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);
 const jpki_verdict *mjpki_transact(request_rec *r, mjpki_site *site,
                                    const jpki_policy *pol, jpki_op op,
                                    const uint8_t *body, size_t body_len);
+const jpki_verdict *mjpki_transact_txn(request_rec *r, mjpki_site *site,
+    const jpki_policy *pol, jpki_op op, const uint8_t *body, size_t body_len,
+    jpki_txn **out);
 void mjpki_verdict_headers(request_rec *r, const jpki_verdict *v, int pass);
 int mjpki_send_json(request_rec *r, int status, const char *body,
                     size_t len);

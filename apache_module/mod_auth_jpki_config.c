@@ -268,6 +268,7 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
                 char *err, size_t errlen)
 {
     jpki_policy  *pol;
+    char          sentence[400];
 
     if (site == NULL || site->js == NULL) {
         apr_snprintf(err, errlen, "the server has no %s",
@@ -277,8 +278,21 @@ mjpki_dir_policy(apr_pool_t *p, const mjpki_site *site, const mjpki_dir_conf *d,
 
     pol = apr_palloc(p, sizeof(jpki_policy));
 
-    return jpki_locconf_policy(&d->lc, jpki_ctx_get_policy(site->ctx), pol,
-                               err, errlen) == JPKI_OK ? pol : NULL;
+    if (jpki_locconf_policy(&d->lc, jpki_ctx_get_policy(site->ctx), pol,
+                            err, errlen) != JPKI_OK)
+    {
+        return NULL;
+    }
+
+    /* the issuer names against this server's site */
+    if (jpki_locconf_resolve(&d->lc, site->ctx, sentence, sizeof(sentence))
+        != JPKI_OK)
+    {
+        jpki_conf_message(err, errlen, "JPKIAllowIssuers", sentence);
+        return NULL;
+    }
+
+    return pol;
 }
 
 
@@ -333,6 +347,51 @@ mjpki_cmd_login_template(cmd_parms *cmd, void *dconf, const char *arg)
         return mjpki_conf_msg(cmd, err);
     }
     apr_pool_cleanup_register(cmd->pool, t, mjpki_tmpl_cleanup,
+                              apr_pool_cleanup_null);
+
+    return NULL;
+}
+
+
+static apr_status_t
+mjpki_allow_cleanup(void *data)
+{
+    jpki_allow_free(data);
+    return APR_SUCCESS;
+}
+
+
+/* JPKIAllowAccounts ID..., JPKIAllowIssuers NAME... (cmd->info set): the
+ * section's allow-lists, parsed by the core (common/allow.h), freed with
+ * the configuration; the issuer names are checked against the site's
+ * issuers with the section's policy (mjpki_dir_policy). */
+static const char *
+mjpki_cmd_allow(cmd_parms *cmd, void *dconf, const char *args)
+{
+    apr_array_header_t  *words;
+    const char          *w;
+    jpki_allow          *a;
+    char                 err[512];
+
+    /* the words split here (quotes keep blanks): TAKE_ARGV would drop
+     * those after the 64th without a word */
+    words = apr_array_make(cmd->temp_pool, 8, sizeof(const char *));
+    while (*args != '\0'
+           && (w = ap_getword_conf(cmd->temp_pool, &args)) != NULL
+           && words->nelts <= JPKI_ALLOW_ACCOUNTS_MAX)
+    {
+        APR_ARRAY_PUSH(words, const char *) = w;
+    }
+
+    if (jpki_locconf_allow(&((mjpki_dir_conf *) dconf)->lc,
+                           cmd->info != NULL, words->nelts,
+                           (const char *const *) words->elts, &a, err,
+                           sizeof(err))
+        != JPKI_OK)
+    {
+        return mjpki_conf_msg(cmd, err);
+    }
+    apr_pool_cleanup_register(cmd->pool, a, mjpki_allow_cleanup,
                               apr_pool_cleanup_null);
 
     return NULL;
@@ -449,6 +508,12 @@ const command_rec mjpki_cmds[] = {
     AP_INIT_TAKE1("JPKILoginTemplate", mjpki_cmd_login_template, NULL,
         MJPKI_DIR_CTX, "FILE: the template of the gate's login page (HTML "
         "with {{...}} marks; docs/login-page.md) [built in]"),
+    AP_INIT_RAW_ARGS("JPKIAllowAccounts", mjpki_cmd_allow, NULL,
+        MJPKI_DIR_CTX, "ID...: only these accounts pass the gate here "
+        "(at most 64; others 403 account_not_allowed) [any]"),
+    AP_INIT_RAW_ARGS("JPKIAllowIssuers", mjpki_cmd_allow, "issuers",
+        MJPKI_DIR_CTX, "NAME...: only certificates of these JPKIIssuer "
+        "names pass the gate here (others 403 issuer_not_allowed) [any]"),
     AP_INIT_TAKE_ARGV("JPKIThrottle", mjpki_cmd_throttle, NULL, MJPKI_DIR_CTX,
         "off | [window=60s] [cert=10] [addr=100] [logins=60] "
         "[concurrency=16]: failed logins per certificate and per client "

@@ -86,8 +86,13 @@ mjpki_header_parser(request_rec *r)
 }
 
 
+/* The identity of a request the gate let through: the account header,
+ * and in the environment JPKI_ACCOUNT, JPKI_CERT_ID, JPKI_AUTH_TIME (the
+ * login's time, seconds since the epoch) and JPKI_STATUS ("ok"): nginx's
+ * $jpki_account, $jpki_cert_id, $jpki_auth_time and $jpki_status. */
 static void
-mjpki_set_identity(request_rec *r, const char *account, const char *cert_id)
+mjpki_set_identity(request_rec *r, const char *account, const char *cert_id,
+                   const char *auth_time, const char *status)
 {
     mjpki_req  *rq;
 
@@ -95,6 +100,12 @@ mjpki_set_identity(request_rec *r, const char *account, const char *cert_id)
     apr_table_set(r->subprocess_env, "JPKI_ACCOUNT", account);
     if (cert_id != NULL && cert_id[0]) {
         apr_table_set(r->subprocess_env, "JPKI_CERT_ID", cert_id);
+    }
+    if (auth_time != NULL && auth_time[0]) {
+        apr_table_set(r->subprocess_env, "JPKI_AUTH_TIME", auth_time);
+    }
+    if (status != NULL && status[0]) {
+        apr_table_set(r->subprocess_env, "JPKI_STATUS", status);
     }
 
     rq = ap_get_module_config(r->request_config, &auth_jpki_module);
@@ -106,12 +117,39 @@ mjpki_set_identity(request_rec *r, const char *account, const char *cert_id)
 }
 
 
+/* A check that passed, through the section's allow-lists (the core's
+ * decision: jpki_locconf_allows): v as it is, or the refusal (403, the
+ * same JSON as nginx's), logged. */
+static const jpki_verdict *
+mjpki_allowed(request_rec *r, mjpki_site *site, const jpki_txn *t,
+              const jpki_verdict *v)
+{
+    jpki_verdict  *rv;
+    jpki_err       e;
+    char           msg[400];
+
+    e = jpki_locconf_allows(&mjpki_dir_of(r)->lc, site->ctx, t, msg,
+                            sizeof(msg));
+    if (e == JPKI_OK) {
+        return v;
+    }
+
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "jpki: %s", msg);
+
+    rv = apr_pcalloc(r->pool, sizeof(jpki_verdict));
+
+    return jpki_edge_refusal(rv, e, apr_palloc(r->pool,
+                                               JPKI_EDGE_REFUSAL_MAX));
+}
+
+
 int
 mjpki_authenticate(request_rec *r)
 {
     mjpki_site           *site;
     const jpki_policy   *pol;
     const jpki_verdict  *v;
+    jpki_txn            *t;
 
     if (!mjpki_is_jpki_auth(r)) {
         return DECLINED;
@@ -129,16 +167,27 @@ mjpki_authenticate(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    v = mjpki_transact(r, site, pol, JPKI_OP_CHECK, NULL, 0);
+    v = mjpki_transact_txn(r, site, pol, JPKI_OP_CHECK, NULL, 0, &t);
     if (v == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (jpki_edge_passes(JPKI_OP_CHECK, v)) {
+        v = mjpki_allowed(r, site, t, v);
+    }
+
+    /* the verdict's reason, for logs (%{JPKI_STATUS}e) as $jpki_status */
+    apr_table_set(r->subprocess_env, "JPKI_STATUS", v->reason);
+
+    if (jpki_edge_passes(JPKI_OP_CHECK, v)) {
         r->user = apr_pstrdup(r->pool, v->account);
         r->ap_auth_type = JPKI_AUTH_TYPE;
         mjpki_verdict_headers(r, v, 1);
-        mjpki_set_identity(r, r->user, v->cert_id);
+        mjpki_set_identity(r, r->user, v->cert_id,
+                           v->auth_time != 0
+                           ? apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                          (apr_int64_t) v->auth_time)
+                           : NULL, v->reason);
         mjpki_upstream_cookies(r, pol->cookie_name,
                               jpki_locconf_pass_cookie(&mjpki_dir_of(r)->lc));
         return OK;
@@ -186,8 +235,10 @@ mjpki_fixups_identity(request_rec *r)
                                                "JPKI_ACCOUNT");
 
                 if (a != NULL) {
-                    mjpki_set_identity(r, a, apr_table_get(p->subprocess_env,
-                                                          "JPKI_CERT_ID"));
+                    mjpki_set_identity(r, a,
+                        apr_table_get(p->subprocess_env, "JPKI_CERT_ID"),
+                        apr_table_get(p->subprocess_env, "JPKI_AUTH_TIME"),
+                        apr_table_get(p->subprocess_env, "JPKI_STATUS"));
                 }
                 break;
             }
@@ -202,7 +253,9 @@ mjpki_fixups_identity(request_rec *r)
     rq = ap_get_module_config(r->request_config, &auth_jpki_module);
     if (rq == NULL || !rq->identity_set) {
         mjpki_set_identity(r, r->user,
-                          apr_table_get(r->subprocess_env, "JPKI_CERT_ID"));
+                          apr_table_get(r->subprocess_env, "JPKI_CERT_ID"),
+                          apr_table_get(r->subprocess_env, "JPKI_AUTH_TIME"),
+                          apr_table_get(r->subprocess_env, "JPKI_STATUS"));
     }
 
     return DECLINED;
@@ -234,47 +287,73 @@ static authz_status
 mjpki_account_check(request_rec *r, const char *require_args,
                    const void *parsed)
 {
-    const char  *t, *w;
+    char  msg[400];
+
+    (void) require_args;
 
     if (r->user == NULL) {
         return AUTHZ_DENIED_NO_USER;
     }
 
-    if (mjpki_is_jpki_auth(r)) {
-        t = require_args;
-        while ((w = ap_getword_conf(r->pool, &t)) != NULL && w[0]) {
-            if (strcmp(w, r->user) == 0) {
-                return AUTHZ_GRANTED;
-            }
-        }
+    /* the same decision and sentence as JPKIAllowAccounts and nginx's
+     * jpki_allow_accounts (common/allow.h) */
+    if (mjpki_is_jpki_auth(r)
+        && jpki_allow_check(parsed, NULL, NULL, r->user, NULL, msg,
+                            sizeof(msg)) == JPKI_OK)
+    {
+        return AUTHZ_GRANTED;
     }
 
+    if (mjpki_is_jpki_auth(r)) {
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "jpki: %s", msg);
+    }
     apr_table_setn(r->notes, JPKI_DENIED_NOTE, "1");
+    apr_table_set(r->subprocess_env, "JPKI_STATUS",
+                  jpki_reason(JPKI_ERR_ACCOUNT_NOT_ALLOWED));
 
     return AUTHZ_DENIED;
 }
 
 
+static apr_status_t
+mjpki_account_cleanup(void *data)
+{
+    jpki_allow_free(data);
+    return APR_SUCCESS;
+}
+
+
+/* Require jpki-account ID...: the words as Apache splits them (quotes
+ * keep blanks), parsed by the core: the grammar and bounds of
+ * JPKIAllowAccounts. */
 static const char *
 mjpki_account_parse(cmd_parms *cmd, const char *require_line,
                    const void **parsed)
 {
-    const char  *t = require_line, *w;
-    int          n = 0;
+    apr_array_header_t  *words;
+    const char          *t = require_line, *w;
+    jpki_allow          *a;
+    char                 err[512], msg[600];
 
-    while ((w = ap_getword_conf(cmd->temp_pool, &t)) != NULL && w[0]) {
-        if (!jpki_account_valid(w, strlen(w))) {
-            return apr_psprintf(cmd->pool, "Require jpki-account: invalid "
-                                "account \"%s\"", w);
-        }
-        n++;
+    words = apr_array_make(cmd->temp_pool, 8, sizeof(const char *));
+    while (words->nelts <= JPKI_ALLOW_ACCOUNTS_MAX
+           && (w = ap_getword_conf(cmd->temp_pool, &t)) != NULL && w[0])
+    {
+        APR_ARRAY_PUSH(words, const char *) = w;
     }
 
-    if (n == 0) {
-        return "Require jpki-account needs at least one account";
+    if (jpki_allow_parse(JPKI_ALLOW_ACCOUNTS, words->nelts,
+                         (const char *const *) words->elts, &a, err,
+                         sizeof(err))
+        != JPKI_OK)
+    {
+        jpki_conf_message(msg, sizeof(msg), "Require jpki-account", err);
+        return apr_pstrdup(cmd->pool, msg);
     }
 
-    *parsed = NULL;
+    apr_pool_cleanup_register(cmd->pool, a, mjpki_account_cleanup,
+                              apr_pool_cleanup_null);
+    *parsed = a;
 
     return NULL;
 }

@@ -290,7 +290,22 @@ const jpki_verdict *
 mjpki_transact(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                jpki_op op, const uint8_t *body, size_t body_len)
 {
+    return mjpki_transact_txn(r, site, pol, op, body, body_len, NULL);
+}
+
+
+/* The same; *out: the transaction (it lives as long as the request), for
+ * what the verdict does not say (its session's issuer). */
+const jpki_verdict *
+mjpki_transact_txn(request_rec *r, mjpki_site *site, const jpki_policy *pol,
+                   jpki_op op, const uint8_t *body, size_t body_len,
+                   jpki_txn **out)
+{
     jpki_txn  *t = mjpki_start(r, site, pol, op, body, body_len);
+
+    if (out != NULL) {
+        *out = t;
+    }
 
     return t != NULL ? mjpki_run(r, site, t) : NULL;
 }

@@ -174,6 +174,10 @@ const jpki_verdict *jpki_edge_refusal(jpki_verdict *v, jpki_err e,
     case JPKI_ERR_BAD_REQUEST:
         v->http_status = 400;
         break;
+    case JPKI_ERR_ACCOUNT_NOT_ALLOWED:  /* a location's allow-lists */
+    case JPKI_ERR_ISSUER_NOT_ALLOWED:
+        v->http_status = 403;
+        break;
     case JPKI_ERR_METHOD:               /* the health answer's */
         v->http_status = 405;
         v->allow = JPKI_HEALTH_ALLOW;

@@ -76,7 +76,8 @@ void jpki_edge_verdict_headers(const jpki_verdict *v, int pass,
 
 /* A refusal the adapter makes before any transaction (no endpoint there,
  * a body too large or unreadable, too many logins verified at once, a
- * method the health answer does not take): the
+ * method the health answer does not take) or after one (a signed-in
+ * account or issuer a location's allow-list refuses, 403: allow.h): the
  * verdict v (http_status, reason, body in buf, retry_after), sent like a
  * transaction's.  buf: JPKI_EDGE_REFUSAL_MAX bytes. */
 #define JPKI_EDGE_REFUSAL_MAX 160

@@ -132,6 +132,8 @@ static const struct {
         "this site's mappings are its mapping file (jpkictl map add)"},
     [JPKI_ERR_ACCOUNT_NOT_ALLOWED] = {"account_not_allowed",
         "this account may not use this resource"},
+    [JPKI_ERR_ISSUER_NOT_ALLOWED] = {"issuer_not_allowed",
+        "certificates of this issuer may not use this resource"},
 };
 
 const char *jpki_reason(jpki_err e)

@@ -127,6 +127,8 @@ typedef enum {
     JPKI_ERR_ACCOUNT_FULL,       /* an account has JPKI_ACCOUNT_CERTS */
     JPKI_ERR_NOT_BOUND,          /* unbind: no such binding */
     JPKI_ERR_MAP_FILE,           /* the site's mappings are its file */
+    JPKI_ERR_ISSUER_NOT_ALLOWED, /* signed in with a certificate of an
+                                    issuer the location does not allow */
     JPKI__ERR_COUNT
 } jpki_err;
 

@@ -431,11 +431,16 @@ void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent)
     jpki_throttle_merge(&child->throttle, &parent->throttle);
     if (child->tmpl == NULL)
         child->tmpl = parent->tmpl;
+    if (child->accounts == NULL)
+        child->accounts = parent->accounts;
+    if (child->issuers == NULL)
+        child->issuers = parent->issuers;
 }
 
 int jpki_locconf_any(const jpki_locconf *lc)
 {
     return lc->throttle.set != 0 || lc->tmpl != NULL || lc->admin_token_set
+           || lc->accounts != NULL || lc->issuers != NULL
            || jpki_conf_any(&lc->values, JPKI_CONF_LOCATION);
 }
 

@@ -118,6 +118,10 @@ typedef struct {
     int tmpl_here;
     uint8_t admin_token[32];    /* SHA-256 of the admin API's token */
     int admin_token_set;
+    /* the allow-lists (allow.h; NULL: no rule), the adapter's to free */
+    const struct jpki_allow *accounts;
+    const struct jpki_allow *issuers;
+    int accounts_here, issuers_here;
 } jpki_locconf;
 
 void jpki_locconf_init(jpki_locconf *lc);
@@ -136,6 +140,25 @@ jpki_err jpki_locconf_template(jpki_locconf *lc, const char *path,
  * and checked now ("is duplicate", or the file's sentence). */
 jpki_err jpki_locconf_admin_token(jpki_locconf *lc, const char *path,
                                   char *err, size_t errlen);
+/* An allow-list (jpki_allow_accounts ID..., jpki_allow_issuers NAME...):
+ * the words parsed (jpki_allow_parse), "is duplicate" at the same level.
+ * *loaded: the list, which the adapter frees with jpki_allow_free when
+ * its configuration goes. */
+jpki_err jpki_locconf_allow(jpki_locconf *lc, int issuers, int argc,
+                            const char *const *argv,
+                            struct jpki_allow **loaded, char *err,
+                            size_t errlen);
+/* The location's issuer names against its site's issuers, when its
+ * configuration is checked (jpki_allow_resolve): an unknown name is
+ * refused with its sentence. */
+jpki_err jpki_locconf_resolve(const jpki_locconf *lc, const jpki_ctx *ctx,
+                              char *err, size_t errlen);
+/* Whether the location lets the gated request of transaction t (its
+ * verdict passed) through: jpki_allow_check with the verdict's account
+ * and the session's issuer.  JPKI_OK, or the refusal's error
+ * (jpki_edge_refusal: 403) with the log sentence in msg. */
+jpki_err jpki_locconf_allows(const jpki_locconf *lc, const jpki_ctx *ctx,
+                             const jpki_txn *t, char *msg, size_t msglen);
 /* What child does not write it takes from parent. */
 void jpki_locconf_merge(jpki_locconf *child, const jpki_locconf *parent);
 /* 1 when it writes anything. */

@@ -18,6 +18,7 @@
 #include "site.h"
 #include "mapfile.h"
 #include "watch.h"
+#include "allow.h"
 
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
@@ -111,6 +112,9 @@ typedef struct {
     u_char                    *body;
     size_t                     body_len;
     ngx_str_t                  account;       /* the verdict's */
+    const jpki_verdict        *refused;       /* a passed check the
+                                                 location's allow-lists
+                                                 refused: the answer */
     u_char                     peer[NGX_SOCKADDR_STRLEN + 1];
     u_char                    *uri;
 } ngx_http_jpki_ctx_t;
@@ -158,6 +162,7 @@ char *ngx_http_jpki_conf_loc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_conf_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_flag_t *flag);
 char *ngx_http_jpki_throttle(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_login_template(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);

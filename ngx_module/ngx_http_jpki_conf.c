@@ -392,6 +392,56 @@ ngx_http_jpki_login_template(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static void
+ngx_http_jpki_allow_cleanup(void *data)
+{
+    jpki_allow_free(data);
+}
+
+
+/* jpki_allow_accounts ID...; jpki_allow_issuers NAME... (cmd->offset 1):
+ * the location's allow-lists, parsed by the core (common/allow.h), freed
+ * with the configuration.  The issuer names are checked against the
+ * site's issuers when the location is merged. */
+char *
+ngx_http_jpki_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+    ngx_str_t                 *value = cf->args->elts;
+    ngx_pool_cleanup_t        *cln;
+    jpki_allow                *a;
+    const char               **argv;
+    ngx_uint_t                 i;
+    char                       err[512];
+
+    argv = ngx_palloc(cf->temp_pool,
+                      cf->args->nelts * sizeof(const char *));
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (argv == NULL || cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* nginx's words are NUL-terminated; one with a NUL in it is cut
+     * short there and refused by the core as another word */
+    for (i = 1; i < cf->args->nelts; i++) {
+        argv[i - 1] = (const char *) value[i].data;
+    }
+
+    if (jpki_locconf_allow(&jlcf->lc, (int) cmd->offset,
+                           (int) cf->args->nelts - 1, argv, &a, err,
+                           sizeof(err))
+        != JPKI_OK)
+    {
+        return ngx_http_jpki_conf_fail(cf, &cmd->name, err);
+    }
+
+    cln->handler = ngx_http_jpki_allow_cleanup;
+    cln->data = a;
+
+    return NGX_CONF_OK;
+}
+
+
 /* jpki_throttle off | [window=T] [cert=N] [addr=N] [logins=N]
  *               [concurrency=N]: the grammar is the core's. */
 char *
@@ -461,6 +511,10 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+static ngx_str_t  ngx_http_jpki_allow_issuers_name =
+    ngx_string("jpki_allow_issuers");
+
+
 /* The location's policy: the site's, with the location's values and
  * throttle (merged down from http and server) written over it. */
 static char *
@@ -480,6 +534,14 @@ ngx_http_jpki_loc_policy(ngx_conf_t *cf, ngx_http_jpki_loc_conf_t *conf,
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: %s", err);
         return NGX_CONF_ERROR;
+    }
+
+    /* the issuer names against this server's site */
+    if (jpki_locconf_resolve(&conf->lc, jmcf->ctx, err, sizeof(err))
+        != JPKI_OK)
+    {
+        return ngx_http_jpki_conf_fail(cf, &ngx_http_jpki_allow_issuers_name,
+                                       err);
     }
 
     return NGX_CONF_OK;

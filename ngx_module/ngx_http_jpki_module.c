@@ -103,6 +103,20 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("jpki_allow_accounts"),
+      NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_1MORE,
+      ngx_http_jpki_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("jpki_allow_issuers"),
+      NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_1MORE,
+      ngx_http_jpki_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,
+      NULL },
+
     { ngx_string("jpki_login_template"),
       NGX_HTTP_JPKI_ANY_CONF|NGX_CONF_TAKE1,
       ngx_http_jpki_login_template,

@@ -475,6 +475,41 @@ ngx_http_jpki_refuse(ngx_http_request_t *r, jpki_err e)
 }
 
 
+/* A check that passed, through the location's allow-lists (the core's
+ * decision: jpki_locconf_allows): v as it is, or the refusal (403, the
+ * same JSON as Apache's), logged, which the variables then read; NULL: no
+ * memory. */
+static const jpki_verdict *
+ngx_http_jpki_allowed(ngx_http_jpki_ctx_t *ctx,
+    ngx_http_jpki_loc_conf_t *jlcf, const jpki_verdict *v)
+{
+    ngx_http_request_t  *r = ctx->r;
+    jpki_verdict        *rv;
+    jpki_err             e;
+    char                 msg[400], *buf;
+
+    e = jpki_locconf_allows(&jlcf->lc, ngx_http_jpki_site(r)->ctx, ctx->txn,
+                            msg, sizeof(msg));
+    if (e == JPKI_OK) {
+        return v;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "jpki: %s", msg);
+
+    rv = ngx_pcalloc(r->pool, sizeof(jpki_verdict));
+    buf = ngx_pnalloc(r->pool, JPKI_EDGE_REFUSAL_MAX);
+    if (rv == NULL || buf == NULL) {
+        return NULL;
+    }
+
+    ctx->refused = jpki_edge_refusal(rv, e, buf);
+    ctx->account.len = 0;
+    ctx->account.data = NULL;
+
+    return ctx->refused;
+}
+
+
 /* Applies the verdict: returns the access-phase code or, for endpoints,
  * what to finalize the request with. */
 static ngx_int_t
@@ -503,6 +538,13 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
      * header point at them */
     ctx->account.data = (u_char *) v->account;
     ctx->account.len = v->account ? ngx_strlen(v->account) : 0;
+
+    if (jpki_edge_passes(ctx->op, v) && ctx->op == JPKI_OP_CHECK) {
+        v = ngx_http_jpki_allowed(ctx, jlcf, v);
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     if (jpki_edge_passes(ctx->op, v)) {
         account = ctx->account;

@@ -25,7 +25,8 @@ ngx_http_jpki_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         ctx = ngx_http_jpki_passed(r->parent);
     }
 
-    vd = ctx != NULL && ctx->done ? jpki_txn_verdict(ctx->txn) : NULL;
+    vd = ctx == NULL || !ctx->done ? NULL
+         : ctx->refused != NULL ? ctx->refused : jpki_txn_verdict(ctx->txn);
     s = NULL;
     v->len = 0;
 

@@ -80,6 +80,8 @@ our %DIRECTIVE = (
     map                   => [qw(jpki_map_file JPKIMapFile)],
     throttle              => [qw(jpki_throttle JPKIThrottle)],
     crl_zone              => [qw(jpki_crl_zone JPKICRLZone)],
+    allow_accounts        => [qw(jpki_allow_accounts JPKIAllowAccounts)],
+    allow_issuers         => [qw(jpki_allow_issuers JPKIAllowIssuers)],
     core_directives(),
 );
 
