@@ -81,6 +81,8 @@ struct jpki_txn {
     int device;                            /* DEVICE_SIGN: a login into a
                                               flow, no session */
     int key_proved;                        /* the login's key signed */
+    int enroll_pending;                    /* no account: refused once its
+                                              revocation is checked */
     int flow_pending;                      /* the flow was waiting */
     int ix_flow;
     uint8_t flow_bind[16];                 /* H(the browser's secret) */

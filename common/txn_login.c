@@ -509,6 +509,13 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r)
     t->key_proved = e == JPKI_OK;
     if (e == JPKI_OK)
         e = login_account(t, t->ix_map >= 0 ? &t->got_map : NULL);
+    /* a card no account has, where it can enroll: its revocation is
+     * checked first (no token for a revoked card) */
+    if (e == JPKI_ERR_NOT_MAPPED && t->pol->enroll_page[0] != '\0'
+        && !t->device) {
+        t->enroll_pending = 1;
+        e = JPKI_OK;
+    }
     if (e != JPKI_OK) {
         login_failed(t, e);
         return;
@@ -525,6 +532,10 @@ void txn_login_commit(jpki_txn *t)
     int64_t ttl = (int64_t)t->ch_exp - t->req.now + t->pol->clock_skew;
     int64_t w = thr_window(t);
 
+    if (t->enroll_pending) {             /* not revoked: it may enroll */
+        login_failed(t, JPKI_ERR_NOT_MAPPED);
+        return;
+    }
     t->n_cmds = 0;
     if (!t->tls)
         txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SETNX, "ch", t->ch_id), "1",

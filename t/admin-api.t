@@ -9,7 +9,10 @@
 #     and a token file others can read, are refused at startup;
 #   - a forged, a replayed token; the same certificate for a second
 #     account; two certificates on one account; the account's list;
-#     unbind; every session of an account logged out.
+#     unbind; every session of an account logged out;
+#   - renewal: an account's old and new cards both sign in until the old
+#     one is revoked;
+#   - no clear serial (hex or decimal) in the logs or the store of the run.
 #   make build/ngx_http_jpki_module.so build/mod_auth_jpki.so build/jpkictl pki
 #   prove -v t/admin-api.t
 use strict;
@@ -83,6 +86,7 @@ for my $kind (@kinds) {
 my $redis = JPKITest::redis_bin() ? JPKITest::Redis->start(name => 'redis') : undef;
 my @stores = ('shm', $redis ? ('redis=127.0.0.1:' . $redis->port) : ());
 
+my @logs;
 for my $kind (@kinds) {
     for my $store (@stores) {
         my $label = "$kind " . ($store eq 'shm' ? 'shm' : 'redis');
@@ -161,10 +165,54 @@ for my $kind (@kinds) {
         $r = api($srv, 'GET', '/admin/certs?account=alice', undef, $TOKEN);
         is(scalar @{ $r->{json}{certs} // [] }, 1, "$label: ... alice has one left");
 
+        # renewal: the new card redeemed into the account that has the old
+        # one; both sign in until the old one is revoked
+        $r = login_to($srv, 'user1');
+        my ($tok3) = ($r->{json}{enroll} // '') =~ /jpki_enroll=(.*)$/;
+        $r = api($srv, 'POST', '/admin/bind', { token => $tok3, account => 'alice' }, $TOKEN);
+        is($r->{status}, 200, "$label: renewal: the new card redeemed into alice");
+        is(login_to($srv, 'user2')->{json}{account} // '', 'alice', "$label: ... the old card still signs in");
+        is(login_to($srv, 'user1')->{json}{account} // '', 'alice', "$label: ... and the new one");
+        $r = login_to($srv, 'rev-keyCompromise');
+        my ($tok4) = ($r->{json}{enroll} // '') =~ /jpki_enroll=(.*)$/;
+        ok(!$tok4 && ($r->{json}{error} // '') eq 'cert_revoked',
+           "$label: a revoked card gets no enrollment token (cert_revoked)");
+        $r = api($srv, 'POST', '/admin/bind', { cert_id => cert_id('rev-keyCompromise', $secret),
+                                                account => 'alice' }, $TOKEN);
+        is($r->{status}, 200, "$label: a card bound before its revocation (by cert_id)");
+        $r = login_to($srv, 'rev-keyCompromise');
+        is($r->{json}{error} // '', 'cert_revoked', "$label: ... once revoked, it is refused");
+        is(login_to($srv, 'user1')->{json}{account} // '', 'alice', "$label: ... the account's other card still signs in");
+
+        push @logs, $srv->log_since(0);
         my @problems = $srv->log_problems;
         ok(!@problems, "$label: no crash or alert in the log") or diag "@problems";
         $srv->stop;
     }
 }
+
+# No serial in clear: the certificates' serials, in hex (any case, with or
+# without leading zeros) and in decimal, in none of the logs of the run nor
+# in the store (the keys and values of Redis)
+my @serials;
+for my $c (qw(user1 user2 rev-keyCompromise)) {
+    my ($hex) = `openssl x509 -in $JPKITest::PKI/$c.pem -noout -serial` =~ /serial=([0-9A-F]+)/i;
+    (my $h = lc $hex) =~ s/^0+//;
+    my $dec = `printf '%s' \$(echo 'ibase=16; $hex' | BC_LINE_LENGTH=0 bc)` if $hex;
+    push @serials, $h, ($dec // ());
+}
+my $dump = join "\n", @logs;
+if ($redis) {
+    $redis->cmd('SELECT', 0);
+    for my $k ($redis->keys_like('*')) {
+        my $type = $redis->cmd('TYPE', $k);
+        my $v = $type eq 'string' ? $redis->cmd('GET', $k)
+              : $type eq 'hash' ? join(' ', @{ $redis->cmd('HGETALL', $k) // [] }) : '';
+        $dump .= "\n$k " . unpack('H*', $v // '') . " $v";
+    }
+}
+ok(length $dump > 1000 && @serials >= 6, 'the logs and the store dumped (' . length($dump) . ' bytes)');
+my @found = grep { index(lc $dump, $_) >= 0 } grep { length > 6 } @serials;
+ok(!@found, 'no serial in clear, hex or decimal, in the logs or the store') or diag "@found";
 
 done_testing();

@@ -1478,6 +1478,23 @@ static void test_enroll_admin(io_env *good)
     ok(v && v->http_status == 401 && !strstr(v->body, "jpki_enroll"),
        "no token for a login whose signature fails");
     jpki_txn_free(t);
+    {
+        jpki_store_cmd del = {0};
+        jpki_store_result dr;
+
+        del.op = JPKI_STORE_DEL;
+        del.keylen = (size_t)snprintf(del.key, sizeof(del.key),
+                                      "jpki:v1:map:%s",
+                                      cert_id_of("rev-cACompromise.pem"));
+        jpki_shm_exec(shm, &del, (int64_t)NOW * 1000, &dr);
+    }
+    v = login("rev-cACompromise.pem", "rev-cACompromise.key", NULL, good, &t,
+              NULL);
+    ok(v && v->http_status == 403 && !strcmp(v->reason, "cert_revoked")
+       && !strstr(v->body, "jpki_enroll"),
+       "a revoked card no account has: cert_revoked, no token (its "
+       "revocation is checked before it may enroll)");
+    jpki_txn_free(t);
 
     /* who may call the API */
     snprintf(json, sizeof(json), "{\"token\":\"%s\",\"account\":\"carol\"}",
