@@ -550,17 +550,15 @@ void txn_admin_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
  * enrollment page: the browser goes there with a token (303), an API
  * client is told where (the 403's "enroll").  The token names the
  * certificate by cert_id only. */
-void txn_enroll_offer(jpki_txn *t, jpki_err e)
+/* The enrollment token of t's certificate (its id: the login's challenge
+ * id, or random for a TLS login); 0 when none could be made. */
+int txn_enroll_token(jpki_txn *t, char *tok)
 {
-    char tok[JPKI_ENROLL_LEN + 1];
-    const char *ep = t->pol->enroll_page;
     jpki_enroll en;
     uint8_t rnd[16];
-    size_t o;
 
-    if (e != JPKI_ERR_NOT_MAPPED || !t->key_proved || ep[0] == '\0'
-        || t->cert == NULL || t->device || t->req.op != JPKI_OP_LOGIN)
-        return;
+    if (t->cert == NULL || !t->key_proved)
+        return 0;
     memset(&en, 0, sizeof(en));
     snprintf(en.cert_id, sizeof(en.cert_id), "%s", t->cert->cert_id);
     snprintf(en.issuer_tag, sizeof(en.issuer_tag), "%s",
@@ -569,18 +567,27 @@ void txn_enroll_offer(jpki_txn *t, jpki_err e)
     en.expires = t->req.now + JPKI_ENROLL_TTL;
     if (t->tls) {
         if (!jpki_random(rnd, sizeof(rnd)))
-            return;
+            return 0;
         jpki_hex_encode(rnd, sizeof(rnd), en.id);
     } else {
         snprintf(en.id, sizeof(en.id), "%s", t->ch_id);
     }
-    if (jpki_enroll_make(t->ctx, &en, tok) != JPKI_OK)
-        return;
+    return jpki_enroll_make(t->ctx, &en, tok) == JPKI_OK;
+}
+
+/* The refusal e sends its client to the enrollment page with tok: a
+ * browser (back: it is a page's) by 303, an API client by the 403's
+ * "enroll". */
+void txn_enroll_answer(jpki_txn *t, jpki_err e, const char *tok, int back)
+{
+    const char *ep = t->pol->enroll_page;
+    size_t o;
+
     o = (size_t)snprintf(t->location, sizeof(t->location), "%s%cjpki_enroll="
                          "%s", ep, strchr(ep, '?') ? '&' : '?', tok);
     if (o >= sizeof(t->location))
         return;
-    if (t->form && !t->req.wants_json) {
+    if (back && !t->req.wants_json) {
         t->v.location = t->location;
         t->v.http_status = 303;
         return;
@@ -590,4 +597,19 @@ void txn_enroll_offer(jpki_txn *t, jpki_err e)
              t->location);
     t->v.body = t->body;
     t->v.body_len = strlen(t->body);
+}
+
+/* Refused account_not_mapped once the key signed (and the certificate is
+ * not revoked), at a location with an enrollment page: the client is
+ * sent there with a token.  A device flow's signer is not: its browser's
+ * poll is (txn_device.c). */
+void txn_enroll_offer(jpki_txn *t, jpki_err e)
+{
+    char tok[JPKI_ENROLL_LEN + 1];
+
+    if (e != JPKI_ERR_NOT_MAPPED || t->pol->enroll_page[0] == '\0'
+        || t->device || t->req.op != JPKI_OP_LOGIN
+        || !txn_enroll_token(t, tok))
+        return;
+    txn_enroll_answer(t, e, tok, t->form);
 }

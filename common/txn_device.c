@@ -13,6 +13,7 @@
 #include "txn_internal.h"
 #include "qr.h"
 #include "page.h"
+#include "enroll.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +428,11 @@ int txn_device_note(jpki_txn *t)
     memcpy(c->val + 1, t->flow_bind, 16);
     c->val[17] = (uint8_t)t->v.err;
     c->vallen = 18;
+    /* a card no account has, where it may enroll: the browser goes on to
+     * the enrollment page with the token */
+    if (t->v.err == JPKI_ERR_NOT_MAPPED && t->pol->enroll_page[0] != '\0'
+        && txn_enroll_token(t, (char *)c->val + 18))
+        c->vallen = 18 + JPKI_ENROLL_LEN;
     c->ttl_ms = flow_ttl(t, 1);
     t->state = T_FLOW_NOTE;
     return 1;
@@ -542,9 +548,13 @@ void txn_device_poll_read(jpki_txn *t, const jpki_store_result *r)
             return;
         }
         /* the signer's refusal, told once */
-        t->fail_err = f->vallen == 18 && f->val[17] > 0
+        t->fail_err = f->vallen >= 18 && f->val[17] > 0
                       && f->val[17] < JPKI__ERR_COUNT
                       ? (jpki_err)f->val[17] : JPKI_ERR_FLOW_UNKNOWN;
+        if (f->vallen == 18 + JPKI_ENROLL_LEN) {
+            memcpy(t->flow_enroll, f->val + 18, JPKI_ENROLL_LEN);
+            t->flow_enroll[JPKI_ENROLL_LEN] = '\0';
+        }
     } else {
         opened = open_record(t, f->val, f->vallen);
         if (opened <= 0) {
@@ -579,6 +589,9 @@ void txn_device_poll_taken(jpki_txn *t, const jpki_store_result *r)
     }
     if (r[0].n != 1 || t->fail_err != JPKI_OK) {
         txn_finish(t, r[0].n != 1 ? JPKI_ERR_FLOW_UNKNOWN : t->fail_err);
+        if (r[0].n == 1 && t->flow_enroll[0] != '\0'
+            && t->pol->enroll_page[0] != '\0')
+            txn_enroll_answer(t, t->fail_err, t->flow_enroll, 1);
         return;
     }
     if (!jpki_random(sid, sizeof(sid))) {

@@ -89,6 +89,8 @@ struct jpki_txn {
     char flow_id[JPKI_CHALLENGE_ID_HEX + 1];
     char flow_ch[JPKI_CHALLENGE_LEN + 1];  /* the flow's challenge */
     char flow_secret[33];                  /* START: the new secret, hex */
+    char flow_enroll[123];                 /* POLL: the signer's enrollment
+                                              token (JPKI_ENROLL_LEN) */
     jpki_header hdrs[4];                   /* an asset's headers */
     /* a logout marker being written (txn_marker_put) */
     char mk_rec;
@@ -199,6 +201,8 @@ void txn_admin(jpki_txn *t);
 void txn_admin_fed(jpki_txn *t, const jpki_store_result *r, size_t n);
 void txn_admin_marked(jpki_txn *t);
 void txn_enroll_offer(jpki_txn *t, jpki_err e);
+int txn_enroll_token(jpki_txn *t, char *tok);
+void txn_enroll_answer(jpki_txn *t, jpki_err e, const char *tok, int back);
 #pragma GCC visibility pop
 
 #endif

@@ -511,8 +511,7 @@ void txn_login_read(jpki_txn *t, const jpki_store_result *r)
         e = login_account(t, t->ix_map >= 0 ? &t->got_map : NULL);
     /* a card no account has, where it can enroll: its revocation is
      * checked first (no token for a revoked card) */
-    if (e == JPKI_ERR_NOT_MAPPED && t->pol->enroll_page[0] != '\0'
-        && !t->device) {
+    if (e == JPKI_ERR_NOT_MAPPED && t->pol->enroll_page[0] != '\0') {
         t->enroll_pending = 1;
         e = JPKI_OK;
     }

@@ -107,6 +107,17 @@ for my $kind (@kinds) {
         is($r->{status}, 303, "$label: a browser's login of that card: 303");
         like($r->{headers}{location} // '', qr{^/enroll\?jpki_enroll=e1\.}, "$label: ... to the enrollment page");
 
+        # the same card signing a device flow: the browser's poll is sent to
+        # the enrollment page (the signer is told account_not_mapped)
+        my $fr = post_form($srv->url('/jpki/device'), {}, headers => { Accept => 'application/json' });
+        my $fcookie = cookie_of($fr, 'jpki_flow');
+        my ($fch) = ($fr->{json}{url} // '') =~ /challenge=([A-Za-z0-9_-]+)/;
+        $r = post_json($srv->url('/jpki/sign'), login_body($fch, 'user1', undef, cert_form => 'b64'));
+        is($r->{json}{error} // '', 'account_not_mapped', "$label: a device flow's signer with that card: refused");
+        $r = http('GET', $srv->url('/jpki/poll'),
+                  headers => { Accept => 'application/json', Cookie => "jpki_flow=$fcookie" });
+        like($r->{json}{enroll} // '', qr{^/enroll\?jpki_enroll=e1\.}, "$label: ... the browser's poll: to the enrollment page");
+
         # who may call the API
         $r = api($srv, 'POST', '/admin/bind', { token => $tok, account => 'alice' });
         is($r->{status}, 401, "$label: the API without the token: 401");

@@ -179,7 +179,13 @@
         }
         ask(url, null).then(function (res) {
             var j = res.json;
-            if (j && typeof j.error === 'string') {
+            if (j && typeof j.enroll === 'string' &&
+                /^(\/[^\/\\]|https?:\/\/)/.test(j.enroll)) {
+                /* a card no account has: the site's enrollment page (the
+                 * operator's jpki_enroll_page), with its token */
+                stop();
+                location.assign(j.enroll);
+            } else if (j && typeof j.error === 'string') {
                 failWith(j.error);
             } else if (res.status === 200 && j && j.status === 'ok') {
                 done(j);
