@@ -183,6 +183,10 @@ static const page_word words[] = {
     {"err_failed",
      {"ログインできませんでした。もう一度お試しください。",
       "Signing in failed. Please try again."}},
+    {"err_issuer",
+     {"この種類の証明書（カードまたはスマートフォン）は、このページでは使えません。",
+      "This kind of certificate (card or phone) cannot be used on this "
+      "page."}},
     {"err_code", {"理由", "Reason"}},
     {NULL, {NULL, NULL}}
 };
@@ -194,7 +198,7 @@ const char *const jpki_page_words[] = {
     "err_not_enrolled",
     "err_revoked", "err_on_hold", "err_expired", "err_try_later",
     "err_too_many", "err_signed_out", "err_cross_origin", "err_failed",
-    "err_code", NULL
+    "err_issuer", "err_code", NULL
 };
 
 static const page_word *word_of(const char *key, size_t n)
@@ -234,6 +238,7 @@ const char *jpki_page_error_key(const char *reason)
         {"session_idle_timeout", "err_signed_out"},
         {"session_logged_out", "err_signed_out"},
         {"cross_origin", "err_cross_origin"},
+        {"issuer_not_allowed", "err_issuer"},
         {"flow_unknown", "err_flow"},
         {"flow_mismatch", "err_flow"},
         {"no_client_cert", "err_tls"},

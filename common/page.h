@@ -40,7 +40,8 @@ extern const char *const jpki_page_words[];
 /* The key of the word that explains a refusal of the reason word the core
  * gives (jpki_strerror): "err_not_enrolled", "err_revoked",
  * "err_on_hold", "err_expired", "err_try_later", "err_too_many",
- * "err_signed_out", "err_cross_origin", "err_flow", "err_tls", or
+ * "err_signed_out", "err_cross_origin", "err_flow", "err_tls",
+ * "err_issuer", or
  * "err_failed" for every other
  * reason; NULL for NULL or "ok". */
 const char *jpki_page_error_key(const char *reason);
