@@ -31,7 +31,7 @@
 #       polling stops; a start refused (over the throttle) shows the
 #       page's error, and a return path of another site put in the page
 #       is not sent along.
-# Packages: chromium chromium-driver zbar-tools qrencode tesseract-ocr
+# Packages: chromium chromium-driver zbar-tools tesseract-ocr
 # tesseract-ocr-jpn fonts-ipafont-gothic libnss3-tools softhsm2 opensc.
 use strict;
 use warnings;
@@ -348,6 +348,8 @@ sub flow_sent_ok {
                             . 'return !d.querySelector("form").hidden && !d.querySelector("img.qr")', 15);
     ok($back, "$kind, expiring: the flow expired (10 s): the start button is back, the QR code gone");
     ok(!$x->js('return document.querySelector("#device button").disabled'), "$kind, expiring: ... enabled");
+    like($x->js('return location.pathname + location.search'), qr{^/jpki/login\?return_to=[^&]+$},
+         "$kind, expiring: ... on the same page (not sent to an error)");
     is($x->js('return document.querySelector("#device p.status").textContent'), word('err_flow', 'en'),
        "$kind, expiring: ... the status says it expired");
     my @sent = $x->requests;
@@ -386,8 +388,9 @@ sub flow_sent_ok {
     like($x->js('var e = document.querySelector(".error[role=alert]"); return e ? e.innerText : ""'),
          qr/\Q@{[ word($ERR_KEY{too_many_attempts}, 'en') ]}\E/, "$kind: ... where the page says it");
     @sent = $x->requests;
-    ($start) = grep { $_->{method} eq 'POST' && $_->{url} =~ m{/jpki/device$} } @sent;
-    is($start && $start->{body} // '', '', "$kind: ... its start sent no return_to");
+    my @starts = grep { $_->{method} eq 'POST' && $_->{url} =~ m{/jpki/device$} } @sent;
+    is(scalar @starts, 1, "$kind: ... from the start's JSON (page.js's fetch; no form post after)");
+    is(@starts && $starts[0]{body} // '', '', "$kind: ... its start sent no return_to");
     is(scalar(grep { $_->{url} =~ m{/jpki/poll\b} } @sent), 0, "$kind: ... and nothing was polled");
     $x->quit;
 }
