@@ -7,11 +7,14 @@ package JPKIBrowser;
 #   my $br = JPKIBrowser->start(home => DIR);   # one chromedriver (HOME=DIR:
 #                                               # its NSS database, ~/.pki)
 #   my $s = $br->session(lang => 'ja', prefs => {...}, insecure => 1,
-#                        size => [W, H]);       # a fresh browser profile
+#                        size => [W, H],        # a fresh browser profile
+#                        network => 1);         # its requests logged
 #   $s->go(URL); $s->js('return ...', ARGS...); $s->url; $s->text;
 #   $s->wait_for('return COND', SECONDS);      # the value once true, or undef
 #   $s->click('css selector'); $s->png;        # a screenshot (PNG bytes)
 #   $s->media('prefers-color-scheme' => 'dark');   # media features emulated
+#   $s->requests;                              # the requests sent since the
+#                                              # last call (network => 1)
 #   $s->quit;
 use strict;
 use warnings;
@@ -69,6 +72,7 @@ sub session {
                  'goog:chromeOptions' => { binary => $CHROMIUM, args => \@args,
                                            %prefs ? (prefs => \%prefs) : () } };
     $caps->{acceptInsecureCerts} = JSON::PP::true() if $o{insecure};
+    $caps->{'goog:loggingPrefs'} = { performance => 'ALL' } if $o{network};
     my $s = $self->wd('POST', '/session', { capabilities => { alwaysMatch => $caps } });
     return bless { br => $self, id => $s->{sessionId} }, 'JPKIBrowser::Session';
 }
@@ -122,6 +126,26 @@ sub media {
     my ($s, %f) = @_;
     $s->wd('POST', '/goog/cdp/execute', { cmd => 'Emulation.setEmulatedMedia', params => {
         features => [ map { { name => $_, value => $f{$_} } } sort keys %f ] } });
+}
+
+# requests(): the requests the browser sent since the last call, from its
+# performance log (network => 1): [{t (seconds, the browser's clock), method,
+# url, headers (names in lower case, the cookies among them), body}]
+sub requests {
+    my ($s) = @_;
+    my (%by, @order);
+    for my $e (@{ $s->wd('POST', '/se/log', { type => 'performance' }) // [] }) {
+        my $m = eval { JSON::PP::decode_json($e->{message})->{message} } or next;
+        my $p = $m->{params} // {};
+        next unless defined $p->{requestId} && $m->{method} =~ /^Network\.requestWillBeSent/;
+        my $r = $by{ $p->{requestId} } //= do { push @order, $p->{requestId}; { headers => {} } };
+        my $h = $m->{method} eq 'Network.requestWillBeSent' ? $p->{request}{headers} : $p->{headers};
+        $r->{headers}{ lc $_ } = $h->{$_} for keys %{ $h // {} };
+        if ($m->{method} eq 'Network.requestWillBeSent') {
+            @$r{qw(t method url body)} = ($p->{wallTime}, @{ $p->{request} }{qw(method url postData)});
+        }
+    }
+    return grep { $_->{url} } map { $by{$_} } @order;
 }
 
 sub png { my ($s) = @_; return MIME::Base64::decode_base64($s->wd('GET', '/screenshot')) }
