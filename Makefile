@@ -298,3 +298,9 @@ $(B)/crlgen: bench/crlgen.c
 	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ -lcrypto
 bench-crl: $(B)/jpkictl $(B)/crlgen pki
 	bash bench/crl.sh
+
+# ---- account figures (bench/map.sh; bench/run.sh sources it and calls
+# map_bench): jpkictl map import of 100,000 rows into Redis -------------
+.PHONY: bench-map
+bench-map: $(B)/jpkictl pki
+	bash bench/map.sh
