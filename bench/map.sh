@@ -24,19 +24,10 @@ map_bench() (
     P=${P:-${JPKI_TEST_PKI:-$PWD/$B/pki}}
     local port=${JPKI_BENCH_MAP_PORT:-18620} n=${JPKI_BENCH_MAP_ROWS:-100000}
     local d=$PWD/$B/bench-map best="" set_best=0 t0 t1 out s i
-    rm -rf "$d"
-    mkdir -p "$d"
-    umask 077
-    printf 'secret %s\n' "$(openssl rand -hex 32)" > "$d/secret"
-    umask 022
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no >"$d/redis.log" 2>&1 &
-    local rpid=$!
+    . bench/scratch.sh
+    bench_scratch "$d" "$port"
+    local rpid=$BENCH_RPID
     trap 'kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; rm -rf "$d"' EXIT
-    for _ in $(seq 50); do
-        redis-cli -p "$port" PING >/dev/null 2>&1 && break
-        sleep 0.1
-    done
     awk -v n="$n" 'BEGIN { srand(12); print "issuer,serial,account";
         for (i = 1; i <= n; i++)
             printf "card,%d%09d,user%d\n", 1000000 + i, int(rand() * 1e9),
