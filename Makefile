@@ -58,6 +58,7 @@ $(B)/asan/libjpki.a: $(SAN_OBJ)
 
 # jpkictl: the dispatch (jpkictl.c), then one file per command family
 JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
+               tools/map_bulk.c \
                tools/redis_conn.c tools/crl_sync.c tools/crl_check.c \
                tools/crl_store.c tools/crl_fetch.c tools/sink.c tools/opts.c
 JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h \
@@ -297,3 +298,9 @@ $(B)/crlgen: bench/crlgen.c
 	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ -lcrypto
 bench-crl: $(B)/jpkictl $(B)/crlgen pki
 	bash bench/crl.sh
+
+# ---- account figures (bench/map.sh; bench/run.sh sources it and calls
+# map_bench): jpkictl map import of 100,000 rows into Redis -------------
+.PHONY: bench-map
+bench-map: $(B)/jpkictl pki
+	bash bench/map.sh

@@ -67,19 +67,10 @@ crl_bench() (
     P=${P:-${JPKI_TEST_PKI:-$PWD/$B/pki}}
     CRL_PORT=${JPKI_BENCH_CRL_PORT:-18610}
     CRL_D=$PWD/$B/bench-crl
-    rm -rf "$CRL_D"
-    mkdir -p "$CRL_D"
-    umask 077
-    printf 'secret %s\n' "$(openssl rand -hex 32)" > "$CRL_D/secret"
-    umask 022
-    redis-server --port "$CRL_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no >"$CRL_D/redis.log" 2>&1 &
-    local rpid=$!
+    . bench/scratch.sh
+    bench_scratch "$CRL_D" "$CRL_PORT"
+    local rpid=$BENCH_RPID
     trap 'kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; rm -rf "$CRL_D"' EXIT
-    for _ in $(seq 50); do
-        redis-cli -p "$CRL_PORT" PING >/dev/null 2>&1 && break
-        sleep 0.1
-    done
     crl_run crl "${JPKI_BENCH_CRL_ENTRIES:-1000000}"
     if [ "${JPKI_BENCH_CRL_10M:-0}" = 1 ]; then
         crl_run crl10m 10000000

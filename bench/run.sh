@@ -35,3 +35,5 @@ P=$JPKI_TEST_PKI
 . bench/apache.sh
 . bench/crl.sh
 crl_bench
+. bench/map.sh
+map_bench

@@ -249,53 +249,129 @@ void jpki_map_warning(const jpki_map *m, const char *path, char *out,
 
 /* ---- the writer ----------------------------------------------------- */
 
-jpki_err jpki_map_edit(const uint8_t *old, size_t oldlen, const char *cert_id,
-                       const char *account, uint8_t **out, size_t *outlen,
-                       int *found)
+static int change_cmp(const void *a, const void *b)
+{
+    return memcmp(((const jpki_map_change *)a)->cert_id,
+                  ((const jpki_map_change *)b)->cert_id, ID_LEN);
+}
+
+/* 1 when the line p[0..n) starts with "<one of the sorted ids> ". */
+static int line_of(const uint8_t *p, size_t n, const jpki_map_change *sorted,
+                   size_t k)
+{
+    size_t lo = 0, hi = k, mid;
+    int c;
+
+    if (n <= ID_LEN || p[ID_LEN] != ' ')
+        return 0;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = memcmp(sorted[mid].cert_id, p, ID_LEN);
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+jpki_err jpki_map_edit_many(const uint8_t *old, size_t oldlen,
+                            const jpki_map_change *ch, size_t n,
+                            uint8_t **out, size_t *outlen, size_t *found)
 {
     const uint8_t *p = old, *end = old + oldlen, *eol;
-    size_t alen = account != NULL ? strlen(account) : 0, cap, o = 0, n;
+    jpki_map_change *sorted = NULL;
+    size_t cap = oldlen + 1, add = 0, o = 0, len, i, alen;
     uint8_t *b;
 
     *out = NULL;
     *outlen = 0;
     *found = 0;
-    if (cert_id == NULL || !jpki_map_cert_id_valid(cert_id, strlen(cert_id))
-        || (account != NULL && !jpki_account_valid(account, alen)))
-        return JPKI_ERR_INVALID;
     if (oldlen > JPKI_MAP_FILE_MAX)
         return JPKI_ERR_TOO_LARGE;
-    cap = oldlen + 1 + ID_LEN + 1 + alen + 1;
-    if ((b = malloc(cap)) == NULL)
+    for (i = 0; i < n; i++) {
+        if (ch[i].cert_id == NULL
+            || !jpki_map_cert_id_valid(ch[i].cert_id, strlen(ch[i].cert_id)))
+            return JPKI_ERR_INVALID;
+        if (ch[i].account == NULL)
+            continue;
+        alen = strlen(ch[i].account);
+        if (!jpki_account_valid(ch[i].account, alen))
+            return JPKI_ERR_INVALID;
+        add += ID_LEN + 1 + alen + 1;
+        if (add > JPKI_MAP_FILE_MAX)
+            return JPKI_ERR_TOO_LARGE;
+    }
+    if (n > 0 && (sorted = malloc(n * sizeof(*sorted))) == NULL)
         return JPKI_ERR_NOMEM;
+    if (n > 0)
+        memcpy(sorted, ch, n * sizeof(*sorted));
+    if (n > 1)
+        qsort(sorted, n, sizeof(*sorted), change_cmp);
+    for (i = 1; i < n; i++)
+        if (memcmp(sorted[i - 1].cert_id, sorted[i].cert_id, ID_LEN) == 0) {
+            free(sorted);
+            return JPKI_ERR_INVALID;
+        }
+    if ((b = malloc(cap)) == NULL) {
+        free(sorted);
+        return JPKI_ERR_NOMEM;
+    }
     for (; p < end; p = eol + 1) {
         eol = memchr(p, '\n', (size_t)(end - p));
-        n = (size_t)((eol ? eol : end) - p);
-        if (n > ID_LEN && p[ID_LEN] == ' '
-            && memcmp(p, cert_id, ID_LEN) == 0) {
-            *found = 1;
+        len = (size_t)((eol ? eol : end) - p);
+        if (line_of(p, len, sorted, n)) {
+            (*found)++;
         } else {
-            memcpy(b + o, p, n);
-            o += n;
+            memcpy(b + o, p, len);
+            o += len;
             b[o++] = '\n';          /* a last line without one gets one */
         }
         if (eol == NULL)
             break;
     }
-    if (o + (account != NULL ? ID_LEN + 1 + alen + 1 : 0)
-        > JPKI_MAP_FILE_MAX) {
+    free(sorted);
+    if (o + add > JPKI_MAP_FILE_MAX) {
         free(b);                    /* the gate would not read it */
         return JPKI_ERR_TOO_LARGE;
     }
-    if (account != NULL) {
-        memcpy(b + o, cert_id, ID_LEN);
+    if (add > 0) {
+        uint8_t *nb = realloc(b, o + add);
+        if (nb == NULL) {
+            free(b);
+            return JPKI_ERR_NOMEM;
+        }
+        b = nb;
+    }
+    for (i = 0; i < n; i++) {
+        if (ch[i].account == NULL)
+            continue;
+        alen = strlen(ch[i].account);
+        memcpy(b + o, ch[i].cert_id, ID_LEN);
         o += ID_LEN;
         b[o++] = ' ';
-        memcpy(b + o, account, alen);
+        memcpy(b + o, ch[i].account, alen);
         o += alen;
         b[o++] = '\n';
     }
     *out = b;
     *outlen = o;
     return JPKI_OK;
+}
+
+jpki_err jpki_map_edit(const uint8_t *old, size_t oldlen, const char *cert_id,
+                       const char *account, uint8_t **out, size_t *outlen,
+                       int *found)
+{
+    jpki_map_change c;
+    size_t n = 0;
+    jpki_err e;
+
+    c.cert_id = cert_id;
+    c.account = account;
+    e = jpki_map_edit_many(old, oldlen, &c, 1, out, outlen, &n);
+    *found = n > 0;
+    return e;
 }

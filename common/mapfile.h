@@ -78,6 +78,18 @@ const char *jpki_mapline_text(jpki_mapline_why why);
 jpki_err jpki_map_edit(const uint8_t *old, size_t oldlen, const char *cert_id,
                        const char *account, uint8_t **out, size_t *outlen,
                        int *found);
+/* The same for many cert_ids at once (one rewrite of a large file): every
+ * line of any ch[i].cert_id left out, then the lines "<cert_id>
+ * <account>\n" of the changes whose account is not NULL, in the order of
+ * ch.  *found: the number of lines left out.  The same errors; a cert_id
+ * given twice is JPKI_ERR_INVALID. */
+typedef struct {
+    const char *cert_id;        /* 32 lower-case hex digits */
+    const char *account;        /* NULL: removed */
+} jpki_map_change;
+jpki_err jpki_map_edit_many(const uint8_t *old, size_t oldlen,
+                            const jpki_map_change *ch, size_t n,
+                            uint8_t **out, size_t *outlen, size_t *found);
 /* 1 when s is a cert_id as the mapping file holds it: 32 lower-case hex
  * digits (n bytes given). */
 int jpki_map_cert_id_valid(const char *s, size_t n);

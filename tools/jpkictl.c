@@ -134,7 +134,8 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_SOURCE] = {"source", 1, A},   [O_WATCH] = {"watch", 1, A},
     [O_ARL] = {"arl", 0, A},         [O_REVOCATION] = {"revocation", 0, A},
     [O_KEEP_OLD] = {"keep-old", 1, A}, [O_MAX_SIZE] = {"max-size", 1, A},
-    [O_TIMEOUT] = {"timeout", 1, A},
+    [O_TIMEOUT] = {"timeout", 1, A}, [O_DRY_RUN] = {"dry-run", 0, A},
+    [O_FILE] = {"FILE", 1, A},        /* not an option: the argument */
 };
 #undef A
 
@@ -174,6 +175,22 @@ static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
     int i, o;
 
     for (i = 0; i < argc; i++) {
+        /* the one FILE argument of a command that takes one ("-": the
+         * standard input) */
+        if ((allowed & BIT(O_FILE)) && strncmp(argv[i], "--", 2) != 0
+            && strcmp(argv[i], "-h") != 0) {
+            if (a->seen & BIT(O_FILE)) {
+                say("unexpected argument \"%.64s\"", argv[i]);
+                return -1;
+            }
+            if (argv[i][0] == '\0' || strlen(argv[i]) > ARG_MAX_LEN) {
+                say("FILE: 1 to %d characters", ARG_MAX_LEN);
+                return -1;
+            }
+            a->seen |= BIT(O_FILE);
+            a->val[O_FILE] = argv[i];
+            continue;
+        }
         o = tool_opt_next(argc, argv, &i, optdefs, O__COUNT, allowed, &val);
         if (o == O_REDIS_PASSWORD) {
             snprintf(redis_password, sizeof(redis_password), "%s", val);
@@ -191,7 +208,10 @@ static int require(const args_t *a, unsigned mask)
     int o;
     for (o = 0; o < O__COUNT; o++)
         if ((mask & BIT(o)) && !(a->seen & BIT(o))) {
-            say("--%s is required", optdefs[o].name);
+            if (o == O_FILE)
+                say("a FILE argument is required");
+            else
+                say("--%s is required", optdefs[o].name);
             return -1;
         }
     return 0;
@@ -385,6 +405,15 @@ static const struct command {
      BIT(O_CERT) | BIT(O_SERIAL) | BIT(O_CERT_ID) | BIT(O_ISSUER)
      | BIT(O_SECRET) | BIT(O_AT) | MAP_BACKEND, 0, run_map_remove},
     {"map", "list", usage_map, MAP_BACKEND, 0, run_map_list},
+    {"map", "import", usage_map_bulk,
+     BIT(O_FILE) | BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_DRY_RUN)
+     | MAP_BACKEND, BIT(O_FILE) | BIT(O_ISSUER) | BIT(O_SECRET),
+     run_map_import},
+    {"map", "export", usage_map_bulk, BIT(O_ISSUER) | MAP_BACKEND, 0,
+     run_map_export},
+    {"map", "prune", usage_map_bulk,
+     BIT(O_SECRET) | BIT(O_DRY_RUN) | BIT(O_AT) | MAP_BACKEND,
+     BIT(O_SECRET), run_map_prune},
     {"logout", NULL, usage_logout,
      BIT(O_ACCOUNT) | BIT(O_SECRET) | REDIS_OPTS,
      BIT(O_ACCOUNT) | BIT(O_SECRET) | BIT(O_REDIS), run_logout},

@@ -37,13 +37,15 @@ enum {
     O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
     O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
     O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
-    O_TIMEOUT, O__COUNT
+    O_TIMEOUT, O_DRY_RUN, O_FILE, O__COUNT
 };
 #define BIT(o) (1u << (o))
+_Static_assert(O__COUNT <= 32, "options are bits of an unsigned");
 
 typedef struct {
     unsigned seen;                       /* BIT(o) of the options given */
-    const char *val[O__COUNT];           /* single-valued options */
+    const char *val[O__COUNT];           /* single-valued options; O_FILE:
+                                            the command's FILE argument */
     const char *issuer[MAX_ISSUER_OPT];
     size_t n_issuer;
     const char *policy[MAX_ISSUER_OPT];
@@ -73,6 +75,7 @@ int set_secret(jpki_ctx *ctx, const args_t *a, int note);
 int check_redis_opts(const args_t *a);
 redisContext *redis_open(const args_t *a);
 int scan_reply_ok(const redisReply *r);
+redisReply *scan_next(redisContext *rc, char cursor[32], const char *match);
 
 /* cert_cmds.c */
 extern const char usage_sig[];
@@ -89,6 +92,20 @@ int run_map_add(const args_t *a);
 int run_map_remove(const args_t *a);
 int run_map_list(const args_t *a);
 int run_logout(const args_t *a);
+/* The mapping file rewritten under its lock: build makes the new content
+ * from the old (oldlen 0: no file yet); *neu NULL: nothing to change.  0,
+ * or -1 after a message ("...; nothing changed"). */
+typedef jpki_err (*map_file_fn)(const uint8_t *old, size_t oldlen, void *arg,
+                                uint8_t **neu, size_t *neulen);
+int map_file_rewrite(const char *path, map_file_fn build, void *arg);
+/* One of --redis or --map-file given: 0, or -1 after a message. */
+int map_backend(const args_t *a);
+
+/* map_bulk.c */
+extern const char usage_map_bulk[];
+int run_map_import(const args_t *a);
+int run_map_export(const args_t *a);
+int run_map_prune(const args_t *a);
 
 /* crl_fetch.c: the bytes of a CRL from a file path, file://, http(s):// or
  * ldap(s):// (the certificateRevocationList;binary value of the LDAP

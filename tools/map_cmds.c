@@ -124,7 +124,7 @@ static int map_cert_id(const args_t *a, char id[JPKI_CERT_ID_HEX_LEN + 1])
     return e == JPKI_OK ? EXIT_VALID : EXIT_INVALID;
 }
 
-static int map_backend(const args_t *a)
+int map_backend(const args_t *a)
 {
     if (!!a->val[O_REDIS] + !!a->val[O_MAP_FILE] != 1) {
         say("give one of --redis or --map-file");
@@ -213,11 +213,9 @@ static int write_all(int fd, const uint8_t *d, size_t n)
     return 0;
 }
 
-/* Rewrites the mapping file without cert_id's lines, then (add) with the
- * new line at its end: the content is made by the core's writer
- * (jpki_map_edit, common/mapfile.c), the one whose lines the gate's
- * parser reads.  The gate may read the file at any moment, and it holds
- * every mapping of the site, so:
+/* Rewrites the mapping file with the content build makes of the old one
+ * (map_file_fn, jpkictl.h).  The gate may read the file at any moment,
+ * and it holds every mapping of the site, so:
  * - the new content goes to a new temporary file beside it, made by
  *   mkstemp (a fixed name could be a symlink planted by whoever can write
  *   the directory), synced, then renamed over the file: the gate reads the
@@ -230,9 +228,9 @@ static int write_all(int fd, const uint8_t *d, size_t n)
  * - runs are serialised by an flock on "F.lock": two runs at once would
  *   each write the old content plus their own line, and one change would
  *   be lost.  The lock file stays: removing it would let a third run lock
- *   another inode. */
-static int map_file_update(const char *path, const char *id,
-                           const char *account, int *found)
+ *   another inode.  build runs under the lock, so that what it decides
+ *   from the old content still holds when the new one replaces it. */
+int map_file_rewrite(const char *path, map_file_fn build, void *arg)
 {
     char tmp[ARG_MAX_LEN + 16], lockpath[ARG_MAX_LEN + 16];
     int lock = -1, fd = -1, tfd = -1, made = 0, have = 0, rc = -1, err;
@@ -242,7 +240,6 @@ static int map_file_update(const char *path, const char *id,
     size_t oldlen = 0, neulen = 0;
     jpki_err e;
 
-    *found = 0;
     snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
     snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
     lock = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -271,11 +268,15 @@ static int map_file_update(const char *path, const char *id,
         mode = st.st_mode & 0777;
         have = 1;
     }
-    e = jpki_map_edit(old, oldlen, id, account, &neu, &neulen, found);
+    e = build(old, oldlen, arg, &neu, &neulen);
     if (e != JPKI_OK) {
         say("%.200s: %s; nothing changed", path, e == JPKI_ERR_TOO_LARGE
             ? "the new file would be larger than the gate reads (64 MiB)"
             : jpki_strerror(e));
+        goto out;
+    }
+    if (neu == NULL) {                   /* nothing to change */
+        rc = 0;
         goto out;
     }
 
@@ -322,6 +323,33 @@ out:
         close(lock);                            /* releases the flock */
     free(old);
     free(neu);
+    return rc;
+}
+
+/* map add | remove: the core's writer (jpki_map_edit, common/mapfile.c),
+ * the one whose lines the gate's parser reads: every line of the cert_id
+ * out, then (add) the new line at the end. */
+struct one_edit {
+    const char *id, *account;
+    int found;
+};
+
+static jpki_err one_edit_build(const uint8_t *old, size_t oldlen, void *arg,
+                               uint8_t **neu, size_t *neulen)
+{
+    struct one_edit *o = arg;
+
+    return jpki_map_edit(old, oldlen, o->id, o->account, neu, neulen,
+                         &o->found);
+}
+
+static int map_file_update(const char *path, const char *id,
+                           const char *account, int *found)
+{
+    struct one_edit o = {id, account, 0};
+    int rc = map_file_rewrite(path, one_edit_build, &o);
+
+    *found = o.found;
     return rc;
 }
 
@@ -491,15 +519,8 @@ int run_map_list(const args_t *a)
     if ((rc = redis_open(a)) == NULL)
         return EXIT_STORE;
     do {
-        r = redisCommand(rc, "SCAN %s MATCH " JPKI_STORE_PREFIX "map:* "
-                         "COUNT 1000", cursor);
-        if (!scan_reply_ok(r)) {
-            say("redis: SCAN failed: %.200s", r == NULL ? rc->errstr
-                : r->type == REDIS_REPLY_ERROR ? r->str
-                : "the answer is not a SCAN reply");
+        if ((r = scan_next(rc, cursor, JPKI_STORE_PREFIX "map:*")) == NULL)
             goto fail;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
         for (i = 0; i < r->element[1]->elements; i++) {
             k = r->element[1]->element[i];
             g = redisCommand(rc, "GET %b", k->str, k->len);

@@ -128,3 +128,22 @@ int scan_reply_ok(const redisReply *r)
     return 1;
 }
 
+
+/* The next SCAN batch of keys matching match (cursor: "0" at first, then
+ * as left by the last call; "0" again after the last batch): the checked
+ * reply (free it), or NULL after a message. */
+redisReply *scan_next(redisContext *rc, char cursor[32], const char *match)
+{
+    redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor,
+                                 match);
+
+    if (!scan_reply_ok(r)) {
+        say("redis: SCAN failed: %.200s", r == NULL ? rc->errstr
+            : r->type == REDIS_REPLY_ERROR ? r->str
+            : "the answer is not a SCAN reply");
+        freeReplyObject(r);
+        return NULL;
+    }
+    memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+    return r;
+}

@@ -310,6 +310,70 @@ static void test_writer_limit(void)
     free(big);
 }
 
+/* Many changes in one rewrite (jpkictl map import). */
+static void test_writer_many(void)
+{
+    jpki_map_change ch[3] = {{B, "bob2"}, {A, NULL}, {C, "carol"}};
+    uint8_t *out = NULL;
+    size_t n = 0, found = 99;
+    const char *old = "# x\n" A " alice\n" B " bob\n" B " bob-dup\nbad\n" C "x\n";
+    jpki_map *m;
+
+    ok(jpki_map_edit_many((const uint8_t *)old, strlen(old), ch, 3, &out, &n,
+                          &found) == JPKI_OK, "three changes at once");
+    ok(out && n == strlen("# x\nbad\n" C "x\n" B " bob2\n" C " carol\n")
+       && memcmp(out, "# x\nbad\n" C "x\n" B " bob2\n" C " carol\n", n) == 0,
+       "... every line of the three cert_ids out, the new lines at the end in "
+       "the order given, the others kept");
+    is_int(found, 3, "... three lines left out");
+    free(out);
+    ok(jpki_map_edit_many((const uint8_t *)"", 0, NULL, 0, &out, &n, &found)
+       == JPKI_OK && n == 0 && found == 0, "no change to an empty file: empty");
+    free(out);
+    ch[1].cert_id = B;
+    ok(jpki_map_edit_many((const uint8_t *)old, strlen(old), ch, 3, &out, &n,
+                          &found) == JPKI_ERR_INVALID && out == NULL,
+       "a cert_id given twice: refused");
+    ch[1].cert_id = "0123456789ABCDEF0123456789ABCDEF";
+    ok(jpki_map_edit_many((const uint8_t *)old, strlen(old), ch, 3, &out, &n,
+                          &found) == JPKI_ERR_INVALID, "an upper-case cert_id: refused");
+    ch[1].cert_id = A;
+    ch[1].account = "a\"b";
+    ok(jpki_map_edit_many((const uint8_t *)old, strlen(old), ch, 3, &out, &n,
+                          &found) == JPKI_ERR_INVALID, "an invalid account: refused");
+
+    /* 20000 additions to a file of 20000 other lines: read back whole */
+    {
+        enum { N = 20000 };
+        static char ids[2 * N][33];
+        static jpki_map_change many[N];
+        char *f = malloc(N * 40 + 1), acct[32];
+        size_t i, o = 0, good = 0;
+
+        for (i = 0; i < 2 * N; i++)
+            snprintf(ids[i], 33, "%08zx%024zx", (i * 2654435761u) & 0xffffffffu, i);
+        for (i = 0; i < N; i++)
+            o += (size_t)snprintf(f + o, N * 40 + 1 - o, "%s o%zu\n", ids[i], i);
+        for (i = 0; i < N; i++) {
+            many[i].cert_id = ids[N + i];
+            many[i].account = "new";
+        }
+        ok(jpki_map_edit_many((uint8_t *)f, o, many, N, &out, &n, &found)
+           == JPKI_OK && found == 0, "20000 lines added to 20000 others");
+        m = out ? parse_s((const char *)out, n) : NULL;
+        ok(m && m->n == 2 * N && m->bad == 0, "... 40000 mappings read back");
+        for (i = 0; m && i < 2 * N; i++) {
+            char want[16];
+            snprintf(want, sizeof(want), i < N ? "o%zu" : "new", i);
+            good += jpki_map_lookup(m, ids[i], acct) > 0 && strcmp(acct, want) == 0;
+        }
+        is_int(good, 2 * N, "... each with its account");
+        jpki_map_free(m);
+        free(out);
+        free(f);
+    }
+}
+
 static void test_read(void)
 {
     char path[] = "/tmp/test_mapfile.XXXXXX", why[512];
@@ -336,6 +400,7 @@ int main(void)
     test_many_sorted();
     test_writer();
     test_writer_limit();
+    test_writer_many();
     test_read();
     return done_testing();
 }
