@@ -15,6 +15,7 @@
 #include "txn_internal.h"
 #include "admin.h"
 #include "enroll.h"
+#include "acct.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -135,56 +136,41 @@ static jpki_err take_account(jpki_txn *t)
 
 /* ---- bind ------------------------------------------------------------ */
 
-/* The account's list with id in it or out of it, as a SET (or a DEL when
- * it is left empty). */
-static void put_list(jpki_txn *t, const uint8_t id[16], int add)
+/* The account's list t->adm_acct with id in it or out of it, as a SET
+ * (or a DEL when it is left empty). */
+static jpki_err put_list(jpki_txn *t, const uint8_t id[16], int add)
 {
     jpki_store_cmd *c;
-    size_t i, n = 0;
-    uint8_t out[sizeof(t->adm_list)];
+    size_t n;
 
-    for (i = 0; i < t->adm_n; i++)
-        if (memcmp(t->adm_list + 16 * i, id, 16) != 0)
-            memcpy(out + 16 * n++, t->adm_list + 16 * i, 16);
-    if (add)
-        memcpy(out + 16 * n++, id, 16);
+    if (add && jpki_acct_list_add(&t->adm_acct, id) != JPKI_OK)
+        return JPKI_ERR_ACCOUNT_FULL;
+    if (!add)
+        jpki_acct_list_del(&t->adm_acct, id);
+    n = jpki_acct_list_len(&t->adm_acct);
     c = txn_cmd_add(t, n > 0 ? JPKI_STORE_SET : JPKI_STORE_DEL, "acct",
                     t->account_id);
     if (n > 0) {
-        memcpy(c->val, out, 16 * n);
-        c->vallen = 16 * n;
+        memcpy(c->val, t->adm_acct.id, n);
+        c->vallen = n;
     }
+    return JPKI_OK;
 }
 
-/* The list read (GET acct:): into adm_list; 0 when it is not one. */
+/* The list read (GET acct:) into t->adm_acct; 0 when it is not one. */
 static int got_list(jpki_txn *t, const jpki_store_result *r)
 {
-    t->adm_n = 0;
-    if (r->type == JPKI_STORE_R_NIL)
-        return 1;
-    if (r->type != JPKI_STORE_R_VALUE || r->vallen % 16 != 0
-        || r->vallen > sizeof(t->adm_list))
+    if (r->type != JPKI_STORE_R_NIL && r->type != JPKI_STORE_R_VALUE)
         return 0;
-    memcpy(t->adm_list, r->val, r->vallen);
-    t->adm_n = r->vallen / 16;
-    return 1;
-}
-
-static int in_list(const jpki_txn *t, const uint8_t id[16])
-{
-    size_t i;
-
-    for (i = 0; i < t->adm_n; i++)
-        if (memcmp(t->adm_list + 16 * i, id, 16) == 0)
-            return 1;
-    return 0;
+    return jpki_acct_list_read(&t->adm_acct, r->type == JPKI_STORE_R_VALUE
+                                             ? r->val : NULL, r->vallen);
 }
 
 static void bind_begin(jpki_txn *t)
 {
     jpki_enroll en;
     jpki_err e;
-    char info[64];
+    char info[JPKI_MAPI_MAX];
     int64_t ttl;
 
     memset(&en, 0, sizeof(en));
@@ -197,13 +183,14 @@ static void bind_begin(jpki_txn *t)
             : e == JPKI_OK ? JPKI_OK : JPKI_ERR_TOKEN_INVALID;
         if (e == JPKI_OK) {
             snprintf(t->adm_cert, sizeof(t->adm_cert), "%s", en.cert_id);
-            snprintf(info, sizeof(info), "%s|%lld|", en.issuer_tag,
-                     (long long)en.not_after);
+            if (jpki_mapi_format(info, en.issuer_tag, en.not_after,
+                                 t->req.now) == 0)
+                e = JPKI_ERR_TOKEN_INVALID;
         }
     } else if (e == JPKI_OK && cert_id_ok(t->f[A_F_CERT].value)) {
         snprintf(t->adm_cert, sizeof(t->adm_cert), "%s",
                  t->f[A_F_CERT].value);
-        snprintf(info, sizeof(info), "|0|");
+        jpki_mapi_format(info, NULL, 0, t->req.now);
     } else if (e == JPKI_OK) {
         e = JPKI_ERR_BAD_REQUEST;
     }
@@ -211,8 +198,7 @@ static void bind_begin(jpki_txn *t)
         done(t, e, NULL);
         return;
     }
-    snprintf(t->return_to, sizeof(t->return_to), "%s%lld", info,
-             (long long)t->req.now);          /* mapi's value, kept */
+    snprintf(t->return_to, sizeof(t->return_to), "%s", info);  /* kept */
     t->n_cmds = 0;
     txn_cmd_add(t, JPKI_STORE_GET, "map", t->adm_cert);
     txn_cmd_add(t, JPKI_STORE_GET, "acct", t->account_id);
@@ -259,16 +245,15 @@ static void bind_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
         done(t, JPKI_ERR_STORE, NULL);
         return;
     }
-    if (!in_list(t, id) && t->adm_n >= JPKI_ACCOUNT_CERTS) {
-        done(t, JPKI_ERR_ACCOUNT_FULL, NULL);
-        return;
-    }
     t->n_cmds = 0;
     txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SET, "map", t->adm_cert),
                 t->adm_account, 0);
     c = txn_cmd_add(t, JPKI_STORE_SET, "mapi", t->adm_cert);
     txn_cmd_val(c, t->return_to, 0);
-    put_list(t, id, 1);
+    if (put_list(t, id, 1) != JPKI_OK) {
+        done(t, JPKI_ERR_ACCOUNT_FULL, NULL);
+        return;
+    }
     t->adm_step = 2;
 }
 
@@ -361,8 +346,8 @@ static void certs_batch(jpki_txn *t)
     size_t k;
 
     t->n_cmds = 0;
-    for (k = 0; k < CERTS_PER_BATCH && t->adm_at + k < t->adm_n; k++) {
-        jpki_hex_encode(t->adm_list + 16 * (t->adm_at + k), 16, id);
+    for (k = 0; k < CERTS_PER_BATCH && t->adm_at + k < t->adm_acct.n; k++) {
+        jpki_hex_encode(t->adm_acct.id[t->adm_at + k], 16, id);
         txn_cmd_add(t, JPKI_STORE_GET, "map", id);
         txn_cmd_add(t, JPKI_STORE_GET, "mapi", id);
         txn_cmd_add(t, JPKI_STORE_GET, "last", id);
@@ -386,9 +371,10 @@ static const char *issuer_of_tag(const jpki_txn *t, const char *tag, size_t n)
 static void certs_one(jpki_txn *t, const uint8_t *raw,
                       const jpki_store_result *r)
 {
-    char id[JPKI_CERT_ID_HEX_LEN + 1], info[JPKI_STORE_VAL_MAX + 1];
-    const char *bar, *bar2, *rev = "none";
-    long long not_after = 0, bound = 0, last = 0;
+    char id[JPKI_CERT_ID_HEX_LEN + 1], tag[17] = "";
+    const char *rev = "none";
+    int64_t not_after = 0, bound = 0;
+    long long last;
     jpki_rev_status st;
 
     jpki_hex_encode(raw, 16, id);
@@ -397,22 +383,17 @@ static void certs_one(jpki_txn *t, const uint8_t *raw,
         || r[0].vallen != strlen(t->adm_account)
         || memcmp(r[0].val, t->adm_account, r[0].vallen) != 0)
         return;
-    snprintf(info, sizeof(info), "%.*s", r[1].type == JPKI_STORE_R_VALUE
-             ? (int)r[1].vallen : 0, (const char *)r[1].val);
-    bar = strchr(info, '|');
-    bar2 = bar ? strchr(bar + 1, '|') : NULL;
-    if (bar2 != NULL) {
-        not_after = strtoll(bar + 1, NULL, 10);
-        bound = strtoll(bar2 + 1, NULL, 10);
-    }
+    if (r[1].type != JPKI_STORE_R_VALUE
+        || !jpki_mapi_parse(r[1].val, r[1].vallen, tag, &not_after, &bound))
+        tag[0] = '\0';
     last = r[2].type == JPKI_STORE_R_VALUE ? txn_count_of(&r[2]) : 0;
     if (txn_rev_parse(&r[3], &st))
         rev = txn_rev_names[st];
     out_put(t, "%s{\"cert_id\":\"%s\",\"issuer\":\"%s\",\"not_after\":%lld,"
             "\"bound_at\":%lld,\"last_login\":%lld,\"revocation\":\"%s\"}",
             t->adm_len > 0 && t->adm_out[t->adm_len - 1] == '}' ? "," : "",
-            id, bar ? issuer_of_tag(t, info, (size_t)(bar - info)) : "",
-            not_after, bound, last < 0 ? 0 : last, rev);
+            id, issuer_of_tag(t, tag, strlen(tag)), (long long)not_after,
+            (long long)bound, last < 0 ? 0 : last, rev);
 }
 
 static void certs_begin(jpki_txn *t)
@@ -443,7 +424,7 @@ static void certs_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
             done(t, JPKI_ERR_STORE, NULL);
             return;
         }
-        t->adm_cap = 512 + t->adm_n * 256;
+        t->adm_cap = 512 + t->adm_acct.n * 256;
         t->adm_out = t->big = malloc(t->adm_cap);
         if (t->big == NULL) {
             done(t, JPKI_ERR_NOMEM, NULL);
@@ -454,10 +435,10 @@ static void certs_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
         t->adm_at = 0;
     } else {
         for (i = 0; i * 4 < n; i++)
-            certs_one(t, t->adm_list + 16 * (t->adm_at + i), r + 4 * i);
+            certs_one(t, t->adm_acct.id[t->adm_at + i], r + 4 * i);
         t->adm_at += n / 4;
     }
-    if (t->adm_at < t->adm_n) {
+    if (t->adm_at < t->adm_acct.n) {
         certs_batch(t);
         t->adm_step = 2;
         return;

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "form.h"
 #include "crlptr.h"
+#include "acct.h"
 
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
@@ -99,8 +100,8 @@ struct jpki_txn {
     int adm_route, adm_step;
     char adm_account[JPKI_ACCOUNT_MAX + 1];
     char adm_cert[JPKI_CERT_ID_HEX_LEN + 1];
-    uint8_t adm_list[JPKI_ACCOUNT_CERTS * 16];
-    size_t adm_n, adm_at;
+    jpki_acct_list adm_acct;               /* an account's certificates */
+    size_t adm_at;
     char *adm_out;
     size_t adm_len, adm_cap;
     /* verdict */
