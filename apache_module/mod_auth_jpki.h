@@ -31,6 +31,7 @@
 #include "mapfile.h"
 #include "watch.h"
 #include "allow.h"
+#include "shared.h"
 
 #define JPKI_UNSET            (-1)
 #define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
@@ -235,6 +236,10 @@ mjpki_zone *mjpki_zone_setup(apr_pool_t *ptemp, server_rec *s,
                             apr_size_t size, const char *what);
 void mjpki_zone_child_init(mjpki_zone *zone, apr_pool_t *pchild,
                            server_rec *s, const char *what);
+/* The shared area (common/shared.h): made once in the parent, kept in the
+ * process pool across restarts; in a child, every site's context uses it. */
+int mjpki_shared_setup(apr_pool_t *ptemp, server_rec *s);
+void mjpki_shared_child_init(apr_pool_t *pchild, server_rec *s);
 
 
 /* mod_auth_jpki.c: the site and directory of a request */

@@ -129,6 +129,10 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     preflight = ap_state_query(AP_SQ_MAIN_STATE)
                 == AP_SQ_MS_CREATE_PRE_CONFIG;
 
+    if (mjpki_shared_setup(ptemp, s) != OK) {
+        return !OK;
+    }
+
     for (sv = s; sv; sv = sv->next) {
         site = mjpki_srv(sv)->site;
         if (site->js == NULL || site->io_ready) {
@@ -192,6 +196,8 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
 {
     server_rec    *sv;
     mjpki_site     *site;
+
+    mjpki_shared_child_init(pchild, s);
 
     for (sv = s; sv; sv = sv->next) {
         site = mjpki_srv(sv)->site;

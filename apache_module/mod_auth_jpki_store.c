@@ -168,3 +168,106 @@ mjpki_zone_child_init(mjpki_zone *zone, apr_pool_t *pchild, server_rec *s,
                                    zone->mem, zone->memsize, &lock);
 }
 
+
+
+/* ------------------------------------------------------------------ */
+/* The shared area: metrics, audit chain                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    apr_shm_t           *shm;
+    jpki_shared         *area;
+    mjpki_zone           lock;         /* its name, mutex and lock file */
+} mjpki_shared;
+
+#define MJPKI_SHARED_KEY "auth_jpki-shared"
+
+
+static mjpki_shared *
+mjpki_shared_get(server_rec *s)
+{
+    mjpki_shared  *sh = NULL;
+
+    apr_pool_userdata_get((void **) &sh, MJPKI_SHARED_KEY, s->process->pool);
+    return sh;
+}
+
+
+int
+mjpki_shared_setup(apr_pool_t *ptemp, server_rec *s)
+{
+    apr_pool_t    *pp = s->process->pool;
+    mjpki_shared  *sh = mjpki_shared_get(s);
+    apr_status_t   rv;
+
+    if (sh != NULL) {
+        return OK;                         /* a restart: kept */
+    }
+
+    sh = apr_pcalloc(pp, sizeof(mjpki_shared));
+    sh->lock.name = "shared area";
+    rv = ap_global_mutex_create(&sh->lock.mutex, &sh->lock.lockfile,
+                                JPKI_MUTEX_TYPE,
+                                "shared", s, pp, 0);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                     "the mutex of the shared area");
+        return !OK;
+    }
+
+    rv = apr_shm_create(&sh->shm, jpki_shared_size(), NULL, pp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "jpki: cannot create "
+                     "the shared area (%" APR_SIZE_T_FMT " bytes)",
+                     jpki_shared_size());
+        return !OK;
+    }
+
+    sh->area = jpki_shared_init(apr_shm_baseaddr_get(sh->shm),
+                                apr_shm_size_get(sh->shm));
+    if (sh->area == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "jpki: the shared area "
+                     "is too small");
+        return !OK;
+    }
+
+    apr_pool_userdata_set(sh, MJPKI_SHARED_KEY, apr_pool_cleanup_null, pp);
+    return OK;
+}
+
+
+void
+mjpki_shared_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    mjpki_shared   *sh = mjpki_shared_get(s);
+    jpki_shm_lock   lock;
+    server_rec     *sv;
+    mjpki_site      *site;
+    apr_status_t    rv;
+
+    if (sh == NULL) {
+        return;
+    }
+
+    if (!sh->lock.child_ready) {
+        sh->lock.child_ready = 1;
+        rv = apr_global_mutex_child_init(&sh->lock.mutex, sh->lock.lockfile,
+                                         pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "jpki: cannot attach "
+                         "the mutex of the shared area");
+            return;
+        }
+    }
+
+    lock.lock = mjpki_zone_lock;
+    lock.unlock = mjpki_zone_unlock;
+    lock.ud = &sh->lock;
+
+    for (sv = s; sv; sv = sv->next) {
+        site = mjpki_srv(sv)->site;
+        if (site->js != NULL && site->ctx != NULL) {
+            jpki_ctx_set_shared(site->ctx, sh->area, &lock);
+        }
+    }
+}

@@ -94,6 +94,10 @@ struct jpki_ctx {
     /* refusal audit lines written per cert_id and address (guard.c) */
     pthread_mutex_t audit_mu;
     jpki_audit_slot audit[JPKI_AUDIT_SLOTS];
+    /* the server's shared area (shared.h; NULL: none) and the adapter's
+     * lock across processes over it */
+    struct jpki_shared *shared;
+    jpki_shm_lock shared_lock;
 };
 
 struct jpki_cert {

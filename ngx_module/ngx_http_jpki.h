@@ -19,6 +19,7 @@
 #include "mapfile.h"
 #include "watch.h"
 #include "allow.h"
+#include "shared.h"
 
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
@@ -74,6 +75,7 @@ struct ngx_http_jpki_main_conf_s {
 
 typedef struct {
     ngx_array_t                sites;         /* ngx_http_jpki_main_conf_t * */
+    ngx_shm_zone_t            *shared_zone;   /* "jpki_shared" (shared.h) */
 } ngx_http_jpki_sites_t;
 
 

@@ -473,11 +473,75 @@ ngx_http_jpki_tls_hold12(ngx_conf_t *cf, ngx_http_core_main_conf_t *cmcf)
 }
 
 
+/* The shared area (common/shared.h) in the zone's slab: set up once, kept
+ * across a reload that keeps the zone. */
+static ngx_int_t
+ngx_http_jpki_init_shared(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool;
+    void             *mem;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    mem = ngx_slab_alloc(shpool, jpki_shared_size());
+    if (mem == NULL || jpki_shared_init(mem, jpki_shared_size()) == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "jpki: the shared zone \"jpki_shared\" is too small");
+        return NGX_ERROR;
+    }
+
+    shpool->data = mem;
+    shm_zone->data = mem;
+
+    return NGX_OK;
+}
+
+
+/* One zone for all the sites of the http block: metrics and audit chain. */
+static ngx_int_t
+ngx_http_jpki_shared_zone(ngx_conf_t *cf)
+{
+    ngx_http_jpki_sites_t  *sites;
+    ngx_str_t               name = ngx_string("jpki_shared");
+    size_t                  size;
+
+    sites = ngx_http_conf_get_module_main_conf(cf, ngx_http_jpki_module);
+    if (sites->sites.nelts == 0) {
+        return NGX_OK;
+    }
+
+    /* the area, the slab's pages and header on top */
+    size = ngx_align(jpki_shared_size(), ngx_pagesize) + 8 * ngx_pagesize;
+    sites->shared_zone = ngx_shared_memory_add(cf, &name, size,
+                                               &ngx_http_jpki_module);
+    if (sites->shared_zone == NULL) {
+        return NGX_ERROR;
+    }
+    sites->shared_zone->init = ngx_http_jpki_init_shared;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_jpki_init(ngx_conf_t *cf)
 {
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
+
+    if (ngx_http_jpki_shared_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     if (ngx_http_jpki_tls_hold12(cf, cmcf) != NGX_OK) {

@@ -190,9 +190,35 @@ ngx_http_jpki_each_site(ngx_cycle_t *cycle,
 }
 
 
+/* Every site's context of this worker uses the shared area, under the
+ * zone's mutex. */
+static ngx_int_t
+ngx_http_jpki_share_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_sites_t  *sites;
+    jpki_shm_lock           lock;
+
+    sites = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_jpki_module);
+    if (sites->shared_zone == NULL || sites->shared_zone->data == NULL) {
+        return NGX_OK;
+    }
+
+    lock.lock = ngx_http_jpki_shm_lock;
+    lock.unlock = ngx_http_jpki_shm_unlock;
+    lock.ud = sites->shared_zone->shm.addr;
+    jpki_ctx_set_shared(jmcf->ctx, sites->shared_zone->data, &lock);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_jpki_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_jpki_each_site(cycle, ngx_http_jpki_share_site) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_jpki_each_site(cycle, ngx_http_jpki_init_site);
 }
 
