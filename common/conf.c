@@ -76,6 +76,8 @@ const jpki_directive jpki_directives[JPKI__D_COUNT] = {
         POL(enroll_page), 0, 255, 0, NULL},
     [JPKI_D_ADMIN_ALLOW] = {"admin_allow", LOC, JPKI_CONF_CIDRS,
         POL(admin_allow), 0, 511, 0, NULL},
+    [JPKI_D_ENROLL_TTL] = {"enroll_ttl", LOC, JPKI_CONF_SECS,
+        POL(enroll_ttl), 5, 3600, 0, NULL},
 };
 
 /* ---- values -------------------------------------------------------- */

@@ -82,6 +82,7 @@ typedef enum {
     JPKI_D_LOGIN_METHODS,          /* the words joined by one blank */
     JPKI_D_ENROLL_PAGE,
     JPKI_D_ADMIN_ALLOW,            /* the words joined by one blank */
+    JPKI_D_ENROLL_TTL,
     JPKI__D_COUNT
 } jpki_directive_id;
 

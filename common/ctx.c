@@ -2,6 +2,7 @@
 #include "internal.h"
 #include "crlptr.h"
 #include "conf.h"
+#include "enroll.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ void jpki_policy_defaults(jpki_policy *p)
     p->challenge_ttl = 120;
     p->session_lifetime = 28800;
     p->session_idle = 1800;
+    p->enroll_ttl = JPKI_ENROLL_TTL;
     p->recheck_interval = 300;
     p->clock_skew = 300;
     p->ocsp_good_max_ttl = 3600;
@@ -567,7 +569,8 @@ int jpki_policy_ranges_ok(const jpki_policy *p)
              || p->crl_pointer_ttl > 60 || !rev_policy_ok(&p->rev_policy)
              || p->throttle_window < 1 || p->throttle_window > 3600
              || p->throttle_cert > 1000000 || p->throttle_addr > 1000000
-             || p->login_limit_cert > 1000000);
+             || p->login_limit_cert > 1000000
+             || p->enroll_ttl < 5 || p->enroll_ttl > 3600);
 }
 
 jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
@@ -576,7 +579,8 @@ jpki_err jpki_policy_check(const jpki_policy *p, char *errbuf, size_t errlen)
         jpki_set_detail(errbuf, errlen, "policy out of range (challenge ttl "
                         "10..3600 s, session lifetime 10 s..30 days, idle "
                         "timeout not above the lifetime, CRL pointer cache "
-                        "at most 60 s, throttle window 1..3600 s, throttle "
+                        "at most 60 s, throttle window 1..3600 s, enrollment "
+                        "tokens 5..3600 s, throttle "
                         "limits at most 1000000)");
         return JPKI_ERR_INVALID;
     }

@@ -83,7 +83,9 @@
       "where a card no account has yet is sent, with an enrollment token "  \
       "[none: 403 account_not_mapped]")                                      \
     X(JPKI_D_ADMIN_ALLOW, "jpki_admin_allow", "JPKIAdminAllow", 0,            \
-      "the client addresses and networks the admin API answers [none]")
+      "the client addresses and networks the admin API answers [none]")     \
+    X(JPKI_D_ENROLL_TTL, "jpki_enroll_ttl", "JPKIEnrollTTL", 1,              \
+      "how long an enrollment token can be redeemed, 5s..1h [10m]")
 
 /* The name of directive id on server srv (for tests and messages). */
 const char *jpki_directive_name(jpki_server srv, jpki_directive_id id);

@@ -14,7 +14,7 @@
 #include "jpki.h"
 
 #define JPKI_ENROLL_LEN 122
-#define JPKI_ENROLL_TTL 600              /* s a token can be redeemed */
+#define JPKI_ENROLL_TTL 600   /* s a token can be redeemed, by default */
 
 typedef struct {
     char cert_id[JPKI_CERT_ID_HEX_LEN + 1];

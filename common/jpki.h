@@ -361,6 +361,7 @@ typedef struct {
     /* where a login of a card no account has is sent to enroll, with an
      * enrollment token ("" = refused 403 account_not_mapped) */
     char enroll_page[256];
+    unsigned enroll_ttl;           /* seconds a token can be redeemed [600] */
     /* the admin API: the client addresses it answers (CIDRs, blank-
      * separated; "" = none) and the SHA-256 of its bearer token (set:
      * admin_token_set) */

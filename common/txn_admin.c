@@ -545,7 +545,7 @@ int txn_enroll_token(jpki_txn *t, char *tok)
     snprintf(en.issuer_tag, sizeof(en.issuer_tag), "%s",
              t->cert->issuer->tag);
     en.not_after = (int64_t)t->cert->not_after;
-    en.expires = t->req.now + JPKI_ENROLL_TTL;
+    en.expires = t->req.now + t->pol->enroll_ttl;
     if (t->tls) {
         if (!jpki_random(rnd, sizeof(rnd)))
             return 0;

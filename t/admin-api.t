@@ -7,7 +7,7 @@
 #   - the API refuses a request without the token, with a wrong token, and
 #     from outside its allow-list; a location without a token file or list,
 #     and a token file others can read, are refused at startup;
-#   - a forged, a replayed token; the same certificate for a second
+#   - a forged, an expired, a replayed token; the same certificate for a second
 #     account; two certificates on one account; the account's list;
 #     unbind; every session of an account logged out;
 #   - renewal: an account's old and new cards both sign in until the old
@@ -46,6 +46,9 @@ sub site {
     return (secret => $secret, issuer => $issuer, store => $store,
             locations => [
                 '/jpki/' => { endpoints => 1, enroll_page => '/enroll' },
+                '/short/jpki/' => { endpoints => 1, enroll_page => '/enroll',
+                                    $kind => $kind eq 'nginx' ? 'jpki_enroll_ttl 5s;'
+                                                              : 'JPKIEnrollTTL 5s' },
                 '/admin/' => { $kind => admin_lines($kind, "$dir/admin.token",
                                                     '127.0.0.0/8 ::1') },
                 '/admin-far/' => { $kind => admin_lines($kind, "$dir/admin.token",
@@ -64,7 +67,7 @@ sub api {
 # startup refusals
 for my $kind (@kinds) {
     my %s = site($kind, 'shm');
-    $s{locations}[3] = { $kind => $kind eq 'nginx' ? 'jpki_admin;' : 'JPKIAdmin On' };
+    $s{locations}[5] = { $kind => $kind eq 'nginx' ? 'jpki_admin;' : 'JPKIAdmin On' };
     if ($kind eq 'nginx') {
         my ($st, $out) = JPKIServer->configtest($kind, %s);
         ok($st != 0 && $out =~ /"jpki_admin" needs jpki_admin_token_file and jpki_admin_allow/,
@@ -72,15 +75,20 @@ for my $kind (@kinds) {
             or diag $out;
     }
     %s = site($kind, 'shm');
-    $s{locations}[3] = { $kind => admin_lines($kind, "$dir/open.token", '127.0.0.1') };
+    $s{locations}[5] = { $kind => admin_lines($kind, "$dir/open.token", '127.0.0.1') };
     my ($st, $out) = JPKIServer->configtest($kind, %s);
     ok($st != 0 && $out =~ /admin token file ".*open\.token" is readable by others/,
        "$kind: a token file others can read: refused at startup") or diag $out;
     %s = site($kind, 'shm');
-    $s{locations}[3] = { $kind => admin_lines($kind, "$dir/admin.token", '127.0.0.1/33') };
+    $s{locations}[5] = { $kind => admin_lines($kind, "$dir/admin.token", '127.0.0.1/33') };
     ($st, $out) = JPKIServer->configtest($kind, %s);
     ok($st != 0 && $out =~ /must be IPv4 or IPv6 addresses or networks/,
        "$kind: a malformed allow-list: refused at startup") or diag $out;
+    %s = site($kind, 'shm');
+    $s{locations}[1]{$kind} = $kind eq 'nginx' ? 'jpki_enroll_ttl 2s;' : 'JPKIEnrollTTL 2s';
+    ($st, $out) = JPKIServer->configtest($kind, %s);
+    ok($st != 0 && $out =~ /(jpki_enroll_ttl|JPKIEnrollTTL).*5/i,
+       "$kind: an enrollment token of 2 s: refused at startup") or diag $out;
 }
 
 my $redis = JPKITest::redis_bin() ? JPKITest::Redis->start(name => 'redis') : undef;
@@ -94,8 +102,14 @@ for my $kind (@kinds) {
         my $srv = JPKIServer->start($kind, name => "admin-$label" =~ s/ /-/r,
                                     site($kind, $store));
 
+        # a token of a location whose tokens live 5 s, redeemed at the end
+        my $r = login_to($srv, 'user2', prefix => '/short');
+        my ($short) = ($r->{json}{enroll} // '') =~ /jpki_enroll=(e1\.[A-Za-z0-9_-]+)$/;
+        ok($short, "$label: a location with jpki_enroll_ttl 5s: a token");
+        my $short_at = time;
+
         # enrollment: a card no account has
-        my $r = login_to($srv, 'user1');
+        $r = login_to($srv, 'user1');
         is($r->{status}, 403, "$label: a card no account has: 403");
         is($r->{json}{error} // '', 'account_not_mapped', "$label: ... account_not_mapped");
         my ($tok) = ($r->{json}{enroll} // '') =~ m{^/enroll\?jpki_enroll=(e1\.[A-Za-z0-9_-]+)$};
@@ -194,6 +208,13 @@ for my $kind (@kinds) {
         $r = login_to($srv, 'rev-keyCompromise');
         is($r->{json}{error} // '', 'cert_revoked', "$label: ... once revoked, it is refused");
         is(login_to($srv, 'user1')->{json}{account} // '', 'alice', "$label: ... the account's other card still signs in");
+
+        # the 5-second token, once expired
+        my $wait = $short_at + 6 - time;
+        sleep $wait if $wait > 0;
+        $r = api($srv, 'POST', '/admin/bind', { token => $short, account => 'carol' }, $TOKEN);
+        is($r->{json}{error} // '', 'enroll_token_expired', "$label: an expired token: refused")
+            or diag $r->{content};
 
         push @logs, $srv->log_since(0);
         my @problems = $srv->log_problems;
