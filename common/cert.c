@@ -338,11 +338,11 @@ static jpki_err compute_id(const jpki_ctx *ctx, struct jpki_cert *c)
         return JPKI_ERR_CERT_PARSE;
     n = BN_num_bytes(bn);
     if (n > (int)sizeof(buf)) {
-        BN_free(bn);
+        BN_clear_free(bn);   /* held a serial */
         return JPKI_ERR_CERT_PARSE;
     }
     BN_bn2bin(bn, buf);
-    BN_free(bn);
+    BN_clear_free(bn);   /* held a serial */
     if (!jpki_key_hash_sha1(c->issuer_cert, c->issuer_key_hash))
         return JPKI_ERR_INTERNAL;
     e = jpki_cert_id_compute(ctx, c->issuer_key_hash, 20, buf, (size_t)n,
@@ -501,11 +501,11 @@ jpki_err jpki_cert_id_from_serial_text(const jpki_ctx *ctx,
         ok = BN_dec2bn(&bn, serial_text) == (int)strlen(serial_text);
     if (!ok || bn == NULL || BN_is_negative(bn)
         || BN_num_bytes(bn) > (int)sizeof(buf)) {
-        BN_free(bn);
+        BN_clear_free(bn);   /* held a serial */
         return JPKI_ERR_PARSE;
     }
     n = BN_bn2bin(bn, buf);
-    BN_free(bn);
+    BN_clear_free(bn);   /* held a serial */
     ca = sk_X509_value(is->anchors, sk_X509_num(is->anchors) - 1);
     if (!jpki_key_hash_sha1(ca, kh))
         return JPKI_ERR_INTERNAL;
@@ -527,12 +527,12 @@ jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,
         return JPKI_ERR_INTERNAL;
     n = BN_num_bytes(bn);
     if (n < 1 || (size_t)n + 20 > max) {
-        BN_free(bn);
+        BN_clear_free(bn);   /* held a serial */
         return JPKI_ERR_TOO_LARGE;
     }
     memcpy(ref, c->issuer_key_hash, 20);
     BN_bn2bin(bn, ref + 20);
-    BN_free(bn);
+    BN_clear_free(bn);   /* held a serial */
     *len = 20 + (size_t)n;
     return JPKI_OK;
 }
@@ -588,7 +588,7 @@ jpki_err jpki_cert_from_ref(const jpki_ctx *ctx, const uint8_t *ref,
            == JPKI_OK)
         ok = 1;
     ASN1_INTEGER_free(sn);
-    BN_free(bn);
+    BN_clear_free(bn);   /* held a serial */
     if (!ok) {
         jpki_cert_free(c);
         return JPKI_ERR_INTERNAL;
