@@ -233,7 +233,9 @@ void jpki_health_add_crl(jpki_health *h, const char *issuer,
         put(h->buf, h->max, &h->len, ",\"file\":\"%s\"", fname);
     }
     if (info == NULL) {
-        jpki_health_reason(h, JPKI_HR_CRL_MISSING, JPKI_HEALTH_FILE, issuer);
+        /* none loaded: the file's CRL refused as stale says so */
+        jpki_health_reason(h, error == JPKI_ERR_CRL_STALE ? JPKI_HR_CRL_STALE
+                              : JPKI_HR_CRL_MISSING, JPKI_HEALTH_FILE, issuer);
         aggregate(h, issuer, JPKI_HEALTH_FILE, NULL, 1);
         put(h->buf, h->max, &h->len, ",\"loaded\":false,\"error\":\"%s\"}",
             jpki_reason(error == JPKI_OK ? JPKI_ERR_REVOCATION_UNAVAILABLE

@@ -480,7 +480,9 @@ static void render_gauges(jpki_prom *w, const jpki_health *h)
     jpki_prom_family(w, "jpki_crl_ok", "gauge", "1 when every CRL of an "
                      "issuer is loaded, fresh and its last load good.");
     for (i = 0; i < h->n_agg; i++) {
+        l[0] = "issuer";
         l[1] = h->agg[i].issuer;
+        l[2] = "source";
         l[3] = crl_sources[h->agg[i].source];
         jpki_prom_sample(w, "jpki_crl_ok", l, h->agg[i].bad ? 0 : 1);
     }
@@ -488,6 +490,7 @@ static void render_gauges(jpki_prom *w, const jpki_health *h)
                      "OCSP responder is failing (the health rule).");
     l[2] = NULL;
     for (i = 0; i < h->n_ocsp; i++) {
+        l[0] = "issuer";
         l[1] = h->ocsp[i].issuer;
         jpki_prom_sample(w, "jpki_ocsp_failing", l, h->ocsp[i].failing);
     }

@@ -578,7 +578,8 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable && !conf->endpoints && !conf->admin && !conf->metrics)
+    if (!conf->enable && !conf->endpoints && !conf->admin && !conf->metrics
+        && !conf->health)
     {
         return NGX_CONF_OK;
     }
