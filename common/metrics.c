@@ -107,7 +107,9 @@ jpki_metrics_issuer *jpki_metrics_issuer_of(const jpki_ctx *ctx,
 
 int jpki_metrics_class(jpki_err e)
 {
-    int st = txn_status_of(e);
+    /* the allow-lists' refusals are the adapters' 403 (edge.c) */
+    int st = e == JPKI_ERR_ACCOUNT_NOT_ALLOWED
+             || e == JPKI_ERR_ISSUER_NOT_ALLOWED ? 403 : txn_status_of(e);
 
     return e == JPKI_OK ? JPKI_MC_OK : st >= 500 ? JPKI_MC_ERROR
                                                  : JPKI_MC_DENIED;

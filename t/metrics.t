@@ -23,6 +23,7 @@ use Time::HiRes qw(time sleep);
 use JPKITest;
 use JPKIApache;
 use JPKIServer;
+use JPKICRLFiles ();
 
 skip_unless(qw(jpkictl pki openssl redis));
 my $PY = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
@@ -93,7 +94,7 @@ sub val {
 sub delta { my ($a, $b, @k) = @_; return val($b, @k) - val($a, @k) }
 
 sub health { my ($srv) = @_; my $r = get_json($srv->url('/health')); return ($r->{status}, $r->{json} // {}) }
-sub reasons { my ($h) = @_; return join ' ', sort map { join ':', grep { defined } @$_{qw(reason issuer source)} } @{ $h->{reasons} // [] } }
+sub reasons { JPKICRLFiles::reasons(@_) }
 
 sub eventually {
     my ($secs, $code) = @_;
