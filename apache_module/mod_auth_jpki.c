@@ -129,7 +129,8 @@ mjpki_translate_name(request_rec *r)
 {
     mjpki_dir_conf  *d = mjpki_dir_of(r);
 
-    if (d != NULL && (d->endpoints == 1 || d->health == 1 || d->admin == 1)) {
+    if (d != NULL && (d->endpoints == 1 || d->health == 1 || d->admin == 1
+                      || d->metrics == 1)) {
         apr_table_setn(r->notes, MJPKI_NO_FILE_NOTE, "1");
     }
 
@@ -198,6 +199,7 @@ mjpki_register_hooks(apr_pool_t *p)
     ap_hook_handler(mjpki_endpoint_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(mjpki_health_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(mjpki_admin_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_handler(mjpki_metrics_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_insert_error_filter(mjpki_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     ap_register_output_filter(JPKI_JSON_FILTER, mjpki_json_error_filter, NULL,

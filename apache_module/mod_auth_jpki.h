@@ -38,6 +38,7 @@
 #define JPKI_HANDLER          "jpki-endpoints"
 #define JPKI_HEALTH_HANDLER   "jpki-health"
 #define JPKI_ADMIN_HANDLER    "jpki-admin"
+#define JPKI_METRICS_HANDLER  "jpki-metrics"
 #define JPKI_AUTH_TYPE        "JPKI"
 #define JPKI_MUTEX_TYPE       "jpki-shm"
 
@@ -137,6 +138,7 @@ typedef struct {
     int                        endpoints;
     int                        health;
     int                        admin;
+    int                        metrics;
     jpki_locconf               lc;            /* the core's: values,
                                                  throttle */
 } mjpki_dir_conf;
@@ -263,6 +265,7 @@ extern const authz_provider mjpki_authz_account;
 int mjpki_endpoint_handler(request_rec *r);
 int mjpki_health_handler(request_rec *r);
 int mjpki_admin_handler(request_rec *r);
+int mjpki_metrics_handler(request_rec *r);
 
 /* mod_auth_jpki_txn.c: a transaction run, its verdict answered */
 void mjpki_upstream_cookies(request_rec *r, const char *name, int pass);

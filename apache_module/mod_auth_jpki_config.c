@@ -239,6 +239,7 @@ mjpki_create_dir_conf(apr_pool_t *p, char *dir)
     d->endpoints = JPKI_UNSET;
     d->health = JPKI_UNSET;
     d->admin = JPKI_UNSET;
+    d->metrics = JPKI_UNSET;
     jpki_locconf_init(&d->lc);
 
     return d;
@@ -256,6 +257,7 @@ mjpki_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                                 : base->endpoints;
     d->health = add->health != JPKI_UNSET ? add->health : base->health;
     d->admin = add->admin != JPKI_UNSET ? add->admin : base->admin;
+    d->metrics = add->metrics != JPKI_UNSET ? add->metrics : base->metrics;
     d->lc = add->lc;
     jpki_locconf_merge(&d->lc, &base->lc);
 
@@ -504,6 +506,9 @@ const command_rec mjpki_cmds[] = {
         "unbind, certs, logout; docs/admin.md)"),
     AP_INIT_TAKE1("JPKIAdminTokenFile", mjpki_cmd_admin_token, NULL,
         MJPKI_DIR_CTX, "FILE: the admin API's bearer token (chmod 600)"),
+    AP_INIT_TAKE_ARGV("JPKIMetrics", mjpki_cmd_answers, MJPKI_DIR_OFF(metrics),
+        ACCESS_CONF, "[On]: this location answers the metrics (Prometheus "
+        "text; JPKIAdminAllow and/or JPKIAdminTokenFile protect it)"),
     JPKI_LOCATION_DIRECTIVES(MJPKI_DIR_VALUE)
     AP_INIT_TAKE1("JPKILoginTemplate", mjpki_cmd_login_template, NULL,
         MJPKI_DIR_CTX, "FILE: the template of the gate's login page (HTML "

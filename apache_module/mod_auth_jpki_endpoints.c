@@ -207,6 +207,46 @@ mjpki_admin_handler(request_rec *r)
 }
 
 
+/* A GET answered by a transaction of op (health, metrics), for the
+ * requests of handler (directive: its name for messages). */
+static int
+mjpki_get_op(request_rec *r, const char *handler, const char *directive,
+             jpki_op op)
+{
+    mjpki_site          *site;
+    const jpki_policy  *pol;
+
+    if (r->handler == NULL || strcmp(r->handler, handler) != 0) {
+        return DECLINED;
+    }
+
+    if (r->method_number != M_GET) {
+        return mjpki_refuse(r, JPKI_ERR_METHOD);
+    }
+
+    site = mjpki_site_of(r);
+    pol = mjpki_request_policy(r, site, directive);
+
+    return pol != NULL ? mjpki_run_endpoint(r, site, pol, op, NULL, 0)
+                       : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Metrics: JPKIMetrics On                                             */
+/* ------------------------------------------------------------------ */
+
+/* The counters of every child and the site's gauges, as Prometheus text
+ * (a transaction of the core; who may ask: the allow-list and the token
+ * of the admin API, refused at startup when it has neither). */
+int
+mjpki_metrics_handler(request_rec *r)
+{
+    return mjpki_get_op(r, JPKI_METRICS_HANDLER, "JPKIMetrics",
+                        JPKI_OP_METRICS);
+}
+
+
 /* ------------------------------------------------------------------ */
 /* Health: JPKIHealth On                                               */
 /* ------------------------------------------------------------------ */
@@ -217,21 +257,6 @@ mjpki_admin_handler(request_rec *r)
 int
 mjpki_health_handler(request_rec *r)
 {
-    mjpki_site          *site;
-    const jpki_policy  *pol;
-
-    if (r->handler == NULL || strcmp(r->handler, JPKI_HEALTH_HANDLER) != 0) {
-        return DECLINED;
-    }
-
-    if (r->method_number != M_GET) {
-        return mjpki_refuse(r, JPKI_ERR_METHOD);
-    }
-
-    site = mjpki_site_of(r);
-    pol = mjpki_request_policy(r, site, "JPKIHealth");
-
-    return pol != NULL ? mjpki_run_endpoint(r, site, pol, JPKI_OP_HEALTH,
-                                            NULL, 0)
-                       : HTTP_INTERNAL_SERVER_ERROR;
+    return mjpki_get_op(r, JPKI_HEALTH_HANDLER, "JPKIHealth",
+                        JPKI_OP_HEALTH);
 }

@@ -273,6 +273,8 @@ mjpki_fixups_handler(request_rec *r)
         r->handler = JPKI_HEALTH_HANDLER;
     } else if (d->admin == 1) {
         r->handler = JPKI_ADMIN_HANDLER;
+    } else if (d->metrics == 1) {
+        r->handler = JPKI_METRICS_HANDLER;
     }
 
     return DECLINED;

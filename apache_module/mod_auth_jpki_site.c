@@ -8,6 +8,7 @@
  */
 
 #include "mod_auth_jpki.h"
+#include "admin.h"
 
 #include <string.h>
 #include <strings.h>
@@ -153,15 +154,17 @@ static int
 mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
                    ap_conf_vector_t *sec, int vhost_sites)
 {
-    int             fatal;
-    mjpki_dir_conf  *base, *d, *m;
+    int                 fatal;
+    mjpki_dir_conf      *base, *d, *m;
+    const jpki_policy  *pol;
     char            err[256];
 
     base = ap_get_module_config(s->lookup_defaults, &auth_jpki_module);
     d = sec ? ap_get_module_config(sec, &auth_jpki_module) : base;
 
     if (d == NULL || base == NULL
-        || !(d->endpoints == 1 || d->health == 1 || jpki_locconf_any(&d->lc)))
+        || !(d->endpoints == 1 || d->health == 1 || d->metrics == 1
+             || jpki_locconf_any(&d->lc)))
     {
         return OK;
     }
@@ -169,7 +172,7 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
     m = sec ? mjpki_merge_dir_conf(ptemp, base, d) : base;
 
     if (!mjpki_site_configured(site)) {
-        if (m->endpoints != 1 && m->health != 1) {
+        if (m->endpoints != 1 && m->health != 1 && m->metrics != 1) {
             return OK;
         }
         /* the main server's sections apply to every virtual host: when
@@ -179,7 +182,8 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
                                                         : APLOG_WARNING),
                      0, NULL, "jpki: %s in <Location %s> of %s: the server "
                      "has no %s",
-                     m->endpoints == 1 ? "JPKIEndpoints" : "JPKIHealth",
+                     m->endpoints == 1 ? "JPKIEndpoints"
+                     : m->health == 1 ? "JPKIHealth" : "JPKIMetrics",
                      d->where ? d->where : "/",
                      mjpki_server_name(ptemp, s),
                      jpki_conf_site_pieces(JPKI_SERVER_APACHE));
@@ -187,10 +191,20 @@ mjpki_check_section(apr_pool_t *ptemp, server_rec *s, mjpki_site *site,
     }
 
     err[0] = '\0';
-    if (mjpki_dir_policy(ptemp, site, m, err, sizeof(err)) == NULL) {
+    if ((pol = mjpki_dir_policy(ptemp, site, m, err, sizeof(err))) == NULL) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
                      "jpki: settings for \"%s\" (%s): %s",
                      d->where ? d->where : "the server",
+                     mjpki_server_name(ptemp, s), err);
+        return !OK;
+    }
+
+    if (m->metrics == 1
+        && jpki_metrics_missing(pol, JPKI_SERVER_APACHE, err, sizeof(err)))
+    {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, NULL,
+                     "jpki: JPKIMetrics in <Location %s> (%s) %s",
+                     d->where ? d->where : "/",
                      mjpki_server_name(ptemp, s), err);
         return !OK;
     }

@@ -138,6 +138,21 @@ size_t jpki_admin_missing(const jpki_policy *p, int srv, char *out,
     return n > 0 ? (size_t)n : 0;
 }
 
+size_t jpki_metrics_missing(const jpki_policy *p, int srv, char *out,
+                            size_t max)
+{
+    int n;
+
+    if (p->admin_token_set || p->admin_allow[0] != '\0')
+        return 0;
+    n = snprintf(out, max, "needs %s or %s (the metrics answer only the "
+                 "addresses listed, or the token of the file)",
+                 jpki_directive_name((jpki_server)srv, JPKI_D_ADMIN_ALLOW),
+                 srv == JPKI_SERVER_NGINX ? "jpki_admin_token_file"
+                                          : "JPKIAdminTokenFile");
+    return n > 0 ? (size_t)n : 0;
+}
+
 int jpki_admin_bearer_ok(const char *auth, size_t len, const uint8_t hash[32])
 {
     uint8_t md[32];

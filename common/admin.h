@@ -32,4 +32,10 @@ int jpki_admin_bearer_ok(const char *auth, size_t len,
 size_t jpki_admin_missing(const jpki_policy *p, int srv, char *out,
                           size_t max);
 
+/* What a location answering the metrics lacks, in srv's words: a
+ * sentence into out ("needs ...") when it has neither an allow-list nor a
+ * token file; 0 when it has one of them. */
+size_t jpki_metrics_missing(const jpki_policy *p, int srv, char *out,
+                            size_t max);
+
 #endif

@@ -4,6 +4,7 @@
 #include "internal.h"
 #include "siteconf.h"
 #include "txn_internal.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,11 +263,14 @@ jpki_err jpki_locconf_allows(const jpki_locconf *lc, const jpki_ctx *ctx,
                              const jpki_txn *t, char *msg, size_t msglen)
 {
     const jpki_verdict *v;
+    jpki_err e = JPKI_OK;
 
-    if (lc->accounts == NULL && lc->issuers == NULL)
-        return JPKI_OK;
-    v = jpki_txn_verdict(t);
-    return jpki_allow_check(lc->accounts, lc->issuers, ctx,
-                            v != NULL ? v->account : NULL,
-                            jpki_txn_issuer_tag(t), msg, msglen);
+    if (lc->accounts != NULL || lc->issuers != NULL) {
+        v = jpki_txn_verdict(t);
+        e = jpki_allow_check(lc->accounts, lc->issuers, ctx,
+                             v != NULL ? v->account : NULL,
+                             jpki_txn_issuer_tag(t), msg, msglen);
+    }
+    jpki_metrics_gated(ctx, e);          /* a gated request's answer */
+    return e;
 }

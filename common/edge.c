@@ -70,7 +70,8 @@ void jpki_edge_request(jpki_txn_request *rq, const jpki_edge_in *in)
     rq->crl_in_store = in->redis != 0;
     rq->map_source = rq->map_fn != NULL ? JPKI_MAP_CALLBACK : JPKI_MAP_STORE;
 
-    if (rq->op == JPKI_OP_ADMIN)       /* its bearer token */
+    if (rq->op == JPKI_OP_ADMIN || rq->op == JPKI_OP_METRICS)
+        /* its bearer token */
         rq->authorization = first(in, "Authorization",
                                   &rq->authorization_len);
 

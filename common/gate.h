@@ -33,9 +33,23 @@ int jpki_endpoint_op(const char *path, size_t len, int is_post, jpki_op *op);
 /* ---- health ------------------------------------------------------ */
 
 /* The health answer, {"status":"ok"|"degraded","time":T,"store":{...},
- * "crls":[...]}: the adapter adds what it reads of each CRL file slot,
- * then the store's state, and answers 200 when ok, 503 otherwise. */
-typedef struct {
+ * "crls":[...],"reasons":[...],"ocsp":[...]}: the site adds what it reads
+ * of each CRL file slot and the embedded store's state, the transaction
+ * the CRLs loaded into Redis, the Redis probe and each issuer's OCSP
+ * state; the answer is 200 when ok, 503 otherwise.  The metrics' gauges
+ * (metrics.h) are read from the same collection. */
+#define JPKI_HEALTH_AGG_MAX 48      /* (issuer, source) CRL aggregates */
+#define JPKI_HEALTH_REASONS_MAX 48
+#define JPKI_HEALTH_OCSP_MAX 16
+
+enum { JPKI_HEALTH_FILE = 0, JPKI_HEALTH_REDIS };
+/* the reasons of a degraded answer ("reasons":[{"reason":...}]) */
+enum { JPKI_HR_STORE_DOWN = 0, JPKI_HR_STORE_FULL, JPKI_HR_CRL_MISSING,
+       JPKI_HR_CRL_STALE, JPKI_HR_CRL_LOAD_FAILED, JPKI_HR_OCSP_FAILING,
+       JPKI_HR_N };
+extern const char *const jpki_health_reason_names[JPKI_HR_N];
+
+typedef struct jpki_health {
     char *buf;              /* the "crls" array's text, NUL-terminated */
     size_t max;
     size_t len;
@@ -44,6 +58,33 @@ typedef struct {
     int64_t now;            /* seconds */
     unsigned grace;         /* jpki_crl_stale_after's grace_s */
     int64_t skew;
+    int owned;              /* buf is malloc'ed: jpki_health_release */
+    /* the store (set by the site, or from the Redis probe) */
+    int shm;
+    jpki_err store;
+    uint64_t shm_count, shm_capacity;
+    /* the CRLs per issuer and source, for the metrics */
+    struct {
+        char issuer[64];
+        uint8_t source;
+        uint8_t bad;        /* one missing, stale or badly loaded */
+        unsigned crls, loaded;
+        int64_t oldest;     /* this_update of the oldest loaded, 0 none */
+    } agg[JPKI_HEALTH_AGG_MAX];
+    unsigned n_agg;
+    struct {
+        uint8_t reason;
+        uint8_t source;
+        char issuer[64];    /* "": none */
+    } reasons[JPKI_HEALTH_REASONS_MAX];
+    unsigned n_reasons;
+    struct {
+        char issuer[64];
+        int failing;
+        uint64_t streak;
+        int64_t last_ok, last_fail;
+    } ocsp[JPKI_HEALTH_OCSP_MAX];
+    unsigned n_ocsp;
 } jpki_health;
 
 /* The methods the health answer takes: another one is refused (405
@@ -55,6 +96,7 @@ typedef struct {
 
 void jpki_health_init(jpki_health *h, char *buf, size_t max, int64_t now,
                       unsigned grace, int64_t skew);
+void jpki_health_release(jpki_health *h);
 /* A CRL slot: info NULL when none is loaded; error the last load's result
  * (JPKI_OK when good); loaded_at when the loaded one was read (seconds).
  * issuer is the operator's label, file the slot's own (NULL: the issuer
@@ -62,6 +104,22 @@ void jpki_health_init(jpki_health *h, char *buf, size_t max, int64_t now,
 void jpki_health_add_crl(jpki_health *h, const char *issuer,
                          const char *file, const jpki_crl_info *info,
                          jpki_err error, int64_t loaded_at);
+
+/* The CRLs of issuer in Redis (`jpkictl crl sync`): lists (one per CA
+ * key of the issuer), loaded of them usable, worst the loaded one that
+ * goes stale first (NULL: none loaded). */
+void jpki_health_add_store_crl(jpki_health *h, const char *issuer,
+                               const jpki_crl_info *worst, unsigned lists,
+                               unsigned loaded, int64_t loaded_at);
+/* An issuer's OCSP state (metrics.h's rule: failing degrades). */
+void jpki_health_add_ocsp(jpki_health *h, const char *issuer, int failing,
+                          uint64_t streak, int64_t last_ok,
+                          int64_t last_fail);
+/* A reason of a degraded answer (issuer NULL: none), once. */
+void jpki_health_reason(jpki_health *h, int reason, int source,
+                        const char *issuer);
+/* Whether h with the store's state is ok (no reason to degrade). */
+int jpki_health_is_ok(const jpki_health *h, jpki_err store);
 
 /* The command that probes the store: a write (SET with a TTL), so that a
  * Redis at maxmemory shows as full. */
@@ -74,6 +132,8 @@ jpki_err jpki_health_probe_result(const jpki_store_result *res, size_t n);
  * max is too small.  *ok: the status is "ok". */
 size_t jpki_health_json(const jpki_health *h, int shm, jpki_err store,
                         char *out, size_t max, int *ok);
+/* A size of out that always holds the answer. */
+size_t jpki_health_json_max(const jpki_health *h);
 
 /* ---- Redis ------------------------------------------------------- */
 

@@ -98,6 +98,9 @@ struct jpki_ctx {
      * lock across processes over it */
     struct jpki_shared *shared;
     jpki_shm_lock shared_lock;
+    /* each issuer's metrics slot + 1 in the shared area (metrics.c), 0:
+     * none */
+    int16_t metrics_slot[JPKI_MAX_ISSUERS];
 };
 
 struct jpki_cert {

@@ -949,8 +949,11 @@ typedef enum {
                                 a flow (a login's checks, no session) */
     JPKI_OP_DEVICE_POLL,     /* GET  <prefix>/poll: the page's session once
                                 the flow is signed */
-    JPKI_OP_ADMIN            /* the admin API (<admin>/bind, unbind, certs,
+    JPKI_OP_ADMIN,           /* the admin API (<admin>/bind, unbind, certs,
                                 logout): docs/admin.md */
+    JPKI_OP_METRICS          /* GET a location's metrics (Prometheus text,
+                                docs/operations.md): who may ask is the
+                                admin API's allow-list and token */
 } jpki_op;
 
 typedef enum {
@@ -970,6 +973,8 @@ typedef enum {
 /* Looks up an account for cert_id (no I/O: an in-memory table). Returns the
  * account length, 0 when not mapped; out holds JPKI_ACCOUNT_MAX + 1. */
 typedef size_t (*jpki_map_fn)(void *ud, const char *cert_id, char *out);
+
+struct jpki_health;
 
 typedef struct {
     jpki_op op;
@@ -1035,11 +1040,11 @@ typedef struct {
     const char *authorization; size_t authorization_len;
     const char *accept_language; size_t accept_language_len;
     int https;
-    /* HEALTH: the answer (jpki_site_health: malloc'ed JSON, *ok when all
-     * is well) for the embedded store local (NULL with Redis), or store:
-     * the probe's result */
-    char *(*health)(const void *ud, int64_t now, jpki_shm *local,
-                    jpki_err store, size_t *len, int *ok);
+    /* HEALTH, METRICS: the site's part of the answer (jpki_site_health:
+     * its CRL files, the embedded store local's state (NULL with Redis)),
+     * into a collection of gate.h; 0: no memory */
+    int (*health)(const void *ud, int64_t now, jpki_shm *local,
+                  struct jpki_health *h);
     const void *health_ud;
 } jpki_txn_request;
 /* 1 for the logins (LOGIN, TLS_LOGIN, DEVICE_SIGN): counted among the

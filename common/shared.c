@@ -2,6 +2,7 @@
  * up once, and the contexts of a process pointed at it. */
 #include "internal.h"
 #include "shared_area.h"
+#include "metrics.h"
 
 #include <string.h>
 
@@ -34,4 +35,5 @@ void jpki_ctx_set_shared(jpki_ctx *ctx, jpki_shared *sh,
         ctx->shared_lock = *lock;
     else
         memset(&ctx->shared_lock, 0, sizeof(ctx->shared_lock));
+    jpki_metrics_attach(ctx);
 }

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include "gate.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,42 +331,37 @@ jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
                                (time_t)now, s->times.crl_grace, info);
 }
 
-char *jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
-                       jpki_err store, size_t *len, int *ok)
+int jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
+                     jpki_health *h)
 {
-    size_t max = JPKI_HEALTH_CRL_MAX * (jpki_crlwatch_count(s->crlw) + 1);
-    char *crls = malloc(max), *out = NULL;
-    jpki_health h;
+    size_t max = JPKI_HEALTH_CRL_MAX
+                 * (jpki_crlwatch_count(s->crlw) + JPKI_MAX_ISSUERS + 1);
+    char *crls = malloc(max);
 
-    *ok = 0;
+    if (crls == NULL)
+        return 0;
+    jpki_health_init(h, crls, max, now, s->times.crl_grace,
+                     jpki_ctx_get_policy(s->ctx)->clock_skew);
+    h->owned = 1;
+    h->shm = jpki_site_shm(s);
     /* the embedded store full: no room for a new key */
-    if (jpki_site_shm(s))
-        store = shm == NULL ? JPKI_ERR_STORE
-                : jpki_shm_is_full(shm, now * 1000) ? JPKI_ERR_STORE_FULL
-                : JPKI_OK;
-    if (crls != NULL) {
-        jpki_health_init(&h, crls, max, now, s->times.crl_grace,
-                         jpki_ctx_get_policy(s->ctx)->clock_skew);
-        jpki_crlwatch_health(s->crlw, s->crls, &h);
-        max = h.len + 256;
-        out = malloc(max);
+    if (h->shm) {
+        h->store = shm == NULL ? JPKI_ERR_STORE
+                   : jpki_shm_is_full(shm, now * 1000) ? JPKI_ERR_STORE_FULL
+                   : JPKI_OK;
+        h->shm_count = jpki_shm_count(shm, now * 1000);
+        h->shm_capacity = jpki_shm_capacity(shm);
     }
-    if (out != NULL)
-        *len = jpki_health_json(&h, jpki_site_shm(s), store, out, max, ok);
-    free(crls);
-    if (out != NULL && *len == 0) {
-        *ok = 0;
-        *len = (size_t)snprintf(out, max, "{\"status\":\"degraded\"}");
-    }
-    return out;
+    jpki_crlwatch_health(s->crlw, s->crls, h);
+    return 1;
 }
 
 /* ---- a transaction run ------------------------------------------ */
 
-static char *site_health(const void *ud, int64_t now, jpki_shm *local,
-                         jpki_err store, size_t *len, int *ok)
+static int site_health(const void *ud, int64_t now, jpki_shm *local,
+                       jpki_health *h)
 {
-    return jpki_site_health(ud, now, local, store, len, ok);
+    return jpki_site_health(ud, now, local, h);
 }
 
 jpki_err jpki_site_txn(const jpki_site *s, jpki_txn_request *rq,
@@ -396,6 +392,7 @@ jpki_step jpki_site_run(const jpki_site *s, jpki_txn *t, int64_t now,
         switch (step = jpki_txn_step(t)) {
         case JPKI_STEP_STORE:
             cmds = jpki_txn_store_cmds(t, &n);
+            jpki_txn_io_begin(t);
             rc = n > 0 && n <= JPKI_STORE_BATCH_MAX
                  ? io->store(io->ud, cmds, n, res) : 0;
             if (rc == JPKI_RUN_WAIT)
@@ -409,6 +406,7 @@ jpki_step jpki_site_run(const jpki_site *s, jpki_txn *t, int64_t now,
             body = jpki_txn_ocsp_body(t, &len);
             resp = NULL;
             rlen = 0;
+            jpki_txn_io_begin(t);
             rc = i >= 0 && body != NULL
                  ? io->ocsp(io->ud, (size_t)i, jpki_txn_ocsp_key(t), body,
                             len, &resp, &rlen)

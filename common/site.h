@@ -149,13 +149,12 @@ jpki_map_fn jpki_site_map_fn(const jpki_site *s);
  * verdict: fail closed without one). */
 jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
                               jpki_rev_info *info);
-/* The health answer at now: every CRL file, the store's state (the
- * embedded store: shm's, NULL when the process has none; Redis: store,
- * the probe's: JPKI_OK, JPKI_ERR_STORE, JPKI_ERR_STORE_FULL); malloc'ed
- * JSON (free()), its length in *len, *ok when all is well.  NULL: no
- * memory. */
-char *jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
-                       jpki_err store, size_t *len, int *ok);
+/* The site's part of the health answer and the metrics' gauges at now,
+ * into h (jpki_health_init'ed here, its buffer malloc'ed: release it with
+ * jpki_health_release): every CRL file, and the embedded store's state
+ * (shm: the process's, NULL when it has none).  0: no memory. */
+int jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
+                     struct jpki_health *h);
 
 /* ---- a transaction run ------------------------------------------ */
 

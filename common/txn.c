@@ -8,6 +8,7 @@
 #include "gate.h"
 #include "crlptr.h"
 #include "form.h"
+#include "metrics.h"
 
 #include <stddef.h>
 #include <strings.h>
@@ -72,12 +73,17 @@ static int status_of(jpki_err e)
     }
 }
 
+int txn_status_of(jpki_err e)
+{
+    return status_of(e);
+}
+
 const char *txn_event_name(jpki_op op)
 {
     static const char *const n[] = {"challenge", "login", "check", "logout",
                                     "status", "login", "health", "page",
                                     "asset", "device", "login", "poll",
-                                    "admin"};
+                                    "admin", "metrics"};
     return (unsigned)op < sizeof(n) / sizeof(n[0]) ? n[op] : "unknown";
 }
 
@@ -166,6 +172,7 @@ void txn_finish(jpki_txn *t, jpki_err e)
                  "jpki %s refused: %s (cert_id %s)", txn_event_name(t->req.op),
                  jpki_reason(e), t->cert ? t->cert->cert_id
                  : t->have_session ? t->s.cert_id : "-");
+    txn_metrics_finish(t, e);
     t->state = T_DONE;
 }
 
@@ -325,46 +332,13 @@ static jpki_err tls_client(jpki_txn *t, SSL *ssl)
     return JPKI_OK;
 }
 
-/* HEALTH: with Redis, the probe first (res NULL: to be sent); then the
- * answer, 200 or 503: neither audited nor logged. */
-static void txn_health(jpki_txn *t, const jpki_store_result *res, size_t n)
-{
-    jpki_err store = JPKI_OK;
-    size_t len = 0;
-    int ok = 0;
-
-    if (t->req.shared_store && t->state != T_HEALTH_STORE) {
-        jpki_health_probe(&t->cmds[0], t->req.now);
-        t->n_cmds = 1;
-        t->state = T_HEALTH_STORE;
-        return;
-    }
-    if (t->req.shared_store)
-        store = res != NULL ? jpki_health_probe_result(res, n)
-                            : JPKI_ERR_STORE;
-    t->health = t->req.health == NULL ? NULL
-                : t->req.health(t->req.health_ud, t->req.now,
-                                t->req.shared_store ? NULL : t->req.local,
-                                store, &len, &ok);
-    if (t->health == NULL) {
-        txn_finish(t, JPKI_ERR_NOMEM);
-        return;
-    }
-    t->v.err = JPKI_OK;
-    t->v.reason = ok ? "ok" : "degraded";
-    t->v.http_status = ok ? 200 : 503;
-    t->v.body = t->health;
-    t->v.body_len = len;
-    t->state = T_DONE;
-}
-
 jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
                       jpki_txn **out)
 {
     jpki_txn *t;
     *out = NULL;
     if (!ctx->finished || req == NULL
-        || (unsigned)req->op > JPKI_OP_ADMIN)
+        || (unsigned)req->op > JPKI_OP_METRICS)
         return JPKI_ERR_INVALID;
     t = malloc(sizeof(*t));
     if (t == NULL)
@@ -406,6 +380,7 @@ void jpki_txn_free(jpki_txn *t)
     free(t->ocsp_req);
     free(t->tls_der);
     free(t->health);
+    free(t->hm);
     free(t->big);
     if (t->scratch != NULL) {
         OPENSSL_cleanse(t->scratch, 2 * t->req.body_len + 2);
@@ -422,7 +397,7 @@ jpki_step jpki_txn_step(jpki_txn *t)
         case JPKI_OP_CHALLENGE: txn_challenge(t); break;
         case JPKI_OP_LOGIN: txn_login_begin(t); break;
         case JPKI_OP_LOGOUT: txn_logout_begin(t); break;
-        case JPKI_OP_HEALTH: txn_health(t, NULL, 0); break;
+        case JPKI_OP_HEALTH: case JPKI_OP_METRICS: txn_health(t); break;
         case JPKI_OP_PAGE: txn_page(t); break;
         case JPKI_OP_ASSET: txn_asset(t); break;
         case JPKI_OP_DEVICE_START: txn_device_start(t); break;
@@ -462,8 +437,9 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
 {
     int st = t->state;
 
+    txn_metrics_store(t, res, n);
     if (st == T_HEALTH_STORE) {
-        txn_health(t, res, n);
+        txn_health_fed(t, res, n);
         return;
     }
     if (st == T_ADMIN) {
@@ -543,6 +519,8 @@ void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
         return;
     }
     if (http_status != 200 || body == NULL) {
+        txn_metrics_ocsp(t, http_status ? JPKI_MO_HTTP_ERROR
+                                        : JPKI_MO_NO_ANSWER);
         jpki_log(t->ctx, JPKI_LOG_WARN, "jpki: OCSP responder for \"%s\" "
                  "failed (%s)", t->cert->issuer->name,
                  http_status ? "HTTP error" : "no answer or timeout");
@@ -551,6 +529,7 @@ void jpki_txn_feed_ocsp(jpki_txn *t, int http_status, const uint8_t *body,
     }
     e = jpki_ocsp_check(t->ctx, t->cert, &t->ocsp_st, body, len,
                         (time_t)t->req.now, &info);
+    txn_metrics_ocsp(t, e == JPKI_OK ? JPKI_MO_OK : JPKI_MO_BAD_ANSWER);
     if (e != JPKI_OK) {
         jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: OCSP response for \"%s\" "
                  "refused: %s", t->cert->issuer->name, jpki_reason(e));

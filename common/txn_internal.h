@@ -44,6 +44,11 @@ struct jpki_txn {
                                               certificate, no challenge */
     uint8_t *tls_der;                      /* ... read from req.tls */
     char *health;                          /* HEALTH: the answer */
+    struct txn_hm *hm;                     /* HEALTH, METRICS: the store's
+                                              CRLs read (txn_health.c) */
+    uint64_t io_t0;                        /* the I/O handed out (us), 0:
+                                              not timed (txn_metrics.c) */
+    int metered;                           /* its verdict counted */
     char return_to[1025];
     char ch_id[JPKI_CHALLENGE_ID_HEX + 1];
     time_t ch_exp;
@@ -123,6 +128,7 @@ extern const char *const txn_rev_names[4];
 
 /* txn.c */
 const char *txn_event_name(jpki_op op);
+int txn_status_of(jpki_err e);
 void txn_cookie_header(jpki_txn *t, const char *value, long max_age);
 void txn_finish(jpki_txn *t, jpki_err e);
 void txn_unauthenticated(jpki_txn *t, jpki_err e);
@@ -204,6 +210,14 @@ void txn_admin_marked(jpki_txn *t);
 void txn_enroll_offer(jpki_txn *t, jpki_err e);
 int txn_enroll_token(jpki_txn *t, char *tok);
 void txn_enroll_answer(jpki_txn *t, jpki_err e, const char *tok, int back);
+/* txn_health.c: HEALTH and METRICS */
+void txn_health(jpki_txn *t);
+void txn_health_fed(jpki_txn *t, const jpki_store_result *r, size_t n);
+
+/* txn_metrics.c: what a transaction counts (metrics.h) */
+void txn_metrics_finish(jpki_txn *t, jpki_err e);
+void txn_metrics_store(jpki_txn *t, const jpki_store_result *r, size_t n);
+void txn_metrics_ocsp(jpki_txn *t, int outcome);
 #pragma GCC visibility pop
 
 #endif

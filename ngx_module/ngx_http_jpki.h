@@ -90,6 +90,7 @@ typedef struct {
     ngx_flag_t                 endpoints;
     ngx_flag_t                 health;        /* jpki_health here */
     ngx_flag_t                 admin;         /* jpki_admin here */
+    ngx_flag_t                 metrics;       /* jpki_metrics here */
     jpki_locconf               lc;            /* the core's: values,
                                                  throttle */
     /* merged: */
@@ -171,6 +172,7 @@ void *ngx_http_jpki_create_loc_conf(ngx_conf_t *cf);
 char *ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 char *ngx_http_jpki_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_jpki_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_jpki_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_jpki_shm_lock(void *ud);

@@ -505,6 +505,7 @@ ngx_http_jpki_create_loc_conf(ngx_conf_t *cf)
     jlcf->endpoints = NGX_CONF_UNSET;
     jlcf->health = NGX_CONF_UNSET;
     jlcf->admin = NGX_CONF_UNSET;
+    jlcf->metrics = NGX_CONF_UNSET;
     jpki_locconf_init(&jlcf->lc);
 
     return jlcf;
@@ -560,6 +561,7 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->endpoints, prev->endpoints, 0);
     ngx_conf_init_value(conf->health, 0);     /* where it is written */
     ngx_conf_init_value(conf->admin, 0);
+    ngx_conf_init_value(conf->metrics, 0);
     jpki_locconf_merge(&conf->lc, &prev->lc);
 
     conf->header.data = (u_char *) jpki_locconf_header(&conf->lc);
@@ -576,7 +578,9 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (!conf->enable && !conf->endpoints && !conf->admin) {
+    if (!conf->enable && !conf->endpoints && !conf->admin && !conf->metrics
+        && !conf->health)
+    {
         return NGX_CONF_OK;
     }
 
@@ -596,6 +600,15 @@ ngx_http_jpki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               sizeof(err)))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_admin\" %s",
+                           err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->metrics
+        && jpki_metrics_missing(conf->policy, JPKI_SERVER_NGINX, err,
+                                sizeof(err)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: \"jpki_metrics\" %s",
                            err);
         return NGX_CONF_ERROR;
     }

@@ -189,19 +189,46 @@ ngx_http_jpki_endpoints(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /* ---- health (JSON for monitoring): a transaction of the core ------- */
 
+/* A GET (or HEAD) answered by a transaction of op (health, metrics). */
 static ngx_int_t
-ngx_http_jpki_health_handler(ngx_http_request_t *r)
+ngx_http_jpki_get_op(ngx_http_request_t *r, jpki_op op)
 {
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_http_discard_request_body(r);
         return ngx_http_jpki_refuse(r, JPKI_ERR_METHOD);
     }
 
-    if (ngx_http_jpki_new_ctx(r, JPKI_OP_HEALTH) == NULL) {
+    if (ngx_http_jpki_new_ctx(r, op) == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_jpki_run_bodiless(r);
+}
+
+
+static ngx_int_t
+ngx_http_jpki_health_handler(ngx_http_request_t *r)
+{
+    return ngx_http_jpki_get_op(r, JPKI_OP_HEALTH);
+}
+
+
+/* ---- metrics (Prometheus text): a transaction of the core --------- */
+
+static ngx_int_t
+ngx_http_jpki_metrics_handler(ngx_http_request_t *r)
+{
+    return ngx_http_jpki_get_op(r, JPKI_OP_METRICS);
+}
+
+
+char *
+ngx_http_jpki_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_jpki_loc_conf_t  *jlcf = conf;
+
+    return ngx_http_jpki_answers(cf, cmd, &jlcf->metrics,
+                                 ngx_http_jpki_metrics_handler);
 }
 
 

@@ -87,6 +87,13 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("jpki_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_jpki_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     JPKI_LOCATION_DIRECTIVES(NGX_HTTP_JPKI_LOC_VALUE)
 
     { ngx_string("jpki_tls_hold12"),

@@ -162,16 +162,28 @@ sub no_crl_sequence {
 }
 
 # SRV on REDIS: health says whether the store answers (REDIS is stopped).
+# The reasons of a health answer, "reason:issuer:source" sorted.
+sub reasons {
+    my ($h) = @_;
+    return join ' ', sort map { join ':', grep { defined } @$_{qw(reason issuer source)} }
+                          @{ $h->{reasons} // [] };
+}
+
+# With Redis, phone (no CRL file) is read from Redis, where no CRL was
+# synced: degraded for that alone once the file's CRL is loaded.
 sub redis_health_sequence {
     my ($srv, $redis) = @_;
     # (nginx parses its CRL files in a thread at start: wait for it)
-    eventually('health with Redis: 200', sub { (health($srv))[0] == 200 });
+    eventually('health with Redis: only phone\'s CRL missing in Redis',
+               sub { reasons((health($srv))[1]) eq 'crl_missing:phone:redis' });
     my ($st, $h) = health($srv);
+    is($st, 503, 'health with Redis: 503 degraded');
     ok($h->{store}{ok} && $h->{store}{type} eq 'redis', 'health: redis answers');
     $redis->stop;
     ($st, $h) = health($srv);
     is($st, 503, 'health with Redis down: 503');
     ok(!$h->{store}{ok}, 'health: the store does not answer');
+    is(reasons($h), 'store_down', 'health: store_down (the CRLs in Redis unknown)');
 }
 
 1;

@@ -5,6 +5,7 @@
  * virtual host takes from the main server, the pieces a site needs, the
  * mapping file and the CRLs watched, the health answer. */
 #include "site.h"
+#include "gate.h"
 #include "siteconf.h"
 #include "tap.h"
 
@@ -263,6 +264,7 @@ static void test_build(void)
     char secret[64], map[64], err[512], out[256], text[200], *h;
     size_t len;
     int okh;
+    jpki_health hc;
 
     ok(jpki_site_build(sc, JPKI_SERVER_NGINX, NULL, NULL, &s, err,
                        sizeof(err)) != JPKI_OK && s == NULL
@@ -314,10 +316,16 @@ static void test_build(void)
     ok(jpki_site_map_fn(s) != NULL
        && jpki_site_map_fn(s)(s, text, out) > 0 && !strcmp(out, "acct-1"),
        "the mapping answers through the site");
-    h = jpki_site_health(s, 1000, NULL, JPKI_ERR_STORE, &len, &okh);
+    ok(jpki_site_health(s, 1000, NULL, &hc), "health: collected");
+    h = malloc(jpki_health_json_max(&hc));
+    len = h != NULL ? jpki_health_json(&hc, hc.shm, JPKI_ERR_STORE, h,
+                                       jpki_health_json_max(&hc), &okh) : 0;
     ok(h != NULL && len == strlen(h) && !okh
-       && strstr(h, "\"store\"") != NULL, "health: the store down: %s", h);
+       && strstr(h, "\"store\"") != NULL
+       && strstr(h, "{\"reason\":\"store_down\"}") != NULL,
+       "health: the store down: %s", h);
     free(h);
+    jpki_health_release(&hc);
     jpki_site_unwatch(s);
     ok(jpki_site_mapwatch(s) == NULL, "unwatched");
     jpki_site_free(s);

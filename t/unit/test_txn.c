@@ -433,20 +433,16 @@ static void test_tls_login(io_env *good)
 /* The health answer as a transaction: the embedded store handed to the
  * writer of the answer, Redis probed first. */
 static jpki_shm *health_local;
-static jpki_err health_store;
+static char health_buf[1024];
 
-static char *fake_health(const void *ud, int64_t now, jpki_shm *local,
-                         jpki_err store, size_t *len, int *ok)
+static int fake_health(const void *ud, int64_t now, jpki_shm *local,
+                       struct jpki_health *h)
 {
-    char *j = strdup("{\"status\":\"x\"}");
-
     (void)ud;
-    (void)now;
     health_local = local;
-    health_store = store;
-    *ok = store == JPKI_OK;
-    *len = strlen(j);
-    return j;
+    jpki_health_init(h, health_buf, sizeof(health_buf), now, 0, 300);
+    h->shm = local != NULL;
+    return 1;
 }
 
 static void test_health(io_env *env)
@@ -462,14 +458,17 @@ static void test_health(io_env *env)
     store_batches = 0;
     v = drive(&rq, env, &t);
     ok(v && v->http_status == 200 && health_local == shm
-       && health_store == JPKI_OK && store_batches == 0 && !v->audit
-       && v->body_len == 14, "embedded store: its table handed over, no "
-       "store command, 200, not audited");
+       && store_batches == 0 && !v->audit
+       && strstr(v->body, "\"status\":\"ok\"") != NULL
+       && strstr(v->body, "\"reasons\":[]") != NULL,
+       "embedded store: its table handed over, no store command, 200, "
+       "not audited");
     jpki_txn_free(t);
     rq.shared_store = 1;
     v = drive(&rq, env, &t);
     ok(v && v->http_status == 200 && health_local == NULL
-       && health_store == JPKI_OK && store_batches == 1,
+       && store_batches == 1
+       && strstr(v->body, "\"store\":{\"type\":\"redis\",\"ok\":true}"),
        "Redis: the probe written first (one batch), then the answer");
     jpki_txn_free(t);
     ok(jpki_txn_new(ctx, &rq, &t) == JPKI_OK
@@ -477,13 +476,72 @@ static void test_health(io_env *env)
     jpki_txn_feed_store(t, NULL, 0);
     v = jpki_txn_verdict(t);
     ok(v && v->http_status == 503 && !strcmp(v->reason, "degraded")
-       && health_store == JPKI_ERR_STORE,
-       "the probe timed out: the store down, 503 degraded");
+       && strstr(v->body, "\"reasons\":[{\"reason\":\"store_down\"}]"),
+       "the probe timed out: the store down, 503 degraded: %s",
+       v ? v->body : "");
     jpki_txn_free(t);
     rq.health = NULL;
     rq.shared_store = 0;
     v = drive(&rq, env, &t);
     ok(v && v->http_status == 500, "no writer of the answer: 500");
+    jpki_txn_free(t);
+}
+
+/* The metrics as a transaction: who may ask (the admin API's allow-list
+ * and token), the answer's type. */
+static void test_metrics_txn(io_env *env)
+{
+    static const char token[] = "0123456789abcdef0123456789abcdef";
+    jpki_txn_request rq = {0};
+    const jpki_verdict *v;
+    jpki_policy p = *jpki_ctx_get_policy(ctx);
+    char auth[80];
+    jpki_txn *t;
+
+    rq.op = JPKI_OP_METRICS;
+    rq.now = NOW;
+    rq.local = shm;
+    rq.health = fake_health;
+    rq.peer = "192.0.2.7";
+    rq.policy = &p;
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 403 && v->err == JPKI_ERR_FORBIDDEN,
+       "neither a list nor a token: 403");
+    jpki_txn_free(t);
+    snprintf(p.admin_allow, sizeof(p.admin_allow), "127.0.0.0/8 ::1");
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 403 && strstr(v->body, "forbidden"),
+       "an address outside the list: 403 forbidden");
+    jpki_txn_free(t);
+    rq.peer = "127.0.0.1";
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 200 && v->content_type
+       && !strcmp(v->content_type, "text/plain; version=0.0.4; charset=utf-8")
+       && strstr(v->body, "# TYPE jpki_health_ok gauge\njpki_health_ok 1\n"),
+       "inside the list, no token file: 200, the text: %s",
+       v ? v->body : "");
+    jpki_txn_free(t);
+    EVP_Digest(token, strlen(token), p.admin_token, NULL, EVP_sha256(),
+               NULL);
+    p.admin_token_set = 1;
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 401, "a token file, no token: 401");
+    jpki_txn_free(t);
+    snprintf(auth, sizeof(auth), "Bearer %.31sx", token);
+    rq.authorization = auth;
+    rq.authorization_len = strlen(auth);
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 401, "a wrong token: 401");
+    jpki_txn_free(t);
+    snprintf(auth, sizeof(auth), "Bearer %s", token);
+    rq.authorization_len = strlen(auth);
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 200, "the token: 200");
+    jpki_txn_free(t);
+    p.admin_allow[0] = '\0';
+    rq.peer = "198.51.100.1";
+    v = drive(&rq, env, &t);
+    ok(v && v->http_status == 200, "a token and no list: any address");
     jpki_txn_free(t);
 }
 
@@ -2081,6 +2139,7 @@ int main(void)
     map("user1.pem", "alice");
     test_tls_login(&good);
     test_health(&good);
+    test_metrics_txn(&good);
     test_page_txn(&good);
     test_device_flow(&good);
     test_enroll_admin(&good);
