@@ -2,6 +2,8 @@
  * the embedded store as the store and OCSP answers made by `openssl ocsp`. */
 #include "jpki.h"
 #include "tap.h"
+
+#include <errno.h>
 #include "gate.h"
 #include "pki.h"
 #include "enroll.h"
@@ -93,6 +95,13 @@ static void exec_ocsp(jpki_txn *t, io_env *env)
     }
     snprintf(path, sizeof(path), "%s/req.der", tmpdir);
     f = fopen(path, "wb");
+    if (f == NULL) {
+        char m[600];
+        snprintf(m, sizeof(m), "cannot write %s: %s", path, strerror(errno));
+        diag(m);
+        jpki_txn_feed_ocsp(t, 500, NULL, 0);
+        return;
+    }
     fwrite(req, 1, len, f);
     fclose(f);
     snprintf(cmd, sizeof(cmd), "cd %s && openssl ocsp -index ca2-index.txt "
