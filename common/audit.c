@@ -117,21 +117,16 @@ static void put_str(outbuf *b, const char *s, int location)
     utf8 = !location && jpki_account_valid(s, n);
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\' || c == '{' || c == '}' || c < 0x20
-            || c == 0x7f) {
-            if (location && c >= 0x20 && c != 0x7f) {
-                snprintf(e, sizeof(e), "%%%02X", c);
-            } else {
-                snprintf(e, sizeof(e), "\\u%04x", c);
-            }
+        if (location && (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\'
+                         || c == '{' || c == '}')) {
+            snprintf(e, sizeof(e), "%%%02X", c);
+            puts_(b, e);
+        } else if (c == '"' || c == '\\' || c == '{' || c == '}' || c < 0x20
+                   || c == 0x7f) {
+            snprintf(e, sizeof(e), "\\u%04x", c);
             puts_(b, e);
         } else if (c >= 0x80) {
-            if (location) {
-                snprintf(e, sizeof(e), "%%%02X", c);
-                puts_(b, e);
-            } else {
-                put(b, utf8 ? (const char *)&s[i] : "?", 1);
-            }
+            put(b, utf8 ? (const char *)&s[i] : "?", 1);
         } else {
             put(b, (const char *)&s[i], 1);
         }

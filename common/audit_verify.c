@@ -14,7 +14,9 @@
  *     passed: "out of order" (and the gap it fills closed);
  *   - the first line of a file that does not link to the last of the file
  *     before: "chain break between files";
- *   - notes, not errors: a chain start (seq 1, prev zeros), a chain that
+ *   - a chain start (seq 1, prev zeros) after other lines: "chain
+ *     restart" (files out of order, or a cold start without the head);
+ *   - notes, not errors: the chain start of the first line, a chain that
  *     began before the first file given.
  * Removing whole lines from the end leaves nothing to see in the file:
  * the operator's recorded head (last_seq) shows it.
@@ -64,8 +66,6 @@ struct jpki_audit_verifier {
     jpki_audit_summary sum;
     int have_first;
 };
-
-static const uint8_t zeros[32];
 
 __attribute__((format(printf, 5, 6)))
 static void say(jpki_audit_verifier *v, int error, size_t file,
@@ -230,9 +230,10 @@ static void decide(jpki_audit_verifier *v, const entry *e, const entry *n)
             "removed)");
     if (e->p.chain_start) {
         v->sum.chains++;
-        say(v, 0, e->file, e->line, v->have_last
-            ? "a new chain starts here (not linked to the line before: the "
-              "gate started without the previous head)"
+        say(v, v->have_last, e->file, e->line, v->have_last
+            ? "chain restart: a new chain starts here, not linked to the "
+              "line before (files out of order, or the gate started without "
+              "the previous head: lines between cannot be proved complete)"
             : "chain start");
         take(v, e, e->p.mac);
         return;
