@@ -7,6 +7,7 @@
  * Nothing printed or stored names a serial number: entries are cert_ids.
  */
 #include "crl_store.h"
+#include "audit.h"
 
 #include <limits.h>
 #include <stdio.h>
