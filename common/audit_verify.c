@@ -65,6 +65,7 @@ struct jpki_audit_verifier {
     size_t n_gaps;
     jpki_audit_summary sum;
     int have_first;
+    uint64_t verified;               /* lines whose MAC verifies */
 };
 
 __attribute__((format(printf, 5, 6)))
@@ -298,6 +299,7 @@ void jpki_audit_verify_line(jpki_audit_verifier *v, const char *line,
 
     memset(&e, 0, sizeof(e));
     e.valid = jpki_audit_parse(line, len, v->key, &e.p) == 0;
+    v->verified += e.valid && e.p.mac_ok;
     e.file = v->n_files > 0 ? v->n_files - 1 : 0;
     e.line = ++v->line;
     e.no_newline = no_newline;
@@ -323,6 +325,9 @@ uint64_t jpki_audit_verify_end(jpki_audit_verifier *v, int64_t last_seq,
     v->n_gaps = 0;
     if (v->sum.lines == 0)
         say(v, 1, v->n_files > 0 ? v->n_files - 1 : 0, 0, "no audit line");
+    else if (v->verified == 0)
+        say(v, 1, v->n_files > 0 ? v->n_files - 1 : 0, 0, "no line verifies "
+            "under this key (another key, or not an audit file)");
     if (last_seq >= 0 && (!v->have_last || v->last_seq < (uint64_t)last_seq))
         say(v, 1, v->n_files > 0 ? v->n_files - 1 : 0, 0, "tail truncated: "
             "the chain ends at seq %llu, the recorded head is %lld (lines "
