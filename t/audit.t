@@ -214,7 +214,7 @@ for my $kind (@kinds) {
        && $ok->{revocation_age} < 3600,
        "$kind: a good login's line: account, cert_id, issuer, address, location, OCSP and its age")
         or diag explain $ok;
-    my $rid_re = $kind eq 'nginx' ? qr/^[0-9a-f]{32}$/ : qr/^[A-Za-z0-9@_-]{20,40}$/;
+    my $rid_re = $kind eq 'nginx' ? qr/^[0-9a-f]{32}$/ : qr/^[A-Za-z0-9\@_-]{20,40}$/;
     ok(!grep({ $_->{request_id} !~ $rid_re } @recs),
        "$kind: request ids: the server's (" . ($ok ? $ok->{request_id} : '-') . ')');
     my %rid;
