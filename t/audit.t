@@ -239,6 +239,13 @@ for my $kind (@kinds) {
     my ($st, $out) = ctl('audit', 'verify', @key, $file);
     ok($st == 0 && $out =~ /chain start/ && $out =~ /errors=0 ok$/m, "$kind: jpkictl audit verify: ok")
         or diag $out;
+    ($st, $out) = ctl('audit', 'verify', '--secret-file', $secret, '--key-file',
+                      "$dir/audit.key", $file);
+    ok($st == 2 && $out =~ /give one of --secret-file and --key-file/, "$kind: verify with two keys: usage")
+        or diag $out;
+    ($st, $out) = ctl('audit', 'verify', @key);
+    ok($st == 2 && $out =~ /FILE argument is required/, "$kind: verify without a file: usage")
+        or diag $out;
     ($st, $out) = ctl('audit', 'verify', @wrong, $file);
     ok($st == 1 && $out =~ /1: error: mac mismatch/ && $out =~ /no line verifies under this key/,
        "$kind: ... under another key: fails")
@@ -316,6 +323,9 @@ for my $kind (@kinds) {
     my @all = lines_of($file);
     ok($st == 0 && @all >= 202 && $out =~ /errors=0 ok/,
        "$kind: " . scalar(@all) . " lines from several processes: one chain, verified") or diag $out;
+    my @cached = grep { $_ && $_->{revocation} eq 'cache' } map { JPKITest::json_decode($_) } @all;
+    ok(@cached && !grep({ ($_->{revocation_age} // 'x') !~ /^\d+$/ } @cached),
+       "$kind: logins answered from the cache: the cached answer's age");
     my %pids = map { $_ => 1 } $srv->workers;
     ok(keys %pids >= 2, "$kind: ... " . keys(%pids) . ' worker processes wrote it');
 
