@@ -126,6 +126,7 @@ typedef struct {
     apr_thread_cond_t         *flight_cond;
     struct jpki_flight        *flights;       /* OCSP queries under way */
     volatile apr_uint32_t      files_checked; /* second of the last stat */
+    apr_file_t                *audit_file;    /* JPKIAuditLog (pconf) */
 } mjpki_site;
 
 typedef struct {
@@ -242,6 +243,16 @@ void mjpki_zone_child_init(mjpki_zone *zone, apr_pool_t *pchild,
  * process pool across restarts; in a child, every site's context uses it. */
 int mjpki_shared_setup(apr_pool_t *ptemp, server_rec *s);
 void mjpki_shared_child_init(apr_pool_t *pchild, server_rec *s);
+/* The area and its lock (the parent's use: the audit chains' heads). */
+int mjpki_shared_area(server_rec *s, jpki_shared **area,
+                      jpki_shm_lock *lock);
+
+/* mod_auth_jpki_audit.c: the audit file (JPKIAuditLog) */
+int mjpki_audit_check(apr_pool_t *ptemp, server_rec *s);
+int mjpki_audit_post_config(apr_pool_t *pconf, server_rec *s,
+                            mjpki_site *site);
+void mjpki_audit_request_id(request_rec *r, const char **id, size_t *len);
+void mjpki_audit(request_rec *r, mjpki_site *site, const char *audit);
 
 
 /* mod_auth_jpki.c: the site and directory of a request */

@@ -491,6 +491,9 @@ const command_rec mjpki_cmds[] = {
     MJPKI_SITE_DIRECTIVE("JPKICRLZone", JPKI_SC_CRL_ZONE,
         "off | SIZE | NAME:SIZE (e.g. 64M): CRL files parsed once, by one "
         "process, into shared memory every child answers from [off]"),
+    MJPKI_SITE_DIRECTIVE("JPKIAuditLog", JPKI_SC_AUDIT_LOG,
+        "FILE [key_file=FILE]: one HMAC-chained JSON line per verification "
+        "and admin action (absolute path) [none: the error log]"),
     JPKI_SITE_DIRECTIVES(MJPKI_SITE_VALUE)
 
     /* directory */

@@ -171,6 +171,11 @@ mjpki_io_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             return !OK;
         }
 
+        /* the audit file, opened again at each start and restart */
+        if (mjpki_audit_post_config(pconf, sv, site) != OK) {
+            return !OK;
+        }
+
         if (preflight) {
             /* the real start follows: load the files then, once */
             continue;

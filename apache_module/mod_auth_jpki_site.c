@@ -288,6 +288,6 @@ mjpki_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         }
     }
 
-    return OK;
+    return mjpki_audit_check(ptemp, s);
 }
 

@@ -271,3 +271,21 @@ mjpki_shared_child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
 }
+
+
+int
+mjpki_shared_area(server_rec *s, jpki_shared **area, jpki_shm_lock *lock)
+{
+    mjpki_shared  *sh = mjpki_shared_get(s);
+
+    if (sh == NULL || sh->area == NULL) {
+        return !OK;
+    }
+
+    *area = sh->area;
+    lock->lock = mjpki_zone_lock;
+    lock->unlock = mjpki_zone_unlock;
+    lock->ud = &sh->lock;
+
+    return OK;
+}

@@ -211,6 +211,7 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                              r->server, r->connection, r, "SSL_PROTOCOL"));
     }
     rq.policy = pol;
+    mjpki_audit_request_id(r, &rq.request_id, &rq.request_id_len);
     /* logouts: the node's table, read without waiting */
     mjpki_local_markers(site, &rq);
 
@@ -276,8 +277,7 @@ mjpki_run(request_rec *r, mjpki_site *site, jpki_txn *t)
 
     v = jpki_txn_verdict(t);
     if (v != NULL && v->audit != NULL) {
-        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "jpki audit: %s",
-                      v->audit);
+        mjpki_audit(r, site, v->audit);
     }
 
     return v;

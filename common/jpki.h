@@ -1046,6 +1046,10 @@ typedef struct {
     int (*health)(const void *ud, int64_t now, jpki_shm *local,
                   struct jpki_health *h);
     const void *health_ud;
+    /* the request's id (nginx $request_id, Apache UNIQUE_ID or log id) for
+     * its audit line and soft-pass record: 1..40 of A-Z a-z 0-9 @ . _ : +
+     * / = - (audit.h); NULL or another: one the core makes */
+    const char *request_id; size_t request_id_len;
 } jpki_txn_request;
 /* 1 for the logins (LOGIN, TLS_LOGIN, DEVICE_SIGN): counted among the
  * logins being verified. */

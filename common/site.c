@@ -6,9 +6,13 @@
 
 #include "gate.h"
 #include "metrics.h"
+#include "audit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
 
 jpki_err jpki_site_secret(jpki_ctx *ctx, const char *path, char *err,
                           size_t errlen)
@@ -123,6 +127,8 @@ struct jpki_site {
     jpki_issuer *issuers[JPKI_MAX_ISSUERS];
     size_t n_issuers;
     jpki_redis_auth auth;
+    const char *audit;                  /* the audit file (sc's) */
+    uint8_t audit_key[32];
     /* per process */
     jpki_crlzone *crls;
     jpki_crlwatch *crlw;
@@ -146,6 +152,23 @@ static jpki_err build_issuers(jpki_site *s, char *err, size_t errlen)
             return JPKI_ERR_INVALID;
         }
         s->n_issuers = i + 1;
+    }
+    return JPKI_OK;
+}
+
+/* The audit file's key: its key file's, else the site secret's. */
+static jpki_err site_audit(jpki_site *s, char *err, size_t errlen)
+{
+    const uint8_t *key = NULL;
+
+    s->audit = jpki_siteconf_audit(s->conf, &key);
+    if (s->audit == NULL)
+        return JPKI_OK;
+    if (key != NULL)
+        memcpy(s->audit_key, key, 32);
+    else if (!jpki_audit_key_of_ctx(s->ctx, s->audit_key)) {
+        jpki_set_detail(err, errlen, "the audit key cannot be derived");
+        return JPKI_ERR_INTERNAL;
     }
     return JPKI_OK;
 }
@@ -183,6 +206,9 @@ jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
     s->auth.user = st->user[0] ? st->user : NULL;
     s->auth.password = st->password[0] ? st->password : NULL;
     s->auth.db = st->db > 0 ? (unsigned)st->db : 0;
+    e = site_audit(s, err, errlen);
+    if (e != JPKI_OK)
+        goto failed;
     *out = s;
     return JPKI_OK;
 
@@ -199,6 +225,7 @@ void jpki_site_free(jpki_site *s)
         return;
     jpki_site_unwatch(s);
     jpki_ctx_free(s->ctx);
+    OPENSSL_cleanse(s->audit_key, sizeof(s->audit_key));
     free(s);
 }
 
@@ -354,6 +381,59 @@ int jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
     }
     jpki_crlwatch_health(s->crlw, s->crls, h);
     return 1;
+}
+
+/* ---- the audit trail ---------------------------------------------- */
+
+const char *jpki_site_audit_file(const jpki_site *s)
+{
+    return s->audit;
+}
+
+jpki_err jpki_site_audit_clash(const jpki_site *const *sites, size_t n,
+                               jpki_server srv, char *err, size_t errlen)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++)
+        for (j = i + 1; j < n; j++)
+            if (sites[i]->audit != NULL && sites[j]->audit != NULL
+                && strcmp(sites[i]->audit, sites[j]->audit) == 0
+                && CRYPTO_memcmp(sites[i]->audit_key, sites[j]->audit_key,
+                                 32) != 0) {
+                jpki_set_detail(err, errlen, "%s \"%s\" is written by two "
+                                "sites with different keys (their secrets or "
+                                "key files): give them the same key_file=, "
+                                "or an audit file each",
+                                srv == JPKI_SERVER_APACHE ? "JPKIAuditLog"
+                                                          : "jpki_audit_log",
+                                sites[i]->audit);
+                return JPKI_ERR_INVALID;
+            }
+    return JPKI_OK;
+}
+
+jpki_err jpki_site_audit_recover(const jpki_site *s, struct jpki_shared *sh,
+                                 const jpki_shm_lock *lock, int64_t now,
+                                 char *msg, size_t msglen)
+{
+    if (msglen > 0)
+        msg[0] = '\0';
+    if (s->audit == NULL)
+        return JPKI_OK;
+    return jpki_audit_recover(sh, lock, s->audit, s->audit_key, now, msg,
+                              msglen);
+}
+
+int jpki_site_audit_write(const jpki_site *s, const char *audit, int fd,
+                          int64_t now, char *err, size_t errlen)
+{
+    if (s->audit == NULL) {
+        jpki_set_detail(err, errlen, "no audit file");
+        return -1;
+    }
+    return jpki_audit_append(s->ctx->shared, &s->ctx->shared_lock, s->audit,
+                             s->audit_key, fd, audit, now, err, errlen);
 }
 
 /* ---- a transaction run ------------------------------------------ */

@@ -156,6 +156,30 @@ jpki_err jpki_site_crl_lookup(const jpki_site *s, jpki_txn *t, int64_t now,
 int jpki_site_health(const jpki_site *s, int64_t now, jpki_shm *shm,
                      struct jpki_health *h);
 
+/* ---- the audit trail (audit.h) ------------------------------------ */
+
+/* The site's audit file (jpki_audit_log, absolute; NULL: none, its lines
+ * go to the error log). */
+const char *jpki_site_audit_file(const jpki_site *s);
+/* The sites of a server (n of them, a site may come twice): two that write
+ * one audit file under different keys (secrets, key files) would make a
+ * chain no key verifies: refused with a sentence in srv's words. */
+jpki_err jpki_site_audit_clash(const jpki_site *const *sites, size_t n,
+                               jpki_server srv, char *err, size_t errlen);
+struct jpki_shared;
+/* In the parent, once the shared area is set up (a start, a reload, a
+ * graceful restart): its chain kept, or its head read from the file's
+ * last line (jpki_audit_recover; msg: a sentence to log, or ""). */
+jpki_err jpki_site_audit_recover(const jpki_site *s, struct jpki_shared *sh,
+                                 const jpki_shm_lock *lock, int64_t now,
+                                 char *msg, size_t msglen);
+/* In a worker or child: the verdict's audit fields (jpki_verdict.audit)
+ * chained and written to fd, the file opened on the site's audit path
+ * (jpki_audit_append, under the context's shared lock).  0, or -1 with a
+ * sentence: the adapter then logs the fields in the error log. */
+int jpki_site_audit_write(const jpki_site *s, const char *audit, int fd,
+                          int64_t now, char *err, size_t errlen);
+
 /* ---- a transaction run ------------------------------------------ */
 
 /* A transaction of site s for a request: what rq takes from the site (its

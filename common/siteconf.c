@@ -8,6 +8,12 @@
 #include "internal.h"
 #include "page.h"
 #include "admin.h"
+#include "audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +36,9 @@ struct jpki_siteconf {
     uint64_t crl_zone;
     char crl_zone_name[64];
     jpki_conf_values values;
+    char *audit;                        /* jpki_audit_log FILE */
+    uint8_t audit_key[32];              /* its key_file='s */
+    int audit_key_set;
     char *first, *first_file;
     unsigned first_line;
 };
@@ -60,6 +69,8 @@ void jpki_siteconf_free(jpki_siteconf *sc)
     free(sc->tls_ca);
     SSL_CTX_free(sc->tls);
     free(sc->map);
+    free(sc->audit);
+    OPENSSL_cleanse(sc->audit_key, sizeof(sc->audit_key));
     free(sc->first);
     free(sc->first_file);
     free(sc);
@@ -235,6 +246,48 @@ bad:
     return JPKI_ERR_INVALID;
 }
 
+/* jpki_audit_log FILE [key_file=FILE]: both absolute; the file opened for
+ * appending now (made when missing, 0640), the key file read. */
+static jpki_err set_audit(jpki_siteconf *sc, int argc,
+                          const char *const *argv, char *err, size_t errlen)
+{
+    static const char kf[] = "key_file=";
+    struct stat st;
+    int fd;
+
+    if (sc->audit != NULL)
+        return fail(err, errlen, "is duplicate");
+    if (argc > 2 || (argc == 2 && strncmp(argv[1], kf, sizeof(kf) - 1) != 0)) {
+        jpki_set_detail(err, errlen, "takes FILE [key_file=FILE], not "
+                        "\"%.64s\"", argv[argc - 1]);
+        return JPKI_ERR_INVALID;
+    }
+    if (argv[0][0] != '/') {
+        jpki_set_detail(err, errlen, "needs an absolute path, not \"%.256s\"",
+                        argv[0]);
+        return JPKI_ERR_INVALID;
+    }
+    fd = open(argv[0], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+              0640);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        jpki_set_detail(err, errlen, "audit file \"%.256s\" cannot be "
+                        "opened for writing: %s", argv[0],
+                        fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        return JPKI_ERR_INVALID;
+    }
+    close(fd);
+    if (argc == 2) {
+        if (jpki_audit_key_file(argv[1] + sizeof(kf) - 1, sc->audit_key, err,
+                                errlen) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        sc->audit_key_set = 1;
+    }
+    sc->audit = strdup(argv[0]);
+    return sc->audit != NULL ? JPKI_OK : JPKI_ERR_NOMEM;
+}
+
 jpki_err jpki_siteconf_set(jpki_siteconf *sc, jpki_sc_directive d, int argc,
                            const char *const *argv, const jpki_sc_env *env,
                            char *err, size_t errlen)
@@ -243,7 +296,8 @@ jpki_err jpki_siteconf_set(jpki_siteconf *sc, jpki_sc_directive d, int argc,
 
     if (errlen > 0)
         err[0] = '\0';
-    if (argc < 1 || (argc > 1 && d != JPKI_SC_ISSUER && d != JPKI_SC_STORE))
+    if (argc < 1 || (argc > 1 && d != JPKI_SC_ISSUER && d != JPKI_SC_STORE
+                      && d != JPKI_SC_AUDIT_LOG))
         return fail(err, errlen, "takes one value");
     switch (d) {
     case JPKI_SC_SECRET:
@@ -274,6 +328,9 @@ jpki_err jpki_siteconf_set(jpki_siteconf *sc, jpki_sc_directive d, int argc,
         e = jpki_conf_crl_zone(argv[0], &sc->crl_zone, sc->crl_zone_name,
                                sizeof(sc->crl_zone_name), err, errlen);
         sc->crl_zone_set = e == JPKI_OK;
+        break;
+    case JPKI_SC_AUDIT_LOG:
+        e = set_audit(sc, argc, argv, err, errlen);
         break;
     default:
         return fail(err, errlen, "is unknown");
@@ -368,6 +425,14 @@ uint64_t jpki_siteconf_crl_zone(const jpki_siteconf *sc, const char **name)
 const jpki_conf_values *jpki_siteconf_values(const jpki_siteconf *sc)
 {
     return &sc->values;
+}
+
+const char *jpki_siteconf_audit(const jpki_siteconf *sc,
+                                const uint8_t **key)
+{
+    sc = FROM(sc, sc->audit != NULL);
+    *key = sc->audit_key_set ? sc->audit_key : NULL;
+    return sc->audit;
 }
 
 /* ---- a location's configuration ----------------------------------- */

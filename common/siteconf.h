@@ -34,6 +34,7 @@ typedef enum {
     JPKI_SC_STORE,          /* shm ... | redis=... (jpki_conf_store) */
     JPKI_SC_MAP,            /* FILE */
     JPKI_SC_CRL_ZONE,       /* off | SIZE | NAME:SIZE (SIZE at least 32k) */
+    JPKI_SC_AUDIT_LOG,      /* FILE [key_file=FILE] (audit.h) */
     JPKI__SC_COUNT
 } jpki_sc_directive;
 
@@ -98,6 +99,10 @@ const char *jpki_siteconf_map(const jpki_siteconf *sc);
 /* The CRL zone's size (0: none or off) and name ("": the adapter's). */
 uint64_t jpki_siteconf_crl_zone(const jpki_siteconf *sc, const char **name);
 const jpki_conf_values *jpki_siteconf_values(const jpki_siteconf *sc);
+/* The audit file (absolute; NULL: none, the lines go to the error log)
+ * and *key the key of its key_file= (NULL: the site secret's). */
+const char *jpki_siteconf_audit(const jpki_siteconf *sc,
+                                const uint8_t **key);
 
 /* The CRL zone's words: off (size 0), SIZE or NAME:SIZE; name into
  * name[namelen] ("" when not given). */

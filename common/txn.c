@@ -101,37 +101,44 @@ static const char *safe_peer(const char *p)
     return p;
 }
 
+void txn_audit_fields(const jpki_txn *t, jpki_audit_fields *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->ts = t->req.now;
+    f->event = txn_event_name(t->req.op);
+    f->peer = safe_peer(t->req.peer);
+    f->request_id = t->rid;
+    f->location = t->req.uri != NULL ? t->req.uri : "";
+    f->revocation = t->rev_source ? t->rev_source : "none";
+    f->revocation_age = t->rev_produced > 0 && t->req.now >= t->rev_produced
+                        ? t->req.now - t->rev_produced : -1;
+    f->soft_pass = t->v.soft_pass;
+}
+
 static void make_audit(jpki_txn *t, jpki_err e)
 {
-    const char *acct = t->have_session ? t->s.account : "";
-    const char *cid = t->cert ? t->cert->cert_id
-                      : t->have_session ? t->s.cert_id : "";
-    const char *iss = t->cert ? t->cert->issuer->name : "";
-    const char *peer = safe_peer(t->req.peer);
+    jpki_audit_fields f;
     unsigned suppressed = 0;
-    char more[40] = "";
 
+    txn_audit_fields(t, &f);
+    f.account = t->have_session ? t->s.account : "";
+    f.cert_id = t->cert ? t->cert->cert_id
+                : t->have_session ? t->s.cert_id : "";
+    f.issuer = t->cert ? t->cert->issuer->name : "";
     /* a flood of refused logins must not flood the log: refusals are
      * written at most the throttle's limits a minute per certificate and
      * per address, the others counted into the next line ("suppressed") */
     if (t->req.op == JPKI_OP_LOGIN && e != JPKI_OK
-        && !jpki_audit_admit(t->ctx, cid, t->pol->throttle_cert,
+        && !jpki_audit_admit(t->ctx, f.cert_id, t->pol->throttle_cert,
                              t->peer_id[0] ? t->peer_id : NULL,
                              t->pol->throttle_addr, t->pol->throttle_window,
                              t->req.now, &suppressed))
         return;
-    if (suppressed > 0)
-        snprintf(more, sizeof(more), ",\"suppressed\":%u", suppressed);
-    snprintf(t->audit, sizeof(t->audit),
-             "{\"ts\":%lld,\"event\":\"%s\",\"result\":\"%s\",\"reason\":"
-             "\"%s\",\"account\":\"%s\",\"cert_id\":\"%s\",\"issuer\":\"%s\","
-             "\"revocation\":\"%s\",\"soft_pass\":%s,\"peer\":\"%s\"%s}",
-             (long long)t->req.now, txn_event_name(t->req.op),
-             e == JPKI_OK ? "ok" : status_of(e) >= 500 ? "error" : "denied",
-             jpki_reason(e), acct, cid, iss,
-             t->rev_source ? t->rev_source : "none",
-             t->v.soft_pass ? "true" : "false", peer, more);
-    t->v.audit = t->audit;
+    f.suppressed = suppressed;
+    f.result = e == JPKI_OK ? "ok" : status_of(e) >= 500 ? "error" : "denied";
+    f.reason = jpki_reason(e);
+    if (jpki_audit_body(t->audit, sizeof(t->audit), &f) > 0)
+        t->v.audit = t->audit;
 }
 
 void txn_cookie_header(jpki_txn *t, const char *value, long max_age)
@@ -366,6 +373,14 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
         /* a login's checks; the session goes to the flow's browser */
         t->device = 1;
         t->req.op = JPKI_OP_LOGIN;
+    }
+    /* the adapter's request id, or one of the core's */
+    if (req->request_id != NULL
+        && jpki_audit_rid_ok(req->request_id, req->request_id_len)) {
+        memcpy(t->rid, req->request_id, req->request_id_len);
+        t->rid[req->request_id_len] = '\0';
+    } else {
+        jpki_audit_rid_make(t->rid);
     }
     t->state = T_INIT;
     *out = t;

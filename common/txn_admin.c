@@ -41,13 +41,19 @@ static void answer(jpki_txn *t, const char *body)
 /* The audit line of an admin action (never a token). */
 static void admin_audit(jpki_txn *t, const char *action, jpki_err e)
 {
-    snprintf(t->audit, sizeof(t->audit), "{\"ts\":%lld,\"event\":\"admin\","
-             "\"action\":\"%s\",\"result\":\"%s\",\"reason\":\"%s\","
-             "\"account\":\"%s\",\"cert_id\":\"%s\",\"peer\":\"%s\"}",
-             (long long)t->req.now, action, e == JPKI_OK ? "ok" : "denied",
-             jpki_reason(e), t->adm_account, t->adm_cert,
-             t->peer_id[0] ? t->peer_id : "-");
-    t->v.audit = t->audit;
+    jpki_audit_fields f;
+
+    txn_audit_fields(t, &f);
+    f.action = action;
+    f.result = e == JPKI_OK ? "ok" : "denied";
+    f.reason = jpki_reason(e);
+    f.account = t->adm_account;
+    f.cert_id = t->adm_cert;
+    f.revocation = "none";
+    f.revocation_age = -1;
+    f.soft_pass = 0;
+    t->v.audit = jpki_audit_body(t->audit, sizeof(t->audit), &f) > 0
+                 ? t->audit : NULL;
 }
 
 static void done(jpki_txn *t, jpki_err e, const char *body)

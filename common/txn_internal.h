@@ -8,6 +8,7 @@
 #include "form.h"
 #include "crlptr.h"
 #include "acct.h"
+#include "audit.h"
 
 enum {
     T_INIT = 0, T_LOGIN_READ, T_LOGIN_COMMIT, T_FAIL_PUT, T_OCSP, T_CRL,
@@ -109,6 +110,10 @@ struct jpki_txn {
     size_t adm_at;
     char *adm_out;
     size_t adm_len, adm_cap;
+    /* the audit line: the request's id, when the revocation answer was
+     * produced (0: unknown) */
+    char rid[JPKI_AUDIT_RID_MAX + 1];
+    int64_t rev_produced;
     /* verdict */
     jpki_verdict v;
     /* buffers: not zeroed at creation, written before use */
@@ -129,6 +134,9 @@ extern const char *const txn_rev_names[4];
 /* txn.c */
 const char *txn_event_name(jpki_op op);
 int txn_status_of(jpki_err e);
+/* The audit line's fields common to every line (ts, request id, peer,
+ * location, revocation): the caller sets the rest. */
+void txn_audit_fields(const jpki_txn *t, jpki_audit_fields *f);
 void txn_cookie_header(jpki_txn *t, const char *value, long max_age);
 void txn_finish(jpki_txn *t, jpki_err e);
 void txn_unauthenticated(jpki_txn *t, jpki_err e);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 
 /* ---- revocation --------------------------------------------------- */
 
@@ -42,6 +43,25 @@ void txn_rev_decide(jpki_txn *t, jpki_rev_status st)
 
 static void crl_store_start(jpki_txn *t);
 
+/* A cached answer's sixth field: when the answer it holds was produced
+ * (its thisUpdate; a value written before it has five: 0). */
+static int64_t rev_value_produced(const jpki_store_result *r)
+{
+    int64_t v = 0;
+    size_t i, bars = 0;
+
+    for (i = 0; i < r->vallen && bars < 5; i++)
+        bars += r->val[i] == '|';
+    if (bars < 5)
+        return 0;
+    for (; i < r->vallen && i < JPKI_STORE_VAL_MAX; i++) {
+        if (r->val[i] < '0' || r->val[i] > '9' || v > INT64_MAX / 10 - 10)
+            return 0;
+        v = v * 10 + (r->val[i] - '0');
+    }
+    return v;
+}
+
 /* Decides from a cached revocation answer; 0 when there is none. */
 int txn_rev_cached(jpki_txn *t, const jpki_store_result *r)
 {
@@ -50,6 +70,7 @@ int txn_rev_cached(jpki_txn *t, const jpki_store_result *r)
     if (!txn_rev_parse(r, &st))
         return 0;
     t->rev_source = "cache";
+    t->rev_produced = rev_value_produced(r);
     txn_rev_decide(t, st);
     return 1;
 }
@@ -78,10 +99,12 @@ static void rev_unavailable(jpki_txn *t)
     if (jpki_issuer_crl_list(t->cert->issuer, t->cert->issuer_key_hash, list,
                              sizeof(list)) < 0)
         list[0] = '\0';
+    /* and the request id of its audit line (audit.h: at most 40
+     * characters, the record fits JPKI_STORE_VAL_MAX) */
     snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
-             "\"%s\",\"list\":\"%s\",\"event\":\"%s\"}",
+             "\"%s\",\"list\":\"%s\",\"event\":\"%s\",\"rid\":\"%s\"}",
              (long long)t->req.now, t->cert->cert_id, t->cert->issuer->tag,
-             list, txn_event_name(t->req.op));
+             list, txn_event_name(t->req.op), t->rid);
     txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SET, "soft", id), val, SOFT_TTL_MS);
     t->state = T_SOFT_PUT;
 }
@@ -362,6 +385,7 @@ void txn_rev_answer(jpki_txn *t, const jpki_rev_info *info,
 
     t->rev_source = source;
     t->rev_status = info->status;
+    t->rev_produced = info->this_update;
     if (info->cache_ttl == 0 || strcmp(source, "ocsp") != 0) {
         txn_rev_decide(t, info->status);
         return;
@@ -371,9 +395,10 @@ void txn_rev_answer(jpki_txn *t, const jpki_rev_info *info,
         return;
     }
     t->n_cmds = 0;
-    snprintf(val, sizeof(val), "%s|%d|%lld|%lld|%s",
+    snprintf(val, sizeof(val), "%s|%d|%lld|%lld|%s|%lld",
              txn_rev_names[info->status], info->reason,
-             (long long)info->revoked_at, (long long)t->req.now, source);
+             (long long)info->revoked_at, (long long)t->req.now, source,
+             (long long)info->this_update);
     c = txn_cmd_add(t, JPKI_STORE_SET, "rev", t->cert->cert_id);
     txn_cmd_val(c, val, info->cache_ttl > 86400u * 40 ? 86400u * 40 * 1000
             : info->cache_ttl * 1000u);

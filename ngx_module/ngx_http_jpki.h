@@ -70,12 +70,14 @@ struct ngx_http_jpki_main_conf_s {
     ngx_thread_task_t         *map_task;
 #endif
     ngx_event_t                map_timer;
+    ngx_open_file_t           *audit_file;    /* jpki_audit_log; NULL */
 };
 
 
 typedef struct {
     ngx_array_t                sites;         /* ngx_http_jpki_main_conf_t * */
     ngx_shm_zone_t            *shared_zone;   /* "jpki_shared" (shared.h) */
+    ngx_int_t                  request_id_index;  /* $request_id */
 } ngx_http_jpki_sites_t;
 
 
@@ -204,6 +206,14 @@ ngx_int_t ngx_http_jpki_answer(ngx_http_request_t *r, const jpki_verdict *v,
     ngx_uint_t body);
 ngx_int_t ngx_http_jpki_refuse(ngx_http_request_t *r, jpki_err e);
 ngx_int_t ngx_http_jpki_add_variables(ngx_conf_t *cf);
+/* ngx_http_jpki_audit.c: the audit file (jpki_audit_log) */
+char *ngx_http_jpki_audit_open(ngx_conf_t *cf,
+    ngx_http_jpki_main_conf_t *jmcf);
+ngx_int_t ngx_http_jpki_audit_conf(ngx_conf_t *cf);
+ngx_int_t ngx_http_jpki_audit_init_module(ngx_cycle_t *cycle);
+void ngx_http_jpki_audit_request_id(ngx_http_request_t *r, const char **id,
+    size_t *len);
+void ngx_http_jpki_audit(ngx_http_request_t *r, const char *audit);
 
 extern ngx_module_t  ngx_http_jpki_module;
 

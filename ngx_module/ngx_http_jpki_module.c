@@ -50,6 +50,8 @@ static ngx_command_t  ngx_http_jpki_commands[] = {
                                  NGX_CONF_TAKE1),
     ngx_http_jpki_site_directive("jpki_map_file", JPKI_SC_MAP,
                                  NGX_CONF_TAKE1),
+    ngx_http_jpki_site_directive("jpki_audit_log", JPKI_SC_AUDIT_LOG,
+                                 NGX_CONF_TAKE12),
     JPKI_SITE_DIRECTIVES(NGX_HTTP_JPKI_SITE_VALUE)
 
     { ngx_string("jpki"),
@@ -156,7 +158,7 @@ ngx_module_t  ngx_http_jpki_module = {
     ngx_http_jpki_commands,                /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_jpki_audit_init_module,       /* init module */
     ngx_http_jpki_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -275,6 +277,10 @@ ngx_http_jpki_site_finish(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
     cln->handler = ngx_http_jpki_cleanup_site;
     cln->data = jmcf->js;
     jmcf->ctx = jpki_site_ctx(jmcf->js);
+
+    if (ngx_http_jpki_audit_open(cf, jmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     t = jpki_site_times_of(jmcf->js);
     jmcf->redis_timeout = (ngx_msec_t) t->redis_timeout_ms;
@@ -546,7 +552,9 @@ ngx_http_jpki_init(ngx_conf_t *cf)
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
-    if (ngx_http_jpki_shared_zone(cf) != NGX_OK) {
+    if (ngx_http_jpki_shared_zone(cf) != NGX_OK
+        || ngx_http_jpki_audit_conf(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

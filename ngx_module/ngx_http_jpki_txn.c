@@ -207,6 +207,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.query = (const char *) r->args.data;
     rq.query_len = r->args.len;
     rq.policy = jlcf->policy;
+    ngx_http_jpki_audit_request_id(r, &rq.request_id, &rq.request_id_len);
 #if (NGX_SSL)
     rq.https = r->connection->ssl != NULL;
     /* a TLS login: the core reads the handshake's certificate */
@@ -529,8 +530,7 @@ ngx_http_jpki_verdict(ngx_http_jpki_ctx_t *ctx)
     }
 
     if (v->audit) {
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "jpki audit: %s", v->audit);
+        ngx_http_jpki_audit(r, v->audit);
     }
 
     /* the verdict's strings live as long as the transaction, which is

@@ -7,6 +7,7 @@
  * Nothing printed or stored names a serial number: entries are cert_ids.
  */
 #include "crl_store.h"
+#include "audit.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -37,7 +38,9 @@ const char usage_recheck[] =
 "  and each must be loaded to call it good); lists those whose\n"
 "  certificate is now revoked:\n"
 "    revoked cert_id=HEX issuer=NAME reason=R revoked_at=T auth_time=T\n"
-"  (auth_time: the latest soft pass the record stands for)\n"
+"            request_id=ID\n"
+"  (auth_time: the latest soft pass the record stands for; request_id: the\n"
+"  request id of its line in the audit file, jpki_audit_log)\n"
 "  and writes jpki:v1:rev:<cert_id> so that their sessions are refused at\n"
 "  the next re-check on every node (a CRL that lists it proves it, however\n"
 "  old).  Records that cannot be decided (no CRL of the key, not listed\n"
@@ -417,6 +420,8 @@ typedef struct {
     rc_list *list;            /* the first */
     size_t nlists;
     const char *unchecked;    /* why it could not be decided */
+    char rid[JPKI_AUDIT_RID_MAX + 1];  /* its audit line's request id ("":
+                                          a record of an older gate) */
     int listed;               /* in the CRL: reason (-1 none), date */
     int reason;
     int64_t at;
@@ -464,6 +469,26 @@ static int soft_field(const char *json, size_t n, const char *name,
     memcpy(value, p, i);
     value[i] = '\0';
     return 0;
+}
+
+/* The request id of the audit line of a soft record's latest pass
+ * ("rid":"..."), or "" (an older gate's record, or not an id). */
+static void soft_rid(const char *json, size_t n, char out[JPKI_AUDIT_RID_MAX + 1])
+{
+    static const char pat[] = "\"rid\":\"";
+    const char *p = memmem(json, n, pat, sizeof(pat) - 1), *end = json + n;
+    size_t i;
+
+    out[0] = '\0';
+    if (p == NULL)
+        return;
+    p += sizeof(pat) - 1;
+    for (i = 0; p + i < end && p[i] != '"' && i <= JPKI_AUDIT_RID_MAX; i++)
+        ;
+    if (p + i >= end || !jpki_audit_rid_ok(p, i))
+        return;
+    memcpy(out, p, i);
+    out[i] = '\0';
 }
 
 /* The lists a soft record (its JSON) is looked up in: *first, *n; why not
@@ -590,6 +615,7 @@ static int recheck_records(redisContext *rc, rc_list *l, size_t nl,
             s[i].unchecked = soft_lists(r->str, r->len, l, nl, &s[i].list,
                                         &s[i].nlists);
             s[i].auth_time = soft_latest(r->str, r->len, s[i].auth_time);
+            soft_rid(r->str, r->len, s[i].rid);
         }
         freeReplyObject(r);
     }
@@ -682,9 +708,10 @@ static int recheck_report(redisContext *rc, const jpki_policy *pol,
             continue;
         cnt->records++;
         if (s[i].unchecked != NULL) {
-            printf("unchecked cert_id=%s auth_time=%s why=%s\n",
+            printf("unchecked cert_id=%s auth_time=%s why=%s%s%s\n",
                    s[i].cert_id, iso8601(s[i].auth_time, t1),
-                   s[i].unchecked);
+                   s[i].unchecked, s[i].rid[0] ? " request_id=" : "",
+                   s[i].rid);
             cnt->unchecked++;
             continue;
         }
@@ -696,9 +723,10 @@ static int recheck_report(redisContext *rc, const jpki_policy *pol,
         if (reason < 0)
             reason = JPKI_REASON_UNSPECIFIED;
         printf("revoked cert_id=%s issuer=%s reason=%s revoked_at=%s "
-               "auth_time=%s\n", s[i].cert_id,
+               "auth_time=%s%s%s\n", s[i].cert_id,
                jpki_issuer_name(s[i].list->is), jpki_reason_name(reason),
-               iso8601(s[i].at, t1), iso8601(s[i].auth_time, t2));
+               iso8601(s[i].at, t1), iso8601(s[i].auth_time, t2),
+               s[i].rid[0] ? " request_id=" : "", s[i].rid);
         cnt->revoked++;
         ttl = (unsigned long long)(hold ? pol->ocsp_hold_ttl
                                         : pol->ocsp_revoked_ttl) * 1000;

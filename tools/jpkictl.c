@@ -136,6 +136,7 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_KEEP_OLD] = {"keep-old", 1, A}, [O_MAX_SIZE] = {"max-size", 1, A},
     [O_TIMEOUT] = {"timeout", 1, A}, [O_DRY_RUN] = {"dry-run", 0, A},
     [O_FILE] = {"FILE", 1, A},        /* not an option: the argument */
+    [O_KEY_FILE] = {"key-file", 1, A}, [O_LAST_SEQ] = {"last-seq", 1, A},
 };
 #undef A
 
@@ -169,7 +170,8 @@ static char redis_password[ARG_MAX_LEN + 1];
  * 'x', as mysql does: /proc/PID/cmdline (ps) is readable by every local
  * user.  It shows the password from exec until then, hence the advice to
  * use JPKI_REDIS_PASSWORD. */
-static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
+static int parse_args(int argc, char **argv, unsigned allowed,
+                      size_t max_files, args_t *a)
 {
     const char *val;
     int i, o;
@@ -179,7 +181,7 @@ static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
          * standard input) */
         if ((allowed & BIT(O_FILE)) && strncmp(argv[i], "--", 2) != 0
             && strcmp(argv[i], "-h") != 0) {
-            if (a->seen & BIT(O_FILE)) {
+            if (a->n_files >= max_files) {
                 say("unexpected argument \"%.64s\"", argv[i]);
                 return -1;
             }
@@ -188,7 +190,9 @@ static int parse_args(int argc, char **argv, unsigned allowed, args_t *a)
                 return -1;
             }
             a->seen |= BIT(O_FILE);
-            a->val[O_FILE] = argv[i];
+            if (a->val[O_FILE] == NULL)
+                a->val[O_FILE] = argv[i];
+            a->files[a->n_files++] = argv[i];
             continue;
         }
         o = tool_opt_next(argc, argv, &i, optdefs, O__COUNT, allowed, &val);
@@ -422,6 +426,9 @@ static const struct command {
     {"recheck", NULL, usage_recheck,
      BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET) | BIT(O_GRACE) | BIT(O_AT)
      | REDIS_OPTS, BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS), run_recheck},
+    {"audit", "verify", usage_audit,
+     BIT(O_FILE) | BIT(O_SECRET) | BIT(O_KEY_FILE) | BIT(O_LAST_SEQ),
+     BIT(O_FILE), run_audit_verify},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -444,6 +451,7 @@ static int run_command(const struct command *c, int argc, char **argv)
     if (skip && (argc < 1 || strcmp(argv[0], c->sub) != 0)) {
         say("%s: expected \"%s %s\"", c->name, c->name, c->sub);
     } else if (parse_args(argc - skip, argv + skip, c->allowed | BIT(O_HELP),
+                          c->run == run_audit_verify ? MAX_FILES : 1,
                           &a) == 0) {
         if (a.seen & BIT(O_HELP)) {
             fputs(c->usage, stdout);

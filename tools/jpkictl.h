@@ -31,13 +31,14 @@
 #define MAX_ISSUER_OPT 16         /* --issuer / --policy options */
 #define GRACE_MAX      (10u * 366 * 86400)
 #define CERT_FILE_MAX  (1024 * 1024)
+#define MAX_FILES      64         /* FILE arguments of one command */
 
 enum {
     O_CERT, O_PUBKEY, O_ALG, O_MSG, O_SIG, O_ALLOW_SHA1, O_ISSUER, O_POLICY,
     O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
     O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
     O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
-    O_TIMEOUT, O_DRY_RUN, O_FILE, O__COUNT
+    O_TIMEOUT, O_DRY_RUN, O_FILE, O_KEY_FILE, O_LAST_SEQ, O__COUNT
 };
 #define BIT(o) (1u << (o))
 _Static_assert(O__COUNT <= 32, "options are bits of an unsigned");
@@ -51,6 +52,9 @@ typedef struct {
     const char *policy[MAX_ISSUER_OPT];
     size_t n_policy;
     time_t now;                          /* --at, or the current time */
+    const char *files[MAX_FILES];        /* the FILE arguments (audit
+                                            verify: several) */
+    size_t n_files;
 } args_t;
 
 /* jpkictl.c */
@@ -127,5 +131,9 @@ int run_crl_sync(const args_t *a);
 int run_crl_status(const args_t *a);
 int run_purge(const args_t *a);
 int run_recheck(const args_t *a);
+
+/* audit_cmds.c */
+extern const char usage_audit[];
+int run_audit_verify(const args_t *a);
 
 #endif /* JPKICTL_H */

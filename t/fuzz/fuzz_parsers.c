@@ -2,8 +2,10 @@
  * send (the first byte chooses one): certificates (DER/PEM/base64 and the
  * checks), CRLs (the DER walker and index), OCSP responses (for a real
  * certificate of the test PKI), the OCSP responder's HTTP answer, Redis
- * replies, session cookies and challenges. */
+ * replies, session cookies and challenges, audit files (a line's frame,
+ * the verifier, a cold start's tail). */
 #include "fuzz_common.h"
+#include "audit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > (1 << 20))
         return 0;
 
-    switch (data[0] % 7) {
+    switch (data[0] % 8) {
     case 0: {
         jpki_cert *c = NULL;
         char detail[256];
@@ -93,6 +95,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 5: {
         jpki_session s;
         (void)jpki_session_open(fz_ctx, (const char *)in, n, fz_now, &s);
+        break;
+    }
+    case 7: {
+        static const uint8_t key[32] = {7};
+        jpki_audit_verifier *v = jpki_audit_verifier_new(key, NULL, NULL);
+        jpki_audit_head head;
+        jpki_audit_parsed p;
+        const char *l = (const char *)in, *nl;
+        size_t rest = n;
+        int partial;
+
+        (void)jpki_audit_tail_head((const char *)in, n, 1, key, &head,
+                                   &partial);
+        (void)jpki_audit_parse((const char *)in, n, key, &p);
+        jpki_audit_verify_file(v, "a");
+        while (v != NULL && rest > 0) {
+            nl = memchr(l, '\n', rest);
+            jpki_audit_verify_line(v, l, nl ? (size_t)(nl - l) : rest, !nl);
+            if (nl == NULL)
+                break;
+            rest -= (size_t)(nl - l) + 1;
+            l = nl + 1;
+        }
+        if (v != NULL)
+            (void)jpki_audit_verify_end(v, 5, NULL);
+        jpki_audit_verifier_free(v);
         break;
     }
     default: {

@@ -23,6 +23,7 @@ printf 'v1.AQEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 printf 'AgEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQmZpYpLOcjW8uA6eRr2sTgHyU4ik0L' | seed 06 challenge
 printf 'GATE.Example.:8443' | seed 06 host
 printf '[FE80::1]:443' | seed 06 host-v6
+printf '{"seq":1,"prev":"%064d","ts":1,"event":"login","mac":"%064d"}\n{"seq":2,"prev":"%064d","ts":2,"mac":"%064d"}\n{"seq":' 0 0 0 0 | seed 07 audit
 CERT=$(base64 -w0 "$P/user1.der")
 SIG=$(head -c 256 /dev/urandom | base64 -w0)
 printf '\x01{"challenge":"@CH@","certificate":"%s","signature":"%s"}' "$CERT" "$SIG" > "$O/login/json"

@@ -82,6 +82,7 @@ our %DIRECTIVE = (
     crl_zone              => [qw(jpki_crl_zone JPKICRLZone)],
     allow_accounts        => [qw(jpki_allow_accounts JPKIAllowAccounts)],
     allow_issuers         => [qw(jpki_allow_issuers JPKIAllowIssuers)],
+    audit_log             => [qw(jpki_audit_log JPKIAuditLog)],
     core_directives(),
 );
 

@@ -393,8 +393,93 @@ static void test_locconf(void)
        && p.cookie_httponly == 1, "HttpOnly always");
 }
 
+/* jpki_audit_log FILE [key_file=FILE]: its words, its files; the sites'
+ * keys of one file compared. */
+static void test_audit(void)
+{
+    jpki_siteconf *sc = jpki_siteconf_new(), *sc2 = jpki_siteconf_new();
+    jpki_site *s[3] = {NULL, NULL, NULL};
+    const uint8_t *key = (const uint8_t *)"x";
+    char dir[] = "/tmp/jpki-sc-audit-XXXXXX", log[128], kf[128], sec[64],
+         sec2[64], arg[160], err[512];
+    const char *argv[2];
+
+    if (mkdtemp(dir) == NULL)
+        return;
+    snprintf(log, sizeof(log), "%s/audit.log", dir);
+    ok(SET1(sc, JPKI_SC_AUDIT_LOG, "audit.log") != JPKI_OK
+       && strstr(err, "needs an absolute path") != NULL,
+       "audit: a relative path: %s", err);
+    snprintf(arg, sizeof(arg), "%s/none/audit.log", dir);
+    ok(SET1(sc, JPKI_SC_AUDIT_LOG, arg) != JPKI_OK
+       && strstr(err, "cannot be opened for writing") != NULL,
+       "audit: no such directory: %s", err);
+    ok(SET1(sc, JPKI_SC_AUDIT_LOG, dir) != JPKI_OK
+       && strstr(err, "cannot be opened for writing") != NULL,
+       "audit: a directory: %s", err);
+    argv[0] = log;
+    argv[1] = "key=/x";
+    ok(jpki_siteconf_set(sc, JPKI_SC_AUDIT_LOG, 2, argv, &env, err,
+                         sizeof(err)) != JPKI_OK
+       && strstr(err, "takes FILE [key_file=FILE]") != NULL,
+       "audit: another word: %s", err);
+    snprintf(kf, sizeof(kf), "%s/k", dir);
+    write_file(kf, sizeof(kf), "0123456789abcdef0123456789abcdef\n", 0640);
+    snprintf(arg, sizeof(arg), "key_file=%s", kf);
+    argv[1] = arg;
+    ok(jpki_siteconf_audit(sc, &key) == NULL, "audit: none yet");
+    ok(jpki_siteconf_set(sc, JPKI_SC_AUDIT_LOG, 2, argv, &env, err,
+                         sizeof(err)) == JPKI_OK
+       && !strcmp(jpki_siteconf_audit(sc, &key), log) && key != NULL
+       && access(log, W_OK) == 0, "audit: a file and its key file, made");
+    ok(SET1(sc, JPKI_SC_AUDIT_LOG, log) != JPKI_OK
+       && !strcmp(err, "is duplicate"), "audit: a second one");
+    ok(SET1(sc2, JPKI_SC_AUDIT_LOG, log) == JPKI_OK
+       && jpki_siteconf_audit(sc2, &key) != NULL && key == NULL,
+       "audit: without a key file: the secret's key");
+
+    /* two sites on one file: the same key file, or refused */
+    write_file(sec, sizeof(sec), secret_text, 0600);
+    write_file(sec2, sizeof(sec2), "secret 4031323334353637383961626364656630"
+               "313233343536373839616263646566\n", 0600);
+    ok(SET1(sc, JPKI_SC_SECRET, sec) == JPKI_OK
+       && SET1(sc2, JPKI_SC_SECRET, sec2) == JPKI_OK
+       && SET1(sc, JPKI_SC_STORE, "shm") == JPKI_OK
+       && SET1(sc2, JPKI_SC_STORE, "shm") == JPKI_OK
+       && issuer(sc, "card", tap_path("ca2.pem"), err, sizeof(err)) == JPKI_OK
+       && issuer(sc2, "card", tap_path("ca2.pem"), err, sizeof(err))
+          == JPKI_OK, "two sites");
+    ok(jpki_site_build(sc, JPKI_SERVER_NGINX, NULL, NULL, &s[0], err,
+                       sizeof(err)) == JPKI_OK
+       && jpki_site_build(sc2, JPKI_SERVER_NGINX, NULL, NULL, &s[1], err,
+                          sizeof(err)) == JPKI_OK
+       && !strcmp(jpki_site_audit_file(s[0]), log), "... built");
+    if (s[0] != NULL && s[1] != NULL) {
+        s[2] = s[0];
+        ok(jpki_site_audit_clash((const jpki_site *const *)s, 3,
+                                 JPKI_SERVER_APACHE, err, sizeof(err))
+           != JPKI_OK && strstr(err, "JPKIAuditLog \"") != NULL
+           && strstr(err, "with different keys") != NULL,
+           "one file, two keys: refused: %s", err);
+        const jpki_site *twice[2] = {s[0], s[0]};
+        ok(jpki_site_audit_clash(twice, 2, JPKI_SERVER_NGINX, err,
+                                 sizeof(err)) == JPKI_OK,
+           "one site twice: no clash");
+    }
+    jpki_site_free(s[0]);
+    jpki_site_free(s[1]);
+    jpki_siteconf_free(sc);
+    jpki_siteconf_free(sc2);
+    unlink(log);
+    unlink(kf);
+    unlink(sec);
+    unlink(sec2);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    test_audit();
     test_locconf();
     test_directives();
     test_crl_zone_words();

@@ -168,6 +168,7 @@ static const char *req_peer;            /* NULL: 127.0.0.1 */
 static jpki_shm *req_local;
 static int req_shared;
 static int64_t req_since;
+static const char *req_rid;            /* the adapter's request id */
 
 static void set_from(jpki_txn_request *rq)
 {
@@ -179,6 +180,8 @@ static void set_from(jpki_txn_request *rq)
     rq->host_len = req_host ? strlen(req_host) : 0;
     if (req_peer != NULL)
         rq->peer = req_peer;
+    rq->request_id = req_rid;
+    rq->request_id_len = req_rid ? strlen(req_rid) : 0;
 }
 
 static void set_local(jpki_txn_request *rq)
@@ -2033,8 +2036,13 @@ int main(void)
     map("user1.pem", "alice");
     map("rev-keyCompromise.pem", "x");
     map("rev-certificateHold.pem", "x");
-    EXPECT_LOGIN("user1.pem", "user1.key", NULL, &crl_only, 200, "ok",
-                 "login with CRL");
+    v = login("user1.pem", "user1.key", NULL, &crl_only, &t, NULL);
+    is_int(v ? v->http_status : -1, 200, "login with CRL");
+    ok(v && v->audit && strstr(v->audit, "\"revocation\":\"crl\","
+                                         "\"revocation_age\":")
+       && strstr(v->audit, "\"revocation_age\":null") == NULL,
+       "... its audit line: the CRL's age");
+    jpki_txn_free(t);
     EXPECT_LOGIN("rev-keyCompromise.pem", "rev-keyCompromise.key", NULL,
                  &crl_only, 403, "cert_revoked", "revoked via CRL");
     EXPECT_LOGIN("rev-certificateHold.pem", "rev-certificateHold.key", NULL,
@@ -2044,10 +2052,33 @@ int main(void)
     jpki_ctx_free(ctx);
     ctx = make_ctx(1, "crl", NULL);
     map("user1.pem", "alice");
+    req_rid = "ZXq@Wn8AAQEAAH-rTkoAAAAA";          /* a UNIQUE_ID */
     v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
+    req_rid = NULL;
     is_int(v->http_status, 200, "stale CRL with fail-open passes");
     ok(v->soft_pass && v->audit && strstr(v->audit, "\"soft_pass\":true"),
        "soft pass is audited");
+    ok(v->audit && strstr(v->audit, "\"request_id\":\"ZXq@Wn8AAQEAAH-rTkoAAAAA\"")
+       && strstr(v->audit, "\"revocation\":\"soft\",\"revocation_age\":null"),
+       "... with the adapter's request id, no revocation age");
+    {
+        char k[128];
+        snprintf(k, sizeof(k), "jpki:v1:soft:%s:%lld", v->cert_id,
+                 (long long)(NOW - NOW % 86400));
+        ok(strstr(kv(shm, NULL, "%s", k), "\"rid\":\"ZXq@Wn8AAQEAAH-rTkoAAAAA\"}")
+           != NULL, "the soft-pass record names it: %s",
+           kv(shm, NULL, "%s", k));
+    }
+    jpki_txn_free(t);
+    req_rid = "bad id\"";
+    v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
+    req_rid = NULL;
+    {
+        const char *r = v && v->audit ? strstr(v->audit, "\"request_id\":\"")
+                                      : NULL;
+        ok(r != NULL && strspn(r + 14, "0123456789abcdef") == 32
+           && r[46] == '"', "a malformed request id: one the core makes");
+    }
     jpki_txn_free(t);
     {
         /* the session is re-checked at every request while it is flagged;
@@ -2057,6 +2088,7 @@ int main(void)
         jpki_store_cmd g = {0};
         jpki_store_result r;
         char soft_cookie[1024], want[64], id[JPKI_CERT_ID_HEX_LEN + 1] = "";
+        char rid[80] = "";
         int64_t at = NOW, passes = 0, days = 1;
 
         snprintf(soft_cookie, sizeof(soft_cookie), "%s", last_cookie);
@@ -2070,6 +2102,9 @@ int main(void)
             passes += v != NULL && v->http_status == 200 && v->soft_pass;
             if (v && v->cert_id)
                 snprintf(id, sizeof(id), "%s", v->cert_id);
+            if (v && v->audit && strstr(v->audit, "\"request_id\":\""))
+                snprintf(rid, sizeof(rid), "\"rid\":\"%.32s\"",
+                         strstr(v->audit, "\"request_id\":\"") + 14);
             if (v && v->set_cookie) {
                 const char *eq = strchr(v->set_cookie, '=');
                 const char *sc = strchr(v->set_cookie, ';');
@@ -2089,6 +2124,8 @@ int main(void)
            && memcmp(r.val, want, strlen(want)) == 0
            && memmem(r.val, r.vallen, "\"event\":\"check\"", 15) != NULL,
            "the day's record holds the latest re-check");
+        ok(rid[0] && memmem(r.val, r.vallen, rid, strlen(rid)) != NULL,
+           "... and its audit line's request id (%s)", rid);
         g.key[g.keylen - 10] = '\0';                 /* soft:<cert_id>: */
         is_int((int64_t)jpki_shm_delete_prefix(shm, g.key, at * 1000),
                days, "one soft record per certificate and day");
