@@ -45,19 +45,10 @@ chmod 0644, "$dir/open.key";
 my $redis = JPKITest::Redis->start(name => 'redis');
 my $REDIS = '127.0.0.1:' . $redis->port;
 
-my $runs = 0;
+# jpkictl ARGS... -> (exit, stdout and stderr)
 sub ctl {
-    my (@args) = @_;
-    my $n = ++$runs;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDOUT, '>', "$dir/ctl$n.out" or die;
-        open STDERR, '>', "$dir/ctl$n.err" or die;
-        exec $JPKITest::JPKICTL, @args;
-        exit 127;
-    }
-    waitpid $pid, 0;
-    return ($? >> 8, slurp("$dir/ctl$n.out") . slurp("$dir/ctl$n.err"));
+    my ($rc, $o, $e) = run_out($dir, $JPKITest::JPKICTL, @_);
+    return ($rc, $o . $e);
 }
 
 sub admin_lines {

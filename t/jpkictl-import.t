@@ -42,22 +42,9 @@ my $in = tempdir('jpki-import-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $ISS = "card=$PKI/ca1.pem,$PKI/ca2.pem";
 my $out = "$dir/jpkictl-out";            # every jpkictl output, scanned
 mkdir $out;
-my $runs = 0;
 
 # jpkictl ARGS... -> (exit, stdout, stderr); both kept in $out
-sub ctl {
-    my (@args) = @_;
-    my $n = ++$runs;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDOUT, '>', "$out/$n.out" or die;
-        open STDERR, '>', "$out/$n.err" or die;
-        exec $JPKICTL, @args;
-        exit 127;
-    }
-    waitpid $pid, 0;
-    return ($? >> 8, slurp("$out/$n.out"), slurp("$out/$n.err"));
-}
+sub ctl { return run_out($out, $JPKICTL, @_) }
 
 sub serial_hex { my ($c) = @_; my ($s) = `openssl x509 -in $PKI/$c.pem -serial -noout` =~ /=([0-9A-F]+)/; $s }
 

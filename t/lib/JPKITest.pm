@@ -33,6 +33,7 @@ our @EXPORT = qw(
     http get_json post_json post_form cookie_of set_cookies
     challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
     put_file cert_id json_decode json_encode site_fixture curl_h2 login_h2
+    run_out
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -110,6 +111,25 @@ sub tmpdir {
     chmod 0755, $TMP;
     Test::More::diag("temp directory kept: $TMP") if $keep;
     return $TMP;
+}
+
+# run_out(DIR, PROGRAM, ARGS...) -> (exit, stdout, stderr): PROGRAM run
+# with its output in numbered files under DIR (kept: tests scan them); a
+# death by a signal is 128 + the signal, an exec that fails 127.
+my $RUN_N = 0;
+sub run_out {
+    my ($dir, @cmd) = @_;
+    my $n = ++$RUN_N;
+    my ($o, $e) = ("$dir/run$n.out", "$dir/run$n.err");
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', $o or POSIX::_exit(126);
+        open STDERR, '>', $e or POSIX::_exit(126);
+        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    my $st = $?;
+    return ($st & 127 ? 128 + ($st & 127) : $st >> 8, slurp($o), slurp($e));
 }
 
 sub slurp {
