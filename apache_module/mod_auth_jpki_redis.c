@@ -348,6 +348,7 @@ mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq)
     if (rq->local != NULL && site->outsync != NULL) {
         apr_thread_mutex_lock(site->outsync_mutex);
         rq->local_since = jpki_outsync_since(site->outsync, mjpki_now_ms());
+        rq->store_failing = jpki_outsync_failing(site->outsync);
         apr_thread_mutex_unlock(site->outsync_mutex);
     }
 }

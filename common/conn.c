@@ -459,6 +459,8 @@ static jpki_conn_state stage_recv_redis(jpki_conn *c)
 {
     char buf[4096];
     jpki_round_state st;
+    const char *more;
+    size_t len;
     ssize_t n;
 
     do {
@@ -472,6 +474,16 @@ static jpki_conn_state stage_recv_redis(jpki_conn *c)
             /* EOF or a reset: nothing more will come */
             c->io_error = 1;
             st = jpki_redis_round_eof(c->round);
+        }
+        /* ROLE said "master": the commands held go now */
+        more = st == JPKI_ROUND_MORE
+               ? jpki_redis_round_more_out(c->round, &len) : NULL;
+        if (more != NULL) {
+            c->out = more;
+            c->out_len = len;
+            c->sent = 0;
+            c->stage = ST_SEND;
+            return GO_ON;
         }
     } while (st == JPKI_ROUND_MORE);
     return redis_end(c, st);
@@ -643,6 +655,16 @@ int jpki_conn_rediscover(const jpki_conn *c)
     if (c->round != NULL && jpki_redis_round_not_primary(c->round))
         return 1;
     return c->state == JPKI_CONN_FAILED && (c->io_error || c->timed_out);
+}
+
+int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries)
+{
+    if (tries != 0 || c->kind != K_REDIS || c->timed_out)
+        return 0;
+    if (jpki_redis_round_not_primary(c->round))
+        return 1;
+    return c->state == JPKI_CONN_FAILED && c->io_error
+           && !jpki_redis_round_cmds_out(c->round);
 }
 
 int jpki_conn_idle(jpki_conn *c)

@@ -101,6 +101,11 @@ int jpki_conn_retry(const jpki_conn *c, unsigned tries);
  * socket (refused, reset, closed) or timed out, or the server is not the
  * primary (ROLE, -READONLY: then even a DONE round). */
 int jpki_conn_rediscover(const jpki_conn *c);
+/* Whether that round may be tried once more on the primary the sentinels
+ * name then (tries 0): none of its commands reached a primary (the
+ * connection failed before ROLE said "master", or a replica refused them
+ * -READONLY), and it did not time out (its time is spent). */
+int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries);
 /* Whether an idle (pooled) connection may still serve: nothing to read
  * and no EOF (Redis sends nothing unasked); checked when one is taken from
  * a pool and when an idle one becomes readable.  When not, the adapter

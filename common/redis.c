@@ -29,6 +29,9 @@ struct jpki_redis_round {
     size_t got;                 /* command replies read */
     unsigned prelude;           /* AUTH/SELECT replies still due */
     int role_due;               /* ROLE's reply due after them */
+    size_t held;                /* out[held..out_len): the commands, sent
+                                   once ROLE said "master" (0: none held) */
+    int cmds_out;               /* the commands' bytes were handed out */
     int not_primary;            /* ROLE was not "master", or -READONLY */
     char role_why[128];
     size_t received;            /* bytes fed in this round */
@@ -100,6 +103,7 @@ static jpki_err round_encode(jpki_redis_round *r, const jpki_redis_auth *auth,
     r->out_len = 0;
     r->prelude = 0;
     r->role_due = 0;
+    r->held = 0;
     if (auth != NULL) {
         max = jpki_redis_prelude_size(auth->user, auth->password);
         if (!out_room(r, max))
@@ -112,6 +116,7 @@ static jpki_err round_encode(jpki_redis_round *r, const jpki_redis_auth *auth,
             memcpy(r->out + r->out_len, ROLE_CMD, sizeof(ROLE_CMD) - 1);
             r->out_len += sizeof(ROLE_CMD) - 1;
             r->role_due = 1;
+            r->held = r->out_len;
         }
     }
     for (i = 0; i < n; i++) {
@@ -155,16 +160,34 @@ jpki_err jpki_redis_round_start(jpki_redis_round *r,
     r->clean = 0;
     r->reason = NULL;
     r->not_primary = 0;
+    r->cmds_out = 0;
     e = round_encode(r, auth, cmds, n);
     if (e != JPKI_OK)
         r->state = JPKI_ROUND_FAILED;
     return e;
 }
 
-const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len)
+const char *jpki_redis_round_out(jpki_redis_round *r, size_t *len)
 {
-    *len = r->out_len;
+    *len = r->held > 0 ? r->held : r->out_len;
+    r->cmds_out = r->held == 0;
     return r->out;
+}
+
+const char *jpki_redis_round_more_out(jpki_redis_round *r, size_t *len)
+{
+    *len = 0;
+    if (r->held == 0 || r->role_due || r->state != JPKI_ROUND_MORE)
+        return NULL;
+    *len = r->out_len - r->held;
+    r->held = 0;
+    r->cmds_out = 1;
+    return r->out + r->out_len - *len;
+}
+
+int jpki_redis_round_cmds_out(const jpki_redis_round *r)
+{
+    return r != NULL && r->cmds_out;
 }
 
 static jpki_round_state round_fail(jpki_redis_round *r, const char *reason)
@@ -214,6 +237,9 @@ static jpki_round_state round_take(jpki_redis_round *r)
                 return role_refused(r, role);
             if (next == 1) {
                 r->role_due = 0;
+                /* the commands go now (jpki_redis_round_more_out) */
+                if (r->held > 0)
+                    return JPKI_ROUND_MORE;
                 continue;
             }
         } else if (r->got < r->n) {

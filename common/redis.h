@@ -50,8 +50,14 @@ jpki_err jpki_redis_round_start(jpki_redis_round *r,
                                 const jpki_store_cmd *cmds, size_t n,
                                 jpki_store_result *res);
 /* The bytes to send: the prelude (on a new connection) and the commands,
- * pipelined. */
-const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len);
+ * pipelined; with auth->role the prelude alone, the commands held until
+ * ROLE said "master". */
+const char *jpki_redis_round_out(jpki_redis_round *r, size_t *len);
+/* The commands held, once ROLE said "master" (then MORE is fed back):
+ * the bytes to send now; NULL when nothing is to be sent (once). */
+const char *jpki_redis_round_more_out(jpki_redis_round *r, size_t *len);
+/* 1 once the commands' bytes were handed out to be sent. */
+int jpki_redis_round_cmds_out(const jpki_redis_round *r);
 
 /* len bytes read from the connection (any piece size).  A reply beyond
  * the round's is out of step: the round is DONE (the results stand) but

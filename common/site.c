@@ -182,6 +182,7 @@ jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
     s->auth.user = st->user[0] ? st->user : NULL;
     s->auth.password = st->password[0] ? st->password : NULL;
     s->auth.db = st->db > 0 ? (unsigned)st->db : 0;
+    s->auth.role = st->n_sentinels > 0;
     *out = s;
     return JPKI_OK;
 
