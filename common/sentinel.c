@@ -298,6 +298,11 @@ const struct sockaddr *jpki_sentinel_primary(const jpki_sentinel *s,
     return (const struct sockaddr *)&s->sa;
 }
 
+const char *jpki_sentinel_host(const jpki_sentinel *s)
+{
+    return s->known ? s->host : "";
+}
+
 unsigned jpki_sentinel_gen(const jpki_sentinel *s)
 {
     return s->gen;

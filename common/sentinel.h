@@ -57,6 +57,8 @@ const struct sockaddr *jpki_sentinel_primary(const jpki_sentinel *s,
                                              socklen_t *len,
                                              const char **where,
                                              unsigned *gen);
+/* The primary's IP address, as the sentinel sent it ("" none). */
+const char *jpki_sentinel_host(const jpki_sentinel *s);
 /* The current generation: a connection opened under another one is no
  * longer the primary's (the adapter drops it). */
 unsigned jpki_sentinel_gen(const jpki_sentinel *s);
