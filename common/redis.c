@@ -14,6 +14,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 /* fed to the reader in pieces of at most this much, each piece's replies
@@ -456,19 +457,25 @@ jpki_err jpki_tls_client_cert(SSL_CTX *ctx, const char *cert,
                               const char *key, char *err, size_t errlen)
 {
     const char *why = NULL, *file = key, *hint = "";
+    EVP_PKEY *pk = NULL;
+    BIO *b = NULL;
 
-    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         why = "cannot load tls_cert";
         file = cert;
         hint = " (PEM certificate, then its chain)";
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM)
-               != 1) {
+    } else if ((b = BIO_new_file(key, "r")) == NULL
+               || (pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase,
+                                                NULL)) == NULL) {
         why = "cannot load tls_key";
         hint = " (PEM key, not encrypted)";
-    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+    } else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), pk)
+                   != 1
+               || SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
         why = "tls_key is not the key of tls_cert:";
     }
+    EVP_PKEY_free(pk);
+    BIO_free(b);
     ERR_clear_error();
     if (why == NULL)
         return JPKI_OK;

@@ -179,7 +179,7 @@ like($r->{content}, qr/account=\[alice\]/, 'baseline: account header upstream');
     my $ng2 = JPKITest::Nginx->start(name => 'wrong-password', workers => 1, http => <<"EOF");
     jpki_secret_file $secret;
     jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl;
-    jpki_store redis=127.0.0.1:@{[ $locked->port ]} db=2 password=wrong;
+    jpki_store redis=127.0.0.1:@{[ $locked->port ]} db=2 password_file=@{[ password_file("wrong") ]};
     server {
         listen 127.0.0.1:\@PORT\@;
         location /jpki/ { jpki_endpoints; jpki_revocation crl; }

@@ -33,6 +33,7 @@ our @EXPORT = qw(
     http get_json post_json post_form cookie_of set_cookies
     challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
     put_file cert_id json_decode json_encode site_fixture curl_h2 login_h2
+    password_file
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -198,6 +199,19 @@ sub write_secret {
         if $o{key};
     spew($file, $s, 0600);
     return $file;
+}
+
+# password_file(PASSWORD) - a file (mode 0600) holding PASSWORD on its first
+# line, for the store's password_file= (or jpkictl's --redis-password-file):
+# its path, one per password.
+my %PWFILE;
+sub password_file {
+    my ($pw) = @_;
+    return $PWFILE{$pw} //= do {
+        my $f = tmpdir() . '/redis-pw-' . (scalar(keys %PWFILE) + 1);
+        spew($f, "$pw\n", 0600);
+        $f;
+    };
 }
 
 # The module as nginx loads it: a private copy, so that a rebuild of
