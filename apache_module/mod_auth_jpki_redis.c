@@ -107,6 +107,18 @@ mjpki_conn_run(jpki_conn *c, apr_interval_time_t connect_timeout,
 /* Redis                                                               */
 /* ------------------------------------------------------------------ */
 
+/* A change of the primary, said at its level whoever found it (a request,
+ * or the logout poller). */
+#define MJPKI_PRIMARY_LOG(site, r, level, ...)                             \
+    do {                                                                   \
+        if ((r) != NULL) {                                                 \
+            ap_log_rerror(APLOG_MARK, level, 0, r, __VA_ARGS__);           \
+        } else {                                                           \
+            ap_log_error(APLOG_MARK, level, 0, (site)->server,             \
+                         __VA_ARGS__);                                     \
+        }                                                                  \
+    } while (0)
+
 static void
 mjpki_redis_close(mjpki_redis_conn *c)
 {
@@ -302,9 +314,9 @@ mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
         mjpki_unlock(site);
 
         if (learnt == 1) {
-            JPKI_LOG(site, r, APLOG_NOTICE, 0, "jpki: redis primary of "
-                     "\"%s\" is %s:%u (sentinel %s)", st->master, a->host,
-                     a->port, where);
+            MJPKI_PRIMARY_LOG(site, r, APLOG_NOTICE, "jpki: redis primary "
+                              "of \"%s\" is %s:%u (sentinel %s)", st->master,
+                              a->host, a->port, where);
         }
         jpki_conn_free(c);
         if (a != NULL) {
@@ -415,9 +427,9 @@ mjpki_forget_primary(mjpki_site *site, request_rec *r, mjpki_redis_conn *c)
     mjpki_unlock(site);
 
     if (forgotten) {
-        JPKI_LOG(site, r, APLOG_WARNING, 0, "jpki: redis primary of \"%s\" "
-                 "lost: asking the sentinels again",
-                 jpki_site_store(site->js)->master);
+        MJPKI_PRIMARY_LOG(site, r, APLOG_WARNING, "jpki: redis primary of "
+                          "\"%s\" lost: asking the sentinels again",
+                          jpki_site_store(site->js)->master);
     }
 }
 

@@ -777,16 +777,19 @@ use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 
 # JPKITest::Redis->start(name => N, password => P, port => P, unixsocket => F,
-#                        tls => {cert => F, key => F, ca => F}): redis-server
-# on a free port (or P), no persistence; with tls also on a TLS port
-# (tls_port), with unixsocket also on that socket.
+#                        tls => {cert => F, key => F, ca => F, auth => 1},
+#                        args => [...]): redis-server on a free port (or P),
+# no persistence; with tls also on a TLS port (tls_port; auth: clients must
+# present a certificate of ca), with unixsocket also on that socket; args:
+# more of redis-server's options (--replicaof ...).
 sub start {
     my ($class, %o) = @_;
     my $name = $o{name} // 'redis';
     my $dir = JPKITest::tmpdir() . "/$name";
     mkdir $dir;
-    my $self = bless { name => $name, dir => $dir,
+    my $self = bless { name => $name, dir => $dir, opts => \%o,
                        port => $o{port} // JPKITest::free_port() }, $class;
+    $self->{tls_port} = $o{tls_port} if $o{tls_port};
     $self->{pid} = JPKITest::spawn("redis $name", "$dir/stdout.log",
                                    JPKITest::redis_bin(), '--port', $self->{port},
                                    '--bind', '127.0.0.1', '--save', '',
@@ -796,11 +799,12 @@ sub start {
                                    $o{password} ? ('--requirepass', $o{password}) : (),
                                    $o{unixsocket} ? ('--unixsocket', $o{unixsocket},
                                                      '--unixsocketperm', '777') : (),
-                                   $o{tls} ? ('--tls-port', ($self->{tls_port} = JPKITest::free_port()),
+                                   $o{tls} ? ('--tls-port', ($self->{tls_port} //= JPKITest::free_port()),
                                               '--tls-cert-file', $o{tls}{cert},
                                               '--tls-key-file', $o{tls}{key},
                                               '--tls-ca-cert-file', $o{tls}{ca},
-                                              '--tls-auth-clients', 'no') : ());
+                                              '--tls-auth-clients', $o{tls}{auth} ? 'yes' : 'no') : (),
+                                   @{ $o{args} // [] });
     $self->{password} = $o{password};
     my $end = time + 10;
     while (time < $end) {
@@ -910,10 +914,76 @@ sub set_in {
 sub pause  { kill 'STOP', $_[0]{pid} }
 sub resume { kill 'CONT', $_[0]{pid} }
 
+# crash(): SIGKILL; restart(): the same server again on the same ports
+# (empty: no persistence), once it answers PING.
+sub crash {
+    my ($s) = @_;
+    JPKITest::stop_pid($s->{pid}, 'KILL', 5);
+    $s->{stopped} = 1;
+}
+
+sub restart {
+    my ($s, %more) = @_;
+    my %o = (%{ $s->{opts} }, %more, name => "$s->{name}-again", port => $s->{port},
+             tls_port => $s->{tls_port});
+    my $n = ref($s)->start(%o);
+    $s->{pid} = $n->{pid};
+    $s->{stopped} = 0;
+    return $s;
+}
+
 sub stop {
     my ($s) = @_;
     return if $s->{stopped}++;
     JPKITest::stop_pid($s->{pid}, 'TERM', 5);
+}
+
+package JPKITest::Sentinel;
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+our @ISA = ('JPKITest::Redis');
+
+# JPKITest::Sentinel->start(name => N, master => NAME, primary => PORT,
+#                           password => P, down_after => MS,
+#                           failover_timeout => MS, args => [...]):
+# `redis-server sentinel.conf --sentinel` on a free port watching the
+# primary 127.0.0.1:PORT (quorum 2), P its password; cmd() and stop() are
+# JPKITest::Redis's.
+sub start {
+    my ($class, %o) = @_;
+    my $name = $o{name} // 'sentinel';
+    my $dir = JPKITest::tmpdir() . "/$name";
+    mkdir $dir;
+    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port(),
+                       master => $o{master} }, $class;
+    my $m = $o{master};
+    JPKITest::spew("$dir/sentinel.conf", join '', map { "$_\n" }
+        "port $self->{port}", 'bind 127.0.0.1', 'daemonize no',
+        "logfile $dir/sentinel.log", "dir $dir",
+        "sentinel monitor $m 127.0.0.1 $o{primary} 2",
+        $o{password} ? "sentinel auth-pass $m $o{password}" : (),
+        "sentinel down-after-milliseconds $m " . ($o{down_after} // 1000),
+        "sentinel failover-timeout $m " . ($o{failover_timeout} // 3000),
+        "sentinel parallel-syncs $m 1", @{ $o{conf} // [] });
+    $self->{pid} = JPKITest::spawn("sentinel $name", "$dir/stdout.log",
+                                   JPKITest::redis_bin(), "$dir/sentinel.conf",
+                                   '--sentinel');
+    my $end = time + 10;
+    while (time < $end) {
+        last if ($self->try_cmd('PING') // '') eq 'PONG';
+        die "sentinel did not start: " . JPKITest::slurp("$dir/sentinel.log")
+            unless JPKITest::alive($self->{pid});
+        sleep 0.03;
+    }
+    return $self;
+}
+
+# The port of the primary this sentinel names now (undef: none).
+sub primary_port {
+    my ($s) = @_;
+    my $r = $s->try_cmd('SENTINEL', 'get-master-addr-by-name', $s->{master});
+    return ref $r eq 'ARRAY' ? $r->[1] : undef;
 }
 
 package JPKITest::Ocsp;
