@@ -388,6 +388,20 @@ static ssize_t conn_read(jpki_conn *c, void *buf, size_t max)
     }
 }
 
+/* A write failed over TLS: the server's alert, if one came (a client
+ * certificate refused after the handshake, TLS 1.3), says more than the
+ * reset that followed it. */
+static void tls_alert(jpki_conn *c)
+{
+    char b[64], buf[256];
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_read(c->ssl, b, sizeof(b)) <= 0 && ERR_peek_last_error() != 0)
+        say(c, "%s TLS connection failed: %s", c->what,
+            tls_error(buf, sizeof(buf)));
+}
+
 static jpki_conn_state stage_send(jpki_conn *c)
 {
     char buf[256];
@@ -421,6 +435,7 @@ static jpki_conn_state stage_send(jpki_conn *c)
                     return JPKI_CONN_WANT_READ;
                 say(c, "%s send failed: %s", c->what,
                     tls_error(buf, sizeof(buf)));
+                tls_alert(c);
                 return conn_failed(c, 1);
             }
         }
@@ -457,7 +472,7 @@ static jpki_conn_state redis_end(jpki_conn *c, jpki_round_state st)
 
 static jpki_conn_state stage_recv_redis(jpki_conn *c)
 {
-    char buf[4096];
+    char buf[4096], tlsbuf[256];
     jpki_round_state st;
     const char *more;
     size_t len;
@@ -471,9 +486,15 @@ static jpki_conn_state stage_recv_redis(jpki_conn *c)
         if (n > 0) {
             st = jpki_redis_round_feed(c->round, buf, (size_t)n);
         } else {
-            /* EOF or a reset: nothing more will come */
+            /* EOF or a reset: nothing more will come; over TLS, the
+             * server's alert says why (a client certificate refused) */
             c->io_error = 1;
             st = jpki_redis_round_eof(c->round);
+            if (n < 0 && c->ssl != NULL && ERR_peek_last_error() != 0) {
+                say(c, "%s TLS connection failed: %s", c->what,
+                    tls_error(tlsbuf, sizeof(tlsbuf)));
+                return conn_failed(c, 1);
+            }
         }
         /* ROLE said "master": the commands held go now */
         more = st == JPKI_ROUND_MORE
