@@ -36,7 +36,7 @@ my %site = (secret => $secret,
             store => 'redis=127.0.0.1:' . $redis->port . ' password_file='
                      . password_file('outage-pw'),
             map => $map, redis_timeout => '500ms', redis_connect_timeout => '500ms',
-            locations => [ '/jpki/' => { endpoints => 1, throttle => 'cert=0 addr=0' },
+            locations => [ '/jpki/' => { endpoints => 1, throttle => 'cert=0 addr=0 logins=0' },
                            '/app/' => { gate => 1, upstream => 1 },
                            '/sess/' => { gate => 1, upstream => 1, store_outage => 'sessions' },
                            '/due/' => { gate => 1, upstream => 1, store_outage => 'sessions',

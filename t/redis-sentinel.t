@@ -24,7 +24,7 @@ use JPKITest;
 use JPKIApache;
 use JPKIServer;
 
-skip_unless(qw(pki openssl redis));
+skip_unless(qw(jpkictl pki openssl redis));
 my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
@@ -57,7 +57,7 @@ my $store = 'sentinel=' . join(',', map { '127.0.0.1:' . $_->port } @sentinels)
 my %site = (secret => $secret,
             issuer => 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url,
             store => $store, redis_timeout => '1s', redis_connect_timeout => '500ms',
-            locations => [ '/jpki/' => { endpoints => 1, throttle => 'cert=0 addr=0' },
+            locations => [ '/jpki/' => { endpoints => 1, throttle => 'cert=0 addr=0 logins=0' },
                            '/app/' => { gate => 1, upstream => 1, recheck_interval => 0 } ]);
 my %srv = map { ($_ => JPKIServer->start($_, name => "sentinel-$_", %site)) } @kinds;
 
@@ -68,6 +68,16 @@ for my $kind (@kinds) {
        "$kind: gated request through it");
     like($srv{$kind}->log_since(0), qr/redis primary of "gate" is 127\.0\.0\.1:${\ $primary->port}/,
          "$kind: the error log names the primary found");
+}
+
+# jpkictl finds the primary the same way (--redis-sentinel, --redis-master)
+my @ctl = ('--redis-sentinel', join(',', map { '127.0.0.1:' . $_->port } @sentinels),
+           '--redis-master', 'gate', '--redis-password-file', password_file($pw));
+sub ctl { my $out = `$JPKITest::JPKICTL @_ 2>&1`; return ($? >> 8, $out) }
+{
+    my ($rc, $out) = ctl('map', 'list', @ctl);
+    is($rc, 0, 'jpkictl map list through the sentinels');
+    is(scalar(() = $out =~ /^[0-9a-f]{32} \S+$/mg), 3, '... the three mappings');
 }
 
 # ---- the load: each server, a client in a loop of a login and a gated
@@ -175,6 +185,12 @@ for my $kind (@kinds) {
          "$kind: the error log names the new primary");
 }
 ok(($replica->cmd('DBSIZE') // 0) > 0, 'the new primary holds the gate\'s keys');
+{
+    my $id = cert_id('user2', $secret);
+    my ($rc, $out) = ctl('map', 'remove', '--cert-id', $id, @ctl);
+    is($rc, 0, 'jpkictl writes through the sentinels after the failover') or diag($out);
+    is($replica->cmd('GET', "jpki:v1:map:$id"), undef, '... to the new primary');
+}
 
 # ---- a sentinel that names a replica: ROLE first, nothing written there.
 # A small impostor answers every query with a replica's address.
@@ -202,6 +218,10 @@ ok(($replica->cmd('DBSIZE') // 0) > 0, 'the new primary holds the gate\'s keys')
              "$kind: ... the error log says why");
         $s->stop;
     }
+    my ($rc, $out) = ctl('map', 'list', '--redis-sentinel', "127.0.0.1:$lport", '--redis-master', 'gate',
+                         '--redis-password-file', password_file($pw));
+    is($rc, 5, 'jpkictl: a primary that is a replica: store failed');
+    like($out, qr/redis: 127\.0\.0\.1:\d+ is not the primary \(ROLE: slave\)/, '... saying so');
     my $stats = $r2->cmd('INFO', 'commandstats');
     my @rejected = $stats =~ /cmdstat_(\w+):[^\r\n]*rejected_calls=([1-9]\d*)/g;
     is("@rejected", '', 'no command was sent to the replica (none rejected -READONLY)');

@@ -37,13 +37,14 @@ enum {
     O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
     O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
     O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
-    O_TIMEOUT, O_DRY_RUN, O_FILE, O__COUNT
+    O_TIMEOUT, O_DRY_RUN, O_FILE, O_REDIS_SENTINEL, O_REDIS_MASTER,
+    O_REDIS_PASSWORD_FILE, O__COUNT
 };
-#define BIT(o) (1u << (o))
-_Static_assert(O__COUNT <= 32, "options are bits of an unsigned");
+#define BIT(o) (1ull << (o))
+_Static_assert(O__COUNT <= 64, "options are bits of an unsigned long long");
 
 typedef struct {
-    unsigned seen;                       /* BIT(o) of the options given */
+    unsigned long long seen;             /* BIT(o) of the options given */
     const char *val[O__COUNT];           /* single-valued options; O_FILE:
                                             the command's FILE argument */
     const char *issuer[MAX_ISSUER_OPT];
@@ -68,11 +69,16 @@ jpki_ctx *build_ctx(const args_t *a, int secret_note);
  * one.  0, -1 with a message. */
 int set_secret(jpki_ctx *ctx, const args_t *a, int note);
 
-/* redis_conn.c: --redis and --redis-db checked before any command runs (a
- * mistyped value is a usage error, never another port or database 0);
- * the connection, authenticated and on its database (NULL with a
+/* redis_conn.c: --redis (or --redis-sentinel and --redis-master), --redis-db
+ * and --redis-password-file checked before any command runs (a mistyped
+ * value is a usage error, never another port or database 0; the inline
+ * --redis-password is refused); the connection, authenticated and on its
+ * database, to the primary the sentinels name checked by ROLE (NULL with a
  * message); 1 when r is a SCAN reply [cursor, [key, ...]]. */
 int check_redis_opts(const args_t *a);
+/* After check_redis_opts: the password read from its file or
+ * JPKI_REDIS_PASSWORD's, wiped. */
+void redis_opts_clear(void);
 redisContext *redis_open(const args_t *a);
 int scan_reply_ok(const redisReply *r);
 redisReply *scan_next(redisContext *rc, char cursor[32], const char *match);
