@@ -23,6 +23,8 @@ printf 'v1.AQEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 printf 'AgEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQmZpYpLOcjW8uA6eRr2sTgHyU4ik0L' | seed 06 challenge
 printf 'GATE.Example.:8443' | seed 06 host
 printf '[FE80::1]:443' | seed 06 host-v6
+printf '*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n' | seed 07 sentinel
+printf '*3\r\n$6\r\nmaster\r\n:10\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n$2\r\n10\r\n' | seed 07 role
 CERT=$(base64 -w0 "$P/user1.der")
 SIG=$(head -c 256 /dev/urandom | base64 -w0)
 printf '\x01{"challenge":"@CH@","certificate":"%s","signature":"%s"}' "$CERT" "$SIG" > "$O/login/json"

@@ -92,7 +92,7 @@ static jpki_conn_state settle(jpki_conn *c)
 
 static void test_redis_rounds(void)
 {
-    jpki_redis_auth auth = { "jpki", "pw-secret", 2 };
+    jpki_redis_auth auth = { "jpki", "pw-secret", 2, 0 };
     jpki_store_cmd cmds[2];
     jpki_store_result res[2];
     char buf[8192];
@@ -195,7 +195,7 @@ static void peer_gone(void)
 
 static void test_redis_failures(void)
 {
-    jpki_redis_auth auth = { NULL, "pw", 0 };
+    jpki_redis_auth auth = { NULL, "pw", 0, 0 };
     jpki_store_cmd cmd = get_cmd("k");
     jpki_store_result res;
     jpki_conn *c;
