@@ -86,10 +86,10 @@ $(B)/asan/jpki-login: $(LOGIN_DEP) $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ $(B)/asan/libjpki.a -lcurl $(LIBS) -ldl
 
-$(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
+$(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h t/unit/peer.h $(B)/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
-$(B)/asan/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/asan/libjpki.a
+$(B)/asan/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h t/unit/peer.h $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
 	    $(B)/asan/libjpki.a $(LIBS)

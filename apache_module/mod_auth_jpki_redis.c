@@ -155,10 +155,11 @@ mjpki_redis_current(mjpki_site *site, const mjpki_redis_conn *c)
 }
 
 
-apr_status_t
-mjpki_redis_pool_cleanup(void *data)
+/* The pooled connections closed (at the end, or when the primary
+ * changed: then under the lock). */
+static void
+mjpki_redis_drop_idle(mjpki_site *site)
 {
-    mjpki_site        *site = data;
     mjpki_redis_conn *c, *next;
 
     for (c = site->redis_idle; c; c = next) {
@@ -167,7 +168,13 @@ mjpki_redis_pool_cleanup(void *data)
     }
     site->redis_idle = NULL;
     site->redis_nidle = 0;
+}
 
+
+apr_status_t
+mjpki_redis_pool_cleanup(void *data)
+{
+    mjpki_redis_drop_idle(data);
     return APR_SUCCESS;
 }
 
@@ -233,21 +240,6 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
     if (!kept) {
         mjpki_redis_close(c);
     }
-}
-
-
-/* The pooled connections closed (the primary changed); under the lock. */
-static void
-mjpki_redis_drop_idle(mjpki_site *site)
-{
-    mjpki_redis_conn *c, *next;
-
-    for (c = site->redis_idle; c; c = next) {
-        next = c->next;
-        mjpki_redis_close(c);
-    }
-    site->redis_idle = NULL;
-    site->redis_nidle = 0;
 }
 
 

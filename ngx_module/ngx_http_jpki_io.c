@@ -405,6 +405,23 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
 }
 
 
+/* The first idle connection of the site taken from its pool, or NULL. */
+static ngx_http_jpki_peer_t *
+ngx_http_jpki_redis_pop(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_queue_t  *q;
+
+    if (ngx_queue_empty(&jmcf->redis_idle)) {
+        return NULL;
+    }
+
+    q = ngx_queue_head(&jmcf->redis_idle);
+    ngx_queue_remove(q);
+    jmcf->redis_nidle--;
+    return ngx_queue_data(q, ngx_http_jpki_peer_t, queue);
+}
+
+
 /* A pooled connection of the site, or NULL.  Not checked again here: its
  * idle handler closes it as soon as it becomes readable, and one that died
  * unnoticed fails its round, which is then tried once more (the core's
@@ -412,16 +429,10 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
 static ngx_http_jpki_peer_t *
 ngx_http_jpki_redis_pooled(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_queue_t           *q;
     ngx_http_jpki_peer_t  *p;
     ngx_connection_t      *c;
 
-    while (!ngx_queue_empty(&jmcf->redis_idle)) {
-        q = ngx_queue_head(&jmcf->redis_idle);
-        ngx_queue_remove(q);
-        jmcf->redis_nidle--;
-        p = ngx_queue_data(q, ngx_http_jpki_peer_t, queue);
-
+    while ((p = ngx_http_jpki_redis_pop(jmcf)) != NULL) {
         if (jmcf->sentinel != NULL
             && p->gen != jpki_sentinel_gen(jmcf->sentinel))
         {
@@ -445,14 +456,9 @@ ngx_http_jpki_redis_pooled(ngx_http_jpki_main_conf_t *jmcf)
 static void
 ngx_http_jpki_redis_drop_idle(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_queue_t           *q;
     ngx_http_jpki_peer_t  *p;
 
-    while (!ngx_queue_empty(&jmcf->redis_idle)) {
-        q = ngx_queue_head(&jmcf->redis_idle);
-        ngx_queue_remove(q);
-        jmcf->redis_nidle--;
-        p = ngx_queue_data(q, ngx_http_jpki_peer_t, queue);
+    while ((p = ngx_http_jpki_redis_pop(jmcf)) != NULL) {
         ngx_http_jpki_peer_close(p);
     }
 }

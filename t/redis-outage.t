@@ -16,7 +16,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use POSIX ();
 use JPKITest;
 use JPKIApache;
 use JPKIServer;
@@ -61,18 +60,12 @@ my $stop = "$dir/stop-load";
 my %load;
 for my $kind (@kinds) {
     my $file = "$dir/load-$kind.log";
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open my $out, '>', $file or POSIX::_exit(1);
-        $out->autoflush(1);
-        my $s = $srv{$kind};
-        until (-e $stop) {
-            my $r = $s->login('user2');
-            printf $out "%.3f login %d\n", time, $r->{status};
-            sleep 0.03;
-        }
-        POSIX::_exit(0);
-    }
+    my $s = $srv{$kind};
+    my $pid = load($file, $stop, sub {
+        my ($out) = @_;
+        printf $out "%.3f login %d\n", time, $s->login('user2')->{status};
+        sleep 0.03;
+    });
     $load{$kind} = { pid => $pid, file => $file };
 }
 sleep 0.5;

@@ -87,28 +87,22 @@ my $stop = "$dir/stop-load";
 my %load;
 for my $kind (@kinds) {
     my $file = "$dir/load-$kind.log";
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open my $out, '>', $file or POSIX::_exit(1);
-        $out->autoflush(1);
-        my $s = $srv{$kind};
-        my $cookie = '';
-        until (-e $stop) {
-            my $t0 = time;
-            my $ch = challenge($s->url('/jpki'));
-            my $r = $ch ? post_json($s->url('/jpki/login'), login_body($ch, 'user1'))
-                        : { status => 0 };
-            printf $out "%.3f login %d %s %.3f\n", time, $r->{status},
-                $r->{status} == 200 ? $ch : '-', $t0;
-            $cookie = cookie_of($r) // $cookie if $r->{status} == 200;
-            $t0 = time;
-            my $g = $s->get('/app/l', cookie => $cookie, timeout => 5);
-            printf $out "%.3f gated %d - %.3f\n", time, $g->{status}, $t0;
-            sleep 0.02;
-        }
-        close $out;
-        POSIX::_exit(0);
-    }
+    my $s = $srv{$kind};
+    my $cookie = '';
+    my $pid = load($file, $stop, sub {
+        my ($out) = @_;
+        my $t0 = time;
+        my $ch = challenge($s->url('/jpki'));
+        my $r = $ch ? post_json($s->url('/jpki/login'), login_body($ch, 'user1'))
+                    : { status => 0 };
+        printf $out "%.3f login %d %s %.3f\n", time, $r->{status},
+            $r->{status} == 200 ? $ch : '-', $t0;
+        $cookie = cookie_of($r) // $cookie if $r->{status} == 200;
+        $t0 = time;
+        my $g = $s->get('/app/l', cookie => $cookie, timeout => 5);
+        printf $out "%.3f gated %d - %.3f\n", time, $g->{status}, $t0;
+        sleep 0.02;
+    });
     $load{$kind} = { pid => $pid, file => $file };
 }
 sleep 1.5;

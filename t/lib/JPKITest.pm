@@ -33,7 +33,7 @@ our @EXPORT = qw(
     http get_json post_json post_form cookie_of set_cookies
     challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
     put_file cert_id json_decode json_encode site_fixture curl_h2 login_h2
-    password_file
+    password_file load
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -199,6 +199,20 @@ sub write_secret {
         if $o{key};
     spew($file, $s, 0600);
     return $file;
+}
+
+# load(FILE, STOP, CODE) - a client in a process of its own calling
+# CODE->(HANDLE) over and over until the file STOP exists, HANDLE FILE
+# (autoflushed) for it to write down what it saw: its pid.
+sub load {
+    my ($file, $stop, $code) = @_;
+    my $pid = fork // die "fork: $!";
+    return $pid if $pid;
+    open my $out, '>', $file or POSIX::_exit(1);
+    $out->autoflush(1);
+    $code->($out) until -e $stop;
+    close $out;
+    POSIX::_exit(0);
 }
 
 # password_file(PASSWORD) - a file (mode 0600) holding PASSWORD on its first
@@ -806,15 +820,21 @@ sub start {
                                               '--tls-auth-clients', $o{tls}{auth} ? 'yes' : 'no') : (),
                                    @{ $o{args} // [] });
     $self->{password} = $o{password};
+    $self->wait_ping("$dir/redis.log");
+    return $self;
+}
+
+# Waits (10 s at most) for the server to answer PING; dies with its LOG.
+sub wait_ping {
+    my ($self, $log) = @_;
     my $end = time + 10;
     while (time < $end) {
-        last if ($self->try_cmd('PING') // '') eq 'PONG';
-        die "redis-server did not start: " . JPKITest::slurp("$dir/redis.log")
+        return if ($self->try_cmd('PING') // '') eq 'PONG';
+        die "$self->{name} did not start: " . JPKITest::slurp($log)
             unless JPKITest::alive($self->{pid});
         sleep 0.03;
     }
-    die 'redis-server does not answer PING' unless ($self->try_cmd('PING') // '') eq 'PONG';
-    return $self;
+    die "$self->{name} does not answer PING";
 }
 
 sub port { $_[0]{port} }
@@ -969,13 +989,7 @@ sub start {
     $self->{pid} = JPKITest::spawn("sentinel $name", "$dir/stdout.log",
                                    JPKITest::redis_bin(), "$dir/sentinel.conf",
                                    '--sentinel');
-    my $end = time + 10;
-    while (time < $end) {
-        last if ($self->try_cmd('PING') // '') eq 'PONG';
-        die "sentinel did not start: " . JPKITest::slurp("$dir/sentinel.log")
-            unless JPKITest::alive($self->{pid});
-        sleep 0.03;
-    }
+    $self->wait_ping("$dir/sentinel.log");
     return $self;
 }
 

@@ -5,6 +5,7 @@
  * rules of keeping, retrying and sharing (OCSP flights). */
 #include "conn.h"
 #include "tap.h"
+#include "peer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,43 +18,6 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
-
-static int pair[2];                 /* [0] the gate's end, [1] the peer's */
-
-static void new_pair(void)
-{
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0)
-        exit(2);
-    fcntl(pair[0], F_SETFL, O_NONBLOCK);
-    fcntl(pair[1], F_SETFL, O_NONBLOCK);
-}
-
-static void close_pair(void)
-{
-    close(pair[0]);
-    if (pair[1] >= 0)
-        close(pair[1]);
-}
-
-/* What the gate sent so far (NUL-terminated). */
-static size_t peer_read(int fd, char *buf, size_t max)
-{
-    ssize_t n;
-    size_t got = 0;
-
-    while (got + 1 < max && (n = read(fd, buf + got, max - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    return got;
-}
-
-static void peer_write(int fd, const char *s, size_t len)
-{
-    if (write(fd, s, len) != (ssize_t)len)
-        exit(3);
-}
-
-#define PEER_SAYS(s) peer_write(pair[1], s, strlen(s))
 
 static int contains(const char *hay, size_t len, const char *needle)
 {

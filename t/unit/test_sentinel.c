@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "sentinel.h"
 #include "tap.h"
+#include "peer.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -208,41 +209,6 @@ static void test_record(void)
 
 /* ---- over a socketpair ------------------------------------------- */
 
-static int pair[2];
-
-static void new_pair(void)
-{
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0)
-        abort();
-    fcntl(pair[0], F_SETFL, O_NONBLOCK);
-    fcntl(pair[1], F_SETFL, O_NONBLOCK);
-}
-
-static void close_pair(void)
-{
-    close(pair[0]);
-    if (pair[1] >= 0)
-        close(pair[1]);
-}
-
-/* What the gate sent so far (NUL-terminated). */
-static size_t peer_read(char *buf, size_t max)
-{
-    ssize_t n;
-    size_t got = 0;
-
-    while (got + 1 < max && (n = read(pair[1], buf + got, max - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    return got;
-}
-
-static void peer_says(const char *s)
-{
-    if (write(pair[1], s, strlen(s)) != (ssize_t)strlen(s))
-        abort();
-}
-
 static jpki_store_cmd set_cmd(void)
 {
     jpki_store_cmd c;
@@ -266,13 +232,13 @@ static void test_sentinel_conn(void)
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "10.0.0.1:26379");
     is_int(jpki_conn_sentinel(c, "gate"), JPKI_OK, "a sentinel's query");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "sent: waits");
-    peer_read(buf, sizeof(buf));
+    peer_read(pair[1], buf, sizeof(buf));
     ok(strstr(buf, "get-master-addr-by-name") && strstr(buf, "gate"),
        "the query");
-    peer_says("*2\r\n$8\r\n10.0.0.");
+    PEER_SAYS("*2\r\n$8\r\n10.0.0.");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "a part: waits");
     ok(jpki_conn_primary(c) == NULL, "... nothing named yet");
-    peer_says("9\r\n$4\r\n6390\r\n");
+    PEER_SAYS("9\r\n$4\r\n6390\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_DONE, "the answer: done");
     ok(jpki_conn_primary(c) != NULL
        && strcmp(jpki_conn_primary(c)->host, "10.0.0.9") == 0
@@ -286,8 +252,8 @@ static void test_sentinel_conn(void)
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "10.0.0.1:26379");
     jpki_conn_sentinel(c, "nope");
     jpki_conn_step(c);
-    peer_read(buf, sizeof(buf));
-    peer_says("*-1\r\n");
+    peer_read(pair[1], buf, sizeof(buf));
+    PEER_SAYS("*-1\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "an unknown master: failed");
     is_str(jpki_conn_reason(c), "redis sentinel 10.0.0.1:26379 knows no "
            "primary named that (master=)", "... says why");
@@ -298,7 +264,7 @@ static void test_sentinel_conn(void)
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "s:1");
     jpki_conn_sentinel(c, "gate");
     jpki_conn_step(c);
-    peer_read(buf, sizeof(buf));
+    peer_read(pair[1], buf, sizeof(buf));
     close(pair[1]);
     pair[1] = -1;
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "closed before answering");
@@ -320,7 +286,7 @@ static jpki_conn *primary_round(jpki_store_cmd *cmd, jpki_store_result *res,
     c = jpki_conn_new(pair[0], 0, "redis", "10.0.0.9:6390");
     jpki_conn_redis(c, &auth, cmd, 1, res);
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "the prelude sent");
-    peer_read(buf, max);
+    peer_read(pair[1], buf, max);
     return c;
 }
 
@@ -334,13 +300,13 @@ static void test_role_prelude(void)
     c = primary_round(&cmd, &res, buf, sizeof(buf));
     ok(strstr(buf, "AUTH") && strstr(buf, "ROLE"), "AUTH, then ROLE");
     ok(strstr(buf, "ch:x") == NULL, "the command held until ROLE answers");
-    peer_says("+OK\r\n*3\r\n$6\r\nmaster\r\n:10\r\n*0\r\n");
+    PEER_SAYS("+OK\r\n*3\r\n$6\r\nmaster\r\n:10\r\n*0\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "master: the command "
            "sent, its reply awaited");
-    peer_read(buf, sizeof(buf));
+    peer_read(pair[1], buf, sizeof(buf));
     ok(strstr(buf, "ch:x") != NULL && strstr(buf, "ROLE") == NULL,
        "... the command alone");
-    peer_says("+OK\r\n");
+    PEER_SAYS("+OK\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_DONE, "done");
     is_int(res.type, JPKI_STORE_R_INT, "the SET's reply");
     ok(jpki_conn_keep(c, 0, 4) && !jpki_conn_rediscover(c),
@@ -348,9 +314,9 @@ static void test_role_prelude(void)
     /* a later round on it (pooled): the primary was demoted meanwhile */
     is_int(jpki_conn_redis(c, NULL, &cmd, 1, &res), JPKI_OK, "round 2");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "sent at once (pooled)");
-    peer_read(buf, sizeof(buf));
+    peer_read(pair[1], buf, sizeof(buf));
     ok(strstr(buf, "ROLE") == NULL, "no prelude on a pooled connection");
-    peer_says("-READONLY You can't write against a read only replica.\r\n");
+    PEER_SAYS("-READONLY You can't write against a read only replica.\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_DONE, "-READONLY: the round ends");
     is_int(res.type, JPKI_STORE_R_ERROR, "... its result an error");
     ok(strstr(jpki_conn_reason(c), "is not the primary (-READONLY)") != NULL,
@@ -365,7 +331,7 @@ static void test_role_prelude(void)
 
     /* a replica named (a stale answer): nothing but ROLE reaches it */
     c = primary_round(&cmd, &res, buf, sizeof(buf));
-    peer_says("+OK\r\n*5\r\n$5\r\nslave\r\n$8\r\n10.0.0.8\r\n:6379\r\n"
+    PEER_SAYS("+OK\r\n*5\r\n$5\r\nslave\r\n$8\r\n10.0.0.8\r\n:6379\r\n"
               "$9\r\nconnected\r\n:5\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "ROLE slave: failed");
     is_str(jpki_conn_reason(c), "redis is not the primary (ROLE: slave): "
@@ -377,7 +343,7 @@ static void test_role_prelude(void)
 
     /* ROLE refused (an ACL without +role): no rediscovery, no retry */
     c = primary_round(&cmd, &res, buf, sizeof(buf));
-    peer_says("+OK\r\n-NOPERM this user has no permissions to run the "
+    PEER_SAYS("+OK\r\n-NOPERM this user has no permissions to run the "
               "'role' command\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "ROLE refused: failed");
     ok(strstr(jpki_conn_reason(c), "ROLE refused (the user needs +role)")
@@ -399,9 +365,9 @@ static void test_role_prelude(void)
 
     /* gone after the command was sent: ask again, no retry */
     c = primary_round(&cmd, &res, buf, sizeof(buf));
-    peer_says("+OK\r\n*3\r\n$6\r\nmaster\r\n:10\r\n*0\r\n");
+    PEER_SAYS("+OK\r\n*3\r\n$6\r\nmaster\r\n:10\r\n*0\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "the command sent");
-    peer_read(buf, sizeof(buf));
+    peer_read(pair[1], buf, sizeof(buf));
     close(pair[1]);
     pair[1] = -1;
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "closed before its reply");
@@ -420,7 +386,7 @@ static void test_role_prelude(void)
 
     /* AUTH refused: a configuration mistake, the primary stands */
     c = primary_round(&cmd, &res, buf, sizeof(buf));
-    peer_says("-WRONGPASS invalid username-password pair\r\n");
+    PEER_SAYS("-WRONGPASS invalid username-password pair\r\n");
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "AUTH refused");
     ok(!jpki_conn_rediscover(c), "... no rediscovery");
     jpki_conn_free(c);

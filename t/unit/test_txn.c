@@ -264,16 +264,25 @@ static void map(const char *cert, const char *account)
         kv(shm, account, "jpki:v1:map:%s", id);
 }
 
+/* rq: a gated request (JSON) with the session cookie at `at`. */
+static void check_request(jpki_txn_request *rq, const char *cookie,
+                          int64_t at)
+{
+    memset(rq, 0, sizeof(*rq));
+    rq->op = JPKI_OP_CHECK;
+    rq->now = at;
+    rq->wants_json = 1;
+    rq->cookie = cookie;
+    rq->cookie_len = strlen(cookie);
+    set_local(rq);
+}
+
 static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
                                  jpki_txn **tp)
 {
-    jpki_txn_request rq = {0};
-    rq.op = JPKI_OP_CHECK;
-    rq.now = at;
-    rq.wants_json = 1;
-    rq.cookie = cookie;
-    rq.cookie_len = strlen(cookie);
-    set_local(&rq);
+    jpki_txn_request rq;
+
+    check_request(&rq, cookie, at);
     return drive(&rq, env, tp);
 }
 
@@ -879,18 +888,13 @@ static int check_store_down(const char *cookie, int64_t at, int timeout,
                             int failing, int *asked, int *outage)
 {
     jpki_store_result r[JPKI_STORE_BATCH_MAX];
-    jpki_txn_request rq = {0};
+    jpki_txn_request rq;
     jpki_txn *t = NULL;
     jpki_step s;
     size_t n;
     int st;
 
-    rq.op = JPKI_OP_CHECK;
-    rq.now = at;
-    rq.wants_json = 1;
-    rq.cookie = cookie;
-    rq.cookie_len = strlen(cookie);
-    set_local(&rq);
+    check_request(&rq, cookie, at);
     rq.store_failing = failing;
     if (jpki_txn_new(ctx, &rq, &t) != JPKI_OK)
         return -1;
