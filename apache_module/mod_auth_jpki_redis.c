@@ -254,13 +254,15 @@ mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
     jpki_conn                 *c;
     const char                *why;
     char                       where[300];
-    unsigned                   k;
+    unsigned                   k, start;
     int                        i, learnt;
 
+    mjpki_lock(site);
+    start = jpki_sentinel_start(site->sentinel);
+    mjpki_unlock(site);
+
     for (k = 0; ; k++) {
-        mjpki_lock(site);
-        i = jpki_sentinel_pick(site->sentinel, k);
-        mjpki_unlock(site);
+        i = jpki_sentinel_pick(site->sentinel, start, k);
         if (i < 0) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: no sentinel named the "
                      "redis primary of \"%s\"", st->master);

@@ -308,9 +308,14 @@ unsigned jpki_sentinel_gen(const jpki_sentinel *s)
     return s->gen;
 }
 
-int jpki_sentinel_pick(const jpki_sentinel *s, unsigned k)
+unsigned jpki_sentinel_start(const jpki_sentinel *s)
 {
-    return k < s->n ? (int)((s->first + k) % s->n) : -1;
+    return s->first;
+}
+
+int jpki_sentinel_pick(const jpki_sentinel *s, unsigned start, unsigned k)
+{
+    return k < s->n ? (int)((start + k) % s->n) : -1;
 }
 
 int jpki_sentinel_learn(jpki_sentinel *s, unsigned i,

@@ -62,10 +62,13 @@ const char *jpki_sentinel_host(const jpki_sentinel *s);
 /* The current generation: a connection opened under another one is no
  * longer the primary's (the adapter drops it). */
 unsigned jpki_sentinel_gen(const jpki_sentinel *s);
-/* The sentinel to ask at the k-th try of a discovery (k from 0): the one
- * that answered last first, then the next ones in the order written; -1
+/* Where a discovery starts: the sentinel that answered last (skipping
+ * those that failed since); the discovery keeps it while it runs. */
+unsigned jpki_sentinel_start(const jpki_sentinel *s);
+/* The sentinel to ask at the k-th try (k from 0) of a discovery that
+ * started at start: start, then the next ones in the order written; -1
  * once every one has been asked. */
-int jpki_sentinel_pick(const jpki_sentinel *s, unsigned k);
+int jpki_sentinel_pick(const jpki_sentinel *s, unsigned start, unsigned k);
 /* Sentinel i named a: 1 when it is another primary than the one known (a
  * new generation), 0 the same, -1 a is no IP address (the record is
  * unchanged). */

@@ -37,6 +37,7 @@ struct ngx_http_jpki_io_s {
     ngx_uint_t                     retried;
     ngx_http_jpki_main_conf_t     *jmcf;
     ngx_uint_t                     asked;       /* sentinels asked */
+    ngx_uint_t                     start;       /* ... from this one */
     ngx_int_t                      sentinel;    /* the one asked now */
 
     /* OCSP: the flight's other waiters */
@@ -617,8 +618,12 @@ ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
     ngx_int_t                   i;
     char                        where[300];
 
+    if (io->asked == 0) {
+        io->start = jpki_sentinel_start(jmcf->sentinel);
+    }
+
     for ( ;; ) {
-        i = jpki_sentinel_pick(jmcf->sentinel, io->asked);
+        i = jpki_sentinel_pick(jmcf->sentinel, io->start, io->asked);
         if (i < 0) {
             ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: no sentinel named the "
                           "redis primary of \"%s\"", spec->master);

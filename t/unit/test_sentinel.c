@@ -167,13 +167,21 @@ static void test_record(void)
     ok(s != NULL, "a record of 3 sentinels");
     ok(jpki_sentinel_primary(s, &len, &where, &gen) == NULL,
        "no primary at first: ask");
-    is_int(jpki_sentinel_pick(s, 0), 0, "the first asked first");
-    is_int(jpki_sentinel_pick(s, 2), 2, "then the others in order");
-    is_int(jpki_sentinel_pick(s, 3), -1, "each asked once");
+    is_int(jpki_sentinel_start(s), 0, "a discovery starts with the first");
+    is_int(jpki_sentinel_pick(s, 0, 0), 0, "the first asked first");
+    is_int(jpki_sentinel_pick(s, 0, 2), 2, "then the others in order");
+    is_int(jpki_sentinel_pick(s, 0, 3), -1, "each asked once");
     jpki_sentinel_skip(s, 0);
-    is_int(jpki_sentinel_pick(s, 0), 1, "one that did not answer: the next "
-           "first");
-    is_int(jpki_sentinel_pick(s, 2), 0, "... it last");
+    is_int(jpki_sentinel_pick(s, 0, 1), 1, "the first did not answer: a "
+           "discovery under way goes on with the second");
+    is_int(jpki_sentinel_pick(s, 0, 2), 2, "... then the third");
+    jpki_sentinel_skip(s, 1);
+    is_int(jpki_sentinel_start(s), 2, "the next discovery starts after the "
+           "ones that did not answer");
+    is_int(jpki_sentinel_pick(s, 2, 1), 0, "... the first after it");
+    jpki_sentinel_skip(s, 0);
+    is_int(jpki_sentinel_start(s), 2, "skipping another than the start: "
+           "the start stays");
     is_int(jpki_sentinel_learn(s, 2, &bad), -1, "a host name: not learnt");
     ok(jpki_sentinel_primary(s, &len, &where, &gen) == NULL, "... none known");
     g1 = jpki_sentinel_gen(s);
@@ -186,7 +194,7 @@ static void test_record(void)
     is_str(where, "10.0.0.5:6379", "... for messages");
     is_str(jpki_sentinel_host(s), "10.0.0.5", "... its host");
     is_int(gen, g1, "the first primary: the same generation");
-    is_int(jpki_sentinel_pick(s, 0), 2, "the one that answered asked first");
+    is_int(jpki_sentinel_start(s), 2, "the one that answered asked first");
     is_int(jpki_sentinel_learn(s, 0, &a), 0, "the same again: nothing new");
     is_int(jpki_sentinel_gen(s), g1, "... same generation");
     is_int(jpki_sentinel_forget(s, g1 + 7), 0, "another generation's news: "
