@@ -519,6 +519,13 @@ static void test_password_file(void)
     is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
            JPKI_ERR_INVALID, "an empty first line: refused");
     ok(strstr(err, "has no password on its first line") != NULL, "... says so");
+    f = fopen(path, "w");
+    fwrite("ab\0cd\n", 1, 6, f);
+    fclose(f);
+    chmod(path, 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "a NUL byte in the first line: refused");
+    ok(strstr(err, "has a NUL byte") != NULL, "... says so");
     PWFILE("", 0600);
     is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
            JPKI_ERR_INVALID, "an empty file: refused");
