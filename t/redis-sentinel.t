@@ -111,12 +111,17 @@ sleep 1.5;
 my $old = $primary->port;
 $primary->crash;
 my $t_kill = time;
+# the promotion: the first moment any sentinel names the replica (asked
+# every 10 ms)
 my $t_promo;
-wait_for('promotion', 30, sub {
-    my $p = $sentinels[0]->primary_port // 0;
-    $t_promo = time if $p == $replica->port;
-    return defined $t_promo;
-});
+while (!defined $t_promo && time - $t_kill < 30) {
+    for (@sentinels) {
+        next unless ($_->primary_port // 0) == $replica->port;
+        $t_promo = time;
+        last;
+    }
+    sleep 0.01;
+}
 ok(defined $t_promo, 'the sentinels promoted the replica');
 diag(sprintf('failover: primary killed, replica promoted %.2f s later', ($t_promo // time) - $t_kill));
 ok(($replica->try_cmd('ROLE') // [])->[0] eq 'master', 'the replica is the primary now');
