@@ -16,7 +16,7 @@ use JPKITest;
 use JPKIApache;
 use JPKIServer;
 
-skip_unless(qw(pki openssl redis));
+skip_unless(qw(jpkictl pki openssl redis));
 my @kinds = JPKIServer::kinds();
 
 my $dir = tmpdir();
@@ -80,6 +80,37 @@ for my $kind (@kinds) {
     }
 }
 
+# ---- jpkictl over TLS (a tunnel for hiredis, the core's verification)
+sub ctl { my $out = `$JPKITest::JPKICTL @_ 2>&1`; return ($? >> 8, $out) }
+my @pwf = ('--redis-password-file', password_file($pw));
+{
+    my ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/ca.pem",
+                         '--redis-tls-cert', "$dir/gate.pem", '--redis-tls-key', "$dir/gate.key");
+    is($rc, 0, 'jpkictl over TLS with the client certificate') or diag($out);
+    like($out, qr/^[0-9a-f]{32} alice$/m, '... lists the mapping');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/ca.pem");
+    is($rc, 5, 'jpkictl over TLS without a client certificate: store failed');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/other.pem",
+                      '--redis-tls-cert', "$dir/gate.pem", '--redis-tls-key', "$dir/gate.key");
+    is($rc, 5, 'jpkictl: a server of another CA: store failed');
+    like($out, qr/redis server certificate refused/, '... saying why');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/ca.pem",
+                      '--redis-tls-name', 'elsewhere.test', '--redis-tls-cert', "$dir/gate.pem",
+                      '--redis-tls-key', "$dir/gate.key");
+    is($rc, 5, 'jpkictl: a certificate for another name: store failed');
+    like($out, qr/does not name "elsewhere\.test"/, '... saying why');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-cert', "$dir/gate.pem",
+                      '--redis-tls-key', "$dir/gate.key");
+    is($rc, 2, 'jpkictl: --redis-tls-cert without --redis-tls-ca: usage');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/ca.pem",
+                      '--redis-tls-cert', "$dir/gate.pem");
+    is($rc, 2, 'jpkictl: --redis-tls-cert without --redis-tls-key: usage');
+    ($rc, $out) = ctl('map', 'list', '--redis', $at, @pwf, '--redis-tls-ca', "$dir/ca.pem",
+                      '--redis-tls-cert', "$dir/gate.pem", '--redis-tls-key', "$dir/stranger.key");
+    is($rc, 2, 'jpkictl: another certificate\'s key: usage');
+    like($out, qr/tls_key is not the key of tls_cert/, '... the core\'s sentence');
+}
+
 # ---- a sentinel over TLS naming a primary over TLS
 {
     my $sport = JPKITest::free_port();
@@ -96,6 +127,13 @@ for my $kind (@kinds) {
            . 'with the client certificate');
         is($s->get('/app/x', cookie => cookie_of($r) // '')->{status}, 200, "$kind: gated request");
         $s->stop;
+
+        if ($kind eq $kinds[0]) {
+            my ($rc, $out) = ctl('map', 'list', '--redis-sentinel', "127.0.0.1:$sport",
+                                 '--redis-master', 'gate', @pwf, '--redis-tls-ca', "$dir/ca.pem",
+                                 '--redis-tls-cert', "$dir/gate.pem", '--redis-tls-key', "$dir/gate.key");
+            is($rc, 0, 'jpkictl through a sentinel and a primary, both over TLS') or diag($out);
+        }
 
         $s = JPKIServer->start($kind, name => 'tls-sentinel-nocert',
                                site("sentinel=127.0.0.1:$sport master=gate tls=on tls_ca=$dir/ca.pem"));

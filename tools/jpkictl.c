@@ -139,6 +139,10 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_REDIS_SENTINEL] = {"redis-sentinel", 1, A},
     [O_REDIS_MASTER] = {"redis-master", 1, A},
     [O_REDIS_PASSWORD_FILE] = {"redis-password-file", 1, A},
+    [O_REDIS_TLS_CA] = {"redis-tls-ca", 1, A},
+    [O_REDIS_TLS_NAME] = {"redis-tls-name", 1, A},
+    [O_REDIS_TLS_CERT] = {"redis-tls-cert", 1, A},
+    [O_REDIS_TLS_KEY] = {"redis-tls-key", 1, A},
 };
 #undef A
 
@@ -391,7 +395,9 @@ static const struct command {
      BIT(O_CRL) | BIT(O_ISSUER), run_crl_inspect},
 #define REDIS_OPTS (BIT(O_REDIS) | BIT(O_REDIS_DB) | BIT(O_REDIS_USER) \
                     | BIT(O_REDIS_PASSWORD) | BIT(O_REDIS_SENTINEL)       \
-                    | BIT(O_REDIS_MASTER) | BIT(O_REDIS_PASSWORD_FILE))
+                    | BIT(O_REDIS_MASTER) | BIT(O_REDIS_PASSWORD_FILE)    \
+                    | BIT(O_REDIS_TLS_CA) | BIT(O_REDIS_TLS_NAME)         \
+                    | BIT(O_REDIS_TLS_CERT) | BIT(O_REDIS_TLS_KEY))
 #define MAP_BACKEND (REDIS_OPTS | BIT(O_MAP_FILE))
     {"crl", "sync", usage_crl_sync,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)

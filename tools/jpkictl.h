@@ -13,6 +13,7 @@
 #include "opts.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -38,7 +39,8 @@ enum {
     O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
     O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
     O_TIMEOUT, O_DRY_RUN, O_FILE, O_REDIS_SENTINEL, O_REDIS_MASTER,
-    O_REDIS_PASSWORD_FILE, O__COUNT
+    O_REDIS_PASSWORD_FILE, O_REDIS_TLS_CA, O_REDIS_TLS_NAME,
+    O_REDIS_TLS_CERT, O_REDIS_TLS_KEY, O__COUNT
 };
 #define BIT(o) (1ull << (o))
 _Static_assert(O__COUNT <= 64, "options are bits of an unsigned long long");
@@ -79,6 +81,12 @@ int check_redis_opts(const args_t *a);
 /* After check_redis_opts: the password read from its file or
  * JPKI_REDIS_PASSWORD's, wiped. */
 void redis_opts_clear(void);
+
+/* redis_tls.c: with --redis-tls-ca, the TLS context of the options (CA,
+ * client certificate; NULL after a message), and a hiredis connection to
+ * host:port over TLS, the server verified (NULL after a message). */
+SSL_CTX *redis_tls_ctx(const args_t *a);
+redisContext *redis_tls_connect(const args_t *a, const char *host, int port);
 redisContext *redis_open(const args_t *a);
 int scan_reply_ok(const redisReply *r);
 redisReply *scan_next(redisContext *rc, char cursor[32], const char *match);

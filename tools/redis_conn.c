@@ -64,6 +64,34 @@ static int sentinel_spec(const args_t *a, jpki_store_spec *sp, int quiet)
     return -1;
 }
 
+/* --redis-tls-*: the others need --redis-tls-ca, the certificate and its
+ * key go together, no TLS over a unix socket; the files load. */
+static int check_tls_opts(const args_t *a, int unix_socket)
+{
+    int tls = a->val[O_REDIS_TLS_CA] != NULL;
+    SSL_CTX *ctx;
+
+    if (!tls && (a->val[O_REDIS_TLS_NAME] || a->val[O_REDIS_TLS_CERT]
+                 || a->val[O_REDIS_TLS_KEY])) {
+        say("--redis-tls-name, --redis-tls-cert and --redis-tls-key need "
+            "--redis-tls-ca FILE (the server is always verified)");
+        return -1;
+    }
+    if (!a->val[O_REDIS_TLS_CERT] != !a->val[O_REDIS_TLS_KEY]) {
+        say("--redis-tls-cert and --redis-tls-key go together");
+        return -1;
+    }
+    if (tls && unix_socket) {
+        say("--redis-tls-ca: TLS over a unix socket is not supported");
+        return -1;
+    }
+    if (!tls)
+        return 0;
+    ctx = redis_tls_ctx(a);
+    SSL_CTX_free(ctx);
+    return ctx != NULL ? 0 : -1;
+}
+
 /* The connection options, checked before any command runs: a mistyped
  * value is a usage error (exit 2), never another port or database 0; the
  * password file read now. */
@@ -103,6 +131,9 @@ int check_redis_opts(const args_t *a)
             "\"%.64s\"", addr);
         return -1;
     }
+    if (check_tls_opts(a, !sentinel && addr != NULL
+                              && strncmp(addr, "unix:", 5) == 0) != 0)
+        return -1;
     if (a->val[O_REDIS_PASSWORD_FILE] != NULL
         && jpki_conf_password_file(a->val[O_REDIS_PASSWORD_FILE],
                                    file_password, sizeof(file_password), err,
@@ -148,12 +179,15 @@ static int sentinel_primary(const args_t *a, char *host, size_t hostlen,
 {
     struct addrinfo hints, *res = NULL;
     jpki_store_spec sp;
+    SSL_CTX *tls = NULL;
     jpki_conn *c;
     char svc[8], where[300];
     unsigned i;
     int found = 0;
 
     if (sentinel_spec(a, &sp, 0) != 0)
+        return -1;
+    if (a->val[O_REDIS_TLS_CA] != NULL && (tls = redis_tls_ctx(a)) == NULL)
         return -1;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
@@ -169,9 +203,17 @@ static int sentinel_primary(const args_t *a, char *host, size_t hostlen,
         c = jpki_conn_open(res->ai_addr, res->ai_addrlen, "redis sentinel",
                            where);
         freeaddrinfo(res);
+        if (c != NULL && tls != NULL
+            && jpki_conn_tls(c, tls, a->val[O_REDIS_TLS_NAME]
+                                     ? a->val[O_REDIS_TLS_NAME]
+                                     : sp.sentinels[i].host) != JPKI_OK) {
+            jpki_conn_free(c);
+            c = NULL;
+        }
         if (c == NULL || jpki_conn_sentinel(c, sp.master) != JPKI_OK) {
             jpki_conn_free(c);
-            say("redis sentinel: out of memory");
+            SSL_CTX_free(tls);
+            say("redis sentinel: cannot ask %.300s", where);
             return -1;
         }
         if (conn_run(c) == JPKI_CONN_DONE) {
@@ -184,6 +226,7 @@ static int sentinel_primary(const args_t *a, char *host, size_t hostlen,
         }
         jpki_conn_free(c);
     }
+    SSL_CTX_free(tls);
     if (!found)
         say("redis: no sentinel named the primary of \"%s\"", sp.master);
     return found ? 0 : -1;
@@ -217,9 +260,16 @@ static redisContext *redis_connect(const args_t *a, int *sentinel,
     redisContext *rc;
 
     *sentinel = a->val[O_REDIS_SENTINEL] != NULL;
+    if (*sentinel && sentinel_primary(a, host, hostlen, port) != 0)
+        return NULL;
+    if (a->val[O_REDIS_TLS_CA] != NULL
+        && (*sentinel || redis_addr(addr, host, hostlen, port) == 0)) {
+        rc = redis_tls_connect(a, host, *port);
+        if (rc != NULL)
+            redisSetTimeout(rc, tv);
+        return rc;
+    }
     if (*sentinel) {
-        if (sentinel_primary(a, host, hostlen, port) != 0)
-            return NULL;
         rc = redisConnectWithTimeout(host, *port, tv);
     } else if (strncmp(addr, "unix:", 5) == 0) {
         rc = redisConnectUnixWithTimeout(addr + 5, tv);
