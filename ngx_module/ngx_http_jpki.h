@@ -62,6 +62,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_url_t                 *sentinels;
     ngx_uint_t                 nsentinels;
     jpki_sentinel             *sentinel;      /* per worker */
+    ngx_uint_t                 sentinel_asking;  /* a discovery under way */
+    ngx_http_jpki_io_t        *sentinel_waiters; /* rounds waiting for it */
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_msec_t                 ocsp_timeout;

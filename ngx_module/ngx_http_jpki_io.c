@@ -559,8 +559,20 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 
     if (p == NULL && jmcf->sentinel != NULL) {
         p = ngx_http_jpki_primary_open(jmcf, log, &ask);
+        if (ask && jmcf->sentinel_asking) {
+            /* one discovery at a time in a worker: this round waits for
+             * the one under way */
+            io->next_waiter = jmcf->sentinel_waiters;
+            jmcf->sentinel_waiters = io;
+            return NGX_AGAIN;
+        }
         if (ask) {
-            return ngx_http_jpki_sentinel_ask(io, log);
+            io->asked = 0;
+            if (ngx_http_jpki_sentinel_ask(io, log) != NGX_AGAIN) {
+                return NGX_ERROR;
+            }
+            jmcf->sentinel_asking = 1;
+            return NGX_AGAIN;
         }
         if (p == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to "
@@ -659,8 +671,38 @@ ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
 }
 
 
-/* A sentinel answered, or failed: the primary learnt and io's round sent
- * there, or the next sentinel asked. */
+/* The discovery is over (learnt: a primary is known): io's round, and
+ * the rounds that waited for it, go to the primary, or fail. */
+static void
+ngx_http_jpki_sentinel_over(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_io_t *io, ngx_uint_t learnt)
+{
+    ngx_http_jpki_io_t  *w, *next;
+
+    w = jmcf->sentinel_waiters;
+    jmcf->sentinel_waiters = NULL;
+    jmcf->sentinel_asking = 0;
+    io->next_waiter = w;
+
+    for (w = io; w; w = next) {
+        next = w->next_waiter;
+        w->next_waiter = NULL;
+
+        if (w->data == NULL) {
+            ngx_free(w);                    /* nobody waits */
+
+        } else if (!learnt
+                   || ngx_http_jpki_redis_send(w, ngx_cycle->log) != NGX_AGAIN)
+        {
+            ngx_http_jpki_redis_done(w, JPKI_CONN_FAILED, 0);
+        }
+    }
+}
+
+
+/* A sentinel answered, or failed: the primary learnt and the rounds sent
+ * there, or the next sentinel asked (even when io's request has gone:
+ * others may wait for the answer). */
 static void
 ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
 {
@@ -668,7 +710,7 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
     ngx_http_jpki_main_conf_t  *jmcf = p->jmcf;
     const jpki_sentinel_addr   *a;
     const char                 *why;
-    ngx_int_t                   rc;
+    ngx_uint_t                  learnt;
 
     p->data = NULL;
 
@@ -678,6 +720,7 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
     }
 
     a = jpki_conn_primary(p->conn);
+    learnt = a != NULL;
     if (a != NULL
         && jpki_sentinel_learn(jmcf->sentinel, io->sentinel, a) == 1)
     {
@@ -693,17 +736,13 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
 
     ngx_http_jpki_peer_close(p);
 
-    if (io->data == NULL) {
-        ngx_free(io);                       /* nobody waits */
-        return;
+    if (!learnt && (io->data != NULL || jmcf->sentinel_waiters != NULL)
+        && ngx_http_jpki_sentinel_ask(io, ngx_cycle->log) == NGX_AGAIN)
+    {
+        return;                             /* the next sentinel */
     }
 
-    rc = a != NULL ? ngx_http_jpki_redis_send(io, ngx_cycle->log)
-                   : ngx_http_jpki_sentinel_ask(io, ngx_cycle->log);
-
-    if (rc != NGX_AGAIN) {
-        ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
-    }
+    ngx_http_jpki_sentinel_over(jmcf, io, learnt);
 }
 
 

@@ -210,7 +210,15 @@ EOF
     my $ans = "*2\r\n\$9\r\n127.0.0.1\r\n\$" . length($r3->port) . "\r\n" . $r3->port . "\r\n";
     my $lpid = fork // die;
     if ($lpid == 0) {
-        while (my $c = $lie->accept) { my $b; sysread($c, $b, 512); print $c $ans; close $c }
+        while (my $c = $lie->accept) {
+            my $b;
+            sysread($c, $b, 512);
+            print $c $ans;
+            close $c;
+            open my $n, '>>', "$dir/sentinel-asked" or die;
+            print $n "asked\n";
+            close $n;
+        }
         POSIX::_exit(0);
     }
     my $ng3 = JPKITest::Nginx->start(name => 'sentinels', workers => 1, http => <<"EOF");
@@ -227,19 +235,22 @@ EOF
 EOF
     my $saved = $base;
     $base = $ng3->base;
-    my $h = bg(\&login, '/jpki', 'user1');
+    my @h = map { bg(\&login, '/jpki', 'user1') } 1 .. 3;
     sleep 0.4;
     prompt_ok('a sentinel that never answers');
-    my $res = bg_wait($h);
-    is($res->{status}, 200, 'a sentinel that never answers: the next one asked, login 200');
-    cmp_ok($res->{elapsed}, '>=', $TIMEOUT - 0.3, '... after the first one\'s timeout');
+    my @res = map { bg_wait($_) } @h;
+    is(join(' ', map { $_->{status} } @res), '200 200 200',
+       'a sentinel that never answers: the next one asked, 3 logins at once 200');
+    cmp_ok($res[0]{elapsed}, '>=', $TIMEOUT - 1.3, '... after the first one\'s timeout');
+    is(scalar(() = (slurp("$dir/sentinel-asked") // '') =~ /asked/g), 1,
+       '... one discovery in the worker: the sentinel that answered was asked once');
     like($ng3->log_since, qr/redis sentinel timed out \(127\.0\.0\.1:\d+\)/, '... its timeout logged');
     $r = login('/jpki', 'user1');
     is($r->{status}, 200, 'the primary known: login');
     cmp_ok($r->{elapsed}, '<', $PROMPT, '... at once (the sentinel that answered is asked first)');
 
     $r3->pause;
-    $h = bg(\&login, '/jpki', 'user1');
+    my $h = bg(\&login, '/jpki', 'user1');
     sleep 0.4;
     prompt_ok('the primary stopped');
     slow_503('the primary stopped: login', bg_wait($h), 'timeout');
