@@ -59,9 +59,9 @@ $(B)/asan/libjpki.a: $(SAN_OBJ)
 # jpkictl: the dispatch (jpkictl.c), then one file per command family
 JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
                tools/map_bulk.c \
-               tools/redis_conn.c tools/crl_sync.c tools/crl_check.c \
-               tools/crl_store.c tools/crl_fetch.c tools/sink.c tools/opts.c \
-               tools/audit_cmds.c
+               tools/redis_conn.c tools/redis_tls.c tools/crl_sync.c \
+               tools/crl_check.c tools/crl_store.c tools/crl_fetch.c \
+               tools/sink.c tools/opts.c tools/audit_cmds.c
 JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h \
                tools/opts.h $(CORE_HDR)
 $(B)/jpkictl: $(JPKICTL_DEP) $(B)/libjpki.a
@@ -87,10 +87,10 @@ $(B)/asan/jpki-login: $(LOGIN_DEP) $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(P11_CFLAGS) $(LOGIN_SRC) -o $@ $(B)/asan/libjpki.a -lcurl $(LIBS) -ldl
 
-$(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/libjpki.a
+$(B)/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h t/unit/peer.h $(B)/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
-$(B)/asan/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h $(B)/asan/libjpki.a
+$(B)/asan/t/%: t/unit/%.c t/unit/tap.h t/unit/pki.h t/unit/peer.h $(B)/asan/libjpki.a
 	@mkdir -p $(@D)
 	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $< -o $@ \
 	    $(B)/asan/libjpki.a $(LIBS)

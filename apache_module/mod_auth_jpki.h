@@ -32,6 +32,7 @@
 #include "watch.h"
 #include "allow.h"
 #include "shared.h"
+#include "sentinel.h"
 
 #define JPKI_UNSET            (-1)
 #define JPKI_MAX_CMDS         JPKI_STORE_BATCH_MAX
@@ -106,6 +107,10 @@ typedef struct {
     jpki_crlzone              *crls;          /* the CRLs (the process's
                                                  handle on the zone) */
     apr_sockaddr_t            *redis_sa;
+    /* sentinel=: the sentinels' addresses, and the child's record of the
+     * primary they name (under redis_mutex) */
+    apr_sockaddr_t            *sentinel_sa[JPKI_CONF_SENTINELS_MAX];
+    jpki_sentinel             *sentinel;      /* per child */
     apr_thread_mutex_t        *redis_mutex;   /* per child */
     mjpki_redis_conn          *redis_idle;
     int                        redis_nidle;

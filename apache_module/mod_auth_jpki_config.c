@@ -483,9 +483,10 @@ const command_rec mjpki_cmds[] = {
         "NAME ca=FILE[,FILE...] [ocsp=http://...] [crl=FILE|DIR]... "
         "[policy=OID|none]"),
     MJPKI_SITE_DIRECTIVE("JPKIStore", JPKI_SC_STORE,
-        "shm [zone=NAME] [size=10M] | redis=HOST:PORT|unix:/path [db=N] "
-        "[user=U] [password=P] [keepalive=N] [tls=on tls_ca=FILE "
-        "[tls_name=NAME]] [mirror=1M]"),
+        "shm [zone=NAME] [size=10M] | redis=HOST:PORT|unix:/path | "
+        "sentinel=HOST:PORT,... master=NAME; [db=N] [user=U] "
+        "[password_file=FILE] [keepalive=N] [tls=on tls_ca=FILE "
+        "[tls_name=NAME] [tls_cert=FILE tls_key=FILE]] [mirror=1M]"),
     MJPKI_SITE_DIRECTIVE("JPKIMapFile", JPKI_SC_MAP,
         "mappings \"<cert_id> <account>\" (re-read when it changes)"),
     MJPKI_SITE_DIRECTIVE("JPKICRLZone", JPKI_SC_CRL_ZONE,

@@ -34,6 +34,14 @@
 APLOG_USE_MODULE(auth_jpki);
 
 
+static apr_status_t
+mjpki_sentinel_cleanup(void *data)
+{
+    jpki_sentinel_free(data);
+    return APR_SUCCESS;
+}
+
+
 /* ------------------------------------------------------------------ */
 /* The watched files: the mapping file, the CRL files (common/watch.c) */
 /* ------------------------------------------------------------------ */
@@ -218,6 +226,15 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
 
         apr_thread_mutex_create(&site->redis_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild);
+        if (jpki_site_store(site->js)->n_sentinels > 0) {
+            site->sentinel = jpki_sentinel_new(
+                jpki_site_store(site->js)->n_sentinels);
+            if (site->sentinel != NULL) {
+                apr_pool_cleanup_register(pchild, site->sentinel,
+                                          mjpki_sentinel_cleanup,
+                                          apr_pool_cleanup_null);
+            }
+        }
         apr_thread_mutex_create(&site->files_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild);
         apr_thread_mutex_create(&site->flight_mutex,

@@ -28,6 +28,7 @@ APLOG_USE_MODULE(auth_jpki);
 struct mjpki_redis_conn {
     mjpki_redis_conn          *next;
     jpki_conn                 *conn;
+    unsigned                   gen;       /* the primary's (sentinels) */
 };
 
 
@@ -106,6 +107,18 @@ mjpki_conn_run(jpki_conn *c, apr_interval_time_t connect_timeout,
 /* Redis                                                               */
 /* ------------------------------------------------------------------ */
 
+/* A change of the primary, said at its level whoever found it (a request,
+ * or the logout poller). */
+#define MJPKI_PRIMARY_LOG(site, r, level, ...)                             \
+    do {                                                                   \
+        if ((r) != NULL) {                                                 \
+            ap_log_rerror(APLOG_MARK, level, 0, r, __VA_ARGS__);           \
+        } else {                                                           \
+            ap_log_error(APLOG_MARK, level, 0, (site)->server,             \
+                         __VA_ARGS__);                                     \
+        }                                                                  \
+    } while (0)
+
 static void
 mjpki_redis_close(mjpki_redis_conn *c)
 {
@@ -114,10 +127,39 @@ mjpki_redis_close(mjpki_redis_conn *c)
 }
 
 
-apr_status_t
-mjpki_redis_pool_cleanup(void *data)
+static void
+mjpki_lock(mjpki_site *site)
 {
-    mjpki_site        *site = data;
+    if (site->redis_mutex) {
+        apr_thread_mutex_lock(site->redis_mutex);
+    }
+}
+
+
+static void
+mjpki_unlock(mjpki_site *site)
+{
+    if (site->redis_mutex) {
+        apr_thread_mutex_unlock(site->redis_mutex);
+    }
+}
+
+
+/* Whether c is a connection of the primary the sentinels name now (always
+ * without sentinels); under the lock. */
+static int
+mjpki_redis_current(mjpki_site *site, const mjpki_redis_conn *c)
+{
+    return site->sentinel == NULL
+           || c->gen == jpki_sentinel_gen(site->sentinel);
+}
+
+
+/* The pooled connections closed (at the end, or when the primary
+ * changed: then under the lock). */
+static void
+mjpki_redis_drop_idle(mjpki_site *site)
+{
     mjpki_redis_conn *c, *next;
 
     for (c = site->redis_idle; c; c = next) {
@@ -126,7 +168,13 @@ mjpki_redis_pool_cleanup(void *data)
     }
     site->redis_idle = NULL;
     site->redis_nidle = 0;
+}
 
+
+apr_status_t
+mjpki_redis_pool_cleanup(void *data)
+{
+    mjpki_redis_drop_idle(data);
     return APR_SUCCESS;
 }
 
@@ -137,6 +185,7 @@ static mjpki_redis_conn *
 mjpki_redis_idle_get(mjpki_site *site, request_rec *r)
 {
     mjpki_redis_conn *c;
+    unsigned          gen;
 
     for ( ;; ) {
         if (site->redis_mutex) {
@@ -147,11 +196,17 @@ mjpki_redis_idle_get(mjpki_site *site, request_rec *r)
             site->redis_idle = c->next;
             site->redis_nidle--;
         }
+        gen = c != NULL && site->sentinel != NULL
+              ? jpki_sentinel_gen(site->sentinel) : 0;
         if (site->redis_mutex) {
             apr_thread_mutex_unlock(site->redis_mutex);
         }
         if (c == NULL) {
             return NULL;
+        }
+        if (c->gen != gen) {
+            mjpki_redis_close(c);         /* an older primary's */
+            continue;
         }
         if (jpki_conn_idle(c->conn)) {
             c->next = NULL;
@@ -170,8 +225,9 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 
     if (site->redis_mutex) {
         apr_thread_mutex_lock(site->redis_mutex);
-        if (jpki_conn_keep(c->conn, (unsigned) site->redis_nidle,
-                           jpki_site_store(site->js)->keepalive))
+        if (mjpki_redis_current(site, c)
+            && jpki_conn_keep(c->conn, (unsigned) site->redis_nidle,
+                              jpki_site_store(site->js)->keepalive))
         {
             c->next = site->redis_idle;
             site->redis_idle = c;
@@ -187,13 +243,149 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 }
 
 
+/* Asks the sentinels in turn (the core's order) for the primary, each
+ * within the connect and round deadlines: 1 one named it, 0 none did. */
+static int
+mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
+{
+    const jpki_store_spec     *st = jpki_site_store(site->js);
+    SSL_CTX                   *tls = jpki_site_redis_tls(site->js);
+    const jpki_sentinel_addr  *a;
+    jpki_conn                 *c;
+    const char                *why;
+    char                       where[300];
+    unsigned                   k, start;
+    int                        i, learnt;
+
+    mjpki_lock(site);
+    start = jpki_sentinel_start(site->sentinel);
+    mjpki_unlock(site);
+
+    for (k = 0; ; k++) {
+        i = jpki_sentinel_pick(site->sentinel, start, k);
+        if (i < 0) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: no sentinel named the "
+                     "redis primary of \"%s\"", st->master);
+            return 0;
+        }
+
+        apr_snprintf(where, sizeof(where),
+                     strchr(st->sentinels[i].host, ':') ? "[%s]:%u" : "%s:%u",
+                     st->sentinels[i].host, st->sentinels[i].port);
+        c = jpki_conn_open((const struct sockaddr *)
+                           &site->sentinel_sa[i]->sa,
+                           site->sentinel_sa[i]->salen, "redis sentinel",
+                           where);
+        if (c == NULL
+            || (tls != NULL
+                && jpki_conn_tls(c, tls, st->tls_name[0] ? st->tls_name
+                                         : st->sentinels[i].host)
+                   != JPKI_OK)
+            || jpki_conn_sentinel(c, st->master) != JPKI_OK)
+        {
+            jpki_conn_free(c);
+            return 0;
+        }
+        (void) mjpki_conn_run(c, site->redis_connect_timeout,
+                              site->redis_timeout);
+
+        why = jpki_conn_reason(c);
+        if (why != NULL) {
+            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: %s", why);
+        }
+
+        a = jpki_conn_primary(c);
+        learnt = 0;
+        mjpki_lock(site);
+        if (a != NULL) {
+            learnt = jpki_sentinel_learn(site->sentinel, (unsigned) i, a);
+            if (learnt == 1) {
+                mjpki_redis_drop_idle(site);
+            }
+        } else {
+            jpki_sentinel_skip(site->sentinel, (unsigned) i);
+        }
+        mjpki_unlock(site);
+
+        if (learnt == 1) {
+            MJPKI_PRIMARY_LOG(site, r, APLOG_NOTICE, "jpki: redis primary "
+                              "of \"%s\" is %s:%u (sentinel %s)", st->master,
+                              a->host, a->port, where);
+        }
+        jpki_conn_free(c);
+        if (a != NULL) {
+            return 1;
+        }
+    }
+}
+
+
+/* A new connection to the primary the sentinels name (asked when none is
+ * known), or NULL. */
+static mjpki_redis_conn *
+mjpki_primary_connect(mjpki_site *site, request_rec *r)
+{
+    const jpki_store_spec    *st = jpki_site_store(site->js);
+    SSL_CTX                  *tls = jpki_site_redis_tls(site->js);
+    const struct sockaddr    *sa;
+    struct sockaddr_storage   copy;
+    mjpki_redis_conn         *c;
+    const char               *where;
+    char                      at[64], host[48];
+    socklen_t                 len = 0;
+    unsigned                  gen;
+    int                       asked = 0;
+
+    for ( ;; ) {
+        mjpki_lock(site);
+        sa = jpki_sentinel_primary(site->sentinel, &len, &where, &gen);
+        if (sa != NULL) {
+            memcpy(&copy, sa, len);
+            apr_cpystrn(at, where, sizeof(at));
+            apr_cpystrn(host, jpki_sentinel_host(site->sentinel),
+                        sizeof(host));
+        }
+        mjpki_unlock(site);
+        if (sa != NULL) {
+            break;
+        }
+        if (asked++ || !mjpki_sentinel_discover(site, r)) {
+            return NULL;
+        }
+    }
+
+    c = calloc(1, sizeof(mjpki_redis_conn));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->gen = gen;
+    c->conn = jpki_conn_open((const struct sockaddr *) &copy, len, "redis",
+                             at);
+    if (c->conn == NULL
+        || (tls != NULL
+            && jpki_conn_tls(c->conn, tls, st->tls_name[0] ? st->tls_name
+                                                           : host)
+               != JPKI_OK))
+    {
+        mjpki_redis_close(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
 /* A new connection (TLS when asked: the server verified by the core). */
 static mjpki_redis_conn *
-mjpki_redis_connect(mjpki_site *site)
+mjpki_redis_connect(mjpki_site *site, request_rec *r)
 {
     const jpki_store_spec  *st = jpki_site_store(site->js);
     SSL_CTX                *tls = jpki_site_redis_tls(site->js);
     mjpki_redis_conn       *c;
+
+    if (site->sentinel != NULL) {
+        return mjpki_primary_connect(site, r);
+    }
 
     c = calloc(1, sizeof(mjpki_redis_conn));
     if (c == NULL) {
@@ -214,8 +406,30 @@ mjpki_redis_connect(mjpki_site *site)
 }
 
 
+/* c's round says the primary is gone or demoted (the core's rule):
+ * forgotten once per generation, the pooled connections closed. */
+static void
+mjpki_forget_primary(mjpki_site *site, request_rec *r, mjpki_redis_conn *c)
+{
+    int  forgotten;
+
+    mjpki_lock(site);
+    forgotten = jpki_sentinel_forget(site->sentinel, c->gen);
+    if (forgotten) {
+        mjpki_redis_drop_idle(site);
+    }
+    mjpki_unlock(site);
+
+    if (forgotten) {
+        MJPKI_PRIMARY_LOG(site, r, APLOG_WARNING, "jpki: redis primary of "
+                          "\"%s\" lost: asking the sentinels again",
+                          jpki_site_store(site->js)->master);
+    }
+}
+
+
 /* The commands on a pooled connection, or a new one (with the AUTH/SELECT
- * prelude, written by the core); 0 on a timeout. */
+ * prelude, written by the core; with sentinels, ROLE); 0 on a timeout. */
 static int
 mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
@@ -228,7 +442,7 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
     for (tries = 0; tries < 2; tries++) {
         c = tries == 0 ? mjpki_redis_idle_get(site, r) : NULL;
         if (c == NULL) {
-            c = mjpki_redis_connect(site);
+            c = mjpki_redis_connect(site, r);
         }
         if (c == NULL
             || jpki_conn_redis(c->conn, jpki_site_redis_auth(site->js), cmds,
@@ -246,6 +460,16 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
         why = jpki_conn_reason(c->conn);
         if (why != NULL) {
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: %s", why);
+        }
+
+        if (site->sentinel != NULL && jpki_conn_rediscover(c->conn)) {
+            mjpki_forget_primary(site, r, c);
+            if (jpki_conn_retry_primary(c->conn, tries)) {
+                /* none of its commands reached a primary: once more on
+                 * the one the sentinels name now */
+                mjpki_redis_close(c);
+                continue;
+            }
         }
 
         if (st == JPKI_CONN_DONE) {
@@ -348,6 +572,7 @@ mjpki_local_markers(mjpki_site *site, jpki_txn_request *rq)
     if (rq->local != NULL && site->outsync != NULL) {
         apr_thread_mutex_lock(site->outsync_mutex);
         rq->local_since = jpki_outsync_since(site->outsync, mjpki_now_ms());
+        rq->store_failing = jpki_outsync_failing(site->outsync);
         apr_thread_mutex_unlock(site->outsync_mutex);
     }
 }

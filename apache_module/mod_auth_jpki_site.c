@@ -95,6 +95,21 @@ mjpki_site_addresses(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         return OK;
     }
 
+    for (i = 0; i < st->n_sentinels; i++) {
+        rv = apr_sockaddr_info_get(&site->sentinel_sa[i],
+                                   st->sentinels[i].host, APR_UNSPEC,
+                                   (apr_port_t) st->sentinels[i].port, 0,
+                                   pconf);
+        if (rv != APR_SUCCESS) {
+            MJPKI_SITE_FAIL(rv, s, ptemp, "sentinel address \"%s\" does not "
+                            "resolve", st->sentinels[i].host);
+            return !OK;
+        }
+    }
+    if (st->n_sentinels > 0) {
+        return OK;
+    }
+
     if (st->unix_path[0]) {
 #if APR_HAVE_SOCKADDR_UN
         rv = apr_sockaddr_info_get(&site->redis_sa, st->unix_path, APR_UNIX,

@@ -5,7 +5,13 @@
 #include "admin.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +84,8 @@ const jpki_directive jpki_directives[JPKI__D_COUNT] = {
         POL(admin_allow), 0, 511, 0, NULL},
     [JPKI_D_ENROLL_TTL] = {"enroll_ttl", LOC, JPKI_CONF_SECS,
         POL(enroll_ttl), 5, 3600, 0, NULL},
+    [JPKI_D_STORE_OUTAGE] = {"store_outage", LOC, JPKI_CONF_OUTAGE,
+        POL(store_outage), 0, 1, 0, NULL},
 };
 
 /* ---- values -------------------------------------------------------- */
@@ -373,6 +381,16 @@ static jpki_err set_word(jpki_conf_values *v, jpki_directive_id id,
         }
         *out = strcasecmp(arg, "open") == 0;
         return JPKI_OK;
+    case JPKI_CONF_OUTAGE:
+        if (strcasecmp(arg, "closed") != 0
+            && strcasecmp(arg, "sessions") != 0) {
+            jpki_set_detail(err, errlen, "must be \"closed\" or "
+                            "\"sessions\"");
+            return JPKI_ERR_INVALID;
+        }
+        *out = strcasecmp(arg, "sessions") == 0 ? JPKI_OUTAGE_SESSIONS
+                                                 : JPKI_OUTAGE_CLOSED;
+        return JPKI_OK;
     case JPKI_CONF_REVOCATION:
         if (jpki_rev_policy_parse(arg, strlen(arg), &v->rev) != JPKI_OK
             || v->rev.n == 0) {
@@ -600,14 +618,53 @@ static jpki_err store_shm(int argc, const char *const *argv,
     return JPKI_OK;
 }
 
+/* HOST[:PORT] or [V6]:PORT (port [defport]) into host[256] and *port;
+ * -1 when malformed. */
+static int host_port(const char *a, size_t len, unsigned defport,
+                     char host[256], unsigned *port)
+{
+    char buf[256], *pe;
+    const char *h = buf, *end, *pp = NULL;
+    unsigned long p = defport;
+
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, a, len);
+    buf[len] = '\0';
+    if (*buf == '[') {
+        h = buf + 1;
+        end = strchr(h, ']');
+        if (end != NULL && end[1] == ':')
+            pp = end + 2;
+        else if (end != NULL && end[1] != '\0')
+            end = NULL;
+    } else {
+        end = strchr(buf, ':');
+        if (end != NULL && strchr(end + 1, ':') != NULL)
+            end = NULL;                 /* a bare IPv6 address: brackets */
+        else if (end != NULL)
+            pp = end + 1;
+        else
+            end = buf + len;
+    }
+    if (pp != NULL) {
+        p = (*pp >= '0' && *pp <= '9') ? strtoul(pp, &pe, 10) : 0;
+        if (p == 0 || p > 65535 || *pe != '\0')
+            end = NULL;
+    }
+    if (end == NULL || end == h
+        || strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789.-_:%") < (size_t)(end - h))
+        return -1;
+    snprintf(host, 256, "%.*s", (int)(end - h), h);
+    *port = (unsigned)p;
+    return 0;
+}
+
 /* HOST[:PORT], [V6]:PORT or unix:/PATH into sp. */
 static jpki_err redis_addr(const char *a, jpki_store_spec *sp, char *err,
                            size_t errlen)
 {
-    const char *host = a, *end, *port = NULL;
-    char *pe;
-    unsigned long p = JPKI_CONF_REDIS_PORT;
-
     if (copy_word(sp->addr, sizeof(sp->addr), a, "redis=", err, errlen)
         != JPKI_OK)
         return JPKI_ERR_INVALID;
@@ -620,37 +677,50 @@ static jpki_err redis_addr(const char *a, jpki_store_spec *sp, char *err,
         snprintf(sp->unix_path, sizeof(sp->unix_path), "%s", a + 5);
         return JPKI_OK;
     }
-    if (*a == '[') {
-        host = a + 1;
-        end = strchr(host, ']');
-        if (end != NULL && end[1] == ':')
-            port = end + 2;
-        else if (end != NULL && end[1] != '\0')
-            end = NULL;
-    } else {
-        end = strchr(a, ':');
-        if (end != NULL && strchr(end + 1, ':') != NULL)
-            end = NULL;                 /* a bare IPv6 address: brackets */
-        else if (end != NULL)
-            port = end + 1;
-        else
-            end = a + strlen(a);
-    }
-    if (port != NULL) {
-        p = (*port >= '0' && *port <= '9') ? strtoul(port, &pe, 10) : 0;
-        if (p == 0 || p > 65535 || *pe != '\0')
-            end = NULL;
-    }
-    if (end == NULL || end == host
-        || strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                        "0123456789.-_:%") < (size_t)(end - host)) {
+    if (host_port(a, strlen(a), JPKI_CONF_REDIS_PORT, sp->host, &sp->port)
+        != 0) {
         jpki_set_detail(err, errlen, "invalid redis address \"%.64s\" "
                         "(HOST:PORT, [IPv6]:PORT or unix:/path)", a);
         return JPKI_ERR_INVALID;
     }
-    snprintf(sp->host, sizeof(sp->host), "%.*s", (int)(end - host), host);
-    sp->port = (unsigned)p;
     return JPKI_OK;
+}
+
+/* sentinel=HOST[:PORT][,HOST[:PORT]...] into sp (at most
+ * JPKI_CONF_SENTINELS_MAX, port [26379]). */
+static jpki_err sentinel_addrs(const char *a, jpki_store_spec *sp, char *err,
+                               size_t errlen)
+{
+    const char *p = a, *comma;
+    size_t len;
+
+    if (*a == '\0') {
+        jpki_set_detail(err, errlen, "sentinel= needs HOST:PORT[,HOST:PORT"
+                        "...]");
+        return JPKI_ERR_INVALID;
+    }
+    for (;;) {
+        comma = strchr(p, ',');
+        len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (sp->n_sentinels == JPKI_CONF_SENTINELS_MAX) {
+            jpki_set_detail(err, errlen, "sentinel= takes at most %d "
+                            "addresses", JPKI_CONF_SENTINELS_MAX);
+            return JPKI_ERR_INVALID;
+        }
+        if (strncmp(p, "unix:", 5) == 0
+            || host_port(p, len, JPKI_CONF_SENTINEL_PORT,
+                         sp->sentinels[sp->n_sentinels].host,
+                         &sp->sentinels[sp->n_sentinels].port) != 0) {
+            jpki_set_detail(err, errlen, "invalid sentinel address "
+                            "\"%.*s\" (HOST:PORT or [IPv6]:PORT, separated "
+                            "by commas)", (int)(len > 64 ? 64 : len), p);
+            return JPKI_ERR_INVALID;
+        }
+        sp->n_sentinels++;
+        if (comma == NULL)
+            return JPKI_OK;
+        p = comma + 1;
+    }
 }
 
 static jpki_err redis_number(const char *s, long lo, long hi, long *out,
@@ -667,29 +737,53 @@ static jpki_err redis_number(const char *s, long lo, long hi, long *out,
     return JPKI_OK;
 }
 
+/* The Redis options, in the order of redis_option()'s switch. */
+static const char *const redis_keys[] = {"db=", "user=", "password_file=",
+    "keepalive=", "tls=", "tls_ca=", "tls_name=", "mirror=", "tls_cert=",
+    "tls_key=", "master="};
+#define REDIS_KEYS (sizeof(redis_keys) / sizeof(redis_keys[0]))
+
+/* The refusals of words that are not options of redis= / sentinel=. */
+static jpki_err redis_word_refused(const char *a, char *err, size_t errlen)
+{
+    if (strncmp(a, "password=", 9) == 0) {
+        jpki_set_detail(err, errlen, "password= is not taken (a password "
+                        "written in the configuration): write it in a file "
+                        "that others cannot read, on its first line, and "
+                        "name it with password_file=FILE");
+        return JPKI_ERR_INVALID;
+    }
+    if (strncmp(a, "redis=", 6) == 0 || strncmp(a, "sentinel=", 9) == 0) {
+        jpki_set_detail(err, errlen, "redis= and sentinel= do not mix (one "
+                        "server, or the sentinels that name its primary), "
+                        "and each is written once");
+        return JPKI_ERR_INVALID;
+    }
+    jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" (redis= and "
+                    "sentinel= take db=, user=, password_file=, keepalive=, "
+                    "tls=, tls_ca=, tls_name=, tls_cert=, tls_key=, mirror= "
+                    "and, with sentinel=, master=, once each)", a);
+    return JPKI_ERR_INVALID;
+}
+
 /* One option of redis=: key=value into sp. */
 static jpki_err redis_option(const char *a, jpki_store_spec *sp,
                              unsigned *seen, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"db=", "user=", "password=",
-        "keepalive=", "tls=", "tls_ca=", "tls_name=", "mirror="};
-    const size_t nk = sizeof(keys) / sizeof(keys[0]);
     const char *v;
     char why[128];
     long n;
     size_t k;
     int on;
 
-    for (k = 0; k < nk && strncmp(a, keys[k], strlen(keys[k])) != 0; k++)
+    for (k = 0; k < REDIS_KEYS
+                && strncmp(a, redis_keys[k], strlen(redis_keys[k])) != 0;
+         k++)
         ;
-    if (k == nk || (*seen & (1u << k))) {
-        jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" (redis= "
-                        "takes db=, user=, password=, keepalive=, tls=, "
-                        "tls_ca=, tls_name= and mirror=, once each)", a);
-        return JPKI_ERR_INVALID;
-    }
+    if (k == REDIS_KEYS || (*seen & (1u << k)))
+        return redis_word_refused(a, err, errlen);
     *seen |= 1u << k;
-    v = a + strlen(keys[k]);
+    v = a + strlen(redis_keys[k]);
     switch (k) {
     case 0:
         if (redis_number(v, 0, 15, &n, "db=", err, errlen) != JPKI_OK)
@@ -699,8 +793,8 @@ static jpki_err redis_option(const char *a, jpki_store_spec *sp,
     case 1:
         return copy_word(sp->user, sizeof(sp->user), v, "user=", err, errlen);
     case 2:
-        return copy_word(sp->password, sizeof(sp->password), v, "password=",
-                         err, errlen);
+        return copy_word(sp->password_file, sizeof(sp->password_file), v,
+                         "password_file=", err, errlen);
     case 3:
         if (redis_number(v, 1, 1024, &n, "keepalive=", err, errlen)
             != JPKI_OK)
@@ -720,14 +814,64 @@ static jpki_err redis_option(const char *a, jpki_store_spec *sp,
     case 6:
         return copy_word(sp->tls_name, sizeof(sp->tls_name), v, "tls_name=",
                          err, errlen);
-    default:
+    case 7:
         if (zone_size(v, &sp->mirror, "mirror=", why, sizeof(why))
             != JPKI_OK) {
             jpki_set_detail(err, errlen, "mirror= %s", why);
             return JPKI_ERR_INVALID;
         }
         return JPKI_OK;
+    case 8:
+        return copy_word(sp->tls_cert, sizeof(sp->tls_cert), v, "tls_cert=",
+                         err, errlen);
+    case 9:
+        return copy_word(sp->tls_key, sizeof(sp->tls_key), v, "tls_key=",
+                         err, errlen);
+    default:
+        if (!zone_name_ok(v, strlen(v))) {
+            jpki_set_detail(err, errlen, "master= needs the name the "
+                            "sentinels know the primary by (1..63 of A-Z a-z "
+                            "0-9 _ . -)");
+            return JPKI_ERR_INVALID;
+        }
+        snprintf(sp->master, sizeof(sp->master), "%s", v);
+        return JPKI_OK;
     }
+}
+
+/* What the options need of each other. */
+static jpki_err redis_coherent(jpki_store_spec *sp, char *err, size_t errlen)
+{
+    const char *why = NULL;
+
+    if (sp->user[0] && !sp->password_file[0])
+        why = "user= without password_file=";
+    else if (sp->n_sentinels > 0 && !sp->master[0])
+        why = "sentinel= needs master=NAME (the name the sentinels know the "
+              "primary by)";
+    else if (sp->n_sentinels == 0 && sp->master[0])
+        why = "master= goes with sentinel=";
+    else if (sp->tls_ca[0] && !sp->tls)
+        why = "tls_ca= without tls=on";
+    else if (sp->tls && !sp->tls_ca[0])
+        why = "redis tls=on needs tls_ca=FILE (the server is always "
+              "verified)";
+    else if ((sp->tls_cert[0] || sp->tls_key[0]) && !sp->tls)
+        why = "tls_cert= and tls_key= need tls=on";
+    else if (!sp->tls_cert[0] != !sp->tls_key[0])
+        why = "tls_cert= and tls_key= go together (the client certificate "
+              "and its key)";
+    else if (sp->tls && sp->unix_path[0] && !sp->tls_name[0])
+        why = "tls=on over a unix socket needs tls_name=";
+    if (why != NULL) {
+        jpki_set_detail(err, errlen, "%s", why);
+        return JPKI_ERR_INVALID;
+    }
+    if (sp->tls && !sp->tls_name[0] && sp->n_sentinels == 0)
+        snprintf(sp->tls_name, sizeof(sp->tls_name), "%s", sp->host);
+    if (sp->n_sentinels > 0)
+        snprintf(sp->addr, sizeof(sp->addr), "sentinel:%s", sp->master);
+    return JPKI_OK;
 }
 
 static jpki_err store_redis(int argc, const char *const *argv,
@@ -736,32 +880,14 @@ static jpki_err store_redis(int argc, const char *const *argv,
     unsigned seen = 0;
     int i;
 
-    if (redis_addr(argv[0] + 6, sp, err, errlen) != JPKI_OK)
+    if ((argv[0][0] == 'r' ? redis_addr(argv[0] + 6, sp, err, errlen)
+                           : sentinel_addrs(argv[0] + 9, sp, err, errlen))
+        != JPKI_OK)
         return JPKI_ERR_INVALID;
     for (i = 1; i < argc; i++)
         if (redis_option(argv[i], sp, &seen, err, errlen) != JPKI_OK)
             return JPKI_ERR_INVALID;
-    if (sp->user[0] && !sp->password[0]) {
-        jpki_set_detail(err, errlen, "user= without password=");
-        return JPKI_ERR_INVALID;
-    }
-    if (sp->tls_ca[0] && !sp->tls) {
-        jpki_set_detail(err, errlen, "tls_ca= without tls=on");
-        return JPKI_ERR_INVALID;
-    }
-    if (sp->tls && !sp->tls_ca[0]) {
-        jpki_set_detail(err, errlen, "redis tls=on needs tls_ca=FILE (the "
-                        "server is always verified)");
-        return JPKI_ERR_INVALID;
-    }
-    if (sp->tls && sp->unix_path[0] && !sp->tls_name[0]) {
-        jpki_set_detail(err, errlen, "tls=on over a unix socket needs "
-                        "tls_name=");
-        return JPKI_ERR_INVALID;
-    }
-    if (sp->tls && !sp->tls_name[0])
-        snprintf(sp->tls_name, sizeof(sp->tls_name), "%s", sp->host);
-    return JPKI_OK;
+    return redis_coherent(sp, err, errlen);
 }
 
 jpki_err jpki_conf_store(int argc, const char *const *argv,
@@ -779,20 +905,89 @@ jpki_err jpki_conf_store(int argc, const char *const *argv,
     if (argc >= 1 && strcmp(argv[0], "shm") == 0) {
         sp.kind = JPKI_STORE_KIND_SHM;
         e = store_shm(argc, argv, &sp, err, errlen);
-    } else if (argc >= 1 && strncmp(argv[0], "redis=", 6) == 0) {
+    } else if (argc >= 1 && (strncmp(argv[0], "redis=", 6) == 0
+                             || strncmp(argv[0], "sentinel=", 9) == 0)) {
         sp.kind = JPKI_STORE_KIND_REDIS;
         e = store_redis(argc, argv, &sp, err, errlen);
     } else {
         jpki_set_detail(err, errlen, "expects \"shm [zone=NAME] [size=SIZE]"
-                        "\" or \"redis=HOST:PORT|unix:/PATH [db=N] [user=U] "
-                        "[password=P] [keepalive=N] [tls=on tls_ca=FILE "
-                        "[tls_name=NAME]] [mirror=SIZE]\"");
+                        "\", \"redis=HOST:PORT|unix:/PATH [OPTIONS]\" or "
+                        "\"sentinel=HOST:PORT[,HOST:PORT...] master=NAME "
+                        "[OPTIONS]\" (OPTIONS: db=N user=U "
+                        "password_file=FILE keepalive=N tls=on tls_ca=FILE "
+                        "tls_name=NAME tls_cert=FILE tls_key=FILE "
+                        "mirror=SIZE)");
         return JPKI_ERR_INVALID;
     }
     if (e == JPKI_OK)
         *spec = sp;
     OPENSSL_cleanse(&sp, sizeof(sp));
     return e;
+}
+
+/* ---- a password file ------------------------------------------------ */
+
+jpki_err jpki_conf_password_file(const char *path, char *out, size_t outlen,
+                                 char *err, size_t errlen)
+{
+    char buf[JPKI_CONF_PASSWORD_MAX + 3], sys[128], *nl;
+    const char *why = NULL;
+    struct stat st;
+    size_t len = 0, line;
+    ssize_t n;
+    int fd;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        jpki_set_detail(err, errlen, "password_file \"%.512s\" cannot be "
+                        "read: %s", path, strerror_r(errno, sys, sizeof(sys)));
+        return JPKI_ERR_INVALID;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        why = "is not a regular file";
+    else if (st.st_mode & (S_IROTH | S_IWOTH))
+        why = "may be read or written by others: chmod o-rw (owner and group "
+              "only)";
+    while (why == NULL && len < sizeof(buf)) {
+        n = read(fd, buf + len, sizeof(buf) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            why = "cannot be read";
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (memchr(buf, '\n', len) != NULL)
+            break;
+    }
+    close(fd);
+    if (why == NULL) {
+        nl = memchr(buf, '\n', len);
+        line = nl != NULL ? (size_t)(nl - buf) : len;
+        if (line > 0 && buf[line - 1] == '\r')
+            line--;
+        if (line == 0)
+            why = "has no password on its first line";
+        else if (line > JPKI_CONF_PASSWORD_MAX || line >= outlen)
+            why = "has a first line longer than 511 bytes";
+        else if (memchr(buf, '\0', line) != NULL)
+            why = "has a NUL byte in its first line";
+        else {
+            memcpy(out, buf, line);
+            out[line] = '\0';
+        }
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (why != NULL) {
+        jpki_set_detail(err, errlen, "password_file \"%.512s\" %s", path,
+                        why);
+        return JPKI_ERR_INVALID;
+    }
+    return JPKI_OK;
 }
 
 /* ---- the throttle's values over the levels ----------------------- */

@@ -83,6 +83,7 @@ typedef enum {
     JPKI_D_ENROLL_PAGE,
     JPKI_D_ADMIN_ALLOW,            /* the words joined by one blank */
     JPKI_D_ENROLL_TTL,
+    JPKI_D_STORE_OUTAGE,
     JPKI__D_COUNT
 } jpki_directive_id;
 
@@ -100,7 +101,8 @@ typedef enum {
                               policy: jpki_policy_check) */
     JPKI_CONF_GRACE,       /* auto | a time of min..max seconds */
     JPKI_CONF_METHODS,     /* none, or tls and device, each once */
-    JPKI_CONF_CIDRS        /* addresses and networks (jpki_cidr_allows) */
+    JPKI_CONF_CIDRS,       /* addresses and networks (jpki_cidr_allows) */
+    JPKI_CONF_OUTAGE       /* closed | sessions (any case): store_outage */
 } jpki_conf_kind;
 
 #define JPKI_CONF_NO_FIELD ((size_t)-1)
@@ -160,6 +162,9 @@ typedef enum {
 #define JPKI_CONF_MIRROR_SIZE   (1024 * 1024)        /* redis mirror= */
 #define JPKI_CONF_REDIS_PORT    6379
 #define JPKI_CONF_KEEPALIVE     16
+#define JPKI_CONF_SENTINEL_PORT 26379
+#define JPKI_CONF_SENTINELS_MAX 8              /* sentinel= addresses */
+#define JPKI_CONF_PASSWORD_MAX  511            /* password_file='s line */
 
 typedef struct {
     jpki_store_kind kind;
@@ -174,12 +179,27 @@ typedef struct {
     char unix_path[108];       /* absolute (sun_path); "" for TCP */
     int db;                    /* [0] 0..15 */
     char user[128];            /* "" none */
-    char password[512];        /* "" none */
+    char password_file[1024];  /* as written ("" none; the adapter's
+                                  siteconf reads it into password) */
+    char password[JPKI_CONF_PASSWORD_MAX + 1]; /* "" none */
     unsigned keepalive;        /* [16] 1..1024 */
     int tls;                   /* [0] */
     char tls_ca[1024];         /* as written (the adapter resolves it) */
-    char tls_name[256];        /* [the host] */
+    char tls_name[256];        /* [the host]; with sentinel=: "" checks
+                                  each server by the address it is
+                                  reached at */
+    char tls_cert[1024];       /* client certificate (PEM chain), as
+                                  written, "" none */
+    char tls_key[1024];        /* its key, as written */
     uint64_t mirror;           /* [1m], at least jpki_conf_zone_min() */
+    /* sentinel=HOST:PORT,... master=NAME: the primary is asked of the
+     * sentinels (n_sentinels 0: redis=, one server) */
+    unsigned n_sentinels;
+    struct {
+        char host[256];        /* no brackets */
+        unsigned port;         /* [26379] */
+    } sentinels[JPKI_CONF_SENTINELS_MAX];
+    char master[64];           /* master= */
     /* an old spelling was used: a sentence for a warning ("" none) */
     char warning[160];
 } jpki_store_spec;
@@ -188,12 +208,23 @@ typedef struct {
 uint64_t jpki_conf_zone_min(void);
 /* argv[0..argc-1]: the directive's words after its name:
  *   shm [zone=NAME] [size=SIZE]
- *   redis=HOST[:PORT]|[V6]:PORT|unix:/PATH [db=N] [user=U] [password=P]
- *         [keepalive=N] [tls=on|off] [tls_ca=FILE] [tls_name=NAME]
- *         [mirror=SIZE]
+ *   redis=HOST[:PORT]|[V6]:PORT|unix:/PATH [db=N] [user=U]
+ *         [password_file=FILE] [keepalive=N] [tls=on|off] [tls_ca=FILE]
+ *         [tls_name=NAME] [tls_cert=FILE tls_key=FILE] [mirror=SIZE]
+ *   sentinel=HOST[:PORT][,HOST[:PORT]...] master=NAME [the same options]
+ * password= (inline) is refused: password_file= names a file read by
+ * jpki_conf_password_file (siteconf.c). 
  * The old nginx spelling "zone=NAME:SIZE" is taken, with a warning. */
 jpki_err jpki_conf_store(int argc, const char *const *argv,
                          jpki_store_spec *spec, char *err, size_t errlen);
+
+/* The password of password_file= (path absolute): the file's first line
+ * (a trailing "\n" or "\r\n" stripped) into out[outlen], 1..
+ * JPKI_CONF_PASSWORD_MAX bytes, no NUL; the file must be a regular file
+ * that others cannot read (mode o-rwx).  err: why not (never the
+ * password). */
+jpki_err jpki_conf_password_file(const char *path, char *out, size_t outlen,
+                                 char *err, size_t errlen);
 
 /* ---- a site's required pieces, in each server's spelling --------- */
 

@@ -4,6 +4,7 @@
  * adapters log; the rules of keeping, retrying and sharing.  Sockets are
  * non-blocking: no call here ever waits. */
 #include "conn.h"
+#include "sentinel.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,7 +22,7 @@
 /* the stages of a connection */
 enum { ST_CONNECT, ST_TLS, ST_SEND, ST_RECV, ST_END };
 /* what it carries */
-enum { K_NONE, K_REDIS, K_HTTP };
+enum { K_NONE, K_REDIS, K_HTTP, K_SENTINEL };
 /* (a step's stage went through: on to the next) */
 #define GO_ON 3
 /* conn_read()'s waits */
@@ -45,8 +46,11 @@ struct jpki_conn {
     jpki_redis_round *round;
     const char *out;
     size_t out_len, sent;
-    char *req;                  /* the OCSP request */
+    char *req;                  /* the OCSP request, the sentinel query */
     jpki_ocsp_answer answer;
+    char *sbuf;                 /* a sentinel's answer, as read */
+    size_t slen;
+    jpki_sentinel_addr primary; /* ... the primary it named */
     int has_reason;
     char reason[512];
 };
@@ -249,6 +253,30 @@ jpki_err jpki_conn_ocsp(jpki_conn *c, const char *host, const char *path,
     return JPKI_OK;
 }
 
+jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master)
+{
+    size_t len;
+
+    if (c->kind != K_NONE)
+        return JPKI_ERR_INVALID;
+    c->req = malloc(128);
+    c->sbuf = malloc(JPKI_SENTINEL_ANSWER_MAX);
+    if (c->req == NULL || c->sbuf == NULL)
+        return JPKI_ERR_NOMEM;
+    len = jpki_sentinel_query(master, c->req, 128);
+    if (len == 0)
+        return JPKI_ERR_INVALID;
+    c->kind = K_SENTINEL;
+    exchange_start(c, c->req, len);
+    return JPKI_OK;
+}
+
+const jpki_sentinel_addr *jpki_conn_primary(const jpki_conn *c)
+{
+    return c->kind == K_SENTINEL && c->state == JPKI_CONN_DONE ? &c->primary
+                                                               : NULL;
+}
+
 const jpki_ocsp_answer *jpki_conn_answer(const jpki_conn *c)
 {
     return c->kind == K_HTTP && c->state == JPKI_CONN_DONE ? &c->answer
@@ -360,6 +388,20 @@ static ssize_t conn_read(jpki_conn *c, void *buf, size_t max)
     }
 }
 
+/* A write failed over TLS: the server's alert, if one came (a client
+ * certificate refused after the handshake, TLS 1.3), says more than the
+ * reset that followed it. */
+static void tls_alert(jpki_conn *c)
+{
+    char b[64], buf[256];
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_read(c->ssl, b, sizeof(b)) <= 0 && ERR_peek_last_error() != 0)
+        say(c, "%s TLS connection failed: %s", c->what,
+            tls_error(buf, sizeof(buf)));
+}
+
 static jpki_conn_state stage_send(jpki_conn *c)
 {
     char buf[256];
@@ -393,6 +435,7 @@ static jpki_conn_state stage_send(jpki_conn *c)
                     return JPKI_CONN_WANT_READ;
                 say(c, "%s send failed: %s", c->what,
                     tls_error(buf, sizeof(buf)));
+                tls_alert(c);
                 return conn_failed(c, 1);
             }
         }
@@ -429,8 +472,10 @@ static jpki_conn_state redis_end(jpki_conn *c, jpki_round_state st)
 
 static jpki_conn_state stage_recv_redis(jpki_conn *c)
 {
-    char buf[4096];
+    char buf[4096], tlsbuf[256];
     jpki_round_state st;
+    const char *more;
+    size_t len;
     ssize_t n;
 
     do {
@@ -441,9 +486,25 @@ static jpki_conn_state stage_recv_redis(jpki_conn *c)
         if (n > 0) {
             st = jpki_redis_round_feed(c->round, buf, (size_t)n);
         } else {
-            /* EOF or a reset: nothing more will come */
+            /* EOF or a reset: nothing more will come; over TLS, the
+             * server's alert says why (a client certificate refused) */
             c->io_error = 1;
             st = jpki_redis_round_eof(c->round);
+            if (n < 0 && c->ssl != NULL && ERR_peek_last_error() != 0) {
+                say(c, "%s TLS connection failed: %s", c->what,
+                    tls_error(tlsbuf, sizeof(tlsbuf)));
+                return conn_failed(c, 1);
+            }
+        }
+        /* ROLE said "master": the commands held go now */
+        more = st == JPKI_ROUND_MORE
+               ? jpki_redis_round_more_out(c->round, &len) : NULL;
+        if (more != NULL) {
+            c->out = more;
+            c->out_len = len;
+            c->sent = 0;
+            c->stage = ST_SEND;
+            return GO_ON;
         }
     } while (st == JPKI_ROUND_MORE);
     return redis_end(c, st);
@@ -483,6 +544,43 @@ static jpki_conn_state stage_recv_http(jpki_conn *c)
     }
 }
 
+/* A sentinel's answer, read until it is whole (at most
+ * JPKI_SENTINEL_ANSWER_MAX bytes). */
+static jpki_conn_state stage_recv_sentinel(jpki_conn *c)
+{
+    char why[128], buf[128];
+    ssize_t n;
+    int r;
+
+    for (;;) {
+        errno = 0;
+        n = conn_read(c, c->sbuf + c->slen,
+                      JPKI_SENTINEL_ANSWER_MAX - c->slen);
+        if (n == RD_WANT_READ || n == RD_WANT_WRITE)
+            return n == RD_WANT_READ ? JPKI_CONN_WANT_READ
+                                     : JPKI_CONN_WANT_WRITE;
+        if (n <= 0) {
+            say(c, "%s %s: %s", c->what, c->where, n == 0
+                ? "closed the connection before its answer"
+                : c->ssl != NULL ? tls_error(buf, sizeof(buf))
+                : strerror_r(errno, buf, sizeof(buf)));
+            return conn_failed(c, 1);
+        }
+        c->slen += (size_t)n;
+        r = jpki_sentinel_answer(c->sbuf, c->slen, &c->primary, why,
+                                 sizeof(why));
+        if (r < 0) {
+            say(c, "%s %s %s", c->what, c->where, why);
+            return conn_failed(c, 0);
+        }
+        if (r == 1) {
+            c->stage = ST_END;
+            c->unusable = 1;                  /* one query a connection */
+            return JPKI_CONN_DONE;
+        }
+    }
+}
+
 jpki_conn_state jpki_conn_step(jpki_conn *c)
 {
     jpki_conn_state st;
@@ -502,7 +600,8 @@ jpki_conn_state jpki_conn_step(jpki_conn *c)
             break;
         case ST_RECV:
             st = c->kind == K_REDIS ? stage_recv_redis(c)
-                                    : stage_recv_http(c);
+                 : c->kind == K_SENTINEL ? stage_recv_sentinel(c)
+                 : stage_recv_http(c);
             break;
         default:
             st = c->state;
@@ -570,6 +669,25 @@ int jpki_conn_retry(const jpki_conn *c, unsigned tries)
            && jpki_redis_round_retry(c->round, c->rounds > 1, tries);
 }
 
+int jpki_conn_rediscover(const jpki_conn *c)
+{
+    if (c->kind != K_REDIS)
+        return 0;
+    if (c->round != NULL && jpki_redis_round_not_primary(c->round))
+        return 1;
+    return c->state == JPKI_CONN_FAILED && (c->io_error || c->timed_out);
+}
+
+int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries)
+{
+    if (tries != 0 || c->kind != K_REDIS || c->timed_out)
+        return 0;
+    if (jpki_redis_round_not_primary(c->round))
+        return 1;
+    return c->state == JPKI_CONN_FAILED && c->io_error
+           && !jpki_redis_round_cmds_out(c->round);
+}
+
 int jpki_conn_idle(jpki_conn *c)
 {
     char b;
@@ -608,6 +726,7 @@ void jpki_conn_free(jpki_conn *c)
     jpki_redis_round_free(c->round);
     free(c->answer.buf);
     free(c->req);
+    free(c->sbuf);
     free(c->tls_name);
     free(c->what);
     free(c->where);

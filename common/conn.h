@@ -14,6 +14,7 @@
 #define JPKI_CONN_H
 
 #include "redis.h"
+#include "sentinel.h"
 
 #include <sys/socket.h>
 
@@ -57,6 +58,13 @@ jpki_err jpki_conn_ocsp(jpki_conn *c, const char *host, const char *path,
                         const uint8_t *body, size_t len);
 /* Once DONE: the responder's answer (status, body). */
 const jpki_ocsp_answer *jpki_conn_answer(const jpki_conn *c);
+/* A sentinel's query (the connection's one exchange): SENTINEL
+ * get-master-addr-by-name master.  A refusal (no such master, an error, a
+ * host that is no IP address, a malformed answer) FAILS with its
+ * sentence. */
+jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master);
+/* Once DONE: the primary the sentinel named. */
+const jpki_sentinel_addr *jpki_conn_primary(const jpki_conn *c);
 
 /* Goes as far as the socket lets it. */
 jpki_conn_state jpki_conn_step(jpki_conn *c);
@@ -87,6 +95,17 @@ int jpki_conn_keep(const jpki_conn *c, unsigned idle, unsigned max);
 int jpki_conn_retry(const jpki_conn *c, unsigned tries);
 #define JPKI_CONN_RETRY_MSG \
     "pooled redis connection lost, retrying on a new one"
+/* Whether a Redis connection to a primary named by sentinels says that
+ * the primary is gone or demoted, so that the process forgets it
+ * (jpki_sentinel_forget) and asks the sentinels again: it FAILED on the
+ * socket (refused, reset, closed) or timed out, or the server is not the
+ * primary (ROLE, -READONLY: then even a DONE round). */
+int jpki_conn_rediscover(const jpki_conn *c);
+/* Whether that round may be tried once more on the primary the sentinels
+ * name then (tries 0): none of its commands reached a primary (the
+ * connection failed before ROLE said "master", or a replica refused them
+ * -READONLY), and it did not time out (its time is spent). */
+int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries);
 /* Whether an idle (pooled) connection may still serve: nothing to read
  * and no EOF (Redis sends nothing unasked); checked when one is taken from
  * a pool and when an idle one becomes readable.  When not, the adapter

@@ -85,7 +85,10 @@
     X(JPKI_D_ADMIN_ALLOW, "jpki_admin_allow", "JPKIAdminAllow", 0,            \
       "the client addresses and networks the admin API answers [none]")     \
     X(JPKI_D_ENROLL_TTL, "jpki_enroll_ttl", "JPKIEnrollTTL", 1,              \
-      "how long an enrollment token can be redeemed, 5s..1h [10m]")
+      "how long an enrollment token can be redeemed, 5s..1h [10m]")          \
+    X(JPKI_D_STORE_OUTAGE, "jpki_store_outage", "JPKIStoreOutage", 1,         \
+      "closed or sessions: while Redis does not answer, a session whose "     \
+      "re-check is not due passes (sessions) or not [closed]")
 
 /* The name of directive id on server srv (for tests and messages). */
 const char *jpki_directive_name(jpki_server srv, jpki_directive_id id);

@@ -207,6 +207,12 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd);
 /* The bytes a RESP reader holds that no reply has taken yet (store.c):
  * after a round's last reply, anything is out of step. */
 size_t jpki_resp_reader_pending(const jpki_resp_reader *r);
+/* 1 once a reply was -READONLY (the server is a replica). */
+int jpki_resp_reader_readonly(const jpki_resp_reader *r);
+/* The next reply as ROLE's answer (sentinel.h: jpki_role_answer, an array
+ * taken here): 1 role filled ("master"...; "-<error>"), 0 more bytes
+ * needed, -1 malformed (the reader failed). */
+int jpki_resp_reader_role(jpki_resp_reader *r, char *role, size_t rolelen);
 
 /* Revocation reference of a checked certificate, and back (cert.c). */
 jpki_err jpki_cert_ref(const jpki_cert *c, uint8_t *ref, size_t max,

@@ -368,7 +368,14 @@ typedef struct {
     char admin_allow[512];
     uint8_t admin_token[32];
     unsigned admin_token_set;
+    /* what a store that does not answer does to a signed-in user's gated
+     * request (txn_session.c): JPKI_OUTAGE_CLOSED [default] 503, or
+     * JPKI_OUTAGE_SESSIONS: a session whose re-check is not due passes
+     * without reading the logout markers in the store */
+    unsigned store_outage;
 } jpki_policy;
+#define JPKI_OUTAGE_CLOSED   0u
+#define JPKI_OUTAGE_SESSIONS 1u
 #define JPKI_ACCOUNT_CERTS 12      /* certificates an account holds at most */
 #define JPKI_METHOD_TLS     1u     /* TLS client certificate (<prefix>/tls) */
 #define JPKI_METHOD_DEVICE  2u     /* a phone or desktop signer (QR code) */
@@ -923,6 +930,9 @@ const jpki_store_cmd *jpki_outsync_feed(jpki_outsync *o,
                                         const jpki_store_result *res,
                                         size_t n, int64_t now_ms,
                                         size_t *next_n);
+/* 1 while the poller's last poll failed (the store does not answer):
+ * jpki_txn_request.store_failing. */
+int jpki_outsync_failing(const jpki_outsync *o);
 /* The value of jpki_txn_request.local_since for a request at now_ms. */
 int64_t jpki_outsync_since(const jpki_outsync *o, int64_t now_ms);
 
@@ -1022,6 +1032,10 @@ typedef struct {
     jpki_shm *local;
     int shared_store;
     int64_t local_since;
+    /* the shared store is known not to answer (jpki_outsync_failing):
+     * with store_outage sessions, a session whose re-check is not due
+     * passes at once instead of waiting for the store to fail */
+    int store_failing;
     /* TLS_LOGIN: the certificate the client presented in the TLS handshake
      * (DER or PEM; NULL: none; a length of 0: a NUL-terminated PEM), and
      * the connection's protocol version
@@ -1108,6 +1122,9 @@ typedef struct {
     const char *cert_id;
     int64_t auth_time;
     int soft_pass;            /* passed under fail_open: audited */
+    int store_outage;         /* a gated request passed without its store
+                                 read: the store did not answer
+                                 (store_outage sessions) */
     unsigned retry_after;     /* seconds, for a Retry-After header (429,
                                  503 busy); 0: none */
     unsigned delay_ms;        /* hold the answer this long when holding it

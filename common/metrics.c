@@ -373,6 +373,12 @@ static void render_requests(jpki_prom *w, const jpki_metrics_area *m)
         jpki_prom_sample_u64(w, "jpki_session_rechecks_total", l,
                              ld(&m->rechecks[i]));
     }
+    jpki_prom_family(w, "jpki_store_outage_passes_total", "counter",
+                     "Gated requests passed on their sealed session alone "
+                     "while the store did not answer (jpki_store_outage "
+                     "sessions): logouts made elsewhere unseen.");
+    jpki_prom_sample_u64(w, "jpki_store_outage_passes_total", NULL,
+                         ld(&m->outage_passes));
     jpki_prom_family(w, "jpki_throttled_total", "counter", "Requests "
                      "refused by the throttle (429), by endpoint.");
     for (i = 0; i < JPKI_MT_N; i++) {

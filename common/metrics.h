@@ -71,6 +71,7 @@ typedef struct {
     uint64_t logins[JPKI_MM_N][JPKI__ERR_COUNT];
     uint64_t gated[JPKI__ERR_COUNT];
     uint64_t rechecks[JPKI_MC_N];
+    uint64_t outage_passes;        /* sessions passed, the store down */
     uint64_t throttled[JPKI_MT_N];
     uint64_t store[JPKI_MS_N][JPKI_MSR_N];
     jpki_metrics_hist store_time[JPKI_MS_N];

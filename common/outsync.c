@@ -316,3 +316,8 @@ int64_t jpki_outsync_since(const jpki_outsync *o, int64_t now_ms)
         return INT64_MAX;                  /* every session checks the store */
     return o->since;
 }
+
+int jpki_outsync_failing(const jpki_outsync *o)
+{
+    return o != NULL && o->failing;
+}

@@ -14,11 +14,13 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 /* fed to the reader in pieces of at most this much, each piece's replies
  * taken before the next: what the caller read at once may hold many */
 #define ROUND_PIECE 4096
+#define ROLE_CMD "*1\r\n$4\r\nROLE\r\n"
 
 struct jpki_redis_round {
     jpki_resp_reader *rd;
@@ -27,6 +29,12 @@ struct jpki_redis_round {
     size_t n;
     size_t got;                 /* command replies read */
     unsigned prelude;           /* AUTH/SELECT replies still due */
+    int role_due;               /* ROLE's reply due after them */
+    size_t held;                /* out[held..out_len): the commands, sent
+                                   once ROLE said "master" (0: none held) */
+    int cmds_out;               /* the commands' bytes were handed out */
+    int not_primary;            /* ROLE was not "master", or -READONLY */
+    char role_why[128];
     size_t received;            /* bytes fed in this round */
     jpki_round_state state;
     int unkept;                 /* out of step, or closed: not kept */
@@ -95,12 +103,22 @@ static jpki_err round_encode(jpki_redis_round *r, const jpki_redis_auth *auth,
     r->secret = auth != NULL && auth->password != NULL;
     r->out_len = 0;
     r->prelude = 0;
+    r->role_due = 0;
+    r->held = 0;
     if (auth != NULL) {
         max = jpki_redis_prelude_size(auth->user, auth->password);
         if (!out_room(r, max))
             return JPKI_ERR_NOMEM;
         r->out_len = jpki_redis_prelude(auth->user, auth->password, auth->db,
                                         r->out, max, &r->prelude);
+        if (auth->role) {
+            if (!out_room(r, sizeof(ROLE_CMD) - 1))
+                return JPKI_ERR_NOMEM;
+            memcpy(r->out + r->out_len, ROLE_CMD, sizeof(ROLE_CMD) - 1);
+            r->out_len += sizeof(ROLE_CMD) - 1;
+            r->role_due = 1;
+            r->held = r->out_len;
+        }
     }
     for (i = 0; i < n; i++) {
         if (jpki_store_cmd_to_resp(&cmds[i], &resp, &len) != JPKI_OK)
@@ -142,16 +160,35 @@ jpki_err jpki_redis_round_start(jpki_redis_round *r,
     r->unkept = 0;
     r->clean = 0;
     r->reason = NULL;
+    r->not_primary = 0;
+    r->cmds_out = 0;
     e = round_encode(r, auth, cmds, n);
     if (e != JPKI_OK)
         r->state = JPKI_ROUND_FAILED;
     return e;
 }
 
-const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len)
+const char *jpki_redis_round_out(jpki_redis_round *r, size_t *len)
 {
-    *len = r->out_len;
+    *len = r->held > 0 ? r->held : r->out_len;
+    r->cmds_out = r->held == 0;
     return r->out;
+}
+
+const char *jpki_redis_round_more_out(jpki_redis_round *r, size_t *len)
+{
+    *len = 0;
+    if (r->held == 0 || r->role_due || r->state != JPKI_ROUND_MORE)
+        return NULL;
+    *len = r->out_len - r->held;
+    r->held = 0;
+    r->cmds_out = 1;
+    return r->out + r->out_len - *len;
+}
+
+int jpki_redis_round_cmds_out(const jpki_redis_round *r)
+{
+    return r != NULL && r->cmds_out;
 }
 
 static jpki_round_state round_fail(jpki_redis_round *r, const char *reason)
@@ -161,9 +198,25 @@ static jpki_round_state round_fail(jpki_redis_round *r, const char *reason)
     return r->state;
 }
 
+/* ROLE did not say "master": a replica (or a sentinel), or ROLE refused
+ * (an ACL without +role). */
+static jpki_round_state role_refused(jpki_redis_round *r, const char *role)
+{
+    if (role[0] == '-') {
+        snprintf(r->role_why, sizeof(r->role_why), "ROLE refused (the "
+                 "user needs +role): %.60s", role + 1);
+    } else {
+        r->not_primary = 1;
+        snprintf(r->role_why, sizeof(r->role_why), "is not the primary "
+                 "(ROLE: %.20s): asking the sentinels again", role);
+    }
+    return round_fail(r, r->role_why);
+}
+
 /* Every complete reply fed so far: the prelude's, then the commands'. */
 static jpki_round_state round_take(jpki_redis_round *r)
 {
+    char role[80];
     jpki_store_cmd ok_cmd;
     jpki_store_result pr;
     int next;
@@ -179,9 +232,27 @@ static jpki_round_state round_take(jpki_redis_round *r)
                 r->prelude--;
                 continue;
             }
+        } else if (r->role_due) {
+            next = jpki_resp_reader_role(r->rd, role, sizeof(role));
+            if (next == 1 && strcmp(role, "master") != 0)
+                return role_refused(r, role);
+            if (next == 1) {
+                r->role_due = 0;
+                /* the commands go now (jpki_redis_round_more_out) */
+                if (r->held > 0)
+                    return JPKI_ROUND_MORE;
+                continue;
+            }
         } else if (r->got < r->n) {
             next = jpki_resp_reader_next(r->rd, &r->cmds[r->got],
                                          &r->res[r->got]);
+            if (next == 1 && jpki_resp_reader_readonly(r->rd)
+                && !r->not_primary) {
+                r->not_primary = 1;
+                r->unkept = 1;
+                r->reason = "is not the primary (-READONLY): asking the "
+                            "sentinels again";
+            }
             if (next == 1) {
                 r->got++;
                 continue;
@@ -250,6 +321,11 @@ jpki_round_state jpki_redis_round_eof(jpki_redis_round *r)
 const char *jpki_redis_round_reason(const jpki_redis_round *r)
 {
     return r->reason;
+}
+
+int jpki_redis_round_not_primary(const jpki_redis_round *r)
+{
+    return r != NULL && r->not_primary;
 }
 
 int jpki_redis_round_keep(const jpki_redis_round *r)
@@ -365,6 +441,46 @@ jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
     }
     *out = ctx;
     return JPKI_OK;
+}
+
+/* An encrypted key is refused, never asked for on a terminal. */
+static int no_passphrase(char *buf, int size, int rw, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rw;
+    (void)u;
+    return 0;
+}
+
+jpki_err jpki_tls_client_cert(SSL_CTX *ctx, const char *cert,
+                              const char *key, char *err, size_t errlen)
+{
+    const char *why = NULL, *file = key, *hint = "";
+    EVP_PKEY *pk = NULL;
+    BIO *b = NULL;
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        why = "cannot load tls_cert";
+        file = cert;
+        hint = " (PEM certificate, then its chain)";
+    } else if ((b = BIO_new_file(key, "r")) == NULL
+               || (pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase,
+                                                NULL)) == NULL) {
+        why = "cannot load tls_key";
+        hint = " (PEM key, not encrypted)";
+    } else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), pk)
+                   != 1
+               || SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
+        why = "tls_key is not the key of tls_cert:";
+    }
+    EVP_PKEY_free(pk);
+    BIO_free(b);
+    ERR_clear_error();
+    if (why == NULL)
+        return JPKI_OK;
+    jpki_set_detail(err, errlen, "%s \"%.512s\"%s", why, file, hint);
+    return JPKI_ERR_INVALID;
 }
 
 int jpki_tls_hello_hold12(SSL *s, int *al, void *arg)

@@ -19,6 +19,9 @@ typedef struct {
     const char *user;           /* NULL: none */
     const char *password;       /* NULL: no AUTH */
     unsigned db;
+    int role;                   /* 1 (a primary named by sentinels): ROLE
+                                   after them, whose answer must be
+                                   "master" */
 } jpki_redis_auth;
 
 typedef enum {
@@ -37,7 +40,9 @@ void jpki_redis_round_free(jpki_redis_round *r);
 
 /* Starts a round: on a new connection (auth not NULL) its AUTH/SELECT
  * replies are due first, each of which must be OK ("AUTH or SELECT
- * refused"); then one reply per command, written to res[i] (res and cmds
+ * refused"), then with auth->role ROLE's, which must say "master" ("is
+ * not the primary (ROLE: slave)", "ROLE refused: <error>"); then one reply
+ * per command, written to res[i] (res and cmds
  * must live until the round ends).  1 <= n <= JPKI_STORE_BATCH_MAX.
  * JPKI_OK, or an error when the commands cannot be encoded. */
 jpki_err jpki_redis_round_start(jpki_redis_round *r,
@@ -45,8 +50,14 @@ jpki_err jpki_redis_round_start(jpki_redis_round *r,
                                 const jpki_store_cmd *cmds, size_t n,
                                 jpki_store_result *res);
 /* The bytes to send: the prelude (on a new connection) and the commands,
- * pipelined. */
-const char *jpki_redis_round_out(const jpki_redis_round *r, size_t *len);
+ * pipelined; with auth->role the prelude alone, the commands held until
+ * ROLE said "master". */
+const char *jpki_redis_round_out(jpki_redis_round *r, size_t *len);
+/* The commands held, once ROLE said "master" (then MORE is fed back):
+ * the bytes to send now; NULL when nothing is to be sent (once). */
+const char *jpki_redis_round_more_out(jpki_redis_round *r, size_t *len);
+/* 1 once the commands' bytes were handed out to be sent. */
+int jpki_redis_round_cmds_out(const jpki_redis_round *r);
 
 /* len bytes read from the connection (any piece size).  A reply beyond
  * the round's is out of step: the round is DONE (the results stand) but
@@ -61,8 +72,13 @@ jpki_round_state jpki_redis_round_eof(jpki_redis_round *r);
  * wrong.  The adapter logs "jpki: redis <reason>". */
 const char *jpki_redis_round_reason(const jpki_redis_round *r);
 
+/* 1 when the server is not (or no longer) the primary: ROLE did not say
+ * "master", or a command was answered -READONLY (a replica). */
+int jpki_redis_round_not_primary(const jpki_redis_round *r);
+
 /* Whether the connection may go back to the pool: the round is DONE,
- * nothing came beyond its replies, and the peer did not close. */
+ * nothing came beyond its replies, no -READONLY, and the peer did not
+ * close. */
 int jpki_redis_round_keep(const jpki_redis_round *r);
 /* Whether a round whose connection failed (closed, reset, a send refused;
  * not a timeout) may be tried once more on a new connection: the
@@ -101,6 +117,12 @@ jpki_err jpki_tls_client_ctx(const char *ca, SSL_CTX **out, char *err,
  * it (the card signs only PKCS#1 v1.5, which TLS 1.3's CertificateVerify
  * refuses); one that offers only TLS 1.3 goes on, and its login is told
  * why (tls_version). */
+/* The client certificate (PEM file cert, its chain after it) and its key
+ * (PEM file key, not encrypted) that ctx presents to servers that ask
+ * for one; both absolute.  err: why not (a file does not load, the key
+ * is not the certificate's). */
+jpki_err jpki_tls_client_cert(SSL_CTX *ctx, const char *cert,
+                              const char *key, char *err, size_t errlen);
 int jpki_tls_hello_hold12(SSL *s, int *al, void *arg);
 int jpki_x509_names_host(X509 *cert, const char *name);
 

@@ -206,6 +206,7 @@ jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
     s->auth.user = st->user[0] ? st->user : NULL;
     s->auth.password = st->password[0] ? st->password : NULL;
     s->auth.db = st->db > 0 ? (unsigned)st->db : 0;
+    s->auth.role = st->n_sentinels > 0;
     e = site_audit(s, err, errlen);
     if (e != JPKI_OK)
         goto failed;

@@ -183,6 +183,38 @@ static jpki_err set_issuer(jpki_siteconf *sc, int argc,
     return JPKI_OK;
 }
 
+/* password_file= (from the server's root) read into sp->password. */
+static jpki_err store_password(jpki_store_spec *sp, const jpki_sc_env *env,
+                               char *err, size_t errlen)
+{
+    char *path = NULL;
+    jpki_err e = abs_file(env, sp->password_file, &path, err, errlen);
+
+    if (e == JPKI_OK)
+        e = jpki_conf_password_file(path, sp->password, sizeof(sp->password),
+                                    err, errlen);
+    free(path);
+    return e;
+}
+
+/* tls_cert= and tls_key= (from the server's root) into the context. */
+static jpki_err store_client_cert(jpki_siteconf *sc,
+                                  const jpki_store_spec *sp,
+                                  const jpki_sc_env *env, char *err,
+                                  size_t errlen)
+{
+    char *cert = NULL, *key = NULL;
+    jpki_err e = abs_file(env, sp->tls_cert, &cert, err, errlen);
+
+    if (e == JPKI_OK)
+        e = abs_file(env, sp->tls_key, &key, err, errlen);
+    if (e == JPKI_OK)
+        e = jpki_tls_client_cert(sc->tls, cert, key, err, errlen);
+    free(cert);
+    free(key);
+    return e;
+}
+
 static jpki_err set_store(jpki_siteconf *sc, int argc,
                           const char *const *argv, const jpki_sc_env *env,
                           char *err, size_t errlen)
@@ -198,14 +230,23 @@ static jpki_err set_store(jpki_siteconf *sc, int argc,
     e = jpki_conf_store(argc, argv, sp, err, errlen);
     if (e == JPKI_OK && sp->warning[0] && env != NULL && env->warn != NULL)
         env->warn(env->ud, sp->warning);
+    /* the password of password_file=, read now (never written in the
+     * configuration itself) */
+    if (e == JPKI_OK && sp->password_file[0])
+        e = store_password(sp, env, err, errlen);
     /* the CA file of tls_ca= from the server's root, loaded now: the
-     * context the site's Redis connections use */
+     * context the site's Redis connections use (with the client
+     * certificate of tls_cert= and tls_key=) */
     if (e == JPKI_OK && sp->tls) {
         e = abs_file(env, sp->tls_ca, &sc->tls_ca, err, errlen);
         if (e == JPKI_OK)
             e = jpki_tls_client_ctx(sc->tls_ca, &sc->tls, err, errlen);
+        if (e == JPKI_OK && sp->tls_cert[0])
+            e = store_client_cert(sc, sp, env, err, errlen);
     }
     if (e != JPKI_OK) {
+        SSL_CTX_free(sc->tls);
+        sc->tls = NULL;
         OPENSSL_cleanse(sp, sizeof(*sp));
         free(sp);
         free(sc->tls_ca);

@@ -7,6 +7,7 @@
  * are printable ASCII without spaces.
  */
 #include "internal.h"
+#include "sentinel.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -293,6 +294,7 @@ struct jpki_resp_reader {
     redisReader *rd;
     size_t scanned;     /* line search position, from rd->pos */
     int failed;
+    int readonly;       /* a reply was -READONLY (a replica) */
 };
 
 jpki_resp_reader *jpki_resp_reader_new(void)
@@ -474,7 +476,39 @@ int jpki_resp_reader_next(jpki_resp_reader *r, const jpki_store_cmd *cmd,
         return -1;
     }
     r->scanned = 0;
+    if (((redisReply *)reply)->type == REDIS_REPLY_ERROR
+        && ((redisReply *)reply)->len >= 8
+        && memcmp(((redisReply *)reply)->str, "READONLY", 8) == 0)
+        r->readonly = 1;
     jpki_store_result_from_redis(cmd, reply, res);
     freeReplyObject(reply);
+    return 1;
+}
+
+int jpki_resp_reader_readonly(const jpki_resp_reader *r)
+{
+    return r != NULL && r->readonly;
+}
+
+int jpki_resp_reader_role(jpki_resp_reader *r, char *role, size_t rolelen)
+{
+    void *reply = NULL;
+    size_t used;
+    int rc;
+
+    if (r == NULL || r->failed)
+        return -1;
+    rc = jpki_role_answer(r->rd->buf + r->rd->pos, pending(r), &used, role,
+                          rolelen);
+    if (rc == 0)
+        return 0;
+    if (rc < 0 || redisReaderGetReply(r->rd, &reply) != REDIS_OK
+        || reply == NULL) {
+        freeReplyObject(reply);
+        r->failed = 1;
+        return -1;
+    }
+    freeReplyObject(reply);
+    r->scanned = 0;
     return 1;
 }

@@ -470,6 +470,8 @@ void jpki_txn_feed_store(jpki_txn *t, const jpki_store_result *res, size_t n)
         txn_rev_next(t);                    /* the next method, or unavailable */
         return;
     }
+    if (st == T_CHECK_STORE && txn_check_outage(t, res, n))
+        return;
     if (res == NULL || n != t->n_cmds) {
         if (st == T_REV_PUT || st == T_SOFT_PUT || st == T_FAIL_PUT
             || st == T_FLOW_NOTE) {

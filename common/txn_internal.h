@@ -58,6 +58,8 @@ struct jpki_txn {
     jpki_session s;
     int have_session;
     int rechecked;
+    int outage_pass;        /* the store's markers are read, but its
+                               failure passes (store_outage sessions) */
     char account_id[JPKI_ACCOUNT_ID_HEX_LEN + 1];
     /* login: the throttle, and what the first batch read */
     char peer_id[17];
@@ -205,6 +207,9 @@ void txn_device_ended(jpki_txn *t);
 void txn_check_success(jpki_txn *t);
 void txn_check_begin(jpki_txn *t);
 void txn_check_stored(jpki_txn *t, const jpki_store_result *r);
+/* The store failed (res NULL: timed out) under a session's read of its
+ * markers: 1 when the location's store_outage lets it pass (done). */
+int txn_check_outage(jpki_txn *t, const jpki_store_result *res, size_t n);
 void txn_logout_begin(jpki_txn *t);
 void txn_logout_stored(jpki_txn *t, const jpki_store_result *r);
 void txn_logout_logged(jpki_txn *t, const jpki_store_result *r);

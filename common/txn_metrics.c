@@ -113,6 +113,8 @@ void txn_metrics_finish(jpki_txn *t, jpki_err e)
             jpki_metrics_add(&m->gated[e], 1);
         if (t->rechecked)
             jpki_metrics_add(&m->rechecks[jpki_metrics_class(e)], 1);
+        if (e == JPKI_OK && t->v.store_outage)
+            jpki_metrics_add(&m->outage_passes, 1);
         break;
     default:
         break;

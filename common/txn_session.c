@@ -97,20 +97,52 @@ static int local_logged_out(jpki_txn *t)
     return logged_out(t, r);
 }
 
-/* Whether a session must be checked in the store now. */
-static int recheck_due(const jpki_txn *t)
+/* Whether a session must be checked in the store now because its own
+ * re-check is due: the interval passed, or it passed under fail_open. */
+static int recheck_own_due(const jpki_txn *t)
+{
+    return t->req.now - t->s.rev_checked >= (int64_t)t->pol->recheck_interval
+           || (t->s.flags & JPKI_SESSION_F_SOFT_PASS);
+}
+
+/* Whether the node's mirror cannot vouch for a session's logouts: it
+ * holds the logouts of other nodes since local_since, each for
+ * JPKI_OUTLOG_TTL, and a session checked before either reads the markers
+ * in the store. */
+static int mirror_due(const jpki_txn *t)
 {
     int64_t since = t->s.rev_checked;
 
-    if (t->req.now - since >= (int64_t)t->pol->recheck_interval
-        || (t->s.flags & JPKI_SESSION_F_SOFT_PASS))
-        return 1;
-    /* a mirror holds the logouts of other nodes since local_since, each
-     * for JPKI_OUTLOG_TTL: a session checked before either reads the
-     * markers in the store */
     return t->req.shared_store && t->req.local != NULL
            && (since < t->req.local_since
                || t->req.now - since >= JPKI_OUTLOG_TTL);
+}
+
+/* store_outage sessions: a session whose own re-check is not due, sent to
+ * the store only for its logout markers (the mirror cannot vouch: the
+ * store does not answer, or its log was not read lately), passes when the
+ * store fails.  A logout made on another node meanwhile is not seen until
+ * the store answers again or the re-check falls due: the interval bounds
+ * it.  Logins, logouts and due re-checks still need the store. */
+static int outage_may_pass(const jpki_txn *t)
+{
+    return t->pol->store_outage == JPKI_OUTAGE_SESSIONS
+           && t->req.op == JPKI_OP_CHECK && !recheck_own_due(t);
+}
+
+int txn_check_outage(jpki_txn *t, const jpki_store_result *res, size_t n)
+{
+    size_t i;
+    int failed = res == NULL || n != t->n_cmds;
+
+    for (i = 0; !failed && i < n; i++)
+        failed = txn_failed(&res[i]);
+    if (!t->outage_pass || !failed)
+        return 0;
+    t->rechecked = 0;                   /* its rev_checked stays */
+    t->v.store_outage = 1;
+    txn_check_success(t);
+    return 1;
 }
 
 void txn_check_begin(jpki_txn *t)
@@ -138,7 +170,15 @@ void txn_check_begin(jpki_txn *t)
         txn_unauthenticated(t, JPKI_ERR_SESSION_LOGGED_OUT);
         return;
     }
-    if (!recheck_due(t)) {
+    if (!recheck_own_due(t) && !mirror_due(t)) {
+        txn_check_success(t);
+        return;
+    }
+    t->outage_pass = outage_may_pass(t);
+    if (t->outage_pass && t->req.store_failing) {
+        /* the store is known not to answer (the logout log's poller
+         * failed): no wait for it */
+        t->v.store_outage = 1;
         txn_check_success(t);
         return;
     }

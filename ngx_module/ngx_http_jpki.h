@@ -20,6 +20,7 @@
 #include "watch.h"
 #include "allow.h"
 #include "shared.h"
+#include "sentinel.h"
 
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
@@ -57,6 +58,13 @@ struct ngx_http_jpki_main_conf_s {
     ngx_uint_t                 logins;        /* being verified, this worker */
 
     ngx_url_t                  redis;
+    /* sentinel=: the sentinels' addresses (resolved at configuration),
+     * and this worker's record of the primary they name */
+    ngx_url_t                 *sentinels;
+    ngx_uint_t                 nsentinels;
+    jpki_sentinel             *sentinel;      /* per worker */
+    ngx_uint_t                 sentinel_asking;  /* a discovery under way */
+    ngx_http_jpki_io_t        *sentinel_waiters; /* rounds waiting for it */
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;
     ngx_msec_t                 ocsp_timeout;

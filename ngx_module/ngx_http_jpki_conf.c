@@ -234,6 +234,50 @@ ngx_http_jpki_conf_zone(ngx_conf_t *cf, const char *name, size_t size)
 }
 
 
+/* The sentinels' addresses (sentinel=), resolved now: the primary's is
+ * an IP address they send (common/sentinel.c), no name to resolve. */
+static ngx_int_t
+ngx_http_jpki_sentinels_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
+    const jpki_store_spec *spec)
+{
+    ngx_url_t   *u;
+    ngx_uint_t   i;
+    u_char       buf[300], *end;
+
+    jmcf->sentinels = ngx_pcalloc(cf->pool,
+                                  spec->n_sentinels * sizeof(ngx_url_t));
+    if (jmcf->sentinels == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < spec->n_sentinels; i++) {
+        u = &jmcf->sentinels[i];
+        end = ngx_snprintf(buf, sizeof(buf),
+                           ngx_strchr(spec->sentinels[i].host, ':')
+                           ? "[%s]:%ui" : "%s:%ui",
+                           spec->sentinels[i].host,
+                           (ngx_uint_t) spec->sentinels[i].port);
+        u->url.len = end - buf;
+        u->url.data = ngx_pnalloc(cf->pool, u->url.len);
+        if (u->url.data == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(u->url.data, buf, u->url.len);
+        u->default_port = JPKI_CONF_SENTINEL_PORT;
+
+        if (ngx_parse_url(cf->pool, u) != NGX_OK || u->naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "jpki: sentinel "
+                               "address \"%V\": %s", &u->url,
+                               u->err ? u->err : "does not resolve");
+            return NGX_ERROR;
+        }
+    }
+
+    jmcf->nsentinels = spec->n_sentinels;
+    return NGX_OK;
+}
+
+
 /* The store's zones: the embedded store's, or Redis's address resolved
  * and the node's table of logouts (one per Redis server and db, shared by
  * the sites on it: a marker is keyed by a cert_id of one secret). */
@@ -254,6 +298,13 @@ ngx_http_jpki_store_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
     }
 #endif
 
+    if (spec->n_sentinels > 0) {
+        if (ngx_http_jpki_sentinels_conf(cf, jmcf, spec) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+        goto mirror;
+    }
+
     jmcf->redis.url.len = ngx_strlen(spec->addr);
     jmcf->redis.url.data = (u_char *) spec->addr;
     jmcf->redis.url.data = ngx_pstrdup(cf->pool, &jmcf->redis.url);
@@ -269,6 +320,8 @@ ngx_http_jpki_store_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf)
                                            : "does not resolve");
         return NGX_CONF_ERROR;
     }
+
+mirror:
 
     ngx_snprintf(name, sizeof(name) - 1, "jpki_logouts:%s:%d%Z", spec->addr,
                  spec->db);

@@ -36,6 +36,9 @@ struct ngx_http_jpki_io_s {
     size_t                         n;
     ngx_uint_t                     retried;
     ngx_http_jpki_main_conf_t     *jmcf;
+    ngx_uint_t                     asked;       /* sentinels asked */
+    ngx_uint_t                     start;       /* ... from this one */
+    ngx_int_t                      sentinel;    /* the one asked now */
 
     /* OCSP: the flight's other waiters */
     ngx_http_jpki_io_t            *next_waiter;
@@ -52,6 +55,10 @@ struct ngx_http_jpki_peer_s {
     void                          *data;        /* its io, or its flight */
     ngx_http_jpki_main_conf_t     *jmcf;
     ngx_msec_t                     timeout;     /* the exchange's */
+    ngx_uint_t                     gen;         /* the primary's (sentinel) */
+    struct sockaddr_storage        sa;          /* its address, copied */
+    ngx_str_t                      name;
+    u_char                         name_buf[128];
     ngx_uint_t                     timed;       /* the exchange's deadline */
     ngx_event_t                    deadline;
     ngx_log_t                      log;
@@ -88,12 +95,12 @@ static void ngx_http_jpki_peer_handler(ngx_event_t *ev);
 static void ngx_http_jpki_peer_timeout(ngx_event_t *ev);
 
 
-/* A connection to u's first address (what: the peer in messages, where:
- * its address as configured), handed to the core connected or
- * connecting. */
+/* A connection to sa (name: its address for nginx's messages; what: the
+ * peer in the core's messages, where: its address as configured), handed
+ * to the core connected or connecting. */
 static ngx_http_jpki_peer_t *
-ngx_http_jpki_peer_open(ngx_url_t *u, const char *what, const char *where,
-    ngx_log_t *log)
+ngx_http_jpki_peer_open(struct sockaddr *sa, socklen_t socklen,
+    ngx_str_t *name, const char *what, const char *where, ngx_log_t *log)
 {
     ngx_http_jpki_peer_t  *p;
     ngx_connection_t      *c;
@@ -109,9 +116,18 @@ ngx_http_jpki_peer_open(ngx_url_t *u, const char *what, const char *where,
     p->deadline.data = p;
     p->deadline.log = &p->log;
 
-    p->pc.sockaddr = u->addrs[0].sockaddr;
-    p->pc.socklen = u->addrs[0].socklen;
-    p->pc.name = &u->addrs[0].name;
+    if (socklen > (socklen_t) sizeof(p->sa)) {
+        ngx_free(p);
+        return NULL;
+    }
+    ngx_memcpy(&p->sa, sa, socklen);
+    p->name.data = p->name_buf;
+    p->name.len = ngx_min(name->len, sizeof(p->name_buf));
+    ngx_memcpy(p->name_buf, name->data, p->name.len);
+
+    p->pc.sockaddr = (struct sockaddr *) &p->sa;
+    p->pc.socklen = socklen;
+    p->pc.name = &p->name;
     p->pc.get = ngx_event_get_peer;
     p->pc.log = &p->log;
     p->pc.log_error = NGX_ERROR_ERR;
@@ -141,6 +157,16 @@ failed:
 
     ngx_free(p);
     return NULL;
+}
+
+
+/* The same to u's first address. */
+static ngx_http_jpki_peer_t *
+ngx_http_jpki_peer_open_url(ngx_url_t *u, const char *what,
+    const char *where, ngx_log_t *log)
+{
+    return ngx_http_jpki_peer_open(u->addrs[0].sockaddr, u->addrs[0].socklen,
+                                   &u->addrs[0].name, what, where, log);
 }
 
 
@@ -251,6 +277,8 @@ ngx_http_jpki_peer_timeout(ngx_event_t *ev)
 
 static ngx_int_t ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io,
     ngx_log_t *log);
+static void ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_peer_t *p);
 
 
 /* An idle connection has nothing to read: EOF or garbage closes it (over
@@ -322,6 +350,24 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
         ngx_log_error(NGX_LOG_ERR, c->log, 0, "jpki: %s", why);
     }
 
+    /* sentinels: the primary gone or demoted (the core's rule) is
+     * forgotten, its pooled connections dropped; the round goes once to
+     * the primary the sentinels name now when none of its commands
+     * reached a primary */
+    if (jmcf->sentinel != NULL && jpki_conn_rediscover(p->conn)) {
+        ngx_http_jpki_forget_primary(jmcf, p);
+        if (io->data != NULL && jpki_conn_retry_primary(p->conn, io->retried))
+        {
+            io->retried = 1;
+            io->asked = 0;
+            ngx_http_jpki_peer_close(p);
+            if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
+                ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
+            }
+            return;
+        }
+    }
+
     /* a pooled connection Redis closed meanwhile (a restart): once more
      * on a fresh connection (the core's rule), whose completion is never
      * delivered from within */
@@ -341,6 +387,8 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     /* no keepalive while the worker is exiting: an idle connection left
      * open makes it log "open socket left" alerts */
     if (!ngx_exiting && !ngx_terminate
+        && (jmcf->sentinel == NULL
+            || p->gen == jpki_sentinel_gen(jmcf->sentinel))
         && jpki_conn_keep(p->conn, jmcf->redis_nidle,
                           jpki_site_store(jmcf->js)->keepalive))
     {
@@ -358,16 +406,11 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
 }
 
 
-/* A pooled connection of the site, or NULL.  Not checked again here: its
- * idle handler closes it as soon as it becomes readable, and one that died
- * unnoticed fails its round, which is then tried once more (the core's
- * retry rule). */
+/* The first idle connection of the site taken from its pool, or NULL. */
 static ngx_http_jpki_peer_t *
-ngx_http_jpki_redis_pooled(ngx_http_jpki_main_conf_t *jmcf)
+ngx_http_jpki_redis_pop(ngx_http_jpki_main_conf_t *jmcf)
 {
-    ngx_queue_t           *q;
-    ngx_http_jpki_peer_t  *p;
-    ngx_connection_t      *c;
+    ngx_queue_t  *q;
 
     if (ngx_queue_empty(&jmcf->redis_idle)) {
         return NULL;
@@ -376,31 +419,170 @@ ngx_http_jpki_redis_pooled(ngx_http_jpki_main_conf_t *jmcf)
     q = ngx_queue_head(&jmcf->redis_idle);
     ngx_queue_remove(q);
     jmcf->redis_nidle--;
-    p = ngx_queue_data(q, ngx_http_jpki_peer_t, queue);
+    return ngx_queue_data(q, ngx_http_jpki_peer_t, queue);
+}
 
-    c = p->pc.connection;
-    c->idle = 0;
-    c->read->handler = ngx_http_jpki_peer_handler;
-    c->write->handler = ngx_http_jpki_peer_handler;
+
+/* A pooled connection of the site, or NULL.  Not checked again here: its
+ * idle handler closes it as soon as it becomes readable, and one that died
+ * unnoticed fails its round, which is then tried once more (the core's
+ * retry rule).  With sentinels, one of an older primary is closed. */
+static ngx_http_jpki_peer_t *
+ngx_http_jpki_redis_pooled(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_peer_t  *p;
+    ngx_connection_t      *c;
+
+    while ((p = ngx_http_jpki_redis_pop(jmcf)) != NULL) {
+        if (jmcf->sentinel != NULL
+            && p->gen != jpki_sentinel_gen(jmcf->sentinel))
+        {
+            ngx_http_jpki_peer_close(p);
+            continue;
+        }
+
+        c = p->pc.connection;
+        c->idle = 0;
+        c->read->handler = ngx_http_jpki_peer_handler;
+        c->write->handler = ngx_http_jpki_peer_handler;
+
+        return p;
+    }
+
+    return NULL;
+}
+
+
+/* The pooled connections closed (the primary changed). */
+static void
+ngx_http_jpki_redis_drop_idle(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_peer_t  *p;
+
+    while ((p = ngx_http_jpki_redis_pop(jmcf)) != NULL) {
+        ngx_http_jpki_peer_close(p);
+    }
+}
+
+
+/* p's round says the primary is gone or demoted: forgotten (once per
+ * generation), its pooled connections closed. */
+static void
+ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_peer_t *p)
+{
+    if (jpki_sentinel_forget(jmcf->sentinel, p->gen)) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "jpki: redis primary "
+                      "%V of \"%s\" lost: asking the sentinels again",
+                      &p->name, jpki_site_store(jmcf->js)->master);
+        ngx_http_jpki_redis_drop_idle(jmcf);
+    }
+}
+
+
+/* TLS on a new connection (tls_ca=): the handshake, then the server's
+ * chain and name (tls_name=, else name: the address it is reached at). */
+static ngx_int_t
+ngx_http_jpki_redis_tls(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_peer_t *p, const char *name)
+{
+    const jpki_store_spec  *spec = jpki_site_store(jmcf->js);
+    SSL_CTX                *tls = jpki_site_redis_tls(jmcf->js);
+
+    if (tls == NULL) {
+        return NGX_OK;
+    }
+
+    return jpki_conn_tls(p->conn, tls, spec->tls_name[0] ? spec->tls_name
+                                                         : name)
+           == JPKI_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+/* A new connection to the primary the sentinels named, or NULL (none is
+ * known: *ask). */
+static ngx_http_jpki_peer_t *
+ngx_http_jpki_primary_open(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
+    ngx_uint_t *ask)
+{
+    const struct sockaddr  *sa;
+    ngx_http_jpki_peer_t   *p;
+    const char             *where;
+    socklen_t               len;
+    unsigned                gen;
+    ngx_str_t               name;
+
+    sa = jpki_sentinel_primary(jmcf->sentinel, &len, &where, &gen);
+    if (sa == NULL) {
+        *ask = 1;
+        return NULL;
+    }
+
+    name.data = (u_char *) where;
+    name.len = ngx_strlen(where);
+    p = ngx_http_jpki_peer_open((struct sockaddr *) sa, len, &name, "redis",
+                                where, log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p->gen = gen;
+    p->jmcf = jmcf;
+
+    /* the certificate names the address (no SNI), or tls_name= */
+    if (ngx_http_jpki_redis_tls(jmcf, p, jpki_sentinel_host(jmcf->sentinel))
+        != NGX_OK)
+    {
+        ngx_http_jpki_peer_close(p);
+        return NULL;
+    }
 
     return p;
 }
 
 
+static ngx_int_t ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io,
+    ngx_log_t *log);
+
+
 /* Sends io's commands on a pooled or new connection (a new one's with the
- * AUTH/SELECT prelude, written by the core). */
+ * AUTH/SELECT prelude, written by the core; with sentinels, ROLE, and the
+ * sentinels asked first when no primary is known). */
 static ngx_int_t
 ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t  *jmcf = io->jmcf;
     ngx_http_jpki_peer_t       *p;
-    SSL_CTX                    *tls = jpki_site_redis_tls(jmcf->js);
+    ngx_uint_t                  ask = 0;
 
     p = ngx_http_jpki_redis_pooled(jmcf);
 
-    if (p == NULL) {
-        p = ngx_http_jpki_peer_open(&jmcf->redis, "redis",
-                                    jpki_site_store(jmcf->js)->addr, log);
+    if (p == NULL && jmcf->sentinel != NULL) {
+        p = ngx_http_jpki_primary_open(jmcf, log, &ask);
+        if (ask && jmcf->sentinel_asking) {
+            /* one discovery at a time in a worker: this round waits for
+             * the one under way */
+            io->next_waiter = jmcf->sentinel_waiters;
+            jmcf->sentinel_waiters = io;
+            return NGX_AGAIN;
+        }
+        if (ask) {
+            io->asked = 0;
+            if (ngx_http_jpki_sentinel_ask(io, log) != NGX_AGAIN) {
+                return NGX_ERROR;
+            }
+            jmcf->sentinel_asking = 1;
+            return NGX_AGAIN;
+        }
+        if (p == NULL) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to "
+                          "the redis primary");
+            return NGX_ERROR;
+        }
+
+    } else if (p == NULL) {
+        p = ngx_http_jpki_peer_open_url(&jmcf->redis, "redis",
+                                        jpki_site_store(jmcf->js)->addr, log);
         if (p == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: cannot connect to redis");
             return NGX_ERROR;
@@ -408,12 +590,7 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 
         p->jmcf = jmcf;
 
-        /* the core's TLS (tls_ca=): the handshake, then the server's chain
-         * and name (tls_name=) */
-        if (tls != NULL
-            && jpki_conn_tls(p->conn, tls, jpki_site_store(jmcf->js)->tls_name)
-               != JPKI_OK)
-        {
+        if (ngx_http_jpki_redis_tls(jmcf, p, NULL) != NGX_OK) {
             ngx_http_jpki_peer_close(p);
             return NGX_ERROR;
         }
@@ -431,6 +608,141 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
                              jmcf->redis_timeout, ngx_http_jpki_redis_end, io);
 
     return NGX_AGAIN;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Sentinels                                                           */
+/* ------------------------------------------------------------------ */
+
+static void ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p);
+
+
+/* Asks the next sentinel (the core's order) for the primary: a round like
+ * Redis's, within the same deadlines.  NGX_ERROR once each was asked. */
+static ngx_int_t
+ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
+{
+    ngx_http_jpki_main_conf_t  *jmcf = io->jmcf;
+    const jpki_store_spec      *spec = jpki_site_store(jmcf->js);
+    ngx_http_jpki_peer_t       *p;
+    ngx_url_t                  *u;
+    ngx_int_t                   i;
+    char                        where[300];
+
+    if (io->asked == 0) {
+        io->start = jpki_sentinel_start(jmcf->sentinel);
+    }
+
+    for ( ;; ) {
+        i = jpki_sentinel_pick(jmcf->sentinel, io->start, io->asked);
+        if (i < 0) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: no sentinel named the "
+                          "redis primary of \"%s\"", spec->master);
+            return NGX_ERROR;
+        }
+        io->asked++;
+        io->sentinel = i;
+
+        u = &jmcf->sentinels[i];
+        ngx_cpystrn((u_char *) where, u->url.data,
+                    ngx_min(u->url.len + 1, sizeof(where)));
+        p = ngx_http_jpki_peer_open_url(u, "redis sentinel", where, log);
+        if (p == NULL) {
+            jpki_sentinel_skip(jmcf->sentinel, i);
+            continue;
+        }
+
+        p->jmcf = jmcf;
+
+        if (ngx_http_jpki_redis_tls(jmcf, p, spec->sentinels[i].host)
+                != NGX_OK
+            || jpki_conn_sentinel(p->conn, spec->master) != JPKI_OK)
+        {
+            ngx_http_jpki_peer_close(p);
+            return NGX_ERROR;
+        }
+
+        ngx_http_jpki_peer_start(p, jmcf->redis_connect_timeout,
+                                 jmcf->redis_timeout,
+                                 ngx_http_jpki_sentinel_end, io);
+        return NGX_AGAIN;
+    }
+}
+
+
+/* The discovery is over (learnt: a primary is known): io's round, and
+ * the rounds that waited for it, go to the primary, or fail. */
+static void
+ngx_http_jpki_sentinel_over(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_io_t *io, ngx_uint_t learnt)
+{
+    ngx_http_jpki_io_t  *w, *next;
+
+    w = jmcf->sentinel_waiters;
+    jmcf->sentinel_waiters = NULL;
+    jmcf->sentinel_asking = 0;
+    io->next_waiter = w;
+
+    for (w = io; w; w = next) {
+        next = w->next_waiter;
+        w->next_waiter = NULL;
+
+        if (w->data == NULL) {
+            ngx_free(w);                    /* nobody waits */
+
+        } else if (!learnt
+                   || ngx_http_jpki_redis_send(w, ngx_cycle->log) != NGX_AGAIN)
+        {
+            ngx_http_jpki_redis_done(w, JPKI_CONN_FAILED, 0);
+        }
+    }
+}
+
+
+/* A sentinel answered, or failed: the primary learnt and the rounds sent
+ * there, or the next sentinel asked (even when io's request has gone:
+ * others may wait for the answer). */
+static void
+ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
+{
+    ngx_http_jpki_io_t         *io = p->data;
+    ngx_http_jpki_main_conf_t  *jmcf = p->jmcf;
+    const jpki_sentinel_addr   *a;
+    const char                 *why;
+    ngx_uint_t                  learnt;
+
+    p->data = NULL;
+
+    why = jpki_conn_reason(p->conn);
+    if (why != NULL) {
+        ngx_log_error(NGX_LOG_ERR, &p->log, 0, "jpki: %s", why);
+    }
+
+    a = jpki_conn_primary(p->conn);
+    learnt = a != NULL;
+    if (a != NULL
+        && jpki_sentinel_learn(jmcf->sentinel, io->sentinel, a) == 1)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0, "jpki: redis "
+                      "primary of \"%s\" is %s:%ui (sentinel %V)",
+                      jpki_site_store(jmcf->js)->master, a->host,
+                      (ngx_uint_t) a->port, &jmcf->sentinels[io->sentinel].url);
+        ngx_http_jpki_redis_drop_idle(jmcf);
+
+    } else if (a == NULL) {
+        jpki_sentinel_skip(jmcf->sentinel, io->sentinel);
+    }
+
+    ngx_http_jpki_peer_close(p);
+
+    if (!learnt && (io->data != NULL || jmcf->sentinel_waiters != NULL)
+        && ngx_http_jpki_sentinel_ask(io, ngx_cycle->log) == NGX_AGAIN)
+    {
+        return;                             /* the next sentinel */
+    }
+
+    ngx_http_jpki_sentinel_over(jmcf, io, learnt);
 }
 
 
@@ -514,8 +826,8 @@ ngx_http_jpki_ocsp_open(ngx_http_jpki_main_conf_t *jmcf, ngx_uint_t issuer,
     const jpki_conf_issuer  *spec = jpki_site_issuer_spec(jmcf->js, issuer);
     ngx_http_jpki_peer_t    *p;
 
-    p = ngx_http_jpki_peer_open(jmcf->ocsp[issuer], "OCSP responder",
-                                spec->ocsp, log);
+    p = ngx_http_jpki_peer_open_url(jmcf->ocsp[issuer], "OCSP responder",
+                                    spec->ocsp, log);
     if (p == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "jpki: cannot connect to OCSP responder \"%s\"",

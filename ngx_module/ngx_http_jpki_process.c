@@ -130,9 +130,17 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
         ngx_add_timer(&jmcf->outsync_timer, 1);
     }
 
-    /* this site's idle Redis connections (ngx_http_jpki_io.c) */
+    /* this site's idle Redis connections (ngx_http_jpki_io.c), and the
+     * worker's record of the primary the sentinels name */
     ngx_queue_init(&jmcf->redis_idle);
     jmcf->redis_nidle = 0;
+
+    if (jmcf->nsentinels > 0) {
+        jmcf->sentinel = jpki_sentinel_new(jmcf->nsentinels);
+        if (jmcf->sentinel == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     if (ngx_http_jpki_crl_init(cycle, jmcf) != NGX_OK) {
         return NGX_ERROR;
@@ -163,6 +171,8 @@ ngx_http_jpki_exit_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
     jpki_outsync_free(jmcf->outsync);
     jmcf->outsync = NULL;
     ngx_free(jmcf->mirror_handle);
+    jpki_sentinel_free(jmcf->sentinel);
+    jmcf->sentinel = NULL;
 
     return NGX_OK;
 }

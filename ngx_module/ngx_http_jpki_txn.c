@@ -222,6 +222,7 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
         rq.shared_store = 1;
         rq.local_since = jpki_outsync_since(jmcf->outsync,
                                             ngx_http_jpki_now_ms());
+        rq.store_failing = jpki_outsync_failing(jmcf->outsync);
     }
 
     in.header = ngx_http_jpki_header_get;

@@ -31,7 +31,7 @@ $redis->cmd('SET', 'jpki:v1:map:' . cert_id($_, $secret), $acct{$_}) for keys %a
 my $issuer = 'card ca=@PKI@/ca1.pem,@PKI@/ca2.pem ocsp=' . $ocsp->url;
 # the site (t/lib/JPKIServer.pm), the same on every node
 my %site = (secret => $secret, issuer => $issuer,
-            store => 'redis=127.0.0.1:' . $redis->port . ' password=pw',
+            store => 'redis=127.0.0.1:' . $redis->port . ' password_file=' . password_file('pw'),
             locations => [ '/jpki/' => { endpoints => 1 },
                            '/app/' => { gate => 1, recheck_interval => 0, upstream => 1 },
                            '/web/' => { gate => 1, login_page => '/login.html', upstream => 1 } ]);

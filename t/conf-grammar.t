@@ -3,7 +3,8 @@
 # the same words are taken, and the same mistakes refused with the same
 # sentence, by `nginx -t` and `apache2 -t`.  The store (shm and redis, the
 # old nginx spelling zone=NAME:SIZE with a warning, the least sizes,
-# mirror=), revocation as an ordered list, [on|off] for the health and
+# mirror=, sentinel= and master=, password_file= and the inline password=
+# refused, tls_cert= and tls_key=), jpki_store_outage, revocation as an ordered list, [on|off] for the health and
 # endpoints locations, times, words in any case, a directive given twice,
 # the most issuers a site takes, a site directive where no site takes it.
 # The unit test t/unit/test_conf.c checks every sentence of the parsers;
@@ -24,6 +25,15 @@ skip_unless(qw(pki openssl));
 my $dir = tmpdir();
 my $secret = write_secret("$dir/site.secret");
 spew("$dir/ca.pem", slurp("$JPKITest::PKI/ca2.pem"), 0644);
+spew("$dir/pw-ok", "a-password\n", 0600);
+spew("$dir/pw-world", "a-password\n", 0644);
+spew("$dir/pw-empty", "\nsecond-line\n", 0600);
+spew("$dir/pw-long", ('x' x 512) . "\n", 0600);
+system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $dir/cl.key "
+       . "-out $dir/cl.pem -days 2 -subj /CN=gate >/dev/null 2>&1") == 0 or die 'openssl req';
+system("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $dir/other.key "
+       . ">/dev/null 2>&1") == 0 or die 'openssl genpkey';
+chmod 0644, "$dir/cl.pem", "$dir/cl.key", "$dir/other.key";
 my %base = (secret => $secret, issuer => 'card ca=@PKI@/ca2.pem',
             store => 'shm zone=jpki size=1m');
 
@@ -43,12 +53,53 @@ my @cases = (
     [ 'shm size not a size', { store('shm size=12x') }, qr/size= must be a size/ ],
     [ 'shm zone name with a slash', { store('shm zone=a/b') }, qr/zone= must be a name of 1\.\.63/ ],
     [ 'shm with a redis word', { store('shm db=1') }, qr/invalid parameter "db=1" \(shm takes zone=NAME and size=SIZE/ ],
-    [ 'neither shm nor redis', { store('memcached=1') }, qr/expects "shm \[zone=NAME\] \[size=SIZE\]" or "redis=/ ],
+    [ 'neither shm nor redis', { store('memcached=1') }, qr/expects "shm \[zone=NAME\] \[size=SIZE\]", "redis=.*" or "sentinel=/ ],
     [ 'redis with mirror=', { store('redis=127.0.0.1:6399 db=3 keepalive=4 mirror=2m') }, undef ],
     [ 'redis db out of range', { store('redis=127.0.0.1:6399 db=16') }, qr/invalid db= \(0\.\.15\)/ ],
     [ 'redis keepalive 0', { store('redis=127.0.0.1:6399 keepalive=0') }, qr/invalid keepalive= \(1\.\.1024\)/ ],
-    [ 'redis user without password', { store('redis=127.0.0.1:6399 user=u') }, qr/user= without password=/ ],
-    [ 'redis empty password', { store('redis=127.0.0.1:6399 password=') }, qr/password= needs a value/ ],
+    [ 'redis user without password', { store('redis=127.0.0.1:6399 user=u') }, qr/user= without password_file=/ ],
+    [ 'redis empty password_file', { store('redis=127.0.0.1:6399 password_file=') }, qr/password_file= needs a value/ ],
+    # passwords from a file, never inline
+    [ 'redis inline password', { store('redis=127.0.0.1:6399 password=x') },
+      qr/password= is not taken .*name it with password_file=FILE/ ],
+    [ 'redis password_file', { store("redis=127.0.0.1:6399 user=u password_file=$dir/pw-ok") }, undef ],
+    [ 'redis password_file others may read', { store("redis=127.0.0.1:6399 password_file=$dir/pw-world") },
+      qr/password_file "\S*pw-world" may be read or written by others/ ],
+    [ 'redis password_file missing', { store("redis=127.0.0.1:6399 password_file=$dir/pw-missing") },
+      qr/password_file "\S*pw-missing" cannot be read/ ],
+    [ 'redis password_file empty', { store("redis=127.0.0.1:6399 password_file=$dir/pw-empty") },
+      qr/password_file "\S*pw-empty" has no password on its first line/ ],
+    [ 'redis password_file too long', { store("redis=127.0.0.1:6399 password_file=$dir/pw-long") },
+      qr/password_file "\S*pw-long" has a first line longer than 511 bytes/ ],
+    # sentinels
+    [ 'sentinels and master=', { store('sentinel=127.0.0.1:26379,[::1]:26380,localhost master=gate-1 db=2') }, undef ],
+    [ 'sentinel without master=', { store('sentinel=127.0.0.1:26379') }, qr/sentinel= needs master=NAME/ ],
+    [ 'master= without sentinel=', { store('redis=127.0.0.1:6399 master=m') }, qr/master= goes with sentinel=/ ],
+    [ 'redis= and sentinel=', { store('redis=127.0.0.1:6399 sentinel=127.0.0.1:26379 master=m') },
+      qr/redis= and sentinel= do not mix/ ],
+    [ 'sentinel= and redis=', { store('sentinel=127.0.0.1:26379 master=m redis=127.0.0.1:6399') },
+      qr/redis= and sentinel= do not mix/ ],
+    [ 'a sentinel port 0', { store('sentinel=127.0.0.1:26379,127.0.0.1:0 master=m') },
+      qr/invalid sentinel address "127\.0\.0\.1:0"/ ],
+    [ 'nine sentinels', { store('sentinel=' . join(',', map { "127.0.0.1:2638$_" } 1 .. 9) . ' master=m') },
+      qr/sentinel= takes at most 8 addresses/ ],
+    [ 'master= not a name', { store('sentinel=127.0.0.1:26379 master=a/b') }, qr/master= needs the name the sentinels know/ ],
+    # a client certificate
+    [ 'tls client certificate', { store("redis=127.0.0.1:6399 tls=on tls_ca=$dir/ca.pem tls_cert=$dir/cl.pem tls_key=$dir/cl.key") }, undef ],
+    [ 'tls_cert without tls_key', { store("redis=127.0.0.1:6399 tls=on tls_ca=$dir/ca.pem tls_cert=$dir/cl.pem") },
+      qr/tls_cert= and tls_key= go together/ ],
+    [ 'tls_key without tls=on', { store("redis=127.0.0.1:6399 tls_cert=$dir/cl.pem tls_key=$dir/cl.key") },
+      qr/tls_cert= and tls_key= need tls=on/ ],
+    [ 'tls_key of another certificate', { store("redis=127.0.0.1:6399 tls=on tls_ca=$dir/ca.pem tls_cert=$dir/cl.pem tls_key=$dir/other.key") },
+      qr/tls_key is not the key of tls_cert: "\S*other\.key"/ ],
+    [ 'tls_cert not a certificate', { store("redis=127.0.0.1:6399 tls=on tls_ca=$dir/ca.pem tls_cert=$dir/cl.key tls_key=$dir/cl.key") },
+      qr/cannot load tls_cert "\S*cl\.key"/ ],
+    [ 'tls_key missing', { store("redis=127.0.0.1:6399 tls=on tls_ca=$dir/ca.pem tls_cert=$dir/cl.pem tls_key=$dir/nokey") },
+      qr/cannot load tls_key "\S*nokey"/ ],
+    # what a store outage does to sessions, a location's choice
+    [ 'store_outage sessions', { locations => [ '/' => { gate => 1, store_outage => 'sessions' } ] }, undef ],
+    [ 'store_outage maybe', { locations => [ '/' => { gate => 1, store_outage => 'maybe' } ] },
+      qr/(?:jpki_store_outage|JPKIStoreOutage)"?(?: directive)? must be "closed" or "sessions"/ ],
     [ 'redis mirror under 64k', { store('redis=127.0.0.1:6399 mirror=32k') }, qr/mirror= must be at least 64k/ ],
     [ 'redis relative socket', { store('redis=unix:run/redis.sock') }, qr/redis=unix: needs an absolute socket path/ ],
     [ 'redis bad port', { store('redis=127.0.0.1:99999') }, qr/invalid redis address "127\.0\.0\.1:99999"/ ],

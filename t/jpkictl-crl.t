@@ -200,7 +200,7 @@ is($r->cmd('ACL', 'SETUSER', 'jpkictl', 'on', '>ctl-pw', '~jpki:*', '-@all',
               +pexpire +incr +watch +unwatch +multi +exec +discard +eval)), 'OK',
    'ACL user for jpkictl');
 my @R  = ('--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl',
-          '--redis-password', 'ctl-pw');
+          '--redis-password-file', JPKITest::password_file('ctl-pw'));
 my @S  = ('--secret-file', "$dir/secret");
 
 sub sync {
@@ -324,7 +324,7 @@ is($rc, 4, 'a missing file: exit 4');
 like($out, qr/^fetch_failed /, '... fetch_failed');
 
 ($rc, $out) = ctl('crl', 'sync', '--source', "$P/ca2-released.crl", '--issuer', $card2, @S,
-                  '--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl', '--redis-password', 'bad');
+                  '--redis', "127.0.0.1:$port", '--redis-user', 'jpkictl', '--redis-password-file', JPKITest::password_file('bad'));
 is($rc, 5, 'a wrong Redis password: exit 5');
 like($out, qr/^store_failed /, '... store_failed');
 unchanged_store('wrong password');
@@ -370,7 +370,7 @@ SKIP: {
        'ACL user that cannot write the pointer');
     ($rc, $out, $err) = ctl('crl', 'sync', '--source', "$P/ca2-released.crl", '--issuer', $card2,
                             @S, '--redis', "127.0.0.1:$port", '--redis-user', 'roptr',
-                            '--redis-password', 'ro-pw');
+                            '--redis-password-file', JPKITest::password_file('ro-pw'));
     is($rc, 5, 'the pointer switch refused: exit 5');
     like($out, qr/^store_failed issuer=card error="switching the pointer"/, '... store_failed');
     like($err, qr/NOPERM/, '... Redis said why');

@@ -18,6 +18,8 @@ my $iss = "card=$P/ca1.pem,$P/ca2.pem";
 sub run { my $out = `@_ 2>&1`; return ($? >> 8, $out) }
 sub slurp { my ($f) = @_; open my $h, '<', $f or return undef; local $/; my $d = <$h>; $d // '' }
 sub spew  { my ($f, $d) = @_; open my $h, '>', $f or die "$f: $!"; print $h $d; close $h or die }
+# A password file (mode 0600) of PW: its path.
+sub pwfile { my ($pw) = @_; my $f = "$dir/pw-$pw"; spew($f, "$pw\n"); chmod 0600, $f; return $f }
 
 open my $fh, '>', "$dir/secret" or die;
 printf $fh "secret %s\n", unpack('H*', join '', map { chr int rand 256 } 1 .. 32);
@@ -241,12 +243,12 @@ SKIP: {
         exit 1;
     }
     for (1 .. 50) { last if IO::Socket::INET->new("127.0.0.1:$port"); select undef, undef, undef, 0.1 }
-    my $R = "--redis 127.0.0.1:$port --redis-password pw1";
+    my $R = "--redis 127.0.0.1:$port --redis-password-file @{[pwfile(q{pw1})]}";
     ($rc, $out) = run("$J map add --cert $P/user1.pem --issuer $iss $S --account alice $R");
     is($rc, 0, 'map add (redis)');
     ($rc, $out) = run("$J map list $R");
     is($out, "$id1 alice\n", 'map list (redis) shows cert_id and account only');
-    ($rc, $out) = run("$J map list --redis 127.0.0.1:$port --redis-password wrong");
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:$port --redis-password-file @{[pwfile(q{wrong})]}");
     is($rc, 5, 'a wrong password is refused (store failed)');
     ($rc, $out) = run("$J map remove --cert $P/user1.pem --issuer $iss $S $R");
     is($rc, 0, 'map remove (redis)');
@@ -256,7 +258,7 @@ SKIP: {
     is($rc, 5, 'redis down: exit 5 (store failed)');
 
     # strict numbers: the old code connected to $port and to DB 0
-    ($rc, $out) = run("$J map list --redis 127.0.0.1:${port}abc --redis-password pw1");
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:${port}abc --redis-password-file @{[pwfile(q{pw1})]}");
     is($rc, 2, 'a port with trailing characters: usage error');
     like($out, qr/--redis: expected HOST:PORT/, '... saying so');
     ($rc, $out) = run("$J map list $R --redis-db=x");
@@ -364,23 +366,45 @@ for my $t (["an integer cursor", "*2\r\n:0\r\n*0\r\n"],
     like($out, qr/SCAN failed: the answer is not a SCAN reply/, '... saying so');
 }
 
-# --redis-password is blanked in /proc/PID/cmdline, and still sent
-SKIP: {
-    skip 'no /proc', 6 unless -r "/proc/$$/cmdline";
+# the password from a file (first line, not readable by others), sent as
+# is; --redis-password on the command line refused (and blanked in
+# /proc/PID/cmdline while it ran)
+{
+    my $auth;
+    my ($rc, $out) = with_fake_redis(sub {
+        my ($c) = @_;
+        ($auth) = (read_cmd($c))[1];
+        print $c "-WRONGPASS invalid username-password pair\r\n";
+        $c->flush;
+    }, qw(map list --redis-password-file), pwfile('pw-Secret-3'));
+    is($auth, 'pw-Secret-3', '--redis-password-file: its first line is sent');
+    is($rc, 5, '... refused by the server: exit 5');
+    unlike($out, qr/pw-Secret/, '... the password is never printed');
+    chmod 0644, pwfile('pw-Secret-4');
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:1 --redis-password-file $dir/pw-pw-Secret-4");
+    is($rc, 2, 'a password file others may read: usage error');
+    like($out, qr/--redis-password-file: password_file "\S+" may be read or written by others/,
+         '... saying so');
+    unlike($out, qr/pw-Secret-4\b(?!")/, '... not the password');
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:1 --redis-password-file $dir/none");
+    is($rc, 2, 'a missing password file: usage error');
     for my $form (['--redis-password=pw-Secret-1'], ['--redis-password', 'pw-Secret-2']) {
-        my ($pw) = "@$form" =~ /(pw-Secret-\d)/;
-        my ($auth, $cmdline);
-        my ($rc, $out) = with_fake_redis(sub {
-            my ($c, $pid) = @_;
-            ($auth) = (read_cmd($c))[1];
-            $cmdline = slurp("/proc/$pid/cmdline");
-            print $c "-WRONGPASS invalid username-password pair\r\n";
-            $c->flush;
-        }, qw(map list), @$form);
-        is($auth, $pw, "@$form: the password is sent");
-        ok(defined $cmdline && $cmdline =~ /--redis-password/, '... /proc/PID/cmdline read while it waits');
-        unlike($cmdline // '', qr/pw-Secret/, '... and it does not show the password');
+        ($rc, $out) = run("$J map list --redis 127.0.0.1:1 @$form");
+        is($rc, 2, "@$form: refused (usage)");
+        like($out, qr/--redis-password is not taken .* --redis-password-file FILE/, '... naming the file option');
+        unlike($out, qr/pw-Secret/, '... never printing the password');
     }
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:1 --redis-sentinel 127.0.0.1:2 --redis-master m");
+    is($rc, 2, '--redis and --redis-sentinel: usage error');
+    like($out, qr/--redis and --redis-sentinel do not mix/, '... saying so');
+    ($rc, $out) = run("$J map list --redis-sentinel 127.0.0.1:2");
+    is($rc, 2, '--redis-sentinel without --redis-master: usage error');
+    like($out, qr/--redis-sentinel needs --redis-master NAME/, '... saying so');
+    ($rc, $out) = run("$J map list --redis-sentinel 127.0.0.1:0 --redis-master m");
+    is($rc, 2, 'a sentinel port 0: usage error');
+    like($out, qr/invalid sentinel address "127\.0\.0\.1:0"/, '... the core\'s sentence');
+    ($rc, $out) = run("$J map list --redis 127.0.0.1:1 --redis-master m");
+    is($rc, 2, '--redis-master without --redis-sentinel: usage error');
 }
 
 done_testing();

@@ -123,7 +123,7 @@ my @BAD = (
      re => '{store}"?( directive)?: size= must be a size'],
     ['redis db out of range', { %ok, store => 'redis=127.0.0.1:6379 db=99' }, re => 'invalid db='],
     ['redis user without password', { %ok, store => 'redis=127.0.0.1:6379 user=u' },
-     re => 'user= without password='],
+     re => 'user= without password_file='],
     ['bad time', { %ok, locations => [ '/' => { session_lifetime => '8x' } ] },
      re => '{session_lifetime}"?( directive)? must be a time'],
     ['bad header name', { %ok, locations => [ '/' => { header => '"X Account"' } ] },

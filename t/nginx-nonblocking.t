@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
 use JPKITest;
 
 skip_unless(qw(nginx module jpkictl pki openssl redis));
@@ -179,7 +180,7 @@ like($r->{content}, qr/account=\[alice\]/, 'baseline: account header upstream');
     my $ng2 = JPKITest::Nginx->start(name => 'wrong-password', workers => 1, http => <<"EOF");
     jpki_secret_file $secret;
     jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl;
-    jpki_store redis=127.0.0.1:@{[ $locked->port ]} db=2 password=wrong;
+    jpki_store redis=127.0.0.1:@{[ $locked->port ]} db=2 password_file=@{[ password_file("wrong") ]};
     server {
         listen 127.0.0.1:\@PORT\@;
         location /jpki/ { jpki_endpoints; jpki_revocation crl; }
@@ -193,6 +194,76 @@ EOF
     like($ng2->log_since, qr/redis AUTH or SELECT refused/, 'Redis refuses AUTH: logged');
     $ng2->stop;
     $locked->stop;
+}
+
+# ---------------------------------------------------------------- sentinels
+
+# The primary asked of the sentinels in a round like Redis's: the first
+# sentinel a black hole (its answer never comes), the second a small
+# impostor naming a Redis that is then stopped.  The worker answers others
+# meanwhile.
+{
+    my $r3 = JPKITest::Redis->start(name => 'redis-sentinel');
+    $r3->cmd('SET', 'jpki:v1:map:' . cert_id('user1', $secret), 'alice');
+    my $lie = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+                                    ReuseAddr => 1) or die "listen: $!";
+    my $ans = "*2\r\n\$9\r\n127.0.0.1\r\n\$" . length($r3->port) . "\r\n" . $r3->port . "\r\n";
+    my $lpid = fork // die;
+    if ($lpid == 0) {
+        while (my $c = $lie->accept) {
+            my $b;
+            sysread($c, $b, 512);
+            print $c $ans;
+            close $c;
+            open my $n, '>>', "$dir/sentinel-asked" or die;
+            print $n "asked\n";
+            close $n;
+        }
+        POSIX::_exit(0);
+    }
+    my $ng3 = JPKITest::Nginx->start(name => 'sentinels', workers => 1, http => <<"EOF");
+    jpki_secret_file $secret;
+    jpki_issuer card ca=\@PKI\@/ca1.pem,\@PKI\@/ca2.pem crl=\@PKI\@/ca2.crl;
+    jpki_store sentinel=127.0.0.1:@{[ $hole->port ]},127.0.0.1:@{[ $lie->sockport ]} master=gate;
+    jpki_redis_timeout ${TIMEOUT}s;
+    jpki_redis_connect_timeout 1s;
+    server {
+        listen 127.0.0.1:\@PORT\@;
+        location /jpki/ { jpki_endpoints; jpki_revocation crl; }
+        location /pub/  { proxy_pass http://127.0.0.1:\@UP\@; }
+    }
+EOF
+    my $saved = $base;
+    $base = $ng3->base;
+    my @h = map { bg(\&login, '/jpki', 'user1') } 1 .. 3;
+    sleep 0.4;
+    prompt_ok('a sentinel that never answers');
+    my @res = map { bg_wait($_) } @h;
+    is(join(' ', map { $_->{status} } @res), '200 200 200',
+       'a sentinel that never answers: the next one asked, 3 logins at once 200');
+    cmp_ok($res[0]{elapsed}, '>=', $TIMEOUT - 1.3, '... after the first one\'s timeout');
+    is(scalar(() = (slurp("$dir/sentinel-asked") // '') =~ /asked/g), 1,
+       '... one discovery in the worker: the sentinel that answered was asked once');
+    like($ng3->log_since, qr/redis sentinel timed out \(127\.0\.0\.1:\d+\)/, '... its timeout logged');
+    $r = login('/jpki', 'user1');
+    is($r->{status}, 200, 'the primary known: login');
+    cmp_ok($r->{elapsed}, '<', $PROMPT, '... at once (the sentinel that answered is asked first)');
+
+    $r3->pause;
+    my $h = bg(\&login, '/jpki', 'user1');
+    sleep 0.4;
+    prompt_ok('the primary stopped');
+    slow_503('the primary stopped: login', bg_wait($h), 'timeout');
+    like($ng3->log_since, qr/redis primary 127\.0\.0\.1:\d+ of "gate" lost: asking the sentinels again/,
+         'the primary stopped: forgotten, logged');
+    $r3->resume;
+    $r = login('/jpki', 'user1');
+    is($r->{status}, 200, 'the primary back: login (asked of the sentinels again)');
+    $base = $saved;
+    $ng3->stop;
+    kill 'KILL', $lpid;
+    waitpid($lpid, 0);
+    $r3->stop;
 }
 
 $ng->stop;

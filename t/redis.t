@@ -54,7 +54,7 @@ for my $kind (@kinds) {
 
     # ---- an ACL user limited to the jpki: keys
     my $acl = JPKIServer->start($kind, name => 'acl',
-                                site("redis=127.0.0.1:$port user=jpki password=jpki-pw"));
+                                site("redis=127.0.0.1:$port user=jpki password_file=@{[password_file('jpki-pw')]}"));
     my $r = $acl->login('user1');
     is($r->{status}, 200, "$kind: login as the Redis ACL user jpki");
     my $cookie = cookie_of($r) // '';
@@ -65,7 +65,7 @@ for my $kind (@kinds) {
     $acl->stop;
 
     my $wrong = JPKIServer->start($kind, name => 'acl-wrong',
-                                  site("redis=127.0.0.1:$port user=jpki password=not-it"));
+                                  site("redis=127.0.0.1:$port user=jpki password_file=@{[password_file('not-it')]}"));
     my $wm = $wrong->mark;
     $r = $wrong->login('user1');
     is($r->{status}, 503, "$kind: a wrong ACL password: 503");
@@ -75,7 +75,7 @@ for my $kind (@kinds) {
 
     # ---- a unix socket (and a database)
     my $unix = JPKIServer->start($kind, name => 'unix',
-                                 site("redis=unix:$sock password=admin-pw db=3"));
+                                 site("redis=unix:$sock password_file=@{[password_file('admin-pw')]} db=3"));
     $redis->set_in(3, 'SET', $map_key, 'alice-db3');
     $r = $unix->login('user1');
     is($r->{status}, 200, "$kind: login through Redis on a unix socket");
@@ -91,7 +91,7 @@ for my $kind (@kinds) {
     # once here: only the mirror can refuse.
     {
         my @n = map { JPKIServer->start($kind, name => "mirror$_",
-                                        site("redis=127.0.0.1:$port password=admin-pw",
+                                        site("redis=127.0.0.1:$port password_file=@{[password_file('admin-pw')]}",
                                              recheck => undef)) } 1, 2;
         my $c = cookie_of($n[0]->login('user1')) // '';
         my $ok = 0;
@@ -124,7 +124,7 @@ for my $kind (@kinds) {
 
     # ---- a Redis restart: the workers' pooled connections die with it
     my $srv = JPKIServer->start($kind, name => 'restart', loglevel => 'notice auth_jpki:info',
-                                site("redis=127.0.0.1:$port password=admin-pw keepalive=8",
+                                site("redis=127.0.0.1:$port password_file=@{[password_file('admin-pw')]} keepalive=8",
                                      redis_connect_timeout => '1s'));
     $r = $srv->login('user1');
     is($r->{status}, 200, "$kind: login before the restart");
@@ -196,7 +196,7 @@ SKIP: {
     skip "redis-server without TLS: $@", 30 * @kinds unless $tls;
     $tls->cmd('SET', $map_key, 'alice');
     my $tp = $tls->tls_port;
-    my $tsite = sub { site("redis=127.0.0.1:$tp password=tls-pw $_[0]", @_[1 .. $#_]) };
+    my $tsite = sub { site("redis=127.0.0.1:$tp password_file=@{[password_file('tls-pw')]} $_[0]", @_[1 .. $#_]) };
     for my $kind (@kinds) {
         # verified by IP address (the default name is the host of redis=)
         my $ok = JPKIServer->start($kind, name => 'tls-ok', workers => 1,

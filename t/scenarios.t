@@ -84,7 +84,7 @@ for my $kind (@kinds) {
     }
     my $store = sub {
         'redis=127.0.0.1:' . $redis->port . ($db{ $_[0] } ? " db=$db{ $_[0] }" : '')
-            . ' password=jpki-test-pw';
+            . ' password_file=' . password_file('jpki-test-pw');
     };
     my $rds = JPKIServer->start_sites($kind, name => 'redis', sites => [
         map { ($_ => site($_, $store->($_))) } qw(main link down foreign) ]);

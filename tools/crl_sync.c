@@ -53,7 +53,7 @@
 const char usage_crl_sync[] =
 "jpkictl crl sync --source URL|FILE --issuer NAME=CAFILE[,...] [--issuer ..]\n"
 "                 --secret-file FILE --redis ADDR [--redis-db N]\n"
-"                 [--redis-user U] [--redis-password P] [--grace SECONDS]\n"
+"                 [--redis-user U] [--redis-password-file F] [--grace SECONDS]\n"
 "                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
 "                 [--max-size BYTES] [--timeout SECONDS]\n"
 "  Fetches a CRL, verifies it against the configured issuer it names and\n"

@@ -137,6 +137,13 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_TIMEOUT] = {"timeout", 1, A}, [O_DRY_RUN] = {"dry-run", 0, A},
     [O_FILE] = {"FILE", 1, A},        /* not an option: the argument */
     [O_KEY_FILE] = {"key-file", 1, A}, [O_LAST_SEQ] = {"last-seq", 1, A},
+    [O_REDIS_SENTINEL] = {"redis-sentinel", 1, A},
+    [O_REDIS_MASTER] = {"redis-master", 1, A},
+    [O_REDIS_PASSWORD_FILE] = {"redis-password-file", 1, A},
+    [O_REDIS_TLS_CA] = {"redis-tls-ca", 1, A},
+    [O_REDIS_TLS_NAME] = {"redis-tls-name", 1, A},
+    [O_REDIS_TLS_CERT] = {"redis-tls-cert", 1, A},
+    [O_REDIS_TLS_KEY] = {"redis-tls-key", 1, A},
 };
 #undef A
 
@@ -166,11 +173,10 @@ static int store_opt(args_t *a, int o, const char *val)
 static char redis_password[ARG_MAX_LEN + 1];
 
 /* allowed: BIT() mask of the options the command takes.  The value of
- * --redis-password is copied and its characters in argv overwritten with
- * 'x', as mysql does: /proc/PID/cmdline (ps) is readable by every local
- * user.  It shows the password from exec until then, hence the advice to
- * use JPKI_REDIS_PASSWORD. */
-static int parse_args(int argc, char **argv, unsigned allowed,
+ * --redis-password (refused: check_redis_opts) is overwritten in argv
+ * with 'x', as mysql does: /proc/PID/cmdline (ps) is readable by every
+ * local user. */
+static int parse_args(int argc, char **argv, unsigned long long allowed,
                       size_t max_files, args_t *a)
 {
     const char *val;
@@ -207,7 +213,7 @@ static int parse_args(int argc, char **argv, unsigned allowed,
     return 0;
 }
 
-static int require(const args_t *a, unsigned mask)
+static int require(const args_t *a, unsigned long long mask)
 {
     int o;
     for (o = 0; o < O__COUNT; o++)
@@ -377,7 +383,7 @@ fail:
 static const struct command {
     const char *name, *sub;              /* sub: second word, or NULL */
     const char *usage;
-    unsigned allowed, required;
+    unsigned long long allowed, required;
     int (*run)(const args_t *a);
 } commands[] = {
     {"sig-verify", NULL, usage_sig,
@@ -391,7 +397,10 @@ static const struct command {
      BIT(O_CRL) | BIT(O_ISSUER) | BIT(O_AT) | BIT(O_GRACE),
      BIT(O_CRL) | BIT(O_ISSUER), run_crl_inspect},
 #define REDIS_OPTS (BIT(O_REDIS) | BIT(O_REDIS_DB) | BIT(O_REDIS_USER) \
-                    | BIT(O_REDIS_PASSWORD))
+                    | BIT(O_REDIS_PASSWORD) | BIT(O_REDIS_SENTINEL)       \
+                    | BIT(O_REDIS_MASTER) | BIT(O_REDIS_PASSWORD_FILE)    \
+                    | BIT(O_REDIS_TLS_CA) | BIT(O_REDIS_TLS_NAME)         \
+                    | BIT(O_REDIS_TLS_CERT) | BIT(O_REDIS_TLS_KEY))
 #define MAP_BACKEND (REDIS_OPTS | BIT(O_MAP_FILE))
     {"crl", "sync", usage_crl_sync,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)
@@ -457,11 +466,18 @@ static int run_command(const struct command *c, int argc, char **argv)
             fputs(c->usage, stdout);
             return EXIT_VALID;
         }
-        if (require(&a, c->required) == 0 && parse_at(&a) == 0
-            && check_redis_opts(&a) == 0)
+        /* --redis-sentinel stands for --redis (the store to use), which
+         * it excludes (check_redis_opts) */
+        if ((a.seen & BIT(O_REDIS_SENTINEL)) && !(a.seen & BIT(O_REDIS))) {
+            a.val[O_REDIS] = a.val[O_REDIS_SENTINEL];
+            a.seen |= BIT(O_REDIS);
+        }
+        if (check_redis_opts(&a) == 0 && require(&a, c->required) == 0
+            && parse_at(&a) == 0)
             rc = c->run(&a);
     }
     OPENSSL_cleanse(redis_password, sizeof(redis_password));
+    redis_opts_clear();
     if (rc == SHOW_USAGE) {
         fputs(c->usage, stderr);
         rc = EXIT_USAGE;

@@ -13,6 +13,7 @@
 #include "opts.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -38,13 +39,15 @@ enum {
     O_AT, O_SECRET, O_CRL, O_GRACE, O_HELP, O_ACCOUNT, O_SERIAL, O_CERT_ID,
     O_REDIS, O_REDIS_DB, O_REDIS_USER, O_REDIS_PASSWORD, O_MAP_FILE,
     O_SOURCE, O_WATCH, O_ARL, O_REVOCATION, O_KEEP_OLD, O_MAX_SIZE,
-    O_TIMEOUT, O_DRY_RUN, O_FILE, O_KEY_FILE, O_LAST_SEQ, O__COUNT
+    O_TIMEOUT, O_DRY_RUN, O_FILE, O_KEY_FILE, O_LAST_SEQ, O_REDIS_SENTINEL,
+    O_REDIS_MASTER, O_REDIS_PASSWORD_FILE, O_REDIS_TLS_CA, O_REDIS_TLS_NAME,
+    O_REDIS_TLS_CERT, O_REDIS_TLS_KEY, O__COUNT
 };
-#define BIT(o) (1u << (o))
-_Static_assert(O__COUNT <= 32, "options are bits of an unsigned");
+#define BIT(o) (1ull << (o))
+_Static_assert(O__COUNT <= 64, "options are bits of an unsigned long long");
 
 typedef struct {
-    unsigned seen;                       /* BIT(o) of the options given */
+    unsigned long long seen;             /* BIT(o) of the options given */
     const char *val[O__COUNT];           /* single-valued options; O_FILE:
                                             the command's FILE argument */
     const char *issuer[MAX_ISSUER_OPT];
@@ -72,11 +75,22 @@ jpki_ctx *build_ctx(const args_t *a, int secret_note);
  * one.  0, -1 with a message. */
 int set_secret(jpki_ctx *ctx, const args_t *a, int note);
 
-/* redis_conn.c: --redis and --redis-db checked before any command runs (a
- * mistyped value is a usage error, never another port or database 0);
- * the connection, authenticated and on its database (NULL with a
+/* redis_conn.c: --redis (or --redis-sentinel and --redis-master), --redis-db
+ * and --redis-password-file checked before any command runs (a mistyped
+ * value is a usage error, never another port or database 0; the inline
+ * --redis-password is refused); the connection, authenticated and on its
+ * database, to the primary the sentinels name checked by ROLE (NULL with a
  * message); 1 when r is a SCAN reply [cursor, [key, ...]]. */
 int check_redis_opts(const args_t *a);
+/* After check_redis_opts: the password read from its file or
+ * JPKI_REDIS_PASSWORD's, wiped. */
+void redis_opts_clear(void);
+
+/* redis_tls.c: with --redis-tls-ca, the TLS context of the options (CA,
+ * client certificate; NULL after a message), and a hiredis connection to
+ * host:port over TLS, the server verified (NULL after a message). */
+SSL_CTX *redis_tls_ctx(const args_t *a);
+redisContext *redis_tls_connect(const args_t *a, const char *host, int port);
 redisContext *redis_open(const args_t *a);
 int scan_reply_ok(const redisReply *r);
 redisReply *scan_next(redisContext *rc, char cursor[32], const char *match);

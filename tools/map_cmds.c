@@ -33,8 +33,14 @@ const char usage_map[] =
 "                 visible to other local users)\n"
 "  --secret-file  the gate's site secret file (cert_id depends on it)\n"
 "  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U\n"
-"  --redis-password P  prefer env JPKI_REDIS_PASSWORD: P is blanked in the\n"
-"                 process list once read, but shows there until then\n"
+"  --redis-sentinel HOST:PORT,... --redis-master NAME  instead of --redis:\n"
+"                 the primary the sentinels name (checked by ROLE)\n"
+"  --redis-password-file F  the password on F's first line (F not readable\n"
+"                 by others), or env JPKI_REDIS_PASSWORD; --redis-password\n"
+"                 is refused (a command line is readable by every user)\n"
+"  --redis-tls-ca F  TLS, the server verified against the CA file F (its\n"
+"                 name: --redis-tls-name N, else the host); a client\n"
+"                 certificate: --redis-tls-cert F --redis-tls-key F\n"
 "  --map-file F   the gate's mapping file (one machine, embedded store):\n"
 "                 replaced whole, keeping its mode, owner and group (a new\n"
 "                 file: mode 0640, chgrp it to the gate's group); F.lock\n"
@@ -51,8 +57,9 @@ const char usage_logout[] =
 "  after it are not concerned.  Needs the Redis store: the embedded store\n"
 "  lives inside one gate.\n"
 "  --secret-file  the gate's site secret file (account_id depends on it)\n"
-"  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U,\n"
-"                 --redis-password P (prefer env JPKI_REDIS_PASSWORD)\n"
+"  --redis ADDR   HOST:PORT or unix:PATH (or --redis-sentinel HOST:PORT,...\n"
+"                 --redis-master NAME); --redis-db N, --redis-user U,\n"
+"                 --redis-password-file F (or env JPKI_REDIS_PASSWORD)\n"
 "  Exit: 0 done; 2 usage; 5 Redis failed.\n\n";
 
 /* ---- map add | remove | list -------------------------------------- */

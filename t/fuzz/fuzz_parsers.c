@@ -3,9 +3,11 @@
  * checks), CRLs (the DER walker and index), OCSP responses (for a real
  * certificate of the test PKI), the OCSP responder's HTTP answer, Redis
  * replies, session cookies and challenges, audit files (a line's frame,
- * the verifier, a cold start's tail). */
+ * the verifier, a cold start's tail: 7), a sentinel's answer and ROLE's
+ * (8). */
 #include "fuzz_common.h"
 #include "audit.h"
+#include "sentinel.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > (1 << 20))
         return 0;
 
-    switch (data[0] % 8) {
+    switch (data[0] % 9) {
     case 0: {
         jpki_cert *c = NULL;
         char detail[256];
@@ -121,6 +123,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (v != NULL)
             (void)jpki_audit_verify_end(v, 5, NULL);
         jpki_audit_verifier_free(v);
+        break;
+    }
+    case 8: {
+        jpki_sentinel_addr a;
+        char why[128], role[80];
+        size_t used = 0, k;
+        int r = 0;
+        /* every prefix as the bytes come, then ROLE's answer */
+        for (k = 0; k <= n && k <= 600 && r == 0; k += 1 + k / 16)
+            r = jpki_sentinel_answer((const char *)in, k, &a, why,
+                                     sizeof(why));
+        if (r == 1 && (a.port == 0 || a.port > 65535 || a.host[0] == '\0'))
+            abort();
+        r = jpki_role_answer((const char *)in, n, &used, role, sizeof(role));
+        if (r == 1 && (used == 0 || used > n))
+            abort();
         break;
     }
     default: {

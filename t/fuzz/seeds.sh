@@ -24,6 +24,8 @@ printf 'AgEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQ
 printf 'GATE.Example.:8443' | seed 06 host
 printf '[FE80::1]:443' | seed 06 host-v6
 printf '{"seq":1,"prev":"%064d","ts":1,"event":"login","mac":"%064d"}\n{"seq":2,"prev":"%064d","ts":2,"mac":"%064d"}\n{"seq":' 0 0 0 0 | seed 07 audit
+printf '*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n' | seed 08 sentinel
+printf '*3\r\n$6\r\nmaster\r\n:10\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n$2\r\n10\r\n' | seed 08 role
 CERT=$(base64 -w0 "$P/user1.der")
 SIG=$(head -c 256 /dev/urandom | base64 -w0)
 printf '\x01{"challenge":"@CH@","certificate":"%s","signature":"%s"}' "$CERT" "$SIG" > "$O/login/json"

@@ -33,7 +33,7 @@ our @EXPORT = qw(
     http get_json post_json post_form cookie_of set_cookies
     challenge sign_b64 cert_pem cert_b64 login_body login_to gated_get
     put_file cert_id json_decode json_encode site_fixture curl_h2 login_h2
-    run_out
+    run_out password_file load
 );
 
 our $REPO  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -218,6 +218,33 @@ sub write_secret {
         if $o{key};
     spew($file, $s, 0600);
     return $file;
+}
+
+# load(FILE, STOP, CODE) - a client in a process of its own calling
+# CODE->(HANDLE) over and over until the file STOP exists, HANDLE FILE
+# (autoflushed) for it to write down what it saw: its pid.
+sub load {
+    my ($file, $stop, $code) = @_;
+    my $pid = fork // die "fork: $!";
+    return $pid if $pid;
+    open my $out, '>', $file or POSIX::_exit(1);
+    $out->autoflush(1);
+    $code->($out) until -e $stop;
+    close $out;
+    POSIX::_exit(0);
+}
+
+# password_file(PASSWORD) - a file (mode 0600) holding PASSWORD on its first
+# line, for the store's password_file= (or jpkictl's --redis-password-file):
+# its path, one per password.
+my %PWFILE;
+sub password_file {
+    my ($pw) = @_;
+    return $PWFILE{$pw} //= do {
+        my $f = tmpdir() . '/redis-pw-' . (scalar(keys %PWFILE) + 1);
+        spew($f, "$pw\n", 0600);
+        $f;
+    };
 }
 
 # The module as nginx loads it: a private copy, so that a rebuild of
@@ -783,16 +810,19 @@ use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 
 # JPKITest::Redis->start(name => N, password => P, port => P, unixsocket => F,
-#                        tls => {cert => F, key => F, ca => F}): redis-server
-# on a free port (or P), no persistence; with tls also on a TLS port
-# (tls_port), with unixsocket also on that socket.
+#                        tls => {cert => F, key => F, ca => F, auth => 1},
+#                        args => [...]): redis-server on a free port (or P),
+# no persistence; with tls also on a TLS port (tls_port; auth: clients must
+# present a certificate of ca), with unixsocket also on that socket; args:
+# more of redis-server's options (--replicaof ...).
 sub start {
     my ($class, %o) = @_;
     my $name = $o{name} // 'redis';
     my $dir = JPKITest::tmpdir() . "/$name";
     mkdir $dir;
-    my $self = bless { name => $name, dir => $dir,
+    my $self = bless { name => $name, dir => $dir, opts => \%o,
                        port => $o{port} // JPKITest::free_port() }, $class;
+    $self->{tls_port} = $o{tls_port} if $o{tls_port};
     $self->{pid} = JPKITest::spawn("redis $name", "$dir/stdout.log",
                                    JPKITest::redis_bin(), '--port', $self->{port},
                                    '--bind', '127.0.0.1', '--save', '',
@@ -802,21 +832,28 @@ sub start {
                                    $o{password} ? ('--requirepass', $o{password}) : (),
                                    $o{unixsocket} ? ('--unixsocket', $o{unixsocket},
                                                      '--unixsocketperm', '777') : (),
-                                   $o{tls} ? ('--tls-port', ($self->{tls_port} = JPKITest::free_port()),
+                                   $o{tls} ? ('--tls-port', ($self->{tls_port} //= JPKITest::free_port()),
                                               '--tls-cert-file', $o{tls}{cert},
                                               '--tls-key-file', $o{tls}{key},
                                               '--tls-ca-cert-file', $o{tls}{ca},
-                                              '--tls-auth-clients', 'no') : ());
+                                              '--tls-auth-clients', $o{tls}{auth} ? 'yes' : 'no') : (),
+                                   @{ $o{args} // [] });
     $self->{password} = $o{password};
+    $self->wait_ping("$dir/redis.log");
+    return $self;
+}
+
+# Waits (10 s at most) for the server to answer PING; dies with its LOG.
+sub wait_ping {
+    my ($self, $log) = @_;
     my $end = time + 10;
     while (time < $end) {
-        last if ($self->try_cmd('PING') // '') eq 'PONG';
-        die "redis-server did not start: " . JPKITest::slurp("$dir/redis.log")
+        return if ($self->try_cmd('PING') // '') eq 'PONG';
+        die "$self->{name} did not start: " . JPKITest::slurp($log)
             unless JPKITest::alive($self->{pid});
         sleep 0.03;
     }
-    die 'redis-server does not answer PING' unless ($self->try_cmd('PING') // '') eq 'PONG';
-    return $self;
+    die "$self->{name} does not answer PING";
 }
 
 sub port { $_[0]{port} }
@@ -916,10 +953,70 @@ sub set_in {
 sub pause  { kill 'STOP', $_[0]{pid} }
 sub resume { kill 'CONT', $_[0]{pid} }
 
+# crash(): SIGKILL; restart(): the same server again on the same ports
+# (empty: no persistence), once it answers PING.
+sub crash {
+    my ($s) = @_;
+    JPKITest::stop_pid($s->{pid}, 'KILL', 5);
+    $s->{stopped} = 1;
+}
+
+sub restart {
+    my ($s, %more) = @_;
+    my %o = (%{ $s->{opts} }, %more, name => "$s->{name}-again", port => $s->{port},
+             tls_port => $s->{tls_port});
+    my $n = ref($s)->start(%o);
+    $s->{pid} = $n->{pid};
+    $s->{stopped} = 0;
+    return $s;
+}
+
 sub stop {
     my ($s) = @_;
     return if $s->{stopped}++;
     JPKITest::stop_pid($s->{pid}, 'TERM', 5);
+}
+
+package JPKITest::Sentinel;
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+our @ISA = ('JPKITest::Redis');
+
+# JPKITest::Sentinel->start(name => N, master => NAME, primary => PORT,
+#                           password => P, down_after => MS,
+#                           failover_timeout => MS, args => [...]):
+# `redis-server sentinel.conf --sentinel` on a free port watching the
+# primary 127.0.0.1:PORT (quorum 2), P its password; cmd() and stop() are
+# JPKITest::Redis's.
+sub start {
+    my ($class, %o) = @_;
+    my $name = $o{name} // 'sentinel';
+    my $dir = JPKITest::tmpdir() . "/$name";
+    mkdir $dir;
+    my $self = bless { name => $name, dir => $dir, port => JPKITest::free_port(),
+                       master => $o{master} }, $class;
+    my $m = $o{master};
+    JPKITest::spew("$dir/sentinel.conf", join '', map { "$_\n" }
+        "port $self->{port}", 'bind 127.0.0.1', 'daemonize no',
+        "logfile $dir/sentinel.log", "dir $dir",
+        "sentinel monitor $m 127.0.0.1 $o{primary} 2",
+        $o{password} ? "sentinel auth-pass $m $o{password}" : (),
+        "sentinel down-after-milliseconds $m " . ($o{down_after} // 1000),
+        "sentinel failover-timeout $m " . ($o{failover_timeout} // 3000),
+        "sentinel parallel-syncs $m 1", @{ $o{conf} // [] });
+    $self->{pid} = JPKITest::spawn("sentinel $name", "$dir/stdout.log",
+                                   JPKITest::redis_bin(), "$dir/sentinel.conf",
+                                   '--sentinel');
+    $self->wait_ping("$dir/sentinel.log");
+    return $self;
+}
+
+# The port of the primary this sentinel names now (undef: none).
+sub primary_port {
+    my ($s) = @_;
+    my $r = $s->try_cmd('SENTINEL', 'get-master-addr-by-name', $s->{master});
+    return ref $r eq 'ARRAY' ? $r->[1] : undef;
 }
 
 package JPKITest::Ocsp;

@@ -6,8 +6,12 @@
 #include "directives.h"
 #include "tap.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char err[512];
 
@@ -300,6 +304,9 @@ static jpki_err store(const char *line, jpki_store_spec *sp)
                "untouched", line);                                           \
     } while (0)
 
+static void test_store_sentinel(void);
+static void test_store_tls_cert(void);
+
 static void test_store(void)
 {
     jpki_store_spec sp;
@@ -338,11 +345,12 @@ static void test_store(void)
     STORE_BAD("shm zone=a zone=b", "invalid parameter \"zone=b\"");
     STORE_BAD("shm db=1", "invalid parameter \"db=1\"");
 
-    is_int(store("redis=127.0.0.1:6380 db=2 user=u password=p keepalive=8 "
-                 "mirror=2m", &sp), JPKI_OK, "redis with options");
+    is_int(store("redis=127.0.0.1:6380 db=2 user=u password_file=/p "
+                 "keepalive=8 mirror=2m", &sp), JPKI_OK, "redis with options");
     ok(sp.kind == JPKI_STORE_KIND_REDIS && strcmp(sp.host, "127.0.0.1") == 0
        && sp.port == 6380 && sp.db == 2 && strcmp(sp.user, "u") == 0
-       && strcmp(sp.password, "p") == 0 && sp.keepalive == 8
+       && strcmp(sp.password_file, "/p") == 0 && sp.password[0] == '\0'
+       && sp.keepalive == 8
        && sp.mirror == 2 * 1024 * 1024 && !sp.tls
        && strcmp(sp.addr, "127.0.0.1:6380") == 0, "redis options read");
     is_int(store("redis=cache.example", &sp), JPKI_OK, "redis host only");
@@ -378,8 +386,10 @@ static void test_store(void)
     STORE_BAD("redis=h keepalive=0", "invalid keepalive= (1..1024)");
     STORE_BAD("redis=h keepalive=2000", "invalid keepalive=");
     STORE_BAD("redis=h user=", "user= needs a value");
-    STORE_BAD("redis=h password=", "password= needs a value");
-    STORE_BAD("redis=h user=u", "user= without password=");
+    STORE_BAD("redis=h password=", "password= is not taken");
+    STORE_BAD("redis=h password=p", "name it with password_file=FILE");
+    STORE_BAD("redis=h password_file=", "password_file= needs a value");
+    STORE_BAD("redis=h user=u", "user= without password_file=");
     STORE_BAD("redis=h tls=maybe", "tls= must be \"on\" or \"off\"");
     STORE_BAD("redis=h tls=on", "tls=on needs tls_ca=FILE");
     STORE_BAD("redis=h tls_ca=/ca.pem", "tls_ca= without tls=on");
@@ -403,7 +413,8 @@ static void test_store(void)
         snprintf(line, sizeof(line), "redis=unix:/%.106s", big);
         is_int(store(line, &sp), JPKI_OK, "a socket path of 107 characters");
         memset(&sp, 0, sizeof(sp));
-        snprintf(line, sizeof(line), "redis=h user=%s password=p", big);
+        snprintf(line, sizeof(line), "redis=h user=%s password_file=/p",
+                 big);
         STORE_BAD(line, "user= needs a value of 1..127 characters");
         snprintf(line, sizeof(line), "redis=h tls=on tls_ca=/c tls_name=%s",
                  big);
@@ -411,10 +422,162 @@ static void test_store(void)
         snprintf(line, sizeof(line), "shm zone=%.64s", big);
         STORE_BAD(line, "zone= must be a name of 1..63");
     }
+    test_store_sentinel();
+    test_store_tls_cert();
+}
+
+static void test_store_sentinel(void)
+{
+    jpki_store_spec sp;
+
+    is_int(store("sentinel=10.0.0.1,10.0.0.2:26380,[::1]:7000 master=gate "
+                 "db=3 password_file=/pw", &sp), JPKI_OK, "sentinels");
+    ok(sp.kind == JPKI_STORE_KIND_REDIS && sp.n_sentinels == 3
+       && strcmp(sp.sentinels[0].host, "10.0.0.1") == 0
+       && sp.sentinels[0].port == 26379
+       && strcmp(sp.sentinels[1].host, "10.0.0.2") == 0
+       && sp.sentinels[1].port == 26380
+       && strcmp(sp.sentinels[2].host, "::1") == 0
+       && sp.sentinels[2].port == 7000 && strcmp(sp.master, "gate") == 0
+       && sp.db == 3 && strcmp(sp.addr, "sentinel:gate") == 0,
+       "sentinels read, the default port 26379, addr names the master");
+    is_int(store("sentinel=s.example master=m tls=on tls_ca=/ca", &sp),
+           JPKI_OK, "sentinels over TLS");
+    ok(sp.tls_name[0] == '\0', "no default tls_name: each server by the "
+       "address it is reached at");
+    is_int(store("sentinel=a,b,c,d,e,f,g,h master=m", &sp), JPKI_OK,
+           "8 sentinels");
+    memset(&sp, 0, sizeof(sp));
+    STORE_BAD("sentinel=a,b,c,d,e,f,g,h,i master=m", "at most 8 addresses");
+    STORE_BAD("sentinel=", "sentinel= needs HOST:PORT");
+    STORE_BAD("sentinel=a,,b master=m", "invalid sentinel address \"\"");
+    STORE_BAD("sentinel=a:0 master=m", "invalid sentinel address \"a:0\"");
+    STORE_BAD("sentinel=unix:/s master=m", "invalid sentinel address");
+    STORE_BAD("sentinel=a", "sentinel= needs master=NAME");
+    STORE_BAD("sentinel=a master=", "master= needs the name");
+    STORE_BAD("sentinel=a master=x/y", "master= needs the name");
+    STORE_BAD("redis=h master=m", "master= goes with sentinel=");
+    STORE_BAD("redis=h sentinel=a master=m", "do not mix");
+    STORE_BAD("sentinel=a master=m redis=h", "do not mix");
+    STORE_BAD("sentinel=a master=m sentinel=b", "do not mix");
+    STORE_BAD("sentinel=a master=m master=n", "invalid parameter "
+              "\"master=n\"");
+}
+
+static void test_store_tls_cert(void)
+{
+    jpki_store_spec sp;
+
+    is_int(store("redis=h tls=on tls_ca=/ca tls_cert=/c tls_key=/k", &sp),
+           JPKI_OK, "a client certificate");
+    ok(strcmp(sp.tls_cert, "/c") == 0 && strcmp(sp.tls_key, "/k") == 0,
+       "tls_cert= and tls_key= read");
+    memset(&sp, 0, sizeof(sp));
+    STORE_BAD("redis=h tls=on tls_ca=/ca tls_cert=/c", "go together");
+    STORE_BAD("redis=h tls=on tls_ca=/ca tls_key=/k", "go together");
+    STORE_BAD("redis=h tls_cert=/c tls_key=/k", "need tls=on");
+    STORE_BAD("redis=h tls=on tls_ca=/ca tls_cert= tls_key=/k",
+              "tls_cert= needs a value");
+}
+
+/* password_file=: the first line, the file's mode, its bounds. */
+static void test_password_file(void)
+{
+    char dir[] = "/tmp/jpki-pw-XXXXXX", path[128], pw[600];
+    char big[700];
+    FILE *f;
+
+    ok(mkdtemp(dir) != NULL, "a directory for password files");
+    snprintf(path, sizeof(path), "%s/pw", dir);
+#define PWFILE(content, mode) do {                                          \
+        f = fopen(path, "w");                                               \
+        fputs(content, f);                                                  \
+        fclose(f);                                                          \
+        chmod(path, mode);                                                  \
+    } while (0)
+    PWFILE("s3cret\nsecond line\n", 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_OK, "a password file");
+    is_str(pw, "s3cret", "its first line, the newline stripped");
+    PWFILE("with blanks \r\n", 0640);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_OK, "group-readable, CRLF");
+    is_str(pw, "with blanks ", "CRLF stripped, blanks kept");
+    PWFILE("no-newline", 0400);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_OK, "no newline at the end");
+    is_str(pw, "no-newline", "the whole file");
+    PWFILE("s3cret\n", 0604);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "readable by others: refused");
+    ok(strstr(err, "may be read or written by others") != NULL
+       && strstr(err, "s3cret") == NULL, "... says so, not the password");
+    PWFILE("s3cret\n", 0602);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "writable by others: refused");
+    PWFILE("\nsecond\n", 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "an empty first line: refused");
+    ok(strstr(err, "has no password on its first line") != NULL, "... says so");
+    f = fopen(path, "w");
+    fwrite("ab\0cd\n", 1, 6, f);
+    fclose(f);
+    chmod(path, 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "a NUL byte in the first line: refused");
+    ok(strstr(err, "has a NUL byte") != NULL, "... says so");
+    PWFILE("", 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "an empty file: refused");
+    memset(big, 'x', 511);
+    big[511] = '\n';
+    big[512] = '\0';
+    PWFILE(big, 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_OK, "511 bytes");
+    is_int((long long)strlen(pw), 511, "... all of them");
+    memset(big, 'x', 512);
+    big[512] = '\n';
+    big[513] = '\0';
+    PWFILE(big, 0600);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "512 bytes: refused");
+    ok(strstr(err, "longer than 511 bytes") != NULL, "... says so");
+    is_int(jpki_conf_password_file(path, pw, 8, err, sizeof(err)),
+           JPKI_ERR_INVALID, "longer than the room given: refused");
+    unlink(path);
+    is_int(jpki_conf_password_file(path, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "a missing file");
+    ok(strstr(err, "cannot be read: No such file") != NULL, "... says why");
+    is_int(jpki_conf_password_file(dir, pw, sizeof(pw), err, sizeof(err)),
+           JPKI_ERR_INVALID, "a directory: refused");
+    rmdir(dir);
+#undef PWFILE
+}
+
+static void test_store_outage(void)
+{
+    jpki_conf_values v;
+    jpki_policy p;
+
+    jpki_conf_init(&v);
+    jpki_policy_defaults(&p);
+    is_int((long long)p.store_outage, JPKI_OUTAGE_CLOSED,
+           "store_outage: closed by default");
+    is_int(jpki_conf_set(&v, JPKI_D_STORE_OUTAGE, "Sessions", err,
+                         sizeof(err)), JPKI_OK, "store_outage sessions");
+    jpki_conf_apply(&v, JPKI_CONF_LOCATION, &p);
+    is_int((long long)p.store_outage, JPKI_OUTAGE_SESSIONS, "... applied");
+    jpki_conf_init(&v);
+    is_int(jpki_conf_set(&v, JPKI_D_STORE_OUTAGE, "open", err, sizeof(err)),
+           JPKI_ERR_INVALID, "store_outage open: refused");
+    is_str(err, "must be \"closed\" or \"sessions\"", "... says the words");
 }
 
 int main(void)
 {
+    test_password_file();
+    test_store_outage();
     test_time();
     test_size_flag_message();
     test_directives();

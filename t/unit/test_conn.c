@@ -5,6 +5,7 @@
  * rules of keeping, retrying and sharing (OCSP flights). */
 #include "conn.h"
 #include "tap.h"
+#include "peer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,43 +18,6 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
-
-static int pair[2];                 /* [0] the gate's end, [1] the peer's */
-
-static void new_pair(void)
-{
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0)
-        exit(2);
-    fcntl(pair[0], F_SETFL, O_NONBLOCK);
-    fcntl(pair[1], F_SETFL, O_NONBLOCK);
-}
-
-static void close_pair(void)
-{
-    close(pair[0]);
-    if (pair[1] >= 0)
-        close(pair[1]);
-}
-
-/* What the gate sent so far (NUL-terminated). */
-static size_t peer_read(int fd, char *buf, size_t max)
-{
-    ssize_t n;
-    size_t got = 0;
-
-    while (got + 1 < max && (n = read(fd, buf + got, max - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    return got;
-}
-
-static void peer_write(int fd, const char *s, size_t len)
-{
-    if (write(fd, s, len) != (ssize_t)len)
-        exit(3);
-}
-
-#define PEER_SAYS(s) peer_write(pair[1], s, strlen(s))
 
 static int contains(const char *hay, size_t len, const char *needle)
 {
@@ -92,7 +56,7 @@ static jpki_conn_state settle(jpki_conn *c)
 
 static void test_redis_rounds(void)
 {
-    jpki_redis_auth auth = { "jpki", "pw-secret", 2 };
+    jpki_redis_auth auth = { "jpki", "pw-secret", 2, 0 };
     jpki_store_cmd cmds[2];
     jpki_store_result res[2];
     char buf[8192];
@@ -195,7 +159,7 @@ static void peer_gone(void)
 
 static void test_redis_failures(void)
 {
-    jpki_redis_auth auth = { NULL, "pw", 0 };
+    jpki_redis_auth auth = { NULL, "pw", 0, 0 };
     jpki_store_cmd cmd = get_cmd("k");
     jpki_store_result res;
     jpki_conn *c;

@@ -37,7 +37,7 @@ static void make_cmds(void)
     cmds[2].keylen = strlen(cmds[2].key);
 }
 
-static const jpki_redis_auth auth = {"gate", "secret", 3};
+static const jpki_redis_auth auth = {"gate", "secret", 3, 0};
 
 /* The stream fed to a new round (prelude when with_auth) in pieces of
  * piece bytes: the state after the last piece; *early: a piece before the
@@ -290,7 +290,7 @@ static void test_round_out(void)
     ok(len == wl - plen && memcmp(out, want + plen, len) == 0,
        "on a pooled connection: the commands only");
     {
-        jpki_redis_auth none = {NULL, NULL, 0};
+        jpki_redis_auth none = {NULL, NULL, 0, 0};
 
         jpki_redis_round_start(r, &none, cmds, 3, res);
         out = jpki_redis_round_out(r, &len);

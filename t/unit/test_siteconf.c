@@ -36,6 +36,40 @@ static const char *absp(void *ud, const char *p)
 
 static const jpki_sc_env env = {absp, warn, NULL, "jpki_x", "site.conf", 7};
 
+/* "password_file=FILE", FILE a new file of mode mode holding pw. */
+static const char *pw_word(const char *pw, mode_t mode)
+{
+    static char word[8][128];
+    static int n;
+    char *w = word[n++ & 7];
+    char path[64];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/tmp/jpki-siteconf-pw-%d-%d", (int)getpid(),
+             n);
+    f = fopen(path, "w");
+    if (f == NULL)
+        exit(2);
+    fprintf(f, "%s\n", pw);
+    fclose(f);
+    chmod(path, mode);
+    snprintf(w, sizeof(word[0]), "password_file=%s", path);
+    return w;
+}
+
+/* The files pw_word() wrote, removed. */
+static void pw_cleanup(void)
+{
+    char path[64];
+    int i;
+
+    for (i = 1; i <= 8; i++) {
+        snprintf(path, sizeof(path), "/tmp/jpki-siteconf-pw-%d-%d",
+                 (int)getpid(), i);
+        unlink(path);
+    }
+}
+
 #define SET1(sc, d, a)                                                      \
     jpki_siteconf_set(sc, d, 1, (const char *const[]){a}, &env, err,       \
                       sizeof(err))
@@ -156,7 +190,7 @@ static void test_directives(void)
     ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 5,
                          (const char *const[]){"redis=127.0.0.1:1",
                                                "tls=on", "tls_ca=rel/ca2.pem",
-                                               "password=p", "db=3"},
+                                               pw_word("p", 0600), "db=3"},
                          &env, err, sizeof(err)) == JPKI_OK
        && jpki_siteconf_store(sc)->kind == JPKI_STORE_KIND_REDIS
        && !strcmp(jpki_siteconf_tls_ca(sc), tap_path("ca2.pem"))
@@ -282,8 +316,8 @@ static void test_build(void)
        "no store: in Apache's words: %s", err);
     ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 4,
                          (const char *const[]){"redis=127.0.0.1:1",
-                                               "user=gate", "password=pw",
-                                               "db=2"},
+                                               "user=gate",
+                                               pw_word("pw", 0600), "db=2"},
                          &env, err, sizeof(err)) == JPKI_OK
        && SET1(sc, JPKI_SC_MAP, map) == JPKI_OK
        && jpki_siteconf_value(sc, JPKI_D_REDIS_TIMEOUT, "250ms", &env, err,
@@ -477,6 +511,61 @@ static void test_audit(void)
     rmdir(dir);
 }
 
+/* The store's files read where it is written: the password of
+ * password_file=, the client certificate of tls_cert= and tls_key=; a
+ * primary named by sentinels checks ROLE. */
+static void test_store_files(void)
+{
+    char err[512];
+    jpki_siteconf *sc = jpki_siteconf_new();
+    const char *words[4];
+
+    words[0] = "redis=127.0.0.1:1";
+    words[1] = pw_word("world", 0644);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 2, words, &env, err, sizeof(err))
+       != JPKI_OK && strstr(err, "may be read or written by others") != NULL
+       && strstr(err, "world") == NULL && jpki_siteconf_store(sc) == NULL,
+       "a password file others may read: refused: %s", err);
+    words[1] = pw_word("", 0600);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 2, words, &env, err, sizeof(err))
+       != JPKI_OK && strstr(err, "has no password on its first line"),
+       "an empty password file: refused: %s", err);
+    words[1] = "password_file=rel/nothing-here";
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 2, words, &env, err, sizeof(err))
+       != JPKI_OK && strstr(err, "nothing-here\" cannot be read"),
+       "a missing password file, from the root: refused: %s", err);
+    words[0] = "sentinel=127.0.0.1:1,127.0.0.1:2";
+    words[1] = "master=gate";
+    words[2] = pw_word("s3cret", 0640);
+    ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 3, words, &env, err, sizeof(err))
+       == JPKI_OK && !strcmp(jpki_siteconf_store(sc)->password, "s3cret")
+       && jpki_siteconf_store(sc)->n_sentinels == 2,
+       "sentinels, the password read from its file: %s", err);
+    jpki_siteconf_free(sc);
+
+    sc = jpki_siteconf_new();
+    words[0] = "redis=127.0.0.1:1";
+    words[1] = "tls=on";
+    words[2] = "tls_ca=rel/ca2.pem";
+    words[3] = "tls_cert=rel/ca1.pem";
+    {
+        const char *w5[5] = {words[0], words[1], words[2], words[3],
+                             "tls_key=rel/ca2.key"};
+
+        ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 5, w5, &env, err, sizeof(err))
+           != JPKI_OK && strstr(err, "tls_key is not the key of tls_cert")
+           && jpki_siteconf_redis_tls(sc) == NULL,
+           "another certificate's key: refused: %s", err);
+        w5[4] = "tls_key=rel/ca1.key";
+        ok(jpki_siteconf_set(sc, JPKI_SC_STORE, 5, w5, &env, err, sizeof(err))
+           == JPKI_OK && jpki_siteconf_redis_tls(sc) != NULL
+           && SSL_CTX_get0_certificate(jpki_siteconf_redis_tls(sc)) != NULL,
+           "a client certificate and its key, in the context: %s", err);
+    }
+    jpki_siteconf_free(sc);
+    pw_cleanup();
+}
+
 int main(void)
 {
     test_audit();
@@ -485,5 +574,7 @@ int main(void)
     test_crl_zone_words();
     test_inherit();
     test_build();
+    test_store_files();
+    pw_cleanup();
     return done_testing();
 }

@@ -276,16 +276,25 @@ static void map(const char *cert, const char *account)
         kv(shm, account, "jpki:v1:map:%s", id);
 }
 
+/* rq: a gated request (JSON) with the session cookie at `at`. */
+static void check_request(jpki_txn_request *rq, const char *cookie,
+                          int64_t at)
+{
+    memset(rq, 0, sizeof(*rq));
+    rq->op = JPKI_OP_CHECK;
+    rq->now = at;
+    rq->wants_json = 1;
+    rq->cookie = cookie;
+    rq->cookie_len = strlen(cookie);
+    set_local(rq);
+}
+
 static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
                                  jpki_txn **tp)
 {
-    jpki_txn_request rq = {0};
-    rq.op = JPKI_OP_CHECK;
-    rq.now = at;
-    rq.wants_json = 1;
-    rq.cookie = cookie;
-    rq.cookie_len = strlen(cookie);
-    set_local(&rq);
+    jpki_txn_request rq;
+
+    check_request(&rq, cookie, at);
     return drive(&rq, env, tp);
 }
 
@@ -941,6 +950,106 @@ static void test_logout_mirror(io_env *env)
     free(h);
 }
 
+/* A CHECK of cookie at `at` while the store fails (timeout: no results;
+ * else error results; failing: the poller says so): its status (-1: not
+ * done), the store steps it asked for, whether it passed without the
+ * store. */
+static int check_store_down(const char *cookie, int64_t at, int timeout,
+                            int failing, int *asked, int *outage)
+{
+    jpki_store_result r[JPKI_STORE_BATCH_MAX];
+    jpki_txn_request rq;
+    jpki_txn *t = NULL;
+    jpki_step s;
+    size_t n;
+    int st;
+
+    check_request(&rq, cookie, at);
+    rq.store_failing = failing;
+    if (jpki_txn_new(ctx, &rq, &t) != JPKI_OK)
+        return -1;
+    *asked = 0;
+    while ((s = jpki_txn_step(t)) == JPKI_STEP_STORE && *asked < 4) {
+        (*asked)++;
+        (void)jpki_txn_store_cmds(t, &n);
+        memset(r, 0, sizeof(r));                /* JPKI_STORE_R_ERROR */
+        jpki_txn_feed_store(t, timeout ? NULL : r, n);
+    }
+    st = s == JPKI_STEP_DONE ? jpki_txn_verdict(t)->http_status : -1;
+    *outage = s == JPKI_STEP_DONE && jpki_txn_verdict(t)->store_outage;
+    jpki_txn_free(t);
+    return st;
+}
+
+/* jpki_store_outage (txn_session.c): with Redis down, a session whose
+ * re-check is not due passes without its markers (sessions), or not
+ * (closed); a due re-check, and a session the node knows logged out, do
+ * not pass. */
+static void test_store_outage(io_env *env)
+{
+    size_t size = 1 << 16;
+    void *mem = calloc(1, size), *h = calloc(1, jpki_shm_handle_size());
+    static jpki_policy pol;
+    const jpki_policy *saved = req_policy;
+    char f[1024], cid[JPKI_CERT_ID_HEX_LEN + 1], at_s[24];
+    int64_t at;
+    int asked, outage;
+
+    jpki_shm_init(mem, size, 0);
+    req_local = jpki_shm_attach(h, mem, size, NULL);
+    req_shared = 1;
+    req_since = 0;
+    pol = saved != NULL ? *saved : *jpki_ctx_policy(ctx);
+    pol.recheck_interval = 300;
+    req_policy = &pol;
+    is_int(login_to("user1.pem", "user1.key", env, f, &at), 200, "a session");
+    /* the mirror cannot vouch: the poller has not read the log lately */
+    req_since = INT64_MAX;
+
+    pol.store_outage = JPKI_OUTAGE_CLOSED;
+    is_int(check_store_down(f, at + 10, 0, 0, &asked, &outage), 503,
+           "closed: Redis down: 503");
+    is_int(asked, 1, "... after asking the store");
+    is_int(check_store_down(f, at + 10, 1, 1, &asked, &outage), 503,
+           "closed: timed out, the poller failing: 503");
+
+    pol.store_outage = JPKI_OUTAGE_SESSIONS;
+    is_int(check_store_down(f, at + 10, 0, 0, &asked, &outage), 200,
+           "sessions: Redis down, the re-check not due: passes");
+    ok(asked == 1 && outage, "... the store was asked; the verdict says it "
+       "passed without it");
+    is_int(check_store_down(f, at + 10, 1, 0, &asked, &outage), 200,
+           "sessions: the store timed out: passes");
+    is_int(check_store_down(f, at + 10, 0, 1, &asked, &outage), 200,
+           "sessions: the poller says the store fails: passes");
+    ok(asked == 0 && outage, "... without waiting for the store");
+    is_int(check_store_down(f, at + 300, 0, 0, &asked, &outage), 503,
+           "sessions: the re-check due: 503");
+    is_int(check_store_down(f, at + 300, 0, 1, &asked, &outage), 503,
+           "sessions: the re-check due, the poller failing: 503");
+    ok(asked == 1, "... it asked the store all the same");
+    is_int(check_asks_store(f, at + 20, env), 1,
+           "sessions: Redis up: the markers are read in the store");
+    req_since = 0;
+    is_int(check_store_down(f, at + 20, 0, 1, &asked, &outage), 200,
+           "the mirror vouches: passes as always");
+    ok(asked == 0 && !outage, "... not an outage's pass");
+
+    /* a logout this node knows of (its mirror): refused all the same */
+    req_since = INT64_MAX;
+    snprintf(cid, sizeof(cid), "%s", cert_id_of("user1.pem"));
+    snprintf(at_s, sizeof(at_s), "%lld", (long long)at + 30);
+    kv(req_local, at_s, "jpki:v1:out:%s", cid);
+    is_int(check_store_down(f, at + 40, 0, 1, &asked, &outage), 401,
+           "sessions: a logout in the node's mirror: refused");
+    req_policy = saved;
+    req_local = NULL;
+    req_shared = 0;
+    req_since = 0;
+    free(mem);
+    free(h);
+}
+
 /* The embedded store nearly full: soft writes (counters, caches) stop at
  * 3/4, so a login still gets its challenge in; full, it is 503. */
 static void test_store_full(io_env *env)
@@ -1042,6 +1151,7 @@ static void test_guard(io_env *env)
     test_throttle(env);
     test_logout_local(env);
     test_logout_mirror(env);
+    test_store_outage(env);
     test_store_full(env);
     test_audit_limit(env);
     req_policy = NULL;
