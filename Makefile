@@ -113,7 +113,11 @@ unit: $(UNIT_BIN) $(UNIT_SAN) pki
 # the test that made it; jpkictl also checks for leaks).  The second run
 # leaves out the test that measures time (nginx-nonblocking), the demo and
 # the installed modules (debian-layout).
-SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t t/debian-layout.t,$(wildcard t/*.t))
+# the sanitized pass leaves out the Chromium tests (minutes each; what they
+# drive on the server, the page, the device flow and TLS logins, runs
+# sanitized in t/login-page.t, t/login-device.t and t/tls-login.t)
+SAN_T := $(filter-out t/nginx-nonblocking.t t/demo.t t/debian-layout.t \
+                      t/browser.t t/browser-page.t,$(wildcard t/*.t))
 test: deps
 	$(MAKE) all unit sanitized fuzz-build $(B)/crlgen $(B)/sign_bodies
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
