@@ -27,7 +27,31 @@ struct tunnel {
     SSL *ssl;
     SSL_CTX *ctx;
     int tcp, end;               /* the TLS socket, the socketpair's end */
+    int wake;                   /* readable: end now (redis_tls_end) */
 };
+
+/* The tunnels' threads, joined at exit (redis_tls_end, before OpenSSL's
+ * own clean-up): a thread still running then would leave its OpenSSL
+ * state behind. */
+#define MAX_TUNNELS 16
+static struct {
+    pthread_t th;
+    int wake;                   /* main's end of the thread's wake pair */
+} tunnels[MAX_TUNNELS];
+static size_t n_tunnels;
+
+static void redis_tls_end(void)
+{
+    size_t i;
+
+    for (i = 0; i < n_tunnels; i++) {
+        /* (a thread that ended has closed its end: no SIGPIPE) */
+        (void)!send(tunnels[i].wake, "x", 1, MSG_NOSIGNAL);
+        pthread_join(tunnels[i].th, NULL);
+        close(tunnels[i].wake);
+    }
+    n_tunnels = 0;
+}
 
 /* The TLS context of the options: CA, and the client certificate. */
 SSL_CTX *redis_tls_ctx(const args_t *a)
@@ -59,6 +83,8 @@ static void tunnel_free(struct tunnel *t)
         close(t->tcp);
     if (t->end >= 0)
         close(t->end);
+    if (t->wake >= 0)
+        close(t->wake);
     free(t);
 }
 
@@ -120,7 +146,7 @@ static int tls_recv(struct tunnel *t)
 static void *tunnel_run(void *arg)
 {
     struct tunnel *t = arg;
-    struct pollfd p[2];
+    struct pollfd p[3];
     char buf[16384];
     ssize_t n;
 
@@ -129,12 +155,16 @@ static void *tunnel_run(void *arg)
         p[0].events = POLLIN;
         p[1].fd = t->tcp;
         p[1].events = POLLIN;
-        p[0].revents = p[1].revents = 0;
-        if (poll(p, 2, -1) < 0) {
+        p[2].fd = t->wake;
+        p[2].events = POLLIN;
+        p[0].revents = p[1].revents = p[2].revents = 0;
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
+        if (p[2].revents)
+            break;
         if (p[0].revents) {
             n = read(t->end, buf, sizeof(buf));
             if (n <= 0 || tls_send(t, buf, (int)n) != 0)
@@ -145,6 +175,7 @@ static void *tunnel_run(void *arg)
     }
     ERR_clear_error();
     tunnel_free(t);
+    OPENSSL_thread_stop();
     return NULL;
 }
 
@@ -187,12 +218,17 @@ redisContext *redis_tls_connect(const args_t *a, const char *host, int port)
                        ? a->val[O_REDIS_TLS_NAME] : host;
     char why[300], e[256];
     pthread_t th;
-    int sp[2] = {-1, -1};
+    int sp[2] = {-1, -1}, wp[2] = {-1, -1};
     redisContext *rc;
 
     if (t == NULL)
         return NULL;
-    t->tcp = t->end = -1;
+    t->tcp = t->end = t->wake = -1;
+    if (n_tunnels == MAX_TUNNELS) {
+        say("redis: more than %d TLS connections", MAX_TUNNELS);
+        free(t);
+        return NULL;
+    }
     if ((t->ctx = redis_tls_ctx(a)) == NULL
         || (t->tcp = tcp_connect(host, port)) < 0)
         goto failed;
@@ -211,9 +247,11 @@ redisContext *redis_tls_connect(const args_t *a, const char *host, int port)
     }
     /* from now on the thread waits in poll(), never in a read */
     if (fcntl(t->tcp, F_SETFL, fcntl(t->tcp, F_GETFL) | O_NONBLOCK) != 0
+        || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wp) != 0
         || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
         goto failed;
     t->end = sp[1];
+    t->wake = wp[0];
     rc = redisConnectFd(sp[0]);
     if (rc == NULL || rc->err) {
         redisFree(rc);
@@ -224,12 +262,20 @@ redisContext *redis_tls_connect(const args_t *a, const char *host, int port)
         sp[0] = -1;
         goto failed;
     }
-    pthread_detach(th);
+    if (n_tunnels == 0)
+        atexit(redis_tls_end);        /* after OpenSSL's: runs before it */
+    tunnels[n_tunnels].th = th;
+    tunnels[n_tunnels].wake = wp[1];
+    n_tunnels++;
     return rc;
 failed:
     ERR_clear_error();
     if (sp[0] >= 0 && t->end < 0)
         close(sp[0]);
+    if (wp[1] >= 0)
+        close(wp[1]);
+    if (wp[0] >= 0 && t->wake < 0)
+        close(wp[0]);
     tunnel_free(t);
     return NULL;
 }
