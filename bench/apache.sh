@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Apache figures (sourced by bench/run.sh after bench/nginx.sh; uses $B, $P,
-# ratio, max, wrk_rps, rsa_verify): gated vs ungated requests through the
+# Apache figures (sourced by bench/run.sh after bench/lib.sh and
+# bench/nginx.sh; uses $B, $P, flood_ratio): gated vs ungated requests through the
 # same Apache (mpm_event) to the same upstream, and logins per second.
 AD=$PWD/$B/bench-apache
 rm -rf "$AD"; mkdir -p "$AD/run" "$AD/docs"
@@ -107,30 +107,22 @@ acookie=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
 if [ -z "$acookie" ]; then
     echo "bench: apache login failed" >&2
 else
-    aopen=0 agated=0
-    for _ in 1 2 3 4 5 6 7 8; do
-        aopen=$(max "$aopen" "$(wrk_rps -t1 -c32 -d2s \
-            "http://127.0.0.1:$AGATE/open/")")
-        agated=$(max "$agated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $acookie" \
-            "http://127.0.0.1:$AGATE/gated/")")
+    ratios="" opens="" gateds=""
+    for _ in $(seq "$BENCH_PAIRS"); do
+        aopen=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$AGATE/open/")
+        agated=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $acookie" \
+            "http://127.0.0.1:$AGATE/gated/")
+        opens="$opens $aopen" gateds="$gateds $agated"
+        ratios="$ratios $(ratio "$agated" "$aopen")"
     done
-    echo "figure: apache.ungated_rps = $aopen"
-    echo "figure: apache.gated_rps = $agated"
-    echo "figure: apache.session_vs_ungated = $(ratio "$agated" "$aopen")"
-    n=${JPKI_BENCH_LOGINS:-20000}
-    "$B/sign_bodies" "$AD/secret" "$P/ca2.pem" "$P/user1.key" "$P/user1.der" \
-        "$n" > "$AD/bodies.1" & s1=$!
-    "$B/sign_bodies" "$AD/secret" "$P/ca2.pem" "$P/user1.key" "$P/user1.der" \
-        "$n" > "$AD/bodies.2" & s2=$!
-    wait $s1 $s2
-    cat "$AD/bodies.1" "$AD/bodies.2" > "$AD/bodies"
-    alogins=0
-    for start in 1 $((n + 1)); do
-        alogins=$(max "$alogins" "$(wrk_rps -t1 -c8 -d1s -s bench/login.lua \
-            "http://127.0.0.1:$AGATE/" -- "$AD/bodies" "$start")")
-    done
-    echo "figure: apache.logins_per_s = $alogins"
-    echo "figure: apache.login_vs_rsa_verify = $(ratio "$alogins" "$rsa_verify")"
+    # shellcheck disable=SC2086
+    {
+        echo "figure: apache.ungated_rps = $(median $opens)"
+        echo "figure: apache.gated_rps = $(median $gateds)"
+        figure_spread apache.session_vs_ungated $ratios
+    }
+    login_pairs apache "$AD/secret" "http://127.0.0.1:$AGATE/" "$AD" \
+        "${JPKI_BENCH_APACHE_LOGINS:-16000}"
     # after the logins: the flood's failures put 127.0.0.1 over its limit
     "$B/sign_bodies" "$AD/secret" "$P/ca2.pem" "$P/user2.key" "$P/user1.der" 1 \
         > "$AD/flood"

@@ -14,7 +14,7 @@
 #include <openssl/pem.h>
 
 #define N 1000           /* signed bodies */
-#define ROUNDS 6         /* each body used once a round */
+static int rounds = 6;   /* each body used once a round (argv[1]) */
 
 static char pki[512];
 static char *path(const char *f)
@@ -104,12 +104,12 @@ static double round1(jpki_ctx *ctx, char **bodies, jpki_shm *shm, int *fails)
     return N / (now_s() - t0);
 }
 
-/* Best round of ROUNDS. */
+/* Best round of rounds. */
 static double run(jpki_ctx *ctx, char **bodies, jpki_shm *shm, int *fails)
 {
     double best = 0, r;
     int k;
-    for (k = 0; k < ROUNDS; k++) {
+    for (k = 0; k < rounds; k++) {
         r = round1(ctx, bodies, shm, fails);
         if (r > best)
             best = r;
@@ -138,7 +138,7 @@ static char **make_bodies(jpki_ctx *ctx, EVP_PKEY *key, const char *cert_b64)
     return b;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const char *d = getenv("JPKI_TEST_PKI");
     uint8_t *der;
@@ -156,6 +156,8 @@ int main(void)
     int fails = 0;
     char rev[64];
 
+    if (argc > 1 && (rounds = atoi(argv[1])) < 1)
+        rounds = 1;
     snprintf(pki, sizeof(pki), "%s", d && *d ? d : "build/pki");
     jpki_load_file(path("user1.der"), 65536, &der, &derlen);
     cert_b64 = malloc(jpki_b64_encoded_len(derlen, 0) + 1);

@@ -9,33 +9,32 @@
 #
 # Needs $B/jpkictl, $B/crlgen (make build/crlgen), the test PKI ($P, make
 # pki: the CRL is signed with ca2.key), redis-server, openssl.  Prints
-# "figure: NAME = VALUE" lines.  Times are the best of 3 runs each (the
-# Redis database is flushed between sync runs; memory is measured on the
-# first, into the fresh server).  JPKI_BENCH_CRL_10M=1 adds a 10,000,000
+# "figure: NAME = VALUE" lines.  openssl's parse and the sync run in
+# JPKI_BENCH_PAIRS (5) interleaved pairs: times and their ratio are
+# "MEDIAN (min A, max B)" (bench/lib.sh).  JPKI_BENCH_CRL_10M=1 adds a 10,000,000
 # entry run (time and memory only; about 400 MB of CRL, a few GB of RAM).
 # Env: JPKI_BUILD (build), JPKI_TEST_PKI ($B/pki), JPKI_BENCH_CRL_PORT
 # (18610), JPKI_BENCH_CRL_ENTRIES (1000000).
 
 crl_now() { date +%s.%N; }
 crl_div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-crl_min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 crl_mem() {
     redis-cli -p "$CRL_PORT" INFO memory | tr -d '\r' \
         | awk -F: '$1 == "used_memory" { print $2 }'
 }
 
-# crl_run NAME ENTRIES: one CRL size; prints its figures.
+# crl_run NAME ENTRIES: one CRL size; prints its figures.  In pairs:
+# openssl's parse, then the sync into a flushed database; memory measured
+# on the first sync, into the fresh server.
 crl_run() {
-    local name=$1 n=$2 f t0 t1 best_o="" best_s="" m0 m1 out i
+    local name=$1 n=$2 f t0 t1 o s os="" ss="" rs="" m0 m1 out i
     f=$CRL_D/crl-$n.crl
     "$B/crlgen" "$P/ca2.pem" "$P/ca2.key" "$n" 100 "$f"
-    for i in 1 2 3; do
+    for i in $(seq "$BENCH_PAIRS"); do
         t0=$(crl_now)
         openssl crl -noout -in "$f"
         t1=$(crl_now)
-        best_o=$(crl_min "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$best_o")
-    done
-    for i in 1 2 3; do
+        o=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
         redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
         m0=$(crl_mem)
         t0=$(crl_now)
@@ -46,7 +45,8 @@ crl_run() {
             loaded*) ;;
             *) echo "crl bench: sync failed: $out" >&2; return 1 ;;
         esac
-        best_s=$(crl_min "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$best_s")
+        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+        os="$os $o" ss="$ss $s" rs="$rs $(crl_div "$s" "$o")"
         if [ "$i" = 1 ]; then
             m1=$(crl_mem)
             echo "figure: $name.redis_bytes_per_entry = $(crl_div $((m1 - m0)) "$n")"
@@ -55,9 +55,12 @@ crl_run() {
     done
     echo "figure: $name.entries = $n"
     echo "figure: $name.crl_bytes = $(stat -c %s "$f")"
-    echo "figure: $name.openssl_parse_s = $best_o"
-    echo "figure: $name.sync_s = $best_s"
-    echo "figure: $name.sync_vs_openssl_parse = $(crl_div "$best_s" "$best_o")"
+    # shellcheck disable=SC2086
+    {
+        figure_spread "$name.openssl_parse_s" $os
+        figure_spread "$name.sync_s" $ss
+        figure_spread "$name.sync_vs_openssl_parse" $rs
+    }
     rm -f "$f"
 }
 
@@ -67,6 +70,7 @@ crl_bench() (
     P=${P:-${JPKI_TEST_PKI:-$PWD/$B/pki}}
     CRL_PORT=${JPKI_BENCH_CRL_PORT:-18610}
     CRL_D=$PWD/$B/bench-crl
+    . bench/lib.sh
     . bench/scratch.sh
     bench_scratch "$CRL_D" "$CRL_PORT"
     local rpid=$BENCH_RPID

@@ -11,8 +11,9 @@
 #
 # Needs $B/jpkictl, the test PKI ($P, make pki), redis-server,
 # redis-benchmark, redis-cli.  Prints "figure: NAME = VALUE" lines.  The
-# import and redis-benchmark are run alternately, 3 times each, and the
-# best of each is kept (the Redis database is flushed before each import).
+# import and redis-benchmark run in JPKI_BENCH_PAIRS (5) interleaved pairs
+# (the Redis database flushed before each), the ratio "MEDIAN (min A, max
+# B)" (bench/lib.sh).
 # Env: JPKI_BUILD (build), JPKI_TEST_PKI ($B/pki), JPKI_BENCH_MAP_PORT
 # (18620), JPKI_BENCH_MAP_ROWS (100000).
 
@@ -23,7 +24,8 @@ map_bench() (
     B=${B:-${JPKI_BUILD:-build}}
     P=${P:-${JPKI_TEST_PKI:-$PWD/$B/pki}}
     local port=${JPKI_BENCH_MAP_PORT:-18620} n=${JPKI_BENCH_MAP_ROWS:-100000}
-    local d=$PWD/$B/bench-map best="" set_best=0 t0 t1 out s i
+    local d=$PWD/$B/bench-map rates="" sets="" rs="" rate t0 t1 out s i
+    . bench/lib.sh
     . bench/scratch.sh
     bench_scratch "$d" "$port"
     local rpid=$BENCH_RPID
@@ -32,7 +34,7 @@ map_bench() (
         for (i = 1; i <= n; i++)
             printf "card,%d%09d,user%d\n", 1000000 + i, int(rand() * 1e9),
                    int(i / 3) }' > "$d/rows.csv"
-    for i in 1 2 3; do
+    for i in $(seq "$BENCH_PAIRS"); do
         redis-cli -p "$port" FLUSHALL >/dev/null
         t0=$(map_now)
         out=$("$B/jpkictl" map import "$d/rows.csv" \
@@ -43,21 +45,19 @@ map_bench() (
             "imported: $n rows, $n bound,"*) ;;
             *) echo "map bench: import failed: $out" >&2; return 1 ;;
         esac
-        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-        best=$(awk -v a="$s" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+        rate=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
         redis-cli -p "$port" FLUSHALL >/dev/null
         s=$(redis-benchmark -p "$port" -t set -P 16 -n 200000 -q 2>/dev/null \
             | tr '\r' '\n' | awk '/^SET: [0-9]/ { v = $2 } END { print v + 0 }')
-        set_best=$(awk -v a="$s" -v b="$set_best" 'BEGIN { print (a > b) ? a : b }')
+        rates="$rates $rate" sets="$sets $s" rs="$rs $(ratio "$rate" "$s")"
     done
-    local rate
-    rate=$(awk -v n="$n" -v s="$best" 'BEGIN { printf "%.0f", n / s }')
     echo "figure: jpkictl.map_import_rows = $n"
-    echo "figure: jpkictl.map_import_s = $best"
-    echo "figure: jpkictl.map_import_rows_per_s = $rate"
-    echo "figure: jpkictl.redis_set_p16_per_s = $(printf '%.0f' "$set_best")"
-    echo "figure: jpkictl.map_import_rows_vs_redis_set = $(awk -v a="$rate" \
-        -v b="$set_best" 'BEGIN { printf "%.3f", a / b }')"
+    # shellcheck disable=SC2086
+    {
+        echo "figure: jpkictl.map_import_rows_per_s = $(median $rates)"
+        echo "figure: jpkictl.redis_set_p16_per_s = $(median $sets)"
+        figure_spread jpkictl.map_import_rows_vs_redis_set $rs
+    }
 )
 
 # run directly (not sourced)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# nginx figures (sourced by bench/run.sh; needs $B, $P, ratio, rsa_verify):
+# nginx figures (sourced by bench/run.sh after bench/lib.sh; needs $B, $P):
 # gated vs ungated requests through the same nginx to the same upstream
 # (shm store and Redis), and logins per second through one worker.
 D=$PWD/$B/bench-nginx
@@ -89,30 +89,12 @@ login_cookie() {
         | sed -n 's/^Set-Cookie: \([^;]*\);.*/\1/p'
 }
 
-wrk_rps() {   # wrk args...; prints requests/s, fails on non-2xx answers
-    local out
-    out=$(taskset -c 1 wrk "$@" 2>&1)
-    if echo "$out" | grep -q 'Non-2xx'; then
-        echo "bench: wrk saw errors: $(echo "$out" | grep Non-2xx)" >&2
-        echo 0; return
-    fi
-    echo "$out" | awk '/^Requests\/sec/ {print $2}'
-}
-
-# median (min, max) of the numbers given
-spread() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.3f (min %.3f, max %.3f)", m, v[1], v[NR] }'
-}
-
 # Gated requests per second while a flood of bad-signature logins (one
-# reusable body, 50 connections) runs, over the same without it: five
-# interleaved pairs, each ratio of one pair; median (min, max).
+# reusable body, 50 connections) runs, over the same without it, in pairs.
 # $1 figure prefix, $2 gated URL, $3 cookie, $4 login base URL, $5 body file
 flood_ratio() {
     local quiet busy fpid ratios=""
-    for _ in 1 2 3 4 5; do
+    for _ in $(seq "$BENCH_PAIRS"); do
         quiet=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $3" "$2")
         taskset -c 1 wrk -t1 -c50 -d4s -s bench/login.lua "$4" -- "$5" 1 \
             >/dev/null 2>&1 & fpid=$!
@@ -122,11 +104,12 @@ flood_ratio() {
         ratios="$ratios $(ratio "$busy" "$quiet")"
     done
     # shellcheck disable=SC2086
-    echo "figure: $1.gated_during_login_flood_vs_quiet = $(spread $ratios)"
+    figure_spread "$1.gated_during_login_flood_vs_quiet" $ratios
 }
 
 session_ratio() {   # $1 name, $2 store line
-    local cookie open gated
+    local cookie open gated recheck ratios="" rratios="" opens="" gateds="" \
+          rechecks=""
     start_nginx "$2"
     # a session signed in before the worker's first complete poll of the
     # logout log is checked in the store once (its cookie is resealed,
@@ -136,27 +119,27 @@ session_ratio() {   # $1 name, $2 store line
     [ -n "$cookie" ] || { echo "bench: login failed ($1)" >&2; return 1; }
     # nginx's worker on core 0, wrk on core 1
     taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
-    # interleaved, best of eight each: both see the same machine
-    open=0 gated=0
-    for _ in 1 2 3 4 5 6 7 8; do
-        open=$(max "$open" "$(wrk_rps -t1 -c32 -d2s \
-            "http://127.0.0.1:$GATE/open/")")
-        gated=$(max "$gated" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
-            "http://127.0.0.1:$GATE/gated/")")
+    # pairs: ungated then gated; cached (interval 5 min: no store access)
+    # then re-checked at every request (interval 0: logout marker, mapping
+    # and the cached revocation answer in the store)
+    for _ in $(seq "$BENCH_PAIRS"); do
+        open=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$GATE/open/")
+        gated=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
+            "http://127.0.0.1:$GATE/gated/")
+        recheck=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
+            "http://127.0.0.1:$GATE/gated0/")
+        opens="$opens $open" gateds="$gateds $gated" rechecks="$rechecks $recheck"
+        ratios="$ratios $(ratio "$gated" "$open")"
+        rratios="$rratios $(ratio "$recheck" "$gated")"
     done
-    echo "figure: nginx.ungated_rps.$1 = $open"
-    echo "figure: nginx.gated_rps.$1 = $gated"
-    echo "figure: nginx.session_vs_ungated.$1 = $(ratio "$gated" "$open")"
-    # Lookup cost: every request re-checks revocation in the store (interval
-    # 0: logout marker, mapping and the cached revocation answer) vs the
-    # session's own check (interval 5 min: no store access)
-    recheck=0
-    for _ in 1 2 3; do
-        recheck=$(max "$recheck" "$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
-            "http://127.0.0.1:$GATE/gated0/")")
-    done
-    echo "figure: nginx.recheck_rps.$1 = $recheck"
-    echo "figure: nginx.recheck_vs_cached.$1 = $(ratio "$recheck" "$gated")"
+    # shellcheck disable=SC2086
+    {
+        echo "figure: nginx.ungated_rps.$1 = $(median $opens)"
+        echo "figure: nginx.gated_rps.$1 = $(median $gateds)"
+        figure_spread "nginx.session_vs_ungated.$1" $ratios
+        echo "figure: nginx.recheck_rps.$1 = $(median $rechecks)"
+        figure_spread "nginx.recheck_vs_cached.$1" $rratios
+    }
 }
 
 session_ratio shm "jpki_store shm zone=jpki size=16m;"
@@ -172,24 +155,8 @@ session_ratio redis "jpki_store redis=127.0.0.1:$REDIS;"
 start_nginx "jpki_store shm zone=jpki size=64m;"
 taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
 [ -n "$(login_cookie)" ] || echo "bench: warm-up login failed" >&2
-# Every body is used once: more bodies than one second of logins can use.
-n=${JPKI_BENCH_LOGINS:-20000}
-pids=""
-for half in 1 2; do
-    "$B/sign_bodies" "$D/secret" "$P/ca2.pem" "$P/user1.key" "$P/user1.der" \
-        "$n" > "$D/bodies.$half" &
-    pids="$pids $!"
-done
-wait $pids
-cat "$D/bodies.1" "$D/bodies.2" > "$D/bodies"
-# two one-second runs on disjoint bodies, the best kept
-logins=0
-for start in 1 $((n + 1)); do
-    logins=$(max "$logins" "$(wrk_rps -t1 -c8 -d1s -s bench/login.lua \
-        "http://127.0.0.1:$GATE/" -- "$D/bodies" "$start")")
-done
-echo "figure: nginx.logins_per_s = $logins"
-echo "figure: nginx.login_vs_rsa_verify = $(ratio "$logins" "$rsa_verify")"
+login_pairs nginx "$D/secret" "http://127.0.0.1:$GATE/" "$D" \
+    "${JPKI_BENCH_LOGINS:-24000}"
 if grep -E '\[(alert|crit|emerg)\]' "$D/logs/error.log" >&2; then
     echo "bench: nginx logged alerts" >&2
 fi

@@ -1,34 +1,32 @@
 #!/usr/bin/env bash
 # make bench: performance figures as ratios against a baseline measured in
-# the same run on this machine.  Prints "figure: NAME = VALUE" lines.
+# the same run on this machine.  Prints "figure: NAME = VALUE" lines; a
+# ratio is "MEDIAN (min A, max B)" of JPKI_BENCH_PAIRS (5) interleaved
+# pairs (bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${JPKI_BUILD:-build}
 export JPKI_TEST_PKI=${JPKI_TEST_PKI:-$PWD/$B/pki}
 
-# Baseline: RSA-2048 verifications per second on one core (openssl speed);
-# the core's logins per second on the same core (taskset pins both when
-# available).  This machine's speed drifts from minute to minute: the two
-# are measured alternately, twice each, and the best of each is kept.
-pin=""
-command -v taskset >/dev/null && pin="taskset -c 0"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
-rsa_verify=0 warm=0 cold=0
-for _ in 1 2; do
-    r=$($pin openssl speed -seconds 3 rsa2048 2>/dev/null \
-        | awk '/^rsa 2048 bits/ {print $NF}')
-    rsa_verify=$(max "$rsa_verify" "$r")
-    read -r _ w c < <($pin "$B/bench_core")
-    warm=$(max "$warm" "$w")
-    cold=$(max "$cold" "$c")
-done
+. bench/lib.sh
 
-echo "figure: core.rsa2048_verify_per_s = $rsa_verify"
-echo "figure: core.login_per_s = $warm"
-echo "figure: core.login_cold_chain_per_s = $cold"
-echo "figure: core.login_vs_rsa_verify = $(ratio "$warm" "$rsa_verify")"
-echo "figure: core.login_cold_chain_vs_rsa_verify = $(ratio "$cold" "$rsa_verify")"
+# The core's logins per second on core 0 (the better of two rounds of 1000
+# logins, the chain cache warm, then cold), each run paired with RSA-2048
+# verifications per second on the same core.
+warm_r="" cold_r="" rsas="" warms="" colds=""
+for _ in $(seq "$BENCH_PAIRS"); do
+    r=$(rsa_verify_1s)
+    read -r _ w c < <($pin "$B/bench_core" 2)
+    rsas="$rsas $r" warms="$warms $w" colds="$colds $c"
+    warm_r="$warm_r $(ratio "$w" "$r")"
+    cold_r="$cold_r $(ratio "$c" "$r")"
+done
+# shellcheck disable=SC2086
+echo "figure: core.rsa2048_verify_per_s = $(median $rsas)"
+echo "figure: core.login_per_s = $(median $warms)"
+echo "figure: core.login_cold_chain_per_s = $(median $colds)"
+figure_spread core.login_vs_rsa_verify $warm_r
+figure_spread core.login_cold_chain_vs_rsa_verify $cold_r
 
 P=$JPKI_TEST_PKI
 . bench/nginx.sh

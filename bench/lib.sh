@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench/lib.sh - what the bench scripts share (sourced by bench/run.sh):
+# arithmetic on figures, the spread of a ratio measured in pairs, wrk, and
+# the baseline of the login figures, RSA-2048 verifications on one core.
+#
+# A ratio is measured in JPKI_BENCH_PAIRS (5) interleaved pairs, the
+# baseline and the measured run back to back, each pair giving one ratio;
+# the figure is their median with the min and max on the same line:
+#   figure: NAME = MEDIAN (min A, max B)
+# (this machine's speed drifts from minute to minute: a pair sees the same
+# machine, and the spread shows how far to trust the median).
+BENCH_PAIRS=${JPKI_BENCH_PAIRS:-5}
+pin=""
+command -v taskset >/dev/null && pin="taskset -c 0"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
+
+# median (min A, max B) of the numbers given
+spread() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.3f (min %.3f, max %.3f)", m, v[1], v[NR] }'
+}
+# the median alone, as an integer (rates printed beside their ratios)
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.0f", m }'
+}
+# figure_spread NAME RATIO...: the figure line of a ratio measured in pairs
+figure_spread() {
+    local name=$1
+    shift
+    echo "figure: $name = $(spread "$@")"
+}
+
+# RSA-2048 verifications per second on core 0 (openssl speed: a second
+# signing, then a second verifying)
+rsa_verify_1s() {
+    $pin openssl speed -seconds 1 rsa2048 2>/dev/null \
+        | awk '/^rsa 2048 bits/ {print $NF}'
+}
+
+# login_pairs SERVER SECRET BASE_URL DIR CHUNK: logins through SERVER
+# (nginx, apache) from bodies signed ahead of time with the site's keys,
+# each used once: a one-second run a chunk of its own (more bodies than a
+# second of logins can use), each run paired with RSA-2048 verifications
+# on the server's core.  Prints SERVER.logins_per_s and
+# SERVER.login_vs_rsa_verify.
+login_pairs() {
+    local srv=$1 secret=$2 url=$3 dir=$4 chunk=$5 half pids="" k r l \
+          lratios="" logins=""
+    for half in 1 2; do
+        "$B/sign_bodies" "$secret" "$P/ca2.pem" "$P/user1.key" \
+            "$P/user1.der" $((chunk * BENCH_PAIRS / 2 + 1)) \
+            > "$dir/bodies.$half" &
+        pids="$pids $!"
+    done
+    # shellcheck disable=SC2086
+    wait $pids
+    cat "$dir/bodies.1" "$dir/bodies.2" > "$dir/bodies"
+    for k in $(seq 0 $((BENCH_PAIRS - 1))); do
+        r=$(rsa_verify_1s)
+        l=$(wrk_rps -t1 -c8 -d1s -s bench/login.lua "$url" \
+            -- "$dir/bodies" $((k * chunk + 1)))
+        logins="$logins $l"
+        lratios="$lratios $(ratio "$l" "$r")"
+    done
+    # shellcheck disable=SC2086
+    echo "figure: $srv.logins_per_s = $(median $logins)"
+    # shellcheck disable=SC2086
+    figure_spread "$srv.login_vs_rsa_verify" $lratios
+}
+
+wrk_rps() {   # wrk args...; prints requests/s, 0 (and why) on non-2xx answers
+    local out
+    out=$(taskset -c 1 wrk "$@" 2>&1)
+    if echo "$out" | grep -q 'Non-2xx'; then
+        echo "bench: wrk saw errors: $(echo "$out" | grep Non-2xx)" >&2
+        echo 0; return
+    fi
+    echo "$out" | awk '/^Requests\/sec/ {print $2}'
+}
