@@ -699,10 +699,11 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     default_type text/plain;
+    log_format jpki_upstream '\$msec \$request_time \$request_uri';
 
     server {
         listen 127.0.0.1:\@UP\@;
-        access_log $dir/upstream.log;
+        access_log $dir/upstream.log jpki_upstream;
         location / {
             return 200 "account=[\$http_x_jpki_account] spoof=[\$http_x_jpki_cert_id] other=[\$http_x_jpki_other] user=[\$http_x_remote_user] uri=\$request_uri\\n";
         }
@@ -726,17 +727,30 @@ sub url  { my ($s, $p) = @_; return $s->base . $p }
 sub log_file { $_[0]{log} }
 sub mark { my ($s) = @_; return -s $s->{log} // 0 }
 
-# Requests the echo upstream received (its access log lines) since MARK,
-# a position in that log (upstream_mark).  The upstream logs a request after
-# answering it, maybe after the client has its answer: with WANT, wait until
-# that many lines are there (at most 2 s; 0.2 s for WANT 0).
-sub upstream_mark { my ($s) = @_; return -s "$s->{dir}/upstream.log" // 0 }
+# Requests the echo upstream received since MARK (upstream_mark).  The
+# upstream logs a request after answering it, maybe after the client has
+# its answer and after a mark taken then: the mark is a time, a
+# millisecond, and a line counts when its request started at or after it
+# (nginx's \$msec less \$request_time, both in ms).  upstream_mark waits
+# into the next millisecond, so that a request sent before it started
+# before that millisecond and one sent after it, in it or later.  With
+# WANT, wait until that many lines are there (at most 2 s; 0.2 s for WANT
+# 0, the late lines of requests sent after the mark).
+sub upstream_mark {
+    my $ms = int(time * 1000) + 1;
+    sleep 0.0002 while time * 1000 < $ms;
+    return $ms;
+}
 sub upstream_hits {
     my ($s, $mark, $want) = @_;
     my $end = time + (!defined $want ? 0 : $want ? 2 : 0.2);
     for (;;) {
-        my $t = substr(JPKITest::slurp("$s->{dir}/upstream.log"), $mark // 0);
-        my $n = () = $t =~ /\n/g;
+        my $n = 0;
+        for (split /\n/, JPKITest::slurp("$s->{dir}/upstream.log")) {
+            my ($msec, $rt) = /^(\d+\.\d{3}) (\d+\.\d{3}) / or next;
+            my $start = sprintf('%.0f', $msec * 1000) - sprintf('%.0f', $rt * 1000);
+            $n++ if $start >= ($mark // 0);
+        }
         return $n if time >= $end || (defined $want && $want && $n >= $want);
         sleep 0.02;
     }
