@@ -63,6 +63,8 @@ typedef struct jpki_health {
     int shm;
     jpki_err store;
     uint64_t shm_count, shm_capacity;
+    int store_mem;          /* Redis: used_memory, maxmemory read (metrics) */
+    uint64_t store_used, store_max;
     /* the CRLs per issuer and source, for the metrics */
     struct {
         char issuer[64];

@@ -800,8 +800,12 @@ typedef enum {
     JPKI_STORE_INCR,         /* counter + 1: the new value (R_INT); an absent
                                 key starts at 0 without TTL */
     JPKI_STORE_PEXPIRE,      /* sets the TTL (ttl_ms > 0): 1, 0 absent */
-    JPKI_STORE_DECR          /* counter - 1: the new value (R_INT); an absent
+    JPKI_STORE_DECR,         /* counter - 1: the new value (R_INT); an absent
                                 key starts at 0 without TTL */
+    JPKI_STORE_INFO_MEMORY   /* no key: Redis's INFO memory, as R_VALUE
+                                "<used_memory> <maxmemory>" (decimal;
+                                maxmemory 0: no limit); Redis only, the
+                                embedded store answers R_ERROR (metrics) */
 } jpki_store_op;
 
 typedef struct {
@@ -844,6 +848,9 @@ jpki_err jpki_store_cmd_to_resp(const jpki_store_cmd *cmd, char **out,
 void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
                                   const void *redis_reply,
                                   jpki_store_result *res);
+/* The two numbers of an INFO_MEMORY result: 0, or -1 when res is not one. */
+int jpki_store_info_memory(const jpki_store_result *res, uint64_t *used,
+                           uint64_t *max);
 /* Incremental RESP reply parser (wraps hiredis's redisReader). */
 typedef struct jpki_resp_reader jpki_resp_reader;
 jpki_resp_reader *jpki_resp_reader_new(void);

@@ -514,6 +514,13 @@ static void render_gauges(jpki_prom *w, const jpki_health *h)
         jpki_prom_family(w, "jpki_store_capacity", "gauge", "Entries the "
                          "embedded store holds at most.");
         jpki_prom_sample_u64(w, "jpki_store_capacity", l, h->shm_capacity);
+    } else if (h->store_mem) {
+        jpki_prom_family(w, "jpki_store_used_bytes", "gauge", "Redis's "
+                         "used_memory (INFO memory).");
+        jpki_prom_sample_u64(w, "jpki_store_used_bytes", l, h->store_used);
+        jpki_prom_family(w, "jpki_store_max_bytes", "gauge", "Redis's "
+                         "maxmemory (0: no limit).");
+        jpki_prom_sample_u64(w, "jpki_store_max_bytes", l, h->store_max);
     }
     jpki_prom_family(w, "jpki_health_ok", "gauge", "1 when the health "
                      "answer is ok (200), 0 when degraded (503).");

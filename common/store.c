@@ -21,7 +21,8 @@
 
 /* Upper bound of unparsed reply bytes a reader holds: a reply that does not
  * complete within this many bytes is a protocol error.  Real replies are
- * under 256 bytes (values are at most JPKI_STORE_VAL_MAX). */
+ * under 256 bytes (values are at most JPKI_STORE_VAL_MAX), INFO memory's
+ * about 1.3 KiB. */
 #define RESP_PENDING_MAX  (64 * 1024)
 /* Idle read buffer kept by hiredis between replies (redisReader.maxbuf). */
 #define RESP_IDLE_BUF     (4 * 1024)
@@ -73,6 +74,9 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd)
         if (cmd->vallen == 0 || cmd->vallen > 64)
             return JPKI_ERR_INVALID;
         break;
+    case JPKI_STORE_INFO_MEMORY:
+        return cmd->keylen == 0 && cmd->vallen == 0 ? JPKI_OK
+                                                    : JPKI_ERR_INVALID;
     default:
         return JPKI_ERR_INVALID;
     }
@@ -150,6 +154,10 @@ static void args_build(const jpki_store_cmd *cmd, resp_args *a)
             args_push_str(a, "PX");
             args_push(a, a->ttl, (size_t)n);
         }
+        return;
+    case JPKI_STORE_INFO_MEMORY:
+        args_push_str(a, "INFO");
+        args_push_str(a, "memory");
         return;
     }
 }
@@ -239,6 +247,74 @@ static void from_incr(const redisReply *r, int decr, jpki_store_result *res)
         res_int(res, r->integer);
 }
 
+/* The value of field name ("used_memory") in an INFO reply's text: lines
+ * "name:value\r\n"; the value 1..19 decimal digits.  0, -1 absent or not
+ * a number. */
+static int info_field(const char *s, size_t len, const char *name,
+                      uint64_t *out)
+{
+    size_t nl = strlen(name), i = 0, d;
+    uint64_t v;
+
+    while (i < len) {
+        if (len - i > nl && memcmp(s + i, name, nl) == 0 && s[i + nl] == ':') {
+            v = 0;
+            for (d = 0, i += nl + 1; i < len && s[i] >= '0' && s[i] <= '9';
+                 i++, d++) {
+                if (d == 19)
+                    return -1;
+                v = v * 10 + (uint64_t)(s[i] - '0');
+            }
+            if (d == 0 || (i < len && s[i] != '\r' && s[i] != '\n'))
+                return -1;
+            *out = v;
+            return 0;
+        }
+        while (i < len && s[i] != '\n')      /* the next line */
+            i++;
+        i++;
+    }
+    return -1;
+}
+
+static void from_info_memory(const redisReply *r, jpki_store_result *res)
+{
+    uint64_t used, max;
+    int n;
+
+    if (r->type != REDIS_REPLY_STRING || r->str == NULL
+        || info_field(r->str, r->len, "used_memory", &used) != 0
+        || info_field(r->str, r->len, "maxmemory", &max) != 0)
+        return;
+    n = snprintf((char *)res->val, sizeof(res->val), "%llu %llu",
+                 (unsigned long long)used, (unsigned long long)max);
+    if (n <= 0 || (size_t)n >= sizeof(res->val))
+        return;
+    res->vallen = (size_t)n;
+    res->type = JPKI_STORE_R_VALUE;
+}
+
+int jpki_store_info_memory(const jpki_store_result *res, uint64_t *used,
+                           uint64_t *max)
+{
+    char buf[48];
+    unsigned long long u, m;
+    int end = 0;
+
+    if (res == NULL || res->type != JPKI_STORE_R_VALUE || res->vallen == 0
+        || res->vallen >= sizeof(buf))
+        return -1;
+    memcpy(buf, res->val, res->vallen);
+    buf[res->vallen] = '\0';
+    if (strspn(buf, "0123456789 ") != res->vallen
+        || sscanf(buf, "%llu %llu%n", &u, &m, &end) != 2
+        || (size_t)end != res->vallen)
+        return -1;
+    *used = u;
+    *max = m;
+    return 0;
+}
+
 /* Redis refuses writes at maxmemory (policy noeviction, or nothing left to
  * evict) with "-OOM command not allowed when used memory > 'maxmemory'". */
 static int reply_is_oom(const redisReply *r)
@@ -282,6 +358,9 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
     case JPKI_STORE_INCR:
     case JPKI_STORE_DECR:
         from_incr(r, cmd->op == JPKI_STORE_DECR, res);
+        break;
+    case JPKI_STORE_INFO_MEMORY:
+        from_info_memory(r, res);
         break;
     }
 }

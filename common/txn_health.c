@@ -23,6 +23,9 @@ struct txn_hm {
     unsigned next;             /* the first of the batch sent */
     unsigned in_batch;         /* pairs in it */
     int probe;                 /* the probe is its first command */
+    int info;                  /* INFO memory its second (metrics) */
+    int mem;                   /* used, max read */
+    uint64_t used, max;
     struct {
         unsigned lists, loaded;
         int64_t stale_at;      /* the worst loaded one's */
@@ -72,9 +75,16 @@ static void batch(jpki_txn *t)
 
     t->n_cmds = 0;
     hm->probe = hm->next == 0 && hm->in_batch == 0;
+    hm->info = 0;
     if (hm->probe) {
         jpki_health_probe(&t->cmds[0], t->req.now);
         t->n_cmds = 1;
+        if (t->req.op == JPKI_OP_METRICS) {      /* the fill level */
+            memset(&t->cmds[1], 0, sizeof(t->cmds[1]));
+            t->cmds[1].op = JPKI_STORE_INFO_MEMORY;
+            t->n_cmds = 2;
+            hm->info = 1;
+        }
     } else {
         hm->next += hm->in_batch;
     }
@@ -221,6 +231,9 @@ static void answer(jpki_txn *t)
     if (t->req.shared_store) {
         h->shm = 0;
         h->store = t->hm->store;
+        h->store_mem = t->hm->mem;
+        h->store_used = t->hm->used;
+        h->store_max = t->hm->max;
     }
     collect(t, h);
     if (t->req.op == JPKI_OP_METRICS)
@@ -260,7 +273,7 @@ void txn_health(jpki_txn *t)
 void txn_health_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
 {
     struct txn_hm *hm = t->hm;
-    unsigned j, first = hm->probe ? 1 : 0;
+    unsigned j, first = hm->probe ? 1u + (unsigned)hm->info : 0;
     size_t i, k;
 
     if (r == NULL || n != t->n_cmds) {
@@ -275,6 +288,9 @@ void txn_health_fed(jpki_txn *t, const jpki_store_result *r, size_t n)
             answer(t);                   /* the store's CRLs unknown */
             return;
         }
+        /* refused (no +info in the gate's ACL): no fill level */
+        hm->mem = hm->info
+                  && jpki_store_info_memory(&r[1], &hm->used, &hm->max) == 0;
     }
     for (j = 0; j < hm->in_batch; j++)
         if (pair_at(t, hm->next + j, &i, &k))

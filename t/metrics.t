@@ -213,6 +213,17 @@ for my $kind (@kinds) {
         ok(val($m1, "${name}_count", %l) > 0 && val($m1, "${name}_sum", %l) > 0, "$kind: $name: observed");
     }
     unlike($m1->{text}, qr/\b[0-9a-f]{32,}\b/, "$kind: no cert_id, key or serial in the text");
+    # Redis's fill level (INFO memory): its used_memory and maxmemory
+    $redis->cmd('CONFIG', 'SET', 'maxmemory', '67108864');
+    my $mf = scrape($srv);
+    my ($used) = ($redis->cmd('INFO', 'memory') =~ /^used_memory:(\d+)/m);
+    my $u = val($mf, 'jpki_store_used_bytes', store => 'redis');
+    ok($u && abs($u - $used) < 1048576, "$kind: jpki_store_used_bytes: Redis's used_memory ($u ~ $used)");
+    is(val($mf, 'jpki_store_max_bytes', store => 'redis'), 67108864, "$kind: jpki_store_max_bytes: its maxmemory");
+    $redis->cmd('CONFIG', 'SET', 'maxmemory', '0');
+    is(val(scrape($srv), 'jpki_store_max_bytes', store => 'redis'), 0, "$kind: ... 0: no limit");
+    ok(!grep({ /^jpki_store_(entries|capacity)\b/ } keys %{ $mf->{samples} }),
+       "$kind: ... and no embedded store's gauges");
 
     # many requests over the processes: every scrape has them all
     my @pids = $srv->workers;
@@ -330,6 +341,32 @@ for my $kind (@kinds) {
     is(sync('ca2.crl', "card=$pki/ca1.pem,$pki/ca2.pem"), 0, "$kind: a fresh one synced");
     ok(eventually(3, sub { (health($srv))[0] == 200 }), "$kind: ... 200 (one list of two keys loaded)")
         or diag explain [ health($srv) ];
+    $srv->stop;
+}
+
+# ---------------------------------------------------------------- fill, ACL
+# The gate's Redis user as docs/operations.md lists it, without +info: the
+# scrape answers, the store up, no fill level; with +info, the fill level.
+$redis->cmd('ACL', 'SETUSER', 'gate', 'on', '>gate-pw', '~jpki:*', '-@all',
+            map { "+$_" } qw(get set del hget incr decr pexpire));
+for my $kind (@kinds) {
+    my $srv = JPKIServer->start($kind, name => 'metrics-acl',
+        secret => $secret, issuer => $f->{issuer}, map => $f->{map},
+        store => "redis=127.0.0.1:$rport user=gate password_file=" . password_file('gate-pw'),
+        revocation => 'ocsp',
+        locations => [
+            '/jpki/' => { endpoints => 1, throttle => 'off' },
+            '/metrics' => { exact => 1, $kind => metrics_lines($kind, '127.0.0.0/8 ::1',
+                                                              "$dir/metrics.token") },
+        ]);
+    $redis->cmd('ACL', 'SETUSER', 'gate', '-info');
+    my $m = scrape($srv);
+    is(val($m, 'jpki_store_up', store => 'redis'), 1, "$kind: ACL without +info: the store up");
+    ok(!exists $m->{samples}{'jpki_store_used_bytes{store="redis"}'}, "$kind: ... no fill level");
+    $redis->cmd('ACL', 'SETUSER', 'gate', '+info');
+    $m = scrape($srv);
+    ok(val($m, 'jpki_store_used_bytes', store => 'redis') > 0, "$kind: with +info: the fill level");
+    is(login_to($srv, 'user1')->{status}, 200, "$kind: logins with the documented ACL");
     $srv->stop;
 }
 

@@ -205,6 +205,69 @@ static void test_resp_rejections(void)
     ok(resp_rejected(&c), "bad vallen rejected for GET too");
 }
 
+/* INFO memory: the command, the two numbers out of the reply's text, and
+ * what is not an INFO reply refused. */
+static int info_conv(const char *text, uint64_t *used, uint64_t *max)
+{
+    jpki_store_cmd c;
+    jpki_store_result res;
+    redisReply r;
+
+    memset(&c, 0, sizeof(c));
+    c.op = JPKI_STORE_INFO_MEMORY;
+    memset(&r, 0, sizeof(r));
+    r.type = REDIS_REPLY_STRING;
+    r.str = (char *)text;
+    r.len = strlen(text);
+    memset(&res, 0x5a, sizeof(res));
+    jpki_store_result_from_redis(&c, &r, &res);
+    return jpki_store_info_memory(&res, used, max);
+}
+
+static void test_info_memory(void)
+{
+    static const char want[] = "*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n";
+    jpki_store_cmd c;
+    jpki_store_result res;
+    uint64_t used = 0, max = 1;
+
+    memset(&c, 0, sizeof(c));
+    c.op = JPKI_STORE_INFO_MEMORY;
+    ok(resp_is(&c, want, sizeof(want) - 1), "INFO memory: RESP");
+    c.keylen = 3;
+    memcpy(c.key, "abc", 3);
+    ok(resp_rejected(&c), "INFO memory with a key: refused");
+    c.keylen = 0;
+    c.vallen = 1;
+    ok(resp_rejected(&c), "INFO memory with a value: refused");
+    ok(info_conv("# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n"
+                 "used_memory_rss:9\r\nmaxmemory:16777216\r\n"
+                 "maxmemory_human:16.00M\r\n", &used, &max) == 0
+       && used == 1048576 && max == 16777216,
+       "INFO memory: used_memory and maxmemory, not their _human lines");
+    ok(info_conv("maxmemory:0\r\nused_memory:7", &used, &max) == 0
+       && used == 7 && max == 0, "any order, no limit, the last line bare");
+    ok(info_conv("used_memory:1\r\n", &used, &max) == -1,
+       "maxmemory missing: refused");
+    ok(info_conv("used_memory:\r\nmaxmemory:1\r\n", &used, &max) == -1,
+       "an empty value: refused");
+    ok(info_conv("used_memory:12x\r\nmaxmemory:1\r\n", &used, &max) == -1,
+       "trailing garbage: refused");
+    ok(info_conv("used_memory:12345678901234567890\r\nmaxmemory:1\r\n",
+                 &used, &max) == -1, "20 digits: refused");
+    ok(info_conv("xused_memory:5\r\nmaxmemory:1\r\n", &used, &max) == -1,
+       "a field only at a line's start");
+    memset(&res, 0, sizeof(res));
+    res.type = JPKI_STORE_R_VALUE;
+    memcpy(res.val, "5 -1", 4);
+    res.vallen = 4;
+    ok(jpki_store_info_memory(&res, &used, &max) == -1,
+       "a result not of two numbers: refused");
+    res.type = JPKI_STORE_R_ERROR;
+    ok(jpki_store_info_memory(&res, &used, &max) == -1,
+       "an error result (NOPERM): no numbers");
+}
+
 /* ------------------------------------------------------------------ */
 /* Reply conversion                                                    */
 /* ------------------------------------------------------------------ */
@@ -1258,6 +1321,7 @@ int main(void)
     test_resp_encoding();
     test_resp_rejections();
     test_conversion();
+    test_info_memory();
     test_reader();
     test_shm_setup();
     test_shm_ops();
