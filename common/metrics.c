@@ -467,6 +467,14 @@ static void render_issuers(jpki_prom *w, const jpki_metrics_area *m)
 }
 
 /* The scrape's gauges: the answering site's CRLs, store and OCSP. */
+/* One gauge family of one sample. */
+static void gauge_u64(jpki_prom *w, const char *name, const char *help,
+                      const char *const *labels, uint64_t v)
+{
+    jpki_prom_family(w, name, "gauge", help);
+    jpki_prom_sample_u64(w, name, labels, v);
+}
+
 static void render_gauges(jpki_prom *w, const jpki_health *h)
 {
     const char *l[5] = {NULL, NULL, NULL, NULL, NULL};
@@ -508,19 +516,15 @@ static void render_gauges(jpki_prom *w, const jpki_health *h)
                      "answered the scrape's probe and has room.");
     jpki_prom_sample(w, "jpki_store_up", l, h->store == JPKI_OK);
     if (h->shm) {
-        jpki_prom_family(w, "jpki_store_entries", "gauge", "Live entries "
-                         "of the embedded store.");
-        jpki_prom_sample_u64(w, "jpki_store_entries", l, h->shm_count);
-        jpki_prom_family(w, "jpki_store_capacity", "gauge", "Entries the "
-                         "embedded store holds at most.");
-        jpki_prom_sample_u64(w, "jpki_store_capacity", l, h->shm_capacity);
+        gauge_u64(w, "jpki_store_entries", "Live entries of the embedded "
+                  "store.", l, h->shm_count);
+        gauge_u64(w, "jpki_store_capacity", "Entries the embedded store "
+                  "holds at most.", l, h->shm_capacity);
     } else if (h->store_mem) {
-        jpki_prom_family(w, "jpki_store_used_bytes", "gauge", "Redis's "
-                         "used_memory (INFO memory).");
-        jpki_prom_sample_u64(w, "jpki_store_used_bytes", l, h->store_used);
-        jpki_prom_family(w, "jpki_store_max_bytes", "gauge", "Redis's "
-                         "maxmemory (0: no limit).");
-        jpki_prom_sample_u64(w, "jpki_store_max_bytes", l, h->store_max);
+        gauge_u64(w, "jpki_store_used_bytes", "Redis's used_memory (INFO "
+                  "memory).", l, h->store_used);
+        gauge_u64(w, "jpki_store_max_bytes", "Redis's maxmemory (0: no "
+                  "limit).", l, h->store_max);
     }
     jpki_prom_family(w, "jpki_health_ok", "gauge", "1 when the health "
                      "answer is ok (200), 0 when degraded (503).");
