@@ -146,7 +146,8 @@ mjpki_endpoint_handler(request_rec *r)
     /* the logins of the site this child verifies at once, against the
      * cap of the location (JPKIThrottle concurrency=, the site's value
      * unless the location has its own) */
-    if (jpki_edge_login_busy(op, pol, apr_atomic_inc32(&site->logins))) {
+    if (jpki_edge_login_busy(site->ctx, op, pol,
+                             apr_atomic_inc32(&site->logins))) {
         apr_atomic_dec32(&site->logins);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "jpki: login refused: "
                       "%u logins being verified in this child (JPKIThrottle "

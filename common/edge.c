@@ -3,6 +3,7 @@
  * answer carries, which used to be written in each adapter. */
 #include "edge.h"
 #include "gate.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -212,11 +213,14 @@ const jpki_verdict *jpki_edge_answer(jpki_verdict *v, int status,
     return v;
 }
 
-int jpki_edge_login_busy(jpki_op op, const jpki_policy *pol,
-                         unsigned in_flight)
+int jpki_edge_login_busy(const jpki_ctx *ctx, jpki_op op,
+                         const jpki_policy *pol, unsigned in_flight)
 {
-    return jpki_op_is_login(op) && pol != NULL && pol->login_concurrency > 0
-           && in_flight >= pol->login_concurrency;
+    if (!jpki_op_is_login(op) || pol == NULL || pol->login_concurrency == 0
+        || in_flight < pol->login_concurrency)
+        return 0;
+    jpki_metrics_busy(ctx);
+    return 1;
 }
 
 /* ---- upstream cookies -------------------------------------------- */

@@ -91,9 +91,9 @@ const jpki_verdict *jpki_edge_answer(jpki_verdict *v, int status,
 
 /* Whether a login is refused as busy: in_flight logins being verified by
  * this worker or child, against the policy's login_concurrency (0: no
- * cap). */
-int jpki_edge_login_busy(jpki_op op, const jpki_policy *pol,
-                         unsigned in_flight);
+ * cap); a refusal is counted in ctx's metrics (ctx may be NULL). */
+int jpki_edge_login_busy(const jpki_ctx *ctx, jpki_op op,
+                         const jpki_policy *pol, unsigned in_flight);
 
 /* ---- upstream cookies -------------------------------------------- */
 

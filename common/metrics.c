@@ -123,6 +123,14 @@ void jpki_metrics_gated(const jpki_ctx *ctx, jpki_err e)
         jpki_metrics_add(&m->gated[e], 1);
 }
 
+void jpki_metrics_busy(const jpki_ctx *ctx)
+{
+    jpki_metrics_area *m = ctx != NULL ? jpki_metrics_of(ctx) : NULL;
+
+    if (m != NULL)
+        jpki_metrics_add(&m->busy, 1);
+}
+
 int jpki_metrics_ocsp_failing(const jpki_metrics_issuer *s, int64_t now)
 {
     uint64_t streak = __atomic_load_n(&s->ocsp_streak, __ATOMIC_RELAXED);
@@ -379,6 +387,10 @@ static void render_requests(jpki_prom *w, const jpki_metrics_area *m)
                      "sessions): logouts made elsewhere unseen.");
     jpki_prom_sample_u64(w, "jpki_store_outage_passes_total", NULL,
                          ld(&m->outage_passes));
+    jpki_prom_family(w, "jpki_login_busy_total", "counter", "Logins "
+                     "refused 503 busy: the process verified as many as "
+                     "its cap (concurrency=) allows.");
+    jpki_prom_sample_u64(w, "jpki_login_busy_total", NULL, ld(&m->busy));
     jpki_prom_family(w, "jpki_throttled_total", "counter", "Requests "
                      "refused by the throttle (429), by endpoint.");
     for (i = 0; i < JPKI_MT_N; i++) {

@@ -72,6 +72,7 @@ typedef struct {
     uint64_t gated[JPKI__ERR_COUNT];
     uint64_t rechecks[JPKI_MC_N];
     uint64_t outage_passes;        /* sessions passed, the store down */
+    uint64_t busy;                 /* logins refused busy (the cap) */
     uint64_t throttled[JPKI_MT_N];
     uint64_t store[JPKI_MS_N][JPKI_MSR_N];
     jpki_metrics_hist store_time[JPKI_MS_N];
@@ -96,6 +97,9 @@ void jpki_metrics_observe(jpki_metrics_hist *h, uint64_t us);
 /* A gated request's answer after the location's allow-lists (allow.c):
  * JPKI_OK, or their refusal. */
 void jpki_metrics_gated(const jpki_ctx *ctx, jpki_err e);
+/* A login the adapter refused busy (jpki_edge_login_busy) before any
+ * transaction. */
+void jpki_metrics_busy(const jpki_ctx *ctx);
 /* The result class of a reason: ok, denied (4xx), error (5xx). */
 int jpki_metrics_class(jpki_err e);
 /* Whether slot s's OCSP responder is failing at now (see above). */

@@ -53,7 +53,7 @@ ngx_http_jpki_body_handler(ngx_http_request_t *r)
      * gated requests */
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_jpki_module);
     jmcf = ngx_http_jpki_site(r);
-    if (jpki_edge_login_busy(ctx->op, jlcf->policy,
+    if (jpki_edge_login_busy(jmcf->ctx, ctx->op, jlcf->policy,
                              (unsigned) jmcf->logins))
     {
         ngx_http_finalize_request(r, ngx_http_jpki_refuse(r, JPKI_ERR_BUSY));

@@ -79,7 +79,16 @@ sub site {
             redis_timeout => '2s',
             locations => [ (map { ($_ => { endpoints => 1, throttle => $LOC{$_} }) } sort keys %LOC),
                            '/app/' => { gate => 1, upstream => 1 },
-                           '/health' => { health => 1, exact => 1 } ]);
+                           '/health' => { health => 1, exact => 1 },
+                           '/metrics' => { exact => 1, nginx => "jpki_metrics;\njpki_admin_allow 127.0.0.0/8;",
+                                           apache => "JPKIMetrics On\nJPKIAdminAllow 127.0.0.0/8" } ]);
+}
+
+# A counter of the scrape's text (no labels).
+sub counter_of {
+    my ($srv, $name) = @_;
+    my $r = http('GET', $srv->url('/metrics'));
+    return $r->{status} == 200 && $r->{content} =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
 }
 
 # A server: nginx or apache, on the embedded store of SIZE or on Redis.
@@ -325,6 +334,8 @@ for my $kind (part('busy') ? qw(nginx apache) : ()) {
     ok(@busy >= 4, "$kind: 8 logins at once while the store hangs, one at a time per "
        . "process: " . scalar(@busy) . " answered 503 busy with Retry-After: 1")
         or diag join "\n", @res;
+    is(counter_of($srv, 'jpki_login_busy_total'), scalar @busy,
+       "$kind: ... each counted in jpki_login_busy_total, summed over the processes");
     is(login_to($srv, 'user1', prefix => '/one')->{status}, 200,
        "$kind: ... then a login goes through");
     $srv->stop;

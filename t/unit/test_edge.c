@@ -212,12 +212,12 @@ static void test_answer(void)
        "an answer without a transaction: its status and body only");
 
     pol.login_concurrency = 2;
-    ok(!jpki_edge_login_busy(JPKI_OP_LOGIN, &pol, 1), "1 of 2: not busy");
-    ok(jpki_edge_login_busy(JPKI_OP_LOGIN, &pol, 2), "2 of 2: busy");
-    ok(!jpki_edge_login_busy(JPKI_OP_CHALLENGE, &pol, 5),
+    ok(!jpki_edge_login_busy(NULL, JPKI_OP_LOGIN, &pol, 1), "1 of 2: not busy");
+    ok(jpki_edge_login_busy(NULL, JPKI_OP_LOGIN, &pol, 2), "2 of 2: busy");
+    ok(!jpki_edge_login_busy(NULL, JPKI_OP_CHALLENGE, &pol, 5),
        "only logins are counted");
     pol.login_concurrency = 0;
-    ok(!jpki_edge_login_busy(JPKI_OP_LOGIN, &pol, 1000), "0: no cap");
+    ok(!jpki_edge_login_busy(NULL, JPKI_OP_LOGIN, &pol, 1000), "0: no cap");
 }
 
 /* ---- upstream cookies, the gate's headers ------------------------- */
