@@ -740,7 +740,7 @@ static jpki_err redis_number(const char *s, long lo, long hi, long *out,
 /* The Redis options, in the order of redis_option()'s switch. */
 static const char *const redis_keys[] = {"db=", "user=", "password_file=",
     "keepalive=", "tls=", "tls_ca=", "tls_name=", "mirror=", "tls_cert=",
-    "tls_key=", "master="};
+    "tls_key=", "master=", "replicas="};
 #define REDIS_KEYS (sizeof(redis_keys) / sizeof(redis_keys[0]))
 
 /* The refusals of words that are not options of redis= / sentinel=. */
@@ -761,8 +761,8 @@ static jpki_err redis_word_refused(const char *a, char *err, size_t errlen)
     }
     jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" (redis= and "
                     "sentinel= take db=, user=, password_file=, keepalive=, "
-                    "tls=, tls_ca=, tls_name=, tls_cert=, tls_key=, mirror= "
-                    "and, with sentinel=, master=, once each)", a);
+                    "tls=, tls_ca=, tls_name=, tls_cert=, tls_key=, mirror=, "
+                    "replicas= and, with sentinel=, master=, once each)", a);
     return JPKI_ERR_INVALID;
 }
 
@@ -827,6 +827,11 @@ static jpki_err redis_option(const char *a, jpki_store_spec *sp,
     case 9:
         return copy_word(sp->tls_key, sizeof(sp->tls_key), v, "tls_key=",
                          err, errlen);
+    case 11:
+        if (redis_number(v, 1, 8, &n, "replicas=", err, errlen) != JPKI_OK)
+            return JPKI_ERR_INVALID;
+        sp->replicas = (unsigned)n;
+        return JPKI_OK;
     default:
         if (!zone_name_ok(v, strlen(v))) {
             jpki_set_detail(err, errlen, "master= needs the name the "
@@ -916,7 +921,7 @@ jpki_err jpki_conf_store(int argc, const char *const *argv,
                         "[OPTIONS]\" (OPTIONS: db=N user=U "
                         "password_file=FILE keepalive=N tls=on tls_ca=FILE "
                         "tls_name=NAME tls_cert=FILE tls_key=FILE "
-                        "mirror=SIZE)");
+                        "mirror=SIZE replicas=N)");
         return JPKI_ERR_INVALID;
     }
     if (e == JPKI_OK)

@@ -90,6 +90,12 @@ void jpki_ctx_set_log(jpki_ctx *ctx, jpki_log_fn fn, void *ud)
     ctx->log_ud = ud;
 }
 
+void jpki_ctx_set_replicas(jpki_ctx *ctx, unsigned n, uint32_t wait_ms)
+{
+    ctx->replicas = n <= 8 ? n : 8;
+    ctx->replicas_wait_ms = wait_ms > 0 ? wait_ms : 1;
+}
+
 jpki_policy *jpki_ctx_policy(jpki_ctx *ctx)
 {
     return ctx->finished ? NULL : &ctx->policy;

@@ -101,6 +101,10 @@ struct jpki_ctx {
     /* each issuer's metrics slot + 1 in the shared area (metrics.c), 0:
      * none */
     int16_t metrics_slot[JPKI_MAX_ISSUERS];
+    /* store replicas=: WAIT for them after a challenge used or a logout
+     * marker written (txn_cmd_wait) */
+    unsigned replicas;
+    uint32_t replicas_wait_ms;
 };
 
 struct jpki_cert {

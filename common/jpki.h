@@ -226,6 +226,10 @@ typedef struct jpki_issuer jpki_issuer;
 jpki_ctx *jpki_ctx_new(void);
 void jpki_ctx_free(jpki_ctx *ctx);
 void jpki_ctx_set_log(jpki_ctx *ctx, jpki_log_fn fn, void *ud);
+/* Redis's replicas (store replicas=N, 0 none): a challenge used and a
+ * logout marker count only once n replicas acknowledged them within
+ * wait_ms (a failover to a replica that missed them would undo them). */
+void jpki_ctx_set_replicas(jpki_ctx *ctx, unsigned n, uint32_t wait_ms);
 
 /* The site secret: keys cert_id.  Never rotated (rotating it re-keys every
  * mapping).  32..64 bytes. */
@@ -802,10 +806,15 @@ typedef enum {
     JPKI_STORE_PEXPIRE,      /* sets the TTL (ttl_ms > 0): 1, 0 absent */
     JPKI_STORE_DECR,         /* counter - 1: the new value (R_INT); an absent
                                 key starts at 0 without TTL */
-    JPKI_STORE_INFO_MEMORY   /* no key: Redis's INFO memory, as R_VALUE
+    JPKI_STORE_INFO_MEMORY,  /* no key: Redis's INFO memory, as R_VALUE
                                 "<used_memory> <maxmemory>" (decimal;
                                 maxmemory 0: no limit); Redis only, the
                                 embedded store answers R_ERROR (metrics) */
+    JPKI_STORE_WAIT          /* no key: WAIT <val> <ttl_ms>, the writes
+                                before it on its connection acknowledged
+                                by val (decimal, 1..8) replicas within
+                                ttl_ms: R_INT the replicas that did;
+                                Redis only (store replicas=) */
 } jpki_store_op;
 
 typedef struct {

@@ -207,6 +207,11 @@ jpki_err jpki_site_build(const jpki_siteconf *sc, jpki_server srv,
     s->auth.password = st->password[0] ? st->password : NULL;
     s->auth.db = st->db > 0 ? (unsigned)st->db : 0;
     s->auth.role = st->n_sentinels > 0;
+    /* WAIT answers within half the store's deadline: the round ends in
+     * time with the replicas that acknowledged */
+    if (st->kind == JPKI_STORE_KIND_REDIS)
+        jpki_ctx_set_replicas(s->ctx, st->replicas,
+                              (uint32_t)(s->times.redis_timeout_ms / 2));
     e = site_audit(s, err, errlen);
     if (e != JPKI_OK)
         goto failed;

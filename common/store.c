@@ -77,6 +77,10 @@ jpki_err jpki_store_cmd_check(const jpki_store_cmd *cmd)
     case JPKI_STORE_INFO_MEMORY:
         return cmd->keylen == 0 && cmd->vallen == 0 ? JPKI_OK
                                                     : JPKI_ERR_INVALID;
+    case JPKI_STORE_WAIT:
+        return cmd->keylen == 0 && cmd->vallen == 1 && cmd->val[0] >= '1'
+               && cmd->val[0] <= '8' && cmd->ttl_ms > 0
+               ? JPKI_OK : JPKI_ERR_INVALID;
     default:
         return JPKI_ERR_INVALID;
     }
@@ -158,6 +162,13 @@ static void args_build(const jpki_store_cmd *cmd, resp_args *a)
     case JPKI_STORE_INFO_MEMORY:
         args_push_str(a, "INFO");
         args_push_str(a, "memory");
+        return;
+    case JPKI_STORE_WAIT:
+        args_push_str(a, "WAIT");
+        args_push(a, (const char *)cmd->val, cmd->vallen);
+        n = snprintf(a->ttl, sizeof(a->ttl), "%lu",
+                     (unsigned long)cmd->ttl_ms);
+        args_push(a, a->ttl, (size_t)n);
         return;
     }
 }
@@ -361,6 +372,10 @@ void jpki_store_result_from_redis(const jpki_store_cmd *cmd,
         break;
     case JPKI_STORE_INFO_MEMORY:
         from_info_memory(r, res);
+        break;
+    case JPKI_STORE_WAIT:
+        if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+            res_int(res, r->integer);
         break;
     }
 }

@@ -239,6 +239,42 @@ void txn_cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms)
     c->ttl_ms = ttl_ms;
 }
 
+int txn_cmd_wait(jpki_txn *t)
+{
+    jpki_store_cmd *c;
+
+    if (t->ctx->replicas == 0 || !t->req.shared_store
+        || t->n_cmds >= MAX_CMDS)
+        return 0;
+    c = &t->cmds[t->n_cmds++];
+    memset(c, 0, sizeof(*c));
+    c->op = JPKI_STORE_WAIT;
+    c->val[0] = (uint8_t)('0' + t->ctx->replicas);
+    c->vallen = 1;
+    c->ttl_ms = t->ctx->replicas_wait_ms;
+    return 1;
+}
+
+int txn_waited(jpki_txn *t, const jpki_store_result *r, const char *what)
+{
+    const jpki_store_result *w;
+
+    if (t->n_cmds == 0 || t->cmds[t->n_cmds - 1].op != JPKI_STORE_WAIT)
+        return 1;
+    w = &r[t->n_cmds - 1];
+    if (w->type == JPKI_STORE_R_INT && w->n >= (long long)t->ctx->replicas)
+        return 1;
+    if (w->type == JPKI_STORE_R_INT)
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: %s reached %lld of the %u "
+                 "replicas within %u ms (store replicas=): refused, a "
+                 "failover could undo it", what, w->n, t->ctx->replicas,
+                 (unsigned)t->ctx->replicas_wait_ms);
+    else
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: %s: WAIT for the replicas "
+                 "failed (store replicas=)", what);
+    return 0;
+}
+
 /* rev value: status|reason|revoked_at|checked_at|source */
 const char *const txn_rev_names[] = {"good", "revoked", "hold", "unknown"};
 

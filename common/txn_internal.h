@@ -148,6 +148,12 @@ size_t txn_url_encode(char *buf, size_t size, size_t o, const char *s);
 jpki_store_cmd *txn_cmd_add(jpki_txn *t, jpki_store_op op, const char *kind,
                            const char *id);
 void txn_cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms);
+/* With store replicas=N, WAIT N added to the batch (its last command,
+ * after the writes it covers: one connection carries a batch): 1 added,
+ * 0 none asked.  txn_waited: whether the batch's last result says the
+ * replicas acknowledged (logs why not); 1 when none were asked. */
+int txn_cmd_wait(jpki_txn *t);
+int txn_waited(jpki_txn *t, const jpki_store_result *r, const char *what);
 int txn_rev_parse(const jpki_store_result *r, jpki_rev_status *st);
 void txn_challenge(jpki_txn *t);
 

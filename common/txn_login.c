@@ -554,6 +554,8 @@ void txn_login_commit(jpki_txn *t)
         txn_cmd_val(c, at, LAST_TTL_S * 1000u);
         c->soft = 1;
     }
+    if (!t->tls)
+        txn_cmd_wait(t);                 /* the challenge's use kept */
     t->state = T_LOGIN_COMMIT;
     if (t->n_cmds == 0)
         txn_login_success(t);            /* nothing to write */
@@ -571,6 +573,10 @@ void txn_login_committed(jpki_txn *t, const jpki_store_result *r)
     }
     if (r[0].n != 1) {
         login_failed(t, JPKI_ERR_CHALLENGE_REPLAY);
+        return;
+    }
+    if (!txn_waited(t, r, "the challenge's use")) {
+        txn_finish(t, JPKI_ERR_STORE);
         return;
     }
     txn_login_success(t);

@@ -320,6 +320,7 @@ void txn_marker_put(jpki_txn *t, const char *kind, const char *id,
         t->cmds[1].keylen = (size_t)snprintf(t->cmds[1].key,
                                              sizeof(t->cmds[1].key),
                                              "%soutseq", JPKI_STORE_PREFIX);
+        txn_cmd_wait(t);                 /* the marker kept */
     }
     t->state = T_LOGOUT_STORE;
 }
@@ -339,6 +340,10 @@ void txn_logout_stored(jpki_txn *t, const jpki_store_result *r)
     }
     if (r[1].type != JPKI_STORE_R_INT) {
         txn_finish(t, txn_store_err(&r[1]));
+        return;
+    }
+    if (!txn_waited(t, r, "the logout marker")) {
+        txn_finish(t, JPKI_ERR_STORE);
         return;
     }
     snprintf(id, sizeof(id), "%lld", r[1].n);

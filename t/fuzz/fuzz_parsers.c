@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         jpki_store_result res;
         int k = 0;
         memset(&cmd, 0, sizeof(cmd));
-        cmd.op = (jpki_store_op)(n > 0 ? in[0] % 9 : 0);
+        cmd.op = (jpki_store_op)(n > 0 ? in[0] % 10 : 0);
         if (rd != NULL && jpki_resp_reader_feed(rd, (const char *)in, n)
                           == JPKI_OK)
             while (k++ < 64 && jpki_resp_reader_next(rd, &cmd, &res) == 1) {

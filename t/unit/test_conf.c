@@ -462,6 +462,21 @@ static void test_store_sentinel(void)
     STORE_BAD("sentinel=a master=m sentinel=b", "do not mix");
     STORE_BAD("sentinel=a master=m master=n", "invalid parameter "
               "\"master=n\"");
+    /* replicas=: 1..8, with redis= or sentinel= */
+    is_int(store("sentinel=a master=m replicas=1", &sp), JPKI_OK,
+           "replicas=1");
+    is_int((int)sp.replicas, 1, "... read");
+    is_int(store("redis=h replicas=8", &sp), JPKI_OK, "replicas=8 with redis=");
+    is_int((int)sp.replicas, 8, "... read");
+    is_int(store("redis=h", &sp), JPKI_OK, "no replicas=");
+    is_int((int)sp.replicas, 0, "... 0: none waited for");
+    memset(&sp, 0, sizeof(sp));
+    STORE_BAD("redis=h replicas=0", "invalid replicas=");
+    STORE_BAD("redis=h replicas=9", "invalid replicas=");
+    STORE_BAD("redis=h replicas=x", "invalid replicas=");
+    STORE_BAD("redis=h replicas=1 replicas=2", "invalid parameter "
+              "\"replicas=2\"");
+    STORE_BAD("shm replicas=1", "shm takes zone=NAME and size=SIZE");
 }
 
 static void test_store_tls_cert(void)

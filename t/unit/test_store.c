@@ -268,6 +268,47 @@ static void test_info_memory(void)
        "an error result (NOPERM): no numbers");
 }
 
+/* WAIT <replicas> <timeout>: no key, 1..8 replicas, a timeout. */
+static void test_wait(void)
+{
+    static const char want[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$3\r\n250\r\n";
+    jpki_store_cmd c;
+    jpki_store_result res;
+    redisReply r;
+
+    memset(&c, 0, sizeof(c));
+    c.op = JPKI_STORE_WAIT;
+    c.val[0] = '2';
+    c.vallen = 1;
+    c.ttl_ms = 250;
+    ok(resp_is(&c, want, sizeof(want) - 1), "WAIT 2 250: RESP");
+    c.ttl_ms = 0;
+    ok(resp_rejected(&c), "WAIT without a timeout: refused");
+    c.ttl_ms = 250;
+    c.val[0] = '0';
+    ok(resp_rejected(&c), "WAIT 0: refused");
+    c.val[0] = '9';
+    ok(resp_rejected(&c), "WAIT 9: refused");
+    c.val[0] = '2';
+    c.keylen = 1;
+    c.key[0] = 'k';
+    ok(resp_rejected(&c), "WAIT with a key: refused");
+    c.keylen = 0;
+    memset(&r, 0, sizeof(r));
+    r.type = REDIS_REPLY_INTEGER;
+    r.integer = 1;
+    jpki_store_result_from_redis(&c, &r, &res);
+    ok(res.type == JPKI_STORE_R_INT && res.n == 1, "WAIT :1 -> INT 1");
+    r.integer = -1;
+    jpki_store_result_from_redis(&c, &r, &res);
+    ok(res.type == JPKI_STORE_R_ERROR, "WAIT :-1 -> ERROR");
+    r.type = REDIS_REPLY_STATUS;
+    r.str = "OK";
+    r.len = 2;
+    jpki_store_result_from_redis(&c, &r, &res);
+    ok(res.type == JPKI_STORE_R_ERROR, "WAIT +OK -> ERROR");
+}
+
 /* ------------------------------------------------------------------ */
 /* Reply conversion                                                    */
 /* ------------------------------------------------------------------ */
@@ -1322,6 +1363,7 @@ int main(void)
     test_resp_rejections();
     test_conversion();
     test_info_memory();
+    test_wait();
     test_reader();
     test_shm_setup();
     test_shm_ops();

@@ -64,6 +64,9 @@ static char ocsp_key[80];
 static int ocsp_keyless;
 
 static int store_batches;              /* batches run in the store */
+/* what a WAIT answers: the replicas that acknowledged (-1: an error) */
+static long long wait_acks = -1;
+static jpki_store_cmd last_wait;       /* the last WAIT asked */
 
 static void exec_store(jpki_txn *t)
 {
@@ -71,8 +74,16 @@ static void exec_store(jpki_txn *t)
     const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
     jpki_store_result r[JPKI_STORE_BATCH_MAX];
     store_batches++;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
+        if (c[i].op == JPKI_STORE_WAIT) {
+            last_wait = c[i];
+            last_wait.key[0] = i + 1 == n ? 'L' : 'x';  /* the last? */
+            r[i].type = wait_acks >= 0 ? JPKI_STORE_R_INT
+                                       : JPKI_STORE_R_ERROR;
+            r[i].n = wait_acks;
+        }
+    }
     jpki_txn_feed_store(t, r, n);
 }
 
@@ -160,6 +171,7 @@ static const jpki_verdict *drive(jpki_txn_request *rq, io_env *env,
 }
 
 static char last_cookie[1024];
+static int login_shared;               /* logins on a shared store */
 static const jpki_policy *req_policy;   /* per-location policy, or NULL */
 /* where the browser says a login comes from (NULL: header absent) */
 static const char *req_sfs, *req_origin, *req_host = "gate.example:8443";
@@ -211,6 +223,7 @@ static const jpki_verdict *login(const char *cert, const char *key,
              account ? account : "", account ? "\"" : "");
     tap_json_login(&rq, NOW, body);
     rq.policy = req_policy;
+    rq.shared_store = login_shared;
     set_from(&rq);
     v = drive(&rq, env, tp);
     last_cookie[0] = '\0';
@@ -1080,6 +1093,59 @@ static void test_store_full(io_env *env)
     free(h);
 }
 
+/* store replicas=N: a login's challenge and a logout's marker count once
+ * N replicas acknowledged them (WAIT, the batch's last command); fewer, or
+ * WAIT failing: 503 store_error. */
+static void test_replicas(io_env *env)
+{
+    char f[1024];
+    jpki_txn_request rq;
+    jpki_txn *t;
+
+    req_shared = login_shared = 1;
+    req_local = NULL;
+    req_since = 0;
+    jpki_ctx_set_replicas(ctx, 2, 250);
+    memset(&last_wait, 0, sizeof(last_wait));
+    wait_acks = 2;
+    is_int(login_to("user1.pem", "user1.key", env, f, NULL), 200,
+           "replicas=2, both acknowledge: a login");
+    ok(last_wait.op == JPKI_STORE_WAIT && last_wait.key[0] == 'L'
+       && last_wait.vallen == 1 && last_wait.val[0] == '2'
+       && last_wait.ttl_ms == 250,
+       "... WAIT 2 250, the last command of the commit");
+    wait_acks = 1;
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 503, "store_error",
+                 "one of two acknowledges: refused");
+    wait_acks = -1;
+    EXPECT_LOGIN("user1.pem", "user1.key", NULL, env, 503, "store_error",
+                 "WAIT fails: refused");
+    wait_acks = 0;
+    memset(&last_wait, 0, sizeof(last_wait));
+    logout_request(&rq, f, NOW + 1);
+    jpki_txn_new(ctx, &rq, &t);
+    while (jpki_txn_step(t) == JPKI_STEP_STORE)
+        exec_store(t);
+    ok(last_wait.op == JPKI_STORE_WAIT && last_wait.key[0] == 'L'
+       && jpki_txn_verdict(t)->http_status == 503,
+       "a logout's marker: WAIT after it, none acknowledge: 503");
+    jpki_txn_free(t);
+    wait_acks = 2;
+    logout_request(&rq, f, NOW + 1);
+    jpki_txn_new(ctx, &rq, &t);
+    while (jpki_txn_step(t) == JPKI_STEP_STORE)
+        exec_store(t);
+    is_int(jpki_txn_verdict(t)->http_status, 200,
+           "... both acknowledge: logged out");
+    jpki_txn_free(t);
+    jpki_ctx_set_replicas(ctx, 0, 0);
+    memset(&last_wait, 0, sizeof(last_wait));
+    is_int(login_to("user1.pem", "user1.key", env, f, NULL), 200,
+           "no replicas=: a login");
+    ok(last_wait.op != JPKI_STORE_WAIT, "... and no WAIT");
+    req_shared = login_shared = 0;
+}
+
 static int log_refused;
 
 static void count_refusals(void *ud, jpki_log_level l, const char *msg)
@@ -1153,6 +1219,7 @@ static void test_guard(io_env *env)
     test_logout_mirror(env);
     test_store_outage(env);
     test_store_full(env);
+    test_replicas(env);
     test_audit_limit(env);
     req_policy = NULL;
     NOW = base;
