@@ -5,7 +5,9 @@
 #include "tap.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -558,8 +560,59 @@ static void test_errors(void)
     is_str(jpki_reason_name(11), "none", "CRL reason out of range");
 }
 
+/* jpki_random: draws differ, large ones too; a forked child does not hand
+ * out the bytes its parent will (the buffered page is wiped on fork);
+ * threads draw their own. */
+static void *draw_thread(void *arg)
+{
+    jpki_random(arg, 16);
+    return NULL;
+}
+
+static void test_random(void)
+{
+    static const uint8_t zero[16];
+    uint8_t a[16], b[16], big[300], child[16], mine[16], th[16];
+    int fds[2], st = 0, i, same = 0;
+    pthread_t tid;
+    pid_t pid;
+
+    ok(jpki_random(a, sizeof(a)) && jpki_random(b, sizeof(b))
+       && memcmp(a, b, 16) != 0 && memcmp(a, zero, 16) != 0,
+       "two draws differ");
+    ok(jpki_random(big, sizeof(big)) && memcmp(big, big + 150, 16) != 0,
+       "a large draw (RAND_bytes itself)");
+    for (i = 0; i < 600; i++) {          /* across page refills */
+        jpki_random(a, 13);
+        same += memcmp(a, b, 13) == 0;
+        memcpy(b, a, 13);
+    }
+    ok(same == 0, "600 draws of 13 bytes across refills: none repeats");
+    ok(pipe(fds) == 0, "pipe");
+    jpki_random(a, 16);                  /* the page is in use */
+    pid = fork();
+    if (pid == 0) {
+        jpki_random(child, sizeof(child));
+        _exit(write(fds[1], child, sizeof(child)) == (ssize_t)sizeof(child)
+              ? 0 : 1);
+    }
+    jpki_random(mine, sizeof(mine));
+    ok(pid > 0 && read(fds[0], child, sizeof(child)) == (ssize_t)sizeof(child)
+       && waitpid(pid, &st, 0) == pid && st == 0,
+       "a forked child draws");
+    ok(memcmp(child, mine, sizeof(mine)) != 0,
+       "... not the bytes its parent draws next (the page wiped on fork)");
+    close(fds[0]);
+    close(fds[1]);
+    jpki_random(mine, sizeof(mine));
+    ok(pthread_create(&tid, NULL, draw_thread, th) == 0
+       && pthread_join(tid, NULL) == 0 && memcmp(th, zero, 16) != 0
+       && memcmp(th, mine, 16) != 0, "a thread draws its own");
+}
+
 int main(void)
 {
+    test_random();
     test_hmac();
     test_base64();
     test_hex();
