@@ -48,6 +48,29 @@ rsa_verify_1s() {
 # second of logins can use), each run paired with RSA-2048 verifications
 # on the server's core.  Prints SERVER.logins_per_s and
 # SERVER.login_vs_rsa_verify.
+# JPKI_BENCH_PROFILE=DIR: the first login run of login_pairs recorded by
+# perf (the whole machine, 1 s), and the server's processes' top costs
+# written to DIR/SERVER.txt (by library and function), the top 12 printed
+# as "profile:" lines.  Not a figure: where a login's time goes.
+profile_start() {
+    [ -n "${JPKI_BENCH_PROFILE:-}" ] || return 0
+    perf record -q -a -o "$1/perf.data" -- sleep 1 >/dev/null 2>&1 &
+    PROFILE_PID=$!
+}
+profile_end() {
+    local comm
+    [ -n "${JPKI_BENCH_PROFILE:-}" ] || return 0
+    wait "$PROFILE_PID"
+    case $2 in nginx) comm=nginx ;; *) comm=apache2 ;; esac
+    mkdir -p "$JPKI_BENCH_PROFILE"
+    perf report -i "$1/perf.data" --comm "$comm" --sort dso,symbol --stdio \
+        2>/dev/null | grep -E '^ +[0-9]' > "$JPKI_BENCH_PROFILE/$2.txt"
+    perf report -i "$1/perf.data" --comm "$comm" --sort dso --stdio \
+        2>/dev/null | grep -E '^ +[0-9]' > "$JPKI_BENCH_PROFILE/$2.dso.txt"
+    sed 's/^/profile: '"$2"' /' "$JPKI_BENCH_PROFILE/$2.dso.txt" | head -6
+    sed 's/^/profile: '"$2"' /' "$JPKI_BENCH_PROFILE/$2.txt" | head -12
+}
+
 login_pairs() {
     local srv=$1 secret=$2 url=$3 dir=$4 chunk=$5 half pids="" k r l \
           lratios="" logins=""
@@ -62,8 +85,10 @@ login_pairs() {
     cat "$dir/bodies.1" "$dir/bodies.2" > "$dir/bodies"
     for k in $(seq 0 $((BENCH_PAIRS - 1))); do
         r=$(rsa_verify_1s)
+        [ "$k" = 0 ] && profile_start "$dir"
         l=$(wrk_rps -t1 -c8 -d1s -s bench/login.lua "$url" \
             -- "$dir/bodies" $((k * chunk + 1)))
+        [ "$k" = 0 ] && profile_end "$dir" "$srv"
         logins="$logins $l"
         lratios="$lratios $(ratio "$l" "$r")"
     done

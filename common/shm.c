@@ -4,7 +4,14 @@
  *
  * Layout (docs/store-schema.md, "Embedded store"):
  *
- *     [ header, SHM_HDR_SIZE bytes ][ slot 0 ][ slot 1 ] ... [ slot n-1 ]
+ *     [ header, SHM_HDR_SIZE bytes ][ meta 0 ] ... [ meta n-1 ]
+ *                                   [ body 0 ] ... [ body n-1 ]
+ *
+ * A slot is its meta (hash and expiry, 16 bytes) and its body (key and
+ * value): probes, sweeps and expiry checks read the dense meta array only,
+ * and a body is read when its hash matches.  A zone of megabytes is
+ * touched at random places: each distinct page costs a TLB miss, and the
+ * meta array is 20 times smaller than the slots were.
  *
  * The region holds no pointers: processes map it at different addresses,
  * and everything is found by index from the start of the region.  The
@@ -29,12 +36,10 @@
 /* store.c */
 
 #define SHM_MAGIC      UINT64_C(0x524f54534b504a31)  /* "1JPKSTOR" LE */
-#define SHM_VERSION    1u
+#define SHM_VERSION    2u
 #define SHM_MIN_SLOTS  64u
 #define SHM_SWEEP_STEP 4u        /* slots looked at by each exec */
 #define SHM_NEVER      INT64_MAX /* expiry of an entry without TTL */
-
-enum { SLOT_EMPTY = 0, SLOT_LIVE = 1 };
 
 typedef struct {
     uint64_t magic;
@@ -58,25 +63,29 @@ typedef struct {
 } shm_hdr;
 
 typedef struct {
-    uint8_t state;              /* SLOT_* */
+    uint64_t hash;              /* the key's hash | 1: live; 0: empty */
+    int64_t expires;            /* ms since the epoch; SHM_NEVER */
+} shm_meta;
+
+typedef struct {
     uint8_t keylen;
     uint8_t vallen;
-    uint8_t pad[5];
-    int64_t expires;            /* ms since the epoch; SHM_NEVER */
-    uint64_t hash;
     char key[JPKI_STORE_KEY_MAX];
     uint8_t val[JPKI_STORE_VAL_MAX];
-} shm_slot;
+    uint8_t pad[6];
+} shm_body;
 
 _Static_assert(JPKI_STORE_KEY_MAX <= UINT8_MAX, "keylen fits a byte");
 _Static_assert(JPKI_STORE_VAL_MAX <= UINT8_MAX, "vallen fits a byte");
-_Static_assert(sizeof(shm_slot) % 8 == 0, "slots stay aligned");
+_Static_assert(sizeof(shm_body) % 8 == 0, "bodies stay aligned");
 
 #define SHM_HDR_SIZE  ((sizeof(shm_hdr) + 63) & ~(size_t)63)
+#define SLOT_BYTES    (sizeof(shm_meta) + sizeof(shm_body))
 
 struct jpki_shm {
     shm_hdr *hdr;
-    shm_slot *slot;
+    shm_meta *meta;
+    shm_body *body;
     uint64_t n;                 /* slots, checked at attach */
     uint64_t max_live;
     jpki_shm_lock lock;
@@ -88,7 +97,7 @@ struct jpki_shm {
 
 static uint64_t slots_for(size_t size)
 {
-    return (uint64_t)((size - SHM_HDR_SIZE) / sizeof(shm_slot));
+    return (uint64_t)((size - SHM_HDR_SIZE) / SLOT_BYTES);
 }
 
 static uint64_t max_live_for(uint64_t slots)
@@ -98,7 +107,7 @@ static uint64_t max_live_for(uint64_t slots)
 
 size_t jpki_shm_min_size(void)
 {
-    return SHM_HDR_SIZE + SHM_MIN_SLOTS * sizeof(shm_slot);
+    return SHM_HDR_SIZE + SHM_MIN_SLOTS * SLOT_BYTES;
 }
 
 size_t jpki_shm_handle_size(void)
@@ -117,7 +126,7 @@ static int header_ok(const shm_hdr *h, size_t size)
     uint64_t n = slots_for(size);
 
     return h->magic == SHM_MAGIC && h->version == SHM_VERSION
-           && h->slot_size == sizeof(shm_slot) && h->size == size
+           && h->slot_size == SLOT_BYTES && h->size == size
            && h->hdr_size == SHM_HDR_SIZE && h->slots == n
            && h->max_live == max_live_for(n) && h->occupied <= n;
 }
@@ -132,11 +141,11 @@ jpki_err jpki_shm_init(void *mem, size_t size, int attach)
     if (attach)
         return header_ok(h, size) ? JPKI_OK : JPKI_ERR_INVALID;
     n = slots_for(size);
-    memset(mem, 0, SHM_HDR_SIZE + n * sizeof(shm_slot));
+    memset(mem, 0, SHM_HDR_SIZE + n * SLOT_BYTES);
     if (RAND_bytes(h->hash_key, sizeof(h->hash_key)) != 1)
         return JPKI_ERR_INTERNAL;
     h->version = SHM_VERSION;
-    h->slot_size = sizeof(shm_slot);
+    h->slot_size = SLOT_BYTES;
     h->size = size;
     h->hdr_size = SHM_HDR_SIZE;
     h->slots = n;
@@ -158,8 +167,9 @@ jpki_shm *jpki_shm_attach(void *handle_mem, void *mem, size_t size,
         return NULL;
     memset(s, 0, sizeof(*s));
     s->hdr = mem;
-    s->slot = (shm_slot *)((char *)mem + SHM_HDR_SIZE);
     s->n = s->hdr->slots;
+    s->meta = (shm_meta *)((char *)mem + SHM_HDR_SIZE);
+    s->body = (shm_body *)(s->meta + s->n);
     s->max_live = s->hdr->max_live;
     if (lock != NULL)
         s->lock = *lock;
@@ -192,9 +202,15 @@ static void shm_unlock(jpki_shm *s)
 /* Table primitives (caller holds the lock)                            */
 /* ------------------------------------------------------------------ */
 
+/* Never 0, which marks an empty slot. */
 static uint64_t key_hash(const jpki_shm *s, const char *key, size_t len)
 {
-    return jpki_siphash24(s->hdr->hash_key, (const uint8_t *)key, len);
+    return jpki_siphash24(s->hdr->hash_key, (const uint8_t *)key, len) | 1;
+}
+
+static int live(const shm_meta *m)
+{
+    return m->hash != 0;
 }
 
 static uint64_t next_idx(const jpki_shm *s, uint64_t i)
@@ -202,9 +218,9 @@ static uint64_t next_idx(const jpki_shm *s, uint64_t i)
     return i + 1 == s->n ? 0 : i + 1;
 }
 
-static int expired(const shm_slot *e, int64_t now_ms)
+static int expired(const shm_meta *m, int64_t now_ms)
 {
-    return now_ms >= e->expires;
+    return now_ms >= m->expires;
 }
 
 static int64_t expiry_of(int64_t now_ms, uint32_t ttl_ms)
@@ -212,6 +228,35 @@ static int64_t expiry_of(int64_t now_ms, uint32_t ttl_ms)
     if (ttl_ms == 0 || now_ms > INT64_MAX - (int64_t)ttl_ms)
         return SHM_NEVER;
     return now_ms + (int64_t)ttl_ms;
+}
+
+/* A body's bytes are read up to its lengths only: a copy or a clear
+ * touches those (the cache lines a body spans cost a miss each). */
+static size_t body_kl(const shm_body *b)
+{
+    return b->keylen <= JPKI_STORE_KEY_MAX ? b->keylen : JPKI_STORE_KEY_MAX;
+}
+
+static size_t body_vl(const shm_body *b)
+{
+    return b->vallen <= JPKI_STORE_VAL_MAX ? b->vallen : JPKI_STORE_VAL_MAX;
+}
+
+static void body_clear(shm_body *b)
+{
+    memset(b->key, 0, body_kl(b));
+    memset(b->val, 0, body_vl(b));
+    b->keylen = 0;
+    b->vallen = 0;
+}
+
+static void body_copy(shm_body *to, const shm_body *from)
+{
+    body_clear(to);
+    to->keylen = (uint8_t)body_kl(from);
+    to->vallen = (uint8_t)body_vl(from);
+    memcpy(to->key, from->key, to->keylen);
+    memcpy(to->val, from->val, to->vallen);
 }
 
 /* 1 when home position k lies cyclically in (i, j]: the entry at j may
@@ -231,15 +276,17 @@ static void delete_at(jpki_shm *s, uint64_t i)
 
     for (steps = 1; steps < s->n; steps++) {
         j = next_idx(s, j);
-        if (s->slot[j].state != SLOT_LIVE)
+        if (!live(&s->meta[j]))
             break;
-        k = s->slot[j].hash % s->n;
+        k = s->meta[j].hash % s->n;
         if (stays(i, j, k))
             continue;
-        s->slot[i] = s->slot[j];
+        s->meta[i] = s->meta[j];
+        body_copy(&s->body[i], &s->body[j]);
         i = j;
     }
-    memset(&s->slot[i], 0, sizeof(shm_slot));
+    memset(&s->meta[i], 0, sizeof(shm_meta));
+    body_clear(&s->body[i]);
     s->hdr->occupied--;
 }
 
@@ -249,11 +296,11 @@ static void reclaim_at(jpki_shm *s, uint64_t i)
     s->hdr->reclaimed++;
 }
 
-static int key_eq(const shm_slot *e, uint64_t hash, const char *key,
-                  size_t len)
+static int key_eq(const jpki_shm *s, uint64_t i, uint64_t hash,
+                  const char *key, size_t len)
 {
-    return e->hash == hash && e->keylen == len
-           && memcmp(e->key, key, len) == 0;
+    return s->meta[i].hash == hash && s->body[i].keylen == len
+           && memcmp(s->body[i].key, key, len) == 0;
 }
 
 /* Looks a key up; expired entries met on the way are removed.  Returns 1
@@ -263,19 +310,19 @@ static int find(jpki_shm *s, const char *key, size_t len, uint64_t hash,
                 int64_t now_ms, uint64_t *pos)
 {
     uint64_t i = hash % s->n, probes = 0;
-    shm_slot *e;
+    shm_meta *m;
 
     while (probes < s->n) {
-        e = &s->slot[i];
-        if (e->state != SLOT_LIVE) {
+        m = &s->meta[i];
+        if (!live(m)) {
             *pos = i;
             return 0;
         }
-        if (expired(e, now_ms)) {
+        if (expired(m, now_ms)) {
             reclaim_at(s, i);       /* look at slot i again */
             continue;
         }
-        if (key_eq(e, hash, key, len)) {
+        if (key_eq(s, i, hash, key, len)) {
             *pos = i;
             return 1;
         }
@@ -289,27 +336,27 @@ static int find(jpki_shm *s, const char *key, size_t len, uint64_t hash,
 /* Removes every entry for which fn() says so, and the expired ones; the
  * return value counts the live entries fn() removed.  Refreshes the
  * earliest-expiry bound. */
-typedef int (*slot_pred)(const shm_slot *e, const void *ud);
+typedef int (*slot_pred)(const shm_body *b, const void *ud);
 
 static uint64_t scan_delete(jpki_shm *s, int64_t now_ms, slot_pred fn,
                             const void *ud)
 {
     uint64_t i = 0, count = 0;
     int64_t earliest = SHM_NEVER;
-    shm_slot *e;
+    shm_meta *m;
 
     while (i < s->n) {
-        e = &s->slot[i];
-        if (e->state != SLOT_LIVE) {
+        m = &s->meta[i];
+        if (!live(m)) {
             i++;
-        } else if (expired(e, now_ms)) {
+        } else if (expired(m, now_ms)) {
             reclaim_at(s, i);
-        } else if (fn != NULL && fn(e, ud)) {
+        } else if (fn != NULL && fn(&s->body[i], ud)) {
             delete_at(s, i);
             count++;
         } else {
-            if (e->expires < earliest)
-                earliest = e->expires;
+            if (m->expires < earliest)
+                earliest = m->expires;
             i++;
         }
     }
@@ -325,7 +372,7 @@ static void sweep_step(jpki_shm *s, int64_t now_ms)
     unsigned looked;
 
     for (looked = 0; looked < SHM_SWEEP_STEP; looked++) {
-        if (s->slot[i].state == SLOT_LIVE && expired(&s->slot[i], now_ms))
+        if (live(&s->meta[i]) && expired(&s->meta[i], now_ms))
             reclaim_at(s, i);
         else
             i = next_idx(s, i);
@@ -336,18 +383,20 @@ static void sweep_step(jpki_shm *s, int64_t now_ms)
 static void slot_write(jpki_shm *s, uint64_t i, const jpki_store_cmd *cmd,
                        uint64_t hash, int64_t expires)
 {
-    shm_slot *e = &s->slot[i];
+    shm_meta *m = &s->meta[i];
+    shm_body *b = &s->body[i];
 
-    if (e->state != SLOT_LIVE)
+    if (!live(m))
         s->hdr->occupied++;
-    e->state = SLOT_LIVE;
-    e->hash = hash;
-    e->keylen = (uint8_t)cmd->keylen;
-    memcpy(e->key, cmd->key, cmd->keylen);
-    e->vallen = (uint8_t)cmd->vallen;
+    m->hash = hash;
+    m->expires = expires;
+    if (b->vallen > cmd->vallen && b->vallen <= JPKI_STORE_VAL_MAX)
+        memset(b->val + cmd->vallen, 0, b->vallen - cmd->vallen);
+    b->keylen = (uint8_t)cmd->keylen;
+    memcpy(b->key, cmd->key, cmd->keylen);
+    b->vallen = (uint8_t)cmd->vallen;
     if (cmd->vallen > 0)
-        memcpy(e->val, cmd->val, cmd->vallen);
-    e->expires = expires;
+        memcpy(b->val, cmd->val, cmd->vallen);
     if (expires < s->hdr->earliest)
         s->hdr->earliest = expires;
 }
@@ -366,13 +415,13 @@ static void op_get(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
                    int64_t now_ms, jpki_store_result *res)
 {
     uint64_t i;
-    const shm_slot *e;
+    const shm_body *e;
 
     if (!find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
         res->type = JPKI_STORE_R_NIL;
         return;
     }
-    e = &s->slot[i];
+    e = &s->body[i];
     if (e->vallen > JPKI_STORE_VAL_MAX)
         return;                                 /* corrupt: R_ERROR */
     memcpy(res->val, e->val, e->vallen);
@@ -448,13 +497,13 @@ static void op_incr(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
 {
     jpki_store_cmd c = *cmd;
     long long v = 0, d = cmd->op == JPKI_STORE_DECR ? -1 : 1;
-    shm_slot *e;
+    shm_body *e;
     uint64_t i;
     size_t k = 0;
     int neg = 0;
 
     if (find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
-        e = &s->slot[i];
+        e = &s->body[i];
         if (e->vallen > 0 && e->val[0] == '-') {
             neg = 1;
             k = 1;
@@ -480,14 +529,14 @@ static void op_incr(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
 static void op_pexpire(jpki_shm *s, const jpki_store_cmd *cmd, uint64_t hash,
                        int64_t now_ms, jpki_store_result *res)
 {
-    shm_slot *e;
+    shm_meta *e;
     uint64_t i;
 
     if (!find(s, cmd->key, cmd->keylen, hash, now_ms, &i)) {
         res_int(res, 0);
         return;
     }
-    e = &s->slot[i];
+    e = &s->meta[i];
     e->expires = expiry_of(now_ms, cmd->ttl_ms);
     if (e->expires < s->hdr->earliest)
         s->hdr->earliest = e->expires;
@@ -575,7 +624,7 @@ typedef struct {
     size_t len;
 } prefix_arg;
 
-static int has_prefix(const shm_slot *e, const void *ud)
+static int has_prefix(const shm_body *e, const void *ud)
 {
     const prefix_arg *p = ud;
 
@@ -637,18 +686,19 @@ int jpki_shm_is_full(jpki_shm *s, int64_t now_ms)
 static void get_unlocked(const jpki_shm *s, const jpki_store_cmd *cmd,
                          int64_t now_ms, jpki_store_result *res)
 {
-    uint64_t hash = jpki_siphash24(s->hdr->hash_key,
-                                   (const uint8_t *)cmd->key, cmd->keylen);
+    uint64_t hash = key_hash(s, cmd->key, cmd->keylen);
     uint64_t i = hash % s->n, probes;
-    const shm_slot *e;
+    const shm_meta *m;
+    const shm_body *e;
     uint8_t vl;
 
     res->type = JPKI_STORE_R_NIL;
     for (probes = 0; probes < s->n; probes++, i = next_idx(s, i)) {
-        e = &s->slot[i];
-        if (e->state != SLOT_LIVE)
+        m = &s->meta[i];
+        if (!live(m))
             return;
-        if (expired(e, now_ms) || e->hash != hash || e->keylen != cmd->keylen
+        e = &s->body[i];
+        if (expired(m, now_ms) || m->hash != hash || e->keylen != cmd->keylen
             || memcmp(e->key, cmd->key, cmd->keylen) != 0)
             continue;
         vl = e->vallen;
