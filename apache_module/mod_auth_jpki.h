@@ -112,6 +112,8 @@ typedef struct {
     apr_sockaddr_t            *sentinel_sa[JPKI_CONF_SENTINELS_MAX];
     jpki_sentinel             *sentinel;      /* per child */
     apr_thread_mutex_t        *redis_mutex;   /* per child */
+    apr_thread_mutex_t        *discover_mutex; /* one discovery at a time
+                                                  in a child (sentinels) */
     mjpki_redis_conn          *redis_idle;
     int                        redis_nidle;
     /* Redis: the node's table of logout markers (an APR segment shared by

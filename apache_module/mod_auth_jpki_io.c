@@ -227,6 +227,8 @@ mjpki_io_child_init(apr_pool_t *pchild, server_rec *s)
         apr_thread_mutex_create(&site->redis_mutex, APR_THREAD_MUTEX_DEFAULT,
                                 pchild);
         if (jpki_site_store(site->js)->n_sentinels > 0) {
+            apr_thread_mutex_create(&site->discover_mutex,
+                                    APR_THREAD_MUTEX_DEFAULT, pchild);
             site->sentinel = jpki_sentinel_new(
                 jpki_site_store(site->js)->n_sentinels);
             if (site->sentinel != NULL) {

@@ -320,6 +320,33 @@ mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
 }
 
 
+/* One discovery at a time in a child: the threads that find no primary
+ * known wait for the one asking the sentinels, then take its answer (a
+ * failover would otherwise send every thread of every child to the
+ * sentinels at once).  1 a primary is known, 0 not. */
+static int
+mjpki_discover_once(mjpki_site *site, request_rec *r)
+{
+    const char  *where;
+    socklen_t    len;
+    unsigned     gen;
+    int          known;
+
+    if (site->discover_mutex == NULL) {
+        return mjpki_sentinel_discover(site, r);
+    }
+    apr_thread_mutex_lock(site->discover_mutex);
+    mjpki_lock(site);
+    known = jpki_sentinel_primary(site->sentinel, &len, &where, &gen) != NULL;
+    mjpki_unlock(site);
+    if (!known) {
+        known = mjpki_sentinel_discover(site, r);
+    }
+    apr_thread_mutex_unlock(site->discover_mutex);
+    return known;
+}
+
+
 /* A new connection to the primary the sentinels name (asked when none is
  * known), or NULL. */
 static mjpki_redis_conn *
@@ -349,7 +376,7 @@ mjpki_primary_connect(mjpki_site *site, request_rec *r)
         if (sa != NULL) {
             break;
         }
-        if (asked++ || !mjpki_sentinel_discover(site, r)) {
+        if (asked++ || !mjpki_discover_once(site, r)) {
             return NULL;
         }
     }
