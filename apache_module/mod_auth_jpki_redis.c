@@ -281,7 +281,7 @@ mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
                 && jpki_conn_tls(c, tls, st->tls_name[0] ? st->tls_name
                                          : st->sentinels[i].host)
                    != JPKI_OK)
-            || jpki_conn_sentinel(c, st->master) != JPKI_OK)
+            || jpki_conn_sentinel(c, st->master, st->sentinel_password) != JPKI_OK)
         {
             jpki_conn_free(c);
             return 0;

@@ -740,7 +740,7 @@ static jpki_err redis_number(const char *s, long lo, long hi, long *out,
 /* The Redis options, in the order of redis_option()'s switch. */
 static const char *const redis_keys[] = {"db=", "user=", "password_file=",
     "keepalive=", "tls=", "tls_ca=", "tls_name=", "mirror=", "tls_cert=",
-    "tls_key=", "master=", "replicas="};
+    "tls_key=", "master=", "replicas=", "sentinel_password_file="};
 #define REDIS_KEYS (sizeof(redis_keys) / sizeof(redis_keys[0]))
 
 /* The refusals of words that are not options of redis= / sentinel=. */
@@ -762,7 +762,8 @@ static jpki_err redis_word_refused(const char *a, char *err, size_t errlen)
     jpki_set_detail(err, errlen, "invalid parameter \"%.40s\" (redis= and "
                     "sentinel= take db=, user=, password_file=, keepalive=, "
                     "tls=, tls_ca=, tls_name=, tls_cert=, tls_key=, mirror=, "
-                    "replicas= and, with sentinel=, master=, once each)", a);
+                    "replicas= and, with sentinel=, master= and "
+                    "sentinel_password_file=, once each)", a);
     return JPKI_ERR_INVALID;
 }
 
@@ -832,6 +833,10 @@ static jpki_err redis_option(const char *a, jpki_store_spec *sp,
             return JPKI_ERR_INVALID;
         sp->replicas = (unsigned)n;
         return JPKI_OK;
+    case 12:
+        return copy_word(sp->sentinel_password_file,
+                         sizeof(sp->sentinel_password_file), v,
+                         "sentinel_password_file=", err, errlen);
     default:
         if (!zone_name_ok(v, strlen(v))) {
             jpki_set_detail(err, errlen, "master= needs the name the "
@@ -856,6 +861,8 @@ static jpki_err redis_coherent(jpki_store_spec *sp, char *err, size_t errlen)
               "primary by)";
     else if (sp->n_sentinels == 0 && sp->master[0])
         why = "master= goes with sentinel=";
+    else if (sp->n_sentinels == 0 && sp->sentinel_password_file[0])
+        why = "sentinel_password_file= goes with sentinel=";
     else if (sp->tls_ca[0] && !sp->tls)
         why = "tls_ca= without tls=on";
     else if (sp->tls && !sp->tls_ca[0])
@@ -921,7 +928,7 @@ jpki_err jpki_conf_store(int argc, const char *const *argv,
                         "[OPTIONS]\" (OPTIONS: db=N user=U "
                         "password_file=FILE keepalive=N tls=on tls_ca=FILE "
                         "tls_name=NAME tls_cert=FILE tls_key=FILE "
-                        "mirror=SIZE replicas=N)");
+                        "mirror=SIZE replicas=N sentinel_password_file=FILE)");
         return JPKI_ERR_INVALID;
     }
     if (e == JPKI_OK)

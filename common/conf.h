@@ -200,6 +200,10 @@ typedef struct {
         unsigned port;         /* [26379] */
     } sentinels[JPKI_CONF_SENTINELS_MAX];
     char master[64];           /* master= */
+    char sentinel_password_file[1024];  /* sentinel_password_file=, as
+                                  written ("" none: sentinels asked
+                                  without AUTH) */
+    char sentinel_password[JPKI_CONF_PASSWORD_MAX + 1];  /* its line */
     unsigned replicas;         /* replicas= [0] 0..8: a used challenge and
                                   a logout marker acknowledged by as many
                                   replicas (WAIT) before they count */
@@ -214,7 +218,7 @@ uint64_t jpki_conf_zone_min(void);
  *   redis=HOST[:PORT]|[V6]:PORT|unix:/PATH [db=N] [user=U]
  *         [password_file=FILE] [keepalive=N] [tls=on|off] [tls_ca=FILE]
  *         [tls_name=NAME] [tls_cert=FILE tls_key=FILE] [mirror=SIZE]
- *         [replicas=N]
+ *         [replicas=N] [sentinel_password_file=FILE] (with sentinel=)
  *   sentinel=HOST[:PORT][,HOST[:PORT]...] master=NAME [the same options]
  * password= (inline) is refused: password_file= names a file read by
  * jpki_conf_password_file (siteconf.c). 

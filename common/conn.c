@@ -5,6 +5,7 @@
  * non-blocking: no call here ever waits. */
 #include "conn.h"
 #include "sentinel.h"
+#include "conf.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -50,6 +51,8 @@ struct jpki_conn {
     jpki_ocsp_answer answer;
     char *sbuf;                 /* a sentinel's answer, as read */
     size_t slen;
+    int sauth;                  /* its AUTH's +OK still to come */
+    size_t reqlen;              /* bytes of req (cleansed at the end) */
     jpki_sentinel_addr primary; /* ... the primary it named */
     int has_reason;
     char reason[512];
@@ -253,21 +256,31 @@ jpki_err jpki_conn_ocsp(jpki_conn *c, const char *host, const char *path,
     return JPKI_OK;
 }
 
-jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master)
+#define SENTINEL_REQ_MAX (128 + JPKI_CONF_PASSWORD_MAX + 32)
+
+jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master,
+                            const char *password)
 {
-    size_t len;
+    size_t len = 0, q;
 
     if (c->kind != K_NONE)
         return JPKI_ERR_INVALID;
-    c->req = malloc(128);
+    c->req = malloc(SENTINEL_REQ_MAX);
     c->sbuf = malloc(JPKI_SENTINEL_ANSWER_MAX);
     if (c->req == NULL || c->sbuf == NULL)
         return JPKI_ERR_NOMEM;
-    len = jpki_sentinel_query(master, c->req, 128);
-    if (len == 0)
+    c->reqlen = SENTINEL_REQ_MAX;
+    if (password != NULL && password[0] != '\0') {
+        len = jpki_sentinel_auth(password, c->req, SENTINEL_REQ_MAX);
+        if (len == 0)
+            return JPKI_ERR_INVALID;
+        c->sauth = 1;
+    }
+    q = jpki_sentinel_query(master, c->req + len, SENTINEL_REQ_MAX - len);
+    if (q == 0)
         return JPKI_ERR_INVALID;
     c->kind = K_SENTINEL;
-    exchange_start(c, c->req, len);
+    exchange_start(c, c->req, len + q);
     return JPKI_OK;
 }
 
@@ -567,6 +580,24 @@ static jpki_conn_state stage_recv_sentinel(jpki_conn *c)
             return conn_failed(c, 1);
         }
         c->slen += (size_t)n;
+        if (c->sauth) {                       /* AUTH's +OK first */
+            size_t used = 0;
+
+            r = jpki_sentinel_auth_answer(c->sbuf, c->slen, &used, why,
+                                          sizeof(why));
+            if (r < 0) {
+                say(c, "%s %s %s (sentinel_password_file=)", c->what,
+                    c->where, why);
+                return conn_failed(c, 0);
+            }
+            if (r == 0)
+                continue;
+            memmove(c->sbuf, c->sbuf + used, c->slen - used);
+            c->slen -= used;
+            c->sauth = 0;
+            if (c->slen == 0)
+                continue;
+        }
         r = jpki_sentinel_answer(c->sbuf, c->slen, &c->primary, why,
                                  sizeof(why));
         if (r < 0) {
@@ -725,6 +756,8 @@ void jpki_conn_free(jpki_conn *c)
         close(c->fd);
     jpki_redis_round_free(c->round);
     free(c->answer.buf);
+    if (c->req != NULL && c->reqlen > 0)
+        OPENSSL_cleanse(c->req, c->reqlen);   /* a sentinel's password */
     free(c->req);
     free(c->sbuf);
     free(c->tls_name);

@@ -62,7 +62,8 @@ const jpki_ocsp_answer *jpki_conn_answer(const jpki_conn *c);
  * get-master-addr-by-name master.  A refusal (no such master, an error, a
  * host that is no IP address, a malformed answer) FAILS with its
  * sentence. */
-jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master);
+jpki_err jpki_conn_sentinel(jpki_conn *c, const char *master,
+                            const char *password);
 /* Once DONE: the primary the sentinel named. */
 const jpki_sentinel_addr *jpki_conn_primary(const jpki_conn *c);
 

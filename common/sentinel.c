@@ -26,6 +26,18 @@ size_t jpki_sentinel_query(const char *master, char *out, size_t max)
     return n > 0 && (size_t)n < max ? (size_t)n : 0;
 }
 
+size_t jpki_sentinel_auth(const char *password, char *out, size_t max)
+{
+    size_t len = password != NULL ? strlen(password) : 0;
+    int n;
+
+    if (len == 0 || len > JPKI_CONF_PASSWORD_MAX)
+        return 0;
+    n = snprintf(out, max, "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", len,
+                 password);
+    return n > 0 && (size_t)n < max ? (size_t)n : 0;
+}
+
 /* A number line after its type byte: p[1..n) "<digits>\r\n" or "-1\r\n"
  * (neg: -1 taken).  1 complete (*v, *end the offset after it from p), 0
  * more bytes needed, -1 malformed. */
@@ -156,6 +168,30 @@ static int refuse(char *why, size_t whylen, const char *what)
 {
     if (whylen > 0)
         snprintf(why, whylen, "%s", what);
+    return -1;
+}
+
+int jpki_sentinel_auth_answer(const char *buf, size_t len, size_t *used,
+                              char *why, size_t whylen)
+{
+    const char *nl = memchr(buf, '\n', len < 512 ? len : 512);
+    size_t line;
+    char text[96];
+
+    if (nl == NULL)
+        return len < 512 ? 0 : refuse(why, whylen, "sent a malformed answer");
+    line = (size_t)(nl - buf) + 1;
+    if (line < 3 || buf[line - 2] != '\r')
+        return refuse(why, whylen, "sent a malformed answer");
+    if (line == 5 && memcmp(buf, "+OK\r\n", 5) == 0) {
+        *used = line;
+        return 1;
+    }
+    if (buf[0] != '-')
+        return refuse(why, whylen, "sent a malformed answer");
+    sanitize(text, sizeof(text), buf + 1, line - 3);
+    if (whylen > 0)
+        snprintf(why, whylen, "refused the password: %s", text);
     return -1;
 }
 

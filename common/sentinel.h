@@ -18,6 +18,14 @@
 /* "SENTINEL get-master-addr-by-name <master>" in RESP into out[max]: its
  * length, 0 when max is too small or master is empty or too long. */
 size_t jpki_sentinel_query(const char *master, char *out, size_t max);
+/* AUTH password before it (sentinel_password_file=: a sentinel with
+ * requirepass): the command into out[max]; 0 when it does not fit or the
+ * password is empty.  The sentinel's first reply, at buf[len]: 1 "+OK"
+ * (*used its bytes), 0 more bytes needed, -1 refused, why "refused the
+ * password: <its error, sanitized>" or "sent a malformed answer". */
+size_t jpki_sentinel_auth(const char *password, char *out, size_t max);
+int jpki_sentinel_auth_answer(const char *buf, size_t len, size_t *used,
+                              char *why, size_t whylen);
 
 /* The primary a sentinel named. */
 typedef struct {

@@ -183,16 +183,17 @@ static jpki_err set_issuer(jpki_siteconf *sc, int argc,
     return JPKI_OK;
 }
 
-/* password_file= (from the server's root) read into sp->password. */
-static jpki_err store_password(jpki_store_spec *sp, const jpki_sc_env *env,
-                               char *err, size_t errlen)
+/* A password file (from the server's root) read into out: password_file=
+ * into sp->password, sentinel_password_file= into sp->sentinel_password. */
+static jpki_err store_password(const char *file, char *out, size_t outlen,
+                               const jpki_sc_env *env, char *err,
+                               size_t errlen)
 {
     char *path = NULL;
-    jpki_err e = abs_file(env, sp->password_file, &path, err, errlen);
+    jpki_err e = abs_file(env, file, &path, err, errlen);
 
     if (e == JPKI_OK)
-        e = jpki_conf_password_file(path, sp->password, sizeof(sp->password),
-                                    err, errlen);
+        e = jpki_conf_password_file(path, out, outlen, err, errlen);
     free(path);
     return e;
 }
@@ -233,7 +234,11 @@ static jpki_err set_store(jpki_siteconf *sc, int argc,
     /* the password of password_file=, read now (never written in the
      * configuration itself) */
     if (e == JPKI_OK && sp->password_file[0])
-        e = store_password(sp, env, err, errlen);
+        e = store_password(sp->password_file, sp->password,
+                           sizeof(sp->password), env, err, errlen);
+    if (e == JPKI_OK && sp->sentinel_password_file[0])
+        e = store_password(sp->sentinel_password_file, sp->sentinel_password,
+                           sizeof(sp->sentinel_password), env, err, errlen);
     /* the CA file of tls_ca= from the server's root, loaded now: the
      * context the site's Redis connections use (with the client
      * certificate of tls_cert= and tls_key=) */

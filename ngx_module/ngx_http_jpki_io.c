@@ -657,7 +657,8 @@ ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
 
         if (ngx_http_jpki_redis_tls(jmcf, p, spec->sentinels[i].host)
                 != NGX_OK
-            || jpki_conn_sentinel(p->conn, spec->master) != JPKI_OK)
+            || jpki_conn_sentinel(p->conn, spec->master,
+                                  spec->sentinel_password) != JPKI_OK)
         {
             ngx_http_jpki_peer_close(p);
             return NGX_ERROR;

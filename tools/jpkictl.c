@@ -144,6 +144,8 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_REDIS_TLS_NAME] = {"redis-tls-name", 1, A},
     [O_REDIS_TLS_CERT] = {"redis-tls-cert", 1, A},
     [O_REDIS_TLS_KEY] = {"redis-tls-key", 1, A},
+    [O_REDIS_SENTINEL_PASSWORD_FILE] =
+        {"redis-sentinel-password-file", 1, A},
 };
 #undef A
 
@@ -400,7 +402,8 @@ static const struct command {
                     | BIT(O_REDIS_PASSWORD) | BIT(O_REDIS_SENTINEL)       \
                     | BIT(O_REDIS_MASTER) | BIT(O_REDIS_PASSWORD_FILE)    \
                     | BIT(O_REDIS_TLS_CA) | BIT(O_REDIS_TLS_NAME)         \
-                    | BIT(O_REDIS_TLS_CERT) | BIT(O_REDIS_TLS_KEY))
+                    | BIT(O_REDIS_TLS_CERT) | BIT(O_REDIS_TLS_KEY)        \
+                    | BIT(O_REDIS_SENTINEL_PASSWORD_FILE))
 #define MAP_BACKEND (REDIS_OPTS | BIT(O_MAP_FILE))
     {"crl", "sync", usage_crl_sync,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)

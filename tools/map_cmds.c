@@ -35,6 +35,8 @@ const char usage_map[] =
 "  --redis ADDR   HOST:PORT or unix:PATH; --redis-db N, --redis-user U\n"
 "  --redis-sentinel HOST:PORT,... --redis-master NAME  instead of --redis:\n"
 "                 the primary the sentinels name (checked by ROLE)\n"
+"                 (--redis-sentinel-password-file F: sentinels with\n"
+"                 requirepass)\n"
 "  --redis-password-file F  the password on F's first line (F not readable\n"
 "                 by others), or env JPKI_REDIS_PASSWORD; --redis-password\n"
 "                 is refused (a command line is readable by every user)\n"

@@ -22,12 +22,15 @@
 
 #define REDIS_WAIT_MS 3000      /* a connect, a query, a command */
 
-/* the password of --redis-password-file (check_redis_opts) */
+/* the password of --redis-password-file, and of
+ * --redis-sentinel-password-file (check_redis_opts) */
 static char file_password[JPKI_CONF_PASSWORD_MAX + 1];
+static char sentinel_password[JPKI_CONF_PASSWORD_MAX + 1];
 
 void redis_opts_clear(void)
 {
     OPENSSL_cleanse(file_password, sizeof(file_password));
+    OPENSSL_cleanse(sentinel_password, sizeof(sentinel_password));
 }
 
 /* --redis HOST:PORT: the host into host[hostlen] and the port; -1 when
@@ -141,6 +144,18 @@ int check_redis_opts(const args_t *a)
         say("--redis-password-file: %s", err);
         return -1;
     }
+    if (a->val[O_REDIS_SENTINEL_PASSWORD_FILE] != NULL && !sentinel) {
+        say("--redis-sentinel-password-file goes with --redis-sentinel");
+        return -1;
+    }
+    if (a->val[O_REDIS_SENTINEL_PASSWORD_FILE] != NULL
+        && jpki_conf_password_file(a->val[O_REDIS_SENTINEL_PASSWORD_FILE],
+                                   sentinel_password,
+                                   sizeof(sentinel_password), err,
+                                   sizeof(err)) != JPKI_OK) {
+        say("--redis-sentinel-password-file: %s", err);
+        return -1;
+    }
     return opt_uint(a, O_REDIS_DB, 0, INT_MAX, 0, &db);
 }
 
@@ -210,7 +225,9 @@ static int sentinel_primary(const args_t *a, char *host, size_t hostlen,
             jpki_conn_free(c);
             c = NULL;
         }
-        if (c == NULL || jpki_conn_sentinel(c, sp.master) != JPKI_OK) {
+        if (c == NULL
+            || jpki_conn_sentinel(c, sp.master, sentinel_password)
+               != JPKI_OK) {
             jpki_conn_free(c);
             SSL_CTX_free(tls);
             say("redis sentinel: cannot ask %.300s", where);

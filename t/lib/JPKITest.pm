@@ -999,7 +999,8 @@ our @ISA = ('JPKITest::Redis');
 
 # JPKITest::Sentinel->start(name => N, master => NAME, primary => PORT,
 #                           password => P, down_after => MS,
-#                           failover_timeout => MS, args => [...]):
+#                           failover_timeout => MS, requirepass => PW,
+#                           conf => [...]):
 # `redis-server sentinel.conf --sentinel` on a free port watching the
 # primary 127.0.0.1:PORT (quorum 2), P its password; cmd() and stop() are
 # JPKITest::Redis's.
@@ -1018,7 +1019,9 @@ sub start {
         $o{password} ? "sentinel auth-pass $m $o{password}" : (),
         "sentinel down-after-milliseconds $m " . ($o{down_after} // 1000),
         "sentinel failover-timeout $m " . ($o{failover_timeout} // 3000),
-        "sentinel parallel-syncs $m 1", @{ $o{conf} // [] });
+        "sentinel parallel-syncs $m 1",
+        $o{requirepass} ? "requirepass $o{requirepass}" : (), @{ $o{conf} // [] });
+    $self->{password} = $o{requirepass};
     $self->{pid} = JPKITest::spawn("sentinel $name", "$dir/stdout.log",
                                    JPKITest::redis_bin(), "$dir/sentinel.conf",
                                    '--sentinel');

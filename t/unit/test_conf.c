@@ -477,6 +477,15 @@ static void test_store_sentinel(void)
     STORE_BAD("redis=h replicas=1 replicas=2", "invalid parameter "
               "\"replicas=2\"");
     STORE_BAD("shm replicas=1", "shm takes zone=NAME and size=SIZE");
+    /* sentinel_password_file=: with sentinel= only */
+    is_int(store("sentinel=a master=m sentinel_password_file=/s.pw", &sp),
+           JPKI_OK, "sentinel_password_file=");
+    is_str(sp.sentinel_password_file, "/s.pw", "... read");
+    memset(&sp, 0, sizeof(sp));
+    STORE_BAD("redis=h sentinel_password_file=/s.pw",
+              "sentinel_password_file= goes with sentinel=");
+    STORE_BAD("sentinel=a master=m sentinel_password_file=",
+              "sentinel_password_file= needs a value");
 }
 
 static void test_store_tls_cert(void)

@@ -238,7 +238,7 @@ static void test_sentinel_conn(void)
 
     new_pair();
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "10.0.0.1:26379");
-    is_int(jpki_conn_sentinel(c, "gate"), JPKI_OK, "a sentinel's query");
+    is_int(jpki_conn_sentinel(c, "gate", NULL), JPKI_OK, "a sentinel's query");
     is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "sent: waits");
     peer_read(pair[1], buf, sizeof(buf));
     ok(strstr(buf, "get-master-addr-by-name") && strstr(buf, "gate"),
@@ -258,7 +258,7 @@ static void test_sentinel_conn(void)
 
     new_pair();
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "10.0.0.1:26379");
-    jpki_conn_sentinel(c, "nope");
+    jpki_conn_sentinel(c, "nope", NULL);
     jpki_conn_step(c);
     peer_read(pair[1], buf, sizeof(buf));
     PEER_SAYS("*-1\r\n");
@@ -270,7 +270,7 @@ static void test_sentinel_conn(void)
 
     new_pair();
     c = jpki_conn_new(pair[0], 0, "redis sentinel", "s:1");
-    jpki_conn_sentinel(c, "gate");
+    jpki_conn_sentinel(c, "gate", NULL);
     jpki_conn_step(c);
     peer_read(pair[1], buf, sizeof(buf));
     close(pair[1]);
@@ -280,6 +280,65 @@ static void test_sentinel_conn(void)
        "... says so");
     jpki_conn_free(c);
     close_pair();
+
+    /* sentinel_password_file=: AUTH first, its +OK, then the answer */
+    new_pair();
+    c = jpki_conn_new(pair[0], 0, "redis sentinel", "s:1");
+    is_int(jpki_conn_sentinel(c, "gate", "spw"), JPKI_OK, "with a password");
+    jpki_conn_step(c);
+    peer_read(pair[1], buf, sizeof(buf));
+    ok(strncmp(buf, "*2\r\n$4\r\nAUTH\r\n$3\r\nspw\r\n*3\r\n", 27) == 0
+       && strstr(buf, "get-master-addr-by-name") != NULL,
+       "AUTH, then the query, in one write");
+    PEER_SAYS("+O");
+    is_int(jpki_conn_step(c), JPKI_CONN_WANT_READ, "a part of +OK: waits");
+    PEER_SAYS("K\r\n*2\r\n$8\r\n10.0.0.9\r\n$4\r\n6390\r\n");
+    is_int(jpki_conn_step(c), JPKI_CONN_DONE, "+OK and the answer: done");
+    ok(jpki_conn_primary(c) != NULL && jpki_conn_primary(c)->port == 6390,
+       "... the primary named");
+    jpki_conn_free(c);
+    close_pair();
+
+    new_pair();
+    c = jpki_conn_new(pair[0], 0, "redis sentinel", "s:1");
+    jpki_conn_sentinel(c, "gate", "bad");
+    jpki_conn_step(c);
+    peer_read(pair[1], buf, sizeof(buf));
+    PEER_SAYS("-WRONGPASS invalid username-password pair\r\n"
+              "-NOAUTH Authentication required.\r\n");
+    is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "a wrong password: failed");
+    is_str(jpki_conn_reason(c), "redis sentinel s:1 refused the password: "
+           "WRONGPASS invalid username-password pair "
+           "(sentinel_password_file=)", "... says why, not the password");
+    jpki_conn_free(c);
+    close_pair();
+}
+
+/* AUTH's command and the sentinel's first reply. */
+static void test_auth(void)
+{
+    char out[64], why[128];
+    size_t used = 0;
+
+    is_int((long long)jpki_sentinel_auth("pw", out, sizeof(out)), 22,
+           "AUTH pw: 22 bytes");
+    ok(memcmp(out, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n", 22) == 0,
+       "... in RESP");
+    is_int((long long)jpki_sentinel_auth("", out, sizeof(out)), 0,
+           "an empty password: none");
+    is_int((long long)jpki_sentinel_auth("pw", out, 10), 0, "no room: none");
+    is_int(jpki_sentinel_auth_answer("+OK\r\n*2", 8, &used, why, 128), 1,
+           "+OK");
+    is_int((long long)used, 5, "... its bytes");
+    is_int(jpki_sentinel_auth_answer("+O", 2, &used, why, 128), 0,
+           "a part: more");
+    is_int(jpki_sentinel_auth_answer("+OKAY\r\n", 7, &used, why, 128), -1,
+           "+OKAY: malformed");
+    is_int(jpki_sentinel_auth_answer("-ERR x\x01y\r\n", 10, &used, why, 128),
+           -1, "an error");
+    is_str(why, "refused the password: ERR x?y", "... sanitized");
+    is_int(jpki_sentinel_auth_answer("+OK\n", 4, &used, why, 128), -1,
+           "LF alone: malformed");
 }
 
 /* A new connection to a "primary" with ROLE in its prelude, its round
@@ -431,6 +490,7 @@ static void test_refused_connect(void)
 int main(void)
 {
     test_query();
+    test_auth();
     test_answer();
     test_role();
     test_record();
