@@ -13,6 +13,12 @@
  * ngx_http_jpki_redis_exec() or ngx_http_jpki_ocsp_post(): their callers
  * learn that the I/O is under way before it can end.  Failures reach the
  * caller, which feeds them to the core as failures (fail-closed).
+ *
+ * A site's Redis connections in a worker are at most its keepalive=: a
+ * round that finds none idle and that many open waits for one (FIFO,
+ * within its own deadline, redis_timeout) instead of opening more, which
+ * would be closed again after the round (a connect and a close for each
+ * re-check once more requests than keepalive= wait for Redis at once).
  */
 
 #include "ngx_http_jpki.h"
@@ -39,6 +45,11 @@ struct ngx_http_jpki_io_s {
     ngx_uint_t                     asked;       /* sentinels asked */
     ngx_uint_t                     start;       /* ... from this one */
     ngx_int_t                      sentinel;    /* the one asked now */
+    ngx_msec_t                     timeout;     /* the round's; 0: the
+                                                   site's redis_timeout */
+    ngx_uint_t                     waiting;     /* in jmcf->redis_waiting */
+    ngx_queue_t                    wq;
+    ngx_event_t                    wait;        /* its deadline meanwhile */
 
     /* OCSP: the flight's other waiters */
     ngx_http_jpki_io_t            *next_waiter;
@@ -56,6 +67,7 @@ struct ngx_http_jpki_peer_s {
     ngx_http_jpki_main_conf_t     *jmcf;
     ngx_msec_t                     timeout;     /* the exchange's */
     ngx_uint_t                     gen;         /* the primary's (sentinel) */
+    ngx_uint_t                     counted;     /* in jmcf->redis_nopen */
     struct sockaddr_storage        sa;          /* its address, copied */
     ngx_str_t                      name;
     u_char                         name_buf[128];
@@ -81,9 +93,21 @@ static jpki_flight  *ngx_http_jpki_flights;
 void
 ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io)
 {
-    if (io != NULL) {
-        io->data = NULL;
+    if (io == NULL) {
+        return;
     }
+
+    if (io->waiting) {
+        /* nothing refers to a waiting round but the queue and its timer */
+        ngx_queue_remove(&io->wq);
+        if (io->wait.timer_set) {
+            ngx_del_timer(&io->wait);
+        }
+        ngx_free(io);
+        return;
+    }
+
+    io->data = NULL;
 }
 
 
@@ -175,6 +199,10 @@ ngx_http_jpki_peer_close(ngx_http_jpki_peer_t *p)
 {
     if (p->deadline.timer_set) {
         ngx_del_timer(&p->deadline);
+    }
+
+    if (p->counted) {
+        p->jmcf->redis_nopen--;
     }
 
     /* its TLS first (close_notify), then the socket */
@@ -279,6 +307,7 @@ static ngx_int_t ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io,
     ngx_log_t *log);
 static void ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_peer_t *p);
+static void ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf);
 
 
 /* An idle connection has nothing to read: EOF or garbage closes it (over
@@ -287,8 +316,9 @@ static void ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
 static void
 ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
 {
-    ngx_connection_t      *c = ev->data;
-    ngx_http_jpki_peer_t  *p = c->data;
+    ngx_connection_t           *c = ev->data;
+    ngx_http_jpki_peer_t       *p = c->data;
+    ngx_http_jpki_main_conf_t  *jmcf;
 
     if (ev->write) {
         return;
@@ -307,9 +337,11 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
         }
     }
 
+    jmcf = p->jmcf;
     ngx_queue_remove(&p->queue);
-    p->jmcf->redis_nidle--;
+    jmcf->redis_nidle--;
     ngx_http_jpki_peer_close(p);
+    ngx_http_jpki_redis_wake(jmcf);
 }
 
 
@@ -402,6 +434,9 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
         ngx_http_jpki_peer_close(p);
     }
 
+    /* the connection (or the room it left) goes to the first round
+     * waiting, before this one's request goes on */
+    ngx_http_jpki_redis_wake(jmcf);
     ngx_http_jpki_redis_done(io, st, timed_out);
 }
 
@@ -528,6 +563,8 @@ ngx_http_jpki_primary_open(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 
     p->gen = gen;
     p->jmcf = jmcf;
+    p->counted = 1;
+    jmcf->redis_nopen++;
 
     /* the certificate names the address (no SNI), or tls_name= */
     if (ngx_http_jpki_redis_tls(jmcf, p, jpki_sentinel_host(jmcf->sentinel))
@@ -545,6 +582,79 @@ static ngx_int_t ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io,
     ngx_log_t *log);
 
 
+/* A waiting round's deadline passed: a timeout, as a round's. */
+static void
+ngx_http_jpki_redis_wait_over(ngx_http_jpki_io_t *io)
+{
+    ngx_queue_remove(&io->wq);
+    io->waiting = 0;
+    if (io->wait.timer_set) {
+        ngx_del_timer(&io->wait);
+    }
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "jpki: no redis "
+                  "connection of the site's %ui came free in time "
+                  "(keepalive=)",
+                  (ngx_uint_t) jpki_site_store(io->jmcf->js)->keepalive);
+    ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 1);
+}
+
+
+static void
+ngx_http_jpki_redis_wait_timeout(ngx_event_t *ev)
+{
+    ngx_http_jpki_redis_wait_over(ev->data);
+}
+
+
+/* io waits for one of the site's connections, within redis_timeout. */
+static ngx_int_t
+ngx_http_jpki_redis_wait(ngx_http_jpki_io_t *io, ngx_log_t *log)
+{
+    io->wait.handler = ngx_http_jpki_redis_wait_timeout;
+    io->wait.data = io;
+    io->wait.log = ngx_cycle->log;
+    ngx_add_timer(&io->wait, io->jmcf->redis_timeout);
+    io->waiting = 1;
+    ngx_queue_insert_tail(&io->jmcf->redis_waiting, &io->wq);
+
+    return NGX_AGAIN;
+}
+
+
+/* The rounds waiting, in order, while a connection is idle or one more
+ * may be opened; each gets what is left of its deadline. */
+static void
+ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_io_t  *io;
+    ngx_queue_t         *q;
+    ngx_msec_int_t       left;
+    ngx_uint_t           max = jpki_site_store(jmcf->js)->keepalive;
+
+    while (!ngx_queue_empty(&jmcf->redis_waiting)
+           && (jmcf->redis_nidle > 0 || jmcf->redis_nopen < max))
+    {
+        q = ngx_queue_head(&jmcf->redis_waiting);
+        io = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+
+        left = (ngx_msec_int_t) (io->wait.timer.key - ngx_current_msec);
+        if (left <= 0) {
+            ngx_http_jpki_redis_wait_over(io);     /* its timer is due */
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        io->waiting = 0;
+        io->timeout = (ngx_msec_t) left;
+        ngx_del_timer(&io->wait);
+
+        if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
+            ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
+        }
+    }
+}
+
+
 /* Sends io's commands on a pooled or new connection (a new one's with the
  * AUTH/SELECT prelude, written by the core; with sentinels, ROLE, and the
  * sentinels asked first when no primary is known). */
@@ -556,6 +666,12 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     ngx_uint_t                  ask = 0;
 
     p = ngx_http_jpki_redis_pooled(jmcf);
+
+    if (p == NULL
+        && jmcf->redis_nopen >= jpki_site_store(jmcf->js)->keepalive)
+    {
+        return ngx_http_jpki_redis_wait(io, log);
+    }
 
     if (p == NULL && jmcf->sentinel != NULL) {
         p = ngx_http_jpki_primary_open(jmcf, log, &ask);
@@ -589,6 +705,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         }
 
         p->jmcf = jmcf;
+        p->counted = 1;
+        jmcf->redis_nopen++;
 
         if (ngx_http_jpki_redis_tls(jmcf, p, NULL) != NGX_OK) {
             ngx_http_jpki_peer_close(p);
@@ -605,7 +723,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     }
 
     ngx_http_jpki_peer_start(p, jmcf->redis_connect_timeout,
-                             jmcf->redis_timeout, ngx_http_jpki_redis_end, io);
+                             io->timeout ? io->timeout : jmcf->redis_timeout,
+                             ngx_http_jpki_redis_end, io);
 
     return NGX_AGAIN;
 }
