@@ -19,6 +19,9 @@
  * within its own deadline, redis_timeout) instead of opening more, which
  * would be closed again after the round (a connect and a close for each
  * re-check once more requests than keepalive= wait for Redis at once).
+ * The rounds waiting when a connection comes free go together, as many
+ * as a round carries (JPKI_REDIS_ROUND_MAX commands): their commands in
+ * one write, their replies in one read, each its own results.
  */
 
 #include "ngx_http_jpki.h"
@@ -50,6 +53,12 @@ struct ngx_http_jpki_io_s {
     ngx_uint_t                     waiting;     /* in jmcf->redis_waiting */
     ngx_queue_t                    wq;
     ngx_event_t                    wait;        /* its deadline meanwhile */
+    /* the first of rounds that go together: all their commands, results
+     * (NULL: its own alone), and the others, in order */
+    jpki_store_cmd                *gcmds;
+    jpki_store_result             *gres;
+    size_t                         gn;
+    ngx_http_jpki_io_t            *next_member;
 
     /* OCSP: the flight's other waiters */
     ngx_http_jpki_io_t            *next_waiter;
@@ -97,8 +106,9 @@ ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io)
         return;
     }
 
-    if (io->waiting) {
-        /* nothing refers to a waiting round but the queue and its timer */
+    if (io->waiting && io->next_member == NULL) {
+        /* nothing refers to a waiting round but the queue and its timer
+         * (one that others went with waits on for them) */
         ngx_queue_remove(&io->wq);
         if (io->wait.timer_set) {
             ngx_del_timer(&io->wait);
@@ -345,21 +355,56 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
 }
 
 
+/* Whether a request still waits for io's round (or a round with it). */
+static ngx_uint_t
+ngx_http_jpki_redis_wanted(ngx_http_jpki_io_t *io)
+{
+    for ( ; io; io = io->next_member) {
+        if (io->data != NULL) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* The caller gets the results, NULL for a timeout, or error results for
  * any other failure (refused connection, AUTH refused, protocol error...):
- * the core reports "timeout" and "store_error". */
+ * the core reports "timeout" and "store_error".  Rounds that went
+ * together: each its own part of the results, in order. */
 static void
 ngx_http_jpki_redis_done(ngx_http_jpki_io_t *io, jpki_conn_state st,
     ngx_uint_t timed_out)
 {
-    if (io->data != NULL) {
-        if (st != JPKI_CONN_DONE) {
-            jpki_store_results_error(io->res, io->n);
-        }
-        io->store_done(io->data, timed_out ? NULL : io->res, io->n);
+    ngx_http_jpki_io_t  *m, *next;
+    size_t               off = 0;
+
+    if (st != JPKI_CONN_DONE) {
+        jpki_store_results_error(io->gres ? io->gres : io->res,
+                                 io->gres ? io->gn : io->n);
     }
 
-    ngx_free(io);
+    if (io->gres != NULL) {
+        for (m = io; m; m = m->next_member) {
+            ngx_memcpy(m->res, io->gres + off,
+                       m->n * sizeof(jpki_store_result));
+            off += m->n;
+        }
+        ngx_free(io->gcmds);                /* gres is in its allocation */
+        io->gcmds = NULL;
+        io->gres = NULL;
+    }
+
+    /* each request may go on at once (and a request that ends detaches
+     * its round): the next member is taken first */
+    for (m = io; m; m = next) {
+        next = m->next_member;
+        if (m->data != NULL) {
+            m->store_done(m->data, timed_out ? NULL : m->res, m->n);
+        }
+        ngx_free(m);
+    }
 }
 
 
@@ -388,7 +433,8 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
      * reached a primary */
     if (jmcf->sentinel != NULL && jpki_conn_rediscover(p->conn)) {
         ngx_http_jpki_forget_primary(jmcf, p);
-        if (io->data != NULL && jpki_conn_retry_primary(p->conn, io->retried))
+        if (ngx_http_jpki_redis_wanted(io)
+            && jpki_conn_retry_primary(p->conn, io->retried))
         {
             io->retried = 1;
             io->asked = 0;
@@ -403,7 +449,9 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     /* a pooled connection Redis closed meanwhile (a restart): once more
      * on a fresh connection (the core's rule), whose completion is never
      * delivered from within */
-    if (io->data != NULL && jpki_conn_retry(p->conn, io->retried)) {
+    if (ngx_http_jpki_redis_wanted(io)
+        && jpki_conn_retry(p->conn, io->retried))
+    {
         io->retried = 1;
         ngx_http_jpki_peer_close(p);
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
@@ -621,8 +669,64 @@ ngx_http_jpki_redis_wait(ngx_http_jpki_io_t *io, ngx_log_t *log)
 }
 
 
+/* The rounds waiting behind io join it, as many as a round carries: one
+ * write, one read for them all (the round keeps io's deadline, the
+ * earliest).  Without memory, io goes alone. */
+static void
+ngx_http_jpki_redis_group(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_io_t *io)
+{
+    ngx_http_jpki_io_t   *w, **last = &io->next_member;
+    ngx_queue_t          *q;
+    u_char               *buf;
+    size_t                n = io->n, off;
+
+    if (io->gcmds != NULL) {
+        return;                 /* a group already (waiting again: a retry) */
+    }
+
+    for (q = ngx_queue_head(&jmcf->redis_waiting);
+         q != ngx_queue_sentinel(&jmcf->redis_waiting);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+        if (n + w->n > JPKI_REDIS_ROUND_MAX) {
+            break;
+        }
+        n += w->n;
+    }
+
+    if (n == io->n) {
+        return;
+    }
+
+    buf = ngx_alloc(n * (sizeof(jpki_store_cmd) + sizeof(jpki_store_result)),
+                    ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    io->gcmds = (jpki_store_cmd *) buf;
+    io->gres = (jpki_store_result *) (buf + n * sizeof(jpki_store_cmd));
+    io->gn = n;
+    ngx_memcpy(io->gcmds, io->cmds, io->n * sizeof(jpki_store_cmd));
+
+    for (off = io->n; off < n; off += w->n) {
+        q = ngx_queue_head(&jmcf->redis_waiting);
+        w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+        ngx_queue_remove(q);
+        w->waiting = 0;
+        ngx_del_timer(&w->wait);
+        ngx_memcpy(io->gcmds + off, w->cmds, w->n * sizeof(jpki_store_cmd));
+        *last = w;
+        last = &w->next_member;
+    }
+}
+
+
 /* The rounds waiting, in order, while a connection is idle or one more
- * may be opened; each gets what is left of its deadline. */
+ * may be opened; each gets what is left of its deadline, and takes the
+ * rounds waiting behind it along. */
 static void
 ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf)
 {
@@ -647,6 +751,7 @@ ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf)
         io->waiting = 0;
         io->timeout = (ngx_msec_t) left;
         ngx_del_timer(&io->wait);
+        ngx_http_jpki_redis_group(jmcf, io);
 
         if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
             ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
@@ -714,8 +819,10 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         }
     }
 
-    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js), io->cmds,
-                        io->n, io->res)
+    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js),
+                        io->gcmds ? io->gcmds : io->cmds,
+                        io->gcmds ? io->gn : io->n,
+                        io->gres ? io->gres : io->res)
         != JPKI_OK)
     {
         ngx_http_jpki_peer_close(p);
@@ -807,8 +914,8 @@ ngx_http_jpki_sentinel_over(ngx_http_jpki_main_conf_t *jmcf,
         next = w->next_waiter;
         w->next_waiter = NULL;
 
-        if (w->data == NULL) {
-            ngx_free(w);                    /* nobody waits */
+        if (!ngx_http_jpki_redis_wanted(w)) {
+            ngx_http_jpki_redis_done(w, JPKI_CONN_FAILED, 0);  /* freed */
 
         } else if (!learnt
                    || ngx_http_jpki_redis_send(w, ngx_cycle->log) != NGX_AGAIN)
@@ -855,7 +962,8 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
 
     ngx_http_jpki_peer_close(p);
 
-    if (!learnt && (io->data != NULL || jmcf->sentinel_waiters != NULL)
+    if (!learnt && (ngx_http_jpki_redis_wanted(io)
+                    || jmcf->sentinel_waiters != NULL)
         && ngx_http_jpki_sentinel_ask(io, ngx_cycle->log) == NGX_AGAIN)
     {
         return;                             /* the next sentinel */

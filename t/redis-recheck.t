@@ -26,6 +26,7 @@ my $dir = tmpdir();
 my $secret = write_secret("$dir/site.secret");
 my $ocsp = JPKITest::Ocsp->start(name => 'ocsp');
 my $cid = cert_id('user1', $secret);
+my $cid2 = cert_id('user2', $secret);
 
 sub site {
     my ($store, %o) = @_;
@@ -75,6 +76,7 @@ sub accepted {
 for my $kind (@kinds) {
     my $redis = JPKITest::Redis->start(name => "redis-$kind");
     $redis->cmd('SET', "jpki:v1:map:$cid", 'alice');
+    $redis->cmd('SET', "jpki:v1:map:$cid2", 'bob');
 
     # ---- one round trip per re-check
     my $srv = JPKIServer->start($kind, name => 'recheck', workers => 1,
@@ -105,11 +107,17 @@ for my $kind (@kinds) {
     next unless $kind eq 'nginx';
 
     # ---- nginx: at most keepalive= connections per worker, whatever the
-    # number of re-checks waiting at once
+    # number of re-checks waiting at once; those that waited go together
+    # on a connection that comes free, each with its own answers: two
+    # sessions, one of them revoked (its answer cached), 16 clients at once
     $srv = JPKIServer->start($kind, name => 'cap', workers => 1,
                              site('redis=127.0.0.1:' . $redis->port . ' keepalive=2'));
     $cookie = cookie_of($srv->login('user1')) // '';
+    my $cookie2 = cookie_of($srv->login('user2')) // '';
     is(gated($srv, $cookie, '/app/warm')->{status}, 200, "$kind: cap: a re-checked request");
+    like(gated($srv, $cookie2, '/app/warm2')->{content} // '', qr/account=\[bob\]/,
+         "$kind: cap: another session's");
+    $redis->cmd('SET', "jpki:v1:rev:$cid2", 'revoked|1|1|1|ocsp|1', 'PX', 600000);
     my $before = accepted($redis);
     my @pids;
     for my $k (1 .. 16) {
@@ -117,7 +125,9 @@ for my $kind (@kinds) {
         if ($pid == 0) {
             my $good = 0;
             for my $i (1 .. 5) {
-                $good++ if gated($srv, $cookie, "/app/c$k-$i")->{status} == 200;
+                my $g = gated($srv, $k % 2 ? $cookie : $cookie2, "/app/c$k-$i");
+                $good++ if $k % 2 ? $g->{status} == 200 && $g->{content} =~ /account=\[alice\]/
+                                  : $g->{status} == 403 && ($g->{json}{error} // '') eq 'cert_revoked';
             }
             POSIX::_exit($good);
         }
@@ -125,7 +135,8 @@ for my $kind (@kinds) {
     }
     my $good = 0;
     for (@pids) { waitpid($_, 0); $good += $? >> 8 }
-    is($good, 80, "$kind: cap: 16 clients at once, 5 re-checked requests each: 200");
+    is($good, 80, "$kind: cap: 16 clients at once, 5 re-checked requests each: "
+                  . "alice's 200, the revoked session's 403, each its own");
     my $opened = accepted($redis) - $before - 1;
     ok($opened <= 2, "$kind: cap: ... through at most keepalive=2 connections "
                      . "(opened meanwhile: $opened)");
