@@ -209,13 +209,16 @@ install: all
 
 bench:
 	@bash .ci/deps bench
-	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies $(B)/crlgen
+	$(MAKE) all pki $(B)/bench_core $(B)/sign_bodies $(B)/crlgen $(B)/store_fill
 	bash bench/run.sh
 
 $(B)/sign_bodies: bench/sign_bodies.c $(B)/libjpki.a
 	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 
 $(B)/bench_core: bench/bench_core.c $(B)/libjpki.a
+	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
+
+$(B)/store_fill: bench/store_fill.c $(B)/libjpki.a
 	@echo '  LD    $@'; $(CC) -O2 -g $(WARN) $(CPPFLAGS_ALL) $< -o $@ $(B)/libjpki.a $(LIBS)
 
 clean:

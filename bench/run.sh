@@ -28,6 +28,11 @@ echo "figure: core.login_cold_chain_per_s = $(median $colds)"
 figure_spread core.login_vs_rsa_verify $warm_r
 figure_spread core.login_cold_chain_vs_rsa_verify $cold_r
 
+# The embedded store: what a 16 MiB zone holds of a challenge, a logout
+# marker, a throttle counter (filled through the core's store commands
+# until it refuses one)
+"$B/store_fill"
+
 P=$JPKI_TEST_PKI
 . bench/nginx.sh
 . bench/apache.sh

@@ -142,7 +142,7 @@ jpki_err jpki_redis_round_start(jpki_redis_round *r,
     jpki_err e;
 
     if (r == NULL || cmds == NULL || res == NULL || n == 0
-        || n > JPKI_STORE_BATCH_MAX)
+        || n > JPKI_REDIS_ROUND_MAX)
         return JPKI_ERR_INVALID;
     if (!r->clean) {
         /* a round that ended otherwise left bytes or a failure behind */

@@ -31,6 +31,8 @@ typedef enum {
     JPKI_ROUND_DONE = 1         /* every reply in: the results stand */
 } jpki_round_state;
 
+#define JPKI_REDIS_ROUND_MAX (4 * JPKI_STORE_BATCH_MAX)
+
 /* One per connection (or per round): it may serve round after round while
  * jpki_redis_round_keep() says so. */
 typedef struct jpki_redis_round jpki_redis_round;
@@ -43,8 +45,10 @@ void jpki_redis_round_free(jpki_redis_round *r);
  * refused"), then with auth->role ROLE's, which must say "master" ("is
  * not the primary (ROLE: slave)", "ROLE refused: <error>"); then one reply
  * per command, written to res[i] (res and cmds
- * must live until the round ends).  1 <= n <= JPKI_STORE_BATCH_MAX.
- * JPKI_OK, or an error when the commands cannot be encoded. */
+ * must live until the round ends).  1 <= n <= JPKI_REDIS_ROUND_MAX: a
+ * transaction's batch (JPKI_STORE_BATCH_MAX at most), or the batches of
+ * several rounds an adapter sends together on one connection.  JPKI_OK,
+ * or an error when the commands cannot be encoded. */
 jpki_err jpki_redis_round_start(jpki_redis_round *r,
                                 const jpki_redis_auth *auth,
                                 const jpki_store_cmd *cmds, size_t n,

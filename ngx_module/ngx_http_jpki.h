@@ -70,6 +70,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_msec_t                 ocsp_timeout;
     ngx_queue_t                redis_idle;    /* per worker: this site's */
     ngx_uint_t                 redis_nidle;   /* pooled connections */
+    ngx_uint_t                 redis_nopen;   /* open: pooled and busy */
+    ngx_queue_t                redis_waiting; /* rounds waiting for one */
 
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
     size_t                     crl_zone_bytes;  /* the core's zone in it */

@@ -13,6 +13,15 @@
  * ngx_http_jpki_redis_exec() or ngx_http_jpki_ocsp_post(): their callers
  * learn that the I/O is under way before it can end.  Failures reach the
  * caller, which feeds them to the core as failures (fail-closed).
+ *
+ * A site's Redis connections in a worker are at most its keepalive=: a
+ * round that finds none idle and that many open waits for one (FIFO,
+ * within its own deadline, redis_timeout) instead of opening more, which
+ * would be closed again after the round (a connect and a close for each
+ * re-check once more requests than keepalive= wait for Redis at once).
+ * The rounds waiting when a connection comes free go together, as many
+ * as a round carries (JPKI_REDIS_ROUND_MAX commands): their commands in
+ * one write, their replies in one read, each its own results.
  */
 
 #include "ngx_http_jpki.h"
@@ -39,6 +48,17 @@ struct ngx_http_jpki_io_s {
     ngx_uint_t                     asked;       /* sentinels asked */
     ngx_uint_t                     start;       /* ... from this one */
     ngx_int_t                      sentinel;    /* the one asked now */
+    ngx_msec_t                     timeout;     /* the round's; 0: the
+                                                   site's redis_timeout */
+    ngx_uint_t                     waiting;     /* in jmcf->redis_waiting */
+    ngx_queue_t                    wq;
+    ngx_event_t                    wait;        /* its deadline meanwhile */
+    /* the first of rounds that go together: all their commands, results
+     * (NULL: its own alone), and the others, in order */
+    jpki_store_cmd                *gcmds;
+    jpki_store_result             *gres;
+    size_t                         gn;
+    ngx_http_jpki_io_t            *next_member;
 
     /* OCSP: the flight's other waiters */
     ngx_http_jpki_io_t            *next_waiter;
@@ -56,6 +76,7 @@ struct ngx_http_jpki_peer_s {
     ngx_http_jpki_main_conf_t     *jmcf;
     ngx_msec_t                     timeout;     /* the exchange's */
     ngx_uint_t                     gen;         /* the primary's (sentinel) */
+    ngx_uint_t                     counted;     /* in jmcf->redis_nopen */
     struct sockaddr_storage        sa;          /* its address, copied */
     ngx_str_t                      name;
     u_char                         name_buf[128];
@@ -81,9 +102,22 @@ static jpki_flight  *ngx_http_jpki_flights;
 void
 ngx_http_jpki_io_detach(ngx_http_jpki_io_t *io)
 {
-    if (io != NULL) {
-        io->data = NULL;
+    if (io == NULL) {
+        return;
     }
+
+    if (io->waiting && io->next_member == NULL) {
+        /* nothing refers to a waiting round but the queue and its timer
+         * (one that others went with waits on for them) */
+        ngx_queue_remove(&io->wq);
+        if (io->wait.timer_set) {
+            ngx_del_timer(&io->wait);
+        }
+        ngx_free(io);
+        return;
+    }
+
+    io->data = NULL;
 }
 
 
@@ -175,6 +209,10 @@ ngx_http_jpki_peer_close(ngx_http_jpki_peer_t *p)
 {
     if (p->deadline.timer_set) {
         ngx_del_timer(&p->deadline);
+    }
+
+    if (p->counted) {
+        p->jmcf->redis_nopen--;
     }
 
     /* its TLS first (close_notify), then the socket */
@@ -279,6 +317,7 @@ static ngx_int_t ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io,
     ngx_log_t *log);
 static void ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_peer_t *p);
+static void ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf);
 
 
 /* An idle connection has nothing to read: EOF or garbage closes it (over
@@ -287,8 +326,9 @@ static void ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
 static void
 ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
 {
-    ngx_connection_t      *c = ev->data;
-    ngx_http_jpki_peer_t  *p = c->data;
+    ngx_connection_t           *c = ev->data;
+    ngx_http_jpki_peer_t       *p = c->data;
+    ngx_http_jpki_main_conf_t  *jmcf;
 
     if (ev->write) {
         return;
@@ -307,27 +347,64 @@ ngx_http_jpki_redis_idle_handler(ngx_event_t *ev)
         }
     }
 
+    jmcf = p->jmcf;
     ngx_queue_remove(&p->queue);
-    p->jmcf->redis_nidle--;
+    jmcf->redis_nidle--;
     ngx_http_jpki_peer_close(p);
+    ngx_http_jpki_redis_wake(jmcf);
+}
+
+
+/* Whether a request still waits for io's round (or a round with it). */
+static ngx_uint_t
+ngx_http_jpki_redis_wanted(ngx_http_jpki_io_t *io)
+{
+    for ( ; io; io = io->next_member) {
+        if (io->data != NULL) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
 /* The caller gets the results, NULL for a timeout, or error results for
  * any other failure (refused connection, AUTH refused, protocol error...):
- * the core reports "timeout" and "store_error". */
+ * the core reports "timeout" and "store_error".  Rounds that went
+ * together: each its own part of the results, in order. */
 static void
 ngx_http_jpki_redis_done(ngx_http_jpki_io_t *io, jpki_conn_state st,
     ngx_uint_t timed_out)
 {
-    if (io->data != NULL) {
-        if (st != JPKI_CONN_DONE) {
-            jpki_store_results_error(io->res, io->n);
-        }
-        io->store_done(io->data, timed_out ? NULL : io->res, io->n);
+    ngx_http_jpki_io_t  *m, *next;
+    size_t               off = 0;
+
+    if (st != JPKI_CONN_DONE) {
+        jpki_store_results_error(io->gres ? io->gres : io->res,
+                                 io->gres ? io->gn : io->n);
     }
 
-    ngx_free(io);
+    if (io->gres != NULL) {
+        for (m = io; m; m = m->next_member) {
+            ngx_memcpy(m->res, io->gres + off,
+                       m->n * sizeof(jpki_store_result));
+            off += m->n;
+        }
+        ngx_free(io->gcmds);                /* gres is in its allocation */
+        io->gcmds = NULL;
+        io->gres = NULL;
+    }
+
+    /* each request may go on at once (and a request that ends detaches
+     * its round): the next member is taken first */
+    for (m = io; m; m = next) {
+        next = m->next_member;
+        if (m->data != NULL) {
+            m->store_done(m->data, timed_out ? NULL : m->res, m->n);
+        }
+        ngx_free(m);
+    }
 }
 
 
@@ -356,7 +433,8 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
      * reached a primary */
     if (jmcf->sentinel != NULL && jpki_conn_rediscover(p->conn)) {
         ngx_http_jpki_forget_primary(jmcf, p);
-        if (io->data != NULL && jpki_conn_retry_primary(p->conn, io->retried))
+        if (ngx_http_jpki_redis_wanted(io)
+            && jpki_conn_retry_primary(p->conn, io->retried))
         {
             io->retried = 1;
             io->asked = 0;
@@ -371,7 +449,9 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     /* a pooled connection Redis closed meanwhile (a restart): once more
      * on a fresh connection (the core's rule), whose completion is never
      * delivered from within */
-    if (io->data != NULL && jpki_conn_retry(p->conn, io->retried)) {
+    if (ngx_http_jpki_redis_wanted(io)
+        && jpki_conn_retry(p->conn, io->retried))
+    {
         io->retried = 1;
         ngx_http_jpki_peer_close(p);
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
@@ -402,6 +482,9 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
         ngx_http_jpki_peer_close(p);
     }
 
+    /* the connection (or the room it left) goes to the first round
+     * waiting, before this one's request goes on */
+    ngx_http_jpki_redis_wake(jmcf);
     ngx_http_jpki_redis_done(io, st, timed_out);
 }
 
@@ -528,6 +611,8 @@ ngx_http_jpki_primary_open(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
 
     p->gen = gen;
     p->jmcf = jmcf;
+    p->counted = 1;
+    jmcf->redis_nopen++;
 
     /* the certificate names the address (no SNI), or tls_name= */
     if (ngx_http_jpki_redis_tls(jmcf, p, jpki_sentinel_host(jmcf->sentinel))
@@ -545,6 +630,136 @@ static ngx_int_t ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io,
     ngx_log_t *log);
 
 
+/* A waiting round's deadline passed: a timeout, as a round's. */
+static void
+ngx_http_jpki_redis_wait_over(ngx_http_jpki_io_t *io)
+{
+    ngx_queue_remove(&io->wq);
+    io->waiting = 0;
+    if (io->wait.timer_set) {
+        ngx_del_timer(&io->wait);
+    }
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "jpki: no redis "
+                  "connection of the site's %ui came free in time "
+                  "(keepalive=)",
+                  (ngx_uint_t) jpki_site_store(io->jmcf->js)->keepalive);
+    ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 1);
+}
+
+
+static void
+ngx_http_jpki_redis_wait_timeout(ngx_event_t *ev)
+{
+    ngx_http_jpki_redis_wait_over(ev->data);
+}
+
+
+/* io waits for one of the site's connections, within redis_timeout. */
+static ngx_int_t
+ngx_http_jpki_redis_wait(ngx_http_jpki_io_t *io, ngx_log_t *log)
+{
+    io->wait.handler = ngx_http_jpki_redis_wait_timeout;
+    io->wait.data = io;
+    io->wait.log = ngx_cycle->log;
+    ngx_add_timer(&io->wait, io->jmcf->redis_timeout);
+    io->waiting = 1;
+    ngx_queue_insert_tail(&io->jmcf->redis_waiting, &io->wq);
+
+    return NGX_AGAIN;
+}
+
+
+/* The rounds waiting behind io join it, as many as a round carries: one
+ * write, one read for them all (the round keeps io's deadline, the
+ * earliest).  Without memory, io goes alone. */
+static void
+ngx_http_jpki_redis_group(ngx_http_jpki_main_conf_t *jmcf,
+    ngx_http_jpki_io_t *io)
+{
+    ngx_http_jpki_io_t   *w, **last = &io->next_member;
+    ngx_queue_t          *q;
+    u_char               *buf;
+    size_t                n = io->n, off;
+
+    if (io->gcmds != NULL) {
+        return;                 /* a group already (waiting again: a retry) */
+    }
+
+    for (q = ngx_queue_head(&jmcf->redis_waiting);
+         q != ngx_queue_sentinel(&jmcf->redis_waiting);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+        if (n + w->n > JPKI_REDIS_ROUND_MAX) {
+            break;
+        }
+        n += w->n;
+    }
+
+    if (n == io->n) {
+        return;
+    }
+
+    buf = ngx_alloc(n * (sizeof(jpki_store_cmd) + sizeof(jpki_store_result)),
+                    ngx_cycle->log);
+    if (buf == NULL) {
+        return;
+    }
+
+    io->gcmds = (jpki_store_cmd *) buf;
+    io->gres = (jpki_store_result *) (buf + n * sizeof(jpki_store_cmd));
+    io->gn = n;
+    ngx_memcpy(io->gcmds, io->cmds, io->n * sizeof(jpki_store_cmd));
+
+    for (off = io->n; off < n; off += w->n) {
+        q = ngx_queue_head(&jmcf->redis_waiting);
+        w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+        ngx_queue_remove(q);
+        w->waiting = 0;
+        ngx_del_timer(&w->wait);
+        ngx_memcpy(io->gcmds + off, w->cmds, w->n * sizeof(jpki_store_cmd));
+        *last = w;
+        last = &w->next_member;
+    }
+}
+
+
+/* The rounds waiting, in order, while a connection is idle or one more
+ * may be opened; each gets what is left of its deadline, and takes the
+ * rounds waiting behind it along. */
+static void
+ngx_http_jpki_redis_wake(ngx_http_jpki_main_conf_t *jmcf)
+{
+    ngx_http_jpki_io_t  *io;
+    ngx_queue_t         *q;
+    ngx_msec_int_t       left;
+    ngx_uint_t           max = jpki_site_store(jmcf->js)->keepalive;
+
+    while (!ngx_queue_empty(&jmcf->redis_waiting)
+           && (jmcf->redis_nidle > 0 || jmcf->redis_nopen < max))
+    {
+        q = ngx_queue_head(&jmcf->redis_waiting);
+        io = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+
+        left = (ngx_msec_int_t) (io->wait.timer.key - ngx_current_msec);
+        if (left <= 0) {
+            ngx_http_jpki_redis_wait_over(io);     /* its timer is due */
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        io->waiting = 0;
+        io->timeout = (ngx_msec_t) left;
+        ngx_del_timer(&io->wait);
+        ngx_http_jpki_redis_group(jmcf, io);
+
+        if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
+            ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
+        }
+    }
+}
+
+
 /* Sends io's commands on a pooled or new connection (a new one's with the
  * AUTH/SELECT prelude, written by the core; with sentinels, ROLE, and the
  * sentinels asked first when no primary is known). */
@@ -556,6 +771,12 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     ngx_uint_t                  ask = 0;
 
     p = ngx_http_jpki_redis_pooled(jmcf);
+
+    if (p == NULL
+        && jmcf->redis_nopen >= jpki_site_store(jmcf->js)->keepalive)
+    {
+        return ngx_http_jpki_redis_wait(io, log);
+    }
 
     if (p == NULL && jmcf->sentinel != NULL) {
         p = ngx_http_jpki_primary_open(jmcf, log, &ask);
@@ -589,6 +810,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         }
 
         p->jmcf = jmcf;
+        p->counted = 1;
+        jmcf->redis_nopen++;
 
         if (ngx_http_jpki_redis_tls(jmcf, p, NULL) != NGX_OK) {
             ngx_http_jpki_peer_close(p);
@@ -596,8 +819,10 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         }
     }
 
-    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js), io->cmds,
-                        io->n, io->res)
+    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js),
+                        io->gcmds ? io->gcmds : io->cmds,
+                        io->gcmds ? io->gn : io->n,
+                        io->gres ? io->gres : io->res)
         != JPKI_OK)
     {
         ngx_http_jpki_peer_close(p);
@@ -605,7 +830,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
     }
 
     ngx_http_jpki_peer_start(p, jmcf->redis_connect_timeout,
-                             jmcf->redis_timeout, ngx_http_jpki_redis_end, io);
+                             io->timeout ? io->timeout : jmcf->redis_timeout,
+                             ngx_http_jpki_redis_end, io);
 
     return NGX_AGAIN;
 }
@@ -689,8 +915,8 @@ ngx_http_jpki_sentinel_over(ngx_http_jpki_main_conf_t *jmcf,
         next = w->next_waiter;
         w->next_waiter = NULL;
 
-        if (w->data == NULL) {
-            ngx_free(w);                    /* nobody waits */
+        if (!ngx_http_jpki_redis_wanted(w)) {
+            ngx_http_jpki_redis_done(w, JPKI_CONN_FAILED, 0);  /* freed */
 
         } else if (!learnt
                    || ngx_http_jpki_redis_send(w, ngx_cycle->log) != NGX_AGAIN)
@@ -737,7 +963,8 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
 
     ngx_http_jpki_peer_close(p);
 
-    if (!learnt && (io->data != NULL || jmcf->sentinel_waiters != NULL)
+    if (!learnt && (ngx_http_jpki_redis_wanted(io)
+                    || jmcf->sentinel_waiters != NULL)
         && ngx_http_jpki_sentinel_ask(io, ngx_cycle->log) == NGX_AGAIN)
     {
         return;                             /* the next sentinel */

@@ -130,10 +130,13 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
         ngx_add_timer(&jmcf->outsync_timer, 1);
     }
 
-    /* this site's idle Redis connections (ngx_http_jpki_io.c), and the
+    /* this site's Redis connections (ngx_http_jpki_io.c: the idle ones, how
+     * many are open, the rounds waiting for one), and the
      * worker's record of the primary the sentinels name */
     ngx_queue_init(&jmcf->redis_idle);
     jmcf->redis_nidle = 0;
+    jmcf->redis_nopen = 0;
+    ngx_queue_init(&jmcf->redis_waiting);
 
     if (jmcf->nsentinels > 0) {
         jmcf->sentinel = jpki_sentinel_new(jmcf->nsentinels);

@@ -300,8 +300,8 @@ static void test_round_out(void)
     }
     ok(jpki_redis_round_start(r, NULL, cmds, 0, res) != JPKI_OK,
        "no command: refused");
-    ok(jpki_redis_round_start(r, NULL, cmds, JPKI_STORE_BATCH_MAX + 1, res)
-       != JPKI_OK, "more than a batch: refused");
+    ok(jpki_redis_round_start(r, NULL, cmds, JPKI_REDIS_ROUND_MAX + 1, res)
+       != JPKI_OK, "more than a round carries: refused");
     jpki_redis_round_free(r);
 
     {

@@ -67,6 +67,8 @@ static int store_batches;              /* batches run in the store */
 /* what a WAIT answers: the replicas that acknowledged (-1: an error) */
 static long long wait_acks = -1;
 static jpki_store_cmd last_wait;       /* the last WAIT asked */
+static jpki_store_cmd last_cmds[JPKI_STORE_BATCH_MAX];  /* the last one */
+static size_t last_n;
 
 static void exec_store(jpki_txn *t)
 {
@@ -74,6 +76,8 @@ static void exec_store(jpki_txn *t)
     const jpki_store_cmd *c = jpki_txn_store_cmds(t, &n);
     jpki_store_result r[JPKI_STORE_BATCH_MAX];
     store_batches++;
+    last_n = n <= JPKI_STORE_BATCH_MAX ? n : 0;
+    memcpy(last_cmds, c, last_n * sizeof(*c));
     for (i = 0; i < n; i++) {
         jpki_shm_exec(shm, &c[i], (int64_t)NOW * 1000, &r[i]);
         if (c[i].op == JPKI_STORE_WAIT) {
@@ -876,6 +880,51 @@ static int check_asks_store(const char *cookie, int64_t at, io_env *env)
     return st != 200 ? -1 : store_batches > batches;
 }
 
+/* Whether the i-th command of the last batch is a GET of kind:id. */
+static int last_get(size_t i, const char *kind, const char *id)
+{
+    char key[JPKI_STORE_KEY_MAX + 1];
+
+    snprintf(key, sizeof(key), "%s%s:%s", JPKI_STORE_PREFIX, kind, id);
+    return i < last_n && last_cmds[i].op == JPKI_STORE_GET
+           && last_cmds[i].keylen == strlen(key)
+           && memcmp(last_cmds[i].key, key, last_cmds[i].keylen) == 0;
+}
+
+/* A re-check that is due, the revocation answer cached by the login: the
+ * answer, the logout markers and the mapping read in one batch (pipelined
+ * to Redis: one round trip), nothing else asked of the store or of OCSP. */
+static void test_recheck_one_batch(io_env *env)
+{
+    char a[1024], cid[80];
+    const jpki_verdict *v;
+    jpki_txn *t;
+    int batches, ocsp;
+
+    req_local = shm;
+    req_shared = 0;
+    gp.recheck_interval = 60;
+    snprintf(cid, sizeof(cid), "%s", cert_id_of("user1.pem"));
+    is_int(login_to("user1.pem", "user1.key", env, a, NULL), 200,
+           "one batch: a session (its revocation answer cached)");
+    batches = store_batches;
+    ocsp = env->ocsp_calls;
+    v = check(a, NOW + 61, env, &t);
+    is_int(v ? v->http_status : -1, 200, "... re-checked when due: 200");
+    is_int(store_batches - batches, 1, "... in one store batch");
+    is_int((int)last_n, 4, "... of four commands");
+    ok(last_get(0, "rev", cid) && last_get(1, "out", cid)
+       && last_n == 4 && last_cmds[2].op == JPKI_STORE_GET
+       && strncmp(last_cmds[2].key, JPKI_STORE_PREFIX "outa:",
+                  sizeof(JPKI_STORE_PREFIX "outa:") - 1) == 0
+       && last_get(3, "map", cid),
+       "... GETs of rev:, out:, outa: and map:");
+    is_int(env->ocsp_calls, ocsp, "... decided from the cached answer");
+    jpki_txn_free(t);
+    gp.recheck_interval = 3600;
+    req_local = NULL;
+}
+
 /* With Redis: the node's mirror, a logout writes it at once and appends
  * to the logout log; sessions the mirror cannot vouch for ask the store. */
 static void test_logout_mirror(io_env *env)
@@ -1216,6 +1265,7 @@ static void test_guard(io_env *env)
                             "cert_revoked", env);
     test_throttle(env);
     test_logout_local(env);
+    test_recheck_one_batch(env);
     test_logout_mirror(env);
     test_store_outage(env);
     test_store_full(env);
