@@ -37,21 +37,21 @@ void crl_key_lock(char *out, const char *lid)
              lid);
 }
 
-void crl_key_bucket_n(char *out, const char *lid, long long gen, unsigned k,
-                      unsigned long b)
+void crl_key_bucket_n(char *out, const char *lid, long long gen,
+                      const jpki_crl_shape *sh, unsigned long b)
 {
     char name[JPKI_STORE_KEY_MAX + 1 - sizeof(JPKI_STORE_PREFIX "crl:") + 1];
 
     out[0] = '\0';
-    if (jpki_crl_bucket_name(name, sizeof(name), lid, gen, k, b) >= 0)
+    if (jpki_crl_bucket_name(name, sizeof(name), lid, gen, sh, b) >= 0)
         snprintf(out, JPKI_STORE_KEY_MAX + 1, JPKI_STORE_PREFIX "crl:%s",
                  name);
 }
 
-void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
-                    const uint8_t id[JPKI_CERT_ID_LEN])
+void crl_key_bucket(char *out, const char *lid, long long gen,
+                    const jpki_crl_shape *sh, const uint8_t *id)
 {
-    crl_key_bucket_n(out, lid, gen, k, jpki_crl_bucket(id, k));
+    crl_key_bucket_n(out, lid, gen, sh, jpki_crl_bucket(id, sh));
 }
 
 /* ---- commands and the state of a list ------------------------------ */
@@ -104,6 +104,14 @@ static void tag_copy(char dst[JPKI_CRL_TAG_LEN + 1], const redisReply *v)
         snprintf(dst, JPKI_CRL_TAG_LEN + 1, "?");
 }
 
+/* A shape of crlinfo (jpki_crl_shape_parse: "b14", or the "4" of an
+ * older jpkictl); {0, 0} when it does not parse. */
+static void shape_of(jpki_crl_shape *sh, const redisReply *v)
+{
+    if (jpki_crl_shape_parse(v->str, v->len, sh) != 0)
+        memset(sh, 0, sizeof(*sh));
+}
+
 static void info_field(list_state *st, const redisReply *k,
                        const redisReply *v)
 {
@@ -128,11 +136,11 @@ static void info_field(list_state *st, const redisReply *k,
     else if (strcmp(n, "loading_gen") == 0)
         st->loading_gen = x;
     else if (strcmp(n, "loading_k") == 0)
-        st->loading_k = (unsigned)x;
+        shape_of(&st->loading_shape, v);
     else if (strcmp(n, "prev_gen") == 0)
         st->prev_gen = x;
     else if (strcmp(n, "prev_k") == 0)
-        st->prev_k = (unsigned)x;
+        shape_of(&st->prev_shape, v);
 #undef COPY
 }
 
@@ -320,4 +328,122 @@ int pipe_finish(pipe_t *p)
     p->n = 0;
     p->len = 0;
     return p->failed ? -1 : 0;
+}
+
+
+/* ---- a generation read back ------------------------------------------ */
+
+#define READ_BATCH 256            /* buckets asked for at once */
+
+crl_ent *ents_add(ents_t *s)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        crl_ent *ne = cap > SIZE_MAX / sizeof(crl_ent) ? NULL
+                      : realloc(s->e, cap * sizeof(crl_ent));
+
+        if (ne == NULL) {
+            s->nomem = 1;
+            return NULL;
+        }
+        s->e = ne;
+        s->cap = cap;
+    }
+    return &s->e[s->n++];
+}
+
+static int id_only_cmp(const void *a, const void *b)
+{
+    return memcmp(((const crl_ent *)a)->id, ((const crl_ent *)b)->id,
+                  JPKI_CRL_KEY_LEN);
+}
+
+/* One bucket's HGETALL reply into out; 0, -2 (*why). */
+static int read_bucket(const redisReply *r, unsigned long b,
+                       const jpki_crl_shape *sh, ents_t *out,
+                       const char **why)
+{
+    size_t i, pre = sh->bits / 8, flen = JPKI_CRL_KEY_LEN - pre, n0 = out->n;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        *why = "a bucket is not a hash";
+        return -2;
+    }
+    for (i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *f = r->element[i], *v = r->element[i + 1];
+        crl_ent *x;
+        int reason;
+        int64_t at;
+        size_t j;
+
+        if (f->type != REDIS_REPLY_STRING || f->len != flen
+            || v->type != REDIS_REPLY_STRING
+            || jpki_crl_value_unpack((const uint8_t *)v->str, v->len,
+                                     &reason, &at) != 0) {
+            *why = "a field or value of another length or content";
+            return -2;
+        }
+        if ((x = ents_add(out)) == NULL) {
+            *why = "out of memory";
+            return -2;
+        }
+        /* the octets the bucket number holds, then the field's */
+        for (j = 0; j < pre; j++)
+            x->id[j] = (uint8_t)(b >> (sh->bits - 8 * (j + 1)));
+        memcpy(x->id + pre, f->str, flen);
+        x->at = (uint32_t)at;
+        x->reason = (int8_t)reason;
+        if (jpki_crl_bucket(x->id, sh) != b) {
+            *why = "an entry in the wrong bucket";
+            return -2;
+        }
+    }
+    if (out->n - n0 > 1)
+        qsort(out->e + n0, out->n - n0, sizeof(crl_ent), id_only_cmp);
+    return 0;
+}
+
+int read_gen(redisContext *rc, const char *lid, long long gen,
+             const jpki_crl_shape *sh, ents_t *out, const char **why)
+{
+    char key[JPKI_STORE_KEY_MAX + 1];
+    unsigned long b, nb, got;
+    int rc_ = 0;
+
+    *why = "";
+    out->n = 0;
+    if (sh->key_len != JPKI_CRL_KEY_LEN || !jpki_crl_shape_ok(sh)) {
+        *why = "the layout of an older jpkictl";
+        return -2;
+    }
+    nb = 1ul << sh->bits;
+    for (b = 0; b < nb && rc_ == 0; b = got) {
+        unsigned long end = nb - b > READ_BATCH ? b + READ_BATCH : nb, i;
+
+        for (i = b; i < end; i++) {
+            const char *argv[2] = {"HGETALL", key};
+
+            crl_key_bucket_n(key, lid, gen, sh, i);
+            if (redisAppendCommandArgv(rc, 2, argv, NULL) != REDIS_OK) {
+                say("redis: cannot queue commands");
+                return -1;
+            }
+        }
+        for (got = b; got < end; got++) {
+            redisReply *r = NULL;
+
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
+                say("redis: %s", rc->err ? rc->errstr : "no reply");
+                return -1;              /* out of step: the caller stops */
+            }
+            if (r->type == REDIS_REPLY_ERROR) {
+                say("redis: HGETALL failed: %.120s", r->str);
+                rc_ = -1;
+            } else if (rc_ == 0) {
+                rc_ = read_bucket(r, got, sh, out, why);
+            }
+            freeReplyObject(r);
+        }
+    }
+    return rc_;
 }
