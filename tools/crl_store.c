@@ -358,56 +358,110 @@ static int id_only_cmp(const void *a, const void *b)
                   JPKI_CRL_KEY_LEN);
 }
 
-/* One bucket's HGETALL reply into out; 0, -2 (*why). */
-static int read_bucket(const redisReply *r, unsigned long b,
-                       const jpki_crl_shape *sh, ents_t *out,
-                       const char **why)
+/* The replies of HGETALL are read straight into the set: the reader of
+ * the connection builds no reply objects (a million entries would be two
+ * million of them) but calls these, which check each field and value as
+ * it comes (hiredis's custom reply object functions).  One read at a
+ * time (rg_state); every object is the address of rg_obj. */
+typedef struct {
+    const jpki_crl_shape *sh;
+    ents_t *out;
+    unsigned long bucket;     /* of the reply being read */
+    size_t n0;                /* its first entry in out */
+    crl_ent *pending;         /* its field read, the value next */
+    const char *why;          /* the first thing wrong, or NULL */
+    int error_reply;          /* an error reply (its text in err) */
+    char err[128];
+} rg_state;
+
+static rg_state *rg;
+static char rg_obj;
+
+static void rg_bad(const char *why)
 {
-    size_t i, pre = sh->bits / 8, flen = JPKI_CRL_KEY_LEN - pre, n0 = out->n;
+    if (rg->why == NULL)
+        rg->why = why;
+}
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-        *why = "a bucket is not a hash";
-        return -2;
-    }
-    for (i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *f = r->element[i], *v = r->element[i + 1];
+static void *rg_string(const redisReadTask *t, char *str, size_t len)
+{
+    size_t pre = rg->sh->bits / 8, flen = JPKI_CRL_KEY_LEN - pre, j;
+    int reason;
+    int64_t at;
+
+    if (t->type == REDIS_REPLY_ERROR && t->parent == NULL) {
+        rg->error_reply = 1;
+        snprintf(rg->err, sizeof(rg->err), "%.*s", (int)(len < 120 ? len : 120),
+                 str);
+    } else if (t->parent == NULL || t->type != REDIS_REPLY_STRING) {
+        rg_bad("a bucket is not a hash");
+    } else if (t->idx % 2 == 0) {                       /* a field */
         crl_ent *x;
-        int reason;
-        int64_t at;
-        size_t j;
 
-        if (f->type != REDIS_REPLY_STRING || f->len != flen
-            || v->type != REDIS_REPLY_STRING
-            || jpki_crl_value_unpack((const uint8_t *)v->str, v->len,
-                                     &reason, &at) != 0) {
-            *why = "a field or value of another length or content";
-            return -2;
+        if (len != flen) {
+            rg_bad("a field or value of another length or content");
+        } else if ((x = ents_add(rg->out)) == NULL) {
+            rg_bad("out of memory");
+        } else {
+            /* the octets the bucket number holds, then the field's */
+            for (j = 0; j < pre; j++)
+                x->id[j] = (uint8_t)(rg->bucket >> (rg->sh->bits - 8 * (j + 1)));
+            memcpy(x->id + pre, str, flen);
+            if (jpki_crl_bucket(x->id, rg->sh) != rg->bucket)
+                rg_bad("an entry in the wrong bucket");
+            rg->pending = x;
         }
-        if ((x = ents_add(out)) == NULL) {
-            *why = "out of memory";
-            return -2;
+        if (rg->why != NULL)
+            rg->pending = NULL;
+    } else if (rg->pending != NULL) {                   /* its value */
+        if (jpki_crl_value_unpack((const uint8_t *)str, len, &reason, &at)
+            != 0) {
+            rg_bad("a field or value of another length or content");
+        } else {
+            rg->pending->at = (uint32_t)at;
+            rg->pending->reason = (int8_t)reason;
         }
-        /* the octets the bucket number holds, then the field's */
-        for (j = 0; j < pre; j++)
-            x->id[j] = (uint8_t)(b >> (sh->bits - 8 * (j + 1)));
-        memcpy(x->id + pre, f->str, flen);
-        x->at = (uint32_t)at;
-        x->reason = (int8_t)reason;
-        if (jpki_crl_bucket(x->id, sh) != b) {
-            *why = "an entry in the wrong bucket";
-            return -2;
-        }
+        rg->pending = NULL;
     }
-    if (out->n - n0 > 1)
-        qsort(out->e + n0, out->n - n0, sizeof(crl_ent), id_only_cmp);
-    return 0;
+    return &rg_obj;
+}
+
+static void *rg_array(const redisReadTask *t, int elements)
+{
+    if (t->parent != NULL || elements % 2 != 0)
+        rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void *rg_integer(const redisReadTask *t, long long v)
+{
+    (void)t;
+    (void)v;
+    rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void *rg_nil(const redisReadTask *t)
+{
+    (void)t;
+    rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void rg_free(void *o)
+{
+    (void)o;                  /* nothing was allocated */
 }
 
 int read_gen(redisContext *rc, const char *lid, long long gen,
              const jpki_crl_shape *sh, ents_t *out, const char **why)
 {
+    static redisReplyObjectFunctions fns = {rg_string, rg_array, rg_integer,
+                                            rg_nil, rg_free};
+    redisReplyObjectFunctions *saved = rc->reader->fn;
     char key[JPKI_STORE_KEY_MAX + 1];
     unsigned long b, nb, got;
+    rg_state st;
     int rc_ = 0;
 
     *why = "";
@@ -416,34 +470,55 @@ int read_gen(redisContext *rc, const char *lid, long long gen,
         *why = "the layout of an older jpkictl";
         return -2;
     }
+    memset(&st, 0, sizeof(st));
+    st.sh = sh;
+    st.out = out;
+    rg = &st;
+    rc->reader->fn = &fns;
     nb = 1ul << sh->bits;
     for (b = 0; b < nb && rc_ == 0; b = got) {
         unsigned long end = nb - b > READ_BATCH ? b + READ_BATCH : nb, i;
 
-        for (i = b; i < end; i++) {
+        for (i = b; i < end && rc_ == 0; i++) {
             const char *argv[2] = {"HGETALL", key};
 
             crl_key_bucket_n(key, lid, gen, sh, i);
             if (redisAppendCommandArgv(rc, 2, argv, NULL) != REDIS_OK) {
                 say("redis: cannot queue commands");
-                return -1;
-            }
-        }
-        for (got = b; got < end; got++) {
-            redisReply *r = NULL;
-
-            if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
-                say("redis: %s", rc->err ? rc->errstr : "no reply");
-                return -1;              /* out of step: the caller stops */
-            }
-            if (r->type == REDIS_REPLY_ERROR) {
-                say("redis: HGETALL failed: %.120s", r->str);
                 rc_ = -1;
-            } else if (rc_ == 0) {
-                rc_ = read_bucket(r, got, sh, out, why);
             }
-            freeReplyObject(r);
         }
+        for (got = b; got < i; got++) {
+            void *r = NULL;
+
+            st.bucket = got;
+            st.n0 = out->n;
+            if (redisGetReply(rc, &r) != REDIS_OK || r == NULL) {
+                say("redis: %s", rc->err ? rc->errstr : "no reply");
+                rc_ = -1;
+                break;                  /* out of step: the caller stops */
+            }
+            if (st.error_reply) {
+                say("redis: HGETALL failed: %s", st.err);
+                rc_ = -1;
+                st.error_reply = 0;
+            }
+            if (out->n - st.n0 > 1)     /* a hash's order is its own */
+                qsort(out->e + st.n0, out->n - st.n0, sizeof(crl_ent),
+                      id_only_cmp);
+        }
+        if (got < i)
+            break;
+    }
+    /* the reader goes back to reply objects unless a reply was cut off
+     * (then it may still hold one of ours, which only rg_free may free:
+     * the connection is dropped by the caller, as after any I/O error) */
+    if (rc->err == 0)
+        rc->reader->fn = saved;
+    rg = NULL;
+    if (rc_ == 0 && st.why != NULL) {
+        *why = st.why;
+        rc_ = -2;
     }
     return rc_;
 }
