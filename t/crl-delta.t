@@ -87,7 +87,6 @@ my $big = make_crl(filler => 2000, replaced => 600, user2 => 1);    # 30%
 my $day5 = make_crl(filler => 2000, replaced => 610, user2 => 1);
 my $day6 = make_crl(filler => 2000, replaced => 620, user2 => 1);
 my $day7 = make_crl(filler => 2000, replaced => 630, user2 => 1, no_hold => 1);
-my $day8 = make_crl(filler => 2000, replaced => 640, user2 => 1);
 
 # ---------------------------------------------------------------- helpers
 
@@ -319,16 +318,69 @@ like($out, qr/ mode=delta changed=21 /, 'the same delta once Redis takes it') or
 ok(!(lookup($redis, $id{'rev-certificateHold'})), '... the hold is released');
 gates_agree('after the refused deltas', 'rev-certificateHold' => 200, user2 => 'cert_revoked');
 
-# a loaded generation that is not what crl sync writes (a field of another
-# length): no delta from it, a new generation
-my ($g) = fields();
-my ($some) = $redis->keys_like("jpki:v1:crl:$tag:$g:*");
-$redis->cmd('HSET', $some, 'not-8-octets-long', "\x01\0\0\0\0");
-($rc, $out, $err) = sync($day8);
-like($out, qr/ gen=@{[ $g + 1 ]} mode=full /, 'a malformed loaded set: a full sync instead')
+# a loaded generation that is not what crl sync writes: no delta from it,
+# a new generation, and why
+# the field of a 64-bit key whose first bits are bucket B
+sub field_in {
+    my ($b, $bits) = @_;
+    return substr(pack('Q>', ($b << (64 - $bits)) | 1), int($bits / 8));
+}
+my @bad = (
+    ['a field of another length', sub { ('not-8-octets-long', "\x01\0\0\0\0") },
+     qr/a field or value of another length or content/],
+    ['a value of another length', sub { (field_in(@_), "\x01\0\0\0") },
+     qr/a field or value of another length or content/],
+    ['a reason octet 7', sub { (field_in(@_), "\x07\0\0\0\0") },
+     qr/a field or value of another length or content/],
+    ['an entry in the wrong bucket', sub { (field_in($_[0] ^ 1, $_[1]), "\x01\0\0\0\0") },
+     qr/an entry in the wrong bucket/],
+);
+my $replaced = 640;
+for my $t (@bad) {
+    my ($what, $make, $why) = @$t;
+    my ($g, $shape) = fields();
+    my ($bits) = $shape =~ /^b(\d+)$/;
+    SKIP: {
+        skip 'the field holds no bucket bits', 2
+            if $what =~ /wrong bucket/ && $bits % 8 == 0;
+        my ($some) = sort $redis->keys_like("jpki:v1:crl:$tag:$g:*");
+        my ($b) = $some =~ /:([0-9a-f]+)$/;
+        $redis->cmd('HSET', $some, $make->(hex $b, $bits));
+        my $crl = make_crl(filler => 2000, replaced => ($replaced += 10), user2 => 1);
+        ($rc, $out, $err) = sync($crl);
+        like($out, qr/ gen=@{[ $g + 1 ]} mode=full /, "$what in the loaded set: a full sync instead")
+            or diag($out, $err);
+        like($err, qr/no delta sync: the loaded generation $g: $why/, '... and why');
+    }
+}
+{
+    my ($g) = fields();
+    my ($some) = sort $redis->keys_like("jpki:v1:crl:$tag:$g:*");
+    $redis->cmd('SET', $some, 'a string');
+    ($rc, $out, $err) = sync(make_crl(filler => 2000, replaced => ($replaced += 10), user2 => 1));
+    like($out, qr/ gen=@{[ $g + 1 ]} mode=full /, 'a bucket that is not a hash: a full sync instead')
+        or diag($out, $err);
+    like($err, qr/WRONGTYPE.*\n.*no delta sync: the loaded generation $g: a bucket could not be read/s,
+         '... and why');
+}
+
+# the limits of a delta: --delta-max, and buckets that would grow past
+# hash-max-listpack-entries (a lower one set since the load)
+($rc, $out, $err) = sync(make_crl(filler => 2000, replaced => ($replaced += 10), user2 => 1),
+                         '--delta-max', 19);
+like($out, qr/ mode=full changed=20 /, '20 changes with --delta-max 19: a full sync') or diag($out, $err);
+$redis->cmd('CONFIG', 'SET', 'hash-max-listpack-entries', 4);
+($rc, $out, $err) = sync(make_crl(filler => 2000, replaced => ($replaced += 10), user2 => 1));
+$redis->cmd('CONFIG', 'SET', 'hash-max-listpack-entries', 128);
+like($out, qr/ mode=full changed=20 /, 'buckets over hash-max-listpack-entries: a full sync')
     or diag($out, $err);
-like($err, qr/no delta sync: the loaded generation $g: a field or value of another length/,
-     '... and why');
+($rc, $out, $err) = sync(make_crl(filler => 2000, replaced => ($replaced += 10), user2 => 1),
+                         '--delta-max', 20);
+like($out, qr/ mode=delta changed=20 /, '20 changes with --delta-max 20: a delta') or diag($out, $err);
+($rc, $out, $err) = sync($base, '--delta-max', 'x');
+is($rc, 2, '--delta-max x: exit 2');
+gates_agree('at the end', user1 => 200, user2 => 'cert_revoked',
+            'rev-keyCompromise' => 'cert_revoked', 'rev-certificateHold' => 'cert_on_hold');
 
 $_->stop for values %srv;
 done_testing();

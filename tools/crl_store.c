@@ -498,9 +498,9 @@ int read_gen(redisContext *rc, const char *lid, long long gen,
                 rc_ = -1;
                 break;                  /* out of step: the caller stops */
             }
-            if (st.error_reply) {
+            if (st.error_reply) {       /* a key of another type, ACL */
                 say("redis: HGETALL failed: %s", st.err);
-                rc_ = -1;
+                rg_bad("a bucket could not be read");
                 st.error_reply = 0;
             }
             if (out->n - st.n0 > 1)     /* a hash's order is its own */

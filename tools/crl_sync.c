@@ -40,11 +40,12 @@
 #define LISTPACK_ENTRIES 128             /* redis.conf's value */
 #define BUCKET_MAX       128             /* fields per bucket at most */
 /* A delta sync changes at most 1/DELTA_SHARE of the entries, and at most
- * DELTA_MAX: its one transaction blocks the server while it runs (about
- * a second for a million changes); a larger change loads a new
- * generation. */
+ * --delta-max (DELTA_MAX): its one transaction blocks the server while it
+ * runs (about a second for a million changes); a larger change loads a
+ * new generation. */
 #define DELTA_SHARE      10
 #define DELTA_MAX        250000
+#define DELTA_MAX_MAX    10000000
 
 /* The lock is refreshed and released only by the sync holding it: the token
  * is compared and the lock acted on in one step (a GET then a DEL could
@@ -62,6 +63,7 @@ const char usage_crl_sync[] =
 "                 [--redis-user U] [--redis-password-file F] [--grace SECONDS]\n"
 "                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
 "                 [--max-size BYTES] [--timeout SECONDS] [--full]\n"
+"                 [--delta-max N]\n"
 "  Fetches a CRL, verifies it against the configured issuer it names and\n"
 "  loads it into Redis for every gate node, in the list of the CA key that\n"
 "  signed it: the gate checks a certificate against the CRL of the key\n"
@@ -93,6 +95,9 @@ const char usage_crl_sync[] =
 "  --max-size BYTES  largest answer accepted (default 1073741824)\n"
 "  --timeout SECONDS  whole transfer (default 300)\n"
 "  --full         always load a new set, never a delta\n"
+"  --delta-max N  a delta changes at most N entries (default 250000: its\n"
+"                 one transaction blocks Redis while it runs), and at\n"
+"                 most 10% of them\n"
 "jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
 "                   [--grace SECONDS]\n"
 "  One line per loaded CRL: \"fresh|stale issuer=NAME list=LIST\n"
@@ -436,6 +441,7 @@ typedef struct {
     size_t max_size;
     int arl;
     int full;                 /* --full: never a delta sync */
+    unsigned long delta_max;  /* --delta-max */
     char source[512];         /* redacted */
 } sync_cfg;
 
@@ -1030,7 +1036,8 @@ static void delta_free(delta_t *d)
 
 /* A delta sync: when the loaded set is this jpkictl's layout and the new
  * CRL differs from it by at most 1 / DELTA_SHARE of its entries (and
- * DELTA_MAX), the entries added, changed and removed are written in the
+ * --delta-max), and no bucket would hold more than the limit, the
+ * entries added, changed and removed are written in the
  * same MULTI/EXEC as the new pointer, into the loaded generation: readers
  * see the old set and pointer or the new ones.  GO_ON (a full sync
  * instead), or the exit code. */
@@ -1066,7 +1073,7 @@ static int sync_delta(sync_run *r)
     free(old.e);
     r->changed = (long long)(d.put.n + d.del.n);
     if ((size_t)r->changed > most / DELTA_SHARE
-        || (size_t)r->changed > DELTA_MAX
+        || (unsigned long long)r->changed > r->c->delta_max
         || bucket_max(&r->s, sh) > r->limit) {
         delta_free(&d);
         return GO_ON;           /* a large change: a new generation */
@@ -1236,7 +1243,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
 
 int run_crl_sync(const args_t *a)
 {
-    unsigned long long grace, keep, maxs, tmo, watch;
+    unsigned long long grace, keep, maxs, tmo, watch, dmax;
     char line[2048], t[32];
     struct sigaction sa;
     sync_cfg c;
@@ -1248,7 +1255,8 @@ int run_crl_sync(const args_t *a)
         || opt_uint(a, O_MAX_SIZE, 1024, JPKI_CRL_MAX, DEFAULT_MAX_SIZE,
                     &maxs)
         || opt_uint(a, O_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT, &tmo)
-        || opt_uint(a, O_WATCH, 1, 7 * 86400, 0, &watch))
+        || opt_uint(a, O_WATCH, 1, 7 * 86400, 0, &watch)
+        || opt_uint(a, O_DELTA_MAX, 0, DELTA_MAX_MAX, DELTA_MAX, &dmax))
         return SHOW_USAGE;
     memset(&c, 0, sizeof(c));
     c.a = a;
@@ -1258,6 +1266,7 @@ int run_crl_sync(const args_t *a)
     c.timeout = (unsigned)tmo;
     c.arl = (a->seen & BIT(O_ARL)) != 0;
     c.full = (a->seen & BIT(O_FULL)) != 0;
+    c.delta_max = (unsigned long)dmax;
     source_redact(a->val[O_SOURCE], c.source, sizeof(c.source));
     if (strchr(c.source, '"') != NULL || strchr(c.source, ' ') != NULL) {
         say("--source: no spaces or quotes (percent-encode them)");

@@ -144,7 +144,7 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_REDIS_TLS_NAME] = {"redis-tls-name", 1, A},
     [O_REDIS_TLS_CERT] = {"redis-tls-cert", 1, A},
     [O_REDIS_TLS_KEY] = {"redis-tls-key", 1, A},
-    [O_FULL] = {"full", 0, A},
+    [O_FULL] = {"full", 0, A},       [O_DELTA_MAX] = {"delta-max", 1, A},
 };
 #undef A
 
@@ -406,7 +406,8 @@ static const struct command {
     {"crl", "sync", usage_crl_sync,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)
      | BIT(O_GRACE) | BIT(O_WATCH) | BIT(O_ARL) | BIT(O_KEEP_OLD)
-     | BIT(O_MAX_SIZE) | BIT(O_TIMEOUT) | BIT(O_FULL) | REDIS_OPTS,
+     | BIT(O_MAX_SIZE) | BIT(O_TIMEOUT) | BIT(O_FULL)
+     | BIT(O_DELTA_MAX) | REDIS_OPTS,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS),
      run_crl_sync},
     {"crl", "status", usage_crl_sync,
