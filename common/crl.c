@@ -953,8 +953,9 @@ static jpki_err emit_entry(void *ud, const uint8_t *serial, size_t n,
     return JPKI_OK;
 }
 
-jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
-                          size_t len, jpki_crl_entry_fn fn, void *ud)
+static jpki_err crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
+                            size_t len, int signer_only,
+                            jpki_crl_entry_fn fn, void *ud)
 {
     foreach_state fs;
     uint64_t count;
@@ -967,6 +968,8 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     fs.fn = fn;
     fs.ud = ud;
     e = crl_open(ctx, der, len, &d, NULL, 0);
+    if (e == JPKI_OK && signer_only)
+        d.n_keys = 1;                   /* keys[0]: the signing key */
     if (e == JPKI_OK)
         e = ids_init(ctx, &d, &fs.ids);
     if (e == JPKI_OK)
@@ -975,6 +978,18 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     doc_free(&d);
     ERR_clear_error();
     return e;
+}
+
+jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
+                          size_t len, jpki_crl_entry_fn fn, void *ud)
+{
+    return crl_foreach(ctx, der, len, 0, fn, ud);
+}
+
+jpki_err jpki_crl_foreach_signer(const jpki_ctx *ctx, const uint8_t *der,
+                                 size_t len, jpki_crl_entry_fn fn, void *ud)
+{
+    return crl_foreach(ctx, der, len, 1, fn, ud);
 }
 
 /* ------------------------------------------------------------------ */

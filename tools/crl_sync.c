@@ -983,7 +983,8 @@ static int sync_collect(sync_run *r)
         && (r->s.e = malloc((size_t)r->info.entries * sizeof(crl_ent)))
            != NULL)
         r->s.cap = (size_t)r->info.entries;     /* no growing copies */
-    e = jpki_crl_foreach(r->c->ctx, r->der, r->derlen, collect, &r->s);
+    e = jpki_crl_foreach_signer(r->c->ctx, r->der, r->derlen, collect,
+                                &r->s);
     free(r->der);
     r->der = NULL;
     if (e != JPKI_OK || sort_unique(&r->s) != 0) {
