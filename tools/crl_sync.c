@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
@@ -792,6 +793,13 @@ typedef struct {
                                          place (delta sync) */
     long long changed;                /* entries the delta changes; -1:
                                          not computed */
+    /* the loaded generation, read by a thread of its own while the new
+     * entries are hashed and sorted (a delta sync) */
+    pthread_t reader;
+    int reading;                      /* the thread runs (join it) */
+    int old_rc;                       /* read_gen's */
+    const char *old_why;
+    ents_t old;
     int stale;                        /* the CRL is past nextUpdate + grace */
     int loading;                      /* a generation is being written */
 } sync_run;
@@ -973,12 +981,46 @@ static int sync_against_store(sync_run *r)
 
 static int sync_switch(sync_run *r, const delta_t *d);
 
+static void *read_ahead_main(void *arg)
+{
+    sync_run *r = arg;
+
+    r->old_rc = read_gen(r->rc, r->lid, r->st.m.gen, &r->st.m.shape,
+                         &r->old, &r->old_why);
+    return NULL;
+}
+
+/* A delta sync needs the loaded entries: a thread reads them (the
+ * connection is its own until read_wait) while the CRL's entries are
+ * hashed and sorted.  Without a thread, they are read in read_wait. */
+static void read_ahead(sync_run *r)
+{
+    r->old_rc = 0;
+    r->old_why = "";
+    if (r->may_delta && pthread_create(&r->reader, NULL, read_ahead_main, r)
+                        == 0)
+        r->reading = 1;
+}
+
+/* Once, after read_ahead. */
+static void read_wait(sync_run *r)
+{
+    if (r->reading) {
+        pthread_join(r->reader, NULL);
+        r->reading = 0;
+    } else if (r->may_delta) {
+        read_ahead_main(r);             /* no thread: read it now */
+    }
+}
+
 /* The entries: the cert_ids of the key that signed the CRL, sorted,
  * unique. */
 static int sync_collect(sync_run *r)
 {
     jpki_err e;
+    int bad;
 
+    read_ahead(r);
     if (r->info.entries > 0 && r->info.entries < SIZE_MAX / sizeof(crl_ent)
         && (r->s.e = malloc((size_t)r->info.entries * sizeof(crl_ent)))
            != NULL)
@@ -987,7 +1029,9 @@ static int sync_collect(sync_run *r)
                                 &r->s);
     free(r->der);
     r->der = NULL;
-    if (e != JPKI_OK || sort_unique(&r->s) != 0) {
+    bad = e != JPKI_OK || sort_unique(&r->s) != 0;
+    read_wait(r);                       /* the connection is ours again */
+    if (bad) {
         addf(r->line, r->ln, "invalid issuer=%s reason=%s", r->name,
              r->s.nomem ? "out_of_memory" : jpki_reason(e));
         return EXIT_INVALID;
@@ -1045,8 +1089,7 @@ static void delta_free(delta_t *d)
 static int sync_delta(sync_run *r)
 {
     const jpki_crl_shape *sh = &r->st.m.shape;
-    const char *why = "";
-    ents_t old = {0};
+    ents_t *old = &r->old;
     delta_t d;
     size_t most;
     int e2;
@@ -1055,23 +1098,22 @@ static int sync_delta(sync_run *r)
     if (!r->may_delta)
         return GO_ON;
     memset(&d, 0, sizeof(d));
-    e2 = read_gen(r->rc, r->lid, r->st.m.gen, sh, &old, &why);
+    e2 = r->old_rc;                     /* read_ahead's, joined */
     if (e2 == -1) {
-        free(old.e);
         addf(r->line, r->ln, "store_failed issuer=%s error=\"reading the "
              "loaded entries\"", r->name);
         return EXIT_STORE;
     }
-    if (e2 == -2 || diff_sets(&old, &r->s, &d) != 0) {
+    if (e2 == -2 || diff_sets(old, &r->s, &d) != 0) {
         say("note: no delta sync: the loaded generation %lld: %s; loading "
-            "a new one", (long long)r->st.m.gen, e2 == -2 ? why
+            "a new one", (long long)r->st.m.gen, e2 == -2 ? r->old_why
                                                    : "out of memory");
-        free(old.e);
         delta_free(&d);
         return GO_ON;
     }
-    most = old.n > r->s.n ? old.n : r->s.n;
-    free(old.e);
+    most = old->n > r->s.n ? old->n : r->s.n;
+    free(old->e);
+    memset(old, 0, sizeof(*old));
     r->changed = (long long)(d.put.n + d.del.n);
     if ((size_t)r->changed > most / DELTA_SHARE
         || (unsigned long long)r->changed > r->c->delta_max
@@ -1236,6 +1278,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     if (r.token[0])
         lock_release(r.rc, r.lid, r.token);
     redisFree(r.rc);
+    free(r.old.e);
     free(r.s.e);
     free(r.der);
     free(r.buf);
