@@ -15,8 +15,9 @@
 # JPKI_BENCH_PAIRS (5) interleaved pairs: times and their ratio are
 # "MEDIAN (min A, max B)" (bench/lib.sh); so are the delta and full syncs.
 # The 10,000,000-entry run (about 400 MB of CRL, 2-3 GB of RAM at its
-# peak, most of it openssl's) is one pair: JPKI_BENCH_CRL_10M=0 leaves it
-# out.
+# peak, most of it openssl's): openssl's parse once, the sync against the
+# 1,000,000-entry one in JPKI_BENCH_CRL_10M_PAIRS (3) pairs;
+# JPKI_BENCH_CRL_10M=0 leaves it out.
 # Env: JPKI_BUILD (build), JPKI_TEST_PKI ($B/pki), JPKI_BENCH_CRL_PORT
 # (18610), JPKI_BENCH_CRL_ENTRIES (1000000).
 
@@ -43,9 +44,8 @@ crl_sync() {
 }
 
 # crl_run NAME FILE ENTRIES PAIRS [SYNC ARGS...]: one CRL size; prints its
-# figures.  In pairs: openssl's parse, then the sync (into a flushed
-# database unless CRL_KEEP is set); memory measured on the first sync
-# (CRL_BYTES: per entry).  The median sync time in CRL_SYNC_MEDIAN.
+# figures.  In pairs: openssl's parse, then the sync into a flushed
+# database; memory measured on the first sync.
 crl_run() {
     local name=$1 f=$2 n=$3 pairs=$4 t0 t1 o os="" ss="" rs="" m0 m1 i
     shift 4
@@ -54,14 +54,13 @@ crl_run() {
         openssl crl -noout -in "$f"
         t1=$(crl_now)
         o=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-        [ -n "${CRL_KEEP:-}" ] || redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
+        redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
         m0=$(crl_mem)
         crl_sync "$f" "$@"
         os="$os $o" ss="$ss $CRL_S" rs="$rs $(crl_div "$CRL_S" "$o")"
         if [ "$i" = 1 ]; then
             m1=$(crl_mem)
-            CRL_BYTES=$(crl_div $((m1 - m0)) "$n")
-            echo "figure: $name.redis_bytes_per_entry = $CRL_BYTES"
+            echo "figure: $name.redis_bytes_per_entry = $(crl_div $((m1 - m0)) "$n")"
             echo "figure: $name.buckets_bits = $(sed -n 's/.* bits=\([0-9]*\) .*/\1/p' <<<"$CRL_OUT")"
         fi
     done
@@ -73,8 +72,6 @@ crl_run() {
         figure_spread "$name.sync_s" $ss
         figure_spread "$name.sync_vs_openssl_parse" $rs
     }
-    # shellcheck disable=SC2086
-    CRL_SYNC_MEDIAN=$(spread $ss | cut -d' ' -f1)
 }
 
 # crl_delta NAME BASE VARIANT: BASE loaded (full), then VARIANT synced by
@@ -105,6 +102,58 @@ crl_delta() {
     }
 }
 
+# crl_10m BASE N: 10,000,000 entries.  openssl's parse once (a minute,
+# and the most memory: 2-3 GB); then JPKI_BENCH_CRL_10M_PAIRS (3) pairs of
+# BASE (N entries) synced into a flushed database and the 10M CRL synced
+# over it (--full), their ratio the figure crl.sync_10m_vs_1m; memory
+# measured on the first 10M sync; lookups of the loaded list go on during
+# that sync (bench/crl_lookups.pl: a cert_id that is not listed, one a
+# millisecond; gens=2: it saw both generations).
+crl_10m() {
+    local base=$1 n=$2 f=$CRL_D/10m.crl t0 t1 o ts="" rs="" i m0 m1 list id lpid
+    "$B/crlgen" "$P/ca2.pem" "$P/ca2.key" 10000000 200 "$f"
+    t0=$(crl_now)
+    openssl crl -noout -in "$f"
+    t1=$(crl_now)
+    o=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+    id=$("$B/jpkictl" cert-check --cert "$P/user1.pem" --issuer \
+         "card=$P/ca2.pem" --secret-file "$CRL_D/secret" \
+         | sed -n 's/.*cert_id=\([0-9a-f]*\).*/\1/p')
+    for i in $(seq "${JPKI_BENCH_CRL_10M_PAIRS:-3}"); do
+        redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
+        crl_sync "$base"
+        local one=$CRL_S
+        if [ "$i" = 1 ]; then
+            list=$(sed -n 's/.* list=\([0-9a-f]*\).*/\1/p' <<<"$CRL_OUT")
+            rm -f "$CRL_D/stop"
+            perl bench/crl_lookups.pl "$CRL_PORT" "$list" "$id" \
+                "$CRL_D/stop" > "$CRL_D/lookups" &
+            lpid=$!
+            m0=$(crl_mem)
+        fi
+        crl_sync "$f" --full
+        if [ "$i" = 1 ]; then
+            m1=$(crl_mem)
+            touch "$CRL_D/stop"
+            wait "$lpid"
+            echo "figure: crl10m.buckets_bits = $(sed -n 's/.* bits=\([0-9]*\) .*/\1/p' <<<"$CRL_OUT")"
+            echo "figure: crl.redis_bytes_per_entry_10m = $(crl_div $((m1 - m0)) 10000000)"
+            echo "figure: crl.lookups_during_10m_sync = $(cat "$CRL_D/lookups")"
+        fi
+        ts="$ts $CRL_S" rs="$rs $(crl_div "$CRL_S" "$one")"
+    done
+    echo "figure: crl10m.entries = 10000000"
+    echo "figure: crl10m.crl_bytes = $(stat -c %s "$f")"
+    echo "figure: crl10m.openssl_parse_s = $o (one run)"
+    # shellcheck disable=SC2086
+    {
+        figure_spread crl10m.sync_s $ts
+        echo "figure: crl10m.sync_vs_openssl_parse = $(crl_div "$(spread $ts | cut -d' ' -f1)" "$o") (the median sync, the one parse)"
+        figure_spread crl.sync_10m_vs_1m $rs
+    }
+    rm -f "$f"
+}
+
 crl_bench() (
     set -euo pipefail
     B=${B:-${JPKI_BUILD:-build}}
@@ -114,7 +163,7 @@ crl_bench() (
     . bench/lib.sh
     . bench/scratch.sh
     bench_scratch "$CRL_D" "$CRL_PORT"
-    local rpid=$BENCH_RPID n=${JPKI_BENCH_CRL_ENTRIES:-1000000} one
+    local rpid=$BENCH_RPID n=${JPKI_BENCH_CRL_ENTRIES:-1000000}
     trap 'kill $rpid 2>/dev/null; wait $rpid 2>/dev/null; rm -rf "$CRL_D"' EXIT
     # the day's CRL and the next day's: 1% of the entries changed (half
     # of them removed, half added)
@@ -122,32 +171,10 @@ crl_bench() (
     "$B/crlgen" "$P/ca2.pem" "$P/ca2.key" "$n" 101 "$CRL_D/next.crl" \
         $((n / 200))
     crl_run crl "$CRL_D/base.crl" "$n" "$BENCH_PAIRS"
-    one=$CRL_SYNC_MEDIAN
     crl_delta crl "$CRL_D/base.crl" "$CRL_D/next.crl"
     rm -f "$CRL_D/next.crl"
     [ "${JPKI_BENCH_CRL_10M:-1}" = 1 ] || return 0
-    # 10,000,000 entries, one pair (the figures say so), synced over the
-    # 1,000,000 of the day before: lookups go on meanwhile, from openssl's
-    # parse to the switch and after (bench/crl_lookups.pl: a cert_id that is
-    # not listed; gens=2: it saw both generations)
-    "$B/crlgen" "$P/ca2.pem" "$P/ca2.key" 10000000 200 "$CRL_D/10m.crl"
-    redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
-    crl_sync "$CRL_D/base.crl"
-    local list id lpid
-    list=$(sed -n 's/.* list=\([0-9a-f]*\).*/\1/p' <<<"$CRL_OUT")
-    id=$("$B/jpkictl" cert-check --cert "$P/user1.pem" --issuer \
-         "card=$P/ca2.pem" --secret-file "$CRL_D/secret" \
-         | sed -n 's/.*cert_id=\([0-9a-f]*\).*/\1/p')
-    rm -f "$CRL_D/stop"
-    perl bench/crl_lookups.pl "$CRL_PORT" "$list" "$id" "$CRL_D/stop" \
-        > "$CRL_D/lookups" &
-    lpid=$!
-    CRL_KEEP=1 crl_run crl10m "$CRL_D/10m.crl" 10000000 1 --full
-    touch "$CRL_D/stop"
-    wait "$lpid"
-    echo "figure: crl.redis_bytes_per_entry_10m = $CRL_BYTES"
-    echo "figure: crl.sync_10m_vs_1m = $(crl_div "$CRL_SYNC_MEDIAN" "$one") (one 10M sync; 1M: the median of $BENCH_PAIRS)"
-    echo "figure: crl.lookups_during_10m_sync = $(cat "$CRL_D/lookups")"
+    crl_10m "$CRL_D/base.crl" "$n"
     rm -f "$CRL_D/10m.crl"
 )
 
