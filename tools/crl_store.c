@@ -426,7 +426,11 @@ static void *rg_string(const redisReadTask *t, char *str, size_t len)
     return &rg_obj;
 }
 
+#if HIREDIS_MAJOR >= 1
+static void *rg_array(const redisReadTask *t, size_t elements)
+#else
 static void *rg_array(const redisReadTask *t, int elements)
+#endif
 {
     if (t->parent != NULL || elements % 2 != 0)
         rg_bad("a bucket is not a hash");
@@ -456,8 +460,13 @@ static void rg_free(void *o)
 int read_gen(redisContext *rc, const char *lid, long long gen,
              const jpki_crl_shape *sh, ents_t *out, const char **why)
 {
-    static redisReplyObjectFunctions fns = {rg_string, rg_array, rg_integer,
-                                            rg_nil, rg_free};
+    /* by name: hiredis 1 adds members (double, bool: left NULL, which
+     * it takes as "no object"; no such reply comes to HGETALL anyway) */
+    static redisReplyObjectFunctions fns = {
+        .createString = rg_string, .createArray = rg_array,
+        .createInteger = rg_integer, .createNil = rg_nil,
+        .freeObject = rg_free,
+    };
     redisReplyObjectFunctions *saved = rc->reader->fn;
     char key[JPKI_STORE_KEY_MAX + 1];
     unsigned long b, nb, got;
