@@ -488,13 +488,14 @@ int read_gen(redisContext *rc, const char *lid, long long gen,
     for (b = 0; b < nb && rc_ == 0; b = got) {
         unsigned long end = nb - b > READ_BATCH ? b + READ_BATCH : nb, i;
 
-        for (i = b; i < end && rc_ == 0; i++) {
+        for (i = b; i < end; i++) {         /* i: the commands queued */
             const char *argv[2] = {"HGETALL", key};
 
             crl_key_bucket_n(key, lid, gen, sh, i);
             if (redisAppendCommandArgv(rc, 2, argv, NULL) != REDIS_OK) {
                 say("redis: cannot queue commands");
                 rc_ = -1;
+                break;
             }
         }
         for (got = b; got < i; got++) {
