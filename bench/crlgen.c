@@ -1,15 +1,20 @@
 /*
  * crlgen - writes a large signed CRL (DER) for the CRL figures of make bench.
  *
- *   crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl
+ *   crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl [REPLACED]
  *
  * The CRL is issued by CA.pem (its subject, its SKI as AKI keyid), signed
  * with CA.key (RSA PKCS#1 v1.5 or ECDSA, SHA-256), thisUpdate now - 1 min,
  * nextUpdate now + 1 day, v2 with cRLNumber and AKI, as J-LIS publishes it.
  * Entries: distinct positive 72-bit serials (first octet 0x01..0x7f, then a
  * bijective 64-bit mix of the entry index, so no two collide), revocation
- * dates spread over the last 4 years, a reasonCode extension on 7 of 8
- * entries (reasons 0..6 rotating, 6 = certificateHold), none on the rest.
+ * dates spread over the 4 years before 2026-09-21 (fixed: the same entry
+ * index is the same entry in every CRL made), a reasonCode extension on 7
+ * of 8 entries (reasons 0..6 rotating, 6 = certificateHold), none on the
+ * rest.  REPLACED (default 0): that many entries, spread evenly over the
+ * list, are replaced by new ones (index i becomes ENTRIES + i): the CRL
+ * of the next day, as far as a delta sync is concerned (REPLACED removed,
+ * REPLACED added), deterministically.
  *
  * The DER is written by hand into one buffer (OpenSSL would build one
  * X509_REVOKED object per entry); the signature is made with EVP_DigestSign.
@@ -99,6 +104,8 @@ static void utctime(buf_t *b, time_t t)
     tlv(b, 0x17, (const uint8_t *)s, 13);
 }
 
+#define REVOKED_BASE ((time_t)1790000000)     /* 2026-09-21 */
+
 static uint64_t mix64(uint64_t x)          /* splitmix64 finaliser */
 {
     x ^= x >> 30;
@@ -121,7 +128,7 @@ int main(int argc, char **argv)
     buf_t tbs = {0}, ents = {0}, one = {0}, t = {0}, t2 = {0}, crl = {0};
     const uint8_t *alg;
     size_t alglen, siglen = 0, i;
-    unsigned long long n;
+    unsigned long long n, replaced, step, done = 0;
     long long number;
     uint8_t *name = NULL, *sig = NULL;
     int namelen;
@@ -132,12 +139,17 @@ int main(int argc, char **argv)
     X509 *ca;
     FILE *f;
 
-    if (argc != 6)
-        die("usage: crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl");
+    if (argc != 6 && argc != 7)
+        die("usage: crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl "
+            "[REPLACED]");
     n = strtoull(argv[3], NULL, 10);
     number = strtoll(argv[4], NULL, 10);
+    replaced = argc == 7 ? strtoull(argv[6], NULL, 10) : 0;
     if (n > 100000000ULL || number < 0 || number > 0x7fffffff)
         die("ENTRIES at most 100000000, CRLNUMBER 0..2^31-1");
+    if (replaced > n)
+        die("REPLACED at most ENTRIES");
+    step = replaced > 0 ? n / replaced : 0;
     if ((f = fopen(argv[1], "r")) == NULL
         || (ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL)
         die("cannot read the CA certificate");
@@ -159,7 +171,14 @@ int main(int argc, char **argv)
 
     /* revokedCertificates */
     for (i = 0; i < n; i++) {
-        uint64_t m = mix64(i + 1);
+        uint64_t ix = i;
+        uint64_t m;
+
+        if (step > 0 && i % step == 0 && done < replaced) {
+            ix = n + i;                 /* a new entry in place of i */
+            done++;
+        }
+        m = mix64(ix + 1);
         uint8_t serial[9], reason[3] = {0x0a, 0x01, 0};
         int k;
 
@@ -167,9 +186,9 @@ int main(int argc, char **argv)
         for (k = 0; k < 8; k++)
             serial[1 + k] = (uint8_t)(mix64(m) >> (56 - 8 * k));
         tlv(&one, 0x02, serial, sizeof(serial));
-        utctime(&one, now - 86400 - (time_t)(m % (4ULL * 365 * 86400)));
-        if (i % 8 != 7) {
-            reason[2] = (uint8_t)(i % 7);
+        utctime(&one, REVOKED_BASE - (time_t)(m % (4ULL * 365 * 86400)));
+        if (ix % 8 != 7) {
+            reason[2] = (uint8_t)(ix % 7);
             put(&t2, oid_reason, sizeof(oid_reason));
             tlv(&t2, 0x04, reason, sizeof(reason));
             wrap(&t, 0x30, &t2);

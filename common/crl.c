@@ -497,7 +497,8 @@ static int ca_named(const jpki_ctx *ctx, const ASN1_OCTET_STRING *aki,
 }
 
 typedef struct {
-    uint8_t *der;
+    const uint8_t *der;   /* the caller's DER, or own */
+    uint8_t *own;         /* the DER decoded from PEM or base64 */
     size_t len;
     crl_raw raw;
     const struct jpki_issuer *is;
@@ -511,7 +512,7 @@ typedef struct {
 
 static void doc_free(crl_doc *d)
 {
-    free(d->der);
+    free(d->own);
     free(d->keys);
     memset(d, 0, sizeof(*d));
 }
@@ -625,7 +626,19 @@ static jpki_err crl_open(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     memset(d, 0, sizeof(*d));
     if (ctx == NULL || (in == NULL && len != 0))
         return JPKI_ERR_INVALID;
-    e = jpki_to_der(in, len, "X509 CRL", JPKI_CRL_MAX, &d->der, &d->len);
+    /* DER is read where it is (a national CRL is tens of megabytes:
+     * a copy costs more than walking its entries); PEM or base64 is
+     * decoded into a buffer of the document's own */
+    if (len > 0 && in[0] == 0x30 && len <= JPKI_CRL_MAX) {
+        d->der = in;
+        d->len = len;
+        e = JPKI_OK;
+    } else {
+        e = len > JPKI_CRL_MAX && in[0] == 0x30 ? JPKI_ERR_TOO_LARGE
+            : jpki_to_der(in, len, "X509 CRL", JPKI_CRL_MAX, &d->own,
+                          &d->len);
+        d->der = d->own;
+    }
     if (e != JPKI_OK) {
         jpki_set_detail(detail, dl, "CRL is not DER or PEM");
         return e == JPKI_ERR_NOMEM || e == JPKI_ERR_TOO_LARGE ? e
@@ -940,8 +953,9 @@ static jpki_err emit_entry(void *ud, const uint8_t *serial, size_t n,
     return JPKI_OK;
 }
 
-jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
-                          size_t len, jpki_crl_entry_fn fn, void *ud)
+static jpki_err crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
+                            size_t len, int signer_only,
+                            jpki_crl_entry_fn fn, void *ud)
 {
     foreach_state fs;
     uint64_t count;
@@ -954,6 +968,8 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     fs.fn = fn;
     fs.ud = ud;
     e = crl_open(ctx, der, len, &d, NULL, 0);
+    if (e == JPKI_OK && signer_only)
+        d.n_keys = 1;                   /* keys[0]: the signing key */
     if (e == JPKI_OK)
         e = ids_init(ctx, &d, &fs.ids);
     if (e == JPKI_OK)
@@ -962,6 +978,18 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     doc_free(&d);
     ERR_clear_error();
     return e;
+}
+
+jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
+                          size_t len, jpki_crl_entry_fn fn, void *ud)
+{
+    return crl_foreach(ctx, der, len, 0, fn, ud);
+}
+
+jpki_err jpki_crl_foreach_signer(const jpki_ctx *ctx, const uint8_t *der,
+                                 size_t len, jpki_crl_entry_fn fn, void *ud)
+{
+    return crl_foreach(ctx, der, len, 1, fn, ud);
 }
 
 /* ------------------------------------------------------------------ */

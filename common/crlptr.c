@@ -145,38 +145,80 @@ static int ptr_num(const char **p, const char *end, int neg, int64_t *v)
     return 0;
 }
 
+int jpki_crl_shape_ok(const jpki_crl_shape *sh)
+{
+    if (sh->key_len == JPKI_CRL_KEY_LEN)
+        return sh->bits >= JPKI_CRL_BITS_MIN && sh->bits <= JPKI_CRL_BITS_MAX;
+    return sh->key_len == JPKI_CERT_ID_LEN && sh->bits % 4 == 0
+           && sh->bits >= 4 * JPKI_CRL_K_MIN && sh->bits <= 4 * JPKI_CRL_K_MAX;
+}
+
+int jpki_crl_shape_format(const jpki_crl_shape *sh,
+                          char out[JPKI_CRL_SHAPE_MAX])
+{
+    out[0] = '\0';
+    if (!jpki_crl_shape_ok(sh))
+        return -1;
+    if (sh->key_len == JPKI_CERT_ID_LEN)
+        return snprintf(out, JPKI_CRL_SHAPE_MAX, "%u", sh->bits / 4);
+    return snprintf(out, JPKI_CRL_SHAPE_MAX, "b%u", sh->bits);
+}
+
+int jpki_crl_shape_parse(const char *s, size_t n, jpki_crl_shape *sh)
+{
+    unsigned v = 0;
+    size_t i, d0 = n > 0 && s[0] == 'b';
+
+    if (n <= d0 || n - d0 > 2 || (n - d0 == 2 && s[d0] == '0'))
+        return -1;
+    for (i = d0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    sh->key_len = d0 ? JPKI_CRL_KEY_LEN : JPKI_CERT_ID_LEN;
+    sh->bits = d0 ? v : 4 * v;
+    return d0 || v <= JPKI_CRL_K_MAX ? (jpki_crl_shape_ok(sh) ? 0 : -1) : -1;
+}
+
 int jpki_crlptr_parse(const char *s, size_t n, jpki_crlptr *p)
 {
-    const char *q = s, *end = s + n;
-    int64_t k, entries;
+    const char *q = s, *end = s + n, *bar;
+    int64_t entries;
 
     if (s == NULL || n == 0 || n > JPKI_CRLPTR_MAX || s[n - 1] == '|')
         return -1;
-    if (ptr_num(&q, end, 0, &p->gen) || ptr_num(&q, end, 0, &k)
-        || ptr_num(&q, end, 0, &p->this_update)
+    if (ptr_num(&q, end, 0, &p->gen)
+        || (bar = memchr(q, '|', (size_t)(end - q))) == NULL
+        || jpki_crl_shape_parse(q, (size_t)(bar - q), &p->shape) != 0)
+        return -1;
+    q = bar + 1;
+    if (ptr_num(&q, end, 0, &p->this_update)
         || ptr_num(&q, end, 0, &p->next_update)
         || ptr_num(&q, end, 1, &p->crl_number)
         || ptr_num(&q, end, 0, &entries)
-        || ptr_num(&q, end, 0, &p->loaded_at) || q != end
-        || p->gen < 1 || k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX)
+        || ptr_num(&q, end, 0, &p->loaded_at) || q != end || p->gen < 1)
         return -1;
-    p->k = (unsigned)k;
     p->entries = (uint64_t)entries;
     return 0;
 }
 
 int jpki_crlptr_format(const jpki_crlptr *p, char *out, size_t outlen)
 {
+    char shape[JPKI_CRL_SHAPE_MAX];
     jpki_crlptr back;
-    int n = snprintf(out, outlen, "%lld|%u|%lld|%lld|%lld|%llu|%lld",
-                     (long long)p->gen, p->k, (long long)p->this_update,
-                     (long long)p->next_update, (long long)p->crl_number,
-                     (unsigned long long)p->entries,
-                     (long long)p->loaded_at);
+    int n;
 
+    if (jpki_crl_shape_format(&p->shape, shape) < 0)
+        return -1;
+    n = snprintf(out, outlen, "%lld|%s|%lld|%lld|%lld|%llu|%lld",
+                 (long long)p->gen, shape, (long long)p->this_update,
+                 (long long)p->next_update, (long long)p->crl_number,
+                 (unsigned long long)p->entries, (long long)p->loaded_at);
     if (n <= 0 || (size_t)n >= outlen
         || jpki_crlptr_parse(out, (size_t)n, &back) != 0
-        || back.gen != p->gen || back.k != p->k
+        || back.gen != p->gen || back.shape.bits != p->shape.bits
+        || back.shape.key_len != p->shape.key_len
         || back.this_update != p->this_update
         || back.next_update != p->next_update
         || back.crl_number != p->crl_number || back.entries != p->entries
@@ -185,35 +227,39 @@ int jpki_crlptr_format(const jpki_crlptr *p, char *out, size_t outlen)
     return n;
 }
 
-unsigned long jpki_crl_bucket(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k)
+unsigned long jpki_crl_bucket(const uint8_t *id, const jpki_crl_shape *sh)
 {
     uint32_t w = (uint32_t)id[0] << 24 | (uint32_t)id[1] << 16
                  | (uint32_t)id[2] << 8 | id[3];
 
-    if (k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX)
+    if (!jpki_crl_shape_ok(sh))
         return 0;
-    return (unsigned long)(w >> (32 - 4 * k));
+    return (unsigned long)(w >> (32 - sh->bits));
 }
 
 int jpki_crl_bucket_name(char *out, size_t outlen, const char *list,
-                         int64_t gen, unsigned k, unsigned long bucket)
+                         int64_t gen, const jpki_crl_shape *sh,
+                         unsigned long bucket)
 {
     int n;
 
-    if (k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX || gen < 1
-        || bucket >> (4 * k) != 0 || list == NULL
-        || strlen(list) >= JPKI_CRL_LIST_MAX)
+    if (!jpki_crl_shape_ok(sh) || gen < 1 || bucket >> sh->bits != 0
+        || list == NULL || strlen(list) >= JPKI_CRL_LIST_MAX)
         return -1;
-    n = snprintf(out, outlen, "%s:%lld:%0*lx", list, (long long)gen, (int)k,
-                 bucket);
+    n = snprintf(out, outlen, "%s:%lld:%0*lx", list, (long long)gen,
+                 (int)((sh->bits + 3) / 4), bucket);
     return n > 0 && (size_t)n < outlen ? n : -1;
 }
 
-const uint8_t *jpki_crl_field(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k,
+const uint8_t *jpki_crl_field(const uint8_t *id, const jpki_crl_shape *sh,
                               size_t *len)
 {
-    *len = JPKI_CERT_ID_LEN - k / 2;
-    return id + k / 2;
+    if (!jpki_crl_shape_ok(sh)) {
+        *len = 0;
+        return NULL;
+    }
+    *len = sh->key_len - sh->bits / 8;
+    return id + sh->bits / 8;
 }
 
 static int reason_ok(int r)

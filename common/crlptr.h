@@ -7,8 +7,8 @@
 #include "jpki.h"
 
 #define JPKI_CRLPTR_MAX       192     /* pointer value, bytes */
-#define JPKI_CRL_K_MIN        1
-#define JPKI_CRL_K_MAX        6       /* 16^6 buckets: enumerable */
+#define JPKI_CRL_K_MIN        1       /* layout 1 (below): hex digits */
+#define JPKI_CRL_K_MAX        6
 #define JPKI_CRL_TAG_LEN      16      /* hex digits of a key or list tag */
 /* "<list tag>[.arl]", NUL: no longer than the one list per issuer of
  * jpkictl before lists per key, as every bucket key holds it */
@@ -61,12 +61,41 @@ typedef struct {
 size_t jpki_crl_issuer_keys(const jpki_issuer *is, jpki_crl_key *keys,
                             size_t max);
 
+/* How the entries of a generation are laid out (docs/store-schema.md,
+ * "Buckets, fields, values"): its bucket is the first `bits` bits of the
+ * cert_id, its field the cert_id's octets bits/8 .. key_len - 1.
+ *   layout 2 (written by this jpkictl): key_len JPKI_CRL_KEY_LEN (8: the
+ *     first 64 bits of the cert_id name an entry), bits
+ *     JPKI_CRL_BITS_MIN..JPKI_CRL_BITS_MAX; in text "b<bits>" ("b14");
+ *   layout 1 (jpkictl before it, still read): key_len JPKI_CERT_ID_LEN
+ *     (16), bits 4k for k hex digits JPKI_CRL_K_MIN..JPKI_CRL_K_MAX; in
+ *     text "<k>" ("4").
+ * A bucket's name holds it as ceil(bits/4) lower-case hex digits. */
+#define JPKI_CRL_BITS_MIN     1
+#define JPKI_CRL_BITS_MAX     24      /* 16M buckets: enumerable */
+#define JPKI_CRL_KEY_LEN      8       /* octets of cert_id kept (layout 2) */
+#define JPKI_CRL_SHAPE_MAX    4       /* "b24", NUL */
+typedef struct {
+    unsigned bits;                    /* bucket: the first bits bits */
+    unsigned key_len;                 /* octets of cert_id kept */
+} jpki_crl_shape;
+
+/* 1 when sh is one of the two layouts above. */
+int jpki_crl_shape_ok(const jpki_crl_shape *sh);
+/* The shape's text ("b14", "4") into out (JPKI_CRL_SHAPE_MAX); its
+ * length, -1 when the shape is not valid. */
+int jpki_crl_shape_format(const jpki_crl_shape *sh,
+                          char out[JPKI_CRL_SHAPE_MAX]);
+/* 0 and *sh, or -1 when s (n bytes) is not exactly such a text (no
+ * leading zero, no sign, nothing else). */
+int jpki_crl_shape_parse(const char *s, size_t n, jpki_crl_shape *sh);
+
 /* The pointer jpki:v1:crlmeta:<list> (a string):
- *     <gen>|<k>|<this_update>|<next_update>|<crl_number>|<entries>|<loaded_at>
+ *     <gen>|<shape>|<this_update>|<next_update>|<crl_number>|<entries>|<loaded_at>
  */
 typedef struct {
     int64_t gen;                      /* >= 1 (INCR) */
-    unsigned k;                       /* JPKI_CRL_K_MIN..JPKI_CRL_K_MAX */
+    jpki_crl_shape shape;             /* jpki_crl_shape_ok */
     int64_t this_update, next_update; /* next_update 0: none */
     int64_t crl_number;               /* -1: none */
     uint64_t entries;
@@ -77,22 +106,25 @@ typedef struct {
  * (outlen, JPKI_CRLPTR_MAX) or would not parse back as the same values
  * (a field out of range): nothing is written that a reader refuses. */
 int jpki_crlptr_format(const jpki_crlptr *p, char *out, size_t outlen);
-/* 0, or -1 when s (n bytes) is not a pointer: 7 fields of decimal digits,
- * each at most 19 digits, within int64 and without a leading zero (only
- * crl_number may be negative, and only -1); gen >= 1; k within
- * JPKI_CRL_K_MIN..JPKI_CRL_K_MAX; at most JPKI_CRLPTR_MAX bytes. */
+/* 0, or -1 when s (n bytes) is not a pointer: 7 fields, the second a
+ * shape (jpki_crl_shape_parse), the others decimal digits, each at most
+ * 19 digits, within int64 and without a leading zero (only crl_number may
+ * be negative, and only -1); gen >= 1; at most JPKI_CRLPTR_MAX bytes. */
 int jpki_crlptr_parse(const char *s, size_t n, jpki_crlptr *p);
 
-/* The bucket of a binary cert_id: its first k hex digits as a number. */
-unsigned long jpki_crl_bucket(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k);
-/* "<list>:<gen>:<bucket>" (bucket: k lower-case hex digits): the bucket's
- * store key after "jpki:v1:crl:".  Its length, -1 when it does not fit in
- * outlen or an argument is out of range. */
+/* The bucket of a binary cert_id (at least sh->key_len octets): its
+ * first sh->bits bits as a number; 0 for a shape that is not valid. */
+unsigned long jpki_crl_bucket(const uint8_t *id, const jpki_crl_shape *sh);
+/* "<list>:<gen>:<bucket>" (bucket: ceil(bits/4) lower-case hex digits):
+ * the bucket's store key after "jpki:v1:crl:".  Its length, -1 when it
+ * does not fit in outlen or an argument is out of range. */
 int jpki_crl_bucket_name(char *out, size_t outlen, const char *list,
-                         int64_t gen, unsigned k, unsigned long bucket);
-/* The field of a cert_id in its bucket: octets k/2 .. 15 of the binary
- * cert_id (*len of them). */
-const uint8_t *jpki_crl_field(const uint8_t id[JPKI_CERT_ID_LEN], unsigned k,
+                         int64_t gen, const jpki_crl_shape *sh,
+                         unsigned long bucket);
+/* The field of a cert_id in its bucket: octets bits/8 .. key_len - 1 of
+ * the binary cert_id (*len of them); NULL (*len 0) for a shape that is
+ * not valid. */
+const uint8_t *jpki_crl_field(const uint8_t *id, const jpki_crl_shape *sh,
                               size_t *len);
 /* A value: the CRLReason octet (0..10 but 7; JPKI_CRL_REASON_NONE for an
  * entry without reason: reason < 0, or one that is no CRLReason), then

@@ -755,6 +755,11 @@ typedef int (*jpki_crl_entry_fn)(void *ud, const jpki_crl_entry *e);
  * and cert_id is keyed by the issuing key). */
 jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
                           size_t len, jpki_crl_entry_fn fn, void *ud);
+/* The same for the key that signed the CRL only (every entry once, key
+ * 0): the cert_ids its list holds (crlptr.h); one HMAC an entry, however
+ * many key generations the issuer has. */
+jpki_err jpki_crl_foreach_signer(const jpki_ctx *ctx, const uint8_t *der,
+                                 size_t len, jpki_crl_entry_fn fn, void *ud);
 
 /* An in-memory index of one CRL for O(log n) lookups by cert_id: its
  * entries under the key that signed it (info.key_hash), the one key

@@ -322,16 +322,16 @@ void txn_crl_meta_fed(jpki_txn *t, const jpki_store_result *r)
     }
     if (jpki_hex_decode(t->cert->cert_id, JPKI_CERT_ID_HEX_LEN, raw,
                         sizeof(raw), &n) != JPKI_OK
-        || jpki_crl_bucket_name(id, sizeof(id), t->crl_list,
-                                ptr.gen, ptr.k,
-                                jpki_crl_bucket(raw, ptr.k)) < 0) {
+        || jpki_crl_bucket_name(id, sizeof(id), t->crl_list, ptr.gen,
+                                &ptr.shape,
+                                jpki_crl_bucket(raw, &ptr.shape)) < 0) {
         txn_finish(t, JPKI_ERR_INTERNAL);
         return;
     }
     crl_ptr_remember(t, &r[0]);
     t->n_cmds = 0;
     c = txn_cmd_add(t, JPKI_STORE_HGET, "crl", id);
-    field = jpki_crl_field(raw, ptr.k, &c->vallen);
+    field = jpki_crl_field(raw, &ptr.shape, &c->vallen);
     memcpy(c->val, field, c->vallen);
     t->state = T_CRL_HGET;
 }

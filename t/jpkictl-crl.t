@@ -132,6 +132,23 @@ package MiniRedis {
     }
 }
 
+# The generation, bucket and field of a cert_id (hex) under a pointer:
+# "b<bits>": the bucket is the cert_id's first bits bits (ceil(bits/4) hex
+# digits), the field its octets bits/8 .. 7; "<k>" (an older jpkictl's): k
+# hex digits, octets k/2 .. 15.
+sub entry_of {
+    my ($meta, $id) = @_;
+    my ($gen, $shape) = split /\|/, $meta;
+    if ($shape =~ /^b(\d+)$/) {
+        my $bits = $1;
+        my $bucket = sprintf '%0*x', int(($bits + 3) / 4),
+                             hex(substr $id, 0, 8) >> (32 - $bits);
+        my $o = int($bits / 8);
+        return ($gen, $bucket, pack('H*', substr($id, 2 * $o, 16 - 2 * $o)));
+    }
+    return ($gen, substr($id, 0, $shape), pack('H*', substr($id, 2 * int($shape / 2))));
+}
+
 # The reader's procedure of docs/store-schema.md.  Returns undef when the
 # certificate is not listed, (reason, revoked_at) when it is, 'nolist'
 # when no CRL is loaded.
@@ -139,9 +156,7 @@ sub lookup {
     my ($r, $tag, $id) = @_;
     my $meta = $r->cmd('GET', "jpki:v1:crlmeta:$tag");
     return 'nolist' unless defined $meta;
-    my ($gen, $k) = split /\|/, $meta;
-    my $bucket = substr $id, 0, $k;
-    my $field = pack 'H*', substr($id, 2 * int($k / 2));
+    my ($gen, $bucket, $field) = entry_of($meta, $id);
     my $v = $r->cmd('HGET', "jpki:v1:crl:$tag:$gen:$bucket", $field);
     return undef unless defined $v;
     my ($reason, $at) = unpack 'C N', $v;
@@ -234,7 +249,7 @@ like($out, qr/^missing /m, '... "missing"');
 
 ($rc, $out, $err) = sync("$P/ca2.crl", $card2);
 is($rc, 0, 'sync ca2.crl: exit 0') or diag($out, $err);
-like($out, qr/^loaded issuer=card crl_number=2 .* entries=7 stored=7 k=1 gen=1 /,
+like($out, qr/^loaded issuer=card crl_number=2 .* entries=7 stored=7 bits=1 gen=1 mode=full /,
      'one line: loaded, crlNumber, entries');
 ($rc, $out) = ctl('crl', 'status', @R, '--issuer', $card2);
 is($rc, 0, 'crl status: exit 0');
@@ -267,7 +282,7 @@ is((lookup($r, $tag, $id{'rev-unspecified'}))[0], 0, 'unspecified listed with re
 is(scalar(() = lookup($r, $tag, $id{user1})), 1, 'user1 not listed');
 ok(!defined((lookup($r, $tag, $id{user1}))[0]), 'user1 lookup: nil');
 my $meta1 = $r->cmd('GET', "jpki:v1:crlmeta:$tag");
-like($meta1, qr/^1\|1\|\d+\|\d+\|2\|7\|\d+$/, 'pointer: gen|k|thisUpdate|nextUpdate|number|entries|loaded_at');
+like($meta1, qr/^1\|b1\|\d+\|\d+\|2\|7\|\d+$/, 'pointer: gen|shape|thisUpdate|nextUpdate|number|entries|loaded_at');
 my $info = { @{ $r->cmd('HGETALL', "jpki:v1:crlinfo:$tag") } };
 is($info->{issuer}, 'card', 'crlinfo: issuer');
 like($info->{sha256}, qr/^[0-9a-f]{64}$/, 'crlinfo: sha256');
@@ -440,7 +455,9 @@ if ($reader == 0) {
 push @kids, $reader;
 my $swaps = 0;
 for my $i (11 .. 16) {
-    ($rc, $out, $err) = sync("$dir/big$i.crl", $card2);
+    # --full: a new generation each time (the same entries would be a
+    # delta sync of nothing but the pointer)
+    ($rc, $out, $err) = sync("$dir/big$i.crl", $card2, '--full');
     $swaps++ if $rc == 0;
     diag($out, $err) if $rc != 0;
 }
@@ -451,14 +468,19 @@ is($swaps, 6, 'six more loaded one after another');
 ok($reads > 100, "the reader made $reads lookups");
 is($misses, 0, 'it never missed the revoked certificate');
 ok($gens >= 2, "it saw $gens generations");
-like($out, qr/entries=30007 stored=30007 k=3 /, 'a 30007-entry CRL: k=3 (k=2 would exceed 128 fields a bucket)');
-my ($gen_now, $k_now) = split /\|/, $r->cmd('GET', "jpki:v1:crlmeta:$tag");
-my $maxb = 0;
+like($out, qr/entries=30007 stored=30007 bits=9 gen=\d+ mode=full /,
+     'a 30007-entry CRL: 9 bits, 512 buckets (256 would exceed 128 fields a bucket)');
+my ($gen_now) = split /\|/, $r->cmd('GET', "jpki:v1:crlmeta:$tag");
+my ($maxb, $nb, $sum) = (0, 0, 0);
 for my $k ($r->keys_matching("jpki:v1:crl:$tag:$gen_now:*")) {
     my $n = $r->cmd('HLEN', $k);
     $maxb = $n if $n > $maxb;
+    $nb++;
+    $sum += $n;
 }
 ok($maxb > 0 && $maxb <= 128, "largest bucket $maxb fields (<= 128)");
+is($sum, 30007, '... every entry in one of them');
+ok($nb <= 512, "$nb buckets (at most 2^9)");
 
 # ---------------------------------------------------------------- key generations, other issuers
 
@@ -773,7 +795,7 @@ is($rc, 1, 'crl status: stale, exit 1');
 
 ($rc, $out) = sync("$P/ca2.crl", $card2);
 is($rc, 0, 'ca2.crl loaded for the re-check');
-my ($tu) = $r->cmd('GET', "jpki:v1:crlmeta:$tag") =~ /^\d+\|\d+\|(\d+)\|/;
+my ($tu) = $r->cmd('GET', "jpki:v1:crlmeta:$tag") =~ /^\d+\|b\d+\|(\d+)\|/;
 my %soft = ('rev-keyCompromise' => $tu - 100, 'rev-certificateHold' => $tu - 50,
             'user1' => $tu - 10);
 for my $c (sort keys %soft) {
@@ -927,7 +949,7 @@ crl_numbered($e18, "$dir/e18.crl");
 ($rc, $out, $err) = sync("$dir/e18.crl", $card2);
 is($rc, 0, 'cRLNumber 10^18: loaded') or diag($out, $err);
 like($out, qr/^loaded issuer=card crl_number=1000000000000000000 /, '... with its number');
-like($r->cmd('GET', "jpki:v1:crlmeta:$tag"), qr/^\d+\|\d\|\d+\|\d+\|1000000000000000000\|7\|\d+$/,
+like($r->cmd('GET', "jpki:v1:crlmeta:$tag"), qr/^\d+\|b\d+\|\d+\|\d+\|1000000000000000000\|7\|\d+$/,
      '... into the pointer');
 ($rc, $out, $err) = sync("$dir/e18.crl", $card2);
 is($rc, 3, 'the same again: unchanged (the pointer it wrote reads back)') or diag($out, $err);

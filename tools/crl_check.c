@@ -656,8 +656,8 @@ static int recheck_lookup(redisContext *rc, soft_rec *s, size_t nk)
 
             if (l->state != 1)
                 continue;
-            crl_key_bucket(key, l->lid, l->m.gen, l->m.k, s[i].id);
-            argv[2] = (const char *)jpki_crl_field(s[i].id, l->m.k, &fl);
+            crl_key_bucket(key, l->lid, l->m.gen, &l->m.shape, s[i].id);
+            argv[2] = (const char *)jpki_crl_field(s[i].id, &l->m.shape, &fl);
             lens[0] = 4;
             lens[1] = strlen(key);
             lens[2] = fl;

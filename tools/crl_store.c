@@ -37,21 +37,21 @@ void crl_key_lock(char *out, const char *lid)
              lid);
 }
 
-void crl_key_bucket_n(char *out, const char *lid, long long gen, unsigned k,
-                      unsigned long b)
+void crl_key_bucket_n(char *out, const char *lid, long long gen,
+                      const jpki_crl_shape *sh, unsigned long b)
 {
     char name[JPKI_STORE_KEY_MAX + 1 - sizeof(JPKI_STORE_PREFIX "crl:") + 1];
 
     out[0] = '\0';
-    if (jpki_crl_bucket_name(name, sizeof(name), lid, gen, k, b) >= 0)
+    if (jpki_crl_bucket_name(name, sizeof(name), lid, gen, sh, b) >= 0)
         snprintf(out, JPKI_STORE_KEY_MAX + 1, JPKI_STORE_PREFIX "crl:%s",
                  name);
 }
 
-void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
-                    const uint8_t id[JPKI_CERT_ID_LEN])
+void crl_key_bucket(char *out, const char *lid, long long gen,
+                    const jpki_crl_shape *sh, const uint8_t *id)
 {
-    crl_key_bucket_n(out, lid, gen, k, jpki_crl_bucket(id, k));
+    crl_key_bucket_n(out, lid, gen, sh, jpki_crl_bucket(id, sh));
 }
 
 /* ---- commands and the state of a list ------------------------------ */
@@ -104,6 +104,14 @@ static void tag_copy(char dst[JPKI_CRL_TAG_LEN + 1], const redisReply *v)
         snprintf(dst, JPKI_CRL_TAG_LEN + 1, "?");
 }
 
+/* A shape of crlinfo (jpki_crl_shape_parse: "b14", or the "4" of an
+ * older jpkictl); {0, 0} when it does not parse. */
+static void shape_of(jpki_crl_shape *sh, const redisReply *v)
+{
+    if (jpki_crl_shape_parse(v->str, v->len, sh) != 0)
+        memset(sh, 0, sizeof(*sh));
+}
+
 static void info_field(list_state *st, const redisReply *k,
                        const redisReply *v)
 {
@@ -128,11 +136,11 @@ static void info_field(list_state *st, const redisReply *k,
     else if (strcmp(n, "loading_gen") == 0)
         st->loading_gen = x;
     else if (strcmp(n, "loading_k") == 0)
-        st->loading_k = (unsigned)x;
+        shape_of(&st->loading_shape, v);
     else if (strcmp(n, "prev_gen") == 0)
         st->prev_gen = x;
     else if (strcmp(n, "prev_k") == 0)
-        st->prev_k = (unsigned)x;
+        shape_of(&st->prev_shape, v);
 #undef COPY
 }
 
@@ -320,4 +328,207 @@ int pipe_finish(pipe_t *p)
     p->n = 0;
     p->len = 0;
     return p->failed ? -1 : 0;
+}
+
+
+/* ---- a generation read back ------------------------------------------ */
+
+#define READ_BATCH 256            /* buckets asked for at once */
+
+crl_ent *ents_add(ents_t *s)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        crl_ent *ne = cap > SIZE_MAX / sizeof(crl_ent) ? NULL
+                      : realloc(s->e, cap * sizeof(crl_ent));
+
+        if (ne == NULL) {
+            s->nomem = 1;
+            return NULL;
+        }
+        s->e = ne;
+        s->cap = cap;
+    }
+    return &s->e[s->n++];
+}
+
+static int id_only_cmp(const void *a, const void *b)
+{
+    return memcmp(((const crl_ent *)a)->id, ((const crl_ent *)b)->id,
+                  JPKI_CRL_KEY_LEN);
+}
+
+/* The replies of HGETALL are read straight into the set: the reader of
+ * the connection builds no reply objects (a million entries would be two
+ * million of them) but calls these, which check each field and value as
+ * it comes (hiredis's custom reply object functions).  One read at a
+ * time (rg_state); every object is the address of rg_obj. */
+typedef struct {
+    const jpki_crl_shape *sh;
+    ents_t *out;
+    unsigned long bucket;     /* of the reply being read */
+    size_t n0;                /* its first entry in out */
+    crl_ent *pending;         /* its field read, the value next */
+    const char *why;          /* the first thing wrong, or NULL */
+    int error_reply;          /* an error reply (its text in err) */
+    char err[128];
+} rg_state;
+
+static rg_state *rg;
+static char rg_obj;
+
+static void rg_bad(const char *why)
+{
+    if (rg->why == NULL)
+        rg->why = why;
+}
+
+static void *rg_string(const redisReadTask *t, char *str, size_t len)
+{
+    size_t pre = rg->sh->bits / 8, flen = JPKI_CRL_KEY_LEN - pre, j;
+    int reason;
+    int64_t at;
+
+    if (t->type == REDIS_REPLY_ERROR && t->parent == NULL) {
+        rg->error_reply = 1;
+        snprintf(rg->err, sizeof(rg->err), "%.*s", (int)(len < 120 ? len : 120),
+                 str);
+    } else if (t->parent == NULL || t->type != REDIS_REPLY_STRING) {
+        rg_bad("a bucket is not a hash");
+    } else if (t->idx % 2 == 0) {                       /* a field */
+        crl_ent *x;
+
+        if (len != flen) {
+            rg_bad("a field or value of another length or content");
+        } else if ((x = ents_add(rg->out)) == NULL) {
+            rg_bad("out of memory");
+        } else {
+            /* the octets the bucket number holds, then the field's */
+            for (j = 0; j < pre; j++)
+                x->id[j] = (uint8_t)(rg->bucket >> (rg->sh->bits - 8 * (j + 1)));
+            memcpy(x->id + pre, str, flen);
+            if (jpki_crl_bucket(x->id, rg->sh) != rg->bucket)
+                rg_bad("an entry in the wrong bucket");
+            rg->pending = x;
+        }
+        if (rg->why != NULL)
+            rg->pending = NULL;
+    } else if (rg->pending != NULL) {                   /* its value */
+        if (jpki_crl_value_unpack((const uint8_t *)str, len, &reason, &at)
+            != 0) {
+            rg_bad("a field or value of another length or content");
+        } else {
+            rg->pending->at = (uint32_t)at;
+            rg->pending->reason = (int8_t)reason;
+        }
+        rg->pending = NULL;
+    }
+    return &rg_obj;
+}
+
+#if HIREDIS_MAJOR >= 1
+static void *rg_array(const redisReadTask *t, size_t elements)
+#else
+static void *rg_array(const redisReadTask *t, int elements)
+#endif
+{
+    if (t->parent != NULL || elements % 2 != 0)
+        rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void *rg_integer(const redisReadTask *t, long long v)
+{
+    (void)t;
+    (void)v;
+    rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void *rg_nil(const redisReadTask *t)
+{
+    (void)t;
+    rg_bad("a bucket is not a hash");
+    return &rg_obj;
+}
+
+static void rg_free(void *o)
+{
+    (void)o;                  /* nothing was allocated */
+}
+
+int read_gen(redisContext *rc, const char *lid, long long gen,
+             const jpki_crl_shape *sh, ents_t *out, const char **why)
+{
+    /* by name: hiredis 1 adds members (double, bool: left NULL, which
+     * it takes as "no object"; no such reply comes to HGETALL anyway) */
+    static redisReplyObjectFunctions fns = {
+        .createString = rg_string, .createArray = rg_array,
+        .createInteger = rg_integer, .createNil = rg_nil,
+        .freeObject = rg_free,
+    };
+    redisReplyObjectFunctions *saved = rc->reader->fn;
+    char key[JPKI_STORE_KEY_MAX + 1];
+    unsigned long b, nb, got;
+    rg_state st;
+    int rc_ = 0;
+
+    *why = "";
+    out->n = 0;
+    if (sh->key_len != JPKI_CRL_KEY_LEN || !jpki_crl_shape_ok(sh)) {
+        *why = "the layout of an older jpkictl";
+        return -2;
+    }
+    memset(&st, 0, sizeof(st));
+    st.sh = sh;
+    st.out = out;
+    rg = &st;
+    rc->reader->fn = &fns;
+    nb = 1ul << sh->bits;
+    for (b = 0; b < nb && rc_ == 0; b = got) {
+        unsigned long end = nb - b > READ_BATCH ? b + READ_BATCH : nb, i;
+
+        for (i = b; i < end; i++) {         /* i: the commands queued */
+            const char *argv[2] = {"HGETALL", key};
+
+            crl_key_bucket_n(key, lid, gen, sh, i);
+            if (redisAppendCommandArgv(rc, 2, argv, NULL) != REDIS_OK) {
+                say("redis: cannot queue commands");
+                rc_ = -1;
+                break;
+            }
+        }
+        for (got = b; got < i; got++) {
+            void *r = NULL;
+
+            st.bucket = got;
+            st.n0 = out->n;
+            if (redisGetReply(rc, &r) != REDIS_OK || r == NULL) {
+                say("redis: %s", rc->err ? rc->errstr : "no reply");
+                rc_ = -1;
+                break;                  /* out of step: the caller stops */
+            }
+            if (st.error_reply) {       /* a key of another type, ACL */
+                say("redis: HGETALL failed: %s", st.err);
+                rg_bad("a bucket could not be read");
+                st.error_reply = 0;
+            }
+            if (out->n - st.n0 > 1)     /* a hash's order is its own */
+                qsort(out->e + st.n0, out->n - st.n0, sizeof(crl_ent),
+                      id_only_cmp);
+        }
+        if (got < i)
+            break;
+    }
+    /* the reader goes back to reply objects unless a reply was cut off
+     * (then it may still hold one of ours, which only rg_free may free:
+     * the connection is dropped by the caller, as after any I/O error) */
+    if (rc->err == 0)
+        rc->reader->fn = saved;
+    rg = NULL;
+    if (rc_ == 0 && st.why != NULL) {
+        *why = st.why;
+        rc_ = -2;
+    }
+    return rc_;
 }

@@ -13,12 +13,24 @@
  * reader and writer for jpkictl and the gate). */
 #define CRL_LID_MAX     JPKI_CRL_LIST_MAX
 
-/* One entry as stored: binary cert_id, date, reason (-1 none). */
+/* One entry as stored: the first JPKI_CRL_KEY_LEN octets of the binary
+ * cert_id (all a layout-2 bucket and field hold), date, reason (-1
+ * none). */
 typedef struct {
-    uint8_t id[JPKI_CERT_ID_LEN];
+    uint8_t id[JPKI_CRL_KEY_LEN];
     uint32_t at;
     int8_t reason;
 } crl_ent;
+
+/* A set of entries (sorted by ent_cmp order once complete). */
+typedef struct {
+    crl_ent *e;
+    size_t n, cap;
+    int nomem;
+} ents_t;
+
+/* Room for one more entry; NULL (nomem set) when out of memory. */
+crl_ent *ents_add(ents_t *s);
 
 /* Key names; out holds JPKI_STORE_KEY_MAX + 1. */
 void crl_key_meta(char *out, const char *lid);
@@ -26,12 +38,12 @@ void crl_key_info(char *out, const char *lid);
 void crl_key_gen(char *out, const char *lid);
 void crl_key_lock(char *out, const char *lid);
 /* jpki:v1:crl:<lid>:<gen>:<bucket> (jpki_crl_bucket_name), bucket = the
- * first k hex digits of the cert_id (id binary) or the k-digit hex of
- * number b; empty when out of range. */
-void crl_key_bucket(char *out, const char *lid, long long gen, unsigned k,
-                    const uint8_t id[JPKI_CERT_ID_LEN]);
-void crl_key_bucket_n(char *out, const char *lid, long long gen, unsigned k,
-                      unsigned long b);
+ * first sh->bits bits of the cert_id (id binary) or the number b; empty
+ * when out of range. */
+void crl_key_bucket(char *out, const char *lid, long long gen,
+                    const jpki_crl_shape *sh, const uint8_t *id);
+void crl_key_bucket_n(char *out, const char *lid, long long gen,
+                      const jpki_crl_shape *sh, unsigned long b);
 
 #define DEFAULT_GRACE   (48u * 3600)     /* a J-LIS CRL: 72 h validity */
 
@@ -48,7 +60,7 @@ typedef struct {
     char kind[8];
     char source[512];
     long long loading_gen, prev_gen;
-    unsigned loading_k, prev_k;
+    jpki_crl_shape loading_shape, prev_shape;   /* {0, 0}: none */
 } list_state;
 
 /* A command whose reply is only checked for errors (a message when it
@@ -92,5 +104,13 @@ int pipe_end(pipe_t *p);
 /* Sends what is left (nothing after a failure) and reads every reply due,
  * leaving the connection in step.  Always call it.  0, -1 on failure. */
 int pipe_finish(pipe_t *p);
+
+/* The entries of generation gen of a list (laid out as sh, layout 2),
+ * read bucket by bucket (HGETALL, pipelined), into *out, sorted by
+ * cert_id.  0; -1 a store failure (said); -2 a bucket that is not what
+ * crl sync writes (a field or value of another length or content, or in
+ * the wrong bucket), with why in *why. */
+int read_gen(redisContext *rc, const char *lid, long long gen,
+             const jpki_crl_shape *sh, ents_t *out, const char **why);
 
 #endif /* JPKICTL_CRL_STORE_H */

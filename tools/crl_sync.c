@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <signal.h>
@@ -38,7 +39,14 @@
 #define LOCK_TTL_MS      300000
 #define LOCK_REFRESH_S   60
 #define LISTPACK_ENTRIES 128             /* redis.conf's value */
-#define BUCKET_MAX       256             /* fields per bucket at most */
+#define BUCKET_MAX       128             /* fields per bucket at most */
+/* A delta sync changes at most 1/DELTA_SHARE of the entries, and at most
+ * --delta-max (DELTA_MAX): its one transaction blocks the server while it
+ * runs (about a second for a million changes); a larger change loads a
+ * new generation. */
+#define DELTA_SHARE      10
+#define DELTA_MAX        250000
+#define DELTA_MAX_MAX    10000000
 
 /* The lock is refreshed and released only by the sync holding it: the token
  * is compared and the lock acted on in one step (a GET then a DEL could
@@ -55,15 +63,18 @@ const char usage_crl_sync[] =
 "                 --secret-file FILE --redis ADDR [--redis-db N]\n"
 "                 [--redis-user U] [--redis-password-file F] [--grace SECONDS]\n"
 "                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
-"                 [--max-size BYTES] [--timeout SECONDS]\n"
+"                 [--max-size BYTES] [--timeout SECONDS] [--full]\n"
+"                 [--delta-max N]\n"
 "  Fetches a CRL, verifies it against the configured issuer it names and\n"
 "  loads it into Redis for every gate node, in the list of the CA key that\n"
 "  signed it: the gate checks a certificate against the CRL of the key\n"
 "  that issued it and fails closed without one, so run it for the CRL of\n"
 "  each CA key (as crl= files).  Readers see the old set or the new set,\n"
-"  never a mix; a failed load leaves the old set in place.  Prints one\n"
-"  line \"STATUS issuer=NAME ...\" (\"list=\" ends a loaded one); STATUS and\n"
-"  exit status:\n"
+"  never a mix; a failed load leaves the old set in place.  A CRL that\n"
+"  differs from the loaded one by at most 10% of its entries is written\n"
+"  as the difference (mode=delta changed=N), a larger change as a new\n"
+"  set (mode=full).  Prints one line \"STATUS issuer=NAME ...\" (\"list=\"\n"
+"  ends a loaded one); STATUS and exit status:\n"
 "    loaded 0 | stale 1 (past nextUpdate + grace; loaded when newer than\n"
 "    the store's) | invalid 1 | unchanged, older 3 (stale 1 when the loaded\n"
 "    one is stale) | fetch_failed 4 | store_failed 5 (also: busy)\n"
@@ -84,6 +95,10 @@ const char usage_crl_sync[] =
 "                 line per check; SIGTERM/SIGINT stop it (exit 0)\n"
 "  --max-size BYTES  largest answer accepted (default 1073741824)\n"
 "  --timeout SECONDS  whole transfer (default 300)\n"
+"  --full         always load a new set, never a delta\n"
+"  --delta-max N  a delta changes at most N entries (default 250000: its\n"
+"                 one transaction blocks Redis while it runs), and at\n"
+"                 most 10% of them\n"
 "jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
 "                   [--grace SECONDS]\n"
 "  One line per loaded CRL: \"fresh|stale issuer=NAME list=LIST\n"
@@ -126,20 +141,22 @@ static double mono(void)
 /* ---- whole generations -------------------------------------------- */
 
 /* cmd (UNLINK or EXPIRE with arg) on every possible bucket of a
- * generation (16^k keys, pipelined); returns the sum of the replies. */
+ * generation (2^bits keys, pipelined); returns the sum of the replies. */
 static long long gen_op(redisContext *rc, const char *cmd, const char *arg,
-                        const char *lid, long long gen, unsigned k)
+                        const char *lid, long long gen,
+                        const jpki_crl_shape *sh)
 {
     char key[JPKI_STORE_KEY_MAX + 1];
-    unsigned long b, nb = 1ul << (4 * k);
+    unsigned long b, nb;
     pipe_t p;
     long long sum;
 
-    if (k < JPKI_CRL_K_MIN || k > JPKI_CRL_K_MAX)
+    if (!jpki_crl_shape_ok(sh))
         return 0;
+    nb = 1ul << sh->bits;
     pipe_init(&p, rc);
     for (b = 0; b < nb; b++) {
-        crl_key_bucket_n(key, lid, gen, k, b);
+        crl_key_bucket_n(key, lid, gen, sh, b);
         pipe_begin(&p, arg != NULL ? 3 : 2);
         pipe_arg_str(&p, cmd);
         pipe_arg_str(&p, key);
@@ -176,14 +193,16 @@ static int recover(redisContext *rc, const char *lid, list_state *st,
     if (st->loading_gen > 0) {
         say("note: removing generation %lld of an unfinished load",
             st->loading_gen);
-        if (gen_op(rc, "UNLINK", NULL, lid, st->loading_gen, st->loading_k)
+        if (gen_op(rc, "UNLINK", NULL, lid, st->loading_gen,
+                   &st->loading_shape)
             < 0 || hdel(rc, lid, "loading_gen", "loading_k", "loading_since"))
             return -1;
         st->loading_gen = 0;
     }
     if (st->prev_gen > 0 && (!st->have || st->prev_gen != st->m.gen)) {
         snprintf(ttl, sizeof(ttl), "%u", keep_old);
-        if (gen_op(rc, "EXPIRE", ttl, lid, st->prev_gen, st->prev_k) < 0
+        if (gen_op(rc, "EXPIRE", ttl, lid, st->prev_gen, &st->prev_shape)
+            < 0
             || hdel(rc, lid, "prev_gen", "prev_k", NULL))
             return -1;
         st->prev_gen = 0;
@@ -227,12 +246,6 @@ static void lock_release(redisContext *rc, const char *lid,
 
 /* ---- entries -------------------------------------------------------- */
 
-typedef struct {
-    crl_ent *e;
-    size_t n, cap;
-    int nomem;
-} ents_t;
-
 /* 32 lower-case hex digits (as jpki_crl_foreach writes them) to 16 octets,
  * by table: it runs once per entry. */
 static int id_decode(const char *h, uint8_t *out)
@@ -261,33 +274,24 @@ static int id_decode(const char *h, uint8_t *out)
 static int collect(void *ud, const jpki_crl_entry *ce)
 {
     ents_t *s = ud;
+    uint8_t id[JPKI_CERT_ID_LEN];
     crl_ent *x;
 
     if (ce->key != 0)
         return 0;       /* another key's cert_id: not in this key's list */
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 4096;
-        crl_ent *ne = realloc(s->e, cap * sizeof(crl_ent));
-
-        if (ne == NULL) {
-            s->nomem = 1;
-            return 1;
-        }
-        s->e = ne;
-        s->cap = cap;
-    }
-    x = &s->e[s->n];
-    if (id_decode(ce->cert_id, x->id) != 0)
+    if (id_decode(ce->cert_id, id) != 0 || (x = ents_add(s)) == NULL)
         return 1;
+    memcpy(x->id, id, sizeof(x->id));
     x->at = ce->revoked_at < 0 ? 0 : ce->revoked_at > (int64_t)UINT32_MAX
             ? UINT32_MAX : (uint32_t)ce->revoked_at;
     x->reason = (int8_t)ce->reason;
-    s->n++;
     return 0;
 }
 
-/* By cert_id; for one cert_id a final revocation sorts before a hold (as
- * the core's index: the final one wins). */
+/* By cert_id (its first JPKI_CRL_KEY_LEN octets: two certificates whose
+ * cert_ids share them are one entry, docs/store-schema.md); for one a
+ * final revocation sorts before a hold (as the core's index: the final
+ * one wins). */
 static int ent_cmp(const void *a, const void *b)
 {
     const crl_ent *x = a, *y = b;
@@ -299,16 +303,28 @@ static int ent_cmp(const void *a, const void *b)
            - (y->reason == JPKI_REASON_CERTIFICATE_HOLD);
 }
 
-/* Sorts by the first two octets with a counting pass, then each (small)
- * group with qsort; drops duplicates. */
+/* The first 32 bits of an entry's key. */
+static uint32_t ent_top(const crl_ent *e)
+{
+    return (uint32_t)e->id[0] << 24 | (uint32_t)e->id[1] << 16
+           | (uint32_t)e->id[2] << 8 | e->id[3];
+}
+
+/* Sorts by the first g bits with a counting pass (g: about 4 entries a
+ * group, cert_ids being uniform), then each group by insertion (a
+ * handful of entries: no call per comparison); drops duplicates. */
 static int sort_unique(ents_t *s)
 {
-    size_t *cnt, i, k = 0, tot = 0;
+    size_t *cnt, i, j, k = 0, tot = 0, ng;
+    unsigned g = 8;
     crl_ent *out;
 
     if (s->n == 0)
         return 0;
-    cnt = calloc(65537, sizeof(size_t));
+    while (g < 24 && ((size_t)4 << g) < s->n)
+        g++;
+    ng = (size_t)1 << g;
+    cnt = calloc(ng + 1, sizeof(size_t));
     out = malloc(s->n * sizeof(crl_ent));
     if (cnt == NULL || out == NULL) {
         free(cnt);
@@ -316,21 +332,25 @@ static int sort_unique(ents_t *s)
         return -1;
     }
     for (i = 0; i < s->n; i++)
-        cnt[(size_t)s->e[i].id[0] << 8 | s->e[i].id[1]]++;
-    for (i = 0; i < 65536; i++) {
+        cnt[ent_top(&s->e[i]) >> (32 - g)]++;
+    for (i = 0; i < ng; i++) {
         size_t c = cnt[i];
         cnt[i] = tot;
         tot += c;
     }
-    cnt[65536] = tot;
+    cnt[ng] = tot;
     for (i = 0; i < s->n; i++)
-        out[cnt[(size_t)s->e[i].id[0] << 8 | s->e[i].id[1]]++] = s->e[i];
-    /* cnt[g] is now the end of group g */
-    for (i = 0, tot = 0; i < 65536; i++) {
-        if (cnt[i] - tot > 1)
-            qsort(out + tot, cnt[i] - tot, sizeof(crl_ent), ent_cmp);
-        tot = cnt[i];
-    }
+        out[cnt[ent_top(&s->e[i]) >> (32 - g)]++] = s->e[i];
+    /* cnt[x] is now the end of group x */
+    for (i = 0, tot = 0; i < ng; tot = cnt[i++])
+        for (j = tot + 1; j < cnt[i]; j++) {
+            crl_ent x = out[j];
+            size_t m = j;
+
+            for (; m > tot && ent_cmp(&out[m - 1], &x) > 0; m--)
+                out[m] = out[m - 1];
+            out[m] = x;
+        }
     free(cnt);
     free(s->e);
     s->e = out;
@@ -342,32 +362,51 @@ static int sort_unique(ents_t *s)
     return 0;
 }
 
-/* The fewest buckets (smallest k) whose largest holds at most limit
- * fields, so that every bucket keeps Redis's compact listpack encoding. */
-static unsigned choose_k(const ents_t *s, unsigned long limit)
+/* The largest bucket of the entries (sorted) under sh. */
+static size_t bucket_max(const ents_t *s, const jpki_crl_shape *sh)
 {
-    unsigned k;
-    size_t i, run, max;
+    size_t i, run, max = s->n > 0;
 
-    for (k = JPKI_CRL_K_MIN; k < JPKI_CRL_K_MAX; k++) {
-        for (i = 1, run = 1, max = s->n > 0; i < s->n; i++) {
-            run = jpki_crl_bucket(s->e[i].id, k) == jpki_crl_bucket(s->e[i - 1].id, k)
-                  ? run + 1 : 1;
-            if (run > max)
-                max = run;
-        }
-        if (max <= limit)
-            break;
+    for (i = 1, run = 1; i < s->n; i++) {
+        run = jpki_crl_bucket(s->e[i].id, sh)
+              == jpki_crl_bucket(s->e[i - 1].id, sh) ? run + 1 : 1;
+        if (run > max)
+            max = run;
     }
-    return k;
+    return max;
+}
+
+/* The fewest buckets (smallest bits) whose mean holds at most limit / 2
+ * fields and whose largest (checked on the entries) at most limit, so
+ * that every bucket keeps Redis's compact listpack encoding.  The mean
+ * bound keeps what a field costs the same at every size: Redis searches
+ * a listpack for each field written to it, and the gate's HGET searches
+ * it too, so a bucket of n fields costs n^2/2 to fill and n/2 a lookup.
+ * The fullest buckets under the limit alone would be 10,000,000 entries
+ * in 2^17 buckets of 76 fields (18.4 bytes an entry) where 2^18 of 38
+ * (19.9 bytes) load with 18% less of Redis's time; 1,000,000 entries
+ * take 2^14 buckets of 61 fields either way. */
+static jpki_crl_shape choose_shape(const ents_t *s, unsigned long limit)
+{
+    jpki_crl_shape sh = {JPKI_CRL_BITS_MIN, JPKI_CRL_KEY_LEN};
+
+    while (sh.bits < JPKI_CRL_BITS_MAX
+           && (s->n >> sh.bits) > limit / 2)
+        sh.bits++;
+    while (sh.bits < JPKI_CRL_BITS_MAX && bucket_max(s, &sh) > limit)
+        sh.bits++;
+    return sh;
 }
 
 /* hash-max-listpack-entries (hash-max-ziplist-entries before Redis 7), or
  * 128 when CONFIG is not allowed; at most BUCKET_MAX even when the server
  * allows more (Redis 7's built-in default is 512): a field written to a
- * listpack is first searched for, so filling buckets of n fields costs
- * n^2/2 comparisons each; 256 keeps a 1,000,000-entry load near its
- * memory optimum without making it slow. */
+ * listpack is first searched for and then appended (a reallocation), so
+ * filling buckets of n fields costs n^2/2 comparisons and copies each.
+ * With 8-octet keys the buckets' own overhead is small: at 1,000,000
+ * entries a limit of 256 (8,192 buckets) saved 1 byte an entry over 128
+ * (16,384 buckets: 19.7 bytes) but cost Redis 40% more time (0.68 s
+ * against 0.48 s of its CPU). */
 static unsigned long listpack_limit(redisContext *rc)
 {
     static const char *const names[] = {"hash-max-listpack-entries",
@@ -400,6 +439,8 @@ typedef struct {
     unsigned grace, keep_old, timeout;
     size_t max_size;
     int arl;
+    int full;                 /* --full: never a delta sync */
+    unsigned long delta_max;  /* --delta-max */
     char source[512];         /* redacted */
 } sync_cfg;
 
@@ -411,11 +452,43 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
+/* One command on the entries e[i..] of one bucket (HSET with their
+ * values, or HDEL): queued in p; returns the index after them. */
+static size_t put_bucket(pipe_t *p, const char *cmd, const char *lid,
+                         long long gen, const jpki_crl_shape *sh,
+                         const crl_ent *e, size_t n, size_t i)
+{
+    char key[JPKI_STORE_KEY_MAX + 1];
+    unsigned long b = jpki_crl_bucket(e[i].id, sh);
+    int vals = strcmp(cmd, "HSET") == 0;
+    size_t j;
+
+    for (j = i + 1; j < n && jpki_crl_bucket(e[j].id, sh) == b; j++)
+        ;
+    crl_key_bucket_n(key, lid, gen, sh, b);
+    pipe_begin(p, 2 + (vals ? 2 : 1) * (j - i));
+    pipe_arg_str(p, cmd);
+    pipe_arg_str(p, key);
+    for (; i < j; i++) {
+        uint8_t v[JPKI_CRL_VALUE_LEN];
+        size_t fl;
+        const uint8_t *f = jpki_crl_field(e[i].id, sh, &fl);
+
+        pipe_arg(p, f, fl);
+        if (vals) {
+            jpki_crl_value_pack(v, e[i].reason, e[i].at);
+            pipe_arg(p, v, sizeof(v));
+        }
+    }
+    return j;
+}
+
 /* Writes the buckets of generation gen; 0, -1 on failure. */
 static int write_buckets(redisContext *rc, const char *lid, long long gen,
-                         unsigned k, const ents_t *s, const char *token)
+                         const jpki_crl_shape *sh, const ents_t *s,
+                         const char *token)
 {
-    char key[JPKI_STORE_KEY_MAX + 1], lock[JPKI_STORE_KEY_MAX + 1], ttl[16];
+    char lock[JPKI_STORE_KEY_MAX + 1], ttl[16];
     long long expect = (long long)s->n;
     double last = mono();
     size_t i, j;
@@ -426,23 +499,7 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
     snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
     pipe_init(&p, rc);
     for (i = 0; i < s->n && rc_ == 0; i = j) {
-        unsigned long b = jpki_crl_bucket(s->e[i].id, k);
-
-        for (j = i + 1; j < s->n && jpki_crl_bucket(s->e[j].id, k) == b; j++)
-            ;
-        crl_key_bucket_n(key, lid, gen, k, b);
-        pipe_begin(&p, 2 + 2 * (j - i));
-        pipe_arg(&p, "HSET", 4);
-        pipe_arg_str(&p, key);
-        for (; i < j; i++) {
-            uint8_t v[JPKI_CRL_VALUE_LEN];
-            size_t fl;
-            const uint8_t *f = jpki_crl_field(s->e[i].id, k, &fl);
-
-            jpki_crl_value_pack(v, s->e[i].reason, s->e[i].at);
-            pipe_arg(&p, f, fl);
-            pipe_arg(&p, v, sizeof(v));
-        }
+        j = put_bucket(&p, "HSET", lid, gen, sh, s->e, s->n, i);
         rc_ = pipe_end(&p);
         if (rc_ == 0 && mono() - last > LOCK_REFRESH_S) {
             pipe_begin(&p, 6);          /* 1 when the lock is still ours */
@@ -474,20 +531,85 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
     return rc_;
 }
 
+/* The changes of a delta sync to the loaded generation: entries to
+ * write (new ones and ones whose value changed) and to remove, each
+ * sorted by cert_id. */
+typedef struct {
+    long long gen;
+    jpki_crl_shape sh;
+    ents_t put, del;
+    size_t put_new;           /* of put, those not in the loaded set */
+} delta_t;
+
+/* The delta's commands queued in the transaction (HSET and HDEL per
+ * bucket, pipelined): *nq of them.  0, -1 (said). */
+static int delta_queue(redisContext *rc, const char *lid, const delta_t *d,
+                       size_t *nq)
+{
+    pipe_t p;
+    size_t i;
+    int rc_ = 0;
+
+    *nq = 0;
+    pipe_init(&p, rc);
+    for (i = 0; i < d->put.n && rc_ == 0; (*nq)++) {
+        i = put_bucket(&p, "HSET", lid, d->gen, &d->sh, d->put.e, d->put.n, i);
+        rc_ = pipe_end(&p);
+    }
+    for (i = 0; i < d->del.n && rc_ == 0; (*nq)++) {
+        i = put_bucket(&p, "HDEL", lid, d->gen, &d->sh, d->del.e, d->del.n, i);
+        rc_ = pipe_end(&p);
+    }
+    if (pipe_finish(&p) != 0 || rc_ != 0) {
+        say("%s", p.failed ? p.err : "redis: queueing the delta failed");
+        rc_ = -1;
+    }
+    pipe_free(&p);
+    return rc_;
+}
+
+/* EXEC's answer to a delta's transaction: each command's reply, then
+ * the pointer's three.  0, -1 (an error reply: said). */
+static int delta_replies(const redisReply *r, const delta_t *d, size_t nq)
+{
+    long long sum = 0, want = (long long)(d->put_new + d->del.n);
+    size_t i;
+
+    for (i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+
+        if (e->type == REDIS_REPLY_ERROR) {
+            say("redis: a command of the delta failed: %.120s (the pointer "
+                "%s; run crl sync --full)", e->str,
+                i < nq ? "was switched all the same" : "was not switched");
+            return -1;
+        }
+        if (i < nq && e->type == REDIS_REPLY_INTEGER)
+            sum += e->integer;
+    }
+    if (sum != want)
+        say("warning: the delta changed %lld fields, %lld expected: the "
+            "loaded generation changed while crl sync read it; run crl sync "
+            "--full", sum, want);
+    return 0;
+}
+
 /* The new pointer and record, switched atomically when the pointer is still
- * the one read at the start (WATCH). 0 switched, -1 store failure, -2 the
- * pointer changed meanwhile.  Every failure ends the WATCH, and after MULTI
- * the transaction (DISCARD): otherwise the clean-up commands that follow
- * would only be queued, and the lock would stay taken. */
+ * the one read at the start (WATCH), with the changes of a delta sync (d,
+ * when not NULL) in the same transaction. 0 switched, -1 store failure, -2
+ * the pointer changed meanwhile.  Every failure ends the WATCH, and after
+ * MULTI the transaction (DISCARD): otherwise the clean-up commands that
+ * follow would only be queued, and the lock would stay taken. */
 static int switch_pointer(redisContext *rc, const char *lid,
                           const list_state *st, const jpki_crlptr *m,
-                          const char *fields[][2], size_t nf)
+                          const char *fields[][2], size_t nf,
+                          const delta_t *d)
 {
     char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
     char val[JPKI_CRLPTR_MAX + 1];
     const char *argv[64], *undo = "UNWATCH";
     redisReply *r = NULL;
-    size_t i, n = 0;
+    size_t i, n = 0, nq = 0;
     int same, ret = -1;
 
     crl_key_meta(km, lid);
@@ -513,6 +635,8 @@ static int switch_pointer(redisContext *rc, const char *lid,
     if (cmd_ok(rc, 1, (const char *[]){"MULTI"}, NULL, NULL) != 0)
         goto fail;
     undo = "DISCARD";
+    if (d != NULL && delta_queue(rc, lid, d, &nq) != 0)
+        goto fail;
     {
         const char *s[3] = {"SET", km, val};
         if (cmd_ok(rc, 3, s, NULL, NULL) != 0)
@@ -536,8 +660,9 @@ static int switch_pointer(redisContext *rc, const char *lid,
     if (cmd_ok(rc, 1, (const char *[]){"EXEC"}, NULL, &r) != 0)
         return -1;
     same = r->type == REDIS_REPLY_ARRAY;
+    ret = !same ? -2 : d != NULL && delta_replies(r, d, nq) != 0 ? -1 : 0;
     freeReplyObject(r);
-    return same ? 0 : -2;
+    return ret;
 fail:
     if (!rc->err) {
         r = redisCommand(rc, undo);
@@ -631,11 +756,11 @@ static void describe(char *line, size_t n, const jpki_crl_info *in)
 /* The metadata a loaded CRL gets: its own fields, the generation and
  * bucket count it is (or would be) stored under, and when. */
 static void meta_of(jpki_crlptr *m, const jpki_crl_info *info, long long gen,
-                    unsigned k, long long loaded_at)
+                    const jpki_crl_shape *sh, long long loaded_at)
 {
     memset(m, 0, sizeof(*m));
     m->gen = gen;
-    m->k = k;
+    m->shape = *sh;
     m->this_update = info->this_update;
     m->next_update = info->next_update;
     m->crl_number = info->crl_number;
@@ -660,7 +785,19 @@ typedef struct {
     list_state st;
     const char *name;                 /* the issuer's */
     long long gen;                    /* the generation written */
-    unsigned k;
+    jpki_crl_shape sh;
+    unsigned long limit;              /* fields a bucket holds at most */
+    int may_delta;                    /* the loaded set can be changed in
+                                         place (delta sync) */
+    long long changed;                /* entries the delta changes; -1:
+                                         not computed */
+    /* the loaded generation, read by a thread of its own while the new
+     * entries are hashed and sorted (a delta sync) */
+    pthread_t reader;
+    int reading;                      /* the thread runs (join it) */
+    int old_rc;                       /* read_gen's */
+    const char *old_why;
+    ents_t old;
     int stale;                        /* the CRL is past nextUpdate + grace */
     int loading;                      /* a generation is being written */
 } sync_run;
@@ -695,9 +832,15 @@ static int sync_verify(sync_run *r)
     }
     r->stale = e == JPKI_ERR_CRL_STALE;
     r->name = jpki_issuer_name(r->info.issuer);
+    if (r->len > 0 && r->buf[0] == 0x30) {      /* DER: taken as it is */
+        r->der = r->buf;
+        r->derlen = r->len;
+        r->buf = NULL;
+    }
     if (list_id(r->info.issuer, r->info.key_hash, c->arl, r->lid) != 0
-        || jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
-                    &r->derlen) != JPKI_OK
+        || (r->der == NULL
+            && jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
+                           &r->derlen) != JPKI_OK)
         || EVP_Digest(r->der, r->derlen, md, &mdlen, EVP_sha256(), NULL) != 1
         || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
                                          JPKI_CRL_ID_CHECK_SERIAL, r->idc) != JPKI_OK) {
@@ -713,7 +856,11 @@ static int sync_verify(sync_run *r)
              "store holds a 64-bit number\"", r->name);
         return EXIT_INVALID;
     }
-    meta_of(&m, &r->info, LLONG_MAX, JPKI_CRL_K_MAX, (long long)r->now);
+    {
+        const jpki_crl_shape widest = {JPKI_CRL_BITS_MAX, JPKI_CRL_KEY_LEN};
+
+        meta_of(&m, &r->info, LLONG_MAX, &widest, (long long)r->now);
+    }
     if (jpki_crlptr_format(&m, mval, sizeof(mval)) < 0) {
         addf(r->line, r->ln, "invalid issuer=%s reason=unsupported detail=\""
              "a date or count out of the store pointer's range\"", r->name);
@@ -802,6 +949,15 @@ static int sync_against_store(sync_run *r)
     if (!r->st.have || strcmp(r->st.id_check, r->idc) != 0)
         return GO_ON;
     cmp = compare(&r->info, r->sha, &r->st, &why);
+    if (r->st.m.shape.key_len != JPKI_CRL_KEY_LEN && cmp != CMP_CONFLICT) {
+        /* the layout of an older jpkictl (the gate still reads it):
+         * replaced, even by the same CRL */
+        say("note: the loaded CRL of %s is in the layout of an older "
+            "jpkictl (16-octet fields); loading it in the current one",
+            r->name);
+        return GO_ON;
+    }
+    r->may_delta = cmp == CMP_NEWER && !c->full;
     if (cmp == CMP_CONFLICT) {
         addf(r->line, r->ln, "invalid issuer=%s reason=crl_number "
              "detail=\"%s\"", r->name, why);
@@ -821,28 +977,168 @@ static int sync_against_store(sync_run *r)
     return old_stale ? EXIT_INVALID : EXIT_NOT_NEWER;
 }
 
-/* The entries (the cert_ids of the key that signed the CRL, sorted,
- * unique) written under a new generation, recorded as loading until the
- * switch. */
-static int sync_write(sync_run *r)
-{
-    char kg[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
-    char gens[24], ks[8], since[24];
-    const char *v[8] = {"HSET", ki, "loading_gen", gens, "loading_k", ks,
-                        "loading_since", since};
-    redisReply *rep = NULL;
-    jpki_err e;
+static int sync_switch(sync_run *r, const delta_t *d);
 
-    e = jpki_crl_foreach(r->c->ctx, r->der, r->derlen, collect, &r->s);
+static void *read_ahead_main(void *arg)
+{
+    sync_run *r = arg;
+
+    r->old_rc = read_gen(r->rc, r->lid, r->st.m.gen, &r->st.m.shape,
+                         &r->old, &r->old_why);
+    return NULL;
+}
+
+/* A delta sync needs the loaded entries: a thread reads them (the
+ * connection is its own until read_wait) while the CRL's entries are
+ * hashed and sorted.  Without a thread, they are read in read_wait. */
+static void read_ahead(sync_run *r)
+{
+    r->old_rc = 0;
+    r->old_why = "";
+    if (r->may_delta && pthread_create(&r->reader, NULL, read_ahead_main, r)
+                        == 0)
+        r->reading = 1;
+}
+
+/* Once, after read_ahead. */
+static void read_wait(sync_run *r)
+{
+    if (r->reading) {
+        pthread_join(r->reader, NULL);
+        r->reading = 0;
+    } else if (r->may_delta) {
+        read_ahead_main(r);             /* no thread: read it now */
+    }
+}
+
+/* The entries: the cert_ids of the key that signed the CRL, sorted,
+ * unique. */
+static int sync_collect(sync_run *r)
+{
+    jpki_err e;
+    int bad;
+
+    read_ahead(r);
+    if (r->info.entries > 0 && r->info.entries < SIZE_MAX / sizeof(crl_ent)
+        && (r->s.e = malloc((size_t)r->info.entries * sizeof(crl_ent)))
+           != NULL)
+        r->s.cap = (size_t)r->info.entries;     /* no growing copies */
+    e = jpki_crl_foreach_signer(r->c->ctx, r->der, r->derlen, collect,
+                                &r->s);
     free(r->der);
     r->der = NULL;
-    if (e != JPKI_OK || sort_unique(&r->s) != 0) {
+    bad = e != JPKI_OK || sort_unique(&r->s) != 0;
+    read_wait(r);                       /* the connection is ours again */
+    if (bad) {
         addf(r->line, r->ln, "invalid issuer=%s reason=%s", r->name,
              r->s.nomem ? "out_of_memory" : jpki_reason(e));
         return EXIT_INVALID;
     }
-    r->k = choose_k(&r->s, listpack_limit(r->rc));
+    r->limit = listpack_limit(r->rc);
+    return GO_ON;
+}
 
+/* The difference of the loaded set (old) and the new one (both sorted):
+ * into d.  0, -1 out of memory. */
+static int diff_sets(const ents_t *old, const ents_t *cur, delta_t *d)
+{
+    size_t i = 0, j = 0;
+
+    while (i < old->n || j < cur->n) {
+        int c = i == old->n ? 1 : j == cur->n ? -1
+                : memcmp(old->e[i].id, cur->e[j].id, JPKI_CRL_KEY_LEN);
+        crl_ent *x;
+
+        if (c < 0) {                            /* removed */
+            if ((x = ents_add(&d->del)) == NULL)
+                return -1;
+            *x = old->e[i++];
+        } else if (c > 0 || old->e[i].at != cur->e[j].at
+                   || old->e[i].reason != cur->e[j].reason) {
+            if ((x = ents_add(&d->put)) == NULL)
+                return -1;
+            *x = cur->e[j];
+            d->put_new += c > 0;
+            if (c == 0)
+                i++;
+            j++;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    return 0;
+}
+
+static void delta_free(delta_t *d)
+{
+    free(d->put.e);
+    free(d->del.e);
+    memset(d, 0, sizeof(*d));
+}
+
+/* A delta sync: when the loaded set is this jpkictl's layout and the new
+ * CRL differs from it by at most 1 / DELTA_SHARE of its entries (and
+ * --delta-max), and no bucket would hold more than the limit, the
+ * entries added, changed and removed are written in the
+ * same MULTI/EXEC as the new pointer, into the loaded generation: readers
+ * see the old set and pointer or the new ones.  GO_ON (a full sync
+ * instead), or the exit code. */
+static int sync_delta(sync_run *r)
+{
+    const jpki_crl_shape *sh = &r->st.m.shape;
+    ents_t *old = &r->old;
+    delta_t d;
+    size_t most;
+    int e2;
+
+    r->changed = -1;
+    if (!r->may_delta)
+        return GO_ON;
+    memset(&d, 0, sizeof(d));
+    e2 = r->old_rc;                     /* read_ahead's, joined */
+    if (e2 == -1) {
+        addf(r->line, r->ln, "store_failed issuer=%s error=\"reading the "
+             "loaded entries\"", r->name);
+        return EXIT_STORE;
+    }
+    if (e2 == -2 || diff_sets(old, &r->s, &d) != 0) {
+        say("note: no delta sync: the loaded generation %lld: %s; loading "
+            "a new one", (long long)r->st.m.gen, e2 == -2 ? r->old_why
+                                                   : "out of memory");
+        delta_free(&d);
+        return GO_ON;
+    }
+    most = old->n > r->s.n ? old->n : r->s.n;
+    free(old->e);
+    memset(old, 0, sizeof(*old));
+    r->changed = (long long)(d.put.n + d.del.n);
+    if ((size_t)r->changed > most / DELTA_SHARE
+        || (unsigned long long)r->changed > r->c->delta_max
+        || bucket_max(&r->s, sh) > r->limit) {
+        delta_free(&d);
+        return GO_ON;           /* a large change: a new generation */
+    }
+    d.gen = r->st.m.gen;
+    d.sh = *sh;
+    r->gen = d.gen;
+    r->sh = *sh;
+    e2 = sync_switch(r, &d);
+    delta_free(&d);
+    return e2;
+}
+
+/* The entries written under a new generation, recorded as loading until
+ * the switch. */
+static int sync_write(sync_run *r)
+{
+    char kg[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
+    char gens[24], shs[JPKI_CRL_SHAPE_MAX], since[24];
+    const char *v[8] = {"HSET", ki, "loading_gen", gens, "loading_k", shs,
+                        "loading_since", since};
+    redisReply *rep = NULL;
+
+    r->sh = choose_shape(&r->s, r->limit);
     crl_key_gen(kg, r->lid);
     crl_key_info(ki, r->lid);
     if (cmd2(r->rc, "INCR", kg, &rep) != 0
@@ -855,7 +1151,7 @@ static int sync_write(sync_run *r)
     r->gen = rep->integer;
     freeReplyObject(rep);
     snprintf(gens, sizeof(gens), "%lld", r->gen);
-    snprintf(ks, sizeof(ks), "%u", r->k);
+    jpki_crl_shape_format(&r->sh, shs);
     snprintf(since, sizeof(since), "%lld", (long long)r->now);
     if (cmd_ok(r->rc, 8, v, NULL, NULL) != 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"HSET\"",
@@ -863,7 +1159,7 @@ static int sync_write(sync_run *r)
         return EXIT_STORE;
     }
     r->loading = 1;
-    if (write_buckets(r->rc, r->lid, r->gen, r->k, &r->s, r->token) != 0) {
+    if (write_buckets(r->rc, r->lid, r->gen, &r->sh, &r->s, r->token) != 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"writing the "
              "entries\"", r->name);
         return EXIT_STORE;
@@ -873,18 +1169,21 @@ static int sync_write(sync_run *r)
 
 /* The pointer switched to the new generation (with crl sync's record),
  * then the replaced generation set to expire once readers are done with
- * it; the result line. */
-static int sync_switch(sync_run *r)
+ * it; or, for a delta sync (d), the loaded generation changed with the
+ * pointer.  The result line. */
+static int sync_switch(sync_run *r, const delta_t *d)
 {
     const sync_cfg *c = r->c;
-    char gens[24], ks[8], nums[24], tus[24], nus[24], ents_s[24], stored[24];
-    char at[24], prevg[24], prevk[8], ttl[24], ktag[JPKI_CRL_TAG_LEN + 1];
+    char gens[24], shs[JPKI_CRL_SHAPE_MAX], nums[24], tus[24], nus[24];
+    char ents_s[24], stored[24], at[24], prevg[24];
+    char prevs[JPKI_CRL_SHAPE_MAX] = "", ttl[24], ktag[JPKI_CRL_TAG_LEN + 1];
+    int replaced = r->st.have && d == NULL;
     jpki_crlptr m;
     int e2;
 
-    meta_of(&m, &r->info, r->gen, r->k, (long long)time(NULL));
+    meta_of(&m, &r->info, r->gen, &r->sh, (long long)time(NULL));
     snprintf(gens, sizeof(gens), "%lld", r->gen);
-    snprintf(ks, sizeof(ks), "%u", r->k);
+    jpki_crl_shape_format(&r->sh, shs);
     snprintf(nums, sizeof(nums), "%lld", (long long)r->info.crl_number);
     snprintf(tus, sizeof(tus), "%lld", (long long)r->info.this_update);
     snprintf(nus, sizeof(nus), "%lld", (long long)r->info.next_update);
@@ -893,8 +1192,9 @@ static int sync_switch(sync_run *r)
     snprintf(stored, sizeof(stored), "%zu", r->s.n);
     snprintf(at, sizeof(at), "%lld", (long long)m.loaded_at);
     snprintf(prevg, sizeof(prevg), "%lld",
-             (long long)(r->st.have ? r->st.m.gen : 0));
-    snprintf(prevk, sizeof(prevk), "%u", r->st.have ? r->st.m.k : 0);
+             (long long)(replaced ? r->st.m.gen : 0));
+    if (replaced)
+        jpki_crl_shape_format(&r->st.m.shape, prevs);
     if (jpki_crl_key_tag(r->info.key_hash, ktag) != 0) {
         addf(r->line, r->ln, "invalid issuer=%s reason=internal", r->name);
         return EXIT_INVALID;
@@ -907,15 +1207,15 @@ static int sync_switch(sync_run *r)
             {"issuer", r->name}, {"kind", c->arl ? "arl" : "crl"},
             {"issuer_tag", jpki_issuer_tag(r->info.issuer)},
             {"key_tag", ktag},
-            {"gen", gens}, {"k", ks}, {"crl_number", nums},
+            {"gen", gens}, {"k", shs}, {"crl_number", nums},
             {"this_update", tus}, {"next_update", nus},
             {"entries", ents_s}, {"stored", stored},
             {"source", c->source}, {"loaded_at", at}, {"sha256", r->sha},
-            {"id_check", r->idc}, {"prev_gen", prevg}, {"prev_k", prevk},
+            {"id_check", r->idc}, {"prev_gen", prevg}, {"prev_k", prevs},
         };
-        size_t nf = sizeof(f) / sizeof(f[0]) - (r->st.have ? 0 : 2);
+        size_t nf = sizeof(f) / sizeof(f[0]) - (replaced ? 0 : 2);
 
-        e2 = switch_pointer(r->rc, r->lid, &r->st, &m, f, nf);
+        e2 = switch_pointer(r->rc, r->lid, &r->st, &m, f, nf, d);
     }
     if (e2 != 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
@@ -925,9 +1225,10 @@ static int sync_switch(sync_run *r)
     }
     r->loading = 0;
 
-    if (r->st.have) {
+    if (replaced) {
         snprintf(ttl, sizeof(ttl), "%u", c->keep_old);
-        if (gen_op(r->rc, "EXPIRE", ttl, r->lid, r->st.m.gen, r->st.m.k) < 0
+        if (gen_op(r->rc, "EXPIRE", ttl, r->lid, r->st.m.gen,
+                   &r->st.m.shape) < 0
             || hdel(r->rc, r->lid, "prev_gen", "prev_k", NULL) != 0)
             say("warning: the replaced generation %lld was not given its "
                 "expiry; the next crl sync does it", (long long)r->st.m.gen);
@@ -935,17 +1236,21 @@ static int sync_switch(sync_run *r)
     addf(r->line, r->ln, "%s issuer=%s", r->stale ? "stale" : "loaded",
          r->name);
     describe(r->line, r->ln, &r->info);
-    addf(r->line, r->ln, " stored=%zu k=%u gen=%lld seconds=%.2f list=%s",
-         r->s.n, r->k, r->gen, mono() - r->t0, r->lid);
+    addf(r->line, r->ln, " stored=%zu bits=%u gen=%lld mode=%s", r->s.n,
+         r->sh.bits, r->gen, d != NULL ? "delta" : "full");
+    if (r->changed >= 0)
+        addf(r->line, r->ln, " changed=%lld", r->changed);
+    addf(r->line, r->ln, " seconds=%.2f list=%s", mono() - r->t0, r->lid);
     if (r->stale)
         addf(r->line, r->ln, " detail=\"loaded (newer than the store's) but "
              "past nextUpdate + grace\"");
     return r->stale ? EXIT_INVALID : EXIT_VALID;
 }
 
-/* One check: fetch and verify, compare with the store, write a new
- * generation, switch.  The result line in line.  A load that did not
- * switch is removed: the old set stays. */
+/* One check: fetch and verify, compare with the store, change the loaded
+ * set in place (a small change) or write a new generation, switch.  The
+ * result line in line.  A load that did not switch is removed: the old
+ * set stays. */
 static int sync_once(const sync_cfg *c, char *line, size_t ln)
 {
     sync_run r;
@@ -960,15 +1265,18 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     line[0] = '\0';
     if ((rc = sync_verify(&r)) == GO_ON
         && (rc = sync_against_store(&r)) == GO_ON
+        && (rc = sync_collect(&r)) == GO_ON
+        && (rc = sync_delta(&r)) == GO_ON
         && (rc = sync_write(&r)) == GO_ON)
-        rc = sync_switch(&r);
+        rc = sync_switch(&r, NULL);
     if (r.loading && r.rc != NULL && !r.rc->err) {
-        if (gen_op(r.rc, "UNLINK", NULL, r.lid, r.gen, r.k) >= 0)
+        if (gen_op(r.rc, "UNLINK", NULL, r.lid, r.gen, &r.sh) >= 0)
             hdel(r.rc, r.lid, "loading_gen", "loading_k", "loading_since");
     }
     if (r.token[0])
         lock_release(r.rc, r.lid, r.token);
     redisFree(r.rc);
+    free(r.old.e);
     free(r.s.e);
     free(r.der);
     free(r.buf);
@@ -977,7 +1285,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
 
 int run_crl_sync(const args_t *a)
 {
-    unsigned long long grace, keep, maxs, tmo, watch;
+    unsigned long long grace, keep, maxs, tmo, watch, dmax;
     char line[2048], t[32];
     struct sigaction sa;
     sync_cfg c;
@@ -989,7 +1297,8 @@ int run_crl_sync(const args_t *a)
         || opt_uint(a, O_MAX_SIZE, 1024, JPKI_CRL_MAX, DEFAULT_MAX_SIZE,
                     &maxs)
         || opt_uint(a, O_TIMEOUT, 1, 3600, DEFAULT_TIMEOUT, &tmo)
-        || opt_uint(a, O_WATCH, 1, 7 * 86400, 0, &watch))
+        || opt_uint(a, O_WATCH, 1, 7 * 86400, 0, &watch)
+        || opt_uint(a, O_DELTA_MAX, 0, DELTA_MAX_MAX, DELTA_MAX, &dmax))
         return SHOW_USAGE;
     memset(&c, 0, sizeof(c));
     c.a = a;
@@ -998,6 +1307,8 @@ int run_crl_sync(const args_t *a)
     c.max_size = (size_t)maxs;
     c.timeout = (unsigned)tmo;
     c.arl = (a->seen & BIT(O_ARL)) != 0;
+    c.full = (a->seen & BIT(O_FULL)) != 0;
+    c.delta_max = (unsigned long)dmax;
     source_redact(a->val[O_SOURCE], c.source, sizeof(c.source));
     if (strchr(c.source, '"') != NULL || strchr(c.source, ' ') != NULL) {
         say("--source: no spaces or quotes (percent-encode them)");

@@ -42,7 +42,7 @@ enum {
     O_TIMEOUT, O_DRY_RUN, O_FILE, O_KEY_FILE, O_LAST_SEQ, O_REDIS_SENTINEL,
     O_REDIS_MASTER, O_REDIS_PASSWORD_FILE, O_REDIS_TLS_CA, O_REDIS_TLS_NAME,
     O_REDIS_TLS_CERT, O_REDIS_TLS_KEY, O_REDIS_SENTINEL_PASSWORD_FILE,
-    O__COUNT
+    O_FULL, O_DELTA_MAX, O__COUNT
 };
 #define BIT(o) (1ull << (o))
 _Static_assert(O__COUNT <= 64, "options are bits of an unsigned long long");

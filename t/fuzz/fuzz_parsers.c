@@ -2,12 +2,14 @@
  * send (the first byte chooses one): certificates (DER/PEM/base64 and the
  * checks), CRLs (the DER walker and index), OCSP responses (for a real
  * certificate of the test PKI), the OCSP responder's HTTP answer, Redis
- * replies, session cookies and challenges, audit files (a line's frame,
+ * replies and the CRL pointer read from Redis (a pointer that parses is
+ * written back byte for byte), session cookies and challenges, audit files (a line's frame,
  * the verifier, a cold start's tail: 7), a sentinel's answer and ROLE's
  * (8). */
 #include "fuzz_common.h"
 #include "audit.h"
 #include "sentinel.h"
+#include "crlptr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -94,6 +96,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void)jpki_store_info_memory(&res, &used, &max);
             }
         jpki_resp_reader_free(rd);
+        {
+            jpki_crlptr p;
+            jpki_crl_shape sh;
+            char out[JPKI_CRLPTR_MAX + 1];
+            int m;
+
+            if (jpki_crlptr_parse((const char *)in, n, &p) == 0
+                && ((m = jpki_crlptr_format(&p, out, sizeof(out))) < 0
+                    || (size_t)m != n || memcmp(out, in, n) != 0))
+                abort();
+            (void)jpki_crl_shape_parse((const char *)in, n < 4 ? n : 4, &sh);
+        }
         break;
     }
     case 5: {

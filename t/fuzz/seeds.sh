@@ -19,6 +19,8 @@ rm -f "$O/req.der" "$O/resp.der"
 printf 'HTTP/1.0 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: 5\r\n\r\nhello' | seed 03 http
 printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' | seed 03 http-chunked
 printf '+OK\r\n$3\r\nabc\r\n*2\r\n:1\r\n$-1\r\n-ERR x\r\n' | seed 04 resp
+printf '7|b14|1795300498|1795386958|1042|1000000|1795303722' | seed 04 crlptr
+printf '1|4|0|0|-1|0|0' | seed 04 crlptr-layout1
 printf 'v1.AQEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' | seed 05 cookie
 printf 'AgEAAAAAaSbdBTfTvr4C1N8XJkm3y5gZQn2PxM1vQbF5d0KXw9hE8tGkB1aIxJNqEVjzdFcQmZpYpLOcjW8uA6eRr2sTgHyU4ik0L' | seed 06 challenge
 printf 'GATE.Example.:8443' | seed 06 host

@@ -159,6 +159,12 @@ static int collect_cb(void *ud, const jpki_crl_entry *e)
 }
 
 /* The entries made with the key that signed the CRL (e->key 0). */
+static int count_other_keys(void *ud, const jpki_crl_entry *e)
+{
+    *(int *)ud += e->key != 0;
+    return 0;
+}
+
 static int collect_signer_cb(void *ud, const jpki_crl_entry *e)
 {
     return e->key == 0 ? collect_cb(ud, e) : 0;
@@ -608,6 +614,20 @@ static void t_foreach(const jpki_ctx *ctx)
         }
         ok(d1 != NULL && sig1.n > 0 && sl_equal(&sig1, &want1),
            "ca1.crl: the entries of key 0 are ca1's cert_ids");
+        {
+            /* only the signing key's, each once, key 0 */
+            strlist only = {0};
+            int calls = 0;
+
+            is_int(jpki_crl_foreach_signer(ctx, der, len, collect_cb, &only),
+                   JPKI_OK, "foreach_signer: ok");
+            ok(only.n == 7 && sl_equal(&only, &want),
+               "ca2.crl: foreach_signer gives key 0's 7 entries, no other "
+               "key's (foreach: 14)");
+            jpki_crl_foreach_signer(ctx, der, len, count_other_keys, &calls);
+            is_int(calls, 0, "... none marked with another key");
+            sl_free(&only);
+        }
         free(d1);
         sl_free(&sig);
         sl_free(&want);

@@ -24,19 +24,27 @@ static int parses(const char *s)
 
 static int same(const jpki_crlptr *a, const jpki_crlptr *b)
 {
-    return a->gen == b->gen && a->k == b->k && a->this_update == b->this_update
+    return a->gen == b->gen && a->shape.bits == b->shape.bits
+           && a->shape.key_len == b->shape.key_len
+           && a->this_update == b->this_update
            && a->next_update == b->next_update
            && a->crl_number == b->crl_number && a->entries == b->entries
            && a->loaded_at == b->loaded_at;
 }
 
+#define L2(bits) {(bits), JPKI_CRL_KEY_LEN}
+#define L1(k)    {4 * (k), JPKI_CERT_ID_LEN}
+
 static void test_round_trip(void)
 {
     static const jpki_crlptr cases[] = {
-        {7, 4, 1795300498, 1795386958, 1042, 1000000, 1795303722},
-        {1, 1, 0, 0, -1, 0, 0},
-        {INT64_MAX, 6, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX},
-        {1, 6, 1, 0, 0, 7, 1},
+        {7, L2(13), 1795300498, 1795386958, 1042, 1000000, 1795303722},
+        {1, L2(1), 0, 0, -1, 0, 0},
+        {INT64_MAX, L2(24), INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX,
+         INT64_MAX},
+        {7, L1(4), 1795300498, 1795386958, 1042, 1000000, 1795303722},
+        {1, L1(1), 0, 0, -1, 0, 0},
+        {1, L1(6), 1, 0, 0, 7, 1},
     };
     char out[JPKI_CRLPTR_MAX + 1];
     jpki_crlptr back;
@@ -51,26 +59,84 @@ static void test_round_trip(void)
            "case %zu: parsed back to the same values", i);
     }
     n = jpki_crlptr_format(&cases[0], out, sizeof(out));
-    is_str(out, "7|4|1795300498|1795386958|1042|1000000|1795303722",
+    is_str(out, "7|b13|1795300498|1795386958|1042|1000000|1795303722",
            "the bytes of docs/store-schema.md's example");
-    ok(jpki_crlptr_parse("7|4|1795300498|1795386958|1042|1000000|1795303722",
-                         49, &back) == 0 && back.gen == 7 && back.k == 4
+    ok(jpki_crlptr_parse("7|b13|1795300498|1795386958|1042|1000000|1795303722",
+                         51, &back) == 0 && back.gen == 7
+       && back.shape.bits == 13 && back.shape.key_len == 8
        && back.this_update == 1795300498 && back.next_update == 1795386958
        && back.crl_number == 1042 && back.entries == 1000000
        && back.loaded_at == 1795303722, "the example read field by field");
+    /* the layout of the jpkictl before: k hex digits, 16-octet cert_ids */
+    n = jpki_crlptr_format(&cases[3], out, sizeof(out));
+    is_str(out, "7|4|1795300498|1795386958|1042|1000000|1795303722",
+           "layout 1: the pointer of an older jpkictl, byte for byte");
+    ok(jpki_crlptr_parse(out, (size_t)n, &back) == 0
+       && back.shape.bits == 16 && back.shape.key_len == 16,
+       "... read as 16 bits of bucket, 16 octets of cert_id");
+}
+
+static void test_shapes(void)
+{
+    static const struct { const char *s; unsigned bits, key_len; } good[] = {
+        {"b1", 1, 8}, {"b9", 9, 8}, {"b13", 13, 8}, {"b24", 24, 8},
+        {"1", 4, 16}, {"4", 16, 16}, {"6", 24, 16},
+    };
+    static const char *const bad[] = {
+        "", "b", "b0", "b25", "b99", "b013", "b01", "B13", "bb1", "b1b",
+        "b-1", "b+1", "13b", " b1", "b1 ", "b100", "0", "7", "9", "10",
+        "04", "-1", "x", "b\n",
+    };
+    static const jpki_crl_shape nots[] = {
+        {0, 8}, {25, 8}, {0, 16}, {6, 16}, {28, 16}, {8, 12}, {8, 0},
+        {16, 32},
+    };
+    char out[JPKI_CRL_SHAPE_MAX];
+    jpki_crl_shape sh;
+    size_t i;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        ok(jpki_crl_shape_parse(good[i].s, strlen(good[i].s), &sh) == 0
+           && sh.bits == good[i].bits && sh.key_len == good[i].key_len,
+           "shape \"%s\": %u bits, %u octets", good[i].s, good[i].bits,
+           good[i].key_len);
+        ok(jpki_crl_shape_format(&sh, out) == (int)strlen(good[i].s)
+           && strcmp(out, good[i].s) == 0, "... and written back");
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ok(jpki_crl_shape_parse(bad[i], strlen(bad[i]), &sh) == -1,
+           "shape \"%.*s\" refused", (int)strcspn(bad[i], "\n"), bad[i]);
+    ok(jpki_crl_shape_parse("b13", 2, &sh) == 0 && sh.bits == 1,
+       "only the n bytes given are read");
+    for (i = 0; i < sizeof(nots) / sizeof(nots[0]); i++) {
+        ok(!jpki_crl_shape_ok(&nots[i])
+           && jpki_crl_shape_format(&nots[i], out) == -1 && out[0] == '\0',
+           "shape {%u bits, %u octets}: not valid, not written",
+           nots[i].bits, nots[i].key_len);
+    }
 }
 
 static void test_format_refuses(void)
 {
-    jpki_crlptr p = {7, 4, 1, 2, 3, 4, 5};
+    jpki_crlptr p = {7, L2(13), 1, 2, 3, 4, 5};
     char out[JPKI_CRLPTR_MAX + 1];
 
     ok(jpki_crlptr_format(&p, out, 5) == -1, "a buffer too small: -1");
-    p.k = 0;
-    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "k 0: not written");
-    p.k = 7;
+    p.shape.bits = 0;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "bits 0: not written");
+    p.shape.bits = 25;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "bits 25: not written");
+    p.shape.bits = 13;
+    p.shape.key_len = 16;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1,
+       "layout 1 with bits not a whole hex digit: not written");
+    p.shape.key_len = 12;
+    p.shape.bits = 12;
+    ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1,
+       "12 octets of cert_id: not written");
+    p.shape = (jpki_crl_shape)L1(7);
     ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "k 7: not written");
-    p.k = 4;
+    p.shape = (jpki_crl_shape)L2(13);
     p.gen = 0;
     ok(jpki_crlptr_format(&p, out, sizeof(out)) == -1, "gen 0: not written");
     p.gen = 1;
@@ -90,6 +156,8 @@ static void test_parse_refuses(void)
         "",                                     /* empty */
         "7|4|1|2|3|4",                          /* 6 fields */
         "7|4|1|2|3|4|5|6",                      /* 8 fields */
+        "7|b13|1|2|3|4",
+        "7|b13|1|2|3|4|5|6",
         "7|4|1|2|3|4|5|",                       /* a trailing | */
         "|7|4|1|2|3|4|5",                       /* a leading | */
         "7||1|2|3|4|5",                         /* an empty field */
@@ -97,7 +165,17 @@ static void test_parse_refuses(void)
         "7|0|1|2|3|4|5",                        /* k 0 */
         "7|7|1|2|3|4|5",                        /* k 7 */
         "7|10|1|2|3|4|5",                       /* k 10 */
+        "7|b0|1|2|3|4|5",                       /* bits 0 */
+        "7|b25|1|2|3|4|5",                      /* bits 25 */
+        "7|b013|1|2|3|4|5",                     /* a leading zero */
+        "7|B13|1|2|3|4|5",                      /* not the layout's letter */
+        "7|b|1|2|3|4|5",
+        "7|13b|1|2|3|4|5",
+        "7|b13 |1|2|3|4|5",
+        "7|b-1|1|2|3|4|5",
+        "b13|7|1|2|3|4|5",                      /* fields swapped */
         "0|4|1|2|3|4|5",                        /* gen 0 */
+        "0|b13|1|2|3|4|5",
         "-7|4|1|2|3|4|5",                       /* gen negative */
         "07|4|1|2|3|4|5",                       /* a leading zero */
         "7|04|1|2|3|4|5",
@@ -139,13 +217,16 @@ static void test_parse_refuses(void)
            strchr(bad[i], '\n') ? " and a newline" : "");
     ok(jpki_crlptr_parse("7|4|1\0|2|3|4|5", 14, &(jpki_crlptr){0}) == -1,
        "refused: a NUL inside");
+    ok(jpki_crlptr_parse("7|b1\0|1|2|3|4|5", 15, &(jpki_crlptr){0}) == -1,
+       "refused: a NUL in the shape");
     /* over 192 bytes: refused even when the fields would parse */
     memset(big, '1', sizeof(big));
     memcpy(big, "7|4|1|2|3|4|", 12);
     ok(jpki_crlptr_parse(big, JPKI_CRLPTR_MAX + 1, &(jpki_crlptr){0}) == -1,
        "refused: 193 bytes");
     ok(parses("1|1|0|0|-1|0|0"), "the smallest pointer is read");
-    ok(parses("9223372036854775807|6|9223372036854775807|9223372036854775807|"
+    ok(parses("1|b1|0|0|-1|0|0"), "the smallest pointer of layout 2 is read");
+    ok(parses("9223372036854775807|b24|9223372036854775807|9223372036854775807|"
               "9223372036854775807|9223372036854775807|9223372036854775807"),
        "the largest pointer is read");
 }
@@ -155,46 +236,89 @@ static void test_buckets(void)
     const uint8_t id[JPKI_CERT_ID_LEN] = {0xab, 0xcd, 0xef, 0x12, 0x34, 0x56,
                                           0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01,
                                           0x02, 0x03, 0x04, 0x05};
+    const jpki_crl_shape k1 = L1(1), k3 = L1(3), k4 = L1(4), k6 = L1(6);
+    const jpki_crl_shape b1 = L2(1), b13 = L2(13);
+    const jpki_crl_shape b24 = L2(24), bad = {13, 16};
     char name[64];
     const uint8_t *f;
     size_t len;
     unsigned k;
 
-    is_int(jpki_crl_bucket(id, 1), 0xa, "bucket k=1");
-    is_int(jpki_crl_bucket(id, 4), 0xabcd, "bucket k=4");
-    is_int(jpki_crl_bucket(id, 6), 0xabcdef, "bucket k=6");
-    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef", 7, 4,
-                            jpki_crl_bucket(id, 4)) == 23, "bucket name");
+    is_int(jpki_crl_bucket(id, &k1), 0xa, "bucket k=1");
+    is_int(jpki_crl_bucket(id, &k4), 0xabcd, "bucket k=4");
+    is_int(jpki_crl_bucket(id, &k6), 0xabcdef, "bucket k=6");
+    is_int(jpki_crl_bucket(id, &b1), 1, "bucket bits=1");
+    is_int(jpki_crl_bucket(id, &b13), 0xabcd >> 3, "bucket bits=13");
+    is_int(jpki_crl_bucket(id, &b24), 0xabcdef, "bucket bits=24");
+    is_int(jpki_crl_bucket(id, &bad), 0, "no bucket for a shape not valid");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef", 7, &k4,
+                            jpki_crl_bucket(id, &k4)) == 23, "bucket name");
     is_str(name, "0123456789abcdef:7:abcd", "... <list>:<gen>:<bucket>");
-    jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef.arl", 12, 3, 0x5);
+    jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef.arl", 12, &k3,
+                         0x5);
     is_str(name, "0123456789abcdef.arl:12:005", "... zero-padded to k digits");
-    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 2, 0x100) == -1,
+    jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef", 7, &b13,
+                         jpki_crl_bucket(id, &b13));
+    is_str(name, "0123456789abcdef:7:1579",
+           "bits=13: the bucket number in 4 hex digits");
+    jpki_crl_bucket_name(name, sizeof(name), "l", 7, &b1, 1);
+    is_str(name, "l:7:1", "bits=1: one digit");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, &b13, 0x2000) == -1,
+       "a bucket over 13 bits: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, &b13, 0x1fff) > 0,
+       "... 0x1fff is the last one");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, &(jpki_crl_shape)L1(2),
+                            0x100) == -1,
        "a bucket wider than k digits: refused");
-    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, 7, 1) == -1, "k 7: refused");
-    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 0, 1, 1) == -1, "gen 0: refused");
-    ok(jpki_crl_bucket_name(name, 8, "list", 7, 4, 1) == -1, "no room: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7,
+                            &(jpki_crl_shape)L1(7), 1) == -1, "k 7: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 7, &bad, 1) == -1,
+       "a shape not valid: refused");
+    ok(jpki_crl_bucket_name(name, sizeof(name), "l", 0, &k1, 1) == -1, "gen 0: refused");
+    ok(jpki_crl_bucket_name(name, 8, "list", 7, &k4, 1) == -1, "no room: refused");
     ok(jpki_crl_bucket_name(name, sizeof(name), "0123456789abcdef.arl0", 7,
-                            4, 1) == -1, "a list name over 20 bytes: refused");
+                            &k4, 1) == -1, "a list name over 20 bytes: refused");
     {
         /* the longest list, generation and bucket fit a store key */
         char big[JPKI_STORE_KEY_MAX + 64];
         int n = jpki_crl_bucket_name(big, sizeof(big),
                                      "0123456789abcdef.arl",
-                                     INT64_MAX, 6, 0xffffff);
+                                     INT64_MAX, &b24, 0xffffff);
 
         ok(n > 0 && sizeof("jpki:v1:crl:") - 1 + (size_t)n
                     <= JPKI_STORE_KEY_MAX,
            "the longest bucket key fits JPKI_STORE_KEY_MAX (%d + 12)", n);
     }
     for (k = 1; k <= 6; k++) {
+        const jpki_crl_shape sh = L1(k);
         char hex[33], want[8];
 
-        f = jpki_crl_field(id, k, &len);
+        f = jpki_crl_field(id, &sh, &len);
         ok(f == id + k / 2 && len == 16 - k / 2, "field k=%u: octets %u..15", k, k / 2);
         jpki_hex_encode(id, 16, hex);
-        snprintf(want, sizeof(want), "%0*lx", (int)k, jpki_crl_bucket(id, k));
+        snprintf(want, sizeof(want), "%0*lx", (int)k, jpki_crl_bucket(id, &sh));
         ok(strncmp(hex, want, k) == 0, "k=%u: the bucket is the hex cert_id's first digits", k);
     }
+    for (k = 1; k <= 24; k++) {
+        const jpki_crl_shape sh = L2(k);
+        uint64_t key = 0, back;
+        size_t j;
+
+        f = jpki_crl_field(id, &sh, &len);
+        ok(f == id + k / 8 && len == 8 - k / 8,
+           "field bits=%u: octets %u..7 (the first 8 octets, 64 bits, name "
+           "an entry)", k, k / 8);
+        /* the bucket's bits and the field's octets give the 64 bits back */
+        for (j = 0; j < 8; j++)
+            key = key << 8 | id[j];
+        back = (uint64_t)jpki_crl_bucket(id, &sh) << (64 - k);
+        for (j = 0; j < len; j++)
+            back |= (uint64_t)f[j] << (8 * (len - 1 - j));
+        ok(back == key, "bits=%u: bucket and field hold the first 64 bits",
+           k);
+    }
+    ok(jpki_crl_field(id, &bad, &len) == NULL && len == 0,
+       "no field for a shape not valid");
 }
 
 static void test_values(void)
@@ -363,6 +487,7 @@ int main(void)
     test_list_names();
     test_issuer_keys();
     test_round_trip();
+    test_shapes();
     test_format_refuses();
     test_parse_refuses();
     test_buckets();

@@ -181,7 +181,14 @@ static void list_of(const char *ca, int old, char out[LIST_NAME_MAX])
         fclose(f);
 }
 
-/* What `crl sync` leaves in list lid: the pointer (k = 1, generation 1),
+/* The layout load_list writes: 2 (this jpkictl's: "b3", 3 bits of bucket,
+ * the first 8 octets of cert_id), 1 (an older jpkictl's: k = 1, 16
+ * octets), or -1: layout 2's pointer over layout 1's entries (a reader
+ * that took the shape for anything else would find them). */
+static int layout = 1;
+
+/* What `crl sync` leaves in list lid: the pointer (generation 1, the
+ * shape of `layout`),
  * the entry of cert (revoked, keyCompromise) keyed by its cert_id under
  * the secret of `loader`, and crlinfo's id_check (NULL: none).  The
  * hashes of other lists stay unless fresh (then the table is emptied). */
@@ -201,7 +208,8 @@ static void load_list(jpki_ctx *loader, const char *id_check, const char *lid,
     cmd.keylen = (size_t)snprintf(cmd.key, sizeof(cmd.key),
                                   "jpki:v1:crlmeta:%s", lid);
     cmd.vallen = (size_t)snprintf((char *)cmd.val, sizeof(cmd.val),
-                                  "1|1|%lld|%lld|2|1|%lld",
+                                  "1|%s|%lld|%lld|2|1|%lld",
+                                  layout == 1 ? "1" : "b3",
                                   (long long)NOW - 60, (long long)NOW + 86400,
                                   (long long)NOW);
     jpki_shm_exec(shm, &cmd, (int64_t)NOW * 1000, &r);
@@ -211,8 +219,13 @@ static void load_list(jpki_ctx *loader, const char *id_check, const char *lid,
     val[2] = (uint8_t)(at >> 16);
     val[3] = (uint8_t)(at >> 8);
     val[4] = (uint8_t)at;
-    snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%c", lid, id[0]);
-    hash_put(key, raw, 16, val, 5);
+    if (layout == 2) {
+        snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%x", lid, raw[0] >> 5);
+        hash_put(key, raw, 8, val, 5);
+    } else {
+        snprintf(key, sizeof(key), "jpki:v1:crl:%s:1:%c", lid, id[0]);
+        hash_put(key, raw, 16, val, 5);
+    }
     if (id_check != NULL) {
         snprintf(key, sizeof(key), "jpki:v1:crlinfo:%s", lid);
         hash_put(key, "id_check", 8, id_check, strlen(id_check));
@@ -512,6 +525,24 @@ int main(void)
     jpki_txn_free(t);
 
     test_lists_per_key(idc_gate);
+
+    /* the layout of this jpkictl: the bucket is the first bits of the
+     * cert_id, the field its first 8 octets past them */
+    new_gate(0, 0);
+    layout = 2;
+    load_crl(ctx, idc_gate);
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "layout 2 (b3, 8 octets): revoked certificate refused");
+    EXPECT("user1", 200, "ok", "layout 2: good certificate passes");
+    layout = -1;
+    load_crl(ctx, idc_gate);
+    EXPECT("rev-keyCompromise", 200, "ok",
+           "layout 2's pointer over 16-octet fields: not found (the reader "
+           "follows the pointer's shape)");
+    layout = 1;
+    load_crl(ctx, idc_gate);
+    EXPECT("rev-keyCompromise", 403, "cert_revoked",
+           "layout 1 (an older jpkictl's store) is still read");
 
     /* the pointer cache: a pointer is kept only once its id_check matched */
     new_gate(0, 30);
