@@ -258,7 +258,7 @@ int mjpki_shared_area(server_rec *s, jpki_shared **area,
 int mjpki_audit_check(apr_pool_t *ptemp, server_rec *s);
 int mjpki_audit_post_config(apr_pool_t *pconf, server_rec *s,
                             mjpki_site *site);
-void mjpki_audit_request_id(request_rec *r, const char **id, size_t *len);
+const char *mjpki_audit_request_id(const void *ud, size_t *len);
 void mjpki_audit(request_rec *r, mjpki_site *site, const char *audit);
 
 

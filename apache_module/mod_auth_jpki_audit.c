@@ -102,12 +102,14 @@ mjpki_audit_post_config(apr_pool_t *pconf, server_rec *s, mjpki_site *site)
 }
 
 
-/* The request's id for the core: mod_unique_id's UNIQUE_ID, else the
+/* The request's id for the core, ud the request, asked when an audit
+ * line or a record needs it: mod_unique_id's UNIQUE_ID, else the
  * request's log id (made now when the error log has not asked for one,
  * so that %L of a later error line is the same). */
-void
-mjpki_audit_request_id(request_rec *r, const char **id, size_t *len)
+const char *
+mjpki_audit_request_id(const void *ud, size_t *len)
 {
+    request_rec  *r = (request_rec *) ud;
     request_rec  *m = r->main != NULL ? r->main : r;
     const char   *u = apr_table_get(m->subprocess_env, "UNIQUE_ID");
 
@@ -118,8 +120,8 @@ mjpki_audit_request_id(request_rec *r, const char **id, size_t *len)
         u = m->log_id;
     }
 
-    *id = u;
     *len = u != NULL ? strlen(u) : 0;
+    return u;
 }
 
 

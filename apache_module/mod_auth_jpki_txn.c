@@ -211,7 +211,8 @@ mjpki_start(request_rec *r, mjpki_site *site, const jpki_policy *pol,
                              r->server, r->connection, r, "SSL_PROTOCOL"));
     }
     rq.policy = pol;
-    mjpki_audit_request_id(r, &rq.request_id, &rq.request_id_len);
+    rq.request_id_fn = mjpki_audit_request_id;
+    rq.request_id_ud = r;
     /* logouts: the node's table, read without waiting */
     mjpki_local_markers(site, &rq);
 

@@ -1085,6 +1085,12 @@ typedef struct {
      * its audit line and soft-pass record: 1..40 of A-Z a-z 0-9 @ . _ : +
      * / = - (audit.h); NULL or another: one the core makes */
     const char *request_id; size_t request_id_len;
+    /* or, instead, a function the core calls only when a line or a record
+     * needs the id (nginx's $request_id draws random bytes each time it is
+     * read: most gated requests need none): the id, *len its length;
+     * NULL: none */
+    const char *(*request_id_fn)(const void *ud, size_t *len);
+    const void *request_id_ud;
 } jpki_txn_request;
 /* 1 for the logins (LOGIN, TLS_LOGIN, DEVICE_SIGN): counted among the
  * logins being verified. */

@@ -101,13 +101,37 @@ static const char *safe_peer(const char *p)
     return p;
 }
 
-void txn_audit_fields(const jpki_txn *t, jpki_audit_fields *f)
+/* The request id, settled when first needed: the adapter's (given, or
+ * asked of its function), or one of the core's. */
+const char *txn_rid(jpki_txn *t)
+{
+    const char *id = NULL;
+    size_t len = 0;
+
+    if (t->rid[0] != '\0')
+        return t->rid;
+    if (t->req.request_id != NULL) {
+        id = t->req.request_id;
+        len = t->req.request_id_len;
+    } else if (t->req.request_id_fn != NULL) {
+        id = t->req.request_id_fn(t->req.request_id_ud, &len);
+    }
+    if (id != NULL && jpki_audit_rid_ok(id, len)) {
+        memcpy(t->rid, id, len);
+        t->rid[len] = '\0';
+    } else {
+        jpki_audit_rid_make(t->rid);
+    }
+    return t->rid;
+}
+
+void txn_audit_fields(jpki_txn *t, jpki_audit_fields *f)
 {
     memset(f, 0, sizeof(*f));
     f->ts = t->req.now;
     f->event = txn_event_name(t->req.op);
     f->peer = safe_peer(t->req.peer);
-    f->request_id = t->rid;
+    f->request_id = txn_rid(t);
     f->location = t->req.uri != NULL ? t->req.uri : "";
     f->revocation = t->rev_source ? t->rev_source : "none";
     f->revocation_age = t->rev_produced > 0 && t->req.now >= t->rev_produced
@@ -410,14 +434,8 @@ jpki_err jpki_txn_new(const jpki_ctx *ctx, const jpki_txn_request *req,
         t->device = 1;
         t->req.op = JPKI_OP_LOGIN;
     }
-    /* the adapter's request id, or one of the core's */
-    if (req->request_id != NULL
-        && jpki_audit_rid_ok(req->request_id, req->request_id_len)) {
-        memcpy(t->rid, req->request_id, req->request_id_len);
-        t->rid[req->request_id_len] = '\0';
-    } else {
-        jpki_audit_rid_make(t->rid);
-    }
+    /* the request id: when a line or a record needs it (txn_rid) */
+    t->rid[0] = '\0';
     t->state = T_INIT;
     *out = t;
     return JPKI_OK;

@@ -138,7 +138,8 @@ const char *txn_event_name(jpki_op op);
 int txn_status_of(jpki_err e);
 /* The audit line's fields common to every line (ts, request id, peer,
  * location, revocation): the caller sets the rest. */
-void txn_audit_fields(const jpki_txn *t, jpki_audit_fields *f);
+void txn_audit_fields(jpki_txn *t, jpki_audit_fields *f);
+const char *txn_rid(jpki_txn *t);
 void txn_cookie_header(jpki_txn *t, const char *value, long max_age);
 void txn_finish(jpki_txn *t, jpki_err e);
 void txn_unauthenticated(jpki_txn *t, jpki_err e);

@@ -104,7 +104,7 @@ static void rev_unavailable(jpki_txn *t)
     snprintf(val, sizeof(val), "{\"ts\":%lld,\"cert_id\":\"%s\",\"issuer\":"
              "\"%s\",\"list\":\"%s\",\"event\":\"%s\",\"rid\":\"%s\"}",
              (long long)t->req.now, t->cert->cert_id, t->cert->issuer->tag,
-             list, txn_event_name(t->req.op), t->rid);
+             list, txn_event_name(t->req.op), txn_rid(t));
     txn_cmd_val(txn_cmd_add(t, JPKI_STORE_SET, "soft", id), val, SOFT_TTL_MS);
     t->state = T_SOFT_PUT;
 }

@@ -221,8 +221,7 @@ char *ngx_http_jpki_audit_open(ngx_conf_t *cf,
     ngx_http_jpki_main_conf_t *jmcf);
 ngx_int_t ngx_http_jpki_audit_conf(ngx_conf_t *cf);
 ngx_int_t ngx_http_jpki_audit_init_module(ngx_cycle_t *cycle);
-void ngx_http_jpki_audit_request_id(ngx_http_request_t *r, const char **id,
-    size_t *len);
+const char *ngx_http_jpki_audit_request_id(const void *ud, size_t *len);
 void ngx_http_jpki_audit(ngx_http_request_t *r, const char *audit);
 
 extern ngx_module_t  ngx_http_jpki_module;

@@ -128,27 +128,31 @@ ngx_http_jpki_audit_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* The request's $request_id for the core (NULL: none). */
-void
-ngx_http_jpki_audit_request_id(ngx_http_request_t *r, const char **id,
-    size_t *len)
+/* The request's $request_id for the core (NULL: none), ud the request:
+ * asked only when an audit line or a record needs it ($request_id draws
+ * random bytes, a system call in OpenSSL 3.0, each time it is first read
+ * in a request). */
+const char *
+ngx_http_jpki_audit_request_id(const void *ud, size_t *len)
 {
+    ngx_http_request_t         *r = (ngx_http_request_t *) ud;
     ngx_http_jpki_sites_t      *sites;
     ngx_http_variable_value_t  *v;
 
-    *id = NULL;
     *len = 0;
 
     sites = ngx_http_get_module_main_conf(r, ngx_http_jpki_module);
     if (sites == NULL || sites->request_id_index == NGX_ERROR) {
-        return;
+        return NULL;
     }
 
     v = ngx_http_get_indexed_variable(r, sites->request_id_index);
-    if (v != NULL && !v->not_found && v->len > 0) {
-        *id = (const char *) v->data;
-        *len = v->len;
+    if (v == NULL || v->not_found || v->len == 0) {
+        return NULL;
     }
+
+    *len = v->len;
+    return (const char *) v->data;
 }
 
 

@@ -207,7 +207,8 @@ ngx_http_jpki_start(ngx_http_jpki_ctx_t *ctx)
     rq.query = (const char *) r->args.data;
     rq.query_len = r->args.len;
     rq.policy = jlcf->policy;
-    ngx_http_jpki_audit_request_id(r, &rq.request_id, &rq.request_id_len);
+    rq.request_id_fn = ngx_http_jpki_audit_request_id;
+    rq.request_id_ud = r;
 #if (NGX_SSL)
     rq.https = r->connection->ssl != NULL;
     /* a TLS login: the core reads the handshake's certificate */

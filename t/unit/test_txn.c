@@ -185,6 +185,16 @@ static jpki_shm *req_local;
 static int req_shared;
 static int64_t req_since;
 static const char *req_rid;            /* the adapter's request id */
+/* ... or given by a function (nginx): the id, and the calls it had */
+static const char *req_rid_fn;
+static int rid_fn_calls;
+
+static const char *rid_by_fn(const void *ud, size_t *len)
+{
+    rid_fn_calls++;
+    *len = strlen(ud);
+    return ud;
+}
 
 static void set_from(jpki_txn_request *rq)
 {
@@ -198,6 +208,10 @@ static void set_from(jpki_txn_request *rq)
         rq->peer = req_peer;
     rq->request_id = req_rid;
     rq->request_id_len = req_rid ? strlen(req_rid) : 0;
+    if (req_rid_fn != NULL) {
+        rq->request_id_fn = rid_by_fn;
+        rq->request_id_ud = req_rid_fn;
+    }
 }
 
 static void set_local(jpki_txn_request *rq)
@@ -304,6 +318,7 @@ static void check_request(jpki_txn_request *rq, const char *cookie,
     rq->cookie = cookie;
     rq->cookie_len = strlen(cookie);
     set_local(rq);
+    set_from(rq);
 }
 
 static const jpki_verdict *check(const char *cookie, int64_t at, io_env *env,
@@ -2297,6 +2312,28 @@ int main(void)
            kv(shm, NULL, "%s", k));
     }
     jpki_txn_free(t);
+    /* the id by a function, asked only when a line or a record needs it
+     * (nginx's $request_id draws random bytes when read) */
+    req_rid_fn = "Yfn@id.1";
+    rid_fn_calls = 0;
+    v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
+    ok(v && v->audit && strstr(v->audit, "\"request_id\":\"Yfn@id.1\"")
+       && rid_fn_calls == 1, "the id asked of the adapter's function once");
+    jpki_txn_free(t);
+    v = login("user1.pem", "user1.key", NULL, &crl_only, &t, NULL);
+    {
+        char ck[1024];
+        jpki_txn *t2;
+
+        snprintf(ck, sizeof(ck), "%s", last_cookie);
+        jpki_txn_free(t);
+        rid_fn_calls = 0;
+        v = check(ck, NOW + 1, &crl_only, &t2);
+        ok(v && v->http_status == 200 && v->audit == NULL
+           && rid_fn_calls == 0, "a gated pass: no line, the id never asked");
+        jpki_txn_free(t2);
+    }
+    req_rid_fn = NULL;
     req_rid = "bad id\"";
     v = login("user1.pem", "user1.key", NULL, &stale_crl, &t, NULL);
     req_rid = NULL;
