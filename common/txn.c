@@ -283,8 +283,14 @@ int txn_waited(jpki_txn *t, const jpki_store_result *r, const char *what)
 {
     const jpki_store_result *w;
 
-    if (t->n_cmds == 0 || t->cmds[t->n_cmds - 1].op != JPKI_STORE_WAIT)
+    if (t->ctx->replicas == 0 || !t->req.shared_store)
         return 1;
+    if (t->n_cmds == 0 || t->cmds[t->n_cmds - 1].op != JPKI_STORE_WAIT) {
+        /* asked for, but the batch had no room for it: fail closed */
+        jpki_log(t->ctx, JPKI_LOG_ERROR, "jpki: %s: no WAIT for the "
+                 "replicas in its round (store replicas=)", what);
+        return 0;
+    }
     w = &r[t->n_cmds - 1];
     if (w->type == JPKI_STORE_R_INT && w->n >= (long long)t->ctx->replicas)
         return 1;

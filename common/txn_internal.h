@@ -152,7 +152,8 @@ void txn_cmd_val(jpki_store_cmd *c, const char *v, uint32_t ttl_ms);
 /* With store replicas=N, WAIT N added to the batch (its last command,
  * after the writes it covers: one connection carries a batch): 1 added,
  * 0 none asked.  txn_waited: whether the batch's last result says the
- * replicas acknowledged (logs why not); 1 when none were asked. */
+ * replicas acknowledged (logs why not); 1 without replicas=, 0 when the
+ * batch lacks its WAIT. */
 int txn_cmd_wait(jpki_txn *t);
 int txn_waited(jpki_txn *t, const jpki_store_result *r, const char *what);
 int txn_rev_parse(const jpki_store_result *r, jpki_rev_status *st);
