@@ -82,8 +82,7 @@ struct jpki_txn {
     jpki_crl_info crl_meta;                /* CRL read from the store */
     int crl_ptr_cached;                    /* its pointer came from the cache */
     char crl_list[JPKI_CRL_LIST_MAX];      /* the list of the issuing key */
-    /* store */
-    jpki_store_cmd cmds[MAX_CMDS];
+    /* store: the commands are below, n_cmds of them written */
     size_t n_cmds;
     /* the login page and the device flow (txn_page.c, txn_device.c) */
     char *big;                             /* a page, a flow's answer */
@@ -118,8 +117,10 @@ struct jpki_txn {
     int64_t rev_produced;
     /* verdict */
     jpki_verdict v;
-    /* buffers: not zeroed at creation, written before use */
+    /* buffers: not zeroed at creation, written before use (a command
+     * is written whole by whoever adds it: txn_cmd_add, or a memset) */
     char body[1024];
+    jpki_store_cmd cmds[MAX_CMDS];
     char cookie[JPKI_SESSION_MAX + 320];
     char cookie2[448];                     /* the flow's cookie */
     char location[1400];
