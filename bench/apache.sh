@@ -121,6 +121,7 @@ else
         echo "figure: apache.gated_rps = $(median $gateds)"
         figure_spread apache.session_vs_ungated $ratios
     }
+    LOGIN_PIDS=$(pgrep -f "apache2 -f $AD/httpd.conf" | tr '\n' ' ')
     login_pairs apache "$AD/secret" "http://127.0.0.1:$AGATE/" "$AD" \
         "${JPKI_BENCH_APACHE_LOGINS:-16000}"
     # after the logins: the flood's failures put 127.0.0.1 over its limit

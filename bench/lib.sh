@@ -71,9 +71,26 @@ profile_end() {
     sed 's/^/profile: '"$2"' /' "$JPKI_BENCH_PROFILE/$2.txt" | head -12
 }
 
+# The CPU seconds (user + system) the processes $@ have used so far, in
+# clock ticks (/proc/PID/stat fields 14 and 15), summed.
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+# LOGIN_PIDS (set by the caller): the server's processes that answer
+# logins; login_pairs prints SERVER.login_server_busy, the CPU they used
+# during a run (wrk's second; they idle while wrk reads its bodies) over
+# its length: near 1 the server is the limit, well below it the client or
+# the round trips are; and SERVER.login_server_cpu_us, their CPU time per
+# login (median).
 login_pairs() {
     local srv=$1 secret=$2 url=$3 dir=$4 chunk=$5 half pids="" k r l \
-          lratios="" logins=""
+          lratios="" logins="" c0 c1 busy="" cpus="" hz
+    hz=$(getconf CLK_TCK)
     for half in 1 2; do
         "$B/sign_bodies" "$secret" "$P/ca2.pem" "$P/user1.key" \
             "$P/user1.der" $((chunk * BENCH_PAIRS / 2 + 1)) \
@@ -86,9 +103,17 @@ login_pairs() {
     for k in $(seq 0 $((BENCH_PAIRS - 1))); do
         r=$(rsa_verify_1s)
         [ "$k" = 0 ] && profile_start "$dir"
+        # shellcheck disable=SC2086
+        c0=$(cpu_ticks $LOGIN_PIDS)
         l=$(wrk_rps -t1 -c8 -d1s -s bench/login.lua "$url" \
             -- "$dir/bodies" $((k * chunk + 1)))
+        # shellcheck disable=SC2086
+        c1=$(cpu_ticks $LOGIN_PIDS)
         [ "$k" = 0 ] && profile_end "$dir" "$srv"
+        busy="$busy $(awk -v c=$((c1 - c0)) -v hz="$hz" \
+            'BEGIN { printf "%.3f", c / hz / 1.0 }')"
+        cpus="$cpus $(awk -v c=$((c1 - c0)) -v hz="$hz" -v n="$l" \
+            'BEGIN { printf "%.1f", (n > 0) ? c / hz / n * 1e6 : 0 }')"
         logins="$logins $l"
         lratios="$lratios $(ratio "$l" "$r")"
     done
@@ -96,6 +121,11 @@ login_pairs() {
     echo "figure: $srv.logins_per_s = $(median $logins)"
     # shellcheck disable=SC2086
     figure_spread "$srv.login_vs_rsa_verify" $lratios
+    # shellcheck disable=SC2086
+    if [ -n "${LOGIN_PIDS:-}" ]; then
+        figure_spread "$srv.login_server_busy" $busy
+        echo "figure: $srv.login_server_cpu_us = $(median $cpus)"
+    fi
 }
 
 wrk_rps() {   # wrk args...; prints requests/s, 0 (and why) on non-2xx answers

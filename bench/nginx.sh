@@ -153,7 +153,8 @@ session_ratio redis "jpki_store redis=127.0.0.1:$REDIS;"
 # Logins through one worker: challenges issued and signed ahead of time with
 # the site's keys; the first login warms the revocation cache.
 start_nginx "jpki_store shm zone=jpki size=64m;"
-taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
+LOGIN_PIDS=$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)
+taskset -pc 0 "$LOGIN_PIDS" >/dev/null
 [ -n "$(login_cookie)" ] || echo "bench: warm-up login failed" >&2
 login_pairs nginx "$D/secret" "http://127.0.0.1:$GATE/" "$D" \
     "${JPKI_BENCH_LOGINS:-24000}"
