@@ -66,30 +66,35 @@ void jpki_b64_encode(const uint8_t *in, size_t inlen, char *out, int url)
     out[o] = '\0';
 }
 
-/* 0..63, or 64 for characters outside both alphabets. */
-static const uint8_t b64tab[256] = {
-#define X64 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64
-    X64, X64,
-    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 62, 64, 62, 64, 63,
-    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 64, 64, 64, 64, 64, 64,
-    64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 64, 64, 64, 64, 63,
-    64, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
-    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 64, 64, 64, 64, 64,
-    X64, X64, X64, X64, X64, X64, X64, X64
-#undef X64
+/* A character's value 0..63, with the alphabet it belongs to only: bit 6
+ * (64) base64url ('-', '_'), bit 7 (128) base64 ('+', '/'), neither for
+ * the characters both share; 256 outside both.  A group's four characters
+ * are looked up and OR'd once each. */
+static const uint16_t b64tab[256] = {
+#define X256 256, 256, 256, 256, 256, 256, 256, 256, 256, 256, 256, 256, \
+             256, 256, 256, 256
+    X256,
+    X256,
+    256, 256, 256, 256, 256, 256, 256, 256, 256, 256, 256, 190, 256, 126, 256, 191,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 256, 256, 256, 256, 256, 256,
+    256, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 256, 256, 256, 256, 127,
+    256, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 256, 256, 256, 256, 256,
+    X256,
+    X256,
+    X256,
+    X256,
+    X256,
+    X256,
+    X256,
+    X256
+#undef X256
 };
 
 static int b64val(unsigned char c)
 {
-    return b64tab[c] == 64 ? -1 : b64tab[c];
-}
-
-/* The alphabet a character belongs to only: 1 base64url ('-', '_'), 2
- * base64 ('+', '/'); 0 for the characters both share. */
-static uint8_t b64only(unsigned char c)
-{
-    return (uint8_t)((c == '-' || c == '_') | (c == '+' || c == '/') << 1);
+    return b64tab[c] == 256 ? -1 : b64tab[c] & 63;
 }
 
 jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
@@ -104,22 +109,23 @@ jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
     /* whole groups of four alphabet characters (no padding) at once; the
      * rest, and any group with something else, one character at a time */
     while (i + 4 <= inlen) {
-        uint8_t a = b64tab[u[i]], b = b64tab[u[i + 1]], c = b64tab[u[i + 2]],
-                d = b64tab[u[i + 3]];
+        unsigned a = b64tab[u[i]], b = b64tab[u[i + 1]],
+                 c = b64tab[u[i + 2]], d = b64tab[u[i + 3]];
+        unsigned all = a | b | c | d;
         uint32_t v;
-        if ((a | b | c | d) & 64)
+        if (all & 256)
             break;
-        only |= b64only(u[i]) | b64only(u[i + 1]) | b64only(u[i + 2])
-                | b64only(u[i + 3]);
-        v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+        only |= all;
+        v = (uint32_t)(a & 63) << 18 | (uint32_t)(b & 63) << 12
+            | (uint32_t)(c & 63) << 6 | (d & 63);
         out[o] = (uint8_t)(v >> 16);
         out[o + 1] = (uint8_t)(v >> 8);
         out[o + 2] = (uint8_t)v;
         o += 3;
         i += 4;
     }
-    url = (only & 1) != 0;
-    std = (only & 2) != 0;
+    url = (only & 64) != 0;
+    std = (only & 128) != 0;
 
     for (; i < inlen; i++) {
         unsigned char c = (unsigned char)in[i];
@@ -312,7 +318,9 @@ static const uint8_t *memfind(const uint8_t *h, size_t hl, const char *n)
     return memmem(h, hl, n, nl);
 }
 
-/* Base64 body with line breaks (PEM): strips CR/LF/space then decodes. */
+/* Base64 body with line breaks (PEM): strips CR/LF/space then decodes.
+ * A body without any (a JSON field's) is decoded in place: blanks are not
+ * base64, so it decodes alone exactly when stripping would change nothing. */
 static jpki_err b64_lines(const uint8_t *in, size_t inlen, size_t maxlen,
                           uint8_t **der, size_t *derlen)
 {
@@ -323,21 +331,25 @@ static jpki_err b64_lines(const uint8_t *in, size_t inlen, size_t maxlen,
 
     if (inlen / 4 * 3 > maxlen + 3 + inlen / 64 * 3)
         return JPKI_ERR_TOO_LARGE;
-    clean = malloc(inlen + 1);
-    if (clean == NULL)
+    out = malloc(jpki_b64_decoded_max(inlen));
+    if (out == NULL)
         return JPKI_ERR_NOMEM;
-    for (i = 0; i < inlen; i++) {
-        if (in[i] == '\r' || in[i] == '\n' || in[i] == ' ' || in[i] == '\t')
-            continue;
-        clean[n++] = (char)in[i];
-    }
-    out = malloc(jpki_b64_decoded_max(n));
-    if (out == NULL) {
+    e = jpki_b64_decode((const char *)in, inlen, out, derlen);
+    if (e != JPKI_OK) {
+        clean = malloc(inlen + 1);
+        if (clean == NULL) {
+            free(out);
+            return JPKI_ERR_NOMEM;
+        }
+        for (i = 0; i < inlen; i++) {
+            if (in[i] == '\r' || in[i] == '\n' || in[i] == ' '
+                || in[i] == '\t')
+                continue;
+            clean[n++] = (char)in[i];
+        }
+        e = jpki_b64_decode(clean, n, out, derlen);
         free(clean);
-        return JPKI_ERR_NOMEM;
     }
-    e = jpki_b64_decode(clean, n, out, derlen);
-    free(clean);
     if (e == JPKI_OK && *derlen > maxlen)
         e = JPKI_ERR_TOO_LARGE;
     if (e == JPKI_OK && *derlen == 0)

@@ -123,6 +123,10 @@ static void test_base64(void)
     is_int(dec_err("ab+_"), JPKI_ERR_PARSE, "mixed alphabets + and _");
     is_int(dec_err("ab-/"), JPKI_ERR_PARSE, "mixed alphabets - and /");
     is_int(dec_err("++++----"), JPKI_ERR_PARSE, "mixed alphabets, two groups");
+    is_int(dec_err("abc+ab_"), JPKI_ERR_PARSE,
+           "mixed alphabets, one in a whole group, one in the tail");
+    is_int(dec_err("ab_cab+"), JPKI_ERR_PARSE,
+           "mixed alphabets, url in a whole group, std in the tail");
     is_int(dec_err("ab++"), JPKI_OK, "std alone is fine");
     is_int(dec_err("ab__"), JPKI_OK, "url alone is fine");
 
