@@ -73,6 +73,14 @@ static size_t utf8_put(char *o, unsigned cp)
     return 4;
 }
 
+/* The characters that end a run inside a JSON string: controls, '"' and
+ * the backslash. */
+static const uint8_t jspecial[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, ['\\'] = 1
+};
+
 /* Parses a string at c->p (on the opening quote) into c->out. */
 static jpki_err jstring(jcur *c, char **s, size_t *len)
 {
@@ -86,8 +94,7 @@ static jpki_err jstring(jcur *c, char **s, size_t *len)
         uint8_t ch;
         const uint8_t *run = c->p;
         /* a run of plain characters copied at once */
-        while (c->p < c->end && *c->p >= 0x20 && *c->p != '"'
-               && *c->p != '\\')
+        while (c->p < c->end && !jspecial[*c->p])
             c->p++;
         if (c->p > run) {
             memcpy(o, run, (size_t)(c->p - run));
