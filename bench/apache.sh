@@ -107,19 +107,25 @@ acookie=$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
 if [ -z "$acookie" ]; then
     echo "bench: apache login failed" >&2
 else
-    ratios="" opens="" gateds=""
+    # the ungated request with the session cookie, as a browser sends it
+    # (bench/nginx.sh), and without it (session_vs_ungated_nocookie)
+    ratios="" bratios="" opens="" gateds=""
     for _ in $(seq "$BENCH_PAIRS"); do
-        aopen=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$AGATE/open/")
+        aopen=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $acookie" \
+            "http://127.0.0.1:$AGATE/open/")
+        abare=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$AGATE/open/")
         agated=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $acookie" \
             "http://127.0.0.1:$AGATE/gated/")
         opens="$opens $aopen" gateds="$gateds $agated"
         ratios="$ratios $(ratio "$agated" "$aopen")"
+        bratios="$bratios $(ratio "$agated" "$abare")"
     done
     # shellcheck disable=SC2086
     {
         echo "figure: apache.ungated_rps = $(median $opens)"
         echo "figure: apache.gated_rps = $(median $gateds)"
         figure_spread apache.session_vs_ungated $ratios
+        figure_spread apache.session_vs_ungated_nocookie $bratios
     }
     LOGIN_PIDS=$(pgrep -f "apache2 -f $AD/httpd.conf" | tr '\n' ' ')
     login_pairs apache "$AD/secret" "http://127.0.0.1:$AGATE/" "$AD" \

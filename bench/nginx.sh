@@ -108,8 +108,8 @@ flood_ratio() {
 }
 
 session_ratio() {   # $1 name, $2 store line
-    local cookie open gated recheck ratios="" rratios="" opens="" gateds="" \
-          rechecks=""
+    local cookie open bare gated recheck ratios="" bratios="" rratios="" \
+          opens="" gateds="" rechecks=""
     start_nginx "$2"
     # a session signed in before the worker's first complete poll of the
     # logout log is checked in the store once (its cookie is resealed,
@@ -121,15 +121,21 @@ session_ratio() {   # $1 name, $2 store line
     taskset -pc 0 "$(pgrep -P "$(cat "$D/nginx.pid")" | head -1)" >/dev/null
     # pairs: ungated then gated; cached (interval 5 min: no store access)
     # then re-checked at every request (interval 0: logout marker, mapping
-    # and the cached revocation answer in the store)
+    # and the cached revocation answer in the store).  The ungated request
+    # carries the session cookie as a browser sends it (Path=/: to every
+    # path of the site), so that the two differ by the gate alone; the
+    # same without the cookie too (session_vs_ungated_nocookie).
     for _ in $(seq "$BENCH_PAIRS"); do
-        open=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$GATE/open/")
+        open=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
+            "http://127.0.0.1:$GATE/open/")
+        bare=$(wrk_rps -t1 -c32 -d2s "http://127.0.0.1:$GATE/open/")
         gated=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
             "http://127.0.0.1:$GATE/gated/")
         recheck=$(wrk_rps -t1 -c32 -d2s -H "Cookie: $cookie" \
             "http://127.0.0.1:$GATE/gated0/")
         opens="$opens $open" gateds="$gateds $gated" rechecks="$rechecks $recheck"
         ratios="$ratios $(ratio "$gated" "$open")"
+        bratios="$bratios $(ratio "$gated" "$bare")"
         rratios="$rratios $(ratio "$recheck" "$gated")"
     done
     # shellcheck disable=SC2086
@@ -137,6 +143,7 @@ session_ratio() {   # $1 name, $2 store line
         echo "figure: nginx.ungated_rps.$1 = $(median $opens)"
         echo "figure: nginx.gated_rps.$1 = $(median $gateds)"
         figure_spread "nginx.session_vs_ungated.$1" $ratios
+        figure_spread "nginx.session_vs_ungated_nocookie.$1" $bratios
         echo "figure: nginx.recheck_rps.$1 = $(median $rechecks)"
         figure_spread "nginx.recheck_vs_cached.$1" $rratios
     }
