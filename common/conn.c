@@ -181,6 +181,11 @@ int jpki_conn_fd(const jpki_conn *c)
     return c->fd;
 }
 
+const char *jpki_conn_where(const jpki_conn *c)
+{
+    return c->where;
+}
+
 SSL *jpki_conn_ssl(const jpki_conn *c)
 {
     return c->ssl;

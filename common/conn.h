@@ -43,6 +43,8 @@ jpki_conn *jpki_conn_open(const struct sockaddr *sa, socklen_t len,
  * (jpki_tls_peer_check: a refusal has its reason). */
 jpki_err jpki_conn_tls(jpki_conn *c, SSL_CTX *ctx, const char *name);
 int jpki_conn_fd(const jpki_conn *c);
+/* Its address as given to jpki_conn_new or jpki_conn_open. */
+const char *jpki_conn_where(const jpki_conn *c);
 SSL *jpki_conn_ssl(const jpki_conn *c);
 
 /* A Redis round on it (after the last one ended DONE): auth is sent before
