@@ -439,6 +439,7 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
 {
     mjpki_redis_conn *c;
+    jpki_conn_next    next;
     const char       *why;
     unsigned          tries;
     int               st, timed_out;
@@ -468,25 +469,24 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 
         if (site->sentinel != NULL && jpki_conn_rediscover(c->conn)) {
             mjpki_forget_primary(site, r, c);
-            if (jpki_conn_retry_primary(c->conn, tries)) {
-                /* none of its commands reached a primary: once more on
-                 * the one the sentinels name now */
-                mjpki_redis_close(c);
-                continue;
+        }
+
+        /* once more (the core's rules): on the primary the sentinels name
+         * now (none of its commands reached a primary), or on a fresh
+         * connection (the pooled one was dead: Redis restarted) */
+        next = jpki_conn_after(c->conn, site->sentinel != NULL, tries);
+        if (next != JPKI_CONN_OVER) {
+            mjpki_redis_close(c);
+            if (next == JPKI_CONN_AGAIN) {
+                JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: "
+                         JPKI_CONN_RETRY_MSG);
             }
+            continue;
         }
 
         if (st == JPKI_CONN_DONE) {
             mjpki_redis_idle_put(site, c);
             return 1;
-        }
-
-        if (jpki_conn_retry(c->conn, tries)) {
-            /* the pooled connection was dead (Redis restarted): nothing
-             * came back, one more try on a fresh connection */
-            mjpki_redis_close(c);
-            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: " JPKI_CONN_RETRY_MSG);
-            continue;
         }
 
         timed_out = jpki_conn_timed_out(c->conn);

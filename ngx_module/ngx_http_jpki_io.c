@@ -409,6 +409,7 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     ngx_http_jpki_main_conf_t  *jmcf = p->jmcf;
     ngx_connection_t           *c = p->pc.connection;
     jpki_conn_state             st;
+    jpki_conn_next              next;
     ngx_uint_t                  timed_out;
     const char                 *why;
 
@@ -421,33 +422,22 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     }
 
     /* sentinels: the primary gone or demoted (the core's rule) is
-     * forgotten, its pooled connections dropped; the round goes once to
-     * the primary the sentinels name now when none of its commands
-     * reached a primary */
+     * forgotten, its pooled connections dropped */
     if (jmcf->sentinel != NULL && jpki_conn_rediscover(p->conn)) {
         ngx_http_jpki_forget_primary(jmcf, p);
-        if (ngx_http_jpki_redis_wanted(io)
-            && jpki_conn_retry_primary(p->conn, io->retried))
-        {
-            io->retried = 1;
-            ngx_http_jpki_peer_close(p);
-            if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
-                ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
-            }
-            return;
-        }
     }
 
-    /* a pooled connection Redis closed meanwhile (a restart): once more
-     * on a fresh connection (the core's rule), whose completion is never
-     * delivered from within */
-    if (ngx_http_jpki_redis_wanted(io)
-        && jpki_conn_retry(p->conn, io->retried))
-    {
+    /* once more (the core's rules) on the primary the sentinels name now,
+     * or on a fresh connection (a pooled one Redis closed meanwhile),
+     * while a request waits; never completed from within */
+    next = jpki_conn_after(p->conn, jmcf->sentinel != NULL, io->retried);
+    if (next != JPKI_CONN_OVER && ngx_http_jpki_redis_wanted(io)) {
         io->retried = 1;
         ngx_http_jpki_peer_close(p);
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "jpki: " JPKI_CONN_RETRY_MSG);
+        if (next == JPKI_CONN_AGAIN) {
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                          "jpki: " JPKI_CONN_RETRY_MSG);
+        }
         if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
             ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
         }

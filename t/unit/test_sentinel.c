@@ -396,6 +396,11 @@ static void test_role_prelude(void)
     ok(jpki_conn_retry_primary(c, 0), "... the round to the new primary "
        "(the replica wrote nothing)");
     ok(!jpki_conn_retry_primary(c, 1), "... once");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_AGAIN_PRIMARY, "... what "
+           "follows: once more on the primary named next");
+    is_int(jpki_conn_after(c, 1, 1), JPKI_CONN_OVER, "... then over");
+    is_int(jpki_conn_after(c, 0, 0), JPKI_CONN_OVER, "... without "
+           "sentinels: over");
     jpki_conn_free(c);
     close_pair();
 
@@ -443,6 +448,8 @@ static void test_role_prelude(void)
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "closed before its reply");
     ok(jpki_conn_rediscover(c), "... ask again");
     ok(!jpki_conn_retry_primary(c, 0), "... not retried (it may have run)");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_OVER, "... over (a new "
+           "connection: no retry of a pooled one either)");
     jpki_conn_free(c);
     close_pair();
 
@@ -451,6 +458,7 @@ static void test_role_prelude(void)
     jpki_conn_timeout(c);
     ok(jpki_conn_rediscover(c) && !jpki_conn_retry_primary(c, 0),
        "a timeout: ask again, not retried");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_OVER, "... over");
     jpki_conn_free(c);
     close_pair();
 
