@@ -468,33 +468,16 @@ mjpki_cmd_answers(cmd_parms *cmd, void *dconf, int argc, char *const argv[])
                       (void *) (intptr_t) (MJPKI_VALUE + (id)), RSRC_CONF,    \
                       help),
 /* the core's site directives (common/siteconf.h) */
-#define MJPKI_SITE_DIRECTIVE(name, d, help)                                  \
+#define MJPKI_SITE_DIRECTIVE(d, nginx, name, words, help)                    \
     AP_INIT_TAKE_ARGV(name, mjpki_cmd_site_directive, (void *) (intptr_t) (d),\
-                      RSRC_CONF, help)
+                      RSRC_CONF, help),
 #define MJPKI_DIR_VALUE(id, nginx, name, words, help)                        \
     AP_INIT_TAKE_ARGV(name, mjpki_cmd_value, MJPKI_INFO(id, words),         \
                       MJPKI_DIR_CTX, help),
 
 const command_rec mjpki_cmds[] = {
     /* server */
-    MJPKI_SITE_DIRECTIVE("JPKISecretFile", JPKI_SC_SECRET,
-        "the site secret file (secret <hex>, key <id> <hex> [current])"),
-    MJPKI_SITE_DIRECTIVE("JPKIIssuer", JPKI_SC_ISSUER,
-        "NAME ca=FILE[,FILE...] [ocsp=http://...] [crl=FILE|DIR]... "
-        "[policy=OID|none]"),
-    MJPKI_SITE_DIRECTIVE("JPKIStore", JPKI_SC_STORE,
-        "shm [zone=NAME] [size=10M] | redis=HOST:PORT|unix:/path | "
-        "sentinel=HOST:PORT,... master=NAME; [db=N] [user=U] "
-        "[password_file=FILE] [keepalive=N] [tls=on tls_ca=FILE "
-        "[tls_name=NAME] [tls_cert=FILE tls_key=FILE]] [mirror=1M]"),
-    MJPKI_SITE_DIRECTIVE("JPKIMapFile", JPKI_SC_MAP,
-        "mappings \"<cert_id> <account>\" (re-read when it changes)"),
-    MJPKI_SITE_DIRECTIVE("JPKICRLZone", JPKI_SC_CRL_ZONE,
-        "off | SIZE | NAME:SIZE (e.g. 64M): CRL files parsed once, by one "
-        "process, into shared memory every child answers from [off]"),
-    MJPKI_SITE_DIRECTIVE("JPKIAuditLog", JPKI_SC_AUDIT_LOG,
-        "FILE [key_file=FILE]: one HMAC-chained JSON line per verification "
-        "and admin action (absolute path) [none: the error log]"),
+    JPKI_SITE_OWN_DIRECTIVES(MJPKI_SITE_DIRECTIVE)
     JPKI_SITE_DIRECTIVES(MJPKI_SITE_VALUE)
 
     /* directory */

@@ -12,7 +12,7 @@
  */
 
 #include "mod_auth_jpki.h"
-#include "conn.h"
+#include "discovery.h"
 
 #include "apr_atomic.h"
 #include "apr_thread_proc.h"
@@ -243,45 +243,29 @@ mjpki_redis_idle_put(mjpki_site *site, mjpki_redis_conn *c)
 }
 
 
-/* Asks the sentinels in turn (the core's order) for the primary, each
+/* Asks the sentinels in turn (the core's discovery) for the primary, each
  * within the connect and round deadlines: 1 one named it, 0 none did. */
 static int
 mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
 {
-    const jpki_store_spec     *st = jpki_site_store(site->js);
-    SSL_CTX                   *tls = jpki_site_redis_tls(site->js);
-    const jpki_sentinel_addr  *a;
-    jpki_conn                 *c;
-    const char                *why;
-    char                       where[300];
-    unsigned                   k, start;
-    int                        i, learnt;
+    jpki_discovery        d;
+    jpki_discovery_state  st;
+    jpki_conn            *c;
+    const char           *why;
+    int                   i;
 
     mjpki_lock(site);
-    start = jpki_sentinel_start(site->sentinel);
+    jpki_discovery_begin(&d, site->sentinel, jpki_site_store(site->js));
     mjpki_unlock(site);
 
-    for (k = 0; ; k++) {
-        i = jpki_sentinel_pick(site->sentinel, start, k);
-        if (i < 0) {
-            JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: no sentinel named the "
-                     "redis primary of \"%s\"", st->master);
-            return 0;
-        }
-
-        apr_snprintf(where, sizeof(where),
-                     strchr(st->sentinels[i].host, ':') ? "[%s]:%u" : "%s:%u",
-                     st->sentinels[i].host, st->sentinels[i].port);
+    while ((i = jpki_discovery_next(&d)) >= 0) {
         c = jpki_conn_open((const struct sockaddr *)
                            &site->sentinel_sa[i]->sa,
                            site->sentinel_sa[i]->salen, "redis sentinel",
-                           where);
+                           d.where);
         if (c == NULL
-            || (tls != NULL
-                && jpki_conn_tls(c, tls, st->tls_name[0] ? st->tls_name
-                                         : st->sentinels[i].host)
-                   != JPKI_OK)
-            || jpki_conn_sentinel(c, st->master, st->sentinel_password) != JPKI_OK)
+            || jpki_discovery_query(&d, c, jpki_site_redis_tls(site->js))
+               != JPKI_OK)
         {
             jpki_conn_free(c);
             return 0;
@@ -294,29 +278,24 @@ mjpki_sentinel_discover(mjpki_site *site, request_rec *r)
             JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: %s", why);
         }
 
-        a = jpki_conn_primary(c);
-        learnt = 0;
         mjpki_lock(site);
-        if (a != NULL) {
-            learnt = jpki_sentinel_learn(site->sentinel, (unsigned) i, a);
-            if (learnt == 1) {
-                mjpki_redis_drop_idle(site);
-            }
-        } else {
-            jpki_sentinel_skip(site->sentinel, (unsigned) i);
+        st = jpki_discovery_fed(&d, jpki_conn_primary(c));
+        if (st == JPKI_DISCOVERY_NEW) {
+            mjpki_redis_drop_idle(site);
         }
         mjpki_unlock(site);
-
-        if (learnt == 1) {
-            MJPKI_PRIMARY_LOG(site, r, APLOG_NOTICE, "jpki: redis primary "
-                              "of \"%s\" is %s:%u (sentinel %s)", st->master,
-                              a->host, a->port, where);
-        }
         jpki_conn_free(c);
-        if (a != NULL) {
+
+        if (st == JPKI_DISCOVERY_NEW) {
+            MJPKI_PRIMARY_LOG(site, r, APLOG_NOTICE, "jpki: %s", d.say);
+        }
+        if (st != JPKI_DISCOVERY_NEXT) {
             return 1;
         }
     }
+
+    JPKI_LOG(site, r, APLOG_ERR, 0, "jpki: %s", d.say);
+    return 0;
 }
 
 
@@ -352,8 +331,6 @@ mjpki_discover_once(mjpki_site *site, request_rec *r)
 static mjpki_redis_conn *
 mjpki_primary_connect(mjpki_site *site, request_rec *r)
 {
-    const jpki_store_spec    *st = jpki_site_store(site->js);
-    SSL_CTX                  *tls = jpki_site_redis_tls(site->js);
     const struct sockaddr    *sa;
     struct sockaddr_storage   copy;
     mjpki_redis_conn         *c;
@@ -389,10 +366,9 @@ mjpki_primary_connect(mjpki_site *site, request_rec *r)
     c->conn = jpki_conn_open((const struct sockaddr *) &copy, len, "redis",
                              at);
     if (c->conn == NULL
-        || (tls != NULL
-            && jpki_conn_tls(c->conn, tls, st->tls_name[0] ? st->tls_name
-                                                           : host)
-               != JPKI_OK))
+        || jpki_conn_store_tls(c->conn, jpki_site_redis_tls(site->js),
+                               jpki_site_store(site->js), host)
+           != JPKI_OK)
     {
         mjpki_redis_close(c);
         return NULL;
@@ -407,7 +383,6 @@ static mjpki_redis_conn *
 mjpki_redis_connect(mjpki_site *site, request_rec *r)
 {
     const jpki_store_spec  *st = jpki_site_store(site->js);
-    SSL_CTX                *tls = jpki_site_redis_tls(site->js);
     mjpki_redis_conn       *c;
 
     if (site->sentinel != NULL) {
@@ -422,8 +397,9 @@ mjpki_redis_connect(mjpki_site *site, request_rec *r)
     c->conn = jpki_conn_open((const struct sockaddr *) &site->redis_sa->sa,
                              site->redis_sa->salen, "redis", st->addr);
     if (c->conn == NULL
-        || (tls != NULL && jpki_conn_tls(c->conn, tls, st->tls_name)
-                           != JPKI_OK))
+        || jpki_conn_store_tls(c->conn, jpki_site_redis_tls(site->js), st,
+                               NULL)
+           != JPKI_OK)
     {
         mjpki_redis_close(c);
         return NULL;
@@ -438,19 +414,20 @@ mjpki_redis_connect(mjpki_site *site, request_rec *r)
 static void
 mjpki_forget_primary(mjpki_site *site, request_rec *r, mjpki_redis_conn *c)
 {
-    int  forgotten;
+    char  say[512];
+    int   forgotten;
 
     mjpki_lock(site);
-    forgotten = jpki_sentinel_forget(site->sentinel, c->gen);
+    forgotten = jpki_discovery_lost(site->sentinel, c->gen, c->conn,
+                                    jpki_site_store(site->js)->master, say,
+                                    sizeof(say));
     if (forgotten) {
         mjpki_redis_drop_idle(site);
     }
     mjpki_unlock(site);
 
     if (forgotten) {
-        MJPKI_PRIMARY_LOG(site, r, APLOG_WARNING, "jpki: redis primary of "
-                          "\"%s\" lost: asking the sentinels again",
-                          jpki_site_store(site->js)->master);
+        MJPKI_PRIMARY_LOG(site, r, APLOG_WARNING, "jpki: %s", say);
     }
 }
 
@@ -462,6 +439,7 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
                  size_t n, jpki_store_result *res)
 {
     mjpki_redis_conn *c;
+    jpki_conn_next    next;
     const char       *why;
     unsigned          tries;
     int               st, timed_out;
@@ -491,25 +469,24 @@ mjpki_redis_exec(mjpki_site *site, request_rec *r, const jpki_store_cmd *cmds,
 
         if (site->sentinel != NULL && jpki_conn_rediscover(c->conn)) {
             mjpki_forget_primary(site, r, c);
-            if (jpki_conn_retry_primary(c->conn, tries)) {
-                /* none of its commands reached a primary: once more on
-                 * the one the sentinels name now */
-                mjpki_redis_close(c);
-                continue;
+        }
+
+        /* once more (the core's rules): on the primary the sentinels name
+         * now (none of its commands reached a primary), or on a fresh
+         * connection (the pooled one was dead: Redis restarted) */
+        next = jpki_conn_after(c->conn, site->sentinel != NULL, tries);
+        if (next != JPKI_CONN_OVER) {
+            mjpki_redis_close(c);
+            if (next == JPKI_CONN_AGAIN) {
+                JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: "
+                         JPKI_CONN_RETRY_MSG);
             }
+            continue;
         }
 
         if (st == JPKI_CONN_DONE) {
             mjpki_redis_idle_put(site, c);
             return 1;
-        }
-
-        if (jpki_conn_retry(c->conn, tries)) {
-            /* the pooled connection was dead (Redis restarted): nothing
-             * came back, one more try on a fresh connection */
-            mjpki_redis_close(c);
-            JPKI_LOG(site, r, APLOG_INFO, 0, "jpki: " JPKI_CONN_RETRY_MSG);
-            continue;
         }
 
         timed_out = jpki_conn_timed_out(c->conn);

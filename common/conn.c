@@ -181,6 +181,11 @@ int jpki_conn_fd(const jpki_conn *c)
     return c->fd;
 }
 
+const char *jpki_conn_where(const jpki_conn *c)
+{
+    return c->where;
+}
+
 SSL *jpki_conn_ssl(const jpki_conn *c)
 {
     return c->ssl;
@@ -717,6 +722,17 @@ int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries)
         return 1;
     return c->state == JPKI_CONN_FAILED && c->io_error
            && !jpki_redis_round_cmds_out(c->round);
+}
+
+jpki_conn_next jpki_conn_after(const jpki_conn *c, int sentinels,
+                               unsigned tries)
+{
+    if (sentinels && jpki_conn_rediscover(c)
+        && jpki_conn_retry_primary(c, tries))
+        return JPKI_CONN_AGAIN_PRIMARY;
+    if (jpki_conn_retry(c, tries))
+        return JPKI_CONN_AGAIN;
+    return JPKI_CONN_OVER;
 }
 
 int jpki_conn_idle(jpki_conn *c)

@@ -43,6 +43,8 @@ jpki_conn *jpki_conn_open(const struct sockaddr *sa, socklen_t len,
  * (jpki_tls_peer_check: a refusal has its reason). */
 jpki_err jpki_conn_tls(jpki_conn *c, SSL_CTX *ctx, const char *name);
 int jpki_conn_fd(const jpki_conn *c);
+/* Its address as given to jpki_conn_new or jpki_conn_open. */
+const char *jpki_conn_where(const jpki_conn *c);
 SSL *jpki_conn_ssl(const jpki_conn *c);
 
 /* A Redis round on it (after the last one ended DONE): auth is sent before
@@ -107,6 +109,23 @@ int jpki_conn_rediscover(const jpki_conn *c);
  * connection failed before ROLE said "master", or a replica refused them
  * -READONLY), and it did not time out (its time is spent). */
 int jpki_conn_retry_primary(const jpki_conn *c, unsigned tries);
+/* What follows a Redis round that ended on c (DONE or FAILED) at its
+ * tries-th try (0 or 1), these rules in their order; sentinels: the
+ * primary is named by sentinels (the adapter has already forgotten it if
+ * jpki_conn_rediscover said so).  A round whose request has gone is not
+ * tried again (the adapter's to know). */
+typedef enum {
+    JPKI_CONN_OVER = 0,         /* its results stand (DONE: the connection
+                                   kept or not, jpki_conn_keep), or its
+                                   failure or timeout */
+    JPKI_CONN_AGAIN,            /* once more on a new connection: the
+                                   adapter logs JPKI_CONN_RETRY_MSG at the
+                                   info level (jpki_conn_retry) */
+    JPKI_CONN_AGAIN_PRIMARY     /* once more on the primary the sentinels
+                                   name now (jpki_conn_retry_primary) */
+} jpki_conn_next;
+jpki_conn_next jpki_conn_after(const jpki_conn *c, int sentinels,
+                               unsigned tries);
 /* Whether an idle (pooled) connection may still serve: nothing to read
  * and no EOF (Redis sends nothing unasked); checked when one is taken from
  * a pool and when an idle one becomes readable.  When not, the adapter

@@ -8,12 +8,42 @@
  *
  * words: 1 for one value, 0 for one or more words (joined by one blank).
  * Adding such a directive is a row in jpki_directives[] (common/conf.c)
- * and a row here; the adapters' tables take it from here.
+ * and a row here; the adapters' tables take it from here.  The site's own
+ * directives (the secret, issuers, the store...) are listed here too.
  */
 #ifndef JPKI_DIRECTIVES_H
 #define JPKI_DIRECTIVES_H
 
 #include "conf.h"
+#include "siteconf.h"
+
+/* The site's own directives, read by jpki_siteconf_set (siteconf.h): each
+ * adapter has one setter for them all.
+ *
+ *   X(jpki_sc_directive, nginx name, Apache name, words, help)
+ *
+ * words: how many words nginx's table takes (TAKE1, TAKE12, 1MORE, 2MORE:
+ * its NGX_CONF_<words>); Apache takes any and the core counts them. */
+#define JPKI_SITE_OWN_DIRECTIVES(X)                                           \
+    X(JPKI_SC_SECRET, "jpki_secret_file", "JPKISecretFile", TAKE1,            \
+      "the site secret file (secret <hex>, key <id> <hex> [current])")        \
+    X(JPKI_SC_ISSUER, "jpki_issuer", "JPKIIssuer", 2MORE,                     \
+      "NAME ca=FILE[,FILE...] [ocsp=http://...] [crl=FILE|DIR]... "           \
+      "[policy=OID|none]")                                                    \
+    X(JPKI_SC_STORE, "jpki_store", "JPKIStore", 1MORE,                        \
+      "shm [zone=NAME] [size=10M] | redis=HOST:PORT|unix:/path | "            \
+      "sentinel=HOST:PORT,... master=NAME; [db=N] [user=U] "                  \
+      "[password_file=FILE] [keepalive=N] [tls=on tls_ca=FILE "               \
+      "[tls_name=NAME] [tls_cert=FILE tls_key=FILE]] [mirror=1M]")            \
+    X(JPKI_SC_CRL_ZONE, "jpki_crl_zone", "JPKICRLZone", TAKE1,                \
+      "off | SIZE | NAME:SIZE (e.g. 64M): CRL files parsed once, by one "     \
+      "process, into shared memory every worker or child answers from "       \
+      "[off]")                                                                \
+    X(JPKI_SC_MAP, "jpki_map_file", "JPKIMapFile", TAKE1,                     \
+      "mappings \"<cert_id> <account>\" (re-read when it changes)")           \
+    X(JPKI_SC_AUDIT_LOG, "jpki_audit_log", "JPKIAuditLog", TAKE12,            \
+      "FILE [key_file=FILE]: one HMAC-chained JSON line per verification "    \
+      "and admin action (absolute path) [none: the error log]")
 
 /* A site's (nginx http or server block, Apache server or virtual host). */
 #define JPKI_SITE_DIRECTIVES(X)                                               \

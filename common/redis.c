@@ -340,6 +340,68 @@ int jpki_redis_round_retry(const jpki_redis_round *r, int pooled,
            && r->state != JPKI_ROUND_DONE;
 }
 
+/* ---- rounds that go together -------------------------------------- */
+
+struct jpki_redis_group {
+    size_t n;                   /* commands in all */
+    size_t rounds;
+    size_t size[JPKI_REDIS_ROUND_MAX];      /* each round's commands */
+    jpki_store_cmd cmds[JPKI_REDIS_ROUND_MAX];
+    jpki_store_result res[JPKI_REDIS_ROUND_MAX];
+};
+
+jpki_redis_group *jpki_redis_group_new(void)
+{
+    jpki_redis_group *g = malloc(sizeof(*g));
+
+    if (g != NULL) {
+        g->n = 0;
+        g->rounds = 0;
+    }
+    return g;
+}
+
+void jpki_redis_group_free(jpki_redis_group *g)
+{
+    free(g);
+}
+
+int jpki_redis_group_add(jpki_redis_group *g, const jpki_store_cmd *cmds,
+                         size_t n)
+{
+    if (n == 0 || n > JPKI_STORE_BATCH_MAX || g->n + n > JPKI_REDIS_ROUND_MAX)
+        return 0;
+    memcpy(g->cmds + g->n, cmds, n * sizeof(*cmds));
+    g->size[g->rounds++] = n;
+    g->n += n;
+    return 1;
+}
+
+const jpki_store_cmd *jpki_redis_group_cmds(const jpki_redis_group *g,
+                                            size_t *n)
+{
+    *n = g->n;
+    return g->cmds;
+}
+
+jpki_store_result *jpki_redis_group_res(jpki_redis_group *g)
+{
+    return g->res;
+}
+
+size_t jpki_redis_group_part(const jpki_redis_group *g, size_t k,
+                             jpki_store_result *res)
+{
+    size_t i, off = 0;
+
+    if (k >= g->rounds)
+        return 0;
+    for (i = 0; i < k; i++)
+        off += g->size[i];
+    memcpy(res, g->res + off, g->size[k] * sizeof(*res));
+    return g->size[k];
+}
+
 void jpki_store_results_error(jpki_store_result *res, size_t n)
 {
     size_t i;

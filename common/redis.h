@@ -92,6 +92,31 @@ int jpki_redis_round_keep(const jpki_redis_round *r);
 int jpki_redis_round_retry(const jpki_redis_round *r, int pooled,
                            unsigned tries);
 
+/* Rounds that go together on one connection (nginx: the rounds waiting
+ * when a connection comes free): their commands in one write, in the
+ * order they joined, as many as one round carries (JPKI_REDIS_ROUND_MAX
+ * commands), and each its own part of the results once it ends. */
+typedef struct jpki_redis_group jpki_redis_group;
+
+/* An empty group.  NULL: no memory. */
+jpki_redis_group *jpki_redis_group_new(void);
+void jpki_redis_group_free(jpki_redis_group *g);
+/* A round of n commands (1..JPKI_STORE_BATCH_MAX) joins, after the
+ * others: 1 joined (its commands copied), 0 they do not fit (nor may a
+ * round waiting behind it go first: the adapter stops there). */
+int jpki_redis_group_add(jpki_redis_group *g, const jpki_store_cmd *cmds,
+                         size_t n);
+/* All the commands (*n of them), and the results they are read into
+ * (jpki_conn_redis's cmds and res; a failure: jpki_store_results_error
+ * over the same *n). */
+const jpki_store_cmd *jpki_redis_group_cmds(const jpki_redis_group *g,
+                                            size_t *n);
+jpki_store_result *jpki_redis_group_res(jpki_redis_group *g);
+/* The k-th round's results (k from 0, the order they joined) into
+ * res[]: how many (0: no such round). */
+size_t jpki_redis_group_part(const jpki_redis_group *g, size_t k,
+                             jpki_store_result *res);
+
 /* n results of a failed batch: every one JPKI_STORE_R_ERROR. */
 void jpki_store_results_error(jpki_store_result *res, size_t n);
 

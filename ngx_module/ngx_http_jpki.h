@@ -20,7 +20,7 @@
 #include "watch.h"
 #include "allow.h"
 #include "shared.h"
-#include "sentinel.h"
+#include "discovery.h"
 
 
 typedef struct ngx_http_jpki_io_s  ngx_http_jpki_io_t;
@@ -64,6 +64,7 @@ struct ngx_http_jpki_main_conf_s {
     ngx_uint_t                 nsentinels;
     jpki_sentinel             *sentinel;      /* per worker */
     ngx_uint_t                 sentinel_asking;  /* a discovery under way */
+    jpki_discovery             discovery;        /* ... its state */
     ngx_http_jpki_io_t        *sentinel_waiters; /* rounds waiting for it */
     ngx_msec_t                 redis_connect_timeout;
     ngx_msec_t                 redis_timeout;

@@ -242,7 +242,7 @@ ngx_http_jpki_sentinels_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
 {
     ngx_url_t   *u;
     ngx_uint_t   i;
-    u_char       buf[300], *end;
+    char         buf[300];
 
     jmcf->sentinels = ngx_pcalloc(cf->pool,
                                   spec->n_sentinels * sizeof(ngx_url_t));
@@ -252,12 +252,7 @@ ngx_http_jpki_sentinels_conf(ngx_conf_t *cf, ngx_http_jpki_main_conf_t *jmcf,
 
     for (i = 0; i < spec->n_sentinels; i++) {
         u = &jmcf->sentinels[i];
-        end = ngx_snprintf(buf, sizeof(buf),
-                           ngx_strchr(spec->sentinels[i].host, ':')
-                           ? "[%s]:%ui" : "%s:%ui",
-                           spec->sentinels[i].host,
-                           (ngx_uint_t) spec->sentinels[i].port);
-        u->url.len = end - buf;
+        u->url.len = jpki_conf_sentinel_where(spec, i, buf, sizeof(buf));
         u->url.data = ngx_pnalloc(cf->pool, u->url.len);
         if (u->url.data == NULL) {
             return NGX_ERROR;

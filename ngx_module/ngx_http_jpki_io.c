@@ -20,12 +20,14 @@
  * would be closed again after the round (a connect and a close for each
  * re-check once more requests than keepalive= wait for Redis at once).
  * The rounds waiting when a connection comes free go together, as many
- * as a round carries (JPKI_REDIS_ROUND_MAX commands): their commands in
- * one write, their replies in one read, each its own results.
+ * as the core's group takes (jpki_redis_group: JPKI_REDIS_ROUND_MAX
+ * commands): their commands in one write, their replies in one read, each
+ * its own results.  Sentinels are asked through the core's discovery
+ * (common/discovery.h): this file opens each one's connection and feeds
+ * back its answer.
  */
 
 #include "ngx_http_jpki.h"
-#include "conn.h"
 
 
 typedef struct ngx_http_jpki_peer_s    ngx_http_jpki_peer_t;
@@ -45,19 +47,14 @@ struct ngx_http_jpki_io_s {
     size_t                         n;
     ngx_uint_t                     retried;
     ngx_http_jpki_main_conf_t     *jmcf;
-    ngx_uint_t                     asked;       /* sentinels asked */
-    ngx_uint_t                     start;       /* ... from this one */
-    ngx_int_t                      sentinel;    /* the one asked now */
     ngx_msec_t                     timeout;     /* the round's; 0: the
                                                    site's redis_timeout */
     ngx_uint_t                     waiting;     /* in jmcf->redis_waiting */
     ngx_queue_t                    wq;
     ngx_event_t                    wait;        /* its deadline meanwhile */
-    /* the first of rounds that go together: all their commands, results
-     * (NULL: its own alone), and the others, in order */
-    jpki_store_cmd                *gcmds;
-    jpki_store_result             *gres;
-    size_t                         gn;
+    /* the first of rounds that go together: the group (NULL: alone),
+     * and the others, in the order they joined */
+    jpki_redis_group              *group;
     ngx_http_jpki_io_t            *next_member;
 
     /* OCSP: the flight's other waiters */
@@ -378,23 +375,19 @@ ngx_http_jpki_redis_done(ngx_http_jpki_io_t *io, jpki_conn_state st,
     ngx_uint_t timed_out)
 {
     ngx_http_jpki_io_t  *m, *next;
-    size_t               off = 0;
+    size_t               k = 0;
 
-    if (st != JPKI_CONN_DONE) {
-        jpki_store_results_error(io->gres ? io->gres : io->res,
-                                 io->gres ? io->gn : io->n);
-    }
+    for (m = io; m; m = m->next_member) {
+        if (st != JPKI_CONN_DONE) {
+            jpki_store_results_error(m->res, m->n);
 
-    if (io->gres != NULL) {
-        for (m = io; m; m = m->next_member) {
-            ngx_memcpy(m->res, io->gres + off,
-                       m->n * sizeof(jpki_store_result));
-            off += m->n;
+        } else if (io->group != NULL) {
+            (void) jpki_redis_group_part(io->group, k++, m->res);
         }
-        ngx_free(io->gcmds);                /* gres is in its allocation */
-        io->gcmds = NULL;
-        io->gres = NULL;
     }
+
+    jpki_redis_group_free(io->group);
+    io->group = NULL;
 
     /* each request may go on at once (and a request that ends detaches
      * its round): the next member is taken first */
@@ -416,6 +409,7 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     ngx_http_jpki_main_conf_t  *jmcf = p->jmcf;
     ngx_connection_t           *c = p->pc.connection;
     jpki_conn_state             st;
+    jpki_conn_next              next;
     ngx_uint_t                  timed_out;
     const char                 *why;
 
@@ -428,34 +422,22 @@ ngx_http_jpki_redis_end(ngx_http_jpki_peer_t *p)
     }
 
     /* sentinels: the primary gone or demoted (the core's rule) is
-     * forgotten, its pooled connections dropped; the round goes once to
-     * the primary the sentinels name now when none of its commands
-     * reached a primary */
+     * forgotten, its pooled connections dropped */
     if (jmcf->sentinel != NULL && jpki_conn_rediscover(p->conn)) {
         ngx_http_jpki_forget_primary(jmcf, p);
-        if (ngx_http_jpki_redis_wanted(io)
-            && jpki_conn_retry_primary(p->conn, io->retried))
-        {
-            io->retried = 1;
-            io->asked = 0;
-            ngx_http_jpki_peer_close(p);
-            if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
-                ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
-            }
-            return;
-        }
     }
 
-    /* a pooled connection Redis closed meanwhile (a restart): once more
-     * on a fresh connection (the core's rule), whose completion is never
-     * delivered from within */
-    if (ngx_http_jpki_redis_wanted(io)
-        && jpki_conn_retry(p->conn, io->retried))
-    {
+    /* once more (the core's rules) on the primary the sentinels name now,
+     * or on a fresh connection (a pooled one Redis closed meanwhile),
+     * while a request waits; never completed from within */
+    next = jpki_conn_after(p->conn, jmcf->sentinel != NULL, io->retried);
+    if (next != JPKI_CONN_OVER && ngx_http_jpki_redis_wanted(io)) {
         io->retried = 1;
         ngx_http_jpki_peer_close(p);
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "jpki: " JPKI_CONN_RETRY_MSG);
+        if (next == JPKI_CONN_AGAIN) {
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                          "jpki: " JPKI_CONN_RETRY_MSG);
+        }
         if (ngx_http_jpki_redis_send(io, ngx_cycle->log) != NGX_AGAIN) {
             ngx_http_jpki_redis_done(io, JPKI_CONN_FAILED, 0);
         }
@@ -554,31 +536,15 @@ static void
 ngx_http_jpki_forget_primary(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_peer_t *p)
 {
-    if (jpki_sentinel_forget(jmcf->sentinel, p->gen)) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "jpki: redis primary "
-                      "%V of \"%s\" lost: asking the sentinels again",
-                      &p->name, jpki_site_store(jmcf->js)->master);
+    char  say[512];
+
+    if (jpki_discovery_lost(jmcf->sentinel, p->gen, p->conn,
+                            jpki_site_store(jmcf->js)->master, say,
+                            sizeof(say)))
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "jpki: %s", say);
         ngx_http_jpki_redis_drop_idle(jmcf);
     }
-}
-
-
-/* TLS on a new connection (tls_ca=): the handshake, then the server's
- * chain and name (tls_name=, else name: the address it is reached at). */
-static ngx_int_t
-ngx_http_jpki_redis_tls(ngx_http_jpki_main_conf_t *jmcf,
-    ngx_http_jpki_peer_t *p, const char *name)
-{
-    const jpki_store_spec  *spec = jpki_site_store(jmcf->js);
-    SSL_CTX                *tls = jpki_site_redis_tls(jmcf->js);
-
-    if (tls == NULL) {
-        return NGX_OK;
-    }
-
-    return jpki_conn_tls(p->conn, tls, spec->tls_name[0] ? spec->tls_name
-                                                         : name)
-           == JPKI_OK ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -615,8 +581,10 @@ ngx_http_jpki_primary_open(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     jmcf->redis_nopen++;
 
     /* the certificate names the address (no SNI), or tls_name= */
-    if (ngx_http_jpki_redis_tls(jmcf, p, jpki_sentinel_host(jmcf->sentinel))
-        != NGX_OK)
+    if (jpki_conn_store_tls(p->conn, jpki_site_redis_tls(jmcf->js),
+                            jpki_site_store(jmcf->js),
+                            jpki_sentinel_host(jmcf->sentinel))
+        != JPKI_OK)
     {
         ngx_http_jpki_peer_close(p);
         return NULL;
@@ -669,55 +637,36 @@ ngx_http_jpki_redis_wait(ngx_http_jpki_io_t *io, ngx_log_t *log)
 }
 
 
-/* The rounds waiting behind io join it, as many as a round carries: one
- * write, one read for them all (the round keeps io's deadline, the
- * earliest).  Without memory, io goes alone. */
+/* The rounds waiting behind io join it, as many as the core's group
+ * takes: one write, one read for them all (the round keeps io's deadline,
+ * the earliest).  Without memory, io goes alone. */
 static void
 ngx_http_jpki_redis_group(ngx_http_jpki_main_conf_t *jmcf,
     ngx_http_jpki_io_t *io)
 {
-    ngx_http_jpki_io_t   *w, **last = &io->next_member;
-    ngx_queue_t          *q;
-    u_char               *buf;
-    size_t                n = io->n, off;
+    ngx_http_jpki_io_t  *w, **last = &io->next_member;
+    ngx_queue_t         *q;
 
-    if (io->gcmds != NULL) {
+    if (io->group != NULL || ngx_queue_empty(&jmcf->redis_waiting)) {
         return;                 /* a group already (waiting again: a retry) */
     }
 
-    for (q = ngx_queue_head(&jmcf->redis_waiting);
-         q != ngx_queue_sentinel(&jmcf->redis_waiting);
-         q = ngx_queue_next(q))
-    {
-        w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
-        if (n + w->n > JPKI_REDIS_ROUND_MAX) {
-            break;
-        }
-        n += w->n;
-    }
-
-    if (n == io->n) {
+    io->group = jpki_redis_group_new();
+    if (io->group == NULL) {
         return;
     }
 
-    buf = ngx_alloc(n * (sizeof(jpki_store_cmd) + sizeof(jpki_store_result)),
-                    ngx_cycle->log);
-    if (buf == NULL) {
-        return;
-    }
+    (void) jpki_redis_group_add(io->group, io->cmds, io->n);
 
-    io->gcmds = (jpki_store_cmd *) buf;
-    io->gres = (jpki_store_result *) (buf + n * sizeof(jpki_store_cmd));
-    io->gn = n;
-    ngx_memcpy(io->gcmds, io->cmds, io->n * sizeof(jpki_store_cmd));
-
-    for (off = io->n; off < n; off += w->n) {
+    while (!ngx_queue_empty(&jmcf->redis_waiting)) {
         q = ngx_queue_head(&jmcf->redis_waiting);
         w = ngx_queue_data(q, ngx_http_jpki_io_t, wq);
+        if (!jpki_redis_group_add(io->group, w->cmds, w->n)) {
+            break;
+        }
         ngx_queue_remove(q);
         w->waiting = 0;
         ngx_del_timer(&w->wait);
-        ngx_memcpy(io->gcmds + off, w->cmds, w->n * sizeof(jpki_store_cmd));
         *last = w;
         last = &w->next_member;
     }
@@ -767,8 +716,11 @@ static ngx_int_t
 ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t  *jmcf = io->jmcf;
+    const jpki_store_cmd       *cmds = io->cmds;
+    jpki_store_result          *res = io->res;
     ngx_http_jpki_peer_t       *p;
     ngx_uint_t                  ask = 0;
+    size_t                      n = io->n;
 
     p = ngx_http_jpki_redis_pooled(jmcf);
 
@@ -788,7 +740,8 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
             return NGX_AGAIN;
         }
         if (ask) {
-            io->asked = 0;
+            jpki_discovery_begin(&jmcf->discovery, jmcf->sentinel,
+                                 jpki_site_store(jmcf->js));
             if (ngx_http_jpki_sentinel_ask(io, log) != NGX_AGAIN) {
                 return NGX_ERROR;
             }
@@ -813,16 +766,22 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
         p->counted = 1;
         jmcf->redis_nopen++;
 
-        if (ngx_http_jpki_redis_tls(jmcf, p, NULL) != NGX_OK) {
+        if (jpki_conn_store_tls(p->conn, jpki_site_redis_tls(jmcf->js),
+                                jpki_site_store(jmcf->js), NULL)
+            != JPKI_OK)
+        {
             ngx_http_jpki_peer_close(p);
             return NGX_ERROR;
         }
     }
 
-    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js),
-                        io->gcmds ? io->gcmds : io->cmds,
-                        io->gcmds ? io->gn : io->n,
-                        io->gres ? io->gres : io->res)
+    if (io->group != NULL) {
+        cmds = jpki_redis_group_cmds(io->group, &n);
+        res = jpki_redis_group_res(io->group);
+    }
+
+    if (jpki_conn_redis(p->conn, jpki_site_redis_auth(jmcf->js), cmds, n,
+                        res)
         != JPKI_OK)
     {
         ngx_http_jpki_peer_close(p);
@@ -844,47 +803,29 @@ ngx_http_jpki_redis_send(ngx_http_jpki_io_t *io, ngx_log_t *log)
 static void ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p);
 
 
-/* Asks the next sentinel (the core's order) for the primary: a round like
- * Redis's, within the same deadlines.  NGX_ERROR once each was asked. */
+/* Asks the next sentinel (the core's discovery) for the primary: a round
+ * like Redis's, within the same deadlines.  NGX_ERROR once each was
+ * asked. */
 static ngx_int_t
 ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
 {
     ngx_http_jpki_main_conf_t  *jmcf = io->jmcf;
-    const jpki_store_spec      *spec = jpki_site_store(jmcf->js);
+    jpki_discovery             *d = &jmcf->discovery;
     ngx_http_jpki_peer_t       *p;
-    ngx_url_t                  *u;
     ngx_int_t                   i;
-    char                        where[300];
 
-    if (io->asked == 0) {
-        io->start = jpki_sentinel_start(jmcf->sentinel);
-    }
-
-    for ( ;; ) {
-        i = jpki_sentinel_pick(jmcf->sentinel, io->start, io->asked);
-        if (i < 0) {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: no sentinel named the "
-                          "redis primary of \"%s\"", spec->master);
-            return NGX_ERROR;
-        }
-        io->asked++;
-        io->sentinel = i;
-
-        u = &jmcf->sentinels[i];
-        ngx_cpystrn((u_char *) where, u->url.data,
-                    ngx_min(u->url.len + 1, sizeof(where)));
-        p = ngx_http_jpki_peer_open_url(u, "redis sentinel", where, log);
+    while ((i = jpki_discovery_next(d)) >= 0) {
+        p = ngx_http_jpki_peer_open_url(&jmcf->sentinels[i],
+                                        "redis sentinel", d->where, log);
         if (p == NULL) {
-            jpki_sentinel_skip(jmcf->sentinel, i);
+            (void) jpki_discovery_fed(d, NULL);
             continue;
         }
 
         p->jmcf = jmcf;
 
-        if (ngx_http_jpki_redis_tls(jmcf, p, spec->sentinels[i].host)
-                != NGX_OK
-            || jpki_conn_sentinel(p->conn, spec->master,
-                                  spec->sentinel_password) != JPKI_OK)
+        if (jpki_discovery_query(d, p->conn, jpki_site_redis_tls(jmcf->js))
+            != JPKI_OK)
         {
             ngx_http_jpki_peer_close(p);
             return NGX_ERROR;
@@ -895,6 +836,9 @@ ngx_http_jpki_sentinel_ask(ngx_http_jpki_io_t *io, ngx_log_t *log)
                                  ngx_http_jpki_sentinel_end, io);
         return NGX_AGAIN;
     }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "jpki: %s", d->say);
+    return NGX_ERROR;
 }
 
 
@@ -935,9 +879,8 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
 {
     ngx_http_jpki_io_t         *io = p->data;
     ngx_http_jpki_main_conf_t  *jmcf = p->jmcf;
-    const jpki_sentinel_addr   *a;
+    jpki_discovery_state        st;
     const char                 *why;
-    ngx_uint_t                  learnt;
 
     p->data = NULL;
 
@@ -946,31 +889,23 @@ ngx_http_jpki_sentinel_end(ngx_http_jpki_peer_t *p)
         ngx_log_error(NGX_LOG_ERR, &p->log, 0, "jpki: %s", why);
     }
 
-    a = jpki_conn_primary(p->conn);
-    learnt = a != NULL;
-    if (a != NULL
-        && jpki_sentinel_learn(jmcf->sentinel, io->sentinel, a) == 1)
-    {
-        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0, "jpki: redis "
-                      "primary of \"%s\" is %s:%ui (sentinel %V)",
-                      jpki_site_store(jmcf->js)->master, a->host,
-                      (ngx_uint_t) a->port, &jmcf->sentinels[io->sentinel].url);
+    st = jpki_discovery_fed(&jmcf->discovery, jpki_conn_primary(p->conn));
+    if (st == JPKI_DISCOVERY_NEW) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0, "jpki: %s",
+                      jmcf->discovery.say);
         ngx_http_jpki_redis_drop_idle(jmcf);
-
-    } else if (a == NULL) {
-        jpki_sentinel_skip(jmcf->sentinel, io->sentinel);
     }
 
     ngx_http_jpki_peer_close(p);
 
-    if (!learnt && (ngx_http_jpki_redis_wanted(io)
-                    || jmcf->sentinel_waiters != NULL)
+    if (st == JPKI_DISCOVERY_NEXT
+        && (ngx_http_jpki_redis_wanted(io) || jmcf->sentinel_waiters != NULL)
         && ngx_http_jpki_sentinel_ask(io, ngx_cycle->log) == NGX_AGAIN)
     {
         return;                             /* the next sentinel */
     }
 
-    ngx_http_jpki_sentinel_over(jmcf, io, learnt);
+    ngx_http_jpki_sentinel_over(jmcf, io, st != JPKI_DISCOVERY_NEXT);
 }
 
 

@@ -30,9 +30,9 @@ static ngx_int_t ngx_http_jpki_init(ngx_conf_t *cf);
       ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET,                      \
       NGX_HTTP_JPKI_VALUE + id, NULL },
 /* the core's site directives (common/siteconf.h) */
-#define ngx_http_jpki_site_directive(name, d, args)                           \
-    { ngx_string(name), NGX_HTTP_JPKI_SITE_CONF|args,                         \
-      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, d, NULL }
+#define NGX_HTTP_JPKI_SITE_DIRECTIVE(d, name, apache, words, help)           \
+    { ngx_string(name), NGX_HTTP_JPKI_SITE_CONF|NGX_CONF_ ## words,           \
+      ngx_http_jpki_conf_site, NGX_HTTP_SRV_CONF_OFFSET, d, NULL },
 #define NGX_HTTP_JPKI_LOC_VALUE(id, name, apache, words, help)                \
     { ngx_string(name),                                                       \
       NGX_HTTP_JPKI_ANY_CONF|((words) ? NGX_CONF_TAKE1 : NGX_CONF_1MORE),     \
@@ -41,17 +41,7 @@ static ngx_int_t ngx_http_jpki_init(ngx_conf_t *cf);
 
 static ngx_command_t  ngx_http_jpki_commands[] = {
 
-    ngx_http_jpki_site_directive("jpki_secret_file", JPKI_SC_SECRET,
-                                 NGX_CONF_TAKE1),
-    ngx_http_jpki_site_directive("jpki_issuer", JPKI_SC_ISSUER,
-                                 NGX_CONF_2MORE),
-    ngx_http_jpki_site_directive("jpki_store", JPKI_SC_STORE, NGX_CONF_1MORE),
-    ngx_http_jpki_site_directive("jpki_crl_zone", JPKI_SC_CRL_ZONE,
-                                 NGX_CONF_TAKE1),
-    ngx_http_jpki_site_directive("jpki_map_file", JPKI_SC_MAP,
-                                 NGX_CONF_TAKE1),
-    ngx_http_jpki_site_directive("jpki_audit_log", JPKI_SC_AUDIT_LOG,
-                                 NGX_CONF_TAKE12),
+    JPKI_SITE_OWN_DIRECTIVES(NGX_HTTP_JPKI_SITE_DIRECTIVE)
     JPKI_SITE_DIRECTIVES(NGX_HTTP_JPKI_SITE_VALUE)
 
     { ngx_string("jpki"),

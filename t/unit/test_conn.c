@@ -174,6 +174,11 @@ static void test_redis_failures(void)
     is_str(jpki_conn_reason(c), "redis closed the connection", "... why");
     ok(jpki_conn_retry(c, 0), "a pooled connection dead: retried");
     ok(!jpki_conn_retry(c, 1), "... once");
+    is_int(jpki_conn_after(c, 0, 0), JPKI_CONN_AGAIN, "... on a new "
+           "connection");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_AGAIN, "... the same with "
+           "sentinels (nothing says the primary is gone)");
+    is_int(jpki_conn_after(c, 0, 1), JPKI_CONN_OVER, "... once: then over");
     ok(!jpki_conn_timed_out(c), "not a timeout");
     jpki_conn_free(c);
     close_pair();
@@ -203,6 +208,7 @@ static void test_redis_failures(void)
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "AUTH refused: failed");
     is_str(jpki_conn_reason(c), "redis AUTH or SELECT refused", "... why");
     ok(!jpki_conn_retry(c, 0), "... not retried");
+    is_int(jpki_conn_after(c, 0, 0), JPKI_CONN_OVER, "... over");
     ok(!jpki_conn_keep(c, 0, 4), "... not kept");
     jpki_conn_free(c);
     close_pair();

@@ -576,6 +576,68 @@ static void test_ocsp_answer(void)
     }
 }
 
+/* Rounds that go together: their commands in one write, in order, as
+ * many as a round carries; each gets its own part of the replies. */
+static void test_group(void)
+{
+    jpki_redis_group *g = jpki_redis_group_new();
+    jpki_redis_round *r = jpki_redis_round_new();
+    jpki_store_cmd batch[JPKI_STORE_BATCH_MAX];
+    jpki_store_result part[JPKI_STORE_BATCH_MAX];
+    const jpki_store_cmd *all;
+    char replies[64];
+    size_t n, k, joined = 0;
+    int good;
+
+    ok(g != NULL && r != NULL, "a group of rounds");
+    ok(jpki_redis_group_add(g, cmds, 1) && jpki_redis_group_add(g, cmds + 1, 2),
+       "a round of 1 command, then one of 2, join");
+    all = jpki_redis_group_cmds(g, &n);
+    ok(n == 3 && all[0].op == JPKI_STORE_GET && all[1].op == JPKI_STORE_SET
+       && all[2].op == JPKI_STORE_INCR, "... their commands in one write, "
+       "in order");
+    good = jpki_redis_round_start(r, NULL, all, n, jpki_redis_group_res(g))
+           == JPKI_OK;
+    strcpy(replies, GOOD_REPLIES);
+    good = good && jpki_redis_round_feed(r, replies, strlen(replies))
+                   == JPKI_ROUND_DONE;
+    ok(good, "... one round on one connection");
+    memset(part, 0, sizeof(part));
+    ok(jpki_redis_group_part(g, 0, part) == 1
+       && part[0].type == JPKI_STORE_R_VALUE && part[0].vallen == 5
+       && memcmp(part[0].val, "hello", 5) == 0,
+       "the first round gets the first reply");
+    memset(part, 0, sizeof(part));
+    ok(jpki_redis_group_part(g, 1, part) == 2
+       && part[0].type == JPKI_STORE_R_INT && part[0].n == 1
+       && part[1].type == JPKI_STORE_R_INT && part[1].n == 7,
+       "the second its two");
+    ok(jpki_redis_group_part(g, 2, part) == 0, "no third round");
+    jpki_redis_round_free(r);
+    jpki_redis_group_free(g);
+
+    /* as many as a round carries */
+    g = jpki_redis_group_new();
+    for (k = 0; k < JPKI_STORE_BATCH_MAX; k++)
+        batch[k] = cmds[k % 3];
+    while (jpki_redis_group_add(g, batch, JPKI_STORE_BATCH_MAX))
+        joined++;
+    ok(joined == JPKI_REDIS_ROUND_MAX / JPKI_STORE_BATCH_MAX,
+       "full batches join until the round is full (%zu)", joined);
+    (void)jpki_redis_group_cmds(g, &n);
+    ok(n == JPKI_REDIS_ROUND_MAX, "... JPKI_REDIS_ROUND_MAX commands");
+    ok(!jpki_redis_group_add(g, batch, 1), "... not even one more");
+    jpki_redis_group_free(g);
+
+    g = jpki_redis_group_new();
+    ok(!jpki_redis_group_add(g, batch, 0)
+       && !jpki_redis_group_add(g, batch, JPKI_STORE_BATCH_MAX + 1),
+       "no round of 0 commands, nor of more than a batch");
+    (void)jpki_redis_group_cmds(g, &n);
+    ok(n == 0, "... nothing joined");
+    jpki_redis_group_free(g);
+}
+
 int main(void)
 {
     EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
@@ -591,6 +653,7 @@ int main(void)
     test_round_too_large();
     test_round_eof_retry_keep();
     test_round_out();
+    test_group();
     test_name_check();
     test_tls_handshake();
     test_ocsp_answer();

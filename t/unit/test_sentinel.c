@@ -4,8 +4,11 @@
  * the primary (the order the sentinels are asked in, generations,
  * forgetting), and over a socketpair: a sentinel's query, a primary's
  * prelude (the commands held until ROLE says master), a replica found by
- * ROLE or -READONLY, and when a round goes to the primary named next. */
+ * ROLE or -READONLY, and when a round goes to the primary named next;
+ * a discovery driven step by step (common/discovery.c): which sentinel
+ * is asked, what its answer does, when it gives up, its sentences. */
 #include "conn.h"
+#include "discovery.h"
 #include "sentinel.h"
 #include "tap.h"
 #include "peer.h"
@@ -393,6 +396,11 @@ static void test_role_prelude(void)
     ok(jpki_conn_retry_primary(c, 0), "... the round to the new primary "
        "(the replica wrote nothing)");
     ok(!jpki_conn_retry_primary(c, 1), "... once");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_AGAIN_PRIMARY, "... what "
+           "follows: once more on the primary named next");
+    is_int(jpki_conn_after(c, 1, 1), JPKI_CONN_OVER, "... then over");
+    is_int(jpki_conn_after(c, 0, 0), JPKI_CONN_OVER, "... without "
+           "sentinels: over");
     jpki_conn_free(c);
     close_pair();
 
@@ -440,6 +448,8 @@ static void test_role_prelude(void)
     is_int(jpki_conn_step(c), JPKI_CONN_FAILED, "closed before its reply");
     ok(jpki_conn_rediscover(c), "... ask again");
     ok(!jpki_conn_retry_primary(c, 0), "... not retried (it may have run)");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_OVER, "... over (a new "
+           "connection: no retry of a pooled one either)");
     jpki_conn_free(c);
     close_pair();
 
@@ -448,6 +458,7 @@ static void test_role_prelude(void)
     jpki_conn_timeout(c);
     ok(jpki_conn_rediscover(c) && !jpki_conn_retry_primary(c, 0),
        "a timeout: ask again, not retried");
+    is_int(jpki_conn_after(c, 1, 0), JPKI_CONN_OVER, "... over");
     jpki_conn_free(c);
     close_pair();
 
@@ -487,6 +498,143 @@ static void test_refused_connect(void)
     jpki_conn_free(c);
 }
 
+static void spec_sentinels(jpki_store_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->n_sentinels = 3;
+    strcpy(spec->sentinels[0].host, "10.0.0.1");
+    spec->sentinels[0].port = 26379;
+    strcpy(spec->sentinels[1].host, "::1");
+    spec->sentinels[1].port = 26380;
+    strcpy(spec->sentinels[2].host, "sentinel.test");
+    spec->sentinels[2].port = 26381;
+    strcpy(spec->master, "gate");
+}
+
+static void test_discovery(void)
+{
+    jpki_sentinel *s = jpki_sentinel_new(3);
+    jpki_sentinel_addr a = { "10.0.0.5", 6379 }, b = { "10.0.0.6", 6379 };
+    jpki_store_spec spec;
+    jpki_discovery d;
+    jpki_conn *c;
+    const char *where;
+    socklen_t len;
+    unsigned gen;
+    char buf[512], say[512];
+
+    spec_sentinels(&spec);
+    ok(jpki_conf_sentinel_where(&spec, 1, buf, sizeof(buf)) == 11
+       && strcmp(buf, "[::1]:26380") == 0, "a sentinel's address: IPv6 "
+       "bracketed");
+    ok(jpki_conf_sentinel_where(&spec, 2, buf, 8) == 0, "... 0 when it does "
+       "not fit");
+
+    jpki_discovery_begin(&d, s, &spec);
+    is_int(jpki_discovery_next(&d), 0, "a discovery asks the first sentinel");
+    is_str(d.where, "10.0.0.1:26379", "... at its address");
+    is_int(jpki_discovery_fed(&d, NULL), JPKI_DISCOVERY_NEXT,
+           "it named none: ask the next");
+    is_int(jpki_discovery_next(&d), 1, "... the second");
+    is_str(d.where, "[::1]:26380", "... bracketed");
+    is_int(jpki_discovery_fed(&d, &a), JPKI_DISCOVERY_NEW, "it names the "
+           "primary: a new one");
+    is_str(d.say, "redis primary of \"gate\" is 10.0.0.5:6379 (sentinel "
+           "[::1]:26380)", "... said");
+    ok(jpki_sentinel_primary(s, &len, &where, &gen) != NULL
+       && strcmp(where, "10.0.0.5:6379") == 0, "... and known");
+
+    jpki_discovery_begin(&d, s, &spec);
+    is_int(jpki_discovery_next(&d), 1, "the next discovery asks the one that "
+           "answered first");
+    is_int(jpki_discovery_fed(&d, &a), JPKI_DISCOVERY_KNOWN, "the same "
+           "primary: known, nothing to say");
+
+    jpki_discovery_begin(&d, s, &spec);
+    is_int(jpki_discovery_next(&d), 1, "a discovery where none answers");
+    is_int(jpki_discovery_fed(&d, NULL), JPKI_DISCOVERY_NEXT, "... next");
+    is_int(jpki_discovery_next(&d), 2, "... the third");
+    is_str(d.where, "sentinel.test:26381", "... by its name as written");
+    is_int(jpki_discovery_fed(&d, NULL), JPKI_DISCOVERY_NEXT, "... next");
+    is_int(jpki_discovery_next(&d), 0, "... the first");
+    is_int(jpki_discovery_fed(&d, NULL), JPKI_DISCOVERY_NEXT, "... next");
+    is_int(jpki_discovery_next(&d), -1, "... each asked once: given up");
+    is_str(d.say, "no sentinel named the redis primary of \"gate\"",
+           "... said");
+    is_int(jpki_sentinel_start(s), 1, "each one skipped in turn: the next "
+           "discovery starts round again");
+
+    /* the primary lost */
+    c = jpki_conn_new(-1, 0, "redis", where);
+    ok(jpki_discovery_lost(s, gen, c, "gate", say, sizeof(say)) == 1,
+       "a primary's connection lost it: forgotten");
+    is_str(say, "redis primary 10.0.0.5:6379 of \"gate\" lost: asking the "
+           "sentinels again", "... said");
+    ok(jpki_sentinel_primary(s, &len, &where, &gen) == NULL, "... none known");
+    ok(jpki_discovery_lost(s, gen - 1, c, "gate", say, sizeof(say)) == 0,
+       "... once");
+    jpki_conn_free(c);
+
+    jpki_discovery_begin(&d, s, &spec);
+    is_int(jpki_discovery_next(&d), 1, "asked again");
+    is_int(jpki_discovery_fed(&d, &b), JPKI_DISCOVERY_NEW, "... another "
+           "primary named");
+    jpki_sentinel_free(s);
+
+    /* the query on the sentinel's connection, with its password */
+    s = jpki_sentinel_new(3);
+    strcpy(spec.sentinel_password, "spw");
+    jpki_discovery_begin(&d, s, &spec);
+    new_pair();
+    c = jpki_conn_new(pair[0], 0, "redis sentinel", "10.0.0.1:26379");
+    ok(jpki_discovery_query(&d, c, NULL) != JPKI_OK, "no query before a "
+       "sentinel is picked");
+    (void)jpki_discovery_next(&d);
+    is_int(jpki_discovery_query(&d, c, NULL), JPKI_OK, "the query");
+    jpki_conn_step(c);
+    peer_read(pair[1], buf, sizeof(buf));
+    ok(strncmp(buf, "*2\r\n$4\r\nAUTH\r\n$3\r\nspw\r\n", 21) == 0
+       && strstr(buf, "get-master-addr-by-name") != NULL
+       && strstr(buf, "gate") != NULL, "... AUTH, then the master asked for");
+    PEER_SAYS("+OK\r\n*2\r\n$8\r\n10.0.0.9\r\n$4\r\n6390\r\n");
+    is_int(jpki_conn_step(c), JPKI_CONN_DONE, "... answered");
+    is_int(jpki_discovery_fed(&d, jpki_conn_primary(c)), JPKI_DISCOVERY_NEW,
+           "... its answer fed: the primary learnt");
+    is_str(d.say, "redis primary of \"gate\" is 10.0.0.9:6390 (sentinel "
+           "10.0.0.1:26379)", "... said");
+    jpki_conn_free(c);
+    close_pair();
+    jpki_sentinel_free(s);
+}
+
+/* The name a store's connection checks: tls_name= when set, else the one
+ * given (SNI for a DNS name). */
+static void test_store_tls(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    jpki_store_spec spec;
+    jpki_conn *c;
+    const char *sni;
+
+    spec_sentinels(&spec);
+    c = jpki_conn_new(-1, 0, "redis", "x");
+    is_int(jpki_conn_store_tls(c, NULL, &spec, "a.test"), JPKI_OK,
+           "no tls_ca=: no TLS");
+    ok(jpki_conn_ssl(c) == NULL, "... none set up");
+    is_int(jpki_conn_store_tls(c, ctx, &spec, "a.test"), JPKI_OK, "TLS");
+    sni = SSL_get_servername(jpki_conn_ssl(c), TLSEXT_NAMETYPE_host_name);
+    is_str(sni ? sni : "", "a.test", "... the name given, without tls_name=");
+    jpki_conn_free(c);
+
+    strcpy(spec.tls_name, "redis.test");
+    c = jpki_conn_new(-1, 0, "redis", "x");
+    is_int(jpki_conn_store_tls(c, ctx, &spec, "a.test"), JPKI_OK, "TLS");
+    sni = SSL_get_servername(jpki_conn_ssl(c), TLSEXT_NAMETYPE_host_name);
+    is_str(sni ? sni : "", "redis.test", "... tls_name= when set");
+    jpki_conn_free(c);
+    SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
     test_query();
@@ -495,6 +643,8 @@ int main(void)
     test_role();
     test_record();
     test_sentinel_conn();
+    test_discovery();
+    test_store_tls();
     test_role_prelude();
     test_refused_connect();
     return done_testing();
