@@ -73,6 +73,8 @@ struct ngx_http_jpki_main_conf_s {
     ngx_uint_t                 redis_nidle;   /* pooled connections */
     ngx_uint_t                 redis_nopen;   /* open: pooled and busy */
     ngx_queue_t                redis_waiting; /* rounds waiting for one */
+    ngx_event_t                redis_flush;   /* posted: the rounds of this
+                                                 pass of the event loop go */
 
     ngx_shm_zone_t            *crl_zone;      /* jpki_crl_zone */
     size_t                     crl_zone_bytes;  /* the core's zone in it */
@@ -145,6 +147,7 @@ typedef void (*ngx_http_jpki_ocsp_done_pt)(void *data, ngx_int_t status,
     u_char *body, size_t len);
 
 
+void ngx_http_jpki_redis_flush(ngx_event_t *ev);
 ngx_int_t ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf,
     ngx_log_t *log, const jpki_store_cmd *cmds, size_t n,
     ngx_http_jpki_store_done_pt done, void *data, ngx_http_jpki_io_t **io);

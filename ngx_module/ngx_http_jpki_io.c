@@ -22,7 +22,10 @@
  * The rounds waiting when a connection comes free go together, as many
  * as the core's group takes (jpki_redis_group: JPKI_REDIS_ROUND_MAX
  * commands): their commands in one write, their replies in one read, each
- * its own results.  Sentinels are asked through the core's discovery
+ * its own results.  A new round waits too, for the end of the event
+ * loop's pass (a posted event): the rounds of the requests one pass reads
+ * go together, one write and one read on one connection where each would
+ * have taken its own.  Sentinels are asked through the core's discovery
  * (common/discovery.h): this file opens each one's connection and feeds
  * back its answer.
  */
@@ -932,13 +935,24 @@ ngx_http_jpki_redis_exec(ngx_http_jpki_main_conf_t *jmcf, ngx_log_t *log,
     ngx_memcpy(io->cmds, cmds, n * sizeof(jpki_store_cmd));
     *iop = io;
 
-    if (ngx_http_jpki_redis_send(io, log) != NGX_AGAIN) {
-        *iop = NULL;
-        ngx_free(io);
-        return NGX_ERROR;
+    /* sent with the other rounds of this pass of the event loop, within
+     * the same deadline as a round waiting for a connection */
+    (void) ngx_http_jpki_redis_wait(io, log);
+    if (!jmcf->redis_flush.posted) {
+        ngx_post_event(&jmcf->redis_flush, &ngx_posted_events);
     }
 
     return NGX_AGAIN;
+}
+
+
+/* The end of a pass of the event loop: the rounds waiting go, together,
+ * on the connections there is room for (the others wait for one to come
+ * free). */
+void
+ngx_http_jpki_redis_flush(ngx_event_t *ev)
+{
+    ngx_http_jpki_redis_wake(ev->data);
 }
 
 

@@ -131,12 +131,15 @@ ngx_http_jpki_init_site(ngx_cycle_t *cycle, ngx_http_jpki_main_conf_t *jmcf)
     }
 
     /* this site's Redis connections (ngx_http_jpki_io.c: the idle ones, how
-     * many are open, the rounds waiting for one), and the
-     * worker's record of the primary the sentinels name */
+     * many are open, the rounds waiting for one and the event that sends
+     * them), and the worker's record of the primary the sentinels name */
     ngx_queue_init(&jmcf->redis_idle);
     jmcf->redis_nidle = 0;
     jmcf->redis_nopen = 0;
     ngx_queue_init(&jmcf->redis_waiting);
+    jmcf->redis_flush.handler = ngx_http_jpki_redis_flush;
+    jmcf->redis_flush.data = jmcf;
+    jmcf->redis_flush.log = cycle->log;
 
     if (jmcf->nsentinels > 0) {
         jmcf->sentinel = jpki_sentinel_new(jmcf->nsentinels);

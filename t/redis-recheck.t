@@ -5,7 +5,9 @@
 # sees them back to back from one connection, nothing else); on nginx, a
 # worker's connections to Redis are at most keepalive= however many
 # re-checks wait at once (no connection opened and closed per re-check),
-# and a re-check waiting for one of them is bounded by the Redis timeout.
+# the re-checks of the requests one pass of its event loop reads go in one
+# write on one connection, and a re-check waiting for one of them is
+# bounded by the Redis timeout.
 #   make all pki && prove -v t/redis-recheck.t   (JPKI_SERVERS=nginx: one)
 use strict;
 use warnings;
@@ -140,6 +142,55 @@ for my $kind (@kinds) {
     my $opened = accepted($redis) - $before - 1;
     ok($opened <= 2, "$kind: cap: ... through at most keepalive=2 connections "
                      . "(opened meanwhile: $opened)");
+    $srv->stop;
+
+    # the re-checks of the requests one pass of the event loop reads go
+    # together, on one connection, even with connections to spare
+    # (keepalive=16): eight clients connected, the worker stopped while
+    # they write their requests, then resumed: one epoll wait sees them all
+    $srv = JPKIServer->start($kind, name => 'pass', workers => 1,
+                             site('redis=127.0.0.1:' . $redis->port . ' keepalive=16'));
+    $cookie = cookie_of($srv->login('user1')) // '';
+    is(gated($srv, $cookie, '/app/warm')->{status}, 200, "$kind: pass: a re-checked request");
+    my @socks = map {
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $srv->port,
+                              Proto => 'tcp', Timeout => 5) or die "connect: $!"
+    } 1 .. 8;
+    sleep 0.3;                                  # accepted, waiting for a request
+    my ($w) = $srv->workers;
+    $before = accepted($redis);
+    my @answers;
+    @c = monitored($redis, sub {
+        kill 'STOP', $w;
+        my $k = 0;
+        for my $s (@socks) {
+            $k++;
+            syswrite($s, "GET /app/p$k HTTP/1.1\r\nHost: localhost\r\n"
+                         . "Cookie: jpki_session=$cookie\r\nConnection: close\r\n\r\n");
+        }
+        sleep 0.2;
+        kill 'CONT', $w;
+        for my $s (@socks) {
+            my ($buf, $sel, $end) = ('', IO::Select->new($s), time + 10);
+            while (time < $end && $sel->can_read(1)) {
+                sysread($s, $buf, 65536, length $buf) or last;
+            }
+            push @answers, $buf =~ m{^HTTP/1\.1 (\d+)} ? $1 : 0;
+        }
+    });
+    close $_ for @socks;
+    is("@answers", join(' ', (200) x 8), "$kind: pass: eight re-checked requests at once: 200 each");
+    is(scalar(@c), 32, "$kind: pass: ... their 32 commands in Redis")
+        or diag(join "\n", map { "@$_" } @c);
+    %from = map { $_->[0] => 1 } @c;
+    # one connection, or two when the worker's poll of the logout log held
+    # the pooled one at that moment or the requests took two passes; each
+    # on its own would take eight
+    $opened = accepted($redis) - $before - 1;
+    ok(keys(%from) <= 2, "$kind: pass: ... from one connection (one write for the pass), "
+                         . "with 16 allowed (connections: " . keys(%from) . ")")
+        or diag(join "\n", map { "@$_" } @c);
+    ok($opened <= 2, "$kind: pass: ... at most two opened meanwhile (opened: $opened)");
     $srv->stop;
 
     # a re-check waiting for a connection is bounded by the Redis timeout
