@@ -352,6 +352,11 @@ crl_ent *ents_add(ents_t *s)
     return &s->e[s->n++];
 }
 
+uint32_t ent_at(int64_t t)
+{
+    return t < 0 ? 0 : t > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+
 static int id_only_cmp(const void *a, const void *b)
 {
     return memcmp(((const crl_ent *)a)->id, ((const crl_ent *)b)->id,

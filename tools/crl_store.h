@@ -31,6 +31,18 @@ typedef struct {
 
 /* Room for one more entry; NULL (nomem set) when out of memory. */
 crl_ent *ents_add(ents_t *s);
+/* A revocation date as an entry holds it (1970..2106). */
+uint32_t ent_at(int64_t t);
+
+/* The changes of a delta sync to the loaded generation: entries to
+ * write (new ones and ones whose value changed) and to remove, each
+ * sorted by cert_id. */
+typedef struct {
+    long long gen;
+    jpki_crl_shape sh;
+    ents_t put, del;
+    size_t put_new;           /* of put, those not in the loaded set */
+} delta_t;
 
 /* Key names; out holds JPKI_STORE_KEY_MAX + 1. */
 void crl_key_meta(char *out, const char *lid);
