@@ -6,8 +6,11 @@
 #include "crlstate.h"
 #include "internal.h"
 
+#include <limits.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 static const char MAGIC[12] = "JPKICRLSTATE";
 #define VERSION 1u
@@ -20,6 +23,7 @@ static const char MAGIC[12] = "JPKICRLSTATE";
 #define H_N      (H_IDC + 32)
 #define H_STORED (H_N + 8)
 #define H_NB     (H_STORED + 8)
+#define H_NONCE  (H_NB + 4)
 
 jpki_err jpki_crlstate_keys_of(const jpki_ctx *ctx, jpki_crlstate_keys *k)
 {
@@ -114,15 +118,44 @@ int jpki_crlstate_head(const jpki_crlstate_hdr *h, uint8_t *out)
     be_put(out + H_N, h->n, 8);
     be_put(out + H_STORED, h->stored, 8);
     be_put(out + H_NB, h->nb, 4);
-    return 0;
+    /* the MAC's nonce: a key's GMAC nonces must never repeat */
+    return RAND_bytes(out + H_NONCE, JPKI_CRLSTATE_NONCE) == 1 ? 0 : -1;
+}
+
+/* GMAC: AES-256-GCM over additional data only, in pieces an int holds. */
+static int gmac_add(EVP_CIPHER_CTX *c, const uint8_t *p, size_t n)
+{
+    int l;
+
+    while (n > 0) {
+        size_t part = n > (size_t)INT_MAX / 2 ? (size_t)INT_MAX / 2 : n;
+
+        if (EVP_EncryptUpdate(c, NULL, &l, p, (int)part) != 1)
+            return 0;
+        p += part;
+        n -= part;
+    }
+    return 1;
 }
 
 int jpki_crlstate_mac(const jpki_crlstate_keys *k, const uint8_t *head,
                       size_t headlen, const uint8_t *recs, size_t recslen,
                       uint8_t mac[JPKI_CRLSTATE_MAC])
 {
-    return jpki_hmac_sha256(k->mac, sizeof(k->mac), head, headlen, recs,
-                            recslen, mac) ? 0 : -1;
+    EVP_CIPHER_CTX *c;
+    uint8_t none[16];
+    int l, ok;
+
+    if (headlen < JPKI_CRLSTATE_HDR || (c = EVP_CIPHER_CTX_new()) == NULL)
+        return -1;
+    ok = EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), k->mac, head + H_NONCE,
+                             NULL) == 1
+         && gmac_add(c, head, headlen) && gmac_add(c, recs, recslen)
+         && EVP_EncryptFinal_ex(c, none, &l) == 1
+         && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, JPKI_CRLSTATE_MAC,
+                                mac) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : -1;
 }
 
 int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,

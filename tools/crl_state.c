@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,12 +51,14 @@ int state_init(crl_state *cs, const char *dir, int arl,
 
 static void state_reset(crl_state *cs)
 {
-    free(cs->file);
+    if (cs->file != NULL)
+        munmap(cs->file, cs->flen);
     free(cs->matched);
     free(cs->ht);
     free(cs->out);
     free(cs->nw);
-    cs->file = cs->matched = cs->out = NULL;
+    cs->file = NULL;
+    cs->matched = cs->out = NULL;
     cs->ht = NULL;
     cs->nw = NULL;
     cs->have = cs->nomem = 0;
@@ -69,23 +72,12 @@ void state_free(crl_state *cs)
     OPENSSL_cleanse(&cs->keys, sizeof(cs->keys));
 }
 
-static int read_all(int fd, uint8_t *buf, size_t n)
-{
-    size_t got = 0;
-
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* The file of list lid read into cs->file; 0, -1 (note says why). */
+/* The file of list lid mapped at cs->file; 0, -1 (note says why).
+ * Mapped, not read: its pages are the page cache's (a copy would cost
+ * as much fresh memory again).  It is replaced by rename, never written
+ * in place: a mapping keeps the file it was made of; and only its
+ * owner could change it in place, who can read the secret its MAC is
+ * made with anyway. */
 static int state_read(crl_state *cs, size_t *len)
 {
     struct stat sb;
@@ -104,13 +96,15 @@ static int state_read(crl_state *cs, size_t *len)
         return -1;
     }
     *len = (size_t)sb.st_size;
-    if ((cs->file = jpki_alloc_large(*len + 1)) == NULL
-        || read_all(fd, cs->file, *len) != 0) {
+    cs->file = *len > 0 ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0)
+                        : MAP_FAILED;
+    close(fd);
+    if (cs->file == MAP_FAILED) {
+        cs->file = NULL;
         snprintf(cs->note, sizeof(cs->note), "cannot be read");
-        close(fd);
         return -1;
     }
-    close(fd);
+    cs->flen = *len;
     return 0;
 }
 

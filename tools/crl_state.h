@@ -30,7 +30,8 @@ typedef struct {
     /* the state read (have: it verified and is of this list) */
     int have;
     jpki_crlstate_hdr h;
-    uint8_t *file;
+    uint8_t *file;                    /* mapped */
+    size_t flen;
     const uint8_t *counts, *recs;
     uint8_t *matched;                 /* h.n flags */
     size_t p;                         /* where the next entry is expected */

@@ -785,6 +785,24 @@ static jpki_err verify_scan(sync_run *r, char *detail, size_t dl)
     return e;
 }
 
+/* SHA-256 of a buffer (the CRL's, in crlinfo's sha256). */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint8_t md[32];
+    int ok;
+} digest_job;
+
+static void *digest_main(void *arg)
+{
+    digest_job *j = arg;
+    unsigned int l = 0;
+
+    j->ok = EVP_Digest(j->p, j->n, j->md, &l, EVP_sha256(), NULL) == 1
+            && l == sizeof(j->md);
+    return NULL;
+}
+
 /* Fetch and verify the CRL; what the pointer cannot hold is refused before
  * anything is written: a pointer that does not parse back would stop
  * every later sync. */
@@ -792,8 +810,10 @@ static int sync_verify(sync_run *r)
 {
     const sync_cfg *c = r->c;
     char detail[512] = "", err[512] = "", mval[JPKI_CRLPTR_MAX + 1];
-    uint8_t md[32];
     unsigned int mdlen = 0;
+    digest_job dj;
+    pthread_t th;
+    int threaded;
     jpki_crlptr m;
     jpki_err e;
 
@@ -803,7 +823,15 @@ static int sync_verify(sync_run *r)
              err);
         return EXIT_FETCH;
     }
+    /* a DER CRL's digest, by a thread of its own during the verification
+     * (a national CRL: tens of megabytes, as many as the walk reads) */
+    dj.p = r->len > 0 && r->buf[0] == 0x30 ? r->buf : NULL;
+    dj.n = r->len;
+    threaded = dj.p != NULL
+               && pthread_create(&th, NULL, digest_main, &dj) == 0;
     e = verify_scan(r, detail, sizeof(detail));
+    if (threaded)
+        pthread_join(th, NULL);
     if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
         addf(r->line, r->ln, "invalid source=%s reason=%s detail=\"%s\"",
              c->source, jpki_reason(e), detail[0] ? detail
@@ -821,7 +849,9 @@ static int sync_verify(sync_run *r)
         || (r->der == NULL
             && jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
                            &r->derlen) != JPKI_OK)
-        || EVP_Digest(r->der, r->derlen, md, &mdlen, EVP_sha256(), NULL) != 1
+        || (threaded ? !dj.ok
+            : EVP_Digest(r->der, r->derlen, dj.md, &mdlen, EVP_sha256(),
+                         NULL) != 1)
         || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
                                          JPKI_CRL_ID_CHECK_SERIAL, r->idc) != JPKI_OK) {
         addf(r->line, r->ln, "invalid source=%s reason=internal", c->source);
@@ -829,7 +859,7 @@ static int sync_verify(sync_run *r)
     }
     free(r->buf);
     r->buf = NULL;
-    jpki_hex_encode(md, mdlen, r->sha);
+    jpki_hex_encode(dj.md, sizeof(dj.md), r->sha);
     if (crl_number_fits(r->der, r->derlen) != 0) {
         addf(r->line, r->ln, "invalid issuer=%s reason=crl_number detail=\""
              "cRLNumber negative or over 9223372036854775807 (2^63-1): the "
