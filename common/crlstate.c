@@ -138,24 +138,49 @@ static int gmac_add(EVP_CIPHER_CTX *c, const uint8_t *p, size_t n)
     return 1;
 }
 
-int jpki_crlstate_mac(const jpki_crlstate_keys *k, const uint8_t *head,
-                      size_t headlen, const uint8_t *recs, size_t recslen,
-                      uint8_t mac[JPKI_CRLSTATE_MAC])
+EVP_CIPHER_CTX *jpki_crlstate_mac_begin(const jpki_crlstate_keys *k,
+                                        const uint8_t *head, size_t headlen)
 {
     EVP_CIPHER_CTX *c;
+
+    if (headlen < JPKI_CRLSTATE_HDR || (c = EVP_CIPHER_CTX_new()) == NULL)
+        return NULL;
+    if (EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), k->mac, head + H_NONCE,
+                            NULL) != 1 || !gmac_add(c, head, headlen)) {
+        EVP_CIPHER_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int jpki_crlstate_mac_add(EVP_CIPHER_CTX *c, const uint8_t *p, size_t n)
+{
+    return c != NULL && gmac_add(c, p, n) ? 0 : -1;
+}
+
+int jpki_crlstate_mac_end(EVP_CIPHER_CTX *c, uint8_t mac[JPKI_CRLSTATE_MAC])
+{
     uint8_t none[16];
     int l, ok;
 
-    if (headlen < JPKI_CRLSTATE_HDR || (c = EVP_CIPHER_CTX_new()) == NULL)
-        return -1;
-    ok = EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), k->mac, head + H_NONCE,
-                             NULL) == 1
-         && gmac_add(c, head, headlen) && gmac_add(c, recs, recslen)
-         && EVP_EncryptFinal_ex(c, none, &l) == 1
+    ok = c != NULL && EVP_EncryptFinal_ex(c, none, &l) == 1
          && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, JPKI_CRLSTATE_MAC,
                                 mac) == 1;
     EVP_CIPHER_CTX_free(c);
     return ok ? 0 : -1;
+}
+
+int jpki_crlstate_mac(const jpki_crlstate_keys *k, const uint8_t *head,
+                      size_t headlen, const uint8_t *recs, size_t recslen,
+                      uint8_t mac[JPKI_CRLSTATE_MAC])
+{
+    EVP_CIPHER_CTX *c = jpki_crlstate_mac_begin(k, head, headlen);
+
+    if (jpki_crlstate_mac_add(c, recs, recslen) != 0) {
+        EVP_CIPHER_CTX_free(c);
+        return -1;
+    }
+    return jpki_crlstate_mac_end(c, mac);
 }
 
 int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,

@@ -20,6 +20,8 @@
 #define JPKI_CRLSTATE_H
 #include "crlptr.h"
 
+#include <openssl/evp.h>
+
 #define JPKI_CRLSTATE_HDR   368
 #define JPKI_CRLSTATE_REC   (JPKI_CRL_DIGEST_LEN + JPKI_CRL_KEY_LEN)
 #define JPKI_CRLSTATE_NONCE 12
@@ -60,6 +62,12 @@ int jpki_crlstate_head(const jpki_crlstate_hdr *h, uint8_t *out);
 int jpki_crlstate_mac(const jpki_crlstate_keys *k, const uint8_t *head,
                       size_t headlen, const uint8_t *recs, size_t recslen,
                       uint8_t mac[JPKI_CRLSTATE_MAC]);
+/* The same in pieces (records written as they are found): begin with
+ * the head (NULL on failure), add the records, end (frees c; 0, -1). */
+EVP_CIPHER_CTX *jpki_crlstate_mac_begin(const jpki_crlstate_keys *k,
+                                        const uint8_t *head, size_t headlen);
+int jpki_crlstate_mac_add(EVP_CIPHER_CTX *c, const uint8_t *p, size_t n);
+int jpki_crlstate_mac_end(EVP_CIPHER_CTX *c, uint8_t mac[JPKI_CRLSTATE_MAC]);
 /* A file read back: its header, its counts and records (in buf), when
  * its size, fields and MAC (compared in constant time) are right.  0; -1
  * with why ("does not parse", "does not verify": tampered, truncated or

@@ -57,6 +57,9 @@ static void state_reset(crl_state *cs)
     free(cs->ht);
     free(cs->out);
     free(cs->nw);
+    free(cs->runs);
+    cs->runs = NULL;
+    cs->nr = cs->rcap = cs->total = 0;
     cs->file = NULL;
     cs->matched = cs->out = NULL;
     cs->ht = NULL;
@@ -149,8 +152,8 @@ int state_load(crl_state *cs, const char *lid, uint64_t entries)
         cs->dir = NULL;
         return 0;
     }
-    if (out_reserve(cs, out_size(cs, entries)) != 0
-        || state_read(cs, &len) != 0)
+    (void)entries;                    /* out: the entries not known */
+    if (out_reserve(cs, 4096) != 0 || state_read(cs, &len) != 0)
         return 0;
     if (jpki_crlstate_open(&cs->keys, cs->file, len, &cs->h, &cs->counts,
                            &cs->recs, &why) != 0) {
@@ -231,6 +234,32 @@ static size_t ht_find(const crl_state *cs, const uint8_t *d)
     return SIZE_MAX;
 }
 
+/* Record i of the state (old) or of out, next in the new CRL's order. */
+static int run_add(crl_state *cs, size_t i, int old)
+{
+    struct st_run *x = cs->nr > 0 ? &cs->runs[cs->nr - 1] : NULL;
+
+    if (x == NULL || x->old != old || x->start + x->n != i) {
+        if (cs->nr == cs->rcap) {
+            size_t cap = cs->rcap ? cs->rcap * 2 : 256;
+
+            if ((x = realloc(cs->runs, cap * sizeof(*x))) == NULL) {
+                cs->nomem = 1;
+                return -1;
+            }
+            cs->runs = x;
+            cs->rcap = cap;
+        }
+        x = &cs->runs[cs->nr++];
+        x->start = i;
+        x->n = 0;
+        x->old = old;
+    }
+    x->n++;
+    cs->total++;
+    return 0;
+}
+
 int state_record(crl_state *cs, const uint8_t *digest, const uint8_t *id)
 {
     uint8_t *r;
@@ -240,7 +269,7 @@ int state_record(crl_state *cs, const uint8_t *digest, const uint8_t *id)
     r = cs->out + cs->on++ * REC;
     memcpy(r, digest, DLEN);
     memcpy(r + DLEN, id, JPKI_CRL_KEY_LEN);
-    return 0;
+    return run_add(cs, cs->on - 1, 0);
 }
 
 int state_known(void *ud, const uint8_t *d)
@@ -259,7 +288,7 @@ int state_known(void *ud, const uint8_t *d)
         if (cs->ht == NULL || (i = ht_find(cs, d)) == SIZE_MAX)
             return 0;
     }
-    if (state_record(cs, d, cs->recs + i * REC + DLEN) != 0)
+    if (run_add(cs, i, 1) != 0)
         return -1;
     cs->matched[i] = 1;
     cs->p = i + 1;
@@ -384,21 +413,19 @@ static touch *touched(const crl_state *cs, size_t *nt)
 static int shared_id(const crl_state *cs, const touch *t, size_t nt)
 {
     uint8_t *bits = calloc(1, (0xfffff + 1) / 8);
-    size_t i, u = 0;
+    size_t i;
     int hit = 0;
 
     if (bits == NULL)
         return 1;
     for (i = 0; i < nt; i++)
         bits[id_bit(t[i].id) / 8] |= (uint8_t)(1u << (id_bit(t[i].id) % 8));
-    for (i = 0; i < cs->on && !hit; i++) {
-        const uint8_t *id = cs->out + i * REC + DLEN;
+    /* the known entries: the records they matched */
+    for (i = 0; i < cs->h.n && !hit; i++) {
+        const uint8_t *id = cs->recs + i * REC + DLEN;
 
-        if (u < cs->nn && cs->nw[u].rec == i) {
-            u++;
-            continue;
-        }
-        hit = (bits[id_bit(id) / 8] >> (id_bit(id) % 8) & 1)
+        hit = cs->matched[i]
+              && (bits[id_bit(id) / 8] >> (id_bit(id) % 8) & 1)
               && bsearch(id, t, nt, sizeof(*t), touch_id_cmp) != NULL;
     }
     free(bits);
@@ -492,46 +519,80 @@ int state_delta(crl_state *cs, delta_t *d, uint64_t *stored,
 
 /* ---- writing ------------------------------------------------------------ */
 
-int state_save(crl_state *cs, jpki_crlstate_hdr *h, const uint8_t *counts)
+/* The records, run by run (a run of the state's is written from its
+ * mapping), into fd and the MAC.  0, -1. */
+static int write_runs(const crl_state *cs, int fd, EVP_CIPHER_CTX *mc)
 {
-    char tmp[PATH_MAX + 16];
-    uint8_t mac[JPKI_CRLSTATE_MAC], *head;
-    size_t hl;
-    int fd, bad;
+    size_t i;
 
+    for (i = 0; i < cs->nr; i++) {
+        const struct st_run *x = &cs->runs[i];
+        const uint8_t *p = (x->old ? cs->recs : cs->out) + x->start * REC;
+
+        if (jpki_crlstate_mac_add(mc, p, x->n * REC) != 0
+            || write_all(fd, p, x->n * REC) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int state_write(crl_state *cs, jpki_crlstate_hdr *h, const uint8_t *counts)
+{
+    uint8_t mac[JPKI_CRLSTATE_MAC], *head;
+    EVP_CIPHER_CTX *mc = NULL;
+    size_t hl;
+    int fd = -1, bad;
+
+    cs->tmp[0] = '\0';
     if (cs->dir == NULL)
         return 0;
-    h->n = cs->on;
+    h->n = cs->total;
     hl = JPKI_CRLSTATE_HDR + 4 * (size_t)h->nb;
     head = jpki_crlstate_size(h->n, h->nb) != 0 ? malloc(hl) : NULL;
     if (head == NULL || jpki_crlstate_head(h, head) != 0) {
         free(head);
         say("warning: the local state of the list was not written (too "
             "large)");
-        state_drop(cs);
         return -1;
     }
     memcpy(head + JPKI_CRLSTATE_HDR, counts, hl - JPKI_CRLSTATE_HDR);
-    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", cs->path);
-    bad = jpki_crlstate_mac(&cs->keys, head, hl, cs->out, cs->on * REC, mac)
-          != 0 || (fd = mkstemp(tmp)) < 0;
-    if (!bad) {
-        bad = fchmod(fd, 0600) != 0 || write_all(fd, head, hl) != 0
-              || write_all(fd, cs->out, cs->on * REC) != 0
-              || write_all(fd, mac, sizeof(mac)) != 0;
+    snprintf(cs->tmp, sizeof(cs->tmp), "%s.XXXXXX", cs->path);
+    bad = (mc = jpki_crlstate_mac_begin(&cs->keys, head, hl)) == NULL
+          || (fd = mkstemp(cs->tmp)) < 0 || fchmod(fd, 0600) != 0
+          || write_all(fd, head, hl) != 0 || write_runs(cs, fd, mc) != 0;
+    bad |= jpki_crlstate_mac_end(mc, mac) != 0
+           || (fd >= 0 && write_all(fd, mac, sizeof(mac)) != 0);
+    if (fd >= 0)
         bad |= close(fd) != 0;
-        bad = bad || rename(tmp, cs->path) != 0;
-        if (bad)
-            unlink(tmp);
-    }
     free(head);
     if (bad) {
         say("warning: the local state %s was not written: %s; the next "
             "sync reads the loaded list back", cs->path, strerror(errno));
-        state_drop(cs);
+        if (fd >= 0)
+            unlink(cs->tmp);
+        cs->tmp[0] = '\0';
         return -1;
     }
     return 0;
+}
+
+void state_commit(crl_state *cs, int how)
+{
+    if (cs->dir == NULL)
+        return;
+    if (how == 1 && cs->tmp[0] != '\0' && rename(cs->tmp, cs->path) != 0) {
+        say("warning: the local state %s was not written: %s; the next "
+            "sync reads the loaded list back", cs->path, strerror(errno));
+        how = -1;
+    } else if (how == 1) {
+        cs->tmp[0] = '\0';
+        return;
+    }
+    if (cs->tmp[0] != '\0')
+        unlink(cs->tmp);
+    cs->tmp[0] = '\0';
+    if (how != 0)
+        state_drop(cs);   /* what it holds no longer describes the list */
 }
 
 void state_drop(crl_state *cs)

@@ -39,11 +39,19 @@ typedef struct {
     uint32_t *ht;                     /* record + 1 by digest, built when
                                          the order is not the state's */
     size_t hmask;
-    /* the new CRL's records in its order, and those of them not known */
+    /* the new CRL's records in its order: runs of the state's records
+     * (old) or of new ones (out: the records of the entries the walk
+     * did not know, their values in nw) */
+    struct st_run {
+        size_t start, n;
+        int old;
+    } *runs;
+    size_t nr, rcap, total;
     uint8_t *out;
     size_t on, ocap;
     st_new *nw;
     size_t nn, ncap;
+    char tmp[PATH_MAX + 16];          /* the state being written */
     int nomem;
     char note[200];                   /* why no state was used */
 } crl_state;
@@ -76,9 +84,15 @@ int state_delta(crl_state *cs, delta_t *d, uint64_t *stored,
 void state_full(crl_state *cs, uint64_t entries);
 /* Appends the record of one entry to out (a full walk): 0, -1. */
 int state_record(crl_state *cs, const uint8_t *digest, const uint8_t *id);
-/* Writes out as the state of the list now loaded (h: what it describes;
- * counts: h->nb), atomically, mode 0600.  0; -1 (said). */
-int state_save(crl_state *cs, jpki_crlstate_hdr *h, const uint8_t *counts);
+/* Writes the records as the state of the list about to be loaded (h:
+ * what it describes; counts: h->nb) into a temporary file, mode 0600.
+ * 0; -1 (said). */
+int state_write(crl_state *cs, jpki_crlstate_hdr *h, const uint8_t *counts);
+/* After the switch: how 1 (switched, the state written describes it)
+ * renames it into place; 0 (not switched) removes it, the old state
+ * still right; -1 (switched, but no state describes the list) removes
+ * both. */
+void state_commit(crl_state *cs, int how);
 /* Removes the list's state (it no longer describes the store). */
 void state_drop(crl_state *cs);
 

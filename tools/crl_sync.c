@@ -1255,37 +1255,67 @@ static int sync_write(sync_run *r)
     return GO_ON;
 }
 
-/* With --state-dir, the local state of the list just switched to m:
- * the records of the walk, the entries per bucket. */
-static void save_state(sync_run *r, const jpki_crlptr *m)
-{
+/* With --state-dir, the local state of the list about to be switched
+ * to m (the records of the walk, the entries per bucket), written by a
+ * thread of its own while the switch runs; save_end renames it into
+ * place once the switch is done. */
+typedef struct {
+    sync_run *r;
     jpki_crlstate_hdr h;
+    pthread_t th;
+    int threaded, rc;
+} save_job;
+
+static void *save_main(void *arg)
+{
+    save_job *j = arg;
+    sync_run *r = j->r;
     uint8_t *counts = r->counts;
     size_t i;
 
-    if (r->c->state_dir == NULL)
-        return;
-    memset(&h, 0, sizeof(h));
-    h.nb = 1u << r->sh.bits;
-    h.stored = r->stored;
-    snprintf(h.lid, sizeof(h.lid), "%s", r->lid);
-    snprintf(h.sha, sizeof(h.sha), "%s", r->sha);
-    snprintf(h.id_check, sizeof(h.id_check), "%s", r->idc);
-    if (jpki_crlptr_format(m, h.ptr, sizeof(h.ptr)) < 0)
-        return;
-    if (!r->fast && (counts = calloc(h.nb, 4)) != NULL)
+    if (!r->fast && (counts = calloc(j->h.nb, 4)) != NULL)
         for (i = 0; i < r->s.n; i++) {
             uint32_t b = (uint32_t)jpki_crl_bucket(r->s.e[i].id, &r->sh);
 
             jpki_crlstate_count_set(counts, b,
                                     jpki_crlstate_count(counts, b) + 1);
         }
-    if (counts == NULL)
-        state_drop(&r->cs);
-    else
-        state_save(&r->cs, &h, counts);
+    j->rc = counts != NULL ? state_write(&r->cs, &j->h, counts) : -1;
     if (!r->fast)
         free(counts);
+    return NULL;
+}
+
+static void save_start(sync_run *r, const jpki_crlptr *m, save_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->r = r;
+    j->rc = -1;
+    if (r->c->state_dir == NULL)
+        return;
+    j->h.nb = 1u << r->sh.bits;
+    j->h.stored = r->stored;
+    snprintf(j->h.lid, sizeof(j->h.lid), "%s", r->lid);
+    snprintf(j->h.sha, sizeof(j->h.sha), "%s", r->sha);
+    snprintf(j->h.id_check, sizeof(j->h.id_check), "%s", r->idc);
+    if (jpki_crlptr_format(m, j->h.ptr, sizeof(j->h.ptr)) < 0)
+        return;
+    j->threaded = pthread_create(&j->th, NULL, save_main, j) == 0;
+    if (!j->threaded)
+        save_main(j);
+}
+
+/* switched: switch_pointer's answer (0 switched as the state says, 1
+ * switched but the set was not the one the delta was made from, < 0 not
+ * switched: the old state still describes the list). */
+static void save_end(sync_run *r, save_job *j, int switched)
+{
+    if (r->c->state_dir == NULL)
+        return;
+    if (j->threaded)
+        pthread_join(j->th, NULL);
+    state_commit(&r->cs, switched < 0 ? 0 : switched == 0 && j->rc == 0
+                                             ? 1 : -1);
 }
 
 /* The pointer switched to the new generation (with crl sync's record),
@@ -1299,6 +1329,7 @@ static int sync_switch(sync_run *r, const delta_t *d)
     char ents_s[24], stored[24], at[24], prevg[24];
     char prevs[JPKI_CRL_SHAPE_MAX] = "", ttl[24], ktag[JPKI_CRL_TAG_LEN + 1];
     int replaced = r->st.have && d == NULL;
+    save_job job;
     jpki_crlptr m;
     int e2;
 
@@ -1336,7 +1367,9 @@ static int sync_switch(sync_run *r, const delta_t *d)
         };
         size_t nf = sizeof(f) / sizeof(f[0]) - (replaced ? 0 : 2);
 
+        save_start(r, &m, &job);
         e2 = switch_pointer(r->rc, r->lid, &r->st, &m, f, nf, d);
+        save_end(r, &job, e2);
     }
     if (e2 < 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
@@ -1345,10 +1378,6 @@ static int sync_switch(sync_run *r, const delta_t *d)
         return EXIT_STORE;
     }
     r->loading = 0;
-    if (e2 == 0)
-        save_state(r, &m);
-    else
-        state_drop(&r->cs);       /* the set is not the one it describes */
 
     if (replaced) {
         snprintf(ttl, sizeof(ttl), "%u", c->keep_old);
