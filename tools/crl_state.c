@@ -234,22 +234,33 @@ static size_t ht_find(const crl_state *cs, const uint8_t *d)
     return SIZE_MAX;
 }
 
+/* The array a of *cap elements of size sz with room for element n
+ * (doubled when full); NULL (nomem set, a left as it is) when out of
+ * memory. */
+static void *room(crl_state *cs, void *a, size_t *cap, size_t n, size_t sz)
+{
+    size_t c = *cap ? *cap * 2 : 256;
+    void *x;
+
+    if (n < *cap)
+        return a;
+    if (c > SIZE_MAX / sz || (x = realloc(a, c * sz)) == NULL) {
+        cs->nomem = 1;
+        return NULL;
+    }
+    *cap = c;
+    return x;
+}
+
 /* Record i of the state (old) or of out, next in the new CRL's order. */
 static int run_add(crl_state *cs, size_t i, int old)
 {
     struct st_run *x = cs->nr > 0 ? &cs->runs[cs->nr - 1] : NULL;
 
     if (x == NULL || x->old != old || x->start + x->n != i) {
-        if (cs->nr == cs->rcap) {
-            size_t cap = cs->rcap ? cs->rcap * 2 : 256;
-
-            if ((x = realloc(cs->runs, cap * sizeof(*x))) == NULL) {
-                cs->nomem = 1;
-                return -1;
-            }
-            cs->runs = x;
-            cs->rcap = cap;
-        }
+        if ((x = room(cs, cs->runs, &cs->rcap, cs->nr, sizeof(*x))) == NULL)
+            return -1;
+        cs->runs = x;
         x = &cs->runs[cs->nr++];
         x->start = i;
         x->n = 0;
@@ -300,18 +311,10 @@ int state_entry(void *ud, const jpki_crl_scan_entry *e)
     crl_state *cs = ud;
     st_new *x;
 
-    if (state_record(cs, e->digest, e->cert_id) != 0)
+    if (state_record(cs, e->digest, e->cert_id) != 0
+        || (x = room(cs, cs->nw, &cs->ncap, cs->nn, sizeof(*x))) == NULL)
         return -1;
-    if (cs->nn == cs->ncap) {
-        size_t cap = cs->ncap ? cs->ncap * 2 : 1024;
-
-        if ((x = realloc(cs->nw, cap * sizeof(*x))) == NULL) {
-            cs->nomem = 1;
-            return -1;
-        }
-        cs->nw = x;
-        cs->ncap = cap;
-    }
+    cs->nw = x;
     x = &cs->nw[cs->nn++];
     x->rec = cs->on - 1;
     x->at = ent_at(e->revoked_at);
