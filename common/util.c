@@ -660,14 +660,14 @@ int jpki_random(uint8_t *buf, size_t len)
         v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);       \
     } while (0)
 
+/* Written out so that compilers make it one load (a loop stays a loop:
+ * it cost SipHash most of its time). */
 static uint64_t le64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    int i;
-
-    for (i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16
+           | (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32
+           | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48
+           | (uint64_t)p[7] << 56;
 }
 
 /* SipHash-2-4 of in up to its first output: the compression, then the
@@ -721,10 +721,14 @@ uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in,
 
 static void put_le64(uint8_t *p, uint64_t x)
 {
-    int i;
-
-    for (i = 0; i < 8; i++)
-        p[i] = (uint8_t)(x >> (8 * i));
+    p[0] = (uint8_t)x;
+    p[1] = (uint8_t)(x >> 8);
+    p[2] = (uint8_t)(x >> 16);
+    p[3] = (uint8_t)(x >> 24);
+    p[4] = (uint8_t)(x >> 32);
+    p[5] = (uint8_t)(x >> 40);
+    p[6] = (uint8_t)(x >> 48);
+    p[7] = (uint8_t)(x >> 56);
 }
 
 /* SipHash-2-4 with the reference's 128-bit output (outlen 16): the first
