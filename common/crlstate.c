@@ -183,15 +183,10 @@ int jpki_crlstate_mac(const jpki_crlstate_keys *k, const uint8_t *head,
     return jpki_crlstate_mac_end(c, mac);
 }
 
-int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,
-                       size_t len, jpki_crlstate_hdr *h,
-                       const uint8_t **counts, const uint8_t **recs,
-                       const char **why)
+int jpki_crlstate_parse(const uint8_t *buf, size_t len,
+                        jpki_crlstate_hdr *h, const uint8_t **counts,
+                        const uint8_t **recs)
 {
-    uint8_t mac[JPKI_CRLSTATE_MAC];
-    size_t headlen;
-
-    *why = "does not parse";
     memset(h, 0, sizeof(*h));
     if (len < JPKI_CRLSTATE_HDR + JPKI_CRLSTATE_MAC
         || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0
@@ -200,23 +195,41 @@ int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,
     h->n = be_get(buf + H_N, 8);
     h->stored = be_get(buf + H_STORED, 8);
     h->nb = (uint32_t)be_get(buf + H_NB, 4);
-    if (jpki_crlstate_size(h->n, h->nb) != len || h->stored > h->n)
-        return -1;
-    headlen = JPKI_CRLSTATE_HDR + 4 * (size_t)h->nb;
-    *why = "does not verify";
-    if (jpki_crlstate_mac(k, buf, headlen, buf + headlen,
-                          (size_t)h->n * JPKI_CRLSTATE_REC, mac) != 0
-        || CRYPTO_memcmp(mac, buf + len - JPKI_CRLSTATE_MAC, sizeof(mac))
-           != 0)
-        return -1;
-    *why = "does not parse";
-    if (str_get(h->lid, sizeof(h->lid), buf + H_LID, H_PTR - H_LID) != 0
+    if (jpki_crlstate_size(h->n, h->nb) != len || h->stored > h->n
+        || str_get(h->lid, sizeof(h->lid), buf + H_LID, H_PTR - H_LID) != 0
         || str_get(h->ptr, sizeof(h->ptr), buf + H_PTR, H_SHA - H_PTR) != 0)
         return -1;
     memcpy(h->sha, buf + H_SHA, H_IDC - H_SHA);     /* NUL: memset */
     memcpy(h->id_check, buf + H_IDC, H_N - H_IDC);
     *counts = buf + JPKI_CRLSTATE_HDR;
-    *recs = buf + headlen;
+    *recs = *counts + 4 * (size_t)h->nb;
+    return 0;
+}
+
+int jpki_crlstate_verify(const jpki_crlstate_keys *k, const uint8_t *buf,
+                         size_t len, const jpki_crlstate_hdr *h)
+{
+    uint8_t mac[JPKI_CRLSTATE_MAC];
+    size_t headlen = JPKI_CRLSTATE_HDR + 4 * (size_t)h->nb;
+
+    return jpki_crlstate_size(h->n, h->nb) == len
+           && jpki_crlstate_mac(k, buf, headlen, buf + headlen,
+                                (size_t)h->n * JPKI_CRLSTATE_REC, mac) == 0
+           && CRYPTO_memcmp(mac, buf + len - JPKI_CRLSTATE_MAC, sizeof(mac))
+              == 0 ? 0 : -1;
+}
+
+int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,
+                       size_t len, jpki_crlstate_hdr *h,
+                       const uint8_t **counts, const uint8_t **recs,
+                       const char **why)
+{
+    *why = "does not parse";
+    if (jpki_crlstate_parse(buf, len, h, counts, recs) != 0)
+        return -1;
+    *why = "does not verify";
+    if (jpki_crlstate_verify(k, buf, len, h) != 0)
+        return -1;
     *why = "";
     return 0;
 }

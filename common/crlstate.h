@@ -76,6 +76,14 @@ int jpki_crlstate_open(const jpki_crlstate_keys *k, const uint8_t *buf,
                        size_t len, jpki_crlstate_hdr *h,
                        const uint8_t **counts, const uint8_t **recs,
                        const char **why);
+/* The same in two steps: the sizes and fields (0, -1: does not parse),
+ * whose records may be read (they are bounded) but not trusted before
+ * jpki_crlstate_verify (0, -1: does not verify) said yes. */
+int jpki_crlstate_parse(const uint8_t *buf, size_t len,
+                        jpki_crlstate_hdr *h, const uint8_t **counts,
+                        const uint8_t **recs);
+int jpki_crlstate_verify(const jpki_crlstate_keys *k, const uint8_t *buf,
+                         size_t len, const jpki_crlstate_hdr *h);
 
 uint32_t jpki_crlstate_count(const uint8_t *counts, uint32_t b);
 void jpki_crlstate_count_set(uint8_t *counts, uint32_t b, uint32_t v);

@@ -11,6 +11,7 @@
 #include "crlstate.h"
 
 #include <limits.h>
+#include <pthread.h>
 
 /* A new CRL's entry the state did not know: its record in out, its
  * value. */
@@ -32,6 +33,8 @@ typedef struct {
     jpki_crlstate_hdr h;
     uint8_t *file;                    /* mapped */
     size_t flen;
+    pthread_t vth;                    /* checks its MAC */
+    int verifying, verified;          /* verified: 1 yes, -1 no, 0 not yet */
     const uint8_t *counts, *recs;
     uint8_t *matched;                 /* h.n flags */
     size_t p;                         /* where the next entry is expected */
