@@ -86,6 +86,9 @@ int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
             char lid[CRL_LID_MAX]);
 /* 1 when the list is past nextUpdate + grace at now. */
 int stale_at(const jpki_crlptr *m, time_t now, unsigned grace);
+/* 0 when the CRL (DER) has no cRLNumber or one within 0..2^63-1 (what
+ * the pointer and the gate hold), -1 otherwise (crl_store.c). */
+int crl_number_fits(const uint8_t *der, size_t len);
 /* GET crlmeta + HGETALL crlinfo.  0, -1 store failure, -2 a pointer that
  * does not parse. */
 int read_state(redisContext *rc, const char *lid, list_state *st);
