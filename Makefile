@@ -61,9 +61,9 @@ JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
                tools/map_bulk.c \
                tools/redis_conn.c tools/redis_tls.c tools/crl_sync.c \
                tools/crl_check.c tools/crl_store.c tools/crl_fetch.c \
-               tools/sink.c tools/opts.c tools/audit_cmds.c
-JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h tools/sink.h \
-               tools/opts.h $(CORE_HDR)
+               tools/crl_state.c tools/sink.c tools/opts.c tools/audit_cmds.c
+JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h \
+               tools/crl_state.h tools/sink.h tools/opts.h $(CORE_HDR)
 $(B)/jpkictl: $(JPKICTL_DEP) $(B)/libjpki.a
 	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
 $(B)/asan/jpkictl: $(JPKICTL_DEP) $(B)/asan/libjpki.a

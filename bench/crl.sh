@@ -3,7 +3,8 @@
 # fresh redis-server, against `openssl crl -noout -in` on the same file, on
 # this machine, in the same run; Redis memory per entry (INFO memory
 # used_memory before and after the load); a delta sync of a CRL 1%
-# different from the loaded one against a full sync of it; the same for
+# different from the loaded one, from the local state the sync before
+# left (--state-dir), against a full sync of it; the same for
 # 10,000,000 entries, with lookups timed while it loads.
 #
 #   bash bench/crl.sh                  (make bench-crl builds what it needs)
@@ -74,18 +75,26 @@ crl_run() {
     }
 }
 
-# crl_delta NAME BASE VARIANT: BASE loaded (full), then VARIANT synced by
-# a delta, then the same by a full sync (--full) from BASE again, in pairs.
+# crl_delta NAME BASE VARIANT: BASE loaded (full) with --state-dir, then
+# VARIANT synced by a delta from that local state (the daily case: the
+# state of the day before in place), then the same by a full sync
+# (--full, no state) from BASE again, in pairs.
 crl_delta() {
-    local name=$1 base=$2 var=$3 ds="" fs="" rs="" i changed=""
+    local name=$1 base=$2 var=$3 ds="" fs="" rs="" i changed="" sd=$CRL_D/state
     for i in $(seq "$BENCH_PAIRS"); do
         redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null
-        crl_sync "$base"
-        crl_sync "$var"
+        rm -rf "$sd"
+        mkdir -m 700 "$sd"
+        crl_sync "$base" --state-dir "$sd"
+        crl_sync "$var" --state-dir "$sd" 2>"$CRL_D/delta.err"
         case $CRL_OUT in
             *mode=delta*) ;;
             *) echo "crl bench: not a delta sync: $CRL_OUT" >&2; return 1 ;;
         esac
+        if grep -q 'note: the local state' "$CRL_D/delta.err"; then
+            echo "crl bench: the delta did not use the state: $(cat "$CRL_D/delta.err")" >&2
+            return 1
+        fi
         changed=$(sed -n 's/.* changed=\([0-9]*\) .*/\1/p' <<<"$CRL_OUT")
         local d=$CRL_S
         redis-cli -p "$CRL_PORT" FLUSHALL >/dev/null

@@ -753,25 +753,36 @@ static int entry_exts(der_t list, int *reason)
  * absent), revocation date. */
 typedef jpki_err (*raw_entry_fn)(void *ud, const uint8_t *serial, size_t n,
                                  int reason, int64_t at);
+/* Called first with each entry's whole encoding (a scan): 1 skips the
+ * entry (known to the caller by the digest of that encoding, an entry
+ * fully checked by an earlier scan), 0 reads it, -1 stops. */
+typedef int (*raw_pre_fn)(void *ud, const uint8_t *tlv, size_t n);
 
-/* Walks revokedCertificates; every entry is checked, *count receives the
- * number of entries (also those whose serial is too long to name a
- * certificate this library accepts: those are not passed to fn). */
-static jpki_err walk_entries(const crl_raw *r, raw_entry_fn fn, void *ud,
-                             uint64_t *count)
+/* Walks revokedCertificates; every entry is checked (but those pre
+ * skips), *count receives the number of entries (also those whose serial
+ * is too long to name a certificate this library accepts: those are not
+ * passed to fn). */
+static jpki_err walk_entries(const crl_raw *r, raw_pre_fn pre,
+                             raw_entry_fn fn, void *ud, uint64_t *count)
 {
-    der_t list = r->revoked, ent, v, exts;
+    der_t list = r->revoked, ent, v, exts, tlv;
     uint8_t mag[SERIAL_MAX + 1];
     jpki_err e = JPKI_OK;
 
     *count = 0;
     while (r->has_revoked && list.n > 0 && e == JPKI_OK) {
-        int reason = JPKI_REASON_NONE, m;
+        int reason = JPKI_REASON_NONE, m = -1, skip = 0;
         int64_t at;
 
-        if (!der_expect(&list, TAG_SEQUENCE, &ent, NULL) ||
-            !der_expect(&ent, TAG_INTEGER, &v, NULL) ||
-            (m = serial_magnitude(v, mag)) == -1 || !read_time(&ent, &at))
+        if (!der_expect(&list, TAG_SEQUENCE, &ent, &tlv))
+            e = JPKI_ERR_CRL_PARSE;
+        else if (pre != NULL && (skip = pre(ud, tlv.p, tlv.n)) < 0)
+            e = JPKI_ERR_IO;
+        else if (skip)
+            (*count)++;
+        else if (!der_expect(&ent, TAG_INTEGER, &v, NULL) ||
+                 (m = serial_magnitude(v, mag)) == -1 ||
+                 !read_time(&ent, &at))
             e = JPKI_ERR_CRL_PARSE;
         else if (ent.n > 0 &&
                  (!der_expect(&ent, TAG_SEQUENCE, &exts, NULL) ||
@@ -899,21 +910,65 @@ static jpki_err ids_init(const jpki_ctx *ctx, const crl_doc *d, id_set *s)
 /* Public: verify, foreach                                             */
 /* ------------------------------------------------------------------ */
 
-jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
-                         time_t now, unsigned grace_s, jpki_crl_info *info,
-                         char *detail, size_t detaillen)
+/* A scan's walk: each entry's digest, then the caller's answer; the
+ * entries it does not know read, their cert_id made under the signing
+ * key. */
+typedef struct {
+    const jpki_crl_scan_fns *f;
+    id_set ids;
+    uint8_t digest[JPKI_CRL_DIGEST_LEN];
+} scan_state;
+
+static int scan_pre(void *ud, const uint8_t *tlv, size_t n)
 {
+    scan_state *ss = ud;
+
+    jpki_siphash24_128(ss->f->key, tlv, n, ss->digest);
+    return ss->f->known != NULL ? ss->f->known(ss->f->ud, ss->digest) : 0;
+}
+
+static jpki_err scan_entry(void *ud, const uint8_t *serial, size_t n,
+                           int reason, int64_t at)
+{
+    scan_state *ss = ud;
+    jpki_crl_scan_entry se;
+
+    if (!id_compute(&ss->ids, 0, serial, n, se.cert_id))
+        return JPKI_ERR_INTERNAL;
+    se.digest = ss->f->key != NULL ? ss->digest : NULL;
+    se.reason = reason;
+    se.revoked_at = at;
+    return ss->f->entry(ss->f->ud, &se) != 0 ? JPKI_ERR_IO : JPKI_OK;
+}
+
+jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
+                              size_t len, time_t now, unsigned grace_s,
+                              jpki_crl_info *info, char *detail,
+                              size_t detaillen, const jpki_crl_scan_fns *f)
+{
+    scan_state ss;
     crl_doc d;
     jpki_err e;
+    int scan;
 
+    memset(&ss, 0, sizeof(ss));
+    ss.f = f;
     if (info != NULL)
         memset(info, 0, sizeof(*info));
     e = crl_open(ctx, in, len, &d, detail, detaillen);
+    scan = e == JPKI_OK && f != NULL && f->entry != NULL
+           && (f->begin == NULL || f->begin(f->ud, &d.info) > 0);
+    if (scan) {
+        d.n_keys = 1;                   /* keys[0]: the signing key */
+        e = ids_init(ctx, &d, &ss.ids);
+    }
     if (e == JPKI_OK) {
-        e = walk_entries(&d.raw, NULL, NULL, &d.info.entries);
-        if (e != JPKI_OK)
+        e = walk_entries(&d.raw, scan && f->key != NULL ? scan_pre : NULL,
+                         scan ? scan_entry : NULL, &ss, &d.info.entries);
+        if (e == JPKI_ERR_CRL_PARSE)
             jpki_set_detail(detail, detaillen, "a CRL entry is malformed");
     }
+    ids_free(&ss.ids);
     if (e == JPKI_OK)
         e = check_time(ctx, &d.info, now, grace_s, detail, detaillen);
     if (info != NULL && (e == JPKI_OK || e == JPKI_ERR_CRL_STALE ||
@@ -922,7 +977,16 @@ jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     if (e != JPKI_OK)
         jpki_log(ctx, JPKI_LOG_DEBUG, "crl: rejected: %s", jpki_reason(e));
     doc_free(&d);
+    ERR_clear_error();
     return e;
+}
+
+jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
+                         time_t now, unsigned grace_s, jpki_crl_info *info,
+                         char *detail, size_t detaillen)
+{
+    return jpki_crl_verify_scan(ctx, in, len, now, grace_s, info, detail,
+                                detaillen, NULL);
 }
 
 typedef struct {
@@ -973,7 +1037,7 @@ static jpki_err crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     if (e == JPKI_OK)
         e = ids_init(ctx, &d, &fs.ids);
     if (e == JPKI_OK)
-        e = walk_entries(&d.raw, emit_entry, &fs, &count);
+        e = walk_entries(&d.raw, NULL, emit_entry, &fs, &count);
     ids_free(&fs.ids);
     doc_free(&d);
     ERR_clear_error();
@@ -1095,7 +1159,7 @@ jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
     }
     if (e == JPKI_OK) {
         cs.ix = ix;
-        e = walk_entries(&d.raw, collect_entry, &cs, &d.info.entries);
+        e = walk_entries(&d.raw, NULL, collect_entry, &cs, &d.info.entries);
         if (e == JPKI_ERR_CRL_PARSE)
             jpki_set_detail(detail, detaillen, "a CRL entry is malformed");
     }

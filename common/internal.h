@@ -174,6 +174,9 @@ int jpki_gcm(int enc, const uint8_t key[32], const uint8_t iv[12],
              size_t inlen, uint8_t *out, uint8_t tag[16]);
 /* SipHash-2-4 of in under the 16-byte key k (util.c). */
 uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in, size_t len);
+/* SipHash-2-4-128 (the reference's 16-octet output) of in (util.c). */
+void jpki_siphash24_128(const uint8_t k[16], const uint8_t *in, size_t len,
+                        uint8_t out[16]);
 
 /* Verified-chain cache (cert.c). */
 jpki_chain_cache *jpki_chain_cache_new(size_t n);

@@ -199,6 +199,13 @@ jpki_err jpki_load_file(const char *path, size_t maxlen, uint8_t **out,
 jpki_err jpki_load_file_msg(const char *what, const char *path,
                             size_t maxlen, uint8_t **out, size_t *outlen,
                             char *errbuf, size_t errlen);
+/* n bytes for a large buffer (a file of megabytes, a CRL's entries):
+ * from 4 MiB on, 2 MiB-aligned and marked for transparent huge pages
+ * (madvise), so that first touching it costs a page fault per 2 MiB, not
+ * per 4 KiB page (a virtual machine's faults made reading a 40 MB CRL
+ * cost more than parsing it); free() frees it.  NULL when out of memory.
+ * jpki_load_file reads into one. */
+void *jpki_alloc_large(size_t n);
 /* Configuration time, for a file read later (a mapping file): JPKI_OK when
  * path names a regular file (stat), else JPKI_ERR_IO and the sentence of
  * jpki_load_file_msg in errbuf. */
@@ -760,6 +767,37 @@ jpki_err jpki_crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
  * many key generations the issuer has. */
 jpki_err jpki_crl_foreach_signer(const jpki_ctx *ctx, const uint8_t *der,
                                  size_t len, jpki_crl_entry_fn fn, void *ud);
+
+/* A scan (jpkictl crl sync): jpki_crl_verify and, in the same walk, the
+ * entries of the signing key, each with the keyed digest of its whole
+ * encoding (SipHash-2-4-128 under key: serial, date and extensions, so
+ * one digest is one entry exactly as it was listed).  begin (NULL: yes)
+ * is told the CRL's issuer and key once the signature verifies, before
+ * the walk, and answers whether to scan (0: a plain jpki_crl_verify).
+ * known (NULL: none) is asked each entry's digest: 1 when the caller
+ * holds an entry of that digest from an earlier scan under the same key
+ * (that entry, fully checked then, is only counted now: not parsed, no
+ * HMAC), 0 to read it (checked, cert_id made) and hand it to entry, -1
+ * to stop.  key NULL: no digests (digest NULL in entry, known not
+ * asked).  entry or fn NULL: jpki_crl_verify. */
+#define JPKI_CRL_DIGEST_LEN 16
+typedef struct {
+    const uint8_t *digest;                /* JPKI_CRL_DIGEST_LEN, or NULL */
+    uint8_t cert_id[JPKI_CERT_ID_LEN];    /* binary */
+    int reason;
+    int64_t revoked_at;
+} jpki_crl_scan_entry;
+typedef struct {
+    const uint8_t *key;                   /* 16 octets, or NULL */
+    int (*begin)(void *ud, const jpki_crl_info *info);
+    int (*known)(void *ud, const uint8_t *digest);
+    int (*entry)(void *ud, const jpki_crl_scan_entry *e);
+    void *ud;
+} jpki_crl_scan_fns;
+jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
+                              size_t len, time_t now, unsigned grace_s,
+                              jpki_crl_info *info, char *detail,
+                              size_t detaillen, const jpki_crl_scan_fns *f);
 
 /* An in-memory index of one CRL for O(log n) lookups by cert_id: its
  * entries under the key that signed it (info.key_hash), the one key

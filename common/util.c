@@ -244,6 +244,27 @@ jpki_err jpki_file_check(const char *what, const char *path, char *errbuf,
     return JPKI_OK;
 }
 
+#define LARGE_MIN  ((size_t)4 << 20)
+#define HUGE_PAGE  ((size_t)2 << 20)
+
+void *jpki_alloc_large(size_t n)
+{
+    size_t r;
+    void *p;
+
+    if (n < LARGE_MIN)
+        return malloc(n);
+    if (n > SIZE_MAX - HUGE_PAGE)
+        return NULL;
+    r = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    if ((p = aligned_alloc(HUGE_PAGE, r)) == NULL)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, r, MADV_HUGEPAGE);       /* advice: failing changes nothing */
+#endif
+    return p;
+}
+
 jpki_err jpki_load_file_msg(const char *what, const char *path,
                             size_t maxlen, uint8_t **out, size_t *outlen,
                             char *errbuf, size_t errlen)
@@ -271,7 +292,7 @@ jpki_err jpki_load_file_msg(const char *what, const char *path,
         return file_fail(JPKI_ERR_TOO_LARGE, what, path, why, errbuf,
                          errlen);
     }
-    buf = malloc((size_t)st.st_size + 1);
+    buf = jpki_alloc_large((size_t)st.st_size + 1);
     if (buf == NULL) {
         close(fd);
         return file_fail(JPKI_ERR_NOMEM, what, path, "out of memory",
@@ -651,22 +672,25 @@ int jpki_random(uint8_t *buf, size_t len)
         v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);       \
     } while (0)
 
+/* Written out so that compilers make it one load (a loop stays a loop:
+ * it cost SipHash most of its time). */
 static uint64_t le64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    int i;
-
-    for (i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16
+           | (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32
+           | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48
+           | (uint64_t)p[7] << 56;
 }
 
-uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in,
-                          size_t len)
+/* SipHash-2-4 of in up to its first output: the compression, then the
+ * finalization's xor (0xff; 0xee and 0xee into v1 at the start for the
+ * 128-bit output) and 4 rounds.  v receives v0..v3. */
+static void sip24(const uint8_t k[16], const uint8_t *in, size_t len,
+                  int wide, uint64_t v[4])
 {
     uint64_t k0 = le64(k), k1 = le64(k + 8);
     uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
-    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
+    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1 ^ (wide ? 0xee : 0);
     uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
     uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
     uint64_t b = (uint64_t)len << 56, m;
@@ -687,10 +711,55 @@ uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in,
     SIPROUND;
     SIPROUND;
     v0 ^= b;
-    v2 ^= 0xff;
+    v2 ^= wide ? 0xee : 0xff;
     SIPROUND;
     SIPROUND;
     SIPROUND;
     SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
+    v[0] = v0;
+    v[1] = v1;
+    v[2] = v2;
+    v[3] = v3;
+}
+
+uint64_t jpki_siphash24(const uint8_t k[16], const uint8_t *in,
+                          size_t len)
+{
+    uint64_t v[4];
+
+    sip24(k, in, len, 0, v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static void put_le64(uint8_t *p, uint64_t x)
+{
+    p[0] = (uint8_t)x;
+    p[1] = (uint8_t)(x >> 8);
+    p[2] = (uint8_t)(x >> 16);
+    p[3] = (uint8_t)(x >> 24);
+    p[4] = (uint8_t)(x >> 32);
+    p[5] = (uint8_t)(x >> 40);
+    p[6] = (uint8_t)(x >> 48);
+    p[7] = (uint8_t)(x >> 56);
+}
+
+/* SipHash-2-4 with the reference's 128-bit output (outlen 16): the first
+ * half as the 64-bit one's (with 0xee), then 0xdd into v1 and 4 rounds
+ * more for the second; little-endian, as the reference writes it. */
+void jpki_siphash24_128(const uint8_t k[16], const uint8_t *in, size_t len,
+                        uint8_t out[16])
+{
+    uint64_t v[4], v0, v1, v2, v3;
+
+    sip24(k, in, len, 1, v);
+    v0 = v[0];
+    v1 = v[1] ^ 0xdd;
+    v2 = v[2];
+    v3 = v[3];
+    put_le64(out, v[0] ^ v[1] ^ v[2] ^ v[3]);
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    put_le64(out + 8, v0 ^ v1 ^ v2 ^ v3);
 }

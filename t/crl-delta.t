@@ -382,5 +382,118 @@ is($rc, 2, '--delta-max x: exit 2');
 gates_agree('at the end', user1 => 200, user2 => 'cert_revoked',
             'rev-keyCompromise' => 'cert_revoked', 'rev-certificateHold' => 'cert_on_hold');
 
+# ---------------------------------------------------------------- local state
+
+# --state-dir: after each sync, the state of the list (each entry's keyed
+# digest and stored cert_id octets); the next delta takes the changes from
+# it and the walk alone (no HGETALL: the list is not read back), and
+# loads exactly the set a full sync loads.  A state that is missing,
+# changed, of another load, secret or list is a note and the read-back
+# delta.
+my $sd = "$dir/state";
+mkdir $sd, 0700;
+my $sfile = "$sd/$tag.crlstate";
+
+# The loaded set of database DB, whatever its generation and bucket bits:
+# "cert_id octets=value" lines, sorted.
+sub loaded_set {
+    my ($db) = @_;
+    my $meta = $redis->set_in($db, 'GET', $tag_key) // return '';
+    my ($g, $shape) = split /\|/, $meta;
+    my ($bits) = $shape =~ /^b(\d+)$/;
+    my $pre = int($bits / 8);
+    my @l;
+    for my $k ($redis->keys_like("jpki:v1:crl:$tag:$g:*", $db)) {
+        my ($b) = $k =~ /:([0-9a-f]+)$/;
+        my %h = @{ $redis->set_in($db, 'HGETALL', $k) };
+        my $head = join '', map { sprintf '%02x', (hex($b) >> ($bits - 8 * ($_ + 1))) & 0xff }
+                            0 .. $pre - 1;
+        push @l, map { $head . unpack('H*', $_) . '=' . unpack('H*', $h{$_}) } keys %h;
+    }
+    return join "\n", sort @l;
+}
+# CRL loaded by a full sync into database 1: what a delta must load
+sub full_set {
+    my ($crl) = @_;
+    my ($rc, $out, $err) = sync($crl, '--full', '--redis-db', 1);
+    $rc == 0 or diag($out, $err);
+    return loaded_set(1);
+}
+# sync CRL with the state: (stdout, stderr, HGETALL calls, the set)
+sub state_sync {
+    my ($crl, @more) = @_;
+    stats_reset();
+    my ($rc, $out, $err) = sync($crl, '--state-dir', $sd, @more);
+    is($rc, 0, "state sync of $crl: loaded") or diag($out, $err);
+    return ($out, $err, stats()->{hgetall} // 0, loaded_set(0));
+}
+
+my $n = 700;
+my ($s_out, $s_err, $s_hget, $s_set) = state_sync(make_crl(filler => 2000, replaced => $n, user2 => 1),
+                                                   '--full');
+like($s_out, qr/ mode=full /, 'a full sync with --state-dir');
+ok(-f $sfile, "it writes the list's state ($sfile)");
+is((stat $sfile)[2] & 0777, 0600, '... mode 0600');
+{
+    # no serial in clear: the CRL's serials' octets are nowhere in it
+    my $st = slurp($sfile);
+    my @serials = map { pack 'H*', sprintf '%02X%016X', 0x10 + ($_ % 0x60), $_ * 2654435761 }
+                  (1 .. 2000, 1_000_001 .. 1_000_000 + $n);
+    push @serials, map { pack 'H*', (length($_) % 2 ? '0' : '') . $_ } $user2_serial, $hold_serial;
+    is(scalar(grep { index($st, $_) >= 0 } @serials), 0,
+       'the state holds none of the ' . @serials . ' serials');
+}
+
+my $crl = make_crl(filler => 2000, replaced => ($n += 10), user2 => 1, no_hold => 1);
+($s_out, $s_err, $s_hget, $s_set) = state_sync($crl);
+like($s_out, qr/ mode=delta changed=21 /, 'the next CRL: a delta from the state') or diag($s_out);
+unlike($s_err, qr/note:/, '... without a note');
+is($s_hget, 1, '... and without reading the list back (one HGETALL: its record)');
+ok($s_set eq full_set($crl) && length $s_set, '... loading exactly the set a full sync loads');
+ok(!(lookup($redis, $id{'rev-certificateHold'})), '... the hold released');
+
+# each state not to be trusted: a note, the list read back, the same set
+my $good = slurp($sfile);
+my $other_secret = write_secret("$dir/other.secret");
+my @cases = (
+    ['a missing state', sub { unlink $sfile }, qr/there is none yet/],
+    ['a state of another load of the list', sub { spew($sfile, $good, 0600) },
+     qr/it describes another load of the list/],
+    ['a state with a byte changed', sub {
+        my $st = slurp($sfile);
+        substr($st, length($st) - 100, 1) ^= "\x01";      # a record
+        spew($sfile, $st, 0600) }, qr/does not verify/],
+    ['a state written with another secret', sub {
+        mkdir "$dir/state2";
+        run_out($dir, $J, 'crl', 'sync', '--source', $crl, '--issuer', $iss,
+                '--secret-file', $other_secret, @R, '--redis-db', 2,
+                '--state-dir', "$dir/state2");
+        spew($sfile, slurp("$dir/state2/$tag.crlstate"), 0600) }, qr/does not verify/],
+    ['a state of another list', sub {
+        my ($rc, $out, $err) = run_out($dir, $J, 'crl', 'sync', '--source', "$pki/ca1.crl",
+            '--issuer', $iss, '--secret-file', $secret, @R, '--redis-db', 2,
+            '--state-dir', "$dir/state2");
+        my ($l) = $out =~ / list=(\w+)/;
+        spew($sfile, slurp("$dir/state2/$l.crlstate"), 0600) }, qr/is of another list/],
+);
+for my $c (@cases) {
+    my ($what, $prep, $why) = @$c;
+    my $good_now = slurp($sfile);
+    $prep->();
+    $crl = make_crl(filler => 2000, replaced => ($n += 10), user2 => 1);
+    ($s_out, $s_err, $s_hget, $s_set) = state_sync($crl);
+    like($s_err, qr/note: the local state of list $tag is not used: $why/, "$what: a note says why")
+        or diag($s_err);
+    like($s_out, qr/ mode=delta changed=\d+ /, "$what: a delta all the same");
+    ok($s_hget > 1, "$what: the list read back ($s_hget HGETALL)");
+    ok($s_set eq full_set($crl), "$what: the set a full sync loads");
+    ok(-f $sfile && slurp($sfile) ne $good_now, "$what: a new state written");
+}
+# the state usable again after its fallback
+$crl = make_crl(filler => 2000, replaced => ($n += 10), user2 => 1, no_hold => 1);
+($s_out, $s_err, $s_hget, $s_set) = state_sync($crl);
+is($s_hget, 1, 'after them, a delta from the state again');
+ok($s_set eq full_set($crl), '... the set a full sync loads');
+
 $_->stop for values %srv;
 done_testing();

@@ -6,6 +6,7 @@
 #include "crl_store.h"
 
 #include <limits.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,49 @@ int read_state(redisContext *rc, const char *lid, list_state *st)
             && r->element[i + 1]->type == REDIS_REPLY_STRING)
             info_field(st, r->element[i], r->element[i + 1]);
     freeReplyObject(r);
+    return 0;
+}
+
+
+/* ---- what the pointer holds ------------------------------------------ */
+
+/* The core reads a cRLNumber that is negative or over 2^63-1 as none
+ * (jpki_crl_info: -1), and such a CRL would then be compared by its
+ * thisUpdate alone; RFC 5280 allows 20 octets, but the store's pointer and
+ * the gate hold an int64: it is refused.  0 when the CRL has no cRLNumber
+ * or one within 0..2^63-1, -1 otherwise.  The walk over tbsCertList skips
+ * each element by its length: the entries are not parsed again. */
+int crl_number_fits(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der, *end = der + len;
+    STACK_OF(X509_EXTENSION) *exts;
+    ASN1_INTEGER *num;
+    int64_t v;
+    long l;
+    int tag, cls, crit = -1, ok;
+
+    /* CertificateList, then tbsCertList: SEQUENCEs */
+    if (len > LONG_MAX
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE
+        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
+           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE)
+        return -1;
+    for (end = p + l; p < end; p += l) {
+        if (ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p)) & 0x80)
+            return -1;
+        if (cls != V_ASN1_CONTEXT_SPECIFIC || tag != 0)
+            continue;
+        /* crlExtensions [0] EXPLICIT Extensions */
+        if ((exts = d2i_X509_EXTENSIONS(NULL, &p, l)) == NULL)
+            return -1;
+        num = X509V3_get_d2i(exts, NID_crl_number, &crit, NULL);
+        ok = num != NULL ? ASN1_INTEGER_get_int64(&v, num) == 1 && v >= 0
+                         : crit == -1;
+        ASN1_INTEGER_free(num);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        return ok ? 0 : -1;
+    }
     return 0;
 }
 
@@ -350,6 +394,11 @@ crl_ent *ents_add(ents_t *s)
         s->cap = cap;
     }
     return &s->e[s->n++];
+}
+
+uint32_t ent_at(int64_t t)
+{
+    return t < 0 ? 0 : t > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)t;
 }
 
 static int id_only_cmp(const void *a, const void *b)

@@ -31,6 +31,18 @@ typedef struct {
 
 /* Room for one more entry; NULL (nomem set) when out of memory. */
 crl_ent *ents_add(ents_t *s);
+/* A revocation date as an entry holds it (1970..2106). */
+uint32_t ent_at(int64_t t);
+
+/* The changes of a delta sync to the loaded generation: entries to
+ * write (new ones and ones whose value changed) and to remove, each
+ * sorted by cert_id. */
+typedef struct {
+    long long gen;
+    jpki_crl_shape sh;
+    ents_t put, del;
+    size_t put_new;           /* of put, those not in the loaded set */
+} delta_t;
 
 /* Key names; out holds JPKI_STORE_KEY_MAX + 1. */
 void crl_key_meta(char *out, const char *lid);
@@ -74,6 +86,9 @@ int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
             char lid[CRL_LID_MAX]);
 /* 1 when the list is past nextUpdate + grace at now. */
 int stale_at(const jpki_crlptr *m, time_t now, unsigned grace);
+/* 0 when the CRL (DER) has no cRLNumber or one within 0..2^63-1 (what
+ * the pointer and the gate hold), -1 otherwise (crl_store.c). */
+int crl_number_fits(const uint8_t *der, size_t len);
 /* GET crlmeta + HGETALL crlinfo.  0, -1 store failure, -2 a pointer that
  * does not parse. */
 int read_state(redisContext *rc, const char *lid, list_state *st);

@@ -11,13 +11,12 @@
  *
  * Nothing printed or stored names a serial number: entries are cert_ids.
  */
-#include "crl_store.h"
+#include "crl_state.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <openssl/evp.h>
-#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,7 +63,7 @@ const char usage_crl_sync[] =
 "                 [--redis-user U] [--redis-password-file F] [--grace SECONDS]\n"
 "                 [--keep-old SECONDS] [--arl] [--watch SECONDS]\n"
 "                 [--max-size BYTES] [--timeout SECONDS] [--full]\n"
-"                 [--delta-max N]\n"
+"                 [--delta-max N] [--state-dir DIR]\n"
 "  Fetches a CRL, verifies it against the configured issuer it names and\n"
 "  loads it into Redis for every gate node, in the list of the CA key that\n"
 "  signed it: the gate checks a certificate against the CRL of the key\n"
@@ -99,6 +98,13 @@ const char usage_crl_sync[] =
 "  --delta-max N  a delta changes at most N entries (default 250000: its\n"
 "                 one transaction blocks Redis while it runs), and at\n"
 "                 most 10% of them\n"
+"  --state-dir DIR  keep a local state of each list loaded (DIR/LIST.\n"
+"                 crlstate, mode 0600: keyed digests of the entries, no\n"
+"                 serial; MACed with the secret) and make the next delta\n"
+"                 from it: only new and changed entries are parsed and\n"
+"                 HMACed, the list is not read back.  A state that does\n"
+"                 not verify or describes another load is not used (a\n"
+"                 note on stderr): the delta reads the list back\n"
 "jpkictl crl status --redis ADDR [...] [--issuer ... [--secret-file FILE]]\n"
 "                   [--grace SECONDS]\n"
 "  One line per loaded CRL: \"fresh|stale issuer=NAME list=LIST\n"
@@ -246,48 +252,6 @@ static void lock_release(redisContext *rc, const char *lid,
 
 /* ---- entries -------------------------------------------------------- */
 
-/* 32 lower-case hex digits (as jpki_crl_foreach writes them) to 16 octets,
- * by table: it runs once per entry. */
-static int id_decode(const char *h, uint8_t *out)
-{
-    static int8_t tab[256];
-    unsigned bad = 0;
-    size_t i;
-
-    if (tab[0] == 0) {
-        for (i = 0; i < 256; i++)
-            tab[i] = -1;
-        for (i = 0; i < 10; i++)
-            tab['0' + i] = (int8_t)i;
-        for (i = 0; i < 6; i++)
-            tab['a' + i] = (int8_t)(10 + i);
-    }
-    for (i = 0; i < JPKI_CERT_ID_LEN; i++) {
-        int hi = tab[(uint8_t)h[2 * i]], lo = tab[(uint8_t)h[2 * i + 1]];
-
-        bad |= (unsigned)(hi | lo) & 0x80u;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return bad ? -1 : 0;
-}
-
-static int collect(void *ud, const jpki_crl_entry *ce)
-{
-    ents_t *s = ud;
-    uint8_t id[JPKI_CERT_ID_LEN];
-    crl_ent *x;
-
-    if (ce->key != 0)
-        return 0;       /* another key's cert_id: not in this key's list */
-    if (id_decode(ce->cert_id, id) != 0 || (x = ents_add(s)) == NULL)
-        return 1;
-    memcpy(x->id, id, sizeof(x->id));
-    x->at = ce->revoked_at < 0 ? 0 : ce->revoked_at > (int64_t)UINT32_MAX
-            ? UINT32_MAX : (uint32_t)ce->revoked_at;
-    x->reason = (int8_t)ce->reason;
-    return 0;
-}
-
 /* By cert_id (its first JPKI_CRL_KEY_LEN octets: two certificates whose
  * cert_ids share them are one entry, docs/store-schema.md); for one a
  * final revocation sorts before a hold (as the core's index: the final
@@ -325,7 +289,7 @@ static int sort_unique(ents_t *s)
         g++;
     ng = (size_t)1 << g;
     cnt = calloc(ng + 1, sizeof(size_t));
-    out = malloc(s->n * sizeof(crl_ent));
+    out = jpki_alloc_large(s->n * sizeof(crl_ent));
     if (cnt == NULL || out == NULL) {
         free(cnt);
         free(out);
@@ -441,6 +405,7 @@ typedef struct {
     int arl;
     int full;                 /* --full: never a delta sync */
     unsigned long delta_max;  /* --delta-max */
+    const char *state_dir;    /* --state-dir, NULL: none */
     char source[512];         /* redacted */
 } sync_cfg;
 
@@ -531,16 +496,6 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
     return rc_;
 }
 
-/* The changes of a delta sync to the loaded generation: entries to
- * write (new ones and ones whose value changed) and to remove, each
- * sorted by cert_id. */
-typedef struct {
-    long long gen;
-    jpki_crl_shape sh;
-    ents_t put, del;
-    size_t put_new;           /* of put, those not in the loaded set */
-} delta_t;
-
 /* The delta's commands queued in the transaction (HSET and HDEL per
  * bucket, pipelined): *nq of them.  0, -1 (said). */
 static int delta_queue(redisContext *rc, const char *lid, const delta_t *d,
@@ -569,7 +524,9 @@ static int delta_queue(redisContext *rc, const char *lid, const delta_t *d,
 }
 
 /* EXEC's answer to a delta's transaction: each command's reply, then
- * the pointer's three.  0, -1 (an error reply: said). */
+ * the pointer's three.  0; 1 the counts were not the ones expected (the
+ * set was not what the delta was made from: said); -1 an error reply
+ * (said). */
 static int delta_replies(const redisReply *r, const delta_t *d, size_t nq)
 {
     long long sum = 0, want = (long long)(d->put_new + d->del.n);
@@ -587,17 +544,20 @@ static int delta_replies(const redisReply *r, const delta_t *d, size_t nq)
         if (i < nq && e->type == REDIS_REPLY_INTEGER)
             sum += e->integer;
     }
-    if (sum != want)
+    if (sum != want) {
         say("warning: the delta changed %lld fields, %lld expected: the "
             "loaded generation changed while crl sync read it; run crl sync "
             "--full", sum, want);
+        return 1;
+    }
     return 0;
 }
 
 /* The new pointer and record, switched atomically when the pointer is still
  * the one read at the start (WATCH), with the changes of a delta sync (d,
  * when not NULL) in the same transaction. 0 switched, -1 store failure, -2
- * the pointer changed meanwhile.  Every failure ends the WATCH, and after
+ * the pointer changed meanwhile, 1 switched but a delta's counts were
+ * not the ones expected.  Every failure ends the WATCH, and after
  * MULTI the transaction (DISCARD): otherwise the clean-up commands that
  * follow would only be queued, and the lock would stay taken. */
 static int switch_pointer(redisContext *rc, const char *lid,
@@ -660,7 +620,7 @@ static int switch_pointer(redisContext *rc, const char *lid,
     if (cmd_ok(rc, 1, (const char *[]){"EXEC"}, NULL, &r) != 0)
         return -1;
     same = r->type == REDIS_REPLY_ARRAY;
-    ret = !same ? -2 : d != NULL && delta_replies(r, d, nq) != 0 ? -1 : 0;
+    ret = !same ? -2 : d != NULL ? delta_replies(r, d, nq) : 0;
     freeReplyObject(r);
     return ret;
 fail:
@@ -700,46 +660,6 @@ static crl_cmp compare(const jpki_crl_info *in, const char *sha,
     if (in->this_update == m->this_update)
         return strcmp(sha, st->sha) == 0 ? CMP_SAME : CMP_OLDER;
     return CMP_NEWER;
-}
-
-/* The core reads a cRLNumber that is negative or over 2^63-1 as none
- * (jpki_crl_info: -1), and such a CRL would then be compared by its
- * thisUpdate alone; RFC 5280 allows 20 octets, but the store's pointer and
- * the gate hold an int64: it is refused.  0 when the CRL has no cRLNumber
- * or one within 0..2^63-1, -1 otherwise.  The walk over tbsCertList skips
- * each element by its length: the entries are not parsed again. */
-static int crl_number_fits(const uint8_t *der, size_t len)
-{
-    const unsigned char *p = der, *end = der + len;
-    STACK_OF(X509_EXTENSION) *exts;
-    ASN1_INTEGER *num;
-    int64_t v;
-    long l;
-    int tag, cls, crit = -1, ok;
-
-    /* CertificateList, then tbsCertList: SEQUENCEs */
-    if (len > LONG_MAX
-        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
-           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE
-        || ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p))
-           != V_ASN1_CONSTRUCTED || tag != V_ASN1_SEQUENCE)
-        return -1;
-    for (end = p + l; p < end; p += l) {
-        if (ASN1_get_object(&p, &l, &tag, &cls, (long)(end - p)) & 0x80)
-            return -1;
-        if (cls != V_ASN1_CONTEXT_SPECIFIC || tag != 0)
-            continue;
-        /* crlExtensions [0] EXPLICIT Extensions */
-        if ((exts = d2i_X509_EXTENSIONS(NULL, &p, l)) == NULL)
-            return -1;
-        num = X509V3_get_d2i(exts, NID_crl_number, &crit, NULL);
-        ok = num != NULL ? ASN1_INTEGER_get_int64(&v, num) == 1 && v >= 0
-                         : crit == -1;
-        ASN1_INTEGER_free(num);
-        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-        return ok ? 0 : -1;
-    }
-    return 0;
 }
 
 static void describe(char *line, size_t n, const jpki_crl_info *in)
@@ -800,9 +720,54 @@ typedef struct {
     ents_t old;
     int stale;                        /* the CRL is past nextUpdate + grace */
     int loading;                      /* a generation is being written */
+    crl_state cs;                     /* --state-dir: the local state */
+    int fast;                         /* the delta comes from it alone */
+    uint64_t stored;                  /* distinct cert_ids of the new set */
+    uint8_t *counts;                  /* a fast delta's entries per bucket */
 } sync_run;
 
 #define GO_ON (-1)                    /* a stage's "go on": not an exit code */
+
+/* jpki_crl_verify, and with a local state of the CRL's list, the walk
+ * matching its entries against it (the entries it does not know parsed
+ * and HMACed).  A state that fails it (out of memory) is left out. */
+static jpki_err verify_scan(sync_run *r, char *detail, size_t dl)
+{
+    const sync_cfg *c = r->c;
+    jpki_crl_scan_fns f = {r->cs.keys.digest, state_begin, state_known,
+                           state_entry, &r->cs};
+    jpki_err e;
+
+    r->cs.hint = r->len / 16;
+    e = jpki_crl_verify_scan(c->ctx, r->buf, r->len, r->now, c->grace,
+                             &r->info, detail, dl,
+                             c->state_dir != NULL ? &f : NULL);
+    if (e == JPKI_ERR_IO && r->cs.nomem) {
+        snprintf(r->cs.note, sizeof(r->cs.note), "out of memory");
+        state_full(&r->cs, 0);
+        e = jpki_crl_verify(c->ctx, r->buf, r->len, r->now, c->grace,
+                            &r->info, detail, dl);
+    }
+    return e;
+}
+
+/* SHA-256 of a buffer (the CRL's, in crlinfo's sha256). */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint8_t md[32];
+    int ok;
+} digest_job;
+
+static void *digest_main(void *arg)
+{
+    digest_job *j = arg;
+    unsigned int l = 0;
+
+    j->ok = EVP_Digest(j->p, j->n, j->md, &l, EVP_sha256(), NULL) == 1
+            && l == sizeof(j->md);
+    return NULL;
+}
 
 /* Fetch and verify the CRL; what the pointer cannot hold is refused before
  * anything is written: a pointer that does not parse back would stop
@@ -811,8 +776,10 @@ static int sync_verify(sync_run *r)
 {
     const sync_cfg *c = r->c;
     char detail[512] = "", err[512] = "", mval[JPKI_CRLPTR_MAX + 1];
-    uint8_t md[32];
     unsigned int mdlen = 0;
+    digest_job dj;
+    pthread_t th;
+    int threaded;
     jpki_crlptr m;
     jpki_err e;
 
@@ -822,8 +789,15 @@ static int sync_verify(sync_run *r)
              err);
         return EXIT_FETCH;
     }
-    e = jpki_crl_verify(c->ctx, r->buf, r->len, r->now, c->grace, &r->info,
-                        detail, sizeof(detail));
+    /* a DER CRL's digest, by a thread of its own during the verification
+     * (a national CRL: tens of megabytes, as many as the walk reads) */
+    dj.p = r->len > 0 && r->buf[0] == 0x30 ? r->buf : NULL;
+    dj.n = r->len;
+    threaded = dj.p != NULL
+               && pthread_create(&th, NULL, digest_main, &dj) == 0;
+    e = verify_scan(r, detail, sizeof(detail));
+    if (threaded)
+        pthread_join(th, NULL);
     if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
         addf(r->line, r->ln, "invalid source=%s reason=%s detail=\"%s\"",
              c->source, jpki_reason(e), detail[0] ? detail
@@ -841,7 +815,9 @@ static int sync_verify(sync_run *r)
         || (r->der == NULL
             && jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
                            &r->derlen) != JPKI_OK)
-        || EVP_Digest(r->der, r->derlen, md, &mdlen, EVP_sha256(), NULL) != 1
+        || (threaded ? !dj.ok
+            : EVP_Digest(r->der, r->derlen, dj.md, &mdlen, EVP_sha256(),
+                         NULL) != 1)
         || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
                                          JPKI_CRL_ID_CHECK_SERIAL, r->idc) != JPKI_OK) {
         addf(r->line, r->ln, "invalid source=%s reason=internal", c->source);
@@ -849,7 +825,7 @@ static int sync_verify(sync_run *r)
     }
     free(r->buf);
     r->buf = NULL;
-    jpki_hex_encode(md, mdlen, r->sha);
+    jpki_hex_encode(dj.md, sizeof(dj.md), r->sha);
     if (crl_number_fits(r->der, r->derlen) != 0) {
         addf(r->line, r->ln, "invalid issuer=%s reason=crl_number detail=\""
              "cRLNumber negative or over 9223372036854775807 (2^63-1): the "
@@ -1011,27 +987,51 @@ static void read_wait(sync_run *r)
     }
 }
 
+/* One entry of the key that signed the CRL (and its record in the new
+ * local state). */
+static int collect(void *ud, const jpki_crl_scan_entry *e)
+{
+    sync_run *r = ud;
+    crl_ent *x = ents_add(&r->s);
+
+    if (x == NULL)
+        return 1;
+    memcpy(x->id, e->cert_id, sizeof(x->id));
+    x->at = ent_at(e->revoked_at);
+    x->reason = (int8_t)e->reason;
+    return e->digest != NULL
+           && state_record(&r->cs, e->digest, e->cert_id) != 0;
+}
+
 /* The entries: the cert_ids of the key that signed the CRL, sorted,
- * unique. */
+ * unique; with --state-dir, each one's record of the new state. */
 static int sync_collect(sync_run *r)
 {
+    const sync_cfg *c = r->c;
+    jpki_crl_scan_fns f = {c->state_dir != NULL ? r->cs.keys.digest : NULL,
+                           NULL, NULL, collect, r};
     jpki_err e;
     int bad;
 
     read_ahead(r);
     if (r->info.entries > 0 && r->info.entries < SIZE_MAX / sizeof(crl_ent)
-        && (r->s.e = malloc((size_t)r->info.entries * sizeof(crl_ent)))
-           != NULL)
+        && (r->s.e = jpki_alloc_large((size_t)r->info.entries
+                                      * sizeof(crl_ent))) != NULL)
         r->s.cap = (size_t)r->info.entries;     /* no growing copies */
-    e = jpki_crl_foreach_signer(r->c->ctx, r->der, r->derlen, collect,
-                                &r->s);
+    if (c->state_dir != NULL)
+        state_full(&r->cs, r->info.entries);
+    e = jpki_crl_verify_scan(c->ctx, r->der, r->derlen, r->now, c->grace,
+                             NULL, NULL, 0, &f);
+    if (e == JPKI_ERR_CRL_STALE)
+        e = JPKI_OK;                    /* as verified: loaded all the same */
     free(r->der);
     r->der = NULL;
-    bad = e != JPKI_OK || sort_unique(&r->s) != 0;
+    bad = e != JPKI_OK || r->cs.nomem || sort_unique(&r->s) != 0;
+    r->stored = r->s.n;
     read_wait(r);                       /* the connection is ours again */
     if (bad) {
         addf(r->line, r->ln, "invalid issuer=%s reason=%s", r->name,
-             r->s.nomem ? "out_of_memory" : jpki_reason(e));
+             r->s.nomem || r->cs.nomem ? "out_of_memory" : jpki_reason(e));
         return EXIT_INVALID;
     }
     r->limit = listpack_limit(r->rc);
@@ -1128,6 +1128,53 @@ static int sync_delta(sync_run *r)
     return e2;
 }
 
+/* A delta sync from the local state alone: when it is the state of the
+ * list the store holds (its pointer, CRL and id_check), the walk told
+ * which entries are new (parsed and HMACed) and which records no entry
+ * matched; the changes are made from them, without reading the list
+ * back.  GO_ON when it cannot (a note says why; a large change: a full
+ * sync, else the read-back delta), or the exit code. */
+static int sync_fast(sync_run *r)
+{
+    uint64_t most;
+    uint32_t bmax;
+    delta_t d;
+    int e2;
+
+    if (r->c->state_dir == NULL || !r->may_delta)
+        return GO_ON;
+    if (!state_matches(&r->cs, &r->st)) {
+        say("note: the local state of list %s is not used: %s; reading the "
+            "loaded entries back", r->lid, r->cs.note);
+        return GO_ON;
+    }
+    memset(&d, 0, sizeof(d));
+    e2 = state_delta(&r->cs, &d, &r->stored, &r->counts, &bmax);
+    if (e2 != 0) {
+        say("note: the local state of list %s is not used: %s; reading the "
+            "loaded entries back", r->lid, e2 < 0 ? "out of memory"
+                                                   : r->cs.note);
+        delta_free(&d);
+        return GO_ON;
+    }
+    r->limit = listpack_limit(r->rc);
+    most = r->cs.h.stored > r->stored ? r->cs.h.stored : r->stored;
+    r->changed = (long long)(d.put.n + d.del.n);
+    if ((uint64_t)r->changed > most / DELTA_SHARE
+        || (unsigned long long)r->changed > r->c->delta_max
+        || bmax > r->limit) {
+        delta_free(&d);
+        r->may_delta = 0;             /* a large change: a new generation */
+        return GO_ON;
+    }
+    d.gen = r->gen = r->st.m.gen;
+    d.sh = r->sh = r->st.m.shape;
+    r->fast = 1;
+    e2 = sync_switch(r, &d);
+    delta_free(&d);
+    return e2;
+}
+
 /* The entries written under a new generation, recorded as loading until
  * the switch. */
 static int sync_write(sync_run *r)
@@ -1167,6 +1214,69 @@ static int sync_write(sync_run *r)
     return GO_ON;
 }
 
+/* With --state-dir, the local state of the list about to be switched
+ * to m (the records of the walk, the entries per bucket), written by a
+ * thread of its own while the switch runs; save_end renames it into
+ * place once the switch is done. */
+typedef struct {
+    sync_run *r;
+    jpki_crlstate_hdr h;
+    pthread_t th;
+    int threaded, rc;
+} save_job;
+
+static void *save_main(void *arg)
+{
+    save_job *j = arg;
+    sync_run *r = j->r;
+    uint8_t *counts = r->counts;
+    size_t i;
+
+    if (!r->fast && (counts = calloc(j->h.nb, 4)) != NULL)
+        for (i = 0; i < r->s.n; i++) {
+            uint32_t b = (uint32_t)jpki_crl_bucket(r->s.e[i].id, &r->sh);
+
+            jpki_crlstate_count_set(counts, b,
+                                    jpki_crlstate_count(counts, b) + 1);
+        }
+    j->rc = counts != NULL ? state_write(&r->cs, &j->h, counts) : -1;
+    if (!r->fast)
+        free(counts);
+    return NULL;
+}
+
+static void save_start(sync_run *r, const jpki_crlptr *m, save_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->r = r;
+    j->rc = -1;
+    if (r->c->state_dir == NULL)
+        return;
+    j->h.nb = 1u << r->sh.bits;
+    j->h.stored = r->stored;
+    snprintf(j->h.lid, sizeof(j->h.lid), "%s", r->lid);
+    snprintf(j->h.sha, sizeof(j->h.sha), "%s", r->sha);
+    snprintf(j->h.id_check, sizeof(j->h.id_check), "%s", r->idc);
+    if (jpki_crlptr_format(m, j->h.ptr, sizeof(j->h.ptr)) < 0)
+        return;
+    j->threaded = pthread_create(&j->th, NULL, save_main, j) == 0;
+    if (!j->threaded)
+        save_main(j);
+}
+
+/* switched: switch_pointer's answer (0 switched as the state says, 1
+ * switched but the set was not the one the delta was made from, < 0 not
+ * switched: the old state still describes the list). */
+static void save_end(sync_run *r, save_job *j, int switched)
+{
+    if (r->c->state_dir == NULL)
+        return;
+    if (j->threaded)
+        pthread_join(j->th, NULL);
+    state_commit(&r->cs, switched < 0 ? 0 : switched == 0 && j->rc == 0
+                                             ? 1 : -1);
+}
+
 /* The pointer switched to the new generation (with crl sync's record),
  * then the replaced generation set to expire once readers are done with
  * it; or, for a delta sync (d), the loaded generation changed with the
@@ -1178,6 +1288,7 @@ static int sync_switch(sync_run *r, const delta_t *d)
     char ents_s[24], stored[24], at[24], prevg[24];
     char prevs[JPKI_CRL_SHAPE_MAX] = "", ttl[24], ktag[JPKI_CRL_TAG_LEN + 1];
     int replaced = r->st.have && d == NULL;
+    save_job job;
     jpki_crlptr m;
     int e2;
 
@@ -1189,7 +1300,7 @@ static int sync_switch(sync_run *r, const delta_t *d)
     snprintf(nus, sizeof(nus), "%lld", (long long)r->info.next_update);
     snprintf(ents_s, sizeof(ents_s), "%llu",
              (unsigned long long)r->info.entries);
-    snprintf(stored, sizeof(stored), "%zu", r->s.n);
+    snprintf(stored, sizeof(stored), "%llu", (unsigned long long)r->stored);
     snprintf(at, sizeof(at), "%lld", (long long)m.loaded_at);
     snprintf(prevg, sizeof(prevg), "%lld",
              (long long)(replaced ? r->st.m.gen : 0));
@@ -1215,9 +1326,11 @@ static int sync_switch(sync_run *r, const delta_t *d)
         };
         size_t nf = sizeof(f) / sizeof(f[0]) - (replaced ? 0 : 2);
 
+        save_start(r, &m, &job);
         e2 = switch_pointer(r->rc, r->lid, &r->st, &m, f, nf, d);
+        save_end(r, &job, e2);
     }
-    if (e2 != 0) {
+    if (e2 < 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
              e2 == -2 ? "the loaded CRL changed meanwhile (purge or another "
                         "sync)" : "switching the pointer");
@@ -1236,8 +1349,9 @@ static int sync_switch(sync_run *r, const delta_t *d)
     addf(r->line, r->ln, "%s issuer=%s", r->stale ? "stale" : "loaded",
          r->name);
     describe(r->line, r->ln, &r->info);
-    addf(r->line, r->ln, " stored=%zu bits=%u gen=%lld mode=%s", r->s.n,
-         r->sh.bits, r->gen, d != NULL ? "delta" : "full");
+    addf(r->line, r->ln, " stored=%llu bits=%u gen=%lld mode=%s",
+         (unsigned long long)r->stored, r->sh.bits, r->gen,
+         d != NULL ? "delta" : "full");
     if (r->changed >= 0)
         addf(r->line, r->ln, " changed=%lld", r->changed);
     addf(r->line, r->ln, " seconds=%.2f list=%s", mono() - r->t0, r->lid);
@@ -1257,6 +1371,8 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     int rc;
 
     memset(&r, 0, sizeof(r));
+    if (state_init(&r.cs, c->state_dir, c->arl, c->ctx) != 0)
+        return EXIT_USAGE;
     r.c = c;
     r.line = line;
     r.ln = ln;
@@ -1265,6 +1381,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     line[0] = '\0';
     if ((rc = sync_verify(&r)) == GO_ON
         && (rc = sync_against_store(&r)) == GO_ON
+        && (rc = sync_fast(&r)) == GO_ON
         && (rc = sync_collect(&r)) == GO_ON
         && (rc = sync_delta(&r)) == GO_ON
         && (rc = sync_write(&r)) == GO_ON)
@@ -1278,6 +1395,8 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     redisFree(r.rc);
     free(r.old.e);
     free(r.s.e);
+    free(r.counts);
+    state_free(&r.cs);
     free(r.der);
     free(r.buf);
     return rc;
@@ -1309,6 +1428,7 @@ int run_crl_sync(const args_t *a)
     c.arl = (a->seen & BIT(O_ARL)) != 0;
     c.full = (a->seen & BIT(O_FULL)) != 0;
     c.delta_max = (unsigned long)dmax;
+    c.state_dir = a->val[O_STATE_DIR];
     source_redact(a->val[O_SOURCE], c.source, sizeof(c.source));
     if (strchr(c.source, '"') != NULL || strchr(c.source, ' ') != NULL) {
         say("--source: no spaces or quotes (percent-encode them)");

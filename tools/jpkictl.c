@@ -147,6 +147,7 @@ static const tool_opt optdefs[O__COUNT] = {
     [O_REDIS_SENTINEL_PASSWORD_FILE] =
         {"redis-sentinel-password-file", 1, A},
     [O_FULL] = {"full", 0, A},       [O_DELTA_MAX] = {"delta-max", 1, A},
+    [O_STATE_DIR] = {"state-dir", 1, A},
 };
 #undef A
 
@@ -410,7 +411,7 @@ static const struct command {
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_POLICY) | BIT(O_SECRET)
      | BIT(O_GRACE) | BIT(O_WATCH) | BIT(O_ARL) | BIT(O_KEEP_OLD)
      | BIT(O_MAX_SIZE) | BIT(O_TIMEOUT) | BIT(O_FULL)
-     | BIT(O_DELTA_MAX) | REDIS_OPTS,
+     | BIT(O_DELTA_MAX) | BIT(O_STATE_DIR) | REDIS_OPTS,
      BIT(O_SOURCE) | BIT(O_ISSUER) | BIT(O_SECRET) | BIT(O_REDIS),
      run_crl_sync},
     {"crl", "status", usage_crl_sync,

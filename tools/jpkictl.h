@@ -42,7 +42,7 @@ enum {
     O_TIMEOUT, O_DRY_RUN, O_FILE, O_KEY_FILE, O_LAST_SEQ, O_REDIS_SENTINEL,
     O_REDIS_MASTER, O_REDIS_PASSWORD_FILE, O_REDIS_TLS_CA, O_REDIS_TLS_NAME,
     O_REDIS_TLS_CERT, O_REDIS_TLS_KEY, O_REDIS_SENTINEL_PASSWORD_FILE,
-    O_FULL, O_DELTA_MAX, O__COUNT
+    O_FULL, O_DELTA_MAX, O_STATE_DIR, O__COUNT
 };
 #define BIT(o) (1ull << (o))
 _Static_assert(O__COUNT <= 64, "options are bits of an unsigned long long");
@@ -72,6 +72,8 @@ int opt_uint(const args_t *a, int o, unsigned long long min,
              unsigned long long max, unsigned long long def,
              unsigned long long *out);
 jpki_ctx *build_ctx(const args_t *a, int secret_note);
+/* map_cmds.c: n bytes written to fd (EINTR retried); 0, -1 (errno). */
+int write_all(int fd, const uint8_t *d, size_t n);
 /* The site secret of --secret-file, else (with a note when note) a random
  * one.  0, -1 with a message. */
 int set_secret(jpki_ctx *ctx, const args_t *a, int note);

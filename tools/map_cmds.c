@@ -206,7 +206,7 @@ static int read_all(int fd, uint8_t **buf, size_t *len)
     return 0;
 }
 
-static int write_all(int fd, const uint8_t *d, size_t n)
+int write_all(int fd, const uint8_t *d, size_t n)
 {
     ssize_t r;
 

@@ -1,17 +1,32 @@
 /* fuzz_parsers.c - libFuzzer target over the parsers that read what others
  * send (the first byte chooses one): certificates (DER/PEM/base64 and the
- * checks), CRLs (the DER walker and index), OCSP responses (for a real
- * certificate of the test PKI), the OCSP responder's HTTP answer, Redis
- * replies and the CRL pointer read from Redis (a pointer that parses is
- * written back byte for byte), session cookies and challenges, audit files (a line's frame,
- * the verifier, a cold start's tail: 7), a sentinel's answer and ROLE's
- * (8). */
+ * checks), CRLs (the DER walker and index, and crl sync's scan: 1), OCSP
+ * responses (for a real certificate of the test PKI), the OCSP
+ * responder's HTTP answer, Redis replies and the CRL pointer read from
+ * Redis (a pointer that parses is written back byte for byte) and crl
+ * sync's state file (4), session cookies and challenges, audit files (a
+ * line's frame, the verifier, a cold start's tail: 7), a sentinel's
+ * answer and ROLE's (8). */
 #include "fuzz_common.h"
 #include "audit.h"
 #include "sentinel.h"
 #include "crlptr.h"
+#include "crlstate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* crl sync's scan: every other digest known, the others given */
+static int fz_known(void *ud, const uint8_t *d)
+{
+    (void)ud;
+    return d[0] & 1;
+}
+
+static int fz_entry(void *ud, const jpki_crl_scan_entry *e)
+{
+    ++*(size_t *)ud;
+    return e->digest == NULL;
+}
 
 static jpki_cert *fz_user;
 
@@ -63,6 +78,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                         0, &info);
         }
         jpki_crl_index_free(ix);
+        {
+            static const uint8_t key[16] = {1};
+            size_t given = 0;
+            jpki_crl_scan_fns f = {key, NULL, fz_known, fz_entry, &given};
+
+            (void)jpki_crl_verify_scan(fz_ctx, in, n, fz_now,
+                                       JPKI_CRL_GRACE_VALIDITY, NULL, NULL,
+                                       0, &f);
+        }
         break;
     }
     case 2: {
@@ -107,6 +131,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     || (size_t)m != n || memcmp(out, in, n) != 0))
                 abort();
             (void)jpki_crl_shape_parse((const char *)in, n < 4 ? n : 4, &sh);
+        }
+        {
+            /* a state file of crl sync (its MAC key: the context's) */
+            jpki_crlstate_keys k;
+            jpki_crlstate_hdr h;
+            const uint8_t *counts, *recs;
+            const char *why;
+
+            if (jpki_crlstate_keys_of(fz_ctx, &k) == JPKI_OK
+                && jpki_crlstate_open(&k, in, n, &h, &counts, &recs, &why)
+                   == 0 && (counts + 4 * (size_t)h.nb != recs
+                            || jpki_crlstate_size(h.n, h.nb) != n))
+                abort();
         }
         break;
     }
