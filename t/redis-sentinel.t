@@ -78,6 +78,18 @@ sub ctl { my $out = `$JPKITest::JPKICTL @_ 2>&1`; return ($? >> 8, $out) }
     my ($rc, $out) = ctl('map', 'list', @ctl);
     is($rc, 0, 'jpkictl map list through the sentinels');
     is(scalar(() = $out =~ /^[0-9a-f]{32} \S+$/mg), 3, '... the three mappings');
+    # a sentinel that does not answer is skipped, one that does not know
+    # the name says so: the gates' discovery, and its sentence
+    my $dead = '127.0.0.1:' . JPKITest::free_port();
+    ($rc, $out) = ctl('map', 'list', '--redis-sentinel',
+                      join(',', $dead, map { '127.0.0.1:' . $_->port } @sentinels),
+                      '--redis-master', 'gate', '--redis-password-file', password_file($pw));
+    is($rc, 0, 'jpkictl: a sentinel down first, the next one asked') or diag($out);
+    ($rc, $out) = ctl('map', 'list', '--redis-sentinel', $dead, '--redis-master', 'gate',
+                      '--redis-password-file', password_file($pw));
+    isnt($rc, 0, 'jpkictl: no sentinel answering: refused');
+    like($out, qr/redis: no sentinel named the redis primary of "gate"/,
+         '... and says so') or diag($out);
 }
 
 # ---- the load: each server, a client in a loop of a login and a gated

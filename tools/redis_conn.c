@@ -9,6 +9,7 @@
 #include "jpkictl.h"
 #include "conf.h"
 #include "conn.h"
+#include "discovery.h"
 
 #include <limits.h>
 #include <netdb.h>
@@ -187,65 +188,70 @@ static jpki_conn_state conn_run(jpki_conn *c)
     }
 }
 
-/* Asks the sentinels in turn for the primary: its address into host and
- * port; -1 after a message when none named it. */
+/* Asks the sentinels in turn for the primary (the core's discovery, as
+ * the gates do): its address into host and port; -1 after a message when
+ * none named it. */
 static int sentinel_primary(const args_t *a, char *host, size_t hostlen,
                             int *port)
 {
     struct addrinfo hints, *res = NULL;
+    const jpki_sentinel_addr *pa;
     jpki_store_spec sp;
+    jpki_discovery d;
+    jpki_sentinel *rec;
     SSL_CTX *tls = NULL;
     jpki_conn *c;
-    char svc[8], where[300];
-    unsigned i;
-    int found = 0;
+    char svc[8];
+    int i, found = 0;
 
     if (sentinel_spec(a, &sp, 0) != 0)
         return -1;
+    if (a->val[O_REDIS_TLS_NAME] != NULL)
+        snprintf(sp.tls_name, sizeof(sp.tls_name), "%s",
+                 a->val[O_REDIS_TLS_NAME]);
+    snprintf(sp.sentinel_password, sizeof(sp.sentinel_password), "%s",
+             sentinel_password);
     if (a->val[O_REDIS_TLS_CA] != NULL && (tls = redis_tls_ctx(a)) == NULL)
-        return -1;
+        goto out;
+    if ((rec = jpki_sentinel_new(sp.n_sentinels)) == NULL) {
+        say("out of memory");
+        goto out;
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
-    for (i = 0; i < sp.n_sentinels && !found; i++) {
+    jpki_discovery_begin(&d, rec, &sp);
+    while (!found && (i = jpki_discovery_next(&d)) >= 0) {
         snprintf(svc, sizeof(svc), "%u", sp.sentinels[i].port);
-        snprintf(where, sizeof(where), strchr(sp.sentinels[i].host, ':')
-                 ? "[%s]:%u" : "%s:%u", sp.sentinels[i].host,
-                 sp.sentinels[i].port);
         if (getaddrinfo(sp.sentinels[i].host, svc, &hints, &res) != 0) {
-            say("redis sentinel %.300s does not resolve", where);
+            say("redis sentinel %.300s does not resolve", d.where);
+            (void)jpki_discovery_fed(&d, NULL);
             continue;
         }
         c = jpki_conn_open(res->ai_addr, res->ai_addrlen, "redis sentinel",
-                           where);
+                           d.where);
         freeaddrinfo(res);
-        if (c != NULL && tls != NULL
-            && jpki_conn_tls(c, tls, a->val[O_REDIS_TLS_NAME]
-                                     ? a->val[O_REDIS_TLS_NAME]
-                                     : sp.sentinels[i].host) != JPKI_OK) {
+        if (c == NULL || jpki_discovery_query(&d, c, tls) != JPKI_OK) {
             jpki_conn_free(c);
-            c = NULL;
+            say("redis sentinel: cannot ask %.300s", d.where);
+            break;
         }
-        if (c == NULL
-            || jpki_conn_sentinel(c, sp.master, sentinel_password)
-               != JPKI_OK) {
-            jpki_conn_free(c);
-            SSL_CTX_free(tls);
-            say("redis sentinel: cannot ask %.300s", where);
-            return -1;
-        }
-        if (conn_run(c) == JPKI_CONN_DONE) {
-            snprintf(host, hostlen, "%s", jpki_conn_primary(c)->host);
-            *port = (int)jpki_conn_primary(c)->port;
-            found = 1;
-        } else {
+        pa = conn_run(c) == JPKI_CONN_DONE ? jpki_conn_primary(c) : NULL;
+        if (pa == NULL)
             say("%.400s", jpki_conn_reason(c) != NULL ? jpki_conn_reason(c)
                 : "redis sentinel failed");
+        if (jpki_discovery_fed(&d, pa) != JPKI_DISCOVERY_NEXT) {
+            snprintf(host, hostlen, "%s", pa->host);
+            *port = (int)pa->port;
+            found = 1;
         }
         jpki_conn_free(c);
     }
+    if (!found && d.say[0] != '\0')
+        say("redis: %s", d.say);
+    jpki_sentinel_free(rec);
+out:
     SSL_CTX_free(tls);
-    if (!found)
-        say("redis: no sentinel named the primary of \"%s\"", sp.master);
+    OPENSSL_cleanse(sp.sentinel_password, sizeof(sp.sentinel_password));
     return found ? 0 : -1;
 }
 
