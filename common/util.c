@@ -92,18 +92,12 @@ static const uint16_t b64tab[256] = {
 #undef X256
 };
 
-static int b64val(unsigned char c)
-{
-    return b64tab[c] == 256 ? -1 : b64tab[c] & 63;
-}
-
 jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
                          size_t *outlen)
 {
     const unsigned char *u = (const unsigned char *)in;
     uint32_t acc = 0;
     size_t i = 0, o = 0, n = 0, pad = 0;
-    int url = 0, std = 0;
     unsigned only = 0;
 
     /* whole groups of four alphabet characters (no padding) at once; the
@@ -124,24 +118,18 @@ jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
         o += 3;
         i += 4;
     }
-    url = (only & 64) != 0;
-    std = (only & 128) != 0;
-
     for (; i < inlen; i++) {
-        unsigned char c = (unsigned char)in[i];
-        int v;
-        if (c == '=') {
+        unsigned v = b64tab[u[i]];
+        if (u[i] == '=') {
             pad++;
             continue;
         }
         if (pad)
             return JPKI_ERR_PARSE;           /* data after padding */
-        v = b64val(c);
-        if (v < 0)
+        if (v & 256)
             return JPKI_ERR_PARSE;
-        if (c == '-' || c == '_') url = 1;
-        if (c == '+' || c == '/') std = 1;
-        acc = acc << 6 | (uint32_t)v;
+        only |= v;
+        acc = acc << 6 | (v & 63);
         if (++n == 4) {
             out[o++] = (uint8_t)(acc >> 16);
             out[o++] = (uint8_t)(acc >> 8);
@@ -150,7 +138,7 @@ jpki_err jpki_b64_decode(const char *in, size_t inlen, uint8_t *out,
             acc = 0;
         }
     }
-    if (url && std)
+    if ((only & 192) == 192)
         return JPKI_ERR_PARSE;               /* mixed alphabets */
     if (n == 1 || pad > 2 || (pad && (n + pad) != 4))
         return JPKI_ERR_PARSE;
