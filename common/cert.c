@@ -351,6 +351,12 @@ static jpki_err compute_id(const jpki_ctx *ctx, struct jpki_cert *c)
     return e;
 }
 
+/* The issuer is found by the key that signed x.  When the AKI allows one
+ * configured key only, the path check verifies that signature (every
+ * signature of the path is), so a login does not verify it twice; any
+ * refusal then verifies it first, so that a certificate no configured key
+ * signed is refused as such (UNKNOWN_ISSUER) whatever else is wrong with
+ * it, as when the key is found by trying each. */
 static jpki_err check_parsed(const jpki_ctx *ctx, X509 *x, time_t now,
                              struct jpki_cert *c, int64_t *from, int64_t *to,
                              char *detail, size_t dl)
@@ -358,21 +364,29 @@ static jpki_err check_parsed(const jpki_ctx *ctx, X509 *x, time_t now,
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
     const struct jpki_issuer *is;
     X509 *ca = NULL;
+    int tried = 0;
     jpki_err e;
 
-    is = jpki_find_issuer_by_key(ctx, aki, try_verify_cert, x, &ca);
+    is = jpki_find_issuer_by_key(ctx, aki, NULL, NULL, &ca);
     if (is == NULL) {
-        jpki_set_detail(detail, dl, "no configured CA key signed this "
-                        "certificate");
-        return JPKI_ERR_CERT_UNKNOWN_ISSUER;
+        is = jpki_find_issuer_by_key(ctx, aki, try_verify_cert, x, &ca);
+        tried = 1;
     }
-    c->issuer = is;
-    e = check_leaf(is, x, detail, dl);
-    if (e == JPKI_OK)
-        e = verify_path(is, x, now, c, from, to, detail, dl);
-    if (e == JPKI_OK)
-        e = compute_id(ctx, c);
-    return e;
+    if (is != NULL) {
+        c->issuer = is;
+        e = check_leaf(is, x, detail, dl);
+        if (e == JPKI_OK)
+            e = verify_path(is, x, now, c, from, to, detail, dl);
+        if (e == JPKI_OK || tried
+            || try_verify_cert(x, X509_get0_pubkey(ca))) {
+            ERR_clear_error();
+            return e == JPKI_OK ? compute_id(ctx, c) : e;
+        }
+        ERR_clear_error();
+    }
+    jpki_set_detail(detail, dl, "no configured CA key signed this "
+                    "certificate");
+    return JPKI_ERR_CERT_UNKNOWN_ISSUER;
 }
 
 jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,

@@ -709,9 +709,13 @@ const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
         const ASN1_OCTET_STRING *aki, jpki_key_try_fn fn, void *ud,
         X509 **ca_out)
 {
+    const struct jpki_issuer *found = NULL;
+    X509 *first = NULL;
     size_t i;
     int j;
 
+    if (fn == NULL && aki == NULL)
+        return NULL;
     for (i = 0; i < ctx->n_issuers; i++) {
         const struct jpki_issuer *is = ctx->issuers[i];
         for (j = 0; j < sk_X509_num(is->all); j++) {
@@ -719,15 +723,24 @@ const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
             EVP_PKEY *k = X509_get0_pubkey(ca);
             if (k == NULL || !ski_matches(ca, aki))
                 continue;
-            if (fn(ud, k)) {
-                if (ca_out != NULL)
-                    *ca_out = ca;
-                return is;
+            if (fn != NULL ? fn(ud, k) : found == NULL) {
+                found = is;
+                first = ca;
+                if (fn != NULL)
+                    goto done;
+            } else if (fn == NULL
+                       && (is != found
+                           || EVP_PKEY_eq(k, X509_get0_pubkey(first)) != 1)) {
+                found = NULL;           /* keys to choose between */
+                goto done;
             }
         }
     }
+done:
     ERR_clear_error();
-    return NULL;
+    if (found != NULL && ca_out != NULL)
+        *ca_out = first;
+    return found;
 }
 
 /* ---- names -------------------------------------------------------- */

@@ -145,8 +145,11 @@ int64_t jpki_asn1_time_to_epoch(const ASN1_TIME *t);
 /* SHA-1 of the subjectPublicKey BIT STRING contents of x (OCSP key hash). */
 int jpki_key_hash_sha1(X509 *x, uint8_t out[20]);
 /* Issuer of ctx whose CA certificates hold a key that verifies a structure:
- * finds the CA certificate by SKI == aki (when aki != NULL) and then by
- * trying the key.  Used by CRL and cert path code. */
+ * the CA certificates with SKI == aki (all when aki is NULL; those without
+ * an SKI too), each key tried with fn.  Used by CRL and cert path code.
+ * fn NULL: the one key the AKI allows, not tried (it is the key that signed
+ * the structure if any did): NULL when there is no AKI, no such key, or
+ * more than one to choose between (two keys, or one key of two issuers). */
 typedef int (*jpki_key_try_fn)(void *ud, EVP_PKEY *key);
 const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
         const ASN1_OCTET_STRING *aki, jpki_key_try_fn fn, void *ud,

@@ -525,6 +525,34 @@ static void test_inputs(void)
         free(t);
     }
     {
+        /* the same in certificates that fail other checks too: no
+         * configured key signed them, whatever else is wrong (the issuer
+         * is taken from the one key the AKI names, its signature checked
+         * in the path; a refusal checks it first) */
+        static const char *const other[] = {
+            "user-nopolicy.pem", "user-expired.pem", "user-keyenc.pem",
+            "user-isca.pem", "user-sha1.pem"};
+        size_t k;
+        for (k = 0; k < sizeof(other) / sizeof(other[0]); k++) {
+            X509 *y = load_x509(other[k]);
+            uint8_t *t = NULL;
+            int n = y != NULL ? i2d_X509(y, &t) : -1;
+            ok(n > 5, "%s loads", other[k]);
+            if (n <= 5)
+                continue;
+            t[n - 5] ^= 1;
+            is_int(check_buf(c, t, (size_t)n), JPKI_ERR_CERT_UNKNOWN_ISSUER,
+                   "%s with a tampered signature: no issuer key verifies it",
+                   other[k]);
+            t[n - 5] ^= 1;
+            ok(check_buf(c, t, (size_t)n) != JPKI_ERR_CERT_UNKNOWN_ISSUER,
+               "%s as issued: refused for what is wrong with it",
+               other[k]);
+            OPENSSL_free(t);
+            X509_free(y);
+        }
+    }
+    {
         size_t big = JPKI_MAX_CERT_LEN + 1;
         uint8_t *t = calloc(1, big * 3);
         t[0] = 0x30;
