@@ -57,6 +57,7 @@ http {
     }
     server {
         listen 127.0.0.1:$GATE;
+        client_header_buffer_size 4k;   # docs/nginx.md: a login read at once
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         # one certificate logs in thousands of times a second: no limit on
