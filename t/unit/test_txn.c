@@ -1969,7 +1969,18 @@ int main(void)
     ok(!ocsp_keyless && strcmp(ocsp_key, jpki_txn_cert_id(t)) == 0,
        "its key (concurrent logins share the query) is the cert_id");
     snprintf(cookie, sizeof(cookie), "%s", last_cookie);
-    jpki_txn_free(t);
+    {
+        /* an ended transaction's memory serves the next one (txn.c keeps
+         * them): nothing of the login is carried into it */
+        jpki_txn *ended = t, *next = NULL;
+        jpki_txn_free(t);
+        v = check("", NOW, &good, &next);
+        ok(next == ended, "the next transaction reuses the ended one");
+        ok(v != NULL && v->http_status == 401 && v->account == NULL
+           && v->set_cookie == NULL && jpki_txn_cert_id(next) == NULL,
+           "... and starts clean: 401, no account, cookie or certificate");
+        jpki_txn_free(next);
+    }
 
     /* second login: revocation answer comes from the store cache */
     EXPECT_LOGIN("user1.pem", "user1.key", "alice", &good, 200, "ok",
