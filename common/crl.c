@@ -916,14 +916,23 @@ static jpki_err ids_init(const jpki_ctx *ctx, const crl_doc *d, id_set *s)
 typedef struct {
     const jpki_crl_scan_fns *f;
     id_set ids;
-    uint8_t digest[JPKI_CRL_DIGEST_LEN];
+    const uint8_t *ahead;             /* digests made ahead (f->ahead) */
+    size_t nahead, i;                 /* how many; the entry walked */
+    const uint8_t *digest;            /* the entry's: ahead's, or own */
+    uint8_t own[JPKI_CRL_DIGEST_LEN];
 } scan_state;
 
 static int scan_pre(void *ud, const uint8_t *tlv, size_t n)
 {
     scan_state *ss = ud;
 
-    jpki_siphash24_128(ss->f->key, tlv, n, ss->digest);
+    if (ss->i < ss->nahead) {
+        ss->digest = ss->ahead + ss->i * JPKI_CRL_DIGEST_LEN;
+    } else {
+        jpki_siphash24_128(ss->f->key, tlv, n, ss->own);
+        ss->digest = ss->own;
+    }
+    ss->i++;
     return ss->f->known != NULL ? ss->f->known(ss->f->ud, ss->digest) : 0;
 }
 
@@ -961,6 +970,8 @@ jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
     if (scan) {
         d.n_keys = 1;                   /* keys[0]: the signing key */
         e = ids_init(ctx, &d, &ss.ids);
+        if (f->key != NULL && f->ahead != NULL)
+            ss.nahead = f->ahead(f->ud, &ss.ahead);
     }
     if (e == JPKI_OK) {
         e = walk_entries(&d.raw, scan && f->key != NULL ? scan_pre : NULL,
@@ -979,6 +990,35 @@ jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
     doc_free(&d);
     ERR_clear_error();
     return e;
+}
+
+size_t jpki_crl_digests(const uint8_t key[16], const uint8_t *der,
+                        size_t len, uint8_t *out, size_t max)
+{
+    crl_raw r;
+    der_t list, ent, tlv;
+    size_t k = 0;
+
+    if (der == NULL || len == 0 || der[0] != 0x30 || len > JPKI_CRL_MAX
+        || !parse_outer(der, len, &r) || !r.has_revoked)
+        return 0;
+    list = r.revoked;
+    /* the walk's framing (walk_entries), its digest (scan_pre), a batch
+     * of entries at a time */
+    for (;;) {
+        const uint8_t *p[JPKI_SIP_LANES];
+        size_t n[JPKI_SIP_LANES], b = 0;
+
+        while (b < JPKI_SIP_LANES && k + b < max && list.n > 0
+               && der_expect(&list, TAG_SEQUENCE, &ent, &tlv)) {
+            p[b] = tlv.p;
+            n[b++] = tlv.n;
+        }
+        jpki_siphash24_128_n(key, p, n, b, out + k * JPKI_CRL_DIGEST_LEN);
+        k += b;
+        if (b < JPKI_SIP_LANES)
+            return k;
+    }
 }
 
 jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,

@@ -91,6 +91,7 @@ static void state_reset(crl_state *cs)
 
 void state_free(crl_state *cs)
 {
+    state_ahead_end(cs);
     state_reset(cs);
     OPENSSL_cleanse(&cs->keys, sizeof(cs->keys));
 }
@@ -216,6 +217,59 @@ void state_full(crl_state *cs, uint64_t entries)
     state_reset(cs);
     memcpy(cs->note, note, sizeof(note));
     out_reserve(cs, out_size(cs, entries));
+}
+
+/* ---- digests ahead ------------------------------------------------------ */
+
+/* An entry's encoding is at least 20 octets (SEQUENCE, INTEGER, UTCTime):
+ * room for every digest the CRL can hold, taken by the pages written. */
+#define ENTRY_MIN 20
+
+static void *ahead_main(void *arg)
+{
+    crl_state *cs = arg;
+
+    cs->nahead = jpki_crl_digests(cs->keys.digest, cs->ader, cs->alen,
+                                  cs->adig, cs->acap);
+    return NULL;
+}
+
+void state_ahead_start(crl_state *cs, const uint8_t *der, size_t len)
+{
+    cs->nahead = 0;
+    cs->acap = len / ENTRY_MIN + 1;
+    if (cs->dir == NULL || len == 0 || der[0] != 0x30
+        || cs->acap > SIZE_MAX / DLEN
+        || (cs->adig = jpki_alloc_large(cs->acap * DLEN)) == NULL)
+        return;                       /* the walk makes them */
+    cs->ader = der;
+    cs->alen = len;
+    cs->ahead_on = pthread_create(&cs->ath, NULL, ahead_main, cs) == 0;
+    if (!cs->ahead_on) {
+        free(cs->adig);
+        cs->adig = NULL;
+    }
+}
+
+size_t state_ahead(void *ud, const uint8_t **out)
+{
+    crl_state *cs = ud;
+
+    if (cs->ahead_on)
+        pthread_join(cs->ath, NULL);
+    cs->ahead_on = 0;
+    *out = cs->adig;
+    return cs->adig != NULL ? cs->nahead : 0;
+}
+
+void state_ahead_end(crl_state *cs)
+{
+    const uint8_t *x;
+
+    state_ahead(cs, &x);
+    free(cs->adig);
+    cs->adig = NULL;
+    cs->nahead = 0;
 }
 
 /* ---- matching --------------------------------------------------------- */

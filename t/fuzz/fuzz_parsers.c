@@ -81,7 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {
             static const uint8_t key[16] = {1};
             size_t given = 0;
-            jpki_crl_scan_fns f = {key, NULL, fz_known, fz_entry, &given};
+            jpki_crl_scan_fns f = {key, NULL, fz_known, fz_entry, &given,
+                                   NULL};
 
             (void)jpki_crl_verify_scan(fz_ctx, in, n, fz_now,
                                        JPKI_CRL_GRACE_VALIDITY, NULL, NULL,
