@@ -200,11 +200,12 @@ jpki_err jpki_load_file_msg(const char *what, const char *path,
                             size_t maxlen, uint8_t **out, size_t *outlen,
                             char *errbuf, size_t errlen);
 /* n bytes for a large buffer (a file of megabytes, a CRL's entries):
- * from 4 MiB on, 2 MiB-aligned and marked for transparent huge pages
+ * from 512 KiB on, 2 MiB-aligned and marked for transparent huge pages
  * (madvise), so that first touching it costs a page fault per 2 MiB, not
  * per 4 KiB page (a virtual machine's faults made reading a 40 MB CRL
- * cost more than parsing it); free() frees it.  NULL when out of memory.
- * jpki_load_file reads into one. */
+ * cost more than parsing it, and 128 of them cost more than clearing
+ * 2 MiB); free() frees it.  NULL when out of memory.  jpki_load_file
+ * reads into one. */
 void *jpki_alloc_large(size_t n);
 /* Configuration time, for a file read later (a mapping file): JPKI_OK when
  * path names a regular file (stat), else JPKI_ERR_IO and the sentence of

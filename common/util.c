@@ -232,7 +232,7 @@ jpki_err jpki_file_check(const char *what, const char *path, char *errbuf,
     return JPKI_OK;
 }
 
-#define LARGE_MIN  ((size_t)4 << 20)
+#define LARGE_MIN  ((size_t)512 << 10)
 #define HUGE_PAGE  ((size_t)2 << 20)
 
 void *jpki_alloc_large(size_t n)

@@ -120,7 +120,9 @@ static int state_read(crl_state *cs, size_t *len)
         return -1;
     }
     *len = (size_t)sb.st_size;
-    cs->file = *len > 0 ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0)
+    /* populated: its pages mapped in one call, not a fault each */
+    cs->file = *len > 0 ? mmap(NULL, *len, PROT_READ,
+                               MAP_PRIVATE | MAP_POPULATE, fd, 0)
                         : MAP_FAILED;
     close(fd);
     if (cs->file == MAP_FAILED) {
@@ -185,10 +187,11 @@ int state_load(crl_state *cs, const char *lid, uint64_t entries)
         snprintf(cs->note, sizeof(cs->note), "is of another list");
         return 0;
     }
-    if ((cs->matched = calloc(cs->h.n + 1, 1)) == NULL) {
+    if ((cs->matched = jpki_alloc_large(cs->h.n + 1)) == NULL) {
         snprintf(cs->note, sizeof(cs->note), "out of memory");
         return 0;
     }
+    memset(cs->matched, 0, cs->h.n + 1);
     /* the MAC is checked by a thread while the walk matches the records
      * (bounded: read, not trusted), and before anything is made of
      * them (state_matches) */
@@ -475,7 +478,7 @@ static touch *touched(const crl_state *cs, size_t *nt)
 
     for (i = 0; i < cs->h.n; i++)
         n += !cs->matched[i];
-    if ((t = malloc((n + 1) * sizeof(*t))) == NULL)
+    if ((t = jpki_alloc_large((n + 1) * sizeof(*t))) == NULL)
         return NULL;
     for (i = 0; i < cs->nn; i++, k++) {
         const uint8_t *r = cs->out + cs->nw[i].rec * REC;
