@@ -228,48 +228,62 @@ void state_full(crl_state *cs, uint64_t entries)
  * room for every digest the CRL can hold, taken by the pages written. */
 #define ENTRY_MIN 20
 
+/* The digests first, the walk waits for them; then the other job. */
 static void *ahead_main(void *arg)
 {
     crl_state *cs = arg;
 
     cs->nahead = jpki_crl_digests(cs->keys.digest, cs->ader, cs->alen,
                                   cs->adig, cs->acap);
-    return NULL;
+    sem_post(&cs->adone);
+    return cs->then(cs->then_arg);
 }
 
-void state_ahead_start(crl_state *cs, const uint8_t *der, size_t len)
+int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
+                      void *(*then)(void *), void *arg)
 {
     cs->nahead = 0;
     cs->acap = len / ENTRY_MIN + 1;
     if (cs->dir == NULL || len == 0 || der[0] != 0x30
-        || cs->acap > SIZE_MAX / DLEN
-        || (cs->adig = jpki_alloc_large(cs->acap * DLEN)) == NULL)
-        return;                       /* the walk makes them */
+        || cs->acap > SIZE_MAX / DLEN || sem_init(&cs->adone, 0, 0) != 0)
+        return 0;
+    if ((cs->adig = jpki_alloc_large(cs->acap * DLEN)) == NULL) {
+        sem_destroy(&cs->adone);
+        return 0;                     /* the walk makes them */
+    }
     cs->ader = der;
     cs->alen = len;
-    cs->ahead_on = pthread_create(&cs->ath, NULL, ahead_main, cs) == 0;
+    cs->then = then;
+    cs->then_arg = arg;
+    cs->ahead_on = cs->ahead_wait
+        = pthread_create(&cs->ath, NULL, ahead_main, cs) == 0;
     if (!cs->ahead_on) {
+        sem_destroy(&cs->adone);
         free(cs->adig);
         cs->adig = NULL;
     }
+    return cs->ahead_on;
 }
 
 size_t state_ahead(void *ud, const uint8_t **out)
 {
     crl_state *cs = ud;
 
-    if (cs->ahead_on)
-        pthread_join(cs->ath, NULL);
-    cs->ahead_on = 0;
+    if (cs->ahead_wait)
+        while (sem_wait(&cs->adone) != 0)
+            ;                         /* EINTR */
+    cs->ahead_wait = 0;
     *out = cs->adig;
     return cs->adig != NULL ? cs->nahead : 0;
 }
 
 void state_ahead_end(crl_state *cs)
 {
-    const uint8_t *x;
-
-    state_ahead(cs, &x);
+    if (cs->ahead_on) {
+        pthread_join(cs->ath, NULL);
+        sem_destroy(&cs->adone);
+    }
+    cs->ahead_on = cs->ahead_wait = 0;
     free(cs->adig);
     cs->adig = NULL;
     cs->nahead = 0;

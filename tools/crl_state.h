@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 
 /* A new CRL's entry the state did not know: its record in out, its
  * value. */
@@ -58,6 +59,10 @@ typedef struct {
      * while the signature is checked (state_ahead_start) */
     pthread_t ath;
     int ahead_on;                     /* the thread runs (join it) */
+    int ahead_wait;                   /* its digests not waited for yet */
+    sem_t adone;                      /* posted once they are made */
+    void *(*then)(void *);            /* its next job, then_arg its */
+    void *then_arg;
     const uint8_t *ader;
     size_t alen, nahead, acap;
     uint8_t *adig;
@@ -81,10 +86,12 @@ int state_begin(void *ud, const jpki_crl_info *info);
 int state_known(void *ud, const uint8_t *digest);
 int state_entry(void *ud, const jpki_crl_scan_entry *e);
 /* The digests of a DER CRL's entries (jpki_crl_digests) made by a thread
- * from now on (nothing when there is no --state-dir); ahead, the scan's
- * callback, waits for them; state_ahead_end frees them (after the
- * scan, on every path). */
-void state_ahead_start(crl_state *cs, const uint8_t *der, size_t len);
+ * from now on, which then runs then(arg): 1; 0 (nothing started) when
+ * there is no --state-dir or no thread.  ahead, the scan's callback,
+ * waits for the digests; state_ahead_end for the thread, and frees them
+ * (after the scan, on every path). */
+int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
+                      void *(*then)(void *), void *arg);
 size_t state_ahead(void *ud, const uint8_t **out);
 void state_ahead_end(crl_state *cs);
 /* Whether the state is the one of the loaded list: its pointer value,

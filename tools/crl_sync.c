@@ -739,13 +739,9 @@ static jpki_err verify_scan(sync_run *r, char *detail, size_t dl)
     jpki_err e;
 
     r->cs.hint = r->len / 16;
-    /* the entries' digests by a thread while the signature is checked:
-     * read, not trusted (the walk still checks every entry it reads) */
-    state_ahead_start(&r->cs, r->buf, r->len);
     e = jpki_crl_verify_scan(c->ctx, r->buf, r->len, r->now, c->grace,
                              &r->info, detail, dl,
                              c->state_dir != NULL ? &f : NULL);
-    state_ahead_end(&r->cs);
     if (e == JPKI_ERR_IO && r->cs.nomem) {
         snprintf(r->cs.note, sizeof(r->cs.note), "out of memory");
         state_full(&r->cs, 0);
@@ -783,7 +779,7 @@ static int sync_verify(sync_run *r)
     unsigned int mdlen = 0;
     digest_job dj;
     pthread_t th;
-    int threaded;
+    int threaded, ahead;
     jpki_crlptr m;
     jpki_err e;
 
@@ -794,13 +790,21 @@ static int sync_verify(sync_run *r)
         return EXIT_FETCH;
     }
     /* a DER CRL's digest, by a thread of its own during the verification
-     * (a national CRL: tens of megabytes, as many as the walk reads) */
+     * (a national CRL: tens of megabytes, as many as the walk reads);
+     * with --state-dir, by the thread that first makes the entries'
+     * digests while the signature is checked (the walk waits for those,
+     * not for this one; two threads beside the signature's digest would
+     * share two cores three ways) */
     dj.p = r->len > 0 && r->buf[0] == 0x30 ? r->buf : NULL;
     dj.n = r->len;
-    threaded = dj.p != NULL
-               && pthread_create(&th, NULL, digest_main, &dj) == 0;
+    ahead = dj.p != NULL
+            && state_ahead_start(&r->cs, r->buf, r->len, digest_main, &dj);
+    threaded = ahead || (dj.p != NULL
+                         && pthread_create(&th, NULL, digest_main, &dj) == 0);
     e = verify_scan(r, detail, sizeof(detail));
-    if (threaded)
+    if (ahead)
+        state_ahead_end(&r->cs);
+    else if (threaded)
         pthread_join(th, NULL);
     if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
         addf(r->line, r->ln, "invalid source=%s reason=%s detail=\"%s\"",
