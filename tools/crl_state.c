@@ -453,6 +453,7 @@ int state_matches(crl_state *cs, const list_state *st)
 /* A cert_id the walk touched: a new entry it did not know, or a record
  * no entry matched. */
 typedef struct {
+    uint64_t key;             /* id's octets as a number: memcmp's order */
     const uint8_t *id, *dg;
     size_t ord;               /* in the CRL's or the state's order */
     uint32_t at;
@@ -460,16 +461,52 @@ typedef struct {
     uint8_t is_new;
 } touch;
 
-static int touch_cmp(const void *a, const void *b)
+/* a before b: by cert_id, the state's records first, then in order */
+static int touch_before(const touch *a, const touch *b)
 {
-    const touch *x = a, *y = b;
-    int c = memcmp(x->id, y->id, JPKI_CRL_KEY_LEN);
+    if (a->key != b->key)
+        return a->key < b->key;
+    if (a->is_new != b->is_new)
+        return a->is_new < b->is_new;     /* the state's first */
+    return a->ord < b->ord;
+}
 
-    if (c != 0)
-        return c;
-    if (x->is_new != y->is_new)
-        return x->is_new - y->is_new;     /* the state's first */
-    return x->ord < y->ord ? -1 : x->ord > y->ord;
+/* t[0..n) sorted, by merges into tmp (n) and back: qsort's own buffer
+ * (hundreds of kilobytes for a delta) was fresh pages, a fault each. */
+static void touch_sort(touch *t, touch *tmp, size_t n)
+{
+    touch *from = t, *to = tmp, *x;
+    size_t w, i;
+
+    for (w = 1; w < n; w *= 2) {
+        for (i = 0; i < n; i += 2 * w) {
+            size_t a = i, am = i + w < n ? i + w : n, b = am, k = i;
+            size_t bm = i + 2 * w < n ? i + 2 * w : n;
+
+            while (a < am && b < bm)
+                to[k++] = touch_before(&from[b], &from[a]) ? from[b++]
+                                                            : from[a++];
+            while (a < am)
+                to[k++] = from[a++];
+            while (b < bm)
+                to[k++] = from[b++];
+        }
+        x = from;
+        from = to;
+        to = x;
+    }
+    if (from != t)
+        memcpy(t, from, n * sizeof(*t));
+}
+
+static uint64_t id_key(const uint8_t *id)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < JPKI_CRL_KEY_LEN; i++)
+        v = v << 8 | id[i];
+    return v;
 }
 
 static int touch_id_cmp(const void *key, const void *b)
@@ -492,21 +529,21 @@ static touch *touched(const crl_state *cs, size_t *nt)
 
     for (i = 0; i < cs->h.n; i++)
         n += !cs->matched[i];
-    if ((t = jpki_alloc_large((n + 1) * sizeof(*t))) == NULL)
-        return NULL;
+    if ((t = jpki_alloc_large((2 * n + 1) * sizeof(*t))) == NULL)
+        return NULL;                  /* and the sort's room */
     for (i = 0; i < cs->nn; i++, k++) {
         const uint8_t *r = cs->out + cs->nw[i].rec * REC;
 
-        t[k] = (touch){r + DLEN, r, cs->nw[i].rec, cs->nw[i].at,
-                       cs->nw[i].reason, 1};
+        t[k] = (touch){id_key(r + DLEN), r + DLEN, r, cs->nw[i].rec,
+                       cs->nw[i].at, cs->nw[i].reason, 1};
     }
     for (i = 0; i < cs->h.n; i++)
         if (!cs->matched[i]) {
             const uint8_t *r = cs->recs + i * REC;
 
-            t[k++] = (touch){r + DLEN, r, i, 0, 0, 0};
+            t[k++] = (touch){id_key(r + DLEN), r + DLEN, r, i, 0, 0, 0};
         }
-    qsort(t, n, sizeof(*t), touch_cmp);
+    touch_sort(t, t + n, n);
     *nt = n;
     return t;
 }
