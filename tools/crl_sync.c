@@ -1487,10 +1487,15 @@ int run_crl_sync(const args_t *a)
         say("--source: no spaces or quotes (percent-encode them)");
         return SHOW_USAGE;
     }
-    if ((c.ctx = build_ctx(a, 0)) == NULL)
+    /* the first check's CRL read while the CA files are parsed */
+    crl_fetch_ahead(a->val[O_SOURCE], c.max_size);
+    if ((c.ctx = build_ctx(a, 0)) == NULL) {
+        crl_fetch_drop();
         return EXIT_USAGE;
+    }
     if (watch == 0) {
         rc = sync_once(&c, line, sizeof(line));
+        crl_fetch_drop();
         printf("%s\n", line);
         jpki_ctx_free(c.ctx);
         return rc;
@@ -1503,6 +1508,7 @@ int run_crl_sync(const args_t *a)
         struct timespec ts = {(time_t)watch, 0};
 
         rc = sync_once(&c, line, sizeof(line));
+        crl_fetch_drop();
         printf("%s %s exit=%d\n", iso8601(time(NULL), t), line, rc);
         /* SIGPIPE is ignored (jpkictl.c): a reader of the lines that went
          * away ends the watch here, as the signal did */
