@@ -797,20 +797,23 @@ typedef struct {
     /* NULL, or the digests made ahead (jpki_crl_digests, by a thread of
      * the caller's while the signature is checked): asked once, before
      * the walk, how many of the first entries' digests *out holds, in
-     * the CRL's order; the walk makes the others. */
-    size_t (*ahead)(void *ud, const uint8_t **out);
+     * the CRL's order, and *lens their entries' lengths (an entry known
+     * is then skipped unread); the walk makes the others. */
+    size_t (*ahead)(void *ud, const uint8_t **out, const uint32_t **lens);
 } jpki_crl_scan_fns;
 jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
                               size_t len, time_t now, unsigned grace_s,
                               jpki_crl_info *info, char *detail,
                               size_t detaillen, const jpki_crl_scan_fns *f);
 /* The digests a scan under key makes of the first entries of a DER CRL
- * (nothing else checked: the scan still reads and checks every entry),
- * at most max of them into out (JPKI_CRL_DIGEST_LEN octets each): how
- * many; fewer than the CRL lists when an entry is malformed, 0 when the
- * CRL does not parse. */
+ * (nothing else checked: the scan still reads and checks every entry it
+ * does not know), at most max of them into out (JPKI_CRL_DIGEST_LEN
+ * octets each) and their encodings' lengths into lens (NULL: not
+ * wanted): how many; fewer than the CRL lists when an entry is
+ * malformed, 0 when the CRL does not parse. */
 size_t jpki_crl_digests(const uint8_t key[16], const uint8_t *der,
-                        size_t len, uint8_t *out, size_t max);
+                        size_t len, uint8_t *out, uint32_t *lens,
+                        size_t max);
 
 /* An in-memory index of one CRL for O(log n) lookups by cert_id: its
  * entries under the key that signed it (info.key_hash), the one key

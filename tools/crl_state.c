@@ -234,7 +234,7 @@ static void *ahead_main(void *arg)
     crl_state *cs = arg;
 
     cs->nahead = jpki_crl_digests(cs->keys.digest, cs->ader, cs->alen,
-                                  cs->adig, cs->acap);
+                                  cs->adig, cs->alens, cs->acap);
     sem_post(&cs->adone);
     return cs->then(cs->then_arg);
 }
@@ -247,8 +247,11 @@ int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
     if (cs->dir == NULL || len == 0 || der[0] != 0x30
         || cs->acap > SIZE_MAX / DLEN || sem_init(&cs->adone, 0, 0) != 0)
         return 0;
-    if ((cs->adig = jpki_alloc_large(cs->acap * DLEN)) == NULL) {
+    cs->adig = jpki_alloc_large(cs->acap * DLEN);
+    cs->alens = jpki_alloc_large(cs->acap * sizeof(*cs->alens));
+    if (cs->adig == NULL || cs->alens == NULL) {
         sem_destroy(&cs->adone);
+        state_ahead_end(cs);
         return 0;                     /* the walk makes them */
     }
     cs->ader = der;
@@ -259,13 +262,12 @@ int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
         = pthread_create(&cs->ath, NULL, ahead_main, cs) == 0;
     if (!cs->ahead_on) {
         sem_destroy(&cs->adone);
-        free(cs->adig);
-        cs->adig = NULL;
+        state_ahead_end(cs);
     }
     return cs->ahead_on;
 }
 
-size_t state_ahead(void *ud, const uint8_t **out)
+size_t state_ahead(void *ud, const uint8_t **out, const uint32_t **lens)
 {
     crl_state *cs = ud;
 
@@ -274,6 +276,7 @@ size_t state_ahead(void *ud, const uint8_t **out)
             ;                         /* EINTR */
     cs->ahead_wait = 0;
     *out = cs->adig;
+    *lens = cs->alens;
     return cs->adig != NULL ? cs->nahead : 0;
 }
 
@@ -285,7 +288,9 @@ void state_ahead_end(crl_state *cs)
     }
     cs->ahead_on = cs->ahead_wait = 0;
     free(cs->adig);
+    free(cs->alens);
     cs->adig = NULL;
+    cs->alens = NULL;
     cs->nahead = 0;
 }
 

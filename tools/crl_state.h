@@ -65,7 +65,8 @@ typedef struct {
     void *then_arg;
     const uint8_t *ader;
     size_t alen, nahead, acap;
-    uint8_t *adig;
+    uint8_t *adig;                    /* their digests */
+    uint32_t *alens;                  /* their entries' lengths */
     char tmp[PATH_MAX + 16];          /* the state being written */
     int nomem;
     char note[200];                   /* why no state was used */
@@ -92,7 +93,7 @@ int state_entry(void *ud, const jpki_crl_scan_entry *e);
  * (after the scan, on every path). */
 int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
                       void *(*then)(void *), void *arg);
-size_t state_ahead(void *ud, const uint8_t **out);
+size_t state_ahead(void *ud, const uint8_t **out, const uint32_t **lens);
 void state_ahead_end(crl_state *cs);
 /* Whether the state is the one of the loaded list: its pointer value,
  * CRL, id_check and layout.  1 yes; 0 no (note says why). */

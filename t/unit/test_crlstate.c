@@ -161,13 +161,15 @@ static int signer_cb(void *ud, const jpki_crl_entry *e)
 
 /* digests made ahead (the scan's ahead): the first ahead_n of ahead_dg */
 static const uint8_t *ahead_dg;
+static const uint32_t *ahead_len;
 static size_t ahead_n, ahead_asked;
 
-static size_t rec_ahead(void *ud, const uint8_t **out)
+static size_t rec_ahead(void *ud, const uint8_t **out, const uint32_t **lens)
 {
     (void)ud;
     ahead_asked++;
     *out = ahead_dg;
+    *lens = ahead_len;
     return ahead_n;
 }
 
@@ -188,17 +190,24 @@ static void t_digests(const jpki_ctx *ctx, const uint8_t *der, size_t len,
                       const uint8_t *key, const scan_rec *all)
 {
     uint8_t dg[16 * 16];
-    size_t n, i, cut;
+    uint32_t lens[16];
+    size_t n, i, cut, sum = 0;
     int same;
+    jpki_crl_info info;
 
-    n = jpki_crl_digests(key, der, len, dg, 16);
+    n = jpki_crl_digests(key, der, len, dg, lens, 16);
     same = n == all->n;
     for (i = 0; same && i < n; i++)
         same = memcmp(dg + 16 * i, all->dg[i], 16) == 0;
     ok(same, "jpki_crl_digests: the scan's 7 digests, in its order");
-    is_int((int)jpki_crl_digests(key, der, len, dg, 3), 3,
-           "jpki_crl_digests: at most max of them");
-    is_int((int)jpki_crl_digests(key, der, len - 1, dg, 16), 0,
+    for (i = 0; i < n; i++)
+        sum += lens[i] >= 20 && lens[i] < 200 && der[0] == 0x30 ? lens[i]
+                                                                 : len;
+    ok(sum > 7 * 20 && sum < len, "... and their entries' lengths (%zu "
+       "octets in all)", sum);
+    is_int((int)jpki_crl_digests(key, der, len, dg, NULL, 3), 3,
+           "jpki_crl_digests: at most max of them (no lengths asked)");
+    is_int((int)jpki_crl_digests(key, der, len - 1, dg, lens, 16), 0,
            "jpki_crl_digests of a truncated CRL: none");
     for (cut = 0; cut <= n; cut += n) {
         scan_rec part;
@@ -208,15 +217,38 @@ static void t_digests(const jpki_ctx *ctx, const uint8_t *der, size_t len,
         part.known = (const uint8_t (*)[JPKI_CRL_DIGEST_LEN])all->dg + 2;
         part.nknown = 3;
         ahead_dg = dg;
+        ahead_len = lens;
         ahead_n = cut == 0 ? 4 : cut;
         ahead_asked = 0;
-        scan(ctx, der, len, key, &part, NULL);
+        memset(&info, 0, sizeof(info));
+        scan(ctx, der, len, key, &part, &info);
         ahead_dg = NULL;
-        same = part.n == 4 && ahead_asked == 1;
+        same = part.n == 4 && ahead_asked == 1 && info.entries == 7
+               && part.asked == 7;
         for (i = 0; same && i < part.n; i++)
-            same = memcmp(part.dg[i], all->dg[i < 2 ? i : i + 3], 16) == 0;
+            same = memcmp(part.dg[i], all->dg[i < 2 ? i : i + 3], 16) == 0
+                   && strcmp(part.id[i], all->id[i < 2 ? i : i + 3]) == 0;
         ok(same, "scan with %zu of 7 digests ahead (asked once): the 4 "
-           "entries not known, their digests", ahead_n);
+           "entries not known, their digests and cert_ids, 7 counted, each "
+           "asked once (the known ones skipped by their lengths)", ahead_n);
+    }
+    {
+        /* a length ahead beyond the list: malformed, not read past */
+        scan_rec bad;
+        uint32_t big[16];
+
+        memcpy(big, lens, sizeof(big));
+        big[3] = (uint32_t)len;
+        memset(&bad, 0, sizeof(bad));
+        bad.begin_says = 1;
+        bad.known = (const uint8_t (*)[JPKI_CRL_DIGEST_LEN])all->dg;
+        bad.nknown = 7;
+        ahead_dg = dg;
+        ahead_len = big;
+        ahead_n = n;
+        is_int(scan(ctx, der, len, key, &bad, NULL), JPKI_ERR_CRL_PARSE,
+               "scan: a length ahead past the list's end: crl_parse");
+        ahead_dg = NULL;
     }
 }
 
