@@ -1016,7 +1016,8 @@ jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
             ss.nahead = f->ahead(f->ud, &ss.ahead, &ss.alen);
     }
     if (e == JPKI_OK) {
-        e = walk_entries(&d.raw, ss.nahead > 0 ? scan_fast : NULL,
+        e = walk_entries(&d.raw,
+                         ss.nahead > 0 && ss.alen != NULL ? scan_fast : NULL,
                          scan && f->key != NULL ? scan_pre : NULL,
                          scan ? scan_entry : NULL, &ss, &d.info.entries);
         if (e == JPKI_ERR_CRL_PARSE)

@@ -798,7 +798,8 @@ typedef struct {
      * the caller's while the signature is checked): asked once, before
      * the walk, how many of the first entries' digests *out holds, in
      * the CRL's order, and *lens their entries' lengths (an entry known
-     * is then skipped unread); the walk makes the others. */
+     * is then skipped unread; NULL: each one read); the walk makes the
+     * others. */
     size_t (*ahead)(void *ud, const uint8_t **out, const uint32_t **lens);
 } jpki_crl_scan_fns;
 jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,

@@ -209,6 +209,22 @@ static void t_digests(const jpki_ctx *ctx, const uint8_t *der, size_t len,
            "jpki_crl_digests: at most max of them (no lengths asked)");
     is_int((int)jpki_crl_digests(key, der, len - 1, dg, lens, 16), 0,
            "jpki_crl_digests of a truncated CRL: none");
+    {
+        /* digests ahead without their lengths: each entry read */
+        scan_rec rd;
+
+        memset(&rd, 0, sizeof(rd));
+        rd.begin_says = 1;
+        rd.known = (const uint8_t (*)[JPKI_CRL_DIGEST_LEN])all->dg + 2;
+        rd.nknown = 3;
+        ahead_dg = dg;
+        ahead_len = NULL;
+        ahead_n = n;
+        scan(ctx, der, len, key, &rd, NULL);
+        ahead_dg = NULL;
+        ok(rd.n == 4 && rd.asked == 7 && strcmp(rd.id[2], all->id[5]) == 0,
+           "scan with the digests ahead but no lengths: the same 4 given");
+    }
     for (cut = 0; cut <= n; cut += n) {
         scan_rec part;
 
