@@ -65,9 +65,9 @@ JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
 JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h \
                tools/crl_state.h tools/sink.h tools/opts.h $(CORE_HDR)
 $(B)/jpkictl: $(JPKICTL_DEP) $(B)/libjpki.a
-	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -lcurl
+	@echo '  LD    $@'; $(CC) $(CFLAGS) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/libjpki.a $(LIBS) -ldl
 $(B)/asan/jpkictl: $(JPKICTL_DEP) $(B)/asan/libjpki.a
-	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -lcurl
+	@echo '  LD    $@'; $(CC) -O1 -g $(SAN) $(WARN) $(CPPFLAGS_ALL) $(JPKICTL_SRC) -o $@ $(B)/asan/libjpki.a $(LIBS) -ldl
 
 # jpki-login: the client that signs in with a card (PKCS#11 module loaded
 # with dlopen; types from p11-kit's header): login_main.c (options, the

@@ -758,23 +758,39 @@ typedef jpki_err (*raw_entry_fn)(void *ud, const uint8_t *serial, size_t n,
  * fully checked by an earlier scan), 0 reads it, -1 stops. */
 typedef int (*raw_pre_fn)(void *ud, const uint8_t *tlv, size_t n);
 
-/* Walks revokedCertificates; every entry is checked (but those pre
- * skips), *count receives the number of entries (also those whose serial
- * is too long to name a certificate this library accepts: those are not
- * passed to fn). */
-static jpki_err walk_entries(const crl_raw *r, raw_pre_fn pre,
-                             raw_entry_fn fn, void *ud, uint64_t *count)
+/* Called, when not NULL, before each entry is framed: > 0 skips the
+ * next entry, that many octets long, unread (the caller framed it
+ * before, and knows it: the scan's digests made ahead); 0 reads it, pre
+ * first; -1 stops. */
+typedef long (*raw_fast_fn)(void *ud);
+
+/* Walks revokedCertificates; every entry is checked (but those pre or
+ * fast skips), *count receives the number of entries (also those whose
+ * serial is too long to name a certificate this library accepts: those
+ * are not passed to fn). */
+static jpki_err walk_entries(const crl_raw *r, raw_fast_fn fast,
+                             raw_pre_fn pre, raw_entry_fn fn, void *ud,
+                             uint64_t *count)
 {
     der_t list = r->revoked, ent, v, exts, tlv;
     uint8_t mag[SERIAL_MAX + 1];
     jpki_err e = JPKI_OK;
+    long k;
 
     *count = 0;
     while (r->has_revoked && list.n > 0 && e == JPKI_OK) {
         int reason = JPKI_REASON_NONE, m = -1, skip = 0;
         int64_t at;
 
-        if (!der_expect(&list, TAG_SEQUENCE, &ent, &tlv))
+        if (fast != NULL && (k = fast(ud)) != 0) {
+            if (k < 0 || (size_t)k > list.n) {
+                e = k < 0 ? JPKI_ERR_IO : JPKI_ERR_CRL_PARSE;
+            } else {
+                list.p += k;
+                list.n -= (size_t)k;
+                (*count)++;
+            }
+        } else if (!der_expect(&list, TAG_SEQUENCE, &ent, &tlv))
             e = JPKI_ERR_CRL_PARSE;
         else if (pre != NULL && (skip = pre(ud, tlv.p, tlv.n)) < 0)
             e = JPKI_ERR_IO;
@@ -916,14 +932,49 @@ static jpki_err ids_init(const jpki_ctx *ctx, const crl_doc *d, id_set *s)
 typedef struct {
     const jpki_crl_scan_fns *f;
     id_set ids;
-    uint8_t digest[JPKI_CRL_DIGEST_LEN];
+    const uint8_t *ahead;             /* digests made ahead (f->ahead) */
+    const uint32_t *alen;             /* and their entries' lengths */
+    size_t nahead, i;                 /* how many; the entry walked */
+    int asked;                        /* known asked already (scan_fast) */
+    const uint8_t *digest;            /* the entry's: ahead's, or own */
+    uint8_t own[JPKI_CRL_DIGEST_LEN];
 } scan_state;
+
+/* An entry whose digest was made ahead: known ones skipped unread (the
+ * thread that made the digest framed it in the same buffer, as the walk
+ * does), the others read (scan_pre, not asking again). */
+static long scan_fast(void *ud)
+{
+    scan_state *ss = ud;
+    int k;
+
+    if (ss->i >= ss->nahead)
+        return 0;
+    ss->digest = ss->ahead + ss->i * JPKI_CRL_DIGEST_LEN;
+    k = ss->f->known != NULL ? ss->f->known(ss->f->ud, ss->digest) : 0;
+    if (k <= 0) {
+        ss->asked = 1;
+        return k;
+    }
+    return (long)ss->alen[ss->i++];
+}
 
 static int scan_pre(void *ud, const uint8_t *tlv, size_t n)
 {
     scan_state *ss = ud;
 
-    jpki_siphash24_128(ss->f->key, tlv, n, ss->digest);
+    if (ss->asked) {                  /* scan_fast asked: unknown */
+        ss->asked = 0;
+        ss->i++;
+        return 0;
+    }
+    if (ss->i < ss->nahead) {
+        ss->digest = ss->ahead + ss->i * JPKI_CRL_DIGEST_LEN;
+    } else {
+        jpki_siphash24_128(ss->f->key, tlv, n, ss->own);
+        ss->digest = ss->own;
+    }
+    ss->i++;
     return ss->f->known != NULL ? ss->f->known(ss->f->ud, ss->digest) : 0;
 }
 
@@ -961,9 +1012,13 @@ jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
     if (scan) {
         d.n_keys = 1;                   /* keys[0]: the signing key */
         e = ids_init(ctx, &d, &ss.ids);
+        if (f->key != NULL && f->ahead != NULL)
+            ss.nahead = f->ahead(f->ud, &ss.ahead, &ss.alen);
     }
     if (e == JPKI_OK) {
-        e = walk_entries(&d.raw, scan && f->key != NULL ? scan_pre : NULL,
+        e = walk_entries(&d.raw,
+                         ss.nahead > 0 && ss.alen != NULL ? scan_fast : NULL,
+                         scan && f->key != NULL ? scan_pre : NULL,
                          scan ? scan_entry : NULL, &ss, &d.info.entries);
         if (e == JPKI_ERR_CRL_PARSE)
             jpki_set_detail(detail, detaillen, "a CRL entry is malformed");
@@ -979,6 +1034,38 @@ jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
     doc_free(&d);
     ERR_clear_error();
     return e;
+}
+
+size_t jpki_crl_digests(const uint8_t key[16], const uint8_t *der,
+                        size_t len, uint8_t *out, uint32_t *lens, size_t max)
+{
+    crl_raw r;
+    der_t list, ent, tlv;
+    size_t k = 0;
+
+    if (der == NULL || len == 0 || der[0] != 0x30 || len > JPKI_CRL_MAX
+        || !parse_outer(der, len, &r) || !r.has_revoked)
+        return 0;
+    list = r.revoked;
+    /* the walk's framing (walk_entries), its digest (scan_pre), a batch
+     * of entries at a time */
+    for (;;) {
+        const uint8_t *p[JPKI_SIP_LANES];
+        size_t n[JPKI_SIP_LANES], b = 0;
+
+        while (b < JPKI_SIP_LANES && k + b < max && list.n > 0
+               && der_expect(&list, TAG_SEQUENCE, &ent, &tlv)
+               && tlv.n <= UINT32_MAX) {
+            if (lens != NULL)
+                lens[k + b] = (uint32_t)tlv.n;
+            p[b] = tlv.p;
+            n[b++] = tlv.n;
+        }
+        jpki_siphash24_128_n(key, p, n, b, out + k * JPKI_CRL_DIGEST_LEN);
+        k += b;
+        if (b < JPKI_SIP_LANES)
+            return k;
+    }
 }
 
 jpki_err jpki_crl_verify(const jpki_ctx *ctx, const uint8_t *in, size_t len,
@@ -1037,7 +1124,7 @@ static jpki_err crl_foreach(const jpki_ctx *ctx, const uint8_t *der,
     if (e == JPKI_OK)
         e = ids_init(ctx, &d, &fs.ids);
     if (e == JPKI_OK)
-        e = walk_entries(&d.raw, NULL, emit_entry, &fs, &count);
+        e = walk_entries(&d.raw, NULL, NULL, emit_entry, &fs, &count);
     ids_free(&fs.ids);
     doc_free(&d);
     ERR_clear_error();
@@ -1159,7 +1246,8 @@ jpki_err jpki_crl_index_build(const jpki_ctx *ctx, const uint8_t *in,
     }
     if (e == JPKI_OK) {
         cs.ix = ix;
-        e = walk_entries(&d.raw, NULL, collect_entry, &cs, &d.info.entries);
+        e = walk_entries(&d.raw, NULL, NULL, collect_entry, &cs,
+                         &d.info.entries);
         if (e == JPKI_ERR_CRL_PARSE)
             jpki_set_detail(detail, detaillen, "a CRL entry is malformed");
     }

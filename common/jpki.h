@@ -200,11 +200,12 @@ jpki_err jpki_load_file_msg(const char *what, const char *path,
                             size_t maxlen, uint8_t **out, size_t *outlen,
                             char *errbuf, size_t errlen);
 /* n bytes for a large buffer (a file of megabytes, a CRL's entries):
- * from 4 MiB on, 2 MiB-aligned and marked for transparent huge pages
+ * from 512 KiB on, 2 MiB-aligned and marked for transparent huge pages
  * (madvise), so that first touching it costs a page fault per 2 MiB, not
  * per 4 KiB page (a virtual machine's faults made reading a 40 MB CRL
- * cost more than parsing it); free() frees it.  NULL when out of memory.
- * jpki_load_file reads into one. */
+ * cost more than parsing it, and 128 of them cost more than clearing
+ * 2 MiB); free() frees it.  NULL when out of memory.  jpki_load_file
+ * reads into one. */
 void *jpki_alloc_large(size_t n);
 /* Configuration time, for a file read later (a mapping file): JPKI_OK when
  * path names a regular file (stat), else JPKI_ERR_IO and the sentence of
@@ -793,11 +794,27 @@ typedef struct {
     int (*known)(void *ud, const uint8_t *digest);
     int (*entry)(void *ud, const jpki_crl_scan_entry *e);
     void *ud;
+    /* NULL, or the digests made ahead (jpki_crl_digests, by a thread of
+     * the caller's while the signature is checked): asked once, before
+     * the walk, how many of the first entries' digests *out holds, in
+     * the CRL's order, and *lens their entries' lengths (an entry known
+     * is then skipped unread; NULL: each one read); the walk makes the
+     * others. */
+    size_t (*ahead)(void *ud, const uint8_t **out, const uint32_t **lens);
 } jpki_crl_scan_fns;
 jpki_err jpki_crl_verify_scan(const jpki_ctx *ctx, const uint8_t *in,
                               size_t len, time_t now, unsigned grace_s,
                               jpki_crl_info *info, char *detail,
                               size_t detaillen, const jpki_crl_scan_fns *f);
+/* The digests a scan under key makes of the first entries of a DER CRL
+ * (nothing else checked: the scan still reads and checks every entry it
+ * does not know), at most max of them into out (JPKI_CRL_DIGEST_LEN
+ * octets each) and their encodings' lengths into lens (NULL: not
+ * wanted): how many; fewer than the CRL lists when an entry is
+ * malformed, 0 when the CRL does not parse. */
+size_t jpki_crl_digests(const uint8_t key[16], const uint8_t *der,
+                        size_t len, uint8_t *out, uint32_t *lens,
+                        size_t max);
 
 /* An in-memory index of one CRL for O(log n) lookups by cert_id: its
  * entries under the key that signed it (info.key_hash), the one key

@@ -30,10 +30,60 @@
 #include "sink.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* libcurl, loaded the first time a URL is fetched: linked, it made every
+ * jpkictl run map some thirty libraries (its TLS, LDAP, Kerberos, IDN,
+ * ...) at start, about 11 ms of a run on a virtual machine, where most
+ * runs read a local file or never fetch anything. */
+#define LIBCURL "libcurl.so.4"
+static struct {
+    CURLcode (*global_init)(long);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_perform)(CURL *);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    void (*easy_cleanup)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+} cu;
+
+/* 0; -1 with why in err. */
+static int curl_load(char *err, size_t errlen)
+{
+    /* each symbol into its pointer (the dlsym manual's idiom: an object
+     * pointer stored into a function pointer's place) */
+    const struct {
+        const char *name;
+        void **fn;
+    } syms[] = {
+        {"curl_global_init", (void **)&cu.global_init},
+        {"curl_easy_init", (void **)&cu.easy_init},
+        {"curl_easy_setopt", (void **)&cu.easy_setopt},
+        {"curl_easy_perform", (void **)&cu.easy_perform},
+        {"curl_easy_getinfo", (void **)&cu.easy_getinfo},
+        {"curl_easy_cleanup", (void **)&cu.easy_cleanup},
+        {"curl_easy_strerror", (void **)&cu.easy_strerror},
+    };
+    void *lib = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL);
+    size_t i, n = sizeof(syms) / sizeof(syms[0]);
+
+    for (i = 0; lib != NULL && i < n; i++)
+        if ((*syms[i].fn = dlsym(lib, syms[i].name)) == NULL)
+            break;
+    if (lib == NULL || i < n) {
+        snprintf(err, errlen, "%s cannot be loaded (install libcurl4): %s",
+                 LIBCURL, dlerror());
+        if (lib != NULL)
+            dlclose(lib);
+        return -1;
+    }
+    return 0;
+}
 
 void source_redact(const char *src, char *out, size_t outlen)
 {
@@ -139,6 +189,42 @@ int ldap_answer_decode(const uint8_t *in, size_t len, uint8_t **der,
     return 0;
 }
 
+/* crl_fetch_ahead's read (jpkictl runs one sync at a time) */
+static struct {
+    pthread_t th;
+    int on;
+    const char *path;
+    size_t max, len;
+    uint8_t *buf;
+    jpki_err e;
+} pre;
+
+static void *pre_main(void *arg)
+{
+    (void)arg;
+    pre.e = jpki_load_file(pre.path, pre.max, &pre.buf, &pre.len);
+    return NULL;
+}
+
+void crl_fetch_ahead(const char *source, size_t max)
+{
+    if (pre.on || strstr(source, "://") != NULL)
+        return;
+    pre.path = source;
+    pre.max = max;
+    pre.buf = NULL;
+    pre.on = pthread_create(&pre.th, NULL, pre_main, NULL) == 0;
+}
+
+void crl_fetch_drop(void)
+{
+    if (pre.on)
+        pthread_join(pre.th, NULL);
+    pre.on = 0;
+    free(pre.buf);
+    pre.buf = NULL;
+}
+
 int crl_fetch(const char *source, size_t max, unsigned timeout_s,
               uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {
@@ -154,7 +240,18 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
 
     *out = NULL;
     if (strstr(source, "://") == NULL) {           /* a local path */
-        jpki_err e = jpki_load_file(source, max, out, outlen);
+        jpki_err e;
+
+        if (pre.on && strcmp(pre.path, source) == 0 && pre.max == max) {
+            pthread_join(pre.th, NULL);           /* read ahead: taken */
+            pre.on = 0;
+            e = pre.e;
+            *out = pre.buf;
+            *outlen = pre.len;
+            pre.buf = NULL;
+        } else {
+            e = jpki_load_file(source, max, out, outlen);
+        }
 
         if (e == JPKI_OK)
             return 0;
@@ -165,7 +262,9 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
         return -1;
     }
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (curl_load(err, errlen) != 0)
+            return -1;
+        if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             snprintf(err, errlen, "libcurl does not initialise");
             return -1;
         }
@@ -179,33 +278,33 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
         warned = 1;
     }
     ldap = strncasecmp(source, "ldap", 4) == 0;
-    if ((h = curl_easy_init()) == NULL) {
+    if ((h = cu.easy_init()) == NULL) {
         snprintf(err, errlen, "libcurl: out of memory");
         return -1;
     }
-    curl_easy_setopt(h, CURLOPT_URL, source);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "file,http,https,ldap,ldaps");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
-    curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)timeout_s);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "jpkictl/" JPKI_VERSION);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+    cu.easy_setopt(h, CURLOPT_URL, source);
+    cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "file,http,https,ldap,ldaps");
+    cu.easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    cu.easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
+    cu.easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+    cu.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    cu.easy_setopt(h, CURLOPT_TIMEOUT, (long)timeout_s);
+    cu.easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+    cu.easy_setopt(h, CURLOPT_USERAGENT, "jpkictl/" JPKI_VERSION);
+    cu.easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    cu.easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
+    cu.easy_setopt(h, CURLOPT_WRITEDATA, &s);
     if (userpwd != NULL && userpwd[0] != '\0') {
-        curl_easy_setopt(h, CURLOPT_USERPWD, userpwd);
+        cu.easy_setopt(h, CURLOPT_USERPWD, userpwd);
     } else if (netrc != NULL && netrc[0] != '\0') {
-        curl_easy_setopt(h, CURLOPT_NETRC_FILE, netrc);
-        curl_easy_setopt(h, CURLOPT_NETRC, (long)CURL_NETRC_REQUIRED);
+        cu.easy_setopt(h, CURLOPT_NETRC_FILE, netrc);
+        cu.easy_setopt(h, CURLOPT_NETRC, (long)CURL_NETRC_REQUIRED);
     }
-    cc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
+    cc = cu.easy_perform(h);
+    cu.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_cleanup(h);
     if (s.over || cc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(err, errlen, "%.200s: larger than %zu bytes (--max-size)",
                  shown, max);
@@ -213,7 +312,7 @@ int crl_fetch(const char *source, size_t max, unsigned timeout_s,
         snprintf(err, errlen, "%.200s: HTTP status %ld", shown, status);
     } else if (cc != CURLE_OK) {
         snprintf(err, errlen, "%.200s: %s", shown,
-                 cerr[0] ? cerr : curl_easy_strerror(cc));
+                 cerr[0] ? cerr : cu.easy_strerror(cc));
     } else if (s.len == 0) {
         snprintf(err, errlen, "%.200s: empty answer", shown);
     } else if (ldap) {

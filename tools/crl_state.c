@@ -91,6 +91,7 @@ static void state_reset(crl_state *cs)
 
 void state_free(crl_state *cs)
 {
+    state_ahead_end(cs);
     state_reset(cs);
     OPENSSL_cleanse(&cs->keys, sizeof(cs->keys));
 }
@@ -119,7 +120,9 @@ static int state_read(crl_state *cs, size_t *len)
         return -1;
     }
     *len = (size_t)sb.st_size;
-    cs->file = *len > 0 ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0)
+    /* populated: its pages mapped in one call, not a fault each */
+    cs->file = *len > 0 ? mmap(NULL, *len, PROT_READ,
+                               MAP_PRIVATE | MAP_POPULATE, fd, 0)
                         : MAP_FAILED;
     close(fd);
     if (cs->file == MAP_FAILED) {
@@ -184,10 +187,11 @@ int state_load(crl_state *cs, const char *lid, uint64_t entries)
         snprintf(cs->note, sizeof(cs->note), "is of another list");
         return 0;
     }
-    if ((cs->matched = calloc(cs->h.n + 1, 1)) == NULL) {
+    if ((cs->matched = jpki_alloc_large(cs->h.n + 1)) == NULL) {
         snprintf(cs->note, sizeof(cs->note), "out of memory");
         return 0;
     }
+    memset(cs->matched, 0, cs->h.n + 1);
     /* the MAC is checked by a thread while the walk matches the records
      * (bounded: read, not trusted), and before anything is made of
      * them (state_matches) */
@@ -216,6 +220,78 @@ void state_full(crl_state *cs, uint64_t entries)
     state_reset(cs);
     memcpy(cs->note, note, sizeof(note));
     out_reserve(cs, out_size(cs, entries));
+}
+
+/* ---- digests ahead ------------------------------------------------------ */
+
+/* An entry's encoding is at least 20 octets (SEQUENCE, INTEGER, UTCTime):
+ * room for every digest the CRL can hold, taken by the pages written. */
+#define ENTRY_MIN 20
+
+/* The digests first, the walk waits for them; then the other job. */
+static void *ahead_main(void *arg)
+{
+    crl_state *cs = arg;
+
+    cs->nahead = jpki_crl_digests(cs->keys.digest, cs->ader, cs->alen,
+                                  cs->adig, cs->alens, cs->acap);
+    sem_post(&cs->adone);
+    return cs->then(cs->then_arg);
+}
+
+int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
+                      void *(*then)(void *), void *arg)
+{
+    cs->nahead = 0;
+    cs->acap = len / ENTRY_MIN + 1;
+    if (cs->dir == NULL || len == 0 || der[0] != 0x30
+        || cs->acap > SIZE_MAX / DLEN || sem_init(&cs->adone, 0, 0) != 0)
+        return 0;
+    cs->adig = jpki_alloc_large(cs->acap * DLEN);
+    cs->alens = jpki_alloc_large(cs->acap * sizeof(*cs->alens));
+    if (cs->adig == NULL || cs->alens == NULL) {
+        sem_destroy(&cs->adone);
+        state_ahead_end(cs);
+        return 0;                     /* the walk makes them */
+    }
+    cs->ader = der;
+    cs->alen = len;
+    cs->then = then;
+    cs->then_arg = arg;
+    cs->ahead_on = cs->ahead_wait
+        = pthread_create(&cs->ath, NULL, ahead_main, cs) == 0;
+    if (!cs->ahead_on) {
+        sem_destroy(&cs->adone);
+        state_ahead_end(cs);
+    }
+    return cs->ahead_on;
+}
+
+size_t state_ahead(void *ud, const uint8_t **out, const uint32_t **lens)
+{
+    crl_state *cs = ud;
+
+    if (cs->ahead_wait)
+        while (sem_wait(&cs->adone) != 0)
+            ;                         /* EINTR */
+    cs->ahead_wait = 0;
+    *out = cs->adig;
+    *lens = cs->alens;
+    return cs->adig != NULL ? cs->nahead : 0;
+}
+
+void state_ahead_end(crl_state *cs)
+{
+    if (cs->ahead_on) {
+        pthread_join(cs->ath, NULL);
+        sem_destroy(&cs->adone);
+    }
+    cs->ahead_on = cs->ahead_wait = 0;
+    free(cs->adig);
+    free(cs->alens);
+    cs->adig = NULL;
+    cs->alens = NULL;
+    cs->nahead = 0;
 }
 
 /* ---- matching --------------------------------------------------------- */
@@ -382,6 +458,7 @@ int state_matches(crl_state *cs, const list_state *st)
 /* A cert_id the walk touched: a new entry it did not know, or a record
  * no entry matched. */
 typedef struct {
+    uint64_t key;             /* id's octets as a number: memcmp's order */
     const uint8_t *id, *dg;
     size_t ord;               /* in the CRL's or the state's order */
     uint32_t at;
@@ -389,16 +466,52 @@ typedef struct {
     uint8_t is_new;
 } touch;
 
-static int touch_cmp(const void *a, const void *b)
+/* a before b: by cert_id, the state's records first, then in order */
+static int touch_before(const touch *a, const touch *b)
 {
-    const touch *x = a, *y = b;
-    int c = memcmp(x->id, y->id, JPKI_CRL_KEY_LEN);
+    if (a->key != b->key)
+        return a->key < b->key;
+    if (a->is_new != b->is_new)
+        return a->is_new < b->is_new;     /* the state's first */
+    return a->ord < b->ord;
+}
 
-    if (c != 0)
-        return c;
-    if (x->is_new != y->is_new)
-        return x->is_new - y->is_new;     /* the state's first */
-    return x->ord < y->ord ? -1 : x->ord > y->ord;
+/* t[0..n) sorted, by merges into tmp (n) and back: qsort's own buffer
+ * (hundreds of kilobytes for a delta) was fresh pages, a fault each. */
+static void touch_sort(touch *t, touch *tmp, size_t n)
+{
+    touch *from = t, *to = tmp, *x;
+    size_t w, i;
+
+    for (w = 1; w < n; w *= 2) {
+        for (i = 0; i < n; i += 2 * w) {
+            size_t a = i, am = i + w < n ? i + w : n, b = am, k = i;
+            size_t bm = i + 2 * w < n ? i + 2 * w : n;
+
+            while (a < am && b < bm)
+                to[k++] = touch_before(&from[b], &from[a]) ? from[b++]
+                                                            : from[a++];
+            while (a < am)
+                to[k++] = from[a++];
+            while (b < bm)
+                to[k++] = from[b++];
+        }
+        x = from;
+        from = to;
+        to = x;
+    }
+    if (from != t)
+        memcpy(t, from, n * sizeof(*t));
+}
+
+static uint64_t id_key(const uint8_t *id)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < JPKI_CRL_KEY_LEN; i++)
+        v = v << 8 | id[i];
+    return v;
 }
 
 static int touch_id_cmp(const void *key, const void *b)
@@ -421,21 +534,21 @@ static touch *touched(const crl_state *cs, size_t *nt)
 
     for (i = 0; i < cs->h.n; i++)
         n += !cs->matched[i];
-    if ((t = malloc((n + 1) * sizeof(*t))) == NULL)
-        return NULL;
+    if ((t = jpki_alloc_large((2 * n + 1) * sizeof(*t))) == NULL)
+        return NULL;                  /* and the sort's room */
     for (i = 0; i < cs->nn; i++, k++) {
         const uint8_t *r = cs->out + cs->nw[i].rec * REC;
 
-        t[k] = (touch){r + DLEN, r, cs->nw[i].rec, cs->nw[i].at,
-                       cs->nw[i].reason, 1};
+        t[k] = (touch){id_key(r + DLEN), r + DLEN, r, cs->nw[i].rec,
+                       cs->nw[i].at, cs->nw[i].reason, 1};
     }
     for (i = 0; i < cs->h.n; i++)
         if (!cs->matched[i]) {
             const uint8_t *r = cs->recs + i * REC;
 
-            t[k++] = (touch){r + DLEN, r, i, 0, 0, 0};
+            t[k++] = (touch){id_key(r + DLEN), r + DLEN, r, i, 0, 0, 0};
         }
-    qsort(t, n, sizeof(*t), touch_cmp);
+    touch_sort(t, t + n, n);
     *nt = n;
     return t;
 }

@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 
 /* A new CRL's entry the state did not know: its record in out, its
  * value. */
@@ -54,6 +55,18 @@ typedef struct {
     size_t on, ocap;
     st_new *nw;
     size_t nn, ncap;
+    /* the digests of the CRL's entries, made by a thread of their own
+     * while the signature is checked (state_ahead_start) */
+    pthread_t ath;
+    int ahead_on;                     /* the thread runs (join it) */
+    int ahead_wait;                   /* its digests not waited for yet */
+    sem_t adone;                      /* posted once they are made */
+    void *(*then)(void *);            /* its next job, then_arg its */
+    void *then_arg;
+    const uint8_t *ader;
+    size_t alen, nahead, acap;
+    uint8_t *adig;                    /* their digests */
+    uint32_t *alens;                  /* their entries' lengths */
     char tmp[PATH_MAX + 16];          /* the state being written */
     int nomem;
     char note[200];                   /* why no state was used */
@@ -73,6 +86,15 @@ int state_load(crl_state *cs, const char *lid, uint64_t entries);
 int state_begin(void *ud, const jpki_crl_info *info);
 int state_known(void *ud, const uint8_t *digest);
 int state_entry(void *ud, const jpki_crl_scan_entry *e);
+/* The digests of a DER CRL's entries (jpki_crl_digests) made by a thread
+ * from now on, which then runs then(arg): 1; 0 (nothing started) when
+ * there is no --state-dir or no thread.  ahead, the scan's callback,
+ * waits for the digests; state_ahead_end for the thread, and frees them
+ * (after the scan, on every path). */
+int state_ahead_start(crl_state *cs, const uint8_t *der, size_t len,
+                      void *(*then)(void *), void *arg);
+size_t state_ahead(void *ud, const uint8_t **out, const uint32_t **lens);
+void state_ahead_end(crl_state *cs);
 /* Whether the state is the one of the loaded list: its pointer value,
  * CRL, id_check and layout.  1 yes; 0 no (note says why). */
 int state_matches(crl_state *cs, const list_state *st);

@@ -688,6 +688,14 @@ static void meta_of(jpki_crlptr *m, const jpki_crl_info *info, long long gen,
     m->loaded_at = loaded_at;
 }
 
+/* SHA-256 of a buffer (the CRL's, in crlinfo's sha256). */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint8_t md[32];
+    int ok;
+} digest_job;
+
 /* One run of sync_once: what its stages share. */
 typedef struct {
     const sync_cfg *c;
@@ -724,6 +732,13 @@ typedef struct {
     int fast;                         /* the delta comes from it alone */
     uint64_t stored;                  /* distinct cert_ids of the new set */
     uint8_t *counts;                  /* a fast delta's entries per bucket */
+    /* the CRL's SHA-256 (sha), made by a thread from the fetch on and
+     * waited for where it is needed (sha_wait): a delta needs it only
+     * for the new record, after the walk and the changes */
+    digest_job dj;
+    pthread_t dth;
+    int dj_by;                        /* 0 none, 1 dth, 2 the state's */
+    int dj_made;                      /* a thread made it (joined) */
 } sync_run;
 
 #define GO_ON (-1)                    /* a stage's "go on": not an exit code */
@@ -735,7 +750,7 @@ static jpki_err verify_scan(sync_run *r, char *detail, size_t dl)
 {
     const sync_cfg *c = r->c;
     jpki_crl_scan_fns f = {r->cs.keys.digest, state_begin, state_known,
-                           state_entry, &r->cs};
+                           state_entry, &r->cs, state_ahead};
     jpki_err e;
 
     r->cs.hint = r->len / 16;
@@ -751,14 +766,6 @@ static jpki_err verify_scan(sync_run *r, char *detail, size_t dl)
     return e;
 }
 
-/* SHA-256 of a buffer (the CRL's, in crlinfo's sha256). */
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-    uint8_t md[32];
-    int ok;
-} digest_job;
-
 static void *digest_main(void *arg)
 {
     digest_job *j = arg;
@@ -769,6 +776,38 @@ static void *digest_main(void *arg)
     return NULL;
 }
 
+/* The digest thread joined (once; the CRL's buffer may be freed then). */
+static void sha_join(sync_run *r)
+{
+    if (r->dj_by == 2)
+        state_ahead_end(&r->cs);
+    else if (r->dj_by == 1)
+        pthread_join(r->dth, NULL);
+    r->dj_made |= r->dj_by != 0;
+    r->dj_by = 0;
+}
+
+/* r->sha: the thread's digest, or made now (a PEM CRL, no thread).
+ * 0, -1. */
+static int sha_wait(sync_run *r)
+{
+    unsigned int l = 0;
+
+    if (r->sha[0] != '\0')
+        return 0;
+    sha_join(r);
+    if (!r->dj_made) {
+        if (r->der == NULL || EVP_Digest(r->der, r->derlen, r->dj.md, &l,
+                                         EVP_sha256(), NULL) != 1
+            || l != sizeof(r->dj.md))
+            return -1;
+    } else if (!r->dj.ok) {
+        return -1;
+    }
+    jpki_hex_encode(r->dj.md, sizeof(r->dj.md), r->sha);
+    return 0;
+}
+
 /* Fetch and verify the CRL; what the pointer cannot hold is refused before
  * anything is written: a pointer that does not parse back would stop
  * every later sync. */
@@ -776,10 +815,7 @@ static int sync_verify(sync_run *r)
 {
     const sync_cfg *c = r->c;
     char detail[512] = "", err[512] = "", mval[JPKI_CRLPTR_MAX + 1];
-    unsigned int mdlen = 0;
-    digest_job dj;
-    pthread_t th;
-    int threaded;
+    digest_job *dj = &r->dj;
     jpki_crlptr m;
     jpki_err e;
 
@@ -789,15 +825,21 @@ static int sync_verify(sync_run *r)
              err);
         return EXIT_FETCH;
     }
-    /* a DER CRL's digest, by a thread of its own during the verification
-     * (a national CRL: tens of megabytes, as many as the walk reads) */
-    dj.p = r->len > 0 && r->buf[0] == 0x30 ? r->buf : NULL;
-    dj.n = r->len;
-    threaded = dj.p != NULL
-               && pthread_create(&th, NULL, digest_main, &dj) == 0;
+    /* a DER CRL's digest, by a thread of its own from now on (a national
+     * CRL: tens of megabytes, as many as the walk reads), waited for
+     * where it is needed (sha_wait); with --state-dir, by the thread
+     * that first makes the entries' digests while the signature is
+     * checked (the walk waits for those, not for this one; two threads
+     * beside the signature's digest would share two cores three ways) */
+    dj->p = r->len > 0 && r->buf[0] == 0x30 ? r->buf : NULL;
+    dj->n = r->len;
+    if (dj->p != NULL
+        && state_ahead_start(&r->cs, r->buf, r->len, digest_main, dj))
+        r->dj_by = 2;
+    else if (dj->p != NULL
+             && pthread_create(&r->dth, NULL, digest_main, dj) == 0)
+        r->dj_by = 1;
     e = verify_scan(r, detail, sizeof(detail));
-    if (threaded)
-        pthread_join(th, NULL);
     if (e != JPKI_OK && e != JPKI_ERR_CRL_STALE) {
         addf(r->line, r->ln, "invalid source=%s reason=%s detail=\"%s\"",
              c->source, jpki_reason(e), detail[0] ? detail
@@ -815,9 +857,6 @@ static int sync_verify(sync_run *r)
         || (r->der == NULL
             && jpki_to_der(r->buf, r->len, "X509 CRL", JPKI_CRL_MAX, &r->der,
                            &r->derlen) != JPKI_OK)
-        || (threaded ? !dj.ok
-            : EVP_Digest(r->der, r->derlen, dj.md, &mdlen, EVP_sha256(),
-                         NULL) != 1)
         || jpki_cert_id_from_serial_text(c->ctx, r->info.issuer,
                                          JPKI_CRL_ID_CHECK_SERIAL, r->idc) != JPKI_OK) {
         addf(r->line, r->ln, "invalid source=%s reason=internal", c->source);
@@ -825,7 +864,6 @@ static int sync_verify(sync_run *r)
     }
     free(r->buf);
     r->buf = NULL;
-    jpki_hex_encode(dj.md, sizeof(dj.md), r->sha);
     if (crl_number_fits(r->der, r->derlen) != 0) {
         addf(r->line, r->ln, "invalid issuer=%s reason=crl_number detail=\""
              "cRLNumber negative or over 9223372036854775807 (2^63-1): the "
@@ -924,6 +962,14 @@ static int sync_against_store(sync_run *r)
             : "has no id_check");
     if (!r->st.have || strcmp(r->st.id_check, r->idc) != 0)
         return GO_ON;
+    /* the CRL's digest tells the same CRL from another of the same
+     * number or date: waited for only then */
+    if ((r->info.crl_number == r->st.m.crl_number
+         || r->info.this_update == r->st.m.this_update)
+        && sha_wait(r) != 0) {
+        addf(r->line, r->ln, "invalid source=%s reason=internal", c->source);
+        return EXIT_INVALID;
+    }
     cmp = compare(&r->info, r->sha, &r->st, &why);
     if (r->st.m.shape.key_len != JPKI_CRL_KEY_LEN && cmp != CMP_CONFLICT) {
         /* the layout of an older jpkictl (the gate still reads it):
@@ -1009,7 +1055,7 @@ static int sync_collect(sync_run *r)
 {
     const sync_cfg *c = r->c;
     jpki_crl_scan_fns f = {c->state_dir != NULL ? r->cs.keys.digest : NULL,
-                           NULL, NULL, collect, r};
+                           NULL, NULL, collect, r, NULL};
     jpki_err e;
     int bad;
 
@@ -1024,6 +1070,8 @@ static int sync_collect(sync_run *r)
                              NULL, NULL, 0, &f);
     if (e == JPKI_ERR_CRL_STALE)
         e = JPKI_OK;                    /* as verified: loaded all the same */
+    if (sha_wait(r) != 0)               /* before its buffer goes */
+        e = JPKI_ERR_INTERNAL;
     free(r->der);
     r->der = NULL;
     bad = e != JPKI_OK || r->cs.nomem || sort_unique(&r->s) != 0;
@@ -1292,6 +1340,10 @@ static int sync_switch(sync_run *r, const delta_t *d)
     jpki_crlptr m;
     int e2;
 
+    if (sha_wait(r) != 0) {
+        addf(r->line, r->ln, "invalid issuer=%s reason=internal", r->name);
+        return EXIT_INVALID;
+    }
     meta_of(&m, &r->info, r->gen, &r->sh, (long long)time(NULL));
     snprintf(gens, sizeof(gens), "%lld", r->gen);
     jpki_crl_shape_format(&r->sh, shs);
@@ -1393,6 +1445,7 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
     if (r.token[0])
         lock_release(r.rc, r.lid, r.token);
     redisFree(r.rc);
+    sha_join(&r);                       /* before the CRL's buffer goes */
     free(r.old.e);
     free(r.s.e);
     free(r.counts);
@@ -1434,10 +1487,15 @@ int run_crl_sync(const args_t *a)
         say("--source: no spaces or quotes (percent-encode them)");
         return SHOW_USAGE;
     }
-    if ((c.ctx = build_ctx(a, 0)) == NULL)
+    /* the first check's CRL read while the CA files are parsed */
+    crl_fetch_ahead(a->val[O_SOURCE], c.max_size);
+    if ((c.ctx = build_ctx(a, 0)) == NULL) {
+        crl_fetch_drop();
         return EXIT_USAGE;
+    }
     if (watch == 0) {
         rc = sync_once(&c, line, sizeof(line));
+        crl_fetch_drop();
         printf("%s\n", line);
         jpki_ctx_free(c.ctx);
         return rc;
@@ -1450,6 +1508,7 @@ int run_crl_sync(const args_t *a)
         struct timespec ts = {(time_t)watch, 0};
 
         rc = sync_once(&c, line, sizeof(line));
+        crl_fetch_drop();
         printf("%s %s exit=%d\n", iso8601(time(NULL), t), line, rc);
         /* SIGPIPE is ignored (jpkictl.c): a reader of the lines that went
          * away ends the watch here, as the signal did */

@@ -366,6 +366,10 @@ jpki_ctx *build_ctx(const args_t *a, int secret_note)
         say("out of memory");
         return NULL;
     }
+    /* one run checks one certificate at most: the gate's cache of
+     * verified paths (thousands of entries, each cleared at exit) is of
+     * no use here */
+    jpki_ctx_policy(ctx)->chain_cache_size = 0;
     if (set_secret(ctx, a, secret_note) != 0)
         goto fail;
     for (i = 0; i < a->n_issuer; i++)

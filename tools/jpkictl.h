@@ -133,6 +133,12 @@ int run_map_prune(const args_t *a);
  * answer, decoded); at most max bytes.  0, or -1 with a sentence in err. */
 int crl_fetch(const char *source, size_t max, unsigned timeout_s,
               uint8_t **out, size_t *outlen, char *err, size_t errlen);
+/* A local path read by a thread from now on (a national CRL: tens of
+ * megabytes, read while the configuration is built), which the next
+ * crl_fetch of that path takes; nothing for a URL.  crl_fetch_drop joins
+ * it and frees what was not taken. */
+void crl_fetch_ahead(const char *source, size_t max);
+void crl_fetch_drop(void);
 /* The source without user:password@ (what logs and the store may show). */
 void source_redact(const char *src, char *out, size_t outlen);
 /* Decodes libcurl's LDIF-like text for an LDAP search: the one value of a

@@ -64,6 +64,41 @@ static void t_siphash128(void)
        "SipHash-2-4 (64-bit), reference vector 0");
 }
 
+/* Many messages at once (the lanes of AVX-512 where the CPU has it):
+ * the digests of one at a time, whatever the lengths side by side (each
+ * lane ending on its own: 0..300 octets, over the lanes' 248 too), and
+ * however many (not a multiple of the lanes). */
+static void t_siphash128_n(void)
+{
+    enum { N = 21, MAXL = 301 };
+    static uint8_t msg[N][MAXL];
+    const uint8_t *in[N];
+    size_t len[N], i, j, round, bad = 0;
+    uint8_t k[16], out[N * 16], one[16];
+    uint32_t x = 2463534242u;
+
+    for (i = 0; i < 16; i++)
+        k[i] = (uint8_t)(i * 7 + 1);
+    for (round = 0; round < 400; round++) {
+        for (i = 0; i < N; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            len[i] = round < 300 ? (round + i * 37) % MAXL : x % 48;
+            for (j = 0; j < len[i]; j++)
+                msg[i][j] = (uint8_t)(x >> (j % 24) ^ j);
+            in[i] = msg[i];
+        }
+        jpki_siphash24_128_n(k, in, len, round % (N + 1), out);
+        for (i = 0; i < round % (N + 1); i++) {
+            jpki_siphash24_128(k, in[i], len[i], one);
+            bad += memcmp(one, out + 16 * i, 16) != 0;
+        }
+    }
+    is_int((int)bad, 0, "SipHash-2-4-128 of many messages at once: the "
+           "digests of one at a time (lengths 0..300, 0..21 messages)");
+}
+
 /* ---- the scan -------------------------------------------------------- */
 
 #define MAXE 64
@@ -124,13 +159,99 @@ static int signer_cb(void *ud, const jpki_crl_entry *e)
     return 0;
 }
 
+/* digests made ahead (the scan's ahead): the first ahead_n of ahead_dg */
+static const uint8_t *ahead_dg;
+static const uint32_t *ahead_len;
+static size_t ahead_n, ahead_asked;
+
+static size_t rec_ahead(void *ud, const uint8_t **out, const uint32_t **lens)
+{
+    (void)ud;
+    ahead_asked++;
+    *out = ahead_dg;
+    *lens = ahead_len;
+    return ahead_n;
+}
+
 static jpki_err scan(const jpki_ctx *ctx, const uint8_t *der, size_t len,
                      const uint8_t *key, scan_rec *r, jpki_crl_info *info)
 {
-    jpki_crl_scan_fns f = {key, rec_begin, rec_known, rec_entry, r};
+    jpki_crl_scan_fns f = {key, rec_begin, rec_known, rec_entry, r,
+                           ahead_dg != NULL ? rec_ahead : NULL};
 
     return jpki_crl_verify_scan(ctx, der, len, time(NULL), 0, info, NULL, 0,
                                 &f);
+}
+
+/* jpki_crl_digests: the scan's digests, in its order, made without the
+ * scan; and a scan given them ahead (all, or the first few: it makes
+ * the others) finds what it finds without them. */
+static void t_digests(const jpki_ctx *ctx, const uint8_t *der, size_t len,
+                      const uint8_t *key, const scan_rec *all)
+{
+    uint8_t dg[16 * 16];
+    uint32_t lens[16];
+    size_t n, i, c, sum = 0;
+    int same;
+    jpki_crl_info info;
+
+    n = jpki_crl_digests(key, der, len, dg, lens, 16);
+    same = n == all->n;
+    for (i = 0; same && i < n; i++)
+        same = memcmp(dg + 16 * i, all->dg[i], 16) == 0;
+    ok(same, "jpki_crl_digests: the scan's 7 digests, in its order");
+    for (i = 0; i < n; i++)
+        sum += lens[i] >= 20 && lens[i] < 200 && der[0] == 0x30 ? lens[i]
+                                                                 : len;
+    ok(sum > 7 * 20 && sum < len, "... and their entries' lengths (%zu "
+       "octets in all)", sum);
+    is_int((int)jpki_crl_digests(key, der, len, dg, NULL, 3), 3,
+           "jpki_crl_digests: at most max of them (no lengths asked)");
+    is_int((int)jpki_crl_digests(key, der, len - 1, dg, lens, 16), 0,
+           "jpki_crl_digests of a truncated CRL: none");
+    /* 4 of them ahead, all 7, all 7 without their lengths (each entry
+     * read then) */
+    for (c = 0; c < 3; c++) {
+        scan_rec part;
+
+        memset(&part, 0, sizeof(part));
+        part.begin_says = 1;
+        part.known = (const uint8_t (*)[JPKI_CRL_DIGEST_LEN])all->dg + 2;
+        part.nknown = 3;
+        ahead_dg = dg;
+        ahead_len = c < 2 ? lens : NULL;
+        ahead_n = c == 0 ? 4 : n;
+        ahead_asked = 0;
+        memset(&info, 0, sizeof(info));
+        scan(ctx, der, len, key, &part, &info);
+        ahead_dg = NULL;
+        same = part.n == 4 && ahead_asked == 1 && info.entries == 7
+               && part.asked == 7;
+        for (i = 0; same && i < part.n; i++)
+            same = memcmp(part.dg[i], all->dg[i < 2 ? i : i + 3], 16) == 0
+                   && strcmp(part.id[i], all->id[i < 2 ? i : i + 3]) == 0;
+        ok(same, "scan with %zu of 7 digests ahead%s (asked once): the 4 "
+           "entries not known, their digests and cert_ids, 7 counted, each "
+           "asked once", ahead_n, c < 2 ? " and their lengths" : "");
+    }
+    {
+        /* a length ahead beyond the list: malformed, not read past */
+        scan_rec bad;
+        uint32_t big[16];
+
+        memcpy(big, lens, sizeof(big));
+        big[3] = (uint32_t)len;
+        memset(&bad, 0, sizeof(bad));
+        bad.begin_says = 1;
+        bad.known = (const uint8_t (*)[JPKI_CRL_DIGEST_LEN])all->dg;
+        bad.nknown = 7;
+        ahead_dg = dg;
+        ahead_len = big;
+        ahead_n = n;
+        is_int(scan(ctx, der, len, key, &bad, NULL), JPKI_ERR_CRL_PARSE,
+               "scan: a length ahead past the list's end: crl_parse");
+        ahead_dg = NULL;
+    }
 }
 
 static void t_scan(const jpki_ctx *ctx)
@@ -166,6 +287,7 @@ static void t_scan(const jpki_ctx *ctx)
         for (j = i + 1; j < all.n; j++)
             distinct &= memcmp(all.dg[i], all.dg[j], 16) != 0;
     ok(distinct, "scan: 7 distinct digests");
+    t_digests(ctx, der, len, key, &all);
 
     /* every digest known: nothing parsed or given, all still counted */
     memset(&skip, 0, sizeof(skip));
@@ -304,6 +426,7 @@ int main(void)
     jpki_ctx *other = tap_pki_ctx(0x33, NULL, NULL);
 
     t_siphash128();
+    t_siphash128_n();
     if (ok(ctx != NULL && other != NULL, "test PKI loads (%s)",
            tap_pki_dir())) {
         t_scan(ctx);
