@@ -419,16 +419,22 @@ static jpki_err tls_client(jpki_txn *t, SSL *ssl)
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-#define TXN_POISON(t) ASAN_POISON_MEMORY_REGION((char *)(t) + sizeof(void *), \
-                                    sizeof(jpki_txn) - sizeof(void *))
+#define TXN_POISON(t) ASAN_POISON_MEMORY_REGION( \
+        (char *)(t) + sizeof(struct txn_kept_link), \
+        sizeof(jpki_txn) - sizeof(struct txn_kept_link))
 #define TXN_UNPOISON(t) ASAN_UNPOISON_MEMORY_REGION((t), sizeof(jpki_txn))
 #else
 #define TXN_POISON(t) ((void)0)
 #define TXN_UNPOISON(t) ((void)0)
 #endif
 
+/* A kept transaction's first bytes: the next one kept. */
+struct txn_kept_link {
+    jpki_txn *next;
+};
+
 static pthread_mutex_t txn_keep_lock = PTHREAD_MUTEX_INITIALIZER;
-static jpki_txn *txn_kept;      /* linked through each one's first bytes */
+static jpki_txn *txn_kept;
 static unsigned txn_nkept;
 
 static jpki_txn *txn_take(void)
@@ -438,7 +444,7 @@ static jpki_txn *txn_take(void)
     pthread_mutex_lock(&txn_keep_lock);
     if (txn_kept != NULL) {
         t = txn_kept;
-        memcpy(&txn_kept, t, sizeof(txn_kept));
+        txn_kept = ((struct txn_kept_link *)(void *)t)->next;
         txn_nkept--;
     }
     pthread_mutex_unlock(&txn_keep_lock);
@@ -453,7 +459,7 @@ static void txn_give_back(jpki_txn *t)
 {
     pthread_mutex_lock(&txn_keep_lock);
     if (txn_nkept < TXN_KEEP) {
-        memcpy(t, &txn_kept, sizeof(txn_kept));
+        ((struct txn_kept_link *)(void *)t)->next = txn_kept;
         TXN_POISON(t);
         txn_kept = t;
         txn_nkept++;
