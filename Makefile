@@ -59,7 +59,7 @@ $(B)/asan/libjpki.a: $(SAN_OBJ)
 # jpkictl: the dispatch (jpkictl.c), then one file per command family
 JPKICTL_SRC := tools/jpkictl.c tools/cert_cmds.c tools/map_cmds.c \
                tools/map_bulk.c \
-               tools/redis_conn.c tools/redis_tls.c tools/crl_sync.c \
+               tools/redis_conn.c tools/redis_tls.c tools/crl_sync.c tools/crl_gen.c \
                tools/crl_check.c tools/crl_store.c tools/crl_fetch.c \
                tools/crl_state.c tools/sink.c tools/opts.c tools/audit_cmds.c
 JPKICTL_DEP := $(JPKICTL_SRC) tools/jpkictl.h tools/crl_store.h \

@@ -128,4 +128,46 @@ int pipe_finish(pipe_t *p);
 int read_gen(redisContext *rc, const char *lid, long long gen,
              const jpki_crl_shape *sh, ents_t *out, const char **why);
 
+/* ---- a list's generations, its lock, a new set's shape (crl_gen.c) -- */
+
+#define LOCK_TTL_MS      300000
+#define LOCK_REFRESH_S   60
+#define LISTPACK_ENTRIES 128             /* redis.conf's value */
+#define BUCKET_MAX       128             /* fields per bucket at most */
+
+/* The lock is refreshed and released only by the sync holding it: the token
+ * is compared and the lock acted on in one step (a GET then a DEL could
+ * delete the lock another sync took in between, after ours expired). */
+#define LOCK_REFRESH_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+#define LOCK_RELEASE_LUA                                                    \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
+    "return redis.call('del', KEYS[1]) end return 0"
+
+/* cmd (UNLINK, or EXPIRE with arg) on every bucket a generation may have;
+ * the sum of the replies. */
+long long crl_gen_op(redisContext *rc, const char *cmd, const char *arg,
+                     const char *lid, long long gen,
+                     const jpki_crl_shape *sh);
+/* HDEL of up to three fields of the list's info hash (f3 may be NULL). */
+int crl_hdel(redisContext *rc, const char *lid, const char *f1,
+             const char *f2, const char *f3);
+/* The leftovers of an earlier run removed or given their expiry. */
+int crl_recover(redisContext *rc, const char *lid, list_state *st,
+                unsigned keep_old);
+/* The list's lock: 0 taken (token filled), -2 held by another sync, -1 a
+ * store failure; released only by its token. */
+int crl_lock_take(redisContext *rc, const char *lid, char token[33]);
+void crl_lock_release(redisContext *rc, const char *lid,
+                      const char *token);
+/* The entries sorted by cert_id, duplicates dropped; -1 no memory. */
+int crl_sort_unique(ents_t *s);
+/* The largest bucket of the (sorted) entries under sh. */
+size_t crl_bucket_max(const ents_t *s, const jpki_crl_shape *sh);
+/* The shape of a new set: buckets of at most limit fields. */
+jpki_crl_shape crl_choose_shape(const ents_t *s, unsigned long limit);
+/* The fields a bucket may hold and stay a listpack on this server. */
+unsigned long crl_listpack_limit(redisContext *rc);
+
 #endif /* JPKICTL_CRL_STORE_H */

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define DEFAULT_KEEP_OLD 600
@@ -35,10 +34,6 @@
 #define KEEP_OLD_MIN     (POINTER_TTL_MAX + 30)
 #define DEFAULT_MAX_SIZE (1ULL << 30)
 #define DEFAULT_TIMEOUT  300
-#define LOCK_TTL_MS      300000
-#define LOCK_REFRESH_S   60
-#define LISTPACK_ENTRIES 128             /* redis.conf's value */
-#define BUCKET_MAX       128             /* fields per bucket at most */
 /* A delta sync changes at most 1/DELTA_SHARE of the entries, and at most
  * --delta-max (DELTA_MAX): its one transaction blocks the server while it
  * runs (about a second for a million changes); a larger change loads a
@@ -46,16 +41,6 @@
 #define DELTA_SHARE      10
 #define DELTA_MAX        250000
 #define DELTA_MAX_MAX    10000000
-
-/* The lock is refreshed and released only by the sync holding it: the token
- * is compared and the lock acted on in one step (a GET then a DEL could
- * delete the lock another sync took in between, after ours expired). */
-#define LOCK_REFRESH_LUA                                                    \
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-#define LOCK_RELEASE_LUA                                                    \
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "                        \
-    "return redis.call('del', KEYS[1]) end return 0"
 
 const char usage_crl_sync[] =
 "jpkictl crl sync --source URL|FILE --issuer NAME=CAFILE[,...] [--issuer ..]\n"
@@ -142,257 +127,6 @@ static double mono(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ---- whole generations -------------------------------------------- */
-
-/* cmd (UNLINK or EXPIRE with arg) on every possible bucket of a
- * generation (2^bits keys, pipelined); returns the sum of the replies. */
-static long long gen_op(redisContext *rc, const char *cmd, const char *arg,
-                        const char *lid, long long gen,
-                        const jpki_crl_shape *sh)
-{
-    char key[JPKI_STORE_KEY_MAX + 1];
-    unsigned long b, nb;
-    pipe_t p;
-    long long sum;
-
-    if (!jpki_crl_shape_ok(sh))
-        return 0;
-    nb = 1ul << sh->bits;
-    pipe_init(&p, rc);
-    for (b = 0; b < nb; b++) {
-        crl_key_bucket_n(key, lid, gen, sh, b);
-        pipe_begin(&p, arg != NULL ? 3 : 2);
-        pipe_arg_str(&p, cmd);
-        pipe_arg_str(&p, key);
-        if (arg != NULL)
-            pipe_arg_str(&p, arg);
-        if (pipe_end(&p) != 0)
-            break;
-    }
-    pipe_finish(&p);
-    if (p.failed)
-        say("%s", p.err);
-    sum = p.failed ? -1 : p.sum;
-    pipe_free(&p);
-    return sum;
-}
-
-static int hdel(redisContext *rc, const char *lid, const char *f1,
-                const char *f2, const char *f3)
-{
-    char ki[JPKI_STORE_KEY_MAX + 1];
-    const char *v[5] = {"HDEL", ki, f1, f2, f3};
-
-    crl_key_info(ki, lid);
-    return cmd_ok(rc, f3 != NULL ? 5 : 4, v, NULL, NULL);
-}
-
-/* Leftovers of an earlier run: a load that did not finish (its buckets are
- * removed), a previous generation whose expiry was not set. */
-static int recover(redisContext *rc, const char *lid, list_state *st,
-                   unsigned keep_old)
-{
-    char ttl[24];
-
-    if (st->loading_gen > 0) {
-        say("note: removing generation %lld of an unfinished load",
-            st->loading_gen);
-        if (gen_op(rc, "UNLINK", NULL, lid, st->loading_gen,
-                   &st->loading_shape)
-            < 0 || hdel(rc, lid, "loading_gen", "loading_k", "loading_since"))
-            return -1;
-        st->loading_gen = 0;
-    }
-    if (st->prev_gen > 0 && (!st->have || st->prev_gen != st->m.gen)) {
-        snprintf(ttl, sizeof(ttl), "%u", keep_old);
-        if (gen_op(rc, "EXPIRE", ttl, lid, st->prev_gen, &st->prev_shape)
-            < 0
-            || hdel(rc, lid, "prev_gen", "prev_k", NULL))
-            return -1;
-        st->prev_gen = 0;
-    }
-    return 0;
-}
-
-/* ---- lock ----------------------------------------------------------- */
-
-static int lock_take(redisContext *rc, const char *lid, char token[33])
-{
-    char key[JPKI_STORE_KEY_MAX + 1], ttl[16];
-    uint8_t r[16];
-    const char *v[6] = {"SET", key, token, "NX", "PX", ttl};
-    redisReply *rep = NULL;
-    int got;
-
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        return -1;
-    jpki_hex_encode(r, sizeof(r), token);
-    crl_key_lock(key, lid);
-    snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
-    if (cmd_ok(rc, 6, v, NULL, &rep) != 0)
-        return -1;
-    got = rep->type == REDIS_REPLY_STATUS;
-    freeReplyObject(rep);
-    return got ? 0 : -2;
-}
-
-static void lock_release(redisContext *rc, const char *lid,
-                         const char *token)
-{
-    char key[JPKI_STORE_KEY_MAX + 1];
-    const char *v[5] = {"EVAL", LOCK_RELEASE_LUA, "1", key, token};
-
-    if (rc == NULL || rc->err)
-        return;
-    crl_key_lock(key, lid);
-    cmd_ok(rc, 5, v, NULL, NULL);
-}
-
-/* ---- entries -------------------------------------------------------- */
-
-/* By cert_id (its first JPKI_CRL_KEY_LEN octets: two certificates whose
- * cert_ids share them are one entry, docs/store-schema.md); for one a
- * final revocation sorts before a hold (as the core's index: the final
- * one wins). */
-static int ent_cmp(const void *a, const void *b)
-{
-    const crl_ent *x = a, *y = b;
-    int c = memcmp(x->id, y->id, sizeof(x->id));
-
-    if (c != 0)
-        return c;
-    return (x->reason == JPKI_REASON_CERTIFICATE_HOLD)
-           - (y->reason == JPKI_REASON_CERTIFICATE_HOLD);
-}
-
-/* The first 32 bits of an entry's key. */
-static uint32_t ent_top(const crl_ent *e)
-{
-    return (uint32_t)e->id[0] << 24 | (uint32_t)e->id[1] << 16
-           | (uint32_t)e->id[2] << 8 | e->id[3];
-}
-
-/* Sorts by the first g bits with a counting pass (g: about 4 entries a
- * group, cert_ids being uniform), then each group by insertion (a
- * handful of entries: no call per comparison); drops duplicates. */
-static int sort_unique(ents_t *s)
-{
-    size_t *cnt, i, j, k = 0, tot = 0, ng;
-    unsigned g = 8;
-    crl_ent *out;
-
-    if (s->n == 0)
-        return 0;
-    while (g < 24 && ((size_t)4 << g) < s->n)
-        g++;
-    ng = (size_t)1 << g;
-    cnt = calloc(ng + 1, sizeof(size_t));
-    out = jpki_alloc_large(s->n * sizeof(crl_ent));
-    if (cnt == NULL || out == NULL) {
-        free(cnt);
-        free(out);
-        return -1;
-    }
-    for (i = 0; i < s->n; i++)
-        cnt[ent_top(&s->e[i]) >> (32 - g)]++;
-    for (i = 0; i < ng; i++) {
-        size_t c = cnt[i];
-        cnt[i] = tot;
-        tot += c;
-    }
-    cnt[ng] = tot;
-    for (i = 0; i < s->n; i++)
-        out[cnt[ent_top(&s->e[i]) >> (32 - g)]++] = s->e[i];
-    /* cnt[x] is now the end of group x */
-    for (i = 0, tot = 0; i < ng; tot = cnt[i++])
-        for (j = tot + 1; j < cnt[i]; j++) {
-            crl_ent x = out[j];
-            size_t m = j;
-
-            for (; m > tot && ent_cmp(&out[m - 1], &x) > 0; m--)
-                out[m] = out[m - 1];
-            out[m] = x;
-        }
-    free(cnt);
-    free(s->e);
-    s->e = out;
-    s->cap = s->n;
-    for (i = 1; i < s->n; i++)
-        if (memcmp(s->e[i].id, s->e[k].id, sizeof(s->e[k].id)) != 0)
-            s->e[++k] = s->e[i];
-    s->n = k + 1;
-    return 0;
-}
-
-/* The largest bucket of the entries (sorted) under sh. */
-static size_t bucket_max(const ents_t *s, const jpki_crl_shape *sh)
-{
-    size_t i, run, max = s->n > 0;
-
-    for (i = 1, run = 1; i < s->n; i++) {
-        run = jpki_crl_bucket(s->e[i].id, sh)
-              == jpki_crl_bucket(s->e[i - 1].id, sh) ? run + 1 : 1;
-        if (run > max)
-            max = run;
-    }
-    return max;
-}
-
-/* The fewest buckets (smallest bits) whose mean holds at most limit / 2
- * fields and whose largest (checked on the entries) at most limit, so
- * that every bucket keeps Redis's compact listpack encoding.  The mean
- * bound keeps what a field costs the same at every size: Redis searches
- * a listpack for each field written to it, and the gate's HGET searches
- * it too, so a bucket of n fields costs n^2/2 to fill and n/2 a lookup.
- * The fullest buckets under the limit alone would be 10,000,000 entries
- * in 2^17 buckets of 76 fields (18.4 bytes an entry) where 2^18 of 38
- * (19.9 bytes) load with 18% less of Redis's time; 1,000,000 entries
- * take 2^14 buckets of 61 fields either way. */
-static jpki_crl_shape choose_shape(const ents_t *s, unsigned long limit)
-{
-    jpki_crl_shape sh = {JPKI_CRL_BITS_MIN, JPKI_CRL_KEY_LEN};
-
-    while (sh.bits < JPKI_CRL_BITS_MAX
-           && (s->n >> sh.bits) > limit / 2)
-        sh.bits++;
-    while (sh.bits < JPKI_CRL_BITS_MAX && bucket_max(s, &sh) > limit)
-        sh.bits++;
-    return sh;
-}
-
-/* hash-max-listpack-entries (hash-max-ziplist-entries before Redis 7), or
- * 128 when CONFIG is not allowed; at most BUCKET_MAX even when the server
- * allows more (Redis 7's built-in default is 512): a field written to a
- * listpack is first searched for and then appended (a reallocation), so
- * filling buckets of n fields costs n^2/2 comparisons and copies each.
- * With 8-octet keys the buckets' own overhead is small: at 1,000,000
- * entries a limit of 256 (8,192 buckets) saved 1 byte an entry over 128
- * (16,384 buckets: 19.7 bytes) but cost Redis 40% more time (0.68 s
- * against 0.48 s of its CPU). */
-static unsigned long listpack_limit(redisContext *rc)
-{
-    static const char *const names[] = {"hash-max-listpack-entries",
-                                        "hash-max-ziplist-entries"};
-    unsigned long v = LISTPACK_ENTRIES;
-    size_t i;
-
-    for (i = 0; i < 2; i++) {
-        redisReply *r = redisCommand(rc, "CONFIG GET %s", names[i]);
-        int got = r != NULL && r->type == REDIS_REPLY_ARRAY
-                  && r->elements == 2
-                  && r->element[1]->type == REDIS_REPLY_STRING;
-
-        if (got)
-            v = strtoul(r->element[1]->str, NULL, 10);
-        freeReplyObject(r);
-        if (got)
-            break;
-        if (rc->err)
-            break;
-    }
-    return v < 4 ? 4 : v > BUCKET_MAX ? BUCKET_MAX : v;
 }
 
 /* ---- sync ----------------------------------------------------------- */
@@ -932,7 +666,7 @@ static int sync_against_store(sync_run *r)
              "connect\"", r->name);
         return EXIT_STORE;
     }
-    e2 = lock_take(r->rc, r->lid, r->token);
+    e2 = crl_lock_take(r->rc, r->lid, r->token);
     if (e2 != 0) {
         r->token[0] = '\0';
         addf(r->line, r->ln, "store_failed issuer=%s error=\"%s\"", r->name,
@@ -947,7 +681,7 @@ static int sync_against_store(sync_run *r)
              "jpki:v1:crlmeta:%s does not parse\"", r->name, r->lid);
         return EXIT_STORE;
     }
-    if (e2 != 0 || recover(r->rc, r->lid, &r->st, c->keep_old) != 0) {
+    if (e2 != 0 || crl_recover(r->rc, r->lid, &r->st, c->keep_old) != 0) {
         addf(r->line, r->ln, "store_failed issuer=%s error=\"reading the "
              "loaded state\"", r->name);
         return EXIT_STORE;
@@ -1074,7 +808,7 @@ static int sync_collect(sync_run *r)
         e = JPKI_ERR_INTERNAL;
     free(r->der);
     r->der = NULL;
-    bad = e != JPKI_OK || r->cs.nomem || sort_unique(&r->s) != 0;
+    bad = e != JPKI_OK || r->cs.nomem || crl_sort_unique(&r->s) != 0;
     r->stored = r->s.n;
     read_wait(r);                       /* the connection is ours again */
     if (bad) {
@@ -1082,7 +816,7 @@ static int sync_collect(sync_run *r)
              r->s.nomem || r->cs.nomem ? "out_of_memory" : jpki_reason(e));
         return EXIT_INVALID;
     }
-    r->limit = listpack_limit(r->rc);
+    r->limit = crl_listpack_limit(r->rc);
     return GO_ON;
 }
 
@@ -1163,7 +897,7 @@ static int sync_delta(sync_run *r)
     r->changed = (long long)(d.put.n + d.del.n);
     if ((size_t)r->changed > most / DELTA_SHARE
         || (unsigned long long)r->changed > r->c->delta_max
-        || bucket_max(&r->s, sh) > r->limit) {
+        || crl_bucket_max(&r->s, sh) > r->limit) {
         delta_free(&d);
         return GO_ON;           /* a large change: a new generation */
     }
@@ -1205,7 +939,7 @@ static int sync_fast(sync_run *r)
         delta_free(&d);
         return GO_ON;
     }
-    r->limit = listpack_limit(r->rc);
+    r->limit = crl_listpack_limit(r->rc);
     most = r->cs.h.stored > r->stored ? r->cs.h.stored : r->stored;
     r->changed = (long long)(d.put.n + d.del.n);
     if ((uint64_t)r->changed > most / DELTA_SHARE
@@ -1233,7 +967,7 @@ static int sync_write(sync_run *r)
                         "loading_since", since};
     redisReply *rep = NULL;
 
-    r->sh = choose_shape(&r->s, r->limit);
+    r->sh = crl_choose_shape(&r->s, r->limit);
     crl_key_gen(kg, r->lid);
     crl_key_info(ki, r->lid);
     if (cmd2(r->rc, "INCR", kg, &rep) != 0
@@ -1392,9 +1126,9 @@ static int sync_switch(sync_run *r, const delta_t *d)
 
     if (replaced) {
         snprintf(ttl, sizeof(ttl), "%u", c->keep_old);
-        if (gen_op(r->rc, "EXPIRE", ttl, r->lid, r->st.m.gen,
+        if (crl_gen_op(r->rc, "EXPIRE", ttl, r->lid, r->st.m.gen,
                    &r->st.m.shape) < 0
-            || hdel(r->rc, r->lid, "prev_gen", "prev_k", NULL) != 0)
+            || crl_hdel(r->rc, r->lid, "prev_gen", "prev_k", NULL) != 0)
             say("warning: the replaced generation %lld was not given its "
                 "expiry; the next crl sync does it", (long long)r->st.m.gen);
     }
@@ -1439,11 +1173,11 @@ static int sync_once(const sync_cfg *c, char *line, size_t ln)
         && (rc = sync_write(&r)) == GO_ON)
         rc = sync_switch(&r, NULL);
     if (r.loading && r.rc != NULL && !r.rc->err) {
-        if (gen_op(r.rc, "UNLINK", NULL, r.lid, r.gen, &r.sh) >= 0)
-            hdel(r.rc, r.lid, "loading_gen", "loading_k", "loading_since");
+        if (crl_gen_op(r.rc, "UNLINK", NULL, r.lid, r.gen, &r.sh) >= 0)
+            crl_hdel(r.rc, r.lid, "loading_gen", "loading_k", "loading_since");
     }
     if (r.token[0])
-        lock_release(r.rc, r.lid, r.token);
+        crl_lock_release(r.rc, r.lid, r.token);
     redisFree(r.rc);
     sha_join(&r);                       /* before the CRL's buffer goes */
     free(r.old.e);
