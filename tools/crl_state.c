@@ -504,6 +504,10 @@ static void touch_sort(touch *t, touch *tmp, size_t n)
         memcpy(t, from, n * sizeof(*t));
 }
 
+/* The cert_id's stored octets as one number, in memcmp's order (the
+ * bsearch of touch_id_cmp compares them so): they fit in 64 bits. */
+_Static_assert(JPKI_CRL_KEY_LEN <= 8, "id_key: a stored cert_id in 64 bits");
+
 static uint64_t id_key(const uint8_t *id)
 {
     uint64_t v = 0;
