@@ -76,7 +76,7 @@ static int curl_load(char *err, size_t errlen)
         if ((*syms[i].fn = dlsym(lib, syms[i].name)) == NULL)
             break;
     if (lib == NULL || i < n) {
-        snprintf(err, errlen, "%s cannot be loaded (install libcurl4): %s",
+        snprintf(err, errlen, "%s cannot be loaded (install libcurl4, or libcurl4t64 from Debian 13 on): %s",
                  LIBCURL, dlerror());
         if (lib != NULL)
             dlclose(lib);
