@@ -525,19 +525,18 @@ static void sha_join(sync_run *r)
  * 0, -1. */
 static int sha_wait(sync_run *r)
 {
-    unsigned int l = 0;
-
     if (r->sha[0] != '\0')
         return 0;
     sha_join(r);
-    if (!r->dj_made) {
-        if (r->der == NULL || EVP_Digest(r->der, r->derlen, r->dj.md, &l,
-                                         EVP_sha256(), NULL) != 1
-            || l != sizeof(r->dj.md))
+    if (!r->dj_made) {                  /* no thread made it: made here */
+        if (r->der == NULL)
             return -1;
-    } else if (!r->dj.ok) {
-        return -1;
+        r->dj.p = r->der;
+        r->dj.n = r->derlen;
+        digest_main(&r->dj);
     }
+    if (!r->dj.ok)
+        return -1;
     jpki_hex_encode(r->dj.md, sizeof(r->dj.md), r->sha);
     return 0;
 }
