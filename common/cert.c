@@ -122,8 +122,8 @@ static jpki_err check_key(EVP_PKEY *k, char *detail, size_t dl)
     size_t gl = 0;
     int bits;
 
-    if (k == NULL)
-        return JPKI_ERR_CERT_KEY;
+    if (k == NULL)          /* a type libctx.c does not decode */
+        goto refused;
     bits = EVP_PKEY_get_bits(k);
     if (EVP_PKEY_is_a(k, "RSA")) {
         if (bits < 2048 || bits > 8192) {
@@ -138,6 +138,7 @@ static jpki_err check_key(EVP_PKEY *k, char *detail, size_t dl)
         && (strcmp(group, "prime256v1") == 0
             || strcmp(group, "secp384r1") == 0))
         return JPKI_OK;
+refused:
     jpki_set_detail(detail, dl, "key type not allowed (RSA >= 2048 bits, EC "
                     "P-256 or P-384)");
     return JPKI_ERR_CERT_KEY;
@@ -283,7 +284,7 @@ static jpki_err verify_path(const struct jpki_issuer *is, X509 *x, time_t now,
                             struct jpki_cert *c, int64_t *from, int64_t *to,
                             char *detail, size_t dl)
 {
-    X509_STORE_CTX *sc = X509_STORE_CTX_new();
+    X509_STORE_CTX *sc = X509_STORE_CTX_new_ex(jpki_libctx(), NULL);
     STACK_OF(X509) *chain;
     jpki_err e = JPKI_OK;
     int i;
@@ -397,7 +398,6 @@ jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,
     uint8_t *der = NULL, fp[32];
     size_t derlen = 0;
     unsigned int fplen = 0;
-    const unsigned char *p;
     int64_t from, to;
     jpki_err e;
 
@@ -424,9 +424,8 @@ jpki_err jpki_cert_check(const jpki_ctx *ctx, const uint8_t *in, size_t len,
         c->cached = 1;
         goto done;
     }
-    p = der;
-    c->x509 = d2i_X509(NULL, &p, (long)derlen);
-    if (c->x509 == NULL || p != der + derlen) {
+    c->x509 = jpki_d2i_x509(der, derlen);
+    if (c->x509 == NULL) {
         free(der);
         jpki_cert_free(c);
         ERR_clear_error();

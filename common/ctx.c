@@ -319,10 +319,8 @@ jpki_err jpki_issuer_add_certs(jpki_issuer *is, const uint8_t *buf,
     if (is->ctx->finished || len > 16 * 1024 * 1024 || len > INT_MAX)
         return JPKI_ERR_INVALID;
     if (len > 0 && buf[0] == 0x30) {
-        const unsigned char *p = buf;
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x == NULL || p != buf + len) {
-            X509_free(x);
+        x = jpki_d2i_x509(buf, len);
+        if (x == NULL) {
             jpki_set_detail(errbuf, errlen, "issuer \"%s\": DER certificate "
                             "does not parse", is->name);
             return JPKI_ERR_CERT_PARSE;
@@ -334,8 +332,11 @@ jpki_err jpki_issuer_add_certs(jpki_issuer *is, const uint8_t *buf,
     bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL)
         return JPKI_ERR_NOMEM;
-    while (e == JPKI_OK
-           && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+    while (e == JPKI_OK && (x = X509_new_ex(jpki_libctx(), NULL)) != NULL) {
+        if (PEM_read_bio_X509(bio, &x, NULL, NULL) == NULL) {
+            X509_free(x);
+            break;
+        }
         e = add_one_cert(is, x, errbuf, errlen, ++n);
         X509_free(x);
     }

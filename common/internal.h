@@ -158,6 +158,12 @@ const struct jpki_issuer *jpki_find_issuer_by_key(const jpki_ctx *ctx,
 typedef enum { JPKI_MD_SHA1 = 0, JPKI_MD_SHA256, JPKI_MD_SHA384,
                JPKI_MD_SHA512 } jpki_md_id;
 const EVP_MD *jpki_md(jpki_md_id id);
+
+/* libctx.c: the library context certificates are parsed and checked in
+ * (NULL: the default one); a certificate parsed in it from exactly len
+ * bytes of DER, or NULL. */
+OSSL_LIB_CTX *jpki_libctx(void);
+X509 *jpki_d2i_x509(const uint8_t *der, size_t len);
 const EVP_CIPHER *jpki_aes256gcm(void);
 EVP_CIPHER_CTX *jpki_cipher_ctx(void);     /* per thread, reused */
 /* HKDF-SHA256 (RFC 5869) with empty salt. */

@@ -313,6 +313,41 @@ static void test_links_and_policy(void)
     }
 }
 
+/* Makes the temporary directory dir (a mkdtemp template) with ext.cnf:
+ * the extensions of a CA ([ca]) and of a user-authentication leaf ([e]). */
+static void make_dir_ext(char *dir)
+{
+    char path[PATH_MAX];
+    FILE *f;
+
+    if (mkdtemp(dir) == NULL) {
+        diag("mkdtemp failed");
+        exit(1);
+    }
+    snprintf(path, sizeof(path), "%s/ext.cnf", dir);
+    if ((f = fopen(path, "w")) == NULL) {
+        diag("cannot write ext.cnf");
+        exit(1);
+    }
+    fprintf(f, "[ca]\nbasicConstraints = critical,CA:TRUE\n"
+            "keyUsage = critical,keyCertSign,cRLSign\n"
+            "subjectKeyIdentifier = hash\n"
+            "[e]\nbasicConstraints = critical,CA:FALSE\n"
+            "keyUsage = critical,digitalSignature\n"
+            "certificatePolicies = " JPKI_POLICY_JPKI_AUTH "\n"
+            "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n");
+    fclose(f);
+}
+
+/* Removes a test's temporary directory and what it holds. */
+static void remove_dir(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        diag("cannot remove the temp dir");
+}
+
 /* Leaves with keys the PKI lacks, issued by ca2 with the openssl CLI:
  * only RSA >= 2048 and EC P-256/P-384 may log in. */
 static void test_key_types(void)
@@ -324,30 +359,31 @@ static void test_key_types(void)
         {"k256", "-algorithm EC -pkeyopt ec_paramgen_curve:secp256k1",
          JPKI_ERR_CERT_KEY},
         {"ed25519", "-algorithm ED25519", JPKI_ERR_CERT_KEY},
+        /* a type the certificate context does not decode at all */
+        {"dsa", "-paramfile dsa.par", JPKI_ERR_CERT_KEY},
     };
     ctx_opts o = {ANCHORS, 0, NULL, 0, 0};
     jpki_ctx *c = make_ctx(&o);
     char dir[] = "/tmp/jpki-certk-XXXXXX", cmd[3 * PATH_MAX], path[512];
     char ca[PATH_MAX], cakey[PATH_MAX];
-    FILE *f;
     size_t i;
 
-    if (mkdtemp(dir) == NULL || realpath(tap_path("ca2.pem"), ca) == NULL
+    if (realpath(tap_path("ca2.pem"), ca) == NULL
         || realpath(tap_path("ca2.key"), cakey) == NULL) {
-        diag("mkdtemp or realpath failed");
+        diag("realpath failed");
         exit(1);
     }
-    snprintf(path, sizeof(path), "%s/ext.cnf", dir);
-    f = fopen(path, "w");
-    fprintf(f, "[e]\nbasicConstraints = critical,CA:FALSE\n"
-            "keyUsage = critical,digitalSignature\n"
-            "certificatePolicies = " JPKI_POLICY_JPKI_AUTH "\n"
-            "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n");
-    fclose(f);
+    make_dir_ext(dir);
+    snprintf(cmd, sizeof(cmd), "cd %s && openssl genpkey -genparam -algorithm "
+             "DSA -pkeyopt dsa_paramgen_bits:1024 -out dsa.par >/dev/null 2>&1",
+             dir);
+    if (system(cmd) != 0)
+        diag("cannot make DSA parameters");
     for (i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
         size_t n;
         uint8_t *b = NULL;
         jpki_cert *x = NULL;
+        char detail[256] = "";
         snprintf(cmd, sizeof(cmd),
                  "cd %s && openssl genpkey %s -out %s.key && "
                  "openssl req -new -key %s.key -subj /CN=%s/C=JP -out %s.csr && "
@@ -363,15 +399,75 @@ static void test_key_types(void)
             continue;
         }
         /* notBefore is when openssl ran: check a minute later */
-        is_int(jpki_cert_check(c, b, n, time(NULL) + 60, &x, NULL, 0), k[i].want,
+        is_int(jpki_cert_check(c, b, n, time(NULL) + 60, &x, detail,
+                               sizeof(detail)), k[i].want,
                "%s leaf: %s", k[i].name, jpki_reason(k[i].want));
+        ok(k[i].want == JPKI_OK || strstr(detail, "key type not allowed"),
+           "%s leaf: the detail says why: %s", k[i].name, detail);
         jpki_cert_free(x);
         free(b);
     }
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        diag("cannot remove the temp dir");
+    remove_dir(dir);
     jpki_ctx_free(c);
+}
+
+/* The library context certificates are parsed in (common/libctx.c): made
+ * in this default configuration; a CA key of a type it must keep (Ed25519:
+ * a CA key of 128 bits of security may sign) still signs a leaf that logs
+ * in; DER with a byte after the certificate is refused. */
+static void test_cert_context(void)
+{
+    char dir[] = "/tmp/jpki-certx-XXXXXX", cmd[2 * PATH_MAX], path[PATH_MAX];
+    char err[256], detail[256] = "";
+    jpki_ctx *c = jpki_ctx_new();
+    jpki_issuer *is = jpki_ctx_add_issuer(c, "ed");
+    jpki_cert *x = NULL;
+    uint8_t *b, *b2;
+    size_t n;
+    X509 *y;
+
+    ok(jpki_libctx() != NULL, "the certificate context is made");
+    make_dir_ext(dir);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl genpkey -algorithm ED25519 -out ca.key && "
+             "openssl req -x509 -new -key ca.key -subj /CN=EdCA/C=JP -days 30 "
+             "-config ext.cnf -extensions ca -out ca.pem && "
+             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+             "-out u.key && openssl req -new -key u.key -subj /CN=u/C=JP "
+             "-config ext.cnf -out u.csr && openssl x509 -req -in u.csr -CA "
+             "ca.pem -CAkey ca.key -days 30 -set_serial 7 -extfile ext.cnf "
+             "-extensions e -out u.pem >/dev/null 2>&1", dir);
+    if (system(cmd) != 0) {
+        printf("ok %d # skip cannot make an Ed25519 CA with openssl\n",
+               ++tap_n);
+    } else {
+        snprintf(path, sizeof(path), "%s/ca.pem", dir);
+        ok(jpki_ctx_set_secret(c, SECRET_A, 32) == JPKI_OK
+           && jpki_issuer_add_certs_file(is, path, err, sizeof(err)) == JPKI_OK
+           && jpki_ctx_finish(c, err, sizeof(err)) == JPKI_OK,
+           "an Ed25519 CA is an anchor");
+        snprintf(path, sizeof(path), "%s/u.pem", dir);
+        b = slurp(path, &n);
+        is_int(jpki_cert_check(c, b, n, time(NULL) + 60, &x, detail,
+                               sizeof(detail)), JPKI_OK,
+               "a leaf it signed logs in %s", detail);
+        jpki_cert_free(x);
+        free(b);
+    }
+    remove_dir(dir);
+    jpki_ctx_free(c);
+
+    b = slurp(tap_path("user1.der"), &n);
+    y = jpki_d2i_x509(b, n);
+    ok(y != NULL && X509_get0_pubkey(y) != NULL, "user1 parses, with its key");
+    X509_free(y);
+    b2 = malloc(n + 1);
+    memcpy(b2, b, n);
+    b2[n] = 0;
+    ok(jpki_d2i_x509(b2, n + 1) == NULL && jpki_d2i_x509(b2, n - 1) == NULL,
+       "a byte more or less: refused");
+    free(b2);
+    free(b);
 }
 
 /* ---- weak algorithms in the path --------------------------------- */
@@ -919,6 +1015,7 @@ int main(void)
     test_links_and_policy();
     test_weak_algorithms();
     test_key_types();
+    test_cert_context();
     test_inputs();
     test_time_and_cache();
     test_cert_id();
