@@ -52,6 +52,7 @@ jpki_ctx *jpki_ctx_new(void)
     jpki_policy_defaults(&ctx->policy);
     pthread_mutex_init(&ctx->crl_mu, NULL);
     pthread_mutex_init(&ctx->audit_mu, NULL);
+    jpki_libctx_hold();
     return ctx;
 }
 
@@ -82,6 +83,7 @@ void jpki_ctx_free(jpki_ctx *ctx)
     pthread_mutex_destroy(&ctx->audit_mu);
     OPENSSL_cleanse(ctx, sizeof(*ctx));
     free(ctx);
+    jpki_libctx_release();      /* last: what was parsed in it is freed */
 }
 
 void jpki_ctx_set_log(jpki_ctx *ctx, jpki_log_fn fn, void *ud)

@@ -160,8 +160,11 @@ typedef enum { JPKI_MD_SHA1 = 0, JPKI_MD_SHA256, JPKI_MD_SHA384,
 const EVP_MD *jpki_md(jpki_md_id id);
 
 /* libctx.c: the library context certificates are parsed and checked in
- * (NULL: the default one); a certificate parsed in it from exactly len
- * bytes of DER, or NULL. */
+ * (NULL: the default one), held by each jpki_ctx from its _new to its
+ * _free; a certificate parsed in it from exactly len bytes of DER, or
+ * NULL. */
+void jpki_libctx_hold(void);
+void jpki_libctx_release(void);
 OSSL_LIB_CTX *jpki_libctx(void);
 X509 *jpki_d2i_x509(const uint8_t *der, size_t len);
 const EVP_CIPHER *jpki_aes256gcm(void);

@@ -20,10 +20,16 @@
  * another type decodes to nothing and is refused as it was before
  * (cert.c: check_key).
  *
- * The context is made once per process, when the default provider is the
- * one the process uses; when it is not (a FIPS-only configuration), or
- * the context cannot be made, NULL is returned and everything runs in
- * the default context as before: slower, never different. */
+ * The context lives while a site context (jpki_ctx) does: the first
+ * jpki_ctx_new makes it, the last jpki_ctx_free frees it, so nothing of it
+ * outlives a module that a server unloads (Apache unloads its modules at
+ * every graceful restart: a context kept for the process would be left
+ * behind at each one).  Everything parsed in it belongs to a jpki_ctx and
+ * is freed first.  When the default provider is not the one the process
+ * uses (a FIPS-only configuration), or the context cannot be made, or no
+ * jpki_ctx is alive, jpki_libctx() is NULL and certificates are parsed in
+ * the default context: slower, never different.
+ */
 #include "internal.h"
 
 #include <pthread.h>
@@ -41,9 +47,12 @@ static const int kept_ops[] = {OSSL_OP_DIGEST, OSSL_OP_RAND,
 #define N_OPS (sizeof(kept_ops) / sizeof(kept_ops[0]))
 
 static OSSL_ALGORITHM kept[N_OPS][KEPT_MAX + 1];
-static OSSL_PROVIDER *deflt;
-static OSSL_LIB_CTX *libctx;
-static pthread_once_t libctx_once = PTHREAD_ONCE_INIT;
+static OSSL_PROVIDER *deflt;      /* the default context's, for the process */
+static int kept_filled;
+static OSSL_LIB_CTX *libctx;      /* written under mu, read atomically */
+static OSSL_PROVIDER *ours;       /* loaded in libctx */
+static unsigned holders;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Whether "A:B:C" (an algorithm's names) holds one of want[]. */
 static int names_hold(const char *names, const char *const *want)
@@ -134,28 +143,56 @@ static int fill(void)
     return 1;
 }
 
-static void make_libctx(void)
+static OSSL_LIB_CTX *make_libctx(void)
 {
     OSSL_LIB_CTX *lc;
 
-    if (!OSSL_PROVIDER_available(NULL, "default")
-        || (deflt = OSSL_PROVIDER_load(NULL, "default")) == NULL)
-        return;
-    if (!fill() || (lc = OSSL_LIB_CTX_new()) == NULL)
-        return;
+    if (!kept_filled) {
+        if (!OSSL_PROVIDER_available(NULL, "default")
+            || (deflt = OSSL_PROVIDER_load(NULL, "default")) == NULL)
+            return NULL;
+        if (!fill()) {
+            OSSL_PROVIDER_unload(deflt);
+            deflt = NULL;
+            return NULL;
+        }
+        kept_filled = 1;
+    }
+    if ((lc = OSSL_LIB_CTX_new()) == NULL)
+        return NULL;
     if (OSSL_PROVIDER_add_builtin(lc, "jpki-x509", x509_init) != 1
-        || OSSL_PROVIDER_load(lc, "jpki-x509") == NULL) {
+        || (ours = OSSL_PROVIDER_load(lc, "jpki-x509")) == NULL) {
         OSSL_LIB_CTX_free(lc);
         ERR_clear_error();
-        return;
+        return NULL;
     }
-    libctx = lc;
+    return lc;
+}
+
+void jpki_libctx_hold(void)
+{
+    pthread_mutex_lock(&mu);
+    if (holders++ == 0)
+        __atomic_store_n(&libctx, make_libctx(), __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&mu);
+}
+
+void jpki_libctx_release(void)
+{
+    pthread_mutex_lock(&mu);
+    if (holders > 0 && --holders == 0) {
+        OSSL_LIB_CTX *lc = libctx;
+        __atomic_store_n(&libctx, NULL, __ATOMIC_RELEASE);
+        OSSL_PROVIDER_unload(ours);
+        ours = NULL;
+        OSSL_LIB_CTX_free(lc);
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 OSSL_LIB_CTX *jpki_libctx(void)
 {
-    pthread_once(&libctx_once, make_libctx);
-    return libctx;
+    return __atomic_load_n(&libctx, __ATOMIC_ACQUIRE);
 }
 
 X509 *jpki_d2i_x509(const uint8_t *der, size_t len)

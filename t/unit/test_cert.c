@@ -411,6 +411,27 @@ static void test_key_types(void)
     jpki_ctx_free(c);
 }
 
+/* The certificate context lives while a site context does (run first,
+ * when no other is alive): shared by two, freed with the last. */
+static void test_cert_context_life(void)
+{
+    jpki_ctx *a, *b;
+    OSSL_LIB_CTX *lc;
+
+    ok(jpki_libctx() == NULL, "no site context: none");
+    a = jpki_ctx_new();
+    lc = jpki_libctx();
+    b = jpki_ctx_new();
+    ok(lc != NULL && jpki_libctx() == lc, "two site contexts: one, shared");
+    jpki_ctx_free(a);
+    ok(jpki_libctx() == lc, "one left: still there");
+    jpki_ctx_free(b);
+    ok(jpki_libctx() == NULL, "the last freed: freed with it");
+    a = jpki_ctx_new();
+    ok(jpki_libctx() != NULL, "a new site context: made again");
+    jpki_ctx_free(a);
+}
+
 /* The library context certificates are parsed in (common/libctx.c): made
  * in this default configuration; a CA key of a type it must keep (Ed25519:
  * a CA key of 128 bits of security may sign) still signs a leaf that logs
@@ -1011,6 +1032,7 @@ static void test_real_cas(void)
 int main(void)
 {
     NOW = time(NULL);
+    test_cert_context_life();
     test_every_file();
     test_links_and_policy();
     test_weak_algorithms();
