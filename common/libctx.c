@@ -11,9 +11,9 @@
  * So certificates are parsed in a library context of our own whose only
  * provider, "jpki-x509", offers the part of the default provider a
  * certificate check uses: the RSA, RSA-PSS, EC, Ed25519 and Ed448 key
- * managers, their SubjectPublicKeyInfo decoders and signatures, SHA-1 (the
- * certificate's own hash, and refusing SHA-1 signatures by name) and the
- * SHA-2 digests, and the random generators.  Its algorithms ARE the
+ * managers, their SubjectPublicKeyInfo decoders and signatures, and every
+ * digest and random generator (cheap to offer: only decoders and key
+ * managers are walked per parse).  Its algorithms ARE the
  * default provider's: the same tables, called with the default
  * provider's own context (the technique of OpenSSL's test/filterprov.c),
  * so no algorithm is reimplemented or changed, only hidden.  A key of
@@ -77,11 +77,7 @@ static int keep(int op, const OSSL_ALGORITHM *a)
                                        "ED448", NULL};
     static const char *const sigs[] = {"RSA", "ECDSA", "ED25519", "ED448",
                                        NULL};
-    static const char *const mds[] = {"SHA1", "SHA2-256", "SHA2-384",
-                                      "SHA2-512", NULL};
     switch (op) {
-    case OSSL_OP_DIGEST:
-        return names_hold(a->algorithm_names, mds);
     case OSSL_OP_KEYMGMT:
         return names_hold(a->algorithm_names, keys);
     case OSSL_OP_SIGNATURE:
@@ -92,7 +88,7 @@ static int keep(int op, const OSSL_ALGORITHM *a)
                && strstr(a->property_definition,
                          "structure=SubjectPublicKeyInfo") != NULL;
     default:
-        return 1;   /* OSSL_OP_RAND: all of them */
+        return 1;   /* OSSL_OP_DIGEST, OSSL_OP_RAND: all of them */
     }
 }
 

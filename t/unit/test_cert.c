@@ -339,6 +339,20 @@ static void make_dir_ext(char *dir)
     fclose(f);
 }
 
+/* Checks the certificate file at path a minute from now (openssl has just
+ * issued it: notBefore is now); the detail in detail. */
+static jpki_err check_new_file(const jpki_ctx *c, const char *path,
+                               char *detail, size_t dl)
+{
+    size_t n;
+    uint8_t *b = slurp(path, &n);
+    jpki_cert *x = NULL;
+    jpki_err e = jpki_cert_check(c, b, n, time(NULL) + 60, &x, detail, dl);
+    jpki_cert_free(x);
+    free(b);
+    return e;
+}
+
 /* Removes a test's temporary directory and what it holds. */
 static void remove_dir(const char *dir)
 {
@@ -432,6 +446,35 @@ static void test_cert_context_life(void)
     jpki_ctx_free(a);
 }
 
+/* A leaf of ca2 signed with SHA-224 (u.csr and ext.cnf in dir), parsed and
+ * verified in the certificate context: refused for its digest, by name, as
+ * in the default context (not as a certificate no CA key signed). */
+static void weak_digest_leaf(const char *dir)
+{
+    ctx_opts o = {ANCHORS, 0, NULL, 0, 0};
+    jpki_ctx *c = make_ctx(&o);
+    char cmd[3 * PATH_MAX], ca[PATH_MAX], cakey[PATH_MAX], path[PATH_MAX];
+    char detail[256] = "";
+
+    if (realpath(tap_path("ca2.pem"), ca) == NULL
+        || realpath(tap_path("ca2.key"), cakey) == NULL) {
+        diag("realpath failed");
+        exit(1);
+    }
+    snprintf(cmd, sizeof(cmd), "cd %s && openssl x509 -req -in u.csr -CA %s "
+             "-CAkey %s -days 30 -set_serial 8 -sha224 -extfile ext.cnf "
+             "-extensions e -out u224.pem >/dev/null 2>&1", dir, ca, cakey);
+    if (system(cmd) != 0) {
+        printf("ok %d # skip cannot make a SHA-224 leaf\n", ++tap_n);
+    } else {
+        snprintf(path, sizeof(path), "%s/u224.pem", dir);
+        is_int(check_new_file(c, path, detail, sizeof(detail)),
+               JPKI_ERR_CERT_SIG_ALG,
+               "a leaf signed with SHA-224: refused for it (%s)", detail);
+    }
+    jpki_ctx_free(c);
+}
+
 /* The library context certificates are parsed in (common/libctx.c): made
  * in this default configuration; a CA key of a type it must keep (Ed25519:
  * a CA key of 128 bits of security may sign) still signs a leaf that logs
@@ -442,7 +485,6 @@ static void test_cert_context(void)
     char err[256], detail[256] = "";
     jpki_ctx *c = jpki_ctx_new();
     jpki_issuer *is = jpki_ctx_add_issuer(c, "ed");
-    jpki_cert *x = NULL;
     uint8_t *b, *b2;
     size_t n;
     X509 *y;
@@ -462,18 +504,15 @@ static void test_cert_context(void)
         printf("ok %d # skip cannot make an Ed25519 CA with openssl\n",
                ++tap_n);
     } else {
+        weak_digest_leaf(dir);
         snprintf(path, sizeof(path), "%s/ca.pem", dir);
         ok(jpki_ctx_set_secret(c, SECRET_A, 32) == JPKI_OK
            && jpki_issuer_add_certs_file(is, path, err, sizeof(err)) == JPKI_OK
            && jpki_ctx_finish(c, err, sizeof(err)) == JPKI_OK,
            "an Ed25519 CA is an anchor");
         snprintf(path, sizeof(path), "%s/u.pem", dir);
-        b = slurp(path, &n);
-        is_int(jpki_cert_check(c, b, n, time(NULL) + 60, &x, detail,
-                               sizeof(detail)), JPKI_OK,
+        is_int(check_new_file(c, path, detail, sizeof(detail)), JPKI_OK,
                "a leaf it signed logs in %s", detail);
-        jpki_cert_free(x);
-        free(b);
     }
     remove_dir(dir);
     jpki_ctx_free(c);
