@@ -354,7 +354,7 @@ int pipe_end(pipe_t *p)
     if (p->failed)
         return -1;
     p->n++;
-    return p->len >= PIPE_BATCH ? pipe_send(p) : 0;
+    return p->len >= (p->batch ? p->batch : PIPE_BATCH) ? pipe_send(p) : 0;
 }
 
 int pipe_finish(pipe_t *p)

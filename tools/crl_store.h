@@ -104,6 +104,7 @@ typedef struct {
     size_t inflight;          /* commands sent whose replies are unread */
     long long sum;            /* sum of integer replies */
     unsigned long long sent;  /* commands sent in all */
+    size_t batch;             /* bytes sent at once (0: PIPE_BATCH) */
     int failed;               /* I/O failure or an error reply */
     char err[160];
 } pipe_t;
