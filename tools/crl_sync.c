@@ -661,29 +661,33 @@ static int sync_verify(sync_run *r)
  * say so, once per run; the old list stays for older gates until purged. */
 static void old_layout_note(sync_run *r)
 {
-    char km[JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
-    redisReply *rep = NULL;
+    char km[2][JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
+    const char *get[2] = {"GET", "GET"}, *k[2] = {km[0], km[1]};
+    redisReply *rep[2];
     int per_key;
 
+    if (jpki_crl_key_tag(r->info.key_hash, key) != 0)
+        return;
+    for (per_key = 0; per_key < 2; per_key++)
+        snprintf(km[per_key], sizeof(km[0]), JPKI_STORE_PREFIX
+                 "crlmeta:%s%s%s%s", jpki_issuer_tag(r->info.issuer),
+                 per_key ? "." : "", per_key ? key : "",
+                 r->c->arl ? ".arl" : "");
+    if (cmd2x2(r->rc, get, k, rep) != 0)    /* both in one round trip */
+        return;
     for (per_key = 0; per_key < 2; per_key++) {
-        if (per_key && jpki_crl_key_tag(r->info.key_hash, key) != 0)
-            return;
-        snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s%s%s",
-                 jpki_issuer_tag(r->info.issuer), per_key ? "." : "",
-                 per_key ? key : "", r->c->arl ? ".arl" : "");
-        if (cmd2(r->rc, "GET", km, &rep) == 0
-            && rep->type == REDIS_REPLY_STRING)
+        if (rep[per_key]->type == REDIS_REPLY_STRING)
             say("note: the store holds a CRL of issuer %s in the layout of "
                 "an older jpkictl (%s: %s), which the gate no longer reads: "
                 "it now reads the list of the CA key that issued each "
                 "certificate, under its list tag, and fails closed "
                 "(revocation_unavailable) for a key without one.  Run crl "
                 "sync with the CRL of each CA key; `jpkictl purge "
-                "--revocation` then removes the old list", r->name, km,
-                per_key ? "a list per key named <issuer tag>.<key tag>"
-                        : "one list per issuer");
-        freeReplyObject(rep);
-        rep = NULL;
+                "--revocation` then removes the old list", r->name,
+                km[per_key], per_key
+                ? "a list per key named <issuer tag>.<key tag>"
+                : "one list per issuer");
+        freeReplyObject(rep[per_key]);
     }
 }
 
