@@ -393,6 +393,7 @@ int state_record(crl_state *cs, const uint8_t *digest, const uint8_t *id)
 int state_known(void *ud, const uint8_t *d)
 {
     crl_state *cs = ud;
+    struct st_run *x;
     size_t i, end;
 
     if (!cs->have)
@@ -406,8 +407,15 @@ int state_known(void *ud, const uint8_t *d)
         if (cs->ht == NULL || (i = ht_find(cs, d)) == SIZE_MAX)
             return 0;
     }
-    if (run_add(cs, i, 1) != 0)
+    /* most records extend the run of the one before (run_add's first
+     * case, here without its call: once an entry) */
+    x = cs->nr > 0 ? &cs->runs[cs->nr - 1] : NULL;
+    if (x != NULL && x->old && x->start + x->n == i) {
+        x->n++;
+        cs->total++;
+    } else if (run_add(cs, i, 1) != 0) {
         return -1;
+    }
     cs->matched[i] = 1;
     cs->p = i + 1;
     return 1;
