@@ -1,7 +1,7 @@
 /*
  * crlgen - writes a large signed CRL (DER) for the CRL figures of make bench.
  *
- *   crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl [REPLACED]
+ *   crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl [REPLACED [TWICE]]
  *
  * The CRL is issued by CA.pem (its subject, its SKI as AKI keyid), signed
  * with CA.key (RSA PKCS#1 v1.5 or ECDSA, SHA-256), thisUpdate now - 1 min,
@@ -14,7 +14,10 @@
  * rest.  REPLACED (default 0): that many entries, spread evenly over the
  * list, are replaced by new ones (index i becomes ENTRIES + i): the CRL
  * of the next day, as far as a delta sync is concerned (REPLACED removed,
- * REPLACED added), deterministically.
+ * REPLACED added), deterministically.  TWICE (default 0): the entries
+ * of index 0 .. TWICE-1 (as without REPLACED) listed a second time at the
+ * end, revoked a day later for keyCompromise: one certificate listed
+ * twice, as a test's CRL (the delta sync's shared cert_id check).
  *
  * The DER is written by hand into one buffer (OpenSSL would build one
  * X509_REVOKED object per entry); the signature is made with EVP_DigestSign.
@@ -128,7 +131,7 @@ int main(int argc, char **argv)
     buf_t tbs = {0}, ents = {0}, one = {0}, t = {0}, t2 = {0}, crl = {0};
     const uint8_t *alg;
     size_t alglen, siglen = 0, i;
-    unsigned long long n, replaced, step, done = 0;
+    unsigned long long n, replaced, twice, step, done = 0;
     long long number;
     uint8_t *name = NULL, *sig = NULL;
     int namelen;
@@ -139,16 +142,17 @@ int main(int argc, char **argv)
     X509 *ca;
     FILE *f;
 
-    if (argc != 6 && argc != 7)
+    if (argc < 6 || argc > 8)
         die("usage: crlgen CA.pem CA.key ENTRIES CRLNUMBER OUT.crl "
-            "[REPLACED]");
+            "[REPLACED [TWICE]]");
     n = strtoull(argv[3], NULL, 10);
     number = strtoll(argv[4], NULL, 10);
-    replaced = argc == 7 ? strtoull(argv[6], NULL, 10) : 0;
+    replaced = argc >= 7 ? strtoull(argv[6], NULL, 10) : 0;
+    twice = argc == 8 ? strtoull(argv[7], NULL, 10) : 0;
     if (n > 100000000ULL || number < 0 || number > 0x7fffffff)
         die("ENTRIES at most 100000000, CRLNUMBER 0..2^31-1");
-    if (replaced > n)
-        die("REPLACED at most ENTRIES");
+    if (replaced > n || twice > n)
+        die("REPLACED and TWICE at most ENTRIES");
     step = replaced > 0 ? n / replaced : 0;
     if ((f = fopen(argv[1], "r")) == NULL
         || (ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL)
@@ -170,11 +174,12 @@ int main(int argc, char **argv)
         die("the CA certificate has no subject or no SKI");
 
     /* revokedCertificates */
-    for (i = 0; i < n; i++) {
-        uint64_t ix = i;
+    for (i = 0; i < n + twice; i++) {
+        uint64_t ix = i < n ? i : i - n;
         uint64_t m;
+        int again = i >= n;             /* listed a second time */
 
-        if (step > 0 && i % step == 0 && done < replaced) {
+        if (!again && step > 0 && i % step == 0 && done < replaced) {
             ix = n + i;                 /* a new entry in place of i */
             done++;
         }
@@ -186,9 +191,10 @@ int main(int argc, char **argv)
         for (k = 0; k < 8; k++)
             serial[1 + k] = (uint8_t)(mix64(m) >> (56 - 8 * k));
         tlv(&one, 0x02, serial, sizeof(serial));
-        utctime(&one, REVOKED_BASE - (time_t)(m % (4ULL * 365 * 86400)));
-        if (ix % 8 != 7) {
-            reason[2] = (uint8_t)(ix % 7);
+        utctime(&one, REVOKED_BASE - (time_t)(m % (4ULL * 365 * 86400))
+                      + (again ? 86400 : 0));
+        if (ix % 8 != 7 || again) {
+            reason[2] = (uint8_t)(again ? 1 : ix % 7);
             put(&t2, oid_reason, sizeof(oid_reason));
             tlv(&t2, 0x04, reason, sizeof(reason));
             wrap(&t, 0x30, &t2);

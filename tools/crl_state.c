@@ -37,6 +37,11 @@
 #define REC      JPKI_CRLSTATE_REC
 #define DLEN     JPKI_CRL_DIGEST_LEN
 #define WINDOW   4                /* records looked at from p */
+/* Records a pass over all of the state's reads ahead of the one it is
+ * at: the mapping's pages are the page cache's, 4 KiB each, where the
+ * processor's own prefetch stops.  (The walk's lookups, a few records
+ * from the last match, gained nothing from it.) */
+#define AHEAD    128
 
 int state_init(crl_state *cs, const char *dir, int arl,
                const jpki_ctx *ctx)
@@ -388,6 +393,7 @@ int state_record(crl_state *cs, const uint8_t *digest, const uint8_t *id)
 int state_known(void *ud, const uint8_t *d)
 {
     crl_state *cs = ud;
+    struct st_run *x;
     size_t i, end;
 
     if (!cs->have)
@@ -401,8 +407,15 @@ int state_known(void *ud, const uint8_t *d)
         if (cs->ht == NULL || (i = ht_find(cs, d)) == SIZE_MAX)
             return 0;
     }
-    if (run_add(cs, i, 1) != 0)
+    /* most records extend the run of the one before (run_add's first
+     * case, here without its call: once an entry) */
+    x = cs->nr > 0 ? &cs->runs[cs->nr - 1] : NULL;
+    if (x != NULL && x->old && x->start + x->n == i) {
+        x->n++;
+        cs->total++;
+    } else if (run_add(cs, i, 1) != 0) {
         return -1;
+    }
     cs->matched[i] = 1;
     cs->p = i + 1;
     return 1;
@@ -505,7 +518,8 @@ static void touch_sort(touch *t, touch *tmp, size_t n)
 }
 
 /* The cert_id's stored octets as one number, in memcmp's order (the
- * bsearch of touch_id_cmp compares them so): they fit in 64 bits. */
+ * touched ones are sorted by it, and looked up by it: key_in): they fit
+ * in 64 bits. */
 _Static_assert(JPKI_CRL_KEY_LEN <= 8, "id_key: a stored cert_id in 64 bits");
 
 static uint64_t id_key(const uint8_t *id)
@@ -518,9 +532,20 @@ static uint64_t id_key(const uint8_t *id)
     return v;
 }
 
-static int touch_id_cmp(const void *key, const void *b)
+/* Whether the sorted t[0..nt) holds key k. */
+static int key_in(const touch *t, size_t nt, uint64_t k)
 {
-    return memcmp(key, ((const touch *)b)->id, JPKI_CRL_KEY_LEN);
+    size_t lo = 0, hi = nt;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (t[mid].key < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < nt && t[lo].key == k;
 }
 
 static size_t id_bit(const uint8_t *id)
@@ -574,9 +599,10 @@ static int shared_id(const crl_state *cs, const touch *t, size_t nt)
     for (i = 0; i < cs->h.n && !hit; i++) {
         const uint8_t *id = cs->recs + i * REC + DLEN;
 
+        __builtin_prefetch(id + AHEAD * REC);
         hit = cs->matched[i]
               && (bits[id_bit(id) / 8] >> (id_bit(id) % 8) & 1)
-              && bsearch(id, t, nt, sizeof(*t), touch_id_cmp) != NULL;
+              && key_in(t, nt, id_key(id));
     }
     free(bits);
     return hit;

@@ -81,6 +81,40 @@ int cmd2(redisContext *rc, const char *c, const char *k,
     return cmd_ok(rc, 2, v, NULL, keep);
 }
 
+int cmd2x2(redisContext *rc, const char *const c[2], const char *const k[2],
+           redisReply *keep[2])
+{
+    int i, bad = 0;
+
+    keep[0] = keep[1] = NULL;
+    for (i = 0; i < 2 && !bad; i++) {
+        const char *v[2] = {c[i], k[i]};
+
+        bad = redisAppendCommandArgv(rc, 2, v, NULL) != REDIS_OK;
+    }
+    for (i = 0; i < 2 && !rc->err; i++) {
+        void *r = NULL;
+
+        if (redisGetReply(rc, &r) != REDIS_OK || r == NULL) {
+            say("redis: %s failed: %.120s", c[i], rc->errstr);
+            bad = 1;                    /* out of step: no more replies */
+        } else if (((redisReply *)r)->type == REDIS_REPLY_ERROR) {
+            say("redis: %s failed: %.120s", c[i], ((redisReply *)r)->str);
+            freeReplyObject(r);
+            bad = 1;
+        } else {
+            keep[i] = r;
+        }
+    }
+    if (bad) {
+        freeReplyObject(keep[0]);
+        freeReplyObject(keep[1]);
+        keep[0] = keep[1] = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
             char lid[CRL_LID_MAX])
 {
@@ -150,25 +184,27 @@ static void info_field(list_state *st, const redisReply *k,
 int read_state(redisContext *rc, const char *lid, list_state *st)
 {
     char km[JPKI_STORE_KEY_MAX + 1], ki[JPKI_STORE_KEY_MAX + 1];
-    redisReply *r = NULL;
+    const char *c[2] = {"GET", "HGETALL"}, *k[2] = {km, ki};
+    redisReply *rr[2], *r;
     size_t i;
 
     memset(st, 0, sizeof(*st));
     crl_key_meta(km, lid);
     crl_key_info(ki, lid);
-    if (cmd2(rc, "GET", km, &r) != 0)
+    if (cmd2x2(rc, c, k, rr) != 0)       /* one round trip */
         return -1;
+    r = rr[0];
     if (r->type == REDIS_REPLY_STRING) {
         if (r->len > JPKI_CRLPTR_MAX || jpki_crlptr_parse(r->str, r->len, &st->m)) {
             freeReplyObject(r);
+            freeReplyObject(rr[1]);
             return -2;
         }
         memcpy(st->raw, r->str, r->len);
         st->have = 1;
     }
     freeReplyObject(r);
-    if (cmd2(rc, "HGETALL", ki, &r) != 0)
-        return -1;
+    r = rr[1];
     for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
         if (r->element[i]->type == REDIS_REPLY_STRING
             && r->element[i + 1]->type == REDIS_REPLY_STRING)
@@ -354,7 +390,7 @@ int pipe_end(pipe_t *p)
     if (p->failed)
         return -1;
     p->n++;
-    return p->len >= PIPE_BATCH ? pipe_send(p) : 0;
+    return p->len >= (p->batch ? p->batch : PIPE_BATCH) ? pipe_send(p) : 0;
 }
 
 int pipe_finish(pipe_t *p)

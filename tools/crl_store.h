@@ -80,6 +80,12 @@ typedef struct {
 int cmd_ok(redisContext *rc, int argc, const char **argv, const size_t *lens,
            redisReply **keep);
 int cmd2(redisContext *rc, const char *c, const char *k, redisReply **keep);
+/* Two commands of two arguments each (c[0] k[0], c[1] k[1]) sent
+ * together, one round trip, each then as cmd2; both replies read
+ * whatever the first answered (the connection stays in step).  0 when
+ * neither failed (keep[i]: its reply), -1 (those that came freed). */
+int cmd2x2(redisContext *rc, const char *const c[2], const char *const k[2],
+           redisReply *keep[2]);
 /* The list id of the CRLs (arl: ARLs) of one CA key of an issuer
  * (jpki_crl_list_name: "<list tag>[.arl]").  0, -1. */
 int list_id(const jpki_issuer *is, const uint8_t key_hash[20], int arl,
@@ -104,6 +110,7 @@ typedef struct {
     size_t inflight;          /* commands sent whose replies are unread */
     long long sum;            /* sum of integer replies */
     unsigned long long sent;  /* commands sent in all */
+    size_t batch;             /* bytes sent at once (0: PIPE_BATCH) */
     int failed;               /* I/O failure or an error reply */
     char err[160];
 } pipe_t;

@@ -230,27 +230,79 @@ static int write_buckets(redisContext *rc, const char *lid, long long gen,
     return rc_;
 }
 
-/* The delta's commands queued in the transaction (HSET and HDEL per
- * bucket, pipelined): *nq of them.  0, -1 (said). */
-static int delta_queue(redisContext *rc, const char *lid, const delta_t *d,
-                       size_t *nq)
+/* A delta's commands are sent in batches this small: Redis queues the
+ * ones sent while the next are formatted (the 256 KiB of a full load's
+ * batch would leave it idle that long). */
+#define DELTA_BATCH (16 * 1024)
+
+/* The delta's commands (d, when not NULL), then the pointer's (SET km
+ * val, the record's HSET ki f, its HDEL of the loading fields), queued
+ * in the transaction MULTI opened, pipelined: one round trip for all,
+ * where each command waited for its QUEUED.  Per bucket, in the
+ * buckets' order: HDEL before HSET (a bucket never holds more fields
+ * than before or after the delta, so one at the limit stays a listpack;
+ * and Redis finds the bucket just changed in its cache).  *nq: the
+ * delta's commands.  0, -1 (said). */
+static int tx_queue(redisContext *rc, const char *lid, const delta_t *d,
+                    size_t *nq, const char *km, const char *val,
+                    const char *ki, const char *const *f, size_t nf)
 {
+    static const char *const loading[] = {"loading_gen", "loading_k",
+                                          "loading_since"};
     pipe_t p;
-    size_t i;
+    size_t i = 0, j = 0, k;
     int rc_ = 0;
 
     *nq = 0;
     pipe_init(&p, rc);
-    for (i = 0; i < d->put.n && rc_ == 0; (*nq)++) {
-        i = put_bucket(&p, "HSET", lid, d->gen, &d->sh, d->put.e, d->put.n, i);
+    p.batch = DELTA_BATCH;
+    while (d != NULL && rc_ == 0 && (i < d->put.n || j < d->del.n)) {
+        unsigned long bp = i < d->put.n ? jpki_crl_bucket(d->put.e[i].id,
+                                                           &d->sh)
+                                        : ULONG_MAX;
+        unsigned long bd = j < d->del.n ? jpki_crl_bucket(d->del.e[j].id,
+                                                           &d->sh)
+                                        : ULONG_MAX;
+
+        if (bd <= bp) {
+            j = put_bucket(&p, "HDEL", lid, d->gen, &d->sh, d->del.e,
+                           d->del.n, j);
+            rc_ = pipe_end(&p);
+            (*nq)++;
+        }
+        if (bp <= bd && rc_ == 0) {
+            i = put_bucket(&p, "HSET", lid, d->gen, &d->sh, d->put.e,
+                           d->put.n, i);
+            rc_ = pipe_end(&p);
+            (*nq)++;
+        }
+    }
+    if (rc_ == 0) {
+        pipe_begin(&p, 3);
+        pipe_arg_str(&p, "SET");
+        pipe_arg_str(&p, km);
+        pipe_arg_str(&p, val);
         rc_ = pipe_end(&p);
     }
-    for (i = 0; i < d->del.n && rc_ == 0; (*nq)++) {
-        i = put_bucket(&p, "HDEL", lid, d->gen, &d->sh, d->del.e, d->del.n, i);
+    if (rc_ == 0) {
+        pipe_begin(&p, 2 + nf);
+        pipe_arg_str(&p, "HSET");
+        pipe_arg_str(&p, ki);
+        for (k = 0; k < nf; k++)
+            pipe_arg_str(&p, f[k]);
+        rc_ = pipe_end(&p);
+    }
+    if (rc_ == 0) {
+        pipe_begin(&p, 5);
+        pipe_arg_str(&p, "HDEL");
+        pipe_arg_str(&p, ki);
+        for (k = 0; k < 3; k++)
+            pipe_arg_str(&p, loading[k]);
         rc_ = pipe_end(&p);
     }
     if (pipe_finish(&p) != 0 || rc_ != 0) {
-        say("%s", p.failed ? p.err : "redis: queueing the delta failed");
+        say("%s", p.failed ? p.err : "redis: queueing the transaction "
+            "failed");
         rc_ = -1;
     }
     pipe_free(&p);
@@ -308,7 +360,7 @@ static int switch_pointer(redisContext *rc, const char *lid,
 
     crl_key_meta(km, lid);
     crl_key_info(ki, lid);
-    if (jpki_crlptr_format(m, val, sizeof(val)) < 0 || 2 + 2 * nf > 64)
+    if (jpki_crlptr_format(m, val, sizeof(val)) < 0 || 2 * nf > 64)
         return -1;
     {
         const char *w[3] = {"WATCH", km, ki};
@@ -329,27 +381,12 @@ static int switch_pointer(redisContext *rc, const char *lid,
     if (cmd_ok(rc, 1, (const char *[]){"MULTI"}, NULL, NULL) != 0)
         goto fail;
     undo = "DISCARD";
-    if (d != NULL && delta_queue(rc, lid, d, &nq) != 0)
-        goto fail;
-    {
-        const char *s[3] = {"SET", km, val};
-        if (cmd_ok(rc, 3, s, NULL, NULL) != 0)
-            goto fail;
-    }
-    argv[n++] = "HSET";
-    argv[n++] = ki;
     for (i = 0; i < nf; i++) {
         argv[n++] = fields[i][0];
         argv[n++] = fields[i][1];
     }
-    if (cmd_ok(rc, (int)n, argv, NULL, NULL) != 0)
+    if (tx_queue(rc, lid, d, &nq, km, val, ki, argv, n) != 0)
         goto fail;
-    {
-        const char *h[5] = {"HDEL", ki, "loading_gen", "loading_k",
-                            "loading_since"};
-        if (cmd_ok(rc, 5, h, NULL, NULL) != 0)
-            goto fail;
-    }
     /* EXEC ends the transaction and the WATCH, whatever it answers */
     if (cmd_ok(rc, 1, (const char *[]){"EXEC"}, NULL, &r) != 0)
         return -1;
@@ -624,29 +661,33 @@ static int sync_verify(sync_run *r)
  * say so, once per run; the old list stays for older gates until purged. */
 static void old_layout_note(sync_run *r)
 {
-    char km[JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
-    redisReply *rep = NULL;
+    char km[2][JPKI_STORE_KEY_MAX + 1], key[JPKI_CRL_TAG_LEN + 1];
+    const char *get[2] = {"GET", "GET"}, *k[2] = {km[0], km[1]};
+    redisReply *rep[2];
     int per_key;
 
+    if (jpki_crl_key_tag(r->info.key_hash, key) != 0)
+        return;
+    for (per_key = 0; per_key < 2; per_key++)
+        snprintf(km[per_key], sizeof(km[0]), JPKI_STORE_PREFIX
+                 "crlmeta:%s%s%s%s", jpki_issuer_tag(r->info.issuer),
+                 per_key ? "." : "", per_key ? key : "",
+                 r->c->arl ? ".arl" : "");
+    if (cmd2x2(r->rc, get, k, rep) != 0)    /* both in one round trip */
+        return;
     for (per_key = 0; per_key < 2; per_key++) {
-        if (per_key && jpki_crl_key_tag(r->info.key_hash, key) != 0)
-            return;
-        snprintf(km, sizeof(km), JPKI_STORE_PREFIX "crlmeta:%s%s%s%s",
-                 jpki_issuer_tag(r->info.issuer), per_key ? "." : "",
-                 per_key ? key : "", r->c->arl ? ".arl" : "");
-        if (cmd2(r->rc, "GET", km, &rep) == 0
-            && rep->type == REDIS_REPLY_STRING)
+        if (rep[per_key]->type == REDIS_REPLY_STRING)
             say("note: the store holds a CRL of issuer %s in the layout of "
                 "an older jpkictl (%s: %s), which the gate no longer reads: "
                 "it now reads the list of the CA key that issued each "
                 "certificate, under its list tag, and fails closed "
                 "(revocation_unavailable) for a key without one.  Run crl "
                 "sync with the CRL of each CA key; `jpkictl purge "
-                "--revocation` then removes the old list", r->name, km,
-                per_key ? "a list per key named <issuer tag>.<key tag>"
-                        : "one list per issuer");
-        freeReplyObject(rep);
-        rep = NULL;
+                "--revocation` then removes the old list", r->name,
+                km[per_key], per_key
+                ? "a list per key named <issuer tag>.<key tag>"
+                : "one list per issuer");
+        freeReplyObject(rep[per_key]);
     }
 }
 
