@@ -599,7 +599,8 @@ static int shared_id(const crl_state *cs, const touch *t, size_t nt)
     for (i = 0; i < cs->h.n && !hit; i++) {
         const uint8_t *id = cs->recs + i * REC + DLEN;
 
-        __builtin_prefetch(id + AHEAD * REC);
+        if (i + AHEAD < cs->h.n)           /* within the mapping */
+            __builtin_prefetch(id + AHEAD * REC);
         hit = cs->matched[i]
               && (bits[id_bit(id) / 8] >> (id_bit(id) % 8) & 1)
               && key_in(t, nt, id_key(id));
