@@ -47,8 +47,8 @@ static const int kept_ops[] = {OSSL_OP_DIGEST, OSSL_OP_RAND,
 #define N_OPS (sizeof(kept_ops) / sizeof(kept_ops[0]))
 
 static OSSL_ALGORITHM kept[N_OPS][KEPT_MAX + 1];
-static OSSL_PROVIDER *deflt;      /* the default context's, for the process */
-static int kept_filled;
+static OSSL_PROVIDER *deflt;      /* the default context's, once kept[]
+                                     is filled from it */
 static OSSL_LIB_CTX *libctx;      /* written under mu, read atomically */
 static OSSL_PROVIDER *ours;       /* loaded in libctx */
 static unsigned holders;
@@ -143,7 +143,7 @@ static OSSL_LIB_CTX *make_libctx(void)
 {
     OSSL_LIB_CTX *lc;
 
-    if (!kept_filled) {
+    if (deflt == NULL) {
         if (!OSSL_PROVIDER_available(NULL, "default")
             || (deflt = OSSL_PROVIDER_load(NULL, "default")) == NULL)
             return NULL;
@@ -152,7 +152,6 @@ static OSSL_LIB_CTX *make_libctx(void)
             deflt = NULL;
             return NULL;
         }
-        kept_filled = 1;
     }
     if ((lc = OSSL_LIB_CTX_new()) == NULL)
         return NULL;
@@ -179,7 +178,8 @@ void jpki_libctx_release(void)
     if (holders > 0 && --holders == 0) {
         OSSL_LIB_CTX *lc = libctx;
         __atomic_store_n(&libctx, NULL, __ATOMIC_RELEASE);
-        OSSL_PROVIDER_unload(ours);
+        if (ours != NULL)       /* not when the context was not made */
+            OSSL_PROVIDER_unload(ours);
         ours = NULL;
         OSSL_LIB_CTX_free(lc);
     }
